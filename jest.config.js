@@ -1,0 +1,7 @@
+/** Tests are compiled by tsc (so they are type-checked) and run from dist/. */
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/dist/test'],
+  testMatch: ['**/*.test.js'],
+  testTimeout: 60000,
+};

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Makes SoftHSM2 tokens in an isolated directory with random PINs.
+#
+#   softhsm/make-tokens.sh DIR LABEL [LABEL ...]
+#
+# Writes DIR/softhsm2.conf (from softhsm2.conf.template), DIR/tokens/ and, per label,
+# DIR/pins/LABEL.pin and DIR/pins/LABEL.so-pin (mode 0600). Existing tokens are kept,
+# so re-running is safe. Prints the SOFTHSM2_CONF to export.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+[ $# -ge 2 ] || { echo "usage: $0 DIR LABEL [LABEL ...]" >&2; exit 2; }
+dir="$(mkdir -p "$1" && cd "$1" && pwd)"; shift
+case "$dir" in /var/lib/softhsm*) echo "refusing to use the system token directory $dir" >&2; exit 2;; esac
+command -v softhsm2-util >/dev/null || { echo "softhsm2-util not found: apt-get install softhsm2" >&2; exit 1; }
+umask 077
+mkdir -p "$dir/tokens" "$dir/pins"
+sed "s#@TOKENDIR@#$dir/tokens#" "$here/softhsm2.conf.template" > "$dir/softhsm2.conf"
+export SOFTHSM2_CONF="$dir/softhsm2.conf"
+random_pin() { od -An -N12 -tx1 /dev/urandom | tr -d ' \n'; }
+for label in "$@"; do
+  [[ "$label" =~ ^[A-Za-z0-9._-]{1,32}$ ]] || { echo "bad token label: $label" >&2; exit 2; }
+  if softhsm2-util --show-slots 2>/dev/null | grep -q "Label:[[:space:]]*$label[[:space:]]*$"; then
+    continue
+  fi
+  pin="$(random_pin)"; so_pin="$(random_pin)"
+  printf '%s' "$pin" > "$dir/pins/$label.pin"
+  printf '%s' "$so_pin" > "$dir/pins/$label.so-pin"
+  softhsm2-util --init-token --free --label "$label" --pin "$pin" --so-pin "$so_pin" >/dev/null
+done
+echo "$SOFTHSM2_CONF"

@@ -1,0 +1,86 @@
+/** How a failure should be handled: by the caller, by dropping a session, by resetting the device, or not at all. */
+export type ErrorClass = 'caller' | 'session' | 'device' | 'unsupported';
+
+export abstract class HsmError extends Error {
+  abstract readonly errorClass: ErrorClass;
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** A PKCS#11 return value, classified by the member's profile. */
+export class Pkcs11CallError extends HsmError {
+  constructor(
+    readonly errorClass: ErrorClass,
+    readonly ckr: string,
+    readonly operation: string,
+    readonly member: string,
+  ) {
+    super(`${operation} on ${member} failed: ${ckr}`);
+  }
+}
+
+export class ModuleLoadError extends HsmError {
+  readonly errorClass = 'device';
+  constructor(path: string, reason: string) {
+    super(`cannot load PKCS#11 module ${path}: ${reason}`);
+  }
+}
+
+export class TokenNotFoundError extends HsmError {
+  readonly errorClass = 'device';
+  constructor(label: string, present: string[]) {
+    super(`no token labelled "${label}"; tokens present: ${present.length ? present.map((l) => `"${l}"`).join(', ') : 'none'}`);
+  }
+}
+
+export class LoginError extends HsmError {
+  readonly errorClass = 'device';
+  constructor(token: string, reason: string) {
+    super(`login to token "${token}" failed: ${reason}`);
+  }
+}
+
+export class PoolExhaustedError extends HsmError {
+  readonly errorClass = 'session';
+  constructor(member: string, size: number, waitedMs: number) {
+    super(`session pool of ${member} exhausted: all ${size} sessions busy for ${waitedMs} ms`);
+  }
+}
+
+export class MemberUnavailableError extends HsmError {
+  readonly errorClass = 'device';
+  constructor(member: string, reason: string) {
+    super(`HSM member ${member} is unavailable: ${reason}`);
+  }
+}
+
+export class ClusterUnavailableError extends HsmError {
+  readonly errorClass = 'device';
+  constructor(cluster: string) {
+    super(`HSM cluster ${cluster} has no healthy member`);
+  }
+}
+
+export class UnsupportedError extends HsmError {
+  readonly errorClass = 'unsupported';
+}
+
+/** The wrapped material failed its MAC or binding check: it was altered or belongs elsewhere. Nothing was unwrapped. */
+export class MaterialIntegrityError extends HsmError {
+  readonly errorClass = 'caller';
+}
+
+/** Input that can never succeed: malformed record, wrong key type for the operation, bad sizes. */
+export class InvalidInputError extends HsmError {
+  readonly errorClass = 'caller';
+}
+
+export class DomainKeyError extends HsmError {
+  readonly errorClass = 'caller';
+}
+
+export class ConfigError extends HsmError {
+  readonly errorClass = 'caller';
+}

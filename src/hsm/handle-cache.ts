@@ -1,0 +1,73 @@
+/**
+ * Unwrapped key handles of one member: bounded LRU with TTL; evicted handles are destroyed;
+ * concurrent requests for the same key share one unwrap.
+ */
+export class HandleCache<H> {
+  private readonly entries = new Map<string, { handle: H; expires: number }>();
+  private readonly inflight = new Map<string, Promise<H>>();
+
+  constructor(
+    private readonly maxEntries: number,
+    private readonly ttlMs: number,
+    private readonly destroy: (handle: H) => void,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get(key: string): H | undefined {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    if (e.expires <= this.now()) {
+      this.evict(key);
+      return undefined;
+    }
+    this.entries.delete(key);
+    this.entries.set(key, e);
+    return e.handle;
+  }
+
+  async getOrLoad(key: string, load: () => Promise<H>): Promise<H> {
+    const hit = this.get(key);
+    if (hit !== undefined) return hit;
+    const pending = this.inflight.get(key);
+    if (pending) return pending;
+    const p = load().then(
+      (handle) => {
+        this.inflight.delete(key);
+        this.put(key, handle);
+        return handle;
+      },
+      (e: unknown) => {
+        this.inflight.delete(key);
+        throw e;
+      },
+    );
+    this.inflight.set(key, p);
+    return p;
+  }
+
+  put(key: string, handle: H): void {
+    if (this.entries.has(key)) this.evict(key);
+    this.entries.set(key, { handle, expires: this.now() + this.ttlMs });
+    while (this.entries.size > this.maxEntries) this.evict(this.entries.keys().next().value as string);
+  }
+
+  evict(key: string): void {
+    const e = this.entries.get(key);
+    if (!e) return;
+    this.entries.delete(key);
+    try {
+      this.destroy(e.handle);
+    } catch {
+      // the object may already be gone with its session
+    }
+  }
+
+  clear(destroy: boolean): void {
+    if (destroy) for (const key of [...this.entries.keys()]) this.evict(key);
+    this.entries.clear();
+  }
+}

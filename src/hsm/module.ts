@@ -1,0 +1,98 @@
+import * as pk from 'pkcs11js';
+import { existsSync } from 'node:fs';
+import { ModuleLoadError, TokenNotFoundError } from './errors';
+
+export interface ModuleSpec {
+  path: string;
+  /** Environment set just before C_Initialize (SoftHSM2 reads SOFTHSM2_CONF then). */
+  env?: Record<string, string>;
+  libraryParameters?: string;
+}
+
+export interface TokenSlot {
+  slot: pk.Handle;
+  label: string;
+  maxSessions: number;
+}
+
+/**
+ * One loaded and initialised PKCS#11 library. `generation` grows on every (re-)initialisation,
+ * so sessions and handles of an older generation are known to be dead.
+ */
+export class Pkcs11Module {
+  readonly api = new pk.PKCS11();
+  generation = 0;
+  private loaded = false;
+  private initialized = false;
+
+  constructor(readonly spec: ModuleSpec) {}
+
+  get isInitialized(): boolean {
+    return this.initialized;
+  }
+
+  initialize(): void {
+    if (this.initialized) return;
+    if (!this.loaded) {
+      if (!existsSync(this.spec.path)) throw new ModuleLoadError(this.spec.path, 'file not found');
+      try {
+        this.api.load(this.spec.path);
+      } catch (e) {
+        throw new ModuleLoadError(this.spec.path, (e as Error).message);
+      }
+      this.loaded = true;
+    }
+    for (const [k, v] of Object.entries(this.spec.env ?? {})) process.env[k] = v;
+    const options: pk.InitializationOptions = { flags: pk.CKF_OS_LOCKING_OK };
+    if (this.spec.libraryParameters) options.libraryParameters = this.spec.libraryParameters;
+    try {
+      this.api.C_Initialize(options);
+    } catch (e) {
+      if (!/CKR_CRYPTOKI_ALREADY_INITIALIZED/.test((e as Error).message)) throw e;
+    }
+    this.initialized = true;
+    this.generation++;
+  }
+
+  finalize(): void {
+    if (!this.initialized) return;
+    this.initialized = false;
+    try {
+      this.api.C_Finalize();
+    } catch {
+      // already gone: finalising is best effort
+    }
+  }
+
+  reinitialize(): void {
+    this.finalize();
+    this.initialize();
+  }
+
+  tokens(): TokenSlot[] {
+    return this.api.C_GetSlotList(true).map((slot) => {
+      const info = this.api.C_GetTokenInfo(slot);
+      return { slot, label: info.label.trim(), maxSessions: info.maxSessionCount };
+    });
+  }
+
+  findToken(label: string): TokenSlot {
+    const all = this.tokens();
+    const found = all.find((t) => t.label === label);
+    if (!found) throw new TokenNotFoundError(label, all.map((t) => t.label));
+    return found;
+  }
+}
+
+const modules = new Map<string, Pkcs11Module>();
+
+/** The same library with the same environment is loaded once per process and shared by its members. */
+export function openModule(spec: ModuleSpec): Pkcs11Module {
+  const key = JSON.stringify([spec.path, spec.env ?? {}, spec.libraryParameters ?? '']);
+  let mod = modules.get(key);
+  if (!mod) {
+    mod = new Pkcs11Module(spec);
+    modules.set(key, mod);
+  }
+  return mod;
+}

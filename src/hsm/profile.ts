@@ -1,0 +1,99 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { ConfigError, ErrorClass } from './errors';
+
+export type CallMode = 'sync' | 'async';
+export type OaepHash = 'sha1' | 'sha256';
+
+/** An error-class override: `code` returned during one of `during` operations is `errorClass`. */
+export interface ErrorOverride {
+  code: string;
+  during: string[];
+  errorClass: ErrorClass;
+}
+
+/** What one PKCS#11 implementation is and how it behaves; loaded from hsm-profiles/*.yaml. */
+export interface HsmProfile {
+  name: string;
+  description: string;
+  /** false for profiles written from vendor documentation and never run here. */
+  verified: boolean;
+  callMode: CallMode;
+  moduleHints: string[];
+  /** NSS-style library parameters; `{dir}` is replaced by the member's `moduleDir`. */
+  libraryParameters?: string;
+  maxSessions: number;
+  /** Mechanism id implementing RFC 5649 AES key wrap with padding. */
+  rfc5649Mechanism: number;
+  oaepHashes: OaepHash[];
+  /** CKM_ECDSA_SHA256 etc. usable; otherwise hash in software and sign with CKM_ECDSA. */
+  ecdsaWithHash: boolean;
+  /** Domain keys are cloned by the HSM family itself (e.g. Luna HA) instead of by wrap/unwrap. */
+  nativeCloning: boolean;
+  errorOverrides: ErrorOverride[];
+  notes: string[];
+}
+
+const ERROR_CLASSES: ErrorClass[] = ['caller', 'session', 'device', 'unsupported'];
+
+function field<T>(raw: Record<string, unknown>, name: string, check: (v: unknown) => v is T, source: string, fallback?: T): T {
+  const v = raw[name];
+  if (v === undefined && fallback !== undefined) return fallback;
+  if (!check(v)) throw new ConfigError(`${source}: field "${name}" is missing or has the wrong type`);
+  return v;
+}
+const isString = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
+const isBool = (v: unknown): v is boolean => typeof v === 'boolean';
+const isInt = (v: unknown): v is number => Number.isInteger(v) && (v as number) > 0;
+const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+
+export function parseProfile(text: string, source: string): HsmProfile {
+  const raw = parse(text) as Record<string, unknown> | null;
+  if (!raw || typeof raw !== 'object') throw new ConfigError(`${source}: not a YAML mapping`);
+  const callMode = field(raw, 'callMode', isString, source);
+  if (callMode !== 'sync' && callMode !== 'async') throw new ConfigError(`${source}: callMode must be sync or async`);
+  const oaep = field(raw, 'oaepHashes', isStrings, source);
+  if (!oaep.every((h) => h === 'sha1' || h === 'sha256')) throw new ConfigError(`${source}: oaepHashes may hold sha1 and sha256 only`);
+  const overrides = field(raw, 'errorOverrides', (v): v is unknown[] => Array.isArray(v), source, []);
+  return {
+    name: field(raw, 'name', isString, source),
+    description: field(raw, 'description', isString, source),
+    verified: field(raw, 'verified', isBool, source),
+    callMode,
+    moduleHints: field(raw, 'moduleHints', isStrings, source),
+    libraryParameters: raw.libraryParameters === undefined ? undefined : field(raw, 'libraryParameters', isString, source),
+    maxSessions: field(raw, 'maxSessions', isInt, source),
+    rfc5649Mechanism: field(raw, 'rfc5649Mechanism', isInt, source),
+    oaepHashes: oaep as OaepHash[],
+    ecdsaWithHash: field(raw, 'ecdsaWithHash', isBool, source),
+    nativeCloning: field(raw, 'nativeCloning', isBool, source, false),
+    errorOverrides: overrides.map((o, i) => parseOverride(o, `${source} errorOverrides[${i}]`)),
+    notes: field(raw, 'notes', isStrings, source, []),
+  };
+}
+
+function parseOverride(o: unknown, source: string): ErrorOverride {
+  if (!o || typeof o !== 'object') throw new ConfigError(`${source}: not a mapping`);
+  const r = o as Record<string, unknown>;
+  const errorClass = field(r, 'errorClass', isString, source);
+  if (!ERROR_CLASSES.includes(errorClass as ErrorClass)) throw new ConfigError(`${source}: errorClass must be one of ${ERROR_CLASSES.join(', ')}`);
+  return { code: field(r, 'code', isString, source), during: field(r, 'during', isStrings, source), errorClass: errorClass as ErrorClass };
+}
+
+export const PROFILE_DIR = join(__dirname, '..', '..', '..', 'hsm-profiles');
+
+export function loadProfiles(dir = PROFILE_DIR): Map<string, HsmProfile> {
+  const profiles = new Map<string, HsmProfile>();
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort()) {
+    const profile = parseProfile(readFileSync(join(dir, file), 'utf8'), file);
+    if (profiles.has(profile.name)) throw new ConfigError(`${file}: duplicate profile name ${profile.name}`);
+    profiles.set(profile.name, profile);
+  }
+  return profiles;
+}
+
+/** One line per profile for operators; unverified profiles say so. */
+export function describeProfiles(profiles: Iterable<HsmProfile>): string[] {
+  return [...profiles].map((p) => `${p.name}\t${p.verified ? 'verified' : 'verified: false (from vendor documentation, never run here)'}\t${p.description}`);
+}

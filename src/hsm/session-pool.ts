@@ -1,0 +1,104 @@
+import { PoolExhaustedError } from './errors';
+
+interface Waiter<S> {
+  resolve(session: S): void;
+  reject(error: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * Sessions of one token: grown lazily up to `cap`, handed out one caller at a time; when all are
+ * busy a caller waits at most `waitMs` and then gets PoolExhaustedError.
+ */
+export class SessionPool<S> {
+  private readonly idle: S[] = [];
+  private readonly waiters: Waiter<S>[] = [];
+  private open = 0;
+
+  constructor(
+    private readonly name: string,
+    private readonly openSession: () => S,
+    private readonly closeSession: (s: S) => void,
+    readonly cap: number,
+    private readonly waitMs: number,
+  ) {}
+
+  get size(): number {
+    return this.open;
+  }
+
+  get busy(): number {
+    return this.open - this.idle.length;
+  }
+
+  /** A session now, or undefined when a caller would have to wait. */
+  tryAcquire(): S | undefined {
+    const s = this.idle.pop();
+    if (s !== undefined) return s;
+    if (this.open < this.cap) {
+      const opened = this.openSession();
+      this.open++;
+      return opened;
+    }
+    return undefined;
+  }
+
+  acquire(): Promise<S> {
+    const s = this.tryAcquire();
+    if (s !== undefined) return Promise.resolve(s);
+    return new Promise<S>((resolve, reject) => {
+      const waiter: Waiter<S> = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.waiters.splice(this.waiters.indexOf(waiter), 1);
+          reject(new PoolExhaustedError(this.name, this.cap, this.waitMs));
+        }, this.waitMs),
+      };
+      this.waiters.push(waiter);
+    });
+  }
+
+  release(s: S): void {
+    const waiter = this.waiters.shift();
+    if (waiter) {
+      clearTimeout(waiter.timer);
+      waiter.resolve(s);
+    } else {
+      this.idle.push(s);
+    }
+  }
+
+  /** Drops a session after a session-level error; a waiter gets a fresh one if one can be opened. */
+  discard(s: S): void {
+    this.open--;
+    try {
+      this.closeSession(s);
+    } catch {
+      // the session is already unusable
+    }
+    const waiter = this.waiters[0];
+    if (waiter) {
+      try {
+        const fresh = this.tryAcquire();
+        if (fresh !== undefined) {
+          this.waiters.shift();
+          clearTimeout(waiter.timer);
+          waiter.resolve(fresh);
+        }
+      } catch {
+        // leave the waiter to its timeout
+      }
+    }
+  }
+
+  /** Forgets every session (the module was re-initialised, so they are gone); waiters fail now. */
+  reset(error: Error): void {
+    this.idle.length = 0;
+    this.open = 0;
+    for (const w of this.waiters.splice(0)) {
+      clearTimeout(w.timer);
+      w.reject(error);
+    }
+  }
+}
