@@ -23,6 +23,8 @@ export interface MemberOptions {
   profile: HsmProfile;
   module: ModuleSpec;
   tokenLabel: string;
+  /** Substituted for `{dir}` in the profile's libraryParameters (NSS: the database directory). */
+  moduleDir?: string;
   /** The resolved PIN; never logged, never in an error. */
   pin: string;
   maxSessions?: number;
@@ -87,6 +89,8 @@ export class HsmMember {
   lastError = 'not connected';
   capabilities: Capabilities | undefined;
   domain: DomainKeys | undefined;
+  /** Set when the token holds a broken set of domain keys (a ceremony interrupted half-way). */
+  domainProblem: string | undefined;
   /** Errors counted since the last successful probe; more than a few make the member DEGRADED. */
   recentErrors = 0;
   resets = 0;
@@ -105,7 +109,7 @@ export class HsmMember {
   constructor(private readonly options: MemberOptions) {
     this.id = options.id;
     this.profile = options.profile;
-    this.module = openModule({ ...options.module, libraryParameters: options.module.libraryParameters ?? options.profile.libraryParameters });
+    this.module = openModule({ ...options.module, libraryParameters: options.module.libraryParameters ?? options.profile.libraryParameters?.replace('{dir}', options.moduleDir ?? '') });
     this.api = this.module.api;
     this.calls = pkcs11Calls(this.api, options.profile.callMode);
     this.cache = new HandleCache<Handle>(options.handleCacheSize ?? 10_000, options.handleTtlMs ?? 15 * 60_000, (h) => this.destroyObject(h));
@@ -163,7 +167,7 @@ export class HsmMember {
       }
     }
     this.capabilities = deriveCapabilities(this.readMechanisms(), this.profile);
-    this.domain = this.findDomainKeys();
+    this.refreshDomainQuietly();
     this.state = 'ACTIVE';
     this.lastError = '';
     this.recentErrors = 0;
@@ -320,11 +324,14 @@ export class HsmMember {
     return { id: kekId, kek: kek[0], mac: mac[0] };
   }
 
-  /** Re-reads the token's domain keys (after a ceremony). */
-  refreshDomain(): DomainKeys | undefined {
-    this.ensureConnected();
-    this.domain = this.findDomainKeys();
-    return this.domain;
+  private refreshDomainQuietly(): void {
+    try {
+      this.domain = this.findDomainKeys();
+      this.domainProblem = undefined;
+    } catch (e) {
+      this.domain = undefined;
+      this.domainProblem = (e as Error).message;
+    }
   }
 
   /** Removes domain-key objects from this token; only used to repair a ceremony interrupted half-way. */
@@ -334,6 +341,7 @@ export class HsmMember {
         for (const h of this.find(s, [{ type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_LABEL, value: label }])) this.api.C_DestroyObject(s, h);
       }
       this.domain = undefined;
+      this.domainProblem = undefined;
     });
   }
 

@@ -1,0 +1,294 @@
+import { randomBytes } from 'node:crypto';
+import { Capabilities, intersectCapabilities, KeySpec, RsaPadding, SigningAlgorithm } from './capabilities';
+import { ClusterUnavailableError, DomainKeyError, HsmError, MaterialIntegrityError, MemberUnavailableError } from './errors';
+import { MaterialBinding, WrappedMaterial } from './material';
+import { GcmResult, HsmMember, MemberState } from './member';
+import { verifySignature } from './signature';
+
+export type ClusterKind = 'shared' | 'dedicated';
+
+export interface ClusterOptions {
+  id: string;
+  kind: ClusterKind;
+  /** Tenant ids owning a dedicated cluster; empty for the shared pool. */
+  owners: string[];
+  members: HsmMember[];
+  /** How long a member's probe result is reused. */
+  probeCacheMs?: number;
+  /** A probe slower than this marks the member DEGRADED. */
+  degradedLatencyMs?: number;
+}
+
+export interface MemberHealth {
+  id: string;
+  profile: string;
+  verifiedProfile: boolean;
+  token: string;
+  state: MemberState;
+  detail: string;
+  probeMs?: number;
+  sessions: { open: number; busy: number; cap: number };
+  cachedHandles: number;
+  resets: number;
+}
+
+export interface ClusterHealth {
+  id: string;
+  kind: ClusterKind;
+  state: MemberState;
+  members: MemberHealth[];
+}
+
+const CANARY_BINDING = (clusterId: string): MaterialBinding => ({ clusterId, keyId: 'kms-health-canary', keyVersion: 0, usage: 'HEALTH_PROBE' });
+
+/**
+ * A pool of HSM members that hold the same domain keys. Any healthy member serves any key;
+ * an operation that meets a device failure on one member is retried once on another.
+ * Nothing here is shared with other clusters.
+ */
+export class HsmCluster {
+  readonly id: string;
+  readonly kind: ClusterKind;
+  readonly owners: readonly string[];
+  readonly members: readonly HsmMember[];
+  private next = 0;
+  private canary: WrappedMaterial | undefined;
+  private readonly probes = new Map<string, { at: number; ms?: number; error?: string }>();
+
+  constructor(private readonly options: ClusterOptions) {
+    if (options.members.length === 0) throw new DomainKeyError(`cluster ${options.id} has no members`);
+    this.id = options.id;
+    this.kind = options.kind;
+    this.owners = options.owners;
+    this.members = options.members;
+  }
+
+  /** Connects every member; members that cannot connect start recovering in the background. */
+  start(): void {
+    for (const m of this.members) {
+      try {
+        m.connect();
+      } catch (e) {
+        m.fail((e as Error).message);
+      }
+    }
+    const ids = new Set(this.members.filter((m) => m.domain).map((m) => m.domain!.id.toString('hex')));
+    if (ids.size > 1) throw new DomainKeyError(`members of cluster ${this.id} hold different domain keys: run the ceremony again or fix the configuration`);
+  }
+
+  close(): void {
+    for (const m of this.members) m.close();
+  }
+
+  /** What every member can do (members never connected count as unknown and are skipped). */
+  get capabilities(): Capabilities {
+    return intersectCapabilities(this.members.flatMap((m) => (m.capabilities ? [m.capabilities] : [])));
+  }
+
+  private usable(): HsmMember[] {
+    return this.members.filter((m) => m.state !== 'UNAVAILABLE' && m.domain);
+  }
+
+  private pick(exclude?: HsmMember): HsmMember {
+    const candidates = this.usable().filter((m) => m !== exclude);
+    if (candidates.length === 0) throw new ClusterUnavailableError(this.id);
+    const active = candidates.filter((m) => m.state === 'ACTIVE');
+    const from = active.length > 0 ? active : candidates;
+    this.next = (this.next + 1) % 0x7fffffff;
+    return from[this.next % from.length];
+  }
+
+  /** Runs `op` on a healthy member; on a device-level failure, once more on another member. */
+  async run<T>(op: (m: HsmMember) => Promise<T>): Promise<T> {
+    const first = this.pick();
+    try {
+      return await op(first);
+    } catch (e) {
+      const deviceLevel = e instanceof MemberUnavailableError || (e instanceof HsmError && e.errorClass === 'device');
+      if (!deviceLevel) throw e;
+      let second: HsmMember;
+      try {
+        second = this.pick(first);
+      } catch {
+        throw e;
+      }
+      return op(second);
+    }
+  }
+
+  private check(material: WrappedMaterial, expected: MaterialBinding): void {
+    if (expected.clusterId !== this.id) throw new MaterialIntegrityError(`key material of cluster ${expected.clusterId} cannot be used on cluster ${this.id}`);
+    material.assertBinding(expected);
+  }
+
+  generate(spec: KeySpec, binding: MaterialBinding): Promise<WrappedMaterial> {
+    if (binding.clusterId !== this.id) return Promise.reject(new MaterialIntegrityError(`binding names cluster ${binding.clusterId}, not ${this.id}`));
+    return this.run((m) => m.generate(spec, binding));
+  }
+
+  encrypt(material: WrappedMaterial, expected: MaterialBinding, plaintext: Buffer, aad: Buffer): Promise<GcmResult> {
+    this.check(material, expected);
+    return this.run((m) => m.encryptGcm(material, plaintext, aad));
+  }
+
+  decrypt(material: WrappedMaterial, expected: MaterialBinding, input: GcmResult, aad: Buffer): Promise<Buffer> {
+    this.check(material, expected);
+    return this.run((m) => m.decryptGcm(material, input, aad));
+  }
+
+  sign(material: WrappedMaterial, expected: MaterialBinding, algorithm: SigningAlgorithm, input: { message: Buffer } | { digest: Buffer }): Promise<Buffer> {
+    this.check(material, expected);
+    return this.run((m) => m.sign(material, algorithm, input));
+  }
+
+  /** Verification needs only the public key, so it runs in software against the record's SPKI. */
+  verify(material: WrappedMaterial, algorithm: SigningAlgorithm, input: { message: Buffer } | { digest: Buffer }, signature: Buffer): boolean {
+    return verifySignature(this.publicKey(material), algorithm, input, signature);
+  }
+
+  rsaDecrypt(material: WrappedMaterial, expected: MaterialBinding, padding: RsaPadding, ciphertext: Buffer): Promise<Buffer> {
+    this.check(material, expected);
+    return this.run((m) => m.rsaDecrypt(material, padding, ciphertext));
+  }
+
+  publicKey(material: WrappedMaterial): Buffer {
+    if (material.publicKey.length === 0) throw new MaterialIntegrityError(`${material.spec} material has no public key`);
+    return material.publicKey;
+  }
+
+  random(length: number): Promise<Buffer> {
+    return this.run((m) => m.random(length));
+  }
+
+  /** An RSA-2048 key pair generated inside the cluster for wrapping imported material. */
+  createImportWrappingKey(binding: MaterialBinding): Promise<WrappedMaterial> {
+    return this.generate('RSA_2048', binding);
+  }
+
+  importKeyMaterial(
+    wrappingKey: WrappedMaterial,
+    wrappingBinding: MaterialBinding,
+    padding: RsaPadding,
+    encrypted: Buffer,
+    binding: MaterialBinding,
+  ): Promise<{ material: WrappedMaterial; checkValue: Buffer }> {
+    this.check(wrappingKey, wrappingBinding);
+    if (binding.clusterId !== this.id) return Promise.reject(new MaterialIntegrityError(`binding names cluster ${binding.clusterId}, not ${this.id}`));
+    return this.run((m) => m.importAes(wrappingKey, padding, encrypted, binding));
+  }
+
+  /** Drops cached handles of a key version on every member (after crypto-shred). */
+  forget(material: WrappedMaterial): void {
+    for (const m of this.members) m.evict(material);
+  }
+
+  /** Probes each member with a real GCM round trip on a canary key, reusing results for a few seconds. */
+  async health(): Promise<ClusterHealth> {
+    const now = Date.now();
+    const cacheMs = this.options.probeCacheMs ?? 5_000;
+    const slow = this.options.degradedLatencyMs ?? 250;
+    if (!this.canary && this.usable().length > 0) {
+      try {
+        this.canary = await this.generate('AES_256', CANARY_BINDING(this.id));
+      } catch {
+        // reported through the members' states below
+      }
+    }
+    const members: MemberHealth[] = [];
+    for (const m of this.members) {
+      let probe = this.probes.get(m.id);
+      if (!probe || now - probe.at >= cacheMs) {
+        probe = { at: now };
+        if (m.state === 'UNAVAILABLE') probe.error = m.lastError;
+        else if (!m.domain) probe.error = m.domainProblem ?? 'no domain keys: run cluster add-member';
+        else if (!this.canary) probe.error = 'no canary key could be made';
+        else {
+          try {
+            probe.ms = await m.probe(this.canary);
+          } catch (e) {
+            probe.error = (e as Error).message;
+          }
+        }
+        this.probes.set(m.id, probe);
+        if (probe.error === undefined) m.recentErrors = 0;
+      }
+      const state: MemberState = probe.error !== undefined || m.state === 'UNAVAILABLE' ? 'UNAVAILABLE' : (probe.ms ?? 0) > slow || m.recentErrors > 0 ? 'DEGRADED' : 'ACTIVE';
+      members.push({
+        id: m.id,
+        profile: m.profile.name,
+        verifiedProfile: m.profile.verified,
+        token: m.tokenLabel,
+        state,
+        detail: probe.error ?? (state === 'DEGRADED' ? `probe ${probe.ms?.toFixed(1)} ms, ${m.recentErrors} recent errors` : 'ok'),
+        probeMs: probe.ms,
+        sessions: m.sessions,
+        cachedHandles: m.cachedHandles,
+        resets: m.resets,
+      });
+    }
+    const up = members.filter((m) => m.state !== 'UNAVAILABLE').length;
+    const state: MemberState = up === 0 ? 'UNAVAILABLE' : members.every((m) => m.state === 'ACTIVE') ? 'ACTIVE' : 'DEGRADED';
+    return { id: this.id, kind: this.kind, state, members };
+  }
+
+  /** Forces the next health() to probe again. */
+  invalidateProbes(): void {
+    this.probes.clear();
+  }
+
+  /**
+   * Domain-key ceremony (`kmsctl cluster init`): the first member holding domain keys (or, if none
+   * does, the first member, which generates them) is the source; every other member receives a copy.
+   * Safe to re-run.
+   */
+  async initDomain(): Promise<{ domainId: string; generated: boolean; copiedTo: string[] }> {
+    const unreachable = this.members.filter((m) => m.state === 'UNAVAILABLE');
+    if (unreachable.length) throw new DomainKeyError(`cannot run the ceremony while members are unavailable: ${unreachable.map((m) => `${m.id} (${m.lastError})`).join('; ')}`);
+    const holders = this.members.filter((m) => m.domain);
+    const ids = new Set(holders.map((m) => m.domain!.id.toString('hex')));
+    if (ids.size > 1) throw new DomainKeyError(`members of cluster ${this.id} already hold different domain keys (${[...ids].join(', ')}); refusing to choose`);
+    let source = holders[0];
+    let generated = false;
+    if (!source) {
+      source = this.members[0];
+      if (source.domainProblem) await source.removeDomainKeys();
+      await source.generateDomainKeys(randomBytes(16));
+      generated = true;
+    }
+    const copiedTo: string[] = [];
+    for (const m of this.members) {
+      if (m !== source && (await addMemberFrom(source, m))) copiedTo.push(m.id);
+    }
+    this.canary = undefined;
+    return { domainId: source.domain!.id.toString('hex'), generated, copiedTo };
+  }
+
+  /** `kmsctl cluster add-member`: copies the domain keys into `member` (already one of this cluster's members). */
+  async addMember(member: HsmMember): Promise<boolean> {
+    const source = this.members.find((m) => m !== member && m.domain && m.state !== 'UNAVAILABLE');
+    if (!source) throw new DomainKeyError(`cluster ${this.id} has no reachable member holding domain keys: run cluster init`);
+    return addMemberFrom(source, member);
+  }
+}
+
+/** Copies source's domain keys into target under a transport key generated inside target; true if copied. */
+async function addMemberFrom(source: HsmMember, target: HsmMember): Promise<boolean> {
+  const domain = source.domain!;
+  if (target.domain) {
+    const same = target.domain.id.equals(domain.id) && (await target.domainFingerprint()).equals(await source.domainFingerprint());
+    if (same) return false;
+    throw new DomainKeyError(`token "${target.tokenLabel}" of member ${target.id} already holds different domain keys (domain ${target.domain.id.toString('hex')}); refusing to add it`);
+  }
+  if (target.domainProblem) await target.removeDomainKeys();
+  if (source.profile.nativeCloning && target.profile.nativeCloning) {
+    throw new DomainKeyError(`member ${target.id}: its HSM family clones keys natively; clone the domain keys with the vendor's tools, then re-run`);
+  }
+  const transport = await target.createTransportKey();
+  const wrapped = await source.exportDomainKeys(transport.modulus, transport.exponent);
+  await target.importDomainKeys(transport, wrapped);
+  if (!(await target.domainFingerprint()).equals(await source.domainFingerprint())) {
+    await target.removeDomainKeys();
+    throw new DomainKeyError(`copy of the domain keys into ${target.id} does not match the source; removed it`);
+  }
+  return true;
+}
