@@ -3,7 +3,6 @@ import { Capabilities, intersectCapabilities, KeySpec, RsaPadding, SigningAlgori
 import { ClusterUnavailableError, DomainKeyError, HsmError, MaterialIntegrityError, MemberUnavailableError } from './errors';
 import { MaterialBinding, WrappedMaterial } from './material';
 import { GcmResult, HsmMember, MemberState } from './member';
-import { verifySignature } from './signature';
 
 export type ClusterKind = 'shared' | 'dedicated';
 
@@ -121,32 +120,32 @@ export class HsmCluster {
     material.assertBinding(expected);
   }
 
-  generate(spec: KeySpec, binding: MaterialBinding): Promise<WrappedMaterial> {
-    if (binding.clusterId !== this.id) return Promise.reject(new MaterialIntegrityError(`binding names cluster ${binding.clusterId}, not ${this.id}`));
+  async generate(spec: KeySpec, binding: MaterialBinding): Promise<WrappedMaterial> {
+    if (binding.clusterId !== this.id) throw new MaterialIntegrityError(`binding names cluster ${binding.clusterId}, not ${this.id}`);
     return this.run((m) => m.generate(spec, binding));
   }
 
-  encrypt(material: WrappedMaterial, expected: MaterialBinding, plaintext: Buffer, aad: Buffer): Promise<GcmResult> {
+  async encrypt(material: WrappedMaterial, expected: MaterialBinding, plaintext: Buffer, aad: Buffer): Promise<GcmResult> {
     this.check(material, expected);
     return this.run((m) => m.encryptGcm(material, plaintext, aad));
   }
 
-  decrypt(material: WrappedMaterial, expected: MaterialBinding, input: GcmResult, aad: Buffer): Promise<Buffer> {
+  async decrypt(material: WrappedMaterial, expected: MaterialBinding, input: GcmResult, aad: Buffer): Promise<Buffer> {
     this.check(material, expected);
     return this.run((m) => m.decryptGcm(material, input, aad));
   }
 
-  sign(material: WrappedMaterial, expected: MaterialBinding, algorithm: SigningAlgorithm, input: { message: Buffer } | { digest: Buffer }): Promise<Buffer> {
+  async sign(material: WrappedMaterial, expected: MaterialBinding, algorithm: SigningAlgorithm, input: { message: Buffer } | { digest: Buffer }): Promise<Buffer> {
     this.check(material, expected);
     return this.run((m) => m.sign(material, algorithm, input));
   }
 
-  /** Verification needs only the public key, so it runs in software against the record's SPKI. */
-  verify(material: WrappedMaterial, algorithm: SigningAlgorithm, input: { message: Buffer } | { digest: Buffer }, signature: Buffer): boolean {
-    return verifySignature(this.publicKey(material), algorithm, input, signature);
+  /** Verifies inside the HSM with the record's public key (no private key is unwrapped). */
+  async verify(material: WrappedMaterial, algorithm: SigningAlgorithm, input: { message: Buffer } | { digest: Buffer }, signature: Buffer): Promise<boolean> {
+    return this.run((m) => m.verify(this.publicKey(material), material.spec, algorithm, input, signature));
   }
 
-  rsaDecrypt(material: WrappedMaterial, expected: MaterialBinding, padding: RsaPadding, ciphertext: Buffer): Promise<Buffer> {
+  async rsaDecrypt(material: WrappedMaterial, expected: MaterialBinding, padding: RsaPadding, ciphertext: Buffer): Promise<Buffer> {
     this.check(material, expected);
     return this.run((m) => m.rsaDecrypt(material, padding, ciphertext));
   }
@@ -165,7 +164,7 @@ export class HsmCluster {
     return this.generate('RSA_2048', binding);
   }
 
-  importKeyMaterial(
+  async importKeyMaterial(
     wrappingKey: WrappedMaterial,
     wrappingBinding: MaterialBinding,
     padding: RsaPadding,
@@ -173,7 +172,7 @@ export class HsmCluster {
     binding: MaterialBinding,
   ): Promise<{ material: WrappedMaterial; checkValue: Buffer }> {
     this.check(wrappingKey, wrappingBinding);
-    if (binding.clusterId !== this.id) return Promise.reject(new MaterialIntegrityError(`binding names cluster ${binding.clusterId}, not ${this.id}`));
+    if (binding.clusterId !== this.id) throw new MaterialIntegrityError(`binding names cluster ${binding.clusterId}, not ${this.id}`);
     return this.run((m) => m.importAes(wrappingKey, padding, encrypted, binding));
   }
 

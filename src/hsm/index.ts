@@ -5,4 +5,3 @@ export * from './material';
 export * from './member';
 export * from './cluster';
 export * from './config';
-export { verifySignature } from './signature';

@@ -1,4 +1,4 @@
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { KeySpec } from './capabilities';
 import { InvalidInputError, MaterialIntegrityError } from './errors';
 
@@ -16,7 +16,7 @@ export interface MaterialBinding {
  * `toBuffer()` and hand back `WrappedMaterial.fromBuffer()`.
  */
 export class WrappedMaterial {
-  /** Identifies this exact record (its MAC); used as the handle-cache key. */
+  /** Digest of every byte of this record: the handle-cache key, so an altered record never hits a cached handle. */
   readonly cacheKey: string;
 
   constructor(
@@ -27,7 +27,7 @@ export class WrappedMaterial {
     readonly publicKey: Buffer,
     readonly mac: Buffer,
   ) {
-    this.cacheKey = mac.toString('base64');
+    this.cacheKey = createHash('sha256').update(this.toBuffer()).digest('base64');
   }
 
   /** The bytes the MAC covers. */

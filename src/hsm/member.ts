@@ -12,7 +12,7 @@ import { ModuleSpec, openModule, Pkcs11Module } from './module';
 import { Pkcs11Calls, pkcs11Calls } from './pkcs11-call';
 import type { HsmProfile } from './profile';
 import { SessionPool } from './session-pool';
-import { EC_CURVES, ecdsaRawToDer, ecSpki, rsaSpki, SHA256_DIGEST_INFO } from './spki';
+import { EC_CURVES, ecdsaDerToRaw, ecdsaRawToDer, ecSpki, publicKeyTemplate, rsaSpki, SHA256_DIGEST_INFO } from './spki';
 
 type Handle = pk.Handle;
 
@@ -233,7 +233,7 @@ export class HsmMember {
   private toHsmError(e: unknown, operation: string): HsmError {
     if (e instanceof HsmError) return e;
     const ckr = ckrName(e);
-    if (!ckr) return new Pkcs11CallError('device', 'native error', operation, this.id);
+    if (!ckr) return new InvalidInputError(`${operation} on ${this.id} rejected its arguments: ${e instanceof Error ? e.message : String(e)}`);
     return new Pkcs11CallError(classifyError(ckr, operation, this.profile.errorOverrides), ckr, operation, this.id);
   }
 
@@ -318,8 +318,9 @@ export class HsmMember {
     if (kek.length !== 1 || mac.length !== 1) {
       throw new DomainKeyError(`token "${this.tokenLabel}" holds an incomplete or duplicated set of domain keys (${kek.length} KEK, ${mac.length} MAC)`);
     }
-    const id = (h: Handle) => this.api.C_GetAttributeValue(s, h, [{ type: pk.CKA_ID }])[0].value as Buffer;
-    const kekId = id(kek[0]);
+    // CKA_ID is the domain id plus "K" or "M": NSS softokn keeps one token key per CKA_ID.
+    const id = (h: Handle) => (this.api.C_GetAttributeValue(s, h, [{ type: pk.CKA_ID }])[0].value as Buffer).subarray(0, -1);
+    const kekId = Buffer.from(id(kek[0]));
     if (!kekId.equals(id(mac[0]))) throw new DomainKeyError(`token "${this.tokenLabel}" holds domain keys of two different domains`);
     return { id: kekId, kek: kek[0], mac: mac[0] };
   }
@@ -355,7 +356,7 @@ export class HsmMember {
     return [
       { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
       { type: pk.CKA_TOKEN, value: token }, { type: pk.CKA_PRIVATE, value: true }, { type: pk.CKA_LABEL, value: DOMAIN_KEK_LABEL },
-      { type: pk.CKA_ID, value: id }, { type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_EXTRACTABLE, value: true },
+      { type: pk.CKA_ID, value: Buffer.concat([id, Buffer.from('K')]) }, { type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_EXTRACTABLE, value: true },
       { type: pk.CKA_WRAP, value: true }, { type: pk.CKA_UNWRAP, value: true },
       { type: pk.CKA_ENCRYPT, value: false }, { type: pk.CKA_DECRYPT, value: false },
     ];
@@ -365,7 +366,7 @@ export class HsmMember {
     return [
       { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_GENERIC_SECRET },
       { type: pk.CKA_TOKEN, value: token }, { type: pk.CKA_PRIVATE, value: true }, { type: pk.CKA_LABEL, value: DOMAIN_MAC_LABEL },
-      { type: pk.CKA_ID, value: id }, { type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_EXTRACTABLE, value: true },
+      { type: pk.CKA_ID, value: Buffer.concat([id, Buffer.from('M')]) }, { type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_EXTRACTABLE, value: true },
       { type: pk.CKA_SIGN, value: true }, { type: pk.CKA_VERIFY, value: true },
     ];
   }
@@ -571,7 +572,7 @@ export class HsmMember {
   }
 
   private gcm(iv: Buffer, aad: Buffer): pk.Mechanism {
-    return { mechanism: pk.CKM_AES_GCM, parameter: { type: pk.CK_PARAMS_AES_GCM, iv, aad, ivBits: iv.length * 8, tagBits: GCM_TAG_BYTES * 8 } as pk.AesGCM };
+    return { mechanism: pk.CKM_AES_GCM, parameter: { type: this.profile.gcmParams === 'v2.40' ? pk.CK_PARAMS_AES_GCM_v240 : pk.CK_PARAMS_AES_GCM, iv, aad, ivBits: iv.length * 8, tagBits: GCM_TAG_BYTES * 8 } as pk.AesGCM };
   }
 
   encryptGcm(material: WrappedMaterial, plaintext: Buffer, aad: Buffer): Promise<GcmResult> {
@@ -596,27 +597,54 @@ export class HsmMember {
     if (!list?.includes(name)) throw new UnsupportedError(`${name} is not supported by ${this.profile.name} token "${this.tokenLabel}"`);
   }
 
-  /** Signs a SHA-256/384 digest (computed by the caller or here from `message`). ECDSA signatures are DER. */
-  sign(material: WrappedMaterial, algorithm: SigningAlgorithm, input: { message: Buffer } | { digest: Buffer }): Promise<Buffer> {
+  /** The digest to sign or verify and the mechanism that does it (ECDSA: digest computed in software). */
+  private signingInput(spec: KeySpec, algorithm: SigningAlgorithm, input: { message: Buffer } | { digest: Buffer }): { digest: Buffer; mechanism: pk.Mechanism } {
     this.requireAlgorithm(this.capabilities?.signing, algorithm);
     const hash = algorithm === 'ECDSA_SHA_384' ? 'sha384' : 'sha256';
+    const size = hash === 'sha384' ? 48 : 32;
     const digest = 'digest' in input ? input.digest : createHash(hash).update(input.message).digest();
-    if (digest.length !== (hash === 'sha384' ? 48 : 32)) return Promise.reject(new InvalidInputError(`a ${hash.toUpperCase()} digest is ${hash === 'sha384' ? 48 : 32} bytes`));
-    const expectRsa = algorithm.startsWith('RSA') ? material.spec.startsWith('RSA') : material.spec.startsWith('EC');
-    if (!expectRsa || (algorithm === 'ECDSA_SHA_256' && material.spec !== 'EC_P256') || (algorithm === 'ECDSA_SHA_384' && material.spec !== 'EC_P384')) {
-      return Promise.reject(new InvalidInputError(`${algorithm} cannot be used with a ${material.spec} key`));
+    if (digest.length !== size) throw new InvalidInputError(`a ${hash.toUpperCase()} digest is ${size} bytes`);
+    const keyFits = algorithm.startsWith('RSA') ? spec.startsWith('RSA') : spec === (algorithm === 'ECDSA_SHA_256' ? 'EC_P256' : 'EC_P384');
+    if (!keyFits) throw new InvalidInputError(`${algorithm} cannot be used with a ${spec} key`);
+    if (algorithm === 'RSA_PKCS1_SHA_256') return { digest: Buffer.concat([SHA256_DIGEST_INFO, digest]), mechanism: { mechanism: pk.CKM_RSA_PKCS } };
+    if (algorithm === 'RSA_PSS_SHA_256') {
+      return { digest, mechanism: { mechanism: pk.CKM_RSA_PKCS_PSS, parameter: { type: pk.CK_PARAMS_RSA_PSS, hashAlg: pk.CKM_SHA256, mgf: pk.CKG_MGF1_SHA256, saltLen: 32 } as pk.RsaPSS } };
+    }
+    return { digest, mechanism: { mechanism: pk.CKM_ECDSA } };
+  }
+
+  /** Signs a SHA-256/384 digest (given, or computed here from `message`). ECDSA signatures are DER. */
+  sign(material: WrappedMaterial, algorithm: SigningAlgorithm, input: { message: Buffer } | { digest: Buffer }): Promise<Buffer> {
+    let prepared: { digest: Buffer; mechanism: pk.Mechanism };
+    try {
+      prepared = this.signingInput(material.spec, algorithm, input);
+    } catch (e) {
+      return Promise.reject(e);
     }
     return this.withKey(material, 'sign', async (s, key) => {
-      if (algorithm === 'RSA_PKCS1_SHA_256') {
-        this.api.C_SignInit(s, { mechanism: pk.CKM_RSA_PKCS }, key);
-        return Buffer.from(await this.calls.sign(s, Buffer.concat([SHA256_DIGEST_INFO, digest]), Buffer.alloc(512)));
+      this.api.C_SignInit(s, prepared.mechanism, key);
+      const sig = Buffer.from(await this.calls.sign(s, prepared.digest, Buffer.alloc(512)));
+      return algorithm.startsWith('ECDSA') ? ecdsaRawToDer(sig) : sig;
+    });
+  }
+
+  /** Verifies a signature inside the HSM with a session public-key object made from the SPKI. */
+  verify(spki: Buffer, spec: KeySpec, algorithm: SigningAlgorithm, input: { message: Buffer } | { digest: Buffer }, signature: Buffer): Promise<boolean> {
+    const { digest, mechanism } = this.signingInput(spec, algorithm, input);
+    const template = publicKeyTemplate(spki);
+    const raw = algorithm.startsWith('ECDSA') ? ecdsaDerToRaw(signature, KEY_SPEC[spec].kind === 'ec' && spec === 'EC_P384' ? 48 : 32) : signature;
+    if (!raw) return Promise.resolve(false);
+    return this.withSession('verify', (s) => {
+      const key = this.api.C_CreateObject(s, template);
+      try {
+        this.api.C_VerifyInit(s, mechanism, key);
+        return this.api.C_Verify(s, digest, raw);
+      } catch (e) {
+        if (/CKR_SIGNATURE_(INVALID|LEN_RANGE)/.test((e as Error).message)) return false;
+        throw e;
+      } finally {
+        this.api.C_DestroyObject(s, key);
       }
-      if (algorithm === 'RSA_PSS_SHA_256') {
-        this.api.C_SignInit(s, { mechanism: pk.CKM_RSA_PKCS_PSS, parameter: { type: pk.CK_PARAMS_RSA_PSS, hashAlg: pk.CKM_SHA256, mgf: pk.CKG_MGF1_SHA256, saltLen: 32 } as pk.RsaPSS }, key);
-        return Buffer.from(await this.calls.sign(s, digest, Buffer.alloc(512)));
-      }
-      this.api.C_SignInit(s, { mechanism: pk.CKM_ECDSA }, key);
-      return ecdsaRawToDer(Buffer.from(await this.calls.sign(s, digest, Buffer.alloc(132))));
     });
   }
 
@@ -645,13 +673,12 @@ export class HsmMember {
     return this.withKey(wrappingKey, 'import-unwrap', async (s, unwrapping) => {
       const key = await this.calls.unwrapKey(s, this.rsaMechanism(padding), unwrapping, encrypted, this.unwrapTemplate('AES_256', true));
       try {
-        const [len] = this.api.C_GetAttributeValue(s, key, [{ type: pk.CKA_VALUE_LEN }]);
-        const bytes = typeof len.value === 'number' ? len.value : (len.value as Buffer).readUIntLE(0, (len.value as Buffer).length);
-        if (bytes !== 32) throw new InvalidInputError(`imported key material must be 32 bytes (AES-256), got ${bytes}`);
         this.api.C_EncryptInit(s, { mechanism: pk.CKM_AES_ECB }, key);
         const block = Buffer.from(await this.calls.encrypt(s, Buffer.alloc(16), Buffer.alloc(16)));
         const checkValue = await this.hmac(s, domain.mac, Buffer.concat([Buffer.from('kms-key-check-value'), block]));
         const material = await this.seal(s, 'AES_256', binding, key, Buffer.alloc(0));
+        // RFC 5649 output is the key length plus 8: this is how the size is checked without reading the key.
+        if (material.wrapped.length !== 40) throw new InvalidInputError(`imported key material must be 32 bytes (AES-256), got ${material.wrapped.length - 8}`);
         return { material, checkValue };
       } finally {
         this.api.C_DestroyObject(s, key);

@@ -29,6 +29,8 @@ export interface HsmProfile {
   oaepHashes: OaepHash[];
   /** CKM_ECDSA_SHA256 etc. usable; otherwise hash in software and sign with CKM_ECDSA. */
   ecdsaWithHash: boolean;
+  /** Layout of CK_GCM_PARAMS the module expects: 'v2.20' (no ulIvBits) or 'v2.40' (with ulIvBits, as in v3.0). */
+  gcmParams: 'v2.20' | 'v2.40';
   /** Domain keys are cloned by the HSM family itself (e.g. Luna HA) instead of by wrap/unwrap. */
   nativeCloning: boolean;
   errorOverrides: ErrorOverride[];
@@ -68,9 +70,16 @@ export function parseProfile(text: string, source: string): HsmProfile {
     oaepHashes: oaep as OaepHash[],
     ecdsaWithHash: field(raw, 'ecdsaWithHash', isBool, source),
     nativeCloning: field(raw, 'nativeCloning', isBool, source, false),
+    gcmParams: gcmParamsOf(raw.gcmParams, source),
     errorOverrides: overrides.map((o, i) => parseOverride(o, `${source} errorOverrides[${i}]`)),
     notes: field(raw, 'notes', isStrings, source, []),
   };
+}
+
+function gcmParamsOf(v: unknown, source: string): 'v2.20' | 'v2.40' {
+  if (v === undefined || v === 'v2.20') return 'v2.20';
+  if (v === 'v2.40') return 'v2.40';
+  throw new ConfigError(`${source}: gcmParams must be v2.20 or v2.40`);
 }
 
 function parseOverride(o: unknown, source: string): ErrorOverride {

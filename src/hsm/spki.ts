@@ -1,4 +1,5 @@
 import { createPublicKey } from 'node:crypto';
+import * as pk from 'pkcs11js';
 import { InvalidInputError } from './errors';
 
 const b64url = (b: Buffer) => b.toString('base64url');
@@ -45,3 +46,38 @@ export function ecdsaRawToDer(raw: Buffer): Buffer {
 
 /** DER DigestInfo prefix for SHA-256 (RFC 8017 9.2), for CKM_RSA_PKCS signing of a digest. */
 export const SHA256_DIGEST_INFO = Buffer.from('3031300d060960864801650304020105000420', 'hex');
+
+/** DER SEQUENCE { r, s } back to fixed-size r||s; undefined when it is not a well-formed signature. */
+export function ecdsaDerToRaw(der: Buffer, size: number): Buffer | undefined {
+  try {
+    if (der[0] !== 0x30) return undefined;
+    let at = der[1] & 0x80 ? 2 + (der[1] & 0x7f) : 2;
+    const parts: Buffer[] = [];
+    for (let i = 0; i < 2; i++) {
+      if (der[at] !== 0x02) return undefined;
+      const len = der[at + 1];
+      let v = der.subarray(at + 2, at + 2 + len);
+      at += 2 + len;
+      while (v.length > size && v[0] === 0) v = v.subarray(1);
+      if (v.length > size) return undefined;
+      parts.push(Buffer.concat([Buffer.alloc(size - v.length), v]));
+    }
+    return at === der.length ? Buffer.concat(parts) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A session public-key object template for an SPKI (RSA or EC P-256/P-384). */
+export function publicKeyTemplate(spki: Buffer): pk.Template {
+  const jwk = createPublicKey({ key: spki, format: 'der', type: 'spki' }).export({ format: 'jwk' });
+  const common: pk.Template = [{ type: pk.CKA_CLASS, value: pk.CKO_PUBLIC_KEY }, { type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_VERIFY, value: true }];
+  if (jwk.kty === 'RSA') {
+    return [...common, { type: pk.CKA_KEY_TYPE, value: pk.CKK_RSA }, { type: pk.CKA_MODULUS, value: Buffer.from(jwk.n!, 'base64url') }, { type: pk.CKA_PUBLIC_EXPONENT, value: Buffer.from(jwk.e!, 'base64url') }];
+  }
+  const curve = jwk.crv as EcCurve;
+  if (!(curve in EC_CURVES)) throw new InvalidInputError(`unsupported public key curve ${jwk.crv}`);
+  const point = Buffer.concat([Buffer.from([0x04]), Buffer.from(jwk.x!, 'base64url'), Buffer.from(jwk.y!, 'base64url')]);
+  const octet = Buffer.concat([Buffer.from([0x04]), point.length < 128 ? Buffer.from([point.length]) : Buffer.from([0x81, point.length]), point]);
+  return [...common, { type: pk.CKA_KEY_TYPE, value: pk.CKK_EC }, { type: pk.CKA_EC_PARAMS, value: EC_CURVES[curve].oid }, { type: pk.CKA_EC_POINT, value: octet }];
+}

@@ -1,0 +1,75 @@
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { HsmMember, MemberOptions } from '../../src/hsm/member';
+import { loadProfiles, HsmProfile } from '../../src/hsm/profile';
+
+const ROOT = join(__dirname, '..', '..', '..');
+export const SOFTHSM_LIB = '/usr/lib/softhsm/libsofthsm2.so';
+export const NSS_LIB = '/usr/lib/x86_64-linux-gnu/libsoftokn3.so';
+export const profiles = loadProfiles(join(ROOT, 'hsm-profiles'));
+
+/** A temporary directory for one test file's tokens; `cleanup()` removes everything. */
+export class TokenLab {
+  readonly dir = mkdtempSync(join(tmpdir(), 'kms-hsm-test-'));
+  private members: HsmMember[] = [];
+
+  /**
+   * SoftHSM2 tokens in their own SOFTHSM2_CONF, loaded from a private copy of the library so that
+   * this token set is a separate module instance (it can be finalised without touching others).
+   */
+  softhsm(name: string, labels: string[], overrides: Partial<MemberOptions> = {}, profile: HsmProfile = profiles.get('softhsm2')!): HsmMember[] {
+    const dir = join(this.dir, name);
+    const conf = execFileSync(join(ROOT, 'softhsm', 'make-tokens.sh'), [dir, ...labels], { encoding: 'utf8' }).trim();
+    const lib = join(dir, 'libsofthsm2.so');
+    if (!existsSync(lib)) copyFileSync(SOFTHSM_LIB, lib);
+    return labels.map((label) =>
+      this.track(
+        new HsmMember({
+          id: `${name}-${label}`,
+          profile,
+          module: { path: lib, env: { SOFTHSM2_CONF: conf } },
+          tokenLabel: label,
+          pin: readFileSync(join(dir, 'pins', `${label}.pin`), 'utf8'),
+          backoffMs: [50, 400],
+          ...overrides,
+        }),
+      ),
+    );
+  }
+
+  tokenDir(name: string): string {
+    return join(this.dir, name, 'tokens');
+  }
+
+  nss(name: string, overrides: Partial<MemberOptions> = {}): HsmMember {
+    const dir = join(this.dir, name);
+    const db = execFileSync(join(ROOT, 'softhsm', 'make-nss-db.sh'), [dir], { encoding: 'utf8' }).trim();
+    return this.track(
+      new HsmMember({
+        id: name,
+        profile: profiles.get('nss-softokn')!,
+        module: { path: NSS_LIB },
+        moduleDir: db,
+        tokenLabel: 'NSS Certificate DB',
+        pin: readFileSync(join(dir, 'pins', 'nss.pin'), 'utf8'),
+        backoffMs: [50, 400],
+        ...overrides,
+      }),
+    );
+  }
+
+  private track(m: HsmMember): HsmMember {
+    this.members.push(m);
+    return m;
+  }
+
+  cleanup(): void {
+    for (const m of this.members) {
+      m.close();
+      m.module.finalize();
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
