@@ -33,7 +33,7 @@ export function deriveCapabilities(mechanisms: ReadonlyMap<number, MechanismFact
     return bits === undefined || (m.minKeySize <= bits && bits <= m.maxKeySize);
   };
   const rsaGen = (bits: number) => has(pk.CKM_RSA_PKCS_KEY_PAIR_GEN, pk.CKF_GENERATE_KEY_PAIR, bits);
-  const ecGen = (bits: number) => has(pk.CKM_EC_KEY_PAIR_GEN, pk.CKF_GENERATE_KEY_PAIR, bits) && has(pk.CKM_ECDSA, pk.CKF_SIGN, bits);
+  const ecGen = (bits: number) => profile.ecPrivateKeyUnwrap && has(pk.CKM_EC_KEY_PAIR_GEN, pk.CKF_GENERATE_KEY_PAIR, bits) && has(pk.CKM_ECDSA, pk.CKF_SIGN, bits);
   const spec: Record<KeySpec, boolean> = {
     AES_256: has(pk.CKM_AES_KEY_GEN, pk.CKF_GENERATE, 32) && has(pk.CKM_AES_GCM, pk.CKF_ENCRYPT | pk.CKF_DECRYPT),
     RSA_2048: rsaGen(2048),

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { Capabilities, intersectCapabilities, KeySpec, RsaPadding, SigningAlgorithm } from './capabilities';
-import { ClusterUnavailableError, DomainKeyError, HsmError, MaterialIntegrityError, MemberUnavailableError } from './errors';
+import { ClusterUnavailableError, DomainKeyError, HsmError, MaterialIntegrityError, MemberUnavailableError, UnsupportedError } from './errors';
 import { MaterialBinding, WrappedMaterial } from './material';
 import { GcmResult, HsmMember, MemberState } from './member';
+import { verifyInSoftware } from './signature';
 
 export type ClusterKind = 'shared' | 'dedicated';
 
@@ -120,7 +121,13 @@ export class HsmCluster {
     material.assertBinding(expected);
   }
 
+  /** Refuses what not every member can do, naming the cluster's limit. */
+  private require(list: readonly string[], name: string): void {
+    if (!list.includes(name)) throw new UnsupportedError(`${name} is not supported by every HSM of cluster ${this.id} (offered: ${list.join(', ') || 'none'})`);
+  }
+
   async generate(spec: KeySpec, binding: MaterialBinding): Promise<WrappedMaterial> {
+    this.require(this.capabilities.keySpecs, spec);
     if (binding.clusterId !== this.id) throw new MaterialIntegrityError(`binding names cluster ${binding.clusterId}, not ${this.id}`);
     return this.run((m) => m.generate(spec, binding));
   }
@@ -137,16 +144,24 @@ export class HsmCluster {
 
   async sign(material: WrappedMaterial, expected: MaterialBinding, algorithm: SigningAlgorithm, input: { message: Buffer } | { digest: Buffer }): Promise<Buffer> {
     this.check(material, expected);
+    this.require(this.capabilities.signing, algorithm);
     return this.run((m) => m.sign(material, algorithm, input));
   }
 
-  /** Verifies inside the HSM with the record's public key (no private key is unwrapped). */
+  /**
+   * Verification needs only the public key: done in software where Node can, otherwise (ECDSA over
+   * a bare digest) inside the HSM with a session public-key object. No private key is unwrapped.
+   */
   async verify(material: WrappedMaterial, algorithm: SigningAlgorithm, input: { message: Buffer } | { digest: Buffer }, signature: Buffer): Promise<boolean> {
-    return this.run((m) => m.verify(this.publicKey(material), material.spec, algorithm, input, signature));
+    const spki = this.publicKey(material);
+    const soft = verifyInSoftware(spki, algorithm, input, signature);
+    if (soft !== undefined) return soft;
+    return this.run((m) => m.verify(spki, material.spec, algorithm, input, signature));
   }
 
   async rsaDecrypt(material: WrappedMaterial, expected: MaterialBinding, padding: RsaPadding, ciphertext: Buffer): Promise<Buffer> {
     this.check(material, expected);
+    this.require(this.capabilities.rsaDecrypt, padding);
     return this.run((m) => m.rsaDecrypt(material, padding, ciphertext));
   }
 
@@ -172,6 +187,7 @@ export class HsmCluster {
     binding: MaterialBinding,
   ): Promise<{ material: WrappedMaterial; checkValue: Buffer }> {
     this.check(wrappingKey, wrappingBinding);
+    this.require(this.capabilities.importWrapping, padding);
     if (binding.clusterId !== this.id) throw new MaterialIntegrityError(`binding names cluster ${binding.clusterId}, not ${this.id}`);
     return this.run((m) => m.importAes(wrappingKey, padding, encrypted, binding));
   }

@@ -31,6 +31,8 @@ export interface HsmProfile {
   ecdsaWithHash: boolean;
   /** Layout of CK_GCM_PARAMS the module expects: 'v2.20' (no ulIvBits) or 'v2.40' (with ulIvBits, as in v3.0). */
   gcmParams: 'v2.20' | 'v2.40';
+  /** EC private keys can be unwrapped from RFC 5649 blobs; without it EC keys are not offered. */
+  ecPrivateKeyUnwrap: boolean;
   /** Domain keys are cloned by the HSM family itself (e.g. Luna HA) instead of by wrap/unwrap. */
   nativeCloning: boolean;
   errorOverrides: ErrorOverride[];
@@ -71,6 +73,7 @@ export function parseProfile(text: string, source: string): HsmProfile {
     ecdsaWithHash: field(raw, 'ecdsaWithHash', isBool, source),
     nativeCloning: field(raw, 'nativeCloning', isBool, source, false),
     gcmParams: gcmParamsOf(raw.gcmParams, source),
+    ecPrivateKeyUnwrap: field(raw, 'ecPrivateKeyUnwrap', isBool, source, true),
     errorOverrides: overrides.map((o, i) => parseOverride(o, `${source} errorOverrides[${i}]`)),
     notes: field(raw, 'notes', isStrings, source, []),
   };

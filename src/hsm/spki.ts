@@ -71,7 +71,7 @@ export function ecdsaDerToRaw(der: Buffer, size: number): Buffer | undefined {
 /** A session public-key object template for an SPKI (RSA or EC P-256/P-384). */
 export function publicKeyTemplate(spki: Buffer): pk.Template {
   const jwk = createPublicKey({ key: spki, format: 'der', type: 'spki' }).export({ format: 'jwk' });
-  const common: pk.Template = [{ type: pk.CKA_CLASS, value: pk.CKO_PUBLIC_KEY }, { type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_VERIFY, value: true }];
+  const common: pk.Template = [{ type: pk.CKA_CLASS, value: pk.CKO_PUBLIC_KEY }, { type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_VERIFY, value: true }, { type: pk.CKA_ENCRYPT, value: false }];
   if (jwk.kty === 'RSA') {
     return [...common, { type: pk.CKA_KEY_TYPE, value: pk.CKK_RSA }, { type: pk.CKA_MODULUS, value: Buffer.from(jwk.n!, 'base64url') }, { type: pk.CKA_PUBLIC_EXPONENT, value: Buffer.from(jwk.e!, 'base64url') }];
   }
