@@ -94,6 +94,8 @@ export class HsmMember {
   /** Errors counted since the last successful probe; more than a few make the member DEGRADED. */
   recentErrors = 0;
   resets = 0;
+  /** Operations completed on this member (for metrics and for seeing where work goes). */
+  operations = 0;
 
   private readonly api: pk.PKCS11;
   private readonly calls: Pkcs11Calls;
@@ -102,6 +104,7 @@ export class HsmMember {
   private keeper: Handle | undefined;
   private keeperQueue: Promise<unknown> = Promise.resolve();
   private generation = -1;
+  private reconnectFailed = false;
   private recovery: NodeJS.Timeout | undefined;
   private backoff: number;
   private closed = false;
@@ -216,12 +219,15 @@ export class HsmMember {
     this.recovery = setTimeout(() => {
       this.recovery = undefined;
       try {
-        if (this.module.generation === this.generation) {
+        // Re-initialise unless another member of the same module already did since we failed.
+        if (this.module.generation === this.generation || this.reconnectFailed) {
           this.module.reinitialize();
           this.resets++;
         }
         this.connect();
+        this.reconnectFailed = false;
       } catch (e) {
+        this.reconnectFailed = true;
         this.lastError = e instanceof Error ? e.message : String(e);
         this.backoff = Math.min(this.backoff * 2, this.backoffRange[1]);
         this.scheduleRecovery();
@@ -258,6 +264,7 @@ export class HsmMember {
       throw err;
     }
     this.pool.release(s);
+    this.operations++;
     return result;
   }
 

@@ -1,0 +1,35 @@
+# make test  : install what is missing (apt packages, npm ci), build, run every test
+# make run   : arrives with the API server (issue #4); prints how things stand until then
+# make bench : HSM-layer benchmark (npm run bench:hsm)
+SHELL := /bin/bash
+APT_PACKAGES := softhsm2 libnss3 libnss3-tools opensc redis-server
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: deps build test run bench clean
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi
+
+build: deps
+	npx tsc -p tsconfig.json
+
+test: build
+	@rm -f dist/jest-results.json
+	npx jest --json --outputFile=dist/jest-results.json; status=$$?; \
+	node -e 'const r=require("./dist/jest-results.json");console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed`)'; \
+	exit $$status
+
+run:
+	@echo "make run arrives with the API server (issue #4). Today this repository holds the HSM layer: see README.md."
+	@exit 2
+
+bench: build
+	node dist/scripts/bench-hsm.js
+
+clean:
+	rm -rf dist

@@ -1,0 +1,162 @@
+import { renameSync } from 'node:fs';
+import { HsmCluster } from '../../src/hsm/cluster';
+import { LoginError, ModuleLoadError, TokenNotFoundError } from '../../src/hsm/errors';
+import { MaterialBinding, WrappedMaterial } from '../../src/hsm/material';
+import { HsmMember } from '../../src/hsm/member';
+import { profiles, TokenLab } from '../support/tokens';
+
+const bind = (keyId: string): MaterialBinding => ({ clusterId: 'fo', keyId, keyVersion: 1, usage: 'ENCRYPT_DECRYPT' });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(cond: () => boolean | Promise<boolean>, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('condition not reached in time');
+    await sleep(25);
+  }
+}
+
+describe('two-member cluster: each member its own module instance (own library copy, own SOFTHSM2_CONF)', () => {
+  let lab: TokenLab;
+  let a: HsmMember;
+  let b: HsmMember;
+  let cluster: HsmCluster;
+  let key: WrappedMaterial;
+
+  beforeAll(async () => {
+    lab = new TokenLab();
+    [a] = lab.softhsm('a', ['tok-a']);
+    [b] = lab.softhsm('b', ['tok-b']);
+    expect(a.module).not.toBe(b.module);
+    cluster = new HsmCluster({ id: 'fo', kind: 'dedicated', owners: ['1001'], members: [a, b], probeCacheMs: 0 });
+    cluster.start();
+    await cluster.initDomain();
+    key = await cluster.generate('AES_256', bind('k1'));
+  });
+  afterAll(() => lab.cleanup());
+
+  /** Encrypt+decrypt round trips, `concurrency` at a time, for `count` operations. */
+  async function load(count: number, concurrency: number, during?: (i: number) => void): Promise<{ ok: number; failed: number }> {
+    let ok = 0;
+    let failed = 0;
+    let next = 0;
+    const worker = async () => {
+      while (next < count) {
+        const i = next++;
+        during?.(i);
+        try {
+          const pt = Buffer.from(`op ${i}`);
+          const sealed = await cluster.encrypt(key, bind('k1'), pt, Buffer.alloc(0));
+          if ((await cluster.decrypt(key, bind('k1'), sealed, Buffer.alloc(0))).equals(pt)) ok++;
+          else failed++;
+        } catch {
+          failed++;
+        }
+        if (i % 50 === 0) await sleep(0);
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+    return { ok, failed };
+  }
+
+  test('member A fails mid-run (module finalised, token gone): >= 99.9% succeed, cluster DEGRADED; A is used again when it returns', async () => {
+    expect((await cluster.health()).state).toBe('ACTIVE');
+    const tokens = lab.tokenDir('a');
+    const result = await load(4000, 8, (i) => {
+      if (i === 1000) {
+        renameSync(tokens, `${tokens}.gone`);
+        a.module.api.C_Finalize(); // the device goes away underneath the layer
+      }
+    });
+    expect(result.ok / 4000).toBeGreaterThanOrEqual(0.999);
+    expect(a.state).toBe('UNAVAILABLE');
+    const degraded = await cluster.health();
+    expect(degraded.state).toBe('DEGRADED');
+    expect(degraded.members.find((m) => m.id === a.id)!.state).toBe('UNAVAILABLE');
+    expect(degraded.members.find((m) => m.id === b.id)!.state).toBe('ACTIVE');
+
+    // While A is down it keeps retrying with backoff and fails, because its token is missing.
+    await sleep(300);
+    expect(a.state).toBe('UNAVAILABLE');
+    expect(a.lastError).toMatch(/tok-a|token|CKR_/);
+
+    renameSync(`${tokens}.gone`, tokens);
+    await until(() => a.state === 'ACTIVE', 10_000);
+    const before = a.operations;
+    const after = await load(400, 4);
+    expect(after.ok).toBe(400);
+    expect(a.operations).toBeGreaterThan(before);
+    expect((await cluster.health()).state).toBe('ACTIVE');
+  });
+
+  test('a cluster whose every member is gone says so; it serves again when one returns', async () => {
+    const tokensB = lab.tokenDir('b');
+    renameSync(tokensB, `${tokensB}.gone`);
+    b.module.api.C_Finalize();
+    const tokensA = lab.tokenDir('a');
+    renameSync(tokensA, `${tokensA}.gone`);
+    a.module.api.C_Finalize();
+    await expect(cluster.encrypt(key, bind('k1'), Buffer.from('x'), Buffer.alloc(0))).rejects.toThrow();
+    await expect(cluster.encrypt(key, bind('k1'), Buffer.from('x'), Buffer.alloc(0))).rejects.toThrow(/no healthy member/);
+    expect((await cluster.health()).state).toBe('UNAVAILABLE');
+    renameSync(`${tokensB}.gone`, tokensB);
+    await until(() => b.state === 'ACTIVE', 10_000);
+    const sealed = await cluster.encrypt(key, bind('k1'), Buffer.from('back'), Buffer.alloc(0));
+    expect((await cluster.decrypt(key, bind('k1'), sealed, Buffer.alloc(0))).toString()).toBe('back');
+    renameSync(`${tokensA}.gone`, tokensA);
+    await until(() => a.state === 'ACTIVE', 10_000);
+  });
+
+  test('adding a member whose token holds different domain keys is refused', async () => {
+    const [c] = lab.softhsm('c', ['tok-c']);
+    const other = new HsmCluster({ id: 'other', kind: 'shared', owners: [], members: [c] });
+    other.start();
+    await other.initDomain();
+    const mixed = new HsmCluster({ id: 'fo', kind: 'dedicated', owners: ['1001'], members: [a, c] });
+    await expect(mixed.addMember(c)).rejects.toThrow(/already holds different domain keys/);
+    expect(() => mixed.start()).toThrow(/different domain keys/);
+  });
+
+  test('a member added later receives the domain keys and serves existing material', async () => {
+    const [d] = lab.softhsm('d', ['tok-d']);
+    d.connect();
+    const grown = new HsmCluster({ id: 'fo', kind: 'dedicated', owners: ['1001'], members: [a, b, d] });
+    expect(await grown.addMember(d)).toBe(true);
+    expect(await grown.addMember(d)).toBe(false);
+    const sealed = await a.encryptGcm(key, Buffer.from('old key'), Buffer.alloc(0));
+    expect((await d.decryptGcm(key, sealed, Buffer.alloc(0))).toString()).toBe('old key');
+  });
+});
+
+describe('bad configuration is reported clearly', () => {
+  let lab: TokenLab;
+  beforeAll(() => (lab = new TokenLab()));
+  afterAll(() => lab.cleanup());
+
+  test('wrong PIN: the error names the token and never contains the PIN', () => {
+    const [m] = lab.softhsm('pin', ['tok-p'], { pin: 'wrong-pin-123456' });
+    const err = (() => {
+      try {
+        m.connect();
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(err).toBeInstanceOf(LoginError);
+    expect(err!.message).toContain('tok-p');
+    expect(err!.message).toContain('PIN incorrect');
+    expect(err!.message).not.toContain('wrong-pin-123456');
+  });
+
+  test('wrong label: the error lists the labels present', () => {
+    const [m] = lab.softhsm('label', ['present-1', 'present-2'], { tokenLabel: 'absent' });
+    expect(() => m.connect()).toThrow(TokenNotFoundError);
+    expect(() => m.connect()).toThrow(/"absent".*"present-1", "present-2"/);
+  });
+
+  test('missing module', () => {
+    const m = new HsmMember({ id: 'x', profile: profiles.get('softhsm2')!, module: { path: '/nonexistent/libpkcs11.so' }, tokenLabel: 't', pin: 'p' });
+    expect(() => m.connect()).toThrow(ModuleLoadError);
+    expect(() => m.connect()).toThrow(/nonexistent.*file not found/);
+  });
+});
