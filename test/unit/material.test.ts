@@ -1,0 +1,196 @@
+import { createHash } from 'node:crypto';
+import { KeySpec } from '../../src/hsm/capabilities';
+import { InvalidInputError, MaterialIntegrityError } from '../../src/hsm/errors';
+import { MaterialBinding, WrappedMaterial } from '../../src/hsm/material';
+
+const binding: MaterialBinding = { clusterId: 'cluster-1', keyId: 'key-0001', keyVersion: 3, usage: 'ENCRYPT_DECRYPT' };
+/** Deterministic filler so failures are reproducible. */
+const filler = (length: number, seed: number): Buffer => Buffer.from(Array.from({ length }, (_, i) => (i * 31 + seed * 17 + 7) & 0xff));
+
+function sample(spec: KeySpec = 'RSA_2048', b: MaterialBinding = binding): WrappedMaterial {
+  return new WrappedMaterial(spec, b, filler(16, 1), filler(40, 2), filler(24, 3), filler(32, 4));
+}
+
+const roundTrip = (w: WrappedMaterial): WrappedMaterial => WrappedMaterial.fromBuffer(w.toBuffer());
+
+describe('WrappedMaterial: encoding round trip', () => {
+  const specs: KeySpec[] = ['AES_256', 'RSA_2048', 'RSA_3072', 'RSA_4096', 'EC_P256', 'EC_P384'];
+
+  test.each(specs)('%s survives toBuffer/fromBuffer', (spec) => {
+    const original = sample(spec);
+    const back = roundTrip(original);
+    expect(back.spec).toBe(spec);
+    expect(back.binding).toEqual(binding);
+    expect(back.domainId.equals(original.domainId)).toBe(true);
+    expect(back.wrapped.equals(original.wrapped)).toBe(true);
+    expect(back.publicKey.equals(original.publicKey)).toBe(true);
+    expect(back.mac.equals(original.mac)).toBe(true);
+    expect(back.toBuffer().equals(original.toBuffer())).toBe(true);
+    expect(back.cacheKey).toBe(original.cacheKey);
+  });
+
+  test.each<[string, WrappedMaterial]>([
+    ['empty public key (AES)', new WrappedMaterial('AES_256', binding, filler(16, 1), filler(40, 2), Buffer.alloc(0), filler(32, 4))],
+    ['empty strings and zero version', new WrappedMaterial('EC_P256', { clusterId: '', keyId: '', keyVersion: 0, usage: '' }, Buffer.alloc(0), Buffer.alloc(0), Buffer.alloc(0), filler(32, 4))],
+    ['max key version', sample('EC_P384', { ...binding, keyVersion: 0xffffffff })],
+    ['non-ASCII binding fields', sample('RSA_3072', { clusterId: 'clüster', keyId: '鍵-1', keyVersion: 7, usage: 'SIGN_VERIFY ✓' })],
+    ['large wrapped blob', new WrappedMaterial('RSA_4096', binding, filler(16, 1), filler(70_000, 2), filler(550, 3), filler(32, 4))],
+  ])('%s', (_name, original) => {
+    const back = roundTrip(original);
+    expect(back.binding).toEqual(original.binding);
+    expect(back.spec).toBe(original.spec);
+    expect(back.wrapped.equals(original.wrapped)).toBe(true);
+    expect(back.publicKey.equals(original.publicKey)).toBe(true);
+    expect(back.cacheKey).toBe(original.cacheKey);
+  });
+
+  test('decoded buffers are copies, not views into the input', () => {
+    const buf = sample().toBuffer();
+    const back = WrappedMaterial.fromBuffer(buf);
+    const before = back.toBuffer();
+    buf.fill(0);
+    expect(back.toBuffer().equals(before)).toBe(true);
+  });
+
+  test('cacheKey is the SHA-256 of the record bytes', () => {
+    const w = sample();
+    expect(w.cacheKey).toBe(createHash('sha256').update(w.toBuffer()).digest('base64'));
+  });
+
+  test('macInput is the record without its MAC', () => {
+    const w = sample();
+    const input = WrappedMaterial.macInput(w.spec, w.binding, w.domainId, w.wrapped, w.publicKey);
+    expect(Buffer.concat([input, w.mac]).equals(w.toBuffer())).toBe(true);
+  });
+
+  test.each<[string, Partial<MaterialBinding>]>([
+    ['different cluster', { clusterId: 'cluster-2' }],
+    ['different key', { keyId: 'key-0002' }],
+    ['different version', { keyVersion: 4 }],
+    ['different usage', { usage: 'SIGN_VERIFY' }],
+  ])('records with a %s have different cacheKeys and MAC inputs', (_name, change) => {
+    const a = sample();
+    const b = sample('RSA_2048', { ...binding, ...change });
+    expect(b.cacheKey).not.toBe(a.cacheKey);
+    expect(WrappedMaterial.macInput(b.spec, b.binding, b.domainId, b.wrapped, b.publicKey).equals(WrappedMaterial.macInput(a.spec, a.binding, a.domainId, a.wrapped, a.publicKey))).toBe(false);
+  });
+
+  test('field boundaries are unambiguous: moving bytes between fields changes the record', () => {
+    const a = new WrappedMaterial('AES_256', { clusterId: 'ab', keyId: 'c', keyVersion: 1, usage: 'u' }, Buffer.from('xy'), Buffer.from('z'), Buffer.alloc(0), filler(32, 4));
+    const b = new WrappedMaterial('AES_256', { clusterId: 'a', keyId: 'bc', keyVersion: 1, usage: 'u' }, Buffer.from('x'), Buffer.from('yz'), Buffer.alloc(0), filler(32, 4));
+    expect(a.cacheKey).not.toBe(b.cacheKey);
+  });
+
+  test.each([-1, 1.5, 0x100000000, Number.NaN])('key version %p cannot be encoded', (keyVersion) => {
+    expect(() => sample('AES_256', { ...binding, keyVersion })).toThrow(InvalidInputError);
+  });
+
+  test('a binding field longer than 65535 bytes cannot be encoded', () => {
+    expect(() => sample('AES_256', { ...binding, keyId: 'k'.repeat(0x10000) })).toThrow(InvalidInputError);
+    expect(() => sample('AES_256', { ...binding, keyId: 'k'.repeat(0xffff) })).not.toThrow();
+  });
+});
+
+describe('WrappedMaterial.fromBuffer: altered records', () => {
+  const original = sample('EC_P256');
+  const bytes = original.toBuffer();
+
+  /** Either rejected as MaterialIntegrityError, or decoded into something that never hits the original's cache entry. */
+  function expectRejectedOrDistinct(altered: Buffer): 'rejected' | 'distinct' {
+    let decoded: WrappedMaterial;
+    try {
+      decoded = WrappedMaterial.fromBuffer(altered);
+    } catch (e) {
+      expect(e).toBeInstanceOf(MaterialIntegrityError);
+      return 'rejected';
+    }
+    expect(decoded.cacheKey).not.toBe(original.cacheKey);
+    return 'distinct';
+  }
+
+  test('every truncation length is rejected', () => {
+    expect(bytes.length).toBeGreaterThan(100);
+    const outcomes = new Set<string>();
+    for (let length = 0; length < bytes.length; length++) outcomes.add(expectRejectedOrDistinct(Buffer.from(bytes.subarray(0, length))));
+    // A strict prefix can never decode: the MAC is the last 32 bytes and lengths are explicit.
+    expect([...outcomes]).toEqual(['rejected']);
+  });
+
+  test.each([1, 2, 31, 32, 1000])('%d trailing bytes are rejected', (n) => {
+    expect(() => WrappedMaterial.fromBuffer(Buffer.concat([bytes, Buffer.alloc(n, 0xaa)]))).toThrow(MaterialIntegrityError);
+    expect(() => WrappedMaterial.fromBuffer(Buffer.concat([bytes, Buffer.alloc(n)]))).toThrow(/trailing bytes/);
+  });
+
+  test.each([0x01, 0x80, 0xff])('every byte flipped with XOR 0x%s is rejected or changes the cacheKey', (mask) => {
+    const counts = { rejected: 0, distinct: 0 };
+    for (let i = 0; i < bytes.length; i++) {
+      const altered = Buffer.from(bytes);
+      altered[i] ^= mask;
+      counts[expectRejectedOrDistinct(altered)]++;
+    }
+    expect(counts.rejected + counts.distinct).toBe(bytes.length);
+    // Flips in the magic must be rejected; flips in the MAC are decodable but distinct.
+    expect(counts.rejected).toBeGreaterThanOrEqual(4);
+    expect(counts.distinct).toBeGreaterThanOrEqual(32);
+  });
+
+  test('every byte set to every one of a handful of values is rejected or changes the cacheKey', () => {
+    for (const value of [0x00, 0x02, 0x05, 0x06, 0x20, 0x7f, 0xc3, 0xfe]) {
+      for (let i = 0; i < bytes.length; i++) {
+        if (bytes[i] === value) continue;
+        const altered = Buffer.from(bytes);
+        altered[i] = value;
+        expectRejectedOrDistinct(altered);
+      }
+    }
+  });
+
+  test.each<[string, (b: Buffer) => void, RegExp]>([
+    ['bad magic', (b) => (b[0] = 0x4a), /not a wrapped material record/],
+    ['unknown key spec 6', (b) => (b[4] = 6), /unknown key spec/],
+    ['unknown key spec 255', (b) => (b[4] = 0xff), /unknown key spec/],
+    ['cluster id length too large', (b) => b.writeUInt16BE(0xffff, 5), /truncated/],
+  ])('%s', (_name, alter, message) => {
+    const altered = Buffer.from(bytes);
+    alter(altered);
+    expect(() => WrappedMaterial.fromBuffer(altered)).toThrow(MaterialIntegrityError);
+    expect(() => WrappedMaterial.fromBuffer(altered)).toThrow(message);
+  });
+
+  test('a flipped MAC byte decodes to a record with the same body but another cacheKey', () => {
+    const altered = Buffer.from(bytes);
+    altered[altered.length - 1] ^= 1;
+    const decoded = WrappedMaterial.fromBuffer(altered);
+    expect(decoded.binding).toEqual(original.binding);
+    expect(decoded.mac.equals(original.mac)).toBe(false);
+    expect(decoded.cacheKey).not.toBe(original.cacheKey);
+  });
+
+  test('an empty buffer and garbage are rejected', () => {
+    expect(() => WrappedMaterial.fromBuffer(Buffer.alloc(0))).toThrow(MaterialIntegrityError);
+    expect(() => WrappedMaterial.fromBuffer(Buffer.from('KMR1'))).toThrow(MaterialIntegrityError);
+    expect(() => WrappedMaterial.fromBuffer(filler(200, 9))).toThrow(MaterialIntegrityError);
+  });
+});
+
+describe('WrappedMaterial.assertBinding', () => {
+  const w = sample();
+
+  test('accepts the same binding (a different but equal object)', () => {
+    expect(() => w.assertBinding({ ...binding })).not.toThrow();
+    expect(() => roundTrip(w).assertBinding({ clusterId: 'cluster-1', keyId: 'key-0001', keyVersion: 3, usage: 'ENCRYPT_DECRYPT' })).not.toThrow();
+  });
+
+  test.each<[string, Partial<MaterialBinding>]>([
+    ['clusterId', { clusterId: 'cluster-2' }],
+    ['clusterId (case)', { clusterId: 'Cluster-1' }],
+    ['keyId', { keyId: 'key-0002' }],
+    ['keyId (prefix)', { keyId: 'key-000' }],
+    ['keyVersion', { keyVersion: 4 }],
+    ['keyVersion (previous)', { keyVersion: 2 }],
+    ['usage', { usage: 'SIGN_VERIFY' }],
+    ['usage (empty)', { usage: '' }],
+  ])('rejects a changed %s', (_name, change) => {
+    expect(() => w.assertBinding({ ...binding, ...change })).toThrow(MaterialIntegrityError);
+  });
+});
