@@ -160,3 +160,31 @@ describe('bad configuration is reported clearly', () => {
     expect(() => m.connect()).toThrow(/nonexistent.*file not found/);
   });
 });
+
+describe('session pool under pressure (async call mode, as for a network HSM)', () => {
+  let lab: TokenLab;
+  beforeAll(() => (lab = new TokenLab()));
+  afterAll(() => lab.cleanup());
+
+  test('when every session stays busy past the wait bound, callers get PoolExhaustedError, never a hang; the member stays healthy', async () => {
+    const asyncProfile = { ...profiles.get('softhsm2')!, callMode: 'async' as const };
+    const [m] = lab.softhsm('pool', ['tok-pool'], { maxSessions: 2, poolWaitMs: 30 }, asyncProfile);
+    const cluster = new HsmCluster({ id: 'pool', kind: 'shared', owners: [], members: [m] });
+    cluster.start();
+    await cluster.initDomain();
+    const binding = { clusterId: 'pool', keyId: 'rsa', keyVersion: 1, usage: 'SIGN_VERIFY' };
+    const rsa = await cluster.generate('RSA_4096', binding);
+    const started = Date.now();
+    const results = await Promise.allSettled(Array.from({ length: 40 }, () => cluster.sign(rsa, binding, 'RSA_PKCS1_SHA_256', { message: Buffer.from('x') })));
+    const elapsed = Date.now() - started;
+    const exhausted = results.filter((r) => r.status === 'rejected' && (r.reason as Error).name === 'PoolExhaustedError');
+    const ok = results.filter((r) => r.status === 'fulfilled');
+    expect(ok.length + exhausted.length).toBe(40);
+    expect(exhausted.length).toBeGreaterThan(0);
+    expect(ok.length).toBeGreaterThanOrEqual(2);
+    expect(m.sessions.open).toBeLessThanOrEqual(2);
+    expect(elapsed).toBeLessThan(30_000); // bounded: the test itself would time out on a hang
+    expect(m.state).toBe('ACTIVE');
+    expect((await cluster.health()).state).not.toBe('UNAVAILABLE');
+  });
+});

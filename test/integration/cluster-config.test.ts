@@ -1,0 +1,72 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { HsmCluster } from '../../src/hsm/cluster';
+import { buildClusters, parseClusterConfig } from '../../src/hsm/config';
+import { MaterialIntegrityError } from '../../src/hsm/errors';
+import { profiles, TokenLab } from '../support/tokens';
+
+describe('clusters built from YAML configuration on real tokens', () => {
+  let lab: TokenLab;
+  let clusters: HsmCluster[];
+
+  beforeAll(async () => {
+    lab = new TokenLab();
+    // make the tokens (and their PIN files) with the project's own script, through the lab
+    lab.softhsm('shared', ['sh-a', 'sh-b']);
+    lab.softhsm('dedicated', ['de-a']);
+    const yaml = `
+clusters:
+  - id: default
+    kind: shared
+    pool: { maxSessions: 4, waitMs: 500 }
+    members:
+      - { id: sh-a, profile: softhsm2, module: shared/libsofthsm2.so, env: { SOFTHSM2_CONF: ${join(lab.dir, 'shared', 'softhsm2.conf')} }, token: sh-a, pin: { file: shared/pins/sh-a.pin } }
+      - { id: sh-b, profile: softhsm2, module: shared/libsofthsm2.so, env: { SOFTHSM2_CONF: ${join(lab.dir, 'shared', 'softhsm2.conf')} }, token: sh-b, pin: { env: TEST_PIN_SH_B } }
+  - id: cls-dedicated
+    kind: dedicated
+    owners: [100000000001]
+    members:
+      - { id: de-a, profile: softhsm2, module: dedicated/libsofthsm2.so, env: { SOFTHSM2_CONF: ${join(lab.dir, 'dedicated', 'softhsm2.conf')} }, token: de-a, pin: { file: dedicated/pins/de-a.pin } }
+`;
+    writeFileSync(join(lab.dir, 'clusters.yaml'), yaml);
+    const { readFileSync } = await import('node:fs');
+    const env = { TEST_PIN_SH_B: readFileSync(join(lab.dir, 'shared', 'pins', 'sh-b.pin'), 'utf8') };
+    clusters = buildClusters(parseClusterConfig(yaml, lab.dir), profiles, env);
+    for (const c of clusters) {
+      c.start();
+      await c.initDomain();
+    }
+  });
+  afterAll(() => {
+    for (const c of clusters) {
+      c.close();
+      for (const m of c.members) m.module.finalize();
+    }
+    lab.cleanup();
+  });
+
+  test('shared pool and dedicated cluster come up with their own members, domains and capabilities', async () => {
+    const [shared, dedicated] = clusters;
+    expect(shared.kind).toBe('shared');
+    expect(dedicated.owners).toEqual(['100000000001']);
+    expect(shared.members.map((m) => m.id)).toEqual(['sh-a', 'sh-b']);
+    expect(shared.members[0].domain!.id.equals(dedicated.members[0].domain!.id)).toBe(false);
+    expect(shared.capabilities.keySpecs).toEqual(['AES_256', 'RSA_2048', 'RSA_3072', 'RSA_4096', 'EC_P256', 'EC_P384']);
+    expect(shared.capabilities.rsaDecrypt).toEqual(['RSAES_PKCS1_V1_5', 'RSAES_OAEP_SHA_1']);
+    expect(shared.capabilities.ecdsaHashInSoftware).toBe(true);
+    expect(shared.members[0].sessions.cap).toBe(4);
+    expect((await shared.health()).state).toBe('ACTIVE');
+    expect((await dedicated.health()).state).toBe('ACTIVE');
+  });
+
+  test("a dedicated cluster's material never runs on the shared pool, even with its binding forged", async () => {
+    const [shared, dedicated] = clusters;
+    const binding = { clusterId: 'cls-dedicated', keyId: 'k', keyVersion: 1, usage: 'ENCRYPT_DECRYPT' };
+    const material = await dedicated.generate('AES_256', binding);
+    await expect(shared.encrypt(material, binding, Buffer.from('x'), Buffer.alloc(0))).rejects.toBeInstanceOf(MaterialIntegrityError);
+    // Even asked directly, a shared member refuses: the record belongs to another HSM domain.
+    await expect(shared.members[0].encryptGcm(material, Buffer.from('x'), Buffer.alloc(0))).rejects.toThrow(/another HSM domain/);
+    const sealed = await dedicated.encrypt(material, binding, Buffer.from('mine'), Buffer.alloc(0));
+    expect((await dedicated.decrypt(material, binding, sealed, Buffer.alloc(0))).toString()).toBe('mine');
+  });
+});
