@@ -21,7 +21,7 @@ build: deps
 test: build
 	@rm -f dist/jest-results.json
 	npx jest --json --outputFile=dist/jest-results.json; status=$$?; \
-	node -e 'const r=require("./dist/jest-results.json");console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed`)'; \
+	node -e 'const r=require("./dist/jest-results.json");console.log(`$${r.numPassedTests} passed, $${r.numFailedTests} failed`)'; \
 	exit $$status
 
 run:
