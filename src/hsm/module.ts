@@ -1,6 +1,6 @@
 import * as pk from 'pkcs11js';
 import { existsSync } from 'node:fs';
-import { ModuleLoadError, TokenNotFoundError } from './errors';
+import { ConfigError, ModuleLoadError, TokenNotFoundError } from './errors';
 
 export interface ModuleSpec {
   path: string;
@@ -33,6 +33,11 @@ export class Pkcs11Module {
 
   initialize(): void {
     if (this.initialized) return;
+    const clash = [...modules.values()].find((m) => m !== this && m.initialized && m.spec.path === this.spec.path);
+    if (clash) {
+      // dlopen returns the same library instance for the same path: a second configuration would silently be ignored.
+      throw new ConfigError(`${this.spec.path} is already initialised with another environment or library parameters; load a copy of the library from another path`);
+    }
     if (!this.loaded) {
       if (!existsSync(this.spec.path)) throw new ModuleLoadError(this.spec.path, 'file not found');
       try {

@@ -155,6 +155,14 @@ describe('bad configuration is reported clearly', () => {
     expect(() => m.connect()).toThrow(/"present-2"/);
   });
 
+  test('one library path initialised with two different configurations is refused, not silently shared', () => {
+    const [first] = lab.softhsm('clash', ['tok-clash']);
+    first.connect();
+    const second = new HsmMember({ id: 'clash-2', profile: profiles.get('softhsm2')!, module: { path: first.module.spec.path, env: { SOFTHSM2_CONF: '/elsewhere/softhsm2.conf' } }, tokenLabel: 'x', pin: 'p' });
+    expect(() => second.connect()).toThrow(/already initialised with another environment.*copy of the library/);
+    expect(first.state).toBe('ACTIVE');
+  });
+
   test('missing module', () => {
     const m = new HsmMember({ id: 'x', profile: profiles.get('softhsm2')!, module: { path: '/nonexistent/libpkcs11.so' }, tokenLabel: 't', pin: 'p' });
     expect(() => m.connect()).toThrow(ModuleLoadError);
