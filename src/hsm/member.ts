@@ -246,8 +246,14 @@ export class HsmMember {
   private ensureConnected(): void {
     if (this.state === 'UNAVAILABLE') throw new MemberUnavailableError(this.id, this.lastError);
     if (this.module.generation !== this.generation || !this.module.isInitialized) {
-      this.fail('module was re-initialised');
-      throw new MemberUnavailableError(this.id, this.lastError);
+      // Another member of the same module re-initialised it: our sessions and handles are gone.
+      try {
+        if (!this.module.isInitialized) throw new MemberUnavailableError(this.id, 'module finalised');
+        this.connect();
+      } catch (e) {
+        this.fail((e as Error).message);
+        throw new MemberUnavailableError(this.id, this.lastError);
+      }
     }
   }
 
