@@ -29,7 +29,7 @@ const ALL_SPECS: KeySpec[] = ['AES_256', 'RSA_2048', 'RSA_3072', 'RSA_4096', 'EC
 export function deriveCapabilities(mechanisms: ReadonlyMap<number, MechanismFacts>, profile: HsmProfile): Capabilities {
   const has = (mech: number, flag: number, bits?: number): boolean => {
     const m = mechanisms.get(mech);
-    if (!m || (m.flags & flag) === 0) return false;
+    if (!m || (m.flags & flag) !== flag) return false;
     return bits === undefined || (m.minKeySize <= bits && bits <= m.maxKeySize);
   };
   const rsaGen = (bits: number) => has(pk.CKM_RSA_PKCS_KEY_PAIR_GEN, pk.CKF_GENERATE_KEY_PAIR, bits);
@@ -52,8 +52,9 @@ export function deriveCapabilities(mechanisms: ReadonlyMap<number, MechanismFact
     return out;
   };
   const signing: SigningAlgorithm[] = [];
-  if (has(pk.CKM_SHA256_RSA_PKCS, pk.CKF_SIGN)) signing.push('RSA_PKCS1_SHA_256');
-  if (has(pk.CKM_SHA256_RSA_PKCS_PSS, pk.CKF_SIGN)) signing.push('RSA_PSS_SHA_256');
+  // RSA signs a digest computed in software: CKM_RSA_PKCS over DigestInfo, CKM_RSA_PKCS_PSS over the hash.
+  if (has(pk.CKM_RSA_PKCS, pk.CKF_SIGN)) signing.push('RSA_PKCS1_SHA_256');
+  if (has(pk.CKM_RSA_PKCS_PSS, pk.CKF_SIGN)) signing.push('RSA_PSS_SHA_256');
   if (spec.EC_P256) signing.push('ECDSA_SHA_256');
   if (spec.EC_P384) signing.push('ECDSA_SHA_384');
   return {

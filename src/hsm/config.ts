@@ -90,6 +90,7 @@ export function parseClusterConfig(text: string, base: string): ClusterConfig[] 
       const mw = `${where}.members[${j}]`;
       const m = obj(rm, mw);
       const mid = str(m, 'id', mw)!;
+      if (!ID.test(mid)) throw new ConfigError(`${mw}: id "${mid}" may hold letters, digits, "_", "." and "-" only`);
       if (seenMembers.has(mid)) throw new ConfigError(`${mw}: duplicate member id ${mid}`);
       seenMembers.add(mid);
       const env = m.env === undefined ? undefined : obj(m.env, `${mw}.env`);

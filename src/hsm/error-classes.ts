@@ -49,5 +49,5 @@ const DEFAULT_CLASSES: Record<string, ErrorClass> = {
 /** Classifies `code` (e.g. "CKR_GENERAL_ERROR") returned during `operation`; unknown codes are device errors. */
 export function classifyError(code: string, operation: string, overrides: readonly ErrorOverride[]): ErrorClass {
   const override = overrides.find((o) => o.code === code && o.during.includes(operation));
-  return override ? override.errorClass : DEFAULT_CLASSES[code] ?? 'device';
+  return override ? override.errorClass : Object.hasOwn(DEFAULT_CLASSES, code) ? DEFAULT_CLASSES[code] : 'device';
 }

@@ -5,6 +5,8 @@
 export class HandleCache<H> {
   private readonly entries = new Map<string, { handle: H; expires: number }>();
   private readonly inflight = new Map<string, Promise<H>>();
+  /** Bumped by clear(): a load that started before it must not fill the cache after it. */
+  private generation = 0;
 
   constructor(
     private readonly maxEntries: number,
@@ -34,14 +36,18 @@ export class HandleCache<H> {
     if (hit !== undefined) return hit;
     const pending = this.inflight.get(key);
     if (pending) return pending;
+    const generation = this.generation;
+    const settle = () => {
+      if (this.generation === generation) this.inflight.delete(key);
+    };
     const p = load().then(
       (handle) => {
-        this.inflight.delete(key);
-        this.put(key, handle);
+        settle();
+        if (this.generation === generation) this.put(key, handle);
         return handle;
       },
       (e: unknown) => {
-        this.inflight.delete(key);
+        settle();
         throw e;
       },
     );
@@ -50,7 +56,9 @@ export class HandleCache<H> {
   }
 
   put(key: string, handle: H): void {
-    if (this.entries.has(key)) this.evict(key);
+    const existing = this.entries.get(key);
+    if (existing && existing.handle !== handle) this.evict(key);
+    this.entries.delete(key);
     this.entries.set(key, { handle, expires: this.now() + this.ttlMs });
     while (this.entries.size > this.maxEntries) this.evict(this.entries.keys().next().value as string);
   }
@@ -69,5 +77,7 @@ export class HandleCache<H> {
   clear(destroy: boolean): void {
     if (destroy) for (const key of [...this.entries.keys()]) this.evict(key);
     this.entries.clear();
+    this.inflight.clear();
+    this.generation++;
   }
 }

@@ -12,6 +12,8 @@ interface Waiter<S> {
  */
 export class SessionPool<S> {
   private readonly idle: S[] = [];
+  /** Sessions handed out or idle since the last reset; anything else returned to the pool is ignored. */
+  private readonly live = new Set<S>();
   private readonly waiters: Waiter<S>[] = [];
   private open = 0;
 
@@ -38,6 +40,7 @@ export class SessionPool<S> {
     if (this.open < this.cap) {
       const opened = this.openSession();
       this.open++;
+      this.live.add(opened);
       return opened;
     }
     return undefined;
@@ -60,6 +63,7 @@ export class SessionPool<S> {
   }
 
   release(s: S): void {
+    if (!this.live.has(s)) return;
     const waiter = this.waiters.shift();
     if (waiter) {
       clearTimeout(waiter.timer);
@@ -71,6 +75,7 @@ export class SessionPool<S> {
 
   /** Drops a session after a session-level error; a waiter gets a fresh one if one can be opened. */
   discard(s: S): void {
+    if (!this.live.delete(s)) return;
     this.open--;
     try {
       this.closeSession(s);
@@ -95,6 +100,7 @@ export class SessionPool<S> {
   /** Forgets every session (the module was re-initialised, so they are gone); waiters fail now. */
   reset(error: Error): void {
     this.idle.length = 0;
+    this.live.clear();
     this.open = 0;
     for (const w of this.waiters.splice(0)) {
       clearTimeout(w.timer);

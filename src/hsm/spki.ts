@@ -47,25 +47,33 @@ export function ecdsaRawToDer(raw: Buffer): Buffer {
 /** DER DigestInfo prefix for SHA-256 (RFC 8017 9.2), for CKM_RSA_PKCS signing of a digest. */
 export const SHA256_DIGEST_INFO = Buffer.from('3031300d060960864801650304020105000420', 'hex');
 
-/** DER SEQUENCE { r, s } back to fixed-size r||s; undefined when it is not a well-formed signature. */
+/** Strict DER SEQUENCE { r, s } to fixed-size r||s; undefined for anything but the one valid encoding. */
 export function ecdsaDerToRaw(der: Buffer, size: number): Buffer | undefined {
-  try {
-    if (der[0] !== 0x30) return undefined;
-    let at = der[1] & 0x80 ? 2 + (der[1] & 0x7f) : 2;
-    const parts: Buffer[] = [];
-    for (let i = 0; i < 2; i++) {
-      if (der[at] !== 0x02) return undefined;
-      const len = der[at + 1];
-      let v = der.subarray(at + 2, at + 2 + len);
-      at += 2 + len;
-      while (v.length > size && v[0] === 0) v = v.subarray(1);
-      if (v.length > size) return undefined;
-      parts.push(Buffer.concat([Buffer.alloc(size - v.length), v]));
-    }
-    return at === der.length ? Buffer.concat(parts) : undefined;
-  } catch {
+  if (der.length < 8 || der[0] !== 0x30) return undefined;
+  let at: number;
+  if (der[1] < 0x80) {
+    if (der[1] !== der.length - 2) return undefined;
+    at = 2;
+  } else if (der[1] === 0x81 && der[2] >= 0x80) {
+    if (der[2] !== der.length - 3) return undefined;
+    at = 3;
+  } else {
     return undefined;
   }
+  const parts: Buffer[] = [];
+  for (let i = 0; i < 2; i++) {
+    if (der[at] !== 0x02 || at + 2 > der.length) return undefined;
+    const len = der[at + 1];
+    if (len === 0 || len >= 0x80 || at + 2 + len > der.length) return undefined;
+    const v = der.subarray(at + 2, at + 2 + len);
+    if (v[0] & 0x80) return undefined; // negative
+    if (v[0] === 0 && (len === 1 || !(v[1] & 0x80))) return undefined; // zero or non-minimal
+    const body = v[0] === 0 ? v.subarray(1) : v;
+    if (body.length > size) return undefined;
+    parts.push(Buffer.concat([Buffer.alloc(size - body.length), body]));
+    at += 2 + len;
+  }
+  return at === der.length ? Buffer.concat(parts) : undefined;
 }
 
 /** A session public-key object template for an SPKI (RSA or EC P-256/P-384). */

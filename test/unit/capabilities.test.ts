@@ -11,6 +11,8 @@ const profile = (name: string): HsmProfile => {
 };
 const SOFTHSM = profile('softhsm2');
 const NSS = profile('nss-softokn');
+/** The nss-softokn profile as if EC private keys could be unwrapped there. */
+const NSS_WITH_EC: HsmProfile = { ...NSS, ecPrivateKeyUnwrap: true };
 
 /** CKM_AES_KEY_WRAP_KWP (PKCS#11 v3.0); pkcs11js has no constant for it. */
 const CKM_AES_KEY_WRAP_KWP = 0x210b;
@@ -64,11 +66,12 @@ const SOFTHSM_EXPECTED: Capabilities = {
   wrappedMaterialModel: true,
 };
 
+/** nss-softokn declares ecPrivateKeyUnwrap: false, so no EC key specs and no ECDSA signing. */
 const NSS_EXPECTED: Capabilities = {
-  keySpecs: ['AES_256', 'RSA_2048', 'RSA_3072', 'RSA_4096', 'EC_P256', 'EC_P384'],
+  keySpecs: ['AES_256', 'RSA_2048', 'RSA_3072', 'RSA_4096'],
   rsaDecrypt: ['RSAES_PKCS1_V1_5', 'RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256'],
   importWrapping: ['RSAES_PKCS1_V1_5', 'RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256'],
-  signing: ['RSA_PKCS1_SHA_256', 'RSA_PSS_SHA_256', 'ECDSA_SHA_256', 'ECDSA_SHA_384'],
+  signing: ['RSA_PKCS1_SHA_256', 'RSA_PSS_SHA_256'],
   ecdsaHashInSoftware: false,
   wrappedMaterialModel: true,
 };
@@ -81,7 +84,25 @@ describe('deriveCapabilities: full mechanism sets', () => {
   });
 
   test('NSS-like token with the nss-softokn profile', () => {
+    expect(NSS.ecPrivateKeyUnwrap).toBe(false);
     expect(deriveCapabilities(nssMechanisms(), NSS)).toEqual(NSS_EXPECTED);
+  });
+
+  test('the same NSS-like token offers EC keys and ECDSA once the profile allows EC private key unwrap', () => {
+    expect(deriveCapabilities(nssMechanisms(), NSS_WITH_EC)).toEqual({
+      ...NSS_EXPECTED,
+      keySpecs: ['AES_256', 'RSA_2048', 'RSA_3072', 'RSA_4096', 'EC_P256', 'EC_P384'],
+      signing: ['RSA_PKCS1_SHA_256', 'RSA_PSS_SHA_256', 'ECDSA_SHA_256', 'ECDSA_SHA_384'],
+    });
+  });
+
+  test('a SoftHSM-like token with a profile that cannot unwrap EC private keys offers no EC', () => {
+    expect(SOFTHSM.ecPrivateKeyUnwrap).toBe(true);
+    expect(deriveCapabilities(softhsmMechanisms(), { ...SOFTHSM, ecPrivateKeyUnwrap: false })).toEqual({
+      ...SOFTHSM_EXPECTED,
+      keySpecs: ['AES_256', 'RSA_2048', 'RSA_3072', 'RSA_4096'],
+      signing: ['RSA_PKCS1_SHA_256', 'RSA_PSS_SHA_256'],
+    });
   });
 
   test('OAEP hashes come from the profile, not from the mechanism list', () => {
@@ -94,9 +115,10 @@ describe('deriveCapabilities: full mechanism sets', () => {
   });
 
   test('the RFC 5649 mechanism is the profile\'s: the NSS profile on a SoftHSM-like list has no wrapped-material model', () => {
-    const caps = deriveCapabilities(softhsmMechanisms(), NSS);
+    const caps = deriveCapabilities(softhsmMechanisms(), NSS_WITH_EC);
     expect(caps.wrappedMaterialModel).toBe(false);
     expect(caps.keySpecs).toEqual(SOFTHSM_EXPECTED.keySpecs);
+    expect(deriveCapabilities(nssMechanisms(), NSS_WITH_EC).wrappedMaterialModel).toBe(true);
   });
 
   test('the SoftHSM profile on an NSS-like list still hashes ECDSA in software (profile says ecdsaWithHash: false)', () => {
@@ -158,14 +180,14 @@ describe('deriveCapabilities: one mechanism changed on a SoftHSM2-like token', (
       replace(pk.CKM_ECDSA, m(SIGN_VERIFY, 384, 521)),
       { keySpecs: ['AES_256', 'RSA_2048', 'RSA_3072', 'RSA_4096', 'EC_P384'], signing: ['RSA_PKCS1_SHA_256', 'RSA_PSS_SHA_256', 'ECDSA_SHA_384'] },
     ],
-    ['no CKM_RSA_PKCS', without(pk.CKM_RSA_PKCS), { rsaDecrypt: ['RSAES_OAEP_SHA_1'], importWrapping: ['RSAES_OAEP_SHA_1'] }],
+    ['no CKM_RSA_PKCS', without(pk.CKM_RSA_PKCS), { rsaDecrypt: ['RSAES_OAEP_SHA_1'], importWrapping: ['RSAES_OAEP_SHA_1'], signing: ['RSA_PSS_SHA_256', 'ECDSA_SHA_256', 'ECDSA_SHA_384'] }],
     ['no CKM_RSA_PKCS_OAEP', without(pk.CKM_RSA_PKCS_OAEP), { rsaDecrypt: ['RSAES_PKCS1_V1_5'], importWrapping: ['RSAES_PKCS1_V1_5'] }],
     ['CKM_RSA_PKCS_OAEP cannot unwrap', replace(pk.CKM_RSA_PKCS_OAEP, m(ENC_DEC, 512, 16384)), { importWrapping: ['RSAES_PKCS1_V1_5'] }],
     ['CKM_RSA_PKCS_OAEP cannot decrypt', replace(pk.CKM_RSA_PKCS_OAEP, m(pk.CKF_ENCRYPT | WRAP_UNWRAP, 512, 16384)), { rsaDecrypt: ['RSAES_PKCS1_V1_5'] }],
     ['CKM_RSA_PKCS cannot unwrap', replace(pk.CKM_RSA_PKCS, m(ENC_DEC | SIGN_VERIFY, 512, 16384)), { importWrapping: ['RSAES_OAEP_SHA_1'] }],
-    ['no CKM_SHA256_RSA_PKCS', without(pk.CKM_SHA256_RSA_PKCS), { signing: ['RSA_PSS_SHA_256', 'ECDSA_SHA_256', 'ECDSA_SHA_384'] }],
-    ['CKM_SHA256_RSA_PKCS verify-only', replace(pk.CKM_SHA256_RSA_PKCS, m(pk.CKF_VERIFY, 512, 16384)), { signing: ['RSA_PSS_SHA_256', 'ECDSA_SHA_256', 'ECDSA_SHA_384'] }],
-    ['no CKM_SHA256_RSA_PKCS_PSS', without(pk.CKM_SHA256_RSA_PKCS_PSS), { signing: ['RSA_PKCS1_SHA_256', 'ECDSA_SHA_256', 'ECDSA_SHA_384'] }],
+    ['no CKM_SHA256_RSA_PKCS (not needed: the digest is computed in software)', without(pk.CKM_SHA256_RSA_PKCS), {}],
+    ['CKM_RSA_PKCS cannot sign', replace(pk.CKM_RSA_PKCS, m(ENC_DEC | WRAP_UNWRAP, 512, 16384)), { signing: ['RSA_PSS_SHA_256', 'ECDSA_SHA_256', 'ECDSA_SHA_384'] }],
+    ['no CKM_RSA_PKCS_PSS', without(pk.CKM_RSA_PKCS_PSS), { signing: ['RSA_PKCS1_SHA_256', 'ECDSA_SHA_256', 'ECDSA_SHA_384'] }],
     ['no CKM_SHA256_HMAC', without(pk.CKM_SHA256_HMAC), { wrappedMaterialModel: false }],
     ['CKM_SHA256_HMAC verify-only', replace(pk.CKM_SHA256_HMAC, m(pk.CKF_VERIFY, 32, 512)), { wrappedMaterialModel: false }],
     ['no CKM_GENERIC_SECRET_KEY_GEN', without(pk.CKM_GENERIC_SECRET_KEY_GEN), { wrappedMaterialModel: false }],
@@ -201,23 +223,25 @@ describe('intersectCapabilities', () => {
   const small = (): Capabilities => {
     const map = softhsmMechanisms();
     map.set(pk.CKM_RSA_PKCS_KEY_PAIR_GEN, m(pk.CKF_GENERATE_KEY_PAIR, 1024, 2048));
-    map.delete(pk.CKM_SHA256_RSA_PKCS_PSS);
-    map.delete(pk.CKM_RSA_PKCS);
+    map.delete(pk.CKM_RSA_PKCS_PSS);
+    map.set(pk.CKM_RSA_PKCS, m(SIGN_VERIFY, 512, 16384));
     map.set(pk.CKM_EC_KEY_PAIR_GEN, m(pk.CKF_GENERATE_KEY_PAIR, 256, 256));
-    return deriveCapabilities(map, NSS);
+    return deriveCapabilities(map, NSS_WITH_EC);
   };
 
   test('softhsm2 and nss-softokn: only what both can do', () => {
     const both = intersectCapabilities([softhsm, nss]);
     expect(both).toEqual({
-      keySpecs: ['AES_256', 'RSA_2048', 'RSA_3072', 'RSA_4096', 'EC_P256', 'EC_P384'],
+      keySpecs: ['AES_256', 'RSA_2048', 'RSA_3072', 'RSA_4096'],
       rsaDecrypt: ['RSAES_PKCS1_V1_5', 'RSAES_OAEP_SHA_1'],
       importWrapping: ['RSAES_PKCS1_V1_5', 'RSAES_OAEP_SHA_1'],
-      signing: ['RSA_PKCS1_SHA_256', 'RSA_PSS_SHA_256', 'ECDSA_SHA_256', 'ECDSA_SHA_384'],
+      signing: ['RSA_PKCS1_SHA_256', 'RSA_PSS_SHA_256'],
       ecdsaHashInSoftware: true,
       wrappedMaterialModel: true,
     });
-    expect(both.rsaDecrypt).not.toContain('RSAES_OAEP_SHA_256');
+    // softhsm2 alone has EC, nss-softokn alone has OAEP SHA-256: the cluster has neither.
+    expect(softhsm.keySpecs).toContain('EC_P256');
+    expect(nss.rsaDecrypt).toContain('RSAES_OAEP_SHA_256');
   });
 
   test('order of members does not matter', () => {
@@ -226,16 +250,15 @@ describe('intersectCapabilities', () => {
 
   test('a weaker member narrows every list', () => {
     const weak = small();
-    expect(weak.wrappedMaterialModel).toBe(false); // NSS profile's KWP id is not in a SoftHSM-like list
-    expect(intersectCapabilities([nss, weak])).toEqual({
+    expect(weak).toEqual({
       keySpecs: ['AES_256', 'RSA_2048', 'EC_P256'],
       rsaDecrypt: ['RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256'],
       importWrapping: ['RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256'],
       signing: ['RSA_PKCS1_SHA_256', 'ECDSA_SHA_256'],
       ecdsaHashInSoftware: true,
-      wrappedMaterialModel: false,
+      wrappedMaterialModel: false, // the NSS profile's KWP id is not in a SoftHSM-like list
     });
-    expect(intersectCapabilities([softhsm, nss, weak])).toEqual({
+    expect(intersectCapabilities([softhsm, weak])).toEqual({
       keySpecs: ['AES_256', 'RSA_2048', 'EC_P256'],
       rsaDecrypt: ['RSAES_OAEP_SHA_1'],
       importWrapping: ['RSAES_OAEP_SHA_1'],
@@ -243,6 +266,30 @@ describe('intersectCapabilities', () => {
       ecdsaHashInSoftware: true,
       wrappedMaterialModel: false,
     });
+    expect(intersectCapabilities([nss, weak])).toEqual({
+      keySpecs: ['AES_256', 'RSA_2048'],
+      rsaDecrypt: ['RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256'],
+      importWrapping: ['RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256'],
+      signing: ['RSA_PKCS1_SHA_256'],
+      ecdsaHashInSoftware: true,
+      wrappedMaterialModel: false,
+    });
+    expect(intersectCapabilities([softhsm, nss, weak])).toEqual({
+      keySpecs: ['AES_256', 'RSA_2048'],
+      rsaDecrypt: ['RSAES_OAEP_SHA_1'],
+      importWrapping: ['RSAES_OAEP_SHA_1'],
+      signing: ['RSA_PKCS1_SHA_256'],
+      ecdsaHashInSoftware: true,
+      wrappedMaterialModel: false,
+    });
+  });
+
+  test('ecdsaHashInSoftware is set if any member needs it', () => {
+    const withHash = deriveCapabilities(nssMechanisms(), NSS_WITH_EC);
+    expect(withHash.ecdsaHashInSoftware).toBe(false);
+    expect(intersectCapabilities([withHash, withHash]).ecdsaHashInSoftware).toBe(false);
+    expect(intersectCapabilities([withHash, softhsm]).ecdsaHashInSoftware).toBe(true);
+    expect(intersectCapabilities([softhsm, withHash]).ecdsaHashInSoftware).toBe(true);
   });
 
   test('one member is itself', () => {

@@ -259,3 +259,30 @@ describe('HandleCache: clear', () => {
     expect(destroyed).toEqual([3]);
   });
 });
+
+describe('clear() while an unwrap is in flight (module reset mid-load)', () => {
+  test('the old load does not fill the cache and a new request starts a new load', async () => {
+    const { cache } = setup(10);
+    const first = deferred<number>();
+    const p1 = cache.getOrLoad('k', () => first.promise);
+    cache.clear(false);
+    let loads = 0;
+    const p2 = cache.getOrLoad('k', async () => {
+      loads++;
+      return 2;
+    });
+    first.resolve(1);
+    expect(await p1).toBe(1);
+    expect(await p2).toBe(2);
+    expect(loads).toBe(1);
+    expect(cache.get('k')).toBe(2);
+  });
+
+  test('putting the same handle again under its key does not destroy it', () => {
+    const { cache, destroyed } = setup(10);
+    cache.put('k', 7);
+    cache.put('k', 7);
+    expect(destroyed).toEqual([]);
+    expect(cache.get('k')).toBe(7);
+  });
+});

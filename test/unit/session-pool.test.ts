@@ -258,3 +258,23 @@ describe('SessionPool: discard and reset', () => {
     await expect(waiting).resolves.toBe(s);
   });
 });
+
+describe('sessions from before a reset', () => {
+  test('releasing or discarding them is ignored: counts stay sane and the cap holds', () => {
+    const { pool, closed } = setup(2);
+    const a = pool.tryAcquire()!;
+    const b = pool.tryAcquire()!;
+    pool.reset(new Error('module re-initialised'));
+    pool.release(a);
+    pool.discard(b);
+    expect(closed).toEqual([]);
+    expect(pool.size).toBe(0);
+    expect(pool.busy).toBe(0);
+    const c = pool.tryAcquire()!;
+    const d = pool.tryAcquire()!;
+    expect([c, d]).not.toContain(a);
+    expect([c, d]).not.toContain(b);
+    expect(pool.tryAcquire()).toBeUndefined();
+    expect(pool.size).toBe(2);
+  });
+});
