@@ -15,7 +15,7 @@ import { loadProfiles } from '../src/hsm/profile';
 
 const ROOT = join(__dirname, '..', '..');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 
 function opsPerSecond(run: (deadline: bigint) => number): number {
   const start = process.hrtime.bigint();
@@ -88,10 +88,34 @@ async function main(): Promise<void> {
     rows.forEach(([r, l], i) => console.log(`round ${i + 1}: raw pkcs11js ${r.toFixed(0)} ops/s, hsm layer ${l.toFixed(0)} ops/s`));
     console.log(`raw pkcs11js sync loop (GenerateRandom+EncryptInit+Encrypt): ${rawOps.toFixed(0)} ops/s`);
     console.log(`hsm layer cluster.encrypt (cached key):                      ${layerOps.toFixed(0)} ops/s`);
-    console.log(`hsm-layer/raw-pkcs11js ratio: ${(layerOps / rawOps).toFixed(2)}`);
     api.C_CloseSession(session);
+    // For information: the async call mode (what a network-HSM profile uses) on the same token.
+    const asyncMember = new HsmMember({
+      id: 'bench-async',
+      profile: { ...loadProfiles(join(ROOT, 'hsm-profiles')).get('softhsm2')!, callMode: 'async' },
+      module: { path: lib, env: { SOFTHSM2_CONF: conf } },
+      tokenLabel: 'bench',
+      pin: readFileSync(join(dir, 't', 'pins', 'bench.pin'), 'utf8'),
+    });
+    asyncMember.connect();
+    for (const concurrency of [1, 8]) {
+      const start = process.hrtime.bigint();
+      const deadline = start + BigInt(Math.round(SECONDS * 1e9));
+      let n = 0;
+      await Promise.all(
+        Array.from({ length: concurrency }, async () => {
+          while (process.hrtime.bigint() < deadline) {
+            await asyncMember.encryptGcm(key, plaintext, aad);
+            n++;
+          }
+        }),
+      );
+      console.log(`info: async call mode, concurrency ${concurrency}: ${(n / (Number(process.hrtime.bigint() - start) / 1e9)).toFixed(0)} ops/s`);
+    }
+    asyncMember.close();
     cluster.close();
     member.module.finalize();
+    console.log(`hsm-layer/raw-pkcs11js ratio: ${(layerOps / rawOps).toFixed(2)}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -89,21 +89,30 @@ export class HsmCluster {
     return this.members.filter((m) => m.state !== 'UNAVAILABLE' && m.domain);
   }
 
+  /** Round-robin over ACTIVE members, else DEGRADED ones; allocation-free (hot path). */
   private pick(exclude?: HsmMember): HsmMember {
-    const candidates = this.usable().filter((m) => m !== exclude);
-    if (candidates.length === 0) throw new ClusterUnavailableError(this.id);
-    const active = candidates.filter((m) => m.state === 'ACTIVE');
-    const from = active.length > 0 ? active : candidates;
-    this.next = (this.next + 1) % 0x7fffffff;
-    return from[this.next % from.length];
+    const n = this.members.length;
+    let fallback: HsmMember | undefined;
+    for (let i = 0; i < n; i++) {
+      this.next = (this.next + 1) % n;
+      const m = this.members[this.next];
+      if (m === exclude || m.state === 'UNAVAILABLE' || !m.domain) continue;
+      if (m.state === 'ACTIVE') return m;
+      fallback ??= m;
+    }
+    if (fallback) return fallback;
+    throw new ClusterUnavailableError(this.id);
   }
 
   /** Runs `op` on a healthy member; on a device-level failure, once more on another member. */
-  async run<T>(op: (m: HsmMember) => Promise<T>): Promise<T> {
-    const first = this.pick();
+  run<T>(op: (m: HsmMember) => Promise<T>): Promise<T> {
+    let first: HsmMember;
     try {
-      return await op(first);
+      first = this.pick();
     } catch (e) {
+      return Promise.reject(e);
+    }
+    return op(first).catch((e: unknown) => {
       const deviceLevel = e instanceof MemberUnavailableError || (e instanceof HsmError && e.errorClass === 'device');
       if (!deviceLevel) throw e;
       let second: HsmMember;
@@ -113,7 +122,7 @@ export class HsmCluster {
         throw e;
       }
       return op(second);
-    }
+    });
   }
 
   private check(material: WrappedMaterial, expected: MaterialBinding): void {
@@ -132,8 +141,12 @@ export class HsmCluster {
     return this.run((m) => m.generate(spec, binding));
   }
 
-  async encrypt(material: WrappedMaterial, expected: MaterialBinding, plaintext: Buffer, aad: Buffer): Promise<GcmResult> {
-    this.check(material, expected);
+  encrypt(material: WrappedMaterial, expected: MaterialBinding, plaintext: Buffer, aad: Buffer): Promise<GcmResult> {
+    try {
+      this.check(material, expected);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return this.run((m) => m.encryptGcm(material, plaintext, aad));
   }
 

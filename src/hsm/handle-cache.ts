@@ -22,7 +22,8 @@ export class HandleCache<H> {
   get(key: string): H | undefined {
     const e = this.entries.get(key);
     if (!e) return undefined;
-    if (e.expires <= this.now()) {
+    const now = this.now();
+    if (e.expires <= now) {
       this.evict(key);
       return undefined;
     }

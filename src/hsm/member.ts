@@ -258,20 +258,42 @@ export class HsmMember {
   }
 
   /** Runs `fn` on a pooled session; failures are classified and handled as the profile says. */
-  async withSession<T>(operation: string, fn: (s: Handle) => T | Promise<T>): Promise<T> {
-    this.ensureConnected();
-    const s = this.pool.tryAcquire() ?? (await this.pool.acquire());
-    let result: T;
+  withSession<T>(operation: string, fn: (s: Handle) => T | Promise<T>): Promise<T> {
+    let s: Handle | undefined;
     try {
-      result = await fn(s);
+      this.ensureConnected();
+      s = this.pool.tryAcquire();
     } catch (e) {
+      return Promise.reject(this.toHsmError(e, operation));
+    }
+    if (s === undefined) return this.pool.acquire().then((acquired) => this.runOn(operation, acquired, fn));
+    return this.runOn(operation, s, fn);
+  }
+
+  /** Sync results stay sync until the end: in-process tokens pay for one promise, not one per layer. */
+  private runOn<T>(operation: string, s: Handle, fn: (s: Handle) => T | Promise<T>): Promise<T> {
+    const succeeded = (value: T): T => {
+      this.pool.release(s);
+      this.operations++;
+      return value;
+    };
+    const failed = (e: unknown): never => {
       const err = this.toHsmError(e, operation);
       this.afterFailure(err, s);
       throw err;
+    };
+    let result: T | Promise<T>;
+    try {
+      result = fn(s);
+    } catch (e) {
+      try {
+        failed(e);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      return Promise.reject(e);
     }
-    this.pool.release(s);
-    this.operations++;
-    return result;
+    return result instanceof Promise ? result.then(succeeded, failed) : Promise.resolve(succeeded(result));
   }
 
   private afterFailure(err: HsmError, s: Handle | undefined): void {
@@ -557,18 +579,22 @@ export class HsmMember {
   }
 
   /** Runs `fn` with the unwrapped handle of `material` (cached); a stale handle is dropped and retried once. */
-  async withKey<T>(material: WrappedMaterial, operation: string, fn: (s: Handle, key: Handle) => T | Promise<T>): Promise<T> {
-    this.ensureConnected();
-    for (let attempt = 0; ; attempt++) {
-      const key = this.cache.get(material.cacheKey) ?? (await this.cache.getOrLoad(material.cacheKey, () => this.unwrapMaterial(material)));
-      try {
-        return await this.withSession(operation, (s) => fn(s, key));
-      } catch (e) {
+  withKey<T>(material: WrappedMaterial, operation: string, fn: (s: Handle, key: Handle) => T | Promise<T>, retried = false): Promise<T> {
+    const cached = this.cache.get(material.cacheKey);
+    const run = (key: Handle): Promise<T> =>
+      this.withSession(operation, (s) => fn(s, key)).catch((e: unknown) => {
         const stale = e instanceof Pkcs11CallError && (e.ckr === 'CKR_KEY_HANDLE_INVALID' || e.ckr === 'CKR_OBJECT_HANDLE_INVALID');
-        if (!stale || attempt > 0) throw e;
+        if (!stale || retried) throw e;
         this.cache.evict(material.cacheKey);
-      }
+        return this.withKey(material, operation, fn, true);
+      });
+    if (cached !== undefined) return run(cached);
+    try {
+      this.ensureConnected();
+    } catch (e) {
+      return Promise.reject(e);
     }
+    return this.cache.getOrLoad(material.cacheKey, () => this.unwrapMaterial(material)).then(run);
   }
 
   /** Makes sure the record is unwrapped here (verifying its MAC) without doing anything with it. */
@@ -589,11 +615,12 @@ export class HsmMember {
   }
 
   encryptGcm(material: WrappedMaterial, plaintext: Buffer, aad: Buffer): Promise<GcmResult> {
-    return this.withKey(material, 'encrypt', async (s, key) => {
-      const iv = Buffer.from(this.api.C_GenerateRandom(s, Buffer.alloc(GCM_IV_BYTES)));
+    return this.withKey(material, 'encrypt', (s, key) => {
+      const iv = this.api.C_GenerateRandom(s, Buffer.alloc(GCM_IV_BYTES));
       this.api.C_EncryptInit(s, this.gcm(iv, aad), key);
-      const out = await this.calls.encrypt(s, plaintext, Buffer.alloc(plaintext.length + GCM_TAG_BYTES));
-      return { iv, ciphertext: Buffer.from(out.subarray(0, out.length - GCM_TAG_BYTES)), tag: Buffer.from(out.subarray(out.length - GCM_TAG_BYTES)) };
+      const split = (out: Buffer): GcmResult => ({ iv, ciphertext: out.subarray(0, out.length - GCM_TAG_BYTES), tag: out.subarray(out.length - GCM_TAG_BYTES) });
+      const out = this.calls.encrypt(s, plaintext, Buffer.alloc(plaintext.length + GCM_TAG_BYTES));
+      return out instanceof Promise ? out.then(split) : split(out);
     });
   }
 
