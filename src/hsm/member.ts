@@ -277,23 +277,22 @@ export class HsmMember {
       this.operations++;
       return value;
     };
-    const failed = (e: unknown): never => {
+    const failed = (e: unknown): HsmError => {
       const err = this.toHsmError(e, operation);
       this.afterFailure(err, s);
-      throw err;
+      return err;
     };
     let result: T | Promise<T>;
     try {
       result = fn(s);
     } catch (e) {
-      try {
-        failed(e);
-      } catch (err) {
-        return Promise.reject(err);
-      }
-      return Promise.reject(e);
+      return Promise.reject(failed(e));
     }
-    return result instanceof Promise ? result.then(succeeded, failed) : Promise.resolve(succeeded(result));
+    return result instanceof Promise
+      ? result.then(succeeded, (e: unknown) => {
+          throw failed(e);
+        })
+      : Promise.resolve(succeeded(result));
   }
 
   private afterFailure(err: HsmError, s: Handle | undefined): void {
