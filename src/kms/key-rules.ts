@@ -1,0 +1,37 @@
+/** Pure validation rules of the key lifecycle, each returning a reason or undefined. */
+
+const ALIAS = /^[A-Za-z0-9][A-Za-z0-9_-]{0,59}$/;
+
+/** 1-60 letters/digits/"_"/"-", first a letter or digit; "kms-" (any case) is reserved for cloud products. */
+export function aliasProblem(alias: unknown, cloudProduct = false): string | undefined {
+  if (typeof alias !== 'string' || alias.length === 0) return 'Alias is required';
+  if (!ALIAS.test(alias)) return 'Alias must be 1-60 letters, digits, "_" or "-", starting with a letter or digit';
+  if (!cloudProduct && alias.toLowerCase().startsWith('kms-')) return 'Alias must not start with "kms-": the prefix is reserved for cloud products';
+  return undefined;
+}
+
+export const ROTATE_DAYS = { min: 7, max: 365, default: 365 } as const;
+export const PENDING_WINDOW_DAYS = { min: 7, max: 30 } as const;
+export const MAX_DESCRIPTION_BYTES = 1024;
+
+export function rotateDaysProblem(days: unknown): string | undefined {
+  if (days === undefined) return undefined;
+  if (!Number.isInteger(days) || (days as number) < ROTATE_DAYS.min || (days as number) > ROTATE_DAYS.max) {
+    return `RotateDays must be an integer from ${ROTATE_DAYS.min} to ${ROTATE_DAYS.max}`;
+  }
+  return undefined;
+}
+
+export function pendingWindowProblem(days: unknown): string | undefined {
+  if (!Number.isInteger(days) || (days as number) < PENDING_WINDOW_DAYS.min || (days as number) > PENDING_WINDOW_DAYS.max) {
+    return `PendingWindowInDays must be an integer from ${PENDING_WINDOW_DAYS.min} to ${PENDING_WINDOW_DAYS.max}`;
+  }
+  return undefined;
+}
+
+export function descriptionProblem(description: unknown): string | undefined {
+  if (description === undefined) return undefined;
+  if (typeof description !== 'string') return 'Description must be a string';
+  if (Buffer.byteLength(description, 'utf8') > MAX_DESCRIPTION_BYTES) return `Description must be at most ${MAX_DESCRIPTION_BYTES} bytes`;
+  return undefined;
+}
