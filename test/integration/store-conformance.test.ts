@@ -11,6 +11,9 @@ import {
   AliasExistsError, ConflictError, KeyNotFoundError, KeyRecord, MetadataStore, NewKeyRecord, StoreInputError,
 } from '../../src/store/store';
 import { SqliteMetadataStore } from '../../src/store/sqlite-store';
+import { RedisMetadataStore } from '../../src/store/redis-store';
+import { StoreConfigError } from '../../src/store/store';
+import { startRedis } from '../support/redis';
 
 export interface StoreBackend {
   name: string;
@@ -30,7 +33,18 @@ const sqliteBackend: StoreBackend = {
   },
 };
 
-const BACKENDS: StoreBackend[] = [sqliteBackend];
+const redisBackend: StoreBackend = {
+  name: 'redis',
+  async setUp() {
+    const server = await startRedis({ persistent: true });
+    return {
+      open: async () => RedisMetadataStore.open({ port: server.port }),
+      tearDown: async () => server.stop(),
+    };
+  },
+};
+
+const BACKENDS: StoreBackend[] = [sqliteBackend, redisBackend];
 
 let clock = 1_700_000_000;
 function newKey(over: Partial<NewKeyRecord> = {}): NewKeyRecord {
@@ -342,6 +356,19 @@ describe('SqliteMetadataStore specifics', () => {
     } finally {
       await s.close();
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('RedisMetadataStore specifics', () => {
+  test('refuses a server with neither AOF nor RDB unless allowVolatile', async () => {
+    const server = await startRedis({ persistent: false });
+    try {
+      await expect(RedisMetadataStore.open({ port: server.port })).rejects.toBeInstanceOf(StoreConfigError);
+      const s = await RedisMetadataStore.open({ port: server.port, allowVolatile: true });
+      await s.close();
+    } finally {
+      await server.stop();
     }
   });
 });
