@@ -1,0 +1,187 @@
+/**
+ * CMK metadata persistence: the one interface every backend implements. The store knows nothing of
+ * HSMs; key material is an opaque record (`WrappedMaterial.toBuffer()`) it persists as bytes.
+ */
+import type { KeyState } from '../kms/key-state';
+
+export type KeyOrigin = 'TENCENT_KMS' | 'EXTERNAL';
+
+export interface KeyRotation {
+  enabled: boolean;
+  rotateDays: number;
+  nextRotateTime?: number;
+  lastRotateTime?: number;
+}
+
+export interface KeyVersion {
+  version: number;
+  /** Opaque wrapped material record. */
+  material: Buffer;
+  createTime: number;
+}
+
+/** A CMK as given to `createKey`. Times are Unix seconds. */
+export interface NewKeyRecord {
+  keyId: string;
+  alias: string;
+  description: string;
+  keyUsage: string;
+  origin: KeyOrigin;
+  keyState: KeyState;
+  creatorUin: string;
+  /** The tenant. */
+  ownerUin: string;
+  /** `user` or a cloud product's name. */
+  owner: string;
+  region: string;
+  hsmClusterId: string;
+  tags: Record<string, string>;
+  rotation: KeyRotation;
+  deletionDate?: number;
+  validTo?: number;
+  createTime: number;
+  versions: KeyVersion[];
+}
+
+/** A stored CMK: `revision` grows by one with every change and is the compare-and-set token. */
+export interface KeyRecord extends NewKeyRecord {
+  revision: number;
+}
+
+/** Fields `updateKey` may change; `null` clears an optional field. */
+export interface KeyPatch {
+  alias?: string;
+  description?: string;
+  keyState?: KeyState;
+  tags?: Record<string, string>;
+  rotation?: KeyRotation;
+  deletionDate?: number | null;
+  validTo?: number | null;
+}
+
+/** A key matches when it has tag `key` and, if `values` is non-empty, one of those values. */
+export interface TagFilter {
+  key: string;
+  values?: string[];
+}
+
+export const MAX_LIST_LIMIT = 200;
+
+export interface ListKeysQuery {
+  ownerUin: string;
+  region: string;
+  offset: number;
+  /** 1..200 */
+  limit: number;
+  order: 'asc' | 'desc';
+  keyState?: KeyState;
+  /** Substring of the alias or of the key id. */
+  searchAlias?: string;
+  origin?: KeyOrigin;
+  keyUsage?: string;
+  hsmClusterId?: string;
+  /** All must match. */
+  tagFilters?: TagFilter[];
+}
+
+export interface ListKeysResult {
+  /** Number of keys matching the filters, regardless of offset and limit. */
+  total: number;
+  keys: KeyRecord[];
+}
+
+export interface MetadataStore {
+  /** Fails with `AliasExistsError` if (ownerUin, region, alias) is taken; atomic. Returns revision 1. */
+  createKey(record: NewKeyRecord): Promise<KeyRecord>;
+  /** Undefined when absent or owned by another tenant. */
+  getKey(ownerUin: string, keyId: string): Promise<KeyRecord | undefined>;
+  /**
+   * Applies `patch` if the stored revision is still `expectedRevision` (`ConflictError` otherwise);
+   * `KeyNotFoundError` when absent, `AliasExistsError` when renaming onto a taken alias.
+   */
+  updateKey(ownerUin: string, keyId: string, expectedRevision: number, patch: KeyPatch): Promise<KeyRecord>;
+  /** Adds a version atomically (`ConflictError` if that version number exists); bumps the revision. */
+  addVersion(ownerUin: string, keyId: string, version: KeyVersion): Promise<KeyRecord>;
+  /** Removes the record and every version (crypto-shred). False when there was nothing to delete. */
+  deleteKey(ownerUin: string, keyId: string): Promise<boolean>;
+  listKeys(query: ListKeysQuery): Promise<ListKeysResult>;
+  close(): Promise<void>;
+}
+
+export abstract class StoreError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class AliasExistsError extends StoreError {
+  constructor(readonly ownerUin: string, readonly region: string, readonly alias: string) {
+    super(`alias ${JSON.stringify(alias)} already exists for this account in region ${region}`);
+  }
+}
+
+export class ConflictError extends StoreError {
+  constructor(readonly keyId: string, detail: string) {
+    super(`key ${keyId} changed concurrently: ${detail}`);
+  }
+}
+
+export class KeyNotFoundError extends StoreError {
+  constructor(readonly keyId: string) {
+    super(`key ${keyId} not found`);
+  }
+}
+
+/** A malformed record or query (the API layer validates first; this is the store's own guard). */
+export class StoreInputError extends StoreError {}
+
+/** The store cannot be used as configured (e.g. a Redis without persistence). */
+export class StoreConfigError extends StoreError {}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function checkNewRecord(record: NewKeyRecord): void {
+  if (!UUID.test(record.keyId)) throw new StoreInputError(`keyId is not a UUID: ${JSON.stringify(record.keyId)}`);
+  for (const field of ['ownerUin', 'region', 'alias'] as const) {
+    if (record[field] === '') throw new StoreInputError(`${field} is empty`);
+  }
+  const seen = new Set<number>();
+  for (const v of record.versions) checkVersion(v, seen);
+}
+
+export function checkVersion(v: KeyVersion, seen?: Set<number>): void {
+  if (!Number.isInteger(v.version) || v.version < 1) throw new StoreInputError(`bad version number ${v.version}`);
+  if (!Buffer.isBuffer(v.material) || v.material.length === 0) throw new StoreInputError(`version ${v.version} has no material`);
+  if (seen) {
+    if (seen.has(v.version)) throw new StoreInputError(`duplicate version ${v.version}`);
+    seen.add(v.version);
+  }
+}
+
+export function checkQuery(q: ListKeysQuery): void {
+  if (!Number.isInteger(q.offset) || q.offset < 0) throw new StoreInputError(`offset must be an integer >= 0, got ${q.offset}`);
+  if (!Number.isInteger(q.limit) || q.limit < 1 || q.limit > MAX_LIST_LIMIT) {
+    throw new StoreInputError(`limit must be an integer in 1..${MAX_LIST_LIMIT}, got ${q.limit}`);
+  }
+  if (q.order !== 'asc' && q.order !== 'desc') throw new StoreInputError(`order must be asc or desc`);
+  if (q.ownerUin === '' || q.region === '') throw new StoreInputError('ownerUin and region are required');
+}
+
+/** The record with `patch` applied (pure; shared by backends). */
+export function applyPatch(record: KeyRecord, patch: KeyPatch): KeyRecord {
+  const next: KeyRecord = { ...record, revision: record.revision + 1 };
+  if (patch.alias !== undefined) {
+    if (patch.alias === '') throw new StoreInputError('alias is empty');
+    next.alias = patch.alias;
+  }
+  if (patch.description !== undefined) next.description = patch.description;
+  if (patch.keyState !== undefined) next.keyState = patch.keyState;
+  if (patch.tags !== undefined) next.tags = { ...patch.tags };
+  if (patch.rotation !== undefined) next.rotation = { ...patch.rotation };
+  if (patch.deletionDate === null) delete next.deletionDate;
+  else if (patch.deletionDate !== undefined) next.deletionDate = patch.deletionDate;
+  if (patch.validTo === null) delete next.validTo;
+  else if (patch.validTo !== undefined) next.validTo = patch.validTo;
+  return next;
+}
