@@ -416,6 +416,11 @@ export class HsmMember {
     });
   }
 
+  private rsaPublic(s: Handle, publicKey: Handle): { modulus: Buffer; exponent: Buffer } {
+    const [m, e] = this.api.C_GetAttributeValue(s, publicKey, [{ type: pk.CKA_MODULUS }, { type: pk.CKA_PUBLIC_EXPONENT }]);
+    return { modulus: m.value as Buffer, exponent: e.value as Buffer };
+  }
+
   /** Receiving side of a copy: an RSA transport key pair generated here; only its public half leaves. */
   createTransportKey(): Promise<{ privateKey: Handle; publicKey: Handle; modulus: Buffer; exponent: Buffer }> {
     return this.withKeeper('generate', async (s) => {
@@ -425,8 +430,7 @@ export class HsmMember {
         [{ type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_MODULUS_BITS, value: 3072 }, { type: pk.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }, { type: pk.CKA_WRAP, value: true }, { type: pk.CKA_ENCRYPT, value: true }],
         [{ type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_PRIVATE, value: true }, { type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_EXTRACTABLE, value: false }, { type: pk.CKA_UNWRAP, value: true }, { type: pk.CKA_DECRYPT, value: true }],
       );
-      const [m, e] = this.api.C_GetAttributeValue(s, pair.publicKey, [{ type: pk.CKA_MODULUS }, { type: pk.CKA_PUBLIC_EXPONENT }]);
-      return { privateKey: pair.privateKey, publicKey: pair.publicKey, modulus: m.value as Buffer, exponent: e.value as Buffer };
+      return { privateKey: pair.privateKey, publicKey: pair.publicKey, ...this.rsaPublic(s, pair.publicKey) };
     });
   }
 
@@ -541,10 +545,7 @@ export class HsmMember {
       try {
         const spki =
           kind.kind === 'rsa'
-            ? (() => {
-                const [m, e] = this.api.C_GetAttributeValue(s, pair.publicKey, [{ type: pk.CKA_MODULUS }, { type: pk.CKA_PUBLIC_EXPONENT }]);
-                return rsaSpki(m.value as Buffer, e.value as Buffer);
-              })()
+            ? rsaSpki(this.rsaPublic(s, pair.publicKey))
             : ecSpki(kind.curve, this.api.C_GetAttributeValue(s, pair.publicKey, [{ type: pk.CKA_EC_POINT }])[0].value as Buffer);
         return await this.seal(s, spec, binding, pair.privateKey, spki);
       } finally {

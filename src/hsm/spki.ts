@@ -4,7 +4,7 @@ import { InvalidInputError } from './errors';
 
 const b64url = (b: Buffer) => b.toString('base64url');
 
-export function rsaSpki(modulus: Buffer, exponent: Buffer): Buffer {
+export function rsaSpki({ modulus, exponent }: { modulus: Buffer; exponent: Buffer }): Buffer {
   return createPublicKey({ key: { kty: 'RSA', n: b64url(modulus), e: b64url(exponent) }, format: 'jwk' }).export({ type: 'spki', format: 'der' });
 }
 
