@@ -20,6 +20,23 @@ export interface KeyVersion {
   createTime: number;
 }
 
+/** Parameters handed out by GetParametersForImport; the token itself is never stored, only its hash. */
+export interface ImportParameters {
+  /** SHA-256 (hex) of the ImportToken. */
+  tokenHash: string;
+  wrappingAlgorithm: string;
+  /** Opaque wrapped RSA-2048 wrapping key record (its private half never leaves the HSM in clear). */
+  wrappingKey: Buffer;
+  /** Unix seconds after which the token is refused. */
+  validTo: number;
+}
+
+/** A cloud resource bound to a key (BindCloudResource). */
+export interface CloudBinding {
+  productId: string;
+  resourceId: string;
+}
+
 /** A CMK as given to `createKey`. Times are Unix seconds. */
 export interface NewKeyRecord {
   keyId: string;
@@ -41,6 +58,11 @@ export interface NewKeyRecord {
   validTo?: number;
   createTime: number;
   versions: KeyVersion[];
+  /** EXTERNAL keys: the outstanding import parameters (only the latest is kept). */
+  importParameters?: ImportParameters;
+  /** EXTERNAL keys: check value (hex) of the imported material; kept after the material is deleted so a re-import must match. */
+  materialCheckValue?: string;
+  cloudBindings?: CloudBinding[];
 }
 
 /** A stored CMK: `revision` grows by one with every change and is the compare-and-set token. */
@@ -57,6 +79,43 @@ export interface KeyPatch {
   rotation?: KeyRotation;
   deletionDate?: number | null;
   validTo?: number | null;
+  importParameters?: ImportParameters | null;
+  materialCheckValue?: string | null;
+  cloudBindings?: CloudBinding[];
+  /** Replaces every version (import, deletion or expiry of imported material); durable write. */
+  versions?: KeyVersion[];
+}
+
+/** What remains of a deleted key: enough for audit and lists to stay explainable; no material. */
+export interface Tombstone {
+  keyId: string;
+  ownerUin: string;
+  region: string;
+  alias: string;
+  keyUsage: string;
+  origin: KeyOrigin;
+  hsmClusterId: string;
+  createTime: number;
+  /** Unix seconds. */
+  deletedAt: number;
+}
+
+export interface KeyRef {
+  ownerUin: string;
+  keyId: string;
+}
+
+/**
+ * Background work found through indexes (never a scan):
+ *  - rotation: rotation.enabled and rotation.nextRotateTime <= before
+ *  - deletion: keyState PendingDelete and deletionDate <= before
+ *  - expiry:   validTo set (non-zero) and validTo <= before, and the key still has versions
+ */
+export type DueKind = 'rotation' | 'deletion' | 'expiry';
+
+/** A change seen by `watch`: one key, or `undefined` keyId when anything may have changed (reconnect, another process). */
+export interface KeyChange {
+  keyId?: string;
 }
 
 /** A key matches when it has tag `key` and, if `values` is non-empty, one of those values. */
@@ -74,7 +133,10 @@ export interface ListKeysQuery {
   /** 1..200 */
   limit: number;
   order: 'asc' | 'desc';
-  keyState?: KeyState;
+  /** Any of these states (absent or empty: every state). */
+  keyStates?: KeyState[];
+  /** `user`: owner is "user"; `product`: owner is a cloud product. Absent: both. */
+  role?: 'user' | 'product';
   /** Substring of the alias or of the key id. */
   searchAlias?: string;
   origin?: KeyOrigin;
@@ -90,9 +152,20 @@ export interface ListKeysResult {
   keys: KeyRecord[];
 }
 
+export interface CreateLimits {
+  /** Refuse (`QuotaExceededError`) when the tenant already has this many user keys not PendingDelete in the region. */
+  maxKeys?: number;
+}
+
 export interface MetadataStore {
-  /** Fails with `AliasExistsError` if (ownerUin, region, alias) is taken; atomic. Returns revision 1. */
-  createKey(record: NewKeyRecord): Promise<KeyRecord>;
+  /**
+   * Fails with `AliasExistsError` if (ownerUin, region, alias) is taken, `QuotaExceededError` past
+   * `limits.maxKeys` (checked atomically with the insert; only keys with owner "user" count, and only
+   * when the new key's owner is "user"); durable. Returns revision 1.
+   */
+  createKey(record: NewKeyRecord, limits?: CreateLimits): Promise<KeyRecord>;
+  /** User keys (owner "user") not PendingDelete in the region: what the quota counts. */
+  countKeys(ownerUin: string, region: string): Promise<number>;
   /** Undefined when absent or owned by another tenant. */
   getKey(ownerUin: string, keyId: string): Promise<KeyRecord | undefined>;
   /**
@@ -100,11 +173,38 @@ export interface MetadataStore {
    * `KeyNotFoundError` when absent, `AliasExistsError` when renaming onto a taken alias.
    */
   updateKey(ownerUin: string, keyId: string, expectedRevision: number, patch: KeyPatch): Promise<KeyRecord>;
-  /** Adds a version atomically (`ConflictError` if that version number exists); bumps the revision. */
-  addVersion(ownerUin: string, keyId: string, version: KeyVersion): Promise<KeyRecord>;
-  /** Removes the record and every version (crypto-shred). False when there was nothing to delete. */
-  deleteKey(ownerUin: string, keyId: string): Promise<boolean>;
+  /**
+   * Adds a version (`ConflictError` if that version number exists) and applies `patch` (e.g. rotation
+   * times) in the same atomic, durable write; bumps the revision by one.
+   */
+  addVersion(ownerUin: string, keyId: string, version: KeyVersion, patch?: KeyPatch): Promise<KeyRecord>;
+  /**
+   * Removes the record and every version (crypto-shred) and writes its tombstone in the same atomic,
+   * durable write; frees the alias. False when there was nothing to delete.
+   */
+  deleteKey(ownerUin: string, keyId: string, deletedAt: number): Promise<boolean>;
+  getTombstone(ownerUin: string, keyId: string): Promise<Tombstone | undefined>;
   listKeys(query: ListKeysQuery): Promise<ListKeysResult>;
+  /** Keys due for `kind` at `before` (see DueKind), earliest first, at most `limit`; index-backed. */
+  dueKeys(kind: DueKind, before: number, limit: number): Promise<KeyRef[]>;
+  /**
+   * Adds encryption counts per key version (`${keyId}#${version}` -> n) in one write and returns
+   * the new totals for those versions. Counts of deleted keys are dropped.
+   */
+  addUsage(batch: ReadonlyMap<string, number>): Promise<Map<string, number>>;
+  /**
+   * Calls `listener` for every key changed through any store handle on the same backing (other
+   * nodes and processes included) within a second. Returns the unsubscribe function.
+   */
+  watch(listener: (change: KeyChange) => void): () => void;
+  /**
+   * Takes lease `name` for `holder` (or renews it if `holder` has it) for `ttlMs`; true when `holder`
+   * holds it afterwards. Leases expire by themselves, so a dead node's lease passes on.
+   */
+  acquireLease(name: string, holder: string, ttlMs: number): Promise<boolean>;
+  releaseLease(name: string, holder: string): Promise<void>;
+  /** Start-up check: finds derived data (indexes) that disagree with the records, repairs it, and says what it did. */
+  repair(): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -130,6 +230,12 @@ export class ConflictError extends StoreError {
 export class KeyNotFoundError extends StoreError {
   constructor(readonly keyId: string) {
     super(`key ${keyId} not found`);
+  }
+}
+
+export class QuotaExceededError extends StoreError {
+  constructor(readonly ownerUin: string, readonly region: string, readonly limit: number) {
+    super(`account already has ${limit} keys in region ${region}, the limit`);
   }
 }
 
@@ -183,5 +289,15 @@ export function applyPatch(record: KeyRecord, patch: KeyPatch): KeyRecord {
   else if (patch.deletionDate !== undefined) next.deletionDate = patch.deletionDate;
   if (patch.validTo === null) delete next.validTo;
   else if (patch.validTo !== undefined) next.validTo = patch.validTo;
+  if (patch.importParameters === null) delete next.importParameters;
+  else if (patch.importParameters !== undefined) next.importParameters = { ...patch.importParameters };
+  if (patch.materialCheckValue === null) delete next.materialCheckValue;
+  else if (patch.materialCheckValue !== undefined) next.materialCheckValue = patch.materialCheckValue;
+  if (patch.cloudBindings !== undefined) next.cloudBindings = patch.cloudBindings.map((b) => ({ ...b }));
+  if (patch.versions !== undefined) {
+    const seen = new Set<number>();
+    for (const v of patch.versions) checkVersion(v, seen);
+    next.versions = patch.versions.map((v) => ({ ...v }));
+  }
   return next;
 }
