@@ -1,4 +1,7 @@
-/** Domain errors of the KMS core; the API layer maps each class to one Tencent error code. */
+/**
+ * Domain errors of the KMS core. Each class means one thing; the API layer maps each class to one
+ * Tencent error code in its single table. Messages say what was wrong and never carry secrets.
+ */
 export abstract class KmsError extends Error {
   constructor(message: string) {
     super(message);
@@ -8,5 +11,60 @@ export abstract class KmsError extends Error {
 
 /** Altered, truncated, foreign or otherwise unusable ciphertext, or the wrong encryption context. */
 export class InvalidCiphertextError extends KmsError {}
-
 export class InvalidEncryptionContextError extends KmsError {}
+
+/** A parameter that is present but wrong, with no more specific class. */
+export class InvalidParameterError extends KmsError {}
+export class InvalidKeyIdError extends KmsError {}
+export class DuplicatedKeyIdError extends KmsError {}
+export class InvalidAliasError extends KmsError {}
+export class AliasTakenError extends KmsError {}
+export class InvalidKeyUsageError extends KmsError {}
+export class InvalidTypeError extends KmsError {}
+export class InvalidHsmClusterError extends KmsError {}
+export class InvalidPlaintextError extends KmsError {}
+export class InvalidPendingWindowError extends KmsError {}
+export class TagKeysDuplicatedError extends KmsError {}
+export class InvalidTagError extends KmsError {}
+export class KeyLimitExceededError extends KmsError {}
+
+/** No such key for this tenant (another tenant's key is reported the same way: no existence leak). */
+export class KeyNotFoundError extends KmsError {
+  constructor(readonly keyId: string, detail?: string) {
+    super(detail ?? `key ${keyId} was not found`);
+  }
+}
+
+export class KeyDisabledError extends KmsError {}
+export class KeyArchivedError extends KmsError {}
+export class KeyPendingDeleteError extends KmsError {}
+export class KeyStateNotSupportedError extends KmsError {}
+export class KeyShouldBeDisabledError extends KmsError {}
+export class KeyNotPendingDeleteError extends KmsError {}
+
+/** Cloud-product keys and keys bound to cloud resources cannot be disabled, archived or deleted. */
+export class UsedByCloudProductError extends KmsError {}
+export class NotUserCreatedError extends KmsError {}
+export class ExternalKeyCannotRotateError extends KmsError {}
+export class RotationNotSupportedError extends KmsError {}
+export class RotationRunningError extends KmsError {}
+export class NotExternalKeyError extends KmsError {}
+export class ImportTokenExpiredError extends KmsError {}
+export class InvalidImportTokenError extends KmsError {}
+/** The wrapped material could not be unwrapped with the import wrapping key. */
+export class DecryptMaterialError extends KmsError {}
+export class InvalidImportMaterialError extends KmsError {}
+export class MaterialMismatchError extends KmsError {}
+export class BindingNotFoundError extends KmsError {}
+
+/** The HSMs of the key's cluster cannot do this (names the limit). */
+export class UnsupportedOperationError extends KmsError {}
+/** The key usage exists in the API but no HSM of the cluster can serve it (SM2 here). */
+export class UnsupportedKeyUsageError extends KmsError {}
+/** An asymmetric decryption whose ciphertext the HSM could not decrypt. */
+export class AsymmetricDecryptError extends KmsError {}
+/** Encrypting a result under the caller's public key failed (bad key). */
+export class PublicKeyEncryptionError extends KmsError {}
+
+/** The key's HSM cluster has no healthy member right now: retry later. */
+export class ServiceUnavailableError extends KmsError {}

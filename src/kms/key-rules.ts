@@ -35,3 +35,27 @@ export function descriptionProblem(description: unknown): string | undefined {
   if (Buffer.byteLength(description, 'utf8') > MAX_DESCRIPTION_BYTES) return `Description must be at most ${MAX_DESCRIPTION_BYTES} bytes`;
   return undefined;
 }
+
+export const TAG_LIMITS = { keyChars: 127, valueChars: 255, perKey: 50 } as const;
+
+export interface TagInput {
+  TagKey: string;
+  TagValue: string;
+}
+
+/** Tags as the API gives them (a list of pairs); a duplicated key is its own problem (TagKeysDuplicated). */
+export function tagsProblem(tags: readonly TagInput[]): { duplicated?: string; invalid?: string } {
+  const seen = new Set<string>();
+  if (tags.length > TAG_LIMITS.perKey) return { invalid: `a key has at most ${TAG_LIMITS.perKey} tags` };
+  for (const t of tags) {
+    if (typeof t.TagKey !== 'string' || t.TagKey.length === 0 || t.TagKey.length > TAG_LIMITS.keyChars) {
+      return { invalid: `TagKey must be 1-${TAG_LIMITS.keyChars} characters` };
+    }
+    if (typeof t.TagValue !== 'string' || t.TagValue.length > TAG_LIMITS.valueChars) {
+      return { invalid: `TagValue of ${JSON.stringify(t.TagKey)} must be a string of at most ${TAG_LIMITS.valueChars} characters` };
+    }
+    if (seen.has(t.TagKey)) return { duplicated: t.TagKey };
+    seen.add(t.TagKey);
+  }
+  return {};
+}

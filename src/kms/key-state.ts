@@ -42,7 +42,7 @@ const TABLE: Record<KeyState, Record<KeyAction, Transition>> = {
     Encrypt: no('KeyDisabled'), Decrypt: no('KeyDisabled'), GenerateDataKey: no('KeyDisabled'), Sign: no('KeyDisabled'), Verify: no('KeyDisabled'),
     AsymmetricDecrypt: no('KeyDisabled'), GetPublicKey: no('KeyDisabled'),
     EnableKeyRotation: ok(), DisableKeyRotation: ok(), RotateKey: no('KeyDisabled'),
-    GetParametersForImport: ok(), ImportKeyMaterial: ok(), DeleteImportedKeyMaterial: ok('PendingImport'),
+    GetParametersForImport: ok(), ImportKeyMaterial: state, DeleteImportedKeyMaterial: ok('PendingImport'),
     UpdateMetadata: ok(), Describe: ok(),
   },
   PendingDelete: {

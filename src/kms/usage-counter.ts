@@ -18,11 +18,19 @@ export function versionKey(keyId: string, version: number): VersionKey {
 
 export class UsageCounter {
   private pending = new Map<VersionKey, number>();
+  private owners = new Map<string, string>();
+  private flushedOwners = new Map<string, string>();
 
-  /** Counts one encryption under (keyId, version). */
-  add(keyId: string, version: number, count = 1): void {
+  /** Counts one encryption under (keyId, version), remembering the key's owner for the rotation that may follow. */
+  add(keyId: string, version: number, count = 1, owner?: string): void {
     const k = versionKey(keyId, version);
     this.pending.set(k, (this.pending.get(k) ?? 0) + count);
+    if (owner !== undefined) this.owners.set(keyId, owner);
+  }
+
+  /** The owner of a key counted in the batch last flushed. */
+  ownerOf(keyId: string): string | undefined {
+    return this.flushedOwners.get(keyId) ?? this.owners.get(keyId);
   }
 
   get size(): number {
@@ -30,15 +38,18 @@ export class UsageCounter {
   }
 
   /** Hands the batch to `persist` (which returns the new totals); returns the versions now due for rotation. */
-  async flush(persist: (batch: ReadonlyMap<VersionKey, number>) => Promise<ReadonlyMap<VersionKey, number>>): Promise<VersionKey[]> {
+  async flush(persist: (batch: ReadonlyMap<VersionKey, number>) => Promise<ReadonlyMap<string, number>>): Promise<string[]> {
     if (this.pending.size === 0) return [];
     const batch = this.pending;
     this.pending = new Map();
-    let totals: ReadonlyMap<VersionKey, number>;
+    this.flushedOwners = this.owners;
+    this.owners = new Map();
+    let totals: ReadonlyMap<string, number>;
     try {
       totals = await persist(batch);
     } catch (e) {
       for (const [k, n] of batch) this.pending.set(k, (this.pending.get(k) ?? 0) + n);
+      for (const [k, o] of this.flushedOwners) if (!this.owners.has(k)) this.owners.set(k, o);
       throw e;
     }
     return [...totals].filter(([, total]) => total >= ROTATION_THRESHOLD).map(([k]) => k);

@@ -15,7 +15,7 @@ const EXPECTED: Record<KeyState, Record<KeyAction, Expect>> = {
     ArchiveKey: 'Archived', CancelKeyArchive: 'refused:StateNotSupported', Encrypt: 'refused:KeyDisabled', Decrypt: 'refused:KeyDisabled',
     GenerateDataKey: 'refused:KeyDisabled', Sign: 'refused:KeyDisabled', Verify: 'refused:KeyDisabled', AsymmetricDecrypt: 'refused:KeyDisabled',
     GetPublicKey: 'refused:KeyDisabled', EnableKeyRotation: 'Disabled', DisableKeyRotation: 'Disabled', RotateKey: 'refused:KeyDisabled',
-    GetParametersForImport: 'Disabled', ImportKeyMaterial: 'Disabled', DeleteImportedKeyMaterial: 'PendingImport', UpdateMetadata: 'Disabled', Describe: 'Disabled',
+    GetParametersForImport: 'Disabled', ImportKeyMaterial: 'refused:StateNotSupported', DeleteImportedKeyMaterial: 'PendingImport', UpdateMetadata: 'Disabled', Describe: 'Disabled',
   },
   PendingDelete: {
     EnableKey: 'refused:StateNotSupported', DisableKey: 'refused:StateNotSupported', ScheduleKeyDeletion: 'refused:StateNotSupported',

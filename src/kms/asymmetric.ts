@@ -1,0 +1,126 @@
+import { createPublicKey } from 'node:crypto';
+import type { RsaPadding, SigningAlgorithm } from '../hsm/capabilities';
+import { HsmError, MaterialIntegrityError } from '../hsm/errors';
+import type { KeyRecord } from '../store/store';
+import type { KmsContext } from './context';
+import { AsymmetricDecryptError, InvalidKeyUsageError, InvalidParameterError, UnsupportedOperationError } from './errors';
+import { Caller, domainError } from './key-access';
+import type { KeyAction } from './key-state';
+import { KEY_USAGES, KeyUsage } from './key-usage';
+
+export const MAX_RAW_MESSAGE_BYTES = 4096;
+const RSA_PADDINGS: readonly RsaPadding[] = ['RSAES_PKCS1_V1_5', 'RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256'];
+
+/**
+ * Tencent signing algorithm names accepted per key usage, and what each means to the HSM layer.
+ * ECC_P256_R1 is Tencent's name; for P-384 keys (ASYMMETRIC_SIGN_VERIFY_ECDSA384) the name is not
+ * documented, so ECC_P384_R1 is accepted, as are the plain names ECDSA_SHA_256 / ECDSA_SHA_384.
+ */
+export const SIGNING_NAMES: Partial<Record<KeyUsage, Record<string, SigningAlgorithm>>> = {
+  ASYMMETRIC_SIGN_VERIFY_RSA_2048: { RSA_PKCS1_SHA_256: 'RSA_PKCS1_SHA_256', RSA_PSS_SHA_256: 'RSA_PSS_SHA_256' },
+  ASYMMETRIC_SIGN_VERIFY_ECC: { ECC_P256_R1: 'ECDSA_SHA_256', ECDSA_SHA_256: 'ECDSA_SHA_256' },
+  ASYMMETRIC_SIGN_VERIFY_ECDSA384: { ECC_P384_R1: 'ECDSA_SHA_384', ECDSA_SHA_384: 'ECDSA_SHA_384' },
+};
+
+const DIGEST_BYTES: Record<SigningAlgorithm, number> = { RSA_PKCS1_SHA_256: 32, RSA_PSS_SHA_256: 32, ECDSA_SHA_256: 32, ECDSA_SHA_384: 48 };
+
+export interface SignParams {
+  KeyId: string;
+  Algorithm: string;
+  Message: Buffer;
+  /** RAW (default) or DIGEST. */
+  MessageType?: string;
+}
+
+function usageOf(r: KeyRecord): (typeof KEY_USAGES)[KeyUsage] {
+  return KEY_USAGES[r.keyUsage as KeyUsage];
+}
+
+/** GetPublicKey, AsymmetricRsaDecrypt / AsymmetricSm2Decrypt, SignByAsymmetricKey, VerifyByAsymmetricKey. */
+export class Asymmetric {
+  constructor(private readonly ctx: KmsContext) {}
+
+  private get access() {
+    return this.ctx.access;
+  }
+
+  async getPublicKey(caller: Caller, keyId: string): Promise<{ KeyId: string; PublicKey: string; PublicKeyPem: string }> {
+    const r = await this.access.use(caller, keyId, 'GetPublicKey');
+    if (usageOf(r).kind === 'symmetric') throw new InvalidKeyUsageError(`key ${r.keyId} is symmetric: it has no public key`);
+    const { material } = this.newest(r);
+    const der = this.access.cluster(r).publicKey(material);
+    const pem = createPublicKey({ key: der, format: 'der', type: 'spki' }).export({ format: 'pem', type: 'spki' }).toString();
+    return { KeyId: r.keyId, PublicKey: der.toString('base64'), PublicKeyPem: pem };
+  }
+
+  async rsaDecrypt(caller: Caller, keyId: string, ciphertext: Buffer, algorithm: string): Promise<{ KeyId: string; Plaintext: Buffer }> {
+    if (!(RSA_PADDINGS as readonly string[]).includes(algorithm)) throw new InvalidParameterError(`Algorithm must be one of ${RSA_PADDINGS.join(', ')}`);
+    const r = await this.keyFor(caller, keyId, 'AsymmetricDecrypt', 'asymmetric-decrypt');
+    if (usageOf(r).spec !== 'RSA_2048') throw new InvalidKeyUsageError(`key ${r.keyId} is a ${r.keyUsage} key, not an RSA decryption key`);
+    const m = this.newest(r);
+    try {
+      return { KeyId: r.keyId, Plaintext: await this.access.cluster(r).rsaDecrypt(m.material, m.binding, algorithm as RsaPadding, ciphertext) };
+    } catch (e) {
+      if (e instanceof HsmError && e.errorClass === 'caller' && !(e instanceof MaterialIntegrityError)) {
+        throw new AsymmetricDecryptError(`Ciphertext cannot be decrypted with key ${r.keyId} and ${algorithm}`);
+      }
+      throw domainError(e);
+    }
+  }
+
+  /** No HSM here does SM2: a non-SM2 key is the wrong usage; an SM2 key cannot exist. */
+  async sm2Decrypt(caller: Caller, keyId: string): Promise<never> {
+    const r = await this.keyFor(caller, keyId, 'AsymmetricDecrypt', 'asymmetric-decrypt');
+    if (usageOf(r).spec !== 'SM2') throw new InvalidKeyUsageError(`key ${r.keyId} is a ${r.keyUsage} key, not an SM2 decryption key`);
+    throw new UnsupportedOperationError('SM2 decryption needs an HSM with SM2, which this deployment does not have');
+  }
+
+  async sign(caller: Caller, p: SignParams): Promise<{ Signature: Buffer }> {
+    const r = await this.keyFor(caller, p.KeyId, 'Sign', 'sign-verify');
+    const { algorithm, input } = this.signingInput(r, p);
+    const m = this.newest(r);
+    try {
+      return { Signature: await this.access.cluster(r).sign(m.material, m.binding, algorithm, input) };
+    } catch (e) {
+      throw domainError(e);
+    }
+  }
+
+  /** A malformed signature is simply not valid. */
+  async verify(caller: Caller, p: SignParams & { SignatureValue: Buffer }): Promise<{ SignatureValid: boolean }> {
+    const r = await this.keyFor(caller, p.KeyId, 'Verify', 'sign-verify');
+    const { algorithm, input } = this.signingInput(r, p);
+    const m = this.newest(r);
+    try {
+      return { SignatureValid: await this.access.cluster(r).verify(m.material, algorithm, input, p.SignatureValue) };
+    } catch (e) {
+      if (e instanceof HsmError && e.errorClass === 'caller' && !(e instanceof MaterialIntegrityError)) return { SignatureValid: false };
+      throw domainError(e);
+    }
+  }
+
+  private async keyFor(caller: Caller, keyId: string, action: KeyAction, kind: string): Promise<KeyRecord> {
+    const r = await this.access.use(caller, keyId, action);
+    if (usageOf(r).kind !== kind) throw new InvalidKeyUsageError(`key ${r.keyId} is a ${r.keyUsage} key and cannot be used for ${action}`);
+    return r;
+  }
+
+  private newest(r: KeyRecord) {
+    return this.access.material(r, this.access.newest(r))!;
+  }
+
+  private signingInput(r: KeyRecord, p: SignParams): { algorithm: SigningAlgorithm; input: { message: Buffer } | { digest: Buffer } } {
+    const names = SIGNING_NAMES[r.keyUsage as KeyUsage] ?? {};
+    if (p.Algorithm === 'SM2DSA') throw new UnsupportedOperationError('SM2DSA needs an HSM with SM2, which this deployment does not have');
+    const algorithm = names[p.Algorithm];
+    if (!algorithm) throw new InvalidParameterError(`Algorithm ${JSON.stringify(p.Algorithm)} does not fit a ${r.keyUsage} key (use ${Object.keys(names).join(' or ')})`);
+    const type = p.MessageType ?? 'RAW';
+    if (type === 'RAW') {
+      if (p.Message.length === 0 || p.Message.length > MAX_RAW_MESSAGE_BYTES) throw new InvalidParameterError(`a RAW Message is 1 to ${MAX_RAW_MESSAGE_BYTES} bytes, got ${p.Message.length}`);
+      return { algorithm, input: { message: p.Message } };
+    }
+    if (type !== 'DIGEST') throw new InvalidParameterError('MessageType must be RAW or DIGEST');
+    if (p.Message.length !== DIGEST_BYTES[algorithm]) throw new InvalidParameterError(`a DIGEST Message for ${p.Algorithm} is exactly ${DIGEST_BYTES[algorithm]} bytes, got ${p.Message.length}`);
+    return { algorithm, input: { digest: p.Message } };
+  }
+}

@@ -1,0 +1,20 @@
+import type { KeyAccess } from './key-access';
+import type { UsageCounter } from './usage-counter';
+
+export interface KmsConfig {
+  /** 16 bytes naming this deployment inside every ciphertext; blobs of another deployment are refused. */
+  deploymentId: Buffer;
+  /** User keys per account and region (not PendingDelete); 0 means no limit. */
+  maxKeysPerRegion: number;
+  /** Days before deletion during which a daily alarm fires. */
+  deletionAlarmDays: number;
+}
+
+export const DEFAULT_MAX_KEYS_PER_REGION = 200;
+
+/** What every group of actions works with. */
+export interface KmsContext {
+  access: KeyAccess;
+  config: KmsConfig;
+  usage: UsageCounter;
+}

@@ -1,0 +1,89 @@
+import type { KmsContext } from './context';
+import type { DueWork } from './deletion';
+import type { Rotation } from './rotation';
+
+export interface JobReport {
+  leader: boolean;
+  usageFlushed: boolean;
+  rotated: string[];
+  deleted: string[];
+  expired: string[];
+  alarmed: string[];
+  errors: string[];
+}
+
+export const JOBS_LEASE = 'kms-background-jobs';
+
+/**
+ * Background work. Every node flushes its own usage counts; only the node holding the lease (one at
+ * a time, renewed each tick, passed on when a node dies) rotates, deletes, expires and alarms.
+ */
+export class BackgroundJobs {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<JobReport> | undefined;
+
+  constructor(
+    private readonly ctx: KmsContext,
+    private readonly rotation: Rotation,
+    private readonly due: DueWork,
+    private readonly node: string,
+    private readonly intervalMs = 5_000,
+    private readonly onError: (message: string) => void = () => undefined,
+  ) {}
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => void this.runOnce(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running;
+    await this.flushUsage([]);
+    await this.ctx.access.store.releaseLease(JOBS_LEASE, this.node).catch(() => undefined);
+  }
+
+  /** One tick; concurrent calls share the tick in progress. */
+  runOnce(): Promise<JobReport> {
+    this.running ??= this.tick().finally(() => { this.running = undefined; });
+    return this.running;
+  }
+
+  private async tick(): Promise<JobReport> {
+    const report: JobReport = { leader: false, usageFlushed: false, rotated: [], deleted: [], expired: [], alarmed: [], errors: [] };
+    const worn = await this.flushUsage(report.errors);
+    report.usageFlushed = worn !== undefined;
+    const step = async <T>(name: string, fn: () => Promise<T>): Promise<T | undefined> => {
+      try {
+        return await fn();
+      } catch (e) {
+        const message = `${name}: ${(e as Error).message}`;
+        report.errors.push(message);
+        this.onError(message);
+        return undefined;
+      }
+    };
+    // the node that saw a version wear out rotates it, leader or not (a concurrent rotation is refused)
+    report.rotated = (await step('usage rotation', () => this.rotation.rotateWornOut(worn ?? []))) ?? [];
+    const store = this.ctx.access.store;
+    report.leader = (await step('lease', () => store.acquireLease(JOBS_LEASE, this.node, Math.max(3 * this.intervalMs, 15_000)))) === true;
+    if (!report.leader) return report;
+    report.rotated.push(...((await step('rotation', () => this.rotation.rotateDue())) ?? []));
+    report.deleted = (await step('deletion', () => this.due.deleteDue())) ?? [];
+    report.expired = (await step('expiry', () => this.due.expireDue())) ?? [];
+    report.alarmed = (await step('alarms', () => this.due.alarmImminent())) ?? [];
+    return report;
+  }
+
+  /** Hands batched usage counts to the store; returns versions due for rotation (undefined on failure). */
+  private async flushUsage(errors: string[]): Promise<string[] | undefined> {
+    try {
+      return await this.ctx.usage.flush((batch) => this.ctx.access.store.addUsage(batch));
+    } catch (e) {
+      errors.push(`usage: ${(e as Error).message}`);
+      return undefined;
+    }
+  }
+}

@@ -1,0 +1,138 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { RsaPadding } from '../hsm/capabilities';
+import { HsmError, InvalidInputError, MaterialIntegrityError } from '../hsm/errors';
+import { MaterialBinding, WrappedMaterial } from '../hsm/material';
+import type { KeyRecord } from '../store/store';
+import { unixNow } from './clock';
+import type { KmsContext } from './context';
+import {
+  DecryptMaterialError, ImportTokenExpiredError, InvalidImportMaterialError, InvalidImportTokenError, InvalidParameterError, MaterialMismatchError,
+  NotExternalKeyError, UnsupportedOperationError, UsedByCloudProductError,
+} from './errors';
+import { binding, Caller, domainError } from './key-access';
+import { issueImportToken, readImportToken, tokenHash, wrappingKeyDigest } from './import-token';
+import { nextState } from './key-state';
+
+export const IMPORT_TOKEN_SECONDS = 24 * 3600;
+/** The largest ValidTo the API accepts. */
+export const MAX_VALID_TO = 2147443200;
+const WRAPPING_ALGORITHMS: readonly RsaPadding[] = ['RSAES_PKCS1_V1_5', 'RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256'];
+/** Imported material is always version 1: re-importing the same material makes old ciphertext decrypt again. */
+const IMPORTED_VERSION = 1;
+
+export interface ImportParams {
+  KeyId: string;
+  EncryptedKeyMaterial: Buffer;
+  ImportToken: string;
+  ValidTo?: number;
+}
+
+function wrappingBinding(r: KeyRecord): MaterialBinding {
+  return { clusterId: r.hsmClusterId, keyId: r.keyId, keyVersion: 0, usage: 'IMPORT_WRAPPING' };
+}
+
+function requireExternal(r: KeyRecord): void {
+  if (r.origin !== 'EXTERNAL') throw new NotExternalKeyError(`key ${r.keyId} was not created for imported material (Type 2)`);
+}
+
+function sameHash(a: string, b: string): boolean {
+  const x = Buffer.from(a, 'hex');
+  const y = Buffer.from(b, 'hex');
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** Bring your own key: wrapping parameters, import, deletion and expiry of imported material. */
+export class KeyImport {
+  constructor(private readonly ctx: KmsContext) {}
+
+  private get access() {
+    return this.ctx.access;
+  }
+
+  async getParametersForImport(caller: Caller, keyId: string, algorithm: string, keySpec: string): Promise<{ KeyId: string; ImportToken: string; PublicKey: string; ParametersValidTo: number }> {
+    if (keySpec !== 'RSA_2048') throw new InvalidParameterError('WrappingKeySpec must be RSA_2048');
+    if (!(WRAPPING_ALGORITHMS as readonly string[]).includes(algorithm)) throw new InvalidParameterError(`WrappingAlgorithm must be one of ${WRAPPING_ALGORITHMS.join(', ')}`);
+    const r = await this.access.use(caller, keyId, 'GetParametersForImport');
+    requireExternal(r);
+    const cluster = this.access.cluster(r);
+    const offered = cluster.capabilities.importWrapping;
+    if (!offered.includes(algorithm as RsaPadding)) {
+      throw new UnsupportedOperationError(`WrappingAlgorithm ${algorithm} is not supported by the HSMs of this key's cluster (they offer ${offered.join(', ') || 'none'})`);
+    }
+    let wrapping: WrappedMaterial;
+    try {
+      wrapping = await cluster.createImportWrappingKey(wrappingBinding(r));
+    } catch (e) {
+      throw domainError(e);
+    }
+    const wrappingKey = wrapping.toBuffer();
+    const validTo = unixNow(this.access.clock) + IMPORT_TOKEN_SECONDS;
+    const token = issueImportToken({ keyId: r.keyId, wrappingKeyDigest: wrappingKeyDigest(wrappingKey), validTo });
+    await this.access.change(caller, keyId, 'GetParametersForImport', () => ({
+      importParameters: { tokenHash: tokenHash(token), wrappingAlgorithm: algorithm, wrappingKey, validTo },
+    }));
+    return { KeyId: r.keyId, ImportToken: token, PublicKey: cluster.publicKey(wrapping).toString('base64'), ParametersValidTo: validTo };
+  }
+
+  /** Unwraps inside the HSM and re-wraps under the domain key; the token is single-use. */
+  async importKeyMaterial(caller: Caller, p: ImportParams): Promise<void> {
+    const fields = readImportToken(p.ImportToken);
+    const now = unixNow(this.access.clock);
+    const validTo = p.ValidTo ?? 0;
+    if (!Number.isInteger(validTo) || validTo < 0 || validTo > MAX_VALID_TO || (validTo !== 0 && validTo <= now)) {
+      throw new InvalidParameterError(`ValidTo must be 0 (never expires) or a future Unix time up to ${MAX_VALID_TO}`);
+    }
+    const r = await this.access.load(caller, p.KeyId, true);
+    requireExternal(r);
+    this.access.check(r, 'ImportKeyMaterial');
+    const params = this.currentParameters(r, p.ImportToken, fields.keyId, now);
+    const { material, checkValue } = await this.unwrap(r, params.wrappingKey, params.wrappingAlgorithm as RsaPadding, p.EncryptedKeyMaterial);
+    const check = checkValue.toString('hex');
+    if (r.materialCheckValue !== undefined && r.materialCheckValue !== check) {
+      throw new MaterialMismatchError(`key ${r.keyId} already had different key material: only the same material can be imported again`);
+    }
+    await this.access.change(caller, p.KeyId, 'ImportKeyMaterial', (cur) => {
+      this.currentParameters(cur, p.ImportToken, fields.keyId, now);
+      return {
+        versions: [{ version: IMPORTED_VERSION, material: material.toBuffer(), createTime: now }],
+        keyState: nextState(cur.keyState, 'ImportKeyMaterial', true),
+        validTo: validTo === 0 ? null : validTo,
+        materialCheckValue: check,
+        importParameters: null,
+      };
+    });
+  }
+
+  async deleteImportedKeyMaterial(caller: Caller, keyId: string): Promise<void> {
+    await this.access.change(caller, keyId, 'DeleteImportedKeyMaterial', (r) => {
+      requireExternal(r);
+      if (r.owner !== 'user') throw new UsedByCloudProductError(`key ${r.keyId} belongs to cloud product ${r.owner}`);
+      return { versions: [], keyState: 'PendingImport', validTo: null };
+    });
+  }
+
+  /** The stored import parameters this token belongs to, or why it is refused. */
+  private currentParameters(r: KeyRecord, token: string, tokenKeyId: string, now: number) {
+    const params = r.importParameters;
+    if (tokenKeyId !== r.keyId) throw new InvalidImportTokenError(`ImportToken was issued for another key, not ${r.keyId}`);
+    if (!params || !sameHash(tokenHash(token), params.tokenHash)) {
+      throw new InvalidImportTokenError(`ImportToken is not the current token of key ${r.keyId} (it was used, or replaced by a newer GetParametersForImport)`);
+    }
+    if (now > params.validTo) throw new ImportTokenExpiredError(`ImportToken of key ${r.keyId} expired at ${new Date(params.validTo * 1000).toISOString()}; call GetParametersForImport again`);
+    return params;
+  }
+
+  private async unwrap(r: KeyRecord, wrappingKey: Buffer, padding: RsaPadding, encrypted: Buffer) {
+    if (encrypted.length === 0) throw new InvalidImportMaterialError('EncryptedKeyMaterial is empty');
+    try {
+      const wrapping = WrappedMaterial.fromBuffer(wrappingKey);
+      return await this.access.cluster(r).importKeyMaterial(wrapping, wrappingBinding(r), padding, encrypted, binding(r, IMPORTED_VERSION));
+    } catch (e) {
+      if (e instanceof InvalidInputError) throw new InvalidImportMaterialError(e.message);
+      if (e instanceof HsmError && e.errorClass === 'caller' && !(e instanceof MaterialIntegrityError)) {
+        throw new DecryptMaterialError(`EncryptedKeyMaterial cannot be decrypted with the wrapping key of this ImportToken using ${padding}`);
+      }
+      throw domainError(e);
+    }
+  }
+}

@@ -1,0 +1,258 @@
+import { randomUUID } from 'node:crypto';
+import type { KeySpec } from '../hsm/capabilities';
+import { KeyPatch, KeyRecord, NewKeyRecord, QuotaExceededError } from '../store/store';
+import { DAY_SECONDS, unixNow } from './clock';
+import type { KmsContext } from './context';
+import {
+  BindingNotFoundError, DuplicatedKeyIdError, InvalidAliasError, InvalidKeyUsageError, InvalidParameterError, InvalidPendingWindowError,
+  InvalidTagError, InvalidTypeError, KeyNotFoundError, KmsError, NotUserCreatedError, TagKeysDuplicatedError, UnsupportedKeyUsageError, UsedByCloudProductError,
+} from './errors';
+import { binding, Caller, domainError } from './key-access';
+import { KeyMetadata, toKeyMetadata } from './key-metadata';
+import { aliasProblem, descriptionProblem, pendingWindowProblem, ROTATE_DAYS, TagInput, tagsProblem } from './key-rules';
+import { KeyAction, nextState } from './key-state';
+import { isKeyUsage, KEY_USAGES, keyUsageOrDefault, usagesOffered } from './key-usage';
+import { listKeyDetailQuery, listKeysQuery, ListParams } from './list-query';
+
+export interface CreateKeyParams {
+  Alias: string;
+  Description?: string;
+  KeyUsage?: string;
+  /** 1: material made by the KMS (default); 2: EXTERNAL, imported later. */
+  Type?: number;
+  Tags?: TagInput[];
+  HsmClusterId?: string;
+}
+
+export interface CreateKeyResult {
+  KeyId: string;
+  Alias: string;
+  CreateTime: number;
+  Description: string;
+  KeyState: string;
+  KeyUsage: string;
+  TagCode: number;
+  TagMsg: string;
+  HsmClusterId: string;
+}
+
+export interface BatchOutcome {
+  KeyId: string;
+  error?: KmsError | Error;
+}
+
+export const MAX_BATCH = 100;
+
+function tagsOf(tags: TagInput[] | undefined): Record<string, string> {
+  const list = tags ?? [];
+  const problem = tagsProblem(list);
+  if (problem.duplicated !== undefined) throw new TagKeysDuplicatedError(`tag key ${JSON.stringify(problem.duplicated)} appears more than once`);
+  if (problem.invalid !== undefined) throw new InvalidTagError(problem.invalid);
+  return Object.fromEntries(list.map((t) => [t.TagKey, t.TagValue]));
+}
+
+function uniqueIds(ids: unknown): string[] {
+  if (!Array.isArray(ids) || ids.length === 0 || ids.length > MAX_BATCH) throw new InvalidParameterError(`KeyIds must list 1 to ${MAX_BATCH} key ids`);
+  if (new Set(ids).size !== ids.length) throw new DuplicatedKeyIdError('KeyIds lists the same key more than once');
+  return ids as string[];
+}
+
+/** Cloud-product keys and keys bound to cloud resources may not be disabled, archived or deleted. */
+function refuseIfInUse(r: KeyRecord, what: string, bindingsCount = true): void {
+  if (r.owner !== 'user') throw new UsedByCloudProductError(`key ${r.keyId} belongs to cloud product ${r.owner} and cannot be ${what}`);
+  if (bindingsCount && (r.cloudBindings ?? []).length > 0) {
+    throw new UsedByCloudProductError(`key ${r.keyId} is bound to ${r.cloudBindings!.length} cloud resource(s); unbind them before it can be ${what}`);
+  }
+}
+
+/** Create, describe, list, edit, enable/disable, archive, deletion scheduling, tags and cloud bindings. */
+export class Lifecycle {
+  constructor(private readonly ctx: KmsContext) {}
+
+  private get access() {
+    return this.ctx.access;
+  }
+
+  metadata(r: KeyRecord): KeyMetadata {
+    return toKeyMetadata(r, (id) => this.access.clusters.reportedId(id));
+  }
+
+  /** `owner` is "user" for API callers, a product name for keys a cloud product creates for itself. */
+  async createKey(caller: Caller, p: CreateKeyParams, owner = 'user'): Promise<CreateKeyResult> {
+    const aliasIssue = aliasProblem(p.Alias, owner !== 'user');
+    if (aliasIssue) throw new InvalidAliasError(aliasIssue);
+    const descIssue = descriptionProblem(p.Description);
+    if (descIssue) throw new InvalidParameterError(descIssue);
+    const usage = keyUsageOrDefault(p.KeyUsage);
+    if (!isKeyUsage(usage)) throw new InvalidKeyUsageError(`KeyUsage ${JSON.stringify(usage)} is not one of ${Object.keys(KEY_USAGES).join(', ')}`);
+    const type = p.Type ?? 1;
+    if (type !== 1 && type !== 2) throw new InvalidTypeError('Type must be 1 (material made by the KMS) or 2 (external material imported later)');
+    if (type === 2 && KEY_USAGES[usage].kind !== 'symmetric') throw new InvalidKeyUsageError('imported (Type 2) keys must be ENCRYPT_DECRYPT: external material is symmetric only');
+    const tags = tagsOf(p.Tags);
+    const cluster = this.access.clusters.forCreate(caller.tenant, p.HsmClusterId);
+    if (!usagesOffered(cluster.capabilities.keySpecs).includes(usage)) {
+      throw new UnsupportedKeyUsageError(`${usage} is not available on HSM cluster ${this.access.clusters.reportedId(cluster.id) || 'default'}: its HSMs cannot make ${KEY_USAGES[usage].spec} keys`);
+    }
+    const limit = owner === 'user' ? this.ctx.config.maxKeysPerRegion : 0;
+    if (limit > 0 && (await this.access.store.countKeys(caller.tenant, caller.region)) >= limit) {
+      throw domainError(new QuotaExceededError(caller.tenant, caller.region, limit));
+    }
+    const now = unixNow(this.access.clock);
+    const keyId = randomUUID();
+    const record: NewKeyRecord = {
+      keyId, alias: p.Alias, description: p.Description ?? '', keyUsage: usage, origin: type === 2 ? 'EXTERNAL' : 'TENCENT_KMS',
+      keyState: type === 2 ? 'PendingImport' : 'Enabled', creatorUin: caller.uin, ownerUin: caller.tenant, owner, region: caller.region,
+      hsmClusterId: cluster.id, tags, rotation: { enabled: false, rotateDays: ROTATE_DAYS.default }, createTime: now, versions: [], cloudBindings: [],
+    };
+    try {
+      if (type === 1) {
+        const material = await cluster.generate(KEY_USAGES[usage].spec as KeySpec, binding(record, 1));
+        record.versions.push({ version: 1, material: material.toBuffer(), createTime: now });
+      }
+      const stored = await this.access.store.createKey(record, { maxKeys: limit > 0 ? limit : undefined });
+      this.access.cache.set(stored);
+    } catch (e) {
+      throw domainError(e);
+    }
+    return {
+      KeyId: keyId, Alias: record.alias, CreateTime: now, Description: record.description, KeyState: record.keyState, KeyUsage: usage,
+      TagCode: 0, TagMsg: '', HsmClusterId: this.access.clusters.reportedId(cluster.id),
+    };
+  }
+
+  async describeKey(caller: Caller, keyId: string): Promise<KeyMetadata> {
+    return this.metadata(await this.access.use(caller, keyId, 'Describe'));
+  }
+
+  /** Up to 100 keys; keys that do not exist (for this account) are left out of the answer. */
+  async describeKeys(caller: Caller, keyIds: unknown): Promise<KeyMetadata[]> {
+    const out: KeyMetadata[] = [];
+    for (const id of uniqueIds(keyIds)) {
+      try {
+        out.push(await this.describeKey(caller, id));
+      } catch (e) {
+        if (!(e instanceof KeyNotFoundError)) throw e;
+      }
+    }
+    return out;
+  }
+
+  async listKeys(caller: Caller, p: ListParams & { HsmClusterId?: string }): Promise<{ Keys: Array<{ KeyId: string }>; TotalCount: number }> {
+    const q = listKeysQuery(caller.tenant, caller.region, p, this.access.clusters.forList(caller.tenant, p.HsmClusterId));
+    const res = await this.access.store.listKeys(q);
+    return { Keys: res.keys.map((k) => ({ KeyId: k.keyId })), TotalCount: res.total };
+  }
+
+  async listKeyDetail(caller: Caller, p: ListParams & { HsmClusterId?: string }): Promise<{ KeyMetadatas: KeyMetadata[]; TotalCount: number }> {
+    const q = listKeyDetailQuery(caller.tenant, caller.region, p, this.access.clusters.forList(caller.tenant, p.HsmClusterId));
+    const res = await this.access.store.listKeys(q);
+    return { KeyMetadatas: res.keys.map((k) => this.metadata(k)), TotalCount: res.total };
+  }
+
+  async updateAlias(caller: Caller, keyId: string, alias: string): Promise<void> {
+    await this.access.change(caller, keyId, 'UpdateMetadata', (r) => {
+      const issue = aliasProblem(alias, r.owner !== 'user');
+      if (issue) throw new InvalidAliasError(issue);
+      return r.alias === alias ? undefined : { alias };
+    });
+  }
+
+  async updateKeyDescription(caller: Caller, keyId: string, description: string): Promise<void> {
+    const issue = descriptionProblem(description);
+    if (issue) throw new InvalidParameterError(issue);
+    await this.access.change(caller, keyId, 'UpdateMetadata', (r) => (r.description === description ? undefined : { description }));
+  }
+
+  /** Sets and removes tags; archived keys may be re-tagged. */
+  async tagKey(caller: Caller, keyId: string, set: TagInput[], remove: string[] = []): Promise<Record<string, string>> {
+    const add = tagsOf(set);
+    const r = await this.access.change(caller, keyId, 'UpdateMetadata', (cur) => {
+      const tags = { ...cur.tags, ...add };
+      for (const k of remove) delete tags[k];
+      if (Object.keys(tags).length > 50) throw new InvalidTagError('a key has at most 50 tags');
+      return { tags };
+    });
+    return r.tags;
+  }
+
+  enableKey(caller: Caller, keyId: string): Promise<void> {
+    return this.transit(caller, keyId, 'EnableKey');
+  }
+
+  disableKey(caller: Caller, keyId: string): Promise<void> {
+    return this.transit(caller, keyId, 'DisableKey', (r) => refuseIfInUse(r, 'disabled'));
+  }
+
+  /** Each key on its own: one key's refusal does not stop the others. */
+  async batch(caller: Caller, keyIds: unknown, action: 'EnableKey' | 'DisableKey'): Promise<BatchOutcome[]> {
+    const out: BatchOutcome[] = [];
+    for (const id of uniqueIds(keyIds)) {
+      try {
+        await (action === 'EnableKey' ? this.enableKey(caller, id) : this.disableKey(caller, id));
+        out.push({ KeyId: id });
+      } catch (e) {
+        out.push({ KeyId: id, error: e as Error });
+      }
+    }
+    return out;
+  }
+
+  archiveKey(caller: Caller, keyId: string): Promise<void> {
+    return this.transit(caller, keyId, 'ArchiveKey', (r) => refuseIfInUse(r, 'archived', false));
+  }
+
+  cancelKeyArchive(caller: Caller, keyId: string): Promise<void> {
+    return this.transit(caller, keyId, 'CancelKeyArchive', (r) => {
+      if (r.owner !== 'user') throw new NotUserCreatedError(`key ${r.keyId} was created by cloud product ${r.owner}`);
+    });
+  }
+
+  async scheduleKeyDeletion(caller: Caller, keyId: string, days: unknown): Promise<{ KeyId: string; DeletionDate: number }> {
+    const issue = pendingWindowProblem(days);
+    if (issue) throw new InvalidPendingWindowError(issue);
+    const deletionDate = unixNow(this.access.clock) + (days as number) * DAY_SECONDS;
+    const r = await this.access.change(caller, keyId, 'ScheduleKeyDeletion', (cur) => {
+      refuseIfInUse(cur, 'scheduled for deletion');
+      return { keyState: 'PendingDelete', deletionDate };
+    });
+    return { KeyId: r.keyId, DeletionDate: r.deletionDate ?? deletionDate };
+  }
+
+  /** Back to Disabled (or PendingImport for an imported key without material). */
+  async cancelKeyDeletion(caller: Caller, keyId: string): Promise<{ KeyId: string }> {
+    await this.access.change(caller, keyId, 'CancelKeyDeletion', (r) => ({
+      keyState: r.versions.length > 0 ? 'Disabled' : 'PendingImport',
+      deletionDate: null,
+    }));
+    return { KeyId: keyId };
+  }
+
+  /** Idempotent. */
+  async bindCloudResource(caller: Caller, keyId: string, productId: string, resourceId: string): Promise<void> {
+    if (!productId || !resourceId) throw new InvalidParameterError('ProductId and ResourceId are required');
+    await this.access.change(caller, keyId, 'UpdateMetadata', (r) => {
+      const list = r.cloudBindings ?? [];
+      if (list.some((b) => b.productId === productId && b.resourceId === resourceId)) return undefined;
+      return { cloudBindings: [...list, { productId, resourceId }] };
+    });
+  }
+
+  async unbindCloudResource(caller: Caller, keyId: string, productId: string, resourceId: string): Promise<void> {
+    await this.access.change(caller, keyId, 'Describe', (r) => {
+      const list = r.cloudBindings ?? [];
+      const rest = list.filter((b) => !(b.productId === productId && b.resourceId === resourceId));
+      if (rest.length === list.length) throw new BindingNotFoundError(`key ${r.keyId} is not bound to ${productId}/${resourceId}`);
+      return { cloudBindings: rest };
+    });
+  }
+
+  /** A state-machine transition, after `extra` checks; a no-op when the key is already there. */
+  private async transit(caller: Caller, keyId: string, action: KeyAction, extra?: (r: KeyRecord) => void): Promise<void> {
+    await this.access.change(caller, keyId, action, (r): KeyPatch | undefined => {
+      const to = nextState(r.keyState, action, r.versions.length > 0);
+      if (to === r.keyState) return undefined;
+      extra?.(r);
+      return { keyState: to };
+    });
+  }
+}

@@ -1,0 +1,119 @@
+import { randomUUID } from 'node:crypto';
+import type { KeySpec } from '../hsm/capabilities';
+import { ConflictError, KeyRecord, KeyRotation } from '../store/store';
+import { DAY_SECONDS, unixNow } from './clock';
+import type { KmsContext } from './context';
+import { ExternalKeyCannotRotateError, InvalidParameterError, RotationNotSupportedError, RotationRunningError } from './errors';
+import { binding, Caller, domainError } from './key-access';
+import { ROTATE_DAYS, rotateDaysProblem } from './key-rules';
+import { canRotate, KEY_USAGES, KeyUsage } from './key-usage';
+
+function requireRotatable(r: KeyRecord): void {
+  const can = canRotate(r.keyUsage as KeyUsage, r.origin);
+  if (can === 'external') throw new ExternalKeyCannotRotateError(`key ${r.keyId} holds imported material, which cannot rotate`);
+  if (can === 'asymmetric') throw new RotationNotSupportedError(`key ${r.keyId} is asymmetric (${r.keyUsage}); asymmetric keys do not rotate`);
+}
+
+/** Rotation settings, on-demand rotation, and the rotation of due keys (run by the background jobs). */
+export class Rotation {
+  private readonly running = new Set<string>();
+
+  constructor(private readonly ctx: KmsContext) {}
+
+  private get access() {
+    return this.ctx.access;
+  }
+
+  async enableKeyRotation(caller: Caller, keyId: string, rotateDays?: number): Promise<void> {
+    const issue = rotateDaysProblem(rotateDays);
+    if (issue) throw new InvalidParameterError(issue);
+    const days = rotateDays ?? ROTATE_DAYS.default;
+    const now = unixNow(this.access.clock);
+    await this.access.change(caller, keyId, 'EnableKeyRotation', (r) => {
+      requireRotatable(r);
+      if (r.rotation.enabled && r.rotation.rotateDays === days) return undefined;
+      const from = r.rotation.lastRotateTime ?? now;
+      return { rotation: { ...r.rotation, enabled: true, rotateDays: days, nextRotateTime: Math.max(now, from) + days * DAY_SECONDS } };
+    });
+  }
+
+  async disableKeyRotation(caller: Caller, keyId: string): Promise<void> {
+    await this.access.change(caller, keyId, 'DisableKeyRotation', (r) => {
+      if (!r.rotation.enabled) return undefined;
+      const { nextRotateTime: _next, ...rest } = r.rotation;
+      return { rotation: { ...rest, enabled: false } };
+    });
+  }
+
+  async getKeyRotationStatus(caller: Caller, keyId: string): Promise<{ KeyRotationEnabled: boolean }> {
+    const r = await this.access.use(caller, keyId, 'Describe');
+    return { KeyRotationEnabled: r.rotation.enabled };
+  }
+
+  /** Adds a version made inside the HSM; Encrypt uses it from now on. */
+  async rotateKey(caller: Caller, keyId: string): Promise<{ TaskId: string }> {
+    const r = await this.access.load(caller, keyId, true);
+    requireRotatable(r);
+    this.access.check(r, 'RotateKey');
+    await this.rotate(r);
+    return { TaskId: randomUUID() };
+  }
+
+  /** Rotates one key now; refuses a second rotation of the same key while one runs. */
+  async rotate(r: KeyRecord): Promise<KeyRecord> {
+    if (this.running.has(r.keyId)) throw new RotationRunningError(`a rotation of key ${r.keyId} is already running`);
+    this.running.add(r.keyId);
+    try {
+      const now = unixNow(this.access.clock);
+      const version = Math.max(0, ...r.versions.map((v) => v.version)) + 1;
+      const material = await this.access.cluster(r).generate(KEY_USAGES[r.keyUsage as KeyUsage].spec as KeySpec, binding(r, version));
+      const rotation: KeyRotation = { ...r.rotation, lastRotateTime: now };
+      if (r.rotation.enabled) rotation.nextRotateTime = now + r.rotation.rotateDays * DAY_SECONDS;
+      const next = await this.access.store.addVersion(r.ownerUin, r.keyId, { version, material: material.toBuffer(), createTime: now }, { rotation });
+      this.access.cache.set(next);
+      return next;
+    } catch (e) {
+      if (e instanceof ConflictError) throw new RotationRunningError(`key ${r.keyId} was rotated concurrently`);
+      throw domainError(e);
+    } finally {
+      this.running.delete(r.keyId);
+    }
+  }
+
+  /**
+   * Rotates keys whose date has come. Keys that cannot rotate now (not Enabled) are looked at
+   * again in a day rather than blocking the queue. Returns the ids rotated.
+   */
+  async rotateDue(limit = 100): Promise<string[]> {
+    const now = unixNow(this.access.clock);
+    const done: string[] = [];
+    for (const ref of await this.access.store.dueKeys('rotation', now, limit)) {
+      const r = await this.access.store.getKey(ref.ownerUin, ref.keyId);
+      if (!r || !r.rotation.enabled || (r.rotation.nextRotateTime ?? Infinity) > now) continue;
+      if (r.keyState !== 'Enabled' || canRotate(r.keyUsage as KeyUsage, r.origin) !== 'yes') {
+        await this.access.store.updateKey(r.ownerUin, r.keyId, r.revision, { rotation: { ...r.rotation, nextRotateTime: now + DAY_SECONDS } }).catch(() => undefined);
+        continue;
+      }
+      await this.rotate(r).then(() => done.push(r.keyId), () => undefined);
+    }
+    return done;
+  }
+
+  /** Rotates keys whose newest version reached the GCM use threshold (from the usage counter). */
+  async rotateWornOut(versions: readonly string[]): Promise<string[]> {
+    const done: string[] = [];
+    for (const vk of versions) {
+      const [keyId, v] = vk.split('#');
+      const owner = this.ctx.usage.ownerOf(keyId);
+      if (owner === undefined) continue;
+      const r = await this.access.store.getKey(owner, keyId);
+      if (!r || r.versions[r.versions.length - 1]?.version !== Number(v)) continue;
+      if (r.keyState !== 'Enabled' || canRotate(r.keyUsage as KeyUsage, r.origin) !== 'yes') {
+        this.access.alarms.raise({ kind: 'UsageLimitReached', time: unixNow(this.access.clock), ownerUin: r.ownerUin, keyId, detail: `version ${v} reached the GCM use limit and cannot rotate automatically` });
+        continue;
+      }
+      await this.rotate(r).then(() => done.push(keyId), () => undefined);
+    }
+    return done;
+  }
+}

@@ -1,0 +1,97 @@
+import { randomUUID } from 'node:crypto';
+import type { HsmCluster } from '../hsm/cluster';
+import type { MetadataStore } from '../store/store';
+import { Alarms } from './alarms';
+import { Asymmetric } from './asymmetric';
+import { Clock, systemClock } from './clock';
+import { ClusterDirectory } from './cluster-directory';
+import { DEFAULT_MAX_KEYS_PER_REGION, KmsConfig, KmsContext } from './context';
+import { DueWork } from './deletion';
+import { Envelope } from './envelope';
+import { BackgroundJobs } from './jobs';
+import { KeyAccess } from './key-access';
+import { KeyCache } from './key-cache';
+import { KeyImport } from './key-import';
+import { Lifecycle } from './lifecycle';
+import { Rotation } from './rotation';
+import { UsageCounter } from './usage-counter';
+
+export interface KmsOptions {
+  store: MetadataStore;
+  clusters: readonly HsmCluster[];
+  /** 16 bytes; must be the same on every node of a deployment and never change. */
+  deploymentId: Buffer;
+  clock?: Clock;
+  alarms?: Alarms;
+  /** User keys per account and region; default 200 (the Tencent limit); 0 means no limit. */
+  maxKeysPerRegion?: number;
+  deletionAlarmDays?: number;
+  /** A name for this node in leases; default a random id. */
+  nodeId?: string;
+  jobIntervalMs?: number;
+  keyCacheTtlMs?: number;
+  onJobError?: (message: string) => void;
+}
+
+/** The KMS core: every action of the Tencent API, grouped by concept, over one store and the HSM clusters. */
+export class Kms {
+  readonly lifecycle: Lifecycle;
+  readonly envelope: Envelope;
+  readonly asymmetric: Asymmetric;
+  readonly keyImport: KeyImport;
+  readonly rotation: Rotation;
+  readonly due: DueWork;
+  readonly jobs: BackgroundJobs;
+  readonly alarms: Alarms;
+  readonly clusters: ClusterDirectory;
+  readonly store: MetadataStore;
+  readonly nodeId: string;
+  private readonly unwatch: () => void;
+  private readonly cache: KeyCache;
+
+  constructor(o: KmsOptions) {
+    if (o.deploymentId.length !== 16) throw new RangeError('deploymentId must be 16 bytes');
+    this.store = o.store;
+    this.clusters = new ClusterDirectory(o.clusters);
+    this.alarms = o.alarms ?? new Alarms();
+    this.nodeId = o.nodeId ?? randomUUID();
+    this.cache = new KeyCache(o.keyCacheTtlMs ?? 30_000, 100_000, (_keyId, materials) => {
+      for (const m of materials) this.clusters.get(m.binding.clusterId)?.forget(m);
+    });
+    const config: KmsConfig = {
+      deploymentId: Buffer.from(o.deploymentId),
+      maxKeysPerRegion: o.maxKeysPerRegion ?? DEFAULT_MAX_KEYS_PER_REGION,
+      deletionAlarmDays: o.deletionAlarmDays ?? 3,
+    };
+    const access = new KeyAccess({ store: o.store, clusters: this.clusters, clock: o.clock ?? systemClock, alarms: this.alarms, cache: this.cache });
+    const ctx: KmsContext = { access, config, usage: new UsageCounter() };
+    this.lifecycle = new Lifecycle(ctx);
+    this.envelope = new Envelope(ctx);
+    this.asymmetric = new Asymmetric(ctx);
+    this.keyImport = new KeyImport(ctx);
+    this.rotation = new Rotation(ctx);
+    this.due = new DueWork(ctx, this.nodeId);
+    this.jobs = new BackgroundJobs(ctx, this.rotation, this.due, this.nodeId, o.jobIntervalMs, o.onJobError);
+    this.unwatch = o.store.watch((change) => {
+      if (change.keyId === undefined) this.cache.invalidate();
+      else void this.cache.refresh(change.keyId, (owner) => o.store.getKey(owner, change.keyId!));
+    });
+  }
+
+  /**
+   * Start-up: repairs derived store data a crash may have left inconsistent, then runs one round of
+   * due work (deletions and expiries whose date passed while no node ran). Returns what was found.
+   */
+  async start(): Promise<string[]> {
+    const findings = await this.store.repair();
+    const report = await this.jobs.runOnce();
+    findings.push(...report.errors.map((e) => `background job: ${e}`));
+    this.jobs.start();
+    return findings;
+  }
+
+  async close(): Promise<void> {
+    this.unwatch();
+    await this.jobs.stop();
+  }
+}

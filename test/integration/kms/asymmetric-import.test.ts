@@ -1,0 +1,202 @@
+import { constants, createPublicKey, createSign, createVerify, generateKeyPairSync, publicEncrypt, randomBytes, createHash } from 'node:crypto';
+import { HsmCluster } from '../../../src/hsm/cluster';
+import { ManualClock } from '../../../src/kms/clock';
+import * as E from '../../../src/kms/errors';
+import type { Kms } from '../../../src/kms/service';
+import { alice, bob, KmsLab } from '../../support/kms';
+
+const clock = new ManualClock(Date.UTC(2026, 10, 23));
+const now = () => Math.floor(clock.now() / 1000);
+
+describe('KMS core: asymmetric keys', () => {
+  let lab: KmsLab;
+  let kms: Kms;
+
+  beforeAll(async () => {
+    lab = new KmsLab();
+    await lab.start();
+    kms = lab.kms(lab.sqlite(), { clock });
+  });
+  afterAll(() => lab.cleanup());
+
+  test('GetPublicKey gives DER and PEM of the same SPKI; symmetric keys have none', async () => {
+    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'pub', KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' });
+    const p = await kms.asymmetric.getPublicKey(alice, KeyId);
+    expect(p.PublicKey.startsWith('MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A')).toBe(true);
+    expect(createPublicKey(p.PublicKeyPem).export({ type: 'spki', format: 'der' }).toString('base64')).toBe(p.PublicKey);
+    const sym = await kms.lifecycle.createKey(alice, { Alias: 'pub-sym' });
+    await expect(kms.asymmetric.getPublicKey(alice, sym.KeyId)).rejects.toBeInstanceOf(E.InvalidKeyUsageError);
+  });
+
+  test('AsymmetricRsaDecrypt with the algorithms the HSM can do; OAEP-SHA-256 names the HSM limit on SoftHSM2', async () => {
+    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'rsa-dec', KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' });
+    const pem = (await kms.asymmetric.getPublicKey(alice, KeyId)).PublicKeyPem;
+    const oaep1 = publicEncrypt({ key: pem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, Buffer.from('secret one'));
+    expect((await kms.asymmetric.rsaDecrypt(alice, KeyId, oaep1, 'RSAES_OAEP_SHA_1')).Plaintext.toString()).toBe('secret one');
+    const v15 = publicEncrypt({ key: pem, padding: constants.RSA_PKCS1_PADDING }, Buffer.from('secret two'));
+    expect((await kms.asymmetric.rsaDecrypt(alice, KeyId, v15, 'RSAES_PKCS1_V1_5')).Plaintext.toString()).toBe('secret two');
+    const err = await kms.asymmetric.rsaDecrypt(alice, KeyId, oaep1, 'RSAES_OAEP_SHA_256').catch((e: Error) => e);
+    expect(err).toBeInstanceOf(E.UnsupportedOperationError);
+    expect((err as Error).message).toMatch(/RSAES_OAEP_SHA_256.*offered: RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1/);
+    await expect(kms.asymmetric.rsaDecrypt(alice, KeyId, randomBytes(256), 'RSAES_OAEP_SHA_1')).rejects.toBeInstanceOf(E.AsymmetricDecryptError);
+    await expect(kms.asymmetric.rsaDecrypt(alice, KeyId, Buffer.from('short'), 'RSAES_OAEP_SHA_1')).rejects.toBeInstanceOf(E.AsymmetricDecryptError);
+    await expect(kms.asymmetric.rsaDecrypt(alice, KeyId, oaep1, 'RSA')).rejects.toBeInstanceOf(E.InvalidParameterError);
+    await expect(kms.asymmetric.sm2Decrypt(alice, KeyId)).rejects.toBeInstanceOf(E.InvalidKeyUsageError);
+  });
+
+  const signers = [
+    ['ASYMMETRIC_SIGN_VERIFY_RSA_2048', 'RSA_PKCS1_SHA_256', 'sha256', {}],
+    ['ASYMMETRIC_SIGN_VERIFY_RSA_2048', 'RSA_PSS_SHA_256', 'sha256', { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }],
+    ['ASYMMETRIC_SIGN_VERIFY_ECC', 'ECC_P256_R1', 'sha256', {}],
+    ['ASYMMETRIC_SIGN_VERIFY_ECDSA384', 'ECC_P384_R1', 'sha384', {}],
+  ] as const;
+
+  test.each(signers)('%s / %s: HSM signatures verify in Node, Node signatures verify here, RAW and DIGEST agree', async (usage, algorithm, hash, opts) => {
+    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: `sig-${algorithm.toLowerCase().replace(/_/g, '-')}`, KeyUsage: usage });
+    const pem = (await kms.asymmetric.getPublicKey(alice, KeyId)).PublicKeyPem;
+    const message = Buffer.from('sign this message');
+    const raw = await kms.asymmetric.sign(alice, { KeyId, Algorithm: algorithm, Message: message });
+    expect(createVerify(hash).update(message).verify({ key: pem, ...opts }, raw.Signature)).toBe(true);
+    const digest = createHash(hash).update(message).digest();
+    const viaDigest = await kms.asymmetric.sign(alice, { KeyId, Algorithm: algorithm, Message: digest, MessageType: 'DIGEST' });
+    expect(createVerify(hash).update(message).verify({ key: pem, ...opts }, viaDigest.Signature)).toBe(true);
+    const verify = (sig: Buffer, msg = message) => kms.asymmetric.verify(alice, { KeyId, Algorithm: algorithm, Message: msg, SignatureValue: sig });
+    expect(await verify(raw.Signature)).toEqual({ SignatureValid: true });
+    expect(await verify(raw.Signature, Buffer.from('another message'))).toEqual({ SignatureValid: false });
+    expect(await verify(Buffer.from('garbage'))).toEqual({ SignatureValid: false });
+    await expect(kms.asymmetric.sign(alice, { KeyId, Algorithm: algorithm, Message: digest.subarray(1), MessageType: 'DIGEST' })).rejects.toBeInstanceOf(E.InvalidParameterError);
+    await expect(kms.asymmetric.sign(alice, { KeyId, Algorithm: algorithm, Message: Buffer.alloc(4097) })).rejects.toBeInstanceOf(E.InvalidParameterError);
+    await expect(kms.asymmetric.sign(alice, { KeyId, Algorithm: algorithm, Message: message, MessageType: 'HEX' })).rejects.toBeInstanceOf(E.InvalidParameterError);
+    await expect(kms.asymmetric.sign(alice, { KeyId, Algorithm: 'SM2DSA', Message: message })).rejects.toBeInstanceOf(E.UnsupportedOperationError);
+    await expect(kms.asymmetric.sign(alice, { KeyId, Algorithm: 'HMAC', Message: message })).rejects.toBeInstanceOf(E.InvalidParameterError);
+  });
+
+  test('a signature made by Node with the same kind of key is judged correctly (no false positives across keys)', async () => {
+    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'sig-cross', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' });
+    const mine = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const foreign = createSign('sha256').update('m').sign(mine.privateKey);
+    expect(await kms.asymmetric.verify(alice, { KeyId, Algorithm: 'ECC_P256_R1', Message: Buffer.from('m'), SignatureValue: foreign })).toEqual({ SignatureValid: false });
+  });
+
+  test('archived sign keys verify but do not sign; decrypt-only keys cannot sign', async () => {
+    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'sig-archived', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' });
+    const { Signature } = await kms.asymmetric.sign(alice, { KeyId, Algorithm: 'ECC_P256_R1', Message: Buffer.from('m') });
+    await kms.lifecycle.archiveKey(alice, KeyId);
+    await expect(kms.asymmetric.sign(alice, { KeyId, Algorithm: 'ECC_P256_R1', Message: Buffer.from('m') })).rejects.toBeInstanceOf(E.KeyArchivedError);
+    expect(await kms.asymmetric.verify(alice, { KeyId, Algorithm: 'ECC_P256_R1', Message: Buffer.from('m'), SignatureValue: Signature })).toEqual({ SignatureValid: true });
+    const dec = await kms.lifecycle.createKey(alice, { Alias: 'dec-only', KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' });
+    await expect(kms.asymmetric.sign(alice, { KeyId: dec.KeyId, Algorithm: 'RSA_PSS_SHA_256', Message: Buffer.from('m') })).rejects.toBeInstanceOf(E.InvalidKeyUsageError);
+  });
+});
+
+describe('KMS core: bring your own key', () => {
+  let lab: KmsLab;
+  let kms: Kms;
+  let nss: HsmCluster;
+
+  beforeAll(async () => {
+    lab = new KmsLab((tokens) => {
+      nss = new HsmCluster({ id: 'cls-bob-nss', kind: 'dedicated', owners: [bob.tenant], members: [tokens.nss('bob-nss')], probeCacheMs: 0 });
+      return [nss];
+    });
+    await lab.start();
+    kms = lab.kms(lab.sqlite(), { clock });
+  });
+  afterAll(() => lab.cleanup());
+
+  const wrap = (spkiB64: string, material: Buffer, alg: string) => {
+    const key = createPublicKey({ key: Buffer.from(spkiB64, 'base64'), format: 'der', type: 'spki' });
+    if (alg === 'RSAES_PKCS1_V1_5') return publicEncrypt({ key, padding: constants.RSA_PKCS1_PADDING }, material);
+    return publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: alg === 'RSAES_OAEP_SHA_1' ? 'sha1' : 'sha256' }, material);
+  };
+
+  async function importInto(who: typeof alice, keyId: string, material: Buffer, alg = 'RSAES_OAEP_SHA_1', validTo?: number, via: Kms = kms) {
+    const p = await via.keyImport.getParametersForImport(who, keyId, alg, 'RSA_2048');
+    await via.keyImport.importKeyMaterial(who, { KeyId: keyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrap(p.PublicKey, material, alg), ValidTo: validTo });
+    return p;
+  }
+
+  test('the whole import cycle: PendingImport, parameters, import, use, delete, re-import of the same material only', async () => {
+    const { KeyId, KeyState } = await kms.lifecycle.createKey(alice, { Alias: 'byok', Type: 2 });
+    expect(KeyState).toBe('PendingImport');
+    expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ Origin: 'EXTERNAL', KeyState: 'PendingImport' });
+    await expect(kms.envelope.encrypt(alice, KeyId, Buffer.from('x'))).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
+    const material = randomBytes(32);
+    const p = await importInto(alice, KeyId, material, 'RSAES_PKCS1_V1_5');
+    expect(p.ParametersValidTo).toBe(now() + 24 * 3600);
+    expect(createPublicKey({ key: Buffer.from(p.PublicKey, 'base64'), format: 'der', type: 'spki' }).asymmetricKeyDetails?.modulusLength).toBe(2048);
+    expect((await kms.lifecycle.describeKey(alice, KeyId)).KeyState).toBe('Enabled');
+    const blob = (await kms.envelope.encrypt(alice, KeyId, Buffer.from('byok data'))).CiphertextBlob;
+    await kms.keyImport.deleteImportedKeyMaterial(alice, KeyId);
+    expect((await kms.lifecycle.describeKey(alice, KeyId)).KeyState).toBe('PendingImport');
+    await expect(kms.envelope.decrypt(alice, { CiphertextBlob: blob })).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
+    await expect(importInto(alice, KeyId, randomBytes(32))).rejects.toBeInstanceOf(E.MaterialMismatchError);
+    expect((await kms.lifecycle.describeKey(alice, KeyId)).KeyState).toBe('PendingImport');
+    await importInto(alice, KeyId, material);
+    expect((await kms.envelope.decrypt(alice, { CiphertextBlob: blob })).Plaintext.toString()).toBe('byok data');
+    await importInto(alice, KeyId, material, 'RSAES_OAEP_SHA_1', now() + 3600);
+    expect((await kms.lifecycle.describeKey(alice, KeyId)).ValidTo).toBe(now() + 3600);
+  });
+
+  test('tokens: single use, bound to their key, expire after 24 hours, and work on another node', async () => {
+    const a = await kms.lifecycle.createKey(alice, { Alias: 'byok-tokens', Type: 2 });
+    const b = await kms.lifecycle.createKey(alice, { Alias: 'byok-other', Type: 2 });
+    const material = randomBytes(32);
+    const p = await kms.keyImport.getParametersForImport(alice, a.KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+    const wrapped = wrap(p.PublicKey, material, 'RSAES_OAEP_SHA_1');
+    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId: b.KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    const forged = Buffer.from(p.ImportToken, 'base64');
+    forged[forged.length - 1] ^= 1;
+    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId: a.KeyId, ImportToken: forged.toString('base64'), EncryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId: a.KeyId, ImportToken: 'garbage', EncryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    const otherNode = lab.kms(lab.sqlite(), { clock, nodeId: 'restarted' });
+    clock.advance(23 * 3600);
+    await otherNode.keyImport.importKeyMaterial(alice, { KeyId: a.KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrapped });
+    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId: a.KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    const q = await kms.keyImport.getParametersForImport(alice, b.KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+    clock.advance(24 * 3600 + 1);
+    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId: b.KeyId, ImportToken: q.ImportToken, EncryptedKeyMaterial: wrap(q.PublicKey, material, 'RSAES_OAEP_SHA_1') })).rejects.toBeInstanceOf(E.ImportTokenExpiredError);
+  });
+
+  test('bad material: undecryptable, wrong size, wrong algorithm, wrong key kind', async () => {
+    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'byok-bad', Type: 2 });
+    const p = await kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+    const attempt = (m: Buffer) => kms.keyImport.importKeyMaterial(alice, { KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: m });
+    await expect(attempt(randomBytes(256))).rejects.toBeInstanceOf(E.DecryptMaterialError);
+    await expect(attempt(wrap(p.PublicKey, randomBytes(32), 'RSAES_PKCS1_V1_5'))).rejects.toBeInstanceOf(E.DecryptMaterialError);
+    await expect(attempt(wrap(p.PublicKey, randomBytes(16), 'RSAES_OAEP_SHA_1'))).rejects.toBeInstanceOf(E.InvalidImportMaterialError);
+    await expect(attempt(Buffer.alloc(0))).rejects.toBeInstanceOf(E.InvalidImportMaterialError);
+    expect((await kms.lifecycle.describeKey(alice, KeyId)).KeyState).toBe('PendingImport');
+    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrap(p.PublicKey, randomBytes(32), 'RSAES_OAEP_SHA_1'), ValidTo: now() - 1 })).rejects.toBeInstanceOf(E.InvalidParameterError);
+    await expect(kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_1', 'RSA_4096')).rejects.toBeInstanceOf(E.InvalidParameterError);
+    await expect(kms.keyImport.getParametersForImport(alice, KeyId, 'AES_WRAP', 'RSA_2048')).rejects.toBeInstanceOf(E.InvalidParameterError);
+    const err = await kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_256', 'RSA_2048').catch((e: Error) => e);
+    expect(err).toBeInstanceOf(E.UnsupportedOperationError);
+    expect((err as Error).message).toContain('they offer RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1');
+    const native = await kms.lifecycle.createKey(alice, { Alias: 'byok-native' });
+    await expect(kms.keyImport.getParametersForImport(alice, native.KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048')).rejects.toBeInstanceOf(E.NotExternalKeyError);
+    await expect(kms.keyImport.deleteImportedKeyMaterial(alice, native.KeyId)).rejects.toBeInstanceOf(E.NotExternalKeyError);
+  });
+
+  test('ValidTo expiry destroys the material and returns the key to PendingImport', async () => {
+    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'byok-expiring', Type: 2 });
+    const material = randomBytes(32);
+    await importInto(alice, KeyId, material, 'RSAES_OAEP_SHA_1', now() + 3600);
+    const blob = (await kms.envelope.encrypt(alice, KeyId, Buffer.from('short-lived'))).CiphertextBlob;
+    expect((await kms.jobs.runOnce()).expired).not.toContain(KeyId);
+    clock.advance(3601);
+    expect((await kms.jobs.runOnce()).expired).toContain(KeyId);
+    expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ KeyState: 'PendingImport', ValidTo: 0 });
+    expect((await kms.store.getKey(alice.tenant, KeyId))?.versions).toEqual([]);
+    await importInto(alice, KeyId, material);
+    expect((await kms.envelope.decrypt(alice, { CiphertextBlob: blob })).Plaintext.toString()).toBe('short-lived');
+  });
+
+  test('on NSS softokn, RSAES_OAEP_SHA_256 wrapping works', async () => {
+    const { KeyId } = await kms.lifecycle.createKey(bob, { Alias: 'byok-nss', Type: 2, HsmClusterId: 'cls-bob-nss' });
+    await importInto(bob, KeyId, randomBytes(32), 'RSAES_OAEP_SHA_256');
+    const blob = (await kms.envelope.encrypt(bob, KeyId, Buffer.from('nss'))).CiphertextBlob;
+    expect((await kms.envelope.decrypt(bob, { CiphertextBlob: blob })).Plaintext.toString()).toBe('nss');
+    await expect(kms.lifecycle.createKey(bob, { Alias: 'nss-ec', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC', HsmClusterId: 'cls-bob-nss' })).rejects.toBeInstanceOf(E.UnsupportedKeyUsageError);
+  });
+});
