@@ -1,0 +1,99 @@
+import { constants, createPublicKey, publicEncrypt, randomBytes } from 'node:crypto';
+import { decodeBlob } from '../../../src/kms/ciphertext';
+import { ManualClock } from '../../../src/kms/clock';
+import * as E from '../../../src/kms/errors';
+import type { Kms } from '../../../src/kms/service';
+import { RedisMetadataStore } from '../../../src/store/redis-store';
+import { alice, DEPLOYMENT, KmsLab } from '../../support/kms';
+import { RedisServer, startRedis } from '../../support/redis';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits (up to `boundMs`) until `cond` holds; returns how long it took. */
+async function within(boundMs: number, cond: () => Promise<boolean>): Promise<number> {
+  const start = Date.now();
+  while (!(await cond())) {
+    if (Date.now() - start > boundMs) throw new Error(`condition not reached within ${boundMs} ms`);
+    await sleep(10);
+  }
+  return Date.now() - start;
+}
+
+describe('KMS core: two nodes sharing one Redis', () => {
+  let lab: KmsLab;
+  let redis: RedisServer;
+  let a: Kms;
+  let b: Kms;
+  const stores: RedisMetadataStore[] = [];
+  const clock = new ManualClock(Date.UTC(2026, 10, 23));
+
+  beforeAll(async () => {
+    lab = new KmsLab();
+    await lab.start();
+    redis = await startRedis({ persistent: true });
+    const open = async () => {
+      const s = await RedisMetadataStore.open({ port: redis.port });
+      stores.push(s);
+      return s;
+    };
+    // node B caches key records for ten minutes: anything it learns sooner came from change notifications
+    a = lab.kms(await open(), { clock, nodeId: 'node-a', keyCacheTtlMs: 600_000 });
+    b = lab.kms(await open(), { clock, nodeId: 'node-b', keyCacheTtlMs: 600_000 });
+  });
+  afterAll(async () => {
+    await lab.cleanup();
+    for (const s of stores) await s.close();
+    await redis.stop();
+  });
+
+  test('a key disabled on node A is refused on node B within a second (change notifications, not cache expiry)', async () => {
+    const { KeyId } = await a.lifecycle.createKey(alice, { Alias: 'shared-state' });
+    const blob = (await b.envelope.encrypt(alice, KeyId, Buffer.from('warm the cache'))).CiphertextBlob;
+    await a.lifecycle.disableKey(alice, KeyId);
+    const ms = await within(5_000, () => b.envelope.encrypt(alice, KeyId, Buffer.from('x')).then(() => false, (e) => e instanceof E.KeyDisabledError));
+    console.log(`node B refused the disabled key after ${ms} ms`);
+    await a.lifecycle.enableKey(alice, KeyId);
+    await within(5_000, () => b.envelope.decrypt(alice, { CiphertextBlob: blob }).then(() => true, () => false));
+  });
+
+  test('a rotation on node A is used by node B', async () => {
+    const { KeyId } = await a.lifecycle.createKey(alice, { Alias: 'shared-rotation' });
+    await b.envelope.encrypt(alice, KeyId, Buffer.from('v1'));
+    await a.rotation.rotateKey(alice, KeyId);
+    await within(5_000, async () => {
+      const blob = (await b.envelope.encrypt(alice, KeyId, Buffer.from('v2'))).CiphertextBlob;
+      return decodeBlob(blob, DEPLOYMENT).keyVersion === 2;
+    });
+  });
+
+  test('one leader at a time for background jobs; the lease passes on when the leader stops', async () => {
+    const first = await a.jobs.runOnce();
+    const second = await b.jobs.runOnce();
+    expect([first.leader, second.leader].filter(Boolean)).toHaveLength(1);
+    const leader = first.leader ? a : b;
+    const other = first.leader ? b : a;
+    await leader.jobs.stop();
+    expect((await other.jobs.runOnce()).leader).toBe(true);
+  });
+
+  test('an import token from node A works on node B', async () => {
+    const { KeyId } = await a.lifecycle.createKey(alice, { Alias: 'shared-import', Type: 2 });
+    const p = await a.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+    const key = createPublicKey({ key: Buffer.from(p.PublicKey, 'base64'), format: 'der', type: 'spki' });
+    const wrapped = publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, randomBytes(32));
+    await b.keyImport.importKeyMaterial(alice, { KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrapped });
+    await within(5_000, () => a.envelope.encrypt(alice, KeyId, Buffer.from('x')).then(() => true, () => false));
+  });
+
+  test('the key quota holds across nodes creating at the same time', async () => {
+    const s1 = await RedisMetadataStore.open({ port: redis.port });
+    const s2 = await RedisMetadataStore.open({ port: redis.port });
+    stores.push(s1, s2);
+    const q1 = lab.kms(s1, { clock, maxKeysPerRegion: 4 });
+    const q2 = lab.kms(s2, { clock, maxKeysPerRegion: 4 });
+    const erin = { tenant: '5001', uin: '5001', region: alice.region };
+    const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => (i % 2 ? q1 : q2).lifecycle.createKey(erin, { Alias: `quota-${i}` })));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(4);
+    expect((await q1.lifecycle.listKeys(erin, { Limit: 100 })).TotalCount).toBe(4);
+  });
+});
