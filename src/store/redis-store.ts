@@ -1,17 +1,42 @@
 /**
- * Redis backend (ioredis) for several KMS nodes sharing state. Every transition is one Lua script,
- * so it is atomic on the server. Layout, with tenant and region URI-encoded in names:
- *   kms:key:{keyId}            hash: doc (JSON, no versions), rev, alias, owner, region
- *   kms:ver:{keyId}            hash: version number -> material bytes
- *   kms:alias:{owner}:{region} hash: alias -> keyId (uniqueness)
- *   kms:idx:{owner}:{region}   sorted set: keyId scored by createTime (listing; ties by keyId)
- * Listing reads only the tenant's own index. Refuses a server with neither AOF nor RDB persistence
- * unless `allowVolatile` is set.
+ * Redis backend (ioredis, Redis >= 7.0, standalone or Sentinel) for several KMS nodes sharing state.
+ * Layout, with tenant, region, tag keys and values URI-encoded in names:
+ *   kms:key:{keyId}             hash: doc (JSON record without versions), rev
+ *   kms:ver:{keyId}             hash: version number -> 8-byte big-endian create time + material
+ *   kms:use:{keyId}             hash: version number -> encryption count
+ *   kms:tomb:{keyId}            string: the tombstone (JSON) of a deleted key
+ *   kms:alias:{owner}:{region}  hash: alias -> keyId (uniqueness; the search reads it)
+ *   kms:idx:{owner}:{region}    sorted set: every keyId of the tenant in the region, by create time
+ *   kms:idx:{owner}:{region}:{term}  sorted sets by create time, one per filter value:
+ *       state:{S}, usage:{U}, origin:{O}, cluster:{C}, role:{user|product}, tag:{k}, tagv:{k}={v}
+ *   kms:due:{rotation|deletion|expiry}  sorted sets of "{keyId}/{owner}" by due time (all tenants)
+ *   kms:lease:{name}            string: holder, with a TTL
+ *
+ * Every change of a key (create, update, add version, delete) is one Lua script (COMMIT): it checks
+ * the revision the client read (compare-and-set), alias uniqueness, version uniqueness and the quota,
+ * then writes the record, versions, tombstone, the alias hash, every index set and due set, and
+ * publishes the key id on `kms:changes`, all atomically. The client computes the old and new index
+ * memberships from the record at the revision the script checks, so both are exact.
+ *
+ * Listing: the sets named by the filters are intersected (ZINTERSTORE, with ZUNIONSTORE for "any of"
+ * filters) into short-lived keys inside one MULTI, ZCARD gives the total and ZRANGE the page; only the
+ * page's records are read. The cost is that of the intersection (bounded by the smallest set named)
+ * plus the page, never the tenant's other keys. Exception: the alias/key-id substring search
+ * HSCANs the tenant's alias hash (aliases and ids only, no records), so it costs the tenant's key
+ * count in that region; a substring has no index.
+ *
+ * `watch` subscribes a second connection to `kms:changes` while there are listeners; listeners hear
+ * {} once the subscription is in place (a listener added later: at once) and after every reconnect,
+ * since changes before that may have been missed.
+ * Refuses a server with neither AOF nor RDB persistence unless `allowVolatile` is set.
  */
-import Redis from 'ioredis';
+import { randomUUID } from 'crypto';
+import Redis, { ChainableCommander } from 'ioredis';
 import {
-  AliasExistsError, ConflictError, KeyNotFoundError, KeyPatch, KeyRecord, KeyVersion, ListKeysQuery, ListKeysResult,
-  MetadataStore, NewKeyRecord, StoreConfigError, applyPatch, checkNewRecord, checkQuery, checkVersion,
+  AliasExistsError, ConflictError, CreateLimits, DUE_KINDS, DueKind, KeyChange, KeyDoc, KeyNotFoundError, KeyPatch,
+  KeyRecord, KeyRef, KeyVersion, ListKeysQuery, ListKeysResult, MetadataStore, NewKeyRecord, QuotaExceededError,
+  StoreConfigError, StoreInputError, Tombstone, applyPatch, checkDueQuery, checkLease, checkNewRecord, checkQuery,
+  decodeDoc, dueTimes, emitChange, encodeDoc, matchesSearch, parseUsageBatch, roleOf, tombstoneOf, withVersion,
 } from './store';
 
 export interface RedisStoreOptions {
@@ -21,69 +46,155 @@ export interface RedisStoreOptions {
   allowVolatile?: boolean;
 }
 
-type Doc = Omit<NewKeyRecord, 'versions'>;
+type Listener = (change: KeyChange) => void;
+
+const CHANNEL = 'kms:changes';
+/** Attempts of addVersion / deleteKey when other writers keep changing the key in between. */
+const MAX_ATTEMPTS = 20;
 const enc = encodeURIComponent;
 const keyName = (keyId: string): string => `kms:key:${keyId}`;
 const verName = (keyId: string): string => `kms:ver:${keyId}`;
+const useName = (keyId: string): string => `kms:use:${keyId}`;
+const tombName = (keyId: string): string => `kms:tomb:${keyId}`;
 const aliasName = (owner: string, region: string): string => `kms:alias:${enc(owner)}:${enc(region)}`;
 const idxName = (owner: string, region: string): string => `kms:idx:${enc(owner)}:${enc(region)}`;
+const termName = (owner: string, region: string, term: string): string => `${idxName(owner, region)}:${term}`;
+const dueName = (kind: DueKind): string => `kms:due:${kind}`;
+const dueMember = (r: { keyId: string; ownerUin: string }): string => `${r.keyId}/${r.ownerUin}`;
+const leaseName = (name: string): string => `kms:lease:${enc(name)}`;
+const tmpName = (): string => `kms:tmp:${randomUUID()}`;
 
-// KEYS: key, versions, alias hash, index. ARGV: keyId, alias, doc, createTime, owner, region, [version, material]...
-const CREATE = `
-if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then return 'ALIAS' end
-if redis.call('EXISTS', KEYS[1]) == 1 then return 'EXISTS' end
-redis.call('HSET', KEYS[3], ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[1], 'doc', ARGV[3], 'rev', 1, 'alias', ARGV[2], 'owner', ARGV[5], 'region', ARGV[6])
-redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
-redis.call('DEL', KEYS[2])
-for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
-return 'OK'`;
+/** Index terms, shared by the writers (memberships) and the listing (filters). */
+const TERM = {
+  state: (s: string) => `state:${enc(s)}`,
+  usage: (u: string) => `usage:${enc(u)}`,
+  origin: (o: string) => `origin:${enc(o)}`,
+  cluster: (c: string) => `cluster:${enc(c)}`,
+  role: (r: string) => `role:${r}`,
+  tag: (k: string) => `tag:${enc(k)}`,
+  tagValue: (k: string, v: string) => `tagv:${enc(k)}=${enc(v)}`,
+};
 
-// KEYS: key, alias hash. ARGV: keyId, expected rev, new alias, doc
-const UPDATE = `
-local cur = redis.call('HMGET', KEYS[1], 'rev', 'alias')
-if not cur[1] then return 'NOTFOUND' end
-if cur[1] ~= ARGV[2] then return 'CONFLICT' end
-if cur[2] ~= ARGV[3] then
-  if redis.call('HSETNX', KEYS[2], ARGV[3], ARGV[1]) == 0 then return 'ALIAS' end
-  redis.call('HDEL', KEYS[2], cur[2])
+/** Every index set the record belongs to (the tenant's listing set first). */
+function memberships(r: NewKeyRecord): string[] {
+  const terms = [
+    TERM.state(r.keyState), TERM.usage(r.keyUsage), TERM.origin(r.origin), TERM.cluster(r.hsmClusterId), TERM.role(roleOf(r.owner)),
+    ...Object.entries(r.tags).flatMap(([k, v]) => [TERM.tag(k), TERM.tagValue(k, v)]),
+  ];
+  return [idxName(r.ownerUin, r.region), ...terms.map((t) => termName(r.ownerUin, r.region, t))];
+}
+
+// KEYS: 1 key, 2 versions, 3 alias hash, 4 usage, 5 tombstone, 6-8 due rotation/deletion/expiry,
+//       9 role:user set, 10 state:PendingDelete set, then nOld old index sets, then nNew new index sets.
+// ARGV: 1 expected rev ('0': must not exist), 2 keyId, 3 old alias, 4 new alias ('' when deleting),
+//       5 doc ('' when deleting), 6 create time, 7 nOld, 8 nNew, 9 due member, 10-12 due times ('' none),
+//       13 max keys ('' none), 14 tombstone ('' none), 15 versions op (keep|add|replace|drop), 16.. version, value pairs
+const COMMIT = `
+local rev = redis.call('HGET', KEYS[1], 'rev')
+local id, oldAlias, newAlias, op = ARGV[2], ARGV[3], ARGV[4], ARGV[15]
+if ARGV[1] ~= '0' then
+  if not rev then return 'NOTFOUND' end
+  if rev ~= ARGV[1] then return 'CONFLICT' end
 end
-redis.call('HSET', KEYS[1], 'doc', ARGV[4], 'rev', tonumber(ARGV[2]) + 1, 'alias', ARGV[3])
+if ARGV[13] ~= '' then
+  local n = redis.call('ZCARD', KEYS[9]) - redis.call('ZINTERCARD', 2, KEYS[9], KEYS[10])
+  if n >= tonumber(ARGV[13]) then return 'QUOTA' end
+end
+if newAlias ~= '' and newAlias ~= oldAlias and redis.call('HEXISTS', KEYS[3], newAlias) == 1 then return 'ALIAS' end
+if ARGV[1] == '0' and rev then return 'EXISTS' end
+if op == 'add' and redis.call('HEXISTS', KEYS[2], ARGV[16]) == 1 then return 'DUP' end
+if oldAlias ~= '' and oldAlias ~= newAlias and redis.call('HGET', KEYS[3], oldAlias) == id then redis.call('HDEL', KEYS[3], oldAlias) end
+if newAlias ~= '' then redis.call('HSET', KEYS[3], newAlias, id) end
+local nOld, nNew = tonumber(ARGV[7]), tonumber(ARGV[8])
+local keep = {}
+for i = 11 + nOld, 10 + nOld + nNew do keep[KEYS[i]] = true end
+for i = 11, 10 + nOld do if not keep[KEYS[i]] then redis.call('ZREM', KEYS[i], id) end end
+for i = 11 + nOld, 10 + nOld + nNew do redis.call('ZADD', KEYS[i], ARGV[6], id) end
+for i = 0, 2 do
+  if ARGV[10 + i] == '' then redis.call('ZREM', KEYS[6 + i], ARGV[9]) else redis.call('ZADD', KEYS[6 + i], ARGV[10 + i], ARGV[9]) end
+end
+if op == 'replace' or op == 'drop' then redis.call('DEL', KEYS[2]) end
+for i = 16, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+if ARGV[1] == '0' then redis.call('DEL', KEYS[4]) end
+if ARGV[5] == '' then
+  redis.call('DEL', KEYS[1], KEYS[4])
+  redis.call('SET', KEYS[5], ARGV[14])
+else
+  redis.call('HSET', KEYS[1], 'doc', ARGV[5], 'rev', (tonumber(rev) or 0) + 1)
+end
+redis.call('PUBLISH', '${CHANNEL}', id)
 return 'OK'`;
 
-// KEYS: key, versions. ARGV: version, material
-const ADD_VERSION = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return 'NOTFOUND' end
-if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 'DUP' end
-redis.call('HINCRBY', KEYS[1], 'rev', 1)
-return 'OK'`;
+// KEYS: (key, usage) pairs. ARGV: (version, count) pairs. Returns the new totals, -1 for a missing key.
+const ADD_USAGE = `
+local out = {}
+for i = 1, #KEYS, 2 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then out[#out + 1] = redis.call('HINCRBY', KEYS[i + 1], ARGV[i], ARGV[i + 1])
+  else out[#out + 1] = -1 end
+end
+return out`;
 
-// KEYS: key, versions, alias hash, index. ARGV: keyId
-const DELETE = `
-local alias = redis.call('HGET', KEYS[1], 'alias')
-if not alias then return 0 end
-if redis.call('HGET', KEYS[3], alias) == ARGV[1] then redis.call('HDEL', KEYS[3], alias) end
-redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('DEL', KEYS[1], KEYS[2])
+// KEYS: lease. ARGV: holder, ttl ms
+const ACQUIRE = `
+local cur = redis.call('GET', KEYS[1])
+if not cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+return 0`;
+
+// KEYS: lease. ARGV: holder
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0`;
+
+// Repair's one fix, applied only if the record is still at the revision repair judged it by.
+// KEYS: record, target. ARGV: expected rev ('' = record absent), op (zadd|zrem|hset|hdel|del), args
+const REPAIR_FIX = `
+if (redis.call('HGET', KEYS[1], 'rev') or '') ~= ARGV[1] then return 0 end
+local op = ARGV[2]
+if op == 'zadd' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+elseif op == 'zrem' then redis.call('ZREM', KEYS[2], ARGV[3])
+elseif op == 'hset' then redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+elseif op == 'hdel' then redis.call('HDEL', KEYS[2], ARGV[3])
+else redis.call('DEL', KEYS[2]) end
 return 1`;
 
+type VersionsOp =
+  | { op: 'keep' } | { op: 'add'; version: KeyVersion } | { op: 'replace'; versions: KeyVersion[] } | { op: 'drop' };
+type CommitStatus = 'OK' | 'EXISTS' | 'NOTFOUND' | 'CONFLICT' | 'ALIAS' | 'DUP' | 'QUOTA';
+
+/** One repair: `op` on `target` with `args`, applied only if key `keyId` is still as repair saw it. */
+interface Fix {
+  keyId: string;
+  target: string;
+  op: 'zadd' | 'zrem' | 'hset' | 'hdel' | 'del';
+  args: Array<string | number>;
+  what: string;
+}
+
+/** What a record implies for the derived data; repair compares the indexes with it. */
+interface Expected {
+  rev: string;
+  ownerUin: string;
+  alias: string;
+  aliasHash: string;
+  createTime: number;
+  sets: string[];
+  due: Partial<Record<DueKind, number>>;
+}
+
 export class RedisMetadataStore implements MetadataStore {
+  private readonly listeners = new Set<Listener>();
+  private subscriber: Redis | undefined;
+  /** The subscriber's subscription is confirmed (a new listener is live at once). */
+  private subscribed = false;
+
   private constructor(private readonly redis: Redis) {}
 
   static async open(options: RedisStoreOptions): Promise<RedisMetadataStore> {
     const redis = new Redis({ host: options.host ?? '127.0.0.1', port: options.port, lazyConnect: true, maxRetriesPerRequest: 3 });
     await redis.connect();
     try {
-      if (!options.allowVolatile) {
-        const [, aof] = (await redis.config('GET', 'appendonly')) as string[];
-        const [, save] = (await redis.config('GET', 'save')) as string[];
-        if (aof !== 'yes' && (save ?? '').trim() === '') {
-          throw new StoreConfigError(
-            `Redis at ${options.host ?? '127.0.0.1'}:${options.port} has neither AOF nor RDB persistence; ` +
-            'key metadata would be lost on restart (set allowVolatile to accept that)',
-          );
-        }
-      }
+      await checkServer(redis, options);
     } catch (e) {
       redis.disconnect();
       throw e;
@@ -91,120 +202,432 @@ export class RedisMetadataStore implements MetadataStore {
     return new RedisMetadataStore(redis);
   }
 
-  async createKey(record: NewKeyRecord): Promise<KeyRecord> {
+  async createKey(record: NewKeyRecord, limits: CreateLimits = {}): Promise<KeyRecord> {
     checkNewRecord(record);
-    const { keyId, ownerUin, region } = record;
-    const args: Array<string | number | Buffer> = [keyId, record.alias, toDoc(record), record.createTime, ownerUin, region];
-    for (const v of record.versions) args.push(v.version, Buffer.concat([u64(v.createTime), v.material]));
-    const r = await this.redis.eval(CREATE, 4, keyName(keyId), verName(keyId), aliasName(ownerUin, region), idxName(ownerUin, region), ...args);
-    if (r === 'ALIAS') throw new AliasExistsError(ownerUin, region, record.alias);
-    if (r === 'EXISTS') throw new ConflictError(keyId, 'key id already exists');
-    return { ...record, revision: 1 };
+    const stored: KeyRecord = { ...record, revision: 1 };
+    const maxKeys = roleOf(record.owner) === 'user' ? limits.maxKeys : undefined;
+    const status = await this.commit(undefined, stored, { op: 'replace', versions: record.versions }, { maxKeys });
+    if (status === 'EXISTS') throw new ConflictError(record.keyId, 'key id already exists');
+    if (status === 'QUOTA') throw new QuotaExceededError(record.ownerUin, record.region, maxKeys ?? 0);
+    raise(status, stored);
+    return stored;
+  }
+
+  async countKeys(ownerUin: string, region: string): Promise<number> {
+    const user = termName(ownerUin, region, TERM.role('user'));
+    const pending = termName(ownerUin, region, TERM.state('PendingDelete'));
+    const [all, deleting] = await execAll<number>(this.redis.multi().zcard(user).zintercard(2, user, pending));
+    return all - deleting;
   }
 
   async getKey(ownerUin: string, keyId: string): Promise<KeyRecord | undefined> {
-    const res = await this.redis.multi().hgetall(keyName(keyId)).hgetallBuffer(verName(keyId)).exec();
-    if (res === null) return undefined;
-    const [[e1, h], [e2, vers]] = res;
-    if (e1) throw e1;
-    if (e2) throw e2;
-    const hash = h as Record<string, string>;
-    if (hash.doc === undefined || hash.owner !== ownerUin) return undefined;
-    return toRecord(hash, vers as Record<string, Buffer>);
+    return (await this.load(ownerUin, [keyId]))[0];
   }
 
   async updateKey(ownerUin: string, keyId: string, expectedRevision: number, patch: KeyPatch): Promise<KeyRecord> {
-    const current = await this.getKey(ownerUin, keyId);
-    if (current === undefined) throw new KeyNotFoundError(keyId);
+    const current = await this.mustGet(ownerUin, keyId);
     if (current.revision !== expectedRevision) {
       throw new ConflictError(keyId, `expected revision ${expectedRevision}, found ${current.revision}`);
     }
     const next = applyPatch(current, patch);
-    const r = await this.redis.eval(UPDATE, 2, keyName(keyId), aliasName(ownerUin, current.region),
-      keyId, String(expectedRevision), next.alias, toDoc(next));
-    if (r === 'NOTFOUND') throw new KeyNotFoundError(keyId);
-    if (r === 'CONFLICT') throw new ConflictError(keyId, `revision ${expectedRevision} is gone`);
-    if (r === 'ALIAS') throw new AliasExistsError(ownerUin, current.region, next.alias);
+    const versions: VersionsOp = patch.versions === undefined ? { op: 'keep' } : { op: 'replace', versions: next.versions };
+    raise(await this.commit(current, next, versions), next);
     return next;
   }
 
-  async addVersion(ownerUin: string, keyId: string, version: KeyVersion): Promise<KeyRecord> {
-    checkVersion(version);
-    const current = await this.getKey(ownerUin, keyId);
-    if (current === undefined) throw new KeyNotFoundError(keyId);
-    // the version's create time travels inside the stored value: 8-byte big-endian prefix
-    const value = Buffer.concat([u64(version.createTime), version.material]);
-    const r = await this.redis.eval(ADD_VERSION, 2, keyName(keyId), verName(keyId), version.version, value);
-    if (r === 'NOTFOUND') throw new KeyNotFoundError(keyId);
-    if (r === 'DUP') throw new ConflictError(keyId, `version ${version.version} already exists`);
-    const after = await this.getKey(ownerUin, keyId);
-    if (after === undefined) throw new KeyNotFoundError(keyId);
-    return after;
+  async addVersion(ownerUin: string, keyId: string, version: KeyVersion, patch: KeyPatch = {}): Promise<KeyRecord> {
+    return this.retrying(keyId, async () => {
+      const current = await this.mustGet(ownerUin, keyId);
+      const next = withVersion(current, version, patch);
+      const status = await this.commit(current, next, { op: 'add', version });
+      if (status === 'CONFLICT') return status;
+      if (status === 'DUP') throw new ConflictError(keyId, `version ${version.version} already exists`);
+      raise(status, next);
+      return next;
+    });
   }
 
-  async deleteKey(ownerUin: string, keyId: string): Promise<boolean> {
-    const current = await this.getKey(ownerUin, keyId);
-    if (current === undefined) return false;
-    const r = await this.redis.eval(DELETE, 4, keyName(keyId), verName(keyId),
-      aliasName(ownerUin, current.region), idxName(ownerUin, current.region), keyId);
-    return r === 1;
+  async deleteKey(ownerUin: string, keyId: string, deletedAt: number): Promise<boolean> {
+    if (!Number.isFinite(deletedAt)) throw new StoreInputError(`deletedAt must be a number, got ${deletedAt}`);
+    return this.retrying(keyId, async () => {
+      const current = await this.getKey(ownerUin, keyId);
+      if (current === undefined) return false;
+      const status = await this.commit(current, undefined, { op: 'drop' }, { tombstone: tombstoneOf(current, deletedAt) });
+      return status === 'CONFLICT' ? status : status === 'OK';
+    });
+  }
+
+  async getTombstone(ownerUin: string, keyId: string): Promise<Tombstone | undefined> {
+    const raw = await this.redis.get(tombName(keyId));
+    const tomb = raw === null ? undefined : (JSON.parse(raw) as Tombstone);
+    return tomb?.ownerUin === ownerUin ? tomb : undefined;
   }
 
   async listKeys(q: ListKeysQuery): Promise<ListKeysResult> {
     checkQuery(q);
-    const idx = idxName(q.ownerUin, q.region);
-    const filtered = q.keyState !== undefined || q.origin !== undefined || q.keyUsage !== undefined ||
-      q.hsmClusterId !== undefined || (q.searchAlias ?? '') !== '' || (q.tagFilters ?? []).length > 0;
-    if (!filtered) {
-      // Unfiltered pages come straight from the index: cost is the page, not the tenant's key count.
-      const [total, ids] = await Promise.all([
-        this.redis.zcard(idx),
-        q.order === 'asc'
-          ? this.redis.zrange(idx, String(q.offset), String(q.offset + q.limit - 1))
-          : this.redis.zrevrange(idx, String(q.offset), String(q.offset + q.limit - 1)),
-      ]);
-      return { total, keys: await this.load(q.ownerUin, ids) };
+    let search: string[] | undefined;
+    if ((q.searchAlias ?? '') !== '') {
+      search = await this.searchAliases(q.ownerUin, q.region, q.searchAlias as string);
+      if (search.length === 0) return { total: 0, keys: [] };
     }
-    // Filtered: scan this tenant's own index (never other tenants'), filter on the documents.
-    const ids = q.order === 'asc' ? await this.redis.zrange(idx, '0', '-1') : await this.redis.zrevrange(idx, '0', '-1');
-    const pipe = this.redis.pipeline();
-    for (const id of ids) pipe.hget(keyName(id), 'doc');
-    const docs = (await pipe.exec()) ?? [];
-    const matching: string[] = [];
-    docs.forEach(([err, raw], i) => {
-      if (err || typeof raw !== 'string') return;
-      if (matches(JSON.parse(raw) as Doc, q)) matching.push(ids[i]);
+    const multi = this.redis.multi();
+    const temps: string[] = [];
+    const inputs = filterGroups(q).map((group) => (group.length === 1 ? group[0] : union(multi, group, temps)));
+    if (search !== undefined) {
+      const t = tmpName();
+      temps.push(t);
+      multi.zadd(t, ...search.flatMap((id) => ['-inf', id]));
+      inputs.push(t);
+    }
+    if (inputs.length === 0 || search !== undefined) inputs.unshift(idxName(q.ownerUin, q.region));
+    const result = inputs.length === 1 ? inputs[0] : intersect(multi, inputs, temps);
+    const stop = String(q.offset + q.limit - 1);
+    multi.zcard(result);
+    if (q.order === 'asc') multi.zrange(result, q.offset, stop);
+    else multi.zrange(result, q.offset, stop, 'REV');
+    if (temps.length > 0) multi.del(...temps);
+    const replies = await execAll<unknown>(multi);
+    const [total, ids] = replies.slice(replies.length - (temps.length > 0 ? 3 : 2)) as [number, string[]];
+    return { total, keys: await this.load(q.ownerUin, ids) };
+  }
+
+  async dueKeys(kind: DueKind, before: number, limit: number): Promise<KeyRef[]> {
+    checkDueQuery(kind, before, limit);
+    const members = await this.redis.zrange(dueName(kind), '-inf', String(before), 'BYSCORE', 'LIMIT', 0, limit);
+    return members.map(parseDueMember);
+  }
+
+  async addUsage(batch: ReadonlyMap<string, number>): Promise<Map<string, number>> {
+    const entries = parseUsageBatch(batch);
+    const totals = new Map<string, number>();
+    if (entries.length === 0) return totals;
+    const keys = entries.flatMap((e) => [keyName(e.keyId), useName(e.keyId)]);
+    const args = entries.flatMap((e) => [e.version, e.count]);
+    const replies = (await this.redis.eval(ADD_USAGE, keys.length, ...keys, ...args)) as number[];
+    entries.forEach((e, i) => {
+      if (replies[i] >= 0) totals.set(e.ref, replies[i]);
     });
-    return { total: matching.length, keys: await this.load(q.ownerUin, matching.slice(q.offset, q.offset + q.limit)) };
+    return totals;
+  }
+
+  watch(listener: (change: KeyChange) => void): () => void {
+    const entry: Listener = (change) => listener(change);
+    this.listeners.add(entry);
+    if (this.subscriber === undefined && this.redis.status !== 'end') this.subscribe();
+    else if (this.subscribed) queueMicrotask(() => { if (this.listeners.has(entry)) emitChange([entry], {}); });
+    return () => {
+      this.listeners.delete(entry);
+      if (this.listeners.size === 0) this.unsubscribe();
+    };
+  }
+
+  async acquireLease(name: string, holder: string, ttlMs: number): Promise<boolean> {
+    checkLease(name, holder, ttlMs);
+    return (await this.redis.eval(ACQUIRE, 1, leaseName(name), holder, ttlMs)) === 1;
+  }
+
+  async releaseLease(name: string, holder: string): Promise<void> {
+    checkLease(name, holder);
+    await this.redis.eval(RELEASE, 1, leaseName(name), holder);
+  }
+
+  /**
+   * Compares every index with the records (SCAN of kms:key:*, then of every index set and hash) and
+   * fixes what disagrees. Each fix is applied only if its record is still at the revision it was
+   * judged by, so nodes writing meanwhile are never undone.
+   */
+  async repair(): Promise<string[]> {
+    const findings: string[] = [];
+    const missing: Fix[] = [];
+    const expected = new Map<string, Expected>();
+    const unreadable = new Set<string>();
+    for (const name of await this.scan('kms:key:*', 'hash')) {
+      const keyId = name.slice('kms:key:'.length);
+      const e = await this.expectedOf(keyId);
+      if (e === 'gone') continue;
+      if (e === undefined) {
+        unreadable.add(keyId);
+        findings.push(`key ${keyId}: unreadable record; its index entries are left as they are`);
+        continue;
+      }
+      expected.set(keyId, e);
+      missing.push(...(await this.missingEntries(keyId, e)));
+    }
+    // removals first: an alias entry may be dropped for one key and then set for the key that has it
+    const fixes = [...(await this.staleEntries(expected)), ...missing];
+    for (const f of fixes.filter((fix) => !unreadable.has(fix.keyId))) {
+      const rev = expected.get(f.keyId)?.rev ?? '';
+      if ((await this.redis.eval(REPAIR_FIX, 2, keyName(f.keyId), f.target, rev, f.op, ...f.args)) === 1) findings.push(f.what);
+    }
+    return findings;
   }
 
   async close(): Promise<void> {
+    this.listeners.clear();
+    this.unsubscribe();
     if (this.redis.status !== 'end') await this.redis.quit().catch(() => undefined);
   }
 
+  private async commit(
+    current: KeyRecord | undefined, next: KeyRecord | undefined, versions: VersionsOp,
+    opts: { maxKeys?: number; tombstone?: Tombstone } = {},
+  ): Promise<CommitStatus> {
+    const r = (next ?? current) as KeyRecord;
+    const oldSets = current === undefined ? [] : memberships(current);
+    const newSets = next === undefined ? [] : memberships(next);
+    const due = next === undefined ? {} : dueTimes(next);
+    const keys = [
+      keyName(r.keyId), verName(r.keyId), aliasName(r.ownerUin, r.region), useName(r.keyId), tombName(r.keyId),
+      ...DUE_KINDS.map(dueName), termName(r.ownerUin, r.region, TERM.role('user')),
+      termName(r.ownerUin, r.region, TERM.state('PendingDelete')), ...oldSets, ...newSets,
+    ];
+    const args: Array<string | number | Buffer> = [
+      String(current?.revision ?? 0), r.keyId, current?.alias ?? '', next?.alias ?? '', next === undefined ? '' : encodeDoc(next),
+      r.createTime, oldSets.length, newSets.length, dueMember(r), ...DUE_KINDS.map((k) => due[k] ?? ''),
+      opts.maxKeys ?? '', opts.tombstone === undefined ? '' : JSON.stringify(opts.tombstone), versions.op,
+      ...versionArgs(versions),
+    ];
+    return (await this.redis.eval(COMMIT, keys.length, ...keys, ...args)) as CommitStatus;
+  }
+
+  /** Runs `attempt` again while another writer changed the key between its read and its write. */
+  private async retrying<T>(keyId: string, attempt: () => Promise<T | 'CONFLICT'>): Promise<T> {
+    for (let i = 0; i < MAX_ATTEMPTS; i++) {
+      const result = await attempt();
+      if (result !== 'CONFLICT') return result;
+    }
+    throw new ConflictError(keyId, `still changing after ${MAX_ATTEMPTS} attempts`);
+  }
+
+  private async mustGet(ownerUin: string, keyId: string): Promise<KeyRecord> {
+    const current = await this.getKey(ownerUin, keyId);
+    if (current === undefined) throw new KeyNotFoundError(keyId);
+    return current;
+  }
+
+  /** The tenant's records with these ids, in this order, each read atomically with its versions. */
   private async load(ownerUin: string, ids: string[]): Promise<KeyRecord[]> {
+    if (ids.length === 0) return [];
+    const multi = this.redis.multi();
+    for (const id of ids) multi.hgetall(keyName(id)).hgetallBuffer(verName(id));
+    const replies = await execAll<Record<string, string> | Record<string, Buffer>>(multi);
     const out: KeyRecord[] = [];
-    for (const id of ids) {
-      const r = await this.getKey(ownerUin, id);
-      if (r !== undefined) out.push(r);
+    for (let i = 0; i < replies.length; i += 2) {
+      const hash = replies[i] as Record<string, string>;
+      if (hash.doc === undefined) continue;
+      const doc = decodeDoc(hash.doc);
+      if (doc.ownerUin === ownerUin) out.push(toRecord(doc, hash.rev, replies[i + 1] as Record<string, Buffer>));
     }
     return out;
   }
+
+  /** Key ids of the tenant whose alias or id contains `search`: an HSCAN of the alias hash. */
+  private async searchAliases(ownerUin: string, region: string, search: string): Promise<string[]> {
+    const pairs = await this.scanPairs('hscan', aliasName(ownerUin, region));
+    return pairs.filter(([alias, keyId]) => matchesSearch(search, alias, keyId)).map(([, keyId]) => keyId);
+  }
+
+  private subscribe(): void {
+    const sub = this.redis.duplicate();
+    this.subscriber = sub;
+    let connectedBefore = false;
+    sub.on('message', (_channel: string, keyId: string) => emitChange(this.listeners, { keyId }));
+    sub.on('ready', () => {
+      if (connectedBefore) this.confirmSubscription(sub);
+      connectedBefore = true;
+    });
+    sub.on('close', () => { if (this.subscriber === sub) this.subscribed = false; });
+    sub.on('error', () => undefined); // ioredis reconnects by itself; listeners hear {} when it has
+    this.confirmSubscription(sub);
+  }
+
+  /** (Re)subscribes and, once the server confirms, tells listeners anything may have changed meanwhile. */
+  private confirmSubscription(sub: Redis): void {
+    sub.subscribe(CHANNEL).then(() => {
+      if (this.subscriber !== sub) return;
+      this.subscribed = true;
+      emitChange(this.listeners, {});
+    }, () => undefined);
+  }
+
+  private unsubscribe(): void {
+    const sub = this.subscriber;
+    this.subscriber = undefined;
+    this.subscribed = false;
+    sub?.disconnect();
+  }
+
+  private async scan(pattern: string, type: string): Promise<string[]> {
+    const out: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, names] = await this.redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000, 'TYPE', type);
+      out.push(...names);
+      cursor = next;
+    } while (cursor !== '0');
+    return out;
+  }
+
+  /** All (field, value) pairs of a hash, or (member, score) pairs of a sorted set, read in chunks. */
+  private async scanPairs(cmd: 'hscan' | 'zscan', key: string): Promise<Array<[string, string]>> {
+    const out: Array<[string, string]> = [];
+    let cursor = '0';
+    do {
+      const [next, flat] = await this.redis[cmd](key, cursor, 'COUNT', 1000);
+      for (let i = 0; i < flat.length; i += 2) out.push([flat[i], flat[i + 1]]);
+      cursor = next;
+    } while (cursor !== '0');
+    return out;
+  }
+
+  /** What the record implies, 'gone' when it was deleted meanwhile, undefined when it cannot be read. */
+  private async expectedOf(keyId: string): Promise<Expected | 'gone' | undefined> {
+    const [hash, versions] = await execAll<unknown>(this.redis.multi().hgetall(keyName(keyId)).hlen(verName(keyId)));
+    const { doc, rev } = hash as Record<string, string>;
+    if (doc === undefined && rev === undefined) return 'gone';
+    let record: KeyDoc;
+    try {
+      record = decodeDoc(doc);
+    } catch {
+      return undefined;
+    }
+    if (rev === undefined || record.keyId !== keyId) return undefined;
+    const withVersions = { ...record, versions: new Array<KeyVersion>(versions as number) };
+    return {
+      rev, ownerUin: record.ownerUin, alias: record.alias, aliasHash: aliasName(record.ownerUin, record.region),
+      createTime: record.createTime, sets: [...new Set(memberships(withVersions))], due: dueTimes(withVersions),
+    };
+  }
+
+  /** What the record implies and its indexes lack: alias entry, index memberships, due entries. */
+  private async missingEntries(keyId: string, e: Expected): Promise<Fix[]> {
+    const member = dueMember({ keyId, ownerUin: e.ownerUin });
+    const wanted = [
+      ...e.sets.map((set) => ({ set, score: e.createTime, member: keyId })),
+      ...DUE_KINDS.filter((k) => e.due[k] !== undefined).map((k) => ({ set: dueName(k), score: e.due[k] as number, member })),
+    ];
+    const read = this.redis.multi().hget(e.aliasHash, e.alias);
+    for (const w of wanted) read.zscore(w.set, w.member);
+    const [aliasTarget, ...scores] = await execAll<string | null>(read);
+    const fixes: Fix[] = [];
+    if (aliasTarget !== keyId) {
+      const what = `key ${keyId}: alias ${JSON.stringify(e.alias)} did not point at it; fixed`;
+      fixes.push({ keyId, target: e.aliasHash, op: 'hset', args: [e.alias, keyId], what });
+    }
+    wanted.forEach((w, i) => {
+      if (scores[i] !== null && Number(scores[i]) === w.score) return;
+      const what = `key ${keyId}: ${scores[i] === null ? 'missing from' : 'misplaced in'} ${w.set}; fixed`;
+      fixes.push({ keyId, target: w.set, op: 'zadd', args: [w.score, w.member], what });
+    });
+    return fixes;
+  }
+
+  /** Index entries that point at missing records or that their record does not imply, and orphan hashes. */
+  private async staleEntries(expected: Map<string, Expected>): Promise<Fix[]> {
+    const fixes: Fix[] = [];
+    const drop = (keyId: string, target: string, op: Fix['op'], args: string[], what: string): void => {
+      fixes.push({ keyId, target, op, args, what: `${target}: ${what}` });
+    };
+    for (const set of await this.scan('kms:idx:*', 'zset')) {
+      for (const [keyId] of await this.scanPairs('zscan', set)) {
+        if (!expected.get(keyId)?.sets.includes(set)) drop(keyId, set, 'zrem', [keyId], `removed ${keyId}, which no record places there`);
+      }
+    }
+    for (const hash of await this.scan('kms:alias:*', 'hash')) {
+      for (const [alias, keyId] of await this.scanPairs('hscan', hash)) {
+        const e = expected.get(keyId);
+        if (e?.aliasHash === hash && e.alias === alias) continue;
+        drop(keyId, hash, 'hdel', [alias], `removed alias ${JSON.stringify(alias)} of ${keyId}, which no record has`);
+      }
+    }
+    for (const kind of DUE_KINDS) {
+      for (const [member] of await this.scanPairs('zscan', dueName(kind))) {
+        const { keyId } = parseDueMember(member);
+        if (expected.get(keyId)?.due[kind] === undefined) drop(keyId, dueName(kind), 'zrem', [member], `removed ${member}, not due by its record`);
+      }
+    }
+    for (const prefix of ['kms:ver:', 'kms:use:']) {
+      for (const name of await this.scan(`${prefix}*`, 'hash')) {
+        const keyId = name.slice(prefix.length);
+        if (!expected.has(keyId)) drop(keyId, name, 'del', [], 'removed, its key no longer exists');
+      }
+    }
+    return fixes;
+  }
 }
 
-function matches(d: Doc, q: ListKeysQuery): boolean {
-  if (q.keyState !== undefined && d.keyState !== q.keyState) return false;
-  if (q.origin !== undefined && d.origin !== q.origin) return false;
-  if (q.keyUsage !== undefined && d.keyUsage !== q.keyUsage) return false;
-  if (q.hsmClusterId !== undefined && d.hsmClusterId !== q.hsmClusterId) return false;
-  const s = q.searchAlias ?? '';
-  if (s !== '' && !d.alias.includes(s) && !d.keyId.includes(s)) return false;
-  for (const f of q.tagFilters ?? []) {
-    if (!Object.prototype.hasOwnProperty.call(d.tags, f.key)) return false;
-    const values = f.values ?? [];
-    if (values.length > 0 && !values.includes(d.tags[f.key])) return false;
+async function checkServer(redis: Redis, options: RedisStoreOptions): Promise<void> {
+  const version = /redis_version:(\d+)/.exec(await redis.info('server'))?.[1];
+  if (version !== undefined && Number(version) < 7) throw new StoreConfigError(`Redis ${version} is too old; 7.0 or later is required`);
+  if (options.allowVolatile) return;
+  const [, aof] = (await redis.config('GET', 'appendonly')) as string[];
+  const [, save] = (await redis.config('GET', 'save')) as string[];
+  if (aof !== 'yes' && (save ?? '').trim() === '') {
+    throw new StoreConfigError(
+      `Redis at ${options.host ?? '127.0.0.1'}:${options.port} has neither AOF nor RDB persistence; ` +
+      'key metadata would be lost on restart (set allowVolatile to accept that)',
+    );
   }
-  return true;
+}
+
+/** The index sets to intersect for a query, each a list of sets of which any may match. */
+function filterGroups(q: ListKeysQuery): string[][] {
+  const t = (term: string): string => termName(q.ownerUin, q.region, term);
+  const groups: string[][] = [];
+  if ((q.keyStates ?? []).length > 0) groups.push([...new Set(q.keyStates)].map((s) => t(TERM.state(s))));
+  if (q.role !== undefined) groups.push([t(TERM.role(q.role))]);
+  if (q.origin !== undefined) groups.push([t(TERM.origin(q.origin))]);
+  if (q.keyUsage !== undefined) groups.push([t(TERM.usage(q.keyUsage))]);
+  if (q.hsmClusterId !== undefined) groups.push([t(TERM.cluster(q.hsmClusterId))]);
+  for (const f of q.tagFilters ?? []) {
+    const values = [...new Set(f.values ?? [])];
+    groups.push(values.length === 0 ? [t(TERM.tag(f.key))] : values.map((v) => t(TERM.tagValue(f.key, v))));
+  }
+  return groups;
+}
+
+/** Queues a union of `sets` into a new temporary key; scores stay the create time. */
+function union(multi: ChainableCommander, sets: string[], temps: string[]): string {
+  const t = tmpName();
+  temps.push(t);
+  multi.zunionstore(t, sets.length, ...sets, 'AGGREGATE', 'MAX');
+  return t;
+}
+
+/** Queues an intersection; AGGREGATE MAX keeps the create time (the search set is scored -inf). */
+function intersect(multi: ChainableCommander, sets: string[], temps: string[]): string {
+  const t = tmpName();
+  temps.push(t);
+  multi.zinterstore(t, sets.length, ...sets, 'AGGREGATE', 'MAX');
+  return t;
+}
+
+async function execAll<T>(multi: ChainableCommander): Promise<T[]> {
+  const replies = await multi.exec();
+  if (replies === null) throw new Error('Redis transaction aborted');
+  return replies.map(([err, value]) => {
+    if (err) throw err;
+    return value as T;
+  });
+}
+
+/** Throws the error a COMMIT status stands for (nothing for OK). */
+function raise(status: CommitStatus, r: KeyRecord): void {
+  if (status === 'OK') return;
+  if (status === 'NOTFOUND') throw new KeyNotFoundError(r.keyId);
+  if (status === 'ALIAS') throw new AliasExistsError(r.ownerUin, r.region, r.alias);
+  throw new ConflictError(r.keyId, status === 'CONFLICT' ? `revision ${r.revision - 1} is gone` : status);
+}
+
+function versionArgs(versions: VersionsOp): Array<number | Buffer> {
+  const list = versions.op === 'add' ? [versions.version] : versions.op === 'replace' ? versions.versions : [];
+  // the version's create time travels inside the stored value: 8-byte big-endian prefix
+  return list.flatMap((v) => [v.version, Buffer.concat([u64(v.createTime), v.material])]);
+}
+
+function parseDueMember(member: string): KeyRef {
+  const slash = member.indexOf('/');
+  return { keyId: member.slice(0, slash), ownerUin: member.slice(slash + 1) };
 }
 
 function u64(n: number): Buffer {
@@ -213,16 +636,9 @@ function u64(n: number): Buffer {
   return b;
 }
 
-function toDoc(r: NewKeyRecord | KeyRecord): string {
-  const { versions: _versions, ...rest } = r;
-  const { revision: _revision, ...doc } = rest as KeyRecord;
-  return JSON.stringify(doc);
-}
-
-function toRecord(hash: Record<string, string>, vers: Record<string, Buffer>): KeyRecord {
-  const doc = JSON.parse(hash.doc) as Doc;
+function toRecord(doc: KeyDoc, rev: string, vers: Record<string, Buffer>): KeyRecord {
   const versions: KeyVersion[] = Object.entries(vers)
     .map(([n, value]) => ({ version: Number(n), createTime: Number(value.readBigInt64BE(0)), material: value.subarray(8) }))
     .sort((a, b) => a.version - b.version);
-  return { ...doc, alias: hash.alias, revision: Number(hash.rev), versions };
+  return { ...doc, revision: Number(rev), versions };
 }

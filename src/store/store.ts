@@ -2,7 +2,7 @@
  * CMK metadata persistence: the one interface every backend implements. The store knows nothing of
  * HSMs; key material is an opaque record (`WrappedMaterial.toBuffer()`) it persists as bytes.
  */
-import type { KeyState } from '../kms/key-state';
+import { KEY_STATES, KeyState } from '../kms/key-state';
 
 export type KeyOrigin = 'TENCENT_KMS' | 'EXTERNAL';
 
@@ -194,7 +194,9 @@ export interface MetadataStore {
   addUsage(batch: ReadonlyMap<string, number>): Promise<Map<string, number>>;
   /**
    * Calls `listener` for every key changed through any store handle on the same backing (other
-   * nodes and processes included) within a second. Returns the unsubscribe function.
+   * nodes and processes included) within a second. The listener first hears `{}` once watching is
+   * live (changes before that are not reported), and `{}` again whenever changes may have been missed.
+   * Returns the unsubscribe function.
    */
   watch(listener: (change: KeyChange) => void): () => void;
   /**
@@ -249,7 +251,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function checkNewRecord(record: NewKeyRecord): void {
   if (!UUID.test(record.keyId)) throw new StoreInputError(`keyId is not a UUID: ${JSON.stringify(record.keyId)}`);
-  for (const field of ['ownerUin', 'region', 'alias'] as const) {
+  for (const field of ['ownerUin', 'region', 'alias', 'owner'] as const) {
     if (record[field] === '') throw new StoreInputError(`${field} is empty`);
   }
   const seen = new Set<number>();
@@ -272,6 +274,10 @@ export function checkQuery(q: ListKeysQuery): void {
   }
   if (q.order !== 'asc' && q.order !== 'desc') throw new StoreInputError(`order must be asc or desc`);
   if (q.ownerUin === '' || q.region === '') throw new StoreInputError('ownerUin and region are required');
+  if (q.role !== undefined && q.role !== 'user' && q.role !== 'product') throw new StoreInputError(`role must be user or product`);
+  for (const s of q.keyStates ?? []) {
+    if (!KEY_STATES.includes(s)) throw new StoreInputError(`unknown key state ${JSON.stringify(s)}`);
+  }
 }
 
 /** The record with `patch` applied (pure; shared by backends). */
@@ -300,4 +306,104 @@ export function applyPatch(record: KeyRecord, patch: KeyPatch): KeyRecord {
     next.versions = patch.versions.map((v) => ({ ...v }));
   }
   return next;
+}
+
+export type KeyRole = 'user' | 'product';
+
+/** `user` when the key's owner is the tenant itself, `product` when a cloud product owns it. */
+export function roleOf(owner: string): KeyRole {
+  return owner === 'user' ? 'user' : 'product';
+}
+
+/** Whether the key counts toward `CreateLimits.maxKeys`. */
+export function countsTowardQuota(r: Pick<NewKeyRecord, 'owner' | 'keyState'>): boolean {
+  return roleOf(r.owner) === 'user' && r.keyState !== 'PendingDelete';
+}
+
+export const DUE_KINDS: readonly DueKind[] = ['rotation', 'deletion', 'expiry'];
+
+/** When the key becomes due for each kind of background work (absent: never); see `DueKind`. */
+export function dueTimes(r: NewKeyRecord): Partial<Record<DueKind, number>> {
+  const due: Partial<Record<DueKind, number>> = {};
+  if (r.rotation.enabled && r.rotation.nextRotateTime !== undefined) due.rotation = r.rotation.nextRotateTime;
+  if (r.keyState === 'PendingDelete' && r.deletionDate !== undefined) due.deletion = r.deletionDate;
+  if (r.validTo !== undefined && r.validTo !== 0 && r.versions.length > 0) due.expiry = r.validTo;
+  return due;
+}
+
+export function tombstoneOf(r: NewKeyRecord, deletedAt: number): Tombstone {
+  const { keyId, ownerUin, region, alias, keyUsage, origin, hsmClusterId, createTime } = r;
+  return { keyId, ownerUin, region, alias, keyUsage, origin, hsmClusterId, createTime, deletedAt };
+}
+
+/** A record without its versions (kept apart, as material) and revision: what backends store as JSON. */
+export type KeyDoc = Omit<NewKeyRecord, 'versions'>;
+
+/** JSON of the record's document; Buffers (the import wrapping key) as base64. */
+export function encodeDoc(r: NewKeyRecord | KeyRecord): string {
+  const { versions: _versions, ...rest } = r;
+  const { revision: _revision, ...doc } = rest as Partial<KeyRecord>;
+  const ip = doc.importParameters;
+  return JSON.stringify(ip === undefined ? doc : { ...doc, importParameters: { ...ip, wrappingKey: ip.wrappingKey.toString('base64') } });
+}
+
+export function decodeDoc(json: string): KeyDoc {
+  const doc = JSON.parse(json) as KeyDoc;
+  const ip = doc.importParameters as (Omit<ImportParameters, 'wrappingKey'> & { wrappingKey: unknown }) | undefined;
+  if (ip !== undefined && typeof ip.wrappingKey === 'string') doc.importParameters = { ...ip, wrappingKey: Buffer.from(ip.wrappingKey, 'base64') };
+  return doc;
+}
+
+/** `addVersion`'s next record: `patch` applied, `version` appended (ConflictError when the number exists). */
+export function withVersion(current: KeyRecord, version: KeyVersion, patch: KeyPatch = {}): KeyRecord {
+  checkVersion(version);
+  if (patch.versions !== undefined) throw new StoreInputError('addVersion does not take a patch that replaces versions');
+  if (current.versions.some((v) => v.version === version.version)) {
+    throw new ConflictError(current.keyId, `version ${version.version} already exists`);
+  }
+  const next = applyPatch(current, patch);
+  next.versions = [...next.versions, { ...version }].sort((a, b) => a.version - b.version);
+  return next;
+}
+
+/** Listing search: a substring of the alias or of the key id (case-sensitive). */
+export function matchesSearch(search: string, alias: string, keyId: string): boolean {
+  return alias.includes(search) || keyId.includes(search);
+}
+
+export interface UsageEntry { ref: string; keyId: string; version: number; count: number }
+
+/** Parses an `addUsage` batch (`${keyId}#${version}` -> count >= 0). */
+export function parseUsageBatch(batch: ReadonlyMap<string, number>): UsageEntry[] {
+  const out: UsageEntry[] = [];
+  for (const [ref, count] of batch) {
+    const hash = ref.lastIndexOf('#');
+    const version = Number(ref.slice(hash + 1));
+    if (hash < 1 || !Number.isInteger(version) || version < 1) throw new StoreInputError(`bad usage key ${JSON.stringify(ref)}`);
+    if (!Number.isSafeInteger(count) || count < 0) throw new StoreInputError(`bad usage count ${count} for ${ref}`);
+    out.push({ ref, keyId: ref.slice(0, hash), version, count });
+  }
+  return out;
+}
+
+export function checkDueQuery(kind: DueKind, before: number, limit: number): void {
+  if (!DUE_KINDS.includes(kind)) throw new StoreInputError(`unknown due kind ${JSON.stringify(kind)}`);
+  if (!Number.isFinite(before)) throw new StoreInputError(`before must be a number, got ${before}`);
+  if (!Number.isInteger(limit) || limit < 1) throw new StoreInputError(`limit must be an integer >= 1, got ${limit}`);
+}
+
+export function checkLease(name: string, holder: string, ttlMs = 1): void {
+  if (name === '' || holder === '') throw new StoreInputError('lease name and holder are required');
+  if (!Number.isInteger(ttlMs) || ttlMs < 1) throw new StoreInputError(`lease ttl must be a positive integer (ms), got ${ttlMs}`);
+}
+
+/** Delivers a change to listeners; one listener's exception never reaches the writer or the others. */
+export function emitChange(listeners: Iterable<(change: KeyChange) => void>, change: KeyChange): void {
+  for (const listener of [...listeners]) {
+    try {
+      listener(change);
+    } catch {
+      // a listener's failure is its own
+    }
+  }
 }

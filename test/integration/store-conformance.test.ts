@@ -3,22 +3,36 @@
  * backing (temp file, server) and opens any number of stores on it, so concurrency is tested across
  * handles, as between KMS nodes.
  */
+import { execFileSync } from 'child_process';
 import { randomUUID } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import Database from 'better-sqlite3';
+import Redis from 'ioredis';
 import {
-  AliasExistsError, ConflictError, KeyNotFoundError, KeyRecord, MetadataStore, NewKeyRecord, StoreInputError,
+  AliasExistsError, ConflictError, KeyChange, KeyNotFoundError, KeyRecord, ListKeysQuery, MetadataStore, NewKeyRecord, QuotaExceededError,
+  StoreConfigError, StoreInputError,
 } from '../../src/store/store';
 import { SqliteMetadataStore } from '../../src/store/sqlite-store';
 import { RedisMetadataStore } from '../../src/store/redis-store';
-import { StoreConfigError } from '../../src/store/store';
 import { startRedis } from '../support/redis';
+
+interface Backing {
+  open(): Promise<MetadataStore>;
+  /**
+   * Damages the derived data of key `k` behind the store's back (raw client): it drops out of its
+   * state, tag and due indexes, its alias is no longer held, it shows up under state Archived, and an
+   * index entry, a version and a usage count of a key that does not exist appear.
+   */
+  corrupt(k: NewKeyRecord): Promise<void>;
+  tearDown(): Promise<void>;
+}
 
 export interface StoreBackend {
   name: string;
   /** Makes a fresh, empty backing and returns a way to open stores on it and to remove it. */
-  setUp(): Promise<{ open(): Promise<MetadataStore>; tearDown(): Promise<void> }>;
+  setUp(): Promise<Backing>;
 }
 
 const sqliteBackend: StoreBackend = {
@@ -28,6 +42,19 @@ const sqliteBackend: StoreBackend = {
     const file = path.join(dir, 'kms.db');
     return {
       open: async () => new SqliteMetadataStore(file),
+      corrupt: async (k) => {
+        const db = new Database(file);
+        try {
+          db.pragma('foreign_keys = OFF');
+          db.prepare("UPDATE keys SET key_state = 'Archived', alias = 'corrupted', rotation_due = NULL WHERE key_id = ?").run(k.keyId);
+          db.prepare('DELETE FROM key_tags WHERE key_id = ?').run(k.keyId);
+          const ghost = randomUUID();
+          db.prepare("INSERT INTO key_versions VALUES (?, 1, x'00', 1)").run(ghost);
+          db.prepare('INSERT INTO usage_counts VALUES (?, 1, 5)').run(ghost);
+        } finally {
+          db.close();
+        }
+      },
       tearDown: async () => fs.rmSync(dir, { recursive: true, force: true }),
     };
   },
@@ -39,6 +66,26 @@ const redisBackend: StoreBackend = {
     const server = await startRedis({ persistent: true });
     return {
       open: async () => RedisMetadataStore.open({ port: server.port }),
+      corrupt: async (k) => {
+        const raw = new Redis({ port: server.port });
+        try {
+          const idx = `kms:idx:${k.ownerUin}:${k.region}`;
+          const ghost = randomUUID();
+          await raw.multi()
+            .zrem(`${idx}:state:${k.keyState}`, k.keyId)
+            .zadd(`${idx}:state:Archived`, k.createTime, k.keyId)
+            .zrem(idx, k.keyId)
+            .zrem(`${idx}:tag:env`, k.keyId)
+            .hdel(`kms:alias:${k.ownerUin}:${k.region}`, k.alias)
+            .zrem('kms:due:rotation', `${k.keyId}/${k.ownerUin}`)
+            .zadd(idx, 1, ghost)
+            .hset(`kms:ver:${ghost}`, '1', 'x')
+            .hset(`kms:use:${ghost}`, '1', '5')
+            .exec();
+        } finally {
+          raw.disconnect();
+        }
+      },
       tearDown: async () => server.stop(),
     };
   },
@@ -74,8 +121,32 @@ function stripRevision(r: KeyRecord): NewKeyRecord {
   return rest;
 }
 
+/** Records what a store's watcher hears; `until` waits (5 s at most) for an event matching `pred`. */
+function record(store: MetadataStore): { events: KeyChange[]; until(pred: (c: KeyChange) => boolean): Promise<void>; stop(): void } {
+  const events: KeyChange[] = [];
+  const waiters: Array<{ pred: (c: KeyChange) => boolean; resolve: () => void }> = [];
+  const stop = store.watch((c) => {
+    events.push(c);
+    for (const w of waiters.splice(0)) {
+      if (w.pred(c)) w.resolve();
+      else waiters.push(w);
+    }
+  });
+  const until = (pred: (c: KeyChange) => boolean): Promise<void> => {
+    if (events.some(pred)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no such change within 5 s; heard ${JSON.stringify(events)}`)), 5000);
+      waiters.push({ pred, resolve: () => { clearTimeout(timer); resolve(); } });
+    });
+  };
+  return { events, until, stop };
+}
+
+const anything = (c: KeyChange): boolean => c.keyId === undefined;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
 describe.each(BACKENDS)('MetadataStore conformance: $name', (backend) => {
-  let backing: { open(): Promise<MetadataStore>; tearDown(): Promise<void> };
+  let backing: Backing;
   let store: MetadataStore;
   const extra: MetadataStore[] = [];
 
@@ -158,7 +229,7 @@ describe.each(BACKENDS)('MetadataStore conformance: $name', (backend) => {
     await expect(store.updateKey('200', mine.keyId, 1, { description: 'x' })).rejects.toBeInstanceOf(KeyNotFoundError);
     await expect(store.addVersion('200', mine.keyId, { version: 2, material: Buffer.from('m'), createTime: 1 }))
       .rejects.toBeInstanceOf(KeyNotFoundError);
-    expect(await store.deleteKey('200', mine.keyId)).toBe(false);
+    expect(await store.deleteKey('200', mine.keyId, 1)).toBe(false);
     expect((await store.getKey('100', mine.keyId))?.revision).toBe(1);
   });
 
@@ -233,9 +304,9 @@ describe.each(BACKENDS)('MetadataStore conformance: $name', (backend) => {
     const k = newKey({ tags: { env: 'prod' } });
     await store.createKey(k);
     await store.addVersion(k.ownerUin, k.keyId, { version: 2, material: Buffer.from('v2'), createTime: 1 });
-    expect(await store.deleteKey(k.ownerUin, k.keyId)).toBe(true);
+    expect(await store.deleteKey(k.ownerUin, k.keyId, 1_700_500_000)).toBe(true);
     expect(await store.getKey(k.ownerUin, k.keyId)).toBeUndefined();
-    expect(await store.deleteKey(k.ownerUin, k.keyId)).toBe(false);
+    expect(await store.deleteKey(k.ownerUin, k.keyId, 1_700_500_001)).toBe(false);
     const tagged = await store.listKeys({ ownerUin: k.ownerUin, region: k.region, offset: 0, limit: 10, order: 'asc', tagFilters: [{ key: 'env' }] });
     expect(tagged.total).toBe(0);
     // re-creating the same id starts with only the new versions: nothing of the old material survives
@@ -286,21 +357,21 @@ describe.each(BACKENDS)('MetadataStore conformance: $name', (backend) => {
     test('filters: state, origin, usage, cluster, search on alias or id, combined', async () => {
       const by = async (f: object): Promise<string[]> => ids(await store.listKeys({ ...base, ...f }));
       const expectIds = (pred: (k: NewKeyRecord, i: number) => boolean): string[] => keys.filter(pred).map((k) => k.keyId);
-      expect(await by({ keyState: 'Disabled' })).toEqual(expectIds((k) => k.keyState === 'Disabled'));
-      expect(await by({ keyState: 'PendingDelete' })).toEqual([]);
+      expect(await by({ keyStates: ['Disabled'] })).toEqual(expectIds((k) => k.keyState === 'Disabled'));
+      expect(await by({ keyStates: ['PendingDelete'] })).toEqual([]);
       expect(await by({ origin: 'EXTERNAL' })).toEqual(expectIds((k) => k.origin === 'EXTERNAL'));
       expect(await by({ keyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' })).toEqual(expectIds((k) => k.keyUsage === 'ASYMMETRIC_SIGN_VERIFY_ECC'));
       expect(await by({ hsmClusterId: 'dedicated-1' })).toEqual(expectIds((_k, i) => i >= 20));
       expect(await by({ searchAlias: '_db' })).toEqual(expectIds((_k, i) => i % 5 === 0));
       expect(await by({ searchAlias: keys[7].keyId.slice(4, 20) })).toEqual([keys[7].keyId]);
       expect(await by({ searchAlias: 'app-' })).toHaveLength(25);
-      const combined = await store.listKeys({ ...base, keyState: 'Enabled', origin: 'TENCENT_KMS', searchAlias: '_db' });
+      const combined = await store.listKeys({ ...base, keyStates: ['Enabled'], origin: 'TENCENT_KMS', searchAlias: '_db' });
       expect(ids(combined)).toEqual(expectIds((k, i) => i % 5 === 0 && k.keyState === 'Enabled' && k.origin === 'TENCENT_KMS'));
       expect(combined.total).toBe(combined.keys.length);
     });
 
     test('tag filters: key only, key with values, several filters AND-ed, paging total', async () => {
-      const by = async (tagFilters: object[], extra: object = {}) => store.listKeys({ ...base, ...extra, tagFilters } as typeof base);
+      const by = async (tagFilters: object[], extra: object = {}) => store.listKeys({ ...base, ...extra, tagFilters } as ListKeysQuery);
       expect(ids(await by([{ key: 'env' }]))).toEqual(keys.filter((k) => 'env' in k.tags).map((k) => k.keyId));
       expect(ids(await by([{ key: 'env', values: ['prod'] }]))).toEqual(keys.filter((k) => k.tags.env === 'prod').map((k) => k.keyId));
       expect(ids(await by([{ key: 'env', values: ['prod', 'dev'] }]))).toHaveLength(13);
@@ -314,14 +385,304 @@ describe.each(BACKENDS)('MetadataStore conformance: $name', (backend) => {
       expect(ids(paged)).toEqual(teamB.slice(2, 5));
     });
 
+    test('any of several states, role, and every filter combined with paging', async () => {
+      const by = async (f: object): Promise<string[]> => ids(await store.listKeys({ ...base, ...f }));
+      const product = newKey({ owner: 'cos', alias: 'app-cos', keyState: 'Disabled', tags: { team: 'a' } });
+      await store.createKey(product);
+      await store.updateKey(keys[3].ownerUin, keys[3].keyId, 1, { keyState: 'PendingDelete', deletionDate: 9 });
+      const states = (k: NewKeyRecord): string => (k === keys[3] ? 'PendingDelete' : k.keyState);
+      expect(await by({ keyStates: ['PendingDelete', 'Disabled'] }))
+        .toEqual([...keys.filter((k) => ['PendingDelete', 'Disabled'].includes(states(k))), product].map((k) => k.keyId));
+      expect(await by({ keyStates: [] })).toHaveLength(26);
+      expect(await by({ role: 'product' })).toEqual([product.keyId]);
+      expect(await by({ role: 'user' })).toEqual(keys.map((k) => k.keyId));
+      const filters = { keyStates: ['Enabled', 'Disabled'], role: 'user', origin: 'TENCENT_KMS', keyUsage: 'ENCRYPT_DECRYPT',
+        hsmClusterId: 'default', searchAlias: 'app-', tagFilters: [{ key: 'team', values: ['a', 'c'] }, { key: 'env' }] };
+      const want = keys.filter((k) => k !== keys[3] && k.origin === 'TENCENT_KMS' && k.keyUsage === 'ENCRYPT_DECRYPT' &&
+        k.hsmClusterId === 'default' && k.tags.team === 'a' && 'env' in k.tags).map((k) => k.keyId);
+      expect(want.length).toBeGreaterThan(3);
+      const page = await store.listKeys({ ...base, ...filters, offset: 1, limit: 2, order: 'desc' } as ListKeysQuery);
+      expect(page.total).toBe(want.length);
+      expect(ids(page)).toEqual([...want].reverse().slice(1, 3));
+    });
+
+    test('keys created in the same second are ordered by key id, both ways, on every path', async () => {
+      const same = Array.from({ length: 6 }, () => newKey({ createTime: 1_600_000_000, tags: { batch: 'x' } }));
+      for (const k of same) await store.createKey(k);
+      const sorted = same.map((k) => k.keyId).sort();
+      expect(ids(await store.listKeys({ ...base, limit: 6 }))).toEqual(sorted);
+      const filters = [{ searchAlias: 'alias-' }, { tagFilters: [{ key: 'batch' }] }, { tagFilters: [{ key: 'batch' }], keyStates: ['Enabled', 'Disabled'] }];
+      for (const f of filters) {
+        expect(ids(await store.listKeys({ ...base, ...f, limit: 6 } as ListKeysQuery))).toEqual(sorted);
+        expect(ids(await store.listKeys({ ...base, ...f, limit: 3, offset: 2, order: 'desc' } as ListKeysQuery)))
+          .toEqual([...sorted].reverse().slice(2, 5));
+      }
+    });
+
     test('listing follows updates (state, tags, alias)', async () => {
       const k = keys[1];
       await store.updateKey(k.ownerUin, k.keyId, 1, { keyState: 'PendingDelete', tags: { env: 'qa' }, alias: 'zzz-renamed' });
-      expect(ids(await store.listKeys({ ...base, keyState: 'PendingDelete' }))).toEqual([k.keyId]);
+      expect(ids(await store.listKeys({ ...base, keyStates: ['PendingDelete'] }))).toEqual([k.keyId]);
       expect(ids(await store.listKeys({ ...base, tagFilters: [{ key: 'env', values: ['qa'] }] }))).toEqual([k.keyId]);
       expect(ids(await store.listKeys({ ...base, searchAlias: 'zzz' }))).toEqual([k.keyId]);
       expect(ids(await store.listKeys({ ...base, tagFilters: [{ key: 'team', values: ['b'] }] }))).not.toContain(k.keyId);
     });
+  });
+
+  test('import parameters, check value and cloud bindings persist, change and clear', async () => {
+    const importParameters = { tokenHash: 'ab'.repeat(32), wrappingAlgorithm: 'RSAES_OAEP_SHA_256', wrappingKey: Buffer.from([1, 2, 0, 255]), validTo: 1_800_000_000 };
+    const k = newKey({ origin: 'EXTERNAL', keyState: 'PendingImport', versions: [], importParameters,
+      materialCheckValue: 'c0ffee', cloudBindings: [{ productId: 'cos', resourceId: 'bucket-1' }] });
+    await store.createKey(k);
+    const other = await openAnother();
+    const got = await other.getKey(k.ownerUin, k.keyId);
+    expect(stripRevision(got!)).toEqual(k);
+    expect(Buffer.isBuffer(got!.importParameters?.wrappingKey)).toBe(true);
+    const next = { ...importParameters, tokenHash: 'cd'.repeat(32), wrappingKey: Buffer.from('other key') };
+    await store.updateKey(k.ownerUin, k.keyId, 1, { importParameters: next, cloudBindings: [] });
+    expect((await other.getKey(k.ownerUin, k.keyId))?.importParameters).toEqual(next);
+    expect((await other.getKey(k.ownerUin, k.keyId))?.cloudBindings).toEqual([]);
+    const cleared = await store.updateKey(k.ownerUin, k.keyId, 2, { importParameters: null, materialCheckValue: null });
+    const after = await other.getKey(k.ownerUin, k.keyId);
+    expect(after).toEqual(cleared);
+    expect(after?.importParameters).toBeUndefined();
+    expect(after?.materialCheckValue).toBeUndefined();
+  });
+
+  test('updateKey with versions replaces every version (import, then deletion of imported material)', async () => {
+    const k = newKey({ origin: 'EXTERNAL', keyState: 'PendingImport', versions: [] });
+    await store.createKey(k);
+    const imported = { version: 1, material: Buffer.from('imported'), createTime: 1_700_200_000 };
+    await store.updateKey(k.ownerUin, k.keyId, 1, { versions: [imported], keyState: 'Enabled', materialCheckValue: 'aa' });
+    const other = await openAnother();
+    const got = await other.getKey(k.ownerUin, k.keyId);
+    expect(got?.versions).toEqual([imported]);
+    expect(got?.revision).toBe(2);
+    const gone = await store.updateKey(k.ownerUin, k.keyId, 2, { versions: [], keyState: 'PendingImport' });
+    expect(gone.versions).toEqual([]);
+    expect((await other.getKey(k.ownerUin, k.keyId))?.versions).toEqual([]);
+    expect((await other.getKey(k.ownerUin, k.keyId))?.materialCheckValue).toBe('aa');
+    const dup = { version: 1, material: Buffer.from('x'), createTime: 1 };
+    await expect(store.updateKey(k.ownerUin, k.keyId, 3, { versions: [dup, dup] })).rejects.toBeInstanceOf(StoreInputError);
+    expect((await store.getKey(k.ownerUin, k.keyId))?.revision).toBe(3);
+  });
+
+  test('addVersion applies its patch in the same write; a refused version applies nothing', async () => {
+    const k = newKey({ rotation: { enabled: true, rotateDays: 30, nextRotateTime: 1_700_000_100 } });
+    await store.createKey(k);
+    const rotation = { enabled: true, rotateDays: 30, lastRotateTime: 1_700_000_100, nextRotateTime: 1_702_592_100 };
+    const v2 = { version: 2, material: Buffer.from('v2'), createTime: 1_700_000_100 };
+    const r = await store.addVersion(k.ownerUin, k.keyId, v2, { rotation });
+    expect(r.revision).toBe(2);
+    expect(r.rotation).toEqual(rotation);
+    const got = await (await openAnother()).getKey(k.ownerUin, k.keyId);
+    expect(got).toEqual(r);
+    await expect(store.addVersion(k.ownerUin, k.keyId, v2, { description: 'must not apply' })).rejects.toBeInstanceOf(ConflictError);
+    const after = await store.getKey(k.ownerUin, k.keyId);
+    expect(after?.description).toBe(k.description);
+    expect(after?.revision).toBe(2);
+    await expect(store.addVersion(k.ownerUin, k.keyId, { ...v2, version: 3 }, { alias: 'taken-by-none' })).resolves.toBeDefined();
+    expect((await store.getKey(k.ownerUin, k.keyId))?.alias).toBe('taken-by-none');
+  });
+
+  test('concurrent addVersion calls across handles: each version number lands once', async () => {
+    const k = newKey();
+    await store.createKey(k);
+    const stores = [store, await openAnother(), await openAnother()];
+    const results = await Promise.allSettled(Array.from({ length: 9 }, (_, i) =>
+      stores[i % 3].addVersion(k.ownerUin, k.keyId, { version: 2 + (i % 4), material: Buffer.from(`m${i}`), createTime: i })));
+    for (const r of results) if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(ConflictError);
+    const got = await store.getKey(k.ownerUin, k.keyId);
+    expect(got?.versions.map((v) => v.version)).toEqual([1, 2, 3, 4, 5]);
+    expect(got?.revision).toBe(5);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(4);
+  });
+
+  test('deleteKey writes a tombstone, visible only to the tenant; counts and versions are gone', async () => {
+    const k = newKey({ alias: 'to-delete', origin: 'EXTERNAL', hsmClusterId: 'dedicated-1', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' });
+    await store.createKey(k);
+    await store.addUsage(new Map([[`${k.keyId}#1`, 7]]));
+    expect(await store.getTombstone(k.ownerUin, k.keyId)).toBeUndefined();
+    expect(await store.deleteKey(k.ownerUin, k.keyId, 1_700_900_000)).toBe(true);
+    expect(await (await openAnother()).getTombstone(k.ownerUin, k.keyId)).toEqual({
+      keyId: k.keyId, ownerUin: k.ownerUin, region: k.region, alias: 'to-delete', keyUsage: k.keyUsage, origin: 'EXTERNAL',
+      hsmClusterId: 'dedicated-1', createTime: k.createTime, deletedAt: 1_700_900_000,
+    });
+    expect(await store.getTombstone('200', k.keyId)).toBeUndefined();
+    expect(await store.getTombstone(k.ownerUin, randomUUID())).toBeUndefined();
+    expect((await store.addUsage(new Map([[`${k.keyId}#1`, 1]]))).size).toBe(0);
+    await store.createKey(k);
+    expect(await store.addUsage(new Map([[`${k.keyId}#1`, 1]]))).toEqual(new Map([[`${k.keyId}#1`, 1]]));
+  });
+
+  test('quota: only user keys not pending deletion count, checked atomically with the insert', async () => {
+    const limits = { maxKeys: 3 };
+    const a = newKey();
+    await store.createKey(a, limits);
+    await store.createKey(newKey({ keyState: 'PendingDelete', deletionDate: 1 }), limits);
+    await store.createKey(newKey({ owner: 'cos' }), limits);
+    await store.createKey(newKey({ ownerUin: '200' }), limits);
+    await store.createKey(newKey({ region: 'ap-shanghai' }), limits);
+    expect(await store.countKeys('100', 'ap-guangzhou')).toBe(1);
+    await store.createKey(newKey(), limits);
+    await store.createKey(newKey(), limits);
+    expect(await store.countKeys('100', 'ap-guangzhou')).toBe(3);
+    const refused = newKey();
+    const e = await store.createKey(refused, limits).catch((err: unknown) => err);
+    expect(e).toBeInstanceOf(QuotaExceededError);
+    expect((e as QuotaExceededError).limit).toBe(3);
+    expect(await store.getKey(refused.ownerUin, refused.keyId)).toBeUndefined();
+    // product keys are never refused; scheduling a deletion frees a place
+    await expect(store.createKey(newKey({ owner: 'cbs' }), limits)).resolves.toBeDefined();
+    await store.updateKey(a.ownerUin, a.keyId, 1, { keyState: 'PendingDelete', deletionDate: 5 });
+    expect(await store.countKeys('100', 'ap-guangzhou')).toBe(2);
+    await expect(store.createKey(newKey(), limits)).resolves.toBeDefined();
+    await expect(store.createKey(newKey(), limits)).rejects.toBeInstanceOf(QuotaExceededError);
+    expect(await store.countKeys('100', 'ap-guangzhou')).toBe(3);
+  });
+
+  test('quota under concurrent creates across handles: exactly maxKeys win', async () => {
+    const stores = [store, await openAnother(), await openAnother()];
+    const results = await Promise.allSettled(Array.from({ length: 12 }, (_, i) => stores[i % 3].createKey(newKey(), { maxKeys: 5 })));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(5);
+    for (const r of results) if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(QuotaExceededError);
+    expect(await store.countKeys('100', 'ap-guangzhou')).toBe(5);
+    expect((await store.listKeys({ ownerUin: '100', region: 'ap-guangzhou', offset: 0, limit: 200, order: 'asc' })).total).toBe(5);
+  });
+
+  test('dueKeys: rotation, deletion and expiry through the indexes, earliest first, following every change', async () => {
+    const rot = (next: number) => ({ enabled: true, rotateDays: 30, nextRotateTime: next });
+    const r1 = newKey({ rotation: rot(300) });
+    const r2 = newKey({ rotation: rot(100) });
+    const r3 = newKey({ rotation: { enabled: false, rotateDays: 30, nextRotateTime: 50 } });
+    const d1 = newKey({ keyState: 'PendingDelete', deletionDate: 200 });
+    const d2 = newKey({ keyState: 'Disabled', deletionDate: 10 });
+    const e1 = newKey({ validTo: 150 });
+    const e2 = newKey({ validTo: 120, versions: [] });
+    const e3 = newKey({ validTo: 0 });
+    for (const k of [r1, r2, r3, d1, d2, e1, e2, e3]) await store.createKey(k);
+    const due = async (kind: 'rotation' | 'deletion' | 'expiry', before: number, limit = 10): Promise<string[]> =>
+      (await store.dueKeys(kind, before, limit)).map((r) => r.keyId);
+    expect(await due('rotation', 1000)).toEqual([r2.keyId, r1.keyId]);
+    expect(await due('rotation', 299)).toEqual([r2.keyId]);
+    expect(await due('rotation', 1000, 1)).toEqual([r2.keyId]);
+    expect(await due('deletion', 1000)).toEqual([d1.keyId]);
+    expect(await due('expiry', 1000)).toEqual([e1.keyId]);
+    expect(await store.dueKeys('deletion', 1000, 10)).toEqual([{ ownerUin: d1.ownerUin, keyId: d1.keyId }]);
+    // changes move keys in and out
+    await store.updateKey(r2.ownerUin, r2.keyId, 1, { rotation: { enabled: false, rotateDays: 30 } });
+    await store.addVersion(r1.ownerUin, r1.keyId, { version: 2, material: Buffer.from('v2'), createTime: 300 }, { rotation: rot(900) });
+    await store.updateKey(d1.ownerUin, d1.keyId, 1, { keyState: 'Disabled', deletionDate: null });
+    await store.updateKey(d2.ownerUin, d2.keyId, 1, { keyState: 'PendingDelete' });
+    await store.updateKey(e2.ownerUin, e2.keyId, 1, { versions: [{ version: 1, material: Buffer.from('m'), createTime: 1 }] });
+    await store.updateKey(e1.ownerUin, e1.keyId, 1, { versions: [] });
+    expect(await due('rotation', 1000)).toEqual([r1.keyId]);
+    expect(await due('rotation', 899)).toEqual([]);
+    expect(await due('deletion', 1000)).toEqual([d2.keyId]);
+    expect(await due('expiry', 1000)).toEqual([e2.keyId]);
+    await store.deleteKey(d2.ownerUin, d2.keyId, 1000);
+    await store.deleteKey(r1.ownerUin, r1.keyId, 1000);
+    expect(await due('deletion', 1000)).toEqual([]);
+    expect(await due('rotation', 1000)).toEqual([]);
+    await expect(store.dueKeys('rotation', 1, 0)).rejects.toBeInstanceOf(StoreInputError);
+  });
+
+  test('addUsage: one write per batch, new totals back, unknown keys ignored, shared across handles', async () => {
+    const a = newKey();
+    const b = newKey();
+    await store.createKey(a);
+    await store.createKey(b);
+    const ghost = randomUUID();
+    expect(await store.addUsage(new Map([[`${a.keyId}#1`, 10], [`${a.keyId}#2`, 3], [`${ghost}#1`, 4]])))
+      .toEqual(new Map([[`${a.keyId}#1`, 10], [`${a.keyId}#2`, 3]]));
+    const other = await openAnother();
+    const both = await Promise.all([
+      other.addUsage(new Map([[`${a.keyId}#1`, 5], [`${b.keyId}#1`, 1]])),
+      store.addUsage(new Map([[`${a.keyId}#1`, 5]])),
+    ]);
+    expect([both[0].get(`${a.keyId}#1`), both[1].get(`${a.keyId}#1`)].sort()).toEqual([15, 20]);
+    expect(await store.addUsage(new Map([[`${a.keyId}#1`, 0], [`${b.keyId}#1`, 0]])))
+      .toEqual(new Map([[`${a.keyId}#1`, 20], [`${b.keyId}#1`, 1]]));
+    expect(await store.addUsage(new Map())).toEqual(new Map());
+    await expect(store.addUsage(new Map([[a.keyId, 1]]))).rejects.toBeInstanceOf(StoreInputError);
+    await expect(store.addUsage(new Map([[`${a.keyId}#1`, -1]]))).rejects.toBeInstanceOf(StoreInputError);
+    // an unknown key leaves nothing behind: once created, it starts from zero
+    await store.createKey(newKey({ keyId: ghost }));
+    expect(await store.addUsage(new Map([[`${ghost}#1`, 1]]))).toEqual(new Map([[`${ghost}#1`, 1]]));
+  });
+
+  test('watch: changes through one handle reach listeners on another', async () => {
+    const a = store;
+    const b = await openAnother();
+    const k = newKey();
+    const heard = record(b);
+    try {
+      await heard.until(anything); // watching is live
+      await a.createKey(k);
+      await heard.until((c) => c.keyId === k.keyId);
+      const n = heard.events.length;
+      await a.updateKey(k.ownerUin, k.keyId, 1, { description: 'changed' });
+      await heard.until((c) => c.keyId === k.keyId && heard.events.indexOf(c) >= n);
+      const m = heard.events.length;
+      await a.deleteKey(k.ownerUin, k.keyId, 1);
+      await heard.until((c) => c.keyId === k.keyId && heard.events.indexOf(c) >= m);
+      // a watcher on the writing handle hears its own writes too
+      const own = record(a);
+      try {
+        await own.until(anything);
+        const k2 = newKey();
+        await a.createKey(k2);
+        await own.until((c) => c.keyId === k2.keyId);
+      } finally {
+        own.stop();
+      }
+    } finally {
+      heard.stop();
+    }
+  });
+
+  test('leases: one holder at a time, renewal, expiry and release', async () => {
+    const other = await openAnother();
+    expect(await store.acquireLease('leader', 'node-a', 60_000)).toBe(true);
+    expect(await other.acquireLease('leader', 'node-b', 60_000)).toBe(false);
+    expect(await store.acquireLease('leader', 'node-a', 200)).toBe(true); // renewed, now short
+    expect(await other.acquireLease('other-lease', 'node-b', 60_000)).toBe(true);
+    await sleep(400);
+    expect(await other.acquireLease('leader', 'node-b', 60_000)).toBe(true);
+    expect(await store.acquireLease('leader', 'node-a', 60_000)).toBe(false);
+    await store.releaseLease('leader', 'node-a'); // not the holder: no effect
+    expect(await store.acquireLease('leader', 'node-a', 60_000)).toBe(false);
+    await other.releaseLease('leader', 'node-b');
+    expect(await store.acquireLease('leader', 'node-a', 60_000)).toBe(true);
+    await expect(store.acquireLease('leader', '', 1000)).rejects.toBeInstanceOf(StoreInputError);
+    await expect(store.acquireLease('leader', 'node-a', 0)).rejects.toBeInstanceOf(StoreInputError);
+  });
+
+  test('repair: finds nothing on a sound store, fixes damaged indexes, then finds nothing again', async () => {
+    const k = newKey({ alias: 'damaged', tags: { env: 'prod' }, rotation: { enabled: true, rotateDays: 30, nextRotateTime: 500 } });
+    const bystander = newKey({ tags: { env: 'prod' } });
+    await store.createKey(k);
+    await store.createKey(bystander);
+    expect(await store.repair()).toEqual([]);
+    await backing.corrupt(k);
+    const q = { ownerUin: k.ownerUin, region: k.region, offset: 0, limit: 200, order: 'asc' as const };
+    const ids = async (f: object): Promise<string[]> => (await store.listKeys({ ...q, ...f })).keys.map((r) => r.keyId);
+    expect(await ids({ keyStates: ['Enabled'] })).toEqual([bystander.keyId]);
+    expect(await ids({ tagFilters: [{ key: 'env' }] })).toEqual([bystander.keyId]);
+    expect(await ids({ keyStates: ['Archived'] })).toEqual([k.keyId]);
+    expect(await store.dueKeys('rotation', 1000, 10)).toEqual([]);
+
+    const findings = await store.repair();
+    expect(findings.length).toBeGreaterThan(0);
+    expect(findings.join('\n')).toContain(k.keyId);
+    expect(await ids({ keyStates: ['Enabled'] })).toEqual([k.keyId, bystander.keyId]);
+    expect(await ids({ tagFilters: [{ key: 'env', values: ['prod'] }] })).toEqual([k.keyId, bystander.keyId]);
+    expect(await ids({ keyStates: ['Archived'] })).toEqual([]);
+    expect(await ids({})).toEqual([k.keyId, bystander.keyId]);
+    expect(await store.dueKeys('rotation', 1000, 10)).toEqual([{ ownerUin: k.ownerUin, keyId: k.keyId }]);
+    await expect(store.createKey(newKey({ alias: 'damaged' }))).rejects.toBeInstanceOf(AliasExistsError);
+    expect(await store.repair()).toEqual([]);
+    expect((await store.getKey(k.ownerUin, k.keyId))?.revision).toBe(1);
   });
 
   test('bad input is refused with StoreInputError', async () => {
@@ -342,25 +703,144 @@ describe.each(BACKENDS)('MetadataStore conformance: $name', (backend) => {
     await expect(store.addVersion(dup.ownerUin, dup.keyId, { version: 2, material: Buffer.alloc(0), createTime: 1 }))
       .rejects.toBeInstanceOf(StoreInputError);
     await expect(store.createKey(dup)).rejects.toBeInstanceOf(AliasExistsError);
+    await expect(store.createKey({ ...dup, alias: 'another' })).rejects.toBeInstanceOf(ConflictError);
+    await expect(store.deleteKey(dup.ownerUin, dup.keyId, Number.NaN)).rejects.toBeInstanceOf(StoreInputError);
+    await expect(store.listKeys({ ...q, role: 'robot' as 'user' })).rejects.toBeInstanceOf(StoreInputError);
+    await expect(store.addVersion(dup.ownerUin, dup.keyId, { version: 2, material: Buffer.from('x'), createTime: 1 }, { versions: [] }))
+      .rejects.toBeInstanceOf(StoreInputError);
+    expect((await store.getKey(dup.ownerUin, dup.keyId))?.revision).toBe(1);
   });
 });
 
 describe('SqliteMetadataStore specifics', () => {
-  test('the list query is served by the tenant index, not a table scan', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-store-'));
-    const s = new SqliteMetadataStore(path.join(dir, 'kms.db'));
+  let dir: string;
+  let file: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-store-'));
+    file = path.join(dir, 'kms.db');
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('list, count and due queries are served by indexes, never a table scan', async () => {
+    const s = new SqliteMetadataStore(file);
     try {
-      const plan = s.explainList('100', 'ap-guangzhou').join('\n');
-      expect(plan).toMatch(/USING (COVERING )?INDEX keys_list/);
-      expect(plan).not.toMatch(/SCAN keys(?! USING)/);
+      const base = { ownerUin: '100', region: 'ap-guangzhou', offset: 0, limit: 10, order: 'asc' as const };
+      const plans: Array<[string, string[], RegExp]> = [
+        ['list', s.explain({ list: base }), /^SEARCH keys USING INDEX keys_list /],
+        ['states', s.explain({ list: { ...base, keyStates: ['Enabled', 'Disabled'] } }), /^SEARCH keys USING INDEX keys_state /],
+        ['role', s.explain({ list: { ...base, role: 'product' } }), /^SEARCH keys USING INDEX keys_role /],
+        ['origin', s.explain({ list: { ...base, origin: 'EXTERNAL' } }), /^SEARCH keys USING INDEX keys_origin /],
+        ['usage', s.explain({ list: { ...base, keyUsage: 'ENCRYPT_DECRYPT' } }), /^SEARCH keys USING INDEX keys_usage /],
+        ['cluster', s.explain({ list: { ...base, hsmClusterId: 'c1' } }), /^SEARCH keys USING INDEX keys_cluster /],
+        ['tags', s.explain({ list: { ...base, tagFilters: [{ key: 'env', values: ['prod', 'dev'] }, { key: 'team' }] } }),
+          /^SEARCH t USING COVERING INDEX key_tags_find .*\nSEARCH keys USING INDEX sqlite_autoindex_keys_1 \(key_id=\?\)/],
+        ['search', s.explain({ list: { ...base, searchAlias: 'db' } }), /^SEARCH keys USING INDEX keys_list /],
+        ['count', s.explain({ count: { ownerUin: '100', region: 'ap-guangzhou' } }), /^SEARCH keys USING (COVERING )?INDEX keys_quota /],
+        ['rotation', s.explain({ due: 'rotation' }), /^SEARCH keys USING INDEX keys_due_rotation /],
+        ['deletion', s.explain({ due: 'deletion' }), /^SEARCH keys USING INDEX keys_due_deletion /],
+        ['expiry', s.explain({ due: 'expiry' }), /^SEARCH keys USING INDEX keys_due_expiry /],
+      ];
+      for (const [name, plan, want] of plans) {
+        const text = plan.join('\n');
+        expect(`${name}: ${text}`).not.toMatch(/\bSCAN\b/);
+        expect(text).toMatch(want);
+      }
+      // one state or one tag value: the page comes in index order, without sorting the matches
+      for (const list of [{ ...base, keyStates: ['Enabled' as const] }, { ...base, tagFilters: [{ key: 'env', values: ['prod'] }] }]) {
+        expect(s.explain({ list }).join('\n')).not.toMatch(/TEMP B-TREE/);
+      }
     } finally {
       await s.close();
-      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('refuses a file with a newer schema number, or a pre-release layout', async () => {
+    await (new SqliteMetadataStore(file)).close();
+    const raw = new Database(file);
+    raw.pragma('user_version = 99');
+    raw.close();
+    expect(() => new SqliteMetadataStore(file)).toThrow(StoreConfigError);
+    const old = path.join(dir, 'old.db');
+    const rawOld = new Database(old);
+    rawOld.exec('CREATE TABLE keys (key_id TEXT PRIMARY KEY)');
+    rawOld.close();
+    expect(() => new SqliteMetadataStore(old)).toThrow(StoreConfigError);
+  });
+
+  test('a write by another process is reported as {}; this process\'s own writes by key only', async () => {
+    const a = new SqliteMetadataStore(file);
+    const b = new SqliteMetadataStore(file);
+    const heard = record(b);
+    try {
+      await heard.until(anything);
+      heard.events.length = 0;
+      const k = newKey();
+      await a.createKey(k);
+      expect(heard.events).toEqual([{ keyId: k.keyId }]); // synchronously after the commit, in this process
+      const modulePath = path.join(__dirname, '../../src/store/sqlite-store.js');
+      execFileSync(process.execPath, ['-e', `
+        const { SqliteMetadataStore } = require(${JSON.stringify(modulePath)});
+        const s = new SqliteMetadataStore(${JSON.stringify(file)});
+        s.updateKey('100', ${JSON.stringify(k.keyId)}, 1, { description: 'from another process' }).then(() => s.close());
+      `]);
+      await heard.until(anything);
+      expect(heard.events).toEqual([{ keyId: k.keyId }, {}]);
+      expect((await b.getKey('100', k.keyId))?.description).toBe('from another process');
+    } finally {
+      heard.stop();
+      await a.close();
+      await b.close();
     }
   });
 });
 
 describe('RedisMetadataStore specifics', () => {
+  /** A private server, a store and a raw client on it, all gone afterwards. */
+  async function withRedis(fn: (s: RedisMetadataStore, raw: Redis) => Promise<void>): Promise<void> {
+    const server = await startRedis({ persistent: true });
+    const s = await RedisMetadataStore.open({ port: server.port });
+    const raw = new Redis({ port: server.port });
+    try {
+      await fn(s, raw);
+    } finally {
+      raw.disconnect();
+      await s.close();
+      await server.stop();
+    }
+  }
+
+  test('a filtered page reads only the page\'s records, from the index sets', () => withRedis(async (s, raw) => {
+    const created: NewKeyRecord[] = [];
+    for (let i = 0; i < 40; i++) {
+      created.push(newKey({ keyState: i % 2 === 0 ? 'Enabled' : 'Disabled', tags: { n: String(i % 4) } }));
+      await s.createKey(created[i]);
+    }
+    await raw.config('RESETSTAT');
+    const page = await s.listKeys({ ownerUin: '100', region: 'ap-guangzhou', offset: 3, limit: 4, order: 'desc',
+      keyStates: ['Enabled'], tagFilters: [{ key: 'n', values: ['0', '2'] }] });
+    const stats = await raw.info('commandstats');
+    const matching = created.filter((k) => k.keyState === 'Enabled').map((k) => k.keyId).reverse();
+    expect(page.total).toBe(20);
+    expect(page.keys.map((k) => k.keyId)).toEqual(matching.slice(3, 7));
+    const calls = (cmd: string): number => Number(new RegExp(`cmdstat_${cmd}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+    expect(calls('hgetall')).toBe(8); // record and versions of each of the 4
+    expect(calls('hget')).toBe(0);
+    expect(calls('scan') + calls('hscan')).toBe(0);
+    expect((await raw.keys('kms:tmp:*'))).toEqual([]);
+  }));
+
+  test('after the subscriber connection drops, listeners hear {} once it is back, then keys again', () => withRedis(async (s, raw) => {
+    const heard = record(s);
+    await heard.until(anything);
+    heard.events.length = 0;
+    await raw.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    await heard.until(anything);
+    const k = newKey();
+    await s.createKey(k);
+    await heard.until((c) => c.keyId === k.keyId);
+    heard.stop();
+  }));
+
   test('refuses a server with neither AOF nor RDB unless allowVolatile', async () => {
     const server = await startRedis({ persistent: false });
     try {
