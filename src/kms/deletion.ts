@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { WrappedMaterial } from '../hsm/material';
 import type { KeyRecord } from '../store/store';
 import { DAY_SECONDS, unixNow } from './clock';
@@ -57,7 +58,8 @@ export class DueWork {
       const r = await this.access.store.getKey(ref.ownerUin, ref.keyId);
       if (!r || r.keyState !== 'PendingDelete' || r.deletionDate === undefined || r.deletionDate <= now) continue;
       const day = Math.floor(now / DAY_SECONDS);
-      if (!(await this.access.store.acquireLease(`alarm:${r.keyId}:${day}`, this.node, 2 * DAY_SECONDS * 1000))) continue;
+      // a holder name of its own per attempt: the lease exists once per key and day, whoever asks again
+      if (!(await this.access.store.acquireLease(`alarm:${r.keyId}:${day}`, `${this.node}:${randomUUID()}`, 2 * DAY_SECONDS * 1000))) continue;
       const daysLeft = Math.ceil((r.deletionDate - now) / DAY_SECONDS);
       this.access.alarms.raise({ kind: 'KeyDeletionImminent', time: now, ownerUin: r.ownerUin, keyId: r.keyId, deletionDate: r.deletionDate, detail: `${daysLeft} day(s) left` });
       raised.push(r.keyId);

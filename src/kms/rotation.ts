@@ -29,8 +29,8 @@ export class Rotation {
     if (issue) throw new InvalidParameterError(issue);
     const days = rotateDays ?? ROTATE_DAYS.default;
     const now = unixNow(this.access.clock);
+    requireRotatable(await this.access.load(caller, keyId));
     await this.access.change(caller, keyId, 'EnableKeyRotation', (r) => {
-      requireRotatable(r);
       if (r.rotation.enabled && r.rotation.rotateDays === days) return undefined;
       const from = r.rotation.lastRotateTime ?? now;
       return { rotation: { ...r.rotation, enabled: true, rotateDays: days, nextRotateTime: Math.max(now, from) + days * DAY_SECONDS } };

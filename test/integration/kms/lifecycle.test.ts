@@ -51,10 +51,10 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     [{ KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_SM2' }, E.UnsupportedKeyUsageError],
     [{ Tags: [{ TagKey: 'a', TagValue: '1' }, { TagKey: 'a', TagValue: '2' }] }, E.TagKeysDuplicatedError],
     [{ Tags: [{ TagKey: '', TagValue: '1' }] }, E.InvalidTagError],
-    [{ Description: 'x'.repeat(1025) }, E.InvalidParameterError],
+    [{ Description: 'x'.repeat(1025) }, E.InvalidParameterError], // 1025 bytes
     [{ HsmClusterId: 'cls-bob' }, E.InvalidHsmClusterError],
     [{ HsmClusterId: 'cls-nope' }, E.InvalidHsmClusterError],
-  ])('CreateKey %j is refused with %p and nothing is stored', async (over, cls) => {
+  ])('CreateKey %# is refused with %p and nothing is stored', async (over, cls) => {
     const before = (await kms.lifecycle.listKeyDetail(alice, { KeyUsage: 'ALL', Limit: 200 })).TotalCount;
     await expect(create(`bad-${Math.random().toString(36).slice(2, 8)}`, over)).rejects.toBeInstanceOf(cls);
     expect((await kms.lifecycle.listKeyDetail(alice, { KeyUsage: 'ALL', Limit: 200 })).TotalCount).toBe(before);

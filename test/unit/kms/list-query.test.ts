@@ -26,7 +26,8 @@ describe('ListKeyDetail parameters → store query', () => {
     [{ Offset: 400, Limit: 200 }, { offset: 400, limit: 200 }],
     [{ TagFilters: [{ TagKey: 'a' }, { TagKey: 'b', TagValue: ['1', '2'] }] }, { tagFilters: [{ key: 'a', values: [] }, { key: 'b', values: ['1', '2'] }] }],
   ])('%j', (params, expected) => {
-    expect(listKeyDetailQuery('t', 'r', params, undefined)).toMatchObject(expected);
+    const q = listKeyDetailQuery('t', 'r', params, undefined) as unknown as Record<string, unknown>;
+    for (const [k, v] of Object.entries(expected)) expect([k, q[k]]).toEqual([k, v]);
   });
 
   test('the cluster filter passes through', () => {
