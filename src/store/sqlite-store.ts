@@ -209,8 +209,15 @@ function listSql(q: ListKeysQuery): { count: string; page: string; params: SqlPa
 /** What `explain` can show the plan of. */
 export type ExplainTarget = { list: ListKeysQuery } | { count: { ownerUin: string; region: string } } | { due: DueKind };
 
+/**
+ * The SQLite result code of an error. Checked by name, not `instanceof`: the native addon keeps the
+ * SqliteError class of the first module instance that loaded it (a second instance, as under jest's
+ * per-file module registries, sees a different class).
+ */
 function sqliteCode(e: unknown): string | undefined {
-  return e instanceof Database.SqliteError ? e.code : undefined;
+  if (!(e instanceof Error) || e.name !== 'SqliteError') return undefined;
+  const code = (e as Error & { code?: unknown }).code;
+  return typeof code === 'string' ? code : undefined;
 }
 
 /**
