@@ -212,11 +212,11 @@ export type ExplainTarget = { list: ListKeysQuery } | { count: { ownerUin: strin
 /**
  * The SQLite result code of an error. Checked by name, not `instanceof`: the native addon keeps the
  * SqliteError class of the first module instance that loaded it (a second instance, as under jest's
- * per-file module registries, sees a different class).
+ * per-file module registries and realms, sees a different class).
  */
 function sqliteCode(e: unknown): string | undefined {
-  if (!(e instanceof Error) || e.name !== 'SqliteError') return undefined;
-  const code = (e as Error & { code?: unknown }).code;
+  if (typeof e !== 'object' || e === null || (e as { name?: unknown }).name !== 'SqliteError') return undefined;
+  const code = (e as { code?: unknown }).code;
   return typeof code === 'string' ? code : undefined;
 }
 
