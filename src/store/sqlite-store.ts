@@ -209,8 +209,14 @@ function listSql(q: ListKeysQuery): { count: string; page: string; params: SqlPa
 /** What `explain` can show the plan of. */
 export type ExplainTarget = { list: ListKeysQuery } | { count: { ownerUin: string; region: string } } | { due: DueKind };
 
+/**
+ * The extended result code of a SQLite error. Not `instanceof Database.SqliteError`: the native addon
+ * keeps the error class of the first copy of better-sqlite3 loaded in the process, and a second copy
+ * (jest loads one per test file; bundlers may too) has a different class.
+ */
 function sqliteCode(e: unknown): string | undefined {
-  return e instanceof Database.SqliteError ? e.code : undefined;
+  const { name, code } = (typeof e === 'object' && e !== null ? e : {}) as { name?: unknown; code?: unknown };
+  return name === 'SqliteError' && typeof code === 'string' ? code : undefined;
 }
 
 /**
