@@ -210,14 +210,13 @@ function listSql(q: ListKeysQuery): { count: string; page: string; params: SqlPa
 export type ExplainTarget = { list: ListKeysQuery } | { count: { ownerUin: string; region: string } } | { due: DueKind };
 
 /**
- * The SQLite result code of an error. Checked by name, not `instanceof`: the native addon keeps the
- * SqliteError class of the first module instance that loaded it (a second instance, as under jest's
- * per-file module registries and realms, sees a different class).
+ * The extended result code of a SQLite error. Not `instanceof Database.SqliteError`: the native addon
+ * keeps the error class of the first copy of better-sqlite3 loaded in the process, and a second copy
+ * (jest loads one per test file; bundlers may too) has a different class.
  */
 function sqliteCode(e: unknown): string | undefined {
-  if (typeof e !== 'object' || e === null || (e as { name?: unknown }).name !== 'SqliteError') return undefined;
-  const code = (e as { code?: unknown }).code;
-  return typeof code === 'string' ? code : undefined;
+  const { name, code } = (typeof e === 'object' && e !== null ? e : {}) as { name?: unknown; code?: unknown };
+  return name === 'SqliteError' && typeof code === 'string' ? code : undefined;
 }
 
 /**

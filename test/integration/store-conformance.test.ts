@@ -754,6 +754,24 @@ describe('SqliteMetadataStore specifics', () => {
     }
   });
 
+  test('constraint errors are typed even from a second copy of the module (as jest loads one per test file)', async () => {
+    const first = new SqliteMetadataStore(file);
+    await first.createKey(newKey({ alias: 'once' }));
+    await first.close();
+    let Fresh: typeof SqliteMetadataStore | undefined;
+    jest.isolateModules(() => {
+      Fresh = (require('../../src/store/sqlite-store') as { SqliteMetadataStore: typeof SqliteMetadataStore }).SqliteMetadataStore;
+    });
+    expect(Fresh).not.toBe(SqliteMetadataStore);
+    const s = new Fresh!(file);
+    try {
+      const e: unknown = await s.createKey(newKey({ alias: 'once' })).catch((err: unknown) => err);
+      expect((e as Error).name).toBe('AliasExistsError'); // that copy's own class, so compared by name
+    } finally {
+      await s.close();
+    }
+  });
+
   test('refuses a file with a newer schema number, or a pre-release layout', async () => {
     await (new SqliteMetadataStore(file)).close();
     const raw = new Database(file);
