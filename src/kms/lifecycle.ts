@@ -24,17 +24,10 @@ export interface CreateKeyParams {
   HsmClusterId?: string;
 }
 
-export interface CreateKeyResult {
-  KeyId: string;
-  Alias: string;
-  CreateTime: number;
-  Description: string;
-  KeyState: string;
-  KeyUsage: string;
+export type CreateKeyResult = Pick<KeyMetadata, 'KeyId' | 'Alias' | 'CreateTime' | 'Description' | 'KeyState' | 'KeyUsage' | 'HsmClusterId'> & {
   TagCode: number;
   TagMsg: string;
-  HsmClusterId: string;
-}
+};
 
 export interface BatchOutcome {
   KeyId: string;

@@ -33,6 +33,13 @@ export class KmsLab {
     this.clusters = [this.shared, this.dedicated, ...extra(this.tokens)];
   }
 
+  /** A started lab and one Kms on its SQLite store: the usual fixture of a test file. */
+  static async open(over: Partial<KmsOptions> = {}): Promise<{ lab: KmsLab; kms: Kms }> {
+    const lab = new KmsLab();
+    await lab.start();
+    return { lab, kms: lab.kms(lab.sqlite(), over) };
+  }
+
   async start(): Promise<void> {
     for (const c of this.clusters) {
       c.start();

@@ -12,9 +12,7 @@ describe('KMS core: Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateRandom
   const clock = new ManualClock(Date.UTC(2026, 10, 23));
 
   beforeAll(async () => {
-    lab = new KmsLab();
-    await lab.start();
-    kms = lab.kms(lab.sqlite(), { clock });
+    ({ lab, kms } = await KmsLab.open({ clock }));
     keyId = (await kms.lifecycle.createKey(alice, { Alias: 'env' })).KeyId;
   });
   afterAll(() => lab.cleanup());

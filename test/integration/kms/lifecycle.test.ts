@@ -10,9 +10,7 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
   const now = () => Math.floor(clock.now() / 1000);
 
   beforeAll(async () => {
-    lab = new KmsLab();
-    await lab.start();
-    kms = lab.kms(lab.sqlite(), { clock, maxKeysPerRegion: 0 });
+    ({ lab, kms } = await KmsLab.open({ clock, maxKeysPerRegion: 0 }));
   });
   afterAll(() => lab.cleanup());
 

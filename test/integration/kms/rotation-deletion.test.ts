@@ -13,9 +13,7 @@ describe('KMS core: rotation, scheduled deletion, alarms, background jobs', () =
   const now = () => Math.floor(clock.now() / 1000);
 
   beforeAll(async () => {
-    lab = new KmsLab();
-    await lab.start();
-    kms = lab.kms(lab.sqlite(), { clock });
+    ({ lab, kms } = await KmsLab.open({ clock }));
   });
   afterAll(() => lab.cleanup());
 
