@@ -1,6 +1,6 @@
 # make test  : install what is missing (apt packages, npm ci), build, run every test
 # make run   : arrives with the API server (issue #4); prints how things stand until then
-# make bench : HSM-layer benchmark (npm run bench:hsm)
+# make bench : HSM-layer and KMS-core benchmarks (npm run bench:hsm, npm run bench:kms)
 SHELL := /bin/bash
 APT_PACKAGES := softhsm2 libnss3 libnss3-tools opensc redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -30,6 +30,7 @@ run:
 
 bench: build
 	node dist/scripts/bench-hsm.js
+	node dist/scripts/bench-kms.js
 
 clean:
 	rm -rf dist

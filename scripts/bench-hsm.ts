@@ -4,52 +4,15 @@
  * Both paths make the same PKCS#11 calls per operation: C_GenerateRandom (96-bit IV from the
  * HSM's RNG), C_EncryptInit (GCM), C_Encrypt.
  */
-import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as pk from 'pkcs11js';
-import { HsmCluster } from '../src/hsm/cluster';
-import { HsmMember } from '../src/hsm/member';
 import { loadProfiles } from '../src/hsm/profile';
-
-const ROOT = join(__dirname, '..', '..');
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
-
-function opsPerSecond(run: (deadline: bigint) => number): number {
-  const start = process.hrtime.bigint();
-  const n = run(start + BigInt(Math.round(SECONDS * 1e9)));
-  return n / (Number(process.hrtime.bigint() - start) / 1e9);
-}
-
-async function asyncOpsPerSecond(op: () => Promise<unknown>): Promise<number> {
-  const start = process.hrtime.bigint();
-  const deadline = start + BigInt(Math.round(SECONDS * 1e9));
-  let n = 0;
-  while (process.hrtime.bigint() < deadline) {
-    for (let i = 0; i < 100; i++) await op();
-    n += 100;
-  }
-  return n / (Number(process.hrtime.bigint() - start) / 1e9);
-}
+import { asyncOpsPerSecond, benchCluster, benchToken, machine, median, opsPerSecond, ROOT, ROUNDS, SECONDS } from './bench-support';
 
 async function main(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'kms-bench-'));
+  const token = benchToken();
   try {
-    const conf = execFileSync(join(ROOT, 'softhsm', 'make-tokens.sh'), [join(dir, 't'), 'bench'], { encoding: 'utf8' }).trim();
-    const lib = join(dir, 'libsofthsm2.so');
-    copyFileSync('/usr/lib/softhsm/libsofthsm2.so', lib);
-    const member = new HsmMember({
-      id: 'bench',
-      profile: loadProfiles(join(ROOT, 'hsm-profiles')).get('softhsm2')!,
-      module: { path: lib, env: { SOFTHSM2_CONF: conf } },
-      tokenLabel: 'bench',
-      pin: readFileSync(join(dir, 't', 'pins', 'bench.pin'), 'utf8'),
-    });
-    const cluster = new HsmCluster({ id: 'bench', kind: 'shared', owners: [], members: [member] });
-    cluster.start();
-    await cluster.initDomain();
+    const { cluster, member } = await benchCluster(token);
     const binding = { clusterId: 'bench', keyId: 'k', keyVersion: 1, usage: 'ENCRYPT_DECRYPT' };
     const key = await cluster.generate('AES_256', binding);
     const plaintext = Buffer.alloc(32, 7);
@@ -81,22 +44,15 @@ async function main(): Promise<void> {
 
     const rows: Array<[number, number]> = [];
     for (let r = 0; r < ROUNDS; r++) rows.push([opsPerSecond(raw), await asyncOpsPerSecond(layer)]);
-    const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
     const rawOps = median(rows.map((r) => r[0]));
     const layerOps = median(rows.map((r) => r[1]));
-    console.log(`machine: ${require('node:os').cpus().length} cpu, node ${process.version}, SoftHSM2 (sync profile), ${ROUNDS} rounds x ${SECONDS}s, median`);
+    console.log(`machine: ${machine()}`);
     rows.forEach(([r, l], i) => console.log(`round ${i + 1}: raw pkcs11js ${r.toFixed(0)} ops/s, hsm layer ${l.toFixed(0)} ops/s`));
     console.log(`raw pkcs11js sync loop (GenerateRandom+EncryptInit+Encrypt): ${rawOps.toFixed(0)} ops/s`);
     console.log(`hsm layer cluster.encrypt (cached key):                      ${layerOps.toFixed(0)} ops/s`);
     api.C_CloseSession(session);
     // For information: the async call mode (what a network-HSM profile uses) on the same token.
-    const asyncMember = new HsmMember({
-      id: 'bench-async',
-      profile: { ...loadProfiles(join(ROOT, 'hsm-profiles')).get('softhsm2')!, callMode: 'async' },
-      module: { path: lib, env: { SOFTHSM2_CONF: conf } },
-      tokenLabel: 'bench',
-      pin: readFileSync(join(dir, 't', 'pins', 'bench.pin'), 'utf8'),
-    });
+    const asyncMember = token.member('bench-async', { ...loadProfiles(join(ROOT, 'hsm-profiles')).get('softhsm2')!, callMode: 'async' });
     asyncMember.connect();
     for (const concurrency of [1, 8]) {
       const start = process.hrtime.bigint();
@@ -117,7 +73,7 @@ async function main(): Promise<void> {
     member.module.finalize();
     console.log(`hsm-layer/raw-pkcs11js ratio: ${(layerOps / rawOps).toFixed(2)}`);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    token.cleanup();
   }
 }
 
