@@ -27,7 +27,7 @@ export interface MemberHealth {
   state: MemberState;
   detail: string;
   probeMs?: number;
-  sessions: { open: number; busy: number; cap: number };
+  sessions: { open: number; busy: number; cap: number; waiting: number };
   cachedHandles: number;
   resets: number;
 }

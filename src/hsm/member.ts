@@ -96,6 +96,8 @@ export class HsmMember {
   resets = 0;
   /** Operations completed on this member (for metrics and for seeing where work goes). */
   operations = 0;
+  /** Called after every session-level operation with its duration (metrics); unset costs nothing. */
+  onOperation: ((e: { member: string; operation: string; ms: number; ok: boolean }) => void) | undefined;
 
   private readonly api: pk.PKCS11;
   private readonly calls: Pkcs11Calls;
@@ -128,8 +130,8 @@ export class HsmMember {
     return this.options.tokenLabel;
   }
 
-  get sessions(): { open: number; busy: number; cap: number } {
-    return { open: this.pool.size, busy: this.pool.busy, cap: this.pool.cap };
+  get sessions(): { open: number; busy: number; cap: number; waiting: number } {
+    return { open: this.pool.size, busy: this.pool.busy, cap: this.pool.cap, waiting: this.pool.waiting };
   }
 
   get cachedHandles(): number {
@@ -272,14 +274,21 @@ export class HsmMember {
 
   /** Sync results stay sync until the end: in-process tokens pay for one promise, not one per layer. */
   private runOn<T>(operation: string, s: Handle, fn: (s: Handle) => T | Promise<T>): Promise<T> {
+    const observe = this.onOperation;
+    const started = observe ? process.hrtime.bigint() : 0n;
+    const report = (ok: boolean): void => {
+      if (observe) observe({ member: this.id, operation, ms: Number(process.hrtime.bigint() - started) / 1e6, ok });
+    };
     const succeeded = (value: T): T => {
       this.pool.release(s);
       this.operations++;
+      report(true);
       return value;
     };
     const failed = (e: unknown): HsmError => {
       const err = this.toHsmError(e, operation);
       this.afterFailure(err, s);
+      report(false);
       return err;
     };
     let result: T | Promise<T>;

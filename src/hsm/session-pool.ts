@@ -29,6 +29,11 @@ export class SessionPool<S> {
     return this.open;
   }
 
+  /** Callers waiting for a session. */
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
   get busy(): number {
     return this.open - this.idle.length;
   }
