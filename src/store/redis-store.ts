@@ -37,7 +37,9 @@ import {
   KeyRecord, KeyRef, KeyVersion, ListKeysQuery, ListKeysResult, MetadataStore, NewKeyRecord, QuotaExceededError,
   StoreConfigError, StoreInputError, Tombstone, applyPatch, checkDueQuery, checkLease, checkNewRecord, checkQuery,
   decodeDoc, dueTimes, emitChange, encodeDoc, matchesSearch, parseUsageBatch, roleOf, tombstoneOf, withVersion,
+  emptyStateCounts,
 } from './store';
+import { KEY_STATES, KeyState } from '../kms/key-state';
 
 export interface RedisStoreOptions {
   host?: string;
@@ -211,6 +213,18 @@ export class RedisMetadataStore implements MetadataStore {
     if (status === 'QUOTA') throw new QuotaExceededError(record.ownerUin, record.region, maxKeys ?? 0);
     raise(status, stored);
     return stored;
+  }
+
+  async countByState(): Promise<Record<KeyState, number>> {
+    const counts = emptyStateCounts();
+    for (const state of KEY_STATES) {
+      const sets: string[] = [];
+      const stream = this.redis.scanStream({ match: `kms:idx:*:*:${TERM.state(state)}`, count: 500 });
+      for await (const batch of stream) sets.push(...(batch as string[]));
+      const sizes = sets.length ? await execAll<number>(sets.reduce((m, k) => m.zcard(k), this.redis.multi())) : [];
+      counts[state] = sizes.reduce((a, b) => a + b, 0);
+    }
+    return counts;
   }
 
   async countKeys(ownerUin: string, region: string): Promise<number> {

@@ -27,7 +27,9 @@ import {
   KeyVersion, ListKeysQuery, ListKeysResult, MetadataStore, NewKeyRecord, QuotaExceededError, StoreConfigError,
   StoreInputError, Tombstone, applyPatch, checkDueQuery, checkLease, checkNewRecord, checkQuery, decodeDoc, dueTimes,
   emitChange, encodeDoc, parseUsageBatch, roleOf, tombstoneOf, withVersion,
+  emptyStateCounts,
 } from './store';
+import type { KeyState } from '../kms/key-state';
 
 /** Bumped with every change of the layout below; a file with a newer number is refused. */
 export const SCHEMA_VERSION = 1;
@@ -325,6 +327,12 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async countKeys(ownerUin: string, region: string): Promise<number> {
     return (this.stmt(COUNT_SQL).get(ownerUin, region) as { n: number }).n;
+  }
+
+  async countByState(): Promise<Record<KeyState, number>> {
+    const counts = emptyStateCounts();
+    for (const row of this.stmt('SELECT key_state AS s, count(*) AS n FROM keys GROUP BY key_state').all() as Array<{ s: KeyState; n: number }>) counts[row.s] = row.n;
+    return counts;
   }
 
   async getKey(ownerUin: string, keyId: string): Promise<KeyRecord | undefined> {

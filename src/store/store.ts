@@ -166,6 +166,8 @@ export interface MetadataStore {
   createKey(record: NewKeyRecord, limits?: CreateLimits): Promise<KeyRecord>;
   /** User keys (owner "user") not PendingDelete in the region: what the quota counts. */
   countKeys(ownerUin: string, region: string): Promise<number>;
+  /** Keys per state across every tenant and region (metrics); cost grows with tenants, not keys, on Redis. */
+  countByState(): Promise<Record<KeyState, number>>;
   /** Undefined when absent or owned by another tenant. */
   getKey(ownerUin: string, keyId: string): Promise<KeyRecord | undefined>;
   /**
@@ -406,4 +408,9 @@ export function emitChange(listeners: Iterable<(change: KeyChange) => void>, cha
       // a listener's failure is its own
     }
   }
+}
+
+/** Zero for every state. */
+export function emptyStateCounts(): Record<KeyState, number> {
+  return Object.fromEntries(KEY_STATES.map((s) => [s, 0])) as Record<KeyState, number>;
 }

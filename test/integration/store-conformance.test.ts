@@ -541,6 +541,20 @@ describe.each(BACKENDS)('MetadataStore conformance: $name', (backend) => {
     expect(await store.countKeys('100', 'ap-guangzhou')).toBe(3);
   });
 
+  test('countByState counts every tenant and region, and follows changes and deletions', async () => {
+    expect(await store.countByState()).toEqual({ Enabled: 0, Disabled: 0, PendingDelete: 0, PendingImport: 0, Archived: 0 });
+    const a = newKey();
+    await store.createKey(a);
+    await store.createKey(newKey({ ownerUin: '200' }));
+    await store.createKey(newKey({ region: 'ap-shanghai', keyState: 'Disabled' }));
+    await store.createKey(newKey({ keyState: 'PendingImport', origin: 'EXTERNAL', versions: [] }));
+    expect(await store.countByState()).toEqual({ Enabled: 2, Disabled: 1, PendingDelete: 0, PendingImport: 1, Archived: 0 });
+    await store.updateKey(a.ownerUin, a.keyId, 1, { keyState: 'PendingDelete', deletionDate: 9 });
+    expect(await store.countByState()).toMatchObject({ Enabled: 1, PendingDelete: 1 });
+    await store.deleteKey(a.ownerUin, a.keyId, 10);
+    expect(await store.countByState()).toMatchObject({ Enabled: 1, PendingDelete: 0 });
+  });
+
   test('quota under concurrent creates across handles: exactly maxKeys win', async () => {
     const stores = [store, await openAnother(), await openAnother()];
     const results = await Promise.allSettled(Array.from({ length: 12 }, (_, i) => stores[i % 3].createKey(newKey(), { maxKeys: 5 })));
