@@ -1,5 +1,6 @@
 # make test  : install what is missing (apt packages, npm ci), build, run every test
-# make run   : arrives with the API server (issue #4); prints how things stand until then
+# make run   : install, build, provision development SoftHSM2 tokens and config under $KMS_DATA_DIR
+#              (default ./var), then serve the API on 127.0.0.1:$KMS_PORT (default 8080)
 # make bench : HSM-layer and KMS-core benchmarks (npm run bench:hsm, npm run bench:kms)
 SHELL := /bin/bash
 APT_PACKAGES := softhsm2 libnss3 libnss3-tools opensc redis-server
@@ -17,6 +18,8 @@ deps:
 
 build: deps
 	npx tsc -p tsconfig.json
+	@chmod +x dist/src/cli/kmsctl.js
+	@mkdir -p node_modules/.bin && ln -sf ../../dist/src/cli/kmsctl.js node_modules/.bin/kmsctl
 
 test: build
 	@rm -f dist/jest-results.json
@@ -24,9 +27,12 @@ test: build
 	node -e 'const r=require("./dist/jest-results.json");console.log(`$${r.numPassedTests} passed, $${r.numFailedTests} failed`)'; \
 	exit $$status
 
-run:
-	@echo "make run arrives with the API server (issue #4). Today this repository holds the HSM layer: see README.md."
-	@exit 2
+KMS_DATA_DIR ?= ./var
+export KMS_DATA_DIR
+
+run: build
+	node dist/src/cli/kmsctl.js init --dev --data-dir "$(KMS_DATA_DIR)"
+	node dist/src/main.js --data-dir "$(KMS_DATA_DIR)"
 
 bench: build
 	node dist/scripts/bench-hsm.js

@@ -46,6 +46,8 @@ export class Kms {
   readonly clusters: ClusterDirectory;
   readonly store: MetadataStore;
   readonly nodeId: string;
+  /** User keys per account and region (0: no limit). */
+  readonly maxKeysPerRegion: number;
   private readonly unwatch: () => void;
   private readonly cache: KeyCache;
 
@@ -63,6 +65,7 @@ export class Kms {
       maxKeysPerRegion: o.maxKeysPerRegion ?? DEFAULT_MAX_KEYS_PER_REGION,
       deletionAlarmDays: o.deletionAlarmDays ?? 3,
     };
+    this.maxKeysPerRegion = config.maxKeysPerRegion;
     const access = new KeyAccess({ store: o.store, clusters: this.clusters, clock: o.clock ?? systemClock, alarms: this.alarms, cache: this.cache });
     const ctx: KmsContext = { access, config, usage: new UsageCounter() };
     this.lifecycle = new Lifecycle(ctx);

@@ -1,0 +1,127 @@
+/**
+ * One thin handler per served action: which CAM resources it touches, and the KMS-core call. All
+ * validation of shapes happened in params.ts; all rules live in the core.
+ */
+import type { Principal } from '../iam/principal';
+import { decodeBlob } from '../kms/ciphertext';
+import { KeyNotFoundError } from '../kms/errors';
+import type { Caller } from '../kms/key-access';
+import { KEY_USAGES, usagesOffered } from '../kms/key-usage';
+import type { Kms } from '../kms/service';
+import type { ActionParams, ServedAction } from './params';
+
+export interface ActionContext {
+  kms: Kms;
+  caller: Caller;
+  principal: Principal;
+  regions: readonly string[];
+  deploymentId: Buffer;
+}
+
+/** CAM resource names to authorise, and the resource the audit event names (a key id or `key/*`). */
+export interface Resources {
+  cam: string[];
+  audit: string;
+}
+
+export interface ActionHandler<P> {
+  resources(ctx: ActionContext, params: P): Promise<Resources>;
+  run(ctx: ActionContext, params: P): Promise<object>;
+}
+
+export type ActionTable = { [A in ServedAction]: ActionHandler<ActionParams<A>> };
+
+function collection(ctx: ActionContext): Resources {
+  return { cam: [`qcs::kms:${ctx.caller.region}:uin/${ctx.caller.tenant}:key/*`], audit: 'key/*' };
+}
+
+/** A key's resource name; a key that cannot be found gets creator `*` (only a policy on every creator matches it, and the call then fails as not found anyway). */
+async function keyResource(ctx: ActionContext, keyId: string): Promise<string> {
+  let creator = '*';
+  try {
+    creator = (await ctx.kms.lifecycle.describeKey(ctx.caller, keyId)).CreatorUinString;
+  } catch (e) {
+    if (!(e instanceof KeyNotFoundError)) throw e;
+  }
+  return `qcs::kms:${ctx.caller.region}:uin/${ctx.caller.tenant}:key/creatorUin/${creator}/${keyId}`;
+}
+
+async function keys(ctx: ActionContext, ids: string[]): Promise<Resources> {
+  const cam: string[] = [];
+  for (const id of ids) cam.push(await keyResource(ctx, id));
+  return { cam, audit: ids.join(',').slice(0, 4096) };
+}
+
+const oneKey = async (ctx: ActionContext, p: { KeyId: string }): Promise<Resources> => keys(ctx, [p.KeyId]);
+const blobKey = (ctx: ActionContext, blob: string): string => decodeBlob(blob, ctx.deploymentId).keyId;
+const nothing = async (): Promise<object> => ({});
+
+/** Keys that could change did; the first refusal answers the request. */
+async function batch(ctx: ActionContext, ids: string[], action: 'EnableKey' | 'DisableKey'): Promise<object> {
+  const failed = (await ctx.kms.lifecycle.batch(ctx.caller, ids, action)).find((o) => o.error);
+  if (failed?.error) throw failed.error;
+  return {};
+}
+
+/** What the tenant's clusters (shared pool and its own dedicated ones) can all do, in ListAlgorithms terms. */
+function algorithms(ctx: ActionContext): object {
+  const dir = ctx.kms.clusters;
+  const usable = [dir.shared, ...dir.dedicatedOf(ctx.caller.tenant)];
+  const offered = new Set(usable.flatMap((c) => usagesOffered(c.capabilities.keySpecs)));
+  const names: Record<string, string> = { AES_256: 'AES_256', RSA_2048: 'RSA_2048', EC_P256: 'ECC_P256', EC_P384: 'ECC_P384' };
+  const of = (kind: string) => [...offered].filter((u) => KEY_USAGES[u].kind === kind).map((u) => ({ KeyUsage: u, Algorithm: names[KEY_USAGES[u].spec] }));
+  return { SymmetricAlgorithms: of('symmetric'), AsymmetricAlgorithms: of('asymmetric-decrypt'), AsymmetricSignVerifyAlgorithms: of('sign-verify') };
+}
+
+async function serviceStatus(ctx: ActionContext): Promise<object> {
+  const dedicated = ctx.kms.clusters.dedicatedOf(ctx.caller.tenant);
+  return {
+    ServiceEnabled: true, InvalidType: 1, UserLevel: 1, ExclusiveVSMEnabled: false,
+    ExclusiveHSMEnabled: dedicated.length > 0, ExclusiveHSMList: dedicated.map((c) => ({ HsmClusterId: c.id, HsmClusterName: c.id })),
+    CmkUserCount: await ctx.kms.store.countKeys(ctx.caller.tenant, ctx.caller.region), CmkLimit: ctx.kms.maxKeysPerRegion,
+    IsAllowedDataKeyHosted: false, SubscriptionInfo: 'on-premises', IsAllowedSync: false, SyncTaskList: [],
+  };
+}
+
+export const HANDLERS: ActionTable = {
+  CreateKey: { resources: async (ctx) => collection(ctx), run: (ctx, p) => ctx.kms.lifecycle.createKey(ctx.caller, p) },
+  DescribeKey: { resources: oneKey, run: async (ctx, p) => ({ KeyMetadata: await ctx.kms.lifecycle.describeKey(ctx.caller, p.KeyId) }) },
+  DescribeKeys: { resources: (ctx, p) => keys(ctx, p.KeyIds), run: async (ctx, p) => ({ KeyMetadatas: await ctx.kms.lifecycle.describeKeys(ctx.caller, p.KeyIds) }) },
+  ListKeys: { resources: async (ctx) => collection(ctx), run: (ctx, p) => ctx.kms.lifecycle.listKeys(ctx.caller, p) },
+  ListKeyDetail: { resources: async (ctx) => collection(ctx), run: (ctx, p) => ctx.kms.lifecycle.listKeyDetail(ctx.caller, p) },
+  UpdateAlias: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.updateAlias(ctx.caller, p.KeyId, p.Alias).then(nothing) },
+  UpdateKeyDescription: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.updateKeyDescription(ctx.caller, p.KeyId, p.Description).then(nothing) },
+  EnableKey: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.enableKey(ctx.caller, p.KeyId).then(nothing) },
+  EnableKeys: { resources: (ctx, p) => keys(ctx, p.KeyIds), run: (ctx, p) => batch(ctx, p.KeyIds, 'EnableKey') },
+  DisableKey: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.disableKey(ctx.caller, p.KeyId).then(nothing) },
+  DisableKeys: { resources: (ctx, p) => keys(ctx, p.KeyIds), run: (ctx, p) => batch(ctx, p.KeyIds, 'DisableKey') },
+  ScheduleKeyDeletion: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.scheduleKeyDeletion(ctx.caller, p.KeyId, p.PendingWindowInDays) },
+  CancelKeyDeletion: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.cancelKeyDeletion(ctx.caller, p.KeyId) },
+  ArchiveKey: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.archiveKey(ctx.caller, p.KeyId).then(nothing) },
+  CancelKeyArchive: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.cancelKeyArchive(ctx.caller, p.KeyId).then(nothing) },
+  EnableKeyRotation: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.enableKeyRotation(ctx.caller, p.KeyId, p.RotateDays).then(nothing) },
+  DisableKeyRotation: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.disableKeyRotation(ctx.caller, p.KeyId).then(nothing) },
+  GetKeyRotationStatus: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.getKeyRotationStatus(ctx.caller, p.KeyId) },
+  RotateKey: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.rotateKey(ctx.caller, p.KeyId) },
+  Encrypt: { resources: oneKey, run: (ctx, p) => ctx.kms.envelope.encrypt(ctx.caller, p.KeyId, p.Plaintext, p.EncryptionContext) },
+  Decrypt: { resources: (ctx, p) => keys(ctx, [blobKey(ctx, p.CiphertextBlob)]), run: (ctx, p) => ctx.kms.envelope.decrypt(ctx.caller, p) },
+  ReEncrypt: {
+    resources: (ctx, p) => keys(ctx, [...new Set([blobKey(ctx, p.CiphertextBlob), ...(p.DestinationKeyId ? [p.DestinationKeyId] : [])])]),
+    run: (ctx, p) => ctx.kms.envelope.reEncrypt(ctx.caller, p),
+  },
+  GenerateDataKey: { resources: oneKey, run: (ctx, p) => ctx.kms.envelope.generateDataKey(ctx.caller, p) },
+  GenerateRandom: { resources: async (ctx) => collection(ctx), run: async (ctx, p) => ({ Plaintext: await ctx.kms.envelope.generateRandom(ctx.caller, p.NumberOfBytes) }) },
+  GetPublicKey: { resources: oneKey, run: (ctx, p) => ctx.kms.asymmetric.getPublicKey(ctx.caller, p.KeyId) },
+  AsymmetricRsaDecrypt: { resources: oneKey, run: (ctx, p) => ctx.kms.asymmetric.rsaDecrypt(ctx.caller, p.KeyId, p.Ciphertext, p.Algorithm) },
+  AsymmetricSm2Decrypt: { resources: oneKey, run: (ctx, p) => ctx.kms.asymmetric.sm2Decrypt(ctx.caller, p.KeyId) },
+  SignByAsymmetricKey: { resources: oneKey, run: (ctx, p) => ctx.kms.asymmetric.sign(ctx.caller, p) },
+  VerifyByAsymmetricKey: { resources: oneKey, run: (ctx, p) => ctx.kms.asymmetric.verify(ctx.caller, p) },
+  GetParametersForImport: { resources: oneKey, run: (ctx, p) => ctx.kms.keyImport.getParametersForImport(ctx.caller, p.KeyId, p.WrappingAlgorithm, p.WrappingKeySpec) },
+  ImportKeyMaterial: { resources: oneKey, run: (ctx, p) => ctx.kms.keyImport.importKeyMaterial(ctx.caller, p).then(nothing) },
+  DeleteImportedKeyMaterial: { resources: oneKey, run: (ctx, p) => ctx.kms.keyImport.deleteImportedKeyMaterial(ctx.caller, p.KeyId).then(nothing) },
+  GetServiceStatus: { resources: async (ctx) => collection(ctx), run: serviceStatus },
+  GetRegions: { resources: async (ctx) => collection(ctx), run: async (ctx) => ({ Regions: [...ctx.regions] }) },
+  ListAlgorithms: { resources: async (ctx) => collection(ctx), run: async (ctx) => algorithms(ctx) },
+  BindCloudResource: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.bindCloudResource(ctx.caller, p.KeyId, p.ProductId, p.ResourceId).then(nothing) },
+  UnbindCloudResource: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.unbindCloudResource(ctx.caller, p.KeyId, p.ProductId, p.ResourceId).then(nothing) },
+};

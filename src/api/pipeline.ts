@@ -1,0 +1,145 @@
+/**
+ * One API request, start to end: headers → TC3 signature → principal → rate limit → action →
+ * parameters → CAM policy → KMS core → envelope; then one audit event, one log line, metrics.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Principal } from '../iam/principal';
+import type { Caller } from '../kms/key-access';
+import type { Kms } from '../kms/service';
+import { toApiError } from './error-codes';
+import type { ActionContext, ActionHandler, ActionTable } from './handlers';
+import type { Metrics } from './metrics';
+import { isServedAction, isUnsupportedAction } from './actions';
+import { ActionParams, ServedAction, validateParams } from './params';
+import type { AuditSink, Authenticator, AuthorizationRequest, Authorizer, RateLimiter, RequestLog } from './ports';
+import { errorBody, successBody } from './response';
+import { verifyTc3 } from './tc3';
+
+export const API_VERSION = '2019-01-18';
+/** Actions that need no region header. */
+const REGIONLESS = new Set(['GetRegions']);
+
+export interface PipelineDeps {
+  kms: Kms;
+  authn: Authenticator;
+  authz: Authorizer;
+  audit: AuditSink;
+  limiter: RateLimiter;
+  log: RequestLog;
+  metrics: Metrics;
+  handlers: ActionTable;
+  regions: readonly string[];
+  deploymentId: Buffer;
+  now?: () => number;
+}
+
+export interface RawRequest {
+  method: string;
+  url: string;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  sourceIp: string;
+}
+
+/** A refusal with its API code, raised inside the pipeline. */
+export class ApiRefusal extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+    this.name = 'ApiRefusal';
+  }
+}
+
+interface Trace {
+  requestId: string;
+  action: string;
+  region: string;
+  principal?: Principal;
+  resource: string;
+}
+
+function header(req: RawRequest, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function parseJson(body: Buffer): unknown {
+  if (body.length === 0) return {};
+  try {
+    return JSON.parse(body.toString('utf8')) as unknown;
+  } catch {
+    throw new ApiRefusal('InvalidParameter', 'the request body is not valid JSON');
+  }
+}
+
+async function authenticate(deps: PipelineDeps, req: RawRequest, now: number): Promise<Principal> {
+  let found: { principal: Principal; secretKey: Buffer } | undefined;
+  await verifyTc3({ method: req.method, headers: req.headers, body: req.body, url: req.url }, async (secretId) => {
+    found = await deps.authn.resolve(secretId);
+    return found?.secretKey;
+  }, now);
+  return found!.principal;
+}
+
+/** Runs the request; resolves to the response body (never rejects for anything the caller did). */
+export async function handleRequest(deps: PipelineDeps, req: RawRequest): Promise<string> {
+  const started = process.hrtime.bigint();
+  const now = deps.now ?? (() => Math.floor(Date.now() / 1000));
+  const trace: Trace = { requestId: randomUUID(), action: header(req, 'x-tc-action') ?? '', region: header(req, 'x-tc-region') ?? '', resource: '' };
+  let body: string;
+  let code = 'Success';
+  try {
+    body = successBody(await run(deps, req, trace, now()), trace.requestId);
+  } catch (e) {
+    const err = e instanceof ApiRefusal ? { code: e.code, message: e.message, internal: false } : toApiError(e);
+    code = err.code;
+    if (err.internal) deps.log.write({ level: 'error', requestId: trace.requestId, action: trace.action, error: (e as Error).name, detail: (e as Error).message });
+    body = errorBody(err.code, err.message, trace.requestId);
+  }
+  finish(deps, req, trace, code, Number(process.hrtime.bigint() - started) / 1e9);
+  return body;
+}
+
+async function run(deps: PipelineDeps, req: RawRequest, trace: Trace, now: number): Promise<object> {
+  const { action } = trace;
+  if (!action) throw new ApiRefusal('MissingParameter', 'the X-TC-Action header is required');
+  const version = header(req, 'x-tc-version');
+  if (version !== API_VERSION) throw new ApiRefusal('NoSuchVersion', `X-TC-Version must be ${API_VERSION}`);
+  const principal = await authenticate(deps, req, now);
+  trace.principal = principal;
+  if (!(await deps.limiter.take(principal.tenantUin))) throw new ApiRefusal('RequestLimitExceeded', 'this account is over its request rate; slow down');
+  if (isUnsupportedAction(action)) throw new ApiRefusal('UnsupportedOperation', `${action} is not offered by this service`);
+  if (!isServedAction(action)) throw new ApiRefusal('InvalidAction', `${JSON.stringify(action)} is not an action of the KMS API ${API_VERSION}`);
+  if (!REGIONLESS.has(action)) {
+    if (!trace.region) throw new ApiRefusal('MissingParameter', 'the X-TC-Region header is required');
+    if (!deps.regions.includes(trace.region)) throw new ApiRefusal('UnsupportedRegion', `region ${JSON.stringify(trace.region)} is not served here (served: ${deps.regions.join(', ')})`);
+  }
+  const caller: Caller = { tenant: principal.tenantUin, uin: principal.uin, region: trace.region || deps.regions[0] };
+  const ctx: ActionContext = { kms: deps.kms, caller, principal, regions: deps.regions, deploymentId: deps.deploymentId };
+  return dispatch(deps, action, parseJson(req.body), ctx, trace, { sourceIp: req.sourceIp, region: caller.region, currentTime: now });
+}
+
+/** Parameters, resources, policy, then the core call: typed per action. */
+async function dispatch<A extends ServedAction>(deps: PipelineDeps, action: A, body: unknown, ctx: ActionContext, trace: Trace, context: AuthorizationRequest['context']): Promise<object> {
+  const params = validateParams(action, body);
+  const handler = deps.handlers[action] as ActionHandler<ActionParams<A>>;
+  const resources = await handler.resources(ctx, params);
+  trace.resource = resources.audit;
+  const decision = await deps.authz.check(ctx.principal, { action: `kms:${action}`, resources: resources.cam, context });
+  if (!decision.allowed) {
+    const who = ctx.principal.kind === 'root' ? 'account' : 'sub-account';
+    throw new ApiRefusal('UnauthorizedOperation', `${who} ${ctx.principal.uin} is not allowed ${action} on ${resources.audit}: ${decision.reason}`);
+  }
+  return handler.run(ctx, params);
+}
+
+function finish(deps: PipelineDeps, req: RawRequest, trace: Trace, code: string, seconds: number): void {
+  const action = isServedAction(trace.action) || isUnsupportedAction(trace.action) ? trace.action : 'unknown';
+  deps.metrics.requests.inc({ action, code });
+  deps.metrics.latency.observe({ action }, seconds);
+  const p = trace.principal;
+  deps.audit.append({
+    eventName: trace.action.slice(0, 64), accountUin: p?.tenantUin ?? '', subAccountUin: p?.uin ?? '', secretId: p?.secretId ?? '',
+    sourceIp: req.sourceIp, region: trace.region.slice(0, 64), requestId: trace.requestId, resource: trace.resource, errorCode: code === 'Success' ? '' : code, time: Date.now(),
+  });
+  deps.log.write({ requestId: trace.requestId, action, region: trace.region.slice(0, 64), account: p?.tenantUin, uin: p?.uin, ip: req.sourceIp, code, ms: Math.round(seconds * 1e6) / 1e3 });
+}

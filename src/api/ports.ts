@@ -1,0 +1,46 @@
+/** What the API layer needs from the layers below, as small interfaces the composition root fills in. */
+import type { Principal } from '../iam/principal';
+
+export interface Authenticator {
+  /** The principal and SecretKey behind a SecretId, or undefined when unknown or disabled. */
+  resolve(secretId: string): Promise<{ principal: Principal; secretKey: Buffer } | undefined>;
+}
+
+export interface AuthorizationRequest {
+  /** `kms:Encrypt` */
+  action: string;
+  /** CAM resource names; every one must be allowed. */
+  resources: string[];
+  context: { sourceIp: string; region: string; currentTime: number };
+}
+
+export interface Authorizer {
+  check(principal: Principal, request: AuthorizationRequest): Promise<{ allowed: boolean; reason: string }>;
+}
+
+/** One audit event per request, allowed or not; never blocks the request. */
+export interface AuditEventInput {
+  eventName: string;
+  accountUin: string;
+  subAccountUin: string;
+  secretId: string;
+  sourceIp: string;
+  region: string;
+  requestId: string;
+  resource: string;
+  errorCode: string;
+  time: number;
+}
+
+export interface AuditSink {
+  append(e: AuditEventInput): void;
+}
+
+export interface RateLimiter {
+  /** False when the account is over its request rate. */
+  take(accountUin: string): Promise<boolean>;
+}
+
+export interface RequestLog {
+  write(line: Record<string, unknown>): void;
+}

@@ -1,0 +1,82 @@
+/**
+ * `kmsctl init --dev` (what `make run` does first): a complete development installation under the
+ * data directory — SoftHSM2 tokens for the shared pool and for the dedicated cluster
+ * `cls-dev-dedicated` (two members each), kms.yaml, domain keys, the service key, and the
+ * development root account, whose credentials go to dev-credentials.json (0600). A second run
+ * finds kms.yaml and changes nothing.
+ */
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+import { CONFIG_FILE, loadServerConfig } from '../config';
+import { openServices } from '../services';
+
+export const DEV_DEDICATED_CLUSTER = 'cls-dev-dedicated';
+export const DEV_CREDENTIALS = 'dev-credentials.json';
+const ROOT = join(__dirname, '..', '..', '..');
+const SOFTHSM_LIB = '/usr/lib/softhsm/libsofthsm2.so';
+
+interface TokenSet { dir: string; conf: string; lib: string; labels: string[] }
+
+/** Tokens with random PINs (0600 files) in their own SOFTHSM2_CONF, and a private copy of the library (one module instance per set). */
+function makeTokens(dataDir: string, name: string, labels: string[]): TokenSet {
+  const dir = join(dataDir, 'softhsm', name);
+  const conf = execFileSync(join(ROOT, 'softhsm', 'make-tokens.sh'), [dir, ...labels], { encoding: 'utf8' }).trim();
+  const lib = join(dir, 'libsofthsm2.so');
+  if (!existsSync(lib)) copyFileSync(SOFTHSM_LIB, lib);
+  return { dir, conf, lib, labels };
+}
+
+function clusterYaml(id: string, kind: 'shared' | 'dedicated', owners: string[], set: TokenSet): object {
+  return {
+    id, kind, ...(kind === 'dedicated' ? { owners } : {}),
+    members: set.labels.map((label) => ({ id: label, profile: 'softhsm2', module: set.lib, env: { SOFTHSM2_CONF: set.conf }, token: label, pin: { file: join(set.dir, 'pins', `${label}.pin`) } })),
+  };
+}
+
+function writeConfig(dataDir: string, deploymentId: string, shared: TokenSet, dedicated: TokenSet, owners: string[]): void {
+  const doc = {
+    listen: { host: '127.0.0.1', port: 8080 },
+    deploymentId,
+    regions: ['ap-guangzhou', 'ap-shanghai', 'ap-beijing'],
+    store: { kind: 'sqlite', path: 'kms.db' },
+    maxKeysPerRegion: 200,
+    rateLimit: { perSecond: 1000, burst: 2000 },
+    alarms: { log: 'alarms.log' },
+    clusters: [clusterYaml('default', 'shared', [], shared), clusterYaml(DEV_DEDICATED_CLUSTER, 'dedicated', owners, dedicated)],
+  };
+  writeFileSync(join(dataDir, CONFIG_FILE), `# Development configuration written by "kmsctl init --dev". PINs are in 0600 files, never here.\n${stringify(doc)}`, { mode: 0o600 });
+}
+
+export interface DevInitResult {
+  created: boolean;
+  credentialsFile: string;
+}
+
+export async function initDev(dataDirArg: string, progress: (msg: string) => void): Promise<DevInitResult> {
+  const dataDir = resolve(dataDirArg);
+  const credentialsFile = join(dataDir, DEV_CREDENTIALS);
+  if (existsSync(join(dataDir, CONFIG_FILE))) return { created: false, credentialsFile };
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  progress('making SoftHSM2 tokens for the shared pool and cls-dev-dedicated (2 members each)');
+  const shared = makeTokens(dataDir, 'shared', ['shared-a', 'shared-b']);
+  const dedicated = makeTokens(dataDir, 'dedicated', ['dedicated-a', 'dedicated-b']);
+  const deploymentId = randomBytes(16).toString('hex');
+  // The dedicated cluster's owner is the development root account, made below: first without owner.
+  writeConfig(dataDir, deploymentId, shared, dedicated, []);
+  const config = loadServerConfig(dataDir, {});
+  const log = (l: Record<string, unknown>) => progress(String(l.msg ?? JSON.stringify(l)));
+  const services = await openServices(config, { log, jobs: false, domainCeremony: progress });
+  try {
+    progress('creating the development root account');
+    const creds = await services.iam.createTenant('dev-root');
+    writeConfig(dataDir, deploymentId, shared, dedicated, [String(creds.Uin)]);
+    writeFileSync(credentialsFile, JSON.stringify(creds, null, 2) + '\n', { mode: 0o600 });
+    chmodSync(credentialsFile, 0o600);
+  } finally {
+    await services.close();
+  }
+  return { created: true, credentialsFile };
+}

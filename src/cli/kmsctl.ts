@@ -1,0 +1,158 @@
+#!/usr/bin/env node
+/**
+ * kmsctl: operator commands on the same data directory as the server (or the same Redis).
+ * `npx kmsctl help` lists them. Output for machines with --json; progress goes to stderr.
+ */
+import { readFileSync } from 'node:fs';
+import { loadServerConfig } from '../config';
+import { HsmCluster } from '../hsm/cluster';
+import { openServices, runCeremony, Services } from '../services';
+import { Args, UsageError } from './args';
+import { initDev } from './dev-init';
+
+const HELP = `kmsctl [--data-dir DIR] <command>      (DIR defaults to $KMS_DATA_DIR or ./var)
+
+  init [--dev]                         --dev: development tokens, config, root account (what make run does);
+                                       without: domain keys on every configured cluster and the service key
+  cluster init [--cluster ID]          domain-key ceremony (safe to re-run)
+  cluster add-member --cluster ID --member ID
+  cluster status [--json]
+  tenant create --name N [--json]      prints {"Uin","SecretId","SecretKey"}
+  tenant list [--json]
+  user create --tenant UIN --name N [--preset P] [--policy-file F] [--json]
+  user list --tenant UIN [--json]
+  policy attach --uin UIN --name N (--preset P | --policy-file F)
+  policy detach --uin UIN --name N
+  policy list --uin UIN [--json]
+  keys list --tenant UIN [--region R] [--json]
+  keys describe --tenant UIN --key-id ID [--region R]
+  audit query [--from ISO|ms] [--to ISO|ms] [--event E] [--account UIN] [--resource R] [--keyword K] [--limit N]
+  audit verify                         exits 1 when the chain is broken
+  audit export [same filters as query] JSON lines on stdout`;
+
+const progress = (msg: string) => process.stderr.write(`${msg}\n`);
+const out = (v: unknown, json: boolean) => process.stdout.write((json || typeof v !== 'string' ? JSON.stringify(v, null, json ? 0 : 2) : v) + '\n');
+
+function time(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
+  if (Number.isNaN(n)) throw new UsageError(`not a time: ${v}`);
+  return n;
+}
+
+function cluster(s: Services, id: string): HsmCluster {
+  const c = s.clusters.find((x) => x.id === id);
+  if (!c) throw new UsageError(`no cluster ${id} (configured: ${s.clusters.map((x) => x.id).join(', ')})`);
+  return c;
+}
+
+function policySource(a: Args): unknown {
+  const file = a.get('policy-file');
+  return file !== undefined ? readFileSync(file, 'utf8') : a.need('preset');
+}
+
+function auditFilter(a: Args) {
+  return { from: time(a.get('from')), to: time(a.get('to')), eventName: a.get('event'), accountUin: a.get('account'), resource: a.get('resource'), keyword: a.get('keyword') };
+}
+
+async function withServices<T>(dataDir: string, fn: (s: Services) => Promise<T>, ceremony = false): Promise<T> {
+  const config = loadServerConfig(dataDir);
+  const s = await openServices(config, { log: (l) => progress(String(l.msg ?? JSON.stringify(l))), jobs: false, domainCeremony: ceremony ? progress : undefined });
+  try {
+    return await fn(s);
+  } finally {
+    await s.close();
+  }
+}
+
+type Command = (a: Args, s: Services) => Promise<number>;
+
+const COMMANDS: Record<string, Command> = {
+  'cluster init': async (a, s) => {
+    const id = a.get('cluster');
+    await runCeremony(id ? [cluster(s, id)] : s.clusters, progress);
+    return 0;
+  },
+  'cluster add-member': async (a, s) => {
+    const c = cluster(s, a.need('cluster'));
+    const member = c.members.find((m) => m.id === a.need('member'));
+    if (!member) throw new UsageError(`cluster ${c.id} has no member ${a.need('member')} in kms.yaml: add it there first`);
+    progress(`copying the domain keys of ${c.id} into ${member.id} under a transport key made inside it`);
+    out((await c.addMember(member)) ? `domain keys copied into ${member.id}` : `${member.id} already holds the domain keys`, false);
+    return 0;
+  },
+  'cluster status': async (a, s) => {
+    const health = await Promise.all(s.clusters.map((c) => c.health()));
+    if (a.flag('json')) out(health, true);
+    else for (const h of health) out(`${h.id} (${h.kind}) ${h.state}\n${h.members.map((m) => `  ${m.id} [${m.profile}${m.verifiedProfile ? '' : ', unverified profile'}] ${m.state}: ${m.detail}; sessions ${m.sessions.busy}/${m.sessions.open} of ${m.sessions.cap}`).join('\n')}`, false);
+    return health.every((h) => h.state !== 'UNAVAILABLE') ? 0 : 1;
+  },
+  'tenant create': async (a, s) => (out(await s.iam.createTenant(a.need('name')), a.flag('json')), 0),
+  'tenant list': async (a, s) => (out(await s.iam.listTenants(), a.flag('json')), 0),
+  'user create': async (a, s) => {
+    const file = a.get('policy-file');
+    const creds = await s.iam.createUser(a.need('tenant'), a.need('name'), { preset: a.get('preset'), policy: file === undefined ? undefined : readFileSync(file, 'utf8') });
+    out(creds, a.flag('json'));
+    return 0;
+  },
+  'user list': async (a, s) => (out(await s.iam.listUsers(a.need('tenant')), a.flag('json')), 0),
+  'policy attach': async (a, s) => (await s.iam.attachPolicy(a.need('uin'), a.need('name'), policySource(a)), 0),
+  'policy detach': async (a, s) => (await s.iam.detachPolicy(a.need('uin'), a.need('name')), 0),
+  'policy list': async (a, s) => (out(await s.iam.listPolicies(a.need('uin')), a.flag('json')), 0),
+  'keys list': async (a, s) => {
+    const caller = { tenant: a.need('tenant'), uin: a.need('tenant'), region: a.get('region') ?? s.config.regions[0] };
+    const all = [];
+    for (let offset = 0; ; offset += 200) {
+      const page = await s.kms.lifecycle.listKeyDetail(caller, { Offset: offset, Limit: 200, KeyUsage: 'ALL' });
+      all.push(...page.KeyMetadatas);
+      if (offset + 200 >= page.TotalCount) break;
+    }
+    if (a.flag('json')) out(all, true);
+    else for (const k of all) out(`${k.KeyId}  ${k.KeyState.padEnd(13)} ${k.KeyUsage.padEnd(32)} ${k.Alias}`, false);
+    return 0;
+  },
+  'keys describe': async (a, s) => {
+    const caller = { tenant: a.need('tenant'), uin: a.need('tenant'), region: a.get('region') ?? s.config.regions[0] };
+    out(await s.kms.lifecycle.describeKey(caller, a.need('key-id')), a.flag('json'));
+    return 0;
+  },
+  'audit query': async (a, s) => (out(await s.audit.query({ ...auditFilter(a), limit: a.int('limit') ?? 100 }), true), 0),
+  'audit verify': async (_a, s) => {
+    const r = await s.audit.verify();
+    out(r, true);
+    return r.ok ? 0 : 1;
+  },
+  'audit export': async (a, s) => {
+    const n = await s.audit.export((line) => process.stdout.write(line.endsWith('\n') ? line : `${line}\n`), auditFilter(a));
+    progress(`${n} events exported`);
+    return 0;
+  },
+};
+
+export async function kmsctl(argv: readonly string[]): Promise<number> {
+  const a = new Args(argv);
+  const dataDir = a.get('data-dir') ?? process.env.KMS_DATA_DIR ?? './var';
+  const [group, verb] = a.words;
+  if (!group || group === 'help' || a.flag('help')) return (out(HELP, false), group ? 0 : 2);
+  if (group === 'init') {
+    if (a.flag('dev')) {
+      const r = await initDev(dataDir, progress);
+      progress(r.created ? `development installation ready in ${dataDir}; root credentials in ${r.credentialsFile}` : `${dataDir} is already initialised`);
+      return 0;
+    }
+    return withServices(dataDir, async () => (progress('domain keys and service key ready'), 0), true);
+  }
+  const command = COMMANDS[`${group} ${verb ?? ''}`];
+  if (!command) throw new UsageError(`unknown command "${a.words.join(' ')}"; see kmsctl help`);
+  return withServices(dataDir, (s) => command(a, s));
+}
+
+if (require.main === module) {
+  kmsctl(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e: Error) => {
+      process.stderr.write(`kmsctl: ${e.message}\n`);
+      process.exit(e instanceof UsageError ? 2 : 1);
+    },
+  );
+}
