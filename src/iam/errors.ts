@@ -1,0 +1,28 @@
+/**
+ * Errors of the identity layer. Each class means one thing, so the API layer can map each to one
+ * Tencent error code. Messages name accounts, SecretIds and policy names, never a SecretKey.
+ */
+export abstract class IamError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** No such tenant, sub-account, API key or policy attachment. */
+export class IamNotFoundError extends IamError {}
+
+/** A tenant name, a sub-account name within its tenant, or a SecretId is already taken. */
+export class IamAlreadyExistsError extends IamError {}
+
+/** A malformed name, uin or argument (policy documents have their own class). */
+export class IamInputError extends IamError {}
+
+/** A policy document that does not follow the grammar, or an unknown preset. */
+export class PolicyError extends IamError {}
+
+/** The identity store cannot be used as configured (Redis without persistence, newer schema). */
+export class IamConfigError extends IamError {}
+
+/** A stored API key whose sealed secret does not belong to it (store tampered with). */
+export class IamIntegrityError extends IamError {}

@@ -1,0 +1,300 @@
+/**
+ * Accounts, sub-accounts, API keys and policy attachments, over an IdentityStore, with SecretKeys
+ * sealed by a SecretSealer (the server's is a key in the HSMs). A SecretKey is returned once, when
+ * its key is created, and is stored only sealed, together with the SecretId and account it belongs to.
+ *
+ * `resolve` and `policiesFor` are cached per node (bounded, CACHE_TTL_MS by default: 5 s). A change
+ * made through this service takes effect on this node at once; on other nodes sharing the store
+ * within the TTL: a disabled key stops working everywhere within 5 seconds.
+ */
+import { Clock, systemClock, unixNow } from '../kms/clock';
+import { bindSecret, isSecretId, KeyBinding, newSecretId, newSecretKey, unbindSecret } from './credentials';
+import { IamInputError, IamIntegrityError, IamNotFoundError, PolicyError } from './errors';
+import {
+  ApiKeyRecord, ApiKeyStatus, IdentityStore, NewApiKey, PolicyAttachment, PolicyBody, TenantRecord, UserRecord,
+} from './identity-store';
+import { checkPolicyName, checkTenantName, checkUserName } from './names';
+import { Policy, parsePolicy } from './policy';
+import { PRESET_NAMES, PresetName, instantiatePreset, isPresetName } from './presets';
+import { Principal } from './principal';
+import { TtlCache } from './ttl-cache';
+
+export interface SecretSealer {
+  seal(plain: Buffer): Promise<Buffer>;
+  open(sealed: Buffer): Promise<Buffer>;
+}
+
+export const CACHE_TTL_MS = 5_000;
+export const CACHE_SIZE = 10_000;
+
+export interface IamServiceOptions {
+  store: IdentityStore;
+  sealer: SecretSealer;
+  clock?: Clock;
+  /** How long a resolved key or a principal's policies are reused; default CACHE_TTL_MS (5 s). */
+  cacheTtlMs?: number;
+  /** Entries per cache; default CACHE_SIZE. */
+  cacheSize?: number;
+}
+
+/** A new key pair; SecretKey is shown this once. */
+export interface Credentials {
+  Uin: number;
+  SecretId: string;
+  SecretKey: string;
+}
+
+export interface ResolvedKey {
+  principal: Principal;
+  /** The SecretKey's bytes (ASCII), for signature checks; a copy the caller may wipe. */
+  secretKey: Buffer;
+}
+
+export interface UserOptions {
+  /** A preset to attach, under its own name. */
+  preset?: string;
+  /** A custom policy document (object or JSON text) to attach as `policyName`. */
+  policy?: unknown;
+  /** Default "policy". */
+  policyName?: string;
+}
+
+export interface ApiKeyInfo {
+  SecretId: string;
+  OwnerUin: string;
+  Status: ApiKeyStatus;
+  CreatedAt: number;
+}
+
+export interface AttachedPolicy {
+  name: string;
+  /** Set when the attachment is a preset. */
+  preset?: PresetName;
+  /** The document as evaluated (presets instantiated for the sub-account). */
+  document: Policy;
+  attachedAt: number;
+}
+
+const DEFAULT_POLICY_NAME = 'policy';
+
+export class IamService {
+  private readonly store: IdentityStore;
+  private readonly sealer: SecretSealer;
+  private readonly clock: Clock;
+  private readonly keys: TtlCache<ResolvedKey>;
+  private readonly policies: TtlCache<readonly Policy[]>;
+
+  constructor(options: IamServiceOptions) {
+    this.store = options.store;
+    this.sealer = options.sealer;
+    this.clock = options.clock ?? systemClock;
+    const ttl = options.cacheTtlMs ?? CACHE_TTL_MS;
+    const size = options.cacheSize ?? CACHE_SIZE;
+    this.keys = new TtlCache(ttl, size, this.clock);
+    this.policies = new TtlCache(ttl, size, this.clock);
+  }
+
+  async createTenant(name: string): Promise<Credentials> {
+    checkTenantName(name);
+    const uin = await this.store.allocateUin('tenant');
+    const { apiKey, credentials } = await this.newKey(uin, uin);
+    await this.store.createTenant({ uin, name, createdAt: this.now(), apiKey });
+    return credentials;
+  }
+
+  async createUser(tenantUin: string, name: string, options: UserOptions = {}): Promise<Credentials> {
+    checkUserName(name);
+    const policies = this.initialPolicies(options);
+    await this.tenant(tenantUin);
+    const uin = await this.store.allocateUin('user');
+    const { apiKey, credentials } = await this.newKey(uin, tenantUin);
+    await this.store.createUser({ uin, tenantUin, name, createdAt: this.now(), apiKey, policies });
+    return credentials;
+  }
+
+  /** A further key pair for a tenant (root key) or a sub-account. */
+  async createApiKey(uin: string): Promise<Credentials> {
+    const tenantUin = (await this.store.getTenant(uin))?.uin ?? (await this.user(uin)).tenantUin;
+    const { apiKey, credentials } = await this.newKey(uin, tenantUin);
+    await this.store.addApiKey(uin, apiKey);
+    return credentials;
+  }
+
+  async disableApiKey(secretId: string): Promise<void> {
+    await this.store.setApiKeyStatus(secretId, 'disabled');
+    this.keys.delete(secretId);
+  }
+
+  async enableApiKey(secretId: string): Promise<void> {
+    await this.store.setApiKeyStatus(secretId, 'active');
+    this.keys.delete(secretId);
+  }
+
+  /** The account's keys, without secrets. */
+  async listApiKeys(uin: string): Promise<ApiKeyInfo[]> {
+    return (await this.store.listApiKeys(uin)).map((k) => ({ SecretId: k.secretId, OwnerUin: k.ownerUin, Status: k.status, CreatedAt: k.createdAt }));
+  }
+
+  /** Who signs with `secretId` and the SecretKey to check the signature; undefined for an unknown or disabled key. */
+  async resolve(secretId: string): Promise<ResolvedKey | undefined> {
+    if (!isSecretId(secretId)) return undefined;
+    const found = await this.keys.get(secretId, () => this.loadKey(secretId));
+    return found && { principal: { ...found.principal }, secretKey: Buffer.from(found.secretKey) };
+  }
+
+  /**
+   * Attaches a preset (`source` is its name) or a custom document (object or JSON text) to a
+   * sub-account as `name`, replacing a policy of that name. Root accounts take no policies.
+   */
+  async attachPolicy(uin: string, name: string, source: unknown): Promise<void> {
+    checkPolicyName(name);
+    const body = policyBody(name, source);
+    await this.user(uin);
+    await this.store.attachPolicy(uin, { name, body, attachedAt: this.now() });
+    this.policies.delete(uin);
+  }
+
+  async detachPolicy(uin: string, name: string): Promise<void> {
+    await this.store.detachPolicy(uin, name);
+    this.policies.delete(uin);
+  }
+
+  async listPolicies(uin: string): Promise<AttachedPolicy[]> {
+    const user = await this.user(uin);
+    return (await this.store.listPolicies(uin)).map((a) => ({
+      name: a.name,
+      ...(a.body.kind === 'preset' && isPresetName(a.body.preset) ? { preset: a.body.preset } : {}),
+      document: documentOf(a.body, user),
+      attachedAt: a.attachedAt,
+    }));
+  }
+
+  /**
+   * The policies that govern `principal` (none for a root account, which policies do not restrict).
+   * Shared with the cache, hence frozen.
+   */
+  async policiesFor(principal: Principal): Promise<readonly Policy[]> {
+    if (principal.kind === 'root') return [];
+    const found = await this.policies.get(principal.uin, async () => {
+      const attachments = await this.store.listPolicies(principal.uin);
+      return deepFreeze(attachments.map((a) => documentOf(a.body, principal)));
+    });
+    return found ?? [];
+  }
+
+  getTenant(uin: string): Promise<TenantRecord | undefined> {
+    return this.store.getTenant(uin);
+  }
+
+  listTenants(): Promise<TenantRecord[]> {
+    return this.store.listTenants();
+  }
+
+  getUser(uin: string): Promise<UserRecord | undefined> {
+    return this.store.getUser(uin);
+  }
+
+  async listUsers(tenantUin: string): Promise<UserRecord[]> {
+    await this.tenant(tenantUin);
+    return this.store.listUsers(tenantUin);
+  }
+
+  private now(): number {
+    return unixNow(this.clock);
+  }
+
+  private async tenant(uin: string): Promise<TenantRecord> {
+    const t = await this.store.getTenant(uin);
+    if (!t) throw new IamNotFoundError(`tenant ${uin} does not exist`);
+    return t;
+  }
+
+  private async user(uin: string): Promise<UserRecord> {
+    const u = await this.store.getUser(uin);
+    if (u) return u;
+    if (await this.store.getTenant(uin)) throw new IamInputError(`${uin} is a root account: policies do not apply to it`);
+    throw new IamNotFoundError(`sub-account ${uin} does not exist`);
+  }
+
+  private initialPolicies(options: UserOptions): PolicyAttachment[] {
+    const attachedAt = this.now();
+    const out: PolicyAttachment[] = [];
+    if (options.preset !== undefined) out.push({ name: options.preset, body: policyBody(options.preset, options.preset), attachedAt });
+    if (options.policy !== undefined) {
+      const name = options.policyName ?? DEFAULT_POLICY_NAME;
+      checkPolicyName(name);
+      out.push({ name, body: policyBody(name, options.policy), attachedAt });
+    }
+    return out;
+  }
+
+  /** A fresh key pair for `ownerUin`, its SecretKey sealed with its binding; the plaintext is wiped. */
+  private async newKey(ownerUin: string, tenantUin: string): Promise<{ apiKey: NewApiKey; credentials: Credentials }> {
+    const secretId = newSecretId();
+    const secretKey = newSecretKey();
+    const plain = bindSecret({ secretId, ownerUin, tenantUin }, secretKey);
+    try {
+      const sealedSecret = await this.sealer.seal(plain);
+      return {
+        apiKey: { secretId, sealedSecret, createdAt: this.now() },
+        credentials: { Uin: Number(ownerUin), SecretId: secretId, SecretKey: secretKey },
+      };
+    } finally {
+      plain.fill(0);
+    }
+  }
+
+  private async loadKey(secretId: string): Promise<ResolvedKey | undefined> {
+    const record = await this.store.getApiKey(secretId);
+    if (!record || record.status !== 'active') return undefined;
+    const principal = await this.principalOf(record);
+    if (!principal) return undefined;
+    const opened = await this.sealer.open(record.sealedSecret);
+    try {
+      return { principal, secretKey: unbindSecret(bindingOf(record), opened) };
+    } finally {
+      opened.fill(0);
+    }
+  }
+
+  private async principalOf(k: ApiKeyRecord): Promise<Principal | undefined> {
+    const base = { tenantUin: k.tenantUin, uin: k.ownerUin, secretId: k.secretId };
+    if (k.ownerUin === k.tenantUin) {
+      const tenant = await this.store.getTenant(k.tenantUin);
+      return tenant && { ...base, kind: 'root', name: tenant.name };
+    }
+    const user = await this.store.getUser(k.ownerUin);
+    if (!user) return undefined;
+    if (user.tenantUin !== k.tenantUin) throw new IamIntegrityError(`API key ${k.secretId} names a tenant its sub-account does not belong to`);
+    return { ...base, kind: 'user', name: user.name };
+  }
+}
+
+function bindingOf(k: ApiKeyRecord): KeyBinding {
+  return { secretId: k.secretId, ownerUin: k.ownerUin, tenantUin: k.tenantUin };
+}
+
+/** A preset by name, or a custom document (checked); a custom document may not take a preset's name. */
+function policyBody(name: string, source: unknown): PolicyBody {
+  if (typeof source === 'string' && isPresetName(source)) return { kind: 'preset', preset: source };
+  if (typeof source === 'string' && !source.trim().startsWith('{')) {
+    throw new PolicyError(`unknown preset ${JSON.stringify(source)} (presets: ${PRESET_NAMES.join(', ')})`);
+  }
+  if (isPresetName(name)) throw new PolicyError(`${name} is the name of a preset; give the custom policy another name`);
+  return { kind: 'custom', document: JSON.stringify(parsePolicy(source)) };
+}
+
+/** The document an attachment stands for, for the sub-account it is attached to. */
+function documentOf(body: PolicyBody, user: { uin: string; tenantUin: string }): Policy {
+  if (body.kind === 'custom') return parsePolicy(body.document);
+  if (!isPresetName(body.preset)) throw new PolicyError(`attached preset ${JSON.stringify(body.preset)} is unknown to this build`);
+  return instantiatePreset(body.preset, user);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

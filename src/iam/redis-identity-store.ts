@@ -1,0 +1,268 @@
+/**
+ * Redis backend of the identity store (ioredis), for several KMS nodes. Layout (uins are digits,
+ * SecretIds letters and digits, so names need no escaping):
+ *   kms:iam:seq:{tenant|user}    counter; uin = base + INCR
+ *   kms:iam:tenant:{uin}         hash: name, createdAt
+ *   kms:iam:tenant-names         hash: name -> uin (uniqueness)
+ *   kms:iam:tenants              sorted set of tenant uins, scored by uin
+ *   kms:iam:user:{uin}           hash: tenantUin, name, createdAt
+ *   kms:iam:users:{tenantUin}    hash: name -> uin (uniqueness within the tenant, listing)
+ *   kms:iam:key:{secretId}       hash: ownerUin, tenantUin, sealed (base64), status, createdAt
+ *   kms:iam:keys:{ownerUin}      set of SecretIds
+ *   kms:iam:policies:{userUin}   hash: policy name -> JSON { body, attachedAt }
+ *
+ * Every write is one Lua script (GUARDED_WRITE) that checks its preconditions (exists / absent /
+ * field absent / field present) and then applies its writes, so a creation is all or nothing and
+ * two nodes can never both take a name or a SecretId.
+ * Refuses a server with neither AOF nor RDB persistence unless `allowVolatile` is set.
+ */
+import Redis from 'ioredis';
+import { IamAlreadyExistsError, IamConfigError, IamError, IamNotFoundError } from './errors';
+import {
+  ApiKeyRecord, ApiKeyStatus, IdentityStore, NewApiKey, NewTenant, NewUser, PolicyAttachment, TenantRecord, UIN_BASE, UinKind,
+  UserRecord, checkApiKey, checkAttachment, checkNewTenant, checkNewUser, checkUin, keyRecord, messages,
+} from './identity-store';
+
+export interface RedisIdentityStoreOptions {
+  host?: string;
+  port: number;
+  password?: string;
+  /** Accept a server without AOF or RDB persistence (tests); default false. */
+  allowVolatile?: boolean;
+}
+
+const K = {
+  seq: (kind: UinKind) => `kms:iam:seq:${kind}`,
+  tenant: (uin: string) => `kms:iam:tenant:${uin}`,
+  tenantNames: 'kms:iam:tenant-names',
+  tenants: 'kms:iam:tenants',
+  user: (uin: string) => `kms:iam:user:${uin}`,
+  users: (tenantUin: string) => `kms:iam:users:${tenantUin}`,
+  key: (secretId: string) => `kms:iam:key:${secretId}`,
+  keys: (ownerUin: string) => `kms:iam:keys:${ownerUin}`,
+  policies: (userUin: string) => `kms:iam:policies:${userUin}`,
+};
+
+// KEYS: every key the plan names. ARGV[1]: {"c": [[keyIndex, op, field?]...], "w": [[command, keyIndex, [args...]]...]}.
+// Returns the 1-based index of the first check that fails (nothing written), or 0 once every write is done.
+const GUARDED_WRITE = `
+local plan = cjson.decode(ARGV[1])
+for i, c in ipairs(plan.c) do
+  local k, op, ok = KEYS[c[1]], c[2], false
+  if op == 'exists' then ok = redis.call('EXISTS', k) == 1
+  elseif op == 'absent' then ok = redis.call('EXISTS', k) == 0
+  elseif op == 'field-absent' then ok = redis.call('HEXISTS', k, c[3]) == 0
+  elseif op == 'field-present' then ok = redis.call('HEXISTS', k, c[3]) == 1 end
+  if not ok then return i end
+end
+local allowed = { HSET = true, HDEL = true, ZADD = true, SADD = true }
+for _, w in ipairs(plan.w) do
+  if not allowed[w[1]] then return redis.error_reply('GUARDED_WRITE: command not allowed') end
+  redis.call(w[1], KEYS[w[2]], unpack(w[3]))
+end
+return 0`;
+
+type CheckOp = 'exists' | 'absent' | 'field-absent' | 'field-present';
+type WriteCommand = 'HSET' | 'HDEL' | 'ZADD' | 'SADD';
+
+/** The preconditions and writes of one atomic change; each check carries the error its failure means. */
+class Plan {
+  private readonly keys: string[] = [];
+  private readonly checks: Array<[number, CheckOp, string?]> = [];
+  private readonly errors: IamError[] = [];
+  private readonly writes: Array<[WriteCommand, number, string[]]> = [];
+
+  check(key: string, op: CheckOp, error: IamError, field?: string): this {
+    this.checks.push(field === undefined ? [this.index(key), op] : [this.index(key), op, field]);
+    this.errors.push(error);
+    return this;
+  }
+
+  write(command: WriteCommand, key: string, ...args: string[]): this {
+    this.writes.push([command, this.index(key), args]);
+    return this;
+  }
+
+  async run(redis: Redis): Promise<void> {
+    const failed = Number(await redis.eval(GUARDED_WRITE, this.keys.length, ...this.keys, JSON.stringify({ c: this.checks, w: this.writes })));
+    if (failed > 0) throw this.errors[failed - 1];
+  }
+
+  private index(key: string): number {
+    const i = this.keys.indexOf(key);
+    if (i >= 0) return i + 1;
+    return this.keys.push(key);
+  }
+}
+
+/** Checks that `uin` names no account yet. */
+function uinFree(plan: Plan, uin: string): Plan {
+  const taken = new IamAlreadyExistsError(messages.uin(uin));
+  return plan.check(K.tenant(uin), 'absent', taken).check(K.user(uin), 'absent', taken);
+}
+
+function addKey(plan: Plan, k: ApiKeyRecord): Plan {
+  return plan
+    .check(K.key(k.secretId), 'absent', new IamAlreadyExistsError(messages.secretId(k.secretId)))
+    .write('HSET', K.key(k.secretId), 'ownerUin', k.ownerUin, 'tenantUin', k.tenantUin, 'sealed', k.sealedSecret.toString('base64'),
+      'status', k.status, 'createdAt', String(k.createdAt))
+    .write('SADD', K.keys(k.ownerUin), k.secretId);
+}
+
+function addPolicy(plan: Plan, userUin: string, p: PolicyAttachment): Plan {
+  return plan.write('HSET', K.policies(userUin), p.name, JSON.stringify({ body: p.body, attachedAt: p.attachedAt }));
+}
+
+type Hash = Record<string, string>;
+const present = (h: Hash): boolean => Object.keys(h).length > 0;
+const tenantOf = (uin: string, h: Hash): TenantRecord => ({ uin, name: h.name, createdAt: Number(h.createdAt) });
+const userOf = (uin: string, h: Hash): UserRecord => ({ uin, tenantUin: h.tenantUin, name: h.name, createdAt: Number(h.createdAt) });
+const keyOf = (secretId: string, h: Hash): ApiKeyRecord => ({
+  secretId, ownerUin: h.ownerUin, tenantUin: h.tenantUin, sealedSecret: Buffer.from(h.sealed, 'base64'),
+  status: h.status as ApiKeyStatus, createdAt: Number(h.createdAt),
+});
+const byUin = (a: { uin: string }, b: { uin: string }): number => a.uin.length - b.uin.length || (a.uin < b.uin ? -1 : a.uin > b.uin ? 1 : 0);
+
+export class RedisIdentityStore implements IdentityStore {
+  private constructor(private readonly redis: Redis) {}
+
+  static async open(options: RedisIdentityStoreOptions): Promise<RedisIdentityStore> {
+    const redis = new Redis({
+      host: options.host ?? '127.0.0.1', port: options.port, password: options.password, lazyConnect: true, maxRetriesPerRequest: 3,
+    });
+    await redis.connect();
+    try {
+      await checkPersistence(redis, options);
+    } catch (e) {
+      redis.disconnect();
+      throw e;
+    }
+    return new RedisIdentityStore(redis);
+  }
+
+  async allocateUin(kind: UinKind): Promise<string> {
+    return String(UIN_BASE[kind] + (await this.redis.incr(K.seq(kind))));
+  }
+
+  async createTenant(t: NewTenant): Promise<TenantRecord> {
+    checkNewTenant(t);
+    const plan = uinFree(new Plan(), t.uin)
+      .check(K.tenantNames, 'field-absent', new IamAlreadyExistsError(messages.tenantName(t.name)), t.name)
+      .write('HSET', K.tenant(t.uin), 'name', t.name, 'createdAt', String(t.createdAt))
+      .write('HSET', K.tenantNames, t.name, t.uin)
+      .write('ZADD', K.tenants, t.uin, t.uin);
+    if (t.apiKey) addKey(plan, keyRecord(t.uin, t.uin, t.apiKey));
+    await plan.run(this.redis);
+    return { uin: t.uin, name: t.name, createdAt: t.createdAt };
+  }
+
+  async getTenant(uin: string): Promise<TenantRecord | undefined> {
+    const h = await this.redis.hgetall(K.tenant(uin));
+    return present(h) ? tenantOf(uin, h) : undefined;
+  }
+
+  async listTenants(): Promise<TenantRecord[]> {
+    const uins = await this.redis.zrange(K.tenants, '0', '-1');
+    return (await this.hashes(uins, K.tenant)).map(([uin, h]) => tenantOf(uin, h)).sort(byUin);
+  }
+
+  async createUser(u: NewUser): Promise<UserRecord> {
+    checkNewUser(u);
+    const plan = new Plan()
+      .check(K.tenant(u.tenantUin), 'exists', new IamNotFoundError(messages.noTenant(u.tenantUin)))
+      .check(K.users(u.tenantUin), 'field-absent', new IamAlreadyExistsError(messages.userName(u.tenantUin, u.name)), u.name);
+    uinFree(plan, u.uin)
+      .write('HSET', K.user(u.uin), 'tenantUin', u.tenantUin, 'name', u.name, 'createdAt', String(u.createdAt))
+      .write('HSET', K.users(u.tenantUin), u.name, u.uin);
+    if (u.apiKey) addKey(plan, keyRecord(u.uin, u.tenantUin, u.apiKey));
+    for (const p of u.policies ?? []) addPolicy(plan, u.uin, p);
+    await plan.run(this.redis);
+    return { uin: u.uin, tenantUin: u.tenantUin, name: u.name, createdAt: u.createdAt };
+  }
+
+  async getUser(uin: string): Promise<UserRecord | undefined> {
+    const h = await this.redis.hgetall(K.user(uin));
+    return present(h) ? userOf(uin, h) : undefined;
+  }
+
+  async listUsers(tenantUin: string): Promise<UserRecord[]> {
+    const uins = await this.redis.hvals(K.users(tenantUin));
+    return (await this.hashes(uins, K.user)).map(([uin, h]) => userOf(uin, h)).sort(byUin);
+  }
+
+  async addApiKey(ownerUin: string, key: NewApiKey): Promise<ApiKeyRecord> {
+    checkUin(ownerUin, 'owner uin');
+    checkApiKey(key);
+    const isTenant = (await this.redis.exists(K.tenant(ownerUin))) === 1;
+    const tenantUin = isTenant ? ownerUin : await this.redis.hget(K.user(ownerUin), 'tenantUin');
+    const noOwner = new IamNotFoundError(messages.noOwner(ownerUin));
+    if (tenantUin === null) throw noOwner;
+    const record = keyRecord(ownerUin, tenantUin, key);
+    await addKey(new Plan().check(isTenant ? K.tenant(ownerUin) : K.user(ownerUin), 'exists', noOwner), record).run(this.redis);
+    return record;
+  }
+
+  async getApiKey(secretId: string): Promise<ApiKeyRecord | undefined> {
+    const h = await this.redis.hgetall(K.key(secretId));
+    return present(h) ? keyOf(secretId, h) : undefined;
+  }
+
+  async listApiKeys(ownerUin: string): Promise<ApiKeyRecord[]> {
+    const ids = await this.redis.smembers(K.keys(ownerUin));
+    const keys = (await this.hashes(ids, K.key)).map(([id, h]) => keyOf(id, h)).filter((k) => k.ownerUin === ownerUin);
+    return keys.sort((a, b) => a.createdAt - b.createdAt || (a.secretId < b.secretId ? -1 : 1));
+  }
+
+  async setApiKeyStatus(secretId: string, status: ApiKeyStatus): Promise<void> {
+    await new Plan()
+      .check(K.key(secretId), 'exists', new IamNotFoundError(messages.noKey(secretId)))
+      .write('HSET', K.key(secretId), 'status', status)
+      .run(this.redis);
+  }
+
+  async attachPolicy(userUin: string, attachment: PolicyAttachment): Promise<void> {
+    checkAttachment(attachment);
+    const plan = new Plan().check(K.user(userUin), 'exists', new IamNotFoundError(messages.noUser(userUin)));
+    await addPolicy(plan, userUin, attachment).run(this.redis);
+  }
+
+  async detachPolicy(userUin: string, name: string): Promise<void> {
+    await new Plan()
+      .check(K.policies(userUin), 'field-present', new IamNotFoundError(messages.noPolicy(userUin, name)), name)
+      .write('HDEL', K.policies(userUin), name)
+      .run(this.redis);
+  }
+
+  async listPolicies(userUin: string): Promise<PolicyAttachment[]> {
+    const all = await this.redis.hgetall(K.policies(userUin));
+    return Object.entries(all)
+      .map(([name, json]) => ({ name, ...(JSON.parse(json) as Omit<PolicyAttachment, 'name'>) }))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  async close(): Promise<void> {
+    await this.redis.quit();
+  }
+
+  /** The hash of each id (named by `name`) in one round trip, as [id, hash]; absent hashes are left out. */
+  private async hashes(ids: string[], name: (id: string) => string): Promise<Array<[string, Hash]>> {
+    if (ids.length === 0) return [];
+    const results = (await ids.reduce((p, id) => p.hgetall(name(id)), this.redis.pipeline()).exec()) ?? [];
+    return results.flatMap(([err, h], i): Array<[string, Hash]> => {
+      if (err) throw err;
+      return present(h as Hash) ? [[ids[i], h as Hash]] : [];
+    });
+  }
+}
+
+async function checkPersistence(redis: Redis, options: RedisIdentityStoreOptions): Promise<void> {
+  if (options.allowVolatile) return;
+  const [, aof] = (await redis.config('GET', 'appendonly')) as string[];
+  const [, save] = (await redis.config('GET', 'save')) as string[];
+  if (aof !== 'yes' && (save ?? '').trim() === '') {
+    throw new IamConfigError(
+      `Redis at ${options.host ?? '127.0.0.1'}:${options.port} has neither AOF nor RDB persistence; ` +
+      'accounts and API keys would be lost on restart (set allowVolatile to accept that)',
+    );
+  }
+}

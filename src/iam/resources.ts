@@ -1,0 +1,57 @@
+/**
+ * CAM names of KMS actions and resources. Pure.
+ *
+ *   action      kms:${Action}                       e.g. kms:Encrypt
+ *   key         qcs::kms:${region}:uin/${tenantUin}:key/creatorUin/${creatorUin}/${keyId}
+ *   collection  qcs::kms:${region}:uin/${tenantUin}:key/*
+ *
+ * The collection resource stands for the tenant's keys as a whole in a region: it is the resource
+ * of actions that name no key (COLLECTION_ACTIONS) and of DescribeKeys before its keys are known.
+ */
+export const SERVICE = 'kms';
+
+/** Actions that name no key: they are authorised against the collection resource. */
+export const COLLECTION_ACTIONS: readonly string[] = [
+  'CreateKey', 'ListKeys', 'ListKeyDetail', 'GenerateRandom', 'GetServiceStatus', 'GetRegions', 'ListAlgorithms', 'DescribeKeys',
+];
+
+export interface KeyResourceName {
+  region: string;
+  tenantUin: string;
+  creatorUin: string;
+  keyId: string;
+}
+
+/** What a concrete resource name says; creatorUin and keyId are absent for the collection. */
+export interface ParsedResource {
+  region: string;
+  tenantUin: string;
+  creatorUin?: string;
+  keyId?: string;
+}
+
+const RESOURCE = /^qcs::kms:([^:]*):uin\/(\d+):key\/(?:\*|creatorUin\/(\d+)\/([^/*?]+))$/;
+
+export function actionName(action: string): string {
+  return `${SERVICE}:${action}`;
+}
+
+export function isCollectionAction(action: string): boolean {
+  return COLLECTION_ACTIONS.includes(action);
+}
+
+export function keyResource(k: KeyResourceName): string {
+  return `qcs::kms:${k.region}:uin/${k.tenantUin}:key/creatorUin/${k.creatorUin}/${k.keyId}`;
+}
+
+export function collectionResource(region: string, tenantUin: string): string {
+  return `qcs::kms:${region}:uin/${tenantUin}:key/*`;
+}
+
+/** Parses a concrete KMS resource name (a key, or the collection); undefined for anything else. */
+export function parseResource(resource: string): ParsedResource | undefined {
+  const m = RESOURCE.exec(resource);
+  if (!m) return undefined;
+  const [, region, tenantUin, creatorUin, keyId] = m;
+  return creatorUin === undefined ? { region, tenantUin } : { region, tenantUin, creatorUin, keyId };
+}

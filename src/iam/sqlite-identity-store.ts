@@ -1,0 +1,215 @@
+/**
+ * SQLite backend of the identity store (better-sqlite3, WAL). It may share the key store's database
+ * file: its tables are its own (`iam_` prefix) and its schema number lives in `iam_meta`, not in
+ * `PRAGMA user_version`, which belongs to the key store. Every write is one IMMEDIATE transaction,
+ * so handles and processes sharing the file allocate distinct uins and see each other's writes.
+ * This connection runs with synchronous=FULL: identity writes are rare, and a key pair handed out
+ * must survive a power cut (the key store's connection keeps its own setting).
+ */
+import Database from 'better-sqlite3';
+import { IamAlreadyExistsError, IamConfigError, IamNotFoundError } from './errors';
+import {
+  ApiKeyRecord, ApiKeyStatus, IdentityStore, NewApiKey, NewTenant, NewUser, PolicyAttachment, PolicyBody, TenantRecord, UIN_BASE,
+  UinKind, UserRecord, checkApiKey, checkAttachment, checkNewTenant, checkNewUser, checkUin, keyRecord, messages,
+} from './identity-store';
+
+const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS iam_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS iam_tenants (
+  uin TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS iam_users (
+  uin TEXT PRIMARY KEY, tenant_uin TEXT NOT NULL REFERENCES iam_tenants(uin), name TEXT NOT NULL, created_at INTEGER NOT NULL,
+  UNIQUE (tenant_uin, name));
+CREATE TABLE IF NOT EXISTS iam_api_keys (
+  secret_id TEXT PRIMARY KEY, owner_uin TEXT NOT NULL, tenant_uin TEXT NOT NULL, sealed BLOB NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('active', 'disabled')), created_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS iam_api_keys_owner ON iam_api_keys (owner_uin, created_at);
+CREATE TABLE IF NOT EXISTS iam_policies (
+  user_uin TEXT NOT NULL REFERENCES iam_users(uin), name TEXT NOT NULL, preset TEXT, document TEXT, attached_at INTEGER NOT NULL,
+  PRIMARY KEY (user_uin, name), CHECK ((preset IS NULL) <> (document IS NULL)));
+INSERT OR IGNORE INTO iam_meta VALUES ('seq:tenant', ${UIN_BASE.tenant}), ('seq:user', ${UIN_BASE.user});
+`;
+
+interface TenantRow { uin: string; name: string; created_at: number }
+interface UserRow { uin: string; tenant_uin: string; name: string; created_at: number }
+interface KeyRow { secret_id: string; owner_uin: string; tenant_uin: string; sealed: Buffer; status: ApiKeyStatus; created_at: number }
+interface PolicyRow { name: string; preset: string | null; document: string | null; attached_at: number }
+
+const tenantOf = (r: TenantRow): TenantRecord => ({ uin: r.uin, name: r.name, createdAt: r.created_at });
+const userOf = (r: UserRow): UserRecord => ({ uin: r.uin, tenantUin: r.tenant_uin, name: r.name, createdAt: r.created_at });
+const keyOf = (r: KeyRow): ApiKeyRecord => ({
+  secretId: r.secret_id, ownerUin: r.owner_uin, tenantUin: r.tenant_uin, sealedSecret: Buffer.from(r.sealed), status: r.status, createdAt: r.created_at,
+});
+
+function policyOf(r: PolicyRow): PolicyAttachment {
+  const body: PolicyBody = r.preset !== null ? { kind: 'preset', preset: r.preset } : { kind: 'custom', document: r.document ?? '' };
+  return { name: r.name, body, attachedAt: r.attached_at };
+}
+
+export interface SqliteIdentityStoreOptions {
+  /** How long to wait for another process's write lock; default 5000 ms. */
+  busyTimeoutMs?: number;
+}
+
+export class SqliteIdentityStore implements IdentityStore {
+  private readonly db: Database.Database;
+  private readonly statements = new Map<string, Database.Statement>();
+
+  constructor(file: string, options: SqliteIdentityStoreOptions = {}) {
+    this.db = new Database(file);
+    try {
+      this.init(options);
+    } catch (e) {
+      this.db.close();
+      throw e;
+    }
+  }
+
+  async allocateUin(kind: UinKind): Promise<string> {
+    const row = this.write(() => this.stmt('UPDATE iam_meta SET value = value + 1 WHERE name = ? RETURNING value').get(`seq:${kind}`));
+    return String((row as { value: number }).value);
+  }
+
+  async createTenant(t: NewTenant): Promise<TenantRecord> {
+    checkNewTenant(t);
+    return this.write(() => {
+      if (this.stmt('SELECT 1 FROM iam_tenants WHERE name = ?').get(t.name)) throw new IamAlreadyExistsError(messages.tenantName(t.name));
+      this.checkUinFree(t.uin);
+      this.stmt('INSERT INTO iam_tenants VALUES (?, ?, ?)').run(t.uin, t.name, t.createdAt);
+      if (t.apiKey) this.insertKey(keyRecord(t.uin, t.uin, t.apiKey));
+      return { uin: t.uin, name: t.name, createdAt: t.createdAt };
+    });
+  }
+
+  async getTenant(uin: string): Promise<TenantRecord | undefined> {
+    return this.one('SELECT * FROM iam_tenants WHERE uin = ?', tenantOf, uin);
+  }
+
+  async listTenants(): Promise<TenantRecord[]> {
+    return this.all('SELECT * FROM iam_tenants ORDER BY length(uin), uin', tenantOf);
+  }
+
+  async createUser(u: NewUser): Promise<UserRecord> {
+    checkNewUser(u);
+    return this.write(() => {
+      if (!this.stmt('SELECT 1 FROM iam_tenants WHERE uin = ?').get(u.tenantUin)) throw new IamNotFoundError(messages.noTenant(u.tenantUin));
+      if (this.stmt('SELECT 1 FROM iam_users WHERE tenant_uin = ? AND name = ?').get(u.tenantUin, u.name)) {
+        throw new IamAlreadyExistsError(messages.userName(u.tenantUin, u.name));
+      }
+      this.checkUinFree(u.uin);
+      this.stmt('INSERT INTO iam_users VALUES (?, ?, ?, ?)').run(u.uin, u.tenantUin, u.name, u.createdAt);
+      if (u.apiKey) this.insertKey(keyRecord(u.uin, u.tenantUin, u.apiKey));
+      for (const p of u.policies ?? []) this.upsertPolicy(u.uin, p);
+      return { uin: u.uin, tenantUin: u.tenantUin, name: u.name, createdAt: u.createdAt };
+    });
+  }
+
+  async getUser(uin: string): Promise<UserRecord | undefined> {
+    return this.one('SELECT * FROM iam_users WHERE uin = ?', userOf, uin);
+  }
+
+  async listUsers(tenantUin: string): Promise<UserRecord[]> {
+    return this.all('SELECT * FROM iam_users WHERE tenant_uin = ? ORDER BY length(uin), uin', userOf, tenantUin);
+  }
+
+  async addApiKey(ownerUin: string, key: NewApiKey): Promise<ApiKeyRecord> {
+    checkUin(ownerUin, 'owner uin');
+    checkApiKey(key);
+    return this.write(() => {
+      const tenant = this.stmt('SELECT uin FROM iam_tenants WHERE uin = ? UNION ALL SELECT tenant_uin FROM iam_users WHERE uin = ?')
+        .get(ownerUin, ownerUin) as { uin: string } | undefined;
+      if (!tenant) throw new IamNotFoundError(messages.noOwner(ownerUin));
+      const record = keyRecord(ownerUin, tenant.uin, key);
+      this.insertKey(record);
+      return record;
+    });
+  }
+
+  async getApiKey(secretId: string): Promise<ApiKeyRecord | undefined> {
+    return this.one('SELECT * FROM iam_api_keys WHERE secret_id = ?', keyOf, secretId);
+  }
+
+  async listApiKeys(ownerUin: string): Promise<ApiKeyRecord[]> {
+    return this.all('SELECT * FROM iam_api_keys WHERE owner_uin = ? ORDER BY created_at, secret_id', keyOf, ownerUin);
+  }
+
+  async setApiKeyStatus(secretId: string, status: ApiKeyStatus): Promise<void> {
+    const { changes } = this.write(() => this.stmt('UPDATE iam_api_keys SET status = ? WHERE secret_id = ?').run(status, secretId));
+    if (changes === 0) throw new IamNotFoundError(messages.noKey(secretId));
+  }
+
+  async attachPolicy(userUin: string, attachment: PolicyAttachment): Promise<void> {
+    checkAttachment(attachment);
+    this.write(() => {
+      if (!this.stmt('SELECT 1 FROM iam_users WHERE uin = ?').get(userUin)) throw new IamNotFoundError(messages.noUser(userUin));
+      this.upsertPolicy(userUin, attachment);
+    });
+  }
+
+  async detachPolicy(userUin: string, name: string): Promise<void> {
+    const { changes } = this.write(() => this.stmt('DELETE FROM iam_policies WHERE user_uin = ? AND name = ?').run(userUin, name));
+    if (changes === 0) throw new IamNotFoundError(messages.noPolicy(userUin, name));
+  }
+
+  async listPolicies(userUin: string): Promise<PolicyAttachment[]> {
+    return this.all('SELECT * FROM iam_policies WHERE user_uin = ? ORDER BY name', policyOf, userUin);
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  private init(options: SqliteIdentityStoreOptions): void {
+    this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.transaction(() => {
+      const hasMeta = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'iam_meta'").get() !== undefined;
+      const row = hasMeta ? this.db.prepare("SELECT value FROM iam_meta WHERE name = 'schema'").get() as { value: number } | undefined : undefined;
+      if (row && row.value > SCHEMA_VERSION) {
+        throw new IamConfigError(`identity schema ${row.value} is newer than this build's (${SCHEMA_VERSION}); upgrade the KMS`);
+      }
+      this.db.exec(SCHEMA);
+      this.db.prepare("INSERT OR REPLACE INTO iam_meta VALUES ('schema', ?)").run(SCHEMA_VERSION);
+    }).immediate();
+  }
+
+  /** The prepared statement of `sql` (a fixed set of texts, so the map stays small). */
+  private stmt(sql: string): Database.Statement {
+    const s = this.statements.get(sql) ?? this.db.prepare(sql);
+    this.statements.set(sql, s);
+    return s;
+  }
+
+  private one<R, T>(sql: string, map: (row: R) => T, ...params: string[]): T | undefined {
+    const row = this.stmt(sql).get(...params) as R | undefined;
+    return row && map(row);
+  }
+
+  private all<R, T>(sql: string, map: (row: R) => T, ...params: string[]): T[] {
+    return (this.stmt(sql).all(...params) as R[]).map(map);
+  }
+
+  private write<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  private checkUinFree(uin: string): void {
+    if (this.stmt('SELECT 1 FROM iam_tenants WHERE uin = ? UNION ALL SELECT 1 FROM iam_users WHERE uin = ?').get(uin, uin)) {
+      throw new IamAlreadyExistsError(messages.uin(uin));
+    }
+  }
+
+  private insertKey(k: ApiKeyRecord): void {
+    if (this.stmt('SELECT 1 FROM iam_api_keys WHERE secret_id = ?').get(k.secretId)) throw new IamAlreadyExistsError(messages.secretId(k.secretId));
+    this.stmt('INSERT INTO iam_api_keys VALUES (?, ?, ?, ?, ?, ?)').run(k.secretId, k.ownerUin, k.tenantUin, k.sealedSecret, k.status, k.createdAt);
+  }
+
+  private upsertPolicy(userUin: string, p: PolicyAttachment): void {
+    const [preset, document] = p.body.kind === 'preset' ? [p.body.preset, null] : [null, p.body.document];
+    this.stmt('INSERT OR REPLACE INTO iam_policies VALUES (?, ?, ?, ?, ?)').run(userUin, p.name, preset, document, p.attachedAt);
+  }
+}
