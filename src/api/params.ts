@@ -1,0 +1,196 @@
+/**
+ * Request parameters of every served action, declared once (field names, JSON types, required-ness
+ * and caps copied from the SDK's kms_models.d.ts), and the one validator that turns a parsed JSON
+ * body into typed parameters. Base64 fields come out as Buffers. Values are the KMS core's to judge
+ * (ranges, aliases, key ids); this layer checks shape only. Messages name the field, never its value.
+ */
+
+export type ParamErrorCode = 'MissingParameter' | 'UnknownParameter' | 'InvalidParameter' | 'InvalidParameterValue';
+
+export class ParamError extends Error {
+  /** `field` is the parameter's path (`Tags.0.TagKey`), or undefined for the body itself. */
+  constructor(readonly code: ParamErrorCode, readonly field: string | undefined, message: string) {
+    super(message);
+    this.name = 'ParamError';
+  }
+}
+
+interface Flags {
+  required?: true;
+  /** Accepted and shape-checked, left out of the typed result (MemberAccount: multi-account, not served on-premises). */
+  ignored?: true;
+}
+
+export type FieldSpec = Flags & (
+  | { kind: 'string' }
+  | { kind: 'base64' }
+  | { kind: 'integer' }
+  | { kind: 'array'; of: FieldSpec; max?: number }
+  | { kind: 'object'; fields: Fields });
+
+export type Fields = Readonly<Record<string, FieldSpec>>;
+
+type ValueOf<S> =
+  S extends { kind: 'string' } ? string :
+  S extends { kind: 'base64' } ? Buffer :
+  S extends { kind: 'integer' } ? number :
+  S extends { kind: 'array'; of: infer E } ? Array<ValueOf<E>> :
+  S extends { kind: 'object'; fields: infer F } ? ParamsOf<F> : never;
+type Kept<F> = { [K in keyof F]: F[K] extends { ignored: true } ? never : K }[keyof F];
+type RequiredKeys<F> = { [K in keyof F]: F[K] extends { required: true } ? K : never }[keyof F];
+
+/** The typed parameters a field table describes. */
+export type ParamsOf<F> = { [K in Extract<Kept<F>, RequiredKeys<F>>]: ValueOf<F[K]> } & { [K in Exclude<Kept<F>, RequiredKeys<F>>]?: ValueOf<F[K]> };
+
+const str = { kind: 'string' } as const;
+const b64 = { kind: 'base64' } as const;
+const int = { kind: 'integer' } as const;
+const req = <S extends FieldSpec>(s: S): S & { required: true } => ({ ...s, required: true });
+const ignored = <S extends FieldSpec>(s: S): S & { ignored: true } => ({ ...s, ignored: true });
+const arrayOf = <E extends FieldSpec>(of: E, max?: number): { kind: 'array'; of: E; max?: number } => ({ kind: 'array', of, max });
+const object = <F extends Fields>(fields: F): { kind: 'object'; fields: F } => ({ kind: 'object', fields });
+
+/** DescribeKeys, EnableKeys, DisableKeys: at most 100 key ids (reference §6). */
+export const MAX_KEY_IDS = 100;
+
+const MEMBER_ACCOUNT = object({ MemberAppId: int, MemberUin: int });
+const MEMBER = { MemberAccount: ignored(MEMBER_ACCOUNT) };
+const KEY = { KeyId: req(str) };
+const KEY_OF_MEMBER = { ...KEY, ...MEMBER };
+const KEY_IDS = { KeyIds: req(arrayOf(str, MAX_KEY_IDS)), ...MEMBER };
+const TAGS = arrayOf(object({ TagKey: req(str), TagValue: req(str) }));
+const PAGE = { Offset: int, Limit: int, Role: int, HsmClusterId: str };
+const PUBLIC_KEY_OUTPUT = { EncryptionPublicKey: str, EncryptionAlgorithm: str };
+const SIGN = { KeyId: req(str), Algorithm: req(str), Message: req(b64), MessageType: str };
+const CLOUD_RESOURCE = { KeyId: req(str), ProductId: req(str), ResourceId: req(str) };
+
+/** Every served action and its request fields. */
+export const ACTION_SCHEMAS = {
+  CreateKey: { Alias: req(str), Description: str, KeyUsage: str, Type: int, Tags: TAGS, HsmClusterId: str },
+  DescribeKey: KEY_OF_MEMBER,
+  DescribeKeys: KEY_IDS,
+  ListKeys: PAGE,
+  ListKeyDetail: {
+    ...PAGE, OrderType: int, KeyState: int, SearchKeyAlias: str, Origin: str, KeyUsage: str,
+    TagFilters: arrayOf(object({ TagKey: req(str), TagValue: arrayOf(str) })), MemberAccounts: ignored(arrayOf(MEMBER_ACCOUNT)),
+  },
+  UpdateAlias: { Alias: req(str), ...KEY_OF_MEMBER },
+  UpdateKeyDescription: { Description: req(str), ...KEY_OF_MEMBER },
+  EnableKey: KEY_OF_MEMBER,
+  EnableKeys: KEY_IDS,
+  DisableKey: KEY_OF_MEMBER,
+  DisableKeys: KEY_IDS,
+  ScheduleKeyDeletion: { PendingWindowInDays: req(int), ...KEY_OF_MEMBER },
+  CancelKeyDeletion: KEY_OF_MEMBER,
+  ArchiveKey: KEY_OF_MEMBER,
+  CancelKeyArchive: KEY_OF_MEMBER,
+  EnableKeyRotation: { RotateDays: int, ...KEY_OF_MEMBER },
+  DisableKeyRotation: KEY_OF_MEMBER,
+  GetKeyRotationStatus: KEY_OF_MEMBER,
+  RotateKey: KEY_OF_MEMBER,
+  Encrypt: { ...KEY, Plaintext: req(b64), EncryptionContext: str },
+  Decrypt: { CiphertextBlob: req(str), EncryptionContext: str, ...PUBLIC_KEY_OUTPUT },
+  ReEncrypt: { CiphertextBlob: req(str), DestinationKeyId: str, SourceEncryptionContext: str, DestinationEncryptionContext: str },
+  GenerateDataKey: {
+    ...KEY, KeySpec: str, NumberOfBytes: int, EncryptionContext: str, ...PUBLIC_KEY_OUTPUT,
+    IsHostedByKms: int, DataKeyName: str, Description: str, HsmClusterId: str, Tags: TAGS,
+  },
+  GenerateRandom: { NumberOfBytes: req(int) },
+  GetPublicKey: KEY,
+  AsymmetricRsaDecrypt: { ...KEY, Ciphertext: req(b64), Algorithm: req(str) },
+  AsymmetricSm2Decrypt: { ...KEY, Ciphertext: req(b64) },
+  SignByAsymmetricKey: SIGN,
+  VerifyByAsymmetricKey: { ...SIGN, SignatureValue: req(b64) },
+  GetParametersForImport: { ...KEY, WrappingAlgorithm: req(str), WrappingKeySpec: req(str) },
+  ImportKeyMaterial: { EncryptedKeyMaterial: req(b64), ImportToken: req(str), ...KEY, ValidTo: int },
+  DeleteImportedKeyMaterial: KEY,
+  GetServiceStatus: {},
+  GetRegions: {},
+  ListAlgorithms: {},
+  BindCloudResource: CLOUD_RESOURCE,
+  UnbindCloudResource: CLOUD_RESOURCE,
+} satisfies Record<string, Fields>;
+
+export type ServedAction = keyof typeof ACTION_SCHEMAS;
+export type ActionParams<A extends ServedAction> = ParamsOf<(typeof ACTION_SCHEMAS)[A]>;
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** Canonical base64 only: the alphabet, padding to a multiple of 4, zero padding bits (so one string means one byte string). */
+export function decodeCanonicalBase64(s: string): Buffer | undefined {
+  if (!BASE64.test(s)) return undefined;
+  const bytes = Buffer.from(s, 'base64');
+  return bytes.toString('base64') === s ? bytes : undefined;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const wrongType = (path: string, what: string): ParamError => new ParamError('InvalidParameter', path, `${path} must be ${what}`);
+/** A field's path for messages; a client-chosen name is cut short, never echoed at length. */
+const child = (path: string, name: string | number): string => {
+  const n = String(name);
+  const shown = n.length > 64 ? `${n.slice(0, 64)}…` : n;
+  return path === '' ? shown : `${path}.${shown}`;
+};
+
+function checkArray(spec: Extract<FieldSpec, { kind: 'array' }>, v: unknown, path: string): unknown[] {
+  if (!Array.isArray(v)) throw wrongType(path, 'an array');
+  if (spec.max !== undefined && v.length > spec.max) throw new ParamError('InvalidParameter', path, `${path} must have at most ${spec.max} elements`);
+  return v.map((e, i) => checkValue(spec.of, e, child(path, i)));
+}
+
+function checkValue(spec: FieldSpec, v: unknown, path: string): unknown {
+  switch (spec.kind) {
+    case 'string':
+      if (typeof v !== 'string') throw wrongType(path, 'a string');
+      return v;
+    case 'base64': {
+      if (typeof v !== 'string') throw wrongType(path, 'a base64 string');
+      const bytes = decodeCanonicalBase64(v);
+      if (!bytes) throw new ParamError('InvalidParameterValue', path, `${path} is not canonical base64`);
+      return bytes;
+    }
+    case 'integer':
+      if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw wrongType(path, 'an integer');
+      return v;
+    case 'array':
+      return checkArray(spec, v, path);
+    case 'object':
+      return checkObject(spec.fields, v, path);
+  }
+}
+
+/** JSON null counts as absent (the SDKs drop nulls; a null required field is missing). */
+function checkObject(fields: Fields, v: unknown, path: string): Record<string, unknown> {
+  if (!isRecord(v)) throw path === '' ? new ParamError('InvalidParameter', undefined, 'the request body must be a JSON object') : wrongType(path, 'an object');
+  const unknown = Object.keys(v).find((name) => !Object.prototype.hasOwnProperty.call(fields, name));
+  if (unknown !== undefined) throw new ParamError('UnknownParameter', child(path, unknown), `${child(path, unknown)} is not a parameter of this action`);
+  const out: Record<string, unknown> = {};
+  for (const [name, spec] of Object.entries(fields)) {
+    const value = v[name];
+    if (value === undefined || value === null) {
+      if (spec.required) throw new ParamError('MissingParameter', child(path, name), `${child(path, name)} is required`);
+      continue;
+    }
+    const checked = checkValue(spec, value, child(path, name));
+    if (!spec.ignored) out[name] = checked;
+  }
+  return out;
+}
+
+/** The request body as JSON (an empty body is `{}`); anything unparsable is ParamError InvalidParameter. */
+export function parseJsonBody(raw: Buffer): unknown {
+  if (raw.length === 0) return {};
+  try {
+    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
+  } catch {
+    throw new ParamError('InvalidParameter', undefined, 'the request body is not valid UTF-8 JSON');
+  }
+}
+
+/** The typed parameters of `action` from a parsed JSON body; throws ParamError. */
+export function validateParams<A extends ServedAction>(action: A, body: unknown): ActionParams<A> {
+  return checkObject(ACTION_SCHEMAS[action], body, '') as ActionParams<A>;
+}

@@ -1,0 +1,266 @@
+/**
+ * TC3-HMAC-SHA256 request signatures (Tencent Cloud API 3.0), verified the way both official SDKs
+ * sign: the Node SDK (service = first DNS label of the endpoint, `host` signed without the port)
+ * and the Go SDK (service `kms`, `host` signed with the port). Messages never carry the SecretKey,
+ * the expected signature or the body.
+ */
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+
+export const TC3_ALGORITHM = 'TC3-HMAC-SHA256';
+/** X-TC-Timestamp may differ from the server's clock by this much (Tencent: ±5 minutes). */
+export const TC3_MAX_SKEW_SECONDS = 300;
+
+export type AuthErrorCode =
+  | 'AuthFailure.InvalidAuthorization'
+  | 'AuthFailure.SignatureExpire'
+  | 'AuthFailure.SecretIdNotFound'
+  | 'AuthFailure.SignatureFailure';
+
+export class AuthError extends Error {
+  constructor(readonly code: AuthErrorCode, message: string) {
+    super(message);
+    this.name = 'AuthError';
+  }
+}
+
+/** Header names lowercased, as Node gives them. `url` (path and query) defaults to `/`. */
+export interface Tc3Request {
+  method: string;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  url?: string;
+}
+
+/** The SecretKey of a SecretId, or undefined when the SecretId is unknown. */
+export type SecretLookup = (secretId: string) => Promise<Buffer | undefined> | Buffer | undefined;
+
+export interface Tc3Identity {
+  secretId: string;
+  service: string;
+  timestamp: number;
+}
+
+export interface ParsedAuthorization {
+  secretId: string;
+  date: string;
+  service: string;
+  signedHeaders: string[];
+  signature: Buffer;
+}
+
+const invalid = (message: string): AuthError => new AuthError('AuthFailure.InvalidAuthorization', message);
+
+function sha256Hex(data: Buffer | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+function hmac(key: Buffer | string, data: string): Buffer {
+  return createHmac('sha256', key).update(data, 'utf8').digest();
+}
+
+/** UTC `YYYY-MM-DD` of unix seconds. */
+export function utcDate(seconds: number): string {
+  return new Date(seconds * 1000).toISOString().slice(0, 10);
+}
+
+function parseCredential(value: string): Pick<ParsedAuthorization, 'secretId' | 'date' | 'service'> {
+  const parts = value.split('/');
+  const [secretId, date, service, terminal] = parts;
+  if (parts.length !== 4 || !secretId || !service || terminal !== 'tc3_request' || !/^\d{4}-\d{2}-\d{2}$/.test(date ?? '')) {
+    throw invalid('Credential must be SecretId/YYYY-MM-DD/service/tc3_request');
+  }
+  return { secretId, date: date as string, service };
+}
+
+function parseSignedHeaders(value: string): string[] {
+  const names = value.split(';');
+  if (!names.every((n) => /^[a-z0-9-]+$/.test(n))) throw invalid('SignedHeaders must list lowercase header names separated by ";"');
+  if (!names.every((n, i) => i === 0 || (names[i - 1] as string) < n)) throw invalid('SignedHeaders must be sorted and without repeats');
+  for (const required of ['content-type', 'host']) {
+    if (!names.includes(required)) throw invalid(`SignedHeaders must include ${required}`);
+  }
+  return names;
+}
+
+function authorizationFields(rest: string): Map<string, string> {
+  const fields = new Map<string, string>();
+  for (const item of rest.split(',')) {
+    const eq = item.indexOf('=');
+    const name = item.slice(0, eq).trim();
+    if (eq < 1 || fields.has(name)) throw invalid('Authorization must be "TC3-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…"');
+    fields.set(name, item.slice(eq + 1).trim());
+  }
+  const names = [...fields.keys()].sort().join(',');
+  if (names !== 'Credential,Signature,SignedHeaders') throw invalid('Authorization must have exactly Credential, SignedHeaders and Signature');
+  return fields;
+}
+
+/** Parses `TC3-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`; throws AuthError InvalidAuthorization. */
+export function parseAuthorization(header: string | undefined): ParsedAuthorization {
+  if (!header) throw invalid('the Authorization header is missing');
+  const space = header.indexOf(' ');
+  const algorithm = space < 0 ? header : header.slice(0, space);
+  if (algorithm !== TC3_ALGORITHM) throw invalid(`the signature algorithm must be ${TC3_ALGORITHM}`);
+  const fields = authorizationFields(header.slice(space + 1));
+  const signature = fields.get('Signature') as string;
+  if (!/^[0-9a-fA-F]{64}$/.test(signature)) throw invalid('Signature must be 64 hexadecimal characters');
+  return {
+    ...parseCredential(fields.get('Credential') as string),
+    signedHeaders: parseSignedHeaders(fields.get('SignedHeaders') as string),
+    signature: Buffer.from(signature, 'hex'),
+  };
+}
+
+function singleHeader(headers: Tc3Request['headers'], name: string): string | undefined {
+  const v = Object.prototype.hasOwnProperty.call(headers, name) ? headers[name] : undefined;
+  if (Array.isArray(v)) {
+    if (v.length !== 1) throw invalid(`the ${name} header appears more than once`);
+    return v[0];
+  }
+  return typeof v === 'string' ? v : undefined;
+}
+
+function parseTimestamp(value: string | undefined): number {
+  if (value === undefined) throw invalid('the X-TC-Timestamp header is missing');
+  if (!/^\d{1,12}$/.test(value.trim())) throw invalid('X-TC-Timestamp must be unix seconds');
+  return Number(value.trim());
+}
+
+/** `host` without its port (`kms.local:8080` → `kms.local`, `[::1]:8080` → `[::1]`), as Node's URL.hostname. */
+export function hostWithoutPort(host: string): string {
+  const m = /^(\[[^\]]*\]|[^:]*):\d*$/.exec(host);
+  return m ? (m[1] as string) : host;
+}
+
+/** The inputs of a canonical request; `headers` are the signed headers' canonical values, in SignedHeaders order. */
+export interface CanonicalInput {
+  method: string;
+  path: string;
+  query: string;
+  headers: ReadonlyArray<readonly [string, string]>;
+  payloadHash: string;
+}
+
+export function canonicalRequest(c: CanonicalInput): string {
+  const lines = c.headers.map(([name, value]) => `${name}:${value}\n`).join('');
+  const signed = c.headers.map(([name]) => name).join(';');
+  return [c.method, c.path, c.query, lines, signed, c.payloadHash].join('\n');
+}
+
+export function stringToSign(timestamp: number, date: string, service: string, canonical: string): string {
+  return [TC3_ALGORITHM, String(timestamp), `${date}/${service}/tc3_request`, sha256Hex(canonical)].join('\n');
+}
+
+/** The signing key: HMAC chain over "TC3" + SecretKey, date, service, "tc3_request". */
+export function signingKey(secretKey: Buffer, date: string, service: string): Buffer {
+  const kDate = hmac(Buffer.concat([Buffer.from('TC3'), secretKey]), date);
+  return hmac(hmac(kDate, service), 'tc3_request');
+}
+
+function splitUrl(url: string | undefined): { path: string; query: string } {
+  const raw = url ?? '/';
+  const q = raw.indexOf('?');
+  return q < 0 ? { path: raw, query: '' } : { path: raw.slice(0, q), query: raw.slice(q + 1) };
+}
+
+/**
+ * How a client may have written a signed header's value. The Node and Go SDKs sign content-type
+ * as sent and host as described above; the official rules (and the demo's `x-tc-action`) lowercase
+ * and trim every value. Each variant is one more HMAC, never another key derivation.
+ */
+type ValueStyle = (name: string, value: string) => string;
+const VALUE_STYLES: readonly ValueStyle[] = [
+  (name, v) => (name === 'content-type' ? v : v.toLowerCase()),
+  (_name, v) => v,
+  (_name, v) => v.toLowerCase(),
+];
+
+function signedValues(req: Tc3Request, names: readonly string[]): Map<string, string> {
+  const values = new Map<string, string>();
+  for (const name of names) {
+    const v = singleHeader(req.headers, name);
+    if (v === undefined) throw invalid(`SignedHeaders names ${name}, which the request does not carry`);
+    values.set(name, name === 'content-type' ? v : v.trim());
+  }
+  return values;
+}
+
+/** Every canonical request the signer may have built (deduplicated): value styles × host with/without port. */
+function candidateCanonicalRequests(req: Tc3Request, signedHeaders: readonly string[]): string[] {
+  const values = signedValues(req, signedHeaders);
+  const host = values.get('host') as string;
+  const { path, query } = splitUrl(req.url);
+  const base = { method: req.method.toUpperCase(), path, query, payloadHash: sha256Hex(req.body) };
+  const out = new Set<string>();
+  for (const hostValue of [hostWithoutPort(host), host]) {
+    for (const style of VALUE_STYLES) {
+      const headers = signedHeaders.map((n) => [n, style(n, n === 'host' ? hostValue : (values.get(n) as string))] as const);
+      out.add(canonicalRequest({ ...base, headers }));
+    }
+  }
+  return [...out];
+}
+
+function checkTime(auth: ParsedAuthorization, timestamp: number, nowSeconds: number): void {
+  if (auth.date !== utcDate(timestamp)) throw invalid('the credential scope date is not the UTC date of X-TC-Timestamp');
+  if (Math.abs(nowSeconds - timestamp) > TC3_MAX_SKEW_SECONDS) {
+    throw new AuthError('AuthFailure.SignatureExpire', `X-TC-Timestamp differs from the server time by more than ${TC3_MAX_SKEW_SECONDS} seconds`);
+  }
+}
+
+/**
+ * Checks a request's TC3 signature. Resolves to who signed it; rejects with AuthError
+ * (InvalidAuthorization, SignatureExpire, SecretIdNotFound, SignatureFailure).
+ */
+export async function verifyTc3(req: Tc3Request, lookup: SecretLookup, nowSeconds: number): Promise<Tc3Identity> {
+  const auth = parseAuthorization(singleHeader(req.headers, 'authorization'));
+  const timestamp = parseTimestamp(singleHeader(req.headers, 'x-tc-timestamp'));
+  const candidates = candidateCanonicalRequests(req, auth.signedHeaders);
+  checkTime(auth, timestamp, nowSeconds);
+  const secretKey = await lookup(auth.secretId);
+  if (secretKey === undefined) throw new AuthError('AuthFailure.SecretIdNotFound', 'the SecretId is not found; check that it is correct');
+  const key = signingKey(secretKey, auth.date, auth.service);
+  let match = false;
+  for (const canonical of candidates) {
+    const expected = hmac(key, stringToSign(timestamp, auth.date, auth.service, canonical));
+    match = timingSafeEqual(expected, auth.signature) || match;
+  }
+  if (!match) throw new AuthError('AuthFailure.SignatureFailure', 'the provided credentials could not be validated; check that the signature is correct');
+  return { secretId: auth.secretId, service: auth.service, timestamp };
+}
+
+export interface SignTc3Input {
+  secretId: string;
+  secretKey: Buffer | string;
+  /** Credential-scope service: `kms` for the Go SDK, the endpoint's first DNS label for the Node SDK. */
+  service: string;
+  timestamp: number;
+  method?: string;
+  url?: string;
+  /** Header names lowercased; must hold every signed header (at least content-type and host). */
+  headers: Record<string, string>;
+  body: Buffer;
+  /** Extra headers to sign besides content-type and host (their values are lowercased, per the official rules). */
+  extraSignedHeaders?: readonly string[];
+  /** true (Go SDK): sign host with its port; false (Node SDK, default): without. */
+  hostWithPort?: boolean;
+}
+
+/** The Authorization header a client would send; signs like the Go SDK (`hostWithPort`) or the Node SDK. */
+export function signTc3(s: SignTc3Input): string {
+  const names = [...new Set(['content-type', 'host', ...(s.extraSignedHeaders ?? [])])].sort();
+  const value = (n: string): string => {
+    const v = s.headers[n];
+    if (v === undefined) throw new Error(`signTc3: header ${n} is missing`);
+    if (n === 'content-type') return v;
+    return n === 'host' ? (s.hostWithPort ? v : hostWithoutPort(v)).toLowerCase() : v.trim().toLowerCase();
+  };
+  const { path, query } = splitUrl(s.url);
+  const canonical = canonicalRequest({
+    method: (s.method ?? 'POST').toUpperCase(), path, query, headers: names.map((n) => [n, value(n)] as const), payloadHash: sha256Hex(s.body),
+  });
+  const date = utcDate(s.timestamp);
+  const key = signingKey(Buffer.isBuffer(s.secretKey) ? s.secretKey : Buffer.from(s.secretKey, 'utf8'), date, s.service);
+  const signature = hmac(key, stringToSign(s.timestamp, date, s.service, canonical)).toString('hex');
+  return `${TC3_ALGORITHM} Credential=${s.secretId}/${date}/${s.service}/tc3_request, SignedHeaders=${names.join(';')}, Signature=${signature}`;
+}
