@@ -7,15 +7,11 @@
 import type { Caller } from './kms/key-access';
 import type { Kms } from './kms/service';
 import { AliasTakenError } from './kms/errors';
+import type { SecretSealer } from './iam/iam-service';
 
 export const SYSTEM_CALLER: Caller = { tenant: '0', uin: '0', region: 'kms-internal' };
 export const SERVICE_KEY_ALIAS = 'kms-service-secrets';
 const CONTEXT = '{"purpose":"api-secret-key"}';
-
-export interface SecretSealer {
-  seal(plain: Buffer): Promise<Buffer>;
-  open(sealed: Buffer): Promise<Buffer>;
-}
 
 async function findServiceKey(kms: Kms): Promise<string | undefined> {
   const found = await kms.lifecycle.listKeyDetail(SYSTEM_CALLER, { SearchKeyAlias: SERVICE_KEY_ALIAS, Role: 1, Limit: 10 });

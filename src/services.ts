@@ -4,6 +4,7 @@
  * Used by the server (main.ts) and by kmsctl on the same data directory (or the same Redis).
  */
 import { join } from 'node:path';
+import Redis from 'ioredis';
 import type { AppDeps } from './api/app';
 import { Metrics } from './api/metrics';
 import type { Authorizer } from './api/ports';
@@ -53,7 +54,7 @@ export interface Services {
 }
 
 async function openStores(config: ServerConfig): Promise<{ store: MetadataStore; identities: IdentityStore; audit: AuditLog; limiter: RateLimiter }> {
-  const rate = { ratePerSecond: config.rateLimit.perSecond, burst: config.rateLimit.burst };
+  const rate = { perSecond: config.rateLimit.perSecond, burst: config.rateLimit.burst };
   const s = config.store;
   if (s.kind === 'sqlite') {
     return {
@@ -68,7 +69,7 @@ async function openStores(config: ServerConfig): Promise<{ store: MetadataStore;
     store: await RedisMetadataStore.open(conn),
     identities: await RedisIdentityStore.open(conn),
     audit: await RedisAuditLog.open(conn),
-    limiter: await RedisRateLimiter.open({ ...conn, ...rate }),
+    limiter: new RedisRateLimiter(new Redis({ host: s.host, port: s.port, enableOfflineQueue: false, maxRetriesPerRequest: 1 }), rate),
   };
 }
 
@@ -124,7 +125,7 @@ export async function openServices(config: ServerConfig, options: ServicesOption
     close: async () => {
       await kms.close();
       await audit.close().catch((e: Error) => options.log({ level: 'warn', msg: `audit close: ${e.message}` }));
-      await limiter.close?.();
+      if (limiter instanceof RedisRateLimiter) limiter.disconnect();
       await identities.close();
       await store.close();
       for (const c of clusters) c.close();

@@ -27,6 +27,10 @@ export class RequestTooLargeError extends RequestError {}
 export class InvalidActionError extends RequestError {}
 /** An action of the API this deployment does not offer (white-box, hosted data keys, post-quantum). */
 export class UnsupportedActionError extends RequestError {}
+/** X-TC-Version is not 2019-01-18. */
+export class NoSuchVersionError extends RequestError {}
+/** X-TC-Region names a region this deployment does not serve. */
+export class UnsupportedRegionError extends RequestError {}
 
 export interface ApiError {
   code: string;
@@ -95,6 +99,8 @@ export const KMS_ERROR_CODES: ReadonlyArray<readonly [ErrorClass, string]> = [
 /** Request-level errors: class → code. */
 export const API_ERROR_CODES: ReadonlyArray<readonly [ErrorClass, string]> = [
   [UnauthorizedError, 'UnauthorizedOperation'],
+  [NoSuchVersionError, 'NoSuchVersion'],
+  [UnsupportedRegionError, 'UnsupportedRegion'],
   [RateLimitedError, 'RequestLimitExceeded'],
   [RequestTooLargeError, 'RequestSizeLimitExceeded'],
   [InvalidActionError, 'InvalidAction'],

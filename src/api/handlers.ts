@@ -3,8 +3,9 @@
  * validation of shapes happened in params.ts; all rules live in the core.
  */
 import type { Principal } from '../iam/principal';
+import { collectionResource, keyResource } from '../iam/resources';
 import { decodeBlob } from '../kms/ciphertext';
-import { KeyNotFoundError } from '../kms/errors';
+import { InvalidCiphertextError, KeyNotFoundError } from '../kms/errors';
 import type { Caller } from '../kms/key-access';
 import { KEY_USAGES, usagesOffered } from '../kms/key-usage';
 import type { Kms } from '../kms/service';
@@ -32,28 +33,35 @@ export interface ActionHandler<P> {
 export type ActionTable = { [A in ServedAction]: ActionHandler<ActionParams<A>> };
 
 function collection(ctx: ActionContext): Resources {
-  return { cam: [`qcs::kms:${ctx.caller.region}:uin/${ctx.caller.tenant}:key/*`], audit: 'key/*' };
+  return { cam: [collectionResource(ctx.caller.region, ctx.caller.tenant)], audit: 'key/*' };
 }
 
-/** A key's resource name; a key that cannot be found gets creator `*` (only a policy on every creator matches it, and the call then fails as not found anyway). */
-async function keyResource(ctx: ActionContext, keyId: string): Promise<string> {
-  let creator = '*';
+/** A key's resource name; a key that cannot be found gets creator 0 (no account has it: only policies on every creator match, and the call then fails as not found anyway). */
+async function resourceOf(ctx: ActionContext, keyId: string): Promise<string> {
+  let creatorUin = '0';
   try {
-    creator = (await ctx.kms.lifecycle.describeKey(ctx.caller, keyId)).CreatorUinString;
+    creatorUin = (await ctx.kms.lifecycle.describeKey(ctx.caller, keyId)).CreatorUinString;
   } catch (e) {
     if (!(e instanceof KeyNotFoundError)) throw e;
   }
-  return `qcs::kms:${ctx.caller.region}:uin/${ctx.caller.tenant}:key/creatorUin/${creator}/${keyId}`;
+  return keyResource({ region: ctx.caller.region, tenantUin: ctx.caller.tenant, creatorUin, keyId });
 }
 
 async function keys(ctx: ActionContext, ids: string[]): Promise<Resources> {
   const cam: string[] = [];
-  for (const id of ids) cam.push(await keyResource(ctx, id));
+  for (const id of ids) cam.push(await resourceOf(ctx, id));
   return { cam, audit: ids.join(',').slice(0, 4096) };
 }
 
 const oneKey = async (ctx: ActionContext, p: { KeyId: string }): Promise<Resources> => keys(ctx, [p.KeyId]);
-const blobKey = (ctx: ActionContext, blob: string): string => decodeBlob(blob, ctx.deploymentId).keyId;
+const KEY_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** The key a ciphertext names; a blob naming no key id at all was altered. */
+function blobKey(ctx: ActionContext, blob: string): string {
+  const { keyId } = decodeBlob(blob, ctx.deploymentId);
+  if (!KEY_ID.test(keyId)) throw new InvalidCiphertextError('CiphertextBlob names no key of this service');
+  return keyId;
+}
 const nothing = async (): Promise<object> => ({});
 
 /** Keys that could change did; the first refusal answers the request. */

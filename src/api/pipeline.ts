@@ -6,11 +6,13 @@ import { randomUUID } from 'node:crypto';
 import type { Principal } from '../iam/principal';
 import type { Caller } from '../kms/key-access';
 import type { Kms } from '../kms/service';
-import { toApiError } from './error-codes';
+import {
+  InvalidActionError, NoSuchVersionError, RateLimitedError, toApiError, UnauthorizedError, UnsupportedActionError, UnsupportedRegionError,
+} from './error-codes';
 import type { ActionContext, ActionHandler, ActionTable } from './handlers';
 import type { Metrics } from './metrics';
 import { isServedAction, isUnsupportedAction } from './actions';
-import { ActionParams, ServedAction, validateParams } from './params';
+import { ActionParams, ParamError, parseJsonBody, ServedAction, validateParams } from './params';
 import type { AuditSink, Authenticator, AuthorizationRequest, Authorizer, RateLimiter, RequestLog } from './ports';
 import { errorBody, successBody } from './response';
 import { verifyTc3 } from './tc3';
@@ -41,14 +43,6 @@ export interface RawRequest {
   sourceIp: string;
 }
 
-/** A refusal with its API code, raised inside the pipeline. */
-export class ApiRefusal extends Error {
-  constructor(readonly code: string, message: string) {
-    super(message);
-    this.name = 'ApiRefusal';
-  }
-}
-
 interface Trace {
   requestId: string;
   action: string;
@@ -60,15 +54,6 @@ interface Trace {
 function header(req: RawRequest, name: string): string | undefined {
   const v = req.headers[name];
   return Array.isArray(v) ? v[0] : v;
-}
-
-function parseJson(body: Buffer): unknown {
-  if (body.length === 0) return {};
-  try {
-    return JSON.parse(body.toString('utf8')) as unknown;
-  } catch {
-    throw new ApiRefusal('InvalidParameter', 'the request body is not valid JSON');
-  }
 }
 
 async function authenticate(deps: PipelineDeps, req: RawRequest, now: number): Promise<Principal> {
@@ -90,7 +75,7 @@ export async function handleRequest(deps: PipelineDeps, req: RawRequest): Promis
   try {
     body = successBody(await run(deps, req, trace, now()), trace.requestId);
   } catch (e) {
-    const err = e instanceof ApiRefusal ? { code: e.code, message: e.message, internal: false } : toApiError(e);
+    const err = toApiError(e, trace.requestId);
     code = err.code;
     if (err.internal) deps.log.write({ level: 'error', requestId: trace.requestId, action: trace.action, error: (e as Error).name, detail: (e as Error).message });
     body = errorBody(err.code, err.message, trace.requestId);
@@ -101,21 +86,21 @@ export async function handleRequest(deps: PipelineDeps, req: RawRequest): Promis
 
 async function run(deps: PipelineDeps, req: RawRequest, trace: Trace, now: number): Promise<object> {
   const { action } = trace;
-  if (!action) throw new ApiRefusal('MissingParameter', 'the X-TC-Action header is required');
+  if (!action) throw new ParamError('MissingParameter', 'X-TC-Action', 'the X-TC-Action header is required');
   const version = header(req, 'x-tc-version');
-  if (version !== API_VERSION) throw new ApiRefusal('NoSuchVersion', `X-TC-Version must be ${API_VERSION}`);
+  if (version !== API_VERSION) throw new NoSuchVersionError(`X-TC-Version must be ${API_VERSION}`);
   const principal = await authenticate(deps, req, now);
   trace.principal = principal;
-  if (!(await deps.limiter.take(principal.tenantUin))) throw new ApiRefusal('RequestLimitExceeded', 'this account is over its request rate; slow down');
-  if (isUnsupportedAction(action)) throw new ApiRefusal('UnsupportedOperation', `${action} is not offered by this service`);
-  if (!isServedAction(action)) throw new ApiRefusal('InvalidAction', `${JSON.stringify(action)} is not an action of the KMS API ${API_VERSION}`);
+  if (!(await deps.limiter.take(principal.tenantUin))) throw new RateLimitedError('this account is over its request rate; slow down');
+  if (isUnsupportedAction(action)) throw new UnsupportedActionError(`${action} is not offered by this service`);
+  if (!isServedAction(action)) throw new InvalidActionError(`${JSON.stringify(action.slice(0, 64))} is not an action of the KMS API ${API_VERSION}`);
   if (!REGIONLESS.has(action)) {
-    if (!trace.region) throw new ApiRefusal('MissingParameter', 'the X-TC-Region header is required');
-    if (!deps.regions.includes(trace.region)) throw new ApiRefusal('UnsupportedRegion', `region ${JSON.stringify(trace.region)} is not served here (served: ${deps.regions.join(', ')})`);
+    if (!trace.region) throw new ParamError('MissingParameter', 'X-TC-Region', 'the X-TC-Region header is required');
+    if (!deps.regions.includes(trace.region)) throw new UnsupportedRegionError(`region ${JSON.stringify(trace.region.slice(0, 64))} is not served here (served: ${deps.regions.join(', ')})`);
   }
   const caller: Caller = { tenant: principal.tenantUin, uin: principal.uin, region: trace.region || deps.regions[0] };
   const ctx: ActionContext = { kms: deps.kms, caller, principal, regions: deps.regions, deploymentId: deps.deploymentId };
-  return dispatch(deps, action, parseJson(req.body), ctx, trace, { sourceIp: req.sourceIp, region: caller.region, currentTime: now });
+  return dispatch(deps, action, parseJsonBody(req.body), ctx, trace, { sourceIp: req.sourceIp, region: caller.region, currentTime: now });
 }
 
 /** Parameters, resources, policy, then the core call: typed per action. */
@@ -127,7 +112,7 @@ async function dispatch<A extends ServedAction>(deps: PipelineDeps, action: A, b
   const decision = await deps.authz.check(ctx.principal, { action: `kms:${action}`, resources: resources.cam, context });
   if (!decision.allowed) {
     const who = ctx.principal.kind === 'root' ? 'account' : 'sub-account';
-    throw new ApiRefusal('UnauthorizedOperation', `${who} ${ctx.principal.uin} is not allowed ${action} on ${resources.audit}: ${decision.reason}`);
+    throw new UnauthorizedError(`${who} ${ctx.principal.uin} is not allowed ${action} on ${resources.audit}: ${decision.reason}`);
   }
   return handler.run(ctx, params);
 }

@@ -118,6 +118,11 @@ export class RedisRateLimiter implements RateLimiter {
     this.clock = options.clock ?? systemClock;
   }
 
+  /** Drops the Redis connection (the limiter owns it). */
+  disconnect(): void {
+    this.redis.disconnect();
+  }
+
   /** Requests allowed because Redis did not answer. */
   get failOpenCount(): number {
     return this.failures;
