@@ -64,8 +64,8 @@ export async function initDev(dataDirArg: string, progress: (msg: string) => voi
   const shared = makeTokens(dataDir, 'shared', ['shared-a', 'shared-b']);
   const dedicated = makeTokens(dataDir, 'dedicated', ['dedicated-a', 'dedicated-b']);
   const deploymentId = randomBytes(16).toString('hex');
-  // The dedicated cluster's owner is the development root account, made below: first without owner.
-  writeConfig(dataDir, deploymentId, shared, dedicated, []);
+  // The dedicated cluster's owner is the development root account, made below: until then the internal account 0.
+  writeConfig(dataDir, deploymentId, shared, dedicated, ['0']);
   const config = loadServerConfig(dataDir, {});
   const log = (l: Record<string, unknown>) => progress(String(l.msg ?? JSON.stringify(l)));
   const services = await openServices(config, { log, jobs: false, domainCeremony: progress });
