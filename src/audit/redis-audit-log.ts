@@ -1,0 +1,217 @@
+/**
+ * The audit trail in Redis (ioredis, Redis >= 7), normally the key store's own server. Layout:
+ *   kms:audit:head                  hash: seq, hash of the newest event (the head anchor)
+ *   kms:audit:events                hash: seq -> the stored event as JSON (STORED_FIELDS order)
+ *   kms:audit:ix:time               sorted set (all scores 0, ordered by member): "{time}:{seq}"
+ *   kms:audit:ix:name:{eventName}   the same, per event name; also ix:account:{accountUin} and
+ *   kms:audit:ix:resource:{resource}  ix:resource:{resource} (values URI-encoded in key names)
+ * Members are zero-padded (15-digit time, 16-digit seq), so lexicographic order is (time, seq)
+ * order and every index answers a time range and a cursor with one ZRANGE BYLEX.
+ *
+ * One chain for all nodes: an append is one Lua script that compares the head the client chained
+ * its batch after with the stored head and, only if they agree, writes the events, their index
+ * entries and the new head. SHA-256 is computed by the client (Redis Lua offers only SHA-1); when
+ * another node moved the head meanwhile, the script returns the new head and the client chains the
+ * batch again (optimistic concurrency; each node keeps the head it last saw, so a node alone on the
+ * server needs one round trip per group commit). The script never overwrites a stored event, and it
+ * recognises a batch it already wrote (a retry after a lost reply) by its first event id.
+ */
+import Redis from 'ioredis';
+import { AuditBackend, ChainPage, ChainSnapshot } from './backend';
+import { ChainHead, ChainSlot, headOf, linkBatch } from './chain';
+import { AuditLogOptions, ChainedAuditLog } from './chained-audit-log';
+import { commitOptions } from './group-commit';
+import { AuditChainError, AuditWriteError } from './errors';
+import { AuditEvent, MAX_TIME, StoredAuditEvent, parseStored, storedJson } from './event';
+import { AuditPage, AuditQuery, Position, encodeCursor, matches } from './query';
+
+export interface RedisAuditOptions extends AuditLogOptions {
+  host?: string;
+  port: number;
+  password?: string;
+}
+
+const PREFIX = 'kms:audit:';
+const HEAD = `${PREFIX}head`;
+const EVENTS = `${PREFIX}events`;
+const TIME_INDEX = `${PREFIX}ix:time`;
+const enc = encodeURIComponent;
+const INDEX = {
+  eventName: (v: string) => `${PREFIX}ix:name:${enc(v)}`,
+  accountUin: (v: string) => `${PREFIX}ix:account:${enc(v)}`,
+  resource: (v: string) => `${PREFIX}ix:resource:${enc(v)}`,
+};
+const INDEXED = ['eventName', 'accountUin', 'resource'] as const;
+
+/** Chain attempts of one batch while other nodes keep moving the head. */
+const MAX_ATTEMPTS = 50;
+/** Index entries a query reads per round trip, and at most per call (then it returns a cursor). */
+const SCAN_BATCH = 500;
+const MAX_SCAN = 10_000;
+
+const member = (p: Position): string => `${String(p.time).padStart(15, '0')}:${String(p.seq).padStart(16, '0')}`;
+const positionOf = (m: string): Position => ({ time: Number(m.slice(0, 15)), seq: Number(m.slice(16)) });
+
+// KEYS: 1 head, 2 events, 3 time index, then the three index sets of each event (name, account, resource).
+// ARGV: 1 expected head seq ('0': empty), 2 expected head hash ('' when empty), 3 first new seq,
+//       4 '"eventId":"<first event id>"', 5 new head seq, 6 new head hash, then per event: seq, JSON, index member.
+const APPEND = `
+local h = redis.call('HMGET', KEYS[1], 'seq', 'hash')
+local seq, hash = h[1] or '0', h[2] or ''
+if seq ~= ARGV[1] or hash ~= ARGV[2] then
+  local first = redis.call('HGET', KEYS[2], ARGV[3])
+  if first and string.find(first, ARGV[4], 1, true) then return {'DONE'} end
+  return {'MOVED', seq, hash}
+end
+for i = 7, #ARGV, 3 do
+  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 then return {'OCCUPIED', ARGV[i]} end
+end
+for i = 7, #ARGV, 3 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', KEYS[3], 0, ARGV[i + 2])
+  for j = 1, 3 do redis.call('ZADD', KEYS[i - 4 + j], 0, ARGV[i + 2]) end
+end
+redis.call('HSET', KEYS[1], 'seq', ARGV[5], 'hash', ARGV[6])
+return {'OK'}`;
+
+/** The head anchor from its stored fields; AuditChainError when it is there but malformed. */
+function parseHead(seq: string | null, hash: string | null): ChainHead | undefined {
+  if (seq === null && hash === null) return undefined;
+  const n = Number(seq);
+  if (!Number.isSafeInteger(n) || n < 1 || !/^[0-9a-f]{64}$/.test(hash ?? '')) {
+    throw new AuditChainError('the audit head anchor is malformed (run verify)');
+  }
+  return { seq: n, hash: hash as string };
+}
+
+function appendArgs(expected: ChainHead | undefined, stored: readonly StoredAuditEvent[]): { keys: string[]; args: string[] } {
+  const keys = [HEAD, EVENTS, TIME_INDEX];
+  const next = headOf(stored) as ChainHead;
+  const args = [String(expected?.seq ?? 0), expected?.hash ?? '', String(stored[0].seq), `"eventId":"${stored[0].eventId}"`, String(next.seq), next.hash];
+  for (const e of stored) {
+    keys.push(...INDEXED.map((f) => INDEX[f](e[f])));
+    args.push(String(e.seq), storedJson(e), member(e));
+  }
+  return { keys, args };
+}
+
+/** The lowest index member a query reads: after the cursor, at or after `from`, whichever is later. */
+function lowerBound(q: AuditQuery, after: Position | undefined): string {
+  if (after !== undefined && (q.from === undefined || after.time >= q.from)) return `(${member(after)}`;
+  return q.from === undefined ? '-' : `[${String(q.from).padStart(15, '0')}:`;
+}
+
+function upperBound(q: AuditQuery): string {
+  return q.to === undefined || q.to >= MAX_TIME ? '+' : `(${String(q.to + 1).padStart(15, '0')}:`;
+}
+
+class RedisAuditBackend implements AuditBackend {
+  /** The head this node last saw; a wrong guess costs one round trip (the script returns the real one). */
+  private knownHead: ChainHead | undefined;
+
+  constructor(readonly redis: Redis) {}
+
+  async append(batch: readonly AuditEvent[]): Promise<void> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const stored = linkBatch(this.knownHead, batch);
+      const { keys, args } = appendArgs(this.knownHead, stored);
+      const reply = (await this.redis.eval(APPEND, keys.length, ...keys, ...args)) as string[];
+      if (reply[0] === 'OK') this.knownHead = headOf(stored);
+      if (reply[0] === 'OK' || reply[0] === 'DONE') return;
+      if (reply[0] === 'OCCUPIED') {
+        throw new AuditChainError(`audit event ${reply[1]} is stored beyond the head anchor; refusing to overwrite it (run verify)`);
+      }
+      this.knownHead = parseHead(reply[1] === '0' ? null : reply[1], reply[2] === '' ? null : reply[2]);
+    }
+    throw new AuditWriteError(`the audit chain head kept moving (${MAX_ATTEMPTS} attempts)`);
+  }
+
+  async query(q: AuditQuery, after: Position | undefined): Promise<AuditPage> {
+    const set = await this.drivingSet(q);
+    const events: StoredAuditEvent[] = [];
+    let min = lowerBound(q, after);
+    for (let scanned = 0; ;) {
+      const members = await this.redis.zrange(set, min, upperBound(q), 'BYLEX', 'LIMIT', 0, SCAN_BATCH);
+      const docs = members.length > 0 ? await this.redis.hmget(EVENTS, ...members.map((m) => String(positionOf(m).seq))) : [];
+      for (let i = 0; i < members.length; i++) {
+        const e = parseStored(docs[i] ?? '');
+        if (typeof e === 'string' || e.seq !== positionOf(members[i]).seq || !matches(e, q)) continue;
+        events.push(e);
+        if (events.length === q.limit) return { events, nextCursor: encodeCursor(e) };
+      }
+      scanned += members.length;
+      if (members.length < SCAN_BATCH) return { events };
+      const last = members[members.length - 1];
+      if (scanned >= MAX_SCAN) return { events, nextCursor: encodeCursor(positionOf(last)) };
+      min = `(${last}`;
+    }
+  }
+
+  async head(): Promise<ChainHead | undefined> {
+    const [seq, hash] = await this.redis.hmget(HEAD, 'seq', 'hash');
+    return parseHead(seq, hash);
+  }
+
+  async snapshot(): Promise<ChainSnapshot> {
+    const replies = await this.redis.multi().hmget(HEAD, 'seq', 'hash').hlen(EVENTS).exec();
+    if (replies === null || replies.some(([err]) => err !== null)) throw new AuditWriteError('reading the audit chain head failed');
+    const [seq, hash] = replies[0][1] as Array<string | null>;
+    const stored = replies[1][1] as number;
+    const head = parseHead(seq, hash);
+    const upTo = stored > (head?.seq ?? 0) ? Math.max(head?.seq ?? 0, await this.highestSeq()) : head?.seq ?? 0;
+    return { head, upTo, stored };
+  }
+
+  async readChain(after: number, upTo: number, limit: number): Promise<ChainPage> {
+    const last = Math.min(after + limit, upTo);
+    const seqs = Array.from({ length: last - after }, (_, i) => after + 1 + i);
+    const docs = await this.redis.hmget(EVENTS, ...seqs.map(String));
+    const slots: ChainSlot[] = [];
+    seqs.forEach((seq, i) => {
+      const doc = docs[i];
+      if (doc === null) return;
+      const event = parseStored(doc);
+      slots.push({ seq, event: typeof event === 'string' ? { unreadable: event } : event });
+    });
+    return { slots, last };
+  }
+
+  async close(): Promise<void> {
+    if (this.redis.status === 'end') return;
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+
+  /** The set a query walks: the smallest index named by its filters, else the time index. */
+  private async drivingSet(q: AuditQuery): Promise<string> {
+    const named = INDEXED.flatMap((f) => { const v = q[f]; return v === undefined ? [] : [INDEX[f](v)]; });
+    if (named.length <= 1) return named[0] ?? TIME_INDEX;
+    const sizes = await Promise.all(named.map((k) => this.redis.zcard(k)));
+    return named[sizes.indexOf(Math.min(...sizes))];
+  }
+
+  /** The highest numeric field of the events hash (read only when more events are stored than the head says). */
+  private async highestSeq(): Promise<number> {
+    let top = 0;
+    for await (const pairs of this.redis.hscanStream(EVENTS, { count: 1000 })) {
+      const fields = (pairs as string[]).filter((_, i) => i % 2 === 0);
+      for (const f of fields) if (/^\d+$/.test(f)) top = Math.max(top, Number(f));
+    }
+    return top;
+  }
+}
+
+/** The audit trail on a Redis server (typically the key store's). */
+export class RedisAuditLog extends ChainedAuditLog {
+  private constructor(backend: RedisAuditBackend, options: RedisAuditOptions) {
+    super(backend, options);
+  }
+
+  static async open(options: RedisAuditOptions): Promise<RedisAuditLog> {
+    commitOptions(options);
+    const redis = new Redis({
+      host: options.host ?? '127.0.0.1', port: options.port, password: options.password, lazyConnect: true, maxRetriesPerRequest: 3,
+    });
+    await redis.connect();
+    return new RedisAuditLog(new RedisAuditBackend(redis), options);
+  }
+}

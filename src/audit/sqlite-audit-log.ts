@@ -1,0 +1,201 @@
+/**
+ * The audit trail in SQLite (better-sqlite3, WAL), normally in the key store's own database file.
+ *
+ *   audit_events  one row per event, seq the primary key; indexes on (time, seq) and on
+ *                 (event_name | account_uin | resource, time, seq), so a filtered query walks the
+ *                 matching events in result order
+ *   audit_heads   the head anchor: one row (seq, hash) per group commit; the newest row is the head
+ *   audit_meta    the audit schema number
+ *
+ * Both tables are append-only: this code has only INSERT and SELECT statements, and triggers refuse
+ * UPDATE and DELETE on them (someone with the file can drop the triggers; the chain catches that).
+ * Each group commit is one IMMEDIATE transaction that reads the head, chains the batch after it and
+ * inserts the events and the new head, so handles in several processes extend one chain.
+ */
+import Database from 'better-sqlite3';
+import { AuditBackend, ChainPage, ChainSnapshot } from './backend';
+import { ChainHead, headOf, linkBatch } from './chain';
+import { ChainedAuditLog, AuditLogOptions } from './chained-audit-log';
+import { commitOptions } from './group-commit';
+import { AuditConfigError, AuditChainError } from './errors';
+import { AuditEvent, STORED_FIELDS, StoredAuditEvent, TEXT_FIELDS } from './event';
+import { AuditPage, AuditQuery, Position, encodeCursor } from './query';
+
+export const AUDIT_SCHEMA_VERSION = 1;
+
+/** The column of a field: eventId -> event_id. */
+const column = (field: string): string => field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+const appendOnly = (table: string): string => ['UPDATE', 'DELETE'].map((op) => `
+CREATE TRIGGER IF NOT EXISTS ${table}_no_${op.toLowerCase()} BEFORE ${op} ON ${table}
+BEGIN SELECT RAISE(ABORT, '${table} is append-only'); END;`).join('');
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS audit_events (
+  seq INTEGER PRIMARY KEY,
+  ${STORED_FIELDS.slice(1).map((f) => `${column(f)} ${f === 'time' ? 'INTEGER' : 'TEXT'} NOT NULL`).join(',\n  ')}
+);
+CREATE INDEX IF NOT EXISTS audit_events_time ON audit_events (time, seq);
+CREATE INDEX IF NOT EXISTS audit_events_name ON audit_events (event_name, time, seq);
+CREATE INDEX IF NOT EXISTS audit_events_account ON audit_events (account_uin, time, seq);
+CREATE INDEX IF NOT EXISTS audit_events_resource ON audit_events (resource, time, seq);
+CREATE TABLE IF NOT EXISTS audit_heads (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT OR IGNORE INTO audit_meta (name, value) VALUES ('schema', ${AUDIT_SCHEMA_VERSION});
+${appendOnly('audit_events')}
+${appendOnly('audit_heads')}
+`;
+
+const SELECT = `SELECT ${STORED_FIELDS.map((f) => `${column(f)} AS ${f}`).join(', ')} FROM audit_events`;
+const INSERT = `INSERT INTO audit_events (${STORED_FIELDS.map(column).join(', ')}) VALUES (${STORED_FIELDS.map((f) => `@${f}`).join(', ')})`;
+const HEAD = 'SELECT seq, hash FROM audit_heads ORDER BY seq DESC LIMIT 1';
+
+type SqlParam = string | number;
+
+/** The index a query walks: the most selective filter given (resource, account, action), else time. */
+function indexFor(q: AuditQuery): string {
+  if (q.resource !== undefined) return 'audit_events_resource';
+  if (q.accountUin !== undefined) return 'audit_events_account';
+  if (q.eventName !== undefined) return 'audit_events_name';
+  return 'audit_events_time';
+}
+
+function querySql(q: AuditQuery, after: Position | undefined): { sql: string; params: SqlParam[] } {
+  const where: string[] = [];
+  const params: SqlParam[] = [];
+  const add = (clause: string, ...values: SqlParam[]): void => {
+    where.push(clause);
+    params.push(...values);
+  };
+  for (const f of ['resource', 'accountUin', 'eventName'] as const) {
+    const v = q[f];
+    if (v !== undefined) add(`${column(f)} = ?`, v);
+  }
+  if (q.from !== undefined) add('time >= ?', q.from);
+  if (q.to !== undefined) add('time <= ?', q.to);
+  if (after !== undefined) add('(time, seq) > (?, ?)', after.time, after.seq);
+  if (q.keyword !== undefined && q.keyword !== '') {
+    add(`(${TEXT_FIELDS.map((f) => `instr(${column(f)}, ?) > 0`).join(' OR ')})`, ...TEXT_FIELDS.map(() => q.keyword as string));
+  }
+  const clause = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
+  return { sql: `${SELECT} INDEXED BY ${indexFor(q)} ${clause} ORDER BY time, seq LIMIT ?`, params: [...params, q.limit + 1] };
+}
+
+/** The extended result code of a SQLite error (by name: jest loads several copies of the addon's classes). */
+function sqliteCode(e: unknown): string | undefined {
+  const { name, code } = (typeof e === 'object' && e !== null ? e : {}) as { name?: unknown; code?: unknown };
+  return name === 'SqliteError' && typeof code === 'string' ? code : undefined;
+}
+
+export interface SqliteAuditOptions extends AuditLogOptions {
+  /** How long a group commit waits for another process's write lock before it fails and is retried; default 250 ms. */
+  busyTimeoutMs?: number;
+}
+
+class SqliteAuditBackend implements AuditBackend {
+  readonly db: Database.Database;
+  private readonly statements = new Map<string, Database.Statement>();
+
+  constructor(file: string, options: SqliteAuditOptions) {
+    this.db = new Database(file);
+    try {
+      this.init(options.busyTimeoutMs ?? 250);
+    } catch (e) {
+      this.db.close();
+      throw e;
+    }
+  }
+
+  async append(batch: readonly AuditEvent[]): Promise<void> {
+    try {
+      this.db.transaction(() => {
+        const stored = linkBatch(this.readHead(), batch);
+        const insert = this.stmt(INSERT);
+        for (const e of stored) insert.run(e);
+        this.stmt('INSERT INTO audit_heads (seq, hash) VALUES (@seq, @hash)').run(headOf(stored));
+      }).immediate();
+    } catch (e) {
+      if (sqliteCode(e) !== 'SQLITE_CONSTRAINT_PRIMARYKEY') throw e;
+      throw new AuditChainError('audit events are stored beyond the head anchor; refusing to overwrite them (run verify)', { cause: e });
+    }
+  }
+
+  async query(q: AuditQuery, after: Position | undefined): Promise<AuditPage> {
+    const { sql, params } = querySql(q, after);
+    const rows = this.stmt(sql).all(...params) as StoredAuditEvent[];
+    if (rows.length <= q.limit) return { events: rows };
+    const events = rows.slice(0, q.limit);
+    return { events, nextCursor: encodeCursor(events[events.length - 1]) };
+  }
+
+  async head(): Promise<ChainHead | undefined> {
+    return this.readHead();
+  }
+
+  async snapshot(): Promise<ChainSnapshot> {
+    return this.db.transaction((): ChainSnapshot => {
+      const head = this.readHead();
+      const { n, top } = this.stmt('SELECT count(*) AS n, coalesce(max(seq), 0) AS top FROM audit_events').get() as { n: number; top: number };
+      return { head, upTo: Math.max(top, head?.seq ?? 0), stored: n };
+    })();
+  }
+
+  async readChain(after: number, upTo: number, limit: number): Promise<ChainPage> {
+    const rows = this.stmt(`${SELECT} WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?`).all(after, upTo, limit) as StoredAuditEvent[];
+    const last = rows.length < limit ? upTo : rows[rows.length - 1].seq;
+    return { slots: rows.map((event) => ({ seq: event.seq, event })), last };
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  /** The query plan of a query (tests check that filters are driven by their index). */
+  explain(q: AuditQuery): string[] {
+    const { sql, params } = querySql(q, undefined);
+    return (this.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as Array<{ detail: string }>).map((r) => r.detail);
+  }
+
+  private init(busyTimeoutMs: number): void {
+    this.db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.transaction(() => {
+      this.db.exec(SCHEMA);
+      const { value } = this.db.prepare("SELECT value FROM audit_meta WHERE name = 'schema'").get() as { value: number };
+      if (value > AUDIT_SCHEMA_VERSION) {
+        throw new AuditConfigError(`audit schema ${value} is newer than this build's (${AUDIT_SCHEMA_VERSION}); upgrade the KMS`);
+      }
+    }).immediate();
+  }
+
+  private readHead(): ChainHead | undefined {
+    return this.stmt(HEAD).get() as ChainHead | undefined;
+  }
+
+  private stmt(sql: string): Database.Statement {
+    let s = this.statements.get(sql);
+    if (s === undefined) {
+      s = this.db.prepare(sql);
+      this.statements.set(sql, s);
+    }
+    return s;
+  }
+}
+
+/** The audit trail in a SQLite file (typically the key store's `kms.db`). */
+export class SqliteAuditLog extends ChainedAuditLog {
+  private readonly sqlite: SqliteAuditBackend;
+
+  constructor(file: string, options: SqliteAuditOptions = {}) {
+    commitOptions(options);
+    const backend = new SqliteAuditBackend(file, options);
+    super(backend, options);
+    this.sqlite = backend;
+  }
+
+  /** The query plan of `q` (for tests and diagnosis). */
+  explain(q: AuditQuery): string[] {
+    return this.sqlite.explain(q);
+  }
+}

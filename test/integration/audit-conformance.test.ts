@@ -1,0 +1,512 @@
+/**
+ * One conformance suite for both audit backends, on real storage: SQLite on a temporary file, Redis
+ * on a private redis-server. Tampering is done with a raw client behind the log's back.
+ */
+import { randomUUID } from 'crypto';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import Database from 'better-sqlite3';
+import Redis from 'ioredis';
+import { AuditLog } from '../../src/audit/audit-log';
+import { ChainedAuditLog } from '../../src/audit/chained-audit-log';
+import { AuditChainError, AuditInputError, AuditWriteError } from '../../src/audit/errors';
+import { MAX_FIELD_CHARS, NewAuditEvent, STORED_FIELDS, StoredAuditEvent } from '../../src/audit/event';
+import { AuditFilter, AuditQuery, matches } from '../../src/audit/query';
+import { RedisAuditLog, RedisAuditOptions } from '../../src/audit/redis-audit-log';
+import { SqliteAuditLog, SqliteAuditOptions } from '../../src/audit/sqlite-audit-log';
+import { SqliteMetadataStore } from '../../src/store/sqlite-store';
+import { RedisServer, startRedis } from '../support/redis';
+
+type Options = Omit<SqliteAuditOptions & RedisAuditOptions, 'port'>;
+
+/** One backing (file or server) and raw access to it. */
+interface Backing {
+  open(options?: Options): Promise<ChainedAuditLog>;
+  /** Sets a field of the stored event at `seq` (a STORED_FIELDS name). */
+  setField(seq: number, field: string, value: string | number): Promise<void>;
+  remove(seq: number): Promise<void>;
+  /** Exchanges the places of the events at `a` and `b`. */
+  swap(a: number, b: number): Promise<void>;
+  /** Moves the head anchor back to the event at `seq`, as if the events after it had never been written. */
+  rewindHead(seq: number): Promise<void>;
+  /** Every stored event as the store holds it, with its field names (SQLite columns in camelCase). */
+  storedEvents(): Promise<Array<Record<string, unknown>>>;
+  /** Everything the backing holds, as text (SQLite: the database and WAL files' bytes). */
+  dump(): Promise<string>;
+  /** Makes writes fail until `restoreWrites`. */
+  breakWrites(): Promise<void>;
+  restoreWrites(): Promise<void>;
+  tearDown(): Promise<void>;
+}
+
+interface Backend {
+  name: string;
+  setUp(): Promise<Backing>;
+}
+
+const camel = (column: string): string => column.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+const snake = (field: string): string => field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+function withDb<T>(file: string, fn: (db: Database.Database) => T): T {
+  const db = new Database(file);
+  try {
+    for (const t of ['events', 'heads']) for (const op of ['update', 'delete']) db.exec(`DROP TRIGGER IF EXISTS audit_${t}_no_${op}`);
+    return fn(db);
+  } finally {
+    db.close();
+  }
+}
+
+const sqliteBackend: Backend = {
+  name: 'sqlite',
+  async setUp() {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-audit-'));
+    const file = path.join(dir, 'kms.db');
+    let blocker: Database.Database | undefined;
+    return {
+      open: async (options = {}) => new SqliteAuditLog(file, { busyTimeoutMs: 20, ...options }),
+      setField: async (seq, field, value) => { withDb(file, (db) => db.prepare(`UPDATE audit_events SET ${snake(field)} = ? WHERE seq = ?`).run(value, seq)); },
+      remove: async (seq) => { withDb(file, (db) => db.prepare('DELETE FROM audit_events WHERE seq = ?').run(seq)); },
+      swap: async (a, b) => withDb(file, (db) => db.transaction(() => {
+        const move = db.prepare('UPDATE audit_events SET seq = ? WHERE seq = ?');
+        move.run(-1, a);
+        move.run(a, b);
+        move.run(b, -1);
+      })()),
+      rewindHead: async (seq) => withDb(file, (db) => {
+        db.prepare('DELETE FROM audit_heads WHERE seq > ?').run(seq);
+        db.prepare('INSERT OR IGNORE INTO audit_heads (seq, hash) SELECT seq, hash FROM audit_events WHERE seq = ?').run(seq);
+      }),
+      storedEvents: async () => withDb(file, (db) => (db.prepare('SELECT * FROM audit_events ORDER BY seq').all() as Array<Record<string, unknown>>)
+        .map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [camel(k), v])))),
+      dump: async () => fs.readdirSync(dir).map((f) => fs.readFileSync(path.join(dir, f)).toString('latin1')).join('\n'),
+      breakWrites: async () => {
+        blocker = new Database(file);
+        blocker.exec('BEGIN IMMEDIATE');
+      },
+      restoreWrites: async () => {
+        blocker?.exec('ROLLBACK');
+        blocker?.close();
+      },
+      tearDown: async () => fs.rmSync(dir, { recursive: true, force: true }),
+    };
+  },
+};
+
+const redisBackend: Backend = {
+  name: 'redis',
+  async setUp() {
+    const server = await startRedis({ persistent: true });
+    const raw = new Redis({ port: server.port });
+    const EVENTS = 'kms:audit:events';
+    const readEvent = async (seq: number): Promise<Record<string, unknown>> => JSON.parse((await raw.hget(EVENTS, String(seq))) ?? 'null') as Record<string, unknown>;
+    return {
+      open: async (options = {}) => RedisAuditLog.open({ port: server.port, ...options }),
+      setField: async (seq, field, value) => {
+        await raw.hset(EVENTS, String(seq), JSON.stringify({ ...(await readEvent(seq)), [field]: value }));
+      },
+      remove: async (seq) => { await raw.hdel(EVENTS, String(seq)); },
+      swap: async (a, b) => {
+        const [x, y] = await raw.hmget(EVENTS, String(a), String(b));
+        await raw.hset(EVENTS, String(a), y ?? '', String(b), x ?? '');
+      },
+      rewindHead: async (seq) => { await raw.hset('kms:audit:head', 'seq', String(seq), 'hash', String((await readEvent(seq)).hash)); },
+      storedEvents: async () => {
+        const all = await raw.hgetall(EVENTS);
+        return Object.keys(all).sort((a, b) => Number(a) - Number(b)).map((k) => JSON.parse(all[k]) as Record<string, unknown>);
+      },
+      dump: async () => {
+        const out: string[] = [];
+        for (const key of await raw.keys('*')) {
+          const type = await raw.type(key);
+          const value = type === 'hash' ? await raw.hgetall(key) : type === 'zset' ? await raw.zrange(key, '0', '-1') : await raw.get(key);
+          out.push(key, JSON.stringify(value));
+        }
+        return out.join('\n');
+      },
+      breakWrites: async () => { await raw.config('SET', 'maxmemory', '1'); },
+      restoreWrites: async () => { await raw.config('SET', 'maxmemory', '0'); },
+      tearDown: async () => {
+        raw.disconnect();
+        await server.stop();
+      },
+    };
+  },
+};
+
+const T0 = 1_700_000_000_000;
+const ACTIONS = ['Encrypt', 'Decrypt', 'CreateKey', 'ListKey'];
+const ACCOUNTS = ['100', '200', '300'];
+const KEYS = [randomUUID(), randomUUID(), 'key/*'];
+
+/** The i-th event of the data set: times with ties and out of append order, every filter value used. */
+function sample(i: number): NewAuditEvent {
+  return {
+    time: T0 + ((i * 7) % 13) * 1000,
+    eventName: ACTIONS[i % ACTIONS.length],
+    accountUin: ACCOUNTS[i % ACCOUNTS.length],
+    subAccountUin: i % 2 === 0 ? ACCOUNTS[i % ACCOUNTS.length] : `${ACCOUNTS[i % ACCOUNTS.length]}0${i % 5}`,
+    secretId: `AKID${i % 4}`,
+    sourceIp: `10.0.${i % 3}.${i}`,
+    region: i % 5 === 0 ? 'ap-shanghai' : 'ap-guangzhou',
+    requestId: randomUUID(),
+    resource: KEYS[i % KEYS.length],
+    errorCode: i % 6 === 0 ? 'ResourceUnavailable.CmkDisabled' : '',
+  };
+}
+
+/** The oracle: the stored events matching `f`, in (time, seq) order. */
+function expected(all: StoredAuditEvent[], f: AuditFilter): string[] {
+  return all.filter((e) => matches(e, f)).sort((a, b) => a.time - b.time || a.seq - b.seq).map((e) => e.eventId);
+}
+
+async function allPages(log: AuditLog, q: AuditQuery): Promise<string[]> {
+  const ids: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await log.query({ ...q, cursor });
+    expect(page.events.length).toBeLessThanOrEqual(q.limit);
+    ids.push(...page.events.map((e) => e.eventId));
+    cursor = page.nextCursor;
+  } while (cursor !== undefined);
+  return ids;
+}
+
+async function exported(log: AuditLog, f?: AuditFilter): Promise<StoredAuditEvent[]> {
+  const lines: string[] = [];
+  const n = await log.export((l) => lines.push(l), f);
+  expect(lines).toHaveLength(n);
+  for (const l of lines) expect(l.endsWith('\n')).toBe(true);
+  return lines.map((l) => JSON.parse(l) as StoredAuditEvent);
+}
+
+async function appendAll(log: AuditLog, events: NewAuditEvent[]): Promise<void> {
+  for (const e of events) log.append(e);
+  await log.flush();
+}
+
+describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => {
+  let backing: Backing;
+  const open: AuditLog[] = [];
+  const openLog = async (options?: Options): Promise<ChainedAuditLog> => {
+    const log = await backing.open(options);
+    open.push(log);
+    return log;
+  };
+
+  beforeEach(async () => {
+    backing = await backend.setUp();
+  });
+
+  afterEach(async () => {
+    for (const log of open.splice(0)) await log.close().catch(() => undefined);
+    await backing.tearDown();
+  });
+
+  test('appended events are chained 1..n and read back field for field', async () => {
+    const log = await openLog();
+    const input = Array.from({ length: 30 }, (_, i) => sample(i));
+    await appendAll(log, input);
+    expect(log.counters()).toEqual({ pending: 0, dropped: 0, written: 30 });
+    const all = await exported(log);
+    expect(all.map((e) => e.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    all.forEach((e, i) => expect(e).toMatchObject(input[i]));
+    expect(await log.head()).toEqual({ seq: 30, hash: all[29].hash });
+    expect(await log.verify()).toEqual({ ok: true, checked: 30, problems: [] });
+  });
+
+  test('queries filter by time range, event name, account, resource and keyword, in (time, seq) order', async () => {
+    const log = await openLog();
+    await appendAll(log, Array.from({ length: 60 }, (_, i) => sample(i)));
+    const all = await exported(log);
+    const filters: AuditFilter[] = [
+      {}, { from: T0 + 3000 }, { to: T0 + 5000 }, { from: T0 + 2000, to: T0 + 2000 }, { eventName: 'Decrypt' }, { accountUin: '200' },
+      { resource: KEYS[0] }, { resource: 'key/*', eventName: 'ListKey' }, { accountUin: '100', resource: KEYS[1], from: T0 + 4000 },
+      { keyword: 'CmkDisabled' }, { keyword: '10.0.2.' }, { keyword: 'ap-shanghai', accountUin: '300' }, { keyword: '2000' }, { eventName: 'Nope' },
+    ];
+    for (const f of filters) {
+      const want = expected(all, f);
+      const page = await log.query({ ...f, limit: 1000 });
+      expect({ f, ids: page.events.map((e) => e.eventId) }).toEqual({ f, ids: want });
+      expect(page.nextCursor).toBeUndefined();
+    }
+  });
+
+  test('cursor paging returns every match once, in order', async () => {
+    const log = await openLog();
+    await appendAll(log, Array.from({ length: 60 }, (_, i) => sample(i)));
+    const all = await exported(log);
+    for (const f of [{}, { eventName: 'Encrypt' }, { accountUin: '100', from: T0 + 1000, to: T0 + 9000 }, { keyword: 'AKID1' }]) {
+      for (const limit of [1, 7, 15]) expect({ f, limit, ids: await allPages(log, { ...f, limit }) }).toEqual({ f, limit, ids: expected(all, f) });
+    }
+  });
+
+  test('bad limits, foreign cursors and bad options are refused', async () => {
+    await expect(backing.open({ maxBatch: 0 })).rejects.toThrow(AuditInputError);
+    await expect(backing.open({ retryMinMs: 50, retryMaxMs: 10 })).rejects.toThrow(AuditInputError);
+    const log = await openLog();
+    await expect(log.query({ limit: 0 })).rejects.toThrow(AuditInputError);
+    await expect(log.query({ limit: 1001 })).rejects.toThrow(AuditInputError);
+    await expect(log.query({ limit: 10, cursor: 'not-a-cursor' })).rejects.toThrow(AuditInputError);
+  });
+
+  test('export writes JSON lines in chain order with exactly the stored fields; a filter narrows it', async () => {
+    const log = await openLog();
+    await appendAll(log, Array.from({ length: 25 }, (_, i) => sample(i)));
+    const all = await exported(log);
+    expect(all.map((e) => e.seq)).toEqual(Array.from({ length: 25 }, (_, i) => i + 1));
+    for (const e of all) expect(Object.keys(e)).toEqual([...STORED_FIELDS]);
+    const decrypts = await exported(log, { eventName: 'Decrypt', from: T0 + 2000 });
+    expect(decrypts.map((e) => e.eventId)).toEqual(all.filter((e) => e.eventName === 'Decrypt' && e.time >= T0 + 2000).map((e) => e.eventId));
+  });
+
+  test('a stored event holds exactly the allowed fields, and nothing else passed in reaches the store', async () => {
+    const log = await openLog();
+    const secrets = { secretKey: 'SECRETKEY-9f2c', plaintext: 'PLAINTEXT-77ab', keyMaterial: 'MATERIAL-4e1d', pin: 'PIN-31337' };
+    log.append({ ...sample(1), ...secrets } as NewAuditEvent);
+    log.append({ ...sample(2), eventName: 'E'.repeat(MAX_FIELD_CHARS * 4) });
+    await log.flush();
+    const stored = await backing.storedEvents();
+    expect(stored).toHaveLength(2);
+    for (const e of stored) expect(Object.keys(e).sort()).toEqual([...STORED_FIELDS].sort());
+    expect(stored[1].eventName).toBe('E'.repeat(MAX_FIELD_CHARS));
+    const dump = await backing.dump();
+    expect(dump).toContain(String(stored[0].eventId));
+    for (const s of Object.values(secrets)) expect(dump).not.toContain(s);
+  });
+
+  test('verify reports a changed field at its seq', async () => {
+    const log = await openLog();
+    await appendAll(log, Array.from({ length: 10 }, (_, i) => sample(i)));
+    await backing.setField(4, 'errorCode', 'Tampered');
+    await backing.setField(7, 'accountUin', '999');
+    const r = await log.verify();
+    expect(r.ok).toBe(false);
+    expect(r.checked).toBe(10);
+    expect(r.problems.map((p) => p.seq)).toEqual([4, 7]);
+    expect(r.problems[0].reason).toMatch(/changed/);
+  });
+
+  test('verify reports a removed event', async () => {
+    const log = await openLog();
+    await appendAll(log, Array.from({ length: 10 }, (_, i) => sample(i)));
+    await backing.remove(5);
+    const r = await log.verify();
+    expect(r).toEqual({ ok: false, checked: 9, problems: [{ seq: 5, reason: 'event 5 is missing (removed)' }] });
+  });
+
+  test('verify reports two events swapped', async () => {
+    const log = await openLog();
+    await appendAll(log, Array.from({ length: 10 }, (_, i) => sample(i)));
+    await backing.swap(3, 8);
+    const r = await log.verify();
+    expect(r.ok).toBe(false);
+    expect([...new Set(r.problems.map((p) => p.seq))]).toEqual([3, 8]);
+  });
+
+  test('verify reports removed newest events against the head anchor; an anchor kept outside catches a consistent truncation', async () => {
+    const log = await openLog();
+    await appendAll(log, Array.from({ length: 10 }, (_, i) => sample(i)));
+    const kept = await log.head();
+    for (const seq of [9, 10]) await backing.remove(seq);
+    expect((await log.verify()).problems).toEqual([{ seq: 9, reason: expect.stringContaining('truncated') }]);
+    await backing.rewindHead(8);
+    expect(await log.verify()).toEqual({ ok: true, checked: 8, problems: [] });
+    expect((await log.verify({ anchor: kept })).problems).toEqual([{ seq: 10, reason: expect.stringContaining('anchored event 10 is missing') }]);
+  });
+
+  test('events beyond the head anchor are reported and never overwritten by later appends', async () => {
+    const log = await openLog();
+    await appendAll(log, Array.from({ length: 6 }, (_, i) => sample(i)));
+    await backing.rewindHead(4);
+    const r = await log.verify();
+    expect(r.ok).toBe(false);
+    expect(r.problems[0].seq).toBe(5);
+    const fresh = await openLog();
+    fresh.append(sample(7));
+    const failure = await fresh.flush().catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(AuditWriteError);
+    expect((failure as AuditWriteError).cause).toBeInstanceOf(AuditChainError);
+    expect((await backing.storedEvents()).map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
+  test('two writer handles appending concurrently extend one chain', async () => {
+    const a = await openLog({ maxBatch: 16 });
+    const b = await openLog({ maxBatch: 16 });
+    const ids: string[] = [];
+    for (let round = 0; round < 4; round++) {
+      for (let i = 0; i < 100; i++) {
+        const e = { ...sample(i), eventId: randomUUID() };
+        ids.push(e.eventId);
+        (i % 2 === 0 ? a : b).append(e);
+      }
+      await Promise.all([a.flush(), b.flush()]);
+      // Alternating single appends: each handle's idea of the head is stale every time.
+      for (const log of [a, b, a, b]) {
+        const e = { ...sample(round), eventId: randomUUID() };
+        ids.push(e.eventId);
+        log.append(e);
+        await log.flush();
+      }
+    }
+    const all = await exported(a);
+    expect(all.map((e) => e.seq)).toEqual(Array.from({ length: ids.length }, (_, i) => i + 1));
+    expect(all.map((e) => e.eventId).sort()).toEqual([...ids].sort());
+    expect(await b.verify()).toEqual({ ok: true, checked: ids.length, problems: [] });
+    expect(a.counters().written + b.counters().written).toBe(ids.length);
+  });
+
+  test('group commits write on their own, without flush', async () => {
+    const log = await openLog({ maxBatch: 50, intervalMs: 5 });
+    for (let i = 0; i < 120; i++) log.append(sample(i));
+    while (log.counters().written < 120) await new Promise((r) => setTimeout(r, 5));
+    expect(log.counters()).toEqual({ pending: 0, dropped: 0, written: 120 });
+    expect((await log.verify()).checked).toBe(120);
+  });
+
+  test('while the store refuses writes, events wait in a bounded buffer, the excess is dropped, and a retry writes the rest', async () => {
+    const log = await openLog({ maxPending: 3, intervalMs: 1, retryMinMs: 1, retryMaxMs: 2 });
+    await appendAll(log, [sample(0)]);
+    await backing.breakWrites();
+    for (let i = 1; i <= 5; i++) log.append(sample(i));
+    await expect(log.flush()).rejects.toThrow(AuditWriteError);
+    expect(log.counters()).toEqual({ pending: 3, dropped: 2, written: 1 });
+    await backing.restoreWrites();
+    while (log.counters().written < 4) await new Promise((r) => setTimeout(r, 5));
+    await log.flush();
+    expect(log.counters()).toEqual({ pending: 0, dropped: 2, written: 4 });
+    expect(await log.verify()).toEqual({ ok: true, checked: 4, problems: [] });
+  });
+
+  test('close flushes; a closed log counts further appends as dropped; a new handle sees everything', async () => {
+    const log = await backing.open();
+    for (let i = 0; i < 5; i++) log.append(sample(i));
+    await log.close();
+    log.append(sample(9));
+    expect(log.counters()).toEqual({ pending: 0, dropped: 1, written: 5 });
+    const again = await openLog();
+    expect((await again.query({ limit: 10 })).events).toHaveLength(5);
+  });
+
+  test('close with the store refusing writes reports the unwritten events as dropped', async () => {
+    const log = await backing.open({ retryMinMs: 1 });
+    await backing.breakWrites();
+    log.append(sample(0));
+    await expect(log.close()).rejects.toThrow(AuditWriteError);
+    expect(log.counters()).toEqual({ pending: 0, dropped: 1, written: 0 });
+    await backing.restoreWrites();
+  });
+});
+
+describe('audit log on sqlite, specifics', () => {
+  let dir: string;
+  let file: string;
+
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-audit-'));
+    file = path.join(dir, 'kms.db');
+  });
+
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('shares the key store\'s database file, whichever opens it first', async () => {
+    const first = new SqliteAuditLog(file);
+    await first.close();
+    const store = new SqliteMetadataStore(file);
+    const log = new SqliteAuditLog(file);
+    try {
+      log.append(sample(0));
+      await log.flush();
+      expect(await store.countKeys('100', 'ap-guangzhou')).toBe(0);
+      expect((await log.verify()).checked).toBe(1);
+    } finally {
+      await log.close();
+      await store.close();
+    }
+  });
+
+  test('triggers refuse UPDATE and DELETE on the events and heads', async () => {
+    const log = new SqliteAuditLog(file);
+    log.append(sample(0));
+    await log.close();
+    const db = new Database(file);
+    try {
+      expect(() => db.prepare("UPDATE audit_events SET region = 'x'").run()).toThrow(/append-only/);
+      expect(() => db.prepare('DELETE FROM audit_events').run()).toThrow(/append-only/);
+      expect(() => db.prepare('DELETE FROM audit_heads').run()).toThrow(/append-only/);
+    } finally {
+      db.close();
+    }
+  });
+
+  test('filtered queries are driven by their index', async () => {
+    const log = new SqliteAuditLog(file);
+    try {
+      const plan = (q: AuditQuery): string => log.explain(q).join(' | ');
+      expect(plan({ limit: 10, from: T0 })).toMatch(/USING INDEX audit_events_time/);
+      expect(plan({ limit: 10, eventName: 'Encrypt' })).toMatch(/USING INDEX audit_events_name \(event_name=\?/);
+      expect(plan({ limit: 10, accountUin: '100', eventName: 'Encrypt' })).toMatch(/USING INDEX audit_events_account \(account_uin=\?/);
+      expect(plan({ limit: 10, resource: 'k', accountUin: '100', keyword: 'x' })).toMatch(/USING INDEX audit_events_resource \(resource=\?/);
+      for (const q of [{ limit: 10 }, { limit: 10, eventName: 'Encrypt', from: T0 }]) expect(plan(q)).not.toMatch(/TEMP B-TREE/);
+    } finally {
+      await log.close();
+    }
+  });
+});
+
+describe('audit log on redis, specifics', () => {
+  let server: RedisServer;
+  let raw: Redis;
+
+  beforeEach(async () => {
+    server = await startRedis({ persistent: false });
+    raw = new Redis({ port: server.port });
+  });
+
+  afterEach(async () => {
+    raw.disconnect();
+    await server.stop();
+  });
+
+  test('every key it writes is under kms:audit:', async () => {
+    const log = await RedisAuditLog.open({ port: server.port });
+    for (let i = 0; i < 12; i++) log.append(sample(i));
+    await log.close();
+    const keys = await raw.keys('*');
+    expect(keys.length).toBeGreaterThan(3);
+    for (const k of keys) expect(k.startsWith('kms:audit:')).toBe(true);
+  });
+
+  test('a batch sent again after its reply was lost is recognised by its first event id, not written twice', async () => {
+    const first = await RedisAuditLog.open({ port: server.port });
+    const again = await RedisAuditLog.open({ port: server.port });
+    try {
+      const e = { ...sample(0), eventId: randomUUID() };
+      first.append(e);
+      first.append(sample(1));
+      await first.flush();
+      // `again` has never seen the head, as a node whose reply got lost has not: the script finds the batch stored.
+      again.append(e);
+      await again.flush();
+      expect(await raw.hlen('kms:audit:events')).toBe(2);
+      expect(await again.verify()).toEqual({ ok: true, checked: 2, problems: [] });
+    } finally {
+      await first.close();
+      await again.close();
+    }
+  });
+
+  test('a stored event with a field added behind the log\'s back is reported', async () => {
+    const log = await RedisAuditLog.open({ port: server.port });
+    try {
+      log.append(sample(0));
+      await log.flush();
+      const doc = JSON.parse((await raw.hget('kms:audit:events', '1')) ?? '{}') as Record<string, unknown>;
+      await raw.hset('kms:audit:events', '1', JSON.stringify({ ...doc, plaintext: 'x' }));
+      expect((await log.verify()).problems).toEqual([{ seq: 1, reason: 'the stored event cannot be read: unexpected fields plaintext' }]);
+    } finally {
+      await log.close();
+    }
+  });
+});
