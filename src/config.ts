@@ -6,12 +6,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parse } from 'yaml';
-import { ClusterConfig, parseClusterConfig, PinSource } from './hsm/config';
+import { ClusterConfig, parseClusterConfig } from './hsm/config';
 import { ConfigError } from './hsm/errors';
 
 export type StoreConfig =
   | { kind: 'sqlite'; path: string }
-  | { kind: 'redis'; host: string; port: number; password?: PinSource; allowVolatile: boolean };
+  | { kind: 'redis'; host: string; port: number; allowVolatile: boolean };
 
 export interface ServerConfig {
   dataDir: string;
@@ -67,13 +67,11 @@ function parseStore(doc: Doc, dataDir: string): StoreConfig {
     return { kind, path: isAbsolute(path) ? path : join(dataDir, path) };
   }
   if (kind !== 'redis') throw new ConfigError(`store.kind must be sqlite or redis, not ${JSON.stringify(kind)}`);
-  const pw = s.password;
-  if (typeof pw === 'string') throw new ConfigError('store.password is never written in configuration; use {env: NAME} or {file: PATH}');
+  if (s.password !== undefined) throw new ConfigError('store.password: Redis authentication is not supported yet; protect the Redis by network (bind, firewall)');
   return {
     kind,
     host: text(s, 'host', '127.0.0.1', 'store'),
     port: int(s, 'port', 6379, 1, 65535, 'store'),
-    password: pw === undefined ? undefined : (pw as PinSource),
     allowVolatile: s.allowVolatile === true,
   };
 }
