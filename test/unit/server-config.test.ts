@@ -1,0 +1,59 @@
+import { ConfigError } from '../../src/hsm/errors';
+import { isLoopback, parseServerConfig } from '../../src/config';
+
+const CLUSTERS = `
+clusters:
+  - id: default
+    kind: shared
+    members:
+      - { id: a, profile: softhsm2, token: a, pin: { env: PIN_A } }
+`;
+const base = (extra = '') => `deploymentId: 00112233445566778899aabbccddeeff\n${extra}${CLUSTERS}`;
+
+describe('kms.yaml', () => {
+  test('defaults', () => {
+    const c = parseServerConfig(base(), '/data', {});
+    expect(c).toMatchObject({
+      listen: { host: '127.0.0.1', port: 8080 }, allowInsecure: false, store: { kind: 'sqlite', path: '/data/kms.db' }, regions: ['ap-guangzhou'],
+      maxKeysPerRegion: 200, maxBodyBytes: 262144, rateLimit: { perSecond: 1000, burst: 2000 }, alarms: {}, shutdownGraceMs: 10000,
+    });
+    expect(c.tls).toBeUndefined();
+    expect(c.deploymentId.toString('hex')).toBe('00112233445566778899aabbccddeeff');
+    expect(c.clusters.map((x) => x.id)).toEqual(['default']);
+  });
+
+  test('environment overrides port and host; relative paths resolve in the data dir', () => {
+    const c = parseServerConfig(base('tls: { cert: c.pem, key: k.pem }\nalarms: { log: alarms.log, webhook: "http://hook" }\n'), '/data', { KMS_PORT: '9000', KMS_HOST: '0.0.0.0' });
+    expect(c.listen).toEqual({ host: '0.0.0.0', port: 9000 });
+    expect(c.tls).toEqual({ cert: '/data/c.pem', key: '/data/k.pem' });
+    expect(c.alarms).toEqual({ log: '/data/alarms.log', webhook: 'http://hook' });
+  });
+
+  test('redis store', () => {
+    expect(parseServerConfig(base('store: { kind: redis, port: 6380, allowVolatile: true }\n'), '/d', {}).store).toEqual({ kind: 'redis', host: '127.0.0.1', port: 6380, allowVolatile: true });
+  });
+
+  test.each([
+    ['no deploymentId', CLUSTERS],
+    ['short deploymentId', `deploymentId: abcd\n${CLUSTERS}`],
+    ['bad port', base('listen: { port: 70000 }\n')],
+    ['bad region', base('regions: ["Not A Region"]\n')],
+    ['empty regions', base('regions: []\n')],
+    ['unknown store kind', base('store: { kind: mysql }\n')],
+    ['inline redis password', base('store: { kind: redis, password: hunter2 }\n')],
+    ['negative quota', base('maxKeysPerRegion: -1\n')],
+    ['tiny body limit', base('maxBodyBytes: 10\n')],
+    ['zero rate', base('rateLimit: { perSecond: 0 }\n')],
+    ['no clusters', 'deploymentId: 00112233445566778899aabbccddeeff\n'],
+  ])('%s is refused', (_name, text) => {
+    expect(() => parseServerConfig(text, '/d', {})).toThrow(ConfigError);
+  });
+
+  test('an inline password is never echoed', () => {
+    expect(() => parseServerConfig(base('store: { kind: redis, password: hunter2 }\n'), '/d', {})).toThrow(/^(?!.*hunter2)/);
+  });
+
+  test.each([['127.0.0.1', true], ['127.1.2.3', true], ['localhost', true], ['::1', true], ['0.0.0.0', false], ['10.0.0.5', false], ['::', false]])('isLoopback(%s) = %s', (host, expected) => {
+    expect(isLoopback(host)).toBe(expected);
+  });
+});
