@@ -1,4 +1,5 @@
 /** What the API layer needs from the layers below, as small interfaces the composition root fills in. */
+import type { NewAuditEvent } from '../audit/event';
 import type { Principal } from '../iam/principal';
 
 export interface Authenticator {
@@ -19,21 +20,8 @@ export interface Authorizer {
 }
 
 /** One audit event per request, allowed or not; never blocks the request. */
-export interface AuditEventInput {
-  eventName: string;
-  accountUin: string;
-  subAccountUin: string;
-  secretId: string;
-  sourceIp: string;
-  region: string;
-  requestId: string;
-  resource: string;
-  errorCode: string;
-  time: number;
-}
-
 export interface AuditSink {
-  append(e: AuditEventInput): void;
+  append(e: NewAuditEvent): void;
 }
 
 export interface RateLimiter {

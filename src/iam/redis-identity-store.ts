@@ -17,6 +17,7 @@
  * Refuses a server with neither AOF nor RDB persistence unless `allowVolatile` is set.
  */
 import Redis from 'ioredis';
+import { openPersistentRedis } from '../store/redis-connection';
 import { IamAlreadyExistsError, IamConfigError, IamError, IamNotFoundError } from './errors';
 import {
   ApiKeyRecord, ApiKeyStatus, IdentityStore, NewApiKey, NewTenant, NewUser, PolicyAttachment, TenantRecord, UIN_BASE, UinKind,
@@ -127,17 +128,7 @@ export class RedisIdentityStore implements IdentityStore {
   private constructor(private readonly redis: Redis) {}
 
   static async open(options: RedisIdentityStoreOptions): Promise<RedisIdentityStore> {
-    const redis = new Redis({
-      host: options.host ?? '127.0.0.1', port: options.port, password: options.password, lazyConnect: true, maxRetriesPerRequest: 3,
-    });
-    await redis.connect();
-    try {
-      await checkPersistence(redis, options);
-    } catch (e) {
-      redis.disconnect();
-      throw e;
-    }
-    return new RedisIdentityStore(redis);
+    return new RedisIdentityStore(await openPersistentRedis(options, 'accounts and API keys', (m) => new IamConfigError(m)));
   }
 
   async allocateUin(kind: UinKind): Promise<string> {
@@ -252,17 +243,5 @@ export class RedisIdentityStore implements IdentityStore {
       if (err) throw err;
       return present(h as Hash) ? [[ids[i], h as Hash]] : [];
     });
-  }
-}
-
-async function checkPersistence(redis: Redis, options: RedisIdentityStoreOptions): Promise<void> {
-  if (options.allowVolatile) return;
-  const [, aof] = (await redis.config('GET', 'appendonly')) as string[];
-  const [, save] = (await redis.config('GET', 'save')) as string[];
-  if (aof !== 'yes' && (save ?? '').trim() === '') {
-    throw new IamConfigError(
-      `Redis at ${options.host ?? '127.0.0.1'}:${options.port} has neither AOF nor RDB persistence; ` +
-      'accounts and API keys would be lost on restart (set allowVolatile to accept that)',
-    );
   }
 }

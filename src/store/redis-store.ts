@@ -32,6 +32,7 @@
  */
 import { randomUUID } from 'crypto';
 import Redis, { ChainableCommander } from 'ioredis';
+import { openPersistentRedis } from './redis-connection';
 import {
   AliasExistsError, ConflictError, CreateLimits, DUE_KINDS, DueKind, KeyChange, KeyDoc, KeyNotFoundError, KeyPatch,
   KeyRecord, KeyRef, KeyVersion, ListKeysQuery, ListKeysResult, MetadataStore, NewKeyRecord, QuotaExceededError,
@@ -193,15 +194,7 @@ export class RedisMetadataStore implements MetadataStore {
   private constructor(private readonly redis: Redis) {}
 
   static async open(options: RedisStoreOptions): Promise<RedisMetadataStore> {
-    const redis = new Redis({ host: options.host ?? '127.0.0.1', port: options.port, lazyConnect: true, maxRetriesPerRequest: 3 });
-    await redis.connect();
-    try {
-      await checkServer(redis, options);
-    } catch (e) {
-      redis.disconnect();
-      throw e;
-    }
-    return new RedisMetadataStore(redis);
+    return new RedisMetadataStore(await openPersistentRedis(options, 'key metadata', (m) => new StoreConfigError(m)));
   }
 
   async createKey(record: NewKeyRecord, limits: CreateLimits = {}): Promise<KeyRecord> {
@@ -567,20 +560,6 @@ export class RedisMetadataStore implements MetadataStore {
       }
     }
     return fixes;
-  }
-}
-
-async function checkServer(redis: Redis, options: RedisStoreOptions): Promise<void> {
-  const version = /redis_version:(\d+)/.exec(await redis.info('server'))?.[1];
-  if (version !== undefined && Number(version) < 7) throw new StoreConfigError(`Redis ${version} is too old; 7.0 or later is required`);
-  if (options.allowVolatile) return;
-  const [, aof] = (await redis.config('GET', 'appendonly')) as string[];
-  const [, save] = (await redis.config('GET', 'save')) as string[];
-  if (aof !== 'yes' && (save ?? '').trim() === '') {
-    throw new StoreConfigError(
-      `Redis at ${options.host ?? '127.0.0.1'}:${options.port} has neither AOF nor RDB persistence; ` +
-      'key metadata would be lost on restart (set allowVolatile to accept that)',
-    );
   }
 }
 
