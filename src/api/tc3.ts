@@ -185,20 +185,43 @@ function signedValues(req: Tc3Request, names: readonly string[]): Map<string, st
   return values;
 }
 
-/** Every canonical request the signer may have built (deduplicated): value styles × host with/without port. */
-function candidateCanonicalRequests(req: Tc3Request, signedHeaders: readonly string[]): string[] {
+/**
+ * Every canonical request the signer may have built, most likely first (the SDKs' way), each
+ * only once: value styles × host with/without port. Lazy, so a match stops the work.
+ */
+function* candidateCanonicalRequests(req: Tc3Request, signedHeaders: readonly string[]): Generator<string> {
   const values = signedValues(req, signedHeaders);
   const host = values.get('host') as string;
   const { path, query } = splitUrl(req.url);
   const base = { method: req.method.toUpperCase(), path, query, payloadHash: sha256Hex(req.body) };
-  const out = new Set<string>();
+  const seen = new Set<string>();
   for (const hostValue of [hostWithoutPort(host), host]) {
     for (const style of VALUE_STYLES) {
       const headers = signedHeaders.map((n) => [n, style(n, n === 'host' ? hostValue : (values.get(n) as string))] as const);
-      out.add(canonicalRequest({ ...base, headers }));
+      const canonical = canonicalRequest({ ...base, headers });
+      if (!seen.has(canonical)) {
+        seen.add(canonical);
+        yield canonical;
+      }
     }
   }
-  return [...out];
+}
+
+/**
+ * Signing keys are derived with three HMACs per (SecretKey, date, service); they are kept for the
+ * day, keyed by SecretId and checked against the SecretKey they came from (a changed key misses).
+ */
+const KEY_CACHE_SIZE = 10_000;
+const keyCache = new Map<string, { secretKey: Buffer; key: Buffer }>();
+
+function cachedSigningKey(secretId: string, secretKey: Buffer, date: string, service: string): Buffer {
+  const id = `${secretId}\n${date}\n${service}`;
+  const hit = keyCache.get(id);
+  if (hit && hit.secretKey.equals(secretKey)) return hit.key;
+  const key = signingKey(secretKey, date, service);
+  if (keyCache.size >= KEY_CACHE_SIZE) keyCache.delete(keyCache.keys().next().value as string);
+  keyCache.set(id, { secretKey: Buffer.from(secretKey), key });
+  return key;
 }
 
 function checkTime(auth: ParsedAuthorization, timestamp: number, nowSeconds: number): void {
@@ -216,14 +239,17 @@ export async function verifyTc3(req: Tc3Request, lookup: SecretLookup, nowSecond
   const auth = parseAuthorization(singleHeader(req.headers, 'authorization'));
   const timestamp = parseTimestamp(singleHeader(req.headers, 'x-tc-timestamp'));
   const candidates = candidateCanonicalRequests(req, auth.signedHeaders);
+  const first = candidates.next();
   checkTime(auth, timestamp, nowSeconds);
   const secretKey = await lookup(auth.secretId);
   if (secretKey === undefined) throw new AuthError('AuthFailure.SecretIdNotFound', 'the SecretId is not found; check that it is correct');
-  const key = signingKey(secretKey, auth.date, auth.service);
-  let match = false;
+  const key = cachedSigningKey(auth.secretId, secretKey, auth.date, auth.service);
+  // Each comparison is constant-time; stopping at a match reveals only which header style the client used.
+  const matches = (canonical: string) => timingSafeEqual(hmac(key, stringToSign(timestamp, auth.date, auth.service, canonical)), auth.signature);
+  let match = !first.done && matches(first.value);
   for (const canonical of candidates) {
-    const expected = hmac(key, stringToSign(timestamp, auth.date, auth.service, canonical));
-    match = timingSafeEqual(expected, auth.signature) || match;
+    if (match) break;
+    match = matches(canonical);
   }
   if (!match) throw new AuthError('AuthFailure.SignatureFailure', 'the provided credentials could not be validated; check that the signature is correct');
   return { secretId: auth.secretId, service: auth.service, timestamp };
