@@ -10,7 +10,7 @@ import type { MetadataStore } from '../store/store';
 import { toApiError } from './error-codes';
 import { HANDLERS } from './handlers';
 import type { Metrics } from './metrics';
-import { handleRequest, PipelineDeps } from './pipeline';
+import { handleRequest, PipelineDeps, refuseUnread } from './pipeline';
 import { errorBody } from './response';
 
 export interface AppDeps extends Omit<PipelineDeps, 'handlers'> {
@@ -51,14 +51,15 @@ export function createApp(deps: AppDeps): express.Express {
     );
   });
 
-  // Body too large, unreadable body, anything express itself refuses on POST /: still the envelope.
+  // Body too large, unreadable or undecodable body (a Content-Encoding that is not what it says, or not supported), anything
+  // express itself refuses on POST /: still the envelope, and the audit event, log line and metrics of any request. These are
+  // the caller's doing (express gives them 4xx statuses): a specific code, never InternalError.
   app.use((err: Error & { type?: string; status?: number }, req: Request, res: Response, next: NextFunction) => {
     if (req.path !== '/' || req.method !== 'POST') return next(err);
-    const requestId = randomUUID();
-    const code = err.type === 'entity.too.large' ? 'RequestSizeLimitExceeded' : toApiError(err).code;
-    const message = err.type === 'entity.too.large' ? `request body is larger than ${deps.maxBodyBytes} bytes` : 'the request body could not be read';
-    deps.metrics.requests.inc({ action: String(req.headers['x-tc-action'] ?? ''), code });
-    send(res, errorBody(code, message, requestId));
+    const tooLarge = err.type === 'entity.too.large';
+    const code = tooLarge ? 'RequestSizeLimitExceeded' : (err.status ?? 500) < 500 ? 'InvalidParameter' : toApiError(err).code;
+    const message = tooLarge ? `request body is larger than ${deps.maxBodyBytes} bytes` : 'the request body could not be read (check Content-Encoding and Content-Length)';
+    send(res, refuseUnread(pipeline, { method: req.method, url: req.originalUrl, headers: req.headers, sourceIp: req.socket.remoteAddress ?? '' }, code, message));
   });
   return app;
 }

@@ -51,7 +51,7 @@ interface Trace {
   resource: string;
 }
 
-function header(req: RawRequest, name: string): string | undefined {
+function header(req: Pick<RawRequest, 'headers'>, name: string): string | undefined {
   const v = req.headers[name];
   return Array.isArray(v) ? v[0] : v;
 }
@@ -98,7 +98,9 @@ async function run(deps: PipelineDeps, req: RawRequest, trace: Trace, now: numbe
     if (!trace.region) throw new ParamError('MissingParameter', 'X-TC-Region', 'the X-TC-Region header is required');
     if (!deps.regions.includes(trace.region)) throw new UnsupportedRegionError(`region ${JSON.stringify(trace.region.slice(0, 64))} is not served here (served: ${deps.regions.join(', ')})`);
   }
-  const caller: Caller = { tenant: principal.tenantUin, uin: principal.uin, region: trace.region || deps.regions[0] };
+  // A regionless action (GetRegions) may carry any region header, or none: it acts in the first served region.
+  const region = deps.regions.includes(trace.region) ? trace.region : deps.regions[0];
+  const caller: Caller = { tenant: principal.tenantUin, uin: principal.uin, region };
   const ctx: ActionContext = { kms: deps.kms, caller, principal, regions: deps.regions, deploymentId: deps.deploymentId };
   return dispatch(deps, action, parseJsonBody(req.body), ctx, trace, { sourceIp: req.sourceIp, region: caller.region, currentTime: now });
 }
@@ -117,14 +119,25 @@ async function dispatch<A extends ServedAction>(deps: PipelineDeps, action: A, b
   return handler.run(ctx, params);
 }
 
-function finish(deps: PipelineDeps, req: RawRequest, trace: Trace, code: string, seconds: number): void {
+/**
+ * A request refused before the pipeline could read it (body over the size limit, a body that cannot be read or decoded):
+ * its envelope, with the audit event, log line and metrics every other request gets.
+ */
+export function refuseUnread(deps: PipelineDeps, req: Omit<RawRequest, 'body'>, code: string, message: string): string {
+  const trace: Trace = { requestId: randomUUID(), action: header(req, 'x-tc-action') ?? '', region: header(req, 'x-tc-region') ?? '', resource: '' };
+  finish(deps, req, trace, code);
+  return errorBody(code, message, trace.requestId);
+}
+
+/** Metrics, audit event and log line of a request. The action label is a known action or "unknown", never a client's string. */
+function finish(deps: PipelineDeps, req: Pick<RawRequest, 'sourceIp'>, trace: Trace, code: string, seconds?: number): void {
   const action = isServedAction(trace.action) || isUnsupportedAction(trace.action) ? trace.action : 'unknown';
   deps.metrics.requests.inc({ action, code });
-  deps.metrics.latency.observe({ action }, seconds);
+  if (seconds !== undefined) deps.metrics.latency.observe({ action }, seconds);
   const p = trace.principal;
   deps.audit.append({
     eventName: trace.action.slice(0, 64), accountUin: p?.tenantUin ?? '', subAccountUin: p?.uin ?? '', secretId: p?.secretId ?? '',
     sourceIp: req.sourceIp, region: trace.region.slice(0, 64), requestId: trace.requestId, resource: trace.resource, errorCode: code === 'Success' ? '' : code, time: Date.now(),
   });
-  deps.log.write({ requestId: trace.requestId, action, region: trace.region.slice(0, 64), account: p?.tenantUin, uin: p?.uin, ip: req.sourceIp, code, ms: Math.round(seconds * 1e6) / 1e3 });
+  deps.log.write({ requestId: trace.requestId, action, region: trace.region.slice(0, 64), account: p?.tenantUin, uin: p?.uin, ip: req.sourceIp, code, ms: seconds === undefined ? undefined : Math.round(seconds * 1e6) / 1e3 });
 }

@@ -3,12 +3,13 @@ import type { RsaPadding, SigningAlgorithm } from '../hsm/capabilities';
 import { HsmError, MaterialIntegrityError } from '../hsm/errors';
 import type { KeyRecord } from '../store/store';
 import type { KmsContext } from './context';
-import { AsymmetricDecryptError, InvalidKeyUsageError, InvalidParameterError, UnsupportedOperationError } from './errors';
+import { AsymmetricDecryptError, InvalidKeyUsageError, InvalidParameterError, quoted, UnsupportedOperationError } from './errors';
 import { Caller, domainError } from './key-access';
 import type { KeyAction } from './key-state';
 import { KEY_USAGES, KeyUsage } from './key-usage';
 
 export const MAX_RAW_MESSAGE_BYTES = 4096;
+const RSA_2048_BYTES = 256;
 const RSA_PADDINGS: readonly RsaPadding[] = ['RSAES_PKCS1_V1_5', 'RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256'];
 
 /**
@@ -57,6 +58,9 @@ export class Asymmetric {
     if (!(RSA_PADDINGS as readonly string[]).includes(algorithm)) throw new InvalidParameterError(`Algorithm must be one of ${RSA_PADDINGS.join(', ')}`);
     const r = await this.keyFor(caller, keyId, 'AsymmetricDecrypt', 'asymmetric-decrypt');
     if (usageOf(r).spec !== 'RSA_2048') throw new InvalidKeyUsageError(`key ${r.keyId} is a ${r.keyUsage} key, not an RSA decryption key`);
+    // An RSA-2048 ciphertext is exactly the modulus size. Anything else is refused here, not handed to the HSM: SoftHSM2 answers an
+    // empty C_Decrypt without ending the operation, and the pooled session then fails the next request that uses it (found by the fuzzer).
+    if (ciphertext.length !== RSA_2048_BYTES) throw new AsymmetricDecryptError(`Ciphertext for an RSA_2048 key is ${RSA_2048_BYTES} bytes, got ${ciphertext.length}`);
     const m = this.newest(r);
     try {
       return { KeyId: r.keyId, Plaintext: await this.access.cluster(r).rsaDecrypt(m.material, m.binding, algorithm as RsaPadding, ciphertext) };
@@ -112,8 +116,9 @@ export class Asymmetric {
   private signingInput(r: KeyRecord, p: SignParams): { algorithm: SigningAlgorithm; input: { message: Buffer } | { digest: Buffer } } {
     const names = SIGNING_NAMES[r.keyUsage as KeyUsage] ?? {};
     if (p.Algorithm === 'SM2DSA') throw new UnsupportedOperationError('SM2DSA needs an HSM with SM2, which this deployment does not have');
-    const algorithm = names[p.Algorithm];
-    if (!algorithm) throw new InvalidParameterError(`Algorithm ${JSON.stringify(p.Algorithm)} does not fit a ${r.keyUsage} key (use ${Object.keys(names).join(' or ')})`);
+    // own keys only: "constructor" or "__proto__" must not find Object.prototype's members
+    const algorithm = Object.hasOwn(names, p.Algorithm) ? names[p.Algorithm] : undefined;
+    if (!algorithm) throw new InvalidParameterError(`Algorithm ${quoted(p.Algorithm)} does not fit a ${r.keyUsage} key (use ${Object.keys(names).join(' or ')})`);
     const type = p.MessageType ?? 'RAW';
     if (type === 'RAW') {
       if (p.Message.length === 0 || p.Message.length > MAX_RAW_MESSAGE_BYTES) throw new InvalidParameterError(`a RAW Message is 1 to ${MAX_RAW_MESSAGE_BYTES} bytes, got ${p.Message.length}`);

@@ -79,6 +79,8 @@ export function decodeBlob(blob: string, deploymentId: Buffer): SealedBlob {
     throw new InvalidCiphertextError('CiphertextBlob is not valid base64');
   }
   const buf = Buffer.from(blob, 'base64');
+  // canonical only (padding bits zero): one blob is one string, as for every base64 parameter
+  if (buf.toString('base64') !== blob) throw new InvalidCiphertextError('CiphertextBlob is not valid base64');
   const minimum = MAGIC.length + 1 + DEPLOYMENT_ID_BYTES + 1 + 1 + 4 + IV_BYTES + TAG_BYTES;
   if (buf.length < minimum || !buf.subarray(0, 3).equals(MAGIC)) throw new InvalidCiphertextError('CiphertextBlob is not a ciphertext of this service');
   if (buf[3] !== FORMAT) throw new InvalidCiphertextError(`CiphertextBlob has unknown format version ${buf[3]}`);

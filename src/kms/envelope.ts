@@ -87,8 +87,10 @@ export class Envelope {
     let length: number;
     if (p.NumberOfBytes !== undefined) length = intIn('NumberOfBytes', p.NumberOfBytes, 1, MAX_RANDOM_BYTES);
     else if (p.KeySpec !== undefined) {
-      length = DATA_KEY_SPECS[p.KeySpec];
-      if (length === undefined) throw new InvalidParameterError('KeySpec must be AES_128 or AES_256');
+      // own keys only: "constructor" or "__proto__" must not find Object.prototype's members
+      const bytes = Object.hasOwn(DATA_KEY_SPECS, p.KeySpec) ? DATA_KEY_SPECS[p.KeySpec] : undefined;
+      if (bytes === undefined) throw new InvalidParameterError('KeySpec must be AES_128 or AES_256');
+      length = bytes;
     } else throw new InvalidParameterError('one of KeySpec or NumberOfBytes is required');
     const aadContext = canonicalContext(p.EncryptionContext);
     const r = await this.usable(caller, p.KeyId, 'GenerateDataKey');

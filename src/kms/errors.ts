@@ -2,6 +2,15 @@
  * Domain errors of the KMS core. Each class means one thing; the API layer maps each class to one
  * Tencent error code in its single table. Messages say what was wrong and never carry secrets.
  */
+/**
+ * A caller-chosen value for an error message: cut to 64 characters, JSON-quoted (control characters
+ * escaped) and never longer than 100 characters, so a request cannot make its answer echo it at length.
+ */
+export function quoted(value: string): string {
+  const q = JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
+  return q.length > 100 ? `${q.slice(0, 99)}…` : q;
+}
+
 export abstract class KmsError extends Error {
   constructor(message: string) {
     super(message);

@@ -9,7 +9,7 @@ import { Clock, unixNow } from './clock';
 import type { ClusterDirectory } from './cluster-directory';
 import {
   AliasTakenError, InvalidKeyIdError, KeyArchivedError, KeyDisabledError, KeyLimitExceededError, KeyNotFoundError, KeyNotPendingDeleteError,
-  KeyPendingDeleteError, KeyShouldBeDisabledError, KeyStateNotSupportedError, KmsError, ServiceUnavailableError, UnsupportedOperationError,
+  KeyPendingDeleteError, KeyShouldBeDisabledError, KeyStateNotSupportedError, KmsError, quoted, ServiceUnavailableError, UnsupportedOperationError,
 } from './errors';
 import { KeyCache } from './key-cache';
 import { KeyAction, RefusalReason, transition } from './key-state';
@@ -73,7 +73,7 @@ export class KeyAccess {
 
   /** The caller's key in the caller's region; anything else is "not found". `fresh` bypasses the cache. */
   async load(caller: Caller, keyId: unknown, fresh = false): Promise<KeyRecord> {
-    if (typeof keyId !== 'string' || !KEY_ID.test(keyId)) throw new InvalidKeyIdError(`KeyId ${JSON.stringify(keyId)} is not a key id (a lowercase UUID)`);
+    if (typeof keyId !== 'string' || !KEY_ID.test(keyId)) throw new InvalidKeyIdError(`KeyId ${typeof keyId === 'string' ? quoted(keyId) : typeof keyId} is not a key id (a lowercase UUID)`);
     let r = fresh ? undefined : this.cache.get(keyId);
     if (r === undefined) {
       r = await this.store.getKey(caller.tenant, keyId);

@@ -5,7 +5,7 @@ import { DAY_SECONDS, unixNow } from './clock';
 import type { KmsContext } from './context';
 import {
   BindingNotFoundError, DuplicatedKeyIdError, InvalidAliasError, InvalidKeyUsageError, InvalidParameterError, InvalidPendingWindowError,
-  InvalidTagError, InvalidTypeError, KeyNotFoundError, KmsError, NotUserCreatedError, TagKeysDuplicatedError, UnsupportedKeyUsageError, UsedByCloudProductError,
+  InvalidTagError, InvalidTypeError, KeyNotFoundError, KmsError, NotUserCreatedError, quoted, TagKeysDuplicatedError, UnsupportedKeyUsageError, UsedByCloudProductError,
 } from './errors';
 import { binding, Caller, domainError } from './key-access';
 import { KeyMetadata, toKeyMetadata } from './key-metadata';
@@ -77,7 +77,7 @@ export class Lifecycle {
     const descIssue = descriptionProblem(p.Description);
     if (descIssue) throw new InvalidParameterError(descIssue);
     const usage = keyUsageOrDefault(p.KeyUsage);
-    if (!isKeyUsage(usage)) throw new InvalidKeyUsageError(`KeyUsage ${JSON.stringify(usage)} is not one of ${Object.keys(KEY_USAGES).join(', ')}`);
+    if (!isKeyUsage(usage)) throw new InvalidKeyUsageError(`KeyUsage ${quoted(usage)} is not one of ${Object.keys(KEY_USAGES).join(', ')}`);
     const type = p.Type ?? 1;
     if (type !== 1 && type !== 2) throw new InvalidTypeError('Type must be 1 (material made by the KMS) or 2 (external material imported later)');
     if (type === 2 && KEY_USAGES[usage].kind !== 'symmetric') throw new InvalidKeyUsageError('imported (Type 2) keys must be ENCRYPT_DECRYPT: external material is symmetric only');
@@ -234,7 +234,7 @@ export class Lifecycle {
     await this.access.change(caller, keyId, 'Describe', (r) => {
       const list = r.cloudBindings ?? [];
       const rest = list.filter((b) => !(b.productId === productId && b.resourceId === resourceId));
-      if (rest.length === list.length) throw new BindingNotFoundError(`key ${r.keyId} is not bound to ${productId}/${resourceId}`);
+      if (rest.length === list.length) throw new BindingNotFoundError(`key ${r.keyId} is not bound to ${quoted(productId)}/${quoted(resourceId)}`);
       return { cloudBindings: rest };
     });
   }

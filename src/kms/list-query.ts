@@ -1,5 +1,5 @@
 import type { KeyOrigin, ListKeysQuery, TagFilter } from '../store/store';
-import { InvalidParameterError } from './errors';
+import { InvalidParameterError, quoted } from './errors';
 import { isKeyUsage, keyUsageOrDefault } from './key-usage';
 import type { KeyState } from './key-state';
 
@@ -20,6 +20,13 @@ export interface ListParams {
   KeyUsage?: string;
   TagFilters?: Array<{ TagKey: string; TagValue?: string[] }>;
 }
+
+/**
+ * Every tag filter is one more condition of the store's query (SQLite refuses expressions deeper than 1000 terms, and more than
+ * 32766 parameters): a key has at most 50 tags, so more filters only repeat tag keys; 100 values per filter is generous.
+ */
+export const MAX_TAG_FILTERS = 50;
+export const MAX_TAG_FILTER_VALUES = 100;
 
 const STATE_CODES: Record<number, KeyState | undefined> = { 0: undefined, 1: 'Enabled', 2: 'Disabled', 3: 'PendingDelete', 4: 'PendingImport', 5: 'Archived' };
 /** ListKeys shows only these states. */
@@ -61,9 +68,11 @@ export function listKeyDetailQuery(tenant: string, region: string, p: ListParams
   }
   const usage = keyUsageOrDefault(p.KeyUsage);
   if (usage !== 'ALL') {
-    if (!isKeyUsage(usage)) throw new InvalidParameterError(`KeyUsage ${JSON.stringify(usage)} is not a key usage (or ALL)`);
+    if (!isKeyUsage(usage)) throw new InvalidParameterError(`KeyUsage ${quoted(usage)} is not a key usage (or ALL)`);
     q.keyUsage = usage;
   }
+  if (p.TagFilters && p.TagFilters.length > MAX_TAG_FILTERS) throw new InvalidParameterError(`TagFilters must have at most ${MAX_TAG_FILTERS} filters`);
+  if (p.TagFilters?.some((f) => (f.TagValue?.length ?? 0) > MAX_TAG_FILTER_VALUES)) throw new InvalidParameterError(`each TagFilter must have at most ${MAX_TAG_FILTER_VALUES} values`);
   if (p.TagFilters && p.TagFilters.length > 0) q.tagFilters = p.TagFilters.map((f): TagFilter => ({ key: f.TagKey, values: f.TagValue ?? [] }));
   if (clusterId !== undefined) q.hsmClusterId = clusterId;
   return q;
