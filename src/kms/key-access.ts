@@ -4,6 +4,7 @@ import { MaterialBinding, WrappedMaterial } from '../hsm/material';
 import {
   AliasExistsError, ConflictError, KeyNotFoundError as StoreKeyNotFound, KeyPatch, KeyRecord, MetadataStore, QuotaExceededError, StoreError,
 } from '../store/store';
+import { isRedisUnavailable } from '../store/redis-connection';
 import type { Alarms } from './alarms';
 import { Clock, unixNow } from './clock';
 import type { ClusterDirectory } from './cluster-directory';
@@ -42,6 +43,8 @@ export function domainError(e: unknown, keyId = ''): unknown {
     return new ServiceUnavailableError(`${e.message}; retry later`);
   }
   if (e instanceof UnsupportedError) return new UnsupportedOperationError(e.message);
+  // the key or identity store's Redis is down or not answering: temporary, like an HSM cluster without a healthy member
+  if (isRedisUnavailable(e)) return new ServiceUnavailableError(`the store cannot be reached (${(e as Error).message}); retry later`);
   if (e instanceof StoreError || e instanceof HsmError) return e;
   void keyId;
   return e;

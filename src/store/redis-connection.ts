@@ -2,8 +2,15 @@
  * Opening a Redis connection for a store that keeps state in it (key metadata, identities):
  * Redis 7 or later, and persistence (AOF or RDB) unless the caller accepts volatility. Each
  * store names what would be lost, so the refusal says it.
+ *
+ * While the server is unreachable the connection fails fast instead of queueing: a command issued
+ * while disconnected is refused at once (no offline queue), a command in flight when the connection
+ * dropped is failed after one reconnection attempt, and a command the server does not answer within
+ * REDIS_COMMAND_TIMEOUT_MS fails. Reconnection goes on in the background every REDIS_RECONNECT_MAX_MS
+ * at most, so service resumes within about a second of the server's return. `isRedisUnavailable`
+ * recognises these failures so the API can answer them as a temporary unavailability.
  */
-import Redis from 'ioredis';
+import Redis, { RedisOptions } from 'ioredis';
 
 export interface RedisConnectionOptions {
   host?: string;
@@ -13,11 +20,40 @@ export interface RedisConnectionOptions {
   allowVolatile?: boolean;
 }
 
+/** A command without an answer after this long fails (a hung or partitioned server). */
+export const REDIS_COMMAND_TIMEOUT_MS = 3_000;
+/** Longest wait between reconnection attempts. */
+export const REDIS_RECONNECT_MAX_MS = 1_000;
+
+/** The fail-fast options of a store connection (see the file comment). */
+function failFastOptions(): Pick<RedisOptions, 'enableOfflineQueue' | 'maxRetriesPerRequest' | 'commandTimeout' | 'retryStrategy'> {
+  return {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+    retryStrategy: (attempt: number) => Math.min(50 * 2 ** (attempt - 1), REDIS_RECONNECT_MAX_MS),
+  };
+}
+
+const UNAVAILABLE_MESSAGES = [/^Connection is closed\.?$/, /^Stream isn't writeable/, /^Command timed out/, /^LOADING /, /^Reached the max retries per request limit/];
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+/** True for the failures of a Redis client whose server cannot be reached right now (as opposed to a refused or wrong command). */
+export function isRedisUnavailable(e: unknown): boolean {
+  if (!(e instanceof Error)) return false;
+  if (e.name === 'MaxRetriesPerRequestError') return true;
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code !== undefined && UNAVAILABLE_CODES.has(code)) return true;
+  return UNAVAILABLE_MESSAGES.some((m) => m.test(e.message));
+}
+
 /** A refusal is thrown as `fail(message)` so each store raises its own error class. */
 export async function openPersistentRedis(options: RedisConnectionOptions, lost: string, fail: (message: string) => Error): Promise<Redis> {
-  const redis = new Redis({ host: options.host ?? '127.0.0.1', port: options.port, password: options.password, lazyConnect: true, maxRetriesPerRequest: 3 });
-  await redis.connect();
+  const redis = new Redis({ host: options.host ?? '127.0.0.1', port: options.port, password: options.password, lazyConnect: true, ...failFastOptions() });
+  // ioredis reconnects by itself; without a listener an outage would surface as unhandled 'error' events
+  redis.on('error', () => undefined);
   try {
+    await redis.connect();
     const version = /redis_version:(\d+)/.exec(await redis.info('server'))?.[1];
     if (version !== undefined && Number(version) < 7) throw fail(`Redis ${version} is too old; 7.0 or later is required`);
     if (!options.allowVolatile) {

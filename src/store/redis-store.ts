@@ -435,7 +435,8 @@ export class RedisMetadataStore implements MetadataStore {
   }
 
   private subscribe(): void {
-    const sub = this.redis.duplicate();
+    // the SUBSCRIBE below is issued before this connection is up: it waits in the offline queue
+    const sub = this.redis.duplicate({ enableOfflineQueue: true });
     this.subscriber = sub;
     let connectedBefore = false;
     sub.on('message', (_channel: string, keyId: string) => emitChange(this.listeners, { keyId }));
