@@ -2,11 +2,14 @@
 # make run   : install, build, provision development SoftHSM2 tokens and config under $KMS_DATA_DIR
 #              (default ./var), then serve the API on 127.0.0.1:$KMS_PORT (default 8080)
 # make bench : HSM-layer and KMS-core benchmarks (npm run bench:hsm, npm run bench:kms)
+# make soak  : the resilience tests' longer variants (KMS_SOAK=1): three 20 s Redis outages, 20,000
+#              requests per HSM member loss (three losses), ten kill -9 of the server, two minutes of
+#              saturated shared pool; one file at a time so the figures are not disturbed
 SHELL := /bin/bash
 APT_PACKAGES := softhsm2 libnss3 libnss3-tools opensc redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build test run bench clean
+.PHONY: deps build test run bench soak clean
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -37,6 +40,9 @@ run: build
 bench: build
 	node dist/scripts/bench-hsm.js
 	node dist/scripts/bench-kms.js
+
+soak: build
+	KMS_SOAK=1 npx jest --runInBand dist/test/e2e/resilience-
 
 clean:
 	rm -rf dist
