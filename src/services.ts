@@ -3,6 +3,7 @@
  * IAM (with SecretKeys sealed under the service key), the audit log, the rate limiter and metrics.
  * Used by the server (main.ts) and by kmsctl on the same data directory (or the same Redis).
  */
+import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import type { AppDeps } from './api/app';
@@ -53,10 +54,23 @@ export interface Services {
   close(): Promise<void>;
 }
 
+/**
+ * The SQLite database holds key metadata, sealed SecretKeys and the audit trail: owner-only, whatever
+ * the umask. A new database file is created 0600 before SQLite opens it (SQLite gives its -wal and
+ * -shm files the database file's mode); files of an existing installation are tightened.
+ */
+export function restrictSqliteFiles(path: string): void {
+  if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600));
+  for (const file of [path, `${path}-wal`, `${path}-shm`, `${path}-journal`]) {
+    if (existsSync(file)) chmodSync(file, 0o600);
+  }
+}
+
 async function openStores(config: ServerConfig): Promise<{ store: MetadataStore; identities: IdentityStore; audit: AuditLog; limiter: RateLimiter }> {
   const rate = { perSecond: config.rateLimit.perSecond, burst: config.rateLimit.burst };
   const s = config.store;
   if (s.kind === 'sqlite') {
+    restrictSqliteFiles(s.path);
     return {
       store: new SqliteMetadataStore(s.path),
       identities: new SqliteIdentityStore(s.path),
@@ -65,12 +79,42 @@ async function openStores(config: ServerConfig): Promise<{ store: MetadataStore;
     };
   }
   const conn = { host: s.host, port: s.port, allowVolatile: s.allowVolatile };
-  return {
-    store: await RedisMetadataStore.open(conn),
-    identities: await RedisIdentityStore.open(conn),
-    audit: await RedisAuditLog.open(conn),
-    limiter: new RedisRateLimiter(new Redis({ host: s.host, port: s.port, enableOfflineQueue: false, maxRetriesPerRequest: 1 }), rate),
-  };
+  const store = await RedisMetadataStore.open(conn);
+  let identities: IdentityStore | undefined;
+  try {
+    identities = await RedisIdentityStore.open(conn);
+    const audit = await RedisAuditLog.open(conn);
+    // the limiter fails open while Redis is away; ioredis reconnects by itself (no unhandled 'error' events)
+    const redis = new Redis({ host: s.host, port: s.port, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+    redis.on('error', () => undefined);
+    return { store, identities, audit, limiter: new RedisRateLimiter(redis, rate) };
+  } catch (e) {
+    await identities?.close().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+/** How long closing the stores may take in all (background jobs, audit flush, stores) before shutdown moves on. */
+export const CLOSE_BUDGET_MS = 5_000;
+
+/**
+ * Waits for a closing step until `deadline` (at least a moment). A store that cannot be reached
+ * (Redis gone) makes its client retry; shutdown then goes on without the step, and closing the
+ * stores after it ends what was left behind where the store client allows that.
+ */
+async function bounded(step: string, p: Promise<unknown>, deadline: number, log: ServicesOptions['log']): Promise<void> {
+  const ms = Math.max(250, deadline - Date.now());
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), ms);
+  });
+  try {
+    const r = await Promise.race([p.then(() => 'done' as const, (e: Error) => (log({ level: 'warn', msg: `${step}: ${e.message}` }), 'done' as const)), late]);
+    if (r === 'late') log({ level: 'warn', msg: `${step}: not finished after ${ms} ms; shutting down without it` });
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function alarmsFor(config: ServerConfig, log: ServicesOptions['log']): Alarms {
@@ -93,17 +137,44 @@ export async function runCeremony(clusters: readonly HsmCluster[], progress: (ms
 export async function openServices(config: ServerConfig, options: ServicesOptions): Promise<Services> {
   const clusters = buildClusters(config.clusters, loadProfiles(PROFILES_DIR));
   for (const c of clusters) c.start();
-  if (options.domainCeremony) await runCeremony(clusters, options.domainCeremony);
-  const { store, identities, audit, limiter } = await openStores(config);
-  const alarms = alarmsFor(config, options.log);
-  const kms = new Kms({
-    store, clusters, deploymentId: config.deploymentId, alarms, maxKeysPerRegion: config.maxKeysPerRegion, nodeId: options.nodeId,
-    onJobError: (m) => options.log({ level: 'warn', msg: `background job: ${m}` }),
-  });
-  if (options.jobs !== false) {
-    for (const finding of await kms.start()) options.log({ level: 'warn', msg: `start-up: ${finding}` });
+  let opened: Awaited<ReturnType<typeof openStores>> | undefined;
+  let kms: Kms | undefined;
+  try {
+    if (options.domainCeremony) await runCeremony(clusters, options.domainCeremony);
+    opened = await openStores(config);
+    const { store, identities } = opened;
+    const alarms = alarmsFor(config, options.log);
+    kms = new Kms({
+      store, clusters, deploymentId: config.deploymentId, alarms, maxKeysPerRegion: config.maxKeysPerRegion, nodeId: options.nodeId,
+      onJobError: (m) => options.log({ level: 'warn', msg: `background job: ${m}` }),
+    });
+    if (options.jobs !== false) {
+      for (const finding of await kms.start()) options.log({ level: 'warn', msg: `start-up: ${finding}` });
+    }
+    return compose(config, options, clusters, opened, kms, alarms, new IamService({ store: identities, sealer: await serviceSealer(kms) }));
+  } catch (e) {
+    // nothing half-open is left behind: the caller gets the error only
+    await closeAll(options.log, clusters, opened, kms, 1_000);
+    throw e;
   }
-  const iam = new IamService({ store: identities, sealer: await serviceSealer(kms) });
+}
+
+async function closeAll(log: ServicesOptions['log'], clusters: readonly HsmCluster[], opened: Awaited<ReturnType<typeof openStores>> | undefined, kms: Kms | undefined, budgetMs: number): Promise<void> {
+  const deadline = Date.now() + budgetMs;
+  if (kms) await bounded('stopping background jobs', kms.close(), deadline, log);
+  if (opened) {
+    await bounded('audit close', opened.audit.close(), deadline, log);
+    if (opened.limiter instanceof RedisRateLimiter) opened.limiter.disconnect();
+    await bounded('identity store close', opened.identities.close(), deadline, log);
+    await bounded('key store close', opened.store.close(), deadline, log);
+  }
+  for (const c of clusters) c.close();
+}
+
+function compose(
+  config: ServerConfig, options: ServicesOptions, clusters: HsmCluster[], opened: Awaited<ReturnType<typeof openStores>>, kms: Kms, alarms: Alarms, iam: IamService,
+): Services {
+  const { store, audit, limiter } = opened;
   const metrics = new Metrics({ clusters, alarms, keysByState: () => store.countByState(), audit: () => audit.counters() });
   const authz: Authorizer = {
     check: async (principal, request) => {
@@ -115,6 +186,7 @@ export async function openServices(config: ServerConfig, options: ServicesOption
       return { allowed: true, reason: 'allowed' };
     },
   };
+  let closing: Promise<void> | undefined;
   return {
     config, clusters, store, kms, iam, audit, limiter, metrics,
     apiDeps: () => ({
@@ -122,13 +194,6 @@ export async function openServices(config: ServerConfig, options: ServicesOption
       authn: { resolve: (secretId) => iam.resolve(secretId) },
       audit: { append: (e) => audit.append(e) },
     }),
-    close: async () => {
-      await kms.close();
-      await audit.close().catch((e: Error) => options.log({ level: 'warn', msg: `audit close: ${e.message}` }));
-      if (limiter instanceof RedisRateLimiter) limiter.disconnect();
-      await identities.close();
-      await store.close();
-      for (const c of clusters) c.close();
-    },
+    close: () => (closing ??= closeAll(options.log, clusters, opened, kms, CLOSE_BUDGET_MS)),
   };
 }

@@ -64,10 +64,19 @@ export function createApp(deps: AppDeps): express.Express {
   return app;
 }
 
-/** Ready: the store answers and every cluster has at least one healthy member. */
+/** How long /readyz waits for the store: a probe must get its answer (503) while a store client is still retrying. */
+export const READINESS_STORE_MS = 2_000;
+
+/** Ready: the store answers (in time) and every cluster has at least one healthy member. */
 async function readiness(deps: AppDeps): Promise<{ ready: boolean; problems: string[]; clusters: Record<string, string> }> {
   const problems: string[] = [];
-  await deps.store.countKeys('0', 'kms-internal').catch((e: Error) => problems.push(`store: ${e.message}`));
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${READINESS_STORE_MS} ms`)), READINESS_STORE_MS);
+  });
+  await Promise.race([deps.store.countKeys('0', 'kms-internal'), late])
+    .catch((e: Error) => problems.push(`store: ${e.message}`))
+    .finally(() => clearTimeout(timer));
   const clusters: Record<string, string> = {};
   for (const c of deps.clusters) {
     const h = await c.health();

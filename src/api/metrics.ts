@@ -69,7 +69,10 @@ export class Metrics {
       new Gauge({
         name: 'kms_keys', help: 'Customer master keys by state', labelNames: ['state'], registers,
         async collect() {
-          for (const [state, n] of Object.entries(await keys())) this.set({ state }, n);
+          // a store that cannot answer must not take the whole scrape down: the series go away until it answers
+          const counts = await keys().catch(() => undefined);
+          this.reset();
+          for (const [state, n] of Object.entries(counts ?? {})) this.set({ state }, n);
         },
       });
     }

@@ -26,6 +26,8 @@ function makeTokens(dataDir: string, name: string, labels: string[]): TokenSet {
   const conf = execFileSync(join(ROOT, 'softhsm', 'make-tokens.sh'), [dir, ...labels], { encoding: 'utf8' }).trim();
   const lib = join(dir, 'libsofthsm2.so');
   if (!existsSync(lib)) copyFileSync(SOFTHSM_LIB, lib);
+  // the token directories are 0700 already (make-tokens.sh); the sets and their parent are owner-only too
+  for (const d of [join(dataDir, 'softhsm'), dir]) chmodSync(d, 0o700);
   return { dir, conf, lib, labels };
 }
 

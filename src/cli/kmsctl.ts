@@ -143,7 +143,7 @@ export async function kmsctl(argv: readonly string[]): Promise<number> {
     return withServices(dataDir, async () => (progress('domain keys and service key ready'), 0), true);
   }
   const command = COMMANDS[`${group} ${verb ?? ''}`];
-  if (!command) throw new UsageError(`unknown command "${a.words.join(' ')}"; see kmsctl help`);
+  if (!command) throw new UsageError(`unknown command "${a.words.join(' ')}"\n\n${HELP}`);
   return withServices(dataDir, (s) => command(a, s));
 }
 
