@@ -7,7 +7,8 @@ import { createServer as createHttpServer, IncomingMessage, Server, ServerRespon
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { createApp } from './api/app';
+import { createListener } from './api/app';
+import { LineLog } from './api/request-log';
 import { DEV_CREDENTIALS } from './cli/dev-init';
 import { isLoopback, loadServerConfig, ServerConfig } from './config';
 import { openServices, Services } from './services';
@@ -80,7 +81,7 @@ export async function startServer(config: ServerConfig, log: (line: Record<strin
   const services = await openServices(config, { log });
   let server: Server;
   try {
-    const app = createApp({ ...services.apiDeps(), log: { write: log } });
+    const app = createListener({ ...services.apiDeps(), log: { write: log } });
     server = config.tls
       ? createHttpsServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }, app)
       : createHttpServer(app);
@@ -122,11 +123,13 @@ function argValue(name: string): string | undefined {
 async function main(): Promise<void> {
   const dataDir = argValue('--data-dir') ?? process.env.KMS_DATA_DIR ?? './var';
   const config = loadServerConfig(dataDir);
-  const server = await startServer(config);
+  const lines = new LineLog();
+  const server = await startServer(config, lines.line);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
-      process.stdout.write(JSON.stringify({ level: 'info', msg: `${signal}: draining requests and shutting down` }) + '\n');
-      server.close().then(() => process.exit(0), () => process.exit(1));
+      lines.line({ level: 'info', msg: `${signal}: draining requests and shutting down` });
+      const exit = (code: number) => () => (lines.flush(), process.exit(code));
+      server.close().then(exit(0), exit(1));
     });
   }
 }

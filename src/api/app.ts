@@ -2,16 +2,15 @@
  * The HTTP face: `POST /` with the action in X-TC-Action (Tencent Cloud API 3.0), plus /metrics,
  * /healthz and /readyz. Every API answer is HTTP 200 with the Tencent envelope, errors included.
  */
-import { randomUUID } from 'node:crypto';
-import express, { NextFunction, Request, Response } from 'express';
+import type { RequestListener } from 'node:http';
+import express from 'express';
 import type { HsmCluster } from '../hsm/cluster';
 import type { Kms } from '../kms/service';
 import type { MetadataStore } from '../store/store';
-import { toApiError } from './error-codes';
 import { HANDLERS } from './handlers';
+import { apiListener } from './listener';
 import type { Metrics } from './metrics';
-import { handleRequest, PipelineDeps, refuseUnread } from './pipeline';
-import { errorBody } from './response';
+import type { PipelineDeps } from './pipeline';
 
 export interface AppDeps extends Omit<PipelineDeps, 'handlers'> {
   kms: Kms;
@@ -21,22 +20,11 @@ export interface AppDeps extends Omit<PipelineDeps, 'handlers'> {
   maxBodyBytes: number;
 }
 
-function send(res: Response, body: string): void {
-  res.status(200).type('application/json').send(body);
-}
-
+/** The express app: /healthz, /readyz, /metrics (and express's 404 for anything else). */
 export function createApp(deps: AppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', false);
-  const pipeline: PipelineDeps = { ...deps, handlers: HANDLERS };
-
-  app.post('/', express.raw({ type: () => true, limit: deps.maxBodyBytes }), (req, res) => {
-    const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-    handleRequest(pipeline, { method: req.method, url: req.originalUrl, headers: req.headers, body, sourceIp: req.socket.remoteAddress ?? '' })
-      .then((out) => send(res, out), (e: unknown) => send(res, errorBody('InternalError', `internal error: ${(e as Error).name}`, randomUUID())));
-  });
-
   app.get('/healthz', (_req, res) => res.json({ status: 'alive' }));
   app.get('/readyz', (_req, res) => {
     readiness(deps).then(
@@ -50,18 +38,12 @@ export function createApp(deps: AppDeps): express.Express {
       (e: unknown) => res.status(500).type('text/plain').send(`metrics failed: ${(e as Error).message}`),
     );
   });
-
-  // Body too large, unreadable or undecodable body (a Content-Encoding that is not what it says, or not supported), anything
-  // express itself refuses on POST /: still the envelope, and the audit event, log line and metrics of any request. These are
-  // the caller's doing (express gives them 4xx statuses): a specific code, never InternalError.
-  app.use((err: Error & { type?: string; status?: number }, req: Request, res: Response, next: NextFunction) => {
-    if (req.path !== '/' || req.method !== 'POST') return next(err);
-    const tooLarge = err.type === 'entity.too.large';
-    const code = tooLarge ? 'RequestSizeLimitExceeded' : (err.status ?? 500) < 500 ? 'InvalidParameter' : toApiError(err).code;
-    const message = tooLarge ? `request body is larger than ${deps.maxBodyBytes} bytes` : 'the request body could not be read (check Content-Encoding and Content-Length)';
-    send(res, refuseUnread(pipeline, { method: req.method, url: req.originalUrl, headers: req.headers, sourceIp: req.socket.remoteAddress ?? '' }, code, message));
-  });
   return app;
+}
+
+/** What the HTTP(S) server runs: `POST /` (the API) straight from node:http, the rest through express. */
+export function createListener(deps: AppDeps): RequestListener {
+  return apiListener({ pipeline: { ...deps, handlers: HANDLERS }, maxBodyBytes: deps.maxBodyBytes, fallback: createApp(deps) });
 }
 
 /** How long /readyz waits for the store: a probe must get its answer (503) while a store client is still retrying. */

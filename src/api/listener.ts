@@ -1,50 +1,69 @@
 /**
  * The HTTP request listener. `POST /` (every API call) is served straight from node:http: the body is
- * read with a size limit and handed to the pipeline, the answer written in one go. Everything else
- * (/metrics, /healthz, /readyz) goes to the express app. Measured with `npm run bench:api`: the
- * express router plus body-parser cost about a third of an Encrypt's CPU time, which is why the one
- * hot route bypasses them.
+ * read with a size limit (decoded if gzip or deflate, the limit applying to the decoded size) and
+ * handed to the pipeline, the answer written in one go. Everything else (/metrics, /healthz,
+ * /readyz, and whatever is not served) goes to the express app. Measured with `npm run bench:api`:
+ * the express router, body-parser and res.send cost about a third of an Encrypt's CPU time, which is
+ * why the one hot route bypasses them (docs/benchmarks.md).
  */
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import type { Metrics } from './metrics';
-import { handleRequest, PipelineDeps } from './pipeline';
-import { errorBody } from './response';
+import { inflate, gunzip, InputType, ZlibOptions } from 'node:zlib';
+import { handleRequest, PipelineDeps, RawRequest, refuseUnread } from './pipeline';
 
 export interface ListenerDeps {
   pipeline: PipelineDeps;
-  metrics: Metrics;
   maxBodyBytes: number;
   /** Everything that is not `POST /`. */
   fallback: RequestListener;
 }
 
+/** Why a body could not be read: the code and message of its envelope. */
+class UnreadableBody {
+  constructor(readonly code: string, readonly message: string) {}
+}
+
+const DECODERS: Record<string, (buf: InputType, options: ZlibOptions, cb: (err: Error | null, out: Buffer) => void) => void> = { gzip: gunzip, deflate: inflate };
+
 function reply(res: ServerResponse, body: string): void {
-  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
   res.end(body);
 }
 
-/** Reads the body; resolves undefined (and stops reading) past the limit. */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+function tooLarge(limit: number): UnreadableBody {
+  return new UnreadableBody('RequestSizeLimitExceeded', `request body is larger than ${limit} bytes`);
+}
+
+/** Reads the raw body; stops reading (and rejects) past the limit. */
+function readRaw(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > limit) {
+    if (Number(req.headers['content-length'] ?? 0) > limit) {
       req.resume();
-      resolve(undefined);
+      reject(tooLarge(limit));
       return;
     }
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > limit) {
-        req.removeAllListeners('data');
-        req.resume();
-        resolve(undefined);
-      } else chunks.push(c);
+      if (size <= limit) chunks.push(c);
     });
-    req.on('end', () => resolve(size > limit ? undefined : Buffer.concat(chunks, size)));
-    req.on('error', reject);
+    req.on('end', () => (size > limit ? reject(tooLarge(limit)) : resolve(Buffer.concat(chunks, size))));
+    req.on('error', () => reject(new UnreadableBody('InvalidParameter', 'the request body could not be read')));
+  });
+}
+
+/** Identity, gzip or deflate; the decoded body is held to the same limit (no compression bombs). */
+function decode(raw: Buffer, encoding: string | undefined, limit: number): Promise<Buffer> {
+  const name = (encoding ?? 'identity').trim().toLowerCase();
+  if (name === 'identity' || name === '') return Promise.resolve(raw);
+  const decoder = DECODERS[name];
+  if (!decoder) return Promise.reject(new UnreadableBody('InvalidParameter', `Content-Encoding ${JSON.stringify(name.slice(0, 32))} is not supported (identity, gzip, deflate)`));
+  return new Promise((resolve, reject) => {
+    decoder(raw, { maxOutputLength: limit }, (err, out) => {
+      if (!err) resolve(out);
+      else if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') reject(tooLarge(limit));
+      else reject(new UnreadableBody('InvalidParameter', `the request body is not valid ${name} data`));
+    });
   });
 }
 
@@ -54,18 +73,16 @@ export function apiListener(deps: ListenerDeps): RequestListener {
       deps.fallback(req, res);
       return;
     }
-    readBody(req, deps.maxBodyBytes).then(
-      (body) => {
-        if (body === undefined) {
-          deps.metrics.requests.inc({ action: 'unknown', code: 'RequestSizeLimitExceeded' });
-          reply(res, errorBody('RequestSizeLimitExceeded', `request body is larger than ${deps.maxBodyBytes} bytes`, randomUUID()));
-          return undefined;
-        }
-        return handleRequest(deps.pipeline, { method: 'POST', url: req.url ?? '/', headers: req.headers, body, sourceIp: req.socket.remoteAddress ?? '' }).then((out) => reply(res, out));
-      },
-      () => reply(res, errorBody('InvalidRequest', 'the request body could not be read', randomUUID())),
-    ).catch(() => {
-      if (!res.headersSent) reply(res, errorBody('InternalError', 'internal error', randomUUID()));
-    });
+    const head: Omit<RawRequest, 'body'> = { method: 'POST', url: req.url, headers: req.headers, sourceIp: req.socket.remoteAddress ?? '' };
+    readRaw(req, deps.maxBodyBytes)
+      .then((raw) => decode(raw, req.headers['content-encoding'], deps.maxBodyBytes))
+      .then(
+        (body) => handleRequest(deps.pipeline, { ...head, body }),
+        (e: unknown) => {
+          const why = e instanceof UnreadableBody ? e : new UnreadableBody('InvalidParameter', 'the request body could not be read');
+          return refuseUnread(deps.pipeline, head, why.code, why.message);
+        },
+      )
+      .then((out) => reply(res, out), () => reply(res, refuseUnread(deps.pipeline, head, 'InternalError', 'internal error')));
   };
 }

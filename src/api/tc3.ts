@@ -58,9 +58,30 @@ function hmac(key: Buffer | string, data: string): Buffer {
   return createHmac('sha256', key).update(data, 'utf8').digest();
 }
 
-/** UTC `YYYY-MM-DD` of unix seconds. */
+let lastDay = NaN;
+let lastDate = '';
+
+/** UTC `YYYY-MM-DD` of unix seconds (the last day's string is kept: every request asks for it). */
 export function utcDate(seconds: number): string {
-  return new Date(seconds * 1000).toISOString().slice(0, 10);
+  const day = Math.floor(seconds / 86_400);
+  if (day !== lastDay) {
+    lastDate = new Date(day * 86_400_000).toISOString().slice(0, 10);
+    lastDay = day;
+  }
+  return lastDate;
+}
+
+/** A small memo of pure parses of header parts that repeat on every request of a client (credential scope, SignedHeaders). */
+function memo<T>(parse: (value: string) => T, size = 1024): (value: string) => T {
+  const cache = new Map<string, T>();
+  return (value) => {
+    const hit = cache.get(value);
+    if (hit !== undefined) return hit;
+    const parsed = parse(value);
+    if (cache.size >= size) cache.delete(cache.keys().next().value as string);
+    cache.set(value, parsed);
+    return parsed;
+  };
 }
 
 function parseCredential(value: string): Pick<ParsedAuthorization, 'secretId' | 'date' | 'service'> {
@@ -101,15 +122,21 @@ export function parseAuthorization(header: string | undefined): ParsedAuthorizat
   const space = header.indexOf(' ');
   const algorithm = space < 0 ? header : header.slice(0, space);
   if (algorithm !== TC3_ALGORITHM) throw invalid(`the signature algorithm must be ${TC3_ALGORITHM}`);
-  const fields = authorizationFields(header.slice(space + 1));
-  const signature = fields.get('Signature') as string;
+  // the SDKs' layout, read with one expression; any other order or spacing goes through the general reader
+  const usual = USUAL_LAYOUT.exec(header);
+  const fields = usual ? undefined : authorizationFields(header.slice(space + 1));
+  const signature = usual ? (usual[3] as string) : (fields?.get('Signature') as string);
   if (!/^[0-9a-fA-F]{64}$/.test(signature)) throw invalid('Signature must be 64 hexadecimal characters');
   return {
-    ...parseCredential(fields.get('Credential') as string),
-    signedHeaders: parseSignedHeaders(fields.get('SignedHeaders') as string),
+    ...credentialOf(usual ? (usual[1] as string) : (fields?.get('Credential') as string)),
+    signedHeaders: signedHeadersOf(usual ? (usual[2] as string) : (fields?.get('SignedHeaders') as string)),
     signature: Buffer.from(signature, 'hex'),
   };
 }
+
+const USUAL_LAYOUT = /^TC3-HMAC-SHA256 Credential=([^,\s]*), SignedHeaders=([^,\s]*), Signature=([^,\s]*)$/;
+const credentialOf = memo(parseCredential);
+const signedHeadersOf = memo(parseSignedHeaders);
 
 function singleHeader(headers: Tc3Request['headers'], name: string): string | undefined {
   const v = Object.prototype.hasOwnProperty.call(headers, name) ? headers[name] : undefined;
@@ -142,9 +169,13 @@ export interface CanonicalInput {
 }
 
 export function canonicalRequest(c: CanonicalInput): string {
-  const lines = c.headers.map(([name, value]) => `${name}:${value}\n`).join('');
-  const signed = c.headers.map(([name]) => name).join(';');
-  return [c.method, c.path, c.query, lines, signed, c.payloadHash].join('\n');
+  let lines = '';
+  let signed = '';
+  for (const [name, value] of c.headers) {
+    lines += `${name}:${value}\n`;
+    signed += signed === '' ? name : `;${name}`;
+  }
+  return `${c.method}\n${c.path}\n${c.query}\n${lines}\n${signed}\n${c.payloadHash}`;
 }
 
 export function stringToSign(timestamp: number, date: string, service: string, canonical: string): string {
@@ -186,25 +217,30 @@ function signedValues(req: Tc3Request, names: readonly string[]): Map<string, st
 }
 
 /**
- * Every canonical request the signer may have built, most likely first (the SDKs' way), each
- * only once: value styles × host with/without port. Lazy, so a match stops the work.
+ * The canonical request as the SDKs build it (`first`) and, only when that does not match, every
+ * other way a signer may have built it (value styles × host with/without port), each once.
  */
-function* candidateCanonicalRequests(req: Tc3Request, signedHeaders: readonly string[]): Generator<string> {
+function canonicalRequests(req: Tc3Request, signedHeaders: readonly string[]): { first: string; others: () => string[] } {
   const values = signedValues(req, signedHeaders);
   const host = values.get('host') as string;
   const { path, query } = splitUrl(req.url);
-  const base = { method: req.method.toUpperCase(), path, query, payloadHash: sha256Hex(req.body) };
-  const seen = new Set<string>();
-  for (const hostValue of [hostWithoutPort(host), host]) {
-    for (const style of VALUE_STYLES) {
-      const headers = signedHeaders.map((n) => [n, style(n, n === 'host' ? hostValue : (values.get(n) as string))] as const);
-      const canonical = canonicalRequest({ ...base, headers });
-      if (!seen.has(canonical)) {
-        seen.add(canonical);
-        yield canonical;
-      }
-    }
-  }
+  const head = `${req.method.toUpperCase()}\n${path}\n${query}\n`;
+  const tail = `\n${signedHeaders.join(';')}\n${sha256Hex(req.body)}`;
+  const build = (hostValue: string, style: ValueStyle): string => {
+    let lines = '';
+    for (const n of signedHeaders) lines += `${n}:${style(n, n === 'host' ? hostValue : (values.get(n) as string))}\n`;
+    return head + lines + tail;
+  };
+  const bare = hostWithoutPort(host);
+  const first = build(bare, VALUE_STYLES[0] as ValueStyle);
+  return {
+    first,
+    others: () => {
+      const all = new Set<string>([first]);
+      for (const hostValue of [bare, host]) for (const style of VALUE_STYLES) all.add(build(hostValue, style));
+      return [...all].slice(1);
+    },
+  };
 }
 
 /**
@@ -238,20 +274,14 @@ function checkTime(auth: ParsedAuthorization, timestamp: number, nowSeconds: num
 export async function verifyTc3(req: Tc3Request, lookup: SecretLookup, nowSeconds: number): Promise<Tc3Identity> {
   const auth = parseAuthorization(singleHeader(req.headers, 'authorization'));
   const timestamp = parseTimestamp(singleHeader(req.headers, 'x-tc-timestamp'));
-  const candidates = candidateCanonicalRequests(req, auth.signedHeaders);
-  const first = candidates.next();
+  const canonical = canonicalRequests(req, auth.signedHeaders);
   checkTime(auth, timestamp, nowSeconds);
   const secretKey = await lookup(auth.secretId);
   if (secretKey === undefined) throw new AuthError('AuthFailure.SecretIdNotFound', 'the SecretId is not found; check that it is correct');
   const key = cachedSigningKey(auth.secretId, secretKey, auth.date, auth.service);
   // Each comparison is constant-time; stopping at a match reveals only which header style the client used.
   const matches = (canonical: string) => timingSafeEqual(hmac(key, stringToSign(timestamp, auth.date, auth.service, canonical)), auth.signature);
-  let match = !first.done && matches(first.value);
-  for (const canonical of candidates) {
-    if (match) break;
-    match = matches(canonical);
-  }
-  if (!match) throw new AuthError('AuthFailure.SignatureFailure', 'the provided credentials could not be validated; check that the signature is correct');
+  if (!matches(canonical.first) && !canonical.others().some(matches)) throw new AuthError('AuthFailure.SignatureFailure', 'the provided credentials could not be validated; check that the signature is correct');
   return { secretId: auth.secretId, service: auth.service, timestamp };
 }
 

@@ -1,0 +1,163 @@
+/**
+ * npm run bench:scale — what 100,000 CMKs cost. One development installation (SQLite, SoftHSM2, two
+ * members in the shared pool), measured twice in the same run: with 10 keys, then after creating
+ * 100,000 (progress bar). Each time: server start-up (spawn → listening) and resident memory,
+ * Encrypt at 32 connections with the key chosen at random per request (TC3-signed, policy, audit,
+ * as in production), ListKeyDetail latency at offset 0 and deep in the list. Prints a table; the
+ * figures go to docs/bench-results/scale.json, and docs/benchmarks.md + the chart are rebuilt.
+ * BENCH_KEYS (default 100000), BENCH_SECONDS (default 10) and BENCH_CONNECTIONS (default 32) change the size.
+ */
+import { ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DEV_CREDENTIALS, initDev } from '../src/cli/dev-init';
+import { loadServerConfig } from '../src/config';
+import { openServices } from '../src/services';
+import { writeReport } from './bench-report';
+import { BENCH_RATE_LIMIT, call, Creds, drive, machineLine, patchConfig, ROOT, Row, rssMiB, signed, SignedRequest, startKms, stop } from './bench-server';
+
+const KEYS = Number(process.env.BENCH_KEYS ?? 100_000);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const LIST_CALLS = 200;
+const LIST_LIMIT = 100;
+const CREATE_CONCURRENCY = 8;
+
+export interface ScalePhase {
+  keys: number;
+  startupMs: number;
+  rssStartMiB: number;
+  rssAfterLoadMiB: number;
+  encrypt: Row;
+  listFirst: { offset: number; p50: number; p99: number };
+  listDeep: { offset: number; p50: number; p99: number };
+}
+
+const percentile = (xs: number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+};
+const round = (x: number): number => Math.round(x * 100) / 100;
+
+function progressBar(done: number, total: number, t0: number): void {
+  const width = 40;
+  const filled = Math.round((done / total) * width);
+  const rate = done / ((Date.now() - t0) / 1000 || 1);
+  const eta = rate > 0 ? Math.round((total - done) / rate) : 0;
+  process.stderr.write(`\r  creating keys [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${rate.toFixed(0)}/s eta ${eta}s   `);
+  if (done === total) process.stderr.write('\n');
+}
+
+/** Creates `n` keys through the KMS core on the data directory (the server is stopped meanwhile). */
+async function createKeys(dir: string, creds: Creds, n: number, offset: number): Promise<{ keyIds: string[]; perSecond: number }> {
+  const services = await openServices(loadServerConfig(dir, {}), { log: () => undefined, jobs: false });
+  const caller = { tenant: String(creds.Uin), uin: String(creds.Uin), region: 'ap-guangzhou' };
+  const keyIds: string[] = [];
+  const t0 = Date.now();
+  let next = 0;
+  try {
+    const worker = async (): Promise<void> => {
+      while (next < n) {
+        const i = next++;
+        keyIds.push((await services.kms.lifecycle.createKey(caller, { Alias: `scale-${offset + i}` })).KeyId);
+        if (keyIds.length % 500 === 0 || keyIds.length === n) progressBar(keyIds.length, n, t0);
+      }
+    };
+    await Promise.all(Array.from({ length: CREATE_CONCURRENCY }, worker));
+  } finally {
+    await services.close();
+  }
+  return { keyIds, perSecond: n / ((Date.now() - t0) / 1000) };
+}
+
+async function listLatency(port: number, creds: Creds, offset: number): Promise<{ offset: number; p50: number; p99: number }> {
+  const ms: number[] = [];
+  for (let i = 0; i < LIST_CALLS; i++) {
+    const t0 = process.hrtime.bigint();
+    const r = (await call(port, creds, 'ListKeyDetail', { Offset: offset, Limit: LIST_LIMIT })) as { KeyMetadatas: unknown[] };
+    ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    if (i === 0 && offset === 0 && r.KeyMetadatas.length === 0) throw new Error('ListKeyDetail returned no keys');
+  }
+  return { offset, p50: round(percentile(ms, 50)), p99: round(percentile(ms, 99)) };
+}
+
+/** Starts the server on `dir`, measures everything with `keyIds` in use, stops it. */
+async function measure(dir: string, creds: Creds, keyIds: string[], total: number): Promise<ScalePhase> {
+  const kms = await startKms(dir);
+  const children: ChildProcess[] = [kms.child];
+  try {
+    const rssStartMiB = round(rssMiB(kms.child.pid!));
+    const plaintext = Buffer.alloc(32, 7).toString('base64');
+    const requests: SignedRequest[] = keyIds.map((KeyId) => signed(kms.port, creds, 'Encrypt', { KeyId, Plaintext: plaintext }));
+    const pick = () => requests[Math.floor(Math.random() * requests.length)];
+    await drive('warm-up', kms.port, pick, Math.max(3, SECONDS / 2), CONNECTIONS);
+    const encrypt = await drive(`Encrypt, ${keyIds.length} keys at random`, kms.port, pick, SECONDS, CONNECTIONS);
+    const listFirst = await listLatency(kms.port, creds, 0);
+    const listDeep = await listLatency(kms.port, creds, Math.max(0, total - LIST_LIMIT));
+    return { keys: total, startupMs: round(kms.ms), rssStartMiB, rssAfterLoadMiB: round(rssMiB(kms.child.pid!)), encrypt, listFirst, listDeep };
+  } finally {
+    await Promise.all(children.map(stop));
+  }
+}
+
+function table(phases: ScalePhase[]): string[] {
+  const [a, b] = phases;
+  const row = (name: string, f: (p: ScalePhase) => number | string, ratio = true): string => {
+    const x = f(a);
+    const y = f(b);
+    const r = ratio && typeof x === 'number' && typeof y === 'number' && x > 0 ? (y / x).toFixed(2) : '';
+    return `| ${name} | ${x} | ${y} | ${r} |`;
+  };
+  return [
+    `| measure | ${a.keys} keys | ${b.keys} keys | ratio |`,
+    '|---|---:|---:|---:|',
+    row('Encrypt req/s (key at random, 32 connections)', (p) => Math.round(p.encrypt.rps)),
+    row('Encrypt p50 ms', (p) => p.encrypt.p50),
+    row('Encrypt p99 ms', (p) => p.encrypt.p99),
+    row('Encrypt errors', (p) => p.encrypt.errors, false),
+    row(`ListKeyDetail p50 ms, offset 0, Limit ${LIST_LIMIT}`, (p) => p.listFirst.p50),
+    row(`ListKeyDetail p99 ms, offset 0, Limit ${LIST_LIMIT}`, (p) => p.listFirst.p99),
+    row(`ListKeyDetail p50 ms, deepest page (offset ${b.listDeep.offset} at ${b.keys})`, (p) => p.listDeep.p50),
+    row(`ListKeyDetail p99 ms, deepest page`, (p) => p.listDeep.p99),
+    row('start-up ms (spawn → listening)', (p) => p.startupMs),
+    row('resident memory MiB after start-up', (p) => p.rssStartMiB),
+    row('resident memory MiB after the Encrypt load', (p) => p.rssAfterLoadMiB),
+  ];
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'kms-bench-scale-'));
+  try {
+    await initDev(dir, () => undefined);
+    patchConfig(dir, { maxKeysPerRegion: 0, rateLimit: BENCH_RATE_LIMIT });
+    const creds = JSON.parse(readFileSync(join(dir, DEV_CREDENTIALS), 'utf8')) as Creds;
+    const few = await createKeys(dir, creds, 10, 0);
+    console.log(`phase 1: ${few.keyIds.length} keys`);
+    const small = await measure(dir, creds, few.keyIds, few.keyIds.length);
+    console.log(`phase 2: creating ${KEYS - few.keyIds.length} more keys through the KMS core (${CREATE_CONCURRENCY} at a time; HSM generate + wrap + MAC, one SQLite write each)`);
+    const many = await createKeys(dir, creds, KEYS - few.keyIds.length, few.keyIds.length);
+    console.log(`created at ${many.perSecond.toFixed(0)} keys/s`);
+    const all = [...few.keyIds, ...many.keyIds];
+    const large = await measure(dir, creds, all, all.length);
+
+    const machine = machineLine();
+    const lines = table([small, large]);
+    console.log(`machine: ${machine}; ${CONNECTIONS} connections, ${SECONDS} s per Encrypt run, ${LIST_CALLS} ListKeyDetail calls per figure`);
+    for (const l of lines) console.log(l);
+    mkdirSync(join(ROOT, 'docs', 'bench-results'), { recursive: true });
+    const result = { date: new Date().toISOString(), machine, connections: CONNECTIONS, seconds: SECONDS, createPerSecond: round(many.perSecond), phases: [small, large] };
+    writeFileSync(join(ROOT, 'docs', 'bench-results', 'scale.json'), JSON.stringify(result, null, 2) + '\n');
+    writeReport();
+    console.log(`encrypt-${KEYS}-keys/encrypt-10-keys ratio: ${(large.encrypt.rps / small.encrypt.rps).toFixed(2)}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (require.main === module) {
+  main().catch((e: Error) => {
+    console.error(e.stack ?? e.message);
+    process.exit(1);
+  });
+}
