@@ -5,7 +5,8 @@
  * Encrypt at 32 connections with the key chosen at random per request (TC3-signed, policy, audit,
  * as in production), ListKeyDetail latency at offset 0 and deep in the list. Prints a table; the
  * figures go to docs/bench-results/scale.json, and docs/benchmarks.md + the chart are rebuilt.
- * BENCH_KEYS (default 100000), BENCH_SECONDS (default 10) and BENCH_CONNECTIONS (default 32) change the size.
+ * BENCH_KEYS (default 100000), BENCH_SECONDS (default 10) and BENCH_CONNECTIONS (default 32) change the size;
+ * BENCH_KEEP=1 keeps the data directory (its path is printed).
  */
 import { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -41,12 +42,14 @@ const percentile = (xs: number[], p: number): number => {
 const round = (x: number): number => Math.round(x * 100) / 100;
 
 function progressBar(done: number, total: number, t0: number): void {
+  // on a terminal the bar is redrawn in place; in a log, one line per tenth
+  if (!process.stderr.isTTY && done !== total && Math.floor((done * 10) / total) === Math.floor(((done - 500) * 10) / total)) return;
   const width = 40;
   const filled = Math.round((done / total) * width);
   const rate = done / ((Date.now() - t0) / 1000 || 1);
   const eta = rate > 0 ? Math.round((total - done) / rate) : 0;
-  process.stderr.write(`\r  creating keys [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${rate.toFixed(0)}/s eta ${eta}s   `);
-  if (done === total) process.stderr.write('\n');
+  process.stderr.write(`${process.stderr.isTTY ? '\r' : ''}  creating keys [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${rate.toFixed(0)}/s eta ${eta}s   ${process.stderr.isTTY ? '' : '\n'}`);
+  if (done === total && process.stderr.isTTY) process.stderr.write('\n');
 }
 
 /** Creates `n` keys through the KMS core on the data directory (the server is stopped meanwhile). */
@@ -151,7 +154,8 @@ async function main(): Promise<void> {
     writeReport();
     console.log(`encrypt-${KEYS}-keys/encrypt-10-keys ratio: ${(large.encrypt.rps / small.encrypt.rps).toFixed(2)}`);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    if (process.env.BENCH_KEEP) console.log(`data directory kept: ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
   }
 }
 

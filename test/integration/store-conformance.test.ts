@@ -14,7 +14,7 @@ import {
   AliasExistsError, ConflictError, KeyChange, KeyNotFoundError, KeyRecord, ListKeysQuery, MetadataStore, NewKeyRecord, QuotaExceededError,
   StoreConfigError, StoreInputError,
 } from '../../src/store/store';
-import { SqliteMetadataStore } from '../../src/store/sqlite-store';
+import { SCHEMA_VERSION, SqliteMetadataStore } from '../../src/store/sqlite-store';
 import { RedisMetadataStore } from '../../src/store/redis-store';
 import { startRedis } from '../support/redis';
 
@@ -741,7 +741,12 @@ describe('SqliteMetadataStore specifics', () => {
       const base = { ownerUin: '100', region: 'ap-guangzhou', offset: 0, limit: 10, order: 'asc' as const };
       const plans: Array<[string, string[], RegExp]> = [
         ['list', s.explain({ list: base }), /^SEARCH keys USING INDEX keys_list /],
-        ['states', s.explain({ list: { ...base, keyStates: ['Enabled', 'Disabled'] } }), /^SEARCH keys USING INDEX keys_state /],
+        ['state', s.explain({ list: { ...base, keyStates: ['Disabled'] } }), /^SEARCH keys USING INDEX keys_state /],
+        // several states (ListKeys): filtered inside the time-ordered index, never sorted
+        ['states', s.explain({ list: { ...base, role: 'user', keyStates: ['Enabled', 'Disabled', 'PendingImport'] } }), /^SEARCH keys USING INDEX keys_role \(owner_uin=\? AND region=\? AND role=\?\)$/],
+        // ListKeyDetail's default filters: the count is read from the index alone
+        ['detail count', s.explain({ listCount: { ...base, role: 'user', keyUsage: 'ENCRYPT_DECRYPT' } }), /^SEARCH keys USING COVERING INDEX keys_usage /],
+        ['states count', s.explain({ listCount: { ...base, role: 'user', keyStates: ['Enabled', 'Disabled', 'PendingImport'] } }), /^SEARCH keys USING COVERING INDEX keys_role /],
         ['role', s.explain({ list: { ...base, role: 'product' } }), /^SEARCH keys USING INDEX keys_role /],
         ['origin', s.explain({ list: { ...base, origin: 'EXTERNAL' } }), /^SEARCH keys USING INDEX keys_origin /],
         ['usage', s.explain({ list: { ...base, keyUsage: 'ENCRYPT_DECRYPT' } }), /^SEARCH keys USING INDEX keys_usage /],
@@ -797,6 +802,25 @@ describe('SqliteMetadataStore specifics', () => {
     rawOld.exec('CREATE TABLE keys (key_id TEXT PRIMARY KEY)');
     rawOld.close();
     expect(() => new SqliteMetadataStore(old)).toThrow(StoreConfigError);
+  });
+
+  test('a schema 1 file is migrated: its keys stay, the list indexes get the filter columns', async () => {
+    const s1 = new SqliteMetadataStore(file);
+    const k = newKey({ alias: 'kept' });
+    await s1.createKey(k);
+    await s1.close();
+    const raw = new Database(file);
+    raw.exec('DROP INDEX keys_usage; CREATE INDEX keys_usage ON keys (owner_uin, region, key_usage, create_time, key_id); PRAGMA user_version = 1');
+    raw.close();
+    const s2 = new SqliteMetadataStore(file);
+    try {
+      expect((await s2.getKey(k.ownerUin, k.keyId))?.alias).toBe('kept');
+      const sql = (s2 as unknown as { db: Database.Database }).db.prepare("SELECT sql FROM sqlite_master WHERE name = 'keys_usage'").get() as { sql: string };
+      expect(sql.sql).toContain('hsm_cluster_id');
+      expect((s2 as unknown as { db: Database.Database }).db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    } finally {
+      await s2.close();
+    }
   });
 
   test('a write by another process is reported as {}; this process\'s own writes by key only', async () => {
