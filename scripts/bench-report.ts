@@ -28,7 +28,7 @@ interface Bar { label: string; values: number[] }
 /** One panel of horizontal bars (one bar per value, series coloured), with a scale of `unit`. */
 function panel(x0: number, y0: number, w: number, title: string, unit: string, series: string[], bars: Bar[]): { svg: string; height: number } {
   const colours = ['#2f6db5', '#e08a2c', '#5a9e4b'];
-  const labelW = 250;
+  const labelW = 340;
   const barH = 14;
   const groupH = series.length * barH + 10;
   const max = Math.max(...bars.flatMap((b) => b.values), 1);
