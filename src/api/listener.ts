@@ -22,7 +22,8 @@ class UnreadableBody {
   constructor(readonly code: string, readonly message: string) {}
 }
 
-const DECODERS: Record<string, (buf: InputType, options: ZlibOptions, cb: (err: Error | null, out: Buffer) => void) => void> = { gzip: gunzip, deflate: inflate };
+// a Map, not an object: a Content-Encoding named like an Object.prototype member must not find a function
+const DECODERS = new Map<string, (buf: InputType, options: ZlibOptions, cb: (err: Error | null, out: Buffer) => void) => void>([['gzip', gunzip], ['deflate', inflate]]);
 
 function reply(res: ServerResponse, body: string): void {
   res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
@@ -56,7 +57,7 @@ function readRaw(req: IncomingMessage, limit: number): Promise<Buffer> {
 function decode(raw: Buffer, encoding: string | undefined, limit: number): Promise<Buffer> {
   const name = (encoding ?? 'identity').trim().toLowerCase();
   if (name === 'identity' || name === '') return Promise.resolve(raw);
-  const decoder = DECODERS[name];
+  const decoder = DECODERS.get(name);
   if (!decoder) return Promise.reject(new UnreadableBody('InvalidParameter', `Content-Encoding ${JSON.stringify(name.slice(0, 32))} is not supported (identity, gzip, deflate)`));
   return new Promise((resolve, reject) => {
     decoder(raw, { maxOutputLength: limit }, (err, out) => {

@@ -386,6 +386,7 @@ describe('hostile input: property-based fuzzing of every served action against a
     expect(events.map((e) => e.errorCode)).toEqual(['RequestSizeLimitExceeded']);
     expect(await code(send('ListKeys', Buffer.from('{}'), { 'content-encoding': 'gzip' }))).toBe('InvalidParameter');
     expect(await code(send('ListKeys', Buffer.from('{}'), { 'content-encoding': 'br' }))).toBe('InvalidParameter');
+    expect(await code(send('ListKeys', Buffer.from('{}'), { 'content-encoding': 'constructor' }))).toBe('InvalidParameter');
 
     expect(lab.internalErrorCount).toBe(before);
   }, 120_000);
