@@ -1,9 +1,10 @@
 /**
  * The server's configuration: `<data dir>/kms.yaml` (written by `kmsctl init`), with the HSM
  * clusters in the same file (`clusters:`, see docs/clusters.example.yaml) and a few environment
- * overrides (KMS_PORT, KMS_HOST). Secrets are never in it: PINs come from env or 0600 files.
+ * overrides (KMS_PORT, KMS_HOST, KMS_WORKERS). Secrets are never in it: PINs come from env or 0600 files.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { ClusterConfig, parseClusterConfig } from './hsm/config';
@@ -29,6 +30,8 @@ export interface ServerConfig {
   alarms: { log?: string; webhook?: string };
   /** Requests in flight get this long to finish on shutdown. */
   shutdownGraceMs: number;
+  /** Serving processes (1: this process serves; more: a supervisor and that many workers on one port). */
+  workers: number;
   clusters: ClusterConfig[];
 }
 
@@ -76,7 +79,20 @@ function parseStore(doc: Doc, dataDir: string): StoreConfig {
   };
 }
 
-/** Parses kms.yaml; `env` may override the port (KMS_PORT) and host (KMS_HOST). */
+export const MAX_WORKERS = 256;
+
+/** `workers`: a count, or "auto" (one per CPU the process may use); KMS_WORKERS overrides. */
+function parseWorkers(doc: Doc, env: NodeJS.ProcessEnv): number {
+  const raw = env.KMS_WORKERS ?? doc.workers ?? 1;
+  if (raw === 'auto') return Math.min(MAX_WORKERS, availableParallelism());
+  const n = typeof raw === 'string' && /^[0-9]+$/.test(raw) ? Number(raw) : raw;
+  if (!Number.isInteger(n) || (n as number) < 1 || (n as number) > MAX_WORKERS) {
+    throw new ConfigError(`${CONFIG_FILE}: "workers" must be "auto" or an integer from 1 to ${MAX_WORKERS}, got ${JSON.stringify(raw)}`);
+  }
+  return n as number;
+}
+
+/** Parses kms.yaml; `env` may override the port (KMS_PORT), host (KMS_HOST) and worker count (KMS_WORKERS). */
 export function parseServerConfig(source: string, dataDir: string, env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const doc = parse(source) as unknown;
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`${CONFIG_FILE}: expected a mapping`);
@@ -107,6 +123,7 @@ export function parseServerConfig(source: string, dataDir: string, env: NodeJS.P
     rateLimit: { perSecond: int(rate, 'perSecond', 1000, 1, 1_000_000, 'rateLimit'), burst: int(rate, 'burst', 2000, 1, 10_000_000, 'rateLimit') },
     alarms: { log: optionalText(alarms, 'log', 'alarms') && abs(text(alarms, 'log', undefined, 'alarms')), webhook: optionalText(alarms, 'webhook', 'alarms') },
     shutdownGraceMs: int(d, 'shutdownGraceMs', 10_000, 0, 600_000),
+    workers: parseWorkers(d, env),
     clusters: parseClusterConfig(source, dataDir),
   };
 }

@@ -1,119 +1,14 @@
 /**
- * The server process: `node dist/src/main.js [--data-dir DIR]` (what `make run` starts).
- * Loads <data dir>/kms.yaml, opens the store, HSM clusters, IAM and audit, and serves the API.
+ * The server process: `node dist/src/main.js [--data-dir DIR]` (what `make run` starts). Loads
+ * <data dir>/kms.yaml and serves the API: in this process (workers: 1), or from `workers` worker
+ * processes under this one as their supervisor (node:cluster; workers/supervisor.ts).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { createServer as createHttpServer, IncomingMessage, Server, ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
-import { createListener } from './api/app';
+import cluster from 'node:cluster';
 import { LineLog } from './api/request-log';
-import { DEV_CREDENTIALS } from './cli/dev-init';
-import { isLoopback, loadServerConfig, ServerConfig } from './config';
-import { openServices, Services } from './services';
-
-export interface RunningServer {
-  url: string;
-  port: number;
-  services: Services;
-  /** The Node HTTP(S) server (to observe connections and requests; closing goes through close()). */
-  http: Server;
-  /** Stops accepting, lets requests in flight finish (up to the grace period), closes everything. */
-  close(): Promise<void>;
-}
-
-function listenGuard(config: ServerConfig): void {
-  if (!config.tls && !isLoopback(config.listen.host) && !config.allowInsecure) {
-    throw new Error(`refusing to listen on ${config.listen.host} without TLS: configure tls.cert and tls.key, or set allowInsecure: true`);
-  }
-}
-
-/**
- * Keep-alive connections during a shutdown: a response sent once closing has begun carries
- * `Connection: close` (the socket ends after it), and a connection left idle is closed at once, so
- * the server stops as soon as the requests in flight are answered instead of waiting for clients to
- * hang up. Connections that have not sent their first request yet are left alone: their request is
- * answered (with `Connection: close`), and the grace period bounds those that never send one.
- */
-function drainOnClose(server: Server): () => void {
-  let closing = false;
-  const unanswered = new Set<ServerResponse>();
-  server.prependListener('request', (_req: IncomingMessage, res: ServerResponse) => {
-    if (closing) res.setHeader('Connection', 'close');
-    unanswered.add(res);
-    res.once('close', () => {
-      unanswered.delete(res);
-      if (closing) server.closeIdleConnections();
-    });
-  });
-  return () => {
-    closing = true;
-    for (const res of unanswered) if (!res.headersSent) res.setHeader('Connection', 'close');
-  };
-}
-
-function bracketed(host: string): string {
-  return host.includes(':') ? `[${host}]` : host;
-}
-
-/** Where a client on this machine reaches the server (an unspecified address is reached on loopback). */
-function localEndpoint(config: ServerConfig, port: number): string {
-  const host = config.listen.host === '0.0.0.0' ? '127.0.0.1' : config.listen.host === '::' ? '::1' : config.listen.host;
-  return `${bracketed(host)}:${port}`;
-}
-
-/** How to point the SDK at this server with the development credentials (never the SecretKey itself). */
-function devCredentialsHint(config: ServerConfig, port: number): Record<string, unknown> | undefined {
-  const file = join(config.dataDir, DEV_CREDENTIALS);
-  if (!existsSync(file)) return undefined;
-  const endpoint = localEndpoint(config, port);
-  const protocol = config.tls ? 'https://' : 'http://';
-  return {
-    level: 'info',
-    msg: `development root credentials are in ${file}: tencentcloud.kms.v20190118.Client({ credential: { secretId, secretKey } from that file, region: '${config.regions[0]}', profile: { httpProfile: { endpoint: '${endpoint}', protocol: '${protocol}' } } })`,
-    credentialsFile: file, endpoint, protocol, region: config.regions[0],
-  };
-}
-
-export async function startServer(config: ServerConfig, log: (line: Record<string, unknown>) => void = (l) => process.stdout.write(JSON.stringify(l) + '\n')): Promise<RunningServer> {
-  listenGuard(config);
-  const services = await openServices(config, { log });
-  let server: Server;
-  try {
-    const app = createListener({ ...services.apiDeps(), log: { write: log } });
-    server = config.tls
-      ? createHttpsServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }, app)
-      : createHttpServer(app);
-    server.keepAliveTimeout = 65_000;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.listen.port, config.listen.host, () => resolve());
-    });
-  } catch (e) {
-    await services.close().catch(() => undefined);
-    throw e;
-  }
-  const beginClosing = drainOnClose(server);
-  const port = (server.address() as AddressInfo).port;
-  const url = `${config.tls ? 'https' : 'http'}://${bracketed(config.listen.host)}:${port}`;
-  log({ level: 'info', msg: `KMS listening on ${url}`, dataDir: config.dataDir, regions: config.regions, clusters: config.clusters.map((c) => c.id) });
-  const hint = devCredentialsHint(config, port);
-  if (hint) log(hint);
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> => {
-    closing ??= (async () => {
-      beginClosing();
-      const drained = new Promise<void>((resolve) => server.close(() => resolve()));
-      const timer = setTimeout(() => server.closeAllConnections(), config.shutdownGraceMs);
-      await drained;
-      clearTimeout(timer);
-      await services.close();
-    })();
-    return closing;
-  };
-  return { url, port, services, http: server, close };
-}
+import { loadServerConfig } from './config';
+import { startServer } from './server';
+import { supervise } from './workers/supervisor';
+import { runWorker } from './workers/worker';
 
 function argValue(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -123,8 +18,14 @@ function argValue(name: string): string | undefined {
 async function main(): Promise<void> {
   const dataDir = argValue('--data-dir') ?? process.env.KMS_DATA_DIR ?? './var';
   const config = loadServerConfig(dataDir);
+  if (cluster.isWorker) {
+    await runWorker(config, Number(process.env.KMS_WORKER_INDEX ?? 0));
+    return;
+  }
   const lines = new LineLog();
-  const server = await startServer(config, lines.line);
+  const server = config.workers > 1
+    ? await supervise(config, lines.line, (chunk) => process.stdout.write(chunk))
+    : await startServer(config, lines.line);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
       lines.line({ level: 'info', msg: `${signal}: draining requests and shutting down` });

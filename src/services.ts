@@ -38,6 +38,10 @@ export interface ServicesOptions {
   nodeId?: string;
   /** Run the domain-key ceremony on every cluster first (kmsctl init), reporting progress. */
   domainCeremony?: (msg: string) => void;
+  /** Repair derived store data at start-up (default true; workers after the first leave it to the first). */
+  repair?: boolean;
+  /** Replaces the in-process rate limiter of the embedded store (a worker shares its supervisor's buckets). */
+  limiter?: RateLimiter;
 }
 
 export interface Services {
@@ -66,7 +70,7 @@ export function restrictSqliteFiles(path: string): void {
   }
 }
 
-async function openStores(config: ServerConfig): Promise<{ store: MetadataStore; identities: IdentityStore; audit: AuditLog; limiter: RateLimiter }> {
+async function openStores(config: ServerConfig, shared?: RateLimiter): Promise<{ store: MetadataStore; identities: IdentityStore; audit: AuditLog; limiter: RateLimiter }> {
   const rate = { perSecond: config.rateLimit.perSecond, burst: config.rateLimit.burst };
   const s = config.store;
   if (s.kind === 'sqlite') {
@@ -75,7 +79,7 @@ async function openStores(config: ServerConfig): Promise<{ store: MetadataStore;
       store: new SqliteMetadataStore(s.path),
       identities: new SqliteIdentityStore(s.path),
       audit: new SqliteAuditLog(s.path),
-      limiter: new MemoryRateLimiter(rate),
+      limiter: shared ?? new MemoryRateLimiter(rate),
     };
   }
   const conn = { host: s.host, port: s.port, allowVolatile: s.allowVolatile };
@@ -141,7 +145,7 @@ export async function openServices(config: ServerConfig, options: ServicesOption
   let kms: Kms | undefined;
   try {
     if (options.domainCeremony) await runCeremony(clusters, options.domainCeremony);
-    opened = await openStores(config);
+    opened = await openStores(config, options.limiter);
     const { store, identities } = opened;
     const alarms = alarmsFor(config, options.log);
     kms = new Kms({
@@ -149,7 +153,7 @@ export async function openServices(config: ServerConfig, options: ServicesOption
       onJobError: (m) => options.log({ level: 'warn', msg: `background job: ${m}` }),
     });
     if (options.jobs !== false) {
-      for (const finding of await kms.start()) options.log({ level: 'warn', msg: `start-up: ${finding}` });
+      for (const finding of await kms.start({ repair: options.repair !== false })) options.log({ level: 'warn', msg: `start-up: ${finding}` });
     }
     return compose(config, options, clusters, opened, kms, alarms, new IamService({ store: identities, sealer: await serviceSealer(kms) }));
   } catch (e) {

@@ -18,6 +18,8 @@ export interface AppDeps extends Omit<PipelineDeps, 'handlers'> {
   clusters: readonly HsmCluster[];
   metrics: Metrics;
   maxBodyBytes: number;
+  /** What /metrics answers; default this process's registry (a worker asks its supervisor for every worker's). */
+  scrape?: () => Promise<string>;
 }
 
 /** The express app: /healthz, /readyz, /metrics (and express's 404 for anything else). */
@@ -33,7 +35,7 @@ export function createApp(deps: AppDeps): express.Express {
     );
   });
   app.get('/metrics', (_req, res) => {
-    deps.metrics.registry.metrics().then(
+    (deps.scrape ?? (() => deps.metrics.registry.metrics()))().then(
       (text) => res.type(deps.metrics.registry.contentType).send(text),
       (e: unknown) => res.status(500).type('text/plain').send(`metrics failed: ${(e as Error).message}`),
     );

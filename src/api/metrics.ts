@@ -12,7 +12,11 @@ export interface MetricsSources {
   audit?: () => { pending: number; dropped: number; written: number };
 }
 
-/** Everything /metrics shows: requests, latencies, HSM operations, sessions, health, keys, alarms. */
+/**
+ * Everything /metrics shows: requests, latencies, HSM operations, sessions, health, keys, alarms.
+ * With several workers the supervisor aggregates their registries: counters, histograms and
+ * session gauges add up; health is the worst any worker sees; key counts (one store) the largest.
+ */
 export class Metrics {
   readonly registry = new Registry();
   readonly requests: Counter<'action' | 'code'>;
@@ -50,7 +54,7 @@ export class Metrics {
     new Gauge({ name: 'kms_hsm_session_waiters', help: 'Callers waiting for a session per member', labelNames: ['cluster', 'member'], registers, collect: each((_c, m) => m.sessions.waiting) });
     new Gauge({ name: 'kms_hsm_cached_handles', help: 'Unwrapped key handles cached per member', labelNames: ['cluster', 'member'], registers, collect: each((_c, m) => m.cachedHandles) });
     new Gauge({
-      name: 'kms_hsm_member_health', help: 'Member health: 2 ACTIVE, 1 DEGRADED, 0 UNAVAILABLE', labelNames: ['cluster', 'member'], registers,
+      name: 'kms_hsm_member_health', help: 'Member health: 2 ACTIVE, 1 DEGRADED, 0 UNAVAILABLE', labelNames: ['cluster', 'member'], registers, aggregator: 'min',
       async collect() {
         for (const c of sources.clusters) {
           const h = await c.health();
@@ -59,7 +63,7 @@ export class Metrics {
       },
     });
     new Gauge({
-      name: 'kms_hsm_cluster_health', help: 'Cluster health: 2 ACTIVE, 1 DEGRADED, 0 UNAVAILABLE', labelNames: ['cluster'], registers,
+      name: 'kms_hsm_cluster_health', help: 'Cluster health: 2 ACTIVE, 1 DEGRADED, 0 UNAVAILABLE', labelNames: ['cluster'], registers, aggregator: 'min',
       async collect() {
         for (const c of sources.clusters) this.set({ cluster: c.id }, STATE_VALUE[(await c.health()).state]);
       },
@@ -67,7 +71,7 @@ export class Metrics {
     if (sources.keysByState) {
       const keys = sources.keysByState;
       new Gauge({
-        name: 'kms_keys', help: 'Customer master keys by state', labelNames: ['state'], registers,
+        name: 'kms_keys', help: 'Customer master keys by state', labelNames: ['state'], registers, aggregator: 'max',
         async collect() {
           // a store that cannot answer must not take the whole scrape down: the series go away until it answers
           const counts = await keys().catch(() => undefined);

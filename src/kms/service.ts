@@ -82,11 +82,12 @@ export class Kms {
   }
 
   /**
-   * Start-up: repairs derived store data a crash may have left inconsistent, then runs one round of
-   * due work (deletions and expiries whose date passed while no node ran). Returns what was found.
+   * Start-up: repairs derived store data a crash may have left inconsistent (unless another process
+   * does that), then runs one round of due work (deletions and expiries whose date passed while no
+   * node ran). Returns what was found.
    */
-  async start(): Promise<string[]> {
-    const findings = await this.store.repair();
+  async start(options: { repair?: boolean } = {}): Promise<string[]> {
+    const findings = options.repair === false ? [] : await this.store.repair();
     const report = await this.jobs.runOnce();
     findings.push(...report.errors.map((e) => `background job: ${e}`));
     this.jobs.start();

@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { loadServerConfig } from '../../src/config';
-import { startServer } from '../../src/main';
+import { startServer } from '../../src/server';
 import { codeOf, Credentials, SdkError, ServerLab } from '../support/server';
 
 const REPO = join(__dirname, '..', '..', '..');

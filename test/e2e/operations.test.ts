@@ -16,7 +16,7 @@ import { signTc3 } from '../../src/api/tc3';
 import { SqliteAuditLog } from '../../src/audit/sqlite-audit-log';
 import { DEV_CREDENTIALS, initDev } from '../../src/cli/dev-init';
 import { loadServerConfig } from '../../src/config';
-import { startServer } from '../../src/main';
+import { startServer } from '../../src/server';
 import { openServices } from '../../src/services';
 import { rejection } from '../support/rejection';
 import { codeOf, Credentials, KmsClient, SdkError, ServerLab } from '../support/server';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { initDev } from '../../src/cli/dev-init';
 import { loadServerConfig } from '../../src/config';
-import { RunningServer, startServer } from '../../src/main';
+import { RunningServer, startServer } from '../../src/server';
 import { RedisServer, startRedis } from '../support/redis';
 import { Credentials, KmsClient, SdkError } from '../support/server';
 

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { loadServerConfig } from '../../src/config';
 import type { HsmCluster } from '../../src/hsm/cluster';
 import type { HsmMember } from '../../src/hsm/member';
-import { RunningServer, startServer } from '../../src/main';
+import { RunningServer, startServer } from '../../src/server';
 import { b64, devInstall, getText, metric, metricSum, sdk, SOAK, splitSharedPool, within } from '../support/resilience-lab';
 import type { Credentials, KmsClient, SdkError } from '../support/server';
 

@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadServerConfig } from '../../src/config';
-import { RunningServer, startServer } from '../../src/main';
+import { RunningServer, startServer } from '../../src/server';
 import { b64, devInstall, editConfig, getText, percentile, sdk, sleep, SOAK, within } from '../support/resilience-lab';
 import { DurableRedis } from '../support/resilience-redis';
 import type { Credentials, KmsClient, SdkError } from '../support/server';

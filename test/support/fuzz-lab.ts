@@ -17,7 +17,7 @@ import { parseDocument } from 'yaml';
 import { signTc3 } from '../../src/api/tc3';
 import { DEV_CREDENTIALS, initDev } from '../../src/cli/dev-init';
 import { CONFIG_FILE, loadServerConfig } from '../../src/config';
-import { RunningServer, startServer } from '../../src/main';
+import { RunningServer, startServer } from '../../src/server';
 import type { Credentials, KmsClient } from './server';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

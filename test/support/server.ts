@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEV_CREDENTIALS, initDev } from '../../src/cli/dev-init';
 import { loadServerConfig } from '../../src/config';
-import { RunningServer, startServer } from '../../src/main';
+import { RunningServer, startServer } from '../../src/server';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const tencentcloud = require('tencentcloud-sdk-nodejs') as { kms: { v20190118: { Client: new (config: object) => KmsClient } } };

@@ -1,5 +1,6 @@
 import { ConfigError } from '../../src/hsm/errors';
-import { isLoopback, parseServerConfig } from '../../src/config';
+import { availableParallelism } from 'node:os';
+import { isLoopback, MAX_WORKERS, parseServerConfig } from '../../src/config';
 
 const CLUSTERS = `
 clusters:
@@ -15,7 +16,7 @@ describe('kms.yaml', () => {
     const c = parseServerConfig(base(), '/data', {});
     expect(c).toMatchObject({
       listen: { host: '127.0.0.1', port: 8080 }, allowInsecure: false, store: { kind: 'sqlite', path: '/data/kms.db' }, regions: ['ap-guangzhou'],
-      maxKeysPerRegion: 200, maxBodyBytes: 262144, rateLimit: { perSecond: 1000, burst: 2000 }, alarms: {}, shutdownGraceMs: 10000,
+      maxKeysPerRegion: 200, maxBodyBytes: 262144, rateLimit: { perSecond: 1000, burst: 2000 }, alarms: {}, shutdownGraceMs: 10000, workers: 1,
     });
     expect(c.tls).toBeUndefined();
     expect(c.deploymentId.toString('hex')).toBe('00112233445566778899aabbccddeeff');
@@ -28,6 +29,21 @@ describe('kms.yaml', () => {
     expect(c.tls).toEqual({ cert: '/data/c.pem', key: '/data/k.pem' });
     expect(c.alarms).toEqual({ log: '/data/alarms.log', webhook: 'http://hook' });
   });
+
+  test.each<[string, string, NodeJS.ProcessEnv, number]>([
+    ['a count', 'workers: 3\n', {}, 3],
+    ['auto: one per CPU', 'workers: auto\n', {}, Math.min(MAX_WORKERS, availableParallelism())],
+    ['KMS_WORKERS overrides the file', 'workers: 3\n', { KMS_WORKERS: '2' }, 2],
+    ['KMS_WORKERS=auto', '', { KMS_WORKERS: 'auto' }, Math.min(MAX_WORKERS, availableParallelism())],
+  ])('workers: %s', (_name, extra, env, expected) => {
+    expect(parseServerConfig(base(extra), '/d', env).workers).toBe(expected);
+  });
+
+  test.each([['zero', 'workers: 0\n', {}], ['too many', `workers: ${MAX_WORKERS + 1}\n`, {}], ['a fraction', 'workers: 1.5\n', {}], ['a word', 'workers: many\n', {}], ['a bad KMS_WORKERS', '', { KMS_WORKERS: '-2' }]])(
+    'workers: %s is refused', (_name, extra, env) => {
+      expect(() => parseServerConfig(base(extra), '/d', env)).toThrow(/"workers" must be "auto" or an integer from 1 to 256/);
+    },
+  );
 
   test('redis store', () => {
     expect(parseServerConfig(base('store: { kind: redis, port: 6380, allowVolatile: true }\n'), '/d', {}).store).toEqual({ kind: 'redis', host: '127.0.0.1', port: 6380, allowVolatile: true });

@@ -1,0 +1,23 @@
+/**
+ * What a supervisor and its workers say to each other over the cluster IPC channel. Every message
+ * carries a `kind` starting with "kms:" (prom-client's aggregation messages share the channel).
+ */
+import type { Levels, Usage } from '../api/shared-rate-limit';
+
+export type ToSupervisor =
+  | { kind: 'kms:ready'; worker: number; pid: number; port: number }
+  | { kind: 'kms:log'; chunk: string }
+  | { kind: 'kms:rate'; used: Usage }
+  | { kind: 'kms:metrics'; id: number };
+
+export type ToWorker =
+  | { kind: 'kms:rate-levels'; levels: Levels }
+  | { kind: 'kms:metrics'; id: number; text?: string; error?: string }
+  | { kind: 'kms:shutdown' };
+
+type Kind<M> = M extends { kind: infer K } ? K : never;
+
+/** `m` is a message of this kind (the shape of its fields is the sender's: both ends are this code). */
+export function isMessage<M extends ToSupervisor | ToWorker, K extends Kind<M>>(m: unknown, kind: K): m is Extract<M, { kind: K }> {
+  return typeof m === 'object' && m !== null && (m as { kind?: unknown }).kind === kind;
+}

@@ -1,0 +1,143 @@
+/**
+ * `workers: N` (N > 1): this process forks N workers that share the listening port (node:cluster,
+ * connections dealt round-robin) and serves nothing itself. It starts worker 0 first (it repairs
+ * the store at start-up), then the others; restarts a worker that dies (with backoff); writes the
+ * workers' log lines; keeps the rate-limit ledger of the embedded store; aggregates /metrics across
+ * workers; and on close tells every worker to drain, waiting for them within a bound.
+ */
+import cluster, { Worker } from 'node:cluster';
+import { AggregatorRegistry } from 'prom-client';
+import { RateLedger, SYNC_MS } from '../api/shared-rate-limit';
+import type { ServerConfig } from '../config';
+import { announce } from '../server';
+import { CLOSE_BUDGET_MS } from '../services';
+import { isMessage, ToSupervisor, ToWorker } from './messages';
+
+type Log = (line: Record<string, unknown>) => void;
+
+export interface Supervisor {
+  url: string;
+  port: number;
+  /** Worker index → pid of the process serving it now. */
+  pids(): Map<number, number>;
+  close(): Promise<void>;
+}
+
+/** Restart delay: 0.5 s, doubled for each death within a minute of the previous start, at most 30 s. */
+export function restartDelay(previousDelayMs: number | undefined, ranForMs: number): number {
+  if (previousDelayMs === undefined || ranForMs > 60_000) return 500;
+  return Math.min(30_000, previousDelayMs * 2);
+}
+
+interface Slot {
+  worker?: Worker;
+  pid?: number;
+  startedAt: number;
+  delayMs?: number;
+  timer?: NodeJS.Timeout;
+}
+
+function reply(worker: Worker, message: ToWorker): void {
+  if (worker.isConnected()) worker.send(message);
+}
+
+export async function supervise(config: ServerConfig, log: Log, write: (chunk: string) => void): Promise<Supervisor> {
+  const slots = new Map<number, Slot>();
+  const ledger = config.store.kind === 'sqlite' ? new RateLedger(config.rateLimit) : undefined;
+  const aggregator = new AggregatorRegistry();
+  let closing = false;
+  /** Start-up is over: from now on a worker that dies is restarted (during start-up, it fails the start). */
+  let serving = false;
+  let port = 0;
+  const ready = new Map<number, (port: number) => void>();
+
+  const broadcast = setInterval(() => {
+    const levels = ledger?.takeChanged();
+    if (!levels || Object.keys(levels).length === 0) return;
+    for (const s of slots.values()) if (s.worker) reply(s.worker, { kind: 'kms:rate-levels', levels });
+  }, SYNC_MS);
+  broadcast.unref();
+
+  const onMessage = (worker: Worker, m: unknown): void => {
+    if (isMessage<ToSupervisor, 'kms:log'>(m, 'kms:log')) write(m.chunk);
+    else if (isMessage<ToSupervisor, 'kms:rate'>(m, 'kms:rate')) {
+      if (ledger) reply(worker, { kind: 'kms:rate-levels', levels: ledger.charge(m.used) });
+    } else if (isMessage<ToSupervisor, 'kms:metrics'>(m, 'kms:metrics')) {
+      aggregator.clusterMetrics().then(
+        (text) => reply(worker, { kind: 'kms:metrics', id: m.id, text }),
+        (e: Error) => reply(worker, { kind: 'kms:metrics', id: m.id, error: e.message }),
+      );
+    } else if (isMessage<ToSupervisor, 'kms:ready'>(m, 'kms:ready')) {
+      const s = slots.get(m.worker);
+      if (s) s.pid = m.pid;
+      ready.get(m.worker)?.(m.port);
+      ready.delete(m.worker);
+    }
+  };
+  cluster.on('message', onMessage);
+
+  const fork = (index: number): Promise<number> => {
+    const slot = slots.get(index) ?? { startedAt: 0 };
+    slots.set(index, slot);
+    slot.startedAt = Date.now();
+    slot.timer = undefined;
+    const worker = cluster.fork({ KMS_WORKER_INDEX: String(index) });
+    slot.worker = worker;
+    slot.pid = worker.process.pid;
+    const started = new Promise<number>((resolve, reject) => {
+      ready.set(index, resolve);
+      worker.once('exit', (code, signal) => {
+        if (ready.delete(index)) reject(new Error(`worker ${index} exited during start-up (${signal ?? `code ${code}`})`));
+      });
+    });
+    worker.once('exit', (code, signal) => {
+      if (slot.worker !== worker) return;
+      slot.worker = undefined;
+      if (closing || !serving) return;
+      const ranFor = Date.now() - slot.startedAt;
+      slot.delayMs = restartDelay(slot.delayMs, ranFor);
+      log({ level: 'error', msg: `worker ${index} (pid ${worker.process.pid}) exited (${signal ?? `code ${code}`}) after ${ranFor} ms; restarting in ${slot.delayMs} ms`, worker: index });
+      slot.timer = setTimeout(() => {
+        fork(index).then(
+          (p) => log({ level: 'info', msg: `worker ${index} restarted (pid ${slots.get(index)?.pid}) on port ${p}`, worker: index }),
+          (e: Error) => log({ level: 'error', msg: e.message, worker: index }),
+        );
+      }, slot.delayMs);
+    });
+    return started;
+  };
+
+  const close = async (): Promise<void> => {
+    closing = true;
+    clearInterval(broadcast);
+    const bound = config.shutdownGraceMs + CLOSE_BUDGET_MS + 5_000;
+    const alive: Promise<void>[] = [];
+    for (const s of slots.values()) {
+      if (s.timer) clearTimeout(s.timer);
+      const w = s.worker;
+      if (!w || w.isDead()) continue;
+      alive.push(new Promise<void>((resolve) => {
+        const kill = setTimeout(() => w.process.kill('SIGKILL'), bound);
+        w.once('exit', () => (clearTimeout(kill), resolve()));
+      }));
+      reply(w, { kind: 'kms:shutdown' });
+    }
+    await Promise.all(alive);
+    cluster.off('message', onMessage);
+  };
+
+  try {
+    port = await fork(0);
+    const rest = await Promise.all(Array.from({ length: config.workers - 1 }, (_, i) => fork(i + 1)));
+    if (rest.some((p) => p !== port)) throw new Error(`workers listen on different ports (${[port, ...rest].join(', ')})`);
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  serving = true;
+  const url = announce(config, port, log, { workers: config.workers });
+  return {
+    url, port, close,
+    pids: () => new Map([...slots].filter(([, s]) => s.worker && s.pid !== undefined).map(([i, s]) => [i, s.pid as number])),
+  };
+}

@@ -1,0 +1,72 @@
+/**
+ * A worker process (workers: N > 1): serves the API on the port its supervisor shares out, as one
+ * process would, except that its log lines, rate-limit usage and /metrics go through the supervisor
+ * (supervisor.ts), and it stops when the supervisor says so or goes away.
+ */
+import { AggregatorRegistry } from 'prom-client';
+import { LineLog } from '../api/request-log';
+import { SharedRateLimiter } from '../api/shared-rate-limit';
+import type { ServerConfig } from '../config';
+import { startServer } from '../server';
+import { isMessage, ToSupervisor, ToWorker } from './messages';
+
+/** How long a worker waits for the supervisor's aggregated metrics (prom-client gives up on a silent worker after 5 s). */
+const SCRAPE_TIMEOUT_MS = 6_000;
+
+function send(message: ToSupervisor): void {
+  if (process.connected) process.send?.(message);
+}
+
+/** /metrics of every worker, aggregated by the supervisor. */
+function supervisorScrape(): { scrape: () => Promise<string>; answer: (m: Extract<ToWorker, { kind: 'kms:metrics' }>) => void } {
+  const waiting = new Map<number, { resolve: (text: string) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  let next = 0;
+  return {
+    scrape: () => new Promise((resolve, reject) => {
+      const id = next++;
+      const timer = setTimeout(() => (waiting.delete(id), reject(new Error(`no aggregated metrics within ${SCRAPE_TIMEOUT_MS} ms`))), SCRAPE_TIMEOUT_MS);
+      waiting.set(id, { resolve, reject, timer });
+      send({ kind: 'kms:metrics', id });
+    }),
+    answer: (m) => {
+      const w = waiting.get(m.id);
+      if (!w) return;
+      waiting.delete(m.id);
+      clearTimeout(w.timer);
+      if (m.text !== undefined) w.resolve(m.text);
+      else w.reject(new Error(m.error ?? 'metrics aggregation failed'));
+    },
+  };
+}
+
+export async function runWorker(config: ServerConfig, index: number): Promise<void> {
+  // through the supervisor, so lines of several workers never interleave; straight out once it is gone
+  const lines = new LineLog((chunk) => (process.connected ? send({ kind: 'kms:log', chunk }) : process.stdout.write(chunk)));
+  const log = (line: Record<string, unknown>): void => lines.line({ ...line, worker: index });
+  // answers prom-client's aggregation requests from the supervisor (this registry is set once services are open)
+  AggregatorRegistry.setRegistries([]);
+  new AggregatorRegistry();
+  const limiter = config.store.kind === 'sqlite' ? new SharedRateLimiter(config.rateLimit, { workers: config.workers, report: (used) => send({ kind: 'kms:rate', used }) }) : undefined;
+  const metrics = supervisorScrape();
+  const server = await startServer(config, log, { services: { limiter, repair: index === 0 }, scrape: metrics.scrape, announce: false });
+  AggregatorRegistry.setRegistries([server.services.metrics.registry]);
+
+  let stopping = false;
+  const stop = (why: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log({ level: 'info', msg: `${why}: draining requests and shutting down` });
+    limiter?.close();
+    const exit = (code: number) => () => (lines.flush(), process.exit(code));
+    server.close().then(exit(0), exit(1));
+  };
+  process.on('message', (m: unknown) => {
+    if (isMessage<ToWorker, 'kms:rate-levels'>(m, 'kms:rate-levels')) limiter?.apply(m.levels);
+    else if (isMessage<ToWorker, 'kms:metrics'>(m, 'kms:metrics')) metrics.answer(m);
+    else if (isMessage<ToWorker, 'kms:shutdown'>(m, 'kms:shutdown')) stop('supervisor');
+  });
+  // the supervisor died (kill -9): nobody restarts or aggregates any more, so this worker ends too
+  process.on('disconnect', () => stop('supervisor gone'));
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => stop(signal));
+  send({ kind: 'kms:ready', worker: index, pid: process.pid, port: server.port });
+}
