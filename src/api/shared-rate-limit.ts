@@ -1,13 +1,12 @@
 /**
  * Rate limits when one node runs several worker processes on the embedded store (workers: N): the
- * supervisor holds every account's bucket (the ledger); each worker decides requests from its own
- * view of the bucket and reports what it let through every SYNC_MS. The ledger charges the reports
- * (a bucket may go into debt, never below -burst) and answers the levels, which replace the views.
- *
- * Over time an account gets its configured rate across all workers. Between two reports each worker
- * refills its view at the full rate, so within one report interval the workers together may let
- * through up to (N-1) x perSecond x SYNC_MS more than the bucket held; the debt is then repaid. An
- * account a worker has not seen starts at burst / N there and asks the ledger at once.
+ * supervisor holds every account's bucket (the ledger); each worker decides requests from its share
+ * of it and reports what it let through every SYNC_MS. The ledger charges the reports and answers
+ * the levels; a worker's share is then level / N less what it let through since its report, and it
+ * refills at perSecond / N up to burst / N between reports. The shares of all workers never add up
+ * to more than the bucket holds, so an account gets its configured rate and burst across all
+ * workers, not per worker. A worker alone (an account on one connection) reaches the whole burst
+ * over a few reports, as its shares of what is left come back; its sustained rate is the full rate.
  * (With Redis, RedisRateLimiter is shared by every process and node: none of this is needed.)
  */
 import { Clock, systemClock } from '../kms/clock';
@@ -22,6 +21,11 @@ export type Levels = Record<string, number>;
 
 function refilled(b: Bucket, now: number, c: RateLimitConfig): number {
   return Math.min(c.burst, b.tokens + (Math.max(0, now - b.at) * c.perSecond) / 1000);
+}
+
+/** A worker's part of the bucket: 1/N of the rate and of the burst. */
+function shareOf(c: RateLimitConfig, workers: number): RateLimitConfig {
+  return { perSecond: c.perSecond / workers, burst: c.burst / workers };
 }
 
 /** The supervisor's buckets: charges what workers let through, answers the levels. */
@@ -76,7 +80,7 @@ export interface SharedRateLimiterOptions {
   maxAccounts?: number;
 }
 
-/** A worker's side: decides from its views, reports usage every SYNC_MS (at once for an account it has not seen). */
+/** A worker's side: decides from its shares, reports usage every SYNC_MS (at once for an account it has not seen). */
 export class SharedRateLimiter implements RateLimiter {
   private readonly views = new Map<string, Bucket>();
   private pending = new Map<string, number>();
@@ -84,11 +88,12 @@ export class SharedRateLimiter implements RateLimiter {
   private readonly fresh = new Set<string>();
   private soon: NodeJS.Immediate | undefined;
   private readonly timer: NodeJS.Timeout;
-  private readonly config: RateLimitConfig;
+  /** This worker's part: perSecond / N, burst / N. */
+  private readonly share: RateLimitConfig;
   private readonly clock: Clock;
 
   constructor(config: RateLimitConfig, private readonly options: SharedRateLimiterOptions) {
-    this.config = checkRateLimitConfig(config);
+    this.share = shareOf(checkRateLimitConfig(config), options.workers);
     this.clock = options.clock ?? systemClock;
     this.timer = setInterval(() => this.flush(), SYNC_MS);
     this.timer.unref();
@@ -102,13 +107,13 @@ export class SharedRateLimiter implements RateLimiter {
     const now = this.clock.now();
     let view = this.views.get(accountUin);
     if (view === undefined) {
-      view = { tokens: this.config.burst / this.options.workers, at: now };
+      view = { tokens: this.share.burst, at: now };
       this.views.set(accountUin, view);
       this.fresh.add(accountUin);
       this.soon ??= setImmediate(() => this.flush());
       if (this.views.size > (this.options.maxAccounts ?? 100_000)) this.views.delete(this.views.keys().next().value as string);
     }
-    view.tokens = refilled(view, now, this.config);
+    view.tokens = refilled(view, now, this.share);
     view.at = Math.max(now, view.at);
     if (view.tokens < 1) return false;
     view.tokens -= 1;
@@ -116,12 +121,12 @@ export class SharedRateLimiter implements RateLimiter {
     return true;
   }
 
-  /** Levels from the ledger: each view becomes the level less what this worker let through since its report. */
+  /** Levels from the ledger: each share becomes level / N less what this worker let through since its report. */
   apply(levels: Levels): void {
     const now = this.clock.now();
     for (const [uin, level] of Object.entries(levels)) {
       if (typeof level !== 'number' || !Number.isFinite(level)) continue;
-      this.views.set(uin, { tokens: level - (this.pending.get(uin) ?? 0), at: now });
+      this.views.set(uin, { tokens: level / this.options.workers - (this.pending.get(uin) ?? 0), at: now });
     }
   }
 

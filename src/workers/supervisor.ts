@@ -70,6 +70,7 @@ export async function supervise(config: ServerConfig, log: Log, write: (chunk: s
     } else if (isMessage<ToSupervisor, 'kms:ready'>(m, 'kms:ready')) {
       const s = slots.get(m.worker);
       if (s) s.pid = m.pid;
+      log({ level: 'info', msg: `worker ${m.worker} ready (pid ${m.pid})`, worker: m.worker, pid: m.pid });
       ready.get(m.worker)?.(m.port);
       ready.delete(m.worker);
     }
@@ -98,10 +99,7 @@ export async function supervise(config: ServerConfig, log: Log, write: (chunk: s
       slot.delayMs = restartDelay(slot.delayMs, ranFor);
       log({ level: 'error', msg: `worker ${index} (pid ${worker.process.pid}) exited (${signal ?? `code ${code}`}) after ${ranFor} ms; restarting in ${slot.delayMs} ms`, worker: index });
       slot.timer = setTimeout(() => {
-        fork(index).then(
-          (p) => log({ level: 'info', msg: `worker ${index} restarted (pid ${slots.get(index)?.pid}) on port ${p}`, worker: index }),
-          (e: Error) => log({ level: 'error', msg: e.message, worker: index }),
-        );
+        fork(index).catch((e: Error) => log({ level: 'error', msg: e.message, worker: index }));
       }, slot.delayMs);
     });
     return started;

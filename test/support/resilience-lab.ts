@@ -165,6 +165,16 @@ export class ServerProcess {
     this.port = port;
   }
 
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  /** Resolves with the exit code (or signal) once the process has ended. */
+  async ended(): Promise<number | string | null> {
+    await this.exited;
+    return this.child?.exitCode ?? this.child?.signalCode ?? null;
+  }
+
   get running(): boolean {
     return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }
