@@ -24,7 +24,7 @@ async function main(): Promise<void> {
   }
   const lines = new LineLog();
   const server = config.workers > 1
-    ? await supervise(config, lines.line, (chunk) => process.stdout.write(chunk))
+    ? await supervise(config, lines.line)
     : await startServer(config, lines.line);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {

@@ -1,17 +1,16 @@
 /** The Tencent response envelope: HTTP 200 always, `{"Response": {...fields, "RequestId"}}` or `{"Response": {"Error": {...}, "RequestId"}}`. */
 
-/** Buffers become base64 (binary API fields are base64 strings on the wire). */
-function wire(value: unknown): unknown {
-  if (Buffer.isBuffer(value)) return value.toString('base64');
-  if (Array.isArray(value)) return value.map(wire);
-  if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).map(([k, v]) => [k, wire(v)]));
-  }
-  return value;
+/**
+ * Buffers become base64 (binary API fields are base64 strings on the wire). A replacer sees a value
+ * after its toJSON(); the holder (`this`) still has the Buffer itself. Undefined fields are left out.
+ */
+function wire(this: Record<string, unknown>, key: string, value: unknown): unknown {
+  const raw = this[key];
+  return Buffer.isBuffer(raw) ? raw.toString('base64') : value;
 }
 
 export function successBody(result: object, requestId: string): string {
-  return JSON.stringify({ Response: { ...(wire(result) as object), RequestId: requestId } });
+  return JSON.stringify({ Response: { ...result, RequestId: requestId } }, wire);
 }
 
 export function errorBody(code: string, message: string, requestId: string): string {

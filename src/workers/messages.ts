@@ -6,7 +6,6 @@ import type { Levels, Usage } from '../api/shared-rate-limit';
 
 export type ToSupervisor =
   | { kind: 'kms:ready'; worker: number; pid: number; port: number }
-  | { kind: 'kms:log'; chunk: string }
   | { kind: 'kms:rate'; used: Usage }
   | { kind: 'kms:metrics'; id: number };
 

@@ -1,9 +1,9 @@
 /**
  * `workers: N` (N > 1): this process forks N workers that share the listening port (node:cluster,
  * connections dealt round-robin) and serves nothing itself. It starts worker 0 first (it repairs
- * the store at start-up), then the others; restarts a worker that dies (with backoff); writes the
- * workers' log lines; keeps the rate-limit ledger of the embedded store; aggregates /metrics across
- * workers; and on close tells every worker to drain, waiting for them within a bound.
+ * the store at start-up), then the others; restarts a worker that dies (with backoff); keeps the
+ * rate-limit ledger of the embedded store; aggregates /metrics across workers; and on close tells
+ * every worker to drain, waiting for them within a bound. Workers write their own log lines.
  */
 import cluster, { Worker } from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
@@ -41,7 +41,7 @@ function reply(worker: Worker, message: ToWorker): void {
   if (worker.isConnected()) worker.send(message);
 }
 
-export async function supervise(config: ServerConfig, log: Log, write: (chunk: string) => void): Promise<Supervisor> {
+export async function supervise(config: ServerConfig, log: Log): Promise<Supervisor> {
   const slots = new Map<number, Slot>();
   const ledger = config.store.kind === 'sqlite' ? new RateLedger(config.rateLimit) : undefined;
   const aggregator = new AggregatorRegistry();
@@ -59,8 +59,7 @@ export async function supervise(config: ServerConfig, log: Log, write: (chunk: s
   broadcast.unref();
 
   const onMessage = (worker: Worker, m: unknown): void => {
-    if (isMessage<ToSupervisor, 'kms:log'>(m, 'kms:log')) write(m.chunk);
-    else if (isMessage<ToSupervisor, 'kms:rate'>(m, 'kms:rate')) {
+    if (isMessage<ToSupervisor, 'kms:rate'>(m, 'kms:rate')) {
       if (ledger) reply(worker, { kind: 'kms:rate-levels', levels: ledger.charge(m.used) });
     } else if (isMessage<ToSupervisor, 'kms:metrics'>(m, 'kms:metrics')) {
       aggregator.clusterMetrics().then(

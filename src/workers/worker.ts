@@ -1,10 +1,10 @@
 /**
  * A worker process (workers: N > 1): serves the API on the port its supervisor shares out, as one
- * process would, except that its log lines, rate-limit usage and /metrics go through the supervisor
- * (supervisor.ts), and it stops when the supervisor says so or goes away.
+ * process would, except that its rate-limit usage and /metrics go through the supervisor
+ * (supervisor.ts), its log lines carry `worker`, and it stops when the supervisor says so or goes away.
  */
 import { AggregatorRegistry } from 'prom-client';
-import { LineLog } from '../api/request-log';
+import { LineLog, PIPE_BUF } from '../api/request-log';
 import { SharedRateLimiter } from '../api/shared-rate-limit';
 import type { ServerConfig } from '../config';
 import { startServer } from '../server';
@@ -40,8 +40,8 @@ function supervisorScrape(): { scrape: () => Promise<string>; answer: (m: Extrac
 }
 
 export async function runWorker(config: ServerConfig, index: number): Promise<void> {
-  // through the supervisor, so lines of several workers never interleave; straight out once it is gone
-  const lines = new LineLog((chunk) => (process.connected ? send({ kind: 'kms:log', chunk }) : process.stdout.write(chunk)));
+  // straight to the shared stdout, in writes a pipe keeps whole (not through the supervisor: IPC would serialise every line again)
+  const lines = new LineLog((chunk) => process.stdout.write(chunk), PIPE_BUF);
   const log = (line: Record<string, unknown>): void => lines.line({ ...line, worker: index });
   // answers prom-client's aggregation requests from the supervisor (this registry is set once services are open)
   AggregatorRegistry.setRegistries([]);
