@@ -14,6 +14,7 @@ import type { AuditLog } from './audit/audit-log';
 import { RedisAuditLog } from './audit/redis-audit-log';
 import { SqliteAuditLog } from './audit/sqlite-audit-log';
 import type { ServerConfig } from './config';
+import { withDeadline } from './deadline';
 import { buildClusters } from './hsm/config';
 import type { HsmCluster } from './hsm/cluster';
 import { loadProfiles } from './hsm/profile';
@@ -109,16 +110,8 @@ export const CLOSE_BUDGET_MS = 5_000;
  */
 async function bounded(step: string, p: Promise<unknown>, deadline: number, log: ServicesOptions['log']): Promise<void> {
   const ms = Math.max(250, deadline - Date.now());
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((resolve) => {
-    timer = setTimeout(() => resolve('late'), ms);
-  });
-  try {
-    const r = await Promise.race([p.then(() => 'done' as const, (e: Error) => (log({ level: 'warn', msg: `${step}: ${e.message}` }), 'done' as const)), late]);
-    if (r === 'late') log({ level: 'warn', msg: `${step}: not finished after ${ms} ms; shutting down without it` });
-  } finally {
-    clearTimeout(timer);
-  }
+  const done = p.then(() => 'done' as const, (e: Error) => (log({ level: 'warn', msg: `${step}: ${e.message}` }), 'done' as const));
+  if ((await withDeadline(done, ms, () => 'late' as const)) === 'late') log({ level: 'warn', msg: `${step}: not finished after ${ms} ms; shutting down without it` });
 }
 
 function alarmsFor(config: ServerConfig, log: ServicesOptions['log']): Alarms {

@@ -7,6 +7,7 @@ import express from 'express';
 import type { HsmCluster } from '../hsm/cluster';
 import type { Kms } from '../kms/service';
 import type { MetadataStore } from '../store/store';
+import { withDeadline } from '../deadline';
 import { HANDLERS } from './handlers';
 import { apiListener } from './listener';
 import type { Metrics } from './metrics';
@@ -54,13 +55,10 @@ export const READINESS_STORE_MS = 2_000;
 /** Ready: the store answers (in time) and every cluster has at least one healthy member. */
 async function readiness(deps: AppDeps): Promise<{ ready: boolean; problems: string[]; clusters: Record<string, string> }> {
   const problems: string[] = [];
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<void>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${READINESS_STORE_MS} ms`)), READINESS_STORE_MS);
-  });
-  await Promise.race([deps.store.countKeys('0', 'kms-internal'), late])
-    .catch((e: Error) => problems.push(`store: ${e.message}`))
-    .finally(() => clearTimeout(timer));
+  const late = (): never => {
+    throw new Error(`no answer within ${READINESS_STORE_MS} ms`);
+  };
+  await withDeadline(deps.store.countKeys('0', 'kms-internal'), READINESS_STORE_MS, late).catch((e: Error) => problems.push(`store: ${e.message}`));
   const clusters: Record<string, string> = {};
   for (const c of deps.clusters) {
     const h = await c.health();

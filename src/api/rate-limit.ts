@@ -5,6 +5,7 @@
  * fails open: when Redis cannot answer, the request is allowed and the failure counted.
  */
 import type Redis from 'ioredis';
+import { withDeadline } from '../deadline';
 import { Clock, systemClock } from '../kms/clock';
 
 export interface RateLimitConfig {
@@ -140,15 +141,9 @@ export class RedisRateLimiter implements RateLimiter {
     }
   }
 
-  private async withTimeout<T>(p: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const limit = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new RateLimitTimeout('redis did not answer in time')), this.options.timeoutMs ?? 250);
+  private withTimeout<T>(p: Promise<T>): Promise<T> {
+    return withDeadline(p, this.options.timeoutMs ?? 250, (): never => {
+      throw new RateLimitTimeout('redis did not answer in time');
     });
-    try {
-      return await Promise.race([p, limit]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 }
