@@ -119,8 +119,9 @@ describe('workers: 2 (supervisor and two worker processes)', () => {
     const seconds = (Date.now() - t0) / 1000;
     const allowed = codes.filter((c) => c === 'Success').length;
     expect(codes.filter((c) => c !== 'Success').every((c) => c === 'RequestLimitExceeded')).toBe(true);
-    // one bucket of 10 (plus what refilled meanwhile, plus what one report interval lets slip); a bucket per worker would allow 20
-    expect(allowed).toBeGreaterThanOrEqual(8);
+    // one bucket of 10 (plus what refilled meanwhile, plus what one report interval lets slip); a bucket per worker would allow 20.
+    // At least one worker's first share (burst / 2) gets through.
+    expect(allowed).toBeGreaterThanOrEqual(5);
     expect(allowed).toBeLessThanOrEqual(10 + Math.ceil(seconds) + 2);
     expect(servedBy('GetRegions')).toEqual(new Set([0, 1]));
   }, 60_000);
