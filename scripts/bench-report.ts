@@ -80,7 +80,7 @@ function apiSection(api: ApiResult): string[] {
     ...(api.ratioSingle !== undefined ? [`api-encrypt (workers: 1)/node-http-echo ratio: ${api.ratioSingle.toFixed(2)}`, ''] : []),
     `**api-encrypt/node-http-echo ratio: ${api.ratio.toFixed(2)}** (target 0.50 or better: not met).`, '',
     'Where an Encrypt\'s time goes (one process, CPU profile under this load): PKCS#11 calls into SoftHSM2 (IV from C_GenerateRandom, C_EncryptInit, C_Encrypt) about a quarter; ' +
-      'the socket writes (writev, mostly the kernel waking the client) about an eighth; the audit trail (event, hash chain, SQLite group commit) about a tenth; ' +
+      'the socket writes (writev into the loopback TCP path) about an eighth; the audit trail (event, hash chain, SQLite group commit) about a tenth; ' +
       'TC3 verification (HMAC chain, canonical request) under a tenth; HTTP parsing, JSON, the envelope, metrics and the log line the rest, none above 4%. ' +
       'GetRegions (no key, no HSM) costs about 60% of an Encrypt; the echo baseline does none of it. One Node process cannot get nearer the baseline than its per-request CPU allows; ' +
       'worker processes add cores (here two vCPUs, shared with the load generator; a larger machine gives them more to use, which this machine cannot measure).', '',
