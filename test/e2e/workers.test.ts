@@ -4,11 +4,15 @@
  * both workers; /metrics adds up both; a key disabled through one worker is refused by the other;
  * a worker killed with SIGKILL is replaced and service goes on; rate limits hold across workers;
  * SIGTERM drains and ends every process; a supervisor killed with SIGKILL takes its workers along.
+ * Then the same two workers on a Redis store (notifications and rate limits in Redis).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { loadServerConfig } from '../../src/config';
+import { openServices } from '../../src/services';
+import { RedisServer, startRedis } from '../support/redis';
 import { b64, devInstall, editConfig, getText, metric, outcome, sdk, ServerProcess, within } from '../support/resilience-lab';
 import type { Credentials, KmsClient } from '../support/server';
 
@@ -138,5 +142,49 @@ describe('workers: 2 (supervisor and two worker processes)', () => {
     expect(pids).toHaveLength(2);
     await server.kill9();
     await within(15_000, () => pids.every((p) => !alive(p)), 'workers gone after the supervisor was killed');
+  }, 60_000);
+});
+
+describe('workers: 2 on a Redis store', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kms-workers-redis-'));
+  const server = new ServerProcess(dir);
+  let redis: RedisServer;
+  let root: Credentials;
+
+  beforeAll(async () => {
+    redis = await startRedis({ persistent: true });
+    await devInstall(dir);
+    editConfig(dir, (doc) => {
+      doc.store = { kind: 'redis', host: '127.0.0.1', port: redis.port };
+      doc.workers = 2;
+    });
+    // dev init made the root account in SQLite; this deployment keeps its accounts in Redis
+    const services = await openServices(loadServerConfig(dir, {}), { log: () => undefined, jobs: false });
+    try {
+      root = await services.iam.createTenant('dev-root');
+    } finally {
+      await services.close();
+    }
+    await server.start();
+  }, 60_000);
+
+  afterAll(async () => {
+    await server.stop();
+    await redis?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('both workers serve one Redis; /metrics adds them up; a key disabled through one is refused by both', async () => {
+    const client = spread(server.port, root, 8);
+    const { KeyId } = await client.CreateKey({ Alias: 'workers-on-redis' });
+    const codes = await Promise.all(Array.from({ length: 48 }, () => outcome(client.Encrypt({ KeyId: KeyId as string, Plaintext: b64('on redis') }))));
+    expect(codes).toEqual(Array(48).fill('Success'));
+    await within(2_000, () => new Set(server.lines.filter((l) => l.action === 'Encrypt').map((l) => l.worker)).size === 2, 'both workers in the request log');
+    const { body } = await getText(`${server.url}/metrics`);
+    expect(metric(body, 'kms_requests_total{action="Encrypt",code="Success"}')).toBe(48);
+
+    await sdk(server.port, root).DisableKey({ KeyId: KeyId as string });
+    const encrypt = () => outcome(client.Encrypt({ KeyId: KeyId as string, Plaintext: b64('x') }));
+    await within(5_000, async () => (await Promise.all(Array.from({ length: 16 }, encrypt))).every((c) => c === 'ResourceUnavailable.CmkDisabled'), 'refusal on both workers');
   }, 60_000);
 });
