@@ -32,14 +32,18 @@ export function checkRateLimitConfig(c: RateLimitConfig): RateLimitConfig {
   return c;
 }
 
+/** A bucket's tokens at `now`: refilled since its last refill, never above burst; time running backwards refills nothing. */
+export function refilled(b: Bucket, now: number, c: RateLimitConfig): number {
+  return Math.min(c.burst, b.tokens + (Math.max(0, now - b.at) * c.perSecond) / 1000);
+}
+
 /**
  * One request against a bucket at `now` (a missing bucket is full). Time that runs backwards
  * (another node's clock) refills nothing and never moves the bucket back.
  */
 export function takeToken(b: Bucket | undefined, now: number, c: RateLimitConfig): { allowed: boolean; bucket: Bucket } {
   const prior = b ?? { tokens: c.burst, at: now };
-  const elapsed = Math.max(0, now - prior.at);
-  const tokens = Math.min(c.burst, prior.tokens + (elapsed * c.perSecond) / 1000);
+  const tokens = refilled(prior, now, c);
   const allowed = tokens >= 1;
   return { allowed, bucket: { tokens: allowed ? tokens - 1 : tokens, at: Math.max(now, prior.at) } };
 }

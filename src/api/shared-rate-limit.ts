@@ -10,7 +10,7 @@
  * (With Redis, RedisRateLimiter is shared by every process and node: none of this is needed.)
  */
 import { Clock, systemClock } from '../kms/clock';
-import { Bucket, checkRateLimitConfig, RateLimitConfig, RateLimiter } from './rate-limit';
+import { Bucket, checkRateLimitConfig, RateLimitConfig, RateLimiter, refilled } from './rate-limit';
 
 export const SYNC_MS = 50;
 
@@ -18,10 +18,6 @@ export const SYNC_MS = 50;
 export type Usage = Record<string, number>;
 /** Each account's bucket level (tokens, may be negative) as the ledger sees it. */
 export type Levels = Record<string, number>;
-
-function refilled(b: Bucket, now: number, c: RateLimitConfig): number {
-  return Math.min(c.burst, b.tokens + (Math.max(0, now - b.at) * c.perSecond) / 1000);
-}
 
 /** A worker's part of the bucket: 1/N of the rate and of the burst. */
 function shareOf(c: RateLimitConfig, workers: number): RateLimitConfig {
