@@ -18,8 +18,6 @@ type Log = (line: Record<string, unknown>) => void;
 export interface Supervisor {
   url: string;
   port: number;
-  /** Worker index → pid of the process serving it now. */
-  pids(): Map<number, number>;
   close(): Promise<void>;
 }
 
@@ -31,7 +29,6 @@ export function restartDelay(previousDelayMs: number | undefined, ranForMs: numb
 
 interface Slot {
   worker?: Worker;
-  pid?: number;
   startedAt: number;
   delayMs?: number;
   timer?: NodeJS.Timeout;
@@ -48,8 +45,8 @@ export async function supervise(config: ServerConfig, log: Log): Promise<Supervi
   let closing = false;
   /** Start-up is over: from now on a worker that dies is restarted (during start-up, it fails the start). */
   let serving = false;
-  let port = 0;
-  const ready = new Map<number, (port: number) => void>();
+  /** Workers starting: settled by their ready message (the port) or by their exit. */
+  const starting = new Map<number, { resolve: (port: number) => void; reject: (e: Error) => void }>();
 
   const broadcast = setInterval(() => {
     const levels = ledger?.takeChanged();
@@ -67,11 +64,9 @@ export async function supervise(config: ServerConfig, log: Log): Promise<Supervi
         (e: Error) => reply(worker, { kind: 'kms:metrics', id: m.id, error: e.message }),
       );
     } else if (isMessage<ToSupervisor, 'kms:ready'>(m, 'kms:ready')) {
-      const s = slots.get(m.worker);
-      if (s) s.pid = m.pid;
       log({ level: 'info', msg: `worker ${m.worker} ready (pid ${m.pid})`, worker: m.worker, pid: m.pid });
-      ready.get(m.worker)?.(m.port);
-      ready.delete(m.worker);
+      starting.get(m.worker)?.resolve(m.port);
+      starting.delete(m.worker);
     }
   };
   cluster.on('message', onMessage);
@@ -83,20 +78,16 @@ export async function supervise(config: ServerConfig, log: Log): Promise<Supervi
     slot.timer = undefined;
     const worker = cluster.fork({ KMS_WORKER_INDEX: String(index) });
     slot.worker = worker;
-    slot.pid = worker.process.pid;
-    const started = new Promise<number>((resolve, reject) => {
-      ready.set(index, resolve);
-      worker.once('exit', (code, signal) => {
-        if (ready.delete(index)) reject(new Error(`worker ${index} exited during start-up (${signal ?? `code ${code}`})`));
-      });
-    });
+    const started = new Promise<number>((resolve, reject) => starting.set(index, { resolve, reject }));
     worker.once('exit', (code, signal) => {
-      if (slot.worker !== worker) return;
       slot.worker = undefined;
+      const how = signal ?? `code ${code}`;
+      starting.get(index)?.reject(new Error(`worker ${index} exited during start-up (${how})`));
+      starting.delete(index);
       if (closing || !serving) return;
       const ranFor = Date.now() - slot.startedAt;
       slot.delayMs = restartDelay(slot.delayMs, ranFor);
-      log({ level: 'error', msg: `worker ${index} (pid ${worker.process.pid}) exited (${signal ?? `code ${code}`}) after ${ranFor} ms; restarting in ${slot.delayMs} ms`, worker: index });
+      log({ level: 'error', msg: `worker ${index} (pid ${worker.process.pid}) exited (${how}) after ${ranFor} ms; restarting in ${slot.delayMs} ms`, worker: index });
       slot.timer = setTimeout(() => {
         fork(index).catch((e: Error) => log({ level: 'error', msg: e.message, worker: index }));
       }, slot.delayMs);
@@ -123,6 +114,7 @@ export async function supervise(config: ServerConfig, log: Log): Promise<Supervi
     cluster.off('message', onMessage);
   };
 
+  let port: number;
   try {
     port = await fork(0);
     const rest = await Promise.all(Array.from({ length: config.workers - 1 }, (_, i) => fork(i + 1)));
@@ -133,8 +125,5 @@ export async function supervise(config: ServerConfig, log: Log): Promise<Supervi
   }
   serving = true;
   const url = announce(config, port, log, { workers: config.workers });
-  return {
-    url, port, close,
-    pids: () => new Map([...slots].filter(([, s]) => s.worker && s.pid !== undefined).map(([i, s]) => [i, s.pid as number])),
-  };
+  return { url, port, close };
 }
