@@ -1,33 +1,45 @@
 /**
  * Rate limits when one node runs several worker processes on the embedded store (workers: N): the
- * supervisor holds every account's bucket (the ledger); each worker decides requests from its share
- * of it and reports what it let through every SYNC_MS. The ledger charges the reports and answers
- * the levels; a worker's share is then level / N less what it let through since its report, and it
- * refills at perSecond / N up to burst / N between reports. The shares of all workers never add up
- * to more than the bucket holds, so an account gets its configured rate and burst across all
- * workers, not per worker. A worker alone (an account on one connection) reaches the whole burst
- * over a few reports, as its shares of what is left come back; its sustained rate is the full rate.
- * (With Redis, RedisRateLimiter is shared by every process and node: none of this is needed.)
+ * supervisor holds every account's bucket (the ledger) and hands its tokens out to workers; a worker
+ * lets a request through only with a token it was handed. The ledger counts the tokens a worker
+ * holds inside the bucket until the worker settles (its level never refills past burst less those),
+ * so all workers together let through at most burst at once and perSecond after that, as one bucket
+ * would, whatever the order in which messages cross.
+ *
+ * A worker asks for up to burst / N tokens once it has none left (one IPC round trip, shared by the
+ * requests that wait on it; asking settles what it held before, all spent). LEASE_MS after a grant it
+ * settles what it still holds: it gives back what it did not use. A worker that dies is settled as
+ * having used everything. When the ledger has nothing, it says when the next token will be there,
+ * and the worker refuses without asking until then (LEASE_MS at most: settlements bring tokens back). The price of exactness is on the other side:
+ * tokens spent from a lease not yet settled still count as held, so for at most LEASE_MS a bucket
+ * near full refills up to burst less those. (With Redis, RedisRateLimiter is shared by every process
+ * and node: none of this is needed.)
  */
+import { withDeadline } from '../deadline';
 import { Clock, systemClock } from '../kms/clock';
 import { Bucket, checkRateLimitConfig, RateLimitConfig, RateLimiter, refilled } from './rate-limit';
 
-export const SYNC_MS = 50;
+/** How long a worker keeps tokens before giving back what it has not used. */
+export const LEASE_MS = 100;
+/** A worker that hears nothing from the ledger in this time lets the request through (fail open, as with Redis). */
+export const ASK_TIMEOUT_MS = 1_000;
 
-/** Requests let through per account since the last report. */
-export type Usage = Record<string, number>;
-/** Each account's bucket level (tokens, may be negative) as the ledger sees it. */
-export type Levels = Record<string, number>;
+/** Tokens per account. */
+export type Tokens = Record<string, number>;
 
-/** A worker's part of the bucket: 1/N of the rate and of the burst. */
-function shareOf(c: RateLimitConfig, workers: number): RateLimitConfig {
-  return { perSecond: c.perSecond / workers, burst: c.burst / workers };
+export interface Grant {
+  granted: number;
+  /** With nothing granted: ms until the bucket holds a whole token again. */
+  waitMs: number;
 }
 
-/** The supervisor's buckets: charges what workers let through, answers the levels. */
+/** The supervisor's buckets, and what each worker holds of them. */
 export class RateLedger {
   private readonly buckets = new Map<string, Bucket>();
-  private readonly changed = new Set<string>();
+  /** worker → account → tokens handed out, not yet settled. */
+  private readonly held = new Map<number, Map<string, number>>();
+  /** account → the sum of `held` over workers. */
+  private readonly out = new Map<string, number>();
   private readonly config: RateLimitConfig;
 
   constructor(config: RateLimitConfig, private readonly clock: Clock = systemClock, private readonly maxAccounts = 100_000) {
@@ -38,110 +50,174 @@ export class RateLedger {
     return this.buckets.size;
   }
 
-  charge(used: Usage): Levels {
-    const now = this.clock.now();
-    const levels: Levels = {};
-    for (const [uin, n] of Object.entries(used)) {
-      if (!Number.isFinite(n) || n < 0) continue;
-      const prior = this.buckets.get(uin) ?? { tokens: this.config.burst, at: now };
-      const tokens = Math.max(-this.config.burst, refilled(prior, now, this.config) - n);
-      this.buckets.delete(uin);
-      this.buckets.set(uin, { tokens, at: Math.max(now, prior.at) });
-      levels[uin] = tokens;
-      this.changed.add(uin);
-    }
-    // the least recently charged go first (an account forgotten starts full again)
-    while (this.buckets.size > this.maxAccounts) this.buckets.delete(this.buckets.keys().next().value as string);
-    return levels;
+  /** Tokens the account's bucket holds now, never more than burst less what workers hold. */
+  level(uin: string): number {
+    return this.bucket(uin, this.clock.now()).tokens;
   }
 
-  /** Levels (now) of the accounts charged since the last call: what every worker should hear. */
-  takeChanged(): Levels {
+  /** Hands `worker` up to `want` whole tokens of the account; what it held of it before is all spent. */
+  grant(worker: number, uin: string, want: number): Grant {
+    this.release(worker, uin);
+    const b = this.bucket(uin, this.clock.now());
+    const granted = Math.max(0, Math.min(Math.floor(want), Math.floor(b.tokens)));
+    if (granted === 0) return { granted, waitMs: Math.ceil(((1 - b.tokens) * 1000) / this.config.perSecond) };
+    b.tokens -= granted;
+    const mine = this.held.get(worker) ?? new Map<string, number>();
+    this.held.set(worker, mine);
+    mine.set(uin, (mine.get(uin) ?? 0) + granted);
+    this.out.set(uin, (this.out.get(uin) ?? 0) + granted);
+    return { granted, waitMs: 0 };
+  }
+
+  /** `worker` is done with what it held of these accounts and gives back what it did not use. */
+  settle(worker: number, unused: Tokens): void {
+    const mine = this.held.get(worker);
     const now = this.clock.now();
-    const levels: Levels = {};
-    for (const uin of this.changed) {
-      const b = this.buckets.get(uin);
-      if (b) levels[uin] = refilled(b, now, this.config);
+    for (const [uin, n] of Object.entries(unused)) {
+      const held = mine?.get(uin) ?? 0;
+      if (held === 0) continue;
+      const b = this.bucket(uin, now);
+      this.release(worker, uin);
+      b.tokens += Number.isFinite(n) ? Math.max(0, Math.min(n, held)) : 0;
     }
-    this.changed.clear();
-    return levels;
+  }
+
+  /** `worker` is gone: whatever it held counts as used. */
+  forget(worker: number): void {
+    for (const uin of [...(this.held.get(worker)?.keys() ?? [])]) this.release(worker, uin);
+    this.held.delete(worker);
+  }
+
+  private release(worker: number, uin: string): void {
+    const mine = this.held.get(worker);
+    const held = mine?.get(uin) ?? 0;
+    mine?.delete(uin);
+    const left = (this.out.get(uin) ?? 0) - held;
+    if (left > 0) this.out.set(uin, left);
+    else this.out.delete(uin);
+  }
+
+  /** The account's bucket refilled to `now` (least recently used first out when there are too many). */
+  private bucket(uin: string, now: number): Bucket {
+    const cap = { perSecond: this.config.perSecond, burst: this.config.burst - (this.out.get(uin) ?? 0) };
+    const prior = this.buckets.get(uin) ?? { tokens: cap.burst, at: now };
+    const b = { tokens: refilled(prior, now, cap), at: Math.max(now, prior.at) };
+    this.buckets.delete(uin);
+    this.buckets.set(uin, b);
+    while (this.buckets.size > this.maxAccounts) this.buckets.delete(this.buckets.keys().next().value as string);
+    return b;
   }
 }
 
 export interface SharedRateLimiterOptions {
   workers: number;
-  /** Sends a report to the ledger; the answer comes back through `apply`. */
-  report: (used: Usage) => void;
+  /** Asks the ledger for tokens; resolves with its grant. */
+  ask: (uin: string, want: number) => Promise<Grant>;
+  /** Gives back unused tokens (and ends what this worker holds of those accounts). */
+  settle: (unused: Tokens) => void;
   clock?: Clock;
   maxAccounts?: number;
 }
 
-/** A worker's side: decides from its shares, reports usage every SYNC_MS (at once for an account it has not seen). */
+interface Lease {
+  credit: number;
+  /** Anything granted since the last settlement (the ledger counts it as held). */
+  holds: boolean;
+  settleAt: number;
+  /** The ledger had nothing: refuse without asking until then. */
+  dryUntil: number;
+  asking?: Promise<Grant | undefined>;
+}
+
+/** A worker's side: spends tokens the ledger handed it, asks for more when it has none. */
 export class SharedRateLimiter implements RateLimiter {
-  private readonly views = new Map<string, Bucket>();
-  private pending = new Map<string, number>();
-  /** Accounts seen for the first time, not yet reported. */
-  private readonly fresh = new Set<string>();
-  private soon: NodeJS.Immediate | undefined;
-  private readonly timer: NodeJS.Timeout;
-  /** This worker's part: perSecond / N, burst / N. */
-  private readonly share: RateLimitConfig;
+  private readonly leases = new Map<string, Lease>();
+  private readonly want: number;
   private readonly clock: Clock;
+  private readonly timer: NodeJS.Timeout;
 
   constructor(config: RateLimitConfig, private readonly options: SharedRateLimiterOptions) {
-    this.share = shareOf(checkRateLimitConfig(config), options.workers);
+    const c = checkRateLimitConfig(config);
+    this.want = Math.max(1, Math.ceil(c.burst / options.workers));
     this.clock = options.clock ?? systemClock;
-    this.timer = setInterval(() => this.flush(), SYNC_MS);
+    this.timer = setInterval(() => this.settleDue(), LEASE_MS);
     this.timer.unref();
   }
 
-  async take(accountUin: string): Promise<boolean> {
-    return this.takeNow(accountUin);
-  }
-
-  takeNow(accountUin: string): boolean {
-    const now = this.clock.now();
-    let view = this.views.get(accountUin);
-    if (view === undefined) {
-      view = { tokens: this.share.burst, at: now };
-      this.views.set(accountUin, view);
-      this.fresh.add(accountUin);
-      this.soon ??= setImmediate(() => this.flush());
-      if (this.views.size > (this.options.maxAccounts ?? 100_000)) this.views.delete(this.views.keys().next().value as string);
-    }
-    view.tokens = refilled(view, now, this.share);
-    view.at = Math.max(now, view.at);
-    if (view.tokens < 1) return false;
-    view.tokens -= 1;
-    this.pending.set(accountUin, (this.pending.get(accountUin) ?? 0) + 1);
-    return true;
-  }
-
-  /** Levels from the ledger: each share becomes level / N less what this worker let through since its report. */
-  apply(levels: Levels): void {
-    const now = this.clock.now();
-    for (const [uin, level] of Object.entries(levels)) {
-      if (typeof level !== 'number' || !Number.isFinite(level)) continue;
-      this.views.set(uin, { tokens: level / this.options.workers - (this.pending.get(uin) ?? 0), at: now });
+  async take(uin: string): Promise<boolean> {
+    for (;;) {
+      const lease = this.lease(uin);
+      if (lease.credit >= 1) {
+        lease.credit -= 1;
+        return true;
+      }
+      if (!lease.asking && this.clock.now() < lease.dryUntil) return false;
+      const grant = await (lease.asking ?? this.ask(uin, lease));
+      if (grant === undefined) return true;
+      // the ledger had less than asked for: what it gave is all there is until it refills
+      if (grant.granted < this.want) return this.spend(uin);
     }
   }
 
-  /** Reports what was let through (and, as zero, accounts seen for the first time); nothing to say, nothing sent. */
-  flush(): void {
-    if (this.soon) clearImmediate(this.soon);
-    this.soon = undefined;
-    if (this.pending.size === 0 && this.fresh.size === 0) return;
-    const used: Usage = {};
-    for (const uin of this.fresh) used[uin] = 0;
-    for (const [uin, n] of this.pending) used[uin] = n;
-    this.fresh.clear();
-    this.pending = new Map();
-    this.options.report(used);
+  /** Settles every lease whose time is up (and, with `all`, every lease not waiting for an answer: on close). */
+  settleDue(all = false): void {
+    const now = this.clock.now();
+    const unused: Tokens = {};
+    let any = false;
+    for (const [uin, lease] of this.leases) {
+      if (lease.asking || (!all && lease.settleAt > now)) continue;
+      if (lease.holds) (unused[uin] = lease.credit), (any = true);
+      if (!all && now < lease.dryUntil) Object.assign(lease, { credit: 0, holds: false, settleAt: lease.dryUntil });
+      else this.leases.delete(uin);
+    }
+    if (any) this.options.settle(unused);
   }
 
   close(): void {
     clearInterval(this.timer);
-    if (this.soon) clearImmediate(this.soon);
-    this.soon = undefined;
+    this.settleDue(true);
+  }
+
+  private spend(uin: string): boolean {
+    const lease = this.leases.get(uin);
+    if (!lease || lease.credit < 1) return false;
+    lease.credit -= 1;
+    return true;
+  }
+
+  private lease(uin: string): Lease {
+    let lease = this.leases.get(uin);
+    if (lease === undefined) {
+      lease = { credit: 0, holds: false, settleAt: 0, dryUntil: 0 };
+      this.leases.set(uin, lease);
+      if (this.leases.size > (this.options.maxAccounts ?? 100_000)) this.evictOldest();
+    }
+    return lease;
+  }
+
+  private evictOldest(): void {
+    for (const [uin, lease] of this.leases) {
+      if (lease.asking) continue;
+      this.leases.delete(uin);
+      if (lease.holds) this.options.settle({ [uin]: lease.credit });
+      return;
+    }
+  }
+
+  /** One question to the ledger at a time per account; a late answer still counts (the ledger counts it as held). */
+  private ask(uin: string, lease: Lease): Promise<Grant | undefined> {
+    const answered = this.options.ask(uin, this.want).then(
+      (grant) => {
+        lease.asking = undefined;
+        const now = this.clock.now();
+        if (grant.granted > 0) Object.assign(lease, { credit: lease.credit + grant.granted, holds: true, settleAt: now + LEASE_MS });
+        // tokens may come back sooner than the bucket refills, when another worker settles
+        else lease.dryUntil = now + Math.min(grant.waitMs, LEASE_MS);
+        return grant;
+      },
+      () => ((lease.asking = undefined), undefined),
+    );
+    lease.asking = withDeadline(answered, ASK_TIMEOUT_MS, () => undefined);
+    return lease.asking;
   }
 }

@@ -2,15 +2,16 @@
  * What a supervisor and its workers say to each other over the cluster IPC channel. Every message
  * carries a `kind` starting with "kms:" (prom-client's aggregation messages share the channel).
  */
-import type { Levels, Usage } from '../api/shared-rate-limit';
+import type { Tokens } from '../api/shared-rate-limit';
 
 export type ToSupervisor =
   | { kind: 'kms:ready'; worker: number; pid: number; port: number }
-  | { kind: 'kms:rate'; used: Usage }
+  | { kind: 'kms:rate-ask'; id: number; uin: string; want: number }
+  | { kind: 'kms:rate-settle'; unused: Tokens }
   | { kind: 'kms:metrics'; id: number };
 
 export type ToWorker =
-  | { kind: 'kms:rate-levels'; levels: Levels }
+  | { kind: 'kms:rate-grant'; id: number; granted: number; waitMs: number }
   | { kind: 'kms:metrics'; id: number; text?: string; error?: string }
   | { kind: 'kms:shutdown' };
 

@@ -7,7 +7,7 @@
  */
 import cluster, { Worker } from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
-import { RateLedger, SYNC_MS } from '../api/shared-rate-limit';
+import { RateLedger } from '../api/shared-rate-limit';
 import type { ServerConfig } from '../config';
 import { announce } from '../server';
 import { CLOSE_BUDGET_MS } from '../services';
@@ -48,16 +48,12 @@ export async function supervise(config: ServerConfig, log: Log): Promise<Supervi
   /** Workers starting: settled by their ready message (the port) or by their exit. */
   const starting = new Map<number, { resolve: (port: number) => void; reject: (e: Error) => void }>();
 
-  const broadcast = setInterval(() => {
-    const levels = ledger?.takeChanged();
-    if (!levels || Object.keys(levels).length === 0) return;
-    for (const s of slots.values()) if (s.worker) reply(s.worker, { kind: 'kms:rate-levels', levels });
-  }, SYNC_MS);
-  broadcast.unref();
-
   const onMessage = (worker: Worker, m: unknown): void => {
-    if (isMessage<ToSupervisor, 'kms:rate'>(m, 'kms:rate')) {
-      if (ledger) reply(worker, { kind: 'kms:rate-levels', levels: ledger.charge(m.used) });
+    if (isMessage<ToSupervisor, 'kms:rate-ask'>(m, 'kms:rate-ask')) {
+      const grant = ledger ? ledger.grant(worker.id, m.uin, m.want) : { granted: m.want, waitMs: 0 };
+      reply(worker, { kind: 'kms:rate-grant', id: m.id, ...grant });
+    } else if (isMessage<ToSupervisor, 'kms:rate-settle'>(m, 'kms:rate-settle')) {
+      ledger?.settle(worker.id, m.unused);
     } else if (isMessage<ToSupervisor, 'kms:metrics'>(m, 'kms:metrics')) {
       aggregator.clusterMetrics().then(
         (text) => reply(worker, { kind: 'kms:metrics', id: m.id, text }),
@@ -81,6 +77,7 @@ export async function supervise(config: ServerConfig, log: Log): Promise<Supervi
     const started = new Promise<number>((resolve, reject) => starting.set(index, { resolve, reject }));
     worker.once('exit', (code, signal) => {
       slot.worker = undefined;
+      ledger?.forget(worker.id);
       const how = signal ?? `code ${code}`;
       starting.get(index)?.reject(new Error(`worker ${index} exited during start-up (${how})`));
       starting.delete(index);
@@ -97,7 +94,6 @@ export async function supervise(config: ServerConfig, log: Log): Promise<Supervi
 
   const close = async (): Promise<void> => {
     closing = true;
-    clearInterval(broadcast);
     const bound = config.shutdownGraceMs + CLOSE_BUDGET_MS + 5_000;
     const alive: Promise<void>[] = [];
     for (const s of slots.values()) {

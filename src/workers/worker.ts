@@ -5,10 +5,11 @@
  */
 import { AggregatorRegistry } from 'prom-client';
 import { LineLog, PIPE_BUF } from '../api/request-log';
-import { SharedRateLimiter } from '../api/shared-rate-limit';
+import { Grant, SharedRateLimiter } from '../api/shared-rate-limit';
 import type { ServerConfig } from '../config';
 import { startServer } from '../server';
 import { isMessage, ToSupervisor, ToWorker } from './messages';
+import { PendingReplies } from './pending-replies';
 
 /** How long a worker waits for the supervisor's aggregated metrics (prom-client gives up on a silent worker after 5 s). */
 const SCRAPE_TIMEOUT_MS = 6_000;
@@ -17,27 +18,8 @@ function send(message: ToSupervisor): void {
   if (process.connected) process.send?.(message);
 }
 
-/** /metrics of every worker, aggregated by the supervisor. */
-function supervisorScrape(): { scrape: () => Promise<string>; answer: (m: Extract<ToWorker, { kind: 'kms:metrics' }>) => void } {
-  const waiting = new Map<number, { resolve: (text: string) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
-  let next = 0;
-  return {
-    scrape: () => new Promise((resolve, reject) => {
-      const id = next++;
-      const timer = setTimeout(() => (waiting.delete(id), reject(new Error(`no aggregated metrics within ${SCRAPE_TIMEOUT_MS} ms`))), SCRAPE_TIMEOUT_MS);
-      waiting.set(id, { resolve, reject, timer });
-      send({ kind: 'kms:metrics', id });
-    }),
-    answer: (m) => {
-      const w = waiting.get(m.id);
-      if (!w) return;
-      waiting.delete(m.id);
-      clearTimeout(w.timer);
-      if (m.text !== undefined) w.resolve(m.text);
-      else w.reject(new Error(m.error ?? 'metrics aggregation failed'));
-    },
-  };
-}
+/** How long a worker keeps a rate-limit question open (the limiter itself stops waiting after ASK_TIMEOUT_MS). */
+const RATE_ANSWER_MS = 10_000;
 
 export async function runWorker(config: ServerConfig, index: number): Promise<void> {
   // straight to the shared stdout, in writes a pipe keeps whole (not through the supervisor: IPC would serialise every line again)
@@ -46,9 +28,17 @@ export async function runWorker(config: ServerConfig, index: number): Promise<vo
   // answers prom-client's aggregation requests from the supervisor (this registry is set once services are open)
   AggregatorRegistry.setRegistries([]);
   new AggregatorRegistry();
-  const limiter = config.store.kind === 'sqlite' ? new SharedRateLimiter(config.rateLimit, { workers: config.workers, report: (used) => send({ kind: 'kms:rate', used }) }) : undefined;
-  const metrics = supervisorScrape();
-  const server = await startServer(config, log, { services: { limiter, repair: index === 0 }, scrape: metrics.scrape, announce: false });
+  const grants = new PendingReplies<Grant>('rate-limit grant', RATE_ANSWER_MS);
+  const limiter = config.store.kind === 'sqlite'
+    ? new SharedRateLimiter(config.rateLimit, {
+        workers: config.workers,
+        ask: (uin, want) => grants.ask((id) => send({ kind: 'kms:rate-ask', id, uin, want })),
+        settle: (unused) => send({ kind: 'kms:rate-settle', unused }),
+      })
+    : undefined;
+  const metrics = new PendingReplies<string>('aggregated metrics', SCRAPE_TIMEOUT_MS);
+  const scrape = (): Promise<string> => metrics.ask((id) => send({ kind: 'kms:metrics', id }));
+  const server = await startServer(config, log, { services: { limiter, repair: index === 0 }, scrape, announce: false });
   AggregatorRegistry.setRegistries([server.services.metrics.registry]);
 
   let stopping = false;
@@ -61,8 +51,8 @@ export async function runWorker(config: ServerConfig, index: number): Promise<vo
     server.close().then(exit(0), exit(1));
   };
   process.on('message', (m: unknown) => {
-    if (isMessage<ToWorker, 'kms:rate-levels'>(m, 'kms:rate-levels')) limiter?.apply(m.levels);
-    else if (isMessage<ToWorker, 'kms:metrics'>(m, 'kms:metrics')) metrics.answer(m);
+    if (isMessage<ToWorker, 'kms:rate-grant'>(m, 'kms:rate-grant')) grants.answer(m.id, { value: { granted: m.granted, waitMs: m.waitMs } });
+    else if (isMessage<ToWorker, 'kms:metrics'>(m, 'kms:metrics')) metrics.answer(m.id, m.text !== undefined ? { value: m.text } : { error: m.error ?? 'metrics aggregation failed' });
     else if (isMessage<ToWorker, 'kms:shutdown'>(m, 'kms:shutdown')) stop('supervisor');
   });
   // the supervisor died (kill -9): nobody restarts or aggregates any more, so this worker ends too

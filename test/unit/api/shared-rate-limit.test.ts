@@ -1,104 +1,141 @@
-import { RateLedger, SharedRateLimiter, Usage } from '../../../src/api/shared-rate-limit';
+import fc from 'fast-check';
+import { ASK_TIMEOUT_MS, Grant, LEASE_MS, RateLedger, SharedRateLimiter, Tokens } from '../../../src/api/shared-rate-limit';
 import { ManualClock } from '../../../src/kms/clock';
 
-/** Two workers, the ledger between them, reports delivered when `sync()` is called (as the supervisor would, without IPC). */
+type ToLedger = { from: number; ask?: { uin: string; want: number; answer: (g: Grant) => void }; settle?: Tokens };
+
+/**
+ * N workers and the ledger, with the IPC channel made explicit: questions and settlements queue
+ * in order towards the ledger and are handled when the test says (`deliver`), as the supervisor would.
+ */
 function lab(config = { perSecond: 2, burst: 10 }, workers = 2) {
   const clock = new ManualClock();
   const ledger = new RateLedger(config, clock);
-  const outbox: Array<{ from: number; used: Usage }> = [];
-  const limiters = Array.from({ length: workers }, (_, i) => new SharedRateLimiter(config, { workers, clock, report: (used) => outbox.push({ from: i, used }) }));
-  const sync = () => {
-    for (const l of limiters) l.flush();
-    for (const { from, used } of outbox.splice(0)) limiters[from].apply(ledger.charge(used));
-    const changed = ledger.takeChanged();
-    for (const l of limiters) l.apply(changed);
+  const queue: ToLedger[] = [];
+  const asks = Array(workers).fill(0) as number[];
+  const limiters = Array.from({ length: workers }, (_, from) => new SharedRateLimiter(config, {
+    workers,
+    clock,
+    ask: (uin, want) => new Promise<Grant>((answer) => (asks[from] += 1, queue.push({ from, ask: { uin, want, answer } }))),
+    settle: (unused) => queue.push({ from, settle: unused }),
+  }));
+  const handle = (m: ToLedger) => {
+    if (m.ask) m.ask.answer(ledger.grant(m.from, m.ask.uin, m.ask.want));
+    if (m.settle) ledger.settle(m.from, m.settle);
   };
-  const take = (worker: number, account: string, n: number) => Array.from({ length: n }, () => limiters[worker].takeNow(account)).filter(Boolean).length;
-  return { clock, ledger, limiters, outbox, sync, take, close: () => limiters.forEach((l) => l.close()) };
+  /** Handles the oldest message; returns false when there was none. */
+  const deliverOne = async () => {
+    const m = queue.shift();
+    if (m) handle(m);
+    await settled();
+    return m !== undefined;
+  };
+  /** Handles messages until none are left (answers lead to new questions). */
+  const deliver = async () => {
+    while (await deliverOne());
+  };
+  /** `n` requests on one worker at once, each answered as the ledger would; how many got through. */
+  const take = async (worker: number, account: string, n: number) => {
+    const all = Promise.all(Array.from({ length: n }, () => limiters[worker].take(account)));
+    await deliver();
+    return (await all).filter(Boolean).length;
+  };
+  const settleAll = async () => {
+    for (const l of limiters) l.settleDue();
+    await deliver();
+  };
+  return { clock, ledger, limiters, queue, asks, deliverOne, deliver, take, settleAll, close: () => limiters.forEach((l) => l.close()) };
 }
 
+const settled = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 describe('RateLedger', () => {
-  test.each<[string, Array<[number, Usage]>, Record<string, number>]>([
-    ['an account first charged starts full', [[0, { a: 3 }]], { a: 7 }],
-    ['charges add up', [[0, { a: 3 }], [0, { a: 4 }]], { a: 3 }],
-    ['a bucket refills with time, up to burst', [[0, { a: 10 }], [2, { a: 0 }]], { a: 4 }],
-    ['refill stops at burst', [[0, { a: 1 }], [3600, { a: 0 }]], { a: 10 }],
-    ['overspending goes into debt', [[0, { a: 14 }]], { a: -4 }],
-    ['debt is at most one burst', [[0, { a: 100 }]], { a: -10 }],
-    ['accounts are separate', [[0, { a: 5, b: 1 }]], { a: 5, b: 9 }],
-    ['negative or odd counts are ignored', [[0, { a: -5, b: Number.NaN }]], {}],
+  type Step = [seconds: number, op: (l: RateLedger) => unknown];
+  test.each<[string, Step[], unknown]>([
+    ['an account first seen is full', [[0, (l) => l.level('a')]], 10],
+    ['a grant hands out what was asked for', [[0, (l) => l.grant(0, 'a', 5)]], { granted: 5, waitMs: 0 }],
+    ['and no more than the bucket holds', [[0, (l) => l.grant(0, 'a', 8)], [0, (l) => l.grant(1, 'a', 8)]], { granted: 2, waitMs: 0 }],
+    ['whole tokens only', [[0, (l) => l.grant(0, 'a', 9.7)], [0, (l) => l.level('a')]], 1],
+    ['empty: says when the next token is there', [[0, (l) => l.grant(0, 'a', 10)], [0, (l) => l.settle(0, { a: 0 })], [0.2, (l) => l.grant(1, 'a', 5)]], { granted: 0, waitMs: 300 }],
+    ['tokens held are inside the bucket: it refills around them only', [[0, (l) => l.grant(0, 'a', 5)], [3600, (l) => l.level('a')]], 5],
+    ['settling gives back what was not used', [[0, (l) => l.grant(0, 'a', 5)], [0, (l) => l.settle(0, { a: 2 })], [0, (l) => l.level('a')]], 7],
+    ['and the bucket refills to burst once settled', [[0, (l) => l.grant(0, 'a', 5)], [0, (l) => l.settle(0, { a: 0 })], [3600, (l) => l.level('a')]], 10],
+    ['giving back more than was held counts only what was held', [[0, (l) => l.grant(0, 'a', 5)], [0, (l) => l.settle(0, { a: 99 })], [0, (l) => l.level('a')]], 10],
+    ['settling what another worker holds does nothing', [[0, (l) => l.grant(0, 'a', 5)], [0, (l) => l.settle(1, { a: 5 })], [0, (l) => l.level('a')]], 5],
+    ['odd counts give nothing back', [[0, (l) => l.grant(0, 'a', 5)], [0, (l) => l.settle(0, { a: Number.NaN })], [0, (l) => l.level('a')]], 5],
+    ['asking again means the earlier grant was spent', [[0, (l) => l.grant(0, 'a', 5)], [0, (l) => l.grant(0, 'a', 5)], [3600, (l) => l.level('a')]], 5],
+    ['a worker forgotten used all it held', [[0, (l) => l.grant(0, 'a', 5)], [0, (l) => l.forget(0)], [0, (l) => l.level('a')]], 5],
+    ['and the bucket then refills to burst', [[0, (l) => l.grant(0, 'a', 5)], [0, (l) => l.forget(0)], [3600, (l) => l.level('a')]], 10],
+    ['accounts are separate', [[0, (l) => l.grant(0, 'a', 10)], [0, (l) => l.grant(0, 'b', 3)]], { granted: 3, waitMs: 0 }],
   ])('%s', (_name, steps, expected) => {
     const clock = new ManualClock();
     const ledger = new RateLedger({ perSecond: 2, burst: 10 }, clock);
-    let levels: Record<string, number> = {};
-    for (const [seconds, used] of steps) {
+    let last: unknown;
+    for (const [seconds, op] of steps) {
       clock.advance(seconds);
-      levels = { ...levels, ...ledger.charge(used) };
+      last = op(ledger);
     }
-    expect(levels).toEqual(expected);
+    expect(last).toEqual(expected);
   });
 
-  test('takeChanged names each charged account once, refilled to now', () => {
-    const clock = new ManualClock();
-    const ledger = new RateLedger({ perSecond: 2, burst: 10 }, clock);
-    ledger.charge({ a: 10 });
-    ledger.charge({ b: 1 });
-    clock.advance(1);
-    expect(ledger.takeChanged()).toEqual({ a: 2, b: 10 });
-    expect(ledger.takeChanged()).toEqual({});
-  });
-
-  test('bounded: the least recently charged accounts are forgotten', () => {
+  test('bounded: the least recently used accounts are forgotten', () => {
     const ledger = new RateLedger({ perSecond: 1, burst: 5 }, new ManualClock(), 3);
-    for (const a of ['a', 'b', 'c', 'd']) ledger.charge({ [a]: 1 });
+    for (const uin of ['a', 'b', 'c', 'd']) ledger.grant(0, uin, 1);
     expect(ledger.size).toBe(3);
   });
 });
 
 describe('SharedRateLimiter (workers and ledger)', () => {
-  test('an account first seen gets burst / workers on each worker until the ledger answers', () => {
+  test('the whole burst across workers, and not one request more', async () => {
     const l = lab();
-    expect(l.take(0, 'a', 20)).toBe(5);
-    expect(l.take(1, 'a', 20)).toBe(5);
-    l.sync();
-    // the whole burst is spent across the workers: nothing more anywhere until it refills
-    expect(l.take(0, 'a', 5) + l.take(1, 'a', 5)).toBe(0);
+    const allowed = await Promise.all([l.take(0, 'a', 20), l.take(1, 'a', 20)]);
+    expect(allowed[0] + allowed[1]).toBe(10);
     l.close();
   });
 
-  test('shares never add up to more than the bucket holds', () => {
+  test('one worker alone gets the whole burst (asking again while the ledger has more)', async () => {
+    const l = lab();
+    expect(await l.take(0, 'a', 15)).toBe(10);
+    l.close();
+  });
+
+  test('requests waiting at once share one question to the ledger', async () => {
+    const l = lab({ perSecond: 2, burst: 10 }, 2);
+    expect(await l.take(0, 'a', 5)).toBe(5);
+    expect(l.asks[0]).toBe(1);
+    l.close();
+  });
+
+  test('the ledger empty: refused without asking until it says a token is there', async () => {
+    const l = lab({ perSecond: 2, burst: 4 }, 2);
+    expect(await l.take(0, 'a', 6)).toBe(4);
+    const asked = l.asks[0];
+    expect(await l.take(0, 'a', 3)).toBe(0);
+    expect(l.asks[0]).toBe(asked);
+    l.clock.advance(0.5);
+    expect(await l.take(0, 'a', 3)).toBe(1);
+    expect(l.asks[0]).toBeGreaterThan(asked);
+    l.close();
+  });
+
+  test('tokens a worker does not use go back after LEASE_MS and serve the other worker', async () => {
+    const l = lab({ perSecond: 0.001, burst: 10 }, 2);
+    expect(await l.take(0, 'a', 1)).toBe(1);
+    expect(await l.take(1, 'a', 9)).toBe(5);
+    l.clock.advance(LEASE_MS / 1000);
+    await l.settleAll();
+    expect(l.ledger.level('a')).toBeCloseTo(4, 3);
+    expect(await l.take(1, 'a', 9)).toBe(4);
+    l.close();
+  });
+
+  test('over time the account gets its rate across all workers, not a rate per worker', async () => {
     const l = lab({ perSecond: 2, burst: 10 }, 4);
     let allowed = 0;
-    for (let round = 0; round < 10; round++) {
-      for (let w = 0; w < 4; w++) allowed += l.take(w, 'a', 20);
-      l.sync();
-    }
-    expect(allowed).toBeLessThanOrEqual(10);
-    expect(allowed).toBeGreaterThanOrEqual(8);
-    l.close();
-  });
-
-  test('one worker alone reaches (nearly) the whole burst over a few reports', () => {
-    const l = lab();
-    let allowed = l.take(0, 'a', 20);
-    expect(allowed).toBe(5);
-    for (let i = 0; i < 6; i++) {
-      l.sync();
-      allowed += l.take(0, 'a', 20);
-    }
-    expect(allowed).toBeGreaterThanOrEqual(9);
-    expect(allowed).toBeLessThanOrEqual(10);
-    l.close();
-  });
-
-  test('over time the account gets its rate across all workers, not a rate per worker', () => {
-    const l = lab({ perSecond: 2, burst: 10 }, 4);
-    let allowed = 0;
-    // 60 s in 50 ms steps, every worker trying 5 requests per step
-    for (let step = 0; step < 1200; step++) {
-      l.clock.advance(0.05);
-      for (let w = 0; w < 4; w++) allowed += l.take(w, 'a', 5);
-      l.sync();
+    for (let tick = 0; tick < 600; tick++) {
+      l.clock.advance(0.1);
+      await l.settleAll();
+      for (let w = 0; w < 4; w++) allowed += await l.take(w, 'a', 5);
     }
     // burst + 60 s x 2/s = 130 with one bucket (4 buckets of their own would give 520)
     expect(allowed).toBeGreaterThanOrEqual(120);
@@ -106,25 +143,91 @@ describe('SharedRateLimiter (workers and ledger)', () => {
     l.close();
   });
 
-  test('usage since a report is not forgotten when the levels arrive', () => {
-    const l = lab();
-    l.take(0, 'a', 1);
-    l.sync();
-    l.take(0, 'a', 4);
-    // levels of an older report (the 4 not yet charged): this worker's share 18 / 2 less those 4
-    l.limiters[0].apply({ a: 18 });
-    expect(l.take(0, 'a', 20)).toBe(5);
-    l.close();
+  test('whatever the order messages cross in, no window of time lets through more than burst + rate x its length (property)', async () => {
+    const event = fc.oneof(
+      fc.record({ kind: fc.constant('take' as const), worker: fc.nat(3), n: fc.integer({ min: 1, max: 6 }) }),
+      fc.record({ kind: fc.constant('deliver' as const), n: fc.integer({ min: 1, max: 4 }) }),
+      fc.record({ kind: fc.constant('settle' as const), worker: fc.nat(3) }),
+      fc.record({ kind: fc.constant('tick' as const), ms: fc.integer({ min: 0, max: 3000 }) }),
+      fc.record({ kind: fc.constant('die' as const), worker: fc.nat(3) }),
+    );
+    const config = { perSecond: 5, burst: 10 };
+    let runs = 0;
+    let checked = 0;
+    await fc.assert(fc.asyncProperty(fc.integer({ min: 2, max: 4 }), fc.array(event, { maxLength: 60 }), async (workers, events) => {
+      runs += 1;
+      const l = lab(config, workers);
+      const times: number[] = [];
+      const pending: Array<Promise<void>> = [];
+      const take = (w: number) => l.limiters[w].take('a').then((ok) => void (ok && times.push(l.clock.now())));
+      for (const e of events) {
+        if (e.kind === 'take') for (let i = 0; i < e.n; i++) pending.push(take(e.worker % workers));
+        else if (e.kind === 'deliver') for (let i = 0; i < e.n; i++) await l.deliverOne();
+        else if (e.kind === 'settle') l.limiters[e.worker % workers].settleDue();
+        else if (e.kind === 'tick') l.clock.advance(e.ms / 1000);
+        else l.ledger.forget(e.worker % workers); // as if it died: what it holds is written off (its later answers still count)
+        await settled();
+      }
+      await l.deliver();
+      await Promise.all(pending);
+      l.close();
+      times.sort((a, b) => a - b);
+      for (let i = 0; i < times.length; i++) {
+        for (let j = i; j < times.length; j++) {
+          checked += 1;
+          if (j - i + 1 > config.burst + (config.perSecond * (times[j] - times[i])) / 1000 + 1e-9) return false;
+        }
+      }
+      return true;
+    }), { numRuns: 3000 });
+    expect(runs).toBe(3000);
+    expect(checked).toBeGreaterThan(1000);
   });
 
-  test('nothing to report, nothing sent; a new account is reported (as zero) at once', () => {
+  test('no answer from the ledger within ASK_TIMEOUT_MS: the request goes through (fail open); a late answer still counts', async () => {
+    const clock = new ManualClock();
+    const ledger = new RateLedger({ perSecond: 2, burst: 10 }, clock);
+    const late: Array<() => void> = [];
+    const settlements: Tokens[] = [];
+    const limiter = new SharedRateLimiter({ perSecond: 2, burst: 10 }, {
+      workers: 2,
+      clock,
+      ask: (uin, want) => new Promise<Grant>((answer) => late.push(() => answer(ledger.grant(0, uin, want)))),
+      settle: (unused) => settlements.push(unused),
+    });
+    const t0 = Date.now();
+    expect(await limiter.take('a')).toBe(true);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(ASK_TIMEOUT_MS - 50);
+    late.forEach((answer) => answer());
+    await settled();
+    expect(await limiter.take('a')).toBe(true);
+    clock.advance(LEASE_MS / 1000);
+    limiter.settleDue();
+    expect(settlements).toEqual([{ a: 4 }]);
+    limiter.close();
+  }, 10_000);
+
+  test('close gives back every lease', async () => {
     const l = lab();
-    l.limiters[0].flush();
-    expect(l.outbox).toHaveLength(0);
-    l.limiters[0].takeNow('a');
-    l.limiters[1].takeNow('b');
-    l.limiters[1].flush();
-    expect(l.outbox).toEqual([{ from: 1, used: { b: 1 } }]);
+    expect(await l.take(0, 'a', 2)).toBe(2);
+    expect(await l.take(0, 'b', 1)).toBe(1);
     l.close();
+    expect(l.queue.map((m) => m.settle)).toEqual([{ a: 3, b: 4 }]);
+  });
+
+  test('bounded: past maxAccounts the oldest lease is settled and dropped', async () => {
+    const clock = new ManualClock();
+    const ledger = new RateLedger({ perSecond: 2, burst: 10 }, clock);
+    const settlements: Tokens[] = [];
+    const limiter = new SharedRateLimiter({ perSecond: 2, burst: 10 }, {
+      workers: 2,
+      clock,
+      maxAccounts: 2,
+      ask: async (uin, want) => ledger.grant(0, uin, want),
+      settle: (unused) => settlements.push(unused),
+    });
+    for (const uin of ['a', 'b', 'c']) expect(await limiter.take(uin)).toBe(true);
+    expect(settlements).toEqual([{ a: 4 }]);
+    limiter.close();
   });
 });
