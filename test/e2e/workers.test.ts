@@ -46,7 +46,8 @@ describe('workers: 2 (supervisor and two worker processes)', () => {
     for (const l of server.lines) if (typeof l.msg === 'string' && /^worker \d+ ready/.test(l.msg)) pids.set(l.worker as number, l.pid as number);
     return pids;
   };
-  const servedBy = (action: string): Set<unknown> => new Set(server.lines.filter((l) => l.action === action && l.code === 'Success').map((l) => l.worker));
+  /** Workers that logged `action` answered with `code` (any code when null). */
+  const servedBy = (action: string, code: string | null = 'Success'): Set<unknown> => new Set(server.lines.filter((l) => l.action === action && (code === null || l.code === code)).map((l) => l.worker));
 
   beforeAll(async () => {
     creds = await devInstall(dir);
@@ -127,7 +128,8 @@ describe('workers: 2 (supervisor and two worker processes)', () => {
     // At least one worker's first grant (burst / 2) gets through.
     expect(allowed).toBeGreaterThanOrEqual(5);
     expect(allowed).toBeLessThanOrEqual(10 + Math.floor(seconds));
-    expect(servedBy('GetRegions')).toEqual(new Set([0, 1]));
+    // both workers took requests (which of them got the tokens is theirs to race for)
+    await within(2_000, () => servedBy('GetRegions', null).size === 2, 'request log lines from both workers');
   }, 60_000);
 
   test('SIGTERM drains and ends every process; SIGKILL of the supervisor takes the workers along', async () => {
