@@ -57,44 +57,45 @@ export class RateLedger {
 
   /** Hands `worker` up to `want` whole tokens of the account; what it held of it before is all spent. */
   grant(worker: number, uin: string, want: number): Grant {
-    this.release(worker, uin);
-    const b = this.bucket(uin, this.clock.now());
+    const b = this.release(worker, uin, this.clock.now());
     const granted = Math.max(0, Math.min(Math.floor(want), Math.floor(b.tokens)));
     if (granted === 0) return { granted, waitMs: Math.ceil(((1 - b.tokens) * 1000) / this.config.perSecond) };
     b.tokens -= granted;
     const mine = this.held.get(worker) ?? new Map<string, number>();
     this.held.set(worker, mine);
-    mine.set(uin, (mine.get(uin) ?? 0) + granted);
+    mine.set(uin, granted);
     this.out.set(uin, (this.out.get(uin) ?? 0) + granted);
     return { granted, waitMs: 0 };
   }
 
   /** `worker` is done with what it held of these accounts and gives back what it did not use. */
   settle(worker: number, unused: Tokens): void {
-    const mine = this.held.get(worker);
     const now = this.clock.now();
     for (const [uin, n] of Object.entries(unused)) {
-      const held = mine?.get(uin) ?? 0;
+      const held = this.held.get(worker)?.get(uin) ?? 0;
       if (held === 0) continue;
-      const b = this.bucket(uin, now);
-      this.release(worker, uin);
+      const b = this.release(worker, uin, now);
       b.tokens += Number.isFinite(n) ? Math.max(0, Math.min(n, held)) : 0;
     }
   }
 
   /** `worker` is gone: whatever it held counts as used. */
   forget(worker: number): void {
-    for (const uin of [...(this.held.get(worker)?.keys() ?? [])]) this.release(worker, uin);
+    const now = this.clock.now();
+    for (const uin of [...(this.held.get(worker)?.keys() ?? [])]) this.release(worker, uin, now);
     this.held.delete(worker);
   }
 
-  private release(worker: number, uin: string): void {
+  /** Ends what `worker` holds of the account: the bucket is brought to `now` first, refilled only around what was held. */
+  private release(worker: number, uin: string, now: number): Bucket {
+    const b = this.bucket(uin, now);
     const mine = this.held.get(worker);
     const held = mine?.get(uin) ?? 0;
     mine?.delete(uin);
     const left = (this.out.get(uin) ?? 0) - held;
     if (left > 0) this.out.set(uin, left);
     else this.out.delete(uin);
+    return b;
   }
 
   /** The account's bucket refilled to `now` (least recently used first out when there are too many). */
