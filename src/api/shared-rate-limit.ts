@@ -10,10 +10,10 @@
  * requests that wait on it; asking settles what it held before, all spent). LEASE_MS after a grant it
  * settles what it still holds: it gives back what it did not use. A worker that dies is settled as
  * having used everything. When the ledger has nothing, it says when the next token will be there,
- * and the worker refuses without asking until then (LEASE_MS at most: settlements bring tokens back). The price of exactness is on the other side:
- * tokens spent from a lease not yet settled still count as held, so for at most LEASE_MS a bucket
- * near full refills up to burst less those. (With Redis, RedisRateLimiter is shared by every process
- * and node: none of this is needed.)
+ * and the worker refuses without asking until then (LEASE_MS at most: settlements bring tokens
+ * back). The price of exactness is on the other side: tokens spent from a lease not yet settled
+ * still count as held, so for at most LEASE_MS a bucket near full refills up to burst less those.
+ * (With Redis, RedisRateLimiter is shared by every process and node: none of this is needed.)
  */
 import { withDeadline } from '../deadline';
 import { Clock, systemClock } from '../kms/clock';
@@ -38,8 +38,6 @@ export class RateLedger {
   private readonly buckets = new Map<string, Bucket>();
   /** worker → account → tokens handed out, not yet settled. */
   private readonly held = new Map<number, Map<string, number>>();
-  /** account → the sum of `held` over workers. */
-  private readonly out = new Map<string, number>();
   private readonly config: RateLimitConfig;
 
   constructor(config: RateLimitConfig, private readonly clock: Clock = systemClock, private readonly maxAccounts = 100_000) {
@@ -64,7 +62,6 @@ export class RateLedger {
     const mine = this.held.get(worker) ?? new Map<string, number>();
     this.held.set(worker, mine);
     mine.set(uin, granted);
-    this.out.set(uin, (this.out.get(uin) ?? 0) + granted);
     return { granted, waitMs: 0 };
   }
 
@@ -89,18 +86,20 @@ export class RateLedger {
   /** Ends what `worker` holds of the account: the bucket is brought to `now` first, refilled only around what was held. */
   private release(worker: number, uin: string, now: number): Bucket {
     const b = this.bucket(uin, now);
-    const mine = this.held.get(worker);
-    const held = mine?.get(uin) ?? 0;
-    mine?.delete(uin);
-    const left = (this.out.get(uin) ?? 0) - held;
-    if (left > 0) this.out.set(uin, left);
-    else this.out.delete(uin);
+    this.held.get(worker)?.delete(uin);
     return b;
+  }
+
+  /** Tokens of the account that workers hold (a handful of workers: summing is cheaper than keeping a total in step). */
+  private out(uin: string): number {
+    let n = 0;
+    for (const mine of this.held.values()) n += mine.get(uin) ?? 0;
+    return n;
   }
 
   /** The account's bucket refilled to `now` (least recently used first out when there are too many). */
   private bucket(uin: string, now: number): Bucket {
-    const cap = { perSecond: this.config.perSecond, burst: this.config.burst - (this.out.get(uin) ?? 0) };
+    const cap = { perSecond: this.config.perSecond, burst: this.config.burst - this.out(uin) };
     const prior = this.buckets.get(uin) ?? { tokens: cap.burst, at: now };
     const b = { tokens: refilled(prior, now, cap), at: Math.max(now, prior.at) };
     this.buckets.delete(uin);
@@ -156,7 +155,7 @@ export class SharedRateLimiter implements RateLimiter {
       const grant = await (lease.asking ?? this.ask(uin, lease));
       if (grant === undefined) return true;
       // the ledger had less than asked for: what it gave is all there is until it refills
-      if (grant.granted < this.want) return this.spend(uin);
+      if (grant.granted < this.want && lease.credit < 1) return false;
     }
   }
 
@@ -177,13 +176,6 @@ export class SharedRateLimiter implements RateLimiter {
   close(): void {
     clearInterval(this.timer);
     this.settleDue(true);
-  }
-
-  private spend(uin: string): boolean {
-    const lease = this.leases.get(uin);
-    if (!lease || lease.credit < 1) return false;
-    lease.credit -= 1;
-    return true;
   }
 
   private lease(uin: string): Lease {
