@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { Capabilities, intersectCapabilities, KeySpec, RsaPadding, SigningAlgorithm } from './capabilities';
 import { ClusterUnavailableError, DomainKeyError, HsmError, MaterialIntegrityError, MemberUnavailableError, UnsupportedError } from './errors';
 import { MaterialBinding, WrappedMaterial } from './material';
@@ -185,6 +185,17 @@ export class HsmCluster {
 
   random(length: number): Promise<Buffer> {
     return this.run((m) => m.random(length));
+  }
+
+  /** HMAC-SHA256 inside the cluster's HSMs under its domain MAC key, separated by `purpose` (see HsmMember.domainMac). */
+  mac(purpose: string, data: Buffer): Promise<Buffer> {
+    return this.run((m) => m.domainMac(purpose, data));
+  }
+
+  /** Whether `mac` is the cluster's MAC of `data` for `purpose` (compared in constant time). */
+  async verifyMac(purpose: string, data: Buffer, mac: Buffer): Promise<boolean> {
+    const expected = await this.mac(purpose, data);
+    return mac.length === expected.length && timingSafeEqual(mac, expected);
   }
 
   /** An RSA-2048 key pair generated inside the cluster for wrapping imported material. */

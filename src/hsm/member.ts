@@ -512,6 +512,27 @@ export class HsmMember {
     return Buffer.from(await this.calls.sign(s, data, Buffer.alloc(32)));
   }
 
+  /**
+   * HMAC-SHA256 under the domain MAC key, computed inside the HSM, of `data` behind a purpose label
+   * (`kms-purpose:<purpose>\0`). The label keeps every purpose apart from the others and from
+   * wrapped-material records (which start with their magic), so no MAC asked for one purpose is
+   * valid for another.
+   */
+  domainMac(purpose: string, data: Buffer): Promise<Buffer> {
+    if (!/^[a-z0-9-]{1,32}$/.test(purpose)) return Promise.reject(new InvalidInputError('MAC purpose must be 1-32 of [a-z0-9-]'));
+    const domain = this.requireDomainOrReject();
+    if (domain instanceof Promise) return domain;
+    return this.withSession('mac', (s) => this.hmac(s, domain.mac, Buffer.concat([Buffer.from(`kms-purpose:${purpose}\0`, 'utf8'), data])));
+  }
+
+  private requireDomainOrReject(): DomainKeys | Promise<never> {
+    try {
+      return this.requireDomain();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
   private async seal(s: Handle, spec: KeySpec, binding: MaterialBinding, key: Handle, publicKey: Buffer): Promise<WrappedMaterial> {
     const domain = this.requireDomain();
     const wrapped = Buffer.from(await this.calls.wrapKey(s, { mechanism: this.profile.rfc5649Mechanism }, domain.kek, key, Buffer.alloc(MAX_WRAPPED_BYTES)));

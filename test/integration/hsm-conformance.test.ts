@@ -42,6 +42,20 @@ describe.each(implementations)('HSM conformance: $name', ({ make }) => {
     expect((await members[0].domainFingerprint()).equals(await last.domainFingerprint())).toBe(true);
   });
 
+  test('domain MACs: equal on every member, separated by purpose, never a material MAC', async () => {
+    const data = Buffer.from('row: owner=100001');
+    const macs = await Promise.all(members.map((m) => m.domainMac('authority-row', data)));
+    for (const m of macs) expect(m.equals(macs[0]!)).toBe(true);
+    expect((await cluster.mac('audit-link', data)).equals(macs[0]!)).toBe(false);
+    expect(await cluster.verifyMac('authority-row', data, macs[0]!)).toBe(true);
+    expect(await cluster.verifyMac('authority-row', Buffer.from('row: owner=100002'), macs[0]!)).toBe(false);
+    expect(await cluster.verifyMac('authority-row', data, macs[0]!.subarray(1))).toBe(false);
+    // a MAC asked for with a record's own bytes is not that record's MAC (the purpose label comes first)
+    const record = WrappedMaterial.macInput(aes.spec, aes.binding, aes.domainId, aes.wrapped, aes.publicKey);
+    expect((await cluster.mac('authority-row', record)).equals(aes.mac)).toBe(false);
+    await expect(cluster.mac('Bad Purpose', data)).rejects.toBeInstanceOf(InvalidInputError);
+  });
+
   test('material generated on member A is usable on member B and vice versa', async () => {
     const [a, b] = [members[0], members[members.length - 1]];
     const onA = await a.generate('AES_256', bind('k-a'));
