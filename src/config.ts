@@ -28,6 +28,10 @@ export interface ServerConfig {
   maxBodyBytes: number;
   rateLimit: { perSecond: number; burst: number };
   alarms: { log?: string; webhook?: string };
+  /** `import.allowPkcs1v15`: offer RSAES_PKCS1_V1_5 import wrapping (default false: Bleichenbacher padding-oracle risk). */
+  allowPkcs1v15Import: boolean;
+  /** `gcm.maxInvocationsPerVersion`: AES-GCM encryptions per key version (default 2^32, NIST SP 800-38D; never more). */
+  gcmMaxInvocationsPerVersion: number;
   /** Requests in flight get this long to finish on shutdown. */
   shutdownGraceMs: number;
   /** Serving processes (1: this process serves; more: a supervisor and that many workers on one port). */
@@ -55,6 +59,12 @@ function int(doc: Doc, key: string, fallback: number, min: number, max: number, 
 function text(doc: Doc, key: string, fallback?: string, where = CONFIG_FILE): string {
   const v = doc[key] ?? fallback;
   if (typeof v !== 'string' || v === '') throw new ConfigError(`${where}: "${key}" must be a non-empty string`);
+  return v;
+}
+
+function flag(doc: Doc, key: string, where: string): boolean {
+  const v = doc[key] ?? false;
+  if (typeof v !== 'boolean') throw new ConfigError(`${where}: "${key}" must be true or false`);
   return v;
 }
 
@@ -109,6 +119,8 @@ export function parseServerConfig(source: string, dataDir: string, env: NodeJS.P
   }
   const rate = section(d, 'rateLimit');
   const alarms = section(d, 'alarms');
+  const imports = section(d, 'import');
+  const gcm = section(d, 'gcm');
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(dataDir, p));
   return {
     dataDir,
@@ -122,6 +134,8 @@ export function parseServerConfig(source: string, dataDir: string, env: NodeJS.P
     maxBodyBytes: int(d, 'maxBodyBytes', 256 * 1024, 1024, 10 * 1024 * 1024),
     rateLimit: { perSecond: int(rate, 'perSecond', 1000, 1, 1_000_000, 'rateLimit'), burst: int(rate, 'burst', 2000, 1, 10_000_000, 'rateLimit') },
     alarms: { log: optionalText(alarms, 'log', 'alarms') && abs(text(alarms, 'log', undefined, 'alarms')), webhook: optionalText(alarms, 'webhook', 'alarms') },
+    allowPkcs1v15Import: flag(imports, 'allowPkcs1v15', 'import'),
+    gcmMaxInvocationsPerVersion: int(gcm, 'maxInvocationsPerVersion', 2 ** 32, 1, 2 ** 32, 'gcm'),
     shutdownGraceMs: int(d, 'shutdownGraceMs', 10_000, 0, 600_000),
     workers: parseWorkers(d, env),
     clusters: parseClusterConfig(source, dataDir),

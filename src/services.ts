@@ -143,6 +143,7 @@ export async function openServices(config: ServerConfig, options: ServicesOption
     const alarms = alarmsFor(config, options.log);
     kms = new Kms({
       store, clusters, deploymentId: config.deploymentId, alarms, maxKeysPerRegion: config.maxKeysPerRegion, nodeId: options.nodeId,
+      allowPkcs1v15Import: config.allowPkcs1v15Import, gcmMaxInvocationsPerVersion: config.gcmMaxInvocationsPerVersion,
       onJobError: (m) => options.log({ level: 'warn', msg: `background job: ${m}` }),
     });
     if (options.jobs !== false) {

@@ -85,14 +85,16 @@ export const KMS_ERROR_CODES: ReadonlyArray<readonly [ErrorClass, string]> = [
   [kms.ImportTokenExpiredError, 'ResourceUnavailable.TokenExpired'],
   // Forged, another key's, used or replaced: the message says which; no Tencent code is closer.
   [kms.InvalidImportTokenError, 'InvalidParameterValue'],
+  // Every import failure after the RSA step, other material than before included: one code and one message (no padding oracle).
   [kms.DecryptMaterialError, 'InvalidParameter.DecryptMaterialError'],
   [kms.InvalidImportMaterialError, 'InvalidParameterValue.InvalidImportKeyMaterial'],
-  [kms.MaterialMismatchError, 'InvalidParameterValue.MaterialNotMatch'],
   [kms.BindingNotFoundError, 'ResourceUnavailable.CloudResourceBindingNotFound'],
   [kms.UnsupportedOperationError, 'UnsupportedOperation'],
   [kms.UnsupportedKeyUsageError, 'UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion'],
   [kms.AsymmetricDecryptError, 'FailedOperation.DecryptError'],
   [kms.PublicKeyEncryptionError, 'FailedOperation.EncryptionError'],
+  // Tencent's generic quota code: the version's AES-GCM invocations (NIST SP 800-38D 8.3) are used up; no KMS-specific code is closer.
+  [kms.GcmUseLimitError, 'LimitExceeded'],
   [kms.ServiceUnavailableError, 'UnsupportedOperation.ServiceTemporaryUnavailable'],
 ];
 

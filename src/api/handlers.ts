@@ -23,6 +23,8 @@ export interface ActionContext {
 export interface Resources {
   cam: string[];
   audit: string;
+  /** Checks besides the action's own on `cam`; every one must be allowed too (ReEncrypt: Decrypt on the source, Encrypt on the destination). */
+  also?: ReadonlyArray<{ action: ServedAction; cam: string[] }>;
 }
 
 export interface ActionHandler<P> {
@@ -63,6 +65,23 @@ function blobKey(ctx: ActionContext, blob: string): string {
   return keyId;
 }
 const nothing = async (): Promise<object> => ({});
+
+/**
+ * ReEncrypt: kms:ReEncrypt on both keys, kms:Decrypt on the source (the key the blob's header names,
+ * the one the core decrypts with) and kms:Encrypt on the destination. Stricter than Tencent (which
+ * checks kms:ReEncrypt only): otherwise a Decrypt deny on k1 is undone by ReEncrypt to k2 and Decrypt there.
+ */
+async function reEncryptResources(ctx: ActionContext, p: ActionParams<'ReEncrypt'>): Promise<Resources> {
+  const source = blobKey(ctx, p.CiphertextBlob);
+  const dest = p.DestinationKeyId ? p.DestinationKeyId : source;
+  const src = await resourceOf(ctx, source);
+  const dst = dest === source ? src : await resourceOf(ctx, dest);
+  return {
+    cam: [...new Set([src, dst])],
+    audit: [...new Set([source, dest])].join(',').slice(0, 4096),
+    also: [{ action: 'Decrypt', cam: [src] }, { action: 'Encrypt', cam: [dst] }],
+  };
+}
 
 /** Keys that could change did; the first refusal answers the request. */
 async function batch(ctx: ActionContext, ids: string[], action: 'EnableKey' | 'DisableKey'): Promise<object> {
@@ -113,10 +132,7 @@ export const HANDLERS: ActionTable = {
   RotateKey: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.rotateKey(ctx.caller, p.KeyId) },
   Encrypt: { resources: oneKey, run: (ctx, p) => ctx.kms.envelope.encrypt(ctx.caller, p.KeyId, p.Plaintext, p.EncryptionContext) },
   Decrypt: { resources: (ctx, p) => keys(ctx, [blobKey(ctx, p.CiphertextBlob)]), run: (ctx, p) => ctx.kms.envelope.decrypt(ctx.caller, p) },
-  ReEncrypt: {
-    resources: (ctx, p) => keys(ctx, [...new Set([blobKey(ctx, p.CiphertextBlob), ...(p.DestinationKeyId ? [p.DestinationKeyId] : [])])]),
-    run: (ctx, p) => ctx.kms.envelope.reEncrypt(ctx.caller, p),
-  },
+  ReEncrypt: { resources: reEncryptResources, run: (ctx, p) => ctx.kms.envelope.reEncrypt(ctx.caller, p) },
   GenerateDataKey: { resources: oneKey, run: (ctx, p) => ctx.kms.envelope.generateDataKey(ctx.caller, p) },
   GenerateRandom: { resources: async (ctx) => collection(ctx), run: async (ctx, p) => ({ Plaintext: await ctx.kms.envelope.generateRandom(ctx.caller, p.NumberOfBytes) }) },
   GetPublicKey: { resources: oneKey, run: (ctx, p) => ctx.kms.asymmetric.getPublicKey(ctx.caller, p.KeyId) },

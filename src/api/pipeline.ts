@@ -111,10 +111,12 @@ async function dispatch<A extends ServedAction>(deps: PipelineDeps, action: A, b
   const handler = deps.handlers[action] as ActionHandler<ActionParams<A>>;
   const resources = await handler.resources(ctx, params);
   trace.resource = resources.audit;
-  const decision = await deps.authz.check(ctx.principal, { action: `kms:${action}`, resources: resources.cam, context });
-  if (!decision.allowed) {
-    const who = ctx.principal.kind === 'root' ? 'account' : 'sub-account';
-    throw new UnauthorizedError(`${who} ${ctx.principal.uin} is not allowed ${action} on ${resources.audit}: ${decision.reason}`);
+  for (const check of [{ action, cam: resources.cam }, ...(resources.also ?? [])]) {
+    const decision = await deps.authz.check(ctx.principal, { action: `kms:${check.action}`, resources: check.cam, context });
+    if (!decision.allowed) {
+      const who = ctx.principal.kind === 'root' ? 'account' : 'sub-account';
+      throw new UnauthorizedError(`${who} ${ctx.principal.uin} is not allowed ${action} on ${resources.audit}: ${decision.reason}`);
+    }
   }
   return handler.run(ctx, params);
 }

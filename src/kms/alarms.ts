@@ -2,10 +2,10 @@ import { appendFileSync } from 'node:fs';
 
 /**
  * Alarms are events: a use attempt of a key pending deletion, a daily reminder in the last days
- * before deletion, and the deletion itself. Sinks: an in-memory log (queryable), a JSON-lines file,
+ * before deletion, the deletion itself, and the GCM use limit of a version (90 % and reached). Sinks: an in-memory log (queryable), a JSON-lines file,
  * a webhook, and whatever listeners (metrics) the server adds. Alarms never carry plaintext or material.
  */
-export type AlarmKind = 'PendingDeleteKeyUsed' | 'KeyDeletionImminent' | 'KeyDeleted' | 'UsageLimitReached';
+export type AlarmKind = 'PendingDeleteKeyUsed' | 'KeyDeletionImminent' | 'KeyDeleted' | 'UsageLimitApproaching' | 'UsageLimitReached';
 
 export interface Alarm {
   kind: AlarmKind;

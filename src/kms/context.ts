@@ -1,3 +1,4 @@
+import type { GcmBudget } from './gcm-budget';
 import type { KeyAccess } from './key-access';
 import type { UsageCounter } from './usage-counter';
 
@@ -8,13 +9,21 @@ export interface KmsConfig {
   maxKeysPerRegion: number;
   /** Days before deletion during which a daily alarm fires. */
   deletionAlarmDays: number;
+  /** Offer RSAES_PKCS1_V1_5 import wrapping (a padding-oracle risk: off unless the operator allows it). */
+  allowPkcs1v15Import: boolean;
+  /** AES-GCM encryptions per key version (random IVs); refused beyond it for versions that cannot rotate. */
+  gcmMaxInvocationsPerVersion: number;
 }
 
 export const DEFAULT_MAX_KEYS_PER_REGION = 200;
+/** NIST SP 800-38D 8.3: encryptions per key with random 96-bit IVs. */
+export const DEFAULT_GCM_MAX_INVOCATIONS = 2 ** 32;
 
 /** What every group of actions works with. */
 export interface KmsContext {
   access: KeyAccess;
   config: KmsConfig;
   usage: UsageCounter;
+  /** Exact use limit of versions that cannot rotate. */
+  gcm: GcmBudget;
 }

@@ -2,11 +2,14 @@ import { HsmError, MaterialIntegrityError } from '../hsm/errors';
 import type { KeyRecord } from '../store/store';
 import { additionalData, canonicalContext, decodeBlob, encodeBlob, encodeHeader, SealedBlob } from './ciphertext';
 import type { KmsContext } from './context';
-import { InvalidCiphertextError, InvalidHsmClusterError, InvalidKeyIdError, KeyNotFoundError, InvalidKeyUsageError, InvalidParameterError, InvalidPlaintextError, UnsupportedOperationError } from './errors';
+import {
+  GcmUseLimitError, InvalidCiphertextError, InvalidHsmClusterError, InvalidKeyIdError, KeyNotFoundError, InvalidKeyUsageError, InvalidParameterError, InvalidPlaintextError,
+  UnsupportedOperationError,
+} from './errors';
 import { Caller, domainError } from './key-access';
 import type { KeyAction } from './key-state';
 import { describeTombstone } from './key-metadata';
-import { KEY_USAGES } from './key-usage';
+import { canRotate, KEY_USAGES, KeyUsage } from './key-usage';
 import { outputPlaintext, PublicKeyOutput } from './public-key-output';
 
 export const MAX_PLAINTEXT_BYTES = 4096;
@@ -125,13 +128,27 @@ export class Envelope {
     const version = this.access.newest(r);
     const m = this.access.material(r, version)!;
     const header = encodeHeader({ deploymentId: this.ctx.config.deploymentId, keyId: r.keyId, keyVersion: version });
+    const budgeted = await this.spend(r, version);
     try {
       const out = await this.access.cluster(r).encrypt(m.material, m.binding, plaintext, additionalData(header, context));
-      this.ctx.usage.add(r.keyId, version, 1, r.ownerUin);
+      if (!budgeted) this.ctx.usage.add(r.keyId, version, 1, r.ownerUin);
       return encodeBlob(header, out.iv, out.tag, out.ciphertext);
     } catch (e) {
       throw domainError(e);
     }
+  }
+
+  /**
+   * A version that cannot rotate (imported material) takes its encryption from the exact GCM budget
+   * first and is refused at the limit; the others are counted in batches and rotated (false).
+   */
+  private async spend(r: KeyRecord, version: number): Promise<boolean> {
+    if (canRotate(r.keyUsage as KeyUsage, r.origin) === 'yes') return false;
+    if (await this.ctx.gcm.take(r, version)) return true;
+    throw new GcmUseLimitError(
+      `key ${r.keyId} version ${version} reached its AES-GCM use limit (${this.ctx.gcm.limit} encryptions with random IVs, NIST SP 800-38D 8.3) ` +
+      'and imported material cannot rotate: it still decrypts; to encrypt, import new material into a new key and move data there with ReEncrypt',
+    );
   }
 
   /** A deleted key says so (from its tombstone); any other unknown key means the blob is not one of this account's. */

@@ -60,10 +60,9 @@ export class RotationRunningError extends KmsError {}
 export class NotExternalKeyError extends KmsError {}
 export class ImportTokenExpiredError extends KmsError {}
 export class InvalidImportTokenError extends KmsError {}
-/** The wrapped material could not be unwrapped with the import wrapping key. */
+/** An import failed after the RSA step (one message whatever went wrong: see IMPORT_FAILED_MESSAGE). */
 export class DecryptMaterialError extends KmsError {}
 export class InvalidImportMaterialError extends KmsError {}
-export class MaterialMismatchError extends KmsError {}
 export class BindingNotFoundError extends KmsError {}
 
 /** The HSMs of the key's cluster cannot do this (names the limit). */
@@ -74,6 +73,9 @@ export class UnsupportedKeyUsageError extends KmsError {}
 export class AsymmetricDecryptError extends KmsError {}
 /** Encrypting a result under the caller's public key failed (bad key). */
 export class PublicKeyEncryptionError extends KmsError {}
+
+/** A key version that cannot rotate used up its AES-GCM invocations (random IVs): it only decrypts now. */
+export class GcmUseLimitError extends KmsError {}
 
 /** The key's HSM cluster has no healthy member right now: retry later. */
 export class ServiceUnavailableError extends KmsError {}

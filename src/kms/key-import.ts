@@ -1,12 +1,12 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { RsaPadding } from '../hsm/capabilities';
-import { HsmError, InvalidInputError, MaterialIntegrityError } from '../hsm/errors';
+import { ClusterUnavailableError, MaterialIntegrityError, PoolExhaustedError, UnsupportedError } from '../hsm/errors';
 import { MaterialBinding, WrappedMaterial } from '../hsm/material';
 import type { KeyRecord } from '../store/store';
 import { unixNow } from './clock';
 import type { KmsContext } from './context';
 import {
-  DecryptMaterialError, ImportTokenExpiredError, InvalidImportMaterialError, InvalidImportTokenError, InvalidParameterError, MaterialMismatchError,
+  DecryptMaterialError, ImportTokenExpiredError, InvalidImportMaterialError, InvalidImportTokenError, InvalidParameterError,
   NotExternalKeyError, UnsupportedOperationError, UsedByCloudProductError,
 } from './errors';
 import { binding, Caller, domainError } from './key-access';
@@ -19,6 +19,27 @@ export const MAX_VALID_TO = 2147443200;
 const WRAPPING_ALGORITHMS: readonly RsaPadding[] = ['RSAES_PKCS1_V1_5', 'RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256'];
 /** Imported material is always version 1: re-importing the same material makes old ciphertext decrypt again. */
 const IMPORTED_VERSION = 1;
+/** The wrapping key is RSA-2048 (WrappingKeySpec RSA_2048): one 256-byte block. */
+const WRAPPED_BYTES = 256;
+const PKCS1 = 'RSAES_PKCS1_V1_5';
+
+/**
+ * The one answer to every import that fails after the RSA step, whatever the wrapped bytes decrypt
+ * to (bad padding, wrong length, another wrapping key, altered bytes, other material than before):
+ * anything more specific would tell a caller something about the RSA decryption of bytes it chose.
+ */
+export const IMPORT_FAILED_MESSAGE =
+  'EncryptedKeyMaterial was not imported: it must be the 32-byte AES-256 key material (on a key that had material, the same material) ' +
+  "encrypted with this ImportToken's PublicKey using its WrappingAlgorithm. The ImportToken is used up: call GetParametersForImport again";
+
+/** Why PKCS#1 v1.5 wrapping is refused unless `import.allowPkcs1v15` is set. */
+function pkcs1Refused(offered: readonly string[]): UnsupportedOperationError {
+  const others = offered.filter((a) => a !== PKCS1);
+  return new UnsupportedOperationError(
+    `WrappingAlgorithm ${PKCS1} is turned off on this service: unwrapping PKCS#1 v1.5 can act as a padding oracle (Bleichenbacher's attack); ` +
+    `use ${others.join(' or ') || 'an OAEP algorithm'} (the operator can allow it with import.allowPkcs1v15)`,
+  );
+}
 
 export interface ImportParams {
   KeyId: string;
@@ -56,6 +77,7 @@ export class KeyImport {
     requireExternal(r);
     const cluster = this.access.cluster(r);
     const offered = cluster.capabilities.importWrapping;
+    if (algorithm === PKCS1 && !this.ctx.config.allowPkcs1v15Import) throw pkcs1Refused(offered);
     if (!offered.includes(algorithm as RsaPadding)) {
       throw new UnsupportedOperationError(`WrappingAlgorithm ${algorithm} is not supported by the HSMs of this key's cluster (they offer ${offered.join(', ') || 'none'})`);
     }
@@ -74,7 +96,11 @@ export class KeyImport {
     return { KeyId: r.keyId, ImportToken: token, PublicKey: cluster.publicKey(wrapping).toString('base64'), ParametersValidTo: validTo };
   }
 
-  /** Unwraps inside the HSM and re-wraps under the domain key; the token is single-use. */
+  /**
+   * Unwraps inside the HSM and re-wraps under the domain key. The token is used up (one write)
+   * before the RSA step, so each token buys one RSA decryption whatever happens next; every failure
+   * after it is the one IMPORT_FAILED_MESSAGE.
+   */
   async importKeyMaterial(caller: Caller, p: ImportParams): Promise<void> {
     const fields = readImportToken(p.ImportToken);
     const now = unixNow(this.access.clock);
@@ -82,25 +108,35 @@ export class KeyImport {
     if (!Number.isInteger(validTo) || validTo < 0 || validTo > MAX_VALID_TO || (validTo !== 0 && validTo <= now)) {
       throw new InvalidParameterError(`ValidTo must be 0 (never expires) or a future Unix time up to ${MAX_VALID_TO}`);
     }
+    if (p.EncryptedKeyMaterial.length !== WRAPPED_BYTES) {
+      throw new InvalidImportMaterialError(`EncryptedKeyMaterial must be ${WRAPPED_BYTES} bytes (one RSA-2048 block), got ${p.EncryptedKeyMaterial.length}`);
+    }
     const r = await this.access.load(caller, p.KeyId, true);
     requireExternal(r);
     this.access.check(r, 'ImportKeyMaterial');
-    const params = this.currentParameters(r, p.ImportToken, fields.keyId, now);
+    const params = await this.useToken(caller, p.KeyId, p.ImportToken, fields.keyId, now);
+    if (params.wrappingAlgorithm === PKCS1 && !this.ctx.config.allowPkcs1v15Import) throw pkcs1Refused(this.access.cluster(r).capabilities.importWrapping);
     const { material, checkValue } = await this.unwrap(r, params.wrappingKey, params.wrappingAlgorithm as RsaPadding, p.EncryptedKeyMaterial);
     const check = checkValue.toString('hex');
-    if (r.materialCheckValue !== undefined && r.materialCheckValue !== check) {
-      throw new MaterialMismatchError(`key ${r.keyId} already had different key material: only the same material can be imported again`);
-    }
     await this.access.change(caller, p.KeyId, 'ImportKeyMaterial', (cur) => {
-      this.currentParameters(cur, p.ImportToken, fields.keyId, now);
+      if (cur.materialCheckValue !== undefined && cur.materialCheckValue !== check) throw new DecryptMaterialError(IMPORT_FAILED_MESSAGE);
       return {
         versions: [{ version: IMPORTED_VERSION, material: material.toBuffer(), createTime: now }],
         keyState: nextState(cur.keyState, 'ImportKeyMaterial', true),
         validTo: validTo === 0 ? null : validTo,
         materialCheckValue: check,
-        importParameters: null,
       };
     });
+  }
+
+  /** Checks the token against the stored parameters and removes them in the same compare-and-set write: one attempt per token. */
+  private async useToken(caller: Caller, keyId: string, token: string, tokenKeyId: string, now: number) {
+    let params: NonNullable<KeyRecord['importParameters']> | undefined;
+    await this.access.change(caller, keyId, 'ImportKeyMaterial', (cur) => {
+      params = this.currentParameters(cur, token, tokenKeyId, now);
+      return { importParameters: null };
+    });
+    return params!;
   }
 
   async deleteImportedKeyMaterial(caller: Caller, keyId: string): Promise<void> {
@@ -123,16 +159,19 @@ export class KeyImport {
   }
 
   private async unwrap(r: KeyRecord, wrappingKey: Buffer, padding: RsaPadding, encrypted: Buffer) {
-    if (encrypted.length === 0) throw new InvalidImportMaterialError('EncryptedKeyMaterial is empty');
     try {
       const wrapping = WrappedMaterial.fromBuffer(wrappingKey);
       return await this.access.cluster(r).importKeyMaterial(wrapping, wrappingBinding(r), padding, encrypted, binding(r, IMPORTED_VERSION));
     } catch (e) {
-      if (e instanceof InvalidInputError) throw new InvalidImportMaterialError(e.message);
-      if (e instanceof HsmError && e.errorClass === 'caller' && !(e instanceof MaterialIntegrityError)) {
-        throw new DecryptMaterialError(`EncryptedKeyMaterial cannot be decrypted with the wrapping key of this ImportToken using ${padding}`);
-      }
-      throw domainError(e);
+      throw beforeRsaStep(e) ? domainError(e) : new DecryptMaterialError(IMPORT_FAILED_MESSAGE);
     }
   }
+}
+
+/**
+ * Failures that happen before any RSA decryption (no healthy member, no session, an altered
+ * wrapping-key record, a padding the cluster cannot do) and so say nothing about the wrapped bytes.
+ */
+function beforeRsaStep(e: unknown): boolean {
+  return e instanceof ClusterUnavailableError || e instanceof PoolExhaustedError || e instanceof MaterialIntegrityError || e instanceof UnsupportedError;
 }

@@ -5,16 +5,17 @@ import { Alarms } from './alarms';
 import { Asymmetric } from './asymmetric';
 import { Clock, systemClock } from './clock';
 import { ClusterDirectory } from './cluster-directory';
-import { DEFAULT_MAX_KEYS_PER_REGION, KmsConfig, KmsContext } from './context';
+import { DEFAULT_GCM_MAX_INVOCATIONS, DEFAULT_MAX_KEYS_PER_REGION, KmsConfig, KmsContext } from './context';
 import { DueWork } from './deletion';
 import { Envelope } from './envelope';
+import { GcmBudget } from './gcm-budget';
 import { BackgroundJobs } from './jobs';
 import { KeyAccess } from './key-access';
 import { KeyCache } from './key-cache';
 import { KeyImport } from './key-import';
 import { Lifecycle } from './lifecycle';
 import { Rotation } from './rotation';
-import { UsageCounter } from './usage-counter';
+import { rotationThreshold, UsageCounter } from './usage-counter';
 
 export interface KmsOptions {
   store: MetadataStore;
@@ -26,6 +27,10 @@ export interface KmsOptions {
   /** User keys per account and region; default 200 (the Tencent limit); 0 means no limit. */
   maxKeysPerRegion?: number;
   deletionAlarmDays?: number;
+  /** Offer RSAES_PKCS1_V1_5 import wrapping (default false: a padding-oracle risk). */
+  allowPkcs1v15Import?: boolean;
+  /** AES-GCM encryptions per key version; default 2^32 (NIST). Versions that cannot rotate stop there; the others rotate at a quarter. */
+  gcmMaxInvocationsPerVersion?: number;
   /** A name for this node in leases; default a random id. */
   nodeId?: string;
   jobIntervalMs?: number;
@@ -64,10 +69,15 @@ export class Kms {
       deploymentId: Buffer.from(o.deploymentId),
       maxKeysPerRegion: o.maxKeysPerRegion ?? DEFAULT_MAX_KEYS_PER_REGION,
       deletionAlarmDays: o.deletionAlarmDays ?? 3,
+      allowPkcs1v15Import: o.allowPkcs1v15Import === true,
+      gcmMaxInvocationsPerVersion: o.gcmMaxInvocationsPerVersion ?? DEFAULT_GCM_MAX_INVOCATIONS,
     };
     this.maxKeysPerRegion = config.maxKeysPerRegion;
     const access = new KeyAccess({ store: o.store, clusters: this.clusters, clock: o.clock ?? systemClock, alarms: this.alarms, cache: this.cache });
-    const ctx: KmsContext = { access, config, usage: new UsageCounter() };
+    const limit = config.gcmMaxInvocationsPerVersion;
+    const reserve = async (ref: string, n: number) => (await o.store.addUsage(new Map([[ref, n]]))).get(ref);
+    const gcm = new GcmBudget(limit, reserve, this.alarms, access.clock);
+    const ctx: KmsContext = { access, config, usage: new UsageCounter(rotationThreshold(limit)), gcm };
     this.lifecycle = new Lifecycle(ctx);
     this.envelope = new Envelope(ctx);
     this.asymmetric = new Asymmetric(ctx);

@@ -1,14 +1,20 @@
 /**
  * AES-GCM with random 96-bit IVs is safe for at most 2^32 encryptions under one key (NIST SP
- * 800-38D, 8.3). We rotate long before: at ROTATION_THRESHOLD = 2^30 encryptions per key version,
- * a quarter of the limit, which leaves margin for counts lost in a crash between flushes and for
- * several nodes counting at once.
+ * 800-38D, 8.3). Versions that can rotate are rotated long before: at ROTATION_THRESHOLD = 2^30
+ * encryptions per key version, a quarter of the limit (of `gcm.maxInvocationsPerVersion` when that
+ * is set lower), which leaves margin for counts lost in a crash between flushes and for several
+ * nodes counting at once. Versions that cannot rotate are not counted here but in GcmBudget.
  *
  * Counting is batched: increments accumulate in memory and `flush` hands them to the store in one
  * call (not a store write per request).
  */
 export const NIST_GCM_RANDOM_IV_LIMIT = 2 ** 32;
 export const ROTATION_THRESHOLD = 2 ** 30;
+
+/** The rotation threshold for a configured GCM limit: a quarter of it, at most ROTATION_THRESHOLD. */
+export function rotationThreshold(limit: number): number {
+  return Math.max(1, Math.min(ROTATION_THRESHOLD, Math.floor(limit / 4)));
+}
 
 export type VersionKey = `${string}#${number}`;
 
@@ -20,6 +26,8 @@ export class UsageCounter {
   private pending = new Map<VersionKey, number>();
   private owners = new Map<string, string>();
   private flushedOwners = new Map<string, string>();
+
+  constructor(private readonly threshold = ROTATION_THRESHOLD) {}
 
   /** Counts one encryption under (keyId, version), remembering the key's owner for the rotation that may follow. */
   add(keyId: string, version: number, count = 1, owner?: string): void {
@@ -52,6 +60,6 @@ export class UsageCounter {
       for (const [k, o] of this.flushedOwners) if (!this.owners.has(k)) this.owners.set(k, o);
       throw e;
     }
-    return [...totals].filter(([, total]) => total >= ROTATION_THRESHOLD).map(([k]) => k);
+    return [...totals].filter(([, total]) => total >= this.threshold).map(([k]) => k);
   }
 }

@@ -23,6 +23,14 @@ describe('kms.yaml', () => {
     expect(c.clusters.map((x) => x.id)).toEqual(['default']);
   });
 
+  test('import.allowPkcs1v15 is off and gcm.maxInvocationsPerVersion is NIST\'s 2^32 unless set; both are checked', () => {
+    expect(parseServerConfig(base(), '/d', {})).toMatchObject({ allowPkcs1v15Import: false, gcmMaxInvocationsPerVersion: 2 ** 32 });
+    expect(parseServerConfig(base('import: { allowPkcs1v15: true }\ngcm: { maxInvocationsPerVersion: 20 }\n'), '/d', {})).toMatchObject({ allowPkcs1v15Import: true, gcmMaxInvocationsPerVersion: 20 });
+    expect(() => parseServerConfig(base('import: { allowPkcs1v15: "yes" }\n'), '/d', {})).toThrow(/allowPkcs1v15/);
+    expect(() => parseServerConfig(base(`gcm: { maxInvocationsPerVersion: ${2 ** 32 + 1} }\n`), '/d', {})).toThrow(/maxInvocationsPerVersion/);
+    expect(() => parseServerConfig(base('gcm: { maxInvocationsPerVersion: 0 }\n'), '/d', {})).toThrow(/maxInvocationsPerVersion/);
+  });
+
   test('environment overrides port and host; relative paths resolve in the data dir', () => {
     const c = parseServerConfig(base('tls: { cert: c.pem, key: k.pem }\nalarms: { log: alarms.log, webhook: "http://hook" }\n'), '/data', { KMS_PORT: '9000', KMS_HOST: '0.0.0.0' });
     expect(c.listen).toEqual({ host: '0.0.0.0', port: 9000 });

@@ -3,6 +3,7 @@ import { HsmCluster } from '../../../src/hsm/cluster';
 import { ManualClock } from '../../../src/kms/clock';
 import * as E from '../../../src/kms/errors';
 import type { Kms } from '../../../src/kms/service';
+import { IMPORT_FAILED_MESSAGE } from '../../../src/kms/key-import';
 import { alice, bob, KmsLab } from '../../support/kms';
 
 const clock = new ManualClock(Date.UTC(2026, 10, 23));
@@ -100,7 +101,7 @@ describe('KMS core: bring your own key', () => {
       return [nss];
     });
     await lab.start();
-    kms = lab.kms(lab.sqlite(), { clock });
+    kms = lab.kms(lab.sqlite(), { clock, allowPkcs1v15Import: true });
   });
   afterAll(() => lab.cleanup());
 
@@ -130,7 +131,7 @@ describe('KMS core: bring your own key', () => {
     await kms.keyImport.deleteImportedKeyMaterial(alice, KeyId);
     expect((await kms.lifecycle.describeKey(alice, KeyId)).KeyState).toBe('PendingImport');
     await expect(kms.envelope.decrypt(alice, { CiphertextBlob: blob })).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
-    await expect(importInto(alice, KeyId, randomBytes(32))).rejects.toBeInstanceOf(E.MaterialMismatchError);
+    await expect(importInto(alice, KeyId, randomBytes(32))).rejects.toBeInstanceOf(E.DecryptMaterialError);
     expect((await kms.lifecycle.describeKey(alice, KeyId)).KeyState).toBe('PendingImport');
     await importInto(alice, KeyId, material);
     expect((await kms.envelope.decrypt(alice, { CiphertextBlob: blob })).Plaintext.toString()).toBe('byok data');
@@ -160,12 +161,19 @@ describe('KMS core: bring your own key', () => {
 
   test('bad material: undecryptable, wrong size, wrong algorithm, wrong key kind', async () => {
     const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'byok-bad', Type: 2 });
-    const p = await kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
-    const attempt = (m: Buffer) => kms.keyImport.importKeyMaterial(alice, { KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: m });
-    await expect(attempt(randomBytes(256))).rejects.toBeInstanceOf(E.DecryptMaterialError);
-    await expect(attempt(wrap(p.PublicKey, randomBytes(32), 'RSAES_PKCS1_V1_5'))).rejects.toBeInstanceOf(E.DecryptMaterialError);
-    await expect(attempt(wrap(p.PublicKey, randomBytes(16), 'RSAES_OAEP_SHA_1'))).rejects.toBeInstanceOf(E.InvalidImportMaterialError);
-    await expect(attempt(Buffer.alloc(0))).rejects.toBeInstanceOf(E.InvalidImportMaterialError);
+    const fresh = () => kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+    const attempt = async (m: (pk: string) => Buffer) => {
+      const q = await fresh();
+      return kms.keyImport.importKeyMaterial(alice, { KeyId, ImportToken: q.ImportToken, EncryptedKeyMaterial: m(q.PublicKey) });
+    };
+    for (const m of [() => randomBytes(256), (pk: string) => wrap(pk, randomBytes(32), 'RSAES_PKCS1_V1_5'), (pk: string) => wrap(pk, randomBytes(16), 'RSAES_OAEP_SHA_1')]) {
+      const err = await attempt(m).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(E.DecryptMaterialError);
+      expect((err as Error).message).toBe(IMPORT_FAILED_MESSAGE);
+    }
+    await expect(attempt(() => Buffer.alloc(0))).rejects.toBeInstanceOf(E.InvalidImportMaterialError);
+    await expect(attempt(() => randomBytes(255))).rejects.toBeInstanceOf(E.InvalidImportMaterialError);
+    const p = await fresh();
     expect((await kms.lifecycle.describeKey(alice, KeyId)).KeyState).toBe('PendingImport');
     await expect(kms.keyImport.importKeyMaterial(alice, { KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrap(p.PublicKey, randomBytes(32), 'RSAES_OAEP_SHA_1'), ValidTo: now() - 1 })).rejects.toBeInstanceOf(E.InvalidParameterError);
     await expect(kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_1', 'RSA_4096')).rejects.toBeInstanceOf(E.InvalidParameterError);
@@ -176,6 +184,27 @@ describe('KMS core: bring your own key', () => {
     const native = await kms.lifecycle.createKey(alice, { Alias: 'byok-native' });
     await expect(kms.keyImport.getParametersForImport(alice, native.KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048')).rejects.toBeInstanceOf(E.NotExternalKeyError);
     await expect(kms.keyImport.deleteImportedKeyMaterial(alice, native.KeyId)).rejects.toBeInstanceOf(E.NotExternalKeyError);
+  });
+
+  test('PKCS#1 v1.5 is refused by default, also for a token issued while it was allowed; the token is then used up', async () => {
+    const strict = lab.kms(lab.sqlite(), { clock, nodeId: 'strict' });
+    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'byok-pkcs1-off', Type: 2 });
+    const err = await strict.keyImport.getParametersForImport(alice, KeyId, 'RSAES_PKCS1_V1_5', 'RSA_2048').catch((e: Error) => e);
+    expect(err).toBeInstanceOf(E.UnsupportedOperationError);
+    expect((err as Error).message).toMatch(/Bleichenbacher.*RSAES_OAEP_SHA_1/);
+    const p = await kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_PKCS1_V1_5', 'RSA_2048');
+    const EncryptedKeyMaterial = wrap(p.PublicKey, randomBytes(32), 'RSAES_PKCS1_V1_5');
+    await expect(strict.keyImport.importKeyMaterial(alice, { KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial })).rejects.toBeInstanceOf(E.UnsupportedOperationError);
+    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+  });
+
+  test('two concurrent imports with one token: one RSA decryption at most, one succeeds', async () => {
+    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'byok-race', Type: 2 });
+    const p = await kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+    const EncryptedKeyMaterial = wrap(p.PublicKey, randomBytes(32), 'RSAES_OAEP_SHA_1');
+    const results = await Promise.allSettled([0, 1].map(() => kms.keyImport.importKeyMaterial(alice, { KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial })));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    expect((results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason).toBeInstanceOf(E.InvalidImportTokenError);
   });
 
   test('ValidTo expiry destroys the material and returns the key to PendingImport', async () => {

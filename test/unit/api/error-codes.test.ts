@@ -76,7 +76,7 @@ describe('domain errors of the KMS core', () => {
     ['UsedByCloudProductError', 'FailedOperation.CmkUsedByCloudProduct'],
     ['ImportTokenExpiredError', 'ResourceUnavailable.TokenExpired'],
     ['DecryptMaterialError', 'InvalidParameter.DecryptMaterialError'],
-    ['MaterialMismatchError', 'InvalidParameterValue.MaterialNotMatch'],
+    ['GcmUseLimitError', 'LimitExceeded'],
     ['InvalidImportMaterialError', 'InvalidParameterValue.InvalidImportKeyMaterial'],
     ['UnsupportedKeyUsageError', 'UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion'],
     ['AsymmetricDecryptError', 'FailedOperation.DecryptError'],
