@@ -11,7 +11,8 @@ import Redis from 'ioredis';
 import { AuditLog } from '../../src/audit/audit-log';
 import { ChainedAuditLog } from '../../src/audit/chained-audit-log';
 import { AuditChainError, AuditInputError, AuditWriteError } from '../../src/audit/errors';
-import { MAX_FIELD_CHARS, NewAuditEvent, STORED_FIELDS, StoredAuditEvent } from '../../src/audit/event';
+import { GENESIS, hashEvent } from '../../src/audit/chain';
+import { MAX_FIELD_CHARS, NewAuditEvent, STORED_FIELDS, StoredAuditEvent, storedJson } from '../../src/audit/event';
 import { AuditFilter, AuditQuery, matches } from '../../src/audit/query';
 import { RedisAuditLog, RedisAuditOptions } from '../../src/audit/redis-audit-log';
 import { SqliteAuditLog, SqliteAuditOptions } from '../../src/audit/sqlite-audit-log';
@@ -30,6 +31,8 @@ interface Backing {
   swap(a: number, b: number): Promise<void>;
   /** Moves the head anchor back to the event at `seq`, as if the events after it had never been written. */
   rewindHead(seq: number): Promise<void>;
+  /** Replaces every stored event and the head anchor by `events` (the last one is the new head), as an attacker with the store would. */
+  replaceAll(events: readonly StoredAuditEvent[]): Promise<void>;
   /** Every stored event as the store holds it, with its field names (SQLite columns in camelCase). */
   storedEvents(): Promise<Array<Record<string, unknown>>>;
   /** Everything the backing holds, as text (SQLite: the database and WAL files' bytes). */
@@ -78,6 +81,13 @@ const sqliteBackend: Backend = {
         db.prepare('DELETE FROM audit_heads WHERE seq > ?').run(seq);
         db.prepare('INSERT OR IGNORE INTO audit_heads (seq, hash) SELECT seq, hash FROM audit_events WHERE seq = ?').run(seq);
       }),
+      replaceAll: async (events) => withDb(file, (db) => db.transaction(() => {
+        db.exec('DELETE FROM audit_events; DELETE FROM audit_heads');
+        const insert = db.prepare(`INSERT INTO audit_events (${STORED_FIELDS.map(snake).join(', ')}) VALUES (${STORED_FIELDS.map((f) => `@${f}`).join(', ')})`);
+        for (const e of events) insert.run(e);
+        const last = events[events.length - 1];
+        db.prepare('INSERT INTO audit_heads (seq, hash) VALUES (?, ?)').run(last.seq, last.hash);
+      })()),
       storedEvents: async () => withDb(file, (db) => (db.prepare('SELECT * FROM audit_events ORDER BY seq').all() as Array<Record<string, unknown>>)
         .map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [camel(k), v])))),
       dump: async () => fs.readdirSync(dir).map((f) => fs.readFileSync(path.join(dir, f)).toString('latin1')).join('\n'),
@@ -112,6 +122,12 @@ const redisBackend: Backend = {
         await raw.hset(EVENTS, String(a), y ?? '', String(b), x ?? '');
       },
       rewindHead: async (seq) => { await raw.hset('kms:audit:head', 'seq', String(seq), 'hash', String((await readEvent(seq)).hash)); },
+      replaceAll: async (events) => {
+        await raw.del(EVENTS, 'kms:audit:head');
+        for (const e of events) await raw.hset(EVENTS, String(e.seq), storedJson(e));
+        const last = events[events.length - 1];
+        await raw.hset('kms:audit:head', 'seq', String(last.seq), 'hash', last.hash);
+      },
       storedEvents: async () => {
         const all = await raw.hgetall(EVENTS);
         return Object.keys(all).sort((a, b) => Number(a) - Number(b)).map((k) => JSON.parse(all[k]) as Record<string, unknown>);
@@ -314,6 +330,37 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
     await backing.rewindHead(8);
     expect(await log.verify()).toEqual({ ok: true, checked: 8, problems: [] });
     expect((await log.verify({ anchor: kept })).problems).toEqual([{ seq: 10, reason: expect.stringContaining('anchored event 10 is missing') }]);
+  });
+
+  /** The stored events relinked from seq 1 with plain SHA-256, as anyone with the store and the documented formula can. */
+  const relinkWithSha256 = (events: readonly StoredAuditEvent[]): StoredAuditEvent[] => {
+    let prevHash = GENESIS;
+    return events.map((e, i) => {
+      const hash = hashEvent(prevHash, e, i + 1);
+      const forged = { ...e, seq: i + 1, prevHash, hash };
+      prevHash = hash;
+      return forged;
+    });
+  };
+
+  test('a consistent rewrite with plain SHA-256 (an event removed, later links and the head recomputed) is reported', async () => {
+    const log = await openLog();
+    await appendAll(log, Array.from({ length: 10 }, (_, i) => sample(i)));
+    const stored = (await backing.storedEvents()) as unknown as StoredAuditEvent[];
+    await backing.replaceAll(relinkWithSha256(stored.filter((e) => e.seq !== 5)));
+    const r = await log.verify();
+    expect(r.ok).toBe(false);
+    expect(r.problems.length).toBeGreaterThan(0);
+  });
+
+  test('a consistent rewrite with plain SHA-256 (an event changed, later links and the head recomputed) is reported', async () => {
+    const log = await openLog();
+    await appendAll(log, Array.from({ length: 10 }, (_, i) => sample(i)));
+    const stored = (await backing.storedEvents()) as unknown as StoredAuditEvent[];
+    await backing.replaceAll(relinkWithSha256(stored.map((e) => (e.seq === 4 ? { ...e, errorCode: '', accountUin: '999' } : e))));
+    const r = await log.verify();
+    expect(r.ok).toBe(false);
+    expect(r.problems[0].seq).toBe(4);
   });
 
   test('events beyond the head anchor are reported and never overwritten by later appends', async () => {
