@@ -9,6 +9,7 @@ import { HsmCluster } from '../hsm/cluster';
 import { openServices, runCeremony, Services } from '../services';
 import { Args, UsageError } from './args';
 import { initDev } from './dev-init';
+import { exitWhenDrained, quietOnClosedPipe } from './exit';
 
 const HELP = `kmsctl [--data-dir DIR] <command>      (DIR defaults to $KMS_DATA_DIR or ./var)
 
@@ -148,11 +149,12 @@ export async function kmsctl(argv: readonly string[]): Promise<number> {
 }
 
 if (require.main === module) {
+  quietOnClosedPipe(process.stdout);
   kmsctl(process.argv.slice(2)).then(
-    (code) => process.exit(code),
+    (code) => exitWhenDrained(code),
     (e: Error) => {
       process.stderr.write(`kmsctl: ${e.message}\n`);
-      process.exit(e instanceof UsageError ? 2 : 1);
+      return exitWhenDrained(e instanceof UsageError ? 2 : 1);
     },
   );
 }
