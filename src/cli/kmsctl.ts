@@ -4,6 +4,7 @@
  * `npx kmsctl help` lists them. Output for machines with --json; progress goes to stderr.
  */
 import { readFileSync } from 'node:fs';
+import { readAnchors } from '../audit/anchors';
 import { loadServerConfig } from '../config';
 import { HsmCluster } from '../hsm/cluster';
 import { openServices, runCeremony, Services } from '../services';
@@ -28,7 +29,9 @@ const HELP = `kmsctl [--data-dir DIR] <command>      (DIR defaults to $KMS_DATA_
   keys list --tenant UIN [--region R] [--json]
   keys describe --tenant UIN --key-id ID [--region R]
   audit query [--from ISO|ms] [--to ISO|ms] [--event E] [--account UIN] [--resource R] [--keyword K] [--limit N]
-  audit verify                         exits 1 when the chain is broken
+  audit verify [--anchors FILE]        checks every link through the HSM, and the trail against the anchors
+                                       pushed to FILE (audit.anchors); exits 1 when the chain is broken
+  audit verify --export FILE           checks a retention archive file on its own (links and start link)
   audit export [same filters as query] JSON lines on stdout`;
 
 const progress = (msg: string) => process.stderr.write(`${msg}\n`);
@@ -118,8 +121,12 @@ const COMMANDS: Record<string, Command> = {
     return 0;
   },
   'audit query': async (a, s) => (out(await s.audit.query({ ...auditFilter(a), limit: a.int('limit') ?? 100 }), true), 0),
-  'audit verify': async (_a, s) => {
-    const r = await s.audit.verify();
+  'audit verify': async (a, s) => {
+    const archived = a.get('export');
+    const anchorFile = a.get('anchors');
+    const r = archived !== undefined
+      ? await s.audit.verifyExport(readFileSync(archived, 'utf8'))
+      : await s.audit.verify({ anchors: anchorFile === undefined ? undefined : readAnchors(readFileSync(anchorFile, 'utf8')) });
     out(r, true);
     return r.ok ? 0 : 1;
   },
