@@ -194,9 +194,9 @@ async function startAuditJobs(config: ServerConfig, opened: Opened, nodeId: stri
     log: audit, sink: anchors && anchorSink(anchors), intervalMs: anchorIntervalSeconds * 1000, retentionDays, archive: directoryArchive(archiveDir),
     lease: { acquire: (ttlMs) => store.acquireLease(AUDIT_LEASE, nodeId, ttlMs), release: () => store.releaseLease(AUDIT_LEASE, nodeId) },
     onError: (m) => log({ level: 'warn', msg: `background job: ${m}` }),
+    onRetained: (n) => log({ level: 'info', msg: `audit: ${n} events older than ${retentionDays} days archived in ${archiveDir} and removed` }),
   });
-  const first = await jobs.runOnce();
-  if (first.retained > 0) log({ level: 'info', msg: `audit: ${first.retained} events older than ${retentionDays} days archived in ${archiveDir} and removed` });
+  await jobs.runOnce();
   jobs.start();
   return jobs;
 }

@@ -57,8 +57,11 @@ export interface AuditLog {
    * event) to `archive`, then records the new start and removes them; returns how many.
    */
   retainOlderThan(cutoff: number, archive: (range: RetainedRange) => Promise<void>, max?: number): Promise<number>;
-  /** Writes the stored events matching `q` in chain (seq) order, one JSON document and '\n' per call; returns how many. */
-  export(write: (line: string) => void, q?: AuditFilter): Promise<number>;
+  /**
+   * Writes the stored events matching `q` in chain (seq) order, one JSON document and '\n' per call;
+   * a promise returned by `write` is awaited (backpressure). Returns how many.
+   */
+  export(write: (line: string) => unknown, q?: AuditFilter): Promise<number>;
   /** The stored head anchor (newest seq and hash), to keep elsewhere and pass to `verify` later. */
   head(): Promise<ChainHead | undefined>;
   counters(): AuditCounters;

@@ -107,14 +107,15 @@ export class ChainedAuditLog implements AuditLog {
     return verifier.end({ seq: file.header.to, hash: file.header.last });
   }
 
-  async export(write: (line: string) => void, q: AuditFilter = {}): Promise<number> {
+  async export(write: (line: string) => unknown, q: AuditFilter = {}): Promise<number> {
     checkFilter(q);
     const snapshot = await this.backend.snapshot();
     let n = 0;
     await this.walk((snapshot.start?.seq ?? 1) - 1, snapshot.upTo, async (slots) => {
       for (const { event } of slots) {
         if ('unreadable' in event || !matches(event, q)) continue;
-        write(`${storedJson(event)}\n`);
+        const waiting = write(`${storedJson(event)}\n`);
+        if (waiting instanceof Promise) await waiting;
         n++;
       }
     });

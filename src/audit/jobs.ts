@@ -24,6 +24,8 @@ export interface AuditJobsOptions {
   archive: (range: RetainedRange) => Promise<void>;
   now?: () => number;
   onError: (message: string) => void;
+  /** Told how many events a tick archived and removed (when any). */
+  onRetained?: (count: number) => void;
 }
 
 export interface AuditJobReport {
@@ -69,6 +71,7 @@ export class AuditJobs {
     const report: AuditJobReport = { leader: await this.leader(), retained: 0 };
     if (!report.leader) return report;
     report.retained = (await this.step('retention', () => this.retain())) ?? 0;
+    if (report.retained > 0) this.o.onRetained?.(report.retained);
     report.anchored = await this.step('anchor', () => this.anchor());
     return report;
   }

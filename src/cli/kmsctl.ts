@@ -34,6 +34,9 @@ const HELP = `kmsctl [--data-dir DIR] <command>      (DIR defaults to $KMS_DATA_
   audit verify --export FILE           checks a retention archive file on its own (links and start link)
   audit export [same filters as query] JSON lines on stdout`;
 
+/** Writes to stdout; when the pipe is full, the returned promise waits for it to drain. */
+const writeOut = (text: string): Promise<void> | undefined =>
+  process.stdout.write(text) ? undefined : new Promise((resolve) => process.stdout.once('drain', () => resolve()));
 const progress = (msg: string) => process.stderr.write(`${msg}\n`);
 const out = (v: unknown, json: boolean) => process.stdout.write((json || typeof v !== 'string' ? JSON.stringify(v, null, json ? 0 : 2) : v) + '\n');
 
@@ -131,7 +134,7 @@ const COMMANDS: Record<string, Command> = {
     return r.ok ? 0 : 1;
   },
   'audit export': async (a, s) => {
-    const n = await s.audit.export((line) => process.stdout.write(line.endsWith('\n') ? line : `${line}\n`), auditFilter(a));
+    const n = await s.audit.export((line) => writeOut(line.endsWith('\n') ? line : `${line}\n`), auditFilter(a));
     progress(`${n} events exported`);
     return 0;
   },
