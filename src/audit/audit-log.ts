@@ -19,6 +19,11 @@ export interface VerifyOptions {
   anchor?: ChainHead;
   /** More of them (an anchor sink's file); those below the kept trail's start are covered by the archive. */
   anchors?: readonly ChainHead[];
+  /**
+   * The texts of retention's export files: each is verified, they must join one another from seq 1,
+   * and the last must end where the kept trail begins.
+   */
+  archive?: readonly string[];
 }
 
 /** What retention removed: the archived range and the export file that keeps it verifiable. */

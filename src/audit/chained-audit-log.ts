@@ -7,7 +7,7 @@
 import { AuditCounters, AuditLog, RetainedRange, VerifyOptions } from './audit-log';
 import { AuditBackend, ChainSnapshot } from './backend';
 import {
-  ChainHead, ChainSlot, ChainVerifier, GENESIS, VerifyResult, checkLinks, headOf, linkBatch, macEvent, makeStart, startIsAuthentic,
+  ChainHead, ChainSlot, ChainVerifier, GENESIS, VerifyProblem, VerifyResult, checkLinks, headOf, linkBatch, macEvent, makeStart, startIsAuthentic,
 } from './chain';
 import { AuditChainError, AuditConfigError, AuditWriteError } from './errors';
 import { AuditEvent, NewAuditEvent, StoredAuditEvent, storedJson, toAuditEvent } from './event';
@@ -73,6 +73,35 @@ export class ChainedAuditLog implements AuditLog {
   }
 
   async verify(options: VerifyOptions = {}): Promise<VerifyResult> {
+    const kept = await this.verifyKept(options);
+    if (options.archive === undefined) return kept;
+    const archived = await this.verifyArchive(options.archive, kept.from ?? 1);
+    const problems = [...archived.problems, ...kept.problems];
+    return { ok: problems.length === 0, checked: archived.checked + kept.checked, problems, hmacFrom: archived.hmacFrom ?? kept.hmacFrom, from: 1 };
+  }
+
+  /** Every archive file on its own, and their joins: from seq 1, each where the previous ended, the last where the kept trail begins. */
+  private async verifyArchive(texts: readonly string[], keptFrom: number): Promise<VerifyResult> {
+    const files = texts.map((text) => ({ text, header: parseExport(text).header })).sort((a, b) => a.header.from - b.header.from);
+    const problems: VerifyProblem[] = [];
+    let checked = 0;
+    let hmacFrom: number | undefined;
+    let end = { to: 0, last: GENESIS };
+    for (const { text, header } of files) {
+      if (header.from !== end.to + 1 || header.start.prevHash !== end.last) {
+        problems.push({ seq: end.to + 1, reason: `the archive file of events ${header.from}..${header.to} does not continue where the one before ends (${end.to}): files missing or replaced` });
+      }
+      const r = await this.verifyExport(text);
+      problems.push(...r.problems);
+      checked += r.checked;
+      hmacFrom ??= r.hmacFrom;
+      end = { to: header.to, last: header.last };
+    }
+    if (keptFrom !== end.to + 1) problems.push({ seq: end.to + 1, reason: `the archive ends at ${end.to} but the kept trail begins at ${keptFrom}` });
+    return { ok: problems.length === 0, checked, problems, hmacFrom };
+  }
+
+  private async verifyKept(options: VerifyOptions): Promise<VerifyResult> {
     const mac = this.mac();
     const snapshot = await this.backend.snapshot();
     const { start, problem } = await this.checkedStart(snapshot);

@@ -3,8 +3,10 @@
  * kmsctl: operator commands on the same data directory as the server (or the same Redis).
  * `npx kmsctl help` lists them. Output for machines with --json; progress goes to stderr.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { readAnchors } from '../audit/anchors';
+import type { VerifyOptions } from '../audit/audit-log';
 import { loadServerConfig } from '../config';
 import { HsmCluster } from '../hsm/cluster';
 import { openServices, runCeremony, Services } from '../services';
@@ -29,8 +31,10 @@ const HELP = `kmsctl [--data-dir DIR] <command>      (DIR defaults to $KMS_DATA_
   keys list --tenant UIN [--region R] [--json]
   keys describe --tenant UIN --key-id ID [--region R]
   audit query [--from ISO|ms] [--to ISO|ms] [--event E] [--account UIN] [--resource R] [--keyword K] [--limit N]
-  audit verify [--anchors FILE]        checks every link through the HSM, and the trail against the anchors
-                                       pushed to FILE (audit.anchors); exits 1 when the chain is broken
+  audit verify [--anchors FILE] [--archive DIR]
+                                       checks every link through the HSM, the trail against the anchors pushed
+                                       to FILE (audit.anchors), and with DIR (audit.archiveDir) the archived
+                                       events from seq 1 too; exits 1 when the chain is broken
   audit verify --export FILE           checks a retention archive file on its own (links and start link)
   audit export [same filters as query] JSON lines on stdout`;
 
@@ -60,6 +64,15 @@ function policySource(a: Args): unknown {
 
 function auditFilter(a: Args) {
   return { from: time(a.get('from')), to: time(a.get('to')), eventName: a.get('event'), accountUin: a.get('account'), resource: a.get('resource'), keyword: a.get('keyword') };
+}
+
+function verifyOptions(a: Args): VerifyOptions {
+  const anchors = a.get('anchors');
+  const dir = a.get('archive');
+  return {
+    anchors: anchors === undefined ? undefined : readAnchors(readFileSync(anchors, 'utf8')),
+    archive: dir === undefined ? undefined : readdirSync(dir).filter((f) => f.endsWith('.jsonl')).map((f) => readFileSync(join(dir, f), 'utf8')),
+  };
 }
 
 async function withServices<T>(dataDir: string, fn: (s: Services) => Promise<T>, ceremony = false): Promise<T> {
@@ -125,11 +138,8 @@ const COMMANDS: Record<string, Command> = {
   },
   'audit query': async (a, s) => (out(await s.audit.query({ ...auditFilter(a), limit: a.int('limit') ?? 100 }), true), 0),
   'audit verify': async (a, s) => {
-    const archived = a.get('export');
-    const anchorFile = a.get('anchors');
-    const r = archived !== undefined
-      ? await s.audit.verifyExport(readFileSync(archived, 'utf8'))
-      : await s.audit.verify({ anchors: anchorFile === undefined ? undefined : readAnchors(readFileSync(anchorFile, 'utf8')) });
+    const exported = a.get('export');
+    const r = exported !== undefined ? await s.audit.verifyExport(readFileSync(exported, 'utf8')) : await s.audit.verify(verifyOptions(a));
     out(r, true);
     return r.ok ? 0 : 1;
   },

@@ -252,5 +252,8 @@ describe('retention on a development installation', () => {
     const exported = (await kmsctl('audit', 'export')).stdout.trim().split('\n').map((l) => JSON.parse(l) as { seq: number; prevHash: string });
     const header = JSON.parse(readFileSync(archived, 'utf8').split('\n')[0]) as { last: string };
     expect(exported[0]).toMatchObject({ seq: 21, prevHash: header.last });
+    const all = await kmsctl('audit', 'verify', '--archive', config.audit.archiveDir, '--anchors', join(dir, 'audit-anchors.jsonl'));
+    expect(all.code).toBe(0);
+    expect(JSON.parse(all.stdout)).toMatchObject({ ok: true, from: 1, checked: 40 });
   }, 120_000);
 });

@@ -446,6 +446,10 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
       expect(header(archived[1].text).start.prevHash).toBe(header(archived[0].text).last);
       expect(await log.verifyExport(archived[1].text)).toMatchObject({ ok: true, checked: 4 });
       expect(await log.verify()).toMatchObject({ ok: true, checked: 8, from: 13 });
+      // with the archive, from seq 1: every file, their joins, and the kept trail after the last
+      expect(await log.verify({ archive: archived.map((a) => a.text).reverse() })).toMatchObject({ ok: true, checked: 20, from: 1, problems: [] });
+      expect((await log.verify({ archive: [archived[1].text] })).problems).toEqual([{ seq: 1, reason: expect.stringContaining('does not continue where the one before ends (0)') }]);
+      expect((await log.verify({ archive: [archived[0].text] })).problems).toEqual([{ seq: 9, reason: 'the archive ends at 8 but the kept trail begins at 13' }]);
     });
 
     test('never removes the newest event, and retention stops at the first event that is not old', async () => {
