@@ -182,8 +182,13 @@ export async function openServices(config: ServerConfig, options: ServicesOption
 /** Begins the HMAC chain if the trail has none yet, says where anchors go (or that they go nowhere), starts anchoring and retention. */
 async function startAuditJobs(config: ServerConfig, opened: Opened, nodeId: string, log: ServicesOptions['log']): Promise<AuditJobs> {
   const { audit, store } = opened;
-  const epoch = await audit.beginEpoch();
-  if (epoch !== undefined) log({ level: 'info', msg: `audit: the HMAC-linked chain begins at event ${epoch} (links before it are plain SHA-256 and are fixed by it)` });
+  try {
+    const epoch = await audit.beginEpoch();
+    if (epoch !== undefined) log({ level: 'info', msg: `audit: the HMAC-linked chain begins at event ${epoch} (links before it are plain SHA-256 and are fixed by it)` });
+  } catch (e) {
+    // the HSM or the store is away: the marker stays buffered and is written with the next commit that succeeds
+    log({ level: 'warn', msg: `audit: the HMAC chain could not be checked at start-up: ${(e as Error).message}` });
+  }
   const { anchors, anchorIntervalSeconds, retentionDays, archiveDir } = config.audit;
   if (anchors === undefined) {
     log({ level: 'warn', msg: 'audit: no anchor sink configured (audit.anchors): events cut off the end of the trail cannot be detected' });

@@ -7,7 +7,7 @@
 import { AuditCounters, AuditLog, RetainedRange, VerifyOptions } from './audit-log';
 import { AuditBackend, ChainSnapshot } from './backend';
 import {
-  ChainHead, ChainSlot, ChainVerifier, GENESIS, VerifyProblem, VerifyResult, checkLinks, headOf, linkBatch, macEvent, makeStart, startIsAuthentic,
+  ChainHead, ChainSlot, ChainStart, ChainVerifier, GENESIS, VerifyProblem, VerifyResult, checkLinks, headOf, linkBatch, macEvent, makeStart, startIsAuthentic,
 } from './chain';
 import { AuditChainError, AuditConfigError, AuditWriteError } from './errors';
 import { AuditEvent, NewAuditEvent, StoredAuditEvent, storedJson, toAuditEvent } from './event';
@@ -201,7 +201,7 @@ export class ChainedAuditLog implements AuditLog {
   }
 
   /** The stored start record if it is authentic; otherwise a problem, and the walk starts at 1 (the removed events show). */
-  private async checkedStart(s: ChainSnapshot): Promise<{ start?: { seq: number; prevHash: string }; problem?: { seq: number; reason: string } }> {
+  private async checkedStart(s: ChainSnapshot): Promise<{ start?: ChainStart; problem?: VerifyProblem }> {
     if (s.start === undefined) return {};
     if (await startIsAuthentic(this.mac(), s.start)) return { start: s.start };
     return { problem: { seq: s.start.seq, reason: 'the start record does not match its MAC (not written by retention)' } };
