@@ -186,7 +186,7 @@ async function startAuditJobs(config: ServerConfig, opened: Opened, nodeId: stri
     const epoch = await audit.beginEpoch();
     if (epoch !== undefined) log({ level: 'info', msg: `audit: the HMAC-linked chain begins at event ${epoch} (links before it are plain SHA-256 and are fixed by it)` });
   } catch (e) {
-    // the HSM or the store is away: the marker stays buffered and is written with the next commit that succeeds
+    // the HSM or the store is away: the first HMAC link written later begins the chain all the same (the marker only names it)
     log({ level: 'warn', msg: `audit: the HMAC chain could not be checked at start-up: ${(e as Error).message}` });
   }
   const { anchors, anchorIntervalSeconds, retentionDays, archiveDir } = config.audit;
