@@ -14,6 +14,17 @@ export type StoreConfig =
   | { kind: 'sqlite'; path: string }
   | { kind: 'redis'; host: string; port: number; allowVolatile: boolean };
 
+/** Where audit anchors go: a JSON-lines file, a webhook (JSON POST), or a syslog server over UDP (RFC 5424). */
+export type AnchorSinkConfig = { kind: 'file'; path: string } | { kind: 'webhook'; url: string } | { kind: 'syslog'; host: string; port: number };
+
+export interface AuditConfig {
+  anchors?: AnchorSinkConfig;
+  anchorIntervalSeconds: number;
+  /** Events older than this many days are archived to `archiveDir` and removed; none: kept forever. */
+  retentionDays?: number;
+  archiveDir: string;
+}
+
 export interface ServerConfig {
   dataDir: string;
   listen: { host: string; port: number };
@@ -32,6 +43,7 @@ export interface ServerConfig {
   allowPkcs1v15Import: boolean;
   /** `gcm.maxInvocationsPerVersion`: AES-GCM encryptions per key version (default 2^32, NIST SP 800-38D; never more). */
   gcmMaxInvocationsPerVersion: number;
+  audit: AuditConfig;
   /** Requests in flight get this long to finish on shutdown. */
   shutdownGraceMs: number;
   /** Serving processes (1: this process serves; more: a supervisor and that many workers on one port). */
@@ -89,6 +101,32 @@ function parseStore(doc: Doc, dataDir: string): StoreConfig {
   };
 }
 
+function parseAnchors(a: Doc, abs: (p: string) => string): AnchorSinkConfig | undefined {
+  const kinds = ['file', 'webhook', 'syslog'].filter((k) => a[k] !== undefined);
+  if (kinds.length > 1) throw new ConfigError('audit.anchors: one of file, webhook or syslog');
+  if (a.file !== undefined) return { kind: 'file', path: abs(text(a, 'file', undefined, 'audit.anchors')) };
+  if (a.webhook !== undefined) {
+    const url = text(a, 'webhook', undefined, 'audit.anchors');
+    if (!/^https?:\/\//.test(url)) throw new ConfigError('audit.anchors.webhook must be an http(s) URL');
+    return { kind: 'webhook', url };
+  }
+  if (a.syslog !== undefined) {
+    const s = section(a, 'syslog');
+    return { kind: 'syslog', host: text(s, 'host', '127.0.0.1', 'audit.anchors.syslog'), port: int(s, 'port', 514, 1, 65535, 'audit.anchors.syslog') };
+  }
+  return undefined;
+}
+
+function parseAudit(d: Doc, abs: (p: string) => string): AuditConfig {
+  const a = section(d, 'audit');
+  return {
+    anchors: a.anchors === undefined ? undefined : parseAnchors(section(a, 'anchors'), abs),
+    anchorIntervalSeconds: int(a, 'anchorIntervalSeconds', 60, 1, 86_400, 'audit'),
+    retentionDays: a.retentionDays === undefined ? undefined : int(a, 'retentionDays', 0, 1, 36_500, 'audit'),
+    archiveDir: abs(text(a, 'archiveDir', 'audit-archive', 'audit')),
+  };
+}
+
 export const MAX_WORKERS = 256;
 
 /** `workers`: a count, or "auto" (one per CPU the process may use); KMS_WORKERS overrides. */
@@ -136,6 +174,7 @@ export function parseServerConfig(source: string, dataDir: string, env: NodeJS.P
     alarms: { log: optionalText(alarms, 'log', 'alarms') && abs(text(alarms, 'log', undefined, 'alarms')), webhook: optionalText(alarms, 'webhook', 'alarms') },
     allowPkcs1v15Import: flag(imports, 'allowPkcs1v15', 'import'),
     gcmMaxInvocationsPerVersion: int(gcm, 'maxInvocationsPerVersion', 2 ** 32, 1, 2 ** 32, 'gcm'),
+    audit: parseAudit(d, abs),
     shutdownGraceMs: int(d, 'shutdownGraceMs', 10_000, 0, 600_000),
     workers: parseWorkers(d, env),
     clusters: parseClusterConfig(source, dataDir),

@@ -10,10 +10,14 @@ import type { AppDeps } from './api/app';
 import { Metrics } from './api/metrics';
 import type { Authorizer } from './api/ports';
 import { MemoryRateLimiter, RateLimiter, RedisRateLimiter } from './api/rate-limit';
+import { AnchorSink, fileAnchorSink, syslogAnchorSink, webhookAnchorSink } from './audit/anchors';
+import { directoryArchive } from './audit/archive';
 import type { AuditLog } from './audit/audit-log';
+import { AUDIT_LEASE, AuditJobs } from './audit/jobs';
+import type { LinkMac } from './audit/link-mac';
 import { RedisAuditLog } from './audit/redis-audit-log';
 import { SqliteAuditLog } from './audit/sqlite-audit-log';
-import type { ServerConfig } from './config';
+import type { AnchorSinkConfig, ServerConfig } from './config';
 import { withDeadline } from './deadline';
 import { buildClusters } from './hsm/config';
 import type { HsmCluster } from './hsm/cluster';
@@ -71,7 +75,25 @@ export function restrictSqliteFiles(path: string): void {
   }
 }
 
-async function openStores(config: ServerConfig, shared?: RateLimiter): Promise<{ store: MetadataStore; identities: IdentityStore; audit: AuditLog; limiter: RateLimiter }> {
+/** The purpose label of audit links among the shared cluster's domain MACs. */
+export const AUDIT_LINK_PURPOSE = 'audit-link';
+
+/** The audit chain's MAC: HMAC inside the shared cluster's HSMs under its domain MAC key. */
+export function auditLinkMac(clusters: readonly HsmCluster[]): LinkMac {
+  const shared = clusters.find((c) => c.kind === 'shared');
+  if (shared === undefined) throw new Error('no shared cluster: the audit chain is MACed by the shared pool');
+  return { mac: (data) => shared.mac(AUDIT_LINK_PURPOSE, data) };
+}
+
+export function anchorSink(c: AnchorSinkConfig): AnchorSink {
+  if (c.kind === 'file') return fileAnchorSink(c.path);
+  if (c.kind === 'webhook') return webhookAnchorSink(c.url);
+  return syslogAnchorSink(c.host, c.port);
+}
+
+type Opened = { store: MetadataStore; identities: IdentityStore; audit: AuditLog; limiter: RateLimiter; auditJobs?: AuditJobs };
+
+async function openStores(config: ServerConfig, linkMac: LinkMac, shared?: RateLimiter): Promise<Opened> {
   const rate = { perSecond: config.rateLimit.perSecond, burst: config.rateLimit.burst };
   const s = config.store;
   if (s.kind === 'sqlite') {
@@ -79,7 +101,7 @@ async function openStores(config: ServerConfig, shared?: RateLimiter): Promise<{
     return {
       store: new SqliteMetadataStore(s.path),
       identities: new SqliteIdentityStore(s.path),
-      audit: new SqliteAuditLog(s.path),
+      audit: new SqliteAuditLog(s.path, { linkMac }),
       limiter: shared ?? new MemoryRateLimiter(rate),
     };
   }
@@ -88,7 +110,7 @@ async function openStores(config: ServerConfig, shared?: RateLimiter): Promise<{
   let identities: IdentityStore | undefined;
   try {
     identities = await RedisIdentityStore.open(conn);
-    const audit = await RedisAuditLog.open(conn);
+    const audit = await RedisAuditLog.open({ ...conn, linkMac });
     // the limiter fails open while Redis is away; ioredis reconnects by itself (no unhandled 'error' events)
     const redis = new Redis({ host: s.host, port: s.port, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
     redis.on('error', () => undefined);
@@ -138,7 +160,7 @@ export async function openServices(config: ServerConfig, options: ServicesOption
   let kms: Kms | undefined;
   try {
     if (options.domainCeremony) await runCeremony(clusters, options.domainCeremony);
-    opened = await openStores(config, options.limiter);
+    opened = await openStores(config, auditLinkMac(clusters), options.limiter);
     const { store, identities } = opened;
     const alarms = alarmsFor(config, options.log);
     kms = new Kms({
@@ -148,6 +170,7 @@ export async function openServices(config: ServerConfig, options: ServicesOption
     });
     if (options.jobs !== false) {
       for (const finding of await kms.start({ repair: options.repair !== false })) options.log({ level: 'warn', msg: `start-up: ${finding}` });
+      opened.auditJobs = await startAuditJobs(config, opened, kms.nodeId, options.log);
     }
     return compose(config, options, clusters, opened, kms, alarms, new IamService({ store: identities, sealer: await serviceSealer(kms) }));
   } catch (e) {
@@ -157,10 +180,38 @@ export async function openServices(config: ServerConfig, options: ServicesOption
   }
 }
 
+/** Begins the HMAC chain if the trail has none yet, says where anchors go (or that they go nowhere), starts anchoring and retention. */
+async function startAuditJobs(config: ServerConfig, opened: Opened, nodeId: string, log: ServicesOptions['log']): Promise<AuditJobs> {
+  const { audit, store } = opened;
+  try {
+    const epoch = await audit.beginEpoch();
+    if (epoch !== undefined) log({ level: 'info', msg: `audit: the HMAC-linked chain begins at event ${epoch} (links before it are plain SHA-256 and are fixed by it)` });
+  } catch (e) {
+    // the HSM or the store is away: the first HMAC link written later begins the chain all the same (the marker only names it)
+    log({ level: 'warn', msg: `audit: the HMAC chain could not be checked at start-up: ${(e as Error).message}` });
+  }
+  const { anchors, anchorIntervalSeconds, retentionDays, archiveDir } = config.audit;
+  if (anchors === undefined) {
+    log({ level: 'warn', msg: 'audit: no anchor sink configured (audit.anchors): events cut off the end of the trail cannot be detected' });
+  } else {
+    log({ level: 'info', msg: `audit: anchors go to ${anchors.kind} every ${anchorIntervalSeconds} s` });
+  }
+  const jobs = new AuditJobs({
+    log: audit, sink: anchors && anchorSink(anchors), intervalMs: anchorIntervalSeconds * 1000, retentionDays, archive: directoryArchive(archiveDir),
+    lease: { acquire: (ttlMs) => store.acquireLease(AUDIT_LEASE, nodeId, ttlMs), release: () => store.releaseLease(AUDIT_LEASE, nodeId) },
+    onError: (m) => log({ level: 'warn', msg: `background job: ${m}` }),
+    onRetained: (n) => log({ level: 'info', msg: `audit: ${n} events older than ${retentionDays} days archived in ${archiveDir} and removed` }),
+  });
+  await jobs.runOnce();
+  jobs.start();
+  return jobs;
+}
+
 async function closeAll(log: ServicesOptions['log'], clusters: readonly HsmCluster[], opened: Awaited<ReturnType<typeof openStores>> | undefined, kms: Kms | undefined, budgetMs: number): Promise<void> {
   const deadline = Date.now() + budgetMs;
   if (kms) await bounded('stopping background jobs', kms.close(), deadline, log);
   if (opened) {
+    if (opened.auditJobs) await bounded('audit anchor', opened.auditJobs.stop(), deadline, log);
     await bounded('audit close', opened.audit.close(), deadline, log);
     if (opened.limiter instanceof RedisRateLimiter) opened.limiter.disconnect();
     await bounded('identity store close', opened.identities.close(), deadline, log);

@@ -15,8 +15,23 @@ export interface AuditCounters {
 }
 
 export interface VerifyOptions {
-  /** A head kept outside the store (from `head()` earlier): the event at its seq must still have its hash. */
+  /** A head kept outside the store (from `head()` earlier): the event at its seq must still have its link. */
   anchor?: ChainHead;
+  /** More of them (an anchor sink's file); those below the kept trail's start are covered by the archive. */
+  anchors?: readonly ChainHead[];
+  /**
+   * The texts of retention's export files: each is verified, they must join one another from seq 1,
+   * and the last must end where the kept trail begins.
+   */
+  archive?: readonly string[];
+}
+
+/** What retention removed: the archived range and the export file that keeps it verifiable. */
+export interface RetainedRange {
+  from: number;
+  to: number;
+  /** The export file: a header line (start link and last link), then one stored event per line. */
+  text: string;
 }
 
 export interface AuditLog {
@@ -30,10 +45,28 @@ export interface AuditLog {
   flush(): Promise<void>;
   /** Events matching `q` in (time, seq) order, one page at a time. */
   query(q: AuditQuery): Promise<AuditPage>;
-  /** Walks the whole chain and reports every changed, removed, moved or reordered event, and a truncated head. */
+  /**
+   * Walks the whole kept chain, checking every link through the HSM, and reports every changed,
+   * removed, moved or reordered event, plain links after the HMAC epoch, and a truncated head.
+   */
   verify(options?: VerifyOptions): Promise<VerifyResult>;
-  /** Writes the stored events matching `q` in chain (seq) order, one JSON document and '\n' per call; returns how many. */
-  export(write: (line: string) => void, q?: AuditFilter): Promise<number>;
+  /** Verifies an export file written by retention on its own (its links through the HSM, its start link's MAC). */
+  verifyExport(text: string): Promise<VerifyResult>;
+  /**
+   * Unless the newest event is HMAC-linked already, appends the epoch marker event (the first HMAC
+   * link, which fixes every plain link before it); returns its seq when it wrote one.
+   */
+  beginEpoch(): Promise<number | undefined>;
+  /**
+   * Retention: hands the oldest events older than `cutoff` (unix ms; at most `max`, never the newest
+   * event) to `archive`, then records the new start and removes them; returns how many.
+   */
+  retainOlderThan(cutoff: number, archive: (range: RetainedRange) => Promise<void>, max?: number): Promise<number>;
+  /**
+   * Writes the stored events matching `q` in chain (seq) order, one JSON document and '\n' per call;
+   * a promise returned by `write` is awaited (backpressure). Returns how many.
+   */
+  export(write: (line: string) => unknown, q?: AuditFilter): Promise<number>;
   /** The stored head anchor (newest seq and hash), to keep elsewhere and pass to `verify` later. */
   head(): Promise<ChainHead | undefined>;
   counters(): AuditCounters;

@@ -1,17 +1,19 @@
 /**
  * What a storage backend of the audit trail provides. Everything above it (buffering, chaining
- * rules, verification, export) is shared in chained-audit-log.ts.
+ * through the HSM, verification, export, retention) is shared in chained-audit-log.ts.
  */
-import { ChainHead, ChainSlot } from './chain';
-import { AuditEvent } from './event';
+import { ChainHead, ChainSlot, ChainStart } from './chain';
+import { StoredAuditEvent } from './event';
 import { AuditPage, AuditQuery, Position } from './query';
 
 /** The chain as it stood at one moment, read atomically. */
 export interface ChainSnapshot {
   head: ChainHead | undefined;
+  /** The start record (after retention), not yet checked. */
+  start: ChainStart | undefined;
   /** The highest seq to read: the head's (and, where the store can say so cheaply, any stored beyond it). */
   upTo: number;
-  /** How many events are stored in all (more than the slots in 1..upTo means events outside the chain). */
+  /** How many events are stored in all (more than the slots in start..upTo means events outside the chain). */
   stored: number;
 }
 
@@ -22,14 +24,25 @@ export interface ChainPage {
   last: number;
 }
 
+/** How a conditional append ended: written, found written already (a retry after a lost reply), or the head had moved. */
+export type AppendOutcome = { kind: 'written' } | { kind: 'done' } | { kind: 'moved'; head: ChainHead | undefined };
+
 export interface AuditBackend {
-  /** Chains `batch` after the stored head and writes events and the new head atomically. */
-  append(batch: readonly AuditEvent[]): Promise<void>;
+  /**
+   * Writes `stored` (linked after `expected`) and the new head atomically, only if the stored head is
+   * still `expected`. AuditChainError when events are stored beyond the head (never overwritten).
+   */
+  appendAfter(expected: ChainHead | undefined, stored: readonly StoredAuditEvent[]): Promise<AppendOutcome>;
   /** One page of a checked query, starting strictly after `after`. */
   query(q: AuditQuery, after: Position | undefined): Promise<AuditPage>;
   head(): Promise<ChainHead | undefined>;
   snapshot(): Promise<ChainSnapshot>;
   /** Up to `limit` seqs of the chain after `after`, never beyond `upTo`. */
   readChain(after: number, upTo: number, limit: number): Promise<ChainPage>;
+  /**
+   * Retention: writes `start` as the new start record and removes the events below it, atomically;
+   * refused (AuditChainError) unless `start` is above the current start and at or below the head.
+   */
+  removeBefore(start: ChainStart, removed: readonly StoredAuditEvent[]): Promise<void>;
   close(): Promise<void>;
 }

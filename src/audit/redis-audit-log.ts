@@ -8,21 +8,22 @@
  * Members are zero-padded (15-digit time, 16-digit seq), so lexicographic order is (time, seq)
  * order and every index answers a time range and a cursor with one ZRANGE BYLEX.
  *
+ *   kms:audit:start                 hash: seq, prevHash, mac: where the kept trail begins (after retention)
+ *
  * One chain for all nodes: an append is one Lua script that compares the head the client chained
  * its batch after with the stored head and, only if they agree, writes the events, their index
- * entries and the new head. SHA-256 is computed by the client (Redis Lua offers only SHA-1); when
- * another node moved the head meanwhile, the script returns the new head and the client chains the
- * batch again (optimistic concurrency; each node keeps the head it last saw, so a node alone on the
- * server needs one round trip per group commit). The script never overwrites a stored event, and it
- * recognises a batch it already wrote (a retry after a lost reply) by its first event id.
+ * entries and the new head. The links come from the HSM through the client; when another node moved
+ * the head meanwhile, the script returns the new head and the client links the batch again
+ * (optimistic concurrency, in chained-audit-log.ts). The script never overwrites a stored event, and
+ * it recognises a batch it already wrote (a retry after a lost reply) by its first event id.
  */
 import Redis from 'ioredis';
-import { AuditBackend, ChainPage, ChainSnapshot } from './backend';
-import { ChainHead, ChainSlot, headOf, linkBatch } from './chain';
+import { AppendOutcome, AuditBackend, ChainPage, ChainSnapshot } from './backend';
+import { ChainHead, ChainSlot, ChainStart, headOf } from './chain';
 import { AuditLogOptions, ChainedAuditLog } from './chained-audit-log';
 import { commitOptions } from './group-commit';
 import { AuditChainError, AuditWriteError } from './errors';
-import { AuditEvent, MAX_TIME, StoredAuditEvent, parseStored, storedJson } from './event';
+import { MAX_TIME, StoredAuditEvent, parseStored, storedJson } from './event';
 import { AuditPage, AuditQuery, Position, encodeCursor, matches } from './query';
 
 export interface RedisAuditOptions extends AuditLogOptions {
@@ -33,6 +34,7 @@ export interface RedisAuditOptions extends AuditLogOptions {
 
 const PREFIX = 'kms:audit:';
 const HEAD = `${PREFIX}head`;
+const START = `${PREFIX}start`;
 const EVENTS = `${PREFIX}events`;
 const TIME_INDEX = `${PREFIX}ix:time`;
 const enc = encodeURIComponent;
@@ -43,8 +45,6 @@ const INDEX = {
 };
 const INDEXED = ['eventName', 'accountUin', 'resource'] as const;
 
-/** Chain attempts of one batch while other nodes keep moving the head. */
-const MAX_ATTEMPTS = 50;
 /** Index entries a query reads per round trip, and at most per call (then it returns a cursor). */
 const SCAN_BATCH = 500;
 const MAX_SCAN = 10_000;
@@ -73,6 +73,31 @@ for i = 7, #ARGV, 3 do
 end
 redis.call('HSET', KEYS[1], 'seq', ARGV[5], 'hash', ARGV[6])
 return {'OK'}`;
+
+// KEYS: 1 start, 2 head, 3 events, 4 time index, then the three index sets of each removed event.
+// ARGV: 1 new start seq, 2 its prevHash, 3 its MAC, then per removed event: seq, index member.
+const RETAIN = `
+local current = tonumber(redis.call('HGET', KEYS[1], 'seq') or '1')
+local head = tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
+local start = tonumber(ARGV[1])
+if start <= current or start > head then return {'REFUSED', tostring(current), tostring(head)} end
+for i = 4, #ARGV, 2 do
+  local seq = tonumber(ARGV[i])
+  if seq < current or seq >= start then return {'REFUSED', tostring(current), tostring(head)} end
+end
+for i = 4, #ARGV, 2 do
+  local k = (i - 4) / 2 * 3 + 5
+  redis.call('HDEL', KEYS[3], ARGV[i])
+  redis.call('ZREM', KEYS[4], ARGV[i + 1])
+  for j = 0, 2 do redis.call('ZREM', KEYS[k + j], ARGV[i + 1]) end
+end
+redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'prevHash', ARGV[2], 'mac', ARGV[3])
+return {'OK'}`;
+
+function parseStart(seq: string | null, prevHash: string | null, mac: string | null): ChainStart | undefined {
+  if (seq === null && prevHash === null && mac === null) return undefined;
+  return { seq: Number(seq), prevHash: prevHash ?? '', mac: mac ?? '' };
+}
 
 /** The head anchor from its stored fields; AuditChainError when it is there but malformed. */
 function parseHead(seq: string | null, hash: string | null): ChainHead | undefined {
@@ -106,24 +131,28 @@ function upperBound(q: AuditQuery): string {
 }
 
 class RedisAuditBackend implements AuditBackend {
-  /** The head this node last saw; a wrong guess costs one round trip (the script returns the real one). */
-  private knownHead: ChainHead | undefined;
-
   constructor(readonly redis: Redis) {}
 
-  async append(batch: readonly AuditEvent[]): Promise<void> {
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const stored = linkBatch(this.knownHead, batch);
-      const { keys, args } = appendArgs(this.knownHead, stored);
-      const reply = (await this.redis.eval(APPEND, keys.length, ...keys, ...args)) as string[];
-      if (reply[0] === 'OK') this.knownHead = headOf(stored);
-      if (reply[0] === 'OK' || reply[0] === 'DONE') return;
-      if (reply[0] === 'OCCUPIED') {
-        throw new AuditChainError(`audit event ${reply[1]} is stored beyond the head anchor; refusing to overwrite it (run verify)`);
-      }
-      this.knownHead = parseHead(reply[1] === '0' ? null : reply[1], reply[2] === '' ? null : reply[2]);
+  async appendAfter(expected: ChainHead | undefined, stored: readonly StoredAuditEvent[]): Promise<AppendOutcome> {
+    const { keys, args } = appendArgs(expected, stored);
+    const reply = (await this.redis.eval(APPEND, keys.length, ...keys, ...args)) as string[];
+    if (reply[0] === 'OK') return { kind: 'written' };
+    if (reply[0] === 'DONE') return { kind: 'done' };
+    if (reply[0] === 'OCCUPIED') {
+      throw new AuditChainError(`audit event ${reply[1]} is stored beyond the head anchor; refusing to overwrite it (run verify)`);
     }
-    throw new AuditWriteError(`the audit chain head kept moving (${MAX_ATTEMPTS} attempts)`);
+    return { kind: 'moved', head: parseHead(reply[1] === '0' ? null : reply[1], reply[2] === '' ? null : reply[2]) };
+  }
+
+  async removeBefore(start: ChainStart, removed: readonly StoredAuditEvent[]): Promise<void> {
+    const keys = [START, HEAD, EVENTS, TIME_INDEX];
+    const args = [String(start.seq), start.prevHash, start.mac];
+    for (const e of removed) {
+      keys.push(...INDEXED.map((f) => INDEX[f](e[f])));
+      args.push(String(e.seq), member(e));
+    }
+    const reply = (await this.redis.eval(RETAIN, keys.length, ...keys, ...args)) as string[];
+    if (reply[0] !== 'OK') throw new AuditChainError(`retention refused: a start at ${start.seq} is not within ${reply[1]}..${reply[2]}`);
   }
 
   async query(q: AuditQuery, after: Position | undefined): Promise<AuditPage> {
@@ -153,13 +182,16 @@ class RedisAuditBackend implements AuditBackend {
   }
 
   async snapshot(): Promise<ChainSnapshot> {
-    const replies = await this.redis.multi().hmget(HEAD, 'seq', 'hash').hlen(EVENTS).exec();
+    const replies = await this.redis.multi().hmget(HEAD, 'seq', 'hash').hlen(EVENTS).hmget(START, 'seq', 'prevHash', 'mac').exec();
     if (replies === null || replies.some(([err]) => err !== null)) throw new AuditWriteError('reading the audit chain head failed');
     const [seq, hash] = replies[0][1] as Array<string | null>;
     const stored = replies[1][1] as number;
+    const [startSeq, prevHash, mac] = replies[2][1] as Array<string | null>;
     const head = parseHead(seq, hash);
-    const upTo = stored > (head?.seq ?? 0) ? Math.max(head?.seq ?? 0, await this.highestSeq()) : head?.seq ?? 0;
-    return { head, upTo, stored };
+    const start = parseStart(startSeq, prevHash, mac);
+    const inChain = (head?.seq ?? 0) - (start?.seq ?? 1) + 1;
+    const upTo = stored > inChain ? Math.max(head?.seq ?? 0, await this.highestSeq()) : head?.seq ?? 0;
+    return { head, start, upTo, stored };
   }
 
   async readChain(after: number, upTo: number, limit: number): Promise<ChainPage> {

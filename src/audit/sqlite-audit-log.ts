@@ -5,23 +5,26 @@
  *                 (event_name | account_uin | resource, time, seq), so a filtered query walks the
  *                 matching events in result order
  *   audit_heads   the head anchor: one row (seq, hash) per group commit; the newest row is the head
+ *   audit_starts  after retention: one row (seq, prev_hash, mac) per run; the newest is where the kept trail begins
  *   audit_meta    the audit schema number
  *
- * Both tables are append-only: this code has only INSERT and SELECT statements, and triggers refuse
- * UPDATE and DELETE on them (someone with the file can drop the triggers; the chain catches that).
- * Each group commit is one IMMEDIATE transaction that reads the head, chains the batch after it and
- * inserts the events and the new head, so handles in several processes extend one chain.
+ * The tables are append-only: triggers refuse UPDATE and DELETE (someone with the file can drop the
+ * triggers; the chain catches that), except retention's DELETE of events below the newest start
+ * record. Each group commit is one IMMEDIATE transaction that compares the stored head with the one
+ * the batch was linked after (the links come from the HSM, outside the transaction) and inserts the
+ * events and the new head only if they agree, so handles in several processes extend one chain.
  */
 import Database from 'better-sqlite3';
-import { AuditBackend, ChainPage, ChainSnapshot } from './backend';
-import { ChainHead, headOf, linkBatch } from './chain';
+import { AppendOutcome, AuditBackend, ChainPage, ChainSnapshot } from './backend';
+import { ChainHead, ChainStart, headOf } from './chain';
 import { ChainedAuditLog, AuditLogOptions } from './chained-audit-log';
 import { commitOptions } from './group-commit';
 import { AuditConfigError, AuditChainError } from './errors';
-import { AuditEvent, STORED_FIELDS, StoredAuditEvent, TEXT_FIELDS } from './event';
+import { STORED_FIELDS, StoredAuditEvent, TEXT_FIELDS } from './event';
 import { AuditPage, AuditQuery, Position, encodeCursor } from './query';
 
-export const AUDIT_SCHEMA_VERSION = 1;
+/** 2: start records and retention's DELETE below them. */
+export const AUDIT_SCHEMA_VERSION = 2;
 
 /** The column of a field: eventId -> event_id. */
 const column = (field: string): string => field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
@@ -40,15 +43,27 @@ CREATE INDEX IF NOT EXISTS audit_events_name ON audit_events (event_name, time, 
 CREATE INDEX IF NOT EXISTS audit_events_account ON audit_events (account_uin, time, seq);
 CREATE INDEX IF NOT EXISTS audit_events_resource ON audit_events (resource, time, seq);
 CREATE TABLE IF NOT EXISTS audit_heads (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_starts (seq INTEGER PRIMARY KEY, prev_hash TEXT NOT NULL, mac TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO audit_meta (name, value) VALUES ('schema', ${AUDIT_SCHEMA_VERSION});
-${appendOnly('audit_events')}
+CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+DROP TRIGGER IF EXISTS audit_events_no_delete;
+CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+WHEN OLD.seq >= coalesce((SELECT max(seq) FROM audit_starts), 1)
+BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
 ${appendOnly('audit_heads')}
+${appendOnly('audit_starts')}
 `;
+/** Schema 1 files (no start records) become 2 at open; the only UPDATE here. */
+const UPGRADE = `UPDATE audit_meta SET value = ${AUDIT_SCHEMA_VERSION} WHERE name = 'schema' AND value < ${AUDIT_SCHEMA_VERSION}`;
+/** Retention removes what it archived; the trigger refuses anything at or above the newest start record. */
+const RETAIN = 'DELETE FROM audit_events WHERE seq < ?';
 
 const SELECT = `SELECT ${STORED_FIELDS.map((f) => `${column(f)} AS ${f}`).join(', ')} FROM audit_events`;
 const INSERT = `INSERT INTO audit_events (${STORED_FIELDS.map(column).join(', ')}) VALUES (${STORED_FIELDS.map((f) => `@${f}`).join(', ')})`;
 const HEAD = 'SELECT seq, hash FROM audit_heads ORDER BY seq DESC LIMIT 1';
+const START = 'SELECT seq, prev_hash AS prevHash, mac FROM audit_starts ORDER BY seq DESC LIMIT 1';
 
 type SqlParam = string | number;
 
@@ -106,13 +121,15 @@ class SqliteAuditBackend implements AuditBackend {
     }
   }
 
-  async append(batch: readonly AuditEvent[]): Promise<void> {
+  async appendAfter(expected: ChainHead | undefined, stored: readonly StoredAuditEvent[]): Promise<AppendOutcome> {
     try {
-      this.db.transaction(() => {
-        const stored = linkBatch(this.readHead(), batch);
+      return this.db.transaction((): AppendOutcome => {
+        const head = this.readHead();
+        if (head?.seq !== expected?.seq || head?.hash !== expected?.hash) return { kind: 'moved', head };
         const insert = this.stmt(INSERT);
         for (const e of stored) insert.run(e);
         this.stmt('INSERT INTO audit_heads (seq, hash) VALUES (@seq, @hash)').run(headOf(stored));
+        return { kind: 'written' };
       }).immediate();
     } catch (e) {
       if (sqliteCode(e) !== 'SQLITE_CONSTRAINT_PRIMARYKEY') throw e;
@@ -135,9 +152,22 @@ class SqliteAuditBackend implements AuditBackend {
   async snapshot(): Promise<ChainSnapshot> {
     return this.db.transaction((): ChainSnapshot => {
       const head = this.readHead();
+      const start = this.stmt(START).get() as ChainStart | undefined;
       const { n, top } = this.stmt('SELECT count(*) AS n, coalesce(max(seq), 0) AS top FROM audit_events').get() as { n: number; top: number };
-      return { head, upTo: Math.max(top, head?.seq ?? 0), stored: n };
+      return { head, start, upTo: Math.max(top, head?.seq ?? 0), stored: n };
     })();
+  }
+
+  async removeBefore(start: ChainStart, removed: readonly StoredAuditEvent[]): Promise<void> {
+    this.db.transaction(() => {
+      const current = (this.stmt(START).get() as ChainStart | undefined)?.seq ?? 1;
+      const head = this.readHead()?.seq ?? 0;
+      if (start.seq <= current || start.seq > head || removed.some((e) => e.seq < current || e.seq >= start.seq)) {
+        throw new AuditChainError(`retention refused: a start at ${start.seq} is not within ${current + 1}..${head}`);
+      }
+      this.stmt('INSERT INTO audit_starts (seq, prev_hash, mac) VALUES (@seq, @prevHash, @mac)').run(start);
+      this.stmt(RETAIN).run(start.seq);
+    }).immediate();
   }
 
   async readChain(after: number, upTo: number, limit: number): Promise<ChainPage> {
@@ -162,6 +192,7 @@ class SqliteAuditBackend implements AuditBackend {
     this.db.pragma('synchronous = NORMAL');
     this.db.transaction(() => {
       this.db.exec(SCHEMA);
+      this.db.exec(UPGRADE);
       const { value } = this.db.prepare("SELECT value FROM audit_meta WHERE name = 'schema'").get() as { value: number };
       if (value > AUDIT_SCHEMA_VERSION) {
         throw new AuditConfigError(`audit schema ${value} is newer than this build's (${AUDIT_SCHEMA_VERSION}); upgrade the KMS`);

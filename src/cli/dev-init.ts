@@ -47,6 +47,7 @@ function writeConfig(dataDir: string, deploymentId: string, shared: TokenSet, de
     maxKeysPerRegion: 200,
     rateLimit: { perSecond: 1000, burst: 2000 },
     alarms: { log: 'alarms.log' },
+    audit: { anchors: { file: 'audit-anchors.jsonl' }, anchorIntervalSeconds: 60 },
     clusters: [clusterYaml('default', 'shared', [], shared), clusterYaml(DEV_DEDICATED_CLUSTER, 'dedicated', owners, dedicated)],
   };
   writeFileSync(join(dataDir, CONFIG_FILE), `# Development configuration written by "kmsctl init --dev". PINs are in 0600 files, never here.\n${stringify(doc)}`, { mode: 0o600 });

@@ -3,12 +3,16 @@
  * kmsctl: operator commands on the same data directory as the server (or the same Redis).
  * `npx kmsctl help` lists them. Output for machines with --json; progress goes to stderr.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { readAnchors } from '../audit/anchors';
+import type { VerifyOptions } from '../audit/audit-log';
 import { loadServerConfig } from '../config';
 import { HsmCluster } from '../hsm/cluster';
 import { openServices, runCeremony, Services } from '../services';
 import { Args, UsageError } from './args';
 import { initDev } from './dev-init';
+import { exitWhenDrained, quietOnClosedPipe } from './exit';
 
 const HELP = `kmsctl [--data-dir DIR] <command>      (DIR defaults to $KMS_DATA_DIR or ./var)
 
@@ -27,9 +31,16 @@ const HELP = `kmsctl [--data-dir DIR] <command>      (DIR defaults to $KMS_DATA_
   keys list --tenant UIN [--region R] [--json]
   keys describe --tenant UIN --key-id ID [--region R]
   audit query [--from ISO|ms] [--to ISO|ms] [--event E] [--account UIN] [--resource R] [--keyword K] [--limit N]
-  audit verify                         exits 1 when the chain is broken
+  audit verify [--anchors FILE] [--archive DIR]
+                                       checks every link through the HSM, the trail against the anchors pushed
+                                       to FILE (audit.anchors), and with DIR (audit.archiveDir) the archived
+                                       events from seq 1 too; exits 1 when the chain is broken
+  audit verify --export FILE           checks a retention archive file on its own (links and start link)
   audit export [same filters as query] JSON lines on stdout`;
 
+/** Writes to stdout; when the pipe is full, the returned promise waits for it to drain. */
+const writeOut = (text: string): Promise<void> | undefined =>
+  process.stdout.write(text) ? undefined : new Promise((resolve) => process.stdout.once('drain', () => resolve()));
 const progress = (msg: string) => process.stderr.write(`${msg}\n`);
 const out = (v: unknown, json: boolean) => process.stdout.write((json || typeof v !== 'string' ? JSON.stringify(v, null, json ? 0 : 2) : v) + '\n');
 
@@ -53,6 +64,15 @@ function policySource(a: Args): unknown {
 
 function auditFilter(a: Args) {
   return { from: time(a.get('from')), to: time(a.get('to')), eventName: a.get('event'), accountUin: a.get('account'), resource: a.get('resource'), keyword: a.get('keyword') };
+}
+
+function verifyOptions(a: Args): VerifyOptions {
+  const anchors = a.get('anchors');
+  const dir = a.get('archive');
+  return {
+    anchors: anchors === undefined ? undefined : readAnchors(readFileSync(anchors, 'utf8')),
+    archive: dir === undefined ? undefined : readdirSync(dir).filter((f) => f.endsWith('.jsonl')).map((f) => readFileSync(join(dir, f), 'utf8')),
+  };
 }
 
 async function withServices<T>(dataDir: string, fn: (s: Services) => Promise<T>, ceremony = false): Promise<T> {
@@ -117,13 +137,14 @@ const COMMANDS: Record<string, Command> = {
     return 0;
   },
   'audit query': async (a, s) => (out(await s.audit.query({ ...auditFilter(a), limit: a.int('limit') ?? 100 }), true), 0),
-  'audit verify': async (_a, s) => {
-    const r = await s.audit.verify();
+  'audit verify': async (a, s) => {
+    const exported = a.get('export');
+    const r = exported !== undefined ? await s.audit.verifyExport(readFileSync(exported, 'utf8')) : await s.audit.verify(verifyOptions(a));
     out(r, true);
     return r.ok ? 0 : 1;
   },
   'audit export': async (a, s) => {
-    const n = await s.audit.export((line) => process.stdout.write(line.endsWith('\n') ? line : `${line}\n`), auditFilter(a));
+    const n = await s.audit.export((line) => writeOut(line.endsWith('\n') ? line : `${line}\n`), auditFilter(a));
     progress(`${n} events exported`);
     return 0;
   },
@@ -148,11 +169,12 @@ export async function kmsctl(argv: readonly string[]): Promise<number> {
 }
 
 if (require.main === module) {
+  quietOnClosedPipe(process.stdout);
   kmsctl(process.argv.slice(2)).then(
-    (code) => process.exit(code),
+    (code) => exitWhenDrained(code),
     (e: Error) => {
       process.stderr.write(`kmsctl: ${e.message}\n`);
-      process.exit(e instanceof UsageError ? 2 : 1);
+      return exitWhenDrained(e instanceof UsageError ? 2 : 1);
     },
   );
 }

@@ -336,12 +336,12 @@ describe('operations on a running server', () => {
       agent.destroy();
 
       // the audit trail was flushed before the store closed: every held request is in it
-      const audit = new SqliteAuditLog(join(lab.dir, 'kms.db'));
+      const reopened = await openServices(loadServerConfig(lab.dir), { log: () => undefined, jobs: false });
       try {
-        for (const a of answers) expect((await audit.query({ keyword: a.body.Response.RequestId, limit: 10 })).events).toHaveLength(1);
-        expect((await audit.verify()).ok).toBe(true);
+        for (const a of answers) expect((await reopened.audit.query({ keyword: a.body.Response.RequestId, limit: 10 })).events).toHaveLength(1);
+        expect((await reopened.audit.verify()).ok).toBe(true);
       } finally {
-        await audit.close();
+        await reopened.close();
       }
       expect(await outcome(sdk.GenerateRandom({ NumberOfBytes: 8 }))).not.toBe('Success');
     });

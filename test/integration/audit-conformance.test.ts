@@ -1,6 +1,7 @@
 /**
  * One conformance suite for both audit backends, on real storage: SQLite on a temporary file, Redis
- * on a private redis-server. Tampering is done with a raw client behind the log's back.
+ * on a private redis-server, the links MACed inside a real SoftHSM2 token (the shared cluster's
+ * domain MAC key). Tampering is done with a raw client behind the log's back.
  */
 import { randomUUID } from 'crypto';
 import * as fs from 'fs';
@@ -8,15 +9,33 @@ import * as os from 'os';
 import * as path from 'path';
 import Database from 'better-sqlite3';
 import Redis from 'ioredis';
-import { AuditLog } from '../../src/audit/audit-log';
-import { ChainedAuditLog } from '../../src/audit/chained-audit-log';
-import { AuditChainError, AuditInputError, AuditWriteError } from '../../src/audit/errors';
-import { MAX_FIELD_CHARS, NewAuditEvent, STORED_FIELDS, StoredAuditEvent } from '../../src/audit/event';
+import { AuditLog, RetainedRange } from '../../src/audit/audit-log';
+import { ChainedAuditLog, EPOCH_EVENT } from '../../src/audit/chained-audit-log';
+import { AuditChainError, AuditConfigError, AuditInputError, AuditWriteError } from '../../src/audit/errors';
+import { ChainHead, GENESIS, hashEvent } from '../../src/audit/chain';
+import { MAX_FIELD_CHARS, NewAuditEvent, STORED_FIELDS, StoredAuditEvent, storedJson } from '../../src/audit/event';
 import { AuditFilter, AuditQuery, matches } from '../../src/audit/query';
 import { RedisAuditLog, RedisAuditOptions } from '../../src/audit/redis-audit-log';
 import { SqliteAuditLog, SqliteAuditOptions } from '../../src/audit/sqlite-audit-log';
 import { SqliteMetadataStore } from '../../src/store/sqlite-store';
+import { HsmCluster } from '../../src/hsm/cluster';
+import { LinkMac } from '../../src/audit/link-mac';
 import { RedisServer, startRedis } from '../support/redis';
+import { TokenLab } from '../support/tokens';
+
+const tokens = new TokenLab();
+const hsm = new HsmCluster({ id: 'cls-audit', kind: 'shared', owners: [], members: tokens.softhsm('audit', ['audit-a']) });
+const linkMac: LinkMac = { mac: (data) => hsm.mac('audit-link', data) };
+
+beforeAll(async () => {
+  hsm.start();
+  await hsm.initDomain();
+}, 60_000);
+
+afterAll(() => {
+  hsm.close();
+  tokens.cleanup();
+});
 
 type Options = Omit<SqliteAuditOptions & RedisAuditOptions, 'port'>;
 
@@ -30,6 +49,10 @@ interface Backing {
   swap(a: number, b: number): Promise<void>;
   /** Moves the head anchor back to the event at `seq`, as if the events after it had never been written. */
   rewindHead(seq: number): Promise<void>;
+  /** Replaces every stored event and the head anchor by `events` (the last one is the new head), as an attacker with the store would. */
+  replaceAll(events: readonly StoredAuditEvent[]): Promise<void>;
+  /** Writes a start record (where the kept trail begins) behind the log's back. */
+  setStart(seq: number, prevHash: string, mac: string): Promise<void>;
   /** Every stored event as the store holds it, with its field names (SQLite columns in camelCase). */
   storedEvents(): Promise<Array<Record<string, unknown>>>;
   /** Everything the backing holds, as text (SQLite: the database and WAL files' bytes). */
@@ -65,7 +88,7 @@ const sqliteBackend: Backend = {
     const file = path.join(dir, 'kms.db');
     let blocker: Database.Database | undefined;
     return {
-      open: async (options = {}) => new SqliteAuditLog(file, { busyTimeoutMs: 20, ...options }),
+      open: async (options = {}) => new SqliteAuditLog(file, { busyTimeoutMs: 20, linkMac, ...options }),
       setField: async (seq, field, value) => { withDb(file, (db) => db.prepare(`UPDATE audit_events SET ${snake(field)} = ? WHERE seq = ?`).run(value, seq)); },
       remove: async (seq) => { withDb(file, (db) => db.prepare('DELETE FROM audit_events WHERE seq = ?').run(seq)); },
       swap: async (a, b) => withDb(file, (db) => db.transaction(() => {
@@ -78,6 +101,14 @@ const sqliteBackend: Backend = {
         db.prepare('DELETE FROM audit_heads WHERE seq > ?').run(seq);
         db.prepare('INSERT OR IGNORE INTO audit_heads (seq, hash) SELECT seq, hash FROM audit_events WHERE seq = ?').run(seq);
       }),
+      replaceAll: async (events) => withDb(file, (db) => db.transaction(() => {
+        db.exec('DELETE FROM audit_events; DELETE FROM audit_heads');
+        const insert = db.prepare(`INSERT INTO audit_events (${STORED_FIELDS.map(snake).join(', ')}) VALUES (${STORED_FIELDS.map((f) => `@${f}`).join(', ')})`);
+        for (const e of events) insert.run(e);
+        const last = events[events.length - 1];
+        db.prepare('INSERT INTO audit_heads (seq, hash) VALUES (?, ?)').run(last.seq, last.hash);
+      })()),
+      setStart: async (seq, prevHash, mac) => { withDb(file, (db) => db.prepare('INSERT INTO audit_starts (seq, prev_hash, mac) VALUES (?, ?, ?)').run(seq, prevHash, mac)); },
       storedEvents: async () => withDb(file, (db) => (db.prepare('SELECT * FROM audit_events ORDER BY seq').all() as Array<Record<string, unknown>>)
         .map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [camel(k), v])))),
       dump: async () => fs.readdirSync(dir).map((f) => fs.readFileSync(path.join(dir, f)).toString('latin1')).join('\n'),
@@ -102,7 +133,7 @@ const redisBackend: Backend = {
     const EVENTS = 'kms:audit:events';
     const readEvent = async (seq: number): Promise<Record<string, unknown>> => JSON.parse((await raw.hget(EVENTS, String(seq))) ?? 'null') as Record<string, unknown>;
     return {
-      open: async (options = {}) => RedisAuditLog.open({ port: server.port, ...options }),
+      open: async (options = {}) => RedisAuditLog.open({ port: server.port, linkMac, ...options }),
       setField: async (seq, field, value) => {
         await raw.hset(EVENTS, String(seq), JSON.stringify({ ...(await readEvent(seq)), [field]: value }));
       },
@@ -112,6 +143,13 @@ const redisBackend: Backend = {
         await raw.hset(EVENTS, String(a), y ?? '', String(b), x ?? '');
       },
       rewindHead: async (seq) => { await raw.hset('kms:audit:head', 'seq', String(seq), 'hash', String((await readEvent(seq)).hash)); },
+      replaceAll: async (events) => {
+        await raw.del(EVENTS, 'kms:audit:head');
+        for (const e of events) await raw.hset(EVENTS, String(e.seq), storedJson(e));
+        const last = events[events.length - 1];
+        await raw.hset('kms:audit:head', 'seq', String(last.seq), 'hash', last.hash);
+      },
+      setStart: async (seq, prevHash, mac) => { await raw.hset('kms:audit:start', 'seq', String(seq), 'prevHash', prevHash, 'mac', mac); },
       storedEvents: async () => {
         const all = await raw.hgetall(EVENTS);
         return Object.keys(all).sort((a, b) => Number(a) - Number(b)).map((k) => JSON.parse(all[k]) as Record<string, unknown>);
@@ -213,7 +251,7 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
     expect(all.map((e) => e.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
     all.forEach((e, i) => expect(e).toMatchObject(input[i]));
     expect(await log.head()).toEqual({ seq: 30, hash: all[29].hash });
-    expect(await log.verify()).toEqual({ ok: true, checked: 30, problems: [] });
+    expect(await log.verify()).toMatchObject({ ok: true, checked: 30, problems: [] });
   });
 
   test('queries filter by time range, event name, account, resource and keyword, in (time, seq) order', async () => {
@@ -293,7 +331,7 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
     await appendAll(log, Array.from({ length: 10 }, (_, i) => sample(i)));
     await backing.remove(5);
     const r = await log.verify();
-    expect(r).toEqual({ ok: false, checked: 9, problems: [{ seq: 5, reason: 'event 5 is missing (removed)' }] });
+    expect(r).toMatchObject({ ok: false, checked: 9, problems: [{ seq: 5, reason: 'event 5 is missing (removed)' }] });
   });
 
   test('verify reports two events swapped', async () => {
@@ -312,8 +350,142 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
     for (const seq of [9, 10]) await backing.remove(seq);
     expect((await log.verify()).problems).toEqual([{ seq: 9, reason: expect.stringContaining('truncated') }]);
     await backing.rewindHead(8);
-    expect(await log.verify()).toEqual({ ok: true, checked: 8, problems: [] });
+    expect(await log.verify()).toMatchObject({ ok: true, checked: 8, problems: [] });
     expect((await log.verify({ anchor: kept })).problems).toEqual([{ seq: 10, reason: expect.stringContaining('anchored event 10 is missing') }]);
+  });
+
+  /**
+   * The events renumbered 1..n and relinked with plain SHA-256 from the `from`-th on (those before it
+   * keep their links), as anyone with the store and the documented formula can.
+   */
+  const relinkWithSha256 = (events: readonly StoredAuditEvent[], from = 1): StoredAuditEvent[] => {
+    let prevHash = from > 1 ? events[from - 2].hash : GENESIS;
+    return events.map((e, i) => {
+      if (i + 1 < from) return e;
+      const hash = hashEvent(prevHash, e, i + 1);
+      const forged = { ...e, seq: i + 1, prevHash, hash };
+      prevHash = hash;
+      return forged;
+    });
+  };
+
+  test('a consistent rewrite with plain SHA-256 (an event removed, later links and the head recomputed) is reported', async () => {
+    const log = await openLog();
+    await appendAll(log, Array.from({ length: 10 }, (_, i) => sample(i)));
+    const stored = (await backing.storedEvents()) as unknown as StoredAuditEvent[];
+    await backing.replaceAll(relinkWithSha256(stored.filter((e) => e.seq !== 5), 5));
+    const r = await log.verify();
+    expect(r.ok).toBe(false);
+    expect(r.problems[0]).toEqual({ seq: 5, reason: expect.stringContaining('plain SHA-256 link after the HMAC chain began at 1') });
+    await backing.replaceAll(relinkWithSha256(stored.filter((e) => e.seq !== 5)));
+    expect((await log.verify()).problems).toEqual([{ seq: 1, reason: expect.stringContaining('no event is HMAC-linked') }]);
+  });
+
+  test('a consistent rewrite with plain SHA-256 (an event changed, later links and the head recomputed) is reported', async () => {
+    const log = await openLog();
+    await appendAll(log, Array.from({ length: 10 }, (_, i) => sample(i)));
+    const stored = (await backing.storedEvents()) as unknown as StoredAuditEvent[];
+    await backing.replaceAll(relinkWithSha256(stored.map((e) => (e.seq === 4 ? { ...e, errorCode: '', accountUin: '999' } : e)), 4));
+    const r = await log.verify();
+    expect(r.ok).toBe(false);
+    expect(r.problems[0].seq).toBe(4);
+  });
+
+  test('a trail of plain SHA-256 links (an older build) keeps verifying; the epoch marker begins the HMAC chain and fixes the links before it', async () => {
+    const log = await openLog();
+    await appendAll(log, Array.from({ length: 6 }, (_, i) => sample(i)));
+    const old = relinkWithSha256((await backing.storedEvents()) as unknown as StoredAuditEvent[]);
+    await backing.replaceAll(old);
+    const fresh = await openLog();
+    expect((await fresh.verify()).problems).toEqual([{ seq: 1, reason: expect.stringContaining('no event is HMAC-linked') }]);
+    expect(await fresh.beginEpoch()).toBe(7);
+    expect(await fresh.beginEpoch()).toBeUndefined();
+    await appendAll(fresh, [sample(7), sample(8)]);
+    expect(await fresh.verify()).toMatchObject({ ok: true, checked: 9, problems: [], hmacFrom: 7 });
+    const [marker] = (await fresh.query({ eventName: EPOCH_EVENT.eventName, limit: 10 })).events;
+    expect(marker).toMatchObject({ seq: 7, resource: EPOCH_EVENT.resource, prevHash: old[5].hash });
+    // rewriting the old part with plain SHA-256 changes its last link, which the first HMAC link fixed
+    const stored = (await backing.storedEvents()) as unknown as StoredAuditEvent[];
+    const forged = relinkWithSha256(stored.slice(0, 6).filter((e) => e.seq !== 3));
+    await backing.replaceAll([...forged, ...stored.slice(6).map((e, i) => ({ ...e, seq: 6 + i }))]);
+    const r = await fresh.verify();
+    expect(r.ok).toBe(false);
+  });
+
+  test('a log without the HSM\'s link MAC reads and exports, and refuses to append or verify', async () => {
+    const log = await openLog();
+    await appendAll(log, [sample(0), sample(1)]);
+    const reader = await openLog({ linkMac: undefined });
+    expect((await reader.query({ limit: 10 })).events).toHaveLength(2);
+    expect(() => reader.append(sample(2))).toThrow(AuditConfigError);
+    await expect(reader.verify()).rejects.toThrow(AuditConfigError);
+  });
+
+  describe('retention', () => {
+    const dated = (n: number): NewAuditEvent[] => Array.from({ length: n }, (_, i) => ({ ...sample(i), time: T0 + i * 1000 }));
+    const archived: RetainedRange[] = [];
+    const archive = async (r: RetainedRange): Promise<void> => { archived.push(r); };
+    beforeEach(() => archived.splice(0));
+
+    test('archives the events older than the cutoff, removes them, and the kept trail verifies from its start', async () => {
+      const log = await openLog();
+      await appendAll(log, dated(20));
+      const anchorBefore = await log.head();
+      expect(await log.retainOlderThan(T0 + 8_000, archive)).toBe(8);
+      expect(await log.retainOlderThan(T0 + 8_000, archive)).toBe(0);
+      expect(archived.map((a) => [a.from, a.to])).toEqual([[1, 8]]);
+      expect((await backing.storedEvents()).map((e) => e.seq)).toEqual(Array.from({ length: 12 }, (_, i) => i + 9));
+      const r = await log.verify({ anchors: [{ seq: 3, hash: 'f'.repeat(64) }, anchorBefore as ChainHead] });
+      expect(r).toMatchObject({ ok: true, checked: 12, problems: [], from: 9 });
+      expect(await log.export(() => undefined)).toBe(12);
+      expect(await log.verifyExport(archived[0].text)).toMatchObject({ ok: true, checked: 8, problems: [] });
+      // a second run continues where the first ended; its file starts with the first's last link
+      await log.retainOlderThan(T0 + 12_000, archive);
+      expect(archived.map((a) => [a.from, a.to])).toEqual([[1, 8], [9, 12]]);
+      const header = (t: string) => JSON.parse(t.split('\n')[0]) as { start: { prevHash: string }; last: string };
+      expect(header(archived[1].text).start.prevHash).toBe(header(archived[0].text).last);
+      expect(await log.verifyExport(archived[1].text)).toMatchObject({ ok: true, checked: 4 });
+      expect(await log.verify()).toMatchObject({ ok: true, checked: 8, from: 13 });
+      // with the archive, from seq 1: every file, their joins, and the kept trail after the last
+      expect(await log.verify({ archive: archived.map((a) => a.text).reverse() })).toMatchObject({ ok: true, checked: 20, from: 1, problems: [] });
+      expect((await log.verify({ archive: [archived[1].text] })).problems).toEqual([{ seq: 1, reason: expect.stringContaining('does not continue where the one before ends (0)') }]);
+      expect((await log.verify({ archive: [archived[0].text] })).problems).toEqual([{ seq: 9, reason: 'the archive ends at 8 but the kept trail begins at 13' }]);
+    });
+
+    test('never removes the newest event, and retention stops at the first event that is not old', async () => {
+      const log = await openLog();
+      await appendAll(log, [...dated(3), { ...sample(9), time: T0 + 100_000 }, ...dated(2)]);
+      expect(await log.retainOlderThan(T0 + 50_000, archive)).toBe(3);
+      expect(await log.retainOlderThan(T0 + 10_000_000, archive)).toBe(2);
+      expect(await log.verify()).toMatchObject({ ok: true, checked: 1, from: 6 });
+    });
+
+    test('an export file changed, cut or with a forged start link does not verify', async () => {
+      const log = await openLog();
+      await appendAll(log, dated(12));
+      await log.retainOlderThan(T0 + 4_000, archive);
+      await log.retainOlderThan(T0 + 8_000, archive);
+      const lines = archived[1].text.trim().split('\n');
+      const changed = [lines[0], lines[1].replace('"errorCode":"', '"errorCode":"X'), ...lines.slice(2)].join('\n');
+      expect((await log.verifyExport(changed)).problems[0].reason).toMatch(/changed/);
+      expect((await log.verifyExport(lines.slice(0, -1).join('\n'))).problems[0].reason).toMatch(/truncated/);
+      const header = JSON.parse(lines[0]) as { start: { prevHash: string } };
+      const forged = JSON.stringify({ ...header, start: { ...header.start, prevHash: 'a'.repeat(64) } });
+      const r = await log.verifyExport([forged, ...lines.slice(1)].join('\n'));
+      expect(r.problems.map((p) => p.reason).join('\n')).toMatch(/start link does not match its MAC/);
+    });
+
+    test('a start record written behind the log\'s back (to hide more events) is reported, and the events before it as missing', async () => {
+      const log = await openLog();
+      await appendAll(log, dated(10));
+      await log.retainOlderThan(T0 + 3_000, archive);
+      const stored = (await backing.storedEvents()) as unknown as StoredAuditEvent[];
+      await backing.setStart(7, stored.find((e) => e.seq === 7)?.prevHash as string, 'b'.repeat(64));
+      const r = await log.verify();
+      expect(r.ok).toBe(false);
+      expect(r.problems).toContainEqual({ seq: 7, reason: expect.stringContaining('start record does not match its MAC') });
+      expect(r.problems).toContainEqual({ seq: 1, reason: 'events 1..3 are missing (removed)' });
+    });
   });
 
   test('events beyond the head anchor are reported and never overwritten by later appends', async () => {
@@ -353,7 +525,7 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
     const all = await exported(a);
     expect(all.map((e) => e.seq)).toEqual(Array.from({ length: ids.length }, (_, i) => i + 1));
     expect(all.map((e) => e.eventId).sort()).toEqual([...ids].sort());
-    expect(await b.verify()).toEqual({ ok: true, checked: ids.length, problems: [] });
+    expect(await b.verify()).toMatchObject({ ok: true, checked: ids.length, problems: [] });
     expect(a.counters().written + b.counters().written).toBe(ids.length);
   });
 
@@ -376,7 +548,7 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
     while (log.counters().written < 4) await new Promise((r) => setTimeout(r, 5));
     await log.flush();
     expect(log.counters()).toEqual({ pending: 0, dropped: 2, written: 4 });
-    expect(await log.verify()).toEqual({ ok: true, checked: 4, problems: [] });
+    expect(await log.verify()).toMatchObject({ ok: true, checked: 4, problems: [] });
   });
 
   test('close flushes; a closed log counts further appends as dropped; a new handle sees everything', async () => {
@@ -411,10 +583,10 @@ describe('audit log on sqlite, specifics', () => {
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   test('shares the key store\'s database file, whichever opens it first', async () => {
-    const first = new SqliteAuditLog(file);
+    const first = new SqliteAuditLog(file, { linkMac });
     await first.close();
     const store = new SqliteMetadataStore(file);
-    const log = new SqliteAuditLog(file);
+    const log = new SqliteAuditLog(file, { linkMac });
     try {
       log.append(sample(0));
       await log.flush();
@@ -427,7 +599,7 @@ describe('audit log on sqlite, specifics', () => {
   });
 
   test('triggers refuse UPDATE and DELETE on the events and heads', async () => {
-    const log = new SqliteAuditLog(file);
+    const log = new SqliteAuditLog(file, { linkMac });
     log.append(sample(0));
     await log.close();
     const db = new Database(file);
@@ -441,7 +613,7 @@ describe('audit log on sqlite, specifics', () => {
   });
 
   test('filtered queries are driven by their index', async () => {
-    const log = new SqliteAuditLog(file);
+    const log = new SqliteAuditLog(file, { linkMac });
     try {
       const plan = (q: AuditQuery): string => log.explain(q).join(' | ');
       expect(plan({ limit: 10, from: T0 })).toMatch(/USING INDEX audit_events_time/);
@@ -470,7 +642,7 @@ describe('audit log on redis, specifics', () => {
   });
 
   test('every key it writes is under kms:audit:', async () => {
-    const log = await RedisAuditLog.open({ port: server.port });
+    const log = await RedisAuditLog.open({ port: server.port, linkMac });
     for (let i = 0; i < 12; i++) log.append(sample(i));
     await log.close();
     const keys = await raw.keys('*');
@@ -479,8 +651,8 @@ describe('audit log on redis, specifics', () => {
   });
 
   test('a batch sent again after its reply was lost is recognised by its first event id, not written twice', async () => {
-    const first = await RedisAuditLog.open({ port: server.port });
-    const again = await RedisAuditLog.open({ port: server.port });
+    const first = await RedisAuditLog.open({ port: server.port, linkMac });
+    const again = await RedisAuditLog.open({ port: server.port, linkMac });
     try {
       const e = { ...sample(0), eventId: randomUUID() };
       first.append(e);
@@ -490,7 +662,7 @@ describe('audit log on redis, specifics', () => {
       again.append(e);
       await again.flush();
       expect(await raw.hlen('kms:audit:events')).toBe(2);
-      expect(await again.verify()).toEqual({ ok: true, checked: 2, problems: [] });
+      expect(await again.verify()).toMatchObject({ ok: true, checked: 2, problems: [] });
     } finally {
       await first.close();
       await again.close();
@@ -498,7 +670,7 @@ describe('audit log on redis, specifics', () => {
   });
 
   test('a stored event with a field added behind the log\'s back is reported', async () => {
-    const log = await RedisAuditLog.open({ port: server.port });
+    const log = await RedisAuditLog.open({ port: server.port, linkMac });
     try {
       log.append(sample(0));
       await log.flush();

@@ -38,6 +38,17 @@ describe('kms.yaml', () => {
     expect(c.alarms).toEqual({ log: '/data/alarms.log', webhook: 'http://hook' });
   });
 
+  test('audit: defaults, the three anchor sinks, retention; refusals', () => {
+    expect(parseServerConfig(base(), '/data', {}).audit).toEqual({ anchors: undefined, anchorIntervalSeconds: 60, retentionDays: undefined, archiveDir: '/data/audit-archive' });
+    const file = parseServerConfig(base('audit: { anchors: { file: anchors.jsonl }, anchorIntervalSeconds: 5, retentionDays: 90, archiveDir: /arch }\n'), '/data', {});
+    expect(file.audit).toEqual({ anchors: { kind: 'file', path: '/data/anchors.jsonl' }, anchorIntervalSeconds: 5, retentionDays: 90, archiveDir: '/arch' });
+    expect(parseServerConfig(base('audit: { anchors: { webhook: "https://wo.rm/a" } }\n'), '/d', {}).audit.anchors).toEqual({ kind: 'webhook', url: 'https://wo.rm/a' });
+    expect(parseServerConfig(base('audit: { anchors: { syslog: { host: 10.0.0.9 } } }\n'), '/d', {}).audit.anchors).toEqual({ kind: 'syslog', host: '10.0.0.9', port: 514 });
+    for (const bad of ['audit: { anchors: { file: a, webhook: "http://x" } }', 'audit: { anchors: { webhook: "ftp://x" } }', 'audit: { retentionDays: 0 }', 'audit: { anchorIntervalSeconds: 0 }']) {
+      expect(() => parseServerConfig(base(`${bad}\n`), '/d', {})).toThrow(ConfigError);
+    }
+  });
+
   test.each<[string, string, NodeJS.ProcessEnv, number]>([
     ['a count', 'workers: 3\n', {}, 3],
     ['auto: one per CPU', 'workers: auto\n', {}, Math.min(MAX_WORKERS, availableParallelism())],

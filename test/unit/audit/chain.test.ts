@@ -1,7 +1,10 @@
-import { createHash, randomUUID } from 'crypto';
+import { createHash, createHmac, randomUUID } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { ChainHead, ChainSlot, ChainVerifier, GENESIS, MAX_PROBLEMS, hashEvent, headOf, linkBatch } from '../../../src/audit/chain';
+import {
+  ChainHead, ChainSlot, ChainVerifier, GENESIS, MAX_PROBLEMS, VerifierOptions, checkLinks, hashEvent, headOf, linkBatch, macEvent,
+} from '../../../src/audit/chain';
+import { LinkMac } from '../../../src/audit/link-mac';
 import { AuditInputError } from '../../../src/audit/errors';
 import {
   AuditEvent, EVENT_FIELDS, MAX_FIELD_CHARS, NewAuditEvent, STORED_FIELDS, StoredAuditEvent, canonical, parseStored, storedJson, toAuditEvent,
@@ -17,19 +20,39 @@ function input(over: Partial<NewAuditEvent> = {}): NewAuditEvent {
   };
 }
 
-function chainOf(n: number): StoredAuditEvent[] {
-  return linkBatch(undefined, Array.from({ length: n }, (_, i) => toAuditEvent(input({ time: 1000 + i }), now)));
+/** Pure chain logic only: a software HMAC stands in for the HSM (the integration suite uses SoftHSM2). */
+const KEY = Buffer.alloc(32, 7);
+const softMac: LinkMac = { mac: async (d) => createHmac('sha256', KEY).update(d).digest() };
+
+const events = (n: number, from = 0) => Array.from({ length: n }, (_, i) => toAuditEvent(input({ time: 1000 + from + i }), now));
+
+function chainOf(n: number): Promise<StoredAuditEvent[]> {
+  return linkBatch(undefined, events(n), softMac);
 }
 
-const slots = (events: StoredAuditEvent[]): ChainSlot[] => events.map((e) => ({ seq: e.seq, event: e }));
+/** A chain as builds before the HMAC chain wrote it: plain SHA-256 links. */
+function plainChain(n: number, head?: ChainHead): StoredAuditEvent[] {
+  let prevHash = head?.hash ?? GENESIS;
+  return events(n).map((e, i) => {
+    const seq = (head?.seq ?? 0) + i + 1;
+    const hash = hashEvent(prevHash, e, seq);
+    const stored = { ...e, seq, prevHash, hash };
+    prevHash = hash;
+    return stored;
+  });
+}
+
+const slots = (list: StoredAuditEvent[]): ChainSlot[] => list.map((e) => ({ seq: e.seq, event: e }));
 
 /** Verifies `list` against `head` (by default: the head of the list itself, as if written so). */
-function verify(list: ChainSlot[], head: ChainHead | 'own' | 'none' = 'own', anchor?: ChainHead) {
-  const v = new ChainVerifier(anchor);
-  list.forEach((s) => v.visit(s));
+async function verify(list: ChainSlot[], head: ChainHead | 'own' | 'none' = 'own', options: VerifierOptions = { requireMac: true }) {
+  const v = new ChainVerifier(options);
+  const checks = await checkLinks(list, softMac);
+  list.forEach((s) => v.visit(s, checks.get(s.seq)));
   if (head === 'none') return v.end(undefined);
   return v.end(head === 'own' ? headOf(list.map((s) => s.event as StoredAuditEvent)) : head);
 }
+const withAnchor = (anchor: ChainHead | undefined): VerifierOptions => ({ requireMac: true, anchors: anchor ? [anchor] : [] });
 
 describe('audit events', () => {
   test('toAuditEvent copies exactly the event fields, fills id and time, and cuts long text', () => {
@@ -57,8 +80,8 @@ describe('audit events', () => {
     expect(canonical(e, 3)).not.toBe(canonical(e, 4));
   });
 
-  test('parseStored reads a stored event back and names what is wrong with anything else', () => {
-    const [e] = chainOf(1);
+  test('parseStored reads a stored event back and names what is wrong with anything else', async () => {
+    const [e] = await chainOf(1);
     expect(parseStored(storedJson(e))).toEqual(e);
     expect(Object.keys(JSON.parse(storedJson(e)) as object)).toEqual([...STORED_FIELDS]);
     expect(parseStored('{')).toBe('not JSON');
@@ -68,101 +91,151 @@ describe('audit events', () => {
   });
 });
 
-describe('the hash chain', () => {
-  test('hash = SHA-256(prevHash || canonical), linked from the genesis value', () => {
-    const chain = chainOf(3);
+describe('the chain', () => {
+  test('link = HMAC(prevHash || canonical) through the LinkMac, linked from the genesis value', async () => {
+    const chain = await chainOf(3);
     expect(chain.map((e) => e.seq)).toEqual([1, 2, 3]);
     expect(chain[0].prevHash).toBe(GENESIS);
     expect(chain[1].prevHash).toBe(chain[0].hash);
-    const expected = createHash('sha256').update(chain[1].prevHash + canonical(chain[1], 2)).digest('hex');
+    const expected = createHmac('sha256', KEY).update(chain[1].prevHash + canonical(chain[1], 2)).digest('hex');
     expect(chain[1].hash).toBe(expected);
-    expect(hashEvent(chain[1].prevHash, chain[1], 2)).toBe(expected);
+    expect(await macEvent(softMac, chain[1].prevHash, chain[1], 2)).toBe(expected);
+    expect(chain[1].hash).not.toBe(hashEvent(chain[1].prevHash, chain[1], 2));
   });
 
-  test('a batch continues after a head', () => {
-    const first = chainOf(2);
-    const next = linkBatch(headOf(first), [toAuditEvent(input(), now)]);
+  test('the plain link is SHA-256(prevHash || canonical), as builds before the HMAC chain wrote it', () => {
+    const [e] = plainChain(1);
+    expect(e.hash).toBe(createHash('sha256').update(GENESIS + canonical(e, 1)).digest('hex'));
+  });
+
+  test('a batch continues after a head', async () => {
+    const first = await chainOf(2);
+    const next = await linkBatch(headOf(first), [toAuditEvent(input(), now)], softMac);
     expect(next[0].seq).toBe(3);
     expect(next[0].prevHash).toBe(first[1].hash);
-    expect(verify(slots([...first, ...next])).ok).toBe(true);
+    expect((await verify(slots([...first, ...next]))).ok).toBe(true);
   });
 
-  test('an intact chain verifies; an empty chain with no head too', () => {
-    expect(verify(slots(chainOf(10)))).toEqual({ ok: true, checked: 10, problems: [] });
-    expect(verify([], 'none')).toEqual({ ok: true, checked: 0, problems: [] });
+  test('an intact chain verifies; an empty chain with no head too', async () => {
+    expect(await verify(slots(await chainOf(10)))).toEqual({ ok: true, checked: 10, problems: [], hmacFrom: 1, from: 1 });
+    expect(await verify([], 'none')).toEqual({ ok: true, checked: 0, problems: [], from: 1 });
   });
 
-  test('a changed field is reported at its seq', () => {
-    const chain = chainOf(5);
+  test('plain links verify up to where the HMAC chain begins; the first HMAC link is the epoch', async () => {
+    const old = plainChain(4);
+    const rest = await linkBatch(headOf(old), events(3, 10), softMac);
+    expect(await verify(slots([...old, ...rest]))).toMatchObject({ ok: true, checked: 7, hmacFrom: 5 });
+  });
+
+  test('a trail of plain links only is reported when HMAC links are required (an export of old events may have none)', async () => {
+    expect((await verify(slots(plainChain(3)))).problems).toEqual([{ seq: 1, reason: expect.stringContaining('no event is HMAC-linked') }]);
+    expect((await verify(slots(plainChain(3)), 'own', {})).ok).toBe(true);
+  });
+
+  test('a consistent rewrite with plain SHA-256 after the epoch is reported where it begins', async () => {
+    const chain = await chainOf(6);
+    const kept = [...chain.slice(0, 2), ...chain.slice(3)];
+    const forged = kept.slice(0, 2);
+    let prevHash = kept[1].hash;
+    for (const [i, e] of kept.slice(2).entries()) {
+      const seq = 3 + i;
+      const hash = hashEvent(prevHash, e, seq);
+      forged.push({ ...e, seq, prevHash, hash });
+      prevHash = hash;
+    }
+    const r = await verify(slots(forged));
+    expect(r.ok).toBe(false);
+    expect(r.problems[0]).toEqual({ seq: 3, reason: expect.stringContaining('plain SHA-256 link after the HMAC chain began at 1') });
+  });
+
+  test('a changed event with a recomputed link under another key does not match its link', async () => {
+    const chain = await chainOf(5);
+    const forged = { ...chain[2], accountUin: '999' };
+    chain[2] = { ...forged, hash: createHmac('sha256', Buffer.alloc(32, 9)).update(forged.prevHash + canonical(forged, 3)).digest('hex') };
+    expect((await verify(slots(chain))).problems[0]).toEqual({ seq: 3, reason: expect.stringContaining('does not match its link') });
+  });
+
+  test('a changed field is reported at its seq', async () => {
+    const chain = await chainOf(5);
     chain[2] = { ...chain[2], errorCode: 'UnauthorizedOperation' };
-    const r = verify(slots(chain));
+    const r = await verify(slots(chain));
     expect(r.ok).toBe(false);
     expect(r.problems).toEqual([{ seq: 3, reason: expect.stringContaining('changed') }]);
   });
 
-  test('a changed event with a recomputed hash breaks the next link', () => {
-    const chain = chainOf(5);
-    const forged = { ...chain[2], accountUin: '999' };
-    chain[2] = { ...forged, hash: hashEvent(forged.prevHash, forged, 3) };
-    expect(verify(slots(chain)).problems).toEqual([{ seq: 4, reason: expect.stringContaining('prevHash does not match event 3') }]);
-  });
-
-  test('a removed event is reported as missing', () => {
-    const chain = chainOf(5);
-    const r = verify(slots([...chain.slice(0, 2), ...chain.slice(3)]));
+  test('a removed event is reported as missing', async () => {
+    const chain = await chainOf(5);
+    const r = await verify(slots([...chain.slice(0, 2), ...chain.slice(3)]));
     expect(r.problems).toEqual([{ seq: 3, reason: 'event 3 is missing (removed)' }]);
     expect(r.checked).toBe(4);
   });
 
-  test('the first events removed are reported', () => {
-    const chain = chainOf(5);
-    expect(verify(slots(chain.slice(2))).problems).toEqual([{ seq: 1, reason: 'events 1..2 are missing (removed)' }]);
+  test('the first events removed are reported', async () => {
+    const chain = await chainOf(5);
+    expect((await verify(slots(chain.slice(2)))).problems).toEqual([{ seq: 1, reason: 'events 1..2 are missing (removed)' }]);
   });
 
-  test('two swapped rows are reported at both seqs', () => {
-    const chain = chainOf(5);
+  test('after retention, verification begins at the start record: the first kept event links to its prevHash', async () => {
+    const chain = await chainOf(6);
+    const start = { seq: 4, prevHash: chain[2].hash };
+    expect(await verify(slots(chain.slice(3)), 'own', { requireMac: true, start })).toMatchObject({ ok: true, checked: 3, from: 4 });
+    expect((await verify(slots(chain.slice(4)), 'own', { requireMac: true, start })).problems).toEqual([{ seq: 4, reason: 'event 4 is missing (removed)' }]);
+    const wrong = { seq: 4, prevHash: chain[1].hash };
+    expect((await verify(slots(chain.slice(3)), 'own', { requireMac: true, start: wrong })).problems[0].reason).toMatch(/prevHash does not match/);
+  });
+
+  test('two swapped rows are reported at both seqs', async () => {
+    const chain = await chainOf(5);
     const swapped = [...chain];
     [swapped[1], swapped[2]] = [{ ...chain[2], seq: 2 }, { ...chain[1], seq: 3 }];
-    expect(verify(slots(swapped)).problems.map((p) => p.seq)).toEqual([2, 3]);
+    expect((await verify(slots(swapped))).problems.map((p) => p.seq)).toEqual([2, 3]);
   });
 
-  test('an event stored at another seq than it was chained at is reported as moved', () => {
-    const chain = chainOf(4);
+  test('an event stored at another seq than it was chained at is reported as moved', async () => {
+    const chain = await chainOf(4);
     const list = slots(chain);
     [list[1], list[2]] = [{ seq: 2, event: chain[2] }, { seq: 3, event: chain[1] }];
-    expect(verify(list).problems).toEqual([
+    expect((await verify(list)).problems).toEqual([
       { seq: 2, reason: 'the event stored at 2 was chained at 3 (moved or reordered)' },
       { seq: 3, reason: 'the event stored at 3 was chained at 2 (moved or reordered)' },
     ]);
   });
 
-  test('removed newest events are caught by the head anchor, and events beyond it too', () => {
-    const chain = chainOf(6);
-    expect(verify(slots(chain.slice(0, 4)), headOf(chain) as ChainHead).problems).toEqual([{ seq: 5, reason: expect.stringContaining('truncated') }]);
-    expect(verify(slots(chain), headOf(chain.slice(0, 4)) as ChainHead).problems).toEqual([{ seq: 5, reason: expect.stringContaining('beyond the head') }]);
-    expect(verify(slots(chain), { seq: 6, hash: chain[4].hash }).problems).toEqual([{ seq: 6, reason: expect.stringContaining('head anchor') }]);
-    expect(verify(slots(chain), 'none').problems).toEqual([{ seq: 1, reason: 'the head anchor is missing' }]);
+  test('removed newest events are caught by the head anchor, and events beyond it too', async () => {
+    const chain = await chainOf(6);
+    expect((await verify(slots(chain.slice(0, 4)), headOf(chain) as ChainHead)).problems).toEqual([{ seq: 5, reason: expect.stringContaining('truncated') }]);
+    expect((await verify(slots(chain), headOf(chain.slice(0, 4)) as ChainHead)).problems).toEqual([{ seq: 5, reason: expect.stringContaining('beyond the head') }]);
+    expect((await verify(slots(chain), { seq: 6, hash: chain[4].hash })).problems).toEqual([{ seq: 6, reason: expect.stringContaining('head anchor') }]);
+    expect((await verify(slots(chain), 'none')).problems).toEqual([{ seq: 1, reason: 'the head anchor is missing' }]);
   });
 
-  test('a consistent truncation passes, but not against an anchor kept outside', () => {
-    const chain = chainOf(6);
+  test('a consistent truncation passes, but not against an anchor kept outside', async () => {
+    const chain = await chainOf(6);
     const kept = headOf(chain);
     const cut = chain.slice(0, 4);
-    expect(verify(slots(cut)).ok).toBe(true);
-    expect(verify(slots(cut), 'own', kept).problems).toEqual([{ seq: 6, reason: expect.stringContaining('anchored event 6 is missing') }]);
-    expect(verify(slots(chain), 'own', kept).ok).toBe(true);
+    expect((await verify(slots(cut))).ok).toBe(true);
+    expect((await verify(slots(cut), 'own', withAnchor(kept))).problems).toEqual([{ seq: 6, reason: expect.stringContaining('anchored event 6 is missing') }]);
+    expect((await verify(slots(chain), 'own', withAnchor(kept))).ok).toBe(true);
   });
 
-  test('an unreadable slot is reported and its successor is not blamed', () => {
-    const chain = chainOf(3);
+  test('every anchor is checked; anchors below the start of the kept trail are covered by the archive', async () => {
+    const chain = await chainOf(6);
+    const anchors = [{ seq: 2, hash: chain[1].hash }, { seq: 4, hash: chain[3].hash }, { seq: 5, hash: chain[1].hash }];
+    expect((await verify(slots(chain), 'own', { requireMac: true, anchors })).problems).toEqual([{ seq: 5, reason: expect.stringContaining('does not match the anchor') }]);
+    const start = { seq: 3, prevHash: chain[1].hash };
+    expect((await verify(slots(chain.slice(2)), 'own', { requireMac: true, start, anchors: anchors.slice(0, 2) })).ok).toBe(true);
+  });
+
+  test('an unreadable slot is reported and its successor is not blamed', async () => {
+    const chain = await chainOf(3);
     const list = slots(chain);
     list[1] = { seq: 2, event: { unreadable: 'not JSON' } };
-    expect(verify(list).problems).toEqual([{ seq: 2, reason: 'the stored event cannot be read: not JSON' }]);
+    expect((await verify(list)).problems).toEqual([{ seq: 2, reason: 'the stored event cannot be read: not JSON' }]);
   });
 
-  test('the problem list is bounded', () => {
-    const chain = chainOf(MAX_PROBLEMS + 50).map((e) => ({ ...e, region: 'tampered' }));
-    const r = verify(slots(chain));
+  test('the problem list is bounded', async () => {
+    const chain = (await chainOf(MAX_PROBLEMS + 50)).map((e) => ({ ...e, region: 'tampered' }));
+    const r = await verify(slots(chain), 'own', {});
     expect(r.problems).toHaveLength(MAX_PROBLEMS + 1);
     expect(r.problems[MAX_PROBLEMS].reason).toMatch(/not listed/);
   });
@@ -193,11 +266,21 @@ describe('audit queries', () => {
 });
 
 describe('the audit code', () => {
-  test('has no UPDATE or DELETE statement', () => {
-    const dir = path.join(process.cwd(), 'src', 'audit');
-    for (const file of fs.readdirSync(dir)) {
-      const text = fs.readFileSync(path.join(dir, file), 'utf8');
-      expect({ file, hits: text.match(/\bDELETE\s+FROM\b|\bUPDATE\s+\w+\s+SET\b|\bREPLACE\s+INTO\b|\bON\s+CONFLICT\b[^;]*\bDO\s+UPDATE\b/gi) }).toEqual({ file, hits: null });
+  const dir = path.join(process.cwd(), 'src', 'audit');
+  const sources = (): Array<[string, string]> => fs.readdirSync(dir).map((f) => [f, fs.readFileSync(path.join(dir, f), 'utf8')]);
+
+  test('has no UPDATE or DELETE statement but retention\'s DELETE below the start record and the schema number\'s upgrade', () => {
+    const allowed: Record<string, string[]> = {
+      'sqlite-audit-log.ts': ['UPDATE audit_meta SET', 'DELETE FROM'],
+    };
+    for (const [file, text] of sources()) {
+      const hits = text.match(/\bDELETE\s+FROM\b|\bUPDATE\s+\w+\s+SET\b|\bREPLACE\s+INTO\b|\bON\s+CONFLICT\b[^;]*\bDO\s+UPDATE\b/gi);
+      expect({ file, hits }).toEqual({ file, hits: allowed[file] ?? null });
     }
+    expect(sources().find(([f]) => f === 'sqlite-audit-log.ts')?.[1]).toContain("const RETAIN = 'DELETE FROM audit_events WHERE seq < ?';");
+  });
+
+  test('imports nothing from hsm/ (the HSM is reached through the LinkMac port)', () => {
+    for (const [file, text] of sources()) expect({ file, hsm: /from '\.\.\/hsm\//.test(text) }).toEqual({ file, hsm: false });
   });
 });
