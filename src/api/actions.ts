@@ -35,3 +35,13 @@ export function isUnsupportedAction(action: string): action is UnsupportedAction
 export function isUnknownAction(action: string): boolean {
   return !SERVED.has(action) && !UNSUPPORTED.has(action);
 }
+
+/**
+ * Actions whose exact repeat (same signature, action and region) is served rather than refused as a
+ * replay: reads with no effect, no secret and no fresh cryptographic output, whose answer a replayer
+ * could have read off the first one. Clients poll these (describe, change, describe again) within a
+ * second with byte-identical requests. Everything else gets one use per signature (docs/security.md §1).
+ */
+export const REPEATABLE_ACTIONS: ReadonlySet<string> = new Set<ServedAction>([
+  'DescribeKey', 'DescribeKeys', 'ListKeys', 'ListKeyDetail', 'GetKeyRotationStatus', 'GetPublicKey', 'GetServiceStatus', 'GetRegions', 'ListAlgorithms',
+]);

@@ -13,7 +13,7 @@ import {
 } from './error-codes';
 import type { ActionContext, ActionHandler, ActionTable } from './handlers';
 import type { Metrics } from './metrics';
-import { isServedAction, isUnsupportedAction } from './actions';
+import { isServedAction, isUnsupportedAction, REPEATABLE_ACTIONS } from './actions';
 import { ActionParams, ParamError, parseJsonBody, ServedAction, validateParams } from './params';
 import type { AuditSink, Authenticator, AuthorizationRequest, Authorizer, RateLimiter, RequestLog } from './ports';
 import type { FailureAudit, PreAuthLimiter } from './pre-auth';
@@ -83,9 +83,15 @@ async function authenticate(deps: PipelineDeps, req: RawRequest, trace: Trace, n
   return found!.principal;
 }
 
-/** A replayed signature has not authenticated anyone; one that could not be checked did (it is refused all the same). */
+/**
+ * A signature is bound to the action and region of its first use. A replayed signature has not
+ * authenticated anyone; one that could not be checked did (it is refused all the same).
+ */
 async function claimSignature(replay: ReplayGuard | undefined, identity: Tc3Identity, trace: Trace): Promise<void> {
-  const claim = replay ? await replay.claim(replayKey(identity.secretId, identity.signature), signatureExpiry(identity.timestamp, TC3_MAX_SKEW_SECONDS)) : 'fresh';
+  const claim = replay ? await replay.claim({
+    key: replayKey(identity.secretId, identity.signature), expiresAt: signatureExpiry(identity.timestamp, TC3_MAX_SKEW_SECONDS),
+    binding: `${trace.action}\n${trace.region}`, repeatable: REPEATABLE_ACTIONS.has(trace.action),
+  }) : 'fresh';
   trace.authenticated = claim !== 'used';
   if (claim === 'used') throw new AuthError('AuthFailure.SignatureFailure', 'this signature was already used; every request needs a signature of its own (sign it again, with a new X-TC-Timestamp)');
   if (claim === 'unavailable') throw new ReplayCheckUnavailableError('whether this signature was used before cannot be checked now; retry later');

@@ -1,9 +1,12 @@
 /**
  * The replay cache: a signature is good for one request. Every signature that verified is claimed
- * here under a hash of SecretId and signature, until its timestamp leaves the ±5 minute window; a
- * second claim is refused. Because the SDKs sign only content-type and host, this is also what stops
- * a captured request from being re-aimed (same body and signature, another X-TC-Action or
- * X-TC-Region). Protocol-neutral: any front-end that verifies signatures claims them here.
+ * here under a hash of SecretId and signature, until its timestamp leaves the ±5 minute window,
+ * bound to what its first use did (the front-end's binding: action and region). A second claim is
+ * refused, except an exact repeat (same binding) that the front-end calls repeatable (reads with no
+ * effect and no secret or fresh cryptographic output: the answer is what the first use got). A claim
+ * with another binding is always refused: because the SDKs sign only content-type and host, this is
+ * what stops a captured request from being re-aimed at another X-TC-Action or X-TC-Region.
+ * Protocol-neutral: any front-end that verifies signatures claims them here.
  *
  * Three guards of one interface: in this process (ReplayCache behind MemoryReplayGuard); on the
  * supervisor for worker processes (SharedReplayGuard, one IPC question per batch of claims); and in
@@ -15,12 +18,35 @@ import type Redis from 'ioredis';
 import { withDeadline } from '../deadline';
 import { Clock, systemClock } from '../kms/clock';
 
-/** fresh: first use, now recorded; used: seen before within its window; unavailable: cannot tell (refuse). */
-export type ClaimResult = 'fresh' | 'used' | 'unavailable';
+/**
+ * fresh: first use, now recorded; repeat: an exact repeat of a repeatable first use; used: seen before
+ * within its window (and not such a repeat); unavailable: cannot tell (refuse).
+ */
+export type ClaimResult = 'fresh' | 'repeat' | 'used' | 'unavailable';
+/** What the cache itself answers (`full`: no room, nothing evicted). */
+export type CacheAnswer = 'fresh' | 'repeat' | 'used' | 'full';
+
+export interface Claim {
+  key: string;
+  /** Clock ms after which the signature is refused anyway. */
+  expiresAt: number;
+  /** What this use does (a short string; compared, never parsed). */
+  binding: string;
+  /** An exact repeat of this use may be served. */
+  repeatable: boolean;
+}
 
 export interface ReplayGuard {
-  /** Records `key` until `expiresAt` (clock ms) unless it is already recorded. */
-  claim(key: string, expiresAt: number): Promise<ClaimResult>;
+  claim(c: Claim): Promise<ClaimResult>;
+}
+
+/** Whether a later claim finds the recorded use an acceptable repeat. */
+function compare(recorded: string, c: Claim): 'repeat' | 'used' {
+  return c.repeatable && recorded === `r:${c.binding}` ? 'repeat' : 'used';
+}
+
+function recordOf(c: Claim): string {
+  return `${c.repeatable ? 'r' : 'x'}:${c.binding}`;
 }
 
 /** Entries a cache holds by default: about 5,000 requests a second for the longest window (10 minutes). */
@@ -42,7 +68,7 @@ export function signatureExpiry(timestampSeconds: number, windowSeconds: number)
  * since an evicted signature could be replayed.
  */
 export class ReplayCache {
-  private readonly expiries = new Map<string, number>();
+  private readonly expiries = new Map<string, { at: number; record: string }>();
   private readonly bySecond = new Map<number, string[]>();
   private sweptTo = -1;
 
@@ -54,15 +80,16 @@ export class ReplayCache {
     return this.expiries.size;
   }
 
-  claim(key: string, expiresAt: number): 'fresh' | 'used' | 'full' {
+  claim(c: Claim): CacheAnswer {
+    const { key, expiresAt } = c;
     const now = this.clock.now();
     this.sweep(Math.floor(now / 1000));
     const known = this.expiries.get(key);
-    if (known !== undefined && known > now) return 'used';
+    if (known !== undefined && known.at > now) return compare(known.record, c);
     if (expiresAt <= now) return 'fresh';
     if (this.expiries.size >= this.maxEntries) return 'full';
     const second = Math.ceil(expiresAt / 1000);
-    this.expiries.set(key, second * 1000);
+    this.expiries.set(key, { at: second * 1000, record: recordOf(c) });
     const keys = this.bySecond.get(second);
     if (keys) keys.push(key);
     else this.bySecond.set(second, [key]);
@@ -82,7 +109,7 @@ export class ReplayCache {
   private drop(second: number): void {
     const keys = this.bySecond.get(second);
     if (!keys) return;
-    for (const k of keys) if (this.expiries.get(k) === second * 1000) this.expiries.delete(k);
+    for (const k of keys) if (this.expiries.get(k)?.at === second * 1000) this.expiries.delete(k);
     this.bySecond.delete(second);
   }
 }
@@ -91,20 +118,19 @@ export class ReplayCache {
 export class MemoryReplayGuard implements ReplayGuard {
   constructor(readonly cache: ReplayCache = new ReplayCache()) {}
 
-  async claim(key: string, expiresAt: number): Promise<ClaimResult> {
-    const r = this.cache.claim(key, expiresAt);
+  async claim(c: Claim): Promise<ClaimResult> {
+    const r = this.cache.claim(c);
     return r === 'full' ? 'unavailable' : r;
   }
 }
 
-export interface Claim {
-  key: string;
-  expiresAt: number;
+function fromCache(a: CacheAnswer | undefined): ClaimResult {
+  return a === 'fresh' || a === 'repeat' || a === 'used' ? a : 'unavailable';
 }
 
 export interface SharedReplayGuardOptions {
   /** Asks the supervisor to claim these keys; resolves with one answer per key, in order. */
-  ask: (claims: Claim[]) => Promise<Array<'fresh' | 'used' | 'full'>>;
+  ask: (claims: Claim[]) => Promise<CacheAnswer[]>;
   /** This process's own cache, checked first (a replay to the same worker is refused without asking). */
   local?: ReplayCache;
 }
@@ -115,28 +141,27 @@ export interface SharedReplayGuardOptions {
  * `unavailable`.
  */
 export class SharedReplayGuard implements ReplayGuard {
-  private batch: Array<Claim & { settle: (r: ClaimResult) => void }> = [];
+  private batch: Array<{ claim: Claim; settle: (r: ClaimResult) => void }> = [];
   private readonly local: ReplayCache;
 
   constructor(private readonly options: SharedReplayGuardOptions) {
     this.local = options.local ?? new ReplayCache();
   }
 
-  claim(key: string, expiresAt: number): Promise<ClaimResult> {
-    const mine = this.local.claim(key, expiresAt);
-    if (mine === 'used') return Promise.resolve('used');
+  claim(claim: Claim): Promise<ClaimResult> {
+    if (this.local.claim(claim) === 'used') return Promise.resolve('used');
     return new Promise((settle) => {
       if (this.batch.length === 0) setImmediate(() => this.send());
-      this.batch.push({ key, expiresAt, settle });
+      this.batch.push({ claim, settle });
     });
   }
 
   private send(): void {
     const batch = this.batch;
     this.batch = [];
-    this.options.ask(batch.map(({ key, expiresAt }) => ({ key, expiresAt }))).then(
-      (answers) => batch.forEach((c, i) => c.settle(answers[i] === 'fresh' ? 'fresh' : answers[i] === 'used' ? 'used' : 'unavailable')),
-      () => batch.forEach((c) => c.settle('unavailable')),
+    this.options.ask(batch.map((b) => b.claim)).then(
+      (answers) => batch.forEach((b, i) => b.settle(fromCache(answers[i]))),
+      () => batch.forEach((b) => b.settle('unavailable')),
     );
   }
 }
@@ -152,7 +177,10 @@ export interface RedisReplayGuardOptions {
 
 class ReplayCheckTimeout extends Error {}
 
-/** Several nodes: this process's cache first, then `SET key 1 PX ttl NX` in Redis (the first node to set it wins). */
+/**
+ * Several nodes: this process's cache first, then `SET key <binding> PX ttl NX GET` in Redis (the
+ * first node to set it wins; the others get the first use's binding back to compare).
+ */
 export class RedisReplayGuard implements ReplayGuard {
   private readonly local: ReplayCache;
   private readonly clock: Clock;
@@ -172,15 +200,16 @@ export class RedisReplayGuard implements ReplayGuard {
     this.redis.disconnect();
   }
 
-  async claim(key: string, expiresAt: number): Promise<ClaimResult> {
-    const mine = this.local.claim(key, expiresAt);
-    if (mine !== 'fresh') return mine === 'used' ? 'used' : 'unavailable';
-    const ttl = Math.max(1, Math.ceil(expiresAt - this.clock.now()));
+  async claim(c: Claim): Promise<ClaimResult> {
+    const mine = this.local.claim(c);
+    if (mine === 'used' || mine === 'full') return mine === 'used' ? 'used' : 'unavailable';
+    const ttl = Math.max(1, Math.ceil(c.expiresAt - this.clock.now()));
     try {
-      const set = await withDeadline(this.redis.set(`${this.options.keyPrefix ?? 'kms:replay:'}${key}`, '1', 'PX', ttl, 'NX'), this.options.timeoutMs ?? 250, (): never => {
+      const set = this.redis.call('SET', `${this.options.keyPrefix ?? 'kms:replay:'}${c.key}`, recordOf(c), 'PX', String(ttl), 'NX', 'GET');
+      const previous = await withDeadline(set, this.options.timeoutMs ?? 250, (): never => {
         throw new ReplayCheckTimeout('redis did not answer the replay check in time');
       });
-      return set === 'OK' ? 'fresh' : 'used';
+      return typeof previous === 'string' ? compare(previous, c) : 'fresh';
     } catch (e) {
       this.failures += 1;
       this.options.onError?.(e);

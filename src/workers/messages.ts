@@ -2,7 +2,7 @@
  * What a supervisor and its workers say to each other over the cluster IPC channel. Every message
  * carries a `kind` starting with "kms:" (prom-client's aggregation messages share the channel).
  */
-import type { Claim } from '../api/replay-guard';
+import type { CacheAnswer, Claim } from '../api/replay-guard';
 import type { Tokens } from '../api/shared-rate-limit';
 
 export type ToSupervisor =
@@ -15,7 +15,7 @@ export type ToSupervisor =
 export type ToWorker =
   | { kind: 'kms:rate-grant'; id: number; granted: number; waitMs: number }
   | { kind: 'kms:metrics'; id: number; text?: string; error?: string }
-  | { kind: 'kms:replay-answer'; id: number; answers: Array<'fresh' | 'used' | 'full'> }
+  | { kind: 'kms:replay-answer'; id: number; answers: CacheAnswer[] }
   | { kind: 'kms:shutdown' };
 
 type Kind<M> = M extends { kind: infer K } ? K : never;

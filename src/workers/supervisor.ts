@@ -56,7 +56,7 @@ export async function supervise(config: ServerConfig, log: Log): Promise<Supervi
       const grant = ledger ? ledger.grant(worker.id, m.uin, m.want) : { granted: m.want, waitMs: 0 };
       reply(worker, { kind: 'kms:rate-grant', id: m.id, ...grant });
     } else if (isMessage<ToSupervisor, 'kms:replay-claim'>(m, 'kms:replay-claim')) {
-      const answers = m.claims.map((c) => (replays ? replays.claim(c.key, c.expiresAt) : 'full'));
+      const answers = m.claims.map((c) => (replays ? replays.claim(c) : 'full' as const));
       reply(worker, { kind: 'kms:replay-answer', id: m.id, answers });
     } else if (isMessage<ToSupervisor, 'kms:rate-settle'>(m, 'kms:rate-settle')) {
       ledger?.settle(worker.id, m.unused);

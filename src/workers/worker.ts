@@ -5,7 +5,7 @@
  */
 import { AggregatorRegistry } from 'prom-client';
 import { LineLog, PIPE_BUF } from '../api/request-log';
-import { SharedReplayGuard } from '../api/replay-guard';
+import { CacheAnswer, SharedReplayGuard } from '../api/replay-guard';
 import { Grant, SharedRateLimiter } from '../api/shared-rate-limit';
 import type { ServerConfig } from '../config';
 import { startServer } from '../server';
@@ -24,7 +24,7 @@ const RATE_ANSWER_MS = 10_000;
 /** A replay claim the supervisor has not answered in this time is refused (fail closed). */
 const REPLAY_ANSWER_MS = 1_000;
 
-type ReplayAnswers = Array<'fresh' | 'used' | 'full'>;
+type ReplayAnswers = CacheAnswer[];
 
 export async function runWorker(config: ServerConfig, index: number): Promise<void> {
   // straight to the shared stdout, in writes a pipe keeps whole (not through the supervisor: IPC would serialise every line again)
