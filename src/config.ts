@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parse } from 'yaml';
+import { DEFAULT_REPLAY_ENTRIES } from './api/replay-guard';
 import { ClusterConfig, parseClusterConfig } from './hsm/config';
 import { ConfigError } from './hsm/errors';
 
@@ -109,7 +110,7 @@ function parseTc3(doc: Doc): Tc3Config {
   if (t.replayCache !== undefined && typeof t.replayCache !== 'boolean') throw new ConfigError(`${CONFIG_FILE}: "tc3.replayCache" must be true or false`);
   return {
     replayCache: t.replayCache !== false,
-    replayCacheSize: int(t, 'replayCacheSize', 3_000_000, 1_000, 100_000_000, 'tc3'),
+    replayCacheSize: int(t, 'replayCacheSize', DEFAULT_REPLAY_ENTRIES, 1_000, 100_000_000, 'tc3'),
     requireSignedHeaders: parseRequiredHeaders(t.requireSignedHeaders),
   };
 }

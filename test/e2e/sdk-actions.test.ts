@@ -41,10 +41,10 @@ describe('official SDK: every served action', () => {
     await c.UpdateKeyDescription({ KeyId: second, Description: 'changed' });
     expect((await c.DescribeKey({ KeyId: second })).KeyMetadata).toMatchObject({ Alias: 'e2e-renamed', Description: 'changed' });
     await c.DisableKeys({ KeyIds: [second] });
-    expect(await codeOf(c.Encrypt({ KeyId: second, Plaintext: b64('x') }))).toBe('ResourceUnavailable.CmkDisabled');
+    expect(await codeOf(c.Encrypt({ KeyId: second, Plaintext: b64('x disabled') }))).toBe('ResourceUnavailable.CmkDisabled');
     await c.EnableKeys({ KeyIds: [second] });
     await c.ArchiveKey({ KeyId: second });
-    expect(await codeOf(c.Encrypt({ KeyId: second, Plaintext: b64('x') }))).toBe('ResourceUnavailable.CmkArchived');
+    expect(await codeOf(c.Encrypt({ KeyId: second, Plaintext: b64('x archived') }))).toBe('ResourceUnavailable.CmkArchived');
     await c.CancelKeyArchive({ KeyId: second });
     expect(await codeOf(c.ScheduleKeyDeletion({ KeyId: second, PendingWindowInDays: 7 }))).toBe('ResourceUnavailable.CmkShouldBeDisabled');
     await c.DisableKey({ KeyId: second });
