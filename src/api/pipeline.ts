@@ -84,13 +84,14 @@ async function authenticate(deps: PipelineDeps, req: RawRequest, trace: Trace, n
 }
 
 /**
- * A signature is bound to the action and region of its first use. A replayed signature has not
- * authenticated anyone; one that could not be checked did (it is refused all the same).
+ * Effect-free reads may reuse a signature (the SDKs give GetServiceStatus({}) then GetRegions({}) in
+ * one second one signature; serving the second reveals metadata only); anything else may not, nor
+ * after a read. A replayed signature has not authenticated anyone; one that could not be checked did
+ * (it is refused all the same).
  */
 async function claimSignature(replay: ReplayGuard | undefined, identity: Tc3Identity, trace: Trace): Promise<void> {
   const claim = replay ? await replay.claim({
-    key: replayKey(identity.secretId, identity.signature), expiresAt: signatureExpiry(identity.timestamp, TC3_MAX_SKEW_SECONDS),
-    binding: `${trace.action}\n${trace.region}`, repeatable: REPEATABLE_ACTIONS.has(trace.action),
+    key: replayKey(identity.secretId, identity.signature), expiresAt: signatureExpiry(identity.timestamp, TC3_MAX_SKEW_SECONDS), repeatable: REPEATABLE_ACTIONS.has(trace.action),
   }) : 'fresh';
   trace.authenticated = claim !== 'used';
   if (claim === 'used') throw new AuthError('AuthFailure.SignatureFailure', 'this signature was already used; every request needs a signature of its own (sign it again, with a new X-TC-Timestamp)');
@@ -168,12 +169,15 @@ export function refuseUnread(deps: PipelineDeps, req: Omit<RawRequest, 'body'>, 
   return errorBody(code, message, trace.requestId);
 }
 
+/** Refusals that are not the client's doing (or are the limit's own): they cost the address nothing. */
+const UNCHARGED = new Set(['RequestLimitExceeded.IPLimitExceeded', 'InternalError', 'UnsupportedOperation.ServiceTemporaryUnavailable']);
+
 /**
  * A request that did not authenticate is a count in an aggregate, not an event of its own; it
- * spends one of its address's pre-authentication tokens (unless it was refused for having none).
+ * spends one of its address's pre-authentication tokens (unless the server, not the client, failed).
  */
 function auditUnauthenticated(deps: PipelineDeps, req: Pick<RawRequest, 'sourceIp' | 'headers'>, trace: Trace, code: string): void {
-  if (code !== 'RequestLimitExceeded.IPLimitExceeded') deps.trust.preAuth.charge(req.sourceIp);
+  if (!UNCHARGED.has(code)) deps.trust.preAuth.charge(req.sourceIp);
   const p = trace.principal;
   deps.trust.failures.record({ sourceIp: req.sourceIp, secretId: p?.secretId ?? namedSecretId(req), code, requestId: trace.requestId, accountUin: p?.tenantUin, subAccountUin: p?.uin });
 }

@@ -1,12 +1,11 @@
 /**
  * The replay cache: a signature is good for one request. Every signature that verified is claimed
- * here under a hash of SecretId and signature, until its timestamp leaves the ±5 minute window,
- * bound to what its first use did (the front-end's binding: action and region). A second claim is
- * refused, except an exact repeat (same binding) that the front-end calls repeatable (reads with no
- * effect and no secret or fresh cryptographic output: the answer is what the first use got). A claim
- * with another binding is always refused: because the SDKs sign only content-type and host, this is
- * what stops a captured request from being re-aimed at another X-TC-Action or X-TC-Region.
- * Protocol-neutral: any front-end that verifies signatures claims them here.
+ * here under a hash of SecretId and signature, until its timestamp leaves the ±5 minute window. A
+ * second claim is refused unless the front-end calls that use repeatable (reads with no effect and
+ * no secret or fresh cryptographic output). Because the SDKs sign only content-type and host, this
+ * is also what stops a captured request from being re-aimed at another X-TC-Action or X-TC-Region:
+ * the re-aimed copy is a second use. Protocol-neutral: any front-end that verifies signatures
+ * claims them here.
  *
  * Three guards of one interface: in this process (ReplayCache behind MemoryReplayGuard); on the
  * supervisor for worker processes (SharedReplayGuard, one IPC question per batch of claims); and in
@@ -19,8 +18,8 @@ import { withDeadline } from '../deadline';
 import { Clock, systemClock } from '../kms/clock';
 
 /**
- * fresh: first use, now recorded; repeat: an exact repeat of a repeatable first use; used: seen before
- * within its window (and not such a repeat); unavailable: cannot tell (refuse).
+ * fresh: first use, now recorded; repeat: seen before, and this use is repeatable; used: seen before
+ * within its window; unavailable: cannot tell (refuse).
  */
 export type ClaimResult = 'fresh' | 'repeat' | 'used' | 'unavailable';
 /** What the cache itself answers (`full`: no room, nothing evicted). */
@@ -30,9 +29,7 @@ export interface Claim {
   key: string;
   /** Clock ms after which the signature is refused anyway. */
   expiresAt: number;
-  /** What this use does (a short string; compared, never parsed). */
-  binding: string;
-  /** An exact repeat of this use may be served. */
+  /** This use may be served even if the signature was used before. */
   repeatable: boolean;
 }
 
@@ -40,23 +37,11 @@ export interface ReplayGuard {
   claim(c: Claim): Promise<ClaimResult>;
 }
 
-/** Whether a later claim finds the recorded use an acceptable repeat. */
-function compare(recorded: string, c: Claim): 'repeat' | 'used' {
-  return c.repeatable && recorded === `r:${c.binding}` ? 'repeat' : 'used';
+function seen(c: Claim): 'repeat' | 'used' {
+  return c.repeatable ? 'repeat' : 'used';
 }
 
-/** Bindings repeat (a few actions × regions): one string each, not one per entry. */
-const records = new Map<string, string>();
-
-function recordOf(c: Claim): string {
-  const record = `${c.repeatable ? 'r' : 'x'}:${c.binding}`;
-  const known = records.get(record);
-  if (known !== undefined) return known;
-  if (records.size < 4_096) records.set(record, record);
-  return record;
-}
-
-/** Entries a cache holds by default (about 150 bytes each): 5 minutes at 6,000 requests a second. */
+/** Entries a cache holds by default (about 140 bytes each): 5 minutes at 6,000 requests a second. */
 export const DEFAULT_REPLAY_ENTRIES = 2_000_000;
 
 /** The cache key: a hash, so neither memory nor Redis holds a usable signature. */
@@ -75,7 +60,7 @@ export function signatureExpiry(timestampSeconds: number, windowSeconds: number)
  * since an evicted signature could be replayed.
  */
 export class ReplayCache {
-  private readonly expiries = new Map<string, { at: number; record: string }>();
+  private readonly expiries = new Map<string, number>();
   private readonly bySecond = new Map<number, string[]>();
   private sweptTo = -1;
 
@@ -92,11 +77,11 @@ export class ReplayCache {
     const now = this.clock.now();
     this.sweep(Math.floor(now / 1000));
     const known = this.expiries.get(key);
-    if (known !== undefined && known.at > now) return compare(known.record, c);
+    if (known !== undefined && known > now) return seen(c);
     if (expiresAt <= now) return 'fresh';
     if (this.expiries.size >= this.maxEntries) return 'full';
     const second = Math.ceil(expiresAt / 1000);
-    this.expiries.set(key, { at: second * 1000, record: recordOf(c) });
+    this.expiries.set(key, second * 1000);
     const keys = this.bySecond.get(second);
     if (keys) keys.push(key);
     else this.bySecond.set(second, [key]);
@@ -116,7 +101,7 @@ export class ReplayCache {
   private drop(second: number): void {
     const keys = this.bySecond.get(second);
     if (!keys) return;
-    for (const k of keys) if (this.expiries.get(k)?.at === second * 1000) this.expiries.delete(k);
+    for (const k of keys) if (this.expiries.get(k) === second * 1000) this.expiries.delete(k);
     this.bySecond.delete(second);
   }
 }
@@ -184,10 +169,7 @@ export interface RedisReplayGuardOptions {
 
 class ReplayCheckTimeout extends Error {}
 
-/**
- * Several nodes: this process's cache first, then `SET key <binding> PX ttl NX GET` in Redis (the
- * first node to set it wins; the others get the first use's binding back to compare).
- */
+/** Several nodes: this process's cache first, then `SET key 1 PX ttl NX` in Redis (the first node to set it wins). */
 export class RedisReplayGuard implements ReplayGuard {
   private readonly local: ReplayCache;
   private readonly clock: Clock;
@@ -212,11 +194,10 @@ export class RedisReplayGuard implements ReplayGuard {
     if (mine === 'used' || mine === 'full') return mine === 'used' ? 'used' : 'unavailable';
     const ttl = Math.max(1, Math.ceil(c.expiresAt - this.clock.now()));
     try {
-      const set = this.redis.call('SET', `${this.options.keyPrefix ?? 'kms:replay:'}${c.key}`, recordOf(c), 'PX', String(ttl), 'NX', 'GET');
-      const previous = await withDeadline(set, this.options.timeoutMs ?? 250, (): never => {
+      const set = await withDeadline(this.redis.set(`${this.options.keyPrefix ?? 'kms:replay:'}${c.key}`, '1', 'PX', ttl, 'NX'), this.options.timeoutMs ?? 250, (): never => {
         throw new ReplayCheckTimeout('redis did not answer the replay check in time');
       });
-      return typeof previous === 'string' ? compare(previous, c) : 'fresh';
+      return set === 'OK' ? 'fresh' : seen(c);
     } catch (e) {
       this.failures += 1;
       this.options.onError?.(e);
