@@ -258,7 +258,8 @@ describe('one server (embedded store)', () => {
       resolve.mockRestore();
       const added = (await auditCount()) - before;
       process.stdout.write(`junk flood: ${JSON.stringify(Object.fromEntries(codes))} in ~${seconds} s; ${added} audit events added, ${lookups} SecretId lookups, ${tc3Work.signatureHmacs - hmacs} signature HMACs\n`);
-      expect(added).toBeLessThanOrEqual(6);
+      // groups: (no SecretId, InvalidAuthorization), (root, SignatureFailure), (either, IPLimitExceeded): 4 a minute, and the flood may span two
+      expect(added).toBeLessThanOrEqual(8);
       expect(codes.get('RequestLimitExceeded.IPLimitExceeded') ?? 0).toBeGreaterThan(9_000);
       expect(lookups).toBeLessThanOrEqual(allowedThrough);
       expect(tc3Work.signatureHmacs - hmacs).toBeLessThanOrEqual(allowedThrough * 6);
