@@ -5,7 +5,7 @@
  */
 import { AggregatorRegistry } from 'prom-client';
 import { LineLog, PIPE_BUF } from '../api/request-log';
-import { CacheAnswer, SharedReplayGuard } from '../api/replay-guard';
+import { CacheAnswer, ReplayCache, SharedReplayGuard } from '../api/replay-guard';
 import { Grant, SharedRateLimiter } from '../api/shared-rate-limit';
 import type { ServerConfig } from '../config';
 import { startServer } from '../server';
@@ -43,7 +43,7 @@ export async function runWorker(config: ServerConfig, index: number): Promise<vo
     : undefined;
   const claims = new PendingReplies<ReplayAnswers>('replay check', REPLAY_ANSWER_MS);
   const replay = config.store.kind === 'sqlite' && config.tc3.replayCache
-    ? new SharedReplayGuard({ ask: (batch) => claims.ask((id) => send({ kind: 'kms:replay-claim', id, claims: batch })) })
+    ? new SharedReplayGuard({ ask: (batch) => claims.ask((id) => send({ kind: 'kms:replay-claim', id, claims: batch })), local: new ReplayCache(config.tc3.replayCacheSize) })
     : undefined;
   const metrics = new PendingReplies<string>('aggregated metrics', SCRAPE_TIMEOUT_MS);
   const scrape = (): Promise<string> => metrics.ask((id) => send({ kind: 'kms:metrics', id }));
