@@ -14,7 +14,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEV_CREDENTIALS, initDev } from '../src/cli/dev-init';
-import { BENCH_RATE_LIMIT, call, Creds, drive, freePort, machineLine, patchConfig, ROOT, Row, signed, start, startKms, stop } from './bench-server';
+import { BENCH_RATE_LIMIT, call, Creds, drive, freePort, freshlySigned, machineLine, patchConfig, ROOT, Row, SignedRequest, start, startKms, stop } from './bench-server';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -38,8 +38,14 @@ async function main(): Promise<void> {
     const echoPort = await freePort();
     children.push((await start([join(__dirname, 'bench-echo-server.js'), String(echoPort), String(encryptAnswer)], (b) => b.includes('ready'))).child);
 
+    if (process.env.BENCH_REPLAY) {
+      await stop(kms.child);
+      await replayComparison(dir, creds, KeyId, plaintext, nodeArgs, children);
+      return;
+    }
+    const signed = freshlySigned;
     const encrypt = signed(kmsPort, creds, 'Encrypt', { KeyId, Plaintext: plaintext });
-    const run = (name: string, port: number, request: typeof encrypt) => drive(name, port, () => request, SECONDS, CONNECTIONS);
+    const run = (name: string, port: number, request: () => SignedRequest) => drive(name, port, request, SECONDS, CONNECTIONS);
     // warm-up: JIT, handle caches, audit tables
     await run('warm-up', kmsPort, encrypt);
     if (process.env.BENCH_ONLY_ENCRYPT) {
@@ -88,6 +94,32 @@ async function main(): Promise<void> {
     await Promise.all(children.map(stop));
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * BENCH_REPLAY=1: Encrypt with the replay cache on and off (tc3.replayCache), in one process and
+ * with workers: auto (where each claim is a question to the supervisor), same installation, same
+ * run. Every request is freshly signed in both (BENCH_SECONDS defaults to 4 here).
+ */
+async function replayComparison(dir: string, creds: Creds, KeyId: string, plaintext: string, nodeArgs: string[], children: ChildProcess[]): Promise<void> {
+  const seconds = Number(process.env.BENCH_SECONDS ?? 4);
+  const rows: Row[] = [];
+  for (const workers of ['1', process.env.BENCH_WORKERS ?? 'auto']) {
+    for (const replayCache of [true, false]) {
+      patchConfig(dir, { tc3: { replayCache } });
+      process.env.KMS_WORKERS = workers;
+      const kms = await startKms(dir, nodeArgs);
+      children.push(kms.child);
+      const encrypt = freshlySigned(kms.port, creds, 'Encrypt', { KeyId, Plaintext: plaintext });
+      await drive('warm-up', kms.port, encrypt, 2, CONNECTIONS);
+      rows.push(await drive(`KMS Encrypt (workers: ${workers}, replay cache ${replayCache ? 'on' : 'off'})`, kms.port, encrypt, seconds, CONNECTIONS));
+      await stop(kms.child);
+    }
+  }
+  console.log(`machine: ${machineLine()}; ${CONNECTIONS} connections, ${seconds} s each`);
+  console.log('| target | req/s | p50 ms | p99 ms | errors |');
+  console.log('|---|---:|---:|---:|---:|');
+  for (const r of rows) console.log(`| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.errors} |`);
 }
 
 main().catch((e: Error) => {

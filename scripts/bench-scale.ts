@@ -16,7 +16,7 @@ import { DEV_CREDENTIALS, initDev } from '../src/cli/dev-init';
 import { loadServerConfig } from '../src/config';
 import { openServices } from '../src/services';
 import { writeReport } from './bench-report';
-import { BENCH_RATE_LIMIT, call, Creds, drive, machineLine, patchConfig, ROOT, Row, rssMiB, signed, SignedRequest, startKms, stop } from './bench-server';
+import { BENCH_RATE_LIMIT, call, Creds, drive, machineLine, patchConfig, ROOT, Row, freshlySigned, rssMiB, SignedRequest, startKms, stop } from './bench-server';
 
 const KEYS = Number(process.env.BENCH_KEYS ?? 100_000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -92,8 +92,9 @@ async function measure(dir: string, creds: Creds, keyIds: string[], total: numbe
   try {
     const rssStartMiB = round(rssMiB(kms.child.pid!));
     const plaintext = Buffer.alloc(32, 7).toString('base64');
-    const requests: SignedRequest[] = keyIds.map((KeyId) => signed(kms.port, creds, 'Encrypt', { KeyId, Plaintext: plaintext }));
-    const pick = () => requests[Math.floor(Math.random() * requests.length)];
+    // one signer per key, each request signed afresh (a signature serves once: docs/security.md §1)
+    const signers: Array<() => SignedRequest> = keyIds.map((KeyId) => freshlySigned(kms.port, creds, 'Encrypt', { KeyId, Plaintext: plaintext }));
+    const pick = () => (signers[Math.floor(Math.random() * signers.length)] as () => SignedRequest)();
     await drive('warm-up', kms.port, pick, Math.max(3, SECONDS / 2), CONNECTIONS);
     const encrypt = await drive(`Encrypt, ${keyIds.length} keys at random`, kms.port, pick, SECONDS, CONNECTIONS);
     const listFirst = await listLatency(kms.port, creds, 0);

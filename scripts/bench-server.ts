@@ -75,6 +75,26 @@ export function signed(port: number, creds: Creds, action: string, params: objec
   return { method: 'POST', path: '/', headers, body };
 }
 
+/**
+ * A request per call, each with a signature of its own: a signature serves once (docs/security.md
+ * §1), so replaying one signed request would measure refusals. Each carries a signed sequence header
+ * (`x-bench-seq`), the body unchanged.
+ */
+export function freshlySigned(port: number, creds: Creds, action: string, params: object): () => SignedRequest {
+  const body = JSON.stringify(params);
+  const raw = Buffer.from(body);
+  let seq = 0;
+  return () => {
+    const timestamp = Math.floor(Date.now() / 1000);
+    const headers: Record<string, string> = {
+      'content-type': 'application/json', host: `127.0.0.1:${port}`, 'x-tc-action': action, 'x-tc-version': '2019-01-18',
+      'x-tc-region': 'ap-guangzhou', 'x-tc-timestamp': String(timestamp), 'x-bench-seq': String(seq++),
+    };
+    headers.authorization = signTc3({ secretId: creds.SecretId, secretKey: creds.SecretKey, service: '127', timestamp, headers, body: raw, extraSignedHeaders: ['x-bench-seq'] });
+    return { method: 'POST', path: '/', headers, body };
+  };
+}
+
 export async function call(port: number, creds: Creds, action: string, params: object): Promise<Record<string, unknown>> {
   const r = signed(port, creds, action, params);
   const res = await fetch(`http://127.0.0.1:${port}/`, { method: 'POST', headers: r.headers, body: r.body });

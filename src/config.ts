@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parse } from 'yaml';
+import { DEFAULT_REPLAY_ENTRIES } from './api/replay-guard';
 import { ClusterConfig, parseClusterConfig } from './hsm/config';
 import { ConfigError } from './hsm/errors';
 
@@ -38,6 +39,10 @@ export interface ServerConfig {
   maxKeysPerRegion: number;
   maxBodyBytes: number;
   rateLimit: { perSecond: number; burst: number };
+  /** Replay cache and signed-header demands (docs/security.md §1). */
+  tc3: Tc3Config;
+  /** Per source address: requests that did not authenticate (docs/security.md §6). */
+  preAuthLimit: { perSecond: number; burst: number };
   alarms: { log?: string; webhook?: string };
   /** `import.allowPkcs1v15`: offer RSAES_PKCS1_V1_5 import wrapping (default false: Bleichenbacher padding-oracle risk). */
   allowPkcs1v15Import: boolean;
@@ -51,7 +56,19 @@ export interface ServerConfig {
   clusters: ClusterConfig[];
 }
 
+export interface Tc3Config {
+  /** Refuse a second use of a signature within its window (default true). */
+  replayCache: boolean;
+  /** Signatures the cache holds at most (per process, and on the supervisor). */
+  replayCacheSize: number;
+  /** Headers every signature must cover besides content-type and host. */
+  requireSignedHeaders: string[];
+}
+
 export const CONFIG_FILE = 'kms.yaml';
+
+/** `requireSignedHeaders: true` means these (what the SDKs leave unsigned and the server acts on). */
+export const BOUND_HEADERS = ['x-tc-action', 'x-tc-region', 'x-tc-timestamp'];
 
 type Doc = Record<string, unknown>;
 
@@ -127,6 +144,25 @@ function parseAudit(d: Doc, abs: (p: string) => string): AuditConfig {
   };
 }
 
+function parseRequiredHeaders(raw: unknown): string[] {
+  if (raw === undefined || raw === false) return [];
+  if (raw === true) return [...BOUND_HEADERS];
+  if (!Array.isArray(raw) || !raw.every((h) => typeof h === 'string' && /^[A-Za-z0-9-]{1,64}$/.test(h))) {
+    throw new ConfigError(`${CONFIG_FILE}: "tc3.requireSignedHeaders" must be true, false or a list of header names`);
+  }
+  return [...new Set(raw.map((h: string) => h.toLowerCase()))].sort();
+}
+
+function parseTc3(doc: Doc): Tc3Config {
+  const t = section(doc, 'tc3');
+  if (t.replayCache !== undefined && typeof t.replayCache !== 'boolean') throw new ConfigError(`${CONFIG_FILE}: "tc3.replayCache" must be true or false`);
+  return {
+    replayCache: t.replayCache !== false,
+    replayCacheSize: int(t, 'replayCacheSize', DEFAULT_REPLAY_ENTRIES, 1_000, 100_000_000, 'tc3'),
+    requireSignedHeaders: parseRequiredHeaders(t.requireSignedHeaders),
+  };
+}
+
 export const MAX_WORKERS = 256;
 
 /** `workers`: a count, or "auto" (one per CPU the process may use); KMS_WORKERS overrides. */
@@ -156,6 +192,7 @@ export function parseServerConfig(source: string, dataDir: string, env: NodeJS.P
     throw new ConfigError(`${CONFIG_FILE}: regions must be a non-empty list of region names`);
   }
   const rate = section(d, 'rateLimit');
+  const preAuth = section(d, 'preAuthLimit');
   const alarms = section(d, 'alarms');
   const imports = section(d, 'import');
   const gcm = section(d, 'gcm');
@@ -171,6 +208,8 @@ export function parseServerConfig(source: string, dataDir: string, env: NodeJS.P
     maxKeysPerRegion: int(d, 'maxKeysPerRegion', 200, 0, 10_000_000),
     maxBodyBytes: int(d, 'maxBodyBytes', 256 * 1024, 1024, 10 * 1024 * 1024),
     rateLimit: { perSecond: int(rate, 'perSecond', 1000, 1, 1_000_000, 'rateLimit'), burst: int(rate, 'burst', 2000, 1, 10_000_000, 'rateLimit') },
+    tc3: parseTc3(d),
+    preAuthLimit: { perSecond: int(preAuth, 'perSecond', 50, 1, 1_000_000, 'preAuthLimit'), burst: int(preAuth, 'burst', 500, 1, 10_000_000, 'preAuthLimit') },
     alarms: { log: optionalText(alarms, 'log', 'alarms') && abs(text(alarms, 'log', undefined, 'alarms')), webhook: optionalText(alarms, 'webhook', 'alarms') },
     allowPkcs1v15Import: flag(imports, 'allowPkcs1v15', 'import'),
     gcmMaxInvocationsPerVersion: int(gcm, 'maxInvocationsPerVersion', 2 ** 32, 1, 2 ** 32, 'gcm'),

@@ -9,9 +9,12 @@ import Redis from 'ioredis';
 import type { AppDeps } from './api/app';
 import { Metrics } from './api/metrics';
 import type { Authorizer } from './api/ports';
+import type { TrustDeps } from './api/pipeline';
+import { FailureAudit, PreAuthLimiter } from './api/pre-auth';
 import { MemoryRateLimiter, RateLimiter, RedisRateLimiter } from './api/rate-limit';
 import { AnchorSink, fileAnchorSink, syslogAnchorSink, webhookAnchorSink } from './audit/anchors';
 import { directoryArchive } from './audit/archive';
+import { MemoryReplayGuard, RedisReplayGuard, ReplayCache, ReplayGuard } from './api/replay-guard';
 import type { AuditLog } from './audit/audit-log';
 import { AUDIT_LEASE, AuditJobs } from './audit/jobs';
 import type { LinkMac } from './audit/link-mac';
@@ -47,6 +50,8 @@ export interface ServicesOptions {
   repair?: boolean;
   /** Replaces the in-process rate limiter of the embedded store (a worker shares its supervisor's buckets). */
   limiter?: RateLimiter;
+  /** Replaces the in-process replay cache of the embedded store (a worker claims on its supervisor's). */
+  replay?: ReplayGuard;
 }
 
 export interface Services {
@@ -58,6 +63,8 @@ export interface Services {
   audit: AuditLog;
   limiter: RateLimiter;
   metrics: Metrics;
+  /** Replay cache, pre-authentication limit, failure aggregates. */
+  trust: TrustDeps;
   /** What the HTTP app needs (without its request log). */
   apiDeps(): Omit<AppDeps, 'log'>;
   close(): Promise<void>;
@@ -91,9 +98,24 @@ export function anchorSink(c: AnchorSinkConfig): AnchorSink {
   return syslogAnchorSink(c.host, c.port);
 }
 
-type Opened = { store: MetadataStore; identities: IdentityStore; audit: AuditLog; limiter: RateLimiter; auditJobs?: AuditJobs };
+type Opened = { store: MetadataStore; identities: IdentityStore; audit: AuditLog; limiter: RateLimiter; replay?: ReplayGuard; auditJobs?: AuditJobs };
 
-async function openStores(config: ServerConfig, linkMac: LinkMac, shared?: RateLimiter): Promise<Opened> {
+/** The replay guard: none when turned off; else the one given (a worker's), Redis's for several nodes, or this process's. */
+function replayGuard(config: ServerConfig, given: ReplayGuard | undefined, redis: () => Redis): ReplayGuard | undefined {
+  if (!config.tc3.replayCache) return undefined;
+  if (given) return given;
+  const local = new ReplayCache(config.tc3.replayCacheSize);
+  return config.store.kind === 'redis' ? new RedisReplayGuard(redis(), { local }) : new MemoryReplayGuard(local);
+}
+
+function redisClient(host: string, port: number): Redis {
+  // fails fast while Redis is away; ioredis reconnects by itself (no unhandled 'error' events)
+  const redis = new Redis({ host, port, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+  redis.on('error', () => undefined);
+  return redis;
+}
+
+async function openStores(config: ServerConfig, linkMac: LinkMac, shared?: RateLimiter, sharedReplay?: ReplayGuard): Promise<Opened> {
   const rate = { perSecond: config.rateLimit.perSecond, burst: config.rateLimit.burst };
   const s = config.store;
   if (s.kind === 'sqlite') {
@@ -103,6 +125,7 @@ async function openStores(config: ServerConfig, linkMac: LinkMac, shared?: RateL
       identities: new SqliteIdentityStore(s.path),
       audit: new SqliteAuditLog(s.path, { linkMac }),
       limiter: shared ?? new MemoryRateLimiter(rate),
+      replay: replayGuard(config, sharedReplay, () => { throw new Error('no Redis for the embedded store'); }),
     };
   }
   const conn = { host: s.host, port: s.port, allowVolatile: s.allowVolatile };
@@ -111,10 +134,9 @@ async function openStores(config: ServerConfig, linkMac: LinkMac, shared?: RateL
   try {
     identities = await RedisIdentityStore.open(conn);
     const audit = await RedisAuditLog.open({ ...conn, linkMac });
-    // the limiter fails open while Redis is away; ioredis reconnects by itself (no unhandled 'error' events)
-    const redis = new Redis({ host: s.host, port: s.port, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
-    redis.on('error', () => undefined);
-    return { store, identities, audit, limiter: new RedisRateLimiter(redis, rate) };
+    // the limiter fails open while Redis is away, the replay guard closed
+    const limiter = new RedisRateLimiter(redisClient(s.host, s.port), rate);
+    return { store, identities, audit, limiter, replay: replayGuard(config, sharedReplay, () => redisClient(s.host, s.port)) };
   } catch (e) {
     await identities?.close().catch(() => undefined);
     await store.close().catch(() => undefined);
@@ -160,7 +182,7 @@ export async function openServices(config: ServerConfig, options: ServicesOption
   let kms: Kms | undefined;
   try {
     if (options.domainCeremony) await runCeremony(clusters, options.domainCeremony);
-    opened = await openStores(config, auditLinkMac(clusters), options.limiter);
+    opened = await openStores(config, auditLinkMac(clusters), options.limiter, options.replay);
     const { store, identities } = opened;
     const alarms = alarmsFor(config, options.log);
     kms = new Kms({
@@ -207,13 +229,17 @@ async function startAuditJobs(config: ServerConfig, opened: Opened, nodeId: stri
   return jobs;
 }
 
-async function closeAll(log: ServicesOptions['log'], clusters: readonly HsmCluster[], opened: Awaited<ReturnType<typeof openStores>> | undefined, kms: Kms | undefined, budgetMs: number): Promise<void> {
+async function closeAll(
+  log: ServicesOptions['log'], clusters: readonly HsmCluster[], opened: Opened | undefined, kms: Kms | undefined, budgetMs: number, failures?: FailureAudit,
+): Promise<void> {
   const deadline = Date.now() + budgetMs;
   if (kms) await bounded('stopping background jobs', kms.close(), deadline, log);
   if (opened) {
+    failures?.close();
     if (opened.auditJobs) await bounded('audit anchor', opened.auditJobs.stop(), deadline, log);
     await bounded('audit close', opened.audit.close(), deadline, log);
     if (opened.limiter instanceof RedisRateLimiter) opened.limiter.disconnect();
+    if (opened.replay instanceof RedisReplayGuard) opened.replay.disconnect();
     await bounded('identity store close', opened.identities.close(), deadline, log);
     await bounded('key store close', opened.store.close(), deadline, log);
   }
@@ -221,9 +247,15 @@ async function closeAll(log: ServicesOptions['log'], clusters: readonly HsmClust
 }
 
 function compose(
-  config: ServerConfig, options: ServicesOptions, clusters: HsmCluster[], opened: Awaited<ReturnType<typeof openStores>>, kms: Kms, alarms: Alarms, iam: IamService,
+  config: ServerConfig, options: ServicesOptions, clusters: HsmCluster[], opened: Opened, kms: Kms, alarms: Alarms, iam: IamService,
 ): Services {
   const { store, audit, limiter } = opened;
+  const trust: TrustDeps = {
+    tc3: { requiredSignedHeaders: config.tc3.requireSignedHeaders },
+    replay: opened.replay,
+    preAuth: new PreAuthLimiter(config.preAuthLimit),
+    failures: new FailureAudit((e) => audit.append(e)),
+  };
   const metrics = new Metrics({ clusters, alarms, keysByState: () => store.countByState(), audit: () => audit.counters() });
   const authz: Authorizer = {
     check: async (principal, request) => {
@@ -237,12 +269,12 @@ function compose(
   };
   let closing: Promise<void> | undefined;
   return {
-    config, clusters, store, kms, iam, audit, limiter, metrics,
+    config, clusters, store, kms, iam, audit, limiter, metrics, trust,
     apiDeps: () => ({
-      kms, store, clusters, metrics, authz, limiter, maxBodyBytes: config.maxBodyBytes, regions: config.regions, deploymentId: config.deploymentId,
+      kms, store, clusters, metrics, authz, limiter, trust, maxBodyBytes: config.maxBodyBytes, regions: config.regions, deploymentId: config.deploymentId,
       authn: { resolve: (secretId) => iam.resolve(secretId) },
       audit: { append: (e) => audit.append(e) },
     }),
-    close: () => (closing ??= closeAll(options.log, clusters, opened, kms, CLOSE_BUDGET_MS)),
+    close: () => (closing ??= closeAll(options.log, clusters, opened, kms, CLOSE_BUDGET_MS, trust.failures)),
   };
 }

@@ -35,3 +35,14 @@ export function isUnsupportedAction(action: string): action is UnsupportedAction
 export function isUnknownAction(action: string): boolean {
   return !SERVED.has(action) && !UNSUPPORTED.has(action);
 }
+
+/**
+ * Reads with no effect, no secret and no fresh cryptographic output: served on a signature used
+ * before (a replay, or a re-aim to one of them, reveals key metadata only). The SDKs sign
+ * one-second timestamps and not the action, so a client that polls, calls GetServiceStatus({}) then
+ * GetRegions({}), or reads back what it just changed sends one signature several times. Everything
+ * else gets one use per signature (docs/security.md §1).
+ */
+export const REPEATABLE_ACTIONS: ReadonlySet<string> = new Set<ServedAction>([
+  'DescribeKey', 'DescribeKeys', 'ListKeys', 'ListKeyDetail', 'GetKeyRotationStatus', 'GetPublicKey', 'GetServiceStatus', 'GetRegions', 'ListAlgorithms',
+]);

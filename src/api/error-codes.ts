@@ -31,6 +31,10 @@ export class UnsupportedActionError extends RequestError {}
 export class NoSuchVersionError extends RequestError {}
 /** X-TC-Region names a region this deployment does not serve. */
 export class UnsupportedRegionError extends RequestError {}
+/** The source address has sent too many requests that did not authenticate; refused before any signature work. */
+export class SourceLimitedError extends RequestError {}
+/** The replay cache could not say whether a signature was used before (Redis or the supervisor did not answer, or it is full): refused. */
+export class ReplayCheckUnavailableError extends RequestError {}
 
 export interface ApiError {
   code: string;
@@ -104,6 +108,8 @@ export const API_ERROR_CODES: ReadonlyArray<readonly [ErrorClass, string]> = [
   [NoSuchVersionError, 'NoSuchVersion'],
   [UnsupportedRegionError, 'UnsupportedRegion'],
   [RateLimitedError, 'RequestLimitExceeded'],
+  [SourceLimitedError, 'RequestLimitExceeded.IPLimitExceeded'],
+  [ReplayCheckUnavailableError, 'UnsupportedOperation.ServiceTemporaryUnavailable'],
   [RequestTooLargeError, 'RequestSizeLimitExceeded'],
   [InvalidActionError, 'InvalidAction'],
   [UnsupportedActionError, 'UnsupportedOperation'],

@@ -1,21 +1,25 @@
 /**
- * One API request, start to end: headers → TC3 signature → principal → rate limit → action →
- * parameters → CAM policy → KMS core → envelope; then one audit event, one log line, metrics.
+ * One API request, start to end: source limit → headers → TC3 signature → principal → replay cache
+ * → rate limit → action → parameters → CAM policy → KMS core → envelope; then one audit event (or,
+ * for a request that did not authenticate, a count in an aggregate), one log line, metrics.
  */
 import { randomUUID } from 'node:crypto';
 import type { Principal } from '../iam/principal';
 import type { Caller } from '../kms/key-access';
 import type { Kms } from '../kms/service';
 import {
-  InvalidActionError, NoSuchVersionError, RateLimitedError, toApiError, UnauthorizedError, UnsupportedActionError, UnsupportedRegionError,
+  InvalidActionError, NoSuchVersionError, RateLimitedError, ReplayCheckUnavailableError, SourceLimitedError, toApiError, UnauthorizedError, UnsupportedActionError,
+  UnsupportedRegionError,
 } from './error-codes';
 import type { ActionContext, ActionHandler, ActionTable } from './handlers';
 import type { Metrics } from './metrics';
-import { isServedAction, isUnsupportedAction } from './actions';
+import { isServedAction, isUnsupportedAction, REPEATABLE_ACTIONS } from './actions';
 import { ActionParams, ParamError, parseJsonBody, ServedAction, validateParams } from './params';
 import type { AuditSink, Authenticator, AuthorizationRequest, Authorizer, RateLimiter, RequestLog } from './ports';
+import type { FailureAudit, PreAuthLimiter } from './pre-auth';
+import { ReplayGuard, replayKey, signatureExpiry } from './replay-guard';
 import { errorBody, successBody } from './response';
-import { verifyTc3 } from './tc3';
+import { AuthError, MAX_AUTHORIZATION_CHARS, TC3_MAX_SKEW_SECONDS, Tc3Identity, Tc3Policy, verifyTc3 } from './tc3';
 
 export const API_VERSION = '2019-01-18';
 /** Actions that need no region header. */
@@ -32,7 +36,17 @@ export interface PipelineDeps {
   handlers: ActionTable;
   regions: readonly string[];
   deploymentId: Buffer;
+  trust: TrustDeps;
   now?: () => number;
+}
+
+/** Replays and what a client that has not authenticated may cost (docs/security.md §1, §6). */
+export interface TrustDeps {
+  tc3: Tc3Policy;
+  /** undefined: the replay cache is off (tc3.replayCache: false). */
+  replay?: ReplayGuard;
+  preAuth: PreAuthLimiter;
+  failures: FailureAudit;
 }
 
 export interface RawRequest {
@@ -48,6 +62,8 @@ interface Trace {
   action: string;
   region: string;
   principal?: Principal;
+  /** The signature verified and was not used before. */
+  authenticated?: boolean;
   resource: string;
 }
 
@@ -56,13 +72,37 @@ function header(req: Pick<RawRequest, 'headers'>, name: string): string | undefi
   return Array.isArray(v) ? v[0] : v;
 }
 
-async function authenticate(deps: PipelineDeps, req: RawRequest, now: number): Promise<Principal> {
+async function authenticate(deps: PipelineDeps, req: RawRequest, trace: Trace, now: number): Promise<Principal> {
   let found: { principal: Principal; secretKey: Buffer } | undefined;
-  await verifyTc3({ method: req.method, headers: req.headers, body: req.body, url: req.url }, async (secretId) => {
+  const identity = await verifyTc3({ method: req.method, headers: req.headers, body: req.body, url: req.url }, async (secretId) => {
     found = await deps.authn.resolve(secretId);
     return found?.secretKey;
-  }, now);
+  }, now, deps.trust.tc3);
+  trace.principal = found!.principal;
+  await claimSignature(deps.trust.replay, identity, trace);
   return found!.principal;
+}
+
+/**
+ * Effect-free reads may reuse a signature (the SDKs give GetServiceStatus({}) then GetRegions({}) in
+ * one second one signature; serving the second reveals metadata only); anything else may not, nor
+ * after a read. A replayed signature has not authenticated anyone; one that could not be checked did
+ * (it is refused all the same).
+ */
+async function claimSignature(replay: ReplayGuard | undefined, identity: Tc3Identity, trace: Trace): Promise<void> {
+  const claim = replay ? await replay.claim({
+    key: replayKey(identity.secretId, identity.signature), expiresAt: signatureExpiry(identity.timestamp, TC3_MAX_SKEW_SECONDS), repeatable: REPEATABLE_ACTIONS.has(trace.action),
+  }) : 'fresh';
+  trace.authenticated = claim !== 'used';
+  if (claim === 'used') throw new AuthError('AuthFailure.SignatureFailure', 'this signature was already used; every request needs a signature of its own (sign it again, with a new X-TC-Timestamp)');
+  if (claim === 'unavailable') throw new ReplayCheckUnavailableError('whether this signature was used before cannot be checked now; retry later');
+}
+
+/** The SecretId an Authorization header names, if well-formed (for the failure aggregate only). */
+function namedSecretId(req: Pick<RawRequest, 'headers'>): string {
+  const auth = header(req, 'authorization');
+  if (auth === undefined || auth.length > MAX_AUTHORIZATION_CHARS) return '';
+  return /Credential=([A-Za-z0-9_-]{1,128})\//.exec(auth)?.[1] ?? '';
 }
 
 /** Runs the request; resolves to the response body (never rejects for anything the caller did). */
@@ -86,11 +126,11 @@ export async function handleRequest(deps: PipelineDeps, req: RawRequest): Promis
 
 async function run(deps: PipelineDeps, req: RawRequest, trace: Trace, now: number): Promise<object> {
   const { action } = trace;
+  if (!deps.trust.preAuth.allows(req.sourceIp)) throw new SourceLimitedError('too many requests from this address failed to authenticate; slow down');
   if (!action) throw new ParamError('MissingParameter', 'X-TC-Action', 'the X-TC-Action header is required');
   const version = header(req, 'x-tc-version');
   if (version !== API_VERSION) throw new NoSuchVersionError(`X-TC-Version must be ${API_VERSION}`);
-  const principal = await authenticate(deps, req, now);
-  trace.principal = principal;
+  const principal = await authenticate(deps, req, trace, now);
   if (!(await deps.limiter.take(principal.tenantUin))) throw new RateLimitedError('this account is over its request rate; slow down');
   if (isUnsupportedAction(action)) throw new UnsupportedActionError(`${action} is not offered by this service`);
   if (!isServedAction(action)) throw new InvalidActionError(`${JSON.stringify(action.slice(0, 64))} is not an action of the KMS API ${API_VERSION}`);
@@ -131,13 +171,27 @@ export function refuseUnread(deps: PipelineDeps, req: Omit<RawRequest, 'body'>, 
   return errorBody(code, message, trace.requestId);
 }
 
+/** Refusals that are not the client's doing (or are the limit's own): they cost the address nothing. */
+const UNCHARGED = new Set(['RequestLimitExceeded.IPLimitExceeded', 'InternalError', 'UnsupportedOperation.ServiceTemporaryUnavailable']);
+
+/**
+ * A request that did not authenticate is a count in an aggregate, not an event of its own; it
+ * spends one of its address's pre-authentication tokens (unless the server, not the client, failed).
+ */
+function auditUnauthenticated(deps: PipelineDeps, req: Pick<RawRequest, 'sourceIp' | 'headers'>, trace: Trace, code: string): void {
+  if (!UNCHARGED.has(code)) deps.trust.preAuth.charge(req.sourceIp);
+  const p = trace.principal;
+  deps.trust.failures.record({ sourceIp: req.sourceIp, secretId: p?.secretId ?? namedSecretId(req), code, requestId: trace.requestId, accountUin: p?.tenantUin, subAccountUin: p?.uin });
+}
+
 /** Metrics, audit event and log line of a request. The action label is a known action or "unknown", never a client's string. */
-function finish(deps: PipelineDeps, req: Pick<RawRequest, 'sourceIp'>, trace: Trace, code: string, seconds?: number): void {
+function finish(deps: PipelineDeps, req: Pick<RawRequest, 'sourceIp' | 'headers'>, trace: Trace, code: string, seconds?: number): void {
   const action = isServedAction(trace.action) || isUnsupportedAction(trace.action) ? trace.action : 'unknown';
   deps.metrics.requests.inc({ action, code });
   if (seconds !== undefined) deps.metrics.latency.observe({ action }, seconds);
   const p = trace.principal;
-  deps.audit.append({
+  if (!trace.authenticated) auditUnauthenticated(deps, req, trace, code);
+  else deps.audit.append({
     eventName: trace.action.slice(0, 64), accountUin: p?.tenantUin ?? '', subAccountUin: p?.uin ?? '', secretId: p?.secretId ?? '',
     sourceIp: req.sourceIp, region: trace.region.slice(0, 64), requestId: trace.requestId, resource: trace.resource, errorCode: code === 'Success' ? '' : code, time: Date.now(),
   });

@@ -38,7 +38,21 @@ export interface Tc3Identity {
   secretId: string;
   service: string;
   timestamp: number;
+  /** The verified signature (for the replay cache; never logged). */
+  signature: Buffer;
 }
+
+/** Longer Authorization headers are refused before anything else is read (the SDKs send about 200 characters). */
+export const MAX_AUTHORIZATION_CHARS = 2048;
+
+/** What a server demands of signatures besides the SDKs' content-type and host. */
+export interface Tc3Policy {
+  /** Header names (lowercase) every request must sign. */
+  requiredSignedHeaders?: readonly string[];
+}
+
+/** How much verification work was done in this process (tests and metrics: work done before authentication). */
+export const tc3Work = { keyDerivations: 0, signatureHmacs: 0 };
 
 export interface ParsedAuthorization {
   secretId: string;
@@ -84,12 +98,27 @@ function memo<T>(parse: (value: string) => T, size = 1024): (value: string) => T
   };
 }
 
+/**
+ * The credential scope's service: what the SDKs put there. The Go SDK signs `kms`; the Node SDK the
+ * endpoint's first DNS label, which keeps a port when the endpoint has no dot (`localhost:8080`,
+ * `[::1]:8080`). Anything else (long, odd characters) is refused before it is cached or derived with.
+ */
+const SERVICE = /^(?:[A-Za-z0-9_-]{1,63}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/;
+const SECRET_ID = /^[A-Za-z0-9_-]{1,128}$/;
+
+function isCalendarDate(date: string): boolean {
+  return /^\d{4}-\d{2}-\d{2}$/.test(date) && new Date(`${date}T00:00:00Z`).toISOString().startsWith(date);
+}
+
 function parseCredential(value: string): Pick<ParsedAuthorization, 'secretId' | 'date' | 'service'> {
   const parts = value.split('/');
   const [secretId, date, service, terminal] = parts;
   if (parts.length !== 4 || !secretId || !service || terminal !== 'tc3_request' || !/^\d{4}-\d{2}-\d{2}$/.test(date ?? '')) {
     throw invalid('Credential must be SecretId/YYYY-MM-DD/service/tc3_request');
   }
+  if (!SECRET_ID.test(secretId)) throw invalid('the SecretId in Credential must be 1 to 128 letters, digits, "-" or "_"');
+  if (!isCalendarDate(date as string)) throw invalid('the Credential date must be a calendar date YYYY-MM-DD');
+  if (!SERVICE.test(service)) throw invalid('the Credential service must be a host label (letters, digits, "-", "_"; at most 63) with an optional :port');
   return { secretId, date: date as string, service };
 }
 
@@ -119,6 +148,7 @@ function authorizationFields(rest: string): Map<string, string> {
 /** Parses `TC3-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`; throws AuthError InvalidAuthorization. */
 export function parseAuthorization(header: string | undefined): ParsedAuthorization {
   if (!header) throw invalid('the Authorization header is missing');
+  if (header.length > MAX_AUTHORIZATION_CHARS) throw invalid(`the Authorization header is longer than ${MAX_AUTHORIZATION_CHARS} characters`);
   const space = header.indexOf(' ');
   const algorithm = space < 0 ? header : header.slice(0, space);
   if (algorithm !== TC3_ALGORITHM) throw invalid(`the signature algorithm must be ${TC3_ALGORITHM}`);
@@ -246,18 +276,37 @@ function canonicalRequests(req: Tc3Request, signedHeaders: readonly string[]): {
 /**
  * Signing keys are derived with three HMACs per (SecretKey, date, service); they are kept for the
  * day, keyed by SecretId and checked against the SecretKey they came from (a changed key misses).
+ * A key goes into the cache only once a signature made with it has verified: a client that has not
+ * authenticated leaves nothing behind.
  */
 const KEY_CACHE_SIZE = 10_000;
 const keyCache = new Map<string, { secretKey: Buffer; key: Buffer }>();
 
-function cachedSigningKey(secretId: string, secretKey: Buffer, date: string, service: string): Buffer {
-  const id = `${secretId}\n${date}\n${service}`;
-  const hit = keyCache.get(id);
-  if (hit && hit.secretKey.equals(secretKey)) return hit.key;
-  const key = signingKey(secretKey, date, service);
+/** Signing keys held (tests: a failed request adds none). */
+export function signingKeyCacheSize(): number {
+  return keyCache.size;
+}
+
+function keyCacheId(secretId: string, date: string, service: string): string {
+  return `${secretId}\n${date}\n${service}`;
+}
+
+function cachedSigningKey(secretId: string, secretKey: Buffer, date: string, service: string): { key: Buffer; cached: boolean } {
+  const hit = keyCache.get(keyCacheId(secretId, date, service));
+  if (hit && hit.secretKey.equals(secretKey)) return { key: hit.key, cached: true };
+  tc3Work.keyDerivations += 1;
+  return { key: signingKey(secretKey, date, service), cached: false };
+}
+
+function rememberSigningKey(secretId: string, secretKey: Buffer, date: string, service: string, key: Buffer): void {
   if (keyCache.size >= KEY_CACHE_SIZE) keyCache.delete(keyCache.keys().next().value as string);
-  keyCache.set(id, { secretKey: Buffer.from(secretKey), key });
-  return key;
+  keyCache.set(keyCacheId(secretId, date, service), { secretKey: Buffer.from(secretKey), key });
+}
+
+function checkRequiredHeaders(auth: ParsedAuthorization, policy: Tc3Policy): void {
+  for (const name of policy.requiredSignedHeaders ?? []) {
+    if (!auth.signedHeaders.includes(name)) throw invalid(`SignedHeaders must include ${name} (this server requires it to be signed)`);
+  }
 }
 
 function checkTime(auth: ParsedAuthorization, timestamp: number, nowSeconds: number): void {
@@ -271,18 +320,23 @@ function checkTime(auth: ParsedAuthorization, timestamp: number, nowSeconds: num
  * Checks a request's TC3 signature. Resolves to who signed it; rejects with AuthError
  * (InvalidAuthorization, SignatureExpire, SecretIdNotFound, SignatureFailure).
  */
-export async function verifyTc3(req: Tc3Request, lookup: SecretLookup, nowSeconds: number): Promise<Tc3Identity> {
+export async function verifyTc3(req: Tc3Request, lookup: SecretLookup, nowSeconds: number, policy: Tc3Policy = {}): Promise<Tc3Identity> {
   const auth = parseAuthorization(singleHeader(req.headers, 'authorization'));
+  checkRequiredHeaders(auth, policy);
   const timestamp = parseTimestamp(singleHeader(req.headers, 'x-tc-timestamp'));
   const canonical = canonicalRequests(req, auth.signedHeaders);
   checkTime(auth, timestamp, nowSeconds);
   const secretKey = await lookup(auth.secretId);
   if (secretKey === undefined) throw new AuthError('AuthFailure.SecretIdNotFound', 'the SecretId is not found; check that it is correct');
-  const key = cachedSigningKey(auth.secretId, secretKey, auth.date, auth.service);
+  const { key, cached } = cachedSigningKey(auth.secretId, secretKey, auth.date, auth.service);
   // Each comparison is constant-time; stopping at a match reveals only which header style the client used.
-  const matches = (canonical: string) => timingSafeEqual(hmac(key, stringToSign(timestamp, auth.date, auth.service, canonical)), auth.signature);
+  const matches = (canonical: string) => {
+    tc3Work.signatureHmacs += 1;
+    return timingSafeEqual(hmac(key, stringToSign(timestamp, auth.date, auth.service, canonical)), auth.signature);
+  };
   if (!matches(canonical.first) && !canonical.others().some(matches)) throw new AuthError('AuthFailure.SignatureFailure', 'the provided credentials could not be validated; check that the signature is correct');
-  return { secretId: auth.secretId, service: auth.service, timestamp };
+  if (!cached) rememberSigningKey(auth.secretId, secretKey, auth.date, auth.service, key);
+  return { secretId: auth.secretId, service: auth.service, timestamp, signature: auth.signature };
 }
 
 export interface SignTc3Input {

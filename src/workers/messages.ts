@@ -2,17 +2,20 @@
  * What a supervisor and its workers say to each other over the cluster IPC channel. Every message
  * carries a `kind` starting with "kms:" (prom-client's aggregation messages share the channel).
  */
+import type { CacheAnswer, Claim } from '../api/replay-guard';
 import type { Tokens } from '../api/shared-rate-limit';
 
 export type ToSupervisor =
   | { kind: 'kms:ready'; worker: number; pid: number; port: number }
   | { kind: 'kms:rate-ask'; id: number; uin: string; want: number }
   | { kind: 'kms:rate-settle'; unused: Tokens }
-  | { kind: 'kms:metrics'; id: number };
+  | { kind: 'kms:metrics'; id: number }
+  | { kind: 'kms:replay-claim'; id: number; claims: Claim[] };
 
 export type ToWorker =
   | { kind: 'kms:rate-grant'; id: number; granted: number; waitMs: number }
   | { kind: 'kms:metrics'; id: number; text?: string; error?: string }
+  | { kind: 'kms:replay-answer'; id: number; answers: CacheAnswer[] }
   | { kind: 'kms:shutdown' };
 
 type Kind<M> = M extends { kind: infer K } ? K : never;

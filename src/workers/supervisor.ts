@@ -7,6 +7,7 @@
  */
 import cluster, { Worker } from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
+import { ReplayCache } from '../api/replay-guard';
 import { RateLedger } from '../api/shared-rate-limit';
 import type { ServerConfig } from '../config';
 import { announce } from '../server';
@@ -41,6 +42,8 @@ function reply(worker: Worker, message: ToWorker): void {
 export async function supervise(config: ServerConfig, log: Log): Promise<Supervisor> {
   const slots = new Map<number, Slot>();
   const ledger = config.store.kind === 'sqlite' ? new RateLedger(config.rateLimit) : undefined;
+  // the workers' one replay cache (with Redis, each worker claims in Redis)
+  const replays = config.store.kind === 'sqlite' && config.tc3.replayCache ? new ReplayCache(config.tc3.replayCacheSize) : undefined;
   const aggregator = new AggregatorRegistry();
   let closing = false;
   /** Start-up is over: from now on a worker that dies is restarted (during start-up, it fails the start). */
@@ -52,6 +55,9 @@ export async function supervise(config: ServerConfig, log: Log): Promise<Supervi
     if (isMessage<ToSupervisor, 'kms:rate-ask'>(m, 'kms:rate-ask')) {
       const grant = ledger ? ledger.grant(worker.id, m.uin, m.want) : { granted: m.want, waitMs: 0 };
       reply(worker, { kind: 'kms:rate-grant', id: m.id, ...grant });
+    } else if (isMessage<ToSupervisor, 'kms:replay-claim'>(m, 'kms:replay-claim')) {
+      const answers = m.claims.map((c) => (replays ? replays.claim(c) : 'full' as const));
+      reply(worker, { kind: 'kms:replay-answer', id: m.id, answers });
     } else if (isMessage<ToSupervisor, 'kms:rate-settle'>(m, 'kms:rate-settle')) {
       ledger?.settle(worker.id, m.unused);
     } else if (isMessage<ToSupervisor, 'kms:metrics'>(m, 'kms:metrics')) {

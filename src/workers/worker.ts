@@ -5,6 +5,7 @@
  */
 import { AggregatorRegistry } from 'prom-client';
 import { LineLog, PIPE_BUF } from '../api/request-log';
+import { CacheAnswer, ReplayCache, SharedReplayGuard } from '../api/replay-guard';
 import { Grant, SharedRateLimiter } from '../api/shared-rate-limit';
 import type { ServerConfig } from '../config';
 import { startServer } from '../server';
@@ -20,6 +21,10 @@ function send(message: ToSupervisor): void {
 
 /** How long a worker keeps a rate-limit question open (the limiter itself stops waiting after ASK_TIMEOUT_MS). */
 const RATE_ANSWER_MS = 10_000;
+/** A replay claim the supervisor has not answered in this time is refused (fail closed). */
+const REPLAY_ANSWER_MS = 1_000;
+
+type ReplayAnswers = CacheAnswer[];
 
 export async function runWorker(config: ServerConfig, index: number): Promise<void> {
   // straight to the shared stdout, in writes a pipe keeps whole (not through the supervisor: IPC would serialise every line again)
@@ -36,9 +41,13 @@ export async function runWorker(config: ServerConfig, index: number): Promise<vo
         settle: (unused) => send({ kind: 'kms:rate-settle', unused }),
       })
     : undefined;
+  const claims = new PendingReplies<ReplayAnswers>('replay check', REPLAY_ANSWER_MS);
+  const replay = config.store.kind === 'sqlite' && config.tc3.replayCache
+    ? new SharedReplayGuard({ ask: (batch) => claims.ask((id) => send({ kind: 'kms:replay-claim', id, claims: batch })), local: new ReplayCache(config.tc3.replayCacheSize) })
+    : undefined;
   const metrics = new PendingReplies<string>('aggregated metrics', SCRAPE_TIMEOUT_MS);
   const scrape = (): Promise<string> => metrics.ask((id) => send({ kind: 'kms:metrics', id }));
-  const server = await startServer(config, log, { services: { limiter, repair: index === 0 }, scrape, announce: false });
+  const server = await startServer(config, log, { services: { limiter, replay, repair: index === 0 }, scrape, announce: false });
   AggregatorRegistry.setRegistries([server.services.metrics.registry]);
 
   let stopping = false;
@@ -52,6 +61,7 @@ export async function runWorker(config: ServerConfig, index: number): Promise<vo
   };
   process.on('message', (m: unknown) => {
     if (isMessage<ToWorker, 'kms:rate-grant'>(m, 'kms:rate-grant')) grants.answer(m.id, { value: { granted: m.granted, waitMs: m.waitMs } });
+    else if (isMessage<ToWorker, 'kms:replay-answer'>(m, 'kms:replay-answer')) claims.answer(m.id, { value: m.answers });
     else if (isMessage<ToWorker, 'kms:metrics'>(m, 'kms:metrics')) metrics.answer(m.id, m.text !== undefined ? { value: m.text } : { error: m.error ?? 'metrics aggregation failed' });
     else if (isMessage<ToWorker, 'kms:shutdown'>(m, 'kms:shutdown')) stop('supervisor');
   });

@@ -311,11 +311,11 @@ describe('operations on a running server', () => {
       server.http.on('request', () => received++);
 
       const agent = new HttpAgent({ keepAlive: true });
-      const held = Array.from({ length: 20 }, (_v, i) => heldRequest(server.port, lab.root, i % 2 ? 'GenerateRandom' : 'Encrypt', i % 2 ? { NumberOfBytes: 32 } : { KeyId: keyId, Plaintext: b64(`held ${i}`) }, agent));
+      const held = Array.from({ length: 20 }, (_v, i) => heldRequest(server.port, lab.root, i % 2 ? 'GenerateRandom' : 'Encrypt', i % 2 ? { NumberOfBytes: 32 + i } : { KeyId: keyId, Plaintext: b64(`held ${i}`) }, agent));
       await within(10_000, () => received === held.length);
 
       const sdk = lab.client();
-      const burst = Array.from({ length: 50 }, (_v, i) => outcome(i % 2 ? sdk.GenerateRandom({ NumberOfBytes: 64 }) : sdk.Encrypt({ KeyId: keyId, Plaintext: b64(`burst ${i}`) })));
+      const burst = Array.from({ length: 50 }, (_v, i) => outcome(i % 2 ? sdk.GenerateRandom({ NumberOfBytes: 64 + i }) : sdk.Encrypt({ KeyId: keyId, Plaintext: b64(`burst ${i}`) })));
       await within(10_000, () => received === held.length + burst.length);
 
       const closed = server.close();
@@ -456,7 +456,7 @@ describe('rate limits (rateLimit: {perSecond: 1, burst: 5})', () => {
   afterAll(() => lab.stop());
 
   test('a burst of 20 calls gets RequestLimitExceeded for some; another tenant is not affected; a sub-account shares its tenant budget', async () => {
-    const results = await Promise.all(Array.from({ length: 20 }, () => outcome(lab.client().GenerateRandom({ NumberOfBytes: 8 }))));
+    const results = await Promise.all(Array.from({ length: 20 }, (_v, i) => outcome(lab.client().GenerateRandom({ NumberOfBytes: 8 + i }))));
     const ok = results.filter((r) => r === 'Success').length;
     const limited = results.filter((r) => r === 'RequestLimitExceeded').length;
     expect(ok + limited).toBe(20);
@@ -464,10 +464,10 @@ describe('rate limits (rateLimit: {perSecond: 1, burst: 5})', () => {
     expect(limited).toBeGreaterThan(0);
 
     const other = lab.client(await lab.server.services.iam.createTenant('unaffected'));
-    expect(await Promise.all(Array.from({ length: 5 }, () => outcome(other.GenerateRandom({ NumberOfBytes: 8 }))))).toEqual(['Success', 'Success', 'Success', 'Success', 'Success']);
+    expect(await Promise.all(Array.from({ length: 5 }, (_v, i) => outcome(other.GenerateRandom({ NumberOfBytes: 8 + i }))))).toEqual(['Success', 'Success', 'Success', 'Success', 'Success']);
 
     const sub = lab.client(await lab.server.services.iam.createUser(String(lab.root.Uin), 'same-budget', { preset: 'QcloudKMSFullAccess' }));
-    const subResults = await Promise.all(Array.from({ length: 10 }, () => outcome(sub.GenerateRandom({ NumberOfBytes: 8 }))));
+    const subResults = await Promise.all(Array.from({ length: 10 }, (_v, i) => outcome(sub.GenerateRandom({ NumberOfBytes: 8 + i }))));
     expect(subResults).toContain('RequestLimitExceeded');
 
     const metrics = samples((await getText(`${lab.server.url}/metrics`)).body);

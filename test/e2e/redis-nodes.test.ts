@@ -104,16 +104,21 @@ describe('two server nodes on one Redis', () => {
     const onA = client(a, root);
     const onB = client(b, root);
     await onB.Encrypt({ KeyId: keyId, Plaintext: b64('warm the cache of node B') });
+    // DisableKey/EnableKey({KeyId}) in the second of another call with that body would be one signature (security §1)
+    const nextSecond = () => new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 5));
+    await nextSecond();
     await onA.DisableKey({ KeyId: keyId });
-    await within(5_000, async () => (await outcome(onB.Encrypt({ KeyId: keyId, Plaintext: b64('x') }))) === 'ResourceUnavailable.CmkDisabled');
+    let n = 0;
+    await within(5_000, async () => (await outcome(onB.Encrypt({ KeyId: keyId, Plaintext: b64(`x ${n++}`) }))) === 'ResourceUnavailable.CmkDisabled');
+    await nextSecond();
     await onA.EnableKey({ KeyId: keyId });
-    await within(5_000, async () => (await outcome(onB.Encrypt({ KeyId: keyId, Plaintext: b64('x') }))) === 'Success');
+    await within(5_000, async () => (await outcome(onB.Encrypt({ KeyId: keyId, Plaintext: b64(`x ${n++}`) }))) === 'Success');
   });
 
   test('one audit chain for both nodes; it verifies', async () => {
     const onB = client(b, root);
     const fromA = (await client(a, root).GenerateRandom({ NumberOfBytes: 8 })).RequestId as string;
-    const fromB = (await onB.GenerateRandom({ NumberOfBytes: 8 })).RequestId as string;
+    const fromB = (await onB.GenerateRandom({ NumberOfBytes: 9 })).RequestId as string;
     await a.services.audit.flush();
     await b.services.audit.flush();
     for (const id of [fromA, fromB]) {
@@ -136,7 +141,7 @@ describe('two server nodes on one Redis', () => {
     const made = await kmsctl('tenant', 'create', '--name', 'made-by-kmsctl', '--json');
     expect(made.code).toBe(0);
     const tenant = JSON.parse(made.stdout) as Credentials;
-    for (const n of [a, b]) expect(await outcome(client(n, tenant).GenerateRandom({ NumberOfBytes: 8 }))).toBe('Success');
+    for (const [i, n] of [a, b].entries()) expect(await outcome(client(n, tenant).GenerateRandom({ NumberOfBytes: 8 + i }))).toBe('Success');
     await a.services.audit.flush();
     await b.services.audit.flush();
     expect((await kmsctl('audit', 'verify')).code).toBe(0);
@@ -157,7 +162,7 @@ describe('two server nodes on one Redis', () => {
       const nodes = [client(a, root), client(b, root)];
       const started = Date.now();
       const results: string[] = [];
-      for (let i = 0; i < 10; i++) results.push(await outcome(nodes[i % 2].GenerateRandom({ NumberOfBytes: 8 })));
+      for (let i = 0; i < 10; i++) results.push(await outcome(nodes[i % 2].GenerateRandom({ NumberOfBytes: 8 + i })));
       const seconds = Math.floor((Date.now() - started) / 1000);
       const ok = results.filter((r) => r === 'Success').length;
       expect(results.filter((r) => r !== 'Success').every((r) => r === 'RequestLimitExceeded')).toBe(true);
@@ -166,7 +171,7 @@ describe('two server nodes on one Redis', () => {
       expect(results.slice(0, 5)).toEqual(['Success', 'Success', 'Success', 'Success', 'Success']);
 
       const other = await a.services.iam.createTenant('other-budget');
-      const others = await Promise.all([a, b, a, b, a].map((n) => outcome(client(n, other).GenerateRandom({ NumberOfBytes: 8 }))));
+      const others = await Promise.all([a, b, a, b, a].map((n, i) => outcome(client(n, other).GenerateRandom({ NumberOfBytes: 8 + i }))));
       expect(others).toEqual(['Success', 'Success', 'Success', 'Success', 'Success']);
     });
   });

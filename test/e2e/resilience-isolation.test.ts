@@ -46,8 +46,9 @@ describe('dedicated isolation: a saturated shared pool and a dedicated cluster',
     expect((await dedicated.DescribeKey({ KeyId: dedicatedKey })).KeyMetadata).toMatchObject({ HsmClusterId: DEV_DEDICATED_CLUSTER });
     // warm: every key's handle on every member of its cluster (round robin), the health canaries made
     for (let i = 0; i < 8; i++) {
-      for (const k of sharedKeys) await shared.Encrypt({ KeyId: k, Plaintext: b64('warm') });
-      await dedicated.Encrypt({ KeyId: dedicatedKey, Plaintext: b64('warm') });
+      // distinct plaintexts: a signature serves once (docs/security.md §1)
+      for (const k of sharedKeys) await shared.Encrypt({ KeyId: k, Plaintext: b64(`warm ${i}`) });
+      await dedicated.Encrypt({ KeyId: dedicatedKey, Plaintext: b64(`warm ${i}`) });
     }
   }, 60_000);
 
@@ -78,11 +79,12 @@ describe('dedicated isolation: a saturated shared pool and a dedicated cluster',
     const ms: number[] = [];
     const failed: string[] = [];
     const end = Date.now() + duration;
+    let n = 0;
     const worker = async () => {
       while (Date.now() < end) {
         const t = process.hrtime.bigint();
         try {
-          await dedicated.Encrypt({ KeyId: dedicatedKey, Plaintext: b64('dedicated payload 32 bytes long!') });
+          await dedicated.Encrypt({ KeyId: dedicatedKey, Plaintext: b64(`dedicated payload ${String(n++).padStart(14, '0')}`) });
           ms.push(Number(process.hrtime.bigint() - t) / 1e6);
         } catch (e) {
           failed.push((e as Error).message);

@@ -70,11 +70,12 @@ describe('workers: 2 (supervisor and two worker processes)', () => {
 
     const client = spread(server.port, creds, 8);
     const { KeyId } = await client.CreateKey({ Alias: 'workers' });
-    const plaintext = b64('served by either worker');
-    const results = await Promise.all(Array.from({ length: 64 }, () => client.Encrypt({ KeyId: KeyId as string, Plaintext: plaintext })));
+    // distinct plaintexts: identical requests in one second carry one signature, and a signature serves once (docs/security.md §1)
+    const plaintexts = Array.from({ length: 64 }, (_, i) => b64(`served by either worker ${i}`));
+    const results = await Promise.all(plaintexts.map((plaintext) => client.Encrypt({ KeyId: KeyId as string, Plaintext: plaintext })));
     // a blob sealed by one worker opens in the other (same HSM tokens, same store)
     const opened = await Promise.all(results.map((r) => client.Decrypt({ CiphertextBlob: r.CiphertextBlob as string })));
-    expect(opened.every((o) => o.Plaintext === plaintext)).toBe(true);
+    expect(opened.map((o) => o.Plaintext)).toEqual(plaintexts);
     await within(2_000, () => servedBy('Encrypt').size === 2, 'request log lines from both workers');
     expect(servedBy('Encrypt')).toEqual(new Set([0, 1]));
 
@@ -91,7 +92,8 @@ describe('workers: 2 (supervisor and two worker processes)', () => {
   test('a key disabled through one worker is refused by every worker within a second', async () => {
     const client = spread(server.port, creds, 8);
     const { KeyId } = await client.CreateKey({ Alias: 'disable-me' });
-    const encrypt = () => outcome(client.Encrypt({ KeyId: KeyId as string, Plaintext: b64('x') }));
+    let n = 0;
+    const encrypt = () => outcome(client.Encrypt({ KeyId: KeyId as string, Plaintext: b64(`x ${n++}`) }));
     expect(await Promise.all(Array.from({ length: 16 }, encrypt))).toEqual(Array(16).fill('Success'));
     await sdk(server.port, creds).DisableKey({ KeyId: KeyId as string });
     const t0 = Date.now();
@@ -110,7 +112,7 @@ describe('workers: 2 (supervisor and two worker processes)', () => {
     expect(server.lines.some((l) => l.level === 'error' && typeof l.msg === 'string' && l.msg.startsWith(`worker 1 (pid ${victim}) exited (SIGKILL)`))).toBe(true);
     const client = spread(server.port, creds, 8);
     const { KeyId } = await client.CreateKey({ Alias: 'after-kill' });
-    const codes = await Promise.all(Array.from({ length: 32 }, () => outcome(client.Encrypt({ KeyId: KeyId as string, Plaintext: b64('y') }))));
+    const codes = await Promise.all(Array.from({ length: 32 }, (_, i) => outcome(client.Encrypt({ KeyId: KeyId as string, Plaintext: b64(`y ${i}`) }))));
     expect(codes).toEqual(Array(32).fill('Success'));
   }, 30_000);
 
@@ -120,7 +122,8 @@ describe('workers: 2 (supervisor and two worker processes)', () => {
     await server.start();
     const client = spread(server.port, creds, 8);
     const t0 = Date.now();
-    const codes = await Promise.all(Array.from({ length: 40 }, () => outcome(client.GetRegions({}))));
+    // ListKeys with distinct offsets, not GetRegions: 40 GetRegions({}) in one second would be one signature (docs/security.md §1)
+    const codes = await Promise.all(Array.from({ length: 40 }, (_, i) => outcome(client.ListKeys({ Offset: i, Limit: 1 }))));
     const seconds = (Date.now() - t0) / 1000;
     const allowed = codes.filter((c) => c === 'Success').length;
     expect(codes.filter((c) => c !== 'Success').every((c) => c === 'RequestLimitExceeded')).toBe(true);
@@ -129,7 +132,7 @@ describe('workers: 2 (supervisor and two worker processes)', () => {
     expect(allowed).toBeGreaterThanOrEqual(5);
     expect(allowed).toBeLessThanOrEqual(10 + Math.floor(seconds));
     // both workers took requests (which of them got the tokens is theirs to race for)
-    await within(2_000, () => servedBy('GetRegions', null).size === 2, 'request log lines from both workers');
+    await within(2_000, () => servedBy('ListKeys', null).size === 2, 'request log lines from both workers');
   }, 60_000);
 
   test('SIGTERM drains and ends every process; SIGKILL of the supervisor takes the workers along', async () => {
@@ -179,14 +182,15 @@ describe('workers: 2 on a Redis store', () => {
   test('both workers serve one Redis; /metrics adds them up; a key disabled through one is refused by both', async () => {
     const client = spread(server.port, root, 8);
     const { KeyId } = await client.CreateKey({ Alias: 'workers-on-redis' });
-    const codes = await Promise.all(Array.from({ length: 48 }, () => outcome(client.Encrypt({ KeyId: KeyId as string, Plaintext: b64('on redis') }))));
+    const codes = await Promise.all(Array.from({ length: 48 }, (_, i) => outcome(client.Encrypt({ KeyId: KeyId as string, Plaintext: b64(`on redis ${i}`) }))));
     expect(codes).toEqual(Array(48).fill('Success'));
     await within(2_000, () => new Set(server.lines.filter((l) => l.action === 'Encrypt').map((l) => l.worker)).size === 2, 'both workers in the request log');
     const { body } = await getText(`${server.url}/metrics`);
     expect(metric(body, 'kms_requests_total{action="Encrypt",code="Success"}')).toBe(48);
 
     await sdk(server.port, root).DisableKey({ KeyId: KeyId as string });
-    const encrypt = () => outcome(client.Encrypt({ KeyId: KeyId as string, Plaintext: b64('x') }));
+    let n = 0;
+    const encrypt = () => outcome(client.Encrypt({ KeyId: KeyId as string, Plaintext: b64(`x ${n++}`) }));
     await within(5_000, async () => (await Promise.all(Array.from({ length: 16 }, encrypt))).every((c) => c === 'ResourceUnavailable.CmkDisabled'), 'refusal on both workers');
   }, 60_000);
 });

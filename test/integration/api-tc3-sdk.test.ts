@@ -87,7 +87,7 @@ describe.each<[string, string, string, http.Agent | undefined]>([
     expect(req.method).toBe('POST');
     expect(req.headers.host).toBe(`${host}:${port}`);
     const ts = Number(req.headers['x-tc-timestamp']);
-    await expect(verifyTc3(req, lookup, ts)).resolves.toEqual({ secretId: SECRET_ID, service, timestamp: ts });
+    await expect(verifyTc3(req, lookup, ts)).resolves.toEqual({ secretId: SECRET_ID, service, timestamp: ts, signature: expect.any(Buffer) });
     await expect(verifyTc3(req, async (id) => lookup(id), ts)).resolves.toBeDefined();
 
     const body = Buffer.from(req.body);
@@ -116,6 +116,6 @@ test('a request signed like the Go SDK (host with its port, service kms, x-tc-ac
     r.on('error', reject);
     r.end(body);
   }));
-  await expect(verifyTc3(req, lookup, ts)).resolves.toEqual({ secretId: SECRET_ID, service: 'kms', timestamp: ts });
+  await expect(verifyTc3(req, lookup, ts)).resolves.toEqual({ secretId: SECRET_ID, service: 'kms', timestamp: ts, signature: expect.any(Buffer) });
   expect(await codeOf({ ...req, headers: { ...req.headers, 'x-tc-action': 'Decrypt' } })).toBe('AuthFailure.SignatureFailure');
 });

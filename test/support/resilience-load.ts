@@ -27,7 +27,7 @@ async function main(): Promise<void> {
     for (let i = 0; !stop; i++) {
       const t = process.hrtime.bigint();
       try {
-        await client.Encrypt({ KeyId: spec.keys[(w + i) % spec.keys.length], Plaintext: b64('shared payload 32 bytes long!!!!') });
+        await client.Encrypt({ KeyId: spec.keys[(w + i) % spec.keys.length], Plaintext: b64(`shared payload ${w} ${i}`.padEnd(32, '!').slice(0, 32)) });
         ms.push(Number(process.hrtime.bigint() - t) / 1e6);
       } catch {
         failed++;

@@ -31,6 +31,15 @@ describe('kms.yaml', () => {
     expect(() => parseServerConfig(base('gcm: { maxInvocationsPerVersion: 0 }\n'), '/d', {})).toThrow(/maxInvocationsPerVersion/);
   });
 
+  test('tc3 and preAuthLimit: defaults, requireSignedHeaders true or a list, bad values refused', () => {
+    expect(parseServerConfig(base(), '/d', {})).toMatchObject({ tc3: { replayCache: true, replayCacheSize: 2_000_000, requireSignedHeaders: [] }, preAuthLimit: { perSecond: 50, burst: 500 } });
+    expect(parseServerConfig(base('tc3: { requireSignedHeaders: true, replayCache: false }\n'), '/d', {}).tc3).toMatchObject({ replayCache: false, requireSignedHeaders: ['x-tc-action', 'x-tc-region', 'x-tc-timestamp'] });
+    expect(parseServerConfig(base('tc3: { requireSignedHeaders: [X-TC-Region, x-tc-action] }\n'), '/d', {}).tc3.requireSignedHeaders).toEqual(['x-tc-action', 'x-tc-region']);
+    for (const bad of ['tc3: { requireSignedHeaders: "yes" }\n', 'tc3: { replayCache: 1 }\n', 'preAuthLimit: { perSecond: 0 }\n', 'tc3: { requireSignedHeaders: ["a b"] }\n']) {
+      expect(() => parseServerConfig(base(bad), '/d', {})).toThrow(ConfigError);
+    }
+  });
+
   test('environment overrides port and host; relative paths resolve in the data dir', () => {
     const c = parseServerConfig(base('tls: { cert: c.pem, key: k.pem }\nalarms: { log: alarms.log, webhook: "http://hook" }\n'), '/data', { KMS_PORT: '9000', KMS_HOST: '0.0.0.0' });
     expect(c.listen).toEqual({ host: '0.0.0.0', port: 9000 });

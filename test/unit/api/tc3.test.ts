@@ -1,6 +1,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import {
-  AuthError, AuthErrorCode, canonicalRequest, hostWithoutPort, parseAuthorization, signingKey, signTc3, SignTc3Input, stringToSign, Tc3Request, utcDate, verifyTc3,
+  AuthError, AuthErrorCode, canonicalRequest, hostWithoutPort, MAX_AUTHORIZATION_CHARS, parseAuthorization, signingKey, signingKeyCacheSize, signTc3, SignTc3Input,
+  stringToSign, tc3Work, Tc3Request, utcDate, verifyTc3,
 } from '../../../src/api/tc3';
 
 const SECRET_ID = 'AKIDEXAMPLE';
@@ -39,7 +40,7 @@ describe('the reference test vector (§4)', () => {
     expect(req.headers.authorization).toBe(
       'TC3-HMAC-SHA256 Credential=AKIDEXAMPLE/2023-11-14/kms/tc3_request, SignedHeaders=content-type;host, Signature=217168bdb54b0be895fdce107405a2ed76a5ab4b64b50b121784baa2c8f267a2',
     );
-    await expect(verifyTc3(req, lookup, TS)).resolves.toEqual({ secretId: SECRET_ID, service: 'kms', timestamp: TS });
+    await expect(verifyTc3(req, lookup, TS)).resolves.toEqual({ secretId: SECRET_ID, service: 'kms', timestamp: TS, signature: Buffer.from('217168bdb54b0be895fdce107405a2ed76a5ab4b64b50b121784baa2c8f267a2', 'hex') });
   });
 });
 
@@ -148,6 +149,73 @@ describe('refused signatures', () => {
     expect(err).toBeInstanceOf(AuthError);
     const text = `${(err as Error).message} ${String(err)}`;
     for (const secret of [SECRET_KEY, 'c2VjcmV0', (bad.headers.authorization as string).slice(-64)]) expect(text).not.toContain(secret);
+  });
+});
+
+describe('nothing before authentication is expensive or remembered (security §6)', () => {
+  const auth = request().headers.authorization as string;
+  const withAuth = (authorization: string): Tc3Request => ({ ...request(), headers: { ...request().headers, authorization } });
+
+  test('2,000 requests with long unique service names: all refused as malformed, no signing key cached, no key derived', async () => {
+    const cached = signingKeyCacheSize();
+    const derived = tc3Work.keyDerivations;
+    for (let i = 0; i < 2_000; i++) {
+      const service = `svc${i}-${'x'.repeat(400)}`;
+      expect(await codeOf(verifyTc3(withAuth(auth.replace('/kms/', `/${service}/`)), lookup, TS))).toBe('AuthFailure.InvalidAuthorization');
+    }
+    expect(signingKeyCacheSize()).toBe(cached);
+    expect(tc3Work.keyDerivations).toBe(derived);
+  });
+
+  test.each([['a dot', 'kms.x'], ['a slash-free odd character', 'k%ms'], ['64 characters', 'k'.repeat(64)], ['a port past 5 digits', 'localhost:123456']])('a service with %s is refused', async (_n, service) => {
+    expect(await codeOf(verifyTc3(withAuth(auth.replace('/kms/', `/${service}/`)), lookup, TS))).toBe('AuthFailure.InvalidAuthorization');
+  });
+
+  test('a service the Node SDK derives from "localhost:8080" is accepted', async () => {
+    await expect(verifyTc3(request({ service: 'localhost:8080' }), lookup, TS)).resolves.toMatchObject({ service: 'localhost:8080' });
+  });
+
+  test('a date that is no calendar date is refused', async () => {
+    expect(await codeOf(verifyTc3(withAuth(auth.replace('2023-11-14', '2023-02-30')), lookup, TS))).toBe('AuthFailure.InvalidAuthorization');
+  });
+
+  test('1,000 wrong signatures with well-formed unique service names: nothing cached; a verified one is', async () => {
+    const cached = signingKeyCacheSize();
+    for (let i = 0; i < 1_000; i++) {
+      const req = request({ service: `svc-${i}`, secretKey: 'SECRETKEYEXAMPLF' });
+      expect(await codeOf(verifyTc3(req, lookup, TS))).toBe('AuthFailure.SignatureFailure');
+    }
+    expect(signingKeyCacheSize()).toBe(cached);
+    await verifyTc3(request({ service: 'svc-verified' }), lookup, TS);
+    expect(signingKeyCacheSize()).toBe(cached + 1);
+  });
+
+  test(`an Authorization header over ${MAX_AUTHORIZATION_CHARS} characters is refused unread: no lookup, no HMAC`, async () => {
+    const looked: string[] = [];
+    const hmacs = tc3Work.signatureHmacs;
+    const long = auth.replace('SignedHeaders=content-type;host', `SignedHeaders=content-type;host;${'x-a;'.repeat(600)}x-z`);
+    const err = await verifyTc3(withAuth(long), (id) => (looked.push(id), lookup(id)), TS).catch((e: AuthError) => e);
+    expect(err).toMatchObject({ code: 'AuthFailure.InvalidAuthorization', message: expect.stringContaining(`longer than ${MAX_AUTHORIZATION_CHARS}`) });
+    expect(looked).toEqual([]);
+    expect(tc3Work.signatureHmacs).toBe(hmacs);
+  });
+});
+
+describe('signed headers a server requires (tc3.requireSignedHeaders)', () => {
+  const required = { requiredSignedHeaders: ['x-tc-action', 'x-tc-region', 'x-tc-timestamp'] };
+  const regionHeaders = { 'x-tc-region': 'ap-guangzhou' };
+
+  test('a request signed like the SDKs (content-type;host) is refused, naming what is missing', async () => {
+    const err = await verifyTc3(request(), lookup, TS, required).catch((e: AuthError) => e);
+    expect(err).toMatchObject({ code: 'AuthFailure.InvalidAuthorization', message: expect.stringContaining('x-tc-action') });
+  });
+
+  test('a request signing all three is accepted, and changing any of them breaks the signature', async () => {
+    const signed = request({ extraSignedHeaders: ['x-tc-action', 'x-tc-region', 'x-tc-timestamp'] }, regionHeaders);
+    await expect(verifyTc3(signed, lookup, TS, required)).resolves.toBeDefined();
+    for (const [name, value] of [['x-tc-action', 'DisableKey'], ['x-tc-region', 'ap-shanghai'], ['x-tc-timestamp', String(TS + 1)]]) {
+      expect(await codeOf(verifyTc3({ ...signed, headers: { ...signed.headers, [name]: value } }, lookup, TS, required))).toBe('AuthFailure.SignatureFailure');
+    }
   });
 });
 
