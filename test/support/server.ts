@@ -38,18 +38,44 @@ export class ServerLab {
     this.server = await startServer(config, (l) => this.logs.push(l));
   }
 
-  client(creds: Pick<Credentials, 'SecretId' | 'SecretKey'> = this.root, region = 'ap-guangzhou'): KmsClient {
-    return new tencentcloud.kms.v20190118.Client({
+  /** The SDK client, patient (see `patient`); `raw` gives the SDK's own, which may repeat a signature. */
+  client(creds: Pick<Credentials, 'SecretId' | 'SecretKey'> = this.root, region = 'ap-guangzhou', raw = false): KmsClient {
+    const client = new tencentcloud.kms.v20190118.Client({
       credential: { secretId: creds.SecretId, secretKey: creds.SecretKey },
       region,
       profile: { httpProfile: { endpoint: `127.0.0.1:${this.server.port}`, protocol: 'http://', agent: new Agent({ keepAlive: true }), reqTimeout: 30 } },
     });
+    return raw ? client : patient(client);
   }
 
   async stop(): Promise<void> {
     await this.server?.close();
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+const nextSecond = () => new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 5));
+
+/**
+ * The SDK client, waiting for the next second before a call whose body it already sent in this one.
+ * The SDK signs one-second timestamps and not the action, so two calls with one body in one second
+ * (DisableKey then EnableKey on one {KeyId}, two GetParametersForImport) are one signature, refused
+ * after its first use (docs/security.md §1), as they would be for any client that does not retry.
+ */
+export function patient(client: KmsClient): KmsClient {
+  const sentIn = new Map<string, number>();
+  return new Proxy(client, {
+    get(target, name: string) {
+      const call = target[name];
+      if (typeof call !== 'function') return call;
+      return async (params?: object) => {
+        const body = JSON.stringify(params ?? {});
+        if (sentIn.get(body) === Math.floor(Date.now() / 1000)) await nextSecond();
+        sentIn.set(body, Math.floor(Date.now() / 1000));
+        return call.call(target, params);
+      };
+    },
+  });
 }
 
 /** The error code an SDK call rejected with (fails the test if it resolved). */
