@@ -5,7 +5,7 @@
 import type { Tokens } from '../api/shared-rate-limit';
 
 export type ToSupervisor =
-  | { kind: 'kms:ready'; worker: number; pid: number; port: number }
+  | { kind: 'kms:ready'; worker: number; pid: number; port: number; opsPort?: number }
   | { kind: 'kms:rate-ask'; id: number; uin: string; want: number }
   | { kind: 'kms:rate-settle'; unused: Tokens }
   | { kind: 'kms:metrics'; id: number };

@@ -2,14 +2,15 @@
  * `workers: N` (N > 1): this process forks N workers that share the listening port (node:cluster,
  * connections dealt round-robin) and serves nothing itself. It starts worker 0 first (it repairs
  * the store at start-up), then the others; restarts a worker that dies (with backoff); keeps the
- * rate-limit ledger of the embedded store; aggregates /metrics across workers; and on close tells
+ * rate-limit ledger of the embedded store; aggregates /metrics across workers (worker 0 serves the
+ * operations listener); and on close tells
  * every worker to drain, waiting for them within a bound. Workers write their own log lines.
  */
 import cluster, { Worker } from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
 import { RateLedger } from '../api/shared-rate-limit';
 import type { ServerConfig } from '../config';
-import { announce } from '../server';
+import { announce, opsUrlOf } from '../server';
 import { CLOSE_BUDGET_MS } from '../services';
 import { isMessage, ToSupervisor, ToWorker } from './messages';
 
@@ -18,6 +19,8 @@ type Log = (line: Record<string, unknown>) => void;
 export interface Supervisor {
   url: string;
   port: number;
+  /** Worker 0's operations listener (/metrics of every worker, worker 0's /readyz). */
+  opsPort?: number;
   close(): Promise<void>;
 }
 
@@ -47,6 +50,7 @@ export async function supervise(config: ServerConfig, log: Log): Promise<Supervi
   let serving = false;
   /** Workers starting: settled by their ready message (the port) or by their exit. */
   const starting = new Map<number, { resolve: (port: number) => void; reject: (e: Error) => void }>();
+  let opsPort: number | undefined;
 
   const onMessage = (worker: Worker, m: unknown): void => {
     if (isMessage<ToSupervisor, 'kms:rate-ask'>(m, 'kms:rate-ask')) {
@@ -61,6 +65,10 @@ export async function supervise(config: ServerConfig, log: Log): Promise<Supervi
       );
     } else if (isMessage<ToSupervisor, 'kms:ready'>(m, 'kms:ready')) {
       log({ level: 'info', msg: `worker ${m.worker} ready (pid ${m.pid})`, worker: m.worker, pid: m.pid });
+      if (m.opsPort !== undefined) {
+        if (serving && m.opsPort !== opsPort) log({ level: 'info', msg: `KMS operations on ${opsUrlOf(config, m.opsPort)}`, worker: m.worker });
+        opsPort = m.opsPort;
+      }
       starting.get(m.worker)?.resolve(m.port);
       starting.delete(m.worker);
     }
@@ -120,6 +128,6 @@ export async function supervise(config: ServerConfig, log: Log): Promise<Supervi
     throw e;
   }
   serving = true;
-  const url = announce(config, port, log, { workers: config.workers });
-  return { url, port, close };
+  const url = announce(config, port, log, { workers: config.workers }, opsPort);
+  return { url, port, opsPort, close };
 }

@@ -2,6 +2,7 @@
  * A worker process (workers: N > 1): serves the API on the port its supervisor shares out, as one
  * process would, except that its rate-limit usage and /metrics go through the supervisor
  * (supervisor.ts), its log lines carry `worker`, and it stops when the supervisor says so or goes away.
+ * Worker 0 also serves the operations listener, on a port of its own; its /metrics is every worker's.
  */
 import { AggregatorRegistry } from 'prom-client';
 import { LineLog, PIPE_BUF } from '../api/request-log';
@@ -38,7 +39,7 @@ export async function runWorker(config: ServerConfig, index: number): Promise<vo
     : undefined;
   const metrics = new PendingReplies<string>('aggregated metrics', SCRAPE_TIMEOUT_MS);
   const scrape = (): Promise<string> => metrics.ask((id) => send({ kind: 'kms:metrics', id }));
-  const server = await startServer(config, log, { services: { limiter, repair: index === 0 }, scrape, announce: false });
+  const server = await startServer(config, log, { services: { limiter, repair: index === 0 }, scrape, announce: false, ops: index === 0 });
   AggregatorRegistry.setRegistries([server.services.metrics.registry]);
 
   let stopping = false;
@@ -58,5 +59,5 @@ export async function runWorker(config: ServerConfig, index: number): Promise<vo
   // the supervisor died (kill -9): nobody restarts or aggregates any more, so this worker ends too
   process.on('disconnect', () => stop('supervisor gone'));
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => stop(signal));
-  send({ kind: 'kms:ready', worker: index, pid: process.pid, port: server.port });
+  send({ kind: 'kms:ready', worker: index, pid: process.pid, port: server.port, opsPort: server.ops?.port });
 }
