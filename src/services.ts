@@ -18,7 +18,8 @@ import { withDeadline } from './deadline';
 import { buildClusters } from './hsm/config';
 import type { HsmCluster } from './hsm/cluster';
 import { loadProfiles } from './hsm/profile';
-import { authorize } from './iam/authorize';
+import { authorize, authorizeAnyCreator } from './iam/authorize';
+import { parseResource, UNKNOWN_CREATOR } from './iam/resources';
 import { IamService } from './iam/iam-service';
 import type { IdentityStore } from './iam/identity-store';
 import { RedisIdentityStore } from './iam/redis-identity-store';
@@ -176,8 +177,13 @@ function compose(
   const authz: Authorizer = {
     check: async (principal, request) => {
       const policies = principal.kind === 'root' ? [] : await iam.policiesFor(principal);
+      let creators: string[] | undefined;
       for (const resource of request.resources) {
-        const d = authorize(principal, { action: request.action, resource, context: request.context }, policies);
+        const access = { action: request.action, resource, context: request.context };
+        if (principal.kind !== 'root' && parseResource(resource)?.creatorUin === UNKNOWN_CREATOR) {
+          creators ??= [principal.tenantUin, ...(await iam.listUsers(principal.tenantUin)).map((u) => u.uin)];
+        }
+        const d = creators ? authorizeAnyCreator(principal, access, policies, creators) : authorize(principal, access, policies);
         if (!d.allowed) return d;
       }
       return { allowed: true, reason: 'allowed' };

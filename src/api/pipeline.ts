@@ -112,11 +112,17 @@ async function dispatch<A extends ServedAction>(deps: PipelineDeps, action: A, b
   const resources = await handler.resources(ctx, params);
   trace.resource = resources.audit;
   const decision = await deps.authz.check(ctx.principal, { action: `kms:${action}`, resources: resources.cam, context });
-  if (!decision.allowed) {
-    const who = ctx.principal.kind === 'root' ? 'account' : 'sub-account';
-    throw new UnauthorizedError(`${who} ${ctx.principal.uin} is not allowed ${action} on ${resources.audit}: ${decision.reason}`);
-  }
+  if (!decision.allowed) throw refusal(ctx.principal, action);
   return handler.run(ctx, params);
+}
+
+/**
+ * One message for every refusal of a principal and action: it names neither the key nor its creator
+ * nor the policy's reason, so a sub-account cannot tell a key it may not touch from a missing one.
+ */
+function refusal(principal: Principal, action: string): UnauthorizedError {
+  const who = principal.kind === 'root' ? 'account' : 'sub-account';
+  return new UnauthorizedError(`${who} ${principal.uin} is not allowed ${action} on the resource it names`);
 }
 
 /**
