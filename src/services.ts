@@ -42,8 +42,14 @@ export interface ServicesOptions {
   domainCeremony?: (msg: string) => void;
   /** Repair derived store data at start-up (default true; workers after the first leave it to the first). */
   repair?: boolean;
-  /** Replaces the in-process rate limiter of the embedded store (a worker shares its supervisor's buckets). */
-  limiter?: RateLimiter;
+  /** Replace the in-process rate limiters of the embedded store (a worker shares its supervisor's buckets). */
+  limiters?: Limiters;
+}
+
+/** Per account (tenant) and per principal (the SecretId's owner: root or sub-account); a request needs a token of both. */
+export interface Limiters {
+  limiter: RateLimiter;
+  principalLimiter: RateLimiter;
 }
 
 export interface Services {
@@ -54,6 +60,7 @@ export interface Services {
   iam: IamService;
   audit: AuditLog;
   limiter: RateLimiter;
+  principalLimiter: RateLimiter;
   metrics: Metrics;
   /** What the HTTP app needs (without its request log). */
   apiDeps(): Omit<AppDeps, 'log'>;
@@ -72,8 +79,9 @@ export function restrictSqliteFiles(path: string): void {
   }
 }
 
-async function openStores(config: ServerConfig, shared?: RateLimiter): Promise<{ store: MetadataStore; identities: IdentityStore; audit: AuditLog; limiter: RateLimiter }> {
+async function openStores(config: ServerConfig, shared?: Limiters): Promise<{ store: MetadataStore; identities: IdentityStore; audit: AuditLog } & Limiters> {
   const rate = { perSecond: config.rateLimit.perSecond, burst: config.rateLimit.burst };
+  const perPrincipal = config.rateLimit.perPrincipal;
   const s = config.store;
   if (s.kind === 'sqlite') {
     restrictSqliteFiles(s.path);
@@ -81,7 +89,7 @@ async function openStores(config: ServerConfig, shared?: RateLimiter): Promise<{
       store: new SqliteMetadataStore(s.path),
       identities: new SqliteIdentityStore(s.path),
       audit: new SqliteAuditLog(s.path),
-      limiter: shared ?? new MemoryRateLimiter(rate),
+      ...(shared ?? { limiter: new MemoryRateLimiter(rate), principalLimiter: new MemoryRateLimiter(perPrincipal) }),
     };
   }
   const conn = { host: s.host, port: s.port, allowVolatile: s.allowVolatile };
@@ -93,7 +101,9 @@ async function openStores(config: ServerConfig, shared?: RateLimiter): Promise<{
     // the limiter fails open while Redis is away; ioredis reconnects by itself (no unhandled 'error' events)
     const redis = new Redis({ host: s.host, port: s.port, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
     redis.on('error', () => undefined);
-    return { store, identities, audit, limiter: new RedisRateLimiter(redis, rate) };
+    // one connection for both (the account limiter owns it and drops it on close)
+    const principalLimiter = new RedisRateLimiter(redis, perPrincipal, { keyPrefix: 'kms:ratelimit:principal:' });
+    return { store, identities, audit, limiter: new RedisRateLimiter(redis, rate), principalLimiter };
   } catch (e) {
     await identities?.close().catch(() => undefined);
     await store.close().catch(() => undefined);
@@ -139,7 +149,7 @@ export async function openServices(config: ServerConfig, options: ServicesOption
   let kms: Kms | undefined;
   try {
     if (options.domainCeremony) await runCeremony(clusters, options.domainCeremony);
-    opened = await openStores(config, options.limiter);
+    opened = await openStores(config, options.limiters);
     const { store, identities } = opened;
     const alarms = alarmsFor(config, options.log);
     kms = new Kms({
@@ -172,7 +182,7 @@ async function closeAll(log: ServicesOptions['log'], clusters: readonly HsmClust
 function compose(
   config: ServerConfig, options: ServicesOptions, clusters: HsmCluster[], opened: Awaited<ReturnType<typeof openStores>>, kms: Kms, alarms: Alarms, iam: IamService,
 ): Services {
-  const { store, audit, limiter } = opened;
+  const { store, audit, limiter, principalLimiter } = opened;
   const metrics = new Metrics({ clusters, alarms, keysByState: () => store.countByState(), audit: () => audit.counters() });
   const authz: Authorizer = {
     check: async (principal, request) => {
@@ -191,9 +201,9 @@ function compose(
   };
   let closing: Promise<void> | undefined;
   return {
-    config, clusters, store, kms, iam, audit, limiter, metrics,
+    config, clusters, store, kms, iam, audit, limiter, principalLimiter, metrics,
     apiDeps: () => ({
-      kms, store, clusters, metrics, authz, limiter, maxBodyBytes: config.maxBodyBytes, regions: config.regions, deploymentId: config.deploymentId,
+      kms, store, clusters, metrics, authz, limiter, principalLimiter, maxBodyBytes: config.maxBodyBytes, regions: config.regions, deploymentId: config.deploymentId,
       authn: { resolve: (secretId) => iam.resolve(secretId) },
       audit: { append: (e) => audit.append(e) },
     }),

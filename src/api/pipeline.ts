@@ -1,5 +1,5 @@
 /**
- * One API request, start to end: headers → TC3 signature → principal → rate limit → action →
+ * One API request, start to end: headers → TC3 signature → principal → rate limits (account, then principal) → action →
  * parameters → CAM policy → KMS core → envelope; then one audit event, one log line, metrics.
  */
 import { randomUUID } from 'node:crypto';
@@ -26,7 +26,10 @@ export interface PipelineDeps {
   authn: Authenticator;
   authz: Authorizer;
   audit: AuditSink;
+  /** Per account (tenant uin). */
   limiter: RateLimiter;
+  /** Per principal (its uin: the root account's or a sub-account's); absent, only the account's limit applies. */
+  principalLimiter?: RateLimiter;
   log: RequestLog;
   metrics: Metrics;
   handlers: ActionTable;
@@ -92,6 +95,7 @@ async function run(deps: PipelineDeps, req: RawRequest, trace: Trace, now: numbe
   const principal = await authenticate(deps, req, now);
   trace.principal = principal;
   if (!(await deps.limiter.take(principal.tenantUin))) throw new RateLimitedError('this account is over its request rate; slow down');
+  if (deps.principalLimiter && !(await deps.principalLimiter.take(principal.uin))) throw new RateLimitedError(`${principal.kind === 'root' ? 'the root account' : 'this sub-account'} is over its request rate; slow down`);
   if (isUnsupportedAction(action)) throw new UnsupportedActionError(`${action} is not offered by this service`);
   if (!isServedAction(action)) throw new InvalidActionError(`${JSON.stringify(action.slice(0, 64))} is not an action of the KMS API ${API_VERSION}`);
   if (!REGIONLESS.has(action)) {

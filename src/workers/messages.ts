@@ -4,10 +4,13 @@
  */
 import type { Tokens } from '../api/shared-rate-limit';
 
+/** Which of the supervisor's ledgers: per account, or per principal. */
+export type RateScope = 'account' | 'principal';
+
 export type ToSupervisor =
   | { kind: 'kms:ready'; worker: number; pid: number; port: number; opsPort?: number }
-  | { kind: 'kms:rate-ask'; id: number; uin: string; want: number }
-  | { kind: 'kms:rate-settle'; unused: Tokens }
+  | { kind: 'kms:rate-ask'; id: number; scope: RateScope; uin: string; want: number }
+  | { kind: 'kms:rate-settle'; scope: RateScope; unused: Tokens }
   | { kind: 'kms:metrics'; id: number };
 
 export type ToWorker =

@@ -43,7 +43,9 @@ function reply(worker: Worker, message: ToWorker): void {
 
 export async function supervise(config: ServerConfig, log: Log): Promise<Supervisor> {
   const slots = new Map<number, Slot>();
-  const ledger = config.store.kind === 'sqlite' ? new RateLedger(config.rateLimit) : undefined;
+  const ledgers = config.store.kind === 'sqlite'
+    ? { account: new RateLedger(config.rateLimit), principal: new RateLedger(config.rateLimit.perPrincipal) }
+    : undefined;
   const aggregator = new AggregatorRegistry();
   let closing = false;
   /** Start-up is over: from now on a worker that dies is restarted (during start-up, it fails the start). */
@@ -54,10 +56,10 @@ export async function supervise(config: ServerConfig, log: Log): Promise<Supervi
 
   const onMessage = (worker: Worker, m: unknown): void => {
     if (isMessage<ToSupervisor, 'kms:rate-ask'>(m, 'kms:rate-ask')) {
-      const grant = ledger ? ledger.grant(worker.id, m.uin, m.want) : { granted: m.want, waitMs: 0 };
+      const grant = ledgers ? ledgers[m.scope].grant(worker.id, m.uin, m.want) : { granted: m.want, waitMs: 0 };
       reply(worker, { kind: 'kms:rate-grant', id: m.id, ...grant });
     } else if (isMessage<ToSupervisor, 'kms:rate-settle'>(m, 'kms:rate-settle')) {
-      ledger?.settle(worker.id, m.unused);
+      ledgers?.[m.scope].settle(worker.id, m.unused);
     } else if (isMessage<ToSupervisor, 'kms:metrics'>(m, 'kms:metrics')) {
       aggregator.clusterMetrics().then(
         (text) => reply(worker, { kind: 'kms:metrics', id: m.id, text }),
@@ -85,7 +87,8 @@ export async function supervise(config: ServerConfig, log: Log): Promise<Supervi
     const started = new Promise<number>((resolve, reject) => starting.set(index, { resolve, reject }));
     worker.once('exit', (code, signal) => {
       slot.worker = undefined;
-      ledger?.forget(worker.id);
+      ledgers?.account.forget(worker.id);
+      ledgers?.principal.forget(worker.id);
       const how = signal ?? `code ${code}`;
       starting.get(index)?.reject(new Error(`worker ${index} exited during start-up (${how})`));
       starting.delete(index);

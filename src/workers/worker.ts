@@ -9,7 +9,8 @@ import { LineLog, PIPE_BUF } from '../api/request-log';
 import { Grant, SharedRateLimiter } from '../api/shared-rate-limit';
 import type { ServerConfig } from '../config';
 import { startServer } from '../server';
-import { isMessage, ToSupervisor, ToWorker } from './messages';
+import type { RateLimitConfig } from '../api/rate-limit';
+import { isMessage, RateScope, ToSupervisor, ToWorker } from './messages';
 import { PendingReplies } from './pending-replies';
 
 /** How long a worker waits for the supervisor's aggregated metrics (prom-client gives up on a silent worker after 5 s). */
@@ -30,16 +31,17 @@ export async function runWorker(config: ServerConfig, index: number): Promise<vo
   AggregatorRegistry.setRegistries([]);
   new AggregatorRegistry();
   const grants = new PendingReplies<Grant>('rate-limit grant', RATE_ANSWER_MS);
-  const limiter = config.store.kind === 'sqlite'
-    ? new SharedRateLimiter(config.rateLimit, {
-        workers: config.workers,
-        ask: (uin, want) => grants.ask((id) => send({ kind: 'kms:rate-ask', id, uin, want })),
-        settle: (unused) => send({ kind: 'kms:rate-settle', unused }),
-      })
+  const shared = (scope: RateScope, rate: RateLimitConfig): SharedRateLimiter => new SharedRateLimiter(rate, {
+    workers: config.workers,
+    ask: (uin, want) => grants.ask((id) => send({ kind: 'kms:rate-ask', id, scope, uin, want })),
+    settle: (unused) => send({ kind: 'kms:rate-settle', scope, unused }),
+  });
+  const limiters = config.store.kind === 'sqlite'
+    ? { limiter: shared('account', config.rateLimit), principalLimiter: shared('principal', config.rateLimit.perPrincipal) }
     : undefined;
   const metrics = new PendingReplies<string>('aggregated metrics', SCRAPE_TIMEOUT_MS);
   const scrape = (): Promise<string> => metrics.ask((id) => send({ kind: 'kms:metrics', id }));
-  const server = await startServer(config, log, { services: { limiter, repair: index === 0 }, scrape, announce: false, ops: index === 0 });
+  const server = await startServer(config, log, { services: { limiters, repair: index === 0 }, scrape, announce: false, ops: index === 0 });
   AggregatorRegistry.setRegistries([server.services.metrics.registry]);
 
   let stopping = false;
@@ -47,7 +49,8 @@ export async function runWorker(config: ServerConfig, index: number): Promise<vo
     if (stopping) return;
     stopping = true;
     log({ level: 'info', msg: `${why}: draining requests and shutting down` });
-    limiter?.close();
+    limiters?.limiter.close();
+    limiters?.principalLimiter.close();
     const exit = (code: number) => () => (lines.flush(), process.exit(code));
     server.close().then(exit(0), exit(1));
   };
