@@ -103,7 +103,10 @@ function boundConnections(server: Server, limits: ConnectionLimits): void {
 }
 
 function apiServer(config: ServerConfig, tls: TlsOptions | undefined, app: RequestListener): Server {
-  const server = tls ? createHttpsServer({ ...httpOptions(config.connections), ...tls }, app) : createHttpServer(httpOptions(config.connections), app);
+  // a TLS handshake gets as long as headers do (Node's default is 120 s)
+  const server = tls
+    ? createHttpsServer({ ...httpOptions(config.connections), ...tls, handshakeTimeout: config.connections.headersTimeoutMs }, app)
+    : createHttpServer(httpOptions(config.connections), app);
   boundConnections(server, config.connections);
   return server;
 }

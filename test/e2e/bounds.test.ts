@@ -58,17 +58,17 @@ describe('bounds', () => {
   });
 
   test.each([
-    ['CreateKey', { Alias: 'a'.repeat(61) }, 'InvalidParameterValue.InvalidAlias'],
-    ['CreateKey', { Alias: 'desc', Description: 'd'.repeat(1025) }, 'InvalidParameter'],
-    ['CreateKey', { Alias: 'tags', Tags: Array.from({ length: 51 }, (_, i) => ({ TagKey: `k${i}`, TagValue: 'v' })) }, 'InvalidParameter'],
-    ['CreateKey', { Alias: 'tagkey', Tags: [{ TagKey: 'k'.repeat(128), TagValue: 'v' }] }, 'InvalidParameterValue'],
-    ['CreateKey', { Alias: 'cluster', HsmClusterId: 'c'.repeat(129) }, 'InvalidParameterValue'],
-    ['DescribeKey', { KeyId: 'k'.repeat(129) }, 'InvalidParameterValue.InvalidKeyId'],
-    ['DescribeKeys', { KeyIds: ['k'.repeat(129)] }, 'InvalidParameterValue.InvalidKeyId'],
-    ['ListKeyDetail', { SearchKeyAlias: 's'.repeat(61) }, 'InvalidParameterValue'],
-    ['ListKeyDetail', { TagFilters: Array.from({ length: 51 }, (_, i) => ({ TagKey: `k${i}` })) }, 'InvalidParameter'],
-    ['Decrypt', { CiphertextBlob: 'A'.repeat(8196) }, 'InvalidParameterValue'],
-  ] as const)('%s %j → %s', async (action, body, code) => {
+    ['CreateKey', 'Alias of 61', { Alias: 'a'.repeat(61) }, 'InvalidParameterValue.InvalidAlias'],
+    ['CreateKey', 'Description of 1025', { Alias: 'desc', Description: 'd'.repeat(1025) }, 'InvalidParameter'],
+    ['CreateKey', '51 Tags', { Alias: 'tags', Tags: Array.from({ length: 51 }, (_, i) => ({ TagKey: `k${i}`, TagValue: 'v' })) }, 'InvalidParameter'],
+    ['CreateKey', 'TagKey of 128', { Alias: 'tagkey', Tags: [{ TagKey: 'k'.repeat(128), TagValue: 'v' }] }, 'InvalidParameterValue'],
+    ['CreateKey', 'HsmClusterId of 129', { Alias: 'cluster', HsmClusterId: 'c'.repeat(129) }, 'InvalidParameterValue'],
+    ['DescribeKey', 'KeyId of 129', { KeyId: 'k'.repeat(129) }, 'InvalidParameterValue.InvalidKeyId'],
+    ['DescribeKeys', 'a KeyIds element of 129', { KeyIds: ['k'.repeat(129)] }, 'InvalidParameterValue.InvalidKeyId'],
+    ['ListKeyDetail', 'SearchKeyAlias of 61', { SearchKeyAlias: 's'.repeat(61) }, 'InvalidParameterValue'],
+    ['ListKeyDetail', '51 TagFilters', { TagFilters: Array.from({ length: 51 }, (_, i) => ({ TagKey: `k${i}` })) }, 'InvalidParameter'],
+    ['Decrypt', 'CiphertextBlob of 8196', { CiphertextBlob: 'A'.repeat(8196) }, 'InvalidParameterValue'],
+  ] as const)('%s with %s is refused with its code', async (action, _what, body, code) => {
     const call = root[action]!;
     expect(await codeOf(call.call(root, body))).toBe(code);
   });

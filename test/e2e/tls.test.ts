@@ -1,10 +1,12 @@
 /**
  * TLS (docs/security.md §9 "TLS"), with a certificate made by openssl: the key file is refused at
  * start-up when group or others may read it (as PIN files are); TLS 1.2 with ECDHE and an AEAD
- * cipher, and TLS 1.3, are served; RSA key exchange, CBC ciphers and TLS 1.1 are not.
+ * cipher, and TLS 1.3, are served; RSA key exchange, CBC ciphers and TLS 1.1 are not; a handshake
+ * gets as long as headers do.
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
 import { connect, ConnectionOptions } from 'node:tls';
 import { join } from 'node:path';
 import { loadServerConfig } from '../../src/config';
@@ -39,6 +41,7 @@ describe('TLS', () => {
       '-keyout', key(), '-out', join(tls, 'cert.pem')], { stdio: 'ignore' });
     editConfig(lab.dir, (doc) => {
       doc.tls = { cert: 'tls/cert.pem', key: 'tls/key.pem' };
+      doc.connections = { headersTimeoutMs: 1_000 };
     });
   }, 60_000);
   afterAll(() => lab.stop());
@@ -73,6 +76,19 @@ describe('TLS', () => {
       ['finite-field DHE, AEAD', 'DHE-RSA-AES128-GCM-SHA256'],
     ])('TLS 1.2 offering only %s (%s) is refused', async (_what, cipher) => {
       expect(await handshake(lab.server.port, { maxVersion: 'TLSv1.2', ciphers: cipher })).toHaveProperty('error');
+    });
+
+    test('headersTimeoutMs 1000: a connection that never starts its handshake is closed', async () => {
+      const s = netConnect({ host: '127.0.0.1', port: lab.server.port });
+      await new Promise<void>((resolve) => s.once('connect', () => resolve()));
+      const closed = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), 6_000);
+        s.once('close', () => (clearTimeout(timer), resolve(true)));
+        s.on('error', () => undefined);
+        s.resume();
+      });
+      s.destroy();
+      expect(closed).toBe(true);
     });
 
     test('TLS 1.1 is refused', async () => {
