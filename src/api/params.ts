@@ -5,6 +5,8 @@
  * (ranges, aliases, key ids); this layer checks shape and size (PARAM_MAXIMA). Messages name the
  * field, never its value.
  */
+import { TAG_LIMITS } from '../kms/key-rules';
+import { MAX_TAG_FILTER_VALUES, MAX_TAG_FILTERS } from '../kms/list-query';
 
 export type ParamErrorCode =
   | 'MissingParameter' | 'UnknownParameter' | 'InvalidParameter' | 'InvalidParameterValue'
@@ -59,7 +61,7 @@ const object = <F extends Fields>(fields: F): { kind: 'object'; fields: F } => (
  * `chars`: `code` (default InvalidParameterValue; where the core has its own rule, the core's code,
  * so the answer does not depend on which layer saw it first); over `items`: InvalidParameter.
  * Figures from reference §6 where it gives one (Alias, Description, EncryptionContext, Plaintext,
- * Message, KeyIds); tags as the core keeps them (key-rules.ts TAG_LIMITS); the rest ours, documented
+ * Message, KeyIds); tags and tag filters as the core bounds them (TAG_LIMITS, MAX_TAG_FILTERS); the rest ours, documented
  * in docs/kms-core.md "Parameter maxima". Every string and list field of ACTION_SCHEMAS has an entry
  * (test/unit/api/params.test.ts).
  */
@@ -81,7 +83,8 @@ export const PARAM_MAXIMA: Readonly<Record<string, Maximum>> = {
   Description: { chars: 1024, code: 'InvalidParameter' }, DataKeyName: { chars: 256 },
   KeyUsage: NAME, Origin: NAME, KeySpec: NAME, Algorithm: NAME, EncryptionAlgorithm: NAME, MessageType: NAME, WrappingAlgorithm: NAME, WrappingKeySpec: NAME,
   HsmClusterId: { chars: 128 }, ProductId: { chars: 128 }, ResourceId: { chars: 128 },
-  Tags: { items: 50 }, TagKey: { chars: 127 }, TagValue: { chars: 255, items: 50 }, TagFilters: { items: 50 }, MemberAccounts: { items: 100 },
+  Tags: { items: TAG_LIMITS.perKey }, TagKey: { chars: TAG_LIMITS.keyChars }, TagValue: { chars: TAG_LIMITS.valueChars, items: MAX_TAG_FILTER_VALUES },
+  TagFilters: { items: MAX_TAG_FILTERS }, MemberAccounts: { items: 100 },
   EncryptionContext: CONTEXT, SourceEncryptionContext: CONTEXT, DestinationEncryptionContext: CONTEXT,
   Plaintext: { chars: b64chars(4096), code: 'InvalidParameterValue.InvalidPlaintext' }, Message: { chars: b64chars(4096), code: 'InvalidParameter' },
   CiphertextBlob: { chars: 8192 }, Ciphertext: { chars: 1024 }, SignatureValue: { chars: 1024 },
