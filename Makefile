@@ -1,6 +1,7 @@
 # make test  : install what is missing (apt packages, npm ci), build, run every test
 # make run   : install, build, provision development SoftHSM2 tokens and config under $KMS_DATA_DIR
-#              (default ./var), then serve the API on 127.0.0.1:$KMS_PORT (default 8080)
+#              (default ./var), then serve the API on 127.0.0.1:$KMS_PORT (default 8080) and /metrics,
+#              /readyz on the operations listener 127.0.0.1:$KMS_OPS_PORT (default the API port + 1)
 # make bench : HSM-layer and KMS-core benchmarks (npm run bench:hsm, npm run bench:kms)
 # make soak  : the resilience tests' longer variants (KMS_SOAK=1): three 20 s Redis outages, 20,000
 #              requests per HSM member loss (three losses), ten kill -9 of the server, two minutes of

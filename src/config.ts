@@ -1,7 +1,7 @@
 /**
  * The server's configuration: `<data dir>/kms.yaml` (written by `kmsctl init`), with the HSM
  * clusters in the same file (`clusters:`, see docs/clusters.example.yaml) and a few environment
- * overrides (KMS_PORT, KMS_HOST, KMS_WORKERS). Secrets are never in it: PINs come from env or 0600 files.
+ * overrides (KMS_PORT, KMS_HOST, KMS_OPS_PORT, KMS_WORKERS). Secrets are never in it: PINs come from env or 0600 files.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -38,7 +38,11 @@ export interface ServerConfig {
   regions: string[];
   maxKeysPerRegion: number;
   maxBodyBytes: number;
-  rateLimit: { perSecond: number; burst: number };
+  /** Per account; `perPrincipal` per SecretId owner (root or sub-account), both must allow a request. */
+  rateLimit: { perSecond: number; burst: number; perPrincipal: { perSecond: number; burst: number } };
+  connections: ConnectionLimits;
+  /** The operations listener (/metrics, /readyz, /healthz). */
+  ops: { host: string; port: number };
   /** Replay cache and signed-header demands (docs/security.md §1). */
   tc3: Tc3Config;
   /** Per source address: requests that did not authenticate (docs/security.md §6). */
@@ -65,10 +69,74 @@ export interface Tc3Config {
   requireSignedHeaders: string[];
 }
 
+/** Connection bounds of the API listener (docs/security.md §7). */
+export interface ConnectionLimits {
+  /** A request's headers must be complete this long after the connection (or the previous request) began. */
+  headersTimeoutMs: number;
+  /** A whole request (headers and body) must arrive within this. */
+  requestTimeoutMs: number;
+  /** A keep-alive connection idle for this long is closed. */
+  idleTimeoutMs: number;
+  /** Open connections at once; over it a new one is closed at accept. */
+  max: number;
+  /** Open connections from one source address. */
+  perIp: number;
+}
+
 export const CONFIG_FILE = 'kms.yaml';
 
 /** `requireSignedHeaders: true` means these (what the SDKs leave unsigned and the server acts on). */
 export const BOUND_HEADERS = ['x-tc-action', 'x-tc-region', 'x-tc-timestamp'];
+
+/** File descriptors kept for everything but client connections (store, HSM modules, logs, ops listener). */
+export const RESERVED_FDS = 256;
+
+/** The soft open-file limit of this process (Linux /proc); undefined where it cannot be read or is unlimited. */
+export function openFileLimit(): number | undefined {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `connections.max: auto` (the default): the open-file limit less RESERVED_FDS (at least 64), 10,000 where the limit is unknown. */
+export function autoMaxConnections(limit = openFileLimit()): number {
+  return limit === undefined ? 10_000 : Math.max(64, Math.min(100_000, limit - RESERVED_FDS));
+}
+
+function parseConnections(doc: Doc): ConnectionLimits {
+  const c = section(doc, 'connections');
+  const where = 'connections';
+  const headers = int(c, 'headersTimeoutMs', 10_000, 100, 600_000, where);
+  return {
+    headersTimeoutMs: headers,
+    requestTimeoutMs: int(c, 'requestTimeoutMs', Math.max(30_000, headers), headers, 3_600_000, where),
+    idleTimeoutMs: int(c, 'idleTimeoutMs', 5_000, 100, 600_000, where),
+    max: c.max === undefined || c.max === 'auto' ? autoMaxConnections() : int(c, 'max', 0, 1, 1_000_000, where),
+    perIp: int(c, 'perIp', 256, 1, 1_000_000, where),
+  };
+}
+
+/** `ops.host` (loopback by default) and `ops.port` (KMS_OPS_PORT; default the API port + 1, or any free port when the API port is 0). */
+function parseOps(doc: Doc, apiPort: number, env: NodeJS.ProcessEnv): { host: string; port: number } {
+  const o = section(doc, 'ops');
+  const fallback = apiPort === 0 ? 0 : apiPort + 1;
+  const port = env.KMS_OPS_PORT !== undefined ? Number(env.KMS_OPS_PORT) : (o.port ?? fallback);
+  if (!Number.isInteger(port) || (port as number) < 0 || (port as number) > 65535) throw new ConfigError(`ops.port must be 0..65535, got ${String(env.KMS_OPS_PORT ?? o.port)}`);
+  return { host: text(o, 'host', '127.0.0.1', 'ops'), port: port as number };
+}
+
+function parseRate(doc: Doc): ServerConfig['rateLimit'] {
+  const rate = section(doc, 'rateLimit');
+  const where = 'rateLimit';
+  const perSecond = int(rate, 'perSecond', 1000, 1, 1_000_000, where);
+  const burst = int(rate, 'burst', 2000, 1, 10_000_000, where);
+  const p = section(rate, 'perPrincipal');
+  const perPrincipal = { perSecond: int(p, 'perSecond', perSecond, 1, 1_000_000, 'rateLimit.perPrincipal'), burst: int(p, 'burst', burst, 1, 10_000_000, 'rateLimit.perPrincipal') };
+  return { perSecond, burst, perPrincipal };
+}
 
 type Doc = Record<string, unknown>;
 
@@ -191,7 +259,6 @@ export function parseServerConfig(source: string, dataDir: string, env: NodeJS.P
   if (!Array.isArray(regions) || regions.length === 0 || !regions.every((r) => typeof r === 'string' && /^[a-z0-9-]{1,64}$/.test(r))) {
     throw new ConfigError(`${CONFIG_FILE}: regions must be a non-empty list of region names`);
   }
-  const rate = section(d, 'rateLimit');
   const preAuth = section(d, 'preAuthLimit');
   const alarms = section(d, 'alarms');
   const imports = section(d, 'import');
@@ -207,9 +274,11 @@ export function parseServerConfig(source: string, dataDir: string, env: NodeJS.P
     regions: regions as string[],
     maxKeysPerRegion: int(d, 'maxKeysPerRegion', 200, 0, 10_000_000),
     maxBodyBytes: int(d, 'maxBodyBytes', 256 * 1024, 1024, 10 * 1024 * 1024),
-    rateLimit: { perSecond: int(rate, 'perSecond', 1000, 1, 1_000_000, 'rateLimit'), burst: int(rate, 'burst', 2000, 1, 10_000_000, 'rateLimit') },
+    rateLimit: parseRate(d),
     tc3: parseTc3(d),
     preAuthLimit: { perSecond: int(preAuth, 'perSecond', 50, 1, 1_000_000, 'preAuthLimit'), burst: int(preAuth, 'burst', 500, 1, 10_000_000, 'preAuthLimit') },
+    connections: parseConnections(d),
+    ops: parseOps(d, port as number, env),
     alarms: { log: optionalText(alarms, 'log', 'alarms') && abs(text(alarms, 'log', undefined, 'alarms')), webhook: optionalText(alarms, 'webhook', 'alarms') },
     allowPkcs1v15Import: flag(imports, 'allowPkcs1v15', 'import'),
     gcmMaxInvocationsPerVersion: int(gcm, 'maxInvocationsPerVersion', 2 ** 32, 1, 2 ** 32, 'gcm'),

@@ -3,14 +3,16 @@
  * API on the configured address; closing drains requests in flight. main.ts runs one of these, or a
  * supervisor with several (workers.ts).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { createServer as createHttpServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createServer as createHttpServer, IncomingMessage, RequestListener, Server, ServerOptions, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
-import { createListener } from './api/app';
+import type { SecureContextOptions, TlsOptions } from 'node:tls';
+import { createListener, createOpsApp } from './api/app';
 import { DEV_CREDENTIALS } from './cli/dev-init';
-import { isLoopback, ServerConfig } from './config';
+import { ConnectionLimits, isLoopback, ServerConfig } from './config';
+import { ConfigError } from './hsm/errors';
 import { openServices, Services, ServicesOptions } from './services';
 
 export interface RunningServer {
@@ -19,6 +21,8 @@ export interface RunningServer {
   services: Services;
   /** The Node HTTP(S) server (to observe connections and requests; closing goes through close()). */
   http: Server;
+  /** The operations listener (/metrics, /readyz, /healthz); absent in a worker that does not serve it. */
+  ops?: { url: string; port: number; http: Server };
   /** Stops accepting, lets requests in flight finish (up to the grace period), closes everything. */
   close(): Promise<void>;
 }
@@ -26,6 +30,9 @@ export interface RunningServer {
 function listenGuard(config: ServerConfig): void {
   if (!config.tls && !isLoopback(config.listen.host) && !config.allowInsecure) {
     throw new Error(`refusing to listen on ${config.listen.host} without TLS: configure tls.cert and tls.key, or set allowInsecure: true`);
+  }
+  if (!isLoopback(config.ops.host) && !config.allowInsecure) {
+    throw new Error(`refusing to serve the operations listener (plain HTTP, no authentication) on ${config.ops.host}: keep ops.host on loopback, or set allowInsecure: true`);
   }
 }
 
@@ -51,6 +58,67 @@ function drainOnClose(server: Server): () => void {
     closing = true;
     for (const res of unanswered) if (!res.headersSent) res.setHeader('Connection', 'close');
   };
+}
+
+/** TLS 1.2 and 1.3 only; for 1.2, ECDHE key exchange with AEAD ciphers only (TLS 1.3 suites are all of that kind). */
+export const TLS_CIPHERS = [
+  'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256', 'TLS_AES_128_GCM_SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384', 'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305', 'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256',
+].join(':');
+
+/** The certificate and key, the key file checked like PIN files: owner-only. */
+export function tlsOptions(tls: { cert: string; key: string }): TlsOptions & SecureContextOptions {
+  if (!existsSync(tls.key)) throw new ConfigError(`TLS key file ${tls.key} does not exist`);
+  if ((statSync(tls.key).mode & 0o077) !== 0) throw new ConfigError(`TLS key file ${tls.key} must not be readable by group or others (chmod 600)`);
+  return { cert: readFileSync(tls.cert), key: readFileSync(tls.key), minVersion: 'TLSv1.2', ciphers: TLS_CIPHERS, honorCipherOrder: true };
+}
+
+/** How often Node looks for connections past their header or request timeout (its default, 30 s, would add that much to each). */
+const CONNECTION_CHECK_MS = 1_000;
+
+function httpOptions(limits: ConnectionLimits): ServerOptions {
+  return { headersTimeout: limits.headersTimeoutMs, requestTimeout: limits.requestTimeoutMs, connectionsCheckingInterval: CONNECTION_CHECK_MS };
+}
+
+/** At most `limits.max` connections (Node closes the rest at accept) and `limits.perIp` from one address. */
+function boundConnections(server: Server, limits: ConnectionLimits): void {
+  server.maxConnections = limits.max;
+  server.keepAliveTimeout = limits.idleTimeoutMs;
+  const perIp = new Map<string, number>();
+  server.prependListener('connection', (socket: Socket) => {
+    const ip = socket.remoteAddress ?? '';
+    const open = (perIp.get(ip) ?? 0) + 1;
+    if (open > limits.perIp) {
+      socket.destroy();
+      return;
+    }
+    perIp.set(ip, open);
+    socket.once('close', () => {
+      const left = (perIp.get(ip) ?? 1) - 1;
+      if (left > 0) perIp.set(ip, left);
+      else perIp.delete(ip);
+    });
+  });
+}
+
+function apiServer(config: ServerConfig, tls: TlsOptions | undefined, app: RequestListener): Server {
+  // a TLS handshake gets as long as headers do (Node's default is 120 s)
+  const server = tls
+    ? createHttpsServer({ ...httpOptions(config.connections), ...tls, handshakeTimeout: config.connections.headersTimeoutMs }, app)
+    : createHttpServer(httpOptions(config.connections), app);
+  boundConnections(server, config.connections);
+  return server;
+}
+
+/** Connections to the operations listener (scrapers and probes: a few). */
+const OPS_CONNECTIONS: ConnectionLimits = { headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, idleTimeoutMs: 5_000, max: 64, perIp: 64 };
+
+function listen(server: Server, port: number, host: string, exclusive: boolean): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ port, host, exclusive }, () => (server.off('error', reject), resolve()));
+  });
 }
 
 function bracketed(host: string): string {
@@ -83,16 +151,23 @@ export interface StartOptions {
   scrape?: () => Promise<string>;
   /** Log the "listening" line and the SDK hint (default true; a worker leaves that to its supervisor). */
   announce?: boolean;
+  /** Serve the operations listener (default true; of several workers, only worker 0 does, on a port of its own). */
+  ops?: boolean;
 }
 
 function urlOf(config: ServerConfig, port: number): string {
   return `${config.tls ? 'https' : 'http'}://${bracketed(config.listen.host)}:${port}`;
 }
 
-/** The "listening" line (and the SDK hint when development credentials exist). */
-export function announce(config: ServerConfig, port: number, log: (line: Record<string, unknown>) => void, extra: Record<string, unknown> = {}): string {
+export function opsUrlOf(config: ServerConfig, port: number): string {
+  return `http://${bracketed(config.ops.host)}:${port}`;
+}
+
+/** The "listening" and "operations" lines (and the SDK hint when development credentials exist). */
+export function announce(config: ServerConfig, port: number, log: (line: Record<string, unknown>) => void, extra: Record<string, unknown> = {}, opsPort?: number): string {
   const url = urlOf(config, port);
   log({ level: 'info', msg: `KMS listening on ${url}`, dataDir: config.dataDir, regions: config.regions, clusters: config.clusters.map((c) => c.id), ...extra });
+  if (opsPort !== undefined) log({ level: 'info', msg: `KMS operations on ${opsUrlOf(config, opsPort)}`, paths: ['/metrics', '/readyz', '/healthz'] });
   const hint = devCredentialsHint(config, port);
   if (hint) log(hint);
   return url;
@@ -102,29 +177,33 @@ export async function startServer(
   config: ServerConfig, log: (line: Record<string, unknown>) => void = (l) => process.stdout.write(JSON.stringify(l) + '\n'), options: StartOptions = {},
 ): Promise<RunningServer> {
   listenGuard(config);
+  const tls = config.tls ? tlsOptions(config.tls) : undefined;
   const services = await openServices(config, { ...options.services, log });
-  let server: Server;
+  const deps = { ...services.apiDeps(), log: { write: log }, scrape: options.scrape };
+  const server = apiServer(config, tls, createListener(deps));
+  const ops = options.ops === false ? undefined : createHttpServer(httpOptions(OPS_CONNECTIONS), createOpsApp(deps));
   try {
-    const app = createListener({ ...services.apiDeps(), log: { write: log }, scrape: options.scrape });
-    server = config.tls
-      ? createHttpsServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }, app)
-      : createHttpServer(app);
-    server.keepAliveTimeout = 65_000;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.listen.port, config.listen.host, () => resolve());
-    });
+    await listen(server, config.listen.port, config.listen.host, false);
+    if (ops) {
+      boundConnections(ops, OPS_CONNECTIONS);
+      // exclusive: in a worker, a port of its own rather than one shared through the supervisor
+      await listen(ops, config.ops.port, config.ops.host, true);
+    }
   } catch (e) {
+    if (server.listening) server.close();
     await services.close().catch(() => undefined);
     throw e;
   }
   const beginClosing = drainOnClose(server);
   const port = (server.address() as AddressInfo).port;
-  const url = options.announce === false ? urlOf(config, port) : announce(config, port, log);
+  const opsPort = ops ? (ops.address() as AddressInfo).port : undefined;
+  const url = options.announce === false ? urlOf(config, port) : announce(config, port, log, {}, opsPort);
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
       beginClosing();
+      ops?.close();
+      ops?.closeAllConnections();
       const drained = new Promise<void>((resolve) => server.close(() => resolve()));
       const timer = setTimeout(() => server.closeAllConnections(), config.shutdownGraceMs);
       await drained;
@@ -133,6 +212,7 @@ export async function startServer(
     })();
     return closing;
   };
-  return { url, port, services, http: server, close };
+  const opsInfo = ops && opsPort !== undefined ? { url: opsUrlOf(config, opsPort), port: opsPort, http: ops } : undefined;
+  return { url, port, services, http: server, ops: opsInfo, close };
 }
 

@@ -25,7 +25,8 @@ import { withDeadline } from './deadline';
 import { buildClusters } from './hsm/config';
 import type { HsmCluster } from './hsm/cluster';
 import { loadProfiles } from './hsm/profile';
-import { authorize } from './iam/authorize';
+import { authorize, authorizeAnyCreator } from './iam/authorize';
+import { parseResource, UNKNOWN_CREATOR } from './iam/resources';
 import { IamService } from './iam/iam-service';
 import type { IdentityStore } from './iam/identity-store';
 import { RedisIdentityStore } from './iam/redis-identity-store';
@@ -48,10 +49,16 @@ export interface ServicesOptions {
   domainCeremony?: (msg: string) => void;
   /** Repair derived store data at start-up (default true; workers after the first leave it to the first). */
   repair?: boolean;
-  /** Replaces the in-process rate limiter of the embedded store (a worker shares its supervisor's buckets). */
-  limiter?: RateLimiter;
+  /** Replace the in-process rate limiters of the embedded store (a worker shares its supervisor's buckets). */
+  limiters?: Limiters;
   /** Replaces the in-process replay cache of the embedded store (a worker claims on its supervisor's). */
   replay?: ReplayGuard;
+}
+
+/** Per account (tenant) and per principal (the SecretId's owner: root or sub-account); a request needs a token of both. */
+export interface Limiters {
+  limiter: RateLimiter;
+  principalLimiter: RateLimiter;
 }
 
 export interface Services {
@@ -62,6 +69,7 @@ export interface Services {
   iam: IamService;
   audit: AuditLog;
   limiter: RateLimiter;
+  principalLimiter: RateLimiter;
   metrics: Metrics;
   /** Replay cache, pre-authentication limit, failure aggregates. */
   trust: TrustDeps;
@@ -98,7 +106,7 @@ export function anchorSink(c: AnchorSinkConfig): AnchorSink {
   return syslogAnchorSink(c.host, c.port);
 }
 
-type Opened = { store: MetadataStore; identities: IdentityStore; audit: AuditLog; limiter: RateLimiter; replay?: ReplayGuard; auditJobs?: AuditJobs };
+type Opened = { store: MetadataStore; identities: IdentityStore; audit: AuditLog; replay?: ReplayGuard; auditJobs?: AuditJobs } & Limiters;
 
 /** The replay guard: none when turned off; else the one given (a worker's), Redis's for several nodes, or this process's. */
 function replayGuard(config: ServerConfig, given: ReplayGuard | undefined, redis: () => Redis): ReplayGuard | undefined {
@@ -115,8 +123,9 @@ function redisClient(host: string, port: number): Redis {
   return redis;
 }
 
-async function openStores(config: ServerConfig, linkMac: LinkMac, shared?: RateLimiter, sharedReplay?: ReplayGuard): Promise<Opened> {
+async function openStores(config: ServerConfig, linkMac: LinkMac, shared?: Limiters, sharedReplay?: ReplayGuard): Promise<Opened> {
   const rate = { perSecond: config.rateLimit.perSecond, burst: config.rateLimit.burst };
+  const perPrincipal = config.rateLimit.perPrincipal;
   const s = config.store;
   if (s.kind === 'sqlite') {
     restrictSqliteFiles(s.path);
@@ -124,7 +133,7 @@ async function openStores(config: ServerConfig, linkMac: LinkMac, shared?: RateL
       store: new SqliteMetadataStore(s.path),
       identities: new SqliteIdentityStore(s.path),
       audit: new SqliteAuditLog(s.path, { linkMac }),
-      limiter: shared ?? new MemoryRateLimiter(rate),
+      ...(shared ?? { limiter: new MemoryRateLimiter(rate), principalLimiter: new MemoryRateLimiter(perPrincipal) }),
       replay: replayGuard(config, sharedReplay, () => { throw new Error('no Redis for the embedded store'); }),
     };
   }
@@ -134,9 +143,10 @@ async function openStores(config: ServerConfig, linkMac: LinkMac, shared?: RateL
   try {
     identities = await RedisIdentityStore.open(conn);
     const audit = await RedisAuditLog.open({ ...conn, linkMac });
-    // the limiter fails open while Redis is away, the replay guard closed
-    const limiter = new RedisRateLimiter(redisClient(s.host, s.port), rate);
-    return { store, identities, audit, limiter, replay: replayGuard(config, sharedReplay, () => redisClient(s.host, s.port)) };
+    // the limiters fail open while Redis is away, the replay guard closed; one connection for both limiters (the account limiter owns it and drops it on close)
+    const redis = redisClient(s.host, s.port);
+    const principalLimiter = new RedisRateLimiter(redis, perPrincipal, { keyPrefix: 'kms:ratelimit:principal:' });
+    return { store, identities, audit, limiter: new RedisRateLimiter(redis, rate), principalLimiter, replay: replayGuard(config, sharedReplay, () => redisClient(s.host, s.port)) };
   } catch (e) {
     await identities?.close().catch(() => undefined);
     await store.close().catch(() => undefined);
@@ -182,7 +192,7 @@ export async function openServices(config: ServerConfig, options: ServicesOption
   let kms: Kms | undefined;
   try {
     if (options.domainCeremony) await runCeremony(clusters, options.domainCeremony);
-    opened = await openStores(config, auditLinkMac(clusters), options.limiter, options.replay);
+    opened = await openStores(config, auditLinkMac(clusters), options.limiters, options.replay);
     const { store, identities } = opened;
     const alarms = alarmsFor(config, options.log);
     kms = new Kms({
@@ -249,7 +259,7 @@ async function closeAll(
 function compose(
   config: ServerConfig, options: ServicesOptions, clusters: HsmCluster[], opened: Opened, kms: Kms, alarms: Alarms, iam: IamService,
 ): Services {
-  const { store, audit, limiter } = opened;
+  const { store, audit, limiter, principalLimiter } = opened;
   const trust: TrustDeps = {
     tc3: { requiredSignedHeaders: config.tc3.requireSignedHeaders },
     replay: opened.replay,
@@ -260,8 +270,13 @@ function compose(
   const authz: Authorizer = {
     check: async (principal, request) => {
       const policies = principal.kind === 'root' ? [] : await iam.policiesFor(principal);
+      let creators: string[] | undefined;
       for (const resource of request.resources) {
-        const d = authorize(principal, { action: request.action, resource, context: request.context }, policies);
+        const access = { action: request.action, resource, context: request.context };
+        if (principal.kind !== 'root' && parseResource(resource)?.creatorUin === UNKNOWN_CREATOR) {
+          creators ??= [principal.tenantUin, ...(await iam.listUsers(principal.tenantUin)).map((u) => u.uin)];
+        }
+        const d = creators ? authorizeAnyCreator(principal, access, policies, creators) : authorize(principal, access, policies);
         if (!d.allowed) return d;
       }
       return { allowed: true, reason: 'allowed' };
@@ -269,9 +284,9 @@ function compose(
   };
   let closing: Promise<void> | undefined;
   return {
-    config, clusters, store, kms, iam, audit, limiter, metrics, trust,
+    config, clusters, store, kms, iam, audit, limiter, principalLimiter, metrics, trust,
     apiDeps: () => ({
-      kms, store, clusters, metrics, authz, limiter, trust, maxBodyBytes: config.maxBodyBytes, regions: config.regions, deploymentId: config.deploymentId,
+      kms, store, clusters, metrics, authz, limiter, principalLimiter, trust, maxBodyBytes: config.maxBodyBytes, regions: config.regions, deploymentId: config.deploymentId,
       authn: { resolve: (secretId) => iam.resolve(secretId) },
       audit: { append: (e) => audit.append(e) },
     }),

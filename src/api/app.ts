@@ -1,6 +1,8 @@
 /**
- * The HTTP face: `POST /` with the action in X-TC-Action (Tencent Cloud API 3.0), plus /metrics,
- * /healthz and /readyz. Every API answer is HTTP 200 with the Tencent envelope, errors included.
+ * The HTTP face: `POST /` with the action in X-TC-Action (Tencent Cloud API 3.0) and /healthz on
+ * the API listener; /metrics, /readyz and /healthz on the operations listener (loopback by default:
+ * what the service runs on and how busy it is are the operator's, not every client's). Every API
+ * answer is HTTP 200 with the Tencent envelope, errors included.
  */
 import type { RequestListener } from 'node:http';
 import express from 'express';
@@ -23,12 +25,17 @@ export interface AppDeps extends Omit<PipelineDeps, 'handlers'> {
   scrape?: () => Promise<string>;
 }
 
-/** The express app: /healthz, /readyz, /metrics (and express's 404 for anything else). */
-export function createApp(deps: AppDeps): express.Express {
+function bareApp(): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', false);
   app.get('/healthz', (_req, res) => res.json({ status: 'alive' }));
+  return app;
+}
+
+/** The operations app: /healthz, /readyz, /metrics (and express's 404 for anything else). */
+export function createOpsApp(deps: AppDeps): express.Express {
+  const app = bareApp();
   app.get('/readyz', (_req, res) => {
     readiness(deps).then(
       (r) => res.status(r.ready ? 200 : 503).json(r),
@@ -44,9 +51,9 @@ export function createApp(deps: AppDeps): express.Express {
   return app;
 }
 
-/** What the HTTP(S) server runs: `POST /` (the API) straight from node:http, the rest through express. */
+/** What the API's HTTP(S) server runs: `POST /` (the API) straight from node:http, /healthz (alive, nothing more) through express. */
 export function createListener(deps: AppDeps): RequestListener {
-  return apiListener({ pipeline: { ...deps, handlers: HANDLERS }, maxBodyBytes: deps.maxBodyBytes, fallback: createApp(deps) });
+  return apiListener({ pipeline: { ...deps, handlers: HANDLERS }, maxBodyBytes: deps.maxBodyBytes, fallback: bareApp() });
 }
 
 /** How long /readyz waits for the store: a probe must get its answer (503) while a store client is still retrying. */

@@ -93,6 +93,8 @@ export const KMS_ERROR_CODES: ReadonlyArray<readonly [ErrorClass, string]> = [
   [kms.DecryptMaterialError, 'InvalidParameter.DecryptMaterialError'],
   [kms.InvalidImportMaterialError, 'InvalidParameterValue.InvalidImportKeyMaterial'],
   [kms.BindingNotFoundError, 'ResourceUnavailable.CloudResourceBindingNotFound'],
+  // A per-key count (bindings) is full: Tencent's generic quota code.
+  [kms.BindingLimitExceededError, 'LimitExceeded'],
   [kms.UnsupportedOperationError, 'UnsupportedOperation'],
   [kms.UnsupportedKeyUsageError, 'UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion'],
   [kms.AsymmetricDecryptError, 'FailedOperation.DecryptError'],

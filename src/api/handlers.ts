@@ -3,7 +3,7 @@
  * validation of shapes happened in params.ts; all rules live in the core.
  */
 import type { Principal } from '../iam/principal';
-import { collectionResource, keyResource } from '../iam/resources';
+import { collectionResource, keyResource, UNKNOWN_CREATOR } from '../iam/resources';
 import { decodeBlob } from '../kms/ciphertext';
 import { InvalidCiphertextError, KeyNotFoundError } from '../kms/errors';
 import type { Caller } from '../kms/key-access';
@@ -38,9 +38,9 @@ function collection(ctx: ActionContext): Resources {
   return { cam: [collectionResource(ctx.caller.region, ctx.caller.tenant)], audit: 'key/*' };
 }
 
-/** A key's resource name; a key that cannot be found gets creator 0 (no account has it: only policies on every creator match, and the call then fails as not found anyway). */
+/** A key's resource name; a key that cannot be found gets UNKNOWN_CREATOR (the authoriser then asks whether any creator's key would be allowed). */
 async function resourceOf(ctx: ActionContext, keyId: string): Promise<string> {
-  let creatorUin = '0';
+  let creatorUin = UNKNOWN_CREATOR;
   try {
     creatorUin = (await ctx.kms.lifecycle.describeKey(ctx.caller, keyId)).CreatorUinString;
   } catch (e) {

@@ -17,38 +17,47 @@ export interface ListenerDeps {
   fallback: RequestListener;
 }
 
-/** Why a body could not be read: the code and message of its envelope. */
+/** Why a body could not be read: the code and message of its envelope; `close`: the rest of the body is not read, the connection ends after the answer. */
 class UnreadableBody {
-  constructor(readonly code: string, readonly message: string) {}
+  constructor(readonly code: string, readonly message: string, readonly close = false) {}
 }
 
 // a Map, not an object: a Content-Encoding named like an Object.prototype member must not find a function
 const DECODERS = new Map<string, (buf: InputType, options: ZlibOptions, cb: (err: Error | null, out: Buffer) => void) => void>([['gzip', gunzip], ['deflate', inflate]]);
 
-function reply(res: ServerResponse, body: string): void {
-  res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+/**
+ * The answer; with `close`, `Connection: close`: node:http then ends the socket once the answer is
+ * written instead of reading the rest of the body to reach a next request.
+ */
+function reply(res: ServerResponse, body: string, close = false): void {
+  res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), ...(close ? { connection: 'close' } : {}) });
   res.end(body);
 }
 
 function tooLarge(limit: number): UnreadableBody {
-  return new UnreadableBody('RequestSizeLimitExceeded', `request body is larger than ${limit} bytes`);
+  return new UnreadableBody('RequestSizeLimitExceeded', `request body is larger than ${limit} bytes`, true);
 }
 
-/** Reads the raw body; stops reading (and rejects) past the limit. */
+/** Reads the raw body; refuses as soon as it (or its declared length) passes the limit, reading no further. */
 function readRaw(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     if (Number(req.headers['content-length'] ?? 0) > limit) {
-      req.resume();
       reject(tooLarge(limit));
       return;
     }
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (c: Buffer) => {
+    const onData = (c: Buffer): void => {
       size += c.length;
       if (size <= limit) chunks.push(c);
-    });
-    req.on('end', () => (size > limit ? reject(tooLarge(limit)) : resolve(Buffer.concat(chunks, size))));
+      else {
+        req.off('data', onData);
+        req.pause();
+        reject(tooLarge(limit));
+      }
+    };
+    req.on('data', onData);
+    req.on('end', () => resolve(Buffer.concat(chunks, size)));
     req.on('error', () => reject(new UnreadableBody('InvalidParameter', 'the request body could not be read')));
   });
 }
@@ -75,15 +84,17 @@ export function apiListener(deps: ListenerDeps): RequestListener {
       return;
     }
     const head: Omit<RawRequest, 'body'> = { method: 'POST', url: req.url, headers: req.headers, sourceIp: req.socket.remoteAddress ?? '' };
+    let close = false;
     readRaw(req, deps.maxBodyBytes)
       .then((raw) => decode(raw, req.headers['content-encoding'], deps.maxBodyBytes))
       .then(
         (body) => handleRequest(deps.pipeline, { ...head, body }),
         (e: unknown) => {
           const why = e instanceof UnreadableBody ? e : new UnreadableBody('InvalidParameter', 'the request body could not be read');
+          close = why.close;
           return refuseUnread(deps.pipeline, head, why.code, why.message);
         },
       )
-      .then((out) => reply(res, out), () => reply(res, refuseUnread(deps.pipeline, head, 'InternalError', 'internal error')));
+      .then((out) => reply(res, out, close), () => reply(res, refuseUnread(deps.pipeline, head, 'InternalError', 'internal error')));
   };
 }

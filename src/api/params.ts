@@ -2,10 +2,15 @@
  * Request parameters of every served action, declared once (field names, JSON types, required-ness
  * and caps copied from the SDK's kms_models.d.ts), and the one validator that turns a parsed JSON
  * body into typed parameters. Base64 fields come out as Buffers. Values are the KMS core's to judge
- * (ranges, aliases, key ids); this layer checks shape only. Messages name the field, never its value.
+ * (ranges, aliases, key ids); this layer checks shape and size (PARAM_MAXIMA). Messages name the
+ * field, never its value.
  */
+import { TAG_LIMITS } from '../kms/key-rules';
+import { MAX_TAG_FILTER_VALUES, MAX_TAG_FILTERS } from '../kms/list-query';
 
-export type ParamErrorCode = 'MissingParameter' | 'UnknownParameter' | 'InvalidParameter' | 'InvalidParameterValue';
+export type ParamErrorCode =
+  | 'MissingParameter' | 'UnknownParameter' | 'InvalidParameter' | 'InvalidParameterValue'
+  | 'InvalidParameterValue.InvalidAlias' | 'InvalidParameterValue.InvalidKeyId' | 'InvalidParameterValue.InvalidPlaintext';
 
 export class ParamError extends Error {
   /** `field` is the parameter's path (`Tags.0.TagKey`), or undefined for the body itself. */
@@ -25,7 +30,7 @@ export type FieldSpec = Flags & (
   | { kind: 'string' }
   | { kind: 'base64' }
   | { kind: 'integer' }
-  | { kind: 'array'; of: FieldSpec; max?: number }
+  | { kind: 'array'; of: FieldSpec }
   | { kind: 'object'; fields: Fields });
 
 export type Fields = Readonly<Record<string, FieldSpec>>;
@@ -47,17 +52,53 @@ const b64 = { kind: 'base64' } as const;
 const int = { kind: 'integer' } as const;
 const req = <S extends FieldSpec>(s: S): S & { required: true } => ({ ...s, required: true });
 const ignored = <S extends FieldSpec>(s: S): S & { ignored: true } => ({ ...s, ignored: true });
-const arrayOf = <E extends FieldSpec>(of: E, max?: number): { kind: 'array'; of: E; max?: number } => ({ kind: 'array', of, max });
+const arrayOf = <E extends FieldSpec>(of: E): { kind: 'array'; of: E } => ({ kind: 'array', of });
 const object = <F extends Fields>(fields: F): { kind: 'object'; fields: F } => ({ kind: 'object', fields });
 
+/**
+ * The most a field may hold, by field name: `chars`, the length of a string (of a base64 field, of
+ * its base64 text; of a list of strings, of each element); `items`, the elements of a list. Over
+ * `chars`: `code` (default InvalidParameterValue; where the core has its own rule, the core's code,
+ * so the answer does not depend on which layer saw it first); over `items`: InvalidParameter.
+ * Figures from reference §6 where it gives one (Alias, Description, EncryptionContext, Plaintext,
+ * Message, KeyIds); tags and tag filters as the core bounds them (TAG_LIMITS, MAX_TAG_FILTERS); the rest ours, documented
+ * in docs/kms-core.md "Parameter maxima". Every string and list field of ACTION_SCHEMAS has an entry
+ * (test/unit/api/params.test.ts).
+ */
+export interface Maximum {
+  chars?: number;
+  items?: number;
+  code?: ParamErrorCode;
+}
+
+/** base64 text of `bytes` bytes. */
+const b64chars = (bytes: number): number => 4 * Math.ceil(bytes / 3);
+const KEY_ID_MAX: Maximum = { chars: 128, code: 'InvalidParameterValue.InvalidKeyId' };
+const NAME = { chars: 64 };
+const CONTEXT = { chars: 1024 };
+
+export const PARAM_MAXIMA: Readonly<Record<string, Maximum>> = {
+  KeyId: KEY_ID_MAX, DestinationKeyId: KEY_ID_MAX, KeyIds: { ...KEY_ID_MAX, items: 100 },
+  Alias: { chars: 60, code: 'InvalidParameterValue.InvalidAlias' }, SearchKeyAlias: { chars: 60 },
+  Description: { chars: 1024, code: 'InvalidParameter' }, DataKeyName: { chars: 256 },
+  KeyUsage: NAME, Origin: NAME, KeySpec: NAME, Algorithm: NAME, EncryptionAlgorithm: NAME, MessageType: NAME, WrappingAlgorithm: NAME, WrappingKeySpec: NAME,
+  HsmClusterId: { chars: 128 }, ProductId: { chars: 128 }, ResourceId: { chars: 128 },
+  Tags: { items: TAG_LIMITS.perKey }, TagKey: { chars: TAG_LIMITS.keyChars }, TagValue: { chars: TAG_LIMITS.valueChars, items: MAX_TAG_FILTER_VALUES },
+  TagFilters: { items: MAX_TAG_FILTERS }, MemberAccounts: { items: 100 },
+  EncryptionContext: CONTEXT, SourceEncryptionContext: CONTEXT, DestinationEncryptionContext: CONTEXT,
+  Plaintext: { chars: b64chars(4096), code: 'InvalidParameterValue.InvalidPlaintext' }, Message: { chars: b64chars(4096), code: 'InvalidParameter' },
+  CiphertextBlob: { chars: 8192 }, Ciphertext: { chars: 1024 }, SignatureValue: { chars: 1024 },
+  EncryptedKeyMaterial: { chars: 4096 }, ImportToken: { chars: 1024 }, EncryptionPublicKey: { chars: 4096 },
+};
+
 /** DescribeKeys, EnableKeys, DisableKeys: at most 100 key ids (reference §6). */
-export const MAX_KEY_IDS = 100;
+export const MAX_KEY_IDS = PARAM_MAXIMA.KeyIds.items as number;
 
 const MEMBER_ACCOUNT = object({ MemberAppId: int, MemberUin: int });
 const MEMBER = { MemberAccount: ignored(MEMBER_ACCOUNT) };
 const KEY = { KeyId: req(str) };
 const KEY_OF_MEMBER = { ...KEY, ...MEMBER };
-const KEY_IDS = { KeyIds: req(arrayOf(str, MAX_KEY_IDS)), ...MEMBER };
+const KEY_IDS = { KeyIds: req(arrayOf(str)), ...MEMBER };
 const TAGS = arrayOf(object({ TagKey: req(str), TagValue: req(str) }));
 const PAGE = { Offset: int, Limit: int, Role: int, HsmClusterId: str };
 const PUBLIC_KEY_OUTPUT = { EncryptionPublicKey: str, EncryptionAlgorithm: str };
@@ -135,20 +176,26 @@ const child = (path: string, name: string | number): string => {
   return path === '' ? shown : `${path}.${shown}`;
 };
 
-function checkArray(spec: Extract<FieldSpec, { kind: 'array' }>, v: unknown, path: string): unknown[] {
+function checkArray(spec: Extract<FieldSpec, { kind: 'array' }>, v: unknown, path: string, max: Maximum): unknown[] {
   if (!Array.isArray(v)) throw wrongType(path, 'an array');
-  if (spec.max !== undefined && v.length > spec.max) throw new ParamError('InvalidParameter', path, `${path} must have at most ${spec.max} elements`);
-  return v.map((e, i) => checkValue(spec.of, e, child(path, i)));
+  if (max.items !== undefined && v.length > max.items) throw new ParamError('InvalidParameter', path, `${path} must have at most ${max.items} elements`);
+  const each: Maximum = { chars: max.chars, code: max.code };
+  return v.map((e, i) => checkValue(spec.of, e, child(path, i), each));
 }
 
-function checkValue(spec: FieldSpec, v: unknown, path: string): unknown {
+function checkLength(v: string, path: string, max: Maximum): string {
+  if (max.chars !== undefined && v.length > max.chars) throw new ParamError(max.code ?? 'InvalidParameterValue', path, `${path} must be at most ${max.chars} characters`);
+  return v;
+}
+
+function checkValue(spec: FieldSpec, v: unknown, path: string, max: Maximum): unknown {
   switch (spec.kind) {
     case 'string':
       if (typeof v !== 'string') throw wrongType(path, 'a string');
-      return v;
+      return checkLength(v, path, max);
     case 'base64': {
       if (typeof v !== 'string') throw wrongType(path, 'a base64 string');
-      const bytes = decodeCanonicalBase64(v);
+      const bytes = decodeCanonicalBase64(checkLength(v, path, max));
       if (!bytes) throw new ParamError('InvalidParameterValue', path, `${path} is not canonical base64`);
       return bytes;
     }
@@ -156,7 +203,7 @@ function checkValue(spec: FieldSpec, v: unknown, path: string): unknown {
       if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw wrongType(path, 'an integer');
       return v;
     case 'array':
-      return checkArray(spec, v, path);
+      return checkArray(spec, v, path, max);
     case 'object':
       return checkObject(spec.fields, v, path);
   }
@@ -174,7 +221,7 @@ function checkObject(fields: Fields, v: unknown, path: string): Record<string, u
       if (spec.required) throw new ParamError('MissingParameter', child(path, name), `${child(path, name)} is required`);
       continue;
     }
-    const checked = checkValue(spec, value, child(path, name));
+    const checked = checkValue(spec, value, child(path, name), PARAM_MAXIMA[name] ?? {});
     if (!spec.ignored) out[name] = checked;
   }
   return out;

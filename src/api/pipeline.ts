@@ -1,7 +1,8 @@
 /**
  * One API request, start to end: source limit → headers → TC3 signature → principal → replay cache
- * → rate limit → action → parameters → CAM policy → KMS core → envelope; then one audit event (or,
- * for a request that did not authenticate, a count in an aggregate), one log line, metrics.
+ * → rate limits (account, then principal) → action → parameters → CAM policy → KMS core → envelope;
+ * then one audit event (or, for a request that did not authenticate, a count in an aggregate), one
+ * log line, metrics.
  */
 import { randomUUID } from 'node:crypto';
 import type { Principal } from '../iam/principal';
@@ -30,7 +31,10 @@ export interface PipelineDeps {
   authn: Authenticator;
   authz: Authorizer;
   audit: AuditSink;
+  /** Per account (tenant uin). */
   limiter: RateLimiter;
+  /** Per principal (its uin: the root account's or a sub-account's); absent, only the account's limit applies. */
+  principalLimiter?: RateLimiter;
   log: RequestLog;
   metrics: Metrics;
   handlers: ActionTable;
@@ -132,6 +136,7 @@ async function run(deps: PipelineDeps, req: RawRequest, trace: Trace, now: numbe
   if (version !== API_VERSION) throw new NoSuchVersionError(`X-TC-Version must be ${API_VERSION}`);
   const principal = await authenticate(deps, req, trace, now);
   if (!(await deps.limiter.take(principal.tenantUin))) throw new RateLimitedError('this account is over its request rate; slow down');
+  if (deps.principalLimiter && !(await deps.principalLimiter.take(principal.uin))) throw new RateLimitedError(`${principal.kind === 'root' ? 'the root account' : 'this sub-account'} is over its request rate; slow down`);
   if (isUnsupportedAction(action)) throw new UnsupportedActionError(`${action} is not offered by this service`);
   if (!isServedAction(action)) throw new InvalidActionError(`${JSON.stringify(action.slice(0, 64))} is not an action of the KMS API ${API_VERSION}`);
   if (!REGIONLESS.has(action)) {
@@ -153,12 +158,18 @@ async function dispatch<A extends ServedAction>(deps: PipelineDeps, action: A, b
   trace.resource = resources.audit;
   for (const check of [{ action, cam: resources.cam }, ...(resources.also ?? [])]) {
     const decision = await deps.authz.check(ctx.principal, { action: `kms:${check.action}`, resources: check.cam, context });
-    if (!decision.allowed) {
-      const who = ctx.principal.kind === 'root' ? 'account' : 'sub-account';
-      throw new UnauthorizedError(`${who} ${ctx.principal.uin} is not allowed ${action} on ${resources.audit}: ${decision.reason}`);
-    }
+    if (!decision.allowed) throw refusal(ctx.principal, action);
   }
   return handler.run(ctx, params);
+}
+
+/**
+ * One message for every refusal of a principal and action: it names neither the key nor its creator
+ * nor the policy's reason, so a sub-account cannot tell a key it may not touch from a missing one.
+ */
+function refusal(principal: Principal, action: string): UnauthorizedError {
+  const who = principal.kind === 'root' ? 'account' : 'sub-account';
+  return new UnauthorizedError(`${who} ${principal.uin} is not allowed ${action} on the resource it names`);
 }
 
 /**

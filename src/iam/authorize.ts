@@ -9,7 +9,7 @@
  */
 import { AccessRequest, Policy, evaluate } from './policy';
 import { Principal } from './principal';
-import { parseResource } from './resources';
+import { keyResource, parseResource, UNKNOWN_CREATOR } from './resources';
 
 export interface Authorization {
   allowed: boolean;
@@ -34,4 +34,21 @@ export function authorize(principal: Principal, request: AccessRequest, attached
     case 'none':
       return { allowed: false, reason: `no attached policy allows ${what} for ${who}` };
   }
+}
+
+/**
+ * A sub-account's decision on a key that does not exist (its resource names UNKNOWN_CREATOR): allowed
+ * only if the request would be allowed whoever of `creators` (the tenant's root and sub-accounts) had
+ * made it. So a sub-account refused some creator's keys is refused a key id that names nothing in the
+ * same way, and cannot tell a missing key from one it may not touch. Anything else: authorize().
+ */
+export function authorizeAnyCreator(principal: Principal, request: AccessRequest, attached: readonly Policy[], creators: readonly string[]): Authorization {
+  const r = parseResource(request.resource);
+  if (principal.kind === 'root' || r?.creatorUin !== UNKNOWN_CREATOR || r.keyId === undefined) return authorize(principal, request, attached);
+  for (const creatorUin of [UNKNOWN_CREATOR, ...creators]) {
+    const resource = keyResource({ region: r.region, tenantUin: r.tenantUin, creatorUin, keyId: r.keyId });
+    const d = authorize(principal, { ...request, resource }, attached);
+    if (!d.allowed) return d;
+  }
+  return { allowed: true, reason: `${request.action} on a key that does not exist allowed for sub-account ${principal.uin} whoever made it` };
 }

@@ -40,6 +40,9 @@ export function isCollectionAction(action: string): boolean {
   return COLLECTION_ACTIONS.includes(action);
 }
 
+/** The creator a key resource names when the key does not exist (no account has uin 0). */
+export const UNKNOWN_CREATOR = '0';
+
 export function keyResource(k: KeyResourceName): string {
   return `qcs::kms:${k.region}:uin/${k.tenantUin}:key/creatorUin/${k.creatorUin}/${k.keyId}`;
 }

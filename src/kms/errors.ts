@@ -64,6 +64,8 @@ export class InvalidImportTokenError extends KmsError {}
 export class DecryptMaterialError extends KmsError {}
 export class InvalidImportMaterialError extends KmsError {}
 export class BindingNotFoundError extends KmsError {}
+/** A key already has the most cloud-resource bindings it may have. */
+export class BindingLimitExceededError extends KmsError {}
 
 /** The HSMs of the key's cluster cannot do this (names the limit). */
 export class UnsupportedOperationError extends KmsError {}

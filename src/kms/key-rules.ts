@@ -37,6 +37,8 @@ export function descriptionProblem(description: unknown): string | undefined {
 }
 
 export const TAG_LIMITS = { keyChars: 127, valueChars: 255, perKey: 50 } as const;
+/** Cloud-resource bindings a key may have (ours: the reference gives none). */
+export const MAX_BINDINGS_PER_KEY = 100;
 
 export interface TagInput {
   TagKey: string;

@@ -4,12 +4,12 @@ import { KeyPatch, KeyRecord, NewKeyRecord, QuotaExceededError } from '../store/
 import { DAY_SECONDS, unixNow } from './clock';
 import type { KmsContext } from './context';
 import {
-  BindingNotFoundError, DuplicatedKeyIdError, InvalidAliasError, InvalidKeyUsageError, InvalidParameterError, InvalidPendingWindowError,
+  BindingLimitExceededError, BindingNotFoundError, DuplicatedKeyIdError, InvalidAliasError, InvalidKeyUsageError, InvalidParameterError, InvalidPendingWindowError,
   InvalidTagError, InvalidTypeError, KeyNotFoundError, KmsError, NotUserCreatedError, quoted, TagKeysDuplicatedError, UnsupportedKeyUsageError, UsedByCloudProductError,
 } from './errors';
 import { binding, Caller, domainError } from './key-access';
 import { KeyMetadata, toKeyMetadata } from './key-metadata';
-import { aliasProblem, descriptionProblem, pendingWindowProblem, ROTATE_DAYS, TagInput, tagsProblem } from './key-rules';
+import { aliasProblem, descriptionProblem, MAX_BINDINGS_PER_KEY, pendingWindowProblem, ROTATE_DAYS, TagInput, tagsProblem } from './key-rules';
 import { KeyAction, nextState } from './key-state';
 import { isKeyUsage, KEY_USAGES, keyUsageOrDefault, usagesOffered } from './key-usage';
 import { listKeyDetailQuery, listKeysQuery, ListParams } from './list-query';
@@ -226,6 +226,7 @@ export class Lifecycle {
     await this.access.change(caller, keyId, 'UpdateMetadata', (r) => {
       const list = r.cloudBindings ?? [];
       if (list.some((b) => b.productId === productId && b.resourceId === resourceId)) return undefined;
+      if (list.length >= MAX_BINDINGS_PER_KEY) throw new BindingLimitExceededError(`key ${r.keyId} already has ${MAX_BINDINGS_PER_KEY} cloud-resource bindings; unbind one first`);
       return { cloudBindings: [...list, { productId, resourceId }] };
     });
   }

@@ -5,10 +5,13 @@
 import type { CacheAnswer, Claim } from '../api/replay-guard';
 import type { Tokens } from '../api/shared-rate-limit';
 
+/** Which of the supervisor's ledgers: per account, or per principal. */
+export type RateScope = 'account' | 'principal';
+
 export type ToSupervisor =
-  | { kind: 'kms:ready'; worker: number; pid: number; port: number }
-  | { kind: 'kms:rate-ask'; id: number; uin: string; want: number }
-  | { kind: 'kms:rate-settle'; unused: Tokens }
+  | { kind: 'kms:ready'; worker: number; pid: number; port: number; opsPort?: number }
+  | { kind: 'kms:rate-ask'; id: number; scope: RateScope; uin: string; want: number }
+  | { kind: 'kms:rate-settle'; scope: RateScope; unused: Tokens }
   | { kind: 'kms:metrics'; id: number }
   | { kind: 'kms:replay-claim'; id: number; claims: Claim[] };
 

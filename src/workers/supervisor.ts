@@ -2,7 +2,8 @@
  * `workers: N` (N > 1): this process forks N workers that share the listening port (node:cluster,
  * connections dealt round-robin) and serves nothing itself. It starts worker 0 first (it repairs
  * the store at start-up), then the others; restarts a worker that dies (with backoff); keeps the
- * rate-limit ledger of the embedded store; aggregates /metrics across workers; and on close tells
+ * rate-limit ledger of the embedded store; aggregates /metrics across workers (worker 0 serves the
+ * operations listener); and on close tells
  * every worker to drain, waiting for them within a bound. Workers write their own log lines.
  */
 import cluster, { Worker } from 'node:cluster';
@@ -10,7 +11,7 @@ import { AggregatorRegistry } from 'prom-client';
 import { ReplayCache } from '../api/replay-guard';
 import { RateLedger } from '../api/shared-rate-limit';
 import type { ServerConfig } from '../config';
-import { announce } from '../server';
+import { announce, opsUrlOf } from '../server';
 import { CLOSE_BUDGET_MS } from '../services';
 import { isMessage, ToSupervisor, ToWorker } from './messages';
 
@@ -19,6 +20,8 @@ type Log = (line: Record<string, unknown>) => void;
 export interface Supervisor {
   url: string;
   port: number;
+  /** Worker 0's operations listener (/metrics of every worker, worker 0's /readyz). */
+  opsPort?: number;
   close(): Promise<void>;
 }
 
@@ -41,7 +44,9 @@ function reply(worker: Worker, message: ToWorker): void {
 
 export async function supervise(config: ServerConfig, log: Log): Promise<Supervisor> {
   const slots = new Map<number, Slot>();
-  const ledger = config.store.kind === 'sqlite' ? new RateLedger(config.rateLimit) : undefined;
+  const ledgers = config.store.kind === 'sqlite'
+    ? { account: new RateLedger(config.rateLimit), principal: new RateLedger(config.rateLimit.perPrincipal) }
+    : undefined;
   // the workers' one replay cache (with Redis, each worker claims in Redis)
   const replays = config.store.kind === 'sqlite' && config.tc3.replayCache ? new ReplayCache(config.tc3.replayCacheSize) : undefined;
   const aggregator = new AggregatorRegistry();
@@ -50,16 +55,17 @@ export async function supervise(config: ServerConfig, log: Log): Promise<Supervi
   let serving = false;
   /** Workers starting: settled by their ready message (the port) or by their exit. */
   const starting = new Map<number, { resolve: (port: number) => void; reject: (e: Error) => void }>();
+  let opsPort: number | undefined;
 
   const onMessage = (worker: Worker, m: unknown): void => {
     if (isMessage<ToSupervisor, 'kms:rate-ask'>(m, 'kms:rate-ask')) {
-      const grant = ledger ? ledger.grant(worker.id, m.uin, m.want) : { granted: m.want, waitMs: 0 };
+      const grant = ledgers ? ledgers[m.scope].grant(worker.id, m.uin, m.want) : { granted: m.want, waitMs: 0 };
       reply(worker, { kind: 'kms:rate-grant', id: m.id, ...grant });
     } else if (isMessage<ToSupervisor, 'kms:replay-claim'>(m, 'kms:replay-claim')) {
       const answers = m.claims.map((c) => (replays ? replays.claim(c) : 'full' as const));
       reply(worker, { kind: 'kms:replay-answer', id: m.id, answers });
     } else if (isMessage<ToSupervisor, 'kms:rate-settle'>(m, 'kms:rate-settle')) {
-      ledger?.settle(worker.id, m.unused);
+      ledgers?.[m.scope].settle(worker.id, m.unused);
     } else if (isMessage<ToSupervisor, 'kms:metrics'>(m, 'kms:metrics')) {
       aggregator.clusterMetrics().then(
         (text) => reply(worker, { kind: 'kms:metrics', id: m.id, text }),
@@ -67,6 +73,10 @@ export async function supervise(config: ServerConfig, log: Log): Promise<Supervi
       );
     } else if (isMessage<ToSupervisor, 'kms:ready'>(m, 'kms:ready')) {
       log({ level: 'info', msg: `worker ${m.worker} ready (pid ${m.pid})`, worker: m.worker, pid: m.pid });
+      if (m.opsPort !== undefined) {
+        if (serving && m.opsPort !== opsPort) log({ level: 'info', msg: `KMS operations on ${opsUrlOf(config, m.opsPort)}`, worker: m.worker });
+        opsPort = m.opsPort;
+      }
       starting.get(m.worker)?.resolve(m.port);
       starting.delete(m.worker);
     }
@@ -83,7 +93,8 @@ export async function supervise(config: ServerConfig, log: Log): Promise<Supervi
     const started = new Promise<number>((resolve, reject) => starting.set(index, { resolve, reject }));
     worker.once('exit', (code, signal) => {
       slot.worker = undefined;
-      ledger?.forget(worker.id);
+      ledgers?.account.forget(worker.id);
+      ledgers?.principal.forget(worker.id);
       const how = signal ?? `code ${code}`;
       starting.get(index)?.reject(new Error(`worker ${index} exited during start-up (${how})`));
       starting.delete(index);
@@ -126,6 +137,6 @@ export async function supervise(config: ServerConfig, log: Log): Promise<Supervi
     throw e;
   }
   serving = true;
-  const url = announce(config, port, log, { workers: config.workers });
-  return { url, port, close };
+  const url = announce(config, port, log, { workers: config.workers }, opsPort);
+  return { url, port, opsPort, close };
 }

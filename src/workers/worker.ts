@@ -2,6 +2,7 @@
  * A worker process (workers: N > 1): serves the API on the port its supervisor shares out, as one
  * process would, except that its rate-limit usage and /metrics go through the supervisor
  * (supervisor.ts), its log lines carry `worker`, and it stops when the supervisor says so or goes away.
+ * Worker 0 also serves the operations listener, on a port of its own; its /metrics is every worker's.
  */
 import { AggregatorRegistry } from 'prom-client';
 import { LineLog, PIPE_BUF } from '../api/request-log';
@@ -9,7 +10,8 @@ import { CacheAnswer, ReplayCache, SharedReplayGuard } from '../api/replay-guard
 import { Grant, SharedRateLimiter } from '../api/shared-rate-limit';
 import type { ServerConfig } from '../config';
 import { startServer } from '../server';
-import { isMessage, ToSupervisor, ToWorker } from './messages';
+import type { RateLimitConfig } from '../api/rate-limit';
+import { isMessage, RateScope, ToSupervisor, ToWorker } from './messages';
 import { PendingReplies } from './pending-replies';
 
 /** How long a worker waits for the supervisor's aggregated metrics (prom-client gives up on a silent worker after 5 s). */
@@ -34,12 +36,13 @@ export async function runWorker(config: ServerConfig, index: number): Promise<vo
   AggregatorRegistry.setRegistries([]);
   new AggregatorRegistry();
   const grants = new PendingReplies<Grant>('rate-limit grant', RATE_ANSWER_MS);
-  const limiter = config.store.kind === 'sqlite'
-    ? new SharedRateLimiter(config.rateLimit, {
-        workers: config.workers,
-        ask: (uin, want) => grants.ask((id) => send({ kind: 'kms:rate-ask', id, uin, want })),
-        settle: (unused) => send({ kind: 'kms:rate-settle', unused }),
-      })
+  const shared = (scope: RateScope, rate: RateLimitConfig): SharedRateLimiter => new SharedRateLimiter(rate, {
+    workers: config.workers,
+    ask: (uin, want) => grants.ask((id) => send({ kind: 'kms:rate-ask', id, scope, uin, want })),
+    settle: (unused) => send({ kind: 'kms:rate-settle', scope, unused }),
+  });
+  const limiters = config.store.kind === 'sqlite'
+    ? { limiter: shared('account', config.rateLimit), principalLimiter: shared('principal', config.rateLimit.perPrincipal) }
     : undefined;
   const claims = new PendingReplies<ReplayAnswers>('replay check', REPLAY_ANSWER_MS);
   const replay = config.store.kind === 'sqlite' && config.tc3.replayCache
@@ -47,7 +50,7 @@ export async function runWorker(config: ServerConfig, index: number): Promise<vo
     : undefined;
   const metrics = new PendingReplies<string>('aggregated metrics', SCRAPE_TIMEOUT_MS);
   const scrape = (): Promise<string> => metrics.ask((id) => send({ kind: 'kms:metrics', id }));
-  const server = await startServer(config, log, { services: { limiter, replay, repair: index === 0 }, scrape, announce: false });
+  const server = await startServer(config, log, { services: { limiters, replay, repair: index === 0 }, scrape, announce: false, ops: index === 0 });
   AggregatorRegistry.setRegistries([server.services.metrics.registry]);
 
   let stopping = false;
@@ -55,7 +58,8 @@ export async function runWorker(config: ServerConfig, index: number): Promise<vo
     if (stopping) return;
     stopping = true;
     log({ level: 'info', msg: `${why}: draining requests and shutting down` });
-    limiter?.close();
+    limiters?.limiter.close();
+    limiters?.principalLimiter.close();
     const exit = (code: number) => () => (lines.flush(), process.exit(code));
     server.close().then(exit(0), exit(1));
   };
@@ -68,5 +72,5 @@ export async function runWorker(config: ServerConfig, index: number): Promise<vo
   // the supervisor died (kill -9): nobody restarts or aggregates any more, so this worker ends too
   process.on('disconnect', () => stop('supervisor gone'));
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => stop(signal));
-  send({ kind: 'kms:ready', worker: index, pid: process.pid, port: server.port });
+  send({ kind: 'kms:ready', worker: index, pid: process.pid, port: server.port, opsPort: server.ops?.port });
 }

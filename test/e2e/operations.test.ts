@@ -150,9 +150,20 @@ describe('operations on a running server', () => {
     const health = await getText(`${lab.server.url}/healthz`);
     expect(health.status).toBe(200);
     expect(JSON.parse(health.body)).toEqual({ status: 'alive' });
-    const ready = await getText(`${lab.server.url}/readyz`);
+    expect(JSON.parse((await getText(`${lab.server.ops!.url}/healthz`)).body)).toEqual({ status: 'alive' });
+    const ready = await getText(`${lab.server.ops!.url}/readyz`);
     expect(ready.status).toBe(200);
     expect(JSON.parse(ready.body)).toEqual({ ready: true, problems: [], clusters: { default: 'ACTIVE', 'cls-dev-dedicated': 'ACTIVE' } });
+  });
+
+  test('/metrics and /readyz are served only by the operations listener (loopback, its own port); the API port answers them 404', async () => {
+    expect(lab.server.ops!.url).toBe(`http://127.0.0.1:${lab.server.ops!.port}`);
+    expect(lab.server.ops!.port).not.toBe(lab.server.port);
+    for (const path of ['/metrics', '/readyz']) {
+      expect((await getText(`${lab.server.url}${path}`)).status).toBe(404);
+      expect((await getText(`${lab.server.ops!.url}${path}`)).status).toBe(200);
+    }
+    expect((await getText(`${lab.server.ops!.url}/`)).status).toBe(404);
   });
 
   test('/metrics: requests by action and code, latencies, HSM operations by cluster/member/operation, sessions, health, keys by state, alarms', async () => {
@@ -165,7 +176,7 @@ describe('operations on a running server', () => {
     await root.ScheduleKeyDeletion({ KeyId: doomed, PendingWindowInDays: 7 });
     expect(await codeOf(root.Encrypt({ KeyId: doomed, Plaintext: b64('too late') }))).toBe('ResourceUnavailable.KeyPendingDelete');
 
-    const res = await getText(`${lab.server.url}/metrics`);
+    const res = await getText(`${lab.server.ops!.url}/metrics`);
     expect(res.status).toBe(200);
     expect(res.type).toMatch(/^text\/plain/);
     const all = samples(res.body);
@@ -296,7 +307,7 @@ describe('operations on a running server', () => {
       const c = lab.client(other);
       const k = (await c.CreateKey({ Alias: 'after-restart' })).KeyId as string;
       await expect(c.Encrypt({ KeyId: k, Plaintext: b64('x') })).resolves.toBeDefined();
-      const ready = await getText(`${lab.server.url}/readyz`);
+      const ready = await getText(`${lab.server.ops!.url}/readyz`);
       expect(ready.status).toBe(200);
     });
   });
@@ -371,6 +382,10 @@ describe('start-up: the server process, the non-loopback refusal, TLS', () => {
       });
       const listening = lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('KMS listening on http://127.0.0.1:'));
       const port = Number(/:(\d+)$/.exec(listening?.msg as string)?.[1]);
+      const ops = lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('KMS operations on http://127.0.0.1:'));
+      const opsPort = Number(/:(\d+)$/.exec(ops?.msg as string)?.[1]);
+      expect(opsPort).toBeGreaterThan(0);
+      expect((await getText(`http://127.0.0.1:${opsPort}/readyz`)).status).toBe(200);
       expect(lines.find((l) => l.credentialsFile !== undefined)).toMatchObject({ endpoint: `127.0.0.1:${port}`, protocol: 'http://', credentialsFile: join(lab.dir, DEV_CREDENTIALS) });
       const c = new tencentcloud.kms.v20190118.Client({
         credential: { secretId: lab.root.SecretId, secretKey: lab.root.SecretKey }, region: 'ap-guangzhou',
@@ -418,6 +433,7 @@ describe('start-up: the server process, the non-loopback refusal, TLS', () => {
     execFileSync('mkdir', ['-m', '700', '-p', tls]);
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '2',
       '-keyout', join(tls, 'key.pem'), '-out', join(tls, 'cert.pem')], { stdio: 'ignore' });
+    chmodSync(join(tls, 'key.pem'), 0o600);
     editConfig(lab.dir, (doc) => {
       doc.tls = { cert: 'tls/cert.pem', key: 'tls/key.pem' };
     });
@@ -470,7 +486,7 @@ describe('rate limits (rateLimit: {perSecond: 1, burst: 5})', () => {
     const subResults = await Promise.all(Array.from({ length: 10 }, (_v, i) => outcome(sub.GenerateRandom({ NumberOfBytes: 8 + i }))));
     expect(subResults).toContain('RequestLimitExceeded');
 
-    const metrics = samples((await getText(`${lab.server.url}/metrics`)).body);
+    const metrics = samples((await getText(`${lab.server.ops!.url}/metrics`)).body);
     expect(sum(pick(metrics, 'kms_requests_total', { action: 'GenerateRandom', code: 'RequestLimitExceeded' }))).toBe(limited + subResults.filter((r) => r === 'RequestLimitExceeded').length);
     expect(existsSync(join(lab.dir, 'kms.db'))).toBe(true);
   });

@@ -199,10 +199,10 @@ describe('two server nodes on one Redis', () => {
     test('/healthz stays 200; /readyz answers 503 naming the store; /metrics is still served', async () => {
       for (const n of [a, b]) {
         expect((await getText(`${n.url}/healthz`)).status).toBe(200);
-        const ready = await getText(`${n.url}/readyz`);
+        const ready = await getText(`${n.ops!.url}/readyz`);
         expect(ready.status).toBe(503);
         expect(JSON.parse(ready.body)).toMatchObject({ ready: false, problems: [expect.stringMatching(/^store: /)], clusters: { default: 'ACTIVE', 'cls-dev-dedicated': 'ACTIVE' } });
-        const metrics = await getText(`${n.url}/metrics`);
+        const metrics = await getText(`${n.ops!.url}/metrics`);
         expect(metrics.status).toBe(200);
         expect(metrics.body).toContain('kms_hsm_member_health{cluster="default",member="shared-a"} 2');
       }
@@ -210,7 +210,7 @@ describe('two server nodes on one Redis', () => {
 
     test('Redis back on the same address: both nodes are ready again', async () => {
       again = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', againDir, '--save', '3600 1', '--appendonly', 'yes'], { stdio: 'ignore' });
-      for (const n of [a, b]) await within(20_000, async () => (await getText(`${n.url}/readyz`)).status === 200);
+      for (const n of [a, b]) await within(20_000, async () => (await getText(`${n.ops!.url}/readyz`)).status === 200);
     });
   });
 });

@@ -88,11 +88,11 @@ describe('HSM member loss: a two-member shared pool (separate module instances) 
   }
 
   const opsOf = async (member: HsmMember): Promise<number> =>
-    metricSum((await getText(`${server.url}/metrics`)).body, 'kms_hsm_operation_duration_seconds_count', { cluster: shared.id, member: member.id, outcome: 'ok' });
+    metricSum((await getText(`${server.ops!.url}/metrics`)).body, 'kms_hsm_operation_duration_seconds_count', { cluster: shared.id, member: member.id, outcome: 'ok' });
 
   test(`>= 99.9% of ${OPS} requests succeed while member A is lost; DEGRADED on /readyz and /metrics; A serves again when it returns`, async () => {
     expect(a.module).not.toBe(b.module);
-    const ready = await getText(`${server.url}/readyz`);
+    const ready = await getText(`${server.ops!.url}/readyz`);
     expect(JSON.parse(ready.body)).toMatchObject({ ready: true, clusters: { [shared.id]: 'ACTIVE' } });
 
     for (let cycle = 1; cycle <= CYCLES; cycle++) {
@@ -108,10 +108,10 @@ describe('HSM member loss: a two-member shared pool (separate module instances) 
 
       // degraded, still ready (B serves), and both say so
       expect(a.state).toBe('UNAVAILABLE');
-      const degraded = await getText(`${server.url}/readyz`);
+      const degraded = await getText(`${server.ops!.url}/readyz`);
       expect(degraded.status).toBe(200);
       expect(JSON.parse(degraded.body)).toMatchObject({ ready: true, clusters: { [shared.id]: 'DEGRADED' } });
-      const metrics = (await getText(`${server.url}/metrics`)).body;
+      const metrics = (await getText(`${server.ops!.url}/metrics`)).body;
       expect(metric(metrics, `kms_hsm_cluster_health{cluster="${shared.id}"}`)).toBe(1);
       expect(metric(metrics, `kms_hsm_member_health{cluster="${shared.id}",member="${a.id}"}`)).toBe(0);
       expect(metric(metrics, `kms_hsm_member_health{cluster="${shared.id}",member="${b.id}"}`)).toBe(2);
@@ -125,8 +125,8 @@ describe('HSM member loss: a two-member shared pool (separate module instances) 
       const grown = (await opsOf(a)) - before;
       process.stdout.write(`member loss ${cycle}: member ${a.id} back; it did ${grown} of the operations of the next ${OPS_AFTER_RETURN} requests\n`);
       expect(grown).toBeGreaterThan(0);
-      await within(15_000, async () => JSON.parse((await getText(`${server.url}/readyz`)).body).clusters[shared.id] === 'ACTIVE', 'cluster ACTIVE on /readyz');
-      expect(metric((await getText(`${server.url}/metrics`)).body, `kms_hsm_cluster_health{cluster="${shared.id}"}`)).toBe(2);
+      await within(15_000, async () => JSON.parse((await getText(`${server.ops!.url}/readyz`)).body).clusters[shared.id] === 'ACTIVE', 'cluster ACTIVE on /readyz');
+      expect(metric((await getText(`${server.ops!.url}/metrics`)).body, `kms_hsm_cluster_health{cluster="${shared.id}"}`)).toBe(2);
     }
   }, SOAK ? 900_000 : 60_000);
 });

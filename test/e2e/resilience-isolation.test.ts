@@ -59,7 +59,7 @@ describe('dedicated isolation: a saturated shared pool and a dedicated cluster',
 
   /** Successful HSM encrypt operations per cluster/member, from /metrics. */
   async function snapshot(): Promise<{ encrypts: Map<string, number>; groups: Members[] }> {
-    const text = (await getText(`${server.url}/metrics`)).body;
+    const text = (await getText(`${server.opsUrl}/metrics`)).body;
     const groups: Members[] = [];
     for (const cluster of ['default', DEV_DEDICATED_CLUSTER]) {
       const members = [...new Set([...text.matchAll(new RegExp(`^kms_hsm_member_health\\{cluster="${cluster}",member="([^"]+)"\\}`, 'gm'))].map((m) => m[1]))];

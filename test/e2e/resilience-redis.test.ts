@@ -157,7 +157,7 @@ describe('Redis store: kill -9 of redis-server under load, restart, no KMS resta
     }
     process.stdout.write(`redis outage: ${keys.length} acknowledged CreateKey all present, ${blobs.length} acknowledged ciphertexts (${before.length} before the kill) all decrypt\n`);
 
-    const ready = await getText(`${server.url}/readyz`);
+    const ready = await getText(`${server.ops!.url}/readyz`);
     expect(ready.status).toBe(200);
     // the operator was told what went wrong (the tenant only got the fixed temporary-unavailability message)
     expect(logs.some((l) => l.level === 'error' && String(l.detail).length > 0)).toBe(true);

@@ -81,7 +81,7 @@ describe('workers: 2 (supervisor and two worker processes)', () => {
 
     // whichever worker answers the scrape, it shows every worker's requests
     for (let i = 0; i < 4; i++) {
-      const { status, body } = await getText(`${server.url}/metrics`);
+      const { status, body } = await getText(`${server.opsUrl}/metrics`);
       expect(status).toBe(200);
       expect(metric(body, 'kms_requests_total{action="Encrypt",code="Success"}')).toBe(64);
       expect(metric(body, 'kms_requests_total{action="Decrypt",code="Success"}')).toBe(64);
@@ -185,7 +185,7 @@ describe('workers: 2 on a Redis store', () => {
     const codes = await Promise.all(Array.from({ length: 48 }, (_, i) => outcome(client.Encrypt({ KeyId: KeyId as string, Plaintext: b64(`on redis ${i}`) }))));
     expect(codes).toEqual(Array(48).fill('Success'));
     await within(2_000, () => new Set(server.lines.filter((l) => l.action === 'Encrypt').map((l) => l.worker)).size === 2, 'both workers in the request log');
-    const { body } = await getText(`${server.url}/metrics`);
+    const { body } = await getText(`${server.opsUrl}/metrics`);
     expect(metric(body, 'kms_requests_total{action="Encrypt",code="Success"}')).toBe(48);
 
     await sdk(server.port, root).DisableKey({ KeyId: KeyId as string });

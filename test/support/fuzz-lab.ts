@@ -139,10 +139,11 @@ export class FuzzLab {
     });
   }
 
-  /** GET a path (healthz, readyz, metrics). */
+  /** GET a path: /healthz of the API listener, anything else (readyz, metrics) of the operations listener. */
   get(path: string): Promise<RawAnswer> {
+    const port = path === '/healthz' ? this.server.port : this.server.ops!.port;
     return new Promise((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port: this.server.port, method: 'GET', path, agent: this.agent }, (res) => {
+      const req = request({ host: '127.0.0.1', port, method: 'GET', path, agent: this.agent }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (d: Buffer) => chunks.push(d));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));

@@ -131,6 +131,8 @@ export function splitSharedPool(dir: string): { first: { member: string; tokens:
 /** `node dist/src/main.js --data-dir DIR` on a free port, as an operator runs it. */
 export class ServerProcess {
   port = 0;
+  /** The operations listener (/metrics, /readyz). */
+  opsPort = 0;
   readonly lines: Array<Record<string, unknown>> = [];
   private child: ChildProcess | undefined;
   private stderr = '';
@@ -138,10 +140,15 @@ export class ServerProcess {
 
   constructor(private readonly dir: string) {}
 
-  /** Starts it and resolves once it listens (bounded by `boundMs`). */
-  async start(boundMs = 30_000): Promise<void> {
+  /** Starts it and resolves once it listens (bounded by `boundMs`); with `openFiles`, under `ulimit -n openFiles`. */
+  async start(boundMs = 30_000, openFiles?: number): Promise<void> {
     const main = join(__dirname, '..', '..', 'src', 'main.js');
-    const child = spawn(process.execPath, [main, '--data-dir', this.dir], { env: { ...process.env, KMS_PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const env = { ...process.env, KMS_PORT: '0' };
+    const stdio: ['ignore', 'pipe', 'pipe'] = ['ignore', 'pipe', 'pipe'];
+    this.opsPort = 0;
+    const child = openFiles === undefined
+      ? spawn(process.execPath, [main, '--data-dir', this.dir], { env, stdio })
+      : spawn('bash', ['-c', `ulimit -n ${openFiles} && exec "$0" "$@"`, process.execPath, main, '--data-dir', this.dir], { env, stdio });
     this.child = child;
     this.stderr = '';
     this.exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -157,10 +164,12 @@ export class ServerProcess {
       this.lines.push(line);
       const m = typeof line.msg === 'string' ? /^KMS listening on http:\/\/127\.0\.0\.1:(\d+)$/.exec(line.msg) : null;
       if (m) port = Number(m[1]);
+      const ops = typeof line.msg === 'string' ? /^KMS operations on http:\/\/127\.0\.0\.1:(\d+)$/.exec(line.msg) : null;
+      if (ops) this.opsPort = Number(ops[1]);
     });
     await within(boundMs, () => {
       if (child.exitCode !== null) throw new Error(`main.js exited with ${child.exitCode}: ${this.stderr}`);
-      return port !== 0;
+      return port !== 0 && this.opsPort !== 0;
     }, 'server start');
     this.port = port;
   }
@@ -181,6 +190,16 @@ export class ServerProcess {
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** Where /metrics and /readyz are served. */
+  get opsUrl(): string {
+    return `http://127.0.0.1:${this.opsPort}`;
+  }
+
+  /** What the process wrote to stderr since it started. */
+  get errors(): string {
+    return this.stderr;
   }
 
   /** kill -9 (no drain, no flush); resolves once the process is gone. */

@@ -1,6 +1,6 @@
 import { ConfigError } from '../../src/hsm/errors';
 import { availableParallelism } from 'node:os';
-import { isLoopback, MAX_WORKERS, parseServerConfig } from '../../src/config';
+import { autoMaxConnections, isLoopback, MAX_WORKERS, parseServerConfig, RESERVED_FDS } from '../../src/config';
 
 const CLUSTERS = `
 clusters:
@@ -19,6 +19,10 @@ describe('kms.yaml', () => {
       maxKeysPerRegion: 200, maxBodyBytes: 262144, rateLimit: { perSecond: 1000, burst: 2000 }, alarms: {}, shutdownGraceMs: 10000, workers: 1,
     });
     expect(c.tls).toBeUndefined();
+    expect(c.connections).toMatchObject({ headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, idleTimeoutMs: 5_000, perIp: 256 });
+    expect(c.connections.max).toBeGreaterThanOrEqual(64);
+    expect(c.ops).toEqual({ host: '127.0.0.1', port: 8081 });
+    expect(c.rateLimit.perPrincipal).toEqual({ perSecond: 1000, burst: 2000 });
     expect(c.deploymentId.toString('hex')).toBe('00112233445566778899aabbccddeeff');
     expect(c.clusters.map((x) => x.id)).toEqual(['default']);
   });
@@ -38,6 +42,17 @@ describe('kms.yaml', () => {
     for (const bad of ['tc3: { requireSignedHeaders: "yes" }\n', 'tc3: { replayCache: 1 }\n', 'preAuthLimit: { perSecond: 0 }\n', 'tc3: { requireSignedHeaders: ["a b"] }\n']) {
       expect(() => parseServerConfig(base(bad), '/d', {})).toThrow(ConfigError);
     }
+  });
+
+  test('connections.max auto: the open-file limit less the reserve, at least 64; ops port follows the API port; KMS_OPS_PORT overrides', () => {
+    expect(autoMaxConnections(1024)).toBe(1024 - RESERVED_FDS);
+    expect(autoMaxConnections(100)).toBe(64);
+    expect(parseServerConfig(base('listen: { port: 9000 }\n'), '/d', {}).ops.port).toBe(9001);
+    expect(parseServerConfig(base(), '/d', { KMS_PORT: '0' }).ops.port).toBe(0);
+    expect(parseServerConfig(base('ops: { host: 127.0.0.2, port: 7000 }\n'), '/d', { KMS_OPS_PORT: '7100' }).ops).toEqual({ host: '127.0.0.2', port: 7100 });
+    expect(parseServerConfig(base('connections: { max: 10, perIp: 2, headersTimeoutMs: 500, requestTimeoutMs: 1000 }\n'), '/d', {}).connections)
+      .toEqual({ max: 10, perIp: 2, headersTimeoutMs: 500, requestTimeoutMs: 1000, idleTimeoutMs: 5000 });
+    expect(() => parseServerConfig(base('connections: { headersTimeoutMs: 5000, requestTimeoutMs: 1000 }\n'), '/d', {})).toThrow(ConfigError);
   });
 
   test('environment overrides port and host; relative paths resolve in the data dir', () => {

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isServedAction, isUnknownAction, isUnsupportedAction, SERVED_ACTIONS, UNSUPPORTED_ACTIONS } from '../../../src/api/actions';
 import {
-  ACTION_SCHEMAS, decodeCanonicalBase64, FieldSpec, Fields, MAX_KEY_IDS, ParamError, ParamErrorCode, parseJsonBody, ServedAction, validateParams,
+  ACTION_SCHEMAS, decodeCanonicalBase64, FieldSpec, Fields, MAX_KEY_IDS, PARAM_MAXIMA, ParamError, ParamErrorCode, parseJsonBody, ServedAction, validateParams,
 } from '../../../src/api/params';
 import type { CreateKeyParams } from '../../../src/kms/lifecycle';
 import type { DecryptParams, GenerateDataKeyParams, ReEncryptParams } from '../../../src/kms/envelope';
@@ -114,6 +114,73 @@ describe('valid bodies', () => {
     const sign: SignParams = validateParams('SignByAsymmetricKey', { KeyId: 'k', Algorithm: 'a', Message: 'aGk=' });
     const imported: ImportParams = validateParams('ImportKeyMaterial', { KeyId: 'k', ImportToken: 't', EncryptedKeyMaterial: 'aGk=' });
     expect([create, list, decrypt, reEncrypt, dataKey, sign, imported].every((p) => typeof p === 'object')).toBe(true);
+  });
+});
+
+/** Every field at any depth: [action, path in a body, name, spec]. */
+function allFields(): Array<readonly [ServedAction, string[], string, FieldSpec]> {
+  const out: Array<readonly [ServedAction, string[], string, FieldSpec]> = [];
+  const walk = (action: ServedAction, fields: Fields, at: string[]): void => {
+    for (const [name, spec] of Object.entries(fields)) {
+      out.push([action, [...at, name], name, spec]);
+      const inner = spec.kind === 'array' ? spec.of : spec;
+      if (inner.kind === 'object') walk(action, inner.fields, spec.kind === 'array' ? [...at, name, '0'] : [...at, name]);
+    }
+  };
+  for (const a of ACTIONS) walk(a, ACTION_SCHEMAS[a] as Fields, []);
+  return out;
+}
+
+/** A body of `action` whose field at `path` holds `value` (the objects on the way filled with their required fields). */
+function bodyWith(action: ServedAction, path: string[], value: unknown): Record<string, unknown> {
+  const body = requiredBody(ACTION_SCHEMAS[action]);
+  let fields = ACTION_SCHEMAS[action] as Fields;
+  let at: Record<string, unknown> = body;
+  for (let i = 0; i < path.length - 1; i++) {
+    const spec = fields[path[i] as string] as FieldSpec;
+    const obj = (spec.kind === 'array' ? spec.of : spec) as Extract<FieldSpec, { kind: 'object' }>;
+    const next = requiredBody(obj.fields);
+    at[path[i] as string] = spec.kind === 'array' ? [next] : next;
+    if (spec.kind === 'array') i++;
+    at = next;
+    fields = obj.fields;
+  }
+  at[path[path.length - 1] as string] = value;
+  return body;
+}
+
+describe('maxima (PARAM_MAXIMA)', () => {
+  const sized = allFields().filter(([, , , spec]) => spec.kind === 'string' || spec.kind === 'base64' || spec.kind === 'array');
+
+  test.each(sized)('%s.%j has a maximum', (_action, _path, name, spec) => {
+    const max = PARAM_MAXIMA[name];
+    expect(max).toBeDefined();
+    if (spec.kind === 'array') expect(max?.items).toBeGreaterThan(0);
+    if (spec.kind !== 'array' || spec.of.kind === 'string') expect(max?.chars).toBeGreaterThan(0);
+  });
+
+  test.each(sized.filter(([, , , spec]) => spec.kind === 'string'))('%s.%j: the maximum passes, one character more is refused with the field named', (action, path, name) => {
+    const max = PARAM_MAXIMA[name]!;
+    expect(errorOf(action, bodyWith(action, path, 'x'.repeat(max.chars!)))).toBe('valid');
+    expect(errorOf(action, bodyWith(action, path, 'x'.repeat(max.chars! + 1)))).toMatchObject({ code: max.code ?? 'InvalidParameterValue', field: path.join('.') });
+  });
+
+  test.each(sized.filter(([, , , spec]) => spec.kind === 'base64'))('%s.%j: base64 text over the maximum is refused before it is decoded', (action, path, name) => {
+    const max = PARAM_MAXIMA[name]!;
+    const fits = Buffer.alloc((max.chars! / 4) * 3 - 3, 1).toString('base64');
+    expect(errorOf(action, bodyWith(action, path, fits))).toBe('valid');
+    expect(errorOf(action, bodyWith(action, path, `${fits}AAAAAAAA`))).toMatchObject({ code: max.code ?? 'InvalidParameterValue', field: path.join('.') });
+  });
+
+  test.each(sized.filter(([, , , spec]) => spec.kind === 'array'))('%s.%j: the most elements pass, one more is InvalidParameter', (action, path, name, spec) => {
+    const max = PARAM_MAXIMA[name]!;
+    const element = spec.kind === 'array' ? sample(spec.of) : undefined;
+    expect(errorOf(action, bodyWith(action, path, Array.from({ length: max.items! }, () => element)))).toBe('valid');
+    expect(errorOf(action, bodyWith(action, path, Array.from({ length: max.items! + 1 }, () => element)))).toMatchObject({ code: 'InvalidParameter', field: path.join('.') });
+  });
+
+  test('a 200 KB ResourceId is refused', () => {
+    expect(errorOf('BindCloudResource', { KeyId: 'k', ProductId: 'p', ResourceId: 'r'.repeat(200 * 1024) })).toMatchObject({ code: 'InvalidParameterValue', field: 'ResourceId' });
   });
 });
 

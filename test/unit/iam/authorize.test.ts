@@ -1,8 +1,8 @@
-import { authorize } from '../../../src/iam/authorize';
+import { authorize, authorizeAnyCreator } from '../../../src/iam/authorize';
 import { Policy, RequestContext, parsePolicy } from '../../../src/iam/policy';
 import { PresetName, instantiatePreset } from '../../../src/iam/presets';
 import { Principal } from '../../../src/iam/principal';
-import { actionName, collectionResource, keyResource } from '../../../src/iam/resources';
+import { actionName, collectionResource, keyResource, UNKNOWN_CREATOR } from '../../../src/iam/resources';
 
 const TENANT = '100000000001';
 const OTHER_TENANT = '100000000002';
@@ -103,5 +103,28 @@ describe('authorize', () => {
     expect(reason).toContain(alice.uin);
     expect(reason).toContain('kms:Encrypt');
     expect(reason).not.toContain(alice.secretId);
+  });
+});
+
+describe('a key that does not exist (authorizeAnyCreator)', () => {
+  const bob = '200000000002';
+  const missing = key(UNKNOWN_CREATOR);
+  const request = (resource: string) => ({ action: actionName('Encrypt'), resource, context: {} });
+  const notBobs: Policy = parsePolicy({ version: '2.0', statement: [{ effect: 'deny', action: 'kms:*', resource: `qcs::kms:*:uin/${TENANT}:key/creatorUin/${bob}/*` }] });
+  const creators = [TENANT, alice.uin, bob];
+
+  test.each<[string, Policy[], boolean]>([
+    ['full access: allowed (the call then answers not found)', [preset('QcloudKMSFullAccess')], true],
+    ['creator preset: refused, as another creator\'s key is', [preset('QcloudKMSCreatorFullAccess')], false],
+    ['full access but bob\'s keys: refused, as bob\'s key is', [preset('QcloudKMSFullAccess'), notBobs], false],
+    ['no policy: refused', [], false],
+  ])('%s', (_name, policies, allowed) => {
+    expect(authorizeAnyCreator(alice, request(missing), policies, creators).allowed).toBe(allowed);
+    if (!allowed) expect(authorize(alice, request(key(bob)), policies).allowed).toBe(false);
+  });
+
+  test('a key that exists, and the root account, are decided by authorize()', () => {
+    expect(authorizeAnyCreator(alice, request(ALICE_KEY), [preset('QcloudKMSCreatorFullAccess')], creators).allowed).toBe(true);
+    expect(authorizeAnyCreator(root, request(missing), [], creators).allowed).toBe(true);
   });
 });
