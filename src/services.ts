@@ -3,7 +3,7 @@
  * IAM (with SecretKeys sealed under the service key), the audit log, the rate limiter and metrics.
  * Used by the server (main.ts) and by kmsctl on the same data directory (or the same Redis).
  */
-import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import type { AppDeps } from './api/app';
@@ -13,7 +13,8 @@ import { MemoryRateLimiter, RateLimiter, RedisRateLimiter } from './api/rate-lim
 import type { AuditLog } from './audit/audit-log';
 import { RedisAuditLog } from './audit/redis-audit-log';
 import { SqliteAuditLog } from './audit/sqlite-audit-log';
-import type { ServerConfig } from './config';
+import { RedisStoreConfig, resolveSecret, ServerConfig } from './config';
+import { clusterAuthenticator, migrateAuthority } from './authority';
 import { withDeadline } from './deadline';
 import { buildClusters } from './hsm/config';
 import type { HsmCluster } from './hsm/cluster';
@@ -22,9 +23,13 @@ import { authorize } from './iam/authorize';
 import { IamService } from './iam/iam-service';
 import type { IdentityStore } from './iam/identity-store';
 import { RedisIdentityStore } from './iam/redis-identity-store';
+import { SealedIdentityStore, Tamper } from './iam/sealed-identity-store';
 import { SqliteIdentityStore } from './iam/sqlite-identity-store';
 import { Alarms, jsonLinesSink, webhookSink } from './kms/alarms';
+import { SealedMetadataStore } from './kms/sealed-store';
 import { Kms } from './kms/service';
+import { RedisConnectionOptions, redisClientOptions } from './store/redis-connection';
+import type { RowAuthenticator } from './store/row-mac';
 import { RedisMetadataStore } from './store/redis-store';
 import { SqliteMetadataStore } from './store/sqlite-store';
 import type { MetadataStore } from './store/store';
@@ -71,6 +76,17 @@ export function restrictSqliteFiles(path: string): void {
   }
 }
 
+/** The Redis connection of the configuration: AUTH secret read from its env variable or 0600 file, TLS files read. */
+export function redisConnection(s: RedisStoreConfig, env: NodeJS.ProcessEnv = process.env): RedisConnectionOptions {
+  const read = (path: string | undefined): Buffer | undefined => (path === undefined ? undefined : readFileSync(path));
+  const tls = s.tls && { ca: read(s.tls.ca), cert: read(s.tls.cert), key: read(s.tls.key), servername: s.tls.servername };
+  return {
+    host: s.host, port: s.port, allowVolatile: s.allowVolatile, username: s.username,
+    password: s.password && resolveSecret(s.password, env),
+    tls,
+  };
+}
+
 async function openStores(config: ServerConfig, shared?: RateLimiter): Promise<{ store: MetadataStore; identities: IdentityStore; audit: AuditLog; limiter: RateLimiter }> {
   const rate = { perSecond: config.rateLimit.perSecond, burst: config.rateLimit.burst };
   const s = config.store;
@@ -83,14 +99,14 @@ async function openStores(config: ServerConfig, shared?: RateLimiter): Promise<{
       limiter: shared ?? new MemoryRateLimiter(rate),
     };
   }
-  const conn = { host: s.host, port: s.port, allowVolatile: s.allowVolatile };
+  const conn = redisConnection(s);
   const store = await RedisMetadataStore.open(conn);
   let identities: IdentityStore | undefined;
   try {
     identities = await RedisIdentityStore.open(conn);
     const audit = await RedisAuditLog.open(conn);
     // the limiter fails open while Redis is away; ioredis reconnects by itself (no unhandled 'error' events)
-    const redis = new Redis({ host: s.host, port: s.port, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+    const redis = new Redis({ ...redisClientOptions(conn), enableOfflineQueue: false, maxRetriesPerRequest: 1 });
     redis.on('error', () => undefined);
     return { store, identities, audit, limiter: new RedisRateLimiter(redis, rate) };
   } catch (e) {
@@ -98,6 +114,18 @@ async function openStores(config: ServerConfig, shared?: RateLimiter): Promise<{
     await store.close().catch(() => undefined);
     throw e;
   }
+}
+
+function sharedCluster(clusters: readonly HsmCluster[]): HsmCluster {
+  const shared = clusters.find((c) => c.kind === 'shared');
+  if (!shared) throw new Error('no shared HSM cluster is configured: it holds the MAC key of the authority rows');
+  return shared;
+}
+
+/** Key ownership and identity rows MACed under the shared cluster's domain key, checked whenever read (see docs/security.md §2). */
+function sealStores(raw: Awaited<ReturnType<typeof openStores>>, auth: RowAuthenticator, alarms: Alarms): Awaited<ReturnType<typeof openStores>> {
+  const onTamper = (t: Tamper): void => alarms.raise({ kind: 'StoreIntegrity', time: Math.floor(Date.now() / 1000), ownerUin: t.uin, keyId: '', detail: t.detail });
+  return { ...raw, store: new SealedMetadataStore(raw.store, auth, alarms), identities: new SealedIdentityStore(raw.identities, auth, onTamper) };
 }
 
 /** How long closing the stores may take in all (background jobs, audit flush, stores) before shutdown moves on. */
@@ -138,9 +166,12 @@ export async function openServices(config: ServerConfig, options: ServicesOption
   let kms: Kms | undefined;
   try {
     if (options.domainCeremony) await runCeremony(clusters, options.domainCeremony);
-    opened = await openStores(config, options.limiter);
-    const { store, identities } = opened;
+    const raw = await openStores(config, options.limiter);
     const alarms = alarmsFor(config, options.log);
+    const auth = clusterAuthenticator(sharedCluster(clusters));
+    if (options.repair !== false) await migrateAuthority({ store: raw.store, identities: raw.identities, auth, clusters, regions: config.regions, log: options.log });
+    opened = sealStores(raw, auth, alarms);
+    const { store, identities } = opened;
     kms = new Kms({
       store, clusters, deploymentId: config.deploymentId, alarms, maxKeysPerRegion: config.maxKeysPerRegion, nodeId: options.nodeId,
       onJobError: (m) => options.log({ level: 'warn', msg: `background job: ${m}` }),
@@ -148,7 +179,8 @@ export async function openServices(config: ServerConfig, options: ServicesOption
     if (options.jobs !== false) {
       for (const finding of await kms.start({ repair: options.repair !== false })) options.log({ level: 'warn', msg: `start-up: ${finding}` });
     }
-    return compose(config, options, clusters, opened, kms, alarms, new IamService({ store: identities, sealer: await serviceSealer(kms) }));
+    const onIntegrity = (t: Tamper): void => alarms.raise({ kind: 'StoreIntegrity', time: Math.floor(Date.now() / 1000), ownerUin: t.uin, keyId: '', detail: t.detail });
+    return compose(config, options, clusters, opened, kms, alarms, new IamService({ store: identities, sealer: await serviceSealer(kms), onIntegrity }));
   } catch (e) {
     // nothing half-open is left behind: the caller gets the error only
     await closeAll(options.log, clusters, opened, kms, 1_000);

@@ -4,6 +4,7 @@
  * Anything else is InternalError with a message that says nothing but the request id: the raw
  * message of an unexpected error may name internals and is for the server's log only.
  */
+import { IamIntegrityError } from '../iam/errors';
 import * as kms from '../kms/errors';
 import { domainError } from '../kms/key-access';
 import { ParamError } from './params';
@@ -94,6 +95,8 @@ export const KMS_ERROR_CODES: ReadonlyArray<readonly [ErrorClass, string]> = [
   [kms.AsymmetricDecryptError, 'FailedOperation.DecryptError'],
   [kms.PublicKeyEncryptionError, 'FailedOperation.EncryptionError'],
   [kms.ServiceUnavailableError, 'UnsupportedOperation.ServiceTemporaryUnavailable'],
+  // A stored key record or its material was changed outside the service (alarm raised): refused, no closer Tencent code.
+  [kms.StoreIntegrityError, 'FailedOperation'],
 ];
 
 /** Request-level errors: class → code. */
@@ -105,6 +108,8 @@ export const API_ERROR_CODES: ReadonlyArray<readonly [ErrorClass, string]> = [
   [RequestTooLargeError, 'RequestSizeLimitExceeded'],
   [InvalidActionError, 'InvalidAction'],
   [UnsupportedActionError, 'UnsupportedOperation'],
+  // A stored identity row (API key, membership, policy) was changed outside the service (alarm raised): refused.
+  [IamIntegrityError, 'FailedOperation'],
 ];
 
 const CODES = new Map<ErrorClass, string>([...KMS_ERROR_CODES, ...API_ERROR_CODES]);

@@ -17,6 +17,7 @@
  * recognises a batch it already wrote (a retry after a lost reply) by its first event id.
  */
 import Redis from 'ioredis';
+import { RedisConnectionOptions, redisClientOptions } from '../store/redis-connection';
 import { AuditBackend, ChainPage, ChainSnapshot } from './backend';
 import { ChainHead, ChainSlot, headOf, linkBatch } from './chain';
 import { AuditLogOptions, ChainedAuditLog } from './chained-audit-log';
@@ -25,11 +26,7 @@ import { AuditChainError, AuditWriteError } from './errors';
 import { AuditEvent, MAX_TIME, StoredAuditEvent, parseStored, storedJson } from './event';
 import { AuditPage, AuditQuery, Position, encodeCursor, matches } from './query';
 
-export interface RedisAuditOptions extends AuditLogOptions {
-  host?: string;
-  port: number;
-  password?: string;
-}
+export interface RedisAuditOptions extends AuditLogOptions, RedisConnectionOptions {}
 
 const PREFIX = 'kms:audit:';
 const HEAD = `${PREFIX}head`;
@@ -208,9 +205,7 @@ export class RedisAuditLog extends ChainedAuditLog {
 
   static async open(options: RedisAuditOptions): Promise<RedisAuditLog> {
     commitOptions(options);
-    const redis = new Redis({
-      host: options.host ?? '127.0.0.1', port: options.port, password: options.password, lazyConnect: true, maxRetriesPerRequest: 3,
-    });
+    const redis = new Redis({ ...redisClientOptions(options), lazyConnect: true, maxRetriesPerRequest: 3 });
     await redis.connect();
     return new RedisAuditLog(new RedisAuditBackend(redis), options);
   }

@@ -9,7 +9,9 @@
  *   kms:iam:users:{tenantUin}    hash: name -> uin (uniqueness within the tenant, listing)
  *   kms:iam:key:{secretId}       hash: ownerUin, tenantUin, sealed (base64), status, createdAt
  *   kms:iam:keys:{ownerUin}      set of SecretIds
- *   kms:iam:policies:{userUin}   hash: policy name -> JSON { body, attachedAt }
+ *   kms:iam:key:{secretId}       (also: mac (base64), the row's MAC, when set)
+ *   kms:iam:policies:{userUin}   hash: policy name -> JSON { body, attachedAt, mac? (base64) }
+ *   kms:iam:markers              hash: marker name -> 1 (one-time migrations)
  *
  * Every write is one Lua script (GUARDED_WRITE) that checks its preconditions (exists / absent /
  * field absent / field present) and then applies its writes, so a creation is all or nothing and
@@ -17,20 +19,14 @@
  * Refuses a server with neither AOF nor RDB persistence unless `allowVolatile` is set.
  */
 import Redis from 'ioredis';
-import { openPersistentRedis } from '../store/redis-connection';
+import { openPersistentRedis, RedisConnectionOptions } from '../store/redis-connection';
 import { IamAlreadyExistsError, IamConfigError, IamError, IamNotFoundError } from './errors';
 import {
   ApiKeyRecord, ApiKeyStatus, IdentityStore, NewApiKey, NewTenant, NewUser, PolicyAttachment, TenantRecord, UIN_BASE, UinKind,
-  UserRecord, checkApiKey, checkAttachment, checkNewTenant, checkNewUser, checkUin, keyRecord, messages,
+  UserRecord, checkApiKey, checkAttachment, checkMarker, checkNewTenant, checkNewUser, checkUin, keyRecord, messages,
 } from './identity-store';
 
-export interface RedisIdentityStoreOptions {
-  host?: string;
-  port: number;
-  password?: string;
-  /** Accept a server without AOF or RDB persistence (tests); default false. */
-  allowVolatile?: boolean;
-}
+export type RedisIdentityStoreOptions = RedisConnectionOptions;
 
 const K = {
   seq: (kind: UinKind) => `kms:iam:seq:${kind}`,
@@ -42,6 +38,7 @@ const K = {
   key: (secretId: string) => `kms:iam:key:${secretId}`,
   keys: (ownerUin: string) => `kms:iam:keys:${ownerUin}`,
   policies: (userUin: string) => `kms:iam:policies:${userUin}`,
+  markers: 'kms:iam:markers',
 };
 
 // KEYS: every key the plan names. ARGV[1]: {"c": [[keyIndex, op, field?]...], "w": [[command, keyIndex, [args...]]...]}.
@@ -106,12 +103,18 @@ function addKey(plan: Plan, k: ApiKeyRecord): Plan {
   return plan
     .check(K.key(k.secretId), 'absent', new IamAlreadyExistsError(messages.secretId(k.secretId)))
     .write('HSET', K.key(k.secretId), 'ownerUin', k.ownerUin, 'tenantUin', k.tenantUin, 'sealed', k.sealedSecret.toString('base64'),
-      'status', k.status, 'createdAt', String(k.createdAt))
+      'status', k.status, 'createdAt', String(k.createdAt), ...(k.mac ? ['mac', k.mac.toString('base64')] : []))
     .write('SADD', K.keys(k.ownerUin), k.secretId);
 }
 
 function addPolicy(plan: Plan, userUin: string, p: PolicyAttachment): Plan {
-  return plan.write('HSET', K.policies(userUin), p.name, JSON.stringify({ body: p.body, attachedAt: p.attachedAt }));
+  const mac = p.mac ? { mac: p.mac.toString('base64') } : {};
+  return plan.write('HSET', K.policies(userUin), p.name, JSON.stringify({ body: p.body, attachedAt: p.attachedAt, ...mac }));
+}
+
+function policyOf(name: string, json: string): PolicyAttachment {
+  const { body, attachedAt, mac } = JSON.parse(json) as { body: PolicyAttachment['body']; attachedAt: number; mac?: string };
+  return { name, body, attachedAt, ...(typeof mac === 'string' ? { mac: Buffer.from(mac, 'base64') } : {}) };
 }
 
 type Hash = Record<string, string>;
@@ -120,7 +123,7 @@ const tenantOf = (uin: string, h: Hash): TenantRecord => ({ uin, name: h.name, c
 const userOf = (uin: string, h: Hash): UserRecord => ({ uin, tenantUin: h.tenantUin, name: h.name, createdAt: Number(h.createdAt) });
 const keyOf = (secretId: string, h: Hash): ApiKeyRecord => ({
   secretId, ownerUin: h.ownerUin, tenantUin: h.tenantUin, sealedSecret: Buffer.from(h.sealed, 'base64'),
-  status: h.status as ApiKeyStatus, createdAt: Number(h.createdAt),
+  status: h.status as ApiKeyStatus, createdAt: Number(h.createdAt), ...(h.mac !== undefined ? { mac: Buffer.from(h.mac, 'base64') } : {}),
 });
 const byUin = (a: { uin: string }, b: { uin: string }): number => a.uin.length - b.uin.length || (a.uin < b.uin ? -1 : a.uin > b.uin ? 1 : 0);
 
@@ -204,11 +207,11 @@ export class RedisIdentityStore implements IdentityStore {
     return keys.sort((a, b) => a.createdAt - b.createdAt || (a.secretId < b.secretId ? -1 : 1));
   }
 
-  async setApiKeyStatus(secretId: string, status: ApiKeyStatus): Promise<void> {
-    await new Plan()
-      .check(K.key(secretId), 'exists', new IamNotFoundError(messages.noKey(secretId)))
-      .write('HSET', K.key(secretId), 'status', status)
-      .run(this.redis);
+  async setApiKeyStatus(secretId: string, status: ApiKeyStatus, mac?: Buffer): Promise<void> {
+    const plan = new Plan().check(K.key(secretId), 'exists', new IamNotFoundError(messages.noKey(secretId)));
+    if (mac) plan.write('HSET', K.key(secretId), 'status', status, 'mac', mac.toString('base64'));
+    else plan.write('HSET', K.key(secretId), 'status', status).write('HDEL', K.key(secretId), 'mac');
+    await plan.run(this.redis);
   }
 
   async attachPolicy(userUin: string, attachment: PolicyAttachment): Promise<void> {
@@ -227,8 +230,18 @@ export class RedisIdentityStore implements IdentityStore {
   async listPolicies(userUin: string): Promise<PolicyAttachment[]> {
     const all = await this.redis.hgetall(K.policies(userUin));
     return Object.entries(all)
-      .map(([name, json]) => ({ name, ...(JSON.parse(json) as Omit<PolicyAttachment, 'name'>) }))
+      .map(([name, json]) => policyOf(name, json))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  async hasMarker(name: string): Promise<boolean> {
+    checkMarker(name);
+    return (await this.redis.hexists(K.markers, name)) === 1;
+  }
+
+  async setMarker(name: string): Promise<void> {
+    checkMarker(name);
+    await this.redis.hset(K.markers, name, '1');
   }
 
   async close(): Promise<void> {

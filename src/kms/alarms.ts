@@ -5,7 +5,9 @@ import { appendFileSync } from 'node:fs';
  * before deletion, and the deletion itself. Sinks: an in-memory log (queryable), a JSON-lines file,
  * a webhook, and whatever listeners (metrics) the server adds. Alarms never carry plaintext or material.
  */
-export type AlarmKind = 'PendingDeleteKeyUsed' | 'KeyDeletionImminent' | 'KeyDeleted' | 'UsageLimitReached';
+export type AlarmKind = 'PendingDeleteKeyUsed' | 'KeyDeletionImminent' | 'KeyDeleted' | 'UsageLimitReached'
+  /** A stored row that carries authority failed its integrity check (changed outside the service); `detail` says which. */
+  | 'StoreIntegrity';
 
 export interface Alarm {
   kind: AlarmKind;
