@@ -57,6 +57,10 @@ export async function migrateAuthority(input: MigrationInput): Promise<Migration
   for (const tenant of tenants) await migrateIdentities(input, tenant, report);
   await input.identities.setMarker(AUTHORITY_MARKER);
   report.ms = Date.now() - started;
+  if (report.keys + report.apiKeys + report.policies === 0) {
+    input.log({ level: 'info', msg: `authority migration: nothing to seal (a new installation); from now on an unsealed row or KMR1 record is refused` });
+    return report;
+  }
   input.log({
     level: 'warn',
     msg: `authority migration: the store was trusted once, now: sealed ${report.keys} key records (${report.materials} KMR1 material records re-bound to their owners), `

@@ -108,11 +108,12 @@ export const API_ERROR_CODES: ReadonlyArray<readonly [ErrorClass, string]> = [
   [RequestTooLargeError, 'RequestSizeLimitExceeded'],
   [InvalidActionError, 'InvalidAction'],
   [UnsupportedActionError, 'UnsupportedOperation'],
-  // A stored identity row (API key, membership, policy) was changed outside the service (alarm raised): refused.
-  [IamIntegrityError, 'FailedOperation'],
 ];
 
-const CODES = new Map<ErrorClass, string>([...KMS_ERROR_CODES, ...API_ERROR_CODES]);
+/** Identity errors that reach a caller: a stored API key, membership or policy changed outside the service (alarm raised) is refused. */
+export const IAM_ERROR_CODES: ReadonlyArray<readonly [ErrorClass, string]> = [[IamIntegrityError, 'FailedOperation']];
+
+const CODES = new Map<ErrorClass, string>([...KMS_ERROR_CODES, ...API_ERROR_CODES, ...IAM_ERROR_CODES]);
 
 /** The code of an error's class or its nearest mapped ancestor. */
 function classCode(e: Error): string | undefined {
