@@ -16,7 +16,7 @@ import { binding } from './kms/key-access';
 import { wrappingBinding } from './kms/key-import';
 import { ownershipMac } from './kms/sealed-store';
 import { RowAuthenticator, rowAuthenticator } from './store/row-mac';
-import type { KeyPatch, KeyRecord, KeyVersion, MetadataStore } from './store/store';
+import { ConflictError, KeyPatch, KeyRecord, KeyVersion, MetadataStore } from './store/store';
 
 export const AUTHORITY_PURPOSE = 'authority-row';
 export const AUTHORITY_MARKER = 'authority-rows-v1';
@@ -80,7 +80,7 @@ async function migrateKeys(input: MigrationInput, ownerUin: string, region: stri
   }
 }
 
-async function migrateKey(input: MigrationInput, r: KeyRecord, report: MigrationReport): Promise<void> {
+async function migrateKey(input: MigrationInput, r: KeyRecord, report: MigrationReport, retry = true): Promise<void> {
   const cluster = input.clusters.find((c) => c.id === r.hsmClusterId);
   if (!cluster) throw new Error(`authority migration: key ${r.keyId} is in HSM cluster ${r.hsmClusterId}, which is not configured here`);
   const patch: KeyPatch = {};
@@ -100,8 +100,15 @@ async function migrateKey(input: MigrationInput, r: KeyRecord, report: Migration
   if (r.authority === undefined) patch.authority = await ownershipMac(input.auth, r);
   else report.alreadySealed++;
   if (Object.keys(patch).length === 0) return;
-  await input.store.updateKey(r.ownerUin, r.keyId, r.revision, patch);
-  report.keys++;
+  try {
+    await input.store.updateKey(r.ownerUin, r.keyId, r.revision, patch);
+    report.keys++;
+  } catch (e) {
+    // another node migrating (or serving) at the same moment: take the key as it is now, once more
+    const now = e instanceof ConflictError && retry ? await input.store.getKey(r.ownerUin, r.keyId) : undefined;
+    if (!now) throw e;
+    await migrateKey(input, now, report, false);
+  }
 }
 
 async function rebound(cluster: HsmCluster, r: KeyRecord, v: KeyVersion): Promise<KeyVersion> {

@@ -139,10 +139,22 @@ export class KeyAccess {
   }
 
   /** Parsed material of one version with the binding it must carry; undefined when the version does not exist. */
+  /**
+   * A record that does not carry this key version's binding (another key's or owner's material, or
+   * a KMR1 record after the migration) is refused here, before the HSM, with a StoreIntegrity alarm.
+   */
   material(record: KeyRecord, version: number): { material: WrappedMaterial; binding: MaterialBinding } | undefined {
     const material = this.cache.material(record, version);
     if (!material) return undefined;
-    return { material, binding: binding(record, version) };
+    const expected = binding(record, version);
+    try {
+      material.assertBinding(expected);
+    } catch (e) {
+      const detail = `key ${record.keyId} version ${version}: ${(e as Error).message}`;
+      this.alarms.raise({ kind: 'StoreIntegrity', time: unixNow(this.clock), ownerUin: record.ownerUin, keyId: record.keyId, detail });
+      throw new StoreIntegrityError(`the stored material of key ${record.keyId} failed its integrity check: refused, and an alarm was raised`);
+    }
+    return { material, binding: expected };
   }
 }
 

@@ -158,5 +158,6 @@ describe('an installation from before authority MACs and KMR2 migrates at start-
     });
     expect(lab.logs.slice(before).filter((l) => typeof l.msg === 'string' && l.msg.startsWith('authority migration'))).toHaveLength(0);
     expect(await codeOf(lab.client().Decrypt({ CiphertextBlob: made.blob }))).toBe('FailedOperation');
+    expect(lab.server.services.kms.alarms.list(made.sym).map((a) => a.kind)).toContain('StoreIntegrity');
   });
 });
