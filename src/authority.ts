@@ -4,14 +4,14 @@
  * the wiring, and the one-time start-up migration of an installation made before either existed:
  * it re-MACs every KMR1 material record under the owner and region its key's row names (the old
  * MAC is checked inside the HSM first), gives every key row its ownership MAC, and every API key and
- * policy row its row MAC, then sets a marker so that it never runs again. It trusts the store
+ * policy row its row MAC (and each sub-account the MAC of its set of policies), then sets a marker so that it never runs again. It trusts the store
  * once, at that moment: an owner changed in the store before the migration would be sealed in. A
  * log line says so. After it, an unsealed row or a KMR1 record is refused.
  */
 import type { HsmCluster } from './hsm/cluster';
 import { WrappedMaterial } from './hsm/material';
-import type { IdentityStore } from './iam/identity-store';
-import { apiKeyBytes, policyBytes } from './iam/sealed-identity-store';
+import type { IdentityStore, PolicyAttachment } from './iam/identity-store';
+import { apiKeyBytes, policyBytes, policySetBytes } from './iam/sealed-identity-store';
 import { binding } from './kms/key-access';
 import { wrappingBinding } from './kms/key-import';
 import { ownershipMac } from './kms/sealed-store';
@@ -128,10 +128,15 @@ async function migrateIdentities(input: MigrationInput, tenantUin: string, repor
     }
   }
   for (const u of users) {
+    const sealed: PolicyAttachment[] = [];
     for (const p of await identities.listPolicies(u.uin)) {
-      if (p.mac) { report.alreadySealed++; continue; }
-      await identities.attachPolicy(u.uin, { ...p, mac: await auth.mac(policyBytes(u.uin, p)) });
+      if (p.mac) { report.alreadySealed++; sealed.push(p); continue; }
+      const mac = await auth.mac(policyBytes(u.uin, p));
+      await identities.attachPolicy(u.uin, { ...p, mac });
+      sealed.push({ ...p, mac });
       report.policies++;
     }
+    if (u.policiesMac) report.alreadySealed++;
+    else await identities.setPolicySetMac(u.uin, { expected: null, next: await auth.mac(policySetBytes(u.uin, sealed)) });
   }
 }

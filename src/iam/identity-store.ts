@@ -23,6 +23,17 @@ export interface UserRecord {
   tenantUin: string;
   name: string;
   createdAt: number;
+  /** MAC of the sub-account's whole set of policy attachments (see sealed-identity-store.ts); stored as given. */
+  policiesMac?: Buffer;
+}
+
+/**
+ * The policy-set MAC written with an attachment change: `next` replaces the stored one, if the
+ * stored one is still `expected` (null: none stored); otherwise IamConflictError and nothing is written.
+ */
+export interface PolicySetSeal {
+  expected: Buffer | null;
+  next: Buffer;
 }
 
 export type ApiKeyStatus = 'active' | 'disabled';
@@ -74,6 +85,7 @@ export interface NewUser {
   createdAt: number;
   apiKey?: NewApiKey;
   policies?: PolicyAttachment[];
+  policiesMac?: Buffer;
 }
 
 export type UinKind = 'tenant' | 'user';
@@ -102,9 +114,11 @@ export interface IdentityStore {
   /** NotFound: no such key. `mac` replaces the row's MAC in the same write (absent: the MAC is removed). */
   setApiKeyStatus(secretId: string, status: ApiKeyStatus, mac?: Buffer): Promise<void>;
   /** Attaches a policy to a sub-account, replacing one of the same name. NotFound: no such sub-account. */
-  attachPolicy(userUin: string, attachment: PolicyAttachment): Promise<void>;
+  attachPolicy(userUin: string, attachment: PolicyAttachment, set?: PolicySetSeal): Promise<void>;
   /** NotFound: no policy of that name on that sub-account. */
-  detachPolicy(userUin: string, name: string): Promise<void>;
+  detachPolicy(userUin: string, name: string, set?: PolicySetSeal): Promise<void>;
+  /** Replaces the sub-account's policy-set MAC (the start-up migration). NotFound: no such sub-account. */
+  setPolicySetMac(userUin: string, set: PolicySetSeal): Promise<void>;
   /** The sub-account's policies, by name. */
   listPolicies(userUin: string): Promise<PolicyAttachment[]>;
   /** Whether the one-time marker `name` was set on this backing (e.g. the authority-row migration). */
@@ -179,4 +193,5 @@ export const messages = {
   noOwner: (uin: string) => `account ${uin} does not exist`,
   noKey: (secretId: string) => `API key ${secretId} does not exist`,
   noPolicy: (uin: string, name: string) => `sub-account ${uin} has no policy named ${JSON.stringify(name)}`,
+  policySetChanged: (uin: string) => `the policies of sub-account ${uin} changed concurrently`,
 };

@@ -6,7 +6,10 @@
  *    sealed SecretKey (credentials.ts), which is what binds a sub-account to its tenant: a changed
  *    membership makes the sealed secret refuse to open (IamService.principalOf).
  *  - Policy attachments: sub-account, name, preset or document, attachment time (so an inserted or
- *    rewritten attachment is refused, never evaluated).
+ *    rewritten attachment is refused, never evaluated); and each sub-account's whole set of them,
+ *    by name and MAC, on its row (so an attachment deleted in the store, a deny among them, is
+ *    noticed). Attachment changes write the set's MAC by compare-and-set (IamConflictError: read
+ *    again and retry).
  * A row without its MAC, or with a wrong one, raises `onTamper` (the server raises a StoreIntegrity
  * alarm) and throws IamIntegrityError: the request fails closed. Rows written before MACs existed
  * are sealed once by the start-up migration (src/authority.ts). Verification costs one HSM MAC per
@@ -14,9 +17,9 @@
  */
 import { createHash } from 'node:crypto';
 import { RowAuthenticator, rowBytes } from '../store/row-mac';
-import { IamIntegrityError } from './errors';
+import { IamConflictError, IamIntegrityError } from './errors';
 import {
-  ApiKeyRecord, ApiKeyStatus, IdentityStore, NewApiKey, NewTenant, NewUser, PolicyAttachment, TenantRecord, UinKind, UserRecord,
+  ApiKeyRecord, ApiKeyStatus, IdentityStore, NewApiKey, NewTenant, NewUser, PolicyAttachment, PolicySetSeal, TenantRecord, UinKind, UserRecord,
 } from './identity-store';
 
 export interface Tamper {
@@ -36,6 +39,14 @@ export function policyBytes(userUin: string, p: PolicyAttachment): Buffer {
   const body = p.body.kind === 'preset' ? p.body.preset : p.body.document;
   return rowBytes('kms-iam-policy/1', [userUin, p.name, p.body.kind, body, p.attachedAt]);
 }
+
+/** The bytes of a sub-account's set of attachments: each one's name and MAC, by name. */
+export function policySetBytes(userUin: string, attachments: readonly PolicyAttachment[]): Buffer {
+  const sorted = [...attachments].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return rowBytes('kms-iam-policy-set/1', [userUin, ...sorted.flatMap((p) => [p.name, (p.mac ?? Buffer.alloc(0)).toString('base64')])]);
+}
+
+const SET_RETRIES = 5;
 
 export class SealedIdentityStore implements IdentityStore {
   constructor(
@@ -63,8 +74,8 @@ export class SealedIdentityStore implements IdentityStore {
 
   async createUser(u: NewUser): Promise<UserRecord> {
     const apiKey = u.apiKey && (await this.sealKey(u.apiKey, u.uin, u.tenantUin));
-    const policies = u.policies && (await Promise.all(u.policies.map((p) => this.sealPolicy(u.uin, p))));
-    return this.inner.createUser({ ...u, apiKey, policies });
+    const policies = await Promise.all((u.policies ?? []).map((p) => this.sealPolicy(u.uin, p)));
+    return this.inner.createUser({ ...u, apiKey, policies, policiesMac: await this.auth.mac(policySetBytes(u.uin, policies)) });
   }
 
   getUser(uin: string): Promise<UserRecord | undefined> {
@@ -100,18 +111,23 @@ export class SealedIdentityStore implements IdentityStore {
     await this.inner.setApiKeyStatus(secretId, status, await this.auth.mac(apiKeyBytes({ ...current, status })));
   }
 
+  /** Extends the verified set (a set changed in the store is refused, not blessed by the next attachment). */
   async attachPolicy(userUin: string, attachment: PolicyAttachment): Promise<void> {
-    await this.inner.attachPolicy(userUin, await this.sealPolicy(userUin, attachment));
+    const sealed = await this.sealPolicy(userUin, attachment);
+    await this.changeSet(userUin, (current) => [...current.filter((p) => p.name !== sealed.name), sealed], (set) => this.inner.attachPolicy(userUin, sealed, set));
   }
 
-  detachPolicy(userUin: string, name: string): Promise<void> {
-    return this.inner.detachPolicy(userUin, name);
+  async detachPolicy(userUin: string, name: string): Promise<void> {
+    await this.changeSet(userUin, (current) => current.filter((p) => p.name !== name), (set) => this.inner.detachPolicy(userUin, name, set));
   }
 
+  setPolicySetMac(userUin: string, set: PolicySetSeal): Promise<void> {
+    return this.inner.setPolicySetMac(userUin, set);
+  }
+
+  /** Every attachment verified, and the set of them against the MAC on the sub-account's row. */
   async listPolicies(userUin: string): Promise<PolicyAttachment[]> {
-    const found = await this.inner.listPolicies(userUin);
-    for (const p of found) await this.checked(p.mac, policyBytes(userUin, p), userUin, `policy ${JSON.stringify(p.name)} of sub-account ${userUin}`);
-    return found;
+    return (await this.verifiedSet(userUin)).attachments;
   }
 
   hasMarker(name: string): Promise<boolean> {
@@ -124,6 +140,27 @@ export class SealedIdentityStore implements IdentityStore {
 
   close(): Promise<void> {
     return this.inner.close();
+  }
+
+  private async verifiedSet(userUin: string): Promise<{ user: UserRecord | undefined; attachments: PolicyAttachment[] }> {
+    const [user, found] = await Promise.all([this.inner.getUser(userUin), this.inner.listPolicies(userUin)]);
+    for (const p of found) await this.checked(p.mac, policyBytes(userUin, p), userUin, `policy ${JSON.stringify(p.name)} of sub-account ${userUin}`);
+    if (user || found.length > 0) await this.checked(user?.policiesMac, policySetBytes(userUin, found), userUin, `the set of policies of sub-account ${userUin}`);
+    return { user, attachments: found };
+  }
+
+  /** Writes an attachment change with the MAC of the set it makes, retrying when another writer changed the set first. */
+  private async changeSet(userUin: string, next: (current: PolicyAttachment[]) => PolicyAttachment[], write: (set?: PolicySetSeal) => Promise<void>): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const { user, attachments } = await this.verifiedSet(userUin);
+      if (!user) return write();
+      const set = { expected: user.policiesMac ?? null, next: await this.auth.mac(policySetBytes(userUin, next(attachments))) };
+      try {
+        return await write(set);
+      } catch (e) {
+        if (!(e instanceof IamConflictError) || attempt >= SET_RETRIES) throw e;
+      }
+    }
   }
 
   private async sealKey(key: NewApiKey, ownerUin: string, tenantUin: string): Promise<NewApiKey> {

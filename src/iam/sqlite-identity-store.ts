@@ -7,9 +7,9 @@
  * must survive a power cut (the key store's connection keeps its own setting).
  */
 import Database from 'better-sqlite3';
-import { IamAlreadyExistsError, IamConfigError, IamNotFoundError } from './errors';
+import { IamAlreadyExistsError, IamConfigError, IamConflictError, IamNotFoundError } from './errors';
 import {
-  ApiKeyRecord, ApiKeyStatus, IdentityStore, NewApiKey, NewTenant, NewUser, PolicyAttachment, PolicyBody, TenantRecord, UIN_BASE,
+  ApiKeyRecord, ApiKeyStatus, IdentityStore, NewApiKey, NewTenant, NewUser, PolicyAttachment, PolicyBody, PolicySetSeal, TenantRecord, UIN_BASE,
   UinKind, UserRecord, checkApiKey, checkAttachment, checkMarker, checkNewTenant, checkNewUser, checkUin, keyRecord, messages,
 } from './identity-store';
 
@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS iam_tenants (
   uin TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS iam_users (
   uin TEXT PRIMARY KEY, tenant_uin TEXT NOT NULL REFERENCES iam_tenants(uin), name TEXT NOT NULL, created_at INTEGER NOT NULL,
-  UNIQUE (tenant_uin, name));
+  policies_mac BLOB, UNIQUE (tenant_uin, name));
 CREATE TABLE IF NOT EXISTS iam_api_keys (
   secret_id TEXT PRIMARY KEY, owner_uin TEXT NOT NULL, tenant_uin TEXT NOT NULL, sealed BLOB NOT NULL,
   status TEXT NOT NULL CHECK (status IN ('active', 'disabled')), created_at INTEGER NOT NULL, mac BLOB);
@@ -33,16 +33,18 @@ INSERT OR IGNORE INTO iam_meta VALUES ('seq:tenant', ${UIN_BASE.tenant}), ('seq:
 `;
 
 interface TenantRow { uin: string; name: string; created_at: number }
-interface UserRow { uin: string; tenant_uin: string; name: string; created_at: number }
+interface UserRow { uin: string; tenant_uin: string; name: string; created_at: number; policies_mac: Buffer | null }
 interface KeyRow { secret_id: string; owner_uin: string; tenant_uin: string; sealed: Buffer; status: ApiKeyStatus; created_at: number; mac: Buffer | null }
 interface PolicyRow { name: string; preset: string | null; document: string | null; attached_at: number; mac: Buffer | null }
 
 /** Schema 1 had no row MACs: the columns are added (empty) when such a file is opened. */
-const MAC_COLUMNS: ReadonlyArray<readonly [string, string]> = [['iam_api_keys', 'mac'], ['iam_policies', 'mac']];
+const MAC_COLUMNS: ReadonlyArray<readonly [string, string]> = [['iam_api_keys', 'mac'], ['iam_policies', 'mac'], ['iam_users', 'policies_mac']];
 const withMac = (mac: Buffer | null): { mac?: Buffer } => (mac === null ? {} : { mac: Buffer.from(mac) });
 
 const tenantOf = (r: TenantRow): TenantRecord => ({ uin: r.uin, name: r.name, createdAt: r.created_at });
-const userOf = (r: UserRow): UserRecord => ({ uin: r.uin, tenantUin: r.tenant_uin, name: r.name, createdAt: r.created_at });
+const userOf = (r: UserRow): UserRecord => ({
+  uin: r.uin, tenantUin: r.tenant_uin, name: r.name, createdAt: r.created_at, ...(r.policies_mac === null ? {} : { policiesMac: Buffer.from(r.policies_mac) }),
+});
 const keyOf = (r: KeyRow): ApiKeyRecord => ({
   secretId: r.secret_id, ownerUin: r.owner_uin, tenantUin: r.tenant_uin, sealedSecret: Buffer.from(r.sealed), status: r.status, createdAt: r.created_at, ...withMac(r.mac),
 });
@@ -103,10 +105,10 @@ export class SqliteIdentityStore implements IdentityStore {
         throw new IamAlreadyExistsError(messages.userName(u.tenantUin, u.name));
       }
       this.checkUinFree(u.uin);
-      this.stmt('INSERT INTO iam_users VALUES (?, ?, ?, ?)').run(u.uin, u.tenantUin, u.name, u.createdAt);
+      this.stmt('INSERT INTO iam_users (uin, tenant_uin, name, created_at, policies_mac) VALUES (?, ?, ?, ?, ?)').run(u.uin, u.tenantUin, u.name, u.createdAt, u.policiesMac ?? null);
       if (u.apiKey) this.insertKey(keyRecord(u.uin, u.tenantUin, u.apiKey));
       for (const p of u.policies ?? []) this.upsertPolicy(u.uin, p);
-      return { uin: u.uin, tenantUin: u.tenantUin, name: u.name, createdAt: u.createdAt };
+      return { uin: u.uin, tenantUin: u.tenantUin, name: u.name, createdAt: u.createdAt, ...(u.policiesMac ? { policiesMac: u.policiesMac } : {}) };
     });
   }
 
@@ -144,17 +146,28 @@ export class SqliteIdentityStore implements IdentityStore {
     if (changes === 0) throw new IamNotFoundError(messages.noKey(secretId));
   }
 
-  async attachPolicy(userUin: string, attachment: PolicyAttachment): Promise<void> {
+  async attachPolicy(userUin: string, attachment: PolicyAttachment, set?: PolicySetSeal): Promise<void> {
     checkAttachment(attachment);
     this.write(() => {
       if (!this.stmt('SELECT 1 FROM iam_users WHERE uin = ?').get(userUin)) throw new IamNotFoundError(messages.noUser(userUin));
+      if (set) this.replacePolicySetMac(userUin, set);
       this.upsertPolicy(userUin, attachment);
     });
   }
 
-  async detachPolicy(userUin: string, name: string): Promise<void> {
-    const { changes } = this.write(() => this.stmt('DELETE FROM iam_policies WHERE user_uin = ? AND name = ?').run(userUin, name));
-    if (changes === 0) throw new IamNotFoundError(messages.noPolicy(userUin, name));
+  async detachPolicy(userUin: string, name: string, set?: PolicySetSeal): Promise<void> {
+    this.write(() => {
+      const { changes } = this.stmt('DELETE FROM iam_policies WHERE user_uin = ? AND name = ?').run(userUin, name);
+      if (changes === 0) throw new IamNotFoundError(messages.noPolicy(userUin, name));
+      if (set) this.replacePolicySetMac(userUin, set);
+    });
+  }
+
+  async setPolicySetMac(userUin: string, set: PolicySetSeal): Promise<void> {
+    this.write(() => {
+      if (!this.stmt('SELECT 1 FROM iam_users WHERE uin = ?').get(userUin)) throw new IamNotFoundError(messages.noUser(userUin));
+      this.replacePolicySetMac(userUin, set);
+    });
   }
 
   async listPolicies(userUin: string): Promise<PolicyAttachment[]> {
@@ -229,6 +242,15 @@ export class SqliteIdentityStore implements IdentityStore {
     if (this.stmt('SELECT 1 FROM iam_api_keys WHERE secret_id = ?').get(k.secretId)) throw new IamAlreadyExistsError(messages.secretId(k.secretId));
     this.stmt('INSERT INTO iam_api_keys (secret_id, owner_uin, tenant_uin, sealed, status, created_at, mac) VALUES (?, ?, ?, ?, ?, ?, ?)')
       .run(k.secretId, k.ownerUin, k.tenantUin, k.sealedSecret, k.status, k.createdAt, k.mac ?? null);
+  }
+
+  /** Inside a write: compare-and-set of the sub-account's policy-set MAC. */
+  private replacePolicySetMac(userUin: string, set: PolicySetSeal): void {
+    const row = this.stmt('SELECT policies_mac FROM iam_users WHERE uin = ?').get(userUin) as { policies_mac: Buffer | null } | undefined;
+    const current = row?.policies_mac ?? null;
+    const same = current === null || set.expected === null ? current === set.expected : Buffer.from(current).equals(set.expected);
+    if (!same) throw new IamConflictError(messages.policySetChanged(userUin));
+    this.stmt('UPDATE iam_users SET policies_mac = ? WHERE uin = ?').run(set.next, userUin);
   }
 
   private upsertPolicy(userUin: string, p: PolicyAttachment): void {

@@ -58,7 +58,7 @@ async function legacyMaterial(dbFile: string, clusters: readonly HsmCluster[]): 
 /** What the database looked like before: no MAC columns (identity schema 1), no ownership MACs, no marker, KMR1 material. */
 function writeOldInstallation(db: Database.Database, old: Downgrade): void {
   db.transaction(() => {
-    db.exec('ALTER TABLE iam_api_keys DROP COLUMN mac; ALTER TABLE iam_policies DROP COLUMN mac');
+    db.exec('ALTER TABLE iam_api_keys DROP COLUMN mac; ALTER TABLE iam_policies DROP COLUMN mac; ALTER TABLE iam_users DROP COLUMN policies_mac');
     db.exec("UPDATE iam_meta SET value = 1 WHERE name = 'schema'; DELETE FROM iam_meta WHERE name LIKE 'marker:%'");
     db.exec("UPDATE keys SET doc = json_remove(doc, '$.authority')");
     const version = db.prepare('UPDATE key_versions SET material = ? WHERE key_id = ? AND version = ?');

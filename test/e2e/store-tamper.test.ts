@@ -89,6 +89,27 @@ describe('a store written outside the service grants nothing (SQLite)', () => {
     expect(lab.integrityAlarms().map((a) => a.ownerUin)).toEqual(expect.arrayContaining([String(nobody.Uin), String(reader.Uin)]));
   });
 
+  test('a deny attachment deleted from the SQLite file does not lift the deny: the set of attachments is refused', async () => {
+    const tenant = String(lab.root.Uin);
+    const keyId = (await lab.client().CreateKey({ Alias: 'denied-decrypt' })).KeyId as string;
+    const blob = (await lab.client().Encrypt({ KeyId: keyId, Plaintext: b64('not for the sub-account') })).CiphertextBlob;
+    const user = await lab.server.services.iam.createUser(tenant, 'denied', { preset: 'QcloudKMSFullAccess' });
+    await lab.server.services.iam.attachPolicy(String(user.Uin), 'no-decrypt', { version: '2.0', statement: [{ effect: 'deny', action: ['kms:Decrypt'], resource: ['*'] }] });
+    expect(await codeOf(lab.client(user).Decrypt({ CiphertextBlob: blob }))).toBe('UnauthorizedOperation');
+
+    await lab.tamper((db) => {
+      db.prepare("DELETE FROM iam_policies WHERE user_uin = ? AND name = 'no-decrypt'").run(String(user.Uin));
+    });
+
+    expect(await codeOf(lab.client(user).Decrypt({ CiphertextBlob: blob }))).toBe('FailedOperation');
+    expect(lab.integrityAlarms().some((a) => a.ownerUin === String(user.Uin) && /set of policies/.test(a.detail ?? ''))).toBe(true);
+    // through the service, attachments still change (and the set's MAC with them)
+    const fresh = await lab.server.services.iam.createUser(tenant, 'changes-through-the-service', { preset: 'QcloudKMSReadOnlyAccess' });
+    await lab.server.services.iam.attachPolicy(String(fresh.Uin), 'extra', 'QcloudKMSFullAccess');
+    await lab.server.services.iam.detachPolicy(String(fresh.Uin), 'QcloudKMSReadOnlyAccess');
+    await expect(lab.client(fresh).ListKeys({})).resolves.toBeDefined();
+  });
+
   test('an API key disabled by the service and re-enabled in the SQLite file stays refused', async () => {
     const user = await lab.server.services.iam.createUser(String(lab.root.Uin), 'to-be-disabled', { preset: 'QcloudKMSFullAccess' });
     await expect(lab.client(user).ListKeys({})).resolves.toBeDefined();

@@ -150,6 +150,30 @@ describe.each(IDENTITY_BACKENDS)('SealedIdentityStore over $name', (backend) => 
     expect(tampers).toEqual([]);
   });
 
+  test('attachment changes through two handles keep the set consistent (compare-and-set, retried); a row deleted behind the store is noticed', async () => {
+    const tenant = await store.allocateUin('tenant');
+    await store.createTenant({ uin: tenant, name: `t2-${backend.name}`, createdAt: 1 });
+    const user = await store.allocateUin('user');
+    await store.createUser({ uin: user, tenantUin: tenant, name: 'v', createdAt: 2 });
+    const second = new SealedIdentityStore(await backing.open(), auth, (t) => tampers.push(t));
+    try {
+      await Promise.all([0, 1, 2, 3].map((i) => (i % 2 ? second : store).attachPolicy(user, { name: `p${i}`, body: { kind: 'preset', preset: 'QcloudKMSReadOnlyAccess' }, attachedAt: i })));
+      await second.detachPolicy(user, 'p1');
+      expect((await store.listPolicies(user)).map((p) => p.name)).toEqual(['p0', 'p2', 'p3']);
+      expect(tampers).toEqual([]);
+      const raw = await backing.open();
+      try {
+        await raw.detachPolicy(user, 'p2');
+      } finally {
+        await raw.close();
+      }
+      await expect(store.listPolicies(user)).rejects.toBeInstanceOf(IamIntegrityError);
+      expect(tampers.at(-1)?.detail).toMatch(/set of policies/);
+    } finally {
+      await second.close();
+    }
+  });
+
   test('an API key row changed behind the store is refused with a tamper report', async () => {
     await backing.tamperKey('AKIDuser1', 'ownerUin', '200000000099');
     await expect(store.getApiKey('AKIDuser1')).rejects.toBeInstanceOf(IamIntegrityError);
