@@ -104,9 +104,15 @@ export class SealedIdentityStore implements IdentityStore {
     return keys;
   }
 
-  /** Only a key whose stored row verifies changes status (the new MAC covers the rest of that row). */
+  /**
+   * Only a key whose stored row verifies gets a new MAC (it covers the rest of that row). A key whose
+   * row fails can still be disabled: it is written without a MAC, so it stays refused as well.
+   */
   async setApiKeyStatus(secretId: string, status: ApiKeyStatus): Promise<void> {
-    const current = await this.getApiKey(secretId);
+    const current = await this.getApiKey(secretId).catch((e: unknown) => {
+      if (e instanceof IamIntegrityError && status === 'disabled') return null;
+      throw e;
+    });
     if (!current) return this.inner.setApiKeyStatus(secretId, status);
     await this.inner.setApiKeyStatus(secretId, status, await this.auth.mac(apiKeyBytes({ ...current, status })));
   }

@@ -178,5 +178,16 @@ describe.each(IDENTITY_BACKENDS)('SealedIdentityStore over $name', (backend) => 
     await backing.tamperKey('AKIDuser1', 'ownerUin', '200000000099');
     await expect(store.getApiKey('AKIDuser1')).rejects.toBeInstanceOf(IamIntegrityError);
     expect(tampers.at(-1)?.detail).toMatch(/API key AKIDuser1/);
+    // the operator can still disable it (it stays refused: no MAC is written), not enable it
+    await expect(store.setApiKeyStatus('AKIDuser1', 'active')).rejects.toBeInstanceOf(IamIntegrityError);
+    await store.setApiKeyStatus('AKIDuser1', 'disabled');
+    await expect(store.getApiKey('AKIDuser1')).rejects.toBeInstanceOf(IamIntegrityError);
+    expect(tampers.at(-1)?.detail).toMatch(/has no MAC/);
+    const raw = await backing.open();
+    try {
+      expect((await raw.getApiKey('AKIDuser1'))?.status).toBe('disabled');
+    } finally {
+      await raw.close();
+    }
   });
 });
