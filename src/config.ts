@@ -3,7 +3,7 @@
  * clusters in the same file (`clusters:`, see docs/clusters.example.yaml) and a few environment
  * overrides (KMS_PORT, KMS_HOST, KMS_OPS_PORT, KMS_WORKERS). Secrets are never in it: PINs come from env or 0600 files.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parse } from 'yaml';
@@ -11,9 +11,22 @@ import { DEFAULT_REPLAY_ENTRIES } from './api/replay-guard';
 import { ClusterConfig, parseClusterConfig } from './hsm/config';
 import { ConfigError } from './hsm/errors';
 
-export type StoreConfig =
-  | { kind: 'sqlite'; path: string }
-  | { kind: 'redis'; host: string; port: number; allowVolatile: boolean };
+/** A secret's source: an environment variable or a file readable by its owner only (never the secret itself). */
+export type SecretSource = { env: string } | { file: string };
+
+export interface RedisStoreConfig {
+  kind: 'redis';
+  host: string;
+  port: number;
+  allowVolatile: boolean;
+  /** ACL user name (not a secret). */
+  username?: string;
+  password?: SecretSource;
+  /** PEM file paths; TLS is on when this is present. */
+  tls?: { ca?: string; cert?: string; key?: string; servername?: string };
+}
+
+export type StoreConfig = { kind: 'sqlite'; path: string } | RedisStoreConfig;
 
 /** Where audit anchors go: a JSON-lines file, a webhook (JSON POST), or a syslog server over UDP (RFC 5424). */
 export type AnchorSinkConfig = { kind: 'file'; path: string } | { kind: 'webhook'; url: string } | { kind: 'syslog'; host: string; port: number };
@@ -177,12 +190,14 @@ function parseStore(doc: Doc, dataDir: string): StoreConfig {
     return { kind, path: isAbsolute(path) ? path : join(dataDir, path) };
   }
   if (kind !== 'redis') throw new ConfigError(`store.kind must be sqlite or redis, not ${JSON.stringify(kind)}`);
-  if (s.password !== undefined) throw new ConfigError('store.password: Redis authentication is not supported yet; protect the Redis by network (bind, firewall)');
   return {
     kind,
     host: text(s, 'host', '127.0.0.1', 'store'),
     port: int(s, 'port', 6379, 1, 65535, 'store'),
     allowVolatile: s.allowVolatile === true,
+    ...(s.username !== undefined ? { username: text(s, 'username', undefined, 'store') } : {}),
+    ...(s.password !== undefined ? { password: secretSource(s.password, 'store.password', dataDir) } : {}),
+    ...(s.tls !== undefined ? { tls: parseRedisTls(s.tls, dataDir) } : {}),
   };
 }
 
@@ -229,6 +244,39 @@ function parseTc3(doc: Doc): Tc3Config {
     replayCacheSize: int(t, 'replayCacheSize', DEFAULT_REPLAY_ENTRIES, 1_000, 100_000_000, 'tc3'),
     requireSignedHeaders: parseRequiredHeaders(t.requireSignedHeaders),
   };
+}
+
+/** `{env: NAME}` or `{file: PATH}`; a secret written inline is refused (the PIN rule). */
+function secretSource(v: unknown, where: string, dataDir: string): SecretSource {
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${where}: secrets are never written in configuration; use {env: NAME} or {file: PATH} (mode 0600)`);
+  const o = v as Doc;
+  if (o.env !== undefined) return { env: text(o, 'env', undefined, where) };
+  const file = text(o, 'file', undefined, where);
+  return { file: isAbsolute(file) ? file : join(dataDir, file) };
+}
+
+function parseRedisTls(v: unknown, dataDir: string): NonNullable<RedisStoreConfig['tls']> {
+  if (v === true) return {};
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError('store.tls must be true or a mapping of ca, cert, key, servername');
+  const o = v as Doc;
+  const path = (key: string): Record<string, string> => {
+    const p = optionalText(o, key, 'store.tls');
+    return p === undefined ? {} : { [key]: isAbsolute(p) ? p : join(dataDir, p) };
+  };
+  const servername = optionalText(o, 'servername', 'store.tls');
+  return { ...path('ca'), ...path('cert'), ...path('key'), ...(servername ? { servername } : {}) };
+}
+
+/** Reads a secret from its source; errors name the source, never the secret. A file must not be readable by group or others. */
+export function resolveSecret(source: SecretSource, env: NodeJS.ProcessEnv = process.env): string {
+  if ('env' in source) {
+    const v = env[source.env];
+    if (!v) throw new ConfigError(`environment variable ${source.env} is not set`);
+    return v;
+  }
+  if (!existsSync(source.file)) throw new ConfigError(`secret file ${source.file} does not exist`);
+  if ((statSync(source.file).mode & 0o077) !== 0) throw new ConfigError(`secret file ${source.file} must not be readable by group or others (chmod 600)`);
+  return readFileSync(source.file, 'utf8').trim();
 }
 
 export const MAX_WORKERS = 256;

@@ -3,7 +3,7 @@
  * IAM (with SecretKeys sealed under the service key), the audit log, the rate limiter and metrics.
  * Used by the server (main.ts) and by kmsctl on the same data directory (or the same Redis).
  */
-import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import type { AppDeps } from './api/app';
@@ -20,7 +20,8 @@ import { AUDIT_LEASE, AuditJobs } from './audit/jobs';
 import type { LinkMac } from './audit/link-mac';
 import { RedisAuditLog } from './audit/redis-audit-log';
 import { SqliteAuditLog } from './audit/sqlite-audit-log';
-import type { AnchorSinkConfig, ServerConfig } from './config';
+import { AnchorSinkConfig, RedisStoreConfig, resolveSecret, ServerConfig } from './config';
+import { clusterAuthenticator, migrateAuthority } from './authority';
 import { withDeadline } from './deadline';
 import { buildClusters } from './hsm/config';
 import type { HsmCluster } from './hsm/cluster';
@@ -30,9 +31,13 @@ import { parseResource, UNKNOWN_CREATOR } from './iam/resources';
 import { IamService } from './iam/iam-service';
 import type { IdentityStore } from './iam/identity-store';
 import { RedisIdentityStore } from './iam/redis-identity-store';
+import { SealedIdentityStore, Tamper } from './iam/sealed-identity-store';
 import { SqliteIdentityStore } from './iam/sqlite-identity-store';
 import { Alarms, jsonLinesSink, webhookSink } from './kms/alarms';
+import { SealedMetadataStore } from './kms/sealed-store';
 import { Kms } from './kms/service';
+import { RedisConnectionOptions, redisClientOptions } from './store/redis-connection';
+import type { RowAuthenticator } from './store/row-mac';
 import { RedisMetadataStore } from './store/redis-store';
 import { SqliteMetadataStore } from './store/sqlite-store';
 import type { MetadataStore } from './store/store';
@@ -116,11 +121,22 @@ function replayGuard(config: ServerConfig, given: ReplayGuard | undefined, redis
   return config.store.kind === 'redis' ? new RedisReplayGuard(redis(), { local }) : new MemoryReplayGuard(local);
 }
 
-function redisClient(host: string, port: number): Redis {
+function redisClient(conn: RedisConnectionOptions): Redis {
   // fails fast while Redis is away; ioredis reconnects by itself (no unhandled 'error' events)
-  const redis = new Redis({ host, port, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+  const redis = new Redis({ ...redisClientOptions(conn), enableOfflineQueue: false, maxRetriesPerRequest: 1 });
   redis.on('error', () => undefined);
   return redis;
+}
+
+/** The Redis connection of the configuration: AUTH secret read from its env variable or 0600 file, TLS files read. */
+export function redisConnection(s: RedisStoreConfig, env: NodeJS.ProcessEnv = process.env): RedisConnectionOptions {
+  const read = (path: string | undefined): Buffer | undefined => (path === undefined ? undefined : readFileSync(path));
+  const tls = s.tls && { ca: read(s.tls.ca), cert: read(s.tls.cert), key: read(s.tls.key), servername: s.tls.servername };
+  return {
+    host: s.host, port: s.port, allowVolatile: s.allowVolatile, username: s.username,
+    password: s.password && resolveSecret(s.password, env),
+    tls,
+  };
 }
 
 async function openStores(config: ServerConfig, linkMac: LinkMac, shared?: Limiters, sharedReplay?: ReplayGuard): Promise<Opened> {
@@ -137,21 +153,33 @@ async function openStores(config: ServerConfig, linkMac: LinkMac, shared?: Limit
       replay: replayGuard(config, sharedReplay, () => { throw new Error('no Redis for the embedded store'); }),
     };
   }
-  const conn = { host: s.host, port: s.port, allowVolatile: s.allowVolatile };
+  const conn = redisConnection(s);
   const store = await RedisMetadataStore.open(conn);
   let identities: IdentityStore | undefined;
   try {
     identities = await RedisIdentityStore.open(conn);
     const audit = await RedisAuditLog.open({ ...conn, linkMac });
     // the limiters fail open while Redis is away, the replay guard closed; one connection for both limiters (the account limiter owns it and drops it on close)
-    const redis = redisClient(s.host, s.port);
+    const redis = redisClient(conn);
     const principalLimiter = new RedisRateLimiter(redis, perPrincipal, { keyPrefix: 'kms:ratelimit:principal:' });
-    return { store, identities, audit, limiter: new RedisRateLimiter(redis, rate), principalLimiter, replay: replayGuard(config, sharedReplay, () => redisClient(s.host, s.port)) };
+    return { store, identities, audit, limiter: new RedisRateLimiter(redis, rate), principalLimiter, replay: replayGuard(config, sharedReplay, () => redisClient(conn)) };
   } catch (e) {
     await identities?.close().catch(() => undefined);
     await store.close().catch(() => undefined);
     throw e;
   }
+}
+
+function sharedCluster(clusters: readonly HsmCluster[]): HsmCluster {
+  const shared = clusters.find((c) => c.kind === 'shared');
+  if (!shared) throw new Error('no shared HSM cluster is configured: it holds the MAC key of the authority rows');
+  return shared;
+}
+
+/** Key ownership and identity rows MACed under the shared cluster's domain key, checked whenever read (see docs/security.md §2). */
+function sealStores(raw: Awaited<ReturnType<typeof openStores>>, auth: RowAuthenticator, alarms: Alarms): Awaited<ReturnType<typeof openStores>> {
+  const onTamper = (t: Tamper): void => alarms.raise({ kind: 'StoreIntegrity', time: Math.floor(Date.now() / 1000), ownerUin: t.uin, keyId: '', detail: t.detail });
+  return { ...raw, store: new SealedMetadataStore(raw.store, auth, alarms), identities: new SealedIdentityStore(raw.identities, auth, onTamper) };
 }
 
 /** How long closing the stores may take in all (background jobs, audit flush, stores) before shutdown moves on. */
@@ -192,9 +220,13 @@ export async function openServices(config: ServerConfig, options: ServicesOption
   let kms: Kms | undefined;
   try {
     if (options.domainCeremony) await runCeremony(clusters, options.domainCeremony);
-    opened = await openStores(config, auditLinkMac(clusters), options.limiters, options.replay);
-    const { store, identities } = opened;
+    const raw = await openStores(config, auditLinkMac(clusters), options.limiters, options.replay);
+    opened = raw;
     const alarms = alarmsFor(config, options.log);
+    const auth = clusterAuthenticator(sharedCluster(clusters));
+    if (options.repair !== false) await migrateAuthority({ store: raw.store, identities: raw.identities, auth, clusters, regions: config.regions, log: options.log });
+    opened = sealStores(raw, auth, alarms);
+    const { store, identities } = opened;
     kms = new Kms({
       store, clusters, deploymentId: config.deploymentId, alarms, maxKeysPerRegion: config.maxKeysPerRegion, nodeId: options.nodeId,
       allowPkcs1v15Import: config.allowPkcs1v15Import, gcmMaxInvocationsPerVersion: config.gcmMaxInvocationsPerVersion,
@@ -204,7 +236,8 @@ export async function openServices(config: ServerConfig, options: ServicesOption
       for (const finding of await kms.start({ repair: options.repair !== false })) options.log({ level: 'warn', msg: `start-up: ${finding}` });
       opened.auditJobs = await startAuditJobs(config, opened, kms.nodeId, options.log);
     }
-    return compose(config, options, clusters, opened, kms, alarms, new IamService({ store: identities, sealer: await serviceSealer(kms) }));
+    const onIntegrity = (t: Tamper): void => alarms.raise({ kind: 'StoreIntegrity', time: Math.floor(Date.now() / 1000), ownerUin: t.uin, keyId: '', detail: t.detail });
+    return compose(config, options, clusters, opened, kms, alarms, new IamService({ store: identities, sealer: await serviceSealer(kms), onIntegrity }));
   } catch (e) {
     // nothing half-open is left behind: the caller gets the error only
     await closeAll(options.log, clusters, opened, kms, 1_000);

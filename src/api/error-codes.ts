@@ -4,6 +4,7 @@
  * Anything else is InternalError with a message that says nothing but the request id: the raw
  * message of an unexpected error may name internals and is for the server's log only.
  */
+import { IamIntegrityError } from '../iam/errors';
 import * as kms from '../kms/errors';
 import { domainError } from '../kms/key-access';
 import { ParamError } from './params';
@@ -102,6 +103,8 @@ export const KMS_ERROR_CODES: ReadonlyArray<readonly [ErrorClass, string]> = [
   // Tencent's generic quota code: the version's AES-GCM invocations (NIST SP 800-38D 8.3) are used up; no KMS-specific code is closer.
   [kms.GcmUseLimitError, 'LimitExceeded'],
   [kms.ServiceUnavailableError, 'UnsupportedOperation.ServiceTemporaryUnavailable'],
+  // A stored key record or its material was changed outside the service (alarm raised): refused, no closer Tencent code.
+  [kms.StoreIntegrityError, 'FailedOperation'],
 ];
 
 /** Request-level errors: class → code. */
@@ -117,7 +120,10 @@ export const API_ERROR_CODES: ReadonlyArray<readonly [ErrorClass, string]> = [
   [UnsupportedActionError, 'UnsupportedOperation'],
 ];
 
-const CODES = new Map<ErrorClass, string>([...KMS_ERROR_CODES, ...API_ERROR_CODES]);
+/** Identity errors that reach a caller: a stored API key, membership or policy changed outside the service (alarm raised) is refused. */
+export const IAM_ERROR_CODES: ReadonlyArray<readonly [ErrorClass, string]> = [[IamIntegrityError, 'FailedOperation']];
+
+const CODES = new Map<ErrorClass, string>([...KMS_ERROR_CODES, ...API_ERROR_CODES, ...IAM_ERROR_CODES]);
 
 /** The code of an error's class or its nearest mapped ancestor. */
 function classCode(e: Error): string | undefined {

@@ -18,6 +18,7 @@
  * it recognises a batch it already wrote (a retry after a lost reply) by its first event id.
  */
 import Redis from 'ioredis';
+import { RedisConnectionOptions, redisClientOptions } from '../store/redis-connection';
 import { AppendOutcome, AuditBackend, ChainPage, ChainSnapshot } from './backend';
 import { ChainHead, ChainSlot, ChainStart, headOf } from './chain';
 import { AuditLogOptions, ChainedAuditLog } from './chained-audit-log';
@@ -26,11 +27,7 @@ import { AuditChainError, AuditWriteError } from './errors';
 import { MAX_TIME, StoredAuditEvent, parseStored, storedJson } from './event';
 import { AuditPage, AuditQuery, Position, encodeCursor, matches } from './query';
 
-export interface RedisAuditOptions extends AuditLogOptions {
-  host?: string;
-  port: number;
-  password?: string;
-}
+export interface RedisAuditOptions extends AuditLogOptions, RedisConnectionOptions {}
 
 const PREFIX = 'kms:audit:';
 const HEAD = `${PREFIX}head`;
@@ -240,9 +237,7 @@ export class RedisAuditLog extends ChainedAuditLog {
 
   static async open(options: RedisAuditOptions): Promise<RedisAuditLog> {
     commitOptions(options);
-    const redis = new Redis({
-      host: options.host ?? '127.0.0.1', port: options.port, password: options.password, lazyConnect: true, maxRetriesPerRequest: 3,
-    });
+    const redis = new Redis({ ...redisClientOptions(options), lazyConnect: true, maxRetriesPerRequest: 3 });
     await redis.connect();
     return new RedisAuditLog(new RedisAuditBackend(redis), options);
   }

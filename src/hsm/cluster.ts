@@ -1,7 +1,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { Capabilities, intersectCapabilities, KeySpec, RsaPadding, SigningAlgorithm } from './capabilities';
 import { ClusterUnavailableError, DomainKeyError, HsmError, MaterialIntegrityError, MemberUnavailableError, UnsupportedError } from './errors';
-import { MaterialBinding, WrappedMaterial } from './material';
+import { MaterialBinding, sameBinding, WrappedMaterial } from './material';
 import { GcmResult, HsmMember, MemberState } from './member';
 import { verifyInSoftware } from './signature';
 
@@ -39,7 +39,7 @@ export interface ClusterHealth {
   members: MemberHealth[];
 }
 
-const CANARY_BINDING = (clusterId: string): MaterialBinding => ({ clusterId, keyId: 'kms-health-canary', keyVersion: 0, usage: 'HEALTH_PROBE' });
+const CANARY_BINDING = (clusterId: string): MaterialBinding => ({ clusterId, keyId: 'kms-health-canary', keyVersion: 0, usage: 'HEALTH_PROBE', owner: 'kms-health' });
 
 /**
  * A pool of HSM members that hold the same domain keys. Any healthy member serves any key;
@@ -214,6 +214,19 @@ export class HsmCluster {
     this.require(this.capabilities.importWrapping, padding);
     if (binding.clusterId !== this.id) throw new MaterialIntegrityError(`binding names cluster ${binding.clusterId}, not ${this.id}`);
     return this.run((m) => m.importAes(wrappingKey, padding, encrypted, binding));
+  }
+
+  /**
+   * Start-up migration of a KMR1 record (bound to cluster, key, version and usage only) to KMR2
+   * under `binding`, which must name the same key version and adds its owner and scope. The old MAC
+   * is verified inside the HSM first; the owner and scope are the caller's word.
+   */
+  rebindLegacy(material: WrappedMaterial, binding: MaterialBinding): Promise<WrappedMaterial> {
+    if (!material.legacy) return Promise.reject(new MaterialIntegrityError('only a KMR1 record can be rebound'));
+    if (binding.clusterId !== this.id || !sameBinding(material.binding, binding, false)) {
+      return Promise.reject(new MaterialIntegrityError('a KMR1 record can only be rebound to the key version it was made for'));
+    }
+    return this.run((m) => m.rebindLegacy(material, binding));
   }
 
   /** Drops cached handles of a key version on every member (after crypto-shred). */

@@ -1,14 +1,23 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { KeySpec } from './capabilities';
 import { InvalidInputError, MaterialIntegrityError } from './errors';
 
-/** What a piece of wrapped material is for; bound into its MAC so records cannot be swapped between keys. */
+/**
+ * What a piece of wrapped material is for; bound into its MAC so records cannot be swapped between
+ * keys or handed to another owner. `owner` and `scope` are opaque to this layer (the KMS core puts the
+ * tenant and the region there); absent means the empty string.
+ */
 export interface MaterialBinding {
   clusterId: string;
   keyId: string;
   keyVersion: number;
   usage: string;
+  owner?: string;
+  scope?: string;
 }
+
+/** Record formats: 1 (`KMR1`, before owner and scope were bound; accepted only to be re-MACed) and 2 (`KMR2`). */
+export type MaterialFormat = 1 | 2;
 
 /**
  * Key material wrapped under a cluster's domain KEK (RFC 5649), plus its public half if any,
@@ -26,17 +35,28 @@ export class WrappedMaterial {
     readonly wrapped: Buffer,
     readonly publicKey: Buffer,
     readonly mac: Buffer,
+    /** 1: a KMR1 record, which no operation accepts until it is re-MACed under a full binding (HsmCluster.rebindLegacy). */
+    readonly format: MaterialFormat = 2,
   ) {
     this.cacheKey = createHash('sha256').update(this.toBuffer()).digest('base64');
   }
 
   /** The bytes the MAC covers. */
-  static macInput(spec: KeySpec, binding: MaterialBinding, domainId: Buffer, wrapped: Buffer, publicKey: Buffer): Buffer {
-    return encodeBody(spec, binding, domainId, wrapped, publicKey);
+  static macInput(spec: KeySpec, binding: MaterialBinding, domainId: Buffer, wrapped: Buffer, publicKey: Buffer, format: MaterialFormat = 2): Buffer {
+    return encodeBody(format, spec, binding, domainId, wrapped, publicKey);
+  }
+
+  /** The bytes this record's MAC covers (in its own format). */
+  get macBody(): Buffer {
+    return encodeBody(this.format, this.spec, this.binding, this.domainId, this.wrapped, this.publicKey);
+  }
+
+  get legacy(): boolean {
+    return this.format === 1;
   }
 
   toBuffer(): Buffer {
-    return Buffer.concat([encodeBody(this.spec, this.binding, this.domainId, this.wrapped, this.publicKey), this.mac]);
+    return Buffer.concat([this.macBody, this.mac]);
   }
 
   static fromBuffer(buf: Buffer): WrappedMaterial {
@@ -50,14 +70,20 @@ export class WrappedMaterial {
 
   /** Throws unless this record was made for `expected` (checked on every use, cached or not). */
   assertBinding(expected: MaterialBinding): void {
-    const b = this.binding;
-    if (b.clusterId !== expected.clusterId || b.keyId !== expected.keyId || b.keyVersion !== expected.keyVersion || b.usage !== expected.usage) {
-      throw new MaterialIntegrityError('wrapped material record does not belong to the requested key version');
+    if (this.legacy) throw new MaterialIntegrityError('wrapped material record is in the KMR1 format (not bound to its owner): refused until it is migrated');
+    if (!sameBinding(this.binding, expected)) {
+      throw new MaterialIntegrityError('wrapped material record does not belong to the requested key version or owner');
     }
   }
 }
 
-const MAGIC = Buffer.from('KMR1', 'latin1');
+/** Whether two bindings name the same key version (and, unless `ownerToo` is false, the same owner and scope). */
+export function sameBinding(a: MaterialBinding, b: MaterialBinding, ownerToo = true): boolean {
+  const key = a.clusterId === b.clusterId && a.keyId === b.keyId && a.keyVersion === b.keyVersion && a.usage === b.usage;
+  return key && (!ownerToo || ((a.owner ?? '') === (b.owner ?? '') && (a.scope ?? '') === (b.scope ?? '')));
+}
+
+const MAGICS: Record<MaterialFormat, Buffer> = { 1: Buffer.from('KMR1', 'latin1'), 2: Buffer.from('KMR2', 'latin1') };
 const MAC_LENGTH = 32;
 const SPECS: KeySpec[] = ['AES_256', 'RSA_2048', 'RSA_3072', 'RSA_4096', 'EC_P256', 'EC_P384'];
 
@@ -75,19 +101,21 @@ function bytes(b: Buffer): Buffer {
   return Buffer.concat([len, b]);
 }
 
-function encodeBody(spec: KeySpec, binding: MaterialBinding, domainId: Buffer, wrapped: Buffer, publicKey: Buffer): Buffer {
+function encodeBody(format: MaterialFormat, spec: KeySpec, binding: MaterialBinding, domainId: Buffer, wrapped: Buffer, publicKey: Buffer): Buffer {
   if (!Number.isInteger(binding.keyVersion) || binding.keyVersion < 0 || binding.keyVersion > 0xffffffff) {
     throw new InvalidInputError('key version must be an unsigned 32-bit integer');
   }
   const version = Buffer.alloc(4);
   version.writeUInt32BE(binding.keyVersion);
+  const owner = format === 2 ? [str(binding.owner ?? ''), str(binding.scope ?? '')] : [];
   return Buffer.concat([
-    MAGIC,
+    MAGICS[format],
     Buffer.from([SPECS.indexOf(spec)]),
     str(binding.clusterId),
     str(binding.keyId),
     version,
     str(binding.usage),
+    ...owner,
     bytes(domainId),
     bytes(wrapped),
     bytes(publicKey),
@@ -114,17 +142,25 @@ class Reader {
 
 function decode(buf: Buffer): WrappedMaterial {
   const r = new Reader(buf);
-  if (!timingSafeEqual(r.take(4), MAGIC)) throw new MaterialIntegrityError('not a wrapped material record');
+  const magic = r.take(4);
+  const format: MaterialFormat | undefined = magic.equals(MAGICS[2]) ? 2 : magic.equals(MAGICS[1]) ? 1 : undefined;
+  if (format === undefined) throw new MaterialIntegrityError('not a wrapped material record');
   const spec = SPECS[r.take(1)[0]];
   if (!spec) throw new MaterialIntegrityError('wrapped material record has an unknown key spec');
   const clusterId = r.str();
   const keyId = r.str();
   const keyVersion = r.u32();
   const usage = r.str();
+  const owned = format === 2 ? ownerFields(r.str(), r.str()) : {};
   const domainId = r.bytes();
   const wrapped = r.bytes();
   const publicKey = r.bytes();
   const mac = Buffer.from(r.take(MAC_LENGTH));
   if (r.remaining !== 0) throw new MaterialIntegrityError('wrapped material record has trailing bytes');
-  return new WrappedMaterial(spec, { clusterId, keyId, keyVersion, usage }, domainId, wrapped, publicKey, mac);
+  return new WrappedMaterial(spec, { clusterId, keyId, keyVersion, usage, ...owned }, domainId, wrapped, publicKey, mac, format);
+}
+
+/** Owner and scope as decoded: empty fields are left out (an absent field means the empty string). */
+function ownerFields(owner: string, scope: string): Pick<MaterialBinding, 'owner' | 'scope'> {
+  return { ...(owner ? { owner } : {}), ...(scope ? { scope } : {}) };
 }

@@ -601,10 +601,27 @@ export class HsmMember {
   private unwrapMaterial(material: WrappedMaterial): Promise<Handle> {
     const domain = this.requireDomain();
     if (!material.domainId.equals(domain.id)) throw new MaterialIntegrityError('wrapped material belongs to another HSM domain');
+    if (material.legacy) throw new MaterialIntegrityError('wrapped material record is in the KMR1 format: refused until it is migrated');
     return this.withKeeper('unwrap', async (s) => {
-      const expected = await this.hmac(s, domain.mac, WrappedMaterial.macInput(material.spec, material.binding, material.domainId, material.wrapped, material.publicKey));
+      const expected = await this.hmac(s, domain.mac, material.macBody);
       if (!timingSafeEqual(expected, material.mac)) throw new MaterialIntegrityError('wrapped material failed its MAC check: it was altered');
       return this.calls.unwrapKey(s, { mechanism: this.profile.rfc5649Mechanism }, domain.kek, material.wrapped, this.unwrapTemplate(material.spec));
+    });
+  }
+
+  /**
+   * Migration of a KMR1 record: checks its KMR1 MAC here, then MACs the same wrapped key under
+   * `binding` (KMR2). The key is not unwrapped. The caller vouches that `binding` is right.
+   */
+  rebindLegacy(material: WrappedMaterial, binding: MaterialBinding): Promise<WrappedMaterial> {
+    const domain = this.requireDomainOrReject();
+    if (domain instanceof Promise) return domain;
+    if (!material.domainId.equals(domain.id)) return Promise.reject(new MaterialIntegrityError('wrapped material belongs to another HSM domain'));
+    return this.withSession('mac', async (s) => {
+      const expected = await this.hmac(s, domain.mac, material.macBody);
+      if (!timingSafeEqual(expected, material.mac)) throw new MaterialIntegrityError('KMR1 wrapped material failed its MAC check: it was altered');
+      const mac = await this.hmac(s, domain.mac, WrappedMaterial.macInput(material.spec, binding, domain.id, material.wrapped, material.publicKey));
+      return new WrappedMaterial(material.spec, binding, domain.id, material.wrapped, material.publicKey, mac);
     });
   }
 

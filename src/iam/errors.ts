@@ -26,3 +26,6 @@ export class IamConfigError extends IamError {}
 
 /** A stored API key whose sealed secret does not belong to it (store tampered with). */
 export class IamIntegrityError extends IamError {}
+
+/** A write that expected the stored state to be something it no longer is (another writer got there first); retry. */
+export class IamConflictError extends IamError {}

@@ -35,6 +35,8 @@ export interface IamServiceOptions {
   cacheTtlMs?: number;
   /** Entries per cache; default CACHE_SIZE. */
   cacheSize?: number;
+  /** Told when a stored API key does not belong to its account or tenant (the store was changed outside the service). */
+  onIntegrity?: (t: { uin: string; detail: string }) => void;
 }
 
 /** A new key pair; SecretKey is shown this once. */
@@ -83,9 +85,11 @@ export class IamService {
   private readonly clock: Clock;
   private readonly keys: TtlCache<ResolvedKey>;
   private readonly policies: TtlCache<readonly Policy[]>;
+  private readonly onIntegrity: NonNullable<IamServiceOptions['onIntegrity']>;
 
   constructor(options: IamServiceOptions) {
     this.store = options.store;
+    this.onIntegrity = options.onIntegrity ?? (() => undefined);
     this.sealer = options.sealer;
     this.clock = options.clock ?? systemClock;
     const ttl = options.cacheTtlMs ?? CACHE_TTL_MS;
@@ -247,6 +251,15 @@ export class IamService {
   private async loadKey(secretId: string): Promise<ResolvedKey | undefined> {
     const record = await this.store.getApiKey(secretId);
     if (!record || record.status !== 'active') return undefined;
+    try {
+      return await this.openKey(record);
+    } catch (e) {
+      if (e instanceof IamIntegrityError) this.onIntegrity({ uin: record.ownerUin, detail: e.message });
+      throw e;
+    }
+  }
+
+  private async openKey(record: ApiKeyRecord): Promise<ResolvedKey | undefined> {
     const principal = await this.principalOf(record);
     if (!principal) return undefined;
     const opened = await this.sealer.open(record.sealedSecret);

@@ -23,6 +23,17 @@ export interface UserRecord {
   tenantUin: string;
   name: string;
   createdAt: number;
+  /** MAC of the sub-account's whole set of policy attachments (see sealed-identity-store.ts); stored as given. */
+  policiesMac?: Buffer;
+}
+
+/**
+ * The policy-set MAC written with an attachment change: `next` replaces the stored one, if the
+ * stored one is still `expected` (null: none stored); otherwise IamConflictError and nothing is written.
+ */
+export interface PolicySetSeal {
+  expected: Buffer | null;
+  next: Buffer;
 }
 
 export type ApiKeyStatus = 'active' | 'disabled';
@@ -35,6 +46,8 @@ export interface ApiKeyRecord {
   sealedSecret: Buffer;
   status: ApiKeyStatus;
   createdAt: number;
+  /** MAC of the row (see sealed-identity-store.ts); stored as given, never interpreted here. */
+  mac?: Buffer;
 }
 
 /** A new key; its owner is given by the call that stores it. Keys start active. */
@@ -42,6 +55,8 @@ export interface NewApiKey {
   secretId: string;
   sealedSecret: Buffer;
   createdAt: number;
+  /** MAC of the row the key becomes (active); stored as given. */
+  mac?: Buffer;
 }
 
 /** A preset attached by name (instantiated when evaluated), or a custom document's JSON text. */
@@ -52,6 +67,8 @@ export interface PolicyAttachment {
   name: string;
   body: PolicyBody;
   attachedAt: number;
+  /** MAC of the attachment (see sealed-identity-store.ts); stored as given. */
+  mac?: Buffer;
 }
 
 export interface NewTenant {
@@ -68,6 +85,7 @@ export interface NewUser {
   createdAt: number;
   apiKey?: NewApiKey;
   policies?: PolicyAttachment[];
+  policiesMac?: Buffer;
 }
 
 export type UinKind = 'tenant' | 'user';
@@ -93,14 +111,19 @@ export interface IdentityStore {
   getApiKey(secretId: string): Promise<ApiKeyRecord | undefined>;
   /** The owner's keys, by creation time then SecretId. */
   listApiKeys(ownerUin: string): Promise<ApiKeyRecord[]>;
-  /** NotFound: no such key. */
-  setApiKeyStatus(secretId: string, status: ApiKeyStatus): Promise<void>;
+  /** NotFound: no such key. `mac` replaces the row's MAC in the same write (absent: the MAC is removed). */
+  setApiKeyStatus(secretId: string, status: ApiKeyStatus, mac?: Buffer): Promise<void>;
   /** Attaches a policy to a sub-account, replacing one of the same name. NotFound: no such sub-account. */
-  attachPolicy(userUin: string, attachment: PolicyAttachment): Promise<void>;
+  attachPolicy(userUin: string, attachment: PolicyAttachment, set?: PolicySetSeal): Promise<void>;
   /** NotFound: no policy of that name on that sub-account. */
-  detachPolicy(userUin: string, name: string): Promise<void>;
+  detachPolicy(userUin: string, name: string, set?: PolicySetSeal): Promise<void>;
+  /** Replaces the sub-account's policy-set MAC (the start-up migration). NotFound: no such sub-account. */
+  setPolicySetMac(userUin: string, set: PolicySetSeal): Promise<void>;
   /** The sub-account's policies, by name. */
   listPolicies(userUin: string): Promise<PolicyAttachment[]>;
+  /** Whether the one-time marker `name` was set on this backing (e.g. the authority-row migration). */
+  hasMarker(name: string): Promise<boolean>;
+  setMarker(name: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -117,6 +140,12 @@ function checkText(value: string, what: string, max: number): void {
   if (value.length === 0 || value.length > max || /[\u0000-\u001f\u007f]/.test(value)) {
     throw new IamInputError(`${what} must be 1 to ${max} characters without control characters`);
   }
+}
+
+const MARKER = /^[a-z0-9-]{1,64}$/;
+
+export function checkMarker(name: string): void {
+  if (!MARKER.test(name)) throw new IamInputError('a marker name is 1 to 64 of [a-z0-9-]');
 }
 
 export function checkApiKey(key: NewApiKey): void {
@@ -150,7 +179,7 @@ export function checkNewUser(u: NewUser): void {
 }
 
 export function keyRecord(ownerUin: string, tenantUin: string, key: NewApiKey): ApiKeyRecord {
-  return { secretId: key.secretId, ownerUin, tenantUin, sealedSecret: key.sealedSecret, status: 'active', createdAt: key.createdAt };
+  return { secretId: key.secretId, ownerUin, tenantUin, sealedSecret: key.sealedSecret, status: 'active', createdAt: key.createdAt, ...(key.mac ? { mac: key.mac } : {}) };
 }
 
 /** The AlreadyExists / NotFound messages, the same from both backends. */
@@ -164,4 +193,5 @@ export const messages = {
   noOwner: (uin: string) => `account ${uin} does not exist`,
   noKey: (secretId: string) => `API key ${secretId} does not exist`,
   noPolicy: (uin: string, name: string) => `sub-account ${uin} has no policy named ${JSON.stringify(name)}`,
+  policySetChanged: (uin: string) => `the policies of sub-account ${uin} changed concurrently`,
 };

@@ -5,11 +5,13 @@
  *   kms:iam:tenant:{uin}         hash: name, createdAt
  *   kms:iam:tenant-names         hash: name -> uin (uniqueness)
  *   kms:iam:tenants              sorted set of tenant uins, scored by uin
- *   kms:iam:user:{uin}           hash: tenantUin, name, createdAt
+ *   kms:iam:user:{uin}           hash: tenantUin, name, createdAt, policiesMac? (base64)
  *   kms:iam:users:{tenantUin}    hash: name -> uin (uniqueness within the tenant, listing)
  *   kms:iam:key:{secretId}       hash: ownerUin, tenantUin, sealed (base64), status, createdAt
  *   kms:iam:keys:{ownerUin}      set of SecretIds
- *   kms:iam:policies:{userUin}   hash: policy name -> JSON { body, attachedAt }
+ *   kms:iam:key:{secretId}       (also: mac (base64), the row's MAC, when set)
+ *   kms:iam:policies:{userUin}   hash: policy name -> JSON { body, attachedAt, mac? (base64) }
+ *   kms:iam:markers              hash: marker name -> 1 (one-time migrations)
  *
  * Every write is one Lua script (GUARDED_WRITE) that checks its preconditions (exists / absent /
  * field absent / field present) and then applies its writes, so a creation is all or nothing and
@@ -17,20 +19,14 @@
  * Refuses a server with neither AOF nor RDB persistence unless `allowVolatile` is set.
  */
 import Redis from 'ioredis';
-import { openPersistentRedis } from '../store/redis-connection';
-import { IamAlreadyExistsError, IamConfigError, IamError, IamNotFoundError } from './errors';
+import { openPersistentRedis, RedisConnectionOptions } from '../store/redis-connection';
+import { IamAlreadyExistsError, IamConfigError, IamConflictError, IamError, IamNotFoundError } from './errors';
 import {
-  ApiKeyRecord, ApiKeyStatus, IdentityStore, NewApiKey, NewTenant, NewUser, PolicyAttachment, TenantRecord, UIN_BASE, UinKind,
-  UserRecord, checkApiKey, checkAttachment, checkNewTenant, checkNewUser, checkUin, keyRecord, messages,
+  ApiKeyRecord, ApiKeyStatus, IdentityStore, NewApiKey, NewTenant, NewUser, PolicyAttachment, PolicySetSeal, TenantRecord, UIN_BASE, UinKind,
+  UserRecord, checkApiKey, checkAttachment, checkMarker, checkNewTenant, checkNewUser, checkUin, keyRecord, messages,
 } from './identity-store';
 
-export interface RedisIdentityStoreOptions {
-  host?: string;
-  port: number;
-  password?: string;
-  /** Accept a server without AOF or RDB persistence (tests); default false. */
-  allowVolatile?: boolean;
-}
+export type RedisIdentityStoreOptions = RedisConnectionOptions;
 
 const K = {
   seq: (kind: UinKind) => `kms:iam:seq:${kind}`,
@@ -42,6 +38,7 @@ const K = {
   key: (secretId: string) => `kms:iam:key:${secretId}`,
   keys: (ownerUin: string) => `kms:iam:keys:${ownerUin}`,
   policies: (userUin: string) => `kms:iam:policies:${userUin}`,
+  markers: 'kms:iam:markers',
 };
 
 // KEYS: every key the plan names. ARGV[1]: {"c": [[keyIndex, op, field?]...], "w": [[command, keyIndex, [args...]]...]}.
@@ -53,7 +50,8 @@ for i, c in ipairs(plan.c) do
   if op == 'exists' then ok = redis.call('EXISTS', k) == 1
   elseif op == 'absent' then ok = redis.call('EXISTS', k) == 0
   elseif op == 'field-absent' then ok = redis.call('HEXISTS', k, c[3]) == 0
-  elseif op == 'field-present' then ok = redis.call('HEXISTS', k, c[3]) == 1 end
+  elseif op == 'field-present' then ok = redis.call('HEXISTS', k, c[3]) == 1
+  elseif op == 'field-equals' then ok = redis.call('HGET', k, c[3]) == c[4] end
   if not ok then return i end
 end
 local allowed = { HSET = true, HDEL = true, ZADD = true, SADD = true }
@@ -63,18 +61,18 @@ for _, w in ipairs(plan.w) do
 end
 return 0`;
 
-type CheckOp = 'exists' | 'absent' | 'field-absent' | 'field-present';
+type CheckOp = 'exists' | 'absent' | 'field-absent' | 'field-present' | 'field-equals';
 type WriteCommand = 'HSET' | 'HDEL' | 'ZADD' | 'SADD';
 
 /** The preconditions and writes of one atomic change; each check carries the error its failure means. */
 class Plan {
   private readonly keys: string[] = [];
-  private readonly checks: Array<[number, CheckOp, string?]> = [];
+  private readonly checks: Array<[number, CheckOp, string?, string?]> = [];
   private readonly errors: IamError[] = [];
   private readonly writes: Array<[WriteCommand, number, string[]]> = [];
 
-  check(key: string, op: CheckOp, error: IamError, field?: string): this {
-    this.checks.push(field === undefined ? [this.index(key), op] : [this.index(key), op, field]);
+  check(key: string, op: CheckOp, error: IamError, field?: string, value?: string): this {
+    this.checks.push(field === undefined ? [this.index(key), op] : value === undefined ? [this.index(key), op, field] : [this.index(key), op, field, value]);
     this.errors.push(error);
     return this;
   }
@@ -106,21 +104,38 @@ function addKey(plan: Plan, k: ApiKeyRecord): Plan {
   return plan
     .check(K.key(k.secretId), 'absent', new IamAlreadyExistsError(messages.secretId(k.secretId)))
     .write('HSET', K.key(k.secretId), 'ownerUin', k.ownerUin, 'tenantUin', k.tenantUin, 'sealed', k.sealedSecret.toString('base64'),
-      'status', k.status, 'createdAt', String(k.createdAt))
+      'status', k.status, 'createdAt', String(k.createdAt), ...(k.mac ? ['mac', k.mac.toString('base64')] : []))
     .write('SADD', K.keys(k.ownerUin), k.secretId);
 }
 
 function addPolicy(plan: Plan, userUin: string, p: PolicyAttachment): Plan {
-  return plan.write('HSET', K.policies(userUin), p.name, JSON.stringify({ body: p.body, attachedAt: p.attachedAt }));
+  const mac = p.mac ? { mac: p.mac.toString('base64') } : {};
+  return plan.write('HSET', K.policies(userUin), p.name, JSON.stringify({ body: p.body, attachedAt: p.attachedAt, ...mac }));
+}
+
+function policyOf(name: string, json: string): PolicyAttachment {
+  const { body, attachedAt, mac } = JSON.parse(json) as { body: PolicyAttachment['body']; attachedAt: number; mac?: string };
+  return { name, body, attachedAt, ...(typeof mac === 'string' ? { mac: Buffer.from(mac, 'base64') } : {}) };
 }
 
 type Hash = Record<string, string>;
 const present = (h: Hash): boolean => Object.keys(h).length > 0;
 const tenantOf = (uin: string, h: Hash): TenantRecord => ({ uin, name: h.name, createdAt: Number(h.createdAt) });
-const userOf = (uin: string, h: Hash): UserRecord => ({ uin, tenantUin: h.tenantUin, name: h.name, createdAt: Number(h.createdAt) });
+const userOf = (uin: string, h: Hash): UserRecord => ({
+  uin, tenantUin: h.tenantUin, name: h.name, createdAt: Number(h.createdAt), ...(h.policiesMac !== undefined ? { policiesMac: Buffer.from(h.policiesMac, 'base64') } : {}),
+});
+
+/** Compare-and-set of a sub-account's policy-set MAC, in the same script as the attachment change. */
+function policySet(plan: Plan, userUin: string, set: PolicySetSeal | undefined): Plan {
+  if (!set) return plan;
+  const changed = new IamConflictError(messages.policySetChanged(userUin));
+  if (set.expected === null) plan.check(K.user(userUin), 'field-absent', changed, 'policiesMac');
+  else plan.check(K.user(userUin), 'field-equals', changed, 'policiesMac', set.expected.toString('base64'));
+  return plan.write('HSET', K.user(userUin), 'policiesMac', set.next.toString('base64'));
+}
 const keyOf = (secretId: string, h: Hash): ApiKeyRecord => ({
   secretId, ownerUin: h.ownerUin, tenantUin: h.tenantUin, sealedSecret: Buffer.from(h.sealed, 'base64'),
-  status: h.status as ApiKeyStatus, createdAt: Number(h.createdAt),
+  status: h.status as ApiKeyStatus, createdAt: Number(h.createdAt), ...(h.mac !== undefined ? { mac: Buffer.from(h.mac, 'base64') } : {}),
 });
 const byUin = (a: { uin: string }, b: { uin: string }): number => a.uin.length - b.uin.length || (a.uin < b.uin ? -1 : a.uin > b.uin ? 1 : 0);
 
@@ -163,12 +178,12 @@ export class RedisIdentityStore implements IdentityStore {
       .check(K.tenant(u.tenantUin), 'exists', new IamNotFoundError(messages.noTenant(u.tenantUin)))
       .check(K.users(u.tenantUin), 'field-absent', new IamAlreadyExistsError(messages.userName(u.tenantUin, u.name)), u.name);
     uinFree(plan, u.uin)
-      .write('HSET', K.user(u.uin), 'tenantUin', u.tenantUin, 'name', u.name, 'createdAt', String(u.createdAt))
+      .write('HSET', K.user(u.uin), 'tenantUin', u.tenantUin, 'name', u.name, 'createdAt', String(u.createdAt), ...(u.policiesMac ? ['policiesMac', u.policiesMac.toString('base64')] : []))
       .write('HSET', K.users(u.tenantUin), u.name, u.uin);
     if (u.apiKey) addKey(plan, keyRecord(u.uin, u.tenantUin, u.apiKey));
     for (const p of u.policies ?? []) addPolicy(plan, u.uin, p);
     await plan.run(this.redis);
-    return { uin: u.uin, tenantUin: u.tenantUin, name: u.name, createdAt: u.createdAt };
+    return { uin: u.uin, tenantUin: u.tenantUin, name: u.name, createdAt: u.createdAt, ...(u.policiesMac ? { policiesMac: u.policiesMac } : {}) };
   }
 
   async getUser(uin: string): Promise<UserRecord | undefined> {
@@ -204,31 +219,46 @@ export class RedisIdentityStore implements IdentityStore {
     return keys.sort((a, b) => a.createdAt - b.createdAt || (a.secretId < b.secretId ? -1 : 1));
   }
 
-  async setApiKeyStatus(secretId: string, status: ApiKeyStatus): Promise<void> {
-    await new Plan()
-      .check(K.key(secretId), 'exists', new IamNotFoundError(messages.noKey(secretId)))
-      .write('HSET', K.key(secretId), 'status', status)
-      .run(this.redis);
+  async setApiKeyStatus(secretId: string, status: ApiKeyStatus, mac?: Buffer): Promise<void> {
+    const plan = new Plan().check(K.key(secretId), 'exists', new IamNotFoundError(messages.noKey(secretId)));
+    if (mac) plan.write('HSET', K.key(secretId), 'status', status, 'mac', mac.toString('base64'));
+    else plan.write('HSET', K.key(secretId), 'status', status).write('HDEL', K.key(secretId), 'mac');
+    await plan.run(this.redis);
   }
 
-  async attachPolicy(userUin: string, attachment: PolicyAttachment): Promise<void> {
+  async attachPolicy(userUin: string, attachment: PolicyAttachment, set?: PolicySetSeal): Promise<void> {
     checkAttachment(attachment);
     const plan = new Plan().check(K.user(userUin), 'exists', new IamNotFoundError(messages.noUser(userUin)));
-    await addPolicy(plan, userUin, attachment).run(this.redis);
+    await addPolicy(policySet(plan, userUin, set), userUin, attachment).run(this.redis);
   }
 
-  async detachPolicy(userUin: string, name: string): Promise<void> {
-    await new Plan()
+  async detachPolicy(userUin: string, name: string, set?: PolicySetSeal): Promise<void> {
+    const plan = new Plan()
       .check(K.policies(userUin), 'field-present', new IamNotFoundError(messages.noPolicy(userUin, name)), name)
-      .write('HDEL', K.policies(userUin), name)
-      .run(this.redis);
+      .write('HDEL', K.policies(userUin), name);
+    await policySet(plan, userUin, set).run(this.redis);
+  }
+
+  async setPolicySetMac(userUin: string, set: PolicySetSeal): Promise<void> {
+    const plan = new Plan().check(K.user(userUin), 'exists', new IamNotFoundError(messages.noUser(userUin)));
+    await policySet(plan, userUin, set).run(this.redis);
   }
 
   async listPolicies(userUin: string): Promise<PolicyAttachment[]> {
     const all = await this.redis.hgetall(K.policies(userUin));
     return Object.entries(all)
-      .map(([name, json]) => ({ name, ...(JSON.parse(json) as Omit<PolicyAttachment, 'name'>) }))
+      .map(([name, json]) => policyOf(name, json))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  async hasMarker(name: string): Promise<boolean> {
+    checkMarker(name);
+    return (await this.redis.hexists(K.markers, name)) === 1;
+  }
+
+  async setMarker(name: string): Promise<void> {
+    checkMarker(name);
+    await this.redis.hset(K.markers, name, '1');
   }
 
   async close(): Promise<void> {

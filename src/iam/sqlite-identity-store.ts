@@ -7,13 +7,13 @@
  * must survive a power cut (the key store's connection keeps its own setting).
  */
 import Database from 'better-sqlite3';
-import { IamAlreadyExistsError, IamConfigError, IamNotFoundError } from './errors';
+import { IamAlreadyExistsError, IamConfigError, IamConflictError, IamNotFoundError } from './errors';
 import {
-  ApiKeyRecord, ApiKeyStatus, IdentityStore, NewApiKey, NewTenant, NewUser, PolicyAttachment, PolicyBody, TenantRecord, UIN_BASE,
-  UinKind, UserRecord, checkApiKey, checkAttachment, checkNewTenant, checkNewUser, checkUin, keyRecord, messages,
+  ApiKeyRecord, ApiKeyStatus, IdentityStore, NewApiKey, NewTenant, NewUser, PolicyAttachment, PolicyBody, PolicySetSeal, TenantRecord, UIN_BASE,
+  UinKind, UserRecord, checkApiKey, checkAttachment, checkMarker, checkNewTenant, checkNewUser, checkUin, keyRecord, messages,
 } from './identity-store';
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS iam_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -21,31 +21,37 @@ CREATE TABLE IF NOT EXISTS iam_tenants (
   uin TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS iam_users (
   uin TEXT PRIMARY KEY, tenant_uin TEXT NOT NULL REFERENCES iam_tenants(uin), name TEXT NOT NULL, created_at INTEGER NOT NULL,
-  UNIQUE (tenant_uin, name));
+  policies_mac BLOB, UNIQUE (tenant_uin, name));
 CREATE TABLE IF NOT EXISTS iam_api_keys (
   secret_id TEXT PRIMARY KEY, owner_uin TEXT NOT NULL, tenant_uin TEXT NOT NULL, sealed BLOB NOT NULL,
-  status TEXT NOT NULL CHECK (status IN ('active', 'disabled')), created_at INTEGER NOT NULL);
+  status TEXT NOT NULL CHECK (status IN ('active', 'disabled')), created_at INTEGER NOT NULL, mac BLOB);
 CREATE INDEX IF NOT EXISTS iam_api_keys_owner ON iam_api_keys (owner_uin, created_at);
 CREATE TABLE IF NOT EXISTS iam_policies (
-  user_uin TEXT NOT NULL REFERENCES iam_users(uin), name TEXT NOT NULL, preset TEXT, document TEXT, attached_at INTEGER NOT NULL,
+  user_uin TEXT NOT NULL REFERENCES iam_users(uin), name TEXT NOT NULL, preset TEXT, document TEXT, attached_at INTEGER NOT NULL, mac BLOB,
   PRIMARY KEY (user_uin, name), CHECK ((preset IS NULL) <> (document IS NULL)));
 INSERT OR IGNORE INTO iam_meta VALUES ('seq:tenant', ${UIN_BASE.tenant}), ('seq:user', ${UIN_BASE.user});
 `;
 
 interface TenantRow { uin: string; name: string; created_at: number }
-interface UserRow { uin: string; tenant_uin: string; name: string; created_at: number }
-interface KeyRow { secret_id: string; owner_uin: string; tenant_uin: string; sealed: Buffer; status: ApiKeyStatus; created_at: number }
-interface PolicyRow { name: string; preset: string | null; document: string | null; attached_at: number }
+interface UserRow { uin: string; tenant_uin: string; name: string; created_at: number; policies_mac: Buffer | null }
+interface KeyRow { secret_id: string; owner_uin: string; tenant_uin: string; sealed: Buffer; status: ApiKeyStatus; created_at: number; mac: Buffer | null }
+interface PolicyRow { name: string; preset: string | null; document: string | null; attached_at: number; mac: Buffer | null }
+
+/** Schema 1 had no row MACs: the columns are added (empty) when such a file is opened. */
+const MAC_COLUMNS: ReadonlyArray<readonly [string, string]> = [['iam_api_keys', 'mac'], ['iam_policies', 'mac'], ['iam_users', 'policies_mac']];
+const withMac = (mac: Buffer | null): { mac?: Buffer } => (mac === null ? {} : { mac: Buffer.from(mac) });
 
 const tenantOf = (r: TenantRow): TenantRecord => ({ uin: r.uin, name: r.name, createdAt: r.created_at });
-const userOf = (r: UserRow): UserRecord => ({ uin: r.uin, tenantUin: r.tenant_uin, name: r.name, createdAt: r.created_at });
+const userOf = (r: UserRow): UserRecord => ({
+  uin: r.uin, tenantUin: r.tenant_uin, name: r.name, createdAt: r.created_at, ...(r.policies_mac === null ? {} : { policiesMac: Buffer.from(r.policies_mac) }),
+});
 const keyOf = (r: KeyRow): ApiKeyRecord => ({
-  secretId: r.secret_id, ownerUin: r.owner_uin, tenantUin: r.tenant_uin, sealedSecret: Buffer.from(r.sealed), status: r.status, createdAt: r.created_at,
+  secretId: r.secret_id, ownerUin: r.owner_uin, tenantUin: r.tenant_uin, sealedSecret: Buffer.from(r.sealed), status: r.status, createdAt: r.created_at, ...withMac(r.mac),
 });
 
 function policyOf(r: PolicyRow): PolicyAttachment {
   const body: PolicyBody = r.preset !== null ? { kind: 'preset', preset: r.preset } : { kind: 'custom', document: r.document ?? '' };
-  return { name: r.name, body, attachedAt: r.attached_at };
+  return { name: r.name, body, attachedAt: r.attached_at, ...withMac(r.mac) };
 }
 
 export interface SqliteIdentityStoreOptions {
@@ -99,10 +105,10 @@ export class SqliteIdentityStore implements IdentityStore {
         throw new IamAlreadyExistsError(messages.userName(u.tenantUin, u.name));
       }
       this.checkUinFree(u.uin);
-      this.stmt('INSERT INTO iam_users VALUES (?, ?, ?, ?)').run(u.uin, u.tenantUin, u.name, u.createdAt);
+      this.stmt('INSERT INTO iam_users (uin, tenant_uin, name, created_at, policies_mac) VALUES (?, ?, ?, ?, ?)').run(u.uin, u.tenantUin, u.name, u.createdAt, u.policiesMac ?? null);
       if (u.apiKey) this.insertKey(keyRecord(u.uin, u.tenantUin, u.apiKey));
       for (const p of u.policies ?? []) this.upsertPolicy(u.uin, p);
-      return { uin: u.uin, tenantUin: u.tenantUin, name: u.name, createdAt: u.createdAt };
+      return { uin: u.uin, tenantUin: u.tenantUin, name: u.name, createdAt: u.createdAt, ...(u.policiesMac ? { policiesMac: u.policiesMac } : {}) };
     });
   }
 
@@ -135,26 +141,47 @@ export class SqliteIdentityStore implements IdentityStore {
     return this.all('SELECT * FROM iam_api_keys WHERE owner_uin = ? ORDER BY created_at, secret_id', keyOf, ownerUin);
   }
 
-  async setApiKeyStatus(secretId: string, status: ApiKeyStatus): Promise<void> {
-    const { changes } = this.write(() => this.stmt('UPDATE iam_api_keys SET status = ? WHERE secret_id = ?').run(status, secretId));
+  async setApiKeyStatus(secretId: string, status: ApiKeyStatus, mac?: Buffer): Promise<void> {
+    const { changes } = this.write(() => this.stmt('UPDATE iam_api_keys SET status = ?, mac = ? WHERE secret_id = ?').run(status, mac ?? null, secretId));
     if (changes === 0) throw new IamNotFoundError(messages.noKey(secretId));
   }
 
-  async attachPolicy(userUin: string, attachment: PolicyAttachment): Promise<void> {
+  async attachPolicy(userUin: string, attachment: PolicyAttachment, set?: PolicySetSeal): Promise<void> {
     checkAttachment(attachment);
     this.write(() => {
       if (!this.stmt('SELECT 1 FROM iam_users WHERE uin = ?').get(userUin)) throw new IamNotFoundError(messages.noUser(userUin));
+      if (set) this.replacePolicySetMac(userUin, set);
       this.upsertPolicy(userUin, attachment);
     });
   }
 
-  async detachPolicy(userUin: string, name: string): Promise<void> {
-    const { changes } = this.write(() => this.stmt('DELETE FROM iam_policies WHERE user_uin = ? AND name = ?').run(userUin, name));
-    if (changes === 0) throw new IamNotFoundError(messages.noPolicy(userUin, name));
+  async detachPolicy(userUin: string, name: string, set?: PolicySetSeal): Promise<void> {
+    this.write(() => {
+      const { changes } = this.stmt('DELETE FROM iam_policies WHERE user_uin = ? AND name = ?').run(userUin, name);
+      if (changes === 0) throw new IamNotFoundError(messages.noPolicy(userUin, name));
+      if (set) this.replacePolicySetMac(userUin, set);
+    });
+  }
+
+  async setPolicySetMac(userUin: string, set: PolicySetSeal): Promise<void> {
+    this.write(() => {
+      if (!this.stmt('SELECT 1 FROM iam_users WHERE uin = ?').get(userUin)) throw new IamNotFoundError(messages.noUser(userUin));
+      this.replacePolicySetMac(userUin, set);
+    });
   }
 
   async listPolicies(userUin: string): Promise<PolicyAttachment[]> {
     return this.all('SELECT * FROM iam_policies WHERE user_uin = ? ORDER BY name', policyOf, userUin);
+  }
+
+  async hasMarker(name: string): Promise<boolean> {
+    checkMarker(name);
+    return this.stmt('SELECT 1 FROM iam_meta WHERE name = ?').get(`marker:${name}`) !== undefined;
+  }
+
+  async setMarker(name: string): Promise<void> {
+    checkMarker(name);
+    this.write(() => this.stmt('INSERT OR REPLACE INTO iam_meta VALUES (?, 1)').run(`marker:${name}`));
   }
 
   async close(): Promise<void> {
@@ -173,8 +200,16 @@ export class SqliteIdentityStore implements IdentityStore {
         throw new IamConfigError(`identity schema ${row.value} is newer than this build's (${SCHEMA_VERSION}); upgrade the KMS`);
       }
       this.db.exec(SCHEMA);
+      this.addMacColumns();
       this.db.prepare("INSERT OR REPLACE INTO iam_meta VALUES ('schema', ?)").run(SCHEMA_VERSION);
     }).immediate();
+  }
+
+  private addMacColumns(): void {
+    for (const [table, column] of MAC_COLUMNS) {
+      const columns = this.db.prepare(`PRAGMA table_info(${table})`).all() as Array<{ name: string }>;
+      if (!columns.some((c) => c.name === column)) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} BLOB`);
+    }
   }
 
   /** The prepared statement of `sql` (a fixed set of texts, so the map stays small). */
@@ -205,11 +240,22 @@ export class SqliteIdentityStore implements IdentityStore {
 
   private insertKey(k: ApiKeyRecord): void {
     if (this.stmt('SELECT 1 FROM iam_api_keys WHERE secret_id = ?').get(k.secretId)) throw new IamAlreadyExistsError(messages.secretId(k.secretId));
-    this.stmt('INSERT INTO iam_api_keys VALUES (?, ?, ?, ?, ?, ?)').run(k.secretId, k.ownerUin, k.tenantUin, k.sealedSecret, k.status, k.createdAt);
+    this.stmt('INSERT INTO iam_api_keys (secret_id, owner_uin, tenant_uin, sealed, status, created_at, mac) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(k.secretId, k.ownerUin, k.tenantUin, k.sealedSecret, k.status, k.createdAt, k.mac ?? null);
+  }
+
+  /** Inside a write: compare-and-set of the sub-account's policy-set MAC. */
+  private replacePolicySetMac(userUin: string, set: PolicySetSeal): void {
+    const row = this.stmt('SELECT policies_mac FROM iam_users WHERE uin = ?').get(userUin) as { policies_mac: Buffer | null } | undefined;
+    const current = row?.policies_mac ?? null;
+    const same = current === null || set.expected === null ? current === set.expected : Buffer.from(current).equals(set.expected);
+    if (!same) throw new IamConflictError(messages.policySetChanged(userUin));
+    this.stmt('UPDATE iam_users SET policies_mac = ? WHERE uin = ?').run(set.next, userUin);
   }
 
   private upsertPolicy(userUin: string, p: PolicyAttachment): void {
     const [preset, document] = p.body.kind === 'preset' ? [p.body.preset, null] : [null, p.body.document];
-    this.stmt('INSERT OR REPLACE INTO iam_policies VALUES (?, ?, ?, ?, ?)').run(userUin, p.name, preset, document, p.attachedAt);
+    this.stmt('INSERT OR REPLACE INTO iam_policies (user_uin, name, preset, document, attached_at, mac) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(userUin, p.name, preset, document, p.attachedAt, p.mac ?? null);
   }
 }

@@ -5,7 +5,9 @@ import { appendFileSync } from 'node:fs';
  * before deletion, the deletion itself, and the GCM use limit of a version (90 % and reached). Sinks: an in-memory log (queryable), a JSON-lines file,
  * a webhook, and whatever listeners (metrics) the server adds. Alarms never carry plaintext or material.
  */
-export type AlarmKind = 'PendingDeleteKeyUsed' | 'KeyDeletionImminent' | 'KeyDeleted' | 'UsageLimitApproaching' | 'UsageLimitReached';
+export type AlarmKind = 'PendingDeleteKeyUsed' | 'KeyDeletionImminent' | 'KeyDeleted' | 'UsageLimitApproaching' | 'UsageLimitReached'
+  /** A stored row that carries authority failed its integrity check (changed outside the service); `detail` says which. */
+  | 'StoreIntegrity';
 
 export interface Alarm {
   kind: AlarmKind;

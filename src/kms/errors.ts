@@ -81,3 +81,9 @@ export class GcmUseLimitError extends KmsError {}
 
 /** The key's HSM cluster has no healthy member right now: retry later. */
 export class ServiceUnavailableError extends KmsError {}
+
+/**
+ * A stored record that carries authority (a key's ownership, its material's binding) failed its
+ * integrity check: it was changed outside the service. Refused, never obeyed; an alarm is raised.
+ */
+export class StoreIntegrityError extends KmsError {}

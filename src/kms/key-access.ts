@@ -1,5 +1,5 @@
 import type { HsmCluster } from '../hsm/cluster';
-import { ClusterUnavailableError, HsmError, MemberUnavailableError, PoolExhaustedError, UnsupportedError } from '../hsm/errors';
+import { ClusterUnavailableError, HsmError, MaterialIntegrityError, MemberUnavailableError, PoolExhaustedError, UnsupportedError } from '../hsm/errors';
 import { MaterialBinding, WrappedMaterial } from '../hsm/material';
 import {
   AliasExistsError, ConflictError, KeyNotFoundError as StoreKeyNotFound, KeyPatch, KeyRecord, MetadataStore, QuotaExceededError, StoreError,
@@ -10,7 +10,7 @@ import { Clock, unixNow } from './clock';
 import type { ClusterDirectory } from './cluster-directory';
 import {
   AliasTakenError, InvalidKeyIdError, KeyArchivedError, KeyDisabledError, KeyLimitExceededError, KeyNotFoundError, KeyNotPendingDeleteError,
-  KeyPendingDeleteError, KeyShouldBeDisabledError, KeyStateNotSupportedError, KmsError, quoted, ServiceUnavailableError, UnsupportedOperationError,
+  KeyPendingDeleteError, KeyShouldBeDisabledError, KeyStateNotSupportedError, KmsError, quoted, ServiceUnavailableError, StoreIntegrityError, UnsupportedOperationError,
 } from './errors';
 import { KeyCache } from './key-cache';
 import { KeyAction, RefusalReason, transition } from './key-state';
@@ -43,6 +43,8 @@ export function domainError(e: unknown, keyId = ''): unknown {
     return new ServiceUnavailableError(`${e.message}; retry later`);
   }
   if (e instanceof UnsupportedError) return new UnsupportedOperationError(e.message);
+  // altered, re-pointed (another owner or region) or KMR1 material: the store was changed outside the service
+  if (e instanceof MaterialIntegrityError) return new StoreIntegrityError(`key material failed its integrity check: ${e.message}`);
   // the key or identity store's Redis is down or not answering: temporary, like an HSM cluster without a healthy member
   if (isRedisUnavailable(e)) return new ServiceUnavailableError(`the store cannot be reached (${(e as Error).message}); retry later`);
   if (e instanceof StoreError || e instanceof HsmError) return e;
@@ -137,13 +139,26 @@ export class KeyAccess {
   }
 
   /** Parsed material of one version with the binding it must carry; undefined when the version does not exist. */
+  /**
+   * A record that does not carry this key version's binding (another key's or owner's material, or
+   * a KMR1 record after the migration) is refused here, before the HSM, with a StoreIntegrity alarm.
+   */
   material(record: KeyRecord, version: number): { material: WrappedMaterial; binding: MaterialBinding } | undefined {
     const material = this.cache.material(record, version);
     if (!material) return undefined;
-    return { material, binding: binding(record, version) };
+    const expected = binding(record, version);
+    try {
+      material.assertBinding(expected);
+    } catch (e) {
+      const detail = `key ${record.keyId} version ${version}: ${(e as Error).message}`;
+      this.alarms.raise({ kind: 'StoreIntegrity', time: unixNow(this.clock), ownerUin: record.ownerUin, keyId: record.keyId, detail });
+      throw new StoreIntegrityError(`the stored material of key ${record.keyId} failed its integrity check: refused, and an alarm was raised`);
+    }
+    return { material, binding: expected };
   }
 }
 
-export function binding(record: Pick<KeyRecord, 'hsmClusterId' | 'keyId' | 'keyUsage'>, version: number): MaterialBinding {
-  return { clusterId: record.hsmClusterId, keyId: record.keyId, keyVersion: version, usage: record.keyUsage };
+/** The binding of a key version's material: cluster, key, version, usage, and its owner tenant (owner) and region (scope). */
+export function binding(record: Pick<KeyRecord, 'hsmClusterId' | 'keyId' | 'keyUsage' | 'ownerUin' | 'region'>, version: number): MaterialBinding {
+  return { clusterId: record.hsmClusterId, keyId: record.keyId, keyVersion: version, usage: record.keyUsage, owner: record.ownerUin, scope: record.region };
 }

@@ -48,8 +48,8 @@ export interface ImportParams {
   ValidTo?: number;
 }
 
-function wrappingBinding(r: KeyRecord): MaterialBinding {
-  return { clusterId: r.hsmClusterId, keyId: r.keyId, keyVersion: 0, usage: 'IMPORT_WRAPPING' };
+export function wrappingBinding(r: KeyRecord): MaterialBinding {
+  return { clusterId: r.hsmClusterId, keyId: r.keyId, keyVersion: 0, usage: 'IMPORT_WRAPPING', owner: r.ownerUin, scope: r.region };
 }
 
 function requireExternal(r: KeyRecord): void {

@@ -12,12 +12,39 @@
  */
 import Redis, { RedisOptions } from 'ioredis';
 
+/** TLS to Redis: PEM bytes (the CA that signed the server's certificate; a client certificate and key if the server asks for one). */
+export interface RedisTls {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  /** The name the server's certificate must carry (default: the host). */
+  servername?: string;
+}
+
 export interface RedisConnectionOptions {
   host?: string;
   port: number;
+  /** An ACL user (Redis 6+); without it, AUTH with the password alone (requirepass). */
+  username?: string;
   password?: string;
+  tls?: RedisTls;
   /** Accept a server without AOF or RDB persistence (tests, caches); default false. */
   allowVolatile?: boolean;
+}
+
+/**
+ * Where and how to reach Redis: host, port, AUTH and TLS. Every Redis client the service opens
+ * (key store, identity store, audit log, rate limiter) is built from these, so none goes without.
+ */
+export function redisClientOptions(o: RedisConnectionOptions): RedisOptions {
+  const tls = o.tls && { ...(o.tls.ca ? { ca: o.tls.ca } : {}), ...(o.tls.cert ? { cert: o.tls.cert } : {}), ...(o.tls.key ? { key: o.tls.key } : {}), servername: o.tls.servername ?? o.host ?? '127.0.0.1' };
+  return {
+    host: o.host ?? '127.0.0.1',
+    port: o.port,
+    ...(o.username !== undefined ? { username: o.username } : {}),
+    ...(o.password !== undefined ? { password: o.password } : {}),
+    ...(tls ? { tls } : {}),
+  };
 }
 
 /** A command without an answer after this long fails (a hung or partitioned server). */
@@ -49,7 +76,7 @@ export function isRedisUnavailable(e: unknown): boolean {
 
 /** A refusal is thrown as `fail(message)` so each store raises its own error class. */
 export async function openPersistentRedis(options: RedisConnectionOptions, lost: string, fail: (message: string) => Error): Promise<Redis> {
-  const redis = new Redis({ host: options.host ?? '127.0.0.1', port: options.port, password: options.password, lazyConnect: true, ...failFastOptions() });
+  const redis = new Redis({ ...redisClientOptions(options), lazyConnect: true, ...failFastOptions() });
   // ioredis reconnects by itself; without a listener an outage would surface as unhandled 'error' events
   redis.on('error', () => undefined);
   try {

@@ -32,7 +32,7 @@
  */
 import { randomUUID } from 'crypto';
 import Redis, { ChainableCommander } from 'ioredis';
-import { openPersistentRedis } from './redis-connection';
+import { openPersistentRedis, RedisConnectionOptions } from './redis-connection';
 import {
   AliasExistsError, ConflictError, CreateLimits, DUE_KINDS, DueKind, KeyChange, KeyDoc, KeyNotFoundError, KeyPatch,
   KeyRecord, KeyRef, KeyVersion, ListKeysQuery, ListKeysResult, MetadataStore, NewKeyRecord, QuotaExceededError,
@@ -42,12 +42,7 @@ import {
 } from './store';
 import { KEY_STATES, KeyState } from '../kms/key-state';
 
-export interface RedisStoreOptions {
-  host?: string;
-  port: number;
-  /** Accept a server without AOF or RDB persistence (tests, caches); default false. */
-  allowVolatile?: boolean;
-}
+export type RedisStoreOptions = RedisConnectionOptions;
 
 type Listener = (change: KeyChange) => void;
 

@@ -63,6 +63,11 @@ export interface NewKeyRecord {
   /** EXTERNAL keys: check value (hex) of the imported material; kept after the material is deleted so a re-import must match. */
   materialCheckValue?: string;
   cloudBindings?: CloudBinding[];
+  /**
+   * Base64 MAC over the key's ownership (id, tenant, region, owner, cluster, usage, origin, creator),
+   * set and checked above the store (src/kms/sealed-store.ts); opaque here, kept in the document.
+   */
+  authority?: string;
 }
 
 /** A stored CMK: `revision` grows by one with every change and is the compare-and-set token. */
@@ -84,6 +89,8 @@ export interface KeyPatch {
   cloudBindings?: CloudBinding[];
   /** Replaces every version (import, deletion or expiry of imported material); durable write. */
   versions?: KeyVersion[];
+  /** The ownership MAC (set once, by the start-up migration of rows written before it existed). */
+  authority?: string;
 }
 
 /** What remains of a deleted key: enough for audit and lists to stay explainable; no material. */
@@ -302,6 +309,7 @@ export function applyPatch(record: KeyRecord, patch: KeyPatch): KeyRecord {
   if (patch.materialCheckValue === null) delete next.materialCheckValue;
   else if (patch.materialCheckValue !== undefined) next.materialCheckValue = patch.materialCheckValue;
   if (patch.cloudBindings !== undefined) next.cloudBindings = patch.cloudBindings.map((b) => ({ ...b }));
+  if (patch.authority !== undefined) next.authority = patch.authority;
   if (patch.versions !== undefined) {
     const seen = new Set<number>();
     for (const v of patch.versions) checkVersion(v, seen);

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { HsmCluster } from '../../src/hsm/cluster';
 import { buildClusters, parseClusterConfig } from '../../src/hsm/config';
 import { MaterialIntegrityError } from '../../src/hsm/errors';
+import { WrappedMaterial } from '../../src/hsm/material';
 import { profiles, TokenLab } from '../support/tokens';
 
 describe('clusters built from YAML configuration on real tokens', () => {
@@ -68,5 +69,19 @@ clusters:
     await expect(shared.members[0].encryptGcm(material, Buffer.from('x'), Buffer.alloc(0))).rejects.toThrow(/another HSM domain/);
     const sealed = await dedicated.encrypt(material, binding, Buffer.from('mine'), Buffer.alloc(0));
     expect((await dedicated.decrypt(material, binding, sealed, Buffer.alloc(0))).toString()).toBe('mine');
+  });
+  test('material bound to one owner and scope is refused under another; a KMR1 record is re-bound only if its MAC verifies inside the HSM', async () => {
+    const [shared] = clusters;
+    const mine = { clusterId: 'default', keyId: 'k2', keyVersion: 1, usage: 'ENCRYPT_DECRYPT', owner: '100000000001', scope: 'ap-guangzhou' };
+    const material = await shared.generate('AES_256', mine);
+    const sealed = await shared.encrypt(material, mine, Buffer.from('owned'), Buffer.alloc(0));
+    await expect(shared.decrypt(material, { ...mine, owner: '100000000002' }, sealed, Buffer.alloc(0))).rejects.toBeInstanceOf(MaterialIntegrityError);
+    await expect(shared.encrypt(material, { ...mine, scope: 'ap-shanghai' }, Buffer.from('x'), Buffer.alloc(0))).rejects.toBeInstanceOf(MaterialIntegrityError);
+    // a KMR1 record of the same wrapped key with a MAC the HSM never made: not re-bound
+    const { owner: _o, scope: _s, ...old } = mine;
+    const forged = new WrappedMaterial(material.spec, old, material.domainId, material.wrapped, material.publicKey, material.mac, 1);
+    await expect(shared.encrypt(forged, old, Buffer.from('x'), Buffer.alloc(0))).rejects.toThrow(/KMR1/);
+    await expect(shared.rebindLegacy(forged, mine)).rejects.toThrow(/failed its MAC check/);
+    await expect(shared.rebindLegacy(material, mine)).rejects.toThrow(/only a KMR1 record/);
   });
 });

@@ -194,3 +194,42 @@ describe('WrappedMaterial.assertBinding', () => {
     expect(() => w.assertBinding({ ...binding, ...change })).toThrow(MaterialIntegrityError);
   });
 });
+
+describe('KMR2: owner and scope are bound; KMR1 is read only to be migrated', () => {
+  const owned: MaterialBinding = { ...binding, owner: '100000000001', scope: 'ap-guangzhou' };
+  const w = sample('AES_256', owned);
+
+  test('a KMR2 record starts with its magic and round-trips owner and scope', () => {
+    expect(w.toBuffer().subarray(0, 4).toString('latin1')).toBe('KMR2');
+    const back = roundTrip(w);
+    expect(back.binding).toEqual(owned);
+    expect(back.legacy).toBe(false);
+  });
+
+  test.each<[string, Partial<MaterialBinding>]>([
+    ['owner', { owner: '100000000002' }],
+    ['owner (absent)', { owner: undefined }],
+    ['scope', { scope: 'ap-shanghai' }],
+    ['owner and scope swapped', { owner: 'ap-guangzhou', scope: '100000000001' }],
+  ])('another %s is refused and has another MAC input', (_name, change) => {
+    const other = { ...owned, ...change };
+    expect(() => w.assertBinding(other)).toThrow(MaterialIntegrityError);
+    expect(WrappedMaterial.macInput(w.spec, other, w.domainId, w.wrapped, w.publicKey).equals(w.macBody)).toBe(false);
+  });
+
+  test('a KMR1 record decodes as legacy, keeps its bytes, and is refused for use whatever the binding', () => {
+    const body = WrappedMaterial.macInput('AES_256', binding, w.domainId, w.wrapped, w.publicKey, 1);
+    expect(body.subarray(0, 4).toString('latin1')).toBe('KMR1');
+    const old = WrappedMaterial.fromBuffer(Buffer.concat([body, filler(32, 5)]));
+    expect(old.legacy).toBe(true);
+    expect(old.binding).toEqual(binding);
+    expect(old.toBuffer().equals(Buffer.concat([body, filler(32, 5)]))).toBe(true);
+    expect(() => old.assertBinding(binding)).toThrow(/KMR1/);
+  });
+
+  test('the KMR1 and KMR2 MAC inputs of the same material differ (a KMR1 MAC never passes as KMR2)', () => {
+    const v1 = WrappedMaterial.macInput(w.spec, binding, w.domainId, w.wrapped, w.publicKey, 1);
+    const v2 = WrappedMaterial.macInput(w.spec, binding, w.domainId, w.wrapped, w.publicKey, 2);
+    expect(v1.equals(v2)).toBe(false);
+  });
+});

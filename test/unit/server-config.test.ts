@@ -1,6 +1,9 @@
 import { ConfigError } from '../../src/hsm/errors';
 import { availableParallelism } from 'node:os';
-import { autoMaxConnections, isLoopback, MAX_WORKERS, parseServerConfig, RESERVED_FDS } from '../../src/config';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { autoMaxConnections, isLoopback, MAX_WORKERS, parseServerConfig, RESERVED_FDS, resolveSecret } from '../../src/config';
 
 const CLUSTERS = `
 clusters:
@@ -87,6 +90,23 @@ describe('kms.yaml', () => {
       expect(() => parseServerConfig(base(extra), '/d', env)).toThrow(/"workers" must be "auto" or an integer from 1 to 256/);
     },
   );
+
+  test('redis store with AUTH (password from env or a file) and TLS (paths in the data dir)', () => {
+    const c = parseServerConfig(base('store: { kind: redis, username: kms, password: { file: redis.pass }, tls: { ca: ca.pem, servername: redis.local } }\n'), '/d', {});
+    expect(c.store).toEqual({ kind: 'redis', host: '127.0.0.1', port: 6379, allowVolatile: false, username: 'kms', password: { file: '/d/redis.pass' }, tls: { ca: '/d/ca.pem', servername: 'redis.local' } });
+    expect(parseServerConfig(base('store: { kind: redis, password: { env: REDIS_PW }, tls: true }\n'), '/d', {}).store).toMatchObject({ password: { env: 'REDIS_PW' }, tls: {} });
+    const dir = mkdtempSync(join(tmpdir(), 'kms-secret-'));
+    try {
+      writeFileSync(join(dir, 'pw'), 's3cret\n', { mode: 0o644 });
+      expect(() => resolveSecret({ file: join(dir, 'pw') })).toThrow(/chmod 600/);
+      chmodSync(join(dir, 'pw'), 0o600);
+      expect(resolveSecret({ file: join(dir, 'pw') })).toBe('s3cret');
+      expect(resolveSecret({ env: 'X' }, { X: 'from-env' })).toBe('from-env');
+      expect(() => resolveSecret({ env: 'MISSING' }, {})).toThrow(/MISSING is not set/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   test('redis store', () => {
     expect(parseServerConfig(base('store: { kind: redis, port: 6380, allowVolatile: true }\n'), '/d', {}).store).toEqual({ kind: 'redis', host: '127.0.0.1', port: 6380, allowVolatile: true });
