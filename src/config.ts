@@ -27,6 +27,8 @@ export interface ServerConfig {
   maxKeysPerRegion: number;
   maxBodyBytes: number;
   rateLimit: { perSecond: number; burst: number };
+  /** Expensive actions (key-pair generation, RSA decryption, signing) in flight per tenant and serving process; 0 = no cap. */
+  expensivePerTenant: number;
   alarms: { log?: string; webhook?: string };
   /** Requests in flight get this long to finish on shutdown. */
   shutdownGraceMs: number;
@@ -109,6 +111,7 @@ export function parseServerConfig(source: string, dataDir: string, env: NodeJS.P
   }
   const rate = section(d, 'rateLimit');
   const alarms = section(d, 'alarms');
+  const limits = section(d, 'limits');
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(dataDir, p));
   return {
     dataDir,
@@ -121,6 +124,7 @@ export function parseServerConfig(source: string, dataDir: string, env: NodeJS.P
     maxKeysPerRegion: int(d, 'maxKeysPerRegion', 200, 0, 10_000_000),
     maxBodyBytes: int(d, 'maxBodyBytes', 256 * 1024, 1024, 10 * 1024 * 1024),
     rateLimit: { perSecond: int(rate, 'perSecond', 1000, 1, 1_000_000, 'rateLimit'), burst: int(rate, 'burst', 2000, 1, 10_000_000, 'rateLimit') },
+    expensivePerTenant: int(limits, 'expensivePerTenant', 4, 0, 10_000, 'limits'),
     alarms: { log: optionalText(alarms, 'log', 'alarms') && abs(text(alarms, 'log', undefined, 'alarms')), webhook: optionalText(alarms, 'webhook', 'alarms') },
     shutdownGraceMs: int(d, 'shutdownGraceMs', 10_000, 0, 600_000),
     workers: parseWorkers(d, env),

@@ -142,7 +142,7 @@ export async function openServices(config: ServerConfig, options: ServicesOption
     const { store, identities } = opened;
     const alarms = alarmsFor(config, options.log);
     kms = new Kms({
-      store, clusters, deploymentId: config.deploymentId, alarms, maxKeysPerRegion: config.maxKeysPerRegion, nodeId: options.nodeId,
+      store, clusters, deploymentId: config.deploymentId, alarms, maxKeysPerRegion: config.maxKeysPerRegion, nodeId: options.nodeId, expensivePerTenant: config.expensivePerTenant,
       onJobError: (m) => options.log({ level: 'warn', msg: `background job: ${m}` }),
     });
     if (options.jobs !== false) {

@@ -94,6 +94,8 @@ export const KMS_ERROR_CODES: ReadonlyArray<readonly [ErrorClass, string]> = [
   [kms.AsymmetricDecryptError, 'FailedOperation.DecryptError'],
   [kms.PublicKeyEncryptionError, 'FailedOperation.EncryptionError'],
   [kms.ServiceUnavailableError, 'UnsupportedOperation.ServiceTemporaryUnavailable'],
+  // The account's concurrency cap on expensive actions (limits.expensivePerTenant): Tencent's per-account request limit.
+  [kms.ExpensiveLimitError, 'RequestLimitExceeded.UinLimitExceeded'],
 ];
 
 /** Request-level errors: class → code. */

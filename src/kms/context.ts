@@ -1,3 +1,4 @@
+import type { ExpensiveWork } from './expensive-work';
 import type { KeyAccess } from './key-access';
 import type { UsageCounter } from './usage-counter';
 
@@ -17,4 +18,6 @@ export interface KmsContext {
   access: KeyAccess;
   config: KmsConfig;
   usage: UsageCounter;
+  /** The per-tenant cap on expensive actions in flight. */
+  expensive: ExpensiveWork;
 }

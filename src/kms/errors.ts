@@ -75,5 +75,8 @@ export class AsymmetricDecryptError extends KmsError {}
 /** Encrypting a result under the caller's public key failed (bad key). */
 export class PublicKeyEncryptionError extends KmsError {}
 
+/** The account already has as many expensive requests (key-pair generation, RSA decryption, signing) in flight as allowed. */
+export class ExpensiveLimitError extends KmsError {}
+
 /** The key's HSM cluster has no healthy member right now: retry later. */
 export class ServiceUnavailableError extends KmsError {}

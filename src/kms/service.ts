@@ -8,6 +8,7 @@ import { ClusterDirectory } from './cluster-directory';
 import { DEFAULT_MAX_KEYS_PER_REGION, KmsConfig, KmsContext } from './context';
 import { DueWork } from './deletion';
 import { Envelope } from './envelope';
+import { ExpensiveWork } from './expensive-work';
 import { BackgroundJobs } from './jobs';
 import { KeyAccess } from './key-access';
 import { KeyCache } from './key-cache';
@@ -30,6 +31,8 @@ export interface KmsOptions {
   nodeId?: string;
   jobIntervalMs?: number;
   keyCacheTtlMs?: number;
+  /** Expensive actions (key-pair generation, RSA decryption, signing) in flight per tenant in this process; default 4, 0 = no cap. */
+  expensivePerTenant?: number;
   onJobError?: (message: string) => void;
 }
 
@@ -48,6 +51,7 @@ export class Kms {
   readonly nodeId: string;
   /** User keys per account and region (0: no limit). */
   readonly maxKeysPerRegion: number;
+  readonly expensive: ExpensiveWork;
   private readonly unwatch: () => void;
   private readonly cache: KeyCache;
 
@@ -67,7 +71,8 @@ export class Kms {
     };
     this.maxKeysPerRegion = config.maxKeysPerRegion;
     const access = new KeyAccess({ store: o.store, clusters: this.clusters, clock: o.clock ?? systemClock, alarms: this.alarms, cache: this.cache });
-    const ctx: KmsContext = { access, config, usage: new UsageCounter() };
+    this.expensive = new ExpensiveWork(o.expensivePerTenant);
+    const ctx: KmsContext = { access, config, usage: new UsageCounter(), expensive: this.expensive };
     this.lifecycle = new Lifecycle(ctx);
     this.envelope = new Envelope(ctx);
     this.asymmetric = new Asymmetric(ctx);
