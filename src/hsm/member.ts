@@ -122,7 +122,7 @@ export class HsmMember {
     this.profile = options.profile;
     this.module = openModule({ ...options.module, libraryParameters: options.module.libraryParameters ?? options.profile.libraryParameters?.replace('{dir}', options.moduleDir ?? '') });
     this.api = this.module.api;
-    const calls = callSet(this.api, options.profile.callMode, slowLane, options.id);
+    const calls = callSet(this.module, options.profile.callMode, slowLane, options.id);
     this.calls = calls.fast;
     this.offloaded = calls.offloaded;
     this.slow = calls.slow;
@@ -232,6 +232,8 @@ export class HsmMember {
       try {
         // Re-initialise unless another member of the same module already did since we failed.
         if (this.module.generation === this.generation || this.reconnectFailed) {
+          // C_Finalize under a thread-pool call (another member's generation, say) would crash the process
+          if (this.module.callsInFlight > 0) return this.scheduleRecovery();
           this.module.reinitialize();
           this.resets++;
         }

@@ -1,4 +1,5 @@
 import * as pk from 'pkcs11js';
+import type { Pkcs11Module } from './module';
 import type { CallMode } from './profile';
 import type { ThreadLane } from './thread-lane';
 
@@ -52,8 +53,13 @@ function syncCalls(api: pk.PKCS11): Pkcs11Calls {
   };
 }
 
-/** Thread-pool calls; `via` decides when each starts (the lane, or at once). */
-function asyncCalls(api: pk.PKCS11, via: <T>(start: () => Promise<T>) => Promise<T> = (start) => start()): Pkcs11Calls {
+/** Thread-pool calls, counted by the module while in flight; `via` decides when each starts (the lane, or at once). */
+function asyncCalls(module: Pkcs11Module, lane?: { lane: ThreadLane; owner: string }): Pkcs11Calls {
+  const api = module.api;
+  const via = <T>(start: () => Promise<T>): Promise<T> => {
+    const tracked = () => module.track(start());
+    return lane ? lane.lane.run(lane.owner, tracked) : tracked();
+  };
   return {
     encrypt: (s, d, o) => via(() => pinned([s, d, o], api.C_EncryptAsync(s, d, o))),
     decrypt: (s, d, o) => via(() => pinned([s, d, o], api.C_DecryptAsync(s, d, o))),
@@ -66,7 +72,7 @@ function asyncCalls(api: pk.PKCS11, via: <T>(start: () => Promise<T>) => Promise
 }
 
 /** The call set of one member; `owner` is its turn in the lane. */
-export function callSet(api: pk.PKCS11, mode: CallMode, lane: ThreadLane, owner: string): CallSet {
-  const offloaded = asyncCalls(api);
-  return { fast: mode === 'sync' ? syncCalls(api) : offloaded, offloaded, slow: asyncCalls(api, (start) => lane.run(owner, start)) };
+export function callSet(module: Pkcs11Module, mode: CallMode, lane: ThreadLane, owner: string): CallSet {
+  const offloaded = asyncCalls(module);
+  return { fast: mode === 'sync' ? syncCalls(module.api) : offloaded, offloaded, slow: asyncCalls(module, { lane, owner }) };
 }
