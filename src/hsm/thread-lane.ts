@@ -1,16 +1,20 @@
+import { availableParallelism } from 'node:os';
+
 /**
  * Slow PKCS#11 calls (key-pair generation, private-key RSA/EC operations) run on libuv's thread
  * pool, which Node shares with fs, crypto and zlib (UV_THREADPOOL_SIZE, default 4). The lane lets
- * at most half of those threads be taken by slow calls, and hands freed places round-robin over
- * the members that wait, so one member's (one cluster's) backlog never queues another's calls.
+ * at most half of those threads be taken by slow calls, and never as many as there are CPUs (a
+ * software token's generation burns a whole core: the event loop keeps one), and hands freed
+ * places round-robin over the members that wait, so one member's (one cluster's) backlog never
+ * queues another's calls.
  */
 export const DEFAULT_THREADPOOL_SIZE = 4;
 
-/** Places for slow calls given UV_THREADPOOL_SIZE: half the threads, at least one. */
-export function lanePlaces(threadpoolSize: string | undefined): number {
+/** Places for slow calls given UV_THREADPOOL_SIZE and the CPUs: half the threads, at most CPUs - 1, at least one. */
+export function lanePlaces(threadpoolSize: string | undefined, cpus: number = availableParallelism()): number {
   const n = Number(threadpoolSize);
   const threads = Number.isInteger(n) && n > 0 ? Math.min(n, 1024) : DEFAULT_THREADPOOL_SIZE;
-  return Math.max(1, Math.floor(threads / 2));
+  return Math.max(1, Math.min(Math.floor(threads / 2), cpus - 1));
 }
 
 export class ThreadLane {

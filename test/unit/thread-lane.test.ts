@@ -7,13 +7,17 @@ function gate(): { promise: Promise<string>; open: (v: string) => void } {
 }
 
 describe('ThreadLane: slow calls take at most half the thread pool, members take turns', () => {
-  test('places from UV_THREADPOOL_SIZE', () => {
-    expect(lanePlaces(undefined)).toBe(2);
-    expect(lanePlaces('4')).toBe(2);
-    expect(lanePlaces('1')).toBe(1);
-    expect(lanePlaces('16')).toBe(8);
-    expect(lanePlaces('lots')).toBe(2);
-    expect(lanePlaces('0')).toBe(2);
+  test('places from UV_THREADPOOL_SIZE and the CPUs', () => {
+    expect(lanePlaces(undefined, 8)).toBe(2);
+    expect(lanePlaces('4', 8)).toBe(2);
+    expect(lanePlaces('1', 8)).toBe(1);
+    expect(lanePlaces('16', 16)).toBe(8);
+    expect(lanePlaces('lots', 8)).toBe(2);
+    expect(lanePlaces('0', 8)).toBe(2);
+    // one CPU is left to the event loop
+    expect(lanePlaces('16', 4)).toBe(3);
+    expect(lanePlaces(undefined, 2)).toBe(1);
+    expect(lanePlaces(undefined, 1)).toBe(1);
   });
 
   test('never more than `places` calls at once; a freed place goes to the member that waited, round-robin', async () => {
