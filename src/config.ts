@@ -60,6 +60,8 @@ export interface ServerConfig {
   tc3: Tc3Config;
   /** Per source address: requests that did not authenticate (docs/security.md §6). */
   preAuthLimit: { perSecond: number; burst: number };
+  /** Expensive actions (key-pair generation, RSA decryption, signing) in flight per tenant and serving process; 0 = no cap. */
+  expensivePerTenant: number;
   alarms: { log?: string; webhook?: string };
   /** `import.allowPkcs1v15`: offer RSAES_PKCS1_V1_5 import wrapping (default false: Bleichenbacher padding-oracle risk). */
   allowPkcs1v15Import: boolean;
@@ -311,6 +313,7 @@ export function parseServerConfig(source: string, dataDir: string, env: NodeJS.P
   const alarms = section(d, 'alarms');
   const imports = section(d, 'import');
   const gcm = section(d, 'gcm');
+  const limits = section(d, 'limits');
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(dataDir, p));
   return {
     dataDir,
@@ -327,6 +330,7 @@ export function parseServerConfig(source: string, dataDir: string, env: NodeJS.P
     preAuthLimit: { perSecond: int(preAuth, 'perSecond', 50, 1, 1_000_000, 'preAuthLimit'), burst: int(preAuth, 'burst', 500, 1, 10_000_000, 'preAuthLimit') },
     connections: parseConnections(d),
     ops: parseOps(d, port as number, env),
+    expensivePerTenant: int(limits, 'expensivePerTenant', 4, 0, 10_000, 'limits'),
     alarms: { log: optionalText(alarms, 'log', 'alarms') && abs(text(alarms, 'log', undefined, 'alarms')), webhook: optionalText(alarms, 'webhook', 'alarms') },
     allowPkcs1v15Import: flag(imports, 'allowPkcs1v15', 'import'),
     gcmMaxInvocationsPerVersion: int(gcm, 'maxInvocationsPerVersion', 2 ** 32, 1, 2 ** 32, 'gcm'),

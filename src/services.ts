@@ -228,7 +228,7 @@ export async function openServices(config: ServerConfig, options: ServicesOption
     opened = sealStores(raw, auth, alarms);
     const { store, identities } = opened;
     kms = new Kms({
-      store, clusters, deploymentId: config.deploymentId, alarms, maxKeysPerRegion: config.maxKeysPerRegion, nodeId: options.nodeId,
+      store, clusters, deploymentId: config.deploymentId, alarms, maxKeysPerRegion: config.maxKeysPerRegion, nodeId: options.nodeId, expensivePerTenant: config.expensivePerTenant,
       allowPkcs1v15Import: config.allowPkcs1v15Import, gcmMaxInvocationsPerVersion: config.gcmMaxInvocationsPerVersion,
       onJobError: (m) => options.log({ level: 'warn', msg: `background job: ${m}` }),
     });

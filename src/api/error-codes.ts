@@ -105,6 +105,8 @@ export const KMS_ERROR_CODES: ReadonlyArray<readonly [ErrorClass, string]> = [
   [kms.ServiceUnavailableError, 'UnsupportedOperation.ServiceTemporaryUnavailable'],
   // A stored key record or its material was changed outside the service (alarm raised): refused, no closer Tencent code.
   [kms.StoreIntegrityError, 'FailedOperation'],
+  // The account's concurrency cap on expensive actions (limits.expensivePerTenant): Tencent's per-account request limit.
+  [kms.ExpensiveLimitError, 'RequestLimitExceeded.UinLimitExceeded'],
 ];
 
 /** Request-level errors: class → code. */

@@ -15,15 +15,21 @@ import { openServices } from '../services';
 
 export const DEV_DEDICATED_CLUSTER = 'cls-dev-dedicated';
 export const DEV_CREDENTIALS = 'dev-credentials.json';
+/** Development only: the tokens' SO PINs (0600), away from the user PINs; production provisioning keeps none. */
+export const DEV_SO_PINS = 'dev-so-pins';
 const ROOT = join(__dirname, '..', '..', '..');
 const SOFTHSM_LIB = '/usr/lib/softhsm/libsofthsm2.so';
 
 interface TokenSet { dir: string; conf: string; lib: string; labels: string[] }
 
-/** Tokens with random PINs (0600 files) in their own SOFTHSM2_CONF, and a private copy of the library (one module instance per set). */
+/**
+ * Tokens with random PINs (0600 files) in their own SOFTHSM2_CONF, and a private copy of the library (one module instance per set).
+ * The SO PINs are kept under DEV_SO_PINS (development convenience: whoever reads them can reset the user PINs).
+ */
 function makeTokens(dataDir: string, name: string, labels: string[]): TokenSet {
   const dir = join(dataDir, 'softhsm', name);
-  const conf = execFileSync(join(ROOT, 'softhsm', 'make-tokens.sh'), [dir, ...labels], { encoding: 'utf8' }).trim();
+  const env = { ...process.env, KMS_KEEP_SO_PINS: join(dataDir, DEV_SO_PINS) };
+  const conf = execFileSync(join(ROOT, 'softhsm', 'make-tokens.sh'), [dir, ...labels], { encoding: 'utf8', env }).trim();
   const lib = join(dir, 'libsofthsm2.so');
   if (!existsSync(lib)) copyFileSync(SOFTHSM_LIB, lib);
   // the token directories are 0700 already (make-tokens.sh); the sets and their parent are owner-only too
@@ -66,6 +72,7 @@ export async function initDev(dataDirArg: string, progress: (msg: string) => voi
   progress('making SoftHSM2 tokens for the shared pool and cls-dev-dedicated (2 members each)');
   const shared = makeTokens(dataDir, 'shared', ['shared-a', 'shared-b']);
   const dedicated = makeTokens(dataDir, 'dedicated', ['dedicated-a', 'dedicated-b']);
+  progress(`development only: the tokens' SO PINs are kept in ${join(dataDir, DEV_SO_PINS)} (0600); production tokens keep none`);
   const deploymentId = randomBytes(16).toString('hex');
   // The dedicated cluster's owner is the development root account, made below: until then the internal account 0.
   writeConfig(dataDir, deploymentId, shared, dedicated, ['0']);

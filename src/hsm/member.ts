@@ -9,9 +9,10 @@ import {
 import { HandleCache } from './handle-cache';
 import { MaterialBinding, WrappedMaterial } from './material';
 import { ModuleSpec, openModule, Pkcs11Module } from './module';
-import { Pkcs11Calls, pkcs11Calls } from './pkcs11-call';
+import { callSet, Pkcs11Calls } from './pkcs11-call';
 import type { HsmProfile } from './profile';
 import { SessionPool } from './session-pool';
+import { slowLane } from './thread-lane';
 import { EC_CURVES, ecdsaDerToRaw, ecdsaRawToDer, ecSpki, publicKeyTemplate, rsaSpki, SHA256_DIGEST_INFO } from './spki';
 
 type Handle = pk.Handle;
@@ -100,7 +101,12 @@ export class HsmMember {
   onOperation: ((e: { member: string; operation: string; ms: number; ok: boolean }) => void) | undefined;
 
   private readonly api: pk.PKCS11;
+  /** AES-GCM, HMAC, AES wraps: the profile's call mode. */
   private readonly calls: Pkcs11Calls;
+  /** Short private-key work on the keeper session: thread pool, no lane (it must not wait behind generations). */
+  private readonly offloaded: Pkcs11Calls;
+  /** Generation, RSA decrypt, signing, import unwrap: thread pool through the lane, whatever the call mode. */
+  private readonly slow: Pkcs11Calls;
   private readonly cache: HandleCache<Handle>;
   private pool: SessionPool<Handle>;
   private keeper: Handle | undefined;
@@ -116,7 +122,10 @@ export class HsmMember {
     this.profile = options.profile;
     this.module = openModule({ ...options.module, libraryParameters: options.module.libraryParameters ?? options.profile.libraryParameters?.replace('{dir}', options.moduleDir ?? '') });
     this.api = this.module.api;
-    this.calls = pkcs11Calls(this.api, options.profile.callMode);
+    const calls = callSet(this.module, options.profile.callMode, slowLane, options.id);
+    this.calls = calls.fast;
+    this.offloaded = calls.offloaded;
+    this.slow = calls.slow;
     this.cache = new HandleCache<Handle>(options.handleCacheSize ?? 10_000, options.handleTtlMs ?? 15 * 60_000, (h) => this.destroyObject(h));
     this.pool = this.newPool(1);
     this.backoff = this.backoffRange[0];
@@ -223,6 +232,8 @@ export class HsmMember {
       try {
         // Re-initialise unless another member of the same module already did since we failed.
         if (this.module.generation === this.generation || this.reconnectFailed) {
+          // C_Finalize under a thread-pool call (another member's generation, say) would crash the process
+          if (this.module.callsInFlight > 0) return this.scheduleRecovery();
           this.module.reinitialize();
           this.resets++;
         }
@@ -433,7 +444,7 @@ export class HsmMember {
   /** Receiving side of a copy: an RSA transport key pair generated here; only its public half leaves. */
   createTransportKey(): Promise<{ privateKey: Handle; publicKey: Handle; modulus: Buffer; exponent: Buffer }> {
     return this.withKeeper('generate', async (s) => {
-      const pair = await this.calls.generateKeyPair(
+      const pair = await this.offloaded.generateKeyPair(
         s,
         { mechanism: pk.CKM_RSA_PKCS_KEY_PAIR_GEN },
         [{ type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_MODULUS_BITS, value: 3072 }, { type: pk.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }, { type: pk.CKA_WRAP, value: true }, { type: pk.CKA_ENCRYPT, value: true }],
@@ -465,8 +476,8 @@ export class HsmMember {
   importDomainKeys(transport: { privateKey: Handle; publicKey: Handle }, wrapped: { id: Buffer; kek: Buffer; mac: Buffer }): Promise<DomainKeys> {
     return this.withKeeper('unwrap', async (s) => {
       try {
-        await this.calls.unwrapKey(s, OAEP('sha1'), transport.privateKey, wrapped.kek, this.kekTemplate(wrapped.id, true));
-        await this.calls.unwrapKey(s, OAEP('sha1'), transport.privateKey, wrapped.mac, this.macTemplate(wrapped.id, true));
+        await this.offloaded.unwrapKey(s, OAEP('sha1'), transport.privateKey, wrapped.kek, this.kekTemplate(wrapped.id, true));
+        await this.offloaded.unwrapKey(s, OAEP('sha1'), transport.privateKey, wrapped.mac, this.macTemplate(wrapped.id, true));
       } finally {
         this.api.C_DestroyObject(s, transport.privateKey);
         this.api.C_DestroyObject(s, transport.publicKey);
@@ -560,13 +571,13 @@ export class HsmMember {
       }
       const pair =
         kind.kind === 'rsa'
-          ? await this.calls.generateKeyPair(
+          ? await this.slow.generateKeyPair(
               s,
               { mechanism: pk.CKM_RSA_PKCS_KEY_PAIR_GEN },
               [{ type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_MODULUS_BITS, value: kind.bits }, { type: pk.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }, { type: pk.CKA_VERIFY, value: true }, { type: pk.CKA_ENCRYPT, value: true }],
               [...temporary, { type: pk.CKA_PRIVATE, value: true }, { type: pk.CKA_SIGN, value: true }, { type: pk.CKA_DECRYPT, value: true }],
             )
-          : await this.calls.generateKeyPair(
+          : await this.slow.generateKeyPair(
               s,
               { mechanism: pk.CKM_EC_KEY_PAIR_GEN },
               [{ type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_EC_PARAMS, value: EC_CURVES[kind.curve].oid }, { type: pk.CKA_VERIFY, value: true }],
@@ -605,7 +616,8 @@ export class HsmMember {
     return this.withKeeper('unwrap', async (s) => {
       const expected = await this.hmac(s, domain.mac, material.macBody);
       if (!timingSafeEqual(expected, material.mac)) throw new MaterialIntegrityError('wrapped material failed its MAC check: it was altered');
-      return this.calls.unwrapKey(s, { mechanism: this.profile.rfc5649Mechanism }, domain.kek, material.wrapped, this.unwrapTemplate(material.spec));
+      const calls = KEY_SPEC[material.spec].kind === 'aes' ? this.calls : this.offloaded;
+      return calls.unwrapKey(s, { mechanism: this.profile.rfc5649Mechanism }, domain.kek, material.wrapped, this.unwrapTemplate(material.spec));
     });
   }
 
@@ -710,7 +722,7 @@ export class HsmMember {
     }
     return this.withKey(material, 'sign', async (s, key) => {
       this.api.C_SignInit(s, prepared.mechanism, key);
-      const sig = Buffer.from(await this.calls.sign(s, prepared.digest, Buffer.alloc(512)));
+      const sig = Buffer.from(await this.slow.sign(s, prepared.digest, Buffer.alloc(512)));
       return algorithm.startsWith('ECDSA') ? ecdsaRawToDer(sig) : sig;
     });
   }
@@ -745,7 +757,7 @@ export class HsmMember {
     if (!material.spec.startsWith('RSA')) return Promise.reject(new InvalidInputError(`RSA decryption needs an RSA key, not ${material.spec}`));
     return this.withKey(material, 'decrypt', async (s, key) => {
       this.api.C_DecryptInit(s, this.rsaMechanism(padding), key);
-      return Buffer.from(await this.calls.decrypt(s, ciphertext, Buffer.alloc(512)));
+      return Buffer.from(await this.slow.decrypt(s, ciphertext, Buffer.alloc(512)));
     });
   }
 
@@ -758,7 +770,7 @@ export class HsmMember {
     if (!wrappingKey.spec.startsWith('RSA')) return Promise.reject(new InvalidInputError('the import wrapping key must be an RSA key'));
     const domain = this.requireDomain();
     return this.withKey(wrappingKey, 'import-unwrap', async (s, unwrapping) => {
-      const key = await this.calls.unwrapKey(s, this.rsaMechanism(padding), unwrapping, encrypted, this.unwrapTemplate('AES_256', true));
+      const key = await this.slow.unwrapKey(s, this.rsaMechanism(padding), unwrapping, encrypted, this.unwrapTemplate('AES_256', true));
       try {
         this.api.C_EncryptInit(s, { mechanism: pk.CKM_AES_ECB }, key);
         const block = Buffer.from(await this.calls.encrypt(s, Buffer.alloc(16), Buffer.alloc(16)));

@@ -24,8 +24,21 @@ export class Pkcs11Module {
   generation = 0;
   private loaded = false;
   private initialized = false;
+  private pending = 0;
 
   constructor(readonly spec: ModuleSpec) {}
+
+  /** Thread-pool calls not yet settled: finalising the module under one crashes the process. */
+  get callsInFlight(): number {
+    return this.pending;
+  }
+
+  track<T>(call: Promise<T>): Promise<T> {
+    this.pending++;
+    return call.finally(() => {
+      this.pending--;
+    });
+  }
 
   get isInitialized(): boolean {
     return this.initialized;

@@ -63,7 +63,8 @@ export class Asymmetric {
     if (ciphertext.length !== RSA_2048_BYTES) throw new AsymmetricDecryptError(`Ciphertext for an RSA_2048 key is ${RSA_2048_BYTES} bytes, got ${ciphertext.length}`);
     const m = this.newest(r);
     try {
-      return { KeyId: r.keyId, Plaintext: await this.access.cluster(r).rsaDecrypt(m.material, m.binding, algorithm as RsaPadding, ciphertext) };
+      const plaintext = await this.ctx.expensive.run(caller.tenant, 'AsymmetricRsaDecrypt', () => this.access.cluster(r).rsaDecrypt(m.material, m.binding, algorithm as RsaPadding, ciphertext));
+      return { KeyId: r.keyId, Plaintext: plaintext };
     } catch (e) {
       if (e instanceof HsmError && e.errorClass === 'caller' && !(e instanceof MaterialIntegrityError)) {
         throw new AsymmetricDecryptError(`Ciphertext cannot be decrypted with key ${r.keyId} and ${algorithm}`);
@@ -84,7 +85,7 @@ export class Asymmetric {
     const { algorithm, input } = this.signingInput(r, p);
     const m = this.newest(r);
     try {
-      return { Signature: await this.access.cluster(r).sign(m.material, m.binding, algorithm, input) };
+      return { Signature: await this.ctx.expensive.run(caller.tenant, 'SignByAsymmetricKey', () => this.access.cluster(r).sign(m.material, m.binding, algorithm, input)) };
     } catch (e) {
       throw domainError(e);
     }

@@ -1,4 +1,5 @@
 import type { GcmBudget } from './gcm-budget';
+import type { ExpensiveWork } from './expensive-work';
 import type { KeyAccess } from './key-access';
 import type { UsageCounter } from './usage-counter';
 
@@ -26,4 +27,6 @@ export interface KmsContext {
   usage: UsageCounter;
   /** Exact use limit of versions that cannot rotate. */
   gcm: GcmBudget;
+  /** The per-tenant cap on expensive actions in flight. */
+  expensive: ExpensiveWork;
 }

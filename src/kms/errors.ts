@@ -78,6 +78,8 @@ export class PublicKeyEncryptionError extends KmsError {}
 
 /** A key version that cannot rotate used up its AES-GCM invocations (random IVs): it only decrypts now. */
 export class GcmUseLimitError extends KmsError {}
+/** The account already has as many expensive requests (key-pair generation, RSA decryption, signing) in flight as allowed. */
+export class ExpensiveLimitError extends KmsError {}
 
 /** The key's HSM cluster has no healthy member right now: retry later. */
 export class ServiceUnavailableError extends KmsError {}

@@ -2,7 +2,8 @@ import { timingSafeEqual } from 'node:crypto';
 import type { RsaPadding } from '../hsm/capabilities';
 import { ClusterUnavailableError, MaterialIntegrityError, PoolExhaustedError, UnsupportedError } from '../hsm/errors';
 import { MaterialBinding, WrappedMaterial } from '../hsm/material';
-import type { KeyRecord } from '../store/store';
+import type { HsmCluster } from '../hsm/cluster';
+import type { ImportParameters, KeyRecord } from '../store/store';
 import { unixNow } from './clock';
 import type { KmsContext } from './context';
 import {
@@ -40,6 +41,10 @@ function pkcs1Refused(offered: readonly string[]): UnsupportedOperationError {
     `use ${others.join(' or ') || 'an OAEP algorithm'} (the operator can allow it with import.allowPkcs1v15)`,
   );
 }
+/** A wrapping key is handed out again only while at least this much of its validity is left. */
+export const REUSE_MIN_SECONDS = 3600;
+
+type ImportParametersAnswer = { KeyId: string; ImportToken: string; PublicKey: string; ParametersValidTo: number };
 
 export interface ImportParams {
   KeyId: string;
@@ -56,6 +61,14 @@ function requireExternal(r: KeyRecord): void {
   if (r.origin !== 'EXTERNAL') throw new NotExternalKeyError(`key ${r.keyId} was not created for imported material (Type 2)`);
 }
 
+/**
+ * The stored wrapping key may be handed out again: same algorithm, enough validity left, and its
+ * token unused (a used token clears the parameters; see importKeyMaterial).
+ */
+function reusable(params: ImportParameters | undefined, algorithm: string, now: number): params is ImportParameters {
+  return params !== undefined && params.wrappingAlgorithm === algorithm && params.validTo - now >= REUSE_MIN_SECONDS;
+}
+
 function sameHash(a: string, b: string): boolean {
   const x = Buffer.from(a, 'hex');
   const y = Buffer.from(b, 'hex');
@@ -70,7 +83,7 @@ export class KeyImport {
     return this.ctx.access;
   }
 
-  async getParametersForImport(caller: Caller, keyId: string, algorithm: string, keySpec: string): Promise<{ KeyId: string; ImportToken: string; PublicKey: string; ParametersValidTo: number }> {
+  async getParametersForImport(caller: Caller, keyId: string, algorithm: string, keySpec: string): Promise<ImportParametersAnswer> {
     if (keySpec !== 'RSA_2048') throw new InvalidParameterError('WrappingKeySpec must be RSA_2048');
     if (!(WRAPPING_ALGORITHMS as readonly string[]).includes(algorithm)) throw new InvalidParameterError(`WrappingAlgorithm must be one of ${WRAPPING_ALGORITHMS.join(', ')}`);
     const r = await this.access.use(caller, keyId, 'GetParametersForImport');
@@ -81,9 +94,11 @@ export class KeyImport {
     if (!offered.includes(algorithm as RsaPadding)) {
       throw new UnsupportedOperationError(`WrappingAlgorithm ${algorithm} is not supported by the HSMs of this key's cluster (they offer ${offered.join(', ') || 'none'})`);
     }
+    const again = await this.reuseWrappingKey(caller, r.keyId, algorithm, cluster);
+    if (again) return again;
     let wrapping: WrappedMaterial;
     try {
-      wrapping = await cluster.createImportWrappingKey(wrappingBinding(r));
+      wrapping = await this.ctx.expensive.run(caller.tenant, 'GetParametersForImport', () => cluster.createImportWrappingKey(wrappingBinding(r)));
     } catch (e) {
       throw domainError(e);
     }
@@ -94,6 +109,26 @@ export class KeyImport {
       importParameters: { tokenHash: tokenHash(token), wrappingAlgorithm: algorithm, wrappingKey, validTo },
     }));
     return { KeyId: r.keyId, ImportToken: token, PublicKey: cluster.publicKey(wrapping).toString('base64'), ParametersValidTo: validTo };
+  }
+
+  /**
+   * The unexpired wrapping key of this key again, under a fresh token that replaces the previous
+   * one (only the token's hash is stored), with the key's original ParametersValidTo. Decided on a
+   * fresh read and written with compare-and-set, so a token used meanwhile is never revived.
+   */
+  private async reuseWrappingKey(caller: Caller, keyId: string, algorithm: string, cluster: HsmCluster): Promise<ImportParametersAnswer | undefined> {
+    const now = unixNow(this.access.clock);
+    let answer: ImportParametersAnswer | undefined;
+    await this.access.change(caller, keyId, 'GetParametersForImport', (cur) => {
+      answer = undefined;
+      const params = cur.importParameters;
+      if (!reusable(params, algorithm, now)) return undefined;
+      const token = issueImportToken({ keyId: cur.keyId, wrappingKeyDigest: wrappingKeyDigest(params.wrappingKey), validTo: params.validTo });
+      const publicKey = cluster.publicKey(WrappedMaterial.fromBuffer(params.wrappingKey)).toString('base64');
+      answer = { KeyId: cur.keyId, ImportToken: token, PublicKey: publicKey, ParametersValidTo: params.validTo };
+      return { importParameters: { ...params, tokenHash: tokenHash(token) } };
+    });
+    return answer;
   }
 
   /**

@@ -99,7 +99,10 @@ export class Lifecycle {
     };
     try {
       if (type === 1) {
-        const material = await cluster.generate(KEY_USAGES[usage].spec as KeySpec, binding(record, 1));
+        const spec = KEY_USAGES[usage].spec as KeySpec;
+        const generate = () => cluster.generate(spec, binding(record, 1));
+        // a key pair is generated for seconds on the thread pool: asymmetric keys count against the account's cap
+        const material = await (spec === 'AES_256' ? generate() : this.ctx.expensive.run(caller.tenant, 'CreateKey', generate));
         record.versions.push({ version: 1, material: material.toBuffer(), createTime: now });
       }
       const stored = await this.access.store.createKey(record, { maxKeys: limit > 0 ? limit : undefined });

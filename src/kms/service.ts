@@ -9,6 +9,7 @@ import { DEFAULT_GCM_MAX_INVOCATIONS, DEFAULT_MAX_KEYS_PER_REGION, KmsConfig, Km
 import { DueWork } from './deletion';
 import { Envelope } from './envelope';
 import { GcmBudget } from './gcm-budget';
+import { ExpensiveWork } from './expensive-work';
 import { BackgroundJobs } from './jobs';
 import { KeyAccess } from './key-access';
 import { KeyCache } from './key-cache';
@@ -35,6 +36,8 @@ export interface KmsOptions {
   nodeId?: string;
   jobIntervalMs?: number;
   keyCacheTtlMs?: number;
+  /** Expensive actions (key-pair generation, RSA decryption, signing) in flight per tenant in this process; default 4, 0 = no cap. */
+  expensivePerTenant?: number;
   onJobError?: (message: string) => void;
 }
 
@@ -53,6 +56,7 @@ export class Kms {
   readonly nodeId: string;
   /** User keys per account and region (0: no limit). */
   readonly maxKeysPerRegion: number;
+  readonly expensive: ExpensiveWork;
   private readonly unwatch: () => void;
   private readonly cache: KeyCache;
 
@@ -74,10 +78,11 @@ export class Kms {
     };
     this.maxKeysPerRegion = config.maxKeysPerRegion;
     const access = new KeyAccess({ store: o.store, clusters: this.clusters, clock: o.clock ?? systemClock, alarms: this.alarms, cache: this.cache });
+    this.expensive = new ExpensiveWork(o.expensivePerTenant);
     const limit = config.gcmMaxInvocationsPerVersion;
     const reserve = async (ref: string, n: number) => (await o.store.addUsage(new Map([[ref, n]]))).get(ref);
     const gcm = new GcmBudget(limit, reserve, this.alarms, access.clock);
-    const ctx: KmsContext = { access, config, usage: new UsageCounter(rotationThreshold(limit)), gcm };
+    const ctx: KmsContext = { access, config, usage: new UsageCounter(rotationThreshold(limit)), gcm, expensive: this.expensive };
     this.lifecycle = new Lifecycle(ctx);
     this.envelope = new Envelope(ctx);
     this.asymmetric = new Asymmetric(ctx);

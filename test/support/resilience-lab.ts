@@ -92,11 +92,12 @@ interface ClusterDoc { id: string; kind: string; members: MemberDoc[]; [k: strin
 /** `make run`'s installation in `dir`; returns the development root credentials. */
 export async function devInstall(dir: string): Promise<Credentials> {
   await initDev(dir, () => undefined);
-  // the tests drive far more than 1000 requests a second and make more than 200 keys at one account;
-  // neither the rate limit nor the key quota is under test
+  // the tests drive far more than 1000 requests a second, make more than 200 keys at one account and
+  // more than 4 of its key pairs at once; neither the rate limit, the key quota nor the cap on expensive requests is under test
   editConfig(dir, (doc) => {
     doc.rateLimit = { perSecond: 1_000_000, burst: 10_000_000 };
     doc.maxKeysPerRegion = 0;
+    doc.limits = { expensivePerTenant: 0 };
   });
   return JSON.parse(readFileSync(join(dir, DEV_CREDENTIALS), 'utf8')) as Credentials;
 }

@@ -20,7 +20,9 @@ describe('kms.yaml', () => {
     expect(c).toMatchObject({
       listen: { host: '127.0.0.1', port: 8080 }, allowInsecure: false, store: { kind: 'sqlite', path: '/data/kms.db' }, regions: ['ap-guangzhou'],
       maxKeysPerRegion: 200, maxBodyBytes: 262144, rateLimit: { perSecond: 1000, burst: 2000 }, alarms: {}, shutdownGraceMs: 10000, workers: 1,
+      expensivePerTenant: 4,
     });
+    expect(parseServerConfig(base('limits: { expensivePerTenant: 0 }\n'), '/data', {}).expensivePerTenant).toBe(0);
     expect(c.tls).toBeUndefined();
     expect(c.connections).toMatchObject({ headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, idleTimeoutMs: 5_000, perIp: 256 });
     expect(c.connections.max).toBeGreaterThanOrEqual(64);
@@ -123,6 +125,7 @@ describe('kms.yaml', () => {
     ['negative quota', base('maxKeysPerRegion: -1\n')],
     ['tiny body limit', base('maxBodyBytes: 10\n')],
     ['zero rate', base('rateLimit: { perSecond: 0 }\n')],
+    ['negative expensive-request cap', base('limits: { expensivePerTenant: -1 }\n')],
     ['no clusters', 'deploymentId: 00112233445566778899aabbccddeeff\n'],
   ])('%s is refused', (_name, text) => {
     expect(() => parseServerConfig(text, '/d', {})).toThrow(ConfigError);

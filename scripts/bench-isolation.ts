@@ -1,0 +1,119 @@
+/**
+ * npm run bench:isolation — one tenant's expensive requests versus another tenant's Encrypt.
+ * A development installation (`kmsctl init --dev`) is served by `node dist/src/main.js` in its own
+ * process. Tenant B (the development root) sends Encrypt of 32 bytes, CONCURRENCY at a time, for
+ * SECONDS: once with nothing else running, then while tenant A keeps LOAD concurrent
+ * GetParametersForImport in flight, each on an External key not asked before (so the wrapping-key
+ * reuse does not hide the cost: every one is an RSA-2048 generation), once with B's key on the
+ * shared pool and once on B's dedicated cluster. A's requests refused by the per-tenant cap
+ * (RequestLimitExceeded.*) are retried after RETRY_MS, as a client backing off would. Figures only,
+ * nothing asserted: B's p50/p99 idle and loaded, and loaded/idle ratios.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DEV_CREDENTIALS, DEV_DEDICATED_CLUSTER, initDev } from '../src/cli/dev-init';
+import { BENCH_RATE_LIMIT, call, Creds, machineLine, patchConfig, ROOT, signed, startKms, stop } from './bench-server';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const LOAD = Number(process.env.BENCH_LOAD ?? 8);
+const CONCURRENCY = 2;
+const RETRY_MS = 20;
+
+interface Phase { ms: number[]; errors: number }
+interface Load { served: number; refused: number }
+
+/** The Response of an action, or its error code. */
+async function answer(port: number, creds: Creds, action: string, params: object): Promise<{ code: string }> {
+  const r = signed(port, creds, action, params);
+  const res = await fetch(`http://127.0.0.1:${port}/`, { method: 'POST', headers: r.headers, body: r.body });
+  const out = (await res.json()) as { Response: { Error?: { Code: string } } };
+  return { code: out.Response.Error?.Code ?? 'Success' };
+}
+
+const percentile = (xs: number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+};
+
+async function encrypts(port: number, b: Creds, keyId: string, seconds: number): Promise<Phase> {
+  const phase: Phase = { ms: [], errors: 0 };
+  const end = Date.now() + seconds * 1000;
+  const worker = async (): Promise<void> => {
+    while (Date.now() < end) {
+      const t = process.hrtime.bigint();
+      const { code } = await answer(port, b, 'Encrypt', { KeyId: keyId, Plaintext: Buffer.alloc(32, 1).toString('base64') });
+      if (code === 'Success') phase.ms.push(Number(process.hrtime.bigint() - t) / 1e6);
+      else phase.errors++;
+    }
+  };
+  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+  return phase;
+}
+
+/** LOAD loops of GetParametersForImport, each on a fresh External key, until `stop()`. */
+function generations(port: number, a: Creds, phase: string): { stop: () => Promise<Load> } {
+  const load: Load = { served: 0, refused: 0 };
+  let running = true;
+  let n = 0;
+  const loop = async (): Promise<void> => {
+    let keyId: string | undefined;
+    while (running) {
+      keyId ??= (await call(port, a, 'CreateKey', { Alias: `bench-ext-${phase}-${n++}`, Type: 2 })).KeyId as string;
+      const { code } = await answer(port, a, 'GetParametersForImport', { KeyId: keyId, WrappingAlgorithm: 'RSAES_OAEP_SHA_1', WrappingKeySpec: 'RSA_2048' });
+      if (code !== 'Success' && !code.startsWith('RequestLimitExceeded')) throw new Error(`GetParametersForImport: ${code}`);
+      if (code === 'Success') {
+        load.served++;
+        keyId = undefined;
+      }
+      else {
+        load.refused++;
+        await new Promise((r) => setTimeout(r, RETRY_MS));
+      }
+    }
+  };
+  const loops = Array.from({ length: LOAD }, loop);
+  return { stop: async () => ((running = false), await Promise.all(loops), load) };
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'kms-bench-isolation-'));
+  try {
+    await initDev(dir, () => undefined);
+    patchConfig(dir, { rateLimit: BENCH_RATE_LIMIT, maxKeysPerRegion: 0 });
+    const b = JSON.parse(readFileSync(join(dir, DEV_CREDENTIALS), 'utf8')) as Creds;
+    const kmsctl = join(ROOT, 'dist', 'src', 'cli', 'kmsctl.js');
+    const a = JSON.parse(execFileSync(process.execPath, [kmsctl, 'tenant', 'create', '--name', 'bench-a', '--json', '--data-dir', dir], { encoding: 'utf8' })) as Creds;
+    const server = await startKms(dir);
+    try {
+      const shared = (await call(server.port, b, 'CreateKey', { Alias: 'bench-b-shared' })).KeyId as string;
+      const dedicated = (await call(server.port, b, 'CreateKey', { Alias: 'bench-b-dedicated', HsmClusterId: DEV_DEDICATED_CLUSTER })).KeyId as string;
+      for (const k of [shared, dedicated]) await encrypts(server.port, b, k, 0.5);
+      console.log(`machine: ${machineLine()}; UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? 'default (4)'}`);
+      console.log(`tenant B Encrypt at concurrency ${CONCURRENCY}, ${SECONDS} s per phase; tenant A: ${LOAD} concurrent GetParametersForImport on fresh External keys`);
+      const f = (x: number) => x.toFixed(1);
+      for (const [where, key] of [['shared pool', shared], ['dedicated cluster', dedicated]] as const) {
+        const idle = await encrypts(server.port, b, key, SECONDS);
+        const gen = generations(server.port, a, where.replace(' ', '-'));
+        await new Promise((r) => setTimeout(r, 500));
+        const loaded = await encrypts(server.port, b, key, SECONDS);
+        const load = await gen.stop();
+        const [i50, i99, l50, l99] = [percentile(idle.ms, 50), percentile(idle.ms, 99), percentile(loaded.ms, 50), percentile(loaded.ms, 99)];
+        console.log(`B on the ${where}: idle p50/p99 ${f(i50)}/${f(i99)} ms (${idle.ms.length} requests); ` +
+          `while A generates ${f(l50)}/${f(l99)} ms (${loaded.ms.length} requests, ${loaded.errors} errors); ` +
+          `ratio p50 ${(l50 / i50).toFixed(2)}, p99 ${(l99 / i99).toFixed(2)}; ` +
+          `A: ${load.served} generations served, ${load.refused} requests refused by the cap`);
+      }
+    } finally {
+      await stop(server.child);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});

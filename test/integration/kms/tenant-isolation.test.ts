@@ -1,0 +1,124 @@
+/**
+ * Issue 11, section 8: one tenant cannot stall the others (KMS core on SoftHSM2, sync call-mode
+ * profile). Nothing here is about durations: the event loop's freedom is shown by order (another
+ * tenant's Encrypt, started one event-loop turn after a batch of key-pair generations, finishes
+ * before the batch), the cap by counts.
+ */
+import { constants, createPublicKey, publicEncrypt, randomBytes } from 'node:crypto';
+import { ManualClock } from '../../../src/kms/clock';
+import * as E from '../../../src/kms/errors';
+import { REUSE_MIN_SECONDS } from '../../../src/kms/key-import';
+import type { Kms } from '../../../src/kms/service';
+import { alice, bob, KmsLab } from '../../support/kms';
+
+const clock = new ManualClock(Date.UTC(2026, 10, 23));
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+const CAP = 4;
+
+function wrapFor(spkiB64: string, material: Buffer): Buffer {
+  const key = createPublicKey({ key: Buffer.from(spkiB64, 'base64'), format: 'der', type: 'spki' });
+  return publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, material);
+}
+
+describe('one tenant cannot stall the others (KMS core)', () => {
+  let lab: KmsLab;
+  let kms: Kms;
+
+  beforeAll(async () => {
+    lab = new KmsLab();
+    await lab.start();
+    kms = lab.kms(lab.sqlite(), { clock });
+  });
+  afterAll(() => lab.cleanup());
+
+  const externalKeys = async (n: number, prefix: string) => {
+    const ids: string[] = [];
+    for (let i = 0; i < n; i++) ids.push((await kms.lifecycle.createKey(alice, { Alias: `${prefix}-${i}`, Type: 2 })).KeyId);
+    return ids;
+  };
+
+  test.each([
+    ['on the shared pool', undefined],
+    ['on its dedicated cluster', 'cls-bob'],
+  ])('tenant B\'s Encrypt %s finishes before tenant A\'s batch of GetParametersForImport (key-pair generations) it was started after', async (_where, cluster) => {
+    const bKey = (await kms.lifecycle.createKey(bob, { Alias: `b-enc-${cluster ?? 'shared'}`, HsmClusterId: cluster })).KeyId;
+    await kms.envelope.encrypt(bob, bKey, Buffer.from('warm'));
+    const keys = await externalKeys(CAP, `gen-${cluster ?? 'shared'}`);
+    let batchDone = false;
+    const batch = Promise.all(keys.map((k) => kms.keyImport.getParametersForImport(alice, k, 'RSAES_OAEP_SHA_1', 'RSA_2048'))).then((r) => {
+      batchDone = true;
+      return r;
+    });
+    await nextTurn();
+    const blob = await kms.envelope.encrypt(bob, bKey, Buffer.from('not stalled'));
+    const order = batchDone ? 'batch first' : 'encrypt first';
+    expect(order).toBe('encrypt first');
+    expect((await batch).length).toBe(CAP);
+    expect((await kms.envelope.decrypt(bob, { CiphertextBlob: blob.CiphertextBlob })).Plaintext.toString()).toBe('not stalled');
+  });
+
+  test(`a ${CAP + 1}th concurrent expensive request of tenant A is RequestLimit-refused while tenant B's is served`, async () => {
+    const keys = await externalKeys(CAP + 1, 'cap');
+    const bKey = (await kms.lifecycle.createKey(bob, { Alias: 'cap-b', Type: 2 })).KeyId;
+    const outcomes = await Promise.all([
+      ...keys.map((k) => kms.keyImport.getParametersForImport(alice, k, 'RSAES_OAEP_SHA_1', 'RSA_2048').then(() => 'ok', (e: Error) => e.constructor.name)),
+      kms.keyImport.getParametersForImport(bob, bKey, 'RSAES_OAEP_SHA_1', 'RSA_2048').then(() => 'b ok', (e: Error) => `b ${e.constructor.name}`),
+    ]);
+    expect(outcomes.filter((o) => o === 'ok').length).toBe(CAP);
+    expect(outcomes.filter((o) => o === 'ExpensiveLimitError').length).toBe(1);
+    expect(outcomes).toContain('b ok');
+    expect(kms.expensive.held(alice.tenant)).toBe(0);
+  });
+
+  test('every expensive action counts against the cap; cheap ones and other tenants do not', async () => {
+    const rsa = (await kms.lifecycle.createKey(alice, { Alias: 'cap-rsa', KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' })).KeyId;
+    const signer = (await kms.lifecycle.createKey(alice, { Alias: 'cap-sign', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' })).KeyId;
+    const aes = (await kms.lifecycle.createKey(alice, { Alias: 'cap-aes' })).KeyId;
+    const [ext] = await externalKeys(1, 'cap-all');
+    const pem = (await kms.asymmetric.getPublicKey(alice, rsa)).PublicKeyPem;
+    const ciphertext = publicEncrypt({ key: pem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, Buffer.from('x'));
+    const held = Array.from({ length: CAP }, () => kms.expensive.acquire(alice.tenant, 'test'));
+    try {
+      await expect(kms.keyImport.getParametersForImport(alice, ext, 'RSAES_OAEP_SHA_1', 'RSA_2048')).rejects.toBeInstanceOf(E.ExpensiveLimitError);
+      await expect(kms.lifecycle.createKey(alice, { Alias: 'cap-new-rsa', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' })).rejects.toBeInstanceOf(E.ExpensiveLimitError);
+      await expect(kms.asymmetric.rsaDecrypt(alice, rsa, ciphertext, 'RSAES_OAEP_SHA_1')).rejects.toBeInstanceOf(E.ExpensiveLimitError);
+      await expect(kms.asymmetric.sign(alice, { KeyId: signer, Algorithm: 'ECC_P256_R1', Message: Buffer.from('m') })).rejects.toBeInstanceOf(E.ExpensiveLimitError);
+      expect((await kms.lifecycle.createKey(alice, { Alias: 'cap-new-aes' })).KeyState).toBe('Enabled');
+      expect((await kms.envelope.encrypt(alice, aes, Buffer.from('cheap'))).KeyId).toBe(aes);
+      expect((await kms.lifecycle.createKey(bob, { Alias: 'cap-bob-rsa', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' })).KeyState).toBe('Enabled');
+    } finally {
+      held.forEach((release) => release());
+    }
+    expect((await kms.asymmetric.rsaDecrypt(alice, rsa, ciphertext, 'RSAES_OAEP_SHA_1')).Plaintext.toString()).toBe('x');
+    expect(kms.expensive.held(alice.tenant)).toBe(0);
+  });
+
+  test('an unexpired, unused wrapping key is handed out again (fresh token, same ParametersValidTo); the replaced token is refused', async () => {
+    const [k] = await externalKeys(1, 'reuse');
+    const first = await kms.keyImport.getParametersForImport(alice, k, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+    clock.advance(60);
+    const second = await kms.keyImport.getParametersForImport(alice, k, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+    expect(second.PublicKey).toBe(first.PublicKey);
+    expect(second.ParametersValidTo).toBe(first.ParametersValidTo);
+    expect(second.ImportToken).not.toBe(first.ImportToken);
+    const material = randomBytes(32);
+    const wrapped = wrapFor(second.PublicKey, material);
+    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId: k, ImportToken: first.ImportToken, EncryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    await kms.keyImport.importKeyMaterial(alice, { KeyId: k, ImportToken: second.ImportToken, EncryptedKeyMaterial: wrapped });
+    const afterUse = await kms.keyImport.getParametersForImport(alice, k, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+    expect(afterUse.PublicKey).not.toBe(first.PublicKey);
+    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId: k, ImportToken: second.ImportToken, EncryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+  });
+
+  test('no reuse for another wrapping algorithm, near expiry, or another key', async () => {
+    const [k, other] = await externalKeys(2, 'no-reuse');
+    const p = await kms.keyImport.getParametersForImport(alice, k, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+    const v15 = await kms.keyImport.getParametersForImport(alice, k, 'RSAES_PKCS1_V1_5', 'RSA_2048');
+    expect(v15.PublicKey).not.toBe(p.PublicKey);
+    expect((await kms.keyImport.getParametersForImport(alice, other, 'RSAES_PKCS1_V1_5', 'RSA_2048')).PublicKey).not.toBe(v15.PublicKey);
+    clock.advance(v15.ParametersValidTo - Math.floor(clock.now() / 1000) - REUSE_MIN_SECONDS + 1);
+    const late = await kms.keyImport.getParametersForImport(alice, k, 'RSAES_PKCS1_V1_5', 'RSA_2048');
+    expect(late.PublicKey).not.toBe(v15.PublicKey);
+    expect(late.ParametersValidTo).toBeGreaterThan(v15.ParametersValidTo);
+  });
+});

@@ -1,0 +1,151 @@
+/**
+ * Issue 11, section 9 (PINs): provisioning never puts a PIN on a command line, and the SO PIN is
+ * not kept beside the user PIN. softhsm/make-tokens.sh runs with logging shims in front of
+ * softhsm2-util, certutil, modutil and node (every argument vector they get is recorded), while
+ * this process samples every /proc/<pid>/cmdline; then the PINs written are looked for in both.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as pk from 'pkcs11js';
+import { DEV_SO_PINS, initDev } from '../../src/cli/dev-init';
+import { HsmCluster } from '../../src/hsm/cluster';
+import { HsmMember } from '../../src/hsm/member';
+import { openModule } from '../../src/hsm/module';
+import { profiles, SOFTHSM_LIB } from '../support/tokens';
+
+const ROOT = join(__dirname, '..', '..', '..');
+const MAKE_TOKENS = join(ROOT, 'softhsm', 'make-tokens.sh');
+const MAKE_NSS_DB = join(ROOT, 'softhsm', 'make-nss-db.sh');
+const TOOLS = ['softhsm2-util', 'certutil', 'modutil', 'node'];
+
+/** Every command line on the machine right now (processes that end while being read are skipped). */
+function commandLines(): string[] {
+  const out: string[] = [];
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      out.push(readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' '));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+/** A directory of shims that log their arguments to `log` and exec the real tool. */
+function shims(dir: string, log: string): string {
+  const bin = join(dir, 'shim-bin');
+  execFileSync('mkdir', ['-p', bin]);
+  for (const tool of TOOLS) {
+    const real = execFileSync('bash', ['-c', `command -v ${tool} || true`], { encoding: 'utf8' }).trim();
+    if (!real) continue;
+    writeFileSync(join(bin, tool), `#!/usr/bin/env bash\nprintf '%s\\n' "${tool} $*" >> '${log}'\nexec '${real}' "$@"\n`);
+    chmodSync(join(bin, tool), 0o755);
+  }
+  return bin;
+}
+
+/** Runs a provisioning script with the shims first on PATH, sampling /proc meanwhile. */
+async function provision(script: string, args: string[], env: NodeJS.ProcessEnv, work: string): Promise<{ invocations: string[]; sampled: string[] }> {
+  const log = join(work, 'invocations.log');
+  writeFileSync(log, '');
+  const bin = shims(work, log);
+  const child = spawn(script, args, { env: { ...process.env, ...env, PATH: `${bin}:${process.env.PATH}` }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const sampled = new Set<string>();
+  let running = true;
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => ((running = false), resolve(code))));
+  while (running) {
+    for (const line of commandLines()) sampled.add(line);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  expect(await exited).toBe(0);
+  return { invocations: readFileSync(log, 'utf8').split('\n').filter(Boolean), sampled: [...sampled] };
+}
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+}
+
+describe('PINs during provisioning', () => {
+  const work = mkdtempSync(join(tmpdir(), 'kms-provisioning-'));
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  test('make-tokens.sh: no PIN in any tool\'s arguments or any process\'s command line; no SO PIN kept; the tokens work', async () => {
+    const dir = join(work, 'set');
+    const { invocations, sampled } = await provision(MAKE_TOKENS, [dir, 'a', 'b'], {}, work);
+    expect(invocations.length).toBeGreaterThan(0);
+    const pins = ['a', 'b'].map((l) => readFileSync(join(dir, 'pins', `${l}.pin`), 'utf8'));
+    for (const pin of pins) {
+      expect(pin).toMatch(/^[0-9a-f]{24}$/);
+      expect(invocations.filter((l) => l.includes(pin))).toEqual([]);
+      expect(sampled.filter((l) => l.includes(pin))).toEqual([]);
+    }
+    expect(invocations.some((l) => /--(so-)?pin/.test(l))).toBe(false);
+    // the SO PIN is gone: nothing but the user PINs in the set's directory
+    expect(filesUnder(dir).filter((f) => f.endsWith('.so-pin'))).toEqual([]);
+    expect(readdirSync(join(dir, 'pins')).sort()).toEqual(['a.pin', 'b.pin']);
+    for (const f of readdirSync(join(dir, 'pins'))) expect(statSync(join(dir, 'pins', f)).mode & 0o777).toBe(0o600);
+
+    const lib = join(dir, 'libsofthsm2.so');
+    copyFileSync(SOFTHSM_LIB, lib);
+    const members = ['a', 'b'].map((label, i) => new HsmMember({ id: label, profile: profiles.get('softhsm2')!, module: { path: lib, env: { SOFTHSM2_CONF: join(dir, 'softhsm2.conf') } }, tokenLabel: label, pin: pins[i] }));
+    const cluster = new HsmCluster({ id: 'p', kind: 'shared', owners: [], members });
+    try {
+      cluster.start();
+      expect((await cluster.initDomain()).copiedTo).toEqual(['b']);
+      const key = await cluster.generate('AES_256', { clusterId: 'p', keyId: 'k', keyVersion: 1, usage: 'ENCRYPT_DECRYPT' });
+      const sealed = await members[1].encryptGcm(key, Buffer.from('works'), Buffer.alloc(0));
+      expect((await members[0].decryptGcm(key, sealed, Buffer.alloc(0))).toString()).toBe('works');
+    } finally {
+      cluster.close();
+      members[0].module.finalize();
+    }
+    // re-running keeps the tokens and their PINs
+    await provision(MAKE_TOKENS, [dir, 'a', 'b'], {}, work);
+    expect(['a', 'b'].map((l) => readFileSync(join(dir, 'pins', `${l}.pin`), 'utf8'))).toEqual(pins);
+  });
+
+  test('development mode (KMS_KEEP_SO_PINS) keeps the SO PIN, 0600, away from the user PINs; it is the token\'s SO PIN', async () => {
+    const dir = join(work, 'dev-set');
+    const keep = join(work, 'dev-so-pins');
+    const { invocations, sampled } = await provision(MAKE_TOKENS, [dir, 'd'], { KMS_KEEP_SO_PINS: keep }, work);
+    const soPin = readFileSync(join(keep, 'd.so-pin'), 'utf8');
+    expect(soPin).toMatch(/^[0-9a-f]{24}$/);
+    expect(statSync(join(keep, 'd.so-pin')).mode & 0o777).toBe(0o600);
+    expect(readdirSync(join(dir, 'pins'))).toEqual(['d.pin']);
+    expect(soPin).not.toBe(readFileSync(join(dir, 'pins', 'd.pin'), 'utf8'));
+    expect([...invocations, ...sampled].filter((l) => l.includes(soPin))).toEqual([]);
+
+    const lib = join(dir, 'libsofthsm2.so');
+    copyFileSync(SOFTHSM_LIB, lib);
+    const module = openModule({ path: lib, env: { SOFTHSM2_CONF: join(dir, 'softhsm2.conf') } });
+    module.initialize();
+    try {
+      const session = module.api.C_OpenSession(module.findToken('d').slot, pk.CKF_SERIAL_SESSION | pk.CKF_RW_SESSION);
+      module.api.C_Login(session, pk.CKU_SO, soPin);
+      module.api.C_Logout(session);
+      module.api.C_CloseSession(session);
+    } finally {
+      module.finalize();
+    }
+  });
+
+  test('make-nss-db.sh: the NSS database PIN is never on a command line', async () => {
+    const dir = join(work, 'nss');
+    const { invocations, sampled } = await provision(MAKE_NSS_DB, [dir], {}, work);
+    const pin = readFileSync(join(dir, 'pins', 'nss.pin'), 'utf8');
+    expect(invocations.some((l) => l.startsWith('certutil'))).toBe(true);
+    expect([...invocations, ...sampled].filter((l) => l.includes(pin))).toEqual([]);
+  });
+
+  test('kmsctl init --dev: SO PINs under dev-so-pins (0600), none beside the user PINs', async () => {
+    const dataDir = join(work, 'dev-install');
+    await initDev(dataDir, () => undefined);
+    const kept = readdirSync(join(dataDir, DEV_SO_PINS)).sort();
+    expect(kept).toEqual(['dedicated-a.so-pin', 'dedicated-b.so-pin', 'shared-a.so-pin', 'shared-b.so-pin']);
+    for (const f of kept) expect(statSync(join(dataDir, DEV_SO_PINS, f)).mode & 0o777).toBe(0o600);
+    expect(filesUnder(join(dataDir, 'softhsm')).filter((f) => f.endsWith('.so-pin'))).toEqual([]);
+    expect(existsSync(join(dataDir, 'softhsm', 'shared', 'pins', 'shared-a.pin'))).toBe(true);
+  }, 60_000);
+});
