@@ -41,11 +41,11 @@ async function twoSubAccounts(dir: string, newTenant = false): Promise<[Credenti
   }
 }
 
-/** Alice spends far more than her burst at once; then Bob, of the same account, makes BURST calls. */
+/** Alice spends far more than her burst at once; then Bob, of the same account, makes BURST calls (bodies differ: one signature serves once). */
 async function burstThenOther(port: number, alice: Credentials, bob: Credentials): Promise<void> {
   const a = client(port, alice);
   const t0 = Date.now();
-  const codes = await Promise.all(Array.from({ length: 4 * BURST }, () => outcome(a.GenerateRandom({ NumberOfBytes: 8 }))));
+  const codes = await Promise.all(Array.from({ length: 4 * BURST }, (_, i) => outcome(a.GenerateRandom({ NumberOfBytes: 8 + i }))));
   const seconds = (Date.now() - t0) / 1000;
   const allowed = codes.filter((c) => c === 'Success').length;
   expect(codes.filter((c) => c !== 'Success').every((c) => c === 'RequestLimitExceeded')).toBe(true);
@@ -54,7 +54,7 @@ async function burstThenOther(port: number, alice: Credentials, bob: Credentials
   expect(allowed).toBeLessThanOrEqual(BURST + Math.ceil(seconds));
   const b = client(port, bob);
   const bobs: string[] = [];
-  for (let i = 0; i < BURST; i++) bobs.push(await outcome(b.GenerateRandom({ NumberOfBytes: 8 })));
+  for (let i = 0; i < BURST; i++) bobs.push(await outcome(b.GenerateRandom({ NumberOfBytes: 8 + i })));
   expect(bobs).toEqual(Array(BURST).fill('Success'));
 }
 
