@@ -18,7 +18,7 @@
  * it recognises a batch it already wrote (a retry after a lost reply) by its first event id.
  */
 import Redis from 'ioredis';
-import { RedisConnectionOptions, redisClientOptions } from '../store/redis-connection';
+import { closeRedis, RedisConnectionOptions, redisClientOptions } from '../store/redis-connection';
 import { AppendOutcome, AuditBackend, ChainPage, ChainSnapshot } from './backend';
 import { ChainHead, ChainSlot, ChainStart, headOf } from './chain';
 import { AuditLogOptions, ChainedAuditLog } from './chained-audit-log';
@@ -206,8 +206,7 @@ class RedisAuditBackend implements AuditBackend {
   }
 
   async close(): Promise<void> {
-    if (this.redis.status === 'end') return;
-    await this.redis.quit().catch(() => this.redis.disconnect());
+    await closeRedis(this.redis);
   }
 
   /** The set a query walks: the smallest index named by its filters, else the time index. */

@@ -19,7 +19,7 @@
  * Refuses a server with neither AOF nor RDB persistence unless `allowVolatile` is set.
  */
 import Redis from 'ioredis';
-import { openPersistentRedis, RedisConnectionOptions } from '../store/redis-connection';
+import { closeRedis, openPersistentRedis, RedisConnectionOptions } from '../store/redis-connection';
 import { IamAlreadyExistsError, IamConfigError, IamConflictError, IamError, IamNotFoundError } from './errors';
 import {
   ApiKeyRecord, ApiKeyStatus, IdentityStore, NewApiKey, NewTenant, NewUser, PolicyAttachment, PolicySetSeal, TenantRecord, UIN_BASE, UinKind,
@@ -262,7 +262,7 @@ export class RedisIdentityStore implements IdentityStore {
   }
 
   async close(): Promise<void> {
-    await this.redis.quit();
+    await closeRedis(this.redis);
   }
 
   /** The hash of each id (named by `name`) in one round trip, as [id, hash]; absent hashes are left out. */

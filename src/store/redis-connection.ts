@@ -11,6 +11,7 @@
  * recognises these failures so the API can answer them as a temporary unavailability.
  */
 import Redis, { RedisOptions } from 'ioredis';
+import { withDeadline } from '../deadline';
 
 /** TLS to Redis: PEM bytes (the CA that signed the server's certificate; a client certificate and key if the server asks for one). */
 export interface RedisTls {
@@ -95,4 +96,21 @@ export async function openPersistentRedis(options: RedisConnectionOptions, lost:
     throw e;
   }
   return redis;
+}
+
+/** How long a clean QUIT may take before the connection is dropped. */
+export const REDIS_QUIT_MS = 1_000;
+
+/**
+ * Ends a client: QUIT when Redis answers, else (away, or no answer in time) drop the connection, so
+ * no reconnect timer is left behind to keep the process alive after a shutdown during an outage.
+ */
+export async function closeRedis(redis: Redis): Promise<void> {
+  if (redis.status === 'end') return;
+  if (redis.status !== 'ready') {
+    redis.disconnect();
+    return;
+  }
+  const quit = redis.quit().then(() => 'done' as const, () => 'late' as const);
+  if ((await withDeadline(quit, REDIS_QUIT_MS, () => 'late' as const)) === 'late') redis.disconnect();
 }

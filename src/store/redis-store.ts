@@ -32,7 +32,7 @@
  */
 import { randomUUID } from 'crypto';
 import Redis, { ChainableCommander } from 'ioredis';
-import { openPersistentRedis, RedisConnectionOptions } from './redis-connection';
+import { closeRedis, openPersistentRedis, RedisConnectionOptions } from './redis-connection';
 import {
   AliasExistsError, ConflictError, CreateLimits, DUE_KINDS, DueKind, KeyChange, KeyDoc, KeyNotFoundError, KeyPatch,
   KeyRecord, KeyRef, KeyVersion, ListKeysQuery, ListKeysResult, MetadataStore, NewKeyRecord, QuotaExceededError,
@@ -367,7 +367,7 @@ export class RedisMetadataStore implements MetadataStore {
   async close(): Promise<void> {
     this.listeners.clear();
     this.unsubscribe();
-    if (this.redis.status !== 'end') await this.redis.quit().catch(() => undefined);
+    await closeRedis(this.redis);
   }
 
   private async commit(

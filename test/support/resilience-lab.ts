@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parse, stringify } from 'yaml';
 import { DEV_CREDENTIALS, initDev } from '../../src/cli/dev-init';
-import type { Credentials, KmsClient, SdkError } from './server';
+import { Credentials, KmsClient, patient, SdkError } from './server';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const tencentcloud = require('tencentcloud-sdk-nodejs') as { kms: { v20190118: { Client: new (config: object) => KmsClient } } };
@@ -72,11 +72,12 @@ export function percentile(values: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
 
+/** The SDK client, patient (test/support/server.ts `patient`: one signature serves once). */
 export function sdk(port: number, creds: Pick<Credentials, 'SecretId' | 'SecretKey'>, reqTimeoutSeconds = 30): KmsClient {
-  return new tencentcloud.kms.v20190118.Client({
+  return patient(new tencentcloud.kms.v20190118.Client({
     credential: { secretId: creds.SecretId, secretKey: creds.SecretKey }, region: 'ap-guangzhou',
     profile: { httpProfile: { endpoint: `127.0.0.1:${port}`, protocol: 'http://', agent: new Agent({ keepAlive: true }), reqTimeout: reqTimeoutSeconds } },
-  });
+  }));
 }
 
 export function editConfig(dir: string, edit: (doc: Record<string, unknown>) => void): void {
