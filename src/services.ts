@@ -100,8 +100,7 @@ export const AUDIT_LINK_PURPOSE = 'audit-link';
 
 /** The audit chain's MAC: HMAC inside the shared cluster's HSMs under its domain MAC key. */
 export function auditLinkMac(clusters: readonly HsmCluster[]): LinkMac {
-  const shared = clusters.find((c) => c.kind === 'shared');
-  if (shared === undefined) throw new Error('no shared cluster: the audit chain is MACed by the shared pool');
+  const shared = sharedCluster(clusters);
   return { mac: (data) => shared.mac(AUDIT_LINK_PURPOSE, data) };
 }
 
@@ -172,14 +171,18 @@ async function openStores(config: ServerConfig, linkMac: LinkMac, shared?: Limit
 
 function sharedCluster(clusters: readonly HsmCluster[]): HsmCluster {
   const shared = clusters.find((c) => c.kind === 'shared');
-  if (!shared) throw new Error('no shared HSM cluster is configured: it holds the MAC key of the authority rows');
+  if (!shared) throw new Error('no shared HSM cluster is configured: it holds the MAC key of the authority rows and the audit chain');
   return shared;
 }
 
 /** Key ownership and identity rows MACed under the shared cluster's domain key, checked whenever read (see docs/security.md §2). */
 function sealStores(raw: Awaited<ReturnType<typeof openStores>>, auth: RowAuthenticator, alarms: Alarms): Awaited<ReturnType<typeof openStores>> {
-  const onTamper = (t: Tamper): void => alarms.raise({ kind: 'StoreIntegrity', time: Math.floor(Date.now() / 1000), ownerUin: t.uin, keyId: '', detail: t.detail });
-  return { ...raw, store: new SealedMetadataStore(raw.store, auth, alarms), identities: new SealedIdentityStore(raw.identities, auth, onTamper) };
+  return { ...raw, store: new SealedMetadataStore(raw.store, auth, alarms), identities: new SealedIdentityStore(raw.identities, auth, integrityAlarm(alarms)) };
+}
+
+/** An identity row that failed its integrity check, as a StoreIntegrity alarm. */
+function integrityAlarm(alarms: Alarms): (t: Tamper) => void {
+  return (t) => alarms.raise({ kind: 'StoreIntegrity', time: Math.floor(Date.now() / 1000), ownerUin: t.uin, keyId: '', detail: t.detail });
 }
 
 /** How long closing the stores may take in all (background jobs, audit flush, stores) before shutdown moves on. */
@@ -236,8 +239,7 @@ export async function openServices(config: ServerConfig, options: ServicesOption
       for (const finding of await kms.start({ repair: options.repair !== false })) options.log({ level: 'warn', msg: `start-up: ${finding}` });
       opened.auditJobs = await startAuditJobs(config, opened, kms.nodeId, options.log);
     }
-    const onIntegrity = (t: Tamper): void => alarms.raise({ kind: 'StoreIntegrity', time: Math.floor(Date.now() / 1000), ownerUin: t.uin, keyId: '', detail: t.detail });
-    return compose(config, options, clusters, opened, kms, alarms, new IamService({ store: identities, sealer: await serviceSealer(kms), onIntegrity }));
+    return compose(config, options, clusters, opened, kms, alarms, new IamService({ store: identities, sealer: await serviceSealer(kms), onIntegrity: integrityAlarm(alarms) }));
   } catch (e) {
     // nothing half-open is left behind: the caller gets the error only
     await closeAll(options.log, clusters, opened, kms, 1_000);
