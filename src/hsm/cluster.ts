@@ -3,6 +3,7 @@ import { Capabilities, intersectCapabilities, KeySpec, RsaPadding, SigningAlgori
 import { ClusterUnavailableError, DomainKeyError, HsmError, MaterialIntegrityError, MemberUnavailableError, UnsupportedError } from './errors';
 import { MaterialBinding, sameBinding, WrappedMaterial } from './material';
 import { GcmResult, HsmMember, MemberState } from './member';
+import type { WrapAlgorithm } from './profile';
 import { verifyInSoftware } from './signature';
 
 export type ClusterKind = 'shared' | 'dedicated';
@@ -135,10 +136,21 @@ export class HsmCluster {
     if (!list.includes(name)) throw new UnsupportedError(`${name} is not supported by every HSM of cluster ${this.id} (offered: ${list.join(', ') || 'none'})`);
   }
 
+  /** The wrap algorithm every member has (material made on one member must unwrap on any other). */
+  private wrapAlgorithm(): WrapAlgorithm {
+    const common = this.capabilities.wrapAlgorithms[0];
+    if (!common) {
+      const each = this.members.map((m) => `${m.id}: ${m.capabilities?.wrapAlgorithms.join(', ') || 'none'}`).join('; ');
+      throw new UnsupportedError(`the HSMs of cluster ${this.id} share no key-wrap mechanism (${each}): no key material can be made`);
+    }
+    return common;
+  }
+
   async generate(spec: KeySpec, binding: MaterialBinding): Promise<WrappedMaterial> {
     this.require(this.capabilities.keySpecs, spec);
     if (binding.clusterId !== this.id) throw new MaterialIntegrityError(`binding names cluster ${binding.clusterId}, not ${this.id}`);
-    return this.run((m) => m.generate(spec, binding));
+    const wrap = this.wrapAlgorithm();
+    return this.run((m) => m.generate(spec, binding, wrap));
   }
 
   encrypt(material: WrappedMaterial, expected: MaterialBinding, plaintext: Buffer, aad: Buffer): Promise<GcmResult> {
@@ -212,8 +224,10 @@ export class HsmCluster {
   ): Promise<{ material: WrappedMaterial; checkValue: Buffer }> {
     this.check(wrappingKey, wrappingBinding);
     this.require(this.capabilities.importWrapping, padding);
+    this.require(this.capabilities.keySpecs, 'AES_256');
     if (binding.clusterId !== this.id) throw new MaterialIntegrityError(`binding names cluster ${binding.clusterId}, not ${this.id}`);
-    return this.run((m) => m.importAes(wrappingKey, padding, encrypted, binding));
+    const wrap = this.wrapAlgorithm();
+    return this.run((m) => m.importAes(wrappingKey, padding, encrypted, binding, wrap));
   }
 
   /**
@@ -234,12 +248,16 @@ export class HsmCluster {
     for (const m of this.members) m.evict(material);
   }
 
-  /** Probes each member with a real GCM round trip on a canary key, reusing results for a few seconds. */
+  /**
+   * Probes each member with a real GCM round trip on a canary key (a cluster without AES_256: an HMAC
+   * under the domain MAC key), reusing results for a few seconds.
+   */
   async health(): Promise<ClusterHealth> {
     const now = Date.now();
     const cacheMs = this.options.probeCacheMs ?? 5_000;
     const slow = this.options.degradedLatencyMs ?? 250;
-    if (!this.canary && this.usable().length > 0) {
+    const gcm = this.capabilities.keySpecs.includes('AES_256');
+    if (gcm && !this.canary && this.usable().length > 0) {
       try {
         this.canary = await this.generate('AES_256', CANARY_BINDING(this.id));
       } catch {
@@ -253,7 +271,7 @@ export class HsmCluster {
         probe = { at: now };
         if (m.state === 'UNAVAILABLE') probe.error = m.lastError;
         else if (!m.domain) probe.error = m.domainProblem ?? 'no domain keys: run cluster add-member';
-        else if (!this.canary) probe.error = 'no canary key could be made';
+        else if (gcm && !this.canary) probe.error = 'no canary key could be made';
         else {
           try {
             probe.ms = await m.probe(this.canary);
@@ -323,11 +341,24 @@ export class HsmCluster {
   }
 }
 
+/** A wrap algorithm both members have: the domain fingerprints can only be compared through one. */
+function commonWrap(source: HsmMember, target: HsmMember): WrapAlgorithm {
+  const theirs = target.capabilities?.wrapAlgorithms ?? [];
+  const common = (source.capabilities?.wrapAlgorithms ?? []).find((a) => theirs.includes(a));
+  if (!common) {
+    throw new UnsupportedError(
+      `members ${source.id} (${source.profile.name}) and ${target.id} (${target.profile.name}) share no key-wrap mechanism: they cannot be in one cluster`,
+    );
+  }
+  return common;
+}
+
 /** Copies source's domain keys into target under a transport key generated inside target; true if copied. */
 async function addMemberFrom(source: HsmMember, target: HsmMember): Promise<boolean> {
   const domain = source.domain!;
+  const wrap = commonWrap(source, target);
   if (target.domain) {
-    const same = target.domain.id.equals(domain.id) && (await target.domainFingerprint()).equals(await source.domainFingerprint());
+    const same = target.domain.id.equals(domain.id) && (await target.domainFingerprint(wrap)).equals(await source.domainFingerprint(wrap));
     if (same) return false;
     throw new DomainKeyError(`token "${target.tokenLabel}" of member ${target.id} already holds different domain keys (domain ${target.domain.id.toString('hex')}); refusing to add it`);
   }
@@ -338,7 +369,7 @@ async function addMemberFrom(source: HsmMember, target: HsmMember): Promise<bool
   const transport = await target.createTransportKey();
   const wrapped = await source.exportDomainKeys(transport.modulus, transport.exponent);
   await target.importDomainKeys(transport, wrapped);
-  if (!(await target.domainFingerprint()).equals(await source.domainFingerprint())) {
+  if (!(await target.domainFingerprint(wrap)).equals(await source.domainFingerprint(wrap))) {
     await target.removeDomainKeys();
     throw new DomainKeyError(`copy of the domain keys into ${target.id} does not match the source; removed it`);
   }

@@ -1,6 +1,6 @@
 import * as pk from 'pkcs11js';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { Capabilities, deriveCapabilities, KeySpec, MechanismFacts, RsaPadding, SigningAlgorithm } from './capabilities';
+import { Capabilities, deriveCapabilities, KeySpec, MechanismFacts, RsaPadding, SigningAlgorithm, wrapMechanismId } from './capabilities';
 import { classifyError } from './error-classes';
 import {
   DomainKeyError, HsmError, InvalidInputError, LoginError, MaterialIntegrityError, MemberUnavailableError,
@@ -10,7 +10,7 @@ import { HandleCache } from './handle-cache';
 import { MaterialBinding, WrappedMaterial } from './material';
 import { ModuleSpec, openModule, Pkcs11Module } from './module';
 import { callSet, Pkcs11Calls } from './pkcs11-call';
-import type { HsmProfile } from './profile';
+import type { HsmProfile, WrapAlgorithm } from './profile';
 import { SessionPool } from './session-pool';
 import { slowLane } from './thread-lane';
 import { EC_CURVES, ecdsaDerToRaw, ecdsaRawToDer, ecSpki, publicKeyTemplate, rsaSpki, SHA256_DIGEST_INFO } from './spki';
@@ -53,6 +53,9 @@ export const DOMAIN_MAC_LABEL = 'kms-domain-mac';
 const GCM_IV_BYTES = 12;
 const GCM_TAG_BYTES = 16;
 const MAX_WRAPPED_BYTES = 8192;
+const CBC_IV_BYTES = 16;
+/** What a 32-byte key wraps to: RFC 5649 adds 8 bytes; CBC-PAD adds a block of padding, behind its IV. */
+const WRAPPED_AES_256_BYTES: Record<WrapAlgorithm, number> = { rfc5649: 40, 'aes-cbc-pad': CBC_IV_BYTES + 48 };
 
 const KEY_SPEC: Record<KeySpec, { kind: 'aes' } | { kind: 'rsa'; bits: number } | { kind: 'ec'; curve: 'P-256' | 'P-384' }> = {
   AES_256: { kind: 'aes' },
@@ -492,7 +495,7 @@ export class HsmMember {
    * and RFC 5649 wrap (deterministic) of an all-zero AES key under the KEK. Equal on two members
    * exactly when they hold the same domain keys.
    */
-  domainFingerprint(): Promise<Buffer> {
+  domainFingerprint(algorithm: WrapAlgorithm = this.defaultWrap()): Promise<Buffer> {
     const domain = this.requireDomain();
     return this.withKeeper('wrap', async (s) => {
       const zero = this.api.C_CreateObject(s, [
@@ -500,7 +503,7 @@ export class HsmMember {
         { type: pk.CKA_VALUE, value: Buffer.alloc(32) }, { type: pk.CKA_EXTRACTABLE, value: true }, { type: pk.CKA_SENSITIVE, value: false },
       ]);
       try {
-        const kekCheck = Buffer.from(await this.calls.wrapKey(s, { mechanism: this.profile.rfc5649Mechanism }, domain.kek, zero, Buffer.alloc(64)));
+        const kekCheck = Buffer.from(await this.calls.wrapKey(s, this.wrapMechanism(algorithm, Buffer.alloc(CBC_IV_BYTES)), domain.kek, zero, Buffer.alloc(64)));
         this.api.C_SignInit(s, { mechanism: pk.CKM_SHA256_HMAC }, domain.mac);
         const macCheck = Buffer.from(await this.calls.sign(s, Buffer.from('kms-domain-fingerprint'), Buffer.alloc(32)));
         return createHash('sha256').update(kekCheck).update(macCheck).digest();
@@ -544,15 +547,32 @@ export class HsmMember {
     }
   }
 
-  private async seal(s: Handle, spec: KeySpec, binding: MaterialBinding, key: Handle, publicKey: Buffer): Promise<WrappedMaterial> {
+  /** The wrap algorithm this member uses when its cluster does not choose one. */
+  defaultWrap(): WrapAlgorithm {
+    const first = this.capabilities?.wrapAlgorithms[0];
+    if (!first) throw new UnsupportedError(`${this.profile.name} token "${this.tokenLabel}" has none of the key-wrap mechanisms the profile names (${this.profile.wrapAlgorithms.join(', ')})`);
+    return first;
+  }
+
+  /** A CBC-PAD wrap needs its IV; RFC 5649 has none. */
+  private wrapMechanism(algorithm: WrapAlgorithm, iv: Buffer): pk.Mechanism {
+    const id = this.capabilities?.wrapAlgorithms.includes(algorithm) ? wrapMechanismId(this.profile, algorithm) : undefined;
+    if (id === undefined) throw new UnsupportedError(`${this.profile.name} token "${this.tokenLabel}" cannot wrap with ${algorithm}`);
+    return algorithm === 'aes-cbc-pad' ? { mechanism: id, parameter: iv } : { mechanism: id };
+  }
+
+  private async seal(s: Handle, spec: KeySpec, binding: MaterialBinding, key: Handle, publicKey: Buffer, algorithm: WrapAlgorithm): Promise<WrappedMaterial> {
     const domain = this.requireDomain();
-    const wrapped = Buffer.from(await this.calls.wrapKey(s, { mechanism: this.profile.rfc5649Mechanism }, domain.kek, key, Buffer.alloc(MAX_WRAPPED_BYTES)));
-    const mac = await this.hmac(s, domain.mac, WrappedMaterial.macInput(spec, binding, domain.id, wrapped, publicKey));
-    return new WrappedMaterial(spec, binding, domain.id, wrapped, publicKey, mac);
+    const iv = algorithm === 'aes-cbc-pad' ? Buffer.from(this.api.C_GenerateRandom(s, Buffer.alloc(CBC_IV_BYTES))) : Buffer.alloc(0);
+    const body = Buffer.from(await this.calls.wrapKey(s, this.wrapMechanism(algorithm, iv), domain.kek, key, Buffer.alloc(MAX_WRAPPED_BYTES)));
+    const wrapped = Buffer.concat([iv, body]);
+    const format = WrappedMaterial.formatFor(algorithm);
+    const mac = await this.hmac(s, domain.mac, WrappedMaterial.macInput(spec, binding, domain.id, wrapped, publicKey, format, algorithm));
+    return new WrappedMaterial(spec, binding, domain.id, wrapped, publicKey, mac, format, algorithm);
   }
 
   /** Generates key material inside this token, wraps it under the domain KEK and MACs it with its binding. */
-  generate(spec: KeySpec, binding: MaterialBinding): Promise<WrappedMaterial> {
+  generate(spec: KeySpec, binding: MaterialBinding, wrap: WrapAlgorithm = this.defaultWrap()): Promise<WrappedMaterial> {
     this.requireSpec(spec);
     this.requireDomain();
     const kind = KEY_SPEC[spec];
@@ -564,7 +584,7 @@ export class HsmMember {
           { type: pk.CKA_ENCRYPT, value: true }, { type: pk.CKA_DECRYPT, value: true },
         ]);
         try {
-          return await this.seal(s, spec, binding, key, Buffer.alloc(0));
+          return await this.seal(s, spec, binding, key, Buffer.alloc(0), wrap);
         } finally {
           this.api.C_DestroyObject(s, key);
         }
@@ -588,7 +608,7 @@ export class HsmMember {
           kind.kind === 'rsa'
             ? rsaSpki(this.rsaPublic(s, pair.publicKey))
             : ecSpki(kind.curve, this.api.C_GetAttributeValue(s, pair.publicKey, [{ type: pk.CKA_EC_POINT }])[0].value as Buffer);
-        return await this.seal(s, spec, binding, pair.privateKey, spki);
+        return await this.seal(s, spec, binding, pair.privateKey, spki, wrap);
       } finally {
         this.api.C_DestroyObject(s, pair.privateKey);
         this.api.C_DestroyObject(s, pair.publicKey);
@@ -617,7 +637,9 @@ export class HsmMember {
       const expected = await this.hmac(s, domain.mac, material.macBody);
       if (!timingSafeEqual(expected, material.mac)) throw new MaterialIntegrityError('wrapped material failed its MAC check: it was altered');
       const calls = KEY_SPEC[material.spec].kind === 'aes' ? this.calls : this.offloaded;
-      return calls.unwrapKey(s, { mechanism: this.profile.rfc5649Mechanism }, domain.kek, material.wrapped, this.unwrapTemplate(material.spec));
+      const ivBytes = material.wrapAlgorithm === 'aes-cbc-pad' ? CBC_IV_BYTES : 0;
+      const mechanism = this.wrapMechanism(material.wrapAlgorithm, material.wrapped.subarray(0, ivBytes));
+      return calls.unwrapKey(s, mechanism, domain.kek, material.wrapped.subarray(ivBytes), this.unwrapTemplate(material.spec));
     });
   }
 
@@ -765,7 +787,7 @@ export class HsmMember {
    * BYOK: unwraps caller-wrapped AES-256 material with an import wrapping key (RSA, inside the HSM),
    * computes its check value inside the HSM and re-wraps it under the domain KEK with `binding`.
    */
-  importAes(wrappingKey: WrappedMaterial, padding: RsaPadding, encrypted: Buffer, binding: MaterialBinding): Promise<{ material: WrappedMaterial; checkValue: Buffer }> {
+  importAes(wrappingKey: WrappedMaterial, padding: RsaPadding, encrypted: Buffer, binding: MaterialBinding, wrap: WrapAlgorithm = this.defaultWrap()): Promise<{ material: WrappedMaterial; checkValue: Buffer }> {
     this.requireAlgorithm(this.capabilities?.importWrapping, padding);
     if (!wrappingKey.spec.startsWith('RSA')) return Promise.reject(new InvalidInputError('the import wrapping key must be an RSA key'));
     const domain = this.requireDomain();
@@ -775,9 +797,9 @@ export class HsmMember {
         this.api.C_EncryptInit(s, { mechanism: pk.CKM_AES_ECB }, key);
         const block = Buffer.from(await this.calls.encrypt(s, Buffer.alloc(16), Buffer.alloc(16)));
         const checkValue = await this.hmac(s, domain.mac, Buffer.concat([Buffer.from('kms-key-check-value'), block]));
-        const material = await this.seal(s, 'AES_256', binding, key, Buffer.alloc(0));
-        // RFC 5649 output is the key length plus 8: this is how the size is checked without reading the key.
-        if (material.wrapped.length !== 40) throw new InvalidInputError(`imported key material must be 32 bytes (AES-256), got ${material.wrapped.length - 8}`);
+        const material = await this.seal(s, 'AES_256', binding, key, Buffer.alloc(0), wrap);
+        // The wrapped length gives the key's size without reading the key.
+        if (material.wrapped.length !== WRAPPED_AES_256_BYTES[wrap]) throw new InvalidInputError('imported key material must be 32 bytes (AES-256)');
         return { material, checkValue };
       } finally {
         this.api.C_DestroyObject(s, key);
@@ -785,10 +807,14 @@ export class HsmMember {
     });
   }
 
-  /** A real round trip on a canary key; throws if the member cannot serve. */
-  async probe(canary: WrappedMaterial): Promise<number> {
+  /** A real round trip on a canary key (without one, an HMAC under the domain MAC key); throws if the member cannot serve. */
+  async probe(canary: WrappedMaterial | undefined): Promise<number> {
     const started = process.hrtime.bigint();
     const sample = Buffer.from('kms-health-probe');
+    if (!canary) {
+      if ((await this.domainMac('health-probe', sample)).length !== 32) throw new MemberUnavailableError(this.id, 'health probe returned a wrong MAC');
+      return Number(process.hrtime.bigint() - started) / 1e6;
+    }
     const sealed = await this.encryptGcm(canary, sample, Buffer.alloc(0));
     const back = await this.decryptGcm(canary, sealed, Buffer.alloc(0));
     if (!back.equals(sample)) throw new MemberUnavailableError(this.id, 'health probe returned wrong plaintext');

@@ -5,6 +5,9 @@ import { ConfigError, ErrorClass } from './errors';
 
 export type CallMode = 'sync' | 'async';
 export type OaepHash = 'sha1' | 'sha256';
+/** How key material is wrapped under the domain KEK; named in each record (KMR3). */
+export type WrapAlgorithm = 'rfc5649' | 'aes-cbc-pad';
+export const WRAP_ALGORITHMS: readonly WrapAlgorithm[] = ['rfc5649', 'aes-cbc-pad'];
 
 /** An error-class override: `code` returned during one of `during` operations is `errorClass`. */
 export interface ErrorOverride {
@@ -24,8 +27,10 @@ export interface HsmProfile {
   /** NSS-style library parameters; `{dir}` is replaced by the member's `moduleDir`. */
   libraryParameters?: string;
   maxSessions: number;
-  /** Mechanism id implementing RFC 5649 AES key wrap with padding. */
-  rfc5649Mechanism: number;
+  /** Mechanism id implementing RFC 5649 AES key wrap with padding; absent if the module has none. */
+  rfc5649Mechanism?: number;
+  /** Wrap algorithms this module can use, preferred first (default: rfc5649 if it has a mechanism). */
+  wrapAlgorithms: WrapAlgorithm[];
   oaepHashes: OaepHash[];
   /** CKM_ECDSA_SHA256 etc. usable; otherwise hash in software and sign with CKM_ECDSA. */
   ecdsaWithHash: boolean;
@@ -68,7 +73,8 @@ export function parseProfile(text: string, source: string): HsmProfile {
     moduleHints: field(raw, 'moduleHints', isStrings, source),
     libraryParameters: raw.libraryParameters === undefined ? undefined : field(raw, 'libraryParameters', isString, source),
     maxSessions: field(raw, 'maxSessions', isInt, source),
-    rfc5649Mechanism: field(raw, 'rfc5649Mechanism', isInt, source),
+    rfc5649Mechanism: raw.rfc5649Mechanism === undefined ? undefined : field(raw, 'rfc5649Mechanism', isInt, source),
+    wrapAlgorithms: wrapAlgorithmsOf(raw, source),
     oaepHashes: oaep as OaepHash[],
     ecdsaWithHash: field(raw, 'ecdsaWithHash', isBool, source),
     nativeCloning: field(raw, 'nativeCloning', isBool, source, false),
@@ -77,6 +83,15 @@ export function parseProfile(text: string, source: string): HsmProfile {
     errorOverrides: overrides.map((o, i) => parseOverride(o, `${source} errorOverrides[${i}]`)),
     notes: field(raw, 'notes', isStrings, source, []),
   };
+}
+
+function wrapAlgorithmsOf(raw: Record<string, unknown>, source: string): WrapAlgorithm[] {
+  const list = field(raw, 'wrapAlgorithms', isStrings, source, raw.rfc5649Mechanism === undefined ? [] : ['rfc5649']);
+  if (list.length === 0 || !list.every((a) => (WRAP_ALGORITHMS as string[]).includes(a))) {
+    throw new ConfigError(`${source}: wrapAlgorithms must list one or more of ${WRAP_ALGORITHMS.join(', ')}`);
+  }
+  if (list.includes('rfc5649') && raw.rfc5649Mechanism === undefined) throw new ConfigError(`${source}: wrapAlgorithms names rfc5649 but rfc5649Mechanism is not set`);
+  return list as WrapAlgorithm[];
 }
 
 function gcmParamsOf(v: unknown, source: string): 'v2.20' | 'v2.40' {
