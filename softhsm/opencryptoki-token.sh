@@ -4,6 +4,7 @@
 #
 #   softhsm/opencryptoki-token.sh start DIR LABEL   # prints the library path; PIN in DIR/pins/LABEL.pin
 #   softhsm/opencryptoki-token.sh stop
+#   softhsm/opencryptoki-token.sh daemon-stop | daemon-start   # the token is kept (failover tests)
 #
 # openCryptoki 3.8.1 compiles its paths in (/etc/opencryptoki/opencryptoki.conf, /var/lib/opencryptoki,
 # /var/run/pkcsslotd.socket, /dev/shm/var.lib.opencryptoki.swtok): there is one swtok per machine
@@ -31,12 +32,16 @@ daemon_pid() {
   return 0
 }
 
+# pkcsslotd ignores SIGTERM while a process still has the library initialised: SIGKILL after a grace
+# period (and at once for daemon-stop, which plays a device unplugged)
 stop_daemon() {
-  local pid
+  local pid grace="$1"
   pid="$(daemon_pid)"
   [ -n "$pid" ] || return 0
   [ "$(cat "$marker" 2>/dev/null || true)" = "$pid" ] || die "pkcsslotd $pid was not started by these tests: stop it first (systemctl stop pkcsslotd)" 3
-  kill "$pid"
+  [ "$grace" = 0 ] || kill "$pid"
+  for _ in $(seq "$grace"); do [ -n "$(daemon_pid)" ] || break; sleep 0.1; done
+  [ -z "$(daemon_pid)" ] || kill -KILL "$pid"
   for _ in $(seq 50); do [ -n "$(daemon_pid)" ] || break; sleep 0.1; done
   [ -z "$(daemon_pid)" ] || die "pkcsslotd $pid did not stop"
 }
@@ -48,6 +53,14 @@ wipe() {
   rm -f "$data/NVTOK.DAT" "$data/MK_SO" "$data/MK_USER" "$data"/TOK_OBJ/* "$shm" "$marker"
 }
 
+start_daemon() {
+  /usr/sbin/pkcsslotd
+  local pid=""
+  for _ in $(seq 50); do pid="$(daemon_pid)"; [ -n "$pid" ] && [ -S /var/run/pkcsslotd.socket ] && break; sleep 0.1; done
+  [ -n "$pid" ] || die "pkcsslotd did not start"
+  echo "$pid" > "$marker"
+}
+
 start() {
   local dir="$1" label="$2"
   [[ "$label" =~ ^[A-Za-z0-9._-]{1,32}$ ]] || die "bad token label: $label" 2
@@ -56,17 +69,13 @@ start() {
   getent group pkcs11 >/dev/null || die "group pkcs11 missing: reinstall opencryptoki" 2
   local init_token="$here/../dist/src/cli/init-token.js"
   [ -f "$init_token" ] || die "$init_token not found: build first (npx tsc -p tsconfig.json)" 2
-  stop_daemon
+  stop_daemon 30
   wipe
   # what systemd-tmpfiles would create (opencryptoki's tmpfiles.d); a container may not have run it
   for d in /var/lock/opencryptoki /var/lock/opencryptoki/swtok /var/log/opencryptoki "$data" "$data/TOK_OBJ"; do
     mkdir -p "$d" && chgrp pkcs11 "$d" && chmod 0770 "$d"
   done
-  /usr/sbin/pkcsslotd
-  local pid=""
-  for _ in $(seq 50); do pid="$(daemon_pid)"; [ -n "$pid" ] && [ -S /var/run/pkcsslotd.socket ] && break; sleep 0.1; done
-  [ -n "$pid" ] || die "pkcsslotd did not start"
-  echo "$pid" > "$marker"
+  start_daemon
   umask 077
   mkdir -p "$dir/pins"
   local pin so_pin
@@ -79,6 +88,8 @@ start() {
 
 case "${1:-}" in
   start) [ $# -eq 3 ] || die "usage: $0 start DIR LABEL" 2; start "$2" "$3" ;;
-  stop) stop_daemon; wipe ;;
-  *) die "usage: $0 start DIR LABEL | stop" 2 ;;
+  stop) stop_daemon 30; wipe ;;
+  daemon-stop) stop_daemon 0 ;;
+  daemon-start) [ -f "$marker" ] || die "no test token: run start first" 2; [ -z "$(daemon_pid)" ] || die "pkcsslotd is running already" 2; start_daemon ;;
+  *) die "usage: $0 start DIR LABEL | stop | daemon-stop | daemon-start" 2 ;;
 esac

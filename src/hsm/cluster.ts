@@ -105,7 +105,7 @@ export class HsmCluster {
     throw new ClusterUnavailableError(this.id);
   }
 
-  /** Runs `op` on a healthy member; on a device-level failure, once more on another member. */
+  /** Runs `op` on a healthy member; on a device- or session-level failure, once more on another member. */
   run<T>(op: (m: HsmMember) => Promise<T>): Promise<T> {
     let first: HsmMember;
     try {
@@ -114,7 +114,9 @@ export class HsmCluster {
       return Promise.reject(e);
     }
     return op(first).catch((e: unknown) => {
-      const deviceLevel = e instanceof MemberUnavailableError || (e instanceof HsmError && e.errorClass === 'device');
+      // A session-class failure did not reach the key or the input (NSS answers CKR_SESSION_HANDLE_INVALID
+      // once per pooled session after its module went away): another member can do the operation.
+      const deviceLevel = e instanceof MemberUnavailableError || (e instanceof HsmError && (e.errorClass === 'device' || e.errorClass === 'session'));
       if (!deviceLevel) throw e;
       let second: HsmMember;
       try {

@@ -280,7 +280,10 @@ export class HsmMember {
       this.ensureConnected();
       s = this.pool.tryAcquire();
     } catch (e) {
-      return Promise.reject(this.toHsmError(e, operation));
+      const err = this.toHsmError(e, operation);
+      // C_OpenSession failing as a device (NSS after its module went away) fails the member, as a failed call does
+      if (err instanceof Pkcs11CallError && err.errorClass === 'device') this.afterFailure(err, undefined);
+      return Promise.reject(err);
     }
     if (s === undefined) return this.pool.acquire().then((acquired) => this.runOn(operation, acquired, fn));
     return this.runOn(operation, s, fn);
@@ -492,10 +495,10 @@ export class HsmMember {
 
   /**
    * A fingerprint of the domain keys computed inside the HSM: HMAC of a constant under the MAC key
-   * and RFC 5649 wrap (deterministic) of an all-zero AES key under the KEK. Equal on two members
-   * exactly when they hold the same domain keys.
+   * and a deterministic wrap (RFC 5649, or CBC-PAD under a zero IV) of an all-zero AES key under the
+   * KEK. Equal on two members, for the same `algorithm`, exactly when they hold the same domain keys.
    */
-  domainFingerprint(algorithm: WrapAlgorithm = this.defaultWrap()): Promise<Buffer> {
+  domainFingerprint(algorithm: WrapAlgorithm): Promise<Buffer> {
     const domain = this.requireDomain();
     return this.withKeeper('wrap', async (s) => {
       const zero = this.api.C_CreateObject(s, [
