@@ -482,8 +482,8 @@ export class HsmMember {
   importDomainKeys(transport: { privateKey: Handle; publicKey: Handle }, wrapped: { id: Buffer; kek: Buffer; mac: Buffer }): Promise<DomainKeys> {
     return this.withKeeper('unwrap', async (s) => {
       try {
-        await this.offloaded.unwrapKey(s, OAEP('sha1'), transport.privateKey, wrapped.kek, this.kekTemplate(wrapped.id, true));
-        await this.offloaded.unwrapKey(s, OAEP('sha1'), transport.privateKey, wrapped.mac, this.macTemplate(wrapped.id, true));
+        await this.unwrapProtected(this.offloaded, s, OAEP('sha1'), transport.privateKey, wrapped.kek, this.kekTemplate(wrapped.id, true));
+        await this.unwrapProtected(this.offloaded, s, OAEP('sha1'), transport.privateKey, wrapped.mac, this.macTemplate(wrapped.id, true));
       } finally {
         this.api.C_DestroyObject(s, transport.privateKey);
         this.api.C_DestroyObject(s, transport.publicKey);
@@ -631,6 +631,31 @@ export class HsmMember {
       : [...priv, { type: pk.CKA_KEY_TYPE, value: pk.CKK_EC }];
   }
 
+  /**
+   * C_UnwrapKey, then a check that the key came out sensitive (and not extractable unless asked for):
+   * openCryptoki 3.8 ignores both in the template, leaving unwrapped keys readable. Fixed with
+   * C_SetAttributeValue where the token lets us; otherwise the key is destroyed and the unwrap refused.
+   */
+  private async unwrapProtected(calls: Pkcs11Calls, s: Handle, mechanism: pk.Mechanism, unwrapping: Handle, data: Buffer, template: pk.Template): Promise<Handle> {
+    const extractable = template.some((a) => a.type === pk.CKA_EXTRACTABLE && a.value === true);
+    const sent = this.profile.unwrapIgnoresProtection ? template.filter((a) => a.type !== pk.CKA_EXTRACTABLE) : template;
+    const key = await calls.unwrapKey(s, mechanism, unwrapping, data, sent);
+    const read = () => this.api.C_GetAttributeValue(s, key, [{ type: pk.CKA_SENSITIVE }, { type: pk.CKA_EXTRACTABLE }]).map((a) => (a.value as Buffer)[0] === 1);
+    const protectedEnough = ([sensitive, isExtractable]: boolean[]) => sensitive && (extractable || !isExtractable);
+    let now = read();
+    if (protectedEnough(now)) return key;
+    try {
+      if (!now[0]) this.api.C_SetAttributeValue(s, key, [{ type: pk.CKA_SENSITIVE, value: true }]);
+      if (now[1] && !extractable) this.api.C_SetAttributeValue(s, key, [{ type: pk.CKA_EXTRACTABLE, value: false }]);
+      now = read();
+    } catch {
+      // judged below
+    }
+    if (protectedEnough(now)) return key;
+    this.api.C_DestroyObject(s, key);
+    throw new UnsupportedError(`${this.profile.name} token "${this.tokenLabel}" unwraps keys that are not sensitive${extractable ? '' : ' or are extractable'}, and they cannot be made so: refused`);
+  }
+
   /** Verifies the record's MAC inside the HSM, then unwraps it into a non-extractable session object. */
   private unwrapMaterial(material: WrappedMaterial): Promise<Handle> {
     const domain = this.requireDomain();
@@ -642,7 +667,7 @@ export class HsmMember {
       const calls = KEY_SPEC[material.spec].kind === 'aes' ? this.calls : this.offloaded;
       const ivBytes = material.wrapAlgorithm === 'aes-cbc-pad' ? CBC_IV_BYTES : 0;
       const mechanism = this.wrapMechanism(material.wrapAlgorithm, material.wrapped.subarray(0, ivBytes));
-      return calls.unwrapKey(s, mechanism, domain.kek, material.wrapped.subarray(ivBytes), this.unwrapTemplate(material.spec));
+      return this.unwrapProtected(calls, s, mechanism, domain.kek, material.wrapped.subarray(ivBytes), this.unwrapTemplate(material.spec));
     });
   }
 
@@ -795,7 +820,7 @@ export class HsmMember {
     if (!wrappingKey.spec.startsWith('RSA')) return Promise.reject(new InvalidInputError('the import wrapping key must be an RSA key'));
     const domain = this.requireDomain();
     return this.withKey(wrappingKey, 'import-unwrap', async (s, unwrapping) => {
-      const key = await this.slow.unwrapKey(s, this.rsaMechanism(padding), unwrapping, encrypted, this.unwrapTemplate('AES_256', true));
+      const key = await this.unwrapProtected(this.slow, s, this.rsaMechanism(padding), unwrapping, encrypted, this.unwrapTemplate('AES_256', true));
       try {
         this.api.C_EncryptInit(s, { mechanism: pk.CKM_AES_ECB }, key);
         const block = Buffer.from(await this.calls.encrypt(s, Buffer.alloc(16), Buffer.alloc(16)));

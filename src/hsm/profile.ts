@@ -38,6 +38,11 @@ export interface HsmProfile {
   gcmParams: 'v2.20' | 'v2.40';
   /** EC private keys can be unwrapped from RFC 5649 blobs; without it EC keys are not offered. */
   ecPrivateKeyUnwrap: boolean;
+  /**
+   * C_UnwrapKey ignores CKA_SENSITIVE/CKA_EXTRACTABLE in its template and refuses CKA_EXTRACTABLE=true
+   * (openCryptoki 3.8): the attribute is left out and the member sets the protection after unwrapping.
+   */
+  unwrapIgnoresProtection: boolean;
   /** Domain keys are cloned by the HSM family itself (e.g. Luna HA) instead of by wrap/unwrap. */
   nativeCloning: boolean;
   errorOverrides: ErrorOverride[];
@@ -78,6 +83,7 @@ export function parseProfile(text: string, source: string): HsmProfile {
     oaepHashes: oaep as OaepHash[],
     ecdsaWithHash: field(raw, 'ecdsaWithHash', isBool, source),
     nativeCloning: field(raw, 'nativeCloning', isBool, source, false),
+    unwrapIgnoresProtection: field(raw, 'unwrapIgnoresProtection', isBool, source, false),
     gcmParams: gcmParamsOf(raw.gcmParams, source),
     ecPrivateKeyUnwrap: field(raw, 'ecPrivateKeyUnwrap', isBool, source, true),
     errorOverrides: overrides.map((o, i) => parseOverride(o, `${source} errorOverrides[${i}]`)),

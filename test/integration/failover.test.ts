@@ -1,4 +1,5 @@
 import { renameSync } from 'node:fs';
+import * as pk from 'pkcs11js';
 import { HsmCluster } from '../../src/hsm/cluster';
 import { LoginError, ModuleLoadError, TokenNotFoundError, UnsupportedError } from '../../src/hsm/errors';
 import { MaterialBinding, WrappedMaterial } from '../../src/hsm/material';
@@ -199,6 +200,15 @@ describe('mixed cluster: openCryptoki swtok and NSS softokn (their one common wr
     expect(rsa.format).toBe(3);
     expect(rsa.wrapAlgorithm).toBe('aes-cbc-pad');
     expect((await ock.domainFingerprint('aes-cbc-pad')).equals(await nss.domainFingerprint('aes-cbc-pad'))).toBe(true);
+    // openCryptoki ignores CKA_SENSITIVE when unwrapping; the copied domain keys were made sensitive afterwards
+    const kek = await ock.withSession('sign', (s) => {
+      try {
+        return ock.module.api.C_GetAttributeValue(s, ock.domain!.kek, [{ type: pk.CKA_VALUE }]) && 'readable';
+      } catch (e) {
+        return (e as Error).message; // caught inside: through the member, the failed call would be classified
+      }
+    });
+    expect(kek).toMatch(/CKR_ATTRIBUTE_SENSITIVE/);
     await expect(cluster.generate('AES_256', { ...rsaBind, usage: 'ENCRYPT_DECRYPT' })).rejects.toBeInstanceOf(UnsupportedError);
   });
 

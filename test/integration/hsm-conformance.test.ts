@@ -1,3 +1,4 @@
+import * as pk from 'pkcs11js';
 import { constants, createCipheriv, createDecipheriv, createPublicKey, publicEncrypt, randomBytes } from 'node:crypto';
 import { HsmCluster } from '../../src/hsm/cluster';
 import { InvalidInputError, MaterialIntegrityError, Pkcs11CallError, UnsupportedError } from '../../src/hsm/errors';
@@ -138,6 +139,30 @@ describe.each(implementations)('HSM conformance: $name', ({ make }) => {
       expect(members[0].cachedHandles).toBe(handlesBefore);
     }
     expect(() => WrappedMaterial.fromBuffer(bytes.subarray(0, 20))).toThrow(MaterialIntegrityError);
+  });
+
+  const attempt = (read: () => unknown): string => {
+    try {
+      read();
+      return 'readable';
+    } catch (e) {
+      return (e as Error).message;
+    }
+  };
+  test('unwrapped material and copied domain keys are sensitive and not extractable: their values cannot be read', async () => {
+    const protection = [{ type: pk.CKA_SENSITIVE }, { type: pk.CKA_EXTRACTABLE }];
+    const flags = (attrs: pk.Attribute[]) => attrs.map((a) => (a.value as Buffer)[0]);
+    for (const m of members) {
+      const readValue = (s: pk.Handle, h: pk.Handle) => m.module.api.C_GetAttributeValue(s, h, [{ type: record.spec.startsWith('RSA') ? pk.CKA_PRIVATE_EXPONENT : pk.CKA_VALUE }]);
+      const [attrs, read] = await m.withKey(record, 'sign', (s, key) => [m.module.api.C_GetAttributeValue(s, key, protection), attempt(() => readValue(s, key))] as const);
+      expect(flags(attrs)).toEqual([1, 0]);
+      expect(read).toMatch(/CKR_ATTRIBUTE_SENSITIVE/);
+      const domain = m.domain!;
+      const keys = await m.withSession('sign', (s) => [domain.kek, domain.mac].map((h) => m.module.api.C_GetAttributeValue(s, h, [{ type: pk.CKA_SENSITIVE }])));
+      expect(keys.map(flags)).toEqual([[1], [1]]);
+      // caught inside: a failed call through the member would be classified (and could fail the member)
+      expect(await m.withSession('sign', (s) => attempt(() => m.module.api.C_GetAttributeValue(s, domain.kek, [{ type: pk.CKA_VALUE }])))).toMatch(/CKR_ATTRIBUTE_SENSITIVE/);
+    }
   });
 
   test('a record is refused for any binding other than its own', async () => {

@@ -144,6 +144,7 @@ describe('parseProfile', () => {
       gcmParams: 'v2.20',
       ecPrivateKeyUnwrap: true,
       wrapAlgorithms: ['rfc5649'],
+      unwrapIgnoresProtection: false,
       errorOverrides: [],
       notes: [],
     });
