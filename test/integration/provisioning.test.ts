@@ -13,6 +13,7 @@ import { DEV_SO_PINS, initDev } from '../../src/cli/dev-init';
 import { HsmCluster } from '../../src/hsm/cluster';
 import { HsmMember } from '../../src/hsm/member';
 import { openModule } from '../../src/hsm/module';
+import { lockSwtok, OCK_LABEL, OCK_LOCK_WAIT_MS, OCK_SCRIPT } from '../support/opencryptoki';
 import { profiles, SOFTHSM_LIB } from '../support/tokens';
 
 const ROOT = join(__dirname, '..', '..', '..');
@@ -130,6 +131,38 @@ describe('PINs during provisioning', () => {
       module.finalize();
     }
   });
+
+  test('opencryptoki-token.sh: the user PIN is never on a command line; the token works with it; stop wipes the token', async () => {
+    const unlock = await lockSwtok();
+    const dir = join(work, 'ock');
+    try {
+      const { invocations, sampled } = await provision(OCK_SCRIPT, ['start', dir, OCK_LABEL], {}, work);
+      const pin = readFileSync(join(dir, 'pins', `${OCK_LABEL}.pin`), 'utf8');
+      expect(pin).toMatch(/^[0-9a-f]{8}$/);
+      expect(statSync(join(dir, 'pins', `${OCK_LABEL}.pin`)).mode & 0o777).toBe(0o600);
+      expect(invocations.some((l) => l.startsWith('node') && l.includes('init-token.js --profile opencryptoki-swtok'))).toBe(true);
+      expect([...invocations, ...sampled].filter((l) => l.includes(pin))).toEqual([]);
+      const member = new HsmMember({ id: 'ock', profile: profiles.get('opencryptoki-swtok')!, module: { path: '/usr/lib/x86_64-linux-gnu/pkcs11/libopencryptoki.so' }, tokenLabel: OCK_LABEL, pin });
+      try {
+        member.connect();
+        expect(member.state).toBe('ACTIVE');
+        expect((await member.random(16)).length).toBe(16);
+      } finally {
+        member.close();
+        member.module.finalize();
+      }
+      const wrong = new HsmMember({ id: 'ock-wrong', profile: profiles.get('opencryptoki-swtok')!, module: { path: '/usr/lib/x86_64-linux-gnu/pkcs11/libopencryptoki.so' }, tokenLabel: OCK_LABEL, pin: pin === '00000000' ? '11111111' : '00000000' });
+      try {
+        expect(() => wrong.connect()).toThrow(/PIN incorrect/);
+      } finally {
+        wrong.module.finalize();
+      }
+    } finally {
+      execFileSync(OCK_SCRIPT, ['stop']);
+      unlock();
+    }
+    expect(existsSync('/var/lib/opencryptoki/swtok/NVTOK.DAT')).toBe(false);
+  }, OCK_LOCK_WAIT_MS + 60_000);
 
   test('make-nss-db.sh: the NSS database PIN is never on a command line', async () => {
     const dir = join(work, 'nss');

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const ROOT = join(__dirname, '..', '..', '..');
-const SCRIPT = join(ROOT, 'softhsm', 'opencryptoki-token.sh');
+export const OCK_SCRIPT = join(ROOT, 'softhsm', 'opencryptoki-token.sh');
+const SCRIPT = OCK_SCRIPT;
 /** openCryptoki 3.8 has one swtok per machine: test files (jest workers, other checkouts) take turns. */
 const LOCK = join(tmpdir(), 'kms-opencryptoki-swtok.lock');
 export const OCK_LABEL = 'kms-ock';
@@ -37,24 +38,31 @@ function tryLock(): number | undefined {
   }
 }
 
+/** Waits for the machine's swtok (at most OCK_LOCK_WAIT_MS); returns the function that releases it. */
+export async function lockSwtok(): Promise<() => void> {
+  const end = Date.now() + OCK_LOCK_WAIT_MS;
+  for (let holder = tryLock(); holder !== undefined; holder = tryLock()) {
+    if (Date.now() > end) throw new Error(`openCryptoki's swtok has been in use by process ${holder} for over ${OCK_LOCK_WAIT_MS / 1000} s (lock ${LOCK})`);
+    await sleep(200);
+  }
+  return () => rmSync(LOCK, { recursive: true, force: true });
+}
+
 /** The machine's openCryptoki software token, freshly initialised for one lab; `release()` wipes it and stops pkcsslotd. */
 export class OpenCryptokiToken {
   private constructor(
     readonly library: string,
     readonly pin: string,
+    private readonly unlock: () => void,
   ) {}
 
   static async acquire(dir: string): Promise<OpenCryptokiToken> {
-    const end = Date.now() + OCK_LOCK_WAIT_MS;
-    for (let holder = tryLock(); holder !== undefined; holder = tryLock()) {
-      if (Date.now() > end) throw new Error(`openCryptoki's swtok has been in use by process ${holder} for over ${OCK_LOCK_WAIT_MS / 1000} s (lock ${LOCK})`);
-      await sleep(200);
-    }
+    const unlock = await lockSwtok();
     try {
       const library = execFileSync(SCRIPT, ['start', dir, OCK_LABEL], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-      return new OpenCryptokiToken(library, readFileSync(join(dir, 'pins', `${OCK_LABEL}.pin`), 'utf8'));
+      return new OpenCryptokiToken(library, readFileSync(join(dir, 'pins', `${OCK_LABEL}.pin`), 'utf8'), unlock);
     } catch (e) {
-      rmSync(LOCK, { recursive: true, force: true });
+      unlock();
       const stderr = (e as { stderr?: string }).stderr?.trim();
       throw new Error(`openCryptoki test token could not be set up: ${stderr || (e as Error).message}`);
     }
@@ -74,7 +82,7 @@ export class OpenCryptokiToken {
     try {
       execFileSync(SCRIPT, ['stop'], { stdio: ['ignore', 'ignore', 'pipe'] });
     } finally {
-      rmSync(LOCK, { recursive: true, force: true });
+      this.unlock();
     }
   }
 }
