@@ -23,7 +23,7 @@ marker="$data/.kms-test-token"
 pidfile=/var/run/pkcsslotd.pid
 lib=/usr/lib/x86_64-linux-gnu/pkcs11/libopencryptoki.so
 
-die() { echo "opencryptoki-token: $*" >&2; exit "${2:-1}"; }
+die() { echo "opencryptoki-token: $1" >&2; exit "${2:-1}"; }
 
 daemon_pid() {
   local pid
