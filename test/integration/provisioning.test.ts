@@ -158,10 +158,42 @@ describe('PINs during provisioning', () => {
         wrong.module.finalize();
       }
     } finally {
-      execFileSync(OCK_SCRIPT, ['stop']);
-      unlock();
+      try {
+        execFileSync(OCK_SCRIPT, ['stop']);
+      } finally {
+        unlock();
+      }
     }
     expect(existsSync('/var/lib/opencryptoki/swtok/NVTOK.DAT')).toBe(false);
+  }, OCK_LOCK_WAIT_MS + 60_000);
+
+  test('opencryptoki-token.sh refuses a pkcsslotd it did not start and a token it did not make, and leaves both alone', async () => {
+    const unlock = await lockSwtok();
+    const nvtok = '/var/lib/opencryptoki/swtok/NVTOK.DAT';
+    const run = (args: string[]) => {
+      try {
+        execFileSync(OCK_SCRIPT, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+        return 'exit 0';
+      } catch (e) {
+        return `exit ${(e as { status: number }).status}: ${String((e as { stderr: Buffer }).stderr)}`;
+      }
+    };
+    try {
+      execFileSync('/usr/sbin/pkcsslotd');
+      const pid = readFileSync('/var/run/pkcsslotd.pid', 'utf8').trim();
+      try {
+        expect(run(['start', join(work, 'ock-foreign'), OCK_LABEL])).toMatch(new RegExp(`^exit 3: .*pkcsslotd ${pid} was not started by these tests`));
+        expect(existsSync(`/proc/${pid}`)).toBe(true);
+      } finally {
+        process.kill(Number(pid), 'SIGKILL');
+      }
+      writeFileSync(nvtok, 'someone else\'s token');
+      expect(run(['stop'])).toMatch(/^exit 3: .*holds a token these tests did not make: refusing to wipe it/);
+      expect(readFileSync(nvtok, 'utf8')).toBe('someone else\'s token');
+    } finally {
+      rmSync(nvtok, { force: true });
+      unlock();
+    }
   }, OCK_LOCK_WAIT_MS + 60_000);
 
   test('make-nss-db.sh: the NSS database PIN is never on a command line', async () => {

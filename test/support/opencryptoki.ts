@@ -42,6 +42,7 @@ function tryLock(): number | undefined {
 export async function lockSwtok(): Promise<() => void> {
   const end = Date.now() + OCK_LOCK_WAIT_MS;
   for (let holder = tryLock(); holder !== undefined; holder = tryLock()) {
+    if (holder === process.pid) throw new Error(`openCryptoki's swtok is locked by this very process: an earlier test did not release it (lock ${LOCK})`);
     if (Date.now() > end) throw new Error(`openCryptoki's swtok has been in use by process ${holder} for over ${OCK_LOCK_WAIT_MS / 1000} s (lock ${LOCK})`);
     await sleep(200);
   }
