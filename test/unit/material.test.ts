@@ -245,6 +245,14 @@ describe('KMR3: the record names its wrap algorithm, inside the MAC', () => {
     expect(roundTrip(sample()).wrapAlgorithm).toBe('rfc5649');
   });
 
+  test('KMR2 bytes are laid out as before wrap algorithms existed: magic, spec, then the cluster id (no algorithm byte)', () => {
+    const body = sample().macBody;
+    expect(body.subarray(0, 4).toString('latin1')).toBe('KMR2');
+    expect(body[4]).toBe(1); // RSA_2048
+    expect(body.readUInt16BE(5)).toBe(binding.clusterId.length);
+    expect(body.subarray(7, 7 + binding.clusterId.length).toString()).toBe(binding.clusterId);
+  });
+
   test('a KMR3 record round-trips its wrap algorithm, binding and bytes', () => {
     const bytes = cbc.toBuffer();
     expect(bytes.subarray(0, 4).toString('latin1')).toBe('KMR3');
