@@ -53,11 +53,13 @@ wipe() {
   rm -f "$data/NVTOK.DAT" "$data/MK_SO" "$data/MK_USER" "$data"/TOK_OBJ/* "$shm" "$marker"
 }
 
+# pkcsslotd keeps the stdio it was started with: a log file, not the caller's pipes
 start_daemon() {
-  /usr/sbin/pkcsslotd
+  local log=/var/log/opencryptoki/kms-test-pkcsslotd.log
+  /usr/sbin/pkcsslotd </dev/null >>"$log" 2>&1
   local pid=""
   for _ in $(seq 50); do pid="$(daemon_pid)"; [ -n "$pid" ] && [ -S /var/run/pkcsslotd.socket ] && break; sleep 0.1; done
-  [ -n "$pid" ] || die "pkcsslotd did not start"
+  [ -n "$pid" ] || die "pkcsslotd did not start: $(tail -n 3 "$log" | tr '\n' ' ')"
   echo "$pid" > "$marker"
 }
 
