@@ -324,3 +324,45 @@ describe('intersectCapabilities', () => {
     expect(b).toEqual(bCopy);
   });
 });
+
+/** What openCryptoki 3.8.1 swtok reported on the reference machine (the entries that matter here). */
+function opencryptokiMechanisms(): MechMap {
+  return new Map<number, MechanismFacts>([
+    [pk.CKM_RSA_PKCS_KEY_PAIR_GEN, m(pk.CKF_GENERATE_KEY_PAIR, 512, 4096)],
+    [pk.CKM_RSA_PKCS, m(0x67b00, 512, 4096)],
+    [pk.CKM_RSA_PKCS_PSS, m(SIGN_VERIFY, 1024, 4096)],
+    [pk.CKM_RSA_PKCS_OAEP, m(ENC_DEC | WRAP_UNWRAP, 1024, 4096)],
+    [pk.CKM_SHA256_HMAC, m(SIGN_VERIFY)],
+    [pk.CKM_AES_KEY_GEN, m(pk.CKF_GENERATE, 16, 32)],
+    [pk.CKM_AES_ECB, m(ENC_DEC | WRAP_UNWRAP, 16, 32)],
+    [pk.CKM_AES_CBC_PAD, m(ENC_DEC | WRAP_UNWRAP, 16, 32)],
+    [pk.CKM_GENERIC_SECRET_KEY_GEN, m(pk.CKF_GENERATE, 80, 2048)],
+  ]);
+}
+
+describe('openCryptoki 3.8.1 swtok: no GCM, no EC, no RFC 5649', () => {
+  const ock = deriveCapabilities(opencryptokiMechanisms(), profile('opencryptoki-swtok'));
+
+  test('RSA keys, RSA signing and decryption, CBC-PAD wrap; no AES_256 and no EC', () => {
+    expect(ock).toEqual({
+      keySpecs: ['RSA_2048', 'RSA_3072', 'RSA_4096'],
+      rsaDecrypt: ['RSAES_PKCS1_V1_5', 'RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256'],
+      importWrapping: ['RSAES_PKCS1_V1_5', 'RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256'],
+      signing: ['RSA_PKCS1_SHA_256', 'RSA_PSS_SHA_256'],
+      ecdsaHashInSoftware: true,
+      wrapAlgorithms: ['aes-cbc-pad'],
+      wrappedMaterialModel: true,
+    });
+  });
+
+  test('with SoftHSM2 no wrap algorithm is common, so no wrapped-material model; with NSS softokn, CBC-PAD', () => {
+    const softhsm = deriveCapabilities(softhsmMechanisms(), SOFTHSM);
+    expect(intersectCapabilities([softhsm, ock])).toMatchObject({ wrapAlgorithms: [], wrappedMaterialModel: false, keySpecs: ['RSA_2048', 'RSA_3072', 'RSA_4096'] });
+    const nssWithCbc = new Map(nssMechanisms()).set(pk.CKM_AES_CBC_PAD, m(ENC_DEC | WRAP_UNWRAP, 16, 32));
+    const nss = deriveCapabilities(nssWithCbc, NSS);
+    expect(nss.wrapAlgorithms).toEqual(['rfc5649', 'aes-cbc-pad']);
+    expect(intersectCapabilities([nss, ock])).toMatchObject({ wrapAlgorithms: ['aes-cbc-pad'], wrappedMaterialModel: true, keySpecs: ['RSA_2048', 'RSA_3072', 'RSA_4096'] });
+    // the cluster's choice follows the first member's preference order among the common ones
+    expect(intersectCapabilities([nss, softhsm]).wrapAlgorithms).toEqual(['rfc5649']);
+  });
+});
