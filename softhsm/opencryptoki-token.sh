@@ -74,6 +74,7 @@ start() {
   stop_daemon 30
   wipe
   # what systemd-tmpfiles would create (opencryptoki's tmpfiles.d); a container may not have run it
+  mkdir -p "$(readlink -f /var/lock)" "$(readlink -f /var/run)"  # /run/lock may be missing in a container
   for d in /var/lock/opencryptoki /var/lock/opencryptoki/swtok /var/log/opencryptoki "$data" "$data/TOK_OBJ"; do
     mkdir -p "$d" && chgrp pkcs11 "$d" && chmod 0770 "$d"
   done
