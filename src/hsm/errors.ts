@@ -84,3 +84,17 @@ export class DomainKeyError extends HsmError {
 export class ConfigError extends HsmError {
   readonly errorClass = 'caller';
 }
+
+/**
+ * The cluster's queue of slow operations (key-pair generation, private-key RSA/EC work) is full:
+ * refused at once, nothing was started. The caller backs off; no member is at fault.
+ */
+export class SlowQueueFullError extends HsmError {
+  readonly errorClass = 'caller';
+  constructor(
+    readonly cluster: string,
+    readonly queued: number,
+  ) {
+    super(`too many slow HSM operations (key-pair generation, private-key RSA/EC) are waiting on this key's HSM cluster (${queued} queued); retry later`);
+  }
+}
