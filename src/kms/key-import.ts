@@ -204,8 +204,8 @@ export class KeyImport {
 }
 
 /**
- * Failures that happen before any RSA decryption (no healthy member, no session, an altered
- * wrapping-key record, a padding the cluster cannot do) and so say nothing about the wrapped bytes.
+ * Failures that happen before any RSA decryption (no healthy member, no session, a full slow queue,
+ * an altered wrapping-key record, a padding the cluster cannot do) and so say nothing about the wrapped bytes.
  */
 function beforeRsaStep(e: unknown): boolean {
   return e instanceof ClusterUnavailableError || e instanceof PoolExhaustedError || e instanceof SlowQueueFullError || e instanceof MaterialIntegrityError || e instanceof UnsupportedError;
