@@ -12,11 +12,11 @@
  * nothing asserted: B's p50/p99 idle and loaded, and loaded/idle ratios.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEV_CREDENTIALS, DEV_DEDICATED_CLUSTER, initDev } from '../src/cli/dev-init';
-import { BENCH_RATE_LIMIT, call, Creds, machineLine, patchConfig, ROOT, signed, startKms, stop } from './bench-server';
+import { BENCH_RATE_LIMIT, call, Creds, freshlySigned, machineLine, patchConfig, ROOT, SignedRequest, startKms, stop } from './bench-server';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const LOAD = Number(process.env.BENCH_LOAD ?? 8);
@@ -24,12 +24,19 @@ const CONCURRENCY = 2;
 const RETRY_MS = 20;
 
 interface Phase { ms: number[]; errors: number }
+/** One line of docs/bench-results/isolation.json (rendered by bench:report). */
+export interface IsolationRow { where: string; phase: string; p50: number; p99: number; requests: number; errors: number; served?: number; capped?: number; queueFull?: number }
 interface Load { served: number; capped: number; queueFull: number }
 type LoadKind = 'CreateKey' | 'GetParametersForImport';
 
-/** The Response of an action, or its error code. */
+const signers = new Map<string, () => SignedRequest>();
+
+/** The Response of an action, or its error code. Every request is signed afresh: a signature serves once (replay cache). */
 async function answer(port: number, creds: Creds, action: string, params: object): Promise<{ code: string }> {
-  const r = signed(port, creds, action, params);
+  const id = `${creds.SecretId}\0${action}\0${JSON.stringify(params)}`;
+  let next = signers.get(id);
+  if (!next) signers.set(id, (next = freshlySigned(port, creds, action, params)));
+  const r = next();
   const res = await fetch(`http://127.0.0.1:${port}/`, { method: 'POST', headers: r.headers, body: r.body });
   const out = (await res.json()) as { Response: { Error?: { Code: string } } };
   return { code: out.Response.Error?.Code ?? 'Success' };
@@ -102,9 +109,11 @@ async function main(): Promise<void> {
       console.log(`machine: ${machineLine()}; UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? 'default (4)'}`);
       console.log(`tenant B Encrypt at concurrency ${CONCURRENCY}, ${SECONDS} s per phase; tenant A: ${LOAD} concurrent RSA-2048 CreateKey, then ${LOAD} GetParametersForImport on fresh External keys, on the shared pool`);
       const f = (x: number) => x.toFixed(1);
+      const rows: IsolationRow[] = [];
       for (const [where, key] of [['shared pool', shared], ['dedicated cluster', dedicated]] as const) {
         const idle = await encrypts(server.port, b, key, SECONDS);
         const [i50, i99] = [percentile(idle.ms, 50), percentile(idle.ms, 99)];
+        rows.push({ where, phase: 'idle', p50: i50, p99: i99, requests: idle.ms.length, errors: idle.errors });
         console.log(`B on the ${where}, idle: Encrypt p50/p99 ${f(i50)}/${f(i99)} ms (${idle.ms.length} requests, ${idle.errors} errors)`);
         for (const kind of ['CreateKey', 'GetParametersForImport'] as const) {
           const gen = generations(server.port, a, `${where.replace(' ', '-')}-${kind}`, kind);
@@ -112,11 +121,14 @@ async function main(): Promise<void> {
           const loaded = await encrypts(server.port, b, key, SECONDS);
           const load = await gen.stop();
           const [l50, l99] = [percentile(loaded.ms, 50), percentile(loaded.ms, 99)];
+          rows.push({ where, phase: kind, p50: l50, p99: l99, requests: loaded.ms.length, errors: loaded.errors, served: load.served, capped: load.capped, queueFull: load.queueFull });
           console.log(`B on the ${where}, while A runs ${LOAD} ${kind}: Encrypt p50/p99 ${f(l50)}/${f(l99)} ms (${loaded.ms.length} requests, ${loaded.errors} errors); ` +
             `ratio p50 ${(l50 / i50).toFixed(2)}, p99 ${(l99 / i99).toFixed(2)}; ` +
             `A: ${load.served} generations served, ${load.capped} refused by the per-tenant cap, ${load.queueFull} by the slow queue`);
         }
       }
+      const result = { date: new Date().toISOString(), machine: machineLine(), seconds: SECONDS, load: LOAD, concurrency: CONCURRENCY, rows };
+      writeFileSync(join(ROOT, 'docs', 'bench-results', 'isolation.json'), `${JSON.stringify(result, null, 2)}\n`);
     } finally {
       await stop(server.child);
     }

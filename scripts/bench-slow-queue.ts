@@ -7,7 +7,7 @@
  * sampled every 100 ms; refusals). Figures only, nothing asserted.
  */
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HsmCluster } from '../src/hsm/cluster';
@@ -20,6 +20,9 @@ import { ROOT } from './bench-support';
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const LOAD = Number(process.env.BENCH_LOAD ?? 8);
 const CONCURRENCY = 2;
+
+/** One line of docs/bench-results/slow-queue.json (rendered by bench:report). */
+export interface SlowQueueRow { where: string; idleP50: number; idleP99: number; loadedP50: number; loadedP99: number; served: number; refused: number; maxQueued: number; maxRunning: number }
 
 const percentile = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -91,6 +94,7 @@ async function main(): Promise<void> {
     console.log(`machine: ${cpus().length} cpu, node ${process.version}, SoftHSM2 (sync profile); UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? 'default (4)'}; lane places ${slowLane.places}; shared slow queue running ${shared.slow.limits.running}, queued ${shared.slow.limits.queued}`);
     console.log(`cluster.encrypt at concurrency ${CONCURRENCY}, ${SECONDS} s per phase; load: ${LOAD} concurrent RSA-4096 generations on the shared pool`);
     const f = (x: number) => x.toFixed(2);
+    const rows: SlowQueueRow[] = [];
     for (const [where, c] of [['shared pool', shared], ['dedicated cluster', dedicated]] as const) {
       const idle = await encrypts(c, SECONDS);
       const gen = generations(shared);
@@ -98,9 +102,13 @@ async function main(): Promise<void> {
       const loaded = await encrypts(c, SECONDS);
       const load = await gen.stop();
       const [i50, i99, l50, l99] = [percentile(idle, 50), percentile(idle, 99), percentile(loaded, 50), percentile(loaded, 99)];
+      rows.push({ where, idleP50: i50, idleP99: i99, loadedP50: l50, loadedP99: l99, served: load.served, refused: load.refused, maxQueued: load.maxQueued, maxRunning: load.maxRunning });
       console.log(`encrypt on the ${where}: idle p50/p99 ${f(i50)}/${f(i99)} ms (${idle.length} ops); while generating ${f(l50)}/${f(l99)} ms (${loaded.length} ops); ` +
         `ratio p99 ${(l99 / i99).toFixed(2)}; RSA-4096 served ${load.served}, refused ${load.refused}; shared queue at most ${load.maxQueued} waiting, ${load.maxRunning} running`);
     }
+    const machine = `${cpus().length} cpu, node ${process.version}, SoftHSM2 (sync profile), lane places ${slowLane.places}, slow queue running ${shared.slow.limits.running} / queued ${shared.slow.limits.queued}`;
+    const result = { date: new Date().toISOString(), machine, seconds: SECONDS, load: LOAD, concurrency: CONCURRENCY, rows };
+    writeFileSync(join(ROOT, 'docs', 'bench-results', 'slow-queue.json'), `${JSON.stringify(result, null, 2)}\n`);
     shared.close();
     dedicated.close();
   } finally {
