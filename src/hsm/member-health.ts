@@ -23,7 +23,8 @@ interface Probe {
 
 /**
  * The one place that decides a member's health. The state lives on the member (`member.state`) and
- * routing and health reports read only that (through `state()`); this module sets it:
+ * routing and health reports read only that (through `state()`); this module sets it
+ * (`member.grade()`, and `fail()` for UNAVAILABLE):
  * - a device-level error, or a failed probe, makes it UNAVAILABLE and starts recovery (`fail()`:
  *   re-initialise with backoff until `connect()` makes it ACTIVE again);
  * - `degradedErrors` session- or device-level errors since the last good probe (the member's
@@ -55,7 +56,7 @@ export class ClusterHealthMonitor {
     if (e.errorClass === 'device') {
       if (m.state !== 'UNAVAILABLE') m.fail(e.message);
     } else if (e.errorClass === 'session' && m.state === 'ACTIVE' && m.recentErrors >= this.policy.degradedErrors) {
-      m.state = 'DEGRADED';
+      m.grade('DEGRADED');
     }
   }
 
@@ -129,7 +130,7 @@ export class ClusterHealthMonitor {
       if (e instanceof PoolExhaustedError) {
         // busy, not broken: re-initialising would abort the work that keeps it busy
         this.probes.set(m, { at, error: `health probe found every session busy: ${e.message}` });
-        if (m.state === 'ACTIVE') m.state = 'DEGRADED';
+        if (m.state === 'ACTIVE') m.grade('DEGRADED');
         return;
       }
       this.probes.set(m, { at });
@@ -140,6 +141,6 @@ export class ClusterHealthMonitor {
     this.probes.set(m, { at, ms });
     if (m.state === 'UNAVAILABLE') return;
     m.recentErrors = 0;
-    m.state = ms > this.policy.degradedLatencyMs ? 'DEGRADED' : 'ACTIVE';
+    m.grade(ms > this.policy.degradedLatencyMs ? 'DEGRADED' : 'ACTIVE');
   }
 }

@@ -73,7 +73,6 @@ describe('every public member and cluster operation rejects, never throws', () =
     ['generate: no domain keys', () => bare.generate('AES_256', bind('x'))],
     ['generate: member unavailable', () => down.generate('AES_256', bind('x'))],
     ['rebindLegacy: another domain', () => m.rebindLegacy(foreign, bind('aes'))],
-    ['withKey: another domain', () => m.withKey(foreign, 'encrypt', () => undefined)],
     ['load: another domain', () => m.load(foreign)],
     ['random: negative length', () => m.random(-1)],
     ['encryptGcm: another domain', () => m.encryptGcm(foreign, Buffer.from('x'), Buffer.alloc(0))],
