@@ -37,6 +37,7 @@ export class ClusterHealthMonitor {
   private readonly probes = new Map<HsmMember, Probe>();
   private round: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private probing = false;
 
   constructor(
     private readonly members: readonly HsmMember[],
@@ -62,15 +63,19 @@ export class ClusterHealthMonitor {
 
   /** Starts background probes (unref'd: they never keep the process alive). */
   start(): void {
-    if (this.timer || this.policy.probeIntervalMs <= 0) return;
+    if (this.probing || this.policy.probeIntervalMs <= 0) return;
+    this.probing = true;
     const tick = (): void => {
+      if (!this.probing) return;
       this.timer = setTimeout(() => void this.probeAll().finally(tick), this.policy.probeIntervalMs);
       this.timer.unref();
     };
     tick();
   }
 
+  /** Stops the background probes (a round in flight finishes; none follows). */
   stop(): void {
+    this.probing = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }

@@ -44,7 +44,7 @@ interface Pair {
   key: WrappedMaterial;
 }
 
-async function pair(options: { probeCacheMs: number; degradedLatencyMs?: number }, aOverrides: Partial<MemberOptions> = {}, make?: (o: MemberOptions) => HsmMember): Promise<Pair> {
+async function pair(options: { probeCacheMs: number; degradedLatencyMs?: number; probeIntervalMs?: number }, aOverrides: Partial<MemberOptions> = {}, make?: (o: MemberOptions) => HsmMember): Promise<Pair> {
   const lab = new TokenLab();
   const [a] = lab.softhsm('a', ['tok-a'], aOverrides, undefined, make);
   const [b] = lab.softhsm('b', ['tok-b']);
@@ -190,6 +190,26 @@ describe('slow probe: member A answers its probe late', () => {
     const served = a.operations;
     expect(await traffic(p, 20)).toEqual({ ok: 20, failed: [] });
     expect(a.operations).toBeGreaterThan(served);
+  });
+});
+
+describe('background probes: nobody asks for health()', () => {
+  let p: Pair;
+  beforeAll(async () => (p = await pair({ probeCacheMs: 0, degradedLatencyMs: 500, probeIntervalMs: 100 }, {}, (o) => new SlowProbeMember(o))));
+  afterAll(() => p.lab.cleanup());
+
+  test('a slow member becomes DEGRADED and a prompt one ACTIVE again on the monitor\'s own probes; close() stops them', async () => {
+    const a = p.a as SlowProbeMember;
+    expect(a.state).toBe('ACTIVE');
+    a.probeDelayMs = 800;
+    await until(() => a.state === 'DEGRADED', 15_000);
+    a.probeDelayMs = 0;
+    await until(() => a.state === 'ACTIVE', 15_000);
+    p.cluster.monitor.stop();
+    await sleep(300); // a round in flight finishes
+    const probed = p.cluster.monitor.lastProbe(a)!.at;
+    await sleep(500);
+    expect(p.cluster.monitor.lastProbe(a)!.at).toBe(probed);
   });
 });
 
