@@ -205,7 +205,7 @@ describe('background probes: nobody asks for health()', () => {
     await until(() => a.state === 'DEGRADED', 15_000);
     a.probeDelayMs = 0;
     await until(() => a.state === 'ACTIVE', 15_000);
-    p.cluster.monitor.stop();
+    p.cluster.close();
     await sleep(300); // a round in flight finishes
     const probed = p.cluster.monitor.lastProbe(a)!.at;
     await sleep(500);
