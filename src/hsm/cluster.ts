@@ -129,23 +129,18 @@ export class HsmCluster {
     throw new ClusterUnavailableError(this.id);
   }
 
-  /** `op` on `m`, a synchronous throw as a rejection; failures are reported to the monitor. */
+  /** `op` on `m`, a synchronous throw as a rejection. */
   private attempt<T>(m: HsmMember, op: (m: HsmMember) => Promise<T>): Promise<T> {
-    let p: Promise<T>;
     try {
-      p = op(m);
+      return op(m);
     } catch (e) {
-      p = Promise.reject(e);
+      return Promise.reject(e);
     }
-    return p.catch((e: unknown) => {
-      this.monitor.failed(m, e);
-      throw e;
-    });
   }
 
   /**
    * Runs `op` on a healthy member; when the failure is the member's (device or session level, the
-   * request itself being fine), once more on another member.
+   * request itself being fine), once more on another member. Every failure is reported to the monitor.
    */
   run<T>(op: (m: HsmMember) => Promise<T>): Promise<T> {
     let first: HsmMember;
@@ -155,6 +150,7 @@ export class HsmCluster {
       return Promise.reject(e);
     }
     return this.attempt(first, op).catch((e: unknown) => {
+      this.monitor.failed(first, e);
       const members = e instanceof MemberUnavailableError || (e instanceof HsmError && (e.errorClass === 'device' || e.errorClass === 'session'));
       if (!members) throw e;
       let second: HsmMember;
@@ -163,7 +159,10 @@ export class HsmCluster {
       } catch {
         throw e;
       }
-      return this.attempt(second, op);
+      return this.attempt(second, op).catch((again: unknown) => {
+        this.monitor.failed(second, again);
+        throw again;
+      });
     });
   }
 
@@ -205,12 +204,23 @@ export class HsmCluster {
     );
   }
 
+  /** Hot path: the check inline, one closure. */
   encrypt(material: WrappedMaterial, expected: MaterialBinding, plaintext: Buffer, aad: Buffer): Promise<GcmResult> {
-    return this.checked(() => this.check(material, expected), () => this.run((m) => m.encryptGcm(material, plaintext, aad)));
+    try {
+      this.check(material, expected);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.run((m) => m.encryptGcm(material, plaintext, aad));
   }
 
   decrypt(material: WrappedMaterial, expected: MaterialBinding, input: GcmResult, aad: Buffer): Promise<Buffer> {
-    return this.checked(() => this.check(material, expected), () => this.run((m) => m.decryptGcm(material, input, aad)));
+    try {
+      this.check(material, expected);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.run((m) => m.decryptGcm(material, input, aad));
   }
 
   sign(material: WrappedMaterial, expected: MaterialBinding, algorithm: SigningAlgorithm, input: { message: Buffer } | { digest: Buffer }): Promise<Buffer> {
