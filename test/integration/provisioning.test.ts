@@ -179,7 +179,14 @@ describe('PINs during provisioning', () => {
       }
     };
     try {
+      // the daemon writes its pid file after the command returns: wait for it (a stale one is removed first)
+      rmSync('/var/run/pkcsslotd.pid', { force: true });
       execFileSync('/usr/sbin/pkcsslotd');
+      const end = Date.now() + 5_000;
+      while (!existsSync('/var/run/pkcsslotd.pid') || !readFileSync('/var/run/pkcsslotd.pid', 'utf8').trim()) {
+        if (Date.now() > end) throw new Error('pkcsslotd wrote no pid file');
+        await new Promise((r) => setTimeout(r, 20));
+      }
       const pid = readFileSync('/var/run/pkcsslotd.pid', 'utf8').trim();
       try {
         expect(run(['start', join(work, 'ock-foreign'), OCK_LABEL])).toMatch(new RegExp(`^exit 3: .*pkcsslotd ${pid} was not started by these tests`));
