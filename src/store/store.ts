@@ -326,11 +326,6 @@ export function roleOf(owner: string): KeyRole {
   return owner === 'user' ? 'user' : 'product';
 }
 
-/** Whether the key counts toward `CreateLimits.maxKeys`. */
-export function countsTowardQuota(r: Pick<NewKeyRecord, 'owner' | 'keyState'>): boolean {
-  return roleOf(r.owner) === 'user' && r.keyState !== 'PendingDelete';
-}
-
 export const DUE_KINDS: readonly DueKind[] = ['rotation', 'deletion', 'expiry'];
 
 /** When the key becomes due for each kind of background work (absent: never); see `DueKind`. */
