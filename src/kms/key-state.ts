@@ -2,8 +2,8 @@
  * The CMK state machine and the only writer of key states: one table saying, for every state and
  * action, whether the action is allowed, where it leads, and why it is refused, and one for the
  * events that move a key without anyone asking (material expiry). A key update can only carry a
- * `TableState`, which only `nextState`, `afterEvent` and `initialState` return. The API layer maps refusal reasons
- * to Tencent error codes in its own single table.
+ * `TableState`, which only `nextState`, `afterEvent` and `initialState` return. The API layer
+ * maps refusal reasons to Tencent error codes in its own single table.
  */
 export const KEY_STATES = ['Enabled', 'Disabled', 'PendingDelete', 'PendingImport', 'Archived'] as const;
 export type KeyState = (typeof KEY_STATES)[number];
