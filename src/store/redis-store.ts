@@ -1,5 +1,5 @@
 /**
- * Redis backend (ioredis, Redis >= 7.0, standalone or Sentinel) for several KMS nodes sharing state.
+ * Redis backend (ioredis, Redis >= 7.0, one standalone server by host and port; no Sentinel or Cluster) for several KMS nodes sharing state.
  * Layout, with tenant, region, tag keys and values URI-encoded in names:
  *   kms:key:{keyId}             hash: doc (JSON record without versions), rev
  *   kms:ver:{keyId}             hash: version number -> 8-byte big-endian create time + material

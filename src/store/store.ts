@@ -2,7 +2,7 @@
  * CMK metadata persistence: the one interface every backend implements. The store knows nothing of
  * HSMs; key material is an opaque record (`WrappedMaterial.toBuffer()`) it persists as bytes.
  */
-import { KEY_STATES, KeyState } from '../kms/key-state';
+import { KEY_STATES, KeyState, TableState } from '../kms/key-state';
 
 export type KeyOrigin = 'TENCENT_KMS' | 'EXTERNAL';
 
@@ -79,7 +79,8 @@ export interface KeyRecord extends NewKeyRecord {
 export interface KeyPatch {
   alias?: string;
   description?: string;
-  keyState?: KeyState;
+  /** Only the state machine (`src/kms/key-state.ts`) makes one: a raw string does not compile. */
+  keyState?: TableState;
   tags?: Record<string, string>;
   rotation?: KeyRotation;
   deletionDate?: number | null;
@@ -323,11 +324,6 @@ export type KeyRole = 'user' | 'product';
 /** `user` when the key's owner is the tenant itself, `product` when a cloud product owns it. */
 export function roleOf(owner: string): KeyRole {
   return owner === 'user' ? 'user' : 'product';
-}
-
-/** Whether the key counts toward `CreateLimits.maxKeys`. */
-export function countsTowardQuota(r: Pick<NewKeyRecord, 'owner' | 'keyState'>): boolean {
-  return roleOf(r.owner) === 'user' && r.keyState !== 'PendingDelete';
 }
 
 export const DUE_KINDS: readonly DueKind[] = ['rotation', 'deletion', 'expiry'];
