@@ -53,6 +53,7 @@ export class HsmCluster {
   readonly members: readonly HsmMember[];
   private next = 0;
   private canary: WrappedMaterial | undefined;
+  private current: Buffer | undefined;
   private readonly probes = new Map<string, { at: number; ms?: number; error?: string }>();
 
   constructor(private readonly options: ClusterOptions) {
@@ -72,8 +73,43 @@ export class HsmCluster {
         m.fail((e as Error).message);
       }
     }
-    const ids = new Set(this.members.filter((m) => m.domain).map((m) => m.domain!.id.toString('hex')));
-    if (ids.size > 1) throw new DomainKeyError(`members of cluster ${this.id} hold different domain keys: run the ceremony again or fix the configuration`);
+    const holders = this.members.filter((m) => m.generations.size > 0);
+    const shared = (a: HsmMember, b: HsmMember) => [...a.generations.keys()].some((g) => b.generations.has(g));
+    // mid-rotation members may hold one generation more or less; none in common means another domain
+    if (holders.some((a) => holders.some((b) => !shared(a, b)))) throw new DomainKeyError(`members of cluster ${this.id} hold different domain keys: run the ceremony again or fix the configuration`);
+  }
+
+  /** The generation new material is sealed under: the one the store names, else the only one the tokens hold. */
+  get currentGeneration(): Buffer | undefined {
+    if (this.current) return this.current;
+    const held = this.heldGenerations();
+    return held.length === 1 ? held[0] : undefined;
+  }
+
+  /** Every generation some member holds (as last read from the tokens). */
+  heldGenerations(): Buffer[] {
+    const ids = new Set(this.members.flatMap((m) => [...m.generations.keys()]));
+    return [...ids].map((id) => Buffer.from(id, 'hex'));
+  }
+
+  holdsGeneration(generation: Buffer): boolean {
+    return this.members.some((m) => m.holds(generation));
+  }
+
+  /** Reads every reachable member's generations again (another process may have made or destroyed one). */
+  async refreshGenerations(): Promise<void> {
+    await Promise.all(this.members.filter((m) => m.state !== 'UNAVAILABLE').map((m) => m.refreshGenerations().catch(() => undefined)));
+  }
+
+  /** From now on new material is sealed under `generation` (members that do not hold it yet serve only older records). */
+  async useGeneration(generation: Buffer): Promise<void> {
+    if (this.current?.equals(generation)) return;
+    if (this.members.some((m) => m.state !== 'UNAVAILABLE' && !m.holds(generation))) await this.refreshGenerations();
+    if (!this.holdsGeneration(generation)) throw new DomainKeyError(`no member of cluster ${this.id} holds domain generation ${generation.toString('hex')}`);
+    this.current = Buffer.from(generation);
+    for (const m of this.members) m.currentGeneration = this.current;
+    this.canary = undefined;
+    this.invalidateProbes();
   }
 
   close(): void {
@@ -89,14 +125,17 @@ export class HsmCluster {
     return this.members.filter((m) => m.state !== 'UNAVAILABLE' && m.domain);
   }
 
-  /** Round-robin over ACTIVE members, else DEGRADED ones; allocation-free (hot path). */
-  private pick(exclude?: HsmMember): HsmMember {
+  /**
+   * Round-robin over ACTIVE members, else DEGRADED ones, holding `generation` (else the current
+   * one) and `also` if given; allocation-free (hot path).
+   */
+  private pick(exclude?: HsmMember, generation?: Buffer, also?: Buffer): HsmMember {
     const n = this.members.length;
     let fallback: HsmMember | undefined;
     for (let i = 0; i < n; i++) {
       this.next = (this.next + 1) % n;
       const m = this.members[this.next];
-      if (m === exclude || m.state === 'UNAVAILABLE' || !m.domain) continue;
+      if (m === exclude || m.state === 'UNAVAILABLE' || !(generation ? m.holds(generation) : m.domain) || (also && !m.holds(also))) continue;
       if (m.state === 'ACTIVE') return m;
       fallback ??= m;
     }
@@ -104,11 +143,14 @@ export class HsmCluster {
     throw new ClusterUnavailableError(this.id);
   }
 
-  /** Runs `op` on a healthy member; on a device-level failure, once more on another member. */
-  run<T>(op: (m: HsmMember) => Promise<T>): Promise<T> {
+  /**
+   * Runs `op` on a healthy member holding `generation` (a record's; else the current one); on a
+   * device-level failure, once more on another member.
+   */
+  run<T>(op: (m: HsmMember) => Promise<T>, generation?: Buffer, also?: Buffer): Promise<T> {
     let first: HsmMember;
     try {
-      first = this.pick();
+      first = this.pick(undefined, generation, also);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -117,7 +159,7 @@ export class HsmCluster {
       if (!deviceLevel) throw e;
       let second: HsmMember;
       try {
-        second = this.pick(first);
+        second = this.pick(first, generation, also);
       } catch {
         throw e;
       }
@@ -147,18 +189,18 @@ export class HsmCluster {
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.run((m) => m.encryptGcm(material, plaintext, aad));
+    return this.run((m) => m.encryptGcm(material, plaintext, aad), material.domainId);
   }
 
   async decrypt(material: WrappedMaterial, expected: MaterialBinding, input: GcmResult, aad: Buffer): Promise<Buffer> {
     this.check(material, expected);
-    return this.run((m) => m.decryptGcm(material, input, aad));
+    return this.run((m) => m.decryptGcm(material, input, aad), material.domainId);
   }
 
   async sign(material: WrappedMaterial, expected: MaterialBinding, algorithm: SigningAlgorithm, input: { message: Buffer } | { digest: Buffer }): Promise<Buffer> {
     this.check(material, expected);
     this.require(this.capabilities.signing, algorithm);
-    return this.run((m) => m.sign(material, algorithm, input));
+    return this.run((m) => m.sign(material, algorithm, input), material.domainId);
   }
 
   /**
@@ -175,7 +217,7 @@ export class HsmCluster {
   async rsaDecrypt(material: WrappedMaterial, expected: MaterialBinding, padding: RsaPadding, ciphertext: Buffer): Promise<Buffer> {
     this.check(material, expected);
     this.require(this.capabilities.rsaDecrypt, padding);
-    return this.run((m) => m.rsaDecrypt(material, padding, ciphertext));
+    return this.run((m) => m.rsaDecrypt(material, padding, ciphertext), material.domainId);
   }
 
   publicKey(material: WrappedMaterial): Buffer {
@@ -190,6 +232,63 @@ export class HsmCluster {
   /** HMAC-SHA256 inside the cluster's HSMs under its domain MAC key, separated by `purpose` (see HsmMember.domainMac). */
   mac(purpose: string, data: Buffer): Promise<Buffer> {
     return this.run((m) => m.domainMac(purpose, data));
+  }
+
+  /** HMAC-SHA256 for `purpose` under the MAC key of a given generation (the domain state's own MAC). */
+  generationMac(generation: Buffer, purpose: string, data: Buffer): Promise<Buffer> {
+    return this.run((m) => m.domainMac(purpose, data, generation), generation);
+  }
+
+  async verifyGenerationMac(generation: Buffer, purpose: string, data: Buffer, mac: Buffer): Promise<boolean> {
+    const expected = await this.generationMac(generation, purpose, data);
+    return mac.length === expected.length && timingSafeEqual(mac, expected);
+  }
+
+  /** The record re-wrapped and re-MACed (same binding) under the current generation, inside one member; as is when already under it. */
+  rewrap(material: WrappedMaterial): Promise<WrappedMaterial> {
+    const target = this.currentGeneration;
+    if (!target) return Promise.reject(new DomainKeyError(`cluster ${this.id} has no current domain generation`));
+    if (material.domainId.equals(target)) return Promise.resolve(material);
+    if (material.binding.clusterId !== this.id) return Promise.reject(new MaterialIntegrityError(`key material of cluster ${material.binding.clusterId} cannot be re-wrapped on cluster ${this.id}`));
+    return this.run((m) => m.rewrap(material, target), material.domainId, target);
+  }
+
+  /**
+   * Generation `generation` on every member (rotate-domain): made inside the first member holding
+   * it or, if none does, inside the first member, then copied into every other member that lacks
+   * it (members with no keys at all included) by the ceremony's copy. Safe to re-run.
+   */
+  async newGeneration(generation: Buffer): Promise<{ generated: boolean; source: string; copiedTo: string[] }> {
+    const unreachable = this.members.filter((m) => m.state === 'UNAVAILABLE');
+    if (unreachable.length) throw new DomainKeyError(`cannot make a domain generation while members are unavailable: ${unreachable.map((m) => `${m.id} (${m.lastError})`).join('; ')}`);
+    await this.refreshGenerations();
+    let source = this.members.find((m) => m.holds(generation));
+    const generated = !source;
+    if (!source) {
+      source = this.members[0];
+      if (source.brokenGenerations.has(generation.toString('hex'))) await source.removeDomainKeys(generation);
+      await source.generateDomainKeys(generation);
+    }
+    const copiedTo: string[] = [];
+    for (const m of this.members) {
+      if (m !== source && (await addMemberFrom(source, m, generation))) copiedTo.push(m.id);
+    }
+    return { generated, source: source.id, copiedTo };
+  }
+
+  /** Destroys generation `generation` on every member holding it (never the current one); the members it was destroyed on. */
+  async destroyGeneration(generation: Buffer): Promise<string[]> {
+    if (this.currentGeneration?.equals(generation)) throw new DomainKeyError(`generation ${generation.toString('hex')} is cluster ${this.id}'s current one`);
+    const unreachable = this.members.filter((m) => m.state === 'UNAVAILABLE');
+    if (unreachable.length) throw new DomainKeyError(`cannot destroy a domain generation while members are unavailable (it would stay on them): ${unreachable.map((m) => m.id).join(', ')}`);
+    await this.refreshGenerations();
+    const on: string[] = [];
+    for (const m of this.members) {
+      if (!m.holds(generation) && !m.brokenGenerations.has(generation.toString('hex'))) continue;
+      await m.removeDomainKeys(generation);
+      on.push(m.id);
+    }
+    return on;
   }
 
   /** Whether `mac` is the cluster's MAC of `data` for `purpose` (compared in constant time). */
@@ -213,7 +312,7 @@ export class HsmCluster {
     this.check(wrappingKey, wrappingBinding);
     this.require(this.capabilities.importWrapping, padding);
     if (binding.clusterId !== this.id) throw new MaterialIntegrityError(`binding names cluster ${binding.clusterId}, not ${this.id}`);
-    return this.run((m) => m.importAes(wrappingKey, padding, encrypted, binding));
+    return this.run((m) => m.importAes(wrappingKey, padding, encrypted, binding), wrappingKey.domainId, this.currentGeneration);
   }
 
   /**
@@ -226,7 +325,7 @@ export class HsmCluster {
     if (binding.clusterId !== this.id || !sameBinding(material.binding, binding, false)) {
       return Promise.reject(new MaterialIntegrityError('a KMR1 record can only be rebound to the key version it was made for'));
     }
-    return this.run((m) => m.rebindLegacy(material, binding));
+    return this.run((m) => m.rebindLegacy(material, binding), material.domainId);
   }
 
   /** Drops cached handles of a key version on every member (after crypto-shred). */
@@ -323,23 +422,28 @@ export class HsmCluster {
   }
 }
 
-/** Copies source's domain keys into target under a transport key generated inside target; true if copied. */
-async function addMemberFrom(source: HsmMember, target: HsmMember): Promise<boolean> {
-  const domain = source.domain!;
-  if (target.domain) {
-    const same = target.domain.id.equals(domain.id) && (await target.domainFingerprint()).equals(await source.domainFingerprint());
+/**
+ * Copies source's domain keys (of `generation`, else its current ones) into target under a
+ * transport key generated inside target; true if copied. Without `generation` (the ceremony), a
+ * target holding any other domain keys is refused; with it, target may hold older generations.
+ */
+async function addMemberFrom(source: HsmMember, target: HsmMember, generation?: Buffer): Promise<boolean> {
+  const id = generation ?? source.domain!.id;
+  const existing = generation ? (target.holds(id) ? id : undefined) : target.domain?.id;
+  if (existing) {
+    const same = existing.equals(id) && (await target.domainFingerprint(id)).equals(await source.domainFingerprint(id));
     if (same) return false;
-    throw new DomainKeyError(`token "${target.tokenLabel}" of member ${target.id} already holds different domain keys (domain ${target.domain.id.toString('hex')}); refusing to add it`);
+    throw new DomainKeyError(`token "${target.tokenLabel}" of member ${target.id} already holds different domain keys (domain ${existing.toString('hex')}); refusing to add it`);
   }
-  if (target.domainProblem) await target.removeDomainKeys();
+  if (generation ? target.brokenGenerations.has(id.toString('hex')) : target.domainProblem) await target.removeDomainKeys(generation);
   if (source.profile.nativeCloning && target.profile.nativeCloning) {
     throw new DomainKeyError(`member ${target.id}: its HSM family clones keys natively; clone the domain keys with the vendor's tools, then re-run`);
   }
   const transport = await target.createTransportKey();
-  const wrapped = await source.exportDomainKeys(transport.modulus, transport.exponent);
+  const wrapped = await source.exportDomainKeys(transport.modulus, transport.exponent, id);
   await target.importDomainKeys(transport, wrapped);
-  if (!(await target.domainFingerprint()).equals(await source.domainFingerprint())) {
-    await target.removeDomainKeys();
+  if (!(await target.domainFingerprint(id)).equals(await source.domainFingerprint(id))) {
+    await target.removeDomainKeys(id);
     throw new DomainKeyError(`copy of the domain keys into ${target.id} does not match the source; removed it`);
   }
   return true;

@@ -89,9 +89,14 @@ export class HsmMember {
   state: MemberState = 'UNAVAILABLE';
   lastError = 'not connected';
   capabilities: Capabilities | undefined;
-  domain: DomainKeys | undefined;
-  /** Set when the token holds a broken set of domain keys (a ceremony interrupted half-way). */
+  /** Every complete generation of domain keys on the token, by generation id (hex). */
+  generations = new Map<string, DomainKeys>();
+  /** The cluster's current generation (set by the cluster from the store); unset: the token's only one. */
+  currentGeneration: Buffer | undefined;
+  /** Set when the token holds a broken set of domain keys (a ceremony or copy interrupted half-way). */
   domainProblem: string | undefined;
+  /** Generations (hex) of which the token holds only one of the two keys, or two of one. */
+  brokenGenerations = new Set<string>();
   /** Errors counted since the last successful probe; more than a few make the member DEGRADED. */
   recentErrors = 0;
   resets = 0;
@@ -358,52 +363,94 @@ export class HsmMember {
   private find(s: Handle, template: pk.Template): Handle[] {
     this.api.C_FindObjectsInit(s, template);
     try {
-      return this.api.C_FindObjects(s, 16);
+      const out: Handle[] = [];
+      for (let batch = this.api.C_FindObjects(s, 16); batch.length > 0; batch = this.api.C_FindObjects(s, 16)) out.push(...batch);
+      return out;
     } finally {
       this.api.C_FindObjectsFinal(s);
     }
   }
 
-  private findDomainKeys(): DomainKeys | undefined {
-    const s = this.keeper as Handle;
-    const kek = this.find(s, [{ type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_LABEL, value: DOMAIN_KEK_LABEL }]);
-    const mac = this.find(s, [{ type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_LABEL, value: DOMAIN_MAC_LABEL }]);
-    if (kek.length === 0 && mac.length === 0) return undefined;
-    if (kek.length !== 1 || mac.length !== 1) {
-      throw new DomainKeyError(`token "${this.tokenLabel}" holds an incomplete or duplicated set of domain keys (${kek.length} KEK, ${mac.length} MAC)`);
+  /** The domain keys of the current generation (or of the token's only one when the cluster has named none). */
+  get domain(): DomainKeys | undefined {
+    if (this.currentGeneration) return this.generations.get(this.currentGeneration.toString('hex'));
+    return this.generations.size === 1 ? this.generations.values().next().value : undefined;
+  }
+
+  holds(generation: Buffer): boolean {
+    return this.generations.has(generation.toString('hex'));
+  }
+
+  /**
+   * Every generation on the token, by CKA_ID: the generation id plus "K" (KEK) or "M" (MAC key),
+   * since NSS softokn keeps one token key per CKA_ID. A generation is complete with exactly one of each.
+   */
+  private findGenerations(s: Handle): void {
+    const byId = new Map<string, { kek: Handle[]; mac: Handle[] }>();
+    const idOf = (h: Handle): Buffer => this.api.C_GetAttributeValue(s, h, [{ type: pk.CKA_ID }])[0].value as Buffer;
+    for (const [label, slot] of [[DOMAIN_KEK_LABEL, 'kek'], [DOMAIN_MAC_LABEL, 'mac']] as const) {
+      for (const h of this.find(s, [{ type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_LABEL, value: label }])) {
+        const id = idOf(h);
+        const key = id.subarray(0, -1).toString('hex');
+        const entry = byId.get(key) ?? { kek: [], mac: [] };
+        entry[slot].push(h);
+        byId.set(key, entry);
+      }
     }
-    // CKA_ID is the domain id plus "K" or "M": NSS softokn keeps one token key per CKA_ID.
-    const id = (h: Handle) => (this.api.C_GetAttributeValue(s, h, [{ type: pk.CKA_ID }])[0].value as Buffer).subarray(0, -1);
-    const kekId = Buffer.from(id(kek[0]));
-    if (!kekId.equals(id(mac[0]))) throw new DomainKeyError(`token "${this.tokenLabel}" holds domain keys of two different domains`);
-    return { id: kekId, kek: kek[0], mac: mac[0] };
+    this.generations = new Map();
+    this.brokenGenerations = new Set();
+    for (const [id, e] of byId) {
+      if (e.kek.length === 1 && e.mac.length === 1) this.generations.set(id, { id: Buffer.from(id, 'hex'), kek: e.kek[0], mac: e.mac[0] });
+      else this.brokenGenerations.add(id);
+    }
+    const broken = [...this.brokenGenerations].map((id) => `${id} (${byId.get(id)!.kek.length} KEK, ${byId.get(id)!.mac.length} MAC)`);
+    this.domainProblem = broken.length ? `token "${this.tokenLabel}" holds an incomplete or duplicated set of domain keys: generation ${broken.join(', ')}` : undefined;
   }
 
   private refreshDomainQuietly(): void {
     try {
-      this.domain = this.findDomainKeys();
-      this.domainProblem = undefined;
+      this.findGenerations(this.keeper as Handle);
     } catch (e) {
-      this.domain = undefined;
+      this.generations = new Map();
       this.domainProblem = (e as Error).message;
     }
   }
 
-  /** Removes domain-key objects from this token; only used to repair a ceremony interrupted half-way. */
-  removeDomainKeys(): Promise<void> {
+  /** Reads the token's generations again (another process may have made or destroyed one). */
+  refreshGenerations(): Promise<void> {
+    return this.withKeeper('find', (s) => this.findGenerations(s));
+  }
+
+  /**
+   * Removes domain-key objects from this token: those of `generation` (a retired generation, or a
+   * copy interrupted half-way), or without it every generation (a ceremony interrupted half-way).
+   */
+  removeDomainKeys(generation?: Buffer): Promise<void> {
     return this.withKeeper('destroy', (s) => {
-      for (const label of [DOMAIN_KEK_LABEL, DOMAIN_MAC_LABEL]) {
-        for (const h of this.find(s, [{ type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_LABEL, value: label }])) this.api.C_DestroyObject(s, h);
+      for (const [label, suffix] of [[DOMAIN_KEK_LABEL, 'K'], [DOMAIN_MAC_LABEL, 'M']] as const) {
+        const template: pk.Template = [{ type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_LABEL, value: label }];
+        if (generation) template.push({ type: pk.CKA_ID, value: Buffer.concat([generation, Buffer.from(suffix)]) });
+        for (const h of this.find(s, template)) this.api.C_DestroyObject(s, h);
       }
-      this.domain = undefined;
-      this.domainProblem = undefined;
+      this.findGenerations(s);
     });
   }
 
   private requireDomain(): DomainKeys {
     this.ensureConnected();
-    if (!this.domain) throw new DomainKeyError(`token "${this.tokenLabel}" of member ${this.id} holds no domain keys: run cluster init / add-member`);
-    return this.domain;
+    const domain = this.domain;
+    if (domain) return domain;
+    if (this.currentGeneration) throw new DomainKeyError(`token "${this.tokenLabel}" of member ${this.id} does not hold the current domain generation ${this.currentGeneration.toString('hex')}: run cluster rotate-domain`);
+    if (this.generations.size > 1) throw new DomainKeyError(`token "${this.tokenLabel}" of member ${this.id} holds ${this.generations.size} domain generations and the cluster has not said which is current`);
+    throw new DomainKeyError(`token "${this.tokenLabel}" of member ${this.id} holds no domain keys: run cluster init / add-member`);
+  }
+
+  /** The keys of the generation a record names; a record of a generation not held here is refused. */
+  private requireGeneration(generation: Buffer): DomainKeys {
+    this.ensureConnected();
+    const keys = this.generations.get(generation.toString('hex'));
+    if (!keys) throw new MaterialIntegrityError(`wrapped material belongs to another HSM domain, or to a generation member ${this.id} does not hold`);
+    return keys;
   }
 
   private kekTemplate(id: Buffer, token: boolean): pk.Template {
@@ -425,15 +472,23 @@ export class HsmMember {
     ];
   }
 
-  /** Generates a fresh pair of domain keys as token objects (cluster init on the first member). */
+  /** Generates a fresh pair of domain keys as token objects: generation `id` (cluster init, or rotate-domain on one member). */
   generateDomainKeys(id: Buffer): Promise<DomainKeys> {
     return this.withKeeper('generate', async (s) => {
-      if (this.findDomainKeys()) throw new DomainKeyError(`token "${this.tokenLabel}" already holds domain keys`);
+      this.findGenerations(s);
+      if (this.generations.has(id.toString('hex')) || this.brokenGenerations.has(id.toString('hex'))) throw new DomainKeyError(`token "${this.tokenLabel}" already holds domain keys of generation ${id.toString('hex')}`);
       await this.calls.generateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, [...this.kekTemplate(id, true), { type: pk.CKA_VALUE_LEN, value: 32 }]);
       await this.calls.generateKey(s, { mechanism: pk.CKM_GENERIC_SECRET_KEY_GEN }, [...this.macTemplate(id, true), { type: pk.CKA_VALUE_LEN, value: 32 }]);
-      this.domain = this.findDomainKeys();
-      return this.domain as DomainKeys;
+      return this.generationKeys(s, id);
     });
+  }
+
+  /** After making or copying generation `id`: the token's generations read again, and `id`'s keys. */
+  private generationKeys(s: Handle, id: Buffer): DomainKeys {
+    this.findGenerations(s);
+    const keys = this.generations.get(id.toString('hex'));
+    if (!keys) throw new DomainKeyError(`token "${this.tokenLabel}" does not hold a complete generation ${id.toString('hex')} after writing it`);
+    return keys;
   }
 
   private rsaPublic(s: Handle, publicKey: Handle): { modulus: Buffer; exponent: Buffer } {
@@ -454,9 +509,9 @@ export class HsmMember {
     });
   }
 
-  /** Sending side: wraps this member's domain keys under a receiving member's transport public key. */
-  exportDomainKeys(modulus: Buffer, exponent: Buffer): Promise<{ id: Buffer; kek: Buffer; mac: Buffer }> {
-    const domain = this.requireDomain();
+  /** Sending side: wraps this member's domain keys (of `generation`, else the current) under a receiving member's transport public key. */
+  exportDomainKeys(modulus: Buffer, exponent: Buffer, generation?: Buffer): Promise<{ id: Buffer; kek: Buffer; mac: Buffer }> {
+    const domain = generation ? this.requireGeneration(generation) : this.requireDomain();
     return this.withKeeper('wrap', async (s) => {
       const pub = this.api.C_CreateObject(s, [
         { type: pk.CKA_CLASS, value: pk.CKO_PUBLIC_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_RSA }, { type: pk.CKA_TOKEN, value: false },
@@ -482,8 +537,7 @@ export class HsmMember {
         this.api.C_DestroyObject(s, transport.privateKey);
         this.api.C_DestroyObject(s, transport.publicKey);
       }
-      this.domain = this.findDomainKeys();
-      return this.domain as DomainKeys;
+      return this.generationKeys(s, wrapped.id);
     });
   }
 
@@ -492,8 +546,8 @@ export class HsmMember {
    * and RFC 5649 wrap (deterministic) of an all-zero AES key under the KEK. Equal on two members
    * exactly when they hold the same domain keys.
    */
-  domainFingerprint(): Promise<Buffer> {
-    const domain = this.requireDomain();
+  domainFingerprint(generation?: Buffer): Promise<Buffer> {
+    const domain = generation ? this.requireGeneration(generation) : this.requireDomain();
     return this.withKeeper('wrap', async (s) => {
       const zero = this.api.C_CreateObject(s, [
         { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_TOKEN, value: false },
@@ -529,23 +583,23 @@ export class HsmMember {
    * wrapped-material records (which start with their magic), so no MAC asked for one purpose is
    * valid for another.
    */
-  domainMac(purpose: string, data: Buffer): Promise<Buffer> {
+  domainMac(purpose: string, data: Buffer, generation?: Buffer): Promise<Buffer> {
     if (!/^[a-z0-9-]{1,32}$/.test(purpose)) return Promise.reject(new InvalidInputError('MAC purpose must be 1-32 of [a-z0-9-]'));
-    const domain = this.requireDomainOrReject();
+    const domain = this.requireDomainOrReject(generation);
     if (domain instanceof Promise) return domain;
     return this.withSession('mac', (s) => this.hmac(s, domain.mac, Buffer.concat([Buffer.from(`kms-purpose:${purpose}\0`, 'utf8'), data])));
   }
 
-  private requireDomainOrReject(): DomainKeys | Promise<never> {
+  private requireDomainOrReject(generation?: Buffer): DomainKeys | Promise<never> {
     try {
-      return this.requireDomain();
+      return generation ? this.requireGeneration(generation) : this.requireDomain();
     } catch (e) {
       return Promise.reject(e);
     }
   }
 
-  private async seal(s: Handle, spec: KeySpec, binding: MaterialBinding, key: Handle, publicKey: Buffer): Promise<WrappedMaterial> {
-    const domain = this.requireDomain();
+  private async seal(s: Handle, spec: KeySpec, binding: MaterialBinding, key: Handle, publicKey: Buffer, under?: DomainKeys): Promise<WrappedMaterial> {
+    const domain = under ?? this.requireDomain();
     const wrapped = Buffer.from(await this.calls.wrapKey(s, { mechanism: this.profile.rfc5649Mechanism }, domain.kek, key, Buffer.alloc(MAX_WRAPPED_BYTES)));
     const mac = await this.hmac(s, domain.mac, WrappedMaterial.macInput(spec, binding, domain.id, wrapped, publicKey));
     return new WrappedMaterial(spec, binding, domain.id, wrapped, publicKey, mac);
@@ -610,8 +664,7 @@ export class HsmMember {
 
   /** Verifies the record's MAC inside the HSM, then unwraps it into a non-extractable session object. */
   private unwrapMaterial(material: WrappedMaterial): Promise<Handle> {
-    const domain = this.requireDomain();
-    if (!material.domainId.equals(domain.id)) throw new MaterialIntegrityError('wrapped material belongs to another HSM domain');
+    const domain = this.requireGeneration(material.domainId);
     if (material.legacy) throw new MaterialIntegrityError('wrapped material record is in the KMR1 format: refused until it is migrated');
     return this.withKeeper('unwrap', async (s) => {
       const expected = await this.hmac(s, domain.mac, material.macBody);
@@ -626,14 +679,42 @@ export class HsmMember {
    * `binding` (KMR2). The key is not unwrapped. The caller vouches that `binding` is right.
    */
   rebindLegacy(material: WrappedMaterial, binding: MaterialBinding): Promise<WrappedMaterial> {
-    const domain = this.requireDomainOrReject();
+    const domain = this.requireDomainOrReject(material.domainId);
     if (domain instanceof Promise) return domain;
-    if (!material.domainId.equals(domain.id)) return Promise.reject(new MaterialIntegrityError('wrapped material belongs to another HSM domain'));
     return this.withSession('mac', async (s) => {
       const expected = await this.hmac(s, domain.mac, material.macBody);
       if (!timingSafeEqual(expected, material.mac)) throw new MaterialIntegrityError('KMR1 wrapped material failed its MAC check: it was altered');
       const mac = await this.hmac(s, domain.mac, WrappedMaterial.macInput(material.spec, binding, domain.id, material.wrapped, material.publicKey));
       return new WrappedMaterial(material.spec, binding, domain.id, material.wrapped, material.publicKey, mac);
+    });
+  }
+
+  /**
+   * The same key under generation `target`: its MAC checked under the record's generation, the key
+   * unwrapped inside the HSM into a sensitive session object (extractable only so that it can be
+   * wrapped again), wrapped under the target KEK, MACed with the same binding, and destroyed. The
+   * key never leaves the HSM in clear.
+   */
+  rewrap(material: WrappedMaterial, target: Buffer): Promise<WrappedMaterial> {
+    let from: DomainKeys;
+    let to: DomainKeys;
+    try {
+      if (material.legacy) throw new MaterialIntegrityError('wrapped material record is in the KMR1 format: refused until it is migrated');
+      from = this.requireGeneration(material.domainId);
+      to = this.requireGeneration(target);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.withSession('rewrap', async (s) => {
+      const expected = await this.hmac(s, from.mac, material.macBody);
+      if (!timingSafeEqual(expected, material.mac)) throw new MaterialIntegrityError('wrapped material failed its MAC check: it was altered');
+      const calls = KEY_SPEC[material.spec].kind === 'aes' ? this.calls : this.offloaded;
+      const key = await calls.unwrapKey(s, { mechanism: this.profile.rfc5649Mechanism }, from.kek, material.wrapped, this.unwrapTemplate(material.spec, true));
+      try {
+        return await this.seal(s, material.spec, material.binding, key, material.publicKey, to);
+      } finally {
+        this.api.C_DestroyObject(s, key);
+      }
     });
   }
 
