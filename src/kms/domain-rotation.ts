@@ -196,7 +196,11 @@ export class DomainRotation {
   private async eachKey(clusterId: string, fn: (ref: KeyRef) => Promise<void>, afterPage?: () => Promise<void>): Promise<void> {
     for (let cursor: string | undefined = ''; cursor !== undefined; ) {
       const page = await this.store.clusterKeys(clusterId, cursor, PAGE);
-      for (let i = 0; i < page.keys.length; i += PARALLEL) await Promise.all(page.keys.slice(i, i + PARALLEL).map(fn));
+      for (let i = 0; i < page.keys.length; i += PARALLEL) {
+        // a failure stops the walk once the keys in flight have settled, so nothing runs on after it
+        const failed = (await Promise.allSettled(page.keys.slice(i, i + PARALLEL).map(fn))).find((r) => r.status === 'rejected');
+        if (failed) throw (failed as PromiseRejectedResult).reason;
+      }
       await afterPage?.();
       cursor = page.cursor;
     }
