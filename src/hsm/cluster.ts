@@ -396,6 +396,9 @@ export class HsmCluster {
     const unreachable = this.members.filter((m) => m.state === 'UNAVAILABLE');
     if (unreachable.length) throw new DomainKeyError(`cannot run the ceremony while members are unavailable: ${unreachable.map((m) => `${m.id} (${m.lastError})`).join('; ')}`);
     const holders = this.members.filter((m) => m.domain);
+    if (holders.length === 0 && this.members.some((m) => m.generations.size > 0)) {
+      throw new DomainKeyError(`members of cluster ${this.id} hold several domain generations and none is named current: finish the rotation (kmsctl cluster rotate-domain --resume)`);
+    }
     const ids = new Set(holders.map((m) => m.domain!.id.toString('hex')));
     if (ids.size > 1) throw new DomainKeyError(`members of cluster ${this.id} already hold different domain keys (${[...ids].join(', ')}); refusing to choose`);
     let source = holders[0];
