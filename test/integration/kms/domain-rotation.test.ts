@@ -193,6 +193,30 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     expect(await dec(await enc(keyId, 'v2'))).toBe('v2');
   }, 120_000);
 
+  test('a record written under the old generation after the walk passed it (a node not yet switched) is found by the census and re-wrapped before the old generation goes', async () => {
+    const [keyId] = await create(1, 'late');
+    const stale = (await store.getKey(bob.tenant, keyId))!;
+    const old = rot.currentGeneration!;
+    let ends = 0;
+    const late: MetadataStore = Object.create(store) as MetadataStore;
+    late.clusterKeys = async (id: string, cursor: string, limit: number) => {
+      const page = await store.clusterKeys(id, cursor, limit);
+      // pages of the first census, then of the walk; when the next census begins, the stale node writes its old record back
+      if (page.cursor === undefined && ++ends === 3) {
+        const now = (await store.getKey(bob.tenant, keyId))!;
+        expect(WrappedMaterial.fromBuffer(now.versions[0].material).domainId.equals(old)).toBe(false);
+        await store.updateKey(bob.tenant, keyId, now.revision, { versions: stale.versions });
+      }
+      return page;
+    };
+    const records = [...(await census()).values()].reduce((a, b) => a + b, 0);
+    const report = await new DomainRotation(late, lab.clusters, 'node-late', 'cls-shared').rotate(CLUSTER);
+    expect(report.rewrapped).toBe(records + 1);
+    expect([...(await census()).keys()]).toEqual([report.generation]);
+    expect(report.destroyedOn).toHaveLength(3);
+    expect(await dec(await enc(keyId, 'late'))).toBe('late');
+  }, 120_000);
+
   test('refused: the cluster that MACs the audit chain; a domain state altered in the store; a record naming another generation than it was MACed under', async () => {
     await expect(kms.domainRotation.rotate('cls-shared')).rejects.toBeInstanceOf(DomainRotationError);
     await expect(kms.domainRotation.rotate('cls-none')).rejects.toBeInstanceOf(DomainRotationError);
