@@ -1,7 +1,8 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { Capabilities, intersectCapabilities, KeySpec, RsaPadding, SigningAlgorithm } from './capabilities';
 import { ClusterUnavailableError, DomainKeyError, HsmError, MaterialIntegrityError, MemberUnavailableError, UnsupportedError } from './errors';
 import { MaterialBinding, sameBinding, WrappedMaterial } from './material';
+import { addMember, addMemberFrom, CeremonyResult, initDomain } from './ceremony';
 import { GcmResult, HsmMember, MemberState } from './member';
 import { verifyInSoftware } from './signature';
 
@@ -75,7 +76,7 @@ export class HsmCluster {
     }
     const holders = this.members.filter((m) => m.generations.size > 0);
     const shared = (a: HsmMember, b: HsmMember) => [...a.generations.keys()].some((g) => b.generations.has(g));
-    // mid-rotation members may hold one generation more or less; none in common means another domain
+    // mid-rotation, members may hold one generation more or less; none in common means another domain
     if (holders.some((a) => holders.some((b) => !shared(a, b)))) throw new DomainKeyError(`members of cluster ${this.id} hold different domain keys: run the ceremony again or fix the configuration`);
   }
 
@@ -144,8 +145,8 @@ export class HsmCluster {
   }
 
   /**
-   * Runs `op` on a healthy member holding `generation` (a record's; else the current one); on a
-   * device-level failure, once more on another member.
+   * Runs `op` on a healthy member holding `generation` (a record's; else the current one) and
+   * `also`; on a device-level failure, once more on another member.
    */
   run<T>(op: (m: HsmMember) => Promise<T>, generation?: Buffer, also?: Buffer): Promise<T> {
     let first: HsmMember;
@@ -234,12 +235,17 @@ export class HsmCluster {
     return this.run((m) => m.domainMac(purpose, data));
   }
 
-  /** HMAC-SHA256 for `purpose` under the MAC key of a given generation (the domain state's own MAC). */
-  generationMac(generation: Buffer, purpose: string, data: Buffer): Promise<Buffer> {
+  /** Whether `mac` is the cluster's MAC of `data` for `purpose` (compared in constant time). */
+  async verifyMac(purpose: string, data: Buffer, mac: Buffer): Promise<boolean> {
+    return this.verifyGenerationMac(undefined, purpose, data, mac);
+  }
+
+  /** HMAC-SHA256 for `purpose` under the MAC key of `generation` (the domain state's own MAC), else of the current one. */
+  generationMac(generation: Buffer | undefined, purpose: string, data: Buffer): Promise<Buffer> {
     return this.run((m) => m.domainMac(purpose, data, generation), generation);
   }
 
-  async verifyGenerationMac(generation: Buffer, purpose: string, data: Buffer, mac: Buffer): Promise<boolean> {
+  async verifyGenerationMac(generation: Buffer | undefined, purpose: string, data: Buffer, mac: Buffer): Promise<boolean> {
     const expected = await this.generationMac(generation, purpose, data);
     return mac.length === expected.length && timingSafeEqual(mac, expected);
   }
@@ -255,12 +261,11 @@ export class HsmCluster {
 
   /**
    * Generation `generation` on every member (rotate-domain): made inside the first member holding
-   * it or, if none does, inside the first member, then copied into every other member that lacks
-   * it (members with no keys at all included) by the ceremony's copy. Safe to re-run.
+   * it or, if none does, inside the first member, then copied into every member lacking it (members
+   * with no keys at all included) by the ceremony's copy. Safe to re-run.
    */
   async newGeneration(generation: Buffer): Promise<{ generated: boolean; source: string; copiedTo: string[] }> {
-    const unreachable = this.members.filter((m) => m.state === 'UNAVAILABLE');
-    if (unreachable.length) throw new DomainKeyError(`cannot make a domain generation while members are unavailable: ${unreachable.map((m) => `${m.id} (${m.lastError})`).join('; ')}`);
+    this.requireAllReachable('make a domain generation');
     await this.refreshGenerations();
     let source = this.members.find((m) => m.holds(generation));
     const generated = !source;
@@ -279,8 +284,7 @@ export class HsmCluster {
   /** Destroys generation `generation` on every member holding it (never the current one); the members it was destroyed on. */
   async destroyGeneration(generation: Buffer): Promise<string[]> {
     if (this.currentGeneration?.equals(generation)) throw new DomainKeyError(`generation ${generation.toString('hex')} is cluster ${this.id}'s current one`);
-    const unreachable = this.members.filter((m) => m.state === 'UNAVAILABLE');
-    if (unreachable.length) throw new DomainKeyError(`cannot destroy a domain generation while members are unavailable (it would stay on them): ${unreachable.map((m) => m.id).join(', ')}`);
+    this.requireAllReachable('destroy a domain generation (it would stay on the others)');
     await this.refreshGenerations();
     const on: string[] = [];
     for (const m of this.members) {
@@ -291,10 +295,9 @@ export class HsmCluster {
     return on;
   }
 
-  /** Whether `mac` is the cluster's MAC of `data` for `purpose` (compared in constant time). */
-  async verifyMac(purpose: string, data: Buffer, mac: Buffer): Promise<boolean> {
-    const expected = await this.mac(purpose, data);
-    return mac.length === expected.length && timingSafeEqual(mac, expected);
+  private requireAllReachable(what: string): void {
+    const unreachable = this.members.filter((m) => m.state === 'UNAVAILABLE');
+    if (unreachable.length) throw new DomainKeyError(`cannot ${what} while members are unavailable: ${unreachable.map((m) => `${m.id} (${m.lastError})`).join('; ')}`);
   }
 
   /** An RSA-2048 key pair generated inside the cluster for wrapping imported material. */
@@ -387,67 +390,15 @@ export class HsmCluster {
     this.probes.clear();
   }
 
-  /**
-   * Domain-key ceremony (`kmsctl cluster init`): the first member holding domain keys (or, if none
-   * does, the first member, which generates them) is the source; every other member receives a copy.
-   * Safe to re-run.
-   */
-  async initDomain(): Promise<{ domainId: string; generated: boolean; copiedTo: string[] }> {
-    const unreachable = this.members.filter((m) => m.state === 'UNAVAILABLE');
-    if (unreachable.length) throw new DomainKeyError(`cannot run the ceremony while members are unavailable: ${unreachable.map((m) => `${m.id} (${m.lastError})`).join('; ')}`);
-    const holders = this.members.filter((m) => m.domain);
-    if (holders.length === 0 && this.members.some((m) => m.generations.size > 0)) {
-      throw new DomainKeyError(`members of cluster ${this.id} hold several domain generations and none is named current: finish the rotation (kmsctl cluster rotate-domain --resume)`);
-    }
-    const ids = new Set(holders.map((m) => m.domain!.id.toString('hex')));
-    if (ids.size > 1) throw new DomainKeyError(`members of cluster ${this.id} already hold different domain keys (${[...ids].join(', ')}); refusing to choose`);
-    let source = holders[0];
-    let generated = false;
-    if (!source) {
-      source = this.members[0];
-      if (source.domainProblem) await source.removeDomainKeys();
-      await source.generateDomainKeys(randomBytes(16));
-      generated = true;
-    }
-    const copiedTo: string[] = [];
-    for (const m of this.members) {
-      if (m !== source && (await addMemberFrom(source, m))) copiedTo.push(m.id);
-    }
+  /** Domain-key ceremony (`kmsctl cluster init`): see ceremony.ts. Safe to re-run. */
+  async initDomain(): Promise<CeremonyResult> {
+    const result = await initDomain(this.id, this.members);
     this.canary = undefined;
-    return { domainId: source.domain!.id.toString('hex'), generated, copiedTo };
+    return result;
   }
 
   /** `kmsctl cluster add-member`: copies the domain keys into `member` (already one of this cluster's members). */
-  async addMember(member: HsmMember): Promise<boolean> {
-    const source = this.members.find((m) => m !== member && m.domain && m.state !== 'UNAVAILABLE');
-    if (!source) throw new DomainKeyError(`cluster ${this.id} has no reachable member holding domain keys: run cluster init`);
-    return addMemberFrom(source, member);
+  addMember(member: HsmMember): Promise<boolean> {
+    return addMember(this.id, this.members, member);
   }
-}
-
-/**
- * Copies source's domain keys (of `generation`, else its current ones) into target under a
- * transport key generated inside target; true if copied. Without `generation` (the ceremony), a
- * target holding any other domain keys is refused; with it, target may hold older generations.
- */
-async function addMemberFrom(source: HsmMember, target: HsmMember, generation?: Buffer): Promise<boolean> {
-  const id = generation ?? source.domain!.id;
-  const existing = generation ? (target.holds(id) ? id : undefined) : target.domain?.id;
-  if (existing) {
-    const same = existing.equals(id) && (await target.domainFingerprint(id)).equals(await source.domainFingerprint(id));
-    if (same) return false;
-    throw new DomainKeyError(`token "${target.tokenLabel}" of member ${target.id} already holds different domain keys (domain ${existing.toString('hex')}); refusing to add it`);
-  }
-  if (generation ? target.brokenGenerations.has(id.toString('hex')) : target.domainProblem) await target.removeDomainKeys(generation);
-  if (source.profile.nativeCloning && target.profile.nativeCloning) {
-    throw new DomainKeyError(`member ${target.id}: its HSM family clones keys natively; clone the domain keys with the vendor's tools, then re-run`);
-  }
-  const transport = await target.createTransportKey();
-  const wrapped = await source.exportDomainKeys(transport.modulus, transport.exponent, id);
-  await target.importDomainKeys(transport, wrapped);
-  if (!(await target.domainFingerprint(id)).equals(await source.domainFingerprint(id))) {
-    await target.removeDomainKeys(id);
-    throw new DomainKeyError(`copy of the domain keys into ${target.id} does not match the source; removed it`);
-  }
-  return true;
 }

@@ -134,6 +134,21 @@ describe('describeProfiles', () => {
 });
 
 describe('parseProfile', () => {
+  test('errorOverrides[].during must name operations a member performs', () => {
+    const raw = { ...validRaw(), errorOverrides: [{ code: 'CKR_GENERAL_ERROR', during: ['decrypt', 'decyrpt'], errorClass: 'caller' }] };
+    expect(() => parseProfile(stringify(raw), 'x.yaml')).toThrow(/errorOverrides\[0\] during: unknown operations decyrpt \(known: encrypt, decrypt/);
+  });
+
+  test('slowOperations names operations a member performs', () => {
+    expect(parseProfile(stringify({ ...validRaw(), slowOperations: ['encrypt', 'mac'] }), 'x.yaml').slowOperations).toEqual(['encrypt', 'mac']);
+    expect(() => parseProfile(stringify({ ...validRaw(), slowOperations: ['keygen'] }), 'x.yaml')).toThrow(/x.yaml slowOperations: unknown operations keygen/);
+  });
+
+  test('gcmIv is caller or token', () => {
+    expect(parseProfile(stringify({ ...validRaw(), gcmIv: 'token' }), 'x.yaml').gcmIv).toBe('token');
+    expect(() => parseProfile(stringify({ ...validRaw(), gcmIv: 'hsm' }), 'x.yaml')).toThrow(/gcmIv must be one of caller, token/);
+  });
+
   test('a minimal profile gets the documented defaults', () => {
     const p = parseProfile(stringify(validRaw()), 'x.yaml');
     expect(p).toEqual({
@@ -141,8 +156,10 @@ describe('parseProfile', () => {
       libraryParameters: undefined,
       nativeCloning: false,
       gcmParams: 'v2.20',
+      gcmIv: 'caller',
       ecPrivateKeyUnwrap: true,
       errorOverrides: [],
+      slowOperations: [],
       notes: [],
     });
   });
