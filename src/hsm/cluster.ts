@@ -55,6 +55,8 @@ export class HsmCluster {
   private next = 0;
   private canary: WrappedMaterial | undefined;
   private current: Buffer | undefined;
+  private reread: Promise<void> | undefined;
+  private rereadAt = 0;
   private readonly probes = new Map<string, { at: number; ms?: number; error?: string }>();
 
   constructor(private readonly options: ClusterOptions) {
@@ -149,6 +151,23 @@ export class HsmCluster {
    * `also`; on a device-level failure, once more on another member.
    */
   run<T>(op: (m: HsmMember) => Promise<T>, generation?: Buffer, also?: Buffer): Promise<T> {
+    const unknown = (g: Buffer | undefined) => g !== undefined && !this.holdsGeneration(g);
+    // a generation made by another process (kmsctl cluster rotate-domain) since the tokens were read: read them again, once
+    if (unknown(generation) || unknown(also)) return this.rereadSometimes().then(() => this.runOnce(op, generation, also));
+    return this.runOnce(op, generation, also);
+  }
+
+  /** At most one re-read a second, shared: records naming a generation nobody holds cannot make the tokens busy. */
+  private rereadSometimes(): Promise<void> {
+    const now = Date.now();
+    if (!this.reread || now - this.rereadAt >= 1_000) {
+      this.rereadAt = now;
+      this.reread = this.refreshGenerations();
+    }
+    return this.reread;
+  }
+
+  private runOnce<T>(op: (m: HsmMember) => Promise<T>, generation?: Buffer, also?: Buffer): Promise<T> {
     let first: HsmMember;
     try {
       first = this.pick(undefined, generation, also);

@@ -217,6 +217,20 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     expect(await dec(await enc(keyId, 'late'))).toBe('late');
   }, 120_000);
 
+  test('a node that has not heard of the new generation yet (its own sessions on the same tokens) reads the tokens again when a record names it', async () => {
+    const [keyId] = await create(1, 'elsewhere');
+    const other = new HsmCluster({ id: CLUSTER, kind: 'dedicated', owners: [bob.tenant], members: lab.tokens.softhsm('rot', ['rot-a']), probeCacheMs: 0 });
+    other.start();
+    const before = other.currentGeneration!;
+    await kms.domainRotation.rotate(CLUSTER);
+    const m = WrappedMaterial.fromBuffer((await store.getKey(bob.tenant, keyId))!.versions[0].material);
+    expect(m.domainId.equals(before)).toBe(false);
+    expect(other.holdsGeneration(m.domainId)).toBe(false);
+    const sealed = await other.encrypt(m, m.binding, Buffer.from('from a node behind'), Buffer.alloc(0));
+    expect((await rot.decrypt(m, m.binding, sealed, Buffer.alloc(0))).toString()).toBe('from a node behind');
+    expect(other.holdsGeneration(m.domainId)).toBe(true);
+  }, 120_000);
+
   test('refused: the cluster that MACs the audit chain; a domain state altered in the store; a record naming another generation than it was MACed under', async () => {
     await expect(kms.domainRotation.rotate('cls-shared')).rejects.toBeInstanceOf(DomainRotationError);
     await expect(kms.domainRotation.rotate('cls-none')).rejects.toBeInstanceOf(DomainRotationError);
