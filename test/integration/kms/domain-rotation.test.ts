@@ -25,12 +25,14 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
   let store: MetadataStore;
   let rot: HsmCluster;
   let members: HsmMember[];
+  let mixed: HsmCluster;
 
   beforeAll(async () => {
     lab = new KmsLab((tokens) => {
       members = tokens.softhsm('rot', ['rot-a', 'rot-b', 'rot-c']);
       rot = new HsmCluster({ id: CLUSTER, kind: 'dedicated', owners: [bob.tenant], members, probeCacheMs: 0 });
-      return [rot];
+      mixed = new HsmCluster({ id: 'cls-rot-mixed', kind: 'dedicated', owners: [bob.tenant], members: [tokens.nss('rot-nss'), ...tokens.softhsm('mixed', ['mixed-a'])], probeCacheMs: 0 });
+      return [rot, mixed];
     });
     await lab.start();
     // rot-c stands for a member added to the configuration after the ceremony: a token without domain keys
@@ -229,6 +231,31 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     const sealed = await other.encrypt(m, m.binding, Buffer.from('from a node behind'), Buffer.alloc(0));
     expect((await rot.decrypt(m, m.binding, sealed, Buffer.alloc(0))).toString()).toBe('from a node behind');
     expect(other.holdsGeneration(m.domainId)).toBe(true);
+  }, 120_000);
+
+  test('NSS softokn and SoftHSM2 in one cluster: two generations side by side on the NSS database, AES and RSA records re-wrapped, the old one destroyed', async () => {
+    const aes = (await kms.lifecycle.createKey(bob, { Alias: 'mixed-aes', HsmClusterId: 'cls-rot-mixed' })).KeyId;
+    const rsa = (await kms.lifecycle.createKey(bob, { Alias: 'mixed-rsa', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048', HsmClusterId: 'cls-rot-mixed' })).KeyId;
+    const blob = await enc(aes, 'across token families');
+    const message = Buffer.from('m');
+    const { Signature } = await kms.asymmetric.sign(bob, { KeyId: rsa, Algorithm: 'RSA_PSS_SHA_256', Message: message });
+    const old = mixed.currentGeneration!;
+    let seen = 0;
+    await expect(kms.domainRotation.rotate('cls-rot-mixed', { progress: (e) => { if (e.phase === 'rewrap' && e.done > 0 && ++seen === 1) throw new Error('stop'); } })).rejects.toThrow('stop');
+    expect(mixed.members.map((m) => m.generations.size)).toEqual([2, 2]);
+    const left = (await kms.domainRotation.census('cls-rot-mixed')).get(hex(old)) ?? 0;
+    const report = await kms.domainRotation.rotate('cls-rot-mixed');
+    expect(report).toMatchObject({ resumed: true, rewrapped: left, retired: hex(old), destroyedOn: ['rot-nss', 'mixed-mixed-a'] });
+    expect(await kms.domainRotation.census('cls-rot-mixed')).toEqual(new Map([[report.generation, 2]]));
+    await mixed.refreshGenerations();
+    expect(mixed.members.map((m) => [...m.generations.keys()])).toEqual([[report.generation], [report.generation]]);
+    expect(await dec(blob)).toBe('across token families');
+    expect(await kms.asymmetric.verify(bob, { KeyId: rsa, Algorithm: 'RSA_PSS_SHA_256', Message: message, SignatureValue: Signature })).toEqual({ SignatureValid: true });
+    const again = await kms.asymmetric.sign(bob, { KeyId: rsa, Algorithm: 'RSA_PSS_SHA_256', Message: message });
+    expect(await kms.asymmetric.verify(bob, { KeyId: rsa, Algorithm: 'RSA_PSS_SHA_256', Message: message, SignatureValue: again.Signature })).toEqual({ SignatureValid: true });
+    for (const m of mixed.members) {
+      for (const id of [aes, rsa]) await m.load(WrappedMaterial.fromBuffer((await store.getKey(bob.tenant, id))!.versions[0].material));
+    }
   }, 120_000);
 
   test('refused: the cluster that MACs the audit chain; a domain state altered in the store; a record naming another generation than it was MACed under', async () => {
