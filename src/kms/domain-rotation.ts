@@ -215,6 +215,7 @@ export class DomainRotation {
   /** Before any rotation the tokens hold one generation, and it is the current one. */
   private onlyGeneration(cluster: HsmCluster): string {
     const held = cluster.heldGenerations();
+    if (held.length === 0) throw new DomainStateError(`no reachable member of cluster ${cluster.id} holds domain keys: run cluster init first`);
     if (held.length !== 1) throw new DomainStateError(`cluster ${cluster.id} holds ${held.length} domain generations and no stored state says which is current`);
     return held[0].toString('hex');
   }

@@ -80,7 +80,10 @@ export class BackgroundJobs {
         return undefined;
       }
     };
-    if (this.domains) report.errors.push(...((await step('domain generation', () => this.domains!.states.apply())) ?? []).map((p) => `domain generation: ${p}`));
+    for (const problem of this.domains ? ((await step('domain generation', () => this.domains!.states.apply())) ?? []) : []) {
+      report.errors.push(`domain generation: ${problem}`);
+      this.onError(`domain generation: ${problem}`);
+    }
     // the node that saw a version wear out rotates it, leader or not (a concurrent rotation is refused)
     report.rotated = (await step('usage rotation', () => this.rotation.rotateWornOut(worn ?? []))) ?? [];
     const store = this.ctx.access.store;

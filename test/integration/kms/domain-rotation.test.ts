@@ -13,8 +13,10 @@ import { WrappedMaterial } from '../../../src/hsm/material';
 import { DomainRotation, DomainRotationError, RotationEvent } from '../../../src/kms/domain-rotation';
 import { DomainStateError, loadDomainState } from '../../../src/kms/domain-state';
 import type { Kms } from '../../../src/kms/service';
+import { RedisMetadataStore } from '../../../src/store/redis-store';
 import type { KeyPatch, MetadataStore } from '../../../src/store/store';
 import { bob, KmsLab } from '../../support/kms';
+import { RedisServer, startRedis } from '../../support/redis';
 
 const CLUSTER = 'cls-rot';
 const hex = (b: Buffer): string => b.toString('hex');
@@ -278,4 +280,40 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     await store.putClusterState(CLUSTER, bad.revision, state.doc);
     expect((await loadDomainState(store, rot))?.state).toEqual({ current: hex(next) });
   }, 60_000);
+});
+
+describe('rotate-domain on the Redis store', () => {
+  let lab: KmsLab;
+  let redis: RedisServer;
+  let store: RedisMetadataStore;
+  let kms: Kms;
+
+  beforeAll(async () => {
+    lab = new KmsLab();
+    await lab.start();
+    redis = await startRedis({ persistent: true });
+    store = await RedisMetadataStore.open({ port: redis.port });
+    kms = lab.kms(store, { macClusterId: 'cls-shared' });
+  });
+  afterAll(async () => {
+    await lab.cleanup();
+    await store.close();
+    await redis.stop();
+  });
+
+  test('the SCAN walk re-wraps every key of the cluster, a failed run is resumed, the old generation goes', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 25; i++) ids.push((await kms.lifecycle.createKey(bob, { Alias: `redis-${i}`, HsmClusterId: 'cls-bob' })).KeyId);
+    await kms.lifecycle.createKey(bob, { Alias: 'redis-shared' });
+    const blobs = await Promise.all(ids.map(async (id, i) => (await kms.envelope.encrypt(bob, id, Buffer.from(`r${i}`))).CiphertextBlob));
+    const old = lab.dedicated.currentGeneration!.toString('hex');
+    let seen = 0;
+    await expect(kms.domainRotation.rotate('cls-bob', { progress: (e) => { if (e.phase === 'rewrap' && e.done > 0 && ++seen === 4) throw new Error('stop'); } })).rejects.toThrow('stop');
+    const left = (await kms.domainRotation.census('cls-bob')).get(old)!;
+    expect(left).toBeGreaterThan(0);
+    const report = await kms.domainRotation.rotate('cls-bob');
+    expect(report).toMatchObject({ resumed: true, rewrapped: left, retired: old, destroyedOn: ['bob-bob-a'] });
+    expect(await kms.domainRotation.census('cls-bob')).toEqual(new Map([[report.generation, 25]]));
+    expect(await Promise.all(blobs.map(async (b) => (await kms.envelope.decrypt(bob, { CiphertextBlob: b })).Plaintext.toString()))).toEqual(ids.map((_, i) => `r${i}`));
+  }, 120_000);
 });
