@@ -130,7 +130,7 @@ export class DomainRotation {
   }
 
   /** Records per generation (hex) over every key of the cluster; read from the store only. */
-  async census(clusterId: string): Promise<Map<string, number>> {
+  async census(clusterId: string, afterPage?: () => Promise<void>): Promise<Map<string, number>> {
     const counts = new Map<string, number>();
     await this.eachKey(clusterId, async (ref) => {
       const r = await this.store.getKey(ref.ownerUin, ref.keyId);
@@ -138,7 +138,7 @@ export class DomainRotation {
         const g = WrappedMaterial.fromBuffer(m).domainId.toString('hex');
         counts.set(g, (counts.get(g) ?? 0) + 1);
       }
-    });
+    }, afterPage);
     return counts;
   }
 
@@ -146,7 +146,7 @@ export class DomainRotation {
   private async rewrapAll(cluster: HsmCluster, current: Buffer, retiring: string, progress: (e: RotationEvent) => void, renew: () => Promise<void>): Promise<number> {
     let rewrapped = 0;
     for (let round = 0; round < ROUNDS; round++) {
-      const before = await this.census(cluster.id);
+      const before = await this.census(cluster.id, renew);
       const total = [...before].filter(([g]) => g !== current.toString('hex')).reduce((n, [, c]) => n + c, 0);
       if (total === 0) return rewrapped;
       const walk: Walk = { cluster, current, done: 0, total, progress, renew };
@@ -154,7 +154,7 @@ export class DomainRotation {
       await this.eachKey(cluster.id, (ref) => this.rewrapKey(walk, ref), renew);
       rewrapped += walk.done;
     }
-    const left = (await this.census(cluster.id)).get(retiring) ?? 0;
+    const left = (await this.census(cluster.id, renew)).get(retiring) ?? 0;
     if (left > 0) throw new DomainRotationError(`${left} records of cluster ${cluster.id} still name generation ${retiring} after ${ROUNDS} walks (a node still sealing under it?): it was not destroyed; run again`);
     return rewrapped;
   }
