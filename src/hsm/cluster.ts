@@ -129,16 +129,16 @@ export class HsmCluster {
   }
 
   /**
-   * Round-robin over ACTIVE members, else DEGRADED ones, holding `generation` (else the current
-   * one) and `also` if given; allocation-free (hot path).
+   * Round-robin over ACTIVE members, else DEGRADED ones, holding generation `generation` (hex; else
+   * the current one) and `also` if given; allocation-free (hot path).
    */
-  private pick(exclude?: HsmMember, generation?: Buffer, also?: Buffer): HsmMember {
+  private pick(exclude?: HsmMember, generation?: string, also?: string): HsmMember {
     const n = this.members.length;
     let fallback: HsmMember | undefined;
     for (let i = 0; i < n; i++) {
       this.next = (this.next + 1) % n;
       const m = this.members[this.next];
-      if (m === exclude || m.state === 'UNAVAILABLE' || !(generation ? m.holds(generation) : m.domain) || (also && !m.holds(also))) continue;
+      if (m === exclude || m.state === 'UNAVAILABLE' || !(generation ? m.generations.has(generation) : m.domain) || (also && !m.generations.has(also))) continue;
       if (m.state === 'ACTIVE') return m;
       fallback ??= m;
     }
@@ -151,10 +151,12 @@ export class HsmCluster {
    * `also`; on a device-level failure, once more on another member.
    */
   run<T>(op: (m: HsmMember) => Promise<T>, generation?: Buffer, also?: Buffer): Promise<T> {
-    const unknown = (g: Buffer | undefined) => g !== undefined && !this.holdsGeneration(g);
+    const g = generation?.toString('hex');
+    const a = also?.toString('hex');
+    const unknown = (id: string | undefined) => id !== undefined && !this.members.some((m) => m.generations.has(id));
     // a generation made by another process (kmsctl cluster rotate-domain) since the tokens were read: read them again, once
-    if (unknown(generation) || unknown(also)) return this.rereadSometimes().then(() => this.runOnce(op, generation, also));
-    return this.runOnce(op, generation, also);
+    if (unknown(g) || unknown(a)) return this.rereadSometimes().then(() => this.runOnce(op, g, a));
+    return this.runOnce(op, g, a);
   }
 
   /** At most one re-read a second, shared: records naming a generation nobody holds cannot make the tokens busy. */
@@ -167,7 +169,7 @@ export class HsmCluster {
     return this.reread;
   }
 
-  private runOnce<T>(op: (m: HsmMember) => Promise<T>, generation?: Buffer, also?: Buffer): Promise<T> {
+  private runOnce<T>(op: (m: HsmMember) => Promise<T>, generation?: string, also?: string): Promise<T> {
     let first: HsmMember;
     try {
       first = this.pick(undefined, generation, also);
