@@ -53,8 +53,8 @@ export class MemberDomainKeys {
   generations = new Map<string, DomainKeys>();
   /** Generations (hex) of which the token holds one key without the other, or one twice (a copy interrupted half-way). */
   broken = new Set<string>();
-  /** The cluster's current generation (the cluster says, from the store); unset: the token's only one. */
-  current: Buffer | undefined;
+  private currentId: Buffer | undefined;
+  private currentHex: string | undefined;
   /** Set when the token holds a broken set of domain keys (a ceremony interrupted half-way). */
   problem: string | undefined;
 
@@ -102,9 +102,19 @@ export class MemberDomainKeys {
     return this.sessions.withKeeper('find', (s) => this.find(s));
   }
 
+  /** The cluster's current generation (the cluster says, from the store); unset: the token's only one. */
+  get current(): Buffer | undefined {
+    return this.currentId;
+  }
+
+  set current(generation: Buffer | undefined) {
+    this.currentId = generation;
+    this.currentHex = generation?.toString('hex');
+  }
+
   /** The current generation's keys, or the token's only generation's when the cluster named none. */
   get keys(): DomainKeys | undefined {
-    if (this.current) return this.generations.get(this.current.toString('hex'));
+    if (this.currentHex !== undefined) return this.generations.get(this.currentHex);
     return this.generations.size === 1 ? this.generations.values().next().value : undefined;
   }
 
