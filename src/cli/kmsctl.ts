@@ -64,6 +64,11 @@ function cluster(s: Services, id: string): HsmCluster {
   return c;
 }
 
+/** A member's domain generations, the current one marked (first 8 hex digits each). */
+function generations(current: string | undefined, held: readonly string[]): string {
+  return held.map((g) => `${g.slice(0, 8)}${g === current && held.length > 1 ? ' (current)' : ''}`).join(', ') || 'none';
+}
+
 function policySource(a: Args): unknown {
   const file = a.get('policy-file');
   return file !== undefined ? readFileSync(file, 'utf8') : a.need('preset');
@@ -125,7 +130,7 @@ const COMMANDS: Record<string, Command> = {
   'cluster status': async (a, s) => {
     const health = await Promise.all(s.clusters.map((c) => c.health()));
     if (a.flag('json')) out(health, true);
-    else for (const h of health) out(`${h.id} (${h.kind}) ${h.state}\n${h.members.map((m) => `  ${m.id} [${m.profile}${m.verifiedProfile ? '' : ', unverified profile'}] ${m.state}: ${m.detail}; sessions ${m.sessions.busy}/${m.sessions.open} of ${m.sessions.cap}`).join('\n')}`, false);
+    else for (const h of health) out(`${h.id} (${h.kind}) ${h.state}\n${h.members.map((m) => `  ${m.id} [${m.profile}${m.verifiedProfile ? '' : ', unverified profile'}] ${m.state}: ${m.detail}; sessions ${m.sessions.busy}/${m.sessions.open} of ${m.sessions.cap}; domain ${generations(h.generation, m.generations)}`).join('\n')}`, false);
     return health.every((h) => h.state !== 'UNAVAILABLE') ? 0 : 1;
   },
   'tenant create': async (a, s) => (out(await s.iam.createTenant(a.need('name')), a.flag('json')), 0),

@@ -31,6 +31,8 @@ export interface MemberHealth {
   sessions: { open: number; busy: number; cap: number; waiting: number };
   cachedHandles: number;
   resets: number;
+  /** Domain generations (hex) on the member's token, as last read. */
+  generations: string[];
 }
 
 export interface ClusterHealth {
@@ -38,6 +40,8 @@ export interface ClusterHealth {
   kind: ClusterKind;
   state: MemberState;
   members: MemberHealth[];
+  /** The generation new material is sealed under (hex), if known. */
+  generation?: string;
 }
 
 const CANARY_BINDING = (clusterId: string): MaterialBinding => ({ clusterId, keyId: 'kms-health-canary', keyVersion: 0, usage: 'HEALTH_PROBE', owner: 'kms-health' });
@@ -399,11 +403,12 @@ export class HsmCluster {
         sessions: m.sessions,
         cachedHandles: m.cachedHandles,
         resets: m.resets,
+        generations: [...m.generations.keys()],
       });
     }
     const up = members.filter((m) => m.state !== 'UNAVAILABLE').length;
     const state: MemberState = up === 0 ? 'UNAVAILABLE' : members.every((m) => m.state === 'ACTIVE') ? 'ACTIVE' : 'DEGRADED';
-    return { id: this.id, kind: this.kind, state, members };
+    return { id: this.id, kind: this.kind, state, members, generation: this.currentGeneration?.toString('hex') };
   }
 
   /** Forces the next health() to probe again. */

@@ -114,8 +114,10 @@ describe('kmsctl cluster rotate-domain (child process): killed half-way, resumed
     expect(census()).toEqual({ [next]: total });
 
     const status = await kmsctl('cluster', 'status', '--json');
-    const dedicatedHealth = (JSON.parse(status.stdout) as Array<{ id: string; members: Array<{ id: string; state: string }> }>).find((h) => h.id === DEV_DEDICATED_CLUSTER)!;
-    expect(dedicatedHealth.members.map((m) => [m.id, m.state])).toEqual([['dedicated-a', 'ACTIVE'], ['dedicated-b', 'ACTIVE'], ['dedicated-c', 'ACTIVE']]);
+    const dedicatedHealth = (JSON.parse(status.stdout) as Array<{ id: string; generation: string; members: Array<{ id: string; state: string; generations: string[] }> }>).find((h) => h.id === DEV_DEDICATED_CLUSTER)!;
+    expect(dedicatedHealth.generation).toBe(next);
+    expect(dedicatedHealth.members.map((m) => [m.id, m.state, m.generations])).toEqual(['dedicated-a', 'dedicated-b', 'dedicated-c'].map((id) => [id, 'ACTIVE', [next]]));
+    expect((await kmsctl('cluster', 'status')).stdout).toMatch(new RegExp(`dedicated-c \\[softhsm2\\] ACTIVE: ok; .*; domain ${next.slice(0, 8)}$`, 'm'));
 
     lab.server = await startServer(loadServerConfig(lab.dir, { KMS_PORT: '0' }), (l) => lab.logs.push(l));
     const after = lab.client();
