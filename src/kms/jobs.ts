@@ -24,6 +24,7 @@ export interface DomainJobs {
 }
 
 export const JOBS_LEASE = 'kms-background-jobs';
+const ROTATION_RETRY_MS = 60_000;
 
 /**
  * Background work. Every node flushes its own usage counts; only the node holding the lease (one at
@@ -34,6 +35,8 @@ export class BackgroundJobs {
   private running: Promise<JobReport> | undefined;
   private finishing: Promise<void> | undefined;
   private readonly rotationsFinished: string[] = [];
+  /** After a failed attempt (a member away, say), a cluster's rotation is tried again only after this time (each attempt walks every key). */
+  private readonly rotationRetryAt = new Map<string, number>();
 
   constructor(
     private readonly ctx: KmsContext,
@@ -106,7 +109,11 @@ export class BackgroundJobs {
     const finished = this.rotationsFinished.splice(0);
     if (this.finishing || !this.domains) return finished;
     const pending: string[] = [];
-    for (const id of this.domains.clusters) if (await this.domains.rotation.unfinished(id)) pending.push(id);
+    const now = Date.now();
+    for (const id of this.domains.clusters) {
+      // a state that cannot be read (members away) is reported by the domain-generation step
+      if ((this.rotationRetryAt.get(id) ?? 0) <= now && (await this.domains.rotation.unfinished(id).catch(() => false))) pending.push(id);
+    }
     if (pending.length === 0) return finished;
     const rotation = this.domains.rotation;
     this.finishing = (async () => {
@@ -115,7 +122,9 @@ export class BackgroundJobs {
           const r = await rotation.rotate(id, { resumeOnly: true, leaseWaitMs: 0 });
           if (r.generation !== undefined) this.rotationsFinished.push(id);
         } catch (e) {
-          if (!(e instanceof RotationBusyError)) this.onError(`domain rotation of ${id}: ${(e as Error).message}`);
+          if (e instanceof RotationBusyError) continue;
+          this.rotationRetryAt.set(id, Date.now() + ROTATION_RETRY_MS);
+          this.onError(`domain rotation of ${id}: ${(e as Error).message}`);
         }
       }
     })().finally(() => { this.finishing = undefined; });
