@@ -260,6 +260,24 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     }
   }, 120_000);
 
+  test('a member away when the old generation is to be destroyed: refused (it would stay on that token), the next run destroys it everywhere', async () => {
+    const [keyId] = await create(1, 'away');
+    const blob = await enc(keyId, 'kept');
+    const old = rot.currentGeneration!;
+    const away = members[1];
+    const refused = kms.domainRotation.rotate(CLUSTER, { progress: (e) => { if (e.phase === 'rewrap' && e.done === e.total && e.total > 0) away.close(); } });
+    await expect(refused).rejects.toThrow(/while members are unavailable: rot-rot-b/);
+    expect(await kms.domainRotation.unfinished(CLUSTER)).toBe(true);
+    expect((await census()).get(hex(old))).toBeUndefined();
+    expect(members[0].holds(old)).toBe(true);
+    away.connect();
+    const report = await kms.domainRotation.rotate(CLUSTER, { resumeOnly: true });
+    expect(report).toMatchObject({ resumed: true, rewrapped: 0, retired: hex(old), destroyedOn: ['rot-rot-a', 'rot-rot-b', 'rot-rot-c'] });
+    await rot.refreshGenerations();
+    expect(held()).toEqual([0, 1, 2].map(() => [report.generation]));
+    expect(await dec(blob)).toBe('kept');
+  }, 120_000);
+
   test('refused: the cluster that MACs the audit chain; a domain state altered in the store; a record naming another generation than it was MACed under', async () => {
     await expect(kms.domainRotation.rotate('cls-shared')).rejects.toBeInstanceOf(DomainRotationError);
     await expect(kms.domainRotation.rotate('cls-none')).rejects.toBeInstanceOf(DomainRotationError);
