@@ -11,7 +11,7 @@ import * as path from 'path';
 import Database from 'better-sqlite3';
 import Redis from 'ioredis';
 import {
-  AliasExistsError, ConflictError, KeyChange, KeyNotFoundError, KeyRecord, ListKeysQuery, MetadataStore, NewKeyRecord, QuotaExceededError,
+  AliasExistsError, ClusterStateConflictError, ConflictError, KeyChange, KeyNotFoundError, KeyRecord, ListKeysQuery, MetadataStore, NewKeyRecord, QuotaExceededError,
   StoreConfigError, StoreInputError,
 } from '../../src/store/store';
 import { SCHEMA_VERSION, SqliteMetadataStore } from '../../src/store/sqlite-store';
@@ -674,6 +674,48 @@ describe.each(BACKENDS)('MetadataStore conformance: $name', (backend) => {
     expect(await store.acquireLease('leader', 'node-a', 60_000)).toBe(true);
     await expect(store.acquireLease('leader', '', 1000)).rejects.toBeInstanceOf(StoreInputError);
     await expect(store.acquireLease('leader', 'node-a', 0)).rejects.toBeInstanceOf(StoreInputError);
+  });
+
+  test('clusterKeys: every key of the cluster across tenants, regions and states, once, in pages; other clusters left out', async () => {
+    const mine: string[] = [];
+    for (let i = 0; i < 23; i++) {
+      const k = newKey({ hsmClusterId: 'cls-walk', ownerUin: String(100 + (i % 3)), region: i % 2 ? 'ap-shanghai' : 'ap-guangzhou', keyState: i % 5 ? 'Enabled' : 'PendingDelete' });
+      await store.createKey(k);
+      mine.push(`${k.ownerUin}/${k.keyId}`);
+    }
+    for (let i = 0; i < 7; i++) await store.createKey(newKey({ hsmClusterId: 'cls-other' }));
+    const gone = newKey({ hsmClusterId: 'cls-walk' });
+    await store.createKey(gone);
+    await store.deleteKey(gone.ownerUin, gone.keyId, 1);
+    const seen: string[] = [];
+    let cursor: string | undefined = '';
+    for (let pages = 0; cursor !== undefined; pages++) {
+      expect(pages).toBeLessThan(1000);
+      const page = await (await openAnother()).clusterKeys('cls-walk', cursor, 5);
+      seen.push(...page.keys.map((k) => `${k.ownerUin}/${k.keyId}`));
+      cursor = page.cursor;
+    }
+    expect(new Set(seen).size).toBe(seen.length);
+    expect(seen.sort()).toEqual(mine.sort());
+    expect((await store.clusterKeys('cls-none', '', 100)).keys).toEqual([]);
+    await expect(store.clusterKeys('', '', 10)).rejects.toBeInstanceOf(StoreInputError);
+    await expect(store.clusterKeys('cls-walk', '', 0)).rejects.toBeInstanceOf(StoreInputError);
+  });
+
+  test('cluster state: absent, then written with compare-and-set across handles; a stale revision changes nothing', async () => {
+    const other = await openAnother();
+    expect(await store.getClusterState('cls-a')).toBeUndefined();
+    expect(await store.putClusterState('cls-a', 0, '{"v":1}')).toBe(1);
+    await expect(other.putClusterState('cls-a', 0, '{"v":"lost"}')).rejects.toBeInstanceOf(ClusterStateConflictError);
+    expect(await other.getClusterState('cls-a')).toEqual({ doc: '{"v":1}', revision: 1 });
+    const racers = await Promise.allSettled([store.putClusterState('cls-a', 1, '{"v":2}'), other.putClusterState('cls-a', 1, '{"v":3}')]);
+    expect(racers.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const now = await store.getClusterState('cls-a');
+    expect(now?.revision).toBe(2);
+    expect(['{"v":2}', '{"v":3}']).toContain(now?.doc);
+    expect(await store.getClusterState('cls-b')).toBeUndefined();
+    await expect(store.putClusterState('cls-a', -1, 'x')).rejects.toBeInstanceOf(StoreInputError);
+    await expect(store.putClusterState('cls-a', 2, '')).rejects.toBeInstanceOf(StoreInputError);
   });
 
   test('repair: finds nothing on a sound store, fixes damaged indexes, then finds nothing again', async () => {
