@@ -23,6 +23,9 @@ export async function initDomain(clusterId: string, members: readonly HsmMember[
   const unreachable = members.filter((m) => m.state === 'UNAVAILABLE');
   if (unreachable.length) throw new DomainKeyError(`cannot run the ceremony while members are unavailable: ${unreachable.map((m) => `${m.id} (${m.lastError})`).join('; ')}`);
   const holders = members.filter((m) => m.domain);
+  if (holders.length === 0 && members.some((m) => m.generations.size > 0)) {
+    throw new DomainKeyError(`members of cluster ${clusterId} hold several domain generations and none is named current: finish the rotation (kmsctl cluster rotate-domain --resume)`);
+  }
   const ids = new Set(holders.map((m) => m.domain!.id.toString('hex')));
   if (ids.size > 1) throw new DomainKeyError(`members of cluster ${clusterId} already hold different domain keys (${[...ids].join(', ')}); refusing to choose`);
   let source = holders[0];
@@ -57,24 +60,29 @@ function commonWrap(source: HsmMember, target: HsmMember): WrapAlgorithm {
   return common;
 }
 
-/** Copies source's domain keys into target under a transport key generated inside target; true if copied. */
-async function addMemberFrom(source: HsmMember, target: HsmMember): Promise<boolean> {
-  const domain = source.domain!;
+/**
+ * Copies source's domain keys (of `generation`, else its current ones) into target under a
+ * transport key generated inside target; true if copied. Without `generation` (the ceremony), a
+ * target holding other domain keys is refused; with it (rotate-domain), target may hold older generations.
+ */
+export async function addMemberFrom(source: HsmMember, target: HsmMember, generation?: Buffer): Promise<boolean> {
+  const id = generation ?? source.domain!.id;
   const wrap = commonWrap(source, target);
-  if (target.domain) {
-    const same = target.domain.id.equals(domain.id) && (await target.domainFingerprint(wrap)).equals(await source.domainFingerprint(wrap));
+  const existing = generation ? (target.holds(id) ? id : undefined) : target.domain?.id;
+  if (existing) {
+    const same = existing.equals(id) && (await target.domainFingerprint(wrap, id)).equals(await source.domainFingerprint(wrap, id));
     if (same) return false;
-    throw new DomainKeyError(`token "${target.tokenLabel}" of member ${target.id} already holds different domain keys (domain ${target.domain.id.toString('hex')}); refusing to add it`);
+    throw new DomainKeyError(`token "${target.tokenLabel}" of member ${target.id} already holds different domain keys (domain ${existing.toString('hex')}); refusing to add it`);
   }
-  if (target.domainProblem) await target.removeDomainKeys();
+  if (generation ? target.brokenGenerations.has(id.toString('hex')) : target.domainProblem) await target.removeDomainKeys(generation);
   if (source.profile.nativeCloning && target.profile.nativeCloning) {
     throw new DomainKeyError(`member ${target.id}: its HSM family clones keys natively; clone the domain keys with the vendor's tools, then re-run`);
   }
   const transport = await target.createTransportKey();
-  const wrapped = await source.exportDomainKeys(transport.modulus, transport.exponent);
+  const wrapped = await source.exportDomainKeys(transport.modulus, transport.exponent, id);
   await target.importDomainKeys(transport, wrapped);
-  if (!(await target.domainFingerprint(wrap)).equals(await source.domainFingerprint(wrap))) {
-    await target.removeDomainKeys();
+  if (!(await target.domainFingerprint(wrap, id)).equals(await source.domainFingerprint(wrap, id))) {
+    await target.removeDomainKeys(id);
     throw new DomainKeyError(`copy of the domain keys into ${target.id} does not match the source; removed it`);
   }
   return true;

@@ -159,6 +159,7 @@ export class HsmMember {
 
   // ---- domain keys and the ceremony ------------------------------------------------------------
 
+  /** The keys of the cluster's current generation (or of the token's only one when the cluster named none). */
   get domain(): DomainKeys | undefined {
     return this.domainKeys.keys;
   }
@@ -167,8 +168,37 @@ export class HsmMember {
     return this.domainKeys.problem;
   }
 
-  removeDomainKeys(): Promise<void> {
-    return this.domainKeys.remove();
+  /** Every complete generation on the token, by id (hex), as last read. */
+  get generations(): ReadonlyMap<string, DomainKeys> {
+    return this.domainKeys.generations;
+  }
+
+  /** Generations (hex) of which the token holds a broken set (a copy interrupted half-way). */
+  get brokenGenerations(): ReadonlySet<string> {
+    return this.domainKeys.broken;
+  }
+
+  get currentGeneration(): Buffer | undefined {
+    return this.domainKeys.current;
+  }
+
+  /** Set by the cluster (from the store): new material is sealed under it. */
+  set currentGeneration(generation: Buffer | undefined) {
+    this.domainKeys.current = generation;
+  }
+
+  holds(generation: Buffer): boolean {
+    return this.domainKeys.holds(generation);
+  }
+
+  /** Reads the token's generations again (another process may have made or destroyed one). */
+  refreshGenerations(): Promise<void> {
+    return this.domainKeys.reread();
+  }
+
+  /** Removes the domain keys of `generation`, or without it of every generation. */
+  removeDomainKeys(generation?: Buffer): Promise<void> {
+    return this.domainKeys.remove(generation);
   }
 
   generateDomainKeys(id: Buffer): Promise<DomainKeys> {
@@ -179,27 +209,32 @@ export class HsmMember {
     return this.domainKeys.createTransportKey();
   }
 
-  exportDomainKeys(modulus: Buffer, exponent: Buffer): Promise<ExportedDomainKeys> {
-    return this.domainKeys.export(modulus, exponent);
+  exportDomainKeys(modulus: Buffer, exponent: Buffer, generation?: Buffer): Promise<ExportedDomainKeys> {
+    return this.domainKeys.export(modulus, exponent, generation);
   }
 
   importDomainKeys(transport: { privateKey: Handle; publicKey: Handle }, wrapped: ExportedDomainKeys): Promise<DomainKeys> {
     return this.domainKeys.import(transport, wrapped);
   }
 
-  /** Equal on two members, for the same wrap algorithm, exactly when they hold the same domain keys. */
-  domainFingerprint(algorithm: WrapAlgorithm): Promise<Buffer> {
-    return this.domainKeys.fingerprint(algorithm);
+  domainFingerprint(algorithm: WrapAlgorithm, generation?: Buffer): Promise<Buffer> {
+    return this.domainKeys.fingerprint(algorithm, generation);
   }
 
-  domainMac(purpose: string, data: Buffer): Promise<Buffer> {
-    return this.domainKeys.mac(purpose, data);
+  /** HMAC-SHA256 for `purpose` under the MAC key of `generation`, else of the current one. */
+  domainMac(purpose: string, data: Buffer, generation?: Buffer): Promise<Buffer> {
+    return this.domainKeys.mac(purpose, data, generation);
   }
 
   // ---- sealed material -------------------------------------------------------------------------
 
   rebindLegacy(material: WrappedMaterial, binding: MaterialBinding): Promise<WrappedMaterial> {
     return this.sealing.rebindLegacy(material, binding);
+  }
+
+  /** The record re-wrapped under generation `target` inside this member (see MemberSealing.rewrap). */
+  rewrap(material: WrappedMaterial, target: Buffer): Promise<WrappedMaterial> {
+    return this.sealing.rewrap(material, target);
   }
 
   /** Runs `fn` on a pooled session with the unwrapped (cached) handle of `material`. */
