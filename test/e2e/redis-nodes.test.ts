@@ -162,10 +162,11 @@ describe('two server nodes on one Redis', () => {
       const nodes = [client(a, root), client(b, root)];
       const started = Date.now();
       const results: string[] = [];
-      for (let i = 0; i < 10; i++) results.push(await outcome(nodes[i % 2].GenerateRandom({ NumberOfBytes: 8 + i })));
+      // sizes of their own: a body another test sent with these credentials in the same second would carry the same signature (refused as a replay)
+      for (let i = 0; i < 10; i++) results.push(await outcome(nodes[i % 2].GenerateRandom({ NumberOfBytes: 32 + i })));
       const seconds = Math.floor((Date.now() - started) / 1000);
       const ok = results.filter((r) => r === 'Success').length;
-      expect(results.filter((r) => r !== 'Success').every((r) => r === 'RequestLimitExceeded')).toBe(true);
+      expect(results.filter((r) => r !== 'Success' && r !== 'RequestLimitExceeded')).toEqual([]);
       expect(ok).toBeGreaterThanOrEqual(5);
       expect(ok).toBeLessThanOrEqual(5 + seconds);
       expect(results.slice(0, 5)).toEqual(['Success', 'Success', 'Success', 'Success', 'Success']);
