@@ -21,7 +21,8 @@ export class TokenLab {
    */
   softhsm(name: string, labels: string[], overrides: Partial<MemberOptions> = {}, profile: HsmProfile = profiles.get('softhsm2')!): HsmMember[] {
     const dir = join(this.dir, name);
-    const conf = execFileSync(join(ROOT, 'softhsm', 'make-tokens.sh'), [dir, ...labels], { encoding: 'utf8' }).trim();
+    const env = { ...process.env, KMS_KEEP_SO_PINS: join(dir, 'so-pins') };
+    const conf = execFileSync(join(ROOT, 'softhsm', 'make-tokens.sh'), [dir, ...labels], { encoding: 'utf8', env }).trim();
     const lib = join(dir, 'libsofthsm2.so');
     if (!existsSync(lib)) copyFileSync(SOFTHSM_LIB, lib);
     return labels.map((label) =>
@@ -37,6 +38,11 @@ export class TokenLab {
         }),
       ),
     );
+  }
+
+  /** The SO PIN of a SoftHSM2 token made by `softhsm(name, [label])` (kept for tests, as `kmsctl init --dev` does). */
+  soPin(name: string, label: string): string {
+    return readFileSync(join(this.dir, name, 'so-pins', `${label}.so-pin`), 'utf8');
   }
 
   tokenDir(name: string): string {
