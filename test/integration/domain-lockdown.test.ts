@@ -5,6 +5,7 @@
  */
 import * as pk from 'pkcs11js';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { HsmProfile } from '../../src/hsm/profile';
@@ -271,5 +272,62 @@ describe.each(implementations)('what $name enforces', ({ name, make }) => {
   test('the enforcement table', () => {
     const facts = probe(make(lab));
     expect(facts).toEqual(expected[name]);
+  });
+});
+
+/**
+ * pkcs11js passes an attribute's value as a number, boolean, string or Buffer, so it cannot set
+ * CKA_UNWRAP_TEMPLATE (an array of CK_ATTRIBUTE with pointers). test/support/unwrap-template-probe.c
+ * asks the same library in C whether C_UnwrapKey would enforce one.
+ */
+describe('CKA_UNWRAP_TEMPLATE, set from C', () => {
+  const ROOT = join(__dirname, '..', '..', '..');
+  let lab: TokenLab;
+  let probeBinary: string;
+  beforeAll(() => {
+    lab = new TokenLab();
+    probeBinary = join(lab.dir, 'unwrap-template-probe');
+    execFileSync('cc', ['-O1', '-I', join(ROOT, 'node_modules', 'pkcs11js', 'includes'), '-o', probeBinary, join(ROOT, 'test', 'support', 'unwrap-template-probe.c'), '-ldl']);
+  });
+  afterAll(() => lab.cleanup());
+
+  const run = (args: string[], pinFile: string, env: NodeJS.ProcessEnv = process.env): Record<string, string> => {
+    const text = execFileSync(probeBinary, args, { input: readFileSync(pinFile), env, encoding: 'utf8' });
+    return Object.fromEntries(text.trim().split('\n').map((l) => l.trim().split(': ') as [string, string]));
+  };
+
+  test('softhsm2 enforces it (and keeps it: read-only, not dropped by C_CopyObject)', () => {
+    const [m] = lab.softhsm('tpl', ['t1']);
+    const facts = run([join(lab.dir, 'tpl', 'libsofthsm2.so'), 't1', String(m.profile.rfc5649Mechanism)], join(lab.dir, 'tpl', 'pins', 't1.pin'), { ...process.env, SOFTHSM2_CONF: join(lab.dir, 'tpl', 'softhsm2.conf') });
+    expect(facts).toEqual({
+      'generate a KEK with CKA_UNWRAP_TEMPLATE': 'ok',
+      'unwrap as non-sensitive, extractable': 'CKR_TEMPLATE_INCONSISTENT',
+      'unwrap naming neither attribute': 'CKR_TEMPLATE_INCONSISTENT',
+      'unwrap as the template says': 'ok',
+      'clear CKA_UNWRAP_TEMPLATE with C_SetAttributeValue': 'CKR_ATTRIBUTE_READ_ONLY',
+      'copy the KEK without the template': 'CKR_ATTRIBUTE_READ_ONLY',
+      'after that, unwrap as non-sensitive, extractable': 'CKR_TEMPLATE_INCONSISTENT',
+      'generate a KEK with CKA_UNWRAP_TEMPLATE (CKA_MODIFIABLE false)': 'ok',
+      'unwrap as non-sensitive, extractable (CKA_MODIFIABLE false)': 'CKR_TEMPLATE_INCONSISTENT',
+      'unwrap naming neither attribute (CKA_MODIFIABLE false)': 'CKR_TEMPLATE_INCONSISTENT',
+      'unwrap as the template says (CKA_MODIFIABLE false)': 'ok',
+      'clear CKA_UNWRAP_TEMPLATE with C_SetAttributeValue (CKA_MODIFIABLE false)': 'CKR_ACTION_PROHIBITED',
+      'copy the KEK without the template (CKA_MODIFIABLE false)': 'CKR_ATTRIBUTE_READ_ONLY',
+      'after that, unwrap as non-sensitive, extractable (CKA_MODIFIABLE false)': 'CKR_TEMPLATE_INCONSISTENT',
+    });
+  });
+
+  test('nss-softokn accepts it and ignores it', () => {
+    const m = lab.nss('tpl-nss');
+    const params = m.profile.libraryParameters!.replace('{dir}', join(lab.dir, 'tpl-nss', 'db'));
+    const facts = run([m.module.spec.path, m.tokenLabel, String(m.profile.rfc5649Mechanism), params], join(lab.dir, 'tpl-nss', 'pins', 'nss.pin'));
+    expect(facts).toMatchObject({
+      'generate a KEK with CKA_UNWRAP_TEMPLATE': 'ok',
+      'unwrap as non-sensitive, extractable': 'ok',
+      'unwrap naming neither attribute': 'ok',
+      'and read its CKA_VALUE': 'ok',
+      'clear CKA_UNWRAP_TEMPLATE with C_SetAttributeValue': 'ok',
+      'copy the KEK without the template (CKA_MODIFIABLE false)': 'ok',
+    });
   });
 });
