@@ -1,7 +1,8 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { Capabilities, intersectCapabilities, KeySpec, RsaPadding, SigningAlgorithm } from './capabilities';
 import { ClusterUnavailableError, DomainKeyError, HsmError, MaterialIntegrityError, MemberUnavailableError, UnsupportedError } from './errors';
 import { MaterialBinding, sameBinding, WrappedMaterial } from './material';
+import { addMember, CeremonyResult, initDomain } from './ceremony';
 import { GcmResult, HsmMember, MemberState } from './member';
 import { verifyInSoftware } from './signature';
 
@@ -288,59 +289,15 @@ export class HsmCluster {
     this.probes.clear();
   }
 
-  /**
-   * Domain-key ceremony (`kmsctl cluster init`): the first member holding domain keys (or, if none
-   * does, the first member, which generates them) is the source; every other member receives a copy.
-   * Safe to re-run.
-   */
-  async initDomain(): Promise<{ domainId: string; generated: boolean; copiedTo: string[] }> {
-    const unreachable = this.members.filter((m) => m.state === 'UNAVAILABLE');
-    if (unreachable.length) throw new DomainKeyError(`cannot run the ceremony while members are unavailable: ${unreachable.map((m) => `${m.id} (${m.lastError})`).join('; ')}`);
-    const holders = this.members.filter((m) => m.domain);
-    const ids = new Set(holders.map((m) => m.domain!.id.toString('hex')));
-    if (ids.size > 1) throw new DomainKeyError(`members of cluster ${this.id} already hold different domain keys (${[...ids].join(', ')}); refusing to choose`);
-    let source = holders[0];
-    let generated = false;
-    if (!source) {
-      source = this.members[0];
-      if (source.domainProblem) await source.removeDomainKeys();
-      await source.generateDomainKeys(randomBytes(16));
-      generated = true;
-    }
-    const copiedTo: string[] = [];
-    for (const m of this.members) {
-      if (m !== source && (await addMemberFrom(source, m))) copiedTo.push(m.id);
-    }
+  /** Domain-key ceremony (`kmsctl cluster init`): see ceremony.ts. Safe to re-run. */
+  async initDomain(): Promise<CeremonyResult> {
+    const result = await initDomain(this.id, this.members);
     this.canary = undefined;
-    return { domainId: source.domain!.id.toString('hex'), generated, copiedTo };
+    return result;
   }
 
   /** `kmsctl cluster add-member`: copies the domain keys into `member` (already one of this cluster's members). */
-  async addMember(member: HsmMember): Promise<boolean> {
-    const source = this.members.find((m) => m !== member && m.domain && m.state !== 'UNAVAILABLE');
-    if (!source) throw new DomainKeyError(`cluster ${this.id} has no reachable member holding domain keys: run cluster init`);
-    return addMemberFrom(source, member);
+  addMember(member: HsmMember): Promise<boolean> {
+    return addMember(this.id, this.members, member);
   }
-}
-
-/** Copies source's domain keys into target under a transport key generated inside target; true if copied. */
-async function addMemberFrom(source: HsmMember, target: HsmMember): Promise<boolean> {
-  const domain = source.domain!;
-  if (target.domain) {
-    const same = target.domain.id.equals(domain.id) && (await target.domainFingerprint()).equals(await source.domainFingerprint());
-    if (same) return false;
-    throw new DomainKeyError(`token "${target.tokenLabel}" of member ${target.id} already holds different domain keys (domain ${target.domain.id.toString('hex')}); refusing to add it`);
-  }
-  if (target.domainProblem) await target.removeDomainKeys();
-  if (source.profile.nativeCloning && target.profile.nativeCloning) {
-    throw new DomainKeyError(`member ${target.id}: its HSM family clones keys natively; clone the domain keys with the vendor's tools, then re-run`);
-  }
-  const transport = await target.createTransportKey();
-  const wrapped = await source.exportDomainKeys(transport.modulus, transport.exponent);
-  await target.importDomainKeys(transport, wrapped);
-  if (!(await target.domainFingerprint()).equals(await source.domainFingerprint())) {
-    await target.removeDomainKeys();
-    throw new DomainKeyError(`copy of the domain keys into ${target.id} does not match the source; removed it`);
-  }
-  return true;
 }

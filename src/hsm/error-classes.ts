@@ -1,6 +1,10 @@
 import { ErrorClass } from './errors';
 import type { ErrorOverride } from './profile';
 
+/** The operations a member names when it calls a token: what a profile's `errorOverrides[].during` may list. */
+export const MEMBER_OPERATIONS = ['encrypt', 'decrypt', 'sign', 'verify', 'generate', 'wrap', 'unwrap', 'import-unwrap', 'mac', 'destroy', 'random'] as const;
+export type MemberOperation = (typeof MEMBER_OPERATIONS)[number];
+
 /** Default classification of PKCS#11 return values; profiles override per operation. */
 const DEFAULT_CLASSES: Record<string, ErrorClass> = {
   CKR_ARGUMENTS_BAD: 'caller',
@@ -47,7 +51,7 @@ const DEFAULT_CLASSES: Record<string, ErrorClass> = {
 };
 
 /** Classifies `code` (e.g. "CKR_GENERAL_ERROR") returned during `operation`; unknown codes are device errors. */
-export function classifyError(code: string, operation: string, overrides: readonly ErrorOverride[]): ErrorClass {
+export function classifyError(code: string, operation: MemberOperation, overrides: readonly ErrorOverride[]): ErrorClass {
   const override = overrides.find((o) => o.code === code && o.during.includes(operation));
   return override ? override.errorClass : Object.hasOwn(DEFAULT_CLASSES, code) ? DEFAULT_CLASSES[code] : 'device';
 }

@@ -7,6 +7,8 @@ export interface ModuleSpec {
   /** Environment set just before C_Initialize (SoftHSM2 reads SOFTHSM2_CONF then). */
   env?: Record<string, string>;
   libraryParameters?: string;
+  /** Makes the library object (default: pkcs11js loading `path`); unit tests inject a fake here. */
+  library?: () => pk.PKCS11;
 }
 
 export interface TokenSlot {
@@ -20,13 +22,15 @@ export interface TokenSlot {
  * so sessions and handles of an older generation are known to be dead.
  */
 export class Pkcs11Module {
-  readonly api = new pk.PKCS11();
+  readonly api: pk.PKCS11;
   generation = 0;
   private loaded = false;
   private initialized = false;
   private pending = 0;
 
-  constructor(readonly spec: ModuleSpec) {}
+  constructor(readonly spec: ModuleSpec) {
+    this.api = spec.library ? spec.library() : new pk.PKCS11();
+  }
 
   /** Thread-pool calls not yet settled: finalising the module under one crashes the process. */
   get callsInFlight(): number {
@@ -52,7 +56,7 @@ export class Pkcs11Module {
       throw new ConfigError(`${this.spec.path} is already initialised with another environment or library parameters; load a copy of the library from another path`);
     }
     if (!this.loaded) {
-      if (!existsSync(this.spec.path)) throw new ModuleLoadError(this.spec.path, 'file not found');
+      if (!this.spec.library && !existsSync(this.spec.path)) throw new ModuleLoadError(this.spec.path, 'file not found');
       try {
         this.api.load(this.spec.path);
       } catch (e) {
@@ -106,6 +110,7 @@ const modules = new Map<string, Pkcs11Module>();
 
 /** The same library with the same environment is loaded once per process and shared by its members. */
 export function openModule(spec: ModuleSpec): Pkcs11Module {
+  if (spec.library) return new Pkcs11Module(spec);
   const key = JSON.stringify([spec.path, spec.env ?? {}, spec.libraryParameters ?? '']);
   let mod = modules.get(key);
   if (!mod) {

@@ -1,6 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
+import { MEMBER_OPERATIONS, MemberOperation } from './error-classes';
 import { ConfigError, ErrorClass } from './errors';
 
 export type CallMode = 'sync' | 'async';
@@ -9,7 +10,7 @@ export type OaepHash = 'sha1' | 'sha256';
 /** An error-class override: `code` returned during one of `during` operations is `errorClass`. */
 export interface ErrorOverride {
   code: string;
-  during: string[];
+  during: MemberOperation[];
   errorClass: ErrorClass;
 }
 
@@ -31,6 +32,8 @@ export interface HsmProfile {
   ecdsaWithHash: boolean;
   /** Layout of CK_GCM_PARAMS the module expects: 'v2.20' (no ulIvBits) or 'v2.40' (with ulIvBits, as in v3.0). */
   gcmParams: 'v2.20' | 'v2.40';
+  /** Who chooses the AES-GCM IV: the caller (from the token's RNG, sent in the parameters) or the token itself. */
+  gcmIv: 'caller' | 'token';
   /** EC private keys can be unwrapped from RFC 5649 blobs; without it EC keys are not offered. */
   ecPrivateKeyUnwrap: boolean;
   /** Domain keys are cloned by the HSM family itself (e.g. Luna HA) instead of by wrap/unwrap. */
@@ -73,6 +76,7 @@ export function parseProfile(text: string, source: string): HsmProfile {
     ecdsaWithHash: field(raw, 'ecdsaWithHash', isBool, source),
     nativeCloning: field(raw, 'nativeCloning', isBool, source, false),
     gcmParams: gcmParamsOf(raw.gcmParams, source),
+    gcmIv: oneOf(raw, 'gcmIv', ['caller', 'token'] as const, source, 'caller'),
     ecPrivateKeyUnwrap: field(raw, 'ecPrivateKeyUnwrap', isBool, source, true),
     errorOverrides: overrides.map((o, i) => parseOverride(o, `${source} errorOverrides[${i}]`)),
     notes: field(raw, 'notes', isStrings, source, []),
@@ -85,12 +89,22 @@ function gcmParamsOf(v: unknown, source: string): 'v2.20' | 'v2.40' {
   throw new ConfigError(`${source}: gcmParams must be v2.20 or v2.40`);
 }
 
+function oneOf<T extends string>(raw: Record<string, unknown>, name: string, allowed: readonly T[], source: string, fallback: T): T {
+  const v = raw[name];
+  if (v === undefined) return fallback;
+  if (!allowed.includes(v as T)) throw new ConfigError(`${source}: ${name} must be one of ${allowed.join(', ')}`);
+  return v as T;
+}
+
 function parseOverride(o: unknown, source: string): ErrorOverride {
   if (!o || typeof o !== 'object') throw new ConfigError(`${source}: not a mapping`);
   const r = o as Record<string, unknown>;
   const errorClass = field(r, 'errorClass', isString, source);
   if (!ERROR_CLASSES.includes(errorClass as ErrorClass)) throw new ConfigError(`${source}: errorClass must be one of ${ERROR_CLASSES.join(', ')}`);
-  return { code: field(r, 'code', isString, source), during: field(r, 'during', isStrings, source), errorClass: errorClass as ErrorClass };
+  const during = field(r, 'during', isStrings, source);
+  const unknown = during.filter((d) => !MEMBER_OPERATIONS.includes(d as MemberOperation));
+  if (unknown.length) throw new ConfigError(`${source}: during names unknown operations ${unknown.join(', ')} (known: ${MEMBER_OPERATIONS.join(', ')})`);
+  return { code: field(r, 'code', isString, source), during: during as MemberOperation[], errorClass: errorClass as ErrorClass };
 }
 
 export const PROFILE_DIR = join(__dirname, '..', '..', '..', 'hsm-profiles');

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { classifyError } from '../../src/hsm/error-classes';
+import { classifyError, MemberOperation } from '../../src/hsm/error-classes';
 import { ErrorClass } from '../../src/hsm/errors';
 import { ErrorOverride, HsmProfile, loadProfiles } from '../../src/hsm/profile';
 
@@ -92,7 +92,7 @@ describe('classifyError: profile overrides', () => {
   ];
 
   test.each(table)('%s: %s during %s', (_profile, code, operation, overrides, expected) => {
-    expect(classifyError(code, operation, overrides)).toBe(expected);
+    expect(classifyError(code, operation as MemberOperation, overrides)).toBe(expected);
   });
 
   test('the softhsm2 profile declares the decrypt override and nss-softokn declares none', () => {

@@ -134,6 +134,16 @@ describe('describeProfiles', () => {
 });
 
 describe('parseProfile', () => {
+  test('errorOverrides[].during must name operations a member performs', () => {
+    const raw = { ...validRaw(), errorOverrides: [{ code: 'CKR_GENERAL_ERROR', during: ['decrypt', 'decyrpt'], errorClass: 'caller' }] };
+    expect(() => parseProfile(stringify(raw), 'x.yaml')).toThrow(/during names unknown operations decyrpt \(known: encrypt, decrypt/);
+  });
+
+  test('gcmIv is caller or token', () => {
+    expect(parseProfile(stringify({ ...validRaw(), gcmIv: 'token' }), 'x.yaml').gcmIv).toBe('token');
+    expect(() => parseProfile(stringify({ ...validRaw(), gcmIv: 'hsm' }), 'x.yaml')).toThrow(/gcmIv must be one of caller, token/);
+  });
+
   test('a minimal profile gets the documented defaults', () => {
     const p = parseProfile(stringify(validRaw()), 'x.yaml');
     expect(p).toEqual({
@@ -141,6 +151,7 @@ describe('parseProfile', () => {
       libraryParameters: undefined,
       nativeCloning: false,
       gcmParams: 'v2.20',
+      gcmIv: 'caller',
       ecPrivateKeyUnwrap: true,
       errorOverrides: [],
       notes: [],

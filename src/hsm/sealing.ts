@@ -1,0 +1,140 @@
+import * as pk from 'pkcs11js';
+import { timingSafeEqual } from 'node:crypto';
+import type { KeySpec, RsaPadding } from './capabilities';
+import type { MemberOperation } from './error-classes';
+import { hmacSha256, MemberDomainKeys } from './domain-keys';
+import { InvalidInputError, MaterialIntegrityError, Pkcs11CallError } from './errors';
+import { HandleCache } from './handle-cache';
+import { MaterialBinding, WrappedMaterial } from './material';
+import type { CallSet } from './pkcs11-call';
+import type { HsmProfile } from './profile';
+import type { MemberSessions } from './sessions';
+import { KEY_SPEC, keyWrapMechanism, rsaMechanism, unwrapTemplate } from './templates';
+
+type Handle = pk.Handle;
+
+const MAX_WRAPPED_BYTES = 8192;
+/** RFC 5649 output is the key length plus 8: how an imported key's size is checked without reading it. */
+const WRAPPED_AES_256_BYTES = 40;
+
+export interface SealingOptions {
+  handleCacheSize?: number;
+  handleTtlMs?: number;
+}
+
+/**
+ * Wrapped-material records on one member: sealing (wrap under the domain KEK, MAC with the binding
+ * inside the HSM), opening (MAC verified inside the HSM, unwrap into a non-extractable sensitive
+ * session object, cached), re-binding of legacy records, and BYOK import.
+ */
+export class MemberSealing {
+  private readonly cache: HandleCache<Handle>;
+
+  constructor(
+    private readonly profile: HsmProfile,
+    private readonly sessions: MemberSessions,
+    private readonly domain: MemberDomainKeys,
+    private readonly calls: CallSet,
+    private readonly api: () => pk.PKCS11,
+    options: SealingOptions,
+  ) {
+    this.cache = new HandleCache<Handle>(options.handleCacheSize ?? 10_000, options.handleTtlMs ?? 15 * 60_000, (h) => sessions.destroyObject(h));
+  }
+
+  get cachedHandles(): number {
+    return this.cache.size;
+  }
+
+  /** Drops every cached handle; `destroy` also destroys the session objects (only while their module lives). */
+  clear(destroy: boolean): void {
+    this.cache.clear(destroy);
+  }
+
+  /** Throws unless the token holds domain keys (checked before expensive work whose result must be sealed). */
+  requireDomain(): void {
+    this.domain.require();
+  }
+
+  private hmac(s: Handle, data: Buffer): Promise<Buffer> {
+    return hmacSha256(this.api(), this.calls, s, this.domain.require().mac, data);
+  }
+
+  /** Wraps `key` under the domain KEK and MACs the record with its binding, inside the HSM. */
+  async seal(s: Handle, spec: KeySpec, binding: MaterialBinding, key: Handle, publicKey: Buffer): Promise<WrappedMaterial> {
+    const domain = this.domain.require();
+    const wrapped = Buffer.from(await this.calls.fast.wrapKey(s, keyWrapMechanism(this.profile), domain.kek, key, Buffer.alloc(MAX_WRAPPED_BYTES)));
+    const mac = await this.hmac(s, WrappedMaterial.macInput(spec, binding, domain.id, wrapped, publicKey));
+    return new WrappedMaterial(spec, binding, domain.id, wrapped, publicKey, mac);
+  }
+
+  private checkDomain(material: WrappedMaterial): void {
+    if (!material.domainId.equals(this.domain.require().id)) throw new MaterialIntegrityError('wrapped material belongs to another HSM domain');
+  }
+
+  /** Verifies the record's MAC inside the HSM, then unwraps it into a non-extractable session object. */
+  private open(material: WrappedMaterial): Promise<Handle> {
+    return this.sessions.withKeeper('unwrap', async (s) => {
+      this.checkDomain(material);
+      if (material.legacy) throw new MaterialIntegrityError('wrapped material record is in the KMR1 format: refused until it is migrated');
+      const expected = await this.hmac(s, material.macBody);
+      if (!timingSafeEqual(expected, material.mac)) throw new MaterialIntegrityError('wrapped material failed its MAC check: it was altered');
+      const calls = KEY_SPEC[material.spec].kind === 'aes' ? this.calls.fast : this.calls.offloaded;
+      return calls.unwrapKey(s, keyWrapMechanism(this.profile), this.domain.require().kek, material.wrapped, unwrapTemplate(material.spec));
+    });
+  }
+
+  /** Runs `fn` with the unwrapped handle of `material` (cached); a stale handle is dropped and retried once. */
+  withKey<T>(material: WrappedMaterial, operation: MemberOperation, fn: (s: Handle, key: Handle) => T | Promise<T>, retried = false): Promise<T> {
+    const cached = this.cache.get(material.cacheKey);
+    const run = (key: Handle): Promise<T> =>
+      this.sessions.withSession(operation, (s) => fn(s, key)).catch((e: unknown) => {
+        const stale = e instanceof Pkcs11CallError && (e.ckr === 'CKR_KEY_HANDLE_INVALID' || e.ckr === 'CKR_OBJECT_HANDLE_INVALID');
+        if (!stale || retried) throw e;
+        this.cache.evict(material.cacheKey);
+        return this.withKey(material, operation, fn, true);
+      });
+    if (cached !== undefined) return run(cached);
+    return this.cache.getOrLoad(material.cacheKey, () => this.open(material)).then(run);
+  }
+
+  evict(material: WrappedMaterial): void {
+    this.cache.evict(material.cacheKey);
+  }
+
+  /**
+   * Migration of a KMR1 record: checks its KMR1 MAC here, then MACs the same wrapped key under
+   * `binding` (KMR2). The key is not unwrapped. The caller vouches that `binding` is right.
+   */
+  rebindLegacy(material: WrappedMaterial, binding: MaterialBinding): Promise<WrappedMaterial> {
+    return this.sessions.withSession('mac', async (s) => {
+      this.checkDomain(material);
+      const expected = await this.hmac(s, material.macBody);
+      if (!timingSafeEqual(expected, material.mac)) throw new MaterialIntegrityError('KMR1 wrapped material failed its MAC check: it was altered');
+      const domain = this.domain.require();
+      const mac = await this.hmac(s, WrappedMaterial.macInput(material.spec, binding, domain.id, material.wrapped, material.publicKey));
+      return new WrappedMaterial(material.spec, binding, domain.id, material.wrapped, material.publicKey, mac);
+    });
+  }
+
+  /**
+   * BYOK: unwraps caller-wrapped AES-256 material with an import wrapping key (RSA, inside the HSM),
+   * computes its check value inside the HSM and re-wraps it under the domain KEK with `binding`.
+   */
+  importAes(wrappingKey: WrappedMaterial, padding: RsaPadding, encrypted: Buffer, binding: MaterialBinding): Promise<{ material: WrappedMaterial; checkValue: Buffer }> {
+    if (!wrappingKey.spec.startsWith('RSA')) return Promise.reject(new InvalidInputError('the import wrapping key must be an RSA key'));
+    return this.withKey(wrappingKey, 'import-unwrap', async (s, unwrapping) => {
+      const api = this.api();
+      const key = await this.calls.slow.unwrapKey(s, rsaMechanism(padding), unwrapping, encrypted, unwrapTemplate('AES_256', true));
+      try {
+        api.C_EncryptInit(s, { mechanism: pk.CKM_AES_ECB }, key);
+        const block = Buffer.from(await this.calls.fast.encrypt(s, Buffer.alloc(16), Buffer.alloc(16)));
+        const checkValue = await this.hmac(s, Buffer.concat([Buffer.from('kms-key-check-value'), block]));
+        const material = await this.seal(s, 'AES_256', binding, key, Buffer.alloc(0));
+        if (material.wrapped.length !== WRAPPED_AES_256_BYTES) throw new InvalidInputError(`imported key material must be 32 bytes (AES-256), got ${material.wrapped.length - 8}`);
+        return { material, checkValue };
+      } finally {
+        api.C_DestroyObject(s, key);
+      }
+    });
+  }
+}
