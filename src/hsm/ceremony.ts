@@ -1,69 +1,155 @@
+import type * as pk from 'pkcs11js';
 import { randomBytes } from 'node:crypto';
-import { DomainKeyError } from './errors';
+import { DomainKeyError, DomainLockedError, SoPinError } from './errors';
 import type { HsmMember } from './member';
 
 /**
  * The domain-key ceremony: a cluster's domain keys are generated inside one member and copied into
  * every other under an RSA transport key generated inside the receiving member, so they never
- * exist outside the HSMs in clear.
+ * exist outside the HSMs in clear. Where the sending token enforces CKA_WRAP_WITH_TRUSTED, the
+ * transport key is marked CKA_TRUSTED by that token's Security Officer (one SO login per
+ * ceremony, PIN asked for then and not kept). Once every member holds them, the domain keys are
+ * locked: CKA_EXTRACTABLE=false on every member, after which nothing can wrap them.
  */
+
+export interface SoPinRequest {
+  member: string;
+  token: string;
+}
+
+/** Asks for a token's SO PIN (a prompt, a file); the ceremony uses it for one C_Login(CKU_SO) and drops it. */
+export type SoPinProvider = (request: SoPinRequest) => Promise<string>;
+
+export interface CeremonyOptions {
+  soPin?: SoPinProvider;
+  /** Lock the domain keys once every member holds them (default true). */
+  lock?: boolean;
+}
 
 export interface CeremonyResult {
   domainId: string;
   generated: boolean;
   copiedTo: string[];
+  /** Members whose domain keys this run made non-extractable. */
+  locked: string[];
+}
+
+export interface LockResult {
+  /** Members locked by this run, and those that were locked already. */
+  locked: string[];
+  already: string[];
+  /** Members whose implementation ignores CKA_EXTRACTABLE=false in C_WrapKey (their profile says so): the lock is recorded, not enforced. */
+  unenforced: string[];
+}
+
+function requireReachable(members: readonly HsmMember[], what: string): void {
+  const unreachable = members.filter((m) => m.state === 'UNAVAILABLE');
+  if (unreachable.length) throw new DomainKeyError(`cannot ${what} while members are unavailable: ${unreachable.map((m) => `${m.id} (${m.lastError})`).join('; ')}`);
+}
+
+function lockedError(clusterId: string, missing: readonly HsmMember[]): DomainLockedError {
+  return new DomainLockedError(
+    `cluster ${clusterId} is locked (its domain keys are non-extractable on every member), so they cannot be copied into ${missing.map((m) => m.id).join(', ')}; ` +
+      `bring new members in with a new domain generation: kmsctl cluster rotate-domain --cluster ${clusterId}`,
+  );
 }
 
 /**
  * `kmsctl cluster init`: the first member holding domain keys (or, if none does, the first member,
- * which generates them) is the source; every other member receives a copy. Safe to re-run.
+ * which generates them) is the source; every other member receives a copy; then all are locked.
+ * Safe to re-run.
  */
-export async function initDomain(clusterId: string, members: readonly HsmMember[]): Promise<CeremonyResult> {
-  const unreachable = members.filter((m) => m.state === 'UNAVAILABLE');
-  if (unreachable.length) throw new DomainKeyError(`cannot run the ceremony while members are unavailable: ${unreachable.map((m) => `${m.id} (${m.lastError})`).join('; ')}`);
+export async function initDomain(clusterId: string, members: readonly HsmMember[], options: CeremonyOptions = {}): Promise<CeremonyResult> {
+  requireReachable(members, 'run the ceremony');
   const holders = members.filter((m) => m.domain);
   const ids = new Set(holders.map((m) => m.domain!.id.toString('hex')));
   if (ids.size > 1) throw new DomainKeyError(`members of cluster ${clusterId} already hold different domain keys (${[...ids].join(', ')}); refusing to choose`);
-  let source = holders[0];
+  let source = holders[0] ?? members[0];
+  const missing = members.filter((m) => m !== source && !m.domain);
+  if (source.domain && source.domainLocked && missing.length) throw lockedError(clusterId, missing);
+  if (missing.length && source.profile.wrapWithTrusted && !options.soPin) throw soPinNeeded(clusterId, source);
   let generated = false;
-  if (!source) {
-    source = members[0];
+  if (!source.domain) {
     if (source.domainProblem) await source.removeDomainKeys();
     await source.generateDomainKeys(randomBytes(16));
     generated = true;
   }
-  const copiedTo: string[] = [];
-  for (const m of members) {
-    if (m !== source && (await addMemberFrom(source, m))) copiedTo.push(m.id);
-  }
-  return { domainId: source.domain!.id.toString('hex'), generated, copiedTo };
+  source = source as HsmMember;
+  const copiedTo = await copyInto(source, members.filter((m) => m !== source), options.soPin);
+  const locked = options.lock === false ? [] : (await lockAll(members)).locked;
+  return { domainId: source.domain!.id.toString('hex'), generated, copiedTo, locked };
 }
 
-/** `kmsctl cluster add-member`: copies the domain keys into `member` from a reachable member that holds them. */
-export function addMember(clusterId: string, members: readonly HsmMember[], member: HsmMember): Promise<boolean> {
+/** `kmsctl cluster add-member`: copies the domain keys into `member` from a reachable member that holds them (unlocked clusters only). */
+export async function addMember(clusterId: string, members: readonly HsmMember[], member: HsmMember, options: CeremonyOptions = {}): Promise<boolean> {
   const source = members.find((m) => m !== member && m.domain && m.state !== 'UNAVAILABLE');
-  if (!source) return Promise.reject(new DomainKeyError(`cluster ${clusterId} has no reachable member holding domain keys: run cluster init`));
-  return addMemberFrom(source, member);
+  if (!source) throw new DomainKeyError(`cluster ${clusterId} has no reachable member holding domain keys: run cluster init`);
+  if (source.domainLocked && !member.domain) throw lockedError(clusterId, [member]);
+  return (await copyInto(source, [member], options.soPin)).length > 0;
 }
 
-/** Copies source's domain keys into target under a transport key generated inside target; true if copied. */
-async function addMemberFrom(source: HsmMember, target: HsmMember): Promise<boolean> {
+/**
+ * `kmsctl cluster lock`: every member must be reachable and hold the same domain keys (a member
+ * left out could never be copied into afterwards); then each is locked and read back. Idempotent.
+ */
+export async function lockDomain(clusterId: string, members: readonly HsmMember[]): Promise<LockResult> {
+  requireReachable(members, 'lock the domain keys');
+  const without = members.filter((m) => !m.domain);
+  if (without.length) throw new DomainKeyError(`cannot lock cluster ${clusterId}: ${without.map((m) => m.id).join(', ')} hold no domain keys (run cluster init first)`);
+  const reference = await members[0].domainFingerprint();
+  for (const m of members.slice(1)) {
+    if (!(await m.domainFingerprint()).equals(reference)) throw new DomainKeyError(`cannot lock cluster ${clusterId}: ${m.id} holds different domain keys from ${members[0].id}`);
+  }
+  return lockAll(members);
+}
+
+async function lockAll(members: readonly HsmMember[]): Promise<LockResult> {
+  const result: LockResult = { locked: [], already: [], unenforced: [] };
+  for (const m of members) {
+    (await m.lockDomainKeys() ? result.locked : result.already).push(m.id);
+    if (!m.profile.enforcesNonExtractable) result.unenforced.push(m.id);
+  }
+  return result;
+}
+
+function soPinNeeded(clusterId: string, source: HsmMember): SoPinError {
+  return new SoPinError(
+    `copying the domain keys of cluster ${clusterId} out of token "${source.tokenLabel}" (member ${source.id}) needs that token's Security Officer PIN: ` +
+      `they may be wrapped only under a key its SO marks trusted (CKA_WRAP_WITH_TRUSTED); kmsctl asks for it, or reads it from --so-pin-file`,
+  );
+}
+
+/** Copies source's domain keys into every target that lacks them; the ids of those copied into. */
+async function copyInto(source: HsmMember, targets: readonly HsmMember[], soPin: SoPinProvider | undefined): Promise<string[]> {
   const domain = source.domain!;
-  if (target.domain) {
-    const same = target.domain.id.equals(domain.id) && (await target.domainFingerprint()).equals(await source.domainFingerprint());
-    if (same) return false;
-    throw new DomainKeyError(`token "${target.tokenLabel}" of member ${target.id} already holds different domain keys (domain ${target.domain.id.toString('hex')}); refusing to add it`);
+  const receivers: HsmMember[] = [];
+  for (const target of targets) {
+    if (target.domain) {
+      const same = target.domain.id.equals(domain.id) && (await target.domainFingerprint()).equals(await source.domainFingerprint());
+      if (same) continue;
+      throw new DomainKeyError(`token "${target.tokenLabel}" of member ${target.id} already holds different domain keys (domain ${target.domain.id.toString('hex')}); refusing to add it`);
+    }
+    if (target.domainProblem) await target.removeDomainKeys();
+    if (source.profile.nativeCloning && target.profile.nativeCloning) {
+      throw new DomainKeyError(`member ${target.id}: its HSM family clones keys natively; clone the domain keys with the vendor's tools, then re-run`);
+    }
+    receivers.push(target);
   }
-  if (target.domainProblem) await target.removeDomainKeys();
-  if (source.profile.nativeCloning && target.profile.nativeCloning) {
-    throw new DomainKeyError(`member ${target.id}: its HSM family clones keys natively; clone the domain keys with the vendor's tools, then re-run`);
+  if (receivers.length === 0) return [];
+  const transports = [];
+  for (const target of receivers) transports.push(await target.createTransportKey());
+  let trusted: (pk.Handle | undefined)[] = receivers.map(() => undefined);
+  if (source.profile.wrapWithTrusted) {
+    if (!soPin) throw soPinNeeded('of this member', source);
+    trusted = await source.trustTransportKeys(await soPin({ member: source.id, token: source.tokenLabel }), transports);
   }
-  const transport = await target.createTransportKey();
-  const wrapped = await source.exportDomainKeys(transport.modulus, transport.exponent);
-  await target.importDomainKeys(transport, wrapped);
-  if (!(await target.domainFingerprint()).equals(await source.domainFingerprint())) {
-    await target.removeDomainKeys();
-    throw new DomainKeyError(`copy of the domain keys into ${target.id} does not match the source; removed it`);
+  for (const [i, target] of receivers.entries()) {
+    const wrapped = await source.exportDomainKeys(transports[i].modulus, transports[i].exponent, trusted[i]);
+    await target.importDomainKeys(transports[i], wrapped);
+    if (!(await target.domainFingerprint()).equals(await source.domainFingerprint())) {
+      await target.removeDomainKeys();
+      throw new DomainKeyError(`copy of the domain keys into ${target.id} does not match the source; removed it`);
+    }
   }
-  return true;
+  return receivers.map((m) => m.id);
 }

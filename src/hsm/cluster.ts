@@ -2,7 +2,8 @@ import { timingSafeEqual } from 'node:crypto';
 import { Capabilities, intersectCapabilities, KeySpec, RsaPadding, SigningAlgorithm } from './capabilities';
 import { ClusterUnavailableError, DomainKeyError, HsmError, MaterialIntegrityError, MemberUnavailableError, UnsupportedError } from './errors';
 import { MaterialBinding, sameBinding, WrappedMaterial } from './material';
-import { addMember, CeremonyResult, initDomain } from './ceremony';
+export type { CeremonyOptions, CeremonyResult, LockResult, SoPinProvider, SoPinRequest } from './ceremony';
+import { addMember, CeremonyOptions, CeremonyResult, initDomain, lockDomain, LockResult } from './ceremony';
 import { GcmResult, HsmMember, MemberState } from './member';
 import { verifyInSoftware } from './signature';
 
@@ -31,6 +32,10 @@ export interface MemberHealth {
   sessions: { open: number; busy: number; cap: number; waiting: number };
   cachedHandles: number;
   resets: number;
+  /** The domain keys are non-extractable on this token ('locked'), or not yet ('unlocked'); 'none' without domain keys. */
+  domainLock: 'locked' | 'unlocked' | 'none';
+  /** False where the implementation ignores the lock (its profile's enforcesNonExtractable). */
+  lockEnforced: boolean;
 }
 
 export interface ClusterHealth {
@@ -277,6 +282,8 @@ export class HsmCluster {
         sessions: m.sessions,
         cachedHandles: m.cachedHandles,
         resets: m.resets,
+        domainLock: m.domainLocked === undefined ? 'none' : m.domainLocked ? 'locked' : 'unlocked',
+        lockEnforced: m.profile.enforcesNonExtractable,
       });
     }
     const up = members.filter((m) => m.state !== 'UNAVAILABLE').length;
@@ -289,15 +296,20 @@ export class HsmCluster {
     this.probes.clear();
   }
 
-  /** Domain-key ceremony (`kmsctl cluster init`): see ceremony.ts. Safe to re-run. */
-  async initDomain(): Promise<CeremonyResult> {
-    const result = await initDomain(this.id, this.members);
+  /** Domain-key ceremony (`kmsctl cluster init`): see ceremony.ts. Safe to re-run; locks unless `lock: false`. */
+  async initDomain(options: CeremonyOptions = {}): Promise<CeremonyResult> {
+    const result = await initDomain(this.id, this.members, options);
     this.canary = undefined;
     return result;
   }
 
-  /** `kmsctl cluster add-member`: copies the domain keys into `member` (already one of this cluster's members). */
-  addMember(member: HsmMember): Promise<boolean> {
-    return addMember(this.id, this.members, member);
+  /** `kmsctl cluster add-member`: copies the domain keys into `member` (already one of this cluster's members); refused once locked. */
+  addMember(member: HsmMember, options: CeremonyOptions = {}): Promise<boolean> {
+    return addMember(this.id, this.members, member, options);
+  }
+
+  /** `kmsctl cluster lock`: domain keys non-extractable on every member, read back. Idempotent. */
+  lock(): Promise<LockResult> {
+    return lockDomain(this.id, this.members);
   }
 }

@@ -5,8 +5,8 @@ import type { CallSet } from './pkcs11-call';
 import type { HsmProfile } from './profile';
 import type { MemberSessions } from './sessions';
 import {
-  DOMAIN_KEK_LABEL, DOMAIN_MAC_LABEL, domainKeySearch, kekTemplate, keyWrapMechanism, macTemplate, oaep, rsaPublicKeyTemplate,
-  transportKeyTemplates, zeroAesKeyTemplate,
+  DOMAIN_KEK_LABEL, DOMAIN_MAC_LABEL, domainKeySearch, kekTemplate, keyWrapMechanism, LOCKED, macTemplate, oaep, rsaPublicKeyTemplate,
+  transportKeyTemplates, trustedPublicKeyTemplate, zeroAesKeyTemplate,
 } from './templates';
 
 type Handle = pk.Handle;
@@ -50,6 +50,8 @@ export class MemberDomainKeys {
   keys: DomainKeys | undefined;
   /** Set when the token holds a broken set of domain keys (a ceremony interrupted half-way). */
   problem: string | undefined;
+  /** Every domain-key object of the token is non-extractable (read from the token); undefined without domain keys. */
+  locked: boolean | undefined;
 
   constructor(
     private readonly owner: DomainKeyOwner,
@@ -80,6 +82,37 @@ export class MemberDomainKeys {
       this.keys = undefined;
       this.problem = (e as Error).message;
     }
+    this.locked = this.readLocked(keeper);
+  }
+
+  /** Every object labelled as a domain key, whatever its domain or generation. */
+  private allDomainKeyObjects(s: Handle): Handle[] {
+    return [DOMAIN_KEK_LABEL, DOMAIN_MAC_LABEL].flatMap((label) => this.sessions.find(s, domainKeySearch(label)));
+  }
+
+  private readLocked(s: Handle): boolean | undefined {
+    const all = this.allDomainKeyObjects(s);
+    if (all.length === 0) return undefined;
+    return all.every((h) => (this.api().C_GetAttributeValue(s, h, [{ type: pk.CKA_EXTRACTABLE }])[0].value as Buffer)[0] === 0);
+  }
+
+  /**
+   * The lock: CKA_EXTRACTABLE=false on every domain-key object of the token, read back to be sure.
+   * Idempotent; irreversible (the token refuses false -> true); true if anything changed.
+   */
+  lock(): Promise<boolean> {
+    return this.sessions.withKeeper('lock', (s) => {
+      const api = this.api();
+      let changed = false;
+      for (const h of this.allDomainKeyObjects(s)) {
+        if ((api.C_GetAttributeValue(s, h, [{ type: pk.CKA_EXTRACTABLE }])[0].value as Buffer)[0] === 0) continue;
+        api.C_SetAttributeValue(s, h, LOCKED);
+        changed = true;
+      }
+      this.locked = this.readLocked(s);
+      if (this.locked !== true) throw new DomainKeyError(`token "${this.owner.tokenLabel}" of member ${this.owner.id} still reports an extractable domain key after the lock`);
+      return changed;
+    });
   }
 
   require(): DomainKeys {
@@ -95,6 +128,7 @@ export class MemberDomainKeys {
       }
       this.keys = undefined;
       this.problem = undefined;
+      this.locked = this.readLocked(s);
     });
   }
 
@@ -102,9 +136,10 @@ export class MemberDomainKeys {
   generate(id: Buffer): Promise<DomainKeys> {
     return this.sessions.withKeeper('generate', async (s) => {
       if (this.find(s)) throw new DomainKeyError(`token "${this.owner.tokenLabel}" already holds domain keys`);
-      await this.calls.fast.generateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, [...kekTemplate(id, true), { type: pk.CKA_VALUE_LEN, value: 32 }]);
-      await this.calls.fast.generateKey(s, { mechanism: pk.CKM_GENERIC_SECRET_KEY_GEN }, [...macTemplate(id, true), { type: pk.CKA_VALUE_LEN, value: 32 }]);
+      await this.calls.fast.generateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, [...kekTemplate(id, true, this.owner.profile.wrapWithTrusted), { type: pk.CKA_VALUE_LEN, value: 32 }]);
+      await this.calls.fast.generateKey(s, { mechanism: pk.CKM_GENERIC_SECRET_KEY_GEN }, [...macTemplate(id, true, this.owner.profile.wrapWithTrusted), { type: pk.CKA_VALUE_LEN, value: 32 }]);
       this.keys = this.find(s);
+      this.locked = this.readLocked(s);
       return this.require();
     });
   }
@@ -118,12 +153,24 @@ export class MemberDomainKeys {
     });
   }
 
-  /** Sending side: wraps this member's domain keys under a receiving member's transport public key. */
-  export(modulus: Buffer, exponent: Buffer): Promise<ExportedDomainKeys> {
+  /**
+   * Sending side, in a Security Officer session: the receiving members' transport public keys as
+   * public session objects marked CKA_TRUSTED (they outlive the SO login; export destroys them).
+   */
+  trustTransportKeys(soSession: Handle, transports: readonly { modulus: Buffer; exponent: Buffer }[]): Handle[] {
+    return transports.map((t) => this.api().C_CreateObject(soSession, trustedPublicKeyTemplate(t.modulus, t.exponent)));
+  }
+
+  /**
+   * Sending side: wraps this member's domain keys under a receiving member's transport public key,
+   * or under `trusted`, the same key made CKA_TRUSTED by this token's SO (needed where the domain
+   * keys are CKA_WRAP_WITH_TRUSTED). The public key object is destroyed afterwards.
+   */
+  export(modulus: Buffer, exponent: Buffer, trusted?: Handle): Promise<ExportedDomainKeys> {
     return this.sessions.withKeeper('wrap', async (s) => {
       const domain = this.require();
       const api = this.api();
-      const pub = api.C_CreateObject(s, rsaPublicKeyTemplate(modulus, exponent));
+      const pub = trusted ?? api.C_CreateObject(s, rsaPublicKeyTemplate(modulus, exponent));
       try {
         const kek = Buffer.from(await this.calls.fast.wrapKey(s, oaep('sha1'), pub, domain.kek, Buffer.alloc(1024)));
         const mac = Buffer.from(await this.calls.fast.wrapKey(s, oaep('sha1'), pub, domain.mac, Buffer.alloc(1024)));
@@ -139,13 +186,15 @@ export class MemberDomainKeys {
     return this.sessions.withKeeper('unwrap', async (s) => {
       const api = this.api();
       try {
-        await this.calls.offloaded.unwrapKey(s, oaep('sha1'), transport.privateKey, wrapped.kek, kekTemplate(wrapped.id, true));
-        await this.calls.offloaded.unwrapKey(s, oaep('sha1'), transport.privateKey, wrapped.mac, macTemplate(wrapped.id, true));
+        const trusted = this.owner.profile.wrapWithTrusted;
+        await this.calls.offloaded.unwrapKey(s, oaep('sha1'), transport.privateKey, wrapped.kek, kekTemplate(wrapped.id, true, trusted));
+        await this.calls.offloaded.unwrapKey(s, oaep('sha1'), transport.privateKey, wrapped.mac, macTemplate(wrapped.id, true, trusted));
       } finally {
         api.C_DestroyObject(s, transport.privateKey);
         api.C_DestroyObject(s, transport.publicKey);
       }
       this.keys = this.find(s);
+      this.locked = this.readLocked(s);
       return this.require();
     });
   }

@@ -1,8 +1,9 @@
-import type * as pk from 'pkcs11js';
+import * as pk from 'pkcs11js';
 import { Capabilities, deriveCapabilities, KeySpec, MechanismFacts, RsaPadding, SigningAlgorithm } from './capabilities';
-import { MemberConnection, MemberState } from './connection';
+import { ckrName, MemberConnection, MemberState } from './connection';
 import { DomainKeys, ExportedDomainKeys, MemberDomainKeys, TransportKey } from './domain-keys';
 import type { MemberOperation } from './error-classes';
+import { SoPinError } from './errors';
 import type { MaterialBinding, WrappedMaterial } from './material';
 import { ModuleSpec, openModule, Pkcs11Module, TokenSlot } from './module';
 import { GcmResult, MemberOperations } from './operations';
@@ -174,8 +175,63 @@ export class HsmMember {
     return this.domainKeys.createTransportKey();
   }
 
-  exportDomainKeys(modulus: Buffer, exponent: Buffer): Promise<ExportedDomainKeys> {
-    return this.domainKeys.export(modulus, exponent);
+  /** Wraps the domain keys under a transport key; `trusted` is that key made CKA_TRUSTED by trustTransportKeys. */
+  exportDomainKeys(modulus: Buffer, exponent: Buffer, trusted?: Handle): Promise<ExportedDomainKeys> {
+    return this.domainKeys.export(modulus, exponent, trusted);
+  }
+
+  /** Whether every domain-key object of the token is non-extractable; undefined without domain keys. */
+  get domainLocked(): boolean | undefined {
+    return this.domainKeys.locked;
+  }
+
+  /** Sets CKA_EXTRACTABLE=false on every domain-key object and reads it back; true if anything changed. */
+  lockDomainKeys(): Promise<boolean> {
+    return this.domainKeys.lock();
+  }
+
+  /** The ceremony's one Security Officer login on this (sending) token: marks the transport keys CKA_TRUSTED. */
+  trustTransportKeys(soPin: string, transports: readonly { modulus: Buffer; exponent: Buffer }[]): Promise<Handle[]> {
+    return this.asSecurityOfficer(soPin, (so) => this.domainKeys.trustTransportKeys(so, transports));
+  }
+
+  /**
+   * Login state is per application and token, and SO and user cannot be logged in at once: the
+   * user is logged out of this token (every session of this process), the SO in for `fn`, then the
+   * user back. SoftHSM2 invalidates private-object handles and private session objects on logout,
+   * so cached unwrapped keys are dropped and the domain keys found again. The SO PIN is not kept.
+   */
+  private asSecurityOfficer<T>(soPin: string, fn: (so: Handle) => T): Promise<T> {
+    return this.session.withKeeper('login', (s) => {
+      const api = this.module.api;
+      api.C_Logout(s);
+      try {
+        try {
+          api.C_Login(s, pk.CKU_SO, soPin);
+        } catch (e) {
+          const ckr = ckrName(e);
+          throw new SoPinError(`the Security Officer of token "${this.tokenLabel}" could not log in: ${ckr === 'CKR_PIN_INCORRECT' ? 'SO PIN incorrect' : ckr ?? 'unknown error'}`);
+        }
+        try {
+          return fn(s);
+        } finally {
+          api.C_Logout(s);
+        }
+      } finally {
+        this.relogin(s);
+      }
+    });
+  }
+
+  private relogin(s: Handle): void {
+    try {
+      this.module.api.C_Login(s, pk.CKU_USER, this.options.pin);
+    } catch (e) {
+      this.fail(`could not log the user back in after the SO login: ${ckrName(e) ?? 'unknown error'}`);
+      throw e;
+    }
+    this.sealing.clear(false);
+    this.domainKeys.refresh(s);
   }
 
   importDomainKeys(transport: { privateKey: Handle; publicKey: Handle }, wrapped: ExportedDomainKeys): Promise<DomainKeys> {

@@ -158,7 +158,7 @@ describe.each(setups)('the attacker with the user PIN: $name', ({ make, keepsKey
     ({ members, pins } = make(lab));
     const cluster = new HsmCluster({ id: 'c1', kind: 'shared', owners: [], members });
     cluster.start();
-    await cluster.initDomain();
+    await cluster.initDomain({ soPin: lab.soPins });
     record = await cluster.generate('AES_256', bind('k1'));
     sealed = await cluster.encrypt(record, bind('k1'), plaintext, Buffer.alloc(0));
   });

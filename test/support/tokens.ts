@@ -14,6 +14,14 @@ export const profiles = loadProfiles(join(ROOT, 'hsm-profiles'));
 export class TokenLab {
   readonly dir = mkdtempSync(join(tmpdir(), 'kms-hsm-test-'));
   private members: HsmMember[] = [];
+  private readonly soPinFiles = new Map<string, string>();
+
+  /** The ceremony's SO PIN provider for the SoftHSM2 tokens made here (as dev-so-pins serves kmsctl init --dev). */
+  readonly soPins = async (request: { member: string; token: string }): Promise<string> => {
+    const file = this.soPinFiles.get(request.member);
+    if (!file) throw new Error(`no SO PIN kept for member ${request.member}`);
+    return readFileSync(file, 'utf8');
+  };
 
   /**
    * SoftHSM2 tokens in their own SOFTHSM2_CONF, loaded from a private copy of the library so that
@@ -26,7 +34,7 @@ export class TokenLab {
     const lib = join(dir, 'libsofthsm2.so');
     if (!existsSync(lib)) copyFileSync(SOFTHSM_LIB, lib);
     return labels.map((label) =>
-      this.track(
+      this.trackSoPin(join(dir, 'so-pins', `${label}.so-pin`), this.track(
         new HsmMember({
           id: `${name}-${label}`,
           profile,
@@ -36,8 +44,13 @@ export class TokenLab {
           backoffMs: [50, 400],
           ...overrides,
         }),
-      ),
+      )),
     );
+  }
+
+  private trackSoPin(file: string, m: HsmMember): HsmMember {
+    this.soPinFiles.set(m.id, file);
+    return m;
   }
 
   /** The SO PIN of a SoftHSM2 token made by `softhsm(name, [label])` (kept for tests, as `kmsctl init --dev` does). */
