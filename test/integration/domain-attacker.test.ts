@@ -9,7 +9,12 @@ import * as pk from 'pkcs11js';
 import { constants, createDecipheriv, generateKeyPairSync, KeyObject, privateDecrypt, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { initDev } from '../../src/cli/dev-init';
+import { loadServerConfig } from '../../src/config';
 import { HsmCluster } from '../../src/hsm/cluster';
+import { buildClusters, resolvePin } from '../../src/hsm/config';
+import { loadProfiles } from '../../src/hsm/profile';
+import { PROFILES_DIR } from '../../src/services';
 import { MaterialBinding, WrappedMaterial } from '../../src/hsm/material';
 import { HsmMember } from '../../src/hsm/member';
 import { TokenLab } from '../support/tokens';
@@ -181,5 +186,59 @@ describe.each(setups)('the attacker with the user PIN: $name', ({ make, keepsKey
 
   test('known limit: without CKA_UNWRAP_TEMPLATE the KEK unwraps a record into a key the attacker reads (online, one record at a time)', () => {
     for (const [i, m] of members.entries()) expect(attack(m, pins[i]!, record, sealed, plaintext).unwrappedReadable).toBe(true);
+  });
+});
+
+describe('the attacker with the user PIN, during the ceremony\'s window (copied, not yet locked): softhsm2', () => {
+  let lab: TokenLab;
+  afterAll(() => lab.cleanup());
+
+  test('CKA_WRAP_WITH_TRUSTED alone refuses every wrap under the attacker\'s keys: nothing decrypts offline', async () => {
+    lab = new TokenLab();
+    const members = lab.softhsm('win', ['w1', 'w2']);
+    const pins = ['w1', 'w2'].map((l) => readFileSync(join(lab.dir, 'win', 'pins', `${l}.pin`), 'utf8'));
+    const cluster = new HsmCluster({ id: 'c1', kind: 'shared', owners: [], members });
+    cluster.start();
+    await cluster.initDomain({ soPin: lab.soPins, lock: false });
+    expect(members.map((m) => m.domainLocked)).toEqual([false, false]);
+    const record = await cluster.generate('AES_256', bind('k1'));
+    const plaintext = Buffer.from('in the window');
+    const sealed = await cluster.encrypt(record, bind('k1'), plaintext, Buffer.alloc(0));
+    for (const [i, m] of members.entries()) {
+      const loot = attack(m, pins[i]!, record, sealed, plaintext);
+      expect({ aes: loot.wrappedUnderAes, rsa: loot.wrappedUnderRsa, read: loot.read, offline: loot.offline }).toEqual({ aes: [], rsa: [], read: [], offline: false });
+    }
+  });
+});
+
+describe('the attacker with the user PIN, after kmsctl init --dev', () => {
+  let dir: string;
+  let clusters: HsmCluster[];
+  const lab = new TokenLab();
+  afterAll(() => {
+    for (const c of clusters ?? []) c.close();
+    lab.cleanup();
+  });
+
+  test('every member of every development cluster is locked: nothing wraps, nothing reads, nothing decrypts offline', async () => {
+    dir = join(lab.dir, 'data');
+    await initDev(dir, () => undefined);
+    const config = loadServerConfig(dir, {});
+    clusters = buildClusters(config.clusters, loadProfiles(PROFILES_DIR));
+    const plaintext = Buffer.from('a development secret');
+    let attacked = 0;
+    for (const [ci, c] of clusters.entries()) {
+      c.start();
+      const binding: MaterialBinding = { clusterId: c.id, keyId: 'k', keyVersion: 1, usage: 'ENCRYPT_DECRYPT' };
+      const record = await c.generate('AES_256', binding);
+      const sealed = await c.encrypt(record, binding, plaintext, Buffer.alloc(0));
+      for (const [mi, m] of c.members.entries()) {
+        expect(m.domainLocked).toBe(true);
+        const loot = attack(m, resolvePin(config.clusters[ci]!.members[mi]!.pin), record, sealed, plaintext);
+        expect({ member: m.id, aes: loot.wrappedUnderAes, rsa: loot.wrappedUnderRsa, read: loot.read, offline: loot.offline }).toEqual({ member: m.id, aes: [], rsa: [], read: [], offline: false });
+        attacked++;
+      }
+    }
+    expect(attacked).toBe(4);
   });
 });
