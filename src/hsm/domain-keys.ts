@@ -33,7 +33,7 @@ export interface ExportedDomainKeys {
 /** HMAC-SHA256 inside the HSM on session `s`. */
 export async function hmacSha256(api: pk.PKCS11, calls: CallSet, s: Handle, key: Handle, data: Buffer): Promise<Buffer> {
   api.C_SignInit(s, { mechanism: pk.CKM_SHA256_HMAC }, key);
-  return Buffer.from(await calls.fast.sign(s, data, Buffer.alloc(32)));
+  return Buffer.from(await calls.forOperation('mac').sign(s, data, Buffer.alloc(32)));
 }
 
 export interface DomainKeyOwner {

@@ -58,7 +58,7 @@ export class HsmMember {
     this.profile = options.profile;
     this.module = openModule({ ...options.module, libraryParameters: options.module.libraryParameters ?? options.profile.libraryParameters?.replace('{dir}', options.moduleDir ?? '') });
     const api = (): pk.PKCS11 => this.module.api;
-    const calls = callSet(this.module, options.profile.callMode, slowLane, options.id);
+    const calls = callSet(this.module, options.profile.callMode, slowLane, options.id, options.profile.slowOperations);
     this.connection = new MemberConnection(this.module, options, { connected: (t, k) => this.connected(t, k), dropped: (r) => this.dropped(r) });
     this.session = new MemberSessions(this.connection, options.profile, options);
     this.domainKeys = new MemberDomainKeys(this, this.session, calls, api);

@@ -64,7 +64,7 @@ export class MemberOperations {
       return this.sessions.withSession('generate', async (s) => {
         const api = this.api();
         if (kind.kind === 'aes') {
-          const key = await this.calls.fast.generateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, aesKeyTemplate());
+          const key = await this.calls.forOperation('generate').generateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, aesKeyTemplate());
           try {
             return await this.sealing.seal(s, spec, binding, key, Buffer.alloc(0));
           } finally {
@@ -97,7 +97,7 @@ export class MemberOperations {
       const iv = api.C_GenerateRandom(s, Buffer.alloc(GCM_IV_BYTES));
       api.C_EncryptInit(s, gcmMechanism(this.profile, iv, aad), key);
       const split = (out: Buffer): GcmResult => ({ iv, ciphertext: out.subarray(0, out.length - GCM_TAG_BYTES), tag: out.subarray(out.length - GCM_TAG_BYTES) });
-      const out = this.calls.fast.encrypt(s, plaintext, Buffer.alloc(plaintext.length + GCM_TAG_BYTES));
+      const out = this.calls.forOperation('encrypt').encrypt(s, plaintext, Buffer.alloc(plaintext.length + GCM_TAG_BYTES));
       return out instanceof Promise ? out.then(split) : split(out);
     });
   }
@@ -107,7 +107,7 @@ export class MemberOperations {
     return this.sealing.withKey(material, 'decrypt', async (s, key) => {
       this.api().C_DecryptInit(s, gcmMechanism(this.profile, input.iv, aad), key);
       const data = Buffer.concat([input.ciphertext, input.tag]);
-      return Buffer.from(await this.calls.fast.decrypt(s, data, Buffer.alloc(data.length)));
+      return Buffer.from(await this.calls.forOperation('decrypt').decrypt(s, data, Buffer.alloc(data.length)));
     });
   }
 

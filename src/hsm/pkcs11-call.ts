@@ -1,5 +1,6 @@
 import * as pk from 'pkcs11js';
 import type { Pkcs11Module } from './module';
+import type { MemberOperation } from './error-classes';
 import type { CallMode } from './profile';
 import type { ThreadLane } from './thread-lane';
 
@@ -31,6 +32,8 @@ export interface CallSet {
   fast: Pkcs11Calls;
   offloaded: Pkcs11Calls;
   slow: Pkcs11Calls;
+  /** The calls for a fast-path operation: `fast`, or `slow` if the profile marks the operation slow. */
+  forOperation(operation: MemberOperation): Pkcs11Calls;
 }
 
 async function pinned<T>(refs: unknown[], call: Promise<T>): Promise<T> {
@@ -71,8 +74,11 @@ function asyncCalls(module: Pkcs11Module, lane?: { lane: ThreadLane; owner: stri
   };
 }
 
-/** The call set of one member; `owner` is its turn in the lane. */
-export function callSet(module: Pkcs11Module, mode: CallMode, lane: ThreadLane, owner: string): CallSet {
+/** The call set of one member; `owner` is its turn in the lane; `slowOperations` never run on the event loop. */
+export function callSet(module: Pkcs11Module, mode: CallMode, lane: ThreadLane, owner: string, slowOperations: readonly MemberOperation[] = []): CallSet {
   const offloaded = asyncCalls(module);
-  return { fast: mode === 'sync' ? syncCalls(module.api) : offloaded, offloaded, slow: asyncCalls(module, { lane, owner }) };
+  const fast = mode === 'sync' ? syncCalls(module.api) : offloaded;
+  const slow = asyncCalls(module, { lane, owner });
+  const slowSet = new Set(slowOperations);
+  return { fast, offloaded, slow, forOperation: (operation) => (slowSet.has(operation) ? slow : fast) };
 }

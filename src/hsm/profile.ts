@@ -43,6 +43,8 @@ export interface HsmProfile {
   /** CKA_WRAP_WITH_TRUSTED is enforced and only the Security Officer may set CKA_TRUSTED: the ceremony copies under an SO-trusted key. */
   wrapWithTrusted: boolean;
   errorOverrides: ErrorOverride[];
+  /** Fast-path operations that must still leave the event loop on this token (slow calls always do). */
+  slowOperations: MemberOperation[];
   notes: string[];
 }
 
@@ -85,6 +87,7 @@ export function parseProfile(text: string, source: string): HsmProfile {
     gcmIv: oneOf(raw, 'gcmIv', ['caller', 'token'] as const, source, 'caller'),
     ecPrivateKeyUnwrap: field(raw, 'ecPrivateKeyUnwrap', isBool, source, true),
     errorOverrides: overrides.map((o, i) => parseOverride(o, `${source} errorOverrides[${i}]`)),
+    slowOperations: operationsOf(field(raw, 'slowOperations', isStrings, source, []), `${source} slowOperations`),
     notes: field(raw, 'notes', isStrings, source, []),
   };
 }
@@ -102,15 +105,18 @@ function oneOf<T extends string>(raw: Record<string, unknown>, name: string, all
   return v as T;
 }
 
+function operationsOf(names: string[], source: string): MemberOperation[] {
+  const unknown = names.filter((d) => !MEMBER_OPERATIONS.includes(d as MemberOperation));
+  if (unknown.length) throw new ConfigError(`${source}: unknown operations ${unknown.join(', ')} (known: ${MEMBER_OPERATIONS.join(', ')})`);
+  return names as MemberOperation[];
+}
+
 function parseOverride(o: unknown, source: string): ErrorOverride {
   if (!o || typeof o !== 'object') throw new ConfigError(`${source}: not a mapping`);
   const r = o as Record<string, unknown>;
   const errorClass = field(r, 'errorClass', isString, source);
   if (!ERROR_CLASSES.includes(errorClass as ErrorClass)) throw new ConfigError(`${source}: errorClass must be one of ${ERROR_CLASSES.join(', ')}`);
-  const during = field(r, 'during', isStrings, source);
-  const unknown = during.filter((d) => !MEMBER_OPERATIONS.includes(d as MemberOperation));
-  if (unknown.length) throw new ConfigError(`${source}: during names unknown operations ${unknown.join(', ')} (known: ${MEMBER_OPERATIONS.join(', ')})`);
-  return { code: field(r, 'code', isString, source), during: during as MemberOperation[], errorClass: errorClass as ErrorClass };
+  return { code: field(r, 'code', isString, source), during: operationsOf(field(r, 'during', isStrings, source), `${source} during`), errorClass: errorClass as ErrorClass };
 }
 
 export const PROFILE_DIR = join(__dirname, '..', '..', '..', 'hsm-profiles');

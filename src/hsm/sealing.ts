@@ -62,7 +62,7 @@ export class MemberSealing {
   /** Wraps `key` under the domain KEK and MACs the record with its binding, inside the HSM. */
   async seal(s: Handle, spec: KeySpec, binding: MaterialBinding, key: Handle, publicKey: Buffer): Promise<WrappedMaterial> {
     const domain = this.domain.require();
-    const wrapped = Buffer.from(await this.calls.fast.wrapKey(s, keyWrapMechanism(this.profile), domain.kek, key, Buffer.alloc(MAX_WRAPPED_BYTES)));
+    const wrapped = Buffer.from(await this.calls.forOperation('wrap').wrapKey(s, keyWrapMechanism(this.profile), domain.kek, key, Buffer.alloc(MAX_WRAPPED_BYTES)));
     const mac = await this.hmac(s, WrappedMaterial.macInput(spec, binding, domain.id, wrapped, publicKey));
     return new WrappedMaterial(spec, binding, domain.id, wrapped, publicKey, mac);
   }
@@ -78,7 +78,8 @@ export class MemberSealing {
       if (material.legacy) throw new MaterialIntegrityError('wrapped material record is in the KMR1 format: refused until it is migrated');
       const expected = await this.hmac(s, material.macBody);
       if (!timingSafeEqual(expected, material.mac)) throw new MaterialIntegrityError('wrapped material failed its MAC check: it was altered');
-      const calls = KEY_SPEC[material.spec].kind === 'aes' ? this.calls.fast : this.calls.offloaded;
+      const onLoop = KEY_SPEC[material.spec].kind === 'aes' && this.calls.forOperation('unwrap') === this.calls.fast;
+      const calls = onLoop ? this.calls.fast : this.calls.offloaded;
       return calls.unwrapKey(s, keyWrapMechanism(this.profile), this.domain.require().kek, material.wrapped, unwrapTemplate(material.spec));
     });
   }
@@ -127,7 +128,7 @@ export class MemberSealing {
       const key = await this.calls.slow.unwrapKey(s, rsaMechanism(padding), unwrapping, encrypted, unwrapTemplate('AES_256', true));
       try {
         api.C_EncryptInit(s, { mechanism: pk.CKM_AES_ECB }, key);
-        const block = Buffer.from(await this.calls.fast.encrypt(s, Buffer.alloc(16), Buffer.alloc(16)));
+        const block = Buffer.from(await this.calls.forOperation('encrypt').encrypt(s, Buffer.alloc(16), Buffer.alloc(16)));
         const checkValue = await this.hmac(s, Buffer.concat([Buffer.from('kms-key-check-value'), block]));
         const material = await this.seal(s, 'AES_256', binding, key, Buffer.alloc(0));
         if (material.wrapped.length !== WRAPPED_AES_256_BYTES) throw new InvalidInputError(`imported key material must be 32 bytes (AES-256), got ${material.wrapped.length - 8}`);

@@ -11,7 +11,7 @@ import type { KeySpec } from '../../src/hsm/capabilities';
 import { HsmCluster } from '../../src/hsm/cluster';
 import type { MaterialBinding, WrappedMaterial } from '../../src/hsm/material';
 import type { HsmMember } from '../../src/hsm/member';
-import { TokenLab } from '../support/tokens';
+import { profiles, TokenLab } from '../support/tokens';
 
 const bind = (keyId: string, usage: string): MaterialBinding => ({ clusterId: 'c1', keyId, keyVersion: 1, usage });
 
@@ -93,5 +93,29 @@ describe.each(implementations)('slow operations off the event loop: $name (sync 
     );
     expect(results.every(Boolean)).toBe(true);
     expect(member.sessions.open).toBeGreaterThan(1);
+  });
+});
+
+describe('a profile can mark fast-path operations slow (slowOperations)', () => {
+  let lab: TokenLab;
+  afterAll(() => lab.cleanup());
+
+  test('AES-GCM encrypt under slowOperations [encrypt] is still pending after the microtasks ran; decrypt (not listed) settles within them', async () => {
+    lab = new TokenLab();
+    const base = profiles.get('softhsm2')!;
+    const [member] = lab.softhsm('slow-ops', ['m1'], {}, { ...base, slowOperations: ['encrypt'] });
+    const cluster = new HsmCluster({ id: 'c1', kind: 'shared', owners: [], members: [member] });
+    cluster.start();
+    await cluster.initDomain();
+    const aes = await cluster.generate('AES_256', bind('aes', 'ENCRYPT_DECRYPT'));
+    await member.load(aes);
+    const sealed = await member.encryptGcm(aes, Buffer.from('x'), Buffer.alloc(0));
+    const enc = tracked(member.encryptGcm(aes, Buffer.from('hello'), Buffer.alloc(0)));
+    const dec = tracked(member.decryptGcm(aes, sealed, Buffer.alloc(0)));
+    await drainMicrotasks();
+    expect([enc.settled(), dec.settled()]).toEqual([false, true]);
+    const out = await enc.promise;
+    await expect(member.decryptGcm(aes, out, Buffer.alloc(0))).resolves.toEqual(Buffer.from('hello'));
+    await expect(dec.promise).resolves.toEqual(Buffer.from('x'));
   });
 });

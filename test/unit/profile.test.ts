@@ -136,7 +136,12 @@ describe('describeProfiles', () => {
 describe('parseProfile', () => {
   test('errorOverrides[].during must name operations a member performs', () => {
     const raw = { ...validRaw(), errorOverrides: [{ code: 'CKR_GENERAL_ERROR', during: ['decrypt', 'decyrpt'], errorClass: 'caller' }] };
-    expect(() => parseProfile(stringify(raw), 'x.yaml')).toThrow(/during names unknown operations decyrpt \(known: encrypt, decrypt/);
+    expect(() => parseProfile(stringify(raw), 'x.yaml')).toThrow(/errorOverrides\[0\] during: unknown operations decyrpt \(known: encrypt, decrypt/);
+  });
+
+  test('slowOperations names operations a member performs', () => {
+    expect(parseProfile(stringify({ ...validRaw(), slowOperations: ['encrypt', 'mac'] }), 'x.yaml').slowOperations).toEqual(['encrypt', 'mac']);
+    expect(() => parseProfile(stringify({ ...validRaw(), slowOperations: ['keygen'] }), 'x.yaml')).toThrow(/x.yaml slowOperations: unknown operations keygen/);
   });
 
   test('gcmIv is caller or token', () => {
@@ -156,6 +161,7 @@ describe('parseProfile', () => {
       gcmIv: 'caller',
       ecPrivateKeyUnwrap: true,
       errorOverrides: [],
+      slowOperations: [],
       notes: [],
     });
   });
