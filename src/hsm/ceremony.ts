@@ -64,9 +64,10 @@ export async function initDomain(clusterId: string, members: readonly HsmMember[
   const holders = members.filter((m) => m.domain);
   const ids = new Set(holders.map((m) => m.domain!.id.toString('hex')));
   if (ids.size > 1) throw new DomainKeyError(`members of cluster ${clusterId} already hold different domain keys (${[...ids].join(', ')}); refusing to choose`);
-  let source = holders[0] ?? members[0];
+  const source = holders[0] ?? members[0];
   const missing = members.filter((m) => m !== source && !m.domain);
   if (source.domain && source.domainLocked && missing.length) throw lockedError(clusterId, missing);
+  // asked before anything is generated: a domain that could not be copied would be half a ceremony
   if (missing.length && source.profile.wrapWithTrusted && !options.soPin) throw soPinNeeded(clusterId, source);
   let generated = false;
   if (!source.domain) {
@@ -74,8 +75,7 @@ export async function initDomain(clusterId: string, members: readonly HsmMember[
     await source.generateDomainKeys(randomBytes(16));
     generated = true;
   }
-  source = source as HsmMember;
-  const copiedTo = await copyInto(source, members.filter((m) => m !== source), options.soPin);
+  const copiedTo = await copyInto(clusterId, source, members.filter((m) => m !== source), options.soPin);
   const locked = options.lock === false ? [] : (await lockAll(members)).locked;
   return { domainId: source.domain!.id.toString('hex'), generated, copiedTo, locked };
 }
@@ -85,7 +85,7 @@ export async function addMember(clusterId: string, members: readonly HsmMember[]
   const source = members.find((m) => m !== member && m.domain && m.state !== 'UNAVAILABLE');
   if (!source) throw new DomainKeyError(`cluster ${clusterId} has no reachable member holding domain keys: run cluster init`);
   if (source.domainLocked && !member.domain) throw lockedError(clusterId, [member]);
-  return (await copyInto(source, [member], options.soPin)).length > 0;
+  return (await copyInto(clusterId, source, [member], options.soPin)).length > 0;
 }
 
 /**
@@ -120,7 +120,7 @@ function soPinNeeded(clusterId: string, source: HsmMember): SoPinError {
 }
 
 /** Copies source's domain keys into every target that lacks them; the ids of those copied into. */
-async function copyInto(source: HsmMember, targets: readonly HsmMember[], soPin: SoPinProvider | undefined): Promise<string[]> {
+async function copyInto(clusterId: string, source: HsmMember, targets: readonly HsmMember[], soPin: SoPinProvider | undefined): Promise<string[]> {
   const domain = source.domain!;
   const receivers: HsmMember[] = [];
   for (const target of targets) {
@@ -140,7 +140,7 @@ async function copyInto(source: HsmMember, targets: readonly HsmMember[], soPin:
   for (const target of receivers) transports.push(await target.createTransportKey());
   let trusted: (pk.Handle | undefined)[] = receivers.map(() => undefined);
   if (source.profile.wrapWithTrusted) {
-    if (!soPin) throw soPinNeeded('of this member', source);
+    if (!soPin) throw soPinNeeded(clusterId, source);
     trusted = await source.trustTransportKeys(await soPin({ member: source.id, token: source.tokenLabel }), transports);
   }
   for (const [i, target] of receivers.entries()) {

@@ -106,7 +106,11 @@ export class MemberDomainKeys {
       let changed = false;
       for (const h of this.allDomainKeyObjects(s)) {
         if ((api.C_GetAttributeValue(s, h, [{ type: pk.CKA_EXTRACTABLE }])[0].value as Buffer)[0] === 0) continue;
-        api.C_SetAttributeValue(s, h, LOCKED);
+        try {
+          api.C_SetAttributeValue(s, h, LOCKED);
+        } catch (e) {
+          throw new DomainKeyError(`token "${this.owner.tokenLabel}" of member ${this.owner.id} refused the lock (CKA_EXTRACTABLE=false): ${(e as Error).message}`);
+        }
         changed = true;
       }
       this.locked = this.readLocked(s);

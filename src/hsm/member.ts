@@ -204,7 +204,11 @@ export class HsmMember {
   private asSecurityOfficer<T>(soPin: string, fn: (so: Handle) => T): Promise<T> {
     return this.session.withKeeper('login', (s) => {
       const api = this.module.api;
-      api.C_Logout(s);
+      try {
+        api.C_Logout(s);
+      } catch (e) {
+        if (ckrName(e) !== 'CKR_USER_NOT_LOGGED_IN') throw e;
+      }
       try {
         try {
           api.C_Login(s, pk.CKU_SO, soPin);
