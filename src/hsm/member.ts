@@ -1,9 +1,8 @@
-import * as pk from 'pkcs11js';
+import type * as pk from 'pkcs11js';
 import { Capabilities, deriveCapabilities, KeySpec, MechanismFacts, RsaPadding, SigningAlgorithm } from './capabilities';
-import { ckrName, MemberConnection, MemberState } from './connection';
+import { MemberConnection, MemberState } from './connection';
 import { DomainKeys, ExportedDomainKeys, MemberDomainKeys, TransportKey } from './domain-keys';
 import type { MemberOperation } from './error-classes';
-import { SoPinError } from './errors';
 import type { MaterialBinding, WrappedMaterial } from './material';
 import { ModuleSpec, openModule, Pkcs11Module, TokenSlot } from './module';
 import { GcmResult, MemberOperations } from './operations';
@@ -196,46 +195,19 @@ export class HsmMember {
   }
 
   /**
-   * Login state is per application and token, and SO and user cannot be logged in at once: the
-   * user is logged out of this token (every session of this process), the SO in for `fn`, then the
-   * user back. SoftHSM2 invalidates private-object handles and private session objects on logout,
-   * so cached unwrapped keys are dropped and the domain keys found again. The SO PIN is not kept.
+   * The SO login logs the user of this process out of this token; SoftHSM2 then invalidates
+   * private-object handles and destroys private session objects, so cached unwrapped keys are
+   * dropped and the domain keys found again, whatever happened.
    */
   private asSecurityOfficer<T>(soPin: string, fn: (so: Handle) => T): Promise<T> {
     return this.session.withKeeper('login', (s) => {
-      const api = this.module.api;
       try {
-        api.C_Logout(s);
-      } catch (e) {
-        if (ckrName(e) !== 'CKR_USER_NOT_LOGGED_IN') throw e;
-      }
-      try {
-        try {
-          api.C_Login(s, pk.CKU_SO, soPin);
-        } catch (e) {
-          const ckr = ckrName(e);
-          throw new SoPinError(`the Security Officer of token "${this.tokenLabel}" could not log in: ${ckr === 'CKR_PIN_INCORRECT' ? 'SO PIN incorrect' : ckr ?? 'unknown error'}`);
-        }
-        try {
-          return fn(s);
-        } finally {
-          api.C_Logout(s);
-        }
+        return this.connection.asSecurityOfficer(s, soPin, fn);
       } finally {
-        this.relogin(s);
+        this.sealing.clear(false);
+        if (this.connection.state !== 'UNAVAILABLE') this.domainKeys.refresh(s);
       }
     });
-  }
-
-  private relogin(s: Handle): void {
-    try {
-      this.module.api.C_Login(s, pk.CKU_USER, this.options.pin);
-    } catch (e) {
-      this.fail(`could not log the user back in after the SO login: ${ckrName(e) ?? 'unknown error'}`);
-      throw e;
-    }
-    this.sealing.clear(false);
-    this.domainKeys.refresh(s);
   }
 
   importDomainKeys(transport: { privateKey: Handle; publicKey: Handle }, wrapped: ExportedDomainKeys): Promise<DomainKeys> {
