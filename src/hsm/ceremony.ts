@@ -144,7 +144,7 @@ async function copyInto(clusterId: string, source: HsmMember, targets: readonly 
     trusted = await source.trustTransportKeys(await soPin({ member: source.id, token: source.tokenLabel }), transports);
   }
   for (const [i, target] of receivers.entries()) {
-    const wrapped = await source.exportDomainKeys(transports[i].modulus, transports[i].exponent, trusted[i]);
+    const wrapped = await source.exportDomainKeys(transports[i].modulus, transports[i].exponent, { trusted: trusted[i] });
     await target.importDomainKeys(transports[i], wrapped);
     if (!(await target.domainFingerprint()).equals(await source.domainFingerprint())) {
       await target.removeDomainKeys();

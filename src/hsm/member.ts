@@ -174,9 +174,9 @@ export class HsmMember {
     return this.domainKeys.createTransportKey();
   }
 
-  /** Wraps the domain keys under a transport key; `trusted` is that key made CKA_TRUSTED by trustTransportKeys. */
-  exportDomainKeys(modulus: Buffer, exponent: Buffer, trusted?: Handle): Promise<ExportedDomainKeys> {
-    return this.domainKeys.export(modulus, exponent, trusted);
+  /** Wraps the domain keys under a transport key; `via.trusted` is that key made CKA_TRUSTED by trustTransportKeys. */
+  exportDomainKeys(modulus: Buffer, exponent: Buffer, via: { trusted?: Handle } = {}): Promise<ExportedDomainKeys> {
+    return this.domainKeys.export(modulus, exponent, via.trusted);
   }
 
   /** Whether every domain-key object of the token is non-extractable; undefined without domain keys. */
