@@ -1,18 +1,23 @@
 /**
  * npm run bench:report — rebuilds docs/benchmarks.md and the chart docs/benchmarks.png (drawn as
  * docs/benchmarks.svg, rasterised by rsvg-convert from Debian's librsvg2-bin) from the figures that
- * `npm run bench:api` and `npm run bench:scale` wrote to docs/bench-results/. Run by bench:scale.
+ * `npm run bench:api`, `npm run bench:scale`, `npm run bench:isolation` and `npm run bench:slow-queue`
+ * wrote to docs/bench-results/. Run by bench:scale.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { IsolationRow } from './bench-isolation';
 import type { Row } from './bench-server';
+import type { SlowQueueRow } from './bench-slow-queue';
 
 const DOCS = join(__dirname, '..', '..', 'docs');
 
 interface ApiResult { date: string; machine: string; connections: number; seconds: number; rows: Row[]; ratio: number; workers?: number; ratioSingle?: number }
 interface Latency { offset: number; p50: number; p99: number }
 interface Phase { keys: number; startupMs: number; rssStartMiB: number; rssAfterLoadMiB: number; encrypt: Row; listFirst: Latency; listDeep: Latency }
+interface IsolationResult { date: string; machine: string; seconds: number; load: number; concurrency: number; rows: IsolationRow[] }
+interface SlowQueueResult { date: string; machine: string; seconds: number; load: number; concurrency: number; rows: SlowQueueRow[] }
 interface ScaleResult { date: string; machine: string; connections: number; seconds: number; createPerSecond: number; phases: [Phase, Phase] }
 
 function load<T>(name: string): T | undefined {
@@ -112,9 +117,39 @@ function scaleSection(s: ScaleResult): string[] {
   ];
 }
 
+function isolationSection(r: IsolationResult): string[] {
+  const idle = (where: string) => r.rows.find((x) => x.where === where && x.phase === 'idle');
+  const ratio = (x: IsolationRow) => {
+    const base = idle(x.where);
+    return x.phase === 'idle' || !base ? '' : (x.p99 / base.p99).toFixed(2);
+  };
+  return [
+    '## One tenant\'s key-pair generations versus another\'s Encrypt (`npm run bench:isolation`)', '',
+    `Measured ${r.date.slice(0, 10)}; ${r.seconds} s per phase. One development installation (\`kmsctl init --dev\`) in its own process. Tenant B sends Encrypt of 32 bytes, ${r.concurrency} at a time, ` +
+      `with its key on the shared pool, then on its dedicated cluster: idle, then while tenant A keeps ${r.load} requests in flight on the shared pool, ` +
+      'first RSA-2048 CreateKey (the API offers no larger RSA key), then GetParametersForImport on fresh External keys (each an RSA-2048 generation). ' +
+      'A\'s refusals (per-tenant cap `RequestLimitExceeded.UinLimitExceeded`, slow queue `RequestLimitExceeded`) are retried after 20 ms.', '',
+    '| B\'s key on | phase | Encrypt p50 ms | Encrypt p99 ms | p99 / idle | requests | errors | A served | A capped | A queue-full |', '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...r.rows.map((x) => `| ${x.where} | ${x.phase} | ${x.p50.toFixed(1)} | ${x.p99.toFixed(1)} | ${ratio(x)} | ${x.requests} | ${x.errors} | ${x.served ?? ''} | ${x.capped ?? ''} | ${x.queueFull ?? ''} |`), '',
+  ];
+}
+
+function slowQueueSection(r: SlowQueueResult): string[] {
+  return [
+    '## Encrypt under RSA-4096 generations, HSM layer (`npm run bench:slow-queue`)', '',
+    `Measured ${r.date.slice(0, 10)}; ${r.seconds} s per phase; ${r.machine}. One process: \`cluster.encrypt\` of 32 bytes, ${r.concurrency} at a time, on a two-member shared pool ` +
+      `and on a one-member dedicated cluster (SoftHSM2, each member its own token and library copy), idle and while ${r.load} loops keep RSA-4096 generations in flight on the shared pool. ` +
+      'The queue columns are the shared pool\'s slow queue, sampled every 100 ms.', '',
+    '| encrypt on | idle p50 ms | idle p99 ms | loaded p50 ms | loaded p99 ms | p99 ratio | RSA-4096 served | refused | queue at most | running at most |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...r.rows.map((x) => `| ${x.where} | ${x.idleP50.toFixed(2)} | ${x.idleP99.toFixed(2)} | ${x.loadedP50.toFixed(2)} | ${x.loadedP99.toFixed(2)} | ${(x.loadedP99 / x.idleP99).toFixed(2)} | ${x.served} | ${x.refused} | ${x.maxQueued} | ${x.maxRunning} |`), '',
+  ];
+}
+
 export function writeReport(): void {
   const api = load<ApiResult>('api');
   const scale = load<ScaleResult>('scale');
+  const isolation = load<IsolationResult>('isolation');
+  const slowQueue = load<SlowQueueResult>('slow-queue');
   const machine = scale?.machine ?? api?.machine ?? 'unknown';
   const md = [
     '# Benchmarks', '',
@@ -124,6 +159,8 @@ export function writeReport(): void {
     '![throughput and latency](benchmarks.png)', '',
     ...(api ? apiSection(api) : ['`npm run bench:api` has not been run yet.', '']),
     ...(scale ? scaleSection(scale) : ['`npm run bench:scale` has not been run yet.', '']),
+    ...(isolation ? isolationSection(isolation) : []),
+    ...(slowQueue ? slowQueueSection(slowQueue) : []),
     'HSM-layer and KMS-core figures (`npm run bench:hsm`, `npm run bench:kms`) are in the README.', '',
   ].join('\n');
   writeFileSync(join(DOCS, 'benchmarks.md'), md);

@@ -4,6 +4,7 @@
  * Anything else is InternalError with a message that says nothing but the request id: the raw
  * message of an unexpected error may name internals and is for the server's log only.
  */
+import { SlowQueueFullError } from '../hsm/errors';
 import { IamIntegrityError } from '../iam/errors';
 import * as kms from '../kms/errors';
 import { domainError } from '../kms/key-access';
@@ -125,7 +126,13 @@ export const API_ERROR_CODES: ReadonlyArray<readonly [ErrorClass, string]> = [
 /** Identity errors that reach a caller: a stored API key, membership or policy changed outside the service (alarm raised) is refused. */
 export const IAM_ERROR_CODES: ReadonlyArray<readonly [ErrorClass, string]> = [[IamIntegrityError, 'FailedOperation']];
 
-const CODES = new Map<ErrorClass, string>([...KMS_ERROR_CODES, ...API_ERROR_CODES, ...IAM_ERROR_CODES]);
+/**
+ * HSM errors the core passes through untranslated that reach a caller: the cluster's queue of slow
+ * operations is full (per cluster, shared by its tenants: the generic request-limit code, not the per-account one).
+ */
+export const HSM_ERROR_CODES: ReadonlyArray<readonly [ErrorClass, string]> = [[SlowQueueFullError, 'RequestLimitExceeded']];
+
+const CODES = new Map<ErrorClass, string>([...KMS_ERROR_CODES, ...API_ERROR_CODES, ...IAM_ERROR_CODES, ...HSM_ERROR_CODES]);
 
 /** The code of an error's class or its nearest mapped ancestor. */
 function classCode(e: Error): string | undefined {

@@ -15,7 +15,8 @@ export interface MetricsSources {
 /**
  * Everything /metrics shows: requests, latencies, HSM operations, sessions, health, keys, alarms.
  * With several workers the supervisor aggregates their registries: counters, histograms and
- * session gauges add up; health is the worst any worker sees; key counts (one store) the largest.
+ * session gauges add up, and so do the slow queues' depth, running count and limit (each serving
+ * process has its own queue per cluster); health is the worst any worker sees; key counts (one store) the largest.
  */
 export class Metrics {
   readonly registry = new Registry();
@@ -53,6 +54,19 @@ export class Metrics {
     new Gauge({ name: 'kms_hsm_sessions_busy', help: 'Sessions in use per member', labelNames: ['cluster', 'member'], registers, collect: each((_c, m) => m.sessions.busy) });
     new Gauge({ name: 'kms_hsm_session_waiters', help: 'Callers waiting for a session per member', labelNames: ['cluster', 'member'], registers, collect: each((_c, m) => m.sessions.waiting) });
     new Gauge({ name: 'kms_hsm_cached_handles', help: 'Unwrapped key handles cached per member', labelNames: ['cluster', 'member'], registers, collect: each((_c, m) => m.cachedHandles) });
+    const perCluster = (fn: (c: HsmCluster) => number) => function (this: Gauge<'cluster'>) {
+      for (const c of sources.clusters) this.set({ cluster: c.id }, fn(c));
+    };
+    new Gauge({ name: 'kms_hsm_slow_queue_depth', help: 'Slow HSM operations (key-pair generation, private-key RSA/EC) waiting in the cluster\'s queue', labelNames: ['cluster'], registers, collect: perCluster((c) => c.slow.queued) });
+    new Gauge({ name: 'kms_hsm_slow_running', help: 'Slow HSM operations admitted and running per cluster', labelNames: ['cluster'], registers, collect: perCluster((c) => c.slow.running) });
+    new Gauge({ name: 'kms_hsm_slow_queue_limit', help: 'Slow HSM operations that may wait per cluster (one more is refused)', labelNames: ['cluster'], registers, collect: perCluster((c) => c.slow.limits.queued) });
+    new Counter({
+      name: 'kms_hsm_slow_refused_total', help: 'Slow HSM operations refused because the cluster\'s queue was full (RequestLimitExceeded)', labelNames: ['cluster'], registers,
+      collect() {
+        this.reset();
+        for (const c of sources.clusters) this.inc({ cluster: c.id }, c.slow.refused);
+      },
+    });
     new Gauge({
       name: 'kms_hsm_member_health', help: 'Member health: 2 ACTIVE, 1 DEGRADED, 0 UNAVAILABLE', labelNames: ['cluster', 'member'], registers, aggregator: 'min',
       async collect() {

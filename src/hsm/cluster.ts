@@ -5,7 +5,10 @@ import { MaterialBinding, sameBinding, WrappedMaterial } from './material';
 export type { CeremonyOptions, CeremonyResult, LockResult, SoPinProvider, SoPinRequest } from './ceremony';
 import { addMember, CeremonyOptions, CeremonyResult, initDomain, lockDomain, LockResult } from './ceremony';
 import { GcmResult, HsmMember, MemberState } from './member';
+import { ClusterHealthMonitor, DEFAULT_HEALTH_POLICY, HealthPolicy } from './member-health';
 import { verifyInSoftware } from './signature';
+import { SlowQueue, SlowQueueLimits } from './slow-queue';
+import { slowLane } from './thread-lane';
 
 export type ClusterKind = 'shared' | 'dedicated';
 
@@ -19,7 +22,17 @@ export interface ClusterOptions {
   probeCacheMs?: number;
   /** A probe slower than this marks the member DEGRADED. */
   degradedLatencyMs?: number;
+  /** Session- or device-level errors since the last good probe that make a member DEGRADED. */
+  degradedErrors?: number;
+  /** Background probes this often; 0: only when health() is asked. */
+  probeIntervalMs?: number;
+  /** The bounded queue in front of slow operations (see SlowQueue). */
+  slowQueue?: Partial<SlowQueueLimits>;
 }
+
+/** Slow operations admitted at once per cluster: enough to keep the process's lane busy. */
+export const DEFAULT_SLOW_RUNNING = Math.max(2, 2 * slowLane.places);
+export const DEFAULT_SLOW_QUEUED = 32;
 
 export interface MemberHealth {
   id: string;
@@ -48,28 +61,40 @@ export interface ClusterHealth {
 const CANARY_BINDING = (clusterId: string): MaterialBinding => ({ clusterId, keyId: 'kms-health-canary', keyVersion: 0, usage: 'HEALTH_PROBE', owner: 'kms-health' });
 
 /**
- * A pool of HSM members that hold the same domain keys. Any healthy member serves any key;
- * an operation that meets a device failure on one member is retried once on another.
- * Nothing here is shared with other clusters.
+ * A pool of HSM members that hold the same domain keys. Any healthy member serves any key (ACTIVE
+ * ones first, DEGRADED ones only when no member is ACTIVE); an operation that meets a failure of
+ * the member (device or session level) is retried once on another. Slow operations queue in the
+ * cluster's bounded SlowQueue. Nothing here is shared with other clusters.
  */
 export class HsmCluster {
   readonly id: string;
   readonly kind: ClusterKind;
   readonly owners: readonly string[];
   readonly members: readonly HsmMember[];
+  /** Slow operations (key-pair generation, signing, RSA decryption, import unwrap) pass through it. */
+  readonly slow: SlowQueue;
+  /** The one judge of the members' health: routing and health() read the state it sets. */
+  readonly monitor: ClusterHealthMonitor;
   private next = 0;
-  private canary: WrappedMaterial | undefined;
-  private readonly probes = new Map<string, { at: number; ms?: number; error?: string }>();
+  private canary: Promise<WrappedMaterial | undefined> | undefined;
 
-  constructor(private readonly options: ClusterOptions) {
+  constructor(options: ClusterOptions) {
     if (options.members.length === 0) throw new DomainKeyError(`cluster ${options.id} has no members`);
     this.id = options.id;
     this.kind = options.kind;
     this.owners = options.owners;
     this.members = options.members;
+    this.slow = new SlowQueue(options.id, { running: options.slowQueue?.running ?? DEFAULT_SLOW_RUNNING, queued: options.slowQueue?.queued ?? DEFAULT_SLOW_QUEUED });
+    const policy: HealthPolicy = {
+      degradedErrors: options.degradedErrors ?? DEFAULT_HEALTH_POLICY.degradedErrors,
+      degradedLatencyMs: options.degradedLatencyMs ?? DEFAULT_HEALTH_POLICY.degradedLatencyMs,
+      probeCacheMs: options.probeCacheMs ?? DEFAULT_HEALTH_POLICY.probeCacheMs,
+      probeIntervalMs: options.probeIntervalMs ?? DEFAULT_HEALTH_POLICY.probeIntervalMs,
+    };
+    this.monitor = new ClusterHealthMonitor(options.members, policy, () => this.canaryKey());
   }
 
-  /** Connects every member; members that cannot connect start recovering in the background. */
+  /** Connects every member (members that cannot connect start recovering in the background) and starts the probes. */
   start(): void {
     for (const m of this.members) {
       try {
@@ -80,9 +105,11 @@ export class HsmCluster {
     }
     const ids = new Set(this.members.filter((m) => m.domain).map((m) => m.domain!.id.toString('hex')));
     if (ids.size > 1) throw new DomainKeyError(`members of cluster ${this.id} hold different domain keys: run the ceremony again or fix the configuration`);
+    this.monitor.start();
   }
 
   close(): void {
+    this.monitor.stop();
     for (const m of this.members) m.close();
   }
 
@@ -91,26 +118,35 @@ export class HsmCluster {
     return intersectCapabilities(this.members.flatMap((m) => (m.capabilities ? [m.capabilities] : [])));
   }
 
-  private usable(): HsmMember[] {
-    return this.members.filter((m) => m.state !== 'UNAVAILABLE' && m.domain);
-  }
-
-  /** Round-robin over ACTIVE members, else DEGRADED ones; allocation-free (hot path). */
+  /** Round-robin over ACTIVE members, else DEGRADED ones, never UNAVAILABLE; allocation-free (hot path). */
   private pick(exclude?: HsmMember): HsmMember {
     const n = this.members.length;
     let fallback: HsmMember | undefined;
     for (let i = 0; i < n; i++) {
       this.next = (this.next + 1) % n;
       const m = this.members[this.next];
-      if (m === exclude || m.state === 'UNAVAILABLE' || !m.domain) continue;
-      if (m.state === 'ACTIVE') return m;
-      fallback ??= m;
+      if (m === exclude) continue;
+      const state = this.monitor.state(m);
+      if (state === 'ACTIVE') return m;
+      if (state === 'DEGRADED') fallback ??= m;
     }
     if (fallback) return fallback;
     throw new ClusterUnavailableError(this.id);
   }
 
-  /** Runs `op` on a healthy member; on a device-level failure, once more on another member. */
+  /** `op` on `m`, a synchronous throw as a rejection. */
+  private attempt<T>(m: HsmMember, op: (m: HsmMember) => Promise<T>): Promise<T> {
+    try {
+      return op(m);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * Runs `op` on a healthy member; when the failure is the member's (device or session level, the
+   * request itself being fine), once more on another member. Every failure is reported to the monitor.
+   */
   run<T>(op: (m: HsmMember) => Promise<T>): Promise<T> {
     let first: HsmMember;
     try {
@@ -118,17 +154,31 @@ export class HsmCluster {
     } catch (e) {
       return Promise.reject(e);
     }
-    return op(first).catch((e: unknown) => {
-      const deviceLevel = e instanceof MemberUnavailableError || (e instanceof HsmError && e.errorClass === 'device');
-      if (!deviceLevel) throw e;
+    return this.attempt(first, op).catch((e: unknown) => {
+      this.monitor.failed(first, e);
+      const members = e instanceof MemberUnavailableError || (e instanceof HsmError && (e.errorClass === 'device' || e.errorClass === 'session'));
+      if (!members) throw e;
       let second: HsmMember;
       try {
         second = this.pick(first);
       } catch {
         throw e;
       }
-      return op(second);
+      return this.attempt(second, op).catch((again: unknown) => {
+        this.monitor.failed(second, again);
+        throw again;
+      });
     });
+  }
+
+  /** Runs the synchronous checks of an operation, then `go`; a failed check is a rejection, never a throw. */
+  private checked<T>(checks: () => void, go: () => Promise<T>): Promise<T> {
+    try {
+      checks();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return go();
   }
 
   private check(material: WrappedMaterial, expected: MaterialBinding): void {
@@ -136,17 +186,30 @@ export class HsmCluster {
     material.assertBinding(expected);
   }
 
+  private checkBinding(binding: MaterialBinding): void {
+    if (binding.clusterId !== this.id) throw new MaterialIntegrityError(`binding names cluster ${binding.clusterId}, not ${this.id}`);
+  }
+
   /** Refuses what not every member can do, naming the cluster's limit. */
   private require(list: readonly string[], name: string): void {
     if (!list.includes(name)) throw new UnsupportedError(`${name} is not supported by every HSM of cluster ${this.id} (offered: ${list.join(', ') || 'none'})`);
   }
 
-  async generate(spec: KeySpec, binding: MaterialBinding): Promise<WrappedMaterial> {
-    this.require(this.capabilities.keySpecs, spec);
-    if (binding.clusterId !== this.id) throw new MaterialIntegrityError(`binding names cluster ${binding.clusterId}, not ${this.id}`);
-    return this.run((m) => m.generate(spec, binding));
+  /** AES keys are quick; key pairs wait their turn in the slow queue. */
+  generate(spec: KeySpec, binding: MaterialBinding): Promise<WrappedMaterial> {
+    return this.checked(
+      () => {
+        this.require(this.capabilities.keySpecs, spec);
+        this.checkBinding(binding);
+      },
+      () => {
+        const go = () => this.run((m) => m.generate(spec, binding));
+        return spec === 'AES_256' ? go() : this.slow.run(go);
+      },
+    );
   }
 
+  /** Hot path: the check inline, one closure. */
   encrypt(material: WrappedMaterial, expected: MaterialBinding, plaintext: Buffer, aad: Buffer): Promise<GcmResult> {
     try {
       this.check(material, expected);
@@ -156,32 +219,50 @@ export class HsmCluster {
     return this.run((m) => m.encryptGcm(material, plaintext, aad));
   }
 
-  async decrypt(material: WrappedMaterial, expected: MaterialBinding, input: GcmResult, aad: Buffer): Promise<Buffer> {
-    this.check(material, expected);
+  decrypt(material: WrappedMaterial, expected: MaterialBinding, input: GcmResult, aad: Buffer): Promise<Buffer> {
+    try {
+      this.check(material, expected);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return this.run((m) => m.decryptGcm(material, input, aad));
   }
 
-  async sign(material: WrappedMaterial, expected: MaterialBinding, algorithm: SigningAlgorithm, input: { message: Buffer } | { digest: Buffer }): Promise<Buffer> {
-    this.check(material, expected);
-    this.require(this.capabilities.signing, algorithm);
-    return this.run((m) => m.sign(material, algorithm, input));
+  sign(material: WrappedMaterial, expected: MaterialBinding, algorithm: SigningAlgorithm, input: { message: Buffer } | { digest: Buffer }): Promise<Buffer> {
+    return this.checked(
+      () => {
+        this.check(material, expected);
+        this.require(this.capabilities.signing, algorithm);
+      },
+      () => this.slow.run(() => this.run((m) => m.sign(material, algorithm, input))),
+    );
   }
 
   /**
    * Verification needs only the public key: done in software where Node can, otherwise (ECDSA over
    * a bare digest) inside the HSM with a session public-key object. No private key is unwrapped.
    */
-  async verify(material: WrappedMaterial, algorithm: SigningAlgorithm, input: { message: Buffer } | { digest: Buffer }, signature: Buffer): Promise<boolean> {
-    const spki = this.publicKey(material);
-    const soft = verifyInSoftware(spki, algorithm, input, signature);
-    if (soft !== undefined) return soft;
+  verify(material: WrappedMaterial, algorithm: SigningAlgorithm, input: { message: Buffer } | { digest: Buffer }, signature: Buffer): Promise<boolean> {
+    let soft: boolean | undefined;
+    let spki: Buffer;
+    try {
+      spki = this.publicKey(material);
+      soft = verifyInSoftware(spki, algorithm, input, signature);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (soft !== undefined) return Promise.resolve(soft);
     return this.run((m) => m.verify(spki, material.spec, algorithm, input, signature));
   }
 
-  async rsaDecrypt(material: WrappedMaterial, expected: MaterialBinding, padding: RsaPadding, ciphertext: Buffer): Promise<Buffer> {
-    this.check(material, expected);
-    this.require(this.capabilities.rsaDecrypt, padding);
-    return this.run((m) => m.rsaDecrypt(material, padding, ciphertext));
+  rsaDecrypt(material: WrappedMaterial, expected: MaterialBinding, padding: RsaPadding, ciphertext: Buffer): Promise<Buffer> {
+    return this.checked(
+      () => {
+        this.check(material, expected);
+        this.require(this.capabilities.rsaDecrypt, padding);
+      },
+      () => this.slow.run(() => this.run((m) => m.rsaDecrypt(material, padding, ciphertext))),
+    );
   }
 
   publicKey(material: WrappedMaterial): Buffer {
@@ -199,9 +280,8 @@ export class HsmCluster {
   }
 
   /** Whether `mac` is the cluster's MAC of `data` for `purpose` (compared in constant time). */
-  async verifyMac(purpose: string, data: Buffer, mac: Buffer): Promise<boolean> {
-    const expected = await this.mac(purpose, data);
-    return mac.length === expected.length && timingSafeEqual(mac, expected);
+  verifyMac(purpose: string, data: Buffer, mac: Buffer): Promise<boolean> {
+    return this.mac(purpose, data).then((expected) => mac.length === expected.length && timingSafeEqual(mac, expected));
   }
 
   /** An RSA-2048 key pair generated inside the cluster for wrapping imported material. */
@@ -209,17 +289,21 @@ export class HsmCluster {
     return this.generate('RSA_2048', binding);
   }
 
-  async importKeyMaterial(
+  importKeyMaterial(
     wrappingKey: WrappedMaterial,
     wrappingBinding: MaterialBinding,
     padding: RsaPadding,
     encrypted: Buffer,
     binding: MaterialBinding,
   ): Promise<{ material: WrappedMaterial; checkValue: Buffer }> {
-    this.check(wrappingKey, wrappingBinding);
-    this.require(this.capabilities.importWrapping, padding);
-    if (binding.clusterId !== this.id) throw new MaterialIntegrityError(`binding names cluster ${binding.clusterId}, not ${this.id}`);
-    return this.run((m) => m.importAes(wrappingKey, padding, encrypted, binding));
+    return this.checked(
+      () => {
+        this.check(wrappingKey, wrappingBinding);
+        this.require(this.capabilities.importWrapping, padding);
+        this.checkBinding(binding);
+      },
+      () => this.slow.run(() => this.run((m) => m.importAes(wrappingKey, padding, encrypted, binding))),
+    );
   }
 
   /**
@@ -240,52 +324,35 @@ export class HsmCluster {
     for (const m of this.members) m.evict(material);
   }
 
-  /** Probes each member with a real GCM round trip on a canary key, reusing results for a few seconds. */
+  /** The canary the probes use, made once per domain (an AES key generated in the cluster). */
+  private canaryKey(): Promise<WrappedMaterial | undefined> {
+    this.canary ??= this.generate('AES_256', CANARY_BINDING(this.id)).catch(() => {
+      this.canary = undefined;
+      return undefined;
+    });
+    return this.canary;
+  }
+
+  /**
+   * The members' states as routing sees them (set by the monitor), after probing any member whose
+   * result is older than the cache time with a real GCM round trip on a canary key.
+   */
   async health(): Promise<ClusterHealth> {
-    const now = Date.now();
-    const cacheMs = this.options.probeCacheMs ?? 5_000;
-    const slow = this.options.degradedLatencyMs ?? 250;
-    if (!this.canary && this.usable().length > 0) {
-      try {
-        this.canary = await this.generate('AES_256', CANARY_BINDING(this.id));
-      } catch {
-        // reported through the members' states below
-      }
-    }
-    const members: MemberHealth[] = [];
-    for (const m of this.members) {
-      let probe = this.probes.get(m.id);
-      if (!probe || now - probe.at >= cacheMs) {
-        probe = { at: now };
-        if (m.state === 'UNAVAILABLE') probe.error = m.lastError;
-        else if (!m.domain) probe.error = m.domainProblem ?? 'no domain keys: run cluster add-member';
-        else if (!this.canary) probe.error = 'no canary key could be made';
-        else {
-          try {
-            probe.ms = await m.probe(this.canary);
-          } catch (e) {
-            probe.error = (e as Error).message;
-          }
-        }
-        this.probes.set(m.id, probe);
-        if (probe.error === undefined) m.recentErrors = 0;
-      }
-      const state: MemberState = probe.error !== undefined || m.state === 'UNAVAILABLE' ? 'UNAVAILABLE' : (probe.ms ?? 0) > slow || m.recentErrors > 0 ? 'DEGRADED' : 'ACTIVE';
-      members.push({
-        id: m.id,
-        profile: m.profile.name,
-        verifiedProfile: m.profile.verified,
-        token: m.tokenLabel,
-        state,
-        detail: probe.error ?? (state === 'DEGRADED' ? `probe ${probe.ms?.toFixed(1)} ms, ${m.recentErrors} recent errors` : 'ok'),
-        probeMs: probe.ms,
-        sessions: m.sessions,
-        cachedHandles: m.cachedHandles,
-        resets: m.resets,
-        domainLock: m.domainLocked === undefined ? 'none' : m.domainLocked ? 'locked' : 'unlocked',
-        lockEnforced: m.profile.enforcesNonExtractable,
-      });
-    }
+    await this.monitor.fresh();
+    const members: MemberHealth[] = this.members.map((m) => ({
+      id: m.id,
+      profile: m.profile.name,
+      verifiedProfile: m.profile.verified,
+      token: m.tokenLabel,
+      state: this.monitor.state(m),
+      detail: this.monitor.detail(m),
+      probeMs: this.monitor.lastProbe(m)?.ms,
+      sessions: m.sessions,
+      cachedHandles: m.cachedHandles,
+      resets: m.resets,
+      domainLock: m.domainLocked === undefined ? 'none' : m.domainLocked ? 'locked' : 'unlocked',
+      lockEnforced: m.profile.enforcesNonExtractable,
+    }));
     const up = members.filter((m) => m.state !== 'UNAVAILABLE').length;
     const state: MemberState = up === 0 ? 'UNAVAILABLE' : members.every((m) => m.state === 'ACTIVE') ? 'ACTIVE' : 'DEGRADED';
     return { id: this.id, kind: this.kind, state, members };
@@ -293,7 +360,7 @@ export class HsmCluster {
 
   /** Forces the next health() to probe again. */
   invalidateProbes(): void {
-    this.probes.clear();
+    this.monitor.invalidate();
   }
 
   /** Domain-key ceremony (`kmsctl cluster init`): see ceremony.ts. Safe to re-run; locks unless `lock: false`. */

@@ -26,11 +26,18 @@ export interface PoolConfig {
   handleTtlSeconds?: number;
 }
 
+/** `slowQueue:` of a cluster: slow operations admitted at once, and how many may wait (0: none). */
+export interface SlowQueueConfig {
+  running?: number;
+  queued?: number;
+}
+
 export interface ClusterConfig {
   id: string;
   kind: ClusterKind;
   owners: string[];
   pool: PoolConfig;
+  slowQueue: SlowQueueConfig;
   members: MemberConfig[];
 }
 
@@ -52,6 +59,13 @@ function positive(o: Record<string, unknown>, key: string, where: string): numbe
   const v = o[key];
   if (v === undefined) return undefined;
   if (!Number.isInteger(v) || (v as number) <= 0) throw new ConfigError(`${where}: "${key}" must be a positive integer`);
+  return v as number;
+}
+
+function count(o: Record<string, unknown>, key: string, where: string): number | undefined {
+  const v = o[key];
+  if (v === undefined) return undefined;
+  if (!Number.isInteger(v) || (v as number) < 0 || (v as number) > 100_000) throw new ConfigError(`${where}: "${key}" must be an integer from 0 to 100000`);
   return v as number;
 }
 
@@ -85,6 +99,7 @@ export function parseClusterConfig(text: string, base: string): ClusterConfig[] 
     if (kind === 'dedicated' && owners.length === 0) throw new ConfigError(`${where}: a dedicated cluster needs at least one owner`);
     if (kind === 'shared' && owners.length > 0) throw new ConfigError(`${where}: the shared pool has no owners`);
     const pool = c.pool === undefined ? {} : obj(c.pool, `${where}.pool`);
+    const slow = c.slowQueue === undefined ? {} : obj(c.slowQueue, `${where}.slowQueue`);
     if (!Array.isArray(c.members) || c.members.length === 0) throw new ConfigError(`${where}: members must be a non-empty list`);
     const members = c.members.map((rm, j): MemberConfig => {
       const mw = `${where}.members[${j}]`;
@@ -111,6 +126,7 @@ export function parseClusterConfig(text: string, base: string): ClusterConfig[] 
       kind,
       owners: owners.map(String),
       pool: { maxSessions: positive(pool, 'maxSessions', where), waitMs: positive(pool, 'waitMs', where), handleCacheSize: positive(pool, 'handleCacheSize', where), handleTtlSeconds: positive(pool, 'handleTtlSeconds', where) },
+      slowQueue: { running: positive(slow, 'running', `${where}.slowQueue`), queued: count(slow, 'queued', `${where}.slowQueue`) },
       members,
     };
   });
@@ -160,6 +176,6 @@ export function buildClusters(config: ClusterConfig[], profiles: ReadonlyMap<str
         handleTtlMs: c.pool.handleTtlSeconds === undefined ? undefined : c.pool.handleTtlSeconds * 1000,
       });
     });
-    return new HsmCluster({ id: c.id, kind: c.kind, owners: c.owners, members });
+    return new HsmCluster({ id: c.id, kind: c.kind, owners: c.owners, members, slowQueue: c.slowQueue });
   });
 }

@@ -1,5 +1,9 @@
-/** How a failure should be handled: by the caller, by dropping a session, by resetting the device, or not at all. */
-export type ErrorClass = 'caller' | 'session' | 'device' | 'unsupported';
+/**
+ * How a failure should be handled: by the caller, by dropping a session, by resetting the device,
+ * not at all, or by trying again later (busy: nothing was started and nothing is broken; never
+ * given to a PKCS#11 return value).
+ */
+export type ErrorClass = 'caller' | 'session' | 'device' | 'unsupported' | 'busy';
 
 export abstract class HsmError extends Error {
   abstract readonly errorClass: ErrorClass;
@@ -89,4 +93,18 @@ export class DomainLockedError extends DomainKeyError {}
 
 export class ConfigError extends HsmError {
   readonly errorClass = 'caller';
+}
+
+/**
+ * The cluster's queue of slow operations (key-pair generation, private-key RSA/EC work) is full:
+ * refused at once, nothing was started. The caller backs off; no member is at fault.
+ */
+export class SlowQueueFullError extends HsmError {
+  readonly errorClass = 'busy';
+  constructor(
+    readonly cluster: string,
+    readonly queued: number,
+  ) {
+    super(`too many slow HSM operations (key-pair generation, private-key RSA/EC) are waiting on this key's HSM cluster (${queued} queued); retry later`);
+  }
 }

@@ -105,6 +105,11 @@ export class HsmMember {
     return this.connection.resets;
   }
 
+  /** The cluster's health monitor (member-health.ts) grades a connected member; UNAVAILABLE is only fail()'s and close()'s. */
+  grade(state: 'ACTIVE' | 'DEGRADED'): void {
+    if (this.connection.state !== 'UNAVAILABLE') this.connection.state = state;
+  }
+
   get recentErrors(): number {
     return this.session.recentErrors;
   }

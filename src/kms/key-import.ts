@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { RsaPadding } from '../hsm/capabilities';
-import { ClusterUnavailableError, MaterialIntegrityError, PoolExhaustedError, UnsupportedError } from '../hsm/errors';
+import { ClusterUnavailableError, MaterialIntegrityError, PoolExhaustedError, SlowQueueFullError, UnsupportedError } from '../hsm/errors';
 import { MaterialBinding, WrappedMaterial } from '../hsm/material';
 import type { HsmCluster } from '../hsm/cluster';
 import type { ImportParameters, KeyRecord } from '../store/store';
@@ -204,9 +204,9 @@ export class KeyImport {
 }
 
 /**
- * Failures that happen before any RSA decryption (no healthy member, no session, an altered
- * wrapping-key record, a padding the cluster cannot do) and so say nothing about the wrapped bytes.
+ * Failures that happen before any RSA decryption (no healthy member, no session, a full slow queue,
+ * an altered wrapping-key record, a padding the cluster cannot do) and so say nothing about the wrapped bytes.
  */
 function beforeRsaStep(e: unknown): boolean {
-  return e instanceof ClusterUnavailableError || e instanceof PoolExhaustedError || e instanceof MaterialIntegrityError || e instanceof UnsupportedError;
+  return e instanceof ClusterUnavailableError || e instanceof PoolExhaustedError || e instanceof SlowQueueFullError || e instanceof MaterialIntegrityError || e instanceof UnsupportedError;
 }

@@ -198,6 +198,11 @@ describe('operations on a running server', () => {
     }
     expect(sum(pick(all, 'kms_hsm_sessions_open'))).toBeGreaterThanOrEqual(2);
     expect(pick(all, 'kms_hsm_cluster_health').map((s) => [s.labels.cluster, s.value])).toEqual([['default', 2], ['cls-dev-dedicated', 2]]);
+    // the slow queue per cluster: nothing waits or runs now; its limit is the default
+    for (const name of ['kms_hsm_slow_queue_depth', 'kms_hsm_slow_running', 'kms_hsm_slow_refused_total']) {
+      expect(pick(all, name).map((s) => [s.labels.cluster, s.value])).toEqual([['default', 0], ['cls-dev-dedicated', 0]]);
+    }
+    expect(pick(all, 'kms_hsm_slow_queue_limit').map((s) => s.value)).toEqual([32, 32]);
 
     expect(sum(pick(all, 'kms_keys', { state: 'Enabled' }))).toBeGreaterThanOrEqual(2);
     expect(sum(pick(all, 'kms_keys', { state: 'PendingDelete' }))).toBe(1);

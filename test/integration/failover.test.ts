@@ -180,7 +180,8 @@ describe('session pool under pressure (async call mode, as for a network HSM)', 
   test('when every session stays busy past the wait bound, callers get PoolExhaustedError, never a hang; the member stays healthy', async () => {
     const asyncProfile = { ...profiles.get('softhsm2')!, callMode: 'async' as const };
     const [m] = lab.softhsm('pool', ['tok-pool'], { maxSessions: 2, poolWaitMs: 30 }, asyncProfile);
-    const cluster = new HsmCluster({ id: 'pool', kind: 'shared', owners: [], members: [m] });
+    // the slow queue admits all 40 at once: this is about the pool's bound, behind it
+    const cluster = new HsmCluster({ id: 'pool', kind: 'shared', owners: [], members: [m], slowQueue: { running: 40, queued: 0 } });
     cluster.start();
     await cluster.initDomain();
     const binding = { clusterId: 'pool', keyId: 'rsa', keyVersion: 1, usage: 'SIGN_VERIFY' };

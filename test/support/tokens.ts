@@ -27,7 +27,14 @@ export class TokenLab {
    * SoftHSM2 tokens in their own SOFTHSM2_CONF, loaded from a private copy of the library so that
    * this token set is a separate module instance (it can be finalised without touching others).
    */
-  softhsm(name: string, labels: string[], overrides: Partial<MemberOptions> = {}, profile: HsmProfile = profiles.get('softhsm2')!): HsmMember[] {
+  softhsm(
+    name: string,
+    labels: string[],
+    overrides: Partial<MemberOptions> = {},
+    profile: HsmProfile = profiles.get('softhsm2')!,
+    /** A subclass of HsmMember (fault injection around a real token). */
+    make: (o: MemberOptions) => HsmMember = (o) => new HsmMember(o),
+  ): HsmMember[] {
     const dir = join(this.dir, name);
     const env = { ...process.env, KMS_KEEP_SO_PINS: join(dir, 'so-pins') };
     const conf = execFileSync(join(ROOT, 'softhsm', 'make-tokens.sh'), [dir, ...labels], { encoding: 'utf8', env }).trim();
@@ -35,7 +42,7 @@ export class TokenLab {
     if (!existsSync(lib)) copyFileSync(SOFTHSM_LIB, lib);
     return labels.map((label) =>
       this.trackSoPin(join(dir, 'so-pins', `${label}.so-pin`), this.track(
-        new HsmMember({
+        make({
           id: `${name}-${label}`,
           profile,
           module: { path: lib, env: { SOFTHSM2_CONF: conf } },

@@ -17,6 +17,7 @@ function validDoc(): Doc {
         id: 'shared-1',
         kind: 'shared',
         pool: { maxSessions: 8, waitMs: 500, handleCacheSize: 100, handleTtlSeconds: 60 },
+        slowQueue: { running: 3, queued: 0 },
         members: [
           {
             id: 'm1',
@@ -59,6 +60,7 @@ describe('parseClusterConfig: valid configuration', () => {
         kind: 'shared',
         owners: [],
         pool: { maxSessions: 8, waitMs: 500, handleCacheSize: 100, handleTtlSeconds: 60 },
+        slowQueue: { running: 3, queued: 0 },
         members: [
           {
             id: 'm1',
@@ -77,6 +79,7 @@ describe('parseClusterConfig: valid configuration', () => {
         kind: 'dedicated',
         owners: ['tenant-a', '1234567'],
         pool: { maxSessions: undefined, waitMs: undefined, handleCacheSize: undefined, handleTtlSeconds: undefined },
+        slowQueue: { running: undefined, queued: undefined },
         members: [
           {
             id: 'm3',
@@ -151,6 +154,9 @@ describe('parseClusterConfig: invalid configuration', () => {
     ['pool maxSessions 0', (d) => (d.clusters[0].pool = { maxSessions: 0 }), /"maxSessions" must be a positive integer/],
     ['pool waitMs fractional', (d) => (d.clusters[0].pool = { waitMs: 1.5 }), /"waitMs" must be a positive integer/],
     ['pool handleTtlSeconds a string', (d) => (d.clusters[0].pool = { handleTtlSeconds: '60' }), /"handleTtlSeconds" must be a positive integer/],
+    ['slowQueue running 0', (d) => (d.clusters[0].slowQueue = { running: 0 }), /slowQueue: "running" must be a positive integer/],
+    ['slowQueue queued negative', (d) => (d.clusters[0].slowQueue = { queued: -1 }), /slowQueue: "queued" must be an integer from 0 to 100000/],
+    ['slowQueue not a mapping', (d) => (d.clusters[0].slowQueue = 8), /clusters\[0\]\.slowQueue: expected a mapping/],
     ['pool not a mapping', (d) => (d.clusters[0].pool = [1]), /pool: expected a mapping/],
     ['empty clusters list', (d) => (d.clusters = []), /"clusters" must be a non-empty list/],
     ['clusters not a list', (d) => ((d as Record<string, unknown>).clusters = { id: 'x' }), /"clusters" must be a non-empty list/],

@@ -5,6 +5,8 @@
  * before the batch), the cap by counts.
  */
 import { constants, createPublicKey, publicEncrypt, randomBytes } from 'node:crypto';
+import { toApiError } from '../../../src/api/error-codes';
+import { SlowQueueFullError } from '../../../src/hsm/errors';
 import { ManualClock } from '../../../src/kms/clock';
 import * as E from '../../../src/kms/errors';
 import { REUSE_MIN_SECONDS } from '../../../src/kms/key-import';
@@ -91,6 +93,45 @@ describe('one tenant cannot stall the others (KMS core)', () => {
       held.forEach((release) => release());
     }
     expect((await kms.asymmetric.rsaDecrypt(alice, rsa, ciphertext, 'RSAES_OAEP_SHA_1')).Plaintext.toString()).toBe('x');
+    expect(kms.expensive.held(alice.tenant)).toBe(0);
+  });
+
+  test('a full slow queue on the shared pool: every slow action is refused with RequestLimitExceeded (an import is not called a material failure); Encrypt and the dedicated cluster are served', async () => {
+    const rsa = (await kms.lifecycle.createKey(alice, { Alias: 'full-rsa', KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' })).KeyId;
+    const signer = (await kms.lifecycle.createKey(alice, { Alias: 'full-sign', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' })).KeyId;
+    const aes = (await kms.lifecycle.createKey(alice, { Alias: 'full-aes' })).KeyId;
+    const [ext, ext2] = await externalKeys(2, 'full');
+    const params = await kms.keyImport.getParametersForImport(alice, ext, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+    const pem = (await kms.asymmetric.getPublicKey(alice, rsa)).PublicKeyPem;
+    const ciphertext = publicEncrypt({ key: pem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, Buffer.from('x'));
+    // the queue's own places, taken by work that waits for a gate
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const q = lab.shared.slow;
+    const held = Array.from({ length: q.limits.running + q.limits.queued }, () => q.run(() => gate));
+    expect([q.running, q.queued]).toEqual([q.limits.running, q.limits.queued]);
+    try {
+      const refused = await Promise.all([
+        kms.keyImport.getParametersForImport(alice, ext2, 'RSAES_OAEP_SHA_1', 'RSA_2048'),
+        kms.lifecycle.createKey(alice, { Alias: 'full-new-rsa', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' }),
+        kms.asymmetric.rsaDecrypt(alice, rsa, ciphertext, 'RSAES_OAEP_SHA_1'),
+        kms.asymmetric.sign(alice, { KeyId: signer, Algorithm: 'ECC_P256_R1', Message: Buffer.from('m') }),
+        kms.keyImport.importKeyMaterial(alice, { KeyId: ext, ImportToken: params.ImportToken, EncryptedKeyMaterial: wrapFor(params.PublicKey, randomBytes(32)) }),
+      ].map((p) => p.then(() => undefined, (e: unknown) => e)));
+      for (const e of refused) {
+        expect(e).toBeInstanceOf(SlowQueueFullError);
+        expect(toApiError(e).code).toBe('RequestLimitExceeded');
+      }
+      expect((await kms.envelope.encrypt(alice, aes, Buffer.from('cheap'))).KeyId).toBe(aes);
+      expect((await kms.lifecycle.createKey(bob, { Alias: 'full-bob-rsa', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048', HsmClusterId: 'cls-bob' })).KeyState).toBe('Enabled');
+    } finally {
+      open();
+      await Promise.all(held);
+    }
+    // the queue has room again (the refused import used its token: one attempt per token, whatever the outcome)
+    const fresh = await kms.keyImport.getParametersForImport(alice, ext, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+    await kms.keyImport.importKeyMaterial(alice, { KeyId: ext, ImportToken: fresh.ImportToken, EncryptedKeyMaterial: wrapFor(fresh.PublicKey, randomBytes(32)) });
+    expect([q.running, q.queued]).toEqual([0, 0]);
     expect(kms.expensive.held(alice.tenant)).toBe(0);
   });
 

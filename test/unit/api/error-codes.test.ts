@@ -1,10 +1,10 @@
 import * as errorCodes from '../../../src/api/error-codes';
 import {
-  API_ERROR_CODES, RequestError, InvalidActionError, KMS_ERROR_CODES, RateLimitedError, RequestTooLargeError, toApiError, UnauthorizedError, UnsupportedActionError,
+  API_ERROR_CODES, HSM_ERROR_CODES, RequestError, InvalidActionError, KMS_ERROR_CODES, RateLimitedError, RequestTooLargeError, toApiError, UnauthorizedError, UnsupportedActionError,
 } from '../../../src/api/error-codes';
 import { ParamError } from '../../../src/api/params';
 import { AuthError } from '../../../src/api/tc3';
-import { ClusterUnavailableError, Pkcs11CallError, PoolExhaustedError } from '../../../src/hsm/errors';
+import { ClusterUnavailableError, Pkcs11CallError, PoolExhaustedError, SlowQueueFullError } from '../../../src/hsm/errors';
 import * as kmsErrors from '../../../src/kms/errors';
 import { AliasExistsError, ConflictError, QuotaExceededError } from '../../../src/store/store';
 
@@ -147,5 +147,20 @@ describe('store and HSM errors go through the core\'s translation; anything else
   ])('%s → InternalError naming only the request id', (_name, e) => {
     const api = toApiError(e, 'b6c1e0a4');
     expect(api).toEqual({ code: 'InternalError', message: 'internal error, request id b6c1e0a4', internal: true });
+  });
+});
+
+describe('HSM errors that reach a caller untranslated', () => {
+  test('a full slow queue is RequestLimitExceeded with its own message (no cluster or member name), not internal', () => {
+    const e = new SlowQueueFullError('cls-tenant-secret-name', 32);
+    const api = toApiError(e, 'r2');
+    expect(api).toEqual({ code: 'RequestLimitExceeded', message: e.message, internal: false });
+    expect(api.message).toMatch(/retry later/);
+    expect(api.message).not.toContain('cls-tenant-secret-name');
+  });
+
+  test('every HSM code is documented and no class is in the table twice', () => {
+    expect(HSM_ERROR_CODES.every(([, code]) => TENCENT_CODES.has(code))).toBe(true);
+    expect(new Set(HSM_ERROR_CODES.map(([c]) => c)).size).toBe(HSM_ERROR_CODES.length);
   });
 });
