@@ -1,7 +1,7 @@
 /**
  * One serving process: opens the store, HSM clusters, IAM and audit (services.ts) and serves the
  * API on the configured address; closing drains requests in flight. main.ts runs one of these, or a
- * supervisor with several (workers.ts).
+ * supervisor with several (workers/supervisor.ts, workers/worker.ts).
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createServer as createHttpServer, IncomingMessage, RequestListener, Server, ServerOptions, ServerResponse } from 'node:http';

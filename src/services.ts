@@ -235,8 +235,10 @@ export async function openServices(config: ServerConfig, options: ServicesOption
     kms = new Kms({
       store, clusters, deploymentId: config.deploymentId, alarms, maxKeysPerRegion: config.maxKeysPerRegion, nodeId: options.nodeId, expensivePerTenant: config.expensivePerTenant,
       allowPkcs1v15Import: config.allowPkcs1v15Import, gcmMaxInvocationsPerVersion: config.gcmMaxInvocationsPerVersion,
-      onJobError: (m) => options.log({ level: 'warn', msg: `background job: ${m}` }),
+      onJobError: (m) => options.log({ level: 'warn', msg: `background job: ${m}` }), macClusterId: sharedCluster(clusters).id,
     });
+    // before anything seals: every process (kmsctl too) seals under the generation the store names
+    for (const problem of await kms.domainStates.apply()) options.log({ level: 'warn', msg: `domain generation: ${problem}` });
     if (options.jobs !== false) {
       for (const finding of await kms.start({ repair: options.repair !== false })) options.log({ level: 'warn', msg: `start-up: ${finding}` });
       opened.auditJobs = await startAuditJobs(config, opened, kms.nodeId, options.log);

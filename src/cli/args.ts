@@ -4,7 +4,7 @@ export class Args {
   private readonly options = new Map<string, string>();
   private readonly flags = new Set<string>();
 
-  constructor(argv: readonly string[], switches: readonly string[] = ['json', 'dev', 'help']) {
+  constructor(argv: readonly string[], switches: readonly string[] = ['json', 'dev', 'help', 'resume']) {
     for (let i = 0; i < argv.length; i++) {
       const a = argv[i];
       if (!a.startsWith('--')) {

@@ -10,7 +10,9 @@ import type { VerifyOptions } from '../audit/audit-log';
 import { loadServerConfig } from '../config';
 import { HsmCluster, MemberHealth, SoPinProvider } from '../hsm/cluster';
 import { openServices, runCeremony, Services } from '../services';
+import type { RotationEvent } from '../kms/domain-rotation';
 import { Args, UsageError } from './args';
+import { progressBar } from './progress';
 import { initDev } from './dev-init';
 import { soPinSource } from './so-pin';
 import { exitWhenDrained, quietOnClosedPipe } from './exit';
@@ -26,6 +28,11 @@ const HELP = `kmsctl [--data-dir DIR] <command>      (DIR defaults to $KMS_DATA_
                                        lock (domain keys non-extractable on every member)
   cluster add-member --cluster ID --member ID [--so-pin-file PATH]
                                        unlocked clusters only; a locked one grows by kmsctl cluster rotate-domain
+  cluster rotate-domain --cluster ID [--resume] [--json]
+                                       a new domain generation: made in one member, copied to every other
+                                       (new, empty members included), made current; every wrapped record
+                                       re-wrapped under it inside the HSMs; the old one destroyed on every
+                                       member; locked again. Re-run (or --resume: finish only) after a crash
   cluster lock --cluster ID            makes the domain keys non-extractable on every member and reads it back
                                        (existing installations; idempotent, irreversible)
   cluster status [--json]              members' health and whether their domain keys are locked
@@ -63,6 +70,11 @@ function cluster(s: Services, id: string): HsmCluster {
   const c = s.clusters.find((x) => x.id === id);
   if (!c) throw new UsageError(`no cluster ${id} (configured: ${s.clusters.map((x) => x.id).join(', ')})`);
   return c;
+}
+
+/** A member's domain generations, the current one marked (first 8 hex digits each). */
+function generations(current: string | undefined, held: readonly string[]): string {
+  return held.map((g) => `${g.slice(0, 8)}${g === current && held.length > 1 ? ' (current)' : ''}`).join(', ') || 'none';
 }
 
 function policySource(a: Args): unknown {
@@ -126,10 +138,24 @@ const COMMANDS: Record<string, Command> = {
     }
     return 0;
   },
+  'cluster rotate-domain': async (a, s) => {
+    const c = cluster(s, a.need('cluster'));
+    const bar = progressBar((t) => process.stderr.write(t), process.stderr.isTTY === true, 're-wrapping');
+    const shown = (e: RotationEvent): void => {
+      if (e.phase === 'rewrap') bar(e.done, e.total);
+      else if (e.phase === 'generation') progress(`cluster ${c.id}: generation ${e.generation} ${e.detail}; now current`);
+      else progress(`cluster ${c.id}: generation ${e.generation} destroyed on ${e.members.join(', ') || 'no member'}`);
+    };
+    const r = await s.kms.domainRotation.rotate(c.id, { resumeOnly: a.flag('resume'), progress: shown });
+    if (a.flag('json')) out(r, true);
+    else if (r.generation === undefined) out(`cluster ${c.id}: no rotation to resume`, false);
+    else out(`cluster ${c.id}: generation ${r.generation} current${r.resumed ? ' (resumed)' : ''}; ${r.rewrapped} records re-wrapped in ${r.ms} ms; generation ${r.retired} destroyed`, false);
+    return 0;
+  },
   'cluster status': async (a, s) => {
     const health = await Promise.all(s.clusters.map((c) => c.health()));
     if (a.flag('json')) out(health, true);
-    else for (const h of health) out(`${h.id} (${h.kind}) ${h.state}\n${h.members.map((m) => `  ${m.id} [${m.profile}${m.verifiedProfile ? '' : ', unverified profile'}] ${m.state}: ${m.detail}; domain keys ${lockText(m)}; sessions ${m.sessions.busy}/${m.sessions.open} of ${m.sessions.cap}`).join('\n')}`, false);
+    else for (const h of health) out(`${h.id} (${h.kind}) ${h.state}\n${h.members.map((m) => `  ${m.id} [${m.profile}${m.verifiedProfile ? '' : ', unverified profile'}] ${m.state}: ${m.detail}; sessions ${m.sessions.busy}/${m.sessions.open} of ${m.sessions.cap}; domain ${generations(h.generation, m.generations)}, keys ${lockText(m)}`).join('\n')}`, false);
     return health.every((h) => h.state !== 'UNAVAILABLE') ? 0 : 1;
   },
   'tenant create': async (a, s) => (out(await s.iam.createTenant(a.need('name')), a.flag('json')), 0),

@@ -62,6 +62,9 @@ function lockedError(clusterId: string, missing: readonly HsmMember[]): DomainLo
 export async function initDomain(clusterId: string, members: readonly HsmMember[], options: CeremonyOptions = {}): Promise<CeremonyResult> {
   requireReachable(members, 'run the ceremony');
   const holders = members.filter((m) => m.domain);
+  if (holders.length === 0 && members.some((m) => m.generations.size > 0)) {
+    throw new DomainKeyError(`members of cluster ${clusterId} hold several domain generations and none is named current: finish the rotation (kmsctl cluster rotate-domain --resume)`);
+  }
   const ids = new Set(holders.map((m) => m.domain!.id.toString('hex')));
   if (ids.size > 1) throw new DomainKeyError(`members of cluster ${clusterId} already hold different domain keys (${[...ids].join(', ')}); refusing to choose`);
   const source = holders[0] ?? members[0];
@@ -75,7 +78,7 @@ export async function initDomain(clusterId: string, members: readonly HsmMember[
     await source.generateDomainKeys(randomBytes(16));
     generated = true;
   }
-  const copiedTo = await copyInto(clusterId, source, members.filter((m) => m !== source), options.soPin);
+  const copiedTo = await copyInto(clusterId, source, members.filter((m) => m !== source), options.soPin, source.profile.wrapWithTrusted);
   const locked = options.lock === false ? [] : (await lockAll(members)).locked;
   return { domainId: source.domain!.id.toString('hex'), generated, copiedTo, locked };
 }
@@ -85,7 +88,21 @@ export async function addMember(clusterId: string, members: readonly HsmMember[]
   const source = members.find((m) => m !== member && m.domain && m.state !== 'UNAVAILABLE');
   if (!source) throw new DomainKeyError(`cluster ${clusterId} has no reachable member holding domain keys: run cluster init`);
   if (source.domainLocked && !member.domain) throw lockedError(clusterId, [member]);
-  return (await copyInto(clusterId, source, [member], options.soPin)).length > 0;
+  return (await copyInto(clusterId, source, [member], options.soPin, source.profile.wrapWithTrusted)).length > 0;
+}
+
+/**
+ * rotate-domain's copy of generation `generation` from source into target; true if copied. With an
+ * SO PIN provider the generation was made CKA_WRAP_WITH_TRUSTED (where the profile says) and goes
+ * under an SO-trusted transport key; without one it was made without it.
+ */
+export async function addMemberFrom(source: HsmMember, target: HsmMember, generation: Buffer, soPin?: SoPinProvider): Promise<boolean> {
+  return (await copyInto('of this rotation', source, [target], soPin, soPin !== undefined && source.profile.wrapWithTrusted, generation)).length > 0;
+}
+
+/** Locks every member after rotate-domain made and copied a generation (see lockDomain). */
+export function lockMembers(members: readonly HsmMember[]): Promise<LockResult> {
+  return lockAll(members);
 }
 
 /**
@@ -119,17 +136,22 @@ function soPinNeeded(clusterId: string, source: HsmMember): SoPinError {
   );
 }
 
-/** Copies source's domain keys into every target that lacks them; the ids of those copied into. */
-async function copyInto(clusterId: string, source: HsmMember, targets: readonly HsmMember[], soPin: SoPinProvider | undefined): Promise<string[]> {
-  const domain = source.domain!;
+/**
+ * Copies source's domain keys (of `generation`, else its current ones) into every target that lacks
+ * them; the ids of those copied into. Without `generation` (the ceremony), a target holding other
+ * domain keys is refused; with it (rotate-domain), targets may hold older generations.
+ */
+async function copyInto(clusterId: string, source: HsmMember, targets: readonly HsmMember[], soPin: SoPinProvider | undefined, viaTrusted: boolean, generation?: Buffer): Promise<string[]> {
+  const id = generation ?? source.domain!.id;
   const receivers: HsmMember[] = [];
   for (const target of targets) {
-    if (target.domain) {
-      const same = target.domain.id.equals(domain.id) && (await target.domainFingerprint()).equals(await source.domainFingerprint());
+    const existing = generation ? (target.holds(id) ? id : undefined) : target.domain?.id;
+    if (existing) {
+      const same = existing.equals(id) && (await target.domainFingerprint(id)).equals(await source.domainFingerprint(id));
       if (same) continue;
-      throw new DomainKeyError(`token "${target.tokenLabel}" of member ${target.id} already holds different domain keys (domain ${target.domain.id.toString('hex')}); refusing to add it`);
+      throw new DomainKeyError(`token "${target.tokenLabel}" of member ${target.id} already holds different domain keys (domain ${existing.toString('hex')}); refusing to add it`);
     }
-    if (target.domainProblem) await target.removeDomainKeys();
+    if (generation ? target.brokenGenerations.has(id.toString('hex')) : target.domainProblem) await target.removeDomainKeys(generation);
     if (source.profile.nativeCloning && target.profile.nativeCloning) {
       throw new DomainKeyError(`member ${target.id}: its HSM family clones keys natively; clone the domain keys with the vendor's tools, then re-run`);
     }
@@ -139,15 +161,15 @@ async function copyInto(clusterId: string, source: HsmMember, targets: readonly 
   const transports = [];
   for (const target of receivers) transports.push(await target.createTransportKey());
   let trusted: (pk.Handle | undefined)[] = receivers.map(() => undefined);
-  if (source.profile.wrapWithTrusted) {
+  if (viaTrusted) {
     if (!soPin) throw soPinNeeded(clusterId, source);
     trusted = await source.trustTransportKeys(await soPin({ member: source.id, token: source.tokenLabel }), transports);
   }
   for (const [i, target] of receivers.entries()) {
-    const wrapped = await source.exportDomainKeys(transports[i].modulus, transports[i].exponent, { trusted: trusted[i] });
+    const wrapped = await source.exportDomainKeys(transports[i].modulus, transports[i].exponent, id, { trusted: trusted[i] });
     await target.importDomainKeys(transports[i], wrapped);
-    if (!(await target.domainFingerprint()).equals(await source.domainFingerprint())) {
-      await target.removeDomainKeys();
+    if (!(await target.domainFingerprint(id)).equals(await source.domainFingerprint(id))) {
+      await target.removeDomainKeys(id);
       throw new DomainKeyError(`copy of the domain keys into ${target.id} does not match the source; removed it`);
     }
   }

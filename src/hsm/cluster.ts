@@ -3,7 +3,7 @@ import { Capabilities, intersectCapabilities, KeySpec, RsaPadding, SigningAlgori
 import { ClusterUnavailableError, DomainKeyError, HsmError, MaterialIntegrityError, MemberUnavailableError, UnsupportedError } from './errors';
 import { MaterialBinding, sameBinding, WrappedMaterial } from './material';
 export type { CeremonyOptions, CeremonyResult, LockResult, SoPinProvider, SoPinRequest } from './ceremony';
-import { addMember, CeremonyOptions, CeremonyResult, initDomain, lockDomain, LockResult } from './ceremony';
+import { addMember, addMemberFrom, CeremonyOptions, CeremonyResult, initDomain, lockDomain, lockMembers, LockResult } from './ceremony';
 import { GcmResult, HsmMember, MemberState } from './member';
 import { ClusterHealthMonitor, DEFAULT_HEALTH_POLICY, HealthPolicy } from './member-health';
 import { verifyInSoftware } from './signature';
@@ -49,6 +49,8 @@ export interface MemberHealth {
   domainLock: 'locked' | 'unlocked' | 'none';
   /** False where the implementation ignores the lock (its profile's enforcesNonExtractable). */
   lockEnforced: boolean;
+  /** Domain generations (hex) on the member's token, as last read. */
+  generations: string[];
 }
 
 export interface ClusterHealth {
@@ -56,6 +58,8 @@ export interface ClusterHealth {
   kind: ClusterKind;
   state: MemberState;
   members: MemberHealth[];
+  /** The generation new material is sealed under (hex), if known. */
+  generation?: string;
 }
 
 const CANARY_BINDING = (clusterId: string): MaterialBinding => ({ clusterId, keyId: 'kms-health-canary', keyVersion: 0, usage: 'HEALTH_PROBE', owner: 'kms-health' });
@@ -77,6 +81,9 @@ export class HsmCluster {
   readonly monitor: ClusterHealthMonitor;
   private next = 0;
   private canary: Promise<WrappedMaterial | undefined> | undefined;
+  private current: Buffer | undefined;
+  private reread: Promise<void> | undefined;
+  private rereadAt = 0;
 
   constructor(options: ClusterOptions) {
     if (options.members.length === 0) throw new DomainKeyError(`cluster ${options.id} has no members`);
@@ -103,9 +110,44 @@ export class HsmCluster {
         m.fail((e as Error).message);
       }
     }
-    const ids = new Set(this.members.filter((m) => m.domain).map((m) => m.domain!.id.toString('hex')));
-    if (ids.size > 1) throw new DomainKeyError(`members of cluster ${this.id} hold different domain keys: run the ceremony again or fix the configuration`);
+    const holders = this.members.filter((m) => m.generations.size > 0);
+    const shared = (a: HsmMember, b: HsmMember) => [...a.generations.keys()].some((g) => b.generations.has(g));
+    // mid-rotation, members may hold one generation more or less; none in common means another domain
+    if (holders.some((a) => holders.some((b) => !shared(a, b)))) throw new DomainKeyError(`members of cluster ${this.id} hold different domain keys: run the ceremony again or fix the configuration`);
     this.monitor.start();
+  }
+
+  /** The generation new material is sealed under: the one the store names, else the only one the tokens hold. */
+  get currentGeneration(): Buffer | undefined {
+    if (this.current) return this.current;
+    const held = this.heldGenerations();
+    return held.length === 1 ? held[0] : undefined;
+  }
+
+  /** Every generation some member holds (as last read from the tokens). */
+  heldGenerations(): Buffer[] {
+    const ids = new Set(this.members.flatMap((m) => [...m.generations.keys()]));
+    return [...ids].map((id) => Buffer.from(id, 'hex'));
+  }
+
+  holdsGeneration(generation: Buffer): boolean {
+    return this.members.some((m) => m.holds(generation));
+  }
+
+  /** Reads every reachable member's generations again (another process may have made or destroyed one). */
+  async refreshGenerations(): Promise<void> {
+    await Promise.all(this.members.filter((m) => m.state !== 'UNAVAILABLE').map((m) => m.refreshGenerations().catch(() => undefined)));
+  }
+
+  /** From now on new material is sealed under `generation` (members that do not hold it yet serve only older records). */
+  async useGeneration(generation: Buffer): Promise<void> {
+    if (this.current?.equals(generation)) return;
+    if (this.members.some((m) => m.state !== 'UNAVAILABLE' && !m.holds(generation))) await this.refreshGenerations();
+    if (!this.holdsGeneration(generation)) throw new DomainKeyError(`no member of cluster ${this.id} holds domain generation ${generation.toString('hex')}`);
+    this.current = Buffer.from(generation);
+    for (const m of this.members) m.currentGeneration = this.current;
+    this.canary = undefined;
+    this.invalidateProbes();
   }
 
   close(): void {
@@ -118,15 +160,19 @@ export class HsmCluster {
     return intersectCapabilities(this.members.flatMap((m) => (m.capabilities ? [m.capabilities] : [])));
   }
 
-  /** Round-robin over ACTIVE members, else DEGRADED ones, never UNAVAILABLE; allocation-free (hot path). */
-  private pick(exclude?: HsmMember): HsmMember {
+  /**
+   * Round-robin over ACTIVE members, else DEGRADED ones, never UNAVAILABLE, holding generation
+   * `generation` (hex; else the current one) and `also` if given; allocation-free (hot path).
+   */
+  private pick(exclude?: HsmMember, generation?: string, also?: string): HsmMember {
     const n = this.members.length;
     let fallback: HsmMember | undefined;
     for (let i = 0; i < n; i++) {
       this.next = (this.next + 1) % n;
       const m = this.members[this.next];
-      if (m === exclude) continue;
-      const state = this.monitor.state(m);
+      // eligible: holds the record's generation (or, without one, the current domain keys, as monitor.state asks) and `also`
+      if (m === exclude || !(generation !== undefined ? m.generations.has(generation) : m.domain) || (also !== undefined && !m.generations.has(also))) continue;
+      const state = m.state;
       if (state === 'ACTIVE') return m;
       if (state === 'DEGRADED') fallback ??= m;
     }
@@ -144,13 +190,33 @@ export class HsmCluster {
   }
 
   /**
-   * Runs `op` on a healthy member; when the failure is the member's (device or session level, the
-   * request itself being fine), once more on another member. Every failure is reported to the monitor.
+   * Runs `op` on a healthy member holding `generation` (a record's; else the current one) and
+   * `also`; when the failure is the member's (device or session level, the request itself being
+   * fine), once more on another member. Every failure is reported to the monitor.
    */
-  run<T>(op: (m: HsmMember) => Promise<T>): Promise<T> {
+  run<T>(op: (m: HsmMember) => Promise<T>, generation?: Buffer, also?: Buffer): Promise<T> {
+    const g = generation?.toString('hex');
+    const a = also?.toString('hex');
+    const unknown = (id: string | undefined) => id !== undefined && !this.members.some((m) => m.generations.has(id));
+    // a generation made by another process (kmsctl cluster rotate-domain) since the tokens were read: read them again, once
+    if (unknown(g) || unknown(a)) return this.rereadSometimes().then(() => this.runOnce(op, g, a));
+    return this.runOnce(op, g, a);
+  }
+
+  /** At most one re-read a second, shared: records naming a generation nobody holds cannot make the tokens busy. */
+  private rereadSometimes(): Promise<void> {
+    const now = Date.now();
+    if (!this.reread || now - this.rereadAt >= 1_000) {
+      this.rereadAt = now;
+      this.reread = this.refreshGenerations();
+    }
+    return this.reread;
+  }
+
+  private runOnce<T>(op: (m: HsmMember) => Promise<T>, generation?: string, also?: string): Promise<T> {
     let first: HsmMember;
     try {
-      first = this.pick();
+      first = this.pick(undefined, generation, also);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -160,7 +226,7 @@ export class HsmCluster {
       if (!members) throw e;
       let second: HsmMember;
       try {
-        second = this.pick(first);
+        second = this.pick(first, generation, also);
       } catch {
         throw e;
       }
@@ -216,7 +282,7 @@ export class HsmCluster {
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.run((m) => m.encryptGcm(material, plaintext, aad));
+    return this.run((m) => m.encryptGcm(material, plaintext, aad), material.domainId);
   }
 
   decrypt(material: WrappedMaterial, expected: MaterialBinding, input: GcmResult, aad: Buffer): Promise<Buffer> {
@@ -225,7 +291,7 @@ export class HsmCluster {
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.run((m) => m.decryptGcm(material, input, aad));
+    return this.run((m) => m.decryptGcm(material, input, aad), material.domainId);
   }
 
   sign(material: WrappedMaterial, expected: MaterialBinding, algorithm: SigningAlgorithm, input: { message: Buffer } | { digest: Buffer }): Promise<Buffer> {
@@ -234,7 +300,7 @@ export class HsmCluster {
         this.check(material, expected);
         this.require(this.capabilities.signing, algorithm);
       },
-      () => this.slow.run(() => this.run((m) => m.sign(material, algorithm, input))),
+      () => this.slow.run(() => this.run((m) => m.sign(material, algorithm, input), material.domainId)),
     );
   }
 
@@ -261,7 +327,7 @@ export class HsmCluster {
         this.check(material, expected);
         this.require(this.capabilities.rsaDecrypt, padding);
       },
-      () => this.slow.run(() => this.run((m) => m.rsaDecrypt(material, padding, ciphertext))),
+      () => this.slow.run(() => this.run((m) => m.rsaDecrypt(material, padding, ciphertext), material.domainId)),
     );
   }
 
@@ -281,7 +347,69 @@ export class HsmCluster {
 
   /** Whether `mac` is the cluster's MAC of `data` for `purpose` (compared in constant time). */
   verifyMac(purpose: string, data: Buffer, mac: Buffer): Promise<boolean> {
-    return this.mac(purpose, data).then((expected) => mac.length === expected.length && timingSafeEqual(mac, expected));
+    return this.verifyGenerationMac(undefined, purpose, data, mac);
+  }
+
+  /** HMAC-SHA256 for `purpose` under the MAC key of `generation` (the domain state's own MAC), else of the current one. */
+  generationMac(generation: Buffer | undefined, purpose: string, data: Buffer): Promise<Buffer> {
+    return this.run((m) => m.domainMac(purpose, data, generation), generation);
+  }
+
+  verifyGenerationMac(generation: Buffer | undefined, purpose: string, data: Buffer, mac: Buffer): Promise<boolean> {
+    return this.generationMac(generation, purpose, data).then((expected) => mac.length === expected.length && timingSafeEqual(mac, expected));
+  }
+
+  /** The record re-wrapped and re-MACed (same binding) under the current generation, inside one member; as is when already under it. */
+  rewrap(material: WrappedMaterial): Promise<WrappedMaterial> {
+    const target = this.currentGeneration;
+    if (!target) return Promise.reject(new DomainKeyError(`cluster ${this.id} has no current domain generation`));
+    if (material.domainId.equals(target)) return Promise.resolve(material);
+    if (material.binding.clusterId !== this.id) return Promise.reject(new MaterialIntegrityError(`key material of cluster ${material.binding.clusterId} cannot be re-wrapped on cluster ${this.id}`));
+    return this.run((m) => m.rewrap(material, target), material.domainId, target);
+  }
+
+  /**
+   * Generation `generation` on every member (rotate-domain): made inside the first member holding
+   * it or, if none does, inside the first member, then copied into every member lacking it (members
+   * with no keys at all included) by the ceremony's copy, then locked on every member (unless
+   * `lock: false`). With `soPin` it is made CKA_WRAP_WITH_TRUSTED and copied under SO-trusted
+   * transport keys; without, as before (the window until the lock is then unprotected). Safe to re-run.
+   */
+  async newGeneration(generation: Buffer, options: CeremonyOptions = {}): Promise<{ generated: boolean; source: string; copiedTo: string[] }> {
+    this.requireAllReachable('make a domain generation');
+    await this.refreshGenerations();
+    let source = this.members.find((m) => m.holds(generation));
+    const generated = !source;
+    if (!source) {
+      source = this.members[0];
+      if (source.brokenGenerations.has(generation.toString('hex'))) await source.removeDomainKeys(generation);
+      await source.generateDomainKeys(generation, options.soPin !== undefined && source.profile.wrapWithTrusted);
+    }
+    const copiedTo: string[] = [];
+    for (const m of this.members) {
+      if (m !== source && (await addMemberFrom(source, m, generation, options.soPin))) copiedTo.push(m.id);
+    }
+    if (options.lock !== false) await lockMembers(this.members);
+    return { generated, source: source.id, copiedTo };
+  }
+
+  /** Destroys generation `generation` on every member holding it (never the current one); the members it was destroyed on. */
+  async destroyGeneration(generation: Buffer): Promise<string[]> {
+    if (this.currentGeneration?.equals(generation)) throw new DomainKeyError(`generation ${generation.toString('hex')} is cluster ${this.id}'s current one`);
+    this.requireAllReachable('destroy a domain generation (it would stay on the others)');
+    await this.refreshGenerations();
+    const on: string[] = [];
+    for (const m of this.members) {
+      if (!m.holds(generation) && !m.brokenGenerations.has(generation.toString('hex'))) continue;
+      await m.removeDomainKeys(generation);
+      on.push(m.id);
+    }
+    return on;
+  }
+
+  private requireAllReachable(what: string): void {
+    const unreachable = this.members.filter((m) => m.state === 'UNAVAILABLE');
+    if (unreachable.length) throw new DomainKeyError(`cannot ${what} while members are unavailable: ${unreachable.map((m) => `${m.id} (${m.lastError})`).join('; ')}`);
   }
 
   /** An RSA-2048 key pair generated inside the cluster for wrapping imported material. */
@@ -302,7 +430,7 @@ export class HsmCluster {
         this.require(this.capabilities.importWrapping, padding);
         this.checkBinding(binding);
       },
-      () => this.slow.run(() => this.run((m) => m.importAes(wrappingKey, padding, encrypted, binding))),
+      () => this.slow.run(() => this.run((m) => m.importAes(wrappingKey, padding, encrypted, binding), wrappingKey.domainId, this.currentGeneration)),
     );
   }
 
@@ -316,7 +444,7 @@ export class HsmCluster {
     if (binding.clusterId !== this.id || !sameBinding(material.binding, binding, false)) {
       return Promise.reject(new MaterialIntegrityError('a KMR1 record can only be rebound to the key version it was made for'));
     }
-    return this.run((m) => m.rebindLegacy(material, binding));
+    return this.run((m) => m.rebindLegacy(material, binding), material.domainId);
   }
 
   /** Drops cached handles of a key version on every member (after crypto-shred). */
@@ -352,10 +480,11 @@ export class HsmCluster {
       resets: m.resets,
       domainLock: m.domainLocked === undefined ? 'none' : m.domainLocked ? 'locked' : 'unlocked',
       lockEnforced: m.profile.enforcesNonExtractable,
+      generations: [...m.generations.keys()],
     }));
     const up = members.filter((m) => m.state !== 'UNAVAILABLE').length;
     const state: MemberState = up === 0 ? 'UNAVAILABLE' : members.every((m) => m.state === 'ACTIVE') ? 'ACTIVE' : 'DEGRADED';
-    return { id: this.id, kind: this.kind, state, members };
+    return { id: this.id, kind: this.kind, state, members, generation: this.currentGeneration?.toString('hex') };
   }
 
   /** Forces the next health() to probe again. */

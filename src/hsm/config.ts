@@ -1,5 +1,5 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { ClusterKind, HsmCluster } from './cluster';
 import { ConfigError } from './errors';
@@ -132,10 +132,6 @@ export function parseClusterConfig(text: string, base: string): ClusterConfig[] 
   });
   if (clusters.filter((c) => c.kind === 'shared').length > 1) throw new ConfigError('cluster configuration: at most one shared pool');
   return clusters;
-}
-
-export function loadClusterConfig(path: string): ClusterConfig[] {
-  return parseClusterConfig(readFileSync(path, 'utf8'), dirname(resolve(path)));
 }
 
 /** Reads a PIN from its source; errors name the source, never the PIN. */

@@ -1,6 +1,6 @@
 import * as pk from 'pkcs11js';
 import { createHash } from 'node:crypto';
-import { DomainKeyError, InvalidInputError } from './errors';
+import { DomainKeyError, InvalidInputError, MaterialIntegrityError } from './errors';
 import type { CallSet } from './pkcs11-call';
 import type { HsmProfile } from './profile';
 import type { MemberSessions } from './sessions';
@@ -43,11 +43,18 @@ export interface DomainKeyOwner {
 }
 
 /**
- * The two domain keys of one member's token (AES-256 KEK, HMAC key), found at login, and the
- * member's side of the ceremony that copies them between members.
+ * The domain keys of one member's token, found at login: one or more generations, each an AES-256
+ * KEK and an HMAC key with CKA_ID = generation id + "K" / "M" (NSS softokn keeps one token key per
+ * CKA_ID). New material is sealed under the cluster's current generation; a record is opened under
+ * the generation it names. Also the member's side of the ceremony that copies a generation between members.
  */
 export class MemberDomainKeys {
-  keys: DomainKeys | undefined;
+  /** Every complete generation on the token, by generation id (hex). */
+  generations = new Map<string, DomainKeys>();
+  /** Generations (hex) of which the token holds one key without the other, or one twice (a copy interrupted half-way). */
+  broken = new Set<string>();
+  private currentId: Buffer | undefined;
+  private currentHex: string | undefined;
   /** Set when the token holds a broken set of domain keys (a ceremony interrupted half-way). */
   problem: string | undefined;
   /** Every domain-key object of the token is non-extractable (read from the token); undefined without domain keys. */
@@ -60,26 +67,35 @@ export class MemberDomainKeys {
     private readonly api: () => pk.PKCS11,
   ) {}
 
-  private find(s: Handle): DomainKeys | undefined {
-    const kek = this.sessions.find(s, domainKeySearch(DOMAIN_KEK_LABEL));
-    const mac = this.sessions.find(s, domainKeySearch(DOMAIN_MAC_LABEL));
-    if (kek.length === 0 && mac.length === 0) return undefined;
-    if (kek.length !== 1 || mac.length !== 1) {
-      throw new DomainKeyError(`token "${this.owner.tokenLabel}" holds an incomplete or duplicated set of domain keys (${kek.length} KEK, ${mac.length} MAC)`);
+  /** Every generation on the token, grouped by CKA_ID; complete with exactly one KEK and one MAC key. */
+  private find(s: Handle): void {
+    const byId = new Map<string, { kek: Handle[]; mac: Handle[] }>();
+    const idOf = (h: Handle): Buffer => this.api().C_GetAttributeValue(s, h, [{ type: pk.CKA_ID }])[0].value as Buffer;
+    for (const [label, slot] of [[DOMAIN_KEK_LABEL, 'kek'], [DOMAIN_MAC_LABEL, 'mac']] as const) {
+      for (const h of this.sessions.find(s, domainKeySearch(label))) {
+        const id = idOf(h).subarray(0, -1).toString('hex');
+        const entry = byId.get(id) ?? { kek: [], mac: [] };
+        entry[slot].push(h);
+        byId.set(id, entry);
+      }
     }
-    const id = (h: Handle) => (this.api().C_GetAttributeValue(s, h, [{ type: pk.CKA_ID }])[0].value as Buffer).subarray(0, -1);
-    const kekId = Buffer.from(id(kek[0]));
-    if (!kekId.equals(id(mac[0]))) throw new DomainKeyError(`token "${this.owner.tokenLabel}" holds domain keys of two different domains`);
-    return { id: kekId, kek: kek[0], mac: mac[0] };
+    this.generations = new Map();
+    this.broken = new Set();
+    for (const [id, e] of byId) {
+      if (e.kek.length === 1 && e.mac.length === 1) this.generations.set(id, { id: Buffer.from(id, 'hex'), kek: e.kek[0], mac: e.mac[0] });
+      else this.broken.add(id);
+    }
+    const broken = [...this.broken].map((id) => `generation ${id}: ${byId.get(id)!.kek.length} KEK, ${byId.get(id)!.mac.length} MAC`);
+    this.problem = broken.length ? `token "${this.owner.tokenLabel}" holds an incomplete or duplicated set of domain keys (${broken.join('; ')})` : undefined;
+    this.locked = this.readLocked(s);
   }
 
   /** Reads the domain keys on a fresh login; a broken set is remembered as `problem`, not thrown. */
   refresh(keeper: Handle): void {
     try {
-      this.keys = this.find(keeper);
-      this.problem = undefined;
+      this.find(keeper);
     } catch (e) {
-      this.keys = undefined;
+      this.generations = new Map();
       this.problem = (e as Error).message;
     }
     this.locked = this.readLocked(keeper);
@@ -119,33 +135,84 @@ export class MemberDomainKeys {
     });
   }
 
+  /** Reads the token's generations again (another process may have made or destroyed one). */
+  reread(): Promise<void> {
+    return this.sessions.withKeeper('find', (s) => this.find(s));
+  }
+
+  /** The cluster's current generation (the cluster says, from the store); unset: the token's only one. */
+  get current(): Buffer | undefined {
+    return this.currentId;
+  }
+
+  set current(generation: Buffer | undefined) {
+    this.currentId = generation;
+    this.currentHex = generation?.toString('hex');
+  }
+
+  /** The current generation's keys, or the token's only generation's when the cluster named none. */
+  get keys(): DomainKeys | undefined {
+    if (this.currentHex !== undefined) return this.generations.get(this.currentHex);
+    return this.generations.size === 1 ? this.generations.values().next().value : undefined;
+  }
+
+  holds(generation: Buffer): boolean {
+    return this.generations.has(generation.toString('hex'));
+  }
+
   require(): DomainKeys {
-    if (!this.keys) throw new DomainKeyError(`token "${this.owner.tokenLabel}" of member ${this.owner.id} holds no domain keys: run cluster init / add-member`);
-    return this.keys;
+    const keys = this.keys;
+    if (keys) return keys;
+    const where = `token "${this.owner.tokenLabel}" of member ${this.owner.id}`;
+    if (this.current) throw new DomainKeyError(`${where} does not hold the current domain generation ${this.current.toString('hex')}: run cluster rotate-domain`);
+    if (this.generations.size > 1) throw new DomainKeyError(`${where} holds ${this.generations.size} domain generations and the cluster has not said which is current`);
+    throw new DomainKeyError(`${where} holds no domain keys: run cluster init / add-member`);
   }
 
-  /** Removes domain-key objects from this token; only used to repair a ceremony interrupted half-way. */
-  remove(): Promise<void> {
+  /** The keys of the generation a record names; a record of a generation not held here is refused. */
+  requireGeneration(generation: Buffer): DomainKeys {
+    const keys = this.generations.get(generation.toString('hex'));
+    if (!keys) throw new MaterialIntegrityError(`wrapped material belongs to another HSM domain, or to a generation member ${this.owner.id} does not hold`);
+    return keys;
+  }
+
+  /**
+   * Removes domain-key objects from this token: those of `generation` (retired, or a copy
+   * interrupted half-way), or without it every generation (a ceremony interrupted half-way).
+   */
+  remove(generation?: Buffer): Promise<void> {
     return this.sessions.withKeeper('destroy', (s) => {
-      for (const label of [DOMAIN_KEK_LABEL, DOMAIN_MAC_LABEL]) {
-        for (const h of this.sessions.find(s, domainKeySearch(label))) this.api().C_DestroyObject(s, h);
+      for (const [label, suffix] of [[DOMAIN_KEK_LABEL, 'K'], [DOMAIN_MAC_LABEL, 'M']] as const) {
+        const search = domainKeySearch(label);
+        if (generation) search.push({ type: pk.CKA_ID, value: Buffer.concat([generation, Buffer.from(suffix)]) });
+        for (const h of this.sessions.find(s, search)) this.api().C_DestroyObject(s, h);
       }
-      this.keys = undefined;
-      this.problem = undefined;
-      this.locked = this.readLocked(s);
+      this.find(s);
     });
   }
 
-  /** Generates a fresh pair of domain keys as token objects (cluster init on the first member). */
-  generate(id: Buffer): Promise<DomainKeys> {
+  /** Generates generation `id` as token objects (cluster init, or rotate-domain, on one member). */
+  generate(id: Buffer, wrapWithTrusted = this.owner.profile.wrapWithTrusted): Promise<DomainKeys> {
     return this.sessions.withKeeper('generate', async (s) => {
-      if (this.find(s)) throw new DomainKeyError(`token "${this.owner.tokenLabel}" already holds domain keys`);
-      await this.calls.fast.generateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, [...kekTemplate(id, true, this.owner.profile.wrapWithTrusted), { type: pk.CKA_VALUE_LEN, value: 32 }]);
-      await this.calls.fast.generateKey(s, { mechanism: pk.CKM_GENERIC_SECRET_KEY_GEN }, [...macTemplate(id, true, this.owner.profile.wrapWithTrusted), { type: pk.CKA_VALUE_LEN, value: 32 }]);
-      this.keys = this.find(s);
-      this.locked = this.readLocked(s);
-      return this.require();
+      this.find(s);
+      const hex = id.toString('hex');
+      if (this.generations.has(hex) || this.broken.has(hex)) throw new DomainKeyError(`token "${this.owner.tokenLabel}" already holds domain keys of generation ${hex}`);
+      await this.calls.fast.generateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, [...kekTemplate(id, true, wrapWithTrusted), { type: pk.CKA_VALUE_LEN, value: 32 }]);
+      await this.calls.fast.generateKey(s, { mechanism: pk.CKM_GENERIC_SECRET_KEY_GEN }, [...macTemplate(id, true, wrapWithTrusted), { type: pk.CKA_VALUE_LEN, value: 32 }]);
+      return this.written(s, id);
     });
+  }
+
+  /** After making or copying generation `id`: the token read again, and `id`'s keys. */
+  private written(s: Handle, id: Buffer): DomainKeys {
+    this.find(s);
+    const keys = this.generations.get(id.toString('hex'));
+    if (!keys) throw new DomainKeyError(`token "${this.owner.tokenLabel}" does not hold a complete generation ${id.toString('hex')} after writing it`);
+    return keys;
+  }
+
+  private pick(generation: Buffer | undefined): DomainKeys {
+    return generation ? this.requireGeneration(generation) : this.require();
   }
 
   /** Receiving side of a copy: an RSA transport key pair generated here; only its public half leaves. */
@@ -166,13 +233,14 @@ export class MemberDomainKeys {
   }
 
   /**
-   * Sending side: wraps this member's domain keys under a receiving member's transport public key,
-   * or under `trusted`, the same key made CKA_TRUSTED by this token's SO (needed where the domain
-   * keys are CKA_WRAP_WITH_TRUSTED). The public key object is destroyed afterwards.
+   * Sending side: wraps this member's domain keys (of `generation`, else the current) under a
+   * receiving member's transport public key, or under `trusted`, the same key made CKA_TRUSTED by
+   * this token's SO (needed where the domain keys are CKA_WRAP_WITH_TRUSTED). The public key
+   * object is destroyed afterwards.
    */
-  export(modulus: Buffer, exponent: Buffer, trusted?: Handle): Promise<ExportedDomainKeys> {
+  export(modulus: Buffer, exponent: Buffer, generation?: Buffer, trusted?: Handle): Promise<ExportedDomainKeys> {
     return this.sessions.withKeeper('wrap', async (s) => {
-      const domain = this.require();
+      const domain = this.pick(generation);
       const api = this.api();
       const pub = trusted ?? api.C_CreateObject(s, rsaPublicKeyTemplate(modulus, exponent));
       try {
@@ -197,9 +265,7 @@ export class MemberDomainKeys {
         api.C_DestroyObject(s, transport.privateKey);
         api.C_DestroyObject(s, transport.publicKey);
       }
-      this.keys = this.find(s);
-      this.locked = this.readLocked(s);
-      return this.require();
+      return this.written(s, wrapped.id);
     });
   }
 
@@ -208,9 +274,9 @@ export class MemberDomainKeys {
    * and RFC 5649 wrap (deterministic) of an all-zero AES key under the KEK. Equal on two members
    * exactly when they hold the same domain keys.
    */
-  fingerprint(): Promise<Buffer> {
+  fingerprint(generation?: Buffer): Promise<Buffer> {
     return this.sessions.withKeeper('wrap', async (s) => {
-      const domain = this.require();
+      const domain = this.pick(generation);
       const api = this.api();
       const zero = api.C_CreateObject(s, zeroAesKeyTemplate());
       try {
@@ -229,9 +295,9 @@ export class MemberDomainKeys {
    * wrapped-material records (which start with their magic), so no MAC asked for one purpose is
    * valid for another.
    */
-  mac(purpose: string, data: Buffer): Promise<Buffer> {
+  mac(purpose: string, data: Buffer, generation?: Buffer): Promise<Buffer> {
     if (!/^[a-z0-9-]{1,32}$/.test(purpose)) return Promise.reject(new InvalidInputError('MAC purpose must be 1-32 of [a-z0-9-]'));
-    return this.sessions.withSession('mac', (s) => hmacSha256(this.api(), this.calls, s, this.require().mac, Buffer.concat([Buffer.from(`kms-purpose:${purpose}\0`, 'utf8'), data])));
+    return this.sessions.withSession('mac', (s) => hmacSha256(this.api(), this.calls, s, this.pick(generation).mac, Buffer.concat([Buffer.from(`kms-purpose:${purpose}\0`, 'utf8'), data])));
   }
 }
 

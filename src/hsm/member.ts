@@ -159,6 +159,7 @@ export class HsmMember {
 
   // ---- domain keys and the ceremony ------------------------------------------------------------
 
+  /** The keys of the cluster's current generation (or of the token's only one when the cluster named none). */
   get domain(): DomainKeys | undefined {
     return this.domainKeys.keys;
   }
@@ -167,21 +168,51 @@ export class HsmMember {
     return this.domainKeys.problem;
   }
 
-  removeDomainKeys(): Promise<void> {
-    return this.domainKeys.remove();
+  /** Every complete generation on the token, by id (hex), as last read. */
+  get generations(): ReadonlyMap<string, DomainKeys> {
+    return this.domainKeys.generations;
   }
 
-  generateDomainKeys(id: Buffer): Promise<DomainKeys> {
-    return this.domainKeys.generate(id);
+  /** Generations (hex) of which the token holds a broken set (a copy interrupted half-way). */
+  get brokenGenerations(): ReadonlySet<string> {
+    return this.domainKeys.broken;
+  }
+
+  get currentGeneration(): Buffer | undefined {
+    return this.domainKeys.current;
+  }
+
+  /** Set by the cluster (from the store): new material is sealed under it. */
+  set currentGeneration(generation: Buffer | undefined) {
+    this.domainKeys.current = generation;
+  }
+
+  holds(generation: Buffer): boolean {
+    return this.domainKeys.holds(generation);
+  }
+
+  /** Reads the token's generations again (another process may have made or destroyed one). */
+  refreshGenerations(): Promise<void> {
+    return this.domainKeys.reread();
+  }
+
+  /** Removes the domain keys of `generation`, or without it of every generation. */
+  removeDomainKeys(generation?: Buffer): Promise<void> {
+    return this.domainKeys.remove(generation);
+  }
+
+  /** `wrapWithTrusted` defaults to the profile's: copies then need the sending token's SO (ceremony.ts). */
+  generateDomainKeys(id: Buffer, wrapWithTrusted?: boolean): Promise<DomainKeys> {
+    return this.domainKeys.generate(id, wrapWithTrusted);
   }
 
   createTransportKey(): Promise<TransportKey> {
     return this.domainKeys.createTransportKey();
   }
 
-  /** Wraps the domain keys under a transport key; `via.trusted` is that key made CKA_TRUSTED by trustTransportKeys. */
-  exportDomainKeys(modulus: Buffer, exponent: Buffer, via: { trusted?: Handle } = {}): Promise<ExportedDomainKeys> {
-    return this.domainKeys.export(modulus, exponent, via.trusted);
+  /** Wraps the domain keys (of `generation`, else the current ones) under a transport key; `via.trusted` is that key made CKA_TRUSTED by trustTransportKeys. */
+  exportDomainKeys(modulus: Buffer, exponent: Buffer, generation?: Buffer, via: { trusted?: Handle } = {}): Promise<ExportedDomainKeys> {
+    return this.domainKeys.export(modulus, exponent, generation, via.trusted);
   }
 
   /** Whether every domain-key object of the token is non-extractable; undefined without domain keys. */
@@ -219,18 +250,24 @@ export class HsmMember {
     return this.domainKeys.import(transport, wrapped);
   }
 
-  domainFingerprint(): Promise<Buffer> {
-    return this.domainKeys.fingerprint();
+  domainFingerprint(generation?: Buffer): Promise<Buffer> {
+    return this.domainKeys.fingerprint(generation);
   }
 
-  domainMac(purpose: string, data: Buffer): Promise<Buffer> {
-    return this.domainKeys.mac(purpose, data);
+  /** HMAC-SHA256 for `purpose` under the MAC key of `generation`, else of the current one. */
+  domainMac(purpose: string, data: Buffer, generation?: Buffer): Promise<Buffer> {
+    return this.domainKeys.mac(purpose, data, generation);
   }
 
   // ---- sealed material -------------------------------------------------------------------------
 
   rebindLegacy(material: WrappedMaterial, binding: MaterialBinding): Promise<WrappedMaterial> {
     return this.sealing.rebindLegacy(material, binding);
+  }
+
+  /** The record re-wrapped under generation `target` inside this member (see MemberSealing.rewrap). */
+  rewrap(material: WrappedMaterial, target: Buffer): Promise<WrappedMaterial> {
+    return this.sealing.rewrap(material, target);
   }
 
   /** Makes sure the record is unwrapped here (verifying its MAC) without doing anything with it. */

@@ -2,7 +2,7 @@ import * as pk from 'pkcs11js';
 import { timingSafeEqual } from 'node:crypto';
 import type { KeySpec, RsaPadding } from './capabilities';
 import type { MemberOperation } from './error-classes';
-import { hmacSha256, MemberDomainKeys } from './domain-keys';
+import { DomainKeys, hmacSha256, MemberDomainKeys } from './domain-keys';
 import { InvalidInputError, MaterialIntegrityError, Pkcs11CallError } from './errors';
 import { HandleCache } from './handle-cache';
 import { MaterialBinding, WrappedMaterial } from './material';
@@ -55,32 +55,60 @@ export class MemberSealing {
     this.domain.require();
   }
 
-  private hmac(s: Handle, data: Buffer): Promise<Buffer> {
-    return hmacSha256(this.api(), this.calls, s, this.domain.require().mac, data);
+  /** HMAC under the MAC key of `under` (else the current generation). */
+  private hmac(s: Handle, data: Buffer, under?: DomainKeys): Promise<Buffer> {
+    return hmacSha256(this.api(), this.calls, s, (under ?? this.domain.require()).mac, data);
   }
 
-  /** Wraps `key` under the domain KEK and MACs the record with its binding, inside the HSM. */
-  async seal(s: Handle, spec: KeySpec, binding: MaterialBinding, key: Handle, publicKey: Buffer): Promise<WrappedMaterial> {
-    const domain = this.domain.require();
+  /** Wraps `key` under the KEK of `under` (else the current generation) and MACs the record with its binding, inside the HSM. */
+  async seal(s: Handle, spec: KeySpec, binding: MaterialBinding, key: Handle, publicKey: Buffer, under?: DomainKeys): Promise<WrappedMaterial> {
+    const domain = under ?? this.domain.require();
     const wrapped = Buffer.from(await this.calls.forOperation('wrap').wrapKey(s, keyWrapMechanism(this.profile), domain.kek, key, Buffer.alloc(MAX_WRAPPED_BYTES)));
-    const mac = await this.hmac(s, WrappedMaterial.macInput(spec, binding, domain.id, wrapped, publicKey));
+    const mac = await this.hmac(s, WrappedMaterial.macInput(spec, binding, domain.id, wrapped, publicKey), domain);
     return new WrappedMaterial(spec, binding, domain.id, wrapped, publicKey, mac);
   }
 
-  private checkDomain(material: WrappedMaterial): void {
-    if (!material.domainId.equals(this.domain.require().id)) throw new MaterialIntegrityError('wrapped material belongs to another HSM domain');
+  /** The record's generation, and its MAC checked inside the HSM under that generation's MAC key. */
+  private async verified(s: Handle, material: WrappedMaterial, what = 'wrapped material'): Promise<DomainKeys> {
+    const domain = this.domain.requireGeneration(material.domainId);
+    const expected = await this.hmac(s, material.macBody, domain);
+    if (!timingSafeEqual(expected, material.mac)) throw new MaterialIntegrityError(`${what} failed its MAC check: it was altered`);
+    return domain;
   }
 
-  /** Verifies the record's MAC inside the HSM, then unwraps it into a non-extractable session object. */
+  /** The calls that unwrap `material`: AES on the loop when unwraps are fast, private keys on the thread pool. */
+  private unwrapCalls(material: WrappedMaterial) {
+    const onLoop = KEY_SPEC[material.spec].kind === 'aes' && this.calls.forOperation('unwrap') === this.calls.fast;
+    return onLoop ? this.calls.fast : this.calls.offloaded;
+  }
+
+  /** Verifies the record's MAC inside the HSM (under the generation it names), then unwraps it into a non-extractable session object. */
   private open(material: WrappedMaterial): Promise<Handle> {
     return this.sessions.withKeeper('unwrap', async (s) => {
-      this.checkDomain(material);
+      this.domain.requireGeneration(material.domainId);
       if (material.legacy) throw new MaterialIntegrityError('wrapped material record is in the KMR1 format: refused until it is migrated');
-      const expected = await this.hmac(s, material.macBody);
-      if (!timingSafeEqual(expected, material.mac)) throw new MaterialIntegrityError('wrapped material failed its MAC check: it was altered');
-      const onLoop = KEY_SPEC[material.spec].kind === 'aes' && this.calls.forOperation('unwrap') === this.calls.fast;
-      const calls = onLoop ? this.calls.fast : this.calls.offloaded;
-      return calls.unwrapKey(s, keyWrapMechanism(this.profile), this.domain.require().kek, material.wrapped, unwrapTemplate(material.spec));
+      const domain = await this.verified(s, material);
+      return this.unwrapCalls(material).unwrapKey(s, keyWrapMechanism(this.profile), domain.kek, material.wrapped, unwrapTemplate(material.spec));
+    });
+  }
+
+  /**
+   * The same key under generation `target`: the MAC checked under the record's generation, the key
+   * unwrapped inside the HSM into a sensitive session object (extractable only so that it can be
+   * wrapped again), wrapped under the target KEK, MACed with the same binding, and destroyed. The
+   * key never leaves the HSM in clear.
+   */
+  rewrap(material: WrappedMaterial, target: Buffer): Promise<WrappedMaterial> {
+    if (material.legacy) return Promise.reject(new MaterialIntegrityError('wrapped material record is in the KMR1 format: refused until it is migrated'));
+    return this.sessions.withSession('unwrap', async (s) => {
+      const to = this.domain.requireGeneration(target);
+      const from = await this.verified(s, material);
+      const key = await this.unwrapCalls(material).unwrapKey(s, keyWrapMechanism(this.profile), from.kek, material.wrapped, unwrapTemplate(material.spec, true));
+      try {
+        return await this.seal(s, material.spec, material.binding, key, material.publicKey, to);
+      } finally {
+        this.api().C_DestroyObject(s, key);
+      }
     });
   }
 
@@ -108,11 +136,8 @@ export class MemberSealing {
    */
   rebindLegacy(material: WrappedMaterial, binding: MaterialBinding): Promise<WrappedMaterial> {
     return this.sessions.withSession('mac', async (s) => {
-      this.checkDomain(material);
-      const expected = await this.hmac(s, material.macBody);
-      if (!timingSafeEqual(expected, material.mac)) throw new MaterialIntegrityError('KMR1 wrapped material failed its MAC check: it was altered');
-      const domain = this.domain.require();
-      const mac = await this.hmac(s, WrappedMaterial.macInput(material.spec, binding, domain.id, material.wrapped, material.publicKey));
+      const domain = await this.verified(s, material, 'KMR1 wrapped material');
+      const mac = await this.hmac(s, WrappedMaterial.macInput(material.spec, binding, domain.id, material.wrapped, material.publicKey), domain);
       return new WrappedMaterial(material.spec, binding, domain.id, material.wrapped, material.publicKey, mac);
     });
   }

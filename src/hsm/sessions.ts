@@ -175,7 +175,9 @@ export class MemberSessions {
   find(s: Handle, template: pk.Template): Handle[] {
     this.api.C_FindObjectsInit(s, template);
     try {
-      return this.api.C_FindObjects(s, 16);
+      const out: Handle[] = [];
+      for (let batch = this.api.C_FindObjects(s, 16); batch.length > 0; batch = this.api.C_FindObjects(s, 16)) out.push(...batch);
+      return out;
     } finally {
       this.api.C_FindObjectsFinal(s);
     }

@@ -3,6 +3,7 @@ import { WrappedMaterial } from '../hsm/material';
 import type { KeyRecord } from '../store/store';
 import { DAY_SECONDS, unixNow } from './clock';
 import type { KmsContext } from './context';
+import { afterEvent } from './key-state';
 
 /**
  * What happens when dates come: keys past their deletion date are crypto-shredded (every wrapped
@@ -39,7 +40,7 @@ export class DueWork {
     for (const ref of await this.access.store.dueKeys('expiry', now, limit)) {
       const r = await this.access.store.getKey(ref.ownerUin, ref.keyId);
       if (!r || r.validTo === undefined || r.validTo === 0 || r.validTo > now || r.versions.length === 0) continue;
-      const keyState = r.keyState === 'PendingDelete' ? 'PendingDelete' : 'PendingImport';
+      const keyState = afterEvent(r.keyState, 'MaterialExpired');
       const ok = await this.access.store.updateKey(r.ownerUin, r.keyId, r.revision, { versions: [], keyState, validTo: null }).then(() => true, () => false);
       if (ok) {
         this.forget(r);

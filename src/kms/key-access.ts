@@ -34,7 +34,7 @@ const REFUSALS: Record<RefusalReason, (keyId: string, state: string, action: str
 };
 
 /** Store and HSM failures in domain terms; domain errors pass through. */
-export function domainError(e: unknown, keyId = ''): unknown {
+export function domainError(e: unknown): unknown {
   if (e instanceof KmsError) return e;
   if (e instanceof AliasExistsError) return new AliasTakenError(`alias ${JSON.stringify(e.alias)} already exists in region ${e.region}`);
   if (e instanceof QuotaExceededError) return new KeyLimitExceededError(`the account already has ${e.limit} keys in region ${e.region} (the configured limit)`);
@@ -48,7 +48,6 @@ export function domainError(e: unknown, keyId = ''): unknown {
   // the key or identity store's Redis is down or not answering: temporary, like an HSM cluster without a healthy member
   if (isRedisUnavailable(e)) return new ServiceUnavailableError(`the store cannot be reached (${(e as Error).message}); retry later`);
   if (e instanceof StoreError || e instanceof HsmError) return e;
-  void keyId;
   return e;
 }
 

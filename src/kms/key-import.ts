@@ -178,7 +178,7 @@ export class KeyImport {
     await this.access.change(caller, keyId, 'DeleteImportedKeyMaterial', (r) => {
       requireExternal(r);
       if (r.owner !== 'user') throw new UsedByCloudProductError(`key ${r.keyId} belongs to cloud product ${r.owner}`);
-      return { versions: [], keyState: 'PendingImport', validTo: null };
+      return { versions: [], keyState: nextState(r.keyState, 'DeleteImportedKeyMaterial', false), validTo: null };
     });
   }
 

@@ -1,7 +1,9 @@
 /**
- * The CMK state machine: one table saying, for every state and action, whether the action is
- * allowed, where it leads, and why it is refused. The API layer maps refusal reasons to Tencent
- * error codes in its own single table.
+ * The CMK state machine and the only writer of key states: one table saying, for every state and
+ * action, whether the action is allowed, where it leads, and why it is refused, and one for the
+ * events that move a key without anyone asking (material expiry). A key update can only carry a
+ * `TableState`, which only `nextState`, `afterEvent` and `initialState` return. The API layer
+ * maps refusal reasons to Tencent error codes in its own single table.
  */
 export const KEY_STATES = ['Enabled', 'Disabled', 'PendingDelete', 'PendingImport', 'Archived'] as const;
 export type KeyState = (typeof KEY_STATES)[number];
@@ -14,6 +16,14 @@ export const KEY_ACTIONS = [
   'UpdateMetadata', 'Describe',
 ] as const;
 export type KeyAction = (typeof KEY_ACTIONS)[number];
+
+/** What time does to a key, allowed in every state: ValidTo of imported material has passed. */
+export const KEY_EVENTS = ['MaterialExpired'] as const;
+export type KeyEvent = (typeof KEY_EVENTS)[number];
+
+declare const fromTable: unique symbol;
+/** A state one of the tables returned: the only kind `KeyPatch.keyState` accepts. */
+export type TableState = KeyState & { readonly [fromTable]: true };
 
 /** Why an action is refused; each maps to exactly one API error code. */
 export type RefusalReason = 'KeyDisabled' | 'KeyArchived' | 'KeyPendingDelete' | 'StateNotSupported' | 'ShouldBeDisabled' | 'NotPendingDelete';
@@ -72,14 +82,29 @@ const TABLE: Record<KeyState, Record<KeyAction, Transition>> = {
   },
 };
 
-/** What `action` does to a key in `from`. `hasMaterial` decides where a cancelled deletion leads. */
+/** Expired material is destroyed: a key pending deletion stays so, any other waits for new material. */
+const EVENTS: Record<KeyEvent, Record<KeyState, KeyState>> = {
+  MaterialExpired: { Enabled: 'PendingImport', Disabled: 'PendingImport', PendingDelete: 'PendingDelete', PendingImport: 'PendingImport', Archived: 'PendingImport' },
+};
+
+/** Where a new key starts: an imported (EXTERNAL) key waits for its material. */
+export function initialState(external: boolean): TableState {
+  return (external ? 'PendingImport' : 'Enabled') as TableState;
+}
+
+/** What `action` does to a key in `from`. */
 export function transition(from: KeyState, action: KeyAction): Transition {
   return TABLE[from][action];
 }
 
-/** The state after an allowed action (unchanged when the table names none). */
-export function nextState(from: KeyState, action: KeyAction, hasMaterial: boolean): KeyState {
+/** The state after an allowed action (unchanged when the table names none); `hasMaterial` decides where a cancelled deletion leads. */
+export function nextState(from: KeyState, action: KeyAction, hasMaterial: boolean): TableState {
   const t = TABLE[from][action];
-  if (!t.allowed) return from;
-  return (!hasMaterial && t.toWithoutMaterial) || t.to || from;
+  if (!t.allowed) return from as TableState;
+  return ((!hasMaterial && t.toWithoutMaterial) || t.to || from) as TableState;
+}
+
+/** The state after `event`. */
+export function afterEvent(from: KeyState, event: KeyEvent): TableState {
+  return EVENTS[event][from] as TableState;
 }

@@ -1,15 +1,15 @@
-import type { KeySpec, SigningAlgorithm } from '../hsm/capabilities';
+import type { KeySpec } from '../hsm/capabilities';
 
 /** The Tencent KeyUsage values and what each needs from the HSM cluster. */
 export const KEY_USAGES = {
-  ENCRYPT_DECRYPT: { kind: 'symmetric', spec: 'AES_256', signing: [] },
-  ASYMMETRIC_DECRYPT_RSA_2048: { kind: 'asymmetric-decrypt', spec: 'RSA_2048', signing: [] },
-  ASYMMETRIC_DECRYPT_SM2: { kind: 'asymmetric-decrypt', spec: 'SM2', signing: [] },
-  ASYMMETRIC_SIGN_VERIFY_SM2: { kind: 'sign-verify', spec: 'SM2', signing: [] },
-  ASYMMETRIC_SIGN_VERIFY_RSA_2048: { kind: 'sign-verify', spec: 'RSA_2048', signing: ['RSA_PKCS1_SHA_256', 'RSA_PSS_SHA_256'] },
-  ASYMMETRIC_SIGN_VERIFY_ECC: { kind: 'sign-verify', spec: 'EC_P256', signing: ['ECDSA_SHA_256'] },
-  ASYMMETRIC_SIGN_VERIFY_ECDSA384: { kind: 'sign-verify', spec: 'EC_P384', signing: ['ECDSA_SHA_384'] },
-} as const satisfies Record<string, { kind: string; spec: KeySpec | 'SM2'; signing: readonly SigningAlgorithm[] }>;
+  ENCRYPT_DECRYPT: { kind: 'symmetric', spec: 'AES_256' },
+  ASYMMETRIC_DECRYPT_RSA_2048: { kind: 'asymmetric-decrypt', spec: 'RSA_2048' },
+  ASYMMETRIC_DECRYPT_SM2: { kind: 'asymmetric-decrypt', spec: 'SM2' },
+  ASYMMETRIC_SIGN_VERIFY_SM2: { kind: 'sign-verify', spec: 'SM2' },
+  ASYMMETRIC_SIGN_VERIFY_RSA_2048: { kind: 'sign-verify', spec: 'RSA_2048' },
+  ASYMMETRIC_SIGN_VERIFY_ECC: { kind: 'sign-verify', spec: 'EC_P256' },
+  ASYMMETRIC_SIGN_VERIFY_ECDSA384: { kind: 'sign-verify', spec: 'EC_P384' },
+} as const satisfies Record<string, { kind: string; spec: KeySpec | 'SM2' }>;
 
 export type KeyUsage = keyof typeof KEY_USAGES;
 

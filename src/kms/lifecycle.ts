@@ -10,7 +10,7 @@ import {
 import { binding, Caller, domainError } from './key-access';
 import { KeyMetadata, toKeyMetadata } from './key-metadata';
 import { aliasProblem, descriptionProblem, MAX_BINDINGS_PER_KEY, pendingWindowProblem, ROTATE_DAYS, TagInput, tagsProblem } from './key-rules';
-import { KeyAction, nextState } from './key-state';
+import { initialState, KeyAction, nextState } from './key-state';
 import { isKeyUsage, KEY_USAGES, keyUsageOrDefault, usagesOffered } from './key-usage';
 import { listKeyDetailQuery, listKeysQuery, ListParams } from './list-query';
 
@@ -94,7 +94,7 @@ export class Lifecycle {
     const keyId = randomUUID();
     const record: NewKeyRecord = {
       keyId, alias: p.Alias, description: p.Description ?? '', keyUsage: usage, origin: type === 2 ? 'EXTERNAL' : 'TENCENT_KMS',
-      keyState: type === 2 ? 'PendingImport' : 'Enabled', creatorUin: caller.uin, ownerUin: caller.tenant, owner, region: caller.region,
+      keyState: initialState(type === 2), creatorUin: caller.uin, ownerUin: caller.tenant, owner, region: caller.region,
       hsmClusterId: cluster.id, tags, rotation: { enabled: false, rotateDays: ROTATE_DAYS.default }, createTime: now, versions: [], cloudBindings: [],
     };
     try {
@@ -209,7 +209,7 @@ export class Lifecycle {
     const deletionDate = unixNow(this.access.clock) + (days as number) * DAY_SECONDS;
     const r = await this.access.change(caller, keyId, 'ScheduleKeyDeletion', (cur) => {
       refuseIfInUse(cur, 'scheduled for deletion');
-      return { keyState: 'PendingDelete', deletionDate };
+      return { keyState: nextState(cur.keyState, 'ScheduleKeyDeletion', cur.versions.length > 0), deletionDate };
     });
     return { KeyId: r.keyId, DeletionDate: r.deletionDate ?? deletionDate };
   }
@@ -217,7 +217,7 @@ export class Lifecycle {
   /** Back to Disabled (or PendingImport for an imported key without material). */
   async cancelKeyDeletion(caller: Caller, keyId: string): Promise<{ KeyId: string }> {
     await this.access.change(caller, keyId, 'CancelKeyDeletion', (r) => ({
-      keyState: r.versions.length > 0 ? 'Disabled' : 'PendingImport',
+      keyState: nextState(r.keyState, 'CancelKeyDeletion', r.versions.length > 0),
       deletionDate: null,
     }));
     return { KeyId: keyId };

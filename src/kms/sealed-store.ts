@@ -9,6 +9,7 @@
  * records (key-cache.ts), so a cached hit costs nothing.
  */
 import type {
+  ClusterKeysPage, ClusterState,
   CreateLimits, DueKind, KeyChange, KeyPatch, KeyRecord, KeyRef, KeyVersion, ListKeysQuery, ListKeysResult, MetadataStore, NewKeyRecord, Tombstone,
 } from '../store/store';
 import { RowAuthenticator, rowBytes } from '../store/row-mac';
@@ -97,6 +98,18 @@ export class SealedMetadataStore implements MetadataStore {
 
   releaseLease(name: string, holder: string): Promise<void> {
     return this.inner.releaseLease(name, holder);
+  }
+
+  clusterKeys(clusterId: string, cursor: string, limit: number): Promise<ClusterKeysPage> {
+    return this.inner.clusterKeys(clusterId, cursor, limit);
+  }
+
+  getClusterState(clusterId: string): Promise<ClusterState | undefined> {
+    return this.inner.getClusterState(clusterId);
+  }
+
+  putClusterState(clusterId: string, expectedRevision: number, doc: string): Promise<number> {
+    return this.inner.putClusterState(clusterId, expectedRevision, doc);
   }
 
   repair(): Promise<string[]> {

@@ -7,6 +7,8 @@ import { Clock, systemClock } from './clock';
 import { ClusterDirectory } from './cluster-directory';
 import { DEFAULT_GCM_MAX_INVOCATIONS, DEFAULT_MAX_KEYS_PER_REGION, KmsConfig, KmsContext } from './context';
 import { DueWork } from './deletion';
+import { DomainRotation } from './domain-rotation';
+import { DomainStates } from './domain-state';
 import { Envelope } from './envelope';
 import { GcmBudget } from './gcm-budget';
 import { ExpensiveWork } from './expensive-work';
@@ -39,6 +41,8 @@ export interface KmsOptions {
   /** Expensive actions (key-pair generation, RSA decryption, signing) in flight per tenant in this process; default 4, 0 = no cap. */
   expensivePerTenant?: number;
   onJobError?: (message: string) => void;
+  /** The cluster whose domain MAC key MACs the audit chain and authority rows: its domain cannot rotate. */
+  macClusterId?: string;
 }
 
 /** The KMS core: every action of the Tencent API, grouped by concept, over one store and the HSM clusters. */
@@ -57,6 +61,9 @@ export class Kms {
   /** User keys per account and region (0: no limit). */
   readonly maxKeysPerRegion: number;
   readonly expensive: ExpensiveWork;
+  /** Which domain generation each cluster seals under (from the store). */
+  readonly domainStates: DomainStates;
+  readonly domainRotation: DomainRotation;
   private readonly unwatch: () => void;
   private readonly cache: KeyCache;
 
@@ -89,7 +96,9 @@ export class Kms {
     this.keyImport = new KeyImport(ctx);
     this.rotation = new Rotation(ctx);
     this.due = new DueWork(ctx, this.nodeId);
-    this.jobs = new BackgroundJobs(ctx, this.rotation, this.due, this.nodeId, o.jobIntervalMs, o.onJobError);
+    this.domainStates = new DomainStates(o.store, o.clusters);
+    this.domainRotation = new DomainRotation(o.store, o.clusters, this.nodeId, o.macClusterId);
+    this.jobs = new BackgroundJobs(ctx, this.rotation, this.due, this.nodeId, o.jobIntervalMs, o.onJobError, { states: this.domainStates, rotation: this.domainRotation, clusters: o.clusters.map((c) => c.id) });
     this.unwatch = o.store.watch((change) => {
       if (change.keyId === undefined) this.cache.invalidate();
       else void this.cache.refresh(change.keyId, (owner) => o.store.getKey(owner, change.keyId!));

@@ -1,5 +1,5 @@
 /**
- * Redis backend (ioredis, Redis >= 7.0, standalone or Sentinel) for several KMS nodes sharing state.
+ * Redis backend (ioredis, Redis >= 7.0, one standalone server by host and port; no Sentinel or Cluster) for several KMS nodes sharing state.
  * Layout, with tenant, region, tag keys and values URI-encoded in names:
  *   kms:key:{keyId}             hash: doc (JSON record without versions), rev
  *   kms:ver:{keyId}             hash: version number -> 8-byte big-endian create time + material
@@ -11,6 +11,7 @@
  *       state:{S}, usage:{U}, origin:{O}, cluster:{C}, role:{user|product}, tag:{k}, tagv:{k}={v}
  *   kms:due:{rotation|deletion|expiry}  sorted sets of "{keyId}/{owner}" by due time (all tenants)
  *   kms:lease:{name}            string: holder, with a TTL
+ *   kms:cluster:{id}            hash: doc (the cluster's state document), rev
  *
  * Every change of a key (create, update, add version, delete) is one Lua script (COMMIT): it checks
  * the revision the client read (compare-and-set), alias uniqueness, version uniqueness and the quota,
@@ -34,9 +35,9 @@ import { randomUUID } from 'crypto';
 import Redis, { ChainableCommander } from 'ioredis';
 import { closeRedis, openPersistentRedis, RedisConnectionOptions } from './redis-connection';
 import {
-  AliasExistsError, ConflictError, CreateLimits, DUE_KINDS, DueKind, KeyChange, KeyDoc, KeyNotFoundError, KeyPatch,
+  AliasExistsError, ClusterKeysPage, ClusterState, ClusterStateConflictError, ConflictError, CreateLimits, DUE_KINDS, DueKind, KeyChange, KeyDoc, KeyNotFoundError, KeyPatch,
   KeyRecord, KeyRef, KeyVersion, ListKeysQuery, ListKeysResult, MetadataStore, NewKeyRecord, QuotaExceededError,
-  StoreConfigError, StoreInputError, Tombstone, applyPatch, checkDueQuery, checkLease, checkNewRecord, checkQuery,
+  StoreConfigError, StoreInputError, Tombstone, applyPatch, checkClusterState, checkClusterWalk, checkDueQuery, checkLease, checkNewRecord, checkQuery,
   decodeDoc, dueTimes, emitChange, encodeDoc, matchesSearch, parseUsageBatch, roleOf, tombstoneOf, withVersion,
   emptyStateCounts,
 } from './store';
@@ -60,6 +61,7 @@ const termName = (owner: string, region: string, term: string): string => `${idx
 const dueName = (kind: DueKind): string => `kms:due:${kind}`;
 const dueMember = (r: { keyId: string; ownerUin: string }): string => `${r.keyId}/${r.ownerUin}`;
 const leaseName = (name: string): string => `kms:lease:${enc(name)}`;
+const clusterName = (id: string): string => `kms:cluster:${enc(id)}`;
 const tmpName = (): string => `kms:tmp:${randomUUID()}`;
 
 /** Index terms, shared by the writers (memberships) and the listing (filters). */
@@ -131,6 +133,13 @@ for i = 1, #KEYS, 2 do
   else out[#out + 1] = -1 end
 end
 return out`;
+
+// KEYS: cluster state. ARGV: expected rev, doc. Returns the revision found (written when it was the expected one).
+const PUT_CLUSTER_STATE = `
+local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '0')
+if rev == tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'rev', rev + 1) end
+return rev
+`;
 
 // KEYS: lease. ARGV: holder, ttl ms
 const ACQUIRE = `
@@ -331,6 +340,35 @@ export class RedisMetadataStore implements MetadataStore {
   async releaseLease(name: string, holder: string): Promise<void> {
     checkLease(name, holder);
     await this.redis.eval(RELEASE, 1, leaseName(name), holder);
+  }
+
+  /** A SCAN of kms:key:* (its cursor is the walk's), keeping the keys of the cluster: a whole-cluster walk has no index, like repair. */
+  async clusterKeys(clusterId: string, cursor: string, limit: number): Promise<ClusterKeysPage> {
+    checkClusterWalk(clusterId, cursor, limit);
+    if (cursor !== '' && !/^\d+$/.test(cursor)) throw new StoreInputError(`not a cursor of this store: ${JSON.stringify(cursor)}`);
+    const [next, names] = await this.redis.scan(cursor || '0', 'MATCH', 'kms:key:*', 'COUNT', limit, 'TYPE', 'hash');
+    const keys: KeyRef[] = [];
+    if (names.length) {
+      const rows = await execAll<string | null>(names.reduce((m, n) => m.hget(n, 'doc'), this.redis.multi()));
+      for (const doc of rows) {
+        const d = doc === null ? undefined : decodeDoc(doc);
+        if (d?.hsmClusterId === clusterId) keys.push({ ownerUin: d.ownerUin, keyId: d.keyId });
+      }
+    }
+    return { keys, cursor: next === '0' ? undefined : next };
+  }
+
+  async getClusterState(clusterId: string): Promise<ClusterState | undefined> {
+    checkClusterState(clusterId, 0);
+    const [doc, rev] = await this.redis.hmget(clusterName(clusterId), 'doc', 'rev');
+    return doc === null || rev === null ? undefined : { doc, revision: Number(rev) };
+  }
+
+  async putClusterState(clusterId: string, expectedRevision: number, doc: string): Promise<number> {
+    checkClusterState(clusterId, expectedRevision, doc);
+    const found = Number(await this.redis.eval(PUT_CLUSTER_STATE, 1, clusterName(clusterId), String(expectedRevision), doc));
+    if (found !== expectedRevision) throw new ClusterStateConflictError(clusterId, expectedRevision, found);
+    return expectedRevision + 1;
   }
 
   /**

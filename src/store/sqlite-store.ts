@@ -23,9 +23,9 @@ import Database from 'better-sqlite3';
 import * as fs from 'fs';
 import * as path from 'path';
 import {
-  AliasExistsError, ConflictError, CreateLimits, DueKind, KeyChange, KeyNotFoundError, KeyPatch, KeyRecord, KeyRef,
+  AliasExistsError, ClusterKeysPage, ClusterState, ClusterStateConflictError, ConflictError, CreateLimits, DueKind, KeyChange, KeyNotFoundError, KeyPatch, KeyRecord, KeyRef,
   KeyVersion, ListKeysQuery, ListKeysResult, MetadataStore, NewKeyRecord, QuotaExceededError, StoreConfigError,
-  StoreInputError, Tombstone, applyPatch, checkDueQuery, checkLease, checkNewRecord, checkQuery, decodeDoc, dueTimes,
+  StoreInputError, Tombstone, applyPatch, checkClusterState, checkClusterWalk, checkDueQuery, checkLease, checkNewRecord, checkQuery, decodeDoc, dueTimes,
   emitChange, encodeDoc, parseUsageBatch, roleOf, tombstoneOf, withVersion,
   emptyStateCounts,
 } from './store';
@@ -68,6 +68,7 @@ CREATE INDEX IF NOT EXISTS keys_origin ON keys (owner_uin, region, origin, creat
 CREATE INDEX IF NOT EXISTS keys_usage ON keys (owner_uin, region, key_usage, create_time, key_id, role, key_state, origin, hsm_cluster_id);
 CREATE INDEX IF NOT EXISTS keys_cluster ON keys (owner_uin, region, hsm_cluster_id, create_time, key_id, role, key_usage, key_state, origin);
 CREATE INDEX IF NOT EXISTS keys_role ON keys (owner_uin, region, role, create_time, key_id, key_usage, key_state, origin, hsm_cluster_id);
+CREATE INDEX IF NOT EXISTS keys_walk ON keys (hsm_cluster_id, key_id, owner_uin);
 CREATE INDEX IF NOT EXISTS keys_quota ON keys (owner_uin, region) WHERE role = 'user' AND key_state <> 'PendingDelete';
 CREATE INDEX IF NOT EXISTS keys_due_rotation ON keys (rotation_due, key_id) WHERE rotation_due IS NOT NULL;
 CREATE INDEX IF NOT EXISTS keys_due_deletion ON keys (deletion_due, key_id) WHERE deletion_due IS NOT NULL;
@@ -104,6 +105,11 @@ CREATE TABLE IF NOT EXISTS leases (
   name       TEXT PRIMARY KEY,
   holder     TEXT NOT NULL,
   expires_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cluster_states (
+  cluster_id TEXT PRIMARY KEY,
+  revision   INTEGER NOT NULL,
+  doc        TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS changes (
   id  INTEGER PRIMARY KEY CHECK (id = 1),
@@ -467,6 +473,30 @@ export class SqliteMetadataStore implements MetadataStore {
   async releaseLease(name: string, holder: string): Promise<void> {
     checkLease(name, holder);
     this.write(false, () => this.stmt('DELETE FROM leases WHERE name = ? AND holder = ?').run(name, holder));
+  }
+
+  async clusterKeys(clusterId: string, cursor: string, limit: number): Promise<ClusterKeysPage> {
+    checkClusterWalk(clusterId, cursor, limit);
+    const rows = this.stmt('SELECT owner_uin, key_id FROM keys WHERE hsm_cluster_id = ? AND key_id > ? ORDER BY key_id LIMIT ?').all(clusterId, cursor, limit) as Array<{ owner_uin: string; key_id: string }>;
+    const keys = rows.map((r) => ({ ownerUin: r.owner_uin, keyId: r.key_id }));
+    return { keys, cursor: rows.length < limit ? undefined : rows[rows.length - 1].key_id };
+  }
+
+  async getClusterState(clusterId: string): Promise<ClusterState | undefined> {
+    checkClusterState(clusterId, 0);
+    return this.stmt('SELECT doc, revision FROM cluster_states WHERE cluster_id = ?').get(clusterId) as ClusterState | undefined;
+  }
+
+  async putClusterState(clusterId: string, expectedRevision: number, doc: string): Promise<number> {
+    checkClusterState(clusterId, expectedRevision, doc);
+    return this.write(true, () => {
+      const row = this.stmt('SELECT revision FROM cluster_states WHERE cluster_id = ?').get(clusterId) as { revision: number } | undefined;
+      const found = row?.revision ?? 0;
+      if (found !== expectedRevision) throw new ClusterStateConflictError(clusterId, expectedRevision, found);
+      this.stmt('INSERT INTO cluster_states (cluster_id, revision, doc) VALUES (?, ?, ?) ON CONFLICT (cluster_id) DO UPDATE SET revision = excluded.revision, doc = excluded.doc')
+        .run(clusterId, found + 1, doc);
+      return found + 1;
+    });
   }
 
   async repair(): Promise<string[]> {

@@ -2,7 +2,7 @@
  * CMK metadata persistence: the one interface every backend implements. The store knows nothing of
  * HSMs; key material is an opaque record (`WrappedMaterial.toBuffer()`) it persists as bytes.
  */
-import { KEY_STATES, KeyState } from '../kms/key-state';
+import { KEY_STATES, KeyState, TableState } from '../kms/key-state';
 
 export type KeyOrigin = 'TENCENT_KMS' | 'EXTERNAL';
 
@@ -79,7 +79,8 @@ export interface KeyRecord extends NewKeyRecord {
 export interface KeyPatch {
   alias?: string;
   description?: string;
-  keyState?: KeyState;
+  /** Only the state machine (`src/kms/key-state.ts`) makes one: a raw string does not compile. */
+  keyState?: TableState;
   tags?: Record<string, string>;
   rotation?: KeyRotation;
   deletionDate?: number | null;
@@ -164,6 +165,19 @@ export interface CreateLimits {
   maxKeys?: number;
 }
 
+/** One page of a walk over every key of a cluster; `cursor` undefined when the walk is over. */
+export interface ClusterKeysPage {
+  keys: KeyRef[];
+  cursor: string | undefined;
+}
+
+/** A cluster's state document (opaque to the store; the KMS core keeps its domain generations there). */
+export interface ClusterState {
+  doc: string;
+  /** Grows by one with every write; the compare-and-set token (0: never written). */
+  revision: number;
+}
+
 export interface MetadataStore {
   /**
    * Fails with `AliasExistsError` if (ownerUin, region, alias) is taken, `QuotaExceededError` past
@@ -214,6 +228,21 @@ export interface MetadataStore {
    */
   acquireLease(name: string, holder: string, ttlMs: number): Promise<boolean>;
   releaseLease(name: string, holder: string): Promise<void>;
+  /**
+   * Every key of HSM cluster `clusterId`, whatever its tenant, region or state, a page at a time:
+   * start with cursor '' and pass back the cursor returned until it is undefined. A page holds at
+   * most about `limit` keys and may be empty before the end; a key present throughout the walk is
+   * seen at least once (once on SQLite). For whole-cluster work such as re-wrapping under a new
+   * domain generation.
+   */
+  clusterKeys(clusterId: string, cursor: string, limit: number): Promise<ClusterKeysPage>;
+  /** The cluster's state document, undefined when never written. */
+  getClusterState(clusterId: string): Promise<ClusterState | undefined>;
+  /**
+   * Writes the cluster's state document if its revision is still `expectedRevision` (0: absent),
+   * `ClusterStateConflictError` otherwise; durable. Returns the new revision.
+   */
+  putClusterState(clusterId: string, expectedRevision: number, doc: string): Promise<number>;
   /** Start-up check: finds derived data (indexes) that disagree with the records, repairs it, and says what it did. */
   repair(): Promise<string[]>;
   close(): Promise<void>;
@@ -241,6 +270,12 @@ export class ConflictError extends StoreError {
 export class KeyNotFoundError extends StoreError {
   constructor(readonly keyId: string) {
     super(`key ${keyId} not found`);
+  }
+}
+
+export class ClusterStateConflictError extends StoreError {
+  constructor(readonly clusterId: string, expected: number, found: number) {
+    super(`state of cluster ${clusterId} changed concurrently: expected revision ${expected}, found ${found}`);
   }
 }
 
@@ -325,11 +360,6 @@ export function roleOf(owner: string): KeyRole {
   return owner === 'user' ? 'user' : 'product';
 }
 
-/** Whether the key counts toward `CreateLimits.maxKeys`. */
-export function countsTowardQuota(r: Pick<NewKeyRecord, 'owner' | 'keyState'>): boolean {
-  return roleOf(r.owner) === 'user' && r.keyState !== 'PendingDelete';
-}
-
 export const DUE_KINDS: readonly DueKind[] = ['rotation', 'deletion', 'expiry'];
 
 /** When the key becomes due for each kind of background work (absent: never); see `DueKind`. */
@@ -400,6 +430,18 @@ export function checkDueQuery(kind: DueKind, before: number, limit: number): voi
   if (!DUE_KINDS.includes(kind)) throw new StoreInputError(`unknown due kind ${JSON.stringify(kind)}`);
   if (!Number.isFinite(before)) throw new StoreInputError(`before must be a number, got ${before}`);
   if (!Number.isInteger(limit) || limit < 1) throw new StoreInputError(`limit must be an integer >= 1, got ${limit}`);
+}
+
+export function checkClusterWalk(clusterId: string, cursor: string, limit: number): void {
+  if (clusterId === '') throw new StoreInputError('cluster id is required');
+  if (typeof cursor !== 'string') throw new StoreInputError('cursor must be a string');
+  if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new StoreInputError(`limit must be an integer in 1..10000, got ${limit}`);
+}
+
+export function checkClusterState(clusterId: string, expectedRevision: number, doc?: string): void {
+  if (clusterId === '') throw new StoreInputError('cluster id is required');
+  if (!Number.isInteger(expectedRevision) || expectedRevision < 0) throw new StoreInputError(`expected revision must be an integer >= 0, got ${expectedRevision}`);
+  if (doc !== undefined && (typeof doc !== 'string' || doc === '')) throw new StoreInputError('cluster state document is empty');
 }
 
 export function checkLease(name: string, holder: string, ttlMs = 1): void {

@@ -11,12 +11,16 @@ import * as path from 'path';
 import Database from 'better-sqlite3';
 import Redis from 'ioredis';
 import {
-  AliasExistsError, ConflictError, KeyChange, KeyNotFoundError, KeyRecord, ListKeysQuery, MetadataStore, NewKeyRecord, QuotaExceededError,
+  AliasExistsError, ClusterStateConflictError, ConflictError, KeyChange, KeyNotFoundError, KeyRecord, ListKeysQuery, MetadataStore, NewKeyRecord, QuotaExceededError,
   StoreConfigError, StoreInputError,
 } from '../../src/store/store';
 import { SCHEMA_VERSION, SqliteMetadataStore } from '../../src/store/sqlite-store';
 import { RedisMetadataStore } from '../../src/store/redis-store';
 import { startRedis } from '../support/redis';
+import { KeyState, TableState } from '../../src/kms/key-state';
+
+/** The store is tested below the state machine: here any state may be written over any other. */
+const stored = (s: KeyState): TableState => s as TableState;
 
 interface Backing {
   open(): Promise<MetadataStore>;
@@ -237,10 +241,10 @@ describe.each(BACKENDS)('MetadataStore conformance: $name', (backend) => {
     const k = newKey();
     await store.createKey(k);
     const other = await openAnother();
-    const a = await store.updateKey(k.ownerUin, k.keyId, 1, { keyState: 'Disabled' });
+    const a = await store.updateKey(k.ownerUin, k.keyId, 1, { keyState: stored('Disabled') });
     expect(a.revision).toBe(2);
     expect(a.keyState).toBe('Disabled');
-    await expect(other.updateKey(k.ownerUin, k.keyId, 1, { keyState: 'Archived' })).rejects.toBeInstanceOf(ConflictError);
+    await expect(other.updateKey(k.ownerUin, k.keyId, 1, { keyState: stored('Archived') })).rejects.toBeInstanceOf(ConflictError);
     const got = await other.getKey(k.ownerUin, k.keyId);
     expect(got?.keyState).toBe('Disabled');
     expect(got?.revision).toBe(2);
@@ -389,7 +393,7 @@ describe.each(BACKENDS)('MetadataStore conformance: $name', (backend) => {
       const by = async (f: object): Promise<string[]> => ids(await store.listKeys({ ...base, ...f }));
       const product = newKey({ owner: 'cos', alias: 'app-cos', keyState: 'Disabled', tags: { team: 'a' } });
       await store.createKey(product);
-      await store.updateKey(keys[3].ownerUin, keys[3].keyId, 1, { keyState: 'PendingDelete', deletionDate: 9 });
+      await store.updateKey(keys[3].ownerUin, keys[3].keyId, 1, { keyState: stored('PendingDelete'), deletionDate: 9 });
       const states = (k: NewKeyRecord): string => (k === keys[3] ? 'PendingDelete' : k.keyState);
       expect(await by({ keyStates: ['PendingDelete', 'Disabled'] }))
         .toEqual([...keys.filter((k) => ['PendingDelete', 'Disabled'].includes(states(k))), product].map((k) => k.keyId));
@@ -421,7 +425,7 @@ describe.each(BACKENDS)('MetadataStore conformance: $name', (backend) => {
 
     test('listing follows updates (state, tags, alias)', async () => {
       const k = keys[1];
-      await store.updateKey(k.ownerUin, k.keyId, 1, { keyState: 'PendingDelete', tags: { env: 'qa' }, alias: 'zzz-renamed' });
+      await store.updateKey(k.ownerUin, k.keyId, 1, { keyState: stored('PendingDelete'), tags: { env: 'qa' }, alias: 'zzz-renamed' });
       expect(ids(await store.listKeys({ ...base, keyStates: ['PendingDelete'] }))).toEqual([k.keyId]);
       expect(ids(await store.listKeys({ ...base, tagFilters: [{ key: 'env', values: ['qa'] }] }))).toEqual([k.keyId]);
       expect(ids(await store.listKeys({ ...base, searchAlias: 'zzz' }))).toEqual([k.keyId]);
@@ -453,12 +457,12 @@ describe.each(BACKENDS)('MetadataStore conformance: $name', (backend) => {
     const k = newKey({ origin: 'EXTERNAL', keyState: 'PendingImport', versions: [] });
     await store.createKey(k);
     const imported = { version: 1, material: Buffer.from('imported'), createTime: 1_700_200_000 };
-    await store.updateKey(k.ownerUin, k.keyId, 1, { versions: [imported], keyState: 'Enabled', materialCheckValue: 'aa' });
+    await store.updateKey(k.ownerUin, k.keyId, 1, { versions: [imported], keyState: stored('Enabled'), materialCheckValue: 'aa' });
     const other = await openAnother();
     const got = await other.getKey(k.ownerUin, k.keyId);
     expect(got?.versions).toEqual([imported]);
     expect(got?.revision).toBe(2);
-    const gone = await store.updateKey(k.ownerUin, k.keyId, 2, { versions: [], keyState: 'PendingImport' });
+    const gone = await store.updateKey(k.ownerUin, k.keyId, 2, { versions: [], keyState: stored('PendingImport') });
     expect(gone.versions).toEqual([]);
     expect((await other.getKey(k.ownerUin, k.keyId))?.versions).toEqual([]);
     expect((await other.getKey(k.ownerUin, k.keyId))?.materialCheckValue).toBe('aa');
@@ -534,7 +538,7 @@ describe.each(BACKENDS)('MetadataStore conformance: $name', (backend) => {
     expect(await store.getKey(refused.ownerUin, refused.keyId)).toBeUndefined();
     // product keys are never refused; scheduling a deletion frees a place
     await expect(store.createKey(newKey({ owner: 'cbs' }), limits)).resolves.toBeDefined();
-    await store.updateKey(a.ownerUin, a.keyId, 1, { keyState: 'PendingDelete', deletionDate: 5 });
+    await store.updateKey(a.ownerUin, a.keyId, 1, { keyState: stored('PendingDelete'), deletionDate: 5 });
     expect(await store.countKeys('100', 'ap-guangzhou')).toBe(2);
     await expect(store.createKey(newKey(), limits)).resolves.toBeDefined();
     await expect(store.createKey(newKey(), limits)).rejects.toBeInstanceOf(QuotaExceededError);
@@ -549,7 +553,7 @@ describe.each(BACKENDS)('MetadataStore conformance: $name', (backend) => {
     await store.createKey(newKey({ region: 'ap-shanghai', keyState: 'Disabled' }));
     await store.createKey(newKey({ keyState: 'PendingImport', origin: 'EXTERNAL', versions: [] }));
     expect(await store.countByState()).toEqual({ Enabled: 2, Disabled: 1, PendingDelete: 0, PendingImport: 1, Archived: 0 });
-    await store.updateKey(a.ownerUin, a.keyId, 1, { keyState: 'PendingDelete', deletionDate: 9 });
+    await store.updateKey(a.ownerUin, a.keyId, 1, { keyState: stored('PendingDelete'), deletionDate: 9 });
     expect(await store.countByState()).toMatchObject({ Enabled: 1, PendingDelete: 1 });
     await store.deleteKey(a.ownerUin, a.keyId, 10);
     expect(await store.countByState()).toMatchObject({ Enabled: 1, PendingDelete: 0 });
@@ -586,8 +590,8 @@ describe.each(BACKENDS)('MetadataStore conformance: $name', (backend) => {
     // changes move keys in and out
     await store.updateKey(r2.ownerUin, r2.keyId, 1, { rotation: { enabled: false, rotateDays: 30 } });
     await store.addVersion(r1.ownerUin, r1.keyId, { version: 2, material: Buffer.from('v2'), createTime: 300 }, { rotation: rot(900) });
-    await store.updateKey(d1.ownerUin, d1.keyId, 1, { keyState: 'Disabled', deletionDate: null });
-    await store.updateKey(d2.ownerUin, d2.keyId, 1, { keyState: 'PendingDelete' });
+    await store.updateKey(d1.ownerUin, d1.keyId, 1, { keyState: stored('Disabled'), deletionDate: null });
+    await store.updateKey(d2.ownerUin, d2.keyId, 1, { keyState: stored('PendingDelete') });
     await store.updateKey(e2.ownerUin, e2.keyId, 1, { versions: [{ version: 1, material: Buffer.from('m'), createTime: 1 }] });
     await store.updateKey(e1.ownerUin, e1.keyId, 1, { versions: [] });
     expect(await due('rotation', 1000)).toEqual([r1.keyId]);
@@ -670,6 +674,48 @@ describe.each(BACKENDS)('MetadataStore conformance: $name', (backend) => {
     expect(await store.acquireLease('leader', 'node-a', 60_000)).toBe(true);
     await expect(store.acquireLease('leader', '', 1000)).rejects.toBeInstanceOf(StoreInputError);
     await expect(store.acquireLease('leader', 'node-a', 0)).rejects.toBeInstanceOf(StoreInputError);
+  });
+
+  test('clusterKeys: every key of the cluster across tenants, regions and states, once, in pages; other clusters left out', async () => {
+    const mine: string[] = [];
+    for (let i = 0; i < 23; i++) {
+      const k = newKey({ hsmClusterId: 'cls-walk', ownerUin: String(100 + (i % 3)), region: i % 2 ? 'ap-shanghai' : 'ap-guangzhou', keyState: i % 5 ? 'Enabled' : 'PendingDelete' });
+      await store.createKey(k);
+      mine.push(`${k.ownerUin}/${k.keyId}`);
+    }
+    for (let i = 0; i < 7; i++) await store.createKey(newKey({ hsmClusterId: 'cls-other' }));
+    const gone = newKey({ hsmClusterId: 'cls-walk' });
+    await store.createKey(gone);
+    await store.deleteKey(gone.ownerUin, gone.keyId, 1);
+    const seen: string[] = [];
+    let cursor: string | undefined = '';
+    for (let pages = 0; cursor !== undefined; pages++) {
+      expect(pages).toBeLessThan(1000);
+      const page = await (await openAnother()).clusterKeys('cls-walk', cursor, 5);
+      seen.push(...page.keys.map((k) => `${k.ownerUin}/${k.keyId}`));
+      cursor = page.cursor;
+    }
+    expect(new Set(seen).size).toBe(seen.length);
+    expect(seen.sort()).toEqual(mine.sort());
+    expect((await store.clusterKeys('cls-none', '', 100)).keys).toEqual([]);
+    await expect(store.clusterKeys('', '', 10)).rejects.toBeInstanceOf(StoreInputError);
+    await expect(store.clusterKeys('cls-walk', '', 0)).rejects.toBeInstanceOf(StoreInputError);
+  });
+
+  test('cluster state: absent, then written with compare-and-set across handles; a stale revision changes nothing', async () => {
+    const other = await openAnother();
+    expect(await store.getClusterState('cls-a')).toBeUndefined();
+    expect(await store.putClusterState('cls-a', 0, '{"v":1}')).toBe(1);
+    await expect(other.putClusterState('cls-a', 0, '{"v":"lost"}')).rejects.toBeInstanceOf(ClusterStateConflictError);
+    expect(await other.getClusterState('cls-a')).toEqual({ doc: '{"v":1}', revision: 1 });
+    const racers = await Promise.allSettled([store.putClusterState('cls-a', 1, '{"v":2}'), other.putClusterState('cls-a', 1, '{"v":3}')]);
+    expect(racers.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const now = await store.getClusterState('cls-a');
+    expect(now?.revision).toBe(2);
+    expect(['{"v":2}', '{"v":3}']).toContain(now?.doc);
+    expect(await store.getClusterState('cls-b')).toBeUndefined();
+    await expect(store.putClusterState('cls-a', -1, 'x')).rejects.toBeInstanceOf(StoreInputError);
+    await expect(store.putClusterState('cls-a', 2, '')).rejects.toBeInstanceOf(StoreInputError);
   });
 
   test('repair: finds nothing on a sound store, fixes damaged indexes, then finds nothing again', async () => {

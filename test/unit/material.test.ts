@@ -75,6 +75,14 @@ describe('WrappedMaterial: encoding round trip', () => {
     expect(WrappedMaterial.macInput(b.spec, b.binding, b.domainId, b.wrapped, b.publicKey).equals(WrappedMaterial.macInput(a.spec, a.binding, a.domainId, a.wrapped, a.publicKey))).toBe(false);
   });
 
+  test('the domain generation is under the MAC: the same record naming another generation has another MAC input and cacheKey', () => {
+    const a = sample();
+    const b = new WrappedMaterial(a.spec, a.binding, filler(16, 9), a.wrapped, a.publicKey, a.mac);
+    expect(b.macBody.equals(a.macBody)).toBe(false);
+    expect(b.cacheKey).not.toBe(a.cacheKey);
+    expect(roundTrip(b).domainId.equals(filler(16, 9))).toBe(true);
+  });
+
   test('field boundaries are unambiguous: moving bytes between fields changes the record', () => {
     const a = new WrappedMaterial('AES_256', { clusterId: 'ab', keyId: 'c', keyVersion: 1, usage: 'u' }, Buffer.from('xy'), Buffer.from('z'), Buffer.alloc(0), filler(32, 4));
     const b = new WrappedMaterial('AES_256', { clusterId: 'a', keyId: 'bc', keyVersion: 1, usage: 'u' }, Buffer.from('x'), Buffer.from('yz'), Buffer.alloc(0), filler(32, 4));
