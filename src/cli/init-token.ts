@@ -1,7 +1,8 @@
 /**
- * `node dist/src/cli/init-token.js LABEL` (run by softhsm/make-tokens.sh): initialises one free
- * SoftHSM2 token of $SOFTHSM2_CONF through PKCS#11. The SO PIN and the user PIN are read from
- * stdin, one a line, never from arguments or the environment: no PIN is on any command line.
+ * `node dist/src/cli/init-token.js [--profile NAME] LABEL` (run by softhsm/make-tokens.sh and
+ * softhsm/opencryptoki-token.sh): initialises one free token of the profile's library (default
+ * softhsm2, $SOFTHSM2_CONF) through PKCS#11. The SO PIN and the user PIN are read from stdin, one a
+ * line, never from arguments or the environment: no PIN is on any command line.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,21 +12,27 @@ import { initToken } from '../hsm/provision';
 
 const PROFILES_DIR = join(__dirname, '..', '..', '..', 'hsm-profiles');
 
-function softhsmLibrary(): string {
-  const hints = loadProfiles(PROFILES_DIR).get('softhsm2')?.moduleHints ?? [];
-  const found = hints.find((p) => existsSync(p));
-  if (!found) throw new Error(`libsofthsm2.so not found (looked at ${hints.join(', ')}): apt-get install softhsm2`);
+/** Published factory SO PINs: C_InitToken must be given the current one, which is then replaced. */
+const FACTORY_SO_PIN: Record<string, string> = { 'opencryptoki-swtok': '87654321' };
+
+function library(profileName: string): string {
+  const profile = loadProfiles(PROFILES_DIR).get(profileName);
+  if (!profile) throw new Error(`no HSM profile named ${profileName}`);
+  const found = profile.moduleHints.find((p) => existsSync(p));
+  if (!found) throw new Error(`the ${profileName} library was not found (looked at ${profile.moduleHints.join(', ')})`);
   return found;
 }
 
 function main(): void {
-  const label = process.argv[2];
+  const args = process.argv.slice(2);
+  const profile = args[0] === '--profile' ? (args.splice(0, 2)[1] ?? '') : 'softhsm2';
+  const label = args[0];
   const [soPin, userPin] = readFileSync(0, 'utf8').split('\n');
-  if (!label || !soPin || !userPin) throw new Error('usage: init-token LABEL, with the SO PIN and the user PIN on stdin, one a line');
-  const module = openModule({ path: softhsmLibrary() });
+  if (!label || !soPin || !userPin) throw new Error('usage: init-token [--profile NAME] LABEL, with the SO PIN and the user PIN on stdin, one a line');
+  const module = openModule({ path: library(profile) });
   module.initialize();
   try {
-    initToken(module, { label, soPin, userPin });
+    initToken(module, { label, soPin, userPin, currentSoPin: FACTORY_SO_PIN[profile] });
   } finally {
     module.finalize();
   }

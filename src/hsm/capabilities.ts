@@ -1,5 +1,5 @@
 import * as pk from 'pkcs11js';
-import type { HsmProfile } from './profile';
+import type { HsmProfile, WrapAlgorithm } from './profile';
 
 export type KeySpec = 'AES_256' | 'RSA_2048' | 'RSA_3072' | 'RSA_4096' | 'EC_P256' | 'EC_P384';
 export type RsaPadding = 'RSAES_PKCS1_V1_5' | 'RSAES_OAEP_SHA_1' | 'RSAES_OAEP_SHA_256';
@@ -13,8 +13,15 @@ export interface Capabilities {
   signing: SigningAlgorithm[];
   /** No CKM_ECDSA_SHA*: the digest is computed in software and signed with CKM_ECDSA. */
   ecdsaHashInSoftware: boolean;
-  /** Mechanisms needed for the wrapped-material model itself (GCM, RFC 5649, HMAC) are all there. */
+  /** Ways to wrap material under the domain KEK, in the profile's order of preference. */
+  wrapAlgorithms: WrapAlgorithm[];
+  /** Mechanisms needed for the wrapped-material model itself (a wrap algorithm, HMAC) are all there. */
   wrappedMaterialModel: boolean;
+}
+
+/** The PKCS#11 mechanism behind a wrap algorithm on this profile (undefined: the module has none). */
+export function wrapMechanismId(profile: HsmProfile, algorithm: WrapAlgorithm): number | undefined {
+  return algorithm === 'rfc5649' ? profile.rfc5649Mechanism : pk.CKM_AES_CBC_PAD;
 }
 
 export interface MechanismFacts {
@@ -57,17 +64,18 @@ export function deriveCapabilities(mechanisms: ReadonlyMap<number, MechanismFact
   if (has(pk.CKM_RSA_PKCS_PSS, pk.CKF_SIGN)) signing.push('RSA_PSS_SHA_256');
   if (spec.EC_P256) signing.push('ECDSA_SHA_256');
   if (spec.EC_P384) signing.push('ECDSA_SHA_384');
+  const wrapAlgorithms = profile.wrapAlgorithms.filter((a) => {
+    const id = wrapMechanismId(profile, a);
+    return id !== undefined && has(id, pk.CKF_WRAP | pk.CKF_UNWRAP);
+  });
   return {
     keySpecs: ALL_SPECS.filter((s) => spec[s]),
     rsaDecrypt: paddings(pk.CKF_DECRYPT),
     importWrapping: paddings(pk.CKF_UNWRAP),
     signing,
     ecdsaHashInSoftware: !profile.ecdsaWithHash || !has(pk.CKM_ECDSA_SHA256, pk.CKF_SIGN),
-    wrappedMaterialModel:
-      has(profile.rfc5649Mechanism, pk.CKF_WRAP | pk.CKF_UNWRAP) &&
-      has(pk.CKM_SHA256_HMAC, pk.CKF_SIGN) &&
-      has(pk.CKM_GENERIC_SECRET_KEY_GEN, pk.CKF_GENERATE) &&
-      spec.AES_256,
+    wrapAlgorithms,
+    wrappedMaterialModel: wrapAlgorithms.length > 0 && has(pk.CKM_SHA256_HMAC, pk.CKF_SIGN) && has(pk.CKM_GENERIC_SECRET_KEY_GEN, pk.CKF_GENERATE) && has(pk.CKM_AES_KEY_GEN, pk.CKF_GENERATE, 32),
   };
 }
 
@@ -76,7 +84,7 @@ const both = <T>(a: T[], b: T[]): T[] => a.filter((x) => b.includes(x));
 /** A cluster offers what every one of its members can do. */
 export function intersectCapabilities(all: Capabilities[]): Capabilities {
   if (all.length === 0) {
-    return { keySpecs: [], rsaDecrypt: [], importWrapping: [], signing: [], ecdsaHashInSoftware: false, wrappedMaterialModel: false };
+    return { keySpecs: [], rsaDecrypt: [], importWrapping: [], signing: [], ecdsaHashInSoftware: false, wrapAlgorithms: [], wrappedMaterialModel: false };
   }
   return all.reduce((a, b) => ({
     keySpecs: both(a.keySpecs, b.keySpecs),
@@ -84,6 +92,7 @@ export function intersectCapabilities(all: Capabilities[]): Capabilities {
     importWrapping: both(a.importWrapping, b.importWrapping),
     signing: both(a.signing, b.signing),
     ecdsaHashInSoftware: a.ecdsaHashInSoftware || b.ecdsaHashInSoftware,
-    wrappedMaterialModel: a.wrappedMaterialModel && b.wrappedMaterialModel,
+    wrapAlgorithms: both(a.wrapAlgorithms, b.wrapAlgorithms),
+    wrappedMaterialModel: a.wrappedMaterialModel && b.wrappedMaterialModel && both(a.wrapAlgorithms, b.wrapAlgorithms).length > 0,
   }));
 }

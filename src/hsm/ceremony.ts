@@ -1,7 +1,8 @@
 import type * as pk from 'pkcs11js';
 import { randomBytes } from 'node:crypto';
-import { DomainKeyError, DomainLockedError, SoPinError } from './errors';
+import { DomainKeyError, DomainLockedError, SoPinError, UnsupportedError } from './errors';
 import type { HsmMember } from './member';
+import type { WrapAlgorithm } from './profile';
 
 /**
  * The domain-key ceremony: a cluster's domain keys are generated inside one member and copied into
@@ -91,6 +92,16 @@ export async function addMember(clusterId: string, members: readonly HsmMember[]
   return (await copyInto(clusterId, source, [member], options.soPin, source.profile.wrapWithTrusted)).length > 0;
 }
 
+/** A wrap algorithm both members have: the domain fingerprints can only be compared through one. */
+function commonWrap(source: HsmMember, target: HsmMember): WrapAlgorithm {
+  const theirs = target.capabilities?.wrapAlgorithms ?? [];
+  const common = (source.capabilities?.wrapAlgorithms ?? []).find((a) => theirs.includes(a));
+  if (!common) {
+    throw new UnsupportedError(`members ${source.id} (${source.profile.name}) and ${target.id} (${target.profile.name}) share no key-wrap mechanism: they cannot be in one cluster`);
+  }
+  return common;
+}
+
 /**
  * rotate-domain's copy of generation `generation` from source into target; true if copied. With an
  * SO PIN provider the generation was made CKA_WRAP_WITH_TRUSTED (where the profile says) and goes
@@ -113,9 +124,9 @@ export async function lockDomain(clusterId: string, members: readonly HsmMember[
   requireReachable(members, 'lock the domain keys');
   const without = members.filter((m) => !m.domain);
   if (without.length) throw new DomainKeyError(`cannot lock cluster ${clusterId}: ${without.map((m) => m.id).join(', ')} hold no domain keys (run cluster init first)`);
-  const reference = await members[0].domainFingerprint();
   for (const m of members.slice(1)) {
-    if (!(await m.domainFingerprint()).equals(reference)) throw new DomainKeyError(`cannot lock cluster ${clusterId}: ${m.id} holds different domain keys from ${members[0].id}`);
+    const wrap = commonWrap(members[0], m);
+    if (!(await m.domainFingerprint(wrap)).equals(await members[0].domainFingerprint(wrap))) throw new DomainKeyError(`cannot lock cluster ${clusterId}: ${m.id} holds different domain keys from ${members[0].id}`);
   }
   return lockAll(members);
 }
@@ -147,7 +158,8 @@ async function copyInto(clusterId: string, source: HsmMember, targets: readonly 
   for (const target of targets) {
     const existing = generation ? (target.holds(id) ? id : undefined) : target.domain?.id;
     if (existing) {
-      const same = existing.equals(id) && (await target.domainFingerprint(id)).equals(await source.domainFingerprint(id));
+      const wrap = commonWrap(source, target);
+      const same = existing.equals(id) && (await target.domainFingerprint(wrap, id)).equals(await source.domainFingerprint(wrap, id));
       if (same) continue;
       throw new DomainKeyError(`token "${target.tokenLabel}" of member ${target.id} already holds different domain keys (domain ${existing.toString('hex')}); refusing to add it`);
     }
@@ -168,7 +180,8 @@ async function copyInto(clusterId: string, source: HsmMember, targets: readonly 
   for (const [i, target] of receivers.entries()) {
     const wrapped = await source.exportDomainKeys(transports[i].modulus, transports[i].exponent, id, { trusted: trusted[i] });
     await target.importDomainKeys(transports[i], wrapped);
-    if (!(await target.domainFingerprint(id)).equals(await source.domainFingerprint(id))) {
+    const wrap = commonWrap(source, target);
+    if (!(await target.domainFingerprint(wrap, id)).equals(await source.domainFingerprint(wrap, id))) {
       await target.removeDomainKeys(id);
       throw new DomainKeyError(`copy of the domain keys into ${target.id} does not match the source; removed it`);
     }

@@ -5,7 +5,8 @@ import { MaterialBinding, sameBinding, WrappedMaterial } from './material';
 export type { CeremonyOptions, CeremonyResult, LockResult, SoPinProvider, SoPinRequest } from './ceremony';
 import { addMember, addMemberFrom, CeremonyOptions, CeremonyResult, initDomain, lockDomain, lockMembers, LockResult } from './ceremony';
 import { GcmResult, HsmMember, MemberState } from './member';
-import { ClusterHealthMonitor, DEFAULT_HEALTH_POLICY, HealthPolicy } from './member-health';
+import { Canary, ClusterHealthMonitor, DEFAULT_HEALTH_POLICY, HealthPolicy } from './member-health';
+import type { WrapAlgorithm } from './profile';
 import { verifyInSoftware } from './signature';
 import { SlowQueue, SlowQueueLimits } from './slow-queue';
 import { slowLane } from './thread-lane';
@@ -261,15 +262,27 @@ export class HsmCluster {
     if (!list.includes(name)) throw new UnsupportedError(`${name} is not supported by every HSM of cluster ${this.id} (offered: ${list.join(', ') || 'none'})`);
   }
 
+  /** The wrap algorithm every member has (material made on one member must unwrap on any other). */
+  private wrapAlgorithm(): WrapAlgorithm {
+    const common = this.capabilities.wrapAlgorithms[0];
+    if (!common) {
+      const each = this.members.map((m) => `${m.id}: ${m.capabilities?.wrapAlgorithms.join(', ') || 'none'}`).join('; ');
+      throw new UnsupportedError(`the HSMs of cluster ${this.id} share no key-wrap mechanism (${each}): no key material can be made`);
+    }
+    return common;
+  }
+
   /** AES keys are quick; key pairs wait their turn in the slow queue. */
   generate(spec: KeySpec, binding: MaterialBinding): Promise<WrappedMaterial> {
+    let wrap: WrapAlgorithm | undefined;
     return this.checked(
       () => {
         this.require(this.capabilities.keySpecs, spec);
         this.checkBinding(binding);
+        wrap = this.wrapAlgorithm();
       },
       () => {
-        const go = () => this.run((m) => m.generate(spec, binding));
+        const go = () => this.run((m) => m.generate(spec, binding, wrap));
         return spec === 'AES_256' ? go() : this.slow.run(go);
       },
     );
@@ -424,13 +437,16 @@ export class HsmCluster {
     encrypted: Buffer,
     binding: MaterialBinding,
   ): Promise<{ material: WrappedMaterial; checkValue: Buffer }> {
+    let wrap: WrapAlgorithm | undefined;
     return this.checked(
       () => {
         this.check(wrappingKey, wrappingBinding);
         this.require(this.capabilities.importWrapping, padding);
+        this.require(this.capabilities.keySpecs, 'AES_256');
         this.checkBinding(binding);
+        wrap = this.wrapAlgorithm();
       },
-      () => this.slow.run(() => this.run((m) => m.importAes(wrappingKey, padding, encrypted, binding), wrappingKey.domainId, this.currentGeneration)),
+      () => this.slow.run(() => this.run((m) => m.importAes(wrappingKey, padding, encrypted, binding, wrap), wrappingKey.domainId, this.currentGeneration)),
     );
   }
 
@@ -452,8 +468,12 @@ export class HsmCluster {
     for (const m of this.members) m.evict(material);
   }
 
-  /** The canary the probes use, made once per domain (an AES key generated in the cluster). */
-  private canaryKey(): Promise<WrappedMaterial | undefined> {
+  /**
+   * The canary the probes use, made once per domain (an AES key generated in the cluster). A cluster
+   * without AES-256 (openCryptoki 3.8 has no GCM) is probed with an HMAC under its domain MAC key.
+   */
+  private canaryKey(): Promise<Canary | undefined> {
+    if (!this.capabilities.keySpecs.includes('AES_256')) return Promise.resolve('domain-mac');
     this.canary ??= this.generate('AES_256', CANARY_BINDING(this.id)).catch(() => {
       this.canary = undefined;
       return undefined;

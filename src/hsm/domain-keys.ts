@@ -2,10 +2,11 @@ import * as pk from 'pkcs11js';
 import { createHash } from 'node:crypto';
 import { DomainKeyError, InvalidInputError, MaterialIntegrityError } from './errors';
 import type { CallSet } from './pkcs11-call';
-import type { HsmProfile } from './profile';
+import type { HsmProfile, WrapAlgorithm } from './profile';
 import type { MemberSessions } from './sessions';
+import { unwrapProtected } from './unwrap';
 import {
-  DOMAIN_KEK_LABEL, DOMAIN_MAC_LABEL, domainKeySearch, kekTemplate, keyWrapMechanism, LOCKED, macTemplate, oaep, rsaPublicKeyTemplate,
+  CBC_IV_BYTES, DOMAIN_KEK_LABEL, DOMAIN_MAC_LABEL, domainKeySearch, kekTemplate, keyWrapMechanism, LOCKED, macTemplate, oaep, rsaPublicKeyTemplate,
   transportKeyTemplates, trustedPublicKeyTemplate, zeroAesKeyTemplate,
 } from './templates';
 
@@ -258,9 +259,9 @@ export class MemberDomainKeys {
     return this.sessions.withKeeper('unwrap', async (s) => {
       const api = this.api();
       try {
-        const trusted = this.owner.profile.wrapWithTrusted;
-        await this.calls.offloaded.unwrapKey(s, oaep('sha1'), transport.privateKey, wrapped.kek, kekTemplate(wrapped.id, true, trusted));
-        await this.calls.offloaded.unwrapKey(s, oaep('sha1'), transport.privateKey, wrapped.mac, macTemplate(wrapped.id, true, trusted));
+        const { profile, tokenLabel } = this.owner;
+        await unwrapProtected(api, profile, tokenLabel, this.calls.offloaded, s, oaep('sha1'), transport.privateKey, wrapped.kek, kekTemplate(wrapped.id, true, profile.wrapWithTrusted));
+        await unwrapProtected(api, profile, tokenLabel, this.calls.offloaded, s, oaep('sha1'), transport.privateKey, wrapped.mac, macTemplate(wrapped.id, true, profile.wrapWithTrusted));
       } finally {
         api.C_DestroyObject(s, transport.privateKey);
         api.C_DestroyObject(s, transport.publicKey);
@@ -271,16 +272,16 @@ export class MemberDomainKeys {
 
   /**
    * A fingerprint of the domain keys computed inside the HSM: HMAC of a constant under the MAC key
-   * and RFC 5649 wrap (deterministic) of an all-zero AES key under the KEK. Equal on two members
-   * exactly when they hold the same domain keys.
+   * and a deterministic wrap (RFC 5649, or CBC-PAD under a zero IV) of an all-zero AES key under the
+   * KEK. Equal on two members, for the same `algorithm`, exactly when they hold the same domain keys.
    */
-  fingerprint(generation?: Buffer): Promise<Buffer> {
+  fingerprint(algorithm: WrapAlgorithm, generation?: Buffer): Promise<Buffer> {
     return this.sessions.withKeeper('wrap', async (s) => {
       const domain = this.pick(generation);
       const api = this.api();
       const zero = api.C_CreateObject(s, zeroAesKeyTemplate());
       try {
-        const kekCheck = Buffer.from(await this.calls.fast.wrapKey(s, keyWrapMechanism(this.owner.profile), domain.kek, zero, Buffer.alloc(64)));
+        const kekCheck = Buffer.from(await this.calls.fast.wrapKey(s, keyWrapMechanism(this.owner.profile, algorithm, Buffer.alloc(CBC_IV_BYTES)), domain.kek, zero, Buffer.alloc(64)));
         const macCheck = await hmacSha256(api, this.calls, s, domain.mac, Buffer.from('kms-domain-fingerprint'));
         return createHash('sha256').update(kekCheck).update(macCheck).digest();
       } finally {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { KeySpec } from './capabilities';
 import { InvalidInputError, MaterialIntegrityError } from './errors';
+import { WRAP_ALGORITHMS, WrapAlgorithm } from './profile';
 
 /**
  * What a piece of wrapped material is for; bound into its MAC so records cannot be swapped between
@@ -16,8 +17,11 @@ export interface MaterialBinding {
   scope?: string;
 }
 
-/** Record formats: 1 (`KMR1`, before owner and scope were bound; accepted only to be re-MACed) and 2 (`KMR2`). */
-export type MaterialFormat = 1 | 2;
+/**
+ * Record formats: 1 (`KMR1`, before owner and scope were bound; accepted only to be re-MACed),
+ * 2 (`KMR2`, always RFC 5649) and 3 (`KMR3`, names its wrap algorithm, inside the MAC).
+ */
+export type MaterialFormat = 1 | 2 | 3;
 
 /**
  * Key material wrapped under a cluster's domain KEK (RFC 5649), plus its public half if any,
@@ -37,18 +41,26 @@ export class WrappedMaterial {
     readonly mac: Buffer,
     /** 1: a KMR1 record, which no operation accepts until it is re-MACed under a full binding (HsmCluster.rebindLegacy). */
     readonly format: MaterialFormat = 2,
+    /** How `wrapped` was made; KMR1 and KMR2 records are RFC 5649. */
+    readonly wrapAlgorithm: WrapAlgorithm = 'rfc5649',
   ) {
+    if (format !== 3 && wrapAlgorithm !== 'rfc5649') throw new InvalidInputError(`a KMR${format} record cannot name a wrap algorithm`);
     this.cacheKey = createHash('sha256').update(this.toBuffer()).digest('base64');
   }
 
   /** The bytes the MAC covers. */
-  static macInput(spec: KeySpec, binding: MaterialBinding, domainId: Buffer, wrapped: Buffer, publicKey: Buffer, format: MaterialFormat = 2): Buffer {
-    return encodeBody(format, spec, binding, domainId, wrapped, publicKey);
+  static macInput(spec: KeySpec, binding: MaterialBinding, domainId: Buffer, wrapped: Buffer, publicKey: Buffer, format: MaterialFormat = 2, wrapAlgorithm: WrapAlgorithm = 'rfc5649'): Buffer {
+    return encodeBody(format, spec, binding, domainId, wrapped, publicKey, wrapAlgorithm);
+  }
+
+  /** The format a new record wrapped with `algorithm` is written in: KMR2 while RFC 5649 (readable by older builds). */
+  static formatFor(algorithm: WrapAlgorithm): MaterialFormat {
+    return algorithm === 'rfc5649' ? 2 : 3;
   }
 
   /** The bytes this record's MAC covers (in its own format). */
   get macBody(): Buffer {
-    return encodeBody(this.format, this.spec, this.binding, this.domainId, this.wrapped, this.publicKey);
+    return encodeBody(this.format, this.spec, this.binding, this.domainId, this.wrapped, this.publicKey, this.wrapAlgorithm);
   }
 
   get legacy(): boolean {
@@ -83,7 +95,7 @@ export function sameBinding(a: MaterialBinding, b: MaterialBinding, ownerToo = t
   return key && (!ownerToo || ((a.owner ?? '') === (b.owner ?? '') && (a.scope ?? '') === (b.scope ?? '')));
 }
 
-const MAGICS: Record<MaterialFormat, Buffer> = { 1: Buffer.from('KMR1', 'latin1'), 2: Buffer.from('KMR2', 'latin1') };
+const MAGICS: Record<MaterialFormat, Buffer> = { 1: Buffer.from('KMR1', 'latin1'), 2: Buffer.from('KMR2', 'latin1'), 3: Buffer.from('KMR3', 'latin1') };
 const MAC_LENGTH = 32;
 const SPECS: KeySpec[] = ['AES_256', 'RSA_2048', 'RSA_3072', 'RSA_4096', 'EC_P256', 'EC_P384'];
 
@@ -101,16 +113,17 @@ function bytes(b: Buffer): Buffer {
   return Buffer.concat([len, b]);
 }
 
-function encodeBody(format: MaterialFormat, spec: KeySpec, binding: MaterialBinding, domainId: Buffer, wrapped: Buffer, publicKey: Buffer): Buffer {
+function encodeBody(format: MaterialFormat, spec: KeySpec, binding: MaterialBinding, domainId: Buffer, wrapped: Buffer, publicKey: Buffer, wrapAlgorithm: WrapAlgorithm): Buffer {
   if (!Number.isInteger(binding.keyVersion) || binding.keyVersion < 0 || binding.keyVersion > 0xffffffff) {
     throw new InvalidInputError('key version must be an unsigned 32-bit integer');
   }
   const version = Buffer.alloc(4);
   version.writeUInt32BE(binding.keyVersion);
-  const owner = format === 2 ? [str(binding.owner ?? ''), str(binding.scope ?? '')] : [];
+  const owner = format >= 2 ? [str(binding.owner ?? ''), str(binding.scope ?? '')] : [];
   return Buffer.concat([
     MAGICS[format],
     Buffer.from([SPECS.indexOf(spec)]),
+    format === 3 ? Buffer.from([WRAP_ALGORITHMS.indexOf(wrapAlgorithm)]) : Buffer.alloc(0),
     str(binding.clusterId),
     str(binding.keyId),
     version,
@@ -143,21 +156,23 @@ class Reader {
 function decode(buf: Buffer): WrappedMaterial {
   const r = new Reader(buf);
   const magic = r.take(4);
-  const format: MaterialFormat | undefined = magic.equals(MAGICS[2]) ? 2 : magic.equals(MAGICS[1]) ? 1 : undefined;
+  const format = ([1, 2, 3] as const).find((f) => magic.equals(MAGICS[f]));
   if (format === undefined) throw new MaterialIntegrityError('not a wrapped material record');
   const spec = SPECS[r.take(1)[0]];
   if (!spec) throw new MaterialIntegrityError('wrapped material record has an unknown key spec');
+  const wrapAlgorithm = format === 3 ? WRAP_ALGORITHMS[r.take(1)[0]] : 'rfc5649';
+  if (!wrapAlgorithm) throw new MaterialIntegrityError('wrapped material record has an unknown wrap algorithm');
   const clusterId = r.str();
   const keyId = r.str();
   const keyVersion = r.u32();
   const usage = r.str();
-  const owned = format === 2 ? ownerFields(r.str(), r.str()) : {};
+  const owned = format >= 2 ? ownerFields(r.str(), r.str()) : {};
   const domainId = r.bytes();
   const wrapped = r.bytes();
   const publicKey = r.bytes();
   const mac = Buffer.from(r.take(MAC_LENGTH));
   if (r.remaining !== 0) throw new MaterialIntegrityError('wrapped material record has trailing bytes');
-  return new WrappedMaterial(spec, { clusterId, keyId, keyVersion, usage, ...owned }, domainId, wrapped, publicKey, mac, format);
+  return new WrappedMaterial(spec, { clusterId, keyId, keyVersion, usage, ...owned }, domainId, wrapped, publicKey, mac, format, wrapAlgorithm);
 }
 
 /** Owner and scope as decoded: empty fields are left out (an absent field means the empty string). */

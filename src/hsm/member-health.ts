@@ -2,6 +2,9 @@ import { HsmError, PoolExhaustedError } from './errors';
 import type { WrappedMaterial } from './material';
 import type { HsmMember, MemberState } from './member';
 
+/** What a probe works on: a canary key (a GCM round trip), or the domain MAC key (an HMAC) where the cluster has no AES-256. */
+export type Canary = WrappedMaterial | 'domain-mac';
+
 export interface HealthPolicy {
   /** Session- or device-level errors since the last good probe that make an ACTIVE member DEGRADED. */
   degradedErrors: number;
@@ -43,7 +46,7 @@ export class ClusterHealthMonitor {
     private readonly members: readonly HsmMember[],
     readonly policy: HealthPolicy,
     /** The canary key the probes use; undefined when none could be made. */
-    private readonly canary: () => Promise<WrappedMaterial | undefined>,
+    private readonly canary: () => Promise<Canary | undefined>,
   ) {}
 
   /** What routing and health reports use: the member's state, UNAVAILABLE without domain keys. */
@@ -127,10 +130,10 @@ export class ClusterHealthMonitor {
   }
 
   /** Timed here, around the whole call: what a caller would wait. */
-  private async probe(m: HsmMember, canary: WrappedMaterial, at: number): Promise<void> {
+  private async probe(m: HsmMember, canary: Canary, at: number): Promise<void> {
     const started = process.hrtime.bigint();
     try {
-      await m.probe(canary);
+      await m.probe(canary === 'domain-mac' ? undefined : canary);
     } catch (e) {
       if (e instanceof PoolExhaustedError) {
         // busy, not broken: re-initialising would abort the work that keeps it busy

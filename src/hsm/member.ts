@@ -7,7 +7,7 @@ import type { MaterialBinding, WrappedMaterial } from './material';
 import { ModuleSpec, openModule, Pkcs11Module, TokenSlot } from './module';
 import { GcmResult, MemberOperations } from './operations';
 import { callSet } from './pkcs11-call';
-import type { HsmProfile } from './profile';
+import type { HsmProfile, WrapAlgorithm } from './profile';
 import { MemberSealing } from './sealing';
 import { MemberSessions, OperationEvent } from './sessions';
 import { slowLane } from './thread-lane';
@@ -61,7 +61,7 @@ export class HsmMember {
     this.connection = new MemberConnection(this.module, options, { connected: (t, k) => this.connected(t, k), dropped: (r) => this.dropped(r) });
     this.session = new MemberSessions(this.connection, options.profile, options);
     this.domainKeys = new MemberDomainKeys(this, this.session, calls, api);
-    this.sealing = new MemberSealing(options.profile, this.session, this.domainKeys, calls, api, options);
+    this.sealing = new MemberSealing(options.tokenLabel, options.profile, this.session, this.domainKeys, calls, api, options);
     this.ops = new MemberOperations(this, this.session, this.sealing, calls, api);
   }
 
@@ -250,8 +250,8 @@ export class HsmMember {
     return this.domainKeys.import(transport, wrapped);
   }
 
-  domainFingerprint(generation?: Buffer): Promise<Buffer> {
-    return this.domainKeys.fingerprint(generation);
+  domainFingerprint(algorithm: WrapAlgorithm, generation?: Buffer): Promise<Buffer> {
+    return this.domainKeys.fingerprint(algorithm, generation);
   }
 
   /** HMAC-SHA256 for `purpose` under the MAC key of `generation`, else of the current one. */
@@ -270,6 +270,11 @@ export class HsmMember {
     return this.sealing.rewrap(material, target);
   }
 
+  /** Runs `fn` on a pooled session with the unwrapped (cached) handle of `material`. */
+  withKey<T>(material: WrappedMaterial, operation: MemberOperation, fn: (s: Handle, key: Handle) => T | Promise<T>): Promise<T> {
+    return this.sealing.withKey(material, operation, fn);
+  }
+
   /** Makes sure the record is unwrapped here (verifying its MAC) without doing anything with it. */
   async load(material: WrappedMaterial): Promise<void> {
     await this.sealing.withKey(material, 'unwrap', () => undefined);
@@ -281,8 +286,9 @@ export class HsmMember {
 
   // ---- operations ------------------------------------------------------------------------------
 
-  generate(spec: KeySpec, binding: MaterialBinding): Promise<WrappedMaterial> {
-    return this.ops.generate(spec, binding);
+  /** `wrap`: the cluster's common wrap algorithm (default: this member's first). */
+  generate(spec: KeySpec, binding: MaterialBinding, wrap?: WrapAlgorithm): Promise<WrappedMaterial> {
+    return this.ops.generate(spec, binding, wrap);
   }
 
   random(length: number): Promise<Buffer> {
@@ -309,11 +315,11 @@ export class HsmMember {
     return this.ops.rsaDecrypt(material, padding, ciphertext);
   }
 
-  importAes(wrappingKey: WrappedMaterial, padding: RsaPadding, encrypted: Buffer, binding: MaterialBinding): Promise<{ material: WrappedMaterial; checkValue: Buffer }> {
-    return this.ops.importAes(wrappingKey, padding, encrypted, binding);
+  importAes(wrappingKey: WrappedMaterial, padding: RsaPadding, encrypted: Buffer, binding: MaterialBinding, wrap?: WrapAlgorithm): Promise<{ material: WrappedMaterial; checkValue: Buffer }> {
+    return this.ops.importAes(wrappingKey, padding, encrypted, binding, wrap);
   }
 
-  probe(canary: WrappedMaterial): Promise<number> {
+  probe(canary: WrappedMaterial | undefined): Promise<number> {
     return this.ops.probe(canary);
   }
 }

@@ -5,7 +5,7 @@ import { rsaPublicParts } from './domain-keys';
 import { InvalidInputError, MemberUnavailableError, UnsupportedError } from './errors';
 import type { MaterialBinding, WrappedMaterial } from './material';
 import type { CallSet } from './pkcs11-call';
-import type { HsmProfile } from './profile';
+import type { HsmProfile, WrapAlgorithm } from './profile';
 import type { MemberSealing } from './sealing';
 import type { MemberSessions } from './sessions';
 import { ecdsaDerToRaw, ecdsaRawToDer, ecSpki, publicKeyTemplate, rsaSpki, SHA256_DIGEST_INFO } from './spki';
@@ -35,6 +35,7 @@ export interface OperationsOwner {
   tokenLabel: string;
   profile: HsmProfile;
   capabilities: Capabilities | undefined;
+  domainMac(purpose: string, data: Buffer): Promise<Buffer>;
 }
 
 /** The cryptographic operations of one member, on sealed records (generate, GCM, sign, verify, RSA decrypt, random, import). */
@@ -56,9 +57,23 @@ export class MemberOperations {
   }
 
   /** Generates key material inside this token, wraps it under the domain KEK and MACs it with its binding. */
-  generate(spec: KeySpec, binding: MaterialBinding): Promise<WrappedMaterial> {
+  /** The wrap algorithm this member uses when its cluster does not choose one. */
+  defaultWrap(): WrapAlgorithm {
+    const first = this.owner.capabilities?.wrapAlgorithms[0];
+    if (!first) throw new UnsupportedError(`${this.profile.name} token "${this.owner.tokenLabel}" has none of the key-wrap mechanisms the profile names (${this.profile.wrapAlgorithms.join(', ')})`);
+    return first;
+  }
+
+  private requireWrap(wrap: WrapAlgorithm | undefined): WrapAlgorithm {
+    const chosen = wrap ?? this.defaultWrap();
+    this.require(this.owner.capabilities?.wrapAlgorithms, chosen);
+    return chosen;
+  }
+
+  generate(spec: KeySpec, binding: MaterialBinding, wrapAlgorithm?: WrapAlgorithm): Promise<WrappedMaterial> {
     return rejecting(() => {
       if (!this.owner.capabilities?.keySpecs.includes(spec)) throw new UnsupportedError(`${this.profile.name} token "${this.owner.tokenLabel}" cannot generate ${spec} keys`);
+      const wrap = this.requireWrap(wrapAlgorithm);
       this.sealing.requireDomain();
       const kind = KEY_SPEC[spec];
       return this.sessions.withSession('generate', async (s) => {
@@ -66,7 +81,7 @@ export class MemberOperations {
         if (kind.kind === 'aes') {
           const key = await this.calls.forOperation('generate').generateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, aesKeyTemplate());
           try {
-            return await this.sealing.seal(s, spec, binding, key, Buffer.alloc(0));
+            return await this.sealing.seal(s, spec, binding, key, Buffer.alloc(0), wrap);
           } finally {
             api.C_DestroyObject(s, key);
           }
@@ -75,7 +90,7 @@ export class MemberOperations {
         const pair = await this.calls.slow.generateKeyPair(s, t.mechanism, t.publicKey, t.privateKey);
         try {
           const spki = kind.kind === 'rsa' ? rsaSpki(rsaPublicParts(api, s, pair.publicKey)) : ecSpki(kind.curve, api.C_GetAttributeValue(s, pair.publicKey, [{ type: pk.CKA_EC_POINT }])[0].value as Buffer);
-          return await this.sealing.seal(s, spec, binding, pair.privateKey, spki);
+          return await this.sealing.seal(s, spec, binding, pair.privateKey, spki, wrap);
         } finally {
           api.C_DestroyObject(s, pair.privateKey);
           api.C_DestroyObject(s, pair.publicKey);
@@ -175,17 +190,21 @@ export class MemberOperations {
     });
   }
 
-  importAes(wrappingKey: WrappedMaterial, padding: RsaPadding, encrypted: Buffer, binding: MaterialBinding): Promise<{ material: WrappedMaterial; checkValue: Buffer }> {
+  importAes(wrappingKey: WrappedMaterial, padding: RsaPadding, encrypted: Buffer, binding: MaterialBinding, wrapAlgorithm?: WrapAlgorithm): Promise<{ material: WrappedMaterial; checkValue: Buffer }> {
     return rejecting(() => {
       this.require(this.owner.capabilities?.importWrapping, padding);
-      return this.sealing.importAes(wrappingKey, padding, encrypted, binding);
+      return this.sealing.importAes(wrappingKey, padding, encrypted, binding, this.requireWrap(wrapAlgorithm));
     });
   }
 
-  /** A real round trip on a canary key; rejects if the member cannot serve. */
-  async probe(canary: WrappedMaterial): Promise<number> {
+  /** A real round trip on a canary key (without one, an HMAC under the domain MAC key); rejects if the member cannot serve. */
+  async probe(canary: WrappedMaterial | undefined): Promise<number> {
     const started = process.hrtime.bigint();
     const sample = Buffer.from('kms-health-probe');
+    if (!canary) {
+      if ((await this.owner.domainMac('health-probe', sample)).length !== 32) throw new MemberUnavailableError(this.owner.id, 'health probe returned a wrong MAC');
+      return Number(process.hrtime.bigint() - started) / 1e6;
+    }
     const sealed = await this.encryptGcm(canary, sample, Buffer.alloc(0));
     const back = await this.decryptGcm(canary, sealed, Buffer.alloc(0));
     if (!back.equals(sample)) throw new MemberUnavailableError(this.owner.id, 'health probe returned wrong plaintext');

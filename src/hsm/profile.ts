@@ -6,6 +6,9 @@ import { ConfigError, ErrorClass } from './errors';
 
 export type CallMode = 'sync' | 'async';
 export type OaepHash = 'sha1' | 'sha256';
+/** How key material is wrapped under the domain KEK; named in each record (KMR3). */
+export type WrapAlgorithm = 'rfc5649' | 'aes-cbc-pad';
+export const WRAP_ALGORITHMS: readonly WrapAlgorithm[] = ['rfc5649', 'aes-cbc-pad'];
 
 /** An error-class override: `code` returned during one of `during` operations is `errorClass`. */
 export interface ErrorOverride {
@@ -25,8 +28,10 @@ export interface HsmProfile {
   /** NSS-style library parameters; `{dir}` is replaced by the member's `moduleDir`. */
   libraryParameters?: string;
   maxSessions: number;
-  /** Mechanism id implementing RFC 5649 AES key wrap with padding. */
-  rfc5649Mechanism: number;
+  /** Mechanism id implementing RFC 5649 AES key wrap with padding; absent if the module has none. */
+  rfc5649Mechanism?: number;
+  /** Wrap algorithms this module can use, preferred first (default: rfc5649 if it has a mechanism). */
+  wrapAlgorithms: WrapAlgorithm[];
   oaepHashes: OaepHash[];
   /** CKM_ECDSA_SHA256 etc. usable; otherwise hash in software and sign with CKM_ECDSA. */
   ecdsaWithHash: boolean;
@@ -36,6 +41,11 @@ export interface HsmProfile {
   gcmIv: 'caller' | 'token';
   /** EC private keys can be unwrapped from RFC 5649 blobs; without it EC keys are not offered. */
   ecPrivateKeyUnwrap: boolean;
+  /**
+   * C_UnwrapKey ignores CKA_SENSITIVE/CKA_EXTRACTABLE in its template and refuses CKA_EXTRACTABLE=true
+   * (openCryptoki 3.8): the attribute is left out and the member sets the protection after unwrapping.
+   */
+  unwrapIgnoresProtection: boolean;
   /** Domain keys are cloned by the HSM family itself (e.g. Luna HA) instead of by wrap/unwrap. */
   nativeCloning: boolean;
   /** C_WrapKey refuses a CKA_EXTRACTABLE=false key: the domain-key lock means something (NSS softokn: no, measured). */
@@ -77,12 +87,14 @@ export function parseProfile(text: string, source: string): HsmProfile {
     moduleHints: field(raw, 'moduleHints', isStrings, source),
     libraryParameters: raw.libraryParameters === undefined ? undefined : field(raw, 'libraryParameters', isString, source),
     maxSessions: field(raw, 'maxSessions', isInt, source),
-    rfc5649Mechanism: field(raw, 'rfc5649Mechanism', isInt, source),
+    rfc5649Mechanism: raw.rfc5649Mechanism === undefined ? undefined : field(raw, 'rfc5649Mechanism', isInt, source),
+    wrapAlgorithms: wrapAlgorithmsOf(raw, source),
     oaepHashes: oaep as OaepHash[],
     ecdsaWithHash: field(raw, 'ecdsaWithHash', isBool, source),
     nativeCloning: field(raw, 'nativeCloning', isBool, source, false),
     enforcesNonExtractable: field(raw, 'enforcesNonExtractable', isBool, source, true),
     wrapWithTrusted: field(raw, 'wrapWithTrusted', isBool, source, false),
+    unwrapIgnoresProtection: field(raw, 'unwrapIgnoresProtection', isBool, source, false),
     gcmParams: gcmParamsOf(raw.gcmParams, source),
     gcmIv: oneOf(raw, 'gcmIv', ['caller', 'token'] as const, source, 'caller'),
     ecPrivateKeyUnwrap: field(raw, 'ecPrivateKeyUnwrap', isBool, source, true),
@@ -90,6 +102,15 @@ export function parseProfile(text: string, source: string): HsmProfile {
     slowOperations: operationsOf(field(raw, 'slowOperations', isStrings, source, []), `${source} slowOperations`),
     notes: field(raw, 'notes', isStrings, source, []),
   };
+}
+
+function wrapAlgorithmsOf(raw: Record<string, unknown>, source: string): WrapAlgorithm[] {
+  const list = field(raw, 'wrapAlgorithms', isStrings, source, raw.rfc5649Mechanism === undefined ? [] : ['rfc5649']);
+  if (list.length === 0 || !list.every((a) => (WRAP_ALGORITHMS as string[]).includes(a))) {
+    throw new ConfigError(`${source}: wrapAlgorithms must list one or more of ${WRAP_ALGORITHMS.join(', ')}`);
+  }
+  if (list.includes('rfc5649') && raw.rfc5649Mechanism === undefined) throw new ConfigError(`${source}: wrapAlgorithms names rfc5649 but rfc5649Mechanism is not set`);
+  return list as WrapAlgorithm[];
 }
 
 function gcmParamsOf(v: unknown, source: string): 'v2.20' | 'v2.40' {

@@ -9,6 +9,11 @@ export interface TokenInit {
   label: string;
   soPin: string;
   userPin: string;
+  /**
+   * The SO PIN the free token has now, when C_InitToken must be given it (openCryptoki's swtok ships
+   * with a published default); the SO PIN is then changed to `soPin`.
+   */
+  currentSoPin?: string;
 }
 
 function padded(label: string): string {
@@ -30,10 +35,12 @@ function freeSlot(api: pk.PKCS11): pk.Handle {
 export function initToken(module: Pkcs11Module, token: TokenInit): void {
   const api = module.api;
   if (module.tokens().some((t) => t.label === token.label)) throw new ConfigError(`a token labelled "${token.label}" exists already`);
-  api.C_InitToken(freeSlot(api), token.soPin, padded(token.label));
+  const soPin = token.currentSoPin ?? token.soPin;
+  api.C_InitToken(freeSlot(api), soPin, padded(token.label));
   const session = api.C_OpenSession(module.findToken(token.label).slot, pk.CKF_SERIAL_SESSION | pk.CKF_RW_SESSION);
   try {
-    api.C_Login(session, pk.CKU_SO, token.soPin);
+    api.C_Login(session, pk.CKU_SO, soPin);
+    if (soPin !== token.soPin) api.C_SetPIN(session, soPin, token.soPin);
     api.C_InitPIN(session, token.userPin);
     api.C_Logout(session);
   } finally {

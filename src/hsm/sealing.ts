@@ -7,15 +7,16 @@ import { InvalidInputError, MaterialIntegrityError, Pkcs11CallError } from './er
 import { HandleCache } from './handle-cache';
 import { MaterialBinding, WrappedMaterial } from './material';
 import type { CallSet } from './pkcs11-call';
-import type { HsmProfile } from './profile';
+import type { HsmProfile, WrapAlgorithm } from './profile';
 import type { MemberSessions } from './sessions';
-import { KEY_SPEC, keyWrapMechanism, rsaMechanism, unwrapTemplate } from './templates';
+import { CBC_IV_BYTES, KEY_SPEC, keyWrapMechanism, rsaMechanism, unwrapTemplate } from './templates';
+import { unwrapProtected } from './unwrap';
 
 type Handle = pk.Handle;
 
 const MAX_WRAPPED_BYTES = 8192;
 /** RFC 5649 output is the key length plus 8: how an imported key's size is checked without reading it. */
-const WRAPPED_AES_256_BYTES = 40;
+const WRAPPED_AES_256_BYTES: Record<WrapAlgorithm, number> = { rfc5649: 40, 'aes-cbc-pad': CBC_IV_BYTES + 48 };
 
 export interface SealingOptions {
   handleCacheSize?: number;
@@ -31,6 +32,7 @@ export class MemberSealing {
   private readonly cache: HandleCache<Handle>;
 
   constructor(
+    private readonly token: string,
     private readonly profile: HsmProfile,
     private readonly sessions: MemberSessions,
     private readonly domain: MemberDomainKeys,
@@ -61,11 +63,21 @@ export class MemberSealing {
   }
 
   /** Wraps `key` under the KEK of `under` (else the current generation) and MACs the record with its binding, inside the HSM. */
-  async seal(s: Handle, spec: KeySpec, binding: MaterialBinding, key: Handle, publicKey: Buffer, under?: DomainKeys): Promise<WrappedMaterial> {
+  async seal(s: Handle, spec: KeySpec, binding: MaterialBinding, key: Handle, publicKey: Buffer, algorithm: WrapAlgorithm, under?: DomainKeys): Promise<WrappedMaterial> {
     const domain = under ?? this.domain.require();
-    const wrapped = Buffer.from(await this.calls.forOperation('wrap').wrapKey(s, keyWrapMechanism(this.profile), domain.kek, key, Buffer.alloc(MAX_WRAPPED_BYTES)));
-    const mac = await this.hmac(s, WrappedMaterial.macInput(spec, binding, domain.id, wrapped, publicKey), domain);
-    return new WrappedMaterial(spec, binding, domain.id, wrapped, publicKey, mac);
+    const iv = algorithm === 'aes-cbc-pad' ? Buffer.from(this.api().C_GenerateRandom(s, Buffer.alloc(CBC_IV_BYTES))) : Buffer.alloc(0);
+    const body = Buffer.from(await this.calls.forOperation('wrap').wrapKey(s, keyWrapMechanism(this.profile, algorithm, iv), domain.kek, key, Buffer.alloc(MAX_WRAPPED_BYTES)));
+    const wrapped = Buffer.concat([iv, body]);
+    const format = WrappedMaterial.formatFor(algorithm);
+    const mac = await this.hmac(s, WrappedMaterial.macInput(spec, binding, domain.id, wrapped, publicKey, format, algorithm), domain);
+    return new WrappedMaterial(spec, binding, domain.id, wrapped, publicKey, mac, format, algorithm);
+  }
+
+  /** C_UnwrapKey of the record's wrapped bytes under `kek`, with the algorithm it names; the key's protection checked. */
+  private unwrapRecord(s: Handle, material: WrappedMaterial, kek: Handle, extractable: boolean): Promise<Handle> {
+    const ivBytes = material.wrapAlgorithm === 'aes-cbc-pad' ? CBC_IV_BYTES : 0;
+    const mechanism = keyWrapMechanism(this.profile, material.wrapAlgorithm, material.wrapped.subarray(0, ivBytes));
+    return unwrapProtected(this.api(), this.profile, this.token, this.unwrapCalls(material), s, mechanism, kek, material.wrapped.subarray(ivBytes), unwrapTemplate(material.spec, extractable));
   }
 
   /** The record's generation, and its MAC checked inside the HSM under that generation's MAC key. */
@@ -88,7 +100,7 @@ export class MemberSealing {
       this.domain.requireGeneration(material.domainId);
       if (material.legacy) throw new MaterialIntegrityError('wrapped material record is in the KMR1 format: refused until it is migrated');
       const domain = await this.verified(s, material);
-      return this.unwrapCalls(material).unwrapKey(s, keyWrapMechanism(this.profile), domain.kek, material.wrapped, unwrapTemplate(material.spec));
+      return this.unwrapRecord(s, material, domain.kek, false);
     });
   }
 
@@ -103,9 +115,9 @@ export class MemberSealing {
     return this.sessions.withSession('unwrap', async (s) => {
       const to = this.domain.requireGeneration(target);
       const from = await this.verified(s, material);
-      const key = await this.unwrapCalls(material).unwrapKey(s, keyWrapMechanism(this.profile), from.kek, material.wrapped, unwrapTemplate(material.spec, true));
+      const key = await this.unwrapRecord(s, material, from.kek, true);
       try {
-        return await this.seal(s, material.spec, material.binding, key, material.publicKey, to);
+        return await this.seal(s, material.spec, material.binding, key, material.publicKey, material.wrapAlgorithm, to);
       } finally {
         this.api().C_DestroyObject(s, key);
       }
@@ -146,17 +158,17 @@ export class MemberSealing {
    * BYOK: unwraps caller-wrapped AES-256 material with an import wrapping key (RSA, inside the HSM),
    * computes its check value inside the HSM and re-wraps it under the domain KEK with `binding`.
    */
-  importAes(wrappingKey: WrappedMaterial, padding: RsaPadding, encrypted: Buffer, binding: MaterialBinding): Promise<{ material: WrappedMaterial; checkValue: Buffer }> {
+  importAes(wrappingKey: WrappedMaterial, padding: RsaPadding, encrypted: Buffer, binding: MaterialBinding, wrap: WrapAlgorithm): Promise<{ material: WrappedMaterial; checkValue: Buffer }> {
     if (!wrappingKey.spec.startsWith('RSA')) return Promise.reject(new InvalidInputError('the import wrapping key must be an RSA key'));
     return this.withKey(wrappingKey, 'import-unwrap', async (s, unwrapping) => {
       const api = this.api();
-      const key = await this.calls.slow.unwrapKey(s, rsaMechanism(padding), unwrapping, encrypted, unwrapTemplate('AES_256', true));
+      const key = await unwrapProtected(api, this.profile, this.token, this.calls.slow, s, rsaMechanism(padding), unwrapping, encrypted, unwrapTemplate('AES_256', true));
       try {
         api.C_EncryptInit(s, { mechanism: pk.CKM_AES_ECB }, key);
         const block = Buffer.from(await this.calls.forOperation('encrypt').encrypt(s, Buffer.alloc(16), Buffer.alloc(16)));
         const checkValue = await this.hmac(s, Buffer.concat([Buffer.from('kms-key-check-value'), block]));
-        const material = await this.seal(s, 'AES_256', binding, key, Buffer.alloc(0));
-        if (material.wrapped.length !== WRAPPED_AES_256_BYTES) throw new InvalidInputError(`imported key material must be 32 bytes (AES-256), got ${material.wrapped.length - 8}`);
+        const material = await this.seal(s, 'AES_256', binding, key, Buffer.alloc(0), wrap);
+        if (material.wrapped.length !== WRAPPED_AES_256_BYTES[wrap]) throw new InvalidInputError('imported key material must be 32 bytes (AES-256)');
         return { material, checkValue };
       } finally {
         api.C_DestroyObject(s, key);

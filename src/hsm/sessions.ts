@@ -95,7 +95,13 @@ export class MemberSessions {
       this.connection.ensure();
       s = this.pool.tryAcquire();
     } catch (e) {
-      return Promise.reject(this.toHsmError(e, operation));
+      const err = this.toHsmError(e, operation);
+      // C_OpenSession failing as a device (NSS after its module went away) fails the member, as a failed call does
+      if (err instanceof Pkcs11CallError && err.errorClass === 'device') {
+        this.recentErrors++;
+        this.connection.fail(err.message);
+      }
+      return Promise.reject(err);
     }
     if (s === undefined) return this.pool.acquire().then((acquired) => this.runOn(operation, acquired, fn));
     return this.runOn(operation, s, fn);

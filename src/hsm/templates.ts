@@ -1,6 +1,7 @@
 import * as pk from 'pkcs11js';
-import type { KeySpec, RsaPadding } from './capabilities';
-import type { HsmProfile } from './profile';
+import { KeySpec, RsaPadding, wrapMechanismId } from './capabilities';
+import { UnsupportedError } from './errors';
+import type { HsmProfile, WrapAlgorithm } from './profile';
 import { EC_CURVES } from './spki';
 
 /** Attribute templates and mechanisms: pure data, one place for what every object the layer makes looks like. */
@@ -10,6 +11,7 @@ export const DOMAIN_MAC_LABEL = 'kms-domain-mac';
 export const GCM_IV_BYTES = 12;
 export const GCM_TAG_BYTES = 16;
 export const TRANSPORT_KEY_BITS = 3072;
+export const CBC_IV_BYTES = 16;
 
 export type KeyKind = { kind: 'aes' } | { kind: 'rsa'; bits: number } | { kind: 'ec'; curve: 'P-256' | 'P-384' };
 
@@ -46,8 +48,11 @@ export function gcmMechanism(profile: HsmProfile, iv: Buffer, aad: Buffer): pk.M
   return { mechanism: pk.CKM_AES_GCM, parameter: { type, iv, aad, ivBits: iv.length * 8, tagBits: GCM_TAG_BYTES * 8 } as pk.AesGCM };
 }
 
-export function keyWrapMechanism(profile: HsmProfile): pk.Mechanism {
-  return { mechanism: profile.rfc5649Mechanism };
+/** The mechanism of a wrap algorithm on this profile; CBC-PAD carries its IV, RFC 5649 has none. */
+export function keyWrapMechanism(profile: HsmProfile, algorithm: WrapAlgorithm, iv: Buffer): pk.Mechanism {
+  const id = wrapMechanismId(profile, algorithm);
+  if (id === undefined) throw new UnsupportedError(`${profile.name} has no ${algorithm} key-wrap mechanism`);
+  return algorithm === 'aes-cbc-pad' ? { mechanism: id, parameter: iv } : { mechanism: id };
 }
 
 /**

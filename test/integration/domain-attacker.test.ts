@@ -85,7 +85,7 @@ function attack(member: HsmMember, pin: string, record: WrappedMaterial, sealed:
       // this process's members are logged in already: login state is per application
       if (!/CKR_USER_ALREADY_LOGGED_IN/.test((e as Error).message)) throw e;
     }
-    const wrapMech: pk.Mechanism = { mechanism: member.profile.rfc5649Mechanism };
+    const wrapMech: pk.Mechanism = { mechanism: member.profile.rfc5649Mechanism! };
     const oaep: pk.Mechanism = { mechanism: pk.CKM_RSA_PKCS_OAEP, parameter: { type: pk.CK_PARAMS_RSA_OAEP, hashAlg: pk.CKM_SHA_1, mgf: pk.CKG_MGF1_SHA1, source: 1 } as pk.RsaOAEP };
     const targets = allSecretKeys(api, s);
     const known = randomBytes(32);

@@ -85,7 +85,7 @@ function probe(t: RawToken): Record<string, string> {
   const { api } = t;
   const facts: Record<string, string> = {};
   const s = api.C_OpenSession(t.slot, pk.CKF_SERIAL_SESSION | pk.CKF_RW_SESSION);
-  const wrapMech: pk.Mechanism = { mechanism: t.profile.rfc5649Mechanism };
+  const wrapMech: pk.Mechanism = { mechanism: t.profile.rfc5649Mechanism! };
   const out = () => Buffer.alloc(4096);
   try {
     api.C_Login(s, pk.CKU_USER, t.pin);

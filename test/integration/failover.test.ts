@@ -1,8 +1,10 @@
 import { renameSync } from 'node:fs';
+import * as pk from 'pkcs11js';
 import { HsmCluster } from '../../src/hsm/cluster';
-import { LoginError, ModuleLoadError, TokenNotFoundError } from '../../src/hsm/errors';
+import { LoginError, ModuleLoadError, TokenNotFoundError, UnsupportedError } from '../../src/hsm/errors';
 import { MaterialBinding, WrappedMaterial } from '../../src/hsm/material';
 import { HsmMember } from '../../src/hsm/member';
+import { OCK_LOCK_WAIT_MS } from '../support/opencryptoki';
 import { profiles, TokenLab } from '../support/tokens';
 
 const bind = (keyId: string): MaterialBinding => ({ clusterId: 'fo', keyId, keyVersion: 1, usage: 'ENCRYPT_DECRYPT' });
@@ -127,6 +129,136 @@ describe('two-member cluster: each member its own module instance (own library c
     expect(await grown.addMember(d, { soPin: lab.soPins })).toBe(false);
     const sealed = await a.encryptGcm(key, Buffer.from('old key'), Buffer.alloc(0));
     expect((await d.decryptGcm(key, sealed, Buffer.alloc(0))).toString()).toBe('old key');
+  });
+});
+
+describe('mixed cluster: openCryptoki swtok and NSS softokn (their one common wrap: AES-CBC-PAD)', () => {
+  const rsaBind: MaterialBinding = { clusterId: 'mix', keyId: 'rsa', keyVersion: 1, usage: 'SIGN_VERIFY' };
+  let lab: TokenLab;
+  let ock: HsmMember;
+  let nss: HsmMember;
+  let cluster: HsmCluster;
+  let rsa: WrappedMaterial;
+
+  beforeAll(async () => {
+    lab = new TokenLab();
+    ock = await lab.opencryptoki('ock');
+    nss = lab.nss('nss');
+    // NSS generates the domain keys, openCryptoki receives them (the conformance suite does the reverse)
+    cluster = new HsmCluster({ id: 'mix', kind: 'shared', owners: [], members: [nss, ock], probeCacheMs: 0 });
+    cluster.start();
+    await cluster.initDomain();
+    rsa = await cluster.generate('RSA_2048', rsaBind);
+  }, OCK_LOCK_WAIT_MS + 60_000);
+  afterAll(() => lab.cleanup());
+
+  /** RSA-PSS signatures (checked in software) and domain MACs, `concurrency` at a time. */
+  async function load(count: number, concurrency: number, during?: (i: number) => Promise<void>): Promise<{ ok: number; failed: number }> {
+    let ok = 0;
+    let failed = 0;
+    let next = 0;
+    const expectedMac = await cluster.mac('audit-link', Buffer.from('row'));
+    const worker = async () => {
+      while (next < count) {
+        const i = next++;
+        await during?.(i);
+        try {
+          const message = { message: Buffer.from(`op ${i}`) };
+          const good =
+            i % 2 === 0
+              ? await cluster.verify(rsa, 'RSA_PSS_SHA_256', message, await cluster.sign(rsa, rsaBind, 'RSA_PSS_SHA_256', message))
+              : (await cluster.mac('audit-link', Buffer.from('row'))).equals(expectedMac);
+          if (good) ok++;
+          else failed++;
+        } catch (e) {
+          failed++;
+          process.stdout.write(`failed: ${(e as Error).name}: ${(e as Error).message}\n`);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+    return { ok, failed };
+  }
+
+  /**
+   * From operation 300 on, workers wait until none of the member's thread-pool calls is in flight
+   * (finalising under one would crash the process), then the device goes away underneath the layer.
+   */
+  function lose(member: HsmMember, takeAway: () => void): (i: number) => Promise<void> {
+    let lost = false;
+    return async (i) => {
+      if (i < 300) return;
+      while (!lost && member.module.callsInFlight > 0) await sleep(1);
+      if (lost) return;
+      lost = true;
+      takeAway();
+      member.module.api.C_Finalize();
+    };
+  }
+
+  test('the records are KMR3 (AES-CBC-PAD) and both members hold the same domain', async () => {
+    expect(cluster.capabilities.wrapAlgorithms).toEqual(['aes-cbc-pad']);
+    expect(rsa.format).toBe(3);
+    expect(rsa.wrapAlgorithm).toBe('aes-cbc-pad');
+    expect((await ock.domainFingerprint('aes-cbc-pad')).equals(await nss.domainFingerprint('aes-cbc-pad'))).toBe(true);
+    // openCryptoki ignores CKA_SENSITIVE when unwrapping; the copied domain keys were made sensitive afterwards
+    const kek = await ock.withSession('sign', (s) => {
+      try {
+        return ock.module.api.C_GetAttributeValue(s, ock.domain!.kek, [{ type: pk.CKA_VALUE }]) && 'readable';
+      } catch (e) {
+        return (e as Error).message; // caught inside: through the member, the failed call would be classified
+      }
+    });
+    expect(kek).toMatch(/CKR_ATTRIBUTE_SENSITIVE/);
+    await expect(cluster.generate('AES_256', { ...rsaBind, usage: 'ENCRYPT_DECRYPT' })).rejects.toBeInstanceOf(UnsupportedError);
+  });
+
+  test('openCryptoki loses its daemon mid-run: >= 99.9% succeed, cluster DEGRADED; it serves again when pkcsslotd returns', async () => {
+    expect((await cluster.health()).state).toBe('ACTIVE');
+    const result = await load(1500, 4, lose(ock, () => lab.ock!.stopDaemon()));
+    process.stdout.write(`failover (openCryptoki lost): ${result.ok}/1500 succeeded (${result.failed} failed)\n`);
+    expect(result.ok / 1500).toBeGreaterThanOrEqual(0.999);
+    expect(ock.state).toBe('UNAVAILABLE');
+    const degraded = await cluster.health();
+    expect(degraded.state).toBe('DEGRADED');
+    expect(degraded.members.find((m) => m.id === ock.id)!.state).toBe('UNAVAILABLE');
+    await sleep(300);
+    expect(ock.state).toBe('UNAVAILABLE'); // without pkcsslotd, C_Initialize fails at once (CKR_HOST_MEMORY): no hang
+    expect(ock.lastError).toMatch(/CKR_/);
+    lab.ock!.startDaemon();
+    await until(() => ock.state === 'ACTIVE', 10_000);
+    const before = ock.operations;
+    expect((await load(200, 4)).ok).toBe(200);
+    expect(ock.operations).toBeGreaterThan(before);
+    expect((await cluster.health()).state).toBe('ACTIVE');
+  });
+
+  test('NSS loses its database mid-run: openCryptoki serves alone; NSS serves again when it returns', async () => {
+    const db = `${lab.dir}/nss/db`;
+    const result = await load(1500, 4, lose(nss, () => renameSync(db, `${db}.gone`)));
+    process.stdout.write(`failover (NSS lost): ${result.ok}/1500 succeeded (${result.failed} failed)\n`);
+    expect(result.ok / 1500).toBeGreaterThanOrEqual(0.999);
+    // NSS answers CKR_SESSION_HANDLE_INVALID first: a few of those make it DEGRADED (no longer routed to);
+    // the probe health() runs then finds it gone
+    expect(nss.state).not.toBe('ACTIVE');
+    expect((await cluster.health()).state).toBe('DEGRADED');
+    expect(nss.state).toBe('UNAVAILABLE');
+    renameSync(`${db}.gone`, db);
+    await until(() => nss.state === 'ACTIVE', 10_000);
+    const before = nss.operations;
+    expect((await load(200, 4)).ok).toBe(200);
+    expect(nss.operations).toBeGreaterThan(before);
+    expect((await cluster.health()).state).toBe('ACTIVE');
+  });
+
+  test('SoftHSM2 and openCryptoki share no wrap mechanism: such a cluster is refused clearly', async () => {
+    const [sh] = lab.softhsm('sh', ['tok-sh']);
+    const bad = new HsmCluster({ id: 'mix', kind: 'shared', owners: [], members: [ock, sh] });
+    bad.start();
+    expect(bad.capabilities.wrapAlgorithms).toEqual([]);
+    await expect(bad.initDomain()).rejects.toThrow(/share no key-wrap mechanism: they cannot be in one cluster/);
+    await expect(bad.generate('RSA_2048', rsaBind)).rejects.toThrow(/share no key-wrap mechanism/);
+    expect(sh.domain).toBeUndefined();
   });
 });
 

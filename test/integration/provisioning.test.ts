@@ -14,6 +14,7 @@ import { HsmCluster } from '../../src/hsm/cluster';
 import { SoPinError } from '../../src/hsm/errors';
 import { HsmMember } from '../../src/hsm/member';
 import { openModule } from '../../src/hsm/module';
+import { lockSwtok, OCK_LABEL, OCK_LOCK_WAIT_MS, OCK_SCRIPT } from '../support/opencryptoki';
 import { profiles, SOFTHSM_LIB } from '../support/tokens';
 
 const ROOT = join(__dirname, '..', '..', '..');
@@ -135,6 +136,77 @@ describe('PINs during provisioning', () => {
       module.finalize();
     }
   });
+
+  test('opencryptoki-token.sh: the user PIN is never on a command line; the token works with it; stop wipes the token', async () => {
+    const unlock = await lockSwtok();
+    const dir = join(work, 'ock');
+    try {
+      const { invocations, sampled } = await provision(OCK_SCRIPT, ['start', dir, OCK_LABEL], {}, work);
+      const pin = readFileSync(join(dir, 'pins', `${OCK_LABEL}.pin`), 'utf8');
+      expect(pin).toMatch(/^[0-9a-f]{8}$/);
+      expect(statSync(join(dir, 'pins', `${OCK_LABEL}.pin`)).mode & 0o777).toBe(0o600);
+      expect(invocations.some((l) => l.startsWith('node') && l.includes('init-token.js --profile opencryptoki-swtok'))).toBe(true);
+      expect([...invocations, ...sampled].filter((l) => l.includes(pin))).toEqual([]);
+      const member = new HsmMember({ id: 'ock', profile: profiles.get('opencryptoki-swtok')!, module: { path: '/usr/lib/x86_64-linux-gnu/pkcs11/libopencryptoki.so' }, tokenLabel: OCK_LABEL, pin });
+      try {
+        member.connect();
+        expect(member.state).toBe('ACTIVE');
+        expect((await member.random(16)).length).toBe(16);
+      } finally {
+        member.close();
+        member.module.finalize();
+      }
+      const wrong = new HsmMember({ id: 'ock-wrong', profile: profiles.get('opencryptoki-swtok')!, module: { path: '/usr/lib/x86_64-linux-gnu/pkcs11/libopencryptoki.so' }, tokenLabel: OCK_LABEL, pin: pin === '00000000' ? '11111111' : '00000000' });
+      try {
+        expect(() => wrong.connect()).toThrow(/PIN incorrect/);
+      } finally {
+        wrong.module.finalize();
+      }
+    } finally {
+      try {
+        execFileSync(OCK_SCRIPT, ['stop']);
+      } finally {
+        unlock();
+      }
+    }
+    expect(existsSync('/var/lib/opencryptoki/swtok/NVTOK.DAT')).toBe(false);
+  }, OCK_LOCK_WAIT_MS + 60_000);
+
+  test('opencryptoki-token.sh refuses a pkcsslotd it did not start and a token it did not make, and leaves both alone', async () => {
+    const unlock = await lockSwtok();
+    const nvtok = '/var/lib/opencryptoki/swtok/NVTOK.DAT';
+    const run = (args: string[]) => {
+      try {
+        execFileSync(OCK_SCRIPT, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+        return 'exit 0';
+      } catch (e) {
+        return `exit ${(e as { status: number }).status}: ${String((e as { stderr: Buffer }).stderr)}`;
+      }
+    };
+    try {
+      // the daemon writes its pid file after the command returns: wait for it (a stale one is removed first)
+      rmSync('/var/run/pkcsslotd.pid', { force: true });
+      execFileSync('/usr/sbin/pkcsslotd');
+      const end = Date.now() + 5_000;
+      while (!existsSync('/var/run/pkcsslotd.pid') || !readFileSync('/var/run/pkcsslotd.pid', 'utf8').trim()) {
+        if (Date.now() > end) throw new Error('pkcsslotd wrote no pid file');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const pid = readFileSync('/var/run/pkcsslotd.pid', 'utf8').trim();
+      try {
+        expect(run(['start', join(work, 'ock-foreign'), OCK_LABEL])).toMatch(new RegExp(`^exit 3: .*pkcsslotd ${pid} was not started by these tests`));
+        expect(existsSync(`/proc/${pid}`)).toBe(true);
+      } finally {
+        process.kill(Number(pid), 'SIGKILL');
+      }
+      writeFileSync(nvtok, 'someone else\'s token');
+      expect(run(['stop'])).toMatch(/^exit 3: .*holds a token these tests did not make: refusing to wipe it/);
+      expect(readFileSync(nvtok, 'utf8')).toBe('someone else\'s token');
+    } finally {
+      rmSync(nvtok, { force: true });
+      unlock();
+    }
+  }, OCK_LOCK_WAIT_MS + 60_000);
 
   test('make-nss-db.sh: the NSS database PIN is never on a command line', async () => {
     const dir = join(work, 'nss');

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HsmMember, MemberOptions } from '../../src/hsm/member';
 import { loadProfiles, HsmProfile } from '../../src/hsm/profile';
+import { OCK_LABEL, OpenCryptokiToken } from './opencryptoki';
 
 const ROOT = join(__dirname, '..', '..', '..');
 export const SOFTHSM_LIB = '/usr/lib/softhsm/libsofthsm2.so';
@@ -14,6 +15,8 @@ export const profiles = loadProfiles(join(ROOT, 'hsm-profiles'));
 export class TokenLab {
   readonly dir = mkdtempSync(join(tmpdir(), 'kms-hsm-test-'));
   private members: HsmMember[] = [];
+  /** The machine's one openCryptoki swtok, held by this lab from its first use until cleanup. */
+  ock: OpenCryptokiToken | undefined;
   private readonly soPinFiles = new Map<string, string>();
 
   /** The ceremony's SO PIN provider for the SoftHSM2 tokens made here (as dev-so-pins serves kmsctl init --dev). */
@@ -86,6 +89,26 @@ export class TokenLab {
     );
   }
 
+  /**
+   * openCryptoki's software token (one per machine: waits its turn, see OpenCryptokiToken), freshly
+   * initialised with random PINs under this lab's own pkcsslotd. One member per lab.
+   */
+  async opencryptoki(name: string, overrides: Partial<MemberOptions> = {}): Promise<HsmMember> {
+    if (this.ock) throw new Error('a lab has one openCryptoki member (one swtok per machine)');
+    this.ock = await OpenCryptokiToken.acquire(join(this.dir, name));
+    return this.track(
+      new HsmMember({
+        id: name,
+        profile: profiles.get('opencryptoki-swtok')!,
+        module: { path: this.ock.library },
+        tokenLabel: OCK_LABEL,
+        pin: this.ock.pin,
+        backoffMs: [50, 400],
+        ...overrides,
+      }),
+    );
+  }
+
   private track(m: HsmMember): HsmMember {
     this.members.push(m);
     return m;
@@ -96,6 +119,8 @@ export class TokenLab {
       m.close();
       m.module.finalize();
     }
+    this.ock?.release();
+    this.ock = undefined;
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -63,6 +63,7 @@ const SOFTHSM_EXPECTED: Capabilities = {
   importWrapping: ['RSAES_PKCS1_V1_5', 'RSAES_OAEP_SHA_1'],
   signing: ['RSA_PKCS1_SHA_256', 'RSA_PSS_SHA_256', 'ECDSA_SHA_256', 'ECDSA_SHA_384'],
   ecdsaHashInSoftware: true,
+  wrapAlgorithms: ['rfc5649'],
   wrappedMaterialModel: true,
 };
 
@@ -73,10 +74,11 @@ const NSS_EXPECTED: Capabilities = {
   importWrapping: ['RSAES_PKCS1_V1_5', 'RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256'],
   signing: ['RSA_PKCS1_SHA_256', 'RSA_PSS_SHA_256'],
   ecdsaHashInSoftware: false,
+  wrapAlgorithms: ['rfc5649'],
   wrappedMaterialModel: true,
 };
 
-const NOTHING: Capabilities = { keySpecs: [], rsaDecrypt: [], importWrapping: [], signing: [], ecdsaHashInSoftware: false, wrappedMaterialModel: false };
+const NOTHING: Capabilities = { keySpecs: [], rsaDecrypt: [], importWrapping: [], signing: [], ecdsaHashInSoftware: false, wrapAlgorithms: [], wrappedMaterialModel: false };
 
 describe('deriveCapabilities: full mechanism sets', () => {
   test('SoftHSM2-like token with the softhsm2 profile', () => {
@@ -149,8 +151,9 @@ describe('deriveCapabilities: one mechanism changed on a SoftHSM2-like token', (
     ['no CKM_AES_KEY_GEN', without(pk.CKM_AES_KEY_GEN), noAes],
     ['CKM_AES_KEY_GEN only up to 16 bytes', replace(pk.CKM_AES_KEY_GEN, m(pk.CKF_GENERATE, 16, 16)), noAes],
     ['CKM_AES_KEY_GEN without CKF_GENERATE', replace(pk.CKM_AES_KEY_GEN, m(pk.CKF_ENCRYPT, 16, 32)), noAes],
-    ['no CKM_AES_GCM', without(pk.CKM_AES_GCM), noAes],
-    ['CKM_AES_GCM with neither encrypt nor decrypt', replace(pk.CKM_AES_GCM, m(SIGN_VERIFY, 16, 32)), noAes],
+    // without GCM there are no AES_256 keys, but RSA material can still be wrapped and MACed
+    ['no CKM_AES_GCM', without(pk.CKM_AES_GCM), { keySpecs: noAes.keySpecs }],
+    ['CKM_AES_GCM with neither encrypt nor decrypt', replace(pk.CKM_AES_GCM, m(SIGN_VERIFY, 16, 32)), { keySpecs: noAes.keySpecs }],
     ['no CKM_RSA_PKCS_KEY_PAIR_GEN', without(pk.CKM_RSA_PKCS_KEY_PAIR_GEN), { keySpecs: ['AES_256', 'EC_P256', 'EC_P384'] }],
     ['RSA key generation up to 3072 bits', replace(pk.CKM_RSA_PKCS_KEY_PAIR_GEN, m(pk.CKF_GENERATE_KEY_PAIR, 1024, 3072)), { keySpecs: ['AES_256', 'RSA_2048', 'RSA_3072', 'EC_P256', 'EC_P384'] }],
     ['RSA key generation from 3072 bits', replace(pk.CKM_RSA_PKCS_KEY_PAIR_GEN, m(pk.CKF_GENERATE_KEY_PAIR, 3072, 4096)), { keySpecs: ['AES_256', 'RSA_3072', 'RSA_4096', 'EC_P256', 'EC_P384'] }],
@@ -191,8 +194,8 @@ describe('deriveCapabilities: one mechanism changed on a SoftHSM2-like token', (
     ['no CKM_SHA256_HMAC', without(pk.CKM_SHA256_HMAC), { wrappedMaterialModel: false }],
     ['CKM_SHA256_HMAC verify-only', replace(pk.CKM_SHA256_HMAC, m(pk.CKF_VERIFY, 32, 512)), { wrappedMaterialModel: false }],
     ['no CKM_GENERIC_SECRET_KEY_GEN', without(pk.CKM_GENERIC_SECRET_KEY_GEN), { wrappedMaterialModel: false }],
-    ['no RFC 5649 (CKM_AES_KEY_WRAP_PAD)', without(pk.CKM_AES_KEY_WRAP_PAD), { wrappedMaterialModel: false }],
-    ['RFC 5649 mechanism with neither wrap nor unwrap', replace(pk.CKM_AES_KEY_WRAP_PAD, m(ENC_DEC, 16, 32)), { wrappedMaterialModel: false }],
+    ['no RFC 5649 (CKM_AES_KEY_WRAP_PAD)', without(pk.CKM_AES_KEY_WRAP_PAD), { wrapAlgorithms: [], wrappedMaterialModel: false }],
+    ['RFC 5649 mechanism with neither wrap nor unwrap', replace(pk.CKM_AES_KEY_WRAP_PAD, m(ENC_DEC, 16, 32)), { wrapAlgorithms: [], wrappedMaterialModel: false }],
     ['an extra CKM_ECDSA_SHA256 (profile still says no)', replace(pk.CKM_ECDSA_SHA256, m(SIGN_VERIFY, 112, 521)), {}],
     ['no plain CKM_AES_KEY_WRAP (not needed)', without(pk.CKM_AES_KEY_WRAP), {}],
   ];
@@ -237,6 +240,7 @@ describe('intersectCapabilities', () => {
       importWrapping: ['RSAES_PKCS1_V1_5', 'RSAES_OAEP_SHA_1'],
       signing: ['RSA_PKCS1_SHA_256', 'RSA_PSS_SHA_256'],
       ecdsaHashInSoftware: true,
+      wrapAlgorithms: ['rfc5649'],
       wrappedMaterialModel: true,
     });
     // softhsm2 alone has EC, nss-softokn alone has OAEP SHA-256: the cluster has neither.
@@ -256,6 +260,7 @@ describe('intersectCapabilities', () => {
       importWrapping: ['RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256'],
       signing: ['RSA_PKCS1_SHA_256', 'ECDSA_SHA_256'],
       ecdsaHashInSoftware: true,
+      wrapAlgorithms: [],
       wrappedMaterialModel: false, // the NSS profile's KWP id is not in a SoftHSM-like list
     });
     expect(intersectCapabilities([softhsm, weak])).toEqual({
@@ -264,6 +269,7 @@ describe('intersectCapabilities', () => {
       importWrapping: ['RSAES_OAEP_SHA_1'],
       signing: ['RSA_PKCS1_SHA_256', 'ECDSA_SHA_256'],
       ecdsaHashInSoftware: true,
+      wrapAlgorithms: [],
       wrappedMaterialModel: false,
     });
     expect(intersectCapabilities([nss, weak])).toEqual({
@@ -272,6 +278,7 @@ describe('intersectCapabilities', () => {
       importWrapping: ['RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256'],
       signing: ['RSA_PKCS1_SHA_256'],
       ecdsaHashInSoftware: true,
+      wrapAlgorithms: [],
       wrappedMaterialModel: false,
     });
     expect(intersectCapabilities([softhsm, nss, weak])).toEqual({
@@ -280,6 +287,7 @@ describe('intersectCapabilities', () => {
       importWrapping: ['RSAES_OAEP_SHA_1'],
       signing: ['RSA_PKCS1_SHA_256'],
       ecdsaHashInSoftware: true,
+      wrapAlgorithms: [],
       wrappedMaterialModel: false,
     });
   });
@@ -314,5 +322,47 @@ describe('intersectCapabilities', () => {
     intersectCapabilities([a, b]);
     expect(a).toEqual(aCopy);
     expect(b).toEqual(bCopy);
+  });
+});
+
+/** What openCryptoki 3.8.1 swtok reported on the reference machine (the entries that matter here). */
+function opencryptokiMechanisms(): MechMap {
+  return new Map<number, MechanismFacts>([
+    [pk.CKM_RSA_PKCS_KEY_PAIR_GEN, m(pk.CKF_GENERATE_KEY_PAIR, 512, 4096)],
+    [pk.CKM_RSA_PKCS, m(0x67b00, 512, 4096)],
+    [pk.CKM_RSA_PKCS_PSS, m(SIGN_VERIFY, 1024, 4096)],
+    [pk.CKM_RSA_PKCS_OAEP, m(ENC_DEC | WRAP_UNWRAP, 1024, 4096)],
+    [pk.CKM_SHA256_HMAC, m(SIGN_VERIFY)],
+    [pk.CKM_AES_KEY_GEN, m(pk.CKF_GENERATE, 16, 32)],
+    [pk.CKM_AES_ECB, m(ENC_DEC | WRAP_UNWRAP, 16, 32)],
+    [pk.CKM_AES_CBC_PAD, m(ENC_DEC | WRAP_UNWRAP, 16, 32)],
+    [pk.CKM_GENERIC_SECRET_KEY_GEN, m(pk.CKF_GENERATE, 80, 2048)],
+  ]);
+}
+
+describe('openCryptoki 3.8.1 swtok: no GCM, no EC, no RFC 5649', () => {
+  const ock = deriveCapabilities(opencryptokiMechanisms(), profile('opencryptoki-swtok'));
+
+  test('RSA keys, RSA signing and decryption, CBC-PAD wrap; no AES_256 and no EC', () => {
+    expect(ock).toEqual({
+      keySpecs: ['RSA_2048', 'RSA_3072', 'RSA_4096'],
+      rsaDecrypt: ['RSAES_PKCS1_V1_5', 'RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256'],
+      importWrapping: ['RSAES_PKCS1_V1_5', 'RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256'],
+      signing: ['RSA_PKCS1_SHA_256', 'RSA_PSS_SHA_256'],
+      ecdsaHashInSoftware: true,
+      wrapAlgorithms: ['aes-cbc-pad'],
+      wrappedMaterialModel: true,
+    });
+  });
+
+  test('with SoftHSM2 no wrap algorithm is common, so no wrapped-material model; with NSS softokn, CBC-PAD', () => {
+    const softhsm = deriveCapabilities(softhsmMechanisms(), SOFTHSM);
+    expect(intersectCapabilities([softhsm, ock])).toMatchObject({ wrapAlgorithms: [], wrappedMaterialModel: false, keySpecs: ['RSA_2048', 'RSA_3072', 'RSA_4096'] });
+    const nssWithCbc = new Map(nssMechanisms()).set(pk.CKM_AES_CBC_PAD, m(ENC_DEC | WRAP_UNWRAP, 16, 32));
+    const nss = deriveCapabilities(nssWithCbc, NSS);
+    expect(nss.wrapAlgorithms).toEqual(['rfc5649', 'aes-cbc-pad']);
+    expect(intersectCapabilities([nss, ock])).toMatchObject({ wrapAlgorithms: ['aes-cbc-pad'], wrappedMaterialModel: true, keySpecs: ['RSA_2048', 'RSA_3072', 'RSA_4096'] });
+    // the cluster's choice follows the first member's preference order among the common ones
+    expect(intersectCapabilities([nss, softhsm]).wrapAlgorithms).toEqual(['rfc5649']);
   });
 });

@@ -241,3 +241,54 @@ describe('KMR2: owner and scope are bound; KMR1 is read only to be migrated', ()
     expect(v1.equals(v2)).toBe(false);
   });
 });
+
+describe('KMR3: the record names its wrap algorithm, inside the MAC', () => {
+  const owned: MaterialBinding = { ...binding, owner: '100000000001', scope: 'ap-guangzhou' };
+  const cbc = new WrappedMaterial('RSA_2048', owned, filler(16, 1), filler(64, 2), filler(24, 3), filler(32, 4), 3, 'aes-cbc-pad');
+
+  test('RFC 5649 records stay KMR2 (older builds read them); other algorithms are KMR3', () => {
+    expect(WrappedMaterial.formatFor('rfc5649')).toBe(2);
+    expect(WrappedMaterial.formatFor('aes-cbc-pad')).toBe(3);
+    expect(sample().wrapAlgorithm).toBe('rfc5649');
+    expect(roundTrip(sample()).wrapAlgorithm).toBe('rfc5649');
+  });
+
+  test('KMR2 bytes are laid out as before wrap algorithms existed: magic, spec, then the cluster id (no algorithm byte)', () => {
+    const body = sample().macBody;
+    expect(body.subarray(0, 4).toString('latin1')).toBe('KMR2');
+    expect(body[4]).toBe(1); // RSA_2048
+    expect(body.readUInt16BE(5)).toBe(binding.clusterId.length);
+    expect(body.subarray(7, 7 + binding.clusterId.length).toString()).toBe(binding.clusterId);
+  });
+
+  test('a KMR3 record round-trips its wrap algorithm, binding and bytes', () => {
+    const bytes = cbc.toBuffer();
+    expect(bytes.subarray(0, 4).toString('latin1')).toBe('KMR3');
+    const back = roundTrip(cbc);
+    expect(back.format).toBe(3);
+    expect(back.wrapAlgorithm).toBe('aes-cbc-pad');
+    expect(back.binding).toEqual(owned);
+    expect(back.toBuffer().equals(bytes)).toBe(true);
+  });
+
+  test('the wrap algorithm is covered by the MAC input: the same bytes under another algorithm have another body', () => {
+    const as5649 = WrappedMaterial.macInput(cbc.spec, owned, cbc.domainId, cbc.wrapped, cbc.publicKey, 3, 'rfc5649');
+    expect(as5649.equals(cbc.macBody)).toBe(false);
+    const kmr2 = WrappedMaterial.macInput(cbc.spec, owned, cbc.domainId, cbc.wrapped, cbc.publicKey, 2);
+    expect(kmr2.equals(cbc.macBody)).toBe(false);
+    // flipping the algorithm byte (just after magic and spec) yields the other algorithm, so a different MAC body
+    const flipped = cbc.toBuffer();
+    flipped[5] = 0;
+    const decoded = WrappedMaterial.fromBuffer(flipped);
+    expect(decoded.wrapAlgorithm).toBe('rfc5649');
+    expect(decoded.macBody.equals(cbc.macBody)).toBe(false);
+    expect(decoded.mac.equals(cbc.mac)).toBe(true);
+  });
+
+  test('an unknown algorithm code is a malformed record; a KMR2 record cannot name another algorithm', () => {
+    const bad = cbc.toBuffer();
+    bad[5] = 9;
+    expect(() => WrappedMaterial.fromBuffer(bad)).toThrow(/unknown wrap algorithm/);
+    expect(() => new WrappedMaterial('RSA_2048', owned, filler(16, 1), filler(64, 2), filler(24, 3), filler(32, 4), 2, 'aes-cbc-pad')).toThrow(InvalidInputError);
+  });
+});

@@ -44,7 +44,8 @@ describe('shipped profiles', () => {
     expect(['sync', 'async']).toContain(p.callMode);
     expect(p.moduleHints.length).toBeGreaterThan(0);
     expect(Number.isInteger(p.maxSessions) && p.maxSessions > 0).toBe(true);
-    expect(Number.isInteger(p.rfc5649Mechanism) && p.rfc5649Mechanism > 0).toBe(true);
+    expect(p.wrapAlgorithms.length).toBeGreaterThan(0);
+    if (p.wrapAlgorithms.includes('rfc5649')) expect(Number.isInteger(p.rfc5649Mechanism) && p.rfc5649Mechanism! > 0).toBe(true);
     expect(p.oaepHashes.length).toBeGreaterThan(0);
     for (const h of p.oaepHashes) expect(['sha1', 'sha256']).toContain(h);
     expect(['v2.20', 'v2.40']).toContain(p.gcmParams);
@@ -160,6 +161,8 @@ describe('parseProfile', () => {
       gcmParams: 'v2.20',
       gcmIv: 'caller',
       ecPrivateKeyUnwrap: true,
+      wrapAlgorithms: ['rfc5649'],
+      unwrapIgnoresProtection: false,
       errorOverrides: [],
       slowOperations: [],
       notes: [],
@@ -191,7 +194,10 @@ describe('parseProfile', () => {
     ['moduleHints missing', (r) => delete r.moduleHints, /field "moduleHints"/],
     ['maxSessions 0', (r) => (r.maxSessions = 0), /field "maxSessions"/],
     ['maxSessions fractional', (r) => (r.maxSessions = 2.5), /field "maxSessions"/],
-    ['rfc5649Mechanism missing', (r) => delete r.rfc5649Mechanism, /field "rfc5649Mechanism"/],
+    ['rfc5649Mechanism missing and no other wrap algorithm', (r) => delete r.rfc5649Mechanism, /wrapAlgorithms must list one or more of rfc5649, aes-cbc-pad/],
+    ['wrapAlgorithms naming rfc5649 without its mechanism', (r) => { delete r.rfc5649Mechanism; r.wrapAlgorithms = ['aes-cbc-pad', 'rfc5649']; }, /names rfc5649 but rfc5649Mechanism is not set/],
+    ['an unknown wrap algorithm', (r) => (r.wrapAlgorithms = ['rfc3394']), /wrapAlgorithms must list one or more of/],
+    ['an empty wrapAlgorithms', (r) => (r.wrapAlgorithms = []), /wrapAlgorithms must list one or more of/],
     ['ecdsaWithHash missing', (r) => delete r.ecdsaWithHash, /field "ecdsaWithHash"/],
     ['gcmParams v3.0', (r) => (r.gcmParams = 'v3.0'), /gcmParams must be v2.20 or v2.40/],
     ['ecPrivateKeyUnwrap a string', (r) => (r.ecPrivateKeyUnwrap = 'no'), /field "ecPrivateKeyUnwrap"/],
