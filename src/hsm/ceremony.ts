@@ -70,6 +70,7 @@ export async function initDomain(clusterId: string, members: readonly HsmMember[
   if (ids.size > 1) throw new DomainKeyError(`members of cluster ${clusterId} already hold different domain keys (${[...ids].join(', ')}); refusing to choose`);
   const source = holders[0] ?? members[0];
   const missing = members.filter((m) => m !== source && !m.domain);
+  for (const m of missing) commonWrap(source, m); // members that could never share the domain keys are refused first
   if (source.domain && source.domainLocked && missing.length) throw lockedError(clusterId, missing);
   // asked before anything is generated: a domain that could not be copied would be half a ceremony
   if (missing.length && source.profile.wrapWithTrusted && !options.soPin) throw soPinNeeded(clusterId, source);
