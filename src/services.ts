@@ -24,7 +24,7 @@ import { AnchorSinkConfig, RedisStoreConfig, resolveSecret, ServerConfig } from 
 import { clusterAuthenticator, migrateAuthority } from './authority';
 import { withDeadline } from './deadline';
 import { buildClusters } from './hsm/config';
-import type { HsmCluster } from './hsm/cluster';
+import type { HsmCluster, SoPinProvider } from './hsm/cluster';
 import { loadProfiles } from './hsm/profile';
 import { authorize, authorizeAnyCreator } from './iam/authorize';
 import { parseResource, UNKNOWN_CREATOR } from './iam/resources';
@@ -52,6 +52,8 @@ export interface ServicesOptions {
   nodeId?: string;
   /** Run the domain-key ceremony on every cluster first (kmsctl init), reporting progress. */
   domainCeremony?: (msg: string) => void;
+  /** The ceremony's source of Security Officer PINs (where a sending token enforces CKA_WRAP_WITH_TRUSTED). */
+  soPin?: SoPinProvider;
   /** Repair derived store data at start-up (default true; workers after the first leave it to the first). */
   repair?: boolean;
   /** Replace the in-process rate limiters of the embedded store (a worker shares its supervisor's buckets). */
@@ -208,11 +210,11 @@ function alarmsFor(config: ServerConfig, log: ServicesOptions['log']): Alarms {
 }
 
 /** Domain keys on every member of every cluster (safe to re-run: members that have them are left alone). */
-export async function runCeremony(clusters: readonly HsmCluster[], progress: (msg: string) => void): Promise<void> {
+export async function runCeremony(clusters: readonly HsmCluster[], progress: (msg: string) => void, soPin?: SoPinProvider): Promise<void> {
   for (const c of clusters) {
     progress(`cluster ${c.id}: domain-key ceremony on ${c.members.length} member(s)`);
-    const r = await c.initDomain();
-    progress(`cluster ${c.id}: domain ${r.domainId}${r.generated ? ' (new)' : ''}${r.copiedTo.length ? `, copied to ${r.copiedTo.join(', ')}` : ''}`);
+    const r = await c.initDomain({ soPin });
+    progress(`cluster ${c.id}: domain ${r.domainId}${r.generated ? ' (new)' : ''}${r.copiedTo.length ? `, copied to ${r.copiedTo.join(', ')}` : ''}${r.locked.length ? `, locked on ${r.locked.join(', ')}` : ''}`);
   }
 }
 
@@ -222,7 +224,7 @@ export async function openServices(config: ServerConfig, options: ServicesOption
   let opened: Awaited<ReturnType<typeof openStores>> | undefined;
   let kms: Kms | undefined;
   try {
-    if (options.domainCeremony) await runCeremony(clusters, options.domainCeremony);
+    if (options.domainCeremony) await runCeremony(clusters, options.domainCeremony, options.soPin);
     const raw = await openStores(config, auditLinkMac(clusters), options.limiters, options.replay);
     opened = raw;
     const alarms = alarmsFor(config, options.log);

@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { CONFIG_FILE, loadServerConfig } from '../config';
 import { openServices } from '../services';
+import { soPinsFromPath } from './so-pin';
 
 export const DEV_DEDICATED_CLUSTER = 'cls-dev-dedicated';
 export const DEV_CREDENTIALS = 'dev-credentials.json';
@@ -78,7 +79,8 @@ export async function initDev(dataDirArg: string, progress: (msg: string) => voi
   writeConfig(dataDir, deploymentId, shared, dedicated, ['0']);
   const config = loadServerConfig(dataDir, {});
   const log = (l: Record<string, unknown>) => progress(String(l.msg ?? JSON.stringify(l)));
-  const services = await openServices(config, { log, jobs: false, domainCeremony: progress });
+  // the development set-up is locked from the start: the ceremony's SO logins use the kept SO PINs
+  const services = await openServices(config, { log, jobs: false, domainCeremony: progress, soPin: soPinsFromPath(join(dataDir, DEV_SO_PINS)) });
   try {
     progress('creating the development root account');
     const creds = await services.iam.createTenant('dev-root');

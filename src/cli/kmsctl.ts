@@ -8,26 +8,34 @@ import { join } from 'node:path';
 import { readAnchors } from '../audit/anchors';
 import type { VerifyOptions } from '../audit/audit-log';
 import { loadServerConfig } from '../config';
-import { HsmCluster } from '../hsm/cluster';
+import { HsmCluster, MemberHealth, SoPinProvider } from '../hsm/cluster';
 import { openServices, runCeremony, Services } from '../services';
 import type { RotationEvent } from '../kms/domain-rotation';
 import { Args, UsageError } from './args';
 import { progressBar } from './progress';
 import { initDev } from './dev-init';
+import { soPinSource } from './so-pin';
 import { exitWhenDrained, quietOnClosedPipe } from './exit';
 
 const HELP = `kmsctl [--data-dir DIR] <command>      (DIR defaults to $KMS_DATA_DIR or ./var)
 
-  init [--dev]                         --dev: development tokens, config, root account (what make run does);
-                                       without: domain keys on every configured cluster and the service key
-  cluster init [--cluster ID]          domain-key ceremony (safe to re-run)
-  cluster add-member --cluster ID --member ID
+  init [--dev] [--so-pin-file PATH]    --dev: development tokens, config, root account (what make run does);
+                                       without: domain keys on every configured cluster (as cluster init) and the service key
+  cluster init [--cluster ID] [--so-pin-file PATH]
+                                       domain-key ceremony (safe to re-run): generate, copy under a transport key the
+                                       sending token's Security Officer marks trusted (SO PIN asked for without echo,
+                                       or read from PATH: a file, or a directory of <token>.so-pin; never kept), then
+                                       lock (domain keys non-extractable on every member)
+  cluster add-member --cluster ID --member ID [--so-pin-file PATH]
+                                       unlocked clusters only; a locked one grows by kmsctl cluster rotate-domain
   cluster rotate-domain --cluster ID [--resume] [--json]
                                        a new domain generation: made in one member, copied to every other
                                        (new, empty members included), made current; every wrapped record
                                        re-wrapped under it inside the HSMs; the old one destroyed on every
-                                       member. Re-run (or --resume: finish only) after a crash
-  cluster status [--json]
+                                       member; locked again. Re-run (or --resume: finish only) after a crash
+  cluster lock --cluster ID            makes the domain keys non-extractable on every member and reads it back
+                                       (existing installations; idempotent, irreversible)
+  cluster status [--json]              members' health and whether their domain keys are locked
   tenant create --name N [--json]      prints {"Uin","SecretId","SecretKey"}
   tenant list [--json]
   user create --tenant UIN --name N [--preset P] [--policy-file F] [--json]
@@ -87,9 +95,9 @@ function verifyOptions(a: Args): VerifyOptions {
   };
 }
 
-async function withServices<T>(dataDir: string, fn: (s: Services) => Promise<T>, ceremony = false): Promise<T> {
+async function withServices<T>(dataDir: string, fn: (s: Services) => Promise<T>, ceremony?: SoPinProvider): Promise<T> {
   const config = loadServerConfig(dataDir);
-  const s = await openServices(config, { log: (l) => progress(String(l.msg ?? JSON.stringify(l))), jobs: false, domainCeremony: ceremony ? progress : undefined });
+  const s = await openServices(config, { log: (l) => progress(String(l.msg ?? JSON.stringify(l))), jobs: false, domainCeremony: ceremony ? progress : undefined, soPin: ceremony });
   try {
     return await fn(s);
   } finally {
@@ -99,10 +107,16 @@ async function withServices<T>(dataDir: string, fn: (s: Services) => Promise<T>,
 
 type Command = (a: Args, s: Services) => Promise<number>;
 
+function lockText(m: MemberHealth): string {
+  if (m.domainLock === 'none') return 'absent';
+  if (m.domainLock === 'unlocked') return 'unlocked (kmsctl cluster lock)';
+  return m.lockEnforced ? 'locked' : `locked, not enforced by ${m.profile}`;
+}
+
 const COMMANDS: Record<string, Command> = {
   'cluster init': async (a, s) => {
     const id = a.get('cluster');
-    await runCeremony(id ? [cluster(s, id)] : s.clusters, progress);
+    await runCeremony(id ? [cluster(s, id)] : s.clusters, progress, soPinSource(a.get('so-pin-file')));
     return 0;
   },
   'cluster add-member': async (a, s) => {
@@ -110,7 +124,18 @@ const COMMANDS: Record<string, Command> = {
     const member = c.members.find((m) => m.id === a.need('member'));
     if (!member) throw new UsageError(`cluster ${c.id} has no member ${a.need('member')} in kms.yaml: add it there first`);
     progress(`copying the domain keys of ${c.id} into ${member.id} under a transport key made inside it`);
-    out((await c.addMember(member)) ? `domain keys copied into ${member.id}` : `${member.id} already holds the domain keys`, false);
+    const copied = await c.addMember(member, { soPin: soPinSource(a.get('so-pin-file')) });
+    out(copied ? `domain keys copied into ${member.id}; lock the cluster once it is complete: kmsctl cluster lock --cluster ${c.id}` : `${member.id} already holds the domain keys`, false);
+    return 0;
+  },
+  'cluster lock': async (a, s) => {
+    const c = cluster(s, a.need('cluster'));
+    const r = await c.lock();
+    if (a.flag('json')) out({ cluster: c.id, ...r }, true);
+    else {
+      out(`cluster ${c.id}: domain keys locked (non-extractable, read back) on ${[...r.locked, ...r.already].join(', ')}${r.already.length ? ` (already: ${r.already.join(', ')})` : ''}`, false);
+      for (const m of r.unenforced) progress(`warning: member ${m}: its implementation does not enforce CKA_EXTRACTABLE=false (docs/hsm-layer.md), the lock is recorded only`);
+    }
     return 0;
   },
   'cluster rotate-domain': async (a, s) => {
@@ -130,7 +155,7 @@ const COMMANDS: Record<string, Command> = {
   'cluster status': async (a, s) => {
     const health = await Promise.all(s.clusters.map((c) => c.health()));
     if (a.flag('json')) out(health, true);
-    else for (const h of health) out(`${h.id} (${h.kind}) ${h.state}\n${h.members.map((m) => `  ${m.id} [${m.profile}${m.verifiedProfile ? '' : ', unverified profile'}] ${m.state}: ${m.detail}; sessions ${m.sessions.busy}/${m.sessions.open} of ${m.sessions.cap}; domain ${generations(h.generation, m.generations)}`).join('\n')}`, false);
+    else for (const h of health) out(`${h.id} (${h.kind}) ${h.state}\n${h.members.map((m) => `  ${m.id} [${m.profile}${m.verifiedProfile ? '' : ', unverified profile'}] ${m.state}: ${m.detail}; domain keys ${lockText(m)}; sessions ${m.sessions.busy}/${m.sessions.open} of ${m.sessions.cap}; domain ${generations(h.generation, m.generations)}`).join('\n')}`, false);
     return health.every((h) => h.state !== 'UNAVAILABLE') ? 0 : 1;
   },
   'tenant create': async (a, s) => (out(await s.iam.createTenant(a.need('name')), a.flag('json')), 0),
@@ -187,7 +212,7 @@ export async function kmsctl(argv: readonly string[]): Promise<number> {
       progress(r.created ? `development installation ready in ${dataDir}; root credentials in ${r.credentialsFile}` : `${dataDir} is already initialised`);
       return 0;
     }
-    return withServices(dataDir, async () => (progress('domain keys and service key ready'), 0), true);
+    return withServices(dataDir, async () => (progress('domain keys and service key ready'), 0), soPinSource(a.get('so-pin-file')));
   }
   const command = COMMANDS[`${group} ${verb ?? ''}`];
   if (!command) throw new UsageError(`unknown command "${a.words.join(' ')}"\n\n${HELP}`);

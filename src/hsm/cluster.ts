@@ -2,7 +2,8 @@ import { timingSafeEqual } from 'node:crypto';
 import { Capabilities, intersectCapabilities, KeySpec, RsaPadding, SigningAlgorithm } from './capabilities';
 import { ClusterUnavailableError, DomainKeyError, HsmError, MaterialIntegrityError, MemberUnavailableError, UnsupportedError } from './errors';
 import { MaterialBinding, sameBinding, WrappedMaterial } from './material';
-import { addMember, addMemberFrom, CeremonyResult, initDomain } from './ceremony';
+export type { CeremonyOptions, CeremonyResult, LockResult, SoPinProvider, SoPinRequest } from './ceremony';
+import { addMember, addMemberFrom, CeremonyOptions, CeremonyResult, initDomain, lockDomain, lockMembers, LockResult } from './ceremony';
 import { GcmResult, HsmMember, MemberState } from './member';
 import { Canary, ClusterHealthMonitor, DEFAULT_HEALTH_POLICY, HealthPolicy } from './member-health';
 import type { WrapAlgorithm } from './profile';
@@ -45,6 +46,10 @@ export interface MemberHealth {
   sessions: { open: number; busy: number; cap: number; waiting: number };
   cachedHandles: number;
   resets: number;
+  /** The domain keys are non-extractable on this token ('locked'), or not yet ('unlocked'); 'none' without domain keys. */
+  domainLock: 'locked' | 'unlocked' | 'none';
+  /** False where the implementation ignores the lock (its profile's enforcesNonExtractable). */
+  lockEnforced: boolean;
   /** Domain generations (hex) on the member's token, as last read. */
   generations: string[];
 }
@@ -379,9 +384,11 @@ export class HsmCluster {
   /**
    * Generation `generation` on every member (rotate-domain): made inside the first member holding
    * it or, if none does, inside the first member, then copied into every member lacking it (members
-   * with no keys at all included) by the ceremony's copy. Safe to re-run.
+   * with no keys at all included) by the ceremony's copy, then locked on every member (unless
+   * `lock: false`). With `soPin` it is made CKA_WRAP_WITH_TRUSTED and copied under SO-trusted
+   * transport keys; without, as before (the window until the lock is then unprotected). Safe to re-run.
    */
-  async newGeneration(generation: Buffer): Promise<{ generated: boolean; source: string; copiedTo: string[] }> {
+  async newGeneration(generation: Buffer, options: CeremonyOptions = {}): Promise<{ generated: boolean; source: string; copiedTo: string[] }> {
     this.requireAllReachable('make a domain generation');
     await this.refreshGenerations();
     let source = this.members.find((m) => m.holds(generation));
@@ -389,12 +396,13 @@ export class HsmCluster {
     if (!source) {
       source = this.members[0];
       if (source.brokenGenerations.has(generation.toString('hex'))) await source.removeDomainKeys(generation);
-      await source.generateDomainKeys(generation);
+      await source.generateDomainKeys(generation, options.soPin !== undefined && source.profile.wrapWithTrusted);
     }
     const copiedTo: string[] = [];
     for (const m of this.members) {
-      if (m !== source && (await addMemberFrom(source, m, generation))) copiedTo.push(m.id);
+      if (m !== source && (await addMemberFrom(source, m, generation, options.soPin))) copiedTo.push(m.id);
     }
+    if (options.lock !== false) await lockMembers(this.members);
     return { generated, source: source.id, copiedTo };
   }
 
@@ -490,6 +498,8 @@ export class HsmCluster {
       sessions: m.sessions,
       cachedHandles: m.cachedHandles,
       resets: m.resets,
+      domainLock: m.domainLocked === undefined ? 'none' : m.domainLocked ? 'locked' : 'unlocked',
+      lockEnforced: m.profile.enforcesNonExtractable,
       generations: [...m.generations.keys()],
     }));
     const up = members.filter((m) => m.state !== 'UNAVAILABLE').length;
@@ -502,15 +512,20 @@ export class HsmCluster {
     this.monitor.invalidate();
   }
 
-  /** Domain-key ceremony (`kmsctl cluster init`): see ceremony.ts. Safe to re-run. */
-  async initDomain(): Promise<CeremonyResult> {
-    const result = await initDomain(this.id, this.members);
+  /** Domain-key ceremony (`kmsctl cluster init`): see ceremony.ts. Safe to re-run; locks unless `lock: false`. */
+  async initDomain(options: CeremonyOptions = {}): Promise<CeremonyResult> {
+    const result = await initDomain(this.id, this.members, options);
     this.canary = undefined;
     return result;
   }
 
-  /** `kmsctl cluster add-member`: copies the domain keys into `member` (already one of this cluster's members). */
-  addMember(member: HsmMember): Promise<boolean> {
-    return addMember(this.id, this.members, member);
+  /** `kmsctl cluster add-member`: copies the domain keys into `member` (already one of this cluster's members); refused once locked. */
+  addMember(member: HsmMember, options: CeremonyOptions = {}): Promise<boolean> {
+    return addMember(this.id, this.members, member, options);
+  }
+
+  /** `kmsctl cluster lock`: domain keys non-extractable on every member, read back. Idempotent. */
+  lock(): Promise<LockResult> {
+    return lockDomain(this.id, this.members);
   }
 }

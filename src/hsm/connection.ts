@@ -1,5 +1,5 @@
 import * as pk from 'pkcs11js';
-import { LoginError, MemberUnavailableError } from './errors';
+import { LoginError, MemberUnavailableError, SoPinError } from './errors';
 import type { Pkcs11Module, TokenSlot } from './module';
 
 export type MemberState = 'ACTIVE' | 'DEGRADED' | 'UNAVAILABLE';
@@ -83,6 +83,45 @@ export class MemberConnection {
     this.state = 'ACTIVE';
     this.lastError = '';
     this.backoff = this.backoffRange[0];
+  }
+
+  /**
+   * Runs `fn` as the token's Security Officer on session `s`, then logs the user back in. Login
+   * state is per application and token and SO and user exclude each other, so the user is logged
+   * out of this token for every session of this process meanwhile (other processes keep theirs).
+   * The SO PIN is used for this one C_Login and not kept; a refused one is a SoPinError without it.
+   */
+  asSecurityOfficer<T>(s: pk.Handle, soPin: string, fn: (so: pk.Handle) => T): T {
+    const api = this.module.api;
+    try {
+      api.C_Logout(s);
+    } catch (e) {
+      if (ckrName(e) !== 'CKR_USER_NOT_LOGGED_IN') throw e;
+    }
+    try {
+      try {
+        api.C_Login(s, pk.CKU_SO, soPin);
+      } catch (e) {
+        const ckr = ckrName(e);
+        throw new SoPinError(`the Security Officer of token "${this.options.tokenLabel}" could not log in: ${ckr === 'CKR_PIN_INCORRECT' ? 'SO PIN incorrect' : ckr ?? 'unknown error'}`);
+      }
+      try {
+        return fn(s);
+      } finally {
+        api.C_Logout(s);
+      }
+    } finally {
+      this.loginUser(s);
+    }
+  }
+
+  private loginUser(s: pk.Handle): void {
+    try {
+      this.module.api.C_Login(s, pk.CKU_USER, this.options.pin);
+    } catch (e) {
+      this.fail(`could not log the user back in after the SO login: ${ckrName(e) ?? 'unknown error'}`);
+      throw e;
+    }
   }
 
   /** Closes every session of the token (if the module is still ours) and stops recovering. */

@@ -6,8 +6,8 @@ import type { HsmProfile, WrapAlgorithm } from './profile';
 import type { MemberSessions } from './sessions';
 import { unwrapProtected } from './unwrap';
 import {
-  CBC_IV_BYTES, DOMAIN_KEK_LABEL, DOMAIN_MAC_LABEL, domainKeySearch, kekTemplate, keyWrapMechanism, macTemplate, oaep, rsaPublicKeyTemplate,
-  transportKeyTemplates, zeroAesKeyTemplate,
+  CBC_IV_BYTES, DOMAIN_KEK_LABEL, DOMAIN_MAC_LABEL, domainKeySearch, kekTemplate, keyWrapMechanism, LOCKED, macTemplate, oaep, rsaPublicKeyTemplate,
+  transportKeyTemplates, trustedPublicKeyTemplate, zeroAesKeyTemplate,
 } from './templates';
 
 type Handle = pk.Handle;
@@ -58,6 +58,8 @@ export class MemberDomainKeys {
   private currentHex: string | undefined;
   /** Set when the token holds a broken set of domain keys (a ceremony interrupted half-way). */
   problem: string | undefined;
+  /** Every domain-key object of the token is non-extractable (read from the token); undefined without domain keys. */
+  locked: boolean | undefined;
 
   constructor(
     private readonly owner: DomainKeyOwner,
@@ -86,6 +88,7 @@ export class MemberDomainKeys {
     }
     const broken = [...this.broken].map((id) => `generation ${id}: ${byId.get(id)!.kek.length} KEK, ${byId.get(id)!.mac.length} MAC`);
     this.problem = broken.length ? `token "${this.owner.tokenLabel}" holds an incomplete or duplicated set of domain keys (${broken.join('; ')})` : undefined;
+    this.locked = this.readLocked(s);
   }
 
   /** Reads the domain keys on a fresh login; a broken set is remembered as `problem`, not thrown. */
@@ -96,6 +99,41 @@ export class MemberDomainKeys {
       this.generations = new Map();
       this.problem = (e as Error).message;
     }
+    this.locked = this.readLocked(keeper);
+  }
+
+  /** Every object labelled as a domain key, whatever its domain or generation. */
+  private allDomainKeyObjects(s: Handle): Handle[] {
+    return [DOMAIN_KEK_LABEL, DOMAIN_MAC_LABEL].flatMap((label) => this.sessions.find(s, domainKeySearch(label)));
+  }
+
+  private readLocked(s: Handle): boolean | undefined {
+    const all = this.allDomainKeyObjects(s);
+    if (all.length === 0) return undefined;
+    return all.every((h) => (this.api().C_GetAttributeValue(s, h, [{ type: pk.CKA_EXTRACTABLE }])[0].value as Buffer)[0] === 0);
+  }
+
+  /**
+   * The lock: CKA_EXTRACTABLE=false on every domain-key object of the token, read back to be sure.
+   * Idempotent; irreversible (the token refuses false -> true); true if anything changed.
+   */
+  lock(): Promise<boolean> {
+    return this.sessions.withKeeper('lock', (s) => {
+      const api = this.api();
+      let changed = false;
+      for (const h of this.allDomainKeyObjects(s)) {
+        if ((api.C_GetAttributeValue(s, h, [{ type: pk.CKA_EXTRACTABLE }])[0].value as Buffer)[0] === 0) continue;
+        try {
+          api.C_SetAttributeValue(s, h, LOCKED);
+        } catch (e) {
+          throw new DomainKeyError(`token "${this.owner.tokenLabel}" of member ${this.owner.id} refused the lock (CKA_EXTRACTABLE=false): ${(e as Error).message}`);
+        }
+        changed = true;
+      }
+      this.locked = this.readLocked(s);
+      if (this.locked !== true) throw new DomainKeyError(`token "${this.owner.tokenLabel}" of member ${this.owner.id} still reports an extractable domain key after the lock`);
+      return changed;
+    });
   }
 
   /** Reads the token's generations again (another process may have made or destroyed one). */
@@ -155,13 +193,13 @@ export class MemberDomainKeys {
   }
 
   /** Generates generation `id` as token objects (cluster init, or rotate-domain, on one member). */
-  generate(id: Buffer): Promise<DomainKeys> {
+  generate(id: Buffer, wrapWithTrusted = this.owner.profile.wrapWithTrusted): Promise<DomainKeys> {
     return this.sessions.withKeeper('generate', async (s) => {
       this.find(s);
       const hex = id.toString('hex');
       if (this.generations.has(hex) || this.broken.has(hex)) throw new DomainKeyError(`token "${this.owner.tokenLabel}" already holds domain keys of generation ${hex}`);
-      await this.calls.fast.generateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, [...kekTemplate(id, true), { type: pk.CKA_VALUE_LEN, value: 32 }]);
-      await this.calls.fast.generateKey(s, { mechanism: pk.CKM_GENERIC_SECRET_KEY_GEN }, [...macTemplate(id, true), { type: pk.CKA_VALUE_LEN, value: 32 }]);
+      await this.calls.fast.generateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, [...kekTemplate(id, true, wrapWithTrusted), { type: pk.CKA_VALUE_LEN, value: 32 }]);
+      await this.calls.fast.generateKey(s, { mechanism: pk.CKM_GENERIC_SECRET_KEY_GEN }, [...macTemplate(id, true, wrapWithTrusted), { type: pk.CKA_VALUE_LEN, value: 32 }]);
       return this.written(s, id);
     });
   }
@@ -187,12 +225,25 @@ export class MemberDomainKeys {
     });
   }
 
-  /** Sending side: wraps this member's domain keys (of `generation`, else the current) under a receiving member's transport public key. */
-  export(modulus: Buffer, exponent: Buffer, generation?: Buffer): Promise<ExportedDomainKeys> {
+  /**
+   * Sending side, in a Security Officer session: the receiving members' transport public keys as
+   * public session objects marked CKA_TRUSTED (they outlive the SO login; export destroys them).
+   */
+  trustTransportKeys(soSession: Handle, transports: readonly { modulus: Buffer; exponent: Buffer }[]): Handle[] {
+    return transports.map((t) => this.api().C_CreateObject(soSession, trustedPublicKeyTemplate(t.modulus, t.exponent)));
+  }
+
+  /**
+   * Sending side: wraps this member's domain keys (of `generation`, else the current) under a
+   * receiving member's transport public key, or under `trusted`, the same key made CKA_TRUSTED by
+   * this token's SO (needed where the domain keys are CKA_WRAP_WITH_TRUSTED). The public key
+   * object is destroyed afterwards.
+   */
+  export(modulus: Buffer, exponent: Buffer, generation?: Buffer, trusted?: Handle): Promise<ExportedDomainKeys> {
     return this.sessions.withKeeper('wrap', async (s) => {
       const domain = this.pick(generation);
       const api = this.api();
-      const pub = api.C_CreateObject(s, rsaPublicKeyTemplate(modulus, exponent));
+      const pub = trusted ?? api.C_CreateObject(s, rsaPublicKeyTemplate(modulus, exponent));
       try {
         const kek = Buffer.from(await this.calls.fast.wrapKey(s, oaep('sha1'), pub, domain.kek, Buffer.alloc(1024)));
         const mac = Buffer.from(await this.calls.fast.wrapKey(s, oaep('sha1'), pub, domain.mac, Buffer.alloc(1024)));
@@ -209,8 +260,8 @@ export class MemberDomainKeys {
       const api = this.api();
       try {
         const { profile, tokenLabel } = this.owner;
-        await unwrapProtected(api, profile, tokenLabel, this.calls.offloaded, s, oaep('sha1'), transport.privateKey, wrapped.kek, kekTemplate(wrapped.id, true));
-        await unwrapProtected(api, profile, tokenLabel, this.calls.offloaded, s, oaep('sha1'), transport.privateKey, wrapped.mac, macTemplate(wrapped.id, true));
+        await unwrapProtected(api, profile, tokenLabel, this.calls.offloaded, s, oaep('sha1'), transport.privateKey, wrapped.kek, kekTemplate(wrapped.id, true, profile.wrapWithTrusted));
+        await unwrapProtected(api, profile, tokenLabel, this.calls.offloaded, s, oaep('sha1'), transport.privateKey, wrapped.mac, macTemplate(wrapped.id, true, profile.wrapWithTrusted));
       } finally {
         api.C_DestroyObject(s, transport.privateKey);
         api.C_DestroyObject(s, transport.publicKey);

@@ -85,6 +85,12 @@ export class DomainKeyError extends HsmError {
   readonly errorClass = 'caller';
 }
 
+/** The Security Officer PIN a ceremony needs was not given, or the token refused it. Never holds the PIN. */
+export class SoPinError extends DomainKeyError {}
+
+/** The cluster's domain keys are locked (non-extractable on every member): no member can be copied into any more. */
+export class DomainLockedError extends DomainKeyError {}
+
 export class ConfigError extends HsmError {
   readonly errorClass = 'caller';
 }

@@ -201,16 +201,49 @@ export class HsmMember {
     return this.domainKeys.remove(generation);
   }
 
-  generateDomainKeys(id: Buffer): Promise<DomainKeys> {
-    return this.domainKeys.generate(id);
+  /** `wrapWithTrusted` defaults to the profile's: copies then need the sending token's SO (ceremony.ts). */
+  generateDomainKeys(id: Buffer, wrapWithTrusted?: boolean): Promise<DomainKeys> {
+    return this.domainKeys.generate(id, wrapWithTrusted);
   }
 
   createTransportKey(): Promise<TransportKey> {
     return this.domainKeys.createTransportKey();
   }
 
-  exportDomainKeys(modulus: Buffer, exponent: Buffer, generation?: Buffer): Promise<ExportedDomainKeys> {
-    return this.domainKeys.export(modulus, exponent, generation);
+  /** Wraps the domain keys (of `generation`, else the current ones) under a transport key; `via.trusted` is that key made CKA_TRUSTED by trustTransportKeys. */
+  exportDomainKeys(modulus: Buffer, exponent: Buffer, generation?: Buffer, via: { trusted?: Handle } = {}): Promise<ExportedDomainKeys> {
+    return this.domainKeys.export(modulus, exponent, generation, via.trusted);
+  }
+
+  /** Whether every domain-key object of the token is non-extractable; undefined without domain keys. */
+  get domainLocked(): boolean | undefined {
+    return this.domainKeys.locked;
+  }
+
+  /** Sets CKA_EXTRACTABLE=false on every domain-key object and reads it back; true if anything changed. */
+  lockDomainKeys(): Promise<boolean> {
+    return this.domainKeys.lock();
+  }
+
+  /** The ceremony's one Security Officer login on this (sending) token: marks the transport keys CKA_TRUSTED. */
+  trustTransportKeys(soPin: string, transports: readonly { modulus: Buffer; exponent: Buffer }[]): Promise<Handle[]> {
+    return this.asSecurityOfficer(soPin, (so) => this.domainKeys.trustTransportKeys(so, transports));
+  }
+
+  /**
+   * The SO login logs the user of this process out of this token; SoftHSM2 then invalidates
+   * private-object handles and destroys private session objects, so cached unwrapped keys are
+   * dropped and the domain keys found again, whatever happened.
+   */
+  private asSecurityOfficer<T>(soPin: string, fn: (so: Handle) => T): Promise<T> {
+    return this.session.withKeeper('login', (s) => {
+      try {
+        return this.connection.asSecurityOfficer(s, soPin, fn);
+      } finally {
+        this.sealing.clear(false);
+        if (this.connection.state !== 'UNAVAILABLE') this.domainKeys.refresh(s);
+      }
+    });
   }
 
   importDomainKeys(transport: { privateKey: Handle; publicKey: Handle }, wrapped: ExportedDomainKeys): Promise<DomainKeys> {

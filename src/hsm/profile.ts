@@ -48,6 +48,10 @@ export interface HsmProfile {
   unwrapIgnoresProtection: boolean;
   /** Domain keys are cloned by the HSM family itself (e.g. Luna HA) instead of by wrap/unwrap. */
   nativeCloning: boolean;
+  /** C_WrapKey refuses a CKA_EXTRACTABLE=false key: the domain-key lock means something (NSS softokn: no, measured). */
+  enforcesNonExtractable: boolean;
+  /** CKA_WRAP_WITH_TRUSTED is enforced and only the Security Officer may set CKA_TRUSTED: the ceremony copies under an SO-trusted key. */
+  wrapWithTrusted: boolean;
   errorOverrides: ErrorOverride[];
   /** Fast-path operations that must still leave the event loop on this token (slow calls always do). */
   slowOperations: MemberOperation[];
@@ -88,6 +92,8 @@ export function parseProfile(text: string, source: string): HsmProfile {
     oaepHashes: oaep as OaepHash[],
     ecdsaWithHash: field(raw, 'ecdsaWithHash', isBool, source),
     nativeCloning: field(raw, 'nativeCloning', isBool, source, false),
+    enforcesNonExtractable: field(raw, 'enforcesNonExtractable', isBool, source, true),
+    wrapWithTrusted: field(raw, 'wrapWithTrusted', isBool, source, false),
     unwrapIgnoresProtection: field(raw, 'unwrapIgnoresProtection', isBool, source, false),
     gcmParams: gcmParamsOf(raw.gcmParams, source),
     gcmIv: oneOf(raw, 'gcmIv', ['caller', 'token'] as const, source, 'caller'),

@@ -55,26 +55,31 @@ export function keyWrapMechanism(profile: HsmProfile, algorithm: WrapAlgorithm, 
   return algorithm === 'aes-cbc-pad' ? { mechanism: id, parameter: iv } : { mechanism: id };
 }
 
-/** Domain keys carry CKA_ID = domain id + "K"/"M": NSS softokn keeps one token key per CKA_ID. */
-function domainKeyCommon(label: string, id: Buffer, suffix: string, token: boolean): pk.Template {
+/**
+ * Domain keys carry CKA_ID = domain id + "K"/"M": NSS softokn keeps one token key per CKA_ID.
+ * Extractable only until every member holds them (then locked); where the token enforces it,
+ * only under a key the Security Officer marked CKA_TRUSTED, from the start.
+ */
+function domainKeyCommon(label: string, id: Buffer, suffix: string, token: boolean, wrapWithTrusted: boolean): pk.Template {
   return [
     { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_TOKEN, value: token }, { type: pk.CKA_PRIVATE, value: true },
     { type: pk.CKA_LABEL, value: label }, { type: pk.CKA_ID, value: Buffer.concat([id, Buffer.from(suffix)]) },
     { type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_EXTRACTABLE, value: true },
+    ...(wrapWithTrusted ? [{ type: pk.CKA_WRAP_WITH_TRUSTED, value: true }] : []),
   ];
 }
 
-export function kekTemplate(id: Buffer, token: boolean): pk.Template {
+export function kekTemplate(id: Buffer, token: boolean, wrapWithTrusted = false): pk.Template {
   return [
-    ...domainKeyCommon(DOMAIN_KEK_LABEL, id, 'K', token), { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
+    ...domainKeyCommon(DOMAIN_KEK_LABEL, id, 'K', token, wrapWithTrusted), { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
     { type: pk.CKA_WRAP, value: true }, { type: pk.CKA_UNWRAP, value: true },
     { type: pk.CKA_ENCRYPT, value: false }, { type: pk.CKA_DECRYPT, value: false },
   ];
 }
 
-export function macTemplate(id: Buffer, token: boolean): pk.Template {
+export function macTemplate(id: Buffer, token: boolean, wrapWithTrusted = false): pk.Template {
   return [
-    ...domainKeyCommon(DOMAIN_MAC_LABEL, id, 'M', token), { type: pk.CKA_KEY_TYPE, value: pk.CKK_GENERIC_SECRET },
+    ...domainKeyCommon(DOMAIN_MAC_LABEL, id, 'M', token, wrapWithTrusted), { type: pk.CKA_KEY_TYPE, value: pk.CKK_GENERIC_SECRET },
     { type: pk.CKA_SIGN, value: true }, { type: pk.CKA_VERIFY, value: true },
   ];
 }
@@ -143,6 +148,14 @@ export function rsaPublicKeyTemplate(modulus: Buffer, exponent: Buffer): pk.Temp
     { type: pk.CKA_MODULUS, value: modulus }, { type: pk.CKA_PUBLIC_EXPONENT, value: exponent }, { type: pk.CKA_WRAP, value: true }, { type: pk.CKA_ENCRYPT, value: true },
   ];
 }
+
+/** The same, made by the sending token's Security Officer: public (it must outlive the SO login) and CKA_TRUSTED. */
+export function trustedPublicKeyTemplate(modulus: Buffer, exponent: Buffer): pk.Template {
+  return [...rsaPublicKeyTemplate(modulus, exponent), { type: pk.CKA_PRIVATE, value: false }, { type: pk.CKA_TRUSTED, value: true }];
+}
+
+/** The lock: a domain key that every member holds is no longer extractable (false -> true is refused by the token). */
+export const LOCKED: pk.Template = [{ type: pk.CKA_EXTRACTABLE, value: false }];
 
 /** An all-zero AES key: the domain fingerprint wraps it (deterministically) under the KEK. */
 export function zeroAesKeyTemplate(): pk.Template {

@@ -149,6 +149,17 @@ describe('kmsctl (child process) on the data directory of a development installa
       expect(health.flatMap((h) => h.members.map((m) => m.state))).toEqual(['ACTIVE', 'ACTIVE', 'ACTIVE', 'ACTIVE']);
     });
 
+    test('issue 12: every development member is locked (status); cluster lock is idempotent and reads back', async () => {
+      const text = await ok('cluster', 'status');
+      expect(text.match(/; domain keys locked; /g)).toHaveLength(4);
+      const health = await json<Array<{ members: Array<{ domainLock: string; lockEnforced: boolean }> }>>('cluster', 'status', '--json');
+      expect(health.flatMap((h) => h.members.map((m) => [m.domainLock, m.lockEnforced]))).toEqual([0, 1, 2, 3].map(() => ['locked', true]));
+      expect(await ok('cluster', 'lock', '--cluster', 'default')).toMatch(/^cluster default: domain keys locked \(non-extractable, read back\) on shared-a, shared-b \(already: shared-a, shared-b\)$/m);
+      const missing = await kmsctl('cluster', 'lock');
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toMatch(/--cluster is required/);
+    });
+
     test('audit query and export: the requests above, as JSON (lines), without SecretKeys or plaintext', async () => {
       await lab.server.services.audit.flush();
       const page = await json<{ events: Array<{ eventName: string; accountUin: string; errorCode: string }> }>('audit', 'query', '--account', String(tenant.Uin), '--event', 'Encrypt', '--limit', '1000');

@@ -4,6 +4,7 @@ import { HsmCluster } from '../../src/hsm/cluster';
 import { buildClusters, parseClusterConfig } from '../../src/hsm/config';
 import { MaterialIntegrityError } from '../../src/hsm/errors';
 import { WrappedMaterial } from '../../src/hsm/material';
+import { soPinsFromPath } from '../../src/cli/so-pin';
 import { profiles, TokenLab } from '../support/tokens';
 
 describe('clusters built from YAML configuration on real tokens', () => {
@@ -35,7 +36,8 @@ clusters:
     clusters = buildClusters(parseClusterConfig(yaml, lab.dir), profiles, env);
     for (const c of clusters) {
       c.start();
-      await c.initDomain();
+      // kmsctl's source of SO PINs: a directory of <token>.so-pin files (only the shared pool copies)
+      await c.initDomain({ soPin: soPinsFromPath(join(lab.dir, 'shared', 'so-pins')) });
     }
   });
   afterAll(() => {

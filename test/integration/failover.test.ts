@@ -32,7 +32,8 @@ describe('two-member cluster: each member its own module instance (own library c
     expect(a.module).not.toBe(b.module);
     cluster = new HsmCluster({ id: 'fo', kind: 'dedicated', owners: ['1001'], members: [a, b], probeCacheMs: 0 });
     cluster.start();
-    await cluster.initDomain();
+    // unlocked: a member is added to it below
+    await cluster.initDomain({ soPin: lab.soPins, lock: false });
     key = await cluster.generate('AES_256', bind('k1'));
   });
   afterAll(() => lab.cleanup());
@@ -114,7 +115,7 @@ describe('two-member cluster: each member its own module instance (own library c
     const [c] = lab.softhsm('c', ['tok-c']);
     const other = new HsmCluster({ id: 'other', kind: 'shared', owners: [], members: [c] });
     other.start();
-    await other.initDomain();
+    await other.initDomain({ soPin: lab.soPins });
     const mixed = new HsmCluster({ id: 'fo', kind: 'dedicated', owners: ['1001'], members: [a, c] });
     await expect(mixed.addMember(c)).rejects.toThrow(/already holds different domain keys/);
     expect(() => mixed.start()).toThrow(/different domain keys/);
@@ -124,8 +125,8 @@ describe('two-member cluster: each member its own module instance (own library c
     const [d] = lab.softhsm('d', ['tok-d']);
     d.connect();
     const grown = new HsmCluster({ id: 'fo', kind: 'dedicated', owners: ['1001'], members: [a, b, d] });
-    expect(await grown.addMember(d)).toBe(true);
-    expect(await grown.addMember(d)).toBe(false);
+    expect(await grown.addMember(d, { soPin: lab.soPins })).toBe(true);
+    expect(await grown.addMember(d, { soPin: lab.soPins })).toBe(false);
     const sealed = await a.encryptGcm(key, Buffer.from('old key'), Buffer.alloc(0));
     expect((await d.decryptGcm(key, sealed, Buffer.alloc(0))).toString()).toBe('old key');
   });

@@ -35,7 +35,7 @@ describe.each(implementations)('HSM conformance: $name', ({ make }) => {
     members = await make(lab);
     cluster = new HsmCluster({ id: 'c1', kind: 'shared', owners: [], members });
     cluster.start();
-    const result = await cluster.initDomain();
+    const result = await cluster.initDomain({ soPin: lab.soPins });
     expect(result.generated).toBe(true);
     expect(result.copiedTo).toEqual(members.slice(1).map((m) => m.id));
     if (cluster.capabilities.keySpecs.includes('AES_256')) aes = await cluster.generate('AES_256', bind('k-aes'));
@@ -51,7 +51,7 @@ describe.each(implementations)('HSM conformance: $name', ({ make }) => {
   afterAll(() => lab.cleanup());
 
   test('ceremony is safe to re-run and both members hold the same domain', async () => {
-    const again = await cluster.initDomain();
+    const again = await cluster.initDomain({ soPin: lab.soPins });
     expect(again).toMatchObject({ generated: false, copiedTo: [] });
     const last = members[members.length - 1];
     expect(members[0].domain!.id.equals(last.domain!.id)).toBe(true);

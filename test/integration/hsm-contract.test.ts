@@ -68,6 +68,8 @@ describe('every public member and cluster operation rejects, never throws', () =
     ['exportDomainKeys: no domain keys', () => bare.exportDomainKeys(Buffer.alloc(384, 1), Buffer.from([1, 0, 1]))],
     ['importDomainKeys: member unavailable', () => down.importDomainKeys({ privateKey: Buffer.alloc(8), publicKey: Buffer.alloc(8) }, { id: Buffer.alloc(16), kek: Buffer.alloc(40), mac: Buffer.alloc(40) })],
     ['domainFingerprint: no domain keys', () => bare.domainFingerprint('rfc5649')],
+    ['lockDomainKeys: member unavailable', () => down.lockDomainKeys()],
+    ['trustTransportKeys: member unavailable', () => down.trustTransportKeys('not-an-so-pin', [])],
     ['domainMac: bad purpose', () => m.domainMac('Not A Purpose!', Buffer.alloc(1))],
     ['generate: unknown key spec', () => m.generate(BAD_SPEC, bind('x'))],
     ['generate: no domain keys', () => bare.generate('AES_256', bind('x'))],
@@ -114,6 +116,7 @@ describe('every public member and cluster operation rejects, never throws', () =
     ['encrypt: no member can serve', () => downCluster.encrypt(aes, bind('aes', 'ENCRYPT_DECRYPT', 'ct-down'), Buffer.from('x'), Buffer.alloc(0))],
     ['initDomain: a member is unavailable', () => downCluster.initDomain()],
     ['addMember: no reachable member holds domain keys', () => downCluster.addMember(down)],
+    ['lock: a member is unavailable', () => downCluster.lock()],
   ];
 
   test.each(clusterCases)('cluster %s', async (_name, op) => {

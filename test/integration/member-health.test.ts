@@ -50,7 +50,7 @@ async function pair(options: { probeCacheMs: number; degradedLatencyMs?: number;
   const [b] = lab.softhsm('b', ['tok-b']);
   const cluster = new HsmCluster({ id: 'mh', kind: 'dedicated', owners: ['1001'], members: [a, b], probeIntervalMs: 0, ...options });
   cluster.start();
-  await cluster.initDomain();
+  await cluster.initDomain({ soPin: lab.soPins });
   const key = await cluster.generate('AES_256', bind('k1'));
   return { lab, a, b, cluster, key };
 }

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import * as pk from 'pkcs11js';
 import { DEV_SO_PINS, initDev } from '../../src/cli/dev-init';
 import { HsmCluster } from '../../src/hsm/cluster';
+import { SoPinError } from '../../src/hsm/errors';
 import { HsmMember } from '../../src/hsm/member';
 import { openModule } from '../../src/hsm/module';
 import { lockSwtok, OCK_LABEL, OCK_LOCK_WAIT_MS, OCK_SCRIPT } from '../support/opencryptoki';
@@ -94,9 +95,13 @@ describe('PINs during provisioning', () => {
     const cluster = new HsmCluster({ id: 'p', kind: 'shared', owners: [], members });
     try {
       cluster.start();
-      expect((await cluster.initDomain()).copiedTo).toEqual(['b']);
-      const key = await cluster.generate('AES_256', { clusterId: 'p', keyId: 'k', keyVersion: 1, usage: 'ENCRYPT_DECRYPT' });
-      const sealed = await members[1].encryptGcm(key, Buffer.from('works'), Buffer.alloc(0));
+      // the SO PIN is forgotten, so the domain keys (CKA_WRAP_WITH_TRUSTED) cannot be copied: refused before anything is generated
+      await expect(cluster.initDomain()).rejects.toBeInstanceOf(SoPinError);
+      expect(members.map((m) => m.domain)).toEqual([undefined, undefined]);
+      const alone = new HsmCluster({ id: 'p', kind: 'shared', owners: [], members: [members[0]] });
+      expect((await alone.initDomain()).locked).toEqual(['a']);
+      const key = await alone.generate('AES_256', { clusterId: 'p', keyId: 'k', keyVersion: 1, usage: 'ENCRYPT_DECRYPT' });
+      const sealed = await members[0].encryptGcm(key, Buffer.from('works'), Buffer.alloc(0));
       expect((await members[0].decryptGcm(key, sealed, Buffer.alloc(0))).toString()).toBe('works');
     } finally {
       cluster.close();

@@ -43,7 +43,7 @@ export class KmsLab {
   async start(): Promise<void> {
     for (const c of this.clusters) {
       c.start();
-      await c.initDomain();
+      await c.initDomain({ soPin: this.tokens.soPins });
     }
   }
 

@@ -17,6 +17,14 @@ export class TokenLab {
   private members: HsmMember[] = [];
   /** The machine's one openCryptoki swtok, held by this lab from its first use until cleanup. */
   ock: OpenCryptokiToken | undefined;
+  private readonly soPinFiles = new Map<string, string>();
+
+  /** The ceremony's SO PIN provider for the SoftHSM2 tokens made here (as dev-so-pins serves kmsctl init --dev). */
+  readonly soPins = async (request: { member: string; token: string }): Promise<string> => {
+    const file = this.soPinFiles.get(request.member);
+    if (!file) throw new Error(`no SO PIN kept for member ${request.member}`);
+    return readFileSync(file, 'utf8');
+  };
 
   /**
    * SoftHSM2 tokens in their own SOFTHSM2_CONF, loaded from a private copy of the library so that
@@ -31,11 +39,12 @@ export class TokenLab {
     make: (o: MemberOptions) => HsmMember = (o) => new HsmMember(o),
   ): HsmMember[] {
     const dir = join(this.dir, name);
-    const conf = execFileSync(join(ROOT, 'softhsm', 'make-tokens.sh'), [dir, ...labels], { encoding: 'utf8' }).trim();
+    const env = { ...process.env, KMS_KEEP_SO_PINS: join(dir, 'so-pins') };
+    const conf = execFileSync(join(ROOT, 'softhsm', 'make-tokens.sh'), [dir, ...labels], { encoding: 'utf8', env }).trim();
     const lib = join(dir, 'libsofthsm2.so');
     if (!existsSync(lib)) copyFileSync(SOFTHSM_LIB, lib);
     return labels.map((label) =>
-      this.track(
+      this.trackSoPin(join(dir, 'so-pins', `${label}.so-pin`), this.track(
         make({
           id: `${name}-${label}`,
           profile,
@@ -45,8 +54,18 @@ export class TokenLab {
           backoffMs: [50, 400],
           ...overrides,
         }),
-      ),
+      )),
     );
+  }
+
+  private trackSoPin(file: string, m: HsmMember): HsmMember {
+    this.soPinFiles.set(m.id, file);
+    return m;
+  }
+
+  /** The SO PIN of a SoftHSM2 token made by `softhsm(name, [label])` (kept for tests, as `kmsctl init --dev` does). */
+  soPin(name: string, label: string): string {
+    return readFileSync(join(this.dir, name, 'so-pins', `${label}.so-pin`), 'utf8');
   }
 
   tokenDir(name: string): string {

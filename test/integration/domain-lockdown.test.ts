@@ -1,0 +1,333 @@
+/**
+ * Issue 12 §1, probe: what each PKCS#11 implementation ENFORCES about keeping a key inside the
+ * token, measured with raw pkcs11js calls on real tokens. The table in docs/hsm-layer.md is this
+ * file's expectations; a library upgrade that changes one fails here first.
+ */
+import * as pk from 'pkcs11js';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { HsmProfile } from '../../src/hsm/profile';
+import { TokenLab } from '../support/tokens';
+
+interface RawToken {
+  api: pk.PKCS11;
+  slot: pk.Handle;
+  pin: string;
+  /** The token's Security Officer PIN; NSS softokn has none. */
+  soPin: string | undefined;
+  profile: HsmProfile;
+}
+
+const implementations: Array<{ name: string; make: (lab: TokenLab) => RawToken }> = [
+  {
+    name: 'softhsm2',
+    make: (lab) => {
+      const [m] = lab.softhsm('probe', ['p']);
+      m.module.initialize();
+      const pin = readFileSync(join(lab.dir, 'probe', 'pins', 'p.pin'), 'utf8');
+      return { api: m.module.api, slot: m.module.findToken('p').slot, pin, soPin: lab.soPin('probe', 'p'), profile: m.profile };
+    },
+  },
+  {
+    name: 'nss-softokn',
+    make: (lab) => {
+      const m = lab.nss('probe-nss');
+      m.module.initialize();
+      const pin = readFileSync(join(lab.dir, 'probe-nss', 'pins', 'nss.pin'), 'utf8');
+      return { api: m.module.api, slot: m.module.findToken(m.tokenLabel).slot, pin, soPin: undefined, profile: m.profile };
+    },
+  },
+];
+
+/** 'ok', or the CKR_ code the call failed with, or the binding's own refusal. */
+function attempt(fn: () => unknown): string {
+  try {
+    fn();
+    return 'ok';
+  } catch (e) {
+    const m = /CKR_[A-Z0-9_]+/.exec((e as Error).message);
+    if (m) return m[0];
+    if (/should be a Number, Boolean, String or Buffer/.test((e as Error).message)) return 'refused by pkcs11js: an attribute value is a number, boolean, string or Buffer, never a template';
+    return `error: ${(e as Error).message}`;
+  }
+}
+
+/** 'true' / 'false', or why the attribute could not be read. */
+function read(api: pk.PKCS11, s: pk.Handle, h: pk.Handle, type: number): string {
+  let value = '';
+  const outcome = attempt(() => (value = String((api.C_GetAttributeValue(s, h, [{ type }])[0].value as Buffer)[0] === 1)));
+  return outcome === 'ok' ? value : outcome;
+}
+
+const aesTemplate = (extra: pk.Template, extractable = true): pk.Template => [
+  { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_VALUE_LEN, value: 32 },
+  { type: pk.CKA_PRIVATE, value: true }, { type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_EXTRACTABLE, value: extractable }, ...extra,
+];
+
+function rsaPublicTemplate(extra: pk.Template): pk.Template {
+  const jwk = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' });
+  return [
+    { type: pk.CKA_CLASS, value: pk.CKO_PUBLIC_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_RSA }, { type: pk.CKA_TOKEN, value: false },
+    { type: pk.CKA_MODULUS, value: Buffer.from(jwk.n!, 'base64url') }, { type: pk.CKA_PUBLIC_EXPONENT, value: Buffer.from(jwk.e!, 'base64url') },
+    { type: pk.CKA_WRAP, value: true }, { type: pk.CKA_ENCRYPT, value: true }, ...extra,
+  ];
+}
+
+const OAEP_SHA1: pk.Mechanism = {
+  mechanism: pk.CKM_RSA_PKCS_OAEP,
+  parameter: { type: pk.CK_PARAMS_RSA_OAEP, hashAlg: pk.CKM_SHA_1, mgf: pk.CKG_MGF1_SHA1, source: 1 } as pk.RsaOAEP,
+};
+
+/** Every fact of the table, measured on one token. */
+function probe(t: RawToken): Record<string, string> {
+  const { api } = t;
+  const facts: Record<string, string> = {};
+  const s = api.C_OpenSession(t.slot, pk.CKF_SERIAL_SESSION | pk.CKF_RW_SESSION);
+  const wrapMech: pk.Mechanism = { mechanism: t.profile.rfc5649Mechanism! };
+  const out = () => Buffer.alloc(4096);
+  try {
+    api.C_Login(s, pk.CKU_USER, t.pin);
+    const gen = (label: string, extra: pk.Template, extractable = true) =>
+      api.C_GenerateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, aesTemplate([{ type: pk.CKA_TOKEN, value: true }, { type: pk.CKA_LABEL, value: label }, { type: pk.CKA_ID, value: randomBytes(8) }, ...extra], extractable));
+    const userAesKey = () => api.C_GenerateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, aesTemplate([{ type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_WRAP, value: true }]));
+    const find = (label: string): pk.Handle => {
+      api.C_FindObjectsInit(s, [{ type: pk.CKA_LABEL, value: label }]);
+      const [h] = api.C_FindObjects(s, 1);
+      api.C_FindObjectsFinal(s);
+      return h;
+    };
+    let plain = gen('probe-plain', [{ type: pk.CKA_WRAP, value: true }, { type: pk.CKA_UNWRAP, value: true }, { type: pk.CKA_DECRYPT, value: false }]);
+    // what the attacker makes with the user PIN: an AES key of its own and an RSA public key it knows the private half of
+    let userAes = userAesKey();
+    let userRsa = api.C_CreateObject(s, rsaPublicTemplate([]));
+
+    facts['read CKA_VALUE of a sensitive key'] = attempt(() => api.C_GetAttributeValue(s, plain, [{ type: pk.CKA_VALUE }]));
+    facts['CKA_SENSITIVE true -> false'] = attempt(() => api.C_SetAttributeValue(s, plain, [{ type: pk.CKA_SENSITIVE, value: false }]));
+    facts['wrap an extractable key under a user AES key'] = attempt(() => api.C_WrapKey(s, wrapMech, userAes, plain, out()));
+    facts['wrap an extractable key under a user RSA key'] = attempt(() => api.C_WrapKey(s, OAEP_SHA1, userRsa, plain, out()));
+    const born = gen('probe-born-non-extractable', [], false);
+    facts['wrap a key generated non-extractable under a user AES key'] = attempt(() => api.C_WrapKey(s, wrapMech, userAes, born, out()));
+    facts['wrap a key generated non-extractable under a user RSA key'] = attempt(() => api.C_WrapKey(s, OAEP_SHA1, userRsa, born, out()));
+    facts['CKA_DECRYPT false -> true on a wrapping key'] = attempt(() => api.C_SetAttributeValue(s, plain, [{ type: pk.CKA_DECRYPT, value: true }]));
+
+    let wwt: pk.Handle | undefined;
+    const userSessionKey = userAes;
+    facts['generate with CKA_WRAP_WITH_TRUSTED'] = attempt(() => (wwt = gen('probe-wwt', [{ type: pk.CKA_WRAP_WITH_TRUSTED, value: true }])));
+    if (wwt) {
+      const key = wwt;
+      facts['CKA_WRAP_WITH_TRUSTED reads back'] = read(api, s, key, pk.CKA_WRAP_WITH_TRUSTED);
+      facts['wrap a WRAP_WITH_TRUSTED key under a user AES key'] = attempt(() => api.C_WrapKey(s, wrapMech, userAes, key, out()));
+      facts['wrap a WRAP_WITH_TRUSTED key under a user RSA key'] = attempt(() => api.C_WrapKey(s, OAEP_SHA1, userRsa, key, out()));
+      facts['CKA_WRAP_WITH_TRUSTED true -> false'] = attempt(() => api.C_SetAttributeValue(s, key, [{ type: pk.CKA_WRAP_WITH_TRUSTED, value: false }]));
+    }
+    facts['user session creates a CKA_TRUSTED public key'] = attempt(() => api.C_CreateObject(s, rsaPublicTemplate([{ type: pk.CKA_TRUSTED, value: true }])));
+    facts['user session sets CKA_TRUSTED on a public key'] = attempt(() => api.C_SetAttributeValue(s, userRsa, [{ type: pk.CKA_TRUSTED, value: true }]));
+    facts['SO login while the user is logged in'] = attempt(() => api.C_Login(s, pk.CKU_SO, t.soPin ?? t.pin));
+
+    api.C_Logout(s);
+    let trusted: pk.Handle | undefined;
+    if (t.soPin === undefined) {
+      facts['SO login (user PIN)'] = attempt(() => api.C_Login(s, pk.CKU_SO, t.pin));
+      if (facts['SO login (user PIN)'] === 'ok') api.C_Logout(s);
+      facts['SO login (empty PIN)'] = attempt(() => api.C_Login(s, pk.CKU_SO, ''));
+      if (facts['SO login (empty PIN)'] === 'ok') api.C_Logout(s);
+    } else {
+      facts['SO login'] = attempt(() => api.C_Login(s, pk.CKU_SO, t.soPin!));
+      facts['SO session creates a CKA_TRUSTED session public key'] = attempt(() => (trusted = api.C_CreateObject(s, rsaPublicTemplate([{ type: pk.CKA_PRIVATE, value: false }, { type: pk.CKA_TRUSTED, value: true }]))));
+      facts['user login while the SO is logged in'] = attempt(() => api.C_Login(s, pk.CKU_USER, t.pin));
+      api.C_Logout(s);
+    }
+    api.C_Login(s, pk.CKU_USER, t.pin);
+    facts['a private token key\'s handle after logout and login'] = read(api, s, plain, pk.CKA_EXTRACTABLE).replace(/true|false/, 'valid');
+    facts['a private session key after logout and login'] = read(api, s, userSessionKey, pk.CKA_WRAP).replace(/true|false/, 'valid');
+    plain = find('probe-plain');
+    userAes = userAesKey();
+    userRsa = api.C_CreateObject(s, rsaPublicTemplate([]));
+    if (wwt !== undefined) wwt = find('probe-wwt');
+    if (trusted !== undefined && wwt !== undefined) {
+      const [key, by] = [wwt, trusted];
+      facts['trusted key still there after SO logout'] = read(api, s, by, pk.CKA_TRUSTED);
+      facts['wrap a WRAP_WITH_TRUSTED key under the trusted key'] = attempt(() => api.C_WrapKey(s, OAEP_SHA1, by, key, out()));
+    }
+
+    // the lock
+    facts['lock: CKA_EXTRACTABLE true -> false'] = attempt(() => api.C_SetAttributeValue(s, plain, [{ type: pk.CKA_EXTRACTABLE, value: false }]));
+    facts['after the lock, CKA_EXTRACTABLE reads'] = read(api, s, plain, pk.CKA_EXTRACTABLE);
+    facts['after the lock, CKA_NEVER_EXTRACTABLE reads'] = read(api, s, plain, pk.CKA_NEVER_EXTRACTABLE);
+    facts['after the lock, CKA_ALWAYS_SENSITIVE reads'] = read(api, s, plain, pk.CKA_ALWAYS_SENSITIVE);
+    facts['after the lock, wrap under a user AES key'] = attempt(() => api.C_WrapKey(s, wrapMech, userAes, plain, out()));
+    facts['after the lock, wrap under a user RSA key'] = attempt(() => api.C_WrapKey(s, OAEP_SHA1, userRsa, plain, out()));
+    facts['unlock: CKA_EXTRACTABLE false -> true'] = attempt(() => api.C_SetAttributeValue(s, plain, [{ type: pk.CKA_EXTRACTABLE, value: true }]));
+    facts['C_CopyObject of a locked key with CKA_EXTRACTABLE true'] = attempt(() => api.C_CopyObject(s, plain, [{ type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_EXTRACTABLE, value: true }]));
+    facts['C_CopyObject of a locked key with CKA_SENSITIVE false'] = attempt(() => api.C_CopyObject(s, plain, [{ type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_SENSITIVE, value: false }]));
+
+    // what a KEK unwraps: a record of a key whose value the test knows, unwrapped with the attacker's template
+    const known = randomBytes(32);
+    const victim = api.C_CreateObject(s, [
+      { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_TOKEN, value: false },
+      { type: pk.CKA_VALUE, value: known }, { type: pk.CKA_EXTRACTABLE, value: true }, { type: pk.CKA_SENSITIVE, value: true },
+    ]);
+    const record = Buffer.from(api.C_WrapKey(s, wrapMech, plain, victim, out()));
+    let readable: pk.Handle | undefined;
+    facts['KEK unwraps a record as non-sensitive and extractable'] = attempt(() => {
+      readable = api.C_UnwrapKey(s, wrapMech, plain, record, [
+        { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_TOKEN, value: false },
+        { type: pk.CKA_SENSITIVE, value: false }, { type: pk.CKA_EXTRACTABLE, value: true }, { type: pk.CKA_ENCRYPT, value: true },
+      ]);
+    });
+    if (readable !== undefined) {
+      const value = api.C_GetAttributeValue(s, readable, [{ type: pk.CKA_VALUE }])[0].value as Buffer;
+      facts['its CKA_VALUE is the record\'s key'] = String(value.equals(known));
+    }
+    const template = [{ type: pk.CKA_SENSITIVE, value: true }];
+    facts['CKA_UNWRAP_TEMPLATE through pkcs11js'] = attempt(() =>
+      api.C_SetAttributeValue(s, plain, [{ type: pk.CKA_UNWRAP_TEMPLATE, value: template as unknown as Buffer }]),
+    );
+  } finally {
+    api.C_CloseSession(s);
+  }
+  return facts;
+}
+
+const SOFTHSM2: Record<string, string> = {
+  'read CKA_VALUE of a sensitive key': 'CKR_ATTRIBUTE_SENSITIVE',
+  'CKA_SENSITIVE true -> false': 'CKR_ATTRIBUTE_READ_ONLY',
+  'wrap an extractable key under a user AES key': 'ok',
+  'wrap an extractable key under a user RSA key': 'ok',
+  'wrap a key generated non-extractable under a user AES key': 'CKR_KEY_UNEXTRACTABLE',
+  'wrap a key generated non-extractable under a user RSA key': 'CKR_KEY_UNEXTRACTABLE',
+  'CKA_DECRYPT false -> true on a wrapping key': 'ok',
+  'generate with CKA_WRAP_WITH_TRUSTED': 'ok',
+  'CKA_WRAP_WITH_TRUSTED reads back': 'true',
+  'wrap a WRAP_WITH_TRUSTED key under a user AES key': 'CKR_KEY_NOT_WRAPPABLE',
+  'wrap a WRAP_WITH_TRUSTED key under a user RSA key': 'CKR_KEY_NOT_WRAPPABLE',
+  'CKA_WRAP_WITH_TRUSTED true -> false': 'CKR_ATTRIBUTE_READ_ONLY',
+  'user session creates a CKA_TRUSTED public key': 'CKR_ATTRIBUTE_READ_ONLY',
+  'user session sets CKA_TRUSTED on a public key': 'CKR_ATTRIBUTE_READ_ONLY',
+  'SO login while the user is logged in': 'CKR_USER_ANOTHER_ALREADY_LOGGED_IN',
+  'SO login': 'ok',
+  'SO session creates a CKA_TRUSTED session public key': 'ok',
+  'user login while the SO is logged in': 'CKR_USER_ANOTHER_ALREADY_LOGGED_IN',
+  "a private token key's handle after logout and login": 'CKR_OBJECT_HANDLE_INVALID',
+  'a private session key after logout and login': 'CKR_OBJECT_HANDLE_INVALID',
+  'trusted key still there after SO logout': 'true',
+  'wrap a WRAP_WITH_TRUSTED key under the trusted key': 'ok',
+  'lock: CKA_EXTRACTABLE true -> false': 'ok',
+  'after the lock, CKA_EXTRACTABLE reads': 'false',
+  'after the lock, CKA_NEVER_EXTRACTABLE reads': 'false',
+  'after the lock, CKA_ALWAYS_SENSITIVE reads': 'true',
+  'after the lock, wrap under a user AES key': 'CKR_KEY_UNEXTRACTABLE',
+  'after the lock, wrap under a user RSA key': 'CKR_KEY_UNEXTRACTABLE',
+  'unlock: CKA_EXTRACTABLE false -> true': 'CKR_ATTRIBUTE_READ_ONLY',
+  'C_CopyObject of a locked key with CKA_EXTRACTABLE true': 'CKR_ATTRIBUTE_READ_ONLY',
+  'C_CopyObject of a locked key with CKA_SENSITIVE false': 'CKR_ATTRIBUTE_READ_ONLY',
+  'KEK unwraps a record as non-sensitive and extractable': 'ok',
+  "its CKA_VALUE is the record's key": 'true',
+  'CKA_UNWRAP_TEMPLATE through pkcs11js': 'refused by pkcs11js: an attribute value is a number, boolean, string or Buffer, never a template',
+};
+const NSS: Record<string, string> = {
+  'read CKA_VALUE of a sensitive key': 'CKR_ATTRIBUTE_SENSITIVE',
+  'CKA_SENSITIVE true -> false': 'CKR_ATTRIBUTE_READ_ONLY',
+  'wrap an extractable key under a user AES key': 'ok',
+  'wrap an extractable key under a user RSA key': 'ok',
+  'wrap a key generated non-extractable under a user AES key': 'ok',
+  'wrap a key generated non-extractable under a user RSA key': 'ok',
+  'CKA_DECRYPT false -> true on a wrapping key': 'ok',
+  'generate with CKA_WRAP_WITH_TRUSTED': 'ok',
+  'CKA_WRAP_WITH_TRUSTED reads back': 'true',
+  'wrap a WRAP_WITH_TRUSTED key under a user AES key': 'ok',
+  'wrap a WRAP_WITH_TRUSTED key under a user RSA key': 'ok',
+  'CKA_WRAP_WITH_TRUSTED true -> false': 'ok',
+  'user session creates a CKA_TRUSTED public key': 'ok',
+  'user session sets CKA_TRUSTED on a public key': 'CKR_ATTRIBUTE_TYPE_INVALID',
+  'SO login while the user is logged in': 'CKR_USER_ALREADY_LOGGED_IN',
+  'SO login (user PIN)': 'CKR_USER_TYPE_INVALID',
+  'SO login (empty PIN)': 'CKR_USER_TYPE_INVALID',
+  "a private token key's handle after logout and login": 'valid',
+  'a private session key after logout and login': 'valid',
+  'lock: CKA_EXTRACTABLE true -> false': 'ok',
+  'after the lock, CKA_EXTRACTABLE reads': 'false',
+  'after the lock, CKA_NEVER_EXTRACTABLE reads': 'false',
+  'after the lock, CKA_ALWAYS_SENSITIVE reads': 'true',
+  'after the lock, wrap under a user AES key': 'ok',
+  'after the lock, wrap under a user RSA key': 'ok',
+  'unlock: CKA_EXTRACTABLE false -> true': 'CKR_ATTRIBUTE_READ_ONLY',
+  'C_CopyObject of a locked key with CKA_EXTRACTABLE true': 'ok',
+  'C_CopyObject of a locked key with CKA_SENSITIVE false': 'CKR_ATTRIBUTE_READ_ONLY',
+  'KEK unwraps a record as non-sensitive and extractable': 'ok',
+  "its CKA_VALUE is the record's key": 'true',
+  'CKA_UNWRAP_TEMPLATE through pkcs11js': 'refused by pkcs11js: an attribute value is a number, boolean, string or Buffer, never a template',
+};
+const expected: Record<string, Record<string, string>> = { softhsm2: SOFTHSM2, 'nss-softokn': NSS };
+
+describe.each(implementations)('what $name enforces', ({ name, make }) => {
+  let lab: TokenLab;
+  beforeAll(() => {
+    lab = new TokenLab();
+  });
+  afterAll(() => lab.cleanup());
+
+  test('the enforcement table', () => {
+    const facts = probe(make(lab));
+    expect(facts).toEqual(expected[name]);
+  });
+});
+
+/**
+ * pkcs11js passes an attribute's value as a number, boolean, string or Buffer, so it cannot set
+ * CKA_UNWRAP_TEMPLATE (an array of CK_ATTRIBUTE with pointers). test/support/unwrap-template-probe.c
+ * asks the same library in C whether C_UnwrapKey would enforce one.
+ */
+describe('CKA_UNWRAP_TEMPLATE, set from C', () => {
+  const ROOT = join(__dirname, '..', '..', '..');
+  let lab: TokenLab;
+  let probeBinary: string;
+  beforeAll(() => {
+    lab = new TokenLab();
+    probeBinary = join(lab.dir, 'unwrap-template-probe');
+    execFileSync('cc', ['-O1', '-I', join(ROOT, 'node_modules', 'pkcs11js', 'includes'), '-o', probeBinary, join(ROOT, 'test', 'support', 'unwrap-template-probe.c'), '-ldl']);
+  });
+  afterAll(() => lab.cleanup());
+
+  const run = (args: string[], pinFile: string, env: NodeJS.ProcessEnv = process.env): Record<string, string> => {
+    const text = execFileSync(probeBinary, args, { input: readFileSync(pinFile), env, encoding: 'utf8' });
+    return Object.fromEntries(text.trim().split('\n').map((l) => l.trim().split(': ') as [string, string]));
+  };
+
+  test('softhsm2 enforces it (and keeps it: read-only, not dropped by C_CopyObject)', () => {
+    const [m] = lab.softhsm('tpl', ['t1']);
+    const facts = run([join(lab.dir, 'tpl', 'libsofthsm2.so'), 't1', String(m.profile.rfc5649Mechanism)], join(lab.dir, 'tpl', 'pins', 't1.pin'), { ...process.env, SOFTHSM2_CONF: join(lab.dir, 'tpl', 'softhsm2.conf') });
+    expect(facts).toEqual({
+      'generate a KEK with CKA_UNWRAP_TEMPLATE': 'ok',
+      'unwrap as non-sensitive, extractable': 'CKR_TEMPLATE_INCONSISTENT',
+      'unwrap naming neither attribute': 'CKR_TEMPLATE_INCONSISTENT',
+      'unwrap as the template says': 'ok',
+      'clear CKA_UNWRAP_TEMPLATE with C_SetAttributeValue': 'CKR_ATTRIBUTE_READ_ONLY',
+      'copy the KEK without the template': 'CKR_ATTRIBUTE_READ_ONLY',
+      'after that, unwrap as non-sensitive, extractable': 'CKR_TEMPLATE_INCONSISTENT',
+      'generate a KEK with CKA_UNWRAP_TEMPLATE (CKA_MODIFIABLE false)': 'ok',
+      'unwrap as non-sensitive, extractable (CKA_MODIFIABLE false)': 'CKR_TEMPLATE_INCONSISTENT',
+      'unwrap naming neither attribute (CKA_MODIFIABLE false)': 'CKR_TEMPLATE_INCONSISTENT',
+      'unwrap as the template says (CKA_MODIFIABLE false)': 'ok',
+      'clear CKA_UNWRAP_TEMPLATE with C_SetAttributeValue (CKA_MODIFIABLE false)': 'CKR_ACTION_PROHIBITED',
+      'copy the KEK without the template (CKA_MODIFIABLE false)': 'CKR_ATTRIBUTE_READ_ONLY',
+      'after that, unwrap as non-sensitive, extractable (CKA_MODIFIABLE false)': 'CKR_TEMPLATE_INCONSISTENT',
+    });
+  });
+
+  test('nss-softokn accepts it and ignores it', () => {
+    const m = lab.nss('tpl-nss');
+    const params = m.profile.libraryParameters!.replace('{dir}', join(lab.dir, 'tpl-nss', 'db'));
+    const facts = run([m.module.spec.path, m.tokenLabel, String(m.profile.rfc5649Mechanism), params], join(lab.dir, 'tpl-nss', 'pins', 'nss.pin'));
+    expect(facts).toMatchObject({
+      'generate a KEK with CKA_UNWRAP_TEMPLATE': 'ok',
+      'unwrap as non-sensitive, extractable': 'ok',
+      'unwrap naming neither attribute': 'ok',
+      'and read its CKA_VALUE': 'ok',
+      'clear CKA_UNWRAP_TEMPLATE with C_SetAttributeValue': 'ok',
+      'copy the KEK without the template (CKA_MODIFIABLE false)': 'ok',
+    });
+  });
+});
