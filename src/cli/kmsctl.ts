@@ -28,7 +28,7 @@ const HELP = `kmsctl [--data-dir DIR] <command>      (DIR defaults to $KMS_DATA_
                                        lock (domain keys non-extractable on every member)
   cluster add-member --cluster ID --member ID [--so-pin-file PATH]
                                        unlocked clusters only; a locked one grows by kmsctl cluster rotate-domain
-  cluster rotate-domain --cluster ID [--resume] [--json]
+  cluster rotate-domain --cluster ID [--resume] [--so-pin-file PATH] [--json]
                                        a new domain generation: made in one member, copied to every other
                                        (new, empty members included), made current; every wrapped record
                                        re-wrapped under it inside the HSMs; the old one destroyed on every
@@ -146,7 +146,10 @@ const COMMANDS: Record<string, Command> = {
       else if (e.phase === 'generation') progress(`cluster ${c.id}: generation ${e.generation} ${e.detail}; now current`);
       else progress(`cluster ${c.id}: generation ${e.generation} destroyed on ${e.members.join(', ') || 'no member'}`);
     };
-    const r = await s.kms.domainRotation.rotate(c.id, { resumeOnly: a.flag('resume'), progress: shown });
+    const path = a.get('so-pin-file');
+    // an SO PIN makes the new generation's copy trusted-only; asked for when there is someone to ask
+    const soPin = path !== undefined || process.stdin.isTTY ? soPinSource(path) : undefined;
+    const r = await s.kms.domainRotation.rotate(c.id, { resumeOnly: a.flag('resume'), progress: shown, soPin });
     if (a.flag('json')) out(r, true);
     else if (r.generation === undefined) out(`cluster ${c.id}: no rotation to resume`, false);
     else out(`cluster ${c.id}: generation ${r.generation} current${r.resumed ? ' (resumed)' : ''}; ${r.rewrapped} records re-wrapped in ${r.ms} ms; generation ${r.retired} destroyed`, false);

@@ -11,7 +11,7 @@
  * stay decryptable throughout: they name the key version, whose record is rewritten, never removed.
  */
 import { randomBytes } from 'node:crypto';
-import type { HsmCluster } from '../hsm/cluster';
+import type { HsmCluster, SoPinProvider } from '../hsm/cluster';
 import { WrappedMaterial } from '../hsm/material';
 import { ConflictError, KeyNotFoundError, KeyPatch, KeyRef, MetadataStore } from '../store/store';
 import { DomainState, DomainStateError, loadDomainState, saveDomainState } from './domain-state';
@@ -27,6 +27,12 @@ export interface RotationOptions {
   resumeOnly?: boolean;
   /** How long to wait for another walker's lease (a crashed run's lease expires by itself). */
   leaseWaitMs?: number;
+  /**
+   * The sending token's Security Officer PIN, asked for once: the new generation is then made
+   * CKA_WRAP_WITH_TRUSTED and copied under SO-trusted transport keys (without it, it is copied as
+   * before and protected from the lock on).
+   */
+  soPin?: SoPinProvider;
 }
 
 export interface RotationReport {
@@ -108,7 +114,7 @@ export class DomainRotation {
       }
       if (state.next !== undefined) {
         const next = Buffer.from(state.next, 'hex');
-        const made = await cluster.newGeneration(next);
+        const made = await cluster.newGeneration(next, { soPin: o.soPin });
         progress({ phase: 'generation', generation: state.next, detail: `${made.generated ? 'made in' : 'already in'} ${made.source}${made.copiedTo.length ? `, copied to ${made.copiedTo.join(', ')}` : ''}` });
         state = { current: state.next, retiring: state.current };
         revision = await saveDomainState(this.store, cluster, revision, state);

@@ -5,10 +5,11 @@
  * made before keeps working; a run that fails half-way is finished by the next one (or by the
  * background jobs) without re-doing what was done.
  */
+import * as pk from 'pkcs11js';
 import { constants, publicEncrypt, randomBytes, createPublicKey } from 'node:crypto';
 import { HsmCluster } from '../../../src/hsm/cluster';
 import { MaterialIntegrityError } from '../../../src/hsm/errors';
-import type { HsmMember } from '../../../src/hsm/member';
+import { DOMAIN_KEK_LABEL, DOMAIN_MAC_LABEL, HsmMember } from '../../../src/hsm/member';
 import { WrappedMaterial } from '../../../src/hsm/material';
 import { DomainRotation, DomainRotationError, RotationEvent } from '../../../src/kms/domain-rotation';
 import { DomainStateError, loadDomainState } from '../../../src/kms/domain-state';
@@ -276,6 +277,34 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     await rot.refreshGenerations();
     expect(held()).toEqual([0, 1, 2].map(() => [report.generation]));
     expect(await dec(blob)).toBe('kept');
+  }, 120_000);
+
+  test('with the Security Officer PIN, the new generation is made CKA_WRAP_WITH_TRUSTED on every member (copied under SO-trusted transport keys) and locked', async () => {
+    const protection = () =>
+      members.flatMap((m) => {
+        const api = m.module.api;
+        const s = api.C_OpenSession(m.module.findToken(m.tokenLabel).slot, pk.CKF_SERIAL_SESSION);
+        try {
+          return [DOMAIN_KEK_LABEL, DOMAIN_MAC_LABEL].flatMap((label) => {
+            api.C_FindObjectsInit(s, [{ type: pk.CKA_LABEL, value: label }]);
+            const handles = api.C_FindObjects(s, 16);
+            api.C_FindObjectsFinal(s);
+            return handles.map((h) => {
+              const [w, e] = api.C_GetAttributeValue(s, h, [{ type: pk.CKA_WRAP_WITH_TRUSTED }, { type: pk.CKA_EXTRACTABLE }]);
+              return `${m.id} ${label}: ${w.value![0] === 1 ? 'trusted-only' : 'any wrap'}, ${e.value![0] === 1 ? 'extractable' : 'locked'}`;
+            });
+          });
+        } finally {
+          api.C_CloseSession(s);
+        }
+      });
+    // the generations before were made without an SO PIN: locked, but not trusted-only
+    expect(protection().filter((p) => p.includes('any wrap'))).not.toEqual([]);
+    const report = await kms.domainRotation.rotate(CLUSTER, { soPin: lab.tokens.soPins });
+    expect(report.retired).toBeDefined();
+    const after = protection();
+    expect(after).toHaveLength(members.length * 2);
+    expect(after.filter((p) => !p.endsWith('trusted-only, locked'))).toEqual([]);
   }, 120_000);
 
   test('refused: the cluster that MACs the audit chain; a domain state altered in the store; a record naming another generation than it was MACed under', async () => {
