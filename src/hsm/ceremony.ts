@@ -43,7 +43,8 @@ export interface LockResult {
   unenforced: string[];
 }
 
-function requireReachable(members: readonly HsmMember[], what: string): void {
+/** Refuses `what` while any member is unavailable (it would miss the change). */
+export function requireReachable(members: readonly HsmMember[], what: string): void {
   const unreachable = members.filter((m) => m.state === 'UNAVAILABLE');
   if (unreachable.length) throw new DomainKeyError(`cannot ${what} while members are unavailable: ${unreachable.map((m) => `${m.id} (${m.lastError})`).join('; ')}`);
 }

@@ -3,7 +3,7 @@ import { Capabilities, intersectCapabilities, KeySpec, RsaPadding, SigningAlgori
 import { ClusterUnavailableError, DomainKeyError, HsmError, MaterialIntegrityError, MemberUnavailableError, UnsupportedError } from './errors';
 import { MaterialBinding, sameBinding, WrappedMaterial } from './material';
 export type { CeremonyOptions, CeremonyResult, LockResult, SoPinProvider, SoPinRequest } from './ceremony';
-import { addMember, addMemberFrom, CeremonyOptions, CeremonyResult, initDomain, lockDomain, lockMembers, LockResult } from './ceremony';
+import { addMember, addMemberFrom, CeremonyOptions, CeremonyResult, initDomain, lockDomain, lockMembers, LockResult, requireReachable } from './ceremony';
 import { GcmResult, HsmMember, MemberState } from './member';
 import { Canary, ClusterHealthMonitor, DEFAULT_HEALTH_POLICY, HealthPolicy } from './member-health';
 import type { WrapAlgorithm } from './profile';
@@ -389,7 +389,7 @@ export class HsmCluster {
    * transport keys; without, as before (the window until the lock is then unprotected). Safe to re-run.
    */
   async newGeneration(generation: Buffer, options: CeremonyOptions = {}): Promise<{ generated: boolean; source: string; copiedTo: string[] }> {
-    this.requireAllReachable('make a domain generation');
+    requireReachable(this.members, 'make a domain generation');
     await this.refreshGenerations();
     let source = this.members.find((m) => m.holds(generation));
     const generated = !source;
@@ -409,7 +409,7 @@ export class HsmCluster {
   /** Destroys generation `generation` on every member holding it (never the current one); the members it was destroyed on. */
   async destroyGeneration(generation: Buffer): Promise<string[]> {
     if (this.currentGeneration?.equals(generation)) throw new DomainKeyError(`generation ${generation.toString('hex')} is cluster ${this.id}'s current one`);
-    this.requireAllReachable('destroy a domain generation (it would stay on the others)');
+    requireReachable(this.members, 'destroy a domain generation (it would stay on the others)');
     await this.refreshGenerations();
     const on: string[] = [];
     for (const m of this.members) {
@@ -418,11 +418,6 @@ export class HsmCluster {
       on.push(m.id);
     }
     return on;
-  }
-
-  private requireAllReachable(what: string): void {
-    const unreachable = this.members.filter((m) => m.state === 'UNAVAILABLE');
-    if (unreachable.length) throw new DomainKeyError(`cannot ${what} while members are unavailable: ${unreachable.map((m) => `${m.id} (${m.lastError})`).join('; ')}`);
   }
 
   /** An RSA-2048 key pair generated inside the cluster for wrapping imported material. */

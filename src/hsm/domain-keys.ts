@@ -71,9 +71,11 @@ export class MemberDomainKeys {
   /** Every generation on the token, grouped by CKA_ID; complete with exactly one KEK and one MAC key. */
   private find(s: Handle): void {
     const byId = new Map<string, { kek: Handle[]; mac: Handle[] }>();
+    const all: Handle[] = [];
     const idOf = (h: Handle): Buffer => this.api().C_GetAttributeValue(s, h, [{ type: pk.CKA_ID }])[0].value as Buffer;
     for (const [label, slot] of [[DOMAIN_KEK_LABEL, 'kek'], [DOMAIN_MAC_LABEL, 'mac']] as const) {
       for (const h of this.sessions.find(s, domainKeySearch(label))) {
+        all.push(h);
         const id = idOf(h).subarray(0, -1).toString('hex');
         const entry = byId.get(id) ?? { kek: [], mac: [] };
         entry[slot].push(h);
@@ -88,7 +90,7 @@ export class MemberDomainKeys {
     }
     const broken = [...this.broken].map((id) => `generation ${id}: ${byId.get(id)!.kek.length} KEK, ${byId.get(id)!.mac.length} MAC`);
     this.problem = broken.length ? `token "${this.owner.tokenLabel}" holds an incomplete or duplicated set of domain keys (${broken.join('; ')})` : undefined;
-    this.locked = this.readLocked(s);
+    this.locked = this.lockedOf(s, all);
   }
 
   /** Reads the domain keys on a fresh login; a broken set is remembered as `problem`, not thrown. */
@@ -98,8 +100,8 @@ export class MemberDomainKeys {
     } catch (e) {
       this.generations = new Map();
       this.problem = (e as Error).message;
+      this.locked = this.readLocked(keeper);
     }
-    this.locked = this.readLocked(keeper);
   }
 
   /** Every object labelled as a domain key, whatever its domain or generation. */
@@ -108,7 +110,11 @@ export class MemberDomainKeys {
   }
 
   private readLocked(s: Handle): boolean | undefined {
-    const all = this.allDomainKeyObjects(s);
+    return this.lockedOf(s, this.allDomainKeyObjects(s));
+  }
+
+  /** Whether every one of `all` (domain-key objects) is non-extractable; undefined when there are none. */
+  private lockedOf(s: Handle, all: readonly Handle[]): boolean | undefined {
     if (all.length === 0) return undefined;
     return all.every((h) => (this.api().C_GetAttributeValue(s, h, [{ type: pk.CKA_EXTRACTABLE }])[0].value as Buffer)[0] === 0);
   }
