@@ -7,7 +7,7 @@
  * per minute), not one chained event each. Protocol-neutral: any front-end uses both.
  */
 import type { NewAuditEvent } from '../audit/event';
-import { Clock, systemClock } from '../kms/clock';
+import { Clock, systemClock } from '../common/clock';
 import { Bucket, checkRateLimitConfig, RateLimitConfig, refilled, refillMs } from './rate-limit';
 
 export const DEFAULT_PRE_AUTH_LIMIT: RateLimitConfig = { perSecond: 50, burst: 500 };

@@ -6,7 +6,7 @@
  */
 import type Redis from 'ioredis';
 import { withDeadline } from '../deadline';
-import { Clock, systemClock } from '../kms/clock';
+import { Clock, systemClock } from '../common/clock';
 
 export interface RateLimitConfig {
   /** Sustained requests per second per account. */

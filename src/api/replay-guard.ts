@@ -15,7 +15,7 @@
 import { createHash } from 'node:crypto';
 import type Redis from 'ioredis';
 import { withDeadline } from '../deadline';
-import { Clock, systemClock } from '../kms/clock';
+import { Clock, systemClock } from '../common/clock';
 
 /**
  * fresh: first use, now recorded; repeat: seen before, and this use is repeatable; used: seen before

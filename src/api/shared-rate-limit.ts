@@ -16,7 +16,7 @@
  * (With Redis, RedisRateLimiter is shared by every process and node: none of this is needed.)
  */
 import { withDeadline } from '../deadline';
-import { Clock, systemClock } from '../kms/clock';
+import { Clock, systemClock } from '../common/clock';
 import { Bucket, checkRateLimitConfig, RateLimitConfig, RateLimiter, refilled } from './rate-limit';
 
 /** How long a worker keeps tokens before giving back what it has not used. */

@@ -7,7 +7,7 @@
  * made through this service takes effect on this node at once; on other nodes sharing the store
  * within the TTL: a disabled key stops working everywhere within 5 seconds.
  */
-import { Clock, systemClock, unixNow } from '../kms/clock';
+import { Clock, systemClock, unixNow } from '../common/clock';
 import { bindSecret, isSecretId, KeyBinding, newSecretId, newSecretKey, unbindSecret } from './credentials';
 import { IamInputError, IamIntegrityError, IamNotFoundError, PolicyError } from './errors';
 import {

@@ -3,7 +3,7 @@
  * first), each entry kept at most `ttlMs` from the start of its load, and one load in flight per
  * key. Absent results (undefined) and failed loads are not kept.
  */
-import { Clock } from '../kms/clock';
+import { Clock } from '../common/clock';
 
 interface Entry<V> {
   value: Promise<V | undefined>;

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { WrappedMaterial } from '../hsm/material';
 import type { KeyRecord } from '../store/store';
-import { DAY_SECONDS, unixNow } from './clock';
+import { DAY_SECONDS, unixNow } from '../common/clock';
 import type { KmsContext } from './context';
 import { afterEvent } from './key-state';
 

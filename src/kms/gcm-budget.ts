@@ -1,5 +1,5 @@
 import type { Alarms } from './alarms';
-import { Clock, unixNow } from './clock';
+import { Clock, unixNow } from '../common/clock';
 import { versionKey, VersionKey } from './usage-counter';
 
 /**

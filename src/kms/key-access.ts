@@ -6,7 +6,7 @@ import {
 } from '../store/store';
 import { isRedisUnavailable } from '../store/redis-connection';
 import type { Alarms } from './alarms';
-import { Clock, unixNow } from './clock';
+import { Clock, unixNow } from '../common/clock';
 import type { ClusterDirectory } from './cluster-directory';
 import {
   AliasTakenError, InvalidKeyIdError, KeyArchivedError, KeyDisabledError, KeyLimitExceededError, KeyNotFoundError, KeyNotPendingDeleteError,

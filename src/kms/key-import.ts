@@ -4,7 +4,7 @@ import { ClusterUnavailableError, MaterialIntegrityError, PoolExhaustedError, Sl
 import { MaterialBinding, WrappedMaterial } from '../hsm/material';
 import type { HsmCluster } from '../hsm/cluster';
 import type { ImportParameters, KeyRecord } from '../store/store';
-import { unixNow } from './clock';
+import { unixNow } from '../common/clock';
 import type { KmsContext } from './context';
 import {
   DecryptMaterialError, ImportTokenExpiredError, InvalidImportMaterialError, InvalidImportTokenError, InvalidParameterError,

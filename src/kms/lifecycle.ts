@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { KeySpec } from '../hsm/capabilities';
 import { KeyPatch, KeyRecord, NewKeyRecord, QuotaExceededError } from '../store/store';
-import { DAY_SECONDS, unixNow } from './clock';
+import { DAY_SECONDS, unixNow } from '../common/clock';
 import type { KmsContext } from './context';
 import {
   BindingLimitExceededError, BindingNotFoundError, DuplicatedKeyIdError, InvalidAliasError, InvalidKeyUsageError, InvalidParameterError, InvalidPendingWindowError,

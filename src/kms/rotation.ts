@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { KeySpec } from '../hsm/capabilities';
 import { ConflictError, KeyRecord, KeyRotation } from '../store/store';
-import { DAY_SECONDS, unixNow } from './clock';
+import { DAY_SECONDS, unixNow } from '../common/clock';
 import type { KmsContext } from './context';
 import { ExternalKeyCannotRotateError, InvalidParameterError, RotationNotSupportedError, RotationRunningError } from './errors';
 import { binding, Caller, domainError } from './key-access';

@@ -15,7 +15,7 @@ import type {
 import { RowAuthenticator, rowBytes } from '../store/row-mac';
 import type { KeyState } from './key-state';
 import type { Alarms } from './alarms';
-import { Clock, systemClock, unixNow } from './clock';
+import { Clock, systemClock, unixNow } from '../common/clock';
 import { StoreIntegrityError } from './errors';
 
 type Owned = Pick<NewKeyRecord, 'keyId' | 'ownerUin' | 'region' | 'owner' | 'hsmClusterId' | 'keyUsage' | 'origin' | 'creatorUin'>;

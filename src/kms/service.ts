@@ -3,7 +3,7 @@ import type { HsmCluster } from '../hsm/cluster';
 import type { MetadataStore } from '../store/store';
 import { Alarms } from './alarms';
 import { Asymmetric } from './asymmetric';
-import { Clock, systemClock } from './clock';
+import { Clock, systemClock } from '../common/clock';
 import { ClusterDirectory } from './cluster-directory';
 import { DEFAULT_GCM_MAX_INVOCATIONS, DEFAULT_MAX_KEYS_PER_REGION, KmsConfig, KmsContext } from './context';
 import { DueWork } from './deletion';

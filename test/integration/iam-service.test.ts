@@ -8,7 +8,7 @@ import { CACHE_TTL_MS, IamService } from '../../src/iam/iam-service';
 import { IdentityStore } from '../../src/iam/identity-store';
 import { instantiatePreset } from '../../src/iam/presets';
 import { actionName, collectionResource, keyResource } from '../../src/iam/resources';
-import { ManualClock } from '../../src/kms/clock';
+import { ManualClock } from '../../src/common/clock';
 import { AesGcmTestSealer } from '../support/aes-sealer';
 import { rejection } from '../support/rejection';
 import { IDENTITY_BACKENDS, IdentityBacking } from '../support/iam-backends';

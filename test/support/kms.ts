@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { HsmCluster } from '../../src/hsm/cluster';
 import { HsmMember } from '../../src/hsm/member';
 import { Caller } from '../../src/kms/key-access';
-import { ManualClock } from '../../src/kms/clock';
+import { ManualClock } from '../../src/common/clock';
 import { Kms, KmsOptions } from '../../src/kms/service';
 import { SqliteMetadataStore } from '../../src/store/sqlite-store';
 import type { MetadataStore } from '../../src/store/store';

@@ -1,6 +1,6 @@
 import { constants, createPublicKey, createSign, createVerify, generateKeyPairSync, publicEncrypt, randomBytes, createHash } from 'node:crypto';
 import { HsmCluster } from '../../../src/hsm/cluster';
-import { ManualClock } from '../../../src/kms/clock';
+import { ManualClock } from '../../../src/common/clock';
 import * as E from '../../../src/kms/errors';
 import type { Kms } from '../../../src/kms/service';
 import { IMPORT_FAILED_MESSAGE } from '../../../src/kms/key-import';

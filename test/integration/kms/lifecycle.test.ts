@@ -1,5 +1,5 @@
 import * as E from '../../../src/kms/errors';
-import { ManualClock } from '../../../src/kms/clock';
+import { ManualClock } from '../../../src/common/clock';
 import type { Kms } from '../../../src/kms/service';
 import { alice, aliceSub, bob, KmsLab, REGION } from '../../support/kms';
 

@@ -1,6 +1,6 @@
 import { constants, createPublicKey, publicEncrypt, randomBytes } from 'node:crypto';
 import { decodeBlob } from '../../../src/kms/ciphertext';
-import { ManualClock } from '../../../src/kms/clock';
+import { ManualClock } from '../../../src/common/clock';
 import * as E from '../../../src/kms/errors';
 import type { Kms } from '../../../src/kms/service';
 import { RedisMetadataStore } from '../../../src/store/redis-store';

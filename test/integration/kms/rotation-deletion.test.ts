@@ -1,5 +1,5 @@
 import { decodeBlob } from '../../../src/kms/ciphertext';
-import { ManualClock } from '../../../src/kms/clock';
+import { ManualClock } from '../../../src/common/clock';
 import * as E from '../../../src/kms/errors';
 import type { Kms } from '../../../src/kms/service';
 import { alice, DEPLOYMENT, KmsLab } from '../../support/kms';

@@ -7,7 +7,7 @@
 import { constants, createPublicKey, publicEncrypt, randomBytes } from 'node:crypto';
 import { toApiError } from '../../../src/api/error-codes';
 import { SlowQueueFullError } from '../../../src/hsm/errors';
-import { ManualClock } from '../../../src/kms/clock';
+import { ManualClock } from '../../../src/common/clock';
 import * as E from '../../../src/kms/errors';
 import { REUSE_MIN_SECONDS } from '../../../src/kms/key-import';
 import type { Kms } from '../../../src/kms/service';

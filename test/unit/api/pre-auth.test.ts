@@ -1,5 +1,5 @@
 import type { NewAuditEvent } from '../../../src/audit/event';
-import { ManualClock } from '../../../src/kms/clock';
+import { ManualClock } from '../../../src/common/clock';
 import { FAILURE_EVENT_NAME, FailureAudit, PreAuthLimiter } from '../../../src/api/pre-auth';
 
 describe('PreAuthLimiter', () => {

@@ -2,7 +2,7 @@ import Redis from 'ioredis';
 import {
   checkRateLimitConfig, MemoryRateLimiter, RateLimitConfig, RateLimiter, RedisRateLimiter, refillMs, takeToken,
 } from '../../../src/api/rate-limit';
-import { ManualClock } from '../../../src/kms/clock';
+import { ManualClock } from '../../../src/common/clock';
 import { RedisServer, startRedis } from '../../support/redis';
 
 /**

@@ -1,4 +1,4 @@
-import { ManualClock } from '../../../src/kms/clock';
+import { ManualClock } from '../../../src/common/clock';
 import { Claim, MemoryReplayGuard, ReplayCache, replayKey, SharedReplayGuard, signatureExpiry } from '../../../src/api/replay-guard';
 
 const claim = (key: string, expiresAt: number, over: Partial<Claim> = {}): Claim => ({ key, expiresAt, repeatable: false, ...over });

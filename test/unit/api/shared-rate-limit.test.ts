@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { ASK_TIMEOUT_MS, Grant, LEASE_MS, RateLedger, SharedRateLimiter, Tokens } from '../../../src/api/shared-rate-limit';
-import { ManualClock } from '../../../src/kms/clock';
+import { ManualClock } from '../../../src/common/clock';
 
 type ToLedger = { from: number; ask?: { uin: string; want: number; answer: (g: Grant) => void }; settle?: Tokens };
 

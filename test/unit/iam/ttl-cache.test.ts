@@ -1,4 +1,4 @@
-import { ManualClock } from '../../../src/kms/clock';
+import { ManualClock } from '../../../src/common/clock';
 import { TtlCache } from '../../../src/iam/ttl-cache';
 
 describe('TtlCache', () => {

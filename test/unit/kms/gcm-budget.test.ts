@@ -1,5 +1,5 @@
 import { Alarms } from '../../../src/kms/alarms';
-import { ManualClock } from '../../../src/kms/clock';
+import { ManualClock } from '../../../src/common/clock';
 import { GcmBudget, reservationBlock } from '../../../src/kms/gcm-budget';
 import { rotationThreshold, ROTATION_THRESHOLD } from '../../../src/kms/usage-counter';
 
