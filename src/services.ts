@@ -22,7 +22,7 @@ import { RedisAuditLog } from './audit/redis-audit-log';
 import { SqliteAuditLog } from './audit/sqlite-audit-log';
 import { AnchorSinkConfig, RedisStoreConfig, resolveSecret, ServerConfig } from './config';
 import { clusterAuthenticator, migrateAuthority } from './authority';
-import { withDeadline } from './deadline';
+import { withDeadline } from './common/deadline';
 import { buildClusters } from './hsm/config';
 import type { HsmCluster, SoPinProvider } from './hsm/cluster';
 import { loadProfiles } from './hsm/profile';

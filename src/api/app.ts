@@ -9,7 +9,7 @@ import express from 'express';
 import type { HsmCluster } from '../hsm/cluster';
 import type { Kms } from '../kms/service';
 import type { MetadataStore } from '../store/store';
-import { withDeadline } from '../deadline';
+import { withDeadline } from '../common/deadline';
 import { HANDLERS } from './handlers';
 import { apiListener } from './listener';
 import type { Metrics } from './metrics';

@@ -5,7 +5,7 @@
  * fails open: when Redis cannot answer, the request is allowed and the failure counted.
  */
 import type Redis from 'ioredis';
-import { withDeadline } from '../deadline';
+import { withDeadline } from '../common/deadline';
 import { Clock, systemClock } from '../common/clock';
 
 export interface RateLimitConfig {

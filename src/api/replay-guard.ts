@@ -14,7 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import type Redis from 'ioredis';
-import { withDeadline } from '../deadline';
+import { withDeadline } from '../common/deadline';
 import { Clock, systemClock } from '../common/clock';
 
 /**

@@ -15,7 +15,7 @@
  * still count as held, so for at most LEASE_MS a bucket near full refills up to burst less those.
  * (With Redis, RedisRateLimiter is shared by every process and node: none of this is needed.)
  */
-import { withDeadline } from '../deadline';
+import { withDeadline } from '../common/deadline';
 import { Clock, systemClock } from '../common/clock';
 import { Bucket, checkRateLimitConfig, RateLimitConfig, RateLimiter, refilled } from './rate-limit';
 

@@ -11,7 +11,7 @@
  * recognises these failures so the API can answer them as a temporary unavailability.
  */
 import Redis, { RedisOptions } from 'ioredis';
-import { withDeadline } from '../deadline';
+import { withDeadline } from '../common/deadline';
 
 /** TLS to Redis: PEM bytes (the CA that signed the server's certificate; a client certificate and key if the server asks for one). */
 export interface RedisTls {

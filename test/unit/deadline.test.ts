@@ -1,4 +1,4 @@
-import { withDeadline } from '../../src/deadline';
+import { withDeadline } from '../../src/common/deadline';
 
 const after = <T>(ms: number, value: T, fail = false): Promise<T> => new Promise((resolve, reject) => setTimeout(() => (fail ? reject(new Error(String(value))) : resolve(value)), ms));
 
