@@ -2,6 +2,7 @@
  * One thin handler per served action: which CAM resources it touches, and the KMS-core call. All
  * validation of shapes happened in params.ts; all rules live in the core.
  */
+import { isUuid } from '../common/ids';
 import type { Principal } from '../iam/principal';
 import { collectionResource, keyResource, UNKNOWN_CREATOR } from '../iam/resources';
 import { decodeBlob } from '../kms/ciphertext';
@@ -56,12 +57,11 @@ async function keys(ctx: ActionContext, ids: string[]): Promise<Resources> {
 }
 
 const oneKey = async (ctx: ActionContext, p: { KeyId: string }): Promise<Resources> => keys(ctx, [p.KeyId]);
-const KEY_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** The key a ciphertext names; a blob naming no key id at all was altered. */
 function blobKey(ctx: ActionContext, blob: string): string {
   const { keyId } = decodeBlob(blob, ctx.deploymentId);
-  if (!KEY_ID.test(keyId)) throw new InvalidCiphertextError('CiphertextBlob names no key of this service');
+  if (!isUuid(keyId)) throw new InvalidCiphertextError('CiphertextBlob names no key of this service');
   return keyId;
 }
 const nothing = async (): Promise<object> => ({});

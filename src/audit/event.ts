@@ -6,6 +6,7 @@
  * echo input; the error code says what happened.
  */
 import { randomUUID } from 'crypto';
+import { isUuid } from '../common/ids';
 import { AuditInputError } from './errors';
 
 export interface AuditEvent {
@@ -66,8 +67,6 @@ export function isTime(v: number): boolean {
   return Number.isSafeInteger(v) && v >= 0 && v <= MAX_TIME;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 function clip(value: unknown, field: string): string {
   if (typeof value !== 'string') throw new AuditInputError(`audit field ${field} must be a string`);
   return value.length > MAX_FIELD_CHARS ? value.slice(0, MAX_FIELD_CHARS) : value;
@@ -80,7 +79,7 @@ function clip(value: unknown, field: string): string {
 export function toAuditEvent(e: NewAuditEvent, now: () => number): AuditEvent {
   const eventId = e.eventId ?? randomUUID();
   const time = e.time ?? now();
-  if (!UUID.test(eventId)) throw new AuditInputError(`eventId must be a UUID, got ${JSON.stringify(String(eventId).slice(0, 40))}`);
+  if (!isUuid(eventId)) throw new AuditInputError(`eventId must be a UUID, got ${JSON.stringify(String(eventId).slice(0, 40))}`);
   if (!isTime(time)) throw new AuditInputError(`time must be unix milliseconds, got ${time}`);
   const text = (field: (typeof TEXT_FIELDS)[number]): string => clip(e[field], field);
   return {

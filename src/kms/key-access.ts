@@ -7,6 +7,7 @@ import {
 import { isRedisUnavailable } from '../store/redis-connection';
 import type { Alarms } from './alarms';
 import { Clock, unixNow } from '../common/clock';
+import { isUuid } from '../common/ids';
 import type { ClusterDirectory } from './cluster-directory';
 import {
   AliasTakenError, InvalidKeyIdError, KeyArchivedError, KeyDisabledError, KeyLimitExceededError, KeyNotFoundError, KeyNotPendingDeleteError,
@@ -21,8 +22,6 @@ export interface Caller {
   uin: string;
   region: string;
 }
-
-const KEY_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 const REFUSALS: Record<RefusalReason, (keyId: string, state: string, action: string) => KmsError> = {
   KeyDisabled: (id) => new KeyDisabledError(`key ${id} is disabled`),
@@ -77,7 +76,7 @@ export class KeyAccess {
 
   /** The caller's key in the caller's region; anything else is "not found". `fresh` bypasses the cache. */
   async load(caller: Caller, keyId: unknown, fresh = false): Promise<KeyRecord> {
-    if (typeof keyId !== 'string' || !KEY_ID.test(keyId)) throw new InvalidKeyIdError(`KeyId ${typeof keyId === 'string' ? quoted(keyId) : typeof keyId} is not a key id (a lowercase UUID)`);
+    if (typeof keyId !== 'string' || !isUuid(keyId)) throw new InvalidKeyIdError(`KeyId ${typeof keyId === 'string' ? quoted(keyId) : typeof keyId} is not a key id (a lowercase UUID)`);
     let r = fresh ? undefined : this.cache.get(keyId);
     if (r === undefined) {
       r = await this.store.getKey(caller.tenant, keyId);

@@ -2,6 +2,7 @@
  * CMK metadata persistence: the one interface every backend implements. The store knows nothing of
  * HSMs; key material is an opaque record (`WrappedMaterial.toBuffer()`) it persists as bytes.
  */
+import { isUuid } from '../common/ids';
 import { KEY_STATES, KeyState, TableState } from '../kms/key-state';
 
 export type KeyOrigin = 'TENCENT_KMS' | 'EXTERNAL';
@@ -291,10 +292,8 @@ export class StoreInputError extends StoreError {}
 /** The store cannot be used as configured (e.g. a Redis without persistence). */
 export class StoreConfigError extends StoreError {}
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 export function checkNewRecord(record: NewKeyRecord): void {
-  if (!UUID.test(record.keyId)) throw new StoreInputError(`keyId is not a UUID: ${JSON.stringify(record.keyId)}`);
+  if (!isUuid(record.keyId)) throw new StoreInputError(`keyId is not a UUID: ${JSON.stringify(record.keyId)}`);
   for (const field of ['ownerUin', 'region', 'alias', 'owner'] as const) {
     if (record[field] === '') throw new StoreInputError(`${field} is empty`);
   }
