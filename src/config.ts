@@ -8,8 +8,12 @@ import { availableParallelism } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { DEFAULT_REPLAY_ENTRIES } from './api/replay-guard';
+import { NamedError } from './common/errors';
 import { ClusterConfig, parseClusterConfig } from './hsm/config';
-import { ConfigError } from './hsm/errors';
+import { ConfigError as ClusterConfigError } from './hsm/errors';
+
+/** kms.yaml (or a file or secret it names) cannot be used as written; the message says where. */
+export class ServerConfigError extends NamedError {}
 
 /** A secret's source: an environment variable or a file readable by its owner only (never the secret itself). */
 export type SecretSource = { env: string } | { file: string };
@@ -139,7 +143,7 @@ function parseOps(doc: Doc, apiPort: number, env: NodeJS.ProcessEnv): { host: st
   const o = section(doc, 'ops');
   const fallback = apiPort === 0 ? 0 : apiPort + 1;
   const port = env.KMS_OPS_PORT !== undefined ? Number(env.KMS_OPS_PORT) : (o.port ?? fallback);
-  if (!Number.isInteger(port) || (port as number) < 0 || (port as number) > 65535) throw new ConfigError(`ops.port must be 0..65535, got ${String(env.KMS_OPS_PORT ?? o.port)}`);
+  if (!Number.isInteger(port) || (port as number) < 0 || (port as number) > 65535) throw new ServerConfigError(`ops.port must be 0..65535, got ${String(env.KMS_OPS_PORT ?? o.port)}`);
   return { host: text(o, 'host', '127.0.0.1', 'ops'), port: port as number };
 }
 
@@ -158,25 +162,25 @@ type Doc = Record<string, unknown>;
 function section(doc: Doc, key: string): Doc {
   const v = doc[key];
   if (v === undefined) return {};
-  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${CONFIG_FILE}: "${key}" must be a mapping`);
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ServerConfigError(`${CONFIG_FILE}: "${key}" must be a mapping`);
   return v as Doc;
 }
 
 function int(doc: Doc, key: string, fallback: number, min: number, max: number, where = CONFIG_FILE): number {
   const v = doc[key] ?? fallback;
-  if (!Number.isInteger(v) || (v as number) < min || (v as number) > max) throw new ConfigError(`${where}: "${key}" must be an integer from ${min} to ${max}`);
+  if (!Number.isInteger(v) || (v as number) < min || (v as number) > max) throw new ServerConfigError(`${where}: "${key}" must be an integer from ${min} to ${max}`);
   return v as number;
 }
 
 function text(doc: Doc, key: string, fallback?: string, where = CONFIG_FILE): string {
   const v = doc[key] ?? fallback;
-  if (typeof v !== 'string' || v === '') throw new ConfigError(`${where}: "${key}" must be a non-empty string`);
+  if (typeof v !== 'string' || v === '') throw new ServerConfigError(`${where}: "${key}" must be a non-empty string`);
   return v;
 }
 
 function flag(doc: Doc, key: string, where: string): boolean {
   const v = doc[key] ?? false;
-  if (typeof v !== 'boolean') throw new ConfigError(`${where}: "${key}" must be true or false`);
+  if (typeof v !== 'boolean') throw new ServerConfigError(`${where}: "${key}" must be true or false`);
   return v;
 }
 
@@ -191,7 +195,7 @@ function parseStore(doc: Doc, dataDir: string): StoreConfig {
     const path = text(s, 'path', 'kms.db', 'store');
     return { kind, path: isAbsolute(path) ? path : join(dataDir, path) };
   }
-  if (kind !== 'redis') throw new ConfigError(`store.kind must be sqlite or redis, not ${JSON.stringify(kind)}`);
+  if (kind !== 'redis') throw new ServerConfigError(`store.kind must be sqlite or redis, not ${JSON.stringify(kind)}`);
   return {
     kind,
     host: text(s, 'host', '127.0.0.1', 'store'),
@@ -205,11 +209,11 @@ function parseStore(doc: Doc, dataDir: string): StoreConfig {
 
 function parseAnchors(a: Doc, abs: (p: string) => string): AnchorSinkConfig | undefined {
   const kinds = ['file', 'webhook', 'syslog'].filter((k) => a[k] !== undefined);
-  if (kinds.length > 1) throw new ConfigError('audit.anchors: one of file, webhook or syslog');
+  if (kinds.length > 1) throw new ServerConfigError('audit.anchors: one of file, webhook or syslog');
   if (a.file !== undefined) return { kind: 'file', path: abs(text(a, 'file', undefined, 'audit.anchors')) };
   if (a.webhook !== undefined) {
     const url = text(a, 'webhook', undefined, 'audit.anchors');
-    if (!/^https?:\/\//.test(url)) throw new ConfigError('audit.anchors.webhook must be an http(s) URL');
+    if (!/^https?:\/\//.test(url)) throw new ServerConfigError('audit.anchors.webhook must be an http(s) URL');
     return { kind: 'webhook', url };
   }
   if (a.syslog !== undefined) {
@@ -233,14 +237,14 @@ function parseRequiredHeaders(raw: unknown): string[] {
   if (raw === undefined || raw === false) return [];
   if (raw === true) return [...BOUND_HEADERS];
   if (!Array.isArray(raw) || !raw.every((h) => typeof h === 'string' && /^[A-Za-z0-9-]{1,64}$/.test(h))) {
-    throw new ConfigError(`${CONFIG_FILE}: "tc3.requireSignedHeaders" must be true, false or a list of header names`);
+    throw new ServerConfigError(`${CONFIG_FILE}: "tc3.requireSignedHeaders" must be true, false or a list of header names`);
   }
   return [...new Set(raw.map((h: string) => h.toLowerCase()))].sort();
 }
 
 function parseTc3(doc: Doc): Tc3Config {
   const t = section(doc, 'tc3');
-  if (t.replayCache !== undefined && typeof t.replayCache !== 'boolean') throw new ConfigError(`${CONFIG_FILE}: "tc3.replayCache" must be true or false`);
+  if (t.replayCache !== undefined && typeof t.replayCache !== 'boolean') throw new ServerConfigError(`${CONFIG_FILE}: "tc3.replayCache" must be true or false`);
   return {
     replayCache: t.replayCache !== false,
     replayCacheSize: int(t, 'replayCacheSize', DEFAULT_REPLAY_ENTRIES, 1_000, 100_000_000, 'tc3'),
@@ -250,7 +254,7 @@ function parseTc3(doc: Doc): Tc3Config {
 
 /** `{env: NAME}` or `{file: PATH}`; a secret written inline is refused (the PIN rule). */
 function secretSource(v: unknown, where: string, dataDir: string): SecretSource {
-  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${where}: secrets are never written in configuration; use {env: NAME} or {file: PATH} (mode 0600)`);
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ServerConfigError(`${where}: secrets are never written in configuration; use {env: NAME} or {file: PATH} (mode 0600)`);
   const o = v as Doc;
   if (o.env !== undefined) return { env: text(o, 'env', undefined, where) };
   const file = text(o, 'file', undefined, where);
@@ -259,7 +263,7 @@ function secretSource(v: unknown, where: string, dataDir: string): SecretSource 
 
 function parseRedisTls(v: unknown, dataDir: string): NonNullable<RedisStoreConfig['tls']> {
   if (v === true) return {};
-  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError('store.tls must be true or a mapping of ca, cert, key, servername');
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ServerConfigError('store.tls must be true or a mapping of ca, cert, key, servername');
   const o = v as Doc;
   const path = (key: string): Record<string, string> => {
     const p = optionalText(o, key, 'store.tls');
@@ -273,11 +277,11 @@ function parseRedisTls(v: unknown, dataDir: string): NonNullable<RedisStoreConfi
 export function resolveSecret(source: SecretSource, env: NodeJS.ProcessEnv = process.env): string {
   if ('env' in source) {
     const v = env[source.env];
-    if (!v) throw new ConfigError(`environment variable ${source.env} is not set`);
+    if (!v) throw new ServerConfigError(`environment variable ${source.env} is not set`);
     return v;
   }
-  if (!existsSync(source.file)) throw new ConfigError(`secret file ${source.file} does not exist`);
-  if ((statSync(source.file).mode & 0o077) !== 0) throw new ConfigError(`secret file ${source.file} must not be readable by group or others (chmod 600)`);
+  if (!existsSync(source.file)) throw new ServerConfigError(`secret file ${source.file} does not exist`);
+  if ((statSync(source.file).mode & 0o077) !== 0) throw new ServerConfigError(`secret file ${source.file} must not be readable by group or others (chmod 600)`);
   return readFileSync(source.file, 'utf8').trim();
 }
 
@@ -289,7 +293,7 @@ function parseWorkers(doc: Doc, env: NodeJS.ProcessEnv): number {
   if (raw === 'auto') return Math.min(MAX_WORKERS, availableParallelism());
   const n = typeof raw === 'string' && /^[0-9]+$/.test(raw) ? Number(raw) : raw;
   if (!Number.isInteger(n) || (n as number) < 1 || (n as number) > MAX_WORKERS) {
-    throw new ConfigError(`${CONFIG_FILE}: "workers" must be "auto" or an integer from 1 to ${MAX_WORKERS}, got ${JSON.stringify(raw)}`);
+    throw new ServerConfigError(`${CONFIG_FILE}: "workers" must be "auto" or an integer from 1 to ${MAX_WORKERS}, got ${JSON.stringify(raw)}`);
   }
   return n as number;
 }
@@ -297,17 +301,17 @@ function parseWorkers(doc: Doc, env: NodeJS.ProcessEnv): number {
 /** Parses kms.yaml; `env` may override the port (KMS_PORT), host (KMS_HOST) and worker count (KMS_WORKERS). */
 export function parseServerConfig(source: string, dataDir: string, env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const doc = parse(source) as unknown;
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`${CONFIG_FILE}: expected a mapping`);
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new ServerConfigError(`${CONFIG_FILE}: expected a mapping`);
   const d = doc as Doc;
   const listen = section(d, 'listen');
   const port = env.KMS_PORT !== undefined ? Number(env.KMS_PORT) : (listen.port ?? 8080);
-  if (!Number.isInteger(port) || (port as number) < 0 || (port as number) > 65535) throw new ConfigError(`port must be 0..65535, got ${String(env.KMS_PORT ?? listen.port)}`);
+  if (!Number.isInteger(port) || (port as number) < 0 || (port as number) > 65535) throw new ServerConfigError(`port must be 0..65535, got ${String(env.KMS_PORT ?? listen.port)}`);
   const tls = section(d, 'tls');
   const deployment = text(d, 'deploymentId');
-  if (!/^[0-9a-f]{32}$/.test(deployment)) throw new ConfigError(`${CONFIG_FILE}: deploymentId must be 32 lowercase hex characters`);
+  if (!/^[0-9a-f]{32}$/.test(deployment)) throw new ServerConfigError(`${CONFIG_FILE}: deploymentId must be 32 lowercase hex characters`);
   const regions = d.regions ?? ['ap-guangzhou'];
   if (!Array.isArray(regions) || regions.length === 0 || !regions.every((r) => typeof r === 'string' && /^[a-z0-9-]{1,64}$/.test(r))) {
-    throw new ConfigError(`${CONFIG_FILE}: regions must be a non-empty list of region names`);
+    throw new ServerConfigError(`${CONFIG_FILE}: regions must be a non-empty list of region names`);
   }
   const preAuth = section(d, 'preAuthLimit');
   const alarms = section(d, 'alarms');
@@ -337,13 +341,23 @@ export function parseServerConfig(source: string, dataDir: string, env: NodeJS.P
     audit: parseAudit(d, abs),
     shutdownGraceMs: int(d, 'shutdownGraceMs', 10_000, 0, 600_000),
     workers: parseWorkers(d, env),
-    clusters: parseClusterConfig(source, dataDir),
+    clusters: parseClusters(source, dataDir),
   };
+}
+
+/** The clusters section, its faults reported as this file's like every other (the HSM layer's error kept as the cause). */
+function parseClusters(source: string, dataDir: string): ClusterConfig[] {
+  try {
+    return parseClusterConfig(source, dataDir);
+  } catch (e) {
+    if (e instanceof ClusterConfigError) throw new ServerConfigError(e.message, { cause: e });
+    throw e;
+  }
 }
 
 export function loadServerConfig(dataDir: string, env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const file = join(dataDir, CONFIG_FILE);
-  if (!existsSync(file)) throw new ConfigError(`${file} does not exist: run "npx kmsctl init --data-dir ${dataDir}" (or "make run") first`);
+  if (!existsSync(file)) throw new ServerConfigError(`${file} does not exist: run "npx kmsctl init --data-dir ${dataDir}" (or "make run") first`);
   return parseServerConfig(readFileSync(file, 'utf8'), resolve(dataDir), env);
 }
 

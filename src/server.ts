@@ -11,8 +11,7 @@ import { join } from 'node:path';
 import type { SecureContextOptions, TlsOptions } from 'node:tls';
 import { createListener, createOpsApp } from './api/app';
 import { DEV_CREDENTIALS } from './cli/dev-init';
-import { ConnectionLimits, isLoopback, ServerConfig } from './config';
-import { ConfigError } from './hsm/errors';
+import { ConnectionLimits, isLoopback, ServerConfig, ServerConfigError } from './config';
 import { openServices, Services, ServicesOptions } from './services';
 
 export interface RunningServer {
@@ -69,8 +68,8 @@ export const TLS_CIPHERS = [
 
 /** The certificate and key, the key file checked like PIN files: owner-only. */
 export function tlsOptions(tls: { cert: string; key: string }): TlsOptions & SecureContextOptions {
-  if (!existsSync(tls.key)) throw new ConfigError(`TLS key file ${tls.key} does not exist`);
-  if ((statSync(tls.key).mode & 0o077) !== 0) throw new ConfigError(`TLS key file ${tls.key} must not be readable by group or others (chmod 600)`);
+  if (!existsSync(tls.key)) throw new ServerConfigError(`TLS key file ${tls.key} does not exist`);
+  if ((statSync(tls.key).mode & 0o077) !== 0) throw new ServerConfigError(`TLS key file ${tls.key} must not be readable by group or others (chmod 600)`);
   return { cert: readFileSync(tls.cert), key: readFileSync(tls.key), minVersion: 'TLSv1.2', ciphers: TLS_CIPHERS, honorCipherOrder: true };
 }
 

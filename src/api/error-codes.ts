@@ -4,6 +4,7 @@
  * Anything else is InternalError with a message that says nothing but the request id: the raw
  * message of an unexpected error may name internals and is for the server's log only.
  */
+import { NamedError } from '../common/errors';
 import { SlowQueueFullError } from '../hsm/errors';
 import { IamIntegrityError } from '../iam/errors';
 import * as kms from '../kms/errors';
@@ -12,12 +13,7 @@ import { ParamError } from './params';
 import { AuthError } from './tc3';
 
 /** Errors of the request itself rather than of a key; each class has one code in API_ERROR_CODES. */
-export abstract class RequestError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = new.target.name;
-  }
-}
+export abstract class RequestError extends NamedError {}
 
 /** A policy (CAM-like) refused the caller this action on this resource. */
 export class UnauthorizedError extends RequestError {}

@@ -1,10 +1,7 @@
+import { NamedError } from '../common/errors';
+
 /** Errors of the audit trail. Messages name what was wrong and never carry event contents beyond ids. */
-export abstract class AuditError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = new.target.name;
-  }
-}
+export abstract class AuditError extends NamedError {}
 
 /** A malformed event or query (a bug in the caller, or a cursor that was not made here). */
 export class AuditInputError extends AuditError {}

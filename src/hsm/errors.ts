@@ -1,3 +1,5 @@
+import { NamedError } from '../common/errors';
+
 /**
  * How a failure should be handled: by the caller, by dropping a session, by resetting the device,
  * not at all, or by trying again later (busy: nothing was started and nothing is broken; never
@@ -5,12 +7,8 @@
  */
 export type ErrorClass = 'caller' | 'session' | 'device' | 'unsupported' | 'busy';
 
-export abstract class HsmError extends Error {
+export abstract class HsmError extends NamedError {
   abstract readonly errorClass: ErrorClass;
-  constructor(message: string) {
-    super(message);
-    this.name = new.target.name;
-  }
 }
 
 /** A PKCS#11 return value, classified by the member's profile. */

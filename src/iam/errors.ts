@@ -1,13 +1,10 @@
+import { NamedError } from '../common/errors';
+
 /**
  * Errors of the identity layer. Each class means one thing, so the API layer can map each to one
  * Tencent error code. Messages name accounts, SecretIds and policy names, never a SecretKey.
  */
-export abstract class IamError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = new.target.name;
-  }
-}
+export abstract class IamError extends NamedError {}
 
 /** No such tenant, sub-account, API key or policy attachment. */
 export class IamNotFoundError extends IamError {}

@@ -10,6 +10,7 @@
  * jobs) without re-doing anything. One walker at a time per cluster (a store lease). Ciphertexts
  * stay decryptable throughout: they name the key version, whose record is rewritten, never removed.
  */
+import { NamedError } from '../common/errors';
 import { randomBytes } from 'node:crypto';
 import type { HsmCluster, SoPinProvider } from '../hsm/cluster';
 import { WrappedMaterial } from '../hsm/material';
@@ -47,12 +48,7 @@ export interface RotationReport {
 }
 
 /** A rotation that cannot run here (the cluster holds other MACs, or another walker holds the lease). */
-export class DomainRotationError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = new.target.name;
-  }
-}
+export class DomainRotationError extends NamedError {}
 
 /** Another walker (a kmsctl run, another node) holds the cluster's rotation lease. */
 export class RotationBusyError extends DomainRotationError {}

@@ -7,6 +7,7 @@
  * name a generation still on the tokens; new material sealed under it is found by the count taken
  * before that generation is destroyed (domain-rotation.ts), and once destroyed it names nothing.
  */
+import { NamedError } from '../common/errors';
 import type { HsmCluster } from '../hsm/cluster';
 import type { MetadataStore } from '../store/store';
 
@@ -25,12 +26,7 @@ export interface StoredDomainState {
 }
 
 /** A domain state document that is malformed, fails its MAC, or names a generation no member holds. */
-export class DomainStateError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = new.target.name;
-  }
-}
+export class DomainStateError extends NamedError {}
 
 const HEX_ID = /^[0-9a-f]{2,64}$/;
 

@@ -2,6 +2,8 @@
  * Domain errors of the KMS core. Each class means one thing; the API layer maps each class to one
  * Tencent error code in its single table. Messages say what was wrong and never carry secrets.
  */
+import { NamedError } from '../common/errors';
+
 /**
  * A caller-chosen value for an error message: cut to 64 characters, JSON-quoted (control characters
  * escaped) and never longer than 100 characters, so a request cannot make its answer echo it at length.
@@ -11,12 +13,7 @@ export function quoted(value: string): string {
   return q.length > 100 ? `${q.slice(0, 99)}…` : q;
 }
 
-export abstract class KmsError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = new.target.name;
-  }
-}
+export abstract class KmsError extends NamedError {}
 
 /** Altered, truncated, foreign or otherwise unusable ciphertext, or the wrong encryption context. */
 export class InvalidCiphertextError extends KmsError {}

@@ -3,6 +3,7 @@
  * HSMs; key material is an opaque record (`WrappedMaterial.toBuffer()`) it persists as bytes.
  */
 import { isUuid } from '../common/ids';
+import { NamedError } from '../common/errors';
 import { KEY_STATES, KeyState, TableState } from '../kms/key-state';
 
 export type KeyOrigin = 'TENCENT_KMS' | 'EXTERNAL';
@@ -249,12 +250,7 @@ export interface MetadataStore {
   close(): Promise<void>;
 }
 
-export abstract class StoreError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = new.target.name;
-  }
-}
+export abstract class StoreError extends NamedError {}
 
 export class AliasExistsError extends StoreError {
   constructor(readonly ownerUin: string, readonly region: string, readonly alias: string) {

@@ -9,8 +9,7 @@ import { chmodSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { connect, ConnectionOptions } from 'node:tls';
 import { join } from 'node:path';
-import { loadServerConfig } from '../../src/config';
-import { ConfigError } from '../../src/hsm/errors';
+import { loadServerConfig, ServerConfigError } from '../../src/config';
 import { startServer } from '../../src/server';
 import { editConfig } from '../support/resilience-lab';
 import { rejection } from '../support/rejection';
@@ -50,7 +49,7 @@ describe('TLS', () => {
     for (const mode of [0o640, 0o604]) {
       chmodSync(key(), mode);
       const e = await rejection(startServer(loadServerConfig(lab.dir, { KMS_PORT: '0' }), () => undefined));
-      expect(e).toBeInstanceOf(ConfigError);
+      expect(e).toBeInstanceOf(ServerConfigError);
       expect(e.message).toBe(`TLS key file ${key()} must not be readable by group or others (chmod 600)`);
     }
   });

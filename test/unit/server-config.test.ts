@@ -1,9 +1,8 @@
-import { ConfigError } from '../../src/hsm/errors';
 import { availableParallelism } from 'node:os';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { autoMaxConnections, isLoopback, MAX_WORKERS, parseServerConfig, RESERVED_FDS, resolveSecret } from '../../src/config';
+import { autoMaxConnections, isLoopback, MAX_WORKERS, parseServerConfig, RESERVED_FDS, resolveSecret, ServerConfigError } from '../../src/config';
 
 const CLUSTERS = `
 clusters:
@@ -45,7 +44,7 @@ describe('kms.yaml', () => {
     expect(parseServerConfig(base('tc3: { requireSignedHeaders: true, replayCache: false }\n'), '/d', {}).tc3).toMatchObject({ replayCache: false, requireSignedHeaders: ['x-tc-action', 'x-tc-region', 'x-tc-timestamp'] });
     expect(parseServerConfig(base('tc3: { requireSignedHeaders: [X-TC-Region, x-tc-action] }\n'), '/d', {}).tc3.requireSignedHeaders).toEqual(['x-tc-action', 'x-tc-region']);
     for (const bad of ['tc3: { requireSignedHeaders: "yes" }\n', 'tc3: { replayCache: 1 }\n', 'preAuthLimit: { perSecond: 0 }\n', 'tc3: { requireSignedHeaders: ["a b"] }\n']) {
-      expect(() => parseServerConfig(base(bad), '/d', {})).toThrow(ConfigError);
+      expect(() => parseServerConfig(base(bad), '/d', {})).toThrow(ServerConfigError);
     }
   });
 
@@ -57,7 +56,7 @@ describe('kms.yaml', () => {
     expect(parseServerConfig(base('ops: { host: 127.0.0.2, port: 7000 }\n'), '/d', { KMS_OPS_PORT: '7100' }).ops).toEqual({ host: '127.0.0.2', port: 7100 });
     expect(parseServerConfig(base('connections: { max: 10, perIp: 2, headersTimeoutMs: 500, requestTimeoutMs: 1000 }\n'), '/d', {}).connections)
       .toEqual({ max: 10, perIp: 2, headersTimeoutMs: 500, requestTimeoutMs: 1000, idleTimeoutMs: 5000 });
-    expect(() => parseServerConfig(base('connections: { headersTimeoutMs: 5000, requestTimeoutMs: 1000 }\n'), '/d', {})).toThrow(ConfigError);
+    expect(() => parseServerConfig(base('connections: { headersTimeoutMs: 5000, requestTimeoutMs: 1000 }\n'), '/d', {})).toThrow(ServerConfigError);
   });
 
   test('environment overrides port and host; relative paths resolve in the data dir', () => {
@@ -74,7 +73,7 @@ describe('kms.yaml', () => {
     expect(parseServerConfig(base('audit: { anchors: { webhook: "https://wo.rm/a" } }\n'), '/d', {}).audit.anchors).toEqual({ kind: 'webhook', url: 'https://wo.rm/a' });
     expect(parseServerConfig(base('audit: { anchors: { syslog: { host: 10.0.0.9 } } }\n'), '/d', {}).audit.anchors).toEqual({ kind: 'syslog', host: '10.0.0.9', port: 514 });
     for (const bad of ['audit: { anchors: { file: a, webhook: "http://x" } }', 'audit: { anchors: { webhook: "ftp://x" } }', 'audit: { retentionDays: 0 }', 'audit: { anchorIntervalSeconds: 0 }']) {
-      expect(() => parseServerConfig(base(`${bad}\n`), '/d', {})).toThrow(ConfigError);
+      expect(() => parseServerConfig(base(`${bad}\n`), '/d', {})).toThrow(ServerConfigError);
     }
   });
 
@@ -128,7 +127,7 @@ describe('kms.yaml', () => {
     ['negative expensive-request cap', base('limits: { expensivePerTenant: -1 }\n')],
     ['no clusters', 'deploymentId: 00112233445566778899aabbccddeeff\n'],
   ])('%s is refused', (_name, text) => {
-    expect(() => parseServerConfig(text, '/d', {})).toThrow(ConfigError);
+    expect(() => parseServerConfig(text, '/d', {})).toThrow(ServerConfigError);
   });
 
   test('an inline password is never echoed', () => {
