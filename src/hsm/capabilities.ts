@@ -1,7 +1,8 @@
 import * as pk from 'pkcs11js';
+import { KEY_SPECS, KeySpec } from '../common/key-specs';
 import type { HsmProfile, WrapAlgorithm } from './profile';
 
-export type KeySpec = 'AES_256' | 'RSA_2048' | 'RSA_3072' | 'RSA_4096' | 'EC_P256' | 'EC_P384';
+export type { KeySpec };
 export type RsaPadding = 'RSAES_PKCS1_V1_5' | 'RSAES_OAEP_SHA_1' | 'RSAES_OAEP_SHA_256';
 export type SigningAlgorithm = 'RSA_PKCS1_SHA_256' | 'RSA_PSS_SHA_256' | 'ECDSA_SHA_256' | 'ECDSA_SHA_384';
 
@@ -29,8 +30,6 @@ export interface MechanismFacts {
   minKeySize: number;
   maxKeySize: number;
 }
-
-const ALL_SPECS: KeySpec[] = ['AES_256', 'RSA_2048', 'RSA_3072', 'RSA_4096', 'EC_P256', 'EC_P384'];
 
 /** Derives capabilities from what C_GetMechanismList/Info reported, corrected by the profile's declared quirks. */
 export function deriveCapabilities(mechanisms: ReadonlyMap<number, MechanismFacts>, profile: HsmProfile): Capabilities {
@@ -69,7 +68,7 @@ export function deriveCapabilities(mechanisms: ReadonlyMap<number, MechanismFact
     return id !== undefined && has(id, pk.CKF_WRAP | pk.CKF_UNWRAP);
   });
   return {
-    keySpecs: ALL_SPECS.filter((s) => spec[s]),
+    keySpecs: KEY_SPECS.filter((s) => spec[s]),
     rsaDecrypt: paddings(pk.CKF_DECRYPT),
     importWrapping: paddings(pk.CKF_UNWRAP),
     signing,

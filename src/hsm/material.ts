@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { KeySpec } from './capabilities';
+import { KEY_SPEC_CODES, KeySpec, keySpecOfCode } from '../common/key-specs';
 import { InvalidInputError, MaterialIntegrityError } from './errors';
 import { WRAP_ALGORITHMS, WrapAlgorithm } from './profile';
 
@@ -97,7 +97,6 @@ export function sameBinding(a: MaterialBinding, b: MaterialBinding, ownerToo = t
 
 const MAGICS: Record<MaterialFormat, Buffer> = { 1: Buffer.from('KMR1', 'latin1'), 2: Buffer.from('KMR2', 'latin1'), 3: Buffer.from('KMR3', 'latin1') };
 const MAC_LENGTH = 32;
-const SPECS: KeySpec[] = ['AES_256', 'RSA_2048', 'RSA_3072', 'RSA_4096', 'EC_P256', 'EC_P384'];
 
 function str(s: string): Buffer {
   const b = Buffer.from(s, 'utf8');
@@ -122,7 +121,7 @@ function encodeBody(format: MaterialFormat, spec: KeySpec, binding: MaterialBind
   const owner = format >= 2 ? [str(binding.owner ?? ''), str(binding.scope ?? '')] : [];
   return Buffer.concat([
     MAGICS[format],
-    Buffer.from([SPECS.indexOf(spec)]),
+    Buffer.from([KEY_SPEC_CODES[spec]]),
     format === 3 ? Buffer.from([WRAP_ALGORITHMS.indexOf(wrapAlgorithm)]) : Buffer.alloc(0),
     str(binding.clusterId),
     str(binding.keyId),
@@ -158,7 +157,7 @@ function decode(buf: Buffer): WrappedMaterial {
   const magic = r.take(4);
   const format = ([1, 2, 3] as const).find((f) => magic.equals(MAGICS[f]));
   if (format === undefined) throw new MaterialIntegrityError('not a wrapped material record');
-  const spec = SPECS[r.take(1)[0]];
+  const spec = keySpecOfCode(r.take(1)[0]);
   if (!spec) throw new MaterialIntegrityError('wrapped material record has an unknown key spec');
   const wrapAlgorithm = format === 3 ? WRAP_ALGORITHMS[r.take(1)[0]] : 'rfc5649';
   if (!wrapAlgorithm) throw new MaterialIntegrityError('wrapped material record has an unknown wrap algorithm');

@@ -1,4 +1,4 @@
-import type { KeySpec } from '../hsm/capabilities';
+import type { KeySpec } from '../common/key-specs';
 
 /** The Tencent KeyUsage values and what each needs from the HSM cluster. */
 export const KEY_USAGES = {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { KeySpec } from '../hsm/capabilities';
+import type { KeySpec } from '../common/key-specs';
 import { KeyPatch, KeyRecord, NewKeyRecord, QuotaExceededError } from '../store/store';
 import { DAY_SECONDS, unixNow } from '../common/clock';
 import type { KmsContext } from './context';
