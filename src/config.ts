@@ -9,6 +9,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { DEFAULT_REPLAY_ENTRIES } from './api/replay-guard';
 import { NamedError } from './common/errors';
+import { GCM_RANDOM_IV_LIMIT } from './common/gcm';
 import { ClusterConfig, parseClusterConfig } from './hsm/config';
 import { ConfigError as ClusterConfigError } from './hsm/errors';
 
@@ -337,7 +338,7 @@ export function parseServerConfig(source: string, dataDir: string, env: NodeJS.P
     expensivePerTenant: int(limits, 'expensivePerTenant', 4, 0, 10_000, 'limits'),
     alarms: { log: optionalText(alarms, 'log', 'alarms') && abs(text(alarms, 'log', undefined, 'alarms')), webhook: optionalText(alarms, 'webhook', 'alarms') },
     allowPkcs1v15Import: flag(imports, 'allowPkcs1v15', 'import'),
-    gcmMaxInvocationsPerVersion: int(gcm, 'maxInvocationsPerVersion', 2 ** 32, 1, 2 ** 32, 'gcm'),
+    gcmMaxInvocationsPerVersion: int(gcm, 'maxInvocationsPerVersion', GCM_RANDOM_IV_LIMIT, 1, GCM_RANDOM_IV_LIMIT, 'gcm'),
     audit: parseAudit(d, abs),
     shutdownGraceMs: int(d, 'shutdownGraceMs', 10_000, 0, 600_000),
     workers: parseWorkers(d, env),

@@ -1,5 +1,6 @@
 import * as pk from 'pkcs11js';
 import { createHash } from 'node:crypto';
+import { GCM_IV_BYTES, GCM_TAG_BYTES } from '../common/gcm';
 import type { Capabilities, KeySpec, RsaPadding, SigningAlgorithm } from './capabilities';
 import { rsaPublicParts } from './domain-keys';
 import { InvalidInputError, MemberUnavailableError, UnsupportedError } from './errors';
@@ -9,7 +10,7 @@ import type { HsmProfile, WrapAlgorithm } from './profile';
 import type { MemberSealing } from './sealing';
 import type { MemberSessions } from './sessions';
 import { ecdsaDerToRaw, ecdsaRawToDer, ecSpki, publicKeyTemplate, rsaSpki, SHA256_DIGEST_INFO } from './spki';
-import { aesKeyTemplate, GCM_IV_BYTES, GCM_TAG_BYTES, gcmMechanism, KEY_SPEC, keyPairTemplates, rsaMechanism } from './templates';
+import { aesKeyTemplate, gcmMechanism, KEY_SPEC, keyPairTemplates, rsaMechanism } from './templates';
 
 type Handle = pk.Handle;
 

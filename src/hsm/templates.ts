@@ -1,4 +1,5 @@
 import * as pk from 'pkcs11js';
+import { GCM_TAG_BYTES } from '../common/gcm';
 import { KeySpec, RsaPadding, wrapMechanismId } from './capabilities';
 import { UnsupportedError } from './errors';
 import type { HsmProfile, WrapAlgorithm } from './profile';
@@ -8,8 +9,6 @@ import { EC_CURVES } from './spki';
 
 export const DOMAIN_KEK_LABEL = 'kms-domain-kek';
 export const DOMAIN_MAC_LABEL = 'kms-domain-mac';
-export const GCM_IV_BYTES = 12;
-export const GCM_TAG_BYTES = 16;
 export const TRANSPORT_KEY_BITS = 3072;
 export const CBC_IV_BYTES = 16;
 

@@ -1,3 +1,4 @@
+import { GCM_IV_BYTES as IV_BYTES, GCM_TAG_BYTES as TAG_BYTES } from '../common/gcm';
 import { InvalidCiphertextError, InvalidEncryptionContextError } from './errors';
 
 /**
@@ -25,8 +26,6 @@ export interface SealedBlob extends CiphertextHeader {
 const MAGIC = Buffer.from('KMS', 'latin1');
 const FORMAT = 1;
 const DEPLOYMENT_ID_BYTES = 16;
-const IV_BYTES = 12;
-const TAG_BYTES = 16;
 export const MAX_CONTEXT_CHARS = 1024;
 
 export function encodeHeader(h: CiphertextHeader): Buffer {

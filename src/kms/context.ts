@@ -17,8 +17,6 @@ export interface KmsConfig {
 }
 
 export const DEFAULT_MAX_KEYS_PER_REGION = 200;
-/** NIST SP 800-38D 8.3: encryptions per key with random 96-bit IVs. */
-export const DEFAULT_GCM_MAX_INVOCATIONS = 2 ** 32;
 
 /** What every group of actions works with. */
 export interface KmsContext {

@@ -4,8 +4,9 @@ import type { MetadataStore } from '../store/store';
 import { Alarms } from './alarms';
 import { Asymmetric } from './asymmetric';
 import { Clock, systemClock } from '../common/clock';
+import { GCM_RANDOM_IV_LIMIT } from '../common/gcm';
 import { ClusterDirectory } from './cluster-directory';
-import { DEFAULT_GCM_MAX_INVOCATIONS, DEFAULT_MAX_KEYS_PER_REGION, KmsConfig, KmsContext } from './context';
+import { DEFAULT_MAX_KEYS_PER_REGION, KmsConfig, KmsContext } from './context';
 import { DueWork } from './deletion';
 import { DomainRotation } from './domain-rotation';
 import { DomainStates } from './domain-state';
@@ -81,7 +82,7 @@ export class Kms {
       maxKeysPerRegion: o.maxKeysPerRegion ?? DEFAULT_MAX_KEYS_PER_REGION,
       deletionAlarmDays: o.deletionAlarmDays ?? 3,
       allowPkcs1v15Import: o.allowPkcs1v15Import === true,
-      gcmMaxInvocationsPerVersion: o.gcmMaxInvocationsPerVersion ?? DEFAULT_GCM_MAX_INVOCATIONS,
+      gcmMaxInvocationsPerVersion: o.gcmMaxInvocationsPerVersion ?? GCM_RANDOM_IV_LIMIT,
     };
     this.maxKeysPerRegion = config.maxKeysPerRegion;
     const access = new KeyAccess({ store: o.store, clusters: this.clusters, clock: o.clock ?? systemClock, alarms: this.alarms, cache: this.cache });

@@ -8,7 +8,6 @@
  * Counting is batched: increments accumulate in memory and `flush` hands them to the store in one
  * call (not a store write per request).
  */
-export const NIST_GCM_RANDOM_IV_LIMIT = 2 ** 32;
 export const ROTATION_THRESHOLD = 2 ** 30;
 
 /** The rotation threshold for a configured GCM limit: a quarter of it, at most ROTATION_THRESHOLD. */

@@ -1,8 +1,9 @@
-import { NIST_GCM_RANDOM_IV_LIMIT, ROTATION_THRESHOLD, UsageCounter, VersionKey } from '../../../src/kms/usage-counter';
+import { GCM_RANDOM_IV_LIMIT } from '../../../src/common/gcm';
+import { ROTATION_THRESHOLD, UsageCounter, VersionKey } from '../../../src/kms/usage-counter';
 
 describe('GCM usage counting', () => {
   test('the threshold is well below the NIST limit', () => {
-    expect(ROTATION_THRESHOLD).toBeLessThanOrEqual(NIST_GCM_RANDOM_IV_LIMIT / 4);
+    expect(ROTATION_THRESHOLD).toBeLessThanOrEqual(GCM_RANDOM_IV_LIMIT / 4);
   });
 
   test('increments are batched into one persist call per flush, and reported due versions cross the threshold', async () => {
