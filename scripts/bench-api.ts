@@ -13,7 +13,8 @@ import { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEV_CREDENTIALS, initDev } from '../src/cli/dev-init';
+import { initDev } from '../src/cli/dev-init';
+import { DEV_CREDENTIALS } from '../src/common/data-dir';
 import { BENCH_RATE_LIMIT, call, Creds, drive, freePort, freshlySigned, machineLine, patchConfig, ROOT, Row, SignedRequest, start, startKms, stop } from './bench-server';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);

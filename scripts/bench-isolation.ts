@@ -15,7 +15,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEV_CREDENTIALS, DEV_DEDICATED_CLUSTER, initDev } from '../src/cli/dev-init';
+import { DEV_DEDICATED_CLUSTER, initDev } from '../src/cli/dev-init';
+import { DEV_CREDENTIALS } from '../src/common/data-dir';
 import { BENCH_RATE_LIMIT, call, Creds, freshlySigned, machineLine, patchConfig, ROOT, SignedRequest, startKms, stop } from './bench-server';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);

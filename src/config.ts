@@ -8,6 +8,7 @@ import { availableParallelism } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { DEFAULT_REPLAY_ENTRIES } from './api/replay-guard';
+import { AUDIT_ARCHIVE_DIR, CONFIG_FILE, SQLITE_FILE } from './common/data-dir';
 import { NamedError } from './common/errors';
 import { GCM_RANDOM_IV_LIMIT } from './common/gcm';
 import { ClusterConfig, parseClusterConfig } from './hsm/config';
@@ -103,7 +104,6 @@ export interface ConnectionLimits {
   perIp: number;
 }
 
-export const CONFIG_FILE = 'kms.yaml';
 
 /** `requireSignedHeaders: true` means these (what the SDKs leave unsigned and the server acts on). */
 export const BOUND_HEADERS = ['x-tc-action', 'x-tc-region', 'x-tc-timestamp'];
@@ -193,7 +193,7 @@ function parseStore(doc: Doc, dataDir: string): StoreConfig {
   const s = section(doc, 'store');
   const kind = s.kind ?? 'sqlite';
   if (kind === 'sqlite') {
-    const path = text(s, 'path', 'kms.db', 'store');
+    const path = text(s, 'path', SQLITE_FILE, 'store');
     return { kind, path: isAbsolute(path) ? path : join(dataDir, path) };
   }
   if (kind !== 'redis') throw new ServerConfigError(`store.kind must be sqlite or redis, not ${JSON.stringify(kind)}`);
@@ -230,7 +230,7 @@ function parseAudit(d: Doc, abs: (p: string) => string): AuditConfig {
     anchors: a.anchors === undefined ? undefined : parseAnchors(section(a, 'anchors'), abs),
     anchorIntervalSeconds: int(a, 'anchorIntervalSeconds', 60, 1, 86_400, 'audit'),
     retentionDays: a.retentionDays === undefined ? undefined : int(a, 'retentionDays', 0, 1, 36_500, 'audit'),
-    archiveDir: abs(text(a, 'archiveDir', 'audit-archive', 'audit')),
+    archiveDir: abs(text(a, 'archiveDir', AUDIT_ARCHIVE_DIR, 'audit')),
   };
 }
 

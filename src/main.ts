@@ -5,6 +5,7 @@
  */
 import cluster from 'node:cluster';
 import { LineLog } from './api/request-log';
+import { dataDirOf } from './common/data-dir';
 import { loadServerConfig } from './config';
 import { startServer } from './server';
 import { supervise } from './workers/supervisor';
@@ -16,7 +17,7 @@ function argValue(name: string): string | undefined {
 }
 
 async function main(): Promise<void> {
-  const dataDir = argValue('--data-dir') ?? process.env.KMS_DATA_DIR ?? './var';
+  const dataDir = dataDirOf(argValue('--data-dir'));
   const config = loadServerConfig(dataDir);
   if (cluster.isWorker) {
     await runWorker(config, Number(process.env.KMS_WORKER_INDEX ?? 0));

@@ -10,7 +10,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import type { SecureContextOptions, TlsOptions } from 'node:tls';
 import { createListener, createOpsApp } from './api/app';
-import { DEV_CREDENTIALS } from './cli/dev-init';
+import { DEV_CREDENTIALS } from './common/data-dir';
 import { ConnectionLimits, isLoopback, ServerConfig, ServerConfigError } from './config';
 import { openServices, Services, ServicesOptions } from './services';
 

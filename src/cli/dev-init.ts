@@ -10,14 +10,12 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from 'n
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { CONFIG_FILE, loadServerConfig } from '../config';
+import { CONFIG_FILE, DEV_ALARMS_LOG, DEV_AUDIT_ANCHORS, DEV_CREDENTIALS, DEV_SO_PINS, DEV_SOFTHSM_DIR, SQLITE_FILE } from '../common/data-dir';
+import { loadServerConfig } from '../config';
 import { openServices } from '../services';
 import { soPinsFromPath } from './so-pin';
 
 export const DEV_DEDICATED_CLUSTER = 'cls-dev-dedicated';
-export const DEV_CREDENTIALS = 'dev-credentials.json';
-/** Development only: the tokens' SO PINs (0600), away from the user PINs; production provisioning keeps none. */
-export const DEV_SO_PINS = 'dev-so-pins';
 const ROOT = join(__dirname, '..', '..', '..');
 const SOFTHSM_LIB = '/usr/lib/softhsm/libsofthsm2.so';
 
@@ -28,13 +26,13 @@ interface TokenSet { dir: string; conf: string; lib: string; labels: string[] }
  * The SO PINs are kept under DEV_SO_PINS (development convenience: whoever reads them can reset the user PINs).
  */
 function makeTokens(dataDir: string, name: string, labels: string[]): TokenSet {
-  const dir = join(dataDir, 'softhsm', name);
+  const dir = join(dataDir, DEV_SOFTHSM_DIR, name);
   const env = { ...process.env, KMS_KEEP_SO_PINS: join(dataDir, DEV_SO_PINS) };
   const conf = execFileSync(join(ROOT, 'softhsm', 'make-tokens.sh'), [dir, ...labels], { encoding: 'utf8', env }).trim();
   const lib = join(dir, 'libsofthsm2.so');
   if (!existsSync(lib)) copyFileSync(SOFTHSM_LIB, lib);
   // the token directories are 0700 already (make-tokens.sh); the sets and their parent are owner-only too
-  for (const d of [join(dataDir, 'softhsm'), dir]) chmodSync(d, 0o700);
+  for (const d of [join(dataDir, DEV_SOFTHSM_DIR), dir]) chmodSync(d, 0o700);
   return { dir, conf, lib, labels };
 }
 
@@ -50,11 +48,11 @@ function writeConfig(dataDir: string, deploymentId: string, shared: TokenSet, de
     listen: { host: '127.0.0.1', port: 8080 },
     deploymentId,
     regions: ['ap-guangzhou', 'ap-shanghai', 'ap-beijing'],
-    store: { kind: 'sqlite', path: 'kms.db' },
+    store: { kind: 'sqlite', path: SQLITE_FILE },
     maxKeysPerRegion: 200,
     rateLimit: { perSecond: 1000, burst: 2000 },
-    alarms: { log: 'alarms.log' },
-    audit: { anchors: { file: 'audit-anchors.jsonl' }, anchorIntervalSeconds: 60 },
+    alarms: { log: DEV_ALARMS_LOG },
+    audit: { anchors: { file: DEV_AUDIT_ANCHORS }, anchorIntervalSeconds: 60 },
     clusters: [clusterYaml('default', 'shared', [], shared), clusterYaml(DEV_DEDICATED_CLUSTER, 'dedicated', owners, dedicated)],
   };
   writeFileSync(join(dataDir, CONFIG_FILE), `# Development configuration written by "kmsctl init --dev". PINs are in 0600 files, never here.\n${stringify(doc)}`, { mode: 0o600 });

@@ -7,6 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readAnchors } from '../audit/anchors';
 import type { VerifyOptions } from '../audit/audit-log';
+import { dataDirOf } from '../common/data-dir';
 import { loadServerConfig } from '../config';
 import { HsmCluster, MemberHealth, SoPinProvider } from '../hsm/cluster';
 import { openServices, runCeremony, Services } from '../services';
@@ -206,7 +207,7 @@ const COMMANDS: Record<string, Command> = {
 
 export async function kmsctl(argv: readonly string[]): Promise<number> {
   const a = new Args(argv);
-  const dataDir = a.get('data-dir') ?? process.env.KMS_DATA_DIR ?? './var';
+  const dataDir = dataDirOf(a.get('data-dir'));
   const [group, verb] = a.words;
   if (!group || group === 'help' || a.flag('help')) return (out(HELP, false), group ? 0 : 2);
   if (group === 'init') {

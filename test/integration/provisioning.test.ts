@@ -9,7 +9,8 @@ import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFile
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as pk from 'pkcs11js';
-import { DEV_SO_PINS, initDev } from '../../src/cli/dev-init';
+import { initDev } from '../../src/cli/dev-init';
+import { DEV_SO_PINS } from '../../src/common/data-dir';
 import { HsmCluster } from '../../src/hsm/cluster';
 import { SoPinError } from '../../src/hsm/errors';
 import { HsmMember } from '../../src/hsm/member';

@@ -15,8 +15,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
 import { signTc3 } from '../../src/api/tc3';
-import { DEV_CREDENTIALS, initDev } from '../../src/cli/dev-init';
-import { CONFIG_FILE, loadServerConfig } from '../../src/config';
+import { initDev } from '../../src/cli/dev-init';
+import { CONFIG_FILE, DEV_CREDENTIALS } from '../../src/common/data-dir';
+import { loadServerConfig } from '../../src/config';
 import { RunningServer, startServer } from '../../src/server';
 import type { Credentials, KmsClient } from './server';
 

@@ -11,7 +11,8 @@ import { Agent, get as httpGet } from 'node:http';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parse, stringify } from 'yaml';
-import { DEV_CREDENTIALS, initDev } from '../../src/cli/dev-init';
+import { initDev } from '../../src/cli/dev-init';
+import { DEV_CREDENTIALS } from '../../src/common/data-dir';
 import { Credentials, KmsClient, patient, SdkError } from './server';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

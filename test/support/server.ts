@@ -2,7 +2,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEV_CREDENTIALS, initDev } from '../../src/cli/dev-init';
+import { initDev } from '../../src/cli/dev-init';
+import { DEV_CREDENTIALS } from '../../src/common/data-dir';
 import { loadServerConfig } from '../../src/config';
 import { RunningServer, startServer } from '../../src/server';
 
