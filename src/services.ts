@@ -4,7 +4,6 @@
  * Used by the server (main.ts) and by kmsctl on the same data directory (or the same Redis).
  */
 import { chmodSync, closeSync, existsSync, openSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import Redis from 'ioredis';
 import type { AppDeps } from './api/app';
 import { Metrics } from './api/metrics';
@@ -25,7 +24,7 @@ import { clusterAuthenticator, migrateAuthority } from './authority';
 import { withDeadline } from './common/deadline';
 import { buildClusters } from './hsm/config';
 import type { HsmCluster, SoPinProvider } from './hsm/cluster';
-import { loadProfiles } from './hsm/profile';
+import { loadProfiles, PROFILE_DIR } from './hsm/profile';
 import { authorize, authorizeAnyCreator } from './iam/authorize';
 import { parseResource, UNKNOWN_CREATOR } from './iam/resources';
 import { IamService } from './iam/iam-service';
@@ -42,8 +41,6 @@ import { RedisMetadataStore } from './store/redis-store';
 import { SqliteMetadataStore } from './store/sqlite-store';
 import type { MetadataStore } from './store/store';
 import { serviceSealer } from './service-key';
-
-export const PROFILES_DIR = join(__dirname, '..', '..', 'hsm-profiles');
 
 export interface ServicesOptions {
   log: (line: Record<string, unknown>) => void;
@@ -219,7 +216,7 @@ export async function runCeremony(clusters: readonly HsmCluster[], progress: (ms
 }
 
 export async function openServices(config: ServerConfig, options: ServicesOptions): Promise<Services> {
-  const clusters = buildClusters(config.clusters, loadProfiles(PROFILES_DIR));
+  const clusters = buildClusters(config.clusters, loadProfiles(PROFILE_DIR));
   for (const c of clusters) c.start();
   let opened: Awaited<ReturnType<typeof openStores>> | undefined;
   let kms: Kms | undefined;

@@ -5,18 +5,16 @@
  * line, never from arguments or the environment: no PIN is on any command line.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { openModule } from '../hsm/module';
-import { loadProfiles } from '../hsm/profile';
+import { loadProfiles, PROFILE_DIR } from '../hsm/profile';
 import { initToken } from '../hsm/provision';
 
-const PROFILES_DIR = join(__dirname, '..', '..', '..', 'hsm-profiles');
 
 /** Published factory SO PINs: C_InitToken must be given the current one, which is then replaced. */
 const FACTORY_SO_PIN: Record<string, string> = { 'opencryptoki-swtok': '87654321' };
 
 function library(profileName: string): string {
-  const profile = loadProfiles(PROFILES_DIR).get(profileName);
+  const profile = loadProfiles(PROFILE_DIR).get(profileName);
   if (!profile) throw new Error(`no HSM profile named ${profileName}`);
   const found = profile.moduleHints.find((p) => existsSync(p));
   if (!found) throw new Error(`the ${profileName} library was not found (looked at ${profile.moduleHints.join(', ')})`);

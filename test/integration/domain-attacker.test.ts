@@ -13,8 +13,7 @@ import { initDev } from '../../src/cli/dev-init';
 import { loadServerConfig } from '../../src/config';
 import { HsmCluster } from '../../src/hsm/cluster';
 import { buildClusters, resolvePin } from '../../src/hsm/config';
-import { loadProfiles } from '../../src/hsm/profile';
-import { PROFILES_DIR } from '../../src/services';
+import { loadProfiles, PROFILE_DIR } from '../../src/hsm/profile';
 import { MaterialBinding, WrappedMaterial } from '../../src/hsm/material';
 import { HsmMember } from '../../src/hsm/member';
 import { TokenLab } from '../support/tokens';
@@ -224,7 +223,7 @@ describe('the attacker with the user PIN, after kmsctl init --dev', () => {
     dir = join(lab.dir, 'data');
     await initDev(dir, () => undefined);
     const config = loadServerConfig(dir, {});
-    clusters = buildClusters(config.clusters, loadProfiles(PROFILES_DIR));
+    clusters = buildClusters(config.clusters, loadProfiles(PROFILE_DIR));
     const plaintext = Buffer.from('a development secret');
     let attacked = 0;
     for (const [ci, c] of clusters.entries()) {
