@@ -104,7 +104,6 @@ export interface ConnectionLimits {
   perIp: number;
 }
 
-
 /** `requireSignedHeaders: true` means these (what the SDKs leave unsigned and the server acts on). */
 export const BOUND_HEADERS = ['x-tc-action', 'x-tc-region', 'x-tc-timestamp'];
 
