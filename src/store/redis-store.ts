@@ -41,7 +41,7 @@ import {
   decodeDoc, dueTimes, emitChange, encodeDoc, matchesSearch, parseUsageBatch, roleOf, tombstoneOf, withVersion,
   emptyStateCounts,
 } from './store';
-import { KEY_STATES, KeyState } from '../kms/key-state';
+import { KEY_STATES, KeyState } from '../common/key-states';
 
 export type RedisStoreOptions = RedisConnectionOptions;
 

@@ -29,7 +29,7 @@ import {
   emitChange, encodeDoc, parseUsageBatch, roleOf, tombstoneOf, withVersion,
   emptyStateCounts,
 } from './store';
-import type { KeyState } from '../kms/key-state';
+import type { KeyState } from '../common/key-states';
 
 /** Bumped with every change of the layout below; a file with a newer number is refused. */
 export const SCHEMA_VERSION = 2;

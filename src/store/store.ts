@@ -2,7 +2,7 @@
  * CMK metadata persistence: the one interface every backend implements. The store knows nothing of
  * HSMs; key material is an opaque record (`WrappedMaterial.toBuffer()`) it persists as bytes.
  */
-import { KEY_STATES, KeyState, TableState } from '../kms/key-state';
+import { KEY_STATES, KeyState, TableState } from '../common/key-states';
 
 export type KeyOrigin = 'TENCENT_KMS' | 'EXTERNAL';
 
