@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WrappedMaterial } from '../src/hsm/material';
 import { Kms } from '../src/kms/service';
-import { SqliteMetadataStore } from '../src/store/sqlite-store';
+import { SqliteMetadataStore } from '../src/store/sqlite/store';
 import { asyncOpsPerSecond, benchCluster, benchToken, machine, median, ROUNDS } from './bench-support';
 
 async function main(): Promise<void> {

@@ -36,10 +36,10 @@ import { SqliteIdentityStore } from './iam/sqlite-identity-store';
 import { Alarms, jsonLinesSink, webhookSink } from './kms/alarms';
 import { SealedMetadataStore } from './kms/sealed-store';
 import { Kms } from './kms/service';
-import { RedisConnectionOptions, redisClientOptions } from './store/redis-connection';
+import { RedisConnectionOptions, redisClientOptions } from './store/redis-client';
 import type { RowAuthenticator } from './store/row-mac';
-import { RedisMetadataStore } from './store/redis-store';
-import { SqliteMetadataStore } from './store/sqlite-store';
+import { RedisMetadataStore } from './store/redis/store';
+import { SqliteMetadataStore } from './store/sqlite/store';
 import type { MetadataStore } from './store/store';
 import { serviceSealer } from './service-key';
 

@@ -18,7 +18,7 @@
  * it recognises a batch it already wrote (a retry after a lost reply) by its first event id.
  */
 import Redis from 'ioredis';
-import { closeRedis, RedisConnectionOptions, redisClientOptions } from '../store/redis-connection';
+import { closeRedis, RedisConnectionOptions, redisClientOptions } from '../store/redis-client';
 import { AppendOutcome, AuditBackend, ChainPage, ChainSnapshot } from './backend';
 import { ChainHead, ChainSlot, ChainStart, headOf } from './chain';
 import { AuditLogOptions, ChainedAuditLog } from './chained-audit-log';

@@ -19,7 +19,7 @@
  * Refuses a server with neither AOF nor RDB persistence unless `allowVolatile` is set.
  */
 import Redis from 'ioredis';
-import { closeRedis, openPersistentRedis, RedisConnectionOptions } from '../store/redis-connection';
+import { closeRedis, openPersistentRedis, RedisConnectionOptions } from '../store/redis-client';
 import { IamAlreadyExistsError, IamConfigError, IamConflictError, IamError, IamNotFoundError } from './errors';
 import {
   ApiKeyRecord, ApiKeyStatus, IdentityStore, NewApiKey, NewTenant, NewUser, PolicyAttachment, PolicySetSeal, TenantRecord, UIN_BASE, UinKind,

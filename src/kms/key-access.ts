@@ -4,7 +4,7 @@ import { MaterialBinding, WrappedMaterial } from '../hsm/material';
 import {
   AliasExistsError, ConflictError, KeyNotFoundError as StoreKeyNotFound, KeyPatch, KeyRecord, MetadataStore, QuotaExceededError, StoreError,
 } from '../store/store';
-import { isRedisUnavailable } from '../store/redis-connection';
+import { isRedisUnavailable } from '../store/redis-client';
 import type { Alarms } from './alarms';
 import { Clock, unixNow } from './clock';
 import type { ClusterDirectory } from './cluster-directory';

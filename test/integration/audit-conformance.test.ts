@@ -17,7 +17,7 @@ import { MAX_FIELD_CHARS, NewAuditEvent, STORED_FIELDS, StoredAuditEvent, stored
 import { AuditFilter, AuditQuery, matches } from '../../src/audit/query';
 import { RedisAuditLog, RedisAuditOptions } from '../../src/audit/redis-audit-log';
 import { SqliteAuditLog, SqliteAuditOptions } from '../../src/audit/sqlite-audit-log';
-import { SqliteMetadataStore } from '../../src/store/sqlite-store';
+import { SqliteMetadataStore } from '../../src/store/sqlite/store';
 import { HsmCluster } from '../../src/hsm/cluster';
 import { LinkMac } from '../../src/audit/link-mac';
 import { RedisServer, startRedis } from '../support/redis';

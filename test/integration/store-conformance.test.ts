@@ -14,8 +14,8 @@ import {
   AliasExistsError, ClusterStateConflictError, ConflictError, KeyChange, KeyNotFoundError, KeyRecord, ListKeysQuery, MetadataStore, NewKeyRecord, QuotaExceededError,
   StoreConfigError, StoreInputError,
 } from '../../src/store/store';
-import { SCHEMA_VERSION, SqliteMetadataStore } from '../../src/store/sqlite-store';
-import { RedisMetadataStore } from '../../src/store/redis-store';
+import { SCHEMA_VERSION, SqliteMetadataStore } from '../../src/store/sqlite/store';
+import { RedisMetadataStore } from '../../src/store/redis/store';
 import { startRedis } from '../support/redis';
 import { KeyState, TableState } from '../../src/kms/key-state';
 
@@ -825,7 +825,7 @@ describe('SqliteMetadataStore specifics', () => {
     await first.close();
     let Fresh: typeof SqliteMetadataStore | undefined;
     jest.isolateModules(() => {
-      Fresh = (require('../../src/store/sqlite-store') as { SqliteMetadataStore: typeof SqliteMetadataStore }).SqliteMetadataStore;
+      Fresh = (require('../../src/store/sqlite/store') as { SqliteMetadataStore: typeof SqliteMetadataStore }).SqliteMetadataStore;
     });
     expect(Fresh).not.toBe(SqliteMetadataStore);
     const s = new Fresh!(file);
@@ -879,7 +879,7 @@ describe('SqliteMetadataStore specifics', () => {
       const k = newKey();
       await a.createKey(k);
       expect(heard.events).toEqual([{ keyId: k.keyId }]); // synchronously after the commit, in this process
-      const modulePath = path.join(__dirname, '../../src/store/sqlite-store.js');
+      const modulePath = path.join(__dirname, '../../src/store/sqlite/store.js');
       execFileSync(process.execPath, ['-e', `
         const { SqliteMetadataStore } = require(${JSON.stringify(modulePath)});
         const s = new SqliteMetadataStore(${JSON.stringify(file)});

@@ -33,15 +33,15 @@
  */
 import { randomUUID } from 'crypto';
 import Redis, { ChainableCommander } from 'ioredis';
-import { closeRedis, openPersistentRedis, RedisConnectionOptions } from './redis-connection';
+import { closeRedis, openPersistentRedis, RedisConnectionOptions } from '../redis-client';
 import {
   AliasExistsError, ClusterKeysPage, ClusterState, ClusterStateConflictError, ConflictError, CreateLimits, DUE_KINDS, DueKind, KeyChange, KeyDoc, KeyNotFoundError, KeyPatch,
   KeyRecord, KeyRef, KeyVersion, ListKeysQuery, ListKeysResult, MetadataStore, NewKeyRecord, QuotaExceededError,
   StoreConfigError, StoreInputError, Tombstone, applyPatch, checkClusterState, checkClusterWalk, checkDueQuery, checkLease, checkNewRecord, checkQuery,
   decodeDoc, dueTimes, emitChange, encodeDoc, matchesSearch, parseUsageBatch, roleOf, tombstoneOf, withVersion,
   emptyStateCounts,
-} from './store';
-import { KEY_STATES, KeyState } from '../common/key-states';
+} from '../store';
+import { KEY_STATES, KeyState } from '../../common/key-states';
 
 export type RedisStoreOptions = RedisConnectionOptions;
 

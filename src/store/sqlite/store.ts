@@ -28,8 +28,8 @@ import {
   StoreInputError, Tombstone, applyPatch, checkClusterState, checkClusterWalk, checkDueQuery, checkLease, checkNewRecord, checkQuery, decodeDoc, dueTimes,
   emitChange, encodeDoc, parseUsageBatch, roleOf, tombstoneOf, withVersion,
   emptyStateCounts,
-} from './store';
-import type { KeyState } from '../common/key-states';
+} from '../store';
+import type { KeyState } from '../../common/key-states';
 
 /** Bumped with every change of the layout below; a file with a newer number is refused. */
 export const SCHEMA_VERSION = 2;
