@@ -4,228 +4,31 @@
  * addVersion, deleteKey, updateKey with versions) commit with `synchronous=FULL`; other writes use
  * NORMAL (durable in WAL except for the last commits on power loss, never corrupt).
  *
- * The record's JSON document is the truth; the columns beside it (alias, state, origin, usage,
- * cluster, role, due times) and the tag rows are derived from it in the same transaction, indexed,
- * and re-derived by `repair()` if they ever disagree. Listing, counting and due-key queries go
- * through those indexes: their cost is the matching rows, never the table. The one exception is the
- * alias/key-id substring search, which reads the tenant's own rows of the (owner, region, create
- * time) index: a substring has no index.
- *
- * Change notifications: a write through any handle in this process reaches the listeners of every
- * handle on the same file right after its commit ({keyId}). Writes by other processes are found by
- * polling `PRAGMA data_version` every 250 ms while there are listeners and reported as {} (anything
- * may have changed); a change counter in the file tells them apart from this process's own writes.
- * A new listener hears {} once (right away: watching here is live at once), as on every backend.
- *
- * `PRAGMA user_version` holds the schema number; a file with a newer number is refused.
+ * The record's JSON document is the truth; the columns beside it and the tag rows are its index
+ * facts (record-facts.ts) mapped onto columns (schema.ts), written in the same transaction and
+ * re-derived by `repair()` (repair.ts) if they ever disagree. Listing, counting and due-key queries
+ * go through those indexes (list-query.ts); change notification is changes.ts.
  */
 import Database from 'better-sqlite3';
-import * as fs from 'fs';
-import * as path from 'path';
 import {
   AliasExistsError, ClusterKeysPage, ClusterState, ClusterStateConflictError, ConflictError, CreateLimits, DueKind, KeyChange, KeyNotFoundError, KeyPatch, KeyRecord, KeyRef,
-  KeyVersion, ListKeysQuery, ListKeysResult, MetadataStore, NewKeyRecord, QuotaExceededError, StoreConfigError,
-  StoreInputError, Tombstone, applyPatch, checkClusterState, checkClusterWalk, checkDueQuery, checkLease, checkNewRecord, checkQuery, decodeDoc, dueTimes,
-  emitChange, encodeDoc, parseUsageBatch, roleOf, tombstoneOf, withVersion,
-  emptyStateCounts,
+  KeyVersion, ListKeysQuery, ListKeysResult, MetadataStore, NewKeyRecord, QuotaExceededError, StoreInputError, Tombstone,
 } from '../store';
+import {
+  applyPatch, checkClusterState, checkClusterWalk, checkDueQuery, checkLease, checkNewRecord, checkQuery, emptyStateCounts, encodeDoc, parseUsageBatch,
+  tombstoneOf, withVersion,
+} from '../record';
+import { indexFacts, quotaLimitFor } from '../record-facts';
 import type { KeyState } from '../../common/key-states';
+import { ChangeFeed } from './changes';
+import { dueSql, ExplainTarget, listSql, SqlParam } from './list-query';
+import { KeyRow, RepairAccess, rederiveAll, removeOrphans, toRecord } from './repair';
+import { columnsOf, DERIVED_COLUMNS, openSchema, QUOTA_COUNT_SQL } from './schema';
 
-/** Bumped with every change of the layout below; a file with a newer number is refused. */
-export const SCHEMA_VERSION = 2;
+export { SCHEMA_VERSION } from './schema';
+export type { ExplainTarget } from './list-query';
 
-/**
- * What turns schema n-1 into n before SCHEMA runs. 2: the list indexes carry every filter column
- * after (create_time, key_id), so a filtered count or a deep page is read from the index alone
- * (with 100,000 keys, ListKeyDetail went from 58 ms to a few: docs/benchmarks.md).
- */
-const MIGRATIONS: Record<number, string> = {
-  2: ['keys_list', 'keys_state', 'keys_origin', 'keys_usage', 'keys_cluster', 'keys_role'].map((i) => `DROP INDEX IF EXISTS ${i};`).join('\n'),
-};
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS keys (
-  key_id         TEXT PRIMARY KEY,
-  owner_uin      TEXT NOT NULL,
-  region         TEXT NOT NULL,
-  alias          TEXT NOT NULL,
-  key_state      TEXT NOT NULL,
-  origin         TEXT NOT NULL,
-  key_usage      TEXT NOT NULL,
-  hsm_cluster_id TEXT NOT NULL,
-  role           TEXT NOT NULL,
-  create_time    INTEGER NOT NULL,
-  rotation_due   INTEGER,
-  deletion_due   INTEGER,
-  expiry_due     INTEGER,
-  revision       INTEGER NOT NULL,
-  doc            TEXT NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS keys_alias ON keys (owner_uin, region, alias);
-CREATE INDEX IF NOT EXISTS keys_list ON keys (owner_uin, region, create_time, key_id, role, key_usage, key_state, origin, hsm_cluster_id);
-CREATE INDEX IF NOT EXISTS keys_state ON keys (owner_uin, region, key_state, create_time, key_id, role, key_usage, origin, hsm_cluster_id);
-CREATE INDEX IF NOT EXISTS keys_origin ON keys (owner_uin, region, origin, create_time, key_id, role, key_usage, key_state, hsm_cluster_id);
-CREATE INDEX IF NOT EXISTS keys_usage ON keys (owner_uin, region, key_usage, create_time, key_id, role, key_state, origin, hsm_cluster_id);
-CREATE INDEX IF NOT EXISTS keys_cluster ON keys (owner_uin, region, hsm_cluster_id, create_time, key_id, role, key_usage, key_state, origin);
-CREATE INDEX IF NOT EXISTS keys_role ON keys (owner_uin, region, role, create_time, key_id, key_usage, key_state, origin, hsm_cluster_id);
-CREATE INDEX IF NOT EXISTS keys_walk ON keys (hsm_cluster_id, key_id, owner_uin);
-CREATE INDEX IF NOT EXISTS keys_quota ON keys (owner_uin, region) WHERE role = 'user' AND key_state <> 'PendingDelete';
-CREATE INDEX IF NOT EXISTS keys_due_rotation ON keys (rotation_due, key_id) WHERE rotation_due IS NOT NULL;
-CREATE INDEX IF NOT EXISTS keys_due_deletion ON keys (deletion_due, key_id) WHERE deletion_due IS NOT NULL;
-CREATE INDEX IF NOT EXISTS keys_due_expiry ON keys (expiry_due, key_id) WHERE expiry_due IS NOT NULL;
-CREATE TABLE IF NOT EXISTS key_tags (
-  key_id    TEXT NOT NULL REFERENCES keys (key_id) ON DELETE CASCADE,
-  owner_uin TEXT NOT NULL,
-  region    TEXT NOT NULL,
-  tag_key   TEXT NOT NULL,
-  tag_value TEXT NOT NULL,
-  create_time INTEGER NOT NULL,
-  PRIMARY KEY (key_id, tag_key)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS key_tags_find ON key_tags (owner_uin, region, tag_key, tag_value, create_time, key_id);
-CREATE TABLE IF NOT EXISTS key_versions (
-  key_id      TEXT NOT NULL REFERENCES keys (key_id) ON DELETE CASCADE,
-  version     INTEGER NOT NULL,
-  material    BLOB NOT NULL,
-  create_time INTEGER NOT NULL,
-  PRIMARY KEY (key_id, version)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS usage_counts (
-  key_id  TEXT NOT NULL REFERENCES keys (key_id) ON DELETE CASCADE,
-  version INTEGER NOT NULL,
-  count   INTEGER NOT NULL,
-  PRIMARY KEY (key_id, version)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS tombstones (
-  key_id    TEXT PRIMARY KEY,
-  owner_uin TEXT NOT NULL,
-  doc       TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS leases (
-  name       TEXT PRIMARY KEY,
-  holder     TEXT NOT NULL,
-  expires_ms INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS cluster_states (
-  cluster_id TEXT PRIMARY KEY,
-  revision   INTEGER NOT NULL,
-  doc        TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS changes (
-  id  INTEGER PRIMARY KEY CHECK (id = 1),
-  seq INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO changes (id, seq) VALUES (1, 0);
-`;
-
-const POLL_MS = 250;
-
-interface KeyRow { key_id: string; revision: number; doc: string }
 interface VersionRow { key_id: string; version: number; material: Buffer; create_time: number }
-type SqlParam = string | number | null;
-type Listener = (change: KeyChange) => void;
-
-/** The indexed columns derived from a record's document (and its version count). */
-interface Derived {
-  alias: string;
-  key_state: string;
-  origin: string;
-  key_usage: string;
-  hsm_cluster_id: string;
-  role: string;
-  create_time: number;
-  rotation_due: number | null;
-  deletion_due: number | null;
-  expiry_due: number | null;
-}
-const DERIVED_COLUMNS = [
-  'alias', 'key_state', 'origin', 'key_usage', 'hsm_cluster_id', 'role', 'create_time', 'rotation_due', 'deletion_due', 'expiry_due',
-] as const;
-
-function derive(r: NewKeyRecord): Derived {
-  const due = dueTimes(r);
-  return {
-    alias: r.alias, key_state: r.keyState, origin: r.origin, key_usage: r.keyUsage, hsm_cluster_id: r.hsmClusterId,
-    role: roleOf(r.owner), create_time: r.createTime,
-    rotation_due: due.rotation ?? null, deletion_due: due.deletion ?? null, expiry_due: due.expiry ?? null,
-  };
-}
-
-const DUE_COLUMN: Record<DueKind, string> = { rotation: 'rotation_due', deletion: 'deletion_due', expiry: 'expiry_due' };
-
-function dueSql(kind: DueKind): string {
-  const col = DUE_COLUMN[kind];
-  return `SELECT owner_uin, key_id FROM keys WHERE ${col} <= ? ORDER BY ${col}, key_id LIMIT ?`;
-}
-
-const COUNT_SQL = `SELECT count(*) AS n FROM keys INDEXED BY keys_quota
-  WHERE owner_uin = ? AND region = ? AND role = 'user' AND key_state <> 'PendingDelete'`;
-
-/**
- * The FROM clause of a list query: its first filter with an index drives it (a tag filter, else the
- * states, cluster, usage, origin, role), so SQLite walks the matching keys, not the tenant's (left
- * to itself, it prefers the create-time index to avoid a sort, and reads every key of the tenant).
- */
-function listFrom(q: ListKeysQuery): { from: string; order: string; params: SqlParam[] } {
-  const tag = q.tagFilters?.[0];
-  if (tag !== undefined) {
-    const values = tag.values ?? [];
-    const inValues = values.length > 0 ? ` AND t.tag_value IN (${values.map(() => '?').join(', ')})` : '';
-    return {
-      from: `key_tags AS t CROSS JOIN keys ON keys.key_id = t.key_id AND t.owner_uin = ? AND t.region = ? AND t.tag_key = ?${inValues}`,
-      order: 't.create_time, t.key_id',
-      params: [q.ownerUin, q.region, tag.key, ...values],
-    };
-  }
-  // several states (ListKeys asks for three) would need a sort of every match: the time-ordered index filters them instead
-  const driving: Array<[boolean, string]> = [
-    [(q.keyStates ?? []).length === 1, 'keys_state'], [q.hsmClusterId !== undefined, 'keys_cluster'],
-    [q.keyUsage !== undefined, 'keys_usage'], [q.origin !== undefined, 'keys_origin'], [q.role !== undefined, 'keys_role'],
-  ];
-  const index = driving.find(([used]) => used)?.[1] ?? 'keys_list';
-  return { from: `keys INDEXED BY ${index}`, order: 'keys.create_time, keys.key_id', params: [] };
-}
-
-/** The WHERE clause of a list query. */
-function listWhere(q: ListKeysQuery): { clause: string; params: SqlParam[] } {
-  const where = ['keys.owner_uin = ?', 'keys.region = ?'];
-  const params: SqlParam[] = [q.ownerUin, q.region];
-  const anyOf = (column: string, values: readonly string[]): void => {
-    if (values.length === 0) return;
-    where.push(`keys.${column} IN (${values.map(() => '?').join(', ')})`);
-    params.push(...values);
-  };
-  anyOf('key_state', q.keyStates ?? []);
-  for (const [column, value] of [['role', q.role], ['origin', q.origin], ['key_usage', q.keyUsage], ['hsm_cluster_id', q.hsmClusterId]]) {
-    if (value !== undefined) anyOf(column as string, [value]);
-  }
-  if (q.searchAlias !== undefined && q.searchAlias !== '') {
-    where.push('(instr(keys.alias, ?) > 0 OR instr(keys.key_id, ?) > 0)');
-    params.push(q.searchAlias, q.searchAlias);
-  }
-  for (const f of (q.tagFilters ?? []).slice(1)) {
-    const values = f.values ?? [];
-    const inValues = values.length > 0 ? ` AND tag_value IN (${values.map(() => '?').join(', ')})` : '';
-    where.push(`keys.key_id IN (SELECT key_id FROM key_tags WHERE owner_uin = ? AND region = ? AND tag_key = ?${inValues})`);
-    params.push(q.ownerUin, q.region, f.key, ...values);
-  }
-  return { clause: where.join(' AND '), params };
-}
-
-function listSql(q: ListKeysQuery): { count: string; page: string; params: SqlParam[] } {
-  const { from, order, params: fromParams } = listFrom(q);
-  const { clause, params } = listWhere(q);
-  const dir = q.order === 'desc' ? 'DESC' : 'ASC';
-  const orderBy = order.split(', ').map((c) => `${c} ${dir}`).join(', ');
-  return {
-    count: `SELECT count(*) AS n FROM ${from} WHERE ${clause}`,
-    page: `SELECT keys.key_id, keys.revision, keys.doc FROM ${from} WHERE ${clause} ORDER BY ${orderBy} LIMIT ? OFFSET ?`,
-    params: [...fromParams, ...params],
-  };
-}
-
-/** What `explain` can show the plan of. */
-export type ExplainTarget = { list: ListKeysQuery } | { listCount: ListKeysQuery } | { count: { ownerUin: string; region: string } } | { due: DueKind };
 
 /**
  * The extended result code of a SQLite error. Not `instanceof Database.SqliteError`: the native addon
@@ -237,70 +40,6 @@ function sqliteCode(e: unknown): string | undefined {
   return name === 'SqliteError' && typeof code === 'string' ? code : undefined;
 }
 
-/**
- * Process-wide state of one database file: the listeners of every handle on it, and the change
- * numbers this process committed, so a handle's poller can tell other processes' writes from ours.
- */
-class FileHub {
-  private static readonly byFile = new Map<string, FileHub>();
-  readonly listeners = new Set<Listener>();
-  /** poller -> the last change number it has accounted for */
-  private readonly pollers = new Map<object, number>();
-  private readonly localSeqs = new Set<number>();
-  private handles = 0;
-
-  private constructor(private readonly file: string) {}
-
-  static attach(file: string): FileHub {
-    const hub = FileHub.byFile.get(file) ?? new FileHub(file);
-    FileHub.byFile.set(file, hub);
-    hub.handles++;
-    return hub;
-  }
-
-  detach(): void {
-    if (--this.handles === 0) FileHub.byFile.delete(this.file);
-  }
-
-  committed(keyId: string, seq: number): void {
-    if (this.pollers.size > 0) this.localSeqs.add(seq);
-    emitChange(this.listeners, { keyId });
-  }
-
-  startPoller(poller: object, seq: number): void {
-    this.pollers.set(poller, seq);
-  }
-
-  stopPoller(poller: object): void {
-    this.pollers.delete(poller);
-    this.prune();
-  }
-
-  /** Moves `poller` on to change `seq`; true when a change since its last call was not made by this process. */
-  advance(poller: object, seq: number): boolean {
-    const last = this.pollers.get(poller) ?? seq;
-    let local = 0;
-    for (const s of this.localSeqs) if (s > last && s <= seq) local++;
-    this.pollers.set(poller, seq);
-    this.prune();
-    return seq - last > local;
-  }
-
-  private prune(): void {
-    const oldest = Math.min(...this.pollers.values());
-    for (const s of this.localSeqs) if (this.pollers.size === 0 || s <= oldest) this.localSeqs.delete(s);
-  }
-}
-
-function hubKey(file: string): string {
-  if (file === '' || file === ':memory:') return `memory:${Math.random()}`;
-  try {
-    return fs.realpathSync(file);
-  } catch {
-    return path.resolve(file);
-  }
-}
-
 export interface SqliteStoreOptions {
   /** SQLite busy timeout when another process holds the write lock; default 5000 ms. */
   busyTimeoutMs?: number;
@@ -308,20 +47,18 @@ export interface SqliteStoreOptions {
 
 export class SqliteMetadataStore implements MetadataStore {
   private readonly db: Database.Database;
-  private readonly hub: FileHub;
+  private readonly changes: ChangeFeed;
   private readonly statements = new Map<string, Database.Statement>();
-  private readonly listeners = new Set<Listener>();
-  private poller: { timer: NodeJS.Timeout; dataVersion: number } | undefined;
 
   constructor(file: string, options: SqliteStoreOptions = {}) {
     this.db = new Database(file);
     try {
-      this.init(options);
+      openSchema(this.db, options);
+      this.changes = new ChangeFeed(this.db, file);
     } catch (e) {
       this.db.close();
       throw e;
     }
-    this.hub = FileHub.attach(hubKey(file));
   }
 
   async createKey(record: NewKeyRecord, limits: CreateLimits = {}): Promise<KeyRecord> {
@@ -342,7 +79,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async countKeys(ownerUin: string, region: string): Promise<number> {
-    return (this.stmt(COUNT_SQL).get(ownerUin, region) as { n: number }).n;
+    return (this.stmt(QUOTA_COUNT_SQL).get(ownerUin, region) as { n: number }).n;
   }
 
   async countByState(): Promise<Record<KeyState, number>> {
@@ -443,16 +180,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   watch(listener: (change: KeyChange) => void): () => void {
-    const entry: Listener = (change) => listener(change);
-    this.listeners.add(entry);
-    this.hub.listeners.add(entry);
-    if (this.poller === undefined && this.db.open) this.startPolling();
-    queueMicrotask(() => { if (this.listeners.has(entry)) emitChange([entry], {}); });
-    return () => {
-      this.listeners.delete(entry);
-      this.hub.listeners.delete(entry);
-      if (this.listeners.size === 0) this.stopPolling();
-    };
+    return this.changes.watch(listener);
   }
 
   async acquireLease(name: string, holder: string, ttlMs: number): Promise<boolean> {
@@ -504,25 +232,23 @@ export class SqliteMetadataStore implements MetadataStore {
     for (const row of this.db.pragma('quick_check') as Array<{ quick_check: string }>) {
       if (row.quick_check !== 'ok') findings.push(`quick_check: ${row.quick_check}`);
     }
-    this.write(false, () => {
-      findings.push(...this.removeOrphans());
-      // a page at a time: with 100,000 keys, reading them all at once held ~200 MB until the next collection
-      for (let after = '', rows: Array<KeyRow & Derived> = []; ; after = rows[rows.length - 1]!.key_id) {
-        rows = this.stmt('SELECT * FROM keys WHERE key_id > ? ORDER BY key_id LIMIT 500').all(after) as Array<KeyRow & Derived>;
-        if (rows.length === 0) break;
-        const versions = this.versionsOf(rows.map((r) => r.key_id));
-        for (const row of rows) findings.push(...this.rederive(row, versions.get(row.key_id) ?? []));
-      }
-    });
+    const access: RepairAccess = {
+      stmt: (sql) => this.stmt(sql),
+      versionsOf: (ids) => this.versionsOf(ids),
+      saveColumns: (r) => this.save(r, r.revision, {}),
+      writeTags: (r) => this.writeTags(r),
+    };
+    this.write(false, () => findings.push(...removeOrphans(access), ...rederiveAll(access)));
     return findings;
+  }
+
+  async ping(): Promise<void> {
+    this.stmt('SELECT 1').get();
   }
 
   async close(): Promise<void> {
     if (!this.db.open) return;
-    this.stopPolling();
-    for (const l of this.listeners) this.hub.listeners.delete(l);
-    this.listeners.clear();
-    this.hub.detach();
+    this.changes.close();
     this.db.close();
   }
 
@@ -537,32 +263,12 @@ export class SqliteMetadataStore implements MetadataStore {
       const c = listSql(target.listCount);
       [sql, params] = [c.count, c.params];
     } else if ('count' in target) {
-      [sql, params] = [COUNT_SQL, [target.count.ownerUin, target.count.region]];
+      [sql, params] = [QUOTA_COUNT_SQL, [target.count.ownerUin, target.count.region]];
     } else {
       [sql, params] = [dueSql(target.due), [0, 10]];
     }
     const rows = this.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as Array<{ detail: string }>;
     return rows.map((r) => r.detail);
-  }
-
-  private init(options: SqliteStoreOptions): void {
-    this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('foreign_keys = ON');
-    this.db.transaction(() => {
-      const version = this.db.pragma('user_version', { simple: true }) as number;
-      if (version > SCHEMA_VERSION) {
-        throw new StoreConfigError(`database schema ${version} is newer than this build's (${SCHEMA_VERSION}); upgrade the KMS`);
-      }
-      const keysTable = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'keys'").get();
-      if (version === 0 && keysTable !== undefined) {
-        throw new StoreConfigError('database has a pre-release layout without a schema number; it cannot be opened');
-      }
-      for (let v = Math.max(version, 1) + 1; keysTable !== undefined && v <= SCHEMA_VERSION; v++) this.db.exec(MIGRATIONS[v] ?? '');
-      this.db.exec(SCHEMA);
-      this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
-    }).immediate();
   }
 
   private stmt(sql: string): Database.Statement {
@@ -591,51 +297,18 @@ export class SqliteMetadataStore implements MetadataStore {
     let seq: number | undefined;
     const result = this.write(durable, () => {
       const r = fn();
-      if (r !== false) seq = (this.stmt('UPDATE changes SET seq = seq + 1 WHERE id = 1 RETURNING seq').get() as { seq: number }).seq;
+      if (r !== false) seq = this.changes.count();
       return r;
     });
-    if (seq !== undefined) this.hub.committed(keyId, seq);
+    if (seq !== undefined) this.changes.committed(keyId, seq);
     return result;
   }
 
-  private startPolling(): void {
-    this.hub.startPoller(this, this.changeSeq());
-    const timer = setInterval(() => this.poll(), POLL_MS);
-    timer.unref();
-    this.poller = { timer, dataVersion: this.dataVersion() };
-  }
-
-  private stopPolling(): void {
-    if (this.poller === undefined) return;
-    clearInterval(this.poller.timer);
-    this.poller = undefined;
-    this.hub.stopPoller(this);
-  }
-
-  private poll(): void {
-    if (this.poller === undefined || !this.db.open) return;
-    try {
-      const dataVersion = this.dataVersion();
-      if (dataVersion === this.poller.dataVersion) return;
-      this.poller.dataVersion = dataVersion;
-      if (this.hub.advance(this, this.changeSeq())) emitChange(this.listeners, {});
-    } catch {
-      // a busy or closing database: the next tick tries again
-    }
-  }
-
-  private dataVersion(): number {
-    return this.db.pragma('data_version', { simple: true }) as number;
-  }
-
-  private changeSeq(): number {
-    return (this.stmt('SELECT seq FROM changes WHERE id = 1').get() as { seq: number }).seq;
-  }
-
   private checkQuota(record: NewKeyRecord, limits: CreateLimits): void {
-    if (limits.maxKeys === undefined || roleOf(record.owner) !== 'user') return;
-    const { n } = this.stmt(COUNT_SQL).get(record.ownerUin, record.region) as { n: number };
-    if (n >= limits.maxKeys) throw new QuotaExceededError(record.ownerUin, record.region, limits.maxKeys);
+    const limit = quotaLimitFor(record, limits.maxKeys);
+    if (limit === undefined) return;
+    const { n } = this.stmt(QUOTA_COUNT_SQL).get(record.ownerUin, record.region) as { n: number };
+    if (n >= limit) throw new QuotaExceededError(record.ownerUin, record.region, limit);
   }
 
   private read(ownerUin: string, keyId: string): KeyRecord | undefined {
@@ -670,7 +343,7 @@ export class SqliteMetadataStore implements MetadataStore {
     this.stmt(
       `INSERT INTO keys (key_id, owner_uin, region, revision, doc, ${DERIVED_COLUMNS.join(', ')})
        VALUES (@key_id, @owner_uin, @region, @revision, @doc, ${DERIVED_COLUMNS.map((c) => `@${c}`).join(', ')})`,
-    ).run({ key_id: r.keyId, owner_uin: r.ownerUin, region: r.region, revision: r.revision, doc: encodeDoc(r), ...derive(r) });
+    ).run({ key_id: r.keyId, owner_uin: r.ownerUin, region: r.region, revision: r.revision, doc: encodeDoc(r), ...columnsOf(indexFacts(r)) });
   }
 
   /** Writes `next` over the row at `expectedRevision`, with its tags and versions if `patch` replaces them. */
@@ -678,7 +351,7 @@ export class SqliteMetadataStore implements MetadataStore {
     const result = this.stmt(
       `UPDATE keys SET revision = @revision, doc = @doc, ${DERIVED_COLUMNS.map((c) => `${c} = @${c}`).join(', ')}
        WHERE key_id = @key_id AND revision = @expected`,
-    ).run({ key_id: next.keyId, expected: expectedRevision, revision: next.revision, doc: encodeDoc(next), ...derive(next) });
+    ).run({ key_id: next.keyId, expected: expectedRevision, revision: next.revision, doc: encodeDoc(next), ...columnsOf(indexFacts(next)) });
     if (result.changes !== 1) throw new ConflictError(next.keyId, `revision ${expectedRevision} is gone`);
     if (patch.tags !== undefined) this.writeTags(next);
     if (patch.versions !== undefined) {
@@ -697,55 +370,11 @@ export class SqliteMetadataStore implements MetadataStore {
     this.stmt('INSERT INTO key_versions (key_id, version, material, create_time) VALUES (?, ?, ?, ?)')
       .run(keyId, v.version, v.material, v.createTime);
   }
-
-  private removeOrphans(): string[] {
-    const findings: string[] = [];
-    for (const table of ['key_versions', 'key_tags', 'usage_counts']) {
-      const { changes } = this.stmt(`DELETE FROM ${table} WHERE key_id NOT IN (SELECT key_id FROM keys)`).run();
-      if (changes > 0) findings.push(`${table}: removed ${changes} row(s) of keys that no longer exist`);
-    }
-    return findings;
-  }
-
-  /** Re-derives one key's columns and tag rows from its document; says what disagreed. */
-  private rederive(row: KeyRow & Derived, versions: KeyVersion[]): string[] {
-    let record: KeyRecord;
-    try {
-      record = toRecord(row, versions);
-    } catch (e) {
-      return [`key ${row.key_id}: unreadable document (${(e as Error).message}); left as is`];
-    }
-    const want = derive(record);
-    const wrong = DERIVED_COLUMNS.filter((c) => row[c] !== want[c]);
-    const findings = wrong.map((c) => `key ${row.key_id}: ${c} was ${JSON.stringify(row[c])}, re-derived ${JSON.stringify(want[c])}`);
-    try {
-      if (wrong.length > 0) this.save(record, record.revision, {});
-      if (!this.tagsAgree(record)) {
-        this.writeTags(record);
-        findings.push(`key ${row.key_id}: tag rows disagreed with the record; rewritten`);
-      }
-    } catch (e) {
-      findings.push(`key ${row.key_id}: could not repair (${(e as Error).message})`);
-    }
-    return findings;
-  }
-
-  private tagsAgree(r: KeyRecord): boolean {
-    const rows = this.stmt('SELECT owner_uin, region, tag_key, tag_value, create_time FROM key_tags WHERE key_id = ?').all(r.keyId) as
-      Array<{ owner_uin: string; region: string; tag_key: string; tag_value: string; create_time: number }>;
-    const tags = Object.entries(r.tags);
-    return rows.length === tags.length && rows.every((t) =>
-      t.owner_uin === r.ownerUin && t.region === r.region && t.create_time === r.createTime && r.tags[t.tag_key] === t.tag_value);
-  }
 }
 
 /** An alias uniqueness violation as `AliasExistsError`; anything else unchanged. */
 function aliasError(e: unknown, r: NewKeyRecord): unknown {
   return sqliteCode(e) === 'SQLITE_CONSTRAINT_UNIQUE' ? new AliasExistsError(r.ownerUin, r.region, r.alias) : e;
-}
-
-function toRecord(row: KeyRow, versions: KeyVersion[]): KeyRecord {
-  return { ...decodeDoc(row.doc), revision: row.revision, versions };
 }
 
 function copy(r: KeyRecord): KeyRecord {
