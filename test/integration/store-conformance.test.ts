@@ -9,7 +9,7 @@ import * as os from 'os';
 import * as path from 'path';
 import Database from 'better-sqlite3';
 import Redis from 'ioredis';
-import { NewKeyRecord, StoreConfigError } from '../../src/store/store';
+import { NewKeyRecord, StoreConfigError, StoreUnavailableError } from '../../src/store/store';
 import { SCHEMA_VERSION, SqliteMetadataStore } from '../../src/store/sqlite/store';
 import { RedisMetadataStore } from '../../src/store/redis/store';
 import { startRedis } from '../support/redis';
@@ -243,6 +243,24 @@ describe('RedisMetadataStore specifics', () => {
     await heard.until((c) => c.keyId === k.keyId);
     heard.stop();
   }));
+
+  test('while the server cannot be reached, every call fails with StoreUnavailableError (backend-neutral), ping included', async () => {
+    const server = await startRedis({ persistent: true });
+    const s = await RedisMetadataStore.open({ port: server.port });
+    try {
+      const k = newKey();
+      await s.createKey(k);
+      await expect(s.ping()).resolves.toBeUndefined();
+      await server.stop();
+      await expect(s.ping()).rejects.toBeInstanceOf(StoreUnavailableError);
+      await expect(s.getKey(k.ownerUin, k.keyId)).rejects.toBeInstanceOf(StoreUnavailableError);
+      await expect(s.createKey(newKey())).rejects.toBeInstanceOf(StoreUnavailableError);
+      await expect(s.listKeys({ ownerUin: k.ownerUin, region: k.region, offset: 0, limit: 10, order: 'asc' })).rejects.toBeInstanceOf(StoreUnavailableError);
+    } finally {
+      await s.close();
+      await server.stop();
+    }
+  });
 
   test('refuses a server with neither AOF nor RDB unless allowVolatile', async () => {
     const server = await startRedis({ persistent: false });

@@ -124,6 +124,10 @@ describe(`MetadataStore conformance: ${backend.name}`, () => {
     expect(await store.getKey(k.ownerUin, randomUUID())).toBeUndefined();
   });
 
+  test('ping answers on a reachable backing', async () => {
+    await expect(store.ping()).resolves.toBeUndefined();
+  });
+
   test('a second handle on the same backing sees the key (persisted, not cached)', async () => {
     const k = newKey();
     await store.createKey(k);
