@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WrappedMaterial } from '../src/hsm/material';
 import { Kms } from '../src/kms/service';
-import { SqliteMetadataStore } from '../src/store/sqlite-store';
+import { SqliteMetadataStore } from '../src/store/sqlite/store';
 import { asyncOpsPerSecond, benchCluster, benchToken, machine, median, ROUNDS } from './bench-support';
 
 async function main(): Promise<void> {
@@ -22,7 +22,7 @@ async function main(): Promise<void> {
     const { KeyId } = await kms.lifecycle.createKey(caller, { Alias: 'bench' });
     const record = (await store.getKey(caller.tenant, KeyId))!;
     const material = WrappedMaterial.fromBuffer(record.versions[0].material);
-    const binding = { clusterId: cluster.id, keyId: KeyId, keyVersion: 1, usage: 'ENCRYPT_DECRYPT' };
+    const binding = { clusterId: cluster.id, keyId: KeyId, keyVersion: 1, usage: 'ENCRYPT_DECRYPT', owner: caller.tenant, scope: caller.region };
     const plaintext = Buffer.alloc(32, 7);
     const aad = Buffer.alloc(64, 1);
     const layer = () => cluster.encrypt(material, binding, plaintext, aad);

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Kms } from '../src/kms/service';
-import { SqliteMetadataStore } from '../src/store/sqlite-store';
+import { SqliteMetadataStore } from '../src/store/sqlite/store';
 import { benchCluster, benchToken, machine } from './bench-support';
 
 const VERSIONS = Number(process.env.BENCH_VERSIONS ?? 10_000);

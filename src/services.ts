@@ -35,10 +35,10 @@ import { SqliteIdentityStore } from './iam/sqlite-identity-store';
 import { Alarms, jsonLinesSink, webhookSink } from './kms/alarms';
 import { SealedMetadataStore } from './kms/sealed-store';
 import { Kms } from './kms/service';
-import { RedisConnectionOptions, redisClientOptions } from './store/redis-connection';
+import { openRedis, RedisConnectionOptions } from './store/redis-client';
 import type { RowAuthenticator } from './store/row-mac';
-import { RedisMetadataStore } from './store/redis-store';
-import { SqliteMetadataStore } from './store/sqlite-store';
+import { RedisMetadataStore } from './store/redis/store';
+import { SqliteMetadataStore } from './store/sqlite/store';
 import type { MetadataStore } from './store/store';
 import { serviceSealer } from './service-key';
 
@@ -112,18 +112,11 @@ export function anchorSink(c: AnchorSinkConfig): AnchorSink {
 type Opened = { store: MetadataStore; identities: IdentityStore; audit: AuditLog; replay?: ReplayGuard; auditJobs?: AuditJobs } & Limiters;
 
 /** The replay guard: none when turned off; else the one given (a worker's), Redis's for several nodes, or this process's. */
-function replayGuard(config: ServerConfig, given: ReplayGuard | undefined, redis: () => Redis): ReplayGuard | undefined {
+async function replayGuard(config: ServerConfig, given: ReplayGuard | undefined, redis: () => Promise<Redis>): Promise<ReplayGuard | undefined> {
   if (!config.tc3.replayCache) return undefined;
   if (given) return given;
   const local = new ReplayCache(config.tc3.replayCacheSize);
-  return config.store.kind === 'redis' ? new RedisReplayGuard(redis(), { local }) : new MemoryReplayGuard(local);
-}
-
-function redisClient(conn: RedisConnectionOptions): Redis {
-  // fails fast while Redis is away; ioredis reconnects by itself (no unhandled 'error' events)
-  const redis = new Redis({ ...redisClientOptions(conn), enableOfflineQueue: false, maxRetriesPerRequest: 1 });
-  redis.on('error', () => undefined);
-  return redis;
+  return config.store.kind === 'redis' ? new RedisReplayGuard(await redis(), { local }) : new MemoryReplayGuard(local);
 }
 
 /** The Redis connection of the configuration: AUTH secret read from its env variable or 0600 file, TLS files read. */
@@ -148,7 +141,7 @@ async function openStores(config: ServerConfig, linkMac: LinkMac, shared?: Limit
       identities: new SqliteIdentityStore(s.path),
       audit: new SqliteAuditLog(s.path, { linkMac }),
       ...(shared ?? { limiter: new MemoryRateLimiter(rate), principalLimiter: new MemoryRateLimiter(perPrincipal) }),
-      replay: replayGuard(config, sharedReplay, () => { throw new Error('no Redis for the embedded store'); }),
+      replay: await replayGuard(config, sharedReplay, () => Promise.reject(new Error('no Redis for the embedded store'))),
     };
   }
   const conn = redisConnection(s);
@@ -158,9 +151,10 @@ async function openStores(config: ServerConfig, linkMac: LinkMac, shared?: Limit
     identities = await RedisIdentityStore.open(conn);
     const audit = await RedisAuditLog.open({ ...conn, linkMac });
     // the limiters fail open while Redis is away, the replay guard closed; one connection for both limiters (the account limiter owns it and drops it on close)
-    const redis = redisClient(conn);
+    // fail-fast clients (redis-client.ts) holding nothing durable: no persistence check
+    const redis = await openRedis(conn);
     const principalLimiter = new RedisRateLimiter(redis, perPrincipal, { keyPrefix: 'kms:ratelimit:principal:' });
-    return { store, identities, audit, limiter: new RedisRateLimiter(redis, rate), principalLimiter, replay: replayGuard(config, sharedReplay, () => redisClient(conn)) };
+    return { store, identities, audit, limiter: new RedisRateLimiter(redis, rate), principalLimiter, replay: await replayGuard(config, sharedReplay, () => openRedis(conn)) };
   } catch (e) {
     await identities?.close().catch(() => undefined);
     await store.close().catch(() => undefined);

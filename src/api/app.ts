@@ -65,7 +65,7 @@ async function readiness(deps: AppDeps): Promise<{ ready: boolean; problems: str
   const late = (): never => {
     throw new Error(`no answer within ${READINESS_STORE_MS} ms`);
   };
-  await withDeadline(deps.store.countKeys('0', 'kms-internal'), READINESS_STORE_MS, late).catch((e: Error) => problems.push(`store: ${e.message}`));
+  await withDeadline(deps.store.ping(), READINESS_STORE_MS, late).catch((e: Error) => problems.push(`store: ${e.message}`));
   const clusters: Record<string, string> = {};
   for (const c of deps.clusters) {
     const h = await c.health();

@@ -18,12 +18,12 @@
  * it recognises a batch it already wrote (a retry after a lost reply) by its first event id.
  */
 import Redis from 'ioredis';
-import { closeRedis, RedisConnectionOptions, redisClientOptions } from '../store/redis-connection';
+import { closeRedis, openRedis, RedisConnectionOptions } from '../store/redis-client';
 import { AppendOutcome, AuditBackend, ChainPage, ChainSnapshot } from './backend';
 import { ChainHead, ChainSlot, ChainStart, headOf } from './chain';
 import { AuditLogOptions, ChainedAuditLog } from './chained-audit-log';
 import { commitOptions } from './group-commit';
-import { AuditChainError, AuditWriteError } from './errors';
+import { AuditChainError, AuditConfigError, AuditWriteError } from './errors';
 import { MAX_TIME, StoredAuditEvent, parseStored, storedJson } from './event';
 import { AuditPage, AuditQuery, Position, encodeCursor, matches } from './query';
 
@@ -236,8 +236,7 @@ export class RedisAuditLog extends ChainedAuditLog {
 
   static async open(options: RedisAuditOptions): Promise<RedisAuditLog> {
     commitOptions(options);
-    const redis = new Redis({ ...redisClientOptions(options), lazyConnect: true, maxRetriesPerRequest: 3 });
-    await redis.connect();
+    const redis = await openRedis(options, { keeps: 'the audit trail', refuse: (m) => new AuditConfigError(m) });
     return new RedisAuditLog(new RedisAuditBackend(redis), options);
   }
 }

@@ -19,7 +19,7 @@
  * Refuses a server with neither AOF nor RDB persistence unless `allowVolatile` is set.
  */
 import Redis from 'ioredis';
-import { closeRedis, openPersistentRedis, RedisConnectionOptions } from '../store/redis-connection';
+import { closeRedis, openRedis, RedisConnectionOptions, reportingUnavailable } from '../store/redis-client';
 import { IamAlreadyExistsError, IamConfigError, IamConflictError, IamError, IamNotFoundError } from './errors';
 import {
   ApiKeyRecord, ApiKeyStatus, IdentityStore, NewApiKey, NewTenant, NewUser, PolicyAttachment, PolicySetSeal, TenantRecord, UIN_BASE, UinKind,
@@ -143,7 +143,7 @@ export class RedisIdentityStore implements IdentityStore {
   private constructor(private readonly redis: Redis) {}
 
   static async open(options: RedisIdentityStoreOptions): Promise<RedisIdentityStore> {
-    return new RedisIdentityStore(await openPersistentRedis(options, 'accounts and API keys', (m) => new IamConfigError(m)));
+    return reportingUnavailable(new RedisIdentityStore(await openRedis(options, { keeps: 'accounts and API keys', refuse: (m) => new IamConfigError(m) })));
   }
 
   async allocateUin(kind: UinKind): Promise<string> {

@@ -2,9 +2,8 @@ import type { HsmCluster } from '../hsm/cluster';
 import { ClusterUnavailableError, HsmError, MaterialIntegrityError, MemberUnavailableError, PoolExhaustedError, UnsupportedError } from '../hsm/errors';
 import { MaterialBinding, WrappedMaterial } from '../hsm/material';
 import {
-  AliasExistsError, ConflictError, KeyNotFoundError as StoreKeyNotFound, KeyPatch, KeyRecord, MetadataStore, QuotaExceededError, StoreError,
+  AliasExistsError, ConflictError, KeyNotFoundError as StoreKeyNotFound, KeyPatch, KeyRecord, MetadataStore, QuotaExceededError, StoreError, StoreUnavailableError,
 } from '../store/store';
-import { isRedisUnavailable } from '../store/redis-connection';
 import type { Alarms } from './alarms';
 import { Clock, unixNow } from '../common/clock';
 import { isUuid } from '../common/ids';
@@ -44,8 +43,8 @@ export function domainError(e: unknown): unknown {
   if (e instanceof UnsupportedError) return new UnsupportedOperationError(e.message);
   // altered, re-pointed (another owner or region) or KMR1 material: the store was changed outside the service
   if (e instanceof MaterialIntegrityError) return new StoreIntegrityError(`key material failed its integrity check: ${e.message}`);
-  // the key or identity store's Redis is down or not answering: temporary, like an HSM cluster without a healthy member
-  if (isRedisUnavailable(e)) return new ServiceUnavailableError(`the store cannot be reached (${(e as Error).message}); retry later`);
+  // the key or identity store is down or not answering: temporary, like an HSM cluster without a healthy member
+  if (e instanceof StoreUnavailableError) return new ServiceUnavailableError(`${e.message}; retry later`);
   if (e instanceof StoreError || e instanceof HsmError) return e;
   return e;
 }

@@ -5,8 +5,9 @@
  * `TableState`, which only `nextState`, `afterEvent` and `initialState` return. The API layer
  * maps refusal reasons to Tencent error codes in its own single table.
  */
-export const KEY_STATES = ['Enabled', 'Disabled', 'PendingDelete', 'PendingImport', 'Archived'] as const;
-export type KeyState = (typeof KEY_STATES)[number];
+import { KeyState, TableState } from '../common/key-states';
+
+export { KEY_STATES, KeyState, TableState } from '../common/key-states';
 
 export const KEY_ACTIONS = [
   'EnableKey', 'DisableKey', 'ScheduleKeyDeletion', 'CancelKeyDeletion', 'ArchiveKey', 'CancelKeyArchive',
@@ -20,10 +21,6 @@ export type KeyAction = (typeof KEY_ACTIONS)[number];
 /** What time does to a key, allowed in every state: ValidTo of imported material has passed. */
 export const KEY_EVENTS = ['MaterialExpired'] as const;
 export type KeyEvent = (typeof KEY_EVENTS)[number];
-
-declare const fromTable: unique symbol;
-/** A state one of the tables returned: the only kind `KeyPatch.keyState` accepts. */
-export type TableState = KeyState & { readonly [fromTable]: true };
 
 /** Why an action is refused; each maps to exactly one API error code. */
 export type RefusalReason = 'KeyDisabled' | 'KeyArchived' | 'KeyPendingDelete' | 'StateNotSupported' | 'ShouldBeDisabled' | 'NotPendingDelete';

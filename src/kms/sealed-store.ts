@@ -116,6 +116,10 @@ export class SealedMetadataStore implements MetadataStore {
     return this.inner.repair();
   }
 
+  ping(): Promise<void> {
+    return this.inner.ping();
+  }
+
   close(): Promise<void> {
     return this.inner.close();
   }

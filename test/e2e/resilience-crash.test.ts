@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadServerConfig } from '../../src/config';
 import { additionalData, canonicalContext, decodeBlob } from '../../src/kms/ciphertext';
-import { SqliteMetadataStore } from '../../src/store/sqlite-store';
+import { SqliteMetadataStore } from '../../src/store/sqlite/store';
 import type { KeyRecord } from '../../src/store/store';
 import { b64, devInstall, outcome, sdk, ServerProcess, sleep, SOAK } from '../support/resilience-lab';
 import type { Credentials, KmsClient, SdkError } from '../support/server';

@@ -17,7 +17,7 @@ import { MAX_FIELD_CHARS, NewAuditEvent, STORED_FIELDS, StoredAuditEvent, stored
 import { AuditFilter, AuditQuery, matches } from '../../src/audit/query';
 import { RedisAuditLog, RedisAuditOptions } from '../../src/audit/redis-audit-log';
 import { SqliteAuditLog, SqliteAuditOptions } from '../../src/audit/sqlite-audit-log';
-import { SqliteMetadataStore } from '../../src/store/sqlite-store';
+import { SqliteMetadataStore } from '../../src/store/sqlite/store';
 import { HsmCluster } from '../../src/hsm/cluster';
 import { LinkMac } from '../../src/audit/link-mac';
 import { RedisServer, startRedis } from '../support/redis';
@@ -641,8 +641,14 @@ describe('audit log on redis, specifics', () => {
     await server.stop();
   });
 
+  test('refuses a server with neither AOF nor RDB unless allowVolatile: the trail would be lost on restart', async () => {
+    await expect(RedisAuditLog.open({ port: server.port, linkMac })).rejects.toBeInstanceOf(AuditConfigError);
+    const log = await RedisAuditLog.open({ port: server.port, linkMac, allowVolatile: true });
+    await log.close();
+  });
+
   test('every key it writes is under kms:audit:', async () => {
-    const log = await RedisAuditLog.open({ port: server.port, linkMac });
+    const log = await RedisAuditLog.open({ port: server.port, linkMac, allowVolatile: true });
     for (let i = 0; i < 12; i++) log.append(sample(i));
     await log.close();
     const keys = await raw.keys('*');
@@ -651,8 +657,8 @@ describe('audit log on redis, specifics', () => {
   });
 
   test('a batch sent again after its reply was lost is recognised by its first event id, not written twice', async () => {
-    const first = await RedisAuditLog.open({ port: server.port, linkMac });
-    const again = await RedisAuditLog.open({ port: server.port, linkMac });
+    const first = await RedisAuditLog.open({ port: server.port, linkMac, allowVolatile: true });
+    const again = await RedisAuditLog.open({ port: server.port, linkMac, allowVolatile: true });
     try {
       const e = { ...sample(0), eventId: randomUUID() };
       first.append(e);
@@ -670,7 +676,7 @@ describe('audit log on redis, specifics', () => {
   });
 
   test('a stored event with a field added behind the log\'s back is reported', async () => {
-    const log = await RedisAuditLog.open({ port: server.port, linkMac });
+    const log = await RedisAuditLog.open({ port: server.port, linkMac, allowVolatile: true });
     try {
       log.append(sample(0));
       await log.flush();

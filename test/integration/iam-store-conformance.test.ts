@@ -14,7 +14,7 @@ import { IamAlreadyExistsError, IamConfigError, IamInputError, IamNotFoundError 
 import { IdentityStore, NewApiKey, PolicyAttachment } from '../../src/iam/identity-store';
 import { RedisIdentityStore } from '../../src/iam/redis-identity-store';
 import { SqliteIdentityStore } from '../../src/iam/sqlite-identity-store';
-import { SqliteMetadataStore } from '../../src/store/sqlite-store';
+import { SqliteMetadataStore } from '../../src/store/sqlite/store';
 import { rejection } from '../support/rejection';
 import { IDENTITY_BACKENDS, IdentityBacking } from '../support/iam-backends';
 import { startRedis } from '../support/redis';

@@ -16,9 +16,9 @@ import { SealedIdentityStore, Tamper } from '../../src/iam/sealed-identity-store
 import { Alarms } from '../../src/kms/alarms';
 import { StoreIntegrityError } from '../../src/kms/errors';
 import { SealedMetadataStore } from '../../src/kms/sealed-store';
-import { RedisMetadataStore } from '../../src/store/redis-store';
+import { RedisMetadataStore } from '../../src/store/redis/store';
 import { rowAuthenticator } from '../../src/store/row-mac';
-import { SqliteMetadataStore } from '../../src/store/sqlite-store';
+import { SqliteMetadataStore } from '../../src/store/sqlite/store';
 import type { MetadataStore, NewKeyRecord } from '../../src/store/store';
 import { IDENTITY_BACKENDS, IdentityBacking } from '../support/iam-backends';
 import { RedisServer, startRedis } from '../support/redis';

@@ -11,7 +11,7 @@ import { HsmCluster } from '../../src/hsm/cluster';
 import { HsmMember } from '../../src/hsm/member';
 import { loadProfiles } from '../../src/hsm/profile';
 import { Kms } from '../../src/kms/service';
-import { SqliteMetadataStore } from '../../src/store/sqlite-store';
+import { SqliteMetadataStore } from '../../src/store/sqlite/store';
 
 export interface CrashSpec {
   sqlite: string;

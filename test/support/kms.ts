@@ -6,7 +6,7 @@ import { HsmMember } from '../../src/hsm/member';
 import { Caller } from '../../src/kms/key-access';
 import { ManualClock } from '../../src/common/clock';
 import { Kms, KmsOptions } from '../../src/kms/service';
-import { SqliteMetadataStore } from '../../src/store/sqlite-store';
+import { SqliteMetadataStore } from '../../src/store/sqlite/store';
 import type { MetadataStore } from '../../src/store/store';
 import { TokenLab } from './tokens';
 

@@ -14,7 +14,7 @@ import { WrappedMaterial } from '../../../src/hsm/material';
 import { DomainRotation, DomainRotationError, RotationEvent } from '../../../src/kms/domain-rotation';
 import { DomainStateError, loadDomainState } from '../../../src/kms/domain-state';
 import type { Kms } from '../../../src/kms/service';
-import { RedisMetadataStore } from '../../../src/store/redis-store';
+import { RedisMetadataStore } from '../../../src/store/redis/store';
 import type { KeyPatch, MetadataStore } from '../../../src/store/store';
 import { bob, KmsLab } from '../../support/kms';
 import { RedisServer, startRedis } from '../../support/redis';

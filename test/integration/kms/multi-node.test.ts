@@ -3,7 +3,7 @@ import { decodeBlob } from '../../../src/kms/ciphertext';
 import { ManualClock } from '../../../src/common/clock';
 import * as E from '../../../src/kms/errors';
 import type { Kms } from '../../../src/kms/service';
-import { RedisMetadataStore } from '../../../src/store/redis-store';
+import { RedisMetadataStore } from '../../../src/store/redis/store';
 import { alice, DEPLOYMENT, KmsLab } from '../../support/kms';
 import { RedisServer, startRedis } from '../../support/redis';
 

@@ -1,17 +1,18 @@
 /**
- * Opening a Redis connection for a store that keeps state in it (key metadata, identities):
- * Redis 7 or later, and persistence (AOF or RDB) unless the caller accepts volatility. Each
- * store names what would be lost, so the refusal says it.
+ * The one way this service opens a Redis client (key store, identity store, audit log, rate
+ * limiters, replay guard): Redis 7 or later, and, for a client whose data must survive a restart,
+ * persistence (AOF or RDB) unless the caller accepts volatility; the refusal names what would be lost.
  *
  * While the server is unreachable the connection fails fast instead of queueing: a command issued
  * while disconnected is refused at once (no offline queue), a command in flight when the connection
  * dropped is failed after one reconnection attempt, and a command the server does not answer within
  * REDIS_COMMAND_TIMEOUT_MS fails. Reconnection goes on in the background every REDIS_RECONNECT_MAX_MS
  * at most, so service resumes within about a second of the server's return. `isRedisUnavailable`
- * recognises these failures so the API can answer them as a temporary unavailability.
+ * recognises these failures; the stores built on Redis throw them as `StoreUnavailableError`.
  */
-import Redis, { RedisOptions } from 'ioredis';
+import Redis, { ChainableCommander, RedisOptions } from 'ioredis';
 import { withDeadline } from '../common/deadline';
+import { StoreConfigError, StoreUnavailableError } from './errors';
 
 /** TLS to Redis: PEM bytes (the CA that signed the server's certificate; a client certificate and key if the server asks for one). */
 export interface RedisTls {
@@ -75,8 +76,17 @@ export function isRedisUnavailable(e: unknown): boolean {
   return UNAVAILABLE_MESSAGES.some((m) => m.test(e.message));
 }
 
-/** A refusal is thrown as `fail(message)` so each store raises its own error class. */
-export async function openPersistentRedis(options: RedisConnectionOptions, lost: string, fail: (message: string) => Error): Promise<Redis> {
+/** What a client is for. */
+export interface RedisPurpose {
+  /** What it keeps that a restart without persistence would lose (named in the refusal); absent: nothing durable, no persistence check. */
+  keeps?: string;
+  /** The error a refusal is raised as (default `StoreConfigError`), so each store raises its own class. */
+  refuse?: (message: string) => Error;
+}
+
+/** Opens a fail-fast client (see the file comment) and checks the server's version and, if `purpose.keeps` something, its persistence. */
+export async function openRedis(options: RedisConnectionOptions, purpose: RedisPurpose = {}): Promise<Redis> {
+  const fail = purpose.refuse ?? ((m: string) => new StoreConfigError(m));
   const redis = new Redis({ ...redisClientOptions(options), lazyConnect: true, ...failFastOptions() });
   // ioredis reconnects by itself; without a listener an outage would surface as unhandled 'error' events
   redis.on('error', () => undefined);
@@ -84,11 +94,11 @@ export async function openPersistentRedis(options: RedisConnectionOptions, lost:
     await redis.connect();
     const version = /redis_version:(\d+)/.exec(await redis.info('server'))?.[1];
     if (version !== undefined && Number(version) < 7) throw fail(`Redis ${version} is too old; 7.0 or later is required`);
-    if (!options.allowVolatile) {
+    if (purpose.keeps !== undefined && !options.allowVolatile) {
       const [, aof] = (await redis.config('GET', 'appendonly')) as string[];
       const [, save] = (await redis.config('GET', 'save')) as string[];
       if (aof !== 'yes' && (save ?? '').trim() === '') {
-        throw fail(`Redis at ${options.host ?? '127.0.0.1'}:${options.port} has neither AOF nor RDB persistence; ${lost} would be lost on restart (set allowVolatile to accept that)`);
+        throw fail(`Redis at ${options.host ?? '127.0.0.1'}:${options.port} has neither AOF nor RDB persistence; ${purpose.keeps} would be lost on restart (set allowVolatile to accept that)`);
       }
     }
   } catch (e) {
@@ -96,6 +106,39 @@ export async function openPersistentRedis(options: RedisConnectionOptions, lost:
     throw e;
   }
   return redis;
+}
+
+/** An unreachable server's failure as `StoreUnavailableError`; any other error unchanged. */
+export function asStoreUnavailable(e: unknown): unknown {
+  return isRedisUnavailable(e) ? new StoreUnavailableError((e as Error).message, { cause: e }) : e;
+}
+
+/**
+ * `store` with every promise its methods return failing with `StoreUnavailableError` where Redis
+ * could not be reached: the one place a Redis-backed store turns client failures into the
+ * backend-neutral error.
+ */
+export function reportingUnavailable<T extends object>(store: T): T {
+  return new Proxy(store, {
+    get(target, prop) {
+      const value: unknown = Reflect.get(target, prop, target);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]): unknown => {
+        const result: unknown = value.apply(target, args);
+        return result instanceof Promise ? result.catch((e: unknown) => Promise.reject(asStoreUnavailable(e))) : result;
+      };
+    },
+  });
+}
+
+/** The replies of a MULTI, failing on the first command that failed. */
+export async function execAll<T>(multi: ChainableCommander): Promise<T[]> {
+  const replies = await multi.exec();
+  if (replies === null) throw new Error('Redis transaction aborted');
+  return replies.map(([err, value]) => {
+    if (err) throw err;
+    return value as T;
+  });
 }
 
 /** How long a clean QUIT may take before the connection is dropped. */
