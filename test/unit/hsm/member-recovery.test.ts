@@ -1,13 +1,13 @@
 import * as pk from 'pkcs11js';
 import { join } from 'node:path';
-import { HsmMember } from '../../src/hsm/member';
-import { LoginError, MemberUnavailableError, Pkcs11CallError } from '../../src/hsm/errors';
-import { loadProfiles } from '../../src/hsm/profile';
-import { KEY_SPEC, kekTemplate, macTemplate, transportKeyTemplates, unwrapTemplate } from '../../src/hsm/templates';
-import type { KeySpec } from '../../src/hsm/capabilities';
-import { FakePkcs11 } from '../support/fake-pkcs11';
+import { HsmMember } from '../../../src/hsm/member';
+import { LoginError, MemberUnavailableError, Pkcs11CallError } from '../../../src/hsm/errors';
+import { loadProfiles } from '../../../src/hsm/profile';
+import { KEY_SPEC, kekTemplate, macTemplate, transportKeyTemplates, unwrapTemplate } from '../../../src/hsm/templates';
+import type { KeySpec } from '../../../src/hsm/capabilities';
+import { FakePkcs11 } from '../../support/fake-pkcs11';
 
-const profile = loadProfiles(join(__dirname, '..', '..', '..', 'hsm-profiles')).get('softhsm2')!;
+const profile = loadProfiles(join(__dirname, '..', '..', '..', '..', 'hsm-profiles')).get('softhsm2')!;
 
 function member(fake: FakePkcs11, backoffMs: [number, number] = [10, 40]): HsmMember {
   return new HsmMember({ id: 'm', profile, module: { path: '/fake/libpkcs11.so', library: () => fake.asLibrary() }, tokenLabel: fake.tokenLabel, pin: '1234', backoffMs });
