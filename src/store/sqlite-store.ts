@@ -507,7 +507,7 @@ export class SqliteMetadataStore implements MetadataStore {
     this.write(false, () => {
       findings.push(...this.removeOrphans());
       // a page at a time: with 100,000 keys, reading them all at once held ~200 MB until the next collection
-      for (let after = '', rows: Array<KeyRow & Derived> = []; ; after = rows[rows.length - 1]!.key_id) {
+      for (let after = '', rows: Array<KeyRow & Derived> = []; ; after = rows[rows.length - 1].key_id) {
         rows = this.stmt('SELECT * FROM keys WHERE key_id > ? ORDER BY key_id LIMIT 500').all(after) as Array<KeyRow & Derived>;
         if (rows.length === 0) break;
         const versions = this.versionsOf(rows.map((r) => r.key_id));

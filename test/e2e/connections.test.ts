@@ -68,7 +68,7 @@ async function idleSockets(port: number, count: number): Promise<{ connected: nu
     setInterval(() => {}, 1000);`;
   const child = spawn('bash', ['-c', 'ulimit -n 4096 && exec "$0" -e "$1" "$2" "$3"', process.execPath, script, String(port), String(count)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const line = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).once('line', resolve);
+    createInterface({ input: child.stdout }).once('line', resolve);
     child.once('exit', (code) => reject(new Error(`socket opener exited with ${code}`)));
   });
   return { connected: (JSON.parse(line) as { connected: number }).connected, stop: () => child.kill('SIGKILL') };
@@ -170,7 +170,9 @@ describe('connection limits and body cut-off (in-process server, small limits)',
       let answer = '';
       let over = false;
       const finish = (): void => {
-        if (!over) (over = true), resolve({ written, answer });
+        if (over) return;
+        over = true;
+        resolve({ written, answer });
       };
       s.on('data', (d: Buffer) => (answer += d.toString()));
       s.on('error', finish);

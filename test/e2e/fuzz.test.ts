@@ -66,7 +66,7 @@ function editAuthorization(signed: string, edit: AuthEdit): string | undefined {
     case 'remove': return undefined;
     case 'replace': return edit.value;
     case 'flipSignature': {
-      const c = parseInt(signature[edit.index] as string, 16);
+      const c = parseInt(signature[edit.index], 16);
       return withSignature(signature.slice(0, edit.index) + ((c + 1 + (edit.index % 15)) % 16).toString(16) + signature.slice(edit.index + 1));
     }
     case 'uppercaseSignature': return withSignature(signature.toUpperCase());
@@ -193,7 +193,7 @@ describe('hostile input: property-based fuzzing of every served action against a
     tally.bytes += (x.sent ?? x.body).length;
     bump(tally.perProperty, property);
     bump(tally.perAction, x.served);
-    bump(tally.perMutation, x.mutation.split(/[:@=]/)[0] as string);
+    bump(tally.perMutation, x.mutation.split(/[:@=]/)[0]);
     bump(tally.codes, code);
     return code;
   }
@@ -354,7 +354,7 @@ describe('hostile input: property-based fuzzing of every served action against a
     for (let n = 2; !padded.endsWith('='); n++) padded = (await c.Encrypt({ KeyId: sentinel, Plaintext: b64('x'.repeat(n)) })).CiphertextBlob as string;
     const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
     const last = padded.replace(/=+$/, '').length - 1;
-    const altered = padded.slice(0, last) + alphabet[alphabet.indexOf(padded[last] as string) ^ 1] + padded.slice(last + 1);
+    const altered = padded.slice(0, last) + alphabet[alphabet.indexOf(padded[last]) ^ 1] + padded.slice(last + 1);
     expect(Buffer.from(altered, 'base64').equals(Buffer.from(padded, 'base64'))).toBe(true);
     expect(await code(send('Decrypt', { CiphertextBlob: altered }))).toBe('InvalidParameterValue.InvalidCiphertext');
     expect(await code(send('Decrypt', { CiphertextBlob: padded }))).toBe('Success');

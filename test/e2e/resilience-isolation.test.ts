@@ -106,7 +106,7 @@ describe('dedicated isolation: a saturated shared pool and a dedicated cluster',
     const spec: LoadSpec = { port: server.port, SecretId: creds.SecretId, SecretKey: creds.SecretKey, concurrency: SHARED_CONCURRENCY, keys: sharedKeys };
     const loader = spawn(process.execPath, [join(__dirname, '..', 'support', 'resilience-load.js')], { env: { ...process.env, KMS_LOAD_SPEC: JSON.stringify(spec) }, stdio: ['pipe', 'pipe', 'inherit'] });
     const lines: string[] = [];
-    createInterface({ input: loader.stdout! }).on('line', (l) => lines.push(l));
+    createInterface({ input: loader.stdout }).on('line', (l) => lines.push(l));
     let busy: { ms: number[]; failed: string[] };
     let seconds: number;
     try {
@@ -115,7 +115,7 @@ describe('dedicated isolation: a saturated shared pool and a dedicated cluster',
       const started = Date.now();
       busy = await dedicatedRun(BUSY_MS);
       seconds = (Date.now() - started) / 1000;
-      loader.stdin!.write('stop\n');
+      loader.stdin.write('stop\n');
       await within(30_000, () => lines.length > 1, 'the load generator\'s result');
     } finally {
       if (loader.exitCode === null) loader.kill('SIGKILL');

@@ -49,7 +49,7 @@ async function captureCall(call: () => Promise<unknown>): Promise<Captured> {
   const before = captured.length;
   await expect(call()).resolves.toEqual({ RequestId: 'x' });
   expect(captured.length).toBe(before + 1);
-  return captured[before] as Captured;
+  return captured[before];
 }
 
 async function codeOf(req: Tc3Request, look = lookup, now?: number): Promise<AuthErrorCode | 'accepted'> {

@@ -154,9 +154,9 @@ export class ServerProcess {
     this.child = child;
     this.stderr = '';
     this.exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (this.stderr += d.toString()));
     let port = 0;
-    createInterface({ input: child.stdout! }).on('line', (l) => {
+    createInterface({ input: child.stdout }).on('line', (l) => {
       let line: Record<string, unknown>;
       try {
         line = JSON.parse(l) as Record<string, unknown>;

@@ -291,7 +291,7 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
             api.C_FindObjectsFinal(s);
             return handles.map((h) => {
               const [w, e] = api.C_GetAttributeValue(s, h, [{ type: pk.CKA_WRAP_WITH_TRUSTED }, { type: pk.CKA_EXTRACTABLE }]);
-              return `${m.id} ${label}: ${w.value![0] === 1 ? 'trusted-only' : 'any wrap'}, ${e.value![0] === 1 ? 'extractable' : 'locked'}`;
+              return `${m.id} ${label}: ${w.value[0] === 1 ? 'trusted-only' : 'any wrap'}, ${e.value[0] === 1 ? 'extractable' : 'locked'}`;
             });
           });
         } finally {

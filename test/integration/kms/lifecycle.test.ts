@@ -189,7 +189,7 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     const dave = { tenant: '4001', uin: '4001', region: REGION };
     const made = await Promise.allSettled([1, 2, 3, 4, 5].map((i) => q.lifecycle.createKey(dave, { Alias: `q${i}` })));
     expect(made.filter((r) => r.status === 'fulfilled')).toHaveLength(3);
-    expect(made.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason)).toEqual([expect.any(E.KeyLimitExceededError), expect.any(E.KeyLimitExceededError)]);
+    expect(made.filter((r) => r.status === 'rejected').map((r) => (r).reason)).toEqual([expect.any(E.KeyLimitExceededError), expect.any(E.KeyLimitExceededError)]);
     await q.lifecycle.createKey(dave, { Alias: 'kms-product' }, 'cos');
     const first = (made.find((r) => r.status === 'fulfilled') as PromiseFulfilledResult<{ KeyId: string }>).value.KeyId;
     await q.lifecycle.disableKey(dave, first);
