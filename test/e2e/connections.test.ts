@@ -13,8 +13,10 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { loadServerConfig } from '../../src/config';
 import { RunningServer, startServer } from '../../src/server';
-import { devInstall, editConfig, outcome, ServerProcess, sleep } from '../support/resilience-lab';
+import { within } from '../support/poll';
+import { devInstall, editConfig, outcome, ServerProcess } from '../support/resilience-lab';
 import type { Credentials, KmsClient } from '../support/server';
+import { report } from '../support/report';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const tencentcloud = require('tencentcloud-sdk-nodejs') as { kms: { v20190118: { Client: new (config: object) => KmsClient } } };
@@ -93,14 +95,10 @@ describe('the server process under ulimit -n 1024, default connection limits', (
     const keyId = (await freshClient(server.port, creds).CreateKey({ Alias: 'conn-key' })).KeyId as string;
     const idle = await idleSockets(server.port, 1_100);
     try {
-      const from = Date.now();
-      const deadline = from + 30_000;
       let last = '';
-      while ((last = await outcome(freshClient(server.port, creds).Encrypt({ KeyId: keyId, Plaintext: 'aGVsbG8=' }))) !== 'Success') {
-        if (Date.now() > deadline) break;
-        await sleep(250);
-      }
-      process.stdout.write(`connections: ${idle.connected} of 1100 idle sockets connected; SDK client served again after ${Date.now() - from} ms\n`);
+      const served = async () => (last = await outcome(freshClient(server.port, creds).Encrypt({ KeyId: keyId, Plaintext: 'aGVsbG8=' }))) === 'Success';
+      const ms = await within(30_000, served, () => `an SDK client served (last answer: ${last})`, 250);
+      report(`connections: ${idle.connected} of 1100 idle sockets connected; SDK client served again after ${ms} ms`);
       expect(last).toBe('Success');
     } finally {
       idle.stop();
@@ -194,13 +192,13 @@ describe('connection limits and body cut-off (in-process server, small limits)',
 
   test('a 50 MiB body (Content-Length) against a 1 MiB limit: the socket is closed long before 50 MiB are through', async () => {
     const { written, answer } = await pushBody(headOf(50 * MiB), 50 * MiB, false);
-    process.stdout.write(`body cut-off (Content-Length): the client got ${written} bytes into its socket before the server closed it; answer seen: ${answer.includes('RequestSizeLimitExceeded')}\n`);
+    report(`body cut-off (Content-Length): the client got ${written} bytes into its socket before the server closed it; answer seen: ${answer.includes('RequestSizeLimitExceeded')}`);
     expect(written).toBeLessThan(16 * MiB);
   }, 30_000);
 
   test('a 50 MiB chunked body against a 1 MiB limit: the socket is closed long before 50 MiB are through', async () => {
     const { written, answer } = await pushBody(headOf(), 50 * MiB, true);
-    process.stdout.write(`body cut-off (chunked): the client got ${written} bytes into its socket before the server closed it; answer seen: ${answer.includes('RequestSizeLimitExceeded')}\n`);
+    report(`body cut-off (chunked): the client got ${written} bytes into its socket before the server closed it; answer seen: ${answer.includes('RequestSizeLimitExceeded')}`);
     expect(written).toBeLessThan(16 * MiB);
   }, 30_000);
 

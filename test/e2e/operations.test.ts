@@ -18,6 +18,7 @@ import { DEV_CREDENTIALS, initDev } from '../../src/cli/dev-init';
 import { loadServerConfig } from '../../src/config';
 import { startServer } from '../../src/server';
 import { openServices } from '../../src/services';
+import { within } from '../support/poll';
 import { rejection } from '../support/rejection';
 import { codeOf, Credentials, KmsClient, SdkError, ServerLab } from '../support/server';
 
@@ -115,15 +116,6 @@ function tryConnect(port: number): Promise<string> {
     });
     s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
   });
-}
-
-/** Waits (up to `boundMs`) until `cond` holds. */
-async function within(boundMs: number, cond: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + boundMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`condition not reached within ${boundMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** Rewrites kms.yaml of a data directory. */

@@ -12,6 +12,7 @@ import { parse, stringify } from 'yaml';
 import { initDev } from '../../src/cli/dev-init';
 import { loadServerConfig } from '../../src/config';
 import { RunningServer, startServer } from '../../src/server';
+import { within } from '../support/poll';
 import { RedisServer, startRedis } from '../support/redis';
 import { Credentials, KmsClient, SdkError } from '../support/server';
 
@@ -21,15 +22,6 @@ const tencentcloud = require('tencentcloud-sdk-nodejs') as { kms: { v20190118: {
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 /** 'Success' or the error code (or message) an SDK call ended with. */
 const outcome = (p: Promise<unknown>): Promise<string> => p.then(() => 'Success', (e: SdkError) => e.code ?? e.message);
-
-/** Waits (up to `boundMs`) until `cond` holds. */
-async function within(boundMs: number, cond: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + boundMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`condition not reached within ${boundMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 function getText(url: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

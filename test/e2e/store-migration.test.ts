@@ -17,6 +17,7 @@ import type { HsmCluster } from '../../src/hsm/cluster';
 import { WrappedMaterial } from '../../src/hsm/material';
 import { startServer } from '../../src/server';
 import { codeOf, Credentials, ServerLab } from '../support/server';
+import { report } from '../support/report';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 /** Keys of one tenant beside the four above (the per-region quota is 200). */
@@ -118,7 +119,7 @@ describe('an installation from before authority MACs and KMR2 migrates at start-
     });
     const lines = lab.logs.slice(before).filter((l) => typeof l.msg === 'string' && l.msg.startsWith('authority migration: the store was trusted once'));
     expect(lines).toHaveLength(1);
-    process.stdout.write(`migration: ${String(lines[0].msg)}\n`);
+    report(`migration: ${String(lines[0].msg)}`);
     const db = new Database(dbFile(), { readonly: true });
     try {
       const formats = db.prepare('SELECT DISTINCT substr(CAST(material AS TEXT), 1, 4) AS f FROM key_versions').all() as Array<{ f: string }>;

@@ -17,6 +17,7 @@ import type { Kms } from '../../../src/kms/service';
 import { RedisMetadataStore } from '../../../src/store/redis-store';
 import type { KeyPatch, MetadataStore } from '../../../src/store/store';
 import { bob, KmsLab } from '../../support/kms';
+import { within } from '../../support/poll';
 import { RedisServer, startRedis } from '../../support/redis';
 
 const CLUSTER = 'cls-rot';
@@ -168,11 +169,7 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     const next = rot.currentGeneration!;
     expect((await census()).get(hex(old))).toBeGreaterThan(0);
     await kms.jobs.runOnce();
-    const deadline = Date.now() + 60_000;
-    while (await kms.domainRotation.unfinished(CLUSTER)) {
-      if (Date.now() > deadline) throw new Error('the background jobs did not finish the rotation');
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await within(60_000, async () => !(await kms.domainRotation.unfinished(CLUSTER)), 'the rotation finished by the background jobs', 200);
     expect([...(await census()).keys()]).toEqual([hex(next)]);
     expect((await kms.jobs.runOnce()).domainsRotated).toEqual([CLUSTER]);
   }, 120_000);

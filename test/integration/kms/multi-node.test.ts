@@ -5,19 +5,9 @@ import * as E from '../../../src/kms/errors';
 import type { Kms } from '../../../src/kms/service';
 import { RedisMetadataStore } from '../../../src/store/redis-store';
 import { alice, DEPLOYMENT, KmsLab } from '../../support/kms';
+import { within } from '../../support/poll';
 import { RedisServer, startRedis } from '../../support/redis';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Waits (up to `boundMs`) until `cond` holds; returns how long it took. */
-async function within(boundMs: number, cond: () => Promise<boolean>): Promise<number> {
-  const start = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - start > boundMs) throw new Error(`condition not reached within ${boundMs} ms`);
-    await sleep(10);
-  }
-  return Date.now() - start;
-}
+import { report } from '../../support/report';
 
 describe('KMS core: two nodes sharing one Redis', () => {
   let lab: KmsLab;
@@ -51,7 +41,7 @@ describe('KMS core: two nodes sharing one Redis', () => {
     const blob = (await b.envelope.encrypt(alice, KeyId, Buffer.from('warm the cache'))).CiphertextBlob;
     await a.lifecycle.disableKey(alice, KeyId);
     const ms = await within(5_000, () => b.envelope.encrypt(alice, KeyId, Buffer.from('x')).then(() => false, (e) => e instanceof E.KeyDisabledError));
-    console.log(`node B refused the disabled key after ${ms} ms`);
+    report(`node B refused the disabled key after ${ms} ms`);
     await a.lifecycle.enableKey(alice, KeyId);
     await within(5_000, () => b.envelope.decrypt(alice, { CiphertextBlob: blob }).then(() => true, () => false));
   });
