@@ -40,7 +40,7 @@ describe('bounds', () => {
   });
 
   test('ProductId and ResourceId: 128 characters pass, 129 do not', async () => {
-    await expect(root.BindCloudResource({ KeyId: keyId, ProductId: 'p'.repeat(128), ResourceId: 'r'.repeat(128) })).resolves.toBeDefined();
+    await expect(root.BindCloudResource({ KeyId: keyId, ProductId: 'p'.repeat(128), ResourceId: 'r'.repeat(128) })).resolves.not.toThrow();
     expect(await codeOf(root.BindCloudResource({ KeyId: keyId, ProductId: 'p'.repeat(129), ResourceId: 'r' }))).toBe('InvalidParameterValue');
     expect(await codeOf(root.BindCloudResource({ KeyId: keyId, ProductId: 'p', ResourceId: 'r'.repeat(129) }))).toBe('InvalidParameterValue');
     await root.UnbindCloudResource({ KeyId: keyId, ProductId: 'p'.repeat(128), ResourceId: 'r'.repeat(128) });
@@ -51,10 +51,10 @@ describe('bounds', () => {
     expect(await bindings()).toBe(MAX_BINDINGS_PER_KEY);
     expect(await codeOf(root.BindCloudResource({ KeyId: keyId, ProductId: 'cvm', ResourceId: 'one-too-many' }))).toBe('LimitExceeded');
     // binding again what is bound already is still a no-op, not a refusal
-    await expect(root.BindCloudResource({ KeyId: keyId, ProductId: 'cvm', ResourceId: 'ins-0' })).resolves.toBeDefined();
+    await expect(root.BindCloudResource({ KeyId: keyId, ProductId: 'cvm', ResourceId: 'ins-0' })).resolves.not.toThrow();
     expect(await bindings()).toBe(MAX_BINDINGS_PER_KEY);
     await root.UnbindCloudResource({ KeyId: keyId, ProductId: 'cvm', ResourceId: 'ins-0' });
-    await expect(root.BindCloudResource({ KeyId: keyId, ProductId: 'cvm', ResourceId: 'one-too-many' })).resolves.toBeDefined();
+    await expect(root.BindCloudResource({ KeyId: keyId, ProductId: 'cvm', ResourceId: 'one-too-many' })).resolves.not.toThrow();
   });
 
   test.each([
@@ -124,9 +124,9 @@ describe('unauthorised answers', () => {
   });
 
   test('what they may do is unchanged: alice uses her key, the root account is told a missing key is not found, carol uses her own', async () => {
-    await expect(alice.Encrypt({ KeyId: aliceKey, Plaintext: 'aGk=' })).resolves.toBeDefined();
+    await expect(alice.Encrypt({ KeyId: aliceKey, Plaintext: 'aGk=' })).resolves.not.toThrow();
     expect(await codeOf(lab.client().DescribeKey({ KeyId: missing }))).toBe('ResourceUnavailable.CmkNotFound');
     const own = (await carol.CreateKey({ Alias: 'carols' })).KeyId as string;
-    await expect(carol.Encrypt({ KeyId: own, Plaintext: 'aGk=' })).resolves.toBeDefined();
+    await expect(carol.Encrypt({ KeyId: own, Plaintext: 'aGk=' })).resolves.not.toThrow();
   });
 });

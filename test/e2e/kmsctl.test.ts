@@ -112,7 +112,7 @@ describe('kmsctl (child process) on the data directory of a development installa
       await ok('policy', 'detach', '--uin', uin, '--name', 'ro');
       expect((await json<Array<{ name: string }>>('policy', 'list', '--uin', uin, '--json')).map((p) => p.name)).toEqual(['random']);
       await within(15_000, async () => (await outcome(c.DescribeKey({ KeyId: tenantKey }))) === 'UnauthorizedOperation', 'DescribeKey refused', 100);
-      await expect(c.GenerateRandom({ NumberOfBytes: 16 })).resolves.toBeDefined();
+      await expect(c.GenerateRandom({ NumberOfBytes: 16 })).resolves.not.toThrow();
 
       const missing = await kmsctl('policy', 'detach', '--uin', uin, '--name', 'never-attached');
       expect(missing.code).toBe(1);
@@ -227,7 +227,7 @@ describe('kmsctl (child process) on the data directory of a development installa
       const c = lab.client(offline);
       const keyId = (await c.CreateKey({ Alias: 'after-restart' })).KeyId as string;
       await expect(c.GenerateDataKey({ KeyId: keyId, NumberOfBytes: 32 })).resolves.toMatchObject({ KeyId: keyId });
-      await expect(lab.client(tenant).DescribeKey({ KeyId: tenantKey })).resolves.toBeDefined();
+      await expect(lab.client(tenant).DescribeKey({ KeyId: tenantKey })).resolves.not.toThrow();
     });
   });
 
