@@ -137,9 +137,8 @@ export class MemberOperations {
     if (!keyFits) throw new InvalidInputError(`${algorithm} cannot be used with a ${spec} key`);
     if (algorithm === 'RSA_PKCS1_SHA_256') return { digest: Buffer.concat([SHA256_DIGEST_INFO, digest]), mechanism: { mechanism: pk.CKM_RSA_PKCS } };
     if (algorithm === 'RSA_PSS_SHA_256') {
-      // the assertion picks RsaPSS out of pkcs11js's parameter union (tsc needs it; the rule does not see that)
-      // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion
-      return { digest, mechanism: { mechanism: pk.CKM_RSA_PKCS_PSS, parameter: { type: pk.CK_PARAMS_RSA_PSS, hashAlg: pk.CKM_SHA256, mgf: pk.CKG_MGF1_SHA256, saltLen: 32 } as pk.RsaPSS } };
+      const pss: pk.RsaPSS = { type: pk.CK_PARAMS_RSA_PSS, hashAlg: pk.CKM_SHA256, mgf: pk.CKG_MGF1_SHA256, saltLen: 32 };
+      return { digest, mechanism: { mechanism: pk.CKM_RSA_PKCS_PSS, parameter: pss } };
     }
     return { digest, mechanism: { mechanism: pk.CKM_ECDSA } };
   }
