@@ -188,7 +188,8 @@ describe('connection limits and body cut-off (in-process server, small limits)',
   }
 
   const headOf = (length?: number): string =>
-    `POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-TC-Action: Encrypt\r\nX-TC-Version: 2019-01-18\r\n${length === undefined ? 'Transfer-Encoding: chunked' : `Content-Length: ${length}`}\r\n\r\n`;
+    'POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-TC-Action: Encrypt\r\nX-TC-Version: 2019-01-18\r\n' +
+    `${length === undefined ? 'Transfer-Encoding: chunked' : `Content-Length: ${length}`}\r\n\r\n`;
 
   test('a 50 MiB body (Content-Length) against a 1 MiB limit: the socket is closed long before 50 MiB are through', async () => {
     const { written, answer } = await pushBody(headOf(50 * MiB), 50 * MiB, false);

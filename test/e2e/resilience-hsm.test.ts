@@ -105,7 +105,8 @@ describe('HSM member loss: a two-member shared pool (separate module instances) 
         }
       });
       const failures = [...result.failed.values()].reduce((x, y) => x + y, 0);
-      report(`member loss ${cycle}: ${result.ok}/${OPS} requests succeeded (${(result.ok / OPS * 100).toFixed(2)}%) while member ${a.id} was lost; ${failures} failed${failures ? ` (${[...result.failed].map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''}`);
+      const why = failures ? ` (${[...result.failed].map(([k, v]) => `${k}: ${v}`).join(', ')})` : '';
+      report(`member loss ${cycle}: ${result.ok}/${OPS} requests succeeded (${(result.ok / OPS * 100).toFixed(2)}%) while member ${a.id} was lost; ${failures} failed${why}`);
       expect(result.ok / OPS).toBeGreaterThanOrEqual(0.999);
 
       // degraded, still ready (B serves), and both say so

@@ -131,7 +131,8 @@ describe('dedicated isolation: a saturated shared pool and a dedicated cluster',
     report(
       `dedicated isolation: dedicated-cluster Encrypt p50/p99 idle ${f(percentile(idle.ms, 50))}/${f(percentile(idle.ms, 99))} ms; ` +
         `with the shared pool saturated ${f(percentile(busy.ms, 50))}/${f(percentile(busy.ms, 99))} ms (${busy.ms.length} requests at concurrency ${DEDICATED_CONCURRENCY}); ` +
-        `shared-pool Encrypt p50/p99 ${f(percentile(sharedMs, 50))}/${f(percentile(sharedMs, 99))} ms (${sharedMs.length} requests at concurrency ${SHARED_CONCURRENCY}, ~${Math.round(sharedMs.length / (seconds + 1))}/s, ${sharedFailed} failed)`,
+        `shared-pool Encrypt p50/p99 ${f(percentile(sharedMs, 50))}/${f(percentile(sharedMs, 99))} ms ` +
+        `(${sharedMs.length} requests at concurrency ${SHARED_CONCURRENCY}, ~${Math.round(sharedMs.length / (seconds + 1))}/s, ${sharedFailed} failed)`,
     );
     expect(busy.failed).toEqual([]);
     expect(busy.ms.length).toBeGreaterThan(0);

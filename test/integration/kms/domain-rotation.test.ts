@@ -72,7 +72,8 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     return n;
   };
 
-  test('symmetric keys (two versions), signing and decryption keys, an imported key and pending import parameters: all work after it; the old generation is gone; the new member serves them all', async () => {
+  const kinds = 'symmetric keys (two versions), signing and decryption keys, an imported key and pending import parameters';
+  test(`${kinds}: all work after it; the old generation is gone; the new member serves them all`, async () => {
     const sym = await create(6, 'sym');
     await kms.rotation.rotateKey(bob, sym[0]);
     const blobs = await Promise.all(sym.map((id, i) => enc(id, `before ${i}`)));
