@@ -1,4 +1,6 @@
-# make test  : install what is missing (apt packages, npm ci), build, run every test
+# make test  : install what is missing (apt packages, npm ci), build, lint (npm run lint: eslint and
+#              prettier --check), run every test
+# make lint  : eslint (type-checked rules) and prettier --check; npm run format applies prettier
 # make run   : install, build, provision development SoftHSM2 tokens and config under $KMS_DATA_DIR
 #              (default ./var), then serve the API on 127.0.0.1:$KMS_PORT (default 8080) and /metrics,
 #              /readyz on the operations listener 127.0.0.1:$KMS_OPS_PORT (default the API port + 1)
@@ -10,7 +12,7 @@ SHELL := /bin/bash
 APT_PACKAGES := softhsm2 libnss3 libnss3-tools opensc redis-server opencryptoki
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build test run bench soak clean
+.PHONY: deps build lint test run bench soak clean
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -25,9 +27,12 @@ build: deps
 	@chmod +x dist/src/cli/kmsctl.js
 	@mkdir -p node_modules/.bin && ln -sf ../../dist/src/cli/kmsctl.js node_modules/.bin/kmsctl
 
+lint: deps
+	npm run lint
+
 # --forceExit: a server closed while its Redis is away leaves an ioredis reconnect timer behind in the
 # test process (the server's own process exits after close)
-test: build
+test: build lint
 	@rm -f dist/jest-results.json
 	npx jest --forceExit --json --outputFile=dist/jest-results.json; status=$$?; \
 	node -e 'const r=require("./dist/jest-results.json");console.log(`$${r.numPassedTests} passed, $${r.numFailedTests} failed`)'; \

@@ -108,7 +108,10 @@ async function main(): Promise<void> {
       const dedicated = (await call(server.port, b, 'CreateKey', { Alias: 'bench-b-dedicated', HsmClusterId: DEV_DEDICATED_CLUSTER })).KeyId as string;
       for (const k of [shared, dedicated]) await encrypts(server.port, b, k, 0.5);
       console.log(`machine: ${machineLine()}; UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? 'default (4)'}`);
-      console.log(`tenant B Encrypt at concurrency ${CONCURRENCY}, ${SECONDS} s per phase; tenant A: ${LOAD} concurrent RSA-2048 CreateKey, then ${LOAD} GetParametersForImport on fresh External keys, on the shared pool`);
+      console.log(
+        `tenant B Encrypt at concurrency ${CONCURRENCY}, ${SECONDS} s per phase; ` +
+          `tenant A: ${LOAD} concurrent RSA-2048 CreateKey, then ${LOAD} GetParametersForImport on fresh External keys, on the shared pool`,
+      );
       const f = (x: number) => x.toFixed(1);
       const rows: IsolationRow[] = [];
       for (const [where, key] of [['shared pool', shared], ['dedicated cluster', dedicated]] as const) {

@@ -125,7 +125,8 @@ function isolationSection(r: IsolationResult): string[] {
   };
   return [
     '## One tenant\'s key-pair generations versus another\'s Encrypt (`npm run bench:isolation`)', '',
-    `Measured ${r.date.slice(0, 10)}; ${r.seconds} s per phase. One development installation (\`kmsctl init --dev\`) in its own process. Tenant B sends Encrypt of 32 bytes, ${r.concurrency} at a time, ` +
+    `Measured ${r.date.slice(0, 10)}; ${r.seconds} s per phase. One development installation (\`kmsctl init --dev\`) in its own process. ` +
+    `Tenant B sends Encrypt of 32 bytes, ${r.concurrency} at a time, ` +
       `with its key on the shared pool, then on its dedicated cluster: idle, then while tenant A keeps ${r.load} requests in flight on the shared pool, ` +
       'first RSA-2048 CreateKey (the API offers no larger RSA key), then GetParametersForImport on fresh External keys (each an RSA-2048 generation). ' +
       'A\'s refusals (per-tenant cap `RequestLimitExceeded.UinLimitExceeded`, slow queue `RequestLimitExceeded`) are retried after 20 ms.', '',
@@ -141,7 +142,12 @@ function slowQueueSection(r: SlowQueueResult): string[] {
       `and on a one-member dedicated cluster (SoftHSM2, each member its own token and library copy), idle and while ${r.load} loops keep RSA-4096 generations in flight on the shared pool. ` +
       'The queue columns are the shared pool\'s slow queue, sampled every 100 ms.', '',
     '| encrypt on | idle p50 ms | idle p99 ms | loaded p50 ms | loaded p99 ms | p99 ratio | RSA-4096 served | refused | queue at most | running at most |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-    ...r.rows.map((x) => `| ${x.where} | ${x.idleP50.toFixed(2)} | ${x.idleP99.toFixed(2)} | ${x.loadedP50.toFixed(2)} | ${x.loadedP99.toFixed(2)} | ${(x.loadedP99 / x.idleP99).toFixed(2)} | ${x.served} | ${x.refused} | ${x.maxQueued} | ${x.maxRunning} |`), '',
+    ...r.rows.map(
+      (x) =>
+        `| ${x.where} | ${x.idleP50.toFixed(2)} | ${x.idleP99.toFixed(2)} | ${x.loadedP50.toFixed(2)} | ${x.loadedP99.toFixed(2)} | ` +
+        `${(x.loadedP99 / x.idleP99).toFixed(2)} | ${x.served} | ${x.refused} | ${x.maxQueued} | ${x.maxRunning} |`,
+    ),
+    '',
   ];
 }
 

@@ -95,7 +95,7 @@ async function measure(dir: string, creds: Creds, keyIds: string[], total: numbe
     const plaintext = Buffer.alloc(32, 7).toString('base64');
     // one signer per key, each request signed afresh (a signature serves once: docs/security.md §1)
     const signers: Array<() => SignedRequest> = keyIds.map((KeyId) => freshlySigned(kms.port, creds, 'Encrypt', { KeyId, Plaintext: plaintext }));
-    const pick = () => (signers[Math.floor(Math.random() * signers.length)] as () => SignedRequest)();
+    const pick = () => (signers[Math.floor(Math.random() * signers.length)])();
     await drive('warm-up', kms.port, pick, Math.max(3, SECONDS / 2), CONNECTIONS);
     const encrypt = await drive(`Encrypt, ${keyIds.length} keys at random`, kms.port, pick, SECONDS, CONNECTIONS);
     const listFirst = await listLatency(kms.port, creds, 0);

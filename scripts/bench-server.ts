@@ -38,7 +38,7 @@ export function start(args: string[], ready: (out: string) => boolean, env: Node
     const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
     let buf = '';
     let done = false;
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       if (done) return;
       buf += d.toString();
       if (ready(buf)) {

@@ -91,7 +91,10 @@ async function main(): Promise<void> {
     const shared = await cluster('shared', 'shared', members(dir, 'shared', ['shared-a', 'shared-b']));
     const dedicated = await cluster('dedicated', 'dedicated', members(dir, 'dedicated', ['dedicated-a']));
     for (const c of [shared, dedicated]) await encrypts(c, 0.5);
-    console.log(`machine: ${cpus().length} cpu, node ${process.version}, SoftHSM2 (sync profile); UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? 'default (4)'}; lane places ${slowLane.places}; shared slow queue running ${shared.slow.limits.running}, queued ${shared.slow.limits.queued}`);
+    console.log(
+      `machine: ${cpus().length} cpu, node ${process.version}, SoftHSM2 (sync profile); UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? 'default (4)'}; ` +
+        `lane places ${slowLane.places}; shared slow queue running ${shared.slow.limits.running}, queued ${shared.slow.limits.queued}`,
+    );
     console.log(`cluster.encrypt at concurrency ${CONCURRENCY}, ${SECONDS} s per phase; load: ${LOAD} concurrent RSA-4096 generations on the shared pool`);
     const f = (x: number) => x.toFixed(2);
     const rows: SlowQueueRow[] = [];
@@ -106,7 +109,9 @@ async function main(): Promise<void> {
       console.log(`encrypt on the ${where}: idle p50/p99 ${f(i50)}/${f(i99)} ms (${idle.length} ops); while generating ${f(l50)}/${f(l99)} ms (${loaded.length} ops); ` +
         `ratio p99 ${(l99 / i99).toFixed(2)}; RSA-4096 served ${load.served}, refused ${load.refused}; shared queue at most ${load.maxQueued} waiting, ${load.maxRunning} running`);
     }
-    const machine = `${cpus().length} cpu, node ${process.version}, SoftHSM2 (sync profile), lane places ${slowLane.places}, slow queue running ${shared.slow.limits.running} / queued ${shared.slow.limits.queued}`;
+    const machine =
+      `${cpus().length} cpu, node ${process.version}, SoftHSM2 (sync profile), ` +
+      `lane places ${slowLane.places}, slow queue running ${shared.slow.limits.running} / queued ${shared.slow.limits.queued}`;
     const result = { date: new Date().toISOString(), machine, seconds: SECONDS, load: LOAD, concurrency: CONCURRENCY, rows };
     writeFileSync(join(ROOT, 'docs', 'bench-results', 'slow-queue.json'), `${JSON.stringify(result, null, 2)}\n`);
     shared.close();

@@ -138,7 +138,9 @@ export function devCredentialsHint(config: ServerConfig, port: number): Record<s
   const protocol = config.tls ? 'https://' : 'http://';
   return {
     level: 'info',
-    msg: `development root credentials are in ${file}: tencentcloud.kms.v20190118.Client({ credential: { secretId, secretKey } from that file, region: '${config.regions[0]}', profile: { httpProfile: { endpoint: '${endpoint}', protocol: '${protocol}' } } })`,
+    msg:
+      `development root credentials are in ${file}: tencentcloud.kms.v20190118.Client({ credential: { secretId, secretKey } from that file, ` +
+      `region: '${config.regions[0]}', profile: { httpProfile: { endpoint: '${endpoint}', protocol: '${protocol}' } } })`,
     credentialsFile: file, endpoint, protocol, region: config.regions[0],
   };
 }

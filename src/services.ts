@@ -205,7 +205,9 @@ export async function runCeremony(clusters: readonly HsmCluster[], progress: (ms
   for (const c of clusters) {
     progress(`cluster ${c.id}: domain-key ceremony on ${c.members.length} member(s)`);
     const r = await c.initDomain({ soPin });
-    progress(`cluster ${c.id}: domain ${r.domainId}${r.generated ? ' (new)' : ''}${r.copiedTo.length ? `, copied to ${r.copiedTo.join(', ')}` : ''}${r.locked.length ? `, locked on ${r.locked.join(', ')}` : ''}`);
+    const copied = r.copiedTo.length ? `, copied to ${r.copiedTo.join(', ')}` : '';
+    const locked = r.locked.length ? `, locked on ${r.locked.join(', ')}` : '';
+    progress(`cluster ${c.id}: domain ${r.domainId}${r.generated ? ' (new)' : ''}${copied}${locked}`);
   }
 }
 

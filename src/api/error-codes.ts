@@ -132,7 +132,7 @@ const CODES = new Map<ErrorClass, string>([...KMS_ERROR_CODES, ...API_ERROR_CODE
 
 /** The code of an error's class or its nearest mapped ancestor. */
 function classCode(e: Error): string | undefined {
-  for (let p: object | null = Object.getPrototypeOf(e); p !== null && p !== Error.prototype; p = Object.getPrototypeOf(p)) {
+  for (let p = Object.getPrototypeOf(e) as object | null; p !== null && p !== Error.prototype; p = Object.getPrototypeOf(p) as object | null) {
     const code = CODES.get((p as { constructor: ErrorClass }).constructor);
     if (code !== undefined) return code;
   }

@@ -18,8 +18,14 @@ export interface ListenerDeps {
 }
 
 /** Why a body could not be read: the code and message of its envelope; `close`: the rest of the body is not read, the connection ends after the answer. */
-class UnreadableBody {
-  constructor(readonly code: string, readonly message: string, readonly close = false) {}
+class UnreadableBody extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly close = false,
+  ) {
+    super(message);
+  }
 }
 
 // a Map, not an object: a Content-Encoding named like an Object.prototype member must not find a function

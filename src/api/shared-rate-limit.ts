@@ -166,7 +166,10 @@ export class SharedRateLimiter implements RateLimiter {
     let any = false;
     for (const [uin, lease] of this.leases) {
       if (lease.asking || (!all && lease.settleAt > now)) continue;
-      if (lease.holds) (unused[uin] = lease.credit), (any = true);
+      if (lease.holds) {
+        unused[uin] = lease.credit;
+        any = true;
+      }
       if (!all && now < lease.dryUntil) Object.assign(lease, { credit: 0, holds: false, settleAt: lease.dryUntil });
       else this.leases.delete(uin);
     }

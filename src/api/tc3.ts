@@ -117,15 +117,15 @@ function parseCredential(value: string): Pick<ParsedAuthorization, 'secretId' | 
     throw invalid('Credential must be SecretId/YYYY-MM-DD/service/tc3_request');
   }
   if (!SECRET_ID.test(secretId)) throw invalid('the SecretId in Credential must be 1 to 128 letters, digits, "-" or "_"');
-  if (!isCalendarDate(date as string)) throw invalid('the Credential date must be a calendar date YYYY-MM-DD');
+  if (!isCalendarDate(date)) throw invalid('the Credential date must be a calendar date YYYY-MM-DD');
   if (!SERVICE.test(service)) throw invalid('the Credential service must be a host label (letters, digits, "-", "_"; at most 63) with an optional :port');
-  return { secretId, date: date as string, service };
+  return { secretId, date, service };
 }
 
 function parseSignedHeaders(value: string): string[] {
   const names = value.split(';');
   if (!names.every((n) => /^[a-z0-9-]+$/.test(n))) throw invalid('SignedHeaders must list lowercase header names separated by ";"');
-  if (!names.every((n, i) => i === 0 || (names[i - 1] as string) < n)) throw invalid('SignedHeaders must be sorted and without repeats');
+  if (!names.every((n, i) => i === 0 || (names[i - 1]) < n)) throw invalid('SignedHeaders must be sorted and without repeats');
   for (const required of ['content-type', 'host']) {
     if (!names.includes(required)) throw invalid(`SignedHeaders must include ${required}`);
   }
@@ -155,11 +155,11 @@ export function parseAuthorization(header: string | undefined): ParsedAuthorizat
   // the SDKs' layout, read with one expression; any other order or spacing goes through the general reader
   const usual = USUAL_LAYOUT.exec(header);
   const fields = usual ? undefined : authorizationFields(header.slice(space + 1));
-  const signature = usual ? (usual[3] as string) : (fields?.get('Signature') as string);
+  const signature = usual ? (usual[3]) : (fields?.get('Signature') as string);
   if (!/^[0-9a-fA-F]{64}$/.test(signature)) throw invalid('Signature must be 64 hexadecimal characters');
   return {
-    ...credentialOf(usual ? (usual[1] as string) : (fields?.get('Credential') as string)),
-    signedHeaders: signedHeadersOf(usual ? (usual[2] as string) : (fields?.get('SignedHeaders') as string)),
+    ...credentialOf(usual ? (usual[1]) : (fields?.get('Credential') as string)),
+    signedHeaders: signedHeadersOf(usual ? (usual[2]) : (fields?.get('SignedHeaders') as string)),
     signature: Buffer.from(signature, 'hex'),
   };
 }
@@ -186,7 +186,7 @@ function parseTimestamp(value: string | undefined): number {
 /** `host` without its port (`kms.local:8080` → `kms.local`, `[::1]:8080` → `[::1]`), as Node's URL.hostname. */
 export function hostWithoutPort(host: string): string {
   const m = /^(\[[^\]]*\]|[^:]*):\d*$/.exec(host);
-  return m ? (m[1] as string) : host;
+  return m ? (m[1]) : host;
 }
 
 /** The inputs of a canonical request; `headers` are the signed headers' canonical values, in SignedHeaders order. */
@@ -262,7 +262,7 @@ function canonicalRequests(req: Tc3Request, signedHeaders: readonly string[]): {
     return head + lines + tail;
   };
   const bare = hostWithoutPort(host);
-  const first = build(bare, VALUE_STYLES[0] as ValueStyle);
+  const first = build(bare, VALUE_STYLES[0]);
   return {
     first,
     others: () => {

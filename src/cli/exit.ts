@@ -14,7 +14,7 @@ function drained(stream: Writable): Promise<void> {
 }
 
 /** A reader that went away (`kmsctl audit export | head`) ends the process quietly instead of crashing it. */
-export function quietOnClosedPipe(stream: Writable, exit: (code: number) => void = process.exit): void {
+export function quietOnClosedPipe(stream: Writable, exit: (code: number) => void = (code) => process.exit(code)): void {
   stream.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code === 'EPIPE') exit(0);
     else throw e;

@@ -159,7 +159,16 @@ const COMMANDS: Record<string, Command> = {
   'cluster status': async (a, s) => {
     const health = await Promise.all(s.clusters.map((c) => c.health()));
     if (a.flag('json')) out(health, true);
-    else for (const h of health) out(`${h.id} (${h.kind}) ${h.state}\n${h.members.map((m) => `  ${m.id} [${m.profile}${m.verifiedProfile ? '' : ', unverified profile'}] ${m.state}: ${m.detail}; domain keys ${lockText(m)}; sessions ${m.sessions.busy}/${m.sessions.open} of ${m.sessions.cap}; domain ${generations(h.generation, m.generations)}`).join('\n')}`, false);
+    else {
+      for (const h of health) {
+        const members = h.members.map(
+          (m) =>
+            `  ${m.id} [${m.profile}${m.verifiedProfile ? '' : ', unverified profile'}] ${m.state}: ${m.detail}; domain keys ${lockText(m)}; ` +
+            `sessions ${m.sessions.busy}/${m.sessions.open} of ${m.sessions.cap}; domain ${generations(h.generation, m.generations)}`,
+        );
+        out(`${h.id} (${h.kind}) ${h.state}\n${members.join('\n')}`, false);
+      }
+    }
     return health.every((h) => h.state !== 'UNAVAILABLE') ? 0 : 1;
   },
   'tenant create': async (a, s) => (out(await s.iam.createTenant(a.need('name')), a.flag('json')), 0),

@@ -72,7 +72,7 @@ export class MemberDomainKeys {
   private find(s: Handle): void {
     const byId = new Map<string, { kek: Handle[]; mac: Handle[] }>();
     const all: Handle[] = [];
-    const idOf = (h: Handle): Buffer => this.api().C_GetAttributeValue(s, h, [{ type: pk.CKA_ID }])[0].value as Buffer;
+    const idOf = (h: Handle): Buffer => this.api().C_GetAttributeValue(s, h, [{ type: pk.CKA_ID }])[0].value;
     for (const [label, slot] of [[DOMAIN_KEK_LABEL, 'kek'], [DOMAIN_MAC_LABEL, 'mac']] as const) {
       for (const h of this.sessions.find(s, domainKeySearch(label))) {
         all.push(h);
@@ -116,7 +116,7 @@ export class MemberDomainKeys {
   /** Whether every one of `all` (domain-key objects) is non-extractable; undefined when there are none. */
   private lockedOf(s: Handle, all: readonly Handle[]): boolean | undefined {
     if (all.length === 0) return undefined;
-    return all.every((h) => (this.api().C_GetAttributeValue(s, h, [{ type: pk.CKA_EXTRACTABLE }])[0].value as Buffer)[0] === 0);
+    return all.every((h) => (this.api().C_GetAttributeValue(s, h, [{ type: pk.CKA_EXTRACTABLE }])[0].value)[0] === 0);
   }
 
   /**
@@ -128,7 +128,7 @@ export class MemberDomainKeys {
       const api = this.api();
       let changed = false;
       for (const h of this.allDomainKeyObjects(s)) {
-        if ((api.C_GetAttributeValue(s, h, [{ type: pk.CKA_EXTRACTABLE }])[0].value as Buffer)[0] === 0) continue;
+        if ((api.C_GetAttributeValue(s, h, [{ type: pk.CKA_EXTRACTABLE }])[0].value)[0] === 0) continue;
         try {
           api.C_SetAttributeValue(s, h, LOCKED);
         } catch (e) {
@@ -310,5 +310,5 @@ export class MemberDomainKeys {
 
 export function rsaPublicParts(api: pk.PKCS11, s: Handle, publicKey: Handle): { modulus: Buffer; exponent: Buffer } {
   const [m, e] = api.C_GetAttributeValue(s, publicKey, [{ type: pk.CKA_MODULUS }, { type: pk.CKA_PUBLIC_EXPONENT }]);
-  return { modulus: m.value as Buffer, exponent: e.value as Buffer };
+  return { modulus: m.value, exponent: e.value };
 }

@@ -90,7 +90,7 @@ export class MemberOperations {
         const t = keyPairTemplates(kind);
         const pair = await this.calls.slow.generateKeyPair(s, t.mechanism, t.publicKey, t.privateKey);
         try {
-          const spki = kind.kind === 'rsa' ? rsaSpki(rsaPublicParts(api, s, pair.publicKey)) : ecSpki(kind.curve, api.C_GetAttributeValue(s, pair.publicKey, [{ type: pk.CKA_EC_POINT }])[0].value as Buffer);
+          const spki = kind.kind === 'rsa' ? rsaSpki(rsaPublicParts(api, s, pair.publicKey)) : ecSpki(kind.curve, api.C_GetAttributeValue(s, pair.publicKey, [{ type: pk.CKA_EC_POINT }])[0].value);
           return await this.sealing.seal(s, spec, binding, pair.privateKey, spki, wrap);
         } finally {
           api.C_DestroyObject(s, pair.privateKey);
@@ -138,7 +138,8 @@ export class MemberOperations {
     if (!keyFits) throw new InvalidInputError(`${algorithm} cannot be used with a ${spec} key`);
     if (algorithm === 'RSA_PKCS1_SHA_256') return { digest: Buffer.concat([SHA256_DIGEST_INFO, digest]), mechanism: { mechanism: pk.CKM_RSA_PKCS } };
     if (algorithm === 'RSA_PSS_SHA_256') {
-      return { digest, mechanism: { mechanism: pk.CKM_RSA_PKCS_PSS, parameter: { type: pk.CK_PARAMS_RSA_PSS, hashAlg: pk.CKM_SHA256, mgf: pk.CKG_MGF1_SHA256, saltLen: 32 } as pk.RsaPSS } };
+      const pss: pk.RsaPSS = { type: pk.CK_PARAMS_RSA_PSS, hashAlg: pk.CKM_SHA256, mgf: pk.CKG_MGF1_SHA256, saltLen: 32 };
+      return { digest, mechanism: { mechanism: pk.CKM_RSA_PKCS_PSS, parameter: pss } };
     }
     return { digest, mechanism: { mechanism: pk.CKM_ECDSA } };
   }

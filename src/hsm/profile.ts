@@ -89,7 +89,7 @@ export function parseProfile(text: string, source: string): HsmProfile {
     maxSessions: field(raw, 'maxSessions', isInt, source),
     rfc5649Mechanism: raw.rfc5649Mechanism === undefined ? undefined : field(raw, 'rfc5649Mechanism', isInt, source),
     wrapAlgorithms: wrapAlgorithmsOf(raw, source),
-    oaepHashes: oaep as OaepHash[],
+    oaepHashes: oaep,
     ecdsaWithHash: field(raw, 'ecdsaWithHash', isBool, source),
     nativeCloning: field(raw, 'nativeCloning', isBool, source, false),
     enforcesNonExtractable: field(raw, 'enforcesNonExtractable', isBool, source, true),

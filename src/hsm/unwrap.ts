@@ -18,7 +18,7 @@ export async function unwrapProtected(
   const extractable = template.some((a) => a.type === pk.CKA_EXTRACTABLE && a.value === true);
   const sent = profile.unwrapIgnoresProtection ? template.filter((a) => a.type !== pk.CKA_EXTRACTABLE) : template;
   const key = await calls.unwrapKey(s, mechanism, unwrapping, data, sent);
-  const read = () => api.C_GetAttributeValue(s, key, [{ type: pk.CKA_SENSITIVE }, { type: pk.CKA_EXTRACTABLE }]).map((a) => (a.value as Buffer)[0] === 1);
+  const read = () => api.C_GetAttributeValue(s, key, [{ type: pk.CKA_SENSITIVE }, { type: pk.CKA_EXTRACTABLE }]).map((a) => (a.value)[0] === 1);
   const enough = ([sensitive, isExtractable]: boolean[]) => sensitive && (extractable || !isExtractable);
   let now = read();
   if (enough(now)) return key;

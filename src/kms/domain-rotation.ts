@@ -201,7 +201,7 @@ export class DomainRotation {
       for (let i = 0; i < page.keys.length; i += PARALLEL) {
         // a failure stops the walk once the keys in flight have settled, so nothing runs on after it
         const failed = (await Promise.allSettled(page.keys.slice(i, i + PARALLEL).map(fn))).find((r) => r.status === 'rejected');
-        if (failed) throw (failed as PromiseRejectedResult).reason;
+        if (failed) throw (failed).reason;
       }
       await afterPage?.();
       cursor = page.cursor;

@@ -79,7 +79,9 @@ export class GcmBudget {
       const used = Math.min(total, this.limit);
       this.alarms.raise({
         kind, time: unixNow(this.clock), ownerUin: key.ownerUin, keyId: key.keyId,
-        detail: `version ${version} has used ${used} of ${this.limit} AES-GCM encryptions (random IVs) and cannot rotate${kind === 'UsageLimitReached' ? ': Encrypt and GenerateDataKey are refused, Decrypt goes on' : ''}`,
+        detail:
+          `version ${version} has used ${used} of ${this.limit} AES-GCM encryptions (random IVs) and cannot rotate` +
+          (kind === 'UsageLimitReached' ? ': Encrypt and GenerateDataKey are refused, Decrypt goes on' : ''),
       });
     }
   }

@@ -1,4 +1,4 @@
-import type { KeyOrigin, ListKeysQuery, TagFilter } from '../store/store';
+import type { ListKeysQuery, TagFilter } from '../store/store';
 import { InvalidParameterError, quoted } from './errors';
 import { isKeyUsage, keyUsageOrDefault } from './key-usage';
 import type { KeyState } from './key-state';
@@ -64,7 +64,7 @@ export function listKeyDetailQuery(tenant: string, region: string, p: ListParams
   if (p.SearchKeyAlias) q.searchAlias = p.SearchKeyAlias;
   if (p.Origin !== undefined && p.Origin !== '' && p.Origin !== 'ALL') {
     if (p.Origin !== 'TENCENT_KMS' && p.Origin !== 'EXTERNAL') throw new InvalidParameterError('Origin must be TENCENT_KMS, EXTERNAL or ALL');
-    q.origin = p.Origin as KeyOrigin;
+    q.origin = p.Origin;
   }
   const usage = keyUsageOrDefault(p.KeyUsage);
   if (usage !== 'ALL') {

@@ -95,8 +95,8 @@ export async function openRedis(options: RedisConnectionOptions, purpose: RedisP
     const version = /redis_version:(\d+)/.exec(await redis.info('server'))?.[1];
     if (version !== undefined && Number(version) < 7) throw fail(`Redis ${version} is too old; 7.0 or later is required`);
     if (purpose.keeps !== undefined && !options.allowVolatile) {
-      const [, aof] = (await redis.config('GET', 'appendonly')) as string[];
-      const [, save] = (await redis.config('GET', 'save')) as string[];
+      const [, aof] = (await redis.config('GET', 'appendonly'));
+      const [, save] = (await redis.config('GET', 'save'));
       if (aof !== 'yes' && (save ?? '').trim() === '') {
         throw fail(`Redis at ${options.host ?? '127.0.0.1'}:${options.port} has neither AOF nor RDB persistence; ${purpose.keeps} would be lost on restart (set allowVolatile to accept that)`);
       }

@@ -147,7 +147,7 @@ describe('the HMAC chain, anchors and retention on a development installation', 
       await viaHook.close();
       const head = await headOf();
       expect(readAnchors(posted.join('\n')).at(-1)).toEqual(head);
-      const viaSyslog = await serve({ anchors: { kind: 'syslog', host: '127.0.0.1', port: (syslog.address() as AddressInfo).port } });
+      const viaSyslog = await serve({ anchors: { kind: 'syslog', host: '127.0.0.1', port: (syslog.address()).port } });
       viaSyslog.audit.append(event(101));
       await viaSyslog.close();
       for (let i = 0; i < 50 && datagrams.length === 0; i++) await new Promise((r) => setTimeout(r, 20));

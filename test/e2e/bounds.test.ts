@@ -40,7 +40,7 @@ describe('bounds', () => {
   });
 
   test('ProductId and ResourceId: 128 characters pass, 129 do not', async () => {
-    await expect(root.BindCloudResource({ KeyId: keyId, ProductId: 'p'.repeat(128), ResourceId: 'r'.repeat(128) })).resolves.toBeDefined();
+    await expect(root.BindCloudResource({ KeyId: keyId, ProductId: 'p'.repeat(128), ResourceId: 'r'.repeat(128) })).resolves.not.toThrow();
     expect(await codeOf(root.BindCloudResource({ KeyId: keyId, ProductId: 'p'.repeat(129), ResourceId: 'r' }))).toBe('InvalidParameterValue');
     expect(await codeOf(root.BindCloudResource({ KeyId: keyId, ProductId: 'p', ResourceId: 'r'.repeat(129) }))).toBe('InvalidParameterValue');
     await root.UnbindCloudResource({ KeyId: keyId, ProductId: 'p'.repeat(128), ResourceId: 'r'.repeat(128) });
@@ -51,10 +51,10 @@ describe('bounds', () => {
     expect(await bindings()).toBe(MAX_BINDINGS_PER_KEY);
     expect(await codeOf(root.BindCloudResource({ KeyId: keyId, ProductId: 'cvm', ResourceId: 'one-too-many' }))).toBe('LimitExceeded');
     // binding again what is bound already is still a no-op, not a refusal
-    await expect(root.BindCloudResource({ KeyId: keyId, ProductId: 'cvm', ResourceId: 'ins-0' })).resolves.toBeDefined();
+    await expect(root.BindCloudResource({ KeyId: keyId, ProductId: 'cvm', ResourceId: 'ins-0' })).resolves.not.toThrow();
     expect(await bindings()).toBe(MAX_BINDINGS_PER_KEY);
     await root.UnbindCloudResource({ KeyId: keyId, ProductId: 'cvm', ResourceId: 'ins-0' });
-    await expect(root.BindCloudResource({ KeyId: keyId, ProductId: 'cvm', ResourceId: 'one-too-many' })).resolves.toBeDefined();
+    await expect(root.BindCloudResource({ KeyId: keyId, ProductId: 'cvm', ResourceId: 'one-too-many' })).resolves.not.toThrow();
   });
 
   test.each([
@@ -69,7 +69,7 @@ describe('bounds', () => {
     ['ListKeyDetail', '51 TagFilters', { TagFilters: Array.from({ length: 51 }, (_, i) => ({ TagKey: `k${i}` })) }, 'InvalidParameter'],
     ['Decrypt', 'CiphertextBlob of 8196', { CiphertextBlob: 'A'.repeat(8196) }, 'InvalidParameterValue'],
   ] as const)('%s with %s is refused with its code', async (action, _what, body, code) => {
-    const call = root[action]!;
+    const call = root[action];
     expect(await codeOf(call.call(root, body))).toBe(code);
   });
 });
@@ -104,8 +104,8 @@ describe('unauthorised answers', () => {
     ['Encrypt', (k: string) => ({ KeyId: k, Plaintext: 'aGk=' })],
     ['DisableKey', (k: string) => ({ KeyId: k })],
   ] as const)("%s: bob (creator preset) gets the same answer for alice's key and for a key that does not exist, naming neither key nor creator", async (action, body) => {
-    const onAlices = await refusal(bob[action]!(body(aliceKey)));
-    const onMissing = await refusal(bob[action]!(body(missing)));
+    const onAlices = await refusal(bob[action](body(aliceKey)));
+    const onMissing = await refusal(bob[action](body(missing)));
     expect(onAlices.code).toBe('UnauthorizedOperation');
     expect(onMissing).toEqual(onAlices);
     expect(onAlices.message).not.toContain(aliceKey);
@@ -116,17 +116,17 @@ describe('unauthorised answers', () => {
     ['DescribeKey', (k: string) => ({ KeyId: k })],
     ['Encrypt', (k: string) => ({ KeyId: k, Plaintext: 'aGk=' })],
   ] as const)("%s: carol (full access, denied alice's keys) gets the same answer for alice's key and for a key that does not exist", async (action, body) => {
-    const onAlices = await refusal(carol[action]!(body(aliceKey)));
-    const onMissing = await refusal(carol[action]!(body(missing)));
+    const onAlices = await refusal(carol[action](body(aliceKey)));
+    const onMissing = await refusal(carol[action](body(missing)));
     expect(onAlices.code).toBe('UnauthorizedOperation');
     expect(onMissing).toEqual(onAlices);
     expect(onAlices.message).not.toContain(aliceUin);
   });
 
   test('what they may do is unchanged: alice uses her key, the root account is told a missing key is not found, carol uses her own', async () => {
-    await expect(alice.Encrypt({ KeyId: aliceKey, Plaintext: 'aGk=' })).resolves.toBeDefined();
+    await expect(alice.Encrypt({ KeyId: aliceKey, Plaintext: 'aGk=' })).resolves.not.toThrow();
     expect(await codeOf(lab.client().DescribeKey({ KeyId: missing }))).toBe('ResourceUnavailable.CmkNotFound');
     const own = (await carol.CreateKey({ Alias: 'carols' })).KeyId as string;
-    await expect(carol.Encrypt({ KeyId: own, Plaintext: 'aGk=' })).resolves.toBeDefined();
+    await expect(carol.Encrypt({ KeyId: own, Plaintext: 'aGk=' })).resolves.not.toThrow();
   });
 });

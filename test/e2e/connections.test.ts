@@ -13,8 +13,10 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { loadServerConfig } from '../../src/config';
 import { RunningServer, startServer } from '../../src/server';
-import { devInstall, editConfig, outcome, ServerProcess, sleep } from '../support/resilience-lab';
+import { within } from '../support/poll';
+import { devInstall, editConfig, outcome, ServerProcess } from '../support/resilience-lab';
 import type { Credentials, KmsClient } from '../support/server';
+import { report } from '../support/report';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const tencentcloud = require('tencentcloud-sdk-nodejs') as { kms: { v20190118: { Client: new (config: object) => KmsClient } } };
@@ -68,7 +70,7 @@ async function idleSockets(port: number, count: number): Promise<{ connected: nu
     setInterval(() => {}, 1000);`;
   const child = spawn('bash', ['-c', 'ulimit -n 4096 && exec "$0" -e "$1" "$2" "$3"', process.execPath, script, String(port), String(count)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const line = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).once('line', resolve);
+    createInterface({ input: child.stdout }).once('line', resolve);
     child.once('exit', (code) => reject(new Error(`socket opener exited with ${code}`)));
   });
   return { connected: (JSON.parse(line) as { connected: number }).connected, stop: () => child.kill('SIGKILL') };
@@ -93,14 +95,10 @@ describe('the server process under ulimit -n 1024, default connection limits', (
     const keyId = (await freshClient(server.port, creds).CreateKey({ Alias: 'conn-key' })).KeyId as string;
     const idle = await idleSockets(server.port, 1_100);
     try {
-      const from = Date.now();
-      const deadline = from + 30_000;
       let last = '';
-      while ((last = await outcome(freshClient(server.port, creds).Encrypt({ KeyId: keyId, Plaintext: 'aGVsbG8=' }))) !== 'Success') {
-        if (Date.now() > deadline) break;
-        await sleep(250);
-      }
-      process.stdout.write(`connections: ${idle.connected} of 1100 idle sockets connected; SDK client served again after ${Date.now() - from} ms\n`);
+      const served = async () => (last = await outcome(freshClient(server.port, creds).Encrypt({ KeyId: keyId, Plaintext: 'aGVsbG8=' }))) === 'Success';
+      const ms = await within(30_000, served, () => `an SDK client served (last answer: ${last})`, 250);
+      report(`connections: ${idle.connected} of 1100 idle sockets connected; SDK client served again after ${ms} ms`);
       expect(last).toBe('Success');
     } finally {
       idle.stop();
@@ -170,7 +168,9 @@ describe('connection limits and body cut-off (in-process server, small limits)',
       let answer = '';
       let over = false;
       const finish = (): void => {
-        if (!over) (over = true), resolve({ written, answer });
+        if (over) return;
+        over = true;
+        resolve({ written, answer });
       };
       s.on('data', (d: Buffer) => (answer += d.toString()));
       s.on('error', finish);
@@ -188,17 +188,18 @@ describe('connection limits and body cut-off (in-process server, small limits)',
   }
 
   const headOf = (length?: number): string =>
-    `POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-TC-Action: Encrypt\r\nX-TC-Version: 2019-01-18\r\n${length === undefined ? 'Transfer-Encoding: chunked' : `Content-Length: ${length}`}\r\n\r\n`;
+    'POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-TC-Action: Encrypt\r\nX-TC-Version: 2019-01-18\r\n' +
+    `${length === undefined ? 'Transfer-Encoding: chunked' : `Content-Length: ${length}`}\r\n\r\n`;
 
   test('a 50 MiB body (Content-Length) against a 1 MiB limit: the socket is closed long before 50 MiB are through', async () => {
     const { written, answer } = await pushBody(headOf(50 * MiB), 50 * MiB, false);
-    process.stdout.write(`body cut-off (Content-Length): the client got ${written} bytes into its socket before the server closed it; answer seen: ${answer.includes('RequestSizeLimitExceeded')}\n`);
+    report(`body cut-off (Content-Length): the client got ${written} bytes into its socket before the server closed it; answer seen: ${answer.includes('RequestSizeLimitExceeded')}`);
     expect(written).toBeLessThan(16 * MiB);
   }, 30_000);
 
   test('a 50 MiB chunked body against a 1 MiB limit: the socket is closed long before 50 MiB are through', async () => {
     const { written, answer } = await pushBody(headOf(), 50 * MiB, true);
-    process.stdout.write(`body cut-off (chunked): the client got ${written} bytes into its socket before the server closed it; answer seen: ${answer.includes('RequestSizeLimitExceeded')}\n`);
+    report(`body cut-off (chunked): the client got ${written} bytes into its socket before the server closed it; answer seen: ${answer.includes('RequestSizeLimitExceeded')}`);
     expect(written).toBeLessThan(16 * MiB);
   }, 30_000);
 

@@ -33,7 +33,7 @@ function client(port: number, creds: Credentials): KmsClient {
 async function twoSubAccounts(dir: string, newTenant = false): Promise<[Credentials, Credentials]> {
   const services = await openServices(loadServerConfig(dir, {}), { log: () => undefined, jobs: false });
   try {
-    const t = newTenant ? String((await services.iam.createTenant('redis-root')).Uin) : String((await services.iam.listTenants())[0]!.uin);
+    const t = newTenant ? String((await services.iam.createTenant('redis-root')).Uin) : String((await services.iam.listTenants())[0].uin);
     const make = (name: string) => services.iam.createUser(t, name, { preset: 'QcloudKMSFullAccess' });
     return [await make('alice'), await make('bob')];
   } finally {

@@ -18,8 +18,10 @@ import { loadServerConfig } from '../../src/config';
 import { RunningServer, startServer } from '../../src/server';
 import { openServices } from '../../src/services';
 import { RedisServer, startRedis } from '../support/redis';
-import { b64, devInstall, editConfig, outcome, sdk, ServerProcess, within } from '../support/resilience-lab';
+import { within } from '../support/poll';
+import { b64, devInstall, editConfig, outcome, sdk, ServerProcess } from '../support/resilience-lab';
 import type { Credentials, KmsClient } from '../support/server';
+import { report } from '../support/report';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const tencentcloud = require('tencentcloud-sdk-nodejs') as { kms: { v20190118: { Client: new (config: object) => KmsClient } } };
@@ -257,7 +259,7 @@ describe('one server (embedded store)', () => {
       const lookups = resolve.mock.calls.length;
       resolve.mockRestore();
       const added = (await auditCount()) - before;
-      process.stdout.write(`junk flood: ${JSON.stringify(Object.fromEntries(codes))} in ~${seconds} s; ${added} audit events added, ${lookups} SecretId lookups, ${tc3Work.signatureHmacs - hmacs} signature HMACs\n`);
+      report(`junk flood: ${JSON.stringify(Object.fromEntries(codes))} in ~${seconds} s; ${added} audit events added, ${lookups} SecretId lookups, ${tc3Work.signatureHmacs - hmacs} signature HMACs`);
       // groups: (no SecretId, InvalidAuthorization), (root, SignatureFailure), (either, IPLimitExceeded): 4 a minute, and the flood may span two
       expect(added).toBeLessThanOrEqual(8);
       expect(codes.get('RequestLimitExceeded.IPLimitExceeded') ?? 0).toBeGreaterThan(9_000);

@@ -15,8 +15,10 @@ import { loadServerConfig } from '../../src/config';
 import { additionalData, canonicalContext, decodeBlob } from '../../src/kms/ciphertext';
 import { SqliteMetadataStore } from '../../src/store/sqlite/store';
 import type { KeyRecord } from '../../src/store/store';
-import { b64, devInstall, outcome, sdk, ServerProcess, sleep, SOAK } from '../support/resilience-lab';
+import { sleep } from '../support/poll';
+import { b64, devInstall, outcome, sdk, ServerProcess, SOAK } from '../support/resilience-lab';
 import type { Credentials, KmsClient, SdkError } from '../support/server';
+import { report } from '../support/report';
 
 const WORKERS = 6;
 /** Kills, and acknowledged operations (of this start) after which each kill comes, at a random moment in the next 40 ms. */
@@ -135,8 +137,8 @@ describe('KMS process: kill -9 during CreateKey, RotateKey and ImportKeyMaterial
   }
 
   test('the bursts ran and were cut by the kills; only valid requests were refused: none', () => {
-    process.stdout.write(`kms crash: ${KILLS} kills with SIGKILL, ${acked} acknowledged operations (${made.size} keys, ` +
-      `${[...made.values()].reduce((n, m) => n + m.rotations, 0)} rotations, ${[...made.values()].filter((m) => m.imported).length} imports)\n`);
+    report(`kms crash: ${KILLS} kills with SIGKILL, ${acked} acknowledged operations (${made.size} keys, ` +
+      `${[...made.values()].reduce((n, m) => n + m.rotations, 0)} rotations, ${[...made.values()].filter((m) => m.imported).length} imports)`);
     expect(acked).toBeGreaterThanOrEqual(KILLS * ACKS_BEFORE_KILL[0]);
     expect(refused).toEqual([]);
   });
@@ -194,7 +196,7 @@ describe('KMS process: kill -9 during CreateKey, RotateKey and ImportKeyMaterial
       const m = made.get(keyId);
       if (m?.external && !m.imported && m.material && k.KeyState === 'Enabled') expect(openLocally(blob, m.material)).toBe(`listed ${keyId}`);
     }
-    process.stdout.write(`kms crash: ${listed.length} keys listed after the last restart, all usable; ${pending} were cleanly PendingImport (imported now)\n`);
+    report(`kms crash: ${listed.length} keys listed after the last restart, all usable; ${pending} were cleanly PendingImport (imported now)`);
   });
 
   test('in the store, every key\'s versions are 1..n (no version half-added)', async () => {

@@ -13,8 +13,10 @@ import { loadServerConfig } from '../../src/config';
 import type { HsmCluster } from '../../src/hsm/cluster';
 import type { HsmMember } from '../../src/hsm/member';
 import { RunningServer, startServer } from '../../src/server';
-import { b64, devInstall, getText, metric, metricSum, sdk, SOAK, splitSharedPool, within } from '../support/resilience-lab';
+import { within } from '../support/poll';
+import { b64, devInstall, getText, metric, metricSum, sdk, SOAK, splitSharedPool } from '../support/resilience-lab';
 import type { Credentials, KmsClient, SdkError } from '../support/server';
+import { report } from '../support/report';
 
 const CONCURRENCY = 8;
 /** Requests (Encrypt and Decrypt each count one) per loss; the member is lost a quarter of the way in. */
@@ -103,7 +105,8 @@ describe('HSM member loss: a two-member shared pool (separate module instances) 
         }
       });
       const failures = [...result.failed.values()].reduce((x, y) => x + y, 0);
-      process.stdout.write(`member loss ${cycle}: ${result.ok}/${OPS} requests succeeded (${(result.ok / OPS * 100).toFixed(2)}%) while member ${a.id} was lost; ${failures} failed${failures ? ` (${[...result.failed].map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''}\n`);
+      const why = failures ? ` (${[...result.failed].map(([k, v]) => `${k}: ${v}`).join(', ')})` : '';
+      report(`member loss ${cycle}: ${result.ok}/${OPS} requests succeeded (${(result.ok / OPS * 100).toFixed(2)}%) while member ${a.id} was lost; ${failures} failed${why}`);
       expect(result.ok / OPS).toBeGreaterThanOrEqual(0.999);
 
       // degraded, still ready (B serves), and both say so
@@ -123,7 +126,7 @@ describe('HSM member loss: a two-member shared pool (separate module instances) 
       const after = await load(OPS_AFTER_RETURN);
       expect(after.ok).toBe(OPS_AFTER_RETURN);
       const grown = (await opsOf(a)) - before;
-      process.stdout.write(`member loss ${cycle}: member ${a.id} back; it did ${grown} of the operations of the next ${OPS_AFTER_RETURN} requests\n`);
+      report(`member loss ${cycle}: member ${a.id} back; it did ${grown} of the operations of the next ${OPS_AFTER_RETURN} requests`);
       expect(grown).toBeGreaterThan(0);
       await within(15_000, async () => JSON.parse((await getText(`${server.ops!.url}/readyz`)).body).clusters[shared.id] === 'ACTIVE', 'cluster ACTIVE on /readyz');
       expect(metric((await getText(`${server.ops!.url}/metrics`)).body, `kms_hsm_cluster_health{cluster="${shared.id}"}`)).toBe(2);

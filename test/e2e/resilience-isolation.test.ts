@@ -16,9 +16,11 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { DEV_DEDICATED_CLUSTER } from '../../src/cli/dev-init';
 import { DEFAULT_HEALTH_POLICY } from '../../src/hsm/member-health';
-import { b64, devInstall, getText, metricSum, percentile, sdk, ServerProcess, sleep, SOAK, within } from '../support/resilience-lab';
+import { sleep, within } from '../support/poll';
+import { b64, devInstall, getText, metricSum, percentile, sdk, ServerProcess, SOAK } from '../support/resilience-lab';
 import type { LoadSpec } from '../support/resilience-load';
 import type { Credentials, KmsClient } from '../support/server';
+import { report } from '../support/report';
 
 const SHARED_CONCURRENCY = 64;
 const DEDICATED_CONCURRENCY = 2;
@@ -106,7 +108,7 @@ describe('dedicated isolation: a saturated shared pool and a dedicated cluster',
     const spec: LoadSpec = { port: server.port, SecretId: creds.SecretId, SecretKey: creds.SecretKey, concurrency: SHARED_CONCURRENCY, keys: sharedKeys };
     const loader = spawn(process.execPath, [join(__dirname, '..', 'support', 'resilience-load.js')], { env: { ...process.env, KMS_LOAD_SPEC: JSON.stringify(spec) }, stdio: ['pipe', 'pipe', 'inherit'] });
     const lines: string[] = [];
-    createInterface({ input: loader.stdout! }).on('line', (l) => lines.push(l));
+    createInterface({ input: loader.stdout }).on('line', (l) => lines.push(l));
     let busy: { ms: number[]; failed: string[] };
     let seconds: number;
     try {
@@ -115,7 +117,7 @@ describe('dedicated isolation: a saturated shared pool and a dedicated cluster',
       const started = Date.now();
       busy = await dedicatedRun(BUSY_MS);
       seconds = (Date.now() - started) / 1000;
-      loader.stdin!.write('stop\n');
+      loader.stdin.write('stop\n');
       await within(30_000, () => lines.length > 1, 'the load generator\'s result');
     } finally {
       if (loader.exitCode === null) loader.kill('SIGKILL');
@@ -126,10 +128,11 @@ describe('dedicated isolation: a saturated shared pool and a dedicated cluster',
     const probes = Math.ceil((Date.now() - snapshotAt) / DEFAULT_HEALTH_POLICY.probeIntervalMs) + 2;
 
     const f = (x: number) => x.toFixed(1);
-    process.stdout.write(
+    report(
       `dedicated isolation: dedicated-cluster Encrypt p50/p99 idle ${f(percentile(idle.ms, 50))}/${f(percentile(idle.ms, 99))} ms; ` +
         `with the shared pool saturated ${f(percentile(busy.ms, 50))}/${f(percentile(busy.ms, 99))} ms (${busy.ms.length} requests at concurrency ${DEDICATED_CONCURRENCY}); ` +
-        `shared-pool Encrypt p50/p99 ${f(percentile(sharedMs, 50))}/${f(percentile(sharedMs, 99))} ms (${sharedMs.length} requests at concurrency ${SHARED_CONCURRENCY}, ~${Math.round(sharedMs.length / (seconds + 1))}/s, ${sharedFailed} failed)\n`,
+        `shared-pool Encrypt p50/p99 ${f(percentile(sharedMs, 50))}/${f(percentile(sharedMs, 99))} ms ` +
+        `(${sharedMs.length} requests at concurrency ${SHARED_CONCURRENCY}, ~${Math.round(sharedMs.length / (seconds + 1))}/s, ${sharedFailed} failed)`,
     );
     expect(busy.failed).toEqual([]);
     expect(busy.ms.length).toBeGreaterThan(0);
@@ -140,8 +143,8 @@ describe('dedicated isolation: a saturated shared pool and a dedicated cluster',
     expect(dedicatedCluster.members.length).toBe(2);
     const grew = (g: Members, m: string) => after.encrypts.get(`${g.cluster}/${m}`)! - before.encrypts.get(`${g.cluster}/${m}`)!;
     const total = (g: Members) => g.members.reduce((n, m) => n + grew(g, m), 0);
-    process.stdout.write(`dedicated isolation: HSM encrypt operations during the run: shared pool ${total(sharedPool)} (${sharedMs.length} shared requests answered), ` +
-      `dedicated cluster ${total(dedicatedCluster)} (${busy.ms.length} dedicated requests)\n`);
+    report(`dedicated isolation: HSM encrypt operations during the run: shared pool ${total(sharedPool)} (${sharedMs.length} shared requests answered), ` +
+      `dedicated cluster ${total(dedicatedCluster)} (${busy.ms.length} dedicated requests)`);
     // Each Encrypt is one HSM encrypt on some member of its key's cluster. The dedicated members did
     // every dedicated one (so none went to the shared pool, which could not have unwrapped the key
     // anyway), and nothing of the shared load: the only extra encrypts are health probes, of the

@@ -15,9 +15,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadServerConfig } from '../../src/config';
 import { RunningServer, startServer } from '../../src/server';
-import { b64, devInstall, editConfig, getText, percentile, sdk, sleep, SOAK, within } from '../support/resilience-lab';
+import { sleep, within } from '../support/poll';
+import { b64, devInstall, editConfig, getText, percentile, sdk, SOAK } from '../support/resilience-lab';
 import { DurableRedis } from '../support/resilience-redis';
 import type { Credentials, KmsClient, SdkError } from '../support/server';
+import { report } from '../support/report';
 
 /** Every call made while Redis is down is answered within this (the SDK request timeout during the run). */
 const OUTAGE_ANSWER_MS = 5_000;
@@ -109,7 +111,7 @@ describe('Redis store: kill -9 of redis-server under load, restart, no KMS resta
         await redis.start();
         // the KMS reconnects by itself: CreateKey (a store write) succeeds again within a bound
         await within(20_000, () => calls.some((c) => c.action === 'CreateKey' && c.started > restarted && c.result === 'Success'), 'a CreateKey after the restart').catch((e: Error) => {
-          process.stdout.write(JSON.stringify(calls.slice(-20).map((c) => ({ ...c, started: c.started - restarted })), null, 0) + '\n' + JSON.stringify(logs.filter((l) => l.level).slice(-10)) + '\n');
+          report(JSON.stringify(calls.slice(-20).map((c) => ({ ...c, started: c.started - restarted })), null, 0) + '\n' + JSON.stringify(logs.filter((l) => l.level).slice(-10)));
           throw e;
         });
         outages.push({ killed, restarted, recovered: Date.now() });
@@ -126,10 +128,10 @@ describe('Redis store: kill -9 of redis-server under load, restart, no KMS resta
       const codes = new Map<string, number>();
       for (const c of during) codes.set(`${c.action} ${c.result}`, (codes.get(`${c.action} ${c.result}`) ?? 0) + 1);
       const ms = during.map((c) => c.ms);
-      process.stdout.write(
+      report(
         `redis outage ${i + 1}: ${o.restarted - o.killed} ms down, back to service ${o.recovered - o.restarted} ms after restart; ` +
           `${during.length} calls during the outage, answered in p50 ${percentile(ms, 50)} ms / p99 ${percentile(ms, 99)} ms / max ${Math.max(...ms)} ms; ` +
-          `${[...codes].map(([k, v]) => `${k}: ${v}`).join(', ')}\n`,
+          `${[...codes].map(([k, v]) => `${k}: ${v}`).join(', ')}`,
       );
       expect(during.length).toBeGreaterThan(0);
       // a store write cannot succeed without the store: CreateKey fails with the temporary-unavailability code
@@ -155,7 +157,7 @@ describe('Redis store: kill -9 of redis-server under load, restart, no KMS resta
     for (const b of [...before, ...blobs.filter((x) => x.at >= firstKill)]) {
       expect((await check.Decrypt({ CiphertextBlob: b.blob })).Plaintext).toBe(b64(b.plaintext));
     }
-    process.stdout.write(`redis outage: ${keys.length} acknowledged CreateKey all present, ${blobs.length} acknowledged ciphertexts (${before.length} before the kill) all decrypt\n`);
+    report(`redis outage: ${keys.length} acknowledged CreateKey all present, ${blobs.length} acknowledged ciphertexts (${before.length} before the kill) all decrypt`);
 
     const ready = await getText(`${server.ops!.url}/readyz`);
     expect(ready.status).toBe(200);

@@ -70,7 +70,7 @@ describe('Redis with AUTH and TLS; a policy written into Redis grants nothing', 
     const c = client(root);
     const keyId = (await c.CreateKey({ Alias: 'over-tls' })).KeyId as string;
     const blob = (await c.Encrypt({ KeyId: keyId, Plaintext: Buffer.from('x').toString('base64') })).CiphertextBlob;
-    await expect(c.Decrypt({ CiphertextBlob: blob })).resolves.toBeDefined();
+    await expect(c.Decrypt({ CiphertextBlob: blob })).resolves.not.toThrow();
     await server.services.audit.flush();
     // the limiter fails open when it cannot reach Redis: its buckets being there shows it authenticated over TLS
     expect(await admin.keys('kms:ratelimit:*')).not.toHaveLength(0);

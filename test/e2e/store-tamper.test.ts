@@ -74,7 +74,7 @@ describe('a store written outside the service grants nothing (SQLite)', () => {
     const reader = await lab.server.services.iam.createUser(tenant, 'reader', { preset: 'QcloudKMSReadOnlyAccess' });
     const admin = await lab.server.services.iam.createUser(tenant, 'admin', { preset: 'QcloudKMSFullAccess' });
     expect(await codeOf(lab.client(nobody).CreateKey({ Alias: 'not-allowed' }))).toBe('UnauthorizedOperation');
-    await expect(lab.client(reader).ListKeys({})).resolves.toBeDefined();
+    await expect(lab.client(reader).ListKeys({})).resolves.not.toThrow();
 
     await lab.tamper((db) => {
       db.prepare('INSERT INTO iam_policies (user_uin, name, preset, document, attached_at) VALUES (?, ?, NULL, ?, ?)').run(String(nobody.Uin), 'full', ALLOW_ALL, 1);
@@ -107,12 +107,12 @@ describe('a store written outside the service grants nothing (SQLite)', () => {
     const fresh = await lab.server.services.iam.createUser(tenant, 'changes-through-the-service', { preset: 'QcloudKMSReadOnlyAccess' });
     await lab.server.services.iam.attachPolicy(String(fresh.Uin), 'extra', 'QcloudKMSFullAccess');
     await lab.server.services.iam.detachPolicy(String(fresh.Uin), 'QcloudKMSReadOnlyAccess');
-    await expect(lab.client(fresh).ListKeys({})).resolves.toBeDefined();
+    await expect(lab.client(fresh).ListKeys({})).resolves.not.toThrow();
   });
 
   test('an API key disabled by the service and re-enabled in the SQLite file stays refused', async () => {
     const user = await lab.server.services.iam.createUser(String(lab.root.Uin), 'to-be-disabled', { preset: 'QcloudKMSFullAccess' });
-    await expect(lab.client(user).ListKeys({})).resolves.toBeDefined();
+    await expect(lab.client(user).ListKeys({})).resolves.not.toThrow();
     await lab.server.services.iam.disableApiKey(user.SecretId);
     expect(await codeOf(lab.client(user).ListKeys({}))).toMatch(/^AuthFailure/);
 
@@ -126,7 +126,7 @@ describe('a store written outside the service grants nothing (SQLite)', () => {
 
   test('a sub-account moved to another tenant in the SQLite file (membership and key rows) is refused with an alarm', async () => {
     const user = await lab.server.services.iam.createUser(String(lab.root.Uin), 'to-be-moved', { preset: 'QcloudKMSFullAccess' });
-    await expect(lab.client(user).ListKeys({})).resolves.toBeDefined();
+    await expect(lab.client(user).ListKeys({})).resolves.not.toThrow();
 
     await lab.tamper((db) => {
       db.pragma('foreign_keys = ON');

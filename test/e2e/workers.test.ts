@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { loadServerConfig } from '../../src/config';
 import { openServices } from '../../src/services';
 import { RedisServer, startRedis } from '../support/redis';
-import { b64, devInstall, editConfig, getText, metric, outcome, sdk, ServerProcess, within } from '../support/resilience-lab';
+import { within } from '../support/poll';
+import { b64, devInstall, editConfig, getText, metric, outcome, sdk, ServerProcess } from '../support/resilience-lab';
 import type { Credentials, KmsClient } from '../support/server';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -49,7 +49,7 @@ async function captureCall(call: () => Promise<unknown>): Promise<Captured> {
   const before = captured.length;
   await expect(call()).resolves.toEqual({ RequestId: 'x' });
   expect(captured.length).toBe(before + 1);
-  return captured[before] as Captured;
+  return captured[before];
 }
 
 async function codeOf(req: Tc3Request, look = lookup, now?: number): Promise<AuthErrorCode | 'accepted'> {
@@ -88,7 +88,7 @@ describe.each<[string, string, string, http.Agent | undefined]>([
     expect(req.headers.host).toBe(`${host}:${port}`);
     const ts = Number(req.headers['x-tc-timestamp']);
     await expect(verifyTc3(req, lookup, ts)).resolves.toEqual({ secretId: SECRET_ID, service, timestamp: ts, signature: expect.any(Buffer) });
-    await expect(verifyTc3(req, async (id) => lookup(id), ts)).resolves.toBeDefined();
+    await expect(verifyTc3(req, async (id) => lookup(id), ts)).resolves.not.toThrow();
 
     const body = Buffer.from(req.body);
     body[body.length - 2] ^= 0x01;

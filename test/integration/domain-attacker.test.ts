@@ -6,7 +6,7 @@
  * enforces (test/integration/domain-lockdown.test.ts).
  */
 import * as pk from 'pkcs11js';
-import { constants, createDecipheriv, generateKeyPairSync, KeyObject, privateDecrypt, randomBytes } from 'node:crypto';
+import { constants, createDecipheriv, generateKeyPairSync, privateDecrypt, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initDev } from '../../src/cli/dev-init';
@@ -111,7 +111,7 @@ function attack(member: HsmMember, pin: string, record: WrappedMaterial, sealed:
       const underRsa = outcome(() => Buffer.from(api.C_WrapKey(s, oaep, myRsa, h, Buffer.alloc(512)))) as Buffer | undefined;
       if (underRsa) {
         loot.wrappedUnderRsa.push(label(h));
-        values.push(privateDecrypt({ key: rsa.privateKey as KeyObject, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, underRsa));
+        values.push(privateDecrypt({ key: rsa.privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, underRsa));
       }
       const value = outcome(() => api.C_GetAttributeValue(s, h, [{ type: pk.CKA_VALUE }])[0].value) as Buffer | undefined;
       if (value && value.length > 0) {
@@ -170,7 +170,7 @@ describe.each(setups)('the attacker with the user PIN: $name', ({ make, keepsKey
 
   test('wrapping or reading the domain keys gets nothing where the token keeps keys in; nothing decrypts offline', () => {
     for (const [i, m] of members.entries()) {
-      const loot = attack(m, pins[i]!, record, sealed, plaintext);
+      const loot = attack(m, pins[i], record, sealed, plaintext);
       if (keepsKeysIn) {
         expect({ member: m.id, aes: loot.wrappedUnderAes, rsa: loot.wrappedUnderRsa, read: loot.read, offline: loot.offline }).toEqual({ member: m.id, aes: [], rsa: [], read: [], offline: false });
       } else {
@@ -184,7 +184,7 @@ describe.each(setups)('the attacker with the user PIN: $name', ({ make, keepsKey
   });
 
   test('known limit: without CKA_UNWRAP_TEMPLATE the KEK unwraps a record into a key the attacker reads (online, one record at a time)', () => {
-    for (const [i, m] of members.entries()) expect(attack(m, pins[i]!, record, sealed, plaintext).unwrappedReadable).toBe(true);
+    for (const [i, m] of members.entries()) expect(attack(m, pins[i], record, sealed, plaintext).unwrappedReadable).toBe(true);
   });
 });
 
@@ -204,7 +204,7 @@ describe('the attacker with the user PIN, during the ceremony\'s window (copied,
     const plaintext = Buffer.from('in the window');
     const sealed = await cluster.encrypt(record, bind('k1'), plaintext, Buffer.alloc(0));
     for (const [i, m] of members.entries()) {
-      const loot = attack(m, pins[i]!, record, sealed, plaintext);
+      const loot = attack(m, pins[i], record, sealed, plaintext);
       expect({ aes: loot.wrappedUnderAes, rsa: loot.wrappedUnderRsa, read: loot.read, offline: loot.offline }).toEqual({ aes: [], rsa: [], read: [], offline: false });
     }
   });
@@ -233,7 +233,7 @@ describe('the attacker with the user PIN, after kmsctl init --dev', () => {
       const sealed = await c.encrypt(record, binding, plaintext, Buffer.alloc(0));
       for (const [mi, m] of c.members.entries()) {
         expect(m.domainLocked).toBe(true);
-        const loot = attack(m, resolvePin(config.clusters[ci]!.members[mi]!.pin), record, sealed, plaintext);
+        const loot = attack(m, resolvePin(config.clusters[ci].members[mi].pin), record, sealed, plaintext);
         expect({ member: m.id, aes: loot.wrappedUnderAes, rsa: loot.wrappedUnderRsa, read: loot.read, offline: loot.offline }).toEqual({ member: m.id, aes: [], rsa: [], read: [], offline: false });
         attacked++;
       }

@@ -22,7 +22,7 @@ function domainAttributes(m: HsmMember): Array<Record<string, boolean>> {
       api.C_FindObjectsFinal(s);
       for (const h of handles) {
         const [e, w, a, sens] = api.C_GetAttributeValue(s, h, [{ type: pk.CKA_EXTRACTABLE }, { type: pk.CKA_WRAP_WITH_TRUSTED }, { type: pk.CKA_ALWAYS_SENSITIVE }, { type: pk.CKA_SENSITIVE }]);
-        out.push({ extractable: e.value![0] === 1, wrapWithTrusted: w.value![0] === 1, alwaysSensitive: a.value![0] === 1, sensitive: sens.value![0] === 1 });
+        out.push({ extractable: e.value[0] === 1, wrapWithTrusted: w.value[0] === 1, alwaysSensitive: a.value[0] === 1, sensitive: sens.value[0] === 1 });
       }
     }
     return out;

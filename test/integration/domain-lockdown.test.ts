@@ -57,7 +57,7 @@ function attempt(fn: () => unknown): string {
 /** 'true' / 'false', or why the attribute could not be read. */
 function read(api: pk.PKCS11, s: pk.Handle, h: pk.Handle, type: number): string {
   let value = '';
-  const outcome = attempt(() => (value = String((api.C_GetAttributeValue(s, h, [{ type }])[0].value as Buffer)[0] === 1)));
+  const outcome = attempt(() => (value = String((api.C_GetAttributeValue(s, h, [{ type }])[0].value)[0] === 1)));
   return outcome === 'ok' ? value : outcome;
 }
 
@@ -134,7 +134,7 @@ function probe(t: RawToken): Record<string, string> {
       facts['SO login (empty PIN)'] = attempt(() => api.C_Login(s, pk.CKU_SO, ''));
       if (facts['SO login (empty PIN)'] === 'ok') api.C_Logout(s);
     } else {
-      facts['SO login'] = attempt(() => api.C_Login(s, pk.CKU_SO, t.soPin!));
+      facts['SO login'] = attempt(() => api.C_Login(s, pk.CKU_SO, t.soPin));
       facts['SO session creates a CKA_TRUSTED session public key'] = attempt(() => (trusted = api.C_CreateObject(s, rsaPublicTemplate([{ type: pk.CKA_PRIVATE, value: false }, { type: pk.CKA_TRUSTED, value: true }]))));
       facts['user login while the SO is logged in'] = attempt(() => api.C_Login(s, pk.CKU_USER, t.pin));
       api.C_Logout(s);
@@ -178,7 +178,7 @@ function probe(t: RawToken): Record<string, string> {
       ]);
     });
     if (readable !== undefined) {
-      const value = api.C_GetAttributeValue(s, readable, [{ type: pk.CKA_VALUE }])[0].value as Buffer;
+      const value = api.C_GetAttributeValue(s, readable, [{ type: pk.CKA_VALUE }])[0].value;
       facts['its CKA_VALUE is the record\'s key'] = String(value.equals(known));
     }
     const template = [{ type: pk.CKA_SENSITIVE, value: true }];

@@ -5,18 +5,11 @@ import { LoginError, ModuleLoadError, TokenNotFoundError, UnsupportedError } fro
 import { MaterialBinding, WrappedMaterial } from '../../src/hsm/material';
 import { HsmMember } from '../../src/hsm/member';
 import { OCK_LOCK_WAIT_MS } from '../support/opencryptoki';
+import { sleep, within } from '../support/poll';
 import { profiles, TokenLab } from '../support/tokens';
+import { report } from '../support/report';
 
 const bind = (keyId: string): MaterialBinding => ({ clusterId: 'fo', keyId, keyVersion: 1, usage: 'ENCRYPT_DECRYPT' });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean | Promise<boolean>, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await sleep(25);
-  }
-}
 
 describe('two-member cluster: each member its own module instance (own library copy, own SOFTHSM2_CONF)', () => {
   let lab: TokenLab;
@@ -71,7 +64,7 @@ describe('two-member cluster: each member its own module instance (own library c
         a.module.api.C_Finalize(); // the device goes away underneath the layer
       }
     });
-    process.stdout.write(`failover: ${result.ok}/4000 round trips succeeded while member A was lost (${result.failed} failed)\n`);
+    report(`failover: ${result.ok}/4000 round trips succeeded while member A was lost (${result.failed} failed)`);
     expect(result.ok / 4000).toBeGreaterThanOrEqual(0.999);
     expect(a.state).toBe('UNAVAILABLE');
     const degraded = await cluster.health();
@@ -85,7 +78,7 @@ describe('two-member cluster: each member its own module instance (own library c
     expect(a.lastError).toMatch(/tok-a|token|CKR_/);
 
     renameSync(`${tokens}.gone`, tokens);
-    await until(() => a.state === 'ACTIVE', 10_000);
+    await within(10_000, () => a.state === 'ACTIVE');
     const before = a.operations;
     const after = await load(400, 4);
     expect(after.ok).toBe(400);
@@ -104,11 +97,11 @@ describe('two-member cluster: each member its own module instance (own library c
     await expect(cluster.encrypt(key, bind('k1'), Buffer.from('x'), Buffer.alloc(0))).rejects.toThrow(/no healthy member/);
     expect((await cluster.health()).state).toBe('UNAVAILABLE');
     renameSync(`${tokensB}.gone`, tokensB);
-    await until(() => b.state === 'ACTIVE', 10_000);
+    await within(10_000, () => b.state === 'ACTIVE');
     const sealed = await cluster.encrypt(key, bind('k1'), Buffer.from('back'), Buffer.alloc(0));
     expect((await cluster.decrypt(key, bind('k1'), sealed, Buffer.alloc(0))).toString()).toBe('back');
     renameSync(`${tokensA}.gone`, tokensA);
-    await until(() => a.state === 'ACTIVE', 10_000);
+    await within(10_000, () => a.state === 'ACTIVE');
   });
 
   test('adding a member whose token holds different domain keys is refused', async () => {
@@ -172,7 +165,7 @@ describe('mixed cluster: openCryptoki swtok and NSS softokn (their one common wr
           else failed++;
         } catch (e) {
           failed++;
-          process.stdout.write(`failed: ${(e as Error).name}: ${(e as Error).message}\n`);
+          report(`failed: ${(e as Error).name}: ${(e as Error).message}`);
         }
       }
     };
@@ -216,7 +209,7 @@ describe('mixed cluster: openCryptoki swtok and NSS softokn (their one common wr
   test('openCryptoki loses its daemon mid-run: >= 99.9% succeed, cluster DEGRADED; it serves again when pkcsslotd returns', async () => {
     expect((await cluster.health()).state).toBe('ACTIVE');
     const result = await load(1500, 4, lose(ock, () => lab.ock!.stopDaemon()));
-    process.stdout.write(`failover (openCryptoki lost): ${result.ok}/1500 succeeded (${result.failed} failed)\n`);
+    report(`failover (openCryptoki lost): ${result.ok}/1500 succeeded (${result.failed} failed)`);
     expect(result.ok / 1500).toBeGreaterThanOrEqual(0.999);
     expect(ock.state).toBe('UNAVAILABLE');
     const degraded = await cluster.health();
@@ -226,7 +219,7 @@ describe('mixed cluster: openCryptoki swtok and NSS softokn (their one common wr
     expect(ock.state).toBe('UNAVAILABLE'); // without pkcsslotd, C_Initialize fails at once (CKR_HOST_MEMORY): no hang
     expect(ock.lastError).toMatch(/CKR_/);
     lab.ock!.startDaemon();
-    await until(() => ock.state === 'ACTIVE', 10_000);
+    await within(10_000, () => ock.state === 'ACTIVE');
     const before = ock.operations;
     expect((await load(200, 4)).ok).toBe(200);
     expect(ock.operations).toBeGreaterThan(before);
@@ -236,7 +229,7 @@ describe('mixed cluster: openCryptoki swtok and NSS softokn (their one common wr
   test('NSS loses its database mid-run: openCryptoki serves alone; NSS serves again when it returns', async () => {
     const db = `${lab.dir}/nss/db`;
     const result = await load(1500, 4, lose(nss, () => renameSync(db, `${db}.gone`)));
-    process.stdout.write(`failover (NSS lost): ${result.ok}/1500 succeeded (${result.failed} failed)\n`);
+    report(`failover (NSS lost): ${result.ok}/1500 succeeded (${result.failed} failed)`);
     expect(result.ok / 1500).toBeGreaterThanOrEqual(0.999);
     // NSS answers CKR_SESSION_HANDLE_INVALID first: a few of those make it DEGRADED (no longer routed to);
     // the probe health() runs then finds it gone
@@ -244,7 +237,7 @@ describe('mixed cluster: openCryptoki swtok and NSS softokn (their one common wr
     expect((await cluster.health()).state).toBe('DEGRADED');
     expect(nss.state).toBe('UNAVAILABLE');
     renameSync(`${db}.gone`, db);
-    await until(() => nss.state === 'ACTIVE', 10_000);
+    await within(10_000, () => nss.state === 'ACTIVE');
     const before = nss.operations;
     expect((await load(200, 4)).ok).toBe(200);
     expect(nss.operations).toBeGreaterThan(before);

@@ -14,18 +14,10 @@ import * as pk from 'pkcs11js';
 import { HsmCluster } from '../../src/hsm/cluster';
 import { MaterialBinding, WrappedMaterial } from '../../src/hsm/material';
 import { HsmMember, MemberOptions } from '../../src/hsm/member';
+import { sleep, within } from '../support/poll';
 import { TokenLab } from '../support/tokens';
 
 const bind = (keyId: string): MaterialBinding => ({ clusterId: 'mh', keyId, keyVersion: 1, usage: 'ENCRYPT_DECRYPT' });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await sleep(25);
-  }
-}
 
 /** Waits `probeDelayMs` before its real probe: a member that answers slowly. */
 class SlowProbeMember extends HsmMember {
@@ -104,7 +96,7 @@ describe('device error: member A loses its device', () => {
     expect([h.cluster, h.a.state, h.b.state]).toEqual(['DEGRADED', 'UNAVAILABLE', 'ACTIVE']);
 
     restore();
-    await until(() => p.a.state === 'ACTIVE', 10_000);
+    await within(10_000, () => p.a.state === 'ACTIVE');
     const back = p.a.operations;
     expect(await traffic(p, 20)).toEqual({ ok: 20, failed: [] });
     expect(p.a.operations).toBeGreaterThan(back);
@@ -156,7 +148,7 @@ describe('session errors: SoftHSM2 answers CKR_SESSION_HANDLE_INVALID to member 
     expect(p.b.state).toBe('UNAVAILABLE');
     expect(p.a.operations - aBefore).toBe(40);
     restoreB();
-    await until(() => p.b.state === 'ACTIVE', 10_000);
+    await within(10_000, () => p.b.state === 'ACTIVE');
 
     p.cluster.invalidateProbes();
     const after = await reported(p);
@@ -202,9 +194,9 @@ describe('background probes: nobody asks for health()', () => {
     const a = p.a as SlowProbeMember;
     expect(a.state).toBe('ACTIVE');
     a.probeDelayMs = 800;
-    await until(() => a.state === 'DEGRADED', 15_000);
+    await within(15_000, () => a.state === 'DEGRADED');
     a.probeDelayMs = 0;
-    await until(() => a.state === 'ACTIVE', 15_000);
+    await within(15_000, () => a.state === 'ACTIVE');
     p.cluster.close();
     await sleep(300); // a round in flight finishes
     const probed = p.cluster.monitor.lastProbe(a)!.at;
@@ -231,7 +223,7 @@ describe('probe failure: every session of member A closed on the token while it 
     expect(await traffic(p, 20)).toEqual({ ok: 20, failed: [] });
     expect(p.a.operations).toBe(aBefore);
 
-    await until(() => p.a.state === 'ACTIVE', 15_000);
+    await within(15_000, () => p.a.state === 'ACTIVE');
     expect(p.a.resets).toBe(resets + 1);
     expect((await reported(p)).a.state).toBe('ACTIVE');
     expect(await traffic(p, 20)).toEqual({ ok: 20, failed: [] });

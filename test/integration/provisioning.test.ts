@@ -16,6 +16,7 @@ import { SoPinError } from '../../src/hsm/errors';
 import { HsmMember } from '../../src/hsm/member';
 import { openModule } from '../../src/hsm/module';
 import { lockSwtok, OCK_LABEL, OCK_LOCK_WAIT_MS, OCK_SCRIPT } from '../support/opencryptoki';
+import { within } from '../support/poll';
 import { profiles, SOFTHSM_LIB } from '../support/tokens';
 
 const ROOT = join(__dirname, '..', '..', '..');
@@ -188,11 +189,7 @@ describe('PINs during provisioning', () => {
       // the daemon writes its pid file after the command returns: wait for it (a stale one is removed first)
       rmSync('/var/run/pkcsslotd.pid', { force: true });
       execFileSync('/usr/sbin/pkcsslotd');
-      const end = Date.now() + 5_000;
-      while (!existsSync('/var/run/pkcsslotd.pid') || !readFileSync('/var/run/pkcsslotd.pid', 'utf8').trim()) {
-        if (Date.now() > end) throw new Error('pkcsslotd wrote no pid file');
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await within(5_000, () => existsSync('/var/run/pkcsslotd.pid') && readFileSync('/var/run/pkcsslotd.pid', 'utf8').trim() !== '', "pkcsslotd's pid file");
       const pid = readFileSync('/var/run/pkcsslotd.pid', 'utf8').trim();
       try {
         expect(run(['start', join(work, 'ock-foreign'), OCK_LABEL])).toMatch(new RegExp(`^exit 3: .*pkcsslotd ${pid} was not started by these tests`));

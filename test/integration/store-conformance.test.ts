@@ -126,6 +126,7 @@ describe('SqliteMetadataStore specifics', () => {
     await first.close();
     let Fresh: typeof SqliteMetadataStore | undefined;
     jest.isolateModules(() => {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
       Fresh = (require('../../src/store/sqlite/store') as { SqliteMetadataStore: typeof SqliteMetadataStore }).SqliteMetadataStore;
     });
     expect(Fresh).not.toBe(SqliteMetadataStore);

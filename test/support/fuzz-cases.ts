@@ -210,8 +210,8 @@ function clone<T extends Json>(v: T): T {
 function withValue(body: JsonObject, path: Path, value: Json | undefined): JsonObject {
   const out = clone(body);
   let cur: Json = out;
-  for (let i = 0; i < path.length - 1; i++) cur = (cur as Record<string | number, Json>)[path[i] as string | number] as Json;
-  const last = path[path.length - 1] as string | number;
+  for (let i = 0; i < path.length - 1; i++) cur = (cur as Record<string | number, Json>)[path[i]];
+  const last = path[path.length - 1];
   if (Array.isArray(cur)) {
     if (value === undefined) cur.splice(last as number, 1);
     else cur[last as number] = value;
@@ -227,7 +227,7 @@ function getValue(body: JsonObject, path: Path): Json | undefined {
   let cur: Json | undefined = body;
   for (const p of path) {
     if (cur === null || typeof cur !== 'object') return undefined;
-    cur = (cur as Record<string | number, Json>)[p as string | number];
+    cur = (cur as Record<string | number, Json>)[p];
   }
   return cur;
 }
@@ -277,7 +277,7 @@ function wrongTypeValue(spec: FieldSpec): fc.Arbitrary<Json> {
   const str: fc.Arbitrary<Json> = fc.oneof(oddString, fc.constantFrom('1', '0', 'true', ''));
   const bool: fc.Arbitrary<Json> = fc.boolean();
   const arr: fc.Arbitrary<Json> = fc.array(nonNullJson, { maxLength: 3 });
-  const obj: fc.Arbitrary<Json> = fc.dictionary(fc.string({ maxLength: 8 }), nonNullJson, { maxKeys: 3 }) as fc.Arbitrary<Json>;
+  const obj: fc.Arbitrary<Json> = fc.dictionary(fc.string({ maxLength: 8 }), nonNullJson, { maxKeys: 3 });
   switch (spec.kind) {
     case 'string': case 'base64': return fc.oneof(num, bool, arr, obj);
     case 'integer': return fc.oneof(str, bool, arr, obj);
@@ -343,7 +343,7 @@ function badBase64(valid: string): fc.Arbitrary<string> {
       const m = /^(.*)([A-Za-z0-9+/])(=+)$/.exec(valid);
       if (!m) return `${valid}A`;
       const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
-      const c = alphabet[(alphabet.indexOf(m[2] as string) + d) % 64] as string;
+      const c = alphabet[(alphabet.indexOf(m[2]) + d) % 64];
       return `${m[1]}${c}${m[3]}`;
     }),
   ];
@@ -473,7 +473,7 @@ function damaged(valid: string): fc.Arbitrary<[string, string]> {
   return fc.oneof(
     fc.tuple(fc.nat({ max: bytes.length - 1 }), fc.integer({ min: 0, max: 7 })).map(([i, bit]) => {
       const b = Buffer.from(bytes);
-      b[i] = (b[i] as number) ^ (1 << bit);
+      b[i] = (b[i]) ^ (1 << bit);
       return [`bitflip@${i}.${bit}`, b.toString('base64')] as [string, string];
     }),
     fc.nat({ max: bytes.length - 1 }).map((n) => [`truncate@${n}`, bytes.subarray(0, n).toString('base64')] as [string, string]),

@@ -102,7 +102,7 @@ export const redisIdentityBackend: IdentityBackend = {
       open: () => openSpec(spec),
       rawBytes: () => raw(async (redis) => {
         await redis.save();
-        const [, dir] = (await redis.config('GET', 'dir')) as string[];
+        const [, dir] = (await redis.config('GET', 'dir'));
         return Buffer.concat([...(await dumpValues(redis)), ...readFiles(dir)]);
       }),
       tamperKey: (secretId, field, value) => raw(async (redis) => {

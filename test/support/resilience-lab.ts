@@ -13,6 +13,7 @@ import { createInterface } from 'node:readline';
 import { parse, stringify } from 'yaml';
 import { initDev } from '../../src/cli/dev-init';
 import { DEV_CREDENTIALS } from '../../src/common/data-dir';
+import { within } from './poll';
 import { Credentials, KmsClient, patient, SdkError } from './server';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -22,19 +23,9 @@ const tencentcloud = require('tencentcloud-sdk-nodejs') as { kms: { v20190118: {
 export const SOAK = process.env.KMS_SOAK === '1';
 
 export const b64 = (s: string | Buffer): string => (typeof s === 'string' ? Buffer.from(s) : s).toString('base64');
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** 'Success' or the code (else the message) an SDK call ended with. */
 export const outcome = (p: Promise<unknown>): Promise<string> => p.then(() => 'Success', (e: SdkError) => e.code ?? e.message);
-
-/** Waits, at most `boundMs`, until `cond` holds. */
-export async function within(boundMs: number, cond: () => boolean | Promise<boolean>, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + boundMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`${what} not reached within ${boundMs} ms`);
-    await sleep(25);
-  }
-}
 
 export function getText(url: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -155,9 +146,9 @@ export class ServerProcess {
     this.child = child;
     this.stderr = '';
     this.exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (this.stderr += d.toString()));
     let port = 0;
-    createInterface({ input: child.stdout! }).on('line', (l) => {
+    createInterface({ input: child.stdout }).on('line', (l) => {
       let line: Record<string, unknown>;
       try {
         line = JSON.parse(l) as Record<string, unknown>;

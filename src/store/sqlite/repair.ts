@@ -38,7 +38,7 @@ export function removeOrphans(a: RepairAccess): string[] {
 /** Every key, a page at a time: with 100,000 keys, reading them all at once held ~200 MB until the next collection. */
 export function rederiveAll(a: RepairAccess): string[] {
   const findings: string[] = [];
-  for (let after = '', rows: Array<KeyRow & Derived> = []; ; after = rows[rows.length - 1]!.key_id) {
+  for (let after = '', rows: Array<KeyRow & Derived> = []; ; after = rows[rows.length - 1].key_id) {
     rows = a.stmt('SELECT * FROM keys WHERE key_id > ? ORDER BY key_id LIMIT 500').all(after) as Array<KeyRow & Derived>;
     if (rows.length === 0) break;
     const versions = a.versionsOf(rows.map((r) => r.key_id));

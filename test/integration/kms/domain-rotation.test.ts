@@ -17,6 +17,7 @@ import type { Kms } from '../../../src/kms/service';
 import { RedisMetadataStore } from '../../../src/store/redis/store';
 import type { KeyPatch, MetadataStore } from '../../../src/store/store';
 import { bob, KmsLab } from '../../support/kms';
+import { within } from '../../support/poll';
 import { RedisServer, startRedis } from '../../support/redis';
 
 const CLUSTER = 'cls-rot';
@@ -71,7 +72,8 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     return n;
   };
 
-  test('symmetric keys (two versions), signing and decryption keys, an imported key and pending import parameters: all work after it; the old generation is gone; the new member serves them all', async () => {
+  const kinds = 'symmetric keys (two versions), signing and decryption keys, an imported key and pending import parameters';
+  test(`${kinds}: all work after it; the old generation is gone; the new member serves them all`, async () => {
     const sym = await create(6, 'sym');
     await kms.rotation.rotateKey(bob, sym[0]);
     const blobs = await Promise.all(sym.map((id, i) => enc(id, `before ${i}`)));
@@ -168,11 +170,7 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     const next = rot.currentGeneration!;
     expect((await census()).get(hex(old))).toBeGreaterThan(0);
     await kms.jobs.runOnce();
-    const deadline = Date.now() + 60_000;
-    while (await kms.domainRotation.unfinished(CLUSTER)) {
-      if (Date.now() > deadline) throw new Error('the background jobs did not finish the rotation');
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await within(60_000, async () => !(await kms.domainRotation.unfinished(CLUSTER)), 'the rotation finished by the background jobs', 200);
     expect([...(await census()).keys()]).toEqual([hex(next)]);
     expect((await kms.jobs.runOnce()).domainsRotated).toEqual([CLUSTER]);
   }, 120_000);
@@ -291,7 +289,7 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
             api.C_FindObjectsFinal(s);
             return handles.map((h) => {
               const [w, e] = api.C_GetAttributeValue(s, h, [{ type: pk.CKA_WRAP_WITH_TRUSTED }, { type: pk.CKA_EXTRACTABLE }]);
-              return `${m.id} ${label}: ${w.value![0] === 1 ? 'trusted-only' : 'any wrap'}, ${e.value![0] === 1 ? 'extractable' : 'locked'}`;
+              return `${m.id} ${label}: ${w.value[0] === 1 ? 'trusted-only' : 'any wrap'}, ${e.value[0] === 1 ? 'extractable' : 'locked'}`;
             });
           });
         } finally {

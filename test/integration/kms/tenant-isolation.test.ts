@@ -96,7 +96,8 @@ describe('one tenant cannot stall the others (KMS core)', () => {
     expect(kms.expensive.held(alice.tenant)).toBe(0);
   });
 
-  test('a full slow queue on the shared pool: every slow action is refused with RequestLimitExceeded (an import is not called a material failure); Encrypt and the dedicated cluster are served', async () => {
+  const slowRefusal = 'every slow action is refused with RequestLimitExceeded (an import is not called a material failure)';
+  test(`a full slow queue on the shared pool: ${slowRefusal}; Encrypt and the dedicated cluster are served`, async () => {
     const rsa = (await kms.lifecycle.createKey(alice, { Alias: 'full-rsa', KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' })).KeyId;
     const signer = (await kms.lifecycle.createKey(alice, { Alias: 'full-sign', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' })).KeyId;
     const aes = (await kms.lifecycle.createKey(alice, { Alias: 'full-aes' })).KeyId;

@@ -20,7 +20,7 @@ function sdkRequest(action: string): Map<string, [string, boolean]> {
   if (new RegExp(`export type ${action}Request = null;`).test(MODELS)) return fields;
   const m = new RegExp(`export interface ${action}Request \\{([\\s\\S]*?)\\n\\}`).exec(MODELS);
   if (!m) throw new Error(`no ${action}Request in the SDK models`);
-  for (const f of (m[1] as string).matchAll(/^\s+(\w+)(\??):\s*([^;]+);/gm)) fields.set(f[1] as string, [f[3] as string, f[2] !== '?']);
+  for (const f of (m[1]).matchAll(/^\s+(\w+)(\??):\s*([^;]+);/gm)) fields.set(f[1], [f[3], f[2] !== '?']);
   return fields;
 }
 
@@ -67,7 +67,7 @@ describe('schemas match the SDK request models', () => {
     const ours = ACTION_SCHEMAS[action] as Fields;
     expect(Object.keys(ours).sort()).toEqual([...sdk.keys()].sort());
     for (const [name, [type, required]] of sdk) {
-      const spec = ours[name] as FieldSpec;
+      const spec = ours[name];
       expect([name, Boolean(spec.required)]).toEqual([name, required]);
       expect(sdkKind(type)).toContain(spec.kind);
     }
@@ -127,7 +127,7 @@ function allFields(): Array<readonly [ServedAction, string[], string, FieldSpec]
       if (inner.kind === 'object') walk(action, inner.fields, spec.kind === 'array' ? [...at, name, '0'] : [...at, name]);
     }
   };
-  for (const a of ACTIONS) walk(a, ACTION_SCHEMAS[a] as Fields, []);
+  for (const a of ACTIONS) walk(a, ACTION_SCHEMAS[a], []);
   return out;
 }
 
@@ -137,15 +137,15 @@ function bodyWith(action: ServedAction, path: string[], value: unknown): Record<
   let fields = ACTION_SCHEMAS[action] as Fields;
   let at: Record<string, unknown> = body;
   for (let i = 0; i < path.length - 1; i++) {
-    const spec = fields[path[i] as string] as FieldSpec;
+    const spec = fields[path[i]];
     const obj = (spec.kind === 'array' ? spec.of : spec) as Extract<FieldSpec, { kind: 'object' }>;
     const next = requiredBody(obj.fields);
-    at[path[i] as string] = spec.kind === 'array' ? [next] : next;
+    at[path[i]] = spec.kind === 'array' ? [next] : next;
     if (spec.kind === 'array') i++;
     at = next;
     fields = obj.fields;
   }
-  at[path[path.length - 1] as string] = value;
+  at[path[path.length - 1]] = value;
   return body;
 }
 
@@ -160,20 +160,20 @@ describe('maxima (PARAM_MAXIMA)', () => {
   });
 
   test.each(sized.filter(([, , , spec]) => spec.kind === 'string'))('%s.%j: the maximum passes, one character more is refused with the field named', (action, path, name) => {
-    const max = PARAM_MAXIMA[name]!;
+    const max = PARAM_MAXIMA[name];
     expect(errorOf(action, bodyWith(action, path, 'x'.repeat(max.chars!)))).toBe('valid');
     expect(errorOf(action, bodyWith(action, path, 'x'.repeat(max.chars! + 1)))).toMatchObject({ code: max.code ?? 'InvalidParameterValue', field: path.join('.') });
   });
 
   test.each(sized.filter(([, , , spec]) => spec.kind === 'base64'))('%s.%j: base64 text over the maximum is refused before it is decoded', (action, path, name) => {
-    const max = PARAM_MAXIMA[name]!;
+    const max = PARAM_MAXIMA[name];
     const fits = Buffer.alloc((max.chars! / 4) * 3 - 3, 1).toString('base64');
     expect(errorOf(action, bodyWith(action, path, fits))).toBe('valid');
     expect(errorOf(action, bodyWith(action, path, `${fits}AAAAAAAA`))).toMatchObject({ code: max.code ?? 'InvalidParameterValue', field: path.join('.') });
   });
 
   test.each(sized.filter(([, , , spec]) => spec.kind === 'array'))('%s.%j: the most elements pass, one more is InvalidParameter', (action, path, name, spec) => {
-    const max = PARAM_MAXIMA[name]!;
+    const max = PARAM_MAXIMA[name];
     const element = spec.kind === 'array' ? sample(spec.of) : undefined;
     expect(errorOf(action, bodyWith(action, path, Array.from({ length: max.items! }, () => element)))).toBe('valid');
     expect(errorOf(action, bodyWith(action, path, Array.from({ length: max.items! + 1 }, () => element)))).toMatchObject({ code: 'InvalidParameter', field: path.join('.') });
@@ -291,7 +291,7 @@ describe('decodeCanonicalBase64', () => {
 });
 
 describe('actions', () => {
-  const sdkActions = [...CLIENT.matchAll(/this\.request\("(\w+)"/g)].map((m) => m[1] as string);
+  const sdkActions = [...CLIENT.matchAll(/this\.request\("(\w+)"/g)].map((m) => m[1]);
 
   test('served and unsupported actions are disjoint and together are the SDK client\'s 69 actions', () => {
     expect(sdkActions).toHaveLength(69);

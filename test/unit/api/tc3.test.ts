@@ -67,18 +67,18 @@ describe('accepted signatures', () => {
     const canonical = canonicalRequest({ method: 'POST', path: '/', query: '', headers: Object.entries(headers).sort(), payloadHash: sha256(body) });
     const sig = createHmac('sha256', signingKey(Buffer.from(SECRET_KEY), utcDate(TS), 'kms')).update(stringToSign(TS, utcDate(TS), 'kms', canonical)).digest('hex');
     const authorization = `TC3-HMAC-SHA256 Credential=${SECRET_ID}/${utcDate(TS)}/kms/tc3_request, SignedHeaders=content-type;host;x-tc-action, Signature=${sig}`;
-    await expect(verifyTc3({ method: 'POST', headers: { ...headers, 'x-tc-timestamp': String(TS), authorization }, body }, lookup, TS)).resolves.toBeDefined();
+    await expect(verifyTc3({ method: 'POST', headers: { ...headers, 'x-tc-timestamp': String(TS), authorization }, body }, lookup, TS)).resolves.not.toThrow();
   });
 
   test('an asynchronous lookup and a Buffer SecretKey', async () => {
-    await expect(verifyTc3(request(), async (id) => lookup(id), TS)).resolves.toBeDefined();
+    await expect(verifyTc3(request(), async (id) => lookup(id), TS)).resolves.not.toThrow();
   });
 
   test('unsigned headers may change', async () => {
     const req = request();
     req.headers['x-tc-action'] = 'Decrypt';
     req.headers['user-agent'] = 'other';
-    await expect(verifyTc3(req, lookup, TS)).resolves.toBeDefined();
+    await expect(verifyTc3(req, lookup, TS)).resolves.not.toThrow();
   });
 });
 
@@ -212,7 +212,7 @@ describe('signed headers a server requires (tc3.requireSignedHeaders)', () => {
 
   test('a request signing all three is accepted, and changing any of them breaks the signature', async () => {
     const signed = request({ extraSignedHeaders: ['x-tc-action', 'x-tc-region', 'x-tc-timestamp'] }, regionHeaders);
-    await expect(verifyTc3(signed, lookup, TS, required)).resolves.toBeDefined();
+    await expect(verifyTc3(signed, lookup, TS, required)).resolves.not.toThrow();
     for (const [name, value] of [['x-tc-action', 'DisableKey'], ['x-tc-region', 'ap-shanghai'], ['x-tc-timestamp', String(TS + 1)]]) {
       expect(await codeOf(verifyTc3({ ...signed, headers: { ...signed.headers, [name]: value } }, lookup, TS, required))).toBe('AuthFailure.SignatureFailure');
     }

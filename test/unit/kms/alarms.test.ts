@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Alarm, Alarms, jsonLinesSink, webhookSink } from '../../../src/kms/alarms';
+import { within } from '../../support/poll';
 
 const alarm: Alarm = { kind: 'PendingDeleteKeyUsed', time: 1_800_000_000, ownerUin: '1001', keyId: 'k-1', action: 'Encrypt', deletionDate: 1_800_600_000 };
 
@@ -50,8 +51,7 @@ describe('alarms', () => {
     try {
       sink(alarm);
       sink(alarm);
-      const end = Date.now() + 5000;
-      while ((received.length < 2 || errors.length < 1) && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+      await within(5_000, () => received.length >= 2 && errors.length >= 1, () => `two deliveries and an error (so far ${JSON.stringify({ received, errors })})`);
       expect(received[0]).toEqual({ method: 'POST', type: 'application/json', body: alarm });
       expect(errors).toEqual(['alarm webhook answered HTTP 500']);
     } finally {

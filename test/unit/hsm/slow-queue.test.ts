@@ -1,6 +1,6 @@
-import { SlowQueueFullError } from '../../src/hsm/errors';
-import { SlowQueue } from '../../src/hsm/slow-queue';
-import { rejection } from '../support/rejection';
+import { SlowQueueFullError } from '../../../src/hsm/errors';
+import { SlowQueue } from '../../../src/hsm/slow-queue';
+import { rejection } from '../../support/rejection';
 
 function gate(): { promise: Promise<string>; open: (v: string) => void; fail: (e: Error) => void } {
   let open!: (v: string) => void;

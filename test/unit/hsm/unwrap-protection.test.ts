@@ -1,11 +1,11 @@
 import * as pk from 'pkcs11js';
 import { join } from 'node:path';
-import { UnsupportedError } from '../../src/hsm/errors';
-import type { Pkcs11Calls } from '../../src/hsm/pkcs11-call';
-import { HsmProfile, loadProfiles } from '../../src/hsm/profile';
-import { unwrapProtected } from '../../src/hsm/unwrap';
+import { UnsupportedError } from '../../../src/hsm/errors';
+import type { Pkcs11Calls } from '../../../src/hsm/pkcs11-call';
+import { HsmProfile, loadProfiles } from '../../../src/hsm/profile';
+import { unwrapProtected } from '../../../src/hsm/unwrap';
 
-const profiles = loadProfiles(join(__dirname, '..', '..', '..', 'hsm-profiles'));
+const profiles = loadProfiles(join(__dirname, '..', '..', '..', '..', 'hsm-profiles'));
 const KEY = Buffer.from([7, 0, 0, 0, 0, 0, 0, 0]);
 
 /** A key object whose protection attributes the stub token reports and may refuse to change. */

@@ -1,4 +1,4 @@
-import { lanePlaces, ThreadLane } from '../../src/hsm/thread-lane';
+import { lanePlaces, ThreadLane } from '../../../src/hsm/thread-lane';
 
 function gate(): { promise: Promise<string>; open: (v: string) => void } {
   let open!: (v: string) => void;

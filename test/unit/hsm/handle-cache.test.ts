@@ -1,4 +1,4 @@
-import { HandleCache } from '../../src/hsm/handle-cache';
+import { HandleCache } from '../../../src/hsm/handle-cache';
 
 /** A cache of numeric handles that records every destroy call, with a manual clock. */
 function setup(maxEntries: number, ttlMs = 60_000) {

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
-import { classifyError, MemberOperation } from '../../src/hsm/error-classes';
-import { ErrorClass } from '../../src/hsm/errors';
-import { ErrorOverride, HsmProfile, loadProfiles } from '../../src/hsm/profile';
+import { classifyError, MemberOperation } from '../../../src/hsm/error-classes';
+import { ErrorClass } from '../../../src/hsm/errors';
+import { ErrorOverride, HsmProfile, loadProfiles } from '../../../src/hsm/profile';
 
-const profiles = loadProfiles(join(__dirname, '..', '..', '..', 'hsm-profiles'));
+const profiles = loadProfiles(join(__dirname, '..', '..', '..', '..', 'hsm-profiles'));
 const profile = (name: string): HsmProfile => {
   const p = profiles.get(name);
   if (!p) throw new Error(`profile ${name} missing`);

@@ -2,8 +2,8 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { parseClusterConfig, resolvePin } from '../../src/hsm/config';
-import { ConfigError } from '../../src/hsm/errors';
+import { parseClusterConfig, resolvePin } from '../../../src/hsm/config';
+import { ConfigError } from '../../../src/hsm/errors';
 
 const BASE = '/etc/kms';
 

@@ -1,5 +1,5 @@
-import { PoolExhaustedError } from '../../src/hsm/errors';
-import { SessionPool } from '../../src/hsm/session-pool';
+import { PoolExhaustedError } from '../../../src/hsm/errors';
+import { SessionPool } from '../../../src/hsm/session-pool';
 
 /** A pool of numbered fake sessions that records opens and closes. */
 function setup(cap: number, waitMs = 50) {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { KeySpec } from '../../src/hsm/capabilities';
-import { InvalidInputError, MaterialIntegrityError } from '../../src/hsm/errors';
-import { MaterialBinding, WrappedMaterial } from '../../src/hsm/material';
+import { KeySpec } from '../../../src/hsm/capabilities';
+import { InvalidInputError, MaterialIntegrityError } from '../../../src/hsm/errors';
+import { MaterialBinding, WrappedMaterial } from '../../../src/hsm/material';
 
 const binding: MaterialBinding = { clusterId: 'cluster-1', keyId: 'key-0001', keyVersion: 3, usage: 'ENCRYPT_DECRYPT' };
 /** Deterministic filler so failures are reproducible. */

@@ -2,10 +2,10 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { ConfigError } from '../../src/hsm/errors';
-import { describeProfiles, HsmProfile, loadProfiles, parseProfile, PROFILE_DIR } from '../../src/hsm/profile';
+import { ConfigError } from '../../../src/hsm/errors';
+import { describeProfiles, HsmProfile, loadProfiles, parseProfile, PROFILE_DIR } from '../../../src/hsm/profile';
 
-const DIR = join(__dirname, '..', '..', '..', 'hsm-profiles');
+const DIR = join(__dirname, '..', '..', '..', '..', 'hsm-profiles');
 const yamlFiles = readdirSync(DIR).filter((f) => f.endsWith('.yaml'));
 
 /** A minimal valid profile document; every test starts from a fresh copy. */

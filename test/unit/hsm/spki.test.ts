@@ -1,5 +1,5 @@
 import { createSign, createVerify, generateKeyPairSync } from 'node:crypto';
-import { ecdsaDerToRaw, ecdsaRawToDer } from '../../src/hsm/spki';
+import { ecdsaDerToRaw, ecdsaRawToDer } from '../../../src/hsm/spki';
 
 const hex = (s: string): Buffer => Buffer.from(s, 'hex');
 const fill = (size: number, byte: number): Buffer => Buffer.alloc(size, byte);

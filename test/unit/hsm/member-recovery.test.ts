@@ -1,25 +1,19 @@
 import * as pk from 'pkcs11js';
 import { join } from 'node:path';
-import { HsmMember } from '../../src/hsm/member';
-import { LoginError, MemberUnavailableError, Pkcs11CallError } from '../../src/hsm/errors';
-import { loadProfiles } from '../../src/hsm/profile';
-import { KEY_SPEC, kekTemplate, macTemplate, transportKeyTemplates, unwrapTemplate } from '../../src/hsm/templates';
-import type { KeySpec } from '../../src/hsm/capabilities';
-import { FakePkcs11 } from '../support/fake-pkcs11';
+import { HsmMember } from '../../../src/hsm/member';
+import { LoginError, MemberUnavailableError, Pkcs11CallError } from '../../../src/hsm/errors';
+import { loadProfiles } from '../../../src/hsm/profile';
+import { KEY_SPEC, kekTemplate, macTemplate, transportKeyTemplates, unwrapTemplate } from '../../../src/hsm/templates';
+import type { KeySpec } from '../../../src/hsm/capabilities';
+import { FakePkcs11 } from '../../support/fake-pkcs11';
+import { within } from '../../support/poll';
 
-const profile = loadProfiles(join(__dirname, '..', '..', '..', 'hsm-profiles')).get('softhsm2')!;
+const profile = loadProfiles(join(__dirname, '..', '..', '..', '..', 'hsm-profiles')).get('softhsm2')!;
 
 function member(fake: FakePkcs11, backoffMs: [number, number] = [10, 40]): HsmMember {
   return new HsmMember({ id: 'm', profile, module: { path: '/fake/libpkcs11.so', library: () => fake.asLibrary() }, tokenLabel: fake.tokenLabel, pin: '1234', backoffMs });
 }
 
-const until = async (cond: () => boolean, ms = 2_000): Promise<void> => {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
 
 describe('member connection and recovery (fake library)', () => {
   test('a wrong PIN is a LoginError that names the token, not the PIN', () => {
@@ -53,7 +47,7 @@ describe('member connection and recovery (fake library)', () => {
     expect(m.state).toBe('UNAVAILABLE');
     await expect(m.random(4)).rejects.toBeInstanceOf(MemberUnavailableError);
     fake.deviceDown = false;
-    await until(() => m.state === 'ACTIVE');
+    await within(2_000, () => m.state === 'ACTIVE');
     expect(m.resets).toBe(1);
     expect(fake.count('C_Finalize')).toBe(1);
     expect(fake.count('C_Login')).toBe(2);
@@ -67,7 +61,7 @@ describe('member connection and recovery (fake library)', () => {
     m.connect();
     fake.initFailures = 4;
     m.fail('test');
-    await until(() => m.state === 'ACTIVE');
+    await within(2_000, () => m.state === 'ACTIVE');
     expect(fake.count('C_Initialize')).toBe(1 + 5); // the first connect, four failures, one success
     expect(m.lastError).toBe('');
     // The waits before attempts 2..5 are at least 20, 40, 40 (capped), 40 ms (timers never fire early by more than a tick).
@@ -86,7 +80,7 @@ describe('member connection and recovery (fake library)', () => {
     await new Promise((r) => setTimeout(r, 80));
     expect(fake.count('C_Finalize')).toBe(0);
     settle();
-    await until(() => m.state === 'ACTIVE');
+    await within(2_000, () => m.state === 'ACTIVE');
     expect(fake.count('C_Finalize')).toBe(1);
     m.close();
   });

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import * as pk from 'pkcs11js';
-import { Capabilities, deriveCapabilities, intersectCapabilities, MechanismFacts } from '../../src/hsm/capabilities';
-import { HsmProfile, loadProfiles } from '../../src/hsm/profile';
+import { Capabilities, deriveCapabilities, intersectCapabilities, MechanismFacts } from '../../../src/hsm/capabilities';
+import { HsmProfile, loadProfiles } from '../../../src/hsm/profile';
 
-const profiles = loadProfiles(join(__dirname, '..', '..', '..', 'hsm-profiles'));
+const profiles = loadProfiles(join(__dirname, '..', '..', '..', '..', 'hsm-profiles'));
 const profile = (name: string): HsmProfile => {
   const p = profiles.get(name);
   if (!p) throw new Error(`profile ${name} missing`);
