@@ -113,6 +113,13 @@ function lockText(m: MemberHealth): string {
   return m.lockEnforced ? 'locked' : `locked, not enforced by ${m.profile}`;
 }
 
+function unwrapTemplateText(m: MemberHealth): string {
+  if (m.unwrapTemplate === 'set') return 'KEK unwrap template set';
+  if (m.unwrapTemplate === 'absent') return 'KEK unwrap template absent (an older generation: kmsctl cluster rotate-domain)';
+  if (m.unwrapTemplate === 'unenforced') return `KEK unwrap template not enforced by ${m.profile}`;
+  return 'KEK unwrap template none';
+}
+
 const COMMANDS: Record<string, Command> = {
   'cluster init': async (a, s) => {
     const id = a.get('cluster');
@@ -158,7 +165,7 @@ const COMMANDS: Record<string, Command> = {
   'cluster status': async (a, s) => {
     const health = await Promise.all(s.clusters.map((c) => c.health()));
     if (a.flag('json')) out(health, true);
-    else for (const h of health) out(`${h.id} (${h.kind}) ${h.state}\n${h.members.map((m) => `  ${m.id} [${m.profile}${m.verifiedProfile ? '' : ', unverified profile'}] ${m.state}: ${m.detail}; domain keys ${lockText(m)}; sessions ${m.sessions.busy}/${m.sessions.open} of ${m.sessions.cap}; domain ${generations(h.generation, m.generations)}`).join('\n')}`, false);
+    else for (const h of health) out(`${h.id} (${h.kind}) ${h.state}\n${h.members.map((m) => `  ${m.id} [${m.profile}${m.verifiedProfile ? '' : ', unverified profile'}] ${m.state}: ${m.detail}; domain keys ${lockText(m)}; ${unwrapTemplateText(m)}; sessions ${m.sessions.busy}/${m.sessions.open} of ${m.sessions.cap}; domain ${generations(h.generation, m.generations)}`).join('\n')}`, false);
     return health.every((h) => h.state !== 'UNAVAILABLE') ? 0 : 1;
   },
   'tenant create': async (a, s) => (out(await s.iam.createTenant(a.need('name')), a.flag('json')), 0),
