@@ -7,7 +7,7 @@ import type { MemberSessions } from './sessions';
 import type { TemplateCalls } from './template-attributes';
 import { unwrapProtected } from './unwrap';
 import {
-  CBC_IV_BYTES, DOMAIN_KEK_LABEL, DOMAIN_MAC_LABEL, domainKeySearch, KEK_UNWRAP_TEMPLATE, kekTemplate, keyWrapMechanism, LOCKED, macTemplate, oaep, rsaPublicKeyTemplate,
+  CBC_IV_BYTES, DOMAIN_KEK_LABEL, DOMAIN_MAC_LABEL, domainKeySearch, KEK_UNWRAP_TEMPLATE, kekTemplate, keyWrapMechanism, LOCKED, macTemplate, oaep, rsaPublicKeyTemplate, SEALED_COPY, USES_OFF,
   templatedKekTemplate, transportKeyTemplates, trustedPublicKeyTemplate, trustedRewrapKeyTemplate, zeroAesKeyTemplate,
 } from './templates';
 
@@ -92,12 +92,30 @@ export class MemberDomainKeys {
     this.generations = new Map();
     this.broken = new Set();
     for (const [id, e] of byId) {
-      if (e.kek.length === 1 && e.mac.length === 1) this.generations.set(id, { id: Buffer.from(id, 'hex'), kek: e.kek[0], mac: e.mac[0], unwrapTemplate: this.hasUnwrapTemplate(s, e.kek[0]) });
+      const kek = this.one(s, e.kek);
+      const mac = this.one(s, e.mac);
+      if (kek && mac) this.generations.set(id, { id: Buffer.from(id, 'hex'), kek, mac, unwrapTemplate: this.hasUnwrapTemplate(s, kek) });
       else this.broken.add(id);
     }
     const broken = [...this.broken].map((id) => `generation ${id}: ${byId.get(id)!.kek.length} KEK, ${byId.get(id)!.mac.length} MAC`);
     this.problem = broken.length ? `token "${this.owner.tokenLabel}" holds an incomplete or duplicated set of domain keys (${broken.join('; ')})` : undefined;
     this.locked = this.lockedOf(s, all);
+  }
+
+  /**
+   * The one key among `handles` (same label and CKA_ID): the only one, or, after a lock by copy
+   * interrupted before the original was destroyed, the sealed copy (the next lock destroys the other).
+   */
+  private one(s: Handle, handles: readonly Handle[]): Handle | undefined {
+    if (handles.length === 1) return handles[0];
+    const sealed = handles.filter((h) => this.sealed(s, h));
+    return handles.length === 2 && sealed.length === 1 ? sealed[0] : undefined;
+  }
+
+  /** Locked as the profile's lock leaves a key: non-extractable and, with lockUnmodifiable, CKA_MODIFIABLE=false. */
+  private sealed(s: Handle, h: Handle): boolean {
+    const types = this.owner.profile.lockUnmodifiable ? [{ type: pk.CKA_EXTRACTABLE }, { type: pk.CKA_MODIFIABLE }] : [{ type: pk.CKA_EXTRACTABLE }];
+    return this.api().C_GetAttributeValue(s, h, types).every((a) => (a.value as Buffer)[0] === 0);
   }
 
   private hasUnwrapTemplate(s: Handle, kek: Handle): boolean {
@@ -125,30 +143,47 @@ export class MemberDomainKeys {
     return this.lockedOf(s, this.allDomainKeyObjects(s));
   }
 
-  /** Whether every one of `all` (domain-key objects) is non-extractable; undefined when there are none. */
+  /** Whether every one of `all` (domain-key objects) is locked (see sealed); undefined when there are none. */
   private lockedOf(s: Handle, all: readonly Handle[]): boolean | undefined {
     if (all.length === 0) return undefined;
-    return all.every((h) => (this.api().C_GetAttributeValue(s, h, [{ type: pk.CKA_EXTRACTABLE }])[0].value as Buffer)[0] === 0);
+    return all.every((h) => this.sealed(s, h));
   }
 
   /**
    * The lock: CKA_EXTRACTABLE=false on every domain-key object of the token, read back to be sure.
-   * Idempotent; irreversible (the token refuses false -> true); true if anything changed.
+   * With the profile's lockUnmodifiable, each key is replaced by a copy that is also
+   * CKA_MODIFIABLE=false with CKA_ENCRYPT/DECRYPT/DERIVE false: otherwise a user session turns
+   * CKA_DECRYPT on and unwraps any record in software with the KEK as an AES-ECB oracle (measured,
+   * test/integration/domain-attacker.test.ts). Idempotent; irreversible; true if anything changed.
    */
   lock(): Promise<boolean> {
     return this.sessions.withKeeper('lock', (s) => {
       const api = this.api();
       let changed = false;
-      for (const h of this.allDomainKeyObjects(s)) {
-        if ((api.C_GetAttributeValue(s, h, [{ type: pk.CKA_EXTRACTABLE }])[0].value as Buffer)[0] === 0) continue;
+      const objects = this.allDomainKeyObjects(s);
+      const key = (h: Handle) => {
+        const [label, id] = api.C_GetAttributeValue(s, h, [{ type: pk.CKA_LABEL }, { type: pk.CKA_ID }]);
+        return `${String(label.value)}/${(id.value as Buffer).toString('hex')}`;
+      };
+      const sealedKeys = new Set(objects.filter((h) => this.sealed(s, h)).map(key));
+      for (const h of objects) {
+        if (this.sealed(s, h)) continue;
         try {
-          api.C_SetAttributeValue(s, h, LOCKED);
+          if (!this.owner.profile.lockUnmodifiable) api.C_SetAttributeValue(s, h, LOCKED);
+          else {
+            // a copy already sealed by an interrupted lock: this is the original it left
+            if (!sealedKeys.has(key(h))) {
+              api.C_SetAttributeValue(s, h, USES_OFF);
+              api.C_CopyObject(s, h, SEALED_COPY);
+            }
+            api.C_DestroyObject(s, h);
+          }
         } catch (e) {
           throw new DomainKeyError(`token "${this.owner.tokenLabel}" of member ${this.owner.id} refused the lock (CKA_EXTRACTABLE=false): ${(e as Error).message}`);
         }
         changed = true;
       }
-      this.locked = this.readLocked(s);
+      this.find(s);
       if (this.locked !== true) throw new DomainKeyError(`token "${this.owner.tokenLabel}" of member ${this.owner.id} still reports an extractable domain key after the lock`);
       return changed;
     });

@@ -28,12 +28,11 @@ const C_GET_ATTRIBUTE_VALUE = 24;
 const C_GENERATE_KEY = 58;
 const C_UNWRAP_KEY = 61;
 
-const FunctionList = koffi.struct('KMS_CK_FUNCTION_LIST', { version: 'uint16_t', functions: koffi.array('void *', 68) });
-const GenerateKey = koffi.proto('unsigned long KMS_C_GenerateKey(unsigned long session, void *mechanism, void *template, unsigned long count, void *key)');
-const UnwrapKey = koffi.proto(
-  'unsigned long KMS_C_UnwrapKey(unsigned long session, void *mechanism, unsigned long unwrapping, void *wrapped, unsigned long wrappedLen, void *template, unsigned long count, void *key)',
-);
-const GetAttributeValue = koffi.proto('unsigned long KMS_C_GetAttributeValue(unsigned long session, unsigned long object, void *template, unsigned long count)');
+/** Anonymous types: koffi's type names are process-wide, and this module may be evaluated more than once in one process (jest). */
+const FunctionList = koffi.struct({ version: 'uint16_t', functions: koffi.array('void *', 68) });
+const GenerateKey = koffi.proto('unsigned long', ['unsigned long', 'void *', 'void *', 'unsigned long', 'void *']);
+const UnwrapKey = koffi.proto('unsigned long', ['unsigned long', 'void *', 'unsigned long', 'void *', 'unsigned long', 'void *', 'unsigned long', 'void *']);
+const GetAttributeValue = koffi.proto('unsigned long', ['unsigned long', 'unsigned long', 'void *', 'unsigned long']);
 
 type Fn = (...args: unknown[]) => number | bigint;
 

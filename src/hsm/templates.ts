@@ -193,6 +193,14 @@ export function trustedRewrapKeyTemplate(): pk.Template {
 /** The lock: a domain key that every member holds is no longer extractable (false -> true is refused by the token). */
 export const LOCKED: pk.Template = [{ type: pk.CKA_EXTRACTABLE, value: false }];
 
+/**
+ * The lock by copy (profile lockUnmodifiable): first the uses a user session could have turned on
+ * are turned off (SoftHSM2's C_CopyObject changes CKA_EXTRACTABLE and CKA_MODIFIABLE only), then the
+ * copy is made non-extractable and unmodifiable.
+ */
+export const USES_OFF: pk.Template = [{ type: pk.CKA_ENCRYPT, value: false }, { type: pk.CKA_DECRYPT, value: false }, { type: pk.CKA_DERIVE, value: false }];
+export const SEALED_COPY: pk.Template = [...LOCKED, { type: pk.CKA_MODIFIABLE, value: false }];
+
 /** An all-zero AES key: the domain fingerprint wraps it (deterministically) under the KEK. */
 export function zeroAesKeyTemplate(): pk.Template {
   return [

@@ -54,6 +54,8 @@ interface Loot {
   unwrappedReadable: boolean;
   /** The KEK unwrapped a record into a key that wrapped under the attacker's AES or RSA key, and the value decrypted. */
   unwrappedWrappable: boolean;
+  /** CKA_DECRYPT turned on (set, or in a copy of the KEK) and the record unwrapped in software with C_Decrypt(CKM_AES_ECB) as the oracle. */
+  decryptOracle: boolean;
 }
 
 function outcome(fn: () => unknown): unknown {
@@ -79,7 +81,7 @@ function allSecretKeys(api: pk.PKCS11, s: pk.Handle): pk.Handle[] {
 function attack(member: HsmMember, pin: string, record: WrappedMaterial, sealed: { iv: Buffer; ciphertext: Buffer; tag: Buffer }, plaintext: Buffer): Loot {
   const api = member.module.api;
   const s = api.C_OpenSession(member.module.findToken(member.tokenLabel).slot, pk.CKF_SERIAL_SESSION | pk.CKF_RW_SESSION);
-  const loot: Loot = { wrappedUnderAes: [], wrappedUnderRsa: [], read: [], offline: false, unwrappedReadable: false, unwrappedWrappable: false };
+  const loot: Loot = { wrappedUnderAes: [], wrappedUnderRsa: [], read: [], offline: false, unwrappedReadable: false, unwrappedWrappable: false, decryptOracle: false };
   try {
     try {
       api.C_Login(s, pk.CKU_USER, pin);
@@ -148,11 +150,39 @@ function attack(member: HsmMember, pin: string, record: WrappedMaterial, sealed:
         ];
         if (got.some((v) => decrypts(v || undefined, sealed, plaintext))) loot.unwrappedWrappable = true;
       }
+      const decrypting = [
+        outcome(() => (api.C_SetAttributeValue(s, kek, [{ type: pk.CKA_DECRYPT, value: true }]), kek)),
+        outcome(() => api.C_CopyObject(s, kek, [{ type: pk.CKA_DECRYPT, value: true }, { type: pk.CKA_TOKEN, value: false }])),
+      ].filter((h): h is pk.Handle => h !== undefined);
+      for (const h of decrypting) {
+        const ecb = (block: Buffer) => {
+          api.C_DecryptInit(s, { mechanism: pk.CKM_AES_ECB }, h);
+          return Buffer.from(api.C_Decrypt(s, block, Buffer.alloc(16)));
+        };
+        if (decrypts(outcome(() => unwrapWithOracle(ecb, record.wrapped)) as Buffer | undefined, sealed, plaintext)) loot.decryptOracle = true;
+      }
     }
   } finally {
     api.C_CloseSession(s);
   }
   return loot;
+}
+
+/** RFC 5649 unwrap (the RFC 3394 W^-1 steps) with an AES-ECB decryption oracle; the padded key value (its first 32 bytes). */
+function unwrapWithOracle(ecb: (block: Buffer) => Buffer, wrapped: Buffer): Buffer {
+  const n = wrapped.length / 8 - 1;
+  let a = Buffer.from(wrapped.subarray(0, 8));
+  const r = Array.from({ length: n }, (_, i) => Buffer.from(wrapped.subarray(8 + 8 * i, 16 + 8 * i)));
+  for (let j = 5; j >= 0; j--) {
+    for (let i = n; i >= 1; i--) {
+      a.writeBigUInt64BE(a.readBigUInt64BE() ^ BigInt(n * j + i));
+      const b = ecb(Buffer.concat([a, r[i - 1]]));
+      a = Buffer.from(b.subarray(0, 8));
+      r[i - 1] = Buffer.from(b.subarray(8));
+    }
+  }
+  if (!a.subarray(0, 4).equals(RFC5649_IV)) throw new Error('integrity check failed');
+  return Buffer.concat(r).subarray(0, 32);
 }
 
 function unwrapRfc5649(kek: Buffer, wrapped: Buffer): Buffer {
@@ -206,7 +236,8 @@ describe.each(setups)('the attacker with the user PIN: $name', ({ make, keepsKey
     for (const [i, m] of members.entries()) {
       const loot = attack(m, pins[i]!, record, sealed, plaintext);
       if (keepsKeysIn) {
-        expect({ member: m.id, template: m.domainUnwrapTemplate, readable: loot.unwrappedReadable, wrappable: loot.unwrappedWrappable }).toEqual({ member: m.id, template: true, readable: false, wrappable: false });
+        expect({ member: m.id, template: m.domainUnwrapTemplate, readable: loot.unwrappedReadable, wrappable: loot.unwrappedWrappable, oracle: loot.decryptOracle })
+          .toEqual({ member: m.id, template: true, readable: false, wrappable: false, oracle: false });
       } else {
         // known limit (docs/security.md): NSS softokn ignores CKA_UNWRAP_TEMPLATE; its profile says so
         expect({ profile: m.profile.name, enforced: m.profile.unwrapTemplate, readable: loot.unwrappedReadable }).toEqual({ profile: 'nss-softokn', enforced: false, readable: true });
@@ -262,6 +293,7 @@ describe('the attacker with the user PIN, after kmsctl init --dev', () => {
         expect(m.domainLocked).toBe(true);
         const loot = attack(m, resolvePin(config.clusters[ci]!.members[mi]!.pin), record, sealed, plaintext);
         expect({ member: m.id, aes: loot.wrappedUnderAes, rsa: loot.wrappedUnderRsa, read: loot.read, offline: loot.offline }).toEqual({ member: m.id, aes: [], rsa: [], read: [], offline: false });
+        expect({ member: m.id, readable: loot.unwrappedReadable, wrappable: loot.unwrappedWrappable, oracle: loot.decryptOracle }).toEqual({ member: m.id, readable: false, wrappable: false, oracle: false });
         attacked++;
       }
     }
