@@ -32,7 +32,9 @@ const HELP = `kmsctl [--data-dir DIR] <command>      (DIR defaults to $KMS_DATA_
                                        a new domain generation: made in one member, copied to every other
                                        (new, empty members included), made current; every wrapped record
                                        re-wrapped under it inside the HSMs; the old one destroyed on every
-                                       member; locked again. Re-run (or --resume: finish only) after a crash
+                                       member; locked again. Re-run (or --resume: finish only) after a crash.
+                                       The SO PIN (prompt or --so-pin-file) is needed where the current
+                                       generation's KEK has CKA_UNWRAP_TEMPLATE (cluster status says)
   cluster lock --cluster ID            makes the domain keys non-extractable on every member and reads it back
                                        (existing installations; idempotent, irreversible)
   cluster status [--json]              members' health and whether their domain keys are locked

@@ -45,6 +45,11 @@ function writeUlong(b: Buffer, offset: number, v: number | bigint): void {
   else b.writeUInt32LE(Number(v), offset);
 }
 
+function writePointer(b: Buffer, offset: number, address: bigint): void {
+  if (POINTER === 8) b.writeBigUInt64LE(address, offset);
+  else b.writeUInt32LE(Number(address), offset);
+}
+
 function readUlong(b: Buffer, offset = 0): bigint {
   return ULONG === 8 ? b.readBigUInt64LE(offset) : BigInt(b.readUInt32LE(offset));
 }
@@ -77,7 +82,7 @@ function triples(entries: readonly { type: number; value: Buffer; length?: numbe
   entries.forEach((e, i) => {
     keep.push(e.value);
     writeUlong(out, i * TRIPLE, e.type);
-    out.writeBigUInt64LE(address(e.value), i * TRIPLE + ULONG);
+    writePointer(out, i * TRIPLE + ULONG, address(e.value));
     writeUlong(out, i * TRIPLE + ULONG + POINTER, e.length ?? e.value.length);
   });
   keep.push(out);
@@ -112,7 +117,7 @@ function encodeMechanism(m: pk.Mechanism, keep: Buffer[]): Buffer {
     writeUlong(parameter, ULONG * 2, o.source);
     const source = o.sourceData ?? Buffer.alloc(0);
     keep.push(source);
-    parameter.writeBigUInt64LE(address(source), ULONG * 3);
+    writePointer(parameter, ULONG * 3, address(source));
     writeUlong(parameter, ULONG * 3 + POINTER, source.length);
   } else if (p !== undefined) {
     throw new TypeError('template-attributes: only raw and RSA-OAEP mechanism parameters are encoded');
@@ -180,14 +185,14 @@ export class TemplateCalls {
     // second pass: the array's entries, then each entry's value
     const entries = Buffer.alloc(length);
     const keep: Buffer[] = [entries];
-    query.writeBigUInt64LE(address(entries), ULONG);
+    writePointer(query, ULONG, address(entries));
     check(this.fns.getAttributeValue(s, o, query, 1), 'C_GetAttributeValue');
     const values: Buffer[] = [];
     for (let i = 0; i < count; i++) {
       const v = Buffer.alloc(Number(readUlong(entries, i * TRIPLE + ULONG + POINTER)));
       values.push(v);
       keep.push(v);
-      entries.writeBigUInt64LE(address(v), i * TRIPLE + ULONG);
+      writePointer(entries, i * TRIPLE + ULONG, address(v));
     }
     check(this.fns.getAttributeValue(s, o, query, 1), 'C_GetAttributeValue');
     keep.length = 0;

@@ -7,6 +7,8 @@
  */
 import * as pk from 'pkcs11js';
 import { constants, publicEncrypt, randomBytes, createPublicKey } from 'node:crypto';
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { HsmCluster } from '../../../src/hsm/cluster';
 import { MaterialIntegrityError } from '../../../src/hsm/errors';
 import { DOMAIN_KEK_LABEL, DOMAIN_MAC_LABEL, HsmMember } from '../../../src/hsm/member';
@@ -233,7 +235,11 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
 
   test('a node that has not heard of the new generation yet (its own sessions on the same tokens) reads the tokens again when a record names it', async () => {
     const [keyId] = await create(1, 'elsewhere');
-    const other = new HsmCluster({ id: CLUSTER, kind: 'dedicated', owners: [bob.tenant], members: lab.tokens.softhsm('rot', ['rot-a']), probeCacheMs: 0 });
+    // its own copy of the library, as another process would have: the rotation's SO logins (login state is per library instance) leave it alone
+    const copy = join(lab.tokens.dir, 'rot', 'libsofthsm2-other-node.so');
+    copyFileSync(join(lab.tokens.dir, 'rot', 'libsofthsm2.so'), copy);
+    const module = { path: copy, env: { SOFTHSM2_CONF: join(lab.tokens.dir, 'rot', 'softhsm2.conf') } };
+    const other = new HsmCluster({ id: CLUSTER, kind: 'dedicated', owners: [bob.tenant], members: lab.tokens.softhsm('rot', ['rot-a'], { id: 'other-node-rot-a', module }), probeCacheMs: 0 });
     other.start();
     const before = other.currentGeneration!;
     await kms.domainRotation.rotate(CLUSTER, { soPin: lab.tokens.soPins });
