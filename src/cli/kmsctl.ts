@@ -33,7 +33,9 @@ const HELP = `kmsctl [--data-dir DIR] <command>      (DIR defaults to $KMS_DATA_
                                        a new domain generation: made in one member, copied to every other
                                        (new, empty members included), made current; every wrapped record
                                        re-wrapped under it inside the HSMs; the old one destroyed on every
-                                       member; locked again. Re-run (or --resume: finish only) after a crash
+                                       member; locked again. Re-run (or --resume: finish only) after a crash.
+                                       The SO PIN (prompt or --so-pin-file) is needed where the current
+                                       generation's KEK has CKA_UNWRAP_TEMPLATE (cluster status says)
   cluster lock --cluster ID            makes the domain keys non-extractable on every member and reads it back
                                        (existing installations; idempotent, irreversible)
   cluster status [--json]              members' health and whether their domain keys are locked
@@ -114,6 +116,13 @@ function lockText(m: MemberHealth): string {
   return m.lockEnforced ? 'locked' : `locked, not enforced by ${m.profile}`;
 }
 
+function unwrapTemplateText(m: MemberHealth): string {
+  if (m.unwrapTemplate === 'set') return 'KEK unwrap template set';
+  if (m.unwrapTemplate === 'absent') return 'KEK unwrap template absent (an older generation: kmsctl cluster rotate-domain)';
+  if (m.unwrapTemplate === 'unenforced') return `KEK unwrap template not enforced by ${m.profile}`;
+  return 'KEK unwrap template none';
+}
+
 const COMMANDS: Record<string, Command> = {
   'cluster init': async (a, s) => {
     const id = a.get('cluster');
@@ -163,7 +172,7 @@ const COMMANDS: Record<string, Command> = {
       for (const h of health) {
         const members = h.members.map(
           (m) =>
-            `  ${m.id} [${m.profile}${m.verifiedProfile ? '' : ', unverified profile'}] ${m.state}: ${m.detail}; domain keys ${lockText(m)}; ` +
+            `  ${m.id} [${m.profile}${m.verifiedProfile ? '' : ', unverified profile'}] ${m.state}: ${m.detail}; domain keys ${lockText(m)}; ${unwrapTemplateText(m)}; ` +
             `sessions ${m.sessions.busy}/${m.sessions.open} of ${m.sessions.cap}; domain ${generations(h.generation, m.generations)}`,
         );
         out(`${h.id} (${h.kind}) ${h.state}\n${members.join('\n')}`, false);

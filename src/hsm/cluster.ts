@@ -1,9 +1,9 @@
 import { timingSafeEqual } from 'node:crypto';
 import { Capabilities, intersectCapabilities, KeySpec, RsaPadding, SigningAlgorithm } from './capabilities';
-import { ClusterUnavailableError, DomainKeyError, HsmError, MaterialIntegrityError, MemberUnavailableError, UnsupportedError } from './errors';
+import { ClusterUnavailableError, DomainKeyError, HsmError, MaterialIntegrityError, MemberUnavailableError, SoPinError, UnsupportedError } from './errors';
 import { MaterialBinding, sameBinding, WrappedMaterial } from './material';
 export type { CeremonyOptions, CeremonyResult, LockResult, SoPinProvider, SoPinRequest } from './ceremony';
-import { addMember, addMemberFrom, CeremonyOptions, CeremonyResult, initDomain, lockDomain, lockMembers, LockResult, requireReachable } from './ceremony';
+import { addMember, addMemberFrom, type SoPinProvider, CeremonyOptions, CeremonyResult, initDomain, lockDomain, lockMembers, LockResult, requireReachable } from './ceremony';
 import { GcmResult, HsmMember, MemberState } from './member';
 import { Canary, ClusterHealthMonitor, DEFAULT_HEALTH_POLICY, HealthPolicy } from './member-health';
 import type { WrapAlgorithm } from './profile';
@@ -50,6 +50,12 @@ export interface MemberHealth {
   domainLock: 'locked' | 'unlocked' | 'none';
   /** False where the implementation ignores the lock (its profile's enforcesNonExtractable). */
   lockEnforced: boolean;
+  /**
+   * The current generation's KEK has CKA_UNWRAP_TEMPLATE ('set'); 'absent': the token enforces one
+   * but this KEK predates it (kmsctl cluster rotate-domain makes a templated generation);
+   * 'unenforced': the implementation ignores it (its profile); 'none' without domain keys.
+   */
+  unwrapTemplate: 'set' | 'absent' | 'unenforced' | 'none';
   /** Domain generations (hex) on the member's token, as last read. */
   generations: string[];
 }
@@ -406,6 +412,29 @@ export class HsmCluster {
     return { generated, source: source.id, copiedTo };
   }
 
+  /** Members whose KEK of `generation` has CKA_UNWRAP_TEMPLATE: re-wrapping its records there needs their SO (see trustRewrapKeys). */
+  templatedOn(generation: Buffer): HsmMember[] {
+    return this.members.filter((m) => m.unwrapTemplateOn(generation));
+  }
+
+  /**
+   * Before rotate-domain re-wraps records of `generation`: on every member whose KEK of it has
+   * CKA_UNWRAP_TEMPLATE, one SO login makes the trusted session key the re-wrap goes through.
+   * Dropped by dropRewrapKeys. Without an SO PIN provider, refused with the reason.
+   */
+  async trustRewrapKeys(generation: Buffer, soPin: SoPinProvider | undefined): Promise<string[]> {
+    const members = this.templatedOn(generation);
+    if (members.length && !soPin) {
+      throw new SoPinError(`the records of cluster ${this.id} are under a KEK with CKA_UNWRAP_TEMPLATE on ${members.map((m) => m.id).join(', ')}: they can be re-wrapped only through a key the token's Security Officer makes trusted; give the SO PIN (--so-pin-file, or at a terminal)`);
+    }
+    for (const m of members) await m.trustRewrapKey(await soPin!({ member: m.id, token: m.tokenLabel }));
+    return members.map((m) => m.id);
+  }
+
+  dropRewrapKeys(): void {
+    for (const m of this.members) m.dropRewrapKey();
+  }
+
   /** Destroys generation `generation` on every member holding it (never the current one); the members it was destroyed on. */
   async destroyGeneration(generation: Buffer): Promise<string[]> {
     if (this.currentGeneration?.equals(generation)) throw new DomainKeyError(`generation ${generation.toString('hex')} is cluster ${this.id}'s current one`);
@@ -495,6 +524,7 @@ export class HsmCluster {
       resets: m.resets,
       domainLock: m.domainLocked === undefined ? 'none' : m.domainLocked ? 'locked' : 'unlocked',
       lockEnforced: m.profile.enforcesNonExtractable,
+      unwrapTemplate: m.domainUnwrapTemplate === undefined ? 'none' : m.domainUnwrapTemplate ? 'set' : m.profile.unwrapTemplate ? 'absent' : 'unenforced',
       generations: [...m.generations.keys()],
     }));
     const up = members.filter((m) => m.state !== 'UNAVAILABLE').length;

@@ -4,10 +4,11 @@ import { DomainKeyError, InvalidInputError, MaterialIntegrityError } from './err
 import type { CallSet } from './pkcs11-call';
 import type { HsmProfile, WrapAlgorithm } from './profile';
 import type { MemberSessions } from './sessions';
+import type { TemplateCalls } from './template-attributes';
 import { unwrapProtected } from './unwrap';
 import {
-  CBC_IV_BYTES, DOMAIN_KEK_LABEL, DOMAIN_MAC_LABEL, domainKeySearch, kekTemplate, keyWrapMechanism, LOCKED, macTemplate, oaep, rsaPublicKeyTemplate,
-  transportKeyTemplates, trustedPublicKeyTemplate, zeroAesKeyTemplate,
+  CBC_IV_BYTES, DOMAIN_KEK_LABEL, DOMAIN_MAC_LABEL, domainKeySearch, KEK_UNWRAP_TEMPLATE, kekTemplate, keyWrapMechanism, LOCKED, macTemplate, oaep, rsaPublicKeyTemplate, SEALED_COPY, USES_OFF,
+  templatedKekTemplate, transportKeyTemplates, trustedPublicKeyTemplate, trustedRewrapKeyTemplate, zeroAesKeyTemplate,
 } from './templates';
 
 type Handle = pk.Handle;
@@ -16,6 +17,8 @@ export interface DomainKeys {
   id: Buffer;
   kek: Handle;
   mac: Handle;
+  /** The KEK has CKA_UNWRAP_TEMPLATE (read from the token): what it unwraps is sensitive and CKA_WRAP_WITH_TRUSTED. */
+  unwrapTemplate: boolean;
 }
 
 export interface TransportKey {
@@ -29,6 +32,8 @@ export interface ExportedDomainKeys {
   id: Buffer;
   kek: Buffer;
   mac: Buffer;
+  /** The source's KEK has CKA_UNWRAP_TEMPLATE: the copy gets it too where the receiving token enforces it. */
+  unwrapTemplate: boolean;
 }
 
 /** HMAC-SHA256 inside the HSM on session `s`. */
@@ -66,6 +71,8 @@ export class MemberDomainKeys {
     private readonly sessions: MemberSessions,
     private readonly calls: CallSet,
     private readonly api: () => pk.PKCS11,
+    /** The nested-template calls of the member's library, where its profile enforces CKA_UNWRAP_TEMPLATE. */
+    private readonly templates: () => TemplateCalls | undefined,
   ) {}
 
   /** Every generation on the token, grouped by CKA_ID; complete with exactly one KEK and one MAC key. */
@@ -85,12 +92,35 @@ export class MemberDomainKeys {
     this.generations = new Map();
     this.broken = new Set();
     for (const [id, e] of byId) {
-      if (e.kek.length === 1 && e.mac.length === 1) this.generations.set(id, { id: Buffer.from(id, 'hex'), kek: e.kek[0], mac: e.mac[0] });
+      const kek = this.one(s, e.kek);
+      const mac = this.one(s, e.mac);
+      if (kek && mac) this.generations.set(id, { id: Buffer.from(id, 'hex'), kek, mac, unwrapTemplate: this.hasUnwrapTemplate(s, kek) });
       else this.broken.add(id);
     }
     const broken = [...this.broken].map((id) => `generation ${id}: ${byId.get(id)!.kek.length} KEK, ${byId.get(id)!.mac.length} MAC`);
     this.problem = broken.length ? `token "${this.owner.tokenLabel}" holds an incomplete or duplicated set of domain keys (${broken.join('; ')})` : undefined;
     this.locked = this.lockedOf(s, all);
+  }
+
+  /**
+   * The one key among `handles` (same label and CKA_ID): the only one, or, after a lock by copy
+   * interrupted before the original was destroyed, the sealed copy (the next lock destroys the other).
+   */
+  private one(s: Handle, handles: readonly Handle[]): Handle | undefined {
+    if (handles.length === 1) return handles[0];
+    const sealed = handles.filter((h) => this.sealed(s, h));
+    return handles.length === 2 && sealed.length === 1 ? sealed[0] : undefined;
+  }
+
+  /** Locked as the profile's lock leaves a key: non-extractable and, with lockUnmodifiable, CKA_MODIFIABLE=false. */
+  private sealed(s: Handle, h: Handle): boolean {
+    const types = this.owner.profile.lockUnmodifiable ? [{ type: pk.CKA_EXTRACTABLE }, { type: pk.CKA_MODIFIABLE }] : [{ type: pk.CKA_EXTRACTABLE }];
+    return this.api().C_GetAttributeValue(s, h, types).every((a) => (a.value as Buffer)[0] === 0);
+  }
+
+  private hasUnwrapTemplate(s: Handle, kek: Handle): boolean {
+    const templates = this.templates();
+    return templates !== undefined && templates.templateAttribute(s, kek, pk.CKA_UNWRAP_TEMPLATE) !== undefined;
   }
 
   /** Reads the domain keys on a fresh login; a broken set is remembered as `problem`, not thrown. */
@@ -113,30 +143,47 @@ export class MemberDomainKeys {
     return this.lockedOf(s, this.allDomainKeyObjects(s));
   }
 
-  /** Whether every one of `all` (domain-key objects) is non-extractable; undefined when there are none. */
+  /** Whether every one of `all` (domain-key objects) is locked (see sealed); undefined when there are none. */
   private lockedOf(s: Handle, all: readonly Handle[]): boolean | undefined {
     if (all.length === 0) return undefined;
-    return all.every((h) => (this.api().C_GetAttributeValue(s, h, [{ type: pk.CKA_EXTRACTABLE }])[0].value)[0] === 0);
+    return all.every((h) => this.sealed(s, h));
   }
 
   /**
    * The lock: CKA_EXTRACTABLE=false on every domain-key object of the token, read back to be sure.
-   * Idempotent; irreversible (the token refuses false -> true); true if anything changed.
+   * With the profile's lockUnmodifiable, each key is replaced by a copy that is also
+   * CKA_MODIFIABLE=false with CKA_ENCRYPT/DECRYPT/DERIVE false: otherwise a user session turns
+   * CKA_DECRYPT on and unwraps any record in software with the KEK as an AES-ECB oracle (measured,
+   * test/integration/domain-attacker.test.ts). Idempotent; irreversible; true if anything changed.
    */
   lock(): Promise<boolean> {
     return this.sessions.withKeeper('lock', (s) => {
       const api = this.api();
       let changed = false;
-      for (const h of this.allDomainKeyObjects(s)) {
-        if ((api.C_GetAttributeValue(s, h, [{ type: pk.CKA_EXTRACTABLE }])[0].value)[0] === 0) continue;
+      const objects = this.allDomainKeyObjects(s);
+      const key = (h: Handle) => {
+        const [label, id] = api.C_GetAttributeValue(s, h, [{ type: pk.CKA_LABEL }, { type: pk.CKA_ID }]);
+        return `${String(label.value)}/${(id.value as Buffer).toString('hex')}`;
+      };
+      const sealedKeys = new Set(objects.filter((h) => this.sealed(s, h)).map(key));
+      for (const h of objects) {
+        if (this.sealed(s, h)) continue;
         try {
-          api.C_SetAttributeValue(s, h, LOCKED);
+          if (!this.owner.profile.lockUnmodifiable) api.C_SetAttributeValue(s, h, LOCKED);
+          else {
+            // a copy already sealed by an interrupted lock: this is the original it left
+            if (!sealedKeys.has(key(h))) {
+              api.C_SetAttributeValue(s, h, USES_OFF);
+              api.C_CopyObject(s, h, SEALED_COPY);
+            }
+            api.C_DestroyObject(s, h);
+          }
         } catch (e) {
           throw new DomainKeyError(`token "${this.owner.tokenLabel}" of member ${this.owner.id} refused the lock (CKA_EXTRACTABLE=false): ${(e as Error).message}`);
         }
         changed = true;
       }
-      this.locked = this.readLocked(s);
+      this.find(s);
       if (this.locked !== true) throw new DomainKeyError(`token "${this.owner.tokenLabel}" of member ${this.owner.id} still reports an extractable domain key after the lock`);
       return changed;
     });
@@ -198,13 +245,22 @@ export class MemberDomainKeys {
     });
   }
 
-  /** Generates generation `id` as token objects (cluster init, or rotate-domain, on one member). */
+  /**
+   * Generates generation `id` as token objects (cluster init, or rotate-domain, on one member).
+   * Made CKA_WRAP_WITH_TRUSTED (copied under SO-trusted keys only), the KEK also gets
+   * CKA_UNWRAP_TEMPLATE where the token enforces it: its records can then be re-wrapped only
+   * through an SO-trusted key, so the two go together.
+   */
   generate(id: Buffer, wrapWithTrusted = this.owner.profile.wrapWithTrusted): Promise<DomainKeys> {
     return this.sessions.withKeeper('generate', async (s) => {
       this.find(s);
       const hex = id.toString('hex');
       if (this.generations.has(hex) || this.broken.has(hex)) throw new DomainKeyError(`token "${this.owner.tokenLabel}" already holds domain keys of generation ${hex}`);
-      await this.calls.fast.generateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, [...kekTemplate(id, true, wrapWithTrusted), { type: pk.CKA_VALUE_LEN, value: 32 }]);
+      const mechanism = { mechanism: pk.CKM_AES_KEY_GEN };
+      const length = { type: pk.CKA_VALUE_LEN, value: 32 };
+      const templates = wrapWithTrusted ? this.templates() : undefined;
+      if (templates) templates.generateKey(s, mechanism, [...templatedKekTemplate(id, true, wrapWithTrusted), length]);
+      else await this.calls.fast.generateKey(s, mechanism, [...kekTemplate(id, true, wrapWithTrusted), length]);
       await this.calls.fast.generateKey(s, { mechanism: pk.CKM_GENERIC_SECRET_KEY_GEN }, [...macTemplate(id, true, wrapWithTrusted), { type: pk.CKA_VALUE_LEN, value: 32 }]);
       return this.written(s, id);
     });
@@ -239,6 +295,11 @@ export class MemberDomainKeys {
     return transports.map((t) => this.api().C_CreateObject(soSession, trustedPublicKeyTemplate(t.modulus, t.exponent)));
   }
 
+  /** rotate-domain, in a Security Officer session: the SO-trusted AES session key the re-wrap of templated records goes through. */
+  trustedRewrapKey(soSession: Handle): Handle {
+    return this.api().C_GenerateKey(soSession, { mechanism: pk.CKM_AES_KEY_GEN }, trustedRewrapKeyTemplate());
+  }
+
   /**
    * Sending side: wraps this member's domain keys (of `generation`, else the current) under a
    * receiving member's transport public key, or under `trusted`, the same key made CKA_TRUSTED by
@@ -253,7 +314,7 @@ export class MemberDomainKeys {
       try {
         const kek = Buffer.from(await this.calls.fast.wrapKey(s, oaep('sha1'), pub, domain.kek, Buffer.alloc(1024)));
         const mac = Buffer.from(await this.calls.fast.wrapKey(s, oaep('sha1'), pub, domain.mac, Buffer.alloc(1024)));
-        return { id: domain.id, kek, mac };
+        return { id: domain.id, kek, mac, unwrapTemplate: domain.unwrapTemplate };
       } finally {
         api.C_DestroyObject(s, pub);
       }
@@ -266,7 +327,9 @@ export class MemberDomainKeys {
       const api = this.api();
       try {
         const { profile, tokenLabel } = this.owner;
-        await unwrapProtected(api, profile, tokenLabel, this.calls.offloaded, s, oaep('sha1'), transport.privateKey, wrapped.kek, kekTemplate(wrapped.id, true, profile.wrapWithTrusted));
+        const templates = wrapped.unwrapTemplate ? this.templates() : undefined;
+        const withTemplate = templates && { unwrapKey: (...a: Parameters<TemplateCalls['unwrapKey']>) => templates.unwrapKey(a[0], a[1], a[2], a[3], [...a[4], { type: pk.CKA_UNWRAP_TEMPLATE, value: KEK_UNWRAP_TEMPLATE }]) };
+        await unwrapProtected(api, profile, tokenLabel, withTemplate ?? this.calls.offloaded, s, oaep('sha1'), transport.privateKey, wrapped.kek, kekTemplate(wrapped.id, true, profile.wrapWithTrusted));
         await unwrapProtected(api, profile, tokenLabel, this.calls.offloaded, s, oaep('sha1'), transport.privateKey, wrapped.mac, macTemplate(wrapped.id, true, profile.wrapWithTrusted));
       } finally {
         api.C_DestroyObject(s, transport.privateKey);

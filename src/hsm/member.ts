@@ -10,6 +10,7 @@ import { callSet } from './pkcs11-call';
 import type { HsmProfile, WrapAlgorithm } from './profile';
 import { MemberSealing } from './sealing';
 import { MemberSessions, OperationEvent } from './sessions';
+import { templateCalls, TemplateCalls } from './template-attributes';
 import { slowLane } from './thread-lane';
 
 export type { MemberState } from './connection';
@@ -60,7 +61,9 @@ export class HsmMember {
     const calls = callSet(this.module, options.profile.callMode, slowLane, options.id, options.profile.slowOperations);
     this.connection = new MemberConnection(this.module, options, { connected: (t, k) => this.connected(t, k), dropped: (r) => this.dropped(r) });
     this.session = new MemberSessions(this.connection, options.profile, options);
-    this.domainKeys = new MemberDomainKeys(this, this.session, calls, api);
+    // nested templates reach the real library only (a fake one injected by unit tests has none)
+    const templates = options.profile.unwrapTemplate && !options.module.library ? (): TemplateCalls => templateCalls(this.module.spec.path) : (): undefined => undefined;
+    this.domainKeys = new MemberDomainKeys(this, this.session, calls, api, templates);
     this.sealing = new MemberSealing(options.tokenLabel, options.profile, this.session, this.domainKeys, calls, api, options);
     this.ops = new MemberOperations(this, this.session, this.sealing, calls, api);
   }
@@ -244,6 +247,30 @@ export class HsmMember {
         if (this.connection.state !== 'UNAVAILABLE') this.domainKeys.refresh(s);
       }
     });
+  }
+
+  /** Whether the current generation's KEK has CKA_UNWRAP_TEMPLATE on this token; undefined without domain keys. */
+  get domainUnwrapTemplate(): boolean | undefined {
+    return this.domainKeys.keys?.unwrapTemplate;
+  }
+
+  /** Whether generation `generation`'s KEK has CKA_UNWRAP_TEMPLATE here (its re-wrap then needs the SO-trusted key). */
+  unwrapTemplateOn(generation: Buffer): boolean {
+    return this.domainKeys.generations.get(generation.toString('hex'))?.unwrapTemplate === true;
+  }
+
+  /** rotate-domain: one SO login makes the trusted session key the re-wrap of templated records goes through (kept until dropRewrapKey). */
+  async trustRewrapKey(soPin: string): Promise<void> {
+    this.dropRewrapKey();
+    const key = await this.asSecurityOfficer(soPin, (so) => this.domainKeys.trustedRewrapKey(so));
+    this.sealing.rewrapKey = key;
+  }
+
+  /** Destroys the re-wrap key (the end of a walk); best effort, it dies with the process anyway. */
+  dropRewrapKey(): void {
+    const key = this.sealing.rewrapKey;
+    this.sealing.rewrapKey = undefined;
+    if (key !== undefined) this.session.destroyObject(key);
   }
 
   importDomainKeys(transport: { privateKey: Handle; publicKey: Handle }, wrapped: ExportedDomainKeys): Promise<DomainKeys> {

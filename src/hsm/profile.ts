@@ -52,6 +52,18 @@ export interface HsmProfile {
   enforcesNonExtractable: boolean;
   /** CKA_WRAP_WITH_TRUSTED is enforced and only the Security Officer may set CKA_TRUSTED: the ceremony copies under an SO-trusted key. */
   wrapWithTrusted: boolean;
+  /**
+   * C_UnwrapKey enforces the unwrapping key's CKA_UNWRAP_TEMPLATE and the attribute cannot be
+   * changed or dropped by a copy (SoftHSM2: yes; NSS softokn: accepted and ignored, measured): the
+   * domain KEK is made with one (test/integration/domain-lockdown.test.ts).
+   */
+  unwrapTemplate: boolean;
+  /**
+   * The lock replaces each domain key by a copy with CKA_MODIFIABLE=false (and CKA_ENCRYPT/DECRYPT/
+   * DERIVE false): a user session could otherwise set CKA_DECRYPT on the KEK and use it as an
+   * AES-ECB oracle that unwraps records in software (SoftHSM2: measured, and the copy refuses it).
+   */
+  lockUnmodifiable: boolean;
   errorOverrides: ErrorOverride[];
   /** Fast-path operations that must still leave the event loop on this token (slow calls always do). */
   slowOperations: MemberOperation[];
@@ -94,6 +106,8 @@ export function parseProfile(text: string, source: string): HsmProfile {
     nativeCloning: field(raw, 'nativeCloning', isBool, source, false),
     enforcesNonExtractable: field(raw, 'enforcesNonExtractable', isBool, source, true),
     wrapWithTrusted: field(raw, 'wrapWithTrusted', isBool, source, false),
+    unwrapTemplate: field(raw, 'unwrapTemplate', isBool, source, false),
+    lockUnmodifiable: field(raw, 'lockUnmodifiable', isBool, source, false),
     unwrapIgnoresProtection: field(raw, 'unwrapIgnoresProtection', isBool, source, false),
     gcmParams: gcmParamsOf(raw.gcmParams, source),
     gcmIv: oneOf(raw, 'gcmIv', ['caller', 'token'] as const, source, 'caller'),

@@ -3,7 +3,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { KeySpec, RsaPadding } from './capabilities';
 import type { MemberOperation } from './error-classes';
 import { DomainKeys, hmacSha256, MemberDomainKeys } from './domain-keys';
-import { InvalidInputError, MaterialIntegrityError, Pkcs11CallError } from './errors';
+import { InvalidInputError, MaterialIntegrityError, Pkcs11CallError, SoPinError } from './errors';
 import { HandleCache } from './handle-cache';
 import { MaterialBinding, WrappedMaterial } from './material';
 import type { CallSet } from './pkcs11-call';
@@ -30,6 +30,8 @@ export interface SealingOptions {
  */
 export class MemberSealing {
   private readonly cache: HandleCache<Handle>;
+  /** rotate-domain's SO-trusted session key (see rewrap), while a re-wrap walk runs in this process. */
+  rewrapKey: Handle | undefined;
 
   constructor(
     private readonly token: string,
@@ -73,11 +75,31 @@ export class MemberSealing {
     return new WrappedMaterial(spec, binding, domain.id, wrapped, publicKey, mac, format, algorithm);
   }
 
-  /** C_UnwrapKey of the record's wrapped bytes under `kek`, with the algorithm it names; the key's protection checked. */
-  private unwrapRecord(s: Handle, material: WrappedMaterial, kek: Handle, extractable: boolean): Promise<Handle> {
+  /** C_UnwrapKey of the record's wrapped bytes under its generation's KEK, with the algorithm it names; the key's protection checked. */
+  private unwrapRecord(s: Handle, material: WrappedMaterial, domain: DomainKeys, extractable: boolean): Promise<Handle> {
+    return this.unwrapUnder(s, material, domain.kek, material.wrapped, unwrapTemplate(material.spec, extractable, domain.unwrapTemplate));
+  }
+
+  /** `wrapped` (IV first for CBC-PAD) unwrapped under `key` with the record's algorithm and `template`. */
+  private unwrapUnder(s: Handle, material: WrappedMaterial, key: Handle, wrapped: Buffer, template: pk.Template): Promise<Handle> {
     const ivBytes = material.wrapAlgorithm === 'aes-cbc-pad' ? CBC_IV_BYTES : 0;
-    const mechanism = keyWrapMechanism(this.profile, material.wrapAlgorithm, material.wrapped.subarray(0, ivBytes));
-    return unwrapProtected(this.api(), this.profile, this.token, this.unwrapCalls(material), s, mechanism, kek, material.wrapped.subarray(ivBytes), unwrapTemplate(material.spec, extractable));
+    const mechanism = keyWrapMechanism(this.profile, material.wrapAlgorithm, wrapped.subarray(0, ivBytes));
+    return unwrapProtected(this.api(), this.profile, this.token, this.unwrapCalls(material), s, mechanism, key, wrapped.subarray(ivBytes), template);
+  }
+
+  /**
+   * A key unwrapped under a templated KEK is CKA_WRAP_WITH_TRUSTED, and the next KEK is not
+   * trusted (the SO cannot see private objects to mark one): it goes through the SO-trusted session
+   * key, wrapped under it and unwrapped again without CKA_WRAP_WITH_TRUSTED, inside the HSM.
+   */
+  private async throughTrusted(s: Handle, material: WrappedMaterial, key: Handle): Promise<Handle> {
+    const trusted = this.rewrapKey;
+    if (trusted === undefined) {
+      throw new SoPinError(`records of generation ${material.domainId.toString('hex')} on token "${this.token}" can be re-wrapped only through a key its Security Officer makes trusted: run kmsctl cluster rotate-domain --resume with the SO PIN (--so-pin-file, or at a terminal)`);
+    }
+    const iv = material.wrapAlgorithm === 'aes-cbc-pad' ? Buffer.from(this.api().C_GenerateRandom(s, Buffer.alloc(CBC_IV_BYTES))) : Buffer.alloc(0);
+    const body = Buffer.from(await this.calls.forOperation('wrap').wrapKey(s, keyWrapMechanism(this.profile, material.wrapAlgorithm, iv), trusted, key, Buffer.alloc(MAX_WRAPPED_BYTES)));
+    return this.unwrapUnder(s, material, trusted, Buffer.concat([iv, body]), unwrapTemplate(material.spec, true));
   }
 
   /** The record's generation, and its MAC checked inside the HSM under that generation's MAC key. */
@@ -100,26 +122,28 @@ export class MemberSealing {
       this.domain.requireGeneration(material.domainId);
       if (material.legacy) throw new MaterialIntegrityError('wrapped material record is in the KMR1 format: refused until it is migrated');
       const domain = await this.verified(s, material);
-      return this.unwrapRecord(s, material, domain.kek, false);
+      return this.unwrapRecord(s, material, domain, false);
     });
   }
 
   /**
    * The same key under generation `target`: the MAC checked under the record's generation, the key
    * unwrapped inside the HSM into a sensitive session object (extractable only so that it can be
-   * wrapped again), wrapped under the target KEK, MACed with the same binding, and destroyed. The
-   * key never leaves the HSM in clear.
+   * wrapped again; under a templated KEK through the SO-trusted key), wrapped under the target KEK,
+   * MACed with the same binding, and destroyed. The key never leaves the HSM in clear.
    */
   rewrap(material: WrappedMaterial, target: Buffer): Promise<WrappedMaterial> {
     if (material.legacy) return Promise.reject(new MaterialIntegrityError('wrapped material record is in the KMR1 format: refused until it is migrated'));
     return this.sessions.withSession('unwrap', async (s) => {
       const to = this.domain.requireGeneration(target);
       const from = await this.verified(s, material);
-      const key = await this.unwrapRecord(s, material, from.kek, true);
+      const keys: Handle[] = [];
       try {
-        return await this.seal(s, material.spec, material.binding, key, material.publicKey, material.wrapAlgorithm, to);
+        keys.push(await this.unwrapRecord(s, material, from, true));
+        if (from.unwrapTemplate) keys.push(await this.throughTrusted(s, material, keys[0]));
+        return await this.seal(s, material.spec, material.binding, keys[keys.length - 1], material.publicKey, material.wrapAlgorithm, to);
       } finally {
-        this.api().C_DestroyObject(s, key);
+        for (const key of keys) this.api().C_DestroyObject(s, key);
       }
     });
   }

@@ -4,6 +4,7 @@ import { KeySpec, RsaPadding, wrapMechanismId } from './capabilities';
 import { UnsupportedError } from './errors';
 import type { HsmProfile, WrapAlgorithm } from './profile';
 import { EC_CURVES } from './spki';
+import type { NestedTemplate } from './template-attributes';
 
 /** Attribute templates and mechanisms: pure data, one place for what every object the layer makes looks like. */
 
@@ -76,6 +77,19 @@ export function kekTemplate(id: Buffer, token: boolean, wrapWithTrusted = false)
   ];
 }
 
+/**
+ * What the KEK's CKA_UNWRAP_TEMPLATE forces on every key it unwraps, whoever asks: sensitive (never
+ * read) and wrappable only under a key the Security Officer marked CKA_TRUSTED (so never under a
+ * key of the caller's). Not CKA_EXTRACTABLE=false: rotate-domain must re-wrap what it unwraps
+ * (through an SO-trusted session key, see MemberSealing.rewrap).
+ */
+export const KEK_UNWRAP_TEMPLATE: NestedTemplate = [{ type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_WRAP_WITH_TRUSTED, value: true }];
+
+/** The KEK with CKA_UNWRAP_TEMPLATE (set through template-attributes.ts; pkcs11js cannot pass it). */
+export function templatedKekTemplate(id: Buffer, token: boolean, wrapWithTrusted: boolean): NestedTemplate {
+  return [...kekTemplate(id, token, wrapWithTrusted), { type: pk.CKA_UNWRAP_TEMPLATE, value: KEK_UNWRAP_TEMPLATE }];
+}
+
 export function macTemplate(id: Buffer, token: boolean, wrapWithTrusted = false): pk.Template {
   return [
     ...domainKeyCommon(DOMAIN_MAC_LABEL, id, 'M', token, wrapWithTrusted), { type: pk.CKA_KEY_TYPE, value: pk.CKK_GENERIC_SECRET },
@@ -118,10 +132,18 @@ export function keyPairTemplates(kind: Exclude<KeyKind, { kind: 'aes' }>): PairT
   };
 }
 
-/** What unwrapping a record makes: a sensitive session object, non-extractable unless it is about to be re-wrapped. */
-export function unwrapTemplate(spec: KeySpec, extractable = false): pk.Template {
+/**
+ * What unwrapping a record makes: a sensitive session object, non-extractable unless it is about
+ * to be re-wrapped. Under a KEK with CKA_UNWRAP_TEMPLATE (`templated`) the call names the
+ * template's attributes with its values, as the token requires; `wrapWithTrusted` false is the
+ * re-wrap's second unwrap, under the SO-trusted session key.
+ */
+export function unwrapTemplate(spec: KeySpec, extractable = false, templated = false): pk.Template {
   const kind = KEY_SPEC[spec];
-  const common: pk.Template = [{ type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_EXTRACTABLE, value: extractable }];
+  const common: pk.Template = [
+    { type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_EXTRACTABLE, value: extractable },
+    ...(templated ? [{ type: pk.CKA_WRAP_WITH_TRUSTED, value: true }] : []),
+  ];
   if (kind.kind === 'aes') {
     return [...common, { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_ENCRYPT, value: true }, { type: pk.CKA_DECRYPT, value: true }];
   }
@@ -153,8 +175,30 @@ export function trustedPublicKeyTemplate(modulus: Buffer, exponent: Buffer): pk.
   return [...rsaPublicKeyTemplate(modulus, exponent), { type: pk.CKA_PRIVATE, value: false }, { type: pk.CKA_TRUSTED, value: true }];
 }
 
+/**
+ * rotate-domain's re-wrap key on a member whose retiring KEK has CKA_UNWRAP_TEMPLATE: an AES key
+ * made by the token's Security Officer, CKA_TRUSTED, public (it must outlive the SO login) and a
+ * session object (it lives only in the rotating process, and dies with it), never readable.
+ */
+export function trustedRewrapKeyTemplate(): pk.Template {
+  return [
+    { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_VALUE_LEN, value: 32 },
+    { type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_PRIVATE, value: false }, { type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_EXTRACTABLE, value: false },
+    { type: pk.CKA_WRAP, value: true }, { type: pk.CKA_UNWRAP, value: true }, { type: pk.CKA_ENCRYPT, value: false }, { type: pk.CKA_DECRYPT, value: false },
+    { type: pk.CKA_TRUSTED, value: true },
+  ];
+}
+
 /** The lock: a domain key that every member holds is no longer extractable (false -> true is refused by the token). */
 export const LOCKED: pk.Template = [{ type: pk.CKA_EXTRACTABLE, value: false }];
+
+/**
+ * The lock by copy (profile lockUnmodifiable): first the uses a user session could have turned on
+ * are turned off (SoftHSM2's C_CopyObject changes CKA_EXTRACTABLE and CKA_MODIFIABLE only), then the
+ * copy is made non-extractable and unmodifiable.
+ */
+export const USES_OFF: pk.Template = [{ type: pk.CKA_ENCRYPT, value: false }, { type: pk.CKA_DECRYPT, value: false }, { type: pk.CKA_DERIVE, value: false }];
+export const SEALED_COPY: pk.Template = [...LOCKED, { type: pk.CKA_MODIFIABLE, value: false }];
 
 /** An all-zero AES key: the domain fingerprint wraps it (deterministically) under the KEK. */
 export function zeroAesKeyTemplate(): pk.Template {

@@ -12,7 +12,7 @@ type Handle = pk.Handle;
  * the unwrap refused. With `unwrapIgnoresProtection`, CKA_EXTRACTABLE (refused there) is left out.
  */
 export async function unwrapProtected(
-  api: pk.PKCS11, profile: HsmProfile, token: string, calls: Pkcs11Calls,
+  api: pk.PKCS11, profile: HsmProfile, token: string, calls: Pick<Pkcs11Calls, 'unwrapKey'>,
   s: Handle, mechanism: pk.Mechanism, unwrapping: Handle, data: Buffer, template: pk.Template,
 ): Promise<Handle> {
   const extractable = template.some((a) => a.type === pk.CKA_EXTRACTABLE && a.value === true);

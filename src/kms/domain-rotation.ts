@@ -104,6 +104,8 @@ export class DomainRotation {
       const report: RotationReport = { cluster: clusterId, resumed, rewrapped: 0, destroyedOn: [], ms: 0 };
       if (!resumed && o.resumeOnly) return { ...report, ms: Date.now() - started };
       if (!resumed) {
+        // refused before anything is made: a generation whose records could not be re-wrapped would be left half-done
+        if (!o.soPin) await cluster.trustRewrapKeys(Buffer.from(state.current, 'hex'), undefined);
         // recorded before any key exists, so a crash right after leaves a generation the next run finishes, not an orphan
         state = { current: state.current, next: randomBytes(16).toString('hex') };
         revision = await saveDomainState(this.store, cluster, revision, state);
@@ -120,7 +122,7 @@ export class DomainRotation {
       report.generation = state.current;
       if (state.retiring !== undefined) {
         report.retired = state.retiring;
-        report.rewrapped = await this.rewrapAll(cluster, current, state.retiring, progress, () => this.renew(lease));
+        report.rewrapped = await this.rewrapAll(cluster, current, state.retiring, progress, () => this.renew(lease), o.soPin);
         report.destroyedOn = await cluster.destroyGeneration(Buffer.from(state.retiring, 'hex'));
         progress({ phase: 'destroy', generation: state.retiring, members: report.destroyedOn });
         await saveDomainState(this.store, cluster, revision, { current: state.current });
@@ -144,17 +146,30 @@ export class DomainRotation {
     return counts;
   }
 
-  /** Re-wraps until a census finds nothing under `retiring`; ROUNDS walks at most. */
-  private async rewrapAll(cluster: HsmCluster, current: Buffer, retiring: string, progress: (e: RotationEvent) => void, renew: () => Promise<void>): Promise<number> {
+  /**
+   * Re-wraps until a census finds nothing under `retiring`; ROUNDS walks at most. Records under a
+   * KEK with CKA_UNWRAP_TEMPLATE go through an SO-trusted session key, made (one SO login per such
+   * member) only when there is something to re-wrap, and destroyed after the walk.
+   */
+  private async rewrapAll(cluster: HsmCluster, current: Buffer, retiring: string, progress: (e: RotationEvent) => void, renew: () => Promise<void>, soPin?: SoPinProvider): Promise<number> {
     let rewrapped = 0;
-    for (let round = 0; round < ROUNDS; round++) {
-      const before = await this.census(cluster.id, renew);
-      const total = [...before].filter(([g]) => g !== current.toString('hex')).reduce((n, [, c]) => n + c, 0);
-      if (total === 0) return rewrapped;
-      const walk: Walk = { cluster, current, done: 0, total, progress, renew };
-      progress({ phase: 'rewrap', done: 0, total });
-      await this.eachKey(cluster.id, (ref) => this.rewrapKey(walk, ref), renew);
-      rewrapped += walk.done;
+    let trusted = false;
+    try {
+      for (let round = 0; round < ROUNDS; round++) {
+        const before = await this.census(cluster.id, renew);
+        const total = [...before].filter(([g]) => g !== current.toString('hex')).reduce((n, [, c]) => n + c, 0);
+        if (total === 0) return rewrapped;
+        if (!trusted) {
+          await cluster.trustRewrapKeys(Buffer.from(retiring, 'hex'), soPin);
+          trusted = true;
+        }
+        const walk: Walk = { cluster, current, done: 0, total, progress, renew };
+        progress({ phase: 'rewrap', done: 0, total });
+        await this.eachKey(cluster.id, (ref) => this.rewrapKey(walk, ref), renew);
+        rewrapped += walk.done;
+      }
+    } finally {
+      if (trusted) cluster.dropRewrapKeys();
     }
     const left = (await this.census(cluster.id, renew)).get(retiring) ?? 0;
     if (left > 0) throw new DomainRotationError(`${left} records of cluster ${cluster.id} still name generation ${retiring} after ${ROUNDS} walks (a node still sealing under it?): it was not destroyed; run again`);

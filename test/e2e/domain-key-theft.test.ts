@@ -3,8 +3,8 @@
  * what `make run` serves): an attacker holding the data directory (and so the user PINs) logs into
  * every token and tries to take key material out in clear — wrap each secret key under a key of
  * their own, read CKA_VALUE, or unwrap a CMK record from kms.db with the domain KEK into an object
- * they can read. Every way that takes a domain key out is refused on every member; the unwrap of
- * a record into a readable key is the known limit (docs/security.md), asserted as such.
+ * they can read, or wrap under a key of theirs. Every one of them is refused on every member (the
+ * KEK's CKA_UNWRAP_TEMPLATE, docs/security.md §10).
  */
 import * as pk from 'pkcs11js';
 import Database from 'better-sqlite3';
@@ -52,7 +52,7 @@ describe('the domain keys of a development installation cannot be taken out with
   }, 60_000);
   afterAll(() => lab.stop());
 
-  test('every secret key on every member refuses wrapping under an attacker key and reading its value; unwrapping a record readable is the known limit', () => {
+  test('every secret key on every member refuses wrapping under an attacker key and reading its value; no record unwraps into a key the attacker reads or wraps', () => {
     expect(records.length).toBeGreaterThan(0);
     const attempts: Attempt[] = [];
     for (const m of members(lab.dir)) {
@@ -97,6 +97,16 @@ describe('the domain keys of a development installation cannot be taken out with
             ]);
             return p.C_GetAttributeValue(s, key, [{ type: pk.CKA_VALUE }])[0].value;
           });
+          for (const trusted of [undefined, false, true]) {
+            attempt(attempts, m.label, `record ${i}: unwrap with the KEK sensitive, extractable (CKA_WRAP_WITH_TRUSTED ${trusted}), then wrap under the attacker's AES key`, () => {
+              const key = p.C_UnwrapKey(s, { mechanism: 0x210a }, kek!, record.wrapped, [
+                { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_TOKEN, value: false },
+                { type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_EXTRACTABLE, value: true }, { type: pk.CKA_ENCRYPT, value: true },
+                ...(trusted === undefined ? [] : [{ type: pk.CKA_WRAP_WITH_TRUSTED, value: trusted }]),
+              ]);
+              return p.C_WrapKey(s, { mechanism: 0x210a }, mine, key, Buffer.alloc(1024));
+            });
+          }
         }
       } finally {
         p.C_Finalize();
@@ -104,10 +114,10 @@ describe('the domain keys of a development installation cannot be taken out with
     }
     const allowed = attempts.filter((a) => a.outcome.startsWith('ALLOWED'));
     expect(attempts.length).toBeGreaterThan(20);
-    // Every wrap and every read is refused: no domain key leaves a member. What is left is the known
-    // limit of docs/security.md §12: pkcs11js cannot set CKA_UNWRAP_TEMPLATE (SoftHSM2 would enforce
-    // it), so the KEK still unwraps a record into a readable key, online, one record at a time.
-    expect(allowed.filter((a) => !/^record \d+: unwrap with the KEK into a readable key$/.test(a.what))).toEqual([]);
-    expect(allowed.length).toBeGreaterThan(0);
+    // Every wrap and every read is refused: no domain key leaves a member; and the KEK's
+    // CKA_UNWRAP_TEMPLATE (sensitive, CKA_WRAP_WITH_TRUSTED) leaves no record's key readable or
+    // wrappable under a key of the attacker's (docs/security.md §10).
+    expect(attempts.filter((a) => a.what.startsWith('record ')).length).toBeGreaterThan(0);
+    expect(allowed).toEqual([]);
   });
 });

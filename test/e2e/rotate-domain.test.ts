@@ -12,7 +12,7 @@ import Database from 'better-sqlite3';
 import { parse, stringify } from 'yaml';
 import { DEV_DEDICATED_CLUSTER } from '../../src/cli/dev-init';
 import { loadServerConfig } from '../../src/config';
-import { CONFIG_FILE } from '../../src/common/data-dir';
+import { CONFIG_FILE, DEV_SO_PINS } from '../../src/common/data-dir';
 import { WrappedMaterial } from '../../src/hsm/material';
 import { startServer } from '../../src/server';
 import { ServerLab } from '../support/server';
@@ -85,7 +85,7 @@ describe('kmsctl cluster rotate-domain (child process): killed half-way, resumed
     expect(before[old]).toBe(total);
 
     // the first run, killed once its progress shows records re-wrapped; the server decrypts meanwhile
-    const child: ChildProcess = spawn(process.execPath, [KMSCTL, '--data-dir', lab.dir, 'cluster', 'rotate-domain', '--cluster', DEV_DEDICATED_CLUSTER], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child: ChildProcess = spawn(process.execPath, [KMSCTL, '--data-dir', lab.dir, 'cluster', 'rotate-domain', '--cluster', DEV_DEDICATED_CLUSTER, '--so-pin-file', join(lab.dir, DEV_SO_PINS)], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     const killed = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
     child.stderr!.on('data', (d: Buffer) => {
@@ -107,7 +107,7 @@ describe('kmsctl cluster rotate-domain (child process): killed half-way, resumed
     const sealedMidway = (await c.Encrypt({ KeyId: keyIds[0], Plaintext: b64('mid-way') })).CiphertextBlob as string;
 
     await lab.server.close();
-    const resumed = await kmsctl('cluster', 'rotate-domain', '--cluster', DEV_DEDICATED_CLUSTER, '--resume', '--json');
+    const resumed = await kmsctl('cluster', 'rotate-domain', '--cluster', DEV_DEDICATED_CLUSTER, '--resume', '--json', '--so-pin-file', join(lab.dir, DEV_SO_PINS));
     expect(resumed.code).toBe(0);
     const report = JSON.parse(resumed.stdout) as { resumed: boolean; generation: string; retired: string; rewrapped: number; destroyedOn: string[] };
     expect(report).toMatchObject({ resumed: true, generation: next, retired: old, rewrapped: mid[old], destroyedOn: ['dedicated-a', 'dedicated-b'] });
@@ -119,6 +119,8 @@ describe('kmsctl cluster rotate-domain (child process): killed half-way, resumed
     expect(dedicatedHealth.generation).toBe(next);
     expect(dedicatedHealth.members.map((m) => [m.id, m.state, m.generations])).toEqual(['dedicated-a', 'dedicated-b', 'dedicated-c'].map((id) => [id, 'ACTIVE', [next]]));
     expect((await kmsctl('cluster', 'status')).stdout).toMatch(new RegExp(`dedicated-c \\[softhsm2\\] ACTIVE: ok; .*; domain ${next.slice(0, 8)}$`, 'm'));
+    // the new generation's KEK carries CKA_UNWRAP_TEMPLATE on every member, the new one included
+    expect((await kmsctl('cluster', 'status')).stdout.match(/^ {2}dedicated-[abc] .*; KEK unwrap template set; /gm)).toHaveLength(3);
 
     lab.server = await startServer(loadServerConfig(lab.dir, { KMS_PORT: '0' }), (l) => lab.logs.push(l));
     const after = lab.client();

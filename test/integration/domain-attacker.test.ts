@@ -6,7 +6,7 @@
  * enforces (test/integration/domain-lockdown.test.ts).
  */
 import * as pk from 'pkcs11js';
-import { constants, createDecipheriv, generateKeyPairSync, privateDecrypt, randomBytes } from 'node:crypto';
+import { constants, createDecipheriv, generateKeyPairSync, KeyObject, privateDecrypt, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initDev } from '../../src/cli/dev-init';
@@ -51,6 +51,10 @@ interface Loot {
   offline: boolean;
   /** The KEK unwrapped a record into an extractable, non-sensitive object whose value was read. */
   unwrappedReadable: boolean;
+  /** The KEK unwrapped a record into a key that wrapped under the attacker's AES or RSA key, and the value decrypted. */
+  unwrappedWrappable: boolean;
+  /** CKA_DECRYPT turned on (set, or in a copy of the KEK) and the record unwrapped in software with C_Decrypt(CKM_AES_ECB) as the oracle. */
+  decryptOracle: boolean;
 }
 
 function outcome(fn: () => unknown): unknown {
@@ -76,7 +80,7 @@ function allSecretKeys(api: pk.PKCS11, s: pk.Handle): pk.Handle[] {
 function attack(member: HsmMember, pin: string, record: WrappedMaterial, sealed: { iv: Buffer; ciphertext: Buffer; tag: Buffer }, plaintext: Buffer): Loot {
   const api = member.module.api;
   const s = api.C_OpenSession(member.module.findToken(member.tokenLabel).slot, pk.CKF_SERIAL_SESSION | pk.CKF_RW_SESSION);
-  const loot: Loot = { wrappedUnderAes: [], wrappedUnderRsa: [], read: [], offline: false, unwrappedReadable: false };
+  const loot: Loot = { wrappedUnderAes: [], wrappedUnderRsa: [], read: [], offline: false, unwrappedReadable: false, unwrappedWrappable: false, decryptOracle: false };
   try {
     try {
       api.C_Login(s, pk.CKU_USER, pin);
@@ -129,11 +133,55 @@ function attack(member: HsmMember, pin: string, record: WrappedMaterial, sealed:
       ])) as pk.Handle | undefined;
       const value = readable === undefined ? undefined : (outcome(() => api.C_GetAttributeValue(s, readable, [{ type: pk.CKA_VALUE }])[0].value) as Buffer | undefined);
       loot.unwrappedReadable = decrypts(value, sealed, plaintext);
+      // sensitive, as a template may force, but extractable, with and without CKA_WRAP_WITH_TRUSTED: then wrapped under the attacker's keys
+      for (const trusted of [undefined, false, true]) {
+        const key = outcome(() => api.C_UnwrapKey(s, wrapMech, kek, record.wrapped, [
+          { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_TOKEN, value: false },
+          { type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_EXTRACTABLE, value: true }, { type: pk.CKA_ENCRYPT, value: true },
+          ...(trusted === undefined ? [] : [{ type: pk.CKA_WRAP_WITH_TRUSTED, value: trusted }]),
+        ])) as pk.Handle | undefined;
+        if (key === undefined) continue;
+        const underAes = outcome(() => Buffer.from(api.C_WrapKey(s, wrapMech, mine, key, Buffer.alloc(4096)))) as Buffer | undefined;
+        const underRsa = outcome(() => Buffer.from(api.C_WrapKey(s, oaep, myRsa, key, Buffer.alloc(512)))) as Buffer | undefined;
+        const got = [
+          underAes && (outcome(() => unwrapRfc5649(known, underAes)) as Buffer | undefined),
+          underRsa && (outcome(() => privateDecrypt({ key: rsa.privateKey as KeyObject, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, underRsa)) as Buffer | undefined),
+        ];
+        if (got.some((v) => decrypts(v || undefined, sealed, plaintext))) loot.unwrappedWrappable = true;
+      }
+      const decrypting = [
+        outcome(() => (api.C_SetAttributeValue(s, kek, [{ type: pk.CKA_DECRYPT, value: true }]), kek)),
+        outcome(() => api.C_CopyObject(s, kek, [{ type: pk.CKA_DECRYPT, value: true }, { type: pk.CKA_TOKEN, value: false }])),
+      ].filter((h): h is pk.Handle => h !== undefined);
+      for (const h of decrypting) {
+        const ecb = (block: Buffer) => {
+          api.C_DecryptInit(s, { mechanism: pk.CKM_AES_ECB }, h);
+          return Buffer.from(api.C_Decrypt(s, block, Buffer.alloc(16)));
+        };
+        if (decrypts(outcome(() => unwrapWithOracle(ecb, record.wrapped)) as Buffer | undefined, sealed, plaintext)) loot.decryptOracle = true;
+      }
     }
   } finally {
     api.C_CloseSession(s);
   }
   return loot;
+}
+
+/** RFC 5649 unwrap (the RFC 3394 W^-1 steps) with an AES-ECB decryption oracle; the padded key value (its first 32 bytes). */
+function unwrapWithOracle(ecb: (block: Buffer) => Buffer, wrapped: Buffer): Buffer {
+  const n = wrapped.length / 8 - 1;
+  let a = Buffer.from(wrapped.subarray(0, 8));
+  const r = Array.from({ length: n }, (_, i) => Buffer.from(wrapped.subarray(8 + 8 * i, 16 + 8 * i)));
+  for (let j = 5; j >= 0; j--) {
+    for (let i = n; i >= 1; i--) {
+      a.writeBigUInt64BE(a.readBigUInt64BE() ^ BigInt(n * j + i));
+      const b = ecb(Buffer.concat([a, r[i - 1]]));
+      a = Buffer.from(b.subarray(0, 8));
+      r[i - 1] = Buffer.from(b.subarray(8));
+    }
+  }
+  if (!a.subarray(0, 4).equals(RFC5649_IV)) throw new Error('integrity check failed');
+  return Buffer.concat(r).subarray(0, 32);
 }
 
 function unwrapRfc5649(kek: Buffer, wrapped: Buffer): Buffer {
@@ -183,8 +231,17 @@ describe.each(setups)('the attacker with the user PIN: $name', ({ make, keepsKey
     }
   });
 
-  test('known limit: without CKA_UNWRAP_TEMPLATE the KEK unwraps a record into a key the attacker reads (online, one record at a time)', () => {
-    for (const [i, m] of members.entries()) expect(attack(m, pins[i], record, sealed, plaintext).unwrappedReadable).toBe(true);
+  test('where CKA_UNWRAP_TEMPLATE is enforced the KEK unwraps no record into a key the attacker reads or wraps; NSS softokn: known limit', () => {
+    for (const [i, m] of members.entries()) {
+      const loot = attack(m, pins[i], record, sealed, plaintext);
+      if (keepsKeysIn) {
+        expect({ member: m.id, template: m.domainUnwrapTemplate, readable: loot.unwrappedReadable, wrappable: loot.unwrappedWrappable, oracle: loot.decryptOracle })
+          .toEqual({ member: m.id, template: true, readable: false, wrappable: false, oracle: false });
+      } else {
+        // known limit (docs/security.md): NSS softokn ignores CKA_UNWRAP_TEMPLATE; its profile says so
+        expect({ profile: m.profile.name, enforced: m.profile.unwrapTemplate, readable: loot.unwrappedReadable }).toEqual({ profile: 'nss-softokn', enforced: false, readable: true });
+      }
+    }
   });
 });
 
@@ -235,6 +292,7 @@ describe('the attacker with the user PIN, after kmsctl init --dev', () => {
         expect(m.domainLocked).toBe(true);
         const loot = attack(m, resolvePin(config.clusters[ci].members[mi].pin), record, sealed, plaintext);
         expect({ member: m.id, aes: loot.wrappedUnderAes, rsa: loot.wrappedUnderRsa, read: loot.read, offline: loot.offline }).toEqual({ member: m.id, aes: [], rsa: [], read: [], offline: false });
+        expect({ member: m.id, readable: loot.unwrappedReadable, wrappable: loot.unwrappedWrappable, oracle: loot.decryptOracle }).toEqual({ member: m.id, readable: false, wrappable: false, oracle: false });
         attacked++;
       }
     }

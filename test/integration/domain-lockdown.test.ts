@@ -278,7 +278,9 @@ describe.each(implementations)('what $name enforces', ({ name, make }) => {
 /**
  * pkcs11js passes an attribute's value as a number, boolean, string or Buffer, so it cannot set
  * CKA_UNWRAP_TEMPLATE (an array of CK_ATTRIBUTE with pointers). test/support/unwrap-template-probe.c
- * asks the same library in C whether C_UnwrapKey would enforce one.
+ * asks the same library in C whether C_UnwrapKey would enforce one (with CKA_MODIFIABLE false too);
+ * the service sets it through koffi, and test/integration/domain-unwrap-template.test.ts measures
+ * the template it uses, on the instance pkcs11js loaded, with the re-wrap rotate-domain needs.
  */
 describe('CKA_UNWRAP_TEMPLATE, set from C', () => {
   const ROOT = join(__dirname, '..', '..', '..');

@@ -7,6 +7,8 @@
  */
 import * as pk from 'pkcs11js';
 import { constants, publicEncrypt, randomBytes, createPublicKey } from 'node:crypto';
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { HsmCluster } from '../../../src/hsm/cluster';
 import { MaterialIntegrityError } from '../../../src/hsm/errors';
 import { DOMAIN_KEK_LABEL, DOMAIN_MAC_LABEL, HsmMember } from '../../../src/hsm/member';
@@ -25,6 +27,7 @@ const hex = (b: Buffer): string => b.toString('hex');
 
 describe('rotate-domain: a new domain generation for a cluster, every record re-wrapped under it', () => {
   let lab: KmsLab;
+  const jobErrors: string[] = [];
   let kms: Kms;
   let store: MetadataStore;
   let rot: HsmCluster;
@@ -42,7 +45,7 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     // rot-c stands for a member added to the configuration after the ceremony: a token without domain keys
     await members[2].removeDomainKeys();
     store = lab.sqlite();
-    kms = lab.kms(store, { macClusterId: 'cls-shared' });
+    kms = lab.kms(store, { macClusterId: 'cls-shared', onJobError: (e) => jobErrors.push(String(e)) });
   });
   afterAll(() => lab.cleanup());
 
@@ -92,7 +95,7 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     expect(await census()).toEqual(new Map([[hex(old), records]]));
 
     const events: RotationEvent[] = [];
-    const report = await kms.domainRotation.rotate(CLUSTER, { progress: (e) => events.push(e) });
+    const report = await kms.domainRotation.rotate(CLUSTER, { soPin: lab.tokens.soPins, progress: (e) => events.push(e) });
     const now = rot.currentGeneration!;
     expect(hex(now)).toBe(report.generation);
     expect(now.equals(old)).toBe(false);
@@ -126,6 +129,7 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     const total = [...(await census()).values()].reduce((a, b) => a + b, 0);
     let seen = 0;
     const failing = kms.domainRotation.rotate(CLUSTER, {
+      soPin: lab.tokens.soPins,
       progress: (e) => {
         if (e.phase === 'rewrap' && e.done > 0 && ++seen === 5) throw new Error('injected failure after 5 records');
       },
@@ -153,26 +157,33 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     const relabelled = new WrappedMaterial(stale.spec, stale.binding, next, stale.wrapped, stale.publicKey, stale.mac);
     await expect(members[0].load(relabelled)).rejects.toThrow(/MAC check/);
 
-    const resumed = await kms.domainRotation.rotate(CLUSTER);
+    const resumed = await kms.domainRotation.rotate(CLUSTER, { soPin: lab.tokens.soPins });
     expect(resumed).toMatchObject({ resumed: true, generation: hex(next), retired: hex(old), rewrapped: total - doneBefore });
     expect(await census()).toEqual(new Map([[hex(next), total]]));
     await rot.refreshGenerations();
     expect(held()).toEqual([[hex(next)], [hex(next)], [hex(next)]]);
     expect(await Promise.all(blobs.map(dec))).toEqual(ids.map((_, i) => `crash ${i}`));
-    const nothing = await kms.domainRotation.rotate(CLUSTER, { resumeOnly: true });
+    const nothing = await kms.domainRotation.rotate(CLUSTER, { soPin: lab.tokens.soPins, resumeOnly: true });
     expect([nothing.generation, nothing.rewrapped, hex(rot.currentGeneration!)]).toEqual([undefined, 0, hex(next)]);
   }, 120_000);
 
-  test('the background jobs of the lease holder finish a rotation a crashed run left', async () => {
+  test('the background jobs of the lease holder cannot finish a rotation a crashed run left under a templated KEK (no SO PIN): they say so, everything still decrypts; --resume with the SO PIN finishes it', async () => {
     const old = rot.currentGeneration!;
+    const [keyId] = await create(1, 'bg');
+    const blob = await enc(keyId, 'during');
     let seen = 0;
-    await expect(kms.domainRotation.rotate(CLUSTER, { progress: (e) => { if (e.phase === 'rewrap' && e.done > 0 && ++seen === 3) throw new Error('crash'); } })).rejects.toThrow('crash');
+    await expect(kms.domainRotation.rotate(CLUSTER, { soPin: lab.tokens.soPins, progress: (e) => { if (e.phase === 'rewrap' && e.done > 0 && ++seen === 3) throw new Error('crash'); } })).rejects.toThrow('crash');
     const next = rot.currentGeneration!;
     expect((await census()).get(hex(old))).toBeGreaterThan(0);
+    expect(rot.templatedOn(old).map((m) => m.id)).toEqual(members.map((m) => m.id));
     await kms.jobs.runOnce();
-    await within(60_000, async () => !(await kms.domainRotation.unfinished(CLUSTER)), 'the rotation finished by the background jobs', 200);
+    await within(60_000, () => jobErrors.some((e) => e.includes('CKA_UNWRAP_TEMPLATE')), () => `the background jobs reporting the SO PIN they lack (${jobErrors.join('; ')})`, 200);
+    expect(await kms.domainRotation.unfinished(CLUSTER)).toBe(true);
+    expect(await dec(blob)).toBe('during');
+    const report = await kms.domainRotation.rotate(CLUSTER, { soPin: lab.tokens.soPins, resumeOnly: true });
+    expect([report.resumed, report.generation]).toEqual([true, hex(next)]);
     expect([...(await census()).keys()]).toEqual([hex(next)]);
-    expect((await kms.jobs.runOnce()).domainsRotated).toEqual([CLUSTER]);
+    expect(await dec(blob)).toBe('during');
   }, 120_000);
 
   test('a version added while its key is being re-wrapped is kept (compare-and-set), and re-wrapped too', async () => {
@@ -187,7 +198,7 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
       return store.updateKey(owner, id, revision, patch);
     };
     const rotation = new DomainRotation(racing, lab.clusters, 'node-race', 'cls-shared');
-    await rotation.rotate(CLUSTER);
+    await rotation.rotate(CLUSTER, { soPin: lab.tokens.soPins });
     expect(raced).toBe(true);
     const r = (await store.getKey(bob.tenant, keyId))!;
     expect(r.versions.map((v) => v.version)).toEqual([1, 2]);
@@ -213,7 +224,7 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
       return page;
     };
     const records = [...(await census()).values()].reduce((a, b) => a + b, 0);
-    const report = await new DomainRotation(late, lab.clusters, 'node-late', 'cls-shared').rotate(CLUSTER);
+    const report = await new DomainRotation(late, lab.clusters, 'node-late', 'cls-shared').rotate(CLUSTER, { soPin: lab.tokens.soPins });
     expect(report.rewrapped).toBe(records + 1);
     expect([...(await census()).keys()]).toEqual([report.generation]);
     expect(report.destroyedOn).toHaveLength(3);
@@ -222,10 +233,14 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
 
   test('a node that has not heard of the new generation yet (its own sessions on the same tokens) reads the tokens again when a record names it', async () => {
     const [keyId] = await create(1, 'elsewhere');
-    const other = new HsmCluster({ id: CLUSTER, kind: 'dedicated', owners: [bob.tenant], members: lab.tokens.softhsm('rot', ['rot-a']), probeCacheMs: 0 });
+    // its own copy of the library, as another process would have: the rotation's SO logins (login state is per library instance) leave it alone
+    const copy = join(lab.tokens.dir, 'rot', 'libsofthsm2-other-node.so');
+    copyFileSync(join(lab.tokens.dir, 'rot', 'libsofthsm2.so'), copy);
+    const module = { path: copy, env: { SOFTHSM2_CONF: join(lab.tokens.dir, 'rot', 'softhsm2.conf') } };
+    const other = new HsmCluster({ id: CLUSTER, kind: 'dedicated', owners: [bob.tenant], members: lab.tokens.softhsm('rot', ['rot-a'], { id: 'other-node-rot-a', module }), probeCacheMs: 0 });
     other.start();
     const before = other.currentGeneration!;
-    await kms.domainRotation.rotate(CLUSTER);
+    await kms.domainRotation.rotate(CLUSTER, { soPin: lab.tokens.soPins });
     const m = WrappedMaterial.fromBuffer((await store.getKey(bob.tenant, keyId))!.versions[0].material);
     expect(m.domainId.equals(before)).toBe(false);
     expect(other.holdsGeneration(m.domainId)).toBe(false);
@@ -242,10 +257,10 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     const { Signature } = await kms.asymmetric.sign(bob, { KeyId: rsa, Algorithm: 'RSA_PSS_SHA_256', Message: message });
     const old = mixed.currentGeneration!;
     let seen = 0;
-    await expect(kms.domainRotation.rotate('cls-rot-mixed', { progress: (e) => { if (e.phase === 'rewrap' && e.done > 0 && ++seen === 1) throw new Error('stop'); } })).rejects.toThrow('stop');
+    await expect(kms.domainRotation.rotate('cls-rot-mixed', { soPin: lab.tokens.soPins, progress: (e) => { if (e.phase === 'rewrap' && e.done > 0 && ++seen === 1) throw new Error('stop'); } })).rejects.toThrow('stop');
     expect(mixed.members.map((m) => m.generations.size)).toEqual([2, 2]);
     const left = (await kms.domainRotation.census('cls-rot-mixed')).get(hex(old)) ?? 0;
-    const report = await kms.domainRotation.rotate('cls-rot-mixed');
+    const report = await kms.domainRotation.rotate('cls-rot-mixed', { soPin: lab.tokens.soPins });
     expect(report).toMatchObject({ resumed: true, rewrapped: left, retired: hex(old), destroyedOn: ['rot-nss', 'mixed-mixed-a'] });
     expect(await kms.domainRotation.census('cls-rot-mixed')).toEqual(new Map([[report.generation, 2]]));
     await mixed.refreshGenerations();
@@ -264,13 +279,13 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     const blob = await enc(keyId, 'kept');
     const old = rot.currentGeneration!;
     const away = members[1];
-    const refused = kms.domainRotation.rotate(CLUSTER, { progress: (e) => { if (e.phase === 'rewrap' && e.done === e.total && e.total > 0) away.close(); } });
+    const refused = kms.domainRotation.rotate(CLUSTER, { soPin: lab.tokens.soPins, progress: (e) => { if (e.phase === 'rewrap' && e.done === e.total && e.total > 0) away.close(); } });
     await expect(refused).rejects.toThrow(/while members are unavailable: rot-rot-b/);
     expect(await kms.domainRotation.unfinished(CLUSTER)).toBe(true);
     expect((await census()).get(hex(old))).toBeUndefined();
     expect(members[0].holds(old)).toBe(true);
     away.connect();
-    const report = await kms.domainRotation.rotate(CLUSTER, { resumeOnly: true });
+    const report = await kms.domainRotation.rotate(CLUSTER, { soPin: lab.tokens.soPins, resumeOnly: true });
     expect(report).toMatchObject({ resumed: true, rewrapped: 0, retired: hex(old), destroyedOn: ['rot-rot-a', 'rot-rot-b', 'rot-rot-c'] });
     await rot.refreshGenerations();
     expect(held()).toEqual([0, 1, 2].map(() => [report.generation]));
@@ -296,9 +311,13 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
           api.C_CloseSession(s);
         }
       });
-    // the generations before were made without an SO PIN: locked, but not trusted-only
-    expect(protection().filter((p) => p.includes('any wrap'))).not.toEqual([]);
+    // the current generation's KEK has CKA_UNWRAP_TEMPLATE: without the SO PIN its records could not be re-wrapped, refused before anything is made
+    const before = rot.currentGeneration!;
+    await expect(kms.domainRotation.rotate(CLUSTER)).rejects.toThrow(/CKA_UNWRAP_TEMPLATE/);
+    expect(rot.currentGeneration!.equals(before)).toBe(true);
+    expect(await kms.domainRotation.unfinished(CLUSTER)).toBe(false);
     const report = await kms.domainRotation.rotate(CLUSTER, { soPin: lab.tokens.soPins });
+    expect(members.map((m) => m.domainUnwrapTemplate)).toEqual(members.map(() => true));
     expect(report.retired).toBeDefined();
     const after = protection();
     expect(after).toHaveLength(members.length * 2);
@@ -320,7 +339,7 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     const doc = JSON.parse(state.doc) as Record<string, string>;
     await store.putClusterState(CLUSTER, state.revision, JSON.stringify({ ...doc, retiring: hex(next) }));
     await expect(loadDomainState(store, rot)).rejects.toBeInstanceOf(DomainStateError);
-    await expect(kms.domainRotation.rotate(CLUSTER)).rejects.toBeInstanceOf(DomainStateError);
+    await expect(kms.domainRotation.rotate(CLUSTER, { soPin: lab.tokens.soPins })).rejects.toBeInstanceOf(DomainStateError);
     const bad = (await store.getClusterState(CLUSTER))!;
     await store.putClusterState(CLUSTER, bad.revision, state.doc);
     expect((await loadDomainState(store, rot))?.state).toEqual({ current: hex(next) });
@@ -353,10 +372,10 @@ describe('rotate-domain on the Redis store', () => {
     const blobs = await Promise.all(ids.map(async (id, i) => (await kms.envelope.encrypt(bob, id, Buffer.from(`r${i}`))).CiphertextBlob));
     const old = lab.dedicated.currentGeneration!.toString('hex');
     let seen = 0;
-    await expect(kms.domainRotation.rotate('cls-bob', { progress: (e) => { if (e.phase === 'rewrap' && e.done > 0 && ++seen === 4) throw new Error('stop'); } })).rejects.toThrow('stop');
+    await expect(kms.domainRotation.rotate('cls-bob', { soPin: lab.tokens.soPins, progress: (e) => { if (e.phase === 'rewrap' && e.done > 0 && ++seen === 4) throw new Error('stop'); } })).rejects.toThrow('stop');
     const left = (await kms.domainRotation.census('cls-bob')).get(old)!;
     expect(left).toBeGreaterThan(0);
-    const report = await kms.domainRotation.rotate('cls-bob');
+    const report = await kms.domainRotation.rotate('cls-bob', { soPin: lab.tokens.soPins });
     expect(report).toMatchObject({ resumed: true, rewrapped: left, retired: old, destroyedOn: ['bob-bob-a'] });
     expect(await kms.domainRotation.census('cls-bob')).toEqual(new Map([[report.generation, 25]]));
     expect(await Promise.all(blobs.map(async (b) => (await kms.envelope.decrypt(bob, { CiphertextBlob: b })).Plaintext.toString()))).toEqual(ids.map((_, i) => `r${i}`));

@@ -57,8 +57,8 @@ describe('shipped profiles', () => {
   });
 
   test.each<[string, Partial<HsmProfile>]>([
-    ['softhsm2', { verified: true, callMode: 'sync', rfc5649Mechanism: 0x210a, oaepHashes: ['sha1'], ecdsaWithHash: false, gcmParams: 'v2.20', ecPrivateKeyUnwrap: true, nativeCloning: false, enforcesNonExtractable: true, wrapWithTrusted: true }],
-    ['nss-softokn', { verified: true, callMode: 'sync', rfc5649Mechanism: 0x210b, oaepHashes: ['sha1', 'sha256'], ecdsaWithHash: true, gcmParams: 'v2.40', ecPrivateKeyUnwrap: false, nativeCloning: false, enforcesNonExtractable: false, wrapWithTrusted: false }],
+    ['softhsm2', { verified: true, callMode: 'sync', rfc5649Mechanism: 0x210a, oaepHashes: ['sha1'], ecdsaWithHash: false, gcmParams: 'v2.20', ecPrivateKeyUnwrap: true, nativeCloning: false, enforcesNonExtractable: true, wrapWithTrusted: true, unwrapTemplate: true, lockUnmodifiable: true }],
+    ['nss-softokn', { verified: true, callMode: 'sync', rfc5649Mechanism: 0x210b, oaepHashes: ['sha1', 'sha256'], ecdsaWithHash: true, gcmParams: 'v2.40', ecPrivateKeyUnwrap: false, nativeCloning: false, enforcesNonExtractable: false, wrapWithTrusted: false, unwrapTemplate: false, lockUnmodifiable: false }],
   ])('%s is verified and declares its quirks', (name, expected) => {
     expect(profiles.get(name)).toMatchObject(expected);
   });
@@ -158,6 +158,8 @@ describe('parseProfile', () => {
       nativeCloning: false,
       enforcesNonExtractable: true,
       wrapWithTrusted: false,
+      unwrapTemplate: false,
+      lockUnmodifiable: false,
       gcmParams: 'v2.20',
       gcmIv: 'caller',
       ecPrivateKeyUnwrap: true,
