@@ -10,7 +10,7 @@ import { Caller, domainError } from './key-access';
 import type { KeyAction } from './key-state';
 import { describeTombstone } from './key-metadata';
 import { canRotate, KEY_USAGES, KeyUsage } from './key-usage';
-import { outputPlaintext, PublicKeyOutput } from './public-key-output';
+import { outputPlaintext, PublicKeyOutput } from '../api/public-key-output';
 
 export const MAX_PLAINTEXT_BYTES = 4096;
 export const MAX_RANDOM_BYTES = 1024;
