@@ -9,6 +9,7 @@ import { InvalidCiphertextError, KeyNotFoundError } from '../kms/errors';
 import type { Caller } from '../kms/key-access';
 import { KEY_USAGES, usagesOffered } from '../kms/key-usage';
 import type { Kms } from '../kms/service';
+import * as wire from './kms-wire';
 import type { ActionParams, ServedAction } from './params';
 
 export interface ActionContext {
@@ -59,7 +60,7 @@ const oneKey = async (ctx: ActionContext, p: { KeyId: string }): Promise<Resourc
 const KEY_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** The key a ciphertext names; a blob naming no key id at all was altered. */
-function blobKey(ctx: ActionContext, blob: string): string {
+function blobKey(ctx: ActionContext, blob: Buffer): string {
   const { keyId } = decodeBlob(blob, ctx.deploymentId);
   if (!KEY_ID.test(keyId)) throw new InvalidCiphertextError('CiphertextBlob names no key of this service');
   return keyId;
@@ -130,10 +131,10 @@ export const HANDLERS: ActionTable = {
   DisableKeyRotation: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.disableKeyRotation(ctx.caller, p.KeyId).then(nothing) },
   GetKeyRotationStatus: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.getKeyRotationStatus(ctx.caller, p.KeyId) },
   RotateKey: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.rotateKey(ctx.caller, p.KeyId) },
-  Encrypt: { resources: oneKey, run: (ctx, p) => ctx.kms.envelope.encrypt(ctx.caller, p.KeyId, p.Plaintext, p.EncryptionContext) },
-  Decrypt: { resources: (ctx, p) => keys(ctx, [blobKey(ctx, p.CiphertextBlob)]), run: (ctx, p) => ctx.kms.envelope.decrypt(ctx.caller, p) },
-  ReEncrypt: { resources: reEncryptResources, run: (ctx, p) => ctx.kms.envelope.reEncrypt(ctx.caller, p) },
-  GenerateDataKey: { resources: oneKey, run: (ctx, p) => ctx.kms.envelope.generateDataKey(ctx.caller, p) },
+  Encrypt: { resources: oneKey, run: async (ctx, p) => wire.encryptAnswer(await ctx.kms.envelope.encrypt(ctx.caller, p.KeyId, p.Plaintext, wire.contextFromWire(p.EncryptionContext))) },
+  Decrypt: { resources: (ctx, p) => keys(ctx, [blobKey(ctx, p.CiphertextBlob)]), run: async (ctx, p) => wire.decryptAnswer(await ctx.kms.envelope.decrypt(ctx.caller, wire.decryptRequest(p)), p) },
+  ReEncrypt: { resources: reEncryptResources, run: async (ctx, p) => wire.reEncryptAnswer(await ctx.kms.envelope.reEncrypt(ctx.caller, wire.reEncryptRequest(p))) },
+  GenerateDataKey: { resources: oneKey, run: async (ctx, p) => wire.generateDataKeyAnswer(await ctx.kms.envelope.generateDataKey(ctx.caller, wire.generateDataKeyRequest(p)), p) },
   GenerateRandom: { resources: async (ctx) => collection(ctx), run: async (ctx, p) => ({ Plaintext: await ctx.kms.envelope.generateRandom(ctx.caller, p.NumberOfBytes) }) },
   GetPublicKey: { resources: oneKey, run: (ctx, p) => ctx.kms.asymmetric.getPublicKey(ctx.caller, p.KeyId) },
   AsymmetricRsaDecrypt: { resources: oneKey, run: (ctx, p) => ctx.kms.asymmetric.rsaDecrypt(ctx.caller, p.KeyId, p.Ciphertext, p.Algorithm) },

@@ -54,8 +54,8 @@ async function main(): Promise<void> {
     } else {
       const id = made[Math.floor(Math.random() * made.length)];
       const plaintext = `crash data ${i}`;
-      const { CiphertextBlob } = await kms.envelope.encrypt(caller, id, Buffer.from(plaintext));
-      ack(`blob ${id} ${CiphertextBlob} ${plaintext}`);
+      const { ciphertext } = await kms.envelope.encrypt(caller, id, Buffer.from(plaintext));
+      ack(`blob ${id} ${ciphertext.toString('base64')} ${plaintext}`);
     }
   }
 }

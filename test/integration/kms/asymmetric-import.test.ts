@@ -127,14 +127,14 @@ describe('KMS core: bring your own key', () => {
     expect(p.ParametersValidTo).toBe(now() + 24 * 3600);
     expect(createPublicKey({ key: Buffer.from(p.PublicKey, 'base64'), format: 'der', type: 'spki' }).asymmetricKeyDetails?.modulusLength).toBe(2048);
     expect((await kms.lifecycle.describeKey(alice, KeyId)).KeyState).toBe('Enabled');
-    const blob = (await kms.envelope.encrypt(alice, KeyId, Buffer.from('byok data'))).CiphertextBlob;
+    const blob = (await kms.envelope.encrypt(alice, KeyId, Buffer.from('byok data'))).ciphertext;
     await kms.keyImport.deleteImportedKeyMaterial(alice, KeyId);
     expect((await kms.lifecycle.describeKey(alice, KeyId)).KeyState).toBe('PendingImport');
-    await expect(kms.envelope.decrypt(alice, { CiphertextBlob: blob })).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
+    await expect(kms.envelope.decrypt(alice, { ciphertext: blob })).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
     await expect(importInto(alice, KeyId, randomBytes(32))).rejects.toBeInstanceOf(E.DecryptMaterialError);
     expect((await kms.lifecycle.describeKey(alice, KeyId)).KeyState).toBe('PendingImport');
     await importInto(alice, KeyId, material);
-    expect((await kms.envelope.decrypt(alice, { CiphertextBlob: blob })).Plaintext.toString()).toBe('byok data');
+    expect((await kms.envelope.decrypt(alice, { ciphertext: blob })).plaintext.toString()).toBe('byok data');
     await importInto(alice, KeyId, material, 'RSAES_OAEP_SHA_1', now() + 3600);
     expect((await kms.lifecycle.describeKey(alice, KeyId)).ValidTo).toBe(now() + 3600);
   });
@@ -211,21 +211,21 @@ describe('KMS core: bring your own key', () => {
     const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'byok-expiring', Type: 2 });
     const material = randomBytes(32);
     await importInto(alice, KeyId, material, 'RSAES_OAEP_SHA_1', now() + 3600);
-    const blob = (await kms.envelope.encrypt(alice, KeyId, Buffer.from('short-lived'))).CiphertextBlob;
+    const blob = (await kms.envelope.encrypt(alice, KeyId, Buffer.from('short-lived'))).ciphertext;
     expect((await kms.jobs.runOnce()).expired).not.toContain(KeyId);
     clock.advance(3601);
     expect((await kms.jobs.runOnce()).expired).toContain(KeyId);
     expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ KeyState: 'PendingImport', ValidTo: 0 });
     expect((await kms.store.getKey(alice.tenant, KeyId))?.versions).toEqual([]);
     await importInto(alice, KeyId, material);
-    expect((await kms.envelope.decrypt(alice, { CiphertextBlob: blob })).Plaintext.toString()).toBe('short-lived');
+    expect((await kms.envelope.decrypt(alice, { ciphertext: blob })).plaintext.toString()).toBe('short-lived');
   });
 
   test('on NSS softokn, RSAES_OAEP_SHA_256 wrapping works', async () => {
     const { KeyId } = await kms.lifecycle.createKey(bob, { Alias: 'byok-nss', Type: 2, HsmClusterId: 'cls-bob-nss' });
     await importInto(bob, KeyId, randomBytes(32), 'RSAES_OAEP_SHA_256');
-    const blob = (await kms.envelope.encrypt(bob, KeyId, Buffer.from('nss'))).CiphertextBlob;
-    expect((await kms.envelope.decrypt(bob, { CiphertextBlob: blob })).Plaintext.toString()).toBe('nss');
+    const blob = (await kms.envelope.encrypt(bob, KeyId, Buffer.from('nss'))).ciphertext;
+    expect((await kms.envelope.decrypt(bob, { ciphertext: blob })).plaintext.toString()).toBe('nss');
     await expect(kms.lifecycle.createKey(bob, { Alias: 'nss-ec', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC', HsmClusterId: 'cls-bob-nss' })).rejects.toBeInstanceOf(E.UnsupportedKeyUsageError);
   });
 });

@@ -47,8 +47,8 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
 
   const census = () => kms.domainRotation.census(CLUSTER);
   const held = () => members.map((m) => [...m.generations.keys()].sort());
-  const enc = async (keyId: string, text: string) => (await kms.envelope.encrypt(bob, keyId, Buffer.from(text))).CiphertextBlob;
-  const dec = async (blob: string) => (await kms.envelope.decrypt(bob, { CiphertextBlob: blob })).Plaintext.toString();
+  const enc = async (keyId: string, text: string) => (await kms.envelope.encrypt(bob, keyId, Buffer.from(text))).ciphertext;
+  const dec = async (blob: Buffer) => (await kms.envelope.decrypt(bob, { ciphertext: blob })).plaintext.toString();
   const create = async (n: number, prefix: string) => {
     const ids: string[] = [];
     for (let i = 0; i < n; i++) ids.push((await kms.lifecycle.createKey(bob, { Alias: `${prefix}-${i}`, HsmClusterId: CLUSTER })).KeyId);
@@ -352,7 +352,7 @@ describe('rotate-domain on the Redis store', () => {
     const ids: string[] = [];
     for (let i = 0; i < 25; i++) ids.push((await kms.lifecycle.createKey(bob, { Alias: `redis-${i}`, HsmClusterId: 'cls-bob' })).KeyId);
     await kms.lifecycle.createKey(bob, { Alias: 'redis-shared' });
-    const blobs = await Promise.all(ids.map(async (id, i) => (await kms.envelope.encrypt(bob, id, Buffer.from(`r${i}`))).CiphertextBlob));
+    const blobs = await Promise.all(ids.map(async (id, i) => (await kms.envelope.encrypt(bob, id, Buffer.from(`r${i}`))).ciphertext));
     const old = lab.dedicated.currentGeneration!.toString('hex');
     let seen = 0;
     await expect(kms.domainRotation.rotate('cls-bob', { progress: (e) => { if (e.phase === 'rewrap' && e.done > 0 && ++seen === 4) throw new Error('stop'); } })).rejects.toThrow('stop');
@@ -361,6 +361,6 @@ describe('rotate-domain on the Redis store', () => {
     const report = await kms.domainRotation.rotate('cls-bob');
     expect(report).toMatchObject({ resumed: true, rewrapped: left, retired: old, destroyedOn: ['bob-bob-a'] });
     expect(await kms.domainRotation.census('cls-bob')).toEqual(new Map([[report.generation, 25]]));
-    expect(await Promise.all(blobs.map(async (b) => (await kms.envelope.decrypt(bob, { CiphertextBlob: b })).Plaintext.toString()))).toEqual(ids.map((_, i) => `r${i}`));
+    expect(await Promise.all(blobs.map(async (b) => (await kms.envelope.decrypt(bob, { ciphertext: b })).plaintext.toString()))).toEqual(ids.map((_, i) => `r${i}`));
   }, 120_000);
 });

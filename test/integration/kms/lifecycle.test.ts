@@ -66,7 +66,7 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     await expect(kms.lifecycle.listKeyDetail(alice, { HsmClusterId: 'cls-bob' })).rejects.toBeInstanceOf(E.InvalidHsmClusterError);
     const handlesBefore = lab.shared.members.map((m) => m.cachedHandles);
     const blob = await kms.envelope.encrypt(bob, k.KeyId, Buffer.from('only on bob hardware'));
-    expect((await kms.envelope.decrypt(bob, { CiphertextBlob: blob.CiphertextBlob })).Plaintext.toString()).toBe('only on bob hardware');
+    expect((await kms.envelope.decrypt(bob, { ciphertext: blob.ciphertext })).plaintext.toString()).toBe('only on bob hardware');
     expect(lab.shared.members.map((m) => m.cachedHandles)).toEqual(handlesBefore);
     expect(lab.dedicated.members[0].cachedHandles).toBeGreaterThan(0);
   });

@@ -48,12 +48,12 @@ describe('KMS core: two nodes sharing one Redis', () => {
 
   test('a key disabled on node A is refused on node B within a second (change notifications, not cache expiry)', async () => {
     const { KeyId } = await a.lifecycle.createKey(alice, { Alias: 'shared-state' });
-    const blob = (await b.envelope.encrypt(alice, KeyId, Buffer.from('warm the cache'))).CiphertextBlob;
+    const blob = (await b.envelope.encrypt(alice, KeyId, Buffer.from('warm the cache'))).ciphertext;
     await a.lifecycle.disableKey(alice, KeyId);
     const ms = await within(5_000, () => b.envelope.encrypt(alice, KeyId, Buffer.from('x')).then(() => false, (e) => e instanceof E.KeyDisabledError));
     console.log(`node B refused the disabled key after ${ms} ms`);
     await a.lifecycle.enableKey(alice, KeyId);
-    await within(5_000, () => b.envelope.decrypt(alice, { CiphertextBlob: blob }).then(() => true, () => false));
+    await within(5_000, () => b.envelope.decrypt(alice, { ciphertext: blob }).then(() => true, () => false));
   });
 
   test('a rotation on node A is used by node B', async () => {
@@ -61,7 +61,7 @@ describe('KMS core: two nodes sharing one Redis', () => {
     await b.envelope.encrypt(alice, KeyId, Buffer.from('v1'));
     await a.rotation.rotateKey(alice, KeyId);
     await within(5_000, async () => {
-      const blob = (await b.envelope.encrypt(alice, KeyId, Buffer.from('v2'))).CiphertextBlob;
+      const blob = (await b.envelope.encrypt(alice, KeyId, Buffer.from('v2'))).ciphertext;
       return decodeBlob(blob, DEPLOYMENT).keyVersion === 2;
     });
   });

@@ -17,9 +17,9 @@ describe('KMS core: rotation, scheduled deletion, alarms, background jobs', () =
   });
   afterAll(() => lab.cleanup());
 
-  const versionOf = (blob: string) => decodeBlob(blob, DEPLOYMENT).keyVersion;
-  const enc = async (keyId: string, pt = 'data') => (await kms.envelope.encrypt(alice, keyId, Buffer.from(pt))).CiphertextBlob;
-  const dec = async (blob: string) => (await kms.envelope.decrypt(alice, { CiphertextBlob: blob })).Plaintext.toString();
+  const versionOf = (blob: Buffer) => decodeBlob(blob, DEPLOYMENT).keyVersion;
+  const enc = async (keyId: string, pt = 'data') => (await kms.envelope.encrypt(alice, keyId, Buffer.from(pt))).ciphertext;
+  const dec = async (blob: Buffer) => (await kms.envelope.decrypt(alice, { ciphertext: blob })).plaintext.toString();
 
   test('rotation settings: off by default, RotateDays 7..365 (default 365), status reported', async () => {
     const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'rot-settings' });
@@ -42,12 +42,12 @@ describe('KMS core: rotation, scheduled deletion, alarms, background jobs', () =
     const v2 = await enc(KeyId, 'two');
     expect([versionOf(v1), versionOf(v2)]).toEqual([1, 2]);
     expect([await dec(v1), await dec(v2)]).toEqual(['one', 'two']);
-    const moved = await kms.envelope.reEncrypt(alice, { CiphertextBlob: v1 });
-    expect(moved.ReEncrypted).toBe(true);
-    expect(versionOf(moved.CiphertextBlob)).toBe(2);
-    expect(await dec(moved.CiphertextBlob)).toBe('one');
-    const again = await kms.envelope.reEncrypt(alice, { CiphertextBlob: moved.CiphertextBlob });
-    expect(again).toMatchObject({ ReEncrypted: false, CiphertextBlob: moved.CiphertextBlob });
+    const moved = await kms.envelope.reEncrypt(alice, { ciphertext: v1 });
+    expect(moved.reEncrypted).toBe(true);
+    expect(versionOf(moved.ciphertext)).toBe(2);
+    expect(await dec(moved.ciphertext)).toBe('one');
+    const again = await kms.envelope.reEncrypt(alice, { ciphertext: moved.ciphertext });
+    expect(again).toMatchObject({ reEncrypted: false, ciphertext: moved.ciphertext });
   });
 
   test('concurrent RotateKey calls on one key: one wins, the other is told a rotation is running', async () => {
@@ -120,7 +120,7 @@ describe('KMS core: rotation, scheduled deletion, alarms, background jobs', () =
     expect(kms.alarms.list(KeyId).map((a) => a.kind)).toContain('KeyDeleted');
     await expect(kms.lifecycle.describeKey(alice, KeyId)).rejects.toBeInstanceOf(E.KeyNotFoundError);
     await expect(kms.lifecycle.cancelKeyDeletion(alice, KeyId)).rejects.toBeInstanceOf(E.KeyNotFoundError);
-    const err = await kms.envelope.decrypt(alice, { CiphertextBlob: blob }).catch((e: Error) => e);
+    const err = await kms.envelope.decrypt(alice, { ciphertext: blob }).catch((e: Error) => e);
     expect(err).toBeInstanceOf(E.KeyNotFoundError);
     expect((err as Error).message).toContain('was deleted');
     expect(await kms.store.getTombstone(alice.tenant, KeyId)).toMatchObject({ keyId: KeyId, alias: 'doomed', deletedAt: DeletionDate });

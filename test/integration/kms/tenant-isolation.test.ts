@@ -57,7 +57,7 @@ describe('one tenant cannot stall the others (KMS core)', () => {
     const order = batchDone ? 'batch first' : 'encrypt first';
     expect(order).toBe('encrypt first');
     expect((await batch).length).toBe(CAP);
-    expect((await kms.envelope.decrypt(bob, { CiphertextBlob: blob.CiphertextBlob })).Plaintext.toString()).toBe('not stalled');
+    expect((await kms.envelope.decrypt(bob, { ciphertext: blob.ciphertext })).plaintext.toString()).toBe('not stalled');
   });
 
   test(`a ${CAP + 1}th concurrent expensive request of tenant A is RequestLimit-refused while tenant B's is served`, async () => {
@@ -87,7 +87,7 @@ describe('one tenant cannot stall the others (KMS core)', () => {
       await expect(kms.asymmetric.rsaDecrypt(alice, rsa, ciphertext, 'RSAES_OAEP_SHA_1')).rejects.toBeInstanceOf(E.ExpensiveLimitError);
       await expect(kms.asymmetric.sign(alice, { KeyId: signer, Algorithm: 'ECC_P256_R1', Message: Buffer.from('m') })).rejects.toBeInstanceOf(E.ExpensiveLimitError);
       expect((await kms.lifecycle.createKey(alice, { Alias: 'cap-new-aes' })).KeyState).toBe('Enabled');
-      expect((await kms.envelope.encrypt(alice, aes, Buffer.from('cheap'))).KeyId).toBe(aes);
+      expect((await kms.envelope.encrypt(alice, aes, Buffer.from('cheap'))).keyId).toBe(aes);
       expect((await kms.lifecycle.createKey(bob, { Alias: 'cap-bob-rsa', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' })).KeyState).toBe('Enabled');
     } finally {
       held.forEach((release) => release());
@@ -122,7 +122,7 @@ describe('one tenant cannot stall the others (KMS core)', () => {
         expect(e).toBeInstanceOf(SlowQueueFullError);
         expect(toApiError(e).code).toBe('RequestLimitExceeded');
       }
-      expect((await kms.envelope.encrypt(alice, aes, Buffer.from('cheap'))).KeyId).toBe(aes);
+      expect((await kms.envelope.encrypt(alice, aes, Buffer.from('cheap'))).keyId).toBe(aes);
       expect((await kms.lifecycle.createKey(bob, { Alias: 'full-bob-rsa', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048', HsmClusterId: 'cls-bob' })).KeyState).toBe('Enabled');
     } finally {
       open();

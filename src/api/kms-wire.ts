@@ -1,0 +1,61 @@
+/**
+ * The Tencent KMS wire, mapped onto the protocol-neutral core: request parameters (already
+ * shape-checked and base64-decoded by params.ts) to core requests, core results to the
+ * PascalCase answers of the API. Buffers in an answer become base64 in response.ts.
+ */
+import type { EncryptionContext } from '../kms/ciphertext';
+import type { DataKeyResult, DecryptRequest, EncryptResult, GenerateDataKeyRequest, PlaintextResult, ReEncryptRequest, ReEncryptResult } from '../kms/envelope';
+import { InvalidEncryptionContextError, UnsupportedOperationError } from '../kms/errors';
+import type { ActionParams } from './params';
+import { outputPlaintext, PublicKeyOutput } from './public-key-output';
+
+/** Tencent's limit on EncryptionContext (reference §6). */
+export const MAX_CONTEXT_CHARS = 1024;
+
+/** EncryptionContext as Tencent sends it: the text of a JSON object of strings. Absent or empty means none. */
+export function contextFromWire(text: string | undefined): EncryptionContext | undefined {
+  if (text === undefined || text === '') return undefined;
+  if (text.length > MAX_CONTEXT_CHARS) throw new InvalidEncryptionContextError(`EncryptionContext is longer than ${MAX_CONTEXT_CHARS} characters`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new InvalidEncryptionContextError('EncryptionContext is not valid JSON');
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new InvalidEncryptionContextError('EncryptionContext must be a JSON object');
+  const entries = Object.entries(parsed as Record<string, unknown>);
+  if (!entries.every(([, v]) => typeof v === 'string')) throw new InvalidEncryptionContextError('EncryptionContext values must be strings');
+  return parsed as EncryptionContext;
+}
+
+/** The plaintext as the caller asked for it (in clear, or under its EncryptionPublicKey); a plaintext that was re-encrypted is wiped. */
+function plaintextOut(plaintext: Buffer, p: PublicKeyOutput): Buffer {
+  try {
+    return outputPlaintext(plaintext, p);
+  } finally {
+    if (p.EncryptionPublicKey) plaintext.fill(0);
+  }
+}
+
+export const encryptAnswer = (r: EncryptResult) => ({ CiphertextBlob: r.ciphertext, KeyId: r.keyId });
+
+export const decryptRequest = (p: ActionParams<'Decrypt'>): DecryptRequest => ({ ciphertext: p.CiphertextBlob, context: contextFromWire(p.EncryptionContext) });
+
+export const decryptAnswer = (r: PlaintextResult, p: PublicKeyOutput) => ({ KeyId: r.keyId, Plaintext: plaintextOut(r.plaintext, p) });
+
+export const reEncryptRequest = (p: ActionParams<'ReEncrypt'>): ReEncryptRequest => ({
+  ciphertext: p.CiphertextBlob,
+  destinationKeyId: p.DestinationKeyId,
+  sourceContext: contextFromWire(p.SourceEncryptionContext),
+  destinationContext: contextFromWire(p.DestinationEncryptionContext),
+});
+
+export const reEncryptAnswer = (r: ReEncryptResult) => ({ CiphertextBlob: r.ciphertext, KeyId: r.keyId, SourceKeyId: r.sourceKeyId, ReEncrypted: r.reEncrypted });
+
+/** KMS-hosted data keys (IsHostedByKms=1) are a Tencent product this service does not offer. */
+export function generateDataKeyRequest(p: ActionParams<'GenerateDataKey'>): GenerateDataKeyRequest {
+  if (p.IsHostedByKms === 1) throw new UnsupportedOperationError('data keys hosted by the KMS (IsHostedByKms=1) are not offered by this service');
+  return { keyId: p.KeyId, keySpec: p.KeySpec, numberOfBytes: p.NumberOfBytes, context: contextFromWire(p.EncryptionContext), hsmClusterId: p.HsmClusterId };
+}
+
+export const generateDataKeyAnswer = (r: DataKeyResult, p: PublicKeyOutput) => ({ KeyId: r.keyId, Plaintext: plaintextOut(r.plaintext, p), CiphertextBlob: r.ciphertext });
