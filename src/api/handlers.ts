@@ -136,13 +136,22 @@ export const HANDLERS: ActionTable = {
   ReEncrypt: { resources: reEncryptResources, run: async (ctx, p) => wire.reEncryptAnswer(await ctx.kms.envelope.reEncrypt(ctx.caller, wire.reEncryptRequest(p))) },
   GenerateDataKey: { resources: oneKey, run: async (ctx, p) => wire.generateDataKeyAnswer(await ctx.kms.envelope.generateDataKey(ctx.caller, wire.generateDataKeyRequest(p)), p) },
   GenerateRandom: { resources: async (ctx) => collection(ctx), run: async (ctx, p) => ({ Plaintext: await ctx.kms.envelope.generateRandom(ctx.caller, p.NumberOfBytes) }) },
-  GetPublicKey: { resources: oneKey, run: (ctx, p) => ctx.kms.asymmetric.getPublicKey(ctx.caller, p.KeyId) },
-  AsymmetricRsaDecrypt: { resources: oneKey, run: (ctx, p) => ctx.kms.asymmetric.rsaDecrypt(ctx.caller, p.KeyId, p.Ciphertext, p.Algorithm) },
+  GetPublicKey: { resources: oneKey, run: async (ctx, p) => wire.publicKeyAnswer(await ctx.kms.asymmetric.getPublicKey(ctx.caller, p.KeyId)) },
+  AsymmetricRsaDecrypt: {
+    resources: oneKey,
+    run: async (ctx, p) => {
+      const r = await ctx.kms.asymmetric.rsaDecrypt(ctx.caller, p.KeyId, p.Ciphertext, p.Algorithm);
+      return { KeyId: r.keyId, Plaintext: r.plaintext };
+    },
+  },
   AsymmetricSm2Decrypt: { resources: oneKey, run: (ctx, p) => ctx.kms.asymmetric.sm2Decrypt(ctx.caller, p.KeyId) },
-  SignByAsymmetricKey: { resources: oneKey, run: (ctx, p) => ctx.kms.asymmetric.sign(ctx.caller, p) },
-  VerifyByAsymmetricKey: { resources: oneKey, run: (ctx, p) => ctx.kms.asymmetric.verify(ctx.caller, p) },
-  GetParametersForImport: { resources: oneKey, run: (ctx, p) => ctx.kms.keyImport.getParametersForImport(ctx.caller, p.KeyId, p.WrappingAlgorithm, p.WrappingKeySpec) },
-  ImportKeyMaterial: { resources: oneKey, run: (ctx, p) => ctx.kms.keyImport.importKeyMaterial(ctx.caller, p).then(nothing) },
+  SignByAsymmetricKey: { resources: oneKey, run: async (ctx, p) => ({ Signature: (await ctx.kms.asymmetric.sign(ctx.caller, wire.signRequest(p))).signature }) },
+  VerifyByAsymmetricKey: { resources: oneKey, run: async (ctx, p) => ({ SignatureValid: (await ctx.kms.asymmetric.verify(ctx.caller, wire.verifyRequest(p))).signatureValid }) },
+  GetParametersForImport: {
+    resources: oneKey,
+    run: async (ctx, p) => wire.importParametersAnswer(await ctx.kms.keyImport.getParametersForImport(ctx.caller, p.KeyId, p.WrappingAlgorithm, p.WrappingKeySpec)),
+  },
+  ImportKeyMaterial: { resources: oneKey, run: (ctx, p) => ctx.kms.keyImport.importKeyMaterial(ctx.caller, wire.importRequest(p)).then(nothing) },
   DeleteImportedKeyMaterial: { resources: oneKey, run: (ctx, p) => ctx.kms.keyImport.deleteImportedKeyMaterial(ctx.caller, p.KeyId).then(nothing) },
   GetServiceStatus: { resources: async (ctx) => collection(ctx), run: serviceStatus },
   GetRegions: { resources: async (ctx) => collection(ctx), run: async (ctx) => ({ Regions: [...ctx.regions] }) },

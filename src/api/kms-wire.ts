@@ -3,9 +3,12 @@
  * shape-checked and base64-decoded by params.ts) to core requests, core results to the
  * PascalCase answers of the API. Buffers in an answer become base64 in response.ts.
  */
+import { createPublicKey } from 'node:crypto';
+import type { PublicKeyResult, SignRequest, VerifyRequest } from '../kms/asymmetric';
 import type { EncryptionContext } from '../kms/ciphertext';
 import type { DataKeyResult, DecryptRequest, EncryptResult, GenerateDataKeyRequest, PlaintextResult, ReEncryptRequest, ReEncryptResult } from '../kms/envelope';
 import { InvalidEncryptionContextError, UnsupportedOperationError } from '../kms/errors';
+import type { ImportParameters, ImportRequest } from '../kms/key-import';
 import type { ActionParams } from './params';
 import { outputPlaintext, PublicKeyOutput } from './public-key-output';
 
@@ -59,3 +62,31 @@ export function generateDataKeyRequest(p: ActionParams<'GenerateDataKey'>): Gene
 }
 
 export const generateDataKeyAnswer = (r: DataKeyResult, p: PublicKeyOutput) => ({ KeyId: r.keyId, Plaintext: plaintextOut(r.plaintext, p), CiphertextBlob: r.ciphertext });
+
+export const publicKeyAnswer = (r: PublicKeyResult) => ({
+  KeyId: r.keyId,
+  PublicKey: r.publicKey,
+  PublicKeyPem: createPublicKey({ key: r.publicKey, format: 'der', type: 'spki' }).export({ format: 'pem', type: 'spki' }).toString(),
+});
+
+/**
+ * Tencent's signing algorithm names that are not the core's: ECC_P256_R1 is Tencent's name; for P-384
+ * keys the name is not documented, so ECC_P384_R1 is accepted too. Every other name goes to the core as it is.
+ */
+const SIGNING_NAMES: Readonly<Record<string, string>> = { ECC_P256_R1: 'ECDSA_SHA_256', ECC_P384_R1: 'ECDSA_SHA_384' };
+
+/** own names only: "constructor" or "__proto__" must not find Object.prototype's members */
+const signingAlgorithm = (name: string): string => (Object.hasOwn(SIGNING_NAMES, name) ? (SIGNING_NAMES[name] as string) : name);
+
+export const signRequest = (p: ActionParams<'SignByAsymmetricKey'>): SignRequest => ({
+  keyId: p.KeyId, algorithm: signingAlgorithm(p.Algorithm), message: p.Message, messageType: p.MessageType,
+});
+
+export const verifyRequest = (p: ActionParams<'VerifyByAsymmetricKey'>): VerifyRequest => ({ ...signRequest(p), signature: p.SignatureValue });
+
+export const importParametersAnswer = (r: ImportParameters) => ({ KeyId: r.keyId, ImportToken: r.importToken, PublicKey: r.publicKey, ParametersValidTo: r.parametersValidTo });
+
+export const importRequest = (p: ActionParams<'ImportKeyMaterial'>): ImportRequest => ({
+  keyId: p.KeyId, encryptedKeyMaterial: p.EncryptedKeyMaterial, importToken: p.ImportToken, validTo: p.ValidTo,
+});
+

@@ -148,7 +148,7 @@ export const ACTION_SCHEMAS = {
   SignByAsymmetricKey: SIGN,
   VerifyByAsymmetricKey: { ...SIGN, SignatureValue: req(b64) },
   GetParametersForImport: { ...KEY, WrappingAlgorithm: req(str), WrappingKeySpec: req(str) },
-  ImportKeyMaterial: { EncryptedKeyMaterial: req(b64), ImportToken: req(str), ...KEY, ValidTo: int },
+  ImportKeyMaterial: { EncryptedKeyMaterial: req(b64), ImportToken: req(b64), ...KEY, ValidTo: int },
   DeleteImportedKeyMaterial: KEY,
   GetServiceStatus: {},
   GetRegions: {},

@@ -47,9 +47,9 @@ async function main(): Promise<void> {
     } else if (step === 2) {
       const k = await kms.lifecycle.createKey(caller, { Alias: `crash-import-${process.pid}-${i}`, Type: 2 });
       const p = await kms.keyImport.getParametersForImport(caller, k.KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
-      const key = createPublicKey({ key: Buffer.from(p.PublicKey, 'base64'), format: 'der', type: 'spki' });
+      const key = createPublicKey({ key: p.publicKey, format: 'der', type: 'spki' });
       const wrapped = publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, randomBytes(32));
-      await kms.keyImport.importKeyMaterial(caller, { KeyId: k.KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrapped });
+      await kms.keyImport.importKeyMaterial(caller, { keyId: k.KeyId, importToken: p.importToken, encryptedKeyMaterial: wrapped });
       ack(`imported ${k.KeyId}`);
     } else {
       const id = made[Math.floor(Math.random() * made.length)];

@@ -1,4 +1,5 @@
 import { constants, createPublicKey, createSign, createVerify, generateKeyPairSync, publicEncrypt, randomBytes, createHash } from 'node:crypto';
+import { publicKeyAnswer } from '../../../src/api/kms-wire';
 import { HsmCluster } from '../../../src/hsm/cluster';
 import { ManualClock } from '../../../src/kms/clock';
 import * as E from '../../../src/kms/errors';
@@ -20,22 +21,22 @@ describe('KMS core: asymmetric keys', () => {
   });
   afterAll(() => lab.cleanup());
 
-  test('GetPublicKey gives DER and PEM of the same SPKI; symmetric keys have none', async () => {
+  test('GetPublicKey gives DER and (on the Tencent wire) PEM of the same SPKI; symmetric keys have none', async () => {
     const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'pub', KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' });
-    const p = await kms.asymmetric.getPublicKey(alice, KeyId);
-    expect(p.PublicKey.startsWith('MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A')).toBe(true);
-    expect(createPublicKey(p.PublicKeyPem).export({ type: 'spki', format: 'der' }).toString('base64')).toBe(p.PublicKey);
+    const p = publicKeyAnswer(await kms.asymmetric.getPublicKey(alice, KeyId));
+    expect(p.PublicKey.toString('base64').startsWith('MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A')).toBe(true);
+    expect(createPublicKey(p.PublicKeyPem).export({ type: 'spki', format: 'der' }).equals(p.PublicKey)).toBe(true);
     const sym = await kms.lifecycle.createKey(alice, { Alias: 'pub-sym' });
     await expect(kms.asymmetric.getPublicKey(alice, sym.KeyId)).rejects.toBeInstanceOf(E.InvalidKeyUsageError);
   });
 
   test('AsymmetricRsaDecrypt with the algorithms the HSM can do; OAEP-SHA-256 names the HSM limit on SoftHSM2', async () => {
     const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'rsa-dec', KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' });
-    const pem = (await kms.asymmetric.getPublicKey(alice, KeyId)).PublicKeyPem;
+    const pem = createPublicKey({ key: (await kms.asymmetric.getPublicKey(alice, KeyId)).publicKey, format: 'der', type: 'spki' });
     const oaep1 = publicEncrypt({ key: pem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, Buffer.from('secret one'));
-    expect((await kms.asymmetric.rsaDecrypt(alice, KeyId, oaep1, 'RSAES_OAEP_SHA_1')).Plaintext.toString()).toBe('secret one');
+    expect((await kms.asymmetric.rsaDecrypt(alice, KeyId, oaep1, 'RSAES_OAEP_SHA_1')).plaintext.toString()).toBe('secret one');
     const v15 = publicEncrypt({ key: pem, padding: constants.RSA_PKCS1_PADDING }, Buffer.from('secret two'));
-    expect((await kms.asymmetric.rsaDecrypt(alice, KeyId, v15, 'RSAES_PKCS1_V1_5')).Plaintext.toString()).toBe('secret two');
+    expect((await kms.asymmetric.rsaDecrypt(alice, KeyId, v15, 'RSAES_PKCS1_V1_5')).plaintext.toString()).toBe('secret two');
     const err = await kms.asymmetric.rsaDecrypt(alice, KeyId, oaep1, 'RSAES_OAEP_SHA_256').catch((e: Error) => e);
     expect(err).toBeInstanceOf(E.UnsupportedOperationError);
     expect((err as Error).message).toMatch(/RSAES_OAEP_SHA_256.*offered: RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1/);
@@ -48,45 +49,45 @@ describe('KMS core: asymmetric keys', () => {
   const signers = [
     ['ASYMMETRIC_SIGN_VERIFY_RSA_2048', 'RSA_PKCS1_SHA_256', 'sha256', {}],
     ['ASYMMETRIC_SIGN_VERIFY_RSA_2048', 'RSA_PSS_SHA_256', 'sha256', { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }],
-    ['ASYMMETRIC_SIGN_VERIFY_ECC', 'ECC_P256_R1', 'sha256', {}],
-    ['ASYMMETRIC_SIGN_VERIFY_ECDSA384', 'ECC_P384_R1', 'sha384', {}],
+    ['ASYMMETRIC_SIGN_VERIFY_ECC', 'ECDSA_SHA_256', 'sha256', {}],
+    ['ASYMMETRIC_SIGN_VERIFY_ECDSA384', 'ECDSA_SHA_384', 'sha384', {}],
   ] as const;
 
   test.each(signers)('%s / %s: HSM signatures verify in Node, Node signatures verify here, RAW and DIGEST agree', async (usage, algorithm, hash, opts) => {
     const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: `sig-${algorithm.toLowerCase().replace(/_/g, '-')}`, KeyUsage: usage });
-    const pem = (await kms.asymmetric.getPublicKey(alice, KeyId)).PublicKeyPem;
+    const pem = createPublicKey({ key: (await kms.asymmetric.getPublicKey(alice, KeyId)).publicKey, format: 'der', type: 'spki' });
     const message = Buffer.from('sign this message');
-    const raw = await kms.asymmetric.sign(alice, { KeyId, Algorithm: algorithm, Message: message });
-    expect(createVerify(hash).update(message).verify({ key: pem, ...opts }, raw.Signature)).toBe(true);
+    const raw = await kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: algorithm, message: message });
+    expect(createVerify(hash).update(message).verify({ key: pem, ...opts }, raw.signature)).toBe(true);
     const digest = createHash(hash).update(message).digest();
-    const viaDigest = await kms.asymmetric.sign(alice, { KeyId, Algorithm: algorithm, Message: digest, MessageType: 'DIGEST' });
-    expect(createVerify(hash).update(message).verify({ key: pem, ...opts }, viaDigest.Signature)).toBe(true);
-    const verify = (sig: Buffer, msg = message) => kms.asymmetric.verify(alice, { KeyId, Algorithm: algorithm, Message: msg, SignatureValue: sig });
-    expect(await verify(raw.Signature)).toEqual({ SignatureValid: true });
-    expect(await verify(raw.Signature, Buffer.from('another message'))).toEqual({ SignatureValid: false });
-    expect(await verify(Buffer.from('garbage'))).toEqual({ SignatureValid: false });
-    await expect(kms.asymmetric.sign(alice, { KeyId, Algorithm: algorithm, Message: digest.subarray(1), MessageType: 'DIGEST' })).rejects.toBeInstanceOf(E.InvalidParameterError);
-    await expect(kms.asymmetric.sign(alice, { KeyId, Algorithm: algorithm, Message: Buffer.alloc(4097) })).rejects.toBeInstanceOf(E.InvalidParameterError);
-    await expect(kms.asymmetric.sign(alice, { KeyId, Algorithm: algorithm, Message: message, MessageType: 'HEX' })).rejects.toBeInstanceOf(E.InvalidParameterError);
-    await expect(kms.asymmetric.sign(alice, { KeyId, Algorithm: 'SM2DSA', Message: message })).rejects.toBeInstanceOf(E.UnsupportedOperationError);
-    await expect(kms.asymmetric.sign(alice, { KeyId, Algorithm: 'HMAC', Message: message })).rejects.toBeInstanceOf(E.InvalidParameterError);
+    const viaDigest = await kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: algorithm, message: digest, messageType: 'DIGEST' });
+    expect(createVerify(hash).update(message).verify({ key: pem, ...opts }, viaDigest.signature)).toBe(true);
+    const verify = (sig: Buffer, msg = message) => kms.asymmetric.verify(alice, { keyId: KeyId, algorithm: algorithm, message: msg, signature: sig });
+    expect(await verify(raw.signature)).toMatchObject({ signatureValid: true });
+    expect(await verify(raw.signature, Buffer.from('another message'))).toMatchObject({ signatureValid: false });
+    expect(await verify(Buffer.from('garbage'))).toMatchObject({ signatureValid: false });
+    await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: algorithm, message: digest.subarray(1), messageType: 'DIGEST' })).rejects.toBeInstanceOf(E.InvalidParameterError);
+    await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: algorithm, message: Buffer.alloc(4097) })).rejects.toBeInstanceOf(E.InvalidParameterError);
+    await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: algorithm, message: message, messageType: 'HEX' })).rejects.toBeInstanceOf(E.InvalidParameterError);
+    await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: 'SM2DSA', message: message })).rejects.toBeInstanceOf(E.UnsupportedOperationError);
+    await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: 'HMAC', message: message })).rejects.toBeInstanceOf(E.InvalidParameterError);
   });
 
   test('a signature made by Node with the same kind of key is judged correctly (no false positives across keys)', async () => {
     const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'sig-cross', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' });
     const mine = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const foreign = createSign('sha256').update('m').sign(mine.privateKey);
-    expect(await kms.asymmetric.verify(alice, { KeyId, Algorithm: 'ECC_P256_R1', Message: Buffer.from('m'), SignatureValue: foreign })).toEqual({ SignatureValid: false });
+    expect(await kms.asymmetric.verify(alice, { keyId: KeyId, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m'), signature: foreign })).toMatchObject({ signatureValid: false });
   });
 
   test('archived sign keys verify but do not sign; decrypt-only keys cannot sign', async () => {
     const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'sig-archived', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' });
-    const { Signature } = await kms.asymmetric.sign(alice, { KeyId, Algorithm: 'ECC_P256_R1', Message: Buffer.from('m') });
+    const { signature: Signature } = await kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m') });
     await kms.lifecycle.archiveKey(alice, KeyId);
-    await expect(kms.asymmetric.sign(alice, { KeyId, Algorithm: 'ECC_P256_R1', Message: Buffer.from('m') })).rejects.toBeInstanceOf(E.KeyArchivedError);
-    expect(await kms.asymmetric.verify(alice, { KeyId, Algorithm: 'ECC_P256_R1', Message: Buffer.from('m'), SignatureValue: Signature })).toEqual({ SignatureValid: true });
+    await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m') })).rejects.toBeInstanceOf(E.KeyArchivedError);
+    expect(await kms.asymmetric.verify(alice, { keyId: KeyId, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m'), signature: Signature })).toMatchObject({ signatureValid: true });
     const dec = await kms.lifecycle.createKey(alice, { Alias: 'dec-only', KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' });
-    await expect(kms.asymmetric.sign(alice, { KeyId: dec.KeyId, Algorithm: 'RSA_PSS_SHA_256', Message: Buffer.from('m') })).rejects.toBeInstanceOf(E.InvalidKeyUsageError);
+    await expect(kms.asymmetric.sign(alice, { keyId: dec.KeyId, algorithm: 'RSA_PSS_SHA_256', message: Buffer.from('m') })).rejects.toBeInstanceOf(E.InvalidKeyUsageError);
   });
 });
 
@@ -105,15 +106,15 @@ describe('KMS core: bring your own key', () => {
   });
   afterAll(() => lab.cleanup());
 
-  const wrap = (spkiB64: string, material: Buffer, alg: string) => {
-    const key = createPublicKey({ key: Buffer.from(spkiB64, 'base64'), format: 'der', type: 'spki' });
+  const wrap = (spki: Buffer, material: Buffer, alg: string) => {
+    const key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
     if (alg === 'RSAES_PKCS1_V1_5') return publicEncrypt({ key, padding: constants.RSA_PKCS1_PADDING }, material);
     return publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: alg === 'RSAES_OAEP_SHA_1' ? 'sha1' : 'sha256' }, material);
   };
 
   async function importInto(who: typeof alice, keyId: string, material: Buffer, alg = 'RSAES_OAEP_SHA_1', validTo?: number, via: Kms = kms) {
     const p = await via.keyImport.getParametersForImport(who, keyId, alg, 'RSA_2048');
-    await via.keyImport.importKeyMaterial(who, { KeyId: keyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrap(p.PublicKey, material, alg), ValidTo: validTo });
+    await via.keyImport.importKeyMaterial(who, { keyId: keyId, importToken: p.importToken, encryptedKeyMaterial: wrap(p.publicKey, material, alg), validTo: validTo });
     return p;
   }
 
@@ -124,8 +125,8 @@ describe('KMS core: bring your own key', () => {
     await expect(kms.envelope.encrypt(alice, KeyId, Buffer.from('x'))).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
     const material = randomBytes(32);
     const p = await importInto(alice, KeyId, material, 'RSAES_PKCS1_V1_5');
-    expect(p.ParametersValidTo).toBe(now() + 24 * 3600);
-    expect(createPublicKey({ key: Buffer.from(p.PublicKey, 'base64'), format: 'der', type: 'spki' }).asymmetricKeyDetails?.modulusLength).toBe(2048);
+    expect(p.parametersValidTo).toBe(now() + 24 * 3600);
+    expect(createPublicKey({ key: p.publicKey, format: 'der', type: 'spki' }).asymmetricKeyDetails?.modulusLength).toBe(2048);
     expect((await kms.lifecycle.describeKey(alice, KeyId)).KeyState).toBe('Enabled');
     const blob = (await kms.envelope.encrypt(alice, KeyId, Buffer.from('byok data'))).ciphertext;
     await kms.keyImport.deleteImportedKeyMaterial(alice, KeyId);
@@ -144,29 +145,29 @@ describe('KMS core: bring your own key', () => {
     const b = await kms.lifecycle.createKey(alice, { Alias: 'byok-other', Type: 2 });
     const material = randomBytes(32);
     const p = await kms.keyImport.getParametersForImport(alice, a.KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
-    const wrapped = wrap(p.PublicKey, material, 'RSAES_OAEP_SHA_1');
-    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId: b.KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
-    const forged = Buffer.from(p.ImportToken, 'base64');
+    const wrapped = wrap(p.publicKey, material, 'RSAES_OAEP_SHA_1');
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: b.KeyId, importToken: p.importToken, encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    const forged = Buffer.from(p.importToken);
     forged[forged.length - 1] ^= 1;
-    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId: a.KeyId, ImportToken: forged.toString('base64'), EncryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
-    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId: a.KeyId, ImportToken: 'garbage', EncryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: a.KeyId, importToken: forged, encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: a.KeyId, importToken: Buffer.from('garbage'), encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
     const otherNode = lab.kms(lab.sqlite(), { clock, nodeId: 'restarted' });
     clock.advance(23 * 3600);
-    await otherNode.keyImport.importKeyMaterial(alice, { KeyId: a.KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrapped });
-    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId: a.KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    await otherNode.keyImport.importKeyMaterial(alice, { keyId: a.KeyId, importToken: p.importToken, encryptedKeyMaterial: wrapped });
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: a.KeyId, importToken: p.importToken, encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
     const q = await kms.keyImport.getParametersForImport(alice, b.KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
     clock.advance(24 * 3600 + 1);
-    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId: b.KeyId, ImportToken: q.ImportToken, EncryptedKeyMaterial: wrap(q.PublicKey, material, 'RSAES_OAEP_SHA_1') })).rejects.toBeInstanceOf(E.ImportTokenExpiredError);
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: b.KeyId, importToken: q.importToken, encryptedKeyMaterial: wrap(q.publicKey, material, 'RSAES_OAEP_SHA_1') })).rejects.toBeInstanceOf(E.ImportTokenExpiredError);
   });
 
   test('bad material: undecryptable, wrong size, wrong algorithm, wrong key kind', async () => {
     const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'byok-bad', Type: 2 });
     const fresh = () => kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
-    const attempt = async (m: (pk: string) => Buffer) => {
+    const attempt = async (m: (pk: Buffer) => Buffer) => {
       const q = await fresh();
-      return kms.keyImport.importKeyMaterial(alice, { KeyId, ImportToken: q.ImportToken, EncryptedKeyMaterial: m(q.PublicKey) });
+      return kms.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: q.importToken, encryptedKeyMaterial: m(q.publicKey) });
     };
-    for (const m of [() => randomBytes(256), (pk: string) => wrap(pk, randomBytes(32), 'RSAES_PKCS1_V1_5'), (pk: string) => wrap(pk, randomBytes(16), 'RSAES_OAEP_SHA_1')]) {
+    for (const m of [() => randomBytes(256), (pk: Buffer) => wrap(pk, randomBytes(32), 'RSAES_PKCS1_V1_5'), (pk: Buffer) => wrap(pk, randomBytes(16), 'RSAES_OAEP_SHA_1')]) {
       const err = await attempt(m).catch((e: Error) => e);
       expect(err).toBeInstanceOf(E.DecryptMaterialError);
       expect((err as Error).message).toBe(IMPORT_FAILED_MESSAGE);
@@ -175,7 +176,7 @@ describe('KMS core: bring your own key', () => {
     await expect(attempt(() => randomBytes(255))).rejects.toBeInstanceOf(E.InvalidImportMaterialError);
     const p = await fresh();
     expect((await kms.lifecycle.describeKey(alice, KeyId)).KeyState).toBe('PendingImport');
-    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrap(p.PublicKey, randomBytes(32), 'RSAES_OAEP_SHA_1'), ValidTo: now() - 1 })).rejects.toBeInstanceOf(E.InvalidParameterError);
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: p.importToken, encryptedKeyMaterial: wrap(p.publicKey, randomBytes(32), 'RSAES_OAEP_SHA_1'), validTo: now() - 1 })).rejects.toBeInstanceOf(E.InvalidParameterError);
     await expect(kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_1', 'RSA_4096')).rejects.toBeInstanceOf(E.InvalidParameterError);
     await expect(kms.keyImport.getParametersForImport(alice, KeyId, 'AES_WRAP', 'RSA_2048')).rejects.toBeInstanceOf(E.InvalidParameterError);
     const err = await kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_256', 'RSA_2048').catch((e: Error) => e);
@@ -193,16 +194,16 @@ describe('KMS core: bring your own key', () => {
     expect(err).toBeInstanceOf(E.UnsupportedOperationError);
     expect((err as Error).message).toMatch(/Bleichenbacher.*RSAES_OAEP_SHA_1/);
     const p = await kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_PKCS1_V1_5', 'RSA_2048');
-    const EncryptedKeyMaterial = wrap(p.PublicKey, randomBytes(32), 'RSAES_PKCS1_V1_5');
-    await expect(strict.keyImport.importKeyMaterial(alice, { KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial })).rejects.toBeInstanceOf(E.UnsupportedOperationError);
-    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    const EncryptedKeyMaterial = wrap(p.publicKey, randomBytes(32), 'RSAES_PKCS1_V1_5');
+    await expect(strict.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: p.importToken, encryptedKeyMaterial: EncryptedKeyMaterial })).rejects.toBeInstanceOf(E.UnsupportedOperationError);
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: p.importToken, encryptedKeyMaterial: EncryptedKeyMaterial })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
   });
 
   test('two concurrent imports with one token: one RSA decryption at most, one succeeds', async () => {
     const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'byok-race', Type: 2 });
     const p = await kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
-    const EncryptedKeyMaterial = wrap(p.PublicKey, randomBytes(32), 'RSAES_OAEP_SHA_1');
-    const results = await Promise.allSettled([0, 1].map(() => kms.keyImport.importKeyMaterial(alice, { KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial })));
+    const EncryptedKeyMaterial = wrap(p.publicKey, randomBytes(32), 'RSAES_OAEP_SHA_1');
+    const results = await Promise.allSettled([0, 1].map(() => kms.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: p.importToken, encryptedKeyMaterial: EncryptedKeyMaterial })));
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     expect((results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason).toBeInstanceOf(E.InvalidImportTokenError);
   });

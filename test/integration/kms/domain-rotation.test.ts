@@ -78,8 +78,8 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     const ec = (await kms.lifecycle.createKey(bob, { Alias: 'ec', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC', HsmClusterId: CLUSTER })).KeyId;
     const rsa = (await kms.lifecycle.createKey(bob, { Alias: 'rsa', KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048', HsmClusterId: CLUSTER })).KeyId;
     const message = Buffer.from('signed before the rotation');
-    const { Signature } = await kms.asymmetric.sign(bob, { KeyId: ec, Algorithm: 'ECC_P256_R1', Message: message });
-    const rsaPub = createPublicKey({ key: Buffer.from((await kms.asymmetric.getPublicKey(bob, rsa)).PublicKey, 'base64'), format: 'der', type: 'spki' });
+    const { signature: Signature } = await kms.asymmetric.sign(bob, { keyId: ec, algorithm: 'ECDSA_SHA_256', message: message });
+    const rsaPub = createPublicKey({ key: (await kms.asymmetric.getPublicKey(bob, rsa)).publicKey, format: 'der', type: 'spki' });
     const rsaCipher = publicEncrypt({ key: rsaPub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, Buffer.from('rsa secret'));
     const byok = (await kms.lifecycle.createKey(bob, { Alias: 'byok', Type: 2, HsmClusterId: CLUSTER })).KeyId;
     const params = await kms.keyImport.getParametersForImport(bob, byok, 'RSAES_OAEP_SHA_1', 'RSA_2048');
@@ -103,13 +103,13 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
 
     expect(await Promise.all(blobs.map(dec))).toEqual(sym.map((_, i) => `before ${i}`));
     expect(await dec(await enc(sym[0], 'after'))).toBe('after');
-    expect(await kms.asymmetric.verify(bob, { KeyId: ec, Algorithm: 'ECC_P256_R1', Message: message, SignatureValue: Signature })).toEqual({ SignatureValid: true });
-    const again = await kms.asymmetric.sign(bob, { KeyId: ec, Algorithm: 'ECC_P256_R1', Message: message });
-    expect(await kms.asymmetric.verify(bob, { KeyId: ec, Algorithm: 'ECC_P256_R1', Message: message, SignatureValue: again.Signature })).toEqual({ SignatureValid: true });
-    expect((await kms.asymmetric.rsaDecrypt(bob, rsa, rsaCipher, 'RSAES_OAEP_SHA_1')).Plaintext.toString()).toBe('rsa secret');
+    expect(await kms.asymmetric.verify(bob, { keyId: ec, algorithm: 'ECDSA_SHA_256', message: message, signature: Signature })).toMatchObject({ signatureValid: true });
+    const again = await kms.asymmetric.sign(bob, { keyId: ec, algorithm: 'ECDSA_SHA_256', message: message });
+    expect(await kms.asymmetric.verify(bob, { keyId: ec, algorithm: 'ECDSA_SHA_256', message: message, signature: again.signature })).toMatchObject({ signatureValid: true });
+    expect((await kms.asymmetric.rsaDecrypt(bob, rsa, rsaCipher, 'RSAES_OAEP_SHA_1')).plaintext.toString()).toBe('rsa secret');
     const material = randomBytes(32);
-    const wrappedMaterial = publicEncrypt({ key: createPublicKey({ key: Buffer.from(params.PublicKey, 'base64'), format: 'der', type: 'spki' }), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, material);
-    await kms.keyImport.importKeyMaterial(bob, { KeyId: byok, ImportToken: params.ImportToken, EncryptedKeyMaterial: wrappedMaterial });
+    const wrappedMaterial = publicEncrypt({ key: createPublicKey({ key: params.publicKey, format: 'der', type: 'spki' }), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, material);
+    await kms.keyImport.importKeyMaterial(bob, { keyId: byok, importToken: params.importToken, encryptedKeyMaterial: wrappedMaterial });
     expect(await dec(await enc(byok, 'imported'))).toBe('imported');
     // the member that never held the old generation serves every record on its own
     expect(await loadAllOn(members[2])).toBe(records);
@@ -241,7 +241,7 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     const rsa = (await kms.lifecycle.createKey(bob, { Alias: 'mixed-rsa', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048', HsmClusterId: 'cls-rot-mixed' })).KeyId;
     const blob = await enc(aes, 'across token families');
     const message = Buffer.from('m');
-    const { Signature } = await kms.asymmetric.sign(bob, { KeyId: rsa, Algorithm: 'RSA_PSS_SHA_256', Message: message });
+    const { signature: Signature } = await kms.asymmetric.sign(bob, { keyId: rsa, algorithm: 'RSA_PSS_SHA_256', message: message });
     const old = mixed.currentGeneration!;
     let seen = 0;
     await expect(kms.domainRotation.rotate('cls-rot-mixed', { progress: (e) => { if (e.phase === 'rewrap' && e.done > 0 && ++seen === 1) throw new Error('stop'); } })).rejects.toThrow('stop');
@@ -253,9 +253,9 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     await mixed.refreshGenerations();
     expect(mixed.members.map((m) => [...m.generations.keys()])).toEqual([[report.generation], [report.generation]]);
     expect(await dec(blob)).toBe('across token families');
-    expect(await kms.asymmetric.verify(bob, { KeyId: rsa, Algorithm: 'RSA_PSS_SHA_256', Message: message, SignatureValue: Signature })).toEqual({ SignatureValid: true });
-    const again = await kms.asymmetric.sign(bob, { KeyId: rsa, Algorithm: 'RSA_PSS_SHA_256', Message: message });
-    expect(await kms.asymmetric.verify(bob, { KeyId: rsa, Algorithm: 'RSA_PSS_SHA_256', Message: message, SignatureValue: again.Signature })).toEqual({ SignatureValid: true });
+    expect(await kms.asymmetric.verify(bob, { keyId: rsa, algorithm: 'RSA_PSS_SHA_256', message: message, signature: Signature })).toMatchObject({ signatureValid: true });
+    const again = await kms.asymmetric.sign(bob, { keyId: rsa, algorithm: 'RSA_PSS_SHA_256', message: message });
+    expect(await kms.asymmetric.verify(bob, { keyId: rsa, algorithm: 'RSA_PSS_SHA_256', message: message, signature: again.signature })).toMatchObject({ signatureValid: true });
     for (const m of mixed.members) {
       for (const id of [aes, rsa]) await m.load(WrappedMaterial.fromBuffer((await store.getKey(bob.tenant, id))!.versions[0].material));
     }

@@ -79,9 +79,9 @@ describe('KMS core: two nodes sharing one Redis', () => {
   test('an import token from node A works on node B', async () => {
     const { KeyId } = await a.lifecycle.createKey(alice, { Alias: 'shared-import', Type: 2 });
     const p = await a.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
-    const key = createPublicKey({ key: Buffer.from(p.PublicKey, 'base64'), format: 'der', type: 'spki' });
+    const key = createPublicKey({ key: p.publicKey, format: 'der', type: 'spki' });
     const wrapped = publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, randomBytes(32));
-    await b.keyImport.importKeyMaterial(alice, { KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrapped });
+    await b.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: p.importToken, encryptedKeyMaterial: wrapped });
     await within(5_000, () => a.envelope.encrypt(alice, KeyId, Buffer.from('x')).then(() => true, () => false));
   });
 

@@ -17,8 +17,8 @@ const clock = new ManualClock(Date.UTC(2026, 10, 23));
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 const CAP = 4;
 
-function wrapFor(spkiB64: string, material: Buffer): Buffer {
-  const key = createPublicKey({ key: Buffer.from(spkiB64, 'base64'), format: 'der', type: 'spki' });
+function wrapFor(spki: Buffer, material: Buffer): Buffer {
+  const key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
   return publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, material);
 }
 
@@ -78,21 +78,21 @@ describe('one tenant cannot stall the others (KMS core)', () => {
     const signer = (await kms.lifecycle.createKey(alice, { Alias: 'cap-sign', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' })).KeyId;
     const aes = (await kms.lifecycle.createKey(alice, { Alias: 'cap-aes' })).KeyId;
     const [ext] = await externalKeys(1, 'cap-all');
-    const pem = (await kms.asymmetric.getPublicKey(alice, rsa)).PublicKeyPem;
+    const pem = createPublicKey({ key: (await kms.asymmetric.getPublicKey(alice, rsa)).publicKey, format: 'der', type: 'spki' });
     const ciphertext = publicEncrypt({ key: pem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, Buffer.from('x'));
     const held = Array.from({ length: CAP }, () => kms.expensive.acquire(alice.tenant, 'test'));
     try {
       await expect(kms.keyImport.getParametersForImport(alice, ext, 'RSAES_OAEP_SHA_1', 'RSA_2048')).rejects.toBeInstanceOf(E.ExpensiveLimitError);
       await expect(kms.lifecycle.createKey(alice, { Alias: 'cap-new-rsa', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' })).rejects.toBeInstanceOf(E.ExpensiveLimitError);
       await expect(kms.asymmetric.rsaDecrypt(alice, rsa, ciphertext, 'RSAES_OAEP_SHA_1')).rejects.toBeInstanceOf(E.ExpensiveLimitError);
-      await expect(kms.asymmetric.sign(alice, { KeyId: signer, Algorithm: 'ECC_P256_R1', Message: Buffer.from('m') })).rejects.toBeInstanceOf(E.ExpensiveLimitError);
+      await expect(kms.asymmetric.sign(alice, { keyId: signer, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m') })).rejects.toBeInstanceOf(E.ExpensiveLimitError);
       expect((await kms.lifecycle.createKey(alice, { Alias: 'cap-new-aes' })).KeyState).toBe('Enabled');
       expect((await kms.envelope.encrypt(alice, aes, Buffer.from('cheap'))).keyId).toBe(aes);
       expect((await kms.lifecycle.createKey(bob, { Alias: 'cap-bob-rsa', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' })).KeyState).toBe('Enabled');
     } finally {
       held.forEach((release) => release());
     }
-    expect((await kms.asymmetric.rsaDecrypt(alice, rsa, ciphertext, 'RSAES_OAEP_SHA_1')).Plaintext.toString()).toBe('x');
+    expect((await kms.asymmetric.rsaDecrypt(alice, rsa, ciphertext, 'RSAES_OAEP_SHA_1')).plaintext.toString()).toBe('x');
     expect(kms.expensive.held(alice.tenant)).toBe(0);
   });
 
@@ -102,7 +102,7 @@ describe('one tenant cannot stall the others (KMS core)', () => {
     const aes = (await kms.lifecycle.createKey(alice, { Alias: 'full-aes' })).KeyId;
     const [ext, ext2] = await externalKeys(2, 'full');
     const params = await kms.keyImport.getParametersForImport(alice, ext, 'RSAES_OAEP_SHA_1', 'RSA_2048');
-    const pem = (await kms.asymmetric.getPublicKey(alice, rsa)).PublicKeyPem;
+    const pem = createPublicKey({ key: (await kms.asymmetric.getPublicKey(alice, rsa)).publicKey, format: 'der', type: 'spki' });
     const ciphertext = publicEncrypt({ key: pem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, Buffer.from('x'));
     // the queue's own places, taken by work that waits for a gate
     let open!: () => void;
@@ -115,8 +115,8 @@ describe('one tenant cannot stall the others (KMS core)', () => {
         kms.keyImport.getParametersForImport(alice, ext2, 'RSAES_OAEP_SHA_1', 'RSA_2048'),
         kms.lifecycle.createKey(alice, { Alias: 'full-new-rsa', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' }),
         kms.asymmetric.rsaDecrypt(alice, rsa, ciphertext, 'RSAES_OAEP_SHA_1'),
-        kms.asymmetric.sign(alice, { KeyId: signer, Algorithm: 'ECC_P256_R1', Message: Buffer.from('m') }),
-        kms.keyImport.importKeyMaterial(alice, { KeyId: ext, ImportToken: params.ImportToken, EncryptedKeyMaterial: wrapFor(params.PublicKey, randomBytes(32)) }),
+        kms.asymmetric.sign(alice, { keyId: signer, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m') }),
+        kms.keyImport.importKeyMaterial(alice, { keyId: ext, importToken: params.importToken, encryptedKeyMaterial: wrapFor(params.publicKey, randomBytes(32)) }),
       ].map((p) => p.then(() => undefined, (e: unknown) => e)));
       for (const e of refused) {
         expect(e).toBeInstanceOf(SlowQueueFullError);
@@ -130,7 +130,7 @@ describe('one tenant cannot stall the others (KMS core)', () => {
     }
     // the queue has room again (the refused import used its token: one attempt per token, whatever the outcome)
     const fresh = await kms.keyImport.getParametersForImport(alice, ext, 'RSAES_OAEP_SHA_1', 'RSA_2048');
-    await kms.keyImport.importKeyMaterial(alice, { KeyId: ext, ImportToken: fresh.ImportToken, EncryptedKeyMaterial: wrapFor(fresh.PublicKey, randomBytes(32)) });
+    await kms.keyImport.importKeyMaterial(alice, { keyId: ext, importToken: fresh.importToken, encryptedKeyMaterial: wrapFor(fresh.publicKey, randomBytes(32)) });
     expect([q.running, q.queued]).toEqual([0, 0]);
     expect(kms.expensive.held(alice.tenant)).toBe(0);
   });
@@ -140,27 +140,27 @@ describe('one tenant cannot stall the others (KMS core)', () => {
     const first = await kms.keyImport.getParametersForImport(alice, k, 'RSAES_OAEP_SHA_1', 'RSA_2048');
     clock.advance(60);
     const second = await kms.keyImport.getParametersForImport(alice, k, 'RSAES_OAEP_SHA_1', 'RSA_2048');
-    expect(second.PublicKey).toBe(first.PublicKey);
-    expect(second.ParametersValidTo).toBe(first.ParametersValidTo);
-    expect(second.ImportToken).not.toBe(first.ImportToken);
+    expect(second.publicKey).toEqual(first.publicKey);
+    expect(second.parametersValidTo).toBe(first.parametersValidTo);
+    expect(second.importToken).not.toEqual(first.importToken);
     const material = randomBytes(32);
-    const wrapped = wrapFor(second.PublicKey, material);
-    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId: k, ImportToken: first.ImportToken, EncryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
-    await kms.keyImport.importKeyMaterial(alice, { KeyId: k, ImportToken: second.ImportToken, EncryptedKeyMaterial: wrapped });
+    const wrapped = wrapFor(second.publicKey, material);
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: k, importToken: first.importToken, encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    await kms.keyImport.importKeyMaterial(alice, { keyId: k, importToken: second.importToken, encryptedKeyMaterial: wrapped });
     const afterUse = await kms.keyImport.getParametersForImport(alice, k, 'RSAES_OAEP_SHA_1', 'RSA_2048');
-    expect(afterUse.PublicKey).not.toBe(first.PublicKey);
-    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId: k, ImportToken: second.ImportToken, EncryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    expect(afterUse.publicKey).not.toEqual(first.publicKey);
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: k, importToken: second.importToken, encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
   });
 
   test('no reuse for another wrapping algorithm, near expiry, or another key', async () => {
     const [k, other] = await externalKeys(2, 'no-reuse');
     const p = await kms.keyImport.getParametersForImport(alice, k, 'RSAES_OAEP_SHA_1', 'RSA_2048');
     const v15 = await kms.keyImport.getParametersForImport(alice, k, 'RSAES_PKCS1_V1_5', 'RSA_2048');
-    expect(v15.PublicKey).not.toBe(p.PublicKey);
-    expect((await kms.keyImport.getParametersForImport(alice, other, 'RSAES_PKCS1_V1_5', 'RSA_2048')).PublicKey).not.toBe(v15.PublicKey);
-    clock.advance(v15.ParametersValidTo - Math.floor(clock.now() / 1000) - REUSE_MIN_SECONDS + 1);
+    expect(v15.publicKey).not.toEqual(p.publicKey);
+    expect((await kms.keyImport.getParametersForImport(alice, other, 'RSAES_PKCS1_V1_5', 'RSA_2048')).publicKey).not.toEqual(v15.publicKey);
+    clock.advance(v15.parametersValidTo - Math.floor(clock.now() / 1000) - REUSE_MIN_SECONDS + 1);
     const late = await kms.keyImport.getParametersForImport(alice, k, 'RSAES_PKCS1_V1_5', 'RSA_2048');
-    expect(late.PublicKey).not.toBe(v15.PublicKey);
-    expect(late.ParametersValidTo).toBeGreaterThan(v15.ParametersValidTo);
+    expect(late.publicKey).not.toEqual(v15.publicKey);
+    expect(late.parametersValidTo).toBeGreaterThan(v15.parametersValidTo);
   });
 });

@@ -4,13 +4,13 @@ import { isServedAction, isUnknownAction, isUnsupportedAction, SERVED_ACTIONS, U
 import {
   ACTION_SCHEMAS, FieldSpec, Fields, MAX_KEY_IDS, PARAM_MAXIMA, ParamError, ParamErrorCode, parseJsonBody, ServedAction, validateParams,
 } from '../../../src/api/params';
-import { decryptRequest, generateDataKeyRequest, reEncryptRequest } from '../../../src/api/kms-wire';
+import { decryptRequest, generateDataKeyRequest, importRequest, reEncryptRequest, signRequest } from '../../../src/api/kms-wire';
 import { decodeCanonicalBase64 } from '../../../src/common/base64';
 import type { CreateKeyParams } from '../../../src/kms/lifecycle';
 import type { DecryptRequest, GenerateDataKeyRequest, ReEncryptRequest } from '../../../src/kms/envelope';
-import type { ImportParams } from '../../../src/kms/key-import';
+import type { ImportRequest } from '../../../src/kms/key-import';
 import type { ListParams } from '../../../src/kms/list-query';
-import type { SignParams } from '../../../src/kms/asymmetric';
+import type { SignRequest } from '../../../src/kms/asymmetric';
 
 const SDK = path.dirname(require.resolve('tencentcloud-sdk-nodejs/package.json'));
 const MODELS = fs.readFileSync(path.join(SDK, 'tencentcloud/services/kms/v20190118/kms_models.d.ts'), 'utf8');
@@ -113,8 +113,8 @@ describe('valid bodies', () => {
     const decrypt: DecryptRequest = decryptRequest(validateParams('Decrypt', { CiphertextBlob: 'aGk=' }));
     const reEncrypt: ReEncryptRequest = reEncryptRequest(validateParams('ReEncrypt', { CiphertextBlob: 'aGk=' }));
     const dataKey: GenerateDataKeyRequest = generateDataKeyRequest(validateParams('GenerateDataKey', { KeyId: 'k' }));
-    const sign: SignParams = validateParams('SignByAsymmetricKey', { KeyId: 'k', Algorithm: 'a', Message: 'aGk=' });
-    const imported: ImportParams = validateParams('ImportKeyMaterial', { KeyId: 'k', ImportToken: 't', EncryptedKeyMaterial: 'aGk=' });
+    const sign: SignRequest = signRequest(validateParams('SignByAsymmetricKey', { KeyId: 'k', Algorithm: 'a', Message: 'aGk=' }));
+    const imported: ImportRequest = importRequest(validateParams('ImportKeyMaterial', { KeyId: 'k', ImportToken: 'dA==', EncryptedKeyMaterial: 'aGk=' }));
     expect([create, list, decrypt, reEncrypt, dataKey, sign, imported].every((p) => typeof p === 'object')).toBe(true);
   });
 });
