@@ -43,7 +43,7 @@ function collection(ctx: ActionContext): Resources {
 async function resourceOf(ctx: ActionContext, keyId: string): Promise<string> {
   let creatorUin = UNKNOWN_CREATOR;
   try {
-    creatorUin = (await ctx.kms.lifecycle.describeKey(ctx.caller, keyId)).CreatorUinString;
+    creatorUin = (await ctx.kms.lifecycle.describeKey(ctx.caller, keyId)).creatorUin;
   } catch (e) {
     if (!(e instanceof KeyNotFoundError)) throw e;
   }
@@ -112,25 +112,31 @@ async function serviceStatus(ctx: ActionContext): Promise<object> {
 }
 
 export const HANDLERS: ActionTable = {
-  CreateKey: { resources: async (ctx) => collection(ctx), run: (ctx, p) => ctx.kms.lifecycle.createKey(ctx.caller, p) },
-  DescribeKey: { resources: oneKey, run: async (ctx, p) => ({ KeyMetadata: await ctx.kms.lifecycle.describeKey(ctx.caller, p.KeyId) }) },
-  DescribeKeys: { resources: (ctx, p) => keys(ctx, p.KeyIds), run: async (ctx, p) => ({ KeyMetadatas: await ctx.kms.lifecycle.describeKeys(ctx.caller, p.KeyIds) }) },
-  ListKeys: { resources: async (ctx) => collection(ctx), run: (ctx, p) => ctx.kms.lifecycle.listKeys(ctx.caller, p) },
-  ListKeyDetail: { resources: async (ctx) => collection(ctx), run: (ctx, p) => ctx.kms.lifecycle.listKeyDetail(ctx.caller, p) },
+  CreateKey: { resources: async (ctx) => collection(ctx), run: async (ctx, p) => wire.createKeyAnswer(await ctx.kms.lifecycle.createKey(ctx.caller, wire.createKeyRequest(p))) },
+  DescribeKey: { resources: oneKey, run: async (ctx, p) => ({ KeyMetadata: wire.toKeyMetadata(await ctx.kms.lifecycle.describeKey(ctx.caller, p.KeyId)) }) },
+  DescribeKeys: { resources: (ctx, p) => keys(ctx, p.KeyIds), run: async (ctx, p) => ({ KeyMetadatas: (await ctx.kms.lifecycle.describeKeys(ctx.caller, p.KeyIds)).map(wire.toKeyMetadata) }) },
+  ListKeys: { resources: async (ctx) => collection(ctx), run: async (ctx, p) => wire.listKeysAnswer(await ctx.kms.lifecycle.listKeys(ctx.caller, p)) },
+  ListKeyDetail: { resources: async (ctx) => collection(ctx), run: async (ctx, p) => wire.listKeyDetailAnswer(await ctx.kms.lifecycle.listKeyDetail(ctx.caller, p)) },
   UpdateAlias: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.updateAlias(ctx.caller, p.KeyId, p.Alias).then(nothing) },
   UpdateKeyDescription: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.updateKeyDescription(ctx.caller, p.KeyId, p.Description).then(nothing) },
   EnableKey: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.enableKey(ctx.caller, p.KeyId).then(nothing) },
   EnableKeys: { resources: (ctx, p) => keys(ctx, p.KeyIds), run: (ctx, p) => batch(ctx, p.KeyIds, 'EnableKey') },
   DisableKey: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.disableKey(ctx.caller, p.KeyId).then(nothing) },
   DisableKeys: { resources: (ctx, p) => keys(ctx, p.KeyIds), run: (ctx, p) => batch(ctx, p.KeyIds, 'DisableKey') },
-  ScheduleKeyDeletion: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.scheduleKeyDeletion(ctx.caller, p.KeyId, p.PendingWindowInDays) },
-  CancelKeyDeletion: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.cancelKeyDeletion(ctx.caller, p.KeyId) },
+  ScheduleKeyDeletion: {
+    resources: oneKey,
+    run: async (ctx, p) => {
+      const r = await ctx.kms.lifecycle.scheduleKeyDeletion(ctx.caller, p.KeyId, p.PendingWindowInDays);
+      return { KeyId: r.keyId, DeletionDate: r.deletionDate };
+    },
+  },
+  CancelKeyDeletion: { resources: oneKey, run: async (ctx, p) => ({ KeyId: (await ctx.kms.lifecycle.cancelKeyDeletion(ctx.caller, p.KeyId)).keyId }) },
   ArchiveKey: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.archiveKey(ctx.caller, p.KeyId).then(nothing) },
   CancelKeyArchive: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.cancelKeyArchive(ctx.caller, p.KeyId).then(nothing) },
   EnableKeyRotation: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.enableKeyRotation(ctx.caller, p.KeyId, p.RotateDays).then(nothing) },
   DisableKeyRotation: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.disableKeyRotation(ctx.caller, p.KeyId).then(nothing) },
-  GetKeyRotationStatus: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.getKeyRotationStatus(ctx.caller, p.KeyId) },
-  RotateKey: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.rotateKey(ctx.caller, p.KeyId) },
+  GetKeyRotationStatus: { resources: oneKey, run: async (ctx, p) => ({ KeyRotationEnabled: (await ctx.kms.rotation.getKeyRotationStatus(ctx.caller, p.KeyId)).rotationEnabled }) },
+  RotateKey: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.rotateKey(ctx.caller, p.KeyId).then(wire.rotateKeyAnswer) },
   Encrypt: { resources: oneKey, run: async (ctx, p) => wire.encryptAnswer(await ctx.kms.envelope.encrypt(ctx.caller, p.KeyId, p.Plaintext, wire.contextFromWire(p.EncryptionContext))) },
   Decrypt: { resources: (ctx, p) => keys(ctx, [blobKey(ctx, p.CiphertextBlob)]), run: async (ctx, p) => wire.decryptAnswer(await ctx.kms.envelope.decrypt(ctx.caller, wire.decryptRequest(p)), p) },
   ReEncrypt: { resources: reEncryptResources, run: async (ctx, p) => wire.reEncryptAnswer(await ctx.kms.envelope.reEncrypt(ctx.caller, wire.reEncryptRequest(p))) },

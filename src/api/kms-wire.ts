@@ -3,12 +3,15 @@
  * shape-checked and base64-decoded by params.ts) to core requests, core results to the
  * PascalCase answers of the API. Buffers in an answer become base64 in response.ts.
  */
-import { createPublicKey } from 'node:crypto';
+import { createPublicKey, randomUUID } from 'node:crypto';
 import type { PublicKeyResult, SignRequest, VerifyRequest } from '../kms/asymmetric';
 import type { EncryptionContext } from '../kms/ciphertext';
 import type { DataKeyResult, DecryptRequest, EncryptResult, GenerateDataKeyRequest, PlaintextResult, ReEncryptRequest, ReEncryptResult } from '../kms/envelope';
-import { InvalidEncryptionContextError, UnsupportedOperationError } from '../kms/errors';
+import { InvalidEncryptionContextError, InvalidTypeError, UnsupportedOperationError } from '../kms/errors';
 import type { ImportParameters, ImportRequest } from '../kms/key-import';
+import type { KeyDescription } from '../kms/key-metadata';
+import type { Tag } from '../kms/key-rules';
+import type { CreateKeyRequest, KeyList } from '../kms/lifecycle';
 import type { ActionParams } from './params';
 import { outputPlaintext, PublicKeyOutput } from './public-key-output';
 
@@ -90,3 +93,84 @@ export const importRequest = (p: ActionParams<'ImportKeyMaterial'>): ImportReque
   keyId: p.KeyId, encryptedKeyMaterial: p.EncryptedKeyMaterial, importToken: p.ImportToken, validTo: p.ValidTo,
 });
 
+/** KeyMetadata as the Tencent API reports it. */
+export interface KeyMetadata {
+  KeyId: string;
+  Alias: string;
+  CreateTime: number;
+  Description: string;
+  KeyState: string;
+  KeyUsage: string;
+  /** 2: FIPS-family algorithms (4 would be the SM family, which no HSM here offers). */
+  Type: number;
+  CreatorUin: number;
+  KeyRotationEnabled: boolean;
+  Owner: string;
+  NextRotateTime: number;
+  DeletionDate: number;
+  Origin: string;
+  ValidTo: number;
+  ResourceId: string;
+  HsmClusterId: string;
+  RotateDays: number;
+  LastRotateTime: number;
+  IsSyncReplica: number;
+  SourceRegion: string;
+  SyncStatus: number;
+  AccountUin: number;
+  CreatorUinString: string;
+}
+
+/** Absent times are 0 on the Tencent wire; account ids are numbers (and the creator's also a string). */
+export function toKeyMetadata(d: KeyDescription): KeyMetadata {
+  return {
+    KeyId: d.keyId,
+    Alias: d.alias,
+    CreateTime: d.createTime,
+    Description: d.description,
+    KeyState: d.keyState,
+    KeyUsage: d.keyUsage,
+    Type: 2,
+    CreatorUin: Number(d.creatorUin),
+    KeyRotationEnabled: d.rotationEnabled,
+    Owner: d.owner,
+    NextRotateTime: d.nextRotateTime ?? 0,
+    DeletionDate: d.deletionDate ?? 0,
+    Origin: d.origin,
+    ValidTo: d.validTo ?? 0,
+    ResourceId: `creatorUin/${d.creatorUin}/${d.keyId}`,
+    HsmClusterId: d.hsmClusterId,
+    RotateDays: d.rotateDays,
+    LastRotateTime: d.lastRotateTime ?? 0,
+    IsSyncReplica: 0,
+    SourceRegion: d.region,
+    SyncStatus: 0,
+    AccountUin: Number(d.accountUin),
+    CreatorUinString: d.creatorUin,
+  };
+}
+
+/** CreateKey's Type: 1 (default) material made by the KMS, 2 imported later (EXTERNAL). */
+function originOf(type: number | undefined): KeyDescription['origin'] {
+  if (type === undefined || type === 1) return 'TENCENT_KMS';
+  if (type === 2) return 'EXTERNAL';
+  throw new InvalidTypeError('Type must be 1 (material made by the KMS) or 2 (external material imported later)');
+}
+
+export const tagsFromWire = (tags: ReadonlyArray<{ TagKey: string; TagValue: string }> | undefined): Tag[] | undefined => tags?.map((t) => ({ key: t.TagKey, value: t.TagValue }));
+
+export const createKeyRequest = (p: ActionParams<'CreateKey'>): CreateKeyRequest => ({
+  alias: p.Alias, description: p.Description, keyUsage: p.KeyUsage, origin: originOf(p.Type), tags: tagsFromWire(p.Tags), hsmClusterId: p.HsmClusterId,
+});
+
+export const createKeyAnswer = (d: KeyDescription) => ({
+  KeyId: d.keyId, Alias: d.alias, CreateTime: d.createTime, Description: d.description, KeyState: d.keyState, KeyUsage: d.keyUsage,
+  TagCode: 0, TagMsg: '', HsmClusterId: d.hsmClusterId,
+});
+
+export const listKeysAnswer = (r: KeyList<{ keyId: string }>) => ({ Keys: r.keys.map((k) => ({ KeyId: k.keyId })), TotalCount: r.totalCount });
+
+export const listKeyDetailAnswer = (r: KeyList<KeyDescription>) => ({ KeyMetadatas: r.keys.map(toKeyMetadata), TotalCount: r.totalCount });
+
+/** Rotation runs at once here; Tencent's answer names a task all the same. */
+export const rotateKeyAnswer = () => ({ TaskId: randomUUID() });

@@ -51,7 +51,7 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
   const dec = async (blob: Buffer) => (await kms.envelope.decrypt(bob, { ciphertext: blob })).plaintext.toString();
   const create = async (n: number, prefix: string) => {
     const ids: string[] = [];
-    for (let i = 0; i < n; i++) ids.push((await kms.lifecycle.createKey(bob, { Alias: `${prefix}-${i}`, HsmClusterId: CLUSTER })).KeyId);
+    for (let i = 0; i < n; i++) ids.push((await kms.lifecycle.createKey(bob, { alias: `${prefix}-${i}`, hsmClusterId: CLUSTER })).keyId);
     return ids;
   };
   /** Every record of the cluster, unwrapped (MAC checked) by `member` alone. */
@@ -75,13 +75,13 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     const sym = await create(6, 'sym');
     await kms.rotation.rotateKey(bob, sym[0]);
     const blobs = await Promise.all(sym.map((id, i) => enc(id, `before ${i}`)));
-    const ec = (await kms.lifecycle.createKey(bob, { Alias: 'ec', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC', HsmClusterId: CLUSTER })).KeyId;
-    const rsa = (await kms.lifecycle.createKey(bob, { Alias: 'rsa', KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048', HsmClusterId: CLUSTER })).KeyId;
+    const ec = (await kms.lifecycle.createKey(bob, { alias: 'ec', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC', hsmClusterId: CLUSTER })).keyId;
+    const rsa = (await kms.lifecycle.createKey(bob, { alias: 'rsa', keyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048', hsmClusterId: CLUSTER })).keyId;
     const message = Buffer.from('signed before the rotation');
     const { signature: Signature } = await kms.asymmetric.sign(bob, { keyId: ec, algorithm: 'ECDSA_SHA_256', message: message });
     const rsaPub = createPublicKey({ key: (await kms.asymmetric.getPublicKey(bob, rsa)).publicKey, format: 'der', type: 'spki' });
     const rsaCipher = publicEncrypt({ key: rsaPub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, Buffer.from('rsa secret'));
-    const byok = (await kms.lifecycle.createKey(bob, { Alias: 'byok', Type: 2, HsmClusterId: CLUSTER })).KeyId;
+    const byok = (await kms.lifecycle.createKey(bob, { alias: 'byok', origin: 'EXTERNAL', hsmClusterId: CLUSTER })).keyId;
     const params = await kms.keyImport.getParametersForImport(bob, byok, 'RSAES_OAEP_SHA_1', 'RSA_2048');
 
     const old = rot.currentGeneration!;
@@ -237,8 +237,8 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
   }, 120_000);
 
   test('NSS softokn and SoftHSM2 in one cluster: two generations side by side on the NSS database, AES and RSA records re-wrapped, the old one destroyed', async () => {
-    const aes = (await kms.lifecycle.createKey(bob, { Alias: 'mixed-aes', HsmClusterId: 'cls-rot-mixed' })).KeyId;
-    const rsa = (await kms.lifecycle.createKey(bob, { Alias: 'mixed-rsa', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048', HsmClusterId: 'cls-rot-mixed' })).KeyId;
+    const aes = (await kms.lifecycle.createKey(bob, { alias: 'mixed-aes', hsmClusterId: 'cls-rot-mixed' })).keyId;
+    const rsa = (await kms.lifecycle.createKey(bob, { alias: 'mixed-rsa', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048', hsmClusterId: 'cls-rot-mixed' })).keyId;
     const blob = await enc(aes, 'across token families');
     const message = Buffer.from('m');
     const { signature: Signature } = await kms.asymmetric.sign(bob, { keyId: rsa, algorithm: 'RSA_PSS_SHA_256', message: message });
@@ -350,8 +350,8 @@ describe('rotate-domain on the Redis store', () => {
 
   test('the SCAN walk re-wraps every key of the cluster, a failed run is resumed, the old generation goes', async () => {
     const ids: string[] = [];
-    for (let i = 0; i < 25; i++) ids.push((await kms.lifecycle.createKey(bob, { Alias: `redis-${i}`, HsmClusterId: 'cls-bob' })).KeyId);
-    await kms.lifecycle.createKey(bob, { Alias: 'redis-shared' });
+    for (let i = 0; i < 25; i++) ids.push((await kms.lifecycle.createKey(bob, { alias: `redis-${i}`, hsmClusterId: 'cls-bob' })).keyId);
+    await kms.lifecycle.createKey(bob, { alias: 'redis-shared' });
     const blobs = await Promise.all(ids.map(async (id, i) => (await kms.envelope.encrypt(bob, id, Buffer.from(`r${i}`))).ciphertext));
     const old = lab.dedicated.currentGeneration!.toString('hex');
     let seen = 0;

@@ -15,7 +15,7 @@ describe('KMS core: Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateRandom
 
   beforeAll(async () => {
     ({ lab, kms } = await KmsLab.open({ clock }));
-    keyId = (await kms.lifecycle.createKey(alice, { Alias: 'env' })).KeyId;
+    keyId = (await kms.lifecycle.createKey(alice, { alias: 'env' })).keyId;
   });
   afterAll(() => lab.cleanup());
 
@@ -87,7 +87,7 @@ describe('KMS core: Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateRandom
   });
 
   test('states: disabled keys neither encrypt nor decrypt, archived keys only decrypt, pending-delete keys raise alarms', async () => {
-    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'env-states' });
+    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'env-states' });
     const { ciphertext: CiphertextBlob } = await enc('old data', undefined, KeyId);
     await kms.lifecycle.disableKey(alice, KeyId);
     await expect(enc('x', undefined, KeyId)).rejects.toBeInstanceOf(E.KeyDisabledError);
@@ -106,13 +106,13 @@ describe('KMS core: Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateRandom
   });
 
   test('an asymmetric key cannot do symmetric encryption', async () => {
-    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'env-rsa', KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' });
+    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'env-rsa', keyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' });
     await expect(enc('x', undefined, KeyId)).rejects.toBeInstanceOf(E.InvalidKeyUsageError);
     await expect(kms.envelope.generateDataKey(alice, { keyId: KeyId, numberOfBytes: 16 })).rejects.toBeInstanceOf(E.InvalidKeyUsageError);
   });
 
   test('ReEncrypt: same unrotated key and context returns the blob unchanged; otherwise a new blob, plaintext never returned', async () => {
-    const other = (await kms.lifecycle.createKey(alice, { Alias: 'env-dest' })).KeyId;
+    const other = (await kms.lifecycle.createKey(alice, { alias: 'env-dest' })).keyId;
     const { ciphertext } = await enc('move me', '{"a":"1"}');
     const same = await reEnc({ ciphertext, source: '{"a":"1"}', destination: '{"a":"1"}' });
     expect(same).toEqual({ ciphertext, keyId, sourceKeyId: keyId, reEncrypted: false });
@@ -150,7 +150,7 @@ describe('KMS core: Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateRandom
   });
 
   test('use is counted per key version in batches and reaches the store on flush', async () => {
-    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'env-count' });
+    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'env-count' });
     for (let i = 0; i < 5; i++) await enc('count me', undefined, KeyId);
     await kms.jobs.runOnce();
     const totals = await kms.store.addUsage(new Map([[`${KeyId}#1`, 0]]));

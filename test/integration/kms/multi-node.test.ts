@@ -47,7 +47,7 @@ describe('KMS core: two nodes sharing one Redis', () => {
   });
 
   test('a key disabled on node A is refused on node B within a second (change notifications, not cache expiry)', async () => {
-    const { KeyId } = await a.lifecycle.createKey(alice, { Alias: 'shared-state' });
+    const { keyId: KeyId } = await a.lifecycle.createKey(alice, { alias: 'shared-state' });
     const blob = (await b.envelope.encrypt(alice, KeyId, Buffer.from('warm the cache'))).ciphertext;
     await a.lifecycle.disableKey(alice, KeyId);
     const ms = await within(5_000, () => b.envelope.encrypt(alice, KeyId, Buffer.from('x')).then(() => false, (e) => e instanceof E.KeyDisabledError));
@@ -57,7 +57,7 @@ describe('KMS core: two nodes sharing one Redis', () => {
   });
 
   test('a rotation on node A is used by node B', async () => {
-    const { KeyId } = await a.lifecycle.createKey(alice, { Alias: 'shared-rotation' });
+    const { keyId: KeyId } = await a.lifecycle.createKey(alice, { alias: 'shared-rotation' });
     await b.envelope.encrypt(alice, KeyId, Buffer.from('v1'));
     await a.rotation.rotateKey(alice, KeyId);
     await within(5_000, async () => {
@@ -77,7 +77,7 @@ describe('KMS core: two nodes sharing one Redis', () => {
   });
 
   test('an import token from node A works on node B', async () => {
-    const { KeyId } = await a.lifecycle.createKey(alice, { Alias: 'shared-import', Type: 2 });
+    const { keyId: KeyId } = await a.lifecycle.createKey(alice, { alias: 'shared-import', origin: 'EXTERNAL' });
     const p = await a.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
     const key = createPublicKey({ key: p.publicKey, format: 'der', type: 'spki' });
     const wrapped = publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, randomBytes(32));
@@ -92,8 +92,8 @@ describe('KMS core: two nodes sharing one Redis', () => {
     const q1 = lab.kms(s1, { clock, maxKeysPerRegion: 4 });
     const q2 = lab.kms(s2, { clock, maxKeysPerRegion: 4 });
     const erin = { tenant: '5001', uin: '5001', region: alice.region };
-    const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => (i % 2 ? q1 : q2).lifecycle.createKey(erin, { Alias: `quota-${i}` })));
+    const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => (i % 2 ? q1 : q2).lifecycle.createKey(erin, { alias: `quota-${i}` })));
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(4);
-    expect((await q1.lifecycle.listKeys(erin, { Limit: 100 })).TotalCount).toBe(4);
+    expect((await q1.lifecycle.listKeys(erin, { Limit: 100 })).totalCount).toBe(4);
   });
 });

@@ -36,7 +36,7 @@ describe('one tenant cannot stall the others (KMS core)', () => {
 
   const externalKeys = async (n: number, prefix: string) => {
     const ids: string[] = [];
-    for (let i = 0; i < n; i++) ids.push((await kms.lifecycle.createKey(alice, { Alias: `${prefix}-${i}`, Type: 2 })).KeyId);
+    for (let i = 0; i < n; i++) ids.push((await kms.lifecycle.createKey(alice, { alias: `${prefix}-${i}`, origin: 'EXTERNAL' })).keyId);
     return ids;
   };
 
@@ -44,7 +44,7 @@ describe('one tenant cannot stall the others (KMS core)', () => {
     ['on the shared pool', undefined],
     ['on its dedicated cluster', 'cls-bob'],
   ])('tenant B\'s Encrypt %s finishes before tenant A\'s batch of GetParametersForImport (key-pair generations) it was started after', async (_where, cluster) => {
-    const bKey = (await kms.lifecycle.createKey(bob, { Alias: `b-enc-${cluster ?? 'shared'}`, HsmClusterId: cluster })).KeyId;
+    const bKey = (await kms.lifecycle.createKey(bob, { alias: `b-enc-${cluster ?? 'shared'}`, hsmClusterId: cluster })).keyId;
     await kms.envelope.encrypt(bob, bKey, Buffer.from('warm'));
     const keys = await externalKeys(CAP, `gen-${cluster ?? 'shared'}`);
     let batchDone = false;
@@ -62,7 +62,7 @@ describe('one tenant cannot stall the others (KMS core)', () => {
 
   test(`a ${CAP + 1}th concurrent expensive request of tenant A is RequestLimit-refused while tenant B's is served`, async () => {
     const keys = await externalKeys(CAP + 1, 'cap');
-    const bKey = (await kms.lifecycle.createKey(bob, { Alias: 'cap-b', Type: 2 })).KeyId;
+    const bKey = (await kms.lifecycle.createKey(bob, { alias: 'cap-b', origin: 'EXTERNAL' })).keyId;
     const outcomes = await Promise.all([
       ...keys.map((k) => kms.keyImport.getParametersForImport(alice, k, 'RSAES_OAEP_SHA_1', 'RSA_2048').then(() => 'ok', (e: Error) => e.constructor.name)),
       kms.keyImport.getParametersForImport(bob, bKey, 'RSAES_OAEP_SHA_1', 'RSA_2048').then(() => 'b ok', (e: Error) => `b ${e.constructor.name}`),
@@ -74,21 +74,21 @@ describe('one tenant cannot stall the others (KMS core)', () => {
   });
 
   test('every expensive action counts against the cap; cheap ones and other tenants do not', async () => {
-    const rsa = (await kms.lifecycle.createKey(alice, { Alias: 'cap-rsa', KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' })).KeyId;
-    const signer = (await kms.lifecycle.createKey(alice, { Alias: 'cap-sign', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' })).KeyId;
-    const aes = (await kms.lifecycle.createKey(alice, { Alias: 'cap-aes' })).KeyId;
+    const rsa = (await kms.lifecycle.createKey(alice, { alias: 'cap-rsa', keyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' })).keyId;
+    const signer = (await kms.lifecycle.createKey(alice, { alias: 'cap-sign', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' })).keyId;
+    const aes = (await kms.lifecycle.createKey(alice, { alias: 'cap-aes' })).keyId;
     const [ext] = await externalKeys(1, 'cap-all');
     const pem = createPublicKey({ key: (await kms.asymmetric.getPublicKey(alice, rsa)).publicKey, format: 'der', type: 'spki' });
     const ciphertext = publicEncrypt({ key: pem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, Buffer.from('x'));
     const held = Array.from({ length: CAP }, () => kms.expensive.acquire(alice.tenant, 'test'));
     try {
       await expect(kms.keyImport.getParametersForImport(alice, ext, 'RSAES_OAEP_SHA_1', 'RSA_2048')).rejects.toBeInstanceOf(E.ExpensiveLimitError);
-      await expect(kms.lifecycle.createKey(alice, { Alias: 'cap-new-rsa', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' })).rejects.toBeInstanceOf(E.ExpensiveLimitError);
+      await expect(kms.lifecycle.createKey(alice, { alias: 'cap-new-rsa', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' })).rejects.toBeInstanceOf(E.ExpensiveLimitError);
       await expect(kms.asymmetric.rsaDecrypt(alice, rsa, ciphertext, 'RSAES_OAEP_SHA_1')).rejects.toBeInstanceOf(E.ExpensiveLimitError);
       await expect(kms.asymmetric.sign(alice, { keyId: signer, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m') })).rejects.toBeInstanceOf(E.ExpensiveLimitError);
-      expect((await kms.lifecycle.createKey(alice, { Alias: 'cap-new-aes' })).KeyState).toBe('Enabled');
+      expect((await kms.lifecycle.createKey(alice, { alias: 'cap-new-aes' })).keyState).toBe('Enabled');
       expect((await kms.envelope.encrypt(alice, aes, Buffer.from('cheap'))).keyId).toBe(aes);
-      expect((await kms.lifecycle.createKey(bob, { Alias: 'cap-bob-rsa', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' })).KeyState).toBe('Enabled');
+      expect((await kms.lifecycle.createKey(bob, { alias: 'cap-bob-rsa', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' })).keyState).toBe('Enabled');
     } finally {
       held.forEach((release) => release());
     }
@@ -97,9 +97,9 @@ describe('one tenant cannot stall the others (KMS core)', () => {
   });
 
   test('a full slow queue on the shared pool: every slow action is refused with RequestLimitExceeded (an import is not called a material failure); Encrypt and the dedicated cluster are served', async () => {
-    const rsa = (await kms.lifecycle.createKey(alice, { Alias: 'full-rsa', KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' })).KeyId;
-    const signer = (await kms.lifecycle.createKey(alice, { Alias: 'full-sign', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' })).KeyId;
-    const aes = (await kms.lifecycle.createKey(alice, { Alias: 'full-aes' })).KeyId;
+    const rsa = (await kms.lifecycle.createKey(alice, { alias: 'full-rsa', keyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' })).keyId;
+    const signer = (await kms.lifecycle.createKey(alice, { alias: 'full-sign', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' })).keyId;
+    const aes = (await kms.lifecycle.createKey(alice, { alias: 'full-aes' })).keyId;
     const [ext, ext2] = await externalKeys(2, 'full');
     const params = await kms.keyImport.getParametersForImport(alice, ext, 'RSAES_OAEP_SHA_1', 'RSA_2048');
     const pem = createPublicKey({ key: (await kms.asymmetric.getPublicKey(alice, rsa)).publicKey, format: 'der', type: 'spki' });
@@ -113,7 +113,7 @@ describe('one tenant cannot stall the others (KMS core)', () => {
     try {
       const refused = await Promise.all([
         kms.keyImport.getParametersForImport(alice, ext2, 'RSAES_OAEP_SHA_1', 'RSA_2048'),
-        kms.lifecycle.createKey(alice, { Alias: 'full-new-rsa', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' }),
+        kms.lifecycle.createKey(alice, { alias: 'full-new-rsa', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' }),
         kms.asymmetric.rsaDecrypt(alice, rsa, ciphertext, 'RSAES_OAEP_SHA_1'),
         kms.asymmetric.sign(alice, { keyId: signer, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m') }),
         kms.keyImport.importKeyMaterial(alice, { keyId: ext, importToken: params.importToken, encryptedKeyMaterial: wrapFor(params.publicKey, randomBytes(32)) }),
@@ -123,7 +123,7 @@ describe('one tenant cannot stall the others (KMS core)', () => {
         expect(toApiError(e).code).toBe('RequestLimitExceeded');
       }
       expect((await kms.envelope.encrypt(alice, aes, Buffer.from('cheap'))).keyId).toBe(aes);
-      expect((await kms.lifecycle.createKey(bob, { Alias: 'full-bob-rsa', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048', HsmClusterId: 'cls-bob' })).KeyState).toBe('Enabled');
+      expect((await kms.lifecycle.createKey(bob, { alias: 'full-bob-rsa', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048', hsmClusterId: 'cls-bob' })).keyState).toBe('Enabled');
     } finally {
       open();
       await Promise.all(held);

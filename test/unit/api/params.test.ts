@@ -4,9 +4,9 @@ import { isServedAction, isUnknownAction, isUnsupportedAction, SERVED_ACTIONS, U
 import {
   ACTION_SCHEMAS, FieldSpec, Fields, MAX_KEY_IDS, PARAM_MAXIMA, ParamError, ParamErrorCode, parseJsonBody, ServedAction, validateParams,
 } from '../../../src/api/params';
-import { decryptRequest, generateDataKeyRequest, importRequest, reEncryptRequest, signRequest } from '../../../src/api/kms-wire';
+import { createKeyRequest, decryptRequest, generateDataKeyRequest, importRequest, reEncryptRequest, signRequest } from '../../../src/api/kms-wire';
 import { decodeCanonicalBase64 } from '../../../src/common/base64';
-import type { CreateKeyParams } from '../../../src/kms/lifecycle';
+import type { CreateKeyRequest } from '../../../src/kms/lifecycle';
 import type { DecryptRequest, GenerateDataKeyRequest, ReEncryptRequest } from '../../../src/kms/envelope';
 import type { ImportRequest } from '../../../src/kms/key-import';
 import type { ListParams } from '../../../src/kms/list-query';
@@ -108,7 +108,7 @@ describe('valid bodies', () => {
   });
 
   test('the typed output fits the KMS core parameter types, through the wire mapping where there is one (checked by tsc)', () => {
-    const create: CreateKeyParams = validateParams('CreateKey', { Alias: 'a' });
+    const create: CreateKeyRequest = createKeyRequest(validateParams('CreateKey', { Alias: 'a' }));
     const list: ListParams = validateParams('ListKeyDetail', {});
     const decrypt: DecryptRequest = decryptRequest(validateParams('Decrypt', { CiphertextBlob: 'aGk=' }));
     const reEncrypt: ReEncryptRequest = reEncryptRequest(validateParams('ReEncrypt', { CiphertextBlob: 'aGk=' }));
