@@ -19,7 +19,7 @@ async function main(): Promise<void> {
     const store = new SqliteMetadataStore(join(dir, 'kms.db'));
     const kms = new Kms({ store, clusters: [cluster], deploymentId: Buffer.alloc(16, 1) });
     const caller = { tenant: '1001', uin: '1001', region: 'ap-guangzhou' };
-    const { KeyId } = await kms.lifecycle.createKey(caller, { Alias: 'bench' });
+    const { keyId: KeyId } = await kms.lifecycle.createKey(caller, { alias: 'bench' });
     const record = (await store.getKey(caller.tenant, KeyId))!;
     const material = WrappedMaterial.fromBuffer(record.versions[0].material);
     const binding = { clusterId: cluster.id, keyId: KeyId, keyVersion: 1, usage: 'ENCRYPT_DECRYPT', owner: caller.tenant, scope: caller.region };

@@ -23,7 +23,7 @@ async function main(): Promise<void> {
     const caller = { tenant: '1001', uin: '1001', region: 'ap-guangzhou' };
     const made = Date.now();
     for (let i = 0; i < VERSIONS; i += 50) {
-      await Promise.all(Array.from({ length: Math.min(50, VERSIONS - i) }, (_, j) => kms.lifecycle.createKey(caller, { Alias: `k-${i + j}` })));
+      await Promise.all(Array.from({ length: Math.min(50, VERSIONS - i) }, (_, j) => kms.lifecycle.createKey(caller, { alias: `k-${i + j}` })));
     }
     console.log(`machine: ${machine().split(',').slice(0, 3).join(',')}`);
     console.log(`${VERSIONS} keys made in ${((Date.now() - made) / 1000).toFixed(1)} s`);

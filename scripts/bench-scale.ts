@@ -64,7 +64,7 @@ async function createKeys(dir: string, creds: Creds, n: number, offset: number):
     const worker = async (): Promise<void> => {
       while (next < n) {
         const i = next++;
-        keyIds.push((await services.kms.lifecycle.createKey(caller, { Alias: `scale-${offset + i}` })).KeyId);
+        keyIds.push((await services.kms.lifecycle.createKey(caller, { alias: `scale-${offset + i}` })).keyId);
         if (keyIds.length % 500 === 0 || keyIds.length === n) progressBar(keyIds.length, n, t0);
       }
     };

@@ -11,11 +11,11 @@ import type { SecretSealer } from './iam/iam-service';
 
 export const SYSTEM_CALLER: Caller = { tenant: '0', uin: '0', region: 'kms-internal' };
 export const SERVICE_KEY_ALIAS = 'kms-service-secrets';
-const CONTEXT = '{"purpose":"api-secret-key"}';
+const CONTEXT = { purpose: 'api-secret-key' };
 
 async function findServiceKey(kms: Kms): Promise<string | undefined> {
   const found = await kms.lifecycle.listKeyDetail(SYSTEM_CALLER, { SearchKeyAlias: SERVICE_KEY_ALIAS, Role: 1, Limit: 10 });
-  return found.KeyMetadatas.find((m) => m.Alias === SERVICE_KEY_ALIAS)?.KeyId;
+  return found.keys.find((k) => k.alias === SERVICE_KEY_ALIAS)?.keyId;
 }
 
 /** Finds the service key, or creates it (several nodes starting at once agree through alias uniqueness). */
@@ -23,7 +23,7 @@ export async function serviceKeyId(kms: Kms): Promise<string> {
   const existing = await findServiceKey(kms);
   if (existing) return existing;
   try {
-    return (await kms.lifecycle.createKey(SYSTEM_CALLER, { Alias: SERVICE_KEY_ALIAS, Description: 'seals API SecretKeys' }, 'kms')).KeyId;
+    return (await kms.lifecycle.createKey(SYSTEM_CALLER, { alias: SERVICE_KEY_ALIAS, description: 'seals API SecretKeys' }, 'kms')).keyId;
   } catch (e) {
     if (!(e instanceof AliasTakenError)) throw e;
     const now = await findServiceKey(kms);
@@ -35,7 +35,7 @@ export async function serviceKeyId(kms: Kms): Promise<string> {
 export async function serviceSealer(kms: Kms): Promise<SecretSealer> {
   const keyId = await serviceKeyId(kms);
   return {
-    seal: async (plain) => Buffer.from((await kms.envelope.encrypt(SYSTEM_CALLER, keyId, plain, CONTEXT)).CiphertextBlob, 'base64'),
-    open: async (sealed) => (await kms.envelope.decrypt(SYSTEM_CALLER, { CiphertextBlob: sealed.toString('base64'), EncryptionContext: CONTEXT })).Plaintext,
+    seal: async (plain) => (await kms.envelope.encrypt(SYSTEM_CALLER, keyId, plain, CONTEXT)).ciphertext,
+    open: async (sealed) => (await kms.envelope.decrypt(SYSTEM_CALLER, { ciphertext: sealed, context: CONTEXT })).plaintext,
   };
 }

@@ -10,6 +10,7 @@ import { InvalidCiphertextError, KeyNotFoundError } from '../kms/errors';
 import type { Caller } from '../kms/key-access';
 import { KEY_USAGES, usagesOffered } from '../kms/key-usage';
 import type { Kms } from '../kms/service';
+import * as wire from './kms-wire';
 import type { ActionParams, ServedAction } from './params';
 
 export interface ActionContext {
@@ -43,7 +44,7 @@ function collection(ctx: ActionContext): Resources {
 async function resourceOf(ctx: ActionContext, keyId: string): Promise<string> {
   let creatorUin = UNKNOWN_CREATOR;
   try {
-    creatorUin = (await ctx.kms.lifecycle.describeKey(ctx.caller, keyId)).CreatorUinString;
+    creatorUin = (await ctx.kms.lifecycle.describeKey(ctx.caller, keyId)).creatorUin;
   } catch (e) {
     if (!(e instanceof KeyNotFoundError)) throw e;
   }
@@ -59,7 +60,7 @@ async function keys(ctx: ActionContext, ids: string[]): Promise<Resources> {
 const oneKey = async (ctx: ActionContext, p: { KeyId: string }): Promise<Resources> => keys(ctx, [p.KeyId]);
 
 /** The key a ciphertext names; a blob naming no key id at all was altered. */
-function blobKey(ctx: ActionContext, blob: string): string {
+function blobKey(ctx: ActionContext, blob: Buffer): string {
   const { keyId } = decodeBlob(blob, ctx.deploymentId);
   if (!isUuid(keyId)) throw new InvalidCiphertextError('CiphertextBlob names no key of this service');
   return keyId;
@@ -111,37 +112,52 @@ async function serviceStatus(ctx: ActionContext): Promise<object> {
 }
 
 export const HANDLERS: ActionTable = {
-  CreateKey: { resources: async (ctx) => collection(ctx), run: (ctx, p) => ctx.kms.lifecycle.createKey(ctx.caller, p) },
-  DescribeKey: { resources: oneKey, run: async (ctx, p) => ({ KeyMetadata: await ctx.kms.lifecycle.describeKey(ctx.caller, p.KeyId) }) },
-  DescribeKeys: { resources: (ctx, p) => keys(ctx, p.KeyIds), run: async (ctx, p) => ({ KeyMetadatas: await ctx.kms.lifecycle.describeKeys(ctx.caller, p.KeyIds) }) },
-  ListKeys: { resources: async (ctx) => collection(ctx), run: (ctx, p) => ctx.kms.lifecycle.listKeys(ctx.caller, p) },
-  ListKeyDetail: { resources: async (ctx) => collection(ctx), run: (ctx, p) => ctx.kms.lifecycle.listKeyDetail(ctx.caller, p) },
+  CreateKey: { resources: async (ctx) => collection(ctx), run: async (ctx, p) => wire.createKeyAnswer(await ctx.kms.lifecycle.createKey(ctx.caller, wire.createKeyRequest(p))) },
+  DescribeKey: { resources: oneKey, run: async (ctx, p) => ({ KeyMetadata: wire.toKeyMetadata(await ctx.kms.lifecycle.describeKey(ctx.caller, p.KeyId)) }) },
+  DescribeKeys: { resources: (ctx, p) => keys(ctx, p.KeyIds), run: async (ctx, p) => ({ KeyMetadatas: (await ctx.kms.lifecycle.describeKeys(ctx.caller, p.KeyIds)).map(wire.toKeyMetadata) }) },
+  ListKeys: { resources: async (ctx) => collection(ctx), run: async (ctx, p) => wire.listKeysAnswer(await ctx.kms.lifecycle.listKeys(ctx.caller, p)) },
+  ListKeyDetail: { resources: async (ctx) => collection(ctx), run: async (ctx, p) => wire.listKeyDetailAnswer(await ctx.kms.lifecycle.listKeyDetail(ctx.caller, p)) },
   UpdateAlias: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.updateAlias(ctx.caller, p.KeyId, p.Alias).then(nothing) },
   UpdateKeyDescription: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.updateKeyDescription(ctx.caller, p.KeyId, p.Description).then(nothing) },
   EnableKey: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.enableKey(ctx.caller, p.KeyId).then(nothing) },
   EnableKeys: { resources: (ctx, p) => keys(ctx, p.KeyIds), run: (ctx, p) => batch(ctx, p.KeyIds, 'EnableKey') },
   DisableKey: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.disableKey(ctx.caller, p.KeyId).then(nothing) },
   DisableKeys: { resources: (ctx, p) => keys(ctx, p.KeyIds), run: (ctx, p) => batch(ctx, p.KeyIds, 'DisableKey') },
-  ScheduleKeyDeletion: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.scheduleKeyDeletion(ctx.caller, p.KeyId, p.PendingWindowInDays) },
-  CancelKeyDeletion: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.cancelKeyDeletion(ctx.caller, p.KeyId) },
+  ScheduleKeyDeletion: {
+    resources: oneKey,
+    run: async (ctx, p) => {
+      const r = await ctx.kms.lifecycle.scheduleKeyDeletion(ctx.caller, p.KeyId, p.PendingWindowInDays);
+      return { KeyId: r.keyId, DeletionDate: r.deletionDate };
+    },
+  },
+  CancelKeyDeletion: { resources: oneKey, run: async (ctx, p) => ({ KeyId: (await ctx.kms.lifecycle.cancelKeyDeletion(ctx.caller, p.KeyId)).keyId }) },
   ArchiveKey: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.archiveKey(ctx.caller, p.KeyId).then(nothing) },
   CancelKeyArchive: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.cancelKeyArchive(ctx.caller, p.KeyId).then(nothing) },
   EnableKeyRotation: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.enableKeyRotation(ctx.caller, p.KeyId, p.RotateDays).then(nothing) },
   DisableKeyRotation: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.disableKeyRotation(ctx.caller, p.KeyId).then(nothing) },
-  GetKeyRotationStatus: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.getKeyRotationStatus(ctx.caller, p.KeyId) },
-  RotateKey: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.rotateKey(ctx.caller, p.KeyId) },
-  Encrypt: { resources: oneKey, run: (ctx, p) => ctx.kms.envelope.encrypt(ctx.caller, p.KeyId, p.Plaintext, p.EncryptionContext) },
-  Decrypt: { resources: (ctx, p) => keys(ctx, [blobKey(ctx, p.CiphertextBlob)]), run: (ctx, p) => ctx.kms.envelope.decrypt(ctx.caller, p) },
-  ReEncrypt: { resources: reEncryptResources, run: (ctx, p) => ctx.kms.envelope.reEncrypt(ctx.caller, p) },
-  GenerateDataKey: { resources: oneKey, run: (ctx, p) => ctx.kms.envelope.generateDataKey(ctx.caller, p) },
+  GetKeyRotationStatus: { resources: oneKey, run: async (ctx, p) => ({ KeyRotationEnabled: (await ctx.kms.rotation.getKeyRotationStatus(ctx.caller, p.KeyId)).rotationEnabled }) },
+  RotateKey: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.rotateKey(ctx.caller, p.KeyId).then(wire.rotateKeyAnswer) },
+  Encrypt: { resources: oneKey, run: async (ctx, p) => wire.encryptAnswer(await ctx.kms.envelope.encrypt(ctx.caller, p.KeyId, p.Plaintext, wire.contextFromWire(p.EncryptionContext))) },
+  Decrypt: { resources: (ctx, p) => keys(ctx, [blobKey(ctx, p.CiphertextBlob)]), run: async (ctx, p) => wire.decryptAnswer(await ctx.kms.envelope.decrypt(ctx.caller, wire.decryptRequest(p)), p) },
+  ReEncrypt: { resources: reEncryptResources, run: async (ctx, p) => wire.reEncryptAnswer(await ctx.kms.envelope.reEncrypt(ctx.caller, wire.reEncryptRequest(p))) },
+  GenerateDataKey: { resources: oneKey, run: async (ctx, p) => wire.generateDataKeyAnswer(await ctx.kms.envelope.generateDataKey(ctx.caller, wire.generateDataKeyRequest(p)), p) },
   GenerateRandom: { resources: async (ctx) => collection(ctx), run: async (ctx, p) => ({ Plaintext: await ctx.kms.envelope.generateRandom(ctx.caller, p.NumberOfBytes) }) },
-  GetPublicKey: { resources: oneKey, run: (ctx, p) => ctx.kms.asymmetric.getPublicKey(ctx.caller, p.KeyId) },
-  AsymmetricRsaDecrypt: { resources: oneKey, run: (ctx, p) => ctx.kms.asymmetric.rsaDecrypt(ctx.caller, p.KeyId, p.Ciphertext, p.Algorithm) },
+  GetPublicKey: { resources: oneKey, run: async (ctx, p) => wire.publicKeyAnswer(await ctx.kms.asymmetric.getPublicKey(ctx.caller, p.KeyId)) },
+  AsymmetricRsaDecrypt: {
+    resources: oneKey,
+    run: async (ctx, p) => {
+      const r = await ctx.kms.asymmetric.rsaDecrypt(ctx.caller, p.KeyId, p.Ciphertext, p.Algorithm);
+      return { KeyId: r.keyId, Plaintext: r.plaintext };
+    },
+  },
   AsymmetricSm2Decrypt: { resources: oneKey, run: (ctx, p) => ctx.kms.asymmetric.sm2Decrypt(ctx.caller, p.KeyId) },
-  SignByAsymmetricKey: { resources: oneKey, run: (ctx, p) => ctx.kms.asymmetric.sign(ctx.caller, p) },
-  VerifyByAsymmetricKey: { resources: oneKey, run: (ctx, p) => ctx.kms.asymmetric.verify(ctx.caller, p) },
-  GetParametersForImport: { resources: oneKey, run: (ctx, p) => ctx.kms.keyImport.getParametersForImport(ctx.caller, p.KeyId, p.WrappingAlgorithm, p.WrappingKeySpec) },
-  ImportKeyMaterial: { resources: oneKey, run: (ctx, p) => ctx.kms.keyImport.importKeyMaterial(ctx.caller, p).then(nothing) },
+  SignByAsymmetricKey: { resources: oneKey, run: async (ctx, p) => ({ Signature: (await ctx.kms.asymmetric.sign(ctx.caller, wire.signRequest(p))).signature }) },
+  VerifyByAsymmetricKey: { resources: oneKey, run: async (ctx, p) => ({ SignatureValid: (await ctx.kms.asymmetric.verify(ctx.caller, wire.verifyRequest(p))).signatureValid }) },
+  GetParametersForImport: {
+    resources: oneKey,
+    run: async (ctx, p) => wire.importParametersAnswer(await ctx.kms.keyImport.getParametersForImport(ctx.caller, p.KeyId, p.WrappingAlgorithm, p.WrappingKeySpec)),
+  },
+  ImportKeyMaterial: { resources: oneKey, run: (ctx, p) => ctx.kms.keyImport.importKeyMaterial(ctx.caller, wire.importRequest(p)).then(nothing) },
   DeleteImportedKeyMaterial: { resources: oneKey, run: (ctx, p) => ctx.kms.keyImport.deleteImportedKeyMaterial(ctx.caller, p.KeyId).then(nothing) },
   GetServiceStatus: { resources: async (ctx) => collection(ctx), run: serviceStatus },
   GetRegions: { resources: async (ctx) => collection(ctx), run: async (ctx) => ({ Regions: [...ctx.regions] }) },

@@ -5,12 +5,14 @@
  * (ranges, aliases, key ids); this layer checks shape and size (PARAM_MAXIMA). Messages name the
  * field, never its value.
  */
+import { decodeCanonicalBase64 } from '../common/base64';
 import { TAG_LIMITS } from '../kms/key-rules';
 import { MAX_TAG_FILTER_VALUES, MAX_TAG_FILTERS } from '../kms/list-query';
 
 export type ParamErrorCode =
   | 'MissingParameter' | 'UnknownParameter' | 'InvalidParameter' | 'InvalidParameterValue'
-  | 'InvalidParameterValue.InvalidAlias' | 'InvalidParameterValue.InvalidKeyId' | 'InvalidParameterValue.InvalidPlaintext';
+  | 'InvalidParameterValue.InvalidAlias' | 'InvalidParameterValue.InvalidKeyId' | 'InvalidParameterValue.InvalidPlaintext'
+  | 'InvalidParameterValue.InvalidCiphertext';
 
 export class ParamError extends Error {
   /** `field` is the parameter's path (`Tags.0.TagKey`), or undefined for the body itself. */
@@ -28,7 +30,8 @@ interface Flags {
 
 export type FieldSpec = Flags & (
   | { kind: 'string' }
-  | { kind: 'base64' }
+  /** `invalid`: the code of text that is not canonical base64 (default InvalidParameterValue). */
+  | { kind: 'base64'; invalid?: ParamErrorCode }
   | { kind: 'integer' }
   | { kind: 'array'; of: FieldSpec }
   | { kind: 'object'; fields: Fields });
@@ -49,6 +52,8 @@ export type ParamsOf<F> = { [K in Extract<Kept<F>, RequiredKeys<F>>]: ValueOf<F[
 
 const str = { kind: 'string' } as const;
 const b64 = { kind: 'base64' } as const;
+/** A ciphertext blob: bytes that are not base64 cannot be one (InvalidCiphertext, as for any other malformed blob). */
+const blob = { kind: 'base64', invalid: 'InvalidParameterValue.InvalidCiphertext' } as const;
 const int = { kind: 'integer' } as const;
 const req = <S extends FieldSpec>(s: S): S & { required: true } => ({ ...s, required: true });
 const ignored = <S extends FieldSpec>(s: S): S & { ignored: true } => ({ ...s, ignored: true });
@@ -130,8 +135,8 @@ export const ACTION_SCHEMAS = {
   GetKeyRotationStatus: KEY_OF_MEMBER,
   RotateKey: KEY_OF_MEMBER,
   Encrypt: { ...KEY, Plaintext: req(b64), EncryptionContext: str },
-  Decrypt: { CiphertextBlob: req(str), EncryptionContext: str, ...PUBLIC_KEY_OUTPUT },
-  ReEncrypt: { CiphertextBlob: req(str), DestinationKeyId: str, SourceEncryptionContext: str, DestinationEncryptionContext: str },
+  Decrypt: { CiphertextBlob: req(blob), EncryptionContext: str, ...PUBLIC_KEY_OUTPUT },
+  ReEncrypt: { CiphertextBlob: req(blob), DestinationKeyId: str, SourceEncryptionContext: str, DestinationEncryptionContext: str },
   GenerateDataKey: {
     ...KEY, KeySpec: str, NumberOfBytes: int, EncryptionContext: str, ...PUBLIC_KEY_OUTPUT,
     IsHostedByKms: int, DataKeyName: str, Description: str, HsmClusterId: str, Tags: TAGS,
@@ -143,7 +148,7 @@ export const ACTION_SCHEMAS = {
   SignByAsymmetricKey: SIGN,
   VerifyByAsymmetricKey: { ...SIGN, SignatureValue: req(b64) },
   GetParametersForImport: { ...KEY, WrappingAlgorithm: req(str), WrappingKeySpec: req(str) },
-  ImportKeyMaterial: { EncryptedKeyMaterial: req(b64), ImportToken: req(str), ...KEY, ValidTo: int },
+  ImportKeyMaterial: { EncryptedKeyMaterial: req(b64), ImportToken: req(b64), ...KEY, ValidTo: int },
   DeleteImportedKeyMaterial: KEY,
   GetServiceStatus: {},
   GetRegions: {},
@@ -154,15 +159,6 @@ export const ACTION_SCHEMAS = {
 
 export type ServedAction = keyof typeof ACTION_SCHEMAS;
 export type ActionParams<A extends ServedAction> = ParamsOf<(typeof ACTION_SCHEMAS)[A]>;
-
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
-/** Canonical base64 only: the alphabet, padding to a multiple of 4, zero padding bits (so one string means one byte string). */
-export function decodeCanonicalBase64(s: string): Buffer | undefined {
-  if (!BASE64.test(s)) return undefined;
-  const bytes = Buffer.from(s, 'base64');
-  return bytes.toString('base64') === s ? bytes : undefined;
-}
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -196,7 +192,7 @@ function checkValue(spec: FieldSpec, v: unknown, path: string, max: Maximum): un
     case 'base64': {
       if (typeof v !== 'string') throw wrongType(path, 'a base64 string');
       const bytes = decodeCanonicalBase64(checkLength(v, path, max));
-      if (!bytes) throw new ParamError('InvalidParameterValue', path, `${path} is not canonical base64`);
+      if (!bytes) throw new ParamError(spec.invalid ?? 'InvalidParameterValue', path, `${path} is not canonical base64`);
       return bytes;
     }
     case 'integer':

@@ -5,6 +5,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { toKeyMetadata } from '../api/kms-wire';
 import { readAnchors } from '../audit/anchors';
 import type { VerifyOptions } from '../audit/audit-log';
 import { dataDirOf } from '../common/data-dir';
@@ -197,8 +198,8 @@ const COMMANDS: Record<string, Command> = {
     const all = [];
     for (let offset = 0; ; offset += 200) {
       const page = await s.kms.lifecycle.listKeyDetail(caller, { Offset: offset, Limit: 200, KeyUsage: 'ALL' });
-      all.push(...page.KeyMetadatas);
-      if (offset + 200 >= page.TotalCount) break;
+      all.push(...page.keys.map(toKeyMetadata));
+      if (offset + 200 >= page.totalCount) break;
     }
     if (a.flag('json')) out(all, true);
     else for (const k of all) out(`${k.KeyId}  ${k.KeyState.padEnd(13)} ${k.KeyUsage.padEnd(32)} ${k.Alias}`, false);
@@ -206,7 +207,7 @@ const COMMANDS: Record<string, Command> = {
   },
   'keys describe': async (a, s) => {
     const caller = { tenant: a.need('tenant'), uin: a.need('tenant'), region: a.get('region') ?? s.config.regions[0] };
-    out(await s.kms.lifecycle.describeKey(caller, a.need('key-id')), a.flag('json'));
+    out(toKeyMetadata(await s.kms.lifecycle.describeKey(caller, a.need('key-id'))), a.flag('json'));
     return 0;
   },
   'audit query': async (a, s) => (out(await s.audit.query({ ...auditFilter(a), limit: a.int('limit') ?? 100 }), true), 0),

@@ -1,8 +1,8 @@
-import { createPublicKey } from 'node:crypto';
 import type { RsaPadding, SigningAlgorithm } from '../hsm/capabilities';
 import { HsmError, MaterialIntegrityError } from '../hsm/errors';
 import type { KeyRecord } from '../store/store';
 import type { KmsContext } from './context';
+import type { PlaintextResult } from './envelope';
 import { AsymmetricDecryptError, InvalidKeyUsageError, InvalidParameterError, quoted, UnsupportedOperationError } from './errors';
 import { Caller, domainError } from './key-access';
 import type { KeyAction } from './key-state';
@@ -12,25 +12,32 @@ export const MAX_RAW_MESSAGE_BYTES = 4096;
 const RSA_2048_BYTES = 256;
 const RSA_PADDINGS: readonly RsaPadding[] = ['RSAES_PKCS1_V1_5', 'RSAES_OAEP_SHA_1', 'RSAES_OAEP_SHA_256'];
 
-/**
- * Tencent signing algorithm names accepted per key usage, and what each means to the HSM layer.
- * ECC_P256_R1 is Tencent's name; for P-384 keys (ASYMMETRIC_SIGN_VERIFY_ECDSA384) the name is not
- * documented, so ECC_P384_R1 is accepted, as are the plain names ECDSA_SHA_256 / ECDSA_SHA_384.
- */
-export const SIGNING_NAMES: Partial<Record<KeyUsage, Record<string, SigningAlgorithm>>> = {
-  ASYMMETRIC_SIGN_VERIFY_RSA_2048: { RSA_PKCS1_SHA_256: 'RSA_PKCS1_SHA_256', RSA_PSS_SHA_256: 'RSA_PSS_SHA_256' },
-  ASYMMETRIC_SIGN_VERIFY_ECC: { ECC_P256_R1: 'ECDSA_SHA_256', ECDSA_SHA_256: 'ECDSA_SHA_256' },
-  ASYMMETRIC_SIGN_VERIFY_ECDSA384: { ECC_P384_R1: 'ECDSA_SHA_384', ECDSA_SHA_384: 'ECDSA_SHA_384' },
+/** The signing algorithms each signing key usage can do (a wire maps its own names onto these). */
+export const SIGNING_ALGORITHMS: Partial<Record<KeyUsage, readonly SigningAlgorithm[]>> = {
+  ASYMMETRIC_SIGN_VERIFY_RSA_2048: ['RSA_PKCS1_SHA_256', 'RSA_PSS_SHA_256'],
+  ASYMMETRIC_SIGN_VERIFY_ECC: ['ECDSA_SHA_256'],
+  ASYMMETRIC_SIGN_VERIFY_ECDSA384: ['ECDSA_SHA_384'],
 };
 
 const DIGEST_BYTES: Record<SigningAlgorithm, number> = { RSA_PKCS1_SHA_256: 32, RSA_PSS_SHA_256: 32, ECDSA_SHA_256: 32, ECDSA_SHA_384: 48 };
 
-export interface SignParams {
-  KeyId: string;
-  Algorithm: string;
-  Message: Buffer;
-  /** RAW (default) or DIGEST. */
-  MessageType?: string;
+export interface SignRequest {
+  keyId: string;
+  /** A SigningAlgorithm (or SM2DSA, refused: no HSM here has SM2); anything else is InvalidParameterError. */
+  algorithm: string;
+  message: Buffer;
+  /** RAW (default): the message itself; DIGEST: its hash. */
+  messageType?: string;
+}
+
+export interface VerifyRequest extends SignRequest {
+  signature: Buffer;
+}
+
+export interface PublicKeyResult {
+  keyId: string;
+  /** DER SubjectPublicKeyInfo. */
+  publicKey: Buffer;
 }
 
 function usageOf(r: KeyRecord): (typeof KEY_USAGES)[KeyUsage] {
@@ -45,16 +52,14 @@ export class Asymmetric {
     return this.ctx.access;
   }
 
-  async getPublicKey(caller: Caller, keyId: string): Promise<{ KeyId: string; PublicKey: string; PublicKeyPem: string }> {
+  async getPublicKey(caller: Caller, keyId: string): Promise<PublicKeyResult> {
     const r = await this.access.use(caller, keyId, 'GetPublicKey');
     if (usageOf(r).kind === 'symmetric') throw new InvalidKeyUsageError(`key ${r.keyId} is symmetric: it has no public key`);
     const { material } = this.newest(r);
-    const der = this.access.cluster(r).publicKey(material);
-    const pem = createPublicKey({ key: der, format: 'der', type: 'spki' }).export({ format: 'pem', type: 'spki' }).toString();
-    return { KeyId: r.keyId, PublicKey: der.toString('base64'), PublicKeyPem: pem };
+    return { keyId: r.keyId, publicKey: this.access.cluster(r).publicKey(material) };
   }
 
-  async rsaDecrypt(caller: Caller, keyId: string, ciphertext: Buffer, algorithm: string): Promise<{ KeyId: string; Plaintext: Buffer }> {
+  async rsaDecrypt(caller: Caller, keyId: string, ciphertext: Buffer, algorithm: string): Promise<PlaintextResult> {
     if (!(RSA_PADDINGS as readonly string[]).includes(algorithm)) throw new InvalidParameterError(`Algorithm must be one of ${RSA_PADDINGS.join(', ')}`);
     const r = await this.keyFor(caller, keyId, 'AsymmetricDecrypt', 'asymmetric-decrypt');
     if (usageOf(r).spec !== 'RSA_2048') throw new InvalidKeyUsageError(`key ${r.keyId} is a ${r.keyUsage} key, not an RSA decryption key`);
@@ -64,7 +69,7 @@ export class Asymmetric {
     const m = this.newest(r);
     try {
       const plaintext = await this.ctx.expensive.run(caller.tenant, 'AsymmetricRsaDecrypt', () => this.access.cluster(r).rsaDecrypt(m.material, m.binding, algorithm as RsaPadding, ciphertext));
-      return { KeyId: r.keyId, Plaintext: plaintext };
+      return { keyId: r.keyId, plaintext };
     } catch (e) {
       if (e instanceof HsmError && e.errorClass === 'caller' && !(e instanceof MaterialIntegrityError)) {
         throw new AsymmetricDecryptError(`Ciphertext cannot be decrypted with key ${r.keyId} and ${algorithm}`);
@@ -80,26 +85,26 @@ export class Asymmetric {
     throw new UnsupportedOperationError('SM2 decryption needs an HSM with SM2, which this deployment does not have');
   }
 
-  async sign(caller: Caller, p: SignParams): Promise<{ Signature: Buffer }> {
-    const r = await this.keyFor(caller, p.KeyId, 'Sign', 'sign-verify');
+  async sign(caller: Caller, p: SignRequest): Promise<{ keyId: string; signature: Buffer }> {
+    const r = await this.keyFor(caller, p.keyId, 'Sign', 'sign-verify');
     const { algorithm, input } = this.signingInput(r, p);
     const m = this.newest(r);
     try {
-      return { Signature: await this.ctx.expensive.run(caller.tenant, 'SignByAsymmetricKey', () => this.access.cluster(r).sign(m.material, m.binding, algorithm, input)) };
+      return { keyId: r.keyId, signature: await this.ctx.expensive.run(caller.tenant, 'SignByAsymmetricKey', () => this.access.cluster(r).sign(m.material, m.binding, algorithm, input)) };
     } catch (e) {
       throw domainError(e);
     }
   }
 
   /** A malformed signature is simply not valid. */
-  async verify(caller: Caller, p: SignParams & { SignatureValue: Buffer }): Promise<{ SignatureValid: boolean }> {
-    const r = await this.keyFor(caller, p.KeyId, 'Verify', 'sign-verify');
+  async verify(caller: Caller, p: VerifyRequest): Promise<{ keyId: string; signatureValid: boolean }> {
+    const r = await this.keyFor(caller, p.keyId, 'Verify', 'sign-verify');
     const { algorithm, input } = this.signingInput(r, p);
     const m = this.newest(r);
     try {
-      return { SignatureValid: await this.access.cluster(r).verify(m.material, algorithm, input, p.SignatureValue) };
+      return { keyId: r.keyId, signatureValid: await this.access.cluster(r).verify(m.material, algorithm, input, p.signature) };
     } catch (e) {
-      if (e instanceof HsmError && e.errorClass === 'caller' && !(e instanceof MaterialIntegrityError)) return { SignatureValid: false };
+      if (e instanceof HsmError && e.errorClass === 'caller' && !(e instanceof MaterialIntegrityError)) return { keyId: r.keyId, signatureValid: false };
       throw domainError(e);
     }
   }
@@ -114,19 +119,18 @@ export class Asymmetric {
     return this.access.material(r, this.access.newest(r))!;
   }
 
-  private signingInput(r: KeyRecord, p: SignParams): { algorithm: SigningAlgorithm; input: { message: Buffer } | { digest: Buffer } } {
-    const names = SIGNING_NAMES[r.keyUsage as KeyUsage] ?? {};
-    if (p.Algorithm === 'SM2DSA') throw new UnsupportedOperationError('SM2DSA needs an HSM with SM2, which this deployment does not have');
-    // own keys only: "constructor" or "__proto__" must not find Object.prototype's members
-    const algorithm = Object.hasOwn(names, p.Algorithm) ? names[p.Algorithm] : undefined;
-    if (!algorithm) throw new InvalidParameterError(`Algorithm ${quoted(p.Algorithm)} does not fit a ${r.keyUsage} key (use ${Object.keys(names).join(' or ')})`);
-    const type = p.MessageType ?? 'RAW';
+  private signingInput(r: KeyRecord, p: SignRequest): { algorithm: SigningAlgorithm; input: { message: Buffer } | { digest: Buffer } } {
+    const offered = SIGNING_ALGORITHMS[r.keyUsage as KeyUsage] ?? [];
+    if (p.algorithm === 'SM2DSA') throw new UnsupportedOperationError('SM2DSA needs an HSM with SM2, which this deployment does not have');
+    const algorithm = offered.find((a) => a === p.algorithm);
+    if (!algorithm) throw new InvalidParameterError(`Algorithm ${quoted(p.algorithm)} does not fit a ${r.keyUsage} key (use ${offered.join(' or ')})`);
+    const type = p.messageType ?? 'RAW';
     if (type === 'RAW') {
-      if (p.Message.length === 0 || p.Message.length > MAX_RAW_MESSAGE_BYTES) throw new InvalidParameterError(`a RAW Message is 1 to ${MAX_RAW_MESSAGE_BYTES} bytes, got ${p.Message.length}`);
-      return { algorithm, input: { message: p.Message } };
+      if (p.message.length === 0 || p.message.length > MAX_RAW_MESSAGE_BYTES) throw new InvalidParameterError(`a RAW Message is 1 to ${MAX_RAW_MESSAGE_BYTES} bytes, got ${p.message.length}`);
+      return { algorithm, input: { message: p.message } };
     }
     if (type !== 'DIGEST') throw new InvalidParameterError('MessageType must be RAW or DIGEST');
-    if (p.Message.length !== DIGEST_BYTES[algorithm]) throw new InvalidParameterError(`a DIGEST Message for ${p.Algorithm} is exactly ${DIGEST_BYTES[algorithm]} bytes, got ${p.Message.length}`);
-    return { algorithm, input: { digest: p.Message } };
+    if (p.message.length !== DIGEST_BYTES[algorithm]) throw new InvalidParameterError(`a DIGEST Message for ${algorithm} is exactly ${DIGEST_BYTES[algorithm]} bytes, got ${p.message.length}`);
+    return { algorithm, input: { digest: p.message } };
   }
 }

@@ -26,7 +26,6 @@ export interface SealedBlob extends CiphertextHeader {
 const MAGIC = Buffer.from('KMS', 'latin1');
 const FORMAT = 1;
 const DEPLOYMENT_ID_BYTES = 16;
-export const MAX_CONTEXT_CHARS = 1024;
 
 export function encodeHeader(h: CiphertextHeader): Buffer {
   const keyId = Buffer.from(h.keyId, 'utf8');
@@ -38,24 +37,20 @@ export function encodeHeader(h: CiphertextHeader): Buffer {
   return Buffer.concat([MAGIC, Buffer.from([FORMAT]), h.deploymentId, Buffer.from([keyId.length]), keyId, version]);
 }
 
+/** The encryption context: string names to string values, bound to a ciphertext as part of its AAD. */
+export type EncryptionContext = Readonly<Record<string, string>>;
+
 /**
- * The encryption context as the API receives it (a JSON object of strings, ≤ 1024 characters) in
- * canonical form: keys sorted, no whitespace. Absent or empty means no context.
+ * The context in canonical form: the JSON object with its names sorted, no whitespace (the same
+ * bytes whichever protocol or name order it came in). Absent or empty means no context.
  */
-export function canonicalContext(context: string | undefined): Buffer {
-  if (context === undefined || context === '') return Buffer.alloc(0);
-  if (context.length > MAX_CONTEXT_CHARS) throw new InvalidEncryptionContextError(`EncryptionContext is longer than ${MAX_CONTEXT_CHARS} characters`);
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(context);
-  } catch {
-    throw new InvalidEncryptionContextError('EncryptionContext is not valid JSON');
-  }
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new InvalidEncryptionContextError('EncryptionContext must be a JSON object');
-  const entries = Object.entries(parsed as Record<string, unknown>);
+export function canonicalContext(context: EncryptionContext | undefined): Buffer {
+  if (context === undefined) return Buffer.alloc(0);
+  const entries = Object.entries(context);
+  if (entries.length === 0) return Buffer.alloc(0);
   if (!entries.every(([, v]) => typeof v === 'string')) throw new InvalidEncryptionContextError('EncryptionContext values must be strings');
   entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return entries.length === 0 ? Buffer.alloc(0) : Buffer.from(JSON.stringify(Object.fromEntries(entries)), 'utf8');
+  return Buffer.from(JSON.stringify(Object.fromEntries(entries)), 'utf8');
 }
 
 /** AAD = header || u32 length of context || canonical context. */
@@ -65,21 +60,13 @@ export function additionalData(header: Buffer, context: Buffer): Buffer {
   return Buffer.concat([header, len, context]);
 }
 
-export function encodeBlob(header: Buffer, iv: Buffer, tag: Buffer, ciphertext: Buffer): string {
+export function encodeBlob(header: Buffer, iv: Buffer, tag: Buffer, ciphertext: Buffer): Buffer {
   if (iv.length !== IV_BYTES || tag.length !== TAG_BYTES) throw new RangeError('IV must be 12 bytes and tag 16 bytes');
-  return Buffer.concat([header, iv, tag, ciphertext]).toString('base64');
+  return Buffer.concat([header, iv, tag, ciphertext]);
 }
 
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-
-/** Parses a blob made by this deployment; anything else is InvalidCiphertextError, never another error. */
-export function decodeBlob(blob: string, deploymentId: Buffer): SealedBlob {
-  if (typeof blob !== 'string' || blob.length === 0 || blob.length % 4 !== 0 || !BASE64.test(blob)) {
-    throw new InvalidCiphertextError('CiphertextBlob is not valid base64');
-  }
-  const buf = Buffer.from(blob, 'base64');
-  // canonical only (padding bits zero): one blob is one string, as for every base64 parameter
-  if (buf.toString('base64') !== blob) throw new InvalidCiphertextError('CiphertextBlob is not valid base64');
+/** Parses the bytes of a blob made by this deployment; anything else is InvalidCiphertextError, never another error. */
+export function decodeBlob(buf: Buffer, deploymentId: Buffer): SealedBlob {
   const minimum = MAGIC.length + 1 + DEPLOYMENT_ID_BYTES + 1 + 1 + 4 + IV_BYTES + TAG_BYTES;
   if (buf.length < minimum || !buf.subarray(0, 3).equals(MAGIC)) throw new InvalidCiphertextError('CiphertextBlob is not a ciphertext of this service');
   if (buf[3] !== FORMAT) throw new InvalidCiphertextError(`CiphertextBlob has unknown format version ${buf[3]}`);

@@ -1,41 +1,60 @@
 import { HsmError, MaterialIntegrityError } from '../hsm/errors';
 import type { KeyRecord } from '../store/store';
-import { additionalData, canonicalContext, decodeBlob, encodeBlob, encodeHeader, SealedBlob } from './ciphertext';
+import { additionalData, canonicalContext, decodeBlob, EncryptionContext, encodeBlob, encodeHeader, SealedBlob } from './ciphertext';
 import type { KmsContext } from './context';
 import {
   GcmUseLimitError, InvalidCiphertextError, InvalidHsmClusterError, InvalidKeyIdError, KeyNotFoundError, InvalidKeyUsageError, InvalidParameterError, InvalidPlaintextError,
-  UnsupportedOperationError,
 } from './errors';
 import { Caller, domainError } from './key-access';
 import type { KeyAction } from './key-state';
 import { describeTombstone } from './key-metadata';
 import { canRotate, KEY_USAGES, KeyUsage } from './key-usage';
-import { outputPlaintext, PublicKeyOutput } from './public-key-output';
 
 export const MAX_PLAINTEXT_BYTES = 4096;
 export const MAX_RANDOM_BYTES = 1024;
 const DATA_KEY_SPECS: Record<string, number> = { AES_128: 16, AES_256: 32 };
 
-export interface DecryptParams extends PublicKeyOutput {
-  CiphertextBlob: string;
-  EncryptionContext?: string;
+export interface DecryptRequest {
+  /** The blob's bytes, as encrypt returned them. */
+  ciphertext: Buffer;
+  context?: EncryptionContext;
 }
 
-export interface ReEncryptParams {
-  CiphertextBlob: string;
-  DestinationKeyId?: string;
-  SourceEncryptionContext?: string;
-  DestinationEncryptionContext?: string;
+export interface ReEncryptRequest {
+  ciphertext: Buffer;
+  /** Default: the source key. */
+  destinationKeyId?: string;
+  sourceContext?: EncryptionContext;
+  destinationContext?: EncryptionContext;
 }
 
-export interface GenerateDataKeyParams extends PublicKeyOutput {
-  KeyId: string;
-  KeySpec?: string;
-  NumberOfBytes?: number;
-  EncryptionContext?: string;
-  HsmClusterId?: string;
-  IsHostedByKms?: number;
+export interface GenerateDataKeyRequest {
+  keyId: string;
+  /** AES_128 or AES_256; `numberOfBytes` wins when both are given. */
+  keySpec?: string;
+  numberOfBytes?: number;
+  context?: EncryptionContext;
+  /** The cluster the caller expects the key in (empty: any). */
+  hsmClusterId?: string;
 }
+
+export interface EncryptResult {
+  keyId: string;
+  ciphertext: Buffer;
+}
+
+export interface PlaintextResult {
+  keyId: string;
+  plaintext: Buffer;
+}
+
+export interface ReEncryptResult extends EncryptResult {
+  sourceKeyId: string;
+  /** False when the blob came back unchanged (same unrotated key, same context). */
+  reEncrypted: boolean;
+}
+
+export type DataKeyResult = EncryptResult & PlaintextResult;
 
 function requireSymmetric(r: KeyRecord): void {
   if (KEY_USAGES[r.keyUsage as keyof typeof KEY_USAGES]?.kind !== 'symmetric') {
@@ -56,62 +75,62 @@ export class Envelope {
     return this.ctx.access;
   }
 
-  async encrypt(caller: Caller, keyId: string, plaintext: Buffer, context?: string): Promise<{ CiphertextBlob: string; KeyId: string }> {
+  async encrypt(caller: Caller, keyId: string, plaintext: Buffer, context?: EncryptionContext): Promise<EncryptResult> {
     if (plaintext.length === 0 || plaintext.length > MAX_PLAINTEXT_BYTES) {
       throw new InvalidPlaintextError(`Plaintext must be 1 to ${MAX_PLAINTEXT_BYTES} bytes, got ${plaintext.length}`);
     }
     const aadContext = canonicalContext(context);
     const r = await this.usable(caller, keyId, 'Encrypt');
-    return { CiphertextBlob: await this.seal(r, plaintext, aadContext), KeyId: r.keyId };
+    return { keyId: r.keyId, ciphertext: await this.seal(r, plaintext, aadContext) };
   }
 
-  async decrypt(caller: Caller, p: DecryptParams): Promise<{ KeyId: string; Plaintext: Buffer }> {
-    const { record, plaintext } = await this.open(caller, p.CiphertextBlob, p.EncryptionContext);
-    return { KeyId: record.keyId, Plaintext: outputPlaintext(plaintext, p) };
+  async decrypt(caller: Caller, p: DecryptRequest): Promise<PlaintextResult> {
+    const { record, plaintext } = await this.open(caller, p.ciphertext, p.context);
+    return { keyId: record.keyId, plaintext };
   }
 
   /** The plaintext never leaves the service; an unrotated key and an unchanged context return the blob as it was. */
-  async reEncrypt(caller: Caller, p: ReEncryptParams): Promise<{ CiphertextBlob: string; KeyId: string; SourceKeyId: string; ReEncrypted: boolean }> {
-    const destContext = canonicalContext(p.DestinationEncryptionContext);
-    const { record: source, sealed, plaintext } = await this.open(caller, p.CiphertextBlob, p.SourceEncryptionContext);
+  async reEncrypt(caller: Caller, p: ReEncryptRequest): Promise<ReEncryptResult> {
+    const destContext = canonicalContext(p.destinationContext);
+    const { record: source, sealed, plaintext } = await this.open(caller, p.ciphertext, p.sourceContext);
     try {
-      const destId = p.DestinationKeyId === undefined || p.DestinationKeyId === '' ? source.keyId : p.DestinationKeyId;
+      const destId = p.destinationKeyId === undefined || p.destinationKeyId === '' ? source.keyId : p.destinationKeyId;
       const dest = await this.usable(caller, destId, 'Encrypt');
-      const unchanged = dest.keyId === source.keyId && sealed.keyVersion === this.access.newest(dest) && destContext.equals(canonicalContext(p.SourceEncryptionContext));
-      if (unchanged) return { CiphertextBlob: p.CiphertextBlob, KeyId: dest.keyId, SourceKeyId: source.keyId, ReEncrypted: false };
-      return { CiphertextBlob: await this.seal(dest, plaintext, destContext), KeyId: dest.keyId, SourceKeyId: source.keyId, ReEncrypted: true };
+      const unchanged = dest.keyId === source.keyId && sealed.keyVersion === this.access.newest(dest) && destContext.equals(canonicalContext(p.sourceContext));
+      if (unchanged) return { keyId: dest.keyId, ciphertext: p.ciphertext, sourceKeyId: source.keyId, reEncrypted: false };
+      return { keyId: dest.keyId, ciphertext: await this.seal(dest, plaintext, destContext), sourceKeyId: source.keyId, reEncrypted: true };
     } finally {
       plaintext.fill(0);
     }
   }
 
-  async generateDataKey(caller: Caller, p: GenerateDataKeyParams): Promise<{ KeyId: string; Plaintext: Buffer; CiphertextBlob: string }> {
-    if (p.IsHostedByKms === 1) throw new UnsupportedOperationError('data keys hosted by the KMS (IsHostedByKms=1) are not offered by this service');
+  /** A data key from the HSM's generator, and the same bytes sealed under the key. */
+  async generateDataKey(caller: Caller, p: GenerateDataKeyRequest): Promise<DataKeyResult> {
     let length: number;
-    if (p.NumberOfBytes !== undefined) length = intIn('NumberOfBytes', p.NumberOfBytes, 1, MAX_RANDOM_BYTES);
-    else if (p.KeySpec !== undefined) {
+    if (p.numberOfBytes !== undefined) length = intIn('NumberOfBytes', p.numberOfBytes, 1, MAX_RANDOM_BYTES);
+    else if (p.keySpec !== undefined) {
       // own keys only: "constructor" or "__proto__" must not find Object.prototype's members
-      const bytes = Object.hasOwn(DATA_KEY_SPECS, p.KeySpec) ? DATA_KEY_SPECS[p.KeySpec] : undefined;
+      const bytes = Object.hasOwn(DATA_KEY_SPECS, p.keySpec) ? DATA_KEY_SPECS[p.keySpec] : undefined;
       if (bytes === undefined) throw new InvalidParameterError('KeySpec must be AES_128 or AES_256');
       length = bytes;
     } else throw new InvalidParameterError('one of KeySpec or NumberOfBytes is required');
-    const aadContext = canonicalContext(p.EncryptionContext);
-    const r = await this.usable(caller, p.KeyId, 'GenerateDataKey');
-    if (p.HsmClusterId !== undefined && p.HsmClusterId !== '' && this.access.clusters.forList(caller.tenant, p.HsmClusterId) !== r.hsmClusterId) {
-      throw new InvalidHsmClusterError(`key ${r.keyId} is not in HSM cluster ${p.HsmClusterId}`);
+    const aadContext = canonicalContext(p.context);
+    const r = await this.usable(caller, p.keyId, 'GenerateDataKey');
+    if (p.hsmClusterId !== undefined && p.hsmClusterId !== '' && this.access.clusters.forList(caller.tenant, p.hsmClusterId) !== r.hsmClusterId) {
+      throw new InvalidHsmClusterError(`key ${r.keyId} is not in HSM cluster ${p.hsmClusterId}`);
     }
     const cluster = this.access.cluster(r);
     const dataKey = await cluster.random(length).catch((e: unknown) => Promise.reject(domainError(e)));
     try {
-      const blob = await this.seal(r, dataKey, aadContext);
-      return { KeyId: r.keyId, Plaintext: outputPlaintext(dataKey, p), CiphertextBlob: blob };
-    } finally {
-      if (p.EncryptionPublicKey) dataKey.fill(0);
+      return { keyId: r.keyId, plaintext: dataKey, ciphertext: await this.seal(r, dataKey, aadContext) };
+    } catch (e) {
+      dataKey.fill(0);
+      throw e;
     }
   }
 
   /** Random bytes from the HSM's generator (the shared pool's, or the caller's dedicated cluster's). */
-  async generateRandom(caller: Caller, numberOfBytes: unknown): Promise<Buffer> {
+  async generateRandom(caller: Caller, numberOfBytes: number): Promise<Buffer> {
     const n = intIn('NumberOfBytes', numberOfBytes, 1, MAX_RANDOM_BYTES);
     const cluster = this.access.clusters.dedicatedOf(caller.tenant)[0] ?? this.access.clusters.shared;
     return cluster.random(n).catch((e: unknown) => Promise.reject(domainError(e)));
@@ -124,7 +143,7 @@ export class Envelope {
   }
 
   /** Encrypts under the key's newest version and counts the use. */
-  private async seal(r: KeyRecord, plaintext: Buffer, context: Buffer): Promise<string> {
+  private async seal(r: KeyRecord, plaintext: Buffer, context: Buffer): Promise<Buffer> {
     const version = this.access.newest(r);
     const m = this.access.material(r, version)!;
     const header = encodeHeader({ deploymentId: this.ctx.config.deploymentId, keyId: r.keyId, keyVersion: version });
@@ -160,7 +179,7 @@ export class Envelope {
   }
 
   /** Authenticates and decrypts a blob of a key the caller may decrypt with. */
-  private async open(caller: Caller, blob: string, context: string | undefined): Promise<{ record: KeyRecord; sealed: SealedBlob; plaintext: Buffer }> {
+  private async open(caller: Caller, blob: Buffer, context: EncryptionContext | undefined): Promise<{ record: KeyRecord; sealed: SealedBlob; plaintext: Buffer }> {
     const sealed = decodeBlob(blob, this.ctx.config.deploymentId);
     const aadContext = canonicalContext(context);
     const record = await this.access.load(caller, sealed.keyId).catch((e: unknown) => this.unknownKey(caller, sealed.keyId, e));

@@ -3,7 +3,7 @@ import type { RsaPadding } from '../hsm/capabilities';
 import { ClusterUnavailableError, MaterialIntegrityError, PoolExhaustedError, SlowQueueFullError, UnsupportedError } from '../hsm/errors';
 import { MaterialBinding, WrappedMaterial } from '../hsm/material';
 import type { HsmCluster } from '../hsm/cluster';
-import type { ImportParameters, KeyRecord } from '../store/store';
+import type { ImportParameters as StoredImportParameters, KeyRecord } from '../store/store';
 import { unixNow } from '../common/clock';
 import type { KmsContext } from './context';
 import {
@@ -44,13 +44,21 @@ function pkcs1Refused(offered: readonly string[]): UnsupportedOperationError {
 /** A wrapping key is handed out again only while at least this much of its validity is left. */
 export const REUSE_MIN_SECONDS = 3600;
 
-type ImportParametersAnswer = { KeyId: string; ImportToken: string; PublicKey: string; ParametersValidTo: number };
+export interface ImportParameters {
+  keyId: string;
+  importToken: Buffer;
+  /** The wrapping key's public half, DER SubjectPublicKeyInfo. */
+  publicKey: Buffer;
+  /** Unix seconds: the token and the wrapping key are refused after it. */
+  parametersValidTo: number;
+}
 
-export interface ImportParams {
-  KeyId: string;
-  EncryptedKeyMaterial: Buffer;
-  ImportToken: string;
-  ValidTo?: number;
+export interface ImportRequest {
+  keyId: string;
+  encryptedKeyMaterial: Buffer;
+  importToken: Buffer;
+  /** Unix seconds when the material expires; 0 or absent: never. */
+  validTo?: number;
 }
 
 export function wrappingBinding(r: KeyRecord): MaterialBinding {
@@ -65,7 +73,7 @@ function requireExternal(r: KeyRecord): void {
  * The stored wrapping key may be handed out again: same algorithm, enough validity left, and its
  * token unused (a used token clears the parameters; see importKeyMaterial).
  */
-function reusable(params: ImportParameters | undefined, algorithm: string, now: number): params is ImportParameters {
+function reusable(params: StoredImportParameters | undefined, algorithm: string, now: number): params is StoredImportParameters {
   return params !== undefined && params.wrappingAlgorithm === algorithm && params.validTo - now >= REUSE_MIN_SECONDS;
 }
 
@@ -83,7 +91,7 @@ export class KeyImport {
     return this.ctx.access;
   }
 
-  async getParametersForImport(caller: Caller, keyId: string, algorithm: string, keySpec: string): Promise<ImportParametersAnswer> {
+  async getParametersForImport(caller: Caller, keyId: string, algorithm: string, keySpec: string): Promise<ImportParameters> {
     if (keySpec !== 'RSA_2048') throw new InvalidParameterError('WrappingKeySpec must be RSA_2048');
     if (!(WRAPPING_ALGORITHMS as readonly string[]).includes(algorithm)) throw new InvalidParameterError(`WrappingAlgorithm must be one of ${WRAPPING_ALGORITHMS.join(', ')}`);
     const r = await this.access.use(caller, keyId, 'GetParametersForImport');
@@ -108,7 +116,7 @@ export class KeyImport {
     await this.access.change(caller, keyId, 'GetParametersForImport', () => ({
       importParameters: { tokenHash: tokenHash(token), wrappingAlgorithm: algorithm, wrappingKey, validTo },
     }));
-    return { KeyId: r.keyId, ImportToken: token, PublicKey: cluster.publicKey(wrapping).toString('base64'), ParametersValidTo: validTo };
+    return { keyId: r.keyId, importToken: token, publicKey: cluster.publicKey(wrapping), parametersValidTo: validTo };
   }
 
   /**
@@ -116,16 +124,16 @@ export class KeyImport {
    * one (only the token's hash is stored), with the key's original ParametersValidTo. Decided on a
    * fresh read and written with compare-and-set, so a token used meanwhile is never revived.
    */
-  private async reuseWrappingKey(caller: Caller, keyId: string, algorithm: string, cluster: HsmCluster): Promise<ImportParametersAnswer | undefined> {
+  private async reuseWrappingKey(caller: Caller, keyId: string, algorithm: string, cluster: HsmCluster): Promise<ImportParameters | undefined> {
     const now = unixNow(this.access.clock);
-    let answer: ImportParametersAnswer | undefined;
+    let answer: ImportParameters | undefined;
     await this.access.change(caller, keyId, 'GetParametersForImport', (cur) => {
       answer = undefined;
       const params = cur.importParameters;
       if (!reusable(params, algorithm, now)) return undefined;
       const token = issueImportToken({ keyId: cur.keyId, wrappingKeyDigest: wrappingKeyDigest(params.wrappingKey), validTo: params.validTo });
-      const publicKey = cluster.publicKey(WrappedMaterial.fromBuffer(params.wrappingKey)).toString('base64');
-      answer = { KeyId: cur.keyId, ImportToken: token, PublicKey: publicKey, ParametersValidTo: params.validTo };
+      const publicKey = cluster.publicKey(WrappedMaterial.fromBuffer(params.wrappingKey));
+      answer = { keyId: cur.keyId, importToken: token, publicKey, parametersValidTo: params.validTo };
       return { importParameters: { ...params, tokenHash: tokenHash(token) } };
     });
     return answer;
@@ -136,24 +144,24 @@ export class KeyImport {
    * before the RSA step, so each token buys one RSA decryption whatever happens next; every failure
    * after it is the one IMPORT_FAILED_MESSAGE.
    */
-  async importKeyMaterial(caller: Caller, p: ImportParams): Promise<void> {
-    const fields = readImportToken(p.ImportToken);
+  async importKeyMaterial(caller: Caller, p: ImportRequest): Promise<void> {
+    const fields = readImportToken(p.importToken);
     const now = unixNow(this.access.clock);
-    const validTo = p.ValidTo ?? 0;
+    const validTo = p.validTo ?? 0;
     if (!Number.isInteger(validTo) || validTo < 0 || validTo > MAX_VALID_TO || (validTo !== 0 && validTo <= now)) {
       throw new InvalidParameterError(`ValidTo must be 0 (never expires) or a future Unix time up to ${MAX_VALID_TO}`);
     }
-    if (p.EncryptedKeyMaterial.length !== WRAPPED_BYTES) {
-      throw new InvalidImportMaterialError(`EncryptedKeyMaterial must be ${WRAPPED_BYTES} bytes (one RSA-2048 block), got ${p.EncryptedKeyMaterial.length}`);
+    if (p.encryptedKeyMaterial.length !== WRAPPED_BYTES) {
+      throw new InvalidImportMaterialError(`EncryptedKeyMaterial must be ${WRAPPED_BYTES} bytes (one RSA-2048 block), got ${p.encryptedKeyMaterial.length}`);
     }
-    const r = await this.access.load(caller, p.KeyId, true);
+    const r = await this.access.load(caller, p.keyId, true);
     requireExternal(r);
     this.access.check(r, 'ImportKeyMaterial');
-    const params = await this.useToken(caller, p.KeyId, p.ImportToken, fields.keyId, now);
+    const params = await this.useToken(caller, p.keyId, p.importToken, fields.keyId, now);
     if (params.wrappingAlgorithm === PKCS1 && !this.ctx.config.allowPkcs1v15Import) throw pkcs1Refused(this.access.cluster(r).capabilities.importWrapping);
-    const { material, checkValue } = await this.unwrap(r, params.wrappingKey, params.wrappingAlgorithm as RsaPadding, p.EncryptedKeyMaterial);
+    const { material, checkValue } = await this.unwrap(r, params.wrappingKey, params.wrappingAlgorithm as RsaPadding, p.encryptedKeyMaterial);
     const check = checkValue.toString('hex');
-    await this.access.change(caller, p.KeyId, 'ImportKeyMaterial', (cur) => {
+    await this.access.change(caller, p.keyId, 'ImportKeyMaterial', (cur) => {
       if (cur.materialCheckValue !== undefined && cur.materialCheckValue !== check) throw new DecryptMaterialError(IMPORT_FAILED_MESSAGE);
       return {
         versions: [{ version: IMPORTED_VERSION, material: material.toBuffer(), createTime: now }],
@@ -165,7 +173,7 @@ export class KeyImport {
   }
 
   /** Checks the token against the stored parameters and removes them in the same compare-and-set write: one attempt per token. */
-  private async useToken(caller: Caller, keyId: string, token: string, tokenKeyId: string, now: number) {
+  private async useToken(caller: Caller, keyId: string, token: Buffer, tokenKeyId: string, now: number) {
     let params: NonNullable<KeyRecord['importParameters']> | undefined;
     await this.access.change(caller, keyId, 'ImportKeyMaterial', (cur) => {
       params = this.currentParameters(cur, token, tokenKeyId, now);
@@ -183,7 +191,7 @@ export class KeyImport {
   }
 
   /** The stored import parameters this token belongs to, or why it is refused. */
-  private currentParameters(r: KeyRecord, token: string, tokenKeyId: string, now: number) {
+  private currentParameters(r: KeyRecord, token: Buffer, tokenKeyId: string, now: number) {
     const params = r.importParameters;
     if (tokenKeyId !== r.keyId) throw new InvalidImportTokenError(`ImportToken was issued for another key, not ${r.keyId}`);
     if (!params || !sameHash(tokenHash(token), params.tokenHash)) {

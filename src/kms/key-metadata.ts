@@ -1,59 +1,55 @@
-import type { KeyRecord, Tombstone } from '../store/store';
+import type { KeyOrigin, KeyRecord, Tombstone } from '../store/store';
+import type { KeyState } from './key-state';
+import type { KeyUsage } from './key-usage';
 
-/** KeyMetadata as the Tencent API reports it; everything is derived from the stored record. */
-export interface KeyMetadata {
-  KeyId: string;
-  Alias: string;
-  CreateTime: number;
-  Description: string;
-  KeyState: string;
-  KeyUsage: string;
-  /** 2: FIPS-family algorithms (4 would be the SM family, which no HSM here offers). */
-  Type: number;
-  CreatorUin: number;
-  KeyRotationEnabled: boolean;
-  Owner: string;
-  NextRotateTime: number;
-  DeletionDate: number;
-  Origin: string;
-  ValidTo: number;
-  ResourceId: string;
-  HsmClusterId: string;
-  RotateDays: number;
-  LastRotateTime: number;
-  IsSyncReplica: number;
-  SourceRegion: string;
-  SyncStatus: number;
-  AccountUin: number;
-  CreatorUinString: string;
+/** What the core says about a key; everything is derived from the stored record. Times are Unix seconds. */
+export interface KeyDescription {
+  keyId: string;
+  alias: string;
+  description: string;
+  createTime: number;
+  keyState: KeyState;
+  keyUsage: KeyUsage;
+  origin: KeyOrigin;
+  /** "user", or the cloud product that made the key for itself. */
+  owner: string;
+  /** The account the key belongs to, and the (sub-)account that created it. */
+  accountUin: string;
+  creatorUin: string;
+  region: string;
+  /** The cluster as the API shows it: empty for the shared pool. */
+  hsmClusterId: string;
+  rotationEnabled: boolean;
+  rotateDays: number;
+  /** Undefined when rotation is off. */
+  nextRotateTime: number | undefined;
+  lastRotateTime: number | undefined;
+  deletionDate: number | undefined;
+  /** When imported material expires; undefined for KMS-made material and material that never expires. */
+  validTo: number | undefined;
 }
 
 /** `reportedClusterId` turns the stored cluster id into what the API shows (empty for the shared pool). */
-export function toKeyMetadata(r: KeyRecord, reportedClusterId: (id: string) => string): KeyMetadata {
+export function describeRecord(r: KeyRecord, reportedClusterId: (id: string) => string): KeyDescription {
   return {
-    KeyId: r.keyId,
-    Alias: r.alias,
-    CreateTime: r.createTime,
-    Description: r.description,
-    KeyState: r.keyState,
-    KeyUsage: r.keyUsage,
-    Type: 2,
-    CreatorUin: Number(r.creatorUin),
-    KeyRotationEnabled: r.rotation.enabled,
-    Owner: r.owner,
-    NextRotateTime: r.rotation.enabled ? (r.rotation.nextRotateTime ?? 0) : 0,
-    DeletionDate: r.deletionDate ?? 0,
-    Origin: r.origin,
-    ValidTo: r.origin === 'EXTERNAL' ? (r.validTo ?? 0) : 0,
-    ResourceId: `creatorUin/${r.creatorUin}/${r.keyId}`,
-    HsmClusterId: reportedClusterId(r.hsmClusterId),
-    RotateDays: r.rotation.rotateDays,
-    LastRotateTime: r.rotation.lastRotateTime ?? 0,
-    IsSyncReplica: 0,
-    SourceRegion: r.region,
-    SyncStatus: 0,
-    AccountUin: Number(r.ownerUin),
-    CreatorUinString: r.creatorUin,
+    keyId: r.keyId,
+    alias: r.alias,
+    description: r.description,
+    createTime: r.createTime,
+    keyState: r.keyState,
+    keyUsage: r.keyUsage as KeyUsage,
+    origin: r.origin,
+    owner: r.owner,
+    accountUin: r.ownerUin,
+    creatorUin: r.creatorUin,
+    region: r.region,
+    hsmClusterId: reportedClusterId(r.hsmClusterId),
+    rotationEnabled: r.rotation.enabled,
+    rotateDays: r.rotation.rotateDays,
+    nextRotateTime: r.rotation.enabled ? r.rotation.nextRotateTime : undefined,
+    lastRotateTime: r.rotation.lastRotateTime,
+    deletionDate: r.deletionDate || undefined,
+    validTo: (r.origin === 'EXTERNAL' && r.validTo) || undefined,
   };
 }
 

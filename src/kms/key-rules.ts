@@ -40,24 +40,24 @@ export const TAG_LIMITS = { keyChars: 127, valueChars: 255, perKey: 50 } as cons
 /** Cloud-resource bindings a key may have (ours: the reference gives none). */
 export const MAX_BINDINGS_PER_KEY = 100;
 
-export interface TagInput {
-  TagKey: string;
-  TagValue: string;
+export interface Tag {
+  key: string;
+  value: string;
 }
 
-/** Tags as the API gives them (a list of pairs); a duplicated key is its own problem (TagKeysDuplicated). */
-export function tagsProblem(tags: readonly TagInput[]): { duplicated?: string; invalid?: string } {
+/** Tags as a list of pairs; a duplicated key is its own problem (TagKeysDuplicated). */
+export function tagsProblem(tags: readonly Tag[]): { duplicated?: string; invalid?: string } {
   const seen = new Set<string>();
   if (tags.length > TAG_LIMITS.perKey) return { invalid: `a key has at most ${TAG_LIMITS.perKey} tags` };
   for (const t of tags) {
-    if (typeof t.TagKey !== 'string' || t.TagKey.length === 0 || t.TagKey.length > TAG_LIMITS.keyChars) {
+    if (typeof t.key !== 'string' || t.key.length === 0 || t.key.length > TAG_LIMITS.keyChars) {
       return { invalid: `TagKey must be 1-${TAG_LIMITS.keyChars} characters` };
     }
-    if (typeof t.TagValue !== 'string' || t.TagValue.length > TAG_LIMITS.valueChars) {
-      return { invalid: `TagValue of ${JSON.stringify(t.TagKey)} must be a string of at most ${TAG_LIMITS.valueChars} characters` };
+    if (typeof t.value !== 'string' || t.value.length > TAG_LIMITS.valueChars) {
+      return { invalid: `TagValue of ${JSON.stringify(t.key)} must be a string of at most ${TAG_LIMITS.valueChars} characters` };
     }
-    if (seen.has(t.TagKey)) return { duplicated: t.TagKey };
-    seen.add(t.TagKey);
+    if (seen.has(t.key)) return { duplicated: t.key };
+    seen.add(t.key);
   }
   return {};
 }

@@ -1,53 +1,57 @@
 import { randomUUID } from 'node:crypto';
 import type { KeySpec } from '../common/key-specs';
-import { KeyPatch, KeyRecord, NewKeyRecord, QuotaExceededError } from '../store/store';
+import { KeyOrigin, KeyPatch, KeyRecord, NewKeyRecord, QuotaExceededError } from '../store/store';
 import { DAY_SECONDS, unixNow } from '../common/clock';
 import type { KmsContext } from './context';
 import {
   BindingLimitExceededError, BindingNotFoundError, DuplicatedKeyIdError, InvalidAliasError, InvalidKeyUsageError, InvalidParameterError, InvalidPendingWindowError,
-  InvalidTagError, InvalidTypeError, KeyNotFoundError, KmsError, NotUserCreatedError, quoted, TagKeysDuplicatedError, UnsupportedKeyUsageError, UsedByCloudProductError,
+  InvalidTagError, KeyNotFoundError, KmsError, NotUserCreatedError, quoted, TagKeysDuplicatedError, UnsupportedKeyUsageError, UsedByCloudProductError,
 } from './errors';
 import { binding, Caller, domainError } from './key-access';
-import { KeyMetadata, toKeyMetadata } from './key-metadata';
-import { aliasProblem, descriptionProblem, MAX_BINDINGS_PER_KEY, pendingWindowProblem, ROTATE_DAYS, TagInput, tagsProblem } from './key-rules';
+import { describeRecord, KeyDescription } from './key-metadata';
+import { aliasProblem, descriptionProblem, MAX_BINDINGS_PER_KEY, pendingWindowProblem, ROTATE_DAYS, Tag, tagsProblem } from './key-rules';
 import { initialState, KeyAction, nextState } from './key-state';
 import { isKeyUsage, KEY_USAGES, keyUsageOrDefault, usagesOffered } from './key-usage';
 import { listKeyDetailQuery, listKeysQuery, ListParams } from './list-query';
 
-export interface CreateKeyParams {
-  Alias: string;
-  Description?: string;
-  KeyUsage?: string;
-  /** 1: material made by the KMS (default); 2: EXTERNAL, imported later. */
-  Type?: number;
-  Tags?: TagInput[];
-  HsmClusterId?: string;
+export interface CreateKeyRequest {
+  alias: string;
+  description?: string;
+  /** Default ENCRYPT_DECRYPT. */
+  keyUsage?: string;
+  /** TENCENT_KMS (default): material made in the HSM now; EXTERNAL: material imported later. */
+  origin?: KeyOrigin;
+  tags?: readonly Tag[];
+  /** A dedicated cluster of the caller's (empty: the shared pool). */
+  hsmClusterId?: string;
 }
 
-export type CreateKeyResult = Pick<KeyMetadata, 'KeyId' | 'Alias' | 'CreateTime' | 'Description' | 'KeyState' | 'KeyUsage' | 'HsmClusterId'> & {
-  TagCode: number;
-  TagMsg: string;
-};
-
 export interface BatchOutcome {
-  KeyId: string;
+  keyId: string;
   error?: KmsError | Error;
+}
+
+export interface KeyList<K> {
+  keys: K[];
+  /** All keys matching, not only this page's. */
+  totalCount: number;
 }
 
 export const MAX_BATCH = 100;
 
-function tagsOf(tags: TagInput[] | undefined): Record<string, string> {
+function tagsOf(tags: readonly Tag[] | undefined): Record<string, string> {
   const list = tags ?? [];
   const problem = tagsProblem(list);
   if (problem.duplicated !== undefined) throw new TagKeysDuplicatedError(`tag key ${JSON.stringify(problem.duplicated)} appears more than once`);
   if (problem.invalid !== undefined) throw new InvalidTagError(problem.invalid);
-  return Object.fromEntries(list.map((t) => [t.TagKey, t.TagValue]));
+  return Object.fromEntries(list.map((t) => [t.key, t.value]));
 }
 
-function uniqueIds(ids: unknown): string[] {
-  if (!Array.isArray(ids) || ids.length === 0 || ids.length > MAX_BATCH) throw new InvalidParameterError(`KeyIds must list 1 to ${MAX_BATCH} key ids`);
+function uniqueIds(ids: readonly string[]): readonly string[] {
+  const listed: unknown = ids;
+  if (!Array.isArray(listed) || ids.length === 0 || ids.length > MAX_BATCH) throw new InvalidParameterError(`KeyIds must list 1 to ${MAX_BATCH} key ids`);
   if (new Set(ids).size !== ids.length) throw new DuplicatedKeyIdError('KeyIds lists the same key more than once');
-  return ids as string[];
+  return ids;
 }
 
 /** Cloud-product keys and keys bound to cloud resources may not be disabled, archived or deleted. */
@@ -66,23 +70,22 @@ export class Lifecycle {
     return this.ctx.access;
   }
 
-  metadata(r: KeyRecord): KeyMetadata {
-    return toKeyMetadata(r, (id) => this.access.clusters.reportedId(id));
+  describe(r: KeyRecord): KeyDescription {
+    return describeRecord(r, (id) => this.access.clusters.reportedId(id));
   }
 
   /** `owner` is "user" for API callers, a product name for keys a cloud product creates for itself. */
-  async createKey(caller: Caller, p: CreateKeyParams, owner = 'user'): Promise<CreateKeyResult> {
-    const aliasIssue = aliasProblem(p.Alias, owner !== 'user');
+  async createKey(caller: Caller, p: CreateKeyRequest, owner = 'user'): Promise<KeyDescription> {
+    const aliasIssue = aliasProblem(p.alias, owner !== 'user');
     if (aliasIssue) throw new InvalidAliasError(aliasIssue);
-    const descIssue = descriptionProblem(p.Description);
+    const descIssue = descriptionProblem(p.description);
     if (descIssue) throw new InvalidParameterError(descIssue);
-    const usage = keyUsageOrDefault(p.KeyUsage);
+    const usage = keyUsageOrDefault(p.keyUsage);
     if (!isKeyUsage(usage)) throw new InvalidKeyUsageError(`KeyUsage ${quoted(usage)} is not one of ${Object.keys(KEY_USAGES).join(', ')}`);
-    const type = p.Type ?? 1;
-    if (type !== 1 && type !== 2) throw new InvalidTypeError('Type must be 1 (material made by the KMS) or 2 (external material imported later)');
-    if (type === 2 && KEY_USAGES[usage].kind !== 'symmetric') throw new InvalidKeyUsageError('imported (Type 2) keys must be ENCRYPT_DECRYPT: external material is symmetric only');
-    const tags = tagsOf(p.Tags);
-    const cluster = this.access.clusters.forCreate(caller.tenant, p.HsmClusterId);
+    const external = p.origin === 'EXTERNAL';
+    if (external && KEY_USAGES[usage].kind !== 'symmetric') throw new InvalidKeyUsageError('imported (EXTERNAL) keys must be ENCRYPT_DECRYPT: external material is symmetric only');
+    const tags = tagsOf(p.tags);
+    const cluster = this.access.clusters.forCreate(caller.tenant, p.hsmClusterId);
     if (!usagesOffered(cluster.capabilities.keySpecs).includes(usage)) {
       throw new UnsupportedKeyUsageError(`${usage} is not available on HSM cluster ${this.access.clusters.reportedId(cluster.id) || 'default'}: its HSMs cannot make ${KEY_USAGES[usage].spec} keys`);
     }
@@ -93,36 +96,34 @@ export class Lifecycle {
     const now = unixNow(this.access.clock);
     const keyId = randomUUID();
     const record: NewKeyRecord = {
-      keyId, alias: p.Alias, description: p.Description ?? '', keyUsage: usage, origin: type === 2 ? 'EXTERNAL' : 'TENCENT_KMS',
-      keyState: initialState(type === 2), creatorUin: caller.uin, ownerUin: caller.tenant, owner, region: caller.region,
+      keyId, alias: p.alias, description: p.description ?? '', keyUsage: usage, origin: external ? 'EXTERNAL' : 'TENCENT_KMS',
+      keyState: initialState(external), creatorUin: caller.uin, ownerUin: caller.tenant, owner, region: caller.region,
       hsmClusterId: cluster.id, tags, rotation: { enabled: false, rotateDays: ROTATE_DAYS.default }, createTime: now, versions: [], cloudBindings: [],
     };
+    let stored: KeyRecord;
     try {
-      if (type === 1) {
+      if (!external) {
         const spec = KEY_USAGES[usage].spec as KeySpec;
         const generate = () => cluster.generate(spec, binding(record, 1));
         // a key pair is generated for seconds on the thread pool: asymmetric keys count against the account's cap
         const material = await (spec === 'AES_256' ? generate() : this.ctx.expensive.run(caller.tenant, 'CreateKey', generate));
         record.versions.push({ version: 1, material: material.toBuffer(), createTime: now });
       }
-      const stored = await this.access.store.createKey(record, { maxKeys: limit > 0 ? limit : undefined });
+      stored = await this.access.store.createKey(record, { maxKeys: limit > 0 ? limit : undefined });
       this.access.cache.set(stored);
     } catch (e) {
       throw domainError(e);
     }
-    return {
-      KeyId: keyId, Alias: record.alias, CreateTime: now, Description: record.description, KeyState: record.keyState, KeyUsage: usage,
-      TagCode: 0, TagMsg: '', HsmClusterId: this.access.clusters.reportedId(cluster.id),
-    };
+    return this.describe(stored);
   }
 
-  async describeKey(caller: Caller, keyId: string): Promise<KeyMetadata> {
-    return this.metadata(await this.access.use(caller, keyId, 'Describe'));
+  async describeKey(caller: Caller, keyId: string): Promise<KeyDescription> {
+    return this.describe(await this.access.use(caller, keyId, 'Describe'));
   }
 
   /** Up to 100 keys; keys that do not exist (for this account) are left out of the answer. */
-  async describeKeys(caller: Caller, keyIds: unknown): Promise<KeyMetadata[]> {
-    const out: KeyMetadata[] = [];
+  async describeKeys(caller: Caller, keyIds: readonly string[]): Promise<KeyDescription[]> {
+    const out: KeyDescription[] = [];
     for (const id of uniqueIds(keyIds)) {
       try {
         out.push(await this.describeKey(caller, id));
@@ -133,16 +134,16 @@ export class Lifecycle {
     return out;
   }
 
-  async listKeys(caller: Caller, p: ListParams & { HsmClusterId?: string }): Promise<{ Keys: Array<{ KeyId: string }>; TotalCount: number }> {
+  async listKeys(caller: Caller, p: ListParams & { HsmClusterId?: string }): Promise<KeyList<{ keyId: string }>> {
     const q = listKeysQuery(caller.tenant, caller.region, p, this.access.clusters.forList(caller.tenant, p.HsmClusterId));
     const res = await this.access.store.listKeys(q);
-    return { Keys: res.keys.map((k) => ({ KeyId: k.keyId })), TotalCount: res.total };
+    return { keys: res.keys.map((k) => ({ keyId: k.keyId })), totalCount: res.total };
   }
 
-  async listKeyDetail(caller: Caller, p: ListParams & { HsmClusterId?: string }): Promise<{ KeyMetadatas: KeyMetadata[]; TotalCount: number }> {
+  async listKeyDetail(caller: Caller, p: ListParams & { HsmClusterId?: string }): Promise<KeyList<KeyDescription>> {
     const q = listKeyDetailQuery(caller.tenant, caller.region, p, this.access.clusters.forList(caller.tenant, p.HsmClusterId));
     const res = await this.access.store.listKeys(q);
-    return { KeyMetadatas: res.keys.map((k) => this.metadata(k)), TotalCount: res.total };
+    return { keys: res.keys.map((k) => this.describe(k)), totalCount: res.total };
   }
 
   async updateAlias(caller: Caller, keyId: string, alias: string): Promise<void> {
@@ -160,7 +161,7 @@ export class Lifecycle {
   }
 
   /** Sets and removes tags; archived keys may be re-tagged. */
-  async tagKey(caller: Caller, keyId: string, set: TagInput[], remove: string[] = []): Promise<Record<string, string>> {
+  async tagKey(caller: Caller, keyId: string, set: readonly Tag[], remove: readonly string[] = []): Promise<Record<string, string>> {
     const add = tagsOf(set);
     const r = await this.access.change(caller, keyId, 'UpdateMetadata', (cur) => {
       const tags = { ...cur.tags, ...add };
@@ -180,14 +181,14 @@ export class Lifecycle {
   }
 
   /** Each key on its own: one key's refusal does not stop the others. */
-  async batch(caller: Caller, keyIds: unknown, action: 'EnableKey' | 'DisableKey'): Promise<BatchOutcome[]> {
+  async batch(caller: Caller, keyIds: readonly string[], action: 'EnableKey' | 'DisableKey'): Promise<BatchOutcome[]> {
     const out: BatchOutcome[] = [];
     for (const id of uniqueIds(keyIds)) {
       try {
         await (action === 'EnableKey' ? this.enableKey(caller, id) : this.disableKey(caller, id));
-        out.push({ KeyId: id });
+        out.push({ keyId: id });
       } catch (e) {
-        out.push({ KeyId: id, error: e as Error });
+        out.push({ keyId: id, error: e as Error });
       }
     }
     return out;
@@ -203,24 +204,24 @@ export class Lifecycle {
     });
   }
 
-  async scheduleKeyDeletion(caller: Caller, keyId: string, days: unknown): Promise<{ KeyId: string; DeletionDate: number }> {
+  async scheduleKeyDeletion(caller: Caller, keyId: string, days: number): Promise<{ keyId: string; deletionDate: number }> {
     const issue = pendingWindowProblem(days);
     if (issue) throw new InvalidPendingWindowError(issue);
-    const deletionDate = unixNow(this.access.clock) + (days as number) * DAY_SECONDS;
+    const deletionDate = unixNow(this.access.clock) + days * DAY_SECONDS;
     const r = await this.access.change(caller, keyId, 'ScheduleKeyDeletion', (cur) => {
       refuseIfInUse(cur, 'scheduled for deletion');
       return { keyState: nextState(cur.keyState, 'ScheduleKeyDeletion', cur.versions.length > 0), deletionDate };
     });
-    return { KeyId: r.keyId, DeletionDate: r.deletionDate ?? deletionDate };
+    return { keyId: r.keyId, deletionDate: r.deletionDate ?? deletionDate };
   }
 
   /** Back to Disabled (or PendingImport for an imported key without material). */
-  async cancelKeyDeletion(caller: Caller, keyId: string): Promise<{ KeyId: string }> {
+  async cancelKeyDeletion(caller: Caller, keyId: string): Promise<{ keyId: string }> {
     await this.access.change(caller, keyId, 'CancelKeyDeletion', (r) => ({
       keyState: nextState(r.keyState, 'CancelKeyDeletion', r.versions.length > 0),
       deletionDate: null,
     }));
-    return { KeyId: keyId };
+    return { keyId };
   }
 
   /** Idempotent. */

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { KeySpec } from '../common/key-specs';
 import { ConflictError, KeyRecord, KeyRotation } from '../store/store';
 import { DAY_SECONDS, unixNow } from '../common/clock';
@@ -45,18 +44,18 @@ export class Rotation {
     });
   }
 
-  async getKeyRotationStatus(caller: Caller, keyId: string): Promise<{ KeyRotationEnabled: boolean }> {
+  async getKeyRotationStatus(caller: Caller, keyId: string): Promise<{ keyId: string; rotationEnabled: boolean }> {
     const r = await this.access.use(caller, keyId, 'Describe');
-    return { KeyRotationEnabled: r.rotation.enabled };
+    return { keyId: r.keyId, rotationEnabled: r.rotation.enabled };
   }
 
-  /** Adds a version made inside the HSM; Encrypt uses it from now on. */
-  async rotateKey(caller: Caller, keyId: string): Promise<{ TaskId: string }> {
+  /** Adds a version made inside the HSM; Encrypt uses it from now on. Returns the new version. */
+  async rotateKey(caller: Caller, keyId: string): Promise<{ keyId: string; keyVersion: number }> {
     const r = await this.access.load(caller, keyId, true);
     requireRotatable(r);
     this.access.check(r, 'RotateKey');
-    await this.rotate(r);
-    return { TaskId: randomUUID() };
+    const next = await this.rotate(r);
+    return { keyId: next.keyId, keyVersion: Math.max(...next.versions.map((v) => v.version)) };
   }
 
   /** Rotates one key now; refuses a second rotation of the same key while one runs. */

@@ -74,6 +74,6 @@ describe('GCM use limit (gcm.maxInvocationsPerVersion: 20)', () => {
     for (let i = 0; i < LIMIT + 5; i++) await c.Encrypt({ KeyId: native, Plaintext: pt });
     await lab.server.services.kms.jobs.runOnce();
     const after = (await c.Encrypt({ KeyId: native, Plaintext: pt })).CiphertextBlob as string;
-    expect(decodeBlob(after, lab.server.services.config.deploymentId).keyVersion).toBeGreaterThan(1);
+    expect(decodeBlob(Buffer.from(after, 'base64'), lab.server.services.config.deploymentId).keyVersion).toBeGreaterThan(1);
   });
 });

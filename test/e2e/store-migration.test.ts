@@ -101,7 +101,7 @@ describe('an installation from before authority MACs and KMR2 migrates at start-
     disabled = await lab.server.services.iam.createUser(tenant, 'old-disabled', { preset: 'QcloudKMSFullAccess' });
     await lab.server.services.iam.disableApiKey(disabled.SecretId);
     const caller = { tenant, uin: tenant, region: 'ap-guangzhou' };
-    for (let i = 0; i < EXTRA_KEYS; i++) await lab.server.services.kms.lifecycle.createKey(caller, { Alias: `bulk-${i}` });
+    for (let i = 0; i < EXTRA_KEYS; i++) await lab.server.services.kms.lifecycle.createKey(caller, { alias: `bulk-${i}` });
     old = await legacyMaterial(dbFile(), lab.server.services.clusters);
   }, 180_000);
 

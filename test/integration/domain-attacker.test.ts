@@ -6,7 +6,7 @@
  * enforces (test/integration/domain-lockdown.test.ts).
  */
 import * as pk from 'pkcs11js';
-import { constants, createDecipheriv, generateKeyPairSync, KeyObject, privateDecrypt, randomBytes } from 'node:crypto';
+import { constants, createDecipheriv, generateKeyPairSync, privateDecrypt, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initDev } from '../../src/cli/dev-init';

@@ -36,26 +36,26 @@ async function main(): Promise<void> {
   for (let i = 0; ; i++) {
     const step = i % 4;
     if (step === 0 || made.length === 0) {
-      const k = await kms.lifecycle.createKey(caller, { Alias: `crash-${process.pid}-${i}` });
-      made.push(k.KeyId);
-      ack(`created ${k.KeyId}`);
+      const k = await kms.lifecycle.createKey(caller, { alias: `crash-${process.pid}-${i}` });
+      made.push(k.keyId);
+      ack(`created ${k.keyId}`);
     } else if (step === 1) {
       const id = made[Math.floor(Math.random() * made.length)];
       await kms.rotation.rotateKey(caller, id);
       const r = await kms.store.getKey(caller.tenant, id);
       ack(`rotated ${id} ${r!.versions[r!.versions.length - 1].version}`);
     } else if (step === 2) {
-      const k = await kms.lifecycle.createKey(caller, { Alias: `crash-import-${process.pid}-${i}`, Type: 2 });
-      const p = await kms.keyImport.getParametersForImport(caller, k.KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
-      const key = createPublicKey({ key: Buffer.from(p.PublicKey, 'base64'), format: 'der', type: 'spki' });
+      const k = await kms.lifecycle.createKey(caller, { alias: `crash-import-${process.pid}-${i}`, origin: 'EXTERNAL' });
+      const p = await kms.keyImport.getParametersForImport(caller, k.keyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+      const key = createPublicKey({ key: p.publicKey, format: 'der', type: 'spki' });
       const wrapped = publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, randomBytes(32));
-      await kms.keyImport.importKeyMaterial(caller, { KeyId: k.KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrapped });
-      ack(`imported ${k.KeyId}`);
+      await kms.keyImport.importKeyMaterial(caller, { keyId: k.keyId, importToken: p.importToken, encryptedKeyMaterial: wrapped });
+      ack(`imported ${k.keyId}`);
     } else {
       const id = made[Math.floor(Math.random() * made.length)];
       const plaintext = `crash data ${i}`;
-      const { CiphertextBlob } = await kms.envelope.encrypt(caller, id, Buffer.from(plaintext));
-      ack(`blob ${id} ${CiphertextBlob} ${plaintext}`);
+      const { ciphertext } = await kms.envelope.encrypt(caller, id, Buffer.from(plaintext));
+      ack(`blob ${id} ${ciphertext.toString('base64')} ${plaintext}`);
     }
   }
 }

@@ -11,7 +11,8 @@
 import { deflateSync, gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { isServedAction, isUnsupportedAction, SERVED_ACTIONS } from '../../src/api/actions';
-import { ACTION_SCHEMAS, decodeCanonicalBase64, FieldSpec, ServedAction } from '../../src/api/params';
+import { ACTION_SCHEMAS, FieldSpec, ServedAction } from '../../src/api/params';
+import { decodeCanonicalBase64 } from '../../src/common/base64';
 import type { Credentials } from './server';
 
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
@@ -356,8 +357,6 @@ const KEY_FIELDS = new Set(['KeyId', 'DestinationKeyId', 'KeyIds']);
 /** Fields whose value must be one of a fixed list (when the body uses them): anything else is refused. */
 const ENUM_FIELDS = new Set(['KeySpec', 'Algorithm', 'KeyUsage', 'WrappingAlgorithm', 'WrappingKeySpec', 'EncryptionAlgorithm', 'MessageType', 'Origin']);
 const enumExpect = (t: Target): Expect => (ENUM_FIELDS.has(String(t.path[t.path.length - 1])) ? refused() : ANY);
-/** String fields whose content is base64 the core decodes (not declared base64 in the schema). */
-const BLOB_FIELDS = new Set(['CiphertextBlob', 'ImportToken']);
 
 function finish(served: ServedAction, mutation: string, body: Buffer, expect: Expect, maxBody: number): FuzzCase {
   const e = body.length > maxBody ? refused('RequestSizeLimitExceeded') : expect;
@@ -423,13 +422,13 @@ function fieldCases(action: ServedAction, base: JsonObject, fx: Fixture, maxBody
       return finish(action, `rawNumber:${pathName(t.path)}=${lit}`, render(withValue(base, t.path, RAW), lit), exp, maxBody);
     }));
   }
-  const b64s = ts.filter((t) => t.spec.kind === 'base64' || BLOB_FIELDS.has(String(t.path[t.path.length - 1])));
+  const b64s = ts.filter((t) => t.spec.kind === 'base64');
   if (b64s.length > 0) {
     add(3, fc.constantFrom(...b64s).chain((t) => {
       const current = getValue(base, t.path);
       const valid = typeof current === 'string' && current !== '' ? current : b64('fuzz');
       return badBase64(valid).map((s) => {
-        const exp = t.spec.kind === 'base64' ? refused(PV) : refused();
+        const exp = t.spec.kind === 'base64' ? refused(t.spec.invalid ?? PV) : refused();
         return finish(action, `badBase64:${pathName(t.path)}`, render(withValue(base, t.path, s)), exp, maxBody);
       });
     }));

@@ -1,4 +1,5 @@
 import { constants, createPublicKey, createSign, createVerify, generateKeyPairSync, publicEncrypt, randomBytes, createHash } from 'node:crypto';
+import { publicKeyAnswer } from '../../../src/api/kms-wire';
 import { HsmCluster } from '../../../src/hsm/cluster';
 import { ManualClock } from '../../../src/common/clock';
 import * as E from '../../../src/kms/errors';
@@ -20,22 +21,22 @@ describe('KMS core: asymmetric keys', () => {
   });
   afterAll(() => lab.cleanup());
 
-  test('GetPublicKey gives DER and PEM of the same SPKI; symmetric keys have none', async () => {
-    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'pub', KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' });
-    const p = await kms.asymmetric.getPublicKey(alice, KeyId);
-    expect(p.PublicKey.startsWith('MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A')).toBe(true);
-    expect(createPublicKey(p.PublicKeyPem).export({ type: 'spki', format: 'der' }).toString('base64')).toBe(p.PublicKey);
-    const sym = await kms.lifecycle.createKey(alice, { Alias: 'pub-sym' });
-    await expect(kms.asymmetric.getPublicKey(alice, sym.KeyId)).rejects.toBeInstanceOf(E.InvalidKeyUsageError);
+  test('GetPublicKey gives DER and (on the Tencent wire) PEM of the same SPKI; symmetric keys have none', async () => {
+    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'pub', keyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' });
+    const p = publicKeyAnswer(await kms.asymmetric.getPublicKey(alice, KeyId));
+    expect(p.PublicKey.toString('base64').startsWith('MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A')).toBe(true);
+    expect(createPublicKey(p.PublicKeyPem).export({ type: 'spki', format: 'der' }).equals(p.PublicKey)).toBe(true);
+    const sym = await kms.lifecycle.createKey(alice, { alias: 'pub-sym' });
+    await expect(kms.asymmetric.getPublicKey(alice, sym.keyId)).rejects.toBeInstanceOf(E.InvalidKeyUsageError);
   });
 
   test('AsymmetricRsaDecrypt with the algorithms the HSM can do; OAEP-SHA-256 names the HSM limit on SoftHSM2', async () => {
-    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'rsa-dec', KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' });
-    const pem = (await kms.asymmetric.getPublicKey(alice, KeyId)).PublicKeyPem;
+    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'rsa-dec', keyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' });
+    const pem = createPublicKey({ key: (await kms.asymmetric.getPublicKey(alice, KeyId)).publicKey, format: 'der', type: 'spki' });
     const oaep1 = publicEncrypt({ key: pem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, Buffer.from('secret one'));
-    expect((await kms.asymmetric.rsaDecrypt(alice, KeyId, oaep1, 'RSAES_OAEP_SHA_1')).Plaintext.toString()).toBe('secret one');
+    expect((await kms.asymmetric.rsaDecrypt(alice, KeyId, oaep1, 'RSAES_OAEP_SHA_1')).plaintext.toString()).toBe('secret one');
     const v15 = publicEncrypt({ key: pem, padding: constants.RSA_PKCS1_PADDING }, Buffer.from('secret two'));
-    expect((await kms.asymmetric.rsaDecrypt(alice, KeyId, v15, 'RSAES_PKCS1_V1_5')).Plaintext.toString()).toBe('secret two');
+    expect((await kms.asymmetric.rsaDecrypt(alice, KeyId, v15, 'RSAES_PKCS1_V1_5')).plaintext.toString()).toBe('secret two');
     const err = await kms.asymmetric.rsaDecrypt(alice, KeyId, oaep1, 'RSAES_OAEP_SHA_256').catch((e: Error) => e);
     expect(err).toBeInstanceOf(E.UnsupportedOperationError);
     expect((err as Error).message).toMatch(/RSAES_OAEP_SHA_256.*offered: RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1/);
@@ -48,45 +49,45 @@ describe('KMS core: asymmetric keys', () => {
   const signers = [
     ['ASYMMETRIC_SIGN_VERIFY_RSA_2048', 'RSA_PKCS1_SHA_256', 'sha256', {}],
     ['ASYMMETRIC_SIGN_VERIFY_RSA_2048', 'RSA_PSS_SHA_256', 'sha256', { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }],
-    ['ASYMMETRIC_SIGN_VERIFY_ECC', 'ECC_P256_R1', 'sha256', {}],
-    ['ASYMMETRIC_SIGN_VERIFY_ECDSA384', 'ECC_P384_R1', 'sha384', {}],
+    ['ASYMMETRIC_SIGN_VERIFY_ECC', 'ECDSA_SHA_256', 'sha256', {}],
+    ['ASYMMETRIC_SIGN_VERIFY_ECDSA384', 'ECDSA_SHA_384', 'sha384', {}],
   ] as const;
 
   test.each(signers)('%s / %s: HSM signatures verify in Node, Node signatures verify here, RAW and DIGEST agree', async (usage, algorithm, hash, opts) => {
-    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: `sig-${algorithm.toLowerCase().replace(/_/g, '-')}`, KeyUsage: usage });
-    const pem = (await kms.asymmetric.getPublicKey(alice, KeyId)).PublicKeyPem;
+    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: `sig-${algorithm.toLowerCase().replace(/_/g, '-')}`, keyUsage: usage });
+    const pem = createPublicKey({ key: (await kms.asymmetric.getPublicKey(alice, KeyId)).publicKey, format: 'der', type: 'spki' });
     const message = Buffer.from('sign this message');
-    const raw = await kms.asymmetric.sign(alice, { KeyId, Algorithm: algorithm, Message: message });
-    expect(createVerify(hash).update(message).verify({ key: pem, ...opts }, raw.Signature)).toBe(true);
+    const raw = await kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: algorithm, message: message });
+    expect(createVerify(hash).update(message).verify({ key: pem, ...opts }, raw.signature)).toBe(true);
     const digest = createHash(hash).update(message).digest();
-    const viaDigest = await kms.asymmetric.sign(alice, { KeyId, Algorithm: algorithm, Message: digest, MessageType: 'DIGEST' });
-    expect(createVerify(hash).update(message).verify({ key: pem, ...opts }, viaDigest.Signature)).toBe(true);
-    const verify = (sig: Buffer, msg = message) => kms.asymmetric.verify(alice, { KeyId, Algorithm: algorithm, Message: msg, SignatureValue: sig });
-    expect(await verify(raw.Signature)).toEqual({ SignatureValid: true });
-    expect(await verify(raw.Signature, Buffer.from('another message'))).toEqual({ SignatureValid: false });
-    expect(await verify(Buffer.from('garbage'))).toEqual({ SignatureValid: false });
-    await expect(kms.asymmetric.sign(alice, { KeyId, Algorithm: algorithm, Message: digest.subarray(1), MessageType: 'DIGEST' })).rejects.toBeInstanceOf(E.InvalidParameterError);
-    await expect(kms.asymmetric.sign(alice, { KeyId, Algorithm: algorithm, Message: Buffer.alloc(4097) })).rejects.toBeInstanceOf(E.InvalidParameterError);
-    await expect(kms.asymmetric.sign(alice, { KeyId, Algorithm: algorithm, Message: message, MessageType: 'HEX' })).rejects.toBeInstanceOf(E.InvalidParameterError);
-    await expect(kms.asymmetric.sign(alice, { KeyId, Algorithm: 'SM2DSA', Message: message })).rejects.toBeInstanceOf(E.UnsupportedOperationError);
-    await expect(kms.asymmetric.sign(alice, { KeyId, Algorithm: 'HMAC', Message: message })).rejects.toBeInstanceOf(E.InvalidParameterError);
+    const viaDigest = await kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: algorithm, message: digest, messageType: 'DIGEST' });
+    expect(createVerify(hash).update(message).verify({ key: pem, ...opts }, viaDigest.signature)).toBe(true);
+    const verify = (sig: Buffer, msg = message) => kms.asymmetric.verify(alice, { keyId: KeyId, algorithm: algorithm, message: msg, signature: sig });
+    expect(await verify(raw.signature)).toMatchObject({ signatureValid: true });
+    expect(await verify(raw.signature, Buffer.from('another message'))).toMatchObject({ signatureValid: false });
+    expect(await verify(Buffer.from('garbage'))).toMatchObject({ signatureValid: false });
+    await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: algorithm, message: digest.subarray(1), messageType: 'DIGEST' })).rejects.toBeInstanceOf(E.InvalidParameterError);
+    await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: algorithm, message: Buffer.alloc(4097) })).rejects.toBeInstanceOf(E.InvalidParameterError);
+    await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: algorithm, message: message, messageType: 'HEX' })).rejects.toBeInstanceOf(E.InvalidParameterError);
+    await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: 'SM2DSA', message: message })).rejects.toBeInstanceOf(E.UnsupportedOperationError);
+    await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: 'HMAC', message: message })).rejects.toBeInstanceOf(E.InvalidParameterError);
   });
 
   test('a signature made by Node with the same kind of key is judged correctly (no false positives across keys)', async () => {
-    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'sig-cross', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' });
+    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'sig-cross', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' });
     const mine = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const foreign = createSign('sha256').update('m').sign(mine.privateKey);
-    expect(await kms.asymmetric.verify(alice, { KeyId, Algorithm: 'ECC_P256_R1', Message: Buffer.from('m'), SignatureValue: foreign })).toEqual({ SignatureValid: false });
+    expect(await kms.asymmetric.verify(alice, { keyId: KeyId, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m'), signature: foreign })).toMatchObject({ signatureValid: false });
   });
 
   test('archived sign keys verify but do not sign; decrypt-only keys cannot sign', async () => {
-    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'sig-archived', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' });
-    const { Signature } = await kms.asymmetric.sign(alice, { KeyId, Algorithm: 'ECC_P256_R1', Message: Buffer.from('m') });
+    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'sig-archived', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' });
+    const { signature: Signature } = await kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m') });
     await kms.lifecycle.archiveKey(alice, KeyId);
-    await expect(kms.asymmetric.sign(alice, { KeyId, Algorithm: 'ECC_P256_R1', Message: Buffer.from('m') })).rejects.toBeInstanceOf(E.KeyArchivedError);
-    expect(await kms.asymmetric.verify(alice, { KeyId, Algorithm: 'ECC_P256_R1', Message: Buffer.from('m'), SignatureValue: Signature })).toEqual({ SignatureValid: true });
-    const dec = await kms.lifecycle.createKey(alice, { Alias: 'dec-only', KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' });
-    await expect(kms.asymmetric.sign(alice, { KeyId: dec.KeyId, Algorithm: 'RSA_PSS_SHA_256', Message: Buffer.from('m') })).rejects.toBeInstanceOf(E.InvalidKeyUsageError);
+    await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m') })).rejects.toBeInstanceOf(E.KeyArchivedError);
+    expect(await kms.asymmetric.verify(alice, { keyId: KeyId, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m'), signature: Signature })).toMatchObject({ signatureValid: true });
+    const dec = await kms.lifecycle.createKey(alice, { alias: 'dec-only', keyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' });
+    await expect(kms.asymmetric.sign(alice, { keyId: dec.keyId, algorithm: 'RSA_PSS_SHA_256', message: Buffer.from('m') })).rejects.toBeInstanceOf(E.InvalidKeyUsageError);
   });
 });
 
@@ -105,68 +106,68 @@ describe('KMS core: bring your own key', () => {
   });
   afterAll(() => lab.cleanup());
 
-  const wrap = (spkiB64: string, material: Buffer, alg: string) => {
-    const key = createPublicKey({ key: Buffer.from(spkiB64, 'base64'), format: 'der', type: 'spki' });
+  const wrap = (spki: Buffer, material: Buffer, alg: string) => {
+    const key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
     if (alg === 'RSAES_PKCS1_V1_5') return publicEncrypt({ key, padding: constants.RSA_PKCS1_PADDING }, material);
     return publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: alg === 'RSAES_OAEP_SHA_1' ? 'sha1' : 'sha256' }, material);
   };
 
   async function importInto(who: typeof alice, keyId: string, material: Buffer, alg = 'RSAES_OAEP_SHA_1', validTo?: number, via: Kms = kms) {
     const p = await via.keyImport.getParametersForImport(who, keyId, alg, 'RSA_2048');
-    await via.keyImport.importKeyMaterial(who, { KeyId: keyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrap(p.PublicKey, material, alg), ValidTo: validTo });
+    await via.keyImport.importKeyMaterial(who, { keyId: keyId, importToken: p.importToken, encryptedKeyMaterial: wrap(p.publicKey, material, alg), validTo: validTo });
     return p;
   }
 
   test('the whole import cycle: PendingImport, parameters, import, use, delete, re-import of the same material only', async () => {
-    const { KeyId, KeyState } = await kms.lifecycle.createKey(alice, { Alias: 'byok', Type: 2 });
+    const { keyId: KeyId, keyState: KeyState } = await kms.lifecycle.createKey(alice, { alias: 'byok', origin: 'EXTERNAL' });
     expect(KeyState).toBe('PendingImport');
-    expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ Origin: 'EXTERNAL', KeyState: 'PendingImport' });
+    expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ origin: 'EXTERNAL', keyState: 'PendingImport' });
     await expect(kms.envelope.encrypt(alice, KeyId, Buffer.from('x'))).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
     const material = randomBytes(32);
     const p = await importInto(alice, KeyId, material, 'RSAES_PKCS1_V1_5');
-    expect(p.ParametersValidTo).toBe(now() + 24 * 3600);
-    expect(createPublicKey({ key: Buffer.from(p.PublicKey, 'base64'), format: 'der', type: 'spki' }).asymmetricKeyDetails?.modulusLength).toBe(2048);
-    expect((await kms.lifecycle.describeKey(alice, KeyId)).KeyState).toBe('Enabled');
-    const blob = (await kms.envelope.encrypt(alice, KeyId, Buffer.from('byok data'))).CiphertextBlob;
+    expect(p.parametersValidTo).toBe(now() + 24 * 3600);
+    expect(createPublicKey({ key: p.publicKey, format: 'der', type: 'spki' }).asymmetricKeyDetails?.modulusLength).toBe(2048);
+    expect((await kms.lifecycle.describeKey(alice, KeyId)).keyState).toBe('Enabled');
+    const blob = (await kms.envelope.encrypt(alice, KeyId, Buffer.from('byok data'))).ciphertext;
     await kms.keyImport.deleteImportedKeyMaterial(alice, KeyId);
-    expect((await kms.lifecycle.describeKey(alice, KeyId)).KeyState).toBe('PendingImport');
-    await expect(kms.envelope.decrypt(alice, { CiphertextBlob: blob })).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
+    expect((await kms.lifecycle.describeKey(alice, KeyId)).keyState).toBe('PendingImport');
+    await expect(kms.envelope.decrypt(alice, { ciphertext: blob })).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
     await expect(importInto(alice, KeyId, randomBytes(32))).rejects.toBeInstanceOf(E.DecryptMaterialError);
-    expect((await kms.lifecycle.describeKey(alice, KeyId)).KeyState).toBe('PendingImport');
+    expect((await kms.lifecycle.describeKey(alice, KeyId)).keyState).toBe('PendingImport');
     await importInto(alice, KeyId, material);
-    expect((await kms.envelope.decrypt(alice, { CiphertextBlob: blob })).Plaintext.toString()).toBe('byok data');
+    expect((await kms.envelope.decrypt(alice, { ciphertext: blob })).plaintext.toString()).toBe('byok data');
     await importInto(alice, KeyId, material, 'RSAES_OAEP_SHA_1', now() + 3600);
-    expect((await kms.lifecycle.describeKey(alice, KeyId)).ValidTo).toBe(now() + 3600);
+    expect((await kms.lifecycle.describeKey(alice, KeyId)).validTo).toBe(now() + 3600);
   });
 
   test('tokens: single use, bound to their key, expire after 24 hours, and work on another node', async () => {
-    const a = await kms.lifecycle.createKey(alice, { Alias: 'byok-tokens', Type: 2 });
-    const b = await kms.lifecycle.createKey(alice, { Alias: 'byok-other', Type: 2 });
+    const a = await kms.lifecycle.createKey(alice, { alias: 'byok-tokens', origin: 'EXTERNAL' });
+    const b = await kms.lifecycle.createKey(alice, { alias: 'byok-other', origin: 'EXTERNAL' });
     const material = randomBytes(32);
-    const p = await kms.keyImport.getParametersForImport(alice, a.KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
-    const wrapped = wrap(p.PublicKey, material, 'RSAES_OAEP_SHA_1');
-    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId: b.KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
-    const forged = Buffer.from(p.ImportToken, 'base64');
+    const p = await kms.keyImport.getParametersForImport(alice, a.keyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+    const wrapped = wrap(p.publicKey, material, 'RSAES_OAEP_SHA_1');
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: b.keyId, importToken: p.importToken, encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    const forged = Buffer.from(p.importToken);
     forged[forged.length - 1] ^= 1;
-    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId: a.KeyId, ImportToken: forged.toString('base64'), EncryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
-    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId: a.KeyId, ImportToken: 'garbage', EncryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: a.keyId, importToken: forged, encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: a.keyId, importToken: Buffer.from('garbage'), encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
     const otherNode = lab.kms(lab.sqlite(), { clock, nodeId: 'restarted' });
     clock.advance(23 * 3600);
-    await otherNode.keyImport.importKeyMaterial(alice, { KeyId: a.KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrapped });
-    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId: a.KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
-    const q = await kms.keyImport.getParametersForImport(alice, b.KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+    await otherNode.keyImport.importKeyMaterial(alice, { keyId: a.keyId, importToken: p.importToken, encryptedKeyMaterial: wrapped });
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: a.keyId, importToken: p.importToken, encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    const q = await kms.keyImport.getParametersForImport(alice, b.keyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
     clock.advance(24 * 3600 + 1);
-    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId: b.KeyId, ImportToken: q.ImportToken, EncryptedKeyMaterial: wrap(q.PublicKey, material, 'RSAES_OAEP_SHA_1') })).rejects.toBeInstanceOf(E.ImportTokenExpiredError);
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: b.keyId, importToken: q.importToken, encryptedKeyMaterial: wrap(q.publicKey, material, 'RSAES_OAEP_SHA_1') })).rejects.toBeInstanceOf(E.ImportTokenExpiredError);
   });
 
   test('bad material: undecryptable, wrong size, wrong algorithm, wrong key kind', async () => {
-    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'byok-bad', Type: 2 });
+    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'byok-bad', origin: 'EXTERNAL' });
     const fresh = () => kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
-    const attempt = async (m: (pk: string) => Buffer) => {
+    const attempt = async (m: (pk: Buffer) => Buffer) => {
       const q = await fresh();
-      return kms.keyImport.importKeyMaterial(alice, { KeyId, ImportToken: q.ImportToken, EncryptedKeyMaterial: m(q.PublicKey) });
+      return kms.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: q.importToken, encryptedKeyMaterial: m(q.publicKey) });
     };
-    for (const m of [() => randomBytes(256), (pk: string) => wrap(pk, randomBytes(32), 'RSAES_PKCS1_V1_5'), (pk: string) => wrap(pk, randomBytes(16), 'RSAES_OAEP_SHA_1')]) {
+    for (const m of [() => randomBytes(256), (pk: Buffer) => wrap(pk, randomBytes(32), 'RSAES_PKCS1_V1_5'), (pk: Buffer) => wrap(pk, randomBytes(16), 'RSAES_OAEP_SHA_1')]) {
       const err = await attempt(m).catch((e: Error) => e);
       expect(err).toBeInstanceOf(E.DecryptMaterialError);
       expect((err as Error).message).toBe(IMPORT_FAILED_MESSAGE);
@@ -174,58 +175,58 @@ describe('KMS core: bring your own key', () => {
     await expect(attempt(() => Buffer.alloc(0))).rejects.toBeInstanceOf(E.InvalidImportMaterialError);
     await expect(attempt(() => randomBytes(255))).rejects.toBeInstanceOf(E.InvalidImportMaterialError);
     const p = await fresh();
-    expect((await kms.lifecycle.describeKey(alice, KeyId)).KeyState).toBe('PendingImport');
-    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrap(p.PublicKey, randomBytes(32), 'RSAES_OAEP_SHA_1'), ValidTo: now() - 1 })).rejects.toBeInstanceOf(E.InvalidParameterError);
+    expect((await kms.lifecycle.describeKey(alice, KeyId)).keyState).toBe('PendingImport');
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: p.importToken, encryptedKeyMaterial: wrap(p.publicKey, randomBytes(32), 'RSAES_OAEP_SHA_1'), validTo: now() - 1 })).rejects.toBeInstanceOf(E.InvalidParameterError);
     await expect(kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_1', 'RSA_4096')).rejects.toBeInstanceOf(E.InvalidParameterError);
     await expect(kms.keyImport.getParametersForImport(alice, KeyId, 'AES_WRAP', 'RSA_2048')).rejects.toBeInstanceOf(E.InvalidParameterError);
     const err = await kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_256', 'RSA_2048').catch((e: Error) => e);
     expect(err).toBeInstanceOf(E.UnsupportedOperationError);
     expect((err as Error).message).toContain('they offer RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1');
-    const native = await kms.lifecycle.createKey(alice, { Alias: 'byok-native' });
-    await expect(kms.keyImport.getParametersForImport(alice, native.KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048')).rejects.toBeInstanceOf(E.NotExternalKeyError);
-    await expect(kms.keyImport.deleteImportedKeyMaterial(alice, native.KeyId)).rejects.toBeInstanceOf(E.NotExternalKeyError);
+    const native = await kms.lifecycle.createKey(alice, { alias: 'byok-native' });
+    await expect(kms.keyImport.getParametersForImport(alice, native.keyId, 'RSAES_OAEP_SHA_1', 'RSA_2048')).rejects.toBeInstanceOf(E.NotExternalKeyError);
+    await expect(kms.keyImport.deleteImportedKeyMaterial(alice, native.keyId)).rejects.toBeInstanceOf(E.NotExternalKeyError);
   });
 
   test('PKCS#1 v1.5 is refused by default, also for a token issued while it was allowed; the token is then used up', async () => {
     const strict = lab.kms(lab.sqlite(), { clock, nodeId: 'strict' });
-    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'byok-pkcs1-off', Type: 2 });
+    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'byok-pkcs1-off', origin: 'EXTERNAL' });
     const err = await strict.keyImport.getParametersForImport(alice, KeyId, 'RSAES_PKCS1_V1_5', 'RSA_2048').catch((e: Error) => e);
     expect(err).toBeInstanceOf(E.UnsupportedOperationError);
     expect((err as Error).message).toMatch(/Bleichenbacher.*RSAES_OAEP_SHA_1/);
     const p = await kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_PKCS1_V1_5', 'RSA_2048');
-    const EncryptedKeyMaterial = wrap(p.PublicKey, randomBytes(32), 'RSAES_PKCS1_V1_5');
-    await expect(strict.keyImport.importKeyMaterial(alice, { KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial })).rejects.toBeInstanceOf(E.UnsupportedOperationError);
-    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    const EncryptedKeyMaterial = wrap(p.publicKey, randomBytes(32), 'RSAES_PKCS1_V1_5');
+    await expect(strict.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: p.importToken, encryptedKeyMaterial: EncryptedKeyMaterial })).rejects.toBeInstanceOf(E.UnsupportedOperationError);
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: p.importToken, encryptedKeyMaterial: EncryptedKeyMaterial })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
   });
 
   test('two concurrent imports with one token: one RSA decryption at most, one succeeds', async () => {
-    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'byok-race', Type: 2 });
+    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'byok-race', origin: 'EXTERNAL' });
     const p = await kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
-    const EncryptedKeyMaterial = wrap(p.PublicKey, randomBytes(32), 'RSAES_OAEP_SHA_1');
-    const results = await Promise.allSettled([0, 1].map(() => kms.keyImport.importKeyMaterial(alice, { KeyId, ImportToken: p.ImportToken, EncryptedKeyMaterial })));
+    const EncryptedKeyMaterial = wrap(p.publicKey, randomBytes(32), 'RSAES_OAEP_SHA_1');
+    const results = await Promise.allSettled([0, 1].map(() => kms.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: p.importToken, encryptedKeyMaterial: EncryptedKeyMaterial })));
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     expect((results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason).toBeInstanceOf(E.InvalidImportTokenError);
   });
 
   test('ValidTo expiry destroys the material and returns the key to PendingImport', async () => {
-    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'byok-expiring', Type: 2 });
+    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'byok-expiring', origin: 'EXTERNAL' });
     const material = randomBytes(32);
     await importInto(alice, KeyId, material, 'RSAES_OAEP_SHA_1', now() + 3600);
-    const blob = (await kms.envelope.encrypt(alice, KeyId, Buffer.from('short-lived'))).CiphertextBlob;
+    const blob = (await kms.envelope.encrypt(alice, KeyId, Buffer.from('short-lived'))).ciphertext;
     expect((await kms.jobs.runOnce()).expired).not.toContain(KeyId);
     clock.advance(3601);
     expect((await kms.jobs.runOnce()).expired).toContain(KeyId);
-    expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ KeyState: 'PendingImport', ValidTo: 0 });
+    expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ keyState: 'PendingImport', validTo: undefined });
     expect((await kms.store.getKey(alice.tenant, KeyId))?.versions).toEqual([]);
     await importInto(alice, KeyId, material);
-    expect((await kms.envelope.decrypt(alice, { CiphertextBlob: blob })).Plaintext.toString()).toBe('short-lived');
+    expect((await kms.envelope.decrypt(alice, { ciphertext: blob })).plaintext.toString()).toBe('short-lived');
   });
 
   test('on NSS softokn, RSAES_OAEP_SHA_256 wrapping works', async () => {
-    const { KeyId } = await kms.lifecycle.createKey(bob, { Alias: 'byok-nss', Type: 2, HsmClusterId: 'cls-bob-nss' });
+    const { keyId: KeyId } = await kms.lifecycle.createKey(bob, { alias: 'byok-nss', origin: 'EXTERNAL', hsmClusterId: 'cls-bob-nss' });
     await importInto(bob, KeyId, randomBytes(32), 'RSAES_OAEP_SHA_256');
-    const blob = (await kms.envelope.encrypt(bob, KeyId, Buffer.from('nss'))).CiphertextBlob;
-    expect((await kms.envelope.decrypt(bob, { CiphertextBlob: blob })).Plaintext.toString()).toBe('nss');
-    await expect(kms.lifecycle.createKey(bob, { Alias: 'nss-ec', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC', HsmClusterId: 'cls-bob-nss' })).rejects.toBeInstanceOf(E.UnsupportedKeyUsageError);
+    const blob = (await kms.envelope.encrypt(bob, KeyId, Buffer.from('nss'))).ciphertext;
+    expect((await kms.envelope.decrypt(bob, { ciphertext: blob })).plaintext.toString()).toBe('nss');
+    await expect(kms.lifecycle.createKey(bob, { alias: 'nss-ec', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC', hsmClusterId: 'cls-bob-nss' })).rejects.toBeInstanceOf(E.UnsupportedKeyUsageError);
   });
 });

@@ -73,7 +73,7 @@ describe('crash consistency: kill -9 during CreateKey, RotateKey and ImportKeyMa
       expect(r).toBeDefined();
       if (op === 'rotated') expect(Math.max(...r!.versions.map((v) => v.version))).toBeGreaterThanOrEqual(Number(arg));
       if (op === 'imported') expect(r).toMatchObject({ keyState: 'Enabled', origin: 'EXTERNAL', versions: [expect.objectContaining({ version: 1 })] });
-      if (op === 'blob') expect((await kms.envelope.decrypt(caller, { CiphertextBlob: arg })).Plaintext.toString()).toBe(rest.join(' '));
+      if (op === 'blob') expect((await kms.envelope.decrypt(caller, { ciphertext: Buffer.from(arg, 'base64') })).plaintext.toString()).toBe(rest.join(' '));
     }
   });
 
@@ -93,8 +93,8 @@ describe('crash consistency: kill -9 during CreateKey, RotateKey and ImportKeyMa
       expect(r.keyState).toBe('Enabled');
       const versions = r.versions.map((v) => v.version);
       expect(versions).toEqual(Array.from({ length: versions.length }, (_, i) => i + 1));
-      const blob = (await kms.envelope.encrypt(caller, r.keyId, Buffer.from('after the crash'))).CiphertextBlob;
-      expect((await kms.envelope.decrypt(caller, { CiphertextBlob: blob })).Plaintext.toString()).toBe('after the crash');
+      const blob = (await kms.envelope.encrypt(caller, r.keyId, Buffer.from('after the crash'))).ciphertext;
+      expect((await kms.envelope.decrypt(caller, { ciphertext: blob })).plaintext.toString()).toBe('after the crash');
     }
   });
 });

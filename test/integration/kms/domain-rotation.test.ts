@@ -51,11 +51,11 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
 
   const census = () => kms.domainRotation.census(CLUSTER);
   const held = () => members.map((m) => [...m.generations.keys()].sort());
-  const enc = async (keyId: string, text: string) => (await kms.envelope.encrypt(bob, keyId, Buffer.from(text))).CiphertextBlob;
-  const dec = async (blob: string) => (await kms.envelope.decrypt(bob, { CiphertextBlob: blob })).Plaintext.toString();
+  const enc = async (keyId: string, text: string) => (await kms.envelope.encrypt(bob, keyId, Buffer.from(text))).ciphertext;
+  const dec = async (blob: Buffer) => (await kms.envelope.decrypt(bob, { ciphertext: blob })).plaintext.toString();
   const create = async (n: number, prefix: string) => {
     const ids: string[] = [];
-    for (let i = 0; i < n; i++) ids.push((await kms.lifecycle.createKey(bob, { Alias: `${prefix}-${i}`, HsmClusterId: CLUSTER })).KeyId);
+    for (let i = 0; i < n; i++) ids.push((await kms.lifecycle.createKey(bob, { alias: `${prefix}-${i}`, hsmClusterId: CLUSTER })).keyId);
     return ids;
   };
   /** Every record of the cluster, unwrapped (MAC checked) by `member` alone. */
@@ -80,13 +80,13 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     const sym = await create(6, 'sym');
     await kms.rotation.rotateKey(bob, sym[0]);
     const blobs = await Promise.all(sym.map((id, i) => enc(id, `before ${i}`)));
-    const ec = (await kms.lifecycle.createKey(bob, { Alias: 'ec', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC', HsmClusterId: CLUSTER })).KeyId;
-    const rsa = (await kms.lifecycle.createKey(bob, { Alias: 'rsa', KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048', HsmClusterId: CLUSTER })).KeyId;
+    const ec = (await kms.lifecycle.createKey(bob, { alias: 'ec', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC', hsmClusterId: CLUSTER })).keyId;
+    const rsa = (await kms.lifecycle.createKey(bob, { alias: 'rsa', keyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048', hsmClusterId: CLUSTER })).keyId;
     const message = Buffer.from('signed before the rotation');
-    const { Signature } = await kms.asymmetric.sign(bob, { KeyId: ec, Algorithm: 'ECC_P256_R1', Message: message });
-    const rsaPub = createPublicKey({ key: Buffer.from((await kms.asymmetric.getPublicKey(bob, rsa)).PublicKey, 'base64'), format: 'der', type: 'spki' });
+    const { signature: Signature } = await kms.asymmetric.sign(bob, { keyId: ec, algorithm: 'ECDSA_SHA_256', message: message });
+    const rsaPub = createPublicKey({ key: (await kms.asymmetric.getPublicKey(bob, rsa)).publicKey, format: 'der', type: 'spki' });
     const rsaCipher = publicEncrypt({ key: rsaPub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, Buffer.from('rsa secret'));
-    const byok = (await kms.lifecycle.createKey(bob, { Alias: 'byok', Type: 2, HsmClusterId: CLUSTER })).KeyId;
+    const byok = (await kms.lifecycle.createKey(bob, { alias: 'byok', origin: 'EXTERNAL', hsmClusterId: CLUSTER })).keyId;
     const params = await kms.keyImport.getParametersForImport(bob, byok, 'RSAES_OAEP_SHA_1', 'RSA_2048');
 
     const old = rot.currentGeneration!;
@@ -108,13 +108,13 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
 
     expect(await Promise.all(blobs.map(dec))).toEqual(sym.map((_, i) => `before ${i}`));
     expect(await dec(await enc(sym[0], 'after'))).toBe('after');
-    expect(await kms.asymmetric.verify(bob, { KeyId: ec, Algorithm: 'ECC_P256_R1', Message: message, SignatureValue: Signature })).toEqual({ SignatureValid: true });
-    const again = await kms.asymmetric.sign(bob, { KeyId: ec, Algorithm: 'ECC_P256_R1', Message: message });
-    expect(await kms.asymmetric.verify(bob, { KeyId: ec, Algorithm: 'ECC_P256_R1', Message: message, SignatureValue: again.Signature })).toEqual({ SignatureValid: true });
-    expect((await kms.asymmetric.rsaDecrypt(bob, rsa, rsaCipher, 'RSAES_OAEP_SHA_1')).Plaintext.toString()).toBe('rsa secret');
+    expect(await kms.asymmetric.verify(bob, { keyId: ec, algorithm: 'ECDSA_SHA_256', message: message, signature: Signature })).toMatchObject({ signatureValid: true });
+    const again = await kms.asymmetric.sign(bob, { keyId: ec, algorithm: 'ECDSA_SHA_256', message: message });
+    expect(await kms.asymmetric.verify(bob, { keyId: ec, algorithm: 'ECDSA_SHA_256', message: message, signature: again.signature })).toMatchObject({ signatureValid: true });
+    expect((await kms.asymmetric.rsaDecrypt(bob, rsa, rsaCipher, 'RSAES_OAEP_SHA_1')).plaintext.toString()).toBe('rsa secret');
     const material = randomBytes(32);
-    const wrappedMaterial = publicEncrypt({ key: createPublicKey({ key: Buffer.from(params.PublicKey, 'base64'), format: 'der', type: 'spki' }), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, material);
-    await kms.keyImport.importKeyMaterial(bob, { KeyId: byok, ImportToken: params.ImportToken, EncryptedKeyMaterial: wrappedMaterial });
+    const wrappedMaterial = publicEncrypt({ key: createPublicKey({ key: params.publicKey, format: 'der', type: 'spki' }), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, material);
+    await kms.keyImport.importKeyMaterial(bob, { keyId: byok, importToken: params.importToken, encryptedKeyMaterial: wrappedMaterial });
     expect(await dec(await enc(byok, 'imported'))).toBe('imported');
     // the member that never held the old generation serves every record on its own
     expect(await loadAllOn(members[2])).toBe(records);
@@ -250,11 +250,11 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
   }, 120_000);
 
   test('NSS softokn and SoftHSM2 in one cluster: two generations side by side on the NSS database, AES and RSA records re-wrapped, the old one destroyed', async () => {
-    const aes = (await kms.lifecycle.createKey(bob, { Alias: 'mixed-aes', HsmClusterId: 'cls-rot-mixed' })).KeyId;
-    const rsa = (await kms.lifecycle.createKey(bob, { Alias: 'mixed-rsa', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048', HsmClusterId: 'cls-rot-mixed' })).KeyId;
+    const aes = (await kms.lifecycle.createKey(bob, { alias: 'mixed-aes', hsmClusterId: 'cls-rot-mixed' })).keyId;
+    const rsa = (await kms.lifecycle.createKey(bob, { alias: 'mixed-rsa', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048', hsmClusterId: 'cls-rot-mixed' })).keyId;
     const blob = await enc(aes, 'across token families');
     const message = Buffer.from('m');
-    const { Signature } = await kms.asymmetric.sign(bob, { KeyId: rsa, Algorithm: 'RSA_PSS_SHA_256', Message: message });
+    const { signature: Signature } = await kms.asymmetric.sign(bob, { keyId: rsa, algorithm: 'RSA_PSS_SHA_256', message: message });
     const old = mixed.currentGeneration!;
     let seen = 0;
     await expect(kms.domainRotation.rotate('cls-rot-mixed', { soPin: lab.tokens.soPins, progress: (e) => { if (e.phase === 'rewrap' && e.done > 0 && ++seen === 1) throw new Error('stop'); } })).rejects.toThrow('stop');
@@ -266,9 +266,9 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     await mixed.refreshGenerations();
     expect(mixed.members.map((m) => [...m.generations.keys()])).toEqual([[report.generation], [report.generation]]);
     expect(await dec(blob)).toBe('across token families');
-    expect(await kms.asymmetric.verify(bob, { KeyId: rsa, Algorithm: 'RSA_PSS_SHA_256', Message: message, SignatureValue: Signature })).toEqual({ SignatureValid: true });
-    const again = await kms.asymmetric.sign(bob, { KeyId: rsa, Algorithm: 'RSA_PSS_SHA_256', Message: message });
-    expect(await kms.asymmetric.verify(bob, { KeyId: rsa, Algorithm: 'RSA_PSS_SHA_256', Message: message, SignatureValue: again.Signature })).toEqual({ SignatureValid: true });
+    expect(await kms.asymmetric.verify(bob, { keyId: rsa, algorithm: 'RSA_PSS_SHA_256', message: message, signature: Signature })).toMatchObject({ signatureValid: true });
+    const again = await kms.asymmetric.sign(bob, { keyId: rsa, algorithm: 'RSA_PSS_SHA_256', message: message });
+    expect(await kms.asymmetric.verify(bob, { keyId: rsa, algorithm: 'RSA_PSS_SHA_256', message: message, signature: again.signature })).toMatchObject({ signatureValid: true });
     for (const m of mixed.members) {
       for (const id of [aes, rsa]) await m.load(WrappedMaterial.fromBuffer((await store.getKey(bob.tenant, id))!.versions[0].material));
     }
@@ -367,9 +367,9 @@ describe('rotate-domain on the Redis store', () => {
 
   test('the SCAN walk re-wraps every key of the cluster, a failed run is resumed, the old generation goes', async () => {
     const ids: string[] = [];
-    for (let i = 0; i < 25; i++) ids.push((await kms.lifecycle.createKey(bob, { Alias: `redis-${i}`, HsmClusterId: 'cls-bob' })).KeyId);
-    await kms.lifecycle.createKey(bob, { Alias: 'redis-shared' });
-    const blobs = await Promise.all(ids.map(async (id, i) => (await kms.envelope.encrypt(bob, id, Buffer.from(`r${i}`))).CiphertextBlob));
+    for (let i = 0; i < 25; i++) ids.push((await kms.lifecycle.createKey(bob, { alias: `redis-${i}`, hsmClusterId: 'cls-bob' })).keyId);
+    await kms.lifecycle.createKey(bob, { alias: 'redis-shared' });
+    const blobs = await Promise.all(ids.map(async (id, i) => (await kms.envelope.encrypt(bob, id, Buffer.from(`r${i}`))).ciphertext));
     const old = lab.dedicated.currentGeneration!.toString('hex');
     let seen = 0;
     await expect(kms.domainRotation.rotate('cls-bob', { soPin: lab.tokens.soPins, progress: (e) => { if (e.phase === 'rewrap' && e.done > 0 && ++seen === 4) throw new Error('stop'); } })).rejects.toThrow('stop');
@@ -378,6 +378,6 @@ describe('rotate-domain on the Redis store', () => {
     const report = await kms.domainRotation.rotate('cls-bob', { soPin: lab.tokens.soPins });
     expect(report).toMatchObject({ resumed: true, rewrapped: left, retired: old, destroyedOn: ['bob-bob-a'] });
     expect(await kms.domainRotation.census('cls-bob')).toEqual(new Map([[report.generation, 25]]));
-    expect(await Promise.all(blobs.map(async (b) => (await kms.envelope.decrypt(bob, { CiphertextBlob: b })).Plaintext.toString()))).toEqual(ids.map((_, i) => `r${i}`));
+    expect(await Promise.all(blobs.map(async (b) => (await kms.envelope.decrypt(bob, { ciphertext: b })).plaintext.toString()))).toEqual(ids.map((_, i) => `r${i}`));
   }, 120_000);
 });

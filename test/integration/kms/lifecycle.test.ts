@@ -1,6 +1,9 @@
+import { createKeyAnswer, createKeyRequest, toKeyMetadata } from '../../../src/api/kms-wire';
+import type { ActionParams } from '../../../src/api/params';
 import * as E from '../../../src/kms/errors';
 import { ManualClock } from '../../../src/common/clock';
 import type { Kms } from '../../../src/kms/service';
+import type { ListParams } from '../../../src/kms/list-query';
 import { alice, aliceSub, bob, KmsLab, REGION } from '../../support/kms';
 
 describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
@@ -14,17 +17,21 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
   });
   afterAll(() => lab.cleanup());
 
-  const create = (alias: string, over: Record<string, unknown> = {}, who = alice) => kms.lifecycle.createKey(who, { Alias: alias, ...over });
+  /** CreateKey as the Tencent wire asks for it (Type, Tags of TagKey/TagValue), mapped as the API layer does. */
+  const create = async (alias: string, over: Partial<ActionParams<'CreateKey'>> = {}, who = alice) => kms.lifecycle.createKey(who, createKeyRequest({ Alias: alias, ...over }));
 
   test('CreateKey makes an Enabled symmetric key in the shared pool; DescribeKey reports every field', async () => {
-    const k = await create('first', { Description: 'd', Tags: [{ TagKey: 'env', TagValue: 'prod' }] }, aliceSub);
+    const k = createKeyAnswer(await create('first', { Description: 'd', Tags: [{ TagKey: 'env', TagValue: 'prod' }] }, aliceSub));
     expect(k).toMatchObject({ Alias: 'first', KeyState: 'Enabled', KeyUsage: 'ENCRYPT_DECRYPT', Description: 'd', HsmClusterId: '', TagCode: 0, CreateTime: now() });
-    const m = await kms.lifecycle.describeKey(alice, k.KeyId);
+    const m = toKeyMetadata(await kms.lifecycle.describeKey(alice, k.KeyId));
     expect(m).toMatchObject({
       KeyId: k.KeyId, Alias: 'first', KeyState: 'Enabled', Origin: 'TENCENT_KMS', Owner: 'user', CreatorUin: 1001001, AccountUin: 1001,
       KeyRotationEnabled: false, RotateDays: 365, NextRotateTime: 0, DeletionDate: 0, ValidTo: 0, HsmClusterId: '',
       ResourceId: `creatorUin/1001001/${k.KeyId}`, SourceRegion: REGION,
     });
+    const core = await kms.lifecycle.describeKey(alice, k.KeyId);
+    expect(core).toMatchObject({ keyId: k.KeyId, creatorUin: '1001001', accountUin: '1001', region: REGION, origin: 'TENCENT_KMS', rotationEnabled: false });
+    expect([core.nextRotateTime, core.deletionDate, core.validTo, core.lastRotateTime]).toEqual([undefined, undefined, undefined, undefined]);
   });
 
   test.each([
@@ -53,72 +60,72 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     [{ HsmClusterId: 'cls-bob' }, E.InvalidHsmClusterError],
     [{ HsmClusterId: 'cls-nope' }, E.InvalidHsmClusterError],
   ])('CreateKey %# is refused with %p and nothing is stored', async (over, cls) => {
-    const before = (await kms.lifecycle.listKeyDetail(alice, { KeyUsage: 'ALL', Limit: 200 })).TotalCount;
+    const before = (await kms.lifecycle.listKeyDetail(alice, { KeyUsage: 'ALL', Limit: 200 })).totalCount;
     await expect(create(`bad-${Math.random().toString(36).slice(2, 8)}`, over)).rejects.toBeInstanceOf(cls);
-    expect((await kms.lifecycle.listKeyDetail(alice, { KeyUsage: 'ALL', Limit: 200 })).TotalCount).toBe(before);
+    expect((await kms.lifecycle.listKeyDetail(alice, { KeyUsage: 'ALL', Limit: 200 })).totalCount).toBe(before);
   });
 
   test("a tenant uses its own dedicated cluster; another tenant's cluster looks like a missing one", async () => {
     const k = await create('dedicated-key', { HsmClusterId: 'cls-bob' }, bob);
-    expect(k.HsmClusterId).toBe('cls-bob');
-    expect((await kms.lifecycle.describeKey(bob, k.KeyId)).HsmClusterId).toBe('cls-bob');
-    await expect(kms.lifecycle.describeKey(alice, k.KeyId)).rejects.toBeInstanceOf(E.KeyNotFoundError);
+    expect(k.hsmClusterId).toBe('cls-bob');
+    expect((await kms.lifecycle.describeKey(bob, k.keyId)).hsmClusterId).toBe('cls-bob');
+    await expect(kms.lifecycle.describeKey(alice, k.keyId)).rejects.toBeInstanceOf(E.KeyNotFoundError);
     await expect(kms.lifecycle.listKeyDetail(alice, { HsmClusterId: 'cls-bob' })).rejects.toBeInstanceOf(E.InvalidHsmClusterError);
     const handlesBefore = lab.shared.members.map((m) => m.cachedHandles);
-    const blob = await kms.envelope.encrypt(bob, k.KeyId, Buffer.from('only on bob hardware'));
-    expect((await kms.envelope.decrypt(bob, { CiphertextBlob: blob.CiphertextBlob })).Plaintext.toString()).toBe('only on bob hardware');
+    const blob = await kms.envelope.encrypt(bob, k.keyId, Buffer.from('only on bob hardware'));
+    expect((await kms.envelope.decrypt(bob, { ciphertext: blob.ciphertext })).plaintext.toString()).toBe('only on bob hardware');
     expect(lab.shared.members.map((m) => m.cachedHandles)).toEqual(handlesBefore);
     expect(lab.dedicated.members[0].cachedHandles).toBeGreaterThan(0);
   });
 
   test('the state machine drives enable, disable, archive, deletion scheduling and cancellation', async () => {
-    const { KeyId } = await create('states');
+    const { keyId: KeyId } = await create('states');
     await kms.lifecycle.disableKey(alice, KeyId);
-    expect((await kms.lifecycle.describeKey(alice, KeyId)).KeyState).toBe('Disabled');
+    expect((await kms.lifecycle.describeKey(alice, KeyId)).keyState).toBe('Disabled');
     await kms.lifecycle.archiveKey(alice, KeyId);
     await expect(kms.lifecycle.archiveKey(alice, KeyId)).rejects.toBeInstanceOf(E.KeyArchivedError);
     await expect(kms.lifecycle.enableKey(alice, KeyId)).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
     await kms.lifecycle.cancelKeyArchive(alice, KeyId);
-    expect((await kms.lifecycle.describeKey(alice, KeyId)).KeyState).toBe('Enabled');
+    expect((await kms.lifecycle.describeKey(alice, KeyId)).keyState).toBe('Enabled');
     await expect(kms.lifecycle.scheduleKeyDeletion(alice, KeyId, 7)).rejects.toBeInstanceOf(E.KeyShouldBeDisabledError);
     await kms.lifecycle.disableKey(alice, KeyId);
     for (const bad of [6, 31, 7.5, '7', undefined]) {
-      await expect(kms.lifecycle.scheduleKeyDeletion(alice, KeyId, bad)).rejects.toBeInstanceOf(E.InvalidPendingWindowError);
+      await expect(kms.lifecycle.scheduleKeyDeletion(alice, KeyId, bad as number)).rejects.toBeInstanceOf(E.InvalidPendingWindowError);
     }
     const s = await kms.lifecycle.scheduleKeyDeletion(alice, KeyId, 7);
-    expect(s.DeletionDate).toBe(now() + 7 * 86400);
-    expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ KeyState: 'PendingDelete', DeletionDate: s.DeletionDate });
+    expect(s.deletionDate).toBe(now() + 7 * 86400);
+    expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ keyState: 'PendingDelete', deletionDate: s.deletionDate });
     await expect(kms.lifecycle.updateAlias(alice, KeyId, 'renamed')).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
     await kms.lifecycle.cancelKeyDeletion(alice, KeyId);
-    expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ KeyState: 'Disabled', DeletionDate: 0 });
+    expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ keyState: 'Disabled', deletionDate: undefined });
     await expect(kms.lifecycle.cancelKeyDeletion(alice, KeyId)).rejects.toBeInstanceOf(E.KeyNotPendingDeleteError);
   });
 
   test('UpdateAlias and UpdateKeyDescription; a taken alias is refused', async () => {
     const a = await create('upd-a');
     await create('upd-b');
-    await kms.lifecycle.updateAlias(alice, a.KeyId, 'upd-c');
-    await kms.lifecycle.updateKeyDescription(alice, a.KeyId, 'new words');
-    expect(await kms.lifecycle.describeKey(alice, a.KeyId)).toMatchObject({ Alias: 'upd-c', Description: 'new words' });
-    await expect(kms.lifecycle.updateAlias(alice, a.KeyId, 'upd-b')).rejects.toBeInstanceOf(E.AliasTakenError);
-    await expect(kms.lifecycle.updateAlias(alice, a.KeyId, 'kms-x')).rejects.toBeInstanceOf(E.InvalidAliasError);
+    await kms.lifecycle.updateAlias(alice, a.keyId, 'upd-c');
+    await kms.lifecycle.updateKeyDescription(alice, a.keyId, 'new words');
+    expect(await kms.lifecycle.describeKey(alice, a.keyId)).toMatchObject({ alias: 'upd-c', description: 'new words' });
+    await expect(kms.lifecycle.updateAlias(alice, a.keyId, 'upd-b')).rejects.toBeInstanceOf(E.AliasTakenError);
+    await expect(kms.lifecycle.updateAlias(alice, a.keyId, 'kms-x')).rejects.toBeInstanceOf(E.InvalidAliasError);
     await expect(create('upd-a')).resolves.not.toThrow();
   });
 
   test('cloud-product keys cannot be disabled, archived or scheduled for deletion, but may rotate', async () => {
-    const k = await kms.lifecycle.createKey(alice, { Alias: 'kms-secrets-default' }, 'secrets-manager');
-    await expect(kms.lifecycle.disableKey(alice, k.KeyId)).rejects.toBeInstanceOf(E.UsedByCloudProductError);
-    await expect(kms.lifecycle.archiveKey(alice, k.KeyId)).rejects.toBeInstanceOf(E.UsedByCloudProductError);
-    await expect(kms.lifecycle.scheduleKeyDeletion(alice, k.KeyId, 7)).rejects.toBeInstanceOf(E.KeyShouldBeDisabledError);
-    await kms.rotation.enableKeyRotation(alice, k.KeyId);
-    await kms.rotation.rotateKey(alice, k.KeyId);
-    expect(await kms.lifecycle.describeKey(alice, k.KeyId)).toMatchObject({ Owner: 'secrets-manager', KeyState: 'Enabled', KeyRotationEnabled: true });
+    const k = await kms.lifecycle.createKey(alice, { alias: 'kms-secrets-default' }, 'secrets-manager');
+    await expect(kms.lifecycle.disableKey(alice, k.keyId)).rejects.toBeInstanceOf(E.UsedByCloudProductError);
+    await expect(kms.lifecycle.archiveKey(alice, k.keyId)).rejects.toBeInstanceOf(E.UsedByCloudProductError);
+    await expect(kms.lifecycle.scheduleKeyDeletion(alice, k.keyId, 7)).rejects.toBeInstanceOf(E.KeyShouldBeDisabledError);
+    await kms.rotation.enableKeyRotation(alice, k.keyId);
+    await kms.rotation.rotateKey(alice, k.keyId);
+    expect(await kms.lifecycle.describeKey(alice, k.keyId)).toMatchObject({ owner: 'secrets-manager', keyState: 'Enabled', rotationEnabled: true });
     const products = await kms.lifecycle.listKeys(alice, { Role: 1 });
-    expect(products.Keys.map((x) => x.KeyId)).toEqual([k.KeyId]);
+    expect(products.keys.map((x) => x.keyId)).toEqual([k.keyId]);
   });
 
   test('a key bound to a cloud resource cannot be disabled or deleted until unbound', async () => {
-    const { KeyId } = await create('bound');
+    const { keyId: KeyId } = await create('bound');
     await kms.lifecycle.bindCloudResource(alice, KeyId, 'cvm', 'ins-1');
     await kms.lifecycle.bindCloudResource(alice, KeyId, 'cvm', 'ins-1');
     await expect(kms.lifecycle.disableKey(alice, KeyId)).rejects.toBeInstanceOf(E.UsedByCloudProductError);
@@ -129,33 +136,33 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
 
   test('EnableKeys / DisableKeys report per key; duplicates and oversize batches are refused', async () => {
     const a = await create('batch-a');
-    const b = await kms.lifecycle.createKey(alice, { Alias: 'kms-batch-product' }, 'cdb');
-    const out = await kms.lifecycle.batch(alice, [a.KeyId, b.KeyId, '00000000-0000-0000-0000-000000000000'], 'DisableKey');
+    const b = await kms.lifecycle.createKey(alice, { alias: 'kms-batch-product' }, 'cdb');
+    const out = await kms.lifecycle.batch(alice, [a.keyId, b.keyId, '00000000-0000-0000-0000-000000000000'], 'DisableKey');
     expect(out[0].error).toBeUndefined();
     expect(out[1].error).toBeInstanceOf(E.UsedByCloudProductError);
     expect(out[2].error).toBeInstanceOf(E.KeyNotFoundError);
-    await expect(kms.lifecycle.batch(alice, [a.KeyId, a.KeyId], 'EnableKey')).rejects.toBeInstanceOf(E.DuplicatedKeyIdError);
+    await expect(kms.lifecycle.batch(alice, [a.keyId, a.keyId], 'EnableKey')).rejects.toBeInstanceOf(E.DuplicatedKeyIdError);
     await expect(kms.lifecycle.batch(alice, [], 'EnableKey')).rejects.toBeInstanceOf(E.InvalidParameterError);
-    await expect(kms.lifecycle.batch(alice, Array(101).fill(a.KeyId), 'EnableKey')).rejects.toBeInstanceOf(E.InvalidParameterError);
+    await expect(kms.lifecycle.batch(alice, Array(101).fill(a.keyId), 'EnableKey')).rejects.toBeInstanceOf(E.InvalidParameterError);
   });
 
   test('tags: set, replace, remove, and filter lists by tag', async () => {
     const a = await create('tag-a', { Tags: [{ TagKey: 'team', TagValue: 'red' }] });
     const b = await create('tag-b', { Tags: [{ TagKey: 'team', TagValue: 'blue' }] });
-    expect(await kms.lifecycle.tagKey(alice, a.KeyId, [{ TagKey: 'tier', TagValue: 'gold' }])).toEqual({ team: 'red', tier: 'gold' });
-    expect(await kms.lifecycle.tagKey(alice, b.KeyId, [{ TagKey: 'team', TagValue: 'red' }], ['nothing'])).toEqual({ team: 'red' });
+    expect(await kms.lifecycle.tagKey(alice, a.keyId, [{ key: 'tier', value: 'gold' }])).toEqual({ team: 'red', tier: 'gold' });
+    expect(await kms.lifecycle.tagKey(alice, b.keyId, [{ key: 'team', value: 'red' }], ['nothing'])).toEqual({ team: 'red' });
     const red = await kms.lifecycle.listKeyDetail(alice, { TagFilters: [{ TagKey: 'team', TagValue: ['red'] }], Limit: 200 });
-    expect(red.KeyMetadatas.map((m) => m.KeyId).sort()).toEqual([a.KeyId, b.KeyId].sort());
+    expect(red.keys.map((m) => m.keyId).sort()).toEqual([a.keyId, b.keyId].sort());
     const gold = await kms.lifecycle.listKeyDetail(alice, { TagFilters: [{ TagKey: 'team' }, { TagKey: 'tier', TagValue: ['gold'] }] });
-    expect(gold.KeyMetadatas.map((m) => m.KeyId)).toEqual([a.KeyId]);
-    expect(await kms.lifecycle.tagKey(alice, a.KeyId, [], ['tier'])).toEqual({ team: 'red' });
+    expect(gold.keys.map((m) => m.keyId)).toEqual([a.keyId]);
+    expect(await kms.lifecycle.tagKey(alice, a.keyId, [], ['tier'])).toEqual({ team: 'red' });
   });
 
   test('ListKeys shows Enabled, Disabled and PendingImport keys; ListKeyDetail filters like the reference', async () => {
     const carol = { tenant: '3001', uin: '3001', region: REGION };
     const ids: Record<string, string> = {};
     for (const [alias, over] of [['l-enabled', {}], ['l-disabled', {}], ['l-pending', {}], ['l-import', { Type: 2 }], ['l-archived', {}], ['l-sign', { KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' }]] as const) {
-      ids[alias] = (await create(alias, over, carol)).KeyId;
+      ids[alias] = (await create(alias, over, carol)).keyId;
       clock.advance(1);
     }
     await kms.lifecycle.disableKey(carol, ids['l-disabled']);
@@ -163,9 +170,9 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     await kms.lifecycle.scheduleKeyDeletion(carol, ids['l-pending'], 7);
     await kms.lifecycle.archiveKey(carol, ids['l-archived']);
     const listed = await kms.lifecycle.listKeys(carol, { Limit: 200 });
-    expect(listed.Keys.map((k) => k.KeyId)).toEqual([ids['l-enabled'], ids['l-disabled'], ids['l-import'], ids['l-sign']]);
-    expect(listed.TotalCount).toBe(4);
-    const detail = async (p: object) => (await kms.lifecycle.listKeyDetail(carol, { Limit: 200, ...p })).KeyMetadatas.map((m) => m.Alias);
+    expect(listed.keys.map((k) => k.keyId)).toEqual([ids['l-enabled'], ids['l-disabled'], ids['l-import'], ids['l-sign']]);
+    expect(listed.totalCount).toBe(4);
+    const detail = async (p: ListParams & { HsmClusterId?: string }) => (await kms.lifecycle.listKeyDetail(carol, { Limit: 200, ...p })).keys.map((m) => m.alias);
     expect(await detail({})).toEqual(['l-archived', 'l-import', 'l-pending', 'l-disabled', 'l-enabled']);
     expect(await detail({ OrderType: 1 })).toEqual(['l-enabled', 'l-disabled', 'l-pending', 'l-import', 'l-archived']);
     expect(await detail({ KeyUsage: 'ALL' })).toHaveLength(6);
@@ -177,8 +184,8 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     expect(await detail({ SearchKeyAlias: ids['l-archived'].slice(4, 16) })).toEqual(['l-archived']);
     expect(await detail({ HsmClusterId: 'default', KeyUsage: 'ALL' })).toHaveLength(6);
     const page = await kms.lifecycle.listKeyDetail(carol, { Limit: 2, Offset: 1, OrderType: 1 });
-    expect(page.KeyMetadatas.map((m) => m.Alias)).toEqual(['l-disabled', 'l-pending']);
-    expect(page.TotalCount).toBe(5);
+    expect(page.keys.map((m) => m.alias)).toEqual(['l-disabled', 'l-pending']);
+    expect(page.totalCount).toBe(5);
     for (const bad of [{ Limit: 201 }, { Limit: 0 }, { Offset: -1 }, { KeyState: 6 }, { Origin: 'tencent_kms' }, { KeyUsage: 'X' }, { Role: 2 }]) {
       await expect(kms.lifecycle.listKeyDetail(carol, bad)).rejects.toBeInstanceOf(E.InvalidParameterError);
     }
@@ -187,25 +194,25 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
   test('the per-account quota counts user keys not pending deletion, atomically', async () => {
     const q = lab.kms(lab.sqlite('quota.db'), { clock, maxKeysPerRegion: 3 });
     const dave = { tenant: '4001', uin: '4001', region: REGION };
-    const made = await Promise.allSettled([1, 2, 3, 4, 5].map((i) => q.lifecycle.createKey(dave, { Alias: `q${i}` })));
+    const made = await Promise.allSettled([1, 2, 3, 4, 5].map((i) => q.lifecycle.createKey(dave, { alias: `q${i}` })));
     expect(made.filter((r) => r.status === 'fulfilled')).toHaveLength(3);
     expect(made.filter((r) => r.status === 'rejected').map((r) => (r).reason)).toEqual([expect.any(E.KeyLimitExceededError), expect.any(E.KeyLimitExceededError)]);
-    await q.lifecycle.createKey(dave, { Alias: 'kms-product' }, 'cos');
-    const first = (made.find((r) => r.status === 'fulfilled') as PromiseFulfilledResult<{ KeyId: string }>).value.KeyId;
+    await q.lifecycle.createKey(dave, { alias: 'kms-product' }, 'cos');
+    const first = (made.find((r) => r.status === 'fulfilled') as PromiseFulfilledResult<{ keyId: string }>).value.keyId;
     await q.lifecycle.disableKey(dave, first);
     await q.lifecycle.scheduleKeyDeletion(dave, first, 7);
-    await expect(q.lifecycle.createKey(dave, { Alias: 'q6' })).resolves.not.toThrow();
-    await expect(q.lifecycle.createKey(dave, { Alias: 'q7' })).rejects.toBeInstanceOf(E.KeyLimitExceededError);
+    await expect(q.lifecycle.createKey(dave, { alias: 'q6' })).resolves.not.toThrow();
+    await expect(q.lifecycle.createKey(dave, { alias: 'q7' })).rejects.toBeInstanceOf(E.KeyLimitExceededError);
   });
 
   test('key ids that are not key ids are refused as such; other tenants see nothing', async () => {
-    const { KeyId } = await create('mine');
+    const { keyId: KeyId } = await create('mine');
     for (const bad of ['', 'abc', KeyId.toUpperCase(), `${KeyId}x`]) {
       await expect(kms.lifecycle.describeKey(alice, bad)).rejects.toBeInstanceOf(E.InvalidKeyIdError);
     }
     await expect(kms.lifecycle.describeKey(bob, KeyId)).rejects.toBeInstanceOf(E.KeyNotFoundError);
     await expect(kms.lifecycle.disableKey(bob, KeyId)).rejects.toBeInstanceOf(E.KeyNotFoundError);
     await expect(kms.lifecycle.describeKey({ ...alice, region: 'ap-beijing' }, KeyId)).rejects.toBeInstanceOf(E.KeyNotFoundError);
-    expect((await kms.lifecycle.describeKeys(alice, [KeyId, '00000000-0000-0000-0000-000000000000'])).map((m) => m.KeyId)).toEqual([KeyId]);
+    expect((await kms.lifecycle.describeKeys(alice, [KeyId, '00000000-0000-0000-0000-000000000000'])).map((m) => m.keyId)).toEqual([KeyId]);
   });
 });

@@ -1,3 +1,4 @@
+import { rotateKeyAnswer } from '../../../src/api/kms-wire';
 import { decodeBlob } from '../../../src/kms/ciphertext';
 import { ManualClock } from '../../../src/common/clock';
 import * as E from '../../../src/kms/errors';
@@ -17,73 +18,73 @@ describe('KMS core: rotation, scheduled deletion, alarms, background jobs', () =
   });
   afterAll(() => lab.cleanup());
 
-  const versionOf = (blob: string) => decodeBlob(blob, DEPLOYMENT).keyVersion;
-  const enc = async (keyId: string, pt = 'data') => (await kms.envelope.encrypt(alice, keyId, Buffer.from(pt))).CiphertextBlob;
-  const dec = async (blob: string) => (await kms.envelope.decrypt(alice, { CiphertextBlob: blob })).Plaintext.toString();
+  const versionOf = (blob: Buffer) => decodeBlob(blob, DEPLOYMENT).keyVersion;
+  const enc = async (keyId: string, pt = 'data') => (await kms.envelope.encrypt(alice, keyId, Buffer.from(pt))).ciphertext;
+  const dec = async (blob: Buffer) => (await kms.envelope.decrypt(alice, { ciphertext: blob })).plaintext.toString();
 
   test('rotation settings: off by default, RotateDays 7..365 (default 365), status reported', async () => {
-    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'rot-settings' });
-    expect(await kms.rotation.getKeyRotationStatus(alice, KeyId)).toEqual({ KeyRotationEnabled: false });
+    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'rot-settings' });
+    expect(await kms.rotation.getKeyRotationStatus(alice, KeyId)).toEqual({ keyId: KeyId, rotationEnabled: false });
     for (const bad of [6, 366, 30.5]) await expect(kms.rotation.enableKeyRotation(alice, KeyId, bad)).rejects.toBeInstanceOf(E.InvalidParameterError);
     await kms.rotation.enableKeyRotation(alice, KeyId);
-    expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ KeyRotationEnabled: true, RotateDays: 365, NextRotateTime: now() + 365 * DAY });
+    expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ rotationEnabled: true, rotateDays: 365, nextRotateTime: now() + 365 * DAY });
     await kms.rotation.enableKeyRotation(alice, KeyId, 30);
-    expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ RotateDays: 30, NextRotateTime: now() + 30 * DAY });
+    expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ rotateDays: 30, nextRotateTime: now() + 30 * DAY });
     await kms.rotation.disableKeyRotation(alice, KeyId);
-    expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ KeyRotationEnabled: false, NextRotateTime: 0 });
+    expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ rotationEnabled: false, nextRotateTime: undefined });
   });
 
   test('RotateKey adds a version: Encrypt uses the newest, old blobs still decrypt, ReEncrypt moves them forward', async () => {
-    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'rot-demand' });
+    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'rot-demand' });
     const v1 = await enc(KeyId, 'one');
-    const { TaskId } = await kms.rotation.rotateKey(alice, KeyId);
-    expect(TaskId).toMatch(/^[0-9a-f-]{36}$/);
-    expect((await kms.lifecycle.describeKey(alice, KeyId)).LastRotateTime).toBe(now());
+    expect(await kms.rotation.rotateKey(alice, KeyId)).toEqual({ keyId: KeyId, keyVersion: 2 });
+    expect(rotateKeyAnswer().TaskId).toMatch(/^[0-9a-f-]{36}$/);
+    expect((await kms.lifecycle.describeKey(alice, KeyId)).lastRotateTime).toBe(now());
     const v2 = await enc(KeyId, 'two');
     expect([versionOf(v1), versionOf(v2)]).toEqual([1, 2]);
     expect([await dec(v1), await dec(v2)]).toEqual(['one', 'two']);
-    const moved = await kms.envelope.reEncrypt(alice, { CiphertextBlob: v1 });
-    expect(moved.ReEncrypted).toBe(true);
-    expect(versionOf(moved.CiphertextBlob)).toBe(2);
-    expect(await dec(moved.CiphertextBlob)).toBe('one');
-    const again = await kms.envelope.reEncrypt(alice, { CiphertextBlob: moved.CiphertextBlob });
-    expect(again).toMatchObject({ ReEncrypted: false, CiphertextBlob: moved.CiphertextBlob });
+    const moved = await kms.envelope.reEncrypt(alice, { ciphertext: v1 });
+    expect(moved.reEncrypted).toBe(true);
+    expect(versionOf(moved.ciphertext)).toBe(2);
+    expect(await dec(moved.ciphertext)).toBe('one');
+    const again = await kms.envelope.reEncrypt(alice, { ciphertext: moved.ciphertext });
+    expect(again).toMatchObject({ reEncrypted: false, ciphertext: moved.ciphertext });
   });
 
   test('concurrent RotateKey calls on one key: one wins, the other is told a rotation is running', async () => {
-    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'rot-race' });
+    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'rot-race' });
     const results = await Promise.allSettled([kms.rotation.rotateKey(alice, KeyId), kms.rotation.rotateKey(alice, KeyId)]);
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     expect((results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason).toBeInstanceOf(E.RotationRunningError);
   });
 
   test('asymmetric and imported keys refuse rotation with their own errors; disabled keys cannot rotate on demand', async () => {
-    const rsa = await kms.lifecycle.createKey(alice, { Alias: 'rot-rsa', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' });
-    await expect(kms.rotation.enableKeyRotation(alice, rsa.KeyId)).rejects.toBeInstanceOf(E.RotationNotSupportedError);
-    await expect(kms.rotation.rotateKey(alice, rsa.KeyId)).rejects.toBeInstanceOf(E.RotationNotSupportedError);
-    const ext = await kms.lifecycle.createKey(alice, { Alias: 'rot-ext', Type: 2 });
-    await expect(kms.rotation.enableKeyRotation(alice, ext.KeyId)).rejects.toBeInstanceOf(E.ExternalKeyCannotRotateError);
-    await expect(kms.rotation.rotateKey(alice, ext.KeyId)).rejects.toBeInstanceOf(E.ExternalKeyCannotRotateError);
-    const off = await kms.lifecycle.createKey(alice, { Alias: 'rot-off' });
-    await kms.lifecycle.disableKey(alice, off.KeyId);
-    await expect(kms.rotation.rotateKey(alice, off.KeyId)).rejects.toBeInstanceOf(E.KeyDisabledError);
-    await kms.lifecycle.archiveKey(alice, off.KeyId);
-    await expect(kms.rotation.enableKeyRotation(alice, off.KeyId)).rejects.toBeInstanceOf(E.KeyArchivedError);
+    const rsa = await kms.lifecycle.createKey(alice, { alias: 'rot-rsa', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' });
+    await expect(kms.rotation.enableKeyRotation(alice, rsa.keyId)).rejects.toBeInstanceOf(E.RotationNotSupportedError);
+    await expect(kms.rotation.rotateKey(alice, rsa.keyId)).rejects.toBeInstanceOf(E.RotationNotSupportedError);
+    const ext = await kms.lifecycle.createKey(alice, { alias: 'rot-ext', origin: 'EXTERNAL' });
+    await expect(kms.rotation.enableKeyRotation(alice, ext.keyId)).rejects.toBeInstanceOf(E.ExternalKeyCannotRotateError);
+    await expect(kms.rotation.rotateKey(alice, ext.keyId)).rejects.toBeInstanceOf(E.ExternalKeyCannotRotateError);
+    const off = await kms.lifecycle.createKey(alice, { alias: 'rot-off' });
+    await kms.lifecycle.disableKey(alice, off.keyId);
+    await expect(kms.rotation.rotateKey(alice, off.keyId)).rejects.toBeInstanceOf(E.KeyDisabledError);
+    await kms.lifecycle.archiveKey(alice, off.keyId);
+    await expect(kms.rotation.enableKeyRotation(alice, off.keyId)).rejects.toBeInstanceOf(E.KeyArchivedError);
   });
 
   test('the scheduler rotates keys whose date has come, and only those', async () => {
-    const due = await kms.lifecycle.createKey(alice, { Alias: 'rot-due' });
-    const later = await kms.lifecycle.createKey(alice, { Alias: 'rot-later' });
-    await kms.rotation.enableKeyRotation(alice, due.KeyId, 7);
-    await kms.rotation.enableKeyRotation(alice, later.KeyId, 30);
+    const due = await kms.lifecycle.createKey(alice, { alias: 'rot-due' });
+    const later = await kms.lifecycle.createKey(alice, { alias: 'rot-later' });
+    await kms.rotation.enableKeyRotation(alice, due.keyId, 7);
+    await kms.rotation.enableKeyRotation(alice, later.keyId, 30);
     clock.advance(8 * DAY);
     const report = await kms.jobs.runOnce();
     expect(report.leader).toBe(true);
-    expect(report.rotated).toContain(due.KeyId);
-    expect(report.rotated).not.toContain(later.KeyId);
-    expect(await kms.lifecycle.describeKey(alice, due.KeyId)).toMatchObject({ LastRotateTime: now(), NextRotateTime: now() + 7 * DAY });
-    expect(versionOf(await enc(due.KeyId))).toBe(2);
-    expect((await kms.jobs.runOnce()).rotated).not.toContain(due.KeyId);
+    expect(report.rotated).toContain(due.keyId);
+    expect(report.rotated).not.toContain(later.keyId);
+    expect(await kms.lifecycle.describeKey(alice, due.keyId)).toMatchObject({ lastRotateTime: now(), nextRotateTime: now() + 7 * DAY });
+    expect(versionOf(await enc(due.keyId))).toBe(2);
+    expect((await kms.jobs.runOnce()).rotated).not.toContain(due.keyId);
   });
 
   test('only the lease holder runs scheduled work; another node takes over when the lease expires', async () => {
@@ -97,11 +98,11 @@ describe('KMS core: rotation, scheduled deletion, alarms, background jobs', () =
   });
 
   test('deletion: daily alarms in the last 3 days, then crypto-shred with a tombstone; ciphertext never decrypts again', async () => {
-    const { KeyId } = await kms.lifecycle.createKey(alice, { Alias: 'doomed' });
+    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'doomed' });
     await kms.rotation.rotateKey(alice, KeyId);
     const blob = await enc(KeyId, 'last words');
     await kms.lifecycle.disableKey(alice, KeyId);
-    const { DeletionDate } = await kms.lifecycle.scheduleKeyDeletion(alice, KeyId, 7);
+    const { deletionDate: DeletionDate } = await kms.lifecycle.scheduleKeyDeletion(alice, KeyId, 7);
     const imminent = () => kms.alarms.list(KeyId).filter((a) => a.kind === 'KeyDeletionImminent').length;
     clock.advance(3 * DAY);
     await kms.jobs.runOnce();
@@ -120,11 +121,11 @@ describe('KMS core: rotation, scheduled deletion, alarms, background jobs', () =
     expect(kms.alarms.list(KeyId).map((a) => a.kind)).toContain('KeyDeleted');
     await expect(kms.lifecycle.describeKey(alice, KeyId)).rejects.toBeInstanceOf(E.KeyNotFoundError);
     await expect(kms.lifecycle.cancelKeyDeletion(alice, KeyId)).rejects.toBeInstanceOf(E.KeyNotFoundError);
-    const err = await kms.envelope.decrypt(alice, { CiphertextBlob: blob }).catch((e: Error) => e);
+    const err = await kms.envelope.decrypt(alice, { ciphertext: blob }).catch((e: Error) => e);
     expect(err).toBeInstanceOf(E.KeyNotFoundError);
     expect((err as Error).message).toContain('was deleted');
     expect(await kms.store.getTombstone(alice.tenant, KeyId)).toMatchObject({ keyId: KeyId, alias: 'doomed', deletedAt: DeletionDate });
     expect(await kms.store.getKey(alice.tenant, KeyId)).toBeUndefined();
-    await expect(kms.lifecycle.createKey(alice, { Alias: 'doomed' })).resolves.not.toThrow();
+    await expect(kms.lifecycle.createKey(alice, { alias: 'doomed' })).resolves.not.toThrow();
   });
 });

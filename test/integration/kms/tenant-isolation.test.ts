@@ -17,8 +17,8 @@ const clock = new ManualClock(Date.UTC(2026, 10, 23));
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 const CAP = 4;
 
-function wrapFor(spkiB64: string, material: Buffer): Buffer {
-  const key = createPublicKey({ key: Buffer.from(spkiB64, 'base64'), format: 'der', type: 'spki' });
+function wrapFor(spki: Buffer, material: Buffer): Buffer {
+  const key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
   return publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, material);
 }
 
@@ -36,7 +36,7 @@ describe('one tenant cannot stall the others (KMS core)', () => {
 
   const externalKeys = async (n: number, prefix: string) => {
     const ids: string[] = [];
-    for (let i = 0; i < n; i++) ids.push((await kms.lifecycle.createKey(alice, { Alias: `${prefix}-${i}`, Type: 2 })).KeyId);
+    for (let i = 0; i < n; i++) ids.push((await kms.lifecycle.createKey(alice, { alias: `${prefix}-${i}`, origin: 'EXTERNAL' })).keyId);
     return ids;
   };
 
@@ -44,7 +44,7 @@ describe('one tenant cannot stall the others (KMS core)', () => {
     ['on the shared pool', undefined],
     ['on its dedicated cluster', 'cls-bob'],
   ])('tenant B\'s Encrypt %s finishes before tenant A\'s batch of GetParametersForImport (key-pair generations) it was started after', async (_where, cluster) => {
-    const bKey = (await kms.lifecycle.createKey(bob, { Alias: `b-enc-${cluster ?? 'shared'}`, HsmClusterId: cluster })).KeyId;
+    const bKey = (await kms.lifecycle.createKey(bob, { alias: `b-enc-${cluster ?? 'shared'}`, hsmClusterId: cluster })).keyId;
     await kms.envelope.encrypt(bob, bKey, Buffer.from('warm'));
     const keys = await externalKeys(CAP, `gen-${cluster ?? 'shared'}`);
     let batchDone = false;
@@ -57,12 +57,12 @@ describe('one tenant cannot stall the others (KMS core)', () => {
     const order = batchDone ? 'batch first' : 'encrypt first';
     expect(order).toBe('encrypt first');
     expect((await batch).length).toBe(CAP);
-    expect((await kms.envelope.decrypt(bob, { CiphertextBlob: blob.CiphertextBlob })).Plaintext.toString()).toBe('not stalled');
+    expect((await kms.envelope.decrypt(bob, { ciphertext: blob.ciphertext })).plaintext.toString()).toBe('not stalled');
   });
 
   test(`a ${CAP + 1}th concurrent expensive request of tenant A is RequestLimit-refused while tenant B's is served`, async () => {
     const keys = await externalKeys(CAP + 1, 'cap');
-    const bKey = (await kms.lifecycle.createKey(bob, { Alias: 'cap-b', Type: 2 })).KeyId;
+    const bKey = (await kms.lifecycle.createKey(bob, { alias: 'cap-b', origin: 'EXTERNAL' })).keyId;
     const outcomes = await Promise.all([
       ...keys.map((k) => kms.keyImport.getParametersForImport(alice, k, 'RSAES_OAEP_SHA_1', 'RSA_2048').then(() => 'ok', (e: Error) => e.constructor.name)),
       kms.keyImport.getParametersForImport(bob, bKey, 'RSAES_OAEP_SHA_1', 'RSA_2048').then(() => 'b ok', (e: Error) => `b ${e.constructor.name}`),
@@ -74,36 +74,36 @@ describe('one tenant cannot stall the others (KMS core)', () => {
   });
 
   test('every expensive action counts against the cap; cheap ones and other tenants do not', async () => {
-    const rsa = (await kms.lifecycle.createKey(alice, { Alias: 'cap-rsa', KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' })).KeyId;
-    const signer = (await kms.lifecycle.createKey(alice, { Alias: 'cap-sign', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' })).KeyId;
-    const aes = (await kms.lifecycle.createKey(alice, { Alias: 'cap-aes' })).KeyId;
+    const rsa = (await kms.lifecycle.createKey(alice, { alias: 'cap-rsa', keyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' })).keyId;
+    const signer = (await kms.lifecycle.createKey(alice, { alias: 'cap-sign', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' })).keyId;
+    const aes = (await kms.lifecycle.createKey(alice, { alias: 'cap-aes' })).keyId;
     const [ext] = await externalKeys(1, 'cap-all');
-    const pem = (await kms.asymmetric.getPublicKey(alice, rsa)).PublicKeyPem;
+    const pem = createPublicKey({ key: (await kms.asymmetric.getPublicKey(alice, rsa)).publicKey, format: 'der', type: 'spki' });
     const ciphertext = publicEncrypt({ key: pem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, Buffer.from('x'));
     const held = Array.from({ length: CAP }, () => kms.expensive.acquire(alice.tenant, 'test'));
     try {
       await expect(kms.keyImport.getParametersForImport(alice, ext, 'RSAES_OAEP_SHA_1', 'RSA_2048')).rejects.toBeInstanceOf(E.ExpensiveLimitError);
-      await expect(kms.lifecycle.createKey(alice, { Alias: 'cap-new-rsa', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' })).rejects.toBeInstanceOf(E.ExpensiveLimitError);
+      await expect(kms.lifecycle.createKey(alice, { alias: 'cap-new-rsa', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' })).rejects.toBeInstanceOf(E.ExpensiveLimitError);
       await expect(kms.asymmetric.rsaDecrypt(alice, rsa, ciphertext, 'RSAES_OAEP_SHA_1')).rejects.toBeInstanceOf(E.ExpensiveLimitError);
-      await expect(kms.asymmetric.sign(alice, { KeyId: signer, Algorithm: 'ECC_P256_R1', Message: Buffer.from('m') })).rejects.toBeInstanceOf(E.ExpensiveLimitError);
-      expect((await kms.lifecycle.createKey(alice, { Alias: 'cap-new-aes' })).KeyState).toBe('Enabled');
-      expect((await kms.envelope.encrypt(alice, aes, Buffer.from('cheap'))).KeyId).toBe(aes);
-      expect((await kms.lifecycle.createKey(bob, { Alias: 'cap-bob-rsa', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' })).KeyState).toBe('Enabled');
+      await expect(kms.asymmetric.sign(alice, { keyId: signer, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m') })).rejects.toBeInstanceOf(E.ExpensiveLimitError);
+      expect((await kms.lifecycle.createKey(alice, { alias: 'cap-new-aes' })).keyState).toBe('Enabled');
+      expect((await kms.envelope.encrypt(alice, aes, Buffer.from('cheap'))).keyId).toBe(aes);
+      expect((await kms.lifecycle.createKey(bob, { alias: 'cap-bob-rsa', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' })).keyState).toBe('Enabled');
     } finally {
       held.forEach((release) => release());
     }
-    expect((await kms.asymmetric.rsaDecrypt(alice, rsa, ciphertext, 'RSAES_OAEP_SHA_1')).Plaintext.toString()).toBe('x');
+    expect((await kms.asymmetric.rsaDecrypt(alice, rsa, ciphertext, 'RSAES_OAEP_SHA_1')).plaintext.toString()).toBe('x');
     expect(kms.expensive.held(alice.tenant)).toBe(0);
   });
 
   const slowRefusal = 'every slow action is refused with RequestLimitExceeded (an import is not called a material failure)';
   test(`a full slow queue on the shared pool: ${slowRefusal}; Encrypt and the dedicated cluster are served`, async () => {
-    const rsa = (await kms.lifecycle.createKey(alice, { Alias: 'full-rsa', KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' })).KeyId;
-    const signer = (await kms.lifecycle.createKey(alice, { Alias: 'full-sign', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' })).KeyId;
-    const aes = (await kms.lifecycle.createKey(alice, { Alias: 'full-aes' })).KeyId;
+    const rsa = (await kms.lifecycle.createKey(alice, { alias: 'full-rsa', keyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' })).keyId;
+    const signer = (await kms.lifecycle.createKey(alice, { alias: 'full-sign', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' })).keyId;
+    const aes = (await kms.lifecycle.createKey(alice, { alias: 'full-aes' })).keyId;
     const [ext, ext2] = await externalKeys(2, 'full');
     const params = await kms.keyImport.getParametersForImport(alice, ext, 'RSAES_OAEP_SHA_1', 'RSA_2048');
-    const pem = (await kms.asymmetric.getPublicKey(alice, rsa)).PublicKeyPem;
+    const pem = createPublicKey({ key: (await kms.asymmetric.getPublicKey(alice, rsa)).publicKey, format: 'der', type: 'spki' });
     const ciphertext = publicEncrypt({ key: pem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, Buffer.from('x'));
     // the queue's own places, taken by work that waits for a gate
     let open!: () => void;
@@ -114,24 +114,24 @@ describe('one tenant cannot stall the others (KMS core)', () => {
     try {
       const refused = await Promise.all([
         kms.keyImport.getParametersForImport(alice, ext2, 'RSAES_OAEP_SHA_1', 'RSA_2048'),
-        kms.lifecycle.createKey(alice, { Alias: 'full-new-rsa', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' }),
+        kms.lifecycle.createKey(alice, { alias: 'full-new-rsa', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' }),
         kms.asymmetric.rsaDecrypt(alice, rsa, ciphertext, 'RSAES_OAEP_SHA_1'),
-        kms.asymmetric.sign(alice, { KeyId: signer, Algorithm: 'ECC_P256_R1', Message: Buffer.from('m') }),
-        kms.keyImport.importKeyMaterial(alice, { KeyId: ext, ImportToken: params.ImportToken, EncryptedKeyMaterial: wrapFor(params.PublicKey, randomBytes(32)) }),
+        kms.asymmetric.sign(alice, { keyId: signer, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m') }),
+        kms.keyImport.importKeyMaterial(alice, { keyId: ext, importToken: params.importToken, encryptedKeyMaterial: wrapFor(params.publicKey, randomBytes(32)) }),
       ].map((p) => p.then(() => undefined, (e: unknown) => e)));
       for (const e of refused) {
         expect(e).toBeInstanceOf(SlowQueueFullError);
         expect(toApiError(e).code).toBe('RequestLimitExceeded');
       }
-      expect((await kms.envelope.encrypt(alice, aes, Buffer.from('cheap'))).KeyId).toBe(aes);
-      expect((await kms.lifecycle.createKey(bob, { Alias: 'full-bob-rsa', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048', HsmClusterId: 'cls-bob' })).KeyState).toBe('Enabled');
+      expect((await kms.envelope.encrypt(alice, aes, Buffer.from('cheap'))).keyId).toBe(aes);
+      expect((await kms.lifecycle.createKey(bob, { alias: 'full-bob-rsa', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048', hsmClusterId: 'cls-bob' })).keyState).toBe('Enabled');
     } finally {
       open();
       await Promise.all(held);
     }
     // the queue has room again (the refused import used its token: one attempt per token, whatever the outcome)
     const fresh = await kms.keyImport.getParametersForImport(alice, ext, 'RSAES_OAEP_SHA_1', 'RSA_2048');
-    await kms.keyImport.importKeyMaterial(alice, { KeyId: ext, ImportToken: fresh.ImportToken, EncryptedKeyMaterial: wrapFor(fresh.PublicKey, randomBytes(32)) });
+    await kms.keyImport.importKeyMaterial(alice, { keyId: ext, importToken: fresh.importToken, encryptedKeyMaterial: wrapFor(fresh.publicKey, randomBytes(32)) });
     expect([q.running, q.queued]).toEqual([0, 0]);
     expect(kms.expensive.held(alice.tenant)).toBe(0);
   });
@@ -141,27 +141,27 @@ describe('one tenant cannot stall the others (KMS core)', () => {
     const first = await kms.keyImport.getParametersForImport(alice, k, 'RSAES_OAEP_SHA_1', 'RSA_2048');
     clock.advance(60);
     const second = await kms.keyImport.getParametersForImport(alice, k, 'RSAES_OAEP_SHA_1', 'RSA_2048');
-    expect(second.PublicKey).toBe(first.PublicKey);
-    expect(second.ParametersValidTo).toBe(first.ParametersValidTo);
-    expect(second.ImportToken).not.toBe(first.ImportToken);
+    expect(second.publicKey).toEqual(first.publicKey);
+    expect(second.parametersValidTo).toBe(first.parametersValidTo);
+    expect(second.importToken).not.toEqual(first.importToken);
     const material = randomBytes(32);
-    const wrapped = wrapFor(second.PublicKey, material);
-    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId: k, ImportToken: first.ImportToken, EncryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
-    await kms.keyImport.importKeyMaterial(alice, { KeyId: k, ImportToken: second.ImportToken, EncryptedKeyMaterial: wrapped });
+    const wrapped = wrapFor(second.publicKey, material);
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: k, importToken: first.importToken, encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    await kms.keyImport.importKeyMaterial(alice, { keyId: k, importToken: second.importToken, encryptedKeyMaterial: wrapped });
     const afterUse = await kms.keyImport.getParametersForImport(alice, k, 'RSAES_OAEP_SHA_1', 'RSA_2048');
-    expect(afterUse.PublicKey).not.toBe(first.PublicKey);
-    await expect(kms.keyImport.importKeyMaterial(alice, { KeyId: k, ImportToken: second.ImportToken, EncryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    expect(afterUse.publicKey).not.toEqual(first.publicKey);
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: k, importToken: second.importToken, encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
   });
 
   test('no reuse for another wrapping algorithm, near expiry, or another key', async () => {
     const [k, other] = await externalKeys(2, 'no-reuse');
     const p = await kms.keyImport.getParametersForImport(alice, k, 'RSAES_OAEP_SHA_1', 'RSA_2048');
     const v15 = await kms.keyImport.getParametersForImport(alice, k, 'RSAES_PKCS1_V1_5', 'RSA_2048');
-    expect(v15.PublicKey).not.toBe(p.PublicKey);
-    expect((await kms.keyImport.getParametersForImport(alice, other, 'RSAES_PKCS1_V1_5', 'RSA_2048')).PublicKey).not.toBe(v15.PublicKey);
-    clock.advance(v15.ParametersValidTo - Math.floor(clock.now() / 1000) - REUSE_MIN_SECONDS + 1);
+    expect(v15.publicKey).not.toEqual(p.publicKey);
+    expect((await kms.keyImport.getParametersForImport(alice, other, 'RSAES_PKCS1_V1_5', 'RSA_2048')).publicKey).not.toEqual(v15.publicKey);
+    clock.advance(v15.parametersValidTo - Math.floor(clock.now() / 1000) - REUSE_MIN_SECONDS + 1);
     const late = await kms.keyImport.getParametersForImport(alice, k, 'RSAES_PKCS1_V1_5', 'RSA_2048');
-    expect(late.PublicKey).not.toBe(v15.PublicKey);
-    expect(late.ParametersValidTo).toBeGreaterThan(v15.ParametersValidTo);
+    expect(late.publicKey).not.toEqual(v15.publicKey);
+    expect(late.parametersValidTo).toBeGreaterThan(v15.parametersValidTo);
   });
 });

@@ -2,13 +2,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isServedAction, isUnknownAction, isUnsupportedAction, SERVED_ACTIONS, UNSUPPORTED_ACTIONS } from '../../../src/api/actions';
 import {
-  ACTION_SCHEMAS, decodeCanonicalBase64, FieldSpec, Fields, MAX_KEY_IDS, PARAM_MAXIMA, ParamError, ParamErrorCode, parseJsonBody, ServedAction, validateParams,
+  ACTION_SCHEMAS, FieldSpec, Fields, MAX_KEY_IDS, PARAM_MAXIMA, ParamError, ParamErrorCode, parseJsonBody, ServedAction, validateParams,
 } from '../../../src/api/params';
-import type { CreateKeyParams } from '../../../src/kms/lifecycle';
-import type { DecryptParams, GenerateDataKeyParams, ReEncryptParams } from '../../../src/kms/envelope';
-import type { ImportParams } from '../../../src/kms/key-import';
+import { createKeyRequest, decryptRequest, generateDataKeyRequest, importRequest, reEncryptRequest, signRequest } from '../../../src/api/kms-wire';
+import { decodeCanonicalBase64 } from '../../../src/common/base64';
+import type { CreateKeyRequest } from '../../../src/kms/lifecycle';
+import type { DecryptRequest, GenerateDataKeyRequest, ReEncryptRequest } from '../../../src/kms/envelope';
+import type { ImportRequest } from '../../../src/kms/key-import';
 import type { ListParams } from '../../../src/kms/list-query';
-import type { SignParams } from '../../../src/kms/asymmetric';
+import type { SignRequest } from '../../../src/kms/asymmetric';
 
 const SDK = path.dirname(require.resolve('tencentcloud-sdk-nodejs/package.json'));
 const MODELS = fs.readFileSync(path.join(SDK, 'tencentcloud/services/kms/v20190118/kms_models.d.ts'), 'utf8');
@@ -105,14 +107,14 @@ describe('valid bodies', () => {
     }
   });
 
-  test('the typed output fits the KMS core parameter types (checked by tsc)', () => {
-    const create: CreateKeyParams = validateParams('CreateKey', { Alias: 'a' });
+  test('the typed output fits the KMS core parameter types, through the wire mapping where there is one (checked by tsc)', () => {
+    const create: CreateKeyRequest = createKeyRequest(validateParams('CreateKey', { Alias: 'a' }));
     const list: ListParams = validateParams('ListKeyDetail', {});
-    const decrypt: DecryptParams = validateParams('Decrypt', { CiphertextBlob: 'b' });
-    const reEncrypt: ReEncryptParams = validateParams('ReEncrypt', { CiphertextBlob: 'b' });
-    const dataKey: GenerateDataKeyParams = validateParams('GenerateDataKey', { KeyId: 'k' });
-    const sign: SignParams = validateParams('SignByAsymmetricKey', { KeyId: 'k', Algorithm: 'a', Message: 'aGk=' });
-    const imported: ImportParams = validateParams('ImportKeyMaterial', { KeyId: 'k', ImportToken: 't', EncryptedKeyMaterial: 'aGk=' });
+    const decrypt: DecryptRequest = decryptRequest(validateParams('Decrypt', { CiphertextBlob: 'aGk=' }));
+    const reEncrypt: ReEncryptRequest = reEncryptRequest(validateParams('ReEncrypt', { CiphertextBlob: 'aGk=' }));
+    const dataKey: GenerateDataKeyRequest = generateDataKeyRequest(validateParams('GenerateDataKey', { KeyId: 'k' }));
+    const sign: SignRequest = signRequest(validateParams('SignByAsymmetricKey', { KeyId: 'k', Algorithm: 'a', Message: 'aGk=' }));
+    const imported: ImportRequest = importRequest(validateParams('ImportKeyMaterial', { KeyId: 'k', ImportToken: 'dA==', EncryptedKeyMaterial: 'aGk=' }));
     expect([create, list, decrypt, reEncrypt, dataKey, sign, imported].every((p) => typeof p === 'object')).toBe(true);
   });
 });
@@ -205,10 +207,11 @@ describe('refused bodies', () => {
   });
 
   const BAD_BASE64 = ['aGVsbG8', 'aGVsbG9=', 'aGVsbA===', 'aGVs bG8=', 'aGVsbG8=\n', '-_-_', 'aGVsbG8=aGk=', '=aGk', 'a'];
-  test.each(FIELD_CASES.filter(([, , spec]) => spec.kind === 'base64'))('%s.%s not canonical base64 → InvalidParameterValue naming it', (action, name) => {
+  test.each(FIELD_CASES.filter(([, , spec]) => spec.kind === 'base64'))('%s.%s not canonical base64 → InvalidParameterValue (or the field\'s own code) naming it', (action, name, spec) => {
+    const code = (spec.kind === 'base64' && spec.invalid) || 'InvalidParameterValue';
     for (const bad of BAD_BASE64) {
       const e = errorOf(action, { ...requiredBody(ACTION_SCHEMAS[action]), [name]: bad });
-      expect(e).toMatchObject({ code: 'InvalidParameterValue', field: name });
+      expect(e).toMatchObject({ code, field: name });
       expect(e !== 'valid' && e.message).toContain(name);
     }
   });
@@ -235,6 +238,7 @@ describe('refused bodies', () => {
     ['MemberAccounts as one object', 'ListKeyDetail', { MemberAccounts: { MemberUin: 1 } }, 'InvalidParameter', 'MemberAccounts'],
     ['deeply nested junk under an unknown name', 'GetRegions', { Junk: deep(2000) }, 'UnknownParameter', 'Junk'],
     ['deeply nested junk in a known field', 'Decrypt', { CiphertextBlob: deep(2000) }, 'InvalidParameter', 'CiphertextBlob'],
+    ['a CiphertextBlob that is not base64', 'Decrypt', { CiphertextBlob: '%%%' }, 'InvalidParameterValue.InvalidCiphertext', 'CiphertextBlob'],
     ['field names are case-sensitive', 'DescribeKey', { keyId: 'k' }, 'UnknownParameter', 'keyId'],
     ['__proto__ is not a parameter', 'DescribeKey', JSON.parse('{"KeyId":"k","__proto__":{"polluted":1}}'), 'UnknownParameter', '__proto__'],
     ['constructor is not a parameter', 'GetRegions', { constructor: 1 }, 'UnknownParameter', 'constructor'],

@@ -8,23 +8,23 @@ describe('import tokens', () => {
   test('carry key id, wrapping-key digest and expiry; a fresh secret each time', () => {
     const a = issueImportToken(fields);
     const b = issueImportToken(fields);
-    expect(a).not.toBe(b);
+    expect(a.equals(b)).toBe(false);
     expect(tokenHash(a)).not.toBe(tokenHash(b));
     expect(readImportToken(a)).toEqual(fields);
   });
 
   test.each([
-    ['empty', ''],
-    ['not base64', '!!!!'],
-    ['other magic', Buffer.from('XXXX' + 'a'.repeat(80)).toString('base64')],
-    ['too long', 'A'.repeat(2000)],
+    ['empty', Buffer.alloc(0)],
+    ['not a token', Buffer.from('!!!!')],
+    ['other magic', Buffer.from('XXXX' + 'a'.repeat(80))],
+    ['too long', Buffer.alloc(1500, 65)],
   ])('%s is refused', (_name, token) => {
     expect(() => readImportToken(token)).toThrow(InvalidImportTokenError);
   });
 
   test('a truncated or extended token is refused', () => {
-    const t = Buffer.from(issueImportToken(fields), 'base64');
-    expect(() => readImportToken(t.subarray(0, t.length - 1).toString('base64'))).toThrow(InvalidImportTokenError);
-    expect(() => readImportToken(Buffer.concat([t, randomBytes(3)]).toString('base64'))).toThrow(InvalidImportTokenError);
+    const t = issueImportToken(fields);
+    expect(() => readImportToken(t.subarray(0, t.length - 1))).toThrow(InvalidImportTokenError);
+    expect(() => readImportToken(Buffer.concat([t, randomBytes(3)]))).toThrow(InvalidImportTokenError);
   });
 });

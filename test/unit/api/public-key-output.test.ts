@@ -1,6 +1,6 @@
 import { constants, generateKeyPairSync, privateDecrypt } from 'node:crypto';
 import { InvalidParameterError, UnsupportedOperationError } from '../../../src/kms/errors';
-import { outputPlaintext } from '../../../src/kms/public-key-output';
+import { outputPlaintext } from '../../../src/api/public-key-output';
 
 describe('plaintext returned under the caller\'s public key', () => {
   const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });

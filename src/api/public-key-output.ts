@@ -1,5 +1,5 @@
 import { constants, createPublicKey, KeyObject, publicEncrypt } from 'node:crypto';
-import { InvalidParameterError, PublicKeyEncryptionError, UnsupportedOperationError } from './errors';
+import { InvalidParameterError, PublicKeyEncryptionError, UnsupportedOperationError } from '../kms/errors';
 
 /**
  * Decrypt and GenerateDataKey may return their plaintext encrypted under a public key the caller
