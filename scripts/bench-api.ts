@@ -15,7 +15,22 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initDev } from '../src/cli/dev-init';
 import { DEV_CREDENTIALS } from '../src/common/data-dir';
-import { BENCH_RATE_LIMIT, call, Creds, drive, freePort, freshlySigned, machineLine, patchConfig, ROOT, Row, SignedRequest, start, startKms, stop } from './bench-server';
+import {
+  BENCH_RATE_LIMIT,
+  call,
+  Creds,
+  drive,
+  freePort,
+  freshlySigned,
+  machineLine,
+  patchConfig,
+  ROOT,
+  Row,
+  SignedRequest,
+  start,
+  startKms,
+  stop,
+} from './bench-server';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -62,7 +77,9 @@ async function main(): Promise<void> {
     rows.push(await run('KMS GenerateDataKey AES_256 (workers: 1)', kmsPort, signed(kmsPort, creds, 'GenerateDataKey', { KeyId, KeySpec: 'AES_256' })));
     // the breakdown: the same pipeline (HTTP, TC3, IAM, rate limit, policy, audit, log) without the key (GetRegions), with one HSM call and no key (GenerateRandom)
     rows.push(await run('KMS GetRegions, pipeline only: no key, no HSM (workers: 1)', kmsPort, signed(kmsPort, creds, 'GetRegions', {})));
-    rows.push(await run('KMS GenerateRandom 32 bytes, pipeline + one HSM call (workers: 1)', kmsPort, signed(kmsPort, creds, 'GenerateRandom', { NumberOfBytes: 32 })));
+    rows.push(
+      await run('KMS GenerateRandom 32 bytes, pipeline + one HSM call (workers: 1)', kmsPort, signed(kmsPort, creds, 'GenerateRandom', { NumberOfBytes: 32 })),
+    );
 
     // the same installation as a production node: one worker process per CPU
     await stop(kms.child);
@@ -88,7 +105,11 @@ async function main(): Promise<void> {
     const ratioSingle = single.rps / echo.rps;
     const ratio = production.rps / echo.rps;
     mkdirSync(join(ROOT, 'docs', 'bench-results'), { recursive: true });
-    writeFileSync(join(ROOT, 'docs', 'bench-results', 'api.json'), JSON.stringify({ date: new Date().toISOString(), machine, connections: CONNECTIONS, seconds: SECONDS, workers, rows, ratio, ratioSingle }, null, 2) + '\n');
+    writeFileSync(
+      join(ROOT, 'docs', 'bench-results', 'api.json'),
+      JSON.stringify({ date: new Date().toISOString(), machine, connections: CONNECTIONS, seconds: SECONDS, workers, rows, ratio, ratioSingle }, null, 2) +
+        '\n',
+    );
     console.log(`api-encrypt (workers: 1)/node-http-echo ratio: ${ratioSingle.toFixed(2)}`);
     console.log(`api-encrypt/node-http-echo ratio: ${ratio.toFixed(2)}`);
   } finally {

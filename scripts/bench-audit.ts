@@ -18,8 +18,15 @@ import { benchCluster, benchToken, machine } from './bench-support';
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 20_000);
 
 const event = (i: number) => ({
-  eventName: 'Encrypt', accountUin: '100', subAccountUin: '100', secretId: 'AKIDbench', sourceIp: '10.0.0.1', region: 'ap-guangzhou',
-  requestId: `bench-${i}`, resource: 'key/*', errorCode: '',
+  eventName: 'Encrypt',
+  accountUin: '100',
+  subAccountUin: '100',
+  secretId: 'AKIDbench',
+  sourceIp: '10.0.0.1',
+  region: 'ap-guangzhou',
+  requestId: `bench-${i}`,
+  resource: 'key/*',
+  errorCode: '',
 });
 
 async function measure(name: string, open: () => Promise<AuditLog>): Promise<void> {
@@ -32,7 +39,9 @@ async function measure(name: string, open: () => Promise<AuditLog>): Promise<voi
     const r = await log.verify();
     const t2 = process.hrtime.bigint();
     const rate = (ns: bigint) => Math.round(EVENTS / (Number(ns) / 1e9));
-    process.stdout.write(`${name.padEnd(34)} append ${String(rate(t1 - t0)).padStart(7)} events/s   verify ${String(rate(t2 - t1)).padStart(7)} events/s  (ok: ${r.ok})\n`);
+    process.stdout.write(
+      `${name.padEnd(34)} append ${String(rate(t1 - t0)).padStart(7)} events/s   verify ${String(rate(t2 - t1)).padStart(7)} events/s  (ok: ${r.ok})\n`,
+    );
   } finally {
     await log.close();
   }
@@ -51,7 +60,10 @@ async function main(): Promise<void> {
     for (let i = 0; i < 5000; i++) await hsm.mac(Buffer.alloc(300, i));
     process.stdout.write(`HSM domain MAC (300 bytes)           ${Math.round(5000 / (Number(process.hrtime.bigint() - t0) / 1e9))} MACs/s\n`);
     let n = 0;
-    for (const [macName, mac] of [['software HMAC (≈ plain SHA-256)', software], ['SoftHSM2 HMAC', hsm]] as const) {
+    for (const [macName, mac] of [
+      ['software HMAC (≈ plain SHA-256)', software],
+      ['SoftHSM2 HMAC', hsm],
+    ] as const) {
       await measure(`sqlite, ${macName}`, async () => new SqliteAuditLog(join(dir, `a${n++}.db`), { linkMac: mac }));
       const redis = await startRedis({ persistent: false });
       try {

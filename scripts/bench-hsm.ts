@@ -21,15 +21,24 @@ async function main(): Promise<void> {
     const api = member.module.api;
     const session = api.C_OpenSession(member.module.findToken('bench').slot, pk.CKF_SERIAL_SESSION | pk.CKF_RW_SESSION);
     const rawKey = api.C_GenerateKey(session, { mechanism: pk.CKM_AES_KEY_GEN }, [
-      { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_TOKEN, value: false },
-      { type: pk.CKA_VALUE_LEN, value: 32 }, { type: pk.CKA_ENCRYPT, value: true }, { type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_EXTRACTABLE, value: false },
+      { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
+      { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
+      { type: pk.CKA_TOKEN, value: false },
+      { type: pk.CKA_VALUE_LEN, value: 32 },
+      { type: pk.CKA_ENCRYPT, value: true },
+      { type: pk.CKA_SENSITIVE, value: true },
+      { type: pk.CKA_EXTRACTABLE, value: false },
     ]);
     const raw = (deadline: bigint): number => {
       let n = 0;
       while (process.hrtime.bigint() < deadline) {
         for (let i = 0; i < 100; i++) {
           const iv = api.C_GenerateRandom(session, Buffer.alloc(12));
-          api.C_EncryptInit(session, { mechanism: pk.CKM_AES_GCM, parameter: { type: pk.CK_PARAMS_AES_GCM, iv, aad, ivBits: 96, tagBits: 128 } as pk.AesGCM }, rawKey);
+          api.C_EncryptInit(
+            session,
+            { mechanism: pk.CKM_AES_GCM, parameter: { type: pk.CK_PARAMS_AES_GCM, iv, aad, ivBits: 96, tagBits: 128 } as pk.AesGCM },
+            rawKey,
+          );
           api.C_Encrypt(session, plaintext, Buffer.alloc(48));
         }
         n += 100;

@@ -24,10 +24,27 @@ const LOAD = Number(process.env.BENCH_LOAD ?? 8);
 const CONCURRENCY = 2;
 const RETRY_MS = 20;
 
-interface Phase { ms: number[]; errors: number }
+interface Phase {
+  ms: number[];
+  errors: number;
+}
 /** One line of docs/bench-results/isolation.json (rendered by bench:report). */
-export interface IsolationRow { where: string; phase: string; p50: number; p99: number; requests: number; errors: number; served?: number; capped?: number; queueFull?: number }
-interface Load { served: number; capped: number; queueFull: number }
+export interface IsolationRow {
+  where: string;
+  phase: string;
+  p50: number;
+  p99: number;
+  requests: number;
+  errors: number;
+  served?: number;
+  capped?: number;
+  queueFull?: number;
+}
+interface Load {
+  served: number;
+  capped: number;
+  queueFull: number;
+}
 type LoadKind = 'CreateKey' | 'GetParametersForImport';
 
 const signers = new Map<string, () => SignedRequest>();
@@ -71,7 +88,10 @@ function generations(port: number, a: Creds, phase: string, kind: LoadKind): { s
   const once = async (keyId: string | undefined): Promise<{ code: string; keyId?: string }> => {
     if (kind === 'CreateKey') return answer(port, a, 'CreateKey', { Alias: `bench-rsa-${phase}-${n++}`, KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' });
     keyId ??= (await call(port, a, 'CreateKey', { Alias: `bench-ext-${phase}-${n++}`, Type: 2 })).KeyId as string;
-    return { ...(await answer(port, a, 'GetParametersForImport', { KeyId: keyId, WrappingAlgorithm: 'RSAES_OAEP_SHA_1', WrappingKeySpec: 'RSA_2048' })), keyId };
+    return {
+      ...(await answer(port, a, 'GetParametersForImport', { KeyId: keyId, WrappingAlgorithm: 'RSAES_OAEP_SHA_1', WrappingKeySpec: 'RSA_2048' })),
+      keyId,
+    };
   };
   const loop = async (): Promise<void> => {
     let keyId: string | undefined;
@@ -101,7 +121,9 @@ async function main(): Promise<void> {
     patchConfig(dir, { rateLimit: BENCH_RATE_LIMIT, maxKeysPerRegion: 0 });
     const b = JSON.parse(readFileSync(join(dir, DEV_CREDENTIALS), 'utf8')) as Creds;
     const kmsctl = join(ROOT, 'dist', 'src', 'cli', 'kmsctl.js');
-    const a = JSON.parse(execFileSync(process.execPath, [kmsctl, 'tenant', 'create', '--name', 'bench-a', '--json', '--data-dir', dir], { encoding: 'utf8' })) as Creds;
+    const a = JSON.parse(
+      execFileSync(process.execPath, [kmsctl, 'tenant', 'create', '--name', 'bench-a', '--json', '--data-dir', dir], { encoding: 'utf8' }),
+    ) as Creds;
     const server = await startKms(dir);
     try {
       const shared = (await call(server.port, b, 'CreateKey', { Alias: 'bench-b-shared' })).KeyId as string;
@@ -114,7 +136,10 @@ async function main(): Promise<void> {
       );
       const f = (x: number) => x.toFixed(1);
       const rows: IsolationRow[] = [];
-      for (const [where, key] of [['shared pool', shared], ['dedicated cluster', dedicated]] as const) {
+      for (const [where, key] of [
+        ['shared pool', shared],
+        ['dedicated cluster', dedicated],
+      ] as const) {
         const idle = await encrypts(server.port, b, key, SECONDS);
         const [i50, i99] = [percentile(idle.ms, 50), percentile(idle.ms, 99)];
         rows.push({ where, phase: 'idle', p50: i50, p99: i99, requests: idle.ms.length, errors: idle.errors });
@@ -125,10 +150,22 @@ async function main(): Promise<void> {
           const loaded = await encrypts(server.port, b, key, SECONDS);
           const load = await gen.stop();
           const [l50, l99] = [percentile(loaded.ms, 50), percentile(loaded.ms, 99)];
-          rows.push({ where, phase: kind, p50: l50, p99: l99, requests: loaded.ms.length, errors: loaded.errors, served: load.served, capped: load.capped, queueFull: load.queueFull });
-          console.log(`B on the ${where}, while A runs ${LOAD} ${kind}: Encrypt p50/p99 ${f(l50)}/${f(l99)} ms (${loaded.ms.length} requests, ${loaded.errors} errors); ` +
-            `ratio p50 ${(l50 / i50).toFixed(2)}, p99 ${(l99 / i99).toFixed(2)}; ` +
-            `A: ${load.served} generations served, ${load.capped} refused by the per-tenant cap, ${load.queueFull} by the slow queue`);
+          rows.push({
+            where,
+            phase: kind,
+            p50: l50,
+            p99: l99,
+            requests: loaded.ms.length,
+            errors: loaded.errors,
+            served: load.served,
+            capped: load.capped,
+            queueFull: load.queueFull,
+          });
+          console.log(
+            `B on the ${where}, while A runs ${LOAD} ${kind}: Encrypt p50/p99 ${f(l50)}/${f(l99)} ms (${loaded.ms.length} requests, ${loaded.errors} errors); ` +
+              `ratio p50 ${(l50 / i50).toFixed(2)}, p99 ${(l99 / i99).toFixed(2)}; ` +
+              `A: ${load.served} generations served, ${load.capped} refused by the per-tenant cap, ${load.queueFull} by the slow queue`,
+          );
         }
       }
       const result = { date: new Date().toISOString(), machine: machineLine(), seconds: SECONDS, load: LOAD, concurrency: CONCURRENCY, rows };

@@ -36,7 +36,9 @@ async function main(): Promise<void> {
       },
     });
     const walkS = (walkEnded - walkStarted) / 1000;
-    console.log(`rotate-domain: ${r.rewrapped} versions re-wrapped; whole run ${(r.ms / 1000).toFixed(1)} s (${(r.rewrapped / (r.ms / 1000)).toFixed(0)} versions/s, censuses and generation included)`);
+    console.log(
+      `rotate-domain: ${r.rewrapped} versions re-wrapped; whole run ${(r.ms / 1000).toFixed(1)} s (${(r.rewrapped / (r.ms / 1000)).toFixed(0)} versions/s, censuses and generation included)`,
+    );
     console.log(`re-wrap walk alone: ${walkS.toFixed(1)} s, ${(r.rewrapped / walkS).toFixed(0)} versions/s`);
     await kms.close();
     await store.close();

@@ -17,7 +17,21 @@ import { DEV_CREDENTIALS } from '../src/common/data-dir';
 import { loadServerConfig } from '../src/config';
 import { openServices } from '../src/services';
 import { writeReport } from './bench-report';
-import { BENCH_RATE_LIMIT, call, Creds, drive, machineLine, patchConfig, ROOT, Row, freshlySigned, rssMiB, SignedRequest, startKms, stop } from './bench-server';
+import {
+  BENCH_RATE_LIMIT,
+  call,
+  Creds,
+  drive,
+  machineLine,
+  patchConfig,
+  ROOT,
+  Row,
+  freshlySigned,
+  rssMiB,
+  SignedRequest,
+  startKms,
+  stop,
+} from './bench-server';
 
 const KEYS = Number(process.env.BENCH_KEYS ?? 100_000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -49,7 +63,9 @@ function progressBar(done: number, total: number, t0: number): void {
   const filled = Math.round((done / total) * width);
   const rate = done / ((Date.now() - t0) / 1000 || 1);
   const eta = rate > 0 ? Math.round((total - done) / rate) : 0;
-  process.stderr.write(`${process.stderr.isTTY ? '\r' : ''}  creating keys [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${rate.toFixed(0)}/s eta ${eta}s   ${process.stderr.isTTY ? '' : '\n'}`);
+  process.stderr.write(
+    `${process.stderr.isTTY ? '\r' : ''}  creating keys [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${rate.toFixed(0)}/s eta ${eta}s   ${process.stderr.isTTY ? '' : '\n'}`,
+  );
   if (done === total && process.stderr.isTTY) process.stderr.write('\n');
 }
 
@@ -95,7 +111,7 @@ async function measure(dir: string, creds: Creds, keyIds: string[], total: numbe
     const plaintext = Buffer.alloc(32, 7).toString('base64');
     // one signer per key, each request signed afresh (a signature serves once: docs/security.md §1)
     const signers: Array<() => SignedRequest> = keyIds.map((KeyId) => freshlySigned(kms.port, creds, 'Encrypt', { KeyId, Plaintext: plaintext }));
-    const pick = () => (signers[Math.floor(Math.random() * signers.length)])();
+    const pick = () => signers[Math.floor(Math.random() * signers.length)]();
     await drive('warm-up', kms.port, pick, Math.max(3, SECONDS / 2), CONNECTIONS);
     const encrypt = await drive(`Encrypt, ${keyIds.length} keys at random`, kms.port, pick, SECONDS, CONNECTIONS);
     const listFirst = await listLatency(kms.port, creds, 0);
@@ -140,7 +156,9 @@ async function main(): Promise<void> {
     const few = await createKeys(dir, creds, 10, 0);
     console.log(`phase 1: ${few.keyIds.length} keys`);
     const small = await measure(dir, creds, few.keyIds, few.keyIds.length);
-    console.log(`phase 2: creating ${KEYS - few.keyIds.length} more keys through the KMS core (${CREATE_CONCURRENCY} at a time; HSM generate + wrap + MAC, one SQLite write each)`);
+    console.log(
+      `phase 2: creating ${KEYS - few.keyIds.length} more keys through the KMS core (${CREATE_CONCURRENCY} at a time; HSM generate + wrap + MAC, one SQLite write each)`,
+    );
     const many = await createKeys(dir, creds, KEYS - few.keyIds.length, few.keyIds.length);
     console.log(`created at ${many.perSecond.toFixed(0)} keys/s`);
     const all = [...few.keyIds, ...many.keyIds];
@@ -151,7 +169,14 @@ async function main(): Promise<void> {
     console.log(`machine: ${machine}; ${CONNECTIONS} connections, ${SECONDS} s per Encrypt run, ${LIST_CALLS} ListKeyDetail calls per figure`);
     for (const l of lines) console.log(l);
     mkdirSync(join(ROOT, 'docs', 'bench-results'), { recursive: true });
-    const result = { date: new Date().toISOString(), machine, connections: CONNECTIONS, seconds: SECONDS, createPerSecond: round(many.perSecond), phases: [small, large] };
+    const result = {
+      date: new Date().toISOString(),
+      machine,
+      connections: CONNECTIONS,
+      seconds: SECONDS,
+      createPerSecond: round(many.perSecond),
+      phases: [small, large],
+    };
     writeFileSync(join(ROOT, 'docs', 'bench-results', 'scale.json'), JSON.stringify(result, null, 2) + '\n');
     writeReport();
     console.log(`encrypt-${KEYS}-keys/encrypt-10-keys ratio: ${(large.encrypt.rps / small.encrypt.rps).toFixed(2)}`);

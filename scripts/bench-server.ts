@@ -15,11 +15,26 @@ import { canonicalRequest, signingKey, signTc3, stringToSign, utcDate } from '..
 export const ROOT = join(__dirname, '..', '..');
 export const MAIN = join(ROOT, 'dist', 'src', 'main.js');
 
-export interface Creds { Uin: number; SecretId: string; SecretKey: string }
+export interface Creds {
+  Uin: number;
+  SecretId: string;
+  SecretKey: string;
+}
 
-export interface SignedRequest { method: 'POST'; path: string; headers: Record<string, string>; body: string }
+export interface SignedRequest {
+  method: 'POST';
+  path: string;
+  headers: Record<string, string>;
+  body: string;
+}
 
-export interface Row { name: string; rps: number; p50: number; p99: number; errors: number }
+export interface Row {
+  name: string;
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
 
 export function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -46,7 +61,9 @@ export function start(args: string[], ready: (out: string) => boolean, env: Node
         resolve({ child, ms: Number(process.hrtime.bigint() - t0) / 1e6 });
       }
     });
-    child.once('exit', (code) => { if (!done) reject(new Error(`${args.join(' ')} exited with ${code}`)); });
+    child.once('exit', (code) => {
+      if (!done) reject(new Error(`${args.join(' ')} exited with ${code}`));
+    });
   });
 }
 
@@ -69,8 +86,12 @@ export function signed(port: number, creds: Creds, action: string, params: objec
   const body = JSON.stringify(params);
   const timestamp = Math.floor(Date.now() / 1000);
   const headers: Record<string, string> = {
-    'content-type': 'application/json', host: `127.0.0.1:${port}`, 'x-tc-action': action, 'x-tc-version': '2019-01-18',
-    'x-tc-region': 'ap-guangzhou', 'x-tc-timestamp': String(timestamp),
+    'content-type': 'application/json',
+    host: `127.0.0.1:${port}`,
+    'x-tc-action': action,
+    'x-tc-version': '2019-01-18',
+    'x-tc-region': 'ap-guangzhou',
+    'x-tc-timestamp': String(timestamp),
   };
   headers.authorization = signTc3({ secretId: creds.SecretId, secretKey: creds.SecretKey, service: '127', timestamp, headers, body: Buffer.from(body) });
   return { method: 'POST', path: '/', headers, body };
@@ -99,13 +120,27 @@ export function freshlySigned(port: number, creds: Creds, action: string, params
     }
     const n = String(seq++);
     const canonical = canonicalRequest({
-      method: 'POST', path: '/', query: '', payloadHash,
-      headers: [['content-type', 'application/json'], ['host', '127.0.0.1'], ['x-bench-seq', n]],
+      method: 'POST',
+      path: '/',
+      query: '',
+      payloadHash,
+      headers: [
+        ['content-type', 'application/json'],
+        ['host', '127.0.0.1'],
+        ['x-bench-seq', n],
+      ],
     });
-    const signature = createHmac('sha256', key).update(stringToSign(timestamp, date, '127', canonical)).digest('hex');
+    const signature = createHmac('sha256', key)
+      .update(stringToSign(timestamp, date, '127', canonical))
+      .digest('hex');
     const headers: Record<string, string> = {
-      'content-type': 'application/json', host, 'x-tc-action': action, 'x-tc-version': '2019-01-18',
-      'x-tc-region': 'ap-guangzhou', 'x-tc-timestamp': String(timestamp), 'x-bench-seq': n,
+      'content-type': 'application/json',
+      host,
+      'x-tc-action': action,
+      'x-tc-version': '2019-01-18',
+      'x-tc-region': 'ap-guangzhou',
+      'x-tc-timestamp': String(timestamp),
+      'x-bench-seq': n,
       authorization: `TC3-HMAC-SHA256 Credential=${creds.SecretId}/${date}/127/tc3_request, SignedHeaders=content-type;host;x-bench-seq, Signature=${signature}`,
     };
     return { method: 'POST', path: '/', headers, body };
@@ -124,11 +159,18 @@ export async function call(port: number, creds: Creds, action: string, params: o
 export async function drive(name: string, port: number, next: () => SignedRequest, seconds: number, connections: number): Promise<Row> {
   let bodyErrors = 0;
   const result = await autocannon({
-    url: `http://127.0.0.1:${port}`, connections, duration: seconds, pipelining: 1,
-    requests: [{
-      setupRequest: (req) => ({ ...req, ...next() }),
-      onResponse: (_status: number, body: string) => { if (body.includes('"Error"')) bodyErrors++; },
-    }],
+    url: `http://127.0.0.1:${port}`,
+    connections,
+    duration: seconds,
+    pipelining: 1,
+    requests: [
+      {
+        setupRequest: (req) => ({ ...req, ...next() }),
+        onResponse: (_status: number, body: string) => {
+          if (body.includes('"Error"')) bodyErrors++;
+        },
+      },
+    ],
   });
   return { name, rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.non2xx + bodyErrors };
 }

@@ -22,7 +22,17 @@ const LOAD = Number(process.env.BENCH_LOAD ?? 8);
 const CONCURRENCY = 2;
 
 /** One line of docs/bench-results/slow-queue.json (rendered by bench:report). */
-export interface SlowQueueRow { where: string; idleP50: number; idleP99: number; loadedP50: number; loadedP99: number; served: number; refused: number; maxQueued: number; maxRunning: number }
+export interface SlowQueueRow {
+  where: string;
+  idleP50: number;
+  idleP99: number;
+  loadedP50: number;
+  loadedP99: number;
+  served: number;
+  refused: number;
+  maxQueued: number;
+  maxRunning: number;
+}
 
 const percentile = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -34,7 +44,16 @@ function members(dir: string, name: string, labels: string[]): HsmMember[] {
   const lib = join(dir, name, 'libsofthsm2.so');
   copyFileSync('/usr/lib/softhsm/libsofthsm2.so', lib);
   const profile = loadProfiles(join(ROOT, 'hsm-profiles')).get('softhsm2')!;
-  return labels.map((label) => new HsmMember({ id: label, profile, module: { path: lib, env: { SOFTHSM2_CONF: conf } }, tokenLabel: label, pin: readFileSync(join(dir, name, 'pins', `${label}.pin`), 'utf8') }));
+  return labels.map(
+    (label) =>
+      new HsmMember({
+        id: label,
+        profile,
+        module: { path: lib, env: { SOFTHSM2_CONF: conf } },
+        tokenLabel: label,
+        pin: readFileSync(join(dir, name, 'pins', `${label}.pin`), 'utf8'),
+      }),
+  );
 }
 
 async function cluster(id: string, kind: 'shared' | 'dedicated', ms: HsmMember[]): Promise<HsmCluster> {
@@ -98,16 +117,31 @@ async function main(): Promise<void> {
     console.log(`cluster.encrypt at concurrency ${CONCURRENCY}, ${SECONDS} s per phase; load: ${LOAD} concurrent RSA-4096 generations on the shared pool`);
     const f = (x: number) => x.toFixed(2);
     const rows: SlowQueueRow[] = [];
-    for (const [where, c] of [['shared pool', shared], ['dedicated cluster', dedicated]] as const) {
+    for (const [where, c] of [
+      ['shared pool', shared],
+      ['dedicated cluster', dedicated],
+    ] as const) {
       const idle = await encrypts(c, SECONDS);
       const gen = generations(shared);
       await new Promise((r) => setTimeout(r, 500));
       const loaded = await encrypts(c, SECONDS);
       const load = await gen.stop();
       const [i50, i99, l50, l99] = [percentile(idle, 50), percentile(idle, 99), percentile(loaded, 50), percentile(loaded, 99)];
-      rows.push({ where, idleP50: i50, idleP99: i99, loadedP50: l50, loadedP99: l99, served: load.served, refused: load.refused, maxQueued: load.maxQueued, maxRunning: load.maxRunning });
-      console.log(`encrypt on the ${where}: idle p50/p99 ${f(i50)}/${f(i99)} ms (${idle.length} ops); while generating ${f(l50)}/${f(l99)} ms (${loaded.length} ops); ` +
-        `ratio p99 ${(l99 / i99).toFixed(2)}; RSA-4096 served ${load.served}, refused ${load.refused}; shared queue at most ${load.maxQueued} waiting, ${load.maxRunning} running`);
+      rows.push({
+        where,
+        idleP50: i50,
+        idleP99: i99,
+        loadedP50: l50,
+        loadedP99: l99,
+        served: load.served,
+        refused: load.refused,
+        maxQueued: load.maxQueued,
+        maxRunning: load.maxRunning,
+      });
+      console.log(
+        `encrypt on the ${where}: idle p50/p99 ${f(i50)}/${f(i99)} ms (${idle.length} ops); while generating ${f(l50)}/${f(l99)} ms (${loaded.length} ops); ` +
+          `ratio p99 ${(l99 / i99).toFixed(2)}; RSA-4096 served ${load.served}, refused ${load.refused}; shared queue at most ${load.maxQueued} waiting, ${load.maxRunning} running`,
+      );
     }
     const machine =
       `${cpus().length} cpu, node ${process.version}, SoftHSM2 (sync profile), ` +

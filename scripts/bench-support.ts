@@ -29,7 +29,10 @@ export function benchToken(): BenchToken {
   const pin = readFileSync(join(dir, 't', 'pins', 'bench.pin'), 'utf8');
   const softhsm = loadProfiles(join(ROOT, 'hsm-profiles')).get('softhsm2')!;
   return {
-    dir, lib, conf, pin,
+    dir,
+    lib,
+    conf,
+    pin,
     member: (id, profile = softhsm) => new HsmMember({ id, profile, module: { path: lib, env: { SOFTHSM2_CONF: conf } }, tokenLabel: 'bench', pin }),
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };

@@ -63,11 +63,15 @@ export async function migrateAuthority(input: MigrationInput): Promise<Migration
   }
   input.log({
     level: 'warn',
-    msg: `authority migration: the store was trusted once, now: sealed ${report.keys} key records (${report.materials} KMR1 material records re-bound to their owners), `
-      + `${report.apiKeys} API keys and ${report.policies} policy attachments in ${report.ms} ms; from now on an unsealed row or KMR1 record is refused`,
+    msg:
+      `authority migration: the store was trusted once, now: sealed ${report.keys} key records (${report.materials} KMR1 material records re-bound to their owners), ` +
+      `${report.apiKeys} API keys and ${report.policies} policy attachments in ${report.ms} ms; from now on an unsealed row or KMR1 record is refused`,
   });
   if (report.alreadySealed > 0) {
-    input.log({ level: 'warn', msg: `authority migration: ${report.alreadySealed} rows were sealed already, yet the migration marker was missing (an interrupted migration, or the marker was removed from the store)` });
+    input.log({
+      level: 'warn',
+      msg: `authority migration: ${report.alreadySealed} rows were sealed already, yet the migration marker was missing (an interrupted migration, or the marker was removed from the store)`,
+    });
   }
   return report;
 }
@@ -122,7 +126,10 @@ async function migrateIdentities(input: MigrationInput, tenantUin: string, repor
   const users = await identities.listUsers(tenantUin);
   for (const owner of [tenantUin, ...users.map((u) => u.uin)]) {
     for (const k of await identities.listApiKeys(owner)) {
-      if (k.mac) { report.alreadySealed++; continue; }
+      if (k.mac) {
+        report.alreadySealed++;
+        continue;
+      }
       await identities.setApiKeyStatus(k.secretId, k.status, await auth.mac(apiKeyBytes(k)));
       report.apiKeys++;
     }
@@ -130,7 +137,11 @@ async function migrateIdentities(input: MigrationInput, tenantUin: string, repor
   for (const u of users) {
     const sealed: PolicyAttachment[] = [];
     for (const p of await identities.listPolicies(u.uin)) {
-      if (p.mac) { report.alreadySealed++; sealed.push(p); continue; }
+      if (p.mac) {
+        report.alreadySealed++;
+        sealed.push(p);
+        continue;
+      }
       const mac = await auth.mac(policyBytes(u.uin, p));
       await identities.attachPolicy(u.uin, { ...p, mac });
       sealed.push({ ...p, mac });

@@ -143,7 +143,8 @@ function parseOps(doc: Doc, apiPort: number, env: NodeJS.ProcessEnv): { host: st
   const o = section(doc, 'ops');
   const fallback = apiPort === 0 ? 0 : apiPort + 1;
   const port = env.KMS_OPS_PORT !== undefined ? Number(env.KMS_OPS_PORT) : (o.port ?? fallback);
-  if (!Number.isInteger(port) || (port as number) < 0 || (port as number) > 65535) throw new ServerConfigError(`ops.port must be 0..65535, got ${String(env.KMS_OPS_PORT ?? o.port)}`);
+  if (!Number.isInteger(port) || (port as number) < 0 || (port as number) > 65535)
+    throw new ServerConfigError(`ops.port must be 0..65535, got ${String(env.KMS_OPS_PORT ?? o.port)}`);
   return { host: text(o, 'host', '127.0.0.1', 'ops'), port: port as number };
 }
 
@@ -153,7 +154,10 @@ function parseRate(doc: Doc): ServerConfig['rateLimit'] {
   const perSecond = int(rate, 'perSecond', 1000, 1, 1_000_000, where);
   const burst = int(rate, 'burst', 2000, 1, 10_000_000, where);
   const p = section(rate, 'perPrincipal');
-  const perPrincipal = { perSecond: int(p, 'perSecond', perSecond, 1, 1_000_000, 'rateLimit.perPrincipal'), burst: int(p, 'burst', burst, 1, 10_000_000, 'rateLimit.perPrincipal') };
+  const perPrincipal = {
+    perSecond: int(p, 'perSecond', perSecond, 1, 1_000_000, 'rateLimit.perPrincipal'),
+    burst: int(p, 'burst', burst, 1, 10_000_000, 'rateLimit.perPrincipal'),
+  };
   return { perSecond, burst, perPrincipal };
 }
 
@@ -168,7 +172,8 @@ function section(doc: Doc, key: string): Doc {
 
 function int(doc: Doc, key: string, fallback: number, min: number, max: number, where = CONFIG_FILE): number {
   const v = doc[key] ?? fallback;
-  if (!Number.isInteger(v) || (v as number) < min || (v as number) > max) throw new ServerConfigError(`${where}: "${key}" must be an integer from ${min} to ${max}`);
+  if (!Number.isInteger(v) || (v as number) < min || (v as number) > max)
+    throw new ServerConfigError(`${where}: "${key}" must be an integer from ${min} to ${max}`);
   return v as number;
 }
 
@@ -254,7 +259,8 @@ function parseTc3(doc: Doc): Tc3Config {
 
 /** `{env: NAME}` or `{file: PATH}`; a secret written inline is refused (the PIN rule). */
 function secretSource(v: unknown, where: string, dataDir: string): SecretSource {
-  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ServerConfigError(`${where}: secrets are never written in configuration; use {env: NAME} or {file: PATH} (mode 0600)`);
+  if (!v || typeof v !== 'object' || Array.isArray(v))
+    throw new ServerConfigError(`${where}: secrets are never written in configuration; use {env: NAME} or {file: PATH} (mode 0600)`);
   const o = v as Doc;
   if (o.env !== undefined) return { env: text(o, 'env', undefined, where) };
   const file = text(o, 'file', undefined, where);
@@ -305,7 +311,8 @@ export function parseServerConfig(source: string, dataDir: string, env: NodeJS.P
   const d = doc as Doc;
   const listen = section(d, 'listen');
   const port = env.KMS_PORT !== undefined ? Number(env.KMS_PORT) : (listen.port ?? 8080);
-  if (!Number.isInteger(port) || (port as number) < 0 || (port as number) > 65535) throw new ServerConfigError(`port must be 0..65535, got ${String(env.KMS_PORT ?? listen.port)}`);
+  if (!Number.isInteger(port) || (port as number) < 0 || (port as number) > 65535)
+    throw new ServerConfigError(`port must be 0..65535, got ${String(env.KMS_PORT ?? listen.port)}`);
   const tls = section(d, 'tls');
   const deployment = text(d, 'deploymentId');
   if (!/^[0-9a-f]{32}$/.test(deployment)) throw new ServerConfigError(`${CONFIG_FILE}: deploymentId must be 32 lowercase hex characters`);
@@ -322,7 +329,10 @@ export function parseServerConfig(source: string, dataDir: string, env: NodeJS.P
   return {
     dataDir,
     listen: { host: env.KMS_HOST ?? text(listen, 'host', '127.0.0.1', 'listen'), port: port as number },
-    tls: tls.cert === undefined && tls.key === undefined ? undefined : { cert: abs(text(tls, 'cert', undefined, 'tls')), key: abs(text(tls, 'key', undefined, 'tls')) },
+    tls:
+      tls.cert === undefined && tls.key === undefined
+        ? undefined
+        : { cert: abs(text(tls, 'cert', undefined, 'tls')), key: abs(text(tls, 'key', undefined, 'tls')) },
     allowInsecure: d.allowInsecure === true,
     store: parseStore(d, dataDir),
     deploymentId: Buffer.from(deployment, 'hex'),

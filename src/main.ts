@@ -24,9 +24,7 @@ async function main(): Promise<void> {
     return;
   }
   const lines = new LineLog();
-  const server = config.workers > 1
-    ? await supervise(config, lines.line)
-    : await startServer(config, lines.line);
+  const server = config.workers > 1 ? await supervise(config, lines.line) : await startServer(config, lines.line);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
       lines.line({ level: 'info', msg: `${signal}: draining requests and shutting down` });

@@ -31,7 +31,9 @@ function listenGuard(config: ServerConfig): void {
     throw new Error(`refusing to listen on ${config.listen.host} without TLS: configure tls.cert and tls.key, or set allowInsecure: true`);
   }
   if (!isLoopback(config.ops.host) && !config.allowInsecure) {
-    throw new Error(`refusing to serve the operations listener (plain HTTP, no authentication) on ${config.ops.host}: keep ops.host on loopback, or set allowInsecure: true`);
+    throw new Error(
+      `refusing to serve the operations listener (plain HTTP, no authentication) on ${config.ops.host}: keep ops.host on loopback, or set allowInsecure: true`,
+    );
   }
 }
 
@@ -61,9 +63,15 @@ function drainOnClose(server: Server): () => void {
 
 /** TLS 1.2 and 1.3 only; for 1.2, ECDHE key exchange with AEAD ciphers only (TLS 1.3 suites are all of that kind). */
 export const TLS_CIPHERS = [
-  'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256', 'TLS_AES_128_GCM_SHA256',
-  'ECDHE-ECDSA-AES256-GCM-SHA384', 'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305',
-  'ECDHE-RSA-CHACHA20-POLY1305', 'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'TLS_AES_128_GCM_SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
 ].join(':');
 
 /** The certificate and key, the key file checked like PIN files: owner-only. */
@@ -141,7 +149,10 @@ export function devCredentialsHint(config: ServerConfig, port: number): Record<s
     msg:
       `development root credentials are in ${file}: tencentcloud.kms.v20190118.Client({ credential: { secretId, secretKey } from that file, ` +
       `region: '${config.regions[0]}', profile: { httpProfile: { endpoint: '${endpoint}', protocol: '${protocol}' } } })`,
-    credentialsFile: file, endpoint, protocol, region: config.regions[0],
+    credentialsFile: file,
+    endpoint,
+    protocol,
+    region: config.regions[0],
   };
 }
 
@@ -165,9 +176,22 @@ export function opsUrlOf(config: ServerConfig, port: number): string {
 }
 
 /** The "listening" and "operations" lines (and the SDK hint when development credentials exist). */
-export function announce(config: ServerConfig, port: number, log: (line: Record<string, unknown>) => void, extra: Record<string, unknown> = {}, opsPort?: number): string {
+export function announce(
+  config: ServerConfig,
+  port: number,
+  log: (line: Record<string, unknown>) => void,
+  extra: Record<string, unknown> = {},
+  opsPort?: number,
+): string {
   const url = urlOf(config, port);
-  log({ level: 'info', msg: `KMS listening on ${url}`, dataDir: config.dataDir, regions: config.regions, clusters: config.clusters.map((c) => c.id), ...extra });
+  log({
+    level: 'info',
+    msg: `KMS listening on ${url}`,
+    dataDir: config.dataDir,
+    regions: config.regions,
+    clusters: config.clusters.map((c) => c.id),
+    ...extra,
+  });
   if (opsPort !== undefined) log({ level: 'info', msg: `KMS operations on ${opsUrlOf(config, opsPort)}`, paths: ['/metrics', '/readyz', '/healthz'] });
   const hint = devCredentialsHint(config, port);
   if (hint) log(hint);
@@ -175,7 +199,9 @@ export function announce(config: ServerConfig, port: number, log: (line: Record<
 }
 
 export async function startServer(
-  config: ServerConfig, log: (line: Record<string, unknown>) => void = (l) => process.stdout.write(JSON.stringify(l) + '\n'), options: StartOptions = {},
+  config: ServerConfig,
+  log: (line: Record<string, unknown>) => void = (l) => process.stdout.write(JSON.stringify(l) + '\n'),
+  options: StartOptions = {},
 ): Promise<RunningServer> {
   listenGuard(config);
   const tls = config.tls ? tlsOptions(config.tls) : undefined;
@@ -216,4 +242,3 @@ export async function startServer(
   const opsInfo = ops && opsPort !== undefined ? { url: opsUrlOf(config, opsPort), port: opsPort, http: ops } : undefined;
   return { url, port, services, http: server, ops: opsInfo, close };
 }
-

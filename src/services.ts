@@ -124,7 +124,10 @@ export function redisConnection(s: RedisStoreConfig, env: NodeJS.ProcessEnv = pr
   const read = (path: string | undefined): Buffer | undefined => (path === undefined ? undefined : readFileSync(path));
   const tls = s.tls && { ca: read(s.tls.ca), cert: read(s.tls.cert), key: read(s.tls.key), servername: s.tls.servername };
   return {
-    host: s.host, port: s.port, allowVolatile: s.allowVolatile, username: s.username,
+    host: s.host,
+    port: s.port,
+    allowVolatile: s.allowVolatile,
+    username: s.username,
     password: s.password && resolveSecret(s.password, env),
     tls,
   };
@@ -154,7 +157,14 @@ async function openStores(config: ServerConfig, linkMac: LinkMac, shared?: Limit
     // fail-fast clients (redis-client.ts) holding nothing durable: no persistence check
     const redis = await openRedis(conn);
     const principalLimiter = new RedisRateLimiter(redis, perPrincipal, { keyPrefix: 'kms:ratelimit:principal:' });
-    return { store, identities, audit, limiter: new RedisRateLimiter(redis, rate), principalLimiter, replay: await replayGuard(config, sharedReplay, () => openRedis(conn)) };
+    return {
+      store,
+      identities,
+      audit,
+      limiter: new RedisRateLimiter(redis, rate),
+      principalLimiter,
+      replay: await replayGuard(config, sharedReplay, () => openRedis(conn)),
+    };
   } catch (e) {
     await identities?.close().catch(() => undefined);
     await store.close().catch(() => undefined);
@@ -188,13 +198,19 @@ export const CLOSE_BUDGET_MS = 5_000;
  */
 async function bounded(step: string, p: Promise<unknown>, deadline: number, log: ServicesOptions['log']): Promise<void> {
   const ms = Math.max(250, deadline - Date.now());
-  const done = p.then(() => 'done' as const, (e: Error) => (log({ level: 'warn', msg: `${step}: ${e.message}` }), 'done' as const));
-  if ((await withDeadline(done, ms, () => 'late' as const)) === 'late') log({ level: 'warn', msg: `${step}: not finished after ${ms} ms; shutting down without it` });
+  const done = p.then(
+    () => 'done' as const,
+    (e: Error) => (log({ level: 'warn', msg: `${step}: ${e.message}` }), 'done' as const),
+  );
+  if ((await withDeadline(done, ms, () => 'late' as const)) === 'late')
+    log({ level: 'warn', msg: `${step}: not finished after ${ms} ms; shutting down without it` });
 }
 
 function alarmsFor(config: ServerConfig, log: ServicesOptions['log']): Alarms {
   const alarms = new Alarms();
-  alarms.onAlarm((a) => log({ level: 'warn', alarm: a.kind, keyId: a.keyId, account: a.ownerUin, action: a.action, deletionDate: a.deletionDate, detail: a.detail }));
+  alarms.onAlarm((a) =>
+    log({ level: 'warn', alarm: a.kind, keyId: a.keyId, account: a.ownerUin, action: a.action, deletionDate: a.deletionDate, detail: a.detail }),
+  );
   if (config.alarms.log) alarms.onAlarm(jsonLinesSink(config.alarms.log));
   if (config.alarms.webhook) alarms.onAlarm(webhookSink(config.alarms.webhook, (m) => log({ level: 'warn', msg: m })));
   return alarms;
@@ -222,13 +238,22 @@ export async function openServices(config: ServerConfig, options: ServicesOption
     opened = raw;
     const alarms = alarmsFor(config, options.log);
     const auth = clusterAuthenticator(sharedCluster(clusters));
-    if (options.repair !== false) await migrateAuthority({ store: raw.store, identities: raw.identities, auth, clusters, regions: config.regions, log: options.log });
+    if (options.repair !== false)
+      await migrateAuthority({ store: raw.store, identities: raw.identities, auth, clusters, regions: config.regions, log: options.log });
     opened = sealStores(raw, auth, alarms);
     const { store, identities } = opened;
     kms = new Kms({
-      store, clusters, deploymentId: config.deploymentId, alarms, maxKeysPerRegion: config.maxKeysPerRegion, nodeId: options.nodeId, expensivePerTenant: config.expensivePerTenant,
-      allowPkcs1v15Import: config.allowPkcs1v15Import, gcmMaxInvocationsPerVersion: config.gcmMaxInvocationsPerVersion,
-      onJobError: (m) => options.log({ level: 'warn', msg: `background job: ${m}` }), macClusterId: sharedCluster(clusters).id,
+      store,
+      clusters,
+      deploymentId: config.deploymentId,
+      alarms,
+      maxKeysPerRegion: config.maxKeysPerRegion,
+      nodeId: options.nodeId,
+      expensivePerTenant: config.expensivePerTenant,
+      allowPkcs1v15Import: config.allowPkcs1v15Import,
+      gcmMaxInvocationsPerVersion: config.gcmMaxInvocationsPerVersion,
+      onJobError: (m) => options.log({ level: 'warn', msg: `background job: ${m}` }),
+      macClusterId: sharedCluster(clusters).id,
     });
     // before anything seals: every process (kmsctl too) seals under the generation the store names
     for (const problem of await kms.domainStates.apply()) options.log({ level: 'warn', msg: `domain generation: ${problem}` });
@@ -236,7 +261,15 @@ export async function openServices(config: ServerConfig, options: ServicesOption
       for (const finding of await kms.start({ repair: options.repair !== false })) options.log({ level: 'warn', msg: `start-up: ${finding}` });
       opened.auditJobs = await startAuditJobs(config, opened, kms.nodeId, options.log);
     }
-    return compose(config, options, clusters, opened, kms, alarms, new IamService({ store: identities, sealer: await serviceSealer(kms), onIntegrity: integrityAlarm(alarms) }));
+    return compose(
+      config,
+      options,
+      clusters,
+      opened,
+      kms,
+      alarms,
+      new IamService({ store: identities, sealer: await serviceSealer(kms), onIntegrity: integrityAlarm(alarms) }),
+    );
   } catch (e) {
     // nothing half-open is left behind: the caller gets the error only
     await closeAll(options.log, clusters, opened, kms, 1_000);
@@ -249,7 +282,8 @@ async function startAuditJobs(config: ServerConfig, opened: Opened, nodeId: stri
   const { audit, store } = opened;
   try {
     const epoch = await audit.beginEpoch();
-    if (epoch !== undefined) log({ level: 'info', msg: `audit: the HMAC-linked chain begins at event ${epoch} (links before it are plain SHA-256 and are fixed by it)` });
+    if (epoch !== undefined)
+      log({ level: 'info', msg: `audit: the HMAC-linked chain begins at event ${epoch} (links before it are plain SHA-256 and are fixed by it)` });
   } catch (e) {
     // the HSM or the store is away: the first HMAC link written later begins the chain all the same (the marker only names it)
     log({ level: 'warn', msg: `audit: the HMAC chain could not be checked at start-up: ${(e as Error).message}` });
@@ -261,7 +295,11 @@ async function startAuditJobs(config: ServerConfig, opened: Opened, nodeId: stri
     log({ level: 'info', msg: `audit: anchors go to ${anchors.kind} every ${anchorIntervalSeconds} s` });
   }
   const jobs = new AuditJobs({
-    log: audit, sink: anchors && anchorSink(anchors), intervalMs: anchorIntervalSeconds * 1000, retentionDays, archive: directoryArchive(archiveDir),
+    log: audit,
+    sink: anchors && anchorSink(anchors),
+    intervalMs: anchorIntervalSeconds * 1000,
+    retentionDays,
+    archive: directoryArchive(archiveDir),
     lease: { acquire: (ttlMs) => store.acquireLease(AUDIT_LEASE, nodeId, ttlMs), release: () => store.releaseLease(AUDIT_LEASE, nodeId) },
     onError: (m) => log({ level: 'warn', msg: `background job: ${m}` }),
     onRetained: (n) => log({ level: 'info', msg: `audit: ${n} events older than ${retentionDays} days archived in ${archiveDir} and removed` }),
@@ -272,7 +310,12 @@ async function startAuditJobs(config: ServerConfig, opened: Opened, nodeId: stri
 }
 
 async function closeAll(
-  log: ServicesOptions['log'], clusters: readonly HsmCluster[], opened: Opened | undefined, kms: Kms | undefined, budgetMs: number, failures?: FailureAudit,
+  log: ServicesOptions['log'],
+  clusters: readonly HsmCluster[],
+  opened: Opened | undefined,
+  kms: Kms | undefined,
+  budgetMs: number,
+  failures?: FailureAudit,
 ): Promise<void> {
   const deadline = Date.now() + budgetMs;
   if (kms) await bounded('stopping background jobs', kms.close(), deadline, log);
@@ -288,9 +331,7 @@ async function closeAll(
   for (const c of clusters) c.close();
 }
 
-function compose(
-  config: ServerConfig, options: ServicesOptions, clusters: HsmCluster[], opened: Opened, kms: Kms, alarms: Alarms, iam: IamService,
-): Services {
+function compose(config: ServerConfig, options: ServicesOptions, clusters: HsmCluster[], opened: Opened, kms: Kms, alarms: Alarms, iam: IamService): Services {
   const { store, audit, limiter, principalLimiter } = opened;
   const trust: TrustDeps = {
     tc3: { requiredSignedHeaders: config.tc3.requireSignedHeaders },
@@ -316,9 +357,28 @@ function compose(
   };
   let closing: Promise<void> | undefined;
   return {
-    config, clusters, store, kms, iam, audit, limiter, principalLimiter, metrics, trust,
+    config,
+    clusters,
+    store,
+    kms,
+    iam,
+    audit,
+    limiter,
+    principalLimiter,
+    metrics,
+    trust,
     apiDeps: () => ({
-      kms, store, clusters, metrics, authz, limiter, principalLimiter, trust, maxBodyBytes: config.maxBodyBytes, regions: config.regions, deploymentId: config.deploymentId,
+      kms,
+      store,
+      clusters,
+      metrics,
+      authz,
+      limiter,
+      principalLimiter,
+      trust,
+      maxBodyBytes: config.maxBodyBytes,
+      regions: config.regions,
+      deploymentId: config.deploymentId,
       authn: { resolve: (secretId) => iam.resolve(secretId) },
       audit: { append: (e) => audit.append(e) },
     }),

@@ -7,13 +7,38 @@ import { ACTION_SCHEMAS, ServedAction } from './params';
 
 /** SDK actions answered UnsupportedOperation: post-quantum, KMS-hosted data keys, white-box (reference §1). */
 export const UNSUPPORTED_ACTIONS = [
-  'PostQuantumCryptoEncrypt', 'PostQuantumCryptoDecrypt', 'PostQuantumCryptoSign', 'PostQuantumCryptoVerify',
-  'ImportDataKey', 'DescribeDataKey', 'DescribeDataKeys', 'ListDataKeys', 'ListDataKeyDetail', 'EnableDataKey', 'EnableDataKeys',
-  'DisableDataKey', 'DisableDataKeys', 'ScheduleDataKeyDeletion', 'CancelDataKeyDeletion', 'UpdateDataKeyName',
-  'UpdateDataKeyDescription', 'GetDataKeyPlaintext', 'GetDataKeyCiphertextBlob',
-  'CreateWhiteBoxKey', 'DeleteWhiteBoxKey', 'DescribeWhiteBoxKey', 'DescribeWhiteBoxKeyDetails', 'DescribeWhiteBoxDecryptKey',
-  'DescribeWhiteBoxServiceStatus', 'DescribeWhiteBoxDeviceFingerprints', 'OverwriteWhiteBoxDeviceFingerprints', 'EnableWhiteBoxKey',
-  'EnableWhiteBoxKeys', 'DisableWhiteBoxKey', 'DisableWhiteBoxKeys', 'EncryptByWhiteBox',
+  'PostQuantumCryptoEncrypt',
+  'PostQuantumCryptoDecrypt',
+  'PostQuantumCryptoSign',
+  'PostQuantumCryptoVerify',
+  'ImportDataKey',
+  'DescribeDataKey',
+  'DescribeDataKeys',
+  'ListDataKeys',
+  'ListDataKeyDetail',
+  'EnableDataKey',
+  'EnableDataKeys',
+  'DisableDataKey',
+  'DisableDataKeys',
+  'ScheduleDataKeyDeletion',
+  'CancelDataKeyDeletion',
+  'UpdateDataKeyName',
+  'UpdateDataKeyDescription',
+  'GetDataKeyPlaintext',
+  'GetDataKeyCiphertextBlob',
+  'CreateWhiteBoxKey',
+  'DeleteWhiteBoxKey',
+  'DescribeWhiteBoxKey',
+  'DescribeWhiteBoxKeyDetails',
+  'DescribeWhiteBoxDecryptKey',
+  'DescribeWhiteBoxServiceStatus',
+  'DescribeWhiteBoxDeviceFingerprints',
+  'OverwriteWhiteBoxDeviceFingerprints',
+  'EnableWhiteBoxKey',
+  'EnableWhiteBoxKeys',
+  'DisableWhiteBoxKey',
+  'DisableWhiteBoxKeys',
+  'EncryptByWhiteBox',
 ] as const;
 
 export type UnsupportedAction = (typeof UNSUPPORTED_ACTIONS)[number];
@@ -44,5 +69,13 @@ export function isUnknownAction(action: string): boolean {
  * else gets one use per signature (docs/security.md §1).
  */
 export const REPEATABLE_ACTIONS: ReadonlySet<string> = new Set<ServedAction>([
-  'DescribeKey', 'DescribeKeys', 'ListKeys', 'ListKeyDetail', 'GetKeyRotationStatus', 'GetPublicKey', 'GetServiceStatus', 'GetRegions', 'ListAlgorithms',
+  'DescribeKey',
+  'DescribeKeys',
+  'ListKeys',
+  'ListKeyDetail',
+  'GetKeyRotationStatus',
+  'GetPublicKey',
+  'GetServiceStatus',
+  'GetRegions',
+  'ListAlgorithms',
 ]);

@@ -45,7 +45,11 @@ export function createOpsApp(deps: AppDeps): express.Express {
   app.get('/metrics', (_req, res) => {
     (deps.scrape ?? (() => deps.metrics.registry.metrics()))().then(
       (text) => res.type(deps.metrics.registry.contentType).send(text),
-      (e: unknown) => res.status(500).type('text/plain').send(`metrics failed: ${(e as Error).message}`),
+      (e: unknown) =>
+        res
+          .status(500)
+          .type('text/plain')
+          .send(`metrics failed: ${(e as Error).message}`),
     );
   });
   return app;

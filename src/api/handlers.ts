@@ -80,7 +80,10 @@ async function reEncryptResources(ctx: ActionContext, p: ActionParams<'ReEncrypt
   return {
     cam: [...new Set([src, dst])],
     audit: [...new Set([source, dest])].join(',').slice(0, 4096),
-    also: [{ action: 'Decrypt', cam: [src] }, { action: 'Encrypt', cam: [dst] }],
+    also: [
+      { action: 'Decrypt', cam: [src] },
+      { action: 'Encrypt', cam: [dst] },
+    ],
   };
 }
 
@@ -104,19 +107,36 @@ function algorithms(ctx: ActionContext): object {
 async function serviceStatus(ctx: ActionContext): Promise<object> {
   const dedicated = ctx.kms.clusters.dedicatedOf(ctx.caller.tenant);
   return {
-    ServiceEnabled: true, InvalidType: 1, UserLevel: 1, ExclusiveVSMEnabled: false,
-    ExclusiveHSMEnabled: dedicated.length > 0, ExclusiveHSMList: dedicated.map((c) => ({ HsmClusterId: c.id, HsmClusterName: c.id })),
-    CmkUserCount: await ctx.kms.store.countKeys(ctx.caller.tenant, ctx.caller.region), CmkLimit: ctx.kms.maxKeysPerRegion,
-    IsAllowedDataKeyHosted: false, SubscriptionInfo: 'on-premises', IsAllowedSync: false, SyncTaskList: [],
+    ServiceEnabled: true,
+    InvalidType: 1,
+    UserLevel: 1,
+    ExclusiveVSMEnabled: false,
+    ExclusiveHSMEnabled: dedicated.length > 0,
+    ExclusiveHSMList: dedicated.map((c) => ({ HsmClusterId: c.id, HsmClusterName: c.id })),
+    CmkUserCount: await ctx.kms.store.countKeys(ctx.caller.tenant, ctx.caller.region),
+    CmkLimit: ctx.kms.maxKeysPerRegion,
+    IsAllowedDataKeyHosted: false,
+    SubscriptionInfo: 'on-premises',
+    IsAllowedSync: false,
+    SyncTaskList: [],
   };
 }
 
 export const HANDLERS: ActionTable = {
-  CreateKey: { resources: async (ctx) => collection(ctx), run: async (ctx, p) => wire.createKeyAnswer(await ctx.kms.lifecycle.createKey(ctx.caller, wire.createKeyRequest(p))) },
+  CreateKey: {
+    resources: async (ctx) => collection(ctx),
+    run: async (ctx, p) => wire.createKeyAnswer(await ctx.kms.lifecycle.createKey(ctx.caller, wire.createKeyRequest(p))),
+  },
   DescribeKey: { resources: oneKey, run: async (ctx, p) => ({ KeyMetadata: wire.toKeyMetadata(await ctx.kms.lifecycle.describeKey(ctx.caller, p.KeyId)) }) },
-  DescribeKeys: { resources: (ctx, p) => keys(ctx, p.KeyIds), run: async (ctx, p) => ({ KeyMetadatas: (await ctx.kms.lifecycle.describeKeys(ctx.caller, p.KeyIds)).map(wire.toKeyMetadata) }) },
+  DescribeKeys: {
+    resources: (ctx, p) => keys(ctx, p.KeyIds),
+    run: async (ctx, p) => ({ KeyMetadatas: (await ctx.kms.lifecycle.describeKeys(ctx.caller, p.KeyIds)).map(wire.toKeyMetadata) }),
+  },
   ListKeys: { resources: async (ctx) => collection(ctx), run: async (ctx, p) => wire.listKeysAnswer(await ctx.kms.lifecycle.listKeys(ctx.caller, p)) },
-  ListKeyDetail: { resources: async (ctx) => collection(ctx), run: async (ctx, p) => wire.listKeyDetailAnswer(await ctx.kms.lifecycle.listKeyDetail(ctx.caller, p)) },
+  ListKeyDetail: {
+    resources: async (ctx) => collection(ctx),
+    run: async (ctx, p) => wire.listKeyDetailAnswer(await ctx.kms.lifecycle.listKeyDetail(ctx.caller, p)),
+  },
   UpdateAlias: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.updateAlias(ctx.caller, p.KeyId, p.Alias).then(nothing) },
   UpdateKeyDescription: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.updateKeyDescription(ctx.caller, p.KeyId, p.Description).then(nothing) },
   EnableKey: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.enableKey(ctx.caller, p.KeyId).then(nothing) },
@@ -135,13 +155,31 @@ export const HANDLERS: ActionTable = {
   CancelKeyArchive: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.cancelKeyArchive(ctx.caller, p.KeyId).then(nothing) },
   EnableKeyRotation: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.enableKeyRotation(ctx.caller, p.KeyId, p.RotateDays).then(nothing) },
   DisableKeyRotation: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.disableKeyRotation(ctx.caller, p.KeyId).then(nothing) },
-  GetKeyRotationStatus: { resources: oneKey, run: async (ctx, p) => ({ KeyRotationEnabled: (await ctx.kms.rotation.getKeyRotationStatus(ctx.caller, p.KeyId)).rotationEnabled }) },
+  GetKeyRotationStatus: {
+    resources: oneKey,
+    run: async (ctx, p) => ({ KeyRotationEnabled: (await ctx.kms.rotation.getKeyRotationStatus(ctx.caller, p.KeyId)).rotationEnabled }),
+  },
   RotateKey: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.rotateKey(ctx.caller, p.KeyId).then(wire.rotateKeyAnswer) },
-  Encrypt: { resources: oneKey, run: async (ctx, p) => wire.encryptAnswer(await ctx.kms.envelope.encrypt(ctx.caller, p.KeyId, p.Plaintext, wire.contextFromWire(p.EncryptionContext))) },
-  Decrypt: { resources: (ctx, p) => keys(ctx, [blobKey(ctx, p.CiphertextBlob)]), run: async (ctx, p) => wire.decryptAnswer(await ctx.kms.envelope.decrypt(ctx.caller, wire.decryptRequest(p)), p) },
-  ReEncrypt: { resources: reEncryptResources, run: async (ctx, p) => wire.reEncryptAnswer(await ctx.kms.envelope.reEncrypt(ctx.caller, wire.reEncryptRequest(p))) },
-  GenerateDataKey: { resources: oneKey, run: async (ctx, p) => wire.generateDataKeyAnswer(await ctx.kms.envelope.generateDataKey(ctx.caller, wire.generateDataKeyRequest(p)), p) },
-  GenerateRandom: { resources: async (ctx) => collection(ctx), run: async (ctx, p) => ({ Plaintext: await ctx.kms.envelope.generateRandom(ctx.caller, p.NumberOfBytes) }) },
+  Encrypt: {
+    resources: oneKey,
+    run: async (ctx, p) => wire.encryptAnswer(await ctx.kms.envelope.encrypt(ctx.caller, p.KeyId, p.Plaintext, wire.contextFromWire(p.EncryptionContext))),
+  },
+  Decrypt: {
+    resources: (ctx, p) => keys(ctx, [blobKey(ctx, p.CiphertextBlob)]),
+    run: async (ctx, p) => wire.decryptAnswer(await ctx.kms.envelope.decrypt(ctx.caller, wire.decryptRequest(p)), p),
+  },
+  ReEncrypt: {
+    resources: reEncryptResources,
+    run: async (ctx, p) => wire.reEncryptAnswer(await ctx.kms.envelope.reEncrypt(ctx.caller, wire.reEncryptRequest(p))),
+  },
+  GenerateDataKey: {
+    resources: oneKey,
+    run: async (ctx, p) => wire.generateDataKeyAnswer(await ctx.kms.envelope.generateDataKey(ctx.caller, wire.generateDataKeyRequest(p)), p),
+  },
+  GenerateRandom: {
+    resources: async (ctx) => collection(ctx),
+    run: async (ctx, p) => ({ Plaintext: await ctx.kms.envelope.generateRandom(ctx.caller, p.NumberOfBytes) }),
+  },
   GetPublicKey: { resources: oneKey, run: async (ctx, p) => wire.publicKeyAnswer(await ctx.kms.asymmetric.getPublicKey(ctx.caller, p.KeyId)) },
   AsymmetricRsaDecrypt: {
     resources: oneKey,
@@ -151,11 +189,18 @@ export const HANDLERS: ActionTable = {
     },
   },
   AsymmetricSm2Decrypt: { resources: oneKey, run: (ctx, p) => ctx.kms.asymmetric.sm2Decrypt(ctx.caller, p.KeyId) },
-  SignByAsymmetricKey: { resources: oneKey, run: async (ctx, p) => ({ Signature: (await ctx.kms.asymmetric.sign(ctx.caller, wire.signRequest(p))).signature }) },
-  VerifyByAsymmetricKey: { resources: oneKey, run: async (ctx, p) => ({ SignatureValid: (await ctx.kms.asymmetric.verify(ctx.caller, wire.verifyRequest(p))).signatureValid }) },
+  SignByAsymmetricKey: {
+    resources: oneKey,
+    run: async (ctx, p) => ({ Signature: (await ctx.kms.asymmetric.sign(ctx.caller, wire.signRequest(p))).signature }),
+  },
+  VerifyByAsymmetricKey: {
+    resources: oneKey,
+    run: async (ctx, p) => ({ SignatureValid: (await ctx.kms.asymmetric.verify(ctx.caller, wire.verifyRequest(p))).signatureValid }),
+  },
   GetParametersForImport: {
     resources: oneKey,
-    run: async (ctx, p) => wire.importParametersAnswer(await ctx.kms.keyImport.getParametersForImport(ctx.caller, p.KeyId, p.WrappingAlgorithm, p.WrappingKeySpec)),
+    run: async (ctx, p) =>
+      wire.importParametersAnswer(await ctx.kms.keyImport.getParametersForImport(ctx.caller, p.KeyId, p.WrappingAlgorithm, p.WrappingKeySpec)),
   },
   ImportKeyMaterial: { resources: oneKey, run: (ctx, p) => ctx.kms.keyImport.importKeyMaterial(ctx.caller, wire.importRequest(p)).then(nothing) },
   DeleteImportedKeyMaterial: { resources: oneKey, run: (ctx, p) => ctx.kms.keyImport.deleteImportedKeyMaterial(ctx.caller, p.KeyId).then(nothing) },
@@ -163,5 +208,8 @@ export const HANDLERS: ActionTable = {
   GetRegions: { resources: async (ctx) => collection(ctx), run: async (ctx) => ({ Regions: [...ctx.regions] }) },
   ListAlgorithms: { resources: async (ctx) => collection(ctx), run: async (ctx) => algorithms(ctx) },
   BindCloudResource: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.bindCloudResource(ctx.caller, p.KeyId, p.ProductId, p.ResourceId).then(nothing) },
-  UnbindCloudResource: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.unbindCloudResource(ctx.caller, p.KeyId, p.ProductId, p.ResourceId).then(nothing) },
+  UnbindCloudResource: {
+    resources: oneKey,
+    run: (ctx, p) => ctx.kms.lifecycle.unbindCloudResource(ctx.caller, p.KeyId, p.ProductId, p.ResourceId).then(nothing),
+  },
 };

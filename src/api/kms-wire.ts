@@ -56,7 +56,12 @@ export const reEncryptRequest = (p: ActionParams<'ReEncrypt'>): ReEncryptRequest
   destinationContext: contextFromWire(p.DestinationEncryptionContext),
 });
 
-export const reEncryptAnswer = (r: ReEncryptResult) => ({ CiphertextBlob: r.ciphertext, KeyId: r.keyId, SourceKeyId: r.sourceKeyId, ReEncrypted: r.reEncrypted });
+export const reEncryptAnswer = (r: ReEncryptResult) => ({
+  CiphertextBlob: r.ciphertext,
+  KeyId: r.keyId,
+  SourceKeyId: r.sourceKeyId,
+  ReEncrypted: r.reEncrypted,
+});
 
 /** KMS-hosted data keys (IsHostedByKms=1) are a Tencent product this service does not offer. */
 export function generateDataKeyRequest(p: ActionParams<'GenerateDataKey'>): GenerateDataKeyRequest {
@@ -64,7 +69,11 @@ export function generateDataKeyRequest(p: ActionParams<'GenerateDataKey'>): Gene
   return { keyId: p.KeyId, keySpec: p.KeySpec, numberOfBytes: p.NumberOfBytes, context: contextFromWire(p.EncryptionContext), hsmClusterId: p.HsmClusterId };
 }
 
-export const generateDataKeyAnswer = (r: DataKeyResult, p: PublicKeyOutput) => ({ KeyId: r.keyId, Plaintext: plaintextOut(r.plaintext, p), CiphertextBlob: r.ciphertext });
+export const generateDataKeyAnswer = (r: DataKeyResult, p: PublicKeyOutput) => ({
+  KeyId: r.keyId,
+  Plaintext: plaintextOut(r.plaintext, p),
+  CiphertextBlob: r.ciphertext,
+});
 
 export const publicKeyAnswer = (r: PublicKeyResult) => ({
   KeyId: r.keyId,
@@ -79,18 +88,29 @@ export const publicKeyAnswer = (r: PublicKeyResult) => ({
 const SIGNING_NAMES: Readonly<Record<string, string>> = { ECC_P256_R1: 'ECDSA_SHA_256', ECC_P384_R1: 'ECDSA_SHA_384' };
 
 /** own names only: "constructor" or "__proto__" must not find Object.prototype's members */
-const signingAlgorithm = (name: string): string => (Object.hasOwn(SIGNING_NAMES, name) ? (SIGNING_NAMES[name]) : name);
+const signingAlgorithm = (name: string): string => (Object.hasOwn(SIGNING_NAMES, name) ? SIGNING_NAMES[name] : name);
 
 export const signRequest = (p: ActionParams<'SignByAsymmetricKey'>): SignRequest => ({
-  keyId: p.KeyId, algorithm: signingAlgorithm(p.Algorithm), message: p.Message, messageType: p.MessageType,
+  keyId: p.KeyId,
+  algorithm: signingAlgorithm(p.Algorithm),
+  message: p.Message,
+  messageType: p.MessageType,
 });
 
 export const verifyRequest = (p: ActionParams<'VerifyByAsymmetricKey'>): VerifyRequest => ({ ...signRequest(p), signature: p.SignatureValue });
 
-export const importParametersAnswer = (r: ImportParameters) => ({ KeyId: r.keyId, ImportToken: r.importToken, PublicKey: r.publicKey, ParametersValidTo: r.parametersValidTo });
+export const importParametersAnswer = (r: ImportParameters) => ({
+  KeyId: r.keyId,
+  ImportToken: r.importToken,
+  PublicKey: r.publicKey,
+  ParametersValidTo: r.parametersValidTo,
+});
 
 export const importRequest = (p: ActionParams<'ImportKeyMaterial'>): ImportRequest => ({
-  keyId: p.KeyId, encryptedKeyMaterial: p.EncryptedKeyMaterial, importToken: p.ImportToken, validTo: p.ValidTo,
+  keyId: p.KeyId,
+  encryptedKeyMaterial: p.EncryptedKeyMaterial,
+  importToken: p.ImportToken,
+  validTo: p.ValidTo,
 });
 
 /** KeyMetadata as the Tencent API reports it. */
@@ -157,15 +177,28 @@ function originOf(type: number | undefined): KeyDescription['origin'] {
   throw new InvalidTypeError('Type must be 1 (material made by the KMS) or 2 (external material imported later)');
 }
 
-export const tagsFromWire = (tags: ReadonlyArray<{ TagKey: string; TagValue: string }> | undefined): Tag[] | undefined => tags?.map((t) => ({ key: t.TagKey, value: t.TagValue }));
+export const tagsFromWire = (tags: ReadonlyArray<{ TagKey: string; TagValue: string }> | undefined): Tag[] | undefined =>
+  tags?.map((t) => ({ key: t.TagKey, value: t.TagValue }));
 
 export const createKeyRequest = (p: ActionParams<'CreateKey'>): CreateKeyRequest => ({
-  alias: p.Alias, description: p.Description, keyUsage: p.KeyUsage, origin: originOf(p.Type), tags: tagsFromWire(p.Tags), hsmClusterId: p.HsmClusterId,
+  alias: p.Alias,
+  description: p.Description,
+  keyUsage: p.KeyUsage,
+  origin: originOf(p.Type),
+  tags: tagsFromWire(p.Tags),
+  hsmClusterId: p.HsmClusterId,
 });
 
 export const createKeyAnswer = (d: KeyDescription) => ({
-  KeyId: d.keyId, Alias: d.alias, CreateTime: d.createTime, Description: d.description, KeyState: d.keyState, KeyUsage: d.keyUsage,
-  TagCode: 0, TagMsg: '', HsmClusterId: d.hsmClusterId,
+  KeyId: d.keyId,
+  Alias: d.alias,
+  CreateTime: d.createTime,
+  Description: d.description,
+  KeyState: d.keyState,
+  KeyUsage: d.keyUsage,
+  TagCode: 0,
+  TagMsg: '',
+  HsmClusterId: d.hsmClusterId,
 });
 
 export const listKeysAnswer = (r: KeyList<{ keyId: string }>) => ({ Keys: r.keys.map((k) => ({ KeyId: k.keyId })), TotalCount: r.totalCount });

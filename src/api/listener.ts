@@ -29,14 +29,21 @@ class UnreadableBody extends Error {
 }
 
 // a Map, not an object: a Content-Encoding named like an Object.prototype member must not find a function
-const DECODERS = new Map<string, (buf: InputType, options: ZlibOptions, cb: (err: Error | null, out: Buffer) => void) => void>([['gzip', gunzip], ['deflate', inflate]]);
+const DECODERS = new Map<string, (buf: InputType, options: ZlibOptions, cb: (err: Error | null, out: Buffer) => void) => void>([
+  ['gzip', gunzip],
+  ['deflate', inflate],
+]);
 
 /**
  * The answer; with `close`, `Connection: close`: node:http then ends the socket once the answer is
  * written instead of reading the rest of the body to reach a next request.
  */
 function reply(res: ServerResponse, body: string, close = false): void {
-  res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), ...(close ? { connection: 'close' } : {}) });
+  res.writeHead(200, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    ...(close ? { connection: 'close' } : {}),
+  });
   res.end(body);
 }
 
@@ -73,7 +80,10 @@ function decode(raw: Buffer, encoding: string | undefined, limit: number): Promi
   const name = (encoding ?? 'identity').trim().toLowerCase();
   if (name === 'identity' || name === '') return Promise.resolve(raw);
   const decoder = DECODERS.get(name);
-  if (!decoder) return Promise.reject(new UnreadableBody('InvalidParameter', `Content-Encoding ${JSON.stringify(name.slice(0, 32))} is not supported (identity, gzip, deflate)`));
+  if (!decoder)
+    return Promise.reject(
+      new UnreadableBody('InvalidParameter', `Content-Encoding ${JSON.stringify(name.slice(0, 32))} is not supported (identity, gzip, deflate)`),
+    );
   return new Promise((resolve, reject) => {
     decoder(raw, { maxOutputLength: limit }, (err, out) => {
       if (!err) resolve(out);
@@ -101,6 +111,9 @@ export function apiListener(deps: ListenerDeps): RequestListener {
           return refuseUnread(deps.pipeline, head, why.code, why.message);
         },
       )
-      .then((out) => reply(res, out, close), () => reply(res, refuseUnread(deps.pipeline, head, 'InternalError', 'internal error')));
+      .then(
+        (out) => reply(res, out, close),
+        () => reply(res, refuseUnread(deps.pipeline, head, 'InternalError', 'internal error')),
+      );
   };
 }

@@ -27,48 +27,111 @@ export class Metrics {
   constructor(sources: MetricsSources) {
     collectDefaultMetrics({ register: this.registry, prefix: 'kms_process_' });
     const registers = [this.registry];
-    this.requests = new Counter({ name: 'kms_requests_total', help: 'API requests by action and result code (Success or the error code)', labelNames: ['action', 'code'], registers });
+    this.requests = new Counter({
+      name: 'kms_requests_total',
+      help: 'API requests by action and result code (Success or the error code)',
+      labelNames: ['action', 'code'],
+      registers,
+    });
     this.latency = new Histogram({
-      name: 'kms_request_duration_seconds', help: 'API request latency by action', labelNames: ['action'], registers,
+      name: 'kms_request_duration_seconds',
+      help: 'API request latency by action',
+      labelNames: ['action'],
+      registers,
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     });
     this.hsmLatency = new Histogram({
-      name: 'kms_hsm_operation_duration_seconds', help: 'HSM operation latency by cluster, member and operation', labelNames: ['cluster', 'member', 'operation', 'outcome'], registers,
+      name: 'kms_hsm_operation_duration_seconds',
+      help: 'HSM operation latency by cluster, member and operation',
+      labelNames: ['cluster', 'member', 'operation', 'outcome'],
+      registers,
       buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1],
     });
     const alarms = new Counter({ name: 'kms_alarms_total', help: 'Alarms raised by kind', labelNames: ['kind'], registers });
     sources.alarms.onAlarm((a) => alarms.inc({ kind: a.kind }));
     for (const c of sources.clusters) {
       for (const m of c.members) {
-        m.onOperation = (e) => this.hsmLatency.observe({ cluster: c.id, member: e.member, operation: e.operation, outcome: e.ok ? 'ok' : 'error' }, e.ms / 1000);
+        m.onOperation = (e) =>
+          this.hsmLatency.observe({ cluster: c.id, member: e.member, operation: e.operation, outcome: e.ok ? 'ok' : 'error' }, e.ms / 1000);
       }
     }
     this.gauges(sources, registers);
   }
 
   private gauges(sources: MetricsSources, registers: Registry[]): void {
-    const each = (fn: (c: HsmCluster, m: HsmCluster['members'][number]) => number) => function (this: Gauge<'cluster' | 'member'>) {
-      for (const c of sources.clusters) for (const m of c.members) this.set({ cluster: c.id, member: m.id }, fn(c, m));
-    };
-    new Gauge({ name: 'kms_hsm_sessions_open', help: 'Open PKCS#11 sessions per member', labelNames: ['cluster', 'member'], registers, collect: each((_c, m) => m.sessions.open) });
-    new Gauge({ name: 'kms_hsm_sessions_busy', help: 'Sessions in use per member', labelNames: ['cluster', 'member'], registers, collect: each((_c, m) => m.sessions.busy) });
-    new Gauge({ name: 'kms_hsm_session_waiters', help: 'Callers waiting for a session per member', labelNames: ['cluster', 'member'], registers, collect: each((_c, m) => m.sessions.waiting) });
-    new Gauge({ name: 'kms_hsm_cached_handles', help: 'Unwrapped key handles cached per member', labelNames: ['cluster', 'member'], registers, collect: each((_c, m) => m.cachedHandles) });
-    const perCluster = (fn: (c: HsmCluster) => number) => function (this: Gauge<'cluster'>) {
-      for (const c of sources.clusters) this.set({ cluster: c.id }, fn(c));
-    };
-    new Gauge({ name: 'kms_hsm_slow_queue_depth', help: 'Slow HSM operations (key-pair generation, private-key RSA/EC) waiting in the cluster\'s queue', labelNames: ['cluster'], registers, collect: perCluster((c) => c.slow.queued) });
-    new Gauge({ name: 'kms_hsm_slow_running', help: 'Slow HSM operations admitted and running per cluster', labelNames: ['cluster'], registers, collect: perCluster((c) => c.slow.running) });
-    new Gauge({ name: 'kms_hsm_slow_queue_limit', help: 'Slow HSM operations that may wait per cluster (one more is refused)', labelNames: ['cluster'], registers, collect: perCluster((c) => c.slow.limits.queued) });
+    const each = (fn: (c: HsmCluster, m: HsmCluster['members'][number]) => number) =>
+      function (this: Gauge<'cluster' | 'member'>) {
+        for (const c of sources.clusters) for (const m of c.members) this.set({ cluster: c.id, member: m.id }, fn(c, m));
+      };
+    new Gauge({
+      name: 'kms_hsm_sessions_open',
+      help: 'Open PKCS#11 sessions per member',
+      labelNames: ['cluster', 'member'],
+      registers,
+      collect: each((_c, m) => m.sessions.open),
+    });
+    new Gauge({
+      name: 'kms_hsm_sessions_busy',
+      help: 'Sessions in use per member',
+      labelNames: ['cluster', 'member'],
+      registers,
+      collect: each((_c, m) => m.sessions.busy),
+    });
+    new Gauge({
+      name: 'kms_hsm_session_waiters',
+      help: 'Callers waiting for a session per member',
+      labelNames: ['cluster', 'member'],
+      registers,
+      collect: each((_c, m) => m.sessions.waiting),
+    });
+    new Gauge({
+      name: 'kms_hsm_cached_handles',
+      help: 'Unwrapped key handles cached per member',
+      labelNames: ['cluster', 'member'],
+      registers,
+      collect: each((_c, m) => m.cachedHandles),
+    });
+    const perCluster = (fn: (c: HsmCluster) => number) =>
+      function (this: Gauge<'cluster'>) {
+        for (const c of sources.clusters) this.set({ cluster: c.id }, fn(c));
+      };
+    new Gauge({
+      name: 'kms_hsm_slow_queue_depth',
+      help: "Slow HSM operations (key-pair generation, private-key RSA/EC) waiting in the cluster's queue",
+      labelNames: ['cluster'],
+      registers,
+      collect: perCluster((c) => c.slow.queued),
+    });
+    new Gauge({
+      name: 'kms_hsm_slow_running',
+      help: 'Slow HSM operations admitted and running per cluster',
+      labelNames: ['cluster'],
+      registers,
+      collect: perCluster((c) => c.slow.running),
+    });
+    new Gauge({
+      name: 'kms_hsm_slow_queue_limit',
+      help: 'Slow HSM operations that may wait per cluster (one more is refused)',
+      labelNames: ['cluster'],
+      registers,
+      collect: perCluster((c) => c.slow.limits.queued),
+    });
     new Counter({
-      name: 'kms_hsm_slow_refused_total', help: 'Slow HSM operations refused because the cluster\'s queue was full (RequestLimitExceeded)', labelNames: ['cluster'], registers,
+      name: 'kms_hsm_slow_refused_total',
+      help: "Slow HSM operations refused because the cluster's queue was full (RequestLimitExceeded)",
+      labelNames: ['cluster'],
+      registers,
       collect() {
         this.reset();
         for (const c of sources.clusters) this.inc({ cluster: c.id }, c.slow.refused);
       },
     });
     new Gauge({
-      name: 'kms_hsm_member_health', help: 'Member health: 2 ACTIVE, 1 DEGRADED, 0 UNAVAILABLE', labelNames: ['cluster', 'member'], registers, aggregator: 'min',
+      name: 'kms_hsm_member_health',
+      help: 'Member health: 2 ACTIVE, 1 DEGRADED, 0 UNAVAILABLE',
+      labelNames: ['cluster', 'member'],
+      registers,
+      aggregator: 'min',
       async collect() {
         for (const c of sources.clusters) {
           const h = await c.health();
@@ -77,7 +140,11 @@ export class Metrics {
       },
     });
     new Gauge({
-      name: 'kms_hsm_cluster_health', help: 'Cluster health: 2 ACTIVE, 1 DEGRADED, 0 UNAVAILABLE', labelNames: ['cluster'], registers, aggregator: 'min',
+      name: 'kms_hsm_cluster_health',
+      help: 'Cluster health: 2 ACTIVE, 1 DEGRADED, 0 UNAVAILABLE',
+      labelNames: ['cluster'],
+      registers,
+      aggregator: 'min',
       async collect() {
         for (const c of sources.clusters) this.set({ cluster: c.id }, STATE_VALUE[(await c.health()).state]);
       },
@@ -85,7 +152,11 @@ export class Metrics {
     if (sources.keysByState) {
       const keys = sources.keysByState;
       new Gauge({
-        name: 'kms_keys', help: 'Customer master keys by state', labelNames: ['state'], registers, aggregator: 'max',
+        name: 'kms_keys',
+        help: 'Customer master keys by state',
+        labelNames: ['state'],
+        registers,
+        aggregator: 'max',
         async collect() {
           // a store that cannot answer must not take the whole scrape down: the series go away until it answers
           const counts = await keys().catch(() => undefined);
@@ -96,8 +167,22 @@ export class Metrics {
     }
     if (sources.audit) {
       const audit = sources.audit;
-      new Gauge({ name: 'kms_audit_events_pending', help: 'Audit events buffered, not yet written', registers, collect() { this.set(audit().pending); } });
-      new Gauge({ name: 'kms_audit_events_dropped', help: 'Audit events dropped because the store was unavailable', registers, collect() { this.set(audit().dropped); } });
+      new Gauge({
+        name: 'kms_audit_events_pending',
+        help: 'Audit events buffered, not yet written',
+        registers,
+        collect() {
+          this.set(audit().pending);
+        },
+      });
+      new Gauge({
+        name: 'kms_audit_events_dropped',
+        help: 'Audit events dropped because the store was unavailable',
+        registers,
+        collect() {
+          this.set(audit().dropped);
+        },
+      });
     }
   }
 }

@@ -10,13 +10,22 @@ import { TAG_LIMITS } from '../kms/key-rules';
 import { MAX_TAG_FILTER_VALUES, MAX_TAG_FILTERS } from '../kms/list-query';
 
 export type ParamErrorCode =
-  | 'MissingParameter' | 'UnknownParameter' | 'InvalidParameter' | 'InvalidParameterValue'
-  | 'InvalidParameterValue.InvalidAlias' | 'InvalidParameterValue.InvalidKeyId' | 'InvalidParameterValue.InvalidPlaintext'
+  | 'MissingParameter'
+  | 'UnknownParameter'
+  | 'InvalidParameter'
+  | 'InvalidParameterValue'
+  | 'InvalidParameterValue.InvalidAlias'
+  | 'InvalidParameterValue.InvalidKeyId'
+  | 'InvalidParameterValue.InvalidPlaintext'
   | 'InvalidParameterValue.InvalidCiphertext';
 
 export class ParamError extends Error {
   /** `field` is the parameter's path (`Tags.0.TagKey`), or undefined for the body itself. */
-  constructor(readonly code: ParamErrorCode, readonly field: string | undefined, message: string) {
+  constructor(
+    readonly code: ParamErrorCode,
+    readonly field: string | undefined,
+    message: string,
+  ) {
     super(message);
     this.name = 'ParamError';
   }
@@ -28,22 +37,29 @@ interface Flags {
   ignored?: true;
 }
 
-export type FieldSpec = Flags & (
-  | { kind: 'string' }
-  /** `invalid`: the code of text that is not canonical base64 (default InvalidParameterValue). */
-  | { kind: 'base64'; invalid?: ParamErrorCode }
-  | { kind: 'integer' }
-  | { kind: 'array'; of: FieldSpec }
-  | { kind: 'object'; fields: Fields });
+export type FieldSpec = Flags &
+  (
+    | { kind: 'string' }
+    /** `invalid`: the code of text that is not canonical base64 (default InvalidParameterValue). */
+    | { kind: 'base64'; invalid?: ParamErrorCode }
+    | { kind: 'integer' }
+    | { kind: 'array'; of: FieldSpec }
+    | { kind: 'object'; fields: Fields }
+  );
 
 export type Fields = Readonly<Record<string, FieldSpec>>;
 
-type ValueOf<S> =
-  S extends { kind: 'string' } ? string :
-  S extends { kind: 'base64' } ? Buffer :
-  S extends { kind: 'integer' } ? number :
-  S extends { kind: 'array'; of: infer E } ? Array<ValueOf<E>> :
-  S extends { kind: 'object'; fields: infer F } ? ParamsOf<F> : never;
+type ValueOf<S> = S extends { kind: 'string' }
+  ? string
+  : S extends { kind: 'base64' }
+    ? Buffer
+    : S extends { kind: 'integer' }
+      ? number
+      : S extends { kind: 'array'; of: infer E }
+        ? Array<ValueOf<E>>
+        : S extends { kind: 'object'; fields: infer F }
+          ? ParamsOf<F>
+          : never;
 type Kept<F> = { [K in keyof F]: F[K] extends { ignored: true } ? never : K }[keyof F];
 type RequiredKeys<F> = { [K in keyof F]: F[K] extends { required: true } ? K : never }[keyof F];
 
@@ -83,17 +99,40 @@ const NAME = { chars: 64 };
 const CONTEXT = { chars: 1024 };
 
 export const PARAM_MAXIMA: Readonly<Record<string, Maximum>> = {
-  KeyId: KEY_ID_MAX, DestinationKeyId: KEY_ID_MAX, KeyIds: { ...KEY_ID_MAX, items: 100 },
-  Alias: { chars: 60, code: 'InvalidParameterValue.InvalidAlias' }, SearchKeyAlias: { chars: 60 },
-  Description: { chars: 1024, code: 'InvalidParameter' }, DataKeyName: { chars: 256 },
-  KeyUsage: NAME, Origin: NAME, KeySpec: NAME, Algorithm: NAME, EncryptionAlgorithm: NAME, MessageType: NAME, WrappingAlgorithm: NAME, WrappingKeySpec: NAME,
-  HsmClusterId: { chars: 128 }, ProductId: { chars: 128 }, ResourceId: { chars: 128 },
-  Tags: { items: TAG_LIMITS.perKey }, TagKey: { chars: TAG_LIMITS.keyChars }, TagValue: { chars: TAG_LIMITS.valueChars, items: MAX_TAG_FILTER_VALUES },
-  TagFilters: { items: MAX_TAG_FILTERS }, MemberAccounts: { items: 100 },
-  EncryptionContext: CONTEXT, SourceEncryptionContext: CONTEXT, DestinationEncryptionContext: CONTEXT,
-  Plaintext: { chars: b64chars(4096), code: 'InvalidParameterValue.InvalidPlaintext' }, Message: { chars: b64chars(4096), code: 'InvalidParameter' },
-  CiphertextBlob: { chars: 8192 }, Ciphertext: { chars: 1024 }, SignatureValue: { chars: 1024 },
-  EncryptedKeyMaterial: { chars: 4096 }, ImportToken: { chars: 1024 }, EncryptionPublicKey: { chars: 4096 },
+  KeyId: KEY_ID_MAX,
+  DestinationKeyId: KEY_ID_MAX,
+  KeyIds: { ...KEY_ID_MAX, items: 100 },
+  Alias: { chars: 60, code: 'InvalidParameterValue.InvalidAlias' },
+  SearchKeyAlias: { chars: 60 },
+  Description: { chars: 1024, code: 'InvalidParameter' },
+  DataKeyName: { chars: 256 },
+  KeyUsage: NAME,
+  Origin: NAME,
+  KeySpec: NAME,
+  Algorithm: NAME,
+  EncryptionAlgorithm: NAME,
+  MessageType: NAME,
+  WrappingAlgorithm: NAME,
+  WrappingKeySpec: NAME,
+  HsmClusterId: { chars: 128 },
+  ProductId: { chars: 128 },
+  ResourceId: { chars: 128 },
+  Tags: { items: TAG_LIMITS.perKey },
+  TagKey: { chars: TAG_LIMITS.keyChars },
+  TagValue: { chars: TAG_LIMITS.valueChars, items: MAX_TAG_FILTER_VALUES },
+  TagFilters: { items: MAX_TAG_FILTERS },
+  MemberAccounts: { items: 100 },
+  EncryptionContext: CONTEXT,
+  SourceEncryptionContext: CONTEXT,
+  DestinationEncryptionContext: CONTEXT,
+  Plaintext: { chars: b64chars(4096), code: 'InvalidParameterValue.InvalidPlaintext' },
+  Message: { chars: b64chars(4096), code: 'InvalidParameter' },
+  CiphertextBlob: { chars: 8192 },
+  Ciphertext: { chars: 1024 },
+  SignatureValue: { chars: 1024 },
+  EncryptedKeyMaterial: { chars: 4096 },
+  ImportToken: { chars: 1024 },
+  EncryptionPublicKey: { chars: 4096 },
 };
 
 /** DescribeKeys, EnableKeys, DisableKeys: at most 100 key ids (reference §6). */
@@ -117,8 +156,14 @@ export const ACTION_SCHEMAS = {
   DescribeKeys: KEY_IDS,
   ListKeys: PAGE,
   ListKeyDetail: {
-    ...PAGE, OrderType: int, KeyState: int, SearchKeyAlias: str, Origin: str, KeyUsage: str,
-    TagFilters: arrayOf(object({ TagKey: req(str), TagValue: arrayOf(str) })), MemberAccounts: ignored(arrayOf(MEMBER_ACCOUNT)),
+    ...PAGE,
+    OrderType: int,
+    KeyState: int,
+    SearchKeyAlias: str,
+    Origin: str,
+    KeyUsage: str,
+    TagFilters: arrayOf(object({ TagKey: req(str), TagValue: arrayOf(str) })),
+    MemberAccounts: ignored(arrayOf(MEMBER_ACCOUNT)),
   },
   UpdateAlias: { Alias: req(str), ...KEY_OF_MEMBER },
   UpdateKeyDescription: { Description: req(str), ...KEY_OF_MEMBER },
@@ -138,8 +183,16 @@ export const ACTION_SCHEMAS = {
   Decrypt: { CiphertextBlob: req(blob), EncryptionContext: str, ...PUBLIC_KEY_OUTPUT },
   ReEncrypt: { CiphertextBlob: req(blob), DestinationKeyId: str, SourceEncryptionContext: str, DestinationEncryptionContext: str },
   GenerateDataKey: {
-    ...KEY, KeySpec: str, NumberOfBytes: int, EncryptionContext: str, ...PUBLIC_KEY_OUTPUT,
-    IsHostedByKms: int, DataKeyName: str, Description: str, HsmClusterId: str, Tags: TAGS,
+    ...KEY,
+    KeySpec: str,
+    NumberOfBytes: int,
+    EncryptionContext: str,
+    ...PUBLIC_KEY_OUTPUT,
+    IsHostedByKms: int,
+    DataKeyName: str,
+    Description: str,
+    HsmClusterId: str,
+    Tags: TAGS,
   },
   GenerateRandom: { NumberOfBytes: req(int) },
   GetPublicKey: KEY,
@@ -180,7 +233,8 @@ function checkArray(spec: Extract<FieldSpec, { kind: 'array' }>, v: unknown, pat
 }
 
 function checkLength(v: string, path: string, max: Maximum): string {
-  if (max.chars !== undefined && v.length > max.chars) throw new ParamError(max.code ?? 'InvalidParameterValue', path, `${path} must be at most ${max.chars} characters`);
+  if (max.chars !== undefined && v.length > max.chars)
+    throw new ParamError(max.code ?? 'InvalidParameterValue', path, `${path} must be at most ${max.chars} characters`);
   return v;
 }
 

@@ -9,7 +9,14 @@ import type { Principal } from '../iam/principal';
 import type { Caller } from '../kms/key-access';
 import type { Kms } from '../kms/service';
 import {
-  InvalidActionError, NoSuchVersionError, RateLimitedError, ReplayCheckUnavailableError, SourceLimitedError, toApiError, UnauthorizedError, UnsupportedActionError,
+  InvalidActionError,
+  NoSuchVersionError,
+  RateLimitedError,
+  ReplayCheckUnavailableError,
+  SourceLimitedError,
+  toApiError,
+  UnauthorizedError,
+  UnsupportedActionError,
   UnsupportedRegionError,
 } from './error-codes';
 import type { ActionContext, ActionHandler, ActionTable } from './handlers';
@@ -78,10 +85,15 @@ function header(req: Pick<RawRequest, 'headers'>, name: string): string | undefi
 
 async function authenticate(deps: PipelineDeps, req: RawRequest, trace: Trace, now: number): Promise<Principal> {
   let found: { principal: Principal; secretKey: Buffer } | undefined;
-  const identity = await verifyTc3({ method: req.method, headers: req.headers, body: req.body, url: req.url }, async (secretId) => {
-    found = await deps.authn.resolve(secretId);
-    return found?.secretKey;
-  }, now, deps.trust.tc3);
+  const identity = await verifyTc3(
+    { method: req.method, headers: req.headers, body: req.body, url: req.url },
+    async (secretId) => {
+      found = await deps.authn.resolve(secretId);
+      return found?.secretKey;
+    },
+    now,
+    deps.trust.tc3,
+  );
   trace.principal = found!.principal;
   await claimSignature(deps.trust.replay, identity, trace);
   return found!.principal;
@@ -94,11 +106,19 @@ async function authenticate(deps: PipelineDeps, req: RawRequest, trace: Trace, n
  * (it is refused all the same).
  */
 async function claimSignature(replay: ReplayGuard | undefined, identity: Tc3Identity, trace: Trace): Promise<void> {
-  const claim = replay ? await replay.claim({
-    key: replayKey(identity.secretId, identity.signature), expiresAt: signatureExpiry(identity.timestamp, TC3_MAX_SKEW_SECONDS), repeatable: REPEATABLE_ACTIONS.has(trace.action),
-  }) : 'fresh';
+  const claim = replay
+    ? await replay.claim({
+        key: replayKey(identity.secretId, identity.signature),
+        expiresAt: signatureExpiry(identity.timestamp, TC3_MAX_SKEW_SECONDS),
+        repeatable: REPEATABLE_ACTIONS.has(trace.action),
+      })
+    : 'fresh';
   trace.authenticated = claim !== 'used';
-  if (claim === 'used') throw new AuthError('AuthFailure.SignatureFailure', 'this signature was already used; every request needs a signature of its own (sign it again, with a new X-TC-Timestamp)');
+  if (claim === 'used')
+    throw new AuthError(
+      'AuthFailure.SignatureFailure',
+      'this signature was already used; every request needs a signature of its own (sign it again, with a new X-TC-Timestamp)',
+    );
   if (claim === 'unavailable') throw new ReplayCheckUnavailableError('whether this signature was used before cannot be checked now; retry later');
 }
 
@@ -121,7 +141,8 @@ export async function handleRequest(deps: PipelineDeps, req: RawRequest): Promis
   } catch (e) {
     const err = toApiError(e, trace.requestId);
     code = err.code;
-    if (err.internal) deps.log.write({ level: 'error', requestId: trace.requestId, action: trace.action, error: (e as Error).name, detail: (e as Error).message });
+    if (err.internal)
+      deps.log.write({ level: 'error', requestId: trace.requestId, action: trace.action, error: (e as Error).name, detail: (e as Error).message });
     body = errorBody(err.code, err.message, trace.requestId);
   }
   finish(deps, req, trace, code, Number(process.hrtime.bigint() - started) / 1e9);
@@ -136,12 +157,14 @@ async function run(deps: PipelineDeps, req: RawRequest, trace: Trace, now: numbe
   if (version !== API_VERSION) throw new NoSuchVersionError(`X-TC-Version must be ${API_VERSION}`);
   const principal = await authenticate(deps, req, trace, now);
   if (!(await deps.limiter.take(principal.tenantUin))) throw new RateLimitedError('this account is over its request rate; slow down');
-  if (deps.principalLimiter && !(await deps.principalLimiter.take(principal.uin))) throw new RateLimitedError(`${principal.kind === 'root' ? 'the root account' : 'this sub-account'} is over its request rate; slow down`);
+  if (deps.principalLimiter && !(await deps.principalLimiter.take(principal.uin)))
+    throw new RateLimitedError(`${principal.kind === 'root' ? 'the root account' : 'this sub-account'} is over its request rate; slow down`);
   if (isUnsupportedAction(action)) throw new UnsupportedActionError(`${action} is not offered by this service`);
   if (!isServedAction(action)) throw new InvalidActionError(`${JSON.stringify(action.slice(0, 64))} is not an action of the KMS API ${API_VERSION}`);
   if (!REGIONLESS.has(action)) {
     if (!trace.region) throw new ParamError('MissingParameter', 'X-TC-Region', 'the X-TC-Region header is required');
-    if (!deps.regions.includes(trace.region)) throw new UnsupportedRegionError(`region ${JSON.stringify(trace.region.slice(0, 64))} is not served here (served: ${deps.regions.join(', ')})`);
+    if (!deps.regions.includes(trace.region))
+      throw new UnsupportedRegionError(`region ${JSON.stringify(trace.region.slice(0, 64))} is not served here (served: ${deps.regions.join(', ')})`);
   }
   // A regionless action (GetRegions) may carry any region header, or none: it acts in the first served region.
   const region = deps.regions.includes(trace.region) ? trace.region : deps.regions[0];
@@ -151,7 +174,14 @@ async function run(deps: PipelineDeps, req: RawRequest, trace: Trace, now: numbe
 }
 
 /** Parameters, resources, policy, then the core call: typed per action. */
-async function dispatch<A extends ServedAction>(deps: PipelineDeps, action: A, body: unknown, ctx: ActionContext, trace: Trace, context: AuthorizationRequest['context']): Promise<object> {
+async function dispatch<A extends ServedAction>(
+  deps: PipelineDeps,
+  action: A,
+  body: unknown,
+  ctx: ActionContext,
+  trace: Trace,
+  context: AuthorizationRequest['context'],
+): Promise<object> {
   const params = validateParams(action, body);
   const handler = deps.handlers[action] as ActionHandler<ActionParams<A>>;
   const resources = await handler.resources(ctx, params);
@@ -192,7 +222,14 @@ const UNCHARGED = new Set(['RequestLimitExceeded.IPLimitExceeded', 'InternalErro
 function auditUnauthenticated(deps: PipelineDeps, req: Pick<RawRequest, 'sourceIp' | 'headers'>, trace: Trace, code: string): void {
   if (!UNCHARGED.has(code)) deps.trust.preAuth.charge(req.sourceIp);
   const p = trace.principal;
-  deps.trust.failures.record({ sourceIp: req.sourceIp, secretId: p?.secretId ?? namedSecretId(req), code, requestId: trace.requestId, accountUin: p?.tenantUin, subAccountUin: p?.uin });
+  deps.trust.failures.record({
+    sourceIp: req.sourceIp,
+    secretId: p?.secretId ?? namedSecretId(req),
+    code,
+    requestId: trace.requestId,
+    accountUin: p?.tenantUin,
+    subAccountUin: p?.uin,
+  });
 }
 
 /** Metrics, audit event and log line of a request. The action label is a known action or "unknown", never a client's string. */
@@ -202,9 +239,27 @@ function finish(deps: PipelineDeps, req: Pick<RawRequest, 'sourceIp' | 'headers'
   if (seconds !== undefined) deps.metrics.latency.observe({ action }, seconds);
   const p = trace.principal;
   if (!trace.authenticated) auditUnauthenticated(deps, req, trace, code);
-  else deps.audit.append({
-    eventName: trace.action.slice(0, 64), accountUin: p?.tenantUin ?? '', subAccountUin: p?.uin ?? '', secretId: p?.secretId ?? '',
-    sourceIp: req.sourceIp, region: trace.region.slice(0, 64), requestId: trace.requestId, resource: trace.resource, errorCode: code === 'Success' ? '' : code, time: Date.now(),
+  else
+    deps.audit.append({
+      eventName: trace.action.slice(0, 64),
+      accountUin: p?.tenantUin ?? '',
+      subAccountUin: p?.uin ?? '',
+      secretId: p?.secretId ?? '',
+      sourceIp: req.sourceIp,
+      region: trace.region.slice(0, 64),
+      requestId: trace.requestId,
+      resource: trace.resource,
+      errorCode: code === 'Success' ? '' : code,
+      time: Date.now(),
+    });
+  deps.log.write({
+    requestId: trace.requestId,
+    action,
+    region: trace.region.slice(0, 64),
+    account: p?.tenantUin,
+    uin: p?.uin,
+    ip: req.sourceIp,
+    code,
+    ms: seconds === undefined ? undefined : Math.round(seconds * 1e6) / 1e3,
   });
-  deps.log.write({ requestId: trace.requestId, action, region: trace.region.slice(0, 64), account: p?.tenantUin, uin: p?.uin, ip: req.sourceIp, code, ms: seconds === undefined ? undefined : Math.round(seconds * 1e6) / 1e3 });
 }

@@ -17,7 +17,11 @@ export class PreAuthLimiter {
   private readonly buckets = new Map<string, Bucket>();
   private readonly config: RateLimitConfig;
 
-  constructor(config: RateLimitConfig = DEFAULT_PRE_AUTH_LIMIT, private readonly clock: Clock = systemClock, private readonly maxSources = 100_000) {
+  constructor(
+    config: RateLimitConfig = DEFAULT_PRE_AUTH_LIMIT,
+    private readonly clock: Clock = systemClock,
+    private readonly maxSources = 100_000,
+  ) {
     this.config = checkRateLimitConfig(config);
   }
 
@@ -79,7 +83,11 @@ export class FailureAudit {
   private groups = new Map<string, Group>();
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly append: (e: NewAuditEvent) => void, private readonly clock: Clock = systemClock, private readonly maxGroups = MAX_FAILURE_GROUPS) {
+  constructor(
+    private readonly append: (e: NewAuditEvent) => void,
+    private readonly clock: Clock = systemClock,
+    private readonly maxGroups = MAX_FAILURE_GROUPS,
+  ) {
     this.timer = setInterval(() => this.flush(false), 5_000);
     this.timer.unref();
   }
@@ -108,8 +116,16 @@ export class FailureAudit {
       if (!all && g.minute >= minute) continue;
       this.groups.delete(id);
       this.append({
-        eventName: FAILURE_EVENT_NAME, accountUin: g.accountUin ?? '', subAccountUin: g.subAccountUin ?? '', secretId: g.secretId, sourceIp: g.sourceIp,
-        region: '', requestId: g.requestId, resource: `count/${g.count}`, errorCode: g.code, time: g.first,
+        eventName: FAILURE_EVENT_NAME,
+        accountUin: g.accountUin ?? '',
+        subAccountUin: g.subAccountUin ?? '',
+        secretId: g.secretId,
+        sourceIp: g.sourceIp,
+        region: '',
+        requestId: g.requestId,
+        resource: `count/${g.count}`,
+        errorCode: g.code,
+        time: g.first,
       });
     }
   }

@@ -34,7 +34,9 @@ export function outputPlaintext(plaintext: Buffer, p: PublicKeyOutput): Buffer {
   }
   const algorithm = p.EncryptionAlgorithm ?? 'SM2';
   if (SM2_ALGORITHMS.includes(algorithm)) {
-    throw new UnsupportedOperationError(`EncryptionAlgorithm ${algorithm} (the default when none is given) needs SM2, which no HSM of this deployment offers; use one of ${OUTPUT_ALGORITHMS.join(', ')}`);
+    throw new UnsupportedOperationError(
+      `EncryptionAlgorithm ${algorithm} (the default when none is given) needs SM2, which no HSM of this deployment offers; use one of ${OUTPUT_ALGORITHMS.join(', ')}`,
+    );
   }
   if (!(OUTPUT_ALGORITHMS as readonly string[]).includes(algorithm)) {
     throw new InvalidParameterError(`EncryptionAlgorithm must be one of ${[...SM2_ALGORITHMS, ...OUTPUT_ALGORITHMS].join(', ')}`);

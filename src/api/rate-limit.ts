@@ -58,7 +58,11 @@ export class MemoryRateLimiter implements RateLimiter {
   private readonly buckets = new Map<string, Bucket>();
   private readonly config: RateLimitConfig;
 
-  constructor(config: RateLimitConfig, private readonly clock: Clock = systemClock, private readonly maxAccounts = 100_000) {
+  constructor(
+    config: RateLimitConfig,
+    private readonly clock: Clock = systemClock,
+    private readonly maxAccounts = 100_000,
+  ) {
     this.config = checkRateLimitConfig(config);
   }
 
@@ -118,7 +122,11 @@ export class RedisRateLimiter implements RateLimiter {
   private readonly clock: Clock;
   private failures = 0;
 
-  constructor(private readonly redis: Redis, config: RateLimitConfig, private readonly options: RedisRateLimiterOptions = {}) {
+  constructor(
+    private readonly redis: Redis,
+    config: RateLimitConfig,
+    private readonly options: RedisRateLimiterOptions = {},
+  ) {
     this.config = checkRateLimitConfig(config);
     this.clock = options.clock ?? systemClock;
   }

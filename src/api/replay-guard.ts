@@ -64,7 +64,10 @@ export class ReplayCache {
   private readonly bySecond = new Map<number, string[]>();
   private sweptTo = -1;
 
-  constructor(private readonly maxEntries = DEFAULT_REPLAY_ENTRIES, private readonly clock: Clock = systemClock) {
+  constructor(
+    private readonly maxEntries = DEFAULT_REPLAY_ENTRIES,
+    private readonly clock: Clock = systemClock,
+  ) {
     if (!(Number.isInteger(maxEntries) && maxEntries >= 1)) throw new RangeError('replay cache size must be a positive integer');
   }
 
@@ -175,7 +178,10 @@ export class RedisReplayGuard implements ReplayGuard {
   private readonly clock: Clock;
   private failures = 0;
 
-  constructor(private readonly redis: Redis, private readonly options: RedisReplayGuardOptions = {}) {
+  constructor(
+    private readonly redis: Redis,
+    private readonly options: RedisReplayGuardOptions = {},
+  ) {
     this.clock = options.clock ?? systemClock;
     this.local = options.local ?? new ReplayCache(DEFAULT_REPLAY_ENTRIES, this.clock);
   }
@@ -194,9 +200,13 @@ export class RedisReplayGuard implements ReplayGuard {
     if (mine === 'used' || mine === 'full') return mine === 'used' ? 'used' : 'unavailable';
     const ttl = Math.max(1, Math.ceil(c.expiresAt - this.clock.now()));
     try {
-      const set = await withDeadline(this.redis.set(`${this.options.keyPrefix ?? 'kms:replay:'}${c.key}`, '1', 'PX', ttl, 'NX'), this.options.timeoutMs ?? 250, (): never => {
-        throw new ReplayCheckTimeout('redis did not answer the replay check in time');
-      });
+      const set = await withDeadline(
+        this.redis.set(`${this.options.keyPrefix ?? 'kms:replay:'}${c.key}`, '1', 'PX', ttl, 'NX'),
+        this.options.timeoutMs ?? 250,
+        (): never => {
+          throw new ReplayCheckTimeout('redis did not answer the replay check in time');
+        },
+      );
       return set === 'OK' ? 'fresh' : seen(c);
     } catch (e) {
       this.failures += 1;

@@ -11,7 +11,10 @@ export class LineLog {
   private lines: string[] = [];
   private scheduled = false;
 
-  constructor(private readonly write: (chunk: string) => void = (c) => process.stdout.write(c), private readonly maxWrite = Infinity) {}
+  constructor(
+    private readonly write: (chunk: string) => void = (c) => process.stdout.write(c),
+    private readonly maxWrite = Infinity,
+  ) {}
 
   readonly line = (entry: Record<string, unknown>): void => {
     this.lines.push(JSON.stringify(entry));

@@ -40,7 +40,11 @@ export class RateLedger {
   private readonly held = new Map<number, Map<string, number>>();
   private readonly config: RateLimitConfig;
 
-  constructor(config: RateLimitConfig, private readonly clock: Clock = systemClock, private readonly maxAccounts = 100_000) {
+  constructor(
+    config: RateLimitConfig,
+    private readonly clock: Clock = systemClock,
+    private readonly maxAccounts = 100_000,
+  ) {
     this.config = checkRateLimitConfig(config);
   }
 
@@ -136,7 +140,10 @@ export class SharedRateLimiter implements RateLimiter {
   private readonly clock: Clock;
   private readonly timer: NodeJS.Timeout;
 
-  constructor(config: RateLimitConfig, private readonly options: SharedRateLimiterOptions) {
+  constructor(
+    config: RateLimitConfig,
+    private readonly options: SharedRateLimiterOptions,
+  ) {
     const c = checkRateLimitConfig(config);
     this.want = Math.max(1, Math.ceil(c.burst / options.workers));
     this.clock = options.clock ?? systemClock;

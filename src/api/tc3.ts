@@ -11,13 +11,13 @@ export const TC3_ALGORITHM = 'TC3-HMAC-SHA256';
 export const TC3_MAX_SKEW_SECONDS = 300;
 
 export type AuthErrorCode =
-  | 'AuthFailure.InvalidAuthorization'
-  | 'AuthFailure.SignatureExpire'
-  | 'AuthFailure.SecretIdNotFound'
-  | 'AuthFailure.SignatureFailure';
+  'AuthFailure.InvalidAuthorization' | 'AuthFailure.SignatureExpire' | 'AuthFailure.SecretIdNotFound' | 'AuthFailure.SignatureFailure';
 
 export class AuthError extends Error {
-  constructor(readonly code: AuthErrorCode, message: string) {
+  constructor(
+    readonly code: AuthErrorCode,
+    message: string,
+  ) {
     super(message);
     this.name = 'AuthError';
   }
@@ -125,7 +125,7 @@ function parseCredential(value: string): Pick<ParsedAuthorization, 'secretId' | 
 function parseSignedHeaders(value: string): string[] {
   const names = value.split(';');
   if (!names.every((n) => /^[a-z0-9-]+$/.test(n))) throw invalid('SignedHeaders must list lowercase header names separated by ";"');
-  if (!names.every((n, i) => i === 0 || (names[i - 1]) < n)) throw invalid('SignedHeaders must be sorted and without repeats');
+  if (!names.every((n, i) => i === 0 || names[i - 1] < n)) throw invalid('SignedHeaders must be sorted and without repeats');
   for (const required of ['content-type', 'host']) {
     if (!names.includes(required)) throw invalid(`SignedHeaders must include ${required}`);
   }
@@ -155,11 +155,11 @@ export function parseAuthorization(header: string | undefined): ParsedAuthorizat
   // the SDKs' layout, read with one expression; any other order or spacing goes through the general reader
   const usual = USUAL_LAYOUT.exec(header);
   const fields = usual ? undefined : authorizationFields(header.slice(space + 1));
-  const signature = usual ? (usual[3]) : (fields?.get('Signature') as string);
+  const signature = usual ? usual[3] : (fields?.get('Signature') as string);
   if (!/^[0-9a-fA-F]{64}$/.test(signature)) throw invalid('Signature must be 64 hexadecimal characters');
   return {
-    ...credentialOf(usual ? (usual[1]) : (fields?.get('Credential') as string)),
-    signedHeaders: signedHeadersOf(usual ? (usual[2]) : (fields?.get('SignedHeaders') as string)),
+    ...credentialOf(usual ? usual[1] : (fields?.get('Credential') as string)),
+    signedHeaders: signedHeadersOf(usual ? usual[2] : (fields?.get('SignedHeaders') as string)),
     signature: Buffer.from(signature, 'hex'),
   };
 }
@@ -186,7 +186,7 @@ function parseTimestamp(value: string | undefined): number {
 /** `host` without its port (`kms.local:8080` → `kms.local`, `[::1]:8080` → `[::1]`), as Node's URL.hostname. */
 export function hostWithoutPort(host: string): string {
   const m = /^(\[[^\]]*\]|[^:]*):\d*$/.exec(host);
-  return m ? (m[1]) : host;
+  return m ? m[1] : host;
 }
 
 /** The inputs of a canonical request; `headers` are the signed headers' canonical values, in SignedHeaders order. */
@@ -230,11 +230,7 @@ function splitUrl(url: string | undefined): { path: string; query: string } {
  * and trim every value. Each variant is one more HMAC, never another key derivation.
  */
 type ValueStyle = (name: string, value: string) => string;
-const VALUE_STYLES: readonly ValueStyle[] = [
-  (name, v) => (name === 'content-type' ? v : v.toLowerCase()),
-  (_name, v) => v,
-  (_name, v) => v.toLowerCase(),
-];
+const VALUE_STYLES: readonly ValueStyle[] = [(name, v) => (name === 'content-type' ? v : v.toLowerCase()), (_name, v) => v, (_name, v) => v.toLowerCase()];
 
 function signedValues(req: Tc3Request, names: readonly string[]): Map<string, string> {
   const values = new Map<string, string>();
@@ -334,7 +330,8 @@ export async function verifyTc3(req: Tc3Request, lookup: SecretLookup, nowSecond
     tc3Work.signatureHmacs += 1;
     return timingSafeEqual(hmac(key, stringToSign(timestamp, auth.date, auth.service, canonical)), auth.signature);
   };
-  if (!matches(canonical.first) && !canonical.others().some(matches)) throw new AuthError('AuthFailure.SignatureFailure', 'the provided credentials could not be validated; check that the signature is correct');
+  if (!matches(canonical.first) && !canonical.others().some(matches))
+    throw new AuthError('AuthFailure.SignatureFailure', 'the provided credentials could not be validated; check that the signature is correct');
   if (!cached) rememberSigningKey(auth.secretId, secretKey, auth.date, auth.service, key);
   return { secretId: auth.secretId, service: auth.service, timestamp, signature: auth.signature };
 }
@@ -367,7 +364,11 @@ export function signTc3(s: SignTc3Input): string {
   };
   const { path, query } = splitUrl(s.url);
   const canonical = canonicalRequest({
-    method: (s.method ?? 'POST').toUpperCase(), path, query, headers: names.map((n) => [n, value(n)] as const), payloadHash: sha256Hex(s.body),
+    method: (s.method ?? 'POST').toUpperCase(),
+    path,
+    query,
+    headers: names.map((n) => [n, value(n)] as const),
+    payloadHash: sha256Hex(s.body),
   });
   const date = utcDate(s.timestamp);
   const key = signingKey(Buffer.isBuffer(s.secretKey) ? s.secretKey : Buffer.from(s.secretKey, 'utf8'), date, s.service);

@@ -30,7 +30,12 @@ export function fileAnchorSink(path: string): AnchorSink {
 /** POSTs each anchor as JSON; a refusal (non-2xx) or timeout rejects. */
 export function webhookAnchorSink(url: string, timeoutMs = 5000): AnchorSink {
   return async (a) => {
-    const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: anchorLine(a), signal: AbortSignal.timeout(timeoutMs) });
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: anchorLine(a),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
     await res.arrayBuffer().catch(() => undefined);
     if (!res.ok) throw new Error(`audit anchor webhook answered HTTP ${res.status}`);
   };
@@ -38,15 +43,16 @@ export function webhookAnchorSink(url: string, timeoutMs = 5000): AnchorSink {
 
 /** Sends each anchor to a syslog server over UDP as one RFC 5424 message (facility log audit, severity info). */
 export function syslogAnchorSink(host: string, port: number): AnchorSink {
-  return (a) => new Promise((resolve, reject) => {
-    const socket = createSocket(host.includes(':') ? 'udp6' : 'udp4');
-    const message = `<110>1 ${new Date(a.time).toISOString()} ${hostname()} kms-audit ${process.pid} anchor - ${anchorLine(a)}`;
-    socket.send(message, port, host, (e) => {
-      socket.close();
-      if (e) reject(e);
-      else resolve();
+  return (a) =>
+    new Promise((resolve, reject) => {
+      const socket = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+      const message = `<110>1 ${new Date(a.time).toISOString()} ${hostname()} kms-audit ${process.pid} anchor - ${anchorLine(a)}`;
+      socket.send(message, port, host, (e) => {
+        socket.close();
+        if (e) reject(e);
+        else resolve();
+      });
     });
-  });
 }
 
 /** The anchors in a sink's output (JSON lines, or syslog lines carrying them), in the order found. */

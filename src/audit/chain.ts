@@ -56,7 +56,9 @@ export function linkInput(prevHash: string, e: AuditEvent, seq: number): Buffer 
 
 /** The plain SHA-256 link (trails written before the HMAC chain). */
 export function hashEvent(prevHash: string, e: AuditEvent, seq: number): string {
-  return createHash('sha256').update(linkInput(prevHash, e, seq)).digest('hex');
+  return createHash('sha256')
+    .update(linkInput(prevHash, e, seq))
+    .digest('hex');
 }
 
 export async function macEvent(mac: LinkMac, prevHash: string, e: AuditEvent, seq: number): Promise<string> {
@@ -187,7 +189,10 @@ export class ChainVerifier {
     this.checkHead(head);
     for (const seq of this.anchors.keys()) this.report(seq, `the anchored event ${seq} is missing (removed or truncated)`);
     if (this.options.requireMac && this.plainSeen && this.hmacFrom === undefined) {
-      this.report(this.from, 'no event is HMAC-linked: plain SHA-256 links can be rewritten by anyone with the store (the server begins the HMAC chain at start-up)');
+      this.report(
+        this.from,
+        'no event is HMAC-linked: plain SHA-256 links can be rewritten by anyone with the store (the server begins the HMAC chain at start-up)',
+      );
     }
     return { ok: this.problems.length === 0, checked: this.checked, problems: this.problems, hmacFrom: this.hmacFrom, from: this.from };
   }

@@ -7,7 +7,19 @@
 import { AuditCounters, AuditLog, RetainedRange, VerifyOptions } from './audit-log';
 import { AuditBackend, ChainSnapshot } from './backend';
 import {
-  ChainHead, ChainSlot, ChainStart, ChainVerifier, GENESIS, VerifyProblem, VerifyResult, checkLinks, headOf, linkBatch, macEvent, makeStart, startIsAuthentic,
+  ChainHead,
+  ChainSlot,
+  ChainStart,
+  ChainVerifier,
+  GENESIS,
+  VerifyProblem,
+  VerifyResult,
+  checkLinks,
+  headOf,
+  linkBatch,
+  macEvent,
+  makeStart,
+  startIsAuthentic,
 } from './chain';
 import { AuditChainError, AuditConfigError, AuditWriteError } from './errors';
 import { AuditEvent, NewAuditEvent, StoredAuditEvent, storedJson, toAuditEvent } from './event';
@@ -38,7 +50,10 @@ export class ChainedAuditLog implements AuditLog {
   /** The head this log last saw; a wrong guess costs one more linking of the batch (the store answers with the real one). */
   private knownHead: ChainHead | undefined;
 
-  protected constructor(private readonly backend: AuditBackend, options: AuditLogOptions = {}) {
+  protected constructor(
+    private readonly backend: AuditBackend,
+    options: AuditLogOptions = {},
+  ) {
     this.committer = new GroupCommitter((batch) => this.write(batch), options);
     this.now = options.now ?? Date.now;
     this.linkMac = options.linkMac;
@@ -89,7 +104,10 @@ export class ChainedAuditLog implements AuditLog {
     let end = { to: 0, last: GENESIS };
     for (const { text, header } of files) {
       if (header.from !== end.to + 1 || header.start.prevHash !== end.last) {
-        problems.push({ seq: end.to + 1, reason: `the archive file of events ${header.from}..${header.to} does not continue where the one before ends (${end.to}): files missing or replaced` });
+        problems.push({
+          seq: end.to + 1,
+          reason: `the archive file of events ${header.from}..${header.to} does not continue where the one before ends (${end.to}): files missing or replaced`,
+        });
       }
       const r = await this.verifyExport(text);
       problems.push(...r.problems);
@@ -128,7 +146,7 @@ export class ChainedAuditLog implements AuditLog {
     const file = parseExport(text);
     const verifier = new ChainVerifier({ start: file.header.start });
     if (file.header.start.seq > 1 && !(await startIsAuthentic(mac, { ...file.header.start, mac: file.header.start.mac ?? '' }))) {
-      verifier.note({ seq: file.header.start.seq, reason: 'the export\'s start link does not match its MAC (not where the trail was cut)' });
+      verifier.note({ seq: file.header.start.seq, reason: "the export's start link does not match its MAC (not where the trail was cut)" });
     }
     for (const p of file.problems) verifier.note(p);
     const checks = await checkLinks(file.slots, mac);

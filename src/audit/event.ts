@@ -48,7 +48,16 @@ export type StoredAuditEvent = AuditEvent & ChainLink;
 
 /** The text fields, in canonical order (the keyword search reads these). */
 export const TEXT_FIELDS = [
-  'eventId', 'eventName', 'accountUin', 'subAccountUin', 'secretId', 'sourceIp', 'region', 'requestId', 'resource', 'errorCode',
+  'eventId',
+  'eventName',
+  'accountUin',
+  'subAccountUin',
+  'secretId',
+  'sourceIp',
+  'region',
+  'requestId',
+  'resource',
+  'errorCode',
 ] as const satisfies ReadonlyArray<keyof AuditEvent>;
 
 /** Every event field, in canonical order. */
@@ -83,9 +92,17 @@ export function toAuditEvent(e: NewAuditEvent, now: () => number): AuditEvent {
   if (!isTime(time)) throw new AuditInputError(`time must be unix milliseconds, got ${time}`);
   const text = (field: (typeof TEXT_FIELDS)[number]): string => clip(e[field], field);
   return {
-    eventId, time, eventName: text('eventName'), accountUin: text('accountUin'), subAccountUin: text('subAccountUin'),
-    secretId: text('secretId'), sourceIp: text('sourceIp'), region: text('region'), requestId: text('requestId'),
-    resource: text('resource'), errorCode: text('errorCode'),
+    eventId,
+    time,
+    eventName: text('eventName'),
+    accountUin: text('accountUin'),
+    subAccountUin: text('subAccountUin'),
+    secretId: text('secretId'),
+    sourceIp: text('sourceIp'),
+    region: text('region'),
+    requestId: text('requestId'),
+    resource: text('resource'),
+    errorCode: text('errorCode'),
   };
 }
 

@@ -21,7 +21,14 @@ export interface ExportHeader {
 }
 
 export function exportHeader(start: { seq: number; prevHash: string; mac?: string }, last: StoredAuditEvent): ExportHeader {
-  return { kind: EXPORT_KIND, version: 1, from: start.seq, to: last.seq, start: { seq: start.seq, prevHash: start.prevHash, ...(start.mac ? { mac: start.mac } : {}) }, last: last.hash };
+  return {
+    kind: EXPORT_KIND,
+    version: 1,
+    from: start.seq,
+    to: last.seq,
+    start: { seq: start.seq, prevHash: start.prevHash, ...(start.mac ? { mac: start.mac } : {}) },
+    last: last.hash,
+  };
 }
 
 function parseHeader(line: string | undefined): ExportHeader {
@@ -32,8 +39,14 @@ function parseHeader(line: string | undefined): ExportHeader {
     throw new AuditInputError('not an audit export file: the first line is not JSON');
   }
   const h = doc as Partial<ExportHeader>;
-  const ok = h.kind === EXPORT_KIND && h.version === 1 && Number.isSafeInteger(h.from) && Number.isSafeInteger(h.to)
-    && typeof h.last === 'string' && typeof h.start?.prevHash === 'string' && h.start.seq === h.from;
+  const ok =
+    h.kind === EXPORT_KIND &&
+    h.version === 1 &&
+    Number.isSafeInteger(h.from) &&
+    Number.isSafeInteger(h.to) &&
+    typeof h.last === 'string' &&
+    typeof h.start?.prevHash === 'string' &&
+    h.start.seq === h.from;
   if (!ok) throw new AuditInputError(`not an audit export file: the first line is not a ${EXPORT_KIND} header`);
   return h as ExportHeader;
 }

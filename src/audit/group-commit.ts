@@ -26,7 +26,13 @@ export interface GroupCommitOptions {
 /** The options with their defaults, checked (`AuditInputError`); factories call it before opening anything. */
 export function commitOptions(options: GroupCommitOptions): Required<GroupCommitOptions> {
   const o = { maxBatch: 200, intervalMs: 10, maxPending: 100_000, retryMinMs: 100, retryMaxMs: 5000, ...options };
-  for (const [name, min] of [['maxBatch', 1], ['maxPending', 1], ['intervalMs', 0], ['retryMinMs', 1], ['retryMaxMs', o.retryMinMs]] as const) {
+  for (const [name, min] of [
+    ['maxBatch', 1],
+    ['maxPending', 1],
+    ['intervalMs', 0],
+    ['retryMinMs', 1],
+    ['retryMaxMs', o.retryMinMs],
+  ] as const) {
     if (!Number.isInteger(o[name]) || o[name] < min) throw new AuditInputError(`${name} must be an integer >= ${min}, got ${o[name]}`);
   }
   return o;
@@ -47,7 +53,10 @@ export class GroupCommitter {
   private backoff = false;
   private closed = false;
 
-  constructor(private readonly write: BatchWriter, options: GroupCommitOptions = {}) {
+  constructor(
+    private readonly write: BatchWriter,
+    options: GroupCommitOptions = {},
+  ) {
     this.opts = commitOptions(options);
     this.retryMs = this.opts.retryMinMs;
   }

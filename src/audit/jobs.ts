@@ -63,7 +63,9 @@ export class AuditJobs {
 
   /** One tick; concurrent calls share the tick in progress. */
   runOnce(): Promise<AuditJobReport> {
-    this.running ??= this.tick().finally(() => { this.running = undefined; });
+    this.running ??= this.tick().finally(() => {
+      this.running = undefined;
+    });
     return this.running;
   }
 

@@ -81,9 +81,12 @@ export function matchesKeyword(e: AuditEvent, keyword: string | undefined): bool
 
 /** Whether `e` passes every filter of `f`. */
 export function matches(e: AuditEvent, f: AuditFilter): boolean {
-  return (f.from === undefined || e.time >= f.from) && (f.to === undefined || e.time <= f.to)
-    && (f.eventName === undefined || e.eventName === f.eventName)
-    && (f.accountUin === undefined || e.accountUin === f.accountUin)
-    && (f.resource === undefined || e.resource === f.resource)
-    && matchesKeyword(e, f.keyword);
+  return (
+    (f.from === undefined || e.time >= f.from) &&
+    (f.to === undefined || e.time <= f.to) &&
+    (f.eventName === undefined || e.eventName === f.eventName) &&
+    (f.accountUin === undefined || e.accountUin === f.accountUin) &&
+    (f.resource === undefined || e.resource === f.resource) &&
+    matchesKeyword(e, f.keyword)
+  );
 }

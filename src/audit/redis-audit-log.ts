@@ -187,7 +187,7 @@ class RedisAuditBackend implements AuditBackend {
     const head = parseHead(seq, hash);
     const start = parseStart(startSeq, prevHash, mac);
     const inChain = (head?.seq ?? 0) - (start?.seq ?? 1) + 1;
-    const upTo = stored > inChain ? Math.max(head?.seq ?? 0, await this.highestSeq()) : head?.seq ?? 0;
+    const upTo = stored > inChain ? Math.max(head?.seq ?? 0, await this.highestSeq()) : (head?.seq ?? 0);
     return { head, start, upTo, stored };
   }
 
@@ -211,7 +211,10 @@ class RedisAuditBackend implements AuditBackend {
 
   /** The set a query walks: the smallest index named by its filters, else the time index. */
   private async drivingSet(q: AuditQuery): Promise<string> {
-    const named = INDEXED.flatMap((f) => { const v = q[f]; return v === undefined ? [] : [INDEX[f](v)]; });
+    const named = INDEXED.flatMap((f) => {
+      const v = q[f];
+      return v === undefined ? [] : [INDEX[f](v)];
+    });
     if (named.length <= 1) return named[0] ?? TIME_INDEX;
     const sizes = await Promise.all(named.map((k) => this.redis.zcard(k)));
     return named[sizes.indexOf(Math.min(...sizes))];

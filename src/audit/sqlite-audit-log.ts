@@ -29,14 +29,21 @@ export const AUDIT_SCHEMA_VERSION = 2;
 /** The column of a field: eventId -> event_id. */
 const column = (field: string): string => field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
-const appendOnly = (table: string): string => ['UPDATE', 'DELETE'].map((op) => `
+const appendOnly = (table: string): string =>
+  ['UPDATE', 'DELETE']
+    .map(
+      (op) => `
 CREATE TRIGGER IF NOT EXISTS ${table}_no_${op.toLowerCase()} BEFORE ${op} ON ${table}
-BEGIN SELECT RAISE(ABORT, '${table} is append-only'); END;`).join('');
+BEGIN SELECT RAISE(ABORT, '${table} is append-only'); END;`,
+    )
+    .join('');
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS audit_events (
   seq INTEGER PRIMARY KEY,
-  ${STORED_FIELDS.slice(1).map((f) => `${column(f)} ${f === 'time' ? 'INTEGER' : 'TEXT'} NOT NULL`).join(',\n  ')}
+  ${STORED_FIELDS.slice(1)
+    .map((f) => `${column(f)} ${f === 'time' ? 'INTEGER' : 'TEXT'} NOT NULL`)
+    .join(',\n  ')}
 );
 CREATE INDEX IF NOT EXISTS audit_events_time ON audit_events (time, seq);
 CREATE INDEX IF NOT EXISTS audit_events_name ON audit_events (event_name, time, seq);
@@ -123,14 +130,16 @@ class SqliteAuditBackend implements AuditBackend {
 
   async appendAfter(expected: ChainHead | undefined, stored: readonly StoredAuditEvent[]): Promise<AppendOutcome> {
     try {
-      return this.db.transaction((): AppendOutcome => {
-        const head = this.readHead();
-        if (head?.seq !== expected?.seq || head?.hash !== expected?.hash) return { kind: 'moved', head };
-        const insert = this.stmt(INSERT);
-        for (const e of stored) insert.run(e);
-        this.stmt('INSERT INTO audit_heads (seq, hash) VALUES (@seq, @hash)').run(headOf(stored));
-        return { kind: 'written' };
-      }).immediate();
+      return this.db
+        .transaction((): AppendOutcome => {
+          const head = this.readHead();
+          if (head?.seq !== expected?.seq || head?.hash !== expected?.hash) return { kind: 'moved', head };
+          const insert = this.stmt(INSERT);
+          for (const e of stored) insert.run(e);
+          this.stmt('INSERT INTO audit_heads (seq, hash) VALUES (@seq, @hash)').run(headOf(stored));
+          return { kind: 'written' };
+        })
+        .immediate();
     } catch (e) {
       if (sqliteCode(e) !== 'SQLITE_CONSTRAINT_PRIMARYKEY') throw e;
       throw new AuditChainError('audit events are stored beyond the head anchor; refusing to overwrite them (run verify)', { cause: e });
@@ -159,15 +168,17 @@ class SqliteAuditBackend implements AuditBackend {
   }
 
   async removeBefore(start: ChainStart, removed: readonly StoredAuditEvent[]): Promise<void> {
-    this.db.transaction(() => {
-      const current = (this.stmt(START).get() as ChainStart | undefined)?.seq ?? 1;
-      const head = this.readHead()?.seq ?? 0;
-      if (start.seq <= current || start.seq > head || removed.some((e) => e.seq < current || e.seq >= start.seq)) {
-        throw new AuditChainError(`retention refused: a start at ${start.seq} is not within ${current + 1}..${head}`);
-      }
-      this.stmt('INSERT INTO audit_starts (seq, prev_hash, mac) VALUES (@seq, @prevHash, @mac)').run(start);
-      this.stmt(RETAIN).run(start.seq);
-    }).immediate();
+    this.db
+      .transaction(() => {
+        const current = (this.stmt(START).get() as ChainStart | undefined)?.seq ?? 1;
+        const head = this.readHead()?.seq ?? 0;
+        if (start.seq <= current || start.seq > head || removed.some((e) => e.seq < current || e.seq >= start.seq)) {
+          throw new AuditChainError(`retention refused: a start at ${start.seq} is not within ${current + 1}..${head}`);
+        }
+        this.stmt('INSERT INTO audit_starts (seq, prev_hash, mac) VALUES (@seq, @prevHash, @mac)').run(start);
+        this.stmt(RETAIN).run(start.seq);
+      })
+      .immediate();
   }
 
   async readChain(after: number, upTo: number, limit: number): Promise<ChainPage> {
@@ -190,14 +201,16 @@ class SqliteAuditBackend implements AuditBackend {
     this.db.pragma(`busy_timeout = ${busyTimeoutMs}`);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
-    this.db.transaction(() => {
-      this.db.exec(SCHEMA);
-      this.db.exec(UPGRADE);
-      const { value } = this.db.prepare("SELECT value FROM audit_meta WHERE name = 'schema'").get() as { value: number };
-      if (value > AUDIT_SCHEMA_VERSION) {
-        throw new AuditConfigError(`audit schema ${value} is newer than this build's (${AUDIT_SCHEMA_VERSION}); upgrade the KMS`);
-      }
-    }).immediate();
+    this.db
+      .transaction(() => {
+        this.db.exec(SCHEMA);
+        this.db.exec(UPGRADE);
+        const { value } = this.db.prepare("SELECT value FROM audit_meta WHERE name = 'schema'").get() as { value: number };
+        if (value > AUDIT_SCHEMA_VERSION) {
+          throw new AuditConfigError(`audit schema ${value} is newer than this build's (${AUDIT_SCHEMA_VERSION}); upgrade the KMS`);
+        }
+      })
+      .immediate();
   }
 
   private readHead(): ChainHead | undefined {

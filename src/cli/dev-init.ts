@@ -19,7 +19,12 @@ export const DEV_DEDICATED_CLUSTER = 'cls-dev-dedicated';
 const ROOT = join(__dirname, '..', '..', '..');
 const SOFTHSM_LIB = '/usr/lib/softhsm/libsofthsm2.so';
 
-interface TokenSet { dir: string; conf: string; lib: string; labels: string[] }
+interface TokenSet {
+  dir: string;
+  conf: string;
+  lib: string;
+  labels: string[];
+}
 
 /**
  * Tokens with random PINs (0600 files) in their own SOFTHSM2_CONF, and a private copy of the library (one module instance per set).
@@ -38,8 +43,17 @@ function makeTokens(dataDir: string, name: string, labels: string[]): TokenSet {
 
 function clusterYaml(id: string, kind: 'shared' | 'dedicated', owners: string[], set: TokenSet): object {
   return {
-    id, kind, ...(kind === 'dedicated' ? { owners } : {}),
-    members: set.labels.map((label) => ({ id: label, profile: 'softhsm2', module: set.lib, env: { SOFTHSM2_CONF: set.conf }, token: label, pin: { file: join(set.dir, 'pins', `${label}.pin`) } })),
+    id,
+    kind,
+    ...(kind === 'dedicated' ? { owners } : {}),
+    members: set.labels.map((label) => ({
+      id: label,
+      profile: 'softhsm2',
+      module: set.lib,
+      env: { SOFTHSM2_CONF: set.conf },
+      token: label,
+      pin: { file: join(set.dir, 'pins', `${label}.pin`) },
+    })),
   };
 }
 
@@ -55,7 +69,11 @@ function writeConfig(dataDir: string, deploymentId: string, shared: TokenSet, de
     audit: { anchors: { file: DEV_AUDIT_ANCHORS }, anchorIntervalSeconds: 60 },
     clusters: [clusterYaml('default', 'shared', [], shared), clusterYaml(DEV_DEDICATED_CLUSTER, 'dedicated', owners, dedicated)],
   };
-  writeFileSync(join(dataDir, CONFIG_FILE), `# Development configuration written by "kmsctl init --dev". PINs are in 0600 files, never here.\n${stringify(doc)}`, { mode: 0o600 });
+  writeFileSync(
+    join(dataDir, CONFIG_FILE),
+    `# Development configuration written by "kmsctl init --dev". PINs are in 0600 files, never here.\n${stringify(doc)}`,
+    { mode: 0o600 },
+  );
 }
 
 export interface DevInitResult {

@@ -9,7 +9,6 @@ import { openModule } from '../hsm/module';
 import { loadProfiles, PROFILE_DIR } from '../hsm/profile';
 import { initToken } from '../hsm/provision';
 
-
 /** Published factory SO PINs: C_InitToken must be given the current one, which is then replaced. */
 const FACTORY_SO_PIN: Record<string, string> = { 'opencryptoki-swtok': '87654321' };
 

@@ -87,7 +87,14 @@ function policySource(a: Args): unknown {
 }
 
 function auditFilter(a: Args) {
-  return { from: time(a.get('from')), to: time(a.get('to')), eventName: a.get('event'), accountUin: a.get('account'), resource: a.get('resource'), keyword: a.get('keyword') };
+  return {
+    from: time(a.get('from')),
+    to: time(a.get('to')),
+    eventName: a.get('event'),
+    accountUin: a.get('account'),
+    resource: a.get('resource'),
+    keyword: a.get('keyword'),
+  };
 }
 
 function verifyOptions(a: Args): VerifyOptions {
@@ -95,13 +102,23 @@ function verifyOptions(a: Args): VerifyOptions {
   const dir = a.get('archive');
   return {
     anchors: anchors === undefined ? undefined : readAnchors(readFileSync(anchors, 'utf8')),
-    archive: dir === undefined ? undefined : readdirSync(dir).filter((f) => f.endsWith('.jsonl')).map((f) => readFileSync(join(dir, f), 'utf8')),
+    archive:
+      dir === undefined
+        ? undefined
+        : readdirSync(dir)
+            .filter((f) => f.endsWith('.jsonl'))
+            .map((f) => readFileSync(join(dir, f), 'utf8')),
   };
 }
 
 async function withServices<T>(dataDir: string, fn: (s: Services) => Promise<T>, ceremony?: SoPinProvider): Promise<T> {
   const config = loadServerConfig(dataDir);
-  const s = await openServices(config, { log: (l) => progress(String(l.msg ?? JSON.stringify(l))), jobs: false, domainCeremony: ceremony ? progress : undefined, soPin: ceremony });
+  const s = await openServices(config, {
+    log: (l) => progress(String(l.msg ?? JSON.stringify(l))),
+    jobs: false,
+    domainCeremony: ceremony ? progress : undefined,
+    soPin: ceremony,
+  });
   try {
     return await fn(s);
   } finally {
@@ -136,7 +153,12 @@ const COMMANDS: Record<string, Command> = {
     if (!member) throw new UsageError(`cluster ${c.id} has no member ${a.need('member')} in kms.yaml: add it there first`);
     progress(`copying the domain keys of ${c.id} into ${member.id} under a transport key made inside it`);
     const copied = await c.addMember(member, { soPin: soPinSource(a.get('so-pin-file')) });
-    out(copied ? `domain keys copied into ${member.id}; lock the cluster once it is complete: kmsctl cluster lock --cluster ${c.id}` : `${member.id} already holds the domain keys`, false);
+    out(
+      copied
+        ? `domain keys copied into ${member.id}; lock the cluster once it is complete: kmsctl cluster lock --cluster ${c.id}`
+        : `${member.id} already holds the domain keys`,
+      false,
+    );
     return 0;
   },
   'cluster lock': async (a, s) => {
@@ -144,8 +166,12 @@ const COMMANDS: Record<string, Command> = {
     const r = await c.lock();
     if (a.flag('json')) out({ cluster: c.id, ...r }, true);
     else {
-      out(`cluster ${c.id}: domain keys locked (non-extractable, read back) on ${[...r.locked, ...r.already].join(', ')}${r.already.length ? ` (already: ${r.already.join(', ')})` : ''}`, false);
-      for (const m of r.unenforced) progress(`warning: member ${m}: its implementation does not enforce CKA_EXTRACTABLE=false (docs/hsm-layer.md), the lock is recorded only`);
+      out(
+        `cluster ${c.id}: domain keys locked (non-extractable, read back) on ${[...r.locked, ...r.already].join(', ')}${r.already.length ? ` (already: ${r.already.join(', ')})` : ''}`,
+        false,
+      );
+      for (const m of r.unenforced)
+        progress(`warning: member ${m}: its implementation does not enforce CKA_EXTRACTABLE=false (docs/hsm-layer.md), the lock is recorded only`);
     }
     return 0;
   },
@@ -163,7 +189,11 @@ const COMMANDS: Record<string, Command> = {
     const r = await s.kms.domainRotation.rotate(c.id, { resumeOnly: a.flag('resume'), progress: shown, soPin });
     if (a.flag('json')) out(r, true);
     else if (r.generation === undefined) out(`cluster ${c.id}: no rotation to resume`, false);
-    else out(`cluster ${c.id}: generation ${r.generation} current${r.resumed ? ' (resumed)' : ''}; ${r.rewrapped} records re-wrapped in ${r.ms} ms; generation ${r.retired} destroyed`, false);
+    else
+      out(
+        `cluster ${c.id}: generation ${r.generation} current${r.resumed ? ' (resumed)' : ''}; ${r.rewrapped} records re-wrapped in ${r.ms} ms; generation ${r.retired} destroyed`,
+        false,
+      );
     return 0;
   },
   'cluster status': async (a, s) => {
@@ -185,7 +215,10 @@ const COMMANDS: Record<string, Command> = {
   'tenant list': async (a, s) => (out(await s.iam.listTenants(), a.flag('json')), 0),
   'user create': async (a, s) => {
     const file = a.get('policy-file');
-    const creds = await s.iam.createUser(a.need('tenant'), a.need('name'), { preset: a.get('preset'), policy: file === undefined ? undefined : readFileSync(file, 'utf8') });
+    const creds = await s.iam.createUser(a.need('tenant'), a.need('name'), {
+      preset: a.get('preset'),
+      policy: file === undefined ? undefined : readFileSync(file, 'utf8'),
+    });
     out(creds, a.flag('json'));
     return 0;
   },

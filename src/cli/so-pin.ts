@@ -19,7 +19,8 @@ function readPinFile(file: string): string {
 
 /** A file holds one PIN for every token asked about; a directory holds `<token label>.so-pin` per token. */
 export function soPinsFromPath(path: string): SoPinProvider {
-  return async (request: SoPinRequest) => (existsSync(path) && statSync(path).isDirectory() ? readPinFile(join(path, `${request.token}.so-pin`)) : readPinFile(path));
+  return async (request: SoPinRequest) =>
+    existsSync(path) && statSync(path).isDirectory() ? readPinFile(join(path, `${request.token}.so-pin`)) : readPinFile(path);
 }
 
 function promptHidden(question: string): Promise<string> {
@@ -52,7 +53,9 @@ function promptHidden(question: string): Promise<string> {
 /** Asks on the terminal (no echo); without one, a clear error naming --so-pin-file. */
 export const soPinPrompt: SoPinProvider = async (request) => {
   if (!process.stdin.isTTY) {
-    throw new UsageError(`the Security Officer PIN of token "${request.token}" (member ${request.member}) is needed for the ceremony: run kmsctl on a terminal, or pass --so-pin-file PATH`);
+    throw new UsageError(
+      `the Security Officer PIN of token "${request.token}" (member ${request.member}) is needed for the ceremony: run kmsctl on a terminal, or pass --so-pin-file PATH`,
+    );
   }
   const pin = await promptHidden(`SO PIN of token "${request.token}" (member ${request.member}), used once for this ceremony and not kept: `);
   if (!pin) throw new SoPinError(`no SO PIN given for token "${request.token}"`);

@@ -39,7 +39,8 @@ export function deriveCapabilities(mechanisms: ReadonlyMap<number, MechanismFact
     return bits === undefined || (m.minKeySize <= bits && bits <= m.maxKeySize);
   };
   const rsaGen = (bits: number) => has(pk.CKM_RSA_PKCS_KEY_PAIR_GEN, pk.CKF_GENERATE_KEY_PAIR, bits);
-  const ecGen = (bits: number) => profile.ecPrivateKeyUnwrap && has(pk.CKM_EC_KEY_PAIR_GEN, pk.CKF_GENERATE_KEY_PAIR, bits) && has(pk.CKM_ECDSA, pk.CKF_SIGN, bits);
+  const ecGen = (bits: number) =>
+    profile.ecPrivateKeyUnwrap && has(pk.CKM_EC_KEY_PAIR_GEN, pk.CKF_GENERATE_KEY_PAIR, bits) && has(pk.CKM_ECDSA, pk.CKF_SIGN, bits);
   const spec: Record<KeySpec, boolean> = {
     AES_256: has(pk.CKM_AES_KEY_GEN, pk.CKF_GENERATE, 32) && has(pk.CKM_AES_GCM, pk.CKF_ENCRYPT | pk.CKF_DECRYPT),
     RSA_2048: rsaGen(2048),
@@ -74,7 +75,11 @@ export function deriveCapabilities(mechanisms: ReadonlyMap<number, MechanismFact
     signing,
     ecdsaHashInSoftware: !profile.ecdsaWithHash || !has(pk.CKM_ECDSA_SHA256, pk.CKF_SIGN),
     wrapAlgorithms,
-    wrappedMaterialModel: wrapAlgorithms.length > 0 && has(pk.CKM_SHA256_HMAC, pk.CKF_SIGN) && has(pk.CKM_GENERIC_SECRET_KEY_GEN, pk.CKF_GENERATE) && has(pk.CKM_AES_KEY_GEN, pk.CKF_GENERATE, 32),
+    wrappedMaterialModel:
+      wrapAlgorithms.length > 0 &&
+      has(pk.CKM_SHA256_HMAC, pk.CKF_SIGN) &&
+      has(pk.CKM_GENERIC_SECRET_KEY_GEN, pk.CKF_GENERATE) &&
+      has(pk.CKM_AES_KEY_GEN, pk.CKF_GENERATE, 32),
   };
 }
 

@@ -46,7 +46,8 @@ export interface LockResult {
 /** Refuses `what` while any member is unavailable (it would miss the change). */
 export function requireReachable(members: readonly HsmMember[], what: string): void {
   const unreachable = members.filter((m) => m.state === 'UNAVAILABLE');
-  if (unreachable.length) throw new DomainKeyError(`cannot ${what} while members are unavailable: ${unreachable.map((m) => `${m.id} (${m.lastError})`).join('; ')}`);
+  if (unreachable.length)
+    throw new DomainKeyError(`cannot ${what} while members are unavailable: ${unreachable.map((m) => `${m.id} (${m.lastError})`).join('; ')}`);
 }
 
 function lockedError(clusterId: string, missing: readonly HsmMember[]): DomainLockedError {
@@ -65,7 +66,9 @@ export async function initDomain(clusterId: string, members: readonly HsmMember[
   requireReachable(members, 'run the ceremony');
   const holders = members.filter((m) => m.domain);
   if (holders.length === 0 && members.some((m) => m.generations.size > 0)) {
-    throw new DomainKeyError(`members of cluster ${clusterId} hold several domain generations and none is named current: finish the rotation (kmsctl cluster rotate-domain --resume)`);
+    throw new DomainKeyError(
+      `members of cluster ${clusterId} hold several domain generations and none is named current: finish the rotation (kmsctl cluster rotate-domain --resume)`,
+    );
   }
   const ids = new Set(holders.map((m) => m.domain!.id.toString('hex')));
   if (ids.size > 1) throw new DomainKeyError(`members of cluster ${clusterId} already hold different domain keys (${[...ids].join(', ')}); refusing to choose`);
@@ -81,7 +84,13 @@ export async function initDomain(clusterId: string, members: readonly HsmMember[
     await source.generateDomainKeys(randomBytes(16));
     generated = true;
   }
-  const copiedTo = await copyInto(clusterId, source, members.filter((m) => m !== source), options.soPin, source.profile.wrapWithTrusted);
+  const copiedTo = await copyInto(
+    clusterId,
+    source,
+    members.filter((m) => m !== source),
+    options.soPin,
+    source.profile.wrapWithTrusted,
+  );
   const locked = options.lock === false ? [] : (await lockAll(members)).locked;
   return { domainId: source.domain!.id.toString('hex'), generated, copiedTo, locked };
 }
@@ -99,7 +108,9 @@ function commonWrap(source: HsmMember, target: HsmMember): WrapAlgorithm {
   const theirs = target.capabilities?.wrapAlgorithms ?? [];
   const common = (source.capabilities?.wrapAlgorithms ?? []).find((a) => theirs.includes(a));
   if (!common) {
-    throw new UnsupportedError(`members ${source.id} (${source.profile.name}) and ${target.id} (${target.profile.name}) share no key-wrap mechanism: they cannot be in one cluster`);
+    throw new UnsupportedError(
+      `members ${source.id} (${source.profile.name}) and ${target.id} (${target.profile.name}) share no key-wrap mechanism: they cannot be in one cluster`,
+    );
   }
   return common;
 }
@@ -125,10 +136,12 @@ export function lockMembers(members: readonly HsmMember[]): Promise<LockResult> 
 export async function lockDomain(clusterId: string, members: readonly HsmMember[]): Promise<LockResult> {
   requireReachable(members, 'lock the domain keys');
   const without = members.filter((m) => !m.domain);
-  if (without.length) throw new DomainKeyError(`cannot lock cluster ${clusterId}: ${without.map((m) => m.id).join(', ')} hold no domain keys (run cluster init first)`);
+  if (without.length)
+    throw new DomainKeyError(`cannot lock cluster ${clusterId}: ${without.map((m) => m.id).join(', ')} hold no domain keys (run cluster init first)`);
   for (const m of members.slice(1)) {
     const wrap = commonWrap(members[0], m);
-    if (!(await m.domainFingerprint(wrap)).equals(await members[0].domainFingerprint(wrap))) throw new DomainKeyError(`cannot lock cluster ${clusterId}: ${m.id} holds different domain keys from ${members[0].id}`);
+    if (!(await m.domainFingerprint(wrap)).equals(await members[0].domainFingerprint(wrap)))
+      throw new DomainKeyError(`cannot lock cluster ${clusterId}: ${m.id} holds different domain keys from ${members[0].id}`);
   }
   return lockAll(members);
 }
@@ -136,7 +149,7 @@ export async function lockDomain(clusterId: string, members: readonly HsmMember[
 async function lockAll(members: readonly HsmMember[]): Promise<LockResult> {
   const result: LockResult = { locked: [], already: [], unenforced: [] };
   for (const m of members) {
-    (await m.lockDomainKeys() ? result.locked : result.already).push(m.id);
+    ((await m.lockDomainKeys()) ? result.locked : result.already).push(m.id);
     if (!m.profile.enforcesNonExtractable) result.unenforced.push(m.id);
   }
   return result;
@@ -154,7 +167,14 @@ function soPinNeeded(clusterId: string, source: HsmMember): SoPinError {
  * them; the ids of those copied into. Without `generation` (the ceremony), a target holding other
  * domain keys is refused; with it (rotate-domain), targets may hold older generations.
  */
-async function copyInto(clusterId: string, source: HsmMember, targets: readonly HsmMember[], soPin: SoPinProvider | undefined, viaTrusted: boolean, generation?: Buffer): Promise<string[]> {
+async function copyInto(
+  clusterId: string,
+  source: HsmMember,
+  targets: readonly HsmMember[],
+  soPin: SoPinProvider | undefined,
+  viaTrusted: boolean,
+  generation?: Buffer,
+): Promise<string[]> {
   const id = generation ?? source.domain!.id;
   const receivers: HsmMember[] = [];
   for (const target of targets) {
@@ -163,7 +183,9 @@ async function copyInto(clusterId: string, source: HsmMember, targets: readonly 
       const wrap = commonWrap(source, target);
       const same = existing.equals(id) && (await target.domainFingerprint(wrap, id)).equals(await source.domainFingerprint(wrap, id));
       if (same) continue;
-      throw new DomainKeyError(`token "${target.tokenLabel}" of member ${target.id} already holds different domain keys (domain ${existing.toString('hex')}); refusing to add it`);
+      throw new DomainKeyError(
+        `token "${target.tokenLabel}" of member ${target.id} already holds different domain keys (domain ${existing.toString('hex')}); refusing to add it`,
+      );
     }
     if (generation ? target.brokenGenerations.has(id.toString('hex')) : target.domainProblem) await target.removeDomainKeys(generation);
     if (source.profile.nativeCloning && target.profile.nativeCloning) {

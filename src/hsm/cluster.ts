@@ -3,7 +3,18 @@ import { Capabilities, intersectCapabilities, KeySpec, RsaPadding, SigningAlgori
 import { ClusterUnavailableError, DomainKeyError, HsmError, MaterialIntegrityError, MemberUnavailableError, SoPinError, UnsupportedError } from './errors';
 import { MaterialBinding, sameBinding, WrappedMaterial } from './material';
 export type { CeremonyOptions, CeremonyResult, LockResult, SoPinProvider, SoPinRequest } from './ceremony';
-import { addMember, addMemberFrom, type SoPinProvider, CeremonyOptions, CeremonyResult, initDomain, lockDomain, lockMembers, LockResult, requireReachable } from './ceremony';
+import {
+  addMember,
+  addMemberFrom,
+  type SoPinProvider,
+  CeremonyOptions,
+  CeremonyResult,
+  initDomain,
+  lockDomain,
+  lockMembers,
+  LockResult,
+  requireReachable,
+} from './ceremony';
 import { GcmResult, HsmMember, MemberState } from './member';
 import { Canary, ClusterHealthMonitor, DEFAULT_HEALTH_POLICY, HealthPolicy } from './member-health';
 import type { WrapAlgorithm } from './profile';
@@ -69,7 +80,13 @@ export interface ClusterHealth {
   generation?: string;
 }
 
-const CANARY_BINDING = (clusterId: string): MaterialBinding => ({ clusterId, keyId: 'kms-health-canary', keyVersion: 0, usage: 'HEALTH_PROBE', owner: 'kms-health' });
+const CANARY_BINDING = (clusterId: string): MaterialBinding => ({
+  clusterId,
+  keyId: 'kms-health-canary',
+  keyVersion: 0,
+  usage: 'HEALTH_PROBE',
+  owner: 'kms-health',
+});
 
 /**
  * A pool of HSM members that hold the same domain keys. Any healthy member serves any key (ACTIVE
@@ -98,7 +115,10 @@ export class HsmCluster {
     this.kind = options.kind;
     this.owners = options.owners;
     this.members = options.members;
-    this.slow = new SlowQueue(options.id, { running: options.slowQueue?.running ?? DEFAULT_SLOW_RUNNING, queued: options.slowQueue?.queued ?? DEFAULT_SLOW_QUEUED });
+    this.slow = new SlowQueue(options.id, {
+      running: options.slowQueue?.running ?? DEFAULT_SLOW_RUNNING,
+      queued: options.slowQueue?.queued ?? DEFAULT_SLOW_QUEUED,
+    });
     const policy: HealthPolicy = {
       degradedErrors: options.degradedErrors ?? DEFAULT_HEALTH_POLICY.degradedErrors,
       degradedLatencyMs: options.degradedLatencyMs ?? DEFAULT_HEALTH_POLICY.degradedLatencyMs,
@@ -120,7 +140,8 @@ export class HsmCluster {
     const holders = this.members.filter((m) => m.generations.size > 0);
     const shared = (a: HsmMember, b: HsmMember) => [...a.generations.keys()].some((g) => b.generations.has(g));
     // mid-rotation, members may hold one generation more or less; none in common means another domain
-    if (holders.some((a) => holders.some((b) => !shared(a, b)))) throw new DomainKeyError(`members of cluster ${this.id} hold different domain keys: run the ceremony again or fix the configuration`);
+    if (holders.some((a) => holders.some((b) => !shared(a, b))))
+      throw new DomainKeyError(`members of cluster ${this.id} hold different domain keys: run the ceremony again or fix the configuration`);
     this.monitor.start();
   }
 
@@ -383,7 +404,8 @@ export class HsmCluster {
     const target = this.currentGeneration;
     if (!target) return Promise.reject(new DomainKeyError(`cluster ${this.id} has no current domain generation`));
     if (material.domainId.equals(target)) return Promise.resolve(material);
-    if (material.binding.clusterId !== this.id) return Promise.reject(new MaterialIntegrityError(`key material of cluster ${material.binding.clusterId} cannot be re-wrapped on cluster ${this.id}`));
+    if (material.binding.clusterId !== this.id)
+      return Promise.reject(new MaterialIntegrityError(`key material of cluster ${material.binding.clusterId} cannot be re-wrapped on cluster ${this.id}`));
     return this.run((m) => m.rewrap(material, target), material.domainId, target);
   }
 
@@ -425,7 +447,9 @@ export class HsmCluster {
   async trustRewrapKeys(generation: Buffer, soPin: SoPinProvider | undefined): Promise<string[]> {
     const members = this.templatedOn(generation);
     if (members.length && !soPin) {
-      throw new SoPinError(`the records of cluster ${this.id} are under a KEK with CKA_UNWRAP_TEMPLATE on ${members.map((m) => m.id).join(', ')}: they can be re-wrapped only through a key the token's Security Officer makes trusted; give the SO PIN (--so-pin-file, or at a terminal)`);
+      throw new SoPinError(
+        `the records of cluster ${this.id} are under a KEK with CKA_UNWRAP_TEMPLATE on ${members.map((m) => m.id).join(', ')}: they can be re-wrapped only through a key the token's Security Officer makes trusted; give the SO PIN (--so-pin-file, or at a terminal)`,
+      );
     }
     for (const m of members) await m.trustRewrapKey(await soPin!({ member: m.id, token: m.tokenLabel }));
     return members.map((m) => m.id);

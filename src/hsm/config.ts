@@ -95,7 +95,8 @@ export function parseClusterConfig(text: string, base: string): ClusterConfig[] 
     const kind = str(c, 'kind', where);
     if (kind !== 'shared' && kind !== 'dedicated') throw new ConfigError(`${where}: kind must be shared or dedicated`);
     const owners = c.owners === undefined ? [] : c.owners;
-    if (!Array.isArray(owners) || !owners.every((o) => typeof o === 'string' || typeof o === 'number')) throw new ConfigError(`${where}: owners must be a list of tenant ids`);
+    if (!Array.isArray(owners) || !owners.every((o) => typeof o === 'string' || typeof o === 'number'))
+      throw new ConfigError(`${where}: owners must be a list of tenant ids`);
     if (kind === 'dedicated' && owners.length === 0) throw new ConfigError(`${where}: a dedicated cluster needs at least one owner`);
     if (kind === 'shared' && owners.length > 0) throw new ConfigError(`${where}: the shared pool has no owners`);
     const pool = c.pool === undefined ? {} : obj(c.pool, `${where}.pool`);
@@ -125,7 +126,12 @@ export function parseClusterConfig(text: string, base: string): ClusterConfig[] 
       id,
       kind,
       owners: owners.map(String),
-      pool: { maxSessions: positive(pool, 'maxSessions', where), waitMs: positive(pool, 'waitMs', where), handleCacheSize: positive(pool, 'handleCacheSize', where), handleTtlSeconds: positive(pool, 'handleTtlSeconds', where) },
+      pool: {
+        maxSessions: positive(pool, 'maxSessions', where),
+        waitMs: positive(pool, 'waitMs', where),
+        handleCacheSize: positive(pool, 'handleCacheSize', where),
+        handleTtlSeconds: positive(pool, 'handleTtlSeconds', where),
+      },
       slowQueue: { running: positive(slow, 'running', `${where}.slowQueue`), queued: count(slow, 'queued', `${where}.slowQueue`) },
       members,
     };
@@ -149,7 +155,8 @@ export function resolvePin(source: PinSource, env: NodeJS.ProcessEnv = process.e
 function modulePath(m: MemberConfig, profile: HsmProfile): string {
   if (m.module) return m.module;
   const found = profile.moduleHints.find((p) => existsSync(p));
-  if (!found) throw new ConfigError(`member ${m.id}: no module path given and none of profile ${profile.name}'s hints exists (${profile.moduleHints.join(', ')})`);
+  if (!found)
+    throw new ConfigError(`member ${m.id}: no module path given and none of profile ${profile.name}'s hints exists (${profile.moduleHints.join(', ')})`);
   return found;
 }
 

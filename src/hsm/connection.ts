@@ -103,7 +103,9 @@ export class MemberConnection {
         api.C_Login(s, pk.CKU_SO, soPin);
       } catch (e) {
         const ckr = ckrName(e);
-        throw new SoPinError(`the Security Officer of token "${this.options.tokenLabel}" could not log in: ${ckr === 'CKR_PIN_INCORRECT' ? 'SO PIN incorrect' : ckr ?? 'unknown error'}`);
+        throw new SoPinError(
+          `the Security Officer of token "${this.options.tokenLabel}" could not log in: ${ckr === 'CKR_PIN_INCORRECT' ? 'SO PIN incorrect' : (ckr ?? 'unknown error')}`,
+        );
       }
       try {
         return fn(s);

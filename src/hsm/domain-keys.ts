@@ -7,8 +7,24 @@ import type { MemberSessions } from './sessions';
 import type { TemplateCalls } from './template-attributes';
 import { unwrapProtected } from './unwrap';
 import {
-  CBC_IV_BYTES, DOMAIN_KEK_LABEL, DOMAIN_MAC_LABEL, domainKeySearch, KEK_UNWRAP_TEMPLATE, kekTemplate, keyWrapMechanism, LOCKED, macTemplate, oaep, rsaPublicKeyTemplate, SEALED_COPY, USES_OFF,
-  templatedKekTemplate, transportKeyTemplates, trustedPublicKeyTemplate, trustedRewrapKeyTemplate, zeroAesKeyTemplate,
+  CBC_IV_BYTES,
+  DOMAIN_KEK_LABEL,
+  DOMAIN_MAC_LABEL,
+  domainKeySearch,
+  KEK_UNWRAP_TEMPLATE,
+  kekTemplate,
+  keyWrapMechanism,
+  LOCKED,
+  macTemplate,
+  oaep,
+  rsaPublicKeyTemplate,
+  SEALED_COPY,
+  USES_OFF,
+  templatedKekTemplate,
+  transportKeyTemplates,
+  trustedPublicKeyTemplate,
+  trustedRewrapKeyTemplate,
+  zeroAesKeyTemplate,
 } from './templates';
 
 type Handle = pk.Handle;
@@ -80,7 +96,10 @@ export class MemberDomainKeys {
     const byId = new Map<string, { kek: Handle[]; mac: Handle[] }>();
     const all: Handle[] = [];
     const idOf = (h: Handle): Buffer => this.api().C_GetAttributeValue(s, h, [{ type: pk.CKA_ID }])[0].value;
-    for (const [label, slot] of [[DOMAIN_KEK_LABEL, 'kek'], [DOMAIN_MAC_LABEL, 'mac']] as const) {
+    for (const [label, slot] of [
+      [DOMAIN_KEK_LABEL, 'kek'],
+      [DOMAIN_MAC_LABEL, 'mac'],
+    ] as const) {
       for (const h of this.sessions.find(s, domainKeySearch(label))) {
         all.push(h);
         const id = idOf(h).subarray(0, -1).toString('hex');
@@ -115,7 +134,9 @@ export class MemberDomainKeys {
   /** Locked as the profile's lock leaves a key: non-extractable and, with lockUnmodifiable, CKA_MODIFIABLE=false. */
   private sealed(s: Handle, h: Handle): boolean {
     const types = this.owner.profile.lockUnmodifiable ? [{ type: pk.CKA_EXTRACTABLE }, { type: pk.CKA_MODIFIABLE }] : [{ type: pk.CKA_EXTRACTABLE }];
-    return this.api().C_GetAttributeValue(s, h, types).every((a) => (a.value)[0] === 0);
+    return this.api()
+      .C_GetAttributeValue(s, h, types)
+      .every((a) => a.value[0] === 0);
   }
 
   private hasUnwrapTemplate(s: Handle, kek: Handle): boolean {
@@ -163,7 +184,7 @@ export class MemberDomainKeys {
       const objects = this.allDomainKeyObjects(s);
       const key = (h: Handle) => {
         const [label, id] = api.C_GetAttributeValue(s, h, [{ type: pk.CKA_LABEL }, { type: pk.CKA_ID }]);
-        return `${String(label.value)}/${(id.value).toString('hex')}`;
+        return `${String(label.value)}/${id.value.toString('hex')}`;
       };
       const sealedKeys = new Set(objects.filter((h) => this.sealed(s, h)).map(key));
       for (const h of objects) {
@@ -179,12 +200,15 @@ export class MemberDomainKeys {
             api.C_DestroyObject(s, h);
           }
         } catch (e) {
-          throw new DomainKeyError(`token "${this.owner.tokenLabel}" of member ${this.owner.id} refused the lock (CKA_EXTRACTABLE=false): ${(e as Error).message}`);
+          throw new DomainKeyError(
+            `token "${this.owner.tokenLabel}" of member ${this.owner.id} refused the lock (CKA_EXTRACTABLE=false): ${(e as Error).message}`,
+          );
         }
         changed = true;
       }
       this.find(s);
-      if (this.locked !== true) throw new DomainKeyError(`token "${this.owner.tokenLabel}" of member ${this.owner.id} still reports an extractable domain key after the lock`);
+      if (this.locked !== true)
+        throw new DomainKeyError(`token "${this.owner.tokenLabel}" of member ${this.owner.id} still reports an extractable domain key after the lock`);
       return changed;
     });
   }
@@ -218,8 +242,10 @@ export class MemberDomainKeys {
     const keys = this.keys;
     if (keys) return keys;
     const where = `token "${this.owner.tokenLabel}" of member ${this.owner.id}`;
-    if (this.current) throw new DomainKeyError(`${where} does not hold the current domain generation ${this.current.toString('hex')}: run cluster rotate-domain`);
-    if (this.generations.size > 1) throw new DomainKeyError(`${where} holds ${this.generations.size} domain generations and the cluster has not said which is current`);
+    if (this.current)
+      throw new DomainKeyError(`${where} does not hold the current domain generation ${this.current.toString('hex')}: run cluster rotate-domain`);
+    if (this.generations.size > 1)
+      throw new DomainKeyError(`${where} holds ${this.generations.size} domain generations and the cluster has not said which is current`);
     throw new DomainKeyError(`${where} holds no domain keys: run cluster init / add-member`);
   }
 
@@ -236,7 +262,10 @@ export class MemberDomainKeys {
    */
   remove(generation?: Buffer): Promise<void> {
     return this.sessions.withKeeper('destroy', (s) => {
-      for (const [label, suffix] of [[DOMAIN_KEK_LABEL, 'K'], [DOMAIN_MAC_LABEL, 'M']] as const) {
+      for (const [label, suffix] of [
+        [DOMAIN_KEK_LABEL, 'K'],
+        [DOMAIN_MAC_LABEL, 'M'],
+      ] as const) {
         const search = domainKeySearch(label);
         if (generation) search.push({ type: pk.CKA_ID, value: Buffer.concat([generation, Buffer.from(suffix)]) });
         for (const h of this.sessions.find(s, search)) this.api().C_DestroyObject(s, h);
@@ -255,13 +284,17 @@ export class MemberDomainKeys {
     return this.sessions.withKeeper('generate', async (s) => {
       this.find(s);
       const hex = id.toString('hex');
-      if (this.generations.has(hex) || this.broken.has(hex)) throw new DomainKeyError(`token "${this.owner.tokenLabel}" already holds domain keys of generation ${hex}`);
+      if (this.generations.has(hex) || this.broken.has(hex))
+        throw new DomainKeyError(`token "${this.owner.tokenLabel}" already holds domain keys of generation ${hex}`);
       const mechanism = { mechanism: pk.CKM_AES_KEY_GEN };
       const length = { type: pk.CKA_VALUE_LEN, value: 32 };
       const templates = wrapWithTrusted ? this.templates() : undefined;
       if (templates) templates.generateKey(s, mechanism, [...templatedKekTemplate(id, true, wrapWithTrusted), length]);
       else await this.calls.fast.generateKey(s, mechanism, [...kekTemplate(id, true, wrapWithTrusted), length]);
-      await this.calls.fast.generateKey(s, { mechanism: pk.CKM_GENERIC_SECRET_KEY_GEN }, [...macTemplate(id, true, wrapWithTrusted), { type: pk.CKA_VALUE_LEN, value: 32 }]);
+      await this.calls.fast.generateKey(s, { mechanism: pk.CKM_GENERIC_SECRET_KEY_GEN }, [
+        ...macTemplate(id, true, wrapWithTrusted),
+        { type: pk.CKA_VALUE_LEN, value: 32 },
+      ]);
       return this.written(s, id);
     });
   }
@@ -328,9 +361,32 @@ export class MemberDomainKeys {
       try {
         const { profile, tokenLabel } = this.owner;
         const templates = wrapped.unwrapTemplate ? this.templates() : undefined;
-        const withTemplate = templates && { unwrapKey: (...a: Parameters<TemplateCalls['unwrapKey']>) => templates.unwrapKey(a[0], a[1], a[2], a[3], [...a[4], { type: pk.CKA_UNWRAP_TEMPLATE, value: KEK_UNWRAP_TEMPLATE }]) };
-        await unwrapProtected(api, profile, tokenLabel, withTemplate ?? this.calls.offloaded, s, oaep('sha1'), transport.privateKey, wrapped.kek, kekTemplate(wrapped.id, true, profile.wrapWithTrusted));
-        await unwrapProtected(api, profile, tokenLabel, this.calls.offloaded, s, oaep('sha1'), transport.privateKey, wrapped.mac, macTemplate(wrapped.id, true, profile.wrapWithTrusted));
+        const withTemplate = templates && {
+          unwrapKey: (...a: Parameters<TemplateCalls['unwrapKey']>) =>
+            templates.unwrapKey(a[0], a[1], a[2], a[3], [...a[4], { type: pk.CKA_UNWRAP_TEMPLATE, value: KEK_UNWRAP_TEMPLATE }]),
+        };
+        await unwrapProtected(
+          api,
+          profile,
+          tokenLabel,
+          withTemplate ?? this.calls.offloaded,
+          s,
+          oaep('sha1'),
+          transport.privateKey,
+          wrapped.kek,
+          kekTemplate(wrapped.id, true, profile.wrapWithTrusted),
+        );
+        await unwrapProtected(
+          api,
+          profile,
+          tokenLabel,
+          this.calls.offloaded,
+          s,
+          oaep('sha1'),
+          transport.privateKey,
+          wrapped.mac,
+          macTemplate(wrapped.id, true, profile.wrapWithTrusted),
+        );
       } finally {
         api.C_DestroyObject(s, transport.privateKey);
         api.C_DestroyObject(s, transport.publicKey);
@@ -350,7 +406,9 @@ export class MemberDomainKeys {
       const api = this.api();
       const zero = api.C_CreateObject(s, zeroAesKeyTemplate());
       try {
-        const kekCheck = Buffer.from(await this.calls.fast.wrapKey(s, keyWrapMechanism(this.owner.profile, algorithm, Buffer.alloc(CBC_IV_BYTES)), domain.kek, zero, Buffer.alloc(64)));
+        const kekCheck = Buffer.from(
+          await this.calls.fast.wrapKey(s, keyWrapMechanism(this.owner.profile, algorithm, Buffer.alloc(CBC_IV_BYTES)), domain.kek, zero, Buffer.alloc(64)),
+        );
         const macCheck = await hmacSha256(api, this.calls, s, domain.mac, Buffer.from('kms-domain-fingerprint'));
         return createHash('sha256').update(kekCheck).update(macCheck).digest();
       } finally {
@@ -367,7 +425,9 @@ export class MemberDomainKeys {
    */
   mac(purpose: string, data: Buffer, generation?: Buffer): Promise<Buffer> {
     if (!/^[a-z0-9-]{1,32}$/.test(purpose)) return Promise.reject(new InvalidInputError('MAC purpose must be 1-32 of [a-z0-9-]'));
-    return this.sessions.withSession('mac', (s) => hmacSha256(this.api(), this.calls, s, this.pick(generation).mac, Buffer.concat([Buffer.from(`kms-purpose:${purpose}\0`, 'utf8'), data])));
+    return this.sessions.withSession('mac', (s) =>
+      hmacSha256(this.api(), this.calls, s, this.pick(generation).mac, Buffer.concat([Buffer.from(`kms-purpose:${purpose}\0`, 'utf8'), data])),
+    );
   }
 }
 

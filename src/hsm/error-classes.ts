@@ -2,7 +2,22 @@ import { ErrorClass } from './errors';
 import type { ErrorOverride } from './profile';
 
 /** The operations a member names when it calls a token: what a profile's `errorOverrides[].during` may list. */
-export const MEMBER_OPERATIONS = ['encrypt', 'decrypt', 'sign', 'verify', 'generate', 'wrap', 'unwrap', 'import-unwrap', 'mac', 'destroy', 'random', 'find', 'login', 'lock'] as const;
+export const MEMBER_OPERATIONS = [
+  'encrypt',
+  'decrypt',
+  'sign',
+  'verify',
+  'generate',
+  'wrap',
+  'unwrap',
+  'import-unwrap',
+  'mac',
+  'destroy',
+  'random',
+  'find',
+  'login',
+  'lock',
+] as const;
 export type MemberOperation = (typeof MEMBER_OPERATIONS)[number];
 
 /** Default classification of PKCS#11 return values; profiles override per operation. */

@@ -49,7 +49,15 @@ export class WrappedMaterial {
   }
 
   /** The bytes the MAC covers. */
-  static macInput(spec: KeySpec, binding: MaterialBinding, domainId: Buffer, wrapped: Buffer, publicKey: Buffer, format: MaterialFormat = 2, wrapAlgorithm: WrapAlgorithm = 'rfc5649'): Buffer {
+  static macInput(
+    spec: KeySpec,
+    binding: MaterialBinding,
+    domainId: Buffer,
+    wrapped: Buffer,
+    publicKey: Buffer,
+    format: MaterialFormat = 2,
+    wrapAlgorithm: WrapAlgorithm = 'rfc5649',
+  ): Buffer {
     return encodeBody(format, spec, binding, domainId, wrapped, publicKey, wrapAlgorithm);
   }
 
@@ -112,7 +120,15 @@ function bytes(b: Buffer): Buffer {
   return Buffer.concat([len, b]);
 }
 
-function encodeBody(format: MaterialFormat, spec: KeySpec, binding: MaterialBinding, domainId: Buffer, wrapped: Buffer, publicKey: Buffer, wrapAlgorithm: WrapAlgorithm): Buffer {
+function encodeBody(
+  format: MaterialFormat,
+  spec: KeySpec,
+  binding: MaterialBinding,
+  domainId: Buffer,
+  wrapped: Buffer,
+  publicKey: Buffer,
+  wrapAlgorithm: WrapAlgorithm,
+): Buffer {
   if (!Number.isInteger(binding.keyVersion) || binding.keyVersion < 0 || binding.keyVersion > 0xffffffff) {
     throw new InvalidInputError('key version must be an unsigned 32-bit integer');
   }

@@ -110,7 +110,9 @@ export class ClusterHealthMonitor {
     if (p?.error) return p.error;
     if (state === 'ACTIVE') return 'ok';
     const slow = p?.ms !== undefined && p.ms > this.policy.degradedLatencyMs;
-    return slow ? `probe ${p.ms!.toFixed(1)} ms (over ${this.policy.degradedLatencyMs} ms)` : `${m.recentErrors} session or device errors since the last good probe`;
+    return slow
+      ? `probe ${p.ms!.toFixed(1)} ms (over ${this.policy.degradedLatencyMs} ms)`
+      : `${m.recentErrors} session or device errors since the last good probe`;
   }
 
   private probeAll(): Promise<void> {

@@ -56,13 +56,17 @@ export class HsmMember {
   constructor(private readonly options: MemberOptions) {
     this.id = options.id;
     this.profile = options.profile;
-    this.module = openModule({ ...options.module, libraryParameters: options.module.libraryParameters ?? options.profile.libraryParameters?.replace('{dir}', options.moduleDir ?? '') });
+    this.module = openModule({
+      ...options.module,
+      libraryParameters: options.module.libraryParameters ?? options.profile.libraryParameters?.replace('{dir}', options.moduleDir ?? ''),
+    });
     const api = (): pk.PKCS11 => this.module.api;
     const calls = callSet(this.module, options.profile.callMode, slowLane, options.id, options.profile.slowOperations);
     this.connection = new MemberConnection(this.module, options, { connected: (t, k) => this.connected(t, k), dropped: (r) => this.dropped(r) });
     this.session = new MemberSessions(this.connection, options.profile, options);
     // nested templates reach the real library only (a fake one injected by unit tests has none)
-    const templates = options.profile.unwrapTemplate && !options.module.library ? (): TemplateCalls => templateCalls(this.module.spec.path) : (): undefined => undefined;
+    const templates =
+      options.profile.unwrapTemplate && !options.module.library ? (): TemplateCalls => templateCalls(this.module.spec.path) : (): undefined => undefined;
     this.domainKeys = new MemberDomainKeys(this, this.session, calls, api, templates);
     this.sealing = new MemberSealing(options.tokenLabel, options.profile, this.session, this.domainKeys, calls, api, options);
     this.ops = new MemberOperations(this, this.session, this.sealing, calls, api);
@@ -342,7 +346,13 @@ export class HsmMember {
     return this.ops.rsaDecrypt(material, padding, ciphertext);
   }
 
-  importAes(wrappingKey: WrappedMaterial, padding: RsaPadding, encrypted: Buffer, binding: MaterialBinding, wrap?: WrapAlgorithm): Promise<{ material: WrappedMaterial; checkValue: Buffer }> {
+  importAes(
+    wrappingKey: WrappedMaterial,
+    padding: RsaPadding,
+    encrypted: Buffer,
+    binding: MaterialBinding,
+    wrap?: WrapAlgorithm,
+  ): Promise<{ material: WrappedMaterial; checkValue: Buffer }> {
     return this.ops.importAes(wrappingKey, padding, encrypted, binding, wrap);
   }
 

@@ -53,7 +53,9 @@ export class Pkcs11Module {
     const clash = [...modules.values()].find((m) => m !== this && m.initialized && m.spec.path === this.spec.path);
     if (clash) {
       // dlopen returns the same library instance for the same path: a second configuration would silently be ignored.
-      throw new ConfigError(`${this.spec.path} is already initialised with another environment or library parameters; load a copy of the library from another path`);
+      throw new ConfigError(
+        `${this.spec.path} is already initialised with another environment or library parameters; load a copy of the library from another path`,
+      );
     }
     if (!this.loaded) {
       if (!this.spec.library && !existsSync(this.spec.path)) throw new ModuleLoadError(this.spec.path, 'file not found');
@@ -101,7 +103,11 @@ export class Pkcs11Module {
   findToken(label: string): TokenSlot {
     const all = this.tokens();
     const found = all.find((t) => t.label === label);
-    if (!found) throw new TokenNotFoundError(label, all.map((t) => t.label));
+    if (!found)
+      throw new TokenNotFoundError(
+        label,
+        all.map((t) => t.label),
+      );
     return found;
   }
 }

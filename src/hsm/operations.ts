@@ -61,7 +61,10 @@ export class MemberOperations {
   /** The wrap algorithm this member uses when its cluster does not choose one. */
   defaultWrap(): WrapAlgorithm {
     const first = this.owner.capabilities?.wrapAlgorithms[0];
-    if (!first) throw new UnsupportedError(`${this.profile.name} token "${this.owner.tokenLabel}" has none of the key-wrap mechanisms the profile names (${this.profile.wrapAlgorithms.join(', ')})`);
+    if (!first)
+      throw new UnsupportedError(
+        `${this.profile.name} token "${this.owner.tokenLabel}" has none of the key-wrap mechanisms the profile names (${this.profile.wrapAlgorithms.join(', ')})`,
+      );
     return first;
   }
 
@@ -73,7 +76,8 @@ export class MemberOperations {
 
   generate(spec: KeySpec, binding: MaterialBinding, wrapAlgorithm?: WrapAlgorithm): Promise<WrappedMaterial> {
     return rejecting(() => {
-      if (!this.owner.capabilities?.keySpecs.includes(spec)) throw new UnsupportedError(`${this.profile.name} token "${this.owner.tokenLabel}" cannot generate ${spec} keys`);
+      if (!this.owner.capabilities?.keySpecs.includes(spec))
+        throw new UnsupportedError(`${this.profile.name} token "${this.owner.tokenLabel}" cannot generate ${spec} keys`);
       const wrap = this.requireWrap(wrapAlgorithm);
       this.sealing.requireDomain();
       const kind = KEY_SPEC[spec];
@@ -90,7 +94,10 @@ export class MemberOperations {
         const t = keyPairTemplates(kind);
         const pair = await this.calls.slow.generateKeyPair(s, t.mechanism, t.publicKey, t.privateKey);
         try {
-          const spki = kind.kind === 'rsa' ? rsaSpki(rsaPublicParts(api, s, pair.publicKey)) : ecSpki(kind.curve, api.C_GetAttributeValue(s, pair.publicKey, [{ type: pk.CKA_EC_POINT }])[0].value);
+          const spki =
+            kind.kind === 'rsa'
+              ? rsaSpki(rsaPublicParts(api, s, pair.publicKey))
+              : ecSpki(kind.curve, api.C_GetAttributeValue(s, pair.publicKey, [{ type: pk.CKA_EC_POINT }])[0].value);
           return await this.sealing.seal(s, spec, binding, pair.privateKey, spki, wrap);
         } finally {
           api.C_DestroyObject(s, pair.privateKey);
@@ -106,20 +113,29 @@ export class MemberOperations {
 
   encryptGcm(material: WrappedMaterial, plaintext: Buffer, aad: Buffer): Promise<GcmResult> {
     if (this.profile.gcmIv === 'token') {
-      return Promise.reject(new UnsupportedError(`${this.profile.name} token "${this.owner.tokenLabel}" chooses the AES-GCM IV itself (profile gcmIv: token); caller-chosen IVs are all this layer sends so far`));
+      return Promise.reject(
+        new UnsupportedError(
+          `${this.profile.name} token "${this.owner.tokenLabel}" chooses the AES-GCM IV itself (profile gcmIv: token); caller-chosen IVs are all this layer sends so far`,
+        ),
+      );
     }
     return this.sealing.withKey(material, 'encrypt', (s, key) => {
       const api = this.api();
       const iv = api.C_GenerateRandom(s, Buffer.alloc(GCM_IV_BYTES));
       api.C_EncryptInit(s, gcmMechanism(this.profile, iv, aad), key);
-      const split = (out: Buffer): GcmResult => ({ iv, ciphertext: out.subarray(0, out.length - GCM_TAG_BYTES), tag: out.subarray(out.length - GCM_TAG_BYTES) });
+      const split = (out: Buffer): GcmResult => ({
+        iv,
+        ciphertext: out.subarray(0, out.length - GCM_TAG_BYTES),
+        tag: out.subarray(out.length - GCM_TAG_BYTES),
+      });
       const out = this.calls.forOperation('encrypt').encrypt(s, plaintext, Buffer.alloc(plaintext.length + GCM_TAG_BYTES));
       return out instanceof Promise ? out.then(split) : split(out);
     });
   }
 
   decryptGcm(material: WrappedMaterial, input: GcmResult, aad: Buffer): Promise<Buffer> {
-    if (input.iv.length !== GCM_IV_BYTES || input.tag.length !== GCM_TAG_BYTES) return Promise.reject(new InvalidInputError('GCM IV must be 12 bytes and tag 16 bytes'));
+    if (input.iv.length !== GCM_IV_BYTES || input.tag.length !== GCM_TAG_BYTES)
+      return Promise.reject(new InvalidInputError('GCM IV must be 12 bytes and tag 16 bytes'));
     return this.sealing.withKey(material, 'decrypt', async (s, key) => {
       this.api().C_DecryptInit(s, gcmMechanism(this.profile, input.iv, aad), key);
       const data = Buffer.concat([input.ciphertext, input.tag]);
@@ -192,7 +208,13 @@ export class MemberOperations {
     });
   }
 
-  importAes(wrappingKey: WrappedMaterial, padding: RsaPadding, encrypted: Buffer, binding: MaterialBinding, wrapAlgorithm?: WrapAlgorithm): Promise<{ material: WrappedMaterial; checkValue: Buffer }> {
+  importAes(
+    wrappingKey: WrappedMaterial,
+    padding: RsaPadding,
+    encrypted: Buffer,
+    binding: MaterialBinding,
+    wrapAlgorithm?: WrapAlgorithm,
+  ): Promise<{ material: WrappedMaterial; checkValue: Buffer }> {
     return rejecting(() => {
       this.require(this.owner.capabilities?.importWrapping, padding);
       return this.sealing.importAes(wrappingKey, padding, encrypted, binding, this.requireWrap(wrapAlgorithm));
@@ -204,7 +226,8 @@ export class MemberOperations {
     const started = process.hrtime.bigint();
     const sample = Buffer.from('kms-health-probe');
     if (!canary) {
-      if ((await this.owner.domainMac('health-probe', sample)).length !== 32) throw new MemberUnavailableError(this.owner.id, 'health probe returned a wrong MAC');
+      if ((await this.owner.domainMac('health-probe', sample)).length !== 32)
+        throw new MemberUnavailableError(this.owner.id, 'health probe returned a wrong MAC');
       return Number(process.hrtime.bigint() - started) / 1e6;
     }
     const sealed = await this.encryptGcm(canary, sample, Buffer.alloc(0));

@@ -123,7 +123,8 @@ function wrapAlgorithmsOf(raw: Record<string, unknown>, source: string): WrapAlg
   if (list.length === 0 || !list.every((a) => (WRAP_ALGORITHMS as string[]).includes(a))) {
     throw new ConfigError(`${source}: wrapAlgorithms must list one or more of ${WRAP_ALGORITHMS.join(', ')}`);
   }
-  if (list.includes('rfc5649') && raw.rfc5649Mechanism === undefined) throw new ConfigError(`${source}: wrapAlgorithms names rfc5649 but rfc5649Mechanism is not set`);
+  if (list.includes('rfc5649') && raw.rfc5649Mechanism === undefined)
+    throw new ConfigError(`${source}: wrapAlgorithms names rfc5649 but rfc5649Mechanism is not set`);
   return list as WrapAlgorithm[];
 }
 
@@ -151,14 +152,20 @@ function parseOverride(o: unknown, source: string): ErrorOverride {
   const r = o as Record<string, unknown>;
   const errorClass = field(r, 'errorClass', isString, source);
   if (!ERROR_CLASSES.includes(errorClass as ErrorClass)) throw new ConfigError(`${source}: errorClass must be one of ${ERROR_CLASSES.join(', ')}`);
-  return { code: field(r, 'code', isString, source), during: operationsOf(field(r, 'during', isStrings, source), `${source} during`), errorClass: errorClass as ErrorClass };
+  return {
+    code: field(r, 'code', isString, source),
+    during: operationsOf(field(r, 'during', isStrings, source), `${source} during`),
+    errorClass: errorClass as ErrorClass,
+  };
 }
 
 export const PROFILE_DIR = join(__dirname, '..', '..', '..', 'hsm-profiles');
 
 export function loadProfiles(dir = PROFILE_DIR): Map<string, HsmProfile> {
   const profiles = new Map<string, HsmProfile>();
-  for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort()) {
+  for (const file of readdirSync(dir)
+    .filter((f) => f.endsWith('.yaml'))
+    .sort()) {
     const profile = parseProfile(readFileSync(join(dir, file), 'utf8'), file);
     if (profiles.has(profile.name)) throw new ConfigError(`${file}: duplicate profile name ${profile.name}`);
     profiles.set(profile.name, profile);

@@ -65,10 +65,20 @@ export class MemberSealing {
   }
 
   /** Wraps `key` under the KEK of `under` (else the current generation) and MACs the record with its binding, inside the HSM. */
-  async seal(s: Handle, spec: KeySpec, binding: MaterialBinding, key: Handle, publicKey: Buffer, algorithm: WrapAlgorithm, under?: DomainKeys): Promise<WrappedMaterial> {
+  async seal(
+    s: Handle,
+    spec: KeySpec,
+    binding: MaterialBinding,
+    key: Handle,
+    publicKey: Buffer,
+    algorithm: WrapAlgorithm,
+    under?: DomainKeys,
+  ): Promise<WrappedMaterial> {
     const domain = under ?? this.domain.require();
     const iv = algorithm === 'aes-cbc-pad' ? Buffer.from(this.api().C_GenerateRandom(s, Buffer.alloc(CBC_IV_BYTES))) : Buffer.alloc(0);
-    const body = Buffer.from(await this.calls.forOperation('wrap').wrapKey(s, keyWrapMechanism(this.profile, algorithm, iv), domain.kek, key, Buffer.alloc(MAX_WRAPPED_BYTES)));
+    const body = Buffer.from(
+      await this.calls.forOperation('wrap').wrapKey(s, keyWrapMechanism(this.profile, algorithm, iv), domain.kek, key, Buffer.alloc(MAX_WRAPPED_BYTES)),
+    );
     const wrapped = Buffer.concat([iv, body]);
     const format = WrappedMaterial.formatFor(algorithm);
     const mac = await this.hmac(s, WrappedMaterial.macInput(spec, binding, domain.id, wrapped, publicKey, format, algorithm), domain);
@@ -95,10 +105,16 @@ export class MemberSealing {
   private async throughTrusted(s: Handle, material: WrappedMaterial, key: Handle): Promise<Handle> {
     const trusted = this.rewrapKey;
     if (trusted === undefined) {
-      throw new SoPinError(`records of generation ${material.domainId.toString('hex')} on token "${this.token}" can be re-wrapped only through a key its Security Officer makes trusted: run kmsctl cluster rotate-domain --resume with the SO PIN (--so-pin-file, or at a terminal)`);
+      throw new SoPinError(
+        `records of generation ${material.domainId.toString('hex')} on token "${this.token}" can be re-wrapped only through a key its Security Officer makes trusted: run kmsctl cluster rotate-domain --resume with the SO PIN (--so-pin-file, or at a terminal)`,
+      );
     }
     const iv = material.wrapAlgorithm === 'aes-cbc-pad' ? Buffer.from(this.api().C_GenerateRandom(s, Buffer.alloc(CBC_IV_BYTES))) : Buffer.alloc(0);
-    const body = Buffer.from(await this.calls.forOperation('wrap').wrapKey(s, keyWrapMechanism(this.profile, material.wrapAlgorithm, iv), trusted, key, Buffer.alloc(MAX_WRAPPED_BYTES)));
+    const body = Buffer.from(
+      await this.calls
+        .forOperation('wrap')
+        .wrapKey(s, keyWrapMechanism(this.profile, material.wrapAlgorithm, iv), trusted, key, Buffer.alloc(MAX_WRAPPED_BYTES)),
+    );
     return this.unwrapUnder(s, material, trusted, Buffer.concat([iv, body]), unwrapTemplate(material.spec, true));
   }
 
@@ -152,12 +168,14 @@ export class MemberSealing {
   withKey<T>(material: WrappedMaterial, operation: MemberOperation, fn: (s: Handle, key: Handle) => T | Promise<T>, retried = false): Promise<T> {
     const cached = this.cache.get(material.cacheKey);
     const run = (key: Handle): Promise<T> =>
-      this.sessions.withSession(operation, (s) => fn(s, key)).catch((e: unknown) => {
-        const stale = e instanceof Pkcs11CallError && (e.ckr === 'CKR_KEY_HANDLE_INVALID' || e.ckr === 'CKR_OBJECT_HANDLE_INVALID');
-        if (!stale || retried) throw e;
-        this.cache.evict(material.cacheKey);
-        return this.withKey(material, operation, fn, true);
-      });
+      this.sessions
+        .withSession(operation, (s) => fn(s, key))
+        .catch((e: unknown) => {
+          const stale = e instanceof Pkcs11CallError && (e.ckr === 'CKR_KEY_HANDLE_INVALID' || e.ckr === 'CKR_OBJECT_HANDLE_INVALID');
+          if (!stale || retried) throw e;
+          this.cache.evict(material.cacheKey);
+          return this.withKey(material, operation, fn, true);
+        });
     if (cached !== undefined) return run(cached);
     return this.cache.getOrLoad(material.cacheKey, () => this.open(material)).then(run);
   }
@@ -182,11 +200,27 @@ export class MemberSealing {
    * BYOK: unwraps caller-wrapped AES-256 material with an import wrapping key (RSA, inside the HSM),
    * computes its check value inside the HSM and re-wraps it under the domain KEK with `binding`.
    */
-  importAes(wrappingKey: WrappedMaterial, padding: RsaPadding, encrypted: Buffer, binding: MaterialBinding, wrap: WrapAlgorithm): Promise<{ material: WrappedMaterial; checkValue: Buffer }> {
+  importAes(
+    wrappingKey: WrappedMaterial,
+    padding: RsaPadding,
+    encrypted: Buffer,
+    binding: MaterialBinding,
+    wrap: WrapAlgorithm,
+  ): Promise<{ material: WrappedMaterial; checkValue: Buffer }> {
     if (!wrappingKey.spec.startsWith('RSA')) return Promise.reject(new InvalidInputError('the import wrapping key must be an RSA key'));
     return this.withKey(wrappingKey, 'import-unwrap', async (s, unwrapping) => {
       const api = this.api();
-      const key = await unwrapProtected(api, this.profile, this.token, this.calls.slow, s, rsaMechanism(padding), unwrapping, encrypted, unwrapTemplate('AES_256', true));
+      const key = await unwrapProtected(
+        api,
+        this.profile,
+        this.token,
+        this.calls.slow,
+        s,
+        rsaMechanism(padding),
+        unwrapping,
+        encrypted,
+        unwrapTemplate('AES_256', true),
+      );
       try {
         api.C_EncryptInit(s, { mechanism: pk.CKM_AES_ECB }, key);
         const block = Buffer.from(await this.calls.forOperation('encrypt').encrypt(s, Buffer.alloc(16), Buffer.alloc(16)));

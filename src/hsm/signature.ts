@@ -7,7 +7,12 @@ import { SHA256_DIGEST_INFO } from './spki';
  * (PKCS#1 v1.5, PSS) over a digest. Returns undefined for ECDSA over a bare digest, which Node
  * cannot verify without hashing again: the member verifies that one inside the HSM.
  */
-export function verifyInSoftware(spki: Buffer, algorithm: SigningAlgorithm, input: { message: Buffer } | { digest: Buffer }, signature: Buffer): boolean | undefined {
+export function verifyInSoftware(
+  spki: Buffer,
+  algorithm: SigningAlgorithm,
+  input: { message: Buffer } | { digest: Buffer },
+  signature: Buffer,
+): boolean | undefined {
   const key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
   const hash = algorithm === 'ECDSA_SHA_384' ? 'sha384' : 'sha256';
   try {

@@ -79,13 +79,28 @@ export function ecdsaDerToRaw(der: Buffer, size: number): Buffer | undefined {
 /** A session public-key object template for an SPKI (RSA or EC P-256/P-384). */
 export function publicKeyTemplate(spki: Buffer): pk.Template {
   const jwk = createPublicKey({ key: spki, format: 'der', type: 'spki' }).export({ format: 'jwk' });
-  const common: pk.Template = [{ type: pk.CKA_CLASS, value: pk.CKO_PUBLIC_KEY }, { type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_VERIFY, value: true }, { type: pk.CKA_ENCRYPT, value: false }];
+  const common: pk.Template = [
+    { type: pk.CKA_CLASS, value: pk.CKO_PUBLIC_KEY },
+    { type: pk.CKA_TOKEN, value: false },
+    { type: pk.CKA_VERIFY, value: true },
+    { type: pk.CKA_ENCRYPT, value: false },
+  ];
   if (jwk.kty === 'RSA') {
-    return [...common, { type: pk.CKA_KEY_TYPE, value: pk.CKK_RSA }, { type: pk.CKA_MODULUS, value: Buffer.from(jwk.n!, 'base64url') }, { type: pk.CKA_PUBLIC_EXPONENT, value: Buffer.from(jwk.e!, 'base64url') }];
+    return [
+      ...common,
+      { type: pk.CKA_KEY_TYPE, value: pk.CKK_RSA },
+      { type: pk.CKA_MODULUS, value: Buffer.from(jwk.n!, 'base64url') },
+      { type: pk.CKA_PUBLIC_EXPONENT, value: Buffer.from(jwk.e!, 'base64url') },
+    ];
   }
   const curve = jwk.crv as EcCurve;
   if (!(curve in EC_CURVES)) throw new InvalidInputError(`unsupported public key curve ${jwk.crv}`);
   const point = Buffer.concat([Buffer.from([0x04]), Buffer.from(jwk.x!, 'base64url'), Buffer.from(jwk.y!, 'base64url')]);
   const octet = Buffer.concat([Buffer.from([0x04]), point.length < 128 ? Buffer.from([point.length]) : Buffer.from([0x81, point.length]), point]);
-  return [...common, { type: pk.CKA_KEY_TYPE, value: pk.CKK_EC }, { type: pk.CKA_EC_PARAMS, value: EC_CURVES[curve].oid }, { type: pk.CKA_EC_POINT, value: octet }];
+  return [
+    ...common,
+    { type: pk.CKA_KEY_TYPE, value: pk.CKK_EC },
+    { type: pk.CKA_EC_PARAMS, value: EC_CURVES[curve].oid },
+    { type: pk.CKA_EC_POINT, value: octet },
+  ];
 }

@@ -37,7 +37,9 @@ const GetAttributeValue = koffi.proto('unsigned long', ['unsigned long', 'unsign
 type Fn = (...args: unknown[]) => number | bigint;
 
 const CKR_NAMES = new Map<number, string>(
-  Object.entries(pk).filter(([k, v]) => k.startsWith('CKR_') && typeof v === 'number').map(([k, v]) => [v as number, k]),
+  Object.entries(pk)
+    .filter(([k, v]) => k.startsWith('CKR_') && typeof v === 'number')
+    .map(([k, v]) => [v as number, k]),
 );
 
 function writeUlong(b: Buffer, offset: number, v: number | bigint): void {
@@ -101,7 +103,10 @@ function valueBytes(v: NestedAttribute['value'], keep: Buffer[]): { value: Buffe
 
 /** A CK_ATTRIBUTE array; nested templates become CK_ATTRIBUTE arrays of their own. */
 export function encodeTemplate(template: NestedTemplate, keep: Buffer[]): Buffer {
-  return triples(template.map((a) => ({ type: a.type, ...valueBytes(a.value, keep) })), keep);
+  return triples(
+    template.map((a) => ({ type: a.type, ...valueBytes(a.value, keep) })),
+    keep,
+  );
 }
 
 /** CK_MECHANISM; a parameter is raw bytes (an IV) or CK_RSA_PKCS_OAEP_PARAMS. */
@@ -160,7 +165,16 @@ export class TemplateCalls {
   unwrapKey(session: pk.Handle, mechanism: pk.Mechanism, unwrapping: pk.Handle, wrapped: Buffer, template: NestedTemplate): pk.Handle {
     const keep: Buffer[] = [wrapped];
     const key = Buffer.alloc(ULONG);
-    const rv = this.fns.unwrapKey(handleValue(session), encodeMechanism(mechanism, keep), handleValue(unwrapping), wrapped, wrapped.length, encodeTemplate(template, keep), template.length, key);
+    const rv = this.fns.unwrapKey(
+      handleValue(session),
+      encodeMechanism(mechanism, keep),
+      handleValue(unwrapping),
+      wrapped,
+      wrapped.length,
+      encodeTemplate(template, keep),
+      template.length,
+      key,
+    );
     check(rv, 'C_UnwrapKey');
     keep.length = 0;
     return handleOf(readUlong(key));

@@ -62,18 +62,25 @@ export function keyWrapMechanism(profile: HsmProfile, algorithm: WrapAlgorithm, 
  */
 function domainKeyCommon(label: string, id: Buffer, suffix: string, token: boolean, wrapWithTrusted: boolean): pk.Template {
   return [
-    { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_TOKEN, value: token }, { type: pk.CKA_PRIVATE, value: true },
-    { type: pk.CKA_LABEL, value: label }, { type: pk.CKA_ID, value: Buffer.concat([id, Buffer.from(suffix)]) },
-    { type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_EXTRACTABLE, value: true },
+    { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
+    { type: pk.CKA_TOKEN, value: token },
+    { type: pk.CKA_PRIVATE, value: true },
+    { type: pk.CKA_LABEL, value: label },
+    { type: pk.CKA_ID, value: Buffer.concat([id, Buffer.from(suffix)]) },
+    { type: pk.CKA_SENSITIVE, value: true },
+    { type: pk.CKA_EXTRACTABLE, value: true },
     ...(wrapWithTrusted ? [{ type: pk.CKA_WRAP_WITH_TRUSTED, value: true }] : []),
   ];
 }
 
 export function kekTemplate(id: Buffer, token: boolean, wrapWithTrusted = false): pk.Template {
   return [
-    ...domainKeyCommon(DOMAIN_KEK_LABEL, id, 'K', token, wrapWithTrusted), { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
-    { type: pk.CKA_WRAP, value: true }, { type: pk.CKA_UNWRAP, value: true },
-    { type: pk.CKA_ENCRYPT, value: false }, { type: pk.CKA_DECRYPT, value: false },
+    ...domainKeyCommon(DOMAIN_KEK_LABEL, id, 'K', token, wrapWithTrusted),
+    { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
+    { type: pk.CKA_WRAP, value: true },
+    { type: pk.CKA_UNWRAP, value: true },
+    { type: pk.CKA_ENCRYPT, value: false },
+    { type: pk.CKA_DECRYPT, value: false },
   ];
 }
 
@@ -83,7 +90,10 @@ export function kekTemplate(id: Buffer, token: boolean, wrapWithTrusted = false)
  * key of the caller's). Not CKA_EXTRACTABLE=false: rotate-domain must re-wrap what it unwraps
  * (through an SO-trusted session key, see MemberSealing.rewrap).
  */
-export const KEK_UNWRAP_TEMPLATE: NestedTemplate = [{ type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_WRAP_WITH_TRUSTED, value: true }];
+export const KEK_UNWRAP_TEMPLATE: NestedTemplate = [
+  { type: pk.CKA_SENSITIVE, value: true },
+  { type: pk.CKA_WRAP_WITH_TRUSTED, value: true },
+];
 
 /** The KEK with CKA_UNWRAP_TEMPLATE (set through template-attributes.ts; pkcs11js cannot pass it). */
 export function templatedKekTemplate(id: Buffer, token: boolean, wrapWithTrusted: boolean): NestedTemplate {
@@ -92,22 +102,35 @@ export function templatedKekTemplate(id: Buffer, token: boolean, wrapWithTrusted
 
 export function macTemplate(id: Buffer, token: boolean, wrapWithTrusted = false): pk.Template {
   return [
-    ...domainKeyCommon(DOMAIN_MAC_LABEL, id, 'M', token, wrapWithTrusted), { type: pk.CKA_KEY_TYPE, value: pk.CKK_GENERIC_SECRET },
-    { type: pk.CKA_SIGN, value: true }, { type: pk.CKA_VERIFY, value: true },
+    ...domainKeyCommon(DOMAIN_MAC_LABEL, id, 'M', token, wrapWithTrusted),
+    { type: pk.CKA_KEY_TYPE, value: pk.CKK_GENERIC_SECRET },
+    { type: pk.CKA_SIGN, value: true },
+    { type: pk.CKA_VERIFY, value: true },
   ];
 }
 
 export function domainKeySearch(label: string): pk.Template {
-  return [{ type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_LABEL, value: label }];
+  return [
+    { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
+    { type: pk.CKA_LABEL, value: label },
+  ];
 }
 
 /** Freshly generated material: a session object, sensitive, extractable only so it can be wrapped under the KEK. */
-const GENERATED: pk.Template = [{ type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_EXTRACTABLE, value: true }];
+const GENERATED: pk.Template = [
+  { type: pk.CKA_TOKEN, value: false },
+  { type: pk.CKA_SENSITIVE, value: true },
+  { type: pk.CKA_EXTRACTABLE, value: true },
+];
 
 export function aesKeyTemplate(): pk.Template {
   return [
-    ...GENERATED, { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_VALUE_LEN, value: 32 },
-    { type: pk.CKA_ENCRYPT, value: true }, { type: pk.CKA_DECRYPT, value: true },
+    ...GENERATED,
+    { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
+    { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
+    { type: pk.CKA_VALUE_LEN, value: 32 },
+    { type: pk.CKA_ENCRYPT, value: true },
+    { type: pk.CKA_DECRYPT, value: true },
   ];
 }
 
@@ -121,13 +144,23 @@ export function keyPairTemplates(kind: Exclude<KeyKind, { kind: 'aes' }>): PairT
   if (kind.kind === 'rsa') {
     return {
       mechanism: { mechanism: pk.CKM_RSA_PKCS_KEY_PAIR_GEN },
-      publicKey: [{ type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_MODULUS_BITS, value: kind.bits }, { type: pk.CKA_PUBLIC_EXPONENT, value: PUBLIC_EXPONENT }, { type: pk.CKA_VERIFY, value: true }, { type: pk.CKA_ENCRYPT, value: true }],
+      publicKey: [
+        { type: pk.CKA_TOKEN, value: false },
+        { type: pk.CKA_MODULUS_BITS, value: kind.bits },
+        { type: pk.CKA_PUBLIC_EXPONENT, value: PUBLIC_EXPONENT },
+        { type: pk.CKA_VERIFY, value: true },
+        { type: pk.CKA_ENCRYPT, value: true },
+      ],
       privateKey: [...GENERATED, { type: pk.CKA_PRIVATE, value: true }, { type: pk.CKA_SIGN, value: true }, { type: pk.CKA_DECRYPT, value: true }],
     };
   }
   return {
     mechanism: { mechanism: pk.CKM_EC_KEY_PAIR_GEN },
-    publicKey: [{ type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_EC_PARAMS, value: EC_CURVES[kind.curve].oid }, { type: pk.CKA_VERIFY, value: true }],
+    publicKey: [
+      { type: pk.CKA_TOKEN, value: false },
+      { type: pk.CKA_EC_PARAMS, value: EC_CURVES[kind.curve].oid },
+      { type: pk.CKA_VERIFY, value: true },
+    ],
     privateKey: [...GENERATED, { type: pk.CKA_PRIVATE, value: true }, { type: pk.CKA_SIGN, value: true }],
   };
 }
@@ -141,13 +174,26 @@ export function keyPairTemplates(kind: Exclude<KeyKind, { kind: 'aes' }>): PairT
 export function unwrapTemplate(spec: KeySpec, extractable = false, templated = false): pk.Template {
   const kind = KEY_SPEC[spec];
   const common: pk.Template = [
-    { type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_EXTRACTABLE, value: extractable },
+    { type: pk.CKA_TOKEN, value: false },
+    { type: pk.CKA_SENSITIVE, value: true },
+    { type: pk.CKA_EXTRACTABLE, value: extractable },
     ...(templated ? [{ type: pk.CKA_WRAP_WITH_TRUSTED, value: true }] : []),
   ];
   if (kind.kind === 'aes') {
-    return [...common, { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_ENCRYPT, value: true }, { type: pk.CKA_DECRYPT, value: true }];
+    return [
+      ...common,
+      { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
+      { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
+      { type: pk.CKA_ENCRYPT, value: true },
+      { type: pk.CKA_DECRYPT, value: true },
+    ];
   }
-  const priv: pk.Template = [...common, { type: pk.CKA_CLASS, value: pk.CKO_PRIVATE_KEY }, { type: pk.CKA_PRIVATE, value: true }, { type: pk.CKA_SIGN, value: true }];
+  const priv: pk.Template = [
+    ...common,
+    { type: pk.CKA_CLASS, value: pk.CKO_PRIVATE_KEY },
+    { type: pk.CKA_PRIVATE, value: true },
+    { type: pk.CKA_SIGN, value: true },
+  ];
   return kind.kind === 'rsa'
     ? [...priv, { type: pk.CKA_KEY_TYPE, value: pk.CKK_RSA }, { type: pk.CKA_DECRYPT, value: true }, { type: pk.CKA_UNWRAP, value: true }]
     : [...priv, { type: pk.CKA_KEY_TYPE, value: pk.CKK_EC }];
@@ -157,16 +203,34 @@ export function unwrapTemplate(spec: KeySpec, extractable = false, templated = f
 export function transportKeyTemplates(): PairTemplates {
   return {
     mechanism: { mechanism: pk.CKM_RSA_PKCS_KEY_PAIR_GEN },
-    publicKey: [{ type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_MODULUS_BITS, value: TRANSPORT_KEY_BITS }, { type: pk.CKA_PUBLIC_EXPONENT, value: PUBLIC_EXPONENT }, { type: pk.CKA_WRAP, value: true }, { type: pk.CKA_ENCRYPT, value: true }],
-    privateKey: [{ type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_PRIVATE, value: true }, { type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_EXTRACTABLE, value: false }, { type: pk.CKA_UNWRAP, value: true }, { type: pk.CKA_DECRYPT, value: true }],
+    publicKey: [
+      { type: pk.CKA_TOKEN, value: false },
+      { type: pk.CKA_MODULUS_BITS, value: TRANSPORT_KEY_BITS },
+      { type: pk.CKA_PUBLIC_EXPONENT, value: PUBLIC_EXPONENT },
+      { type: pk.CKA_WRAP, value: true },
+      { type: pk.CKA_ENCRYPT, value: true },
+    ],
+    privateKey: [
+      { type: pk.CKA_TOKEN, value: false },
+      { type: pk.CKA_PRIVATE, value: true },
+      { type: pk.CKA_SENSITIVE, value: true },
+      { type: pk.CKA_EXTRACTABLE, value: false },
+      { type: pk.CKA_UNWRAP, value: true },
+      { type: pk.CKA_DECRYPT, value: true },
+    ],
   };
 }
 
 /** The receiving member's transport public key, re-created as a session object in the sending member. */
 export function rsaPublicKeyTemplate(modulus: Buffer, exponent: Buffer): pk.Template {
   return [
-    { type: pk.CKA_CLASS, value: pk.CKO_PUBLIC_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_RSA }, { type: pk.CKA_TOKEN, value: false },
-    { type: pk.CKA_MODULUS, value: modulus }, { type: pk.CKA_PUBLIC_EXPONENT, value: exponent }, { type: pk.CKA_WRAP, value: true }, { type: pk.CKA_ENCRYPT, value: true },
+    { type: pk.CKA_CLASS, value: pk.CKO_PUBLIC_KEY },
+    { type: pk.CKA_KEY_TYPE, value: pk.CKK_RSA },
+    { type: pk.CKA_TOKEN, value: false },
+    { type: pk.CKA_MODULUS, value: modulus },
+    { type: pk.CKA_PUBLIC_EXPONENT, value: exponent },
+    { type: pk.CKA_WRAP, value: true },
+    { type: pk.CKA_ENCRYPT, value: true },
   ];
 }
 
@@ -182,9 +246,17 @@ export function trustedPublicKeyTemplate(modulus: Buffer, exponent: Buffer): pk.
  */
 export function trustedRewrapKeyTemplate(): pk.Template {
   return [
-    { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_VALUE_LEN, value: 32 },
-    { type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_PRIVATE, value: false }, { type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_EXTRACTABLE, value: false },
-    { type: pk.CKA_WRAP, value: true }, { type: pk.CKA_UNWRAP, value: true }, { type: pk.CKA_ENCRYPT, value: false }, { type: pk.CKA_DECRYPT, value: false },
+    { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
+    { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
+    { type: pk.CKA_VALUE_LEN, value: 32 },
+    { type: pk.CKA_TOKEN, value: false },
+    { type: pk.CKA_PRIVATE, value: false },
+    { type: pk.CKA_SENSITIVE, value: true },
+    { type: pk.CKA_EXTRACTABLE, value: false },
+    { type: pk.CKA_WRAP, value: true },
+    { type: pk.CKA_UNWRAP, value: true },
+    { type: pk.CKA_ENCRYPT, value: false },
+    { type: pk.CKA_DECRYPT, value: false },
     { type: pk.CKA_TRUSTED, value: true },
   ];
 }
@@ -197,13 +269,21 @@ export const LOCKED: pk.Template = [{ type: pk.CKA_EXTRACTABLE, value: false }];
  * are turned off (SoftHSM2's C_CopyObject changes CKA_EXTRACTABLE and CKA_MODIFIABLE only), then the
  * copy is made non-extractable and unmodifiable.
  */
-export const USES_OFF: pk.Template = [{ type: pk.CKA_ENCRYPT, value: false }, { type: pk.CKA_DECRYPT, value: false }, { type: pk.CKA_DERIVE, value: false }];
+export const USES_OFF: pk.Template = [
+  { type: pk.CKA_ENCRYPT, value: false },
+  { type: pk.CKA_DECRYPT, value: false },
+  { type: pk.CKA_DERIVE, value: false },
+];
 export const SEALED_COPY: pk.Template = [...LOCKED, { type: pk.CKA_MODIFIABLE, value: false }];
 
 /** An all-zero AES key: the domain fingerprint wraps it (deterministically) under the KEK. */
 export function zeroAesKeyTemplate(): pk.Template {
   return [
-    { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_TOKEN, value: false },
-    { type: pk.CKA_VALUE, value: Buffer.alloc(32) }, { type: pk.CKA_EXTRACTABLE, value: true }, { type: pk.CKA_SENSITIVE, value: false },
+    { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
+    { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
+    { type: pk.CKA_TOKEN, value: false },
+    { type: pk.CKA_VALUE, value: Buffer.alloc(32) },
+    { type: pk.CKA_EXTRACTABLE, value: true },
+    { type: pk.CKA_SENSITIVE, value: false },
   ];
 }

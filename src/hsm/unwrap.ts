@@ -12,13 +12,20 @@ type Handle = pk.Handle;
  * the unwrap refused. With `unwrapIgnoresProtection`, CKA_EXTRACTABLE (refused there) is left out.
  */
 export async function unwrapProtected(
-  api: pk.PKCS11, profile: HsmProfile, token: string, calls: Pick<Pkcs11Calls, 'unwrapKey'>,
-  s: Handle, mechanism: pk.Mechanism, unwrapping: Handle, data: Buffer, template: pk.Template,
+  api: pk.PKCS11,
+  profile: HsmProfile,
+  token: string,
+  calls: Pick<Pkcs11Calls, 'unwrapKey'>,
+  s: Handle,
+  mechanism: pk.Mechanism,
+  unwrapping: Handle,
+  data: Buffer,
+  template: pk.Template,
 ): Promise<Handle> {
   const extractable = template.some((a) => a.type === pk.CKA_EXTRACTABLE && a.value === true);
   const sent = profile.unwrapIgnoresProtection ? template.filter((a) => a.type !== pk.CKA_EXTRACTABLE) : template;
   const key = await calls.unwrapKey(s, mechanism, unwrapping, data, sent);
-  const read = () => api.C_GetAttributeValue(s, key, [{ type: pk.CKA_SENSITIVE }, { type: pk.CKA_EXTRACTABLE }]).map((a) => (a.value)[0] === 1);
+  const read = () => api.C_GetAttributeValue(s, key, [{ type: pk.CKA_SENSITIVE }, { type: pk.CKA_EXTRACTABLE }]).map((a) => a.value[0] === 1);
   const enough = ([sensitive, isExtractable]: boolean[]) => sensitive && (extractable || !isExtractable);
   let now = read();
   if (enough(now)) return key;
@@ -31,5 +38,7 @@ export async function unwrapProtected(
   }
   if (enough(now)) return key;
   api.C_DestroyObject(s, key);
-  throw new UnsupportedError(`${profile.name} token "${token}" unwraps keys that are not sensitive${extractable ? '' : ' or are extractable'}, and they cannot be made so: refused`);
+  throw new UnsupportedError(
+    `${profile.name} token "${token}" unwraps keys that are not sensitive${extractable ? '' : ' or are extractable'}, and they cannot be made so: refused`,
+  );
 }

@@ -14,8 +14,16 @@ import { globMatch } from './glob';
 import { cidrContains, parseCidr, parseIp } from './ip';
 
 export const CONDITION_OPERATORS = [
-  'string_equal', 'string_not_equal', 'string_like', 'ip_equal', 'ip_not_equal', 'date_not_less_than', 'date_less_than',
-  'numeric_equal', 'numeric_less_than', 'numeric_greater_than',
+  'string_equal',
+  'string_not_equal',
+  'string_like',
+  'ip_equal',
+  'ip_not_equal',
+  'date_not_less_than',
+  'date_less_than',
+  'numeric_equal',
+  'numeric_less_than',
+  'numeric_greater_than',
 ] as const;
 export type ConditionOperator = (typeof CONDITION_OPERATORS)[number];
 

@@ -10,9 +10,7 @@
 import { Clock, systemClock, unixNow } from '../common/clock';
 import { bindSecret, isSecretId, KeyBinding, newSecretId, newSecretKey, unbindSecret } from './credentials';
 import { IamInputError, IamIntegrityError, IamNotFoundError, PolicyError } from './errors';
-import {
-  ApiKeyRecord, ApiKeyStatus, IdentityStore, NewApiKey, PolicyAttachment, PolicyBody, TenantRecord, UserRecord,
-} from './identity-store';
+import { ApiKeyRecord, ApiKeyStatus, IdentityStore, NewApiKey, PolicyAttachment, PolicyBody, TenantRecord, UserRecord } from './identity-store';
 import { checkPolicyName, checkTenantName, checkUserName } from './names';
 import { Policy, parsePolicy } from './policy';
 import { PRESET_NAMES, PresetName, instantiatePreset, isPresetName } from './presets';

@@ -179,7 +179,15 @@ export function checkNewUser(u: NewUser): void {
 }
 
 export function keyRecord(ownerUin: string, tenantUin: string, key: NewApiKey): ApiKeyRecord {
-  return { secretId: key.secretId, ownerUin, tenantUin, sealedSecret: key.sealedSecret, status: 'active', createdAt: key.createdAt, ...(key.mac ? { mac: key.mac } : {}) };
+  return {
+    secretId: key.secretId,
+    ownerUin,
+    tenantUin,
+    sealedSecret: key.sealedSecret,
+    status: 'active',
+    createdAt: key.createdAt,
+    ...(key.mac ? { mac: key.mac } : {}),
+  };
 }
 
 /** The AlreadyExists / NotFound messages, the same from both backends. */

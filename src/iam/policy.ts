@@ -171,9 +171,11 @@ function conditionsHold(s: Statement, context: RequestContext): boolean {
 }
 
 function applies(s: Statement, request: AccessRequest): boolean {
-  return list(s.action).some((a) => globMatch(a, request.action, true))
-    && list(s.resource).some((r) => globMatch(r, request.resource))
-    && conditionsHold(s, request.context);
+  return (
+    list(s.action).some((a) => globMatch(a, request.action, true)) &&
+    list(s.resource).some((r) => globMatch(r, request.resource)) &&
+    conditionsHold(s, request.context)
+  );
 }
 
 /** The decision of `policies` for one request: an applicable deny wins, then an applicable allow. */

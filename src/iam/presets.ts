@@ -20,11 +20,13 @@ const TEMPLATES: Record<PresetName, Policy> = {
   },
   QcloudKMSReadOnlyAccess: {
     version: '2.0',
-    statement: [{
-      effect: 'allow',
-      action: ['kms:Describe*', 'kms:List*', 'kms:GetKeyRotationStatus', 'kms:GetPublicKey', 'kms:GetServiceStatus', 'kms:GetRegions'],
-      resource: '*',
-    }],
+    statement: [
+      {
+        effect: 'allow',
+        action: ['kms:Describe*', 'kms:List*', 'kms:GetKeyRotationStatus', 'kms:GetPublicKey', 'kms:GetServiceStatus', 'kms:GetRegions'],
+        resource: '*',
+      },
+    ],
   },
   QcloudKMSCreatorFullAccess: {
     version: '2.0',
@@ -50,8 +52,6 @@ export function presetTemplate(name: PresetName): Policy {
 
 /** The preset for one principal. */
 export function instantiatePreset(name: PresetName, principal: Pick<Principal, 'uin' | 'tenantUin'>): Policy {
-  const text = JSON.stringify(TEMPLATES[name])
-    .replaceAll('${uin}', principal.uin)
-    .replaceAll('${tenantUin}', principal.tenantUin);
+  const text = JSON.stringify(TEMPLATES[name]).replaceAll('${uin}', principal.uin).replaceAll('${tenantUin}', principal.tenantUin);
   return JSON.parse(text) as Policy;
 }

@@ -22,8 +22,26 @@ import Redis from 'ioredis';
 import { closeRedis, openRedis, RedisConnectionOptions, reportingUnavailable } from '../store/redis-client';
 import { IamAlreadyExistsError, IamConfigError, IamConflictError, IamError, IamNotFoundError } from './errors';
 import {
-  ApiKeyRecord, ApiKeyStatus, IdentityStore, NewApiKey, NewTenant, NewUser, PolicyAttachment, PolicySetSeal, TenantRecord, UIN_BASE, UinKind,
-  UserRecord, checkApiKey, checkAttachment, checkMarker, checkNewTenant, checkNewUser, checkUin, keyRecord, messages,
+  ApiKeyRecord,
+  ApiKeyStatus,
+  IdentityStore,
+  NewApiKey,
+  NewTenant,
+  NewUser,
+  PolicyAttachment,
+  PolicySetSeal,
+  TenantRecord,
+  UIN_BASE,
+  UinKind,
+  UserRecord,
+  checkApiKey,
+  checkAttachment,
+  checkMarker,
+  checkNewTenant,
+  checkNewUser,
+  checkUin,
+  keyRecord,
+  messages,
 } from './identity-store';
 
 export type RedisIdentityStoreOptions = RedisConnectionOptions;
@@ -103,8 +121,21 @@ function uinFree(plan: Plan, uin: string): Plan {
 function addKey(plan: Plan, k: ApiKeyRecord): Plan {
   return plan
     .check(K.key(k.secretId), 'absent', new IamAlreadyExistsError(messages.secretId(k.secretId)))
-    .write('HSET', K.key(k.secretId), 'ownerUin', k.ownerUin, 'tenantUin', k.tenantUin, 'sealed', k.sealedSecret.toString('base64'),
-      'status', k.status, 'createdAt', String(k.createdAt), ...(k.mac ? ['mac', k.mac.toString('base64')] : []))
+    .write(
+      'HSET',
+      K.key(k.secretId),
+      'ownerUin',
+      k.ownerUin,
+      'tenantUin',
+      k.tenantUin,
+      'sealed',
+      k.sealedSecret.toString('base64'),
+      'status',
+      k.status,
+      'createdAt',
+      String(k.createdAt),
+      ...(k.mac ? ['mac', k.mac.toString('base64')] : []),
+    )
     .write('SADD', K.keys(k.ownerUin), k.secretId);
 }
 
@@ -122,7 +153,11 @@ type Hash = Record<string, string>;
 const present = (h: Hash): boolean => Object.keys(h).length > 0;
 const tenantOf = (uin: string, h: Hash): TenantRecord => ({ uin, name: h.name, createdAt: Number(h.createdAt) });
 const userOf = (uin: string, h: Hash): UserRecord => ({
-  uin, tenantUin: h.tenantUin, name: h.name, createdAt: Number(h.createdAt), ...(h.policiesMac !== undefined ? { policiesMac: Buffer.from(h.policiesMac, 'base64') } : {}),
+  uin,
+  tenantUin: h.tenantUin,
+  name: h.name,
+  createdAt: Number(h.createdAt),
+  ...(h.policiesMac !== undefined ? { policiesMac: Buffer.from(h.policiesMac, 'base64') } : {}),
 });
 
 /** Compare-and-set of a sub-account's policy-set MAC, in the same script as the attachment change. */
@@ -134,8 +169,13 @@ function policySet(plan: Plan, userUin: string, set: PolicySetSeal | undefined):
   return plan.write('HSET', K.user(userUin), 'policiesMac', set.next.toString('base64'));
 }
 const keyOf = (secretId: string, h: Hash): ApiKeyRecord => ({
-  secretId, ownerUin: h.ownerUin, tenantUin: h.tenantUin, sealedSecret: Buffer.from(h.sealed, 'base64'),
-  status: h.status as ApiKeyStatus, createdAt: Number(h.createdAt), ...(h.mac !== undefined ? { mac: Buffer.from(h.mac, 'base64') } : {}),
+  secretId,
+  ownerUin: h.ownerUin,
+  tenantUin: h.tenantUin,
+  sealedSecret: Buffer.from(h.sealed, 'base64'),
+  status: h.status as ApiKeyStatus,
+  createdAt: Number(h.createdAt),
+  ...(h.mac !== undefined ? { mac: Buffer.from(h.mac, 'base64') } : {}),
 });
 const byUin = (a: { uin: string }, b: { uin: string }): number => a.uin.length - b.uin.length || (a.uin < b.uin ? -1 : a.uin > b.uin ? 1 : 0);
 
@@ -178,7 +218,17 @@ export class RedisIdentityStore implements IdentityStore {
       .check(K.tenant(u.tenantUin), 'exists', new IamNotFoundError(messages.noTenant(u.tenantUin)))
       .check(K.users(u.tenantUin), 'field-absent', new IamAlreadyExistsError(messages.userName(u.tenantUin, u.name)), u.name);
     uinFree(plan, u.uin)
-      .write('HSET', K.user(u.uin), 'tenantUin', u.tenantUin, 'name', u.name, 'createdAt', String(u.createdAt), ...(u.policiesMac ? ['policiesMac', u.policiesMac.toString('base64')] : []))
+      .write(
+        'HSET',
+        K.user(u.uin),
+        'tenantUin',
+        u.tenantUin,
+        'name',
+        u.name,
+        'createdAt',
+        String(u.createdAt),
+        ...(u.policiesMac ? ['policiesMac', u.policiesMac.toString('base64')] : []),
+      )
       .write('HSET', K.users(u.tenantUin), u.name, u.uin);
     if (u.apiKey) addKey(plan, keyRecord(u.uin, u.tenantUin, u.apiKey));
     for (const p of u.policies ?? []) addPolicy(plan, u.uin, p);

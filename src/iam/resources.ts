@@ -12,7 +12,14 @@ export const SERVICE = 'kms';
 
 /** Actions that name no key: they are authorised against the collection resource. */
 export const COLLECTION_ACTIONS: readonly string[] = [
-  'CreateKey', 'ListKeys', 'ListKeyDetail', 'GenerateRandom', 'GetServiceStatus', 'GetRegions', 'ListAlgorithms', 'DescribeKeys',
+  'CreateKey',
+  'ListKeys',
+  'ListKeyDetail',
+  'GenerateRandom',
+  'GetServiceStatus',
+  'GetRegions',
+  'ListAlgorithms',
+  'DescribeKeys',
 ];
 
 export interface KeyResourceName {

@@ -19,7 +19,17 @@ import { createHash } from 'node:crypto';
 import { RowAuthenticator, rowBytes } from '../store/row-mac';
 import { IamConflictError, IamIntegrityError } from './errors';
 import {
-  ApiKeyRecord, ApiKeyStatus, IdentityStore, NewApiKey, NewTenant, NewUser, PolicyAttachment, PolicySetSeal, TenantRecord, UinKind, UserRecord,
+  ApiKeyRecord,
+  ApiKeyStatus,
+  IdentityStore,
+  NewApiKey,
+  NewTenant,
+  NewUser,
+  PolicyAttachment,
+  PolicySetSeal,
+  TenantRecord,
+  UinKind,
+  UserRecord,
 } from './identity-store';
 
 export interface Tamper {
@@ -120,11 +130,19 @@ export class SealedIdentityStore implements IdentityStore {
   /** Extends the verified set (a set changed in the store is refused, not blessed by the next attachment). */
   async attachPolicy(userUin: string, attachment: PolicyAttachment): Promise<void> {
     const sealed = await this.sealPolicy(userUin, attachment);
-    await this.changeSet(userUin, (current) => [...current.filter((p) => p.name !== sealed.name), sealed], (set) => this.inner.attachPolicy(userUin, sealed, set));
+    await this.changeSet(
+      userUin,
+      (current) => [...current.filter((p) => p.name !== sealed.name), sealed],
+      (set) => this.inner.attachPolicy(userUin, sealed, set),
+    );
   }
 
   async detachPolicy(userUin: string, name: string): Promise<void> {
-    await this.changeSet(userUin, (current) => current.filter((p) => p.name !== name), (set) => this.inner.detachPolicy(userUin, name, set));
+    await this.changeSet(
+      userUin,
+      (current) => current.filter((p) => p.name !== name),
+      (set) => this.inner.detachPolicy(userUin, name, set),
+    );
   }
 
   setPolicySetMac(userUin: string, set: PolicySetSeal): Promise<void> {
@@ -151,12 +169,17 @@ export class SealedIdentityStore implements IdentityStore {
   private async verifiedSet(userUin: string): Promise<{ user: UserRecord | undefined; attachments: PolicyAttachment[] }> {
     const [user, found] = await Promise.all([this.inner.getUser(userUin), this.inner.listPolicies(userUin)]);
     for (const p of found) await this.checked(p.mac, policyBytes(userUin, p), userUin, `policy ${JSON.stringify(p.name)} of sub-account ${userUin}`);
-    if (user || found.length > 0) await this.checked(user?.policiesMac, policySetBytes(userUin, found), userUin, `the set of policies of sub-account ${userUin}`);
+    if (user || found.length > 0)
+      await this.checked(user?.policiesMac, policySetBytes(userUin, found), userUin, `the set of policies of sub-account ${userUin}`);
     return { user, attachments: found };
   }
 
   /** Writes an attachment change with the MAC of the set it makes, retrying when another writer changed the set first. */
-  private async changeSet(userUin: string, next: (current: PolicyAttachment[]) => PolicyAttachment[], write: (set?: PolicySetSeal) => Promise<void>): Promise<void> {
+  private async changeSet(
+    userUin: string,
+    next: (current: PolicyAttachment[]) => PolicyAttachment[],
+    write: (set?: PolicySetSeal) => Promise<void>,
+  ): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       const { user, attachments } = await this.verifiedSet(userUin);
       if (!user) return write();

@@ -9,8 +9,27 @@
 import Database from 'better-sqlite3';
 import { IamAlreadyExistsError, IamConfigError, IamConflictError, IamNotFoundError } from './errors';
 import {
-  ApiKeyRecord, ApiKeyStatus, IdentityStore, NewApiKey, NewTenant, NewUser, PolicyAttachment, PolicyBody, PolicySetSeal, TenantRecord, UIN_BASE,
-  UinKind, UserRecord, checkApiKey, checkAttachment, checkMarker, checkNewTenant, checkNewUser, checkUin, keyRecord, messages,
+  ApiKeyRecord,
+  ApiKeyStatus,
+  IdentityStore,
+  NewApiKey,
+  NewTenant,
+  NewUser,
+  PolicyAttachment,
+  PolicyBody,
+  PolicySetSeal,
+  TenantRecord,
+  UIN_BASE,
+  UinKind,
+  UserRecord,
+  checkApiKey,
+  checkAttachment,
+  checkMarker,
+  checkNewTenant,
+  checkNewUser,
+  checkUin,
+  keyRecord,
+  messages,
 } from './identity-store';
 
 const SCHEMA_VERSION = 2;
@@ -32,21 +51,59 @@ CREATE TABLE IF NOT EXISTS iam_policies (
 INSERT OR IGNORE INTO iam_meta VALUES ('seq:tenant', ${UIN_BASE.tenant}), ('seq:user', ${UIN_BASE.user});
 `;
 
-interface TenantRow { uin: string; name: string; created_at: number }
-interface UserRow { uin: string; tenant_uin: string; name: string; created_at: number; policies_mac: Buffer | null }
-interface KeyRow { secret_id: string; owner_uin: string; tenant_uin: string; sealed: Buffer; status: ApiKeyStatus; created_at: number; mac: Buffer | null }
-interface PolicyRow { name: string; preset: string | null; document: string | null; attached_at: number; mac: Buffer | null }
+interface TenantRow {
+  uin: string;
+  name: string;
+  created_at: number;
+}
+interface UserRow {
+  uin: string;
+  tenant_uin: string;
+  name: string;
+  created_at: number;
+  policies_mac: Buffer | null;
+}
+interface KeyRow {
+  secret_id: string;
+  owner_uin: string;
+  tenant_uin: string;
+  sealed: Buffer;
+  status: ApiKeyStatus;
+  created_at: number;
+  mac: Buffer | null;
+}
+interface PolicyRow {
+  name: string;
+  preset: string | null;
+  document: string | null;
+  attached_at: number;
+  mac: Buffer | null;
+}
 
 /** Schema 1 had no row MACs: the columns are added (empty) when such a file is opened. */
-const MAC_COLUMNS: ReadonlyArray<readonly [string, string]> = [['iam_api_keys', 'mac'], ['iam_policies', 'mac'], ['iam_users', 'policies_mac']];
+const MAC_COLUMNS: ReadonlyArray<readonly [string, string]> = [
+  ['iam_api_keys', 'mac'],
+  ['iam_policies', 'mac'],
+  ['iam_users', 'policies_mac'],
+];
 const withMac = (mac: Buffer | null): { mac?: Buffer } => (mac === null ? {} : { mac: Buffer.from(mac) });
 
 const tenantOf = (r: TenantRow): TenantRecord => ({ uin: r.uin, name: r.name, createdAt: r.created_at });
 const userOf = (r: UserRow): UserRecord => ({
-  uin: r.uin, tenantUin: r.tenant_uin, name: r.name, createdAt: r.created_at, ...(r.policies_mac === null ? {} : { policiesMac: Buffer.from(r.policies_mac) }),
+  uin: r.uin,
+  tenantUin: r.tenant_uin,
+  name: r.name,
+  createdAt: r.created_at,
+  ...(r.policies_mac === null ? {} : { policiesMac: Buffer.from(r.policies_mac) }),
 });
 const keyOf = (r: KeyRow): ApiKeyRecord => ({
-  secretId: r.secret_id, ownerUin: r.owner_uin, tenantUin: r.tenant_uin, sealedSecret: Buffer.from(r.sealed), status: r.status, createdAt: r.created_at, ...withMac(r.mac),
+  secretId: r.secret_id,
+  ownerUin: r.owner_uin,
+  tenantUin: r.tenant_uin,
+  sealedSecret: Buffer.from(r.sealed),
+  status: r.status,
+  createdAt: r.created_at,
+  ...withMac(r.mac),
 });
 
 function policyOf(r: PolicyRow): PolicyAttachment {
@@ -105,7 +162,13 @@ export class SqliteIdentityStore implements IdentityStore {
         throw new IamAlreadyExistsError(messages.userName(u.tenantUin, u.name));
       }
       this.checkUinFree(u.uin);
-      this.stmt('INSERT INTO iam_users (uin, tenant_uin, name, created_at, policies_mac) VALUES (?, ?, ?, ?, ?)').run(u.uin, u.tenantUin, u.name, u.createdAt, u.policiesMac ?? null);
+      this.stmt('INSERT INTO iam_users (uin, tenant_uin, name, created_at, policies_mac) VALUES (?, ?, ?, ?, ?)').run(
+        u.uin,
+        u.tenantUin,
+        u.name,
+        u.createdAt,
+        u.policiesMac ?? null,
+      );
       if (u.apiKey) this.insertKey(keyRecord(u.uin, u.tenantUin, u.apiKey));
       for (const p of u.policies ?? []) this.upsertPolicy(u.uin, p);
       return { uin: u.uin, tenantUin: u.tenantUin, name: u.name, createdAt: u.createdAt, ...(u.policiesMac ? { policiesMac: u.policiesMac } : {}) };
@@ -124,8 +187,8 @@ export class SqliteIdentityStore implements IdentityStore {
     checkUin(ownerUin, 'owner uin');
     checkApiKey(key);
     return this.write(() => {
-      const tenant = this.stmt('SELECT uin FROM iam_tenants WHERE uin = ? UNION ALL SELECT tenant_uin FROM iam_users WHERE uin = ?')
-        .get(ownerUin, ownerUin) as { uin: string } | undefined;
+      const tenant = this.stmt('SELECT uin FROM iam_tenants WHERE uin = ? UNION ALL SELECT tenant_uin FROM iam_users WHERE uin = ?').get(ownerUin, ownerUin) as
+        { uin: string } | undefined;
       if (!tenant) throw new IamNotFoundError(messages.noOwner(ownerUin));
       const record = keyRecord(ownerUin, tenant.uin, key);
       this.insertKey(record);
@@ -193,16 +256,18 @@ export class SqliteIdentityStore implements IdentityStore {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
-    this.db.transaction(() => {
-      const hasMeta = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'iam_meta'").get() !== undefined;
-      const row = hasMeta ? this.db.prepare("SELECT value FROM iam_meta WHERE name = 'schema'").get() as { value: number } | undefined : undefined;
-      if (row && row.value > SCHEMA_VERSION) {
-        throw new IamConfigError(`identity schema ${row.value} is newer than this build's (${SCHEMA_VERSION}); upgrade the KMS`);
-      }
-      this.db.exec(SCHEMA);
-      this.addMacColumns();
-      this.db.prepare("INSERT OR REPLACE INTO iam_meta VALUES ('schema', ?)").run(SCHEMA_VERSION);
-    }).immediate();
+    this.db
+      .transaction(() => {
+        const hasMeta = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'iam_meta'").get() !== undefined;
+        const row = hasMeta ? (this.db.prepare("SELECT value FROM iam_meta WHERE name = 'schema'").get() as { value: number } | undefined) : undefined;
+        if (row && row.value > SCHEMA_VERSION) {
+          throw new IamConfigError(`identity schema ${row.value} is newer than this build's (${SCHEMA_VERSION}); upgrade the KMS`);
+        }
+        this.db.exec(SCHEMA);
+        this.addMacColumns();
+        this.db.prepare("INSERT OR REPLACE INTO iam_meta VALUES ('schema', ?)").run(SCHEMA_VERSION);
+      })
+      .immediate();
   }
 
   private addMacColumns(): void {
@@ -240,8 +305,15 @@ export class SqliteIdentityStore implements IdentityStore {
 
   private insertKey(k: ApiKeyRecord): void {
     if (this.stmt('SELECT 1 FROM iam_api_keys WHERE secret_id = ?').get(k.secretId)) throw new IamAlreadyExistsError(messages.secretId(k.secretId));
-    this.stmt('INSERT INTO iam_api_keys (secret_id, owner_uin, tenant_uin, sealed, status, created_at, mac) VALUES (?, ?, ?, ?, ?, ?, ?)')
-      .run(k.secretId, k.ownerUin, k.tenantUin, k.sealedSecret, k.status, k.createdAt, k.mac ?? null);
+    this.stmt('INSERT INTO iam_api_keys (secret_id, owner_uin, tenant_uin, sealed, status, created_at, mac) VALUES (?, ?, ?, ?, ?, ?, ?)').run(
+      k.secretId,
+      k.ownerUin,
+      k.tenantUin,
+      k.sealedSecret,
+      k.status,
+      k.createdAt,
+      k.mac ?? null,
+    );
   }
 
   /** Inside a write: compare-and-set of the sub-account's policy-set MAC. */
@@ -255,7 +327,13 @@ export class SqliteIdentityStore implements IdentityStore {
 
   private upsertPolicy(userUin: string, p: PolicyAttachment): void {
     const [preset, document] = p.body.kind === 'preset' ? [p.body.preset, null] : [null, p.body.document];
-    this.stmt('INSERT OR REPLACE INTO iam_policies (user_uin, name, preset, document, attached_at, mac) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(userUin, p.name, preset, document, p.attachedAt, p.mac ?? null);
+    this.stmt('INSERT OR REPLACE INTO iam_policies (user_uin, name, preset, document, attached_at, mac) VALUES (?, ?, ?, ?, ?, ?)').run(
+      userUin,
+      p.name,
+      preset,
+      document,
+      p.attachedAt,
+      p.mac ?? null,
+    );
   }
 }

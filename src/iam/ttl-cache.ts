@@ -13,7 +13,11 @@ interface Entry<V> {
 export class TtlCache<V> {
   private readonly entries = new Map<string, Entry<V>>();
 
-  constructor(private readonly ttlMs: number, private readonly maxEntries: number, private readonly clock: Clock) {}
+  constructor(
+    private readonly ttlMs: number,
+    private readonly maxEntries: number,
+    private readonly clock: Clock,
+  ) {}
 
   get(key: string, load: () => Promise<V | undefined>): Promise<V | undefined> {
     const hit = this.entries.get(key);
@@ -26,7 +30,9 @@ export class TtlCache<V> {
     this.entries.set(key, entry);
     this.evict();
     entry.value.then(
-      (v) => { if (v === undefined) this.forget(key, entry); },
+      (v) => {
+        if (v === undefined) this.forget(key, entry);
+      },
       () => this.forget(key, entry),
     );
     return entry.value;

@@ -5,7 +5,12 @@ import { appendFileSync } from 'node:fs';
  * before deletion, the deletion itself, and the GCM use limit of a version (90 % and reached). Sinks: an in-memory log (queryable), a JSON-lines file,
  * a webhook, and whatever listeners (metrics) the server adds. Alarms never carry plaintext or material.
  */
-export type AlarmKind = 'PendingDeleteKeyUsed' | 'KeyDeletionImminent' | 'KeyDeleted' | 'UsageLimitApproaching' | 'UsageLimitReached'
+export type AlarmKind =
+  | 'PendingDeleteKeyUsed'
+  | 'KeyDeletionImminent'
+  | 'KeyDeleted'
+  | 'UsageLimitApproaching'
+  | 'UsageLimitReached'
   /** A stored row that carries authority failed its integrity check (changed outside the service); `detail` says which. */
   | 'StoreIntegrity';
 
@@ -65,7 +70,9 @@ export function webhookSink(url: string, onError: (message: string) => void, tim
       body: JSON.stringify(alarm),
       signal: AbortSignal.timeout(timeoutMs),
     }).then(
-      (res) => { if (!res.ok) onError(`alarm webhook answered HTTP ${res.status}`); },
+      (res) => {
+        if (!res.ok) onError(`alarm webhook answered HTTP ${res.status}`);
+      },
       (e: unknown) => onError(`alarm webhook failed: ${(e as Error).message}`),
     );
   };

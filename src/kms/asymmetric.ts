@@ -65,10 +65,13 @@ export class Asymmetric {
     if (usageOf(r).spec !== 'RSA_2048') throw new InvalidKeyUsageError(`key ${r.keyId} is a ${r.keyUsage} key, not an RSA decryption key`);
     // An RSA-2048 ciphertext is exactly the modulus size. Anything else is refused here, not handed to the HSM: SoftHSM2 answers an
     // empty C_Decrypt without ending the operation, and the pooled session then fails the next request that uses it (found by the fuzzer).
-    if (ciphertext.length !== RSA_2048_BYTES) throw new AsymmetricDecryptError(`Ciphertext for an RSA_2048 key is ${RSA_2048_BYTES} bytes, got ${ciphertext.length}`);
+    if (ciphertext.length !== RSA_2048_BYTES)
+      throw new AsymmetricDecryptError(`Ciphertext for an RSA_2048 key is ${RSA_2048_BYTES} bytes, got ${ciphertext.length}`);
     const m = this.newest(r);
     try {
-      const plaintext = await this.ctx.expensive.run(caller.tenant, 'AsymmetricRsaDecrypt', () => this.access.cluster(r).rsaDecrypt(m.material, m.binding, algorithm as RsaPadding, ciphertext));
+      const plaintext = await this.ctx.expensive.run(caller.tenant, 'AsymmetricRsaDecrypt', () =>
+        this.access.cluster(r).rsaDecrypt(m.material, m.binding, algorithm as RsaPadding, ciphertext),
+      );
       return { keyId: r.keyId, plaintext };
     } catch (e) {
       if (e instanceof HsmError && e.errorClass === 'caller' && !(e instanceof MaterialIntegrityError)) {
@@ -90,7 +93,12 @@ export class Asymmetric {
     const { algorithm, input } = this.signingInput(r, p);
     const m = this.newest(r);
     try {
-      return { keyId: r.keyId, signature: await this.ctx.expensive.run(caller.tenant, 'SignByAsymmetricKey', () => this.access.cluster(r).sign(m.material, m.binding, algorithm, input)) };
+      return {
+        keyId: r.keyId,
+        signature: await this.ctx.expensive.run(caller.tenant, 'SignByAsymmetricKey', () =>
+          this.access.cluster(r).sign(m.material, m.binding, algorithm, input),
+        ),
+      };
     } catch (e) {
       throw domainError(e);
     }
@@ -126,11 +134,13 @@ export class Asymmetric {
     if (!algorithm) throw new InvalidParameterError(`Algorithm ${quoted(p.algorithm)} does not fit a ${r.keyUsage} key (use ${offered.join(' or ')})`);
     const type = p.messageType ?? 'RAW';
     if (type === 'RAW') {
-      if (p.message.length === 0 || p.message.length > MAX_RAW_MESSAGE_BYTES) throw new InvalidParameterError(`a RAW Message is 1 to ${MAX_RAW_MESSAGE_BYTES} bytes, got ${p.message.length}`);
+      if (p.message.length === 0 || p.message.length > MAX_RAW_MESSAGE_BYTES)
+        throw new InvalidParameterError(`a RAW Message is 1 to ${MAX_RAW_MESSAGE_BYTES} bytes, got ${p.message.length}`);
       return { algorithm, input: { message: p.message } };
     }
     if (type !== 'DIGEST') throw new InvalidParameterError('MessageType must be RAW or DIGEST');
-    if (p.message.length !== DIGEST_BYTES[algorithm]) throw new InvalidParameterError(`a DIGEST Message for ${algorithm} is exactly ${DIGEST_BYTES[algorithm]} bytes, got ${p.message.length}`);
+    if (p.message.length !== DIGEST_BYTES[algorithm])
+      throw new InvalidParameterError(`a DIGEST Message for ${algorithm} is exactly ${DIGEST_BYTES[algorithm]} bytes, got ${p.message.length}`);
     return { algorithm, input: { digest: p.message } };
   }
 }

@@ -11,7 +11,10 @@ import { afterEvent } from './key-state';
  * PendingImport), and keys in their last days before deletion raise one alarm a day.
  */
 export class DueWork {
-  constructor(private readonly ctx: KmsContext, private readonly node: string) {}
+  constructor(
+    private readonly ctx: KmsContext,
+    private readonly node: string,
+  ) {}
 
   private get access() {
     return this.ctx.access;
@@ -41,7 +44,10 @@ export class DueWork {
       const r = await this.access.store.getKey(ref.ownerUin, ref.keyId);
       if (!r || r.validTo === undefined || r.validTo === 0 || r.validTo > now || r.versions.length === 0) continue;
       const keyState = afterEvent(r.keyState, 'MaterialExpired');
-      const ok = await this.access.store.updateKey(r.ownerUin, r.keyId, r.revision, { versions: [], keyState, validTo: null }).then(() => true, () => false);
+      const ok = await this.access.store.updateKey(r.ownerUin, r.keyId, r.revision, { versions: [], keyState, validTo: null }).then(
+        () => true,
+        () => false,
+      );
       if (ok) {
         this.forget(r);
         done.push(r.keyId);
@@ -62,7 +68,14 @@ export class DueWork {
       // a holder name of its own per attempt: the lease exists once per key and day, whoever asks again
       if (!(await this.access.store.acquireLease(`alarm:${r.keyId}:${day}`, `${this.node}:${randomUUID()}`, 2 * DAY_SECONDS * 1000))) continue;
       const daysLeft = Math.ceil((r.deletionDate - now) / DAY_SECONDS);
-      this.access.alarms.raise({ kind: 'KeyDeletionImminent', time: now, ownerUin: r.ownerUin, keyId: r.keyId, deletionDate: r.deletionDate, detail: `${daysLeft} day(s) left` });
+      this.access.alarms.raise({
+        kind: 'KeyDeletionImminent',
+        time: now,
+        ownerUin: r.ownerUin,
+        keyId: r.keyId,
+        deletionDate: r.deletionDate,
+        detail: `${daysLeft} day(s) left`,
+      });
       raised.push(r.keyId);
     }
     return raised;

@@ -91,7 +91,9 @@ export class DomainRotation {
     const started = Date.now();
     const cluster = this.cluster(clusterId);
     if (clusterId === this.macCluster) {
-      throw new DomainRotationError(`cluster ${clusterId} also MACs the audit chain and the authority rows under its domain MAC key, which a rotation would orphan: it cannot rotate its domain (docs/security.md)`);
+      throw new DomainRotationError(
+        `cluster ${clusterId} also MACs the audit chain and the authority rows under its domain MAC key, which a rotation would orphan: it cannot rotate its domain (docs/security.md)`,
+      );
     }
     const progress = o.progress ?? (() => undefined);
     const lease = rotationLease(clusterId);
@@ -113,7 +115,11 @@ export class DomainRotation {
       if (state.next !== undefined) {
         const next = Buffer.from(state.next, 'hex');
         const made = await cluster.newGeneration(next, { soPin: o.soPin });
-        progress({ phase: 'generation', generation: state.next, detail: `${made.generated ? 'made in' : 'already in'} ${made.source}${made.copiedTo.length ? `, copied to ${made.copiedTo.join(', ')}` : ''}` });
+        progress({
+          phase: 'generation',
+          generation: state.next,
+          detail: `${made.generated ? 'made in' : 'already in'} ${made.source}${made.copiedTo.length ? `, copied to ${made.copiedTo.join(', ')}` : ''}`,
+        });
         state = { current: state.next, retiring: state.current };
         revision = await saveDomainState(this.store, cluster, revision, state);
       }
@@ -136,13 +142,17 @@ export class DomainRotation {
   /** Records per generation (hex) over every key of the cluster; read from the store only. */
   async census(clusterId: string, afterPage?: () => Promise<void>): Promise<Map<string, number>> {
     const counts = new Map<string, number>();
-    await this.eachKey(clusterId, async (ref) => {
-      const r = await this.store.getKey(ref.ownerUin, ref.keyId);
-      for (const m of r ? records(r) : []) {
-        const g = WrappedMaterial.fromBuffer(m).domainId.toString('hex');
-        counts.set(g, (counts.get(g) ?? 0) + 1);
-      }
-    }, afterPage);
+    await this.eachKey(
+      clusterId,
+      async (ref) => {
+        const r = await this.store.getKey(ref.ownerUin, ref.keyId);
+        for (const m of r ? records(r) : []) {
+          const g = WrappedMaterial.fromBuffer(m).domainId.toString('hex');
+          counts.set(g, (counts.get(g) ?? 0) + 1);
+        }
+      },
+      afterPage,
+    );
     return counts;
   }
 
@@ -151,7 +161,14 @@ export class DomainRotation {
    * KEK with CKA_UNWRAP_TEMPLATE go through an SO-trusted session key, made (one SO login per such
    * member) only when there is something to re-wrap, and destroyed after the walk.
    */
-  private async rewrapAll(cluster: HsmCluster, current: Buffer, retiring: string, progress: (e: RotationEvent) => void, renew: () => Promise<void>, soPin?: SoPinProvider): Promise<number> {
+  private async rewrapAll(
+    cluster: HsmCluster,
+    current: Buffer,
+    retiring: string,
+    progress: (e: RotationEvent) => void,
+    renew: () => Promise<void>,
+    soPin?: SoPinProvider,
+  ): Promise<number> {
     let rewrapped = 0;
     let trusted = false;
     try {
@@ -172,7 +189,10 @@ export class DomainRotation {
       if (trusted) cluster.dropRewrapKeys();
     }
     const left = (await this.census(cluster.id, renew)).get(retiring) ?? 0;
-    if (left > 0) throw new DomainRotationError(`${left} records of cluster ${cluster.id} still name generation ${retiring} after ${ROUNDS} walks (a node still sealing under it?): it was not destroyed; run again`);
+    if (left > 0)
+      throw new DomainRotationError(
+        `${left} records of cluster ${cluster.id} still name generation ${retiring} after ${ROUNDS} walks (a node still sealing under it?): it was not destroyed; run again`,
+      );
     return rewrapped;
   }
 
@@ -211,12 +231,12 @@ export class DomainRotation {
   }
 
   private async eachKey(clusterId: string, fn: (ref: KeyRef) => Promise<void>, afterPage?: () => Promise<void>): Promise<void> {
-    for (let cursor: string | undefined = ''; cursor !== undefined; ) {
+    for (let cursor: string | undefined = ''; cursor !== undefined;) {
       const page = await this.store.clusterKeys(clusterId, cursor, PAGE);
       for (let i = 0; i < page.keys.length; i += PARALLEL) {
         // a failure stops the walk once the keys in flight have settled, so nothing runs on after it
         const failed = (await Promise.allSettled(page.keys.slice(i, i + PARALLEL).map(fn))).find((r) => r.status === 'rejected');
-        if (failed) throw (failed).reason;
+        if (failed) throw failed.reason;
       }
       await afterPage?.();
       cursor = page.cursor;
@@ -233,7 +253,8 @@ export class DomainRotation {
   private onlyGeneration(cluster: HsmCluster): string {
     const held = cluster.heldGenerations();
     if (held.length === 0) throw new DomainStateError(`no reachable member of cluster ${cluster.id} holds domain keys: run cluster init first`);
-    if (held.length !== 1) throw new DomainStateError(`cluster ${cluster.id} holds ${held.length} domain generations and no stored state says which is current`);
+    if (held.length !== 1)
+      throw new DomainStateError(`cluster ${cluster.id} holds ${held.length} domain generations and no stored state says which is current`);
     return held[0].toString('hex');
   }
 
@@ -246,7 +267,8 @@ export class DomainRotation {
   }
 
   private async renew(lease: string): Promise<void> {
-    if (!(await this.store.acquireLease(lease, this.node, ROTATION_LEASE_MS))) throw new DomainRotationError(`lost the rotation lease ${lease} to another process`);
+    if (!(await this.store.acquireLease(lease, this.node, ROTATION_LEASE_MS)))
+      throw new DomainRotationError(`lost the rotation lease ${lease} to another process`);
   }
 }
 

@@ -81,7 +81,10 @@ export async function saveDomainState(store: MetadataStore, cluster: HsmCluster,
 export class DomainStates {
   private readonly applied = new Map<string, number>();
 
-  constructor(private readonly store: MetadataStore, private readonly clusters: readonly HsmCluster[]) {}
+  constructor(
+    private readonly store: MetadataStore,
+    private readonly clusters: readonly HsmCluster[],
+  ) {}
 
   /** Problems per cluster (members away, a bad document): that cluster is tried again on the next call, and meanwhile seals as before. */
   async apply(): Promise<string[]> {

@@ -3,7 +3,14 @@ import type { KeyRecord } from '../store/store';
 import { additionalData, canonicalContext, decodeBlob, EncryptionContext, encodeBlob, encodeHeader, SealedBlob } from './ciphertext';
 import type { KmsContext } from './context';
 import {
-  GcmUseLimitError, InvalidCiphertextError, InvalidHsmClusterError, InvalidKeyIdError, KeyNotFoundError, InvalidKeyUsageError, InvalidParameterError, InvalidPlaintextError,
+  GcmUseLimitError,
+  InvalidCiphertextError,
+  InvalidHsmClusterError,
+  InvalidKeyIdError,
+  KeyNotFoundError,
+  InvalidKeyUsageError,
+  InvalidParameterError,
+  InvalidPlaintextError,
 } from './errors';
 import { Caller, domainError } from './key-access';
 import type { KeyAction } from './key-state';
@@ -166,7 +173,7 @@ export class Envelope {
     if (await this.ctx.gcm.take(r, version)) return true;
     throw new GcmUseLimitError(
       `key ${r.keyId} version ${version} reached its AES-GCM use limit (${this.ctx.gcm.limit} encryptions with random IVs, NIST SP 800-38D 8.3) ` +
-      'and imported material cannot rotate: it still decrypts; to encrypt, import new material into a new key and move data there with ReEncrypt',
+        'and imported material cannot rotate: it still decrypts; to encrypt, import new material into a new key and move data there with ReEncrypt',
     );
   }
 
@@ -179,7 +186,11 @@ export class Envelope {
   }
 
   /** Authenticates and decrypts a blob of a key the caller may decrypt with. */
-  private async open(caller: Caller, blob: Buffer, context: EncryptionContext | undefined): Promise<{ record: KeyRecord; sealed: SealedBlob; plaintext: Buffer }> {
+  private async open(
+    caller: Caller,
+    blob: Buffer,
+    context: EncryptionContext | undefined,
+  ): Promise<{ record: KeyRecord; sealed: SealedBlob; plaintext: Buffer }> {
     const sealed = decodeBlob(blob, this.ctx.config.deploymentId);
     const aadContext = canonicalContext(context);
     const record = await this.access.load(caller, sealed.keyId).catch((e: unknown) => this.unknownKey(caller, sealed.keyId, e));

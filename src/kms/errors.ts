@@ -36,7 +36,10 @@ export class KeyLimitExceededError extends KmsError {}
 
 /** No such key for this tenant (another tenant's key is reported the same way: no existence leak). */
 export class KeyNotFoundError extends KmsError {
-  constructor(readonly keyId: string, detail?: string) {
+  constructor(
+    readonly keyId: string,
+    detail?: string,
+  ) {
     super(detail ?? `key ${keyId} was not found`);
   }
 }

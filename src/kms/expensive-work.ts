@@ -20,7 +20,9 @@ export class ExpensiveWork {
   acquire(tenant: string, action: string): () => void {
     const held = this.held(tenant);
     if (this.perTenant > 0 && held >= this.perTenant) {
-      throw new ExpensiveLimitError(`account ${tenant} already has ${held} expensive requests in progress (the limit); ${action} refused, retry when one has finished`);
+      throw new ExpensiveLimitError(
+        `account ${tenant} already has ${held} expensive requests in progress (the limit); ${action} refused, retry when one has finished`,
+      );
     }
     this.inFlight.set(tenant, held + 1);
     let released = false;

@@ -53,7 +53,9 @@ export class GcmBudget {
       }
       if (slot.exhausted) return false;
       const s = slot;
-      s.pending ??= this.refill(key, version, s).finally(() => { s.pending = undefined; });
+      s.pending ??= this.refill(key, version, s).finally(() => {
+        s.pending = undefined;
+      });
       await s.pending;
     }
   }
@@ -73,12 +75,18 @@ export class GcmBudget {
 
   /** One alarm at 90 % and one at the limit, raised by the node whose reservation crosses the mark (so once in all). */
   private alarmOnCrossing(key: BudgetedKey, version: number, before: number, total: number): void {
-    const marks = [['UsageLimitApproaching', Math.ceil(this.limit * ALARM_FRACTION)], ['UsageLimitReached', this.limit]] as const;
+    const marks = [
+      ['UsageLimitApproaching', Math.ceil(this.limit * ALARM_FRACTION)],
+      ['UsageLimitReached', this.limit],
+    ] as const;
     for (const [kind, mark] of marks) {
       if (before >= mark || total < mark) continue;
       const used = Math.min(total, this.limit);
       this.alarms.raise({
-        kind, time: unixNow(this.clock), ownerUin: key.ownerUin, keyId: key.keyId,
+        kind,
+        time: unixNow(this.clock),
+        ownerUin: key.ownerUin,
+        keyId: key.keyId,
         detail:
           `version ${version} has used ${used} of ${this.limit} AES-GCM encryptions (random IVs) and cannot rotate` +
           (kind === 'UsageLimitReached' ? ': Encrypt and GenerateDataKey are refused, Decrypt goes on' : ''),

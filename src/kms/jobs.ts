@@ -65,7 +65,9 @@ export class BackgroundJobs {
 
   /** One tick; concurrent calls share the tick in progress. */
   runOnce(): Promise<JobReport> {
-    this.running ??= this.tick().finally(() => { this.running = undefined; });
+    this.running ??= this.tick().finally(() => {
+      this.running = undefined;
+    });
     return this.running;
   }
 
@@ -127,7 +129,9 @@ export class BackgroundJobs {
           this.onError(`domain rotation of ${id}: ${(e as Error).message}`);
         }
       }
-    })().finally(() => { this.finishing = undefined; });
+    })().finally(() => {
+      this.finishing = undefined;
+    });
     return finished;
   }
 

@@ -2,15 +2,36 @@ import type { HsmCluster } from '../hsm/cluster';
 import { ClusterUnavailableError, HsmError, MaterialIntegrityError, MemberUnavailableError, PoolExhaustedError, UnsupportedError } from '../hsm/errors';
 import { MaterialBinding, WrappedMaterial } from '../hsm/material';
 import {
-  AliasExistsError, ConflictError, KeyNotFoundError as StoreKeyNotFound, KeyPatch, KeyRecord, MetadataStore, QuotaExceededError, StoreError, StoreUnavailableError,
+  AliasExistsError,
+  ConflictError,
+  KeyNotFoundError as StoreKeyNotFound,
+  KeyPatch,
+  KeyRecord,
+  MetadataStore,
+  QuotaExceededError,
+  StoreError,
+  StoreUnavailableError,
 } from '../store/store';
 import type { Alarms } from './alarms';
 import { Clock, unixNow } from '../common/clock';
 import { isUuid } from '../common/ids';
 import type { ClusterDirectory } from './cluster-directory';
 import {
-  AliasTakenError, InvalidKeyIdError, KeyArchivedError, KeyDisabledError, KeyLimitExceededError, KeyNotFoundError, KeyNotPendingDeleteError,
-  KeyPendingDeleteError, KeyShouldBeDisabledError, KeyStateNotSupportedError, KmsError, quoted, ServiceUnavailableError, StoreIntegrityError, UnsupportedOperationError,
+  AliasTakenError,
+  InvalidKeyIdError,
+  KeyArchivedError,
+  KeyDisabledError,
+  KeyLimitExceededError,
+  KeyNotFoundError,
+  KeyNotPendingDeleteError,
+  KeyPendingDeleteError,
+  KeyShouldBeDisabledError,
+  KeyStateNotSupportedError,
+  KmsError,
+  quoted,
+  ServiceUnavailableError,
+  StoreIntegrityError,
+  UnsupportedOperationError,
 } from './errors';
 import { KeyCache } from './key-cache';
 import { KeyAction, RefusalReason, transition } from './key-state';
@@ -75,7 +96,8 @@ export class KeyAccess {
 
   /** The caller's key in the caller's region; anything else is "not found". `fresh` bypasses the cache. */
   async load(caller: Caller, keyId: unknown, fresh = false): Promise<KeyRecord> {
-    if (typeof keyId !== 'string' || !isUuid(keyId)) throw new InvalidKeyIdError(`KeyId ${typeof keyId === 'string' ? quoted(keyId) : typeof keyId} is not a key id (a lowercase UUID)`);
+    if (typeof keyId !== 'string' || !isUuid(keyId))
+      throw new InvalidKeyIdError(`KeyId ${typeof keyId === 'string' ? quoted(keyId) : typeof keyId} is not a key id (a lowercase UUID)`);
     let r = fresh ? undefined : this.cache.get(keyId);
     if (r === undefined) {
       r = await this.store.getKey(caller.tenant, keyId);
@@ -90,7 +112,14 @@ export class KeyAccess {
     const t = transition(record.keyState, action);
     if (t.allowed) return;
     if (t.alarm) {
-      this.alarms.raise({ kind: 'PendingDeleteKeyUsed', time: unixNow(this.clock), ownerUin: record.ownerUin, keyId: record.keyId, action, deletionDate: record.deletionDate });
+      this.alarms.raise({
+        kind: 'PendingDeleteKeyUsed',
+        time: unixNow(this.clock),
+        ownerUin: record.ownerUin,
+        keyId: record.keyId,
+        action,
+        deletionDate: record.deletionDate,
+      });
     }
     throw REFUSALS[t.reason](record.keyId, record.keyState, action);
   }

@@ -7,8 +7,14 @@ import type { ImportParameters as StoredImportParameters, KeyRecord } from '../s
 import { unixNow } from '../common/clock';
 import type { KmsContext } from './context';
 import {
-  DecryptMaterialError, ImportTokenExpiredError, InvalidImportMaterialError, InvalidImportTokenError, InvalidParameterError,
-  NotExternalKeyError, UnsupportedOperationError, UsedByCloudProductError,
+  DecryptMaterialError,
+  ImportTokenExpiredError,
+  InvalidImportMaterialError,
+  InvalidImportTokenError,
+  InvalidParameterError,
+  NotExternalKeyError,
+  UnsupportedOperationError,
+  UsedByCloudProductError,
 } from './errors';
 import { binding, Caller, domainError } from './key-access';
 import { issueImportToken, readImportToken, tokenHash, wrappingKeyDigest } from './import-token';
@@ -38,7 +44,7 @@ function pkcs1Refused(offered: readonly string[]): UnsupportedOperationError {
   const others = offered.filter((a) => a !== PKCS1);
   return new UnsupportedOperationError(
     `WrappingAlgorithm ${PKCS1} is turned off on this service: unwrapping PKCS#1 v1.5 can act as a padding oracle (Bleichenbacher's attack); ` +
-    `use ${others.join(' or ') || 'an OAEP algorithm'} (the operator can allow it with import.allowPkcs1v15)`,
+      `use ${others.join(' or ') || 'an OAEP algorithm'} (the operator can allow it with import.allowPkcs1v15)`,
   );
 }
 /** A wrapping key is handed out again only while at least this much of its validity is left. */
@@ -93,14 +99,17 @@ export class KeyImport {
 
   async getParametersForImport(caller: Caller, keyId: string, algorithm: string, keySpec: string): Promise<ImportParameters> {
     if (keySpec !== 'RSA_2048') throw new InvalidParameterError('WrappingKeySpec must be RSA_2048');
-    if (!(WRAPPING_ALGORITHMS as readonly string[]).includes(algorithm)) throw new InvalidParameterError(`WrappingAlgorithm must be one of ${WRAPPING_ALGORITHMS.join(', ')}`);
+    if (!(WRAPPING_ALGORITHMS as readonly string[]).includes(algorithm))
+      throw new InvalidParameterError(`WrappingAlgorithm must be one of ${WRAPPING_ALGORITHMS.join(', ')}`);
     const r = await this.access.use(caller, keyId, 'GetParametersForImport');
     requireExternal(r);
     const cluster = this.access.cluster(r);
     const offered = cluster.capabilities.importWrapping;
     if (algorithm === PKCS1 && !this.ctx.config.allowPkcs1v15Import) throw pkcs1Refused(offered);
     if (!offered.includes(algorithm as RsaPadding)) {
-      throw new UnsupportedOperationError(`WrappingAlgorithm ${algorithm} is not supported by the HSMs of this key's cluster (they offer ${offered.join(', ') || 'none'})`);
+      throw new UnsupportedOperationError(
+        `WrappingAlgorithm ${algorithm} is not supported by the HSMs of this key's cluster (they offer ${offered.join(', ') || 'none'})`,
+      );
     }
     const again = await this.reuseWrappingKey(caller, r.keyId, algorithm, cluster);
     if (again) return again;
@@ -197,7 +206,10 @@ export class KeyImport {
     if (!params || !sameHash(tokenHash(token), params.tokenHash)) {
       throw new InvalidImportTokenError(`ImportToken is not the current token of key ${r.keyId} (it was used, or replaced by a newer GetParametersForImport)`);
     }
-    if (now > params.validTo) throw new ImportTokenExpiredError(`ImportToken of key ${r.keyId} expired at ${new Date(params.validTo * 1000).toISOString()}; call GetParametersForImport again`);
+    if (now > params.validTo)
+      throw new ImportTokenExpiredError(
+        `ImportToken of key ${r.keyId} expired at ${new Date(params.validTo * 1000).toISOString()}; call GetParametersForImport again`,
+      );
     return params;
   }
 
@@ -216,5 +228,11 @@ export class KeyImport {
  * an altered wrapping-key record, a padding the cluster cannot do) and so say nothing about the wrapped bytes.
  */
 function beforeRsaStep(e: unknown): boolean {
-  return e instanceof ClusterUnavailableError || e instanceof PoolExhaustedError || e instanceof SlowQueueFullError || e instanceof MaterialIntegrityError || e instanceof UnsupportedError;
+  return (
+    e instanceof ClusterUnavailableError ||
+    e instanceof PoolExhaustedError ||
+    e instanceof SlowQueueFullError ||
+    e instanceof MaterialIntegrityError ||
+    e instanceof UnsupportedError
+  );
 }

@@ -4,8 +4,21 @@ import { KeyOrigin, KeyPatch, KeyRecord, NewKeyRecord, QuotaExceededError } from
 import { DAY_SECONDS, unixNow } from '../common/clock';
 import type { KmsContext } from './context';
 import {
-  BindingLimitExceededError, BindingNotFoundError, DuplicatedKeyIdError, InvalidAliasError, InvalidKeyUsageError, InvalidParameterError, InvalidPendingWindowError,
-  InvalidTagError, KeyNotFoundError, KmsError, NotUserCreatedError, quoted, TagKeysDuplicatedError, UnsupportedKeyUsageError, UsedByCloudProductError,
+  BindingLimitExceededError,
+  BindingNotFoundError,
+  DuplicatedKeyIdError,
+  InvalidAliasError,
+  InvalidKeyUsageError,
+  InvalidParameterError,
+  InvalidPendingWindowError,
+  InvalidTagError,
+  KeyNotFoundError,
+  KmsError,
+  NotUserCreatedError,
+  quoted,
+  TagKeysDuplicatedError,
+  UnsupportedKeyUsageError,
+  UsedByCloudProductError,
 } from './errors';
 import { binding, Caller, domainError } from './key-access';
 import { describeRecord, KeyDescription } from './key-metadata';
@@ -83,11 +96,14 @@ export class Lifecycle {
     const usage = keyUsageOrDefault(p.keyUsage);
     if (!isKeyUsage(usage)) throw new InvalidKeyUsageError(`KeyUsage ${quoted(usage)} is not one of ${Object.keys(KEY_USAGES).join(', ')}`);
     const external = p.origin === 'EXTERNAL';
-    if (external && KEY_USAGES[usage].kind !== 'symmetric') throw new InvalidKeyUsageError('imported (EXTERNAL) keys must be ENCRYPT_DECRYPT: external material is symmetric only');
+    if (external && KEY_USAGES[usage].kind !== 'symmetric')
+      throw new InvalidKeyUsageError('imported (EXTERNAL) keys must be ENCRYPT_DECRYPT: external material is symmetric only');
     const tags = tagsOf(p.tags);
     const cluster = this.access.clusters.forCreate(caller.tenant, p.hsmClusterId);
     if (!usagesOffered(cluster.capabilities.keySpecs).includes(usage)) {
-      throw new UnsupportedKeyUsageError(`${usage} is not available on HSM cluster ${this.access.clusters.reportedId(cluster.id) || 'default'}: its HSMs cannot make ${KEY_USAGES[usage].spec} keys`);
+      throw new UnsupportedKeyUsageError(
+        `${usage} is not available on HSM cluster ${this.access.clusters.reportedId(cluster.id) || 'default'}: its HSMs cannot make ${KEY_USAGES[usage].spec} keys`,
+      );
     }
     const limit = owner === 'user' ? this.ctx.config.maxKeysPerRegion : 0;
     if (limit > 0 && (await this.access.store.countKeys(caller.tenant, caller.region)) >= limit) {
@@ -96,9 +112,22 @@ export class Lifecycle {
     const now = unixNow(this.access.clock);
     const keyId = randomUUID();
     const record: NewKeyRecord = {
-      keyId, alias: p.alias, description: p.description ?? '', keyUsage: usage, origin: external ? 'EXTERNAL' : 'TENCENT_KMS',
-      keyState: initialState(external), creatorUin: caller.uin, ownerUin: caller.tenant, owner, region: caller.region,
-      hsmClusterId: cluster.id, tags, rotation: { enabled: false, rotateDays: ROTATE_DAYS.default }, createTime: now, versions: [], cloudBindings: [],
+      keyId,
+      alias: p.alias,
+      description: p.description ?? '',
+      keyUsage: usage,
+      origin: external ? 'EXTERNAL' : 'TENCENT_KMS',
+      keyState: initialState(external),
+      creatorUin: caller.uin,
+      ownerUin: caller.tenant,
+      owner,
+      region: caller.region,
+      hsmClusterId: cluster.id,
+      tags,
+      rotation: { enabled: false, rotateDays: ROTATE_DAYS.default },
+      createTime: now,
+      versions: [],
+      cloudBindings: [],
     };
     let stored: KeyRecord;
     try {
@@ -230,7 +259,8 @@ export class Lifecycle {
     await this.access.change(caller, keyId, 'UpdateMetadata', (r) => {
       const list = r.cloudBindings ?? [];
       if (list.some((b) => b.productId === productId && b.resourceId === resourceId)) return undefined;
-      if (list.length >= MAX_BINDINGS_PER_KEY) throw new BindingLimitExceededError(`key ${r.keyId} already has ${MAX_BINDINGS_PER_KEY} cloud-resource bindings; unbind one first`);
+      if (list.length >= MAX_BINDINGS_PER_KEY)
+        throw new BindingLimitExceededError(`key ${r.keyId} already has ${MAX_BINDINGS_PER_KEY} cloud-resource bindings; unbind one first`);
       return { cloudBindings: [...list, { productId, resourceId }] };
     });
   }

@@ -72,7 +72,8 @@ export function listKeyDetailQuery(tenant: string, region: string, p: ListParams
     q.keyUsage = usage;
   }
   if (p.TagFilters && p.TagFilters.length > MAX_TAG_FILTERS) throw new InvalidParameterError(`TagFilters must have at most ${MAX_TAG_FILTERS} filters`);
-  if (p.TagFilters?.some((f) => (f.TagValue?.length ?? 0) > MAX_TAG_FILTER_VALUES)) throw new InvalidParameterError(`each TagFilter must have at most ${MAX_TAG_FILTER_VALUES} values`);
+  if (p.TagFilters?.some((f) => (f.TagValue?.length ?? 0) > MAX_TAG_FILTER_VALUES))
+    throw new InvalidParameterError(`each TagFilter must have at most ${MAX_TAG_FILTER_VALUES} values`);
   if (p.TagFilters && p.TagFilters.length > 0) q.tagFilters = p.TagFilters.map((f): TagFilter => ({ key: f.TagKey, values: f.TagValue ?? [] }));
   if (clusterId !== undefined) q.hsmClusterId = clusterId;
   return q;

@@ -90,10 +90,15 @@ export class Rotation {
       const r = await this.access.store.getKey(ref.ownerUin, ref.keyId);
       if (!r || !r.rotation.enabled || (r.rotation.nextRotateTime ?? Infinity) > now) continue;
       if (r.keyState !== 'Enabled' || canRotate(r.keyUsage as KeyUsage, r.origin) !== 'yes') {
-        await this.access.store.updateKey(r.ownerUin, r.keyId, r.revision, { rotation: { ...r.rotation, nextRotateTime: now + DAY_SECONDS } }).catch(() => undefined);
+        await this.access.store
+          .updateKey(r.ownerUin, r.keyId, r.revision, { rotation: { ...r.rotation, nextRotateTime: now + DAY_SECONDS } })
+          .catch(() => undefined);
         continue;
       }
-      await this.rotate(r).then(() => done.push(r.keyId), () => undefined);
+      await this.rotate(r).then(
+        () => done.push(r.keyId),
+        () => undefined,
+      );
     }
     return done;
   }
@@ -108,10 +113,19 @@ export class Rotation {
       const r = await this.access.store.getKey(owner, keyId);
       if (!r || r.versions[r.versions.length - 1]?.version !== Number(v)) continue;
       if (r.keyState !== 'Enabled' || canRotate(r.keyUsage as KeyUsage, r.origin) !== 'yes') {
-        this.access.alarms.raise({ kind: 'UsageLimitReached', time: unixNow(this.access.clock), ownerUin: r.ownerUin, keyId, detail: `version ${v} reached the GCM use limit and cannot rotate automatically` });
+        this.access.alarms.raise({
+          kind: 'UsageLimitReached',
+          time: unixNow(this.access.clock),
+          ownerUin: r.ownerUin,
+          keyId,
+          detail: `version ${v} reached the GCM use limit and cannot rotate automatically`,
+        });
         continue;
       }
-      await this.rotate(r).then(() => done.push(keyId), () => undefined);
+      await this.rotate(r).then(
+        () => done.push(keyId),
+        () => undefined,
+      );
     }
     return done;
   }

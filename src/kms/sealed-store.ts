@@ -9,8 +9,20 @@
  * records (key-cache.ts), so a cached hit costs nothing.
  */
 import type {
-  ClusterKeysPage, ClusterState,
-  CreateLimits, DueKind, KeyChange, KeyPatch, KeyRecord, KeyRef, KeyVersion, ListKeysQuery, ListKeysResult, MetadataStore, NewKeyRecord, Tombstone,
+  ClusterKeysPage,
+  ClusterState,
+  CreateLimits,
+  DueKind,
+  KeyChange,
+  KeyPatch,
+  KeyRecord,
+  KeyRef,
+  KeyVersion,
+  ListKeysQuery,
+  ListKeysResult,
+  MetadataStore,
+  NewKeyRecord,
+  Tombstone,
 } from '../store/store';
 import { RowAuthenticator, rowBytes } from '../store/row-mac';
 import type { KeyState } from './key-state';

@@ -7,13 +7,20 @@ import { NamedError } from '../common/errors';
 export abstract class StoreError extends NamedError {}
 
 export class AliasExistsError extends StoreError {
-  constructor(readonly ownerUin: string, readonly region: string, readonly alias: string) {
+  constructor(
+    readonly ownerUin: string,
+    readonly region: string,
+    readonly alias: string,
+  ) {
     super(`alias ${JSON.stringify(alias)} already exists for this account in region ${region}`);
   }
 }
 
 export class ConflictError extends StoreError {
-  constructor(readonly keyId: string, detail: string) {
+  constructor(
+    readonly keyId: string,
+    detail: string,
+  ) {
     super(`key ${keyId} changed concurrently: ${detail}`);
   }
 }
@@ -25,13 +32,21 @@ export class KeyNotFoundError extends StoreError {
 }
 
 export class ClusterStateConflictError extends StoreError {
-  constructor(readonly clusterId: string, expected: number, found: number) {
+  constructor(
+    readonly clusterId: string,
+    expected: number,
+    found: number,
+  ) {
     super(`state of cluster ${clusterId} changed concurrently: expected revision ${expected}, found ${found}`);
   }
 }
 
 export class QuotaExceededError extends StoreError {
-  constructor(readonly ownerUin: string, readonly region: string, readonly limit: number) {
+  constructor(
+    readonly ownerUin: string,
+    readonly region: string,
+    readonly limit: number,
+  ) {
     super(`account already has ${limit} keys in region ${region}, the limit`);
   }
 }

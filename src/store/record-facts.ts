@@ -65,8 +65,17 @@ export interface IndexFacts {
 export function indexFacts(r: NewKeyRecord): IndexFacts {
   const role = roleOf(r.owner);
   return {
-    ownerUin: r.ownerUin, region: r.region, alias: r.alias, keyState: r.keyState, origin: r.origin, keyUsage: r.keyUsage,
-    hsmClusterId: r.hsmClusterId, role, createTime: r.createTime, tags: Object.entries(r.tags), due: dueTimes(r),
+    ownerUin: r.ownerUin,
+    region: r.region,
+    alias: r.alias,
+    keyState: r.keyState,
+    origin: r.origin,
+    keyUsage: r.keyUsage,
+    hsmClusterId: r.hsmClusterId,
+    role,
+    createTime: r.createTime,
+    tags: Object.entries(r.tags),
+    due: dueTimes(r),
     quota: countsTowardQuota({ role, keyState: r.keyState }),
   };
 }

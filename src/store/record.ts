@@ -7,9 +7,7 @@ import { isUuid } from '../common/ids';
 import { KEY_STATES, KeyState } from '../common/key-states';
 import { ConflictError, StoreInputError } from './errors';
 import { DUE_KINDS } from './record-facts';
-import {
-  DueKind, ImportParameters, KeyChange, KeyPatch, KeyRecord, KeyVersion, ListKeysQuery, MAX_LIST_LIMIT, NewKeyRecord, Tombstone,
-} from './store';
+import { DueKind, ImportParameters, KeyChange, KeyPatch, KeyRecord, KeyVersion, ListKeysQuery, MAX_LIST_LIMIT, NewKeyRecord, Tombstone } from './store';
 
 export function checkNewRecord(record: NewKeyRecord): void {
   if (!isUuid(record.keyId)) throw new StoreInputError(`keyId is not a UUID: ${JSON.stringify(record.keyId)}`);
@@ -106,7 +104,12 @@ export function withVersion(current: KeyRecord, version: KeyVersion, patch: KeyP
   return next;
 }
 
-export interface UsageEntry { ref: string; keyId: string; version: number; count: number }
+export interface UsageEntry {
+  ref: string;
+  keyId: string;
+  version: number;
+  count: number;
+}
 
 /** Parses an `addUsage` batch (`${keyId}#${version}` -> count >= 0). */
 export function parseUsageBatch(batch: ReadonlyMap<string, number>): UsageEntry[] {
@@ -135,7 +138,8 @@ export function checkClusterWalk(clusterId: string, cursor: string, limit: numbe
 
 export function checkClusterState(clusterId: string, expectedRevision: number, doc?: string): void {
   if (clusterId === '') throw new StoreInputError('cluster id is required');
-  if (!Number.isInteger(expectedRevision) || expectedRevision < 0) throw new StoreInputError(`expected revision must be an integer >= 0, got ${expectedRevision}`);
+  if (!Number.isInteger(expectedRevision) || expectedRevision < 0)
+    throw new StoreInputError(`expected revision must be an integer >= 0, got ${expectedRevision}`);
   if (doc !== undefined && (typeof doc !== 'string' || doc === '')) throw new StoreInputError('cluster state document is empty');
 }
 

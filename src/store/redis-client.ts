@@ -39,7 +39,12 @@ export interface RedisConnectionOptions {
  * (key store, identity store, audit log, rate limiter) is built from these, so none goes without.
  */
 export function redisClientOptions(o: RedisConnectionOptions): RedisOptions {
-  const tls = o.tls && { ...(o.tls.ca ? { ca: o.tls.ca } : {}), ...(o.tls.cert ? { cert: o.tls.cert } : {}), ...(o.tls.key ? { key: o.tls.key } : {}), servername: o.tls.servername ?? o.host ?? '127.0.0.1' };
+  const tls = o.tls && {
+    ...(o.tls.ca ? { ca: o.tls.ca } : {}),
+    ...(o.tls.cert ? { cert: o.tls.cert } : {}),
+    ...(o.tls.key ? { key: o.tls.key } : {}),
+    servername: o.tls.servername ?? o.host ?? '127.0.0.1',
+  };
   return {
     host: o.host ?? '127.0.0.1',
     port: o.port,
@@ -64,7 +69,13 @@ function failFastOptions(): Pick<RedisOptions, 'enableOfflineQueue' | 'maxRetrie
   };
 }
 
-const UNAVAILABLE_MESSAGES = [/^Connection is closed\.?$/, /^Stream isn't writeable/, /^Command timed out/, /^LOADING /, /^Reached the max retries per request limit/];
+const UNAVAILABLE_MESSAGES = [
+  /^Connection is closed\.?$/,
+  /^Stream isn't writeable/,
+  /^Command timed out/,
+  /^LOADING /,
+  /^Reached the max retries per request limit/,
+];
 const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
 
 /** True for the failures of a Redis client whose server cannot be reached right now (as opposed to a refused or wrong command). */
@@ -95,10 +106,12 @@ export async function openRedis(options: RedisConnectionOptions, purpose: RedisP
     const version = /redis_version:(\d+)/.exec(await redis.info('server'))?.[1];
     if (version !== undefined && Number(version) < 7) throw fail(`Redis ${version} is too old; 7.0 or later is required`);
     if (purpose.keeps !== undefined && !options.allowVolatile) {
-      const [, aof] = (await redis.config('GET', 'appendonly'));
-      const [, save] = (await redis.config('GET', 'save'));
+      const [, aof] = await redis.config('GET', 'appendonly');
+      const [, save] = await redis.config('GET', 'save');
       if (aof !== 'yes' && (save ?? '').trim() === '') {
-        throw fail(`Redis at ${options.host ?? '127.0.0.1'}:${options.port} has neither AOF nor RDB persistence; ${purpose.keeps} would be lost on restart (set allowVolatile to accept that)`);
+        throw fail(
+          `Redis at ${options.host ?? '127.0.0.1'}:${options.port} has neither AOF nor RDB persistence; ${purpose.keeps} would be lost on restart (set allowVolatile to accept that)`,
+        );
       }
     }
   } catch (e) {
@@ -154,6 +167,9 @@ export async function closeRedis(redis: Redis): Promise<void> {
     redis.disconnect();
     return;
   }
-  const quit = redis.quit().then(() => 'done' as const, () => 'late' as const);
+  const quit = redis.quit().then(
+    () => 'done' as const,
+    () => 'late' as const,
+  );
   if ((await withDeadline(quit, REDIS_QUIT_MS, () => 'late' as const)) === 'late') redis.disconnect();
 }

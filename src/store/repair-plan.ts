@@ -9,8 +9,7 @@ export type EntryValue = string | number | null;
 export type Entries = ReadonlyMap<string, EntryValue>;
 
 export type RepairStep =
-  | { kind: 'remove'; entry: string; found: EntryValue }
-  | { kind: 'write'; entry: string; found: EntryValue | undefined; want: EntryValue };
+  { kind: 'remove'; entry: string; found: EntryValue } | { kind: 'write'; entry: string; found: EntryValue | undefined; want: EntryValue };
 
 /** Removals first: an entry dropped for one key may be the one written for another (an alias). */
 export function planRepair(want: Entries | undefined, found: Entries): RepairStep[] {

@@ -6,7 +6,10 @@ export class PendingReplies<T> {
   private readonly waiting = new Map<number, { resolve: (value: T) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private next = 0;
 
-  constructor(private readonly what: string, private readonly timeoutMs: number) {}
+  constructor(
+    private readonly what: string,
+    private readonly timeoutMs: number,
+  ) {}
 
   /** Sends the question (with its id) and waits for `answer` with that id. */
   ask(send: (id: number) => void): Promise<T> {

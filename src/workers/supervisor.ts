@@ -44,9 +44,8 @@ function reply(worker: Worker, message: ToWorker): void {
 
 export async function supervise(config: ServerConfig, log: Log): Promise<Supervisor> {
   const slots = new Map<number, Slot>();
-  const ledgers = config.store.kind === 'sqlite'
-    ? { account: new RateLedger(config.rateLimit), principal: new RateLedger(config.rateLimit.perPrincipal) }
-    : undefined;
+  const ledgers =
+    config.store.kind === 'sqlite' ? { account: new RateLedger(config.rateLimit), principal: new RateLedger(config.rateLimit.perPrincipal) } : undefined;
   // the workers' one replay cache (with Redis, each worker claims in Redis)
   const replays = config.store.kind === 'sqlite' && config.tc3.replayCache ? new ReplayCache(config.tc3.replayCacheSize) : undefined;
   const aggregator = new AggregatorRegistry();
@@ -62,7 +61,7 @@ export async function supervise(config: ServerConfig, log: Log): Promise<Supervi
       const grant = ledgers ? ledgers[m.scope].grant(worker.id, m.uin, m.want) : { granted: m.want, waitMs: 0 };
       reply(worker, { kind: 'kms:rate-grant', id: m.id, ...grant });
     } else if (isMessage<ToSupervisor, 'kms:replay-claim'>(m, 'kms:replay-claim')) {
-      const answers = m.claims.map((c) => (replays ? replays.claim(c) : 'full' as const));
+      const answers = m.claims.map((c) => (replays ? replays.claim(c) : ('full' as const)));
       reply(worker, { kind: 'kms:replay-answer', id: m.id, answers });
     } else if (isMessage<ToSupervisor, 'kms:rate-settle'>(m, 'kms:rate-settle')) {
       ledgers?.[m.scope].settle(worker.id, m.unused);
@@ -101,7 +100,11 @@ export async function supervise(config: ServerConfig, log: Log): Promise<Supervi
       if (closing || !serving) return;
       const ranFor = Date.now() - slot.startedAt;
       slot.delayMs = restartDelay(slot.delayMs, ranFor);
-      log({ level: 'error', msg: `worker ${index} (pid ${worker.process.pid}) exited (${how}) after ${ranFor} ms; restarting in ${slot.delayMs} ms`, worker: index });
+      log({
+        level: 'error',
+        msg: `worker ${index} (pid ${worker.process.pid}) exited (${how}) after ${ranFor} ms; restarting in ${slot.delayMs} ms`,
+        worker: index,
+      });
       slot.timer = setTimeout(() => {
         fork(index).catch((e: Error) => log({ level: 'error', msg: e.message, worker: index }));
       }, slot.delayMs);
@@ -117,10 +120,12 @@ export async function supervise(config: ServerConfig, log: Log): Promise<Supervi
       if (s.timer) clearTimeout(s.timer);
       const w = s.worker;
       if (!w || w.isDead()) continue;
-      alive.push(new Promise<void>((resolve) => {
-        const kill = setTimeout(() => w.process.kill('SIGKILL'), bound);
-        w.once('exit', () => (clearTimeout(kill), resolve()));
-      }));
+      alive.push(
+        new Promise<void>((resolve) => {
+          const kill = setTimeout(() => w.process.kill('SIGKILL'), bound);
+          w.once('exit', () => (clearTimeout(kill), resolve()));
+        }),
+      );
       reply(w, { kind: 'kms:shutdown' });
     }
     await Promise.all(alive);

@@ -36,18 +36,24 @@ export async function runWorker(config: ServerConfig, index: number): Promise<vo
   AggregatorRegistry.setRegistries([]);
   new AggregatorRegistry();
   const grants = new PendingReplies<Grant>('rate-limit grant', RATE_ANSWER_MS);
-  const shared = (scope: RateScope, rate: RateLimitConfig): SharedRateLimiter => new SharedRateLimiter(rate, {
-    workers: config.workers,
-    ask: (uin, want) => grants.ask((id) => send({ kind: 'kms:rate-ask', id, scope, uin, want })),
-    settle: (unused) => send({ kind: 'kms:rate-settle', scope, unused }),
-  });
-  const limiters = config.store.kind === 'sqlite'
-    ? { limiter: shared('account', config.rateLimit), principalLimiter: shared('principal', config.rateLimit.perPrincipal) }
-    : undefined;
+  const shared = (scope: RateScope, rate: RateLimitConfig): SharedRateLimiter =>
+    new SharedRateLimiter(rate, {
+      workers: config.workers,
+      ask: (uin, want) => grants.ask((id) => send({ kind: 'kms:rate-ask', id, scope, uin, want })),
+      settle: (unused) => send({ kind: 'kms:rate-settle', scope, unused }),
+    });
+  const limiters =
+    config.store.kind === 'sqlite'
+      ? { limiter: shared('account', config.rateLimit), principalLimiter: shared('principal', config.rateLimit.perPrincipal) }
+      : undefined;
   const claims = new PendingReplies<ReplayAnswers>('replay check', REPLAY_ANSWER_MS);
-  const replay = config.store.kind === 'sqlite' && config.tc3.replayCache
-    ? new SharedReplayGuard({ ask: (batch) => claims.ask((id) => send({ kind: 'kms:replay-claim', id, claims: batch })), local: new ReplayCache(config.tc3.replayCacheSize) })
-    : undefined;
+  const replay =
+    config.store.kind === 'sqlite' && config.tc3.replayCache
+      ? new SharedReplayGuard({
+          ask: (batch) => claims.ask((id) => send({ kind: 'kms:replay-claim', id, claims: batch })),
+          local: new ReplayCache(config.tc3.replayCacheSize),
+        })
+      : undefined;
   const metrics = new PendingReplies<string>('aggregated metrics', SCRAPE_TIMEOUT_MS);
   const scrape = (): Promise<string> => metrics.ask((id) => send({ kind: 'kms:metrics', id }));
   const server = await startServer(config, log, { services: { limiters, replay, repair: index === 0 }, scrape, announce: false, ops: index === 0 });
@@ -66,7 +72,8 @@ export async function runWorker(config: ServerConfig, index: number): Promise<vo
   process.on('message', (m: unknown) => {
     if (isMessage<ToWorker, 'kms:rate-grant'>(m, 'kms:rate-grant')) grants.answer(m.id, { value: { granted: m.granted, waitMs: m.waitMs } });
     else if (isMessage<ToWorker, 'kms:replay-answer'>(m, 'kms:replay-answer')) claims.answer(m.id, { value: m.answers });
-    else if (isMessage<ToWorker, 'kms:metrics'>(m, 'kms:metrics')) metrics.answer(m.id, m.text !== undefined ? { value: m.text } : { error: m.error ?? 'metrics aggregation failed' });
+    else if (isMessage<ToWorker, 'kms:metrics'>(m, 'kms:metrics'))
+      metrics.answer(m.id, m.text !== undefined ? { value: m.text } : { error: m.error ?? 'metrics aggregation failed' });
     else if (isMessage<ToWorker, 'kms:shutdown'>(m, 'kms:shutdown')) stop('supervisor');
   });
   // the supervisor died (kill -9): nobody restarts or aggregates any more, so this worker ends too

@@ -20,7 +20,11 @@ import { openServices, Services } from '../../src/services';
 
 const KMSCTL = join(__dirname, '..', '..', 'src', 'cli', 'kmsctl.js');
 
-interface Run { code: number; stdout: string; stderr: string }
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 function sh(script: string): Promise<Run> {
   return new Promise((resolve, reject) => {
@@ -42,7 +46,17 @@ describe('kmsctl output through a pipe', () => {
     const s = await openServices(loadServerConfig(dir), { log: () => undefined, jobs: false });
     try {
       for (let i = 0; i < EVENTS; i++) {
-        s.audit.append({ eventName: 'Encrypt', accountUin: '100', subAccountUin: '100', secretId: 'AKIDpipe', sourceIp: '10.0.0.1', region: 'ap-guangzhou', requestId: `req-${i}`, resource: 'key/*', errorCode: '' });
+        s.audit.append({
+          eventName: 'Encrypt',
+          accountUin: '100',
+          subAccountUin: '100',
+          secretId: 'AKIDpipe',
+          sourceIp: '10.0.0.1',
+          region: 'ap-guangzhou',
+          requestId: `req-${i}`,
+          resource: 'key/*',
+          errorCode: '',
+        });
       }
       await s.audit.flush();
     } finally {
@@ -82,8 +96,16 @@ describe('kmsctl output through a pipe', () => {
 });
 
 const event = (i: number, time?: number): NewAuditEvent => ({
-  eventName: 'Decrypt', accountUin: '100', subAccountUin: '100', secretId: 'AKIDtrail', sourceIp: '10.0.0.2', region: 'ap-guangzhou',
-  requestId: `trail-${i}`, resource: 'key/*', errorCode: '', time,
+  eventName: 'Decrypt',
+  accountUin: '100',
+  subAccountUin: '100',
+  secretId: 'AKIDtrail',
+  sourceIp: '10.0.0.2',
+  region: 'ap-guangzhou',
+  requestId: `trail-${i}`,
+  resource: 'key/*',
+  errorCode: '',
+  time,
 });
 
 describe('the HMAC chain, anchors and retention on a development installation', () => {
@@ -133,7 +155,12 @@ describe('the HMAC chain, anchors and retention on a development installation', 
     const posted: string[] = [];
     const hook = createServer((req, res) => {
       let body = '';
-      req.on('data', (d: Buffer) => (body += d.toString())).on('end', () => { posted.push(body); res.end(); });
+      req
+        .on('data', (d: Buffer) => (body += d.toString()))
+        .on('end', () => {
+          posted.push(body);
+          res.end();
+        });
     });
     await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
     const syslog = createSocket('udp4');
@@ -147,7 +174,7 @@ describe('the HMAC chain, anchors and retention on a development installation', 
       await viaHook.close();
       const head = await headOf();
       expect(readAnchors(posted.join('\n')).at(-1)).toEqual(head);
-      const viaSyslog = await serve({ anchors: { kind: 'syslog', host: '127.0.0.1', port: (syslog.address()).port } });
+      const viaSyslog = await serve({ anchors: { kind: 'syslog', host: '127.0.0.1', port: syslog.address().port } });
       viaSyslog.audit.append(event(101));
       await viaSyslog.close();
       for (let i = 0; i < 50 && datagrams.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
@@ -183,13 +210,18 @@ describe('the HMAC chain, anchors and retention on a development installation', 
     expect((await kmsctl('audit', 'verify')).code).toBe(0);
     const r = await kmsctl('audit', 'verify', '--anchors', join(dir, 'audit-anchors.jsonl'));
     expect(r.code).toBe(1);
-    expect((JSON.parse(r.stdout) as { problems: Array<{ reason: string }> }).problems).toContainEqual({ seq, reason: `the anchored event ${seq} is missing (removed or truncated)` });
+    expect((JSON.parse(r.stdout) as { problems: Array<{ reason: string }> }).problems).toContainEqual({
+      seq,
+      reason: `the anchored event ${seq} is missing (removed or truncated)`,
+    });
   }, 60_000);
   test('kmsctl audit verify exits 1 after an event is removed and every later link and the head are recomputed with SHA-256 in the SQLite file', async () => {
     const db = new Database(join(dir, 'kms.db'));
     try {
       db.exec('DROP TRIGGER IF EXISTS audit_events_no_delete; DROP TRIGGER IF EXISTS audit_events_no_update; DROP TRIGGER IF EXISTS audit_heads_no_delete');
-      const rows = db.prepare(`SELECT ${STORED_FIELDS.map((f) => `${f.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)} AS ${f}`).join(', ')} FROM audit_events ORDER BY seq`).all() as StoredAuditEvent[];
+      const rows = db
+        .prepare(`SELECT ${STORED_FIELDS.map((f) => `${f.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)} AS ${f}`).join(', ')} FROM audit_events ORDER BY seq`)
+        .all() as StoredAuditEvent[];
       const victim = 5;
       const kept = rows.filter((e) => e.seq !== victim);
       let prevHash = kept[victim - 2].hash;
@@ -203,7 +235,9 @@ describe('the HMAC chain, anchors and retention on a development installation', 
       db.transaction(() => {
         db.prepare('DELETE FROM audit_events WHERE seq >= ?').run(victim);
         db.prepare('DELETE FROM audit_heads').run();
-        const insert = db.prepare(`INSERT INTO audit_events (${STORED_FIELDS.map((f) => f.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)).join(', ')}) VALUES (${STORED_FIELDS.map((f) => `@${f}`).join(', ')})`);
+        const insert = db.prepare(
+          `INSERT INTO audit_events (${STORED_FIELDS.map((f) => f.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)).join(', ')}) VALUES (${STORED_FIELDS.map((f) => `@${f}`).join(', ')})`,
+        );
         for (const e of forged) insert.run(e);
         db.prepare('INSERT INTO audit_heads (seq, hash) VALUES (?, ?)').run(forged[forged.length - 1].seq, prevHash);
       })();
@@ -212,9 +246,11 @@ describe('the HMAC chain, anchors and retention on a development installation', 
     }
     const r = await kmsctl('audit', 'verify');
     expect(r.code).toBe(1);
-    expect((JSON.parse(r.stdout) as { problems: Array<{ seq: number; reason: string }> }).problems[0]).toEqual({ seq: 5, reason: expect.stringContaining('plain SHA-256 link after the HMAC chain began at 1') });
+    expect((JSON.parse(r.stdout) as { problems: Array<{ seq: number; reason: string }> }).problems[0]).toEqual({
+      seq: 5,
+      reason: expect.stringContaining('plain SHA-256 link after the HMAC chain began at 1'),
+    });
   }, 60_000);
-
 });
 
 describe('retention on a development installation', () => {
@@ -249,7 +285,10 @@ describe('retention on a development installation', () => {
     expect(JSON.parse(e.stdout)).toMatchObject({ ok: true, checked: 20 });
     expect(readFileSync(archived, 'utf8').split('\n')[0]).toContain('"kind":"kms-audit-export"');
     expect(existsSync(`${archived}.partial`)).toBe(false);
-    const exported = (await kmsctl('audit', 'export')).stdout.trim().split('\n').map((l) => JSON.parse(l) as { seq: number; prevHash: string });
+    const exported = (await kmsctl('audit', 'export')).stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { seq: number; prevHash: string });
     const header = JSON.parse(readFileSync(archived, 'utf8').split('\n')[0]) as { last: string };
     expect(exported[0]).toMatchObject({ seq: 21, prevHash: header.last });
     const all = await kmsctl('audit', 'verify', '--archive', config.audit.archiveDir, '--anchors', join(dir, 'audit-anchors.jsonl'));

@@ -25,26 +25,55 @@ describe('auth, policies, tenants and raw HTTP', () => {
   /** A request signed like the Go SDK (host with port, service kms), with optional tampering. */
   let seq = 0;
   /** Signs `x-test-seq` too (unique per request: a signature serves once, docs/security.md §1) unless `plain`. */
-  function raw(opts: { action?: string; body?: string | Buffer; creds?: Pick<Credentials, 'SecretId' | 'SecretKey'>; timestamp?: number; headers?: Record<string, string | undefined>; sign?: boolean; plain?: boolean; tamper?: (b: Buffer) => Buffer }): Promise<{ status: number; body: Envelope }> {
+  function raw(opts: {
+    action?: string;
+    body?: string | Buffer;
+    creds?: Pick<Credentials, 'SecretId' | 'SecretKey'>;
+    timestamp?: number;
+    headers?: Record<string, string | undefined>;
+    sign?: boolean;
+    plain?: boolean;
+    tamper?: (b: Buffer) => Buffer;
+  }): Promise<{ status: number; body: Envelope }> {
     const body = Buffer.isBuffer(opts.body) ? opts.body : Buffer.from(opts.body ?? '{}');
     const creds = opts.creds ?? lab.root;
     const timestamp = opts.timestamp ?? Math.floor(Date.now() / 1000);
     const host = `127.0.0.1:${lab.server.port}`;
-    const headers: Record<string, string> = { 'content-type': 'application/json', host, 'x-tc-action': opts.action ?? 'ListKeys', 'x-tc-version': '2019-01-18', 'x-tc-region': 'ap-guangzhou', 'x-tc-timestamp': String(timestamp) };
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      host,
+      'x-tc-action': opts.action ?? 'ListKeys',
+      'x-tc-version': '2019-01-18',
+      'x-tc-region': 'ap-guangzhou',
+      'x-tc-timestamp': String(timestamp),
+    };
     if (!opts.plain) headers['x-test-seq'] = String(seq++);
     const extraSignedHeaders = opts.plain ? [] : ['x-test-seq'];
-    if (opts.sign !== false) headers.authorization = signTc3({ secretId: creds.SecretId, secretKey: creds.SecretKey, service: 'kms', timestamp, headers, body, hostWithPort: true, extraSignedHeaders });
+    if (opts.sign !== false)
+      headers.authorization = signTc3({
+        secretId: creds.SecretId,
+        secretKey: creds.SecretKey,
+        service: 'kms',
+        timestamp,
+        headers,
+        body,
+        hostWithPort: true,
+        extraSignedHeaders,
+      });
     for (const [k, v] of Object.entries(opts.headers ?? {})) {
       if (v === undefined) delete headers[k];
       else headers[k] = v;
     }
     const sent = opts.tamper ? opts.tamper(body) : body;
     return new Promise((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port: lab.server.port, method: 'POST', path: '/', headers: { ...headers, 'content-length': String(sent.length) } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (d: Buffer) => chunks.push(d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString()) as Envelope }));
-      });
+      const req = request(
+        { host: '127.0.0.1', port: lab.server.port, method: 'POST', path: '/', headers: { ...headers, 'content-length': String(sent.length) } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (d: Buffer) => chunks.push(d));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString()) as Envelope }));
+        },
+      );
       req.on('error', reject);
       req.end(sent);
     });
@@ -116,7 +145,10 @@ describe('auth, policies, tenants and raw HTTP', () => {
       readOnly = lab.client(await iam.createUser(tenant, 'reader', { preset: 'QcloudKMSReadOnlyAccess' }));
       creator = lab.client(await iam.createUser(tenant, 'creator', { preset: 'QcloudKMSCreatorFullAccess' }));
       const denyUser = await iam.createUser(tenant, 'no-decrypt', { preset: 'QcloudKMSFullAccess' });
-      await iam.attachPolicy(String(denyUser.Uin), 'deny-decrypt', { version: '2.0', statement: [{ effect: 'deny', action: ['kms:Decrypt'], resource: ['*'] }] });
+      await iam.attachPolicy(String(denyUser.Uin), 'deny-decrypt', {
+        version: '2.0',
+        statement: [{ effect: 'deny', action: ['kms:Decrypt'], resource: ['*'] }],
+      });
       denied = lab.client(denyUser);
       nobody = lab.client(await iam.createUser(tenant, 'nobody', {}));
     });

@@ -93,7 +93,10 @@ describe('unauthorised answers', () => {
     bob = lab.client(await iam.createUser(tenant, 'bob', { preset: 'QcloudKMSCreatorFullAccess' }));
     // full access, but none of alice's keys
     const c = await iam.createUser(tenant, 'carol', { preset: 'QcloudKMSFullAccess' });
-    await iam.attachPolicy(String(c.Uin), 'not-alice', { version: '2.0', statement: [{ effect: 'deny', action: ['kms:*'], resource: [`qcs::kms:*:uin/${tenant}:key/creatorUin/${aliceUin}/*`] }] });
+    await iam.attachPolicy(String(c.Uin), 'not-alice', {
+      version: '2.0',
+      statement: [{ effect: 'deny', action: ['kms:*'], resource: [`qcs::kms:*:uin/${tenant}:key/creatorUin/${aliceUin}/*`] }],
+    });
     carol = lab.client(c);
     aliceKey = (await alice.CreateKey({ Alias: 'alices' })).KeyId as string;
   }, 60_000);
@@ -103,14 +106,17 @@ describe('unauthorised answers', () => {
     ['DescribeKey', (k: string) => ({ KeyId: k })],
     ['Encrypt', (k: string) => ({ KeyId: k, Plaintext: 'aGk=' })],
     ['DisableKey', (k: string) => ({ KeyId: k })],
-  ] as const)("%s: bob (creator preset) gets the same answer for alice's key and for a key that does not exist, naming neither key nor creator", async (action, body) => {
-    const onAlices = await refusal(bob[action](body(aliceKey)));
-    const onMissing = await refusal(bob[action](body(missing)));
-    expect(onAlices.code).toBe('UnauthorizedOperation');
-    expect(onMissing).toEqual(onAlices);
-    expect(onAlices.message).not.toContain(aliceKey);
-    expect(onAlices.message).not.toContain(aliceUin);
-  });
+  ] as const)(
+    "%s: bob (creator preset) gets the same answer for alice's key and for a key that does not exist, naming neither key nor creator",
+    async (action, body) => {
+      const onAlices = await refusal(bob[action](body(aliceKey)));
+      const onMissing = await refusal(bob[action](body(missing)));
+      expect(onAlices.code).toBe('UnauthorizedOperation');
+      expect(onMissing).toEqual(onAlices);
+      expect(onAlices.message).not.toContain(aliceKey);
+      expect(onAlices.message).not.toContain(aliceUin);
+    },
+  );
 
   test.each([
     ['DescribeKey', (k: string) => ({ KeyId: k })],

@@ -26,7 +26,8 @@ const MiB = 1024 * 1024;
 /** An SDK client on a fresh connection each call, from `localAddress`, giving up on a call after 5 s. */
 function freshClient(port: number, creds: Credentials, localAddress = '127.0.0.1'): KmsClient {
   return new tencentcloud.kms.v20190118.Client({
-    credential: { secretId: creds.SecretId, secretKey: creds.SecretKey }, region: 'ap-guangzhou',
+    credential: { secretId: creds.SecretId, secretKey: creds.SecretKey },
+    region: 'ap-guangzhou',
     profile: { httpProfile: { endpoint: `127.0.0.1:${port}`, protocol: 'http://', agent: new Agent({ keepAlive: false, localAddress }), reqTimeout: 5 } },
   });
 }
@@ -68,7 +69,9 @@ async function idleSockets(port: number, count: number): Promise<{ connected: nu
       s.on('error', done);
     }
     setInterval(() => {}, 1000);`;
-  const child = spawn('bash', ['-c', 'ulimit -n 4096 && exec "$0" -e "$1" "$2" "$3"', process.execPath, script, String(port), String(count)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn('bash', ['-c', 'ulimit -n 4096 && exec "$0" -e "$1" "$2" "$3"', process.execPath, script, String(port), String(count)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const line = await new Promise<string>((resolve, reject) => {
     createInterface({ input: child.stdout }).once('line', resolve);
     child.once('exit', (code) => reject(new Error(`socket opener exited with ${code}`)));
@@ -193,13 +196,17 @@ describe('connection limits and body cut-off (in-process server, small limits)',
 
   test('a 50 MiB body (Content-Length) against a 1 MiB limit: the socket is closed long before 50 MiB are through', async () => {
     const { written, answer } = await pushBody(headOf(50 * MiB), 50 * MiB, false);
-    report(`body cut-off (Content-Length): the client got ${written} bytes into its socket before the server closed it; answer seen: ${answer.includes('RequestSizeLimitExceeded')}`);
+    report(
+      `body cut-off (Content-Length): the client got ${written} bytes into its socket before the server closed it; answer seen: ${answer.includes('RequestSizeLimitExceeded')}`,
+    );
     expect(written).toBeLessThan(16 * MiB);
   }, 30_000);
 
   test('a 50 MiB chunked body against a 1 MiB limit: the socket is closed long before 50 MiB are through', async () => {
     const { written, answer } = await pushBody(headOf(), 50 * MiB, true);
-    report(`body cut-off (chunked): the client got ${written} bytes into its socket before the server closed it; answer seen: ${answer.includes('RequestSizeLimitExceeded')}`);
+    report(
+      `body cut-off (chunked): the client got ${written} bytes into its socket before the server closed it; answer seen: ${answer.includes('RequestSizeLimitExceeded')}`,
+    );
     expect(written).toBeLessThan(16 * MiB);
   }, 30_000);
 

@@ -13,7 +13,11 @@ import { join } from 'node:path';
 import { WrappedMaterial } from '../../src/hsm/material';
 import { ServerLab } from '../support/server';
 
-interface Attempt { token: string; what: string; outcome: string }
+interface Attempt {
+  token: string;
+  what: string;
+  outcome: string;
+}
 
 /** Each member of the development installation: its library, configuration, token label and user PIN. */
 function members(dataDir: string): Array<{ lib: string; conf: string; label: string; pin: string }> {
@@ -21,7 +25,12 @@ function members(dataDir: string): Array<{ lib: string; conf: string; label: str
   for (const set of readdirSync(join(dataDir, 'softhsm'))) {
     const dir = join(dataDir, 'softhsm', set);
     for (const pinFile of readdirSync(join(dir, 'pins'))) {
-      out.push({ lib: join(dir, 'libsofthsm2.so'), conf: join(dir, 'softhsm2.conf'), label: pinFile.replace(/\.pin$/, ''), pin: readFileSync(join(dir, 'pins', pinFile), 'utf8') });
+      out.push({
+        lib: join(dir, 'libsofthsm2.so'),
+        conf: join(dir, 'softhsm2.conf'),
+        label: pinFile.replace(/\.pin$/, ''),
+        pin: readFileSync(join(dir, 'pins', pinFile), 'utf8'),
+      });
     }
   }
   return out;
@@ -68,13 +77,34 @@ describe('the domain keys of a development installation cannot be taken out with
         const s = p.C_OpenSession(slot, pk.CKF_SERIAL_SESSION | pk.CKF_RW_SESSION);
         p.C_Login(s, pk.CKU_USER, m.pin);
         const mine = p.C_GenerateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, [
-          { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_VALUE_LEN, value: 32 },
-          { type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_WRAP, value: true }, { type: pk.CKA_UNWRAP, value: true }, { type: pk.CKA_EXTRACTABLE, value: true }, { type: pk.CKA_SENSITIVE, value: false },
+          { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
+          { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
+          { type: pk.CKA_VALUE_LEN, value: 32 },
+          { type: pk.CKA_TOKEN, value: false },
+          { type: pk.CKA_WRAP, value: true },
+          { type: pk.CKA_UNWRAP, value: true },
+          { type: pk.CKA_EXTRACTABLE, value: true },
+          { type: pk.CKA_SENSITIVE, value: false },
         ]);
-        const rsa = p.C_GenerateKeyPair(s, { mechanism: pk.CKM_RSA_PKCS_KEY_PAIR_GEN },
-          [{ type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_MODULUS_BITS, value: 2048 }, { type: pk.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }, { type: pk.CKA_WRAP, value: true }],
-          [{ type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_UNWRAP, value: true }, { type: pk.CKA_DECRYPT, value: true }]);
-        p.C_FindObjectsInit(s, [{ type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_TOKEN, value: true }]);
+        const rsa = p.C_GenerateKeyPair(
+          s,
+          { mechanism: pk.CKM_RSA_PKCS_KEY_PAIR_GEN },
+          [
+            { type: pk.CKA_TOKEN, value: false },
+            { type: pk.CKA_MODULUS_BITS, value: 2048 },
+            { type: pk.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
+            { type: pk.CKA_WRAP, value: true },
+          ],
+          [
+            { type: pk.CKA_TOKEN, value: false },
+            { type: pk.CKA_UNWRAP, value: true },
+            { type: pk.CKA_DECRYPT, value: true },
+          ],
+        );
+        p.C_FindObjectsInit(s, [
+          { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
+          { type: pk.CKA_TOKEN, value: true },
+        ]);
         const secrets = p.C_FindObjects(s, 100);
         p.C_FindObjectsFinal(s);
         expect(secrets.length).toBeGreaterThanOrEqual(2);
@@ -83,7 +113,9 @@ describe('the domain keys of a development installation cannot be taken out with
           const label = String(p.C_GetAttributeValue(s, key, [{ type: pk.CKA_LABEL }])[0].value);
           if (label.startsWith('kms-domain-kek')) kek = key;
           attempt(attempts, m.label, `${label}: wrap under the attacker's AES key`, () => p.C_WrapKey(s, { mechanism: 0x210a }, mine, key, Buffer.alloc(1024)));
-          attempt(attempts, m.label, `${label}: wrap under the attacker's RSA key`, () => p.C_WrapKey(s, { mechanism: pk.CKM_RSA_PKCS }, rsa.publicKey, key, Buffer.alloc(1024)));
+          attempt(attempts, m.label, `${label}: wrap under the attacker's RSA key`, () =>
+            p.C_WrapKey(s, { mechanism: pk.CKM_RSA_PKCS }, rsa.publicKey, key, Buffer.alloc(1024)),
+          );
           attempt(attempts, m.label, `${label}: read CKA_VALUE`, () => p.C_GetAttributeValue(s, key, [{ type: pk.CKA_VALUE }])[0].value);
         }
         expect(kek).toBeDefined();
@@ -92,20 +124,33 @@ describe('the domain keys of a development installation cannot be taken out with
           if (record.spec !== 'AES_256') continue;
           attempt(attempts, m.label, `record ${i}: unwrap with the KEK into a readable key`, () => {
             const key = p.C_UnwrapKey(s, { mechanism: 0x210a }, kek!, record.wrapped, [
-              { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_TOKEN, value: false },
-              { type: pk.CKA_SENSITIVE, value: false }, { type: pk.CKA_EXTRACTABLE, value: true }, { type: pk.CKA_ENCRYPT, value: true },
+              { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
+              { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
+              { type: pk.CKA_TOKEN, value: false },
+              { type: pk.CKA_SENSITIVE, value: false },
+              { type: pk.CKA_EXTRACTABLE, value: true },
+              { type: pk.CKA_ENCRYPT, value: true },
             ]);
             return p.C_GetAttributeValue(s, key, [{ type: pk.CKA_VALUE }])[0].value;
           });
           for (const trusted of [undefined, false, true]) {
-            attempt(attempts, m.label, `record ${i}: unwrap with the KEK sensitive, extractable (CKA_WRAP_WITH_TRUSTED ${trusted}), then wrap under the attacker's AES key`, () => {
-              const key = p.C_UnwrapKey(s, { mechanism: 0x210a }, kek!, record.wrapped, [
-                { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_TOKEN, value: false },
-                { type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_EXTRACTABLE, value: true }, { type: pk.CKA_ENCRYPT, value: true },
-                ...(trusted === undefined ? [] : [{ type: pk.CKA_WRAP_WITH_TRUSTED, value: trusted }]),
-              ]);
-              return p.C_WrapKey(s, { mechanism: 0x210a }, mine, key, Buffer.alloc(1024));
-            });
+            attempt(
+              attempts,
+              m.label,
+              `record ${i}: unwrap with the KEK sensitive, extractable (CKA_WRAP_WITH_TRUSTED ${trusted}), then wrap under the attacker's AES key`,
+              () => {
+                const key = p.C_UnwrapKey(s, { mechanism: 0x210a }, kek!, record.wrapped, [
+                  { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
+                  { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
+                  { type: pk.CKA_TOKEN, value: false },
+                  { type: pk.CKA_SENSITIVE, value: true },
+                  { type: pk.CKA_EXTRACTABLE, value: true },
+                  { type: pk.CKA_ENCRYPT, value: true },
+                  ...(trusted === undefined ? [] : [{ type: pk.CKA_WRAP_WITH_TRUSTED, value: trusted }]),
+                ]);
+                return p.C_WrapKey(s, { mechanism: 0x210a }, mine, key, Buffer.alloc(1024));
+              },
+            );
           }
         }
       } finally {

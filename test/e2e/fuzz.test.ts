@@ -45,9 +45,17 @@ const MAX_MESSAGE_CHARS = 600;
 
 /** Every code the API may answer with for a caller's request. InternalError and the temporary-unavailability code are not caller mistakes. */
 const KNOWN_CODES = new Set<string>([
-  ...KMS_ERROR_CODES.map(([, code]) => code), ...API_ERROR_CODES.map(([, code]) => code),
-  'MissingParameter', 'UnknownParameter', 'InvalidParameter', 'InvalidParameterValue', 'RequestSizeLimitExceeded',
-  'AuthFailure.InvalidAuthorization', 'AuthFailure.SignatureExpire', 'AuthFailure.SecretIdNotFound', 'AuthFailure.SignatureFailure',
+  ...KMS_ERROR_CODES.map(([, code]) => code),
+  ...API_ERROR_CODES.map(([, code]) => code),
+  'MissingParameter',
+  'UnknownParameter',
+  'InvalidParameter',
+  'InvalidParameterValue',
+  'RequestSizeLimitExceeded',
+  'AuthFailure.InvalidAuthorization',
+  'AuthFailure.SignatureExpire',
+  'AuthFailure.SecretIdNotFound',
+  'AuthFailure.SignatureFailure',
 ]);
 KNOWN_CODES.delete('UnsupportedOperation.ServiceTemporaryUnavailable');
 KNOWN_CODES.delete('InternalError');
@@ -64,17 +72,24 @@ function editAuthorization(signed: string, edit: AuthEdit): string | undefined {
   const signature = /Signature=([0-9a-f]{64})/.exec(signed)?.[1] ?? '';
   const withSignature = (s: string) => signed.replace(`Signature=${signature}`, `Signature=${s}`);
   switch (edit.kind) {
-    case 'remove': return undefined;
-    case 'replace': return edit.value;
+    case 'remove':
+      return undefined;
+    case 'replace':
+      return edit.value;
     case 'flipSignature': {
       const c = parseInt(signature[edit.index], 16);
       return withSignature(signature.slice(0, edit.index) + ((c + 1 + (edit.index % 15)) % 16).toString(16) + signature.slice(edit.index + 1));
     }
-    case 'uppercaseSignature': return withSignature(signature.toUpperCase());
-    case 'truncateSignature': return withSignature(signature.slice(0, edit.keep));
-    case 'credentialDate': return signed.replace(/(Credential=[^/]+\/)\d{4}-\d{2}-\d{2}\//, `$1${edit.date}/`);
-    case 'signedHeaders': return signed.replace(/SignedHeaders=[^,]*/, `SignedHeaders=${edit.value}`);
-    case 'algorithm': return signed.replace(/^TC3-HMAC-SHA256/, edit.value);
+    case 'uppercaseSignature':
+      return withSignature(signature.toUpperCase());
+    case 'truncateSignature':
+      return withSignature(signature.slice(0, edit.keep));
+    case 'credentialDate':
+      return signed.replace(/(Credential=[^/]+\/)\d{4}-\d{2}-\d{2}\//, `$1${edit.date}/`);
+    case 'signedHeaders':
+      return signed.replace(/SignedHeaders=[^,]*/, `SignedHeaders=${edit.value}`);
+    case 'algorithm':
+      return signed.replace(/^TC3-HMAC-SHA256/, edit.value);
   }
 }
 
@@ -83,7 +98,14 @@ describe('hostile input: property-based fuzzing of every served action against a
   let fx: Fixture;
   let sentinel: string;
   let arbs: CaseArbitraries;
-  const tally = { requests: 0, bytes: 0, perProperty: new Map<string, number>(), perAction: new Map<string, number>(), perMutation: new Map<string, number>(), codes: new Map<string, number>() };
+  const tally = {
+    requests: 0,
+    bytes: 0,
+    perProperty: new Map<string, number>(),
+    perAction: new Map<string, number>(),
+    perMutation: new Map<string, number>(),
+    codes: new Map<string, number>(),
+  };
   const bump = (m: Map<string, number>, k: string, n = 1) => m.set(k, (m.get(k) ?? 0) + n);
 
   beforeAll(async () => {
@@ -110,7 +132,8 @@ describe('hostile input: property-based fuzzing of every served action against a
     const pem = (await c.GetPublicKey({ KeyId: keys.rsa })).PublicKeyPem as string;
     const message = b64('signed by the fuzzer');
     const digest = createHash('sha256').update('signed by the fuzzer').digest('base64');
-    const sign = async (KeyId: string, Algorithm: string): Promise<string> => (await c.SignByAsymmetricKey({ KeyId, Algorithm, Message: message, MessageType: 'RAW' })).Signature as string;
+    const sign = async (KeyId: string, Algorithm: string): Promise<string> =>
+      (await c.SignByAsymmetricKey({ KeyId, Algorithm, Message: message, MessageType: 'RAW' })).Signature as string;
     const otherCreds = await lab.server.services.iam.createTenant('fuzz-tenant-b');
     lab.secrets.push(otherCreds.SecretKey);
     const b = lab.client(otherCreds);
@@ -118,7 +141,8 @@ describe('hostile input: property-based fuzzing of every served action against a
     fx = {
       keys,
       blob: (await c.Encrypt({ KeyId: keys.sym, Plaintext: b64('fuzz secret') })).CiphertextBlob as string,
-      importToken: (await c.GetParametersForImport({ KeyId: keys.ext, WrappingAlgorithm: 'RSAES_OAEP_SHA_1', WrappingKeySpec: 'RSA_2048' })).ImportToken as string,
+      importToken: (await c.GetParametersForImport({ KeyId: keys.ext, WrappingAlgorithm: 'RSAES_OAEP_SHA_1', WrappingKeySpec: 'RSA_2048' }))
+        .ImportToken as string,
       rsaPublicKeyPem: pem,
       rsaCiphertexts: {
         oaepSha1: publicEncrypt({ key: pem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, Buffer.from('rsa secret')).toString('base64'),
@@ -126,7 +150,11 @@ describe('hostile input: property-based fuzzing of every served action against a
       },
       message,
       digest,
-      signatures: { ecc: await sign(keys.ecc, 'ECC_P256_R1'), rsaPkcs1: await sign(keys.rsaSign, 'RSA_PKCS1_SHA_256'), rsaPss: await sign(keys.rsaSign, 'RSA_PSS_SHA_256') },
+      signatures: {
+        ecc: await sign(keys.ecc, 'ECC_P256_R1'),
+        rsaPkcs1: await sign(keys.rsaSign, 'RSA_PKCS1_SHA_256'),
+        rsaPss: await sign(keys.rsaSign, 'RSA_PSS_SHA_256'),
+      },
       other: { creds: otherCreds, key: otherKey, blob: (await b.Encrypt({ KeyId: otherKey, Plaintext: b64('b secret') })).CiphertextBlob as string },
     };
     arbs = caseArbitraries({ fixture: fx, maxBodyBytes: lab.server.services.config.maxBodyBytes });
@@ -136,9 +164,18 @@ describe('hostile input: property-based fuzzing of every served action against a
     const lines = [
       `fuzz summary (seed ${SEED}): ${tally.requests} fuzzed requests, ${(tally.bytes / 2 ** 20).toFixed(1)} MB of bodies`,
       `  per property: ${[...tally.perProperty].map(([k, v]) => `${k} ${v}`).join(', ')}`,
-      `  per action: ${[...tally.perAction].sort().map(([k, v]) => `${k} ${v}`).join(', ')}`,
-      `  per mutation: ${[...tally.perMutation].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`,
-      `  answers: ${[...tally.codes].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+      `  per action: ${[...tally.perAction]
+        .sort()
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+      `  per mutation: ${[...tally.perMutation]
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+      `  answers: ${[...tally.codes]
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
     ];
     report(lines.join('\n'));
     await lab.stop();
@@ -153,7 +190,13 @@ describe('hostile input: property-based fuzzing of every served action against a
     if (x.headerTimestampOffset !== undefined) headers['x-tc-timestamp'] = String(timestamp + x.headerTimestampOffset);
     const auth = x.auth;
     return {
-      action: x.action, body: x.body, sent: x.sent, creds, timestamp, headers, preHeaders: x.preHeaders,
+      action: x.action,
+      body: x.body,
+      sent: x.sent,
+      creds,
+      timestamp,
+      headers,
+      preHeaders: x.preHeaders,
       authorization: auth ? (signed) => editAuthorization(signed, auth) : undefined,
     };
   }
@@ -181,7 +224,8 @@ describe('hostile input: property-based fuzzing of every served action against a
     if (Code === 'InternalError') throw new Error(`InternalError for a caller's mistake: ${where} → ${Message}`);
     if (!KNOWN_CODES.has(Code)) throw new Error(`unexpected code ${Code} for ${where}: ${Message.slice(0, 200)}`);
     if (/\[native code\]|\[object \w+\]/.test(Message)) throw new Error(`message shows a JavaScript internal (${Message.slice(0, 200)}) for ${where}`);
-    if (Message.length > MAX_MESSAGE_CHARS) throw new Error(`message of ${Message.length} characters (input echoed at length?) for ${where}: ${Message.slice(0, 200)}…`);
+    if (Message.length > MAX_MESSAGE_CHARS)
+      throw new Error(`message of ${Message.length} characters (input echoed at length?) for ${where}: ${Message.slice(0, 200)}…`);
     if (x.expect.refused && x.expect.codes && !x.expect.codes.includes(Code)) {
       throw new Error(`expected ${x.expect.codes.join(' or ')}, got ${Code} (${Message.slice(0, 200)}) for ${where}`);
     }
@@ -203,11 +247,14 @@ describe('hostile input: property-based fuzzing of every served action against a
   async function fuzz(property: string, arb: fc.Arbitrary<FuzzCase>, numRuns: number, seedOffset: number, fixture: Fixture = fx): Promise<number> {
     const seen = new Set<ServedAction>();
     let count = 0;
-    await fc.assert(fc.asyncProperty(arb, async (x) => {
-      seen.add(x.served);
-      count++;
-      await fire(property, x, fixture);
-    }), { seed: SEED + seedOffset, numRuns });
+    await fc.assert(
+      fc.asyncProperty(arb, async (x) => {
+        seen.add(x.served);
+        count++;
+        await fire(property, x, fixture);
+      }),
+      { seed: SEED + seedOffset, numRuns },
+    );
     const missed = SERVED_ACTIONS.filter((a) => !seen.has(a));
     expect(missed).toEqual([]);
     report(`${property}: ${count} cases, ${seen.size} actions`);
@@ -218,7 +265,8 @@ describe('hostile input: property-based fuzzing of every served action against a
     await fuzz('headers', arbs.headers, RUNS.headers, 1);
   }, 300_000);
 
-  const bodyFaults = 'wrong types, missing/extra fields, huge/empty values, bad base64, invalid UTF-8, deep nesting, numbers, tampered blobs and tokens, foreign and unknown keys';
+  const bodyFaults =
+    'wrong types, missing/extra fields, huge/empty values, bad base64, invalid UTF-8, deep nesting, numbers, tampered blobs and tokens, foreign and unknown keys';
   test(`bodies (${bodyFaults}): a specific code, never InternalError`, async () => {
     await fuzz('bodies', arbs.body, RUNS.body, 2);
   }, 300_000);
@@ -316,7 +364,9 @@ describe('hostile input: property-based fuzzing of every served action against a
     expect(series.length).toBeLessThanOrEqual(allowed.size * (KNOWN_CODES.size + 2));
     expect(services.kms.alarms.list().length).toBeLessThanOrEqual(1000);
     const keyCache = services.kms['cache'];
-    report(`server structures: ${series.length} request-metric series, ${keyCache.size} cached key records, ${services.kms.alarms.list().length} recent alarms`);
+    report(
+      `server structures: ${series.length} request-metric series, ${keyCache.size} cached key records, ${services.kms.alarms.list().length} recent alarms`,
+    );
     expect(keyCache.size).toBeLessThanOrEqual(500);
   }, 300_000);
 
@@ -346,10 +396,13 @@ describe('hostile input: property-based fuzzing of every served action against a
     // messages, and VerifyByAsymmetricKey answered. Fixed in src/kms/envelope.ts and src/kms/asymmetric.ts (own keys only).
     expect(await code(send('GenerateDataKey', { KeyId: sentinel, KeySpec: 'constructor' }))).toBe('InvalidParameter');
     expect(await code(send('SignByAsymmetricKey', { KeyId: ecc, Algorithm: 'toString', Message: fx.message }))).toBe('InvalidParameter');
-    expect(await code(send('VerifyByAsymmetricKey', { KeyId: ecc, Algorithm: '__proto__', Message: fx.message, SignatureValue: signature }))).toBe('InvalidParameter');
+    expect(await code(send('VerifyByAsymmetricKey', { KeyId: ecc, Algorithm: '__proto__', Message: fx.message, SignatureValue: signature }))).toBe(
+      'InvalidParameter',
+    );
 
     // Many tag filters made SQLite refuse the query ("Expression tree is too large"): InternalError. Fixed in src/kms/list-query.ts.
-    const filters = (n: number, values: number) => Array.from({ length: n }, (_, i) => ({ TagKey: `k${i}`, TagValue: Array.from({ length: values }, (_v, j) => `v${j}`) }));
+    const filters = (n: number, values: number) =>
+      Array.from({ length: n }, (_, i) => ({ TagKey: `k${i}`, TagValue: Array.from({ length: values }, (_v, j) => `v${j}`) }));
     expect(await code(send('ListKeyDetail', { TagFilters: filters(1000, 1) }))).toBe('InvalidParameter');
     expect(await code(send('ListKeyDetail', { TagFilters: filters(1, 101) }))).toBe('InvalidParameter');
     expect(await code(send('ListKeyDetail', { TagFilters: filters(50, 100) }))).toBe('Success');
@@ -370,8 +423,10 @@ describe('hostile input: property-based fuzzing of every served action against a
 
     // Caller input was echoed whole in messages (a 100 KB KeyId came back in a 100 KB message). Fixed with quoted() in src/kms/errors.ts.
     for (const [action, body] of [
-      ['DescribeKey', { KeyId: 'k'.repeat(100_000) }], ['CreateKey', { Alias: 'fuzz-long', HsmClusterId: 'c'.repeat(100_000) }],
-      ['CreateKey', { Alias: 'fuzz-long', KeyUsage: 'u'.repeat(100_000) }], ['SignByAsymmetricKey', { KeyId: ecc, Algorithm: 'a'.repeat(100_000), Message: fx.message }],
+      ['DescribeKey', { KeyId: 'k'.repeat(100_000) }],
+      ['CreateKey', { Alias: 'fuzz-long', HsmClusterId: 'c'.repeat(100_000) }],
+      ['CreateKey', { Alias: 'fuzz-long', KeyUsage: 'u'.repeat(100_000) }],
+      ['SignByAsymmetricKey', { KeyId: ecc, Algorithm: 'a'.repeat(100_000), Message: fx.message }],
       ['UnbindCloudResource', { KeyId: sentinel, ProductId: 'p'.repeat(50_000), ResourceId: 'r'.repeat(50_000) }],
     ] as const) {
       const e = await send(action, body);
@@ -400,7 +455,10 @@ describe('hostile input: property-based fuzzing of every served action against a
   }, 120_000);
 
   test("a header block over Node's limit (16 KiB) is answered by Node's HTTP parser before the API sees it (431), and the server lives on", async () => {
-    const a = await lab.post({ 'content-type': 'application/json', host: `127.0.0.1:${lab.server.port}`, 'x-tc-action': 'ListKeys', 'x-fuzz-padding': 'x'.repeat(20_000) }, Buffer.from('{}'));
+    const a = await lab.post(
+      { 'content-type': 'application/json', host: `127.0.0.1:${lab.server.port}`, 'x-tc-action': 'ListKeys', 'x-fuzz-padding': 'x'.repeat(20_000) },
+      Buffer.from('{}'),
+    );
     expect(a.status).toBe(431);
     expect(await lab.get('/healthz')).toMatchObject({ status: 200 });
   });
@@ -411,7 +469,7 @@ describe('hostile input: property-based fuzzing of every served action against a
     const c = lab.client();
     const blob = (await c.Encrypt({ KeyId: sentinel, Plaintext: b64('still alive') })).CiphertextBlob;
     expect(Buffer.from((await c.Decrypt({ CiphertextBlob: blob })).Plaintext as string, 'base64').toString()).toBe('still alive');
-    expect(((await c.ListKeys({})).TotalCount as number)).toBeGreaterThan(0);
+    expect((await c.ListKeys({})).TotalCount as number).toBeGreaterThan(0);
     await lab.server.services.audit.flush();
     expect((await lab.server.services.audit.verify()).ok).toBe(true);
     expect(lab.leakedInLogs).toEqual([]);

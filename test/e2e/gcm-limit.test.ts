@@ -24,7 +24,14 @@ describe('GCM use limit (gcm.maxInvocationsPerVersion: 20)', () => {
   const blobs: string[] = [];
 
   const alarms = (keyId: string, kind: string): Alarm[] =>
-    existsSync(alarmLog) ? readFileSync(alarmLog, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Alarm).filter((a) => a.keyId === keyId && a.kind === kind) : [];
+    existsSync(alarmLog)
+      ? readFileSync(alarmLog, 'utf8')
+          .trim()
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as Alarm)
+          .filter((a) => a.keyId === keyId && a.kind === kind)
+      : [];
 
   beforeAll(async () => {
     await initDev(lab.dir, () => undefined);

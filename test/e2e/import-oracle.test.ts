@@ -57,14 +57,18 @@ describe('import without an oracle: PKCS#1 v1.5 enabled (import.allowPkcs1v15: t
   const foreign = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey;
 
   beforeAll(async () => {
-    await startWith(lab, (doc) => { doc.import = { allowPkcs1v15: true }; });
+    await startWith(lab, (doc) => {
+      doc.import = { allowPkcs1v15: true };
+    });
     c = lab.client();
     keyId = (await c.CreateKey({ Alias: 'oracle-pkcs1', Type: 2 })).KeyId as string;
   }, 60_000);
   afterAll(() => lab.stop());
 
-  const params = (alg = PKCS1) => c.GetParametersForImport({ KeyId: keyId, WrappingAlgorithm: alg, WrappingKeySpec: 'RSA_2048' }) as Promise<{ ImportToken: string; PublicKey: string }>;
-  const attempt = (token: string, material: Buffer) => outcome(c.ImportKeyMaterial({ KeyId: keyId, ImportToken: token, EncryptedKeyMaterial: material.toString('base64') }));
+  const params = (alg = PKCS1) =>
+    c.GetParametersForImport({ KeyId: keyId, WrappingAlgorithm: alg, WrappingKeySpec: 'RSA_2048' }) as Promise<{ ImportToken: string; PublicKey: string }>;
+  const attempt = (token: string, material: Buffer) =>
+    outcome(c.ImportKeyMaterial({ KeyId: keyId, ImportToken: token, EncryptedKeyMaterial: material.toString('base64') }));
 
   test('random bytes, a padded 16-byte key, a padded 33-byte value and OAEP under another key: one code, one message', async () => {
     const cases: Array<[string, (publicKey: string) => Buffer]> = [
@@ -107,11 +111,22 @@ describe('import without an oracle: PKCS#1 v1.5 enabled (import.allowPkcs1v15: t
 
   test('no InternalError for fuzzed EncryptedKeyMaterial (each attempt on a fresh token)', async () => {
     const fuzz: Array<(pk: string) => Buffer> = [
-      () => Buffer.alloc(256), () => Buffer.alloc(256, 0xff), () => Buffer.from([0, 2, ...randomBytes(254)]),
-      (pk) => pkcs1Wrap(pk, Buffer.alloc(0)), (pk) => pkcs1Wrap(pk, randomBytes(1)), (pk) => pkcs1Wrap(pk, randomBytes(24)),
-      (pk) => pkcs1Wrap(pk, randomBytes(31)), (pk) => pkcs1Wrap(pk, randomBytes(64)), (pk) => pkcs1Wrap(pk, randomBytes(245)),
-      (pk) => { const w = publicEncrypt({ key: spki(pk), padding: constants.RSA_PKCS1_PADDING }, randomBytes(32)); w[100] ^= 0x40; return w; },
-      (pk) => oaepWrap(spki(pk), randomBytes(32)), (pk) => oaepWrap(spki(pk), randomBytes(16)),
+      () => Buffer.alloc(256),
+      () => Buffer.alloc(256, 0xff),
+      () => Buffer.from([0, 2, ...randomBytes(254)]),
+      (pk) => pkcs1Wrap(pk, Buffer.alloc(0)),
+      (pk) => pkcs1Wrap(pk, randomBytes(1)),
+      (pk) => pkcs1Wrap(pk, randomBytes(24)),
+      (pk) => pkcs1Wrap(pk, randomBytes(31)),
+      (pk) => pkcs1Wrap(pk, randomBytes(64)),
+      (pk) => pkcs1Wrap(pk, randomBytes(245)),
+      (pk) => {
+        const w = publicEncrypt({ key: spki(pk), padding: constants.RSA_PKCS1_PADDING }, randomBytes(32));
+        w[100] ^= 0x40;
+        return w;
+      },
+      (pk) => oaepWrap(spki(pk), randomBytes(32)),
+      (pk) => oaepWrap(spki(pk), randomBytes(16)),
     ];
     const codes = new Set<string | undefined>();
     for (const make of fuzz) {
@@ -141,7 +156,11 @@ describe('import without an oracle: default configuration', () => {
     expect((r as { message: string }).message).toMatch(/Bleichenbacher/);
     expect((r as { message: string }).message).toMatch(/RSAES_OAEP_SHA_1/);
     const p = await c.GetParametersForImport({ KeyId: keyId, WrappingAlgorithm: OAEP1, WrappingKeySpec: 'RSA_2048' });
-    await c.ImportKeyMaterial({ KeyId: keyId, ImportToken: p.ImportToken, EncryptedKeyMaterial: oaepWrap(spki(p.PublicKey as string), randomBytes(32)).toString('base64') });
+    await c.ImportKeyMaterial({
+      KeyId: keyId,
+      ImportToken: p.ImportToken,
+      EncryptedKeyMaterial: oaepWrap(spki(p.PublicKey as string), randomBytes(32)).toString('base64'),
+    });
     expect(JSON.stringify(await c.ListAlgorithms({}))).not.toContain(PKCS1);
   });
 });

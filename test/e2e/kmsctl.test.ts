@@ -33,7 +33,11 @@ function run(file: string, args: readonly string[], cwd = REPO): Promise<Run> {
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 /** 'Success' or the error code an SDK call ended with. */
-const outcome = (p: Promise<unknown>): Promise<string> => p.then(() => 'Success', (e: SdkError) => e.code ?? e.message);
+const outcome = (p: Promise<unknown>): Promise<string> =>
+  p.then(
+    () => 'Success',
+    (e: SdkError) => e.code ?? e.message,
+  );
 
 describe('kmsctl (child process) on the data directory of a development installation', () => {
   const lab = new ServerLab();
@@ -72,7 +76,17 @@ describe('kmsctl (child process) on the data directory of a development installa
     });
 
     test('user create --preset QcloudKMSReadOnlyAccess --json: the sub-account may describe, not encrypt', async () => {
-      const reader = await json<Credentials>('user', 'create', '--tenant', String(tenant.Uin), '--name', 'reader', '--preset', 'QcloudKMSReadOnlyAccess', '--json');
+      const reader = await json<Credentials>(
+        'user',
+        'create',
+        '--tenant',
+        String(tenant.Uin),
+        '--name',
+        'reader',
+        '--preset',
+        'QcloudKMSReadOnlyAccess',
+        '--json',
+      );
       expect(Object.keys(reader).sort()).toEqual(['SecretId', 'SecretKey', 'Uin']);
       const c = lab.client(reader);
       expect((await c.DescribeKey({ KeyId: tenantKey })).KeyMetadata).toMatchObject({ KeyId: tenantKey });
@@ -124,7 +138,15 @@ describe('kmsctl (child process) on the data directory of a development installa
       expect(listed).toEqual([expect.objectContaining({ KeyId: tenantKey, Alias: 'made-by-kmsctl-tenant', KeyState: 'Enabled' })]);
       const text = await ok('keys', 'list', '--tenant', String(tenant.Uin));
       expect(text).toMatch(new RegExp(`^${tenantKey}\\s+Enabled\\s+ENCRYPT_DECRYPT\\s+made-by-kmsctl-tenant$`, 'm'));
-      const described = await json<{ KeyId: string; KeyState: string; CreatorUin: number }>('keys', 'describe', '--tenant', String(tenant.Uin), '--key-id', tenantKey, '--json');
+      const described = await json<{ KeyId: string; KeyState: string; CreatorUin: number }>(
+        'keys',
+        'describe',
+        '--tenant',
+        String(tenant.Uin),
+        '--key-id',
+        tenantKey,
+        '--json',
+      );
       expect(described).toMatchObject({ KeyId: tenantKey, KeyState: 'Enabled', CreatorUin: tenant.Uin });
       // another tenant's key is not found through this tenant
       const other = await kmsctl('keys', 'describe', '--tenant', String(lab.root.Uin), '--key-id', tenantKey);
@@ -137,7 +159,10 @@ describe('kmsctl (child process) on the data directory of a development installa
       expect(text).toMatch(/^default \(shared\) ACTIVE$/m);
       expect(text).toMatch(/^cls-dev-dedicated \(dedicated\) ACTIVE$/m);
       const health = await json<Array<{ id: string; state: string; members: Array<{ id: string; state: string }> }>>('cluster', 'status', '--json');
-      expect(health.map((h) => [h.id, h.state])).toEqual([['default', 'ACTIVE'], ['cls-dev-dedicated', 'ACTIVE']]);
+      expect(health.map((h) => [h.id, h.state])).toEqual([
+        ['default', 'ACTIVE'],
+        ['cls-dev-dedicated', 'ACTIVE'],
+      ]);
       expect(health.flatMap((h) => h.members.map((m) => m.state))).toEqual(['ACTIVE', 'ACTIVE', 'ACTIVE', 'ACTIVE']);
     });
 
@@ -146,7 +171,9 @@ describe('kmsctl (child process) on the data directory of a development installa
       expect(text.match(/; domain keys locked; /g)).toHaveLength(4);
       const health = await json<Array<{ members: Array<{ domainLock: string; lockEnforced: boolean }> }>>('cluster', 'status', '--json');
       expect(health.flatMap((h) => h.members.map((m) => [m.domainLock, m.lockEnforced]))).toEqual([0, 1, 2, 3].map(() => ['locked', true]));
-      expect(await ok('cluster', 'lock', '--cluster', 'default')).toMatch(/^cluster default: domain keys locked \(non-extractable, read back\) on shared-a, shared-b \(already: shared-a, shared-b\)$/m);
+      expect(await ok('cluster', 'lock', '--cluster', 'default')).toMatch(
+        /^cluster default: domain keys locked \(non-extractable, read back\) on shared-a, shared-b \(already: shared-a, shared-b\)$/m,
+      );
       const missing = await kmsctl('cluster', 'lock');
       expect(missing.code).toBe(2);
       expect(missing.stderr).toMatch(/--cluster is required/);
@@ -154,11 +181,27 @@ describe('kmsctl (child process) on the data directory of a development installa
 
     test('audit query and export: the requests above, as JSON (lines), without SecretKeys or plaintext', async () => {
       await lab.server.services.audit.flush();
-      const page = await json<{ events: Array<{ eventName: string; accountUin: string; errorCode: string }> }>('audit', 'query', '--account', String(tenant.Uin), '--event', 'Encrypt', '--limit', '1000');
+      const page = await json<{ events: Array<{ eventName: string; accountUin: string; errorCode: string }> }>(
+        'audit',
+        'query',
+        '--account',
+        String(tenant.Uin),
+        '--event',
+        'Encrypt',
+        '--limit',
+        '1000',
+      );
       expect(page.events.length).toBeGreaterThanOrEqual(2);
       expect(page.events.every((e) => e.eventName === 'Encrypt' && e.accountUin === String(tenant.Uin))).toBe(true);
       expect(page.events.some((e) => e.errorCode === 'UnauthorizedOperation')).toBe(true);
-      const byKey = await json<{ events: Array<{ resource: string }> }>('audit', 'query', '--resource', tenantKey, '--from', new Date(Date.now() - 3_600_000).toISOString());
+      const byKey = await json<{ events: Array<{ resource: string }> }>(
+        'audit',
+        'query',
+        '--resource',
+        tenantKey,
+        '--from',
+        new Date(Date.now() - 3_600_000).toISOString(),
+      );
       expect(byKey.events.length).toBeGreaterThan(0);
       expect(byKey.events.every((e) => e.resource === tenantKey)).toBe(true);
 
@@ -200,7 +243,9 @@ describe('kmsctl (child process) on the data directory of a development installa
       try {
         expect(() => db.prepare("UPDATE audit_events SET error_code = '' WHERE error_code = 'UnauthorizedOperation'").run()).toThrow(/append-only/);
         db.exec('DROP TRIGGER audit_events_no_update');
-        const changed = db.prepare("UPDATE audit_events SET error_code = '' WHERE seq = (SELECT min(seq) FROM audit_events WHERE error_code = 'UnauthorizedOperation')").run();
+        const changed = db
+          .prepare("UPDATE audit_events SET error_code = '' WHERE seq = (SELECT min(seq) FROM audit_events WHERE error_code = 'UnauthorizedOperation')")
+          .run();
         expect(changed.changes).toBe(1);
       } finally {
         db.close();

@@ -28,7 +28,11 @@ const tencentcloud = require('tencentcloud-sdk-nodejs') as { kms: { v20190118: {
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 /** 'Success' or the error code (or message) an SDK call ended with. */
-const outcome = (p: Promise<unknown>): Promise<string> => p.then(() => 'Success', (e: SdkError) => e.code ?? e.message);
+const outcome = (p: Promise<unknown>): Promise<string> =>
+  p.then(
+    () => 'Success',
+    (e: SdkError) => e.code ?? e.message,
+  );
 
 interface Envelope {
   Response: { Error?: { Code: string; Message: string }; RequestId: string; [k: string]: unknown };
@@ -90,7 +94,12 @@ function heldRequest(port: number, creds: Pick<Credentials, 'SecretId' | 'Secret
   const body = Buffer.from(JSON.stringify(params));
   const timestamp = Math.floor(Date.now() / 1000);
   const headers: Record<string, string> = {
-    'content-type': 'application/json', host: `127.0.0.1:${port}`, 'x-tc-action': action, 'x-tc-version': '2019-01-18', 'x-tc-region': 'ap-guangzhou', 'x-tc-timestamp': String(timestamp),
+    'content-type': 'application/json',
+    host: `127.0.0.1:${port}`,
+    'x-tc-action': action,
+    'x-tc-version': '2019-01-18',
+    'x-tc-region': 'ap-guangzhou',
+    'x-tc-timestamp': String(timestamp),
   };
   headers.authorization = signTc3({ secretId: creds.SecretId, secretKey: creds.SecretKey, service: 'kms', timestamp, headers, body, hostWithPort: true });
   const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/', agent, headers: { ...headers, 'content-length': String(body.length) } });
@@ -181,19 +190,38 @@ describe('operations on a running server', () => {
 
     const hsm = pick(all, 'kms_hsm_operation_duration_seconds_count');
     expect(hsm.every((s) => ['cluster', 'member', 'operation'].every((l) => s.labels[l] !== undefined && s.labels[l] !== ''))).toBe(true);
-    expect(sum(hsm.filter((s) => s.labels.cluster === 'default' && ['shared-a', 'shared-b'].includes(s.labels.member) && s.labels.operation === 'encrypt'))).toBeGreaterThanOrEqual(3);
-    expect(sum(hsm.filter((s) => s.labels.cluster === 'cls-dev-dedicated' && ['dedicated-a', 'dedicated-b'].includes(s.labels.member) && s.labels.operation === 'generate'))).toBeGreaterThanOrEqual(1);
+    expect(
+      sum(hsm.filter((s) => s.labels.cluster === 'default' && ['shared-a', 'shared-b'].includes(s.labels.member) && s.labels.operation === 'encrypt')),
+    ).toBeGreaterThanOrEqual(3);
+    expect(
+      sum(
+        hsm.filter(
+          (s) => s.labels.cluster === 'cls-dev-dedicated' && ['dedicated-a', 'dedicated-b'].includes(s.labels.member) && s.labels.operation === 'generate',
+        ),
+      ),
+    ).toBeGreaterThanOrEqual(1);
 
-    const members = [['default', 'shared-a'], ['default', 'shared-b'], ['cls-dev-dedicated', 'dedicated-a'], ['cls-dev-dedicated', 'dedicated-b']];
+    const members = [
+      ['default', 'shared-a'],
+      ['default', 'shared-b'],
+      ['cls-dev-dedicated', 'dedicated-a'],
+      ['cls-dev-dedicated', 'dedicated-b'],
+    ];
     for (const [cluster, member] of members) {
       expect(pick(all, 'kms_hsm_sessions_open', { cluster, member })).toHaveLength(1);
       expect(pick(all, 'kms_hsm_member_health', { cluster, member }).map((s) => s.value)).toEqual([2]);
     }
     expect(sum(pick(all, 'kms_hsm_sessions_open'))).toBeGreaterThanOrEqual(2);
-    expect(pick(all, 'kms_hsm_cluster_health').map((s) => [s.labels.cluster, s.value])).toEqual([['default', 2], ['cls-dev-dedicated', 2]]);
+    expect(pick(all, 'kms_hsm_cluster_health').map((s) => [s.labels.cluster, s.value])).toEqual([
+      ['default', 2],
+      ['cls-dev-dedicated', 2],
+    ]);
     // the slow queue per cluster: nothing waits or runs now; its limit is the default
     for (const name of ['kms_hsm_slow_queue_depth', 'kms_hsm_slow_running', 'kms_hsm_slow_refused_total']) {
-      expect(pick(all, name).map((s) => [s.labels.cluster, s.value])).toEqual([['default', 0], ['cls-dev-dedicated', 0]]);
+      expect(pick(all, name).map((s) => [s.labels.cluster, s.value])).toEqual([
+        ['default', 0],
+        ['cls-dev-dedicated', 0],
+      ]);
     }
     expect(pick(all, 'kms_hsm_slow_queue_limit').map((s) => s.value)).toEqual([32, 32]);
 
@@ -218,10 +246,19 @@ describe('operations on a running server', () => {
     ids.push([dk.RequestId as string, 'GenerateDataKey', 'Success']);
     const rnd = await root.GenerateRandom({ NumberOfBytes: 32 });
     ids.push([rnd.RequestId as string, 'GenerateRandom', 'Success']);
-    const denied = await reader.Encrypt({ KeyId: keyId, Plaintext: b64(secret) }).then(() => undefined, (e: SdkError) => e);
+    const denied = await reader.Encrypt({ KeyId: keyId, Plaintext: b64(secret) }).then(
+      () => undefined,
+      (e: SdkError) => e,
+    );
     expect(denied?.code).toBe('UnauthorizedOperation');
     ids.push([denied?.requestId as string, 'Encrypt', 'UnauthorizedOperation']);
-    const badSig = await lab.client({ SecretId: lab.root.SecretId, SecretKey: 'wrong' }).ListKeys({}).then(() => undefined, (e: SdkError) => e);
+    const badSig = await lab
+      .client({ SecretId: lab.root.SecretId, SecretKey: 'wrong' })
+      .ListKeys({})
+      .then(
+        () => undefined,
+        (e: SdkError) => e,
+      );
     ids.push([badSig?.requestId as string, 'ListKeys', 'AuthFailure.SignatureFailure']);
 
     const lines = lab.logs.slice(before).filter((l) => typeof l.requestId === 'string' && l.code !== undefined);
@@ -244,7 +281,12 @@ describe('operations on a running server', () => {
 
   test('start-up: a line on how to use dev-credentials.json with the SDK (endpoint, protocol, file), never the SecretKey', () => {
     const hint = lab.logs.find((l) => l.credentialsFile !== undefined);
-    expect(hint).toMatchObject({ level: 'info', endpoint: `127.0.0.1:${lab.server.port}`, protocol: 'http://', credentialsFile: join(lab.dir, DEV_CREDENTIALS) });
+    expect(hint).toMatchObject({
+      level: 'info',
+      endpoint: `127.0.0.1:${lab.server.port}`,
+      protocol: 'http://',
+      credentialsFile: join(lab.dir, DEV_CREDENTIALS),
+    });
     expect(hint?.msg).toContain(`endpoint: '127.0.0.1:${lab.server.port}'`);
     expect(hint?.msg).toContain("protocol: 'http://'");
     expect(hint?.msg).toContain(join(lab.dir, DEV_CREDENTIALS));
@@ -300,7 +342,10 @@ describe('operations on a running server', () => {
       lab.server = await startServer(loadServerConfig(lab.dir, { KMS_PORT: '0' }), (l) => lab.logs.push(l));
       expect(statSync(join(lab.dir, 'kms.db')).mode & 0o777).toBe(0o600);
       root = lab.client();
-      await expect(root.Decrypt({ CiphertextBlob: blob, EncryptionContext: '{"app":"ops"}' })).resolves.toMatchObject({ KeyId: keyId, Plaintext: b64('made before the restart') });
+      await expect(root.Decrypt({ CiphertextBlob: blob, EncryptionContext: '{"app":"ops"}' })).resolves.toMatchObject({
+        KeyId: keyId,
+        Plaintext: b64('made before the restart'),
+      });
       expect((await root.DescribeKey({ KeyId: keyId })).KeyMetadata).toMatchObject({ Alias: 'ops-main', KeyState: 'Enabled' });
       const c = lab.client(other);
       const k = (await c.CreateKey({ Alias: 'after-restart' })).KeyId as string;
@@ -320,11 +365,21 @@ describe('operations on a running server', () => {
       server.http.on('request', () => received++);
 
       const agent = new HttpAgent({ keepAlive: true });
-      const held = Array.from({ length: 20 }, (_v, i) => heldRequest(server.port, lab.root, i % 2 ? 'GenerateRandom' : 'Encrypt', i % 2 ? { NumberOfBytes: 32 + i } : { KeyId: keyId, Plaintext: b64(`held ${i}`) }, agent));
+      const held = Array.from({ length: 20 }, (_v, i) =>
+        heldRequest(
+          server.port,
+          lab.root,
+          i % 2 ? 'GenerateRandom' : 'Encrypt',
+          i % 2 ? { NumberOfBytes: 32 + i } : { KeyId: keyId, Plaintext: b64(`held ${i}`) },
+          agent,
+        ),
+      );
       await within(10_000, () => received === held.length);
 
       const sdk = lab.client();
-      const burst = Array.from({ length: 50 }, (_v, i) => outcome(i % 2 ? sdk.GenerateRandom({ NumberOfBytes: 64 + i }) : sdk.Encrypt({ KeyId: keyId, Plaintext: b64(`burst ${i}`) })));
+      const burst = Array.from({ length: 50 }, (_v, i) =>
+        outcome(i % 2 ? sdk.GenerateRandom({ NumberOfBytes: 64 + i }) : sdk.Encrypt({ KeyId: keyId, Plaintext: b64(`burst ${i}`) })),
+      );
       await within(10_000, () => received === held.length + burst.length);
 
       const closed = server.close();
@@ -339,7 +394,7 @@ describe('operations on a running server', () => {
         expect(typeof a.body.Response.RequestId).toBe('string');
         expect(a.headers.connection).toBe('close');
       }
-      expect((answers.filter((_a, i) => i % 2 === 0)).every((a) => typeof a.body.Response.CiphertextBlob === 'string')).toBe(true);
+      expect(answers.filter((_a, i) => i % 2 === 0).every((a) => typeof a.body.Response.CiphertextBlob === 'string')).toBe(true);
       expect(await Promise.all(burst)).toEqual(burst.map(() => 'Success'));
       await closed;
       agent.destroy();
@@ -367,7 +422,10 @@ describe('start-up: the server process, the non-loopback refusal, TLS', () => {
   afterAll(() => lab.stop());
 
   test('node dist/src/main.js: prints where it listens and the credentials hint, serves, and exits 0 on SIGTERM', async () => {
-    const child: ChildProcess = spawn(process.execPath, [join(__dirname, '..', '..', 'src', 'main.js'), '--data-dir', lab.dir], { env: { ...process.env, KMS_PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child: ChildProcess = spawn(process.execPath, [join(__dirname, '..', '..', 'src', 'main.js'), '--data-dir', lab.dir], {
+      env: { ...process.env, KMS_PORT: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
       const lines: Array<Record<string, unknown>> = [];
@@ -384,9 +442,14 @@ describe('start-up: the server process, the non-loopback refusal, TLS', () => {
       const opsPort = Number(/:(\d+)$/.exec(ops?.msg as string)?.[1]);
       expect(opsPort).toBeGreaterThan(0);
       expect((await getText(`http://127.0.0.1:${opsPort}/readyz`)).status).toBe(200);
-      expect(lines.find((l) => l.credentialsFile !== undefined)).toMatchObject({ endpoint: `127.0.0.1:${port}`, protocol: 'http://', credentialsFile: join(lab.dir, DEV_CREDENTIALS) });
+      expect(lines.find((l) => l.credentialsFile !== undefined)).toMatchObject({
+        endpoint: `127.0.0.1:${port}`,
+        protocol: 'http://',
+        credentialsFile: join(lab.dir, DEV_CREDENTIALS),
+      });
       const c = new tencentcloud.kms.v20190118.Client({
-        credential: { secretId: lab.root.SecretId, secretKey: lab.root.SecretKey }, region: 'ap-guangzhou',
+        credential: { secretId: lab.root.SecretId, secretKey: lab.root.SecretKey },
+        region: 'ap-guangzhou',
         profile: { httpProfile: { endpoint: `127.0.0.1:${port}`, protocol: 'http://', agent: new HttpAgent() } },
       });
       const { RequestId } = await c.GenerateRandom({ NumberOfBytes: 16 });
@@ -429,8 +492,27 @@ describe('start-up: the server process, the non-loopback refusal, TLS', () => {
   test('with a certificate: HTTPS, and the SDK works with protocol https:// and the certificate as CA', async () => {
     const tls = join(lab.dir, 'tls');
     execFileSync('mkdir', ['-m', '700', '-p', tls]);
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '2',
-      '-keyout', join(tls, 'key.pem'), '-out', join(tls, 'cert.pem')], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-days',
+        '2',
+        '-keyout',
+        join(tls, 'key.pem'),
+        '-out',
+        join(tls, 'cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
     chmodSync(join(tls, 'key.pem'), 0o600);
     editConfig(lab.dir, (doc) => {
       doc.tls = { cert: 'tls/cert.pem', key: 'tls/key.pem' };
@@ -440,10 +522,12 @@ describe('start-up: the server process, the non-loopback refusal, TLS', () => {
     expect(lab.server.url).toBe(`https://127.0.0.1:${lab.server.port}`);
     expect(logs.find((l) => l.credentialsFile !== undefined)).toMatchObject({ protocol: 'https://', endpoint: `127.0.0.1:${lab.server.port}` });
     const ca = readFileSync(join(tls, 'cert.pem'));
-    const client = (agent: HttpsAgent) => new tencentcloud.kms.v20190118.Client({
-      credential: { secretId: lab.root.SecretId, secretKey: lab.root.SecretKey }, region: 'ap-guangzhou',
-      profile: { httpProfile: { endpoint: `127.0.0.1:${lab.server.port}`, protocol: 'https://', agent, reqTimeout: 30 } },
-    });
+    const client = (agent: HttpsAgent) =>
+      new tencentcloud.kms.v20190118.Client({
+        credential: { secretId: lab.root.SecretId, secretKey: lab.root.SecretKey },
+        region: 'ap-guangzhou',
+        profile: { httpProfile: { endpoint: `127.0.0.1:${lab.server.port}`, protocol: 'https://', agent, reqTimeout: 30 } },
+      });
     const c = client(new HttpsAgent({ ca, keepAlive: true }));
     const keyId = (await c.CreateKey({ Alias: 'over-tls' })).KeyId as string;
     const blob = (await c.Encrypt({ KeyId: keyId, Plaintext: b64('over tls') })).CiphertextBlob;
@@ -451,7 +535,10 @@ describe('start-up: the server process, the non-loopback refusal, TLS', () => {
     await expect(client(new HttpsAgent({ rejectUnauthorized: false })).GenerateRandom({ NumberOfBytes: 8 })).resolves.not.toThrow();
     // without the CA the certificate is not trusted; plain HTTP gets no API answer
     expect(await outcome(client(new HttpsAgent()).GenerateRandom({ NumberOfBytes: 8 }))).toMatch(/self[- ]signed|certificate/i);
-    const plain = await getText(`http://127.0.0.1:${lab.server.port}/healthz`).then((r) => r.status, (e: NodeJS.ErrnoException) => e.code ?? e.message);
+    const plain = await getText(`http://127.0.0.1:${lab.server.port}/healthz`).then(
+      (r) => r.status,
+      (e: NodeJS.ErrnoException) => e.code ?? e.message,
+    );
     expect(plain).not.toBe(200);
     await lab.server.close();
   });
@@ -478,14 +565,22 @@ describe('rate limits (rateLimit: {perSecond: 1, burst: 5})', () => {
     expect(limited).toBeGreaterThan(0);
 
     const other = lab.client(await lab.server.services.iam.createTenant('unaffected'));
-    expect(await Promise.all(Array.from({ length: 5 }, (_v, i) => outcome(other.GenerateRandom({ NumberOfBytes: 8 + i }))))).toEqual(['Success', 'Success', 'Success', 'Success', 'Success']);
+    expect(await Promise.all(Array.from({ length: 5 }, (_v, i) => outcome(other.GenerateRandom({ NumberOfBytes: 8 + i }))))).toEqual([
+      'Success',
+      'Success',
+      'Success',
+      'Success',
+      'Success',
+    ]);
 
     const sub = lab.client(await lab.server.services.iam.createUser(String(lab.root.Uin), 'same-budget', { preset: 'QcloudKMSFullAccess' }));
     const subResults = await Promise.all(Array.from({ length: 10 }, (_v, i) => outcome(sub.GenerateRandom({ NumberOfBytes: 8 + i }))));
     expect(subResults).toContain('RequestLimitExceeded');
 
     const metrics = samples((await getText(`${lab.server.ops!.url}/metrics`)).body);
-    expect(sum(pick(metrics, 'kms_requests_total', { action: 'GenerateRandom', code: 'RequestLimitExceeded' }))).toBe(limited + subResults.filter((r) => r === 'RequestLimitExceeded').length);
+    expect(sum(pick(metrics, 'kms_requests_total', { action: 'GenerateRandom', code: 'RequestLimitExceeded' }))).toBe(
+      limited + subResults.filter((r) => r === 'RequestLimitExceeded').length,
+    );
     expect(existsSync(join(lab.dir, 'kms.db'))).toBe(true);
   });
 });

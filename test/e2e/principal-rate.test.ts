@@ -24,7 +24,8 @@ const RATE = { perSecond: 100_000, burst: 100_000, perPrincipal: { perSecond: 1,
 
 function client(port: number, creds: Credentials): KmsClient {
   return new tencentcloud.kms.v20190118.Client({
-    credential: { secretId: creds.SecretId, secretKey: creds.SecretKey }, region: 'ap-guangzhou',
+    credential: { secretId: creds.SecretId, secretKey: creds.SecretKey },
+    region: 'ap-guangzhou',
     profile: { httpProfile: { endpoint: `127.0.0.1:${port}`, protocol: 'http://', agent: new Agent({ keepAlive: true, maxSockets: 8 }), reqTimeout: 30 } },
   });
 }
@@ -66,7 +67,9 @@ describe('per-principal rate limits, one process (SQLite)', () => {
 
   beforeAll(async () => {
     await devInstall(dir);
-    editConfig(dir, (doc) => { doc.rateLimit = RATE; });
+    editConfig(dir, (doc) => {
+      doc.rateLimit = RATE;
+    });
     [alice, bob] = await twoSubAccounts(dir);
     server = await startServer(loadServerConfig(dir, { KMS_PORT: '0' }), () => undefined);
   }, 60_000);
@@ -75,10 +78,14 @@ describe('per-principal rate limits, one process (SQLite)', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('a sub-account over its burst is refused; another sub-account of the same account is served in full', () => burstThenOther(server.port, alice, bob), 30_000);
+  test(
+    'a sub-account over its burst is refused; another sub-account of the same account is served in full',
+    () => burstThenOther(server.port, alice, bob),
+    30_000,
+  );
 });
 
-describe('per-principal rate limits, workers: 2 (the supervisor\'s ledger)', () => {
+describe("per-principal rate limits, workers: 2 (the supervisor's ledger)", () => {
   const dir = mkdtempSync(join(tmpdir(), 'kms-prate-w-'));
   const server = new ServerProcess(dir);
   let alice: Credentials;
@@ -86,7 +93,10 @@ describe('per-principal rate limits, workers: 2 (the supervisor\'s ledger)', () 
 
   beforeAll(async () => {
     await devInstall(dir);
-    editConfig(dir, (doc) => { doc.rateLimit = RATE; doc.workers = 2; });
+    editConfig(dir, (doc) => {
+      doc.rateLimit = RATE;
+      doc.workers = 2;
+    });
     [alice, bob] = await twoSubAccounts(dir);
     await server.start(60_000);
   }, 90_000);
@@ -95,7 +105,11 @@ describe('per-principal rate limits, workers: 2 (the supervisor\'s ledger)', () 
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('a sub-account over its burst is refused across both workers; another sub-account is served in full', () => burstThenOther(server.port, alice, bob), 30_000);
+  test(
+    'a sub-account over its burst is refused across both workers; another sub-account is served in full',
+    () => burstThenOther(server.port, alice, bob),
+    30_000,
+  );
 });
 
 describe('per-principal rate limits, Redis store', () => {
@@ -122,5 +136,9 @@ describe('per-principal rate limits, Redis store', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('a sub-account over its burst is refused; another sub-account of the same account is served in full', () => burstThenOther(server.port, alice, bob), 30_000);
+  test(
+    'a sub-account over its burst is refused; another sub-account of the same account is served in full',
+    () => burstThenOther(server.port, alice, bob),
+    30_000,
+  );
 });

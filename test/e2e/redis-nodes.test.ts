@@ -21,7 +21,11 @@ const tencentcloud = require('tencentcloud-sdk-nodejs') as { kms: { v20190118: {
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 /** 'Success' or the error code (or message) an SDK call ended with. */
-const outcome = (p: Promise<unknown>): Promise<string> => p.then(() => 'Success', (e: SdkError) => e.code ?? e.message);
+const outcome = (p: Promise<unknown>): Promise<string> =>
+  p.then(
+    () => 'Success',
+    (e: SdkError) => e.code ?? e.message,
+  );
 
 function getText(url: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -42,7 +46,8 @@ function editConfig(dir: string, edit: (doc: Record<string, unknown>) => void): 
 
 function client(server: RunningServer, creds: Pick<Credentials, 'SecretId' | 'SecretKey'>): KmsClient {
   return new tencentcloud.kms.v20190118.Client({
-    credential: { secretId: creds.SecretId, secretKey: creds.SecretKey }, region: 'ap-guangzhou',
+    credential: { secretId: creds.SecretId, secretKey: creds.SecretKey },
+    region: 'ap-guangzhou',
     profile: { httpProfile: { endpoint: `127.0.0.1:${server.port}`, protocol: 'http://', agent: new Agent({ keepAlive: true }), reqTimeout: 30 } },
   });
 }
@@ -121,12 +126,18 @@ describe('two server nodes on one Redis', () => {
   });
 
   test('kmsctl works on the same Redis: keys list, tenant create (usable on both nodes), audit verify', async () => {
-    const kmsctl = (...args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
-      execFile(process.execPath, [join(__dirname, '..', '..', 'src', 'cli', 'kmsctl.js'), '--data-dir', dir, ...args], { encoding: 'utf8', timeout: 30_000 }, (error, stdout, stderr) => {
-        if (error && typeof error.code !== 'number') return reject(error);
-        resolve({ code: error ? (error.code as number) : 0, stdout, stderr });
+    const kmsctl = (...args: string[]) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
+        execFile(
+          process.execPath,
+          [join(__dirname, '..', '..', 'src', 'cli', 'kmsctl.js'), '--data-dir', dir, ...args],
+          { encoding: 'utf8', timeout: 30_000 },
+          (error, stdout, stderr) => {
+            if (error && typeof error.code !== 'number') return reject(error);
+            resolve({ code: error ? (error.code as number) : 0, stdout, stderr });
+          },
+        );
       });
-    });
     const keys = await kmsctl('keys', 'list', '--tenant', String(root.Uin), '--json');
     expect(keys.code).toBe(0);
     expect((JSON.parse(keys.stdout) as Array<{ KeyId: string }>).map((k) => k.KeyId)).toEqual([keyId]);
@@ -194,7 +205,11 @@ describe('two server nodes on one Redis', () => {
         expect((await getText(`${n.url}/healthz`)).status).toBe(200);
         const ready = await getText(`${n.ops!.url}/readyz`);
         expect(ready.status).toBe(503);
-        expect(JSON.parse(ready.body)).toMatchObject({ ready: false, problems: [expect.stringMatching(/^store: /)], clusters: { default: 'ACTIVE', 'cls-dev-dedicated': 'ACTIVE' } });
+        expect(JSON.parse(ready.body)).toMatchObject({
+          ready: false,
+          problems: [expect.stringMatching(/^store: /)],
+          clusters: { default: 'ACTIVE', 'cls-dev-dedicated': 'ACTIVE' },
+        });
         const metrics = await getText(`${n.ops!.url}/metrics`);
         expect(metrics.status).toBe(200);
         expect(metrics.body).toContain('kms_hsm_member_health{cluster="default",member="shared-a"} 2');
@@ -202,7 +217,9 @@ describe('two server nodes on one Redis', () => {
     });
 
     test('Redis back on the same address: both nodes are ready again', async () => {
-      again = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', againDir, '--save', '3600 1', '--appendonly', 'yes'], { stdio: 'ignore' });
+      again = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', againDir, '--save', '3600 1', '--appendonly', 'yes'], {
+        stdio: 'ignore',
+      });
       for (const n of [a, b]) await expect(within(20_000, async () => (await getText(`${n.ops!.url}/readyz`)).status === 200)).resolves.not.toThrow();
     });
   });

@@ -46,14 +46,18 @@ function flat(headers: IncomingHttpHeaders): Record<string, string> {
 /** Sends headers and body as they are to the KMS (a fresh connection unless an agent is given). */
 function send(port: number, headers: Record<string, string>, body: Buffer, agent: Agent | false = false): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/', agent, headers: { ...headers, 'content-length': String(body.length) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (d: Buffer) => chunks.push(d));
-      res.on('end', () => {
-        const r = (JSON.parse(Buffer.concat(chunks).toString()) as { Response: Record<string, unknown> & { Error?: { Code: string; Message: string } } }).Response;
-        resolve({ code: r.Error?.Code ?? 'Success', message: r.Error?.Message ?? '', response: r });
-      });
-    });
+    const req = request(
+      { host: '127.0.0.1', port, method: 'POST', path: '/', agent, headers: { ...headers, 'content-length': String(body.length) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (d: Buffer) => chunks.push(d));
+        res.on('end', () => {
+          const r = (JSON.parse(Buffer.concat(chunks).toString()) as { Response: Record<string, unknown> & { Error?: { Code: string; Message: string } } })
+            .Response;
+          resolve({ code: r.Error?.Code ?? 'Success', message: r.Error?.Message ?? '', response: r });
+        });
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -74,10 +78,13 @@ class Recorder {
         delete c.headers['content-length'];
         delete c.headers.connection;
         this.captured.push(c);
-        send(target(), c.headers, c.body).then((a) => {
-          res.writeHead(200, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ Response: a.response }));
-        }, () => res.destroy());
+        send(target(), c.headers, c.body).then(
+          (a) => {
+            res.writeHead(200, { 'content-type': 'application/json' });
+            res.end(JSON.stringify({ Response: a.response }));
+          },
+          () => res.destroy(),
+        );
       });
     });
     await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', () => r()));
@@ -86,7 +93,8 @@ class Recorder {
 
   client(creds: Pick<Credentials, 'SecretId' | 'SecretKey'>, region = 'ap-guangzhou'): KmsClient {
     return new tencentcloud.kms.v20190118.Client({
-      credential: { secretId: creds.SecretId, secretKey: creds.SecretKey }, region,
+      credential: { secretId: creds.SecretId, secretKey: creds.SecretKey },
+      region,
       profile: { httpProfile: { endpoint: `127.0.0.1:${this.port}`, protocol: 'http://', agent: new Agent({ keepAlive: false }), reqTimeout: 30 } },
     });
   }
@@ -108,9 +116,23 @@ function signed(port: number, creds: Credentials, action: string, params: object
   const body = Buffer.from(JSON.stringify(params));
   const timestamp = Math.floor(Date.now() / 1000);
   const headers: Record<string, string> = {
-    'content-type': 'application/json', host: `127.0.0.1:${port}`, 'x-tc-action': action, 'x-tc-version': '2019-01-18', 'x-tc-region': region, 'x-tc-timestamp': String(timestamp),
+    'content-type': 'application/json',
+    host: `127.0.0.1:${port}`,
+    'x-tc-action': action,
+    'x-tc-version': '2019-01-18',
+    'x-tc-region': region,
+    'x-tc-timestamp': String(timestamp),
   };
-  headers.authorization = signTc3({ secretId: creds.SecretId, secretKey: creds.SecretKey, service: 'kms', timestamp, headers, body, hostWithPort: true, extraSignedHeaders });
+  headers.authorization = signTc3({
+    secretId: creds.SecretId,
+    secretKey: creds.SecretKey,
+    service: 'kms',
+    timestamp,
+    headers,
+    body,
+    hostWithPort: true,
+    extraSignedHeaders,
+  });
   return { headers, body };
 }
 
@@ -150,20 +172,25 @@ describe('one server (embedded store)', () => {
       server.services.trust.failures.flush();
       await server.services.audit.flush();
       const events = (await server.services.audit.query({ eventName: FAILURE_EVENT_NAME, limit: 100 })).events;
-      expect(events.some((e) => e.errorCode === 'AuthFailure.SignatureFailure' && e.secretId === root.SecretId && e.accountUin === String(root.Uin))).toBe(true);
+      expect(events.some((e) => e.errorCode === 'AuthFailure.SignatureFailure' && e.secretId === root.SecretId && e.accountUin === String(root.Uin))).toBe(
+        true,
+      );
     });
 
-    test.each(['DisableKey', 'ArchiveKey', 'DeleteImportedKeyMaterial'])('a captured DescribeKey {KeyId} re-aimed with X-TC-Action: %s is refused; the key is untouched', async (action) => {
-      const sdkClient = recorder.client(root);
-      const { KeyId } = await sdkClient.CreateKey({ Alias: `re-aim-${action}`, ...(action === 'DeleteImportedKeyMaterial' ? { Type: 2 } : {}) });
-      const before = ((await sdkClient.DescribeKey({ KeyId })).KeyMetadata as { KeyState: string }).KeyState;
-      const captured = recorder.last('DescribeKey');
-      const reaimed = await send(server.port, { ...captured.headers, 'x-tc-action': action }, captured.body);
-      expect(reaimed.code).toBe('AuthFailure.SignatureFailure');
-      expect(reaimed.message).toMatch(ALREADY_USED);
-      const after = (await sdk(server.port, root).DescribeKey({ KeyId })).KeyMetadata as { KeyState: string };
-      expect(after.KeyState).toBe(before);
-    });
+    test.each(['DisableKey', 'ArchiveKey', 'DeleteImportedKeyMaterial'])(
+      'a captured DescribeKey {KeyId} re-aimed with X-TC-Action: %s is refused; the key is untouched',
+      async (action) => {
+        const sdkClient = recorder.client(root);
+        const { KeyId } = await sdkClient.CreateKey({ Alias: `re-aim-${action}`, ...(action === 'DeleteImportedKeyMaterial' ? { Type: 2 } : {}) });
+        const before = ((await sdkClient.DescribeKey({ KeyId })).KeyMetadata as { KeyState: string }).KeyState;
+        const captured = recorder.last('DescribeKey');
+        const reaimed = await send(server.port, { ...captured.headers, 'x-tc-action': action }, captured.body);
+        expect(reaimed.code).toBe('AuthFailure.SignatureFailure');
+        expect(reaimed.message).toMatch(ALREADY_USED);
+        const after = (await sdk(server.port, root).DescribeKey({ KeyId })).KeyMetadata as { KeyState: string };
+        expect(after.KeyState).toBe(before);
+      },
+    );
 
     test('an exact repeat of a read with no effect and no secret (DescribeKey) is served; of Decrypt it is refused', async () => {
       const sdkClient = recorder.client(root);
@@ -185,7 +212,8 @@ describe('one server (embedded store)', () => {
       const reaimed = await send(server.port, { ...captured.headers, 'x-tc-region': 'ap-shanghai' }, captured.body);
       expect(reaimed.code).toBe('AuthFailure.SignatureFailure');
       const shanghai = new tencentcloud.kms.v20190118.Client({
-        credential: { secretId: root.SecretId, secretKey: root.SecretKey }, region: 'ap-shanghai',
+        credential: { secretId: root.SecretId, secretKey: root.SecretKey },
+        region: 'ap-shanghai',
         profile: { httpProfile: { endpoint: `127.0.0.1:${server.port}`, protocol: 'http://', agent: new Agent(), reqTimeout: 30 } },
       });
       expect((await shanghai.ListKeys({})).TotalCount).toBe(0);
@@ -210,11 +238,25 @@ describe('one server (embedded store)', () => {
   });
 
   describe('tc3.requireSignedHeaders: true', () => {
-    beforeAll(() => start((doc) => { doc.tc3 = { requireSignedHeaders: true }; }), 60_000);
-    afterAll(() => start((doc) => { delete doc.tc3; }), 60_000);
+    beforeAll(
+      () =>
+        start((doc) => {
+          doc.tc3 = { requireSignedHeaders: true };
+        }),
+      60_000,
+    );
+    afterAll(
+      () =>
+        start((doc) => {
+          delete doc.tc3;
+        }),
+      60_000,
+    );
 
     test('the SDK (content-type;host) is refused with AuthFailure.InvalidAuthorization naming x-tc-action', async () => {
-      const err = await sdk(server.port, root).GetRegions({}).catch((e: { code: string; message: string }) => e);
+      const err = await sdk(server.port, root)
+        .GetRegions({})
+        .catch((e: { code: string; message: string }) => e);
       expect(err).toMatchObject({ code: 'AuthFailure.InvalidAuthorization', message: expect.stringContaining('x-tc-action') });
     });
 
@@ -225,8 +267,20 @@ describe('one server (embedded store)', () => {
   });
 
   describe('§6 a flood of junk before authentication (preAuthLimit: perSecond 5, burst 20)', () => {
-    beforeAll(() => start((doc) => { doc.preAuthLimit = { perSecond: 5, burst: 20 }; }), 60_000);
-    afterAll(() => start((doc) => { delete doc.preAuthLimit; }), 60_000);
+    beforeAll(
+      () =>
+        start((doc) => {
+          doc.preAuthLimit = { perSecond: 5, burst: 20 };
+        }),
+      60_000,
+    );
+    afterAll(
+      () =>
+        start((doc) => {
+          delete doc.preAuthLimit;
+        }),
+      60_000,
+    );
 
     const auditCount = async (): Promise<number> => {
       server.services.trust.failures.flush();
@@ -245,9 +299,10 @@ describe('one server (embedded store)', () => {
       let next = 0;
       const worker = async (): Promise<void> => {
         for (let i = next++; i < 10_000; i = next++) {
-          const r = i % 2 === 0
-            ? { headers: { ...signed(server.port, root, 'Encrypt', {}).headers, authorization: `TC3-HMAC-SHA256 junk ${i}` }, body: Buffer.from('{}') }
-            : signed(server.port, wrongKey, 'ListKeys', { Offset: i });
+          const r =
+            i % 2 === 0
+              ? { headers: { ...signed(server.port, root, 'Encrypt', {}).headers, authorization: `TC3-HMAC-SHA256 junk ${i}` }, body: Buffer.from('{}') }
+              : signed(server.port, wrongKey, 'ListKeys', { Offset: i });
           const { code } = await send(server.port, r.headers, r.body, agent);
           codes.set(code, (codes.get(code) ?? 0) + 1);
         }
@@ -259,13 +314,17 @@ describe('one server (embedded store)', () => {
       const lookups = resolve.mock.calls.length;
       resolve.mockRestore();
       const added = (await auditCount()) - before;
-      report(`junk flood: ${JSON.stringify(Object.fromEntries(codes))} in ~${seconds} s; ${added} audit events added, ${lookups} SecretId lookups, ${tc3Work.signatureHmacs - hmacs} signature HMACs`);
+      report(
+        `junk flood: ${JSON.stringify(Object.fromEntries(codes))} in ~${seconds} s; ${added} audit events added, ${lookups} SecretId lookups, ${tc3Work.signatureHmacs - hmacs} signature HMACs`,
+      );
       // groups: (no SecretId, InvalidAuthorization), (root, SignatureFailure), (either, IPLimitExceeded): 4 a minute, and the flood may span two
       expect(added).toBeLessThanOrEqual(8);
       expect(codes.get('RequestLimitExceeded.IPLimitExceeded') ?? 0).toBeGreaterThan(9_000);
       expect(lookups).toBeLessThanOrEqual(allowedThrough);
       expect(tc3Work.signatureHmacs - hmacs).toBeLessThanOrEqual(allowedThrough * 6);
-      const aggregates = (await server.services.audit.query({ eventName: FAILURE_EVENT_NAME, limit: 100 })).events.filter((e) => e.errorCode === 'RequestLimitExceeded.IPLimitExceeded');
+      const aggregates = (await server.services.audit.query({ eventName: FAILURE_EVENT_NAME, limit: 100 })).events.filter(
+        (e) => e.errorCode === 'RequestLimitExceeded.IPLimitExceeded',
+      );
       expect(aggregates.reduce((n, e) => n + Number(e.resource.split('/')[1]), 0)).toBe(codes.get('RequestLimitExceeded.IPLimitExceeded'));
     }, 120_000);
 
@@ -282,7 +341,9 @@ describe('workers: 2 share one replay cache (embedded store)', () => {
 
   beforeAll(async () => {
     root = await devInstall(dir);
-    editConfig(dir, (doc) => { doc.workers = 2; });
+    editConfig(dir, (doc) => {
+      doc.workers = 2;
+    });
     await server.start();
   }, 60_000);
   afterAll(async () => {
@@ -309,7 +370,9 @@ describe('two nodes on one Redis share the replay cache; Redis gone: refused', (
   beforeAll(async () => {
     redis = await startRedis({ persistent: true });
     await devInstall(dir);
-    editConfig(dir, (doc) => { doc.store = { kind: 'redis', host: '127.0.0.1', port: redis.port }; });
+    editConfig(dir, (doc) => {
+      doc.store = { kind: 'redis', host: '127.0.0.1', port: redis.port };
+    });
     const services = await openServices(loadServerConfig(dir, {}), { log: () => undefined, jobs: false });
     try {
       root = await services.iam.createTenant('replay-root');

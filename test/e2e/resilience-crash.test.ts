@@ -40,7 +40,11 @@ async function wrapFor(client: KmsClient, keyId: string): Promise<{ token: strin
   const p = await client.GetParametersForImport({ KeyId: keyId, WrappingAlgorithm: 'RSAES_OAEP_SHA_1', WrappingKeySpec: 'RSA_2048' });
   const key = createPublicKey({ key: Buffer.from(p.PublicKey as string, 'base64'), format: 'der', type: 'spki' });
   const material = randomBytes(32);
-  return { token: p.ImportToken as string, wrapped: b64(publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, material)), material };
+  return {
+    token: p.ImportToken as string,
+    wrapped: b64(publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, material)),
+    material,
+  };
 }
 
 describe('KMS process: kill -9 during CreateKey, RotateKey and ImportKeyMaterial, restart', () => {
@@ -53,15 +57,18 @@ describe('KMS process: kill -9 during CreateKey, RotateKey and ImportKeyMaterial
   const refused: string[] = [];
   let acked = 0;
 
-  beforeAll(async () => {
-    creds = await devInstall(dir);
-    deploymentId = loadServerConfig(dir, {}).deploymentId;
-    for (let kill = 0; kill < KILLS; kill++) {
+  beforeAll(
+    async () => {
+      creds = await devInstall(dir);
+      deploymentId = loadServerConfig(dir, {}).deploymentId;
+      for (let kill = 0; kill < KILLS; kill++) {
+        await server.start();
+        await burstAndKill(kill);
+      }
       await server.start();
-      await burstAndKill(kill);
-    }
-    await server.start();
-  }, SOAK ? 900_000 : 120_000);
+    },
+    SOAK ? 900_000 : 120_000,
+  );
 
   afterAll(async () => {
     await server.stop();
@@ -117,7 +124,8 @@ describe('KMS process: kill -9 during CreateKey, RotateKey and ImportKeyMaterial
           const wrapped = await call(() => wrapFor(client, keyId));
           if (wrapped === false) return;
           m.material = wrapped.material;
-          if ((await call(() => client.ImportKeyMaterial({ KeyId: keyId, ImportToken: wrapped.token, EncryptedKeyMaterial: wrapped.wrapped }))) === false) return;
+          if ((await call(() => client.ImportKeyMaterial({ KeyId: keyId, ImportToken: wrapped.token, EncryptedKeyMaterial: wrapped.wrapped }))) === false)
+            return;
           m.imported = true;
           ack();
         }
@@ -137,8 +145,10 @@ describe('KMS process: kill -9 during CreateKey, RotateKey and ImportKeyMaterial
   }
 
   test('the bursts ran and were cut by the kills; only valid requests were refused: none', () => {
-    report(`kms crash: ${KILLS} kills with SIGKILL, ${acked} acknowledged operations (${made.size} keys, ` +
-      `${[...made.values()].reduce((n, m) => n + m.rotations, 0)} rotations, ${[...made.values()].filter((m) => m.imported).length} imports)`);
+    report(
+      `kms crash: ${KILLS} kills with SIGKILL, ${acked} acknowledged operations (${made.size} keys, ` +
+        `${[...made.values()].reduce((n, m) => n + m.rotations, 0)} rotations, ${[...made.values()].filter((m) => m.imported).length} imports)`,
+    );
     expect(acked).toBeGreaterThanOrEqual(KILLS * ACKS_BEFORE_KILL[0]);
     expect(refused).toEqual([]);
   });
@@ -199,7 +209,7 @@ describe('KMS process: kill -9 during CreateKey, RotateKey and ImportKeyMaterial
     report(`kms crash: ${listed.length} keys listed after the last restart, all usable; ${pending} were cleanly PendingImport (imported now)`);
   });
 
-  test('in the store, every key\'s versions are 1..n (no version half-added)', async () => {
+  test("in the store, every key's versions are 1..n (no version half-added)", async () => {
     await server.stop();
     const config = loadServerConfig(dir, {});
     if (config.store.kind !== 'sqlite') throw new Error('the development installation keeps its keys in SQLite');

@@ -90,46 +90,60 @@ describe('HSM member loss: a two-member shared pool (separate module instances) 
   }
 
   const opsOf = async (member: HsmMember): Promise<number> =>
-    metricSum((await getText(`${server.ops!.url}/metrics`)).body, 'kms_hsm_operation_duration_seconds_count', { cluster: shared.id, member: member.id, outcome: 'ok' });
+    metricSum((await getText(`${server.ops!.url}/metrics`)).body, 'kms_hsm_operation_duration_seconds_count', {
+      cluster: shared.id,
+      member: member.id,
+      outcome: 'ok',
+    });
 
-  test(`>= 99.9% of ${OPS} requests succeed while member A is lost; DEGRADED on /readyz and /metrics; A serves again when it returns`, async () => {
-    expect(a.module).not.toBe(b.module);
-    const ready = await getText(`${server.ops!.url}/readyz`);
-    expect(JSON.parse(ready.body)).toMatchObject({ ready: true, clusters: { [shared.id]: 'ACTIVE' } });
+  test(
+    `>= 99.9% of ${OPS} requests succeed while member A is lost; DEGRADED on /readyz and /metrics; A serves again when it returns`,
+    async () => {
+      expect(a.module).not.toBe(b.module);
+      const ready = await getText(`${server.ops!.url}/readyz`);
+      expect(JSON.parse(ready.body)).toMatchObject({ ready: true, clusters: { [shared.id]: 'ACTIVE' } });
 
-    for (let cycle = 1; cycle <= CYCLES; cycle++) {
-      const result = await load(OPS, (i) => {
-        if (i === Math.floor(OPS / 4)) {
-          renameSync(tokensA, `${tokensA}.gone`);
-          a.module.api.C_Finalize(); // the device goes away underneath the server
-        }
-      });
-      const failures = [...result.failed.values()].reduce((x, y) => x + y, 0);
-      const why = failures ? ` (${[...result.failed].map(([k, v]) => `${k}: ${v}`).join(', ')})` : '';
-      report(`member loss ${cycle}: ${result.ok}/${OPS} requests succeeded (${(result.ok / OPS * 100).toFixed(2)}%) while member ${a.id} was lost; ${failures} failed${why}`);
-      expect(result.ok / OPS).toBeGreaterThanOrEqual(0.999);
+      for (let cycle = 1; cycle <= CYCLES; cycle++) {
+        const result = await load(OPS, (i) => {
+          if (i === Math.floor(OPS / 4)) {
+            renameSync(tokensA, `${tokensA}.gone`);
+            a.module.api.C_Finalize(); // the device goes away underneath the server
+          }
+        });
+        const failures = [...result.failed.values()].reduce((x, y) => x + y, 0);
+        const why = failures ? ` (${[...result.failed].map(([k, v]) => `${k}: ${v}`).join(', ')})` : '';
+        report(
+          `member loss ${cycle}: ${result.ok}/${OPS} requests succeeded (${((result.ok / OPS) * 100).toFixed(2)}%) while member ${a.id} was lost; ${failures} failed${why}`,
+        );
+        expect(result.ok / OPS).toBeGreaterThanOrEqual(0.999);
 
-      // degraded, still ready (B serves), and both say so
-      expect(a.state).toBe('UNAVAILABLE');
-      const degraded = await getText(`${server.ops!.url}/readyz`);
-      expect(degraded.status).toBe(200);
-      expect(JSON.parse(degraded.body)).toMatchObject({ ready: true, clusters: { [shared.id]: 'DEGRADED' } });
-      const metrics = (await getText(`${server.ops!.url}/metrics`)).body;
-      expect(metric(metrics, `kms_hsm_cluster_health{cluster="${shared.id}"}`)).toBe(1);
-      expect(metric(metrics, `kms_hsm_member_health{cluster="${shared.id}",member="${a.id}"}`)).toBe(0);
-      expect(metric(metrics, `kms_hsm_member_health{cluster="${shared.id}",member="${b.id}"}`)).toBe(2);
+        // degraded, still ready (B serves), and both say so
+        expect(a.state).toBe('UNAVAILABLE');
+        const degraded = await getText(`${server.ops!.url}/readyz`);
+        expect(degraded.status).toBe(200);
+        expect(JSON.parse(degraded.body)).toMatchObject({ ready: true, clusters: { [shared.id]: 'DEGRADED' } });
+        const metrics = (await getText(`${server.ops!.url}/metrics`)).body;
+        expect(metric(metrics, `kms_hsm_cluster_health{cluster="${shared.id}"}`)).toBe(1);
+        expect(metric(metrics, `kms_hsm_member_health{cluster="${shared.id}",member="${a.id}"}`)).toBe(0);
+        expect(metric(metrics, `kms_hsm_member_health{cluster="${shared.id}",member="${b.id}"}`)).toBe(2);
 
-      // the token comes back: the member reconnects by itself and takes work again
-      renameSync(`${tokensA}.gone`, tokensA);
-      await within(30_000, () => a.state === 'ACTIVE', `member ${a.id} ACTIVE again`);
-      const before = await opsOf(a);
-      const after = await load(OPS_AFTER_RETURN);
-      expect(after.ok).toBe(OPS_AFTER_RETURN);
-      const grown = (await opsOf(a)) - before;
-      report(`member loss ${cycle}: member ${a.id} back; it did ${grown} of the operations of the next ${OPS_AFTER_RETURN} requests`);
-      expect(grown).toBeGreaterThan(0);
-      await within(15_000, async () => JSON.parse((await getText(`${server.ops!.url}/readyz`)).body).clusters[shared.id] === 'ACTIVE', 'cluster ACTIVE on /readyz');
-      expect(metric((await getText(`${server.ops!.url}/metrics`)).body, `kms_hsm_cluster_health{cluster="${shared.id}"}`)).toBe(2);
-    }
-  }, SOAK ? 900_000 : 60_000);
+        // the token comes back: the member reconnects by itself and takes work again
+        renameSync(`${tokensA}.gone`, tokensA);
+        await within(30_000, () => a.state === 'ACTIVE', `member ${a.id} ACTIVE again`);
+        const before = await opsOf(a);
+        const after = await load(OPS_AFTER_RETURN);
+        expect(after.ok).toBe(OPS_AFTER_RETURN);
+        const grown = (await opsOf(a)) - before;
+        report(`member loss ${cycle}: member ${a.id} back; it did ${grown} of the operations of the next ${OPS_AFTER_RETURN} requests`);
+        expect(grown).toBeGreaterThan(0);
+        await within(
+          15_000,
+          async () => JSON.parse((await getText(`${server.ops!.url}/readyz`)).body).clusters[shared.id] === 'ACTIVE',
+          'cluster ACTIVE on /readyz',
+        );
+        expect(metric((await getText(`${server.ops!.url}/metrics`)).body, `kms_hsm_cluster_health{cluster="${shared.id}"}`)).toBe(2);
+      }
+    },
+    SOAK ? 900_000 : 60_000,
+  );
 });

@@ -28,7 +28,10 @@ const DEDICATED_CONCURRENCY = 2;
 const IDLE_MS = SOAK ? 10_000 : 2_000;
 const BUSY_MS = SOAK ? 120_000 : 6_000;
 
-interface Members { cluster: string; members: string[] }
+interface Members {
+  cluster: string;
+  members: string[];
+}
 
 describe('dedicated isolation: a saturated shared pool and a dedicated cluster', () => {
   const dir = mkdtempSync(join(tmpdir(), 'kms-resilience-isolation-'));
@@ -71,7 +74,10 @@ describe('dedicated isolation: a saturated shared pool and a dedicated cluster',
     const encrypts = new Map<string, number>();
     for (const g of groups) {
       for (const m of g.members) {
-        encrypts.set(`${g.cluster}/${m}`, metricSum(text, 'kms_hsm_operation_duration_seconds_count', { cluster: g.cluster, member: m, operation: 'encrypt', outcome: 'ok' }));
+        encrypts.set(
+          `${g.cluster}/${m}`,
+          metricSum(text, 'kms_hsm_operation_duration_seconds_count', { cluster: g.cluster, member: m, operation: 'encrypt', outcome: 'ok' }),
+        );
       }
     }
     return { encrypts, groups };
@@ -98,61 +104,70 @@ describe('dedicated isolation: a saturated shared pool and a dedicated cluster',
     return { ms, failed };
   }
 
-  test(`dedicated Encrypt while ${SHARED_CONCURRENCY} concurrent Encrypts saturate the shared pool: all succeed, served by the dedicated members only`, async () => {
-    const idle = await dedicatedRun(IDLE_MS);
-    expect(idle.failed).toEqual([]);
+  test(
+    `dedicated Encrypt while ${SHARED_CONCURRENCY} concurrent Encrypts saturate the shared pool: all succeed, served by the dedicated members only`,
+    async () => {
+      const idle = await dedicatedRun(IDLE_MS);
+      expect(idle.failed).toEqual([]);
 
-    const before = await snapshot();
-    const snapshotAt = Date.now();
-    // the shared load comes from a process of its own: its client-side work does not slow the measuring client
-    const spec: LoadSpec = { port: server.port, SecretId: creds.SecretId, SecretKey: creds.SecretKey, concurrency: SHARED_CONCURRENCY, keys: sharedKeys };
-    const loader = spawn(process.execPath, [join(__dirname, '..', 'support', 'resilience-load.js')], { env: { ...process.env, KMS_LOAD_SPEC: JSON.stringify(spec) }, stdio: ['pipe', 'pipe', 'inherit'] });
-    const lines: string[] = [];
-    createInterface({ input: loader.stdout }).on('line', (l) => lines.push(l));
-    let busy: { ms: number[]; failed: string[] };
-    let seconds: number;
-    try {
-      await within(30_000, () => lines.includes('started'), 'the load generator');
-      await sleep(1_000); // the shared load is up before the dedicated requests start
-      const started = Date.now();
-      busy = await dedicatedRun(BUSY_MS);
-      seconds = (Date.now() - started) / 1000;
-      loader.stdin.write('stop\n');
-      await within(30_000, () => lines.length > 1, 'the load generator\'s result');
-    } finally {
-      if (loader.exitCode === null) loader.kill('SIGKILL');
-    }
-    const { ms: sharedMs, failed: sharedFailed } = JSON.parse(lines[1]) as { ms: number[]; failed: number };
-    const after = await snapshot();
-    // one background probe per member per interval, one for the 'before' scrape (each is one encrypt)
-    const probes = Math.ceil((Date.now() - snapshotAt) / DEFAULT_HEALTH_POLICY.probeIntervalMs) + 2;
+      const before = await snapshot();
+      const snapshotAt = Date.now();
+      // the shared load comes from a process of its own: its client-side work does not slow the measuring client
+      const spec: LoadSpec = { port: server.port, SecretId: creds.SecretId, SecretKey: creds.SecretKey, concurrency: SHARED_CONCURRENCY, keys: sharedKeys };
+      const loader = spawn(process.execPath, [join(__dirname, '..', 'support', 'resilience-load.js')], {
+        env: { ...process.env, KMS_LOAD_SPEC: JSON.stringify(spec) },
+        stdio: ['pipe', 'pipe', 'inherit'],
+      });
+      const lines: string[] = [];
+      createInterface({ input: loader.stdout }).on('line', (l) => lines.push(l));
+      let busy: { ms: number[]; failed: string[] };
+      let seconds: number;
+      try {
+        await within(30_000, () => lines.includes('started'), 'the load generator');
+        await sleep(1_000); // the shared load is up before the dedicated requests start
+        const started = Date.now();
+        busy = await dedicatedRun(BUSY_MS);
+        seconds = (Date.now() - started) / 1000;
+        loader.stdin.write('stop\n');
+        await within(30_000, () => lines.length > 1, "the load generator's result");
+      } finally {
+        if (loader.exitCode === null) loader.kill('SIGKILL');
+      }
+      const { ms: sharedMs, failed: sharedFailed } = JSON.parse(lines[1]) as { ms: number[]; failed: number };
+      const after = await snapshot();
+      // one background probe per member per interval, one for the 'before' scrape (each is one encrypt)
+      const probes = Math.ceil((Date.now() - snapshotAt) / DEFAULT_HEALTH_POLICY.probeIntervalMs) + 2;
 
-    const f = (x: number) => x.toFixed(1);
-    report(
-      `dedicated isolation: dedicated-cluster Encrypt p50/p99 idle ${f(percentile(idle.ms, 50))}/${f(percentile(idle.ms, 99))} ms; ` +
-        `with the shared pool saturated ${f(percentile(busy.ms, 50))}/${f(percentile(busy.ms, 99))} ms (${busy.ms.length} requests at concurrency ${DEDICATED_CONCURRENCY}); ` +
-        `shared-pool Encrypt p50/p99 ${f(percentile(sharedMs, 50))}/${f(percentile(sharedMs, 99))} ms ` +
-        `(${sharedMs.length} requests at concurrency ${SHARED_CONCURRENCY}, ~${Math.round(sharedMs.length / (seconds + 1))}/s, ${sharedFailed} failed)`,
-    );
-    expect(busy.failed).toEqual([]);
-    expect(busy.ms.length).toBeGreaterThan(0);
-    expect(sharedMs.length).toBeGreaterThan(0);
+      const f = (x: number) => x.toFixed(1);
+      report(
+        `dedicated isolation: dedicated-cluster Encrypt p50/p99 idle ${f(percentile(idle.ms, 50))}/${f(percentile(idle.ms, 99))} ms; ` +
+          `with the shared pool saturated ${f(percentile(busy.ms, 50))}/${f(percentile(busy.ms, 99))} ms (${busy.ms.length} requests at concurrency ${DEDICATED_CONCURRENCY}); ` +
+          `shared-pool Encrypt p50/p99 ${f(percentile(sharedMs, 50))}/${f(percentile(sharedMs, 99))} ms ` +
+          `(${sharedMs.length} requests at concurrency ${SHARED_CONCURRENCY}, ~${Math.round(sharedMs.length / (seconds + 1))}/s, ${sharedFailed} failed)`,
+      );
+      expect(busy.failed).toEqual([]);
+      expect(busy.ms.length).toBeGreaterThan(0);
+      expect(sharedMs.length).toBeGreaterThan(0);
 
-    const [sharedPool, dedicatedCluster] = before.groups;
-    expect(sharedPool.members.length).toBe(2);
-    expect(dedicatedCluster.members.length).toBe(2);
-    const grew = (g: Members, m: string) => after.encrypts.get(`${g.cluster}/${m}`)! - before.encrypts.get(`${g.cluster}/${m}`)!;
-    const total = (g: Members) => g.members.reduce((n, m) => n + grew(g, m), 0);
-    report(`dedicated isolation: HSM encrypt operations during the run: shared pool ${total(sharedPool)} (${sharedMs.length} shared requests answered), ` +
-      `dedicated cluster ${total(dedicatedCluster)} (${busy.ms.length} dedicated requests)`);
-    // Each Encrypt is one HSM encrypt on some member of its key's cluster. The dedicated members did
-    // every dedicated one (so none went to the shared pool, which could not have unwrapped the key
-    // anyway), and nothing of the shared load: the only extra encrypts are health probes, of the
-    // 'before' scrape (run after its histogram was read; concurrent health() calls share one round)
-    // and the background ones, every probeIntervalMs.
-    expect(total(dedicatedCluster)).toBeGreaterThanOrEqual(busy.ms.length);
-    expect(total(dedicatedCluster)).toBeLessThanOrEqual(busy.ms.length + probes * dedicatedCluster.members.length);
-    for (const m of dedicatedCluster.members) expect(grew(dedicatedCluster, m)).toBeGreaterThan(0);
-    expect(total(sharedPool)).toBeGreaterThanOrEqual(sharedMs.length);
-  }, SOAK ? 600_000 : 60_000);
+      const [sharedPool, dedicatedCluster] = before.groups;
+      expect(sharedPool.members.length).toBe(2);
+      expect(dedicatedCluster.members.length).toBe(2);
+      const grew = (g: Members, m: string) => after.encrypts.get(`${g.cluster}/${m}`)! - before.encrypts.get(`${g.cluster}/${m}`)!;
+      const total = (g: Members) => g.members.reduce((n, m) => n + grew(g, m), 0);
+      report(
+        `dedicated isolation: HSM encrypt operations during the run: shared pool ${total(sharedPool)} (${sharedMs.length} shared requests answered), ` +
+          `dedicated cluster ${total(dedicatedCluster)} (${busy.ms.length} dedicated requests)`,
+      );
+      // Each Encrypt is one HSM encrypt on some member of its key's cluster. The dedicated members did
+      // every dedicated one (so none went to the shared pool, which could not have unwrapped the key
+      // anyway), and nothing of the shared load: the only extra encrypts are health probes, of the
+      // 'before' scrape (run after its histogram was read; concurrent health() calls share one round)
+      // and the background ones, every probeIntervalMs.
+      expect(total(dedicatedCluster)).toBeGreaterThanOrEqual(busy.ms.length);
+      expect(total(dedicatedCluster)).toBeLessThanOrEqual(busy.ms.length + probes * dedicatedCluster.members.length);
+      for (const m of dedicatedCluster.members) expect(grew(dedicatedCluster, m)).toBeGreaterThan(0);
+      expect(total(sharedPool)).toBeGreaterThanOrEqual(sharedMs.length);
+    },
+    SOAK ? 600_000 : 60_000,
+  );
 });

@@ -32,7 +32,9 @@ describe('kmsctl cluster rotate-domain (child process): killed half-way, resumed
   const census = (): Record<string, number> => {
     const d = db();
     try {
-      const rows = d.prepare('SELECT v.material FROM key_versions v JOIN keys k ON k.key_id = v.key_id WHERE k.hsm_cluster_id = ?').all(DEV_DEDICATED_CLUSTER) as Array<{ material: Buffer }>;
+      const rows = d
+        .prepare('SELECT v.material FROM key_versions v JOIN keys k ON k.key_id = v.key_id WHERE k.hsm_cluster_id = ?')
+        .all(DEV_DEDICATED_CLUSTER) as Array<{ material: Buffer }>;
       const out: Record<string, number> = {};
       for (const r of rows) {
         const g = WrappedMaterial.fromBuffer(r.material).domainId.toString('hex');
@@ -70,11 +72,15 @@ describe('kmsctl cluster rotate-domain (child process): killed half-way, resumed
     for (const region of REGIONS) {
       const rc = lab.client(lab.root, region);
       for (let i = 0; i < KEYS / REGIONS.length; i += 19) {
-        const made = await Promise.all(Array.from({ length: 19 }, (_, j) => rc.CreateKey({ Alias: `rot-${region}-${i + j}`, HsmClusterId: DEV_DEDICATED_CLUSTER })));
+        const made = await Promise.all(
+          Array.from({ length: 19 }, (_, j) => rc.CreateKey({ Alias: `rot-${region}-${i + j}`, HsmClusterId: DEV_DEDICATED_CLUSTER })),
+        );
         if (region === REGIONS[0]) keyIds.push(...made.map((k) => k.KeyId as string));
       }
     }
-    const blobs = await Promise.all(keyIds.slice(0, 40).map(async (KeyId, i) => (await c.Encrypt({ KeyId, Plaintext: b64(`before ${i}`) })).CiphertextBlob as string));
+    const blobs = await Promise.all(
+      keyIds.slice(0, 40).map(async (KeyId, i) => (await c.Encrypt({ KeyId, Plaintext: b64(`before ${i}`) })).CiphertextBlob as string),
+    );
     const signer = (await c.CreateKey({ Alias: 'rot-signer', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC', HsmClusterId: DEV_DEDICATED_CLUSTER })).KeyId as string;
     const message = b64('signed before the rotation');
     const { Signature } = await c.SignByAsymmetricKey({ KeyId: signer, Algorithm: 'ECC_P256_R1', Message: message });
@@ -85,12 +91,21 @@ describe('kmsctl cluster rotate-domain (child process): killed half-way, resumed
     expect(before[old]).toBe(total);
 
     // the first run, killed once its progress shows records re-wrapped; the server decrypts meanwhile
-    const child: ChildProcess = spawn(process.execPath, [KMSCTL, '--data-dir', lab.dir, 'cluster', 'rotate-domain', '--cluster', DEV_DEDICATED_CLUSTER, '--so-pin-file', join(lab.dir, DEV_SO_PINS)], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child: ChildProcess = spawn(
+      process.execPath,
+      [KMSCTL, '--data-dir', lab.dir, 'cluster', 'rotate-domain', '--cluster', DEV_DEDICATED_CLUSTER, '--so-pin-file', join(lab.dir, DEV_SO_PINS)],
+      { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let stderr = '';
     const killed = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
     child.stderr!.on('data', (d: Buffer) => {
       stderr += d.toString();
-      const m = /re-wrapping \S+ (\d+)\/(\d+)/.exec(stderr.split('\n').filter((l) => l.startsWith('re-wrapping')).pop() ?? '');
+      const m = /re-wrapping \S+ (\d+)\/(\d+)/.exec(
+        stderr
+          .split('\n')
+          .filter((l) => l.startsWith('re-wrapping'))
+          .pop() ?? '',
+      );
       if (m && Number(m[1]) > 0) child.kill('SIGKILL');
     });
     const during = Promise.all(blobs.map(async (CiphertextBlob) => (await c.Decrypt({ CiphertextBlob })).Plaintext));
@@ -107,7 +122,16 @@ describe('kmsctl cluster rotate-domain (child process): killed half-way, resumed
     const sealedMidway = (await c.Encrypt({ KeyId: keyIds[0], Plaintext: b64('mid-way') })).CiphertextBlob as string;
 
     await lab.server.close();
-    const resumed = await kmsctl('cluster', 'rotate-domain', '--cluster', DEV_DEDICATED_CLUSTER, '--resume', '--json', '--so-pin-file', join(lab.dir, DEV_SO_PINS));
+    const resumed = await kmsctl(
+      'cluster',
+      'rotate-domain',
+      '--cluster',
+      DEV_DEDICATED_CLUSTER,
+      '--resume',
+      '--json',
+      '--so-pin-file',
+      join(lab.dir, DEV_SO_PINS),
+    );
     expect(resumed.code).toBe(0);
     const report = JSON.parse(resumed.stdout) as { resumed: boolean; generation: string; retired: string; rewrapped: number; destroyedOn: string[] };
     expect(report).toMatchObject({ resumed: true, generation: next, retired: old, rewrapped: mid[old], destroyedOn: ['dedicated-a', 'dedicated-b'] });
@@ -115,18 +139,26 @@ describe('kmsctl cluster rotate-domain (child process): killed half-way, resumed
     expect(census()).toEqual({ [next]: total });
 
     const status = await kmsctl('cluster', 'status', '--json');
-    const dedicatedHealth = (JSON.parse(status.stdout) as Array<{ id: string; generation: string; members: Array<{ id: string; state: string; generations: string[] }> }>).find((h) => h.id === DEV_DEDICATED_CLUSTER)!;
+    const dedicatedHealth = (
+      JSON.parse(status.stdout) as Array<{ id: string; generation: string; members: Array<{ id: string; state: string; generations: string[] }> }>
+    ).find((h) => h.id === DEV_DEDICATED_CLUSTER)!;
     expect(dedicatedHealth.generation).toBe(next);
-    expect(dedicatedHealth.members.map((m) => [m.id, m.state, m.generations])).toEqual(['dedicated-a', 'dedicated-b', 'dedicated-c'].map((id) => [id, 'ACTIVE', [next]]));
+    expect(dedicatedHealth.members.map((m) => [m.id, m.state, m.generations])).toEqual(
+      ['dedicated-a', 'dedicated-b', 'dedicated-c'].map((id) => [id, 'ACTIVE', [next]]),
+    );
     expect((await kmsctl('cluster', 'status')).stdout).toMatch(new RegExp(`dedicated-c \\[softhsm2\\] ACTIVE: ok; .*; domain ${next.slice(0, 8)}$`, 'm'));
     // the new generation's KEK carries CKA_UNWRAP_TEMPLATE on every member, the new one included
     expect((await kmsctl('cluster', 'status')).stdout.match(/^ {2}dedicated-[abc] .*; KEK unwrap template set; /gm)).toHaveLength(3);
 
     lab.server = await startServer(loadServerConfig(lab.dir, { KMS_PORT: '0' }), (l) => lab.logs.push(l));
     const after = lab.client();
-    expect(await Promise.all(blobs.map(async (CiphertextBlob) => (await after.Decrypt({ CiphertextBlob })).Plaintext))).toEqual(blobs.map((_, i) => b64(`before ${i}`)));
+    expect(await Promise.all(blobs.map(async (CiphertextBlob) => (await after.Decrypt({ CiphertextBlob })).Plaintext))).toEqual(
+      blobs.map((_, i) => b64(`before ${i}`)),
+    );
     expect((await after.Decrypt({ CiphertextBlob: sealedMidway })).Plaintext).toBe(b64('mid-way'));
-    expect((await after.VerifyByAsymmetricKey({ KeyId: signer, Algorithm: 'ECC_P256_R1', Message: message, SignatureValue: Signature })).SignatureValid).toBe(true);
+    expect((await after.VerifyByAsymmetricKey({ KeyId: signer, Algorithm: 'ECC_P256_R1', Message: message, SignatureValue: Signature })).SignatureValid).toBe(
+      true,
+    );
     const fresh = (await after.Encrypt({ KeyId: keyIds[keyIds.length - 1], Plaintext: b64('after') })).CiphertextBlob as string;
     expect((await after.Decrypt({ CiphertextBlob: fresh })).Plaintext).toBe(b64('after'));
 

@@ -31,7 +31,13 @@ describe('official SDK: every served action', () => {
   });
 
   test('lifecycle: Describe, List, Update, Enable/Disable (single and batch), Archive, deletion scheduling, tags on create', async () => {
-    expect((await c.DescribeKey({ KeyId: keyId })).KeyMetadata).toMatchObject({ KeyId: keyId, Alias: 'e2e-main', KeyState: 'Enabled', Origin: 'TENCENT_KMS', CreatorUin: lab.root.Uin });
+    expect((await c.DescribeKey({ KeyId: keyId })).KeyMetadata).toMatchObject({
+      KeyId: keyId,
+      Alias: 'e2e-main',
+      KeyState: 'Enabled',
+      Origin: 'TENCENT_KMS',
+      CreatorUin: lab.root.Uin,
+    });
     const second = (await c.CreateKey({ Alias: 'e2e-second' })).KeyId as string;
     expect(((await c.DescribeKeys({ KeyIds: [keyId, second] })).KeyMetadatas as unknown[]).length).toBe(2);
     expect((await c.ListKeys({ Limit: 200 })).TotalCount).toBeGreaterThanOrEqual(2);
@@ -100,16 +106,28 @@ describe('official SDK: every served action', () => {
     const eccPem = (await c.GetPublicKey({ KeyId: ecc })).PublicKeyPem as string;
     const message = Buffer.from('signed by the HSM');
     const sig = await c.SignByAsymmetricKey({ KeyId: ecc, Algorithm: 'ECC_P256_R1', Message: message.toString('base64') });
-    expect(createVerify('sha256').update(message).verify(eccPem, Buffer.from(sig.Signature as string, 'base64'))).toBe(true);
+    expect(
+      createVerify('sha256')
+        .update(message)
+        .verify(eccPem, Buffer.from(sig.Signature as string, 'base64')),
+    ).toBe(true);
     const digest = createHash('sha256').update(message).digest('base64');
-    const verified = await c.VerifyByAsymmetricKey({ KeyId: ecc, Algorithm: 'ECC_P256_R1', Message: digest, MessageType: 'DIGEST', SignatureValue: sig.Signature });
+    const verified = await c.VerifyByAsymmetricKey({
+      KeyId: ecc,
+      Algorithm: 'ECC_P256_R1',
+      Message: digest,
+      MessageType: 'DIGEST',
+      SignatureValue: sig.Signature,
+    });
     expect(verified.SignatureValid).toBe(true);
   });
 
   test('import: GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial; OAEP-SHA-256 names the HSM limit', async () => {
     const ext = (await c.CreateKey({ Alias: 'e2e-byok', Type: 2 })).KeyId as string;
     expect(((await c.DescribeKey({ KeyId: ext })).KeyMetadata as { KeyState: string }).KeyState).toBe('PendingImport');
-    expect(await codeOf(c.GetParametersForImport({ KeyId: ext, WrappingAlgorithm: 'RSAES_OAEP_SHA_256', WrappingKeySpec: 'RSA_2048' }))).toBe('UnsupportedOperation');
+    expect(await codeOf(c.GetParametersForImport({ KeyId: ext, WrappingAlgorithm: 'RSAES_OAEP_SHA_256', WrappingKeySpec: 'RSA_2048' }))).toBe(
+      'UnsupportedOperation',
+    );
     const p = await c.GetParametersForImport({ KeyId: ext, WrappingAlgorithm: 'RSAES_OAEP_SHA_1', WrappingKeySpec: 'RSA_2048' });
     const key = createPublicKey({ key: Buffer.from(p.PublicKey as string, 'base64'), format: 'der', type: 'spki' });
     const wrapped = publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, randomBytes(32));
@@ -117,14 +135,18 @@ describe('official SDK: every served action', () => {
     const blob = (await c.Encrypt({ KeyId: ext, Plaintext: b64('imported') })).CiphertextBlob;
     await c.DeleteImportedKeyMaterial({ KeyId: ext });
     expect(await codeOf(c.Decrypt({ CiphertextBlob: blob }))).toBe('ResourceUnavailable.CmkStateNotSupport');
-    expect(await codeOf(c.ImportKeyMaterial({ KeyId: ext, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrapped.toString('base64') }))).toMatch(/^InvalidParameter/);
+    expect(await codeOf(c.ImportKeyMaterial({ KeyId: ext, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrapped.toString('base64') }))).toMatch(
+      /^InvalidParameter/,
+    );
   });
 
   test('cloud resources: Bind/Unbind; a bound key cannot be disabled', async () => {
     await c.BindCloudResource({ KeyId: keyId, ProductId: 'cvm', ResourceId: 'ins-1' });
     expect(await codeOf(c.DisableKey({ KeyId: keyId }))).toBe('FailedOperation.CmkUsedByCloudProduct');
     await c.UnbindCloudResource({ KeyId: keyId, ProductId: 'cvm', ResourceId: 'ins-1' });
-    expect(await codeOf(c.UnbindCloudResource({ KeyId: keyId, ProductId: 'cvm', ResourceId: 'ins-1' }))).toBe('ResourceUnavailable.CloudResourceBindingNotFound');
+    expect(await codeOf(c.UnbindCloudResource({ KeyId: keyId, ProductId: 'cvm', ResourceId: 'ins-1' }))).toBe(
+      'ResourceUnavailable.CloudResourceBindingNotFound',
+    );
   });
 
   test('dedicated cluster: the owner creates keys in it; HsmClusterId is reported and filters lists', async () => {

@@ -46,10 +46,15 @@ async function legacyMaterial(dbFile: string, clusters: readonly HsmCluster[]): 
   const db = new Database(dbFile, { readonly: true });
   try {
     const rows = db.prepare('SELECT key_id, version, material FROM key_versions').all() as Array<{ key_id: string; version: number; material: Buffer }>;
-    const docs = db.prepare("SELECT key_id, json_extract(doc, '$.importParameters.wrappingKey') AS wk FROM keys WHERE wk IS NOT NULL").all() as Array<{ key_id: string; wk: string }>;
+    const docs = db.prepare("SELECT key_id, json_extract(doc, '$.importParameters.wrappingKey') AS wk FROM keys WHERE wk IS NOT NULL").all() as Array<{
+      key_id: string;
+      wk: string;
+    }>;
     return {
       versions: await Promise.all(rows.map(async (r) => ({ keyId: r.key_id, version: r.version, material: await legacyRecord(clusters, r.material) }))),
-      wrappingKeys: await Promise.all(docs.map(async (d) => ({ keyId: d.key_id, wrappingKey: (await legacyRecord(clusters, Buffer.from(d.wk, 'base64'))).toString('base64') }))),
+      wrappingKeys: await Promise.all(
+        docs.map(async (d) => ({ keyId: d.key_id, wrappingKey: (await legacyRecord(clusters, Buffer.from(d.wk, 'base64'))).toString('base64') })),
+      ),
     };
   } finally {
     db.close();
@@ -136,8 +141,17 @@ describe('an installation from before authority MACs and KMR2 migrates at start-
     await expect(c.Decrypt({ CiphertextBlob: made.blob })).resolves.toMatchObject({ Plaintext: b64('made before the upgrade') });
     await expect(c.Decrypt({ CiphertextBlob: made.dedicatedBlob })).resolves.toMatchObject({ Plaintext: b64('dedicated before') });
     const sig = await c.SignByAsymmetricKey({ KeyId: made.ecc, Algorithm: 'ECC_P256_R1', Message: b64('signed after') });
-    await expect(c.VerifyByAsymmetricKey({ KeyId: made.ecc, Algorithm: 'ECC_P256_R1', Message: b64('signed after'), SignatureValue: sig.Signature })).resolves.toMatchObject({ SignatureValid: true });
-    const wrapped = publicEncrypt({ key: createPublicKey({ key: Buffer.from(importKey, 'base64'), format: 'der', type: 'spki' }), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, randomBytes(32));
+    await expect(
+      c.VerifyByAsymmetricKey({ KeyId: made.ecc, Algorithm: 'ECC_P256_R1', Message: b64('signed after'), SignatureValue: sig.Signature }),
+    ).resolves.toMatchObject({ SignatureValid: true });
+    const wrapped = publicEncrypt(
+      {
+        key: createPublicKey({ key: Buffer.from(importKey, 'base64'), format: 'der', type: 'spki' }),
+        padding: constants.RSA_PKCS1_OAEP_PADDING,
+        oaepHash: 'sha1',
+      },
+      randomBytes(32),
+    );
     await c.ImportKeyMaterial({ KeyId: made.ext, ImportToken: importToken, EncryptedKeyMaterial: wrapped.toString('base64') });
     await expect(c.Encrypt({ KeyId: made.ext, Plaintext: b64('imported after') })).resolves.not.toThrow();
     expect((await c.ListKeys({ Limit: 200 })).TotalCount).toBeGreaterThanOrEqual(EXTRA_KEYS + 4);

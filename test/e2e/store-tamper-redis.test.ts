@@ -27,7 +27,10 @@ const ALLOW_ALL = JSON.stringify({ version: '2.0', statement: [{ effect: 'allow'
 function firstReply(port: number, ca: Buffer): Promise<string> {
   return new Promise((resolve, reject) => {
     const sock = tlsConnect({ port, host: '127.0.0.1', ca }, () => sock.write('PING\r\n'));
-    sock.once('data', (d) => { sock.destroy(); resolve(d.toString()); });
+    sock.once('data', (d) => {
+      sock.destroy();
+      resolve(d.toString());
+    });
     sock.once('error', reject);
   });
 }
@@ -40,10 +43,12 @@ describe('Redis with AUTH and TLS; a policy written into Redis grants nothing', 
   let admin: Redis;
   let root: Credentials;
   const start = () => startServer(loadServerConfig(dir, { KMS_PORT: '0' }), (l) => logs.push(l));
-  const client = (creds: Credentials): KmsClient => new tencentcloud.kms.v20190118.Client({
-    credential: { secretId: creds.SecretId, secretKey: creds.SecretKey }, region: 'ap-guangzhou',
-    profile: { httpProfile: { endpoint: `127.0.0.1:${server.port}`, protocol: 'http://', agent: new Agent({ keepAlive: true }), reqTimeout: 30 } },
-  });
+  const client = (creds: Credentials): KmsClient =>
+    new tencentcloud.kms.v20190118.Client({
+      credential: { secretId: creds.SecretId, secretKey: creds.SecretKey },
+      region: 'ap-guangzhou',
+      profile: { httpProfile: { endpoint: `127.0.0.1:${server.port}`, protocol: 'http://', agent: new Agent({ keepAlive: true }), reqTimeout: 30 } },
+    });
 
   beforeAll(async () => {
     redis = await startRedis({ persistent: true, password: PASSWORD, tls: true });
@@ -76,7 +81,15 @@ describe('Redis with AUTH and TLS; a policy written into Redis grants nothing', 
     expect(await admin.keys('kms:ratelimit:*')).not.toHaveLength(0);
     expect(await admin.exists('kms:audit:head')).toBe(1);
     expect(await firstReply(redis.port, readFileSync(redis.tls!.ca))).toMatch(/^-NOAUTH/);
-    const plain = new Redis({ port: redis.port, host: '127.0.0.1', password: PASSWORD, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 2_000 });
+    const plain = new Redis({
+      port: redis.port,
+      host: '127.0.0.1',
+      password: PASSWORD,
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      connectTimeout: 2_000,
+    });
     plain.on('error', () => undefined);
     await expect(plain.connect().then(() => plain.ping())).rejects.toThrow();
     plain.disconnect();

@@ -49,7 +49,7 @@ describe('a store written outside the service grants nothing (SQLite)', () => {
 
   afterAll(() => lab.stop());
 
-  test("a key whose owner is changed to another tenant in the SQLite file is refused to that tenant (Encrypt, Decrypt, DescribeKey, ListKeys) and an alarm is raised", async () => {
+  test('a key whose owner is changed to another tenant in the SQLite file is refused to that tenant (Encrypt, Decrypt, DescribeKey, ListKeys) and an alarm is raised', async () => {
     const root = lab.client();
     const keyId = (await root.CreateKey({ Alias: 'owned-by-root' })).KeyId as string;
     const blob = (await root.Encrypt({ KeyId: keyId, Plaintext: b64('tenant A secret') })).CiphertextBlob as string;
@@ -77,11 +77,19 @@ describe('a store written outside the service grants nothing (SQLite)', () => {
     await expect(lab.client(reader).ListKeys({})).resolves.not.toThrow();
 
     await lab.tamper((db) => {
-      db.prepare('INSERT INTO iam_policies (user_uin, name, preset, document, attached_at) VALUES (?, ?, NULL, ?, ?)').run(String(nobody.Uin), 'full', ALLOW_ALL, 1);
+      db.prepare('INSERT INTO iam_policies (user_uin, name, preset, document, attached_at) VALUES (?, ?, NULL, ?, ?)').run(
+        String(nobody.Uin),
+        'full',
+        ALLOW_ALL,
+        1,
+      );
       // the reader's attachment becomes a copy of the admin's (full access), MAC included where there is one
       const columns = (db.prepare('PRAGMA table_info(iam_policies)').all() as Array<{ name: string }>).map((c) => c.name).filter((c) => c !== 'user_uin');
       db.prepare('DELETE FROM iam_policies WHERE user_uin = ?').run(String(reader.Uin));
-      db.prepare(`INSERT INTO iam_policies (user_uin, ${columns.join(', ')}) SELECT ?, ${columns.join(', ')} FROM iam_policies WHERE user_uin = ?`).run(String(reader.Uin), String(admin.Uin));
+      db.prepare(`INSERT INTO iam_policies (user_uin, ${columns.join(', ')}) SELECT ?, ${columns.join(', ')} FROM iam_policies WHERE user_uin = ?`).run(
+        String(reader.Uin),
+        String(admin.Uin),
+      );
     });
 
     expect(await codeOf(lab.client(nobody).CreateKey({ Alias: 'granted-by-the-store' }))).toBe('FailedOperation');
@@ -94,7 +102,10 @@ describe('a store written outside the service grants nothing (SQLite)', () => {
     const keyId = (await lab.client().CreateKey({ Alias: 'denied-decrypt' })).KeyId as string;
     const blob = (await lab.client().Encrypt({ KeyId: keyId, Plaintext: b64('not for the sub-account') })).CiphertextBlob;
     const user = await lab.server.services.iam.createUser(tenant, 'denied', { preset: 'QcloudKMSFullAccess' });
-    await lab.server.services.iam.attachPolicy(String(user.Uin), 'no-decrypt', { version: '2.0', statement: [{ effect: 'deny', action: ['kms:Decrypt'], resource: ['*'] }] });
+    await lab.server.services.iam.attachPolicy(String(user.Uin), 'no-decrypt', {
+      version: '2.0',
+      statement: [{ effect: 'deny', action: ['kms:Decrypt'], resource: ['*'] }],
+    });
     expect(await codeOf(lab.client(user).Decrypt({ CiphertextBlob: blob }))).toBe('UnauthorizedOperation');
 
     await lab.tamper((db) => {

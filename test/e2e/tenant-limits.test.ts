@@ -29,13 +29,15 @@ describe('per-tenant cap on expensive actions (SDK)', () => {
     expect(lab.server.services.kms.expensive.perTenant).toBe(4);
   });
 
-  test('with tenant A at the cap, A\'s next GetParametersForImport, asymmetric CreateKey, AsymmetricRsaDecrypt and SignByAsymmetricKey are RequestLimitExceeded; B\'s are served', async () => {
+  test("with tenant A at the cap, A's next GetParametersForImport, asymmetric CreateKey, AsymmetricRsaDecrypt and SignByAsymmetricKey are RequestLimitExceeded; B's are served", async () => {
     const ext = (await a.CreateKey({ Alias: 'a-ext', Type: 2 })).KeyId as string;
     const dec = (await a.CreateKey({ Alias: 'a-dec', KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' })).KeyId as string;
     const sig = (await a.CreateKey({ Alias: 'a-sig', KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' })).KeyId as string;
     const aes = (await a.CreateKey({ Alias: 'a-aes' })).KeyId as string;
     const pem = (await a.GetPublicKey({ KeyId: dec })).PublicKeyPem as string;
-    const ciphertext = publicEncrypt({ key: createPublicKey(pem), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, Buffer.from('x')).toString('base64');
+    const ciphertext = publicEncrypt({ key: createPublicKey(pem), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, Buffer.from('x')).toString(
+      'base64',
+    );
     const bExt = (await b.CreateKey({ Alias: 'b-ext', Type: 2 })).KeyId as string;
 
     const limiter = lab.server.services.kms.expensive;

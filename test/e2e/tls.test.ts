@@ -36,8 +36,27 @@ describe('TLS', () => {
     await initDev(lab.dir, () => undefined);
     const tls = join(lab.dir, 'tls');
     execFileSync('mkdir', ['-m', '700', '-p', tls]);
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '2',
-      '-keyout', key(), '-out', join(tls, 'cert.pem')], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-days',
+        '2',
+        '-keyout',
+        key(),
+        '-out',
+        join(tls, 'cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
     editConfig(lab.dir, (doc) => {
       doc.tls = { cert: 'tls/cert.pem', key: 'tls/key.pem' };
       doc.connections = { headersTimeoutMs: 1_000 };

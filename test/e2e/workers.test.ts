@@ -23,8 +23,11 @@ const tencentcloud = require('tencentcloud-sdk-nodejs') as { kms: { v20190118: {
 /** A client whose requests spread over `sockets` keep-alive connections (so over both workers). */
 function spread(port: number, creds: Credentials, sockets: number): KmsClient {
   return new tencentcloud.kms.v20190118.Client({
-    credential: { secretId: creds.SecretId, secretKey: creds.SecretKey }, region: 'ap-guangzhou',
-    profile: { httpProfile: { endpoint: `127.0.0.1:${port}`, protocol: 'http://', agent: new Agent({ keepAlive: true, maxSockets: sockets }), reqTimeout: 30 } },
+    credential: { secretId: creds.SecretId, secretKey: creds.SecretKey },
+    region: 'ap-guangzhou',
+    profile: {
+      httpProfile: { endpoint: `127.0.0.1:${port}`, protocol: 'http://', agent: new Agent({ keepAlive: true, maxSockets: sockets }), reqTimeout: 30 },
+    },
   });
 }
 
@@ -48,11 +51,14 @@ describe('workers: 2 (supervisor and two worker processes)', () => {
     return pids;
   };
   /** Workers that logged `action` answered with `code` (any code when null). */
-  const servedBy = (action: string, code: string | null = 'Success'): Set<unknown> => new Set(server.lines.filter((l) => l.action === action && (code === null || l.code === code)).map((l) => l.worker));
+  const servedBy = (action: string, code: string | null = 'Success'): Set<unknown> =>
+    new Set(server.lines.filter((l) => l.action === action && (code === null || l.code === code)).map((l) => l.worker));
 
   beforeAll(async () => {
     creds = await devInstall(dir);
-    editConfig(dir, (doc) => { doc.workers = 2; });
+    editConfig(dir, (doc) => {
+      doc.workers = 2;
+    });
     await server.start();
   }, 60_000);
 
@@ -98,7 +104,11 @@ describe('workers: 2 (supervisor and two worker processes)', () => {
     expect(await Promise.all(Array.from({ length: 16 }, encrypt))).toEqual(Array(16).fill('Success'));
     await sdk(server.port, creds).DisableKey({ KeyId: KeyId as string });
     const t0 = Date.now();
-    await within(1_500, async () => (await Promise.all(Array.from({ length: 16 }, encrypt))).every((c) => c === 'ResourceUnavailable.CmkDisabled'), 'refusal on every worker');
+    await within(
+      1_500,
+      async () => (await Promise.all(Array.from({ length: 16 }, encrypt))).every((c) => c === 'ResourceUnavailable.CmkDisabled'),
+      'refusal on every worker',
+    );
     expect(Date.now() - t0).toBeLessThan(1_500);
   }, 30_000);
 
@@ -110,7 +120,9 @@ describe('workers: 2 (supervisor and two worker processes)', () => {
     const replacement = workerPids().get(1)!;
     expect(alive(replacement)).toBe(true);
     expect(workerPids().get(0)).toBe(before.get(0));
-    expect(server.lines.some((l) => l.level === 'error' && typeof l.msg === 'string' && l.msg.startsWith(`worker 1 (pid ${victim}) exited (SIGKILL)`))).toBe(true);
+    expect(server.lines.some((l) => l.level === 'error' && typeof l.msg === 'string' && l.msg.startsWith(`worker 1 (pid ${victim}) exited (SIGKILL)`))).toBe(
+      true,
+    );
     const client = spread(server.port, creds, 8);
     const { KeyId } = await client.CreateKey({ Alias: 'after-kill' });
     const codes = await Promise.all(Array.from({ length: 32 }, (_, i) => outcome(client.Encrypt({ KeyId: KeyId as string, Plaintext: b64(`y ${i}`) }))));
@@ -119,7 +131,9 @@ describe('workers: 2 (supervisor and two worker processes)', () => {
 
   test('rate limits hold across workers: one bucket per account, not one per worker', async () => {
     await server.stop();
-    editConfig(dir, (doc) => { doc.rateLimit = { perSecond: 1, burst: 10 }; });
+    editConfig(dir, (doc) => {
+      doc.rateLimit = { perSecond: 1, burst: 10 };
+    });
     await server.start();
     const client = spread(server.port, creds, 8);
     const t0 = Date.now();
@@ -192,6 +206,10 @@ describe('workers: 2 on a Redis store', () => {
     await sdk(server.port, root).DisableKey({ KeyId: KeyId as string });
     let n = 0;
     const encrypt = () => outcome(client.Encrypt({ KeyId: KeyId as string, Plaintext: b64(`x ${n++}`) }));
-    await within(5_000, async () => (await Promise.all(Array.from({ length: 16 }, encrypt))).every((c) => c === 'ResourceUnavailable.CmkDisabled'), 'refusal on both workers');
+    await within(
+      5_000,
+      async () => (await Promise.all(Array.from({ length: 16 }, encrypt))).every((c) => c === 'ResourceUnavailable.CmkDisabled'),
+      'refusal on both workers',
+    );
   }, 60_000);
 });

@@ -12,7 +12,9 @@ const SECRET_ID = 'AKIDsdkintegration0001';
 const SECRET_KEY = Buffer.from('sdk-integration-secret-key-0001');
 const lookup = (id: string): Buffer | undefined => (id === SECRET_ID ? SECRET_KEY : undefined);
 
-interface Captured extends Tc3Request { url: string }
+interface Captured extends Tc3Request {
+  url: string;
+}
 
 let server: http.Server;
 let port = 0;
@@ -71,7 +73,10 @@ const toLoopback: LookupFunction = (_host, options, callback) => {
 };
 
 const calls: Array<[string, (c: InstanceType<typeof kms.v20190118.Client>) => Promise<unknown>]> = [
-  ['Encrypt', (c) => c.Encrypt({ KeyId: '23e80852-1e38-11e9-b129-5cb9019b4b01', Plaintext: Buffer.from('hello').toString('base64'), EncryptionContext: '{"a":"ü"}' })],
+  [
+    'Encrypt',
+    (c) => c.Encrypt({ KeyId: '23e80852-1e38-11e9-b129-5cb9019b4b01', Plaintext: Buffer.from('hello').toString('base64'), EncryptionContext: '{"a":"ü"}' }),
+  ],
   ['DescribeKeys (array)', (c) => c.DescribeKeys({ KeyIds: ['a', 'b'], MemberAccount: { MemberUin: 1 } })],
   ['GetServiceStatus (empty request)', (c) => c.GetServiceStatus()],
   ['ListKeyDetail (nested objects)', (c) => c.ListKeyDetail({ Limit: 5, TagFilters: [{ TagKey: 'k', TagValue: ['v'] }] })],
@@ -79,8 +84,7 @@ const calls: Array<[string, (c: InstanceType<typeof kms.v20190118.Client>) => Pr
 
 describe.each<[string, string, string, http.Agent | undefined]>([
   ['endpoint 127.0.0.1:PORT (service "127")', '127.0.0.1', '127', undefined],
-  ['endpoint kms.local:PORT resolved to 127.0.0.1 (service "kms")', 'kms.local', 'kms',
-    new http.Agent({ lookup: toLoopback })],
+  ['endpoint kms.local:PORT resolved to 127.0.0.1 (service "kms")', 'kms.local', 'kms', new http.Agent({ lookup: toLoopback })],
 ])('official SDK, %s', (_name, host, service, agent) => {
   test.each(calls)('%s is accepted; altered copies are refused', async (_action, call) => {
     const req = await captureCall(() => call(client(`${host}:${port}`, agent)));
@@ -106,16 +110,31 @@ test('a request signed like the Go SDK (host with its port, service kms, x-tc-ac
   const body = Buffer.from('{"KeyId":"k","Plaintext":"aGk="}');
   const ts = Math.floor(Date.now() / 1000);
   const headers = { 'content-type': 'application/json', host: `127.0.0.1:${port}`, 'x-tc-action': 'Encrypt', 'x-tc-timestamp': String(ts) };
-  const authorization = signTc3({ secretId: SECRET_ID, secretKey: SECRET_KEY, service: 'kms', timestamp: ts, headers, body, hostWithPort: true, extraSignedHeaders: ['x-tc-action'] });
-  const req = await captureCall(() => new Promise((resolve, reject) => {
-    const r = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/', agent: new http.Agent(), headers: { ...headers, authorization } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve((JSON.parse(Buffer.concat(chunks).toString()) as { Response: unknown }).Response));
-    });
-    r.on('error', reject);
-    r.end(body);
-  }));
+  const authorization = signTc3({
+    secretId: SECRET_ID,
+    secretKey: SECRET_KEY,
+    service: 'kms',
+    timestamp: ts,
+    headers,
+    body,
+    hostWithPort: true,
+    extraSignedHeaders: ['x-tc-action'],
+  });
+  const req = await captureCall(
+    () =>
+      new Promise((resolve, reject) => {
+        const r = http.request(
+          { host: '127.0.0.1', port, method: 'POST', path: '/', agent: new http.Agent(), headers: { ...headers, authorization } },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => resolve((JSON.parse(Buffer.concat(chunks).toString()) as { Response: unknown }).Response));
+          },
+        );
+        r.on('error', reject);
+        r.end(body);
+      }),
+  );
   await expect(verifyTc3(req, lookup, ts)).resolves.toEqual({ secretId: SECRET_ID, service: 'kms', timestamp: ts, signature: expect.any(Buffer) });
   expect(await codeOf({ ...req, headers: { ...req.headers, 'x-tc-action': 'Decrypt' } })).toBe('AuthFailure.SignatureFailure');
 });

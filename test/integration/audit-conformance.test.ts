@@ -89,29 +89,52 @@ const sqliteBackend: Backend = {
     let blocker: Database.Database | undefined;
     return {
       open: async (options = {}) => new SqliteAuditLog(file, { busyTimeoutMs: 20, linkMac, ...options }),
-      setField: async (seq, field, value) => { withDb(file, (db) => db.prepare(`UPDATE audit_events SET ${snake(field)} = ? WHERE seq = ?`).run(value, seq)); },
-      remove: async (seq) => { withDb(file, (db) => db.prepare('DELETE FROM audit_events WHERE seq = ?').run(seq)); },
-      swap: async (a, b) => withDb(file, (db) => db.transaction(() => {
-        const move = db.prepare('UPDATE audit_events SET seq = ? WHERE seq = ?');
-        move.run(-1, a);
-        move.run(a, b);
-        move.run(b, -1);
-      })()),
-      rewindHead: async (seq) => withDb(file, (db) => {
-        db.prepare('DELETE FROM audit_heads WHERE seq > ?').run(seq);
-        db.prepare('INSERT OR IGNORE INTO audit_heads (seq, hash) SELECT seq, hash FROM audit_events WHERE seq = ?').run(seq);
-      }),
-      replaceAll: async (events) => withDb(file, (db) => db.transaction(() => {
-        db.exec('DELETE FROM audit_events; DELETE FROM audit_heads');
-        const insert = db.prepare(`INSERT INTO audit_events (${STORED_FIELDS.map(snake).join(', ')}) VALUES (${STORED_FIELDS.map((f) => `@${f}`).join(', ')})`);
-        for (const e of events) insert.run(e);
-        const last = events[events.length - 1];
-        db.prepare('INSERT INTO audit_heads (seq, hash) VALUES (?, ?)').run(last.seq, last.hash);
-      })()),
-      setStart: async (seq, prevHash, mac) => { withDb(file, (db) => db.prepare('INSERT INTO audit_starts (seq, prev_hash, mac) VALUES (?, ?, ?)').run(seq, prevHash, mac)); },
-      storedEvents: async () => withDb(file, (db) => (db.prepare('SELECT * FROM audit_events ORDER BY seq').all() as Array<Record<string, unknown>>)
-        .map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [camel(k), v])))),
-      dump: async () => fs.readdirSync(dir).map((f) => fs.readFileSync(path.join(dir, f)).toString('latin1')).join('\n'),
+      setField: async (seq, field, value) => {
+        withDb(file, (db) => db.prepare(`UPDATE audit_events SET ${snake(field)} = ? WHERE seq = ?`).run(value, seq));
+      },
+      remove: async (seq) => {
+        withDb(file, (db) => db.prepare('DELETE FROM audit_events WHERE seq = ?').run(seq));
+      },
+      swap: async (a, b) =>
+        withDb(file, (db) =>
+          db.transaction(() => {
+            const move = db.prepare('UPDATE audit_events SET seq = ? WHERE seq = ?');
+            move.run(-1, a);
+            move.run(a, b);
+            move.run(b, -1);
+          })(),
+        ),
+      rewindHead: async (seq) =>
+        withDb(file, (db) => {
+          db.prepare('DELETE FROM audit_heads WHERE seq > ?').run(seq);
+          db.prepare('INSERT OR IGNORE INTO audit_heads (seq, hash) SELECT seq, hash FROM audit_events WHERE seq = ?').run(seq);
+        }),
+      replaceAll: async (events) =>
+        withDb(file, (db) =>
+          db.transaction(() => {
+            db.exec('DELETE FROM audit_events; DELETE FROM audit_heads');
+            const insert = db.prepare(
+              `INSERT INTO audit_events (${STORED_FIELDS.map(snake).join(', ')}) VALUES (${STORED_FIELDS.map((f) => `@${f}`).join(', ')})`,
+            );
+            for (const e of events) insert.run(e);
+            const last = events[events.length - 1];
+            db.prepare('INSERT INTO audit_heads (seq, hash) VALUES (?, ?)').run(last.seq, last.hash);
+          })(),
+        ),
+      setStart: async (seq, prevHash, mac) => {
+        withDb(file, (db) => db.prepare('INSERT INTO audit_starts (seq, prev_hash, mac) VALUES (?, ?, ?)').run(seq, prevHash, mac));
+      },
+      storedEvents: async () =>
+        withDb(file, (db) =>
+          (db.prepare('SELECT * FROM audit_events ORDER BY seq').all() as Array<Record<string, unknown>>).map((row) =>
+            Object.fromEntries(Object.entries(row).map(([k, v]) => [camel(k), v])),
+          ),
+        ),
+      dump: async () =>
+        fs
+          .readdirSync(dir)
+          .map((f) => fs.readFileSync(path.join(dir, f)).toString('latin1'))
+          .join('\n'),
       breakWrites: async () => {
         blocker = new Database(file);
         blocker.exec('BEGIN IMMEDIATE');
@@ -131,28 +154,37 @@ const redisBackend: Backend = {
     const server = await startRedis({ persistent: true });
     const raw = new Redis({ port: server.port });
     const EVENTS = 'kms:audit:events';
-    const readEvent = async (seq: number): Promise<Record<string, unknown>> => JSON.parse((await raw.hget(EVENTS, String(seq))) ?? 'null') as Record<string, unknown>;
+    const readEvent = async (seq: number): Promise<Record<string, unknown>> =>
+      JSON.parse((await raw.hget(EVENTS, String(seq))) ?? 'null') as Record<string, unknown>;
     return {
       open: async (options = {}) => RedisAuditLog.open({ port: server.port, linkMac, ...options }),
       setField: async (seq, field, value) => {
         await raw.hset(EVENTS, String(seq), JSON.stringify({ ...(await readEvent(seq)), [field]: value }));
       },
-      remove: async (seq) => { await raw.hdel(EVENTS, String(seq)); },
+      remove: async (seq) => {
+        await raw.hdel(EVENTS, String(seq));
+      },
       swap: async (a, b) => {
         const [x, y] = await raw.hmget(EVENTS, String(a), String(b));
         await raw.hset(EVENTS, String(a), y ?? '', String(b), x ?? '');
       },
-      rewindHead: async (seq) => { await raw.hset('kms:audit:head', 'seq', String(seq), 'hash', String((await readEvent(seq)).hash)); },
+      rewindHead: async (seq) => {
+        await raw.hset('kms:audit:head', 'seq', String(seq), 'hash', String((await readEvent(seq)).hash));
+      },
       replaceAll: async (events) => {
         await raw.del(EVENTS, 'kms:audit:head');
         for (const e of events) await raw.hset(EVENTS, String(e.seq), storedJson(e));
         const last = events[events.length - 1];
         await raw.hset('kms:audit:head', 'seq', String(last.seq), 'hash', last.hash);
       },
-      setStart: async (seq, prevHash, mac) => { await raw.hset('kms:audit:start', 'seq', String(seq), 'prevHash', prevHash, 'mac', mac); },
+      setStart: async (seq, prevHash, mac) => {
+        await raw.hset('kms:audit:start', 'seq', String(seq), 'prevHash', prevHash, 'mac', mac);
+      },
       storedEvents: async () => {
         const all = await raw.hgetall(EVENTS);
-        return Object.keys(all).sort((a, b) => Number(a) - Number(b)).map((k) => JSON.parse(all[k]) as Record<string, unknown>);
+        return Object.keys(all)
+          .sort((a, b) => Number(a) - Number(b))
+          .map((k) => JSON.parse(all[k]) as Record<string, unknown>);
       },
       dump: async () => {
         const out: string[] = [];
@@ -163,8 +195,12 @@ const redisBackend: Backend = {
         }
         return out.join('\n');
       },
-      breakWrites: async () => { await raw.config('SET', 'maxmemory', '1'); },
-      restoreWrites: async () => { await raw.config('SET', 'maxmemory', '0'); },
+      breakWrites: async () => {
+        await raw.config('SET', 'maxmemory', '1');
+      },
+      restoreWrites: async () => {
+        await raw.config('SET', 'maxmemory', '0');
+      },
       tearDown: async () => {
         raw.disconnect();
         await server.stop();
@@ -196,7 +232,10 @@ function sample(i: number): NewAuditEvent {
 
 /** The oracle: the stored events matching `f`, in (time, seq) order. */
 function expected(all: StoredAuditEvent[], f: AuditFilter): string[] {
-  return all.filter((e) => matches(e, f)).sort((a, b) => a.time - b.time || a.seq - b.seq).map((e) => e.eventId);
+  return all
+    .filter((e) => matches(e, f))
+    .sort((a, b) => a.time - b.time || a.seq - b.seq)
+    .map((e) => e.eventId);
 }
 
 async function allPages(log: AuditLog, q: AuditQuery): Promise<string[]> {
@@ -256,12 +295,26 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
 
   test('queries filter by time range, event name, account, resource and keyword, in (time, seq) order', async () => {
     const log = await openLog();
-    await appendAll(log, Array.from({ length: 60 }, (_, i) => sample(i)));
+    await appendAll(
+      log,
+      Array.from({ length: 60 }, (_, i) => sample(i)),
+    );
     const all = await exported(log);
     const filters: AuditFilter[] = [
-      {}, { from: T0 + 3000 }, { to: T0 + 5000 }, { from: T0 + 2000, to: T0 + 2000 }, { eventName: 'Decrypt' }, { accountUin: '200' },
-      { resource: KEYS[0] }, { resource: 'key/*', eventName: 'ListKey' }, { accountUin: '100', resource: KEYS[1], from: T0 + 4000 },
-      { keyword: 'CmkDisabled' }, { keyword: '10.0.2.' }, { keyword: 'ap-shanghai', accountUin: '300' }, { keyword: '2000' }, { eventName: 'Nope' },
+      {},
+      { from: T0 + 3000 },
+      { to: T0 + 5000 },
+      { from: T0 + 2000, to: T0 + 2000 },
+      { eventName: 'Decrypt' },
+      { accountUin: '200' },
+      { resource: KEYS[0] },
+      { resource: 'key/*', eventName: 'ListKey' },
+      { accountUin: '100', resource: KEYS[1], from: T0 + 4000 },
+      { keyword: 'CmkDisabled' },
+      { keyword: '10.0.2.' },
+      { keyword: 'ap-shanghai', accountUin: '300' },
+      { keyword: '2000' },
+      { eventName: 'Nope' },
     ];
     for (const f of filters) {
       const want = expected(all, f);
@@ -273,7 +326,10 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
 
   test('cursor paging returns every match once, in order', async () => {
     const log = await openLog();
-    await appendAll(log, Array.from({ length: 60 }, (_, i) => sample(i)));
+    await appendAll(
+      log,
+      Array.from({ length: 60 }, (_, i) => sample(i)),
+    );
     const all = await exported(log);
     for (const f of [{}, { eventName: 'Encrypt' }, { accountUin: '100', from: T0 + 1000, to: T0 + 9000 }, { keyword: 'AKID1' }]) {
       for (const limit of [1, 7, 15]) expect({ f, limit, ids: await allPages(log, { ...f, limit }) }).toEqual({ f, limit, ids: expected(all, f) });
@@ -291,7 +347,10 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
 
   test('export writes JSON lines in chain order with exactly the stored fields; a filter narrows it', async () => {
     const log = await openLog();
-    await appendAll(log, Array.from({ length: 25 }, (_, i) => sample(i)));
+    await appendAll(
+      log,
+      Array.from({ length: 25 }, (_, i) => sample(i)),
+    );
     const all = await exported(log);
     expect(all.map((e) => e.seq)).toEqual(Array.from({ length: 25 }, (_, i) => i + 1));
     for (const e of all) expect(Object.keys(e)).toEqual([...STORED_FIELDS]);
@@ -316,7 +375,10 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
 
   test('verify reports a changed field at its seq', async () => {
     const log = await openLog();
-    await appendAll(log, Array.from({ length: 10 }, (_, i) => sample(i)));
+    await appendAll(
+      log,
+      Array.from({ length: 10 }, (_, i) => sample(i)),
+    );
     await backing.setField(4, 'errorCode', 'Tampered');
     await backing.setField(7, 'accountUin', '999');
     const r = await log.verify();
@@ -328,7 +390,10 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
 
   test('verify reports a removed event', async () => {
     const log = await openLog();
-    await appendAll(log, Array.from({ length: 10 }, (_, i) => sample(i)));
+    await appendAll(
+      log,
+      Array.from({ length: 10 }, (_, i) => sample(i)),
+    );
     await backing.remove(5);
     const r = await log.verify();
     expect(r).toMatchObject({ ok: false, checked: 9, problems: [{ seq: 5, reason: 'event 5 is missing (removed)' }] });
@@ -336,7 +401,10 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
 
   test('verify reports two events swapped', async () => {
     const log = await openLog();
-    await appendAll(log, Array.from({ length: 10 }, (_, i) => sample(i)));
+    await appendAll(
+      log,
+      Array.from({ length: 10 }, (_, i) => sample(i)),
+    );
     await backing.swap(3, 8);
     const r = await log.verify();
     expect(r.ok).toBe(false);
@@ -345,7 +413,10 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
 
   test('verify reports removed newest events against the head anchor; an anchor kept outside catches a consistent truncation', async () => {
     const log = await openLog();
-    await appendAll(log, Array.from({ length: 10 }, (_, i) => sample(i)));
+    await appendAll(
+      log,
+      Array.from({ length: 10 }, (_, i) => sample(i)),
+    );
     const kept = await log.head();
     for (const seq of [9, 10]) await backing.remove(seq);
     expect((await log.verify()).problems).toEqual([{ seq: 9, reason: expect.stringContaining('truncated') }]);
@@ -371,9 +442,17 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
 
   test('a consistent rewrite with plain SHA-256 (an event removed, later links and the head recomputed) is reported', async () => {
     const log = await openLog();
-    await appendAll(log, Array.from({ length: 10 }, (_, i) => sample(i)));
+    await appendAll(
+      log,
+      Array.from({ length: 10 }, (_, i) => sample(i)),
+    );
     const stored = (await backing.storedEvents()) as unknown as StoredAuditEvent[];
-    await backing.replaceAll(relinkWithSha256(stored.filter((e) => e.seq !== 5), 5));
+    await backing.replaceAll(
+      relinkWithSha256(
+        stored.filter((e) => e.seq !== 5),
+        5,
+      ),
+    );
     const r = await log.verify();
     expect(r.ok).toBe(false);
     expect(r.problems[0]).toEqual({ seq: 5, reason: expect.stringContaining('plain SHA-256 link after the HMAC chain began at 1') });
@@ -383,9 +462,17 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
 
   test('a consistent rewrite with plain SHA-256 (an event changed, later links and the head recomputed) is reported', async () => {
     const log = await openLog();
-    await appendAll(log, Array.from({ length: 10 }, (_, i) => sample(i)));
+    await appendAll(
+      log,
+      Array.from({ length: 10 }, (_, i) => sample(i)),
+    );
     const stored = (await backing.storedEvents()) as unknown as StoredAuditEvent[];
-    await backing.replaceAll(relinkWithSha256(stored.map((e) => (e.seq === 4 ? { ...e, errorCode: '', accountUin: '999' } : e)), 4));
+    await backing.replaceAll(
+      relinkWithSha256(
+        stored.map((e) => (e.seq === 4 ? { ...e, errorCode: '', accountUin: '999' } : e)),
+        4,
+      ),
+    );
     const r = await log.verify();
     expect(r.ok).toBe(false);
     expect(r.problems[0].seq).toBe(4);
@@ -393,7 +480,10 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
 
   test('a trail of plain SHA-256 links (an older build) keeps verifying; the epoch marker begins the HMAC chain and fixes the links before it', async () => {
     const log = await openLog();
-    await appendAll(log, Array.from({ length: 6 }, (_, i) => sample(i)));
+    await appendAll(
+      log,
+      Array.from({ length: 6 }, (_, i) => sample(i)),
+    );
     const old = relinkWithSha256((await backing.storedEvents()) as unknown as StoredAuditEvent[]);
     await backing.replaceAll(old);
     const fresh = await openLog();
@@ -412,7 +502,7 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
     expect(r.ok).toBe(false);
   });
 
-  test('a log without the HSM\'s link MAC reads and exports, and refuses to append or verify', async () => {
+  test("a log without the HSM's link MAC reads and exports, and refuses to append or verify", async () => {
     const log = await openLog();
     await appendAll(log, [sample(0), sample(1)]);
     const reader = await openLog({ linkMac: undefined });
@@ -424,7 +514,9 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
   describe('retention', () => {
     const dated = (n: number): NewAuditEvent[] => Array.from({ length: n }, (_, i) => ({ ...sample(i), time: T0 + i * 1000 }));
     const archived: RetainedRange[] = [];
-    const archive = async (r: RetainedRange): Promise<void> => { archived.push(r); };
+    const archive = async (r: RetainedRange): Promise<void> => {
+      archived.push(r);
+    };
     beforeEach(() => archived.splice(0));
 
     test('archives the events older than the cutoff, removes them, and the kept trail verifies from its start', async () => {
@@ -441,15 +533,22 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
       expect(await log.verifyExport(archived[0].text)).toMatchObject({ ok: true, checked: 8, problems: [] });
       // a second run continues where the first ended; its file starts with the first's last link
       await log.retainOlderThan(T0 + 12_000, archive);
-      expect(archived.map((a) => [a.from, a.to])).toEqual([[1, 8], [9, 12]]);
+      expect(archived.map((a) => [a.from, a.to])).toEqual([
+        [1, 8],
+        [9, 12],
+      ]);
       const header = (t: string) => JSON.parse(t.split('\n')[0]) as { start: { prevHash: string }; last: string };
       expect(header(archived[1].text).start.prevHash).toBe(header(archived[0].text).last);
       expect(await log.verifyExport(archived[1].text)).toMatchObject({ ok: true, checked: 4 });
       expect(await log.verify()).toMatchObject({ ok: true, checked: 8, from: 13 });
       // with the archive, from seq 1: every file, their joins, and the kept trail after the last
       expect(await log.verify({ archive: archived.map((a) => a.text).reverse() })).toMatchObject({ ok: true, checked: 20, from: 1, problems: [] });
-      expect((await log.verify({ archive: [archived[1].text] })).problems).toEqual([{ seq: 1, reason: expect.stringContaining('does not continue where the one before ends (0)') }]);
-      expect((await log.verify({ archive: [archived[0].text] })).problems).toEqual([{ seq: 9, reason: 'the archive ends at 8 but the kept trail begins at 13' }]);
+      expect((await log.verify({ archive: [archived[1].text] })).problems).toEqual([
+        { seq: 1, reason: expect.stringContaining('does not continue where the one before ends (0)') },
+      ]);
+      expect((await log.verify({ archive: [archived[0].text] })).problems).toEqual([
+        { seq: 9, reason: 'the archive ends at 8 but the kept trail begins at 13' },
+      ]);
     });
 
     test('never removes the newest event, and retention stops at the first event that is not old', async () => {
@@ -475,7 +574,7 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
       expect(r.problems.map((p) => p.reason).join('\n')).toMatch(/start link does not match its MAC/);
     });
 
-    test('a start record written behind the log\'s back (to hide more events) is reported, and the events before it as missing', async () => {
+    test("a start record written behind the log's back (to hide more events) is reported, and the events before it as missing", async () => {
       const log = await openLog();
       await appendAll(log, dated(10));
       await log.retainOlderThan(T0 + 3_000, archive);
@@ -490,7 +589,10 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
 
   test('events beyond the head anchor are reported and never overwritten by later appends', async () => {
     const log = await openLog();
-    await appendAll(log, Array.from({ length: 6 }, (_, i) => sample(i)));
+    await appendAll(
+      log,
+      Array.from({ length: 6 }, (_, i) => sample(i)),
+    );
     await backing.rewindHead(4);
     const r = await log.verify();
     expect(r.ok).toBe(false);
@@ -582,7 +684,7 @@ describe('audit log on sqlite, specifics', () => {
 
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  test('shares the key store\'s database file, whichever opens it first', async () => {
+  test("shares the key store's database file, whichever opens it first", async () => {
     const first = new SqliteAuditLog(file, { linkMac });
     await first.close();
     const store = new SqliteMetadataStore(file);
@@ -675,7 +777,7 @@ describe('audit log on redis, specifics', () => {
     }
   });
 
-  test('a stored event with a field added behind the log\'s back is reported', async () => {
+  test("a stored event with a field added behind the log's back is reported", async () => {
     const log = await RedisAuditLog.open({ port: server.port, linkMac, allowVolatile: true });
     try {
       log.append(sample(0));

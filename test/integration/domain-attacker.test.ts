@@ -31,7 +31,10 @@ interface Setup {
 const setups: Setup[] = [
   {
     name: 'softhsm2, two members',
-    make: (lab) => ({ members: lab.softhsm('atk', ['a1', 'a2']), pins: ['a1', 'a2'].map((l) => readFileSync(join(lab.dir, 'atk', 'pins', `${l}.pin`), 'utf8')) }),
+    make: (lab) => ({
+      members: lab.softhsm('atk', ['a1', 'a2']),
+      pins: ['a1', 'a2'].map((l) => readFileSync(join(lab.dir, 'atk', 'pins', `${l}.pin`), 'utf8')),
+    }),
     keepsKeysIn: true,
   },
   {
@@ -80,7 +83,15 @@ function allSecretKeys(api: pk.PKCS11, s: pk.Handle): pk.Handle[] {
 function attack(member: HsmMember, pin: string, record: WrappedMaterial, sealed: { iv: Buffer; ciphertext: Buffer; tag: Buffer }, plaintext: Buffer): Loot {
   const api = member.module.api;
   const s = api.C_OpenSession(member.module.findToken(member.tokenLabel).slot, pk.CKF_SERIAL_SESSION | pk.CKF_RW_SESSION);
-  const loot: Loot = { wrappedUnderAes: [], wrappedUnderRsa: [], read: [], offline: false, unwrappedReadable: false, unwrappedWrappable: false, decryptOracle: false };
+  const loot: Loot = {
+    wrappedUnderAes: [],
+    wrappedUnderRsa: [],
+    read: [],
+    offline: false,
+    unwrappedReadable: false,
+    unwrappedWrappable: false,
+    decryptOracle: false,
+  };
   try {
     try {
       api.C_Login(s, pk.CKU_USER, pin);
@@ -89,19 +100,30 @@ function attack(member: HsmMember, pin: string, record: WrappedMaterial, sealed:
       if (!/CKR_USER_ALREADY_LOGGED_IN/.test((e as Error).message)) throw e;
     }
     const wrapMech: pk.Mechanism = { mechanism: member.profile.rfc5649Mechanism! };
-    const oaep: pk.Mechanism = { mechanism: pk.CKM_RSA_PKCS_OAEP, parameter: { type: pk.CK_PARAMS_RSA_OAEP, hashAlg: pk.CKM_SHA_1, mgf: pk.CKG_MGF1_SHA1, source: 1 } as pk.RsaOAEP };
+    const oaep: pk.Mechanism = {
+      mechanism: pk.CKM_RSA_PKCS_OAEP,
+      parameter: { type: pk.CK_PARAMS_RSA_OAEP, hashAlg: pk.CKM_SHA_1, mgf: pk.CKG_MGF1_SHA1, source: 1 } as pk.RsaOAEP,
+    };
     const targets = allSecretKeys(api, s);
     const known = randomBytes(32);
     const mine = api.C_CreateObject(s, [
-      { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_TOKEN, value: false },
-      { type: pk.CKA_VALUE, value: known }, { type: pk.CKA_WRAP, value: true }, { type: pk.CKA_UNWRAP, value: true },
+      { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
+      { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
+      { type: pk.CKA_TOKEN, value: false },
+      { type: pk.CKA_VALUE, value: known },
+      { type: pk.CKA_WRAP, value: true },
+      { type: pk.CKA_UNWRAP, value: true },
     ]);
     const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const jwk = rsa.publicKey.export({ format: 'jwk' });
     const myRsa = api.C_CreateObject(s, [
-      { type: pk.CKA_CLASS, value: pk.CKO_PUBLIC_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_RSA }, { type: pk.CKA_TOKEN, value: false },
-      { type: pk.CKA_MODULUS, value: Buffer.from(jwk.n!, 'base64url') }, { type: pk.CKA_PUBLIC_EXPONENT, value: Buffer.from(jwk.e!, 'base64url') },
-      { type: pk.CKA_WRAP, value: true }, { type: pk.CKA_ENCRYPT, value: true },
+      { type: pk.CKA_CLASS, value: pk.CKO_PUBLIC_KEY },
+      { type: pk.CKA_KEY_TYPE, value: pk.CKK_RSA },
+      { type: pk.CKA_TOKEN, value: false },
+      { type: pk.CKA_MODULUS, value: Buffer.from(jwk.n!, 'base64url') },
+      { type: pk.CKA_PUBLIC_EXPONENT, value: Buffer.from(jwk.e!, 'base64url') },
+      { type: pk.CKA_WRAP, value: true },
+      { type: pk.CKA_ENCRYPT, value: true },
     ]);
     const label = (h: pk.Handle) => String(outcome(() => api.C_GetAttributeValue(s, h, [{ type: pk.CKA_LABEL }])[0].value?.toString()) ?? '(no label)');
     const values: Buffer[] = [];
@@ -127,31 +149,51 @@ function attack(member: HsmMember, pin: string, record: WrappedMaterial, sealed:
     loot.offline = values.some((kek) => decrypts(outcome(() => unwrapRfc5649(kek, record.wrapped)) as Buffer | undefined, sealed, plaintext));
     const kek = targets.find((h) => label(h).includes('kek'));
     if (kek !== undefined) {
-      const readable = outcome(() => api.C_UnwrapKey(s, wrapMech, kek, record.wrapped, [
-        { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_TOKEN, value: false },
-        { type: pk.CKA_SENSITIVE, value: false }, { type: pk.CKA_EXTRACTABLE, value: true }, { type: pk.CKA_ENCRYPT, value: true },
-      ])) as pk.Handle | undefined;
-      const value = readable === undefined ? undefined : (outcome(() => api.C_GetAttributeValue(s, readable, [{ type: pk.CKA_VALUE }])[0].value) as Buffer | undefined);
+      const readable = outcome(() =>
+        api.C_UnwrapKey(s, wrapMech, kek, record.wrapped, [
+          { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
+          { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
+          { type: pk.CKA_TOKEN, value: false },
+          { type: pk.CKA_SENSITIVE, value: false },
+          { type: pk.CKA_EXTRACTABLE, value: true },
+          { type: pk.CKA_ENCRYPT, value: true },
+        ]),
+      ) as pk.Handle | undefined;
+      const value =
+        readable === undefined ? undefined : (outcome(() => api.C_GetAttributeValue(s, readable, [{ type: pk.CKA_VALUE }])[0].value) as Buffer | undefined);
       loot.unwrappedReadable = decrypts(value, sealed, plaintext);
       // sensitive, as a template may force, but extractable, with and without CKA_WRAP_WITH_TRUSTED: then wrapped under the attacker's keys
       for (const trusted of [undefined, false, true]) {
-        const key = outcome(() => api.C_UnwrapKey(s, wrapMech, kek, record.wrapped, [
-          { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_TOKEN, value: false },
-          { type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_EXTRACTABLE, value: true }, { type: pk.CKA_ENCRYPT, value: true },
-          ...(trusted === undefined ? [] : [{ type: pk.CKA_WRAP_WITH_TRUSTED, value: trusted }]),
-        ])) as pk.Handle | undefined;
+        const key = outcome(() =>
+          api.C_UnwrapKey(s, wrapMech, kek, record.wrapped, [
+            { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
+            { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
+            { type: pk.CKA_TOKEN, value: false },
+            { type: pk.CKA_SENSITIVE, value: true },
+            { type: pk.CKA_EXTRACTABLE, value: true },
+            { type: pk.CKA_ENCRYPT, value: true },
+            ...(trusted === undefined ? [] : [{ type: pk.CKA_WRAP_WITH_TRUSTED, value: trusted }]),
+          ]),
+        ) as pk.Handle | undefined;
         if (key === undefined) continue;
         const underAes = outcome(() => Buffer.from(api.C_WrapKey(s, wrapMech, mine, key, Buffer.alloc(4096)))) as Buffer | undefined;
         const underRsa = outcome(() => Buffer.from(api.C_WrapKey(s, oaep, myRsa, key, Buffer.alloc(512)))) as Buffer | undefined;
         const got = [
           underAes && (outcome(() => unwrapRfc5649(known, underAes)) as Buffer | undefined),
-          underRsa && (outcome(() => privateDecrypt({ key: rsa.privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, underRsa)) as Buffer | undefined),
+          underRsa &&
+            (outcome(() => privateDecrypt({ key: rsa.privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, underRsa)) as
+              Buffer | undefined),
         ];
         if (got.some((v) => decrypts(v || undefined, sealed, plaintext))) loot.unwrappedWrappable = true;
       }
       const decrypting = [
         outcome(() => (api.C_SetAttributeValue(s, kek, [{ type: pk.CKA_DECRYPT, value: true }]), kek)),
-        outcome(() => api.C_CopyObject(s, kek, [{ type: pk.CKA_DECRYPT, value: true }, { type: pk.CKA_TOKEN, value: false }])),
+        outcome(() =>
+          api.C_CopyObject(s, kek, [
+            { type: pk.CKA_DECRYPT, value: true },
+            { type: pk.CKA_TOKEN, value: false },
+          ]),
+        ),
       ].filter((h): h is pk.Handle => h !== undefined);
       for (const h of decrypting) {
         const ecb = (block: Buffer) => {
@@ -220,7 +262,13 @@ describe.each(setups)('the attacker with the user PIN: $name', ({ make, keepsKey
     for (const [i, m] of members.entries()) {
       const loot = attack(m, pins[i], record, sealed, plaintext);
       if (keepsKeysIn) {
-        expect({ member: m.id, aes: loot.wrappedUnderAes, rsa: loot.wrappedUnderRsa, read: loot.read, offline: loot.offline }).toEqual({ member: m.id, aes: [], rsa: [], read: [], offline: false });
+        expect({ member: m.id, aes: loot.wrappedUnderAes, rsa: loot.wrappedUnderRsa, read: loot.read, offline: loot.offline }).toEqual({
+          member: m.id,
+          aes: [],
+          rsa: [],
+          read: [],
+          offline: false,
+        });
       } else {
         // known limit (docs/security.md): NSS softokn wraps keys marked non-extractable; the profile says so
         expect(m.profile.name).toBe('nss-softokn');
@@ -235,21 +283,30 @@ describe.each(setups)('the attacker with the user PIN: $name', ({ make, keepsKey
     for (const [i, m] of members.entries()) {
       const loot = attack(m, pins[i], record, sealed, plaintext);
       if (keepsKeysIn) {
-        expect({ member: m.id, template: m.domainUnwrapTemplate, readable: loot.unwrappedReadable, wrappable: loot.unwrappedWrappable, oracle: loot.decryptOracle })
-          .toEqual({ member: m.id, template: true, readable: false, wrappable: false, oracle: false });
+        expect({
+          member: m.id,
+          template: m.domainUnwrapTemplate,
+          readable: loot.unwrappedReadable,
+          wrappable: loot.unwrappedWrappable,
+          oracle: loot.decryptOracle,
+        }).toEqual({ member: m.id, template: true, readable: false, wrappable: false, oracle: false });
       } else {
         // known limit (docs/security.md): NSS softokn ignores CKA_UNWRAP_TEMPLATE; its profile says so
-        expect({ profile: m.profile.name, enforced: m.profile.unwrapTemplate, readable: loot.unwrappedReadable }).toEqual({ profile: 'nss-softokn', enforced: false, readable: true });
+        expect({ profile: m.profile.name, enforced: m.profile.unwrapTemplate, readable: loot.unwrappedReadable }).toEqual({
+          profile: 'nss-softokn',
+          enforced: false,
+          readable: true,
+        });
       }
     }
   });
 });
 
-describe('the attacker with the user PIN, during the ceremony\'s window (copied, not yet locked): softhsm2', () => {
+describe("the attacker with the user PIN, during the ceremony's window (copied, not yet locked): softhsm2", () => {
   let lab: TokenLab;
   afterAll(() => lab.cleanup());
 
-  test('CKA_WRAP_WITH_TRUSTED alone refuses every wrap under the attacker\'s keys: nothing decrypts offline', async () => {
+  test("CKA_WRAP_WITH_TRUSTED alone refuses every wrap under the attacker's keys: nothing decrypts offline", async () => {
     lab = new TokenLab();
     const members = lab.softhsm('win', ['w1', 'w2']);
     const pins = ['w1', 'w2'].map((l) => readFileSync(join(lab.dir, 'win', 'pins', `${l}.pin`), 'utf8'));
@@ -262,7 +319,12 @@ describe('the attacker with the user PIN, during the ceremony\'s window (copied,
     const sealed = await cluster.encrypt(record, bind('k1'), plaintext, Buffer.alloc(0));
     for (const [i, m] of members.entries()) {
       const loot = attack(m, pins[i], record, sealed, plaintext);
-      expect({ aes: loot.wrappedUnderAes, rsa: loot.wrappedUnderRsa, read: loot.read, offline: loot.offline }).toEqual({ aes: [], rsa: [], read: [], offline: false });
+      expect({ aes: loot.wrappedUnderAes, rsa: loot.wrappedUnderRsa, read: loot.read, offline: loot.offline }).toEqual({
+        aes: [],
+        rsa: [],
+        read: [],
+        offline: false,
+      });
     }
   });
 });
@@ -291,8 +353,19 @@ describe('the attacker with the user PIN, after kmsctl init --dev', () => {
       for (const [mi, m] of c.members.entries()) {
         expect(m.domainLocked).toBe(true);
         const loot = attack(m, resolvePin(config.clusters[ci].members[mi].pin), record, sealed, plaintext);
-        expect({ member: m.id, aes: loot.wrappedUnderAes, rsa: loot.wrappedUnderRsa, read: loot.read, offline: loot.offline }).toEqual({ member: m.id, aes: [], rsa: [], read: [], offline: false });
-        expect({ member: m.id, readable: loot.unwrappedReadable, wrappable: loot.unwrappedWrappable, oracle: loot.decryptOracle }).toEqual({ member: m.id, readable: false, wrappable: false, oracle: false });
+        expect({ member: m.id, aes: loot.wrappedUnderAes, rsa: loot.wrappedUnderRsa, read: loot.read, offline: loot.offline }).toEqual({
+          member: m.id,
+          aes: [],
+          rsa: [],
+          read: [],
+          offline: false,
+        });
+        expect({ member: m.id, readable: loot.unwrappedReadable, wrappable: loot.unwrappedWrappable, oracle: loot.decryptOracle }).toEqual({
+          member: m.id,
+          readable: false,
+          wrappable: false,
+          oracle: false,
+        });
         attacked++;
       }
     }

@@ -21,7 +21,12 @@ function domainAttributes(m: HsmMember): Array<Record<string, boolean>> {
       const handles = api.C_FindObjects(s, 16);
       api.C_FindObjectsFinal(s);
       for (const h of handles) {
-        const [e, w, a, sens] = api.C_GetAttributeValue(s, h, [{ type: pk.CKA_EXTRACTABLE }, { type: pk.CKA_WRAP_WITH_TRUSTED }, { type: pk.CKA_ALWAYS_SENSITIVE }, { type: pk.CKA_SENSITIVE }]);
+        const [e, w, a, sens] = api.C_GetAttributeValue(s, h, [
+          { type: pk.CKA_EXTRACTABLE },
+          { type: pk.CKA_WRAP_WITH_TRUSTED },
+          { type: pk.CKA_ALWAYS_SENSITIVE },
+          { type: pk.CKA_SENSITIVE },
+        ]);
         out.push({ extractable: e.value[0] === 1, wrapWithTrusted: w.value[0] === 1, alwaysSensitive: a.value[0] === 1, sensitive: sens.value[0] === 1 });
       }
     }
@@ -138,10 +143,17 @@ describe('the lock on nss-softokn is recorded, not enforced, and says so', () =>
     const members = [lab.nss('mix-nss'), ...lab.softhsm('mix', ['m2'])];
     const cluster = new HsmCluster({ id: 'cm', kind: 'shared', owners: [], members, probeCacheMs: 0 });
     cluster.start();
-    const r = await cluster.initDomain({ soPin: async () => { throw new Error('no SO PIN should be asked for'); } });
+    const r = await cluster.initDomain({
+      soPin: async () => {
+        throw new Error('no SO PIN should be asked for');
+      },
+    });
     expect(r).toMatchObject({ copiedTo: ['mix-m2'], locked: ['mix-nss', 'mix-m2'] });
     expect(await cluster.lock()).toEqual({ locked: [], already: ['mix-nss', 'mix-m2'], unenforced: ['mix-nss'] });
-    expect((await cluster.health()).members.map((m) => [m.domainLock, m.lockEnforced])).toEqual([['locked', false], ['locked', true]]);
+    expect((await cluster.health()).members.map((m) => [m.domainLock, m.lockEnforced])).toEqual([
+      ['locked', false],
+      ['locked', true],
+    ]);
     // the SoftHSM2 copy carries WRAP_WITH_TRUSTED from its own profile
     expect(domainAttributes(members[1]).every((a) => a.wrapWithTrusted && !a.extractable)).toBe(true);
   });

@@ -49,7 +49,8 @@ function attempt(fn: () => unknown): string {
   } catch (e) {
     const m = /CKR_[A-Z0-9_]+/.exec((e as Error).message);
     if (m) return m[0];
-    if (/should be a Number, Boolean, String or Buffer/.test((e as Error).message)) return 'refused by pkcs11js: an attribute value is a number, boolean, string or Buffer, never a template';
+    if (/should be a Number, Boolean, String or Buffer/.test((e as Error).message))
+      return 'refused by pkcs11js: an attribute value is a number, boolean, string or Buffer, never a template';
     return `error: ${(e as Error).message}`;
   }
 }
@@ -57,21 +58,31 @@ function attempt(fn: () => unknown): string {
 /** 'true' / 'false', or why the attribute could not be read. */
 function read(api: pk.PKCS11, s: pk.Handle, h: pk.Handle, type: number): string {
   let value = '';
-  const outcome = attempt(() => (value = String((api.C_GetAttributeValue(s, h, [{ type }])[0].value)[0] === 1)));
+  const outcome = attempt(() => (value = String(api.C_GetAttributeValue(s, h, [{ type }])[0].value[0] === 1)));
   return outcome === 'ok' ? value : outcome;
 }
 
 const aesTemplate = (extra: pk.Template, extractable = true): pk.Template => [
-  { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_VALUE_LEN, value: 32 },
-  { type: pk.CKA_PRIVATE, value: true }, { type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_EXTRACTABLE, value: extractable }, ...extra,
+  { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
+  { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
+  { type: pk.CKA_VALUE_LEN, value: 32 },
+  { type: pk.CKA_PRIVATE, value: true },
+  { type: pk.CKA_SENSITIVE, value: true },
+  { type: pk.CKA_EXTRACTABLE, value: extractable },
+  ...extra,
 ];
 
 function rsaPublicTemplate(extra: pk.Template): pk.Template {
   const jwk = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' });
   return [
-    { type: pk.CKA_CLASS, value: pk.CKO_PUBLIC_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_RSA }, { type: pk.CKA_TOKEN, value: false },
-    { type: pk.CKA_MODULUS, value: Buffer.from(jwk.n!, 'base64url') }, { type: pk.CKA_PUBLIC_EXPONENT, value: Buffer.from(jwk.e!, 'base64url') },
-    { type: pk.CKA_WRAP, value: true }, { type: pk.CKA_ENCRYPT, value: true }, ...extra,
+    { type: pk.CKA_CLASS, value: pk.CKO_PUBLIC_KEY },
+    { type: pk.CKA_KEY_TYPE, value: pk.CKK_RSA },
+    { type: pk.CKA_TOKEN, value: false },
+    { type: pk.CKA_MODULUS, value: Buffer.from(jwk.n!, 'base64url') },
+    { type: pk.CKA_PUBLIC_EXPONENT, value: Buffer.from(jwk.e!, 'base64url') },
+    { type: pk.CKA_WRAP, value: true },
+    { type: pk.CKA_ENCRYPT, value: true },
+    ...extra,
   ];
 }
 
@@ -90,15 +101,34 @@ function probe(t: RawToken): Record<string, string> {
   try {
     api.C_Login(s, pk.CKU_USER, t.pin);
     const gen = (label: string, extra: pk.Template, extractable = true) =>
-      api.C_GenerateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, aesTemplate([{ type: pk.CKA_TOKEN, value: true }, { type: pk.CKA_LABEL, value: label }, { type: pk.CKA_ID, value: randomBytes(8) }, ...extra], extractable));
-    const userAesKey = () => api.C_GenerateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, aesTemplate([{ type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_WRAP, value: true }]));
+      api.C_GenerateKey(
+        s,
+        { mechanism: pk.CKM_AES_KEY_GEN },
+        aesTemplate(
+          [{ type: pk.CKA_TOKEN, value: true }, { type: pk.CKA_LABEL, value: label }, { type: pk.CKA_ID, value: randomBytes(8) }, ...extra],
+          extractable,
+        ),
+      );
+    const userAesKey = () =>
+      api.C_GenerateKey(
+        s,
+        { mechanism: pk.CKM_AES_KEY_GEN },
+        aesTemplate([
+          { type: pk.CKA_TOKEN, value: false },
+          { type: pk.CKA_WRAP, value: true },
+        ]),
+      );
     const find = (label: string): pk.Handle => {
       api.C_FindObjectsInit(s, [{ type: pk.CKA_LABEL, value: label }]);
       const [h] = api.C_FindObjects(s, 1);
       api.C_FindObjectsFinal(s);
       return h;
     };
-    let plain = gen('probe-plain', [{ type: pk.CKA_WRAP, value: true }, { type: pk.CKA_UNWRAP, value: true }, { type: pk.CKA_DECRYPT, value: false }]);
+    let plain = gen('probe-plain', [
+      { type: pk.CKA_WRAP, value: true },
+      { type: pk.CKA_UNWRAP, value: true },
+      { type: pk.CKA_DECRYPT, value: false },
+    ]);
     // what the attacker makes with the user PIN: an AES key of its own and an RSA public key it knows the private half of
     let userAes = userAesKey();
     let userRsa = api.C_CreateObject(s, rsaPublicTemplate([]));
@@ -135,12 +165,21 @@ function probe(t: RawToken): Record<string, string> {
       if (facts['SO login (empty PIN)'] === 'ok') api.C_Logout(s);
     } else {
       facts['SO login'] = attempt(() => api.C_Login(s, pk.CKU_SO, t.soPin));
-      facts['SO session creates a CKA_TRUSTED session public key'] = attempt(() => (trusted = api.C_CreateObject(s, rsaPublicTemplate([{ type: pk.CKA_PRIVATE, value: false }, { type: pk.CKA_TRUSTED, value: true }]))));
+      facts['SO session creates a CKA_TRUSTED session public key'] = attempt(
+        () =>
+          (trusted = api.C_CreateObject(
+            s,
+            rsaPublicTemplate([
+              { type: pk.CKA_PRIVATE, value: false },
+              { type: pk.CKA_TRUSTED, value: true },
+            ]),
+          )),
+      );
       facts['user login while the SO is logged in'] = attempt(() => api.C_Login(s, pk.CKU_USER, t.pin));
       api.C_Logout(s);
     }
     api.C_Login(s, pk.CKU_USER, t.pin);
-    facts['a private token key\'s handle after logout and login'] = read(api, s, plain, pk.CKA_EXTRACTABLE).replace(/true|false/, 'valid');
+    facts["a private token key's handle after logout and login"] = read(api, s, plain, pk.CKA_EXTRACTABLE).replace(/true|false/, 'valid');
     facts['a private session key after logout and login'] = read(api, s, userSessionKey, pk.CKA_WRAP).replace(/true|false/, 'valid');
     plain = find('probe-plain');
     userAes = userAesKey();
@@ -160,26 +199,44 @@ function probe(t: RawToken): Record<string, string> {
     facts['after the lock, wrap under a user AES key'] = attempt(() => api.C_WrapKey(s, wrapMech, userAes, plain, out()));
     facts['after the lock, wrap under a user RSA key'] = attempt(() => api.C_WrapKey(s, OAEP_SHA1, userRsa, plain, out()));
     facts['unlock: CKA_EXTRACTABLE false -> true'] = attempt(() => api.C_SetAttributeValue(s, plain, [{ type: pk.CKA_EXTRACTABLE, value: true }]));
-    facts['C_CopyObject of a locked key with CKA_EXTRACTABLE true'] = attempt(() => api.C_CopyObject(s, plain, [{ type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_EXTRACTABLE, value: true }]));
-    facts['C_CopyObject of a locked key with CKA_SENSITIVE false'] = attempt(() => api.C_CopyObject(s, plain, [{ type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_SENSITIVE, value: false }]));
+    facts['C_CopyObject of a locked key with CKA_EXTRACTABLE true'] = attempt(() =>
+      api.C_CopyObject(s, plain, [
+        { type: pk.CKA_TOKEN, value: false },
+        { type: pk.CKA_EXTRACTABLE, value: true },
+      ]),
+    );
+    facts['C_CopyObject of a locked key with CKA_SENSITIVE false'] = attempt(() =>
+      api.C_CopyObject(s, plain, [
+        { type: pk.CKA_TOKEN, value: false },
+        { type: pk.CKA_SENSITIVE, value: false },
+      ]),
+    );
 
     // what a KEK unwraps: a record of a key whose value the test knows, unwrapped with the attacker's template
     const known = randomBytes(32);
     const victim = api.C_CreateObject(s, [
-      { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_TOKEN, value: false },
-      { type: pk.CKA_VALUE, value: known }, { type: pk.CKA_EXTRACTABLE, value: true }, { type: pk.CKA_SENSITIVE, value: true },
+      { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
+      { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
+      { type: pk.CKA_TOKEN, value: false },
+      { type: pk.CKA_VALUE, value: known },
+      { type: pk.CKA_EXTRACTABLE, value: true },
+      { type: pk.CKA_SENSITIVE, value: true },
     ]);
     const record = Buffer.from(api.C_WrapKey(s, wrapMech, plain, victim, out()));
     let readable: pk.Handle | undefined;
     facts['KEK unwraps a record as non-sensitive and extractable'] = attempt(() => {
       readable = api.C_UnwrapKey(s, wrapMech, plain, record, [
-        { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_TOKEN, value: false },
-        { type: pk.CKA_SENSITIVE, value: false }, { type: pk.CKA_EXTRACTABLE, value: true }, { type: pk.CKA_ENCRYPT, value: true },
+        { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
+        { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
+        { type: pk.CKA_TOKEN, value: false },
+        { type: pk.CKA_SENSITIVE, value: false },
+        { type: pk.CKA_EXTRACTABLE, value: true },
+        { type: pk.CKA_ENCRYPT, value: true },
       ]);
     });
     if (readable !== undefined) {
       const value = api.C_GetAttributeValue(s, readable, [{ type: pk.CKA_VALUE }])[0].value;
-      facts['its CKA_VALUE is the record\'s key'] = String(value.equals(known));
+      facts["its CKA_VALUE is the record's key"] = String(value.equals(known));
     }
     const template = [{ type: pk.CKA_SENSITIVE, value: true }];
     facts['CKA_UNWRAP_TEMPLATE through pkcs11js'] = attempt(() =>
@@ -289,18 +346,34 @@ describe('CKA_UNWRAP_TEMPLATE, set from C', () => {
   beforeAll(() => {
     lab = new TokenLab();
     probeBinary = join(lab.dir, 'unwrap-template-probe');
-    execFileSync('cc', ['-O1', '-I', join(ROOT, 'node_modules', 'pkcs11js', 'includes'), '-o', probeBinary, join(ROOT, 'test', 'support', 'unwrap-template-probe.c'), '-ldl']);
+    execFileSync('cc', [
+      '-O1',
+      '-I',
+      join(ROOT, 'node_modules', 'pkcs11js', 'includes'),
+      '-o',
+      probeBinary,
+      join(ROOT, 'test', 'support', 'unwrap-template-probe.c'),
+      '-ldl',
+    ]);
   });
   afterAll(() => lab.cleanup());
 
   const run = (args: string[], pinFile: string, env: NodeJS.ProcessEnv = process.env): Record<string, string> => {
     const text = execFileSync(probeBinary, args, { input: readFileSync(pinFile), env, encoding: 'utf8' });
-    return Object.fromEntries(text.trim().split('\n').map((l) => l.trim().split(': ') as [string, string]));
+    return Object.fromEntries(
+      text
+        .trim()
+        .split('\n')
+        .map((l) => l.trim().split(': ') as [string, string]),
+    );
   };
 
   test('softhsm2 enforces it (and keeps it: read-only, not dropped by C_CopyObject)', () => {
     const [m] = lab.softhsm('tpl', ['t1']);
-    const facts = run([join(lab.dir, 'tpl', 'libsofthsm2.so'), 't1', String(m.profile.rfc5649Mechanism)], join(lab.dir, 'tpl', 'pins', 't1.pin'), { ...process.env, SOFTHSM2_CONF: join(lab.dir, 'tpl', 'softhsm2.conf') });
+    const facts = run([join(lab.dir, 'tpl', 'libsofthsm2.so'), 't1', String(m.profile.rfc5649Mechanism)], join(lab.dir, 'tpl', 'pins', 't1.pin'), {
+      ...process.env,
+      SOFTHSM2_CONF: join(lab.dir, 'tpl', 'softhsm2.conf'),
+    });
     expect(facts).toEqual({
       'generate a KEK with CKA_UNWRAP_TEMPLATE': 'ok',
       'unwrap as non-sensitive, extractable': 'CKR_TEMPLATE_INCONSISTENT',

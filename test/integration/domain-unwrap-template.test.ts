@@ -15,7 +15,11 @@ import { NestedTemplate, templateCalls } from '../../src/hsm/template-attributes
 import { profiles, TokenLab } from '../support/tokens';
 
 const AES = (extra: pk.Template): pk.Template => [
-  { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_ENCRYPT, value: true }, ...extra,
+  { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
+  { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
+  { type: pk.CKA_TOKEN, value: false },
+  { type: pk.CKA_ENCRYPT, value: true },
+  ...extra,
 ];
 const S = (v: boolean) => ({ type: pk.CKA_SENSITIVE, value: v });
 const E = (v: boolean) => ({ type: pk.CKA_EXTRACTABLE, value: v });
@@ -42,13 +46,24 @@ function measure(member: HsmMember, pin: string, soPin?: string): Record<string,
   const label = `kek-probe-${Math.random().toString(16).slice(2)}`;
   const kekTemplate = (tpl: NestedTemplate): NestedTemplate => [
     // a token object: SoftHSM2 destroys private session objects when the user logs out (the SO rows)
-    { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY }, { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES }, { type: pk.CKA_TOKEN, value: true }, { type: pk.CKA_PRIVATE, value: true },
-    { type: pk.CKA_LABEL, value: label }, S(true), E(false), { type: pk.CKA_WRAP, value: true }, { type: pk.CKA_UNWRAP, value: true }, { type: pk.CKA_VALUE_LEN, value: 32 },
+    { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
+    { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
+    { type: pk.CKA_TOKEN, value: true },
+    { type: pk.CKA_PRIVATE, value: true },
+    { type: pk.CKA_LABEL, value: label },
+    S(true),
+    E(false),
+    { type: pk.CKA_WRAP, value: true },
+    { type: pk.CKA_UNWRAP, value: true },
+    { type: pk.CKA_VALUE_LEN, value: 32 },
     { type: pk.CKA_UNWRAP_TEMPLATE, value: tpl },
   ];
   try {
     let kek: pk.Handle = Buffer.alloc(0);
-    fact('generate a KEK with CKA_UNWRAP_TEMPLATE {sensitive, wrap-with-trusted} (koffi)', () => (kek = calls.generateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, kekTemplate(KEK_UNWRAP_TEMPLATE))));
+    fact(
+      'generate a KEK with CKA_UNWRAP_TEMPLATE {sensitive, wrap-with-trusted} (koffi)',
+      () => (kek = calls.generateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, kekTemplate(KEK_UNWRAP_TEMPLATE))),
+    );
     facts['read back'] = JSON.stringify(calls.templateAttribute(s, kek, pk.CKA_UNWRAP_TEMPLATE)?.map((a) => [a.type, a.value[0]]));
     const key = api.C_GenerateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, AES([{ type: pk.CKA_VALUE_LEN, value: 32 }, S(true), E(true)]));
     const record = Buffer.from(api.C_WrapKey(s, wrap, kek, key, Buffer.alloc(64)));
@@ -58,36 +73,86 @@ function measure(member: HsmMember, pin: string, soPin?: string): Record<string,
     fact('unwrap sensitive, extractable, CKA_WRAP_WITH_TRUSTED false', () => unwrap([S(true), E(true), T(false)]));
     let k1: pk.Handle = Buffer.alloc(0);
     fact('unwrap sensitive, extractable, CKA_WRAP_WITH_TRUSTED true', () => (k1 = unwrap([S(true), E(true), T(true)])));
-    fact('clear the KEK\'s CKA_UNWRAP_TEMPLATE (C_SetAttributeValue, empty)', () => api.C_SetAttributeValue(s, kek, [{ type: pk.CKA_UNWRAP_TEMPLATE, value: Buffer.alloc(0) }]));
+    fact("clear the KEK's CKA_UNWRAP_TEMPLATE (C_SetAttributeValue, empty)", () =>
+      api.C_SetAttributeValue(s, kek, [{ type: pk.CKA_UNWRAP_TEMPLATE, value: Buffer.alloc(0) }]),
+    );
     fact('copy the KEK with an empty CKA_UNWRAP_TEMPLATE', () => api.C_CopyObject(s, kek, [{ type: pk.CKA_UNWRAP_TEMPLATE, value: Buffer.alloc(0) }]));
     fact('after that, unwrap non-sensitive, extractable', () => unwrap([S(false), E(true)]));
-    const mine = api.C_CreateObject(s, AES([{ type: pk.CKA_VALUE, value: Buffer.alloc(32, 7) }, { type: pk.CKA_WRAP, value: true }, { type: pk.CKA_UNWRAP, value: true }]));
+    const mine = api.C_CreateObject(
+      s,
+      AES([
+        { type: pk.CKA_VALUE, value: Buffer.alloc(32, 7) },
+        { type: pk.CKA_WRAP, value: true },
+        { type: pk.CKA_UNWRAP, value: true },
+      ]),
+    );
     fact('that key: wrap under a key of the caller', () => api.C_WrapKey(s, wrap, mine, k1, Buffer.alloc(64)));
-    fact('that key: read CKA_VALUE', () => { if (!(api.C_GetAttributeValue(s, k1, [{ type: pk.CKA_VALUE }])[0].value)?.length) throw new Error('CKR_ATTRIBUTE_SENSITIVE'); });
+    fact('that key: read CKA_VALUE', () => {
+      if (!api.C_GetAttributeValue(s, k1, [{ type: pk.CKA_VALUE }])[0].value?.length) throw new Error('CKR_ATTRIBUTE_SENSITIVE');
+    });
     fact('that key: set CKA_WRAP_WITH_TRUSTED false', () => api.C_SetAttributeValue(s, k1, [T(false)]));
     fact('that key: copy with CKA_WRAP_WITH_TRUSTED false', () => api.C_CopyObject(s, k1, [T(false)]));
-    fact('a user session makes a CKA_TRUSTED key', () => api.C_CreateObject(s, AES([{ type: pk.CKA_VALUE, value: Buffer.alloc(32, 7) }, { type: pk.CKA_WRAP, value: true }, { type: pk.CKA_TRUSTED, value: true }])));
+    fact('a user session makes a CKA_TRUSTED key', () =>
+      api.C_CreateObject(
+        s,
+        AES([
+          { type: pk.CKA_VALUE, value: Buffer.alloc(32, 7) },
+          { type: pk.CKA_WRAP, value: true },
+          { type: pk.CKA_TRUSTED, value: true },
+        ]),
+      ),
+    );
     if (soPin !== undefined) {
       // the re-wrap: an AES session key made by the SO, public and trusted; private objects are invisible to the SO
       api.C_Logout(s);
       api.C_Login(s, pk.CKU_SO, soPin);
       let trusted: pk.Handle = Buffer.alloc(0);
-      fact('SO: generate a public AES session key, CKA_TRUSTED', () => (trusted = api.C_GenerateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, AES([{ type: pk.CKA_VALUE_LEN, value: 32 }, { type: pk.CKA_PRIVATE, value: false }, S(true), E(false), { type: pk.CKA_WRAP, value: true }, { type: pk.CKA_UNWRAP, value: true }, { type: pk.CKA_TRUSTED, value: true }]))));
-      fact('SO: generate a private KEK (to be trusted)', () => calls.generateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, [...kekTemplate(KEK_UNWRAP_TEMPLATE), { type: pk.CKA_TRUSTED, value: true }]));
+      fact(
+        'SO: generate a public AES session key, CKA_TRUSTED',
+        () =>
+          (trusted = api.C_GenerateKey(
+            s,
+            { mechanism: pk.CKM_AES_KEY_GEN },
+            AES([
+              { type: pk.CKA_VALUE_LEN, value: 32 },
+              { type: pk.CKA_PRIVATE, value: false },
+              S(true),
+              E(false),
+              { type: pk.CKA_WRAP, value: true },
+              { type: pk.CKA_UNWRAP, value: true },
+              { type: pk.CKA_TRUSTED, value: true },
+            ]),
+          )),
+      );
+      fact('SO: generate a private KEK (to be trusted)', () =>
+        calls.generateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, [...kekTemplate(KEK_UNWRAP_TEMPLATE), { type: pk.CKA_TRUSTED, value: true }]),
+      );
       api.C_Logout(s);
       api.C_Login(s, pk.CKU_USER, pin);
       api.C_FindObjectsInit(s, [{ type: pk.CKA_LABEL, value: label }]);
       kek = api.C_FindObjects(s, 1)[0];
       api.C_FindObjectsFinal(s);
       const k2 = unwrap([S(true), E(true), T(true)]);
-      const next = api.C_GenerateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, AES([{ type: pk.CKA_VALUE_LEN, value: 32 }, { type: pk.CKA_WRAP, value: true }]));
+      const next = api.C_GenerateKey(
+        s,
+        { mechanism: pk.CKM_AES_KEY_GEN },
+        AES([
+          { type: pk.CKA_VALUE_LEN, value: 32 },
+          { type: pk.CKA_WRAP, value: true },
+        ]),
+      );
       fact('re-wrap: the unwrapped key under the next (untrusted) KEK', () => api.C_WrapKey(s, wrap, next, k2, Buffer.alloc(64)));
       let via = Buffer.alloc(0);
-      fact('re-wrap: under the SO-trusted session key, after the SO logged out', () => (via = Buffer.from(api.C_WrapKey(s, wrap, trusted, k2, Buffer.alloc(64)))));
+      fact(
+        're-wrap: under the SO-trusted session key, after the SO logged out',
+        () => (via = Buffer.from(api.C_WrapKey(s, wrap, trusted, k2, Buffer.alloc(64)))),
+      );
       let k3: pk.Handle = Buffer.alloc(0);
       fact('re-wrap: unwrapped under it, CKA_WRAP_WITH_TRUSTED false', () => (k3 = api.C_UnwrapKey(s, wrap, trusted, via, AES([S(true), E(true), T(false)]))));
       fact('re-wrap: that under the next KEK', () => api.C_WrapKey(s, wrap, next, k3, Buffer.alloc(64)));
-      fact('the trusted session key: read CKA_VALUE', () => { if (!(api.C_GetAttributeValue(s, trusted, [{ type: pk.CKA_VALUE }])[0].value)?.length) throw new Error('CKR_ATTRIBUTE_SENSITIVE'); });
+      fact('the trusted session key: read CKA_VALUE', () => {
+        if (!api.C_GetAttributeValue(s, trusted, [{ type: pk.CKA_VALUE }])[0].value?.length) throw new Error('CKR_ATTRIBUTE_SENSITIVE');
+      });
     }
   } finally {
     api.C_FindObjectsInit(s, [{ type: pk.CKA_LABEL, value: label }]);
@@ -109,12 +174,15 @@ describe('CKA_UNWRAP_TEMPLATE through koffi', () => {
     expect(m.profile.unwrapTemplate).toBe(true);
     expect(measure(m, readFileSync(join(lab.dir, 'tpl', 'pins', 't1.pin'), 'utf8'), lab.soPin('tpl', 't1'))).toEqual({
       'generate a KEK with CKA_UNWRAP_TEMPLATE {sensitive, wrap-with-trusted} (koffi)': 'ok',
-      'read back': JSON.stringify([[pk.CKA_SENSITIVE, 1], [pk.CKA_WRAP_WITH_TRUSTED, 1]]),
+      'read back': JSON.stringify([
+        [pk.CKA_SENSITIVE, 1],
+        [pk.CKA_WRAP_WITH_TRUSTED, 1],
+      ]),
       'unwrap non-sensitive, extractable': 'CKR_TEMPLATE_INCONSISTENT',
       'unwrap sensitive, extractable, naming no CKA_WRAP_WITH_TRUSTED': 'CKR_TEMPLATE_INCONSISTENT',
       'unwrap sensitive, extractable, CKA_WRAP_WITH_TRUSTED false': 'CKR_TEMPLATE_INCONSISTENT',
       'unwrap sensitive, extractable, CKA_WRAP_WITH_TRUSTED true': 'ok',
-      'clear the KEK\'s CKA_UNWRAP_TEMPLATE (C_SetAttributeValue, empty)': 'CKR_ATTRIBUTE_READ_ONLY',
+      "clear the KEK's CKA_UNWRAP_TEMPLATE (C_SetAttributeValue, empty)": 'CKR_ATTRIBUTE_READ_ONLY',
       'copy the KEK with an empty CKA_UNWRAP_TEMPLATE': 'CKR_ATTRIBUTE_READ_ONLY',
       'after that, unwrap non-sensitive, extractable': 'CKR_TEMPLATE_INCONSISTENT',
       'that key: wrap under a key of the caller': 'CKR_KEY_NOT_WRAPPABLE',

@@ -208,7 +208,11 @@ describe('mixed cluster: openCryptoki swtok and NSS softokn (their one common wr
 
   test('openCryptoki loses its daemon mid-run: >= 99.9% succeed, cluster DEGRADED; it serves again when pkcsslotd returns', async () => {
     expect((await cluster.health()).state).toBe('ACTIVE');
-    const result = await load(1500, 4, lose(ock, () => lab.ock!.stopDaemon()));
+    const result = await load(
+      1500,
+      4,
+      lose(ock, () => lab.ock!.stopDaemon()),
+    );
     report(`failover (openCryptoki lost): ${result.ok}/1500 succeeded (${result.failed} failed)`);
     expect(result.ok / 1500).toBeGreaterThanOrEqual(0.999);
     expect(ock.state).toBe('UNAVAILABLE');
@@ -228,7 +232,11 @@ describe('mixed cluster: openCryptoki swtok and NSS softokn (their one common wr
 
   test('NSS loses its database mid-run: openCryptoki serves alone; NSS serves again when it returns', async () => {
     const db = `${lab.dir}/nss/db`;
-    const result = await load(1500, 4, lose(nss, () => renameSync(db, `${db}.gone`)));
+    const result = await load(
+      1500,
+      4,
+      lose(nss, () => renameSync(db, `${db}.gone`)),
+    );
     report(`failover (NSS lost): ${result.ok}/1500 succeeded (${result.failed} failed)`);
     expect(result.ok / 1500).toBeGreaterThanOrEqual(0.999);
     // NSS answers CKR_SESSION_HANDLE_INVALID first: a few of those make it DEGRADED (no longer routed to);
@@ -285,7 +293,13 @@ describe('bad configuration is reported clearly', () => {
   test('one library path initialised with two different configurations is refused, not silently shared', () => {
     const [first] = lab.softhsm('clash', ['tok-clash']);
     first.connect();
-    const second = new HsmMember({ id: 'clash-2', profile: profiles.get('softhsm2')!, module: { path: first.module.spec.path, env: { SOFTHSM2_CONF: '/elsewhere/softhsm2.conf' } }, tokenLabel: 'x', pin: 'p' });
+    const second = new HsmMember({
+      id: 'clash-2',
+      profile: profiles.get('softhsm2')!,
+      module: { path: first.module.spec.path, env: { SOFTHSM2_CONF: '/elsewhere/softhsm2.conf' } },
+      tokenLabel: 'x',
+      pin: 'p',
+    });
     expect(() => second.connect()).toThrow(/already initialised with another environment.*copy of the library/);
     expect(first.state).toBe('ACTIVE');
   });

@@ -80,7 +80,10 @@ describe.each(implementations)('HSM conformance: $name', ({ make }) => {
       const wrap = cluster.capabilities.wrapAlgorithms[0];
       const rsaA = await a.generate('RSA_2048', bind('k-a', 'SIGN_VERIFY'), wrap);
       const rsaB = await b.generate('RSA_2048', bind('k-b', 'SIGN_VERIFY'), wrap);
-      for (const [material, to] of [[rsaA, b], [rsaB, a]] as const) {
+      for (const [material, to] of [
+        [rsaA, b],
+        [rsaB, a],
+      ] as const) {
         const sig = await to.sign(material, 'RSA_PKCS1_SHA_256', { message: Buffer.from('cross-member') });
         expect(await cluster.verify(material, 'RSA_PKCS1_SHA_256', { message: Buffer.from('cross-member') }, sig)).toBe(true);
       }
@@ -88,7 +91,10 @@ describe.each(implementations)('HSM conformance: $name', ({ make }) => {
     }
     const onA = await a.generate('AES_256', bind('k-a'));
     const onB = await b.generate('AES_256', bind('k-b'));
-    for (const [material, from, to] of [[onA, a, b], [onB, b, a]] as const) {
+    for (const [material, from, to] of [
+      [onA, a, b],
+      [onB, b, a],
+    ] as const) {
       const sealed = await from.encryptGcm(material, Buffer.from('cross-member'), Buffer.from('aad'));
       expect((await to.decryptGcm(material, sealed, Buffer.from('aad'))).toString()).toBe('cross-member');
     }
@@ -153,15 +159,24 @@ describe.each(implementations)('HSM conformance: $name', ({ make }) => {
     const protection = [{ type: pk.CKA_SENSITIVE }, { type: pk.CKA_EXTRACTABLE }];
     const flags = (attrs: pk.Attribute[]) => attrs.map((a) => (a.value as Buffer)[0]);
     for (const m of members) {
-      const readValue = (s: pk.Handle, h: pk.Handle) => m.module.api.C_GetAttributeValue(s, h, [{ type: record.spec.startsWith('RSA') ? pk.CKA_PRIVATE_EXPONENT : pk.CKA_VALUE }]);
-      const [attrs, read] = await m.withKey(record, 'sign', (s, key) => [m.module.api.C_GetAttributeValue(s, key, protection), attempt(() => readValue(s, key))] as const);
+      const readValue = (s: pk.Handle, h: pk.Handle) =>
+        m.module.api.C_GetAttributeValue(s, h, [{ type: record.spec.startsWith('RSA') ? pk.CKA_PRIVATE_EXPONENT : pk.CKA_VALUE }]);
+      const [attrs, read] = await m.withKey(
+        record,
+        'sign',
+        (s, key) => [m.module.api.C_GetAttributeValue(s, key, protection), attempt(() => readValue(s, key))] as const,
+      );
       expect(flags(attrs)).toEqual([1, 0]);
       expect(read).toMatch(/CKR_ATTRIBUTE_SENSITIVE/);
       const domain = m.domain!;
-      const keys = await m.withSession('sign', (s) => [domain.kek, domain.mac].map((h) => m.module.api.C_GetAttributeValue(s, h, [{ type: pk.CKA_SENSITIVE }])));
+      const keys = await m.withSession('sign', (s) =>
+        [domain.kek, domain.mac].map((h) => m.module.api.C_GetAttributeValue(s, h, [{ type: pk.CKA_SENSITIVE }])),
+      );
       expect(keys.map(flags)).toEqual([[1], [1]]);
       // caught inside: a failed call through the member would be classified (and could fail the member)
-      expect(await m.withSession('sign', (s) => attempt(() => m.module.api.C_GetAttributeValue(s, domain.kek, [{ type: pk.CKA_VALUE }])))).toMatch(/CKR_ATTRIBUTE_SENSITIVE/);
+      expect(await m.withSession('sign', (s) => attempt(() => m.module.api.C_GetAttributeValue(s, domain.kek, [{ type: pk.CKA_VALUE }])))).toMatch(
+        /CKR_ATTRIBUTE_SENSITIVE/,
+      );
     }
   });
 
@@ -174,8 +189,11 @@ describe.each(implementations)('HSM conformance: $name', ({ make }) => {
   });
 
   const signing: Array<[KeySpec, SigningAlgorithm]> = [
-    ['RSA_2048', 'RSA_PKCS1_SHA_256'], ['RSA_3072', 'RSA_PSS_SHA_256'], ['RSA_4096', 'RSA_PKCS1_SHA_256'],
-    ['EC_P256', 'ECDSA_SHA_256'], ['EC_P384', 'ECDSA_SHA_384'],
+    ['RSA_2048', 'RSA_PKCS1_SHA_256'],
+    ['RSA_3072', 'RSA_PSS_SHA_256'],
+    ['RSA_4096', 'RSA_PKCS1_SHA_256'],
+    ['EC_P256', 'ECDSA_SHA_256'],
+    ['EC_P384', 'ECDSA_SHA_384'],
   ];
   test.each(signing)('%s signs with %s; signature verifies in software and by OpenSSL; altered message fails', async (spec, algorithm) => {
     if (!cluster.capabilities.keySpecs.includes(spec)) {
@@ -221,7 +239,9 @@ describe.each(implementations)('HSM conformance: $name', ({ make }) => {
     } else {
       await expect(cluster.rsaDecrypt(rsa, bind('k-rsa-dec', 'ASYMMETRIC_DECRYPT'), 'RSAES_OAEP_SHA_256', oaep256)).rejects.toBeInstanceOf(UnsupportedError);
     }
-    await expect(cluster.rsaDecrypt(rsa, bind('k-rsa-dec', 'ASYMMETRIC_DECRYPT'), 'RSAES_OAEP_SHA_1', randomBytes(256))).rejects.toMatchObject({ errorClass: 'caller' });
+    await expect(cluster.rsaDecrypt(rsa, bind('k-rsa-dec', 'ASYMMETRIC_DECRYPT'), 'RSAES_OAEP_SHA_1', randomBytes(256))).rejects.toMatchObject({
+      errorClass: 'caller',
+    });
   });
 
   test('BYOK: caller-wrapped AES-256 material is unwrapped inside the HSM, re-wrapped, and its check value matches on re-import', async () => {
@@ -231,7 +251,9 @@ describe.each(implementations)('HSM conformance: $name', ({ make }) => {
     const padding = cluster.capabilities.importWrapping.includes('RSAES_OAEP_SHA_1') ? 'RSAES_OAEP_SHA_1' : 'RSAES_PKCS1_V1_5';
     const encrypt = (m: Buffer) => publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, m);
     if (!aes) {
-      await expect(cluster.importKeyMaterial(wrapping, bind('k-ext', 'IMPORT_WRAPPING'), padding, encrypt(material), bind('k-ext'))).rejects.toBeInstanceOf(UnsupportedError);
+      await expect(cluster.importKeyMaterial(wrapping, bind('k-ext', 'IMPORT_WRAPPING'), padding, encrypt(material), bind('k-ext'))).rejects.toBeInstanceOf(
+        UnsupportedError,
+      );
       return expectNoAes();
     }
     const first = await cluster.importKeyMaterial(wrapping, bind('k-ext', 'IMPORT_WRAPPING'), padding, encrypt(material), bind('k-ext'));
@@ -248,8 +270,12 @@ describe.each(implementations)('HSM conformance: $name', ({ make }) => {
     const c = createCipheriv('aes-256-gcm', material, iv).setAAD(Buffer.alloc(0));
     const ct = Buffer.concat([c.update('soft'), c.final()]);
     expect((await cluster.decrypt(first.material, bind('k-ext'), { iv, ciphertext: ct, tag: c.getAuthTag() }, Buffer.alloc(0))).toString()).toBe('soft');
-    await expect(cluster.importKeyMaterial(wrapping, bind('k-ext', 'IMPORT_WRAPPING'), padding, encrypt(randomBytes(16)), bind('k-ext'))).rejects.toMatchObject({ errorClass: 'caller' });
-    await expect(cluster.importKeyMaterial(wrapping, bind('k-ext', 'IMPORT_WRAPPING'), padding, randomBytes(256), bind('k-ext'))).rejects.toMatchObject({ errorClass: 'caller' });
+    await expect(cluster.importKeyMaterial(wrapping, bind('k-ext', 'IMPORT_WRAPPING'), padding, encrypt(randomBytes(16)), bind('k-ext'))).rejects.toMatchObject(
+      { errorClass: 'caller' },
+    );
+    await expect(cluster.importKeyMaterial(wrapping, bind('k-ext', 'IMPORT_WRAPPING'), padding, randomBytes(256), bind('k-ext'))).rejects.toMatchObject({
+      errorClass: 'caller',
+    });
     expect(members.every((m) => m.state === 'ACTIVE' && m.resets === 0)).toBe(true);
   });
 
@@ -261,7 +287,9 @@ describe.each(implementations)('HSM conformance: $name', ({ make }) => {
   });
 
   test('an unknown mechanism is reported as unsupported', async () => {
-    const err = await members[0].withSession('encrypt', (s) => members[0].module.api.C_EncryptInit(s, { mechanism: 0x8abcdef0 }, Buffer.alloc(8))).catch((e: unknown) => e);
+    const err = await members[0]
+      .withSession('encrypt', (s) => members[0].module.api.C_EncryptInit(s, { mechanism: 0x8abcdef0 }, Buffer.alloc(8)))
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Pkcs11CallError);
     expect((err as Pkcs11CallError).errorClass).toMatch(/unsupported|session/);
     expect(members[0].state).toBe('ACTIVE');

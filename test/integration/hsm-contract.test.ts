@@ -61,12 +61,25 @@ describe('every public member and cluster operation rejects, never throws', () =
   afterAll(() => lab.cleanup());
 
   const memberCases: Array<[string, () => Promise<unknown>]> = [
-    ['withSession: the work throws', () => m.withSession('random', () => { throw new TypeError('bad argument'); })],
+    [
+      'withSession: the work throws',
+      () =>
+        m.withSession('random', () => {
+          throw new TypeError('bad argument');
+        }),
+    ],
     ['removeDomainKeys: member unavailable', () => down.removeDomainKeys()],
     ['generateDomainKeys: token already holds that generation', () => m.generateDomainKeys(m.domain!.id)],
     ['createTransportKey: member unavailable', () => down.createTransportKey()],
     ['exportDomainKeys: no domain keys', () => bare.exportDomainKeys(Buffer.alloc(384, 1), Buffer.from([1, 0, 1]))],
-    ['importDomainKeys: member unavailable', () => down.importDomainKeys({ privateKey: Buffer.alloc(8), publicKey: Buffer.alloc(8) }, { id: Buffer.alloc(16), kek: Buffer.alloc(40), mac: Buffer.alloc(40), unwrapTemplate: false })],
+    [
+      'importDomainKeys: member unavailable',
+      () =>
+        down.importDomainKeys(
+          { privateKey: Buffer.alloc(8), publicKey: Buffer.alloc(8) },
+          { id: Buffer.alloc(16), kek: Buffer.alloc(40), mac: Buffer.alloc(40), unwrapTemplate: false },
+        ),
+    ],
     ['domainFingerprint: no domain keys', () => bare.domainFingerprint('rfc5649')],
     ['lockDomainKeys: member unavailable', () => down.lockDomainKeys()],
     ['trustTransportKeys: member unavailable', () => down.trustTransportKeys('not-an-so-pin', [])],
@@ -99,8 +112,14 @@ describe('every public member and cluster operation rejects, never throws', () =
     ['generate: unknown key spec', () => cluster.generate(BAD_SPEC, bind('x'))],
     ['generate: binding of another cluster', () => cluster.generate('AES_256', bind('x', 'ENCRYPT_DECRYPT', 'elsewhere'))],
     ['encrypt: binding of another key', () => cluster.encrypt(aes, bind('other'), Buffer.from('x'), Buffer.alloc(0))],
-    ['decrypt: binding of another key', () => cluster.decrypt(aes, bind('other'), { iv: Buffer.alloc(12), ciphertext: Buffer.alloc(1), tag: Buffer.alloc(16) }, Buffer.alloc(0))],
-    ['decrypt: short tag', () => cluster.decrypt(aes, bind('aes'), { iv: Buffer.alloc(12), ciphertext: Buffer.alloc(1), tag: Buffer.alloc(3) }, Buffer.alloc(0))],
+    [
+      'decrypt: binding of another key',
+      () => cluster.decrypt(aes, bind('other'), { iv: Buffer.alloc(12), ciphertext: Buffer.alloc(1), tag: Buffer.alloc(16) }, Buffer.alloc(0)),
+    ],
+    [
+      'decrypt: short tag',
+      () => cluster.decrypt(aes, bind('aes'), { iv: Buffer.alloc(12), ciphertext: Buffer.alloc(1), tag: Buffer.alloc(3) }, Buffer.alloc(0)),
+    ],
     ['sign: unknown algorithm', () => cluster.sign(rsa, bind('rsa', 'SIGN_VERIFY'), BAD_ALGORITHM, { message: Buffer.from('x') })],
     ['sign: binding of another key', () => cluster.sign(rsa, bind('other', 'SIGN_VERIFY'), 'RSA_PKCS1_SHA_256', { message: Buffer.from('x') })],
     ['verify: material without a public key', () => cluster.verify(aes, 'RSA_PKCS1_SHA_256', { message: Buffer.from('x') }, Buffer.alloc(256))],
@@ -111,7 +130,10 @@ describe('every public member and cluster operation rejects, never throws', () =
     ['verifyMac: bad purpose', () => cluster.verifyMac('Not A Purpose!', Buffer.alloc(1), Buffer.alloc(32))],
     ['createImportWrappingKey: binding of another cluster', () => cluster.createImportWrappingKey(bind('w', 'WRAP', 'elsewhere'))],
     ['importKeyMaterial: unknown padding', () => cluster.importKeyMaterial(rsa, bind('rsa', 'SIGN_VERIFY'), BAD_PADDING, Buffer.alloc(256), bind('imp'))],
-    ['importKeyMaterial: binding of another cluster', () => cluster.importKeyMaterial(rsa, bind('rsa', 'SIGN_VERIFY'), 'RSAES_OAEP_SHA_1', Buffer.alloc(256), bind('imp', 'ENCRYPT_DECRYPT', 'elsewhere'))],
+    [
+      'importKeyMaterial: binding of another cluster',
+      () => cluster.importKeyMaterial(rsa, bind('rsa', 'SIGN_VERIFY'), 'RSAES_OAEP_SHA_1', Buffer.alloc(256), bind('imp', 'ENCRYPT_DECRYPT', 'elsewhere')),
+    ],
     ['rebindLegacy: not a KMR1 record', () => cluster.rebindLegacy(aes, bind('aes'))],
     ['encrypt: no member can serve', () => downCluster.encrypt(aes, bind('aes', 'ENCRYPT_DECRYPT', 'ct-down'), Buffer.from('x'), Buffer.alloc(0))],
     ['initDomain: a member is unavailable', () => downCluster.initDomain()],

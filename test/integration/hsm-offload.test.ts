@@ -70,11 +70,18 @@ describe.each(implementations)('slow operations off the event loop: $name (sync 
     const sign = tracked(member.sign(rsa, 'RSA_PKCS1_SHA_256', { message: Buffer.from('m') }));
     await drainMicrotasks();
     expect(sign.settled()).toBe(false);
-    const ciphertext = publicEncrypt({ key: createPublicKey({ key: rsa.publicKey, format: 'der', type: 'spki' }), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, Buffer.from('p'));
+    const ciphertext = publicEncrypt(
+      { key: createPublicKey({ key: rsa.publicKey, format: 'der', type: 'spki' }), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' },
+      Buffer.from('p'),
+    );
     const decrypt = tracked(member.rsaDecrypt(rsa, 'RSAES_OAEP_SHA_1', ciphertext));
     await drainMicrotasks();
     expect(decrypt.settled()).toBe(false);
-    expect(createVerify('sha256').update('m').verify({ key: rsa.publicKey, format: 'der', type: 'spki' }, await sign.promise)).toBe(true);
+    expect(
+      createVerify('sha256')
+        .update('m')
+        .verify({ key: rsa.publicKey, format: 'der', type: 'spki' }, await sign.promise),
+    ).toBe(true);
     expect((await decrypt.promise).toString()).toBe('p');
   });
 

@@ -16,7 +16,6 @@ import { IDENTITY_BACKENDS, IdentityBacking } from '../support/iam-backends';
 const KEY_ID = '0b1c6a4e-1f5a-4d63-9a7c-3f0e6b1c2d3e';
 const DENY_DECRYPT = { version: '2.0', statement: [{ effect: 'deny', action: 'kms:Decrypt', resource: '*' }] };
 
-
 describe.each(IDENTITY_BACKENDS)('IamService on $name', (backend) => {
   let backing: IdentityBacking;
   const stores: IdentityStore[] = [];
@@ -97,7 +96,10 @@ describe.each(IDENTITY_BACKENDS)('IamService on $name', (backend) => {
     const b = await iam.createUser(t, 'b', { policy: JSON.stringify(DENY_DECRYPT), policyName: 'no-decrypt', preset: 'QcloudKMSFullAccess' });
     expect((await iam.listPolicies(String(a.Uin))).map((p) => [p.name, p.document])).toEqual([['policy', DENY_DECRYPT]]);
     const listed = await iam.listPolicies(String(b.Uin));
-    expect(listed.map((p) => [p.name, p.preset])).toEqual([['QcloudKMSFullAccess', 'QcloudKMSFullAccess'], ['no-decrypt', undefined]]);
+    expect(listed.map((p) => [p.name, p.preset])).toEqual([
+      ['QcloudKMSFullAccess', 'QcloudKMSFullAccess'],
+      ['no-decrypt', undefined],
+    ]);
     const principal = (await iam.resolve(b.SecretId))!.principal;
     const key = keyResource({ region: 'ap-guangzhou', tenantUin: t, creatorUin: t, keyId: KEY_ID });
     const policies = await iam.policiesFor(principal);
@@ -108,7 +110,9 @@ describe.each(IDENTITY_BACKENDS)('IamService on $name', (backend) => {
   test('bad sub-account requests create nothing', async () => {
     const t = String((await iam.createTenant('acme')).Uin);
     const seals = sealer.seals;
-    await expect(iam.createUser(t, 'x', { policy: { version: '2.0', statement: [{ effect: 'maybe', action: 'kms:*', resource: '*' }] } })).rejects.toThrow(PolicyError);
+    await expect(iam.createUser(t, 'x', { policy: { version: '2.0', statement: [{ effect: 'maybe', action: 'kms:*', resource: '*' }] } })).rejects.toThrow(
+      PolicyError,
+    );
     await expect(iam.createUser(t, 'x', { preset: 'QcloudKMSEverything' })).rejects.toThrow(PolicyError);
     await expect(iam.createUser(t, 'x', { policy: DENY_DECRYPT, policyName: 'QcloudKMSFullAccess' })).rejects.toThrow(PolicyError);
     await expect(iam.createUser(t, 'x y')).rejects.toThrow(IamInputError);
@@ -177,13 +181,16 @@ describe.each(IDENTITY_BACKENDS)('IamService on $name', (backend) => {
     expect(await other.policiesFor(principal)).toEqual([]);
     await iam.attachPolicy(uin, 'ro', 'QcloudKMSReadOnlyAccess');
     await iam.attachPolicy(uin, 'mine', JSON.stringify(DENY_DECRYPT));
-    expect((await iam.policiesFor(principal))).toHaveLength(2);
+    expect(await iam.policiesFor(principal)).toHaveLength(2);
     expect(await other.policiesFor(principal)).toEqual([]);
     clock.advance(CACHE_TTL_MS / 1000);
     expect(await other.policiesFor(principal)).toHaveLength(2);
     await iam.attachPolicy(uin, 'ro', 'QcloudKMSFullAccess');
     const listed = await iam.listPolicies(uin);
-    expect(listed.map((p) => [p.name, p.preset ?? 'custom'])).toEqual([['mine', 'custom'], ['ro', 'QcloudKMSFullAccess']]);
+    expect(listed.map((p) => [p.name, p.preset ?? 'custom'])).toEqual([
+      ['mine', 'custom'],
+      ['ro', 'QcloudKMSFullAccess'],
+    ]);
     await iam.detachPolicy(uin, 'mine');
     expect(await iam.policiesFor(principal)).toEqual([instantiatePreset('QcloudKMSFullAccess', principal)]);
     await expect(iam.detachPolicy(uin, 'mine')).rejects.toThrow(IamNotFoundError);
@@ -194,7 +201,9 @@ describe.each(IDENTITY_BACKENDS)('IamService on $name', (backend) => {
     const c = await iam.createUser(t, 'alice', { preset: 'QcloudKMSFullAccess' });
     const principal = (await iam.resolve(c.SecretId))!.principal;
     const [policy] = await iam.policiesFor(principal);
-    expect(() => { (policy.statement[0] as { effect: string }).effect = 'deny'; }).toThrow(TypeError);
+    expect(() => {
+      (policy.statement[0] as { effect: string }).effect = 'deny';
+    }).toThrow(TypeError);
     expect((await iam.policiesFor(principal))[0].statement[0].effect).toBe('allow');
   });
 
@@ -213,7 +222,7 @@ describe.each(IDENTITY_BACKENDS)('IamService on $name', (backend) => {
     expect(await iam.listPolicies(uin)).toEqual([]);
   });
 
-  test('a tampered store does not lend one key\'s secret or account to another', async () => {
+  test("a tampered store does not lend one key's secret or account to another", async () => {
     const t = String((await iam.createTenant('acme')).Uin);
     const alice = await iam.createUser(t, 'alice', { preset: 'QcloudKMSFullAccess' });
     const bob = await iam.createUser(t, 'bob');

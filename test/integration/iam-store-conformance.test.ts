@@ -25,12 +25,19 @@ const WORKER = path.join(__dirname, '..', 'support', 'iam-uin-worker.js');
 let counter = 0;
 function apiKey(over: Partial<NewApiKey> = {}): NewApiKey {
   counter++;
-  return { secretId: `AKID${String(counter).padStart(32, '0')}`, sealedSecret: Buffer.from([0, 255, 1, 254, counter & 255, 0]), createdAt: 1_700_000_000 + counter, ...over };
+  return {
+    secretId: `AKID${String(counter).padStart(32, '0')}`,
+    sealedSecret: Buffer.from([0, 255, 1, 254, counter & 255, 0]),
+    createdAt: 1_700_000_000 + counter,
+    ...over,
+  };
 }
 const preset = (name: string, p = 'QcloudKMSReadOnlyAccess'): PolicyAttachment => ({ name, body: { kind: 'preset', preset: p }, attachedAt: 1_700_000_100 });
-const custom = (name: string, document = '{"version":"2.0","statement":[{"effect":"deny","action":"kms:Decrypt","resource":"*"}]}'): PolicyAttachment =>
-  ({ name, body: { kind: 'custom', document }, attachedAt: 1_700_000_200 });
-
+const custom = (name: string, document = '{"version":"2.0","statement":[{"effect":"deny","action":"kms:Decrypt","resource":"*"}]}'): PolicyAttachment => ({
+  name,
+  body: { kind: 'custom', document },
+  attachedAt: 1_700_000_200,
+});
 
 describe.each(IDENTITY_BACKENDS)('IdentityStore conformance: $name', (backend) => {
   let backing: IdentityBacking;
@@ -125,18 +132,21 @@ describe.each(IDENTITY_BACKENDS)('IdentityStore conformance: $name', (backend) =
       const u = await user(a);
       await expect(store.createTenant({ uin: u, name: 'other', createdAt: 1 })).rejects.toThrow(IamAlreadyExistsError);
       const uin = await store.allocateUin('tenant');
-      await expect(store.createTenant({ uin, name: 'other', createdAt: 1, apiKey: { ...apiKey(), secretId: key.secretId } }))
-        .rejects.toThrow(IamAlreadyExistsError);
+      await expect(store.createTenant({ uin, name: 'other', createdAt: 1, apiKey: { ...apiKey(), secretId: key.secretId } })).rejects.toThrow(
+        IamAlreadyExistsError,
+      );
       expect(await store.getTenant(uin)).toBeUndefined();
       expect((await store.listTenants()).map((t) => t.name)).toEqual(['acme']);
     });
 
     test('two handles racing for one name: exactly one wins', async () => {
       const others = await Promise.all([openAnother(), openAnother(), openAnother()]);
-      const results = await Promise.allSettled([store, ...others].map(async (s) => {
-        const uin = await s.allocateUin('tenant');
-        return s.createTenant({ uin, name: 'contested', createdAt: 1 });
-      }));
+      const results = await Promise.allSettled(
+        [store, ...others].map(async (s) => {
+          const uin = await s.allocateUin('tenant');
+          return s.createTenant({ uin, name: 'contested', createdAt: 1 });
+        }),
+      );
       expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
       for (const r of results) if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(IamAlreadyExistsError);
       expect(await store.listTenants()).toHaveLength(1);
@@ -149,8 +159,12 @@ describe.each(IDENTITY_BACKENDS)('IdentityStore conformance: $name', (backend) =
       const key = apiKey();
       const uin = await store.allocateUin('user');
       const policies = [preset('ro'), custom('no-decrypt')];
-      expect(await store.createUser({ uin, tenantUin: t, name: 'alice', createdAt: 5, apiKey: key, policies }))
-        .toEqual({ uin, tenantUin: t, name: 'alice', createdAt: 5 });
+      expect(await store.createUser({ uin, tenantUin: t, name: 'alice', createdAt: 5, apiKey: key, policies })).toEqual({
+        uin,
+        tenantUin: t,
+        name: 'alice',
+        createdAt: 5,
+      });
       const bob = await user(t, 'bob');
       const elsewhere = await user(await tenant(), 'carol');
       expect(await store.getUser(uin)).toEqual({ uin, tenantUin: t, name: 'alice', createdAt: 5 });
@@ -184,8 +198,9 @@ describe.each(IDENTITY_BACKENDS)('IdentityStore conformance: $name', (backend) =
       const taken = apiKey();
       await store.addApiKey(t, taken);
       const uin = await store.allocateUin('user');
-      await expect(store.createUser({ uin, tenantUin: t, name: 'x', createdAt: 1, apiKey: { ...apiKey(), secretId: taken.secretId }, policies: [preset('ro')] }))
-        .rejects.toThrow(IamAlreadyExistsError);
+      await expect(
+        store.createUser({ uin, tenantUin: t, name: 'x', createdAt: 1, apiKey: { ...apiKey(), secretId: taken.secretId }, policies: [preset('ro')] }),
+      ).rejects.toThrow(IamAlreadyExistsError);
       expect(await store.getUser(uin)).toBeUndefined();
       expect(await store.listPolicies(uin)).toEqual([]);
       expect(await store.listApiKeys(uin)).toEqual([]);
@@ -245,7 +260,10 @@ describe.each(IDENTITY_BACKENDS)('IdentityStore conformance: $name', (backend) =
 
     test('custom documents come back byte for byte', async () => {
       const u = await user(await tenant());
-      const doc = JSON.stringify({ version: '2.0', statement: [{ effect: 'allow', action: 'kms:*', resource: '*', condition: { string_equal: { note: 'é "quoted" ☃' } } }] });
+      const doc = JSON.stringify({
+        version: '2.0',
+        statement: [{ effect: 'allow', action: 'kms:*', resource: '*', condition: { string_equal: { note: 'é "quoted" ☃' } } }],
+      });
       await store.attachPolicy(u, custom('p', doc));
       expect((await store.listPolicies(u))[0].body).toEqual({ kind: 'custom', document: doc });
     });
@@ -302,11 +320,18 @@ describe('SQLite identity store beside the key store', () => {
   });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  test.each(['identity store first', 'key store first'])('one database file, %s: own iam_ tables, the key store\'s schema number untouched', async (order) => {
+  test.each(['identity store first', 'key store first'])("one database file, %s: own iam_ tables, the key store's schema number untouched", async (order) => {
     const file = path.join(dir, 'kms.db');
-    const open = order === 'key store first'
-      ? () => { const k = new SqliteMetadataStore(file); return { k, i: new SqliteIdentityStore(file) }; }
-      : () => { const i = new SqliteIdentityStore(file); return { k: new SqliteMetadataStore(file), i }; };
+    const open =
+      order === 'key store first'
+        ? () => {
+            const k = new SqliteMetadataStore(file);
+            return { k, i: new SqliteIdentityStore(file) };
+          }
+        : () => {
+            const i = new SqliteIdentityStore(file);
+            return { k: new SqliteMetadataStore(file), i };
+          };
     const { k, i } = open();
     const uin = await i.allocateUin('tenant');
     await i.createTenant({ uin, name: 'acme', createdAt: 1 });

@@ -36,7 +36,11 @@ interface Pair {
   key: WrappedMaterial;
 }
 
-async function pair(options: { probeCacheMs: number; degradedLatencyMs?: number; probeIntervalMs?: number }, aOverrides: Partial<MemberOptions> = {}, make?: (o: MemberOptions) => HsmMember): Promise<Pair> {
+async function pair(
+  options: { probeCacheMs: number; degradedLatencyMs?: number; probeIntervalMs?: number },
+  aOverrides: Partial<MemberOptions> = {},
+  make?: (o: MemberOptions) => HsmMember,
+): Promise<Pair> {
   const lab = new TokenLab();
   const [a] = lab.softhsm('a', ['tok-a'], aOverrides, undefined, make);
   const [b] = lab.softhsm('b', ['tok-b']);
@@ -190,7 +194,7 @@ describe('background probes: nobody asks for health()', () => {
   beforeAll(async () => (p = await pair({ probeCacheMs: 0, degradedLatencyMs: 500, probeIntervalMs: 100 }, {}, (o) => new SlowProbeMember(o))));
   afterAll(() => p.lab.cleanup());
 
-  test('a slow member becomes DEGRADED and a prompt one ACTIVE again on the monitor\'s own probes; close() stops them', async () => {
+  test("a slow member becomes DEGRADED and a prompt one ACTIVE again on the monitor's own probes; close() stops them", async () => {
     const a = p.a as SlowProbeMember;
     expect(a.state).toBe('ACTIVE');
     a.probeDelayMs = 800;

@@ -68,14 +68,16 @@ async function provision(script: string, args: string[], env: NodeJS.ProcessEnv,
 }
 
 function filesUnder(dir: string): string[] {
-  return readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name));
 }
 
 describe('PINs during provisioning', () => {
   const work = mkdtempSync(join(tmpdir(), 'kms-provisioning-'));
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-  test('make-tokens.sh: no PIN in any tool\'s arguments or any process\'s command line; no SO PIN kept; the tokens work', async () => {
+  test("make-tokens.sh: no PIN in any tool's arguments or any process's command line; no SO PIN kept; the tokens work", async () => {
     const dir = join(work, 'set');
     const { invocations, sampled } = await provision(MAKE_TOKENS, [dir, 'a', 'b'], {}, work);
     expect(invocations.length).toBeGreaterThan(0);
@@ -93,7 +95,16 @@ describe('PINs during provisioning', () => {
 
     const lib = join(dir, 'libsofthsm2.so');
     copyFileSync(SOFTHSM_LIB, lib);
-    const members = ['a', 'b'].map((label, i) => new HsmMember({ id: label, profile: profiles.get('softhsm2')!, module: { path: lib, env: { SOFTHSM2_CONF: join(dir, 'softhsm2.conf') } }, tokenLabel: label, pin: pins[i] }));
+    const members = ['a', 'b'].map(
+      (label, i) =>
+        new HsmMember({
+          id: label,
+          profile: profiles.get('softhsm2')!,
+          module: { path: lib, env: { SOFTHSM2_CONF: join(dir, 'softhsm2.conf') } },
+          tokenLabel: label,
+          pin: pins[i],
+        }),
+    );
     const cluster = new HsmCluster({ id: 'p', kind: 'shared', owners: [], members });
     try {
       cluster.start();
@@ -114,7 +125,7 @@ describe('PINs during provisioning', () => {
     expect(['a', 'b'].map((l) => readFileSync(join(dir, 'pins', `${l}.pin`), 'utf8'))).toEqual(pins);
   });
 
-  test('development mode (KMS_KEEP_SO_PINS) keeps the SO PIN, 0600, away from the user PINs; it is the token\'s SO PIN', async () => {
+  test("development mode (KMS_KEEP_SO_PINS) keeps the SO PIN, 0600, away from the user PINs; it is the token's SO PIN", async () => {
     const dir = join(work, 'dev-set');
     const keep = join(work, 'dev-so-pins');
     const { invocations, sampled } = await provision(MAKE_TOKENS, [dir, 'd'], { KMS_KEEP_SO_PINS: keep }, work);
@@ -139,72 +150,92 @@ describe('PINs during provisioning', () => {
     }
   });
 
-  test('opencryptoki-token.sh: the user PIN is never on a command line; the token works with it; stop wipes the token', async () => {
-    const unlock = await lockSwtok();
-    const dir = join(work, 'ock');
-    try {
-      const { invocations, sampled } = await provision(OCK_SCRIPT, ['start', dir, OCK_LABEL], {}, work);
-      const pin = readFileSync(join(dir, 'pins', `${OCK_LABEL}.pin`), 'utf8');
-      expect(pin).toMatch(/^[0-9a-f]{8}$/);
-      expect(statSync(join(dir, 'pins', `${OCK_LABEL}.pin`)).mode & 0o777).toBe(0o600);
-      expect(invocations.some((l) => l.startsWith('node') && l.includes('init-token.js --profile opencryptoki-swtok'))).toBe(true);
-      expect([...invocations, ...sampled].filter((l) => l.includes(pin))).toEqual([]);
-      const member = new HsmMember({ id: 'ock', profile: profiles.get('opencryptoki-swtok')!, module: { path: '/usr/lib/x86_64-linux-gnu/pkcs11/libopencryptoki.so' }, tokenLabel: OCK_LABEL, pin });
+  test(
+    'opencryptoki-token.sh: the user PIN is never on a command line; the token works with it; stop wipes the token',
+    async () => {
+      const unlock = await lockSwtok();
+      const dir = join(work, 'ock');
       try {
-        member.connect();
-        expect(member.state).toBe('ACTIVE');
-        expect((await member.random(16)).length).toBe(16);
+        const { invocations, sampled } = await provision(OCK_SCRIPT, ['start', dir, OCK_LABEL], {}, work);
+        const pin = readFileSync(join(dir, 'pins', `${OCK_LABEL}.pin`), 'utf8');
+        expect(pin).toMatch(/^[0-9a-f]{8}$/);
+        expect(statSync(join(dir, 'pins', `${OCK_LABEL}.pin`)).mode & 0o777).toBe(0o600);
+        expect(invocations.some((l) => l.startsWith('node') && l.includes('init-token.js --profile opencryptoki-swtok'))).toBe(true);
+        expect([...invocations, ...sampled].filter((l) => l.includes(pin))).toEqual([]);
+        const member = new HsmMember({
+          id: 'ock',
+          profile: profiles.get('opencryptoki-swtok')!,
+          module: { path: '/usr/lib/x86_64-linux-gnu/pkcs11/libopencryptoki.so' },
+          tokenLabel: OCK_LABEL,
+          pin,
+        });
+        try {
+          member.connect();
+          expect(member.state).toBe('ACTIVE');
+          expect((await member.random(16)).length).toBe(16);
+        } finally {
+          member.close();
+          member.module.finalize();
+        }
+        const wrong = new HsmMember({
+          id: 'ock-wrong',
+          profile: profiles.get('opencryptoki-swtok')!,
+          module: { path: '/usr/lib/x86_64-linux-gnu/pkcs11/libopencryptoki.so' },
+          tokenLabel: OCK_LABEL,
+          pin: pin === '00000000' ? '11111111' : '00000000',
+        });
+        try {
+          expect(() => wrong.connect()).toThrow(/PIN incorrect/);
+        } finally {
+          wrong.module.finalize();
+        }
       } finally {
-        member.close();
-        member.module.finalize();
+        try {
+          execFileSync(OCK_SCRIPT, ['stop']);
+        } finally {
+          unlock();
+        }
       }
-      const wrong = new HsmMember({ id: 'ock-wrong', profile: profiles.get('opencryptoki-swtok')!, module: { path: '/usr/lib/x86_64-linux-gnu/pkcs11/libopencryptoki.so' }, tokenLabel: OCK_LABEL, pin: pin === '00000000' ? '11111111' : '00000000' });
+      expect(existsSync('/var/lib/opencryptoki/swtok/NVTOK.DAT')).toBe(false);
+    },
+    OCK_LOCK_WAIT_MS + 60_000,
+  );
+
+  test(
+    'opencryptoki-token.sh refuses a pkcsslotd it did not start and a token it did not make, and leaves both alone',
+    async () => {
+      const unlock = await lockSwtok();
+      const nvtok = '/var/lib/opencryptoki/swtok/NVTOK.DAT';
+      const run = (args: string[]) => {
+        try {
+          execFileSync(OCK_SCRIPT, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+          return 'exit 0';
+        } catch (e) {
+          return `exit ${(e as { status: number }).status}: ${String((e as { stderr: Buffer }).stderr)}`;
+        }
+      };
       try {
-        expect(() => wrong.connect()).toThrow(/PIN incorrect/);
+        // the daemon writes its pid file after the command returns: wait for it (a stale one is removed first)
+        rmSync('/var/run/pkcsslotd.pid', { force: true });
+        execFileSync('/usr/sbin/pkcsslotd');
+        await within(5_000, () => existsSync('/var/run/pkcsslotd.pid') && readFileSync('/var/run/pkcsslotd.pid', 'utf8').trim() !== '', "pkcsslotd's pid file");
+        const pid = readFileSync('/var/run/pkcsslotd.pid', 'utf8').trim();
+        try {
+          expect(run(['start', join(work, 'ock-foreign'), OCK_LABEL])).toMatch(new RegExp(`^exit 3: .*pkcsslotd ${pid} was not started by these tests`));
+          expect(existsSync(`/proc/${pid}`)).toBe(true);
+        } finally {
+          process.kill(Number(pid), 'SIGKILL');
+        }
+        writeFileSync(nvtok, "someone else's token");
+        expect(run(['stop'])).toMatch(/^exit 3: .*holds a token these tests did not make: refusing to wipe it/);
+        expect(readFileSync(nvtok, 'utf8')).toBe("someone else's token");
       } finally {
-        wrong.module.finalize();
-      }
-    } finally {
-      try {
-        execFileSync(OCK_SCRIPT, ['stop']);
-      } finally {
+        rmSync(nvtok, { force: true });
         unlock();
       }
-    }
-    expect(existsSync('/var/lib/opencryptoki/swtok/NVTOK.DAT')).toBe(false);
-  }, OCK_LOCK_WAIT_MS + 60_000);
-
-  test('opencryptoki-token.sh refuses a pkcsslotd it did not start and a token it did not make, and leaves both alone', async () => {
-    const unlock = await lockSwtok();
-    const nvtok = '/var/lib/opencryptoki/swtok/NVTOK.DAT';
-    const run = (args: string[]) => {
-      try {
-        execFileSync(OCK_SCRIPT, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-        return 'exit 0';
-      } catch (e) {
-        return `exit ${(e as { status: number }).status}: ${String((e as { stderr: Buffer }).stderr)}`;
-      }
-    };
-    try {
-      // the daemon writes its pid file after the command returns: wait for it (a stale one is removed first)
-      rmSync('/var/run/pkcsslotd.pid', { force: true });
-      execFileSync('/usr/sbin/pkcsslotd');
-      await within(5_000, () => existsSync('/var/run/pkcsslotd.pid') && readFileSync('/var/run/pkcsslotd.pid', 'utf8').trim() !== '', "pkcsslotd's pid file");
-      const pid = readFileSync('/var/run/pkcsslotd.pid', 'utf8').trim();
-      try {
-        expect(run(['start', join(work, 'ock-foreign'), OCK_LABEL])).toMatch(new RegExp(`^exit 3: .*pkcsslotd ${pid} was not started by these tests`));
-        expect(existsSync(`/proc/${pid}`)).toBe(true);
-      } finally {
-        process.kill(Number(pid), 'SIGKILL');
-      }
-      writeFileSync(nvtok, 'someone else\'s token');
-      expect(run(['stop'])).toMatch(/^exit 3: .*holds a token these tests did not make: refusing to wipe it/);
-      expect(readFileSync(nvtok, 'utf8')).toBe('someone else\'s token');
-    } finally {
-      rmSync(nvtok, { force: true });
-      unlock();
-    }
-  }, OCK_LOCK_WAIT_MS + 60_000);
+    },
+    OCK_LOCK_WAIT_MS + 60_000,
+  );
 
   test('make-nss-db.sh: the NSS database PIN is never on a command line', async () => {
     const dir = join(work, 'nss');

@@ -28,9 +28,21 @@ const auth = rowAuthenticator(async (data) => createHmac('sha256', key).update(d
 
 function newKey(ownerUin: string): NewKeyRecord {
   return {
-    keyId: randomUUID(), alias: `k-${randomUUID().slice(0, 8)}`, description: '', keyUsage: 'ENCRYPT_DECRYPT', origin: 'TENCENT_KMS', keyState: 'Enabled',
-    creatorUin: ownerUin, ownerUin, owner: 'user', region: 'ap-guangzhou', hsmClusterId: 'default', tags: {}, rotation: { enabled: false, rotateDays: 365 },
-    createTime: 1_700_000_000, versions: [{ version: 1, material: Buffer.from('opaque material'), createTime: 1_700_000_000 }],
+    keyId: randomUUID(),
+    alias: `k-${randomUUID().slice(0, 8)}`,
+    description: '',
+    keyUsage: 'ENCRYPT_DECRYPT',
+    origin: 'TENCENT_KMS',
+    keyState: 'Enabled',
+    creatorUin: ownerUin,
+    ownerUin,
+    owner: 'user',
+    region: 'ap-guangzhou',
+    hsmClusterId: 'default',
+    tags: {},
+    rotation: { enabled: false, rotateDays: 365 },
+    createTime: 1_700_000_000,
+    versions: [{ version: 1, material: Buffer.from('opaque material'), createTime: 1_700_000_000 }],
   };
 }
 
@@ -70,10 +82,13 @@ async function redisKeys(server: RedisServer): Promise<KeyBacking> {
         const doc = JSON.parse((await raw.hget(`kms:key:${keyId}`, 'doc'))!) as NewKeyRecord;
         const alias = doc.alias;
         doc.ownerUin = to;
-        await raw.multi()
+        await raw
+          .multi()
           .hset(`kms:key:${keyId}`, 'doc', JSON.stringify(doc))
-          .zrem(`kms:idx:${from}:ap-guangzhou`, keyId).zadd(`kms:idx:${to}:ap-guangzhou`, doc.createTime, keyId)
-          .hdel(`kms:alias:${from}:ap-guangzhou`, alias).hset(`kms:alias:${to}:ap-guangzhou`, alias, keyId)
+          .zrem(`kms:idx:${from}:ap-guangzhou`, keyId)
+          .zadd(`kms:idx:${to}:ap-guangzhou`, doc.createTime, keyId)
+          .hdel(`kms:alias:${from}:ap-guangzhou`, alias)
+          .hset(`kms:alias:${to}:ap-guangzhou`, alias, keyId)
           .exec();
       } finally {
         raw.disconnect();
@@ -105,11 +120,18 @@ describe('SealedMetadataStore: key ownership changed behind the store is refused
 
       await backing.reassign(r.keyId, '100000000001', '100000000002');
       await expect(store.getKey('100000000002', r.keyId)).rejects.toBeInstanceOf(StoreIntegrityError);
-      await expect(store.listKeys({ ownerUin: '100000000002', region: 'ap-guangzhou', offset: 0, limit: 10, order: 'asc' })).rejects.toBeInstanceOf(StoreIntegrityError);
+      await expect(store.listKeys({ ownerUin: '100000000002', region: 'ap-guangzhou', offset: 0, limit: 10, order: 'asc' })).rejects.toBeInstanceOf(
+        StoreIntegrityError,
+      );
       // a row the service never sealed (written straight into the backend) is refused too
       const unsealed = await raw.createKey(newKey('100000000003'));
       await expect(store.getKey('100000000003', unsealed.keyId)).rejects.toThrow(/failed its integrity check/);
-      expect(alarms.list().filter((a) => a.kind === 'StoreIntegrity').map((a) => a.keyId)).toEqual([r.keyId, r.keyId, unsealed.keyId]);
+      expect(
+        alarms
+          .list()
+          .filter((a) => a.kind === 'StoreIntegrity')
+          .map((a) => a.keyId),
+      ).toEqual([r.keyId, r.keyId, unsealed.keyId]);
       await expect(store.updateKey('100000000003', unsealed.keyId, unsealed.revision, { authority: 'forged' })).rejects.toBeInstanceOf(StoreIntegrityError);
     } finally {
       await store.close();
@@ -137,11 +159,21 @@ describe.each(IDENTITY_BACKENDS)('SealedIdentityStore over $name', (backend) => 
     const tenant = await store.allocateUin('tenant');
     await store.createTenant({ uin: tenant, name: `t-${backend.name}`, createdAt: 1, apiKey: apiKey('AKIDtenant1') });
     const user = await store.allocateUin('user');
-    await store.createUser({ uin: user, tenantUin: tenant, name: 'u', createdAt: 2, apiKey: apiKey('AKIDuser1'), policies: [{ name: 'ro', body: { kind: 'preset', preset: 'QcloudKMSReadOnlyAccess' }, attachedAt: 3 }] });
+    await store.createUser({
+      uin: user,
+      tenantUin: tenant,
+      name: 'u',
+      createdAt: 2,
+      apiKey: apiKey('AKIDuser1'),
+      policies: [{ name: 'ro', body: { kind: 'preset', preset: 'QcloudKMSReadOnlyAccess' }, attachedAt: 3 }],
+    });
     await store.addApiKey(user, apiKey('AKIDuser2'));
     await store.setApiKeyStatus('AKIDuser2', 'disabled');
     await store.attachPolicy(user, { name: 'custom', body: { kind: 'custom', document: '{"version":"2.0","statement":[]}' }, attachedAt: 4 });
-    expect((await store.listApiKeys(user)).map((k) => [k.secretId, k.status])).toEqual([['AKIDuser1', 'active'], ['AKIDuser2', 'disabled']]);
+    expect((await store.listApiKeys(user)).map((k) => [k.secretId, k.status])).toEqual([
+      ['AKIDuser1', 'active'],
+      ['AKIDuser2', 'disabled'],
+    ]);
     expect((await store.listPolicies(user)).map((p) => p.name)).toEqual(['custom', 'ro']);
     await expect(store.getApiKey('AKIDtenant1')).resolves.toMatchObject({ ownerUin: tenant, tenantUin: tenant });
     expect(await store.hasMarker('test-marker')).toBe(false);
@@ -157,7 +189,11 @@ describe.each(IDENTITY_BACKENDS)('SealedIdentityStore over $name', (backend) => 
     await store.createUser({ uin: user, tenantUin: tenant, name: 'v', createdAt: 2 });
     const second = new SealedIdentityStore(await backing.open(), auth, (t) => tampers.push(t));
     try {
-      await Promise.all([0, 1, 2, 3].map((i) => (i % 2 ? second : store).attachPolicy(user, { name: `p${i}`, body: { kind: 'preset', preset: 'QcloudKMSReadOnlyAccess' }, attachedAt: i })));
+      await Promise.all(
+        [0, 1, 2, 3].map((i) =>
+          (i % 2 ? second : store).attachPolicy(user, { name: `p${i}`, body: { kind: 'preset', preset: 'QcloudKMSReadOnlyAccess' }, attachedAt: i }),
+        ),
+      );
       await second.detachPolicy(user, 'p1');
       expect((await store.listPolicies(user)).map((p) => p.name)).toEqual(['p0', 'p2', 'p3']);
       expect(tampers).toEqual([]);

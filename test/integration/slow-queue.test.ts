@@ -52,7 +52,11 @@ describe('slow queue: one running, two waiting, the rest refused at once', () =>
     expect(refused.every((e) => e instanceof SlowQueueFullError && e.errorClass === 'busy')).toBe(true);
     // the refused are the last two asked: first come, first served
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'rejected']);
-    expect(served.map((m: WrappedMaterial) => [m.spec, m.publicKey.length > 500])).toEqual([['RSA_4096', true], ['RSA_4096', true], ['RSA_4096', true]]);
+    expect(served.map((m: WrappedMaterial) => [m.spec, m.publicKey.length > 500])).toEqual([
+      ['RSA_4096', true],
+      ['RSA_4096', true],
+      ['RSA_4096', true],
+    ]);
     expect(await gauge(metrics, 'kms_hsm_slow_refused_total')).toBe(2);
     expect(await gauge(metrics, 'kms_hsm_slow_queue_depth')).toBe(0);
     expect(await gauge(metrics, 'kms_hsm_slow_running')).toBe(0);

@@ -51,7 +51,8 @@ const redisBackend: StoreBackend = {
         try {
           const idx = `kms:idx:${k.ownerUin}:${k.region}`;
           const ghost = randomUUID();
-          await raw.multi()
+          await raw
+            .multi()
             .zrem(`${idx}:state:${k.keyState}`, k.keyId)
             .zadd(`${idx}:state:Archived`, k.createTime, k.keyId)
             .zrem(idx, k.keyId)
@@ -90,16 +91,27 @@ describe('SqliteMetadataStore specifics', () => {
         ['list', s.explain({ list: base }), /^SEARCH keys USING INDEX keys_list /],
         ['state', s.explain({ list: { ...base, keyStates: ['Disabled'] } }), /^SEARCH keys USING INDEX keys_state /],
         // several states (ListKeys): filtered inside the time-ordered index, never sorted
-        ['states', s.explain({ list: { ...base, role: 'user', keyStates: ['Enabled', 'Disabled', 'PendingImport'] } }), /^SEARCH keys USING INDEX keys_role \(owner_uin=\? AND region=\? AND role=\?\)$/],
+        [
+          'states',
+          s.explain({ list: { ...base, role: 'user', keyStates: ['Enabled', 'Disabled', 'PendingImport'] } }),
+          /^SEARCH keys USING INDEX keys_role \(owner_uin=\? AND region=\? AND role=\?\)$/,
+        ],
         // ListKeyDetail's default filters: the count is read from the index alone
         ['detail count', s.explain({ listCount: { ...base, role: 'user', keyUsage: 'ENCRYPT_DECRYPT' } }), /^SEARCH keys USING COVERING INDEX keys_usage /],
-        ['states count', s.explain({ listCount: { ...base, role: 'user', keyStates: ['Enabled', 'Disabled', 'PendingImport'] } }), /^SEARCH keys USING COVERING INDEX keys_role /],
+        [
+          'states count',
+          s.explain({ listCount: { ...base, role: 'user', keyStates: ['Enabled', 'Disabled', 'PendingImport'] } }),
+          /^SEARCH keys USING COVERING INDEX keys_role /,
+        ],
         ['role', s.explain({ list: { ...base, role: 'product' } }), /^SEARCH keys USING INDEX keys_role /],
         ['origin', s.explain({ list: { ...base, origin: 'EXTERNAL' } }), /^SEARCH keys USING INDEX keys_origin /],
         ['usage', s.explain({ list: { ...base, keyUsage: 'ENCRYPT_DECRYPT' } }), /^SEARCH keys USING INDEX keys_usage /],
         ['cluster', s.explain({ list: { ...base, hsmClusterId: 'c1' } }), /^SEARCH keys USING INDEX keys_cluster /],
-        ['tags', s.explain({ list: { ...base, tagFilters: [{ key: 'env', values: ['prod', 'dev'] }, { key: 'team' }] } }),
-          /^SEARCH t USING COVERING INDEX key_tags_find .*\nSEARCH keys USING INDEX sqlite_autoindex_keys_1 \(key_id=\?\)/],
+        [
+          'tags',
+          s.explain({ list: { ...base, tagFilters: [{ key: 'env', values: ['prod', 'dev'] }, { key: 'team' }] } }),
+          /^SEARCH t USING COVERING INDEX key_tags_find .*\nSEARCH keys USING INDEX sqlite_autoindex_keys_1 \(key_id=\?\)/,
+        ],
         ['search', s.explain({ list: { ...base, searchAlias: 'db' } }), /^SEARCH keys USING INDEX keys_list /],
         ['count', s.explain({ count: { ownerUin: '100', region: 'ap-guangzhou' } }), /^SEARCH keys USING (COVERING )?INDEX keys_quota /],
         ['rotation', s.explain({ due: 'rotation' }), /^SEARCH keys USING INDEX keys_due_rotation /],
@@ -112,7 +124,10 @@ describe('SqliteMetadataStore specifics', () => {
         expect(text).toMatch(want);
       }
       // one state or one tag value: the page comes in index order, without sorting the matches
-      for (const list of [{ ...base, keyStates: ['Enabled' as const] }, { ...base, tagFilters: [{ key: 'env', values: ['prod'] }] }]) {
+      for (const list of [
+        { ...base, keyStates: ['Enabled' as const] },
+        { ...base, tagFilters: [{ key: 'env', values: ['prod'] }] },
+      ]) {
         expect(s.explain({ list }).join('\n')).not.toMatch(/TEMP B-TREE/);
       }
     } finally {
@@ -140,7 +155,7 @@ describe('SqliteMetadataStore specifics', () => {
   });
 
   test('refuses a file with a newer schema number, or a pre-release layout', async () => {
-    await (new SqliteMetadataStore(file)).close();
+    await new SqliteMetadataStore(file).close();
     const raw = new Database(file);
     raw.pragma('user_version = 99');
     raw.close();
@@ -171,7 +186,7 @@ describe('SqliteMetadataStore specifics', () => {
     }
   });
 
-  test('a write by another process is reported as {}; this process\'s own writes by key only', async () => {
+  test("a write by another process is reported as {}; this process's own writes by key only", async () => {
     const a = new SqliteMetadataStore(file);
     const b = new SqliteMetadataStore(file);
     const heard = record(b);
@@ -182,11 +197,14 @@ describe('SqliteMetadataStore specifics', () => {
       await a.createKey(k);
       expect(heard.events).toEqual([{ keyId: k.keyId }]); // synchronously after the commit, in this process
       const modulePath = path.join(__dirname, '../../src/store/sqlite/store.js');
-      execFileSync(process.execPath, ['-e', `
+      execFileSync(process.execPath, [
+        '-e',
+        `
         const { SqliteMetadataStore } = require(${JSON.stringify(modulePath)});
         const s = new SqliteMetadataStore(${JSON.stringify(file)});
         s.updateKey('100', ${JSON.stringify(k.keyId)}, 1, { description: 'from another process' }).then(() => s.close());
-      `]);
+      `,
+      ]);
       await heard.until(anything);
       expect(heard.events).toEqual([{ keyId: k.keyId }, {}]);
       expect((await b.getKey('100', k.keyId))?.description).toBe('from another process');
@@ -213,37 +231,49 @@ describe('RedisMetadataStore specifics', () => {
     }
   }
 
-  test('a filtered page reads only the page\'s records, from the index sets', () => withRedis(async (s, raw) => {
-    const created: NewKeyRecord[] = [];
-    for (let i = 0; i < 40; i++) {
-      created.push(newKey({ keyState: i % 2 === 0 ? 'Enabled' : 'Disabled', tags: { n: String(i % 4) } }));
-      await s.createKey(created[i]);
-    }
-    await raw.config('RESETSTAT');
-    const page = await s.listKeys({ ownerUin: '100', region: 'ap-guangzhou', offset: 3, limit: 4, order: 'desc',
-      keyStates: ['Enabled'], tagFilters: [{ key: 'n', values: ['0', '2'] }] });
-    const stats = await raw.info('commandstats');
-    const matching = created.filter((k) => k.keyState === 'Enabled').map((k) => k.keyId).reverse();
-    expect(page.total).toBe(20);
-    expect(page.keys.map((k) => k.keyId)).toEqual(matching.slice(3, 7));
-    const calls = (cmd: string): number => Number(new RegExp(`cmdstat_${cmd}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
-    expect(calls('hgetall')).toBe(8); // record and versions of each of the 4
-    expect(calls('hget')).toBe(0);
-    expect(calls('scan') + calls('hscan')).toBe(0);
-    expect((await raw.keys('kms:tmp:*'))).toEqual([]);
-  }));
+  test("a filtered page reads only the page's records, from the index sets", () =>
+    withRedis(async (s, raw) => {
+      const created: NewKeyRecord[] = [];
+      for (let i = 0; i < 40; i++) {
+        created.push(newKey({ keyState: i % 2 === 0 ? 'Enabled' : 'Disabled', tags: { n: String(i % 4) } }));
+        await s.createKey(created[i]);
+      }
+      await raw.config('RESETSTAT');
+      const page = await s.listKeys({
+        ownerUin: '100',
+        region: 'ap-guangzhou',
+        offset: 3,
+        limit: 4,
+        order: 'desc',
+        keyStates: ['Enabled'],
+        tagFilters: [{ key: 'n', values: ['0', '2'] }],
+      });
+      const stats = await raw.info('commandstats');
+      const matching = created
+        .filter((k) => k.keyState === 'Enabled')
+        .map((k) => k.keyId)
+        .reverse();
+      expect(page.total).toBe(20);
+      expect(page.keys.map((k) => k.keyId)).toEqual(matching.slice(3, 7));
+      const calls = (cmd: string): number => Number(new RegExp(`cmdstat_${cmd}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+      expect(calls('hgetall')).toBe(8); // record and versions of each of the 4
+      expect(calls('hget')).toBe(0);
+      expect(calls('scan') + calls('hscan')).toBe(0);
+      expect(await raw.keys('kms:tmp:*')).toEqual([]);
+    }));
 
-  test('after the subscriber connection drops, listeners hear {} once it is back, then keys again', () => withRedis(async (s, raw) => {
-    const heard = record(s);
-    await heard.until(anything);
-    heard.events.length = 0;
-    await raw.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
-    await heard.until(anything);
-    const k = newKey();
-    await s.createKey(k);
-    await heard.until((c) => c.keyId === k.keyId);
-    heard.stop();
-  }));
+  test('after the subscriber connection drops, listeners hear {} once it is back, then keys again', () =>
+    withRedis(async (s, raw) => {
+      const heard = record(s);
+      await heard.until(anything);
+      heard.events.length = 0;
+      await raw.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+      await heard.until(anything);
+      const k = newKey();
+      await s.createKey(k);
+      await heard.until((c) => c.keyId === k.keyId);
+      heard.stop();
+    }));
 
   test('while the server cannot be reached, every call fails with StoreUnavailableError (backend-neutral), ping included', async () => {
     const server = await startRedis({ persistent: true });

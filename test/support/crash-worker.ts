@@ -16,7 +16,12 @@ import { SqliteMetadataStore } from '../../src/store/sqlite/store';
 export interface CrashSpec {
   sqlite: string;
   deploymentId: string;
-  clusters: Array<{ id: string; kind: 'shared' | 'dedicated'; owners: string[]; members: Array<{ id: string; lib: string; conf: string; label: string; pin: string }> }>;
+  clusters: Array<{
+    id: string;
+    kind: 'shared' | 'dedicated';
+    owners: string[];
+    members: Array<{ id: string; lib: string; conf: string; label: string; pin: string }>;
+  }>;
 }
 
 const ack = (line: string) => writeSync(1, line + '\n');
@@ -24,10 +29,24 @@ const ack = (line: string) => writeSync(1, line + '\n');
 async function main(): Promise<void> {
   const spec = JSON.parse(readFileSync(process.argv[2], 'utf8')) as CrashSpec;
   const profiles = loadProfiles(join(__dirname, '..', '..', '..', 'hsm-profiles'));
-  const clusters = spec.clusters.map((c) => new HsmCluster({
-    id: c.id, kind: c.kind, owners: c.owners,
-    members: c.members.map((m) => new HsmMember({ id: m.id, profile: profiles.get('softhsm2')!, module: { path: m.lib, env: { SOFTHSM2_CONF: m.conf } }, tokenLabel: m.label, pin: m.pin })),
-  }));
+  const clusters = spec.clusters.map(
+    (c) =>
+      new HsmCluster({
+        id: c.id,
+        kind: c.kind,
+        owners: c.owners,
+        members: c.members.map(
+          (m) =>
+            new HsmMember({
+              id: m.id,
+              profile: profiles.get('softhsm2')!,
+              module: { path: m.lib, env: { SOFTHSM2_CONF: m.conf } },
+              tokenLabel: m.label,
+              pin: m.pin,
+            }),
+        ),
+      }),
+  );
   for (const c of clusters) c.start();
   const kms = new Kms({ store: new SqliteMetadataStore(spec.sqlite), clusters, deploymentId: Buffer.from(spec.deploymentId, 'hex'), maxKeysPerRegion: 0 });
   const caller = { tenant: '7001', uin: '7001', region: 'ap-guangzhou' };

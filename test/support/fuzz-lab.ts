@@ -110,11 +110,22 @@ export class FuzzLab {
     const creds = call.creds ?? this.root;
     const timestamp = call.timestamp ?? Math.floor(Date.now() / 1000);
     const headers: Record<string, string> = {
-      'content-type': 'application/json', host: `127.0.0.1:${this.server.port}`, 'x-tc-action': call.action,
-      'x-tc-version': API_VERSION, 'x-tc-region': REGION, 'x-tc-timestamp': String(timestamp), ...call.preHeaders,
+      'content-type': 'application/json',
+      host: `127.0.0.1:${this.server.port}`,
+      'x-tc-action': call.action,
+      'x-tc-version': API_VERSION,
+      'x-tc-region': REGION,
+      'x-tc-timestamp': String(timestamp),
+      ...call.preHeaders,
     };
     const signed = signTc3({
-      secretId: creds.SecretId, secretKey: creds.SecretKey, service: 'kms', timestamp, headers, body: call.body, hostWithPort: true,
+      secretId: creds.SecretId,
+      secretKey: creds.SecretKey,
+      service: 'kms',
+      timestamp,
+      headers,
+      body: call.body,
+      hostWithPort: true,
       extraSignedHeaders: call.extraSignedHeaders,
     });
     const authorization = call.authorization ? call.authorization(signed) : signed;
@@ -129,12 +140,22 @@ export class FuzzLab {
 
   post(headers: Record<string, string>, body: Buffer): Promise<RawAnswer> {
     return new Promise((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port: this.server.port, method: 'POST', path: '/', agent: this.agent, headers: { ...headers, 'content-length': String(body.length) } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (d: Buffer) => chunks.push(d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', reject);
-      });
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port: this.server.port,
+          method: 'POST',
+          path: '/',
+          agent: this.agent,
+          headers: { ...headers, 'content-length': String(body.length) },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (d: Buffer) => chunks.push(d));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+          res.on('error', reject);
+        },
+      );
       req.on('error', reject);
       req.end(body);
     });

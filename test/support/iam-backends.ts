@@ -60,10 +60,11 @@ export const sqliteIdentityBackend: IdentityBackend = {
       spec,
       open: () => openSpec(spec),
       rawBytes: async () => Buffer.concat(readFiles(dir)),
-      tamperKey: async (secretId, field, value) => raw((db) => {
-        const column = field === 'ownerUin' ? 'owner_uin' : 'sealed';
-        db.prepare(`UPDATE iam_api_keys SET ${column} = ? WHERE secret_id = ?`).run(value, secretId);
-      }),
+      tamperKey: async (secretId, field, value) =>
+        raw((db) => {
+          const column = field === 'ownerUin' ? 'owner_uin' : 'sealed';
+          db.prepare(`UPDATE iam_api_keys SET ${column} = ? WHERE secret_id = ?`).run(value, secretId);
+        }),
       tearDown: async () => fs.rmSync(dir, { recursive: true, force: true }),
     };
   },
@@ -100,14 +101,16 @@ export const redisIdentityBackend: IdentityBackend = {
     return {
       spec,
       open: () => openSpec(spec),
-      rawBytes: () => raw(async (redis) => {
-        await redis.save();
-        const [, dir] = (await redis.config('GET', 'dir'));
-        return Buffer.concat([...(await dumpValues(redis)), ...readFiles(dir)]);
-      }),
-      tamperKey: (secretId, field, value) => raw(async (redis) => {
-        await redis.hset(`kms:iam:key:${secretId}`, field, typeof value === 'string' ? value : value.toString('base64'));
-      }),
+      rawBytes: () =>
+        raw(async (redis) => {
+          await redis.save();
+          const [, dir] = await redis.config('GET', 'dir');
+          return Buffer.concat([...(await dumpValues(redis)), ...readFiles(dir)]);
+        }),
+      tamperKey: (secretId, field, value) =>
+        raw(async (redis) => {
+          await redis.hset(`kms:iam:key:${secretId}`, field, typeof value === 'string' ? value : value.toString('base64'));
+        }),
       tearDown: () => server.stop(),
     };
   },

@@ -29,7 +29,13 @@ export class KmsLab {
   constructor(extra: (tokens: TokenLab) => HsmCluster[] = () => []) {
     const members: HsmMember[] = this.tokens.softhsm('shared', ['pool-a', 'pool-b']);
     this.shared = new HsmCluster({ id: 'cls-shared', kind: 'shared', owners: [], members, probeCacheMs: 0 });
-    this.dedicated = new HsmCluster({ id: 'cls-bob', kind: 'dedicated', owners: [bob.tenant], members: this.tokens.softhsm('bob', ['bob-a']), probeCacheMs: 0 });
+    this.dedicated = new HsmCluster({
+      id: 'cls-bob',
+      kind: 'dedicated',
+      owners: [bob.tenant],
+      members: this.tokens.softhsm('bob', ['bob-a']),
+      probeCacheMs: 0,
+    });
     this.clusters = [this.shared, this.dedicated, ...extra(this.tokens)];
   }
 

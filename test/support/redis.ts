@@ -10,7 +10,12 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tls from 'tls';
 
-export interface RedisServer { port: number; password?: string; tls?: { ca: string }; stop(): Promise<void> }
+export interface RedisServer {
+  port: number;
+  password?: string;
+  tls?: { ca: string };
+  stop(): Promise<void>;
+}
 
 export interface RedisServerOptions {
   persistent: boolean;
@@ -27,7 +32,23 @@ function makeCertificates(dir: string): { ca: string; cert: string; key: string 
   ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=kms-test-ca', '-keyout', f('ca.key'), '-out', f('ca.pem'));
   ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', f('server.key'), '-out', f('server.csr'));
   fs.writeFileSync(f('san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  ssl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '1', '-extfile', f('san.ext'), '-out', f('server.pem'));
+  ssl(
+    'x509',
+    '-req',
+    '-in',
+    f('server.csr'),
+    '-CA',
+    f('ca.pem'),
+    '-CAkey',
+    f('ca.key'),
+    '-CAcreateserial',
+    '-days',
+    '1',
+    '-extfile',
+    f('san.ext'),
+    '-out',
+    f('server.pem'),
+  );
   return { ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key') };
 }
 
@@ -52,9 +73,15 @@ function ping(port: number, password?: string, ca?: string): Promise<boolean> {
     sock.once(ca ? 'secureConnect' : 'connect', () => sock.write(`${password ? `AUTH ${password}\r\n` : ''}PING\r\n`));
     sock.on('data', (d) => {
       seen += d.toString();
-      if (seen.includes('+PONG') || seen.includes('-')) { sock.destroy(); resolve(seen.includes('+PONG')); }
+      if (seen.includes('+PONG') || seen.includes('-')) {
+        sock.destroy();
+        resolve(seen.includes('+PONG'));
+      }
     });
-    sock.once('error', () => { sock.destroy(); resolve(false); });
+    sock.once('error', () => {
+      sock.destroy();
+      resolve(false);
+    });
   });
 }
 
@@ -63,10 +90,37 @@ export async function startRedis(opts: RedisServerOptions): Promise<RedisServer>
   const port = await freePort();
   const certs = opts.tls ? makeCertificates(dir) : undefined;
   const listen = certs
-    ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', certs.cert, '--tls-key-file', certs.key, '--tls-ca-cert-file', certs.ca, '--tls-auth-clients', 'no']
+    ? [
+        '--port',
+        '0',
+        '--tls-port',
+        String(port),
+        '--tls-cert-file',
+        certs.cert,
+        '--tls-key-file',
+        certs.key,
+        '--tls-ca-cert-file',
+        certs.ca,
+        '--tls-auth-clients',
+        'no',
+      ]
     : ['--port', String(port)];
-  const args = [...listen, '--bind', '127.0.0.1', '--dir', dir, '--daemonize', 'no', '--save', opts.persistent ? '3600 1' : '',
-    '--appendonly', opts.persistent ? 'yes' : 'no', '--logfile', path.join(dir, 'redis.log'), ...(opts.password ? ['--requirepass', opts.password] : [])];
+  const args = [
+    ...listen,
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--daemonize',
+    'no',
+    '--save',
+    opts.persistent ? '3600 1' : '',
+    '--appendonly',
+    opts.persistent ? 'yes' : 'no',
+    '--logfile',
+    path.join(dir, 'redis.log'),
+    ...(opts.password ? ['--requirepass', opts.password] : []),
+  ];
   const child: ChildProcess = spawn(REDIS_SERVER, args, { stdio: 'ignore' });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const deadline = Date.now() + 10_000;
@@ -87,7 +141,12 @@ export async function startRedis(opts: RedisServerOptions): Promise<RedisServer>
       if (child.exitCode === null) {
         child.kill('SIGTERM');
         let timer: NodeJS.Timeout | undefined;
-        await Promise.race([exited, new Promise((r) => { timer = setTimeout(r, 5000); })]);
+        await Promise.race([
+          exited,
+          new Promise((r) => {
+            timer = setTimeout(r, 5000);
+          }),
+        ]);
         clearTimeout(timer);
         if (child.exitCode === null) child.kill('SIGKILL');
       }

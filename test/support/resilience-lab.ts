@@ -25,7 +25,11 @@ export const SOAK = process.env.KMS_SOAK === '1';
 export const b64 = (s: string | Buffer): string => (typeof s === 'string' ? Buffer.from(s) : s).toString('base64');
 
 /** 'Success' or the code (else the message) an SDK call ended with. */
-export const outcome = (p: Promise<unknown>): Promise<string> => p.then(() => 'Success', (e: SdkError) => e.code ?? e.message);
+export const outcome = (p: Promise<unknown>): Promise<string> =>
+  p.then(
+    () => 'Success',
+    (e: SdkError) => e.code ?? e.message,
+  );
 
 export function getText(url: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -66,10 +70,13 @@ export function percentile(values: readonly number[], p: number): number {
 
 /** The SDK client, patient (test/support/server.ts `patient`: one signature serves once). */
 export function sdk(port: number, creds: Pick<Credentials, 'SecretId' | 'SecretKey'>, reqTimeoutSeconds = 30): KmsClient {
-  return patient(new tencentcloud.kms.v20190118.Client({
-    credential: { secretId: creds.SecretId, secretKey: creds.SecretKey }, region: 'ap-guangzhou',
-    profile: { httpProfile: { endpoint: `127.0.0.1:${port}`, protocol: 'http://', agent: new Agent({ keepAlive: true }), reqTimeout: reqTimeoutSeconds } },
-  }));
+  return patient(
+    new tencentcloud.kms.v20190118.Client({
+      credential: { secretId: creds.SecretId, secretKey: creds.SecretKey },
+      region: 'ap-guangzhou',
+      profile: { httpProfile: { endpoint: `127.0.0.1:${port}`, protocol: 'http://', agent: new Agent({ keepAlive: true }), reqTimeout: reqTimeoutSeconds } },
+    }),
+  );
 }
 
 export function editConfig(dir: string, edit: (doc: Record<string, unknown>) => void): void {
@@ -79,8 +86,18 @@ export function editConfig(dir: string, edit: (doc: Record<string, unknown>) => 
   writeFileSync(file, stringify(doc), { mode: 0o600 });
 }
 
-interface MemberDoc { id: string; module: string; env: { SOFTHSM2_CONF: string }; [k: string]: unknown }
-interface ClusterDoc { id: string; kind: string; members: MemberDoc[]; [k: string]: unknown }
+interface MemberDoc {
+  id: string;
+  module: string;
+  env: { SOFTHSM2_CONF: string };
+  [k: string]: unknown;
+}
+interface ClusterDoc {
+  id: string;
+  kind: string;
+  members: MemberDoc[];
+  [k: string]: unknown;
+}
 
 /** `make run`'s installation in `dir`; returns the development root credentials. */
 export async function devInstall(dir: string): Promise<Credentials> {
@@ -140,9 +157,10 @@ export class ServerProcess {
     const env = { ...process.env, KMS_PORT: '0' };
     const stdio: ['ignore', 'pipe', 'pipe'] = ['ignore', 'pipe', 'pipe'];
     this.opsPort = 0;
-    const child = openFiles === undefined
-      ? spawn(process.execPath, [main, '--data-dir', this.dir], { env, stdio })
-      : spawn('bash', ['-c', `ulimit -n ${openFiles} && exec "$0" "$@"`, process.execPath, main, '--data-dir', this.dir], { env, stdio });
+    const child =
+      openFiles === undefined
+        ? spawn(process.execPath, [main, '--data-dir', this.dir], { env, stdio })
+        : spawn('bash', ['-c', `ulimit -n ${openFiles} && exec "$0" "$@"`, process.execPath, main, '--data-dir', this.dir], { env, stdio });
     this.child = child;
     this.stderr = '';
     this.exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -161,10 +179,14 @@ export class ServerProcess {
       const ops = typeof line.msg === 'string' ? /^KMS operations on http:\/\/127\.0\.0\.1:(\d+)$/.exec(line.msg) : null;
       if (ops) this.opsPort = Number(ops[1]);
     });
-    await within(boundMs, () => {
-      if (child.exitCode !== null) throw new Error(`main.js exited with ${child.exitCode}: ${this.stderr}`);
-      return port !== 0 && this.opsPort !== 0;
-    }, 'server start');
+    await within(
+      boundMs,
+      () => {
+        if (child.exitCode !== null) throw new Error(`main.js exited with ${child.exitCode}: ${this.stderr}`);
+        return port !== 0 && this.opsPort !== 0;
+      },
+      'server start',
+    );
     this.port = port;
   }
 
@@ -208,7 +230,12 @@ export class ServerProcess {
     if (!this.running) return;
     this.child!.kill('SIGTERM');
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.exited, new Promise<void>((r) => { timer = setTimeout(r, 15_000); })]);
+    await Promise.race([
+      this.exited,
+      new Promise<void>((r) => {
+        timer = setTimeout(r, 15_000);
+      }),
+    ]);
     clearTimeout(timer);
     await this.kill9();
   }

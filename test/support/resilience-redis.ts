@@ -27,7 +27,10 @@ export function freePort(): Promise<number> {
 function ping(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = connect(port, '127.0.0.1');
-    const done = (v: boolean) => { sock.destroy(); resolve(v); };
+    const done = (v: boolean) => {
+      sock.destroy();
+      resolve(v);
+    };
     sock.once('connect', () => sock.write('PING\r\n'));
     sock.once('data', (d) => done(d.toString().startsWith('+PONG')));
     sock.once('error', () => done(false));
@@ -45,8 +48,24 @@ export class DurableRedis {
   async start(): Promise<void> {
     if (this.child && this.child.exitCode === null && this.child.signalCode === null) throw new Error('redis-server is running already');
     if (this.port === 0) this.port = await freePort();
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--daemonize', 'no',
-      '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--logfile', join(this.dir, 'redis.log')];
+    const args = [
+      '--port',
+      String(this.port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      this.dir,
+      '--daemonize',
+      'no',
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'always',
+      '--save',
+      '',
+      '--logfile',
+      join(this.dir, 'redis.log'),
+    ];
     // the port was just released by the killed server: a bind failure is retried until the deadline
     const deadline = Date.now() + 15_000;
     for (;;) {

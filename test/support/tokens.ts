@@ -44,17 +44,20 @@ export class TokenLab {
     const lib = join(dir, 'libsofthsm2.so');
     if (!existsSync(lib)) copyFileSync(SOFTHSM_LIB, lib);
     return labels.map((label) =>
-      this.trackSoPin(join(dir, 'so-pins', `${label}.so-pin`), this.track(
-        make({
-          id: `${name}-${label}`,
-          profile,
-          module: { path: lib, env: { SOFTHSM2_CONF: conf } },
-          tokenLabel: label,
-          pin: readFileSync(join(dir, 'pins', `${label}.pin`), 'utf8'),
-          backoffMs: [50, 400],
-          ...overrides,
-        }),
-      )),
+      this.trackSoPin(
+        join(dir, 'so-pins', `${label}.so-pin`),
+        this.track(
+          make({
+            id: `${name}-${label}`,
+            profile,
+            module: { path: lib, env: { SOFTHSM2_CONF: conf } },
+            tokenLabel: label,
+            pin: readFileSync(join(dir, 'pins', `${label}.pin`), 'utf8'),
+            backoffMs: [50, 400],
+            ...overrides,
+          }),
+        ),
+      ),
     );
   }
 

@@ -41,22 +41,33 @@ function table(doc: string, marker: string): string[][] {
   const rows: string[][] = [];
   for (const line of lines.slice(at + 1)) {
     if (!line.startsWith('|')) break;
-    rows.push(line.slice(1, line.lastIndexOf('|')).split('|').map((c) => c.trim()));
+    rows.push(
+      line
+        .slice(1, line.lastIndexOf('|'))
+        .split('|')
+        .map((c) => c.trim()),
+    );
   }
   return rows.slice(2);
 }
 
 const ticked = (cell: string): string[] => [...cell.matchAll(/`([^`]+)`/g)].map((m) => m[1]);
-const listed = (cell: string): string[] => cell.split(',').map((s) => s.trim()).filter(Boolean);
+const listed = (cell: string): string[] =>
+  cell
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 const glob = (pattern: string): RegExp => new RegExp(`^${pattern.replace(/[.]/g, '\\.').replace(/\*/g, '[^/]*')}$`);
 
 function parseRules(doc: string): Rules {
   const layers = table(doc, 'layer-map').map(([rank, name, files]) => ({ rank: Number(rank), name, paths: ticked(files) }));
   const names = new Set(layers.map((l) => l.name));
-  const known = (where: string) => (n: string): string => {
-    if (!names.has(n) && n !== 'backends') throw new Error(`${DOC} ${where}: "${n}" is not a layer of the layer map`);
-    return n;
-  };
+  const known =
+    (where: string) =>
+    (n: string): string => {
+      if (!names.has(n) && n !== 'backends') throw new Error(`${DOC} ${where}: "${n}" is not a layer of the layer map`);
+      return n;
+    };
   const packages = new Map<string, string[]>();
   for (const [pkgs, only] of table(doc, 'package-map')) for (const p of ticked(pkgs)) packages.set(p, listed(only).map(known('package-map')));
   const [backend] = table(doc, 'backend-map');
@@ -71,10 +82,14 @@ function layerOf(rules: Rules, file: string): Layer | undefined {
 function specifiers(file: string, text: string): Array<string | undefined> {
   const out: Array<string | undefined> = [];
   const visit = (n: ts.Node): void => {
-    if ((ts.isImportDeclaration(n) || ts.isExportDeclaration(n)) && n.moduleSpecifier && ts.isStringLiteral(n.moduleSpecifier)) out.push(n.moduleSpecifier.text);
+    if ((ts.isImportDeclaration(n) || ts.isExportDeclaration(n)) && n.moduleSpecifier && ts.isStringLiteral(n.moduleSpecifier))
+      out.push(n.moduleSpecifier.text);
     else if (ts.isImportEqualsDeclaration(n) && ts.isExternalModuleReference(n.moduleReference)) {
       out.push(ts.isStringLiteral(n.moduleReference.expression) ? n.moduleReference.expression.text : undefined);
-    } else if (ts.isCallExpression(n) && (n.expression.kind === ts.SyntaxKind.ImportKeyword || (ts.isIdentifier(n.expression) && n.expression.text === 'require'))) {
+    } else if (
+      ts.isCallExpression(n) &&
+      (n.expression.kind === ts.SyntaxKind.ImportKeyword || (ts.isIdentifier(n.expression) && n.expression.text === 'require'))
+    ) {
       const [arg] = n.arguments;
       out.push(arg !== undefined && ts.isStringLiteralLike(arg) ? arg.text : undefined);
     } else if (ts.isImportTypeNode(n) && ts.isLiteralTypeNode(n.argument) && ts.isStringLiteral(n.argument.literal)) out.push(n.argument.literal.text);
@@ -119,7 +134,8 @@ function violations(rules: Rules, files: ReadonlyMap<string, string>, exists = (
       if (!spec.startsWith('.')) {
         const pkg = packageOf(spec);
         const only = rules.packages.get(pkg);
-        if (only && !only.includes(from.name)) out.push({ file, target: pkg, message: `${said}: package ${pkg} is for ${only.join(', ')} only, and ${file} is in ${from.name} (${DOC}, packages)` });
+        if (only && !only.includes(from.name))
+          out.push({ file, target: pkg, message: `${said}: package ${pkg} is for ${only.join(', ')} only, and ${file} is in ${from.name} (${DOC}, packages)` });
         continue;
       }
       const target = resolveImport(file, spec, exists);
@@ -130,12 +146,20 @@ function violations(rules: Rules, files: ReadonlyMap<string, string>, exists = (
       }
       if (to !== from && to.rank >= from.rank) {
         const way = to.rank > from.rank ? 'upward' : 'sideways';
-        out.push({ file, target, message: `${said} (${target}): ${from.name} (rank ${from.rank}) may import only lower ranks; ${to.name} is rank ${to.rank}, so this runs ${way} (${DOC}, layer map)` });
+        out.push({
+          file,
+          target,
+          message: `${said} (${target}): ${from.name} (rank ${from.rank}) may import only lower ranks; ${to.name} is rank ${to.rank}, so this runs ${way} (${DOC}, layer map)`,
+        });
         continue;
       }
       const sameFolder = posix.dirname(target) === posix.dirname(file);
       if (isBackend(target) && !sameFolder && !isBackend(file) && !rules.backend.importers.includes(from.name)) {
-        out.push({ file, target, message: `${said} (${target}): a backend is imported from another folder only by backends and ${rules.backend.importers.join(', ')}; ${file} is in ${from.name} (${DOC}, backends)` });
+        out.push({
+          file,
+          target,
+          message: `${said} (${target}): a backend is imported from another folder only by backends and ${rules.backend.importers.join(', ')}; ${file} is in ${from.name} (${DOC}, backends)`,
+        });
       }
     }
   }
@@ -181,19 +205,49 @@ describe('the import check itself', () => {
     violations(rules, new Map([[file, text], ...others.map((o): [string, string] => [o, ''])])).map((v) => v.message);
 
   test.each([
-    ['an upward import', 'src/hsm/x.ts', "import { Kms } from '../kms/service';", ['src/kms/service.ts'], /src\/hsm\/x\.ts imports '\.\.\/kms\/service' \(src\/kms\/service\.ts\): hsm \(rank 1\) .* kms is rank 2, so this runs upward/],
-    ['a sideways import', 'src/store/x.ts', "export { HsmError } from '../hsm/errors';", ['src/hsm/errors.ts'], /src\/store\/x\.ts imports '\.\.\/hsm\/errors' .*store \(rank 1\).*hsm is rank 1, so this runs sideways/],
+    [
+      'an upward import',
+      'src/hsm/x.ts',
+      "import { Kms } from '../kms/service';",
+      ['src/kms/service.ts'],
+      /src\/hsm\/x\.ts imports '\.\.\/kms\/service' \(src\/kms\/service\.ts\): hsm \(rank 1\) .* kms is rank 2, so this runs upward/,
+    ],
+    [
+      'a sideways import',
+      'src/store/x.ts',
+      "export { HsmError } from '../hsm/errors';",
+      ['src/hsm/errors.ts'],
+      /src\/store\/x\.ts imports '\.\.\/hsm\/errors' .*store \(rank 1\).*hsm is rank 1, so this runs sideways/,
+    ],
     ['a type-only import', 'src/common/x.ts', "import type { KeyRecord } from '../store/store';", ['src/store/store.ts'], /common \(rank 0\).*upward/],
     ['a require()', 'src/kms/x.ts', "const api = require('../api/app');", ['src/api/app.ts'], /src\/kms\/x\.ts imports '\.\.\/api\/app'.*upward/],
     ['an import()', 'src/iam/x.ts', "void import('../kms/errors');", ['src/kms/errors.ts'], /iam \(rank 2\).*kms is rank 2, so this runs sideways/],
     ['an import type node', 'src/hsm/x.ts', "let s: typeof import('../server');", ['src/server.ts'], /hsm \(rank 1\).*composition is rank 4/],
     ['a folder index', 'src/store/x.ts', "import { HsmCluster } from '../hsm';", ['src/hsm/index.ts'], /\(src\/hsm\/index\.ts\).*sideways/],
-    ['pkcs11js in the core', 'src/kms/x.ts', "import * as pk from 'pkcs11js';", [], /src\/kms\/x\.ts imports 'pkcs11js': package pkcs11js is for hsm only, and src\/kms\/x\.ts is in kms/],
+    [
+      'pkcs11js in the core',
+      'src/kms/x.ts',
+      "import * as pk from 'pkcs11js';",
+      [],
+      /src\/kms\/x\.ts imports 'pkcs11js': package pkcs11js is for hsm only, and src\/kms\/x\.ts is in kms/,
+    ],
     ['HTTP in the core', 'src/kms/x.ts', "import type { IncomingMessage } from 'node:http';", [], /package http is for api, composition only/],
-    ['a backend from the core', 'src/kms/x.ts', "import { SqliteMetadataStore } from '../store/sqlite-store';", ['src/store/sqlite-store.ts'], /a backend is imported from another folder only by backends and .*; src\/kms\/x\.ts is in kms/],
-    ['a backend folder from the core', 'src/kms/x.ts', "import { RedisMetadataStore } from '../store/redis/store';", ['src/store/redis/store.ts'], /a backend is imported from another folder only by backends and .*; src\/kms\/x\.ts is in kms/],
-    ['a file in no layer', 'src/elsewhere.ts', "export const x = 1;", [], /src\/elsewhere\.ts is in no layer/],
-    ['a computed require', 'src/api/x.ts', "const m = require(name);", [], /computed name/],
+    [
+      'a backend from the core',
+      'src/kms/x.ts',
+      "import { SqliteMetadataStore } from '../store/sqlite-store';",
+      ['src/store/sqlite-store.ts'],
+      /a backend is imported from another folder only by backends and .*; src\/kms\/x\.ts is in kms/,
+    ],
+    [
+      'a backend folder from the core',
+      'src/kms/x.ts',
+      "import { RedisMetadataStore } from '../store/redis/store';",
+      ['src/store/redis/store.ts'],
+      /a backend is imported from another folder only by backends and .*; src\/kms\/x\.ts is in kms/,
+    ],
+    ['a file in no layer', 'src/elsewhere.ts', 'export const x = 1;', [], /src\/elsewhere\.ts is in no layer/],
+    ['a computed require', 'src/api/x.ts', 'const m = require(name);', [], /computed name/],
   ])('%s is reported, naming the file, the import and the rule', (_name, file, text, others, message) => {
     const got = check(file, text, others);
     expect(got).toHaveLength(1);

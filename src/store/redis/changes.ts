@@ -23,7 +23,10 @@ export class ChangeSubscription {
     const entry: Listener = (change) => listener(change);
     this.listeners.add(entry);
     if (this.subscriber === undefined && this.redis.status !== 'end') this.subscribe();
-    else if (this.subscribed) queueMicrotask(() => { if (this.listeners.has(entry)) emitChange([entry], {}); });
+    else if (this.subscribed)
+      queueMicrotask(() => {
+        if (this.listeners.has(entry)) emitChange([entry], {});
+      });
     return () => {
       this.listeners.delete(entry);
       if (this.listeners.size === 0) this.unsubscribe();
@@ -45,18 +48,23 @@ export class ChangeSubscription {
       if (connectedBefore) this.confirmSubscription(sub);
       connectedBefore = true;
     });
-    sub.on('close', () => { if (this.subscriber === sub) this.subscribed = false; });
+    sub.on('close', () => {
+      if (this.subscriber === sub) this.subscribed = false;
+    });
     sub.on('error', () => undefined); // ioredis reconnects by itself; listeners hear {} when it has
     this.confirmSubscription(sub);
   }
 
   /** (Re)subscribes and, once the server confirms, tells listeners anything may have changed meanwhile. */
   private confirmSubscription(sub: Redis): void {
-    sub.subscribe(CHANNEL).then(() => {
-      if (this.subscriber !== sub) return;
-      this.subscribed = true;
-      emitChange(this.listeners, {});
-    }, () => undefined);
+    sub.subscribe(CHANNEL).then(
+      () => {
+        if (this.subscriber !== sub) return;
+        this.subscribed = true;
+        emitChange(this.listeners, {});
+      },
+      () => undefined,
+    );
   }
 
   private unsubscribe(): void {

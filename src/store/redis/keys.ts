@@ -52,7 +52,11 @@ export const TERM = {
 /** Every index set a key with these facts belongs to (the tenant's listing set first). */
 export function memberships(f: IndexFacts): string[] {
   const terms = [
-    TERM.state(f.keyState), TERM.usage(f.keyUsage), TERM.origin(f.origin), TERM.cluster(f.hsmClusterId), TERM.role(f.role),
+    TERM.state(f.keyState),
+    TERM.usage(f.keyUsage),
+    TERM.origin(f.origin),
+    TERM.cluster(f.hsmClusterId),
+    TERM.role(f.role),
     ...f.tags.flatMap(([k, v]) => [TERM.tag(k), TERM.tagValue(k, v)]),
   ];
   return [idxName(f.ownerUin, f.region), ...terms.map((t) => termName(f.ownerUin, f.region, t))];

@@ -20,7 +20,10 @@ import { REPAIR_FIX } from './scripts';
 type Entry = ['zset', string, string] | ['alias', string, string] | ['hash', string, ''];
 const entry = (e: Entry): string => JSON.stringify(e);
 
-interface Judged { rev: string; want: Entries }
+interface Judged {
+  rev: string;
+  want: Entries;
+}
 
 export async function repairRedis(redis: Redis): Promise<string[]> {
   const findings: string[] = [];
@@ -45,7 +48,13 @@ export async function repairRedis(redis: Redis): Promise<string[]> {
     const [kind, target, member] = JSON.parse(step.entry) as Entry;
     const rev = records.get(keyId)?.rev ?? '';
     if ((await redis.eval(REPAIR_FIX, 2, keyName(keyId), target, rev, ...fixArgs(kind, member, step))) === 1) {
-      findings.push(describeStep(keyId, step, kind === 'alias' ? `alias ${JSON.stringify(member)} in ${target}` : kind === 'zset' ? `${target} (member ${member})` : target));
+      findings.push(
+        describeStep(
+          keyId,
+          step,
+          kind === 'alias' ? `alias ${JSON.stringify(member)} in ${target}` : kind === 'zset' ? `${target} (member ${member})` : target,
+        ),
+      );
     }
   }
   return findings;
@@ -96,7 +105,8 @@ async function foundEntries(redis: Redis, records: ReadonlyMap<string, Judged>):
     for (const [alias, keyId] of await scanPairs(redis, 'hscan', hash)) add(keyId, ['alias', hash, alias], keyId);
   }
   for (const kind of DUE_KINDS) {
-    for (const [member, score] of await scanPairs(redis, 'zscan', dueName(kind))) add(parseDueMember(member).keyId, ['zset', dueName(kind), member], Number(score));
+    for (const [member, score] of await scanPairs(redis, 'zscan', dueName(kind)))
+      add(parseDueMember(member).keyId, ['zset', dueName(kind), member], Number(score));
   }
   for (const prefix of ['kms:ver:', 'kms:use:']) {
     for (const name of await scan(redis, `${prefix}*`, 'hash')) {

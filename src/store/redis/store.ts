@@ -11,18 +11,60 @@ import Redis from 'ioredis';
 import type { KeyState } from '../../common/key-states';
 import { KEY_STATES } from '../../common/key-states';
 import {
-  applyPatch, checkClusterState, checkClusterWalk, checkDueQuery, checkLease, checkNewRecord, checkQuery, decodeDoc, emptyStateCounts, encodeDoc, KeyDoc,
-  parseUsageBatch, tombstoneOf, withVersion,
+  applyPatch,
+  checkClusterState,
+  checkClusterWalk,
+  checkDueQuery,
+  checkLease,
+  checkNewRecord,
+  checkQuery,
+  decodeDoc,
+  emptyStateCounts,
+  encodeDoc,
+  KeyDoc,
+  parseUsageBatch,
+  tombstoneOf,
+  withVersion,
 } from '../record';
 import { DUE_KINDS, indexFacts, quotaLimitFor } from '../record-facts';
 import { closeRedis, execAll, openRedis, RedisConnectionOptions, reportingUnavailable } from '../redis-client';
 import {
-  AliasExistsError, ClusterKeysPage, ClusterState, ClusterStateConflictError, ConflictError, CreateLimits, DueKind, KeyChange, KeyNotFoundError, KeyPatch,
-  KeyRecord, KeyRef, KeyVersion, ListKeysQuery, ListKeysResult, MetadataStore, NewKeyRecord, QuotaExceededError, StoreInputError, Tombstone,
+  AliasExistsError,
+  ClusterKeysPage,
+  ClusterState,
+  ClusterStateConflictError,
+  ConflictError,
+  CreateLimits,
+  DueKind,
+  KeyChange,
+  KeyNotFoundError,
+  KeyPatch,
+  KeyRecord,
+  KeyRef,
+  KeyVersion,
+  ListKeysQuery,
+  ListKeysResult,
+  MetadataStore,
+  NewKeyRecord,
+  QuotaExceededError,
+  StoreInputError,
+  Tombstone,
 } from '../store';
 import { ChangeSubscription } from './changes';
 import {
-  aliasName, clusterName, dueMember, dueName, keyName, leaseName, memberships, parseDueMember, quotaSets, TERM, tombName, useName, verName,
+  aliasName,
+  clusterName,
+  dueMember,
+  dueName,
+  keyName,
+  leaseName,
+  memberships,
+  parseDueMember,
+  quotaSets,
+  TERM,
+  tombName,
+  useName,
+  verName,
 } from './keys';
 import { listPage } from './list-query';
 import { repairRedis } from './repair';
@@ -33,8 +75,7 @@ export type RedisStoreOptions = RedisConnectionOptions;
 /** Attempts of addVersion / deleteKey when other writers keep changing the key in between. */
 const MAX_ATTEMPTS = 20;
 
-type VersionsOp =
-  | { op: 'keep' } | { op: 'add'; version: KeyVersion } | { op: 'replace'; versions: KeyVersion[] } | { op: 'drop' };
+type VersionsOp = { op: 'keep' } | { op: 'add'; version: KeyVersion } | { op: 'replace'; versions: KeyVersion[] } | { op: 'drop' };
 type CommitStatus = 'OK' | 'EXISTS' | 'NOTFOUND' | 'CONFLICT' | 'ALIAS' | 'DUP' | 'QUOTA';
 
 export class RedisMetadataStore implements MetadataStore {
@@ -204,7 +245,9 @@ export class RedisMetadataStore implements MetadataStore {
   }
 
   private async commit(
-    current: KeyRecord | undefined, next: KeyRecord | undefined, versions: VersionsOp,
+    current: KeyRecord | undefined,
+    next: KeyRecord | undefined,
+    versions: VersionsOp,
     opts: { maxKeys?: number; tombstone?: Tombstone } = {},
   ): Promise<CommitStatus> {
     const r = (next ?? current) as KeyRecord;
@@ -214,13 +257,31 @@ export class RedisMetadataStore implements MetadataStore {
     const due = newFacts?.due ?? {};
     const quota = quotaSets(r.ownerUin, r.region);
     const keys = [
-      keyName(r.keyId), verName(r.keyId), aliasName(r.ownerUin, r.region), useName(r.keyId), tombName(r.keyId),
-      ...DUE_KINDS.map(dueName), quota.counted, quota.excluded, ...oldSets, ...newSets,
+      keyName(r.keyId),
+      verName(r.keyId),
+      aliasName(r.ownerUin, r.region),
+      useName(r.keyId),
+      tombName(r.keyId),
+      ...DUE_KINDS.map(dueName),
+      quota.counted,
+      quota.excluded,
+      ...oldSets,
+      ...newSets,
     ];
     const args: Array<string | number | Buffer> = [
-      String(current?.revision ?? 0), r.keyId, current?.alias ?? '', next?.alias ?? '', next === undefined ? '' : encodeDoc(next),
-      r.createTime, oldSets.length, newSets.length, dueMember(r), ...DUE_KINDS.map((k) => due[k] ?? ''),
-      opts.maxKeys ?? '', opts.tombstone === undefined ? '' : JSON.stringify(opts.tombstone), versions.op,
+      String(current?.revision ?? 0),
+      r.keyId,
+      current?.alias ?? '',
+      next?.alias ?? '',
+      next === undefined ? '' : encodeDoc(next),
+      r.createTime,
+      oldSets.length,
+      newSets.length,
+      dueMember(r),
+      ...DUE_KINDS.map((k) => due[k] ?? ''),
+      opts.maxKeys ?? '',
+      opts.tombstone === undefined ? '' : JSON.stringify(opts.tombstone),
+      versions.op,
       ...versionArgs(versions),
     ];
     return (await this.redis.eval(COMMIT, keys.length, ...keys, ...args)) as CommitStatus;

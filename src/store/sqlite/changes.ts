@@ -88,7 +88,10 @@ export class ChangeFeed {
   private readonly seq: Database.Statement;
 
   /** On a database whose schema is in place. */
-  constructor(private readonly db: Database.Database, file: string) {
+  constructor(
+    private readonly db: Database.Database,
+    file: string,
+  ) {
     this.bump = db.prepare('UPDATE changes SET seq = seq + 1 WHERE id = 1 RETURNING seq');
     this.seq = db.prepare('SELECT seq FROM changes WHERE id = 1');
     this.hub = FileHub.attach(hubKey(file));
@@ -109,7 +112,9 @@ export class ChangeFeed {
     this.listeners.add(entry);
     this.hub.listeners.add(entry);
     if (this.poller === undefined && this.db.open) this.startPolling();
-    queueMicrotask(() => { if (this.listeners.has(entry)) emitChange([entry], {}); });
+    queueMicrotask(() => {
+      if (this.listeners.has(entry)) emitChange([entry], {});
+    });
     return () => {
       this.listeners.delete(entry);
       this.hub.listeners.delete(entry);

@@ -34,8 +34,11 @@ function listFrom(q: ListKeysQuery): { from: string; order: string; params: SqlP
   }
   // several states (ListKeys asks for three) would need a sort of every match: the time-ordered index filters them instead
   const driving: Array<[boolean, string]> = [
-    [(q.keyStates ?? []).length === 1, 'keys_state'], [q.hsmClusterId !== undefined, 'keys_cluster'],
-    [q.keyUsage !== undefined, 'keys_usage'], [q.origin !== undefined, 'keys_origin'], [q.role !== undefined, 'keys_role'],
+    [(q.keyStates ?? []).length === 1, 'keys_state'],
+    [q.hsmClusterId !== undefined, 'keys_cluster'],
+    [q.keyUsage !== undefined, 'keys_usage'],
+    [q.origin !== undefined, 'keys_origin'],
+    [q.role !== undefined, 'keys_role'],
   ];
   const index = driving.find(([used]) => used)?.[1] ?? 'keys_list';
   return { from: `keys INDEXED BY ${index}`, order: 'keys.create_time, keys.key_id', params: [] };
@@ -51,7 +54,12 @@ function listWhere(q: ListKeysQuery): { clause: string; params: SqlParam[] } {
     params.push(...values);
   };
   anyOf('key_state', q.keyStates ?? []);
-  for (const [column, value] of [['role', q.role], ['origin', q.origin], ['key_usage', q.keyUsage], ['hsm_cluster_id', q.hsmClusterId]]) {
+  for (const [column, value] of [
+    ['role', q.role],
+    ['origin', q.origin],
+    ['key_usage', q.keyUsage],
+    ['hsm_cluster_id', q.hsmClusterId],
+  ]) {
     if (value !== undefined) anyOf(column as string, [value]);
   }
   if (q.searchAlias !== undefined && q.searchAlias !== '') {
@@ -71,7 +79,10 @@ export function listSql(q: ListKeysQuery): { count: string; page: string; params
   const { from, order, params: fromParams } = listFrom(q);
   const { clause, params } = listWhere(q);
   const dir = q.order === 'desc' ? 'DESC' : 'ASC';
-  const orderBy = order.split(', ').map((c) => `${c} ${dir}`).join(', ');
+  const orderBy = order
+    .split(', ')
+    .map((c) => `${c} ${dir}`)
+    .join(', ');
   return {
     count: `SELECT count(*) AS n FROM ${from} WHERE ${clause}`,
     page: `SELECT keys.key_id, keys.revision, keys.doc FROM ${from} WHERE ${clause} ORDER BY ${orderBy} LIMIT ? OFFSET ?`,

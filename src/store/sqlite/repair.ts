@@ -10,8 +10,18 @@ import { describeStep, Entries, EntryValue, planRepair } from '../repair-plan';
 import type { KeyRecord, KeyVersion } from '../store';
 import { columnsOf, Derived, DERIVED_COLUMNS } from './schema';
 
-export interface KeyRow { key_id: string; revision: number; doc: string }
-interface TagRow { owner_uin: string; region: string; tag_key: string; tag_value: string; create_time: number }
+export interface KeyRow {
+  key_id: string;
+  revision: number;
+  doc: string;
+}
+interface TagRow {
+  owner_uin: string;
+  region: string;
+  tag_key: string;
+  tag_value: string;
+  create_time: number;
+}
 
 /** What repair needs of the store: its statements and its two ways of rewriting derived data. */
 export interface RepairAccess {

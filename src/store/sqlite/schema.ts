@@ -115,15 +115,36 @@ export interface Derived {
   expiry_due: number | null;
 }
 export const DERIVED_COLUMNS = [
-  'alias', 'key_state', 'origin', 'key_usage', 'hsm_cluster_id', 'role', 'create_time', 'rotation_due', 'deletion_due', 'expiry_due',
+  'alias',
+  'key_state',
+  'origin',
+  'key_usage',
+  'hsm_cluster_id',
+  'role',
+  'create_time',
+  'rotation_due',
+  'deletion_due',
+  'expiry_due',
 ] as const;
 
-export const DUE_COLUMN: Record<DueKind, 'rotation_due' | 'deletion_due' | 'expiry_due'> = { rotation: 'rotation_due', deletion: 'deletion_due', expiry: 'expiry_due' };
+export const DUE_COLUMN: Record<DueKind, 'rotation_due' | 'deletion_due' | 'expiry_due'> = {
+  rotation: 'rotation_due',
+  deletion: 'deletion_due',
+  expiry: 'expiry_due',
+};
 
 export function columnsOf(f: IndexFacts): Derived {
   return {
-    alias: f.alias, key_state: f.keyState, origin: f.origin, key_usage: f.keyUsage, hsm_cluster_id: f.hsmClusterId, role: f.role,
-    create_time: f.createTime, rotation_due: f.due.rotation ?? null, deletion_due: f.due.deletion ?? null, expiry_due: f.due.expiry ?? null,
+    alias: f.alias,
+    key_state: f.keyState,
+    origin: f.origin,
+    key_usage: f.keyUsage,
+    hsm_cluster_id: f.hsmClusterId,
+    role: f.role,
+    create_time: f.createTime,
+    rotation_due: f.due.rotation ?? null,
+    deletion_due: f.due.deletion ?? null,
+    expiry_due: f.due.expiry ?? null,
   };
 }
 

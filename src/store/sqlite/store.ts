@@ -11,12 +11,40 @@
  */
 import Database from 'better-sqlite3';
 import {
-  AliasExistsError, ClusterKeysPage, ClusterState, ClusterStateConflictError, ConflictError, CreateLimits, DueKind, KeyChange, KeyNotFoundError, KeyPatch, KeyRecord, KeyRef,
-  KeyVersion, ListKeysQuery, ListKeysResult, MetadataStore, NewKeyRecord, QuotaExceededError, StoreInputError, Tombstone,
+  AliasExistsError,
+  ClusterKeysPage,
+  ClusterState,
+  ClusterStateConflictError,
+  ConflictError,
+  CreateLimits,
+  DueKind,
+  KeyChange,
+  KeyNotFoundError,
+  KeyPatch,
+  KeyRecord,
+  KeyRef,
+  KeyVersion,
+  ListKeysQuery,
+  ListKeysResult,
+  MetadataStore,
+  NewKeyRecord,
+  QuotaExceededError,
+  StoreInputError,
+  Tombstone,
 } from '../store';
 import {
-  applyPatch, checkClusterState, checkClusterWalk, checkDueQuery, checkLease, checkNewRecord, checkQuery, emptyStateCounts, encodeDoc, parseUsageBatch,
-  tombstoneOf, withVersion,
+  applyPatch,
+  checkClusterState,
+  checkClusterWalk,
+  checkDueQuery,
+  checkLease,
+  checkNewRecord,
+  checkQuery,
+  emptyStateCounts,
+  encodeDoc,
+  parseUsageBatch,
+  tombstoneOf,
+  withVersion,
 } from '../record';
 import { indexFacts, quotaLimitFor } from '../record-facts';
 import type { KeyState } from '../../common/key-states';
@@ -28,7 +56,12 @@ import { columnsOf, DERIVED_COLUMNS, openSchema, QUOTA_COUNT_SQL } from './schem
 export { SCHEMA_VERSION } from './schema';
 export type { ExplainTarget } from './list-query';
 
-interface VersionRow { key_id: string; version: number; material: Buffer; create_time: number }
+interface VersionRow {
+  key_id: string;
+  version: number;
+  material: Buffer;
+  create_time: number;
+}
 
 /**
  * The extended result code of a SQLite error. Not `instanceof Database.SqliteError`: the native addon
@@ -84,7 +117,8 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async countByState(): Promise<Record<KeyState, number>> {
     const counts = emptyStateCounts();
-    for (const row of this.stmt('SELECT key_state AS s, count(*) AS n FROM keys GROUP BY key_state').all() as Array<{ s: KeyState; n: number }>) counts[row.s] = row.n;
+    for (const row of this.stmt('SELECT key_state AS s, count(*) AS n FROM keys GROUP BY key_state').all() as Array<{ s: KeyState; n: number }>)
+      counts[row.s] = row.n;
     return counts;
   }
 
@@ -133,8 +167,11 @@ export class SqliteMetadataStore implements MetadataStore {
       for (const table of ['key_versions', 'key_tags', 'usage_counts', 'keys']) {
         this.stmt(`DELETE FROM ${table} WHERE key_id = ?`).run(keyId);
       }
-      this.stmt('INSERT OR REPLACE INTO tombstones (key_id, owner_uin, doc) VALUES (?, ?, ?)')
-        .run(keyId, ownerUin, JSON.stringify(tombstoneOf(current, deletedAt)));
+      this.stmt('INSERT OR REPLACE INTO tombstones (key_id, owner_uin, doc) VALUES (?, ?, ?)').run(
+        keyId,
+        ownerUin,
+        JSON.stringify(tombstoneOf(current, deletedAt)),
+      );
       return true;
     });
   }
@@ -187,8 +224,7 @@ export class SqliteMetadataStore implements MetadataStore {
     checkLease(name, holder, ttlMs);
     return this.write(false, () => {
       const now = Date.now();
-      const row = this.stmt('SELECT holder, expires_ms FROM leases WHERE name = ?').get(name) as
-        { holder: string; expires_ms: number } | undefined;
+      const row = this.stmt('SELECT holder, expires_ms FROM leases WHERE name = ?').get(name) as { holder: string; expires_ms: number } | undefined;
       if (row !== undefined && row.holder !== holder && row.expires_ms > now) return false;
       this.stmt(
         `INSERT INTO leases (name, holder, expires_ms) VALUES (?, ?, ?)
@@ -205,7 +241,11 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async clusterKeys(clusterId: string, cursor: string, limit: number): Promise<ClusterKeysPage> {
     checkClusterWalk(clusterId, cursor, limit);
-    const rows = this.stmt('SELECT owner_uin, key_id FROM keys WHERE hsm_cluster_id = ? AND key_id > ? ORDER BY key_id LIMIT ?').all(clusterId, cursor, limit) as Array<{ owner_uin: string; key_id: string }>;
+    const rows = this.stmt('SELECT owner_uin, key_id FROM keys WHERE hsm_cluster_id = ? AND key_id > ? ORDER BY key_id LIMIT ?').all(
+      clusterId,
+      cursor,
+      limit,
+    ) as Array<{ owner_uin: string; key_id: string }>;
     const keys = rows.map((r) => ({ ownerUin: r.owner_uin, keyId: r.key_id }));
     return { keys, cursor: rows.length < limit ? undefined : rows[rows.length - 1].key_id };
   }
@@ -221,8 +261,9 @@ export class SqliteMetadataStore implements MetadataStore {
       const row = this.stmt('SELECT revision FROM cluster_states WHERE cluster_id = ?').get(clusterId) as { revision: number } | undefined;
       const found = row?.revision ?? 0;
       if (found !== expectedRevision) throw new ClusterStateConflictError(clusterId, expectedRevision, found);
-      this.stmt('INSERT INTO cluster_states (cluster_id, revision, doc) VALUES (?, ?, ?) ON CONFLICT (cluster_id) DO UPDATE SET revision = excluded.revision, doc = excluded.doc')
-        .run(clusterId, found + 1, doc);
+      this.stmt(
+        'INSERT INTO cluster_states (cluster_id, revision, doc) VALUES (?, ?, ?) ON CONFLICT (cluster_id) DO UPDATE SET revision = excluded.revision, doc = excluded.doc',
+      ).run(clusterId, found + 1, doc);
       return found + 1;
     });
   }
@@ -312,8 +353,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   private read(ownerUin: string, keyId: string): KeyRecord | undefined {
-    const row = this.stmt('SELECT key_id, revision, doc FROM keys WHERE key_id = ? AND owner_uin = ?')
-      .get(keyId, ownerUin) as KeyRow | undefined;
+    const row = this.stmt('SELECT key_id, revision, doc FROM keys WHERE key_id = ? AND owner_uin = ?').get(keyId, ownerUin) as KeyRow | undefined;
     if (row === undefined) return undefined;
     return toRecord(row, this.versionsOf([keyId]).get(keyId) ?? []);
   }
@@ -367,8 +407,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   private insertVersion(keyId: string, v: KeyVersion): void {
-    this.stmt('INSERT INTO key_versions (key_id, version, material, create_time) VALUES (?, ?, ?, ?)')
-      .run(keyId, v.version, v.material, v.createTime);
+    this.stmt('INSERT INTO key_versions (key_id, version, material, create_time) VALUES (?, ?, ?, ?)').run(keyId, v.version, v.material, v.createTime);
   }
 }
 

@@ -58,17 +58,31 @@ describe('KMS core: asymmetric keys', () => {
     const pem = createPublicKey({ key: (await kms.asymmetric.getPublicKey(alice, KeyId)).publicKey, format: 'der', type: 'spki' });
     const message = Buffer.from('sign this message');
     const raw = await kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: algorithm, message: message });
-    expect(createVerify(hash).update(message).verify({ key: pem, ...opts }, raw.signature)).toBe(true);
+    expect(
+      createVerify(hash)
+        .update(message)
+        .verify({ key: pem, ...opts }, raw.signature),
+    ).toBe(true);
     const digest = createHash(hash).update(message).digest();
     const viaDigest = await kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: algorithm, message: digest, messageType: 'DIGEST' });
-    expect(createVerify(hash).update(message).verify({ key: pem, ...opts }, viaDigest.signature)).toBe(true);
+    expect(
+      createVerify(hash)
+        .update(message)
+        .verify({ key: pem, ...opts }, viaDigest.signature),
+    ).toBe(true);
     const verify = (sig: Buffer, msg = message) => kms.asymmetric.verify(alice, { keyId: KeyId, algorithm: algorithm, message: msg, signature: sig });
     expect(await verify(raw.signature)).toMatchObject({ signatureValid: true });
     expect(await verify(raw.signature, Buffer.from('another message'))).toMatchObject({ signatureValid: false });
     expect(await verify(Buffer.from('garbage'))).toMatchObject({ signatureValid: false });
-    await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: algorithm, message: digest.subarray(1), messageType: 'DIGEST' })).rejects.toBeInstanceOf(E.InvalidParameterError);
-    await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: algorithm, message: Buffer.alloc(4097) })).rejects.toBeInstanceOf(E.InvalidParameterError);
-    await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: algorithm, message: message, messageType: 'HEX' })).rejects.toBeInstanceOf(E.InvalidParameterError);
+    await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: algorithm, message: digest.subarray(1), messageType: 'DIGEST' })).rejects.toBeInstanceOf(
+      E.InvalidParameterError,
+    );
+    await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: algorithm, message: Buffer.alloc(4097) })).rejects.toBeInstanceOf(
+      E.InvalidParameterError,
+    );
+    await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: algorithm, message: message, messageType: 'HEX' })).rejects.toBeInstanceOf(
+      E.InvalidParameterError,
+    );
     await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: 'SM2DSA', message: message })).rejects.toBeInstanceOf(E.UnsupportedOperationError);
     await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: 'HMAC', message: message })).rejects.toBeInstanceOf(E.InvalidParameterError);
   });
@@ -77,17 +91,25 @@ describe('KMS core: asymmetric keys', () => {
     const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'sig-cross', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' });
     const mine = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const foreign = createSign('sha256').update('m').sign(mine.privateKey);
-    expect(await kms.asymmetric.verify(alice, { keyId: KeyId, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m'), signature: foreign })).toMatchObject({ signatureValid: false });
+    expect(await kms.asymmetric.verify(alice, { keyId: KeyId, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m'), signature: foreign })).toMatchObject({
+      signatureValid: false,
+    });
   });
 
   test('archived sign keys verify but do not sign; decrypt-only keys cannot sign', async () => {
     const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'sig-archived', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' });
     const { signature: Signature } = await kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m') });
     await kms.lifecycle.archiveKey(alice, KeyId);
-    await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m') })).rejects.toBeInstanceOf(E.KeyArchivedError);
-    expect(await kms.asymmetric.verify(alice, { keyId: KeyId, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m'), signature: Signature })).toMatchObject({ signatureValid: true });
+    await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m') })).rejects.toBeInstanceOf(
+      E.KeyArchivedError,
+    );
+    expect(await kms.asymmetric.verify(alice, { keyId: KeyId, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m'), signature: Signature })).toMatchObject({
+      signatureValid: true,
+    });
     const dec = await kms.lifecycle.createKey(alice, { alias: 'dec-only', keyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' });
-    await expect(kms.asymmetric.sign(alice, { keyId: dec.keyId, algorithm: 'RSA_PSS_SHA_256', message: Buffer.from('m') })).rejects.toBeInstanceOf(E.InvalidKeyUsageError);
+    await expect(kms.asymmetric.sign(alice, { keyId: dec.keyId, algorithm: 'RSA_PSS_SHA_256', message: Buffer.from('m') })).rejects.toBeInstanceOf(
+      E.InvalidKeyUsageError,
+    );
   });
 });
 
@@ -114,7 +136,12 @@ describe('KMS core: bring your own key', () => {
 
   async function importInto(who: typeof alice, keyId: string, material: Buffer, alg = 'RSAES_OAEP_SHA_1', validTo?: number, via: Kms = kms) {
     const p = await via.keyImport.getParametersForImport(who, keyId, alg, 'RSA_2048');
-    await via.keyImport.importKeyMaterial(who, { keyId: keyId, importToken: p.importToken, encryptedKeyMaterial: wrap(p.publicKey, material, alg), validTo: validTo });
+    await via.keyImport.importKeyMaterial(who, {
+      keyId: keyId,
+      importToken: p.importToken,
+      encryptedKeyMaterial: wrap(p.publicKey, material, alg),
+      validTo: validTo,
+    });
     return p;
   }
 
@@ -146,18 +173,32 @@ describe('KMS core: bring your own key', () => {
     const material = randomBytes(32);
     const p = await kms.keyImport.getParametersForImport(alice, a.keyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
     const wrapped = wrap(p.publicKey, material, 'RSAES_OAEP_SHA_1');
-    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: b.keyId, importToken: p.importToken, encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: b.keyId, importToken: p.importToken, encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(
+      E.InvalidImportTokenError,
+    );
     const forged = Buffer.from(p.importToken);
     forged[forged.length - 1] ^= 1;
-    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: a.keyId, importToken: forged, encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
-    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: a.keyId, importToken: Buffer.from('garbage'), encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: a.keyId, importToken: forged, encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(
+      E.InvalidImportTokenError,
+    );
+    await expect(
+      kms.keyImport.importKeyMaterial(alice, { keyId: a.keyId, importToken: Buffer.from('garbage'), encryptedKeyMaterial: wrapped }),
+    ).rejects.toBeInstanceOf(E.InvalidImportTokenError);
     const otherNode = lab.kms(lab.sqlite(), { clock, nodeId: 'restarted' });
     clock.advance(23 * 3600);
     await otherNode.keyImport.importKeyMaterial(alice, { keyId: a.keyId, importToken: p.importToken, encryptedKeyMaterial: wrapped });
-    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: a.keyId, importToken: p.importToken, encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: a.keyId, importToken: p.importToken, encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(
+      E.InvalidImportTokenError,
+    );
     const q = await kms.keyImport.getParametersForImport(alice, b.keyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
     clock.advance(24 * 3600 + 1);
-    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: b.keyId, importToken: q.importToken, encryptedKeyMaterial: wrap(q.publicKey, material, 'RSAES_OAEP_SHA_1') })).rejects.toBeInstanceOf(E.ImportTokenExpiredError);
+    await expect(
+      kms.keyImport.importKeyMaterial(alice, {
+        keyId: b.keyId,
+        importToken: q.importToken,
+        encryptedKeyMaterial: wrap(q.publicKey, material, 'RSAES_OAEP_SHA_1'),
+      }),
+    ).rejects.toBeInstanceOf(E.ImportTokenExpiredError);
   });
 
   test('bad material: undecryptable, wrong size, wrong algorithm, wrong key kind', async () => {
@@ -167,7 +208,11 @@ describe('KMS core: bring your own key', () => {
       const q = await fresh();
       return kms.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: q.importToken, encryptedKeyMaterial: m(q.publicKey) });
     };
-    for (const m of [() => randomBytes(256), (pk: Buffer) => wrap(pk, randomBytes(32), 'RSAES_PKCS1_V1_5'), (pk: Buffer) => wrap(pk, randomBytes(16), 'RSAES_OAEP_SHA_1')]) {
+    for (const m of [
+      () => randomBytes(256),
+      (pk: Buffer) => wrap(pk, randomBytes(32), 'RSAES_PKCS1_V1_5'),
+      (pk: Buffer) => wrap(pk, randomBytes(16), 'RSAES_OAEP_SHA_1'),
+    ]) {
       const err = await attempt(m).catch((e: Error) => e);
       expect(err).toBeInstanceOf(E.DecryptMaterialError);
       expect((err as Error).message).toBe(IMPORT_FAILED_MESSAGE);
@@ -176,7 +221,14 @@ describe('KMS core: bring your own key', () => {
     await expect(attempt(() => randomBytes(255))).rejects.toBeInstanceOf(E.InvalidImportMaterialError);
     const p = await fresh();
     expect((await kms.lifecycle.describeKey(alice, KeyId)).keyState).toBe('PendingImport');
-    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: p.importToken, encryptedKeyMaterial: wrap(p.publicKey, randomBytes(32), 'RSAES_OAEP_SHA_1'), validTo: now() - 1 })).rejects.toBeInstanceOf(E.InvalidParameterError);
+    await expect(
+      kms.keyImport.importKeyMaterial(alice, {
+        keyId: KeyId,
+        importToken: p.importToken,
+        encryptedKeyMaterial: wrap(p.publicKey, randomBytes(32), 'RSAES_OAEP_SHA_1'),
+        validTo: now() - 1,
+      }),
+    ).rejects.toBeInstanceOf(E.InvalidParameterError);
     await expect(kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_1', 'RSA_4096')).rejects.toBeInstanceOf(E.InvalidParameterError);
     await expect(kms.keyImport.getParametersForImport(alice, KeyId, 'AES_WRAP', 'RSA_2048')).rejects.toBeInstanceOf(E.InvalidParameterError);
     const err = await kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_256', 'RSA_2048').catch((e: Error) => e);
@@ -195,15 +247,21 @@ describe('KMS core: bring your own key', () => {
     expect((err as Error).message).toMatch(/Bleichenbacher.*RSAES_OAEP_SHA_1/);
     const p = await kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_PKCS1_V1_5', 'RSA_2048');
     const EncryptedKeyMaterial = wrap(p.publicKey, randomBytes(32), 'RSAES_PKCS1_V1_5');
-    await expect(strict.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: p.importToken, encryptedKeyMaterial: EncryptedKeyMaterial })).rejects.toBeInstanceOf(E.UnsupportedOperationError);
-    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: p.importToken, encryptedKeyMaterial: EncryptedKeyMaterial })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    await expect(
+      strict.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: p.importToken, encryptedKeyMaterial: EncryptedKeyMaterial }),
+    ).rejects.toBeInstanceOf(E.UnsupportedOperationError);
+    await expect(
+      kms.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: p.importToken, encryptedKeyMaterial: EncryptedKeyMaterial }),
+    ).rejects.toBeInstanceOf(E.InvalidImportTokenError);
   });
 
   test('two concurrent imports with one token: one RSA decryption at most, one succeeds', async () => {
     const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'byok-race', origin: 'EXTERNAL' });
     const p = await kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
     const EncryptedKeyMaterial = wrap(p.publicKey, randomBytes(32), 'RSAES_OAEP_SHA_1');
-    const results = await Promise.allSettled([0, 1].map(() => kms.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: p.importToken, encryptedKeyMaterial: EncryptedKeyMaterial })));
+    const results = await Promise.allSettled(
+      [0, 1].map(() => kms.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: p.importToken, encryptedKeyMaterial: EncryptedKeyMaterial })),
+    );
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     expect((results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason).toBeInstanceOf(E.InvalidImportTokenError);
   });
@@ -227,6 +285,8 @@ describe('KMS core: bring your own key', () => {
     await importInto(bob, KeyId, randomBytes(32), 'RSAES_OAEP_SHA_256');
     const blob = (await kms.envelope.encrypt(bob, KeyId, Buffer.from('nss'))).ciphertext;
     expect((await kms.envelope.decrypt(bob, { ciphertext: blob })).plaintext.toString()).toBe('nss');
-    await expect(kms.lifecycle.createKey(bob, { alias: 'nss-ec', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC', hsmClusterId: 'cls-bob-nss' })).rejects.toBeInstanceOf(E.UnsupportedKeyUsageError);
+    await expect(kms.lifecycle.createKey(bob, { alias: 'nss-ec', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC', hsmClusterId: 'cls-bob-nss' })).rejects.toBeInstanceOf(
+      E.UnsupportedKeyUsageError,
+    );
   });
 });

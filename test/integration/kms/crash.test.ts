@@ -29,7 +29,12 @@ function runAndKill(specFile: string, lines: number): Promise<string[]> {
       if (signal !== 'SIGKILL') return reject(new Error(`worker ended with ${code}: ${err}`));
       resolve(out.split('\n').filter((l) => l && l !== 'ready'));
     });
-    setTimeout(() => { if (!killed) { killed = true; child.kill('SIGKILL'); } }, 60_000).unref();
+    setTimeout(() => {
+      if (!killed) {
+        killed = true;
+        child.kill('SIGKILL');
+      }
+    }, 60_000).unref();
   });
 }
 
@@ -43,7 +48,10 @@ describe('crash consistency: kill -9 during CreateKey, RotateKey and ImportKeyMa
     await lab.start();
     const tokens = lab.tokens.dir;
     const member = (set: string, label: string) => ({
-      id: `${set}-${label}`, lib: join(tokens, set, 'libsofthsm2.so'), conf: join(tokens, set, 'softhsm2.conf'), label,
+      id: `${set}-${label}`,
+      lib: join(tokens, set, 'libsofthsm2.so'),
+      conf: join(tokens, set, 'softhsm2.conf'),
+      label,
       pin: readFileSync(join(tokens, set, 'pins', `${label}.pin`), 'utf8'),
     });
     const spec: CrashSpec = {

@@ -38,7 +38,13 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     lab = new KmsLab((tokens) => {
       members = tokens.softhsm('rot', ['rot-a', 'rot-b', 'rot-c']);
       rot = new HsmCluster({ id: CLUSTER, kind: 'dedicated', owners: [bob.tenant], members, probeCacheMs: 0 });
-      mixed = new HsmCluster({ id: 'cls-rot-mixed', kind: 'dedicated', owners: [bob.tenant], members: [tokens.nss('rot-nss'), ...tokens.softhsm('mixed', ['mixed-a'])], probeCacheMs: 0 });
+      mixed = new HsmCluster({
+        id: 'cls-rot-mixed',
+        kind: 'dedicated',
+        owners: [bob.tenant],
+        members: [tokens.nss('rot-nss'), ...tokens.softhsm('mixed', ['mixed-a'])],
+        probeCacheMs: 0,
+      });
       return [rot, mixed];
     });
     await lab.start();
@@ -61,7 +67,7 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
   /** Every record of the cluster, unwrapped (MAC checked) by `member` alone. */
   const loadAllOn = async (member: HsmMember) => {
     let n = 0;
-    for (let cursor: string | undefined = ''; cursor !== undefined; ) {
+    for (let cursor: string | undefined = ''; cursor !== undefined;) {
       const page = await store.clusterKeys(CLUSTER, cursor, 100);
       for (const ref of page.keys) {
         const r = (await store.getKey(ref.ownerUin, ref.keyId))!;
@@ -108,12 +114,19 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
 
     expect(await Promise.all(blobs.map(dec))).toEqual(sym.map((_, i) => `before ${i}`));
     expect(await dec(await enc(sym[0], 'after'))).toBe('after');
-    expect(await kms.asymmetric.verify(bob, { keyId: ec, algorithm: 'ECDSA_SHA_256', message: message, signature: Signature })).toMatchObject({ signatureValid: true });
+    expect(await kms.asymmetric.verify(bob, { keyId: ec, algorithm: 'ECDSA_SHA_256', message: message, signature: Signature })).toMatchObject({
+      signatureValid: true,
+    });
     const again = await kms.asymmetric.sign(bob, { keyId: ec, algorithm: 'ECDSA_SHA_256', message: message });
-    expect(await kms.asymmetric.verify(bob, { keyId: ec, algorithm: 'ECDSA_SHA_256', message: message, signature: again.signature })).toMatchObject({ signatureValid: true });
+    expect(await kms.asymmetric.verify(bob, { keyId: ec, algorithm: 'ECDSA_SHA_256', message: message, signature: again.signature })).toMatchObject({
+      signatureValid: true,
+    });
     expect((await kms.asymmetric.rsaDecrypt(bob, rsa, rsaCipher, 'RSAES_OAEP_SHA_1')).plaintext.toString()).toBe('rsa secret');
     const material = randomBytes(32);
-    const wrappedMaterial = publicEncrypt({ key: createPublicKey({ key: params.publicKey, format: 'der', type: 'spki' }), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, material);
+    const wrappedMaterial = publicEncrypt(
+      { key: createPublicKey({ key: params.publicKey, format: 'der', type: 'spki' }), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' },
+      material,
+    );
     await kms.keyImport.importKeyMaterial(bob, { keyId: byok, importToken: params.importToken, encryptedKeyMaterial: wrappedMaterial });
     expect(await dec(await enc(byok, 'imported'))).toBe('imported');
     // the member that never held the old generation serves every record on its own
@@ -146,14 +159,16 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     expect(await Promise.all(blobs.map(dec))).toEqual(ids.map((_, i) => `crash ${i}`));
     expect(await dec(await enc(ids[0], 'sealed mid-way'))).toBe('sealed mid-way');
     // a record still under the old generation, relabelled as the new one: its domain id is under the MAC
-    const stale = (await kms.domainRotation.census(CLUSTER)) && (await (async () => {
-      for (const id of ids) {
-        const r = (await store.getKey(bob.tenant, id))!;
-        const m = WrappedMaterial.fromBuffer(r.versions[0].material);
-        if (m.domainId.equals(old)) return m;
-      }
-      throw new Error('no record left under the old generation');
-    })());
+    const stale =
+      (await kms.domainRotation.census(CLUSTER)) &&
+      (await (async () => {
+        for (const id of ids) {
+          const r = (await store.getKey(bob.tenant, id))!;
+          const m = WrappedMaterial.fromBuffer(r.versions[0].material);
+          if (m.domainId.equals(old)) return m;
+        }
+        throw new Error('no record left under the old generation');
+      })());
     const relabelled = new WrappedMaterial(stale.spec, stale.binding, next, stale.wrapped, stale.publicKey, stale.mac);
     await expect(members[0].load(relabelled)).rejects.toThrow(/MAC check/);
 
@@ -172,12 +187,24 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     const [keyId] = await create(1, 'bg');
     const blob = await enc(keyId, 'during');
     let seen = 0;
-    await expect(kms.domainRotation.rotate(CLUSTER, { soPin: lab.tokens.soPins, progress: (e) => { if (e.phase === 'rewrap' && e.done > 0 && ++seen === 3) throw new Error('crash'); } })).rejects.toThrow('crash');
+    await expect(
+      kms.domainRotation.rotate(CLUSTER, {
+        soPin: lab.tokens.soPins,
+        progress: (e) => {
+          if (e.phase === 'rewrap' && e.done > 0 && ++seen === 3) throw new Error('crash');
+        },
+      }),
+    ).rejects.toThrow('crash');
     const next = rot.currentGeneration!;
     expect((await census()).get(hex(old))).toBeGreaterThan(0);
     expect(rot.templatedOn(old).map((m) => m.id)).toEqual(members.map((m) => m.id));
     await kms.jobs.runOnce();
-    await within(60_000, () => jobErrors.some((e) => e.includes('CKA_UNWRAP_TEMPLATE')), () => `the background jobs reporting the SO PIN they lack (${jobErrors.join('; ')})`, 200);
+    await within(
+      60_000,
+      () => jobErrors.some((e) => e.includes('CKA_UNWRAP_TEMPLATE')),
+      () => `the background jobs reporting the SO PIN they lack (${jobErrors.join('; ')})`,
+      200,
+    );
     expect(await kms.domainRotation.unfinished(CLUSTER)).toBe(true);
     expect(await dec(blob)).toBe('during');
     const report = await kms.domainRotation.rotate(CLUSTER, { soPin: lab.tokens.soPins, resumeOnly: true });
@@ -237,7 +264,13 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     const copy = join(lab.tokens.dir, 'rot', 'libsofthsm2-other-node.so');
     copyFileSync(join(lab.tokens.dir, 'rot', 'libsofthsm2.so'), copy);
     const module = { path: copy, env: { SOFTHSM2_CONF: join(lab.tokens.dir, 'rot', 'softhsm2.conf') } };
-    const other = new HsmCluster({ id: CLUSTER, kind: 'dedicated', owners: [bob.tenant], members: lab.tokens.softhsm('rot', ['rot-a'], { id: 'other-node-rot-a', module }), probeCacheMs: 0 });
+    const other = new HsmCluster({
+      id: CLUSTER,
+      kind: 'dedicated',
+      owners: [bob.tenant],
+      members: lab.tokens.softhsm('rot', ['rot-a'], { id: 'other-node-rot-a', module }),
+      probeCacheMs: 0,
+    });
     other.start();
     const before = other.currentGeneration!;
     await kms.domainRotation.rotate(CLUSTER, { soPin: lab.tokens.soPins });
@@ -257,7 +290,14 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     const { signature: Signature } = await kms.asymmetric.sign(bob, { keyId: rsa, algorithm: 'RSA_PSS_SHA_256', message: message });
     const old = mixed.currentGeneration!;
     let seen = 0;
-    await expect(kms.domainRotation.rotate('cls-rot-mixed', { soPin: lab.tokens.soPins, progress: (e) => { if (e.phase === 'rewrap' && e.done > 0 && ++seen === 1) throw new Error('stop'); } })).rejects.toThrow('stop');
+    await expect(
+      kms.domainRotation.rotate('cls-rot-mixed', {
+        soPin: lab.tokens.soPins,
+        progress: (e) => {
+          if (e.phase === 'rewrap' && e.done > 0 && ++seen === 1) throw new Error('stop');
+        },
+      }),
+    ).rejects.toThrow('stop');
     expect(mixed.members.map((m) => m.generations.size)).toEqual([2, 2]);
     const left = (await kms.domainRotation.census('cls-rot-mixed')).get(hex(old)) ?? 0;
     const report = await kms.domainRotation.rotate('cls-rot-mixed', { soPin: lab.tokens.soPins });
@@ -266,9 +306,13 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     await mixed.refreshGenerations();
     expect(mixed.members.map((m) => [...m.generations.keys()])).toEqual([[report.generation], [report.generation]]);
     expect(await dec(blob)).toBe('across token families');
-    expect(await kms.asymmetric.verify(bob, { keyId: rsa, algorithm: 'RSA_PSS_SHA_256', message: message, signature: Signature })).toMatchObject({ signatureValid: true });
+    expect(await kms.asymmetric.verify(bob, { keyId: rsa, algorithm: 'RSA_PSS_SHA_256', message: message, signature: Signature })).toMatchObject({
+      signatureValid: true,
+    });
     const again = await kms.asymmetric.sign(bob, { keyId: rsa, algorithm: 'RSA_PSS_SHA_256', message: message });
-    expect(await kms.asymmetric.verify(bob, { keyId: rsa, algorithm: 'RSA_PSS_SHA_256', message: message, signature: again.signature })).toMatchObject({ signatureValid: true });
+    expect(await kms.asymmetric.verify(bob, { keyId: rsa, algorithm: 'RSA_PSS_SHA_256', message: message, signature: again.signature })).toMatchObject({
+      signatureValid: true,
+    });
     for (const m of mixed.members) {
       for (const id of [aes, rsa]) await m.load(WrappedMaterial.fromBuffer((await store.getKey(bob.tenant, id))!.versions[0].material));
     }
@@ -279,7 +323,12 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     const blob = await enc(keyId, 'kept');
     const old = rot.currentGeneration!;
     const away = members[1];
-    const refused = kms.domainRotation.rotate(CLUSTER, { soPin: lab.tokens.soPins, progress: (e) => { if (e.phase === 'rewrap' && e.done === e.total && e.total > 0) away.close(); } });
+    const refused = kms.domainRotation.rotate(CLUSTER, {
+      soPin: lab.tokens.soPins,
+      progress: (e) => {
+        if (e.phase === 'rewrap' && e.done === e.total && e.total > 0) away.close();
+      },
+    });
     await expect(refused).rejects.toThrow(/while members are unavailable: rot-rot-b/);
     expect(await kms.domainRotation.unfinished(CLUSTER)).toBe(true);
     expect((await census()).get(hex(old))).toBeUndefined();
@@ -372,12 +421,21 @@ describe('rotate-domain on the Redis store', () => {
     const blobs = await Promise.all(ids.map(async (id, i) => (await kms.envelope.encrypt(bob, id, Buffer.from(`r${i}`))).ciphertext));
     const old = lab.dedicated.currentGeneration!.toString('hex');
     let seen = 0;
-    await expect(kms.domainRotation.rotate('cls-bob', { soPin: lab.tokens.soPins, progress: (e) => { if (e.phase === 'rewrap' && e.done > 0 && ++seen === 4) throw new Error('stop'); } })).rejects.toThrow('stop');
+    await expect(
+      kms.domainRotation.rotate('cls-bob', {
+        soPin: lab.tokens.soPins,
+        progress: (e) => {
+          if (e.phase === 'rewrap' && e.done > 0 && ++seen === 4) throw new Error('stop');
+        },
+      }),
+    ).rejects.toThrow('stop');
     const left = (await kms.domainRotation.census('cls-bob')).get(old)!;
     expect(left).toBeGreaterThan(0);
     const report = await kms.domainRotation.rotate('cls-bob', { soPin: lab.tokens.soPins });
     expect(report).toMatchObject({ resumed: true, rewrapped: left, retired: old, destroyedOn: ['bob-bob-a'] });
     expect(await kms.domainRotation.census('cls-bob')).toEqual(new Map([[report.generation, 25]]));
-    expect(await Promise.all(blobs.map(async (b) => (await kms.envelope.decrypt(bob, { ciphertext: b })).plaintext.toString()))).toEqual(ids.map((_, i) => `r${i}`));
+    expect(await Promise.all(blobs.map(async (b) => (await kms.envelope.decrypt(bob, { ciphertext: b })).plaintext.toString()))).toEqual(
+      ids.map((_, i) => `r${i}`),
+    );
   }, 120_000);
 });

@@ -20,10 +20,16 @@ describe('KMS core: Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateRandom
   afterAll(() => lab.cleanup());
 
   /** The context as the Tencent wire sends it (JSON text), parsed as the API layer does. */
-  const enc = async (pt: string | Buffer, ctx?: string, id = keyId) => kms.envelope.encrypt(alice, id, Buffer.isBuffer(pt) ? pt : Buffer.from(pt), contextFromWire(ctx));
+  const enc = async (pt: string | Buffer, ctx?: string, id = keyId) =>
+    kms.envelope.encrypt(alice, id, Buffer.isBuffer(pt) ? pt : Buffer.from(pt), contextFromWire(ctx));
   const dec = async (blob: Buffer, ctx?: string) => kms.envelope.decrypt(alice, { ciphertext: blob, context: contextFromWire(ctx) });
   const reEnc = async (p: { ciphertext: Buffer; destinationKeyId?: string; source?: string; destination?: string }) =>
-    kms.envelope.reEncrypt(alice, { ciphertext: p.ciphertext, destinationKeyId: p.destinationKeyId, sourceContext: contextFromWire(p.source), destinationContext: contextFromWire(p.destination) });
+    kms.envelope.reEncrypt(alice, {
+      ciphertext: p.ciphertext,
+      destinationKeyId: p.destinationKeyId,
+      sourceContext: contextFromWire(p.source),
+      destinationContext: contextFromWire(p.destination),
+    });
 
   test('round trip with and without an encryption context; the context is canonical (key order does not matter)', async () => {
     const a = await enc('hello');
@@ -53,7 +59,12 @@ describe('KMS core: Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateRandom
     for (let i = 0; i < raw.length; i++) {
       const t = Buffer.from(raw);
       t[i] ^= 0x01;
-      outcomes.add(await dec(t, '{"k":"v"}').then(() => 'decrypted', (e: Error) => e.constructor.name));
+      outcomes.add(
+        await dec(t, '{"k":"v"}').then(
+          () => 'decrypted',
+          (e: Error) => e.constructor.name,
+        ),
+      );
     }
     expect([...outcomes]).toEqual(['InvalidCiphertextError']);
     await expect(dec(raw.subarray(0, raw.length - 1), '{"k":"v"}')).rejects.toBeInstanceOf(E.InvalidCiphertextError);
@@ -71,13 +82,16 @@ describe('KMS core: Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateRandom
     await expect(dec(raw)).rejects.toBeInstanceOf(E.InvalidCiphertextError);
   });
 
-  test('Decrypt can return the plaintext encrypted under the caller\'s RSA public key', async () => {
+  test("Decrypt can return the plaintext encrypted under the caller's RSA public key", async () => {
     const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const pem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
     const { ciphertext } = await enc('for your eyes');
     /** Decrypt with the Tencent wire's plaintext output under a public key. */
     const decTo = async (out: PublicKeyOutput) => decryptAnswer(await kms.envelope.decrypt(alice, { ciphertext }), out);
-    for (const [alg, padding, oaepHash] of [['RSAES_OAEP_SHA_256', constants.RSA_PKCS1_OAEP_PADDING, 'sha256'], ['RSAES_OAEP_SHA_1', constants.RSA_PKCS1_OAEP_PADDING, 'sha1']] as const) {
+    for (const [alg, padding, oaepHash] of [
+      ['RSAES_OAEP_SHA_256', constants.RSA_PKCS1_OAEP_PADDING, 'sha256'],
+      ['RSAES_OAEP_SHA_1', constants.RSA_PKCS1_OAEP_PADDING, 'sha1'],
+    ] as const) {
       const out = await decTo({ EncryptionPublicKey: pem, EncryptionAlgorithm: alg });
       expect(privateDecrypt({ key: privateKey, padding, oaepHash }, out.Plaintext).toString()).toBe('for your eyes');
     }
@@ -101,7 +115,10 @@ describe('KMS core: Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateRandom
     await expect(dec(CiphertextBlob)).rejects.toBeInstanceOf(E.KeyPendingDeleteError);
     await expect(enc('x', undefined, KeyId)).rejects.toBeInstanceOf(E.KeyPendingDeleteError);
     const alarms = kms.alarms.list(KeyId).slice(before);
-    expect(alarms.map((a) => [a.kind, a.action])).toEqual([['PendingDeleteKeyUsed', 'Decrypt'], ['PendingDeleteKeyUsed', 'Encrypt']]);
+    expect(alarms.map((a) => [a.kind, a.action])).toEqual([
+      ['PendingDeleteKeyUsed', 'Decrypt'],
+      ['PendingDeleteKeyUsed', 'Encrypt'],
+    ]);
     expect(JSON.stringify(alarms)).not.toContain('old data');
   });
 

@@ -18,16 +18,37 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
   afterAll(() => lab.cleanup());
 
   /** CreateKey as the Tencent wire asks for it (Type, Tags of TagKey/TagValue), mapped as the API layer does. */
-  const create = async (alias: string, over: Partial<ActionParams<'CreateKey'>> = {}, who = alice) => kms.lifecycle.createKey(who, createKeyRequest({ Alias: alias, ...over }));
+  const create = async (alias: string, over: Partial<ActionParams<'CreateKey'>> = {}, who = alice) =>
+    kms.lifecycle.createKey(who, createKeyRequest({ Alias: alias, ...over }));
 
   test('CreateKey makes an Enabled symmetric key in the shared pool; DescribeKey reports every field', async () => {
     const k = createKeyAnswer(await create('first', { Description: 'd', Tags: [{ TagKey: 'env', TagValue: 'prod' }] }, aliceSub));
-    expect(k).toMatchObject({ Alias: 'first', KeyState: 'Enabled', KeyUsage: 'ENCRYPT_DECRYPT', Description: 'd', HsmClusterId: '', TagCode: 0, CreateTime: now() });
+    expect(k).toMatchObject({
+      Alias: 'first',
+      KeyState: 'Enabled',
+      KeyUsage: 'ENCRYPT_DECRYPT',
+      Description: 'd',
+      HsmClusterId: '',
+      TagCode: 0,
+      CreateTime: now(),
+    });
     const m = toKeyMetadata(await kms.lifecycle.describeKey(alice, k.KeyId));
     expect(m).toMatchObject({
-      KeyId: k.KeyId, Alias: 'first', KeyState: 'Enabled', Origin: 'TENCENT_KMS', Owner: 'user', CreatorUin: 1001001, AccountUin: 1001,
-      KeyRotationEnabled: false, RotateDays: 365, NextRotateTime: 0, DeletionDate: 0, ValidTo: 0, HsmClusterId: '',
-      ResourceId: `creatorUin/1001001/${k.KeyId}`, SourceRegion: REGION,
+      KeyId: k.KeyId,
+      Alias: 'first',
+      KeyState: 'Enabled',
+      Origin: 'TENCENT_KMS',
+      Owner: 'user',
+      CreatorUin: 1001001,
+      AccountUin: 1001,
+      KeyRotationEnabled: false,
+      RotateDays: 365,
+      NextRotateTime: 0,
+      DeletionDate: 0,
+      ValidTo: 0,
+      HsmClusterId: '',
+      ResourceId: `creatorUin/1001001/${k.KeyId}`,
+      SourceRegion: REGION,
     });
     const core = await kms.lifecycle.describeKey(alice, k.KeyId);
     expect(core).toMatchObject({ keyId: k.KeyId, creatorUin: '1001001', accountUin: '1001', region: REGION, origin: 'TENCENT_KMS', rotationEnabled: false });
@@ -35,8 +56,12 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
   });
 
   test.each([
-    ['', E.InvalidAliasError], ['-lead', E.InvalidAliasError], ['a'.repeat(61), E.InvalidAliasError], ['has space', E.InvalidAliasError],
-    ['kms-reserved', E.InvalidAliasError], ['KMS-reserved', E.InvalidAliasError],
+    ['', E.InvalidAliasError],
+    ['-lead', E.InvalidAliasError],
+    ['a'.repeat(61), E.InvalidAliasError],
+    ['has space', E.InvalidAliasError],
+    ['kms-reserved', E.InvalidAliasError],
+    ['KMS-reserved', E.InvalidAliasError],
   ])('alias %j is refused', async (alias, cls) => {
     await expect(create(alias)).rejects.toBeInstanceOf(cls);
   });
@@ -54,7 +79,15 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     [{ Type: 2, KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' }, E.InvalidKeyUsageError],
     [{ KeyUsage: 'ASYMMETRIC_DECRYPT_SM2' }, E.UnsupportedKeyUsageError],
     [{ KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_SM2' }, E.UnsupportedKeyUsageError],
-    [{ Tags: [{ TagKey: 'a', TagValue: '1' }, { TagKey: 'a', TagValue: '2' }] }, E.TagKeysDuplicatedError],
+    [
+      {
+        Tags: [
+          { TagKey: 'a', TagValue: '1' },
+          { TagKey: 'a', TagValue: '2' },
+        ],
+      },
+      E.TagKeysDuplicatedError,
+    ],
     [{ Tags: [{ TagKey: '', TagValue: '1' }] }, E.InvalidTagError],
     [{ Description: 'x'.repeat(1025) }, E.InvalidParameterError], // 1025 bytes
     [{ HsmClusterId: 'cls-bob' }, E.InvalidHsmClusterError],
@@ -161,7 +194,14 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
   test('ListKeys shows Enabled, Disabled and PendingImport keys; ListKeyDetail filters like the reference', async () => {
     const carol = { tenant: '3001', uin: '3001', region: REGION };
     const ids: Record<string, string> = {};
-    for (const [alias, over] of [['l-enabled', {}], ['l-disabled', {}], ['l-pending', {}], ['l-import', { Type: 2 }], ['l-archived', {}], ['l-sign', { KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' }]] as const) {
+    for (const [alias, over] of [
+      ['l-enabled', {}],
+      ['l-disabled', {}],
+      ['l-pending', {}],
+      ['l-import', { Type: 2 }],
+      ['l-archived', {}],
+      ['l-sign', { KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' }],
+    ] as const) {
       ids[alias] = (await create(alias, over, carol)).keyId;
       clock.advance(1);
     }
@@ -172,7 +212,8 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     const listed = await kms.lifecycle.listKeys(carol, { Limit: 200 });
     expect(listed.keys.map((k) => k.keyId)).toEqual([ids['l-enabled'], ids['l-disabled'], ids['l-import'], ids['l-sign']]);
     expect(listed.totalCount).toBe(4);
-    const detail = async (p: ListParams & { HsmClusterId?: string }) => (await kms.lifecycle.listKeyDetail(carol, { Limit: 200, ...p })).keys.map((m) => m.alias);
+    const detail = async (p: ListParams & { HsmClusterId?: string }) =>
+      (await kms.lifecycle.listKeyDetail(carol, { Limit: 200, ...p })).keys.map((m) => m.alias);
     expect(await detail({})).toEqual(['l-archived', 'l-import', 'l-pending', 'l-disabled', 'l-enabled']);
     expect(await detail({ OrderType: 1 })).toEqual(['l-enabled', 'l-disabled', 'l-pending', 'l-import', 'l-archived']);
     expect(await detail({ KeyUsage: 'ALL' })).toHaveLength(6);
@@ -196,7 +237,10 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     const dave = { tenant: '4001', uin: '4001', region: REGION };
     const made = await Promise.allSettled([1, 2, 3, 4, 5].map((i) => q.lifecycle.createKey(dave, { alias: `q${i}` })));
     expect(made.filter((r) => r.status === 'fulfilled')).toHaveLength(3);
-    expect(made.filter((r) => r.status === 'rejected').map((r) => (r).reason)).toEqual([expect.any(E.KeyLimitExceededError), expect.any(E.KeyLimitExceededError)]);
+    expect(made.filter((r) => r.status === 'rejected').map((r) => r.reason)).toEqual([
+      expect.any(E.KeyLimitExceededError),
+      expect.any(E.KeyLimitExceededError),
+    ]);
     await q.lifecycle.createKey(dave, { alias: 'kms-product' }, 'cos');
     const first = (made.find((r) => r.status === 'fulfilled') as PromiseFulfilledResult<{ keyId: string }>).value.keyId;
     await q.lifecycle.disableKey(dave, first);

@@ -40,10 +40,20 @@ describe('KMS core: two nodes sharing one Redis', () => {
     const { keyId: KeyId } = await a.lifecycle.createKey(alice, { alias: 'shared-state' });
     const blob = (await b.envelope.encrypt(alice, KeyId, Buffer.from('warm the cache'))).ciphertext;
     await a.lifecycle.disableKey(alice, KeyId);
-    const ms = await within(5_000, () => b.envelope.encrypt(alice, KeyId, Buffer.from('x')).then(() => false, (e) => e instanceof E.KeyDisabledError));
+    const ms = await within(5_000, () =>
+      b.envelope.encrypt(alice, KeyId, Buffer.from('x')).then(
+        () => false,
+        (e) => e instanceof E.KeyDisabledError,
+      ),
+    );
     report(`node B refused the disabled key after ${ms} ms`);
     await a.lifecycle.enableKey(alice, KeyId);
-    await within(5_000, () => b.envelope.decrypt(alice, { ciphertext: blob }).then(() => true, () => false));
+    await within(5_000, () =>
+      b.envelope.decrypt(alice, { ciphertext: blob }).then(
+        () => true,
+        () => false,
+      ),
+    );
   });
 
   test('a rotation on node A is used by node B', async () => {
@@ -72,7 +82,12 @@ describe('KMS core: two nodes sharing one Redis', () => {
     const key = createPublicKey({ key: p.publicKey, format: 'der', type: 'spki' });
     const wrapped = publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, randomBytes(32));
     await b.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: p.importToken, encryptedKeyMaterial: wrapped });
-    await within(5_000, () => a.envelope.encrypt(alice, KeyId, Buffer.from('x')).then(() => true, () => false));
+    await within(5_000, () =>
+      a.envelope.encrypt(alice, KeyId, Buffer.from('x')).then(
+        () => true,
+        () => false,
+      ),
+    );
   });
 
   test('the key quota holds across nodes creating at the same time', async () => {

@@ -43,29 +43,40 @@ describe('one tenant cannot stall the others (KMS core)', () => {
   test.each([
     ['on the shared pool', undefined],
     ['on its dedicated cluster', 'cls-bob'],
-  ])('tenant B\'s Encrypt %s finishes before tenant A\'s batch of GetParametersForImport (key-pair generations) it was started after', async (_where, cluster) => {
-    const bKey = (await kms.lifecycle.createKey(bob, { alias: `b-enc-${cluster ?? 'shared'}`, hsmClusterId: cluster })).keyId;
-    await kms.envelope.encrypt(bob, bKey, Buffer.from('warm'));
-    const keys = await externalKeys(CAP, `gen-${cluster ?? 'shared'}`);
-    let batchDone = false;
-    const batch = Promise.all(keys.map((k) => kms.keyImport.getParametersForImport(alice, k, 'RSAES_OAEP_SHA_1', 'RSA_2048'))).then((r) => {
-      batchDone = true;
-      return r;
-    });
-    await nextTurn();
-    const blob = await kms.envelope.encrypt(bob, bKey, Buffer.from('not stalled'));
-    const order = batchDone ? 'batch first' : 'encrypt first';
-    expect(order).toBe('encrypt first');
-    expect((await batch).length).toBe(CAP);
-    expect((await kms.envelope.decrypt(bob, { ciphertext: blob.ciphertext })).plaintext.toString()).toBe('not stalled');
-  });
+  ])(
+    "tenant B's Encrypt %s finishes before tenant A's batch of GetParametersForImport (key-pair generations) it was started after",
+    async (_where, cluster) => {
+      const bKey = (await kms.lifecycle.createKey(bob, { alias: `b-enc-${cluster ?? 'shared'}`, hsmClusterId: cluster })).keyId;
+      await kms.envelope.encrypt(bob, bKey, Buffer.from('warm'));
+      const keys = await externalKeys(CAP, `gen-${cluster ?? 'shared'}`);
+      let batchDone = false;
+      const batch = Promise.all(keys.map((k) => kms.keyImport.getParametersForImport(alice, k, 'RSAES_OAEP_SHA_1', 'RSA_2048'))).then((r) => {
+        batchDone = true;
+        return r;
+      });
+      await nextTurn();
+      const blob = await kms.envelope.encrypt(bob, bKey, Buffer.from('not stalled'));
+      const order = batchDone ? 'batch first' : 'encrypt first';
+      expect(order).toBe('encrypt first');
+      expect((await batch).length).toBe(CAP);
+      expect((await kms.envelope.decrypt(bob, { ciphertext: blob.ciphertext })).plaintext.toString()).toBe('not stalled');
+    },
+  );
 
   test(`a ${CAP + 1}th concurrent expensive request of tenant A is RequestLimit-refused while tenant B's is served`, async () => {
     const keys = await externalKeys(CAP + 1, 'cap');
     const bKey = (await kms.lifecycle.createKey(bob, { alias: 'cap-b', origin: 'EXTERNAL' })).keyId;
     const outcomes = await Promise.all([
-      ...keys.map((k) => kms.keyImport.getParametersForImport(alice, k, 'RSAES_OAEP_SHA_1', 'RSA_2048').then(() => 'ok', (e: Error) => e.constructor.name)),
-      kms.keyImport.getParametersForImport(bob, bKey, 'RSAES_OAEP_SHA_1', 'RSA_2048').then(() => 'b ok', (e: Error) => `b ${e.constructor.name}`),
+      ...keys.map((k) =>
+        kms.keyImport.getParametersForImport(alice, k, 'RSAES_OAEP_SHA_1', 'RSA_2048').then(
+          () => 'ok',
+          (e: Error) => e.constructor.name,
+        ),
+      ),
+      kms.keyImport.getParametersForImport(bob, bKey, 'RSAES_OAEP_SHA_1', 'RSA_2048').then(
+        () => 'b ok',
+        (e: Error) => `b ${e.constructor.name}`,
+      ),
     ]);
     expect(outcomes.filter((o) => o === 'ok').length).toBe(CAP);
     expect(outcomes.filter((o) => o === 'ExpensiveLimitError').length).toBe(1);
@@ -83,9 +94,13 @@ describe('one tenant cannot stall the others (KMS core)', () => {
     const held = Array.from({ length: CAP }, () => kms.expensive.acquire(alice.tenant, 'test'));
     try {
       await expect(kms.keyImport.getParametersForImport(alice, ext, 'RSAES_OAEP_SHA_1', 'RSA_2048')).rejects.toBeInstanceOf(E.ExpensiveLimitError);
-      await expect(kms.lifecycle.createKey(alice, { alias: 'cap-new-rsa', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' })).rejects.toBeInstanceOf(E.ExpensiveLimitError);
+      await expect(kms.lifecycle.createKey(alice, { alias: 'cap-new-rsa', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' })).rejects.toBeInstanceOf(
+        E.ExpensiveLimitError,
+      );
       await expect(kms.asymmetric.rsaDecrypt(alice, rsa, ciphertext, 'RSAES_OAEP_SHA_1')).rejects.toBeInstanceOf(E.ExpensiveLimitError);
-      await expect(kms.asymmetric.sign(alice, { keyId: signer, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m') })).rejects.toBeInstanceOf(E.ExpensiveLimitError);
+      await expect(kms.asymmetric.sign(alice, { keyId: signer, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m') })).rejects.toBeInstanceOf(
+        E.ExpensiveLimitError,
+      );
       expect((await kms.lifecycle.createKey(alice, { alias: 'cap-new-aes' })).keyState).toBe('Enabled');
       expect((await kms.envelope.encrypt(alice, aes, Buffer.from('cheap'))).keyId).toBe(aes);
       expect((await kms.lifecycle.createKey(bob, { alias: 'cap-bob-rsa', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' })).keyState).toBe('Enabled');
@@ -112,26 +127,43 @@ describe('one tenant cannot stall the others (KMS core)', () => {
     const held = Array.from({ length: q.limits.running + q.limits.queued }, () => q.run(() => gate));
     expect([q.running, q.queued]).toEqual([q.limits.running, q.limits.queued]);
     try {
-      const refused = await Promise.all([
-        kms.keyImport.getParametersForImport(alice, ext2, 'RSAES_OAEP_SHA_1', 'RSA_2048'),
-        kms.lifecycle.createKey(alice, { alias: 'full-new-rsa', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' }),
-        kms.asymmetric.rsaDecrypt(alice, rsa, ciphertext, 'RSAES_OAEP_SHA_1'),
-        kms.asymmetric.sign(alice, { keyId: signer, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m') }),
-        kms.keyImport.importKeyMaterial(alice, { keyId: ext, importToken: params.importToken, encryptedKeyMaterial: wrapFor(params.publicKey, randomBytes(32)) }),
-      ].map((p) => p.then(() => undefined, (e: unknown) => e)));
+      const refused = await Promise.all(
+        [
+          kms.keyImport.getParametersForImport(alice, ext2, 'RSAES_OAEP_SHA_1', 'RSA_2048'),
+          kms.lifecycle.createKey(alice, { alias: 'full-new-rsa', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' }),
+          kms.asymmetric.rsaDecrypt(alice, rsa, ciphertext, 'RSAES_OAEP_SHA_1'),
+          kms.asymmetric.sign(alice, { keyId: signer, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m') }),
+          kms.keyImport.importKeyMaterial(alice, {
+            keyId: ext,
+            importToken: params.importToken,
+            encryptedKeyMaterial: wrapFor(params.publicKey, randomBytes(32)),
+          }),
+        ].map((p) =>
+          p.then(
+            () => undefined,
+            (e: unknown) => e,
+          ),
+        ),
+      );
       for (const e of refused) {
         expect(e).toBeInstanceOf(SlowQueueFullError);
         expect(toApiError(e).code).toBe('RequestLimitExceeded');
       }
       expect((await kms.envelope.encrypt(alice, aes, Buffer.from('cheap'))).keyId).toBe(aes);
-      expect((await kms.lifecycle.createKey(bob, { alias: 'full-bob-rsa', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048', hsmClusterId: 'cls-bob' })).keyState).toBe('Enabled');
+      expect(
+        (await kms.lifecycle.createKey(bob, { alias: 'full-bob-rsa', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048', hsmClusterId: 'cls-bob' })).keyState,
+      ).toBe('Enabled');
     } finally {
       open();
       await Promise.all(held);
     }
     // the queue has room again (the refused import used its token: one attempt per token, whatever the outcome)
     const fresh = await kms.keyImport.getParametersForImport(alice, ext, 'RSAES_OAEP_SHA_1', 'RSA_2048');
-    await kms.keyImport.importKeyMaterial(alice, { keyId: ext, importToken: fresh.importToken, encryptedKeyMaterial: wrapFor(fresh.publicKey, randomBytes(32)) });
+    await kms.keyImport.importKeyMaterial(alice, {
+      keyId: ext,
+      importToken: fresh.importToken,
+      encryptedKeyMaterial: wrapFor(fresh.publicKey, randomBytes(32)),
+    });
     expect([q.running, q.queued]).toEqual([0, 0]);
     expect(kms.expensive.held(alice.tenant)).toBe(0);
   });
@@ -146,11 +178,15 @@ describe('one tenant cannot stall the others (KMS core)', () => {
     expect(second.importToken).not.toEqual(first.importToken);
     const material = randomBytes(32);
     const wrapped = wrapFor(second.publicKey, material);
-    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: k, importToken: first.importToken, encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: k, importToken: first.importToken, encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(
+      E.InvalidImportTokenError,
+    );
     await kms.keyImport.importKeyMaterial(alice, { keyId: k, importToken: second.importToken, encryptedKeyMaterial: wrapped });
     const afterUse = await kms.keyImport.getParametersForImport(alice, k, 'RSAES_OAEP_SHA_1', 'RSA_2048');
     expect(afterUse.publicKey).not.toEqual(first.publicKey);
-    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: k, importToken: second.importToken, encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(E.InvalidImportTokenError);
+    await expect(kms.keyImport.importKeyMaterial(alice, { keyId: k, importToken: second.importToken, encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(
+      E.InvalidImportTokenError,
+    );
   });
 
   test('no reuse for another wrapping algorithm, near expiry, or another key', async () => {

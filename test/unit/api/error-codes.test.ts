@@ -1,6 +1,15 @@
 import * as errorCodes from '../../../src/api/error-codes';
 import {
-  API_ERROR_CODES, HSM_ERROR_CODES, RequestError, InvalidActionError, KMS_ERROR_CODES, RateLimitedError, RequestTooLargeError, toApiError, UnauthorizedError, UnsupportedActionError,
+  API_ERROR_CODES,
+  HSM_ERROR_CODES,
+  RequestError,
+  InvalidActionError,
+  KMS_ERROR_CODES,
+  RateLimitedError,
+  RequestTooLargeError,
+  toApiError,
+  UnauthorizedError,
+  UnsupportedActionError,
 } from '../../../src/api/error-codes';
 import { ParamError } from '../../../src/api/params';
 import { AuthError } from '../../../src/api/tc3';
@@ -9,7 +18,8 @@ import * as kmsErrors from '../../../src/kms/errors';
 import { AliasExistsError, ConflictError, QuotaExceededError } from '../../../src/store/store';
 
 /** Every code Tencent documents (reference "Error codes": common codes and the KMS set; UnsupportedRegion is in the common table, marked unconfirmed in the reference). */
-const TENCENT_CODES = new Set(`ActionOffline AuthFailure.InvalidAuthorization AuthFailure.InvalidSecretId AuthFailure.MFAFailure AuthFailure.SecretIdNotFound
+const TENCENT_CODES = new Set(
+  `ActionOffline AuthFailure.InvalidAuthorization AuthFailure.InvalidSecretId AuthFailure.MFAFailure AuthFailure.SecretIdNotFound
 AuthFailure.SignatureExpire AuthFailure.SignatureFailure AuthFailure.TokenFailure AuthFailure.UnauthorizedOperation DryRunOperation FailedOperation
 InternalError InvalidAction InvalidParameter InvalidParameterValue InvalidRequest IpInBlacklist IpNotInWhitelist LimitExceeded MissingParameter
 NoSuchProduct NoSuchVersion RequestLimitExceeded RequestLimitExceeded.GlobalRegionUinLimitExceeded RequestLimitExceeded.IPLimitExceeded
@@ -29,7 +39,8 @@ ResourceUnavailable.DataKeyNotPendingDelete ResourceUnavailable.DataKeyPendingDe
 ResourceUnavailable.KeyDisabled ResourceUnavailable.KeyPendingDelete ResourceUnavailable.NotPurchased ResourceUnavailable.TokenExpired
 UnsupportedOperation.ExternalCmkCanNotRotate UnsupportedOperation.NotExternalCmk UnsupportedOperation.NotRoleOperation
 UnsupportedOperation.NotUserCreatedCmk UnsupportedOperation.RotateNotSupported UnsupportedOperation.ServiceTemporaryUnavailable
-UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion`.split(/\s+/));
+UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion`.split(/\s+/),
+);
 
 type AnyErrorClass = new (message: string) => Error;
 
@@ -88,10 +99,14 @@ describe('domain errors of the KMS core', () => {
 
   test('ServiceUnavailable is internal with a fixed message: cluster and member names stay in the log', () => {
     const e = new kmsErrors.ServiceUnavailableError('cluster hsm-a: no healthy member (member-2 token gone)');
-    expect(toApiError(e)).toEqual({ code: 'UnsupportedOperation.ServiceTemporaryUnavailable', message: 'the service is temporarily unavailable; retry later', internal: true });
+    expect(toApiError(e)).toEqual({
+      code: 'UnsupportedOperation.ServiceTemporaryUnavailable',
+      message: 'the service is temporarily unavailable; retry later',
+      internal: true,
+    });
   });
 
-  test('a subclass of a mapped class gets its parent\'s code; an unmapped KmsError subclass is internal', () => {
+  test("a subclass of a mapped class gets its parent's code; an unmapped KmsError subclass is internal", () => {
     class NarrowNotFound extends kmsErrors.KeyNotFoundError {}
     class Unmapped extends kmsErrors.KmsError {}
     expect(toApiError(new NarrowNotFound('k')).code).toBe('ResourceUnavailable.CmkNotFound');
@@ -127,7 +142,7 @@ describe('request-level errors', () => {
   });
 });
 
-describe('store and HSM errors go through the core\'s translation; anything else is InternalError', () => {
+describe("store and HSM errors go through the core's translation; anything else is InternalError", () => {
   test.each<[string, unknown, string, boolean]>([
     ['store alias taken', new AliasExistsError('100001', 'ap-guangzhou', 'a'), 'InvalidParameterValue.AliasAlreadyExists', false],
     ['store quota', new QuotaExceededError('100001', 'ap-guangzhou', 200), 'LimitExceeded.CmkLimitExceeded', false],

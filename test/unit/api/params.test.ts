@@ -2,7 +2,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isServedAction, isUnknownAction, isUnsupportedAction, SERVED_ACTIONS, UNSUPPORTED_ACTIONS } from '../../../src/api/actions';
 import {
-  ACTION_SCHEMAS, FieldSpec, Fields, MAX_KEY_IDS, PARAM_MAXIMA, ParamError, ParamErrorCode, parseJsonBody, ServedAction, validateParams,
+  ACTION_SCHEMAS,
+  FieldSpec,
+  Fields,
+  MAX_KEY_IDS,
+  PARAM_MAXIMA,
+  ParamError,
+  ParamErrorCode,
+  parseJsonBody,
+  ServedAction,
+  validateParams,
 } from '../../../src/api/params';
 import { createKeyRequest, decryptRequest, generateDataKeyRequest, importRequest, reEncryptRequest, signRequest } from '../../../src/api/kms-wire';
 import { decodeCanonicalBase64 } from '../../../src/common/base64';
@@ -22,7 +31,7 @@ function sdkRequest(action: string): Map<string, [string, boolean]> {
   if (new RegExp(`export type ${action}Request = null;`).test(MODELS)) return fields;
   const m = new RegExp(`export interface ${action}Request \\{([\\s\\S]*?)\\n\\}`).exec(MODELS);
   if (!m) throw new Error(`no ${action}Request in the SDK models`);
-  for (const f of (m[1]).matchAll(/^\s+(\w+)(\??):\s*([^;]+);/gm)) fields.set(f[1], [f[3], f[2] !== '?']);
+  for (const f of m[1].matchAll(/^\s+(\w+)(\??):\s*([^;]+);/gm)) fields.set(f[1], [f[3], f[2] !== '?']);
   return fields;
 }
 
@@ -36,15 +45,25 @@ function sdkKind(type: string): FieldSpec['kind'][] {
 /** A valid value for a field: every optional field filled in. */
 function sample(spec: FieldSpec): unknown {
   switch (spec.kind) {
-    case 'string': return 'x';
-    case 'base64': return 'aGk=';
-    case 'integer': return 1;
-    case 'array': return [sample(spec.of)];
-    case 'object': return sampleBody(spec.fields);
+    case 'string':
+      return 'x';
+    case 'base64':
+      return 'aGk=';
+    case 'integer':
+      return 1;
+    case 'array':
+      return [sample(spec.of)];
+    case 'object':
+      return sampleBody(spec.fields);
   }
 }
 const sampleBody = (fields: Fields): Record<string, unknown> => Object.fromEntries(Object.entries(fields).map(([k, s]) => [k, sample(s)]));
-const requiredBody = (fields: Fields): Record<string, unknown> => Object.fromEntries(Object.entries(fields).filter(([, s]) => s.required).map(([k, s]) => [k, sample(s)]));
+const requiredBody = (fields: Fields): Record<string, unknown> =>
+  Object.fromEntries(
+    Object.entries(fields)
+      .filter(([, s]) => s.required)
+      .map(([k, s]) => [k, sample(s)]),
+  );
 
 function wrongType(spec: FieldSpec): unknown {
   return spec.kind === 'integer' ? '1' : spec.kind === 'array' ? 'x' : spec.kind === 'object' ? ['x'] : 42;
@@ -85,12 +104,24 @@ describe('valid bodies', () => {
   });
 
   test('base64 fields become Buffers; strings, numbers and nested objects are kept; MemberAccount is dropped', () => {
-    expect(validateParams('Encrypt', { KeyId: 'k', Plaintext: 'aGVsbG8=', EncryptionContext: '{"a":"b"}' })).toEqual({ KeyId: 'k', Plaintext: Buffer.from('hello'), EncryptionContext: '{"a":"b"}' });
-    expect(validateParams('VerifyByAsymmetricKey', { KeyId: 'k', Algorithm: 'RSA_PSS_SHA_256', Message: '', SignatureValue: 'AAEC', MessageType: 'RAW' }))
-      .toEqual({ KeyId: 'k', Algorithm: 'RSA_PSS_SHA_256', Message: Buffer.alloc(0), SignatureValue: Buffer.from([0, 1, 2]), MessageType: 'RAW' });
-    expect(validateParams('CreateKey', { Alias: 'a', Type: 2, Tags: [{ TagKey: 'k', TagValue: 'v' }] })).toEqual({ Alias: 'a', Type: 2, Tags: [{ TagKey: 'k', TagValue: 'v' }] });
+    expect(validateParams('Encrypt', { KeyId: 'k', Plaintext: 'aGVsbG8=', EncryptionContext: '{"a":"b"}' })).toEqual({
+      KeyId: 'k',
+      Plaintext: Buffer.from('hello'),
+      EncryptionContext: '{"a":"b"}',
+    });
+    expect(
+      validateParams('VerifyByAsymmetricKey', { KeyId: 'k', Algorithm: 'RSA_PSS_SHA_256', Message: '', SignatureValue: 'AAEC', MessageType: 'RAW' }),
+    ).toEqual({ KeyId: 'k', Algorithm: 'RSA_PSS_SHA_256', Message: Buffer.alloc(0), SignatureValue: Buffer.from([0, 1, 2]), MessageType: 'RAW' });
+    expect(validateParams('CreateKey', { Alias: 'a', Type: 2, Tags: [{ TagKey: 'k', TagValue: 'v' }] })).toEqual({
+      Alias: 'a',
+      Type: 2,
+      Tags: [{ TagKey: 'k', TagValue: 'v' }],
+    });
     expect(validateParams('DescribeKey', { KeyId: 'k', MemberAccount: { MemberUin: 1, MemberAppId: 2 } })).toEqual({ KeyId: 'k' });
-    expect(validateParams('ListKeyDetail', { Limit: 5, MemberAccounts: [{ MemberUin: 1 }], TagFilters: [{ TagKey: 'k' }] })).toEqual({ Limit: 5, TagFilters: [{ TagKey: 'k' }] });
+    expect(validateParams('ListKeyDetail', { Limit: 5, MemberAccounts: [{ MemberUin: 1 }], TagFilters: [{ TagKey: 'k' }] })).toEqual({
+      Limit: 5,
+      TagFilters: [{ TagKey: 'k' }],
+    });
     expect(validateParams('GetServiceStatus', {})).toEqual({});
   });
 
@@ -161,28 +192,61 @@ describe('maxima (PARAM_MAXIMA)', () => {
     if (spec.kind !== 'array' || spec.of.kind === 'string') expect(max?.chars).toBeGreaterThan(0);
   });
 
-  test.each(sized.filter(([, , , spec]) => spec.kind === 'string'))('%s.%j: the maximum passes, one character more is refused with the field named', (action, path, name) => {
-    const max = PARAM_MAXIMA[name];
-    expect(errorOf(action, bodyWith(action, path, 'x'.repeat(max.chars!)))).toBe('valid');
-    expect(errorOf(action, bodyWith(action, path, 'x'.repeat(max.chars! + 1)))).toMatchObject({ code: max.code ?? 'InvalidParameterValue', field: path.join('.') });
-  });
+  test.each(sized.filter(([, , , spec]) => spec.kind === 'string'))(
+    '%s.%j: the maximum passes, one character more is refused with the field named',
+    (action, path, name) => {
+      const max = PARAM_MAXIMA[name];
+      expect(errorOf(action, bodyWith(action, path, 'x'.repeat(max.chars!)))).toBe('valid');
+      expect(errorOf(action, bodyWith(action, path, 'x'.repeat(max.chars! + 1)))).toMatchObject({
+        code: max.code ?? 'InvalidParameterValue',
+        field: path.join('.'),
+      });
+    },
+  );
 
-  test.each(sized.filter(([, , , spec]) => spec.kind === 'base64'))('%s.%j: base64 text over the maximum is refused before it is decoded', (action, path, name) => {
-    const max = PARAM_MAXIMA[name];
-    const fits = Buffer.alloc((max.chars! / 4) * 3 - 3, 1).toString('base64');
-    expect(errorOf(action, bodyWith(action, path, fits))).toBe('valid');
-    expect(errorOf(action, bodyWith(action, path, `${fits}AAAAAAAA`))).toMatchObject({ code: max.code ?? 'InvalidParameterValue', field: path.join('.') });
-  });
+  test.each(sized.filter(([, , , spec]) => spec.kind === 'base64'))(
+    '%s.%j: base64 text over the maximum is refused before it is decoded',
+    (action, path, name) => {
+      const max = PARAM_MAXIMA[name];
+      const fits = Buffer.alloc((max.chars! / 4) * 3 - 3, 1).toString('base64');
+      expect(errorOf(action, bodyWith(action, path, fits))).toBe('valid');
+      expect(errorOf(action, bodyWith(action, path, `${fits}AAAAAAAA`))).toMatchObject({ code: max.code ?? 'InvalidParameterValue', field: path.join('.') });
+    },
+  );
 
-  test.each(sized.filter(([, , , spec]) => spec.kind === 'array'))('%s.%j: the most elements pass, one more is InvalidParameter', (action, path, name, spec) => {
-    const max = PARAM_MAXIMA[name];
-    const element = spec.kind === 'array' ? sample(spec.of) : undefined;
-    expect(errorOf(action, bodyWith(action, path, Array.from({ length: max.items! }, () => element)))).toBe('valid');
-    expect(errorOf(action, bodyWith(action, path, Array.from({ length: max.items! + 1 }, () => element)))).toMatchObject({ code: 'InvalidParameter', field: path.join('.') });
-  });
+  test.each(sized.filter(([, , , spec]) => spec.kind === 'array'))(
+    '%s.%j: the most elements pass, one more is InvalidParameter',
+    (action, path, name, spec) => {
+      const max = PARAM_MAXIMA[name];
+      const element = spec.kind === 'array' ? sample(spec.of) : undefined;
+      expect(
+        errorOf(
+          action,
+          bodyWith(
+            action,
+            path,
+            Array.from({ length: max.items! }, () => element),
+          ),
+        ),
+      ).toBe('valid');
+      expect(
+        errorOf(
+          action,
+          bodyWith(
+            action,
+            path,
+            Array.from({ length: max.items! + 1 }, () => element),
+          ),
+        ),
+      ).toMatchObject({ code: 'InvalidParameter', field: path.join('.') });
+    },
+  );
 
   test('a 200 KB ResourceId is refused', () => {
-    expect(errorOf('BindCloudResource', { KeyId: 'k', ProductId: 'p', ResourceId: 'r'.repeat(200 * 1024) })).toMatchObject({ code: 'InvalidParameterValue', field: 'ResourceId' });
+    expect(errorOf('BindCloudResource', { KeyId: 'k', ProductId: 'p', ResourceId: 'r'.repeat(200 * 1024) })).toMatchObject({
+      code: 'InvalidParameterValue',
+      field: 'ResourceId',
+    });
   });
 });
 
@@ -207,14 +271,17 @@ describe('refused bodies', () => {
   });
 
   const BAD_BASE64 = ['aGVsbG8', 'aGVsbG9=', 'aGVsbA===', 'aGVs bG8=', 'aGVsbG8=\n', '-_-_', 'aGVsbG8=aGk=', '=aGk', 'a'];
-  test.each(FIELD_CASES.filter(([, , spec]) => spec.kind === 'base64'))('%s.%s not canonical base64 → InvalidParameterValue (or the field\'s own code) naming it', (action, name, spec) => {
-    const code = (spec.kind === 'base64' && spec.invalid) || 'InvalidParameterValue';
-    for (const bad of BAD_BASE64) {
-      const e = errorOf(action, { ...requiredBody(ACTION_SCHEMAS[action]), [name]: bad });
-      expect(e).toMatchObject({ code, field: name });
-      expect(e !== 'valid' && e.message).toContain(name);
-    }
-  });
+  test.each(FIELD_CASES.filter(([, , spec]) => spec.kind === 'base64'))(
+    "%s.%s not canonical base64 → InvalidParameterValue (or the field's own code) naming it",
+    (action, name, spec) => {
+      const code = (spec.kind === 'base64' && spec.invalid) || 'InvalidParameterValue';
+      for (const bad of BAD_BASE64) {
+        const e = errorOf(action, { ...requiredBody(ACTION_SCHEMAS[action]), [name]: bad });
+        expect(e).toMatchObject({ code, field: name });
+        expect(e !== 'valid' && e.message).toContain(name);
+      }
+    },
+  );
 
   const deep = (n: number): unknown => (n === 0 ? 'x' : { a: [deep(n - 1)] });
   test.each<[string, ServedAction, unknown, ParamErrorCode, string | undefined]>([
@@ -286,8 +353,19 @@ describe('parseJsonBody', () => {
 
 describe('decodeCanonicalBase64', () => {
   test.each<[string, string | undefined]>([
-    ['', ''], ['aGk=', '6869'], ['aGVsbG8=', '68656c6c6f'], ['aGVsbG8h', '68656c6c6f21'], ['AA==', '00'], ['//8=', 'ffff'],
-    ['aGk', undefined], ['aGl=', undefined], ['AB==', undefined], ['aGk==', undefined], ['aG k=', undefined], ['aGk=\n', undefined], ['a-_b', undefined],
+    ['', ''],
+    ['aGk=', '6869'],
+    ['aGVsbG8=', '68656c6c6f'],
+    ['aGVsbG8h', '68656c6c6f21'],
+    ['AA==', '00'],
+    ['//8=', 'ffff'],
+    ['aGk', undefined],
+    ['aGl=', undefined],
+    ['AB==', undefined],
+    ['aGk==', undefined],
+    ['aG k=', undefined],
+    ['aGk=\n', undefined],
+    ['a-_b', undefined],
   ])('%p → %p', (s, expected) => {
     const out = decodeCanonicalBase64(s);
     expect(out?.toString('hex')).toBe(expected);
@@ -297,7 +375,7 @@ describe('decodeCanonicalBase64', () => {
 describe('actions', () => {
   const sdkActions = [...CLIENT.matchAll(/this\.request\("(\w+)"/g)].map((m) => m[1]);
 
-  test('served and unsupported actions are disjoint and together are the SDK client\'s 69 actions', () => {
+  test("served and unsupported actions are disjoint and together are the SDK client's 69 actions", () => {
     expect(sdkActions).toHaveLength(69);
     expect([...SERVED_ACTIONS, ...UNSUPPORTED_ACTIONS].sort()).toEqual([...sdkActions].sort());
     expect(SERVED_ACTIONS).toHaveLength(37);
@@ -305,10 +383,23 @@ describe('actions', () => {
   });
 
   test.each<[string, 'served' | 'unsupported' | 'unknown']>([
-    ['Encrypt', 'served'], ['ListAlgorithms', 'served'], ['BindCloudResource', 'served'],
-    ['EncryptByWhiteBox', 'unsupported'], ['ImportDataKey', 'unsupported'], ['PostQuantumCryptoSign', 'unsupported'],
-    ['encrypt', 'unknown'], ['', 'unknown'], ['DescribeHSMClusters', 'unknown'], ['toString', 'unknown'], ['__proto__', 'unknown'], ['constructor', 'unknown'],
+    ['Encrypt', 'served'],
+    ['ListAlgorithms', 'served'],
+    ['BindCloudResource', 'served'],
+    ['EncryptByWhiteBox', 'unsupported'],
+    ['ImportDataKey', 'unsupported'],
+    ['PostQuantumCryptoSign', 'unsupported'],
+    ['encrypt', 'unknown'],
+    ['', 'unknown'],
+    ['DescribeHSMClusters', 'unknown'],
+    ['toString', 'unknown'],
+    ['__proto__', 'unknown'],
+    ['constructor', 'unknown'],
   ])('%p is %s', (action, kind) => {
-    expect([isServedAction(action), isUnsupportedAction(action), isUnknownAction(action)]).toEqual([kind === 'served', kind === 'unsupported', kind === 'unknown']);
+    expect([isServedAction(action), isUnsupportedAction(action), isUnknownAction(action)]).toEqual([
+      kind === 'served',
+      kind === 'unsupported',
+      kind === 'unknown',
+    ]);
   });
 });

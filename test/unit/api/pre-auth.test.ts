@@ -31,7 +31,13 @@ describe('PreAuthLimiter', () => {
 });
 
 describe('FailureAudit', () => {
-  const fail = (over: Partial<Parameters<FailureAudit['record']>[0]> = {}) => ({ sourceIp: '10.0.0.1', secretId: 'AKIDx', code: 'AuthFailure.SignatureFailure', requestId: 'r1', ...over });
+  const fail = (over: Partial<Parameters<FailureAudit['record']>[0]> = {}) => ({
+    sourceIp: '10.0.0.1',
+    secretId: 'AKIDx',
+    code: 'AuthFailure.SignatureFailure',
+    requestId: 'r1',
+    ...over,
+  });
 
   test('10,000 failures from one address, SecretId and code are one event with the count', () => {
     const events: NewAuditEvent[] = [];
@@ -39,7 +45,16 @@ describe('FailureAudit', () => {
     const audit = new FailureAudit((e) => events.push(e), clock);
     for (let i = 0; i < 10_000; i++) audit.record(fail({ requestId: `r${i}` }));
     audit.close();
-    expect(events).toEqual([expect.objectContaining({ eventName: FAILURE_EVENT_NAME, sourceIp: '10.0.0.1', secretId: 'AKIDx', errorCode: 'AuthFailure.SignatureFailure', resource: 'count/10000', requestId: 'r0' })]);
+    expect(events).toEqual([
+      expect.objectContaining({
+        eventName: FAILURE_EVENT_NAME,
+        sourceIp: '10.0.0.1',
+        secretId: 'AKIDx',
+        errorCode: 'AuthFailure.SignatureFailure',
+        resource: 'count/10000',
+        requestId: 'r0',
+      }),
+    ]);
   });
 
   test('groups per minute: a minute that is over is appended, the current one waits', () => {

@@ -2,7 +2,7 @@ import { constants, generateKeyPairSync, privateDecrypt } from 'node:crypto';
 import { InvalidParameterError, UnsupportedOperationError } from '../../../src/kms/errors';
 import { outputPlaintext } from '../../../src/api/public-key-output';
 
-describe('plaintext returned under the caller\'s public key', () => {
+describe("plaintext returned under the caller's public key", () => {
   const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const pem = rsa.publicKey.export({ type: 'spki', format: 'pem' }).toString();
   const der = rsa.publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
@@ -31,8 +31,20 @@ describe('plaintext returned under the caller\'s public key', () => {
     [{ EncryptionPublicKey: pem, EncryptionAlgorithm: 'RSA' }, InvalidParameterError],
     [{ EncryptionPublicKey: 'garbage', EncryptionAlgorithm: 'RSAES_OAEP_SHA_1' }, InvalidParameterError],
     [{ EncryptionAlgorithm: 'RSAES_OAEP_SHA_1' }, InvalidParameterError],
-    [{ EncryptionPublicKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }).toString(), EncryptionAlgorithm: 'RSAES_OAEP_SHA_1' }, InvalidParameterError],
-    [{ EncryptionPublicKey: generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }).toString(), EncryptionAlgorithm: 'RSAES_OAEP_SHA_1' }, InvalidParameterError],
+    [
+      {
+        EncryptionPublicKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+        EncryptionAlgorithm: 'RSAES_OAEP_SHA_1',
+      },
+      InvalidParameterError,
+    ],
+    [
+      {
+        EncryptionPublicKey: generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+        EncryptionAlgorithm: 'RSAES_OAEP_SHA_1',
+      },
+      InvalidParameterError,
+    ],
   ])('%#: refused', (p, cls) => {
     expect(() => outputPlaintext(pt, p)).toThrow(cls);
   });

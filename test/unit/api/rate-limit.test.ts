@@ -1,7 +1,5 @@
 import Redis from 'ioredis';
-import {
-  checkRateLimitConfig, MemoryRateLimiter, RateLimitConfig, RateLimiter, RedisRateLimiter, refillMs, takeToken,
-} from '../../../src/api/rate-limit';
+import { checkRateLimitConfig, MemoryRateLimiter, RateLimitConfig, RateLimiter, RedisRateLimiter, refillMs, takeToken } from '../../../src/api/rate-limit';
 import { ManualClock } from '../../../src/common/clock';
 import { RedisServer, startRedis } from '../../support/redis';
 
@@ -14,13 +12,25 @@ const CONFIG: RateLimitConfig = { perSecond: 1 / 64, burst: 3 };
 
 /** [advance the clock by ms, account, expected answer] */
 const STEPS: ReadonlyArray<readonly [number, string, boolean]> = [
-  [0, 'a', true], [0, 'a', true], [0, 'a', true], [0, 'a', false],
+  [0, 'a', true],
+  [0, 'a', true],
+  [0, 'a', true],
+  [0, 'a', false],
   [0, 'b', true],
   [56_000, 'a', false],
-  [8_000, 'a', true], [0, 'a', false],
-  [32_000, 'a', false], [32_000, 'a', true], [0, 'a', false],
-  [0, 'b', true], [0, 'b', true], [0, 'b', true], [0, 'b', false],
-  [3_600_000, 'a', true], [0, 'a', true], [0, 'a', true], [0, 'a', false],
+  [8_000, 'a', true],
+  [0, 'a', false],
+  [32_000, 'a', false],
+  [32_000, 'a', true],
+  [0, 'a', false],
+  [0, 'b', true],
+  [0, 'b', true],
+  [0, 'b', true],
+  [0, 'b', false],
+  [3_600_000, 'a', true],
+  [0, 'a', true],
+  [0, 'a', true],
+  [0, 'a', false],
   [-600_000, 'a', false],
   [0, 'c', true],
 ];
@@ -49,9 +59,13 @@ describe('takeToken (pure)', () => {
   });
 
   test.each<[RateLimitConfig, boolean]>([
-    [{ perSecond: 100, burst: 200 }, true], [{ perSecond: 0.5, burst: 1 }, true],
-    [{ perSecond: 0, burst: 1 }, false], [{ perSecond: -1, burst: 1 }, false], [{ perSecond: Number.NaN, burst: 1 }, false],
-    [{ perSecond: 1, burst: 0 }, false], [{ perSecond: 1, burst: 1.5 }, false],
+    [{ perSecond: 100, burst: 200 }, true],
+    [{ perSecond: 0.5, burst: 1 }, true],
+    [{ perSecond: 0, burst: 1 }, false],
+    [{ perSecond: -1, burst: 1 }, false],
+    [{ perSecond: Number.NaN, burst: 1 }, false],
+    [{ perSecond: 1, burst: 0 }, false],
+    [{ perSecond: 1, burst: 1.5 }, false],
   ])('config %p valid=%p', (c, ok) => {
     if (ok) expect(checkRateLimitConfig(c)).toBe(c);
     else expect(() => checkRateLimitConfig(c)).toThrow(RangeError);
@@ -114,8 +128,13 @@ describe('RedisRateLimiter', () => {
     const clock = new ManualClock();
     const nodeA = new RedisRateLimiter(await connect(server.port), CONFIG, { clock });
     const nodeB = new RedisRateLimiter(await connect(server.port), CONFIG, { clock });
-    expect([await nodeA.take('shared'), await nodeB.take('shared'), await nodeA.take('shared'), await nodeB.take('shared'), await nodeA.take('shared')])
-      .toEqual([true, true, true, false, false]);
+    expect([
+      await nodeA.take('shared'),
+      await nodeB.take('shared'),
+      await nodeA.take('shared'),
+      await nodeB.take('shared'),
+      await nodeA.take('shared'),
+    ]).toEqual([true, true, true, false, false]);
   });
 
   test('buckets expire once they would be full again, under the configured prefix', async () => {

@@ -39,6 +39,12 @@ describe('LineLog with maxWrite (workers sharing one stdout)', () => {
     log.flush();
     expect(writes.map((w) => Buffer.byteLength(w))).toEqual(expected);
     expect(writes.every((w) => w.endsWith('\n'))).toBe(true);
-    expect(writes.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as unknown)).toHaveLength(lengths.length);
+    expect(
+      writes
+        .join('')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as unknown),
+    ).toHaveLength(lengths.length);
   });
 });

@@ -16,6 +16,8 @@ describe('response envelope', () => {
   });
 
   test('error envelope', () => {
-    expect(JSON.parse(errorBody('InvalidParameter', 'bad', 'rid'))).toEqual({ Response: { Error: { Code: 'InvalidParameter', Message: 'bad' }, RequestId: 'rid' } });
+    expect(JSON.parse(errorBody('InvalidParameter', 'bad', 'rid'))).toEqual({
+      Response: { Error: { Code: 'InvalidParameter', Message: 'bad' }, RequestId: 'rid' },
+    });
   });
 });

@@ -17,12 +17,13 @@ function lab(config = { perSecond: 2, burst: 10 }, workers = 2) {
   const ids = Array.from({ length: workers }, (_, i) => i);
   const dead = new Set<number>();
   let nextId = workers;
-  const spawn = (slot: number, from: number) => new SharedRateLimiter(config, {
-    workers,
-    clock,
-    ask: (uin, want) => new Promise<Grant>((answer) => (asks[slot] += 1, queue.push({ from, ask: { uin, want, answer } }))),
-    settle: (unused) => void (dead.has(from) || queue.push({ from, settle: unused })),
-  });
+  const spawn = (slot: number, from: number) =>
+    new SharedRateLimiter(config, {
+      workers,
+      clock,
+      ask: (uin, want) => new Promise<Grant>((answer) => ((asks[slot] += 1), queue.push({ from, ask: { uin, want, answer } }))),
+      settle: (unused) => void (dead.has(from) || queue.push({ from, settle: unused })),
+    });
   const limiters = ids.map((id, slot) => spawn(slot, id));
   /** The worker in `slot` dies (what it had sent and not yet been handled is lost) and a new one takes its place. */
   const kill = (slot: number) => {
@@ -71,19 +72,119 @@ describe('RateLedger', () => {
   test.each<[string, Step[], unknown]>([
     ['an account first seen is full', [[0, (l) => l.level('a')]], 10],
     ['a grant hands out what was asked for', [[0, (l) => l.grant(0, 'a', 5)]], { granted: 5, waitMs: 0 }],
-    ['and no more than the bucket holds', [[0, (l) => l.grant(0, 'a', 8)], [0, (l) => l.grant(1, 'a', 8)]], { granted: 2, waitMs: 0 }],
-    ['whole tokens only', [[0, (l) => l.grant(0, 'a', 9.7)], [0, (l) => l.level('a')]], 1],
-    ['empty: says when the next token is there', [[0, (l) => l.grant(0, 'a', 10)], [0, (l) => l.settle(0, { a: 0 })], [0.2, (l) => l.grant(1, 'a', 5)]], { granted: 0, waitMs: 300 }],
-    ['tokens held are inside the bucket: it refills around them only', [[0, (l) => l.grant(0, 'a', 5)], [3600, (l) => l.level('a')]], 5],
-    ['settling gives back what was not used', [[0, (l) => l.grant(0, 'a', 5)], [0, (l) => l.settle(0, { a: 2 })], [0, (l) => l.level('a')]], 7],
-    ['and the bucket refills to burst once settled', [[0, (l) => l.grant(0, 'a', 5)], [0, (l) => l.settle(0, { a: 0 })], [3600, (l) => l.level('a')]], 10],
-    ['giving back more than was held counts only what was held', [[0, (l) => l.grant(0, 'a', 5)], [0, (l) => l.settle(0, { a: 99 })], [0, (l) => l.level('a')]], 10],
-    ['settling what another worker holds does nothing', [[0, (l) => l.grant(0, 'a', 5)], [0, (l) => l.settle(1, { a: 5 })], [0, (l) => l.level('a')]], 5],
-    ['odd counts give nothing back', [[0, (l) => l.grant(0, 'a', 5)], [0, (l) => l.settle(0, { a: Number.NaN })], [0, (l) => l.level('a')]], 5],
-    ['asking again means the earlier grant was spent', [[0, (l) => l.grant(0, 'a', 5)], [0, (l) => l.grant(0, 'a', 5)], [3600, (l) => l.level('a')]], 5],
-    ['a worker forgotten used all it held', [[0, (l) => l.grant(0, 'a', 5)], [0, (l) => l.forget(0)], [0, (l) => l.level('a')]], 5],
-    ['and the bucket then refills to burst', [[0, (l) => l.grant(0, 'a', 5)], [0, (l) => l.forget(0)], [3600, (l) => l.level('a')]], 10],
-    ['accounts are separate', [[0, (l) => l.grant(0, 'a', 10)], [0, (l) => l.grant(0, 'b', 3)]], { granted: 3, waitMs: 0 }],
+    [
+      'and no more than the bucket holds',
+      [
+        [0, (l) => l.grant(0, 'a', 8)],
+        [0, (l) => l.grant(1, 'a', 8)],
+      ],
+      { granted: 2, waitMs: 0 },
+    ],
+    [
+      'whole tokens only',
+      [
+        [0, (l) => l.grant(0, 'a', 9.7)],
+        [0, (l) => l.level('a')],
+      ],
+      1,
+    ],
+    [
+      'empty: says when the next token is there',
+      [
+        [0, (l) => l.grant(0, 'a', 10)],
+        [0, (l) => l.settle(0, { a: 0 })],
+        [0.2, (l) => l.grant(1, 'a', 5)],
+      ],
+      { granted: 0, waitMs: 300 },
+    ],
+    [
+      'tokens held are inside the bucket: it refills around them only',
+      [
+        [0, (l) => l.grant(0, 'a', 5)],
+        [3600, (l) => l.level('a')],
+      ],
+      5,
+    ],
+    [
+      'settling gives back what was not used',
+      [
+        [0, (l) => l.grant(0, 'a', 5)],
+        [0, (l) => l.settle(0, { a: 2 })],
+        [0, (l) => l.level('a')],
+      ],
+      7,
+    ],
+    [
+      'and the bucket refills to burst once settled',
+      [
+        [0, (l) => l.grant(0, 'a', 5)],
+        [0, (l) => l.settle(0, { a: 0 })],
+        [3600, (l) => l.level('a')],
+      ],
+      10,
+    ],
+    [
+      'giving back more than was held counts only what was held',
+      [
+        [0, (l) => l.grant(0, 'a', 5)],
+        [0, (l) => l.settle(0, { a: 99 })],
+        [0, (l) => l.level('a')],
+      ],
+      10,
+    ],
+    [
+      'settling what another worker holds does nothing',
+      [
+        [0, (l) => l.grant(0, 'a', 5)],
+        [0, (l) => l.settle(1, { a: 5 })],
+        [0, (l) => l.level('a')],
+      ],
+      5,
+    ],
+    [
+      'odd counts give nothing back',
+      [
+        [0, (l) => l.grant(0, 'a', 5)],
+        [0, (l) => l.settle(0, { a: Number.NaN })],
+        [0, (l) => l.level('a')],
+      ],
+      5,
+    ],
+    [
+      'asking again means the earlier grant was spent',
+      [
+        [0, (l) => l.grant(0, 'a', 5)],
+        [0, (l) => l.grant(0, 'a', 5)],
+        [3600, (l) => l.level('a')],
+      ],
+      5,
+    ],
+    [
+      'a worker forgotten used all it held',
+      [
+        [0, (l) => l.grant(0, 'a', 5)],
+        [0, (l) => l.forget(0)],
+        [0, (l) => l.level('a')],
+      ],
+      5,
+    ],
+    [
+      'and the bucket then refills to burst',
+      [
+        [0, (l) => l.grant(0, 'a', 5)],
+        [0, (l) => l.forget(0)],
+        [3600, (l) => l.level('a')],
+      ],
+      10,
+    ],
+    [
+      'accounts are separate',
+      [
+        [0, (l) => l.grant(0, 'a', 10)],
+        [0, (l) => l.grant(0, 'b', 3)],
+      ],
+      { granted: 3, waitMs: 0 },
+    ],
   ])('%s', (_name, steps, expected) => {
     const clock = new ManualClock();
     const ledger = new RateLedger({ perSecond: 2, burst: 10 }, clock);
@@ -171,36 +272,39 @@ describe('SharedRateLimiter (workers and ledger)', () => {
     const config = { perSecond: 5, burst: 10 };
     let runs = 0;
     let checked = 0;
-    await fc.assert(fc.asyncProperty(fc.integer({ min: 2, max: 4 }), fc.array(event, { maxLength: 80, size: 'large' }), async (workers, events) => {
-      runs += 1;
-      const l = lab(config, workers);
-      const times: number[] = [];
-      const pending: Array<Promise<void>> = [];
-      // a request answered by a worker that has died since never reached its caller
-      const take = (w: number) => {
-        const id = l.ids[w];
-        return l.limiters[w].take('a').then((ok) => void (ok && !l.dead.has(id) && times.push(l.clock.now())));
-      };
-      for (const e of events) {
-        if (e.kind === 'take') for (let i = 0; i < e.n; i++) pending.push(take(e.worker % workers));
-        else if (e.kind === 'deliver') for (let i = 0; i < e.n; i++) await l.deliverOne();
-        else if (e.kind === 'settle') l.limiters[e.worker % workers].settleDue();
-        else if (e.kind === 'tick') l.clock.advance(e.ms / 1000);
-        else l.kill(e.worker % workers);
-        await settled();
-      }
-      await l.deliver();
-      await Promise.all(pending);
-      l.close();
-      times.sort((a, b) => a - b);
-      for (let i = 0; i < times.length; i++) {
-        for (let j = i; j < times.length; j++) {
-          checked += 1;
-          if (j - i + 1 > config.burst + (config.perSecond * (times[j] - times[i])) / 1000 + 1e-9) return false;
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 2, max: 4 }), fc.array(event, { maxLength: 80, size: 'large' }), async (workers, events) => {
+        runs += 1;
+        const l = lab(config, workers);
+        const times: number[] = [];
+        const pending: Array<Promise<void>> = [];
+        // a request answered by a worker that has died since never reached its caller
+        const take = (w: number) => {
+          const id = l.ids[w];
+          return l.limiters[w].take('a').then((ok) => void (ok && !l.dead.has(id) && times.push(l.clock.now())));
+        };
+        for (const e of events) {
+          if (e.kind === 'take') for (let i = 0; i < e.n; i++) pending.push(take(e.worker % workers));
+          else if (e.kind === 'deliver') for (let i = 0; i < e.n; i++) await l.deliverOne();
+          else if (e.kind === 'settle') l.limiters[e.worker % workers].settleDue();
+          else if (e.kind === 'tick') l.clock.advance(e.ms / 1000);
+          else l.kill(e.worker % workers);
+          await settled();
         }
-      }
-      return true;
-    }), { numRuns: Number(process.env.RATE_RUNS ?? 3000) });
+        await l.deliver();
+        await Promise.all(pending);
+        l.close();
+        times.sort((a, b) => a - b);
+        for (let i = 0; i < times.length; i++) {
+          for (let j = i; j < times.length; j++) {
+            checked += 1;
+            if (j - i + 1 > config.burst + (config.perSecond * (times[j] - times[i])) / 1000 + 1e-9) return false;
+          }
+        }
+        return true;
+      }),
+      { numRuns: Number(process.env.RATE_RUNS ?? 3000) },
+    );
     expect(runs).toBe(Number(process.env.RATE_RUNS ?? 3000));
     expect(checked).toBeGreaterThan(1000);
   });
@@ -210,12 +314,15 @@ describe('SharedRateLimiter (workers and ledger)', () => {
     const ledger = new RateLedger({ perSecond: 2, burst: 10 }, clock);
     const late: Array<() => void> = [];
     const settlements: Tokens[] = [];
-    const limiter = new SharedRateLimiter({ perSecond: 2, burst: 10 }, {
-      workers: 2,
-      clock,
-      ask: (uin, want) => new Promise<Grant>((answer) => late.push(() => answer(ledger.grant(0, uin, want)))),
-      settle: (unused) => settlements.push(unused),
-    });
+    const limiter = new SharedRateLimiter(
+      { perSecond: 2, burst: 10 },
+      {
+        workers: 2,
+        clock,
+        ask: (uin, want) => new Promise<Grant>((answer) => late.push(() => answer(ledger.grant(0, uin, want)))),
+        settle: (unused) => settlements.push(unused),
+      },
+    );
     const t0 = Date.now();
     expect(await limiter.take('a')).toBe(true);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(ASK_TIMEOUT_MS - 50);
@@ -240,13 +347,16 @@ describe('SharedRateLimiter (workers and ledger)', () => {
     const clock = new ManualClock();
     const ledger = new RateLedger({ perSecond: 2, burst: 10 }, clock);
     const settlements: Tokens[] = [];
-    const limiter = new SharedRateLimiter({ perSecond: 2, burst: 10 }, {
-      workers: 2,
-      clock,
-      maxAccounts: 2,
-      ask: async (uin, want) => ledger.grant(0, uin, want),
-      settle: (unused) => settlements.push(unused),
-    });
+    const limiter = new SharedRateLimiter(
+      { perSecond: 2, burst: 10 },
+      {
+        workers: 2,
+        clock,
+        maxAccounts: 2,
+        ask: async (uin, want) => ledger.grant(0, uin, want),
+        settle: (unused) => settlements.push(unused),
+      },
+    );
     for (const uin of ['a', 'b', 'c']) expect(await limiter.take(uin)).toBe(true);
     expect(settlements).toEqual([{ a: 4 }]);
     limiter.close();

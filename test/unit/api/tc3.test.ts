@@ -1,7 +1,20 @@
 import { createHash, createHmac } from 'node:crypto';
 import {
-  AuthError, AuthErrorCode, canonicalRequest, hostWithoutPort, MAX_AUTHORIZATION_CHARS, parseAuthorization, signingKey, signingKeyCacheSize, signTc3, SignTc3Input,
-  stringToSign, tc3Work, Tc3Request, utcDate, verifyTc3,
+  AuthError,
+  AuthErrorCode,
+  canonicalRequest,
+  hostWithoutPort,
+  MAX_AUTHORIZATION_CHARS,
+  parseAuthorization,
+  signingKey,
+  signingKeyCacheSize,
+  signTc3,
+  SignTc3Input,
+  stringToSign,
+  tc3Work,
+  Tc3Request,
+  utcDate,
+  verifyTc3,
 } from '../../../src/api/tc3';
 
 const SECRET_ID = 'AKIDEXAMPLE';
@@ -13,7 +26,13 @@ const lookup = (id: string): Buffer | undefined => (id === SECRET_ID ? Buffer.fr
 
 /** A request as Node's http server hands it over, signed as `sign` says. */
 function request(over: Partial<SignTc3Input> = {}, extraHeaders: Record<string, string> = {}): Tc3Request {
-  const headers = { 'content-type': 'application/json', host: 'kms.tencentcloudapi.com', 'x-tc-timestamp': String(TS), 'x-tc-action': 'Encrypt', ...extraHeaders };
+  const headers = {
+    'content-type': 'application/json',
+    host: 'kms.tencentcloudapi.com',
+    'x-tc-timestamp': String(TS),
+    'x-tc-action': 'Encrypt',
+    ...extraHeaders,
+  };
   const input: SignTc3Input = { secretId: SECRET_ID, secretKey: SECRET_KEY, service: 'kms', timestamp: TS, headers, body: BODY, ...over };
   return { method: input.method ?? 'POST', url: input.url, headers: { ...input.headers, authorization: signTc3(input) }, body: input.body };
 }
@@ -32,7 +51,14 @@ describe('the reference test vector (§4)', () => {
   test('payload hash, canonical-request hash, scope and signature', async () => {
     expect(sha256(BODY)).toBe('e7ff4f9b820ed7f96fbdf9c58bbb7966f967470eaa4cecf5050fd32cfacfbcbc');
     const canonical = canonicalRequest({
-      method: 'POST', path: '/', query: '', headers: [['content-type', 'application/json'], ['host', 'kms.tencentcloudapi.com']], payloadHash: sha256(BODY),
+      method: 'POST',
+      path: '/',
+      query: '',
+      headers: [
+        ['content-type', 'application/json'],
+        ['host', 'kms.tencentcloudapi.com'],
+      ],
+      payloadHash: sha256(BODY),
     });
     expect(sha256(canonical)).toBe('4e0426d2e3eec4964f3b94389b958d4f0b66663efdf53c0b5d4ccab1f8516f63');
     expect(stringToSign(TS, utcDate(TS), 'kms', canonical).split('\n')[2]).toBe('2023-11-14/kms/tc3_request');
@@ -40,7 +66,12 @@ describe('the reference test vector (§4)', () => {
     expect(req.headers.authorization).toBe(
       'TC3-HMAC-SHA256 Credential=AKIDEXAMPLE/2023-11-14/kms/tc3_request, SignedHeaders=content-type;host, Signature=217168bdb54b0be895fdce107405a2ed76a5ab4b64b50b121784baa2c8f267a2',
     );
-    await expect(verifyTc3(req, lookup, TS)).resolves.toEqual({ secretId: SECRET_ID, service: 'kms', timestamp: TS, signature: Buffer.from('217168bdb54b0be895fdce107405a2ed76a5ab4b64b50b121784baa2c8f267a2', 'hex') });
+    await expect(verifyTc3(req, lookup, TS)).resolves.toEqual({
+      secretId: SECRET_ID,
+      service: 'kms',
+      timestamp: TS,
+      signature: Buffer.from('217168bdb54b0be895fdce107405a2ed76a5ab4b64b50b121784baa2c8f267a2', 'hex'),
+    });
   });
 });
 
@@ -54,7 +85,11 @@ describe('accepted signatures', () => {
     ['content-type with a charset, exactly as sent', {}, { 'content-type': 'application/json; charset=UTF-8' }],
     ['extra signed header, value lowercased (official demo)', { extraSignedHeaders: ['x-tc-action'] }, {}],
     ['several extra signed headers', { extraSignedHeaders: ['x-tc-action', 'x-tc-timestamp', 'x-tc-version'] }, { 'x-tc-version': '2019-01-18' }],
-    ['GET with the query string', { method: 'GET', url: '/?KeyId=abc&Limit=10', body: Buffer.alloc(0) }, { 'content-type': 'application/x-www-form-urlencoded' }],
+    [
+      'GET with the query string',
+      { method: 'GET', url: '/?KeyId=abc&Limit=10', body: Buffer.alloc(0) },
+      { 'content-type': 'application/x-www-form-urlencoded' },
+    ],
     ['empty request body {}', { body: Buffer.from('{}') }, {}],
   ])('%s', async (_name, over, headers) => {
     const req = request(over, headers);
@@ -65,7 +100,9 @@ describe('accepted signatures', () => {
     const body = BODY;
     const headers = { 'content-type': 'application/json', host: 'kms.tencentcloudapi.com', 'x-tc-action': 'Encrypt' };
     const canonical = canonicalRequest({ method: 'POST', path: '/', query: '', headers: Object.entries(headers).sort(), payloadHash: sha256(body) });
-    const sig = createHmac('sha256', signingKey(Buffer.from(SECRET_KEY), utcDate(TS), 'kms')).update(stringToSign(TS, utcDate(TS), 'kms', canonical)).digest('hex');
+    const sig = createHmac('sha256', signingKey(Buffer.from(SECRET_KEY), utcDate(TS), 'kms'))
+      .update(stringToSign(TS, utcDate(TS), 'kms', canonical))
+      .digest('hex');
     const authorization = `TC3-HMAC-SHA256 Credential=${SECRET_ID}/${utcDate(TS)}/kms/tc3_request, SignedHeaders=content-type;host;x-tc-action, Signature=${sig}`;
     await expect(verifyTc3({ method: 'POST', headers: { ...headers, 'x-tc-timestamp': String(TS), authorization }, body }, lookup, TS)).resolves.not.toThrow();
   });
@@ -104,7 +141,11 @@ describe('refused signatures', () => {
     ['SignedHeaders without content-type', 'AuthFailure.InvalidAuthorization', withAuth(auth.replace('content-type;host', 'host'))],
     ['SignedHeaders not sorted', 'AuthFailure.InvalidAuthorization', withAuth(auth.replace('content-type;host', 'host;content-type'))],
     ['SignedHeaders upper case', 'AuthFailure.InvalidAuthorization', withAuth(auth.replace('content-type;host', 'Content-Type;host'))],
-    ['SignedHeaders naming an Object.prototype member', 'AuthFailure.InvalidAuthorization', withAuth(auth.replace('content-type;host', 'constructor;content-type;host'))],
+    [
+      'SignedHeaders naming an Object.prototype member',
+      'AuthFailure.InvalidAuthorization',
+      withAuth(auth.replace('content-type;host', 'constructor;content-type;host')),
+    ],
     ['SignedHeaders naming an absent header', 'AuthFailure.InvalidAuthorization', withAuth(auth.replace('content-type;host', 'content-type;host;x-absent'))],
     ['short Signature', 'AuthFailure.InvalidAuthorization', withAuth(auth.slice(0, -2))],
     ['non-hex Signature', 'AuthFailure.InvalidAuthorization', withAuth(`${auth.slice(0, -1)}g`)],
@@ -116,11 +157,22 @@ describe('refused signatures', () => {
     ['another signature', 'AuthFailure.SignatureFailure', withAuth(auth.replace(/Signature=[0-9a-f]{64}/, `Signature=${'0'.repeat(64)}`))],
     ['another service in the scope', 'AuthFailure.SignatureFailure', withAuth(auth.replace('/kms/', '/cvm/'))],
     ['body changed', 'AuthFailure.SignatureFailure', { ...request(), body: Buffer.from(BODY.toString().replace('aGVsbG8=', 'aGVsbG9=')) }],
-    ['content-type changed', 'AuthFailure.SignatureFailure', { ...request(), headers: { ...request().headers, 'content-type': 'application/json; charset=utf-8' } }],
+    [
+      'content-type changed',
+      'AuthFailure.SignatureFailure',
+      { ...request(), headers: { ...request().headers, 'content-type': 'application/json; charset=utf-8' } },
+    ],
     ['host changed', 'AuthFailure.SignatureFailure', { ...request(), headers: { ...request().headers, host: 'other.example.com' } }],
     ['method changed', 'AuthFailure.SignatureFailure', { ...request(), method: 'PUT' }],
     ['path changed', 'AuthFailure.SignatureFailure', { ...request(), url: '/x' }],
-    ['signed extra header changed', 'AuthFailure.SignatureFailure', { ...request({ extraSignedHeaders: ['x-tc-action'] }), headers: { ...request({ extraSignedHeaders: ['x-tc-action'] }).headers, 'x-tc-action': 'Decrypt' } }],
+    [
+      'signed extra header changed',
+      'AuthFailure.SignatureFailure',
+      {
+        ...request({ extraSignedHeaders: ['x-tc-action'] }),
+        headers: { ...request({ extraSignedHeaders: ['x-tc-action'] }).headers, 'x-tc-action': 'Decrypt' },
+      },
+    ],
     ['signed with another SecretKey', 'AuthFailure.SignatureFailure', request({ secretKey: 'SECRETKEYEXAMPLF' })],
   ])('%s → %s', async (_name, code, req) => {
     expect(await codeOf(verifyTc3(req, lookup, TS))).toBe(code);
@@ -139,7 +191,18 @@ describe('refused signatures', () => {
   test('a malformed request is refused before the SecretId is looked up', async () => {
     const looked: string[] = [];
     const req = { ...request(), headers: { ...request().headers, 'x-tc-timestamp': 'soon' } };
-    expect(await codeOf(verifyTc3(req, (id) => { looked.push(id); return undefined; }, TS))).toBe('AuthFailure.InvalidAuthorization');
+    expect(
+      await codeOf(
+        verifyTc3(
+          req,
+          (id) => {
+            looked.push(id);
+            return undefined;
+          },
+          TS,
+        ),
+      ),
+    ).toBe('AuthFailure.InvalidAuthorization');
     expect(looked).toEqual([]);
   });
 
@@ -167,7 +230,12 @@ describe('nothing before authentication is expensive or remembered (security §6
     expect(tc3Work.keyDerivations).toBe(derived);
   });
 
-  test.each([['a dot', 'kms.x'], ['a slash-free odd character', 'k%ms'], ['64 characters', 'k'.repeat(64)], ['a port past 5 digits', 'localhost:123456']])('a service with %s is refused', async (_n, service) => {
+  test.each([
+    ['a dot', 'kms.x'],
+    ['a slash-free odd character', 'k%ms'],
+    ['64 characters', 'k'.repeat(64)],
+    ['a port past 5 digits', 'localhost:123456'],
+  ])('a service with %s is refused', async (_n, service) => {
     expect(await codeOf(verifyTc3(withAuth(auth.replace('/kms/', `/${service}/`)), lookup, TS))).toBe('AuthFailure.InvalidAuthorization');
   });
 
@@ -213,7 +281,11 @@ describe('signed headers a server requires (tc3.requireSignedHeaders)', () => {
   test('a request signing all three is accepted, and changing any of them breaks the signature', async () => {
     const signed = request({ extraSignedHeaders: ['x-tc-action', 'x-tc-region', 'x-tc-timestamp'] }, regionHeaders);
     await expect(verifyTc3(signed, lookup, TS, required)).resolves.not.toThrow();
-    for (const [name, value] of [['x-tc-action', 'DisableKey'], ['x-tc-region', 'ap-shanghai'], ['x-tc-timestamp', String(TS + 1)]]) {
+    for (const [name, value] of [
+      ['x-tc-action', 'DisableKey'],
+      ['x-tc-region', 'ap-shanghai'],
+      ['x-tc-timestamp', String(TS + 1)],
+    ]) {
       expect(await codeOf(verifyTc3({ ...signed, headers: { ...signed.headers, [name]: value } }, lookup, TS, required))).toBe('AuthFailure.SignatureFailure');
     }
   });
@@ -221,7 +293,11 @@ describe('signed headers a server requires (tc3.requireSignedHeaders)', () => {
 
 describe('pieces', () => {
   test.each<[string, string]>([
-    ['kms.local:8080', 'kms.local'], ['kms.local', 'kms.local'], ['127.0.0.1:80', '127.0.0.1'], ['[::1]:8080', '[::1]'], ['[::1]', '[::1]'],
+    ['kms.local:8080', 'kms.local'],
+    ['kms.local', 'kms.local'],
+    ['127.0.0.1:80', '127.0.0.1'],
+    ['[::1]:8080', '[::1]'],
+    ['[::1]', '[::1]'],
   ])('hostWithoutPort(%p) = %p', (host, expected) => {
     expect(hostWithoutPort(host)).toBe(expected);
   });
@@ -230,7 +306,12 @@ describe('pieces', () => {
     expect(a).toMatchObject({ secretId: SECRET_ID, date: '2023-11-14', service: 'kms', signedHeaders: ['content-type', 'host', 'x-tc-action'] });
     expect(a.signature).toHaveLength(32);
   });
-  test.each<[number, string]>([[0, '1970-01-01'], [TS, '2023-11-14'], [1700006399, '2023-11-14'], [1700006400, '2023-11-15']])('utcDate(%p) = %p', (ts, d) => {
+  test.each<[number, string]>([
+    [0, '1970-01-01'],
+    [TS, '2023-11-14'],
+    [1700006399, '2023-11-14'],
+    [1700006400, '2023-11-15'],
+  ])('utcDate(%p) = %p', (ts, d) => {
     expect(utcDate(ts)).toBe(d);
   });
 });

@@ -2,12 +2,31 @@ import { createHash, createHmac, randomUUID } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import {
-  ChainHead, ChainSlot, ChainVerifier, GENESIS, MAX_PROBLEMS, VerifierOptions, checkLinks, hashEvent, headOf, linkBatch, macEvent,
+  ChainHead,
+  ChainSlot,
+  ChainVerifier,
+  GENESIS,
+  MAX_PROBLEMS,
+  VerifierOptions,
+  checkLinks,
+  hashEvent,
+  headOf,
+  linkBatch,
+  macEvent,
 } from '../../../src/audit/chain';
 import { LinkMac } from '../../../src/audit/link-mac';
 import { AuditInputError } from '../../../src/audit/errors';
 import {
-  AuditEvent, EVENT_FIELDS, MAX_FIELD_CHARS, NewAuditEvent, STORED_FIELDS, StoredAuditEvent, canonical, parseStored, storedJson, toAuditEvent,
+  AuditEvent,
+  EVENT_FIELDS,
+  MAX_FIELD_CHARS,
+  NewAuditEvent,
+  STORED_FIELDS,
+  StoredAuditEvent,
+  canonical,
+  parseStored,
+  storedJson,
+  toAuditEvent,
 } from '../../../src/audit/event';
 import { checkQuery, decodeCursor, encodeCursor, matches } from '../../../src/audit/query';
 
@@ -15,8 +34,16 @@ const now = (): number => 1_700_000_000_000;
 
 function input(over: Partial<NewAuditEvent> = {}): NewAuditEvent {
   return {
-    eventName: 'Encrypt', accountUin: '100', subAccountUin: '100', secretId: 'AKIDexample', sourceIp: '10.0.0.1',
-    region: 'ap-guangzhou', requestId: randomUUID(), resource: randomUUID(), errorCode: '', ...over,
+    eventName: 'Encrypt',
+    accountUin: '100',
+    subAccountUin: '100',
+    secretId: 'AKIDexample',
+    sourceIp: '10.0.0.1',
+    region: 'ap-guangzhou',
+    requestId: randomUUID(),
+    resource: randomUUID(),
+    errorCode: '',
+    ...over,
   };
 }
 
@@ -97,7 +124,9 @@ describe('the chain', () => {
     expect(chain.map((e) => e.seq)).toEqual([1, 2, 3]);
     expect(chain[0].prevHash).toBe(GENESIS);
     expect(chain[1].prevHash).toBe(chain[0].hash);
-    const expected = createHmac('sha256', KEY).update(chain[1].prevHash + canonical(chain[1], 2)).digest('hex');
+    const expected = createHmac('sha256', KEY)
+      .update(chain[1].prevHash + canonical(chain[1], 2))
+      .digest('hex');
     expect(chain[1].hash).toBe(expected);
     expect(await macEvent(softMac, chain[1].prevHash, chain[1], 2)).toBe(expected);
     expect(chain[1].hash).not.toBe(hashEvent(chain[1].prevHash, chain[1], 2));
@@ -105,7 +134,11 @@ describe('the chain', () => {
 
   test('the plain link is SHA-256(prevHash || canonical), as builds before the HMAC chain wrote it', () => {
     const [e] = plainChain(1);
-    expect(e.hash).toBe(createHash('sha256').update(GENESIS + canonical(e, 1)).digest('hex'));
+    expect(e.hash).toBe(
+      createHash('sha256')
+        .update(GENESIS + canonical(e, 1))
+        .digest('hex'),
+    );
   });
 
   test('a batch continues after a head', async () => {
@@ -151,7 +184,12 @@ describe('the chain', () => {
   test('a changed event with a recomputed link under another key does not match its link', async () => {
     const chain = await chainOf(5);
     const forged = { ...chain[2], accountUin: '999' };
-    chain[2] = { ...forged, hash: createHmac('sha256', Buffer.alloc(32, 9)).update(forged.prevHash + canonical(forged, 3)).digest('hex') };
+    chain[2] = {
+      ...forged,
+      hash: createHmac('sha256', Buffer.alloc(32, 9))
+        .update(forged.prevHash + canonical(forged, 3))
+        .digest('hex'),
+    };
     expect((await verify(slots(chain))).problems[0]).toEqual({ seq: 3, reason: expect.stringContaining('does not match its link') });
   });
 
@@ -187,14 +225,20 @@ describe('the chain', () => {
   test('two swapped rows are reported at both seqs', async () => {
     const chain = await chainOf(5);
     const swapped = [...chain];
-    [swapped[1], swapped[2]] = [{ ...chain[2], seq: 2 }, { ...chain[1], seq: 3 }];
+    [swapped[1], swapped[2]] = [
+      { ...chain[2], seq: 2 },
+      { ...chain[1], seq: 3 },
+    ];
     expect((await verify(slots(swapped))).problems.map((p) => p.seq)).toEqual([2, 3]);
   });
 
   test('an event stored at another seq than it was chained at is reported as moved', async () => {
     const chain = await chainOf(4);
     const list = slots(chain);
-    [list[1], list[2]] = [{ seq: 2, event: chain[2] }, { seq: 3, event: chain[1] }];
+    [list[1], list[2]] = [
+      { seq: 2, event: chain[2] },
+      { seq: 3, event: chain[1] },
+    ];
     expect((await verify(list)).problems).toEqual([
       { seq: 2, reason: 'the event stored at 2 was chained at 3 (moved or reordered)' },
       { seq: 3, reason: 'the event stored at 3 was chained at 2 (moved or reordered)' },
@@ -204,7 +248,9 @@ describe('the chain', () => {
   test('removed newest events are caught by the head anchor, and events beyond it too', async () => {
     const chain = await chainOf(6);
     expect((await verify(slots(chain.slice(0, 4)), headOf(chain) as ChainHead)).problems).toEqual([{ seq: 5, reason: expect.stringContaining('truncated') }]);
-    expect((await verify(slots(chain), headOf(chain.slice(0, 4)) as ChainHead)).problems).toEqual([{ seq: 5, reason: expect.stringContaining('beyond the head') }]);
+    expect((await verify(slots(chain), headOf(chain.slice(0, 4)) as ChainHead)).problems).toEqual([
+      { seq: 5, reason: expect.stringContaining('beyond the head') },
+    ]);
     expect((await verify(slots(chain), { seq: 6, hash: chain[4].hash })).problems).toEqual([{ seq: 6, reason: expect.stringContaining('head anchor') }]);
     expect((await verify(slots(chain), 'none')).problems).toEqual([{ seq: 1, reason: 'the head anchor is missing' }]);
   });
@@ -220,8 +266,14 @@ describe('the chain', () => {
 
   test('every anchor is checked; anchors below the start of the kept trail are covered by the archive', async () => {
     const chain = await chainOf(6);
-    const anchors = [{ seq: 2, hash: chain[1].hash }, { seq: 4, hash: chain[3].hash }, { seq: 5, hash: chain[1].hash }];
-    expect((await verify(slots(chain), 'own', { requireMac: true, anchors })).problems).toEqual([{ seq: 5, reason: expect.stringContaining('does not match the anchor') }]);
+    const anchors = [
+      { seq: 2, hash: chain[1].hash },
+      { seq: 4, hash: chain[3].hash },
+      { seq: 5, hash: chain[1].hash },
+    ];
+    expect((await verify(slots(chain), 'own', { requireMac: true, anchors })).problems).toEqual([
+      { seq: 5, reason: expect.stringContaining('does not match the anchor') },
+    ]);
     const start = { seq: 3, prevHash: chain[1].hash };
     expect((await verify(slots(chain.slice(2)), 'own', { requireMac: true, start, anchors: anchors.slice(0, 2) })).ok).toBe(true);
   });
@@ -269,7 +321,7 @@ describe('the audit code', () => {
   const dir = path.join(process.cwd(), 'src', 'audit');
   const sources = (): Array<[string, string]> => fs.readdirSync(dir).map((f) => [f, fs.readFileSync(path.join(dir, f), 'utf8')]);
 
-  test('has no UPDATE or DELETE statement but retention\'s DELETE below the start record and the schema number\'s upgrade', () => {
+  test("has no UPDATE or DELETE statement but retention's DELETE below the start record and the schema number's upgrade", () => {
     const allowed: Record<string, string[]> = {
       'sqlite-audit-log.ts': ['UPDATE audit_meta SET', 'DELETE FROM'],
     };

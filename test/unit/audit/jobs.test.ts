@@ -20,9 +20,14 @@ function jobs(over: Partial<AuditJobsOptions> & { leader?: boolean }) {
   const pushed: Anchor[] = [];
   const errors: string[] = [];
   const j = new AuditJobs({
-    log: fakeLog(() => ({ seq: 1, hash: 'a'.repeat(64) }), () => 0),
+    log: fakeLog(
+      () => ({ seq: 1, hash: 'a'.repeat(64) }),
+      () => 0,
+    ),
     lease: { acquire: async () => over.leader ?? true, release: async () => undefined },
-    sink: async (a) => { pushed.push(a); },
+    sink: async (a) => {
+      pushed.push(a);
+    },
     intervalMs: 1000,
     archive: async () => undefined,
     now: () => 5 * 86_400_000,
@@ -36,12 +41,20 @@ describe('audit jobs', () => {
   test('only the lease holder anchors, and only when the head moved', async () => {
     expect(await jobs({ leader: false }).j.runOnce()).toEqual({ leader: false, retained: 0 });
     let head: ChainHead = { seq: 1, hash: 'a'.repeat(64) };
-    const { j, pushed } = jobs({ log: fakeLog(() => head, () => 0) });
+    const { j, pushed } = jobs({
+      log: fakeLog(
+        () => head,
+        () => 0,
+      ),
+    });
     expect((await j.runOnce()).anchored).toBe(1);
     expect((await j.runOnce()).anchored).toBeUndefined();
     head = { seq: 2, hash: 'b'.repeat(64) };
     await j.runOnce();
-    expect(pushed.map((a) => [a.kind, a.seq, a.time])).toEqual([[ANCHOR_KIND, 1, 5 * 86_400_000], [ANCHOR_KIND, 2, 5 * 86_400_000]]);
+    expect(pushed.map((a) => [a.kind, a.seq, a.time])).toEqual([
+      [ANCHOR_KIND, 1, 5 * 86_400_000],
+      [ANCHOR_KIND, 2, 5 * 86_400_000],
+    ]);
     await j.stop();
     expect(pushed).toHaveLength(2);
   });
@@ -51,8 +64,13 @@ describe('audit jobs', () => {
     const steps = [3, 2, 0];
     const { j, errors } = jobs({
       retentionDays: 2,
-      log: fakeLog(() => ({ seq: 9, hash: 'c'.repeat(64) }), (c) => (cutoffs.push(c), steps.shift() ?? 0)),
-      sink: async () => { throw new Error('sink down'); },
+      log: fakeLog(
+        () => ({ seq: 9, hash: 'c'.repeat(64) }),
+        (c) => (cutoffs.push(c), steps.shift() ?? 0),
+      ),
+      sink: async () => {
+        throw new Error('sink down');
+      },
     });
     expect(await j.runOnce()).toEqual({ leader: true, retained: 5, anchored: undefined });
     expect(cutoffs).toEqual([3 * 86_400_000, 3 * 86_400_000, 3 * 86_400_000]);
@@ -62,7 +80,8 @@ describe('audit jobs', () => {
   test('anchors are read back from JSON lines and from syslog lines; anything else that claims to be one is refused', () => {
     const line = `{"kind":"${ANCHOR_KIND}","seq":7,"hash":"${'d'.repeat(64)}","time":1}`;
     expect(readAnchors(`${line}\nnoise\n<110>1 2026-01-01T00:00:00Z h kms-audit 1 anchor - ${line.replace('"seq":7', '"seq":8')}\n`)).toEqual([
-      { seq: 7, hash: 'd'.repeat(64) }, { seq: 8, hash: 'd'.repeat(64) },
+      { seq: 7, hash: 'd'.repeat(64) },
+      { seq: 8, hash: 'd'.repeat(64) },
     ]);
     expect(() => readAnchors(`{"kind":"${ANCHOR_KIND}","seq":"x","hash":"y"}`)).toThrow(/not an audit anchor/);
   });

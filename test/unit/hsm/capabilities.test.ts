@@ -78,7 +78,15 @@ const NSS_EXPECTED: Capabilities = {
   wrappedMaterialModel: true,
 };
 
-const NOTHING: Capabilities = { keySpecs: [], rsaDecrypt: [], importWrapping: [], signing: [], ecdsaHashInSoftware: false, wrapAlgorithms: [], wrappedMaterialModel: false };
+const NOTHING: Capabilities = {
+  keySpecs: [],
+  rsaDecrypt: [],
+  importWrapping: [],
+  signing: [],
+  ecdsaHashInSoftware: false,
+  wrapAlgorithms: [],
+  wrappedMaterialModel: false,
+};
 
 describe('deriveCapabilities: full mechanism sets', () => {
   test('SoftHSM2-like token with the softhsm2 profile', () => {
@@ -116,7 +124,7 @@ describe('deriveCapabilities: full mechanism sets', () => {
     expect(deriveCapabilities(softhsmMechanisms(), none).importWrapping).toEqual(['RSAES_PKCS1_V1_5']);
   });
 
-  test('the RFC 5649 mechanism is the profile\'s: the NSS profile on a SoftHSM-like list has no wrapped-material model', () => {
+  test("the RFC 5649 mechanism is the profile's: the NSS profile on a SoftHSM-like list has no wrapped-material model", () => {
     const caps = deriveCapabilities(softhsmMechanisms(), NSS_WITH_EC);
     expect(caps.wrappedMaterialModel).toBe(false);
     expect(caps.keySpecs).toEqual(SOFTHSM_EXPECTED.keySpecs);
@@ -155,19 +163,27 @@ describe('deriveCapabilities: one mechanism changed on a SoftHSM2-like token', (
     ['no CKM_AES_GCM', without(pk.CKM_AES_GCM), { keySpecs: noAes.keySpecs }],
     ['CKM_AES_GCM with neither encrypt nor decrypt', replace(pk.CKM_AES_GCM, m(SIGN_VERIFY, 16, 32)), { keySpecs: noAes.keySpecs }],
     ['no CKM_RSA_PKCS_KEY_PAIR_GEN', without(pk.CKM_RSA_PKCS_KEY_PAIR_GEN), { keySpecs: ['AES_256', 'EC_P256', 'EC_P384'] }],
-    ['RSA key generation up to 3072 bits', replace(pk.CKM_RSA_PKCS_KEY_PAIR_GEN, m(pk.CKF_GENERATE_KEY_PAIR, 1024, 3072)), { keySpecs: ['AES_256', 'RSA_2048', 'RSA_3072', 'EC_P256', 'EC_P384'] }],
-    ['RSA key generation from 3072 bits', replace(pk.CKM_RSA_PKCS_KEY_PAIR_GEN, m(pk.CKF_GENERATE_KEY_PAIR, 3072, 4096)), { keySpecs: ['AES_256', 'RSA_3072', 'RSA_4096', 'EC_P256', 'EC_P384'] }],
-    ['RSA key generation without CKF_GENERATE_KEY_PAIR', replace(pk.CKM_RSA_PKCS_KEY_PAIR_GEN, m(pk.CKF_GENERATE, 512, 16384)), { keySpecs: ['AES_256', 'EC_P256', 'EC_P384'] }],
+    [
+      'RSA key generation up to 3072 bits',
+      replace(pk.CKM_RSA_PKCS_KEY_PAIR_GEN, m(pk.CKF_GENERATE_KEY_PAIR, 1024, 3072)),
+      { keySpecs: ['AES_256', 'RSA_2048', 'RSA_3072', 'EC_P256', 'EC_P384'] },
+    ],
+    [
+      'RSA key generation from 3072 bits',
+      replace(pk.CKM_RSA_PKCS_KEY_PAIR_GEN, m(pk.CKF_GENERATE_KEY_PAIR, 3072, 4096)),
+      { keySpecs: ['AES_256', 'RSA_3072', 'RSA_4096', 'EC_P256', 'EC_P384'] },
+    ],
+    [
+      'RSA key generation without CKF_GENERATE_KEY_PAIR',
+      replace(pk.CKM_RSA_PKCS_KEY_PAIR_GEN, m(pk.CKF_GENERATE, 512, 16384)),
+      { keySpecs: ['AES_256', 'EC_P256', 'EC_P384'] },
+    ],
     [
       'no CKM_EC_KEY_PAIR_GEN',
       without(pk.CKM_EC_KEY_PAIR_GEN),
       { keySpecs: ['AES_256', 'RSA_2048', 'RSA_3072', 'RSA_4096'], signing: ['RSA_PKCS1_SHA_256', 'RSA_PSS_SHA_256'] },
     ],
-    [
-      'no CKM_ECDSA',
-      without(pk.CKM_ECDSA),
-      { keySpecs: ['AES_256', 'RSA_2048', 'RSA_3072', 'RSA_4096'], signing: ['RSA_PKCS1_SHA_256', 'RSA_PSS_SHA_256'] },
-    ],
+    ['no CKM_ECDSA', without(pk.CKM_ECDSA), { keySpecs: ['AES_256', 'RSA_2048', 'RSA_3072', 'RSA_4096'], signing: ['RSA_PKCS1_SHA_256', 'RSA_PSS_SHA_256'] }],
     [
       'CKM_ECDSA verify-only',
       replace(pk.CKM_ECDSA, m(pk.CKF_VERIFY, 112, 521)),
@@ -183,19 +199,31 @@ describe('deriveCapabilities: one mechanism changed on a SoftHSM2-like token', (
       replace(pk.CKM_ECDSA, m(SIGN_VERIFY, 384, 521)),
       { keySpecs: ['AES_256', 'RSA_2048', 'RSA_3072', 'RSA_4096', 'EC_P384'], signing: ['RSA_PKCS1_SHA_256', 'RSA_PSS_SHA_256', 'ECDSA_SHA_384'] },
     ],
-    ['no CKM_RSA_PKCS', without(pk.CKM_RSA_PKCS), { rsaDecrypt: ['RSAES_OAEP_SHA_1'], importWrapping: ['RSAES_OAEP_SHA_1'], signing: ['RSA_PSS_SHA_256', 'ECDSA_SHA_256', 'ECDSA_SHA_384'] }],
+    [
+      'no CKM_RSA_PKCS',
+      without(pk.CKM_RSA_PKCS),
+      { rsaDecrypt: ['RSAES_OAEP_SHA_1'], importWrapping: ['RSAES_OAEP_SHA_1'], signing: ['RSA_PSS_SHA_256', 'ECDSA_SHA_256', 'ECDSA_SHA_384'] },
+    ],
     ['no CKM_RSA_PKCS_OAEP', without(pk.CKM_RSA_PKCS_OAEP), { rsaDecrypt: ['RSAES_PKCS1_V1_5'], importWrapping: ['RSAES_PKCS1_V1_5'] }],
     ['CKM_RSA_PKCS_OAEP cannot unwrap', replace(pk.CKM_RSA_PKCS_OAEP, m(ENC_DEC, 512, 16384)), { importWrapping: ['RSAES_PKCS1_V1_5'] }],
     ['CKM_RSA_PKCS_OAEP cannot decrypt', replace(pk.CKM_RSA_PKCS_OAEP, m(pk.CKF_ENCRYPT | WRAP_UNWRAP, 512, 16384)), { rsaDecrypt: ['RSAES_PKCS1_V1_5'] }],
     ['CKM_RSA_PKCS cannot unwrap', replace(pk.CKM_RSA_PKCS, m(ENC_DEC | SIGN_VERIFY, 512, 16384)), { importWrapping: ['RSAES_OAEP_SHA_1'] }],
     ['no CKM_SHA256_RSA_PKCS (not needed: the digest is computed in software)', without(pk.CKM_SHA256_RSA_PKCS), {}],
-    ['CKM_RSA_PKCS cannot sign', replace(pk.CKM_RSA_PKCS, m(ENC_DEC | WRAP_UNWRAP, 512, 16384)), { signing: ['RSA_PSS_SHA_256', 'ECDSA_SHA_256', 'ECDSA_SHA_384'] }],
+    [
+      'CKM_RSA_PKCS cannot sign',
+      replace(pk.CKM_RSA_PKCS, m(ENC_DEC | WRAP_UNWRAP, 512, 16384)),
+      { signing: ['RSA_PSS_SHA_256', 'ECDSA_SHA_256', 'ECDSA_SHA_384'] },
+    ],
     ['no CKM_RSA_PKCS_PSS', without(pk.CKM_RSA_PKCS_PSS), { signing: ['RSA_PKCS1_SHA_256', 'ECDSA_SHA_256', 'ECDSA_SHA_384'] }],
     ['no CKM_SHA256_HMAC', without(pk.CKM_SHA256_HMAC), { wrappedMaterialModel: false }],
     ['CKM_SHA256_HMAC verify-only', replace(pk.CKM_SHA256_HMAC, m(pk.CKF_VERIFY, 32, 512)), { wrappedMaterialModel: false }],
     ['no CKM_GENERIC_SECRET_KEY_GEN', without(pk.CKM_GENERIC_SECRET_KEY_GEN), { wrappedMaterialModel: false }],
     ['no RFC 5649 (CKM_AES_KEY_WRAP_PAD)', without(pk.CKM_AES_KEY_WRAP_PAD), { wrapAlgorithms: [], wrappedMaterialModel: false }],
-    ['RFC 5649 mechanism with neither wrap nor unwrap', replace(pk.CKM_AES_KEY_WRAP_PAD, m(ENC_DEC, 16, 32)), { wrapAlgorithms: [], wrappedMaterialModel: false }],
+    [
+      'RFC 5649 mechanism with neither wrap nor unwrap',
+      replace(pk.CKM_AES_KEY_WRAP_PAD, m(ENC_DEC, 16, 32)),
+      { wrapAlgorithms: [], wrappedMaterialModel: false },
+    ],
     ['an extra CKM_ECDSA_SHA256 (profile still says no)', replace(pk.CKM_ECDSA_SHA256, m(SIGN_VERIFY, 112, 521)), {}],
     ['no plain CKM_AES_KEY_WRAP (not needed)', without(pk.CKM_AES_KEY_WRAP), {}],
   ];
@@ -357,11 +385,19 @@ describe('openCryptoki 3.8.1 swtok: no GCM, no EC, no RFC 5649', () => {
 
   test('with SoftHSM2 no wrap algorithm is common, so no wrapped-material model; with NSS softokn, CBC-PAD', () => {
     const softhsm = deriveCapabilities(softhsmMechanisms(), SOFTHSM);
-    expect(intersectCapabilities([softhsm, ock])).toMatchObject({ wrapAlgorithms: [], wrappedMaterialModel: false, keySpecs: ['RSA_2048', 'RSA_3072', 'RSA_4096'] });
+    expect(intersectCapabilities([softhsm, ock])).toMatchObject({
+      wrapAlgorithms: [],
+      wrappedMaterialModel: false,
+      keySpecs: ['RSA_2048', 'RSA_3072', 'RSA_4096'],
+    });
     const nssWithCbc = new Map(nssMechanisms()).set(pk.CKM_AES_CBC_PAD, m(ENC_DEC | WRAP_UNWRAP, 16, 32));
     const nss = deriveCapabilities(nssWithCbc, NSS);
     expect(nss.wrapAlgorithms).toEqual(['rfc5649', 'aes-cbc-pad']);
-    expect(intersectCapabilities([nss, ock])).toMatchObject({ wrapAlgorithms: ['aes-cbc-pad'], wrappedMaterialModel: true, keySpecs: ['RSA_2048', 'RSA_3072', 'RSA_4096'] });
+    expect(intersectCapabilities([nss, ock])).toMatchObject({
+      wrapAlgorithms: ['aes-cbc-pad'],
+      wrappedMaterialModel: true,
+      keySpecs: ['RSA_2048', 'RSA_3072', 'RSA_4096'],
+    });
     // the cluster's choice follows the first member's preference order among the common ones
     expect(intersectCapabilities([nss, softhsm]).wrapAlgorithms).toEqual(['rfc5649']);
   });

@@ -66,13 +66,10 @@ describe('classifyError: default classes (no overrides)', () => {
 });
 
 describe('classifyError: unknown codes are device errors', () => {
-  test.each(['CKR_VENDOR_DEFINED', 'CKR_SOMETHING_NEW', '', 'ckr_arguments_bad', 'CKR_ARGUMENTS_BAD ', 'CKR_OK'])(
-    '%j -> device',
-    (code) => {
-      expect(classifyError(code, 'decrypt', none)).toBe('device');
-      expect(classifyError(code, 'decrypt', softhsm)).toBe('device');
-    },
-  );
+  test.each(['CKR_VENDOR_DEFINED', 'CKR_SOMETHING_NEW', '', 'ckr_arguments_bad', 'CKR_ARGUMENTS_BAD ', 'CKR_OK'])('%j -> device', (code) => {
+    expect(classifyError(code, 'decrypt', none)).toBe('device');
+    expect(classifyError(code, 'decrypt', softhsm)).toBe('device');
+  });
 });
 
 describe('classifyError: profile overrides', () => {

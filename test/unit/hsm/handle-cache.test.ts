@@ -4,7 +4,12 @@ import { HandleCache } from '../../../src/hsm/handle-cache';
 function setup(maxEntries: number, ttlMs = 60_000) {
   const destroyed: number[] = [];
   const clock = { t: 1_000 };
-  const cache = new HandleCache<number>(maxEntries, ttlMs, (h) => destroyed.push(h), () => clock.t);
+  const cache = new HandleCache<number>(
+    maxEntries,
+    ttlMs,
+    (h) => destroyed.push(h),
+    () => clock.t,
+  );
   return { cache, destroyed, clock };
 }
 

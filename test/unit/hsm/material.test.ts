@@ -31,7 +31,10 @@ describe('WrappedMaterial: encoding round trip', () => {
 
   test.each<[string, WrappedMaterial]>([
     ['empty public key (AES)', new WrappedMaterial('AES_256', binding, filler(16, 1), filler(40, 2), Buffer.alloc(0), filler(32, 4))],
-    ['empty strings and zero version', new WrappedMaterial('EC_P256', { clusterId: '', keyId: '', keyVersion: 0, usage: '' }, Buffer.alloc(0), Buffer.alloc(0), Buffer.alloc(0), filler(32, 4))],
+    [
+      'empty strings and zero version',
+      new WrappedMaterial('EC_P256', { clusterId: '', keyId: '', keyVersion: 0, usage: '' }, Buffer.alloc(0), Buffer.alloc(0), Buffer.alloc(0), filler(32, 4)),
+    ],
     ['max key version', sample('EC_P384', { ...binding, keyVersion: 0xffffffff })],
     ['non-ASCII binding fields', sample('RSA_3072', { clusterId: 'clüster', keyId: '鍵-1', keyVersion: 7, usage: 'SIGN_VERIFY ✓' })],
     ['large wrapped blob', new WrappedMaterial('RSA_4096', binding, filler(16, 1), filler(70_000, 2), filler(550, 3), filler(32, 4))],
@@ -72,7 +75,11 @@ describe('WrappedMaterial: encoding round trip', () => {
     const a = sample();
     const b = sample('RSA_2048', { ...binding, ...change });
     expect(b.cacheKey).not.toBe(a.cacheKey);
-    expect(WrappedMaterial.macInput(b.spec, b.binding, b.domainId, b.wrapped, b.publicKey).equals(WrappedMaterial.macInput(a.spec, a.binding, a.domainId, a.wrapped, a.publicKey))).toBe(false);
+    expect(
+      WrappedMaterial.macInput(b.spec, b.binding, b.domainId, b.wrapped, b.publicKey).equals(
+        WrappedMaterial.macInput(a.spec, a.binding, a.domainId, a.wrapped, a.publicKey),
+      ),
+    ).toBe(false);
   });
 
   test('the domain generation is under the MAC: the same record naming another generation has another MAC input and cacheKey', () => {
@@ -84,8 +91,22 @@ describe('WrappedMaterial: encoding round trip', () => {
   });
 
   test('field boundaries are unambiguous: moving bytes between fields changes the record', () => {
-    const a = new WrappedMaterial('AES_256', { clusterId: 'ab', keyId: 'c', keyVersion: 1, usage: 'u' }, Buffer.from('xy'), Buffer.from('z'), Buffer.alloc(0), filler(32, 4));
-    const b = new WrappedMaterial('AES_256', { clusterId: 'a', keyId: 'bc', keyVersion: 1, usage: 'u' }, Buffer.from('x'), Buffer.from('yz'), Buffer.alloc(0), filler(32, 4));
+    const a = new WrappedMaterial(
+      'AES_256',
+      { clusterId: 'ab', keyId: 'c', keyVersion: 1, usage: 'u' },
+      Buffer.from('xy'),
+      Buffer.from('z'),
+      Buffer.alloc(0),
+      filler(32, 4),
+    );
+    const b = new WrappedMaterial(
+      'AES_256',
+      { clusterId: 'a', keyId: 'bc', keyVersion: 1, usage: 'u' },
+      Buffer.from('x'),
+      Buffer.from('yz'),
+      Buffer.alloc(0),
+      filler(32, 4),
+    );
     expect(a.cacheKey).not.toBe(b.cacheKey);
   });
 
@@ -289,6 +310,8 @@ describe('KMR3: the record names its wrap algorithm, inside the MAC', () => {
     const bad = cbc.toBuffer();
     bad[5] = 9;
     expect(() => WrappedMaterial.fromBuffer(bad)).toThrow(/unknown wrap algorithm/);
-    expect(() => new WrappedMaterial('RSA_2048', owned, filler(16, 1), filler(64, 2), filler(24, 3), filler(32, 4), 2, 'aes-cbc-pad')).toThrow(InvalidInputError);
+    expect(() => new WrappedMaterial('RSA_2048', owned, filler(16, 1), filler(64, 2), filler(24, 3), filler(32, 4), 2, 'aes-cbc-pad')).toThrow(
+      InvalidInputError,
+    );
   });
 });

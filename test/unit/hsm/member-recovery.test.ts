@@ -11,9 +11,15 @@ import { within } from '../../support/poll';
 const profile = loadProfiles(join(__dirname, '..', '..', '..', '..', 'hsm-profiles')).get('softhsm2')!;
 
 function member(fake: FakePkcs11, backoffMs: [number, number] = [10, 40]): HsmMember {
-  return new HsmMember({ id: 'm', profile, module: { path: '/fake/libpkcs11.so', library: () => fake.asLibrary() }, tokenLabel: fake.tokenLabel, pin: '1234', backoffMs });
+  return new HsmMember({
+    id: 'm',
+    profile,
+    module: { path: '/fake/libpkcs11.so', library: () => fake.asLibrary() },
+    tokenLabel: fake.tokenLabel,
+    pin: '1234',
+    backoffMs,
+  });
 }
-
 
 describe('member connection and recovery (fake library)', () => {
   test('a wrong PIN is a LoginError that names the token, not the PIN', () => {
@@ -87,7 +93,12 @@ describe('member connection and recovery (fake library)', () => {
 
   test('operations on a member that never connected reject; they never throw', async () => {
     const m = member(new FakePkcs11());
-    const calls = [() => m.random(1), () => m.generate('AES_256', { clusterId: 'c', keyId: 'k', keyVersion: 1, usage: 'ENCRYPT_DECRYPT', owner: 'o' }), () => m.domainMac('x', Buffer.alloc(1)), () => m.domainFingerprint('rfc5649')];
+    const calls = [
+      () => m.random(1),
+      () => m.generate('AES_256', { clusterId: 'c', keyId: 'k', keyVersion: 1, usage: 'ENCRYPT_DECRYPT', owner: 'o' }),
+      () => m.domainMac('x', Buffer.alloc(1)),
+      () => m.domainFingerprint('rfc5649'),
+    ];
     for (const call of calls) {
       let thrown = false;
       let p: Promise<unknown> | undefined;

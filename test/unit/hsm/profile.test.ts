@@ -57,8 +57,40 @@ describe('shipped profiles', () => {
   });
 
   test.each<[string, Partial<HsmProfile>]>([
-    ['softhsm2', { verified: true, callMode: 'sync', rfc5649Mechanism: 0x210a, oaepHashes: ['sha1'], ecdsaWithHash: false, gcmParams: 'v2.20', ecPrivateKeyUnwrap: true, nativeCloning: false, enforcesNonExtractable: true, wrapWithTrusted: true, unwrapTemplate: true, lockUnmodifiable: true }],
-    ['nss-softokn', { verified: true, callMode: 'sync', rfc5649Mechanism: 0x210b, oaepHashes: ['sha1', 'sha256'], ecdsaWithHash: true, gcmParams: 'v2.40', ecPrivateKeyUnwrap: false, nativeCloning: false, enforcesNonExtractable: false, wrapWithTrusted: false, unwrapTemplate: false, lockUnmodifiable: false }],
+    [
+      'softhsm2',
+      {
+        verified: true,
+        callMode: 'sync',
+        rfc5649Mechanism: 0x210a,
+        oaepHashes: ['sha1'],
+        ecdsaWithHash: false,
+        gcmParams: 'v2.20',
+        ecPrivateKeyUnwrap: true,
+        nativeCloning: false,
+        enforcesNonExtractable: true,
+        wrapWithTrusted: true,
+        unwrapTemplate: true,
+        lockUnmodifiable: true,
+      },
+    ],
+    [
+      'nss-softokn',
+      {
+        verified: true,
+        callMode: 'sync',
+        rfc5649Mechanism: 0x210b,
+        oaepHashes: ['sha1', 'sha256'],
+        ecdsaWithHash: true,
+        gcmParams: 'v2.40',
+        ecPrivateKeyUnwrap: false,
+        nativeCloning: false,
+        enforcesNonExtractable: false,
+        wrapWithTrusted: false,
+        unwrapTemplate: false,
+        lockUnmodifiable: false,
+      },
+    ],
   ])('%s is verified and declares its quirks', (name, expected) => {
     expect(profiles.get(name)).toMatchObject(expected);
   });
@@ -197,7 +229,14 @@ describe('parseProfile', () => {
     ['maxSessions 0', (r) => (r.maxSessions = 0), /field "maxSessions"/],
     ['maxSessions fractional', (r) => (r.maxSessions = 2.5), /field "maxSessions"/],
     ['rfc5649Mechanism missing and no other wrap algorithm', (r) => delete r.rfc5649Mechanism, /wrapAlgorithms must list one or more of rfc5649, aes-cbc-pad/],
-    ['wrapAlgorithms naming rfc5649 without its mechanism', (r) => { delete r.rfc5649Mechanism; r.wrapAlgorithms = ['aes-cbc-pad', 'rfc5649']; }, /names rfc5649 but rfc5649Mechanism is not set/],
+    [
+      'wrapAlgorithms naming rfc5649 without its mechanism',
+      (r) => {
+        delete r.rfc5649Mechanism;
+        r.wrapAlgorithms = ['aes-cbc-pad', 'rfc5649'];
+      },
+      /names rfc5649 but rfc5649Mechanism is not set/,
+    ],
     ['an unknown wrap algorithm', (r) => (r.wrapAlgorithms = ['rfc3394']), /wrapAlgorithms must list one or more of/],
     ['an empty wrapAlgorithms', (r) => (r.wrapAlgorithms = []), /wrapAlgorithms must list one or more of/],
     ['ecdsaWithHash missing', (r) => delete r.ecdsaWithHash, /field "ecdsaWithHash"/],
@@ -206,7 +245,11 @@ describe('parseProfile', () => {
     ['libraryParameters empty', (r) => (r.libraryParameters = ''), /field "libraryParameters"/],
     ['notes not strings', (r) => (r.notes = [{ a: 1 }]), /field "notes"/],
     ['errorOverrides not a list', (r) => (r.errorOverrides = { code: 'CKR_GENERAL_ERROR' }), /field "errorOverrides"/],
-    ['override with a bad class', (r) => (r.errorOverrides = [{ code: 'CKR_GENERAL_ERROR', during: ['decrypt'], errorClass: 'ignore' }]), /errorOverrides\[0\]: errorClass must be one of/],
+    [
+      'override with a bad class',
+      (r) => (r.errorOverrides = [{ code: 'CKR_GENERAL_ERROR', during: ['decrypt'], errorClass: 'ignore' }]),
+      /errorOverrides\[0\]: errorClass must be one of/,
+    ],
     ['override without during', (r) => (r.errorOverrides = [{ code: 'CKR_GENERAL_ERROR', errorClass: 'caller' }]), /errorOverrides\[0\]: field "during"/],
     ['override without code', (r) => (r.errorOverrides = [{ during: ['decrypt'], errorClass: 'caller' }]), /errorOverrides\[0\]: field "code"/],
     ['override not a mapping', (r) => (r.errorOverrides = ['CKR_GENERAL_ERROR']), /errorOverrides\[0\]: not a mapping/],

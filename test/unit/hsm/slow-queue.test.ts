@@ -43,7 +43,11 @@ describe('SlowQueue: a bounded FIFO per cluster in front of slow operations', ()
 
   test('queued: 0 refuses whatever cannot start at once; an operation that throws synchronously frees its place', async () => {
     const q = new SlowQueue('c2', { running: 1, queued: 0 });
-    await expect(q.run(() => { throw new Error('sync throw'); })).rejects.toThrow('sync throw');
+    await expect(
+      q.run(() => {
+        throw new Error('sync throw');
+      }),
+    ).rejects.toThrow('sync throw');
     expect(q.running).toBe(0);
     const g = gate();
     const first = q.run(() => g.promise);

@@ -96,7 +96,11 @@ describe('ecdsaRawToDer / ecdsaDerToRaw round trip', () => {
       const raw = ecdsaDerToRaw(der, size);
       expect(raw).toHaveLength(2 * size);
       const p1363 = createSign('sha256').update(data).sign({ key: privateKey, dsaEncoding: 'ieee-p1363' });
-      expect(createVerify('sha256').update(data).verify({ key: publicKey, dsaEncoding: 'ieee-p1363' }, raw as Buffer)).toBe(true);
+      expect(
+        createVerify('sha256')
+          .update(data)
+          .verify({ key: publicKey, dsaEncoding: 'ieee-p1363' }, raw as Buffer),
+      ).toBe(true);
       // Our DER of node's raw signature verifies as DER.
       expect(createVerify('sha256').update(data).verify(publicKey, ecdsaRawToDer(p1363))).toBe(true);
       // And re-encoding node's own DER signature gives back the same bytes (node emits minimal DER).
@@ -124,7 +128,10 @@ describe('ecdsaDerToRaw rejects garbage', () => {
     ['ASCII text', Buffer.from('this is not a signature at all, nope', 'ascii')],
     ['r = 0 and s = 0 (never a valid signature)', ecdsaRawToDer(Buffer.alloc(64))],
     ['outer length larger than the content', Buffer.concat([hex('30'), Buffer.from([good[1] + 1]), good.subarray(2)])],
-    ['r with a redundant leading zero', Buffer.concat([hex('30'), Buffer.from([good[1] + 1]), hex('02'), Buffer.from([good[3] + 1]), hex('00'), good.subarray(4)])],
+    [
+      'r with a redundant leading zero',
+      Buffer.concat([hex('30'), Buffer.from([good[1] + 1]), hex('02'), Buffer.from([good[3] + 1]), hex('00'), good.subarray(4)]),
+    ],
     ['negative r', Buffer.concat([hex('3006'), hex('0201'), hex('80'), hex('0201'), hex('01')])],
     ['zero-length r', Buffer.concat([hex('3005'), hex('0200'), hex('0201'), hex('01'), hex('00')])],
   ])('%s', (_name, der) => {

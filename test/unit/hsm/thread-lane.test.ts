@@ -56,7 +56,11 @@ describe('ThreadLane: slow calls take at most half the thread pool, members take
 
   test('a call that throws or rejects gives its place back', async () => {
     const lane = new ThreadLane(1);
-    await expect(lane.run('a', () => { throw new Error('sync'); })).rejects.toThrow('sync');
+    await expect(
+      lane.run('a', () => {
+        throw new Error('sync');
+      }),
+    ).rejects.toThrow('sync');
     await expect(lane.run('a', () => Promise.reject(new Error('async')))).rejects.toThrow('async');
     expect(await lane.run('a', () => Promise.resolve('ok'))).toBe('ok');
     expect(lane.busy).toBe(0);

@@ -14,7 +14,10 @@ function stub(initial: { sensitive: boolean; extractable: boolean }, settable: b
   const log: string[] = [];
   let sentTemplate: pk.Template = [];
   const api = {
-    C_GetAttributeValue: () => [{ type: pk.CKA_SENSITIVE, value: Buffer.from([attrs.sensitive ? 1 : 0]) }, { type: pk.CKA_EXTRACTABLE, value: Buffer.from([attrs.extractable ? 1 : 0]) }],
+    C_GetAttributeValue: () => [
+      { type: pk.CKA_SENSITIVE, value: Buffer.from([attrs.sensitive ? 1 : 0]) },
+      { type: pk.CKA_EXTRACTABLE, value: Buffer.from([attrs.extractable ? 1 : 0]) },
+    ],
     C_SetAttributeValue: (_s: pk.Handle, _k: pk.Handle, t: pk.Template) => {
       log.push(`set ${t[0].type === pk.CKA_SENSITIVE ? 'sensitive' : 'extractable'}=${String(t[0].value)}`);
       if (!settable) throw new Error('CKR_ATTRIBUTE_READ_ONLY');
@@ -23,11 +26,17 @@ function stub(initial: { sensitive: boolean; extractable: boolean }, settable: b
     },
     C_DestroyObject: () => log.push('destroy'),
   } as unknown as pk.PKCS11;
-  const calls = { unwrapKey: (_s: pk.Handle, _m: pk.Mechanism, _u: pk.Handle, _w: Buffer, t: pk.Template) => ((sentTemplate = t), KEY) } as unknown as Pkcs11Calls;
+  const calls = {
+    unwrapKey: (_s: pk.Handle, _m: pk.Mechanism, _u: pk.Handle, _w: Buffer, t: pk.Template) => ((sentTemplate = t), KEY),
+  } as unknown as Pkcs11Calls;
   return { api, calls, log, attrs, sent: () => sentTemplate };
 }
 
-const template = (extractable: boolean): pk.Template => [{ type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_SENSITIVE, value: true }, { type: pk.CKA_EXTRACTABLE, value: extractable }];
+const template = (extractable: boolean): pk.Template => [
+  { type: pk.CKA_TOKEN, value: false },
+  { type: pk.CKA_SENSITIVE, value: true },
+  { type: pk.CKA_EXTRACTABLE, value: extractable },
+];
 const run = (t: ReturnType<typeof stub>, profile: HsmProfile, extractable = false) =>
   unwrapProtected(t.api, profile, 'tok', t.calls, Buffer.alloc(8), { mechanism: pk.CKM_AES_CBC_PAD }, Buffer.alloc(8), Buffer.alloc(48), template(extractable));
 

@@ -74,7 +74,8 @@ describe('IP addresses and CIDR blocks', () => {
   });
 
   test.each(['', 'x', '10.0.0', '10.0.0.256', '10.0.0.0/33', '10.0.0.0/-1', '10.0.0.0/8/8', '10.0.0.0/a', '::1/129', 'gggg::1', '10.0.0.0/ 8'])(
-    'malformed CIDR %j is refused', (s) => expect(parseCidr(s)).toBeUndefined(),
+    'malformed CIDR %j is refused',
+    (s) => expect(parseCidr(s)).toBeUndefined(),
   );
 
   test.each(['', 'localhost', '10.0.0', '1.2.3.4.5', '::g'])('malformed address %j is refused', (s) => expect(parseIp(s)).toBeUndefined());

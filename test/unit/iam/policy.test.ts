@@ -40,26 +40,48 @@ describe('parsePolicy: malformed documents are refused with a PolicyError saying
     ['action with space', { version: '2.0', statement: [{ ...ok, action: 'kms: Encrypt' }] }, 'action must be'],
     ['missing resource', { version: '2.0', statement: [{ effect: 'allow', action: 'kms:*' }] }, 'statement[0] has no resource'],
     ['empty resource list', { version: '2.0', statement: [{ ...ok, resource: [] }] }, 'resource must be a string or a non-empty list'],
-    ['resource not qcs', { version: '2.0', statement: [{ ...ok, resource: 'key/abc' }] }, 'statement[0].resource must be "*" or a resource name starting with "qcs:"'],
+    [
+      'resource not qcs',
+      { version: '2.0', statement: [{ ...ok, resource: 'key/abc' }] },
+      'statement[0].resource must be "*" or a resource name starting with "qcs:"',
+    ],
     ['resource with space', { version: '2.0', statement: [{ ...ok, resource: ['*', 'qcs::kms: x'] }] }, 'statement[0].resource[1] must be'],
     ['condition not an object', { version: '2.0', statement: [{ ...ok, condition: [] }] }, 'condition must be an object of operators'],
-    ['unknown condition operator', { version: '2.0', statement: [{ ...ok, condition: { ip_in: { 'qcs:ip': '1.2.3.4' } } }] },
-      'statement[0].condition.ip_in is not a condition operator (known: string_equal'],
+    [
+      'unknown condition operator',
+      { version: '2.0', statement: [{ ...ok, condition: { ip_in: { 'qcs:ip': '1.2.3.4' } } }] },
+      'statement[0].condition.ip_in is not a condition operator (known: string_equal',
+    ],
     ['operator without keys', { version: '2.0', statement: [{ ...ok, condition: { string_equal: {} } }] }, 'must be an object of condition keys to values'],
     ['empty condition key', { version: '2.0', statement: [{ ...ok, condition: { string_equal: { ' ': 'x' } } }] }, 'has an empty condition key'],
     ['empty value list', { version: '2.0', statement: [{ ...ok, condition: { string_equal: { k: [] } } }] }, 'must be a string or a non-empty list'],
     ['value not a string', { version: '2.0', statement: [{ ...ok, condition: { string_equal: { k: true } } }] }, 'must be a string or a number'],
-    ['bad IP', { version: '2.0', statement: [{ ...ok, condition: { ip_equal: { 'qcs:ip': '10.0.0.300' } } }] },
-      'ip_equal needs an IP address or CIDR block, not "10.0.0.300"'],
-    ['bad CIDR in a list', { version: '2.0', statement: [{ ...ok, condition: { ip_not_equal: { 'qcs:ip': ['10.0.0.0/8', '10.0.0.0/40'] } } }] },
-      'condition.ip_not_equal["qcs:ip"][1]: '.slice(0, -2)],
-    ['bad date', { version: '2.0', statement: [{ ...ok, condition: { date_less_than: { 'qcs:current_time': 'tomorrow' } } }] },
-      'date_less_than needs an ISO 8601 date or unix seconds'],
-    ['impossible date', { version: '2.0', statement: [{ ...ok, condition: { date_not_less_than: { 'qcs:current_time': '2026-02-30T99:00:00Z' } } }] },
-      'needs an ISO 8601 date'],
+    [
+      'bad IP',
+      { version: '2.0', statement: [{ ...ok, condition: { ip_equal: { 'qcs:ip': '10.0.0.300' } } }] },
+      'ip_equal needs an IP address or CIDR block, not "10.0.0.300"',
+    ],
+    [
+      'bad CIDR in a list',
+      { version: '2.0', statement: [{ ...ok, condition: { ip_not_equal: { 'qcs:ip': ['10.0.0.0/8', '10.0.0.0/40'] } } }] },
+      'condition.ip_not_equal["qcs:ip"][1]: '.slice(0, -2),
+    ],
+    [
+      'bad date',
+      { version: '2.0', statement: [{ ...ok, condition: { date_less_than: { 'qcs:current_time': 'tomorrow' } } }] },
+      'date_less_than needs an ISO 8601 date or unix seconds',
+    ],
+    [
+      'impossible date',
+      { version: '2.0', statement: [{ ...ok, condition: { date_not_less_than: { 'qcs:current_time': '2026-02-30T99:00:00Z' } } }] },
+      'needs an ISO 8601 date',
+    ],
     ['bad number', { version: '2.0', statement: [{ ...ok, condition: { numeric_less_than: { n: '12abc' } } }] }, 'numeric_less_than needs a number'],
-    ['too long', { version: '2.0', statement: [{ ...ok, resource: Array.from({ length: 200 }, (_, i) => `qcs::kms:r:uin/1:key/creatorUin/1/key-${i}`) }] },
-      `is longer than ${MAX_POLICY_CHARS} characters`],
+    [
+      'too long',
+      { version: '2.0', statement: [{ ...ok, resource: Array.from({ length: 200 }, (_, i) => `qcs::kms:r:uin/1:key/creatorUin/1/key-${i}`) }] },
+      `is longer than ${MAX_POLICY_CHARS} characters`,
+    ],
   ];
   test.each(rows)('%s', (_case, doc, fragment) => {
     let error: unknown;
@@ -76,12 +98,20 @@ describe('parsePolicy: malformed documents are refused with a PolicyError saying
     const doc = {
       version: '2.0',
       statement: [
-        { effect: 'allow', action: ['kms:Encrypt', 'kms:Describe*'], resource: KEY, condition: { numeric_less_than: { n: 5 }, ip_equal: { 'qcs:ip': ['10.0.0.0/8'] } } },
+        {
+          effect: 'allow',
+          action: ['kms:Encrypt', 'kms:Describe*'],
+          resource: KEY,
+          condition: { numeric_less_than: { n: 5 }, ip_equal: { 'qcs:ip': ['10.0.0.0/8'] } },
+        },
         { effect: 'deny', action: '*', resource: ['*'] },
       ],
     };
     const parsed = parsePolicy(doc);
-    expect(parsed).toEqual({ ...doc, statement: [{ ...doc.statement[0], condition: { numeric_less_than: { n: '5' }, ip_equal: { 'qcs:ip': ['10.0.0.0/8'] } } }, doc.statement[1]] });
+    expect(parsed).toEqual({
+      ...doc,
+      statement: [{ ...doc.statement[0], condition: { numeric_less_than: { n: '5' }, ip_equal: { 'qcs:ip': ['10.0.0.0/8'] } } }, doc.statement[1]],
+    });
     expect(parsed).not.toBe(doc);
     expect(parsePolicy(JSON.stringify(doc))).toEqual(parsed);
   });

@@ -26,11 +26,13 @@ describe('presets', () => {
 
   test('the exact statements', () => {
     expect(presetTemplate('QcloudKMSFullAccess').statement).toEqual([{ effect: 'allow', action: 'kms:*', resource: '*' }]);
-    expect(presetTemplate('QcloudKMSReadOnlyAccess').statement).toEqual([{
-      effect: 'allow',
-      action: ['kms:Describe*', 'kms:List*', 'kms:GetKeyRotationStatus', 'kms:GetPublicKey', 'kms:GetServiceStatus', 'kms:GetRegions'],
-      resource: '*',
-    }]);
+    expect(presetTemplate('QcloudKMSReadOnlyAccess').statement).toEqual([
+      {
+        effect: 'allow',
+        action: ['kms:Describe*', 'kms:List*', 'kms:GetKeyRotationStatus', 'kms:GetPublicKey', 'kms:GetServiceStatus', 'kms:GetRegions'],
+        resource: '*',
+      },
+    ]);
     expect(instantiatePreset('QcloudKMSCreatorFullAccess', { uin: ME, tenantUin: TENANT }).statement).toEqual([
       { effect: 'allow', action: 'kms:*', resource: `qcs::kms:*:uin/${TENANT}:key/creatorUin/${ME}/*` },
       {

@@ -4,8 +4,9 @@ const KEY_ID = '0b1c6a4e-1f5a-4d63-9a7c-3f0e6b1c2d3e';
 
 describe('resource and action names', () => {
   test('a key resource names region, tenant, creator and key', () => {
-    expect(keyResource({ region: 'ap-guangzhou', tenantUin: '100000000001', creatorUin: '200000000007', keyId: KEY_ID }))
-      .toBe(`qcs::kms:ap-guangzhou:uin/100000000001:key/creatorUin/200000000007/${KEY_ID}`);
+    expect(keyResource({ region: 'ap-guangzhou', tenantUin: '100000000001', creatorUin: '200000000007', keyId: KEY_ID })).toBe(
+      `qcs::kms:ap-guangzhou:uin/100000000001:key/creatorUin/200000000007/${KEY_ID}`,
+    );
   });
 
   test('the collection resource names region and tenant', () => {
@@ -15,17 +16,20 @@ describe('resource and action names', () => {
   test('actions are kms:${Action}', () => expect(actionName('Encrypt')).toBe('kms:Encrypt'));
 
   test.each(['CreateKey', 'ListKeys', 'ListKeyDetail', 'GenerateRandom', 'GetServiceStatus', 'GetRegions', 'ListAlgorithms', 'DescribeKeys'])(
-    '%s is a collection action', (a) => expect(isCollectionAction(a)).toBe(true),
+    '%s is a collection action',
+    (a) => expect(isCollectionAction(a)).toBe(true),
   );
-  test.each(['Encrypt', 'DescribeKey', 'GetPublicKey', 'GetParametersForImport', 'ScheduleKeyDeletion'])(
-    '%s names a key', (a) => expect(isCollectionAction(a)).toBe(false),
+  test.each(['Encrypt', 'DescribeKey', 'GetPublicKey', 'GetParametersForImport', 'ScheduleKeyDeletion'])('%s names a key', (a) =>
+    expect(isCollectionAction(a)).toBe(false),
   );
   test('the list is what the module exports', () => expect(COLLECTION_ACTIONS).toHaveLength(8));
 
   // [resource, parsed]
   const rows: Array<[string, ReturnType<typeof parseResource>]> = [
-    [`qcs::kms:ap-guangzhou:uin/100000000001:key/creatorUin/200000000007/${KEY_ID}`,
-      { region: 'ap-guangzhou', tenantUin: '100000000001', creatorUin: '200000000007', keyId: KEY_ID }],
+    [
+      `qcs::kms:ap-guangzhou:uin/100000000001:key/creatorUin/200000000007/${KEY_ID}`,
+      { region: 'ap-guangzhou', tenantUin: '100000000001', creatorUin: '200000000007', keyId: KEY_ID },
+    ],
     ['qcs::kms:ap-beijing:uin/100000000001:key/*', { region: 'ap-beijing', tenantUin: '100000000001' }],
     ['qcs::kms::uin/100000000001:key/*', { region: '', tenantUin: '100000000001' }],
     ['*', undefined],

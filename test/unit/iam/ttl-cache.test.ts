@@ -57,7 +57,13 @@ describe('TtlCache', () => {
   test('delete forgets at once; a load in flight then does not come back', async () => {
     const { cache, loads, load } = setUp();
     let release: (v: string) => void = () => undefined;
-    const pending = cache.get('a', () => new Promise<string>((r) => { release = r; }));
+    const pending = cache.get(
+      'a',
+      () =>
+        new Promise<string>((r) => {
+          release = r;
+        }),
+    );
     cache.delete('a');
     release('old');
     expect(await pending).toBe('old');

@@ -11,7 +11,9 @@ describe('alarms', () => {
   test('the in-memory log keeps the newest alarms and filters by key; a failing sink does not stop the others', () => {
     const alarms = new Alarms(3);
     const seen: Alarm[] = [];
-    alarms.onAlarm(() => { throw new Error('broken sink'); });
+    alarms.onAlarm(() => {
+      throw new Error('broken sink');
+    });
     alarms.onAlarm((a) => seen.push(a));
     for (let i = 0; i < 5; i++) alarms.raise({ ...alarm, keyId: `k-${i}` });
     expect(alarms.list().map((a) => a.keyId)).toEqual(['k-2', 'k-3', 'k-4']);
@@ -25,7 +27,10 @@ describe('alarms', () => {
       const sink = jsonLinesSink(join(dir, 'alarms.log'));
       sink(alarm);
       sink({ ...alarm, kind: 'KeyDeleted' });
-      const lines = readFileSync(join(dir, 'alarms.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Alarm);
+      const lines = readFileSync(join(dir, 'alarms.log'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Alarm);
       expect(lines.map((a) => a.kind)).toEqual(['PendingDeleteKeyUsed', 'KeyDeleted']);
       expect(statSync(join(dir, 'alarms.log')).mode & 0o777).toBe(0o600);
     } finally {
@@ -51,7 +56,11 @@ describe('alarms', () => {
     try {
       sink(alarm);
       sink(alarm);
-      await within(5_000, () => received.length >= 2 && errors.length >= 1, () => `two deliveries and an error (so far ${JSON.stringify({ received, errors })})`);
+      await within(
+        5_000,
+        () => received.length >= 2 && errors.length >= 1,
+        () => `two deliveries and an error (so far ${JSON.stringify({ received, errors })})`,
+      );
       expect(received[0]).toEqual({ method: 'POST', type: 'application/json', body: alarm });
       expect(errors).toEqual(['alarm webhook answered HTTP 500']);
     } finally {

@@ -18,7 +18,9 @@ function seal(key: Buffer, plaintext: Buffer, context?: string): Buffer {
 
 function open(key: Buffer, blob: Buffer, context?: string): Buffer {
   const b = decodeBlob(blob, deployment);
-  const d = createDecipheriv('aes-256-gcm', key, b.iv).setAAD(additionalData(b.header, canonicalContext(contextFromWire(context)))).setAuthTag(b.tag);
+  const d = createDecipheriv('aes-256-gcm', key, b.iv)
+    .setAAD(additionalData(b.header, canonicalContext(contextFromWire(context))))
+    .setAuthTag(b.tag);
   return Buffer.concat([d.update(b.ciphertext), d.final()]);
 }
 
@@ -61,7 +63,9 @@ describe('ciphertext blob', () => {
     ['bad padding', 'abc'],
   ])('a blob whose text is not base64 (%s) is refused by the wire edge with the InvalidCiphertext code', (_name, blob) => {
     expect(() => validateParams('Decrypt', { CiphertextBlob: blob })).toThrow(ParamError);
-    expect(() => validateParams('Decrypt', { CiphertextBlob: blob })).toThrow(expect.objectContaining({ code: 'InvalidParameterValue.InvalidCiphertext', field: 'CiphertextBlob' }));
+    expect(() => validateParams('Decrypt', { CiphertextBlob: blob })).toThrow(
+      expect.objectContaining({ code: 'InvalidParameterValue.InvalidCiphertext', field: 'CiphertextBlob' }),
+    );
   });
 
   test('a blob from another deployment is refused', () => {

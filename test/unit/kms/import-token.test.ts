@@ -3,7 +3,11 @@ import { InvalidImportTokenError } from '../../../src/kms/errors';
 import { issueImportToken, readImportToken, tokenHash, wrappingKeyDigest } from '../../../src/kms/import-token';
 
 describe('import tokens', () => {
-  const fields = { keyId: '0a0b0c0d-0000-4000-8000-000000000001', wrappingKeyDigest: wrappingKeyDigest(Buffer.from('wrapping key record')), validTo: 1_800_000_000 };
+  const fields = {
+    keyId: '0a0b0c0d-0000-4000-8000-000000000001',
+    wrappingKeyDigest: wrappingKeyDigest(Buffer.from('wrapping key record')),
+    validTo: 1_800_000_000,
+  };
 
   test('carry key id, wrapping-key digest and expiry; a fresh secret each time', () => {
     const a = issueImportToken(fields);

@@ -25,13 +25,34 @@ describe('alias rules', () => {
 });
 
 describe('numeric rules', () => {
-  test.each<[unknown, boolean]>([[undefined, true], [7, true], [365, true], [6, false], [366, false], [30.5, false], ['30', false]])('RotateDays %p ok=%p', (v, ok) => {
+  test.each<[unknown, boolean]>([
+    [undefined, true],
+    [7, true],
+    [365, true],
+    [6, false],
+    [366, false],
+    [30.5, false],
+    ['30', false],
+  ])('RotateDays %p ok=%p', (v, ok) => {
     expect(rotateDaysProblem(v) === undefined).toBe(ok);
   });
-  test.each<[unknown, boolean]>([[7, true], [30, true], [6, false], [31, false], [undefined, false], [7.5, false]])('PendingWindowInDays %p ok=%p', (v, ok) => {
+  test.each<[unknown, boolean]>([
+    [7, true],
+    [30, true],
+    [6, false],
+    [31, false],
+    [undefined, false],
+    [7.5, false],
+  ])('PendingWindowInDays %p ok=%p', (v, ok) => {
     expect(pendingWindowProblem(v) === undefined).toBe(ok);
   });
-  test.each<[unknown, boolean]>([[undefined, true], ['', true], ['é'.repeat(512), true], ['é'.repeat(513), false], [5, false]])('Description %p ok=%p', (v, ok) => {
+  test.each<[unknown, boolean]>([
+    [undefined, true],
+    ['', true],
+    ['é'.repeat(512), true],
+    ['é'.repeat(513), false],
+    [5, false],
+  ])('Description %p ok=%p', (v, ok) => {
     expect(descriptionProblem(v) === undefined).toBe(ok);
   });
 });
@@ -49,7 +70,11 @@ describe('key usages', () => {
   });
   test('a cluster offers the usages whose key spec all members can make; never SM2', () => {
     expect(usagesOffered(['AES_256', 'RSA_2048', 'RSA_3072', 'RSA_4096', 'EC_P256', 'EC_P384'])).toEqual([
-      'ENCRYPT_DECRYPT', 'ASYMMETRIC_DECRYPT_RSA_2048', 'ASYMMETRIC_SIGN_VERIFY_RSA_2048', 'ASYMMETRIC_SIGN_VERIFY_ECC', 'ASYMMETRIC_SIGN_VERIFY_ECDSA384',
+      'ENCRYPT_DECRYPT',
+      'ASYMMETRIC_DECRYPT_RSA_2048',
+      'ASYMMETRIC_SIGN_VERIFY_RSA_2048',
+      'ASYMMETRIC_SIGN_VERIFY_ECC',
+      'ASYMMETRIC_SIGN_VERIFY_ECDSA384',
     ]);
     expect(usagesOffered(['AES_256', 'RSA_2048'])).toEqual(['ENCRYPT_DECRYPT', 'ASYMMETRIC_DECRYPT_RSA_2048', 'ASYMMETRIC_SIGN_VERIFY_RSA_2048']);
   });

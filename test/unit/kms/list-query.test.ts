@@ -23,8 +23,19 @@ describe('ListKeyDetail parameters → store query', () => {
     [{ Origin: 'TENCENT_KMS' }, { origin: 'TENCENT_KMS' }],
     [{ SearchKeyAlias: 'ab' }, { searchAlias: 'ab' }],
     [{ SearchKeyAlias: '' }, { searchAlias: undefined }],
-    [{ Offset: 400, Limit: 200 }, { offset: 400, limit: 200 }],
-    [{ TagFilters: [{ TagKey: 'a' }, { TagKey: 'b', TagValue: ['1', '2'] }] }, { tagFilters: [{ key: 'a', values: [] }, { key: 'b', values: ['1', '2'] }] }],
+    [
+      { Offset: 400, Limit: 200 },
+      { offset: 400, limit: 200 },
+    ],
+    [
+      { TagFilters: [{ TagKey: 'a' }, { TagKey: 'b', TagValue: ['1', '2'] }] },
+      {
+        tagFilters: [
+          { key: 'a', values: [] },
+          { key: 'b', values: ['1', '2'] },
+        ],
+      },
+    ],
   ])('%j', (params, expected) => {
     const q = listKeyDetailQuery('t', 'r', params, undefined) as unknown as Record<string, unknown>;
     for (const [k, v] of Object.entries(expected)) expect([k, q[k]]).toEqual([k, v]);
@@ -35,8 +46,18 @@ describe('ListKeyDetail parameters → store query', () => {
   });
 
   test.each<ListParams>([
-    { Limit: 0 }, { Limit: 201 }, { Limit: 1.5 }, { Offset: -1 }, { Role: 2 }, { OrderType: 2 }, { KeyState: 6 }, { KeyState: -1 },
-    { Origin: 'tencent_kms' }, { Origin: 'OTHER' }, { KeyUsage: 'all' }, { KeyUsage: 'AES' },
+    { Limit: 0 },
+    { Limit: 201 },
+    { Limit: 1.5 },
+    { Offset: -1 },
+    { Role: 2 },
+    { OrderType: 2 },
+    { KeyState: 6 },
+    { KeyState: -1 },
+    { Origin: 'tencent_kms' },
+    { Origin: 'OTHER' },
+    { KeyUsage: 'all' },
+    { KeyUsage: 'AES' },
   ])('%j is refused', (params) => {
     expect(() => listKeyDetailQuery('t', 'r', params, undefined)).toThrow(InvalidParameterError);
   });
@@ -45,7 +66,13 @@ describe('ListKeyDetail parameters → store query', () => {
 describe('ListKeys parameters → store query', () => {
   test('only Enabled, Disabled and PendingImport keys, oldest first, any usage', () => {
     expect(listKeysQuery('t', 'r', { Offset: 5, Limit: 50 }, 'c')).toEqual({
-      ...base, offset: 5, limit: 50, order: 'asc', role: 'user', keyStates: LIST_KEYS_STATES, hsmClusterId: 'c',
+      ...base,
+      offset: 5,
+      limit: 50,
+      order: 'asc',
+      role: 'user',
+      keyStates: LIST_KEYS_STATES,
+      hsmClusterId: 'c',
     });
     expect(LIST_KEYS_STATES).toEqual(['Enabled', 'Disabled', 'PendingImport']);
   });

@@ -35,7 +35,13 @@ describe('the state machine is the only writer of key states', () => {
 describe('events: what time does to a key', () => {
   // [state, event, next state], every cell written out
   const EXPECTED: Record<KeyEvent, Record<KeyState, KeyState>> = {
-    MaterialExpired: { Enabled: 'PendingImport', Disabled: 'PendingImport', PendingDelete: 'PendingDelete', PendingImport: 'PendingImport', Archived: 'PendingImport' },
+    MaterialExpired: {
+      Enabled: 'PendingImport',
+      Disabled: 'PendingImport',
+      PendingDelete: 'PendingDelete',
+      PendingImport: 'PendingImport',
+      Archived: 'PendingImport',
+    },
   };
   const rows = KEY_EVENTS.flatMap((e) => KEY_STATES.map((s) => [s, e, EXPECTED[e][s]] as const));
 

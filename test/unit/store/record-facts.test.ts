@@ -3,9 +3,22 @@ import { describeStep, planRepair, removalsFirst } from '../../../src/store/repa
 import type { NewKeyRecord } from '../../../src/store/store';
 
 const record = (over: Partial<NewKeyRecord> = {}): NewKeyRecord => ({
-  keyId: '8f4c2a9e-1b3d-4c5e-9f70-0a1b2c3d4e5f', alias: 'a', description: '', keyUsage: 'ENCRYPT_DECRYPT', origin: 'TENCENT_KMS', keyState: 'Enabled',
-  creatorUin: '1', ownerUin: '1', owner: 'user', region: 'r', hsmClusterId: 'c', tags: { env: 'prod' }, rotation: { enabled: false, rotateDays: 365 },
-  createTime: 10, versions: [{ version: 1, material: Buffer.from('m'), createTime: 10 }], ...over,
+  keyId: '8f4c2a9e-1b3d-4c5e-9f70-0a1b2c3d4e5f',
+  alias: 'a',
+  description: '',
+  keyUsage: 'ENCRYPT_DECRYPT',
+  origin: 'TENCENT_KMS',
+  keyState: 'Enabled',
+  creatorUin: '1',
+  ownerUin: '1',
+  owner: 'user',
+  region: 'r',
+  hsmClusterId: 'c',
+  tags: { env: 'prod' },
+  rotation: { enabled: false, rotateDays: 365 },
+  createTime: 10,
+  versions: [{ version: 1, material: Buffer.from('m'), createTime: 10 }],
+  ...over,
 });
 
 describe('indexFacts and the quota rule', () => {
@@ -34,8 +47,16 @@ describe('indexFacts and the quota rule', () => {
 
 describe('planRepair', () => {
   test('removes what is found and not implied, writes what is implied and missing or different, removals first', () => {
-    const want = new Map<string, string | number | null>([['a', 1], ['b', 2], ['c', null]]);
-    const found = new Map<string, string | number | null>([['a', 1], ['b', 3], ['x', 'stale']]);
+    const want = new Map<string, string | number | null>([
+      ['a', 1],
+      ['b', 2],
+      ['c', null],
+    ]);
+    const found = new Map<string, string | number | null>([
+      ['a', 1],
+      ['b', 3],
+      ['x', 'stale'],
+    ]);
     const steps = planRepair(want, found);
     expect(steps).toEqual([
       { kind: 'remove', entry: 'x', found: 'stale' },

@@ -1,7 +1,7 @@
 import { PendingReplies } from '../../../src/workers/pending-replies';
 
 describe('PendingReplies', () => {
-  test('an answer with the question\'s id settles that question only', async () => {
+  test("an answer with the question's id settles that question only", async () => {
     const replies = new PendingReplies<string>('answer', 5_000);
     const sent: number[] = [];
     const first = replies.ask((id) => sent.push(id));
