@@ -448,7 +448,8 @@ export class HsmCluster {
     const members = this.templatedOn(generation);
     if (members.length && !soPin) {
       throw new SoPinError(
-        `the records of cluster ${this.id} are under a KEK with CKA_UNWRAP_TEMPLATE on ${members.map((m) => m.id).join(', ')}: they can be re-wrapped only through a key the token's Security Officer makes trusted; give the SO PIN (--so-pin-file, or at a terminal)`,
+        `the records of cluster ${this.id} are under a KEK with CKA_UNWRAP_TEMPLATE on ${members.map((m) => m.id).join(', ')}: ` +
+          "they can be re-wrapped only through a key the token's Security Officer makes trusted; give the SO PIN (--so-pin-file, or at a terminal)",
       );
     }
     for (const m of members) await m.trustRewrapKey(await soPin!({ member: m.id, token: m.tokenLabel }));

@@ -106,7 +106,8 @@ export class MemberSealing {
     const trusted = this.rewrapKey;
     if (trusted === undefined) {
       throw new SoPinError(
-        `records of generation ${material.domainId.toString('hex')} on token "${this.token}" can be re-wrapped only through a key its Security Officer makes trusted: run kmsctl cluster rotate-domain --resume with the SO PIN (--so-pin-file, or at a terminal)`,
+        `records of generation ${material.domainId.toString('hex')} on token "${this.token}" can be re-wrapped only through a key its Security Officer makes trusted: ` +
+          'run kmsctl cluster rotate-domain --resume with the SO PIN (--so-pin-file, or at a terminal)',
       );
     }
     const iv = material.wrapAlgorithm === 'aes-cbc-pad' ? Buffer.from(this.api().C_GenerateRandom(s, Buffer.alloc(CBC_IV_BYTES))) : Buffer.alloc(0);

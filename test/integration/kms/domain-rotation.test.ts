@@ -182,7 +182,8 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     expect([nothing.generation, nothing.rewrapped, hex(rot.currentGeneration!)]).toEqual([undefined, 0, hex(next)]);
   }, 120_000);
 
-  test('the background jobs of the lease holder cannot finish a rotation a crashed run left under a templated KEK (no SO PIN): they say so, everything still decrypts; --resume with the SO PIN finishes it', async () => {
+  const unfinishable = 'the background jobs of the lease holder cannot finish a rotation a crashed run left under a templated KEK (no SO PIN)';
+  test(`${unfinishable}: they say so, everything still decrypts; --resume with the SO PIN finishes it`, async () => {
     const old = rot.currentGeneration!;
     const [keyId] = await create(1, 'bg');
     const blob = await enc(keyId, 'during');
