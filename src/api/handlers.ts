@@ -106,6 +106,7 @@ function algorithms(ctx: ActionContext): object {
 
 async function serviceStatus(ctx: ActionContext): Promise<object> {
   const dedicated = ctx.kms.clusters.dedicatedOf(ctx.caller.tenant);
+  const quota = await ctx.kms.lifecycle.keyQuota(ctx.caller);
   return {
     ServiceEnabled: true,
     InvalidType: 1,
@@ -113,8 +114,8 @@ async function serviceStatus(ctx: ActionContext): Promise<object> {
     ExclusiveVSMEnabled: false,
     ExclusiveHSMEnabled: dedicated.length > 0,
     ExclusiveHSMList: dedicated.map((c) => ({ HsmClusterId: c.id, HsmClusterName: c.id })),
-    CmkUserCount: await ctx.kms.store.countKeys(ctx.caller.tenant, ctx.caller.region),
-    CmkLimit: ctx.kms.maxKeysPerRegion,
+    CmkUserCount: quota.used,
+    CmkLimit: quota.limit,
     IsAllowedDataKeyHosted: false,
     SubscriptionInfo: 'on-premises',
     IsAllowedSync: false,

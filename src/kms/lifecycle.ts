@@ -163,6 +163,11 @@ export class Lifecycle {
     return out;
   }
 
+  /** The caller's user keys in its region (what the quota counts) and the quota (0: none). */
+  async keyQuota(caller: Caller): Promise<{ used: number; limit: number }> {
+    return { used: await this.access.store.countKeys(caller.tenant, caller.region), limit: this.ctx.config.maxKeysPerRegion };
+  }
+
   async listKeys(caller: Caller, p: ListParams & { HsmClusterId?: string }): Promise<KeyList<{ keyId: string }>> {
     const q = listKeysQuery(caller.tenant, caller.region, p, this.access.clusters.forList(caller.tenant, p.HsmClusterId));
     const res = await this.access.store.listKeys(q);
