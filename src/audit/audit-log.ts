@@ -5,6 +5,7 @@
  */
 import { ChainHead, VerifyResult } from './chain';
 import { NewAuditEvent } from './event';
+import { LookupRequest, LookupResult } from './lookup';
 import { AuditFilter, AuditPage, AuditQuery } from './query';
 
 /** For metrics: events waiting in memory, lost (buffer full, or still unwritten at close), and written. */
@@ -45,6 +46,12 @@ export interface AuditLog {
   flush(): Promise<void>;
   /** Events matching `q` in (time, seq) order, one page at a time. */
   query(q: AuditQuery): Promise<AuditPage>;
+  /**
+   * CloudAudit's LookUpEvents: one page of the tenant's events in a time range, newest first,
+   * optionally narrowed by one attribute. `AuditInputError` for a bad request, `AuditTokenError`
+   * (one) for a NextToken not issued for this same lookup; needs the link MAC (tokens are MACed).
+   */
+  lookUpEvents(r: LookupRequest): Promise<LookupResult>;
   /**
    * Walks the whole kept chain, checking every link through the HSM, and reports every changed,
    * removed, moved or reordered event, plain links after the HMAC epoch, and a truncated head.

@@ -4,7 +4,31 @@
  */
 import { ChainHead, ChainSlot, ChainStart } from './chain';
 import { StoredAuditEvent } from './event';
+import type { IndexedField } from './lookup';
 import { AuditPage, AuditQuery, Position } from './query';
+
+/** One walk of a tenant's index, newest first (LookUpEvents; the plan is lookup.ts's). */
+export interface TenantScan {
+  tenant: string;
+  /** Inclusive range, unix ms. */
+  from: number;
+  to: number;
+  /** Walk the index of this field's value; else the tenant's time index. */
+  index?: { field: IndexedField; value: string };
+  /** Strictly before this position in (time, seq) order. */
+  before?: Position;
+  /** Index entries to read at most. */
+  limit: number;
+}
+
+export interface ScanPage {
+  /** The events of the entries read, (time, seq) descending; entries whose event is missing or unreadable are left out. */
+  events: StoredAuditEvent[];
+  /** The position of the last entry read (the next scan starts before it). */
+  last?: Position;
+  /** Fewer than `limit` entries were left: nothing older in the index. */
+  end: boolean;
+}
 
 /** The chain as it stood at one moment, read atomically. */
 export interface ChainSnapshot {
@@ -33,6 +57,7 @@ export interface AuditBackend {
    * still `expected`. AuditChainError when events are stored beyond the head (never overwritten).
    */
   appendAfter(expected: ChainHead | undefined, stored: readonly StoredAuditEvent[]): Promise<AppendOutcome>;
+  scanTenant(scan: TenantScan): Promise<ScanPage>;
   /** One page of a checked query, starting strictly after `after`. */
   query(q: AuditQuery, after: Position | undefined): Promise<AuditPage>;
   head(): Promise<ChainHead | undefined>;

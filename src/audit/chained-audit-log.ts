@@ -26,6 +26,7 @@ import { AuditEvent, NewAuditEvent, StoredAuditEvent, storedJson, toAuditEvent }
 import { ExportHeader, exportHeader, parseExport } from './export-file';
 import { GroupCommitOptions, GroupCommitter } from './group-commit';
 import { LinkMac } from './link-mac';
+import { LookupRequest, LookupResult, lookUp } from './lookup';
 import { AuditFilter, AuditPage, AuditQuery, checkFilter, checkQuery, matches } from './query';
 
 export interface AuditLogOptions extends GroupCommitOptions {
@@ -71,6 +72,11 @@ export class ChainedAuditLog implements AuditLog {
   async query(q: AuditQuery): Promise<AuditPage> {
     const after = checkQuery(q);
     return this.backend.query(q, after);
+  }
+
+  /** One page of a tenant's events, newest first (lookup.ts); the NextToken is MACed through the HSM. */
+  lookUpEvents(r: LookupRequest): Promise<LookupResult> {
+    return lookUp(this.backend, this.mac(), r);
   }
 
   async beginEpoch(): Promise<number | undefined> {

@@ -6,6 +6,9 @@ export abstract class AuditError extends NamedError {}
 /** A malformed event or query (a bug in the caller, or a cursor that was not made here). */
 export class AuditInputError extends AuditError {}
 
+/** A LookUpEvents NextToken this audit log did not issue for this lookup (changed, made up, or another tenant's or query's). */
+export class AuditTokenError extends AuditInputError {}
+
 /** Events could not be written (store down, busy or refusing); they stay buffered and are retried. */
 export class AuditWriteError extends AuditError {}
 

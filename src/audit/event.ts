@@ -29,10 +29,15 @@ export interface AuditEvent {
   resource: string;
   /** The Tencent error code, '' on success. */
   errorCode: string;
+  /** The service the request was for (`kms.tencentcloudapi.com`, `cam.tencentcloudapi.com`, ...). */
+  eventSource: string;
 }
 
-/** What the request path hands in; `eventId` and `time` are filled in when absent. */
-export type NewAuditEvent = Omit<AuditEvent, 'eventId' | 'time'> & Partial<Pick<AuditEvent, 'eventId' | 'time'>>;
+/** The service of events stored before `eventSource` existed, and of callers that name none. */
+export const DEFAULT_EVENT_SOURCE = 'kms.tencentcloudapi.com';
+
+/** What the request path hands in; `eventId`, `time` and `eventSource` are filled in when absent. */
+export type NewAuditEvent = Omit<AuditEvent, 'eventId' | 'time' | 'eventSource'> & Partial<Pick<AuditEvent, 'eventId' | 'time' | 'eventSource'>>;
 
 /** The chain position of a stored event; see chain.ts. */
 export interface ChainLink {
@@ -58,10 +63,14 @@ export const TEXT_FIELDS = [
   'requestId',
   'resource',
   'errorCode',
+  'eventSource',
 ] as const satisfies ReadonlyArray<keyof AuditEvent>;
 
 /** Every event field, in canonical order. */
 export const EVENT_FIELDS = ['eventId', 'time', ...TEXT_FIELDS.slice(1)] as const;
+
+/** The fields every canonical form has (all but `eventSource`, which is there only when it is not the default). */
+const ALWAYS_CANONICAL = EVENT_FIELDS.filter((f) => f !== 'eventSource');
 
 /** Every field of a stored event: exactly these, nothing else. */
 export const STORED_FIELDS = ['seq', ...EVENT_FIELDS, 'prevHash', 'hash'] as const;
@@ -103,16 +112,21 @@ export function toAuditEvent(e: NewAuditEvent, now: () => number): AuditEvent {
     requestId: text('requestId'),
     resource: text('resource'),
     errorCode: text('errorCode'),
+    eventSource: e.eventSource === undefined ? DEFAULT_EVENT_SOURCE : clip(e.eventSource, 'eventSource'),
   };
 }
 
 /**
  * The canonical serialisation hashed into the chain: a JSON object with `seq` first and then the
  * event fields in EVENT_FIELDS order (JSON.stringify keeps insertion order), no whitespace.
+ * `eventSource` is left out when it is DEFAULT_EVENT_SOURCE: events stored before the field existed
+ * keep the form their links were made over, and since the form differs exactly when the value does,
+ * the link covers `eventSource` on every event (changing it either way breaks the link).
  */
 export function canonical(e: AuditEvent, seq: number): string {
   const ordered: Record<string, string | number> = { seq };
-  for (const f of EVENT_FIELDS) ordered[f] = e[f];
+  for (const f of ALWAYS_CANONICAL) ordered[f] = e[f];
+  if (e.eventSource !== DEFAULT_EVENT_SOURCE) ordered.eventSource = e.eventSource;
   return JSON.stringify(ordered);
 }
 
@@ -123,7 +137,10 @@ export function storedJson(e: StoredAuditEvent): string {
   return JSON.stringify(ordered);
 }
 
-/** Parses a stored JSON document; a string says why it is not a stored event (missing, extra or mistyped fields). */
+/**
+ * Parses a stored JSON document; a string says why it is not a stored event (missing, extra or
+ * mistyped fields). A document without `eventSource` (written before the field existed) has the default.
+ */
 export function parseStored(text: string): StoredAuditEvent | string {
   let doc: unknown;
   try {
@@ -135,6 +152,7 @@ export function parseStored(text: string): StoredAuditEvent | string {
   const fields = doc as Record<string, unknown>;
   const extra = Object.keys(fields).filter((k) => !(STORED_FIELDS as readonly string[]).includes(k));
   if (extra.length > 0) return `unexpected fields ${extra.join(', ')}`;
+  if (!('eventSource' in fields)) fields.eventSource = DEFAULT_EVENT_SOURCE;
   for (const f of STORED_FIELDS) {
     const want = f === 'seq' || f === 'time' ? 'number' : 'string';
     if (typeof fields[f] !== want) return `field ${f} is missing or not a ${want}`;

@@ -10,6 +10,12 @@
  *
  *   kms:audit:start                 hash: seq, prevHash, mac: where the kept trail begins (after retention)
  *
+ * LookUpEvents (lookup.ts): the tenant's time index is ix:account:{accountUin}; for each indexed
+ * attribute one sorted set per tenant and field, kms:audit:tx:{accountUin}:{field}, whose members
+ * are "{value}:{time}:{seq}" (value URI-encoded, so it holds no ':' or ';'): one value's entries
+ * are a contiguous (time, seq)-ordered run, read newest first with one ZRANGE BYLEX REV.
+ *   kms:audit:tx-built              set once the tx sets cover every event (built at open for an older trail)
+ *
  * One chain for all nodes: an append is one Lua script that compares the head the client chained
  * its batch after with the stored head and, only if they agree, writes the events, their index
  * entries and the new head. The links come from the HSM through the client; when another node moved
@@ -19,12 +25,13 @@
  */
 import Redis from 'ioredis';
 import { closeRedis, openRedis, RedisConnectionOptions } from '../store/redis-client';
-import { AppendOutcome, AuditBackend, ChainPage, ChainSnapshot } from './backend';
 import { ChainHead, ChainSlot, ChainStart, headOf } from './chain';
 import { AuditLogOptions, ChainedAuditLog } from './chained-audit-log';
 import { commitOptions } from './group-commit';
 import { AuditChainError, AuditConfigError, AuditWriteError } from './errors';
 import { MAX_TIME, StoredAuditEvent, parseStored, storedJson } from './event';
+import { INDEXED_FIELDS } from './lookup';
+import { AppendOutcome, AuditBackend, ChainPage, ChainSnapshot, ScanPage, TenantScan } from './backend';
 import { AuditPage, AuditQuery, Position, encodeCursor, matches } from './query';
 
 export interface RedisAuditOptions extends AuditLogOptions, RedisConnectionOptions {}
@@ -41,6 +48,9 @@ const INDEX = {
   resource: (v: string) => `${PREFIX}ix:resource:${enc(v)}`,
 };
 const INDEXED = ['eventName', 'accountUin', 'resource'] as const;
+/** A tenant's LookUpEvents set of one field. */
+const tenantIndex = (tenant: string, field: string): string => `${PREFIX}tx:${enc(tenant)}:${field}`;
+const TX_BUILT = `${PREFIX}tx-built`;
 
 /** Index entries a query reads per round trip, and at most per call (then it returns a cursor). */
 const SCAN_BATCH = 500;
@@ -48,10 +58,24 @@ const MAX_SCAN = 10_000;
 
 const member = (p: Position): string => `${String(p.time).padStart(15, '0')}:${String(p.seq).padStart(16, '0')}`;
 const positionOf = (m: string): Position => ({ time: Number(m.slice(0, 15)), seq: Number(m.slice(16)) });
+/** A member's position; it ends in the (time, seq) member, whatever value precedes it. */
+const tailPosition = (m: string): Position => positionOf(m.slice(-32));
 
-// KEYS: 1 head, 2 events, 3 time index, then the three index sets of each event (name, account, resource).
+/** Every index set an event is in, and its member there: the query indexes, then the tenant's lookup sets. */
+function indexEntries(e: StoredAuditEvent): Array<[key: string, member: string]> {
+  const m = member(e);
+  return [
+    [TIME_INDEX, m],
+    ...INDEXED.map((f): [string, string] => [INDEX[f](e[f]), m]),
+    ...INDEXED_FIELDS.map((f): [string, string] => [tenantIndex(e.accountUin, f), `${enc(e[f])}:${m}`]),
+  ];
+}
+const ENTRIES_PER_EVENT = 4 + INDEXED_FIELDS.length;
+
+// KEYS: 1 head, 2 events, then the index sets of each event (ARGV[7] of them per event, indexEntries order).
 // ARGV: 1 expected head seq ('0': empty), 2 expected head hash ('' when empty), 3 first new seq,
-//       4 '"eventId":"<first event id>"', 5 new head seq, 6 new head hash, then per event: seq, JSON, index member.
+//       4 '"eventId":"<first event id>"', 5 new head seq, 6 new head hash, 7 sets per event,
+//       then per event: seq, JSON, its member in each of its sets.
 const APPEND = `
 local h = redis.call('HMGET', KEYS[1], 'seq', 'hash')
 local seq, hash = h[1] or '0', h[2] or ''
@@ -60,33 +84,36 @@ if seq ~= ARGV[1] or hash ~= ARGV[2] then
   if first and string.find(first, ARGV[4], 1, true) then return {'DONE'} end
   return {'MOVED', seq, hash}
 end
-for i = 7, #ARGV, 3 do
+local k = tonumber(ARGV[7])
+for i = 8, #ARGV, k + 2 do
   if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 then return {'OCCUPIED', ARGV[i]} end
 end
-for i = 7, #ARGV, 3 do
+local n = 0
+for i = 8, #ARGV, k + 2 do
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-  redis.call('ZADD', KEYS[3], 0, ARGV[i + 2])
-  for j = 1, 3 do redis.call('ZADD', KEYS[i - 4 + j], 0, ARGV[i + 2]) end
+  for j = 1, k do redis.call('ZADD', KEYS[2 + n * k + j], 0, ARGV[i + 1 + j]) end
+  n = n + 1
 end
 redis.call('HSET', KEYS[1], 'seq', ARGV[5], 'hash', ARGV[6])
 return {'OK'}`;
 
-// KEYS: 1 start, 2 head, 3 events, 4 time index, then the three index sets of each removed event.
-// ARGV: 1 new start seq, 2 its prevHash, 3 its MAC, then per removed event: seq, index member.
+// KEYS: 1 start, 2 head, 3 events, then the index sets of each removed event (ARGV[4] per event).
+// ARGV: 1 new start seq, 2 its prevHash, 3 its MAC, 4 sets per event, then per removed event: seq, its member in each set.
 const RETAIN = `
 local current = tonumber(redis.call('HGET', KEYS[1], 'seq') or '1')
 local head = tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
 local start = tonumber(ARGV[1])
+local k = tonumber(ARGV[4])
 if start <= current or start > head then return {'REFUSED', tostring(current), tostring(head)} end
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, k + 1 do
   local seq = tonumber(ARGV[i])
   if seq < current or seq >= start then return {'REFUSED', tostring(current), tostring(head)} end
 end
-for i = 4, #ARGV, 2 do
-  local k = (i - 4) / 2 * 3 + 5
+local n = 0
+for i = 5, #ARGV, k + 1 do
   redis.call('HDEL', KEYS[3], ARGV[i])
-  redis.call('ZREM', KEYS[4], ARGV[i + 1])
-  for j = 0, 2 do redis.call('ZREM', KEYS[k + j], ARGV[i + 1]) end
+  for j = 1, k do redis.call('ZREM', KEYS[3 + n * k + j], ARGV[i + j]) end
+  n = n + 1
 end
 redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'prevHash', ARGV[2], 'mac', ARGV[3])
 return {'OK'}`;
@@ -107,14 +134,33 @@ function parseHead(seq: string | null, hash: string | null): ChainHead | undefin
 }
 
 function appendArgs(expected: ChainHead | undefined, stored: readonly StoredAuditEvent[]): { keys: string[]; args: string[] } {
-  const keys = [HEAD, EVENTS, TIME_INDEX];
+  const keys = [HEAD, EVENTS];
   const next = headOf(stored) as ChainHead;
-  const args = [String(expected?.seq ?? 0), expected?.hash ?? '', String(stored[0].seq), `"eventId":"${stored[0].eventId}"`, String(next.seq), next.hash];
+  const args = [
+    String(expected?.seq ?? 0),
+    expected?.hash ?? '',
+    String(stored[0].seq),
+    `"eventId":"${stored[0].eventId}"`,
+    String(next.seq),
+    next.hash,
+    String(ENTRIES_PER_EVENT),
+  ];
   for (const e of stored) {
-    keys.push(...INDEXED.map((f) => INDEX[f](e[f])));
-    args.push(String(e.seq), storedJson(e), member(e));
+    const entries = indexEntries(e);
+    keys.push(...entries.map(([k]) => k));
+    args.push(String(e.seq), storedJson(e), ...entries.map(([, m]) => m));
   }
   return { keys, args };
+}
+
+/** The BYLEX bounds of a lookup's scan, newest first: from the token's position (or the range's end) down to the range's start. */
+function scanBounds(scan: TenantScan): { key: string; max: string; min: string } {
+  const prefix = scan.index === undefined ? '' : `${enc(scan.index.value)}:`;
+  const key = scan.index === undefined ? INDEX.accountUin(scan.tenant) : tenantIndex(scan.tenant, scan.index.field);
+  const min = `[${prefix}${String(scan.from).padStart(15, '0')}:`;
+  if (scan.before !== undefined && scan.before.time <= scan.to) return { key, max: `(${prefix}${member(scan.before)}`, min };
+  if (scan.to < MAX_TIME) return { key, max: `(${prefix}${String(scan.to + 1).padStart(15, '0')}:`, min };
+  return { key, max: prefix === '' ? '+' : `(${prefix.slice(0, -1)};`, min };
 }
 
 /** The lowest index member a query reads: after the cursor, at or after `from`, whichever is later. */
@@ -142,14 +188,46 @@ class RedisAuditBackend implements AuditBackend {
   }
 
   async removeBefore(start: ChainStart, removed: readonly StoredAuditEvent[]): Promise<void> {
-    const keys = [START, HEAD, EVENTS, TIME_INDEX];
-    const args = [String(start.seq), start.prevHash, start.mac];
+    const keys = [START, HEAD, EVENTS];
+    const args = [String(start.seq), start.prevHash, start.mac, String(ENTRIES_PER_EVENT)];
     for (const e of removed) {
-      keys.push(...INDEXED.map((f) => INDEX[f](e[f])));
-      args.push(String(e.seq), member(e));
+      const entries = indexEntries(e);
+      keys.push(...entries.map(([k]) => k));
+      args.push(String(e.seq), ...entries.map(([, m]) => m));
     }
     const reply = (await this.redis.eval(RETAIN, keys.length, ...keys, ...args)) as string[];
     if (reply[0] !== 'OK') throw new AuditChainError(`retention refused: a start at ${start.seq} is not within ${reply[1]}..${reply[2]}`);
+  }
+
+  async scanTenant(scan: TenantScan): Promise<ScanPage> {
+    const { key, max, min } = scanBounds(scan);
+    const members = await this.redis.zrange(key, max, min, 'BYLEX', 'REV', 'LIMIT', 0, scan.limit);
+    const positions = members.map(tailPosition);
+    const docs = positions.length > 0 ? await this.redis.hmget(EVENTS, ...positions.map((p) => String(p.seq))) : [];
+    const events: StoredAuditEvent[] = [];
+    docs.forEach((doc, i) => {
+      const e = parseStored(doc ?? '');
+      if (typeof e !== 'string' && e.seq === positions[i].seq) events.push(e);
+    });
+    return { events, last: positions[positions.length - 1], end: members.length < scan.limit };
+  }
+
+  /**
+   * A trail written before the lookup sets (an older build) gets them once: every stored event's
+   * entries are added (ZADD: what appends write meanwhile is simply there already), then TX_BUILT is set.
+   */
+  async buildLookupSets(): Promise<void> {
+    if ((await this.redis.exists(TX_BUILT)) === 1) return;
+    for await (const pairs of this.redis.hscanStream(EVENTS, { count: 1000 })) {
+      const batch = this.redis.pipeline();
+      const values = (pairs as string[]).filter((_, i) => i % 2 === 1);
+      for (const v of values) {
+        const e = parseStored(v);
+        if (typeof e !== 'string') for (const [k, m] of indexEntries(e).slice(1 + INDEXED.length)) batch.zadd(k, 0, m);
+      }
+      await batch.exec();
+    }
+    await this.redis.set(TX_BUILT, '1');
   }
 
   async query(q: AuditQuery, after: Position | undefined): Promise<AuditPage> {
@@ -240,6 +318,13 @@ export class RedisAuditLog extends ChainedAuditLog {
   static async open(options: RedisAuditOptions): Promise<RedisAuditLog> {
     commitOptions(options);
     const redis = await openRedis(options, { keeps: 'the audit trail', refuse: (m) => new AuditConfigError(m) });
-    return new RedisAuditLog(new RedisAuditBackend(redis), options);
+    const backend = new RedisAuditBackend(redis);
+    try {
+      await backend.buildLookupSets();
+    } catch (e) {
+      await backend.close();
+      throw e;
+    }
+    return new RedisAuditLog(backend, options);
   }
 }

@@ -3,7 +3,8 @@
  *
  *   audit_events  one row per event, seq the primary key; indexes on (time, seq) and on
  *                 (event_name | account_uin | resource, time, seq), so a filtered query walks the
- *                 matching events in result order
+ *                 matching events in result order; for LookUpEvents, on (account_uin, field, time,
+ *                 seq) for each indexed attribute's field (lookup.ts), walked backwards
  *   audit_heads   the head anchor: one row (seq, hash) per group commit; the newest row is the head
  *   audit_starts  after retention: one row (seq, prev_hash, mac) per run; the newest is where the kept trail begins
  *   audit_meta    the audit schema number
@@ -15,19 +16,26 @@
  * events and the new head only if they agree, so handles in several processes extend one chain.
  */
 import Database from 'better-sqlite3';
-import { AppendOutcome, AuditBackend, ChainPage, ChainSnapshot } from './backend';
+import { AppendOutcome, AuditBackend, ChainPage, ChainSnapshot, ScanPage, TenantScan } from './backend';
 import { ChainHead, ChainStart, headOf } from './chain';
 import { ChainedAuditLog, AuditLogOptions } from './chained-audit-log';
 import { commitOptions } from './group-commit';
 import { AuditConfigError, AuditChainError } from './errors';
-import { STORED_FIELDS, StoredAuditEvent, TEXT_FIELDS } from './event';
+import { DEFAULT_EVENT_SOURCE, STORED_FIELDS, StoredAuditEvent, TEXT_FIELDS } from './event';
+import { INDEXED_FIELDS } from './lookup';
 import { AuditPage, AuditQuery, Position, encodeCursor } from './query';
 
-/** 2: start records and retention's DELETE below them. */
-export const AUDIT_SCHEMA_VERSION = 2;
+/** 2: start records and retention's DELETE below them. 3: event_source and the LookUpEvents indexes. */
+export const AUDIT_SCHEMA_VERSION = 3;
 
 /** The column of a field: eventId -> event_id. */
 const column = (field: string): string => field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/** The LookUpEvents index of a field (the tenant's time index is audit_events_account). */
+const lookupIndex = (field: string): string => `audit_lookup_${column(field)}`;
+
+/** Schema 2 files have no event_source column: added with the default every old event had. */
+const ADD_EVENT_SOURCE = `ALTER TABLE audit_events ADD COLUMN event_source TEXT NOT NULL DEFAULT '${DEFAULT_EVENT_SOURCE}'`;
 
 const appendOnly = (table: string): string =>
   ['UPDATE', 'DELETE']
@@ -42,13 +50,14 @@ const SCHEMA = `
 CREATE TABLE IF NOT EXISTS audit_events (
   seq INTEGER PRIMARY KEY,
   ${STORED_FIELDS.slice(1)
-    .map((f) => `${column(f)} ${f === 'time' ? 'INTEGER' : 'TEXT'} NOT NULL`)
+    .map((f) => `${column(f)} ${f === 'time' ? 'INTEGER' : 'TEXT'} NOT NULL${f === 'eventSource' ? ` DEFAULT '${DEFAULT_EVENT_SOURCE}'` : ''}`)
     .join(',\n  ')}
 );
 CREATE INDEX IF NOT EXISTS audit_events_time ON audit_events (time, seq);
 CREATE INDEX IF NOT EXISTS audit_events_name ON audit_events (event_name, time, seq);
 CREATE INDEX IF NOT EXISTS audit_events_account ON audit_events (account_uin, time, seq);
 CREATE INDEX IF NOT EXISTS audit_events_resource ON audit_events (resource, time, seq);
+${INDEXED_FIELDS.map((f) => `CREATE INDEX IF NOT EXISTS ${lookupIndex(f)} ON audit_events (account_uin, ${column(f)}, time, seq);`).join('\n')}
 CREATE TABLE IF NOT EXISTS audit_heads (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit_starts (seq INTEGER PRIMARY KEY, prev_hash TEXT NOT NULL, mac TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -103,6 +112,31 @@ function querySql(q: AuditQuery, after: Position | undefined): { sql: string; pa
   return { sql: `${SELECT} INDEXED BY ${indexFor(q)} ${clause} ORDER BY time, seq LIMIT ?`, params: [...params, q.limit + 1] };
 }
 
+/**
+ * A lookup's scan: the tenant's (field, time, seq) index, or its (time, seq) index, walked backwards
+ * from the token's position (or the range's end) down to the range's start.
+ */
+function scanSql(scan: TenantScan): { sql: string; params: SqlParam[] } {
+  const where = ['account_uin = ?'];
+  const params: SqlParam[] = [scan.tenant];
+  if (scan.index !== undefined) {
+    where.push(`${column(scan.index.field)} = ?`);
+    params.push(scan.index.value);
+  }
+  where.push('time >= ?');
+  params.push(scan.from);
+  const { before } = scan;
+  if (before !== undefined && before.time <= scan.to) {
+    where.push('(time, seq) < (?, ?)');
+    params.push(before.time, before.seq);
+  } else {
+    where.push('time <= ?');
+    params.push(scan.to);
+  }
+  const index = scan.index === undefined ? 'audit_events_account' : lookupIndex(scan.index.field);
+  return { sql: `${SELECT} INDEXED BY ${index} WHERE ${where.join(' AND ')} ORDER BY time DESC, seq DESC LIMIT ?`, params: [...params, scan.limit] };
+}
+
 /** The extended result code of a SQLite error (by name: jest loads several copies of the addon's classes). */
 function sqliteCode(e: unknown): string | undefined {
   const { name, code } = (typeof e === 'object' && e !== null ? e : {}) as { name?: unknown; code?: unknown };
@@ -154,6 +188,13 @@ class SqliteAuditBackend implements AuditBackend {
     return { events, nextCursor: encodeCursor(events[events.length - 1]) };
   }
 
+  async scanTenant(scan: TenantScan): Promise<ScanPage> {
+    const { sql, params } = scanSql(scan);
+    const events = this.stmt(sql).all(...params) as StoredAuditEvent[];
+    const last = events[events.length - 1];
+    return { events, last: last && { time: last.time, seq: last.seq }, end: events.length < scan.limit };
+  }
+
   async head(): Promise<ChainHead | undefined> {
     return this.readHead();
   }
@@ -191,9 +232,9 @@ class SqliteAuditBackend implements AuditBackend {
     if (this.db.open) this.db.close();
   }
 
-  /** The query plan of a query (tests check that filters are driven by their index). */
-  explain(q: AuditQuery): string[] {
-    const { sql, params } = querySql(q, undefined);
+  /** The query plan of a query or a lookup's scan (tests check that filters are driven by their index). */
+  explain(q: AuditQuery | TenantScan): string[] {
+    const { sql, params } = 'tenant' in q ? scanSql(q) : querySql(q, undefined);
     return (this.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as Array<{ detail: string }>).map((r) => r.detail);
   }
 
@@ -203,6 +244,7 @@ class SqliteAuditBackend implements AuditBackend {
     this.db.pragma('synchronous = NORMAL');
     this.db
       .transaction(() => {
+        if (this.lacksEventSource()) this.db.exec(ADD_EVENT_SOURCE);
         this.db.exec(SCHEMA);
         this.db.exec(UPGRADE);
         const { value } = this.db.prepare("SELECT value FROM audit_meta WHERE name = 'schema'").get() as { value: number };
@@ -211,6 +253,12 @@ class SqliteAuditBackend implements AuditBackend {
         }
       })
       .immediate();
+  }
+
+  /** An audit_events table of schema 1 or 2 (none at all: SCHEMA creates it whole). */
+  private lacksEventSource(): boolean {
+    const columns = this.db.prepare("SELECT name FROM pragma_table_info('audit_events')").all() as Array<{ name: string }>;
+    return columns.length > 0 && !columns.some((c) => c.name === 'event_source');
   }
 
   private readHead(): ChainHead | undefined {
@@ -238,8 +286,8 @@ export class SqliteAuditLog extends ChainedAuditLog {
     this.sqlite = backend;
   }
 
-  /** The query plan of `q` (for tests and diagnosis). */
-  explain(q: AuditQuery): string[] {
+  /** The query plan of `q` or of a lookup's scan (for tests and diagnosis). */
+  explain(q: AuditQuery | TenantScan): string[] {
     return this.sqlite.explain(q);
   }
 }
