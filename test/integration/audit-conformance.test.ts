@@ -11,9 +11,10 @@ import Database from 'better-sqlite3';
 import Redis from 'ioredis';
 import { AuditLog, RetainedRange } from '../../src/audit/audit-log';
 import { ChainedAuditLog, EPOCH_EVENT } from '../../src/audit/chained-audit-log';
-import { AuditChainError, AuditConfigError, AuditInputError, AuditWriteError } from '../../src/audit/errors';
+import { AuditChainError, AuditConfigError, AuditInputError, AuditTokenError, AuditWriteError } from '../../src/audit/errors';
 import { ChainHead, GENESIS, hashEvent } from '../../src/audit/chain';
-import { MAX_FIELD_CHARS, NewAuditEvent, STORED_FIELDS, StoredAuditEvent, storedJson } from '../../src/audit/event';
+import { DEFAULT_EVENT_SOURCE, MAX_FIELD_CHARS, NewAuditEvent, STORED_FIELDS, StoredAuditEvent, storedJson } from '../../src/audit/event';
+import { LookupAttribute, LookupRequest, isReadOnlyEvent } from '../../src/audit/lookup';
 import { AuditFilter, AuditQuery, matches } from '../../src/audit/query';
 import { RedisAuditLog, RedisAuditOptions } from '../../src/audit/redis-audit-log';
 import { SqliteAuditLog, SqliteAuditOptions } from '../../src/audit/sqlite-audit-log';
@@ -258,6 +259,48 @@ async function exported(log: AuditLog, f?: AuditFilter): Promise<StoredAuditEven
   return lines.map((l) => JSON.parse(l) as StoredAuditEvent);
 }
 
+/** The i-th event of the lookup data set: sample(i), every fourth one from CAM. */
+const lookupSample = (i: number): NewAuditEvent => ({ ...sample(i), ...(i % 4 === 3 ? { eventSource: 'cam.tencentcloudapi.com' } : {}) });
+
+const ATTRIBUTE_FIELD = {
+  RequestId: 'requestId',
+  EventName: 'eventName',
+  Username: 'subAccountUin',
+  ResourceName: 'resource',
+  AccessKeyId: 'secretId',
+  EventId: 'eventId',
+} as const;
+
+/** The oracle of a lookup: the tenant's stored events in range matching the attribute, newest first. */
+function expectedLookup(all: StoredAuditEvent[], r: Omit<LookupRequest, 'maxResults'>): string[] {
+  const a = r.attribute;
+  const keep = (e: StoredAuditEvent): boolean => {
+    if (a === undefined) return true;
+    if (a.key === 'ReadOnly') return String(isReadOnlyEvent(e.eventName)) === a.value;
+    if (a.key === 'ResourceType') return e.eventSource.split('.')[0] === a.value;
+    return e[ATTRIBUTE_FIELD[a.key]] === a.value;
+  };
+  return all
+    .filter((e) => e.accountUin === r.tenant && e.time >= r.startTime && e.time <= r.endTime && keep(e))
+    .sort((x, y) => y.time - x.time || y.seq - x.seq)
+    .map((e) => e.eventId);
+}
+
+/** Every page of a lookup; each page within maxResults, a token exactly when the list is not over. */
+async function lookUpAll(log: AuditLog, r: LookupRequest): Promise<string[]> {
+  const ids: string[] = [];
+  let nextToken: string | undefined;
+  for (let pages = 0; pages < 1000; pages++) {
+    const page = await log.lookUpEvents({ ...r, nextToken });
+    expect(page.events.length).toBeLessThanOrEqual(r.maxResults);
+    expect(page.listOver).toBe(page.nextToken === undefined);
+    ids.push(...page.events.map((e) => e.eventId));
+    if (page.listOver) return ids;
+    nextToken = page.nextToken;
+  }
+  throw new Error('the lookup did not end');
+}
+
 async function appendAll(log: AuditLog, events: NewAuditEvent[]): Promise<void> {
   for (const e of events) log.append(e);
   await log.flush();
@@ -334,6 +377,115 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
     for (const f of [{}, { eventName: 'Encrypt' }, { accountUin: '100', from: T0 + 1000, to: T0 + 9000 }, { keyword: 'AKID1' }]) {
       for (const limit of [1, 7, 15]) expect({ f, limit, ids: await allPages(log, { ...f, limit }) }).toEqual({ f, limit, ids: expected(all, f) });
     }
+  });
+
+  describe('LookUpEvents', () => {
+    const range = { startTime: T0, endTime: T0 + 60_000 };
+
+    test("returns the tenant's events newest first, for every attribute, range and page size, and only the tenant's", async () => {
+      const log = await openLog();
+      await appendAll(
+        log,
+        Array.from({ length: 90 }, (_, i) => lookupSample(i)),
+      );
+      const all = await exported(log);
+      const some = all.find((e) => e.accountUin === '200' && e.subAccountUin !== '200') as StoredAuditEvent;
+      const attributes: Array<LookupAttribute | undefined> = [
+        undefined,
+        { key: 'EventName', value: 'Decrypt' },
+        { key: 'EventName', value: 'Nope' },
+        { key: 'ReadOnly', value: 'true' },
+        { key: 'ReadOnly', value: 'false' },
+        { key: 'Username', value: some.subAccountUin },
+        { key: 'Username', value: '200' },
+        { key: 'ResourceType', value: 'cam' },
+        { key: 'ResourceType', value: 'kms' },
+        { key: 'ResourceName', value: KEYS[0] },
+        { key: 'ResourceName', value: 'key/*' },
+        { key: 'AccessKeyId', value: 'AKID1' },
+        { key: 'RequestId', value: some.requestId },
+        { key: 'EventId', value: some.eventId },
+      ];
+      const ranges = [range, { startTime: T0 + 3000, endTime: T0 + 7000 }, { startTime: T0 + 5000, endTime: T0 + 5000 }];
+      let compared = 0;
+      for (const tenant of ['100', '200']) {
+        for (const attribute of attributes) {
+          for (const r of ranges) {
+            const q = { tenant, ...r, attribute };
+            const want = expectedLookup(all, q);
+            compared += want.length;
+            for (const maxResults of [1, 7, 50]) expect({ q, maxResults, ids: await lookUpAll(log, { ...q, maxResults }) }).toEqual({ q, maxResults, ids: want });
+          }
+        }
+      }
+      expect(compared).toBeGreaterThan(100);
+      // another tenant's event by its ids: nothing
+      for (const attribute of [{ key: 'EventId', value: some.eventId }, { key: 'RequestId', value: some.requestId }] as const) {
+        expect(await log.lookUpEvents({ tenant: '100', ...range, attribute, maxResults: 50 })).toEqual({ events: [], listOver: true });
+      }
+      expect(await log.lookUpEvents({ tenant: '999', ...range, maxResults: 50 })).toEqual({ events: [], listOver: true });
+    });
+
+    test('events keep their eventSource; those appended without one are kms', async () => {
+      const log = await openLog();
+      await appendAll(log, [lookupSample(3), lookupSample(4)]);
+      const stored = await backing.storedEvents();
+      expect(stored.map((e) => e.eventSource)).toEqual(['cam.tencentcloudapi.com', DEFAULT_EVENT_SOURCE]);
+      const { events } = await log.lookUpEvents({ tenant: '100', ...range, maxResults: 50, attribute: { key: 'ResourceType', value: 'cam' } });
+      expect(events.map((e) => e.eventSource)).toEqual(['cam.tencentcloudapi.com']);
+      expect(await log.verify()).toMatchObject({ ok: true, checked: 2 });
+      await backing.setField(1, 'eventSource', DEFAULT_EVENT_SOURCE);
+      expect((await log.verify()).problems).toEqual([{ seq: 1, reason: expect.stringContaining('does not match its link') }]);
+    });
+
+    test('attributes checked on the events themselves (ReadOnly) page correctly over more than one scan batch', async () => {
+      const log = await openLog({ maxBatch: 200 });
+      const input = Array.from({ length: 1300 }, (_, i) => ({ ...lookupSample(i), accountUin: '100', eventName: i % 10 === 0 ? 'ListKeys' : 'CreateKey' }));
+      await appendAll(log, input);
+      const all = await exported(log);
+      for (const value of ['true', 'false']) {
+        const q = { tenant: '100', ...range, attribute: { key: 'ReadOnly', value } as const };
+        expect(await lookUpAll(log, { ...q, maxResults: 50 })).toEqual(expectedLookup(all, q));
+      }
+    });
+
+    test('a NextToken changed, made up, or of another tenant or lookup is refused; bad requests are refused', async () => {
+      const log = await openLog();
+      await appendAll(
+        log,
+        Array.from({ length: 30 }, (_, i) => ({ ...lookupSample(i), accountUin: i % 2 === 0 ? '100' : '200' })),
+      );
+      const first = await log.lookUpEvents({ tenant: '100', ...range, maxResults: 3 });
+      expect(first.listOver).toBe(false);
+      const token = first.nextToken as string;
+      const page = (over: Partial<LookupRequest>) => log.lookUpEvents({ tenant: '100', ...range, maxResults: 3, nextToken: token, ...over });
+      expect((await page({})).events).toHaveLength(3);
+      await expect(page({ tenant: '200' })).rejects.toThrow(AuditTokenError);
+      await expect(page({ attribute: { key: 'EventName', value: 'Encrypt' } })).rejects.toThrow(AuditTokenError);
+      await expect(page({ endTime: range.endTime - 1 })).rejects.toThrow(AuditTokenError);
+      const raw = Buffer.from(token, 'base64url').toString('latin1');
+      const forged = Buffer.from(raw.replace(/^v1\.\d+\./, `v1.${T0 + 60_000}.`), 'latin1').toString('base64url');
+      await expect(page({ nextToken: forged })).rejects.toThrow(/changed or made up/);
+      await expect(page({ nextToken: 'AAAA' })).rejects.toThrow(AuditTokenError);
+      await expect(log.lookUpEvents({ tenant: '', ...range, maxResults: 3 })).rejects.toThrow(AuditInputError);
+      await expect(log.lookUpEvents({ tenant: '100', ...range, maxResults: 51 })).rejects.toThrow(AuditInputError);
+      await expect(log.lookUpEvents({ tenant: '100', startTime: 5, endTime: 4, maxResults: 3 })).rejects.toThrow(AuditInputError);
+    });
+
+    test('retention takes the removed events out of every lookup', async () => {
+      const log = await openLog();
+      await appendAll(
+        log,
+        Array.from({ length: 20 }, (_, i) => ({ ...lookupSample(i), time: T0 + i * 1000 })),
+      );
+      await log.retainOlderThan(T0 + 10_000, async () => undefined);
+      const kept = await exported(log);
+      expect(kept).toHaveLength(10);
+      for (const attribute of [undefined, { key: 'EventName', value: 'Encrypt' } as const, { key: 'ReadOnly', value: 'false' } as const]) {
+        const q = { tenant: '100', ...range, attribute };
+        expect(await lookUpAll(log, { ...q, maxResults: 2 })).toEqual(expectedLookup(kept, q));
+      }
+    });
   });
 
   test('bad limits, foreign cursors and bad options are refused', async () => {

@@ -18,6 +18,7 @@ import { LinkMac } from '../../../src/audit/link-mac';
 import { AuditInputError } from '../../../src/audit/errors';
 import {
   AuditEvent,
+  DEFAULT_EVENT_SOURCE,
   EVENT_FIELDS,
   MAX_FIELD_CHARS,
   NewAuditEvent,
@@ -103,8 +104,44 @@ describe('audit events', () => {
     const e = toAuditEvent(input({ time: 5 }), now);
     const shuffled = Object.fromEntries(Object.entries(e).reverse()) as unknown as AuditEvent;
     expect(canonical(shuffled, 3)).toBe(canonical(e, 3));
-    expect(Object.keys(JSON.parse(canonical(e, 3)) as object)).toEqual(['seq', ...EVENT_FIELDS]);
+    expect(Object.keys(JSON.parse(canonical(e, 3)) as object)).toEqual(['seq', ...EVENT_FIELDS.filter((f) => f !== 'eventSource')]);
+    const cam = { ...e, eventSource: 'cam.tencentcloudapi.com' };
+    expect(Object.keys(JSON.parse(canonical(cam, 3)) as object)).toEqual(['seq', ...EVENT_FIELDS]);
     expect(canonical(e, 3)).not.toBe(canonical(e, 4));
+  });
+
+  test('eventSource defaults to kms; an event of the default source has the canonical form of the build before the field', () => {
+    const e = toAuditEvent(
+      input({ eventId: '7d7f0c4e-8a55-4c1e-9a57-1f6a3c2b9d10', time: 5, requestId: 'r', resource: 'key/*', eventName: 'ListKeys' }),
+      now,
+    );
+    expect(e.eventSource).toBe(DEFAULT_EVENT_SOURCE);
+    // the exact text the previous build hashed (its canonical form had no eventSource)
+    expect(canonical(e, 1)).toBe(
+      '{"seq":1,"eventId":"7d7f0c4e-8a55-4c1e-9a57-1f6a3c2b9d10","time":5,"eventName":"ListKeys","accountUin":"100","subAccountUin":"100",' +
+        '"secretId":"AKIDexample","sourceIp":"10.0.0.1","region":"ap-guangzhou","requestId":"r","resource":"key/*","errorCode":""}',
+    );
+    expect(toAuditEvent(input({ eventSource: 'cam.tencentcloudapi.com' }), now).eventSource).toBe('cam.tencentcloudapi.com');
+    expect(toAuditEvent(input({ eventSource: 'x'.repeat(1000) }), now).eventSource).toHaveLength(MAX_FIELD_CHARS);
+    expect(() => toAuditEvent(input({ eventSource: 7 as unknown as string }), now)).toThrow(AuditInputError);
+  });
+
+  test('a stored document of an older build (no eventSource) reads back with the default and its link still verifies', async () => {
+    const [e] = await chainOf(1);
+    const legacy = JSON.parse(storedJson(e)) as Record<string, unknown>;
+    delete legacy.eventSource;
+    const parsed = parseStored(JSON.stringify(legacy));
+    expect(parsed).toEqual(e);
+    expect((await verify(slots([parsed as StoredAuditEvent]))).ok).toBe(true);
+  });
+
+  test('the link covers eventSource: changing it either way is reported', async () => {
+    const chain = await linkBatch(undefined, [toAuditEvent(input({ eventSource: 'cam.tencentcloudapi.com' }), now), toAuditEvent(input(), now)], softMac);
+    expect((await verify(slots(chain))).ok).toBe(true);
+    const toDefault = [{ ...chain[0], eventSource: DEFAULT_EVENT_SOURCE }, chain[1]];
+    const fromDefault = [chain[0], { ...chain[1], eventSource: 'cam.tencentcloudapi.com' }];
+    expect((await verify(slots(toDefault))).problems[0]).toEqual({ seq: 1, reason: expect.stringContaining('does not match its link') });
+    expect((await verify(slots(fromDefault))).problems[0]).toEqual({ seq: 2, reason: expect.stringContaining('does not match its link') });
   });
 
   test('parseStored reads a stored event back and names what is wrong with anything else', async () => {
