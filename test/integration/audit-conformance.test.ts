@@ -879,6 +879,61 @@ describe('audit log on sqlite, specifics', () => {
       await log.close();
     }
   });
+  test("LookUpEvents scans are driven by the tenant's index of the attribute, walked backwards without sorting", async () => {
+    const log = new SqliteAuditLog(file, { linkMac });
+    try {
+      const scan = { tenant: '100', from: T0, to: T0 + 1000, limit: 51 };
+      const plan = (over: object): string => log.explain({ ...scan, ...over }).join(' | ');
+      expect(plan({})).toMatch(/USING INDEX audit_events_account \(account_uin=\? AND time>\? AND time<\?\)/);
+      for (const [field, column] of [
+        ['eventName', 'event_name'],
+        ['subAccountUin', 'sub_account_uin'],
+        ['resource', 'resource'],
+        ['secretId', 'secret_id'],
+        ['requestId', 'request_id'],
+        ['eventId', 'event_id'],
+      ]) {
+        expect(plan({ index: { field, value: 'x' } })).toMatch(new RegExp(`USING INDEX audit_lookup_${column} \\(account_uin=\\? AND ${column}=\\?`));
+        expect(plan({ index: { field, value: 'x' }, before: { time: T0 + 5, seq: 9 } })).toMatch(new RegExp(`USING INDEX audit_lookup_${column} \\(account_uin=\\? AND ${column}=\\? AND time>\\? AND time<\\?\\)`));
+      }
+      for (const over of [{}, { index: { field: 'eventName', value: 'x' } }, { before: { time: T0, seq: 3 } }]) expect(plan(over)).not.toMatch(/TEMP B-TREE/);
+    } finally {
+      await log.close();
+    }
+  });
+
+  test('a schema-2 file (no event_source, no lookup indexes) is upgraded at open; its events still verify and are looked up as kms', async () => {
+    const old = new SqliteAuditLog(file, { linkMac });
+    for (let i = 0; i < 6; i++) old.append({ ...sample(i), accountUin: '100' });
+    await old.close();
+    const db = new Database(file);
+    try {
+      for (const { name } of db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'audit_lookup_%'").all() as Array<{ name: string }>) {
+        db.exec(`DROP INDEX ${name}`);
+      }
+      db.exec("ALTER TABLE audit_events DROP COLUMN event_source; UPDATE audit_meta SET value = 2 WHERE name = 'schema'");
+    } finally {
+      db.close();
+    }
+    const log = new SqliteAuditLog(file, { linkMac });
+    try {
+      expect(await log.verify()).toMatchObject({ ok: true, checked: 6, problems: [] });
+      const { events } = await log.lookUpEvents({ tenant: '100', startTime: T0, endTime: T0 + 60_000, maxResults: 50, attribute: { key: 'EventName', value: 'Encrypt' } });
+      expect(events.length).toBeGreaterThan(0);
+      for (const e of events) expect(e.eventSource).toBe(DEFAULT_EVENT_SOURCE);
+      log.append({ ...sample(7), eventSource: 'cam.tencentcloudapi.com' });
+      await log.flush();
+      expect(await log.verify()).toMatchObject({ ok: true, checked: 7, problems: [] });
+    } finally {
+      await log.close();
+    }
+    const check = new Database(file);
+    try {
+      expect(check.prepare("SELECT value FROM audit_meta WHERE name = 'schema'").get()).toEqual({ value: 3 });
+    } finally {
+      check.close();
+    }
+  });
 });
 
 describe('audit log on redis, specifics', () => {
@@ -937,6 +992,31 @@ describe('audit log on redis, specifics', () => {
       const doc = JSON.parse((await raw.hget('kms:audit:events', '1')) ?? '{}') as Record<string, unknown>;
       await raw.hset('kms:audit:events', '1', JSON.stringify({ ...doc, plaintext: 'x' }));
       expect((await log.verify()).problems).toEqual([{ seq: 1, reason: 'the stored event cannot be read: unexpected fields plaintext' }]);
+    } finally {
+      await log.close();
+    }
+  });
+  test('a trail of an older build (stored documents without eventSource, no lookup sets) gets its lookup sets at open and still verifies', async () => {
+    const first = await RedisAuditLog.open({ port: server.port, linkMac, allowVolatile: true });
+    for (let i = 0; i < 8; i++) first.append({ ...sample(i), accountUin: '100' });
+    await first.close();
+    for (const [seq, doc] of Object.entries(await raw.hgetall('kms:audit:events'))) {
+      const { eventSource, ...legacy } = JSON.parse(doc) as Record<string, unknown>;
+      expect(eventSource).toBe(DEFAULT_EVENT_SOURCE);
+      await raw.hset('kms:audit:events', seq, JSON.stringify(legacy));
+    }
+    const lookupKeys = [...(await raw.keys('kms:audit:tx:*')), 'kms:audit:tx-built'];
+    expect(lookupKeys.length).toBeGreaterThan(1);
+    await raw.del(...lookupKeys);
+    const log = await RedisAuditLog.open({ port: server.port, linkMac, allowVolatile: true });
+    try {
+      expect(await raw.exists('kms:audit:tx-built')).toBe(1);
+      expect(await log.verify()).toMatchObject({ ok: true, checked: 8, problems: [] });
+      const all = await log.lookUpEvents({ tenant: '100', startTime: T0, endTime: T0 + 60_000, maxResults: 50 });
+      expect(all.events).toHaveLength(8);
+      const decrypts = await log.lookUpEvents({ tenant: '100', startTime: T0, endTime: T0 + 60_000, maxResults: 50, attribute: { key: 'EventName', value: 'Decrypt' } });
+      expect(decrypts.events.map((e) => e.seq).sort((a, b) => a - b)).toEqual([2, 6]);
+      for (const e of all.events) expect(e.eventSource).toBe(DEFAULT_EVENT_SOURCE);
     } finally {
       await log.close();
     }
