@@ -226,7 +226,11 @@ async function lookupBench(dir: string, tenant: string): Promise<void> {
     const figures = [
       await lookupLatency(services.audit, tenant, 'EventName=Decrypt (30%), first page (newest 50)', { ...all, ...named('Decrypt') }),
       await lookupLatency(services.audit, tenant, 'EventName=Decrypt, a page deep in the range (EndTime at 5%)', { ...deep, ...named('Decrypt') }),
-      await lookupLatency(services.audit, tenant, 'EventName=Decrypt, the next page by NextToken (deep)', { ...deep, ...named('Decrypt'), NextToken: second.NextToken }),
+      await lookupLatency(services.audit, tenant, 'EventName=Decrypt, the next page by NextToken (deep)', {
+        ...deep,
+        ...named('Decrypt'),
+        NextToken: second.NextToken,
+      }),
       await lookupLatency(services.audit, tenant, 'EventName=ScheduleKeyDeletion (0.1%), first page', { ...all, ...named('ScheduleKeyDeletion') }),
       await lookupLatency(services.audit, tenant, 'EventName=ScheduleKeyDeletion, a page deep in the range', { ...deep, ...named('ScheduleKeyDeletion') }),
       await lookupLatency(services.audit, tenant, 'no attribute, first page', { ...all, MaxResults: 50 }),
@@ -240,7 +244,15 @@ async function lookupBench(dir: string, tenant: string): Promise<void> {
     console.log('|---|---:|---:|---:|');
     for (const f of figures) console.log(`| ${f.name} | ${f.p50} | ${f.p99} | ${f.events} |`);
     mkdirSync(join(ROOT, 'docs', 'bench-results'), { recursive: true });
-    const result = { date: new Date().toISOString(), machine: machineLine(), events: AUDIT_EVENTS, appendPerSecond: round(fill.perSecond), dbBytes: fill.bytes, calls: LOOKUP_CALLS, figures };
+    const result = {
+      date: new Date().toISOString(),
+      machine: machineLine(),
+      events: AUDIT_EVENTS,
+      appendPerSecond: round(fill.perSecond),
+      dbBytes: fill.bytes,
+      calls: LOOKUP_CALLS,
+      figures,
+    };
     writeFileSync(join(ROOT, 'docs', 'bench-results', 'lookup.json'), JSON.stringify(result, null, 2) + '\n');
   } finally {
     await services.close();

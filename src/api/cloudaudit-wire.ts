@@ -81,7 +81,8 @@ function attributeFromWire(v: unknown, tenant: string): LookupAttribute {
   if (value === undefined) throw new ParamError('MissingParameter', `${path}.AttributeValue`, `${path}.AttributeValue is required`);
   const mapped = Object.prototype.hasOwnProperty.call(WIRE_KEYS, key) ? WIRE_KEYS[key] : undefined;
   if (mapped === undefined) throw invalid(`${path}.AttributeKey`, `${path}.AttributeKey must be one of ${Object.keys(WIRE_KEYS).join(', ')}`);
-  if (value.length > MAX_ATTRIBUTE_VALUE_CHARS) throw invalid(`${path}.AttributeValue`, `${path}.AttributeValue must be at most ${MAX_ATTRIBUTE_VALUE_CHARS} characters`);
+  if (value.length > MAX_ATTRIBUTE_VALUE_CHARS)
+    throw invalid(`${path}.AttributeValue`, `${path}.AttributeValue must be at most ${MAX_ATTRIBUTE_VALUE_CHARS} characters`);
   if (mapped === 'ReadOnly') return { key: mapped, value: readOnlyValue(key, value, `${path}.AttributeValue`) };
   if (mapped === 'Username' && value === 'root') return { key: mapped, value: tenant };
   return { key: mapped, value };

@@ -2,7 +2,18 @@
 export type { AuditCounters, AuditLog, RetainedRange, VerifyOptions } from './audit-log';
 export type { LinkMac } from './link-mac';
 export type { AuditEvent, NewAuditEvent, StoredAuditEvent, ChainLink } from './event';
-export { DEFAULT_EVENT_SOURCE, EVENT_FIELDS, STORED_FIELDS, TEXT_FIELDS, MAX_FIELD_CHARS, MAX_TIME, canonical, parseStored, storedJson, toAuditEvent } from './event';
+export {
+  DEFAULT_EVENT_SOURCE,
+  EVENT_FIELDS,
+  STORED_FIELDS,
+  TEXT_FIELDS,
+  MAX_FIELD_CHARS,
+  MAX_TIME,
+  canonical,
+  parseStored,
+  storedJson,
+  toAuditEvent,
+} from './event';
 export type { ChainHead, ChainSlot, ChainStart, LinkCheck, VerifyProblem, VerifyResult } from './chain';
 export { ChainVerifier, GENESIS, MAX_PROBLEMS, checkLinks, hashEvent, headOf, linkBatch, macEvent } from './chain';
 export { EXPORT_KIND, parseExport } from './export-file';

@@ -137,10 +137,13 @@ export async function lookUp(backend: AuditBackend, mac: LinkMac, r: LookupReque
   const scope = lookupScope(r);
   let before = r.nextToken === undefined ? undefined : await openToken(mac, r.nextToken, scope);
   const inScope = (e: StoredAuditEvent): boolean =>
-    e.accountUin === r.tenant && e.time >= r.startTime && e.time <= r.endTime && (before === undefined || e.time < before.time || (e.time === before.time && e.seq < before.seq));
+    e.accountUin === r.tenant &&
+    e.time >= r.startTime &&
+    e.time <= r.endTime &&
+    (before === undefined || e.time < before.time || (e.time === before.time && e.seq < before.seq));
   const events: StoredAuditEvent[] = [];
   const more = async (at: Position): Promise<LookupResult> => ({ events, nextToken: await sealToken(mac, at, scope), listOver: false });
-  for (let scanned = 0; ; ) {
+  for (let scanned = 0; ;) {
     const limit = plan.filtered ? SCAN_BATCH : r.maxResults - events.length + 1;
     const page = await backend.scanTenant({ tenant: r.tenant, from: r.startTime, to: r.endTime, index: plan.index, before, limit });
     for (const e of page.events) {

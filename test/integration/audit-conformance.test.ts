@@ -414,13 +414,17 @@ describe.each([sqliteBackend, redisBackend])('audit log on $name', (backend) => 
             const q = { tenant, ...r, attribute };
             const want = expectedLookup(all, q);
             compared += want.length;
-            for (const maxResults of [1, 7, 50]) expect({ q, maxResults, ids: await lookUpAll(log, { ...q, maxResults }) }).toEqual({ q, maxResults, ids: want });
+            for (const maxResults of [1, 7, 50])
+              expect({ q, maxResults, ids: await lookUpAll(log, { ...q, maxResults }) }).toEqual({ q, maxResults, ids: want });
           }
         }
       }
       expect(compared).toBeGreaterThan(100);
       // another tenant's event by its ids: nothing
-      for (const attribute of [{ key: 'EventId', value: some.eventId }, { key: 'RequestId', value: some.requestId }] as const) {
+      for (const attribute of [
+        { key: 'EventId', value: some.eventId },
+        { key: 'RequestId', value: some.requestId },
+      ] as const) {
         expect(await log.lookUpEvents({ tenant: '100', ...range, attribute, maxResults: 50 })).toEqual({ events: [], listOver: true });
       }
       expect(await log.lookUpEvents({ tenant: '999', ...range, maxResults: 50 })).toEqual({ events: [], listOver: true });
@@ -894,7 +898,9 @@ describe('audit log on sqlite, specifics', () => {
         ['eventId', 'event_id'],
       ]) {
         expect(plan({ index: { field, value: 'x' } })).toMatch(new RegExp(`USING INDEX audit_lookup_${column} \\(account_uin=\\? AND ${column}=\\?`));
-        expect(plan({ index: { field, value: 'x' }, before: { time: T0 + 5, seq: 9 } })).toMatch(new RegExp(`USING INDEX audit_lookup_${column} \\(account_uin=\\? AND ${column}=\\? AND time>\\? AND time<\\?\\)`));
+        expect(plan({ index: { field, value: 'x' }, before: { time: T0 + 5, seq: 9 } })).toMatch(
+          new RegExp(`USING INDEX audit_lookup_${column} \\(account_uin=\\? AND ${column}=\\? AND time>\\? AND time<\\?\\)`),
+        );
       }
       for (const over of [{}, { index: { field: 'eventName', value: 'x' } }, { before: { time: T0, seq: 3 } }]) expect(plan(over)).not.toMatch(/TEMP B-TREE/);
     } finally {
@@ -908,7 +914,9 @@ describe('audit log on sqlite, specifics', () => {
     await old.close();
     const db = new Database(file);
     try {
-      for (const { name } of db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'audit_lookup_%'").all() as Array<{ name: string }>) {
+      for (const { name } of db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'audit_lookup_%'").all() as Array<{
+        name: string;
+      }>) {
         db.exec(`DROP INDEX ${name}`);
       }
       db.exec("ALTER TABLE audit_events DROP COLUMN event_source; UPDATE audit_meta SET value = 2 WHERE name = 'schema'");
@@ -918,7 +926,13 @@ describe('audit log on sqlite, specifics', () => {
     const log = new SqliteAuditLog(file, { linkMac });
     try {
       expect(await log.verify()).toMatchObject({ ok: true, checked: 6, problems: [] });
-      const { events } = await log.lookUpEvents({ tenant: '100', startTime: T0, endTime: T0 + 60_000, maxResults: 50, attribute: { key: 'EventName', value: 'Encrypt' } });
+      const { events } = await log.lookUpEvents({
+        tenant: '100',
+        startTime: T0,
+        endTime: T0 + 60_000,
+        maxResults: 50,
+        attribute: { key: 'EventName', value: 'Encrypt' },
+      });
       expect(events.length).toBeGreaterThan(0);
       for (const e of events) expect(e.eventSource).toBe(DEFAULT_EVENT_SOURCE);
       log.append({ ...sample(7), eventSource: 'cam.tencentcloudapi.com' });
@@ -1014,7 +1028,13 @@ describe('audit log on redis, specifics', () => {
       expect(await log.verify()).toMatchObject({ ok: true, checked: 8, problems: [] });
       const all = await log.lookUpEvents({ tenant: '100', startTime: T0, endTime: T0 + 60_000, maxResults: 50 });
       expect(all.events).toHaveLength(8);
-      const decrypts = await log.lookUpEvents({ tenant: '100', startTime: T0, endTime: T0 + 60_000, maxResults: 50, attribute: { key: 'EventName', value: 'Decrypt' } });
+      const decrypts = await log.lookUpEvents({
+        tenant: '100',
+        startTime: T0,
+        endTime: T0 + 60_000,
+        maxResults: 50,
+        attribute: { key: 'EventName', value: 'Decrypt' },
+      });
       expect(decrypts.events.map((e) => e.seq).sort((a, b) => a - b)).toEqual([2, 6]);
       for (const e of all.events) expect(e.eventSource).toBe(DEFAULT_EVENT_SOURCE);
     } finally {

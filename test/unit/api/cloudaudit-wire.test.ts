@@ -84,7 +84,14 @@ describe('LookUpEvents parameters', () => {
       maxResults: DEFAULT_MAX_RESULTS,
     });
     const r = lookUpEventsRequest(
-      { StartTime: 1, EndTime: 2, MaxResults: 50, NextToken: 'abc', Mode: 'quick', LookupAttributes: [{ AttributeKey: 'EventName', AttributeValue: 'Decrypt' }] },
+      {
+        StartTime: 1,
+        EndTime: 2,
+        MaxResults: 50,
+        NextToken: 'abc',
+        Mode: 'quick',
+        LookupAttributes: [{ AttributeKey: 'EventName', AttributeValue: 'Decrypt' }],
+      },
       '100',
     );
     expect(r).toMatchObject({ maxResults: 50, nextToken: 'abc', attribute: { key: 'EventName', value: 'Decrypt' } });
@@ -117,10 +124,26 @@ describe('LookUpEvents parameters', () => {
     [{ StartTime: 1, EndTime: 2, LookupAttributes: ['x'] }, 'InvalidParameter', 'LookupAttributes.0'],
     [{ StartTime: 1, EndTime: 2, LookupAttributes: [{ AttributeValue: 'x' }] }, 'MissingParameter', 'LookupAttributes.0.AttributeKey'],
     [{ StartTime: 1, EndTime: 2, LookupAttributes: [{ AttributeKey: 'EventName' }] }, 'MissingParameter', 'LookupAttributes.0.AttributeValue'],
-    [{ StartTime: 1, EndTime: 2, LookupAttributes: [{ AttributeKey: 'Tags', AttributeValue: 'x' }] }, 'InvalidParameterValue', 'LookupAttributes.0.AttributeKey'],
-    [{ StartTime: 1, EndTime: 2, LookupAttributes: [{ AttributeKey: 'toString', AttributeValue: 'x' }] }, 'InvalidParameterValue', 'LookupAttributes.0.AttributeKey'],
-    [{ StartTime: 1, EndTime: 2, LookupAttributes: [{ AttributeKey: 'ReadOnly', AttributeValue: 'yes' }] }, 'InvalidParameterValue', 'LookupAttributes.0.AttributeValue'],
-    [{ StartTime: 1, EndTime: 2, LookupAttributes: [{ AttributeKey: 'EventName', AttributeValue: 'E'.repeat(257) }] }, 'InvalidParameterValue', 'LookupAttributes.0.AttributeValue'],
+    [
+      { StartTime: 1, EndTime: 2, LookupAttributes: [{ AttributeKey: 'Tags', AttributeValue: 'x' }] },
+      'InvalidParameterValue',
+      'LookupAttributes.0.AttributeKey',
+    ],
+    [
+      { StartTime: 1, EndTime: 2, LookupAttributes: [{ AttributeKey: 'toString', AttributeValue: 'x' }] },
+      'InvalidParameterValue',
+      'LookupAttributes.0.AttributeKey',
+    ],
+    [
+      { StartTime: 1, EndTime: 2, LookupAttributes: [{ AttributeKey: 'ReadOnly', AttributeValue: 'yes' }] },
+      'InvalidParameterValue',
+      'LookupAttributes.0.AttributeValue',
+    ],
+    [
+      { StartTime: 1, EndTime: 2, LookupAttributes: [{ AttributeKey: 'EventName', AttributeValue: 'E'.repeat(257) }] },
+      'InvalidParameterValue',
+      'LookupAttributes.0.AttributeValue',
+    ],
     [
       {
         StartTime: 1,
@@ -160,7 +183,12 @@ describe('events on the wire', () => {
 
   test('the root account is "root"; success is ErrorCode 0; an event without a source is kms', () => {
     const e = stored();
-    expect(eventToWire(e)).toMatchObject({ Username: 'root', ErrorCode: 0, EventSource: 'kms.tencentcloudapi.com', Resources: { ResourceType: 'kms', ResourceName: e.resource } });
+    expect(eventToWire(e)).toMatchObject({
+      Username: 'root',
+      ErrorCode: 0,
+      EventSource: 'kms.tencentcloudapi.com',
+      Resources: { ResourceType: 'kms', ResourceName: e.resource },
+    });
   });
 
   test('CloudAuditEvent is a JSON document of the stored fields only (no request body, no secret)', () => {
@@ -183,7 +211,16 @@ describe('events on the wire', () => {
 
   test('GetAttributeKey lists the served keys, labelled zh by default or en', () => {
     const zh = getAttributeKeyAnswer({});
-    expect(zh.AttributeKeyDetails.map((d) => d.Value)).toEqual(['RequestId', 'EventName', 'ReadOnly', 'Username', 'ResourceType', 'ResourceName', 'AccessKeyId', 'EventId']);
+    expect(zh.AttributeKeyDetails.map((d) => d.Value)).toEqual([
+      'RequestId',
+      'EventName',
+      'ReadOnly',
+      'Username',
+      'ResourceType',
+      'ResourceName',
+      'AccessKeyId',
+      'EventId',
+    ]);
     expect(zh.AttributeKeyDetails[1]).toEqual({ LabelType: 'text', Starter: '', Order: 2, Value: 'EventName', Label: '事件名称' });
     expect(getAttributeKeyAnswer({ WebsiteType: 'en' }).AttributeKeyDetails[1].Label).toBe('Event name');
     expect(Object.keys(zh.AttributeKeyDetails[0]).sort()).toEqual([...sdkInterface('AttributeKeyDetail').keys()].sort());
@@ -243,7 +280,10 @@ describe('lookUpEventsAction over a real SQLite trail', () => {
       ['100', changed],
       ['100', 'garbage'],
     ]) {
-      await expect(lookUpEventsAction(log, { tenant }, body({ MaxResults: 2, NextToken: t }))).rejects.toMatchObject({ code: 'InvalidParameterValue', field: 'NextToken' });
+      await expect(lookUpEventsAction(log, { tenant }, body({ MaxResults: 2, NextToken: t }))).rejects.toMatchObject({
+        code: 'InvalidParameterValue',
+        field: 'NextToken',
+      });
     }
   });
 });

@@ -111,10 +111,7 @@ describe('audit events', () => {
   });
 
   test('eventSource defaults to kms; an event of the default source has the canonical form of the build before the field', () => {
-    const e = toAuditEvent(
-      input({ eventId: '7d7f0c4e-8a55-4c1e-9a57-1f6a3c2b9d10', time: 5, requestId: 'r', resource: 'key/*', eventName: 'ListKeys' }),
-      now,
-    );
+    const e = toAuditEvent(input({ eventId: '7d7f0c4e-8a55-4c1e-9a57-1f6a3c2b9d10', time: 5, requestId: 'r', resource: 'key/*', eventName: 'ListKeys' }), now);
     expect(e.eventSource).toBe(DEFAULT_EVENT_SOURCE);
     // the exact text the previous build hashed (its canonical form had no eventSource)
     expect(canonical(e, 1)).toBe(

@@ -29,8 +29,10 @@ describe('lookup requests', () => {
   });
 
   test('read-only actions: Describe*, Get*, List*, LookUp* and the operations that store nothing', () => {
-    for (const n of ['DescribeKey', 'GetPublicKey', 'ListKeys', 'LookUpEvents', 'Encrypt', 'Decrypt', 'VerifyByAsymmetricKey']) expect([n, isReadOnlyEvent(n)]).toEqual([n, true]);
-    for (const n of ['CreateKey', 'ScheduleKeyDeletion', 'GenerateDataKey', 'AddUser', 'Listen', 'Getaway', 'UpdateAlias']) expect([n, isReadOnlyEvent(n)]).toEqual([n, false]);
+    for (const n of ['DescribeKey', 'GetPublicKey', 'ListKeys', 'LookUpEvents', 'Encrypt', 'Decrypt', 'VerifyByAsymmetricKey'])
+      expect([n, isReadOnlyEvent(n)]).toEqual([n, true]);
+    for (const n of ['CreateKey', 'ScheduleKeyDeletion', 'GenerateDataKey', 'AddUser', 'Listen', 'Getaway', 'UpdateAlias'])
+      expect([n, isReadOnlyEvent(n)]).toEqual([n, false]);
   });
 
   test('the resource type is the product of the event source', () => {
