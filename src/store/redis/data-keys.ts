@@ -109,7 +109,7 @@ export class RedisDataKeys {
 
   async list(q: ListDataKeysQuery): Promise<ListDataKeysResult> {
     checkDataKeyQuery(q);
-    const ids = await this.redis.zrange(indexName(q.ownerUin, q.region), 0, -1);
+    const ids = await this.redis.zrange(indexName(q.ownerUin, q.region), '0', '-1');
     return selectDataKeys(await this.load(q.ownerUin, ids), q);
   }
 
