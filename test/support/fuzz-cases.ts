@@ -32,6 +32,8 @@ export interface Fixture {
     pendingDelete: string;
     dedicated: string;
   };
+  /** Tenant A's hosted data keys (under `keys.sym`), by state. */
+  dataKeys: { enabled: string; disabled: string; pendingDelete: string };
   /** A ciphertext of `keys.sym` (no context) and an import token of `keys.ext`. */
   blob: string;
   importToken: string;
@@ -255,6 +257,57 @@ export function baseBody(action: ServedAction, fx: Fixture): JsonObject {
       return { KeyId: k.sym, ProductId: 'cvm', ResourceId: 'ins-fuzz' };
     case 'UnbindCloudResource':
       return { KeyId: k.sym, ProductId: 'cvm', ResourceId: 'ins-fuzz' };
+    default:
+      return dataKeyBody(action, fx, member);
+  }
+}
+
+/** The hosted-data-key actions' first valid bodies. */
+function dataKeyBody(action: ServedAction, fx: Fixture, member: JsonObject): JsonObject {
+  const d = fx.dataKeys;
+  switch (action) {
+    case 'ImportDataKey':
+      return { DataKeyName: 'fuzz-imported', ImportKeyMaterial: b64(Buffer.alloc(32, 9)), ImportType: 2, KeyId: fx.keys.sym, Description: 'fuzz', Tags: [] };
+    case 'DescribeDataKey':
+    case 'GetDataKeyCiphertextBlob':
+    case 'DisableDataKey':
+      return { DataKeyId: d.enabled, ...member };
+    case 'GetDataKeyPlaintext':
+      return { DataKeyId: d.enabled };
+    case 'DescribeDataKeys':
+      return { DataKeyIds: [d.enabled, d.disabled], ...member };
+    case 'ListDataKeys':
+      return { Offset: 0, Limit: 20, Role: 0, HsmClusterId: '' };
+    case 'ListDataKeyDetail':
+      return {
+        Offset: 0,
+        Limit: 20,
+        Role: 0,
+        OrderType: 1,
+        KeyState: 1,
+        SearchKeyAlias: 'fuzz',
+        Origin: 'ALL',
+        HsmClusterId: '',
+        KeyId: fx.keys.sym,
+        DataKeyLen: 32,
+        TagFilters: [{ TagKey: 'fuzz', TagValue: ['yes'] }],
+        MemberAccounts: [{ MemberAppId: 1, MemberUin: 2 }],
+      };
+    case 'EnableDataKey':
+    case 'ScheduleDataKeyDeletion':
+      return action === 'EnableDataKey' ? { DataKeyId: d.disabled, ...member } : { DataKeyId: d.disabled, PendingWindowInDays: 7, ...member };
+    case 'EnableDataKeys':
+      return { DataKeyIds: [d.disabled], ...member };
+    case 'DisableDataKeys':
+      return { DataKeyIds: [d.enabled], ...member };
+    case 'CancelDataKeyDeletion':
+      return { DataKeyId: d.pendingDelete, ...member };
+    case 'UpdateDataKeyName':
+      return { DataKeyId: d.enabled, DataKeyName: 'fuzz-renamed', ...member };
+    case 'UpdateDataKeyDescription':
+      return { DataKeyId: d.enabled, Description: 'described by the fuzzer', ...member };
+    default:
+      throw new Error(`no base body for ${action}`);
   }
 }
 
