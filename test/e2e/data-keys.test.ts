@@ -274,7 +274,7 @@ describe('official SDK: KMS-hosted data keys', () => {
     ['EnableDataKey', { DataKeyId: null }, 'MissingParameter'],
     ['EnableDataKeys', { DataKeyIds: ['nope'] }, 'InvalidParameterValue.InvalidDataKeyId'],
     ['DisableDataKey', { DataKeyId: [dkId] }, 'InvalidParameter'],
-    ['DisableDataKeys', {}, 'MissingParameter'],
+    ['DisableDataKeys', { MemberAccount: { MemberUin: 1 } }, 'MissingParameter'],
     ['ScheduleDataKeyDeletion', { DataKeyId: dkId }, 'MissingParameter'],
     ['ScheduleDataKeyDeletion', { DataKeyId: dkId, PendingWindowInDays: 7.5 }, 'InvalidParameter'],
     ['ScheduleDataKeyDeletion', { DataKeyId: dkId, PendingWindowInDays: 100 }, 'InvalidParameter.InvalidPendingWindowInDays'],
