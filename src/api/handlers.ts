@@ -270,7 +270,10 @@ export const HANDLERS: ActionTable = {
     run: async (ctx, p) => wire.listDataKeyDetailAnswer(await ctx.kms.dataKeys.list(ctx.caller, wire.listDataKeyDetailRequest(p))),
   },
   EnableDataKey: { resources: oneDataKey, run: (ctx, p) => ctx.kms.dataKeys.enable(ctx.caller, p.DataKeyId).then(nothing) },
-  EnableDataKeys: { resources: (ctx, p) => dataKeys(ctx, p.DataKeyIds), run: (ctx, p) => ctx.kms.dataKeys.batch(ctx.caller, p.DataKeyIds, 'EnableDataKey').then(nothing) },
+  EnableDataKeys: {
+    resources: (ctx, p) => dataKeys(ctx, p.DataKeyIds),
+    run: (ctx, p) => ctx.kms.dataKeys.batch(ctx.caller, p.DataKeyIds, 'EnableDataKey').then(nothing),
+  },
   DisableDataKey: { resources: oneDataKey, run: (ctx, p) => ctx.kms.dataKeys.disable(ctx.caller, p.DataKeyId).then(nothing) },
   DisableDataKeys: {
     resources: (ctx, p) => dataKeys(ctx, p.DataKeyIds),

@@ -223,7 +223,12 @@ export const hostedDataKeyRequest = (p: ActionParams<'GenerateDataKey'>): Hosted
   tags: tagsFromWire(p.Tags),
 });
 
-export const hostedDataKeyAnswer = (r: HostedDataKeyResult, p: PublicKeyOutput) => ({ ...generateDataKeyAnswer(r, p), DataKeyId: r.dataKeyId, TagCode: 0, TagMsg: '' });
+export const hostedDataKeyAnswer = (r: HostedDataKeyResult, p: PublicKeyOutput) => ({
+  ...generateDataKeyAnswer(r, p),
+  DataKeyId: r.dataKeyId,
+  TagCode: 0,
+  TagMsg: '',
+});
 
 const IMPORT_TYPES: Readonly<Record<number, ImportDataKeyRequest['importType']>> = { 1: 'ciphertext', 2: 'plaintext' };
 
@@ -300,8 +305,14 @@ export function listDataKeyDetailRequest(p: ActionParams<'ListDataKeyDetail'>): 
   };
 }
 
-export const listDataKeysAnswer = (r: DataKeyList<DataKeyDescription>) => ({ DataKeys: r.dataKeys.map((d) => ({ DataKeyId: d.dataKeyId })), TotalCount: r.totalCount });
+export const listDataKeysAnswer = (r: DataKeyList<DataKeyDescription>) => ({
+  DataKeys: r.dataKeys.map((d) => ({ DataKeyId: d.dataKeyId })),
+  TotalCount: r.totalCount,
+});
 
-export const listDataKeyDetailAnswer = (r: DataKeyList<DataKeyDescription>) => ({ DataKeyMetadatas: r.dataKeys.map(toDataKeyMetadata), TotalCount: r.totalCount });
+export const listDataKeyDetailAnswer = (r: DataKeyList<DataKeyDescription>) => ({
+  DataKeyMetadatas: r.dataKeys.map(toDataKeyMetadata),
+  TotalCount: r.totalCount,
+});
 
 export const dataKeyPlaintextAnswer = (plaintext: Buffer, p: PublicKeyOutput) => ({ Plaintext: plaintextOut(plaintext, p) });

@@ -35,6 +35,7 @@ import {
   InvalidDataKeyNameError,
   InvalidHsmClusterError,
   InvalidImportMaterialError,
+  InvalidKeyIdError,
   InvalidParameterError,
   InvalidPendingWindowError,
   InvalidTypeError,
@@ -126,7 +127,8 @@ const REFUSALS: Record<DataKeyRefusal, (id: string, state: string, action: strin
 /** Store refusals in data-key terms; anything else as every action translates it. */
 function dataKeyError(e: unknown): unknown {
   if (e instanceof DataKeyNameExistsError) return new DataKeyNameTakenError(`data key name ${quoted(e.dataKeyName)} already exists in region ${e.region}`);
-  if (e instanceof DataKeyQuotaExceededError) return new DataKeyLimitExceededError(`the account already has ${e.limit} hosted data keys in region ${e.region} (the configured limit)`);
+  if (e instanceof DataKeyQuotaExceededError)
+    return new DataKeyLimitExceededError(`the account already has ${e.limit} hosted data keys in region ${e.region} (the configured limit)`);
   if (e instanceof StoreDataKeyNotFound) return new DataKeyNotFoundError(e.dataKeyId);
   return domainError(e);
 }
@@ -138,7 +140,8 @@ function intIn(name: string, v: number | undefined, fallback: number, min: numbe
 }
 
 function uniqueIds(ids: readonly string[]): readonly string[] {
-  if (!Array.isArray(ids) || ids.length === 0 || ids.length > MAX_DATA_KEY_BATCH)
+  const listed: unknown = ids;
+  if (!Array.isArray(listed) || ids.length === 0 || ids.length > MAX_DATA_KEY_BATCH)
     throw new InvalidParameterError(`DataKeyIds must list 1 to ${MAX_DATA_KEY_BATCH} data key ids`);
   if (new Set(ids).size !== ids.length) throw new DuplicatedDataKeyIdError('DataKeyIds lists the same data key more than once');
   return ids;
@@ -246,12 +249,12 @@ export class DataKeys {
 
   /** Each data key on its own; the first refusal is reported after the others were changed. */
   async batch(caller: Caller, ids: readonly string[], action: 'EnableDataKey' | 'DisableDataKey'): Promise<void> {
-    let failed: unknown;
+    let failed: Error | undefined;
     for (const id of uniqueIds(ids)) {
       try {
         await this.transit(caller, id, action);
       } catch (e) {
-        failed ??= e;
+        failed ??= e as Error;
       }
     }
     if (failed !== undefined) throw failed;
@@ -270,7 +273,10 @@ export class DataKeys {
 
   /** Back to Disabled. */
   async cancelDeletion(caller: Caller, dataKeyId: string): Promise<{ dataKeyId: string }> {
-    await this.change(caller, dataKeyId, 'CancelDataKeyDeletion', (cur) => ({ keyState: nextDataKeyState(cur.keyState, 'CancelDataKeyDeletion'), deletionDate: null }));
+    await this.change(caller, dataKeyId, 'CancelDataKeyDeletion', (cur) => ({
+      keyState: nextDataKeyState(cur.keyState, 'CancelDataKeyDeletion'),
+      deletionDate: null,
+    }));
     return { dataKeyId };
   }
 
@@ -382,7 +388,10 @@ export class DataKeys {
     if (p.origin) q.origin = p.origin;
     const cluster = this.access.clusters.forList(caller.tenant, p.hsmClusterId);
     if (cluster !== undefined) q.hsmClusterId = cluster;
-    if (p.keyId) q.keyId = p.keyId;
+    if (p.keyId) {
+      if (!isUuid(p.keyId)) throw new InvalidKeyIdError(`KeyId ${quoted(p.keyId)} is not a key id (a lowercase UUID)`);
+      q.keyId = p.keyId;
+    }
     if (p.numberOfBytes !== undefined && p.numberOfBytes !== 0) q.numberOfBytes = intIn('DataKeyLen', p.numberOfBytes, 0, 1, MAX_RANDOM_BYTES);
     if (p.tagFilters?.length) q.tagFilters = p.tagFilters;
     return q;
@@ -415,7 +424,9 @@ export class DataKeys {
   /** The caller's data key in the caller's region; anything else is "not found". */
   private async load(caller: Caller, dataKeyId: unknown): Promise<DataKeyRecord> {
     if (typeof dataKeyId !== 'string' || !isUuid(dataKeyId))
-      throw new InvalidDataKeyIdError(`DataKeyId ${typeof dataKeyId === 'string' ? quoted(dataKeyId) : typeof dataKeyId} is not a data key id (a lowercase UUID)`);
+      throw new InvalidDataKeyIdError(
+        `DataKeyId ${typeof dataKeyId === 'string' ? quoted(dataKeyId) : typeof dataKeyId} is not a data key id (a lowercase UUID)`,
+      );
     const r = await this.access.store.getDataKey(caller.tenant, dataKeyId).catch((e: unknown) => Promise.reject(dataKeyError(e)));
     if (r === undefined || r.ownerUin !== caller.tenant || r.region !== caller.region) throw new DataKeyNotFoundError(dataKeyId);
     return r;
@@ -433,7 +444,12 @@ export class DataKeys {
   }
 
   /** Read, check `action`, write `decide`'s patch with compare-and-set (retried when another writer came first). */
-  private async change(caller: Caller, dataKeyId: string, action: DataKeyAction, decide: (r: DataKeyRecord) => DataKeyPatch | undefined): Promise<DataKeyRecord> {
+  private async change(
+    caller: Caller,
+    dataKeyId: string,
+    action: DataKeyAction,
+    decide: (r: DataKeyRecord) => DataKeyPatch | undefined,
+  ): Promise<DataKeyRecord> {
     for (let attempt = 0; ; attempt++) {
       const r = await this.use(caller, dataKeyId, action);
       const patch = decide(r);

@@ -75,7 +75,17 @@ export class BackgroundJobs {
   }
 
   private async tick(): Promise<JobReport> {
-    const report: JobReport = { leader: false, usageFlushed: false, rotated: [], deleted: [], dataKeysDeleted: [], expired: [], alarmed: [], domainsRotated: [], errors: [] };
+    const report: JobReport = {
+      leader: false,
+      usageFlushed: false,
+      rotated: [],
+      deleted: [],
+      dataKeysDeleted: [],
+      expired: [],
+      alarmed: [],
+      domainsRotated: [],
+      errors: [],
+    };
     const worn = await this.flushUsage(report.errors);
     report.usageFlushed = worn !== undefined;
     const step = async <T>(name: string, fn: () => Promise<T>): Promise<T | undefined> => {

@@ -105,11 +105,20 @@ export class Kms {
     this.due = new DueWork(ctx, this.nodeId);
     this.domainStates = new DomainStates(o.store, o.clusters);
     this.domainRotation = new DomainRotation(o.store, o.clusters, this.nodeId, o.macClusterId);
-    this.jobs = new BackgroundJobs(ctx, this.rotation, this.due, this.nodeId, o.jobIntervalMs, o.onJobError, {
-      states: this.domainStates,
-      rotation: this.domainRotation,
-      clusters: o.clusters.map((c) => c.id),
-    }, this.dataKeys);
+    this.jobs = new BackgroundJobs(
+      ctx,
+      this.rotation,
+      this.due,
+      this.nodeId,
+      o.jobIntervalMs,
+      o.onJobError,
+      {
+        states: this.domainStates,
+        rotation: this.domainRotation,
+        clusters: o.clusters.map((c) => c.id),
+      },
+      this.dataKeys,
+    );
     this.unwatch = o.store.watch((change) => {
       if (change.keyId === undefined) this.cache.invalidate();
       else void this.cache.refresh(change.keyId, (owner) => o.store.getKey(owner, change.keyId!));

@@ -84,7 +84,10 @@ describe('official SDK: KMS-hosted data keys', () => {
     const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const pem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
     const r = await c.GetDataKeyPlaintext({ DataKeyId: g.DataKeyId, EncryptionPublicKey: pem, EncryptionAlgorithm: 'RSAES_OAEP_SHA_256' });
-    const opened = privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, Buffer.from(r.Plaintext as string, 'base64'));
+    const opened = privateDecrypt(
+      { key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' },
+      Buffer.from(r.Plaintext as string, 'base64'),
+    );
     expect(b64(opened)).toBe(g.Plaintext);
     expect(await codeOf(c.GetDataKeyPlaintext({ DataKeyId: g.DataKeyId, EncryptionPublicKey: pem }))).toBe('UnsupportedOperation');
     expect(await codeOf(c.GetDataKeyPlaintext({ DataKeyId: g.DataKeyId, EncryptionPublicKey: 'not a key', EncryptionAlgorithm: 'RSAES_OAEP_SHA_1' }))).toMatch(
@@ -108,7 +111,9 @@ describe('official SDK: KMS-hosted data keys', () => {
     expect(b64(await plaintextOf(fromBlob.DataKeyId as string))).toBe(made.Plaintext);
 
     const other = (await c.CreateKey({ Alias: 'dk-other-root' })).KeyId as string;
-    expect(await codeOf(c.ImportDataKey({ DataKeyName: 'dk-x', ImportKeyMaterial: made.CiphertextBlob, ImportType: 1, KeyId: other }))).toBe('InvalidParameter');
+    expect(await codeOf(c.ImportDataKey({ DataKeyName: 'dk-x', ImportKeyMaterial: made.CiphertextBlob, ImportType: 1, KeyId: other }))).toBe(
+      'InvalidParameter',
+    );
     expect(await codeOf(c.ImportDataKey({ DataKeyName: 'dk-x', ImportKeyMaterial: b64('not a blob at all, just bytes'), ImportType: 1 }))).toBe(
       'InvalidParameterValue.InvalidCiphertext',
     );
@@ -119,9 +124,9 @@ describe('official SDK: KMS-hosted data keys', () => {
     expect(await codeOf(c.ImportDataKey({ DataKeyName: 'dk-x', ImportKeyMaterial: b64(randomBytes(1025)), ImportType: 2, KeyId: cmk }))).toBe(
       'InvalidParameterValue.InvalidImportKeyMaterial',
     );
-    expect(await codeOf(c.ImportDataKey({ DataKeyName: 'dk-x', ImportKeyMaterial: b64(material), ImportType: 2, KeyId: cmk, HsmClusterId: 'cls-dev-dedicated' }))).toBe(
-      'InvalidParameterValue.InvalidHsmClusterId',
-    );
+    expect(
+      await codeOf(c.ImportDataKey({ DataKeyName: 'dk-x', ImportKeyMaterial: b64(material), ImportType: 2, KeyId: cmk, HsmClusterId: 'cls-dev-dedicated' })),
+    ).toBe('InvalidParameterValue.InvalidHsmClusterId');
   });
 
   test('states: Enable/Disable (single and batch), deletion scheduling and cancelling, renaming and describing', async () => {

@@ -129,7 +129,8 @@ describe('hostile input: property-based fuzzing of every served action against a
     await c.DisableKey({ KeyId: keys.pendingDelete });
     await c.ScheduleKeyDeletion({ KeyId: keys.pendingDelete, PendingWindowInDays: 7 });
     const hosted = async (DataKeyName: string): Promise<string> =>
-      (await c.GenerateDataKey({ KeyId: keys.sym, KeySpec: 'AES_256', IsHostedByKms: 1, DataKeyName, Tags: [{ TagKey: 'fuzz', TagValue: 'yes' }] })).DataKeyId as string;
+      (await c.GenerateDataKey({ KeyId: keys.sym, KeySpec: 'AES_256', IsHostedByKms: 1, DataKeyName, Tags: [{ TagKey: 'fuzz', TagValue: 'yes' }] }))
+        .DataKeyId as string;
     const dataKeys = { enabled: await hosted('fuzz-dk-enabled'), disabled: await hosted('fuzz-dk-disabled'), pendingDelete: await hosted('fuzz-dk-pending') };
     await c.DisableDataKey({ DataKeyId: dataKeys.disabled });
     await c.DisableDataKey({ DataKeyId: dataKeys.pendingDelete });

@@ -5,7 +5,16 @@
  */
 import { randomUUID } from 'crypto';
 import type { DataKeyState, DataKeyTableState } from '../../src/common/data-key-states';
-import { ConflictError, DataKeyNameExistsError, DataKeyNotFoundError, DataKeyQuotaExceededError, ListDataKeysQuery, MetadataStore, NewDataKeyRecord, StoreInputError } from '../../src/store/store';
+import {
+  ConflictError,
+  DataKeyNameExistsError,
+  DataKeyNotFoundError,
+  DataKeyQuotaExceededError,
+  ListDataKeysQuery,
+  MetadataStore,
+  NewDataKeyRecord,
+  StoreInputError,
+} from '../../src/store/store';
 
 /** The store is tested below the state machine. */
 const dk = (s: DataKeyState): DataKeyTableState => s as DataKeyTableState;
@@ -79,7 +88,9 @@ export function exerciseDataKeys(store: () => MetadataStore, another: () => Prom
 
   test('the quota counts every data key of the tenant in the region, atomically with concurrent inserts', async () => {
     const others = await Promise.all([another(), another()]);
-    const results = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => (i % 2 ? others[0] : others[1]).createDataKey(newDataKey(), { maxDataKeys: 5 })));
+    const results = await Promise.allSettled(
+      Array.from({ length: 8 }, (_, i) => (i % 2 ? others[0] : others[1]).createDataKey(newDataKey(), { maxDataKeys: 5 })),
+    );
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(5);
     for (const r of results) if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(DataKeyQuotaExceededError);
     expect(await store().countDataKeys('100', 'ap-guangzhou')).toBe(5);

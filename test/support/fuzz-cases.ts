@@ -599,7 +599,7 @@ function badBase64(valid: string): fc.Arbitrary<string> {
 
 // ---------------------------------------------------------------- body cases
 
-const KEY_FIELDS = new Set(['KeyId', 'DestinationKeyId', 'KeyIds']);
+const KEY_FIELDS = new Set(['KeyId', 'DestinationKeyId', 'KeyIds', 'DataKeyId', 'DataKeyIds']);
 /** Fields whose value must be one of a fixed list (when the body uses them): anything else is refused. */
 const ENUM_FIELDS = new Set(['KeySpec', 'Algorithm', 'KeyUsage', 'WrappingAlgorithm', 'WrappingKeySpec', 'EncryptionAlgorithm', 'MessageType', 'Origin']);
 const enumExpect = (t: Target): Expect => (ENUM_FIELDS.has(String(t.path[t.path.length - 1])) ? refused() : ANY);
@@ -785,11 +785,13 @@ function keyIdCases(action: ServedAction, base: JsonObject, keyTargets: Target[]
     )
     .map(([t, [kind, id]]) => {
       const field = String(t.path[0]);
-      const path: Path = field === 'KeyIds' ? ['KeyIds', 0] : t.path;
+      const path: Path = field === 'KeyIds' || field === 'DataKeyIds' ? [field, 0] : t.path;
+      // a KeyId filter of a list may name no key of the caller's (nothing is listed); empty, it filters nothing
+      const filter = action === 'ListDataKeyDetail';
       let exp: Expect;
       if (kind === 'fixtureKey') exp = ANY;
-      else if (kind === 'malformed') exp = field === 'DestinationKeyId' && id === '' ? ANY : refused();
-      else exp = action === 'DescribeKeys' ? ANY : refused();
+      else if (kind === 'malformed') exp = (field === 'DestinationKeyId' || filter) && id === '' ? ANY : refused();
+      else exp = action === 'DescribeKeys' || action === 'DescribeDataKeys' || filter ? ANY : refused();
       return finish(action, `keyId:${kind}:${pathName(path)}`, render(withValue(base, path, id)), exp, maxBody);
     });
 }
@@ -1055,7 +1057,14 @@ function headerCases(action: ServedAction, base: JsonObject, fx: Fixture, maxBod
       ),
     // tenant B signs tenant A's request: a key, key list or ciphertext of A is not B's (DescribeKeys just leaves unknown keys out)
     fc.constant(
-      c('otherTenantSigns', { signer: 'other' }, action !== 'DescribeKeys' && ['KeyId', 'KeyIds', 'CiphertextBlob'].some((f) => f in base) ? refused() : ANY),
+      c(
+        'otherTenantSigns',
+        { signer: 'other' },
+        !['DescribeKeys', 'DescribeDataKeys', 'ListDataKeyDetail'].includes(action) &&
+          ['KeyId', 'KeyIds', 'CiphertextBlob', 'DataKeyId', 'DataKeyIds'].some((f) => f in base)
+          ? refused()
+          : ANY,
+      ),
     ),
     fc.nat({ max: 15 }).map((i) => c(`signatureHexChar@${i}`, { auth: { kind: 'flipSignature', index: 63 - i } }, refused(AUTH.failure))),
   );

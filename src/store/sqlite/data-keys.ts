@@ -97,7 +97,9 @@ export class SqliteDataKeys {
 
   list(q: ListDataKeysQuery): ListDataKeysResult {
     checkDataKeyQuery(q);
-    const rows = this.db.stmt('SELECT revision, doc FROM data_keys WHERE owner_uin = ? AND region = ? ORDER BY create_time, data_key_id').all(q.ownerUin, q.region) as Row[];
+    const rows = this.db
+      .stmt('SELECT revision, doc FROM data_keys WHERE owner_uin = ? AND region = ? ORDER BY create_time, data_key_id')
+      .all(q.ownerUin, q.region) as Row[];
     return selectDataKeys(
       rows.map((r) => decodeDataKeyDoc(r.doc, r.revision)),
       q,

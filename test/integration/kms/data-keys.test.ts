@@ -84,10 +84,12 @@ describe('KMS core: hosted data keys on SQLite and Redis', () => {
       const ids: string[] = [];
       for (let i = have; i < 5; i++) ids.push((await node1.dataKeys.generate(alice, { keyId: cmk, numberOfBytes: 16, name: `limit-${name}-${i}` })).dataKeyId);
       expect(await node1.dataKeys.quota(alice)).toEqual({ used: 5, limit: 5 });
-      await expect(node2.dataKeys.generate(alice, { keyId: cmk, numberOfBytes: 16, name: `limit-${name}-over` })).rejects.toBeInstanceOf(E.DataKeyLimitExceededError);
-      await expect(node2.dataKeys.importDataKey(alice, { name: `limit-${name}-imp`, importType: 'plaintext', material: Buffer.alloc(16, 1), keyId: cmk })).rejects.toBeInstanceOf(
+      await expect(node2.dataKeys.generate(alice, { keyId: cmk, numberOfBytes: 16, name: `limit-${name}-over` })).rejects.toBeInstanceOf(
         E.DataKeyLimitExceededError,
       );
+      await expect(
+        node2.dataKeys.importDataKey(alice, { name: `limit-${name}-imp`, importType: 'plaintext', material: Buffer.alloc(16, 1), keyId: cmk }),
+      ).rejects.toBeInstanceOf(E.DataKeyLimitExceededError);
       expect((await node1.dataKeys.quota(bob)).used).toBe(0);
       await node1.dataKeys.disable(alice, ids[0]);
       await node1.dataKeys.scheduleDeletion(alice, ids[0], 7);

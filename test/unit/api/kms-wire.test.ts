@@ -56,7 +56,9 @@ describe('the Tencent wire mapped onto the core', () => {
     expect(isHosted({ KeyId: 'k', IsHostedByKms: 0 })).toBe(false);
     expect(isHosted({ KeyId: 'k', IsHostedByKms: 1 })).toBe(true);
     expect(() => isHosted({ KeyId: 'k', IsHostedByKms: 2 })).toThrow(InvalidParameterError);
-    expect(hostedDataKeyRequest({ KeyId: 'k', KeySpec: 'AES_128', IsHostedByKms: 1, DataKeyName: 'n', Description: 'd', Tags: [{ TagKey: 'a', TagValue: 'b' }] })).toEqual({
+    expect(
+      hostedDataKeyRequest({ KeyId: 'k', KeySpec: 'AES_128', IsHostedByKms: 1, DataKeyName: 'n', Description: 'd', Tags: [{ TagKey: 'a', TagValue: 'b' }] }),
+    ).toEqual({
       keyId: 'k',
       keySpec: 'AES_128',
       numberOfBytes: undefined,
