@@ -243,6 +243,43 @@ describe('official SDK: KMS-hosted data keys', () => {
     expect((await describe1(mine)).KeyState).toBe('Enabled');
   });
 
+  test('CAM: sub-accounts are authorised on datakey/creatorUin/… resources; presets as documented', async () => {
+    const id = (await hosted('dk-cam')).DataKeyId as string;
+    const iam = lab.server.services.iam;
+    const tenant = String(lab.root.Uin);
+    const reader = await iam.createUser(tenant, 'dk-reader');
+    await iam.attachPolicy(String(reader.Uin), 'dk-read', {
+      version: '2.0',
+      statement: [
+        { effect: 'allow', action: ['kms:DescribeDataKey', 'kms:ListDataKeys'], resource: [`qcs::kms:*:uin/${tenant}:datakey/*`] },
+        { effect: 'allow', action: 'kms:*', resource: `qcs::kms:*:uin/${tenant}:key/*` },
+      ],
+    });
+    const r = lab.client(reader);
+    expect(((await r.DescribeDataKey({ DataKeyId: id })).DataKeyMetadata as Meta).DataKeyId).toBe(id);
+    expect((await r.ListDataKeys({ Limit: 200 })).TotalCount).toBeGreaterThan(0);
+    // kms:* on key resources does not reach data keys
+    expect(await codeOf(r.GetDataKeyPlaintext({ DataKeyId: id }))).toBe('UnauthorizedOperation');
+    expect(await codeOf(r.DisableDataKey({ DataKeyId: id }))).toBe('UnauthorizedOperation');
+    const ro = await iam.createUser(tenant, 'dk-readonly');
+    await iam.attachPolicy(String(ro.Uin), 'ro', 'QcloudKMSReadOnlyAccess');
+    const roc = lab.client(ro);
+    expect(((await roc.DescribeDataKeys({ DataKeyIds: [id] })).DataKeyMetadatas as Meta[]).length).toBe(1);
+    expect(await codeOf(roc.GetDataKeyPlaintext({ DataKeyId: id }))).toBe('UnauthorizedOperation');
+    expect(await codeOf(roc.GetDataKeyCiphertextBlob({ DataKeyId: id }))).toBe('UnauthorizedOperation');
+    // QcloudKMSCreatorFullAccess: everything on the data keys it made, nothing on the root's
+    const creator = await iam.createUser(tenant, 'dk-creator');
+    await iam.attachPolicy(String(creator.Uin), 'creator', 'QcloudKMSCreatorFullAccess');
+    const cc = lab.client(creator);
+    const ownKey = (await cc.CreateKey({ Alias: 'dk-creator-root' })).KeyId as string;
+    const own = await cc.GenerateDataKey({ KeyId: ownKey, KeySpec: 'AES_256', IsHostedByKms: 1, DataKeyName: 'dk-creator-own' });
+    plaintexts.push(Buffer.from(own.Plaintext as string, 'base64'));
+    expect(((await cc.DescribeDataKey({ DataKeyId: own.DataKeyId })).DataKeyMetadata as Meta).CreatorUin).toBe(creator.Uin);
+    expect((await cc.GetDataKeyPlaintext({ DataKeyId: own.DataKeyId })).Plaintext).toBe(own.Plaintext);
+    expect(await codeOf(cc.GetDataKeyPlaintext({ DataKeyId: id }))).toBe('UnauthorizedOperation');
+    expect((await cc.ListDataKeyDetail({ Limit: 200 })).TotalCount).toBeGreaterThan(1);
+  });
+
   const dkId = '00000000-0000-4000-8000-000000000001';
   // [action, body, code]: wrong types, missing, unknown and oversize fields, bad values, for each new action
   const BAD: Array<[string, object, string]> = [
