@@ -56,6 +56,8 @@ export interface ServerConfig {
   deploymentId: Buffer;
   regions: string[];
   maxKeysPerRegion: number;
+  /** Hosted data keys per account and region; 0 = no limit. */
+  maxDataKeysPerRegion: number;
   maxBodyBytes: number;
   /** Per account; `perPrincipal` per SecretId owner (root or sub-account), both must allow a request. */
   rateLimit: { perSecond: number; burst: number; perPrincipal: { perSecond: number; burst: number } };
@@ -338,6 +340,7 @@ export function parseServerConfig(source: string, dataDir: string, env: NodeJS.P
     deploymentId: Buffer.from(deployment, 'hex'),
     regions: regions as string[],
     maxKeysPerRegion: int(d, 'maxKeysPerRegion', 200, 0, 10_000_000),
+    maxDataKeysPerRegion: int(d, 'maxDataKeysPerRegion', 1000, 0, 100_000),
     maxBodyBytes: int(d, 'maxBodyBytes', 256 * 1024, 1024, 10 * 1024 * 1024),
     rateLimit: parseRate(d),
     tc3: parseTc3(d),

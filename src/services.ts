@@ -248,6 +248,7 @@ export async function openServices(config: ServerConfig, options: ServicesOption
       deploymentId: config.deploymentId,
       alarms,
       maxKeysPerRegion: config.maxKeysPerRegion,
+      maxDataKeysPerRegion: config.maxDataKeysPerRegion,
       nodeId: options.nodeId,
       expensivePerTenant: config.expensivePerTenant,
       allowPkcs1v15Import: config.allowPkcs1v15Import,

@@ -5,27 +5,12 @@
  */
 import { ACTION_SCHEMAS, ServedAction } from './params';
 
-/** SDK actions answered UnsupportedOperation: post-quantum, KMS-hosted data keys, white-box (reference §1). */
+/** SDK actions answered UnsupportedOperation: post-quantum, white-box (reference §1). */
 export const UNSUPPORTED_ACTIONS = [
   'PostQuantumCryptoEncrypt',
   'PostQuantumCryptoDecrypt',
   'PostQuantumCryptoSign',
   'PostQuantumCryptoVerify',
-  'ImportDataKey',
-  'DescribeDataKey',
-  'DescribeDataKeys',
-  'ListDataKeys',
-  'ListDataKeyDetail',
-  'EnableDataKey',
-  'EnableDataKeys',
-  'DisableDataKey',
-  'DisableDataKeys',
-  'ScheduleDataKeyDeletion',
-  'CancelDataKeyDeletion',
-  'UpdateDataKeyName',
-  'UpdateDataKeyDescription',
-  'GetDataKeyPlaintext',
-  'GetDataKeyCiphertextBlob',
   'CreateWhiteBoxKey',
   'DeleteWhiteBoxKey',
   'DescribeWhiteBoxKey',
@@ -78,4 +63,8 @@ export const REPEATABLE_ACTIONS: ReadonlySet<string> = new Set<ServedAction>([
   'GetServiceStatus',
   'GetRegions',
   'ListAlgorithms',
+  'DescribeDataKey',
+  'DescribeDataKeys',
+  'ListDataKeys',
+  'ListDataKeyDetail',
 ]);

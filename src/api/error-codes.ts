@@ -23,7 +23,7 @@ export class RateLimitedError extends RequestError {}
 export class RequestTooLargeError extends RequestError {}
 /** X-TC-Action names no action of the API. */
 export class InvalidActionError extends RequestError {}
-/** An action of the API this deployment does not offer (white-box, hosted data keys, post-quantum). */
+/** An action of the API this deployment does not offer (white-box, post-quantum). */
 export class UnsupportedActionError extends RequestError {}
 /** X-TC-Version is not 2019-01-18. */
 export class NoSuchVersionError extends RequestError {}
@@ -104,6 +104,16 @@ export const KMS_ERROR_CODES: ReadonlyArray<readonly [ErrorClass, string]> = [
   [kms.StoreIntegrityError, 'FailedOperation'],
   // The account's concurrency cap on expensive actions (limits.expensivePerTenant): Tencent's per-account request limit.
   [kms.ExpensiveLimitError, 'RequestLimitExceeded.UinLimitExceeded'],
+  [kms.InvalidDataKeyIdError, 'InvalidParameterValue.InvalidDataKeyId'],
+  [kms.InvalidDataKeyNameError, 'InvalidParameterValue.InvalidDataKeyName'],
+  [kms.DataKeyNameTakenError, 'InvalidParameterValue.DataKeyNameAlreadyExists'],
+  [kms.DuplicatedDataKeyIdError, 'InvalidParameterValue.DuplicatedDataKeyId'],
+  [kms.DataKeyLimitExceededError, 'LimitExceeded.DataKeyLimitExceeded'],
+  [kms.DataKeyNotFoundError, 'ResourceUnavailable.DataKeyNotFound'],
+  [kms.DataKeyDisabledError, 'ResourceUnavailable.DataKeyDisabled'],
+  [kms.DataKeyPendingDeleteError, 'ResourceUnavailable.DataKeyPendingDelete'],
+  [kms.DataKeyStateNotSupportedError, 'ResourceUnavailable.DataKeyStateNotSupport'],
+  [kms.DataKeyNotPendingDeleteError, 'ResourceUnavailable.DataKeyNotPendingDelete'],
 ];
 
 /** Request-level errors: class → code. */

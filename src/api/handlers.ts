@@ -4,9 +4,9 @@
  */
 import { isUuid } from '../common/ids';
 import type { Principal } from '../iam/principal';
-import { collectionResource, keyResource, UNKNOWN_CREATOR } from '../iam/resources';
+import { collectionResource, dataKeyCollectionResource, dataKeyResource, keyResource, UNKNOWN_CREATOR } from '../iam/resources';
 import { decodeBlob } from '../kms/ciphertext';
-import { InvalidCiphertextError, KeyNotFoundError } from '../kms/errors';
+import { DataKeyNotFoundError, InvalidCiphertextError, KeyNotFoundError } from '../kms/errors';
 import type { Caller } from '../kms/key-access';
 import { KEY_USAGES, usagesOffered } from '../kms/key-usage';
 import type { Kms } from '../kms/service';
@@ -104,9 +104,40 @@ function algorithms(ctx: ActionContext): object {
   return { SymmetricAlgorithms: of('symmetric'), AsymmetricAlgorithms: of('asymmetric-decrypt'), AsymmetricSignVerifyAlgorithms: of('sign-verify') };
 }
 
+/** A data key's resource name; one that cannot be found gets UNKNOWN_CREATOR, as a key does. */
+async function dataKeyResourceOf(ctx: ActionContext, dataKeyId: string): Promise<string> {
+  let creatorUin = UNKNOWN_CREATOR;
+  try {
+    creatorUin = (await ctx.kms.dataKeys.describe(ctx.caller, dataKeyId)).creatorUin;
+  } catch (e) {
+    if (!(e instanceof DataKeyNotFoundError)) throw e;
+  }
+  return dataKeyResource({ region: ctx.caller.region, tenantUin: ctx.caller.tenant, creatorUin, dataKeyId });
+}
+
+async function dataKeys(ctx: ActionContext, ids: string[]): Promise<Resources> {
+  const cam: string[] = [];
+  for (const id of ids) cam.push(await dataKeyResourceOf(ctx, id));
+  return { cam, audit: ids.join(',').slice(0, 4096) };
+}
+
+const oneDataKey = async (ctx: ActionContext, p: { DataKeyId: string }): Promise<Resources> => dataKeys(ctx, [p.DataKeyId]);
+const dataKeyCollection = async (ctx: ActionContext): Promise<Resources> => ({
+  cam: [dataKeyCollectionResource(ctx.caller.region, ctx.caller.tenant)],
+  audit: 'datakey/*',
+});
+
+/** ImportDataKey acts on the CMK that will seal the data key: KeyId, else the one the imported blob names. */
+function importDataKeyResources(ctx: ActionContext, p: ActionParams<'ImportDataKey'>): Promise<Resources> {
+  if (p.KeyId) return keys(ctx, [p.KeyId]);
+  if (p.ImportType === 1) return keys(ctx, [blobKey(ctx, p.ImportKeyMaterial)]);
+  return dataKeyCollection(ctx);
+}
+
 async function serviceStatus(ctx: ActionContext): Promise<object> {
   const dedicated = ctx.kms.clusters.dedicatedOf(ctx.caller.tenant);
   const quota = await ctx.kms.lifecycle.keyQuota(ctx.caller);
+  const dataKeyQuota = await ctx.kms.dataKeys.quota(ctx.caller);
   return {
     ServiceEnabled: true,
     InvalidType: 1,
@@ -116,7 +147,9 @@ async function serviceStatus(ctx: ActionContext): Promise<object> {
     ExclusiveHSMList: dedicated.map((c) => ({ HsmClusterId: c.id, HsmClusterName: c.id })),
     CmkUserCount: quota.used,
     CmkLimit: quota.limit,
-    IsAllowedDataKeyHosted: false,
+    IsAllowedDataKeyHosted: true,
+    DataKeyLimit: dataKeyQuota.limit,
+    DataKeyUsedCount: dataKeyQuota.used,
     SubscriptionInfo: 'on-premises',
     IsAllowedSync: false,
     SyncTaskList: [],
@@ -175,7 +208,10 @@ export const HANDLERS: ActionTable = {
   },
   GenerateDataKey: {
     resources: oneKey,
-    run: async (ctx, p) => wire.generateDataKeyAnswer(await ctx.kms.envelope.generateDataKey(ctx.caller, wire.generateDataKeyRequest(p)), p),
+    run: async (ctx, p) =>
+      wire.isHosted(p)
+        ? wire.hostedDataKeyAnswer(await ctx.kms.dataKeys.generate(ctx.caller, wire.hostedDataKeyRequest(p)), p)
+        : wire.generateDataKeyAnswer(await ctx.kms.envelope.generateDataKey(ctx.caller, wire.generateDataKeyRequest(p)), p),
   },
   GenerateRandom: {
     resources: async (ctx) => collection(ctx),
@@ -212,5 +248,59 @@ export const HANDLERS: ActionTable = {
   UnbindCloudResource: {
     resources: oneKey,
     run: (ctx, p) => ctx.kms.lifecycle.unbindCloudResource(ctx.caller, p.KeyId, p.ProductId, p.ResourceId).then(nothing),
+  },
+  ImportDataKey: {
+    resources: importDataKeyResources,
+    run: async (ctx, p) => wire.importDataKeyAnswer(await ctx.kms.dataKeys.importDataKey(ctx.caller, wire.importDataKeyRequest(p))),
+  },
+  DescribeDataKey: {
+    resources: oneDataKey,
+    run: async (ctx, p) => ({ DataKeyMetadata: wire.toDataKeyMetadata(await ctx.kms.dataKeys.describe(ctx.caller, p.DataKeyId)) }),
+  },
+  DescribeDataKeys: {
+    resources: (ctx, p) => dataKeys(ctx, p.DataKeyIds),
+    run: async (ctx, p) => ({ DataKeyMetadatas: (await ctx.kms.dataKeys.describeMany(ctx.caller, p.DataKeyIds)).map(wire.toDataKeyMetadata) }),
+  },
+  ListDataKeys: {
+    resources: dataKeyCollection,
+    run: async (ctx, p) => wire.listDataKeysAnswer(await ctx.kms.dataKeys.list(ctx.caller, wire.listDataKeysRequest(p))),
+  },
+  ListDataKeyDetail: {
+    resources: dataKeyCollection,
+    run: async (ctx, p) => wire.listDataKeyDetailAnswer(await ctx.kms.dataKeys.list(ctx.caller, wire.listDataKeyDetailRequest(p))),
+  },
+  EnableDataKey: { resources: oneDataKey, run: (ctx, p) => ctx.kms.dataKeys.enable(ctx.caller, p.DataKeyId).then(nothing) },
+  EnableDataKeys: {
+    resources: (ctx, p) => dataKeys(ctx, p.DataKeyIds),
+    run: (ctx, p) => ctx.kms.dataKeys.batch(ctx.caller, p.DataKeyIds, 'EnableDataKey').then(nothing),
+  },
+  DisableDataKey: { resources: oneDataKey, run: (ctx, p) => ctx.kms.dataKeys.disable(ctx.caller, p.DataKeyId).then(nothing) },
+  DisableDataKeys: {
+    resources: (ctx, p) => dataKeys(ctx, p.DataKeyIds),
+    run: (ctx, p) => ctx.kms.dataKeys.batch(ctx.caller, p.DataKeyIds, 'DisableDataKey').then(nothing),
+  },
+  ScheduleDataKeyDeletion: {
+    resources: oneDataKey,
+    run: async (ctx, p) => {
+      const r = await ctx.kms.dataKeys.scheduleDeletion(ctx.caller, p.DataKeyId, p.PendingWindowInDays);
+      return { DataKeyId: r.dataKeyId, DeletionDate: r.deletionDate };
+    },
+  },
+  CancelDataKeyDeletion: {
+    resources: oneDataKey,
+    run: async (ctx, p) => ({ DataKeyId: (await ctx.kms.dataKeys.cancelDeletion(ctx.caller, p.DataKeyId)).dataKeyId }),
+  },
+  GetDataKeyPlaintext: {
+    resources: oneDataKey,
+    run: async (ctx, p) => wire.dataKeyPlaintextAnswer(await ctx.kms.dataKeys.plaintext(ctx.caller, p.DataKeyId), p),
+  },
+  GetDataKeyCiphertextBlob: {
+    resources: oneDataKey,
+    run: async (ctx, p) => ({ CiphertextBlob: await ctx.kms.dataKeys.ciphertextBlob(ctx.caller, p.DataKeyId) }),
+  },
+  UpdateDataKeyName: { resources: oneDataKey, run: (ctx, p) => ctx.kms.dataKeys.rename(ctx.caller, p.DataKeyId, p.DataKeyName).then(nothing) },
+  UpdateDataKeyDescription: {
+    resources: oneDataKey,
+    run: (ctx, p) => ctx.kms.dataKeys.updateDescription(ctx.caller, p.DataKeyId, p.Description).then(nothing),
   },
 };

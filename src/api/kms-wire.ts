@@ -7,10 +7,12 @@ import { createPublicKey, randomUUID } from 'node:crypto';
 import type { PublicKeyResult, SignRequest, VerifyRequest } from '../kms/asymmetric';
 import type { EncryptionContext } from '../kms/ciphertext';
 import type { DataKeyResult, DecryptRequest, EncryptResult, GenerateDataKeyRequest, PlaintextResult, ReEncryptRequest, ReEncryptResult } from '../kms/envelope';
-import { InvalidEncryptionContextError, InvalidTypeError, UnsupportedOperationError } from '../kms/errors';
+import { InvalidEncryptionContextError, InvalidParameterError, InvalidTypeError } from '../kms/errors';
 import type { ImportParameters, ImportRequest } from '../kms/key-import';
 import type { KeyDescription } from '../kms/key-metadata';
 import type { Tag } from '../kms/key-rules';
+import type { DataKeyDescription, DataKeyList, DataKeyListRequest, HostedDataKeyRequest, HostedDataKeyResult, ImportDataKeyRequest } from '../kms/data-keys';
+import type { DataKeyState } from '../kms/data-key-state';
 import type { CreateKeyRequest, KeyList } from '../kms/lifecycle';
 import type { ActionParams } from './params';
 import { outputPlaintext, PublicKeyOutput } from './public-key-output';
@@ -63,9 +65,7 @@ export const reEncryptAnswer = (r: ReEncryptResult) => ({
   ReEncrypted: r.reEncrypted,
 });
 
-/** KMS-hosted data keys (IsHostedByKms=1) are a Tencent product this service does not offer. */
 export function generateDataKeyRequest(p: ActionParams<'GenerateDataKey'>): GenerateDataKeyRequest {
-  if (p.IsHostedByKms === 1) throw new UnsupportedOperationError('data keys hosted by the KMS (IsHostedByKms=1) are not offered by this service');
   return { keyId: p.KeyId, keySpec: p.KeySpec, numberOfBytes: p.NumberOfBytes, context: contextFromWire(p.EncryptionContext), hsmClusterId: p.HsmClusterId };
 }
 
@@ -207,3 +207,112 @@ export const listKeyDetailAnswer = (r: KeyList<KeyDescription>) => ({ KeyMetadat
 
 /** Rotation runs at once here; Tencent's answer names a task all the same. */
 export const rotateKeyAnswer = () => ({ TaskId: randomUUID() });
+
+/** IsHostedByKms: 1 the KMS keeps the data key, 0 (default) it does not. */
+export function isHosted(p: ActionParams<'GenerateDataKey'>): boolean {
+  if (p.IsHostedByKms === undefined || p.IsHostedByKms === 0) return false;
+  if (p.IsHostedByKms === 1) return true;
+  throw new InvalidParameterError('IsHostedByKms must be 0 (not hosted) or 1 (hosted by the KMS)');
+}
+
+/** DataKeyName, Description and Tags are for hosted data keys only; a hosted one needs its name. */
+export const hostedDataKeyRequest = (p: ActionParams<'GenerateDataKey'>): HostedDataKeyRequest => ({
+  ...generateDataKeyRequest(p),
+  name: p.DataKeyName ?? '',
+  description: p.Description,
+  tags: tagsFromWire(p.Tags),
+});
+
+export const hostedDataKeyAnswer = (r: HostedDataKeyResult, p: PublicKeyOutput) => ({
+  ...generateDataKeyAnswer(r, p),
+  DataKeyId: r.dataKeyId,
+  TagCode: 0,
+  TagMsg: '',
+});
+
+const IMPORT_TYPES: Readonly<Record<number, ImportDataKeyRequest['importType']>> = { 1: 'ciphertext', 2: 'plaintext' };
+
+export function importDataKeyRequest(p: ActionParams<'ImportDataKey'>): ImportDataKeyRequest {
+  const importType = Object.hasOwn(IMPORT_TYPES, p.ImportType) ? IMPORT_TYPES[p.ImportType] : undefined;
+  if (importType === undefined) throw new InvalidTypeError('ImportType must be 1 (a ciphertext made by GenerateDataKey) or 2 (plaintext)');
+  return {
+    name: p.DataKeyName,
+    importType,
+    material: p.ImportKeyMaterial,
+    description: p.Description,
+    keyId: p.KeyId,
+    hsmClusterId: p.HsmClusterId,
+    tags: tagsFromWire(p.Tags),
+  };
+}
+
+export const importDataKeyAnswer = (r: { keyId: string; dataKeyId: string }) => ({ KeyId: r.keyId, DataKeyId: r.dataKeyId, TagCode: 0, TagMsg: '' });
+
+/** DataKeyMetadata as the Tencent API reports it. */
+export function toDataKeyMetadata(d: DataKeyDescription) {
+  return {
+    DataKeyId: d.dataKeyId,
+    KeyId: d.keyId,
+    KeyName: d.keyName,
+    DataKeyName: d.name,
+    NumberOfBytes: d.numberOfBytes,
+    CreateTime: d.createTime,
+    Description: d.description,
+    KeyState: d.keyState,
+    CreatorUin: Number(d.creatorUin),
+    Owner: d.owner,
+    DeletionDate: d.deletionDate ?? 0,
+    Origin: d.origin,
+    HsmClusterId: d.hsmClusterId,
+    ResourceId: `creatorUin/${d.creatorUin}/${d.dataKeyId}`,
+    IsSyncReplica: 0,
+    SourceRegion: d.region,
+    SyncStatus: 0,
+    AccountUin: Number(d.accountUin),
+    CreatorUinString: d.creatorUin,
+  };
+}
+
+const DATA_KEY_STATE_CODES: Readonly<Record<number, DataKeyState | undefined>> = { 0: undefined, 1: 'Enabled', 2: 'Disabled', 3: 'PendingDelete' };
+
+function codeIn<T>(name: string, table: Readonly<Record<number, T>>, v: number | undefined, fallback: number): T {
+  const code = v ?? fallback;
+  if (!Object.hasOwn(table, code)) throw new InvalidParameterError(`${name} must be one of ${Object.keys(table).join(', ')}`);
+  return table[code];
+}
+
+/** ListDataKeys: paging, role and cluster; oldest first. */
+export const listDataKeysRequest = (p: ActionParams<'ListDataKeys'>): DataKeyListRequest => ({
+  offset: p.Offset,
+  limit: p.Limit,
+  role: codeIn('Role', { 0: 'user', 1: 'product' } as const, p.Role, 0),
+  order: 'asc',
+  hsmClusterId: p.HsmClusterId,
+});
+
+export function listDataKeyDetailRequest(p: ActionParams<'ListDataKeyDetail'>): DataKeyListRequest {
+  const origin = p.Origin === undefined || p.Origin === '' || p.Origin === 'ALL' ? undefined : p.Origin;
+  if (origin !== undefined && origin !== 'TENCENT_KMS' && origin !== 'EXTERNAL') throw new InvalidParameterError('Origin must be TENCENT_KMS, EXTERNAL or ALL');
+  return {
+    ...listDataKeysRequest(p),
+    order: codeIn('OrderType', { 0: 'desc', 1: 'asc' } as const, p.OrderType, 0),
+    state: codeIn('KeyState', DATA_KEY_STATE_CODES, p.KeyState, 0),
+    search: p.SearchKeyAlias,
+    origin,
+    keyId: p.KeyId,
+    numberOfBytes: p.DataKeyLen,
+    tagFilters: p.TagFilters?.map((f) => ({ key: f.TagKey, values: f.TagValue ?? [] })),
+  };
+}
+
+export const listDataKeysAnswer = (r: DataKeyList<DataKeyDescription>) => ({
+  DataKeys: r.dataKeys.map((d) => ({ DataKeyId: d.dataKeyId })),
+  TotalCount: r.totalCount,
+});
+
+export const listDataKeyDetailAnswer = (r: DataKeyList<DataKeyDescription>) => ({
+  DataKeyMetadatas: r.dataKeys.map(toDataKeyMetadata),
+  TotalCount: r.totalCount,
+});
+
+export const dataKeyPlaintextAnswer = (plaintext: Buffer, p: PublicKeyOutput) => ({ Plaintext: plaintextOut(plaintext, p) });

@@ -17,7 +17,10 @@ export type ParamErrorCode =
   | 'InvalidParameterValue.InvalidAlias'
   | 'InvalidParameterValue.InvalidKeyId'
   | 'InvalidParameterValue.InvalidPlaintext'
-  | 'InvalidParameterValue.InvalidCiphertext';
+  | 'InvalidParameterValue.InvalidCiphertext'
+  | 'InvalidParameterValue.InvalidDataKeyId'
+  | 'InvalidParameterValue.InvalidDataKeyName'
+  | 'InvalidParameterValue.InvalidImportKeyMaterial';
 
 export class ParamError extends Error {
   /** `field` is the parameter's path (`Tags.0.TagKey`), or undefined for the body itself. */
@@ -95,6 +98,7 @@ export interface Maximum {
 /** base64 text of `bytes` bytes. */
 const b64chars = (bytes: number): number => 4 * Math.ceil(bytes / 3);
 const KEY_ID_MAX: Maximum = { chars: 128, code: 'InvalidParameterValue.InvalidKeyId' };
+const DATA_KEY_ID_MAX: Maximum = { chars: 128, code: 'InvalidParameterValue.InvalidDataKeyId' };
 const NAME = { chars: 64 };
 const CONTEXT = { chars: 1024 };
 
@@ -105,7 +109,10 @@ export const PARAM_MAXIMA: Readonly<Record<string, Maximum>> = {
   Alias: { chars: 60, code: 'InvalidParameterValue.InvalidAlias' },
   SearchKeyAlias: { chars: 60 },
   Description: { chars: 1024, code: 'InvalidParameter' },
-  DataKeyName: { chars: 256 },
+  DataKeyName: { chars: 256, code: 'InvalidParameterValue.InvalidDataKeyName' },
+  DataKeyId: DATA_KEY_ID_MAX,
+  DataKeyIds: { ...DATA_KEY_ID_MAX, items: 100 },
+  ImportKeyMaterial: { chars: 8192, code: 'InvalidParameterValue.InvalidImportKeyMaterial' },
   KeyUsage: NAME,
   Origin: NAME,
   KeySpec: NAME,
@@ -148,6 +155,11 @@ const PAGE = { Offset: int, Limit: int, Role: int, HsmClusterId: str };
 const PUBLIC_KEY_OUTPUT = { EncryptionPublicKey: str, EncryptionAlgorithm: str };
 const SIGN = { KeyId: req(str), Algorithm: req(str), Message: req(b64), MessageType: str };
 const CLOUD_RESOURCE = { KeyId: req(str), ProductId: req(str), ResourceId: req(str) };
+const DATA_KEY = { DataKeyId: req(str), ...MEMBER };
+const DATA_KEY_IDS = { DataKeyIds: req(arrayOf(str)), ...MEMBER };
+/** Bytes that are not base64 cannot be a data key or a blob of one. */
+const MATERIAL = { kind: 'base64', invalid: 'InvalidParameterValue.InvalidImportKeyMaterial' } as const;
+const TAG_FILTERS = arrayOf(object({ TagKey: req(str), TagValue: arrayOf(str) }));
 
 /** Every served action and its request fields. */
 export const ACTION_SCHEMAS = {
@@ -208,6 +220,39 @@ export const ACTION_SCHEMAS = {
   ListAlgorithms: {},
   BindCloudResource: CLOUD_RESOURCE,
   UnbindCloudResource: CLOUD_RESOURCE,
+  ImportDataKey: {
+    DataKeyName: req(str),
+    ImportKeyMaterial: req(MATERIAL),
+    ImportType: req(int),
+    Description: str,
+    KeyId: str,
+    HsmClusterId: str,
+    Tags: TAGS,
+  },
+  DescribeDataKey: DATA_KEY,
+  DescribeDataKeys: DATA_KEY_IDS,
+  ListDataKeys: PAGE,
+  ListDataKeyDetail: {
+    ...PAGE,
+    OrderType: int,
+    KeyState: int,
+    SearchKeyAlias: str,
+    Origin: str,
+    KeyId: str,
+    DataKeyLen: int,
+    TagFilters: TAG_FILTERS,
+    MemberAccounts: ignored(arrayOf(MEMBER_ACCOUNT)),
+  },
+  EnableDataKey: DATA_KEY,
+  EnableDataKeys: DATA_KEY_IDS,
+  DisableDataKey: DATA_KEY,
+  DisableDataKeys: DATA_KEY_IDS,
+  ScheduleDataKeyDeletion: { PendingWindowInDays: req(int), ...DATA_KEY },
+  CancelDataKeyDeletion: DATA_KEY,
+  GetDataKeyPlaintext: { DataKeyId: req(str), ...PUBLIC_KEY_OUTPUT },
+  GetDataKeyCiphertextBlob: DATA_KEY,
+  UpdateDataKeyName: { DataKeyName: req(str), ...DATA_KEY },
+  UpdateDataKeyDescription: { Description: req(str), ...DATA_KEY },
 } satisfies Record<string, Fields>;
 
 export type ServedAction = keyof typeof ACTION_SCHEMAS;

@@ -9,7 +9,7 @@
  */
 import { AccessRequest, Policy, evaluate } from './policy';
 import { Principal } from './principal';
-import { keyResource, parseResource, UNKNOWN_CREATOR } from './resources';
+import { dataKeyResource, keyResource, parseResource, UNKNOWN_CREATOR } from './resources';
 
 export interface Authorization {
   allowed: boolean;
@@ -46,7 +46,8 @@ export function authorizeAnyCreator(principal: Principal, request: AccessRequest
   const r = parseResource(request.resource);
   if (principal.kind === 'root' || r?.creatorUin !== UNKNOWN_CREATOR || r.keyId === undefined) return authorize(principal, request, attached);
   for (const creatorUin of [UNKNOWN_CREATOR, ...creators]) {
-    const resource = keyResource({ region: r.region, tenantUin: r.tenantUin, creatorUin, keyId: r.keyId });
+    const name = { region: r.region, tenantUin: r.tenantUin, creatorUin };
+    const resource = r.resourceType === 'datakey' ? dataKeyResource({ ...name, dataKeyId: r.keyId }) : keyResource({ ...name, keyId: r.keyId });
     const d = authorize(principal, { ...request, resource }, attached);
     if (!d.allowed) return d;
   }

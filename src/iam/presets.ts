@@ -32,11 +32,13 @@ const TEMPLATES: Record<PresetName, Policy> = {
     version: '2.0',
     statement: [
       { effect: 'allow', action: 'kms:*', resource: 'qcs::kms:*:uin/${tenantUin}:key/creatorUin/${uin}/*' },
+      { effect: 'allow', action: 'kms:*', resource: 'qcs::kms:*:uin/${tenantUin}:datakey/creatorUin/${uin}/*' },
       {
         effect: 'allow',
         action: ['kms:CreateKey', 'kms:List*', 'kms:GetServiceStatus', 'kms:GetRegions', 'kms:ListAlgorithms', 'kms:GenerateRandom'],
         resource: 'qcs::kms:*:uin/${tenantUin}:key/*',
       },
+      { effect: 'allow', action: 'kms:List*', resource: 'qcs::kms:*:uin/${tenantUin}:datakey/*' },
     ],
   },
 };

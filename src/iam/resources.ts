@@ -4,6 +4,11 @@
  *   action      kms:${Action}                       e.g. kms:Encrypt
  *   key         qcs::kms:${region}:uin/${tenantUin}:key/creatorUin/${creatorUin}/${keyId}
  *   collection  qcs::kms:${region}:uin/${tenantUin}:key/*
+ *   data key    qcs::kms:${region}:uin/${tenantUin}:datakey/creatorUin/${creatorUin}/${dataKeyId}
+ *   data keys   qcs::kms:${region}:uin/${tenantUin}:datakey/*
+ *
+ * A data key's resource is its DataKeyMetadata.ResourceId (`creatorUin/$creatorUin/$dataKeyId`,
+ * reference more-apis.md §1a) under the resource type `datakey`, as a key's is its ResourceId under `key`.
  *
  * The collection resource stands for the tenant's keys as a whole in a region: it is the resource
  * of actions that name no key (COLLECTION_ACTIONS) and of DescribeKeys before its keys are known.
@@ -20,6 +25,8 @@ export const COLLECTION_ACTIONS: readonly string[] = [
   'GetRegions',
   'ListAlgorithms',
   'DescribeKeys',
+  'ListDataKeys',
+  'ListDataKeyDetail',
 ];
 
 export interface KeyResourceName {
@@ -35,9 +42,11 @@ export interface ParsedResource {
   tenantUin: string;
   creatorUin?: string;
   keyId?: string;
+  /** Present for data-key resources only (`keyId` is then the data key's id). */
+  resourceType?: 'datakey';
 }
 
-const RESOURCE = /^qcs::kms:([^:]*):uin\/(\d+):key\/(?:\*|creatorUin\/(\d+)\/([^/*?]+))$/;
+const RESOURCE = /^qcs::kms:([^:]*):uin\/(\d+):(key|datakey)\/(?:\*|creatorUin\/(\d+)\/([^/*?]+))$/;
 
 export function actionName(action: string): string {
   return `${SERVICE}:${action}`;
@@ -62,6 +71,22 @@ export function collectionResource(region: string, tenantUin: string): string {
 export function parseResource(resource: string): ParsedResource | undefined {
   const m = RESOURCE.exec(resource);
   if (!m) return undefined;
-  const [, region, tenantUin, creatorUin, keyId] = m;
-  return creatorUin === undefined ? { region, tenantUin } : { region, tenantUin, creatorUin, keyId };
+  const [, region, tenantUin, type, creatorUin, keyId] = m;
+  const parsed: ParsedResource = creatorUin === undefined ? { region, tenantUin } : { region, tenantUin, creatorUin, keyId };
+  return type === 'datakey' ? { ...parsed, resourceType: 'datakey' } : parsed;
+}
+
+export interface DataKeyResourceName {
+  region: string;
+  tenantUin: string;
+  creatorUin: string;
+  dataKeyId: string;
+}
+
+export function dataKeyResource(k: DataKeyResourceName): string {
+  return `qcs::kms:${k.region}:uin/${k.tenantUin}:datakey/creatorUin/${k.creatorUin}/${k.dataKeyId}`;
+}
+
+export function dataKeyCollectionResource(region: string, tenantUin: string): string {
+  return `qcs::kms:${region}:uin/${tenantUin}:datakey/*`;
 }

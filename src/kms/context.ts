@@ -8,6 +8,8 @@ export interface KmsConfig {
   deploymentId: Buffer;
   /** User keys per account and region (not PendingDelete); 0 means no limit. */
   maxKeysPerRegion: number;
+  /** Hosted data keys per account and region (any state); 0 means no limit. */
+  maxDataKeysPerRegion: number;
   /** Days before deletion during which a daily alarm fires. */
   deletionAlarmDays: number;
   /** Offer RSAES_PKCS1_V1_5 import wrapping (a padding-oracle risk: off unless the operator allows it). */

@@ -89,3 +89,20 @@ export class ServiceUnavailableError extends KmsError {}
  * integrity check: it was changed outside the service. Refused, never obeyed; an alarm is raised.
  */
 export class StoreIntegrityError extends KmsError {}
+
+/** Hosted data keys (data-keys.ts): each class one Tencent code. */
+export class InvalidDataKeyIdError extends KmsError {}
+export class InvalidDataKeyNameError extends KmsError {}
+export class DataKeyNameTakenError extends KmsError {}
+export class DuplicatedDataKeyIdError extends KmsError {}
+export class DataKeyLimitExceededError extends KmsError {}
+/** No such data key for this tenant and region (another tenant's is reported the same way). */
+export class DataKeyNotFoundError extends KmsError {
+  constructor(readonly dataKeyId: string) {
+    super(`data key ${dataKeyId} was not found`);
+  }
+}
+export class DataKeyDisabledError extends KmsError {}
+export class DataKeyPendingDeleteError extends KmsError {}
+export class DataKeyStateNotSupportedError extends KmsError {}
+export class DataKeyNotPendingDeleteError extends KmsError {}

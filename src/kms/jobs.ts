@@ -9,6 +9,8 @@ export interface JobReport {
   usageFlushed: boolean;
   rotated: string[];
   deleted: string[];
+  /** Hosted data keys shredded after their deletion date. */
+  dataKeysDeleted: string[];
   expired: string[];
   alarmed: string[];
   /** Clusters whose unfinished domain rotation this tick finished. */
@@ -46,6 +48,7 @@ export class BackgroundJobs {
     private readonly intervalMs = 5_000,
     private readonly onError: (message: string) => void = () => undefined,
     private readonly domains?: DomainJobs,
+    private readonly dataKeys?: { deleteDue(): Promise<string[]> },
   ) {}
 
   start(): void {
@@ -72,7 +75,17 @@ export class BackgroundJobs {
   }
 
   private async tick(): Promise<JobReport> {
-    const report: JobReport = { leader: false, usageFlushed: false, rotated: [], deleted: [], expired: [], alarmed: [], domainsRotated: [], errors: [] };
+    const report: JobReport = {
+      leader: false,
+      usageFlushed: false,
+      rotated: [],
+      deleted: [],
+      dataKeysDeleted: [],
+      expired: [],
+      alarmed: [],
+      domainsRotated: [],
+      errors: [],
+    };
     const worn = await this.flushUsage(report.errors);
     report.usageFlushed = worn !== undefined;
     const step = async <T>(name: string, fn: () => Promise<T>): Promise<T | undefined> => {
@@ -96,6 +109,7 @@ export class BackgroundJobs {
     if (!report.leader) return report;
     report.rotated.push(...((await step('rotation', () => this.rotation.rotateDue())) ?? []));
     report.deleted = (await step('deletion', () => this.due.deleteDue())) ?? [];
+    if (this.dataKeys) report.dataKeysDeleted = (await step('data-key deletion', () => this.dataKeys!.deleteDue())) ?? [];
     report.expired = (await step('expiry', () => this.due.expireDue())) ?? [];
     report.alarmed = (await step('alarms', () => this.due.alarmImminent())) ?? [];
     report.domainsRotated = (await step('domain rotation', () => this.finishRotations())) ?? [];

@@ -61,3 +61,20 @@ export function tagsProblem(tags: readonly Tag[]): { duplicated?: string; invali
   }
   return {};
 }
+
+/** Hosted data keys: names as aliases (no prefix is reserved), descriptions of at most 100 bytes (reference §1a). */
+const DATA_KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,59}$/;
+export const MAX_DATA_KEY_DESCRIPTION_BYTES = 100;
+
+export function dataKeyNameProblem(name: unknown): string | undefined {
+  if (typeof name !== 'string' || name.length === 0) return 'DataKeyName is required';
+  if (!DATA_KEY_NAME.test(name)) return 'DataKeyName must be 1-60 letters, digits, "_" or "-", starting with a letter or digit';
+  return undefined;
+}
+
+export function dataKeyDescriptionProblem(description: unknown): string | undefined {
+  if (description === undefined) return undefined;
+  if (typeof description !== 'string') return 'Description must be a string';
+  if (Buffer.byteLength(description, 'utf8') > MAX_DATA_KEY_DESCRIPTION_BYTES) return `Description must be at most ${MAX_DATA_KEY_DESCRIPTION_BYTES} bytes`;
+  return undefined;
+}

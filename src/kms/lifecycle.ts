@@ -52,7 +52,7 @@ export interface KeyList<K> {
 
 export const MAX_BATCH = 100;
 
-function tagsOf(tags: readonly Tag[] | undefined): Record<string, string> {
+export function tagsOf(tags: readonly Tag[] | undefined): Record<string, string> {
   const list = tags ?? [];
   const problem = tagsProblem(list);
   if (problem.duplicated !== undefined) throw new TagKeysDuplicatedError(`tag key ${JSON.stringify(problem.duplicated)} appears more than once`);

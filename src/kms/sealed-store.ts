@@ -12,15 +12,22 @@ import type {
   ClusterKeysPage,
   ClusterState,
   CreateLimits,
+  DataKeyLimits,
+  DataKeyPatch,
+  DataKeyRecord,
+  DataKeyRef,
   DueKind,
   KeyChange,
   KeyPatch,
   KeyRecord,
   KeyRef,
   KeyVersion,
+  ListDataKeysQuery,
+  ListDataKeysResult,
   ListKeysQuery,
   ListKeysResult,
   MetadataStore,
+  NewDataKeyRecord,
   NewKeyRecord,
   Tombstone,
 } from '../store/store';
@@ -98,6 +105,38 @@ export class SealedMetadataStore implements MetadataStore {
 
   addUsage(batch: ReadonlyMap<string, number>): Promise<Map<string, number>> {
     return this.inner.addUsage(batch);
+  }
+
+  /**
+   * Hosted data keys pass through unsealed: their blob authenticates itself under the tenant's CMK
+   * (a record moved to another tenant or region names a CMK that is not found there).
+   */
+  createDataKey(record: NewDataKeyRecord, limits?: DataKeyLimits): Promise<DataKeyRecord> {
+    return this.inner.createDataKey(record, limits);
+  }
+
+  countDataKeys(ownerUin: string, region: string): Promise<number> {
+    return this.inner.countDataKeys(ownerUin, region);
+  }
+
+  getDataKey(ownerUin: string, dataKeyId: string): Promise<DataKeyRecord | undefined> {
+    return this.inner.getDataKey(ownerUin, dataKeyId);
+  }
+
+  updateDataKey(ownerUin: string, dataKeyId: string, expectedRevision: number, patch: DataKeyPatch): Promise<DataKeyRecord> {
+    return this.inner.updateDataKey(ownerUin, dataKeyId, expectedRevision, patch);
+  }
+
+  deleteDataKey(ownerUin: string, dataKeyId: string): Promise<boolean> {
+    return this.inner.deleteDataKey(ownerUin, dataKeyId);
+  }
+
+  listDataKeys(query: ListDataKeysQuery): Promise<ListDataKeysResult> {
+    return this.inner.listDataKeys(query);
+  }
+
+  dueDataKeys(before: number, limit: number): Promise<DataKeyRef[]> {
+    return this.inner.dueDataKeys(before, limit);
   }
 
   watch(listener: (change: KeyChange) => void): () => void {

@@ -7,6 +7,7 @@ import { Clock, systemClock } from '../common/clock';
 import { GCM_RANDOM_IV_LIMIT } from '../common/gcm';
 import { ClusterDirectory } from './cluster-directory';
 import { DEFAULT_MAX_KEYS_PER_REGION, KmsConfig, KmsContext } from './context';
+import { DataKeys, DEFAULT_MAX_DATA_KEYS_PER_REGION } from './data-keys';
 import { DueWork } from './deletion';
 import { DomainRotation } from './domain-rotation';
 import { DomainStates } from './domain-state';
@@ -30,6 +31,8 @@ export interface KmsOptions {
   alarms?: Alarms;
   /** User keys per account and region; default 200 (the Tencent limit); 0 means no limit. */
   maxKeysPerRegion?: number;
+  /** Hosted data keys per account and region; default 1000; 0 means no limit. */
+  maxDataKeysPerRegion?: number;
   deletionAlarmDays?: number;
   /** Offer RSAES_PKCS1_V1_5 import wrapping (default false: a padding-oracle risk). */
   allowPkcs1v15Import?: boolean;
@@ -50,6 +53,7 @@ export interface KmsOptions {
 export class Kms {
   readonly lifecycle: Lifecycle;
   readonly envelope: Envelope;
+  readonly dataKeys: DataKeys;
   readonly asymmetric: Asymmetric;
   readonly keyImport: KeyImport;
   readonly rotation: Rotation;
@@ -80,6 +84,7 @@ export class Kms {
     const config: KmsConfig = {
       deploymentId: Buffer.from(o.deploymentId),
       maxKeysPerRegion: o.maxKeysPerRegion ?? DEFAULT_MAX_KEYS_PER_REGION,
+      maxDataKeysPerRegion: o.maxDataKeysPerRegion ?? DEFAULT_MAX_DATA_KEYS_PER_REGION,
       deletionAlarmDays: o.deletionAlarmDays ?? 3,
       allowPkcs1v15Import: o.allowPkcs1v15Import === true,
       gcmMaxInvocationsPerVersion: o.gcmMaxInvocationsPerVersion ?? GCM_RANDOM_IV_LIMIT,
@@ -93,17 +98,27 @@ export class Kms {
     const ctx: KmsContext = { access, config, usage: new UsageCounter(rotationThreshold(limit)), gcm, expensive: this.expensive };
     this.lifecycle = new Lifecycle(ctx);
     this.envelope = new Envelope(ctx);
+    this.dataKeys = new DataKeys(ctx, this.envelope);
     this.asymmetric = new Asymmetric(ctx);
     this.keyImport = new KeyImport(ctx);
     this.rotation = new Rotation(ctx);
     this.due = new DueWork(ctx, this.nodeId);
     this.domainStates = new DomainStates(o.store, o.clusters);
     this.domainRotation = new DomainRotation(o.store, o.clusters, this.nodeId, o.macClusterId);
-    this.jobs = new BackgroundJobs(ctx, this.rotation, this.due, this.nodeId, o.jobIntervalMs, o.onJobError, {
-      states: this.domainStates,
-      rotation: this.domainRotation,
-      clusters: o.clusters.map((c) => c.id),
-    });
+    this.jobs = new BackgroundJobs(
+      ctx,
+      this.rotation,
+      this.due,
+      this.nodeId,
+      o.jobIntervalMs,
+      o.onJobError,
+      {
+        states: this.domainStates,
+        rotation: this.domainRotation,
+        clusters: o.clusters.map((c) => c.id),
+      },
+      this.dataKeys,
+    );
     this.unwatch = o.store.watch((change) => {
       if (change.keyId === undefined) this.cache.invalidate();
       else void this.cache.refresh(change.keyId, (owner) => o.store.getKey(owner, change.keyId!));

@@ -51,6 +51,30 @@ export class QuotaExceededError extends StoreError {
   }
 }
 
+export class DataKeyNameExistsError extends StoreError {
+  constructor(
+    readonly region: string,
+    readonly dataKeyName: string,
+  ) {
+    super(`data key name ${JSON.stringify(dataKeyName)} already exists for this account in region ${region}`);
+  }
+}
+
+export class DataKeyNotFoundError extends StoreError {
+  constructor(readonly dataKeyId: string) {
+    super(`data key ${dataKeyId} not found`);
+  }
+}
+
+export class DataKeyQuotaExceededError extends StoreError {
+  constructor(
+    readonly region: string,
+    readonly limit: number,
+  ) {
+    super(`account already has ${limit} data keys in region ${region}, the limit`);
+  }
+}
+
 /** A malformed record or query (the API layer validates first; this is the store's own guard). */
 export class StoreInputError extends StoreError {}
 

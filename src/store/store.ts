@@ -2,6 +2,7 @@
  * CMK metadata persistence: the one interface every backend implements. The store knows nothing of
  * HSMs; key material is an opaque record (`WrappedMaterial.toBuffer()`) it persists as bytes.
  */
+import { DataKeyState, DataKeyTableState } from '../common/data-key-states';
 import { KeyState, TableState } from '../common/key-states';
 
 export * from './errors';
@@ -180,6 +181,81 @@ export interface ClusterState {
   revision: number;
 }
 
+/** A data key hosted by the KMS, as given to `createDataKey`: only its CMK-sealed blob is kept, never the key itself. Times are Unix seconds. */
+export interface NewDataKeyRecord {
+  dataKeyId: string;
+  /** The tenant. */
+  ownerUin: string;
+  region: string;
+  creatorUin: string;
+  /** `user` or a cloud product's name. */
+  owner: string;
+  /** Unique per (ownerUin, region). */
+  name: string;
+  description: string;
+  /** The CMK the blob is sealed under. */
+  keyId: string;
+  numberOfBytes: number;
+  /** TENCENT_KMS: made by the KMS; EXTERNAL: imported in clear. */
+  origin: KeyOrigin;
+  hsmClusterId: string;
+  keyState: DataKeyState;
+  tags: Record<string, string>;
+  createTime: number;
+  deletionDate?: number;
+  /** The ciphertext blob of the data key under its CMK (opaque here). */
+  ciphertext: Buffer;
+  /** The encryption context the blob was sealed with (authenticated data, not secret). */
+  context?: Record<string, string>;
+}
+
+export interface DataKeyRecord extends NewDataKeyRecord {
+  revision: number;
+}
+
+/** Fields `updateDataKey` may change; `null` clears an optional field. */
+export interface DataKeyPatch {
+  name?: string;
+  description?: string;
+  /** Only the data-key state machine (`src/kms/data-key-state.ts`) makes one. */
+  keyState?: DataKeyTableState;
+  deletionDate?: number | null;
+}
+
+export interface DataKeyRef {
+  ownerUin: string;
+  dataKeyId: string;
+}
+
+export interface ListDataKeysQuery {
+  ownerUin: string;
+  region: string;
+  offset: number;
+  /** 1..200 */
+  limit: number;
+  order: 'asc' | 'desc';
+  keyStates?: DataKeyState[];
+  role?: 'user' | 'product';
+  /** Substring of the name or of the data key id. */
+  search?: string;
+  origin?: KeyOrigin;
+  hsmClusterId?: string;
+  /** The CMK. */
+  keyId?: string;
+  numberOfBytes?: number;
+  tagFilters?: TagFilter[];
+}
+
+export interface ListDataKeysResult {
+  total: number;
+  dataKeys: DataKeyRecord[];
+}
+
+export interface DataKeyLimits {
+  /** Refuse (`DataKeyQuotaExceededError`) when the tenant already has this many data keys in the region; checked atomically with the insert. */
+  maxDataKeys?: number;
+}
+
 export interface MetadataStore {
   /**
    * Fails with `AliasExistsError` if (ownerUin, region, alias) is taken, `QuotaExceededError` past
@@ -245,6 +321,23 @@ export interface MetadataStore {
    * `ClusterStateConflictError` otherwise; durable. Returns the new revision.
    */
   putClusterState(clusterId: string, expectedRevision: number, doc: string): Promise<number>;
+  /**
+   * Hosted data keys. `createDataKey` fails with `DataKeyNameExistsError` if (ownerUin, region, name)
+   * is taken, `DataKeyQuotaExceededError` past `limits.maxDataKeys`; durable; revision 1.
+   */
+  createDataKey(record: NewDataKeyRecord, limits?: DataKeyLimits): Promise<DataKeyRecord>;
+  /** Every data key of the tenant in the region, whatever its state: what the quota counts. */
+  countDataKeys(ownerUin: string, region: string): Promise<number>;
+  /** Undefined when absent or owned by another tenant. */
+  getDataKey(ownerUin: string, dataKeyId: string): Promise<DataKeyRecord | undefined>;
+  /** Compare-and-set as `updateKey` (`ConflictError`, `DataKeyNotFoundError`, `DataKeyNameExistsError`). */
+  updateDataKey(ownerUin: string, dataKeyId: string, expectedRevision: number, patch: DataKeyPatch): Promise<DataKeyRecord>;
+  /** Removes the record and its blob (the shred) and frees its name; durable. False when there was nothing to delete. */
+  deleteDataKey(ownerUin: string, dataKeyId: string): Promise<boolean>;
+  /** Filters as `matchesDataKeyQuery` (data-key-record.ts) says, by create time then id. */
+  listDataKeys(query: ListDataKeysQuery): Promise<ListDataKeysResult>;
+  /** Data keys PendingDelete whose deletion date is <= before, earliest first, at most `limit`; index-backed. */
+  dueDataKeys(before: number, limit: number): Promise<DataKeyRef[]>;
   /** Start-up check: finds derived data (indexes) that disagree with the records, repairs it, and says what it did. */
   repair(): Promise<string[]>;
   /** Resolves when the backing answers (readiness); `StoreUnavailableError` when it cannot be reached. */

@@ -128,6 +128,13 @@ describe('hostile input: property-based fuzzing of every served action against a
     await c.ArchiveKey({ KeyId: keys.archived });
     await c.DisableKey({ KeyId: keys.pendingDelete });
     await c.ScheduleKeyDeletion({ KeyId: keys.pendingDelete, PendingWindowInDays: 7 });
+    const hosted = async (DataKeyName: string): Promise<string> =>
+      (await c.GenerateDataKey({ KeyId: keys.sym, KeySpec: 'AES_256', IsHostedByKms: 1, DataKeyName, Tags: [{ TagKey: 'fuzz', TagValue: 'yes' }] }))
+        .DataKeyId as string;
+    const dataKeys = { enabled: await hosted('fuzz-dk-enabled'), disabled: await hosted('fuzz-dk-disabled'), pendingDelete: await hosted('fuzz-dk-pending') };
+    await c.DisableDataKey({ DataKeyId: dataKeys.disabled });
+    await c.DisableDataKey({ DataKeyId: dataKeys.pendingDelete });
+    await c.ScheduleDataKeyDeletion({ DataKeyId: dataKeys.pendingDelete, PendingWindowInDays: 7 });
     sentinel = await create({ Alias: 'fuzz-sentinel' });
     const pem = (await c.GetPublicKey({ KeyId: keys.rsa })).PublicKeyPem as string;
     const message = b64('signed by the fuzzer');
@@ -140,6 +147,7 @@ describe('hostile input: property-based fuzzing of every served action against a
     const otherKey = (await b.CreateKey({ Alias: 'fuzz-b-key' })).KeyId as string;
     fx = {
       keys,
+      dataKeys,
       blob: (await c.Encrypt({ KeyId: keys.sym, Plaintext: b64('fuzz secret') })).CiphertextBlob as string,
       importToken: (await c.GetParametersForImport({ KeyId: keys.ext, WrappingAlgorithm: 'RSAES_OAEP_SHA_1', WrappingKeySpec: 'RSA_2048' }))
         .ImportToken as string,

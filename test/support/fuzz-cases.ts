@@ -32,6 +32,8 @@ export interface Fixture {
     pendingDelete: string;
     dedicated: string;
   };
+  /** Tenant A's hosted data keys (under `keys.sym`), by state. */
+  dataKeys: { enabled: string; disabled: string; pendingDelete: string };
   /** A ciphertext of `keys.sym` (no context) and an import token of `keys.ext`. */
   blob: string;
   importToken: string;
@@ -255,6 +257,57 @@ export function baseBody(action: ServedAction, fx: Fixture): JsonObject {
       return { KeyId: k.sym, ProductId: 'cvm', ResourceId: 'ins-fuzz' };
     case 'UnbindCloudResource':
       return { KeyId: k.sym, ProductId: 'cvm', ResourceId: 'ins-fuzz' };
+    default:
+      return dataKeyBody(action, fx, member);
+  }
+}
+
+/** The hosted-data-key actions' first valid bodies. */
+function dataKeyBody(action: ServedAction, fx: Fixture, member: JsonObject): JsonObject {
+  const d = fx.dataKeys;
+  switch (action) {
+    case 'ImportDataKey':
+      return { DataKeyName: 'fuzz-imported', ImportKeyMaterial: b64(Buffer.alloc(32, 9)), ImportType: 2, KeyId: fx.keys.sym, Description: 'fuzz', Tags: [] };
+    case 'DescribeDataKey':
+    case 'GetDataKeyCiphertextBlob':
+    case 'DisableDataKey':
+      return { DataKeyId: d.enabled, ...member };
+    case 'GetDataKeyPlaintext':
+      return { DataKeyId: d.enabled };
+    case 'DescribeDataKeys':
+      return { DataKeyIds: [d.enabled, d.disabled], ...member };
+    case 'ListDataKeys':
+      return { Offset: 0, Limit: 20, Role: 0, HsmClusterId: '' };
+    case 'ListDataKeyDetail':
+      return {
+        Offset: 0,
+        Limit: 20,
+        Role: 0,
+        OrderType: 1,
+        KeyState: 1,
+        SearchKeyAlias: 'fuzz',
+        Origin: 'ALL',
+        HsmClusterId: '',
+        KeyId: fx.keys.sym,
+        DataKeyLen: 32,
+        TagFilters: [{ TagKey: 'fuzz', TagValue: ['yes'] }],
+        MemberAccounts: [{ MemberAppId: 1, MemberUin: 2 }],
+      };
+    case 'EnableDataKey':
+    case 'ScheduleDataKeyDeletion':
+      return action === 'EnableDataKey' ? { DataKeyId: d.disabled, ...member } : { DataKeyId: d.disabled, PendingWindowInDays: 7, ...member };
+    case 'EnableDataKeys':
+      return { DataKeyIds: [d.disabled], ...member };
+    case 'DisableDataKeys':
+      return { DataKeyIds: [d.enabled], ...member };
+    case 'CancelDataKeyDeletion':
+      return { DataKeyId: d.pendingDelete, ...member };
+    case 'UpdateDataKeyName':
+      return { DataKeyId: d.enabled, DataKeyName: 'fuzz-renamed', ...member };
+    case 'UpdateDataKeyDescription':
+      return { DataKeyId: d.enabled, Description: 'described by the fuzzer', ...member };
+    default:
+      throw new Error(`no base body for ${action}`);
   }
 }
 
@@ -546,7 +599,7 @@ function badBase64(valid: string): fc.Arbitrary<string> {
 
 // ---------------------------------------------------------------- body cases
 
-const KEY_FIELDS = new Set(['KeyId', 'DestinationKeyId', 'KeyIds']);
+const KEY_FIELDS = new Set(['KeyId', 'DestinationKeyId', 'KeyIds', 'DataKeyId', 'DataKeyIds']);
 /** Fields whose value must be one of a fixed list (when the body uses them): anything else is refused. */
 const ENUM_FIELDS = new Set(['KeySpec', 'Algorithm', 'KeyUsage', 'WrappingAlgorithm', 'WrappingKeySpec', 'EncryptionAlgorithm', 'MessageType', 'Origin']);
 const enumExpect = (t: Target): Expect => (ENUM_FIELDS.has(String(t.path[t.path.length - 1])) ? refused() : ANY);
@@ -732,11 +785,13 @@ function keyIdCases(action: ServedAction, base: JsonObject, keyTargets: Target[]
     )
     .map(([t, [kind, id]]) => {
       const field = String(t.path[0]);
-      const path: Path = field === 'KeyIds' ? ['KeyIds', 0] : t.path;
+      const path: Path = field === 'KeyIds' || field === 'DataKeyIds' ? [field, 0] : t.path;
+      // a KeyId filter of a list may name no key of the caller's (nothing is listed); empty, it filters nothing
+      const filter = action === 'ListDataKeyDetail';
       let exp: Expect;
       if (kind === 'fixtureKey') exp = ANY;
-      else if (kind === 'malformed') exp = field === 'DestinationKeyId' && id === '' ? ANY : refused();
-      else exp = action === 'DescribeKeys' ? ANY : refused();
+      else if (kind === 'malformed') exp = (field === 'DestinationKeyId' || filter) && id === '' ? ANY : refused();
+      else exp = action === 'DescribeKeys' || action === 'DescribeDataKeys' || filter ? ANY : refused();
       return finish(action, `keyId:${kind}:${pathName(path)}`, render(withValue(base, path, id)), exp, maxBody);
     });
 }
@@ -1002,7 +1057,14 @@ function headerCases(action: ServedAction, base: JsonObject, fx: Fixture, maxBod
       ),
     // tenant B signs tenant A's request: a key, key list or ciphertext of A is not B's (DescribeKeys just leaves unknown keys out)
     fc.constant(
-      c('otherTenantSigns', { signer: 'other' }, action !== 'DescribeKeys' && ['KeyId', 'KeyIds', 'CiphertextBlob'].some((f) => f in base) ? refused() : ANY),
+      c(
+        'otherTenantSigns',
+        { signer: 'other' },
+        !['DescribeKeys', 'DescribeDataKeys', 'ListDataKeyDetail'].includes(action) &&
+          ['KeyId', 'KeyIds', 'CiphertextBlob', 'DataKeyId', 'DataKeyIds'].some((f) => f in base)
+          ? refused()
+          : ANY,
+      ),
     ),
     fc.nat({ max: 15 }).map((i) => c(`signatureHexChar@${i}`, { auth: { kind: 'flipSignature', index: 63 - i } }, refused(AUTH.failure))),
   );

@@ -7,6 +7,7 @@
 import { randomUUID } from 'crypto';
 import { KEY_STATES, KeyState, TableState } from '../../src/common/key-states';
 import { DUE_KINDS, indexFacts } from '../../src/store/record-facts';
+import { exerciseDataKeys } from './data-key-exerciser';
 import {
   AliasExistsError,
   ClusterStateConflictError,
@@ -119,6 +120,8 @@ export function exerciseStore(backend: StoreBackend): void {
       extra.push(s);
       return s;
     }
+
+    describe('hosted data keys', () => exerciseDataKeys(() => store, openAnother));
 
     test('create then get returns the same record at revision 1, material bytes intact', async () => {
       const k = newKey({

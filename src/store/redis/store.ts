@@ -35,6 +35,10 @@ import {
   ClusterStateConflictError,
   ConflictError,
   CreateLimits,
+  DataKeyLimits,
+  DataKeyPatch,
+  DataKeyRecord,
+  DataKeyRef,
   DueKind,
   KeyChange,
   KeyNotFoundError,
@@ -42,15 +46,19 @@ import {
   KeyRecord,
   KeyRef,
   KeyVersion,
+  ListDataKeysQuery,
+  ListDataKeysResult,
   ListKeysQuery,
   ListKeysResult,
   MetadataStore,
+  NewDataKeyRecord,
   NewKeyRecord,
   QuotaExceededError,
   StoreInputError,
   Tombstone,
 } from '../store';
 import { ChangeSubscription } from './changes';
+import { RedisDataKeys } from './data-keys';
 import {
   aliasName,
   clusterName,
@@ -80,9 +88,11 @@ type CommitStatus = 'OK' | 'EXISTS' | 'NOTFOUND' | 'CONFLICT' | 'ALIAS' | 'DUP' 
 
 export class RedisMetadataStore implements MetadataStore {
   private readonly changes: ChangeSubscription;
+  private readonly dataKeys: RedisDataKeys;
 
   private constructor(private readonly redis: Redis) {
     this.changes = new ChangeSubscription(redis);
+    this.dataKeys = new RedisDataKeys(redis);
   }
 
   /** A store whose every failure to reach Redis is a `StoreUnavailableError`. */
@@ -185,6 +195,34 @@ export class RedisMetadataStore implements MetadataStore {
       if (replies[i] >= 0) totals.set(e.ref, replies[i]);
     });
     return totals;
+  }
+
+  createDataKey(record: NewDataKeyRecord, limits?: DataKeyLimits): Promise<DataKeyRecord> {
+    return this.dataKeys.create(record, limits);
+  }
+
+  countDataKeys(ownerUin: string, region: string): Promise<number> {
+    return this.dataKeys.count(ownerUin, region);
+  }
+
+  getDataKey(ownerUin: string, dataKeyId: string): Promise<DataKeyRecord | undefined> {
+    return this.dataKeys.get(ownerUin, dataKeyId);
+  }
+
+  updateDataKey(ownerUin: string, dataKeyId: string, expectedRevision: number, patch: DataKeyPatch): Promise<DataKeyRecord> {
+    return this.dataKeys.update(ownerUin, dataKeyId, expectedRevision, patch);
+  }
+
+  deleteDataKey(ownerUin: string, dataKeyId: string): Promise<boolean> {
+    return this.dataKeys.delete(ownerUin, dataKeyId);
+  }
+
+  listDataKeys(query: ListDataKeysQuery): Promise<ListDataKeysResult> {
+    return this.dataKeys.list(query);
+  }
+
+  dueDataKeys(before: number, limit: number): Promise<DataKeyRef[]> {
+    return this.dataKeys.due(before, limit);
   }
 
   watch(listener: (change: KeyChange) => void): () => void {

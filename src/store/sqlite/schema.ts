@@ -9,12 +9,13 @@ import { StoreConfigError } from '../errors';
 import type { DueKind } from '../store';
 
 /** Bumped with every change of the layout below; a file with a newer number is refused. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /**
  * What turns schema n-1 into n before SCHEMA runs. 2: the list indexes carry every filter column
  * after (create_time, key_id), so a filtered count or a deep page is read from the index alone
- * (with 100,000 keys, ListKeyDetail went from 58 ms to a few: docs/benchmarks.md).
+ * (with 100,000 keys, ListKeyDetail went from 58 ms to a few: docs/benchmarks.md). 3: the
+ * data_keys table (hosted data keys), which SCHEMA creates.
  */
 const MIGRATIONS: Record<number, string> = {
   2: ['keys_list', 'keys_state', 'keys_origin', 'keys_usage', 'keys_cluster', 'keys_role'].map((i) => `DROP INDEX IF EXISTS ${i};`).join('\n'),
@@ -91,6 +92,19 @@ CREATE TABLE IF NOT EXISTS cluster_states (
   revision   INTEGER NOT NULL,
   doc        TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS data_keys (
+  data_key_id  TEXT PRIMARY KEY,
+  owner_uin    TEXT NOT NULL,
+  region       TEXT NOT NULL,
+  name         TEXT NOT NULL,
+  create_time  INTEGER NOT NULL,
+  deletion_due INTEGER,
+  revision     INTEGER NOT NULL,
+  doc          TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS data_keys_name ON data_keys (owner_uin, region, name);
+CREATE INDEX IF NOT EXISTS data_keys_list ON data_keys (owner_uin, region, create_time, data_key_id);
+CREATE INDEX IF NOT EXISTS data_keys_due ON data_keys (deletion_due, data_key_id) WHERE deletion_due IS NOT NULL;
 CREATE TABLE IF NOT EXISTS changes (
   id  INTEGER PRIMARY KEY CHECK (id = 1),
   seq INTEGER NOT NULL

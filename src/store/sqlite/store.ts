@@ -17,6 +17,10 @@ import {
   ClusterStateConflictError,
   ConflictError,
   CreateLimits,
+  DataKeyLimits,
+  DataKeyPatch,
+  DataKeyRecord,
+  DataKeyRef,
   DueKind,
   KeyChange,
   KeyNotFoundError,
@@ -24,9 +28,12 @@ import {
   KeyRecord,
   KeyRef,
   KeyVersion,
+  ListDataKeysQuery,
+  ListDataKeysResult,
   ListKeysQuery,
   ListKeysResult,
   MetadataStore,
+  NewDataKeyRecord,
   NewKeyRecord,
   QuotaExceededError,
   StoreInputError,
@@ -49,6 +56,7 @@ import {
 import { indexFacts, quotaLimitFor } from '../record-facts';
 import type { KeyState } from '../../common/key-states';
 import { ChangeFeed } from './changes';
+import { SqliteDataKeys } from './data-keys';
 import { dueSql, ExplainTarget, listSql, SqlParam } from './list-query';
 import { KeyRow, RepairAccess, rederiveAll, removeOrphans, toRecord } from './repair';
 import { columnsOf, DERIVED_COLUMNS, openSchema, QUOTA_COUNT_SQL } from './schema';
@@ -82,6 +90,7 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly db: Database.Database;
   private readonly changes: ChangeFeed;
   private readonly statements = new Map<string, Database.Statement>();
+  private readonly dataKeys = new SqliteDataKeys({ stmt: (sql) => this.stmt(sql), write: (durable, fn) => this.write(durable, fn), code: sqliteCode });
 
   constructor(file: string, options: SqliteStoreOptions = {}) {
     this.db = new Database(file);
@@ -214,6 +223,34 @@ export class SqliteMetadataStore implements MetadataStore {
       }
     });
     return totals;
+  }
+
+  async createDataKey(record: NewDataKeyRecord, limits?: DataKeyLimits): Promise<DataKeyRecord> {
+    return this.dataKeys.create(record, limits);
+  }
+
+  async countDataKeys(ownerUin: string, region: string): Promise<number> {
+    return this.dataKeys.count(ownerUin, region);
+  }
+
+  async getDataKey(ownerUin: string, dataKeyId: string): Promise<DataKeyRecord | undefined> {
+    return this.dataKeys.get(ownerUin, dataKeyId);
+  }
+
+  async updateDataKey(ownerUin: string, dataKeyId: string, expectedRevision: number, patch: DataKeyPatch): Promise<DataKeyRecord> {
+    return this.dataKeys.update(ownerUin, dataKeyId, expectedRevision, patch);
+  }
+
+  async deleteDataKey(ownerUin: string, dataKeyId: string): Promise<boolean> {
+    return this.dataKeys.delete(ownerUin, dataKeyId);
+  }
+
+  async listDataKeys(query: ListDataKeysQuery): Promise<ListDataKeysResult> {
+    return this.dataKeys.list(query);
+  }
+
+  async dueDataKeys(before: number, limit: number): Promise<DataKeyRef[]> {
+    return this.dataKeys.due(before, limit);
   }
 
   watch(listener: (change: KeyChange) => void): () => void {

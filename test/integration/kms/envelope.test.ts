@@ -1,5 +1,5 @@
 import { constants, generateKeyPairSync, privateDecrypt } from 'node:crypto';
-import { contextFromWire, decryptAnswer, generateDataKeyRequest } from '../../../src/api/kms-wire';
+import { contextFromWire, decryptAnswer } from '../../../src/api/kms-wire';
 import type { PublicKeyOutput } from '../../../src/api/public-key-output';
 import { decodeBlob } from '../../../src/kms/ciphertext';
 import { ManualClock } from '../../../src/common/clock';
@@ -155,8 +155,6 @@ describe('KMS core: Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateRandom
     }
     await expect(kms.envelope.generateDataKey(alice, { keyId, keySpec: 'AES_256', hsmClusterId: 'default' })).resolves.not.toThrow();
     await expect(kms.envelope.generateDataKey(alice, { keyId, keySpec: 'AES_256', hsmClusterId: 'cls-bob' })).rejects.toBeInstanceOf(E.InvalidHsmClusterError);
-    // KMS-hosted data keys are a Tencent wire option, refused by its mapping before the core is asked
-    expect(() => generateDataKeyRequest({ KeyId: keyId, KeySpec: 'AES_256', IsHostedByKms: 1 })).toThrow(E.UnsupportedOperationError);
   });
 
   test('GenerateRandom: 1..1024 bytes from the HSM', async () => {

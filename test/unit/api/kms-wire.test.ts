@@ -1,5 +1,16 @@
-import { contextFromWire, generateDataKeyRequest, importRequest, signRequest, verifyRequest } from '../../../src/api/kms-wire';
-import { InvalidEncryptionContextError, UnsupportedOperationError } from '../../../src/kms/errors';
+import {
+  contextFromWire,
+  generateDataKeyRequest,
+  hostedDataKeyRequest,
+  importDataKeyRequest,
+  importRequest,
+  isHosted,
+  listDataKeyDetailRequest,
+  listDataKeysRequest,
+  signRequest,
+  verifyRequest,
+} from '../../../src/api/kms-wire';
+import { InvalidEncryptionContextError, InvalidParameterError, InvalidTypeError } from '../../../src/kms/errors';
 
 describe('the Tencent wire mapped onto the core', () => {
   test.each([
@@ -40,8 +51,26 @@ describe('the Tencent wire mapped onto the core', () => {
       expect(() => contextFromWire(bad)).toThrow(InvalidEncryptionContextError);
   });
 
-  test('KMS-hosted data keys are refused before the core is asked', () => {
-    expect(() => generateDataKeyRequest({ KeyId: 'k', IsHostedByKms: 1 })).toThrow(UnsupportedOperationError);
+  test('IsHostedByKms is 0 or 1; a hosted request carries its name, description and tags to the core', () => {
+    expect(isHosted({ KeyId: 'k' })).toBe(false);
+    expect(isHosted({ KeyId: 'k', IsHostedByKms: 0 })).toBe(false);
+    expect(isHosted({ KeyId: 'k', IsHostedByKms: 1 })).toBe(true);
+    expect(() => isHosted({ KeyId: 'k', IsHostedByKms: 2 })).toThrow(InvalidParameterError);
+    expect(
+      hostedDataKeyRequest({ KeyId: 'k', KeySpec: 'AES_128', IsHostedByKms: 1, DataKeyName: 'n', Description: 'd', Tags: [{ TagKey: 'a', TagValue: 'b' }] }),
+    ).toEqual({
+      keyId: 'k',
+      keySpec: 'AES_128',
+      numberOfBytes: undefined,
+      context: undefined,
+      hsmClusterId: undefined,
+      name: 'n',
+      description: 'd',
+      tags: [{ key: 'a', value: 'b' }],
+    });
+  });
+
+  test('a data key that is not hosted maps as before', () => {
     expect(generateDataKeyRequest({ KeyId: 'k', IsHostedByKms: 0, KeySpec: 'AES_256', EncryptionContext: '{"a":"b"}' })).toEqual({
       keyId: 'k',
       keySpec: 'AES_256',
@@ -49,5 +78,49 @@ describe('the Tencent wire mapped onto the core', () => {
       context: { a: 'b' },
       hsmClusterId: undefined,
     });
+  });
+});
+
+describe('hosted data keys on the wire', () => {
+  test('ImportType 1 is a ciphertext import, 2 plaintext; anything else InvalidType', () => {
+    const base = { DataKeyName: 'n', ImportKeyMaterial: Buffer.from('x') };
+    expect(importDataKeyRequest({ ...base, ImportType: 1 }).importType).toBe('ciphertext');
+    expect(importDataKeyRequest({ ...base, ImportType: 2, KeyId: 'k' })).toMatchObject({ importType: 'plaintext', keyId: 'k', name: 'n' });
+    for (const t of [0, 3, -1]) expect(() => importDataKeyRequest({ ...base, ImportType: t })).toThrow(InvalidTypeError);
+  });
+
+  test('ListDataKeyDetail: every filter of the SDK model maps to the core, codes checked', () => {
+    expect(
+      listDataKeyDetailRequest({
+        Offset: 5,
+        Limit: 7,
+        Role: 1,
+        OrderType: 1,
+        KeyState: 3,
+        SearchKeyAlias: 's',
+        Origin: 'EXTERNAL',
+        HsmClusterId: 'c',
+        KeyId: 'k',
+        DataKeyLen: 16,
+        TagFilters: [{ TagKey: 't' }],
+      }),
+    ).toEqual({
+      offset: 5,
+      limit: 7,
+      role: 'product',
+      order: 'asc',
+      state: 'PendingDelete',
+      search: 's',
+      origin: 'EXTERNAL',
+      hsmClusterId: 'c',
+      keyId: 'k',
+      numberOfBytes: 16,
+      tagFilters: [{ key: 't', values: [] }],
+    });
+    expect(listDataKeyDetailRequest({})).toMatchObject({ order: 'desc', role: 'user', state: undefined, origin: undefined });
+    expect(listDataKeyDetailRequest({ Origin: 'ALL' }).origin).toBeUndefined();
+    for (const bad of [{ KeyState: 4 }, { OrderType: 2 }, { Role: 2 }, { Origin: 'all' }, { KeyState: -1 }])
+      expect(() => listDataKeyDetailRequest(bad)).toThrow(InvalidParameterError);
+    expect(listDataKeysRequest({ Role: 0 })).toEqual({ offset: undefined, limit: undefined, role: 'user', order: 'asc', hsmClusterId: undefined });
   });
 });

@@ -35,11 +35,13 @@ describe('presets', () => {
     ]);
     expect(instantiatePreset('QcloudKMSCreatorFullAccess', { uin: ME, tenantUin: TENANT }).statement).toEqual([
       { effect: 'allow', action: 'kms:*', resource: `qcs::kms:*:uin/${TENANT}:key/creatorUin/${ME}/*` },
+      { effect: 'allow', action: 'kms:*', resource: `qcs::kms:*:uin/${TENANT}:datakey/creatorUin/${ME}/*` },
       {
         effect: 'allow',
         action: ['kms:CreateKey', 'kms:List*', 'kms:GetServiceStatus', 'kms:GetRegions', 'kms:ListAlgorithms', 'kms:GenerateRandom'],
         resource: `qcs::kms:*:uin/${TENANT}:key/*`,
       },
+      { effect: 'allow', action: 'kms:List*', resource: `qcs::kms:*:uin/${TENANT}:datakey/*` },
     ]);
   });
 

@@ -22,7 +22,7 @@ describe('resource and action names', () => {
   test.each(['Encrypt', 'DescribeKey', 'GetPublicKey', 'GetParametersForImport', 'ScheduleKeyDeletion'])('%s names a key', (a) =>
     expect(isCollectionAction(a)).toBe(false),
   );
-  test('the list is what the module exports', () => expect(COLLECTION_ACTIONS).toHaveLength(8));
+  test('the list is what the module exports', () => expect(COLLECTION_ACTIONS).toHaveLength(10));
 
   // [resource, parsed]
   const rows: Array<[string, ReturnType<typeof parseResource>]> = [
@@ -31,6 +31,12 @@ describe('resource and action names', () => {
       { region: 'ap-guangzhou', tenantUin: '100000000001', creatorUin: '200000000007', keyId: KEY_ID },
     ],
     ['qcs::kms:ap-beijing:uin/100000000001:key/*', { region: 'ap-beijing', tenantUin: '100000000001' }],
+    [
+      `qcs::kms:ap-guangzhou:uin/100000000001:datakey/creatorUin/200000000007/${KEY_ID}`,
+      { region: 'ap-guangzhou', tenantUin: '100000000001', creatorUin: '200000000007', keyId: KEY_ID, resourceType: 'datakey' },
+    ],
+    ['qcs::kms:ap-beijing:uin/100000000001:datakey/*', { region: 'ap-beijing', tenantUin: '100000000001', resourceType: 'datakey' }],
+    ['qcs::kms:ap-beijing:uin/100000000001:datakeys/*', undefined],
     ['qcs::kms::uin/100000000001:key/*', { region: '', tenantUin: '100000000001' }],
     ['*', undefined],
     ['qcs::kms:ap-beijing:uin/*:key/*', undefined],
