@@ -14,7 +14,7 @@ export const SERVICE_KEY_ALIAS = 'kms-service-secrets';
 const CONTEXT = { purpose: 'api-secret-key' };
 
 async function findServiceKey(kms: Kms): Promise<string | undefined> {
-  const found = await kms.lifecycle.listKeyDetail(SYSTEM_CALLER, { SearchKeyAlias: SERVICE_KEY_ALIAS, Role: 1, Limit: 10 });
+  const found = await kms.lifecycle.listKeyDetail(SYSTEM_CALLER, { searchAlias: SERVICE_KEY_ALIAS, role: 'product', keyUsage: 'encrypt-decrypt', limit: 10 });
   return found.keys.find((k) => k.alias === SERVICE_KEY_ALIAS)?.keyId;
 }
 

@@ -8,7 +8,7 @@ import { collectionResource, keyResource, UNKNOWN_CREATOR } from '../iam/resourc
 import { decodeBlob } from '../kms/ciphertext';
 import { InvalidCiphertextError, KeyNotFoundError } from '../kms/errors';
 import type { Caller } from '../kms/key-access';
-import { KEY_USAGES, usagesOffered } from '../kms/key-usage';
+import { usagesOffered } from '../kms/key-usage';
 import type { Kms } from '../kms/service';
 import * as wire from './kms-wire';
 import type { ActionParams, ServedAction } from './params';
@@ -94,14 +94,11 @@ async function batch(ctx: ActionContext, ids: string[], action: 'EnableKey' | 'D
   return {};
 }
 
-/** What the tenant's clusters (shared pool and its own dedicated ones) can all do, in ListAlgorithms terms. */
+/** What the tenant's clusters (shared pool and its own dedicated ones) can all do. */
 function algorithms(ctx: ActionContext): object {
   const dir = ctx.kms.clusters;
   const usable = [dir.shared, ...dir.dedicatedOf(ctx.caller.tenant)];
-  const offered = new Set(usable.flatMap((c) => usagesOffered(c.capabilities.keySpecs)));
-  const names: Record<string, string> = { AES_256: 'AES_256', RSA_2048: 'RSA_2048', EC_P256: 'ECC_P256', EC_P384: 'ECC_P384' };
-  const of = (kind: string) => [...offered].filter((u) => KEY_USAGES[u].kind === kind).map((u) => ({ KeyUsage: u, Algorithm: names[KEY_USAGES[u].spec] }));
-  return { SymmetricAlgorithms: of('symmetric'), AsymmetricAlgorithms: of('asymmetric-decrypt'), AsymmetricSignVerifyAlgorithms: of('sign-verify') };
+  return wire.listAlgorithmsAnswer([...new Set(usable.flatMap((c) => usagesOffered(c.capabilities.keySpecs)))]);
 }
 
 async function serviceStatus(ctx: ActionContext): Promise<object> {
@@ -133,10 +130,10 @@ export const HANDLERS: ActionTable = {
     resources: (ctx, p) => keys(ctx, p.KeyIds),
     run: async (ctx, p) => ({ KeyMetadatas: (await ctx.kms.lifecycle.describeKeys(ctx.caller, p.KeyIds)).map(wire.toKeyMetadata) }),
   },
-  ListKeys: { resources: async (ctx) => collection(ctx), run: async (ctx, p) => wire.listKeysAnswer(await ctx.kms.lifecycle.listKeys(ctx.caller, p)) },
+  ListKeys: { resources: async (ctx) => collection(ctx), run: async (ctx, p) => wire.listKeysAnswer(await ctx.kms.lifecycle.listKeys(ctx.caller, wire.listKeysRequest(p))) },
   ListKeyDetail: {
     resources: async (ctx) => collection(ctx),
-    run: async (ctx, p) => wire.listKeyDetailAnswer(await ctx.kms.lifecycle.listKeyDetail(ctx.caller, p)),
+    run: async (ctx, p) => wire.listKeyDetailAnswer(await ctx.kms.lifecycle.listKeyDetail(ctx.caller, wire.listKeyDetailRequest(p))),
   },
   UpdateAlias: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.updateAlias(ctx.caller, p.KeyId, p.Alias).then(nothing) },
   UpdateKeyDescription: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.updateKeyDescription(ctx.caller, p.KeyId, p.Description).then(nothing) },
@@ -185,7 +182,7 @@ export const HANDLERS: ActionTable = {
   AsymmetricRsaDecrypt: {
     resources: oneKey,
     run: async (ctx, p) => {
-      const r = await ctx.kms.asymmetric.rsaDecrypt(ctx.caller, p.KeyId, p.Ciphertext, p.Algorithm);
+      const r = await ctx.kms.asymmetric.rsaDecrypt(ctx.caller, wire.rsaDecryptRequest(p));
       return { KeyId: r.keyId, Plaintext: r.plaintext };
     },
   },
@@ -201,7 +198,7 @@ export const HANDLERS: ActionTable = {
   GetParametersForImport: {
     resources: oneKey,
     run: async (ctx, p) =>
-      wire.importParametersAnswer(await ctx.kms.keyImport.getParametersForImport(ctx.caller, p.KeyId, p.WrappingAlgorithm, p.WrappingKeySpec)),
+      wire.importParametersAnswer(await ctx.kms.keyImport.getParametersForImport(ctx.caller, wire.importParametersRequest(p))),
   },
   ImportKeyMaterial: { resources: oneKey, run: (ctx, p) => ctx.kms.keyImport.importKeyMaterial(ctx.caller, wire.importRequest(p)).then(nothing) },
   DeleteImportedKeyMaterial: { resources: oneKey, run: (ctx, p) => ctx.kms.keyImport.deleteImportedKeyMaterial(ctx.caller, p.KeyId).then(nothing) },
