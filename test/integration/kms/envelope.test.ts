@@ -123,7 +123,7 @@ describe('KMS core: Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateRandom
   });
 
   test('an asymmetric key cannot do symmetric encryption', async () => {
-    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'env-rsa', keyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' });
+    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'env-rsa', keyUsage: 'rsa-2048-decrypt' });
     await expect(enc('x', undefined, KeyId)).rejects.toBeInstanceOf(E.InvalidKeyUsageError);
     await expect(kms.envelope.generateDataKey(alice, { keyId: KeyId, numberOfBytes: 16 })).rejects.toBeInstanceOf(E.InvalidKeyUsageError);
   });

@@ -1,9 +1,8 @@
-import { createKeyAnswer, createKeyRequest, toKeyMetadata } from '../../../src/api/kms-wire';
+import { createKeyAnswer, createKeyRequest, listKeyDetailRequest, listKeysRequest, toKeyMetadata } from '../../../src/api/kms-wire';
 import type { ActionParams } from '../../../src/api/params';
 import * as E from '../../../src/kms/errors';
 import { ManualClock } from '../../../src/common/clock';
 import type { Kms } from '../../../src/kms/service';
-import type { ListParams } from '../../../src/kms/list-query';
 import { alice, aliceSub, bob, KmsLab, REGION } from '../../support/kms';
 
 describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
@@ -20,6 +19,9 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
   /** CreateKey as the Tencent wire asks for it (Type, Tags of TagKey/TagValue), mapped as the API layer does. */
   const create = async (alias: string, over: Partial<ActionParams<'CreateKey'>> = {}, who = alice) =>
     kms.lifecycle.createKey(who, createKeyRequest({ Alias: alias, ...over }));
+  /** ListKeys / ListKeyDetail as the Tencent wire asks for them, mapped as the API layer does (a refusal of the mapping rejects too). */
+  const listKeys = async (who: typeof alice, p: ActionParams<'ListKeys'>) => kms.lifecycle.listKeys(who, listKeysRequest(p));
+  const listKeyDetail = async (who: typeof alice, p: ActionParams<'ListKeyDetail'>) => kms.lifecycle.listKeyDetail(who, listKeyDetailRequest(p));
 
   test('CreateKey makes an Enabled symmetric key in the shared pool; DescribeKey reports every field', async () => {
     const k = createKeyAnswer(await create('first', { Description: 'd', Tags: [{ TagKey: 'env', TagValue: 'prod' }] }, aliceSub));
@@ -93,9 +95,9 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     [{ HsmClusterId: 'cls-bob' }, E.InvalidHsmClusterError],
     [{ HsmClusterId: 'cls-nope' }, E.InvalidHsmClusterError],
   ])('CreateKey %# is refused with %p and nothing is stored', async (over, cls) => {
-    const before = (await kms.lifecycle.listKeyDetail(alice, { KeyUsage: 'ALL', Limit: 200 })).totalCount;
+    const before = (await listKeyDetail(alice, { KeyUsage: 'ALL', Limit: 200 })).totalCount;
     await expect(create(`bad-${Math.random().toString(36).slice(2, 8)}`, over)).rejects.toBeInstanceOf(cls);
-    expect((await kms.lifecycle.listKeyDetail(alice, { KeyUsage: 'ALL', Limit: 200 })).totalCount).toBe(before);
+    expect((await listKeyDetail(alice, { KeyUsage: 'ALL', Limit: 200 })).totalCount).toBe(before);
   });
 
   test("a tenant uses its own dedicated cluster; another tenant's cluster looks like a missing one", async () => {
@@ -103,7 +105,7 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     expect(k.hsmClusterId).toBe('cls-bob');
     expect((await kms.lifecycle.describeKey(bob, k.keyId)).hsmClusterId).toBe('cls-bob');
     await expect(kms.lifecycle.describeKey(alice, k.keyId)).rejects.toBeInstanceOf(E.KeyNotFoundError);
-    await expect(kms.lifecycle.listKeyDetail(alice, { HsmClusterId: 'cls-bob' })).rejects.toBeInstanceOf(E.InvalidHsmClusterError);
+    await expect(listKeyDetail(alice, { HsmClusterId: 'cls-bob' })).rejects.toBeInstanceOf(E.InvalidHsmClusterError);
     const handlesBefore = lab.shared.members.map((m) => m.cachedHandles);
     const blob = await kms.envelope.encrypt(bob, k.keyId, Buffer.from('only on bob hardware'));
     expect((await kms.envelope.decrypt(bob, { ciphertext: blob.ciphertext })).plaintext.toString()).toBe('only on bob hardware');
@@ -153,7 +155,7 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     await kms.rotation.enableKeyRotation(alice, k.keyId);
     await kms.rotation.rotateKey(alice, k.keyId);
     expect(await kms.lifecycle.describeKey(alice, k.keyId)).toMatchObject({ owner: 'secrets-manager', keyState: 'Enabled', rotationEnabled: true });
-    const products = await kms.lifecycle.listKeys(alice, { Role: 1 });
+    const products = await listKeys(alice, { Role: 1 });
     expect(products.keys.map((x) => x.keyId)).toEqual([k.keyId]);
   });
 
@@ -184,9 +186,9 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     const b = await create('tag-b', { Tags: [{ TagKey: 'team', TagValue: 'blue' }] });
     expect(await kms.lifecycle.tagKey(alice, a.keyId, [{ key: 'tier', value: 'gold' }])).toEqual({ team: 'red', tier: 'gold' });
     expect(await kms.lifecycle.tagKey(alice, b.keyId, [{ key: 'team', value: 'red' }], ['nothing'])).toEqual({ team: 'red' });
-    const red = await kms.lifecycle.listKeyDetail(alice, { TagFilters: [{ TagKey: 'team', TagValue: ['red'] }], Limit: 200 });
+    const red = await listKeyDetail(alice, { TagFilters: [{ TagKey: 'team', TagValue: ['red'] }], Limit: 200 });
     expect(red.keys.map((m) => m.keyId).sort()).toEqual([a.keyId, b.keyId].sort());
-    const gold = await kms.lifecycle.listKeyDetail(alice, { TagFilters: [{ TagKey: 'team' }, { TagKey: 'tier', TagValue: ['gold'] }] });
+    const gold = await listKeyDetail(alice, { TagFilters: [{ TagKey: 'team' }, { TagKey: 'tier', TagValue: ['gold'] }] });
     expect(gold.keys.map((m) => m.keyId)).toEqual([a.keyId]);
     expect(await kms.lifecycle.tagKey(alice, a.keyId, [], ['tier'])).toEqual({ team: 'red' });
   });
@@ -209,11 +211,11 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     await kms.lifecycle.disableKey(carol, ids['l-pending']);
     await kms.lifecycle.scheduleKeyDeletion(carol, ids['l-pending'], 7);
     await kms.lifecycle.archiveKey(carol, ids['l-archived']);
-    const listed = await kms.lifecycle.listKeys(carol, { Limit: 200 });
+    const listed = await listKeys(carol, { Limit: 200 });
     expect(listed.keys.map((k) => k.keyId)).toEqual([ids['l-enabled'], ids['l-disabled'], ids['l-import'], ids['l-sign']]);
     expect(listed.totalCount).toBe(4);
-    const detail = async (p: ListParams & { HsmClusterId?: string }) =>
-      (await kms.lifecycle.listKeyDetail(carol, { Limit: 200, ...p })).keys.map((m) => m.alias);
+    const detail = async (p: ActionParams<'ListKeyDetail'>) =>
+      (await listKeyDetail(carol, { Limit: 200, ...p })).keys.map((m) => m.alias);
     expect(await detail({})).toEqual(['l-archived', 'l-import', 'l-pending', 'l-disabled', 'l-enabled']);
     expect(await detail({ OrderType: 1 })).toEqual(['l-enabled', 'l-disabled', 'l-pending', 'l-import', 'l-archived']);
     expect(await detail({ KeyUsage: 'ALL' })).toHaveLength(6);
@@ -224,11 +226,11 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     expect(await detail({ SearchKeyAlias: 'able' })).toEqual(['l-disabled', 'l-enabled']);
     expect(await detail({ SearchKeyAlias: ids['l-archived'].slice(4, 16) })).toEqual(['l-archived']);
     expect(await detail({ HsmClusterId: 'default', KeyUsage: 'ALL' })).toHaveLength(6);
-    const page = await kms.lifecycle.listKeyDetail(carol, { Limit: 2, Offset: 1, OrderType: 1 });
+    const page = await listKeyDetail(carol, { Limit: 2, Offset: 1, OrderType: 1 });
     expect(page.keys.map((m) => m.alias)).toEqual(['l-disabled', 'l-pending']);
     expect(page.totalCount).toBe(5);
     for (const bad of [{ Limit: 201 }, { Limit: 0 }, { Offset: -1 }, { KeyState: 6 }, { Origin: 'tencent_kms' }, { KeyUsage: 'X' }, { Role: 2 }]) {
-      await expect(kms.lifecycle.listKeyDetail(carol, bad)).rejects.toBeInstanceOf(E.InvalidParameterError);
+      await expect(listKeyDetail(carol, bad)).rejects.toBeInstanceOf(E.InvalidParameterError);
     }
   });
 

@@ -78,7 +78,7 @@ describe('KMS core: two nodes sharing one Redis', () => {
 
   test('an import token from node A works on node B', async () => {
     const { keyId: KeyId } = await a.lifecycle.createKey(alice, { alias: 'shared-import', origin: 'EXTERNAL' });
-    const p = await a.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+    const p = await a.keyImport.getParametersForImport(alice, { keyId: KeyId, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', wrappingKeySpec: 'RSA_2048' });
     const key = createPublicKey({ key: p.publicKey, format: 'der', type: 'spki' });
     const wrapped = publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, randomBytes(32));
     await b.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: p.importToken, encryptedKeyMaterial: wrapped });
@@ -99,6 +99,6 @@ describe('KMS core: two nodes sharing one Redis', () => {
     const erin = { tenant: '5001', uin: '5001', region: alice.region };
     const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => (i % 2 ? q1 : q2).lifecycle.createKey(erin, { alias: `quota-${i}` })));
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(4);
-    expect((await q1.lifecycle.listKeys(erin, { Limit: 100 })).totalCount).toBe(4);
+    expect((await q1.lifecycle.listKeys(erin, { limit: 100 })).totalCount).toBe(4);
   });
 });

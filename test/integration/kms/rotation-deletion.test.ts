@@ -59,7 +59,7 @@ describe('KMS core: rotation, scheduled deletion, alarms, background jobs', () =
   });
 
   test('asymmetric and imported keys refuse rotation with their own errors; disabled keys cannot rotate on demand', async () => {
-    const rsa = await kms.lifecycle.createKey(alice, { alias: 'rot-rsa', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' });
+    const rsa = await kms.lifecycle.createKey(alice, { alias: 'rot-rsa', keyUsage: 'rsa-2048-sign-verify' });
     await expect(kms.rotation.enableKeyRotation(alice, rsa.keyId)).rejects.toBeInstanceOf(E.RotationNotSupportedError);
     await expect(kms.rotation.rotateKey(alice, rsa.keyId)).rejects.toBeInstanceOf(E.RotationNotSupportedError);
     const ext = await kms.lifecycle.createKey(alice, { alias: 'rot-ext', origin: 'EXTERNAL' });
