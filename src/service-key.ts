@@ -35,7 +35,7 @@ export async function serviceKeyId(kms: Kms): Promise<string> {
 export async function serviceSealer(kms: Kms): Promise<SecretSealer> {
   const keyId = await serviceKeyId(kms);
   return {
-    seal: async (plain) => (await kms.envelope.encrypt(SYSTEM_CALLER, keyId, plain, CONTEXT)).ciphertext,
+    seal: async (plain) => (await kms.envelope.encrypt(SYSTEM_CALLER, { keyId, plaintext: plain, context: CONTEXT })).ciphertext,
     open: async (sealed) => (await kms.envelope.decrypt(SYSTEM_CALLER, { ciphertext: sealed, context: CONTEXT })).plaintext,
   };
 }

@@ -160,7 +160,7 @@ export const HANDLERS: ActionTable = {
   RotateKey: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.rotateKey(ctx.caller, p.KeyId).then(wire.rotateKeyAnswer) },
   Encrypt: {
     resources: oneKey,
-    run: async (ctx, p) => wire.encryptAnswer(await ctx.kms.envelope.encrypt(ctx.caller, p.KeyId, p.Plaintext, wire.contextFromWire(p.EncryptionContext))),
+    run: async (ctx, p) => wire.encryptAnswer(await ctx.kms.envelope.encrypt(ctx.caller, wire.encryptRequest(p))),
   },
   Decrypt: {
     resources: (ctx, p) => keys(ctx, [blobKey(ctx, p.CiphertextBlob)]),
@@ -205,9 +205,9 @@ export const HANDLERS: ActionTable = {
   GetServiceStatus: { resources: async (ctx) => collection(ctx), run: serviceStatus },
   GetRegions: { resources: async (ctx) => collection(ctx), run: async (ctx) => ({ Regions: [...ctx.regions] }) },
   ListAlgorithms: { resources: async (ctx) => collection(ctx), run: async (ctx) => algorithms(ctx) },
-  BindCloudResource: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.bindCloudResource(ctx.caller, p.KeyId, p.ProductId, p.ResourceId).then(nothing) },
+  BindCloudResource: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.bindCloudResource(ctx.caller, wire.cloudResourceRequest(p)).then(nothing) },
   UnbindCloudResource: {
     resources: oneKey,
-    run: (ctx, p) => ctx.kms.lifecycle.unbindCloudResource(ctx.caller, p.KeyId, p.ProductId, p.ResourceId).then(nothing),
+    run: (ctx, p) => ctx.kms.lifecycle.unbindCloudResource(ctx.caller, wire.cloudResourceRequest(p)).then(nothing),
   },
 };

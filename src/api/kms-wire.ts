@@ -6,7 +6,7 @@
 import { createPublicKey, randomUUID } from 'node:crypto';
 import type { PublicKeyResult, RsaDecryptRequest, SignRequest, VerifyRequest } from '../kms/asymmetric';
 import type { EncryptionContext } from '../kms/ciphertext';
-import type { DataKeyResult, DecryptRequest, EncryptResult, GenerateDataKeyRequest, PlaintextResult, ReEncryptRequest, ReEncryptResult } from '../kms/envelope';
+import type { DataKeyResult, DecryptRequest, EncryptRequest, EncryptResult, GenerateDataKeyRequest, PlaintextResult, ReEncryptRequest, ReEncryptResult } from '../kms/envelope';
 import {
   InvalidEncryptionContextError,
   InvalidKeyUsageError,
@@ -22,7 +22,7 @@ import type { KeyDescription } from '../kms/key-metadata';
 import type { Tag } from '../kms/key-rules';
 import { KEY_USAGES, KeyUsage } from '../kms/key-usage';
 import type { KeyState } from '../kms/key-state';
-import type { CreateKeyRequest, KeyList } from '../kms/lifecycle';
+import type { CloudResourceRequest, CreateKeyRequest, KeyList } from '../kms/lifecycle';
 import type { ListRequest } from '../kms/list-query';
 import type { ActionParams } from './params';
 import { outputPlaintext, PublicKeyOutput } from './public-key-output';
@@ -129,6 +129,8 @@ function plaintextOut(plaintext: Buffer, p: PublicKeyOutput): Buffer {
     if (p.EncryptionPublicKey) plaintext.fill(0);
   }
 }
+
+export const encryptRequest = (p: ActionParams<'Encrypt'>): EncryptRequest => ({ keyId: p.KeyId, plaintext: p.Plaintext, context: contextFromWire(p.EncryptionContext) });
 
 export const encryptAnswer = (r: EncryptResult) => ({ CiphertextBlob: r.ciphertext, KeyId: r.keyId });
 
@@ -351,6 +353,12 @@ export function listKeyDetailRequest(p: ActionParams<'ListKeyDetail'>): ListRequ
 export const listKeysAnswer = (r: KeyList<{ keyId: string }>) => ({ Keys: r.keys.map((k) => ({ KeyId: k.keyId })), TotalCount: r.totalCount });
 
 export const listKeyDetailAnswer = (r: KeyList<KeyDescription>) => ({ KeyMetadatas: r.keys.map(toKeyMetadata), TotalCount: r.totalCount });
+
+export const cloudResourceRequest = (p: ActionParams<'BindCloudResource'>): CloudResourceRequest => ({
+  keyId: p.KeyId,
+  productId: p.ProductId,
+  resourceId: p.ResourceId,
+});
 
 /** Rotation runs at once here; Tencent's answer names a task all the same. */
 export const rotateKeyAnswer = () => ({ TaskId: randomUUID() });

@@ -22,6 +22,12 @@ export const MAX_PLAINTEXT_BYTES = 4096;
 export const MAX_RANDOM_BYTES = 1024;
 const DATA_KEY_SPECS: Record<string, number> = { AES_128: 16, AES_256: 32 };
 
+export interface EncryptRequest {
+  keyId: string;
+  plaintext: Buffer;
+  context?: EncryptionContext;
+}
+
 export interface DecryptRequest {
   /** The blob's bytes, as encrypt returned them. */
   ciphertext: Buffer;
@@ -85,12 +91,13 @@ export class Envelope {
     return this.ctx.access;
   }
 
-  async encrypt(caller: Caller, keyId: string, plaintext: Buffer, context?: EncryptionContext): Promise<EncryptResult> {
+  async encrypt(caller: Caller, p: EncryptRequest): Promise<EncryptResult> {
+    const { plaintext } = p;
     if (plaintext.length === 0 || plaintext.length > MAX_PLAINTEXT_BYTES) {
       throw new InvalidPlaintextError(`plaintext must be 1 to ${MAX_PLAINTEXT_BYTES} bytes, got ${plaintext.length}`, about('plaintext'));
     }
-    const aadContext = canonicalContext(context);
-    const r = await this.usable(caller, keyId, 'Encrypt');
+    const aadContext = canonicalContext(p.context);
+    const r = await this.usable(caller, p.keyId, 'Encrypt');
     return { keyId: r.keyId, ciphertext: await this.seal(r, plaintext, aadContext) };
   }
 

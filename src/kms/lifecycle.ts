@@ -40,6 +40,13 @@ export interface CreateKeyRequest {
   hsmClusterId?: string;
 }
 
+/** A cloud product's resource that uses a key (a key bound to one cannot be disabled or deleted). */
+export interface CloudResourceRequest {
+  keyId: string;
+  productId: string;
+  resourceId: string;
+}
+
 export interface BatchOutcome {
   keyId: string;
   error?: KmsError | Error;
@@ -262,7 +269,8 @@ export class Lifecycle {
   }
 
   /** Idempotent. */
-  async bindCloudResource(caller: Caller, keyId: string, productId: string, resourceId: string): Promise<void> {
+  async bindCloudResource(caller: Caller, p: CloudResourceRequest): Promise<void> {
+    const { keyId, productId, resourceId } = p;
     if (!productId || !resourceId) throw new InvalidParameterError('productId and resourceId are required', about('productId', 'resourceId'));
     await this.access.change(caller, keyId, 'UpdateMetadata', (r) => {
       const list = r.cloudBindings ?? [];
@@ -273,7 +281,8 @@ export class Lifecycle {
     });
   }
 
-  async unbindCloudResource(caller: Caller, keyId: string, productId: string, resourceId: string): Promise<void> {
+  async unbindCloudResource(caller: Caller, p: CloudResourceRequest): Promise<void> {
+    const { keyId, productId, resourceId } = p;
     await this.access.change(caller, keyId, 'Describe', (r) => {
       const list = r.cloudBindings ?? [];
       const rest = list.filter((b) => !(b.productId === productId && b.resourceId === resourceId));

@@ -73,7 +73,7 @@ async function main(): Promise<void> {
     } else {
       const id = made[Math.floor(Math.random() * made.length)];
       const plaintext = `crash data ${i}`;
-      const { ciphertext } = await kms.envelope.encrypt(caller, id, Buffer.from(plaintext));
+      const { ciphertext } = await kms.envelope.encrypt(caller, { keyId: id, plaintext: Buffer.from(plaintext) });
       ack(`blob ${id} ${ciphertext.toString('base64')} ${plaintext}`);
     }
   }

@@ -149,13 +149,13 @@ describe('KMS core: bring your own key', () => {
     const { keyId: KeyId, keyState: KeyState } = await kms.lifecycle.createKey(alice, { alias: 'byok', origin: 'EXTERNAL' });
     expect(KeyState).toBe('PendingImport');
     expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ origin: 'EXTERNAL', keyState: 'PendingImport' });
-    await expect(kms.envelope.encrypt(alice, KeyId, Buffer.from('x'))).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
+    await expect(kms.envelope.encrypt(alice, { keyId: KeyId, plaintext: Buffer.from('x') })).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
     const material = randomBytes(32);
     const p = await importInto(alice, KeyId, material, 'RSAES_PKCS1_V1_5');
     expect(p.parametersValidTo).toBe(now() + 24 * 3600);
     expect(createPublicKey({ key: p.publicKey, format: 'der', type: 'spki' }).asymmetricKeyDetails?.modulusLength).toBe(2048);
     expect((await kms.lifecycle.describeKey(alice, KeyId)).keyState).toBe('Enabled');
-    const blob = (await kms.envelope.encrypt(alice, KeyId, Buffer.from('byok data'))).ciphertext;
+    const blob = (await kms.envelope.encrypt(alice, { keyId: KeyId, plaintext: Buffer.from('byok data') })).ciphertext;
     await kms.keyImport.deleteImportedKeyMaterial(alice, KeyId);
     expect((await kms.lifecycle.describeKey(alice, KeyId)).keyState).toBe('PendingImport');
     await expect(kms.envelope.decrypt(alice, { ciphertext: blob })).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
@@ -270,7 +270,7 @@ describe('KMS core: bring your own key', () => {
     const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'byok-expiring', origin: 'EXTERNAL' });
     const material = randomBytes(32);
     await importInto(alice, KeyId, material, 'RSAES_OAEP_SHA_1', now() + 3600);
-    const blob = (await kms.envelope.encrypt(alice, KeyId, Buffer.from('short-lived'))).ciphertext;
+    const blob = (await kms.envelope.encrypt(alice, { keyId: KeyId, plaintext: Buffer.from('short-lived') })).ciphertext;
     expect((await kms.jobs.runOnce()).expired).not.toContain(KeyId);
     clock.advance(3601);
     expect((await kms.jobs.runOnce()).expired).toContain(KeyId);
@@ -283,7 +283,7 @@ describe('KMS core: bring your own key', () => {
   test('on NSS softokn, RSAES_OAEP_SHA_256 wrapping works', async () => {
     const { keyId: KeyId } = await kms.lifecycle.createKey(bob, { alias: 'byok-nss', origin: 'EXTERNAL', hsmClusterId: 'cls-bob-nss' });
     await importInto(bob, KeyId, randomBytes(32), 'RSAES_OAEP_SHA_256');
-    const blob = (await kms.envelope.encrypt(bob, KeyId, Buffer.from('nss'))).ciphertext;
+    const blob = (await kms.envelope.encrypt(bob, { keyId: KeyId, plaintext: Buffer.from('nss') })).ciphertext;
     expect((await kms.envelope.decrypt(bob, { ciphertext: blob })).plaintext.toString()).toBe('nss');
     await expect(kms.lifecycle.createKey(bob, { alias: 'nss-ec', keyUsage: 'ec-p256-sign-verify', hsmClusterId: 'cls-bob-nss' })).rejects.toBeInstanceOf(
       E.UnsupportedKeyUsageError,

@@ -57,7 +57,7 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
 
   const census = () => kms.domainRotation.census(CLUSTER);
   const held = () => members.map((m) => [...m.generations.keys()].sort());
-  const enc = async (keyId: string, text: string) => (await kms.envelope.encrypt(bob, keyId, Buffer.from(text))).ciphertext;
+  const enc = async (keyId: string, text: string) => (await kms.envelope.encrypt(bob, { keyId: keyId, plaintext: Buffer.from(text) })).ciphertext;
   const dec = async (blob: Buffer) => (await kms.envelope.decrypt(bob, { ciphertext: blob })).plaintext.toString();
   const create = async (n: number, prefix: string) => {
     const ids: string[] = [];
@@ -419,7 +419,7 @@ describe('rotate-domain on the Redis store', () => {
     const ids: string[] = [];
     for (let i = 0; i < 25; i++) ids.push((await kms.lifecycle.createKey(bob, { alias: `redis-${i}`, hsmClusterId: 'cls-bob' })).keyId);
     await kms.lifecycle.createKey(bob, { alias: 'redis-shared' });
-    const blobs = await Promise.all(ids.map(async (id, i) => (await kms.envelope.encrypt(bob, id, Buffer.from(`r${i}`))).ciphertext));
+    const blobs = await Promise.all(ids.map(async (id, i) => (await kms.envelope.encrypt(bob, { keyId: id, plaintext: Buffer.from(`r${i}`) })).ciphertext));
     const old = lab.dedicated.currentGeneration!.toString('hex');
     let seen = 0;
     await expect(

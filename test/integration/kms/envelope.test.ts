@@ -21,7 +21,7 @@ describe('KMS core: Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateRandom
 
   /** The context as the Tencent wire sends it (JSON text), parsed as the API layer does. */
   const enc = async (pt: string | Buffer, ctx?: string, id = keyId) =>
-    kms.envelope.encrypt(alice, id, Buffer.isBuffer(pt) ? pt : Buffer.from(pt), contextFromWire(ctx));
+    kms.envelope.encrypt(alice, { keyId: id, plaintext: Buffer.isBuffer(pt) ? pt : Buffer.from(pt), context: contextFromWire(ctx) });
   const dec = async (blob: Buffer, ctx?: string) => kms.envelope.decrypt(alice, { ciphertext: blob, context: contextFromWire(ctx) });
   const reEnc = async (p: { ciphertext: Buffer; destinationKeyId?: string; source?: string; destination?: string }) =>
     kms.envelope.reEncrypt(alice, {

@@ -107,7 +107,7 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     await expect(kms.lifecycle.describeKey(alice, k.keyId)).rejects.toBeInstanceOf(E.KeyNotFoundError);
     await expect(listKeyDetail(alice, { HsmClusterId: 'cls-bob' })).rejects.toBeInstanceOf(E.InvalidHsmClusterError);
     const handlesBefore = lab.shared.members.map((m) => m.cachedHandles);
-    const blob = await kms.envelope.encrypt(bob, k.keyId, Buffer.from('only on bob hardware'));
+    const blob = await kms.envelope.encrypt(bob, { keyId: k.keyId, plaintext: Buffer.from('only on bob hardware') });
     expect((await kms.envelope.decrypt(bob, { ciphertext: blob.ciphertext })).plaintext.toString()).toBe('only on bob hardware');
     expect(lab.shared.members.map((m) => m.cachedHandles)).toEqual(handlesBefore);
     expect(lab.dedicated.members[0].cachedHandles).toBeGreaterThan(0);
@@ -161,11 +161,11 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
 
   test('a key bound to a cloud resource cannot be disabled or deleted until unbound', async () => {
     const { keyId: KeyId } = await create('bound');
-    await kms.lifecycle.bindCloudResource(alice, KeyId, 'cvm', 'ins-1');
-    await kms.lifecycle.bindCloudResource(alice, KeyId, 'cvm', 'ins-1');
+    await kms.lifecycle.bindCloudResource(alice, { keyId: KeyId, productId: 'cvm', resourceId: 'ins-1' });
+    await kms.lifecycle.bindCloudResource(alice, { keyId: KeyId, productId: 'cvm', resourceId: 'ins-1' });
     await expect(kms.lifecycle.disableKey(alice, KeyId)).rejects.toBeInstanceOf(E.UsedByCloudProductError);
-    await kms.lifecycle.unbindCloudResource(alice, KeyId, 'cvm', 'ins-1');
-    await expect(kms.lifecycle.unbindCloudResource(alice, KeyId, 'cvm', 'ins-1')).rejects.toBeInstanceOf(E.BindingNotFoundError);
+    await kms.lifecycle.unbindCloudResource(alice, { keyId: KeyId, productId: 'cvm', resourceId: 'ins-1' });
+    await expect(kms.lifecycle.unbindCloudResource(alice, { keyId: KeyId, productId: 'cvm', resourceId: 'ins-1' })).rejects.toBeInstanceOf(E.BindingNotFoundError);
     await kms.lifecycle.disableKey(alice, KeyId);
   });
 

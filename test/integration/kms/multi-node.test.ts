@@ -38,10 +38,10 @@ describe('KMS core: two nodes sharing one Redis', () => {
 
   test('a key disabled on node A is refused on node B within a second (change notifications, not cache expiry)', async () => {
     const { keyId: KeyId } = await a.lifecycle.createKey(alice, { alias: 'shared-state' });
-    const blob = (await b.envelope.encrypt(alice, KeyId, Buffer.from('warm the cache'))).ciphertext;
+    const blob = (await b.envelope.encrypt(alice, { keyId: KeyId, plaintext: Buffer.from('warm the cache') })).ciphertext;
     await a.lifecycle.disableKey(alice, KeyId);
     const ms = await within(5_000, () =>
-      b.envelope.encrypt(alice, KeyId, Buffer.from('x')).then(
+      b.envelope.encrypt(alice, { keyId: KeyId, plaintext: Buffer.from('x') }).then(
         () => false,
         (e) => e instanceof E.KeyDisabledError,
       ),
@@ -58,10 +58,10 @@ describe('KMS core: two nodes sharing one Redis', () => {
 
   test('a rotation on node A is used by node B', async () => {
     const { keyId: KeyId } = await a.lifecycle.createKey(alice, { alias: 'shared-rotation' });
-    await b.envelope.encrypt(alice, KeyId, Buffer.from('v1'));
+    await b.envelope.encrypt(alice, { keyId: KeyId, plaintext: Buffer.from('v1') });
     await a.rotation.rotateKey(alice, KeyId);
     await within(5_000, async () => {
-      const blob = (await b.envelope.encrypt(alice, KeyId, Buffer.from('v2'))).ciphertext;
+      const blob = (await b.envelope.encrypt(alice, { keyId: KeyId, plaintext: Buffer.from('v2') })).ciphertext;
       return decodeBlob(blob, DEPLOYMENT).keyVersion === 2;
     });
   });
@@ -83,7 +83,7 @@ describe('KMS core: two nodes sharing one Redis', () => {
     const wrapped = publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, randomBytes(32));
     await b.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: p.importToken, encryptedKeyMaterial: wrapped });
     await within(5_000, () =>
-      a.envelope.encrypt(alice, KeyId, Buffer.from('x')).then(
+      a.envelope.encrypt(alice, { keyId: KeyId, plaintext: Buffer.from('x') }).then(
         () => true,
         () => false,
       ),

@@ -19,7 +19,7 @@ describe('KMS core: rotation, scheduled deletion, alarms, background jobs', () =
   afterAll(() => lab.cleanup());
 
   const versionOf = (blob: Buffer) => decodeBlob(blob, DEPLOYMENT).keyVersion;
-  const enc = async (keyId: string, pt = 'data') => (await kms.envelope.encrypt(alice, keyId, Buffer.from(pt))).ciphertext;
+  const enc = async (keyId: string, pt = 'data') => (await kms.envelope.encrypt(alice, { keyId: keyId, plaintext: Buffer.from(pt) })).ciphertext;
   const dec = async (blob: Buffer) => (await kms.envelope.decrypt(alice, { ciphertext: blob })).plaintext.toString();
 
   test('rotation settings: off by default, RotateDays 7..365 (default 365), status reported', async () => {

@@ -47,7 +47,7 @@ describe('one tenant cannot stall the others (KMS core)', () => {
     "tenant B's Encrypt %s finishes before tenant A's batch of GetParametersForImport (key-pair generations) it was started after",
     async (_where, cluster) => {
       const bKey = (await kms.lifecycle.createKey(bob, { alias: `b-enc-${cluster ?? 'shared'}`, hsmClusterId: cluster })).keyId;
-      await kms.envelope.encrypt(bob, bKey, Buffer.from('warm'));
+      await kms.envelope.encrypt(bob, { keyId: bKey, plaintext: Buffer.from('warm') });
       const keys = await externalKeys(CAP, `gen-${cluster ?? 'shared'}`);
       let batchDone = false;
       const batch = Promise.all(keys.map((k) => kms.keyImport.getParametersForImport(alice, { keyId: k, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', wrappingKeySpec: 'RSA_2048' }))).then((r) => {
@@ -55,7 +55,7 @@ describe('one tenant cannot stall the others (KMS core)', () => {
         return r;
       });
       await nextTurn();
-      const blob = await kms.envelope.encrypt(bob, bKey, Buffer.from('not stalled'));
+      const blob = await kms.envelope.encrypt(bob, { keyId: bKey, plaintext: Buffer.from('not stalled') });
       const order = batchDone ? 'batch first' : 'encrypt first';
       expect(order).toBe('encrypt first');
       expect((await batch).length).toBe(CAP);
@@ -102,7 +102,7 @@ describe('one tenant cannot stall the others (KMS core)', () => {
         E.ExpensiveLimitError,
       );
       expect((await kms.lifecycle.createKey(alice, { alias: 'cap-new-aes' })).keyState).toBe('Enabled');
-      expect((await kms.envelope.encrypt(alice, aes, Buffer.from('cheap'))).keyId).toBe(aes);
+      expect((await kms.envelope.encrypt(alice, { keyId: aes, plaintext: Buffer.from('cheap') })).keyId).toBe(aes);
       expect((await kms.lifecycle.createKey(bob, { alias: 'cap-bob-rsa', keyUsage: 'rsa-2048-sign-verify' })).keyState).toBe('Enabled');
     } finally {
       held.forEach((release) => release());
@@ -149,7 +149,7 @@ describe('one tenant cannot stall the others (KMS core)', () => {
         expect(e).toBeInstanceOf(SlowQueueFullError);
         expect(toApiError(e).code).toBe('RequestLimitExceeded');
       }
-      expect((await kms.envelope.encrypt(alice, aes, Buffer.from('cheap'))).keyId).toBe(aes);
+      expect((await kms.envelope.encrypt(alice, { keyId: aes, plaintext: Buffer.from('cheap') })).keyId).toBe(aes);
       expect(
         (await kms.lifecycle.createKey(bob, { alias: 'full-bob-rsa', keyUsage: 'rsa-2048-sign-verify', hsmClusterId: 'cls-bob' })).keyState,
       ).toBe('Enabled');
