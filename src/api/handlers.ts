@@ -130,7 +130,10 @@ export const HANDLERS: ActionTable = {
     resources: (ctx, p) => keys(ctx, p.KeyIds),
     run: async (ctx, p) => ({ KeyMetadatas: (await ctx.kms.lifecycle.describeKeys(ctx.caller, p.KeyIds)).map(wire.toKeyMetadata) }),
   },
-  ListKeys: { resources: async (ctx) => collection(ctx), run: async (ctx, p) => wire.listKeysAnswer(await ctx.kms.lifecycle.listKeys(ctx.caller, wire.listKeysRequest(p))) },
+  ListKeys: {
+    resources: async (ctx) => collection(ctx),
+    run: async (ctx, p) => wire.listKeysAnswer(await ctx.kms.lifecycle.listKeys(ctx.caller, wire.listKeysRequest(p))),
+  },
   ListKeyDetail: {
     resources: async (ctx) => collection(ctx),
     run: async (ctx, p) => wire.listKeyDetailAnswer(await ctx.kms.lifecycle.listKeyDetail(ctx.caller, wire.listKeyDetailRequest(p))),
@@ -197,8 +200,7 @@ export const HANDLERS: ActionTable = {
   },
   GetParametersForImport: {
     resources: oneKey,
-    run: async (ctx, p) =>
-      wire.importParametersAnswer(await ctx.kms.keyImport.getParametersForImport(ctx.caller, wire.importParametersRequest(p))),
+    run: async (ctx, p) => wire.importParametersAnswer(await ctx.kms.keyImport.getParametersForImport(ctx.caller, wire.importParametersRequest(p))),
   },
   ImportKeyMaterial: { resources: oneKey, run: (ctx, p) => ctx.kms.keyImport.importKeyMaterial(ctx.caller, wire.importRequest(p)).then(nothing) },
   DeleteImportedKeyMaterial: { resources: oneKey, run: (ctx, p) => ctx.kms.keyImport.deleteImportedKeyMaterial(ctx.caller, p.KeyId).then(nothing) },

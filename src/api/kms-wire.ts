@@ -6,7 +6,16 @@
 import { createPublicKey, randomUUID } from 'node:crypto';
 import type { PublicKeyResult, RsaDecryptRequest, SignRequest, VerifyRequest } from '../kms/asymmetric';
 import type { EncryptionContext } from '../kms/ciphertext';
-import type { DataKeyResult, DecryptRequest, EncryptRequest, EncryptResult, GenerateDataKeyRequest, PlaintextResult, ReEncryptRequest, ReEncryptResult } from '../kms/envelope';
+import type {
+  DataKeyResult,
+  DecryptRequest,
+  EncryptRequest,
+  EncryptResult,
+  GenerateDataKeyRequest,
+  PlaintextResult,
+  ReEncryptRequest,
+  ReEncryptResult,
+} from '../kms/envelope';
 import {
   InvalidEncryptionContextError,
   InvalidKeyUsageError,
@@ -130,7 +139,11 @@ function plaintextOut(plaintext: Buffer, p: PublicKeyOutput): Buffer {
   }
 }
 
-export const encryptRequest = (p: ActionParams<'Encrypt'>): EncryptRequest => ({ keyId: p.KeyId, plaintext: p.Plaintext, context: contextFromWire(p.EncryptionContext) });
+export const encryptRequest = (p: ActionParams<'Encrypt'>): EncryptRequest => ({
+  keyId: p.KeyId,
+  plaintext: p.Plaintext,
+  context: contextFromWire(p.EncryptionContext),
+});
 
 export const encryptAnswer = (r: EncryptResult) => ({ CiphertextBlob: r.ciphertext, KeyId: r.keyId });
 

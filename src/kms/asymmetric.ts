@@ -152,7 +152,10 @@ export class Asymmetric {
     }
     if (type !== 'DIGEST') throw new InvalidParameterError('messageType must be RAW or DIGEST', about('messageType'));
     if (p.message.length !== DIGEST_BYTES[algorithm])
-      throw new InvalidParameterError(`a DIGEST message for ${algorithm} is exactly ${DIGEST_BYTES[algorithm]} bytes, got ${p.message.length}`, about('message'));
+      throw new InvalidParameterError(
+        `a DIGEST message for ${algorithm} is exactly ${DIGEST_BYTES[algorithm]} bytes, got ${p.message.length}`,
+        about('message'),
+      );
     return { algorithm, input: { digest: p.message } };
   }
 }

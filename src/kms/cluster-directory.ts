@@ -52,7 +52,8 @@ export class ClusterDirectory {
   private owned(tenant: string, id: string): HsmCluster {
     const c = this.byId.get(id);
     // another tenant's cluster is reported exactly like a missing one
-    if (!c || !this.usableBy(tenant, c)) throw new InvalidHsmClusterError(`hsmClusterId ${quoted(id)} is not a cluster this account can use`, about('hsmClusterId'));
+    if (!c || !this.usableBy(tenant, c))
+      throw new InvalidHsmClusterError(`hsmClusterId ${quoted(id)} is not a cluster this account can use`, about('hsmClusterId'));
     return c;
   }
 }

@@ -34,14 +34,20 @@ describe('KMS core: asymmetric keys', () => {
     const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'rsa-dec', keyUsage: 'rsa-2048-decrypt' });
     const pem = createPublicKey({ key: (await kms.asymmetric.getPublicKey(alice, KeyId)).publicKey, format: 'der', type: 'spki' });
     const oaep1 = publicEncrypt({ key: pem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, Buffer.from('secret one'));
-    expect((await kms.asymmetric.rsaDecrypt(alice, { keyId: KeyId, ciphertext: oaep1, algorithm: 'RSAES_OAEP_SHA_1' })).plaintext.toString()).toBe('secret one');
+    expect((await kms.asymmetric.rsaDecrypt(alice, { keyId: KeyId, ciphertext: oaep1, algorithm: 'RSAES_OAEP_SHA_1' })).plaintext.toString()).toBe(
+      'secret one',
+    );
     const v15 = publicEncrypt({ key: pem, padding: constants.RSA_PKCS1_PADDING }, Buffer.from('secret two'));
     expect((await kms.asymmetric.rsaDecrypt(alice, { keyId: KeyId, ciphertext: v15, algorithm: 'RSAES_PKCS1_V1_5' })).plaintext.toString()).toBe('secret two');
     const err = await kms.asymmetric.rsaDecrypt(alice, { keyId: KeyId, ciphertext: oaep1, algorithm: 'RSAES_OAEP_SHA_256' }).catch((e: Error) => e);
     expect(err).toBeInstanceOf(E.UnsupportedOperationError);
     expect((err as Error).message).toMatch(/RSAES_OAEP_SHA_256.*offered: RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1/);
-    await expect(kms.asymmetric.rsaDecrypt(alice, { keyId: KeyId, ciphertext: randomBytes(256), algorithm: 'RSAES_OAEP_SHA_1' })).rejects.toBeInstanceOf(E.AsymmetricDecryptError);
-    await expect(kms.asymmetric.rsaDecrypt(alice, { keyId: KeyId, ciphertext: Buffer.from('short'), algorithm: 'RSAES_OAEP_SHA_1' })).rejects.toBeInstanceOf(E.AsymmetricDecryptError);
+    await expect(kms.asymmetric.rsaDecrypt(alice, { keyId: KeyId, ciphertext: randomBytes(256), algorithm: 'RSAES_OAEP_SHA_1' })).rejects.toBeInstanceOf(
+      E.AsymmetricDecryptError,
+    );
+    await expect(kms.asymmetric.rsaDecrypt(alice, { keyId: KeyId, ciphertext: Buffer.from('short'), algorithm: 'RSAES_OAEP_SHA_1' })).rejects.toBeInstanceOf(
+      E.AsymmetricDecryptError,
+    );
     await expect(kms.asymmetric.rsaDecrypt(alice, { keyId: KeyId, ciphertext: oaep1, algorithm: 'RSA' })).rejects.toBeInstanceOf(E.InvalidParameterError);
     await expect(kms.asymmetric.sm2Decrypt(alice, KeyId)).rejects.toBeInstanceOf(E.InvalidKeyUsageError);
   });
@@ -229,20 +235,30 @@ describe('KMS core: bring your own key', () => {
         validTo: now() - 1,
       }),
     ).rejects.toBeInstanceOf(E.InvalidParameterError);
-    await expect(kms.keyImport.getParametersForImport(alice, { keyId: KeyId, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', wrappingKeySpec: 'RSA_4096' })).rejects.toBeInstanceOf(E.InvalidParameterError);
-    await expect(kms.keyImport.getParametersForImport(alice, { keyId: KeyId, wrappingAlgorithm: 'AES_WRAP', wrappingKeySpec: 'RSA_2048' })).rejects.toBeInstanceOf(E.InvalidParameterError);
-    const err = await kms.keyImport.getParametersForImport(alice, { keyId: KeyId, wrappingAlgorithm: 'RSAES_OAEP_SHA_256', wrappingKeySpec: 'RSA_2048' }).catch((e: Error) => e);
+    await expect(
+      kms.keyImport.getParametersForImport(alice, { keyId: KeyId, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', wrappingKeySpec: 'RSA_4096' }),
+    ).rejects.toBeInstanceOf(E.InvalidParameterError);
+    await expect(
+      kms.keyImport.getParametersForImport(alice, { keyId: KeyId, wrappingAlgorithm: 'AES_WRAP', wrappingKeySpec: 'RSA_2048' }),
+    ).rejects.toBeInstanceOf(E.InvalidParameterError);
+    const err = await kms.keyImport
+      .getParametersForImport(alice, { keyId: KeyId, wrappingAlgorithm: 'RSAES_OAEP_SHA_256', wrappingKeySpec: 'RSA_2048' })
+      .catch((e: Error) => e);
     expect(err).toBeInstanceOf(E.UnsupportedOperationError);
     expect((err as Error).message).toContain('they offer RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1');
     const native = await kms.lifecycle.createKey(alice, { alias: 'byok-native' });
-    await expect(kms.keyImport.getParametersForImport(alice, { keyId: native.keyId, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', wrappingKeySpec: 'RSA_2048' })).rejects.toBeInstanceOf(E.NotExternalKeyError);
+    await expect(
+      kms.keyImport.getParametersForImport(alice, { keyId: native.keyId, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', wrappingKeySpec: 'RSA_2048' }),
+    ).rejects.toBeInstanceOf(E.NotExternalKeyError);
     await expect(kms.keyImport.deleteImportedKeyMaterial(alice, native.keyId)).rejects.toBeInstanceOf(E.NotExternalKeyError);
   });
 
   test('PKCS#1 v1.5 is refused by default, also for a token issued while it was allowed; the token is then used up', async () => {
     const strict = lab.kms(lab.sqlite(), { clock, nodeId: 'strict' });
     const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'byok-pkcs1-off', origin: 'EXTERNAL' });
-    const err = await strict.keyImport.getParametersForImport(alice, { keyId: KeyId, wrappingAlgorithm: 'RSAES_PKCS1_V1_5', wrappingKeySpec: 'RSA_2048' }).catch((e: Error) => e);
+    const err = await strict.keyImport
+      .getParametersForImport(alice, { keyId: KeyId, wrappingAlgorithm: 'RSAES_PKCS1_V1_5', wrappingKeySpec: 'RSA_2048' })
+      .catch((e: Error) => e);
     expect(err).toBeInstanceOf(E.UnsupportedOperationError);
     expect((err as Error).message).toMatch(/Bleichenbacher.*RSAES_OAEP_SHA_1/);
     const p = await kms.keyImport.getParametersForImport(alice, { keyId: KeyId, wrappingAlgorithm: 'RSAES_PKCS1_V1_5', wrappingKeySpec: 'RSA_2048' });

@@ -121,7 +121,9 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     expect(await kms.asymmetric.verify(bob, { keyId: ec, algorithm: 'ECDSA_SHA_256', message: message, signature: again.signature })).toMatchObject({
       signatureValid: true,
     });
-    expect((await kms.asymmetric.rsaDecrypt(bob, { keyId: rsa, ciphertext: rsaCipher, algorithm: 'RSAES_OAEP_SHA_1' })).plaintext.toString()).toBe('rsa secret');
+    expect((await kms.asymmetric.rsaDecrypt(bob, { keyId: rsa, ciphertext: rsaCipher, algorithm: 'RSAES_OAEP_SHA_1' })).plaintext.toString()).toBe(
+      'rsa secret',
+    );
     const material = randomBytes(32);
     const wrappedMaterial = publicEncrypt(
       { key: createPublicKey({ key: params.publicKey, format: 'der', type: 'spki' }), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' },

@@ -165,7 +165,9 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     await kms.lifecycle.bindCloudResource(alice, { keyId: KeyId, productId: 'cvm', resourceId: 'ins-1' });
     await expect(kms.lifecycle.disableKey(alice, KeyId)).rejects.toBeInstanceOf(E.UsedByCloudProductError);
     await kms.lifecycle.unbindCloudResource(alice, { keyId: KeyId, productId: 'cvm', resourceId: 'ins-1' });
-    await expect(kms.lifecycle.unbindCloudResource(alice, { keyId: KeyId, productId: 'cvm', resourceId: 'ins-1' })).rejects.toBeInstanceOf(E.BindingNotFoundError);
+    await expect(kms.lifecycle.unbindCloudResource(alice, { keyId: KeyId, productId: 'cvm', resourceId: 'ins-1' })).rejects.toBeInstanceOf(
+      E.BindingNotFoundError,
+    );
     await kms.lifecycle.disableKey(alice, KeyId);
   });
 
@@ -214,8 +216,7 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     const listed = await listKeys(carol, { Limit: 200 });
     expect(listed.keys.map((k) => k.keyId)).toEqual([ids['l-enabled'], ids['l-disabled'], ids['l-import'], ids['l-sign']]);
     expect(listed.totalCount).toBe(4);
-    const detail = async (p: ActionParams<'ListKeyDetail'>) =>
-      (await listKeyDetail(carol, { Limit: 200, ...p })).keys.map((m) => m.alias);
+    const detail = async (p: ActionParams<'ListKeyDetail'>) => (await listKeyDetail(carol, { Limit: 200, ...p })).keys.map((m) => m.alias);
     expect(await detail({})).toEqual(['l-archived', 'l-import', 'l-pending', 'l-disabled', 'l-enabled']);
     expect(await detail({ OrderType: 1 })).toEqual(['l-enabled', 'l-disabled', 'l-pending', 'l-import', 'l-archived']);
     expect(await detail({ KeyUsage: 'ALL' })).toHaveLength(6);

@@ -50,7 +50,9 @@ describe('one tenant cannot stall the others (KMS core)', () => {
       await kms.envelope.encrypt(bob, { keyId: bKey, plaintext: Buffer.from('warm') });
       const keys = await externalKeys(CAP, `gen-${cluster ?? 'shared'}`);
       let batchDone = false;
-      const batch = Promise.all(keys.map((k) => kms.keyImport.getParametersForImport(alice, { keyId: k, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', wrappingKeySpec: 'RSA_2048' }))).then((r) => {
+      const batch = Promise.all(
+        keys.map((k) => kms.keyImport.getParametersForImport(alice, { keyId: k, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', wrappingKeySpec: 'RSA_2048' })),
+      ).then((r) => {
         batchDone = true;
         return r;
       });
@@ -93,11 +95,13 @@ describe('one tenant cannot stall the others (KMS core)', () => {
     const ciphertext = publicEncrypt({ key: pem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, Buffer.from('x'));
     const held = Array.from({ length: CAP }, () => kms.expensive.acquire(alice.tenant, 'test'));
     try {
-      await expect(kms.keyImport.getParametersForImport(alice, { keyId: ext, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', wrappingKeySpec: 'RSA_2048' })).rejects.toBeInstanceOf(E.ExpensiveLimitError);
-      await expect(kms.lifecycle.createKey(alice, { alias: 'cap-new-rsa', keyUsage: 'rsa-2048-sign-verify' })).rejects.toBeInstanceOf(
+      await expect(
+        kms.keyImport.getParametersForImport(alice, { keyId: ext, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', wrappingKeySpec: 'RSA_2048' }),
+      ).rejects.toBeInstanceOf(E.ExpensiveLimitError);
+      await expect(kms.lifecycle.createKey(alice, { alias: 'cap-new-rsa', keyUsage: 'rsa-2048-sign-verify' })).rejects.toBeInstanceOf(E.ExpensiveLimitError);
+      await expect(kms.asymmetric.rsaDecrypt(alice, { keyId: rsa, ciphertext: ciphertext, algorithm: 'RSAES_OAEP_SHA_1' })).rejects.toBeInstanceOf(
         E.ExpensiveLimitError,
       );
-      await expect(kms.asymmetric.rsaDecrypt(alice, { keyId: rsa, ciphertext: ciphertext, algorithm: 'RSAES_OAEP_SHA_1' })).rejects.toBeInstanceOf(E.ExpensiveLimitError);
       await expect(kms.asymmetric.sign(alice, { keyId: signer, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m') })).rejects.toBeInstanceOf(
         E.ExpensiveLimitError,
       );
@@ -150,9 +154,9 @@ describe('one tenant cannot stall the others (KMS core)', () => {
         expect(toApiError(e).code).toBe('RequestLimitExceeded');
       }
       expect((await kms.envelope.encrypt(alice, { keyId: aes, plaintext: Buffer.from('cheap') })).keyId).toBe(aes);
-      expect(
-        (await kms.lifecycle.createKey(bob, { alias: 'full-bob-rsa', keyUsage: 'rsa-2048-sign-verify', hsmClusterId: 'cls-bob' })).keyState,
-      ).toBe('Enabled');
+      expect((await kms.lifecycle.createKey(bob, { alias: 'full-bob-rsa', keyUsage: 'rsa-2048-sign-verify', hsmClusterId: 'cls-bob' })).keyState).toBe(
+        'Enabled',
+      );
     } finally {
       open();
       await Promise.all(held);
@@ -194,7 +198,9 @@ describe('one tenant cannot stall the others (KMS core)', () => {
     const p = await kms.keyImport.getParametersForImport(alice, { keyId: k, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', wrappingKeySpec: 'RSA_2048' });
     const v15 = await kms.keyImport.getParametersForImport(alice, { keyId: k, wrappingAlgorithm: 'RSAES_PKCS1_V1_5', wrappingKeySpec: 'RSA_2048' });
     expect(v15.publicKey).not.toEqual(p.publicKey);
-    expect((await kms.keyImport.getParametersForImport(alice, { keyId: other, wrappingAlgorithm: 'RSAES_PKCS1_V1_5', wrappingKeySpec: 'RSA_2048' })).publicKey).not.toEqual(v15.publicKey);
+    expect(
+      (await kms.keyImport.getParametersForImport(alice, { keyId: other, wrappingAlgorithm: 'RSAES_PKCS1_V1_5', wrappingKeySpec: 'RSA_2048' })).publicKey,
+    ).not.toEqual(v15.publicKey);
     clock.advance(v15.parametersValidTo - Math.floor(clock.now() / 1000) - REUSE_MIN_SECONDS + 1);
     const late = await kms.keyImport.getParametersForImport(alice, { keyId: k, wrappingAlgorithm: 'RSAES_PKCS1_V1_5', wrappingKeySpec: 'RSA_2048' });
     expect(late.publicKey).not.toEqual(v15.publicKey);

@@ -45,7 +45,11 @@ function requestFieldNames(fields: Fields, out: Set<string>): void {
 /** PascalCase property names the wire mapping writes into answers. */
 function answerFieldNames(path: string, out: Set<string>): void {
   const visit = (n: ts.Node): void => {
-    if ((ts.isPropertyAssignment(n) || ts.isPropertySignature(n) || ts.isShorthandPropertyAssignment(n)) && ts.isIdentifier(n.name) && /^[A-Z][a-z]/.test(n.name.text))
+    if (
+      (ts.isPropertyAssignment(n) || ts.isPropertySignature(n) || ts.isShorthandPropertyAssignment(n)) &&
+      ts.isIdentifier(n.name) &&
+      /^[A-Z][a-z]/.test(n.name.text)
+    )
       out.add(n.name.text);
     ts.forEachChild(n, visit);
   };
@@ -150,7 +154,11 @@ describe('src/kms holds no Tencent wire names', () => {
         ].join('\n'),
       ],
     ]);
-    expect(findings(bad, names, usages).map((f) => `${f.line} ${f.where} ${f.word}`).sort()).toEqual([
+    expect(
+      findings(bad, names, usages)
+        .map((f) => `${f.line} ${f.where} ${f.word}`)
+        .sort(),
+    ).toEqual([
       '1 import ../api/kms-wire',
       '2 property KeyId',
       '3 property Plaintext',
