@@ -138,8 +138,11 @@ export const HANDLERS: ActionTable = {
     resources: async (ctx) => collection(ctx),
     run: async (ctx, p) => wire.listKeyDetailAnswer(await ctx.kms.lifecycle.listKeyDetail(ctx.caller, wire.listKeyDetailRequest(p))),
   },
-  UpdateAlias: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.updateAlias(ctx.caller, p.KeyId, p.Alias).then(nothing) },
-  UpdateKeyDescription: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.updateKeyDescription(ctx.caller, p.KeyId, p.Description).then(nothing) },
+  UpdateAlias: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.updateAlias(ctx.caller, { keyId: p.KeyId, alias: p.Alias }).then(nothing) },
+  UpdateKeyDescription: {
+    resources: oneKey,
+    run: (ctx, p) => ctx.kms.lifecycle.updateKeyDescription(ctx.caller, { keyId: p.KeyId, description: p.Description }).then(nothing),
+  },
   EnableKey: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.enableKey(ctx.caller, p.KeyId).then(nothing) },
   EnableKeys: { resources: (ctx, p) => keys(ctx, p.KeyIds), run: (ctx, p) => batch(ctx, p.KeyIds, 'EnableKey') },
   DisableKey: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.disableKey(ctx.caller, p.KeyId).then(nothing) },
@@ -147,14 +150,17 @@ export const HANDLERS: ActionTable = {
   ScheduleKeyDeletion: {
     resources: oneKey,
     run: async (ctx, p) => {
-      const r = await ctx.kms.lifecycle.scheduleKeyDeletion(ctx.caller, p.KeyId, p.PendingWindowInDays);
+      const r = await ctx.kms.lifecycle.scheduleKeyDeletion(ctx.caller, { keyId: p.KeyId, pendingWindowDays: p.PendingWindowInDays });
       return { KeyId: r.keyId, DeletionDate: r.deletionDate };
     },
   },
   CancelKeyDeletion: { resources: oneKey, run: async (ctx, p) => ({ KeyId: (await ctx.kms.lifecycle.cancelKeyDeletion(ctx.caller, p.KeyId)).keyId }) },
   ArchiveKey: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.archiveKey(ctx.caller, p.KeyId).then(nothing) },
   CancelKeyArchive: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.cancelKeyArchive(ctx.caller, p.KeyId).then(nothing) },
-  EnableKeyRotation: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.enableKeyRotation(ctx.caller, p.KeyId, p.RotateDays).then(nothing) },
+  EnableKeyRotation: {
+    resources: oneKey,
+    run: (ctx, p) => ctx.kms.rotation.enableKeyRotation(ctx.caller, { keyId: p.KeyId, rotateDays: p.RotateDays }).then(nothing),
+  },
   DisableKeyRotation: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.disableKeyRotation(ctx.caller, p.KeyId).then(nothing) },
   GetKeyRotationStatus: {
     resources: oneKey,

@@ -40,6 +40,29 @@ export interface CreateKeyRequest {
   hsmClusterId?: string;
 }
 
+export interface AliasChange {
+  keyId: string;
+  alias: string;
+}
+
+export interface DescriptionChange {
+  keyId: string;
+  description: string;
+}
+
+/** Tags to set (added or replaced) and tag keys to remove. */
+export interface TagChange {
+  keyId: string;
+  set: readonly Tag[];
+  remove?: readonly string[];
+}
+
+export interface DeletionRequest {
+  keyId: string;
+  /** Days until the key is deleted, 7 to 30. */
+  pendingWindowDays: number;
+}
+
 /** A cloud product's resource that uses a key (a key bound to one cannot be disabled or deleted). */
 export interface CloudResourceRequest {
   keyId: string;
@@ -190,7 +213,8 @@ export class Lifecycle {
     return { keys: res.keys.map((k) => this.describe(k)), totalCount: res.total };
   }
 
-  async updateAlias(caller: Caller, keyId: string, alias: string): Promise<void> {
+  async updateAlias(caller: Caller, p: AliasChange): Promise<void> {
+    const { keyId, alias } = p;
     await this.access.change(caller, keyId, 'UpdateMetadata', (r) => {
       const issue = aliasProblem(alias, r.owner !== 'user');
       if (issue) throw new InvalidAliasError(issue, about('alias'));
@@ -198,15 +222,17 @@ export class Lifecycle {
     });
   }
 
-  async updateKeyDescription(caller: Caller, keyId: string, description: string): Promise<void> {
+  async updateKeyDescription(caller: Caller, p: DescriptionChange): Promise<void> {
+    const { keyId, description } = p;
     const issue = descriptionProblem(description);
     if (issue) throw new InvalidParameterError(issue, about('description'));
     await this.access.change(caller, keyId, 'UpdateMetadata', (r) => (r.description === description ? undefined : { description }));
   }
 
   /** Sets and removes tags; archived keys may be re-tagged. */
-  async tagKey(caller: Caller, keyId: string, set: readonly Tag[], remove: readonly string[] = []): Promise<Record<string, string>> {
-    const add = tagsOf(set);
+  async tagKey(caller: Caller, p: TagChange): Promise<Record<string, string>> {
+    const { keyId, remove = [] } = p;
+    const add = tagsOf(p.set);
     const r = await this.access.change(caller, keyId, 'UpdateMetadata', (cur) => {
       const tags = { ...cur.tags, ...add };
       for (const k of remove) delete tags[k];
@@ -248,7 +274,8 @@ export class Lifecycle {
     });
   }
 
-  async scheduleKeyDeletion(caller: Caller, keyId: string, days: number): Promise<{ keyId: string; deletionDate: number }> {
+  async scheduleKeyDeletion(caller: Caller, p: DeletionRequest): Promise<{ keyId: string; deletionDate: number }> {
+    const { keyId, pendingWindowDays: days } = p;
     const issue = pendingWindowProblem(days);
     if (issue) throw new InvalidPendingWindowError(issue, about('pendingWindowDays'));
     const deletionDate = unixNow(this.access.clock) + days * DAY_SECONDS;

@@ -14,6 +14,12 @@ function requireRotatable(r: KeyRecord): void {
   if (can === 'asymmetric') throw new RotationNotSupportedError(`key ${r.keyId} is asymmetric (${usage}); asymmetric keys do not rotate`);
 }
 
+export interface RotationSettings {
+  keyId: string;
+  /** Days between rotations, 7 to 365; default 365. */
+  rotateDays?: number;
+}
+
 /** Rotation settings, on-demand rotation, and the rotation of due keys (run by the background jobs). */
 export class Rotation {
   private readonly running = new Set<string>();
@@ -24,7 +30,8 @@ export class Rotation {
     return this.ctx.access;
   }
 
-  async enableKeyRotation(caller: Caller, keyId: string, rotateDays?: number): Promise<void> {
+  async enableKeyRotation(caller: Caller, p: RotationSettings): Promise<void> {
+    const { keyId, rotateDays } = p;
     const issue = rotateDaysProblem(rotateDays);
     if (issue) throw new InvalidParameterError(issue, about('rotateDays'));
     const days = rotateDays ?? ROTATE_DAYS.default;

@@ -110,7 +110,7 @@ describe('KMS core: Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateRandom
     await expect(enc('x', undefined, KeyId)).rejects.toBeInstanceOf(E.KeyArchivedError);
     await expect(kms.envelope.generateDataKey(alice, { keyId: KeyId, keySpec: 'AES_256' })).rejects.toBeInstanceOf(E.KeyArchivedError);
     expect((await dec(CiphertextBlob)).plaintext.toString()).toBe('old data');
-    await kms.lifecycle.scheduleKeyDeletion(alice, KeyId, 7);
+    await kms.lifecycle.scheduleKeyDeletion(alice, { keyId: KeyId, pendingWindowDays: 7 });
     const before = kms.alarms.list(KeyId).length;
     await expect(dec(CiphertextBlob)).rejects.toBeInstanceOf(E.KeyPendingDeleteError);
     await expect(enc('x', undefined, KeyId)).rejects.toBeInstanceOf(E.KeyPendingDeleteError);

@@ -122,15 +122,17 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     await expect(kms.lifecycle.enableKey(alice, KeyId)).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
     await kms.lifecycle.cancelKeyArchive(alice, KeyId);
     expect((await kms.lifecycle.describeKey(alice, KeyId)).keyState).toBe('Enabled');
-    await expect(kms.lifecycle.scheduleKeyDeletion(alice, KeyId, 7)).rejects.toBeInstanceOf(E.KeyShouldBeDisabledError);
+    await expect(kms.lifecycle.scheduleKeyDeletion(alice, { keyId: KeyId, pendingWindowDays: 7 })).rejects.toBeInstanceOf(E.KeyShouldBeDisabledError);
     await kms.lifecycle.disableKey(alice, KeyId);
     for (const bad of [6, 31, 7.5, '7', undefined]) {
-      await expect(kms.lifecycle.scheduleKeyDeletion(alice, KeyId, bad as number)).rejects.toBeInstanceOf(E.InvalidPendingWindowError);
+      await expect(kms.lifecycle.scheduleKeyDeletion(alice, { keyId: KeyId, pendingWindowDays: bad as number })).rejects.toBeInstanceOf(
+        E.InvalidPendingWindowError,
+      );
     }
-    const s = await kms.lifecycle.scheduleKeyDeletion(alice, KeyId, 7);
+    const s = await kms.lifecycle.scheduleKeyDeletion(alice, { keyId: KeyId, pendingWindowDays: 7 });
     expect(s.deletionDate).toBe(now() + 7 * 86400);
     expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ keyState: 'PendingDelete', deletionDate: s.deletionDate });
-    await expect(kms.lifecycle.updateAlias(alice, KeyId, 'renamed')).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
+    await expect(kms.lifecycle.updateAlias(alice, { keyId: KeyId, alias: 'renamed' })).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
     await kms.lifecycle.cancelKeyDeletion(alice, KeyId);
     expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ keyState: 'Disabled', deletionDate: undefined });
     await expect(kms.lifecycle.cancelKeyDeletion(alice, KeyId)).rejects.toBeInstanceOf(E.KeyNotPendingDeleteError);
@@ -139,11 +141,11 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
   test('UpdateAlias and UpdateKeyDescription; a taken alias is refused', async () => {
     const a = await create('upd-a');
     await create('upd-b');
-    await kms.lifecycle.updateAlias(alice, a.keyId, 'upd-c');
-    await kms.lifecycle.updateKeyDescription(alice, a.keyId, 'new words');
+    await kms.lifecycle.updateAlias(alice, { keyId: a.keyId, alias: 'upd-c' });
+    await kms.lifecycle.updateKeyDescription(alice, { keyId: a.keyId, description: 'new words' });
     expect(await kms.lifecycle.describeKey(alice, a.keyId)).toMatchObject({ alias: 'upd-c', description: 'new words' });
-    await expect(kms.lifecycle.updateAlias(alice, a.keyId, 'upd-b')).rejects.toBeInstanceOf(E.AliasTakenError);
-    await expect(kms.lifecycle.updateAlias(alice, a.keyId, 'kms-x')).rejects.toBeInstanceOf(E.InvalidAliasError);
+    await expect(kms.lifecycle.updateAlias(alice, { keyId: a.keyId, alias: 'upd-b' })).rejects.toBeInstanceOf(E.AliasTakenError);
+    await expect(kms.lifecycle.updateAlias(alice, { keyId: a.keyId, alias: 'kms-x' })).rejects.toBeInstanceOf(E.InvalidAliasError);
     await expect(create('upd-a')).resolves.not.toThrow();
   });
 
@@ -151,8 +153,8 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     const k = await kms.lifecycle.createKey(alice, { alias: 'kms-secrets-default' }, 'secrets-manager');
     await expect(kms.lifecycle.disableKey(alice, k.keyId)).rejects.toBeInstanceOf(E.UsedByCloudProductError);
     await expect(kms.lifecycle.archiveKey(alice, k.keyId)).rejects.toBeInstanceOf(E.UsedByCloudProductError);
-    await expect(kms.lifecycle.scheduleKeyDeletion(alice, k.keyId, 7)).rejects.toBeInstanceOf(E.KeyShouldBeDisabledError);
-    await kms.rotation.enableKeyRotation(alice, k.keyId);
+    await expect(kms.lifecycle.scheduleKeyDeletion(alice, { keyId: k.keyId, pendingWindowDays: 7 })).rejects.toBeInstanceOf(E.KeyShouldBeDisabledError);
+    await kms.rotation.enableKeyRotation(alice, { keyId: k.keyId });
     await kms.rotation.rotateKey(alice, k.keyId);
     expect(await kms.lifecycle.describeKey(alice, k.keyId)).toMatchObject({ owner: 'secrets-manager', keyState: 'Enabled', rotationEnabled: true });
     const products = await listKeys(alice, { Role: 1 });
@@ -186,13 +188,13 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
   test('tags: set, replace, remove, and filter lists by tag', async () => {
     const a = await create('tag-a', { Tags: [{ TagKey: 'team', TagValue: 'red' }] });
     const b = await create('tag-b', { Tags: [{ TagKey: 'team', TagValue: 'blue' }] });
-    expect(await kms.lifecycle.tagKey(alice, a.keyId, [{ key: 'tier', value: 'gold' }])).toEqual({ team: 'red', tier: 'gold' });
-    expect(await kms.lifecycle.tagKey(alice, b.keyId, [{ key: 'team', value: 'red' }], ['nothing'])).toEqual({ team: 'red' });
+    expect(await kms.lifecycle.tagKey(alice, { keyId: a.keyId, set: [{ key: 'tier', value: 'gold' }] })).toEqual({ team: 'red', tier: 'gold' });
+    expect(await kms.lifecycle.tagKey(alice, { keyId: b.keyId, set: [{ key: 'team', value: 'red' }], remove: ['nothing'] })).toEqual({ team: 'red' });
     const red = await listKeyDetail(alice, { TagFilters: [{ TagKey: 'team', TagValue: ['red'] }], Limit: 200 });
     expect(red.keys.map((m) => m.keyId).sort()).toEqual([a.keyId, b.keyId].sort());
     const gold = await listKeyDetail(alice, { TagFilters: [{ TagKey: 'team' }, { TagKey: 'tier', TagValue: ['gold'] }] });
     expect(gold.keys.map((m) => m.keyId)).toEqual([a.keyId]);
-    expect(await kms.lifecycle.tagKey(alice, a.keyId, [], ['tier'])).toEqual({ team: 'red' });
+    expect(await kms.lifecycle.tagKey(alice, { keyId: a.keyId, set: [], remove: ['tier'] })).toEqual({ team: 'red' });
   });
 
   test('ListKeys shows Enabled, Disabled and PendingImport keys; ListKeyDetail filters like the reference', async () => {
@@ -211,7 +213,7 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     }
     await kms.lifecycle.disableKey(carol, ids['l-disabled']);
     await kms.lifecycle.disableKey(carol, ids['l-pending']);
-    await kms.lifecycle.scheduleKeyDeletion(carol, ids['l-pending'], 7);
+    await kms.lifecycle.scheduleKeyDeletion(carol, { keyId: ids['l-pending'], pendingWindowDays: 7 });
     await kms.lifecycle.archiveKey(carol, ids['l-archived']);
     const listed = await listKeys(carol, { Limit: 200 });
     expect(listed.keys.map((k) => k.keyId)).toEqual([ids['l-enabled'], ids['l-disabled'], ids['l-import'], ids['l-sign']]);
@@ -247,7 +249,7 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     await q.lifecycle.createKey(dave, { alias: 'kms-product' }, 'cos');
     const first = (made.find((r) => r.status === 'fulfilled') as PromiseFulfilledResult<{ keyId: string }>).value.keyId;
     await q.lifecycle.disableKey(dave, first);
-    await q.lifecycle.scheduleKeyDeletion(dave, first, 7);
+    await q.lifecycle.scheduleKeyDeletion(dave, { keyId: first, pendingWindowDays: 7 });
     await expect(q.lifecycle.createKey(dave, { alias: 'q6' })).resolves.not.toThrow();
     await expect(q.lifecycle.createKey(dave, { alias: 'q7' })).rejects.toBeInstanceOf(E.KeyLimitExceededError);
   });
