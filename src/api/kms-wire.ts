@@ -68,9 +68,10 @@ const WIRE_FIELDS: Readonly<Record<RequestField, string>> = {
   hsmClusterId: 'HsmClusterId',
 };
 
-/** A core error's message in Tencent terms: the first mention of each request value it names, by its wire name. */
+/** A core error's message in Tencent terms: the first mention of each request value it names, and every key usage, by its wire name. */
 export function wireMessage(e: KmsError): string {
-  return e.fields.reduce((m, f) => m.replace(new RegExp(`\\b${f}\\b`), WIRE_FIELDS[f]), e.message);
+  const named = e.fields.reduce((m, f) => m.replace(new RegExp(`\\b${f}\\b`), WIRE_FIELDS[f]), e.message);
+  return named.replace(CORE_USAGE_NAMES, (usage) => WIRE_KEY_USAGES[usage as KeyUsage]);
 }
 
 /** Tencent's KeyUsage names of the core's key usages. */
@@ -83,6 +84,8 @@ const WIRE_KEY_USAGES: Readonly<Record<KeyUsage, string>> = {
   'ec-p256-sign-verify': 'ASYMMETRIC_SIGN_VERIFY_ECC',
   'ec-p384-sign-verify': 'ASYMMETRIC_SIGN_VERIFY_ECDSA384',
 };
+/** A core usage name as a word of its own (not part of a longer hyphenated word). */
+const CORE_USAGE_NAMES = new RegExp(`(?<![\\w-])(${Object.keys(WIRE_KEY_USAGES).join('|')})(?![\\w-])`, 'g');
 const USAGES_BY_WIRE_NAME = new Map(Object.entries(WIRE_KEY_USAGES).map(([usage, name]) => [name, usage as KeyUsage]));
 
 export const keyUsageToWire = (usage: KeyUsage): string => WIRE_KEY_USAGES[usage];

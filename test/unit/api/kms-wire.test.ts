@@ -81,6 +81,8 @@ describe('the Tencent wire mapped onto the core', () => {
     // a caller's value quoted after the field keeps its text; a word that only contains a field name is not one
     const quotedValue = new InvalidParameterError('keyId "keyId" is not a key id; keyIds differ', about('keyId'));
     expect(wireMessage(quotedValue)).toBe('KeyId "keyId" is not a key id; keyIds differ');
+    const usage = new InvalidKeyUsageError('key k is a ec-p256-sign-verify key; symmetric encryption needs an encrypt-decrypt key');
+    expect(wireMessage(usage)).toBe('key k is a ASYMMETRIC_SIGN_VERIFY_ECC key; symmetric encryption needs an ENCRYPT_DECRYPT key');
     const none = new KeyDisabledError('key k is disabled: plaintext stays');
     expect(wireMessage(none)).toBe('key k is disabled: plaintext stays');
   });
