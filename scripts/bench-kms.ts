@@ -26,7 +26,7 @@ async function main(): Promise<void> {
     const plaintext = Buffer.alloc(32, 7);
     const aad = Buffer.alloc(64, 1);
     const layer = () => cluster.encrypt(material, binding, plaintext, aad);
-    const core = () => kms.envelope.encrypt(caller, KeyId, plaintext);
+    const core = () => kms.envelope.encrypt(caller, { keyId: KeyId, plaintext });
     for (let i = 0; i < 2000; i++) {
       await layer();
       await core();

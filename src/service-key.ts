@@ -14,7 +14,7 @@ export const SERVICE_KEY_ALIAS = 'kms-service-secrets';
 const CONTEXT = { purpose: 'api-secret-key' };
 
 async function findServiceKey(kms: Kms): Promise<string | undefined> {
-  const found = await kms.lifecycle.listKeyDetail(SYSTEM_CALLER, { SearchKeyAlias: SERVICE_KEY_ALIAS, Role: 1, Limit: 10 });
+  const found = await kms.lifecycle.listKeyDetail(SYSTEM_CALLER, { searchAlias: SERVICE_KEY_ALIAS, role: 'product', keyUsage: 'encrypt-decrypt', limit: 10 });
   return found.keys.find((k) => k.alias === SERVICE_KEY_ALIAS)?.keyId;
 }
 
@@ -35,7 +35,7 @@ export async function serviceKeyId(kms: Kms): Promise<string> {
 export async function serviceSealer(kms: Kms): Promise<SecretSealer> {
   const keyId = await serviceKeyId(kms);
   return {
-    seal: async (plain) => (await kms.envelope.encrypt(SYSTEM_CALLER, keyId, plain, CONTEXT)).ciphertext,
+    seal: async (plain) => (await kms.envelope.encrypt(SYSTEM_CALLER, { keyId, plaintext: plain, context: CONTEXT })).ciphertext,
     open: async (sealed) => (await kms.envelope.decrypt(SYSTEM_CALLER, { ciphertext: sealed, context: CONTEXT })).plaintext,
   };
 }

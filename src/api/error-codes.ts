@@ -9,6 +9,7 @@ import { SlowQueueFullError } from '../hsm/errors';
 import { IamIntegrityError } from '../iam/errors';
 import * as kms from '../kms/errors';
 import { domainError } from '../kms/key-access';
+import { wireMessage } from './kms-wire';
 import { ParamError } from './params';
 import { AuthError } from './tc3';
 
@@ -165,5 +166,5 @@ export function toApiError(thrown: unknown, requestId = ''): ApiError {
   const code = classCode(e);
   if (code === undefined) return internalError(requestId);
   if (e instanceof kms.ServiceUnavailableError) return { code, message: SERVICE_UNAVAILABLE_MESSAGE, internal: true };
-  return { code, message: e.message, internal: false };
+  return { code, message: e instanceof kms.KmsError ? wireMessage(e) : e.message, internal: false };
 }

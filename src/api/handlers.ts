@@ -8,7 +8,7 @@ import { collectionResource, dataKeyCollectionResource, dataKeyResource, keyReso
 import { decodeBlob } from '../kms/ciphertext';
 import { DataKeyNotFoundError, InvalidCiphertextError, KeyNotFoundError } from '../kms/errors';
 import type { Caller } from '../kms/key-access';
-import { KEY_USAGES, usagesOffered } from '../kms/key-usage';
+import { usagesOffered } from '../kms/key-usage';
 import type { Kms } from '../kms/service';
 import * as wire from './kms-wire';
 import type { ActionParams, ServedAction } from './params';
@@ -94,14 +94,11 @@ async function batch(ctx: ActionContext, ids: string[], action: 'EnableKey' | 'D
   return {};
 }
 
-/** What the tenant's clusters (shared pool and its own dedicated ones) can all do, in ListAlgorithms terms. */
+/** What the tenant's clusters (shared pool and its own dedicated ones) can all do. */
 function algorithms(ctx: ActionContext): object {
   const dir = ctx.kms.clusters;
   const usable = [dir.shared, ...dir.dedicatedOf(ctx.caller.tenant)];
-  const offered = new Set(usable.flatMap((c) => usagesOffered(c.capabilities.keySpecs)));
-  const names: Record<string, string> = { AES_256: 'AES_256', RSA_2048: 'RSA_2048', EC_P256: 'ECC_P256', EC_P384: 'ECC_P384' };
-  const of = (kind: string) => [...offered].filter((u) => KEY_USAGES[u].kind === kind).map((u) => ({ KeyUsage: u, Algorithm: names[KEY_USAGES[u].spec] }));
-  return { SymmetricAlgorithms: of('symmetric'), AsymmetricAlgorithms: of('asymmetric-decrypt'), AsymmetricSignVerifyAlgorithms: of('sign-verify') };
+  return wire.listAlgorithmsAnswer([...new Set(usable.flatMap((c) => usagesOffered(c.capabilities.keySpecs)))]);
 }
 
 /** A data key's resource name; one that cannot be found gets UNKNOWN_CREATOR, as a key does. */
@@ -166,13 +163,19 @@ export const HANDLERS: ActionTable = {
     resources: (ctx, p) => keys(ctx, p.KeyIds),
     run: async (ctx, p) => ({ KeyMetadatas: (await ctx.kms.lifecycle.describeKeys(ctx.caller, p.KeyIds)).map(wire.toKeyMetadata) }),
   },
-  ListKeys: { resources: async (ctx) => collection(ctx), run: async (ctx, p) => wire.listKeysAnswer(await ctx.kms.lifecycle.listKeys(ctx.caller, p)) },
+  ListKeys: {
+    resources: async (ctx) => collection(ctx),
+    run: async (ctx, p) => wire.listKeysAnswer(await ctx.kms.lifecycle.listKeys(ctx.caller, wire.listKeysRequest(p))),
+  },
   ListKeyDetail: {
     resources: async (ctx) => collection(ctx),
-    run: async (ctx, p) => wire.listKeyDetailAnswer(await ctx.kms.lifecycle.listKeyDetail(ctx.caller, p)),
+    run: async (ctx, p) => wire.listKeyDetailAnswer(await ctx.kms.lifecycle.listKeyDetail(ctx.caller, wire.listKeyDetailRequest(p))),
   },
-  UpdateAlias: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.updateAlias(ctx.caller, p.KeyId, p.Alias).then(nothing) },
-  UpdateKeyDescription: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.updateKeyDescription(ctx.caller, p.KeyId, p.Description).then(nothing) },
+  UpdateAlias: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.updateAlias(ctx.caller, { keyId: p.KeyId, alias: p.Alias }).then(nothing) },
+  UpdateKeyDescription: {
+    resources: oneKey,
+    run: (ctx, p) => ctx.kms.lifecycle.updateKeyDescription(ctx.caller, { keyId: p.KeyId, description: p.Description }).then(nothing),
+  },
   EnableKey: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.enableKey(ctx.caller, p.KeyId).then(nothing) },
   EnableKeys: { resources: (ctx, p) => keys(ctx, p.KeyIds), run: (ctx, p) => batch(ctx, p.KeyIds, 'EnableKey') },
   DisableKey: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.disableKey(ctx.caller, p.KeyId).then(nothing) },
@@ -180,14 +183,17 @@ export const HANDLERS: ActionTable = {
   ScheduleKeyDeletion: {
     resources: oneKey,
     run: async (ctx, p) => {
-      const r = await ctx.kms.lifecycle.scheduleKeyDeletion(ctx.caller, p.KeyId, p.PendingWindowInDays);
+      const r = await ctx.kms.lifecycle.scheduleKeyDeletion(ctx.caller, { keyId: p.KeyId, pendingWindowDays: p.PendingWindowInDays });
       return { KeyId: r.keyId, DeletionDate: r.deletionDate };
     },
   },
   CancelKeyDeletion: { resources: oneKey, run: async (ctx, p) => ({ KeyId: (await ctx.kms.lifecycle.cancelKeyDeletion(ctx.caller, p.KeyId)).keyId }) },
   ArchiveKey: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.archiveKey(ctx.caller, p.KeyId).then(nothing) },
   CancelKeyArchive: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.cancelKeyArchive(ctx.caller, p.KeyId).then(nothing) },
-  EnableKeyRotation: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.enableKeyRotation(ctx.caller, p.KeyId, p.RotateDays).then(nothing) },
+  EnableKeyRotation: {
+    resources: oneKey,
+    run: (ctx, p) => ctx.kms.rotation.enableKeyRotation(ctx.caller, { keyId: p.KeyId, rotateDays: p.RotateDays }).then(nothing),
+  },
   DisableKeyRotation: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.disableKeyRotation(ctx.caller, p.KeyId).then(nothing) },
   GetKeyRotationStatus: {
     resources: oneKey,
@@ -196,7 +202,7 @@ export const HANDLERS: ActionTable = {
   RotateKey: { resources: oneKey, run: (ctx, p) => ctx.kms.rotation.rotateKey(ctx.caller, p.KeyId).then(wire.rotateKeyAnswer) },
   Encrypt: {
     resources: oneKey,
-    run: async (ctx, p) => wire.encryptAnswer(await ctx.kms.envelope.encrypt(ctx.caller, p.KeyId, p.Plaintext, wire.contextFromWire(p.EncryptionContext))),
+    run: async (ctx, p) => wire.encryptAnswer(await ctx.kms.envelope.encrypt(ctx.caller, wire.encryptRequest(p))),
   },
   Decrypt: {
     resources: (ctx, p) => keys(ctx, [blobKey(ctx, p.CiphertextBlob)]),
@@ -221,7 +227,7 @@ export const HANDLERS: ActionTable = {
   AsymmetricRsaDecrypt: {
     resources: oneKey,
     run: async (ctx, p) => {
-      const r = await ctx.kms.asymmetric.rsaDecrypt(ctx.caller, p.KeyId, p.Ciphertext, p.Algorithm);
+      const r = await ctx.kms.asymmetric.rsaDecrypt(ctx.caller, wire.rsaDecryptRequest(p));
       return { KeyId: r.keyId, Plaintext: r.plaintext };
     },
   },
@@ -236,18 +242,17 @@ export const HANDLERS: ActionTable = {
   },
   GetParametersForImport: {
     resources: oneKey,
-    run: async (ctx, p) =>
-      wire.importParametersAnswer(await ctx.kms.keyImport.getParametersForImport(ctx.caller, p.KeyId, p.WrappingAlgorithm, p.WrappingKeySpec)),
+    run: async (ctx, p) => wire.importParametersAnswer(await ctx.kms.keyImport.getParametersForImport(ctx.caller, wire.importParametersRequest(p))),
   },
   ImportKeyMaterial: { resources: oneKey, run: (ctx, p) => ctx.kms.keyImport.importKeyMaterial(ctx.caller, wire.importRequest(p)).then(nothing) },
   DeleteImportedKeyMaterial: { resources: oneKey, run: (ctx, p) => ctx.kms.keyImport.deleteImportedKeyMaterial(ctx.caller, p.KeyId).then(nothing) },
   GetServiceStatus: { resources: async (ctx) => collection(ctx), run: serviceStatus },
   GetRegions: { resources: async (ctx) => collection(ctx), run: async (ctx) => ({ Regions: [...ctx.regions] }) },
   ListAlgorithms: { resources: async (ctx) => collection(ctx), run: async (ctx) => algorithms(ctx) },
-  BindCloudResource: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.bindCloudResource(ctx.caller, p.KeyId, p.ProductId, p.ResourceId).then(nothing) },
+  BindCloudResource: { resources: oneKey, run: (ctx, p) => ctx.kms.lifecycle.bindCloudResource(ctx.caller, wire.cloudResourceRequest(p)).then(nothing) },
   UnbindCloudResource: {
     resources: oneKey,
-    run: (ctx, p) => ctx.kms.lifecycle.unbindCloudResource(ctx.caller, p.KeyId, p.ProductId, p.ResourceId).then(nothing),
+    run: (ctx, p) => ctx.kms.lifecycle.unbindCloudResource(ctx.caller, wire.cloudResourceRequest(p)).then(nothing),
   },
   ImportDataKey: {
     resources: importDataKeyResources,

@@ -4,18 +4,121 @@
  * PascalCase answers of the API. Buffers in an answer become base64 in response.ts.
  */
 import { createPublicKey, randomUUID } from 'node:crypto';
-import type { PublicKeyResult, SignRequest, VerifyRequest } from '../kms/asymmetric';
+import type { PublicKeyResult, RsaDecryptRequest, SignRequest, VerifyRequest } from '../kms/asymmetric';
 import type { EncryptionContext } from '../kms/ciphertext';
-import type { DataKeyResult, DecryptRequest, EncryptResult, GenerateDataKeyRequest, PlaintextResult, ReEncryptRequest, ReEncryptResult } from '../kms/envelope';
-import { InvalidEncryptionContextError, InvalidParameterError, InvalidTypeError } from '../kms/errors';
-import type { ImportParameters, ImportRequest } from '../kms/key-import';
+import type {
+  DataKeyResult,
+  DecryptRequest,
+  EncryptRequest,
+  EncryptResult,
+  GenerateDataKeyRequest,
+  PlaintextResult,
+  ReEncryptRequest,
+  ReEncryptResult,
+} from '../kms/envelope';
+import {
+  InvalidEncryptionContextError,
+  InvalidKeyUsageError,
+  InvalidParameterError,
+  InvalidTypeError,
+  KmsError,
+  quoted,
+  RequestField,
+} from '../kms/errors';
+import type { ImportParameters, ImportParametersRequest, ImportRequest } from '../kms/key-import';
 import type { KeyDescription } from '../kms/key-metadata';
 import type { Tag } from '../kms/key-rules';
+import { KEY_USAGES, KeyUsage } from '../kms/key-usage';
+import type { KeyState } from '../kms/key-state';
+import type { CloudResourceRequest, CreateKeyRequest, KeyList } from '../kms/lifecycle';
+import type { ListRequest } from '../kms/list-query';
 import type { DataKeyDescription, DataKeyList, DataKeyListRequest, HostedDataKeyRequest, HostedDataKeyResult, ImportDataKeyRequest } from '../kms/data-keys';
 import type { DataKeyState } from '../kms/data-key-state';
-import type { CreateKeyRequest, KeyList } from '../kms/lifecycle';
 import type { ActionParams } from './params';
 import { outputPlaintext, PublicKeyOutput } from './public-key-output';
+
+/** Tencent's names of the request values the core's error messages name (RequestField). */
+const WIRE_FIELDS: Readonly<Record<RequestField, string>> = {
+  keyId: 'KeyId',
+  keyIds: 'KeyIds',
+  alias: 'Alias',
+  description: 'Description',
+  keyUsage: 'KeyUsage',
+  plaintext: 'Plaintext',
+  ciphertext: 'CiphertextBlob',
+  context: 'EncryptionContext',
+  numberOfBytes: 'NumberOfBytes',
+  keySpec: 'KeySpec',
+  rotateDays: 'RotateDays',
+  pendingWindowDays: 'PendingWindowInDays',
+  tagKey: 'TagKey',
+  tagValue: 'TagValue',
+  tagFilters: 'TagFilters',
+  offset: 'Offset',
+  limit: 'Limit',
+  productId: 'ProductId',
+  resourceId: 'ResourceId',
+  algorithm: 'Algorithm',
+  messageType: 'MessageType',
+  message: 'Message',
+  wrappingAlgorithm: 'WrappingAlgorithm',
+  wrappingKeySpec: 'WrappingKeySpec',
+  validTo: 'ValidTo',
+  encryptedKeyMaterial: 'EncryptedKeyMaterial',
+  importToken: 'ImportToken',
+  hsmClusterId: 'HsmClusterId',
+  dataKeyId: 'DataKeyId',
+  dataKeyIds: 'DataKeyIds',
+  dataKeyName: 'DataKeyName',
+  dataKeyLength: 'DataKeyLen',
+  importType: 'ImportType',
+};
+
+/** A core error's message in Tencent terms: the first mention of each request value it names, and every key usage, by its wire name. */
+export function wireMessage(e: KmsError): string {
+  const named = e.fields.reduce((m, f) => m.replace(new RegExp(`\\b${f}\\b`), WIRE_FIELDS[f]), e.message);
+  return named.replace(CORE_USAGE_NAMES, (usage) => WIRE_KEY_USAGES[usage as KeyUsage]);
+}
+
+/** Tencent's KeyUsage names of the core's key usages. */
+const WIRE_KEY_USAGES: Readonly<Record<KeyUsage, string>> = {
+  'encrypt-decrypt': 'ENCRYPT_DECRYPT',
+  'rsa-2048-decrypt': 'ASYMMETRIC_DECRYPT_RSA_2048',
+  'sm2-decrypt': 'ASYMMETRIC_DECRYPT_SM2',
+  'sm2-sign-verify': 'ASYMMETRIC_SIGN_VERIFY_SM2',
+  'rsa-2048-sign-verify': 'ASYMMETRIC_SIGN_VERIFY_RSA_2048',
+  'ec-p256-sign-verify': 'ASYMMETRIC_SIGN_VERIFY_ECC',
+  'ec-p384-sign-verify': 'ASYMMETRIC_SIGN_VERIFY_ECDSA384',
+};
+/** A core usage name as a word of its own (not part of a longer hyphenated word). */
+const CORE_USAGE_NAMES = new RegExp(`(?<![\\w-])(${Object.keys(WIRE_KEY_USAGES).join('|')})(?![\\w-])`, 'g');
+const USAGES_BY_WIRE_NAME = new Map(Object.entries(WIRE_KEY_USAGES).map(([usage, name]) => [name, usage as KeyUsage]));
+
+export const keyUsageToWire = (usage: KeyUsage): string => WIRE_KEY_USAGES[usage];
+
+/** A Tencent KeyUsage; "empty means ENCRYPT_DECRYPT" (CreateKey, ListKeyDetail). `refuse` makes the error of an unknown name. */
+export function keyUsageFromWire(name: string | undefined, refuse: (name: string) => KmsError): KeyUsage {
+  if (name === undefined || name === '') return 'encrypt-decrypt';
+  const usage = USAGES_BY_WIRE_NAME.get(name);
+  if (usage === undefined) throw refuse(name);
+  return usage;
+}
+
+/** ListAlgorithms' Algorithm names of the key specs the usages need. */
+const ALGORITHM_NAMES: Readonly<Record<(typeof KEY_USAGES)[KeyUsage]['spec'], string>> = {
+  AES_256: 'AES_256',
+  RSA_2048: 'RSA_2048',
+  EC_P256: 'ECC_P256',
+  EC_P384: 'ECC_P384',
+  SM2: 'SM2',
+};
+
+/** ListAlgorithms: the usages offered, by kind, in Tencent's names. */
+export function listAlgorithmsAnswer(offered: readonly KeyUsage[]) {
+  const of = (kind: string) =>
+    offered.filter((u) => KEY_USAGES[u].kind === kind).map((u) => ({ KeyUsage: keyUsageToWire(u), Algorithm: ALGORITHM_NAMES[KEY_USAGES[u].spec] }));
+  return { SymmetricAlgorithms: of('symmetric'), AsymmetricAlgorithms: of('asymmetric-decrypt'), AsymmetricSignVerifyAlgorithms: of('sign-verify') };
+}
 
 /** Tencent's limit on EncryptionContext (reference §6). */
 export const MAX_CONTEXT_CHARS = 1024;
@@ -44,6 +147,12 @@ function plaintextOut(plaintext: Buffer, p: PublicKeyOutput): Buffer {
     if (p.EncryptionPublicKey) plaintext.fill(0);
   }
 }
+
+export const encryptRequest = (p: ActionParams<'Encrypt'>): EncryptRequest => ({
+  keyId: p.KeyId,
+  plaintext: p.Plaintext,
+  context: contextFromWire(p.EncryptionContext),
+});
 
 export const encryptAnswer = (r: EncryptResult) => ({ CiphertextBlob: r.ciphertext, KeyId: r.keyId });
 
@@ -99,6 +208,18 @@ export const signRequest = (p: ActionParams<'SignByAsymmetricKey'>): SignRequest
 
 export const verifyRequest = (p: ActionParams<'VerifyByAsymmetricKey'>): VerifyRequest => ({ ...signRequest(p), signature: p.SignatureValue });
 
+export const rsaDecryptRequest = (p: ActionParams<'AsymmetricRsaDecrypt'>): RsaDecryptRequest => ({
+  keyId: p.KeyId,
+  ciphertext: p.Ciphertext,
+  algorithm: p.Algorithm,
+});
+
+export const importParametersRequest = (p: ActionParams<'GetParametersForImport'>): ImportParametersRequest => ({
+  keyId: p.KeyId,
+  wrappingAlgorithm: p.WrappingAlgorithm,
+  wrappingKeySpec: p.WrappingKeySpec,
+});
+
 export const importParametersAnswer = (r: ImportParameters) => ({
   KeyId: r.keyId,
   ImportToken: r.importToken,
@@ -149,7 +270,7 @@ export function toKeyMetadata(d: KeyDescription): KeyMetadata {
     CreateTime: d.createTime,
     Description: d.description,
     KeyState: d.keyState,
-    KeyUsage: d.keyUsage,
+    KeyUsage: keyUsageToWire(d.keyUsage),
     Type: 2,
     CreatorUin: Number(d.creatorUin),
     KeyRotationEnabled: d.rotationEnabled,
@@ -183,7 +304,10 @@ export const tagsFromWire = (tags: ReadonlyArray<{ TagKey: string; TagValue: str
 export const createKeyRequest = (p: ActionParams<'CreateKey'>): CreateKeyRequest => ({
   alias: p.Alias,
   description: p.Description,
-  keyUsage: p.KeyUsage,
+  keyUsage: keyUsageFromWire(
+    p.KeyUsage,
+    (name) => new InvalidKeyUsageError(`KeyUsage ${quoted(name)} is not one of ${Object.values(WIRE_KEY_USAGES).join(', ')}`),
+  ),
   origin: originOf(p.Type),
   tags: tagsFromWire(p.Tags),
   hsmClusterId: p.HsmClusterId,
@@ -195,15 +319,66 @@ export const createKeyAnswer = (d: KeyDescription) => ({
   CreateTime: d.createTime,
   Description: d.description,
   KeyState: d.keyState,
-  KeyUsage: d.keyUsage,
+  KeyUsage: keyUsageToWire(d.keyUsage),
   TagCode: 0,
   TagMsg: '',
   HsmClusterId: d.hsmClusterId,
 });
 
+/** ListKeyDetail's KeyState codes: 0 every state. */
+const WIRE_KEY_STATES: Readonly<Record<number, KeyState | undefined>> = {
+  0: undefined,
+  1: 'Enabled',
+  2: 'Disabled',
+  3: 'PendingDelete',
+  4: 'PendingImport',
+  5: 'Archived',
+};
+
+/** A small enumeration of the wire (Role, OrderType, KeyState): an integer in range; absent is `fallback`. */
+function wireCode(name: string, v: number | undefined, fallback: number, max: number): number {
+  if (v === undefined) return fallback;
+  if (!Number.isInteger(v) || v < 0 || v > max) throw new InvalidParameterError(`${name} must be an integer from 0 to ${max}`);
+  return v;
+}
+
+/** Origin: TENCENT_KMS or EXTERNAL; ALL, empty or absent mean both. */
+function originFilter(origin: string | undefined): ListRequest['origin'] {
+  if (origin === undefined || origin === '' || origin === 'ALL') return undefined;
+  if (origin !== 'TENCENT_KMS' && origin !== 'EXTERNAL') throw new InvalidParameterError('Origin must be TENCENT_KMS, EXTERNAL or ALL');
+  return origin;
+}
+
+/** ListKeys: paging, Role (0 user-created, default; 1 created by cloud products) and the cluster. */
+export const listKeysRequest = (p: ActionParams<'ListKeys'>): ListRequest => ({
+  offset: p.Offset,
+  limit: p.Limit,
+  role: wireCode('Role', p.Role, 0, 1) === 1 ? 'product' : 'user',
+  hsmClusterId: p.HsmClusterId,
+});
+
+/** ListKeyDetail: OrderType 0 newest first (default), 1 oldest first; KeyUsage ALL, a usage, or empty (ENCRYPT_DECRYPT only). */
+export function listKeyDetailRequest(p: ActionParams<'ListKeyDetail'>): ListRequest {
+  const order = wireCode('OrderType', p.OrderType, 0, 1) === 1 ? 'asc' : 'desc';
+  const keyState = WIRE_KEY_STATES[wireCode('KeyState', p.KeyState, 0, 5)];
+  const origin = originFilter(p.Origin);
+  const keyUsage =
+    p.KeyUsage === 'ALL'
+      ? undefined
+      : keyUsageFromWire(p.KeyUsage, (name) => new InvalidParameterError(`KeyUsage ${quoted(name)} is not a key usage (or ALL)`));
+  const tagFilters = p.TagFilters?.map((f) => ({ key: f.TagKey, values: f.TagValue ?? [] }));
+  return { ...listKeysRequest(p), order, keyState, searchAlias: p.SearchKeyAlias || undefined, origin, keyUsage, tagFilters };
+}
+
 export const listKeysAnswer = (r: KeyList<{ keyId: string }>) => ({ Keys: r.keys.map((k) => ({ KeyId: k.keyId })), TotalCount: r.totalCount });
 
 export const listKeyDetailAnswer = (r: KeyList<KeyDescription>) => ({ KeyMetadatas: r.keys.map(toKeyMetadata), TotalCount: r.totalCount });
+
+export const cloudResourceRequest = (p: ActionParams<'BindCloudResource'>): CloudResourceRequest => ({
+  keyId: p.KeyId,
+  productId: p.ProductId,
+  resourceId: p.ResourceId,
+});
 
 /** Rotation runs at once here; Tencent's answer names a task all the same. */
 export const rotateKeyAnswer = () => ({ TaskId: randomUUID() });

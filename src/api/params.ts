@@ -6,6 +6,7 @@
  * field, never its value.
  */
 import { decodeCanonicalBase64 } from '../common/base64';
+import { NamedError } from '../common/errors';
 import { TAG_LIMITS } from '../kms/key-rules';
 import { MAX_TAG_FILTER_VALUES, MAX_TAG_FILTERS } from '../kms/list-query';
 
@@ -22,7 +23,7 @@ export type ParamErrorCode =
   | 'InvalidParameterValue.InvalidDataKeyName'
   | 'InvalidParameterValue.InvalidImportKeyMaterial';
 
-export class ParamError extends Error {
+export class ParamError extends NamedError {
   /** `field` is the parameter's path (`Tags.0.TagKey`), or undefined for the body itself. */
   constructor(
     readonly code: ParamErrorCode,
@@ -30,7 +31,6 @@ export class ParamError extends Error {
     message: string,
   ) {
     super(message);
-    this.name = 'ParamError';
   }
 }
 

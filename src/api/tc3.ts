@@ -5,6 +5,7 @@
  * the expected signature or the body.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { NamedError } from '../common/errors';
 
 export const TC3_ALGORITHM = 'TC3-HMAC-SHA256';
 /** X-TC-Timestamp may differ from the server's clock by this much (Tencent: ±5 minutes). */
@@ -13,13 +14,12 @@ export const TC3_MAX_SKEW_SECONDS = 300;
 export type AuthErrorCode =
   'AuthFailure.InvalidAuthorization' | 'AuthFailure.SignatureExpire' | 'AuthFailure.SecretIdNotFound' | 'AuthFailure.SignatureFailure';
 
-export class AuthError extends Error {
+export class AuthError extends NamedError {
   constructor(
     readonly code: AuthErrorCode,
     message: string,
   ) {
     super(message);
-    this.name = 'AuthError';
   }
 }
 

@@ -230,7 +230,7 @@ const COMMANDS: Record<string, Command> = {
     const caller = { tenant: a.need('tenant'), uin: a.need('tenant'), region: a.get('region') ?? s.config.regions[0] };
     const all = [];
     for (let offset = 0; ; offset += 200) {
-      const page = await s.kms.lifecycle.listKeyDetail(caller, { Offset: offset, Limit: 200, KeyUsage: 'ALL' });
+      const page = await s.kms.lifecycle.listKeyDetail(caller, { offset, limit: 200 });
       all.push(...page.keys.map(toKeyMetadata));
       if (offset + 200 >= page.totalCount) break;
     }

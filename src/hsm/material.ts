@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { KEY_SPEC_CODES, KeySpec, keySpecOfCode } from '../common/key-specs';
 import { InvalidInputError, MaterialIntegrityError } from './errors';
-import { WRAP_ALGORITHMS, WrapAlgorithm } from './profile';
+import type { WrapAlgorithm } from './profile';
 
 /**
  * What a piece of wrapped material is for; bound into its MAC so records cannot be swapped between
@@ -103,6 +103,16 @@ export function sameBinding(a: MaterialBinding, b: MaterialBinding, ownerToo = t
   return key && (!ownerToo || ((a.owner ?? '') === (b.owner ?? '') && (a.scope ?? '') === (b.scope ?? '')));
 }
 
+/**
+ * The byte that names a KMR3 record's wrap algorithm. Stored with the material: never renumber or
+ * reuse a code (not derived from the order of WRAP_ALGORITHMS, which a profile change could reorder).
+ */
+export const WRAP_ALGORITHM_CODES: Readonly<Record<WrapAlgorithm, number>> = { rfc5649: 0, 'aes-cbc-pad': 1 };
+
+function wrapAlgorithmOfCode(code: number): WrapAlgorithm | undefined {
+  return (Object.keys(WRAP_ALGORITHM_CODES) as WrapAlgorithm[]).find((a) => WRAP_ALGORITHM_CODES[a] === code);
+}
+
 const MAGICS: Record<MaterialFormat, Buffer> = { 1: Buffer.from('KMR1', 'latin1'), 2: Buffer.from('KMR2', 'latin1'), 3: Buffer.from('KMR3', 'latin1') };
 const MAC_LENGTH = 32;
 
@@ -138,7 +148,7 @@ function encodeBody(
   return Buffer.concat([
     MAGICS[format],
     Buffer.from([KEY_SPEC_CODES[spec]]),
-    format === 3 ? Buffer.from([WRAP_ALGORITHMS.indexOf(wrapAlgorithm)]) : Buffer.alloc(0),
+    format === 3 ? Buffer.from([WRAP_ALGORITHM_CODES[wrapAlgorithm]]) : Buffer.alloc(0),
     str(binding.clusterId),
     str(binding.keyId),
     version,
@@ -175,7 +185,7 @@ function decode(buf: Buffer): WrappedMaterial {
   if (format === undefined) throw new MaterialIntegrityError('not a wrapped material record');
   const spec = keySpecOfCode(r.take(1)[0]);
   if (!spec) throw new MaterialIntegrityError('wrapped material record has an unknown key spec');
-  const wrapAlgorithm = format === 3 ? WRAP_ALGORITHMS[r.take(1)[0]] : 'rfc5649';
+  const wrapAlgorithm = format === 3 ? wrapAlgorithmOfCode(r.take(1)[0]) : 'rfc5649';
   if (!wrapAlgorithm) throw new MaterialIntegrityError('wrapped material record has an unknown wrap algorithm');
   const clusterId = r.str();
   const keyId = r.str();

@@ -1,5 +1,5 @@
 import { GCM_IV_BYTES as IV_BYTES, GCM_TAG_BYTES as TAG_BYTES } from '../common/gcm';
-import { InvalidCiphertextError, InvalidEncryptionContextError } from './errors';
+import { about, InvalidCiphertextError, InvalidEncryptionContextError } from './errors';
 
 /**
  * The ciphertext blob: self-describing and versioned.
@@ -48,7 +48,7 @@ export function canonicalContext(context: EncryptionContext | undefined): Buffer
   if (context === undefined) return Buffer.alloc(0);
   const entries = Object.entries(context);
   if (entries.length === 0) return Buffer.alloc(0);
-  if (!entries.every(([, v]) => typeof v === 'string')) throw new InvalidEncryptionContextError('EncryptionContext values must be strings');
+  if (!entries.every(([, v]) => typeof v === 'string')) throw new InvalidEncryptionContextError('context values must be strings', about('context'));
   entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return Buffer.from(JSON.stringify(Object.fromEntries(entries)), 'utf8');
 }
@@ -65,17 +65,19 @@ export function encodeBlob(header: Buffer, iv: Buffer, tag: Buffer, ciphertext: 
   return Buffer.concat([header, iv, tag, ciphertext]);
 }
 
+const CIPHERTEXT = about('ciphertext');
+
 /** Parses the bytes of a blob made by this deployment; anything else is InvalidCiphertextError, never another error. */
 export function decodeBlob(buf: Buffer, deploymentId: Buffer): SealedBlob {
   const minimum = MAGIC.length + 1 + DEPLOYMENT_ID_BYTES + 1 + 1 + 4 + IV_BYTES + TAG_BYTES;
-  if (buf.length < minimum || !buf.subarray(0, 3).equals(MAGIC)) throw new InvalidCiphertextError('CiphertextBlob is not a ciphertext of this service');
-  if (buf[3] !== FORMAT) throw new InvalidCiphertextError(`CiphertextBlob has unknown format version ${buf[3]}`);
+  if (buf.length < minimum || !buf.subarray(0, 3).equals(MAGIC)) throw new InvalidCiphertextError('ciphertext is not a ciphertext of this service', CIPHERTEXT);
+  if (buf[3] !== FORMAT) throw new InvalidCiphertextError(`ciphertext has unknown format version ${buf[3]}`, CIPHERTEXT);
   const deployment = buf.subarray(4, 4 + DEPLOYMENT_ID_BYTES);
-  if (!deployment.equals(deploymentId)) throw new InvalidCiphertextError('CiphertextBlob was made by another deployment');
+  if (!deployment.equals(deploymentId)) throw new InvalidCiphertextError('ciphertext was made by another deployment', CIPHERTEXT);
   const idLen = buf[4 + DEPLOYMENT_ID_BYTES];
   const idStart = 5 + DEPLOYMENT_ID_BYTES;
   const headerEnd = idStart + idLen + 4;
-  if (idLen === 0 || buf.length < headerEnd + IV_BYTES + TAG_BYTES) throw new InvalidCiphertextError('CiphertextBlob is truncated');
+  if (idLen === 0 || buf.length < headerEnd + IV_BYTES + TAG_BYTES) throw new InvalidCiphertextError('ciphertext is truncated', CIPHERTEXT);
   const keyId = buf.subarray(idStart, idStart + idLen).toString('utf8');
   return {
     deploymentId: Buffer.from(deployment),

@@ -1,5 +1,5 @@
 import type { HsmCluster } from '../hsm/cluster';
-import { InvalidHsmClusterError, quoted } from './errors';
+import { about, InvalidHsmClusterError, quoted } from './errors';
 
 /** The tenant-facing view of the configured HSM clusters: one shared pool, dedicated clusters per owner. */
 export class ClusterDirectory {
@@ -52,7 +52,8 @@ export class ClusterDirectory {
   private owned(tenant: string, id: string): HsmCluster {
     const c = this.byId.get(id);
     // another tenant's cluster is reported exactly like a missing one
-    if (!c || !this.usableBy(tenant, c)) throw new InvalidHsmClusterError(`HsmClusterId ${quoted(id)} is not a cluster this account can use`);
+    if (!c || !this.usableBy(tenant, c))
+      throw new InvalidHsmClusterError(`hsmClusterId ${quoted(id)} is not a cluster this account can use`, about('hsmClusterId'));
     return c;
   }
 }

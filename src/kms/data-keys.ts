@@ -40,8 +40,10 @@ import {
   InvalidPendingWindowError,
   InvalidTypeError,
   KeyNotFoundError,
+  about,
   KmsError,
   quoted,
+  RequestField,
 } from './errors';
 import { Caller, domainError } from './key-access';
 import { dataKeyDescriptionProblem, dataKeyNameProblem, pendingWindowProblem, Tag } from './key-rules';
@@ -133,25 +135,25 @@ function dataKeyError(e: unknown): unknown {
   return domainError(e);
 }
 
-function intIn(name: string, v: number | undefined, fallback: number, min: number, max: number): number {
+function intIn(name: RequestField, v: number | undefined, fallback: number, min: number, max: number): number {
   if (v === undefined) return fallback;
-  if (!Number.isInteger(v) || v < min || v > max) throw new InvalidParameterError(`${name} must be an integer from ${min} to ${max}`);
+  if (!Number.isInteger(v) || v < min || v > max) throw new InvalidParameterError(`${name} must be an integer from ${min} to ${max}`, about(name));
   return v;
 }
 
 function uniqueIds(ids: readonly string[]): readonly string[] {
   const listed: unknown = ids;
   if (!Array.isArray(listed) || ids.length === 0 || ids.length > MAX_DATA_KEY_BATCH)
-    throw new InvalidParameterError(`DataKeyIds must list 1 to ${MAX_DATA_KEY_BATCH} data key ids`);
-  if (new Set(ids).size !== ids.length) throw new DuplicatedDataKeyIdError('DataKeyIds lists the same data key more than once');
+    throw new InvalidParameterError(`dataKeyIds must list 1 to ${MAX_DATA_KEY_BATCH} data key ids`, about('dataKeyIds'));
+  if (new Set(ids).size !== ids.length) throw new DuplicatedDataKeyIdError('dataKeyIds lists the same data key more than once', about('dataKeyIds'));
   return ids;
 }
 
 function checkNaming(name: string, description: string | undefined): void {
   const nameIssue = dataKeyNameProblem(name);
-  if (nameIssue) throw new InvalidDataKeyNameError(nameIssue);
+  if (nameIssue) throw new InvalidDataKeyNameError(nameIssue, about('dataKeyName'));
   const descIssue = dataKeyDescriptionProblem(description);
-  if (descIssue) throw new InvalidParameterError(descIssue);
+  if (descIssue) throw new InvalidParameterError(descIssue, about('description'));
 }
 
 /** The plaintext a sealed data key holds is wiped once `use` is done with it. */
@@ -193,14 +195,14 @@ export class DataKeys {
   async importDataKey(caller: Caller, p: ImportDataKeyRequest): Promise<{ keyId: string; dataKeyId: string }> {
     checkNaming(p.name, p.description);
     const tags = tagsOf(p.tags);
-    if (p.importType !== 'ciphertext' && p.importType !== 'plaintext') throw new InvalidTypeError('ImportType must be 1 (ciphertext) or 2 (plaintext)');
+    if (p.importType !== 'ciphertext' && p.importType !== 'plaintext') throw new InvalidTypeError('importType must be ciphertext or plaintext', about('importType'));
     if (p.importType === 'plaintext' && (p.keyId === undefined || p.keyId === ''))
-      throw new InvalidParameterError('KeyId is required to import a plaintext data key (ImportType 2): it names the CMK that seals it');
+      throw new InvalidParameterError('keyId is required to import a plaintext data key: it names the CMK that seals it', about('keyId'));
     await this.checkRoom(caller);
     const sealed =
       p.importType === 'ciphertext'
         ? await this.openImported(caller, p.material, p.keyId)
-        : await this.envelope.encrypt(caller, p.keyId as string, this.checkedMaterial(p.material)).then((r) => ({ ...r, length: p.material.length }));
+        : await this.envelope.encrypt(caller, { keyId: p.keyId as string, plaintext: this.checkedMaterial(p.material) }).then((r) => ({ ...r, length: p.material.length }));
     const cmk = await this.access.load(caller, sealed.keyId);
     if (p.hsmClusterId && this.access.clusters.forList(caller.tenant, p.hsmClusterId) !== cmk.hsmClusterId) {
       throw new InvalidHsmClusterError(`key ${cmk.keyId} is not in HSM cluster ${quoted(p.hsmClusterId)}`);
@@ -287,7 +289,7 @@ export class DataKeys {
 
   async updateDescription(caller: Caller, dataKeyId: string, description: string): Promise<void> {
     const issue = dataKeyDescriptionProblem(description);
-    if (issue) throw new InvalidParameterError(issue);
+    if (issue) throw new InvalidParameterError(issue, about('description'));
     await this.change(caller, dataKeyId, 'UpdateMetadata', (cur) => (cur.description === description ? undefined : { description }));
   }
 
@@ -334,7 +336,7 @@ export class DataKeys {
   private async openImported(caller: Caller, blob: Buffer, keyId: string | undefined): Promise<{ keyId: string; ciphertext: Buffer; length: number }> {
     const opened = await this.envelope.decrypt(caller, { ciphertext: blob });
     return wiping(opened.plaintext, async (plaintext) => {
-      if (keyId && keyId !== opened.keyId) throw new InvalidParameterError(`KeyId ${quoted(keyId)} is not the CMK the ciphertext was made under`);
+      if (keyId && keyId !== opened.keyId) throw new InvalidParameterError(`keyId ${quoted(keyId)} is not the CMK the ciphertext was made under`, about('keyId'));
       this.checkedMaterial(plaintext);
       return { keyId: opened.keyId, ciphertext: Buffer.from(blob), length: plaintext.length };
     });
@@ -378,8 +380,8 @@ export class DataKeys {
     const q: ListDataKeysQuery = {
       ownerUin: caller.tenant,
       region: caller.region,
-      offset: intIn('Offset', p.offset, 0, 0, Number.MAX_SAFE_INTEGER),
-      limit: intIn('Limit', p.limit, 10, 1, 200),
+      offset: intIn('offset', p.offset, 0, 0, Number.MAX_SAFE_INTEGER),
+      limit: intIn('limit', p.limit, 10, 1, 200),
       order: p.order ?? 'desc',
       role: p.role ?? 'user',
     };
@@ -389,10 +391,10 @@ export class DataKeys {
     const cluster = this.access.clusters.forList(caller.tenant, p.hsmClusterId);
     if (cluster !== undefined) q.hsmClusterId = cluster;
     if (p.keyId) {
-      if (!isUuid(p.keyId)) throw new InvalidKeyIdError(`KeyId ${quoted(p.keyId)} is not a key id (a lowercase UUID)`);
+      if (!isUuid(p.keyId)) throw new InvalidKeyIdError(`keyId ${quoted(p.keyId)} is not a key id (a lowercase UUID)`, about('keyId'));
       q.keyId = p.keyId;
     }
-    if (p.numberOfBytes !== undefined && p.numberOfBytes !== 0) q.numberOfBytes = intIn('DataKeyLen', p.numberOfBytes, 0, 1, MAX_RANDOM_BYTES);
+    if (p.numberOfBytes !== undefined && p.numberOfBytes !== 0) q.numberOfBytes = intIn('dataKeyLength', p.numberOfBytes, 0, 1, MAX_RANDOM_BYTES);
     if (p.tagFilters?.length) q.tagFilters = p.tagFilters;
     return q;
   }
@@ -425,7 +427,8 @@ export class DataKeys {
   private async load(caller: Caller, dataKeyId: unknown): Promise<DataKeyRecord> {
     if (typeof dataKeyId !== 'string' || !isUuid(dataKeyId))
       throw new InvalidDataKeyIdError(
-        `DataKeyId ${typeof dataKeyId === 'string' ? quoted(dataKeyId) : typeof dataKeyId} is not a data key id (a lowercase UUID)`,
+        `dataKeyId ${typeof dataKeyId === 'string' ? quoted(dataKeyId) : typeof dataKeyId} is not a data key id (a lowercase UUID)`,
+        about('dataKeyId'),
       );
     const r = await this.access.store.getDataKey(caller.tenant, dataKeyId).catch((e: unknown) => Promise.reject(dataKeyError(e)));
     if (r === undefined || r.ownerUin !== caller.tenant || r.region !== caller.region) throw new DataKeyNotFoundError(dataKeyId);

@@ -3,6 +3,7 @@ import type { KeyRecord } from '../store/store';
 import { additionalData, canonicalContext, decodeBlob, EncryptionContext, encodeBlob, encodeHeader, SealedBlob } from './ciphertext';
 import type { KmsContext } from './context';
 import {
+  about,
   GcmUseLimitError,
   InvalidCiphertextError,
   InvalidHsmClusterError,
@@ -15,11 +16,17 @@ import {
 import { Caller, domainError } from './key-access';
 import type { KeyAction } from './key-state';
 import { describeTombstone } from './key-metadata';
-import { canRotate, KEY_USAGES, KeyUsage } from './key-usage';
+import { canRotate, DEFAULT_KEY_USAGE, KEY_USAGES, usageOf } from './key-usage';
 
 export const MAX_PLAINTEXT_BYTES = 4096;
 export const MAX_RANDOM_BYTES = 1024;
 const DATA_KEY_SPECS: Record<string, number> = { AES_128: 16, AES_256: 32 };
+
+export interface EncryptRequest {
+  keyId: string;
+  plaintext: Buffer;
+  context?: EncryptionContext;
+}
 
 export interface DecryptRequest {
   /** The blob's bytes, as encrypt returned them. */
@@ -64,13 +71,15 @@ export interface ReEncryptResult extends EncryptResult {
 export type DataKeyResult = EncryptResult & PlaintextResult;
 
 function requireSymmetric(r: KeyRecord): void {
-  if (KEY_USAGES[r.keyUsage as keyof typeof KEY_USAGES]?.kind !== 'symmetric') {
-    throw new InvalidKeyUsageError(`key ${r.keyId} is a ${r.keyUsage} key; symmetric encryption needs an ENCRYPT_DECRYPT key`);
+  const usage = usageOf(r);
+  if (KEY_USAGES[usage].kind !== 'symmetric') {
+    throw new InvalidKeyUsageError(`key ${r.keyId} is a ${usage} key; symmetric encryption needs an ${DEFAULT_KEY_USAGE} key`);
   }
 }
 
-function intIn(name: string, v: unknown, min: number, max: number): number {
-  if (!Number.isInteger(v) || (v as number) < min || (v as number) > max) throw new InvalidParameterError(`${name} must be an integer from ${min} to ${max}`);
+function intIn(name: 'numberOfBytes', v: unknown, min: number, max: number): number {
+  if (!Number.isInteger(v) || (v as number) < min || (v as number) > max)
+    throw new InvalidParameterError(`${name} must be an integer from ${min} to ${max}`, about(name));
   return v as number;
 }
 
@@ -82,12 +91,13 @@ export class Envelope {
     return this.ctx.access;
   }
 
-  async encrypt(caller: Caller, keyId: string, plaintext: Buffer, context?: EncryptionContext): Promise<EncryptResult> {
+  async encrypt(caller: Caller, p: EncryptRequest): Promise<EncryptResult> {
+    const { plaintext } = p;
     if (plaintext.length === 0 || plaintext.length > MAX_PLAINTEXT_BYTES) {
-      throw new InvalidPlaintextError(`Plaintext must be 1 to ${MAX_PLAINTEXT_BYTES} bytes, got ${plaintext.length}`);
+      throw new InvalidPlaintextError(`plaintext must be 1 to ${MAX_PLAINTEXT_BYTES} bytes, got ${plaintext.length}`, about('plaintext'));
     }
-    const aadContext = canonicalContext(context);
-    const r = await this.usable(caller, keyId, 'Encrypt');
+    const aadContext = canonicalContext(p.context);
+    const r = await this.usable(caller, p.keyId, 'Encrypt');
     return { keyId: r.keyId, ciphertext: await this.seal(r, plaintext, aadContext) };
   }
 
@@ -114,13 +124,13 @@ export class Envelope {
   /** A data key from the HSM's generator, and the same bytes sealed under the key. */
   async generateDataKey(caller: Caller, p: GenerateDataKeyRequest): Promise<DataKeyResult> {
     let length: number;
-    if (p.numberOfBytes !== undefined) length = intIn('NumberOfBytes', p.numberOfBytes, 1, MAX_RANDOM_BYTES);
+    if (p.numberOfBytes !== undefined) length = intIn('numberOfBytes', p.numberOfBytes, 1, MAX_RANDOM_BYTES);
     else if (p.keySpec !== undefined) {
       // own keys only: "constructor" or "__proto__" must not find Object.prototype's members
       const bytes = Object.hasOwn(DATA_KEY_SPECS, p.keySpec) ? DATA_KEY_SPECS[p.keySpec] : undefined;
-      if (bytes === undefined) throw new InvalidParameterError('KeySpec must be AES_128 or AES_256');
+      if (bytes === undefined) throw new InvalidParameterError('keySpec must be AES_128 or AES_256', about('keySpec'));
       length = bytes;
-    } else throw new InvalidParameterError('one of KeySpec or NumberOfBytes is required');
+    } else throw new InvalidParameterError('one of keySpec or numberOfBytes is required', about('keySpec', 'numberOfBytes'));
     const aadContext = canonicalContext(p.context);
     const r = await this.usable(caller, p.keyId, 'GenerateDataKey');
     if (p.hsmClusterId !== undefined && p.hsmClusterId !== '' && this.access.clusters.forList(caller.tenant, p.hsmClusterId) !== r.hsmClusterId) {
@@ -138,7 +148,7 @@ export class Envelope {
 
   /** Random bytes from the HSM's generator (the shared pool's, or the caller's dedicated cluster's). */
   async generateRandom(caller: Caller, numberOfBytes: number): Promise<Buffer> {
-    const n = intIn('NumberOfBytes', numberOfBytes, 1, MAX_RANDOM_BYTES);
+    const n = intIn('numberOfBytes', numberOfBytes, 1, MAX_RANDOM_BYTES);
     const cluster = this.access.clusters.dedicatedOf(caller.tenant)[0] ?? this.access.clusters.shared;
     return cluster.random(n).catch((e: unknown) => Promise.reject(domainError(e)));
   }
@@ -169,11 +179,11 @@ export class Envelope {
    * first and is refused at the limit; the others are counted in batches and rotated (false).
    */
   private async spend(r: KeyRecord, version: number): Promise<boolean> {
-    if (canRotate(r.keyUsage as KeyUsage, r.origin) === 'yes') return false;
+    if (canRotate(usageOf(r), r.origin) === 'yes') return false;
     if (await this.ctx.gcm.take(r, version)) return true;
     throw new GcmUseLimitError(
       `key ${r.keyId} version ${version} reached its AES-GCM use limit (${this.ctx.gcm.limit} encryptions with random IVs, NIST SP 800-38D 8.3) ` +
-        'and imported material cannot rotate: it still decrypts; to encrypt, import new material into a new key and move data there with ReEncrypt',
+        'and imported material cannot rotate: it still decrypts; to encrypt, import new material into a new key and move data there by re-encryption',
     );
   }
 
@@ -182,7 +192,7 @@ export class Envelope {
     if (!(e instanceof KeyNotFoundError || e instanceof InvalidKeyIdError)) throw e;
     const tomb = e instanceof KeyNotFoundError ? await this.access.store.getTombstone(caller.tenant, keyId) : undefined;
     if (tomb && tomb.region === caller.region) throw new KeyNotFoundError(keyId, describeTombstone(tomb));
-    throw new InvalidCiphertextError('CiphertextBlob does not belong to a key of this account (altered, or made for another account)');
+    throw new InvalidCiphertextError('ciphertext does not belong to a key of this account (altered, or made for another account)', about('ciphertext'));
   }
 
   /** Authenticates and decrypts a blob of a key the caller may decrypt with. */
@@ -197,13 +207,17 @@ export class Envelope {
     this.access.check(record, 'Decrypt');
     requireSymmetric(record);
     const m = this.access.material(record, sealed.keyVersion);
-    if (!m) throw new InvalidCiphertextError(`CiphertextBlob refers to version ${sealed.keyVersion} of key ${record.keyId}, which does not exist`);
+    if (!m)
+      throw new InvalidCiphertextError(`ciphertext refers to version ${sealed.keyVersion} of key ${record.keyId}, which does not exist`, about('ciphertext'));
     try {
       const plaintext = await this.access.cluster(record).decrypt(m.material, m.binding, sealed, additionalData(sealed.header, aadContext));
       return { record, sealed, plaintext };
     } catch (e) {
       if (e instanceof HsmError && e.errorClass === 'caller' && !(e instanceof MaterialIntegrityError)) {
-        throw new InvalidCiphertextError('CiphertextBlob does not authenticate: it was altered, or the EncryptionContext differs from the one used to encrypt');
+        throw new InvalidCiphertextError(
+          'ciphertext does not authenticate: it was altered, or the context differs from the one used to encrypt',
+          about('ciphertext', 'context'),
+        );
       }
       throw domainError(e);
     }

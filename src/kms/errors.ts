@@ -13,7 +13,63 @@ export function quoted(value: string): string {
   return q.length > 100 ? `${q.slice(0, 99)}…` : q;
 }
 
-export abstract class KmsError extends NamedError {}
+/**
+ * The core's names of the request values an error can be about. A message names such a value by this
+ * name, as a whole word, and lists it in `fields`, so that each protocol can put its own field name
+ * there (the Tencent wire: `wireMessage` in api/kms-wire.ts).
+ */
+export type RequestField =
+  | 'keyId'
+  | 'keyIds'
+  | 'alias'
+  | 'description'
+  | 'keyUsage'
+  | 'plaintext'
+  | 'ciphertext'
+  | 'context'
+  | 'numberOfBytes'
+  | 'keySpec'
+  | 'rotateDays'
+  | 'pendingWindowDays'
+  | 'tagKey'
+  | 'tagValue'
+  | 'tagFilters'
+  | 'offset'
+  | 'limit'
+  | 'productId'
+  | 'resourceId'
+  | 'algorithm'
+  | 'messageType'
+  | 'message'
+  | 'wrappingAlgorithm'
+  | 'wrappingKeySpec'
+  | 'validTo'
+  | 'encryptedKeyMaterial'
+  | 'importToken'
+  | 'hsmClusterId'
+  | 'dataKeyId'
+  | 'dataKeyIds'
+  | 'dataKeyName'
+  | 'dataKeyLength'
+  | 'importType';
+
+export interface KmsErrorOptions {
+  cause?: unknown;
+  /** The request values the message names (by their core names). */
+  fields?: readonly RequestField[];
+}
+
+/** Options naming the request values a message is about. */
+export const about = (...fields: RequestField[]): KmsErrorOptions => ({ fields });
+
+export abstract class KmsError extends NamedError {
+  readonly fields: readonly RequestField[];
+
+  constructor(message: string, options?: KmsErrorOptions) {
+    super(message, options);
+    this.fields = options?.fields ?? [];
+  }
+}
 
 /** Altered, truncated, foreign or otherwise unusable ciphertext, or the wrong encryption context. */
 export class InvalidCiphertextError extends KmsError {}

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { InvalidImportTokenError } from './errors';
+import { about, InvalidImportTokenError } from './errors';
 
 /**
  * ImportToken: opaque bytes to the caller, "KIT1" | key id | wrapping-key digest (32) | validTo (u32) | secret (32).
@@ -35,7 +35,7 @@ export function issueImportToken(fields: ImportTokenFields, secret: Buffer = ran
 /** Reads the fields of a token; anything malformed is InvalidImportTokenError. Authenticity is checked against the stored hash. */
 export function readImportToken(buf: Buffer): ImportTokenFields {
   const bad = (): never => {
-    throw new InvalidImportTokenError('ImportToken is not a token issued by GetParametersForImport');
+    throw new InvalidImportTokenError('importToken is not a token issued by GetParametersForImport', about('importToken'));
   };
   if (buf.length < MAGIC.length + 1 || !buf.subarray(0, 4).equals(MAGIC)) bad();
   const idLen = buf[4];

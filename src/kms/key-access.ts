@@ -17,6 +17,7 @@ import { Clock, unixNow } from '../common/clock';
 import { isUuid } from '../common/ids';
 import type { ClusterDirectory } from './cluster-directory';
 import {
+  about,
   AliasTakenError,
   InvalidKeyIdError,
   KeyArchivedError,
@@ -97,7 +98,7 @@ export class KeyAccess {
   /** The caller's key in the caller's region; anything else is "not found". `fresh` bypasses the cache. */
   async load(caller: Caller, keyId: unknown, fresh = false): Promise<KeyRecord> {
     if (typeof keyId !== 'string' || !isUuid(keyId))
-      throw new InvalidKeyIdError(`KeyId ${typeof keyId === 'string' ? quoted(keyId) : typeof keyId} is not a key id (a lowercase UUID)`);
+      throw new InvalidKeyIdError(`keyId ${typeof keyId === 'string' ? quoted(keyId) : typeof keyId} is not a key id (a lowercase UUID)`, about('keyId'));
     let r = fresh ? undefined : this.cache.get(keyId);
     if (r === undefined) {
       r = await this.store.getKey(caller.tenant, keyId);

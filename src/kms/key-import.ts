@@ -7,6 +7,7 @@ import type { ImportParameters as StoredImportParameters, KeyRecord } from '../s
 import { unixNow } from '../common/clock';
 import type { KmsContext } from './context';
 import {
+  about,
   DecryptMaterialError,
   ImportTokenExpiredError,
   InvalidImportMaterialError,
@@ -36,15 +37,19 @@ const PKCS1 = 'RSAES_PKCS1_V1_5';
  * anything more specific would tell a caller something about the RSA decryption of bytes it chose.
  */
 export const IMPORT_FAILED_MESSAGE =
-  'EncryptedKeyMaterial was not imported: it must be the 32-byte AES-256 key material (on a key that had material, the same material) ' +
-  "encrypted with this ImportToken's PublicKey using its WrappingAlgorithm. The ImportToken is used up: call GetParametersForImport again";
+  'encryptedKeyMaterial was not imported: it must be the 32-byte AES-256 key material (on a key that had material, the same material) ' +
+  "encrypted with this importToken's public key using its wrappingAlgorithm. The token is used up: call GetParametersForImport again";
+
+/** The request values IMPORT_FAILED_MESSAGE names. */
+const IMPORT_FAILED_FIELDS = about('encryptedKeyMaterial', 'importToken', 'wrappingAlgorithm');
 
 /** Why PKCS#1 v1.5 wrapping is refused unless `import.allowPkcs1v15` is set. */
 function pkcs1Refused(offered: readonly string[]): UnsupportedOperationError {
   const others = offered.filter((a) => a !== PKCS1);
   return new UnsupportedOperationError(
-    `WrappingAlgorithm ${PKCS1} is turned off on this service: unwrapping PKCS#1 v1.5 can act as a padding oracle (Bleichenbacher's attack); ` +
+    `wrappingAlgorithm ${PKCS1} is turned off on this service: unwrapping PKCS#1 v1.5 can act as a padding oracle (Bleichenbacher's attack); ` +
       `use ${others.join(' or ') || 'an OAEP algorithm'} (the operator can allow it with import.allowPkcs1v15)`,
+    about('wrappingAlgorithm'),
   );
 }
 /** A wrapping key is handed out again only while at least this much of its validity is left. */
@@ -57,6 +62,14 @@ export interface ImportParameters {
   publicKey: Buffer;
   /** Unix seconds: the token and the wrapping key are refused after it. */
   parametersValidTo: number;
+}
+
+export interface ImportParametersRequest {
+  keyId: string;
+  /** The RSA padding the caller wraps the material with. */
+  wrappingAlgorithm: string;
+  /** The wrapping key's spec: RSA_2048 only. */
+  wrappingKeySpec: string;
 }
 
 export interface ImportRequest {
@@ -72,7 +85,7 @@ export function wrappingBinding(r: KeyRecord): MaterialBinding {
 }
 
 function requireExternal(r: KeyRecord): void {
-  if (r.origin !== 'EXTERNAL') throw new NotExternalKeyError(`key ${r.keyId} was not created for imported material (Type 2)`);
+  if (r.origin !== 'EXTERNAL') throw new NotExternalKeyError(`key ${r.keyId} was not created for imported material (origin EXTERNAL)`);
 }
 
 /**
@@ -97,10 +110,11 @@ export class KeyImport {
     return this.ctx.access;
   }
 
-  async getParametersForImport(caller: Caller, keyId: string, algorithm: string, keySpec: string): Promise<ImportParameters> {
-    if (keySpec !== 'RSA_2048') throw new InvalidParameterError('WrappingKeySpec must be RSA_2048');
+  async getParametersForImport(caller: Caller, p: ImportParametersRequest): Promise<ImportParameters> {
+    const { keyId, wrappingAlgorithm: algorithm } = p;
+    if (p.wrappingKeySpec !== 'RSA_2048') throw new InvalidParameterError('wrappingKeySpec must be RSA_2048', about('wrappingKeySpec'));
     if (!(WRAPPING_ALGORITHMS as readonly string[]).includes(algorithm))
-      throw new InvalidParameterError(`WrappingAlgorithm must be one of ${WRAPPING_ALGORITHMS.join(', ')}`);
+      throw new InvalidParameterError(`wrappingAlgorithm must be one of ${WRAPPING_ALGORITHMS.join(', ')}`, about('wrappingAlgorithm'));
     const r = await this.access.use(caller, keyId, 'GetParametersForImport');
     requireExternal(r);
     const cluster = this.access.cluster(r);
@@ -108,7 +122,8 @@ export class KeyImport {
     if (algorithm === PKCS1 && !this.ctx.config.allowPkcs1v15Import) throw pkcs1Refused(offered);
     if (!offered.includes(algorithm as RsaPadding)) {
       throw new UnsupportedOperationError(
-        `WrappingAlgorithm ${algorithm} is not supported by the HSMs of this key's cluster (they offer ${offered.join(', ') || 'none'})`,
+        `wrappingAlgorithm ${algorithm} is not supported by the HSMs of this key's cluster (they offer ${offered.join(', ') || 'none'})`,
+        about('wrappingAlgorithm'),
       );
     }
     const again = await this.reuseWrappingKey(caller, r.keyId, algorithm, cluster);
@@ -158,10 +173,13 @@ export class KeyImport {
     const now = unixNow(this.access.clock);
     const validTo = p.validTo ?? 0;
     if (!Number.isInteger(validTo) || validTo < 0 || validTo > MAX_VALID_TO || (validTo !== 0 && validTo <= now)) {
-      throw new InvalidParameterError(`ValidTo must be 0 (never expires) or a future Unix time up to ${MAX_VALID_TO}`);
+      throw new InvalidParameterError(`validTo must be 0 (never expires) or a future Unix time up to ${MAX_VALID_TO}`, about('validTo'));
     }
     if (p.encryptedKeyMaterial.length !== WRAPPED_BYTES) {
-      throw new InvalidImportMaterialError(`EncryptedKeyMaterial must be ${WRAPPED_BYTES} bytes (one RSA-2048 block), got ${p.encryptedKeyMaterial.length}`);
+      throw new InvalidImportMaterialError(
+        `encryptedKeyMaterial must be ${WRAPPED_BYTES} bytes (one RSA-2048 block), got ${p.encryptedKeyMaterial.length}`,
+        about('encryptedKeyMaterial'),
+      );
     }
     const r = await this.access.load(caller, p.keyId, true);
     requireExternal(r);
@@ -171,7 +189,7 @@ export class KeyImport {
     const { material, checkValue } = await this.unwrap(r, params.wrappingKey, params.wrappingAlgorithm as RsaPadding, p.encryptedKeyMaterial);
     const check = checkValue.toString('hex');
     await this.access.change(caller, p.keyId, 'ImportKeyMaterial', (cur) => {
-      if (cur.materialCheckValue !== undefined && cur.materialCheckValue !== check) throw new DecryptMaterialError(IMPORT_FAILED_MESSAGE);
+      if (cur.materialCheckValue !== undefined && cur.materialCheckValue !== check) throw new DecryptMaterialError(IMPORT_FAILED_MESSAGE, IMPORT_FAILED_FIELDS);
       return {
         versions: [{ version: IMPORTED_VERSION, material: material.toBuffer(), createTime: now }],
         keyState: nextState(cur.keyState, 'ImportKeyMaterial', true),
@@ -202,13 +220,17 @@ export class KeyImport {
   /** The stored import parameters this token belongs to, or why it is refused. */
   private currentParameters(r: KeyRecord, token: Buffer, tokenKeyId: string, now: number) {
     const params = r.importParameters;
-    if (tokenKeyId !== r.keyId) throw new InvalidImportTokenError(`ImportToken was issued for another key, not ${r.keyId}`);
+    if (tokenKeyId !== r.keyId) throw new InvalidImportTokenError(`importToken was issued for another key, not ${r.keyId}`, about('importToken'));
     if (!params || !sameHash(tokenHash(token), params.tokenHash)) {
-      throw new InvalidImportTokenError(`ImportToken is not the current token of key ${r.keyId} (it was used, or replaced by a newer GetParametersForImport)`);
+      throw new InvalidImportTokenError(
+        `importToken is not the current token of key ${r.keyId} (it was used, or replaced by a newer GetParametersForImport)`,
+        about('importToken'),
+      );
     }
     if (now > params.validTo)
       throw new ImportTokenExpiredError(
-        `ImportToken of key ${r.keyId} expired at ${new Date(params.validTo * 1000).toISOString()}; call GetParametersForImport again`,
+        `importToken of key ${r.keyId} expired at ${new Date(params.validTo * 1000).toISOString()}; call GetParametersForImport again`,
+        about('importToken'),
       );
     return params;
   }
@@ -218,7 +240,7 @@ export class KeyImport {
       const wrapping = WrappedMaterial.fromBuffer(wrappingKey);
       return await this.access.cluster(r).importKeyMaterial(wrapping, wrappingBinding(r), padding, encrypted, binding(r, IMPORTED_VERSION));
     } catch (e) {
-      throw beforeRsaStep(e) ? domainError(e) : new DecryptMaterialError(IMPORT_FAILED_MESSAGE);
+      throw beforeRsaStep(e) ? domainError(e) : new DecryptMaterialError(IMPORT_FAILED_MESSAGE, IMPORT_FAILED_FIELDS);
     }
   }
 }

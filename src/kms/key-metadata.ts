@@ -1,6 +1,7 @@
 import type { KeyOrigin, KeyRecord, Tombstone } from '../store/store';
 import type { KeyState } from './key-state';
-import type { KeyUsage } from './key-usage';
+import { keyUsageOfCode } from '../common/key-usages';
+import { KeyUsage, usageOf } from './key-usage';
 
 /** What the core says about a key; everything is derived from the stored record. Times are Unix seconds. */
 export interface KeyDescription {
@@ -37,7 +38,7 @@ export function describeRecord(r: KeyRecord, reportedClusterId: (id: string) => 
     description: r.description,
     createTime: r.createTime,
     keyState: r.keyState,
-    keyUsage: r.keyUsage as KeyUsage,
+    keyUsage: usageOf(r),
     origin: r.origin,
     owner: r.owner,
     accountUin: r.ownerUin,
@@ -55,5 +56,5 @@ export function describeRecord(r: KeyRecord, reportedClusterId: (id: string) => 
 
 /** What a deleted key still says about itself (audit, support). */
 export function describeTombstone(t: Tombstone): string {
-  return `key ${t.keyId} (alias ${JSON.stringify(t.alias)}, ${t.keyUsage}, ${t.origin}) was deleted at ${new Date(t.deletedAt * 1000).toISOString()}`;
+  return `key ${t.keyId} (alias ${JSON.stringify(t.alias)}, ${keyUsageOfCode(t.keyUsage) ?? t.keyUsage}, ${t.origin}) was deleted at ${new Date(t.deletedAt * 1000).toISOString()}`;
 }

@@ -1,37 +1,50 @@
 import type { KeySpec } from '../common/key-specs';
+import { KEY_USAGE_CODES, KEY_USAGE_NAMES, KeyUsage, keyUsageOfCode } from '../common/key-usages';
+import type { KeyOrigin, KeyRecord } from '../store/store';
+import { StoreIntegrityError } from './errors';
 
-/** The Tencent KeyUsage values and what each needs from the HSM cluster. */
+export type { KeyUsage } from '../common/key-usages';
+
+/** What each key usage does (its kind) and which key spec it needs from the HSM cluster; protocols name usages their own way in src/api. */
 export const KEY_USAGES = {
-  ENCRYPT_DECRYPT: { kind: 'symmetric', spec: 'AES_256' },
-  ASYMMETRIC_DECRYPT_RSA_2048: { kind: 'asymmetric-decrypt', spec: 'RSA_2048' },
-  ASYMMETRIC_DECRYPT_SM2: { kind: 'asymmetric-decrypt', spec: 'SM2' },
-  ASYMMETRIC_SIGN_VERIFY_SM2: { kind: 'sign-verify', spec: 'SM2' },
-  ASYMMETRIC_SIGN_VERIFY_RSA_2048: { kind: 'sign-verify', spec: 'RSA_2048' },
-  ASYMMETRIC_SIGN_VERIFY_ECC: { kind: 'sign-verify', spec: 'EC_P256' },
-  ASYMMETRIC_SIGN_VERIFY_ECDSA384: { kind: 'sign-verify', spec: 'EC_P384' },
-} as const satisfies Record<string, { kind: string; spec: KeySpec | 'SM2' }>;
+  'encrypt-decrypt': { kind: 'symmetric', spec: 'AES_256' },
+  'rsa-2048-decrypt': { kind: 'asymmetric-decrypt', spec: 'RSA_2048' },
+  'sm2-decrypt': { kind: 'asymmetric-decrypt', spec: 'SM2' },
+  'sm2-sign-verify': { kind: 'sign-verify', spec: 'SM2' },
+  'rsa-2048-sign-verify': { kind: 'sign-verify', spec: 'RSA_2048' },
+  'ec-p256-sign-verify': { kind: 'sign-verify', spec: 'EC_P256' },
+  'ec-p384-sign-verify': { kind: 'sign-verify', spec: 'EC_P384' },
+} as const satisfies Record<KeyUsage, { kind: string; spec: KeySpec | 'SM2' }>;
 
-export type KeyUsage = keyof typeof KEY_USAGES;
+/** CreateKey without a usage makes a symmetric key. */
+export const DEFAULT_KEY_USAGE: KeyUsage = 'encrypt-decrypt';
 
 export function isKeyUsage(v: unknown): v is KeyUsage {
   return typeof v === 'string' && Object.hasOwn(KEY_USAGES, v);
 }
 
-/** "Empty means ENCRYPT_DECRYPT" (CreateKey, ListKeyDetail). */
-export function keyUsageOrDefault(v: string | undefined): string {
-  return v === undefined || v === '' ? 'ENCRYPT_DECRYPT' : v;
+/** The code a usage is stored under (common/key-usages.ts). */
+export function storedUsage(usage: KeyUsage): string {
+  return KEY_USAGE_CODES[usage];
+}
+
+/** The usage of a stored key; a code no usage has means the record was changed outside the service. */
+export function usageOf(r: Pick<KeyRecord, 'keyId' | 'keyUsage'>): KeyUsage {
+  const usage = keyUsageOfCode(r.keyUsage);
+  if (usage === undefined) throw new StoreIntegrityError(`key ${r.keyId} has a stored key usage no usage has`);
+  return usage;
 }
 
 /** The usages a cluster can serve: those whose key spec every member can generate (never SM2 here). */
 export function usagesOffered(keySpecs: readonly KeySpec[]): KeyUsage[] {
-  return (Object.keys(KEY_USAGES) as KeyUsage[]).filter((u) => {
+  return KEY_USAGE_NAMES.filter((u) => {
     const spec = KEY_USAGES[u].spec;
     return spec !== 'SM2' && keySpecs.includes(spec);
   });
 }
 
 /** Symmetric KMS-made keys rotate; asymmetric and EXTERNAL keys never do. */
-export function canRotate(usage: KeyUsage, origin: 'TENCENT_KMS' | 'EXTERNAL'): 'yes' | 'external' | 'asymmetric' {
+export function canRotate(usage: KeyUsage, origin: KeyOrigin): 'yes' | 'external' | 'asymmetric' {
   if (origin === 'EXTERNAL') return 'external';
   return KEY_USAGES[usage].kind === 'symmetric' ? 'yes' : 'asymmetric';
 }

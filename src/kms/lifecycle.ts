@@ -4,6 +4,7 @@ import { KeyOrigin, KeyPatch, KeyRecord, NewKeyRecord, QuotaExceededError } from
 import { DAY_SECONDS, unixNow } from '../common/clock';
 import type { KmsContext } from './context';
 import {
+  about,
   BindingLimitExceededError,
   BindingNotFoundError,
   DuplicatedKeyIdError,
@@ -24,19 +25,49 @@ import { binding, Caller, domainError } from './key-access';
 import { describeRecord, KeyDescription } from './key-metadata';
 import { aliasProblem, descriptionProblem, MAX_BINDINGS_PER_KEY, pendingWindowProblem, ROTATE_DAYS, Tag, tagsProblem } from './key-rules';
 import { initialState, KeyAction, nextState } from './key-state';
-import { isKeyUsage, KEY_USAGES, keyUsageOrDefault, usagesOffered } from './key-usage';
-import { listKeyDetailQuery, listKeysQuery, ListParams } from './list-query';
+import { DEFAULT_KEY_USAGE, isKeyUsage, KEY_USAGES, KeyUsage, storedUsage, usagesOffered } from './key-usage';
+import { listKeyDetailQuery, listKeysQuery, ListRequest } from './list-query';
 
 export interface CreateKeyRequest {
   alias: string;
   description?: string;
-  /** Default ENCRYPT_DECRYPT. */
-  keyUsage?: string;
-  /** TENCENT_KMS (default): material made in the HSM now; EXTERNAL: material imported later. */
+  /** Default encrypt-decrypt (symmetric). */
+  keyUsage?: KeyUsage;
+  /** TENCENT_KMS (default, the stored name of KMS-made material): material made in the HSM now; EXTERNAL: material imported later. */
   origin?: KeyOrigin;
   tags?: readonly Tag[];
   /** A dedicated cluster of the caller's (empty: the shared pool). */
   hsmClusterId?: string;
+}
+
+export interface AliasChange {
+  keyId: string;
+  alias: string;
+}
+
+export interface DescriptionChange {
+  keyId: string;
+  description: string;
+}
+
+/** Tags to set (added or replaced) and tag keys to remove. */
+export interface TagChange {
+  keyId: string;
+  set: readonly Tag[];
+  remove?: readonly string[];
+}
+
+export interface DeletionRequest {
+  keyId: string;
+  /** Days until the key is deleted, 7 to 30. */
+  pendingWindowDays: number;
+}
+
+/** A cloud product's resource that uses a key (a key bound to one cannot be disabled or deleted). */
+export interface CloudResourceRequest {
+  keyId: string;
+  productId: string;
+  resourceId: string;
 }
 
 export interface BatchOutcome {
@@ -56,14 +87,15 @@ export function tagsOf(tags: readonly Tag[] | undefined): Record<string, string>
   const list = tags ?? [];
   const problem = tagsProblem(list);
   if (problem.duplicated !== undefined) throw new TagKeysDuplicatedError(`tag key ${JSON.stringify(problem.duplicated)} appears more than once`);
-  if (problem.invalid !== undefined) throw new InvalidTagError(problem.invalid);
+  if (problem.invalid !== undefined) throw new InvalidTagError(problem.invalid, about('tagKey', 'tagValue'));
   return Object.fromEntries(list.map((t) => [t.key, t.value]));
 }
 
 function uniqueIds(ids: readonly string[]): readonly string[] {
   const listed: unknown = ids;
-  if (!Array.isArray(listed) || ids.length === 0 || ids.length > MAX_BATCH) throw new InvalidParameterError(`KeyIds must list 1 to ${MAX_BATCH} key ids`);
-  if (new Set(ids).size !== ids.length) throw new DuplicatedKeyIdError('KeyIds lists the same key more than once');
+  if (!Array.isArray(listed) || ids.length === 0 || ids.length > MAX_BATCH)
+    throw new InvalidParameterError(`keyIds must list 1 to ${MAX_BATCH} key ids`, about('keyIds'));
+  if (new Set(ids).size !== ids.length) throw new DuplicatedKeyIdError('keyIds lists the same key more than once', about('keyIds'));
   return ids;
 }
 
@@ -90,14 +122,15 @@ export class Lifecycle {
   /** `owner` is "user" for API callers, a product name for keys a cloud product creates for itself. */
   async createKey(caller: Caller, p: CreateKeyRequest, owner = 'user'): Promise<KeyDescription> {
     const aliasIssue = aliasProblem(p.alias, owner !== 'user');
-    if (aliasIssue) throw new InvalidAliasError(aliasIssue);
+    if (aliasIssue) throw new InvalidAliasError(aliasIssue, about('alias'));
     const descIssue = descriptionProblem(p.description);
-    if (descIssue) throw new InvalidParameterError(descIssue);
-    const usage = keyUsageOrDefault(p.keyUsage);
-    if (!isKeyUsage(usage)) throw new InvalidKeyUsageError(`KeyUsage ${quoted(usage)} is not one of ${Object.keys(KEY_USAGES).join(', ')}`);
+    if (descIssue) throw new InvalidParameterError(descIssue, about('description'));
+    const usage = p.keyUsage ?? DEFAULT_KEY_USAGE;
+    if (!isKeyUsage(usage))
+      throw new InvalidKeyUsageError(`keyUsage ${quoted(String(usage))} is not one of ${Object.keys(KEY_USAGES).join(', ')}`, about('keyUsage'));
     const external = p.origin === 'EXTERNAL';
     if (external && KEY_USAGES[usage].kind !== 'symmetric')
-      throw new InvalidKeyUsageError('imported (EXTERNAL) keys must be ENCRYPT_DECRYPT: external material is symmetric only');
+      throw new InvalidKeyUsageError(`imported (EXTERNAL) keys must be ${DEFAULT_KEY_USAGE} keys: external material is symmetric only`);
     const tags = tagsOf(p.tags);
     const cluster = this.access.clusters.forCreate(caller.tenant, p.hsmClusterId);
     if (!usagesOffered(cluster.capabilities.keySpecs).includes(usage)) {
@@ -115,7 +148,7 @@ export class Lifecycle {
       keyId,
       alias: p.alias,
       description: p.description ?? '',
-      keyUsage: usage,
+      keyUsage: storedUsage(usage),
       origin: external ? 'EXTERNAL' : 'TENCENT_KMS',
       keyState: initialState(external),
       creatorUin: caller.uin,
@@ -168,35 +201,38 @@ export class Lifecycle {
     return { used: await this.access.store.countKeys(caller.tenant, caller.region), limit: this.ctx.config.maxKeysPerRegion };
   }
 
-  async listKeys(caller: Caller, p: ListParams & { HsmClusterId?: string }): Promise<KeyList<{ keyId: string }>> {
-    const q = listKeysQuery(caller.tenant, caller.region, p, this.access.clusters.forList(caller.tenant, p.HsmClusterId));
+  async listKeys(caller: Caller, p: ListRequest): Promise<KeyList<{ keyId: string }>> {
+    const q = listKeysQuery(caller.tenant, caller.region, p, this.access.clusters.forList(caller.tenant, p.hsmClusterId));
     const res = await this.access.store.listKeys(q);
     return { keys: res.keys.map((k) => ({ keyId: k.keyId })), totalCount: res.total };
   }
 
-  async listKeyDetail(caller: Caller, p: ListParams & { HsmClusterId?: string }): Promise<KeyList<KeyDescription>> {
-    const q = listKeyDetailQuery(caller.tenant, caller.region, p, this.access.clusters.forList(caller.tenant, p.HsmClusterId));
+  async listKeyDetail(caller: Caller, p: ListRequest): Promise<KeyList<KeyDescription>> {
+    const q = listKeyDetailQuery(caller.tenant, caller.region, p, this.access.clusters.forList(caller.tenant, p.hsmClusterId));
     const res = await this.access.store.listKeys(q);
     return { keys: res.keys.map((k) => this.describe(k)), totalCount: res.total };
   }
 
-  async updateAlias(caller: Caller, keyId: string, alias: string): Promise<void> {
+  async updateAlias(caller: Caller, p: AliasChange): Promise<void> {
+    const { keyId, alias } = p;
     await this.access.change(caller, keyId, 'UpdateMetadata', (r) => {
       const issue = aliasProblem(alias, r.owner !== 'user');
-      if (issue) throw new InvalidAliasError(issue);
+      if (issue) throw new InvalidAliasError(issue, about('alias'));
       return r.alias === alias ? undefined : { alias };
     });
   }
 
-  async updateKeyDescription(caller: Caller, keyId: string, description: string): Promise<void> {
+  async updateKeyDescription(caller: Caller, p: DescriptionChange): Promise<void> {
+    const { keyId, description } = p;
     const issue = descriptionProblem(description);
-    if (issue) throw new InvalidParameterError(issue);
+    if (issue) throw new InvalidParameterError(issue, about('description'));
     await this.access.change(caller, keyId, 'UpdateMetadata', (r) => (r.description === description ? undefined : { description }));
   }
 
   /** Sets and removes tags; archived keys may be re-tagged. */
-  async tagKey(caller: Caller, keyId: string, set: readonly Tag[], remove: readonly string[] = []): Promise<Record<string, string>> {
-    const add = tagsOf(set);
+  async tagKey(caller: Caller, p: TagChange): Promise<Record<string, string>> {
+    const { keyId, remove = [] } = p;
+    const add = tagsOf(p.set);
     const r = await this.access.change(caller, keyId, 'UpdateMetadata', (cur) => {
       const tags = { ...cur.tags, ...add };
       for (const k of remove) delete tags[k];
@@ -238,9 +274,10 @@ export class Lifecycle {
     });
   }
 
-  async scheduleKeyDeletion(caller: Caller, keyId: string, days: number): Promise<{ keyId: string; deletionDate: number }> {
+  async scheduleKeyDeletion(caller: Caller, p: DeletionRequest): Promise<{ keyId: string; deletionDate: number }> {
+    const { keyId, pendingWindowDays: days } = p;
     const issue = pendingWindowProblem(days);
-    if (issue) throw new InvalidPendingWindowError(issue);
+    if (issue) throw new InvalidPendingWindowError(issue, about('pendingWindowDays'));
     const deletionDate = unixNow(this.access.clock) + days * DAY_SECONDS;
     const r = await this.access.change(caller, keyId, 'ScheduleKeyDeletion', (cur) => {
       refuseIfInUse(cur, 'scheduled for deletion');
@@ -259,8 +296,9 @@ export class Lifecycle {
   }
 
   /** Idempotent. */
-  async bindCloudResource(caller: Caller, keyId: string, productId: string, resourceId: string): Promise<void> {
-    if (!productId || !resourceId) throw new InvalidParameterError('ProductId and ResourceId are required');
+  async bindCloudResource(caller: Caller, p: CloudResourceRequest): Promise<void> {
+    const { keyId, productId, resourceId } = p;
+    if (!productId || !resourceId) throw new InvalidParameterError('productId and resourceId are required', about('productId', 'resourceId'));
     await this.access.change(caller, keyId, 'UpdateMetadata', (r) => {
       const list = r.cloudBindings ?? [];
       if (list.some((b) => b.productId === productId && b.resourceId === resourceId)) return undefined;
@@ -270,7 +308,8 @@ export class Lifecycle {
     });
   }
 
-  async unbindCloudResource(caller: Caller, keyId: string, productId: string, resourceId: string): Promise<void> {
+  async unbindCloudResource(caller: Caller, p: CloudResourceRequest): Promise<void> {
+    const { keyId, productId, resourceId } = p;
     await this.access.change(caller, keyId, 'Describe', (r) => {
       const list = r.cloudBindings ?? [];
       const rest = list.filter((b) => !(b.productId === productId && b.resourceId === resourceId));

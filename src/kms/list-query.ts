@@ -1,24 +1,29 @@
-import type { ListKeysQuery, TagFilter } from '../store/store';
-import { InvalidParameterError, quoted } from './errors';
-import { isKeyUsage, keyUsageOrDefault } from './key-usage';
+import type { KeyOrigin, ListKeysQuery, TagFilter } from '../store/store';
+import { about, InvalidParameterError, quoted } from './errors';
 import type { KeyState } from './key-state';
+import { isKeyUsage, KeyUsage, storedUsage } from './key-usage';
 
-/** ListKeys / ListKeyDetail parameters (already type-checked by the API layer). */
-export interface ListParams {
-  Offset?: number;
-  Limit?: number;
-  /** 0 user-created (default), 1 created by cloud products. */
-  Role?: number;
-  /** By CreateTime: 0 descending (default), 1 ascending. */
-  OrderType?: number;
-  /** 0 all, 1 Enabled, 2 Disabled, 3 PendingDelete, 4 PendingImport, 5 Archived. */
-  KeyState?: number;
-  SearchKeyAlias?: string;
-  /** TENCENT_KMS | EXTERNAL | ALL; unset means both. */
-  Origin?: string;
-  /** ALL or a KeyUsage; empty means ENCRYPT_DECRYPT only. */
-  KeyUsage?: string;
-  TagFilters?: Array<{ TagKey: string; TagValue?: string[] }>;
+/** Which keys a list shows and how: protocol-neutral (each protocol maps its own list parameters onto it in src/api). */
+export interface ListRequest {
+  /** Keys to skip; default 0. */
+  offset?: number;
+  /** Keys per page, 1 to 200; default 10. */
+  limit?: number;
+  /** `user` (default): keys users made; `product`: keys cloud products made for themselves. */
+  role?: 'user' | 'product';
+  /** By creation time (the detailed list only; the plain list is oldest first): default newest first. */
+  order?: 'asc' | 'desc';
+  /** Only keys in this state; absent: every state (the detailed list only). */
+  keyState?: KeyState;
+  /** A substring of the alias or of the key id. */
+  searchAlias?: string;
+  /** Absent: both origins. */
+  origin?: KeyOrigin;
+  /** Absent: every usage. */
+  keyUsage?: KeyUsage;
+  tagFilters?: readonly TagFilter[];
+  /** A dedicated cluster of the caller's (empty: the shared pool's keys). */
+  hsmClusterId?: string;
 }
 
 /**
@@ -28,53 +33,50 @@ export interface ListParams {
 export const MAX_TAG_FILTERS = 50;
 export const MAX_TAG_FILTER_VALUES = 100;
 
-const STATE_CODES: Record<number, KeyState | undefined> = { 0: undefined, 1: 'Enabled', 2: 'Disabled', 3: 'PendingDelete', 4: 'PendingImport', 5: 'Archived' };
-/** ListKeys shows only these states. */
+/** The plain list shows only these states. */
 export const LIST_KEYS_STATES: KeyState[] = ['Enabled', 'Disabled', 'PendingImport'];
 
-function intIn(name: string, v: number | undefined, fallback: number, min: number, max: number): number {
+function intIn(name: 'offset' | 'limit', v: number | undefined, fallback: number, min: number, max: number): number {
   if (v === undefined) return fallback;
-  if (!Number.isInteger(v) || v < min || v > max) throw new InvalidParameterError(`${name} must be an integer from ${min} to ${max}`);
+  if (!Number.isInteger(v) || v < min || v > max) throw new InvalidParameterError(`${name} must be an integer from ${min} to ${max}`, about(name));
   return v;
 }
 
-function base(tenant: string, region: string, p: ListParams): ListKeysQuery {
-  const role = intIn('Role', p.Role, 0, 0, 1);
+function base(tenant: string, region: string, p: ListRequest): ListKeysQuery {
   return {
     ownerUin: tenant,
     region,
-    offset: intIn('Offset', p.Offset, 0, 0, Number.MAX_SAFE_INTEGER),
-    limit: intIn('Limit', p.Limit, 10, 1, 200),
+    offset: intIn('offset', p.offset, 0, 0, Number.MAX_SAFE_INTEGER),
+    limit: intIn('limit', p.limit, 10, 1, 200),
     order: 'desc',
-    role: role === 0 ? 'user' : 'product',
+    role: p.role ?? 'user',
   };
 }
 
-/** ListKeys: paging, role and cluster only; Enabled, Disabled and PendingImport keys. Oldest first. */
-export function listKeysQuery(tenant: string, region: string, p: ListParams, clusterId: string | undefined): ListKeysQuery {
+/** The plain list: paging, role and cluster only; Enabled, Disabled and PendingImport keys. Oldest first. */
+export function listKeysQuery(tenant: string, region: string, p: ListRequest, clusterId: string | undefined): ListKeysQuery {
   return { ...base(tenant, region, p), order: 'asc', keyStates: LIST_KEYS_STATES, hsmClusterId: clusterId };
 }
 
-export function listKeyDetailQuery(tenant: string, region: string, p: ListParams, clusterId: string | undefined): ListKeysQuery {
+function tagFilters(filters: readonly TagFilter[]): TagFilter[] {
+  if (filters.length > MAX_TAG_FILTERS) throw new InvalidParameterError(`tagFilters must have at most ${MAX_TAG_FILTERS} filters`, about('tagFilters'));
+  if (filters.some((f) => (f.values?.length ?? 0) > MAX_TAG_FILTER_VALUES))
+    throw new InvalidParameterError(`each tag filter must have at most ${MAX_TAG_FILTER_VALUES} values`);
+  return filters.map((f) => ({ key: f.key, values: [...(f.values ?? [])] }));
+}
+
+/** The detailed list: the plain list's filters and state, alias, origin, usage, tags; newest first unless asked otherwise. */
+export function listKeyDetailQuery(tenant: string, region: string, p: ListRequest, clusterId: string | undefined): ListKeysQuery {
   const q = base(tenant, region, p);
-  q.order = intIn('OrderType', p.OrderType, 0, 0, 1) === 1 ? 'asc' : 'desc';
-  const stateCode = intIn('KeyState', p.KeyState, 0, 0, 5);
-  const state = STATE_CODES[stateCode];
-  if (state) q.keyStates = [state];
-  if (p.SearchKeyAlias) q.searchAlias = p.SearchKeyAlias;
-  if (p.Origin !== undefined && p.Origin !== '' && p.Origin !== 'ALL') {
-    if (p.Origin !== 'TENCENT_KMS' && p.Origin !== 'EXTERNAL') throw new InvalidParameterError('Origin must be TENCENT_KMS, EXTERNAL or ALL');
-    q.origin = p.Origin;
+  q.order = p.order ?? 'desc';
+  if (p.keyState !== undefined) q.keyStates = [p.keyState];
+  if (p.searchAlias) q.searchAlias = p.searchAlias;
+  if (p.origin !== undefined) q.origin = p.origin;
+  if (p.keyUsage !== undefined) {
+    if (!isKeyUsage(p.keyUsage)) throw new InvalidParameterError(`keyUsage ${quoted(String(p.keyUsage))} is not a key usage`, about('keyUsage'));
+    q.keyUsage = storedUsage(p.keyUsage);
   }
-  const usage = keyUsageOrDefault(p.KeyUsage);
-  if (usage !== 'ALL') {
-    if (!isKeyUsage(usage)) throw new InvalidParameterError(`KeyUsage ${quoted(usage)} is not a key usage (or ALL)`);
-    q.keyUsage = usage;
-  }
-  if (p.TagFilters && p.TagFilters.length > MAX_TAG_FILTERS) throw new InvalidParameterError(`TagFilters must have at most ${MAX_TAG_FILTERS} filters`);
-  if (p.TagFilters?.some((f) => (f.TagValue?.length ?? 0) > MAX_TAG_FILTER_VALUES))
-    throw new InvalidParameterError(`each TagFilter must have at most ${MAX_TAG_FILTER_VALUES} values`);
-  if (p.TagFilters && p.TagFilters.length > 0) q.tagFilters = p.TagFilters.map((f): TagFilter => ({ key: f.TagKey, values: f.TagValue ?? [] }));
+  if (p.tagFilters && p.tagFilters.length > 0) q.tagFilters = tagFilters(p.tagFilters);
   if (clusterId !== undefined) q.hsmClusterId = clusterId;
   return q;
 }

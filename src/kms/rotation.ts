@@ -2,15 +2,22 @@ import type { KeySpec } from '../common/key-specs';
 import { ConflictError, KeyRecord, KeyRotation } from '../store/store';
 import { DAY_SECONDS, unixNow } from '../common/clock';
 import type { KmsContext } from './context';
-import { ExternalKeyCannotRotateError, InvalidParameterError, RotationNotSupportedError, RotationRunningError } from './errors';
+import { about, ExternalKeyCannotRotateError, InvalidParameterError, RotationNotSupportedError, RotationRunningError } from './errors';
 import { binding, Caller, domainError } from './key-access';
 import { ROTATE_DAYS, rotateDaysProblem } from './key-rules';
-import { canRotate, KEY_USAGES, KeyUsage } from './key-usage';
+import { canRotate, KEY_USAGES, usageOf } from './key-usage';
 
 function requireRotatable(r: KeyRecord): void {
-  const can = canRotate(r.keyUsage as KeyUsage, r.origin);
+  const usage = usageOf(r);
+  const can = canRotate(usage, r.origin);
   if (can === 'external') throw new ExternalKeyCannotRotateError(`key ${r.keyId} holds imported material, which cannot rotate`);
-  if (can === 'asymmetric') throw new RotationNotSupportedError(`key ${r.keyId} is asymmetric (${r.keyUsage}); asymmetric keys do not rotate`);
+  if (can === 'asymmetric') throw new RotationNotSupportedError(`key ${r.keyId} is asymmetric (${usage}); asymmetric keys do not rotate`);
+}
+
+export interface RotationSettings {
+  keyId: string;
+  /** Days between rotations, 7 to 365; default 365. */
+  rotateDays?: number;
 }
 
 /** Rotation settings, on-demand rotation, and the rotation of due keys (run by the background jobs). */
@@ -23,9 +30,10 @@ export class Rotation {
     return this.ctx.access;
   }
 
-  async enableKeyRotation(caller: Caller, keyId: string, rotateDays?: number): Promise<void> {
+  async enableKeyRotation(caller: Caller, p: RotationSettings): Promise<void> {
+    const { keyId, rotateDays } = p;
     const issue = rotateDaysProblem(rotateDays);
-    if (issue) throw new InvalidParameterError(issue);
+    if (issue) throw new InvalidParameterError(issue, about('rotateDays'));
     const days = rotateDays ?? ROTATE_DAYS.default;
     const now = unixNow(this.access.clock);
     requireRotatable(await this.access.load(caller, keyId));
@@ -65,7 +73,7 @@ export class Rotation {
     try {
       const now = unixNow(this.access.clock);
       const version = Math.max(0, ...r.versions.map((v) => v.version)) + 1;
-      const material = await this.access.cluster(r).generate(KEY_USAGES[r.keyUsage as KeyUsage].spec as KeySpec, binding(r, version));
+      const material = await this.access.cluster(r).generate(KEY_USAGES[usageOf(r)].spec as KeySpec, binding(r, version));
       const rotation: KeyRotation = { ...r.rotation, lastRotateTime: now };
       if (r.rotation.enabled) rotation.nextRotateTime = now + r.rotation.rotateDays * DAY_SECONDS;
       const next = await this.access.store.addVersion(r.ownerUin, r.keyId, { version, material: material.toBuffer(), createTime: now }, { rotation });
@@ -89,7 +97,7 @@ export class Rotation {
     for (const ref of await this.access.store.dueKeys('rotation', now, limit)) {
       const r = await this.access.store.getKey(ref.ownerUin, ref.keyId);
       if (!r || !r.rotation.enabled || (r.rotation.nextRotateTime ?? Infinity) > now) continue;
-      if (r.keyState !== 'Enabled' || canRotate(r.keyUsage as KeyUsage, r.origin) !== 'yes') {
+      if (r.keyState !== 'Enabled' || canRotate(usageOf(r), r.origin) !== 'yes') {
         await this.access.store
           .updateKey(r.ownerUin, r.keyId, r.revision, { rotation: { ...r.rotation, nextRotateTime: now + DAY_SECONDS } })
           .catch(() => undefined);
@@ -112,7 +120,7 @@ export class Rotation {
       if (owner === undefined) continue;
       const r = await this.access.store.getKey(owner, keyId);
       if (!r || r.versions[r.versions.length - 1]?.version !== Number(v)) continue;
-      if (r.keyState !== 'Enabled' || canRotate(r.keyUsage as KeyUsage, r.origin) !== 'yes') {
+      if (r.keyState !== 'Enabled' || canRotate(usageOf(r), r.origin) !== 'yes') {
         this.access.alarms.raise({
           kind: 'UsageLimitReached',
           time: unixNow(this.access.clock),

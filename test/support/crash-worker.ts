@@ -65,7 +65,7 @@ async function main(): Promise<void> {
       ack(`rotated ${id} ${r!.versions[r!.versions.length - 1].version}`);
     } else if (step === 2) {
       const k = await kms.lifecycle.createKey(caller, { alias: `crash-import-${process.pid}-${i}`, origin: 'EXTERNAL' });
-      const p = await kms.keyImport.getParametersForImport(caller, k.keyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+      const p = await kms.keyImport.getParametersForImport(caller, { keyId: k.keyId, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', wrappingKeySpec: 'RSA_2048' });
       const key = createPublicKey({ key: p.publicKey, format: 'der', type: 'spki' });
       const wrapped = publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, randomBytes(32));
       await kms.keyImport.importKeyMaterial(caller, { keyId: k.keyId, importToken: p.importToken, encryptedKeyMaterial: wrapped });
@@ -73,7 +73,7 @@ async function main(): Promise<void> {
     } else {
       const id = made[Math.floor(Math.random() * made.length)];
       const plaintext = `crash data ${i}`;
-      const { ciphertext } = await kms.envelope.encrypt(caller, id, Buffer.from(plaintext));
+      const { ciphertext } = await kms.envelope.encrypt(caller, { keyId: id, plaintext: Buffer.from(plaintext) });
       ack(`blob ${id} ${ciphertext.toString('base64')} ${plaintext}`);
     }
   }

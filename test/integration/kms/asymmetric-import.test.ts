@@ -22,7 +22,7 @@ describe('KMS core: asymmetric keys', () => {
   afterAll(() => lab.cleanup());
 
   test('GetPublicKey gives DER and (on the Tencent wire) PEM of the same SPKI; symmetric keys have none', async () => {
-    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'pub', keyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' });
+    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'pub', keyUsage: 'rsa-2048-decrypt' });
     const p = publicKeyAnswer(await kms.asymmetric.getPublicKey(alice, KeyId));
     expect(p.PublicKey.toString('base64').startsWith('MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A')).toBe(true);
     expect(createPublicKey(p.PublicKeyPem).export({ type: 'spki', format: 'der' }).equals(p.PublicKey)).toBe(true);
@@ -31,26 +31,32 @@ describe('KMS core: asymmetric keys', () => {
   });
 
   test('AsymmetricRsaDecrypt with the algorithms the HSM can do; OAEP-SHA-256 names the HSM limit on SoftHSM2', async () => {
-    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'rsa-dec', keyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' });
+    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'rsa-dec', keyUsage: 'rsa-2048-decrypt' });
     const pem = createPublicKey({ key: (await kms.asymmetric.getPublicKey(alice, KeyId)).publicKey, format: 'der', type: 'spki' });
     const oaep1 = publicEncrypt({ key: pem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, Buffer.from('secret one'));
-    expect((await kms.asymmetric.rsaDecrypt(alice, KeyId, oaep1, 'RSAES_OAEP_SHA_1')).plaintext.toString()).toBe('secret one');
+    expect((await kms.asymmetric.rsaDecrypt(alice, { keyId: KeyId, ciphertext: oaep1, algorithm: 'RSAES_OAEP_SHA_1' })).plaintext.toString()).toBe(
+      'secret one',
+    );
     const v15 = publicEncrypt({ key: pem, padding: constants.RSA_PKCS1_PADDING }, Buffer.from('secret two'));
-    expect((await kms.asymmetric.rsaDecrypt(alice, KeyId, v15, 'RSAES_PKCS1_V1_5')).plaintext.toString()).toBe('secret two');
-    const err = await kms.asymmetric.rsaDecrypt(alice, KeyId, oaep1, 'RSAES_OAEP_SHA_256').catch((e: Error) => e);
+    expect((await kms.asymmetric.rsaDecrypt(alice, { keyId: KeyId, ciphertext: v15, algorithm: 'RSAES_PKCS1_V1_5' })).plaintext.toString()).toBe('secret two');
+    const err = await kms.asymmetric.rsaDecrypt(alice, { keyId: KeyId, ciphertext: oaep1, algorithm: 'RSAES_OAEP_SHA_256' }).catch((e: Error) => e);
     expect(err).toBeInstanceOf(E.UnsupportedOperationError);
     expect((err as Error).message).toMatch(/RSAES_OAEP_SHA_256.*offered: RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1/);
-    await expect(kms.asymmetric.rsaDecrypt(alice, KeyId, randomBytes(256), 'RSAES_OAEP_SHA_1')).rejects.toBeInstanceOf(E.AsymmetricDecryptError);
-    await expect(kms.asymmetric.rsaDecrypt(alice, KeyId, Buffer.from('short'), 'RSAES_OAEP_SHA_1')).rejects.toBeInstanceOf(E.AsymmetricDecryptError);
-    await expect(kms.asymmetric.rsaDecrypt(alice, KeyId, oaep1, 'RSA')).rejects.toBeInstanceOf(E.InvalidParameterError);
+    await expect(kms.asymmetric.rsaDecrypt(alice, { keyId: KeyId, ciphertext: randomBytes(256), algorithm: 'RSAES_OAEP_SHA_1' })).rejects.toBeInstanceOf(
+      E.AsymmetricDecryptError,
+    );
+    await expect(kms.asymmetric.rsaDecrypt(alice, { keyId: KeyId, ciphertext: Buffer.from('short'), algorithm: 'RSAES_OAEP_SHA_1' })).rejects.toBeInstanceOf(
+      E.AsymmetricDecryptError,
+    );
+    await expect(kms.asymmetric.rsaDecrypt(alice, { keyId: KeyId, ciphertext: oaep1, algorithm: 'RSA' })).rejects.toBeInstanceOf(E.InvalidParameterError);
     await expect(kms.asymmetric.sm2Decrypt(alice, KeyId)).rejects.toBeInstanceOf(E.InvalidKeyUsageError);
   });
 
   const signers = [
-    ['ASYMMETRIC_SIGN_VERIFY_RSA_2048', 'RSA_PKCS1_SHA_256', 'sha256', {}],
-    ['ASYMMETRIC_SIGN_VERIFY_RSA_2048', 'RSA_PSS_SHA_256', 'sha256', { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }],
-    ['ASYMMETRIC_SIGN_VERIFY_ECC', 'ECDSA_SHA_256', 'sha256', {}],
-    ['ASYMMETRIC_SIGN_VERIFY_ECDSA384', 'ECDSA_SHA_384', 'sha384', {}],
+    ['rsa-2048-sign-verify', 'RSA_PKCS1_SHA_256', 'sha256', {}],
+    ['rsa-2048-sign-verify', 'RSA_PSS_SHA_256', 'sha256', { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }],
+    ['ec-p256-sign-verify', 'ECDSA_SHA_256', 'sha256', {}],
+    ['ec-p384-sign-verify', 'ECDSA_SHA_384', 'sha384', {}],
   ] as const;
 
   test.each(signers)('%s / %s: HSM signatures verify in Node, Node signatures verify here, RAW and DIGEST agree', async (usage, algorithm, hash, opts) => {
@@ -88,7 +94,7 @@ describe('KMS core: asymmetric keys', () => {
   });
 
   test('a signature made by Node with the same kind of key is judged correctly (no false positives across keys)', async () => {
-    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'sig-cross', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' });
+    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'sig-cross', keyUsage: 'ec-p256-sign-verify' });
     const mine = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const foreign = createSign('sha256').update('m').sign(mine.privateKey);
     expect(await kms.asymmetric.verify(alice, { keyId: KeyId, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m'), signature: foreign })).toMatchObject({
@@ -97,7 +103,7 @@ describe('KMS core: asymmetric keys', () => {
   });
 
   test('archived sign keys verify but do not sign; decrypt-only keys cannot sign', async () => {
-    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'sig-archived', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC' });
+    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'sig-archived', keyUsage: 'ec-p256-sign-verify' });
     const { signature: Signature } = await kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m') });
     await kms.lifecycle.archiveKey(alice, KeyId);
     await expect(kms.asymmetric.sign(alice, { keyId: KeyId, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m') })).rejects.toBeInstanceOf(
@@ -106,7 +112,7 @@ describe('KMS core: asymmetric keys', () => {
     expect(await kms.asymmetric.verify(alice, { keyId: KeyId, algorithm: 'ECDSA_SHA_256', message: Buffer.from('m'), signature: Signature })).toMatchObject({
       signatureValid: true,
     });
-    const dec = await kms.lifecycle.createKey(alice, { alias: 'dec-only', keyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' });
+    const dec = await kms.lifecycle.createKey(alice, { alias: 'dec-only', keyUsage: 'rsa-2048-decrypt' });
     await expect(kms.asymmetric.sign(alice, { keyId: dec.keyId, algorithm: 'RSA_PSS_SHA_256', message: Buffer.from('m') })).rejects.toBeInstanceOf(
       E.InvalidKeyUsageError,
     );
@@ -135,7 +141,7 @@ describe('KMS core: bring your own key', () => {
   };
 
   async function importInto(who: typeof alice, keyId: string, material: Buffer, alg = 'RSAES_OAEP_SHA_1', validTo?: number, via: Kms = kms) {
-    const p = await via.keyImport.getParametersForImport(who, keyId, alg, 'RSA_2048');
+    const p = await via.keyImport.getParametersForImport(who, { keyId: keyId, wrappingAlgorithm: alg, wrappingKeySpec: 'RSA_2048' });
     await via.keyImport.importKeyMaterial(who, {
       keyId: keyId,
       importToken: p.importToken,
@@ -149,13 +155,13 @@ describe('KMS core: bring your own key', () => {
     const { keyId: KeyId, keyState: KeyState } = await kms.lifecycle.createKey(alice, { alias: 'byok', origin: 'EXTERNAL' });
     expect(KeyState).toBe('PendingImport');
     expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ origin: 'EXTERNAL', keyState: 'PendingImport' });
-    await expect(kms.envelope.encrypt(alice, KeyId, Buffer.from('x'))).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
+    await expect(kms.envelope.encrypt(alice, { keyId: KeyId, plaintext: Buffer.from('x') })).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
     const material = randomBytes(32);
     const p = await importInto(alice, KeyId, material, 'RSAES_PKCS1_V1_5');
     expect(p.parametersValidTo).toBe(now() + 24 * 3600);
     expect(createPublicKey({ key: p.publicKey, format: 'der', type: 'spki' }).asymmetricKeyDetails?.modulusLength).toBe(2048);
     expect((await kms.lifecycle.describeKey(alice, KeyId)).keyState).toBe('Enabled');
-    const blob = (await kms.envelope.encrypt(alice, KeyId, Buffer.from('byok data'))).ciphertext;
+    const blob = (await kms.envelope.encrypt(alice, { keyId: KeyId, plaintext: Buffer.from('byok data') })).ciphertext;
     await kms.keyImport.deleteImportedKeyMaterial(alice, KeyId);
     expect((await kms.lifecycle.describeKey(alice, KeyId)).keyState).toBe('PendingImport');
     await expect(kms.envelope.decrypt(alice, { ciphertext: blob })).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
@@ -171,7 +177,7 @@ describe('KMS core: bring your own key', () => {
     const a = await kms.lifecycle.createKey(alice, { alias: 'byok-tokens', origin: 'EXTERNAL' });
     const b = await kms.lifecycle.createKey(alice, { alias: 'byok-other', origin: 'EXTERNAL' });
     const material = randomBytes(32);
-    const p = await kms.keyImport.getParametersForImport(alice, a.keyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+    const p = await kms.keyImport.getParametersForImport(alice, { keyId: a.keyId, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', wrappingKeySpec: 'RSA_2048' });
     const wrapped = wrap(p.publicKey, material, 'RSAES_OAEP_SHA_1');
     await expect(kms.keyImport.importKeyMaterial(alice, { keyId: b.keyId, importToken: p.importToken, encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(
       E.InvalidImportTokenError,
@@ -190,7 +196,7 @@ describe('KMS core: bring your own key', () => {
     await expect(kms.keyImport.importKeyMaterial(alice, { keyId: a.keyId, importToken: p.importToken, encryptedKeyMaterial: wrapped })).rejects.toBeInstanceOf(
       E.InvalidImportTokenError,
     );
-    const q = await kms.keyImport.getParametersForImport(alice, b.keyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+    const q = await kms.keyImport.getParametersForImport(alice, { keyId: b.keyId, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', wrappingKeySpec: 'RSA_2048' });
     clock.advance(24 * 3600 + 1);
     await expect(
       kms.keyImport.importKeyMaterial(alice, {
@@ -203,7 +209,7 @@ describe('KMS core: bring your own key', () => {
 
   test('bad material: undecryptable, wrong size, wrong algorithm, wrong key kind', async () => {
     const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'byok-bad', origin: 'EXTERNAL' });
-    const fresh = () => kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+    const fresh = () => kms.keyImport.getParametersForImport(alice, { keyId: KeyId, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', wrappingKeySpec: 'RSA_2048' });
     const attempt = async (m: (pk: Buffer) => Buffer) => {
       const q = await fresh();
       return kms.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: q.importToken, encryptedKeyMaterial: m(q.publicKey) });
@@ -229,23 +235,33 @@ describe('KMS core: bring your own key', () => {
         validTo: now() - 1,
       }),
     ).rejects.toBeInstanceOf(E.InvalidParameterError);
-    await expect(kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_1', 'RSA_4096')).rejects.toBeInstanceOf(E.InvalidParameterError);
-    await expect(kms.keyImport.getParametersForImport(alice, KeyId, 'AES_WRAP', 'RSA_2048')).rejects.toBeInstanceOf(E.InvalidParameterError);
-    const err = await kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_256', 'RSA_2048').catch((e: Error) => e);
+    await expect(
+      kms.keyImport.getParametersForImport(alice, { keyId: KeyId, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', wrappingKeySpec: 'RSA_4096' }),
+    ).rejects.toBeInstanceOf(E.InvalidParameterError);
+    await expect(
+      kms.keyImport.getParametersForImport(alice, { keyId: KeyId, wrappingAlgorithm: 'AES_WRAP', wrappingKeySpec: 'RSA_2048' }),
+    ).rejects.toBeInstanceOf(E.InvalidParameterError);
+    const err = await kms.keyImport
+      .getParametersForImport(alice, { keyId: KeyId, wrappingAlgorithm: 'RSAES_OAEP_SHA_256', wrappingKeySpec: 'RSA_2048' })
+      .catch((e: Error) => e);
     expect(err).toBeInstanceOf(E.UnsupportedOperationError);
     expect((err as Error).message).toContain('they offer RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1');
     const native = await kms.lifecycle.createKey(alice, { alias: 'byok-native' });
-    await expect(kms.keyImport.getParametersForImport(alice, native.keyId, 'RSAES_OAEP_SHA_1', 'RSA_2048')).rejects.toBeInstanceOf(E.NotExternalKeyError);
+    await expect(
+      kms.keyImport.getParametersForImport(alice, { keyId: native.keyId, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', wrappingKeySpec: 'RSA_2048' }),
+    ).rejects.toBeInstanceOf(E.NotExternalKeyError);
     await expect(kms.keyImport.deleteImportedKeyMaterial(alice, native.keyId)).rejects.toBeInstanceOf(E.NotExternalKeyError);
   });
 
   test('PKCS#1 v1.5 is refused by default, also for a token issued while it was allowed; the token is then used up', async () => {
     const strict = lab.kms(lab.sqlite(), { clock, nodeId: 'strict' });
     const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'byok-pkcs1-off', origin: 'EXTERNAL' });
-    const err = await strict.keyImport.getParametersForImport(alice, KeyId, 'RSAES_PKCS1_V1_5', 'RSA_2048').catch((e: Error) => e);
+    const err = await strict.keyImport
+      .getParametersForImport(alice, { keyId: KeyId, wrappingAlgorithm: 'RSAES_PKCS1_V1_5', wrappingKeySpec: 'RSA_2048' })
+      .catch((e: Error) => e);
     expect(err).toBeInstanceOf(E.UnsupportedOperationError);
     expect((err as Error).message).toMatch(/Bleichenbacher.*RSAES_OAEP_SHA_1/);
-    const p = await kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_PKCS1_V1_5', 'RSA_2048');
+    const p = await kms.keyImport.getParametersForImport(alice, { keyId: KeyId, wrappingAlgorithm: 'RSAES_PKCS1_V1_5', wrappingKeySpec: 'RSA_2048' });
     const EncryptedKeyMaterial = wrap(p.publicKey, randomBytes(32), 'RSAES_PKCS1_V1_5');
     await expect(
       strict.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: p.importToken, encryptedKeyMaterial: EncryptedKeyMaterial }),
@@ -257,7 +273,7 @@ describe('KMS core: bring your own key', () => {
 
   test('two concurrent imports with one token: one RSA decryption at most, one succeeds', async () => {
     const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'byok-race', origin: 'EXTERNAL' });
-    const p = await kms.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+    const p = await kms.keyImport.getParametersForImport(alice, { keyId: KeyId, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', wrappingKeySpec: 'RSA_2048' });
     const EncryptedKeyMaterial = wrap(p.publicKey, randomBytes(32), 'RSAES_OAEP_SHA_1');
     const results = await Promise.allSettled(
       [0, 1].map(() => kms.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: p.importToken, encryptedKeyMaterial: EncryptedKeyMaterial })),
@@ -270,7 +286,7 @@ describe('KMS core: bring your own key', () => {
     const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'byok-expiring', origin: 'EXTERNAL' });
     const material = randomBytes(32);
     await importInto(alice, KeyId, material, 'RSAES_OAEP_SHA_1', now() + 3600);
-    const blob = (await kms.envelope.encrypt(alice, KeyId, Buffer.from('short-lived'))).ciphertext;
+    const blob = (await kms.envelope.encrypt(alice, { keyId: KeyId, plaintext: Buffer.from('short-lived') })).ciphertext;
     expect((await kms.jobs.runOnce()).expired).not.toContain(KeyId);
     clock.advance(3601);
     expect((await kms.jobs.runOnce()).expired).toContain(KeyId);
@@ -283,9 +299,9 @@ describe('KMS core: bring your own key', () => {
   test('on NSS softokn, RSAES_OAEP_SHA_256 wrapping works', async () => {
     const { keyId: KeyId } = await kms.lifecycle.createKey(bob, { alias: 'byok-nss', origin: 'EXTERNAL', hsmClusterId: 'cls-bob-nss' });
     await importInto(bob, KeyId, randomBytes(32), 'RSAES_OAEP_SHA_256');
-    const blob = (await kms.envelope.encrypt(bob, KeyId, Buffer.from('nss'))).ciphertext;
+    const blob = (await kms.envelope.encrypt(bob, { keyId: KeyId, plaintext: Buffer.from('nss') })).ciphertext;
     expect((await kms.envelope.decrypt(bob, { ciphertext: blob })).plaintext.toString()).toBe('nss');
-    await expect(kms.lifecycle.createKey(bob, { alias: 'nss-ec', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC', hsmClusterId: 'cls-bob-nss' })).rejects.toBeInstanceOf(
+    await expect(kms.lifecycle.createKey(bob, { alias: 'nss-ec', keyUsage: 'ec-p256-sign-verify', hsmClusterId: 'cls-bob-nss' })).rejects.toBeInstanceOf(
       E.UnsupportedKeyUsageError,
     );
   });

@@ -101,7 +101,7 @@ describe('crash consistency: kill -9 during CreateKey, RotateKey and ImportKeyMa
       expect(r.keyState).toBe('Enabled');
       const versions = r.versions.map((v) => v.version);
       expect(versions).toEqual(Array.from({ length: versions.length }, (_, i) => i + 1));
-      const blob = (await kms.envelope.encrypt(caller, r.keyId, Buffer.from('after the crash'))).ciphertext;
+      const blob = (await kms.envelope.encrypt(caller, { keyId: r.keyId, plaintext: Buffer.from('after the crash') })).ciphertext;
       expect((await kms.envelope.decrypt(caller, { ciphertext: blob })).plaintext.toString()).toBe('after the crash');
     }
   });

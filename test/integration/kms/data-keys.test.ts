@@ -108,7 +108,7 @@ describe('KMS core: hosted data keys on SQLite and Redis', () => {
       const root = (await node1.lifecycle.createKey(alice, { alias: `dk-doomed-${name}` })).keyId;
       const { dataKeyId } = await node1.dataKeys.generate(alice, { keyId: root, keySpec: 'AES_128', name: `orphan-${name}` });
       await node1.lifecycle.disableKey(alice, root);
-      await node1.lifecycle.scheduleKeyDeletion(alice, root, 7);
+      await node1.lifecycle.scheduleKeyDeletion(alice, { keyId: root, pendingWindowDays: 7 });
       clock.advance(8 * DAY);
       expect((await node1.jobs.runOnce()).deleted).toContain(root);
       expect(await node2.dataKeys.describe(alice, dataKeyId)).toMatchObject({ keyId: root, keyName: '', keyState: 'Enabled' });

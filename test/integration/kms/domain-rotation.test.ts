@@ -57,7 +57,7 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
 
   const census = () => kms.domainRotation.census(CLUSTER);
   const held = () => members.map((m) => [...m.generations.keys()].sort());
-  const enc = async (keyId: string, text: string) => (await kms.envelope.encrypt(bob, keyId, Buffer.from(text))).ciphertext;
+  const enc = async (keyId: string, text: string) => (await kms.envelope.encrypt(bob, { keyId: keyId, plaintext: Buffer.from(text) })).ciphertext;
   const dec = async (blob: Buffer) => (await kms.envelope.decrypt(bob, { ciphertext: blob })).plaintext.toString();
   const create = async (n: number, prefix: string) => {
     const ids: string[] = [];
@@ -86,14 +86,14 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     const sym = await create(6, 'sym');
     await kms.rotation.rotateKey(bob, sym[0]);
     const blobs = await Promise.all(sym.map((id, i) => enc(id, `before ${i}`)));
-    const ec = (await kms.lifecycle.createKey(bob, { alias: 'ec', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC', hsmClusterId: CLUSTER })).keyId;
-    const rsa = (await kms.lifecycle.createKey(bob, { alias: 'rsa', keyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048', hsmClusterId: CLUSTER })).keyId;
+    const ec = (await kms.lifecycle.createKey(bob, { alias: 'ec', keyUsage: 'ec-p256-sign-verify', hsmClusterId: CLUSTER })).keyId;
+    const rsa = (await kms.lifecycle.createKey(bob, { alias: 'rsa', keyUsage: 'rsa-2048-decrypt', hsmClusterId: CLUSTER })).keyId;
     const message = Buffer.from('signed before the rotation');
     const { signature: Signature } = await kms.asymmetric.sign(bob, { keyId: ec, algorithm: 'ECDSA_SHA_256', message: message });
     const rsaPub = createPublicKey({ key: (await kms.asymmetric.getPublicKey(bob, rsa)).publicKey, format: 'der', type: 'spki' });
     const rsaCipher = publicEncrypt({ key: rsaPub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, Buffer.from('rsa secret'));
     const byok = (await kms.lifecycle.createKey(bob, { alias: 'byok', origin: 'EXTERNAL', hsmClusterId: CLUSTER })).keyId;
-    const params = await kms.keyImport.getParametersForImport(bob, byok, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+    const params = await kms.keyImport.getParametersForImport(bob, { keyId: byok, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', wrappingKeySpec: 'RSA_2048' });
 
     const old = rot.currentGeneration!;
     expect(held()).toEqual([[hex(old)], [hex(old)], []]);
@@ -121,7 +121,9 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
     expect(await kms.asymmetric.verify(bob, { keyId: ec, algorithm: 'ECDSA_SHA_256', message: message, signature: again.signature })).toMatchObject({
       signatureValid: true,
     });
-    expect((await kms.asymmetric.rsaDecrypt(bob, rsa, rsaCipher, 'RSAES_OAEP_SHA_1')).plaintext.toString()).toBe('rsa secret');
+    expect((await kms.asymmetric.rsaDecrypt(bob, { keyId: rsa, ciphertext: rsaCipher, algorithm: 'RSAES_OAEP_SHA_1' })).plaintext.toString()).toBe(
+      'rsa secret',
+    );
     const material = randomBytes(32);
     const wrappedMaterial = publicEncrypt(
       { key: createPublicKey({ key: params.publicKey, format: 'der', type: 'spki' }), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' },
@@ -285,7 +287,7 @@ describe('rotate-domain: a new domain generation for a cluster, every record re-
 
   test('NSS softokn and SoftHSM2 in one cluster: two generations side by side on the NSS database, AES and RSA records re-wrapped, the old one destroyed', async () => {
     const aes = (await kms.lifecycle.createKey(bob, { alias: 'mixed-aes', hsmClusterId: 'cls-rot-mixed' })).keyId;
-    const rsa = (await kms.lifecycle.createKey(bob, { alias: 'mixed-rsa', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048', hsmClusterId: 'cls-rot-mixed' })).keyId;
+    const rsa = (await kms.lifecycle.createKey(bob, { alias: 'mixed-rsa', keyUsage: 'rsa-2048-sign-verify', hsmClusterId: 'cls-rot-mixed' })).keyId;
     const blob = await enc(aes, 'across token families');
     const message = Buffer.from('m');
     const { signature: Signature } = await kms.asymmetric.sign(bob, { keyId: rsa, algorithm: 'RSA_PSS_SHA_256', message: message });
@@ -419,7 +421,7 @@ describe('rotate-domain on the Redis store', () => {
     const ids: string[] = [];
     for (let i = 0; i < 25; i++) ids.push((await kms.lifecycle.createKey(bob, { alias: `redis-${i}`, hsmClusterId: 'cls-bob' })).keyId);
     await kms.lifecycle.createKey(bob, { alias: 'redis-shared' });
-    const blobs = await Promise.all(ids.map(async (id, i) => (await kms.envelope.encrypt(bob, id, Buffer.from(`r${i}`))).ciphertext));
+    const blobs = await Promise.all(ids.map(async (id, i) => (await kms.envelope.encrypt(bob, { keyId: id, plaintext: Buffer.from(`r${i}`) })).ciphertext));
     const old = lab.dedicated.currentGeneration!.toString('hex');
     let seen = 0;
     await expect(

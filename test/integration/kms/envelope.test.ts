@@ -21,7 +21,7 @@ describe('KMS core: Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateRandom
 
   /** The context as the Tencent wire sends it (JSON text), parsed as the API layer does. */
   const enc = async (pt: string | Buffer, ctx?: string, id = keyId) =>
-    kms.envelope.encrypt(alice, id, Buffer.isBuffer(pt) ? pt : Buffer.from(pt), contextFromWire(ctx));
+    kms.envelope.encrypt(alice, { keyId: id, plaintext: Buffer.isBuffer(pt) ? pt : Buffer.from(pt), context: contextFromWire(ctx) });
   const dec = async (blob: Buffer, ctx?: string) => kms.envelope.decrypt(alice, { ciphertext: blob, context: contextFromWire(ctx) });
   const reEnc = async (p: { ciphertext: Buffer; destinationKeyId?: string; source?: string; destination?: string }) =>
     kms.envelope.reEncrypt(alice, {
@@ -110,7 +110,7 @@ describe('KMS core: Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateRandom
     await expect(enc('x', undefined, KeyId)).rejects.toBeInstanceOf(E.KeyArchivedError);
     await expect(kms.envelope.generateDataKey(alice, { keyId: KeyId, keySpec: 'AES_256' })).rejects.toBeInstanceOf(E.KeyArchivedError);
     expect((await dec(CiphertextBlob)).plaintext.toString()).toBe('old data');
-    await kms.lifecycle.scheduleKeyDeletion(alice, KeyId, 7);
+    await kms.lifecycle.scheduleKeyDeletion(alice, { keyId: KeyId, pendingWindowDays: 7 });
     const before = kms.alarms.list(KeyId).length;
     await expect(dec(CiphertextBlob)).rejects.toBeInstanceOf(E.KeyPendingDeleteError);
     await expect(enc('x', undefined, KeyId)).rejects.toBeInstanceOf(E.KeyPendingDeleteError);
@@ -123,7 +123,7 @@ describe('KMS core: Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateRandom
   });
 
   test('an asymmetric key cannot do symmetric encryption', async () => {
-    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'env-rsa', keyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' });
+    const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'env-rsa', keyUsage: 'rsa-2048-decrypt' });
     await expect(enc('x', undefined, KeyId)).rejects.toBeInstanceOf(E.InvalidKeyUsageError);
     await expect(kms.envelope.generateDataKey(alice, { keyId: KeyId, numberOfBytes: 16 })).rejects.toBeInstanceOf(E.InvalidKeyUsageError);
   });

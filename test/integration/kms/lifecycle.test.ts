@@ -1,9 +1,8 @@
-import { createKeyAnswer, createKeyRequest, toKeyMetadata } from '../../../src/api/kms-wire';
+import { createKeyAnswer, createKeyRequest, listKeyDetailRequest, listKeysRequest, toKeyMetadata } from '../../../src/api/kms-wire';
 import type { ActionParams } from '../../../src/api/params';
 import * as E from '../../../src/kms/errors';
 import { ManualClock } from '../../../src/common/clock';
 import type { Kms } from '../../../src/kms/service';
-import type { ListParams } from '../../../src/kms/list-query';
 import { alice, aliceSub, bob, KmsLab, REGION } from '../../support/kms';
 
 describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
@@ -20,6 +19,9 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
   /** CreateKey as the Tencent wire asks for it (Type, Tags of TagKey/TagValue), mapped as the API layer does. */
   const create = async (alias: string, over: Partial<ActionParams<'CreateKey'>> = {}, who = alice) =>
     kms.lifecycle.createKey(who, createKeyRequest({ Alias: alias, ...over }));
+  /** ListKeys / ListKeyDetail as the Tencent wire asks for them, mapped as the API layer does (a refusal of the mapping rejects too). */
+  const listKeys = async (who: typeof alice, p: ActionParams<'ListKeys'>) => kms.lifecycle.listKeys(who, listKeysRequest(p));
+  const listKeyDetail = async (who: typeof alice, p: ActionParams<'ListKeyDetail'>) => kms.lifecycle.listKeyDetail(who, listKeyDetailRequest(p));
 
   test('CreateKey makes an Enabled symmetric key in the shared pool; DescribeKey reports every field', async () => {
     const k = createKeyAnswer(await create('first', { Description: 'd', Tags: [{ TagKey: 'env', TagValue: 'prod' }] }, aliceSub));
@@ -93,9 +95,9 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     [{ HsmClusterId: 'cls-bob' }, E.InvalidHsmClusterError],
     [{ HsmClusterId: 'cls-nope' }, E.InvalidHsmClusterError],
   ])('CreateKey %# is refused with %p and nothing is stored', async (over, cls) => {
-    const before = (await kms.lifecycle.listKeyDetail(alice, { KeyUsage: 'ALL', Limit: 200 })).totalCount;
+    const before = (await listKeyDetail(alice, { KeyUsage: 'ALL', Limit: 200 })).totalCount;
     await expect(create(`bad-${Math.random().toString(36).slice(2, 8)}`, over)).rejects.toBeInstanceOf(cls);
-    expect((await kms.lifecycle.listKeyDetail(alice, { KeyUsage: 'ALL', Limit: 200 })).totalCount).toBe(before);
+    expect((await listKeyDetail(alice, { KeyUsage: 'ALL', Limit: 200 })).totalCount).toBe(before);
   });
 
   test("a tenant uses its own dedicated cluster; another tenant's cluster looks like a missing one", async () => {
@@ -103,9 +105,9 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     expect(k.hsmClusterId).toBe('cls-bob');
     expect((await kms.lifecycle.describeKey(bob, k.keyId)).hsmClusterId).toBe('cls-bob');
     await expect(kms.lifecycle.describeKey(alice, k.keyId)).rejects.toBeInstanceOf(E.KeyNotFoundError);
-    await expect(kms.lifecycle.listKeyDetail(alice, { HsmClusterId: 'cls-bob' })).rejects.toBeInstanceOf(E.InvalidHsmClusterError);
+    await expect(listKeyDetail(alice, { HsmClusterId: 'cls-bob' })).rejects.toBeInstanceOf(E.InvalidHsmClusterError);
     const handlesBefore = lab.shared.members.map((m) => m.cachedHandles);
-    const blob = await kms.envelope.encrypt(bob, k.keyId, Buffer.from('only on bob hardware'));
+    const blob = await kms.envelope.encrypt(bob, { keyId: k.keyId, plaintext: Buffer.from('only on bob hardware') });
     expect((await kms.envelope.decrypt(bob, { ciphertext: blob.ciphertext })).plaintext.toString()).toBe('only on bob hardware');
     expect(lab.shared.members.map((m) => m.cachedHandles)).toEqual(handlesBefore);
     expect(lab.dedicated.members[0].cachedHandles).toBeGreaterThan(0);
@@ -120,15 +122,17 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     await expect(kms.lifecycle.enableKey(alice, KeyId)).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
     await kms.lifecycle.cancelKeyArchive(alice, KeyId);
     expect((await kms.lifecycle.describeKey(alice, KeyId)).keyState).toBe('Enabled');
-    await expect(kms.lifecycle.scheduleKeyDeletion(alice, KeyId, 7)).rejects.toBeInstanceOf(E.KeyShouldBeDisabledError);
+    await expect(kms.lifecycle.scheduleKeyDeletion(alice, { keyId: KeyId, pendingWindowDays: 7 })).rejects.toBeInstanceOf(E.KeyShouldBeDisabledError);
     await kms.lifecycle.disableKey(alice, KeyId);
     for (const bad of [6, 31, 7.5, '7', undefined]) {
-      await expect(kms.lifecycle.scheduleKeyDeletion(alice, KeyId, bad as number)).rejects.toBeInstanceOf(E.InvalidPendingWindowError);
+      await expect(kms.lifecycle.scheduleKeyDeletion(alice, { keyId: KeyId, pendingWindowDays: bad as number })).rejects.toBeInstanceOf(
+        E.InvalidPendingWindowError,
+      );
     }
-    const s = await kms.lifecycle.scheduleKeyDeletion(alice, KeyId, 7);
+    const s = await kms.lifecycle.scheduleKeyDeletion(alice, { keyId: KeyId, pendingWindowDays: 7 });
     expect(s.deletionDate).toBe(now() + 7 * 86400);
     expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ keyState: 'PendingDelete', deletionDate: s.deletionDate });
-    await expect(kms.lifecycle.updateAlias(alice, KeyId, 'renamed')).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
+    await expect(kms.lifecycle.updateAlias(alice, { keyId: KeyId, alias: 'renamed' })).rejects.toBeInstanceOf(E.KeyStateNotSupportedError);
     await kms.lifecycle.cancelKeyDeletion(alice, KeyId);
     expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ keyState: 'Disabled', deletionDate: undefined });
     await expect(kms.lifecycle.cancelKeyDeletion(alice, KeyId)).rejects.toBeInstanceOf(E.KeyNotPendingDeleteError);
@@ -137,11 +141,11 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
   test('UpdateAlias and UpdateKeyDescription; a taken alias is refused', async () => {
     const a = await create('upd-a');
     await create('upd-b');
-    await kms.lifecycle.updateAlias(alice, a.keyId, 'upd-c');
-    await kms.lifecycle.updateKeyDescription(alice, a.keyId, 'new words');
+    await kms.lifecycle.updateAlias(alice, { keyId: a.keyId, alias: 'upd-c' });
+    await kms.lifecycle.updateKeyDescription(alice, { keyId: a.keyId, description: 'new words' });
     expect(await kms.lifecycle.describeKey(alice, a.keyId)).toMatchObject({ alias: 'upd-c', description: 'new words' });
-    await expect(kms.lifecycle.updateAlias(alice, a.keyId, 'upd-b')).rejects.toBeInstanceOf(E.AliasTakenError);
-    await expect(kms.lifecycle.updateAlias(alice, a.keyId, 'kms-x')).rejects.toBeInstanceOf(E.InvalidAliasError);
+    await expect(kms.lifecycle.updateAlias(alice, { keyId: a.keyId, alias: 'upd-b' })).rejects.toBeInstanceOf(E.AliasTakenError);
+    await expect(kms.lifecycle.updateAlias(alice, { keyId: a.keyId, alias: 'kms-x' })).rejects.toBeInstanceOf(E.InvalidAliasError);
     await expect(create('upd-a')).resolves.not.toThrow();
   });
 
@@ -149,21 +153,23 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     const k = await kms.lifecycle.createKey(alice, { alias: 'kms-secrets-default' }, 'secrets-manager');
     await expect(kms.lifecycle.disableKey(alice, k.keyId)).rejects.toBeInstanceOf(E.UsedByCloudProductError);
     await expect(kms.lifecycle.archiveKey(alice, k.keyId)).rejects.toBeInstanceOf(E.UsedByCloudProductError);
-    await expect(kms.lifecycle.scheduleKeyDeletion(alice, k.keyId, 7)).rejects.toBeInstanceOf(E.KeyShouldBeDisabledError);
-    await kms.rotation.enableKeyRotation(alice, k.keyId);
+    await expect(kms.lifecycle.scheduleKeyDeletion(alice, { keyId: k.keyId, pendingWindowDays: 7 })).rejects.toBeInstanceOf(E.KeyShouldBeDisabledError);
+    await kms.rotation.enableKeyRotation(alice, { keyId: k.keyId });
     await kms.rotation.rotateKey(alice, k.keyId);
     expect(await kms.lifecycle.describeKey(alice, k.keyId)).toMatchObject({ owner: 'secrets-manager', keyState: 'Enabled', rotationEnabled: true });
-    const products = await kms.lifecycle.listKeys(alice, { Role: 1 });
+    const products = await listKeys(alice, { Role: 1 });
     expect(products.keys.map((x) => x.keyId)).toEqual([k.keyId]);
   });
 
   test('a key bound to a cloud resource cannot be disabled or deleted until unbound', async () => {
     const { keyId: KeyId } = await create('bound');
-    await kms.lifecycle.bindCloudResource(alice, KeyId, 'cvm', 'ins-1');
-    await kms.lifecycle.bindCloudResource(alice, KeyId, 'cvm', 'ins-1');
+    await kms.lifecycle.bindCloudResource(alice, { keyId: KeyId, productId: 'cvm', resourceId: 'ins-1' });
+    await kms.lifecycle.bindCloudResource(alice, { keyId: KeyId, productId: 'cvm', resourceId: 'ins-1' });
     await expect(kms.lifecycle.disableKey(alice, KeyId)).rejects.toBeInstanceOf(E.UsedByCloudProductError);
-    await kms.lifecycle.unbindCloudResource(alice, KeyId, 'cvm', 'ins-1');
-    await expect(kms.lifecycle.unbindCloudResource(alice, KeyId, 'cvm', 'ins-1')).rejects.toBeInstanceOf(E.BindingNotFoundError);
+    await kms.lifecycle.unbindCloudResource(alice, { keyId: KeyId, productId: 'cvm', resourceId: 'ins-1' });
+    await expect(kms.lifecycle.unbindCloudResource(alice, { keyId: KeyId, productId: 'cvm', resourceId: 'ins-1' })).rejects.toBeInstanceOf(
+      E.BindingNotFoundError,
+    );
     await kms.lifecycle.disableKey(alice, KeyId);
   });
 
@@ -182,13 +188,13 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
   test('tags: set, replace, remove, and filter lists by tag', async () => {
     const a = await create('tag-a', { Tags: [{ TagKey: 'team', TagValue: 'red' }] });
     const b = await create('tag-b', { Tags: [{ TagKey: 'team', TagValue: 'blue' }] });
-    expect(await kms.lifecycle.tagKey(alice, a.keyId, [{ key: 'tier', value: 'gold' }])).toEqual({ team: 'red', tier: 'gold' });
-    expect(await kms.lifecycle.tagKey(alice, b.keyId, [{ key: 'team', value: 'red' }], ['nothing'])).toEqual({ team: 'red' });
-    const red = await kms.lifecycle.listKeyDetail(alice, { TagFilters: [{ TagKey: 'team', TagValue: ['red'] }], Limit: 200 });
+    expect(await kms.lifecycle.tagKey(alice, { keyId: a.keyId, set: [{ key: 'tier', value: 'gold' }] })).toEqual({ team: 'red', tier: 'gold' });
+    expect(await kms.lifecycle.tagKey(alice, { keyId: b.keyId, set: [{ key: 'team', value: 'red' }], remove: ['nothing'] })).toEqual({ team: 'red' });
+    const red = await listKeyDetail(alice, { TagFilters: [{ TagKey: 'team', TagValue: ['red'] }], Limit: 200 });
     expect(red.keys.map((m) => m.keyId).sort()).toEqual([a.keyId, b.keyId].sort());
-    const gold = await kms.lifecycle.listKeyDetail(alice, { TagFilters: [{ TagKey: 'team' }, { TagKey: 'tier', TagValue: ['gold'] }] });
+    const gold = await listKeyDetail(alice, { TagFilters: [{ TagKey: 'team' }, { TagKey: 'tier', TagValue: ['gold'] }] });
     expect(gold.keys.map((m) => m.keyId)).toEqual([a.keyId]);
-    expect(await kms.lifecycle.tagKey(alice, a.keyId, [], ['tier'])).toEqual({ team: 'red' });
+    expect(await kms.lifecycle.tagKey(alice, { keyId: a.keyId, set: [], remove: ['tier'] })).toEqual({ team: 'red' });
   });
 
   test('ListKeys shows Enabled, Disabled and PendingImport keys; ListKeyDetail filters like the reference', async () => {
@@ -207,13 +213,12 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     }
     await kms.lifecycle.disableKey(carol, ids['l-disabled']);
     await kms.lifecycle.disableKey(carol, ids['l-pending']);
-    await kms.lifecycle.scheduleKeyDeletion(carol, ids['l-pending'], 7);
+    await kms.lifecycle.scheduleKeyDeletion(carol, { keyId: ids['l-pending'], pendingWindowDays: 7 });
     await kms.lifecycle.archiveKey(carol, ids['l-archived']);
-    const listed = await kms.lifecycle.listKeys(carol, { Limit: 200 });
+    const listed = await listKeys(carol, { Limit: 200 });
     expect(listed.keys.map((k) => k.keyId)).toEqual([ids['l-enabled'], ids['l-disabled'], ids['l-import'], ids['l-sign']]);
     expect(listed.totalCount).toBe(4);
-    const detail = async (p: ListParams & { HsmClusterId?: string }) =>
-      (await kms.lifecycle.listKeyDetail(carol, { Limit: 200, ...p })).keys.map((m) => m.alias);
+    const detail = async (p: ActionParams<'ListKeyDetail'>) => (await listKeyDetail(carol, { Limit: 200, ...p })).keys.map((m) => m.alias);
     expect(await detail({})).toEqual(['l-archived', 'l-import', 'l-pending', 'l-disabled', 'l-enabled']);
     expect(await detail({ OrderType: 1 })).toEqual(['l-enabled', 'l-disabled', 'l-pending', 'l-import', 'l-archived']);
     expect(await detail({ KeyUsage: 'ALL' })).toHaveLength(6);
@@ -224,11 +229,11 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     expect(await detail({ SearchKeyAlias: 'able' })).toEqual(['l-disabled', 'l-enabled']);
     expect(await detail({ SearchKeyAlias: ids['l-archived'].slice(4, 16) })).toEqual(['l-archived']);
     expect(await detail({ HsmClusterId: 'default', KeyUsage: 'ALL' })).toHaveLength(6);
-    const page = await kms.lifecycle.listKeyDetail(carol, { Limit: 2, Offset: 1, OrderType: 1 });
+    const page = await listKeyDetail(carol, { Limit: 2, Offset: 1, OrderType: 1 });
     expect(page.keys.map((m) => m.alias)).toEqual(['l-disabled', 'l-pending']);
     expect(page.totalCount).toBe(5);
     for (const bad of [{ Limit: 201 }, { Limit: 0 }, { Offset: -1 }, { KeyState: 6 }, { Origin: 'tencent_kms' }, { KeyUsage: 'X' }, { Role: 2 }]) {
-      await expect(kms.lifecycle.listKeyDetail(carol, bad)).rejects.toBeInstanceOf(E.InvalidParameterError);
+      await expect(listKeyDetail(carol, bad)).rejects.toBeInstanceOf(E.InvalidParameterError);
     }
   });
 
@@ -244,7 +249,7 @@ describe('KMS core: key lifecycle on SoftHSM2 + SQLite', () => {
     await q.lifecycle.createKey(dave, { alias: 'kms-product' }, 'cos');
     const first = (made.find((r) => r.status === 'fulfilled') as PromiseFulfilledResult<{ keyId: string }>).value.keyId;
     await q.lifecycle.disableKey(dave, first);
-    await q.lifecycle.scheduleKeyDeletion(dave, first, 7);
+    await q.lifecycle.scheduleKeyDeletion(dave, { keyId: first, pendingWindowDays: 7 });
     await expect(q.lifecycle.createKey(dave, { alias: 'q6' })).resolves.not.toThrow();
     await expect(q.lifecycle.createKey(dave, { alias: 'q7' })).rejects.toBeInstanceOf(E.KeyLimitExceededError);
   });

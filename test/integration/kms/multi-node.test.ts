@@ -38,10 +38,10 @@ describe('KMS core: two nodes sharing one Redis', () => {
 
   test('a key disabled on node A is refused on node B within a second (change notifications, not cache expiry)', async () => {
     const { keyId: KeyId } = await a.lifecycle.createKey(alice, { alias: 'shared-state' });
-    const blob = (await b.envelope.encrypt(alice, KeyId, Buffer.from('warm the cache'))).ciphertext;
+    const blob = (await b.envelope.encrypt(alice, { keyId: KeyId, plaintext: Buffer.from('warm the cache') })).ciphertext;
     await a.lifecycle.disableKey(alice, KeyId);
     const ms = await within(5_000, () =>
-      b.envelope.encrypt(alice, KeyId, Buffer.from('x')).then(
+      b.envelope.encrypt(alice, { keyId: KeyId, plaintext: Buffer.from('x') }).then(
         () => false,
         (e) => e instanceof E.KeyDisabledError,
       ),
@@ -58,10 +58,10 @@ describe('KMS core: two nodes sharing one Redis', () => {
 
   test('a rotation on node A is used by node B', async () => {
     const { keyId: KeyId } = await a.lifecycle.createKey(alice, { alias: 'shared-rotation' });
-    await b.envelope.encrypt(alice, KeyId, Buffer.from('v1'));
+    await b.envelope.encrypt(alice, { keyId: KeyId, plaintext: Buffer.from('v1') });
     await a.rotation.rotateKey(alice, KeyId);
     await within(5_000, async () => {
-      const blob = (await b.envelope.encrypt(alice, KeyId, Buffer.from('v2'))).ciphertext;
+      const blob = (await b.envelope.encrypt(alice, { keyId: KeyId, plaintext: Buffer.from('v2') })).ciphertext;
       return decodeBlob(blob, DEPLOYMENT).keyVersion === 2;
     });
   });
@@ -78,12 +78,12 @@ describe('KMS core: two nodes sharing one Redis', () => {
 
   test('an import token from node A works on node B', async () => {
     const { keyId: KeyId } = await a.lifecycle.createKey(alice, { alias: 'shared-import', origin: 'EXTERNAL' });
-    const p = await a.keyImport.getParametersForImport(alice, KeyId, 'RSAES_OAEP_SHA_1', 'RSA_2048');
+    const p = await a.keyImport.getParametersForImport(alice, { keyId: KeyId, wrappingAlgorithm: 'RSAES_OAEP_SHA_1', wrappingKeySpec: 'RSA_2048' });
     const key = createPublicKey({ key: p.publicKey, format: 'der', type: 'spki' });
     const wrapped = publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, randomBytes(32));
     await b.keyImport.importKeyMaterial(alice, { keyId: KeyId, importToken: p.importToken, encryptedKeyMaterial: wrapped });
     await within(5_000, () =>
-      a.envelope.encrypt(alice, KeyId, Buffer.from('x')).then(
+      a.envelope.encrypt(alice, { keyId: KeyId, plaintext: Buffer.from('x') }).then(
         () => true,
         () => false,
       ),
@@ -99,6 +99,6 @@ describe('KMS core: two nodes sharing one Redis', () => {
     const erin = { tenant: '5001', uin: '5001', region: alice.region };
     const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => (i % 2 ? q1 : q2).lifecycle.createKey(erin, { alias: `quota-${i}` })));
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(4);
-    expect((await q1.lifecycle.listKeys(erin, { Limit: 100 })).totalCount).toBe(4);
+    expect((await q1.lifecycle.listKeys(erin, { limit: 100 })).totalCount).toBe(4);
   });
 });

@@ -19,16 +19,17 @@ describe('KMS core: rotation, scheduled deletion, alarms, background jobs', () =
   afterAll(() => lab.cleanup());
 
   const versionOf = (blob: Buffer) => decodeBlob(blob, DEPLOYMENT).keyVersion;
-  const enc = async (keyId: string, pt = 'data') => (await kms.envelope.encrypt(alice, keyId, Buffer.from(pt))).ciphertext;
+  const enc = async (keyId: string, pt = 'data') => (await kms.envelope.encrypt(alice, { keyId: keyId, plaintext: Buffer.from(pt) })).ciphertext;
   const dec = async (blob: Buffer) => (await kms.envelope.decrypt(alice, { ciphertext: blob })).plaintext.toString();
 
   test('rotation settings: off by default, RotateDays 7..365 (default 365), status reported', async () => {
     const { keyId: KeyId } = await kms.lifecycle.createKey(alice, { alias: 'rot-settings' });
     expect(await kms.rotation.getKeyRotationStatus(alice, KeyId)).toEqual({ keyId: KeyId, rotationEnabled: false });
-    for (const bad of [6, 366, 30.5]) await expect(kms.rotation.enableKeyRotation(alice, KeyId, bad)).rejects.toBeInstanceOf(E.InvalidParameterError);
-    await kms.rotation.enableKeyRotation(alice, KeyId);
+    for (const bad of [6, 366, 30.5])
+      await expect(kms.rotation.enableKeyRotation(alice, { keyId: KeyId, rotateDays: bad })).rejects.toBeInstanceOf(E.InvalidParameterError);
+    await kms.rotation.enableKeyRotation(alice, { keyId: KeyId });
     expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ rotationEnabled: true, rotateDays: 365, nextRotateTime: now() + 365 * DAY });
-    await kms.rotation.enableKeyRotation(alice, KeyId, 30);
+    await kms.rotation.enableKeyRotation(alice, { keyId: KeyId, rotateDays: 30 });
     expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ rotateDays: 30, nextRotateTime: now() + 30 * DAY });
     await kms.rotation.disableKeyRotation(alice, KeyId);
     expect(await kms.lifecycle.describeKey(alice, KeyId)).toMatchObject({ rotationEnabled: false, nextRotateTime: undefined });
@@ -59,24 +60,24 @@ describe('KMS core: rotation, scheduled deletion, alarms, background jobs', () =
   });
 
   test('asymmetric and imported keys refuse rotation with their own errors; disabled keys cannot rotate on demand', async () => {
-    const rsa = await kms.lifecycle.createKey(alice, { alias: 'rot-rsa', keyUsage: 'ASYMMETRIC_SIGN_VERIFY_RSA_2048' });
-    await expect(kms.rotation.enableKeyRotation(alice, rsa.keyId)).rejects.toBeInstanceOf(E.RotationNotSupportedError);
+    const rsa = await kms.lifecycle.createKey(alice, { alias: 'rot-rsa', keyUsage: 'rsa-2048-sign-verify' });
+    await expect(kms.rotation.enableKeyRotation(alice, { keyId: rsa.keyId })).rejects.toBeInstanceOf(E.RotationNotSupportedError);
     await expect(kms.rotation.rotateKey(alice, rsa.keyId)).rejects.toBeInstanceOf(E.RotationNotSupportedError);
     const ext = await kms.lifecycle.createKey(alice, { alias: 'rot-ext', origin: 'EXTERNAL' });
-    await expect(kms.rotation.enableKeyRotation(alice, ext.keyId)).rejects.toBeInstanceOf(E.ExternalKeyCannotRotateError);
+    await expect(kms.rotation.enableKeyRotation(alice, { keyId: ext.keyId })).rejects.toBeInstanceOf(E.ExternalKeyCannotRotateError);
     await expect(kms.rotation.rotateKey(alice, ext.keyId)).rejects.toBeInstanceOf(E.ExternalKeyCannotRotateError);
     const off = await kms.lifecycle.createKey(alice, { alias: 'rot-off' });
     await kms.lifecycle.disableKey(alice, off.keyId);
     await expect(kms.rotation.rotateKey(alice, off.keyId)).rejects.toBeInstanceOf(E.KeyDisabledError);
     await kms.lifecycle.archiveKey(alice, off.keyId);
-    await expect(kms.rotation.enableKeyRotation(alice, off.keyId)).rejects.toBeInstanceOf(E.KeyArchivedError);
+    await expect(kms.rotation.enableKeyRotation(alice, { keyId: off.keyId })).rejects.toBeInstanceOf(E.KeyArchivedError);
   });
 
   test('the scheduler rotates keys whose date has come, and only those', async () => {
     const due = await kms.lifecycle.createKey(alice, { alias: 'rot-due' });
     const later = await kms.lifecycle.createKey(alice, { alias: 'rot-later' });
-    await kms.rotation.enableKeyRotation(alice, due.keyId, 7);
-    await kms.rotation.enableKeyRotation(alice, later.keyId, 30);
+    await kms.rotation.enableKeyRotation(alice, { keyId: due.keyId, rotateDays: 7 });
+    await kms.rotation.enableKeyRotation(alice, { keyId: later.keyId, rotateDays: 30 });
     clock.advance(8 * DAY);
     const report = await kms.jobs.runOnce();
     expect(report.leader).toBe(true);
@@ -102,7 +103,7 @@ describe('KMS core: rotation, scheduled deletion, alarms, background jobs', () =
     await kms.rotation.rotateKey(alice, KeyId);
     const blob = await enc(KeyId, 'last words');
     await kms.lifecycle.disableKey(alice, KeyId);
-    const { deletionDate: DeletionDate } = await kms.lifecycle.scheduleKeyDeletion(alice, KeyId, 7);
+    const { deletionDate: DeletionDate } = await kms.lifecycle.scheduleKeyDeletion(alice, { keyId: KeyId, pendingWindowDays: 7 });
     const imminent = () => kms.alarms.list(KeyId).filter((a) => a.kind === 'KeyDeletionImminent').length;
     clock.advance(3 * DAY);
     await kms.jobs.runOnce();

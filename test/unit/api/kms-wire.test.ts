@@ -1,16 +1,31 @@
+import { toApiError } from '../../../src/api/error-codes';
 import {
   contextFromWire,
+  createKeyRequest,
   generateDataKeyRequest,
   hostedDataKeyRequest,
   importDataKeyRequest,
   importRequest,
   isHosted,
+  listAlgorithmsAnswer,
   listDataKeyDetailRequest,
   listDataKeysRequest,
+  listKeyDetailRequest,
   signRequest,
+  toKeyMetadata,
   verifyRequest,
+  wireMessage,
 } from '../../../src/api/kms-wire';
-import { InvalidEncryptionContextError, InvalidParameterError, InvalidTypeError } from '../../../src/kms/errors';
+import {
+  about,
+  InvalidEncryptionContextError,
+  InvalidKeyUsageError,
+  InvalidParameterError,
+  InvalidPlaintextError,
+  InvalidTypeError,
+  KeyDisabledError,
+} from '../../../src/kms/errors';
+import type { KeyDescription } from '../../../src/kms/key-metadata';
 
 describe('the Tencent wire mapped onto the core', () => {
   test.each([
@@ -77,6 +92,57 @@ describe('the Tencent wire mapped onto the core', () => {
       numberOfBytes: undefined,
       context: { a: 'b' },
       hsmClusterId: undefined,
+    });
+  });
+
+  test("a core error's message names request values by the wire's names: the first mention of each field the error lists", () => {
+    const e = new InvalidPlaintextError('plaintext must be 1 to 4096 bytes, got 0', about('plaintext'));
+    expect(wireMessage(e)).toBe('Plaintext must be 1 to 4096 bytes, got 0');
+    expect(toApiError(e)).toEqual({ code: 'InvalidParameterValue.InvalidPlaintext', message: 'Plaintext must be 1 to 4096 bytes, got 0', internal: false });
+    const both = new InvalidParameterError('one of keySpec or numberOfBytes is required', about('keySpec', 'numberOfBytes'));
+    expect(wireMessage(both)).toBe('one of KeySpec or NumberOfBytes is required');
+    // a caller's value quoted after the field keeps its text; a word that only contains a field name is not one
+    const quotedValue = new InvalidParameterError('keyId "keyId" is not a key id; keyIds differ', about('keyId'));
+    expect(wireMessage(quotedValue)).toBe('KeyId "keyId" is not a key id; keyIds differ');
+    const usage = new InvalidKeyUsageError('key k is a ec-p256-sign-verify key; symmetric encryption needs an encrypt-decrypt key');
+    expect(wireMessage(usage)).toBe('key k is a ASYMMETRIC_SIGN_VERIFY_ECC key; symmetric encryption needs an ENCRYPT_DECRYPT key');
+    const none = new KeyDisabledError('key k is disabled: plaintext stays');
+    expect(wireMessage(none)).toBe('key k is disabled: plaintext stays');
+  });
+
+  test('KeyUsage: Tencent names to the core usages and back; empty means ENCRYPT_DECRYPT; unknown names refused with their code', () => {
+    expect(createKeyRequest({ Alias: 'a' }).keyUsage).toBe('encrypt-decrypt');
+    expect(createKeyRequest({ Alias: 'a', KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048' }).keyUsage).toBe('rsa-2048-decrypt');
+    expect(() => createKeyRequest({ Alias: 'a', KeyUsage: 'encrypt-decrypt' })).toThrow(InvalidKeyUsageError);
+    const d = { keyId: 'k', keyUsage: 'ec-p384-sign-verify', creatorUin: '1', accountUin: '1' } as KeyDescription;
+    expect(toKeyMetadata(d).KeyUsage).toBe('ASYMMETRIC_SIGN_VERIFY_ECDSA384');
+  });
+
+  test('ListKeyDetail: Tencent codes and names to the neutral list request', () => {
+    expect(listKeyDetailRequest({})).toMatchObject({ role: 'user', order: 'desc', keyState: undefined, origin: undefined, keyUsage: 'encrypt-decrypt' });
+    expect(
+      listKeyDetailRequest({ Role: 1, OrderType: 1, KeyState: 4, Origin: 'ALL', KeyUsage: 'ALL', TagFilters: [{ TagKey: 't' }], Offset: 3, Limit: 7 }),
+    ).toEqual({
+      offset: 3,
+      limit: 7,
+      role: 'product',
+      hsmClusterId: undefined,
+      order: 'asc',
+      keyState: 'PendingImport',
+      searchAlias: undefined,
+      origin: undefined,
+      keyUsage: undefined,
+      tagFilters: [{ key: 't', values: [] }],
+    });
+    for (const bad of [{ Role: 2 }, { OrderType: -1 }, { KeyState: 6 }, { Origin: 'x' }, { KeyUsage: 'all' }])
+      expect(() => listKeyDetailRequest(bad)).toThrow(InvalidParameterError);
+  });
+
+  test("ListAlgorithms: the offered usages by kind, in Tencent's names", () => {
+    expect(listAlgorithmsAnswer(['encrypt-decrypt', 'rsa-2048-decrypt', 'ec-p256-sign-verify'])).toEqual({
+      SymmetricAlgorithms: [{ KeyUsage: 'ENCRYPT_DECRYPT', Algorithm: 'AES_256' }],
+      AsymmetricAlgorithms: [{ KeyUsage: 'ASYMMETRIC_DECRYPT_RSA_2048', Algorithm: 'RSA_2048' }],
+      AsymmetricSignVerifyAlgorithms: [{ KeyUsage: 'ASYMMETRIC_SIGN_VERIFY_ECC', Algorithm: 'ECC_P256' }],
     });
   });
 });

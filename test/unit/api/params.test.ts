@@ -13,12 +13,20 @@ import {
   ServedAction,
   validateParams,
 } from '../../../src/api/params';
-import { createKeyRequest, decryptRequest, generateDataKeyRequest, importRequest, reEncryptRequest, signRequest } from '../../../src/api/kms-wire';
+import {
+  createKeyRequest,
+  decryptRequest,
+  generateDataKeyRequest,
+  importRequest,
+  listKeyDetailRequest,
+  reEncryptRequest,
+  signRequest,
+} from '../../../src/api/kms-wire';
 import { decodeCanonicalBase64 } from '../../../src/common/base64';
 import type { CreateKeyRequest } from '../../../src/kms/lifecycle';
 import type { DecryptRequest, GenerateDataKeyRequest, ReEncryptRequest } from '../../../src/kms/envelope';
 import type { ImportRequest } from '../../../src/kms/key-import';
-import type { ListParams } from '../../../src/kms/list-query';
+import type { ListRequest } from '../../../src/kms/list-query';
 import type { SignRequest } from '../../../src/kms/asymmetric';
 
 const SDK = path.dirname(require.resolve('tencentcloud-sdk-nodejs/package.json'));
@@ -140,7 +148,7 @@ describe('valid bodies', () => {
 
   test('the typed output fits the KMS core parameter types, through the wire mapping where there is one (checked by tsc)', () => {
     const create: CreateKeyRequest = createKeyRequest(validateParams('CreateKey', { Alias: 'a' }));
-    const list: ListParams = validateParams('ListKeyDetail', {});
+    const list: ListRequest = listKeyDetailRequest(validateParams('ListKeyDetail', {}));
     const decrypt: DecryptRequest = decryptRequest(validateParams('Decrypt', { CiphertextBlob: 'aGk=' }));
     const reEncrypt: ReEncryptRequest = reEncryptRequest(validateParams('ReEncrypt', { CiphertextBlob: 'aGk=' }));
     const dataKey: GenerateDataKeyRequest = generateDataKeyRequest(validateParams('GenerateDataKey', { KeyId: 'k' }));

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { KeySpec } from '../../../src/hsm/capabilities';
 import { InvalidInputError, MaterialIntegrityError } from '../../../src/hsm/errors';
-import { MaterialBinding, WrappedMaterial } from '../../../src/hsm/material';
+import { MaterialBinding, WRAP_ALGORITHM_CODES, WrappedMaterial } from '../../../src/hsm/material';
+import { WRAP_ALGORITHMS } from '../../../src/hsm/profile';
 
 const binding: MaterialBinding = { clusterId: 'cluster-1', keyId: 'key-0001', keyVersion: 3, usage: 'ENCRYPT_DECRYPT' };
 /** Deterministic filler so failures are reproducible. */
@@ -313,5 +314,31 @@ describe('KMR3: the record names its wrap algorithm, inside the MAC', () => {
     expect(() => new WrappedMaterial('RSA_2048', owned, filler(16, 1), filler(64, 2), filler(24, 3), filler(32, 4), 2, 'aes-cbc-pad')).toThrow(
       InvalidInputError,
     );
+  });
+
+  /** KMR3 records written before the wrap algorithm codes were a table (when they were WRAP_ALGORITHMS positions). */
+  const FIXED = {
+    rfc5649:
+      '4b4d523300000002633100026b3100000002000f454e43525950545f444543525950540003313030000461702d7800000004183756750000000829486786a5c4e3020000' +
+      '00004b6a89a8c7e60524436281a0bfdefd1c3b5a7998b7d6f51433527190afceed0c',
+    'aes-cbc-pad':
+      '4b4d523300010002633100026b3100000002000f454e43525950545f444543525950540003313030000461702d7800000004183756750000000829486786a5c4e3020000' +
+      '00004b6a89a8c7e60524436281a0bfdefd1c3b5a7998b7d6f51433527190afceed0c',
+  } as const;
+  const small: MaterialBinding = { clusterId: 'c1', keyId: 'k1', keyVersion: 2, usage: 'ENCRYPT_DECRYPT', owner: '100', scope: 'ap-x' };
+
+  test.each(Object.entries(FIXED))('a KMR3 %s record made before the code table reads, and is written, byte for byte as before', (name, hex) => {
+    const algorithm = name as keyof typeof FIXED;
+    const made = new WrappedMaterial('AES_256', small, filler(4, 1), filler(8, 2), Buffer.alloc(0), filler(32, 4), 3, algorithm);
+    expect(made.toBuffer().toString('hex')).toBe(hex);
+    const read = WrappedMaterial.fromBuffer(Buffer.from(hex, 'hex'));
+    expect(read.wrapAlgorithm).toBe(algorithm);
+    expect(read.binding).toEqual(small);
+  });
+
+  test('every wrap algorithm has its own code', () => {
+    const codes = WRAP_ALGORITHMS.map((a) => WRAP_ALGORITHM_CODES[a]);
+    expect(codes.every((c) => Number.isInteger(c))).toBe(true);
+    expect(new Set(codes).size).toBe(WRAP_ALGORITHMS.length);
   });
 });
