@@ -20,7 +20,7 @@ import type { LinkMac } from './audit/link-mac';
 import { RedisAuditLog } from './audit/redis-audit-log';
 import { SqliteAuditLog } from './audit/sqlite-audit-log';
 import { AnchorSinkConfig, RedisStoreConfig, resolveSecret, ServerConfig } from './config';
-import { clusterAuthenticator, migrateAuthority } from './authority';
+import { authoritySeals, clusterAuthenticator, migrateAuthority } from './authority';
 import { withDeadline } from './common/deadline';
 import { buildClusters } from './hsm/config';
 import type { HsmCluster, SoPinProvider } from './hsm/cluster';
@@ -254,6 +254,7 @@ export async function openServices(config: ServerConfig, options: ServicesOption
       gcmMaxInvocationsPerVersion: config.gcmMaxInvocationsPerVersion,
       onJobError: (m) => options.log({ level: 'warn', msg: `background job: ${m}` }),
       macClusterId: sharedCluster(clusters).id,
+      macSealed: authoritySeals(raw.store, raw.identities, auth, clusters, integrityAlarm(alarms)),
     });
     // before anything seals: every process (kmsctl too) seals under the generation the store names
     for (const problem of await kms.domainStates.apply()) options.log({ level: 'warn', msg: `domain generation: ${problem}` });

@@ -178,8 +178,12 @@ const COMMANDS: Record<string, Command> = {
   'cluster rotate-domain': async (a, s) => {
     const c = cluster(s, a.need('cluster'));
     const bar = progressBar((t) => process.stderr.write(t), process.stderr.isTTY === true, 're-wrapping');
+    const sealBars = new Map<string, (done: number, total: number) => void>();
+    const sealBar = (what: string) =>
+      sealBars.get(what) ?? sealBars.set(what, progressBar((t) => process.stderr.write(t), process.stderr.isTTY === true, `re-sealing ${what}`)).get(what)!;
     const shown = (e: RotationEvent): void => {
       if (e.phase === 'rewrap') bar(e.done, e.total);
+      else if (e.phase === 'reseal') sealBar(e.what)(e.done, e.total);
       else if (e.phase === 'generation') progress(`cluster ${c.id}: generation ${e.generation} ${e.detail}; now current`);
       else progress(`cluster ${c.id}: generation ${e.generation} destroyed on ${e.members.join(', ') || 'no member'}`);
     };
@@ -191,7 +195,7 @@ const COMMANDS: Record<string, Command> = {
     else if (r.generation === undefined) out(`cluster ${c.id}: no rotation to resume`, false);
     else
       out(
-        `cluster ${c.id}: generation ${r.generation} current${r.resumed ? ' (resumed)' : ''}; ${r.rewrapped} records re-wrapped in ${r.ms} ms; generation ${r.retired} destroyed`,
+        `cluster ${c.id}: generation ${r.generation} current${r.resumed ? ' (resumed)' : ''}; ${r.rewrapped} records re-wrapped${resealedText(r.resealed)} in ${r.ms} ms; generation ${r.retired} destroyed`,
         false,
       );
     return 0;
@@ -256,6 +260,12 @@ const COMMANDS: Record<string, Command> = {
     return 0;
   },
 };
+
+function resealedText(resealed: Record<string, number>): string {
+  return Object.entries(resealed)
+    .map(([what, n]) => `, ${n} ${what} re-sealed`)
+    .join('');
+}
 
 export async function kmsctl(argv: readonly string[]): Promise<number> {
   const a = new Args(argv);

@@ -20,6 +20,7 @@ import { DomainState, DomainStateError, loadDomainState, saveDomainState } from 
 export type RotationEvent =
   | { phase: 'generation'; generation: string; detail: string }
   | { phase: 'rewrap'; done: number; total: number }
+  | { phase: 'reseal'; what: string; done: number; total: number }
   | { phase: 'destroy'; generation: string; members: string[] };
 
 export interface RotationOptions {
@@ -43,9 +44,30 @@ export interface RotationReport {
   retired?: string;
   resumed: boolean;
   rewrapped: number;
+  /** Items re-sealed under the new generation besides key material, by what they are (the shared cluster's). */
+  resealed: Record<string, number>;
   destroyedOn: string[];
   ms: number;
 }
+
+/**
+ * Something else the cluster's domain MAC key seals (the shared cluster's: authority rows, the audit
+ * chain), re-sealed by the same walk. Each item names the generation it is sealed under (or is told
+ * it), so that the census finds what still needs the retiring one and the re-seal skips what is done.
+ */
+export interface SealedUnderDomain {
+  /** The MAC purpose it is sealed under (`authority-row`, `audit-link`): the shared cluster rotates only with every one of them covered. */
+  readonly purpose: string;
+  /** What it is, for progress lines and errors. */
+  readonly what: string;
+  /** Items per generation (hex; `legacy` for items made before generations were named). */
+  census(): Promise<Map<string, number>>;
+  /** Re-seals under the current generation what is not under it (each verified first, compare-and-set); `done(n)` after each write. */
+  reseal(done: (n: number) => void, renew: () => Promise<void>): Promise<number>;
+}
+
+/** What the shared cluster's domain MAC key seals besides key material (and its own domain state). */
+export const SHARED_MAC_PURPOSES = { 'authority-row': 'the authority rows', 'audit-link': 'the audit chain' } as const;
 
 /** A rotation that cannot run here (the cluster holds other MACs, or another walker holds the lease). */
 export class DomainRotationError extends NamedError {}
@@ -77,8 +99,9 @@ export class DomainRotation {
     private readonly store: MetadataStore,
     private readonly clusters: readonly HsmCluster[],
     private readonly node: string,
-    /** The cluster whose domain MAC key also MACs the audit chain and authority rows (not re-MACed here): refused. */
+    /** The cluster whose domain MAC key also MACs the audit chain and authority rows: rotated only with `sealed` covering them. */
     private readonly macCluster?: string,
+    private readonly sealed: readonly SealedUnderDomain[] = [],
   ) {}
 
   /** Whether a rotation of the cluster is under way (its state names a next or retiring generation). */
@@ -90,9 +113,11 @@ export class DomainRotation {
   async rotate(clusterId: string, o: RotationOptions = {}): Promise<RotationReport> {
     const started = Date.now();
     const cluster = this.cluster(clusterId);
-    if (clusterId === this.macCluster) {
+    const sealed = clusterId === this.macCluster ? this.sealed : [];
+    const uncovered = Object.entries(SHARED_MAC_PURPOSES).filter(([p]) => clusterId === this.macCluster && !sealed.some((s) => s.purpose === p));
+    if (uncovered.length > 0) {
       throw new DomainRotationError(
-        `cluster ${clusterId} also MACs the audit chain and the authority rows under its domain MAC key, which a rotation would orphan: it cannot rotate its domain (docs/security.md)`,
+        `cluster ${clusterId} also MACs ${uncovered.map(([p, what]) => `${what} (${p})`).join(' and ')} under its domain MAC key, which this process cannot re-seal: it cannot rotate its domain here (docs/security.md)`,
       );
     }
     const progress = o.progress ?? (() => undefined);
@@ -103,7 +128,7 @@ export class DomainRotation {
       let revision = stored?.revision ?? 0;
       let state: DomainState = stored?.state ?? { current: this.onlyGeneration(cluster) };
       const resumed = state.next !== undefined || state.retiring !== undefined;
-      const report: RotationReport = { cluster: clusterId, resumed, rewrapped: 0, destroyedOn: [], ms: 0 };
+      const report: RotationReport = { cluster: clusterId, resumed, rewrapped: 0, resealed: {}, destroyedOn: [], ms: 0 };
       if (!resumed && o.resumeOnly) return { ...report, ms: Date.now() - started };
       if (!resumed) {
         // refused before anything is made: a generation whose records could not be re-wrapped would be left half-done
@@ -129,6 +154,7 @@ export class DomainRotation {
       if (state.retiring !== undefined) {
         report.retired = state.retiring;
         report.rewrapped = await this.rewrapAll(cluster, current, state.retiring, progress, () => this.renew(lease), o.soPin);
+        for (const s of sealed) report.resealed[s.what] = await this.resealAll(s, state.current, state.retiring, progress, () => this.renew(lease));
         report.destroyedOn = await cluster.destroyGeneration(Buffer.from(state.retiring, 'hex'));
         progress({ phase: 'destroy', generation: state.retiring, members: report.destroyedOn });
         await saveDomainState(this.store, cluster, revision, { current: state.current });
@@ -194,6 +220,34 @@ export class DomainRotation {
         `${left} records of cluster ${cluster.id} still name generation ${retiring} after ${ROUNDS} walks (a node still sealing under it?): it was not destroyed; run again`,
       );
     return rewrapped;
+  }
+
+  /** Re-seals until a census finds nothing under another generation than `current`; ROUNDS walks at most. */
+  private async resealAll(
+    s: SealedUnderDomain,
+    current: string,
+    retiring: string,
+    progress: (e: RotationEvent) => void,
+    renew: () => Promise<void>,
+  ): Promise<number> {
+    let resealed = 0;
+    const others = async () => [...(await s.census())].filter(([g]) => g !== current).reduce((n, [, c]) => n + c, 0);
+    for (let round = 0; round < ROUNDS; round++) {
+      const total = await others();
+      if (total === 0) return resealed;
+      let done = 0;
+      progress({ phase: 'reseal', what: s.what, done, total });
+      resealed += await s.reseal((n) => {
+        done += n;
+        progress({ phase: 'reseal', what: s.what, done, total });
+      }, renew);
+    }
+    const left = await others();
+    if (left > 0)
+      throw new DomainRotationError(
+        `${left} ${s.what} still name another generation than ${current} after ${ROUNDS} walks (a node still sealing under ${retiring}?): it was not destroyed; run again`,
+      );
+    return resealed;
   }
 
   /** Re-wraps the key's records not under `current` and writes them over the revision read (re-read on a concurrent change). */
