@@ -17,6 +17,7 @@
 import Database from 'better-sqlite3';
 import { AppendOutcome, AuditBackend, ChainPage, ChainSnapshot } from './backend';
 import { ChainHead, ChainStart, headOf } from './chain';
+import { SealKind } from './chain-seals';
 import { ChainedAuditLog, AuditLogOptions } from './chained-audit-log';
 import { commitOptions } from './group-commit';
 import { AuditConfigError, AuditChainError } from './errors';
@@ -51,6 +52,7 @@ CREATE INDEX IF NOT EXISTS audit_events_account ON audit_events (account_uin, ti
 CREATE INDEX IF NOT EXISTS audit_events_resource ON audit_events (resource, time, seq);
 CREATE TABLE IF NOT EXISTS audit_heads (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit_starts (seq INTEGER PRIMARY KEY, prev_hash TEXT NOT NULL, mac TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_seals (kind TEXT NOT NULL, seq INTEGER NOT NULL, seal TEXT NOT NULL, PRIMARY KEY (kind, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO audit_meta (name, value) VALUES ('schema', ${AUDIT_SCHEMA_VERSION});
 CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_events
@@ -179,6 +181,18 @@ class SqliteAuditBackend implements AuditBackend {
         this.stmt(RETAIN).run(start.seq);
       })
       .immediate();
+  }
+
+  async readSeals(kind: SealKind, from: number, to: number): Promise<Map<number, string>> {
+    const rows = this.stmt('SELECT seq, seal FROM audit_seals WHERE kind = ? AND seq >= ? AND seq <= ?').all(kind, from, to) as Array<{ seq: number; seal: string }>;
+    return new Map(rows.map((r) => [r.seq, r.seal]));
+  }
+
+  async writeSeals(kind: SealKind, seals: ReadonlyMap<number, string>): Promise<void> {
+    const put = this.stmt('INSERT OR REPLACE INTO audit_seals (kind, seq, seal) VALUES (?, ?, ?)');
+    this.db.transaction(() => {
+      for (const [seq, seal] of seals) put.run(kind, seq, seal);
+    })();
   }
 
   async readChain(after: number, upTo: number, limit: number): Promise<ChainPage> {
