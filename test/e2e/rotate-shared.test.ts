@@ -34,7 +34,7 @@ describe('kmsctl cluster rotate-domain on the shared pool (child process): autho
     const d = db();
     try {
       const macs = [
-        ...(d.prepare('SELECT authority AS m FROM keys').all() as Array<{ m: string | null }>).map((r) => r.m && Buffer.from(r.m, 'base64')),
+        ...(d.prepare("SELECT json_extract(doc, '$.authority') AS m FROM keys").all() as Array<{ m: string | null }>).map((r) => r.m && Buffer.from(r.m, 'base64')),
         ...(d.prepare('SELECT mac AS m FROM iam_api_keys').all() as Array<{ m: Buffer | null }>).map((r) => r.m),
         ...(d.prepare('SELECT mac AS m FROM iam_policies').all() as Array<{ m: Buffer | null }>).map((r) => r.m),
         ...(d.prepare('SELECT policies_mac AS m FROM iam_users').all() as Array<{ m: Buffer | null }>).map((r) => r.m),
