@@ -52,7 +52,7 @@ CREATE INDEX IF NOT EXISTS audit_events_account ON audit_events (account_uin, ti
 CREATE INDEX IF NOT EXISTS audit_events_resource ON audit_events (resource, time, seq);
 CREATE TABLE IF NOT EXISTS audit_heads (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit_starts (seq INTEGER PRIMARY KEY, prev_hash TEXT NOT NULL, mac TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS audit_seals (kind TEXT NOT NULL, seq INTEGER NOT NULL, seal TEXT NOT NULL, PRIMARY KEY (kind, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_seals (kind TEXT NOT NULL, seq INTEGER NOT NULL, generation TEXT NOT NULL, seal TEXT NOT NULL, PRIMARY KEY (kind, seq, generation));
 CREATE TABLE IF NOT EXISTS audit_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO audit_meta (name, value) VALUES ('schema', ${AUDIT_SCHEMA_VERSION});
 CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_events
@@ -63,6 +63,7 @@ WHEN OLD.seq >= coalesce((SELECT max(seq) FROM audit_starts), 1)
 BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
 ${appendOnly('audit_heads')}
 ${appendOnly('audit_starts')}
+${appendOnly('audit_seals')}
 `;
 /** Schema 1 files (no start records) become 2 at open; the only UPDATE here. */
 const UPGRADE = `UPDATE audit_meta SET value = ${AUDIT_SCHEMA_VERSION} WHERE name = 'schema' AND value < ${AUDIT_SCHEMA_VERSION}`;
@@ -184,14 +185,18 @@ class SqliteAuditBackend implements AuditBackend {
   }
 
   async readSeals(kind: SealKind, from: number, to: number): Promise<Map<number, string>> {
-    const rows = this.stmt('SELECT seq, seal FROM audit_seals WHERE kind = ? AND seq >= ? AND seq <= ?').all(kind, from, to) as Array<{ seq: number; seal: string }>;
+    // append-only: an item's newest seal (a later rotation's) is the one read
+    const rows = this.stmt('SELECT seq, seal FROM audit_seals WHERE kind = ? AND seq >= ? AND seq <= ? ORDER BY rowid').all(kind, from, to) as Array<{
+      seq: number;
+      seal: string;
+    }>;
     return new Map(rows.map((r) => [r.seq, r.seal]));
   }
 
   async writeSeals(kind: SealKind, seals: ReadonlyMap<number, string>): Promise<void> {
-    const put = this.stmt('INSERT OR REPLACE INTO audit_seals (kind, seq, seal) VALUES (?, ?, ?)');
+    const put = this.stmt('INSERT OR IGNORE INTO audit_seals (kind, seq, generation, seal) VALUES (?, ?, ?, ?)');
     this.db.transaction(() => {
-      for (const [seq, seal] of seals) put.run(kind, seq, seal);
+      for (const [seq, seal] of seals) put.run(kind, seq, seal.slice(0, seal.indexOf(':')), seal);
     })();
   }
 
