@@ -89,6 +89,8 @@ export class IdentitySeals {
         if (!user) return;
         let set = attachments;
         let setMac = user.policiesMac ?? null;
+        // the set's own MAC counts once, whether an attachment's write or its own re-seals it
+        const setWasCurrent = this.current(setMac ?? undefined);
         for (const p of attachments) {
           if (this.current(p.mac)) continue;
           const resealed: PolicyAttachment = { ...p, mac: await this.auth.mac(policyBytes(userUin, p)) };
@@ -98,10 +100,9 @@ export class IdentitySeals {
           setMac = next;
           wrote();
         }
-        if (!this.current(setMac ?? undefined)) {
+        if (!this.current(setMac ?? undefined))
           await this.inner.setPolicySetMac(userUin, { expected: setMac, next: await this.auth.mac(policySetBytes(userUin, set)) });
-          wrote();
-        }
+        if (!setWasCurrent && user.policiesMac?.length) wrote();
         return;
       } catch (e) {
         if (e instanceof IamNotFoundError) return;
