@@ -64,7 +64,9 @@ async function main(): Promise<void> {
         const seconds = Math.max(1, p.end - p.start) / 1000;
         console.log(`${name}: ${p.total} in ${seconds.toFixed(2)} s, ${(p.total / seconds).toFixed(0)}/s`);
       }
-      console.log(`whole run: ${items} items in ${(r.ms / 1000).toFixed(1)} s, ${(items / (r.ms / 1000)).toFixed(0)} items/s (censuses, new generation and destroy included)`);
+      console.log(
+        `whole run: ${items} items in ${(r.ms / 1000).toFixed(1)} s, ${(items / (r.ms / 1000)).toFixed(0)} items/s (censuses, new generation and destroy included)`,
+      );
       console.log(JSON.stringify(r));
       const verified = await s.audit.verify();
       console.log(`audit verify after: ok=${verified.ok}, ${verified.checked} events`);

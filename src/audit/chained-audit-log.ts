@@ -152,7 +152,8 @@ export class ChainedAuditLog implements AuditLog {
     const file = parseExport(text);
     const verifier = new ChainVerifier({ start: file.header.start });
     // an archive sealed by a domain rotation: its text is as it was when its links were checked under their generation
-    const sealed = (await archiveSealedUnder(mac, text, (await this.backend.readSeals('archive', file.header.from, file.header.from)).get(file.header.from))) !== undefined;
+    const sealed =
+      (await archiveSealedUnder(mac, text, (await this.backend.readSeals('archive', file.header.from, file.header.from)).get(file.header.from))) !== undefined;
     if (!sealed && file.header.start.seq > 1 && (await startUnder(mac, { ...file.header.start, mac: file.header.start.mac ?? '' })) === undefined) {
       verifier.note({ seq: file.header.start.seq, reason: "the export's start link does not match its MAC (not where the trail was cut)" });
     }

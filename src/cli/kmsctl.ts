@@ -180,7 +180,13 @@ const COMMANDS: Record<string, Command> = {
     const bar = progressBar((t) => process.stderr.write(t), process.stderr.isTTY === true, 're-wrapping');
     const sealBars = new Map<string, (done: number, total: number) => void>();
     const sealBar = (what: string) =>
-      sealBars.get(what) ?? sealBars.set(what, progressBar((t) => process.stderr.write(t), process.stderr.isTTY === true, `re-sealing ${what}`)).get(what)!;
+      sealBars.get(what) ??
+      sealBars
+        .set(
+          what,
+          progressBar((t) => process.stderr.write(t), process.stderr.isTTY === true, `re-sealing ${what}`),
+        )
+        .get(what)!;
     const shown = (e: RotationEvent): void => {
       if (e.phase === 'rewrap') bar(e.done, e.total);
       else if (e.phase === 'reseal') sealBar(e.what)(e.done, e.total);

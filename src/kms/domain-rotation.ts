@@ -2,7 +2,9 @@
  * A new domain generation for a cluster (`kmsctl cluster rotate-domain`): made in one member and
  * copied to every other, made current, then every wrapped record of the cluster (key versions and
  * import wrapping keys) re-wrapped under it inside the HSM, and the old generation destroyed on
- * every member once nothing names it.
+ * every member once nothing names it. On the cluster whose domain MAC key also seals other things
+ * (the shared one: authority rows, the audit chain), those are re-sealed by the same walk through
+ * `SealedUnderDomain` targets, and the old generation goes only when their census is empty too.
  *
  * Resumable: each step is recorded in the cluster's domain state (domain-state.ts) before the next
  * begins, and a record already under the current generation is recognised by the generation it

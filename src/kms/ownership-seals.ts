@@ -35,7 +35,9 @@ export class OwnershipSeals {
   async reseal(done: (n: number) => void, afterPage: () => Promise<void> = async () => undefined): Promise<number> {
     let n = 0;
     await this.eachKey(async (ref) => {
-      if (await this.resealKey(ref)) (n++, done(1));
+      if (!(await this.resealKey(ref))) return;
+      n++;
+      done(1);
     }, afterPage);
     return n;
   }

@@ -34,7 +34,9 @@ describe('kmsctl cluster rotate-domain on the shared pool (child process): autho
     const d = db();
     try {
       const macs = [
-        ...(d.prepare("SELECT json_extract(doc, '$.authority') AS m FROM keys").all() as Array<{ m: string | null }>).map((r) => r.m && Buffer.from(r.m, 'base64')),
+        ...(d.prepare("SELECT json_extract(doc, '$.authority') AS m FROM keys").all() as Array<{ m: string | null }>).map(
+          (r) => r.m && Buffer.from(r.m, 'base64'),
+        ),
         ...(d.prepare('SELECT mac AS m FROM iam_api_keys').all() as Array<{ m: Buffer | null }>).map((r) => r.m),
         ...(d.prepare('SELECT mac AS m FROM iam_policies').all() as Array<{ m: Buffer | null }>).map((r) => r.m),
         ...(d.prepare('SELECT policies_mac AS m FROM iam_users').all() as Array<{ m: Buffer | null }>).map((r) => r.m),
@@ -54,7 +56,11 @@ describe('kmsctl cluster rotate-domain on the shared pool (child process): autho
       });
     });
   const sharedGenerations = async (): Promise<{ generation: string; members: string[][] }> => {
-    const health = JSON.parse((await kmsctl('cluster', 'status', '--json')).stdout) as Array<{ id: string; generation: string; members: Array<{ generations: string[] }> }>;
+    const health = JSON.parse((await kmsctl('cluster', 'status', '--json')).stdout) as Array<{
+      id: string;
+      generation: string;
+      members: Array<{ generations: string[] }>;
+    }>;
     const h = health.find((x) => x.id === SHARED)!;
     return { generation: h.generation, members: h.members.map((m) => m.generations) };
   };
@@ -74,7 +80,9 @@ describe('kmsctl cluster rotate-domain on the shared pool (child process): autho
         if (region === REGIONS[0]) keyIds.push(...made.map((k) => k.KeyId as string));
       }
     }
-    const blobs = await Promise.all(keyIds.slice(0, 20).map(async (KeyId, i) => (await c.Encrypt({ KeyId, Plaintext: b64(`before ${i}`) })).CiphertextBlob as string));
+    const blobs = await Promise.all(
+      keyIds.slice(0, 20).map(async (KeyId, i) => (await c.Encrypt({ KeyId, Plaintext: b64(`before ${i}`) })).CiphertextBlob as string),
+    );
     // a read-only sub-account with its API key and preset policy, and a second policy attached later
     const made = await kmsctl('user', 'create', '--tenant', String(lab.root.Uin), '--name', 'reader', '--preset', 'QcloudKMSReadOnlyAccess', '--json');
     expect(made.code).toBe(0);
@@ -91,10 +99,14 @@ describe('kmsctl cluster rotate-domain on the shared pool (child process): autho
     expect(before[old]).toBeGreaterThan(KEYS);
 
     const soPins = join(lab.dir, DEV_SO_PINS);
-    const child: ChildProcess = spawn(process.execPath, [KMSCTL, '--data-dir', lab.dir, 'cluster', 'rotate-domain', '--cluster', SHARED, '--so-pin-file', soPins], {
-      cwd: REPO,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child: ChildProcess = spawn(
+      process.execPath,
+      [KMSCTL, '--data-dir', lab.dir, 'cluster', 'rotate-domain', '--cluster', SHARED, '--so-pin-file', soPins],
+      {
+        cwd: REPO,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stderr = '';
     const killed = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
     child.stderr!.on('data', (d: Buffer) => {
@@ -114,7 +126,13 @@ describe('kmsctl cluster rotate-domain on the shared pool (child process): autho
     await lab.server.close();
     const resumed = await kmsctl('cluster', 'rotate-domain', '--cluster', SHARED, '--resume', '--json', '--so-pin-file', soPins);
     expect([resumed.code, resumed.stderr]).toEqual([0, expect.stringMatching(/re-sealing audit links \[#+\] \d+\/\d+ \(100%\)/)]);
-    const report = JSON.parse(resumed.stdout) as { resumed: boolean; generation: string; retired: string; resealed: Record<string, number>; destroyedOn: string[] };
+    const report = JSON.parse(resumed.stdout) as {
+      resumed: boolean;
+      generation: string;
+      retired: string;
+      resealed: Record<string, number>;
+      destroyedOn: string[];
+    };
     expect(report).toMatchObject({ resumed: true, generation: next, retired: old });
     expect(report.resealed['key ownership MACs']).toBeGreaterThan(0);
     expect(report.resealed['key ownership MACs']).toBeLessThan(KEYS + 1);
@@ -129,13 +147,17 @@ describe('kmsctl cluster rotate-domain on the shared pool (child process): autho
 
     lab.server = await startServer(loadServerConfig(lab.dir, { KMS_PORT: '0' }), (l) => lab.logs.push(l));
     const after = lab.client();
-    expect(await Promise.all(blobs.map(async (CiphertextBlob) => (await after.Decrypt({ CiphertextBlob })).Plaintext))).toEqual(blobs.map((_, i) => b64(`before ${i}`)));
+    expect(await Promise.all(blobs.map(async (CiphertextBlob) => (await after.Decrypt({ CiphertextBlob })).Plaintext))).toEqual(
+      blobs.map((_, i) => b64(`before ${i}`)),
+    );
     const fresh = (await after.Encrypt({ KeyId: keyIds[0], Plaintext: b64('after') })).CiphertextBlob as string;
     expect((await after.Decrypt({ CiphertextBlob: fresh })).Plaintext).toBe(b64('after'));
     const readerAfter = lab.client(reader);
     expect((await readerAfter.ListKeys({ Limit: 5 })).TotalCount).toBeGreaterThan(0);
     expect(((await readerAfter.CreateKey({ Alias: 'still-not-allowed' }).catch((e: SdkError) => e)) as SdkError).code).toBe(denied);
-    const newReader = JSON.parse((await kmsctl('user', 'create', '--tenant', String(lab.root.Uin), '--name', 'later', '--preset', 'QcloudKMSReadOnlyAccess', '--json')).stdout) as {
+    const newReader = JSON.parse(
+      (await kmsctl('user', 'create', '--tenant', String(lab.root.Uin), '--name', 'later', '--preset', 'QcloudKMSReadOnlyAccess', '--json')).stdout,
+    ) as {
       SecretId: string;
       SecretKey: string;
     };
