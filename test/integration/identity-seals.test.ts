@@ -18,7 +18,8 @@ import { TokenLab } from '../support/tokens';
 const tokens = new TokenLab();
 afterAll(() => tokens.cleanup());
 
-describe.each(IDENTITY_BACKENDS)('identity rows across a domain rotation: $name', ({ name, setUp }) => {
+describe.each(IDENTITY_BACKENDS)('identity rows across a domain rotation: $name', (backend) => {
+  const { name } = backend;
   let hsm: HsmCluster;
   let backing: IdentityBacking;
   let raw: IdentityStore;
@@ -27,7 +28,7 @@ describe.each(IDENTITY_BACKENDS)('identity rows across a domain rotation: $name'
     hsm = new HsmCluster({ id: `cls-ids-${name}`, kind: 'shared', owners: [], members: tokens.softhsm(`ids-${name}`, ['ids-a']) });
     hsm.start();
     await hsm.initDomain();
-    backing = await setUp();
+    backing = await backend.setUp();
     raw = await backing.open();
   }, 60_000);
 
