@@ -37,6 +37,12 @@ export interface RotationOptions {
    * before and protected from the lock on).
    */
   soPin?: SoPinProvider;
+  /**
+   * On the cluster whose MAC key seals more than key material: how long after the new generation is
+   * current the last census may run at the earliest (default SETTLE_MS), so that every node has
+   * switched to it first and nothing it seals under the old one afterwards is left behind.
+   */
+  settleMs?: number;
 }
 
 export interface RotationReport {
@@ -78,6 +84,8 @@ export class DomainRotationError extends NamedError {}
 export class RotationBusyError extends DomainRotationError {}
 
 export const ROTATION_LEASE_MS = 15_000;
+/** Two job ticks (jobs.ts, 5 s): every node applies the stored current generation on its tick. */
+export const SETTLE_MS = 10_000;
 const PAGE = 200;
 /** Keys re-wrapped at once: the HSM work is short AES unwraps and wraps, on several sessions. */
 const PARALLEL = 8;
@@ -155,8 +163,15 @@ export class DomainRotation {
       report.generation = state.current;
       if (state.retiring !== undefined) {
         report.retired = state.retiring;
-        report.rewrapped = await this.rewrapAll(cluster, current, state.retiring, progress, () => this.renew(lease), o.soPin);
-        for (const s of sealed) report.resealed[s.what] = await this.resealAll(s, state.current, state.retiring, progress, () => this.renew(lease));
+        const renew = () => this.renew(lease);
+        const settled = Date.now() + (sealed.length > 0 ? (o.settleMs ?? SETTLE_MS) : 0);
+        // on the shared cluster the nodes keep sealing (audit links, rows) under the old generation until their tick: a last pass once they all switched
+        for (let pass = 0; pass < (sealed.length > 0 ? 2 : 1); pass++) {
+          if (pass > 0) await this.waitUntil(settled, renew);
+          report.rewrapped += await this.rewrapAll(cluster, current, state.retiring, progress, renew, o.soPin);
+          for (const s of sealed)
+            report.resealed[s.what] = (report.resealed[s.what] ?? 0) + (await this.resealAll(s, state.current, state.retiring, progress, renew));
+        }
         report.destroyedOn = await cluster.destroyGeneration(Buffer.from(state.retiring, 'hex'));
         progress({ phase: 'destroy', generation: state.retiring, members: report.destroyedOn });
         await saveDomainState(this.store, cluster, revision, { current: state.current });
@@ -312,6 +327,14 @@ export class DomainRotation {
     if (held.length !== 1)
       throw new DomainStateError(`cluster ${cluster.id} holds ${held.length} domain generations and no stored state says which is current`);
     return held[0].toString('hex');
+  }
+
+  /** Sleeps until `at`, renewing the lease at least every third of its time. */
+  private async waitUntil(at: number, renew: () => Promise<void>): Promise<void> {
+    while (Date.now() < at) {
+      await new Promise((r) => setTimeout(r, Math.min(at - Date.now(), ROTATION_LEASE_MS / 3)));
+      await renew();
+    }
   }
 
   private async takeLease(lease: string, waitMs: number): Promise<void> {
