@@ -33,7 +33,8 @@ const HELP = `kmsctl [--data-dir DIR] <command>      (DIR defaults to $KMS_DATA_
   cluster rotate-domain --cluster ID [--resume] [--so-pin-file PATH] [--json]
                                        a new domain generation: made in one member, copied to every other
                                        (new, empty members included), made current; every wrapped record
-                                       re-wrapped under it inside the HSMs; the old one destroyed on every
+                                       re-wrapped under it inside the HSMs (on the shared pool the authority
+                                       rows and the audit chain re-sealed too); the old one destroyed on every
                                        member; locked again. Re-run (or --resume: finish only) after a crash.
                                        The SO PIN (prompt or --so-pin-file) is needed where the current
                                        generation's KEK has CKA_UNWRAP_TEMPLATE (cluster status says)
