@@ -9,13 +9,18 @@
  * log line says so. After it, an unsealed row or a KMR1 record is refused.
  */
 import type { HsmCluster } from './hsm/cluster';
+import { DomainKeyError } from './hsm/errors';
 import { WrappedMaterial } from './hsm/material';
 import type { IdentityStore, PolicyAttachment } from './iam/identity-store';
 import { apiKeyBytes, policyBytes, policySetBytes } from './iam/sealed-identity-store';
+import { IdentitySeals } from './iam/identity-seals';
+import type { Tamper } from './iam/sealed-identity-store';
+import type { SealedUnderDomain } from './kms/domain-rotation';
 import { binding } from './kms/key-access';
+import { OwnershipSeals } from './kms/ownership-seals';
 import { wrappingBinding } from './kms/key-import';
 import { ownershipMac } from './kms/sealed-store';
-import { RowAuthenticator, rowAuthenticator } from './store/row-mac';
+import { GenerationalAuthenticator, GenerationalMac, generationalAuthenticator, RowAuthenticator } from './store/row-mac';
 import { ConflictError, KeyPatch, KeyRecord, KeyVersion, MetadataStore } from './store/store';
 
 export const AUTHORITY_PURPOSE = 'authority-row';
@@ -23,8 +28,50 @@ export const AUTHORITY_MARKER = 'authority-rows-v1';
 /** The service key's account and region (service-key.ts), which no tenant listing names. */
 const SYSTEM_SCOPES: ReadonlyArray<readonly [string, string]> = [['0', 'kms-internal']];
 
-export function clusterAuthenticator(shared: HsmCluster): RowAuthenticator {
-  return rowAuthenticator((data) => shared.mac(AUTHORITY_PURPOSE, data));
+/** Authority-row MACs under the shared cluster's domain MAC key, each naming its generation (rotate-domain re-seals them). */
+export function clusterAuthenticator(shared: HsmCluster): GenerationalAuthenticator {
+  return generationalAuthenticator(sharedMacKey(shared, AUTHORITY_PURPOSE));
+}
+
+/**
+ * The shared cluster's domain MAC key for one purpose, by generation. A generation no member is
+ * known to hold (made by a kmsctl run since the tokens were read) makes it read the tokens again, at
+ * most once a second, so that rows re-sealed by another process verify here too.
+ */
+export function sharedMacKey(shared: HsmCluster, purpose: string): GenerationalMac {
+  let readAt = 0;
+  const ids = () => shared.heldGenerations().map((g) => g.toString('hex'));
+  return {
+    current() {
+      const g = shared.currentGeneration;
+      if (!g) throw new DomainKeyError(`cluster ${shared.id} has no current domain generation (no reachable member holds domain keys)`);
+      return g.toString('hex');
+    },
+    async held(generation) {
+      if (generation !== undefined && !ids().includes(generation) && Date.now() - readAt >= 1_000) {
+        readAt = Date.now();
+        await shared.refreshGenerations();
+      }
+      return ids();
+    },
+    macUnder: (generation, data) => shared.generationMac(Buffer.from(generation, 'hex'), purpose, data),
+  };
+}
+
+/** The authority rows for the shared cluster's rotate-domain walk: every key's ownership MAC, and the identity rows. */
+export function authoritySeals(
+  store: MetadataStore,
+  identities: IdentityStore,
+  auth: GenerationalAuthenticator,
+  clusters: readonly HsmCluster[],
+  onTamper: (t: Tamper) => void,
+): SealedUnderDomain[] {
+  const keys = new OwnershipSeals(store, auth, () => clusters.map((c) => c.id));
+  const rows = new IdentitySeals(identities, auth, onTamper);
+  return [
+    { purpose: AUTHORITY_PURPOSE, what: 'key ownership MACs', census: () => keys.census(), reseal: (done, renew) => keys.reseal(done, renew) },
+    { purpose: AUTHORITY_PURPOSE, what: 'identity rows', census: () => rows.census(), reseal: (done, renew) => rows.reseal(done, renew) },
+  ];
 }
 
 export interface MigrationInput {

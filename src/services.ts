@@ -12,7 +12,7 @@ import type { TrustDeps } from './api/pipeline';
 import { FailureAudit, PreAuthLimiter } from './api/pre-auth';
 import { MemoryRateLimiter, RateLimiter, RedisRateLimiter } from './api/rate-limit';
 import { AnchorSink, fileAnchorSink, syslogAnchorSink, webhookAnchorSink } from './audit/anchors';
-import { directoryArchive } from './audit/archive';
+import { directoryArchive, readArchives } from './audit/archive';
 import { MemoryReplayGuard, RedisReplayGuard, ReplayCache, ReplayGuard } from './api/replay-guard';
 import type { AuditLog } from './audit/audit-log';
 import { AUDIT_LEASE, AuditJobs } from './audit/jobs';
@@ -20,7 +20,7 @@ import type { LinkMac } from './audit/link-mac';
 import { RedisAuditLog } from './audit/redis-audit-log';
 import { SqliteAuditLog } from './audit/sqlite-audit-log';
 import { AnchorSinkConfig, RedisStoreConfig, resolveSecret, ServerConfig } from './config';
-import { clusterAuthenticator, migrateAuthority } from './authority';
+import { authoritySeals, clusterAuthenticator, migrateAuthority, sharedMacKey } from './authority';
 import { withDeadline } from './common/deadline';
 import { buildClusters } from './hsm/config';
 import type { HsmCluster, SoPinProvider } from './hsm/cluster';
@@ -34,6 +34,7 @@ import { SealedIdentityStore, Tamper } from './iam/sealed-identity-store';
 import { SqliteIdentityStore } from './iam/sqlite-identity-store';
 import { Alarms, jsonLinesSink, webhookSink } from './kms/alarms';
 import { SealedMetadataStore } from './kms/sealed-store';
+import type { SealedUnderDomain } from './kms/domain-rotation';
 import { Kms } from './kms/service';
 import { openRedis, RedisConnectionOptions } from './store/redis-client';
 import type { RowAuthenticator } from './store/row-mac';
@@ -97,10 +98,20 @@ export function restrictSqliteFiles(path: string): void {
 /** The purpose label of audit links among the shared cluster's domain MACs. */
 export const AUDIT_LINK_PURPOSE = 'audit-link';
 
-/** The audit chain's MAC: HMAC inside the shared cluster's HSMs under its domain MAC key. */
+/** The audit chain's MAC: HMAC inside the shared cluster's HSMs under its domain MAC key (its generations: rotate-domain). */
 export function auditLinkMac(clusters: readonly HsmCluster[]): LinkMac {
   const shared = sharedCluster(clusters);
-  return { mac: (data) => shared.mac(AUDIT_LINK_PURPOSE, data) };
+  return { mac: (data) => shared.mac(AUDIT_LINK_PURPOSE, data), generations: sharedMacKey(shared, AUDIT_LINK_PURPOSE) };
+}
+
+/** The audit chain for the shared cluster's rotate-domain walk: the kept trail, its start record and the archive files. */
+export function auditSeals(audit: AuditLog, archiveDir: string): SealedUnderDomain {
+  return {
+    purpose: AUDIT_LINK_PURPOSE,
+    what: 'audit links',
+    census: async () => audit.census(await readArchives(archiveDir)),
+    reseal: async (done, renew) => audit.reseal(await readArchives(archiveDir), done, renew),
+  };
 }
 
 export function anchorSink(c: AnchorSinkConfig): AnchorSink {
@@ -255,6 +266,7 @@ export async function openServices(config: ServerConfig, options: ServicesOption
       gcmMaxInvocationsPerVersion: config.gcmMaxInvocationsPerVersion,
       onJobError: (m) => options.log({ level: 'warn', msg: `background job: ${m}` }),
       macClusterId: sharedCluster(clusters).id,
+      macSealed: [...authoritySeals(raw.store, raw.identities, auth, clusters, integrityAlarm(alarms)), auditSeals(raw.audit, config.audit.archiveDir)],
     });
     // before anything seals: every process (kmsctl too) seals under the generation the store names
     for (const problem of await kms.domainStates.apply()) options.log({ level: 'warn', msg: `domain generation: ${problem}` });

@@ -2,7 +2,7 @@
  * Where retention puts what it removes: one export file per run in a directory, named by its seq
  * range, written to a temporary name, synced and renamed, so a file that exists is complete.
  */
-import { mkdir, open, rename } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RetainedRange } from './audit-log';
 
@@ -26,4 +26,14 @@ export function directoryArchive(dir: string): (range: RetainedRange) => Promise
     }
     await rename(temporary, file);
   };
+}
+
+/** The texts of the archive files in `dir` (none when it does not exist), by name. */
+export async function readArchives(dir: string): Promise<string[]> {
+  const names = await readdir(dir).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return [];
+    throw e;
+  });
+  const files = names.filter((n) => /^audit-\d{16}-\d{16}\.jsonl$/.test(n)).sort();
+  return Promise.all(files.map((n) => readFile(join(dir, n), 'utf8')));
 }

@@ -76,6 +76,10 @@ export interface AuditLog {
   export(write: (line: string) => unknown, q?: AuditFilter): Promise<number>;
   /** The stored head anchor (newest seq and hash), to keep elsewhere and pass to `verify` later. */
   head(): Promise<ChainHead | undefined>;
+  /** Links, the start record and `archives` (export texts) per key generation they verify under (a domain rotation's census; chain-seals.ts). */
+  census(archives?: readonly string[]): Promise<Map<string, number>>;
+  /** Seals under the current key generation what verifies only under another held one; `done(n)` per page written. */
+  reseal(archives: readonly string[], done: (n: number) => void, afterPage?: () => Promise<void>): Promise<number>;
   counters(): AuditCounters;
   /** Flushes and releases the store; events that could not be written are counted as dropped (`AuditWriteError`). */
   close(): Promise<void>;

@@ -3,6 +3,7 @@
  * through the HSM, verification, export, retention) is shared in chained-audit-log.ts.
  */
 import { ChainHead, ChainSlot, ChainStart } from './chain';
+import { SealKind } from './chain-seals';
 import { StoredAuditEvent } from './event';
 import type { IndexedField } from './lookup';
 import { AuditPage, AuditQuery, Position } from './query';
@@ -69,5 +70,9 @@ export interface AuditBackend {
    * refused (AuditChainError) unless `start` is above the current start and at or below the head.
    */
   removeBefore(start: ChainStart, removed: readonly StoredAuditEvent[]): Promise<void>;
+  /** The seals (`generation:hex`, chain-seals.ts) of kind `kind` for seqs from..to. */
+  readSeals(kind: SealKind, from: number, to: number): Promise<Map<number, string>>;
+  /** Stores seals, each replacing the one of its kind and seq (a later rotation's). */
+  writeSeals(kind: SealKind, seals: ReadonlyMap<number, string>): Promise<void>;
   close(): Promise<void>;
 }

@@ -116,13 +116,21 @@ export interface LinkCheck {
   mac: boolean;
 }
 
-/** Recomputes the links of `slots` (readable events only), through the HSM where the plain link does not match. */
-export async function checkLinks(slots: readonly ChainSlot[], mac: LinkMac): Promise<Map<number, LinkCheck>> {
+/**
+ * Recomputes the links of `slots` (readable events only), through the HSM where the plain link does
+ * not match; `authentic` decides an HMAC link (default: under the current key; the log's also takes
+ * the retiring generation and seals, chain-seals.ts).
+ */
+export async function checkLinks(
+  slots: readonly ChainSlot[],
+  mac: LinkMac,
+  authentic: (e: StoredAuditEvent) => Promise<boolean> = async (e) => (await macEvent(mac, e.prevHash, e, e.seq)) === e.hash,
+): Promise<Map<number, LinkCheck>> {
   const checks = new Map<number, LinkCheck>();
   for (const { seq, event: e } of slots) {
     if ('unreadable' in e) continue;
     const plain = hashEvent(e.prevHash, e, e.seq) === e.hash;
-    checks.set(seq, { plain, mac: !plain && (await macEvent(mac, e.prevHash, e, e.seq)) === e.hash });
+    checks.set(seq, { plain, mac: !plain && (await authentic(e)) });
   }
   return checks;
 }

@@ -16,11 +16,13 @@ import {
   VerifyResult,
   checkLinks,
   headOf,
+  LinkCheck,
+  hashEvent,
   linkBatch,
-  macEvent,
   makeStart,
-  startIsAuthentic,
+  startInput,
 } from './chain';
+import { archiveSealedUnder, archiveSealInput, linkUnder, sealInput, sealOf, startUnder } from './chain-seals';
 import { AuditChainError, AuditConfigError, AuditWriteError } from './errors';
 import { AuditEvent, NewAuditEvent, StoredAuditEvent, storedJson, toAuditEvent } from './event';
 import { ExportHeader, exportHeader, parseExport } from './export-file';
@@ -35,6 +37,9 @@ export interface AuditLogOptions extends GroupCommitOptions {
   /** The HSM's MAC for the links. Without it the log can query, export and read heads, not append or verify. */
   linkMac?: LinkMac;
 }
+
+/** The census's label for an archive file whose links verify but that no rotation has sealed yet. */
+const UNSEALED_ARCHIVE = 'unsealed-archive';
 
 /** Seqs read per round trip when walking the chain. */
 const CHAIN_PAGE = 1000;
@@ -85,7 +90,8 @@ export class ChainedAuditLog implements AuditLog {
     if (head !== undefined) {
       const [slot] = (await this.backend.readChain(head.seq - 1, head.seq, 1)).slots;
       const e = slot?.event;
-      if (e !== undefined && !('unreadable' in e) && (await macEvent(mac, e.prevHash, e, e.seq)) === e.hash) return undefined;
+      const seal = (await this.backend.readSeals('link', head.seq, head.seq)).get(head.seq);
+      if (e !== undefined && !('unreadable' in e) && (await linkUnder(mac, e, seal)) !== undefined) return undefined;
     }
     const before = this.committer.counters().written;
     this.append({ ...EPOCH_EVENT, accountUin: '', subAccountUin: '', secretId: '', sourceIp: '', region: '', requestId: '', errorCode: '' });
@@ -135,7 +141,7 @@ export class ChainedAuditLog implements AuditLog {
     const from = start?.seq ?? 1;
     let seen = 0;
     await this.walk(from - 1, snapshot.upTo, async (slots) => {
-      const checks = await checkLinks(slots, mac);
+      const checks = await this.checkSealed(slots, mac);
       for (const slot of slots) {
         seen++;
         verifier.visit(slot, checks.get(slot.seq));
@@ -151,11 +157,14 @@ export class ChainedAuditLog implements AuditLog {
     const mac = this.mac();
     const file = parseExport(text);
     const verifier = new ChainVerifier({ start: file.header.start });
-    if (file.header.start.seq > 1 && !(await startIsAuthentic(mac, { ...file.header.start, mac: file.header.start.mac ?? '' }))) {
+    // an archive sealed by a domain rotation: its text is as it was when its links were checked under their generation
+    const sealed =
+      (await archiveSealedUnder(mac, text, (await this.backend.readSeals('archive', file.header.from, file.header.from)).get(file.header.from))) !== undefined;
+    if (!sealed && file.header.start.seq > 1 && (await startUnder(mac, { ...file.header.start, mac: file.header.start.mac ?? '' })) === undefined) {
       verifier.note({ seq: file.header.start.seq, reason: "the export's start link does not match its MAC (not where the trail was cut)" });
     }
     for (const p of file.problems) verifier.note(p);
-    const checks = await checkLinks(file.slots, mac);
+    const checks = await checkLinks(file.slots, mac, async (e) => sealed || (await linkUnder(mac, e)) !== undefined);
     for (const slot of file.slots) verifier.visit(slot, checks.get(slot.seq));
     return verifier.end({ seq: file.header.to, hash: file.header.last });
   }
@@ -206,6 +215,88 @@ export class ChainedAuditLog implements AuditLog {
     }
   }
 
+  /** Links (and seals) per generation over the kept trail, its start record and `archives`; links that verify under none are not counted. */
+  async census(archives: readonly string[] = []): Promise<Map<string, number>> {
+    const counts = new Map<string, number>();
+    await this.eachUnsealed(archives, async (g) => void counts.set(g, (counts.get(g) ?? 0) + 1));
+    return counts;
+  }
+
+  /**
+   * Seals under the current generation every link of the kept trail, the start record and each of
+   * `archives` (export texts) that verifies only under another held one (checked inside the HSM
+   * first); what is under the current one, or verifies under none, is left as it is. `done(n)`
+   * after each page written. The number sealed.
+   */
+  async reseal(archives: readonly string[], done: (n: number) => void, afterPage: () => Promise<void> = async () => undefined): Promise<number> {
+    const gens = this.mac().generations;
+    if (!gens) throw new AuditConfigError('this audit log has no key generations: there is nothing to re-seal under');
+    let n = 0;
+    await this.eachUnsealed(
+      archives,
+      async (g, seal) => {
+        if (g === gens.current()) return;
+        await seal();
+        n++;
+      },
+      async (written) => {
+        if (written > 0) done(written);
+        await afterPage();
+      },
+    );
+    return n;
+  }
+
+  /**
+   * Every authenticated item with the generation it verifies under; `seal()` stores its seal under the
+   * current one (written per page, then `page(count)`).
+   */
+  private async eachUnsealed(
+    archives: readonly string[],
+    visit: (generation: string, seal: () => Promise<void>) => Promise<void>,
+    page: (written: number) => Promise<void> = async () => undefined,
+  ): Promise<void> {
+    const mac = this.mac();
+    const snapshot = await this.backend.snapshot();
+    const flush = async (kind: 'link' | 'start' | 'archive', pending: Map<number, string>) => {
+      await this.backend.writeSeals(kind, pending);
+      await page(pending.size);
+    };
+    if (snapshot.start) {
+      const start = snapshot.start;
+      const pending = new Map<number, string>();
+      const g = await startUnder(mac, start, (await this.backend.readSeals('start', start.seq, start.seq)).get(start.seq));
+      if (g !== undefined) await visit(g, async () => void pending.set(start.seq, await sealOf(mac, startInput(start.seq, start.prevHash))));
+      await flush('start', pending);
+    }
+    await this.walk((snapshot.start?.seq ?? 1) - 1, snapshot.upTo, async (slots) => {
+      if (slots.length === 0) return;
+      const seals = await this.backend.readSeals('link', slots[0].seq, slots[slots.length - 1].seq);
+      const pending = new Map<number, string>();
+      for (const { seq, event: e } of slots) {
+        if ('unreadable' in e || e.seq !== seq || hashEvent(e.prevHash, e, e.seq) === e.hash) continue;
+        const g = await linkUnder(mac, e, seals.get(seq));
+        if (g !== undefined) await visit(g, async () => void pending.set(seq, await sealOf(mac, sealInput(e.prevHash, e, e.seq, e.hash))));
+      }
+      await flush('link', pending);
+    });
+    for (const text of archives) {
+      const from = parseExport(text).header.from;
+      const sealedUnder = await archiveSealedUnder(mac, text, (await this.backend.readSeals('archive', from, from)).get(from));
+      // an archive that fails its own check is not sealed (it stays as unverifiable as it was)
+      if (sealedUnder === undefined && !(await this.verifyExport(text)).ok) continue;
+      const pending = new Map<number, string>();
+      await visit(sealedUnder ?? UNSEALED_ARCHIVE, async () => void pending.set(from, await sealOf(mac, archiveSealInput(text))));
+      await flush('archive', pending);
+    }
+  }
+
+  /** Link checks that take seals and the generations still held. */
+  private async checkSealed(slots: readonly ChainSlot[], mac: LinkMac): Promise<Map<number, LinkCheck>> {
+    const seals = slots.length === 0 ? new Map<number, string>() : await this.backend.readSeals('link', slots[0].seq, slots[slots.length - 1].seq);
+    return checkLinks(slots, mac, async (e) => (await linkUnder(mac, e, seals.get(e.seq))) !== undefined);
+  }
+
   private mac(): LinkMac {
     if (this.linkMac === undefined) throw new AuditConfigError('this audit log has no link MAC: links are checked through the HSM');
     return this.linkMac;
@@ -227,7 +318,8 @@ export class ChainedAuditLog implements AuditLog {
   /** The stored start record if it is authentic; otherwise a problem, and the walk starts at 1 (the removed events show). */
   private async checkedStart(s: ChainSnapshot): Promise<{ start?: ChainStart; problem?: VerifyProblem }> {
     if (s.start === undefined) return {};
-    if (await startIsAuthentic(this.mac(), s.start)) return { start: s.start };
+    const seal = (await this.backend.readSeals('start', s.start.seq, s.start.seq)).get(s.start.seq);
+    if ((await startUnder(this.mac(), s.start, seal)) !== undefined) return { start: s.start };
     return { problem: { seq: s.start.seq, reason: 'the start record does not match its MAC (not written by retention)' } };
   }
 

@@ -26,6 +26,7 @@
 import Redis from 'ioredis';
 import { closeRedis, openRedis, RedisConnectionOptions } from '../store/redis-client';
 import { ChainHead, ChainSlot, ChainStart, headOf } from './chain';
+import { SealKind } from './chain-seals';
 import { AuditLogOptions, ChainedAuditLog } from './chained-audit-log';
 import { commitOptions } from './group-commit';
 import { AuditChainError, AuditConfigError, AuditWriteError } from './errors';
@@ -40,6 +41,8 @@ const PREFIX = 'kms:audit:';
 const HEAD = `${PREFIX}head`;
 const START = `${PREFIX}start`;
 const EVENTS = `${PREFIX}events`;
+/** Seals by `kind:seq` (chain-seals.ts). */
+const SEALS = `${PREFIX}seals`;
 const TIME_INDEX = `${PREFIX}ix:time`;
 const enc = encodeURIComponent;
 const INDEX = {
@@ -267,6 +270,24 @@ class RedisAuditBackend implements AuditBackend {
     const inChain = (head?.seq ?? 0) - (start?.seq ?? 1) + 1;
     const upTo = stored > inChain ? Math.max(head?.seq ?? 0, await this.highestSeq()) : (head?.seq ?? 0);
     return { head, start, upTo, stored };
+  }
+
+  async readSeals(kind: SealKind, from: number, to: number): Promise<Map<number, string>> {
+    const out = new Map<number, string>();
+    for (let lo = from; lo <= to; lo += 1000) {
+      const seqs = Array.from({ length: Math.min(1000, to - lo + 1) }, (_, i) => lo + i);
+      const seals = await this.redis.hmget(SEALS, ...seqs.map((q) => `${kind}:${q}`));
+      seqs.forEach((q, i) => {
+        const seal = seals[i];
+        if (seal !== null) out.set(q, seal);
+      });
+    }
+    return out;
+  }
+
+  async writeSeals(kind: SealKind, seals: ReadonlyMap<number, string>): Promise<void> {
+    if (seals.size === 0) return;
+    await this.redis.hset(SEALS, Object.fromEntries([...seals].map(([q, seal]) => [`${kind}:${q}`, seal])));
   }
 
   async readChain(after: number, upTo: number, limit: number): Promise<ChainPage> {

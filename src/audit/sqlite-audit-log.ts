@@ -18,6 +18,7 @@
 import Database from 'better-sqlite3';
 import { AppendOutcome, AuditBackend, ChainPage, ChainSnapshot, ScanPage, TenantScan } from './backend';
 import { ChainHead, ChainStart, headOf } from './chain';
+import { SealKind } from './chain-seals';
 import { ChainedAuditLog, AuditLogOptions } from './chained-audit-log';
 import { commitOptions } from './group-commit';
 import { AuditConfigError, AuditChainError } from './errors';
@@ -60,6 +61,7 @@ CREATE INDEX IF NOT EXISTS audit_events_resource ON audit_events (resource, time
 ${INDEXED_FIELDS.map((f) => `CREATE INDEX IF NOT EXISTS ${lookupIndex(f)} ON audit_events (account_uin, ${column(f)}, time, seq);`).join('\n')}
 CREATE TABLE IF NOT EXISTS audit_heads (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit_starts (seq INTEGER PRIMARY KEY, prev_hash TEXT NOT NULL, mac TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_seals (kind TEXT NOT NULL, seq INTEGER NOT NULL, generation TEXT NOT NULL, seal TEXT NOT NULL, PRIMARY KEY (kind, seq, generation));
 CREATE TABLE IF NOT EXISTS audit_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO audit_meta (name, value) VALUES ('schema', ${AUDIT_SCHEMA_VERSION});
 CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_events
@@ -70,6 +72,7 @@ WHEN OLD.seq >= coalesce((SELECT max(seq) FROM audit_starts), 1)
 BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
 ${appendOnly('audit_heads')}
 ${appendOnly('audit_starts')}
+${appendOnly('audit_seals')}
 `;
 /** Schema 1 files (no start records) become 2 at open; the only UPDATE here. */
 const UPGRADE = `UPDATE audit_meta SET value = ${AUDIT_SCHEMA_VERSION} WHERE name = 'schema' AND value < ${AUDIT_SCHEMA_VERSION}`;
@@ -220,6 +223,22 @@ class SqliteAuditBackend implements AuditBackend {
         this.stmt(RETAIN).run(start.seq);
       })
       .immediate();
+  }
+
+  async readSeals(kind: SealKind, from: number, to: number): Promise<Map<number, string>> {
+    // append-only: an item's newest seal (a later rotation's) is the one read
+    const rows = this.stmt('SELECT seq, seal FROM audit_seals WHERE kind = ? AND seq >= ? AND seq <= ? ORDER BY rowid').all(kind, from, to) as Array<{
+      seq: number;
+      seal: string;
+    }>;
+    return new Map(rows.map((r) => [r.seq, r.seal]));
+  }
+
+  async writeSeals(kind: SealKind, seals: ReadonlyMap<number, string>): Promise<void> {
+    const put = this.stmt('INSERT OR IGNORE INTO audit_seals (kind, seq, generation, seal) VALUES (?, ?, ?, ?)');
+    this.db.transaction(() => {
+      for (const [seq, seal] of seals) put.run(kind, seq, seal.slice(0, seal.indexOf(':')), seal);
+    })();
   }
 
   async readChain(after: number, upTo: number, limit: number): Promise<ChainPage> {

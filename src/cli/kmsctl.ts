@@ -33,7 +33,8 @@ const HELP = `kmsctl [--data-dir DIR] <command>      (DIR defaults to $KMS_DATA_
   cluster rotate-domain --cluster ID [--resume] [--so-pin-file PATH] [--json]
                                        a new domain generation: made in one member, copied to every other
                                        (new, empty members included), made current; every wrapped record
-                                       re-wrapped under it inside the HSMs; the old one destroyed on every
+                                       re-wrapped under it inside the HSMs (on the shared pool the authority
+                                       rows and the audit chain re-sealed too); the old one destroyed on every
                                        member; locked again. Re-run (or --resume: finish only) after a crash.
                                        The SO PIN (prompt or --so-pin-file) is needed where the current
                                        generation's KEK has CKA_UNWRAP_TEMPLATE (cluster status says)
@@ -178,8 +179,18 @@ const COMMANDS: Record<string, Command> = {
   'cluster rotate-domain': async (a, s) => {
     const c = cluster(s, a.need('cluster'));
     const bar = progressBar((t) => process.stderr.write(t), process.stderr.isTTY === true, 're-wrapping');
+    const sealBars = new Map<string, (done: number, total: number) => void>();
+    const sealBar = (what: string) =>
+      sealBars.get(what) ??
+      sealBars
+        .set(
+          what,
+          progressBar((t) => process.stderr.write(t), process.stderr.isTTY === true, `re-sealing ${what}`),
+        )
+        .get(what)!;
     const shown = (e: RotationEvent): void => {
       if (e.phase === 'rewrap') bar(e.done, e.total);
+      else if (e.phase === 'reseal') sealBar(e.what)(e.done, e.total);
       else if (e.phase === 'generation') progress(`cluster ${c.id}: generation ${e.generation} ${e.detail}; now current`);
       else progress(`cluster ${c.id}: generation ${e.generation} destroyed on ${e.members.join(', ') || 'no member'}`);
     };
@@ -191,7 +202,7 @@ const COMMANDS: Record<string, Command> = {
     else if (r.generation === undefined) out(`cluster ${c.id}: no rotation to resume`, false);
     else
       out(
-        `cluster ${c.id}: generation ${r.generation} current${r.resumed ? ' (resumed)' : ''}; ${r.rewrapped} records re-wrapped in ${r.ms} ms; generation ${r.retired} destroyed`,
+        `cluster ${c.id}: generation ${r.generation} current${r.resumed ? ' (resumed)' : ''}; ${r.rewrapped} records re-wrapped${resealedText(r.resealed)} in ${r.ms} ms; generation ${r.retired} destroyed`,
         false,
       );
     return 0;
@@ -256,6 +267,12 @@ const COMMANDS: Record<string, Command> = {
     return 0;
   },
 };
+
+function resealedText(resealed: Record<string, number>): string {
+  return Object.entries(resealed)
+    .map(([what, n]) => `, ${n} ${what} re-sealed`)
+    .join('');
+}
 
 export async function kmsctl(argv: readonly string[]): Promise<number> {
   const a = new Args(argv);

@@ -113,6 +113,8 @@ export interface IdentityStore {
   listApiKeys(ownerUin: string): Promise<ApiKeyRecord[]>;
   /** NotFound: no such key. `mac` replaces the row's MAC in the same write (absent: the MAC is removed). */
   setApiKeyStatus(secretId: string, status: ApiKeyStatus, mac?: Buffer): Promise<void>;
+  /** Replaces the key row's MAC only if it is still `expected` (rotate-domain's re-seal). NotFound; IamConflictError: the row changed. */
+  resealApiKey(secretId: string, expected: Buffer, next: Buffer): Promise<void>;
   /** Attaches a policy to a sub-account, replacing one of the same name. NotFound: no such sub-account. */
   attachPolicy(userUin: string, attachment: PolicyAttachment, set?: PolicySetSeal): Promise<void>;
   /** NotFound: no policy of that name on that sub-account. */
@@ -202,4 +204,5 @@ export const messages = {
   noKey: (secretId: string) => `API key ${secretId} does not exist`,
   noPolicy: (uin: string, name: string) => `sub-account ${uin} has no policy named ${JSON.stringify(name)}`,
   policySetChanged: (uin: string) => `the policies of sub-account ${uin} changed concurrently`,
+  keyChanged: (secretId: string) => `the row of API key ${secretId} changed concurrently`,
 };

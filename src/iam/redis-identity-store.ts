@@ -276,6 +276,14 @@ export class RedisIdentityStore implements IdentityStore {
     await plan.run(this.redis);
   }
 
+  async resealApiKey(secretId: string, expected: Buffer, next: Buffer): Promise<void> {
+    await new Plan()
+      .check(K.key(secretId), 'exists', new IamNotFoundError(messages.noKey(secretId)))
+      .check(K.key(secretId), 'field-equals', new IamConflictError(messages.keyChanged(secretId)), 'mac', expected.toString('base64'))
+      .write('HSET', K.key(secretId), 'mac', next.toString('base64'))
+      .run(this.redis);
+  }
+
   async attachPolicy(userUin: string, attachment: PolicyAttachment, set?: PolicySetSeal): Promise<void> {
     checkAttachment(attachment);
     const plan = new Plan().check(K.user(userUin), 'exists', new IamNotFoundError(messages.noUser(userUin)));

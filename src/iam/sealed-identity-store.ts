@@ -149,6 +149,10 @@ export class SealedIdentityStore implements IdentityStore {
     return this.inner.setPolicySetMac(userUin, set);
   }
 
+  resealApiKey(secretId: string, expected: Buffer, next: Buffer): Promise<void> {
+    return this.inner.resealApiKey(secretId, expected, next);
+  }
+
   /** Every attachment verified, and the set of them against the MAC on the sub-account's row. */
   async listPolicies(userUin: string): Promise<PolicyAttachment[]> {
     return (await this.verifiedSet(userUin)).attachments;
@@ -164,6 +168,11 @@ export class SealedIdentityStore implements IdentityStore {
 
   close(): Promise<void> {
     return this.inner.close();
+  }
+
+  /** The sub-account's row and its attachments, as one verified set (the row's MAC of the set matches them). */
+  verifiedPolicies(userUin: string): Promise<{ user: UserRecord | undefined; attachments: PolicyAttachment[] }> {
+    return this.verifiedSet(userUin);
   }
 
   private async verifiedSet(userUin: string): Promise<{ user: UserRecord | undefined; attachments: PolicyAttachment[] }> {

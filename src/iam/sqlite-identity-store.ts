@@ -209,6 +209,15 @@ export class SqliteIdentityStore implements IdentityStore {
     if (changes === 0) throw new IamNotFoundError(messages.noKey(secretId));
   }
 
+  async resealApiKey(secretId: string, expected: Buffer, next: Buffer): Promise<void> {
+    this.write(() => {
+      const { changes } = this.stmt('UPDATE iam_api_keys SET mac = ? WHERE secret_id = ? AND mac = ?').run(next, secretId, expected);
+      if (changes > 0) return;
+      if (!this.stmt('SELECT 1 FROM iam_api_keys WHERE secret_id = ?').get(secretId)) throw new IamNotFoundError(messages.noKey(secretId));
+      throw new IamConflictError(messages.keyChanged(secretId));
+    });
+  }
+
   async attachPolicy(userUin: string, attachment: PolicyAttachment, set?: PolicySetSeal): Promise<void> {
     checkAttachment(attachment);
     this.write(() => {

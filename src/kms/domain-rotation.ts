@@ -2,7 +2,9 @@
  * A new domain generation for a cluster (`kmsctl cluster rotate-domain`): made in one member and
  * copied to every other, made current, then every wrapped record of the cluster (key versions and
  * import wrapping keys) re-wrapped under it inside the HSM, and the old generation destroyed on
- * every member once nothing names it.
+ * every member once nothing names it. On the cluster whose domain MAC key also seals other things
+ * (the shared one: authority rows, the audit chain), those are re-sealed by the same walk through
+ * `SealedUnderDomain` targets, and the old generation goes only when their census is empty too.
  *
  * Resumable: each step is recorded in the cluster's domain state (domain-state.ts) before the next
  * begins, and a record already under the current generation is recognised by the generation it
@@ -20,6 +22,7 @@ import { DomainState, DomainStateError, loadDomainState, saveDomainState } from 
 export type RotationEvent =
   | { phase: 'generation'; generation: string; detail: string }
   | { phase: 'rewrap'; done: number; total: number }
+  | { phase: 'reseal'; what: string; done: number; total: number }
   | { phase: 'destroy'; generation: string; members: string[] };
 
 export interface RotationOptions {
@@ -34,6 +37,12 @@ export interface RotationOptions {
    * before and protected from the lock on).
    */
   soPin?: SoPinProvider;
+  /**
+   * On the cluster whose MAC key seals more than key material: how long after the new generation is
+   * current the last census may run at the earliest (default SETTLE_MS), so that every node has
+   * switched to it first and nothing it seals under the old one afterwards is left behind.
+   */
+  settleMs?: number;
 }
 
 export interface RotationReport {
@@ -43,9 +52,30 @@ export interface RotationReport {
   retired?: string;
   resumed: boolean;
   rewrapped: number;
+  /** Items re-sealed under the new generation besides key material, by what they are (the shared cluster's). */
+  resealed: Record<string, number>;
   destroyedOn: string[];
   ms: number;
 }
+
+/**
+ * Something else the cluster's domain MAC key seals (the shared cluster's: authority rows, the audit
+ * chain), re-sealed by the same walk. Each item names the generation it is sealed under (or is told
+ * it), so that the census finds what still needs the retiring one and the re-seal skips what is done.
+ */
+export interface SealedUnderDomain {
+  /** The MAC purpose it is sealed under (`authority-row`, `audit-link`): the shared cluster rotates only with every one of them covered. */
+  readonly purpose: string;
+  /** What it is, for progress lines and errors. */
+  readonly what: string;
+  /** Items per generation (hex; `legacy` for items made before generations were named). */
+  census(): Promise<Map<string, number>>;
+  /** Re-seals under the current generation what is not under it (each verified first, compare-and-set); `done(n)` after each write. */
+  reseal(done: (n: number) => void, renew: () => Promise<void>): Promise<number>;
+}
+
+/** What the shared cluster's domain MAC key seals besides key material (and its own domain state). */
+export const SHARED_MAC_PURPOSES = { 'authority-row': 'the authority rows', 'audit-link': 'the audit chain' } as const;
 
 /** A rotation that cannot run here (the cluster holds other MACs, or another walker holds the lease). */
 export class DomainRotationError extends NamedError {}
@@ -54,6 +84,8 @@ export class DomainRotationError extends NamedError {}
 export class RotationBusyError extends DomainRotationError {}
 
 export const ROTATION_LEASE_MS = 15_000;
+/** Two job ticks (jobs.ts, 5 s): every node applies the stored current generation on its tick. */
+export const SETTLE_MS = 10_000;
 const PAGE = 200;
 /** Keys re-wrapped at once: the HSM work is short AES unwraps and wraps, on several sessions. */
 const PARALLEL = 8;
@@ -77,8 +109,9 @@ export class DomainRotation {
     private readonly store: MetadataStore,
     private readonly clusters: readonly HsmCluster[],
     private readonly node: string,
-    /** The cluster whose domain MAC key also MACs the audit chain and authority rows (not re-MACed here): refused. */
+    /** The cluster whose domain MAC key also MACs the audit chain and authority rows: rotated only with `sealed` covering them. */
     private readonly macCluster?: string,
+    private readonly sealed: readonly SealedUnderDomain[] = [],
   ) {}
 
   /** Whether a rotation of the cluster is under way (its state names a next or retiring generation). */
@@ -90,9 +123,11 @@ export class DomainRotation {
   async rotate(clusterId: string, o: RotationOptions = {}): Promise<RotationReport> {
     const started = Date.now();
     const cluster = this.cluster(clusterId);
-    if (clusterId === this.macCluster) {
+    const sealed = clusterId === this.macCluster ? this.sealed : [];
+    const uncovered = Object.entries(SHARED_MAC_PURPOSES).filter(([p]) => clusterId === this.macCluster && !sealed.some((s) => s.purpose === p));
+    if (uncovered.length > 0) {
       throw new DomainRotationError(
-        `cluster ${clusterId} also MACs the audit chain and the authority rows under its domain MAC key, which a rotation would orphan: it cannot rotate its domain (docs/security.md)`,
+        `cluster ${clusterId} also MACs ${uncovered.map(([p, what]) => `${what} (${p})`).join(' and ')} under its domain MAC key, which this process cannot re-seal: it cannot rotate its domain here (docs/security.md)`,
       );
     }
     const progress = o.progress ?? (() => undefined);
@@ -103,7 +138,7 @@ export class DomainRotation {
       let revision = stored?.revision ?? 0;
       let state: DomainState = stored?.state ?? { current: this.onlyGeneration(cluster) };
       const resumed = state.next !== undefined || state.retiring !== undefined;
-      const report: RotationReport = { cluster: clusterId, resumed, rewrapped: 0, destroyedOn: [], ms: 0 };
+      const report: RotationReport = { cluster: clusterId, resumed, rewrapped: 0, resealed: {}, destroyedOn: [], ms: 0 };
       if (!resumed && o.resumeOnly) return { ...report, ms: Date.now() - started };
       if (!resumed) {
         // refused before anything is made: a generation whose records could not be re-wrapped would be left half-done
@@ -128,7 +163,15 @@ export class DomainRotation {
       report.generation = state.current;
       if (state.retiring !== undefined) {
         report.retired = state.retiring;
-        report.rewrapped = await this.rewrapAll(cluster, current, state.retiring, progress, () => this.renew(lease), o.soPin);
+        const renew = () => this.renew(lease);
+        const settled = Date.now() + (sealed.length > 0 ? (o.settleMs ?? SETTLE_MS) : 0);
+        // on the shared cluster the nodes keep sealing (audit links, rows) under the old generation until their tick: a last pass once they all switched
+        for (let pass = 0; pass < (sealed.length > 0 ? 2 : 1); pass++) {
+          if (pass > 0) await this.waitUntil(settled, renew);
+          report.rewrapped += await this.rewrapAll(cluster, current, state.retiring, progress, renew, o.soPin);
+          for (const s of sealed)
+            report.resealed[s.what] = (report.resealed[s.what] ?? 0) + (await this.resealAll(s, state.current, state.retiring, progress, renew));
+        }
         report.destroyedOn = await cluster.destroyGeneration(Buffer.from(state.retiring, 'hex'));
         progress({ phase: 'destroy', generation: state.retiring, members: report.destroyedOn });
         await saveDomainState(this.store, cluster, revision, { current: state.current });
@@ -196,6 +239,34 @@ export class DomainRotation {
     return rewrapped;
   }
 
+  /** Re-seals until a census finds nothing under another generation than `current`; ROUNDS walks at most. */
+  private async resealAll(
+    s: SealedUnderDomain,
+    current: string,
+    retiring: string,
+    progress: (e: RotationEvent) => void,
+    renew: () => Promise<void>,
+  ): Promise<number> {
+    let resealed = 0;
+    const others = async () => [...(await s.census())].filter(([g]) => g !== current).reduce((n, [, c]) => n + c, 0);
+    for (let round = 0; round < ROUNDS; round++) {
+      const total = await others();
+      if (total === 0) return resealed;
+      let done = 0;
+      progress({ phase: 'reseal', what: s.what, done, total });
+      resealed += await s.reseal((n) => {
+        done += n;
+        progress({ phase: 'reseal', what: s.what, done, total });
+      }, renew);
+    }
+    const left = await others();
+    if (left > 0)
+      throw new DomainRotationError(
+        `${left} ${s.what} still name another generation than ${current} after ${ROUNDS} walks (a node still sealing under ${retiring}?): it was not destroyed; run again`,
+      );
+    return resealed;
+  }
+
   /** Re-wraps the key's records not under `current` and writes them over the revision read (re-read on a concurrent change). */
   private async rewrapKey(walk: Walk, ref: KeyRef): Promise<void> {
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
@@ -256,6 +327,14 @@ export class DomainRotation {
     if (held.length !== 1)
       throw new DomainStateError(`cluster ${cluster.id} holds ${held.length} domain generations and no stored state says which is current`);
     return held[0].toString('hex');
+  }
+
+  /** Sleeps until `at`, renewing the lease at least every third of its time. */
+  private async waitUntil(at: number, renew: () => Promise<void>): Promise<void> {
+    while (Date.now() < at) {
+      await new Promise((r) => setTimeout(r, Math.min(at - Date.now(), ROTATION_LEASE_MS / 3)));
+      await renew();
+    }
   }
 
   private async takeLease(lease: string, waitMs: number): Promise<void> {

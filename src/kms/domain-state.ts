@@ -93,6 +93,8 @@ export class DomainStates {
       try {
         const stored = await this.store.getClusterState(c.id);
         if (!stored || this.applied.get(c.id) === stored.revision) continue;
+        // a new revision may follow a rotation's end: the tokens no longer hold the retired generation
+        await c.refreshGenerations();
         const s = await loadDomainState(this.store, c);
         if (!s) continue;
         await c.useGeneration(Buffer.from(s.state.current, 'hex'));

@@ -9,7 +9,7 @@ import { ClusterDirectory } from './cluster-directory';
 import { DEFAULT_MAX_KEYS_PER_REGION, KmsConfig, KmsContext } from './context';
 import { DataKeys, DEFAULT_MAX_DATA_KEYS_PER_REGION } from './data-keys';
 import { DueWork } from './deletion';
-import { DomainRotation } from './domain-rotation';
+import { DomainRotation, SealedUnderDomain } from './domain-rotation';
 import { DomainStates } from './domain-state';
 import { Envelope } from './envelope';
 import { GcmBudget } from './gcm-budget';
@@ -45,8 +45,10 @@ export interface KmsOptions {
   /** Expensive actions (key-pair generation, RSA decryption, signing) in flight per tenant in this process; default 4, 0 = no cap. */
   expensivePerTenant?: number;
   onJobError?: (message: string) => void;
-  /** The cluster whose domain MAC key MACs the audit chain and authority rows: its domain cannot rotate. */
+  /** The cluster whose domain MAC key MACs the audit chain and authority rows: it rotates its domain only with `macSealed` covering them. */
   macClusterId?: string;
+  /** What that key seals besides key material, re-sealed by its rotation (authority rows, the audit chain). */
+  macSealed?: readonly SealedUnderDomain[];
 }
 
 /** The KMS core: every action of the Tencent API, grouped by concept, over one store and the HSM clusters. */
@@ -104,7 +106,7 @@ export class Kms {
     this.rotation = new Rotation(ctx);
     this.due = new DueWork(ctx, this.nodeId);
     this.domainStates = new DomainStates(o.store, o.clusters);
-    this.domainRotation = new DomainRotation(o.store, o.clusters, this.nodeId, o.macClusterId);
+    this.domainRotation = new DomainRotation(o.store, o.clusters, this.nodeId, o.macClusterId, o.macSealed);
     this.jobs = new BackgroundJobs(
       ctx,
       this.rotation,

@@ -10,7 +10,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { promisify } from 'util';
 import Database from 'better-sqlite3';
-import { IamAlreadyExistsError, IamConfigError, IamInputError, IamNotFoundError } from '../../src/iam/errors';
+import { IamAlreadyExistsError, IamConfigError, IamConflictError, IamInputError, IamNotFoundError } from '../../src/iam/errors';
 import { IdentityStore, NewApiKey, PolicyAttachment } from '../../src/iam/identity-store';
 import { RedisIdentityStore } from '../../src/iam/redis-identity-store';
 import { SqliteIdentityStore } from '../../src/iam/sqlite-identity-store';
@@ -244,6 +244,19 @@ describe.each(IDENTITY_BACKENDS)('IdentityStore conformance: $name', (backend) =
       await other.setApiKeyStatus(k.secretId, 'active');
       expect((await store.getApiKey(k.secretId))?.status).toBe('active');
       await expect(store.setApiKeyStatus(`AKID${'q'.repeat(32)}`, 'disabled')).rejects.toThrow(IamNotFoundError);
+    });
+
+    test("a re-seal (rotate-domain) replaces the row's MAC only while it is the one expected; the status is left alone", async () => {
+      const k = apiKey();
+      await tenant(undefined, k);
+      const [first, second, third] = [Buffer.alloc(48, 1), Buffer.alloc(48, 2), Buffer.alloc(48, 3)];
+      await store.setApiKeyStatus(k.secretId, 'disabled', first);
+      await store.resealApiKey(k.secretId, first, second);
+      expect(await (await openAnother()).getApiKey(k.secretId)).toMatchObject({ status: 'disabled', mac: second });
+      // the row changed since it was read (a stale reader): refused, the newer MAC kept
+      await expect(store.resealApiKey(k.secretId, first, third)).rejects.toThrow(IamConflictError);
+      expect((await store.getApiKey(k.secretId))?.mac).toEqual(second);
+      await expect(store.resealApiKey(`AKID${'q'.repeat(32)}`, first, third)).rejects.toThrow(IamNotFoundError);
     });
   });
 
