@@ -516,14 +516,22 @@ describe('openCryptoki swtok: CKA_UNWRAP_TEMPLATE, CKA_MODIFIABLE=false copies, 
       let kek: pk.Handle = Buffer.alloc(0);
       fact(
         'generate a KEK with CKA_UNWRAP_TEMPLATE {sensitive} (koffi)',
-        () => (kek = calls.generateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, kekOf([{ type: pk.CKA_UNWRAP_TEMPLATE, value: [{ type: pk.CKA_SENSITIVE, value: true }] }]))),
+        () =>
+          (kek = calls.generateKey(
+            s,
+            { mechanism: pk.CKM_AES_KEY_GEN },
+            kekOf([{ type: pk.CKA_UNWRAP_TEMPLATE, value: [{ type: pk.CKA_SENSITIVE, value: true }] }]),
+          )),
       );
       if (facts['generate a KEK with CKA_UNWRAP_TEMPLATE {sensitive} (koffi)'] === 'ok') {
         facts['its CKA_UNWRAP_TEMPLATE reads back'] = JSON.stringify(calls.templateAttribute(s, kek, pk.CKA_UNWRAP_TEMPLATE)?.map((a) => [a.type, a.value[0]]));
         const victim = api.C_CreateObject(s, [...secret(), { type: pk.CKA_EXTRACTABLE, value: true }]);
         const record = Buffer.from(api.C_WrapKey(s, cbc, kek, victim, Buffer.alloc(256)));
         let k: pk.Handle = Buffer.alloc(0);
-        fact('the templated KEK unwraps naming CKA_SENSITIVE false', () => (k = api.C_UnwrapKey(s, cbc, kek, record, [...secret().slice(0, 3), { type: pk.CKA_SENSITIVE, value: false }])));
+        fact(
+          'the templated KEK unwraps naming CKA_SENSITIVE false',
+          () => (k = api.C_UnwrapKey(s, cbc, kek, record, [...secret().slice(0, 3), { type: pk.CKA_SENSITIVE, value: false }])),
+        );
         fact('the templated KEK unwraps naming no CKA_SENSITIVE', () => (k = api.C_UnwrapKey(s, cbc, kek, record, secret().slice(0, 3))));
         fact("that key's CKA_VALUE reads", readsKnown(k));
       }
@@ -583,16 +591,14 @@ describe('openCryptoki swtok: CKA_UNWRAP_TEMPLATE, CKA_MODIFIABLE=false copies, 
       api.C_Logout(s);
       api.C_Login(s, pk.CKU_SO, lab.ock!.soPin);
       fact('SO session creates a public session key (no CKA_TRUSTED)', () =>
-        api.C_CreateObject(
-          s,
-          rsaPublicTemplate([
-            { type: pk.CKA_PRIVATE, value: false },
-          ]),
-        ),
+        api.C_CreateObject(s, rsaPublicTemplate([{ type: pk.CKA_PRIVATE, value: false }])),
       );
       fact('SO session generates a public AES session key with CKA_TRUSTED', () =>
         api.C_GenerateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, [
-          ...aesTemplate([{ type: pk.CKA_TOKEN, value: false }, { type: pk.CKA_TRUSTED, value: true }]).filter((a) => a.type !== pk.CKA_PRIVATE),
+          ...aesTemplate([
+            { type: pk.CKA_TOKEN, value: false },
+            { type: pk.CKA_TRUSTED, value: true },
+          ]).filter((a) => a.type !== pk.CKA_PRIVATE),
           { type: pk.CKA_PRIVATE, value: false },
         ]),
       );
