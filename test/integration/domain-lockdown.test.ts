@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { HsmProfile } from '../../src/hsm/profile';
 import { NestedTemplate, templateCalls } from '../../src/hsm/template-attributes';
 import { KEK_UNWRAP_TEMPLATE } from '../../src/hsm/templates';
+import { attackerUnwrapTemplate, attackerWrapMechanism, attempt, OAEP_SHA1, rsaPublicTemplate } from '../support/attacker';
 import { TokenLab } from '../support/tokens';
 
 interface RawToken {
@@ -51,20 +52,6 @@ const implementations: Array<{ name: string; make: (lab: TokenLab) => RawToken |
   },
 ];
 
-/** 'ok', or the CKR_ code the call failed with, or the binding's own refusal. */
-function attempt(fn: () => unknown): string {
-  try {
-    fn();
-    return 'ok';
-  } catch (e) {
-    const m = /CKR_[A-Z0-9_]+/.exec((e as Error).message);
-    if (m) return m[0];
-    if (/should be a Number, Boolean, String or Buffer/.test((e as Error).message))
-      return 'refused by pkcs11js: an attribute value is a number, boolean, string or Buffer, never a template';
-    return `error: ${(e as Error).message}`;
-  }
-}
-
 /** 'true' / 'false', or why the attribute could not be read. */
 function read(api: pk.PKCS11, s: pk.Handle, h: pk.Handle, type: number): string {
   let value = '';
@@ -82,24 +69,8 @@ const aesTemplate = (extra: pk.Template, extractable = true): pk.Template => [
   ...extra,
 ];
 
-function rsaPublicTemplate(extra: pk.Template): pk.Template {
-  const jwk = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' });
-  return [
-    { type: pk.CKA_CLASS, value: pk.CKO_PUBLIC_KEY },
-    { type: pk.CKA_KEY_TYPE, value: pk.CKK_RSA },
-    { type: pk.CKA_TOKEN, value: false },
-    { type: pk.CKA_MODULUS, value: Buffer.from(jwk.n!, 'base64url') },
-    { type: pk.CKA_PUBLIC_EXPONENT, value: Buffer.from(jwk.e!, 'base64url') },
-    { type: pk.CKA_WRAP, value: true },
-    { type: pk.CKA_ENCRYPT, value: true },
-    ...extra,
-  ];
-}
-
-const OAEP_SHA1: pk.Mechanism = {
-  mechanism: pk.CKM_RSA_PKCS_OAEP,
-  parameter: { type: pk.CK_PARAMS_RSA_OAEP, hashAlg: pk.CKM_SHA_1, mgf: pk.CKG_MGF1_SHA1, source: 1 } as pk.RsaOAEP,
-};
+/** An RSA public key of the attacker's (it holds the private half). */
+const rsaPublicKeyOf = (extra: pk.Template): pk.Template => rsaPublicTemplate(generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey, extra);
 
 /** Every fact of the table, measured on one token. */
 function probe(t: RawToken): Record<string, string> {
@@ -107,8 +78,7 @@ function probe(t: RawToken): Record<string, string> {
   const facts: Record<string, string> = {};
   const s = api.C_OpenSession(t.slot, pk.CKF_SERIAL_SESSION | pk.CKF_RW_SESSION);
   // openCryptoki 3.8.1 has no RFC 5649 key wrap: CKM_AES_CBC_PAD is what its profile wraps with
-  const wrapMech: pk.Mechanism =
-    t.profile.rfc5649Mechanism !== undefined ? { mechanism: t.profile.rfc5649Mechanism } : { mechanism: pk.CKM_AES_CBC_PAD, parameter: Buffer.alloc(16, 1) };
+  const wrapMech = attackerWrapMechanism(t.profile);
   const out = () => Buffer.alloc(4096);
   try {
     api.C_Login(s, pk.CKU_USER, t.pin);
@@ -143,7 +113,7 @@ function probe(t: RawToken): Record<string, string> {
     ]);
     // what the attacker makes with the user PIN: an AES key of its own and an RSA public key it knows the private half of
     let userAes = userAesKey();
-    let userRsa = api.C_CreateObject(s, rsaPublicTemplate([]));
+    let userRsa = api.C_CreateObject(s, rsaPublicKeyOf([]));
 
     facts['read CKA_VALUE of a sensitive key'] = attempt(() => api.C_GetAttributeValue(s, plain, [{ type: pk.CKA_VALUE }]));
     facts['CKA_SENSITIVE true -> false'] = attempt(() => api.C_SetAttributeValue(s, plain, [{ type: pk.CKA_SENSITIVE, value: false }]));
@@ -164,7 +134,7 @@ function probe(t: RawToken): Record<string, string> {
       facts['wrap a WRAP_WITH_TRUSTED key under a user RSA key'] = attempt(() => api.C_WrapKey(s, OAEP_SHA1, userRsa, key, out()));
       facts['CKA_WRAP_WITH_TRUSTED true -> false'] = attempt(() => api.C_SetAttributeValue(s, key, [{ type: pk.CKA_WRAP_WITH_TRUSTED, value: false }]));
     }
-    facts['user session creates a CKA_TRUSTED public key'] = attempt(() => api.C_CreateObject(s, rsaPublicTemplate([{ type: pk.CKA_TRUSTED, value: true }])));
+    facts['user session creates a CKA_TRUSTED public key'] = attempt(() => api.C_CreateObject(s, rsaPublicKeyOf([{ type: pk.CKA_TRUSTED, value: true }])));
     facts['user session sets CKA_TRUSTED on a public key'] = attempt(() => api.C_SetAttributeValue(s, userRsa, [{ type: pk.CKA_TRUSTED, value: true }]));
     facts['SO login while the user is logged in'] = attempt(() => api.C_Login(s, pk.CKU_SO, t.soPin ?? t.pin));
 
@@ -181,7 +151,7 @@ function probe(t: RawToken): Record<string, string> {
         () =>
           (trusted = api.C_CreateObject(
             s,
-            rsaPublicTemplate([
+            rsaPublicKeyOf([
               { type: pk.CKA_PRIVATE, value: false },
               { type: pk.CKA_TRUSTED, value: true },
             ]),
@@ -195,7 +165,7 @@ function probe(t: RawToken): Record<string, string> {
     facts['a private session key after logout and login'] = read(api, s, userSessionKey, pk.CKA_WRAP).replace(/true|false/, 'valid');
     plain = find('probe-plain');
     userAes = userAesKey();
-    userRsa = api.C_CreateObject(s, rsaPublicTemplate([]));
+    userRsa = api.C_CreateObject(s, rsaPublicKeyOf([]));
     if (wwt !== undefined) wwt = find('probe-wwt');
     if (trusted !== undefined && wwt !== undefined) {
       const [key, by] = [wwt, trusted];
@@ -237,14 +207,7 @@ function probe(t: RawToken): Record<string, string> {
     const record = Buffer.from(api.C_WrapKey(s, wrapMech, plain, victim, out()));
     let readable: pk.Handle | undefined;
     facts['KEK unwraps a record as non-sensitive and extractable'] = attempt(() => {
-      readable = api.C_UnwrapKey(s, wrapMech, plain, record, [
-        { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
-        { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
-        { type: pk.CKA_TOKEN, value: false },
-        { type: pk.CKA_SENSITIVE, value: false },
-        { type: pk.CKA_EXTRACTABLE, value: true },
-        { type: pk.CKA_ENCRYPT, value: true },
-      ]);
+      readable = api.C_UnwrapKey(s, wrapMech, plain, record, attackerUnwrapTemplate('readable'));
     });
     if (readable !== undefined) {
       const value = api.C_GetAttributeValue(s, readable, [{ type: pk.CKA_VALUE }])[0].value;
@@ -252,12 +215,7 @@ function probe(t: RawToken): Record<string, string> {
     }
     let quiet: pk.Handle | undefined;
     facts['KEK unwraps a record naming neither CKA_SENSITIVE nor CKA_EXTRACTABLE'] = attempt(() => {
-      quiet = api.C_UnwrapKey(s, wrapMech, plain, record, [
-        { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
-        { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
-        { type: pk.CKA_TOKEN, value: false },
-        { type: pk.CKA_ENCRYPT, value: true },
-      ]);
+      quiet = api.C_UnwrapKey(s, wrapMech, plain, record, attackerUnwrapTemplate('unnamed'));
     });
     if (quiet !== undefined) {
       const key = quiet;
@@ -590,9 +548,7 @@ describe('openCryptoki swtok: CKA_UNWRAP_TEMPLATE, CKA_MODIFIABLE=false copies, 
       });
       api.C_Logout(s);
       api.C_Login(s, pk.CKU_SO, lab.ock!.soPin);
-      fact('SO session creates a public session key (no CKA_TRUSTED)', () =>
-        api.C_CreateObject(s, rsaPublicTemplate([{ type: pk.CKA_PRIVATE, value: false }])),
-      );
+      fact('SO session creates a public session key (no CKA_TRUSTED)', () => api.C_CreateObject(s, rsaPublicKeyOf([{ type: pk.CKA_PRIVATE, value: false }])));
       fact('SO session generates a public AES session key with CKA_TRUSTED', () =>
         api.C_GenerateKey(s, { mechanism: pk.CKM_AES_KEY_GEN }, [
           ...aesTemplate([
