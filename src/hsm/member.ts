@@ -227,6 +227,11 @@ export class HsmMember {
     return this.domainKeys.locked;
   }
 
+  /** Non-extractable but still modifiable where the profile's lock seals them: locked by an older version, `kmsctl cluster lock` finishes it. */
+  get domainLockUnfinished(): boolean {
+    return this.domainKeys.lockUnfinished;
+  }
+
   /** Sets CKA_EXTRACTABLE=false on every domain-key object and reads it back; true if anything changed. */
   lockDomainKeys(): Promise<boolean> {
     return this.domainKeys.lock();
