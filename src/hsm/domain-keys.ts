@@ -19,6 +19,7 @@ import {
   oaep,
   rsaPublicKeyTemplate,
   SEALED_COPY,
+  UNMODIFIABLE,
   USES_OFF,
   templatedKekTemplate,
   transportKeyTemplates,
@@ -205,7 +206,8 @@ export class MemberDomainKeys {
             // a copy already sealed by an interrupted lock: this is the original it left
             if (!sealedKeys.has(key(h))) {
               api.C_SetAttributeValue(s, h, USES_OFF);
-              api.C_CopyObject(s, h, SEALED_COPY);
+              // locked by an older version (non-extractable already): SoftHSM2 refuses to name CKA_EXTRACTABLE again, even false
+              api.C_CopyObject(s, h, this.nonExtractable(s, h) ? UNMODIFIABLE : SEALED_COPY);
             }
             api.C_DestroyObject(s, h);
           }
