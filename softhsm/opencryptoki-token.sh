@@ -14,7 +14,8 @@
 # `opencryptoki` package and a build (dist/src/cli/init-token.js).
 #
 # No PIN is on a command line: init-token.js reads them from stdin. swtok PINs are 4-8 characters,
-# so the random PINs are 8 hex digits. The SO PIN is random and forgotten.
+# so the random PINs are 8 hex digits. The SO PIN is random and forgotten, unless KMS_KEEP_SO_PINS
+# names a directory (tests that measure what the SO may do), where it is kept as LABEL.so-pin (0600).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 data=/var/lib/opencryptoki/swtok
@@ -84,6 +85,7 @@ start() {
   local pin so_pin
   pin="$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"; so_pin="$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
   printf '%s' "$pin" > "$dir/pins/$label.pin"
+  if [ -n "${KMS_KEEP_SO_PINS:-}" ]; then mkdir -p "$KMS_KEEP_SO_PINS" && printf '%s' "$so_pin" > "$KMS_KEEP_SO_PINS/$label.so-pin"; fi
   printf '%s\n%s\n' "$so_pin" "$pin" | node "$init_token" --profile opencryptoki-swtok "$label"
   unset pin so_pin
   echo "$lib"

@@ -206,6 +206,7 @@ export async function startServer(
   listenGuard(config);
   const tls = config.tls ? tlsOptions(config.tls) : undefined;
   const services = await openServices(config, { ...options.services, log });
+  for (const c of services.clusters) for (const warning of c.warnings) log({ level: 'warn', cluster: c.id, msg: warning });
   const deps = { ...services.apiDeps(), log: { write: log }, scrape: options.scrape };
   const server = apiServer(config, tls, createListener(deps));
   const ops = options.ops === false ? undefined : createHttpServer(httpOptions(OPS_CONNECTIONS), createOpsApp(deps));

@@ -50,6 +50,8 @@ export interface ServicesOptions {
   nodeId?: string;
   /** Run the domain-key ceremony on every cluster first (kmsctl init), reporting progress. */
   domainCeremony?: (msg: string) => void;
+  /** The ceremony locks the domain keys unless false. */
+  domainLock?: boolean;
   /** The ceremony's source of Security Officer PINs (where a sending token enforces CKA_WRAP_WITH_TRUSTED). */
   soPin?: SoPinProvider;
   /** Repair derived store data at start-up (default true; workers after the first leave it to the first). */
@@ -228,10 +230,10 @@ function alarmsFor(config: ServerConfig, log: ServicesOptions['log']): Alarms {
 }
 
 /** Domain keys on every member of every cluster (safe to re-run: members that have them are left alone). */
-export async function runCeremony(clusters: readonly HsmCluster[], progress: (msg: string) => void, soPin?: SoPinProvider): Promise<void> {
+export async function runCeremony(clusters: readonly HsmCluster[], progress: (msg: string) => void, soPin?: SoPinProvider, lock?: boolean): Promise<void> {
   for (const c of clusters) {
     progress(`cluster ${c.id}: domain-key ceremony on ${c.members.length} member(s)`);
-    const r = await c.initDomain({ soPin });
+    const r = await c.initDomain({ soPin, lock });
     const copied = r.copiedTo.length ? `, copied to ${r.copiedTo.join(', ')}` : '';
     const locked = r.locked.length ? `, locked on ${r.locked.join(', ')}` : '';
     progress(`cluster ${c.id}: domain ${r.domainId}${r.generated ? ' (new)' : ''}${copied}${locked}`);
@@ -244,7 +246,7 @@ export async function openServices(config: ServerConfig, options: ServicesOption
   let opened: Awaited<ReturnType<typeof openStores>> | undefined;
   let kms: Kms | undefined;
   try {
-    if (options.domainCeremony) await runCeremony(clusters, options.domainCeremony, options.soPin);
+    if (options.domainCeremony) await runCeremony(clusters, options.domainCeremony, options.soPin, options.domainLock);
     const raw = await openStores(config, auditLinkMac(clusters), options.limiters, options.replay);
     opened = raw;
     const alarms = alarmsFor(config, options.log);

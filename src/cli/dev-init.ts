@@ -81,7 +81,8 @@ export interface DevInitResult {
   credentialsFile: string;
 }
 
-export async function initDev(dataDirArg: string, progress: (msg: string) => void): Promise<DevInitResult> {
+/** `lock: false` leaves the domain keys unlocked (tests of `kmsctl cluster lock` on a running server); the default locks them. */
+export async function initDev(dataDirArg: string, progress: (msg: string) => void, options: { lock?: boolean } = {}): Promise<DevInitResult> {
   const dataDir = resolve(dataDirArg);
   const credentialsFile = join(dataDir, DEV_CREDENTIALS);
   if (existsSync(join(dataDir, CONFIG_FILE))) return { created: false, credentialsFile };
@@ -96,7 +97,13 @@ export async function initDev(dataDirArg: string, progress: (msg: string) => voi
   const config = loadServerConfig(dataDir, {});
   const log = (l: Record<string, unknown>) => progress(String(l.msg ?? JSON.stringify(l)));
   // the development set-up is locked from the start: the ceremony's SO logins use the kept SO PINs
-  const services = await openServices(config, { log, jobs: false, domainCeremony: progress, soPin: soPinsFromPath(join(dataDir, DEV_SO_PINS)) });
+  const services = await openServices(config, {
+    log,
+    jobs: false,
+    domainCeremony: progress,
+    domainLock: options.lock,
+    soPin: soPinsFromPath(join(dataDir, DEV_SO_PINS)),
+  });
   try {
     progress('creating the development root account');
     const creds = await services.iam.createTenant('dev-root');

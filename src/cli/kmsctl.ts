@@ -132,7 +132,8 @@ type Command = (a: Args, s: Services) => Promise<number>;
 function lockText(m: MemberHealth): string {
   if (m.domainLock === 'none') return 'absent';
   if (m.domainLock === 'unlocked') return 'unlocked (kmsctl cluster lock)';
-  return m.lockEnforced ? 'locked' : `locked, not enforced by ${m.profile}`;
+  if (m.domainLock === 'modifiable') return 'locked (non-extractable, still modifiable: run kmsctl cluster lock to finish)';
+  return m.lockEnforced ? 'locked' : `locked, NOT ENFORCED by ${m.profile} (the user PIN can wrap them out)`;
 }
 
 function unwrapTemplateText(m: MemberHealth): string {
@@ -217,7 +218,8 @@ const COMMANDS: Record<string, Command> = {
             `  ${m.id} [${m.profile}${m.verifiedProfile ? '' : ', unverified profile'}] ${m.state}: ${m.detail}; domain keys ${lockText(m)}; ${unwrapTemplateText(m)}; ` +
             `sessions ${m.sessions.busy}/${m.sessions.open} of ${m.sessions.cap}; domain ${generations(h.generation, m.generations)}`,
         );
-        out(`${h.id} (${h.kind}) ${h.state}\n${members.join('\n')}`, false);
+        const warnings = h.warnings.map((w) => `  warning: ${w}`);
+        out(`${h.id} (${h.kind}) ${h.state}\n${[...members, ...warnings].join('\n')}`, false);
       }
     }
     return health.every((h) => h.state !== 'UNAVAILABLE') ? 0 : 1;

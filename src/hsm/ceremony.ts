@@ -75,7 +75,7 @@ export async function initDomain(clusterId: string, members: readonly HsmMember[
   const source = holders[0] ?? members[0];
   const missing = members.filter((m) => m !== source && !m.domain);
   for (const m of missing) commonWrap(source, m); // members that could never share the domain keys are refused first
-  if (source.domain && source.domainLocked && missing.length) throw lockedError(clusterId, missing);
+  if (source.domain && (source.domainLocked || source.domainLockUnfinished) && missing.length) throw lockedError(clusterId, missing);
   // asked before anything is generated: a domain that could not be copied would be half a ceremony
   if (missing.length && source.profile.wrapWithTrusted && !options.soPin) throw soPinNeeded(clusterId, source);
   let generated = false;
@@ -99,7 +99,7 @@ export async function initDomain(clusterId: string, members: readonly HsmMember[
 export async function addMember(clusterId: string, members: readonly HsmMember[], member: HsmMember, options: CeremonyOptions = {}): Promise<boolean> {
   const source = members.find((m) => m !== member && m.domain && m.state !== 'UNAVAILABLE');
   if (!source) throw new DomainKeyError(`cluster ${clusterId} has no reachable member holding domain keys: run cluster init`);
-  if (source.domainLocked && !member.domain) throw lockedError(clusterId, [member]);
+  if ((source.domainLocked || source.domainLockUnfinished) && !member.domain) throw lockedError(clusterId, [member]);
   return (await copyInto(clusterId, source, [member], options.soPin, source.profile.wrapWithTrusted)).length > 0;
 }
 
@@ -120,13 +120,8 @@ function commonWrap(source: HsmMember, target: HsmMember): WrapAlgorithm {
  * SO PIN provider the generation was made CKA_WRAP_WITH_TRUSTED (where the profile says) and goes
  * under an SO-trusted transport key; without one it was made without it.
  */
-export async function addMemberFrom(source: HsmMember, target: HsmMember, generation: Buffer, soPin?: SoPinProvider): Promise<boolean> {
+async function addMemberFrom(source: HsmMember, target: HsmMember, generation: Buffer, soPin?: SoPinProvider): Promise<boolean> {
   return (await copyInto('of this rotation', source, [target], soPin, soPin !== undefined && source.profile.wrapWithTrusted, generation)).length > 0;
-}
-
-/** Locks every member after rotate-domain made and copied a generation (see lockDomain). */
-export function lockMembers(members: readonly HsmMember[]): Promise<LockResult> {
-  return lockAll(members);
 }
 
 /**
@@ -211,4 +206,78 @@ async function copyInto(
     }
   }
   return receivers.map((m) => m.id);
+}
+
+/** What the generation work needs of a cluster. */
+export interface GenerationHost {
+  readonly id: string;
+  readonly members: readonly HsmMember[];
+  readonly currentGeneration: Buffer | undefined;
+  refreshGenerations(): Promise<void>;
+}
+
+/**
+ * Generation `generation` on every member (rotate-domain): made inside the first member holding
+ * it or, if none does, inside the first member, then copied into every member lacking it (members
+ * with no keys at all included) by the ceremony's copy, then locked on every member (unless
+ * `lock: false`). With `soPin` it is made CKA_WRAP_WITH_TRUSTED and copied under SO-trusted
+ * transport keys; without, as before (the window until the lock is then unprotected). Safe to re-run.
+ */
+export async function newGeneration(
+  cluster: GenerationHost,
+  generation: Buffer,
+  options: CeremonyOptions = {},
+): Promise<{ generated: boolean; source: string; copiedTo: string[] }> {
+  requireReachable(cluster.members, 'make a domain generation');
+  await cluster.refreshGenerations();
+  let source = cluster.members.find((m) => m.holds(generation));
+  const generated = !source;
+  if (!source) {
+    source = cluster.members[0];
+    if (source.brokenGenerations.has(generation.toString('hex'))) await source.removeDomainKeys(generation);
+    await source.generateDomainKeys(generation, options.soPin !== undefined && source.profile.wrapWithTrusted);
+  }
+  const copiedTo: string[] = [];
+  for (const m of cluster.members) {
+    if (m !== source && (await addMemberFrom(source, m, generation, options.soPin))) copiedTo.push(m.id);
+  }
+  if (options.lock !== false) await lockAll(cluster.members);
+  return { generated, source: source.id, copiedTo };
+}
+
+/** Members whose KEK of `generation` has CKA_UNWRAP_TEMPLATE: re-wrapping its records there needs their SO (see trustRewrapKeys). */
+export function templatedOn(members: readonly HsmMember[], generation: Buffer): HsmMember[] {
+  return members.filter((m) => m.unwrapTemplateOn(generation));
+}
+
+/**
+ * Before rotate-domain re-wraps records of `generation`: on every member whose KEK of it has
+ * CKA_UNWRAP_TEMPLATE, one SO login makes the trusted session key the re-wrap goes through.
+ * Dropped by each member's dropRewrapKey. Without an SO PIN provider, refused with the reason.
+ */
+export async function trustRewrapKeys(cluster: GenerationHost, generation: Buffer, soPin: SoPinProvider | undefined): Promise<string[]> {
+  const members = templatedOn(cluster.members, generation);
+  if (members.length && !soPin) {
+    throw new SoPinError(
+      `the records of cluster ${cluster.id} are under a KEK with CKA_UNWRAP_TEMPLATE on ${members.map((m) => m.id).join(', ')}: ` +
+        "they can be re-wrapped only through a key the token's Security Officer makes trusted; give the SO PIN (--so-pin-file, or at a terminal)",
+    );
+  }
+  for (const m of members) await m.trustRewrapKey(await soPin!({ member: m.id, token: m.tokenLabel }));
+  return members.map((m) => m.id);
+}
+
+/** Destroys generation `generation` on every member holding it (never the current one); the members it was destroyed on. */
+export async function destroyGeneration(cluster: GenerationHost, generation: Buffer): Promise<string[]> {
+  if (cluster.currentGeneration?.equals(generation))
+    throw new DomainKeyError(`generation ${generation.toString('hex')} is cluster ${cluster.id}'s current one`);
+  requireReachable(cluster.members, 'destroy a domain generation (it would stay on the others)');
+  await cluster.refreshGenerations();
+  const on: string[] = [];
+  for (const m of cluster.members) {
+    if (!m.holds(generation) && !m.brokenGenerations.has(generation.toString('hex'))) continue;
+    await m.removeDomainKeys(generation);
+    on.push(m.id);
+  }
+  return on;
 }

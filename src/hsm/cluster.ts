@@ -1,28 +1,30 @@
 import { timingSafeEqual } from 'node:crypto';
 import { Capabilities, intersectCapabilities, KeySpec, RsaPadding, SigningAlgorithm } from './capabilities';
-import { ClusterUnavailableError, DomainKeyError, HsmError, MaterialIntegrityError, MemberUnavailableError, SoPinError, UnsupportedError } from './errors';
+import { DomainKeyError, MaterialIntegrityError, UnsupportedError } from './errors';
 import { MaterialBinding, sameBinding, WrappedMaterial } from './material';
 export type { CeremonyOptions, CeremonyResult, LockResult, SoPinProvider, SoPinRequest } from './ceremony';
 import {
   addMember,
-  addMemberFrom,
-  type SoPinProvider,
   CeremonyOptions,
   CeremonyResult,
+  destroyGeneration,
   initDomain,
   lockDomain,
-  lockMembers,
   LockResult,
-  requireReachable,
+  newGeneration,
+  type SoPinProvider,
+  templatedOn,
+  trustRewrapKeys,
 } from './ceremony';
-import { GcmResult, HsmMember, MemberState } from './member';
+import { ClusterHealth, ClusterKind, clusterState, memberHealth, protectionWarnings } from './cluster-health';
+export type { ClusterHealth, ClusterKind, MemberHealth } from './cluster-health';
+import { GcmResult, HsmMember } from './member';
 import { Canary, ClusterHealthMonitor, DEFAULT_HEALTH_POLICY, HealthPolicy } from './member-health';
 import type { WrapAlgorithm } from './profile';
+import { MemberRouter } from './routing';
 import { verifyInSoftware } from './signature';
 import { SlowQueue, SlowQueueLimits } from './slow-queue';
 import { slowLane } from './thread-lane';
-
-export type ClusterKind = 'shared' | 'dedicated';
 
 export interface ClusterOptions {
   id: string;
@@ -45,40 +47,6 @@ export interface ClusterOptions {
 /** Slow operations admitted at once per cluster: enough to keep the process's lane busy. */
 export const DEFAULT_SLOW_RUNNING = Math.max(2, 2 * slowLane.places);
 export const DEFAULT_SLOW_QUEUED = 32;
-
-export interface MemberHealth {
-  id: string;
-  profile: string;
-  verifiedProfile: boolean;
-  token: string;
-  state: MemberState;
-  detail: string;
-  probeMs?: number;
-  sessions: { open: number; busy: number; cap: number; waiting: number };
-  cachedHandles: number;
-  resets: number;
-  /** The domain keys are non-extractable on this token ('locked'), or not yet ('unlocked'); 'none' without domain keys. */
-  domainLock: 'locked' | 'unlocked' | 'none';
-  /** False where the implementation ignores the lock (its profile's enforcesNonExtractable). */
-  lockEnforced: boolean;
-  /**
-   * The current generation's KEK has CKA_UNWRAP_TEMPLATE ('set'); 'absent': the token enforces one
-   * but this KEK predates it (kmsctl cluster rotate-domain makes a templated generation);
-   * 'unenforced': the implementation ignores it (its profile); 'none' without domain keys.
-   */
-  unwrapTemplate: 'set' | 'absent' | 'unenforced' | 'none';
-  /** Domain generations (hex) on the member's token, as last read. */
-  generations: string[];
-}
-
-export interface ClusterHealth {
-  id: string;
-  kind: ClusterKind;
-  state: MemberState;
-  members: MemberHealth[];
-  /** The generation new material is sealed under (hex), if known. */
-  generation?: string;
-}
 
 const CANARY_BINDING = (clusterId: string): MaterialBinding => ({
   clusterId,
@@ -103,11 +71,9 @@ export class HsmCluster {
   readonly slow: SlowQueue;
   /** The one judge of the members' health: routing and health() read the state it sets. */
   readonly monitor: ClusterHealthMonitor;
-  private next = 0;
+  private readonly router: MemberRouter;
   private canary: Promise<WrappedMaterial | undefined> | undefined;
   private current: Buffer | undefined;
-  private reread: Promise<void> | undefined;
-  private rereadAt = 0;
 
   constructor(options: ClusterOptions) {
     if (options.members.length === 0) throw new DomainKeyError(`cluster ${options.id} has no members`);
@@ -126,6 +92,7 @@ export class HsmCluster {
       probeIntervalMs: options.probeIntervalMs ?? DEFAULT_HEALTH_POLICY.probeIntervalMs,
     };
     this.monitor = new ClusterHealthMonitor(options.members, policy, () => this.canaryKey());
+    this.router = new MemberRouter(this.id, this.members, this.monitor, () => this.refreshGenerations());
   }
 
   /** Connects every member (members that cannot connect start recovering in the background) and starts the probes. */
@@ -189,80 +156,11 @@ export class HsmCluster {
   }
 
   /**
-   * Round-robin over ACTIVE members, else DEGRADED ones, never UNAVAILABLE, holding generation
-   * `generation` (hex; else the current one) and `also` if given; allocation-free (hot path).
-   */
-  private pick(exclude?: HsmMember, generation?: string, also?: string): HsmMember {
-    const n = this.members.length;
-    let fallback: HsmMember | undefined;
-    for (let i = 0; i < n; i++) {
-      this.next = (this.next + 1) % n;
-      const m = this.members[this.next];
-      // eligible: holds the record's generation (or, without one, the current domain keys, as monitor.state asks) and `also`
-      if (m === exclude || !(generation !== undefined ? m.generations.has(generation) : m.domain) || (also !== undefined && !m.generations.has(also))) continue;
-      const state = m.state;
-      if (state === 'ACTIVE') return m;
-      if (state === 'DEGRADED') fallback ??= m;
-    }
-    if (fallback) return fallback;
-    throw new ClusterUnavailableError(this.id);
-  }
-
-  /** `op` on `m`, a synchronous throw as a rejection. */
-  private attempt<T>(m: HsmMember, op: (m: HsmMember) => Promise<T>): Promise<T> {
-    try {
-      return op(m);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-  }
-
-  /**
    * Runs `op` on a healthy member holding `generation` (a record's; else the current one) and
-   * `also`; when the failure is the member's (device or session level, the request itself being
-   * fine), once more on another member. Every failure is reported to the monitor.
+   * `also`, retried once on another member when the failure is the member's (see MemberRouter).
    */
   run<T>(op: (m: HsmMember) => Promise<T>, generation?: Buffer, also?: Buffer): Promise<T> {
-    const g = generation?.toString('hex');
-    const a = also?.toString('hex');
-    const unknown = (id: string | undefined) => id !== undefined && !this.members.some((m) => m.generations.has(id));
-    // a generation made by another process (kmsctl cluster rotate-domain) since the tokens were read: read them again, once
-    if (unknown(g) || unknown(a)) return this.rereadSometimes().then(() => this.runOnce(op, g, a));
-    return this.runOnce(op, g, a);
-  }
-
-  /** At most one re-read a second, shared: records naming a generation nobody holds cannot make the tokens busy. */
-  private rereadSometimes(): Promise<void> {
-    const now = Date.now();
-    if (!this.reread || now - this.rereadAt >= 1_000) {
-      this.rereadAt = now;
-      this.reread = this.refreshGenerations();
-    }
-    return this.reread;
-  }
-
-  private runOnce<T>(op: (m: HsmMember) => Promise<T>, generation?: string, also?: string): Promise<T> {
-    let first: HsmMember;
-    try {
-      first = this.pick(undefined, generation, also);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    return this.attempt(first, op).catch((e: unknown) => {
-      this.monitor.failed(first, e);
-      const members = e instanceof MemberUnavailableError || (e instanceof HsmError && (e.errorClass === 'device' || e.errorClass === 'session'));
-      if (!members) throw e;
-      let second: HsmMember;
-      try {
-        second = this.pick(first, generation, also);
-      } catch {
-        throw e;
-      }
-      return this.attempt(second, op).catch((again: unknown) => {
-        this.monitor.failed(second, again);
-        throw again;
-      });
-    });
+    return this.router.run(op, generation, also);
   }
 
   /** Runs the synchronous checks of an operation, then `go`; a failed check is a rejection, never a throw. */
@@ -409,51 +307,19 @@ export class HsmCluster {
     return this.run((m) => m.rewrap(material, target), material.domainId, target);
   }
 
-  /**
-   * Generation `generation` on every member (rotate-domain): made inside the first member holding
-   * it or, if none does, inside the first member, then copied into every member lacking it (members
-   * with no keys at all included) by the ceremony's copy, then locked on every member (unless
-   * `lock: false`). With `soPin` it is made CKA_WRAP_WITH_TRUSTED and copied under SO-trusted
-   * transport keys; without, as before (the window until the lock is then unprotected). Safe to re-run.
-   */
-  async newGeneration(generation: Buffer, options: CeremonyOptions = {}): Promise<{ generated: boolean; source: string; copiedTo: string[] }> {
-    requireReachable(this.members, 'make a domain generation');
-    await this.refreshGenerations();
-    let source = this.members.find((m) => m.holds(generation));
-    const generated = !source;
-    if (!source) {
-      source = this.members[0];
-      if (source.brokenGenerations.has(generation.toString('hex'))) await source.removeDomainKeys(generation);
-      await source.generateDomainKeys(generation, options.soPin !== undefined && source.profile.wrapWithTrusted);
-    }
-    const copiedTo: string[] = [];
-    for (const m of this.members) {
-      if (m !== source && (await addMemberFrom(source, m, generation, options.soPin))) copiedTo.push(m.id);
-    }
-    if (options.lock !== false) await lockMembers(this.members);
-    return { generated, source: source.id, copiedTo };
+  /** Generation `generation` made, copied into every member and locked (rotate-domain): see ceremony.ts. Safe to re-run. */
+  newGeneration(generation: Buffer, options: CeremonyOptions = {}): Promise<{ generated: boolean; source: string; copiedTo: string[] }> {
+    return newGeneration(this, generation, options);
   }
 
   /** Members whose KEK of `generation` has CKA_UNWRAP_TEMPLATE: re-wrapping its records there needs their SO (see trustRewrapKeys). */
   templatedOn(generation: Buffer): HsmMember[] {
-    return this.members.filter((m) => m.unwrapTemplateOn(generation));
+    return templatedOn(this.members, generation);
   }
 
-  /**
-   * Before rotate-domain re-wraps records of `generation`: on every member whose KEK of it has
-   * CKA_UNWRAP_TEMPLATE, one SO login makes the trusted session key the re-wrap goes through.
-   * Dropped by dropRewrapKeys. Without an SO PIN provider, refused with the reason.
-   */
-  async trustRewrapKeys(generation: Buffer, soPin: SoPinProvider | undefined): Promise<string[]> {
-    const members = this.templatedOn(generation);
-    if (members.length && !soPin) {
-      throw new SoPinError(
-        `the records of cluster ${this.id} are under a KEK with CKA_UNWRAP_TEMPLATE on ${members.map((m) => m.id).join(', ')}: ` +
-          "they can be re-wrapped only through a key the token's Security Officer makes trusted; give the SO PIN (--so-pin-file, or at a terminal)",
-      );
-    }
-    for (const m of members) await m.trustRewrapKey(await soPin!({ member: m.id, token: m.tokenLabel }));
-    return members.map((m) => m.id);
+  /** Before rotate-domain re-wraps records of `generation`: the SO-trusted session keys the re-wrap goes through (see ceremony.ts). */
+  trustRewrapKeys(generation: Buffer, soPin: SoPinProvider | undefined): Promise<string[]> {
+    return trustRewrapKeys(this, generation, soPin);
   }
 
   dropRewrapKeys(): void {
@@ -461,17 +327,8 @@ export class HsmCluster {
   }
 
   /** Destroys generation `generation` on every member holding it (never the current one); the members it was destroyed on. */
-  async destroyGeneration(generation: Buffer): Promise<string[]> {
-    if (this.currentGeneration?.equals(generation)) throw new DomainKeyError(`generation ${generation.toString('hex')} is cluster ${this.id}'s current one`);
-    requireReachable(this.members, 'destroy a domain generation (it would stay on the others)');
-    await this.refreshGenerations();
-    const on: string[] = [];
-    for (const m of this.members) {
-      if (!m.holds(generation) && !m.brokenGenerations.has(generation.toString('hex'))) continue;
-      await m.removeDomainKeys(generation);
-      on.push(m.id);
-    }
-    return on;
+  destroyGeneration(generation: Buffer): Promise<string[]> {
+    return destroyGeneration(this, generation);
   }
 
   /** An RSA-2048 key pair generated inside the cluster for wrapping imported material. */
@@ -536,25 +393,20 @@ export class HsmCluster {
    */
   async health(): Promise<ClusterHealth> {
     await this.monitor.fresh();
-    const members: MemberHealth[] = this.members.map((m) => ({
-      id: m.id,
-      profile: m.profile.name,
-      verifiedProfile: m.profile.verified,
-      token: m.tokenLabel,
-      state: this.monitor.state(m),
-      detail: this.monitor.detail(m),
-      probeMs: this.monitor.lastProbe(m)?.ms,
-      sessions: m.sessions,
-      cachedHandles: m.cachedHandles,
-      resets: m.resets,
-      domainLock: m.domainLocked === undefined ? 'none' : m.domainLocked ? 'locked' : 'unlocked',
-      lockEnforced: m.profile.enforcesNonExtractable,
-      unwrapTemplate: m.domainUnwrapTemplate === undefined ? 'none' : m.domainUnwrapTemplate ? 'set' : m.profile.unwrapTemplate ? 'absent' : 'unenforced',
-      generations: [...m.generations.keys()],
-    }));
-    const up = members.filter((m) => m.state !== 'UNAVAILABLE').length;
-    const state: MemberState = up === 0 ? 'UNAVAILABLE' : members.every((m) => m.state === 'ACTIVE') ? 'ACTIVE' : 'DEGRADED';
-    return { id: this.id, kind: this.kind, state, members, generation: this.currentGeneration?.toString('hex') };
+    const members = this.members.map((m) => memberHealth(m, this.monitor));
+    return {
+      id: this.id,
+      kind: this.kind,
+      state: clusterState(members),
+      members,
+      generation: this.currentGeneration?.toString('hex'),
+      warnings: protectionWarnings(this.members),
+    };
+  }
+
+  /** What this cluster's members do not protect, stated plainly (see protectionWarnings). */
+  get warnings(): string[] {
+    return protectionWarnings(this.members);
   }
 
   /** Forces the next health() to probe again. */

@@ -19,6 +19,7 @@ import {
   oaep,
   rsaPublicKeyTemplate,
   SEALED_COPY,
+  UNMODIFIABLE,
   USES_OFF,
   templatedKekTemplate,
   transportKeyTemplates,
@@ -79,8 +80,13 @@ export class MemberDomainKeys {
   private currentHex: string | undefined;
   /** Set when the token holds a broken set of domain keys (a ceremony interrupted half-way). */
   problem: string | undefined;
-  /** Every domain-key object of the token is non-extractable (read from the token); undefined without domain keys. */
+  /** Every domain-key object of the token is locked as the profile's lock leaves it (read from the token); undefined without domain keys. */
   locked: boolean | undefined;
+  /**
+   * Every domain-key object non-extractable, but some still CKA_MODIFIABLE where the profile's lock
+   * makes them unmodifiable: locked by a version before lockUnmodifiable (kmsctl cluster lock finishes it).
+   */
+  lockUnfinished = false;
 
   constructor(
     private readonly owner: DomainKeyOwner,
@@ -164,10 +170,15 @@ export class MemberDomainKeys {
     return this.lockedOf(s, this.allDomainKeyObjects(s));
   }
 
-  /** Whether every one of `all` (domain-key objects) is locked (see sealed); undefined when there are none. */
+  /** Whether every one of `all` (domain-key objects) is locked (see sealed); undefined when there are none. Sets lockUnfinished. */
   private lockedOf(s: Handle, all: readonly Handle[]): boolean | undefined {
-    if (all.length === 0) return undefined;
-    return all.every((h) => this.sealed(s, h));
+    const locked = all.length === 0 ? undefined : all.every((h) => this.sealed(s, h));
+    this.lockUnfinished = locked === false && this.owner.profile.lockUnmodifiable && all.every((h) => this.nonExtractable(s, h));
+    return locked;
+  }
+
+  private nonExtractable(s: Handle, h: Handle): boolean {
+    return this.api().C_GetAttributeValue(s, h, [{ type: pk.CKA_EXTRACTABLE }])[0].value[0] === 0;
   }
 
   /**
@@ -195,7 +206,8 @@ export class MemberDomainKeys {
             // a copy already sealed by an interrupted lock: this is the original it left
             if (!sealedKeys.has(key(h))) {
               api.C_SetAttributeValue(s, h, USES_OFF);
-              api.C_CopyObject(s, h, SEALED_COPY);
+              // locked by an older version (non-extractable already): SoftHSM2 refuses to name CKA_EXTRACTABLE again, even false
+              api.C_CopyObject(s, h, this.nonExtractable(s, h) ? UNMODIFIABLE : SEALED_COPY);
             }
             api.C_DestroyObject(s, h);
           }

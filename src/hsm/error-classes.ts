@@ -53,6 +53,8 @@ const DEFAULT_CLASSES: Record<string, ErrorClass> = {
   CKR_USER_NOT_LOGGED_IN: 'session',
   CKR_KEY_HANDLE_INVALID: 'session',
   CKR_OBJECT_HANDLE_INVALID: 'session',
+  CKR_WRAPPING_KEY_HANDLE_INVALID: 'session',
+  CKR_UNWRAPPING_KEY_HANDLE_INVALID: 'session',
   CKR_CRYPTOKI_NOT_INITIALIZED: 'device',
   CKR_DEVICE_ERROR: 'device',
   CKR_DEVICE_MEMORY: 'device',

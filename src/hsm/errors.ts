@@ -106,3 +106,10 @@ export class SlowQueueFullError extends HsmError {
     super(`too many slow HSM operations (key-pair generation, private-key RSA/EC) are waiting on this key's HSM cluster (${queued} queued); retry later`);
   }
 }
+
+/** An object handle the token no longer knows (the object was destroyed, or replaced, by another session or process). */
+export function isStaleHandle(e: unknown): boolean {
+  return e instanceof Pkcs11CallError && STALE_HANDLE.has(e.ckr);
+}
+
+const STALE_HANDLE = new Set(['CKR_KEY_HANDLE_INVALID', 'CKR_OBJECT_HANDLE_INVALID', 'CKR_WRAPPING_KEY_HANDLE_INVALID', 'CKR_UNWRAPPING_KEY_HANDLE_INVALID']);

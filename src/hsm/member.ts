@@ -1,6 +1,7 @@
 import type * as pk from 'pkcs11js';
 import { Capabilities, deriveCapabilities, KeySpec, MechanismFacts, RsaPadding, SigningAlgorithm } from './capabilities';
 import { MemberConnection, MemberState } from './connection';
+import { isStaleHandle } from './errors';
 import { DomainKeys, ExportedDomainKeys, MemberDomainKeys, TransportKey } from './domain-keys';
 import type { MemberOperation } from './error-classes';
 import type { MaterialBinding, WrappedMaterial } from './material';
@@ -227,6 +228,11 @@ export class HsmMember {
     return this.domainKeys.locked;
   }
 
+  /** Non-extractable but still modifiable where the profile's lock seals them: locked by an older version, `kmsctl cluster lock` finishes it. */
+  get domainLockUnfinished(): boolean {
+    return this.domainKeys.lockUnfinished;
+  }
+
   /** Sets CKA_EXTRACTABLE=false on every domain-key object and reads it back; true if anything changed. */
   lockDomainKeys(): Promise<boolean> {
     return this.domainKeys.lock();
@@ -287,28 +293,48 @@ export class HsmMember {
 
   /** HMAC-SHA256 for `purpose` under the MAC key of `generation`, else of the current one. */
   domainMac(purpose: string, data: Buffer, generation?: Buffer): Promise<Buffer> {
-    return this.domainKeys.mac(purpose, data, generation);
+    return this.fresh(() => this.domainKeys.mac(purpose, data, generation));
+  }
+
+  /**
+   * `op`, and once more after the domain keys are found again by label and CKA_ID, if it met a
+   * stale object handle: `kmsctl cluster lock` (another process) replaces each domain key by a
+   * sealed copy and destroys the original, so the handles this member found at login go invalid.
+   */
+  private fresh<T>(op: () => Promise<T>): Promise<T> {
+    const run = (): Promise<T> => {
+      try {
+        return op();
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    };
+    return run().catch(async (e: unknown) => {
+      if (!isStaleHandle(e) || this.domainKeys.generations.size === 0) throw e;
+      await this.domainKeys.reread();
+      return run();
+    });
   }
 
   // ---- sealed material -------------------------------------------------------------------------
 
   rebindLegacy(material: WrappedMaterial, binding: MaterialBinding): Promise<WrappedMaterial> {
-    return this.sealing.rebindLegacy(material, binding);
+    return this.fresh(() => this.sealing.rebindLegacy(material, binding));
   }
 
   /** The record re-wrapped under generation `target` inside this member (see MemberSealing.rewrap). */
   rewrap(material: WrappedMaterial, target: Buffer): Promise<WrappedMaterial> {
-    return this.sealing.rewrap(material, target);
+    return this.fresh(() => this.sealing.rewrap(material, target));
   }
 
   /** Runs `fn` on a pooled session with the unwrapped (cached) handle of `material`. */
   withKey<T>(material: WrappedMaterial, operation: MemberOperation, fn: (s: Handle, key: Handle) => T | Promise<T>): Promise<T> {
-    return this.sealing.withKey(material, operation, fn);
+    return this.fresh(() => this.sealing.withKey(material, operation, fn));
   }
 
   /** Makes sure the record is unwrapped here (verifying its MAC) without doing anything with it. */
   async load(material: WrappedMaterial): Promise<void> {
-    await this.sealing.withKey(material, 'unwrap', () => undefined);
+    await this.withKey(material, 'unwrap', () => undefined);
   }
 
   evict(material: WrappedMaterial): void {
@@ -319,7 +345,7 @@ export class HsmMember {
 
   /** `wrap`: the cluster's common wrap algorithm (default: this member's first). */
   generate(spec: KeySpec, binding: MaterialBinding, wrap?: WrapAlgorithm): Promise<WrappedMaterial> {
-    return this.ops.generate(spec, binding, wrap);
+    return this.fresh(() => this.ops.generate(spec, binding, wrap));
   }
 
   random(length: number): Promise<Buffer> {
@@ -327,15 +353,15 @@ export class HsmMember {
   }
 
   encryptGcm(material: WrappedMaterial, plaintext: Buffer, aad: Buffer): Promise<GcmResult> {
-    return this.ops.encryptGcm(material, plaintext, aad);
+    return this.fresh(() => this.ops.encryptGcm(material, plaintext, aad));
   }
 
   decryptGcm(material: WrappedMaterial, input: GcmResult, aad: Buffer): Promise<Buffer> {
-    return this.ops.decryptGcm(material, input, aad);
+    return this.fresh(() => this.ops.decryptGcm(material, input, aad));
   }
 
   sign(material: WrappedMaterial, algorithm: SigningAlgorithm, input: { message: Buffer } | { digest: Buffer }): Promise<Buffer> {
-    return this.ops.sign(material, algorithm, input);
+    return this.fresh(() => this.ops.sign(material, algorithm, input));
   }
 
   verify(spki: Buffer, spec: KeySpec, algorithm: SigningAlgorithm, input: { message: Buffer } | { digest: Buffer }, signature: Buffer): Promise<boolean> {
@@ -343,7 +369,7 @@ export class HsmMember {
   }
 
   rsaDecrypt(material: WrappedMaterial, padding: RsaPadding, ciphertext: Buffer): Promise<Buffer> {
-    return this.ops.rsaDecrypt(material, padding, ciphertext);
+    return this.fresh(() => this.ops.rsaDecrypt(material, padding, ciphertext));
   }
 
   importAes(
@@ -353,10 +379,10 @@ export class HsmMember {
     binding: MaterialBinding,
     wrap?: WrapAlgorithm,
   ): Promise<{ material: WrappedMaterial; checkValue: Buffer }> {
-    return this.ops.importAes(wrappingKey, padding, encrypted, binding, wrap);
+    return this.fresh(() => this.ops.importAes(wrappingKey, padding, encrypted, binding, wrap));
   }
 
   probe(canary: WrappedMaterial | undefined): Promise<number> {
-    return this.ops.probe(canary);
+    return this.fresh(() => this.ops.probe(canary));
   }
 }

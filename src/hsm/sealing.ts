@@ -3,7 +3,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { KeySpec, RsaPadding } from './capabilities';
 import type { MemberOperation } from './error-classes';
 import { DomainKeys, hmacSha256, MemberDomainKeys } from './domain-keys';
-import { InvalidInputError, MaterialIntegrityError, Pkcs11CallError, SoPinError } from './errors';
+import { InvalidInputError, isStaleHandle, MaterialIntegrityError, SoPinError } from './errors';
 import { HandleCache } from './handle-cache';
 import { MaterialBinding, WrappedMaterial } from './material';
 import type { CallSet } from './pkcs11-call';
@@ -172,7 +172,7 @@ export class MemberSealing {
       this.sessions
         .withSession(operation, (s) => fn(s, key))
         .catch((e: unknown) => {
-          const stale = e instanceof Pkcs11CallError && (e.ckr === 'CKR_KEY_HANDLE_INVALID' || e.ckr === 'CKR_OBJECT_HANDLE_INVALID');
+          const stale = isStaleHandle(e);
           if (!stale || retried) throw e;
           this.cache.evict(material.cacheKey);
           return this.withKey(material, operation, fn, true);

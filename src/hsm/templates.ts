@@ -274,7 +274,8 @@ export const USES_OFF: pk.Template = [
   { type: pk.CKA_DECRYPT, value: false },
   { type: pk.CKA_DERIVE, value: false },
 ];
-export const SEALED_COPY: pk.Template = [...LOCKED, { type: pk.CKA_MODIFIABLE, value: false }];
+export const UNMODIFIABLE: pk.Template = [{ type: pk.CKA_MODIFIABLE, value: false }];
+export const SEALED_COPY: pk.Template = [...LOCKED, ...UNMODIFIABLE];
 
 /** An all-zero AES key: the domain fingerprint wraps it (deterministically) under the KEK. */
 export function zeroAesKeyTemplate(): pk.Template {

@@ -11,6 +11,7 @@ import Database from 'better-sqlite3';
 import { copyFileSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { WrappedMaterial } from '../../src/hsm/material';
+import { allSecretKeys, attackerUnwrapTemplate, attempt } from '../support/attacker';
 import { ServerLab } from '../support/server';
 
 interface Attempt {
@@ -36,13 +37,11 @@ function members(dataDir: string): Array<{ lib: string; conf: string; label: str
   return out;
 }
 
-function attempt(list: Attempt[], token: string, what: string, fn: () => unknown): void {
-  try {
-    const got = fn();
-    list.push({ token, what, outcome: `ALLOWED${Buffer.isBuffer(got) ? ` (${got.length} bytes)` : ''}` });
-  } catch (e) {
-    list.push({ token, what, outcome: `refused: ${/CKR_[A-Z_]+/.exec((e as Error).message)?.[0] ?? (e as Error).message}` });
-  }
+/** One attempt of the attacker's, recorded: ALLOWED (with the size of what it got) or the refusal. */
+function note(list: Attempt[], token: string, what: string, fn: () => unknown): void {
+  let got: unknown;
+  const result = attempt(() => (got = fn()));
+  list.push({ token, what, outcome: result === 'ok' ? `ALLOWED${Buffer.isBuffer(got) ? ` (${got.length} bytes)` : ''}` : `refused: ${result}` });
 }
 
 describe('the domain keys of a development installation cannot be taken out with the user PIN', () => {
@@ -101,53 +100,33 @@ describe('the domain keys of a development installation cannot be taken out with
             { type: pk.CKA_DECRYPT, value: true },
           ],
         );
-        p.C_FindObjectsInit(s, [
-          { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
-          { type: pk.CKA_TOKEN, value: true },
-        ]);
-        const secrets = p.C_FindObjects(s, 100);
-        p.C_FindObjectsFinal(s);
+        const secrets = allSecretKeys(p, s, true);
         expect(secrets.length).toBeGreaterThanOrEqual(2);
         let kek: pk.Handle | undefined;
         for (const key of secrets) {
           const label = String(p.C_GetAttributeValue(s, key, [{ type: pk.CKA_LABEL }])[0].value);
           if (label.startsWith('kms-domain-kek')) kek = key;
-          attempt(attempts, m.label, `${label}: wrap under the attacker's AES key`, () => p.C_WrapKey(s, { mechanism: 0x210a }, mine, key, Buffer.alloc(1024)));
-          attempt(attempts, m.label, `${label}: wrap under the attacker's RSA key`, () =>
+          note(attempts, m.label, `${label}: wrap under the attacker's AES key`, () => p.C_WrapKey(s, { mechanism: 0x210a }, mine, key, Buffer.alloc(1024)));
+          note(attempts, m.label, `${label}: wrap under the attacker's RSA key`, () =>
             p.C_WrapKey(s, { mechanism: pk.CKM_RSA_PKCS }, rsa.publicKey, key, Buffer.alloc(1024)),
           );
-          attempt(attempts, m.label, `${label}: read CKA_VALUE`, () => p.C_GetAttributeValue(s, key, [{ type: pk.CKA_VALUE }])[0].value);
+          note(attempts, m.label, `${label}: read CKA_VALUE`, () => p.C_GetAttributeValue(s, key, [{ type: pk.CKA_VALUE }])[0].value);
         }
         expect(kek).toBeDefined();
         for (const [i, raw] of records.entries()) {
           const record = WrappedMaterial.fromBuffer(raw);
           if (record.spec !== 'AES_256') continue;
-          attempt(attempts, m.label, `record ${i}: unwrap with the KEK into a readable key`, () => {
-            const key = p.C_UnwrapKey(s, { mechanism: 0x210a }, kek!, record.wrapped, [
-              { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
-              { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
-              { type: pk.CKA_TOKEN, value: false },
-              { type: pk.CKA_SENSITIVE, value: false },
-              { type: pk.CKA_EXTRACTABLE, value: true },
-              { type: pk.CKA_ENCRYPT, value: true },
-            ]);
+          note(attempts, m.label, `record ${i}: unwrap with the KEK into a readable key`, () => {
+            const key = p.C_UnwrapKey(s, { mechanism: 0x210a }, kek!, record.wrapped, attackerUnwrapTemplate('readable'));
             return p.C_GetAttributeValue(s, key, [{ type: pk.CKA_VALUE }])[0].value;
           });
           for (const trusted of [undefined, false, true]) {
-            attempt(
+            note(
               attempts,
               m.label,
               `record ${i}: unwrap with the KEK sensitive, extractable (CKA_WRAP_WITH_TRUSTED ${trusted}), then wrap under the attacker's AES key`,
               () => {
-                const key = p.C_UnwrapKey(s, { mechanism: 0x210a }, kek!, record.wrapped, [
-                  { type: pk.CKA_CLASS, value: pk.CKO_SECRET_KEY },
-                  { type: pk.CKA_KEY_TYPE, value: pk.CKK_AES },
-                  { type: pk.CKA_TOKEN, value: false },
-                  { type: pk.CKA_SENSITIVE, value: true },
-                  { type: pk.CKA_EXTRACTABLE, value: true },
-                  { type: pk.CKA_ENCRYPT, value: true },
-                  ...(trusted === undefined ? [] : [{ type: pk.CKA_WRAP_WITH_TRUSTED, value: trusted }]),
-                ]);
+                const key = p.C_UnwrapKey(s, { mechanism: 0x210a }, kek!, record.wrapped, attackerUnwrapTemplate('wrappable', trusted));
                 return p.C_WrapKey(s, { mechanism: 0x210a }, mine, key, Buffer.alloc(1024));
               },
             );

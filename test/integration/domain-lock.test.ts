@@ -121,6 +121,31 @@ describe('the ceremony with the Security Officer, and the lock (softhsm2)', () =
     expect((await cluster.decrypt(record, bind('cl', 'k'), sealed, Buffer.alloc(0))).toString()).toBe('old record');
   });
 
+  test('locked by a version before lockUnmodifiable (non-extractable, still modifiable): status says locked, unfinished; cluster lock finishes it', async () => {
+    const older = { ...profiles.get('softhsm2')!, lockUnmodifiable: false };
+    const before = lab.softhsm('older', ['o1', 'o2'], {}, older);
+    const old = new HsmCluster({ id: 'co', kind: 'shared', owners: [], members: before });
+    old.start();
+    await old.initDomain({ soPin: lab.soPins });
+    expect(before.map((m) => m.domainLocked)).toEqual([true, true]);
+    const record = await old.generate('AES_256', bind('co', 'k'));
+    old.close();
+    // the upgraded service: same tokens, today's profile (its lock also makes them CKA_MODIFIABLE=false)
+    const after = lab.softhsm('older', ['o1', 'o2']);
+    const cluster = new HsmCluster({ id: 'co', kind: 'shared', owners: [], members: after, probeCacheMs: 0 });
+    cluster.start();
+    expect((await cluster.health()).members.map((m) => m.domainLock)).toEqual(['modifiable', 'modifiable']);
+    // a locked cluster all the same: no copy into a new member
+    const [extra] = lab.softhsm('older-extra', ['x1']);
+    extra.connect();
+    await expect(cluster.addMember(extra, { soPin: lab.soPins })).rejects.toThrow(DomainLockedError);
+    expect(await cluster.lock()).toEqual({ locked: after.map((m) => m.id), already: [], unenforced: [] });
+    expect((await cluster.health()).members.map((m) => m.domainLock)).toEqual(['locked', 'locked']);
+    const sealed = await cluster.encrypt(record, bind('co', 'k'), Buffer.from('older lock'), Buffer.alloc(0));
+    expect((await cluster.decrypt(record, bind('co', 'k'), sealed, Buffer.alloc(0))).toString()).toBe('older lock');
+    expect((await cluster.health()).warnings).toEqual([]);
+  });
+
   test('cluster lock refuses to strand a member: every member must hold the same domain keys', async () => {
     const [a, b] = lab.softhsm('strand', ['t1', 't2']);
     const solo = new HsmCluster({ id: 'cx', kind: 'shared', owners: [], members: [a] });
@@ -153,6 +178,10 @@ describe('the lock on nss-softokn is recorded, not enforced, and says so', () =>
     expect((await cluster.health()).members.map((m) => [m.domainLock, m.lockEnforced])).toEqual([
       ['locked', false],
       ['locked', true],
+    ]);
+    // said plainly wherever the cluster is shown (cluster status, the server's start-up log)
+    expect((await cluster.health()).warnings).toEqual([
+      expect.stringMatching(/^member mix-nss \(nss-softokn\) does not enforce non-extractability: anyone with its user PIN/),
     ]);
     // the SoftHSM2 copy carries WRAP_WITH_TRUSTED from its own profile
     expect(domainAttributes(members[1]).every((a) => a.wrapWithTrusted && !a.extractable)).toBe(true);

@@ -54,14 +54,18 @@ export class OpenCryptokiToken {
   private constructor(
     readonly library: string,
     readonly pin: string,
+    /** The token's SO PIN (kept for tests, as KMS_KEEP_SO_PINS keeps it). */
+    readonly soPin: string,
     private readonly unlock: () => void,
   ) {}
 
   static async acquire(dir: string): Promise<OpenCryptokiToken> {
     const unlock = await lockSwtok();
     try {
-      const library = execFileSync(SCRIPT, ['start', dir, OCK_LABEL], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-      return new OpenCryptokiToken(library, readFileSync(join(dir, 'pins', `${OCK_LABEL}.pin`), 'utf8'), unlock);
+      const env = { ...process.env, KMS_KEEP_SO_PINS: join(dir, 'so-pins') };
+      const library = execFileSync(SCRIPT, ['start', dir, OCK_LABEL], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env }).trim();
+      const read = (file: string) => readFileSync(join(dir, file), 'utf8');
+      return new OpenCryptokiToken(library, read(join('pins', `${OCK_LABEL}.pin`)), read(join('so-pins', `${OCK_LABEL}.so-pin`)), unlock);
     } catch (e) {
       unlock();
       const stderr = (e as { stderr?: string }).stderr?.trim();

@@ -32,8 +32,8 @@ export class ServerLab {
   root!: Credentials;
   logs: Array<Record<string, unknown>> = [];
 
-  async start(overrides: Record<string, string> = {}): Promise<void> {
-    await initDev(this.dir, () => undefined);
+  async start(overrides: Record<string, string> = {}, init: { lock?: boolean } = {}): Promise<void> {
+    await initDev(this.dir, () => undefined, init);
     this.root = JSON.parse(readFileSync(join(this.dir, DEV_CREDENTIALS), 'utf8')) as Credentials;
     const config = loadServerConfig(this.dir, { KMS_PORT: '0', ...overrides });
     this.server = await startServer(config, (l) => this.logs.push(l));

@@ -19,7 +19,7 @@ export class TokenLab {
   ock: OpenCryptokiToken | undefined;
   private readonly soPinFiles = new Map<string, string>();
 
-  /** The ceremony's SO PIN provider for the SoftHSM2 tokens made here (as dev-so-pins serves kmsctl init --dev). */
+  /** The ceremony's SO PIN provider for the SoftHSM2 and openCryptoki tokens made here (as dev-so-pins serves kmsctl init --dev). */
   readonly soPins = async (request: { member: string; token: string }): Promise<string> => {
     const file = this.soPinFiles.get(request.member);
     if (!file) throw new Error(`no SO PIN kept for member ${request.member}`);
@@ -99,16 +99,19 @@ export class TokenLab {
   async opencryptoki(name: string, overrides: Partial<MemberOptions> = {}): Promise<HsmMember> {
     if (this.ock) throw new Error('a lab has one openCryptoki member (one swtok per machine)');
     this.ock = await OpenCryptokiToken.acquire(join(this.dir, name));
-    return this.track(
-      new HsmMember({
-        id: name,
-        profile: profiles.get('opencryptoki-swtok')!,
-        module: { path: this.ock.library },
-        tokenLabel: OCK_LABEL,
-        pin: this.ock.pin,
-        backoffMs: [50, 400],
-        ...overrides,
-      }),
+    return this.trackSoPin(
+      join(this.dir, name, 'so-pins', `${OCK_LABEL}.so-pin`),
+      this.track(
+        new HsmMember({
+          id: name,
+          profile: profiles.get('opencryptoki-swtok')!,
+          module: { path: this.ock.library },
+          tokenLabel: OCK_LABEL,
+          pin: this.ock.pin,
+          backoffMs: [50, 400],
+          ...overrides,
+        }),
+      ),
     );
   }
 
