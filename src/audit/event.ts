@@ -29,6 +29,8 @@ export interface AuditEvent {
   resource: string;
   /** The Tencent error code, '' on success. */
   errorCode: string;
+  /** The API the request was for: `kms.tencentcloudapi.com`, `cam.tencentcloudapi.com`, ... (stored by the trail's query layer). */
+  eventSource?: string;
 }
 
 /** What the request path hands in; `eventId` and `time` are filled in when absent. */
