@@ -157,8 +157,8 @@ async function run(deps: PipelineDeps, req: RawRequest, trace: Trace, now: numbe
   if (!deps.trust.preAuth.allows(req.sourceIp)) throw new SourceLimitedError('too many requests from this address failed to authenticate; slow down');
   if (!action) throw new ParamError('MissingParameter', 'X-TC-Action', 'the X-TC-Action header is required');
   const service = serviceOfVersion(header(req, 'x-tc-version'));
-  trace.service = service;
-  const principal = await authenticate(deps, req, { ...trace, service }, now);
+  const traced = Object.assign(trace, { service });
+  const principal = await authenticate(deps, req, traced, now);
   if (!(await deps.limiter.take(principal.tenantUin))) throw new RateLimitedError('this account is over its request rate; slow down');
   if (deps.principalLimiter && !(await deps.principalLimiter.take(principal.uin)))
     throw new RateLimitedError(`${principal.kind === 'root' ? 'the root account' : 'this sub-account'} is over its request rate; slow down`);
