@@ -11,7 +11,16 @@
  *    is evaluated and MACed); UpdatePolicy and DeletePolicy rewrite or remove the copies. Presets are
  *    attached by name and have the fixed ids of PRESET_POLICY_IDS.
  */
-import { IamAlreadyExistsError, IamForbiddenError, IamInputError, IamLimitError, IamStateError, PolicyNotFoundError, UserNotFoundError, AccessKeyNotFoundError } from './errors';
+import {
+  IamAlreadyExistsError,
+  IamForbiddenError,
+  IamInputError,
+  IamLimitError,
+  IamStateError,
+  PolicyNotFoundError,
+  UserNotFoundError,
+  AccessKeyNotFoundError,
+} from './errors';
 import type { ApiKeyInfo, AttachedPolicy, Credentials, IamService, NewUserResult } from './iam-service';
 import type { ApiKeyStatus, TenantPolicy, UserProfile, UserRecord } from './identity-store';
 import { checkUserName } from './names';
@@ -242,7 +251,8 @@ export class Cam {
   private async keyOf(caller: Principal, secretId: string, targetUin?: string): Promise<void> {
     const owner = await this.owner(caller, targetUin);
     const key = await this.iam.getApiKey(secretId);
-    if (!key || key.ownerUin !== owner || key.tenantUin !== caller.tenantUin) throw new AccessKeyNotFoundError(`API key ${secretId} of account ${owner} does not exist`);
+    if (!key || key.ownerUin !== owner || key.tenantUin !== caller.tenantUin)
+      throw new AccessKeyNotFoundError(`API key ${secretId} of account ${owner} does not exist`);
   }
 
   private async ownPolicy(caller: Principal, policyId: string): Promise<TenantPolicy> {

@@ -294,11 +294,7 @@ export class RedisIdentityStore implements IdentityStore {
     const key = await this.getApiKey(secretId);
     const noKey = new IamNotFoundError(messages.noKey(secretId));
     if (!key) throw noKey;
-    await new Plan()
-      .check(K.key(secretId), 'exists', noKey)
-      .write('DEL', K.key(secretId))
-      .write('SREM', K.keys(key.ownerUin), secretId)
-      .run(this.redis);
+    await new Plan().check(K.key(secretId), 'exists', noKey).write('DEL', K.key(secretId)).write('SREM', K.keys(key.ownerUin), secretId).run(this.redis);
   }
 
   async createTenantPolicy(p: TenantPolicy): Promise<void> {

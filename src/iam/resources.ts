@@ -69,7 +69,7 @@ const SERVICE_RESOURCE = /^qcs::(cam|cloudaudit)::uin\/(\d+):(?:(?:uin|policyId)
 
 export type CamKind = 'uin' | 'policyId';
 
-export function camResource(tenantUin: string, kind: CamKind, id: string | '*'): string {
+export function camResource(tenantUin: string, kind: CamKind, id: string): string {
   return `qcs::cam::uin/${tenantUin}:${kind}/${id}`;
 }
 

@@ -77,7 +77,9 @@ describe('CAM API (users, access keys, policies) with the official SDK client', 
 
     await cam.UpdateAccessKey({ AccessKeyId: first.AccessKeyId, Status: 'Inactive', TargetUin: Uin });
     expect(await codeOf(user.ListKeys({}))).toMatch(/^AuthFailure\./);
-    expect(((await cam.ListAccessKeys({ TargetUin: Uin })).AccessKeys as Array<Record<string, string>>).find((k) => k.AccessKeyId === first.AccessKeyId)).toMatchObject({
+    expect(
+      ((await cam.ListAccessKeys({ TargetUin: Uin })).AccessKeys as Array<Record<string, string>>).find((k) => k.AccessKeyId === first.AccessKeyId),
+    ).toMatchObject({
       Status: 'Inactive',
     });
     await cam.UpdateAccessKey({ AccessKeyId: first.AccessKeyId, Status: 'Active', TargetUin: Uin });
@@ -286,6 +288,9 @@ describe('CAM API (users, access keys, policies) with the official SDK client', 
       ['2017-03-12', 'cvm', 'DescribeInstances', 'NoSuchVersion'],
       [undefined, 'kms', 'ListKeys', 'NoSuchVersion'],
       ['2019-01-16', 'cam', 'ListKeys', 'InvalidAction'],
+      ['2019-03-19', 'cloudaudit', 'LookUpEvents', 'UnsupportedOperation'],
+      ['2019-03-19', '127', 'LookUpEvents', 'UnsupportedOperation'],
+      ['2019-03-19', 'kms', 'LookUpEvents', 'NoSuchVersion'],
       ['2019-01-18', 'kms', 'ListUsers', 'InvalidAction'],
     ])('version %p, scope %p, %s → %p', async (version, service, action, code) => {
       expect((await raw(version, service, action)).Error?.Code).toBe(code);

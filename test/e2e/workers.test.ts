@@ -119,7 +119,9 @@ describe('workers: 2 (supervisor and two worker processes)', () => {
     const cam = new tencentcloud.cam.v20190116.Client({
       credential: { secretId: creds.SecretId, secretKey: creds.SecretKey },
       region: '',
-      profile: { httpProfile: { endpoint: `127.0.0.1:${server.port}`, protocol: 'http://', agent: new Agent({ keepAlive: true, maxSockets: 4 }), reqTimeout: 30 } },
+      profile: {
+        httpProfile: { endpoint: `127.0.0.1:${server.port}`, protocol: 'http://', agent: new Agent({ keepAlive: true, maxSockets: 4 }), reqTimeout: 30 },
+      },
     });
     const made = await cam.AddUser({ Name: 'propagated', UseApi: 1 });
     const user = spread(server.port, { Uin: made.Uin as number, SecretId: made.SecretId as string, SecretKey: made.SecretKey as string }, 8);

@@ -410,7 +410,14 @@ describe('SQLite identity store beside the key store', () => {
     const db = new Database(file, { readonly: true });
     try {
       const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as Array<{ name: string }>).map((r) => r.name);
-      expect(tables.filter((t) => t.startsWith('iam_')).sort()).toEqual(['iam_api_keys', 'iam_meta', 'iam_policies', 'iam_tenant_policies', 'iam_tenants', 'iam_users']);
+      expect(tables.filter((t) => t.startsWith('iam_')).sort()).toEqual([
+        'iam_api_keys',
+        'iam_meta',
+        'iam_policies',
+        'iam_tenant_policies',
+        'iam_tenants',
+        'iam_users',
+      ]);
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
       expect(db.pragma('user_version', { simple: true })).toBeGreaterThan(0);
     } finally {

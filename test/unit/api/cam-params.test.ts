@@ -46,7 +46,7 @@ describe('CAM schemas match the SDK request models', () => {
         if (spec.kind === 'array' && spec.of.kind === 'object') walk(spec.of.fields);
       }
     };
-    for (const a of ACTIONS) walk(CAM_SCHEMAS[a] as Fields);
+    for (const a of ACTIONS) walk(CAM_SCHEMAS[a]);
     expect(missing).toEqual([]);
   });
 });
@@ -59,12 +59,21 @@ describe('CAM actions', () => {
     expect([...ACTIONS, ...CAM_UNSUPPORTED].sort()).toEqual([...sdkActions].sort());
     expect(ACTIONS).toHaveLength(18);
   });
+
+  test('CloudAudit: every action of the SDK client is refused until wired', () => {
+    const client = fs.readFileSync(path.join(SDK, 'tencentcloud/services/cloudaudit/v20190319/cloudaudit_client.js'), 'utf8');
+    const actions = [...client.matchAll(/this\.request\("(\w+)"/g)].map((m) => m[1]);
+    const cloudaudit = serviceByName('cloudaudit')!;
+    expect([...cloudaudit.unsupported].sort()).toEqual(actions.sort());
+    expect(cloudaudit.served.size).toBe(0);
+  });
 });
 
 describe('the service table', () => {
   test('X-TC-Version names the API; another version is NoSuchVersion', () => {
     expect(serviceOfVersion('2019-01-18').name).toBe('kms');
     expect(serviceOfVersion('2019-01-16').name).toBe('cam');
+    expect(serviceOfVersion('2019-03-19').name).toBe('cloudaudit');
     expect(() => serviceOfVersion('2019-01-17')).toThrow(/X-TC-Version/);
     expect(() => serviceOfVersion(undefined)).toThrow(/X-TC-Version/);
   });
@@ -77,8 +86,10 @@ describe('the service table', () => {
     ['cam', 'kms', false],
     ['cam', 'CAM', true],
     ['cam', 'cloudaudit', false],
+    ['cloudaudit', 'cloudaudit', true],
+    ['cloudaudit', 'kms', false],
   ])('an API %s signed for %p is accepted: %p', (name, scope, ok) => {
-    const service = serviceByName(name as 'kms' | 'cam');
+    const service = serviceByName(name as 'kms' | 'cam' | 'cloudaudit');
     expect(service).toBeDefined();
     const check = () => checkScope(service!, scope);
     if (ok) expect(check).not.toThrow();
@@ -98,6 +109,7 @@ describe('the service table', () => {
       expect.arrayContaining([
         ['kms', 'kms.tencentcloudapi.com', 'kms'],
         ['cam', 'cam.tencentcloudapi.com', 'cam'],
+        ['cloudaudit', 'cloudaudit.tencentcloudapi.com', 'cloudaudit'],
       ]),
     );
   });
