@@ -6,6 +6,8 @@
  */
 import { request } from 'node:http';
 import { Agent } from 'node:http';
+import { CAM_MAXIMA, CAM_SCHEMAS, CamAction } from '../../src/api/cam-params';
+import type { FieldSpec, Fields } from '../../src/api/params';
 import { signTc3 } from '../../src/api/tc3';
 import { codeOf, Credentials, KmsClient, patient, ServerLab } from '../support/server';
 
@@ -179,6 +181,18 @@ describe('CAM API (users, access keys, policies) with the official SDK client', 
     expect(await codeOf(cam.CreatePolicy({ PolicyName: 'QcloudKMSFullAccess', PolicyDocument: ENCRYPT_ONLY }))).toBe('InvalidParameter.PolicyDocumentError');
   });
 
+  test('UpdatePolicy renames a policy on every sub-account it is attached to, keeping its effect', async () => {
+    const made = await cam.AddUser({ Name: 'renamed-holder', UseApi: 1 });
+    const user = lab.client({ SecretId: made.SecretId as string, SecretKey: made.SecretKey as string });
+    const id = (await cam.CreatePolicy({ PolicyName: 'before-rename', PolicyDocument: ENCRYPT_ONLY })).PolicyId;
+    await cam.AttachUserPolicy({ PolicyId: id, AttachUin: made.Uin });
+    await cam.UpdatePolicy({ PolicyId: id, PolicyName: 'after-rename', Description: 'renamed' });
+    expect((await cam.ListAttachedUserPolicies({ TargetUin: made.Uin })).List).toEqual([expect.objectContaining({ PolicyId: id, PolicyName: 'after-rename' })]);
+    expect(await cam.GetPolicy({ PolicyId: id })).toMatchObject({ PolicyName: 'after-rename', Description: 'renamed', Type: 1 });
+    await user.ListKeys({});
+    expect(await codeOf(cam.UpdatePolicy({ PolicyId: id, PolicyDocument: '{"version":"1.0"}' }))).toBe('InvalidParameter.PolicyDocumentError');
+  });
+
   test("tenant isolation: another tenant's users, keys and policies are not found", async () => {
     const mine = await cam.AddUser({ Name: 'isolated', UseApi: 1 });
     const myPolicy = (await cam.CreatePolicy({ PolicyName: 'isolated-p', PolicyDocument: ENCRYPT_ONLY })).PolicyId;
@@ -235,6 +249,33 @@ describe('CAM API (users, access keys, policies) with the official SDK client', 
     ['ListAttachedUserPolicies', {}, 'MissingParameter'],
   ])('%s %j → %s', async (action, body, code) => {
     expect(await codeOf(cam[action](body))).toBe(code);
+  });
+
+  describe('every field of every served CAM action: wrong type, unknown field, oversize → its own code, never InternalError', () => {
+    const wrong = (spec: FieldSpec): unknown => (spec.kind === 'integer' ? 'one' : spec.kind === 'array' ? {} : spec.kind === 'object' ? [] : 42);
+    const valid = (spec: FieldSpec): unknown => (spec.kind === 'integer' ? 1 : spec.kind === 'array' ? [] : spec.kind === 'object' ? {} : 'x');
+    const required = (fields: Fields): Record<string, unknown> =>
+      Object.fromEntries(
+        Object.entries(fields)
+          .filter(([, f]) => f.required)
+          .map(([k, f]) => [k, valid(f)]),
+      );
+    const cases = (Object.keys(CAM_SCHEMAS) as CamAction[]).flatMap((action) => {
+      const fields = CAM_SCHEMAS[action] as Fields;
+      const out: Array<[string, string, Record<string, unknown>, string]> = [
+        [action, 'unknown field', { ...required(fields), Unexpected: 1 }, 'UnknownParameter'],
+      ];
+      for (const [name, spec] of Object.entries(fields)) {
+        out.push([action, `${name} of the wrong type`, { ...required(fields), [name]: wrong(spec) }, 'InvalidParameter']);
+        const chars = CAM_MAXIMA[name]?.chars;
+        if (spec.kind === 'string' && chars !== undefined)
+          out.push([action, `${name} over ${chars} characters`, { ...required(fields), [name]: 'y'.repeat(chars + 1) }, 'InvalidParameterValue']);
+      }
+      return out;
+    });
+    test.each(cases)('%s: %s', async (action, _what, body, code) => {
+      expect(await codeOf(cam[action](body))).toBe(code);
+    });
   });
 
   test('other CAM actions of the SDK answer UnsupportedOperation; unknown ones InvalidAction', async () => {
