@@ -278,6 +278,21 @@ describe('CAM API (users, access keys, policies) with the official SDK client', 
     });
   });
 
+  test('SecretKeys made through CAM reach neither the request log nor the audit trail', async () => {
+    const made = await cam.AddUser({ Name: 'secretive', UseApi: 1 });
+    const key = (await cam.CreateAccessKey({ TargetUin: made.Uin })).AccessKey as Record<string, string>;
+    const audit = lab.server.services.audit;
+    await audit.flush();
+    const lines: string[] = [];
+    await audit.export((l) => lines.push(l));
+    const trail = lines.join('');
+    expect(trail).toContain('CreateAccessKey');
+    for (const secret of [made.SecretKey as string, key.SecretAccessKey]) {
+      expect(trail).not.toContain(secret);
+      expect(JSON.stringify(lab.logs)).not.toContain(secret);
+    }
+  });
+
   test('other CAM actions of the SDK answer UnsupportedOperation; unknown ones InvalidAction', async () => {
     expect(await codeOf(cam.CreateRole({ RoleName: 'r', PolicyDocument: '{}' }))).toBe('UnsupportedOperation');
     expect(await codeOf(cam.CreateGroup({ GroupName: 'g' }))).toBe('UnsupportedOperation');
