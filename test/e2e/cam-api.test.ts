@@ -6,6 +6,7 @@
  */
 import { request } from 'node:http';
 import { Agent } from 'node:http';
+import fc from 'fast-check';
 import { CAM_MAXIMA, CAM_SCHEMAS, CamAction } from '../../src/api/cam-params';
 import type { FieldSpec, Fields } from '../../src/api/params';
 import { signTc3 } from '../../src/api/tc3';
@@ -298,6 +299,33 @@ describe('CAM API (users, access keys, policies) with the official SDK client', 
     expect(await codeOf(cam.CreateGroup({ GroupName: 'g' }))).toBe('UnsupportedOperation');
     expect(await codeOf(cam.SetMfaFlag({ OpUin: 1 }))).toBe('UnsupportedOperation');
   });
+
+  test('property: random bodies to random served CAM actions never get InternalError, always a well-formed envelope', async () => {
+    const seed = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : Date.now() % 2 ** 31;
+    process.stdout.write(`CAM fuzz seed ${seed}\n`);
+    const raw = new tencentcloud.cam.v20190116.Client({
+      credential: { secretId: lab.root.SecretId, secretKey: lab.root.SecretKey },
+      region: '',
+      profile: { httpProfile: { endpoint: `127.0.0.1:${lab.server.port}`, protocol: 'http://', agent: new Agent({ keepAlive: true }), reqTimeout: 30 } },
+    });
+    const actions = Object.keys(CAM_SCHEMAS) as CamAction[];
+    const value = fc.oneof(fc.string({ maxLength: 300 }), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.anything({ maxDepth: 2 }));
+    const shaped = (a: CamAction): fc.Arbitrary<Record<string, unknown>> =>
+      fc.record(Object.fromEntries(Object.keys(CAM_SCHEMAS[a] as Fields).map((k) => [k, value])), { requiredKeys: [] });
+    const call = fc.constantFrom(...actions).chain((a) => fc.tuple(fc.constant(a), fc.oneof(shaped(a), fc.dictionary(fc.string({ maxLength: 20 }), value))));
+    await fc.assert(
+      fc.asyncProperty(call, async ([action, body]) => {
+        const code = await raw[action](body).then(
+          () => 'Success',
+          (e: { code?: string; requestId?: string }) => e.code ?? 'no code',
+        );
+        expect(code).not.toBe('InternalError');
+        expect(code).not.toBe('no code');
+      }),
+      { seed, numRuns: 300 },
+    );
+    expect(lab.logs.filter((l) => l.code === 'InternalError')).toEqual([]);
+  }, 120_000);
 
   describe('dispatch', () => {
     let seq = 0;
