@@ -27,6 +27,7 @@ import type { HsmCluster, SoPinProvider } from './hsm/cluster';
 import { loadProfiles, PROFILE_DIR } from './hsm/profile';
 import { authorize, authorizeAnyCreator } from './iam/authorize';
 import { parseResource, UNKNOWN_CREATOR } from './iam/resources';
+import { Cam } from './iam/cam';
 import { IamService } from './iam/iam-service';
 import type { IdentityStore } from './iam/identity-store';
 import { RedisIdentityStore } from './iam/redis-identity-store';
@@ -370,6 +371,7 @@ function compose(config: ServerConfig, options: ServicesOptions, clusters: HsmCl
       return { allowed: true, reason: 'allowed' };
     },
   };
+  const cam = new Cam(iam);
   let closing: Promise<void> | undefined;
   return {
     config,
@@ -395,6 +397,7 @@ function compose(config: ServerConfig, options: ServicesOptions, clusters: HsmCl
       regions: config.regions,
       deploymentId: config.deploymentId,
       authn: { resolve: (secretId) => iam.resolve(secretId) },
+      cam,
       audit: { append: (e) => audit.append(e) },
     }),
     close: () => (closing ??= closeAll(options.log, clusters, opened, kms, CLOSE_BUDGET_MS, trust.failures)),

@@ -10,12 +10,11 @@ import type { HsmCluster } from '../hsm/cluster';
 import type { Kms } from '../kms/service';
 import type { MetadataStore } from '../store/store';
 import { withDeadline } from '../common/deadline';
-import { HANDLERS } from './handlers';
 import { apiListener } from './listener';
 import type { Metrics } from './metrics';
 import type { PipelineDeps } from './pipeline';
 
-export interface AppDeps extends Omit<PipelineDeps, 'handlers'> {
+export interface AppDeps extends PipelineDeps {
   kms: Kms;
   store: MetadataStore;
   clusters: readonly HsmCluster[];
@@ -57,7 +56,7 @@ export function createOpsApp(deps: AppDeps): express.Express {
 
 /** What the API's HTTP(S) server runs: `POST /` (the API) straight from node:http, /healthz (alive, nothing more) through express. */
 export function createListener(deps: AppDeps): RequestListener {
-  return apiListener({ pipeline: { ...deps, handlers: HANDLERS }, maxBodyBytes: deps.maxBodyBytes, fallback: bareApp() });
+  return apiListener({ pipeline: deps, maxBodyBytes: deps.maxBodyBytes, fallback: bareApp() });
 }
 
 /** How long /readyz waits for the store: a probe must get its answer (503) while a store client is still retrying. */

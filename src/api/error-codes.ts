@@ -6,7 +6,7 @@
  */
 import { NamedError } from '../common/errors';
 import { SlowQueueFullError } from '../hsm/errors';
-import { IamIntegrityError } from '../iam/errors';
+import * as iam from '../iam/errors';
 import * as kms from '../kms/errors';
 import { domainError } from '../kms/key-access';
 import { wireMessage } from './kms-wire';
@@ -26,7 +26,7 @@ export class RequestTooLargeError extends RequestError {}
 export class InvalidActionError extends RequestError {}
 /** An action of the API this deployment does not offer (white-box, post-quantum). */
 export class UnsupportedActionError extends RequestError {}
-/** X-TC-Version is not 2019-01-18. */
+/** X-TC-Version names no version of the service the request is for (services.ts). */
 export class NoSuchVersionError extends RequestError {}
 /** X-TC-Region names a region this deployment does not serve. */
 export class UnsupportedRegionError extends RequestError {}
@@ -131,7 +131,22 @@ export const API_ERROR_CODES: ReadonlyArray<readonly [ErrorClass, string]> = [
 ];
 
 /** Identity errors that reach a caller: a stored API key, membership or policy changed outside the service (alarm raised) is refused. */
-export const IAM_ERROR_CODES: ReadonlyArray<readonly [ErrorClass, string]> = [[IamIntegrityError, 'FailedOperation']];
+export const IAM_ERROR_CODES: ReadonlyArray<readonly [ErrorClass, string]> = [
+  [iam.IamIntegrityError, 'FailedOperation'],
+  // CAM's actions (docs/access-control.md "CAM API"): the nearest Tencent codes
+  [iam.UserNotFoundError, 'ResourceNotFound.UserNotExist'],
+  [iam.PolicyNotFoundError, 'ResourceNotFound.PolicyIdNotFound'],
+  [iam.AccessKeyNotFoundError, 'ResourceNotFound.SecretNotExist'],
+  [iam.IamNotFoundError, 'ResourceNotFound'],
+  [iam.IamAlreadyExistsError, 'ResourceInUse'],
+  [iam.IamInputError, 'InvalidParameter.ParamError'],
+  [iam.PolicyError, 'InvalidParameter.PolicyDocumentError'],
+  [iam.IamForbiddenError, 'UnauthorizedOperation'],
+  [iam.IamLimitError, 'OperationDenied.AccessKeyOverLimit'],
+  [iam.IamStateError, 'OperationDenied'],
+  // another writer changed the same sub-account's policies at the same moment: retry
+  [iam.IamConflictError, 'FailedOperation'],
+];
 
 /**
  * HSM errors the core passes through untranslated that reach a caller: the cluster's queue of slow

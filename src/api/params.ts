@@ -69,15 +69,15 @@ type RequiredKeys<F> = { [K in keyof F]: F[K] extends { required: true } ? K : n
 /** The typed parameters a field table describes. */
 export type ParamsOf<F> = { [K in Extract<Kept<F>, RequiredKeys<F>>]: ValueOf<F[K]> } & { [K in Exclude<Kept<F>, RequiredKeys<F>>]?: ValueOf<F[K]> };
 
-const str = { kind: 'string' } as const;
+export const str = { kind: 'string' } as const;
 const b64 = { kind: 'base64' } as const;
 /** A ciphertext blob: bytes that are not base64 cannot be one (InvalidCiphertext, as for any other malformed blob). */
 const blob = { kind: 'base64', invalid: 'InvalidParameterValue.InvalidCiphertext' } as const;
-const int = { kind: 'integer' } as const;
-const req = <S extends FieldSpec>(s: S): S & { required: true } => ({ ...s, required: true });
+export const int = { kind: 'integer' } as const;
+export const req = <S extends FieldSpec>(s: S): S & { required: true } => ({ ...s, required: true });
 const ignored = <S extends FieldSpec>(s: S): S & { ignored: true } => ({ ...s, ignored: true });
-const arrayOf = <E extends FieldSpec>(of: E): { kind: 'array'; of: E } => ({ kind: 'array', of });
-const object = <F extends Fields>(fields: F): { kind: 'object'; fields: F } => ({ kind: 'object', fields });
+export const arrayOf = <E extends FieldSpec>(of: E): { kind: 'array'; of: E } => ({ kind: 'array', of });
+export const object = <F extends Fields>(fields: F): { kind: 'object'; fields: F } => ({ kind: 'object', fields });
 
 /**
  * The most a field may hold, by field name: `chars`, the length of a string (of a base64 field, of
@@ -270,11 +270,14 @@ const child = (path: string, name: string | number): string => {
   return path === '' ? shown : `${path}.${shown}`;
 };
 
-function checkArray(spec: Extract<FieldSpec, { kind: 'array' }>, v: unknown, path: string, max: Maximum): unknown[] {
+/** The maxima of one service's fields, by field name (PARAM_MAXIMA for KMS). */
+export type Maxima = Readonly<Record<string, Maximum>>;
+
+function checkArray(spec: Extract<FieldSpec, { kind: 'array' }>, v: unknown, path: string, max: Maximum, maxima: Maxima): unknown[] {
   if (!Array.isArray(v)) throw wrongType(path, 'an array');
   if (max.items !== undefined && v.length > max.items) throw new ParamError('InvalidParameter', path, `${path} must have at most ${max.items} elements`);
   const each: Maximum = { chars: max.chars, code: max.code };
-  return v.map((e, i) => checkValue(spec.of, e, child(path, i), each));
+  return v.map((e, i) => checkValue(spec.of, e, child(path, i), each, maxima));
 }
 
 function checkLength(v: string, path: string, max: Maximum): string {
@@ -283,7 +286,7 @@ function checkLength(v: string, path: string, max: Maximum): string {
   return v;
 }
 
-function checkValue(spec: FieldSpec, v: unknown, path: string, max: Maximum): unknown {
+function checkValue(spec: FieldSpec, v: unknown, path: string, max: Maximum, maxima: Maxima): unknown {
   switch (spec.kind) {
     case 'string':
       if (typeof v !== 'string') throw wrongType(path, 'a string');
@@ -298,14 +301,14 @@ function checkValue(spec: FieldSpec, v: unknown, path: string, max: Maximum): un
       if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw wrongType(path, 'an integer');
       return v;
     case 'array':
-      return checkArray(spec, v, path, max);
+      return checkArray(spec, v, path, max, maxima);
     case 'object':
-      return checkObject(spec.fields, v, path);
+      return checkObject(spec.fields, v, path, maxima);
   }
 }
 
 /** JSON null counts as absent (the SDKs drop nulls; a null required field is missing). */
-function checkObject(fields: Fields, v: unknown, path: string): Record<string, unknown> {
+function checkObject(fields: Fields, v: unknown, path: string, maxima: Maxima): Record<string, unknown> {
   if (!isRecord(v)) throw path === '' ? new ParamError('InvalidParameter', undefined, 'the request body must be a JSON object') : wrongType(path, 'an object');
   const unknown = Object.keys(v).find((name) => !Object.prototype.hasOwnProperty.call(fields, name));
   if (unknown !== undefined) throw new ParamError('UnknownParameter', child(path, unknown), `${child(path, unknown)} is not a parameter of this action`);
@@ -316,7 +319,7 @@ function checkObject(fields: Fields, v: unknown, path: string): Record<string, u
       if (spec.required) throw new ParamError('MissingParameter', child(path, name), `${child(path, name)} is required`);
       continue;
     }
-    const checked = checkValue(spec, value, child(path, name), PARAM_MAXIMA[name] ?? {});
+    const checked = checkValue(spec, value, child(path, name), maxima[name] ?? {}, maxima);
     if (!spec.ignored) out[name] = checked;
   }
   return out;
@@ -334,5 +337,10 @@ export function parseJsonBody(raw: Buffer): unknown {
 
 /** The typed parameters of `action` from a parsed JSON body; throws ParamError. */
 export function validateParams<A extends ServedAction>(action: A, body: unknown): ActionParams<A> {
-  return checkObject(ACTION_SCHEMAS[action], body, '') as ActionParams<A>;
+  return checkObject(ACTION_SCHEMAS[action], body, '', PARAM_MAXIMA) as ActionParams<A>;
+}
+
+/** Another service's parameters: the same checks over its own field table and maxima. */
+export function validateFields<F extends Fields>(fields: F, body: unknown, maxima: Maxima): ParamsOf<F> {
+  return checkObject(fields, body, '', maxima) as ParamsOf<F>;
 }

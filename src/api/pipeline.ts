@@ -1,16 +1,17 @@
 /**
- * One API request, start to end: source limit → headers → TC3 signature → principal → replay cache
- * → rate limits (account, then principal) → action → parameters → CAM policy → KMS core → envelope;
- * then one audit event (or, for a request that did not authenticate, a count in an aggregate), one
- * log line, metrics.
+ * One API request, start to end: source limit → headers (X-TC-Version picks the API, services.ts) →
+ * TC3 signature → principal → replay cache → the credential scope's service against the API → rate
+ * limits (account, then principal) → action → parameters → CAM policy → the API's handler (KMS core,
+ * identity layer) → envelope; then one audit event with the API's event source (or, for a request
+ * that did not authenticate, a count in an aggregate), one log line, metrics.
  */
 import { randomUUID } from 'node:crypto';
+import type { Cam } from '../iam/cam';
 import type { Principal } from '../iam/principal';
 import type { Caller } from '../kms/key-access';
 import type { Kms } from '../kms/service';
 import {
   InvalidActionError,
-  NoSuchVersionError,
   RateLimitedError,
   ReplayCheckUnavailableError,
   SourceLimitedError,
@@ -19,19 +20,17 @@ import {
   UnsupportedActionError,
   UnsupportedRegionError,
 } from './error-codes';
-import type { ActionContext, ActionHandler, ActionTable } from './handlers';
 import type { Metrics } from './metrics';
-import { isServedAction, isUnsupportedAction, REPEATABLE_ACTIONS } from './actions';
-import { ActionParams, ParamError, parseJsonBody, ServedAction, validateParams } from './params';
+import { ParamError, parseJsonBody } from './params';
 import type { AuditSink, Authenticator, AuthorizationRequest, Authorizer, RateLimiter, RequestLog } from './ports';
 import type { FailureAudit, PreAuthLimiter } from './pre-auth';
 import { ReplayGuard, replayKey, signatureExpiry } from './replay-guard';
 import { errorBody, successBody } from './response';
+import { ApiService, checkScope, isKnownAction, serviceOfVersion, ServiceContext } from './services';
 import { AuthError, MAX_AUTHORIZATION_CHARS, TC3_MAX_SKEW_SECONDS, Tc3Identity, Tc3Policy, verifyTc3 } from './tc3';
 
+/** The KMS API's version (the others: services.ts). */
 export const API_VERSION = '2019-01-18';
-/** Actions that need no region header. */
-const REGIONLESS = new Set(['GetRegions']);
 
 export interface PipelineDeps {
   kms: Kms;
@@ -44,7 +43,8 @@ export interface PipelineDeps {
   principalLimiter?: RateLimiter;
   log: RequestLog;
   metrics: Metrics;
-  handlers: ActionTable;
+  /** CAM's users, keys and policies (the CAM API's handlers call it). */
+  cam: Cam;
   regions: readonly string[];
   deploymentId: Buffer;
   trust: TrustDeps;
@@ -72,6 +72,8 @@ interface Trace {
   requestId: string;
   action: string;
   region: string;
+  /** The API X-TC-Version named, once known. */
+  service?: ApiService;
   principal?: Principal;
   /** The signature verified and was not used before. */
   authenticated?: boolean;
@@ -83,7 +85,7 @@ function header(req: Pick<RawRequest, 'headers'>, name: string): string | undefi
   return Array.isArray(v) ? v[0] : v;
 }
 
-async function authenticate(deps: PipelineDeps, req: RawRequest, trace: Trace, now: number): Promise<Principal> {
+async function authenticate(deps: PipelineDeps, req: RawRequest, trace: Trace & { service: ApiService }, now: number): Promise<Principal> {
   let found: { principal: Principal; secretKey: Buffer } | undefined;
   const identity = await verifyTc3(
     { method: req.method, headers: req.headers, body: req.body, url: req.url },
@@ -96,6 +98,7 @@ async function authenticate(deps: PipelineDeps, req: RawRequest, trace: Trace, n
   );
   trace.principal = found!.principal;
   await claimSignature(deps.trust.replay, identity, trace);
+  checkScope(trace.service, identity.service);
   return found!.principal;
 }
 
@@ -105,12 +108,12 @@ async function authenticate(deps: PipelineDeps, req: RawRequest, trace: Trace, n
  * after a read. A replayed signature has not authenticated anyone; one that could not be checked did
  * (it is refused all the same).
  */
-async function claimSignature(replay: ReplayGuard | undefined, identity: Tc3Identity, trace: Trace): Promise<void> {
+async function claimSignature(replay: ReplayGuard | undefined, identity: Tc3Identity, trace: Trace & { service: ApiService }): Promise<void> {
   const claim = replay
     ? await replay.claim({
         key: replayKey(identity.secretId, identity.signature),
         expiresAt: signatureExpiry(identity.timestamp, TC3_MAX_SKEW_SECONDS),
-        repeatable: REPEATABLE_ACTIONS.has(trace.action),
+        repeatable: trace.service.repeatable.has(trace.action),
       })
     : 'fresh';
   trace.authenticated = claim !== 'used';
@@ -153,15 +156,16 @@ async function run(deps: PipelineDeps, req: RawRequest, trace: Trace, now: numbe
   const { action } = trace;
   if (!deps.trust.preAuth.allows(req.sourceIp)) throw new SourceLimitedError('too many requests from this address failed to authenticate; slow down');
   if (!action) throw new ParamError('MissingParameter', 'X-TC-Action', 'the X-TC-Action header is required');
-  const version = header(req, 'x-tc-version');
-  if (version !== API_VERSION) throw new NoSuchVersionError(`X-TC-Version must be ${API_VERSION}`);
-  const principal = await authenticate(deps, req, trace, now);
+  const service = serviceOfVersion(header(req, 'x-tc-version'));
+  const traced = Object.assign(trace, { service });
+  const principal = await authenticate(deps, req, traced, now);
   if (!(await deps.limiter.take(principal.tenantUin))) throw new RateLimitedError('this account is over its request rate; slow down');
   if (deps.principalLimiter && !(await deps.principalLimiter.take(principal.uin)))
     throw new RateLimitedError(`${principal.kind === 'root' ? 'the root account' : 'this sub-account'} is over its request rate; slow down`);
-  if (isUnsupportedAction(action)) throw new UnsupportedActionError(`${action} is not offered by this service`);
-  if (!isServedAction(action)) throw new InvalidActionError(`${JSON.stringify(action.slice(0, 64))} is not an action of the KMS API ${API_VERSION}`);
-  if (!REGIONLESS.has(action)) {
+  if (service.unsupported.has(action)) throw new UnsupportedActionError(`${action} ${service.unsupportedWhy}`);
+  if (!service.served.has(action))
+    throw new InvalidActionError(`${JSON.stringify(action.slice(0, 64))} is not an action of the ${service.name.toUpperCase()} API ${service.version}`);
+  if (!service.regionless(action)) {
     if (!trace.region) throw new ParamError('MissingParameter', 'X-TC-Region', 'the X-TC-Region header is required');
     if (!deps.regions.includes(trace.region))
       throw new UnsupportedRegionError(`region ${JSON.stringify(trace.region.slice(0, 64))} is not served here (served: ${deps.regions.join(', ')})`);
@@ -169,25 +173,26 @@ async function run(deps: PipelineDeps, req: RawRequest, trace: Trace, now: numbe
   // A regionless action (GetRegions) may carry any region header, or none: it acts in the first served region.
   const region = deps.regions.includes(trace.region) ? trace.region : deps.regions[0];
   const caller: Caller = { tenant: principal.tenantUin, uin: principal.uin, region };
-  const ctx: ActionContext = { kms: deps.kms, caller, principal, regions: deps.regions, deploymentId: deps.deploymentId };
-  return dispatch(deps, action, parseJsonBody(req.body), ctx, trace, { sourceIp: req.sourceIp, region: caller.region, currentTime: now });
+  const ctx: ServiceContext = { kms: deps.kms, cam: deps.cam, caller, principal, regions: deps.regions, deploymentId: deps.deploymentId };
+  return dispatch(deps, service, action, parseJsonBody(req.body), ctx, trace, { sourceIp: req.sourceIp, region: caller.region, currentTime: now });
 }
 
-/** Parameters, resources, policy, then the core call: typed per action. */
-async function dispatch<A extends ServedAction>(
+/** Parameters, resources, policy, then the handler (typed per action inside the service's table). */
+async function dispatch(
   deps: PipelineDeps,
-  action: A,
+  service: ApiService,
+  action: string,
   body: unknown,
-  ctx: ActionContext,
+  ctx: ServiceContext,
   trace: Trace,
   context: AuthorizationRequest['context'],
 ): Promise<object> {
-  const params = validateParams(action, body);
-  const handler = deps.handlers[action] as ActionHandler<ActionParams<A>>;
+  const params = service.validate(action, body);
+  const handler = service.handler(action);
   const resources = await handler.resources(ctx, params);
   trace.resource = resources.audit;
   for (const check of [{ action, cam: resources.cam }, ...(resources.also ?? [])]) {
-    const decision = await deps.authz.check(ctx.principal, { action: `kms:${check.action}`, resources: check.cam, context });
+    const decision = await deps.authz.check(ctx.principal, { action: `${service.camPrefix}:${check.action}`, resources: check.cam, context });
     if (!decision.allowed) throw refusal(ctx.principal, action);
   }
   return handler.run(ctx, params);
@@ -208,6 +213,11 @@ function refusal(principal: Principal, action: string): UnauthorizedError {
  */
 export function refuseUnread(deps: PipelineDeps, req: Omit<RawRequest, 'body'>, code: string, message: string): string {
   const trace: Trace = { requestId: randomUUID(), action: header(req, 'x-tc-action') ?? '', region: header(req, 'x-tc-region') ?? '', resource: '' };
+  try {
+    trace.service = serviceOfVersion(header(req, 'x-tc-version'));
+  } catch {
+    // no API named: the event has no source
+  }
   finish(deps, req, trace, code);
   return errorBody(code, message, trace.requestId);
 }
@@ -234,7 +244,7 @@ function auditUnauthenticated(deps: PipelineDeps, req: Pick<RawRequest, 'sourceI
 
 /** Metrics, audit event and log line of a request. The action label is a known action or "unknown", never a client's string. */
 function finish(deps: PipelineDeps, req: Pick<RawRequest, 'sourceIp' | 'headers'>, trace: Trace, code: string, seconds?: number): void {
-  const action = isServedAction(trace.action) || isUnsupportedAction(trace.action) ? trace.action : 'unknown';
+  const action = isKnownAction(trace.action) ? trace.action : 'unknown';
   deps.metrics.requests.inc({ action, code });
   if (seconds !== undefined) deps.metrics.latency.observe({ action }, seconds);
   const p = trace.principal;
@@ -250,6 +260,7 @@ function finish(deps: PipelineDeps, req: Pick<RawRequest, 'sourceIp' | 'headers'
       requestId: trace.requestId,
       resource: trace.resource,
       errorCode: code === 'Success' ? '' : code,
+      eventSource: trace.service?.eventSource ?? '',
       time: Date.now(),
     });
   deps.log.write({

@@ -26,3 +26,21 @@ export class IamIntegrityError extends IamError {}
 
 /** A write that expected the stored state to be something it no longer is (another writer got there first); retry. */
 export class IamConflictError extends IamError {}
+
+/** No such sub-account in the caller's tenant (another tenant's sub-account is not found either). */
+export class UserNotFoundError extends IamNotFoundError {}
+
+/** No such policy in the caller's tenant, nor a preset of that id. */
+export class PolicyNotFoundError extends IamNotFoundError {}
+
+/** No such API key on that account. */
+export class AccessKeyNotFoundError extends IamNotFoundError {}
+
+/** The caller's role does not allow this on that account (a sub-account acting on its root account's keys). */
+export class IamForbiddenError extends IamError {}
+
+/** A per-account count is full (API keys per account). */
+export class IamLimitError extends IamError {}
+
+/** The request cannot be done in the current state (a sub-account that still has keys without Force, a preset deleted). */
+export class IamStateError extends IamError {}

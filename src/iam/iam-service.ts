@@ -3,14 +3,28 @@
  * sealed by a SecretSealer (the server's is a key in the HSMs). A SecretKey is returned once, when
  * its key is created, and is stored only sealed, together with the SecretId and account it belongs to.
  *
- * `resolve` and `policiesFor` are cached per node (bounded, CACHE_TTL_MS by default: 5 s). A change
- * made through this service takes effect on this node at once; on other nodes sharing the store
- * within the TTL: a disabled key stops working everywhere within 5 seconds.
+ * `resolve` and `policiesFor` are cached per process (bounded, CACHE_TTL_MS by default: 5 s). Every
+ * change made through this service (the API's CAM actions, kmsctl) raises the store's change
+ * generation; each process reads it at most every GENERATION_POLL_MS (250 ms) and drops its caches
+ * when it moved, so a change takes effect on every worker and node within that interval. When the
+ * generation cannot be read (store away), the TTL still bounds what a cache may keep.
  */
 import { Clock, systemClock, unixNow } from '../common/clock';
 import { bindSecret, isSecretId, KeyBinding, newSecretId, newSecretKey, unbindSecret } from './credentials';
 import { IamInputError, IamIntegrityError, IamNotFoundError, PolicyError } from './errors';
-import { ApiKeyRecord, ApiKeyStatus, IdentityStore, NewApiKey, PolicyAttachment, PolicyBody, TenantRecord, UserRecord } from './identity-store';
+import {
+  ApiKeyRecord,
+  ApiKeyStatus,
+  checkProfile,
+  IdentityStore,
+  NewApiKey,
+  PolicyAttachment,
+  PolicyBody,
+  TenantPolicy,
+  TenantRecord,
+  UserProfile,
+  UserRecord,
+} from './identity-store';
 import { checkPolicyName, checkTenantName, checkUserName } from './names';
 import { Policy, parsePolicy } from './policy';
 import { PRESET_NAMES, PresetName, instantiatePreset, isPresetName } from './presets';
@@ -23,6 +37,7 @@ export interface SecretSealer {
 }
 
 export const CACHE_TTL_MS = 5_000;
+export const GENERATION_POLL_MS = 250;
 export const CACHE_SIZE = 10_000;
 
 export interface IamServiceOptions {
@@ -33,6 +48,8 @@ export interface IamServiceOptions {
   cacheTtlMs?: number;
   /** Entries per cache; default CACHE_SIZE. */
   cacheSize?: number;
+  /** How often the store's change generation is read; default GENERATION_POLL_MS. */
+  generationPollMs?: number;
   /** Told when a stored API key does not belong to its account or tenant (the store was changed outside the service). */
   onIntegrity?: (t: { uin: string; detail: string }) => void;
 }
@@ -44,6 +61,13 @@ export interface Credentials {
   SecretKey: string;
 }
 
+/** A new sub-account: its uin, and its first key pair unless none was asked for. */
+export interface NewUserResult {
+  Uin: number;
+  SecretId?: string;
+  SecretKey?: string;
+}
+
 export interface ResolvedKey {
   principal: Principal;
   /** The SecretKey's bytes (ASCII), for signature checks; a copy the caller may wipe. */
@@ -51,6 +75,11 @@ export interface ResolvedKey {
 }
 
 export interface UserOptions {
+  /** CAM's remark and console-login flag. */
+  remark?: string;
+  consoleLogin?: number;
+  /** Make the sub-account's first key pair (default true; CAM's AddUser with UseApi 0 makes none). */
+  apiKey?: boolean;
   /** A preset to attach, under its own name. */
   preset?: string;
   /** A custom policy document (object or JSON text) to attach as `policyName`. */
@@ -84,6 +113,8 @@ export class IamService {
   private readonly keys: TtlCache<ResolvedKey>;
   private readonly policies: TtlCache<readonly Policy[]>;
   private readonly onIntegrity: NonNullable<IamServiceOptions['onIntegrity']>;
+  private readonly pollMs: number;
+  private generation: { value?: number; checkedAt: number; pending?: Promise<void> } = { checkedAt: -Infinity };
 
   constructor(options: IamServiceOptions) {
     this.store = options.store;
@@ -94,6 +125,7 @@ export class IamService {
     const size = options.cacheSize ?? CACHE_SIZE;
     this.keys = new TtlCache(ttl, size, this.clock);
     this.policies = new TtlCache(ttl, size, this.clock);
+    this.pollMs = options.generationPollMs ?? GENERATION_POLL_MS;
   }
 
   async createTenant(name: string): Promise<Credentials> {
@@ -104,14 +136,34 @@ export class IamService {
     return credentials;
   }
 
-  async createUser(tenantUin: string, name: string, options: UserOptions = {}): Promise<Credentials> {
+  async createUser(tenantUin: string, name: string, options: UserOptions & { apiKey: false }): Promise<NewUserResult>;
+  async createUser(tenantUin: string, name: string, options?: UserOptions): Promise<Credentials>;
+  async createUser(tenantUin: string, name: string, options: UserOptions = {}): Promise<NewUserResult> {
     checkUserName(name);
+    const profile = { remark: options.remark, consoleLogin: options.consoleLogin };
+    checkProfile(profile);
     const policies = this.initialPolicies(options);
     await this.tenant(tenantUin);
     const uin = await this.store.allocateUin('user');
-    const { apiKey, credentials } = await this.newKey(uin, tenantUin);
-    await this.store.createUser({ uin, tenantUin, name, createdAt: this.now(), apiKey, policies });
-    return credentials;
+    const key = options.apiKey === false ? undefined : await this.newKey(uin, tenantUin);
+    await this.store.createUser({ uin, tenantUin, name, createdAt: this.now(), apiKey: key?.apiKey, policies, ...definedOnly(profile) });
+    await this.changed();
+    return key?.credentials ?? { Uin: Number(uin) };
+  }
+
+  async updateUser(uin: string, profile: UserProfile): Promise<void> {
+    await this.store.updateUser(uin, profile);
+    await this.changed();
+  }
+
+  /** The sub-account, its keys and its attachments; its keys stop resolving on every process within GENERATION_POLL_MS. */
+  async deleteUser(uin: string): Promise<void> {
+    await this.user(uin);
+    const keys = await this.store.listApiKeys(uin);
+    await this.store.deleteUser(uin);
+    for (const k of keys) this.keys.delete(k.secretId);
+    this.policies.delete(uin);
+    await this.changed();
   }
 
   /** A further key pair for a tenant (root key) or a sub-account. */
@@ -119,17 +171,73 @@ export class IamService {
     const tenantUin = (await this.store.getTenant(uin))?.uin ?? (await this.user(uin)).tenantUin;
     const { apiKey, credentials } = await this.newKey(uin, tenantUin);
     await this.store.addApiKey(uin, apiKey);
+    await this.changed();
     return credentials;
   }
 
   async disableApiKey(secretId: string): Promise<void> {
     await this.store.setApiKeyStatus(secretId, 'disabled');
     this.keys.delete(secretId);
+    await this.changed();
   }
 
   async enableApiKey(secretId: string): Promise<void> {
     await this.store.setApiKeyStatus(secretId, 'active');
     this.keys.delete(secretId);
+    await this.changed();
+  }
+
+  async deleteApiKey(secretId: string): Promise<void> {
+    await this.store.deleteApiKey(secretId);
+    this.keys.delete(secretId);
+    await this.changed();
+  }
+
+  getApiKey(secretId: string): Promise<ApiKeyRecord | undefined> {
+    return isSecretId(secretId) ? this.store.getApiKey(secretId) : Promise.resolve(undefined);
+  }
+
+  /** A tenant policy: its document checked and normalised, its id allocated. */
+  async createTenantPolicy(tenantUin: string, name: string, description: string, source: unknown): Promise<TenantPolicy> {
+    checkPolicyName(name);
+    if (isPresetName(name)) throw new PolicyError(`${name} is the name of a preset; give the policy another name`);
+    const document = JSON.stringify(parsePolicy(source));
+    const now = this.now();
+    const policy = { policyId: await this.store.allocateUin('policy'), tenantUin, name, description, document, createdAt: now, updatedAt: now };
+    await this.store.createTenantPolicy(policy);
+    await this.changed();
+    return policy;
+  }
+
+  getTenantPolicy(tenantUin: string, policyId: string): Promise<TenantPolicy | undefined> {
+    return this.store.getTenantPolicy(tenantUin, policyId);
+  }
+
+  listTenantPolicies(tenantUin: string): Promise<TenantPolicy[]> {
+    return this.store.listTenantPolicies(tenantUin);
+  }
+
+  /** Stores the changed policy (`changes.document` checked first); the caller re-attaches the copies. */
+  async updateTenantPolicy(current: TenantPolicy, changes: { name?: string; description?: string; document?: unknown }): Promise<TenantPolicy> {
+    if (changes.name !== undefined) {
+      checkPolicyName(changes.name);
+      if (isPresetName(changes.name)) throw new PolicyError(`${changes.name} is the name of a preset; give the policy another name`);
+    }
+    const next: TenantPolicy = {
+      ...current,
+      name: changes.name ?? current.name,
+      description: changes.description ?? current.description,
+      document: changes.document === undefined ? current.document : JSON.stringify(parsePolicy(changes.document)),
+      updatedAt: this.now(),
+    };
+    await this.store.updateTenantPolicy(next);
+    await this.changed();
+    return next;
+  }
+
+  async deleteTenantPolicy(tenantUin: string, policyId: string): Promise<void> {
+    await this.store.deleteTenantPolicy(tenantUin, policyId);
+    await this.changed();
   }
 
   /** The account's keys, without secrets. */
@@ -140,6 +248,7 @@ export class IamService {
   /** Who signs with `secretId` and the SecretKey to check the signature; undefined for an unknown or disabled key. */
   async resolve(secretId: string): Promise<ResolvedKey | undefined> {
     if (!isSecretId(secretId)) return undefined;
+    await this.fresh();
     const found = await this.keys.get(secretId, () => this.loadKey(secretId));
     return found && { principal: { ...found.principal }, secretKey: Buffer.from(found.secretKey) };
   }
@@ -154,11 +263,13 @@ export class IamService {
     await this.user(uin);
     await this.store.attachPolicy(uin, { name, body, attachedAt: this.now() });
     this.policies.delete(uin);
+    await this.changed();
   }
 
   async detachPolicy(uin: string, name: string): Promise<void> {
     await this.store.detachPolicy(uin, name);
     this.policies.delete(uin);
+    await this.changed();
   }
 
   async listPolicies(uin: string): Promise<AttachedPolicy[]> {
@@ -177,6 +288,7 @@ export class IamService {
    */
   async policiesFor(principal: Principal): Promise<readonly Policy[]> {
     if (principal.kind === 'root') return [];
+    await this.fresh();
     const found = await this.policies.get(principal.uin, async () => {
       const attachments = await this.store.listPolicies(principal.uin);
       return deepFreeze(attachments.map((a) => documentOf(a.body, principal)));
@@ -203,6 +315,34 @@ export class IamService {
 
   private now(): number {
     return unixNow(this.clock);
+  }
+
+  /** Raises the store's change generation (other processes drop their caches) and drops this one's. */
+  private async changed(): Promise<void> {
+    this.generation = { value: await this.store.noteChange(), checkedAt: this.clock.now() };
+    this.keys.clear();
+    this.policies.clear();
+  }
+
+  /** At most every pollMs: the store's change generation; moved, the caches are dropped. A failed read leaves them to their TTL. */
+  private fresh(): Promise<void> {
+    const g = this.generation;
+    if (g.pending) return g.pending;
+    if (this.clock.now() - g.checkedAt < this.pollMs) return Promise.resolve();
+    const pending = this.store.changeGeneration().then(
+      (value) => {
+        if (g.value !== undefined && value !== g.value) {
+          this.keys.clear();
+          this.policies.clear();
+        }
+        this.generation = { value, checkedAt: this.clock.now() };
+      },
+      () => {
+        this.generation = { value: g.value, checkedAt: this.clock.now() };
+      },
+    );
+    g.pending = pending;
+    return pending;
   }
 
   private async tenant(uin: string): Promise<TenantRecord> {
@@ -300,6 +440,10 @@ function documentOf(body: PolicyBody, user: { uin: string; tenantUin: string }):
   if (body.kind === 'custom') return parsePolicy(body.document);
   if (!isPresetName(body.preset)) throw new PolicyError(`attached preset ${JSON.stringify(body.preset)} is unknown to this build`);
   return instantiatePreset(body.preset, user);
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 function deepFreeze<T>(value: T): T {

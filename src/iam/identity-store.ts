@@ -25,6 +25,30 @@ export interface UserRecord {
   createdAt: number;
   /** MAC of the sub-account's whole set of policy attachments (see sealed-identity-store.ts); stored as given. */
   policiesMac?: Buffer;
+  /** CAM's free-text remark and console-login flag (0 or 1): descriptive only, they grant nothing. */
+  remark?: string;
+  consoleLogin?: number;
+}
+
+/** What UpdateUser may change on a sub-account (absent: unchanged). */
+export interface UserProfile {
+  remark?: string;
+  consoleLogin?: number;
+}
+
+/**
+ * A tenant's own (CAM "Local") policy: a named document that attachments copy. The copy on each
+ * sub-account is what is evaluated (and MACed); changing this record re-attaches the copies.
+ */
+export interface TenantPolicy {
+  policyId: string;
+  tenantUin: string;
+  name: string;
+  description: string;
+  /** The document's JSON text, as parsed and normalised (policy.ts). */
+  document: string;
+  createdAt: number;
+  updatedAt: number;
 }
 
 /**
@@ -86,12 +110,15 @@ export interface NewUser {
   apiKey?: NewApiKey;
   policies?: PolicyAttachment[];
   policiesMac?: Buffer;
+  remark?: string;
+  consoleLogin?: number;
 }
 
-export type UinKind = 'tenant' | 'user';
+/** `policy` numbers tenant policies (ids below its base are the presets'). */
+export type UinKind = 'tenant' | 'user' | 'policy';
 
 /** The counter base per kind: the first uin allocated is base + 1. */
-export const UIN_BASE: Readonly<Record<UinKind, number>> = { tenant: 100_000_000_000, user: 200_000_000_000 };
+export const UIN_BASE: Readonly<Record<UinKind, number>> = { tenant: 100_000_000_000, user: 200_000_000_000, policy: 100_000 };
 
 export interface IdentityStore {
   /** A uin never handed out before on this backing (atomic across handles, processes and nodes). */
@@ -123,6 +150,24 @@ export interface IdentityStore {
   setPolicySetMac(userUin: string, set: PolicySetSeal): Promise<void>;
   /** The sub-account's policies, by name. */
   listPolicies(userUin: string): Promise<PolicyAttachment[]>;
+  /** NotFound: no such sub-account. */
+  updateUser(uin: string, profile: UserProfile): Promise<void>;
+  /** Removes the sub-account with its API keys and policy attachments in one write. NotFound: no such sub-account. */
+  deleteUser(uin: string): Promise<void>;
+  /** NotFound: no such key. */
+  deleteApiKey(secretId: string): Promise<void>;
+  /** AlreadyExists: the tenant has a policy of that name (or the id is taken). NotFound: no such tenant. */
+  createTenantPolicy(policy: TenantPolicy): Promise<void>;
+  getTenantPolicy(tenantUin: string, policyId: string): Promise<TenantPolicy | undefined>;
+  /** The tenant's policies, by id. */
+  listTenantPolicies(tenantUin: string): Promise<TenantPolicy[]>;
+  /** Replaces the stored policy of that id (its name may change). NotFound: no such policy; AlreadyExists: the new name is another's. */
+  updateTenantPolicy(policy: TenantPolicy): Promise<void>;
+  /** NotFound: no such policy. */
+  deleteTenantPolicy(tenantUin: string, policyId: string): Promise<void>;
+  /** A number every identity change made through IamService raises (caches of every process compare it). */
+  changeGeneration(): Promise<number>;
+  noteChange(): Promise<number>;
   /** Whether the one-time marker `name` was set on this backing (e.g. the authority-row migration). */
   hasMarker(name: string): Promise<boolean>;
   setMarker(name: string): Promise<void>;
@@ -167,10 +212,26 @@ export function checkNewTenant(t: NewTenant): void {
   if (t.apiKey) checkApiKey(t.apiKey);
 }
 
+/** CAM's limits: a remark of at most 255 characters, console login 0 or 1. */
+export function checkProfile(p: UserProfile): void {
+  if (p.remark !== undefined && (p.remark.length > 255 || /[\u0000-\u001f\u007f]/.test(p.remark)))
+    throw new IamInputError('Remark must be at most 255 characters without control characters');
+  if (p.consoleLogin !== undefined && p.consoleLogin !== 0 && p.consoleLogin !== 1) throw new IamInputError('ConsoleLogin must be 0 or 1');
+}
+
+export function checkTenantPolicy(p: TenantPolicy): void {
+  checkUin(p.policyId, 'policy id');
+  checkUin(p.tenantUin, 'tenant uin');
+  checkText(p.name, 'policy name', 128);
+  if (p.description.length > 300) throw new IamInputError('Description must be at most 300 characters');
+  checkText(p.document, 'policy document', 1 << 16);
+}
+
 export function checkNewUser(u: NewUser): void {
   checkUin(u.uin);
   checkUin(u.tenantUin, 'tenant uin');
   checkText(u.name, 'sub-account name', 64);
+  checkProfile(u);
   if (u.apiKey) checkApiKey(u.apiKey);
   const names = new Set<string>();
   for (const p of u.policies ?? []) {
@@ -178,6 +239,19 @@ export function checkNewUser(u: NewUser): void {
     if (names.has(p.name)) throw new IamInputError(`policy ${JSON.stringify(p.name)} is given twice`);
     names.add(p.name);
   }
+}
+
+/** The record a NewUser becomes (both backends return it from createUser). */
+export function newUserRecord(u: NewUser): UserRecord {
+  return {
+    uin: u.uin,
+    tenantUin: u.tenantUin,
+    name: u.name,
+    createdAt: u.createdAt,
+    ...(u.policiesMac ? { policiesMac: u.policiesMac } : {}),
+    ...(u.remark !== undefined ? { remark: u.remark } : {}),
+    ...(u.consoleLogin !== undefined ? { consoleLogin: u.consoleLogin } : {}),
+  };
 }
 
 export function keyRecord(ownerUin: string, tenantUin: string, key: NewApiKey): ApiKeyRecord {
@@ -205,4 +279,6 @@ export const messages = {
   noPolicy: (uin: string, name: string) => `sub-account ${uin} has no policy named ${JSON.stringify(name)}`,
   policySetChanged: (uin: string) => `the policies of sub-account ${uin} changed concurrently`,
   keyChanged: (secretId: string) => `the row of API key ${secretId} changed concurrently`,
+  policyName: (tenantUin: string, name: string) => `tenant ${tenantUin} already has a policy named ${JSON.stringify(name)}`,
+  noTenantPolicy: (id: string) => `policy ${id} does not exist`,
 };

@@ -12,6 +12,11 @@
  *   kms:iam:key:{secretId}       (also: mac (base64), the row's MAC, when set)
  *   kms:iam:policies:{userUin}   hash: policy name -> JSON { body, attachedAt, mac? (base64) }
  *   kms:iam:markers              hash: marker name -> 1 (one-time migrations)
+ *   kms:iam:seq:policy           counter of tenant policy ids
+ *   kms:iam:tpolicies:{tenantUin}  hash: policy id -> JSON TenantPolicy
+ *   kms:iam:tpolicy-names:{tenantUin}  hash: policy name -> id (uniqueness within the tenant)
+ *   kms:iam:generation           counter raised by every identity change (cache freshness)
+ * (users also carry remark? and consoleLogin? in their hash)
  *
  * Every write is one Lua script (GUARDED_WRITE) that checks its preconditions (exists / absent /
  * field absent / field present) and then applies its writes, so a creation is all or nothing and
@@ -30,11 +35,16 @@ import {
   NewUser,
   PolicyAttachment,
   PolicySetSeal,
+  TenantPolicy,
   TenantRecord,
   UIN_BASE,
   UinKind,
+  UserProfile,
   UserRecord,
   checkApiKey,
+  checkProfile,
+  checkTenantPolicy,
+  newUserRecord,
   checkAttachment,
   checkMarker,
   checkNewTenant,
@@ -57,6 +67,9 @@ const K = {
   keys: (ownerUin: string) => `kms:iam:keys:${ownerUin}`,
   policies: (userUin: string) => `kms:iam:policies:${userUin}`,
   markers: 'kms:iam:markers',
+  tenantPolicies: (tenantUin: string) => `kms:iam:tpolicies:${tenantUin}`,
+  policyNames: (tenantUin: string) => `kms:iam:tpolicy-names:${tenantUin}`,
+  generation: 'kms:iam:generation',
 };
 
 // KEYS: every key the plan names. ARGV[1]: {"c": [[keyIndex, op, field?]...], "w": [[command, keyIndex, [args...]]...]}.
@@ -72,7 +85,7 @@ for i, c in ipairs(plan.c) do
   elseif op == 'field-equals' then ok = redis.call('HGET', k, c[3]) == c[4] end
   if not ok then return i end
 end
-local allowed = { HSET = true, HDEL = true, ZADD = true, SADD = true }
+local allowed = { HSET = true, HDEL = true, ZADD = true, SADD = true, SREM = true, DEL = true }
 for _, w in ipairs(plan.w) do
   if not allowed[w[1]] then return redis.error_reply('GUARDED_WRITE: command not allowed') end
   redis.call(w[1], KEYS[w[2]], unpack(w[3]))
@@ -80,7 +93,7 @@ end
 return 0`;
 
 type CheckOp = 'exists' | 'absent' | 'field-absent' | 'field-present' | 'field-equals';
-type WriteCommand = 'HSET' | 'HDEL' | 'ZADD' | 'SADD';
+type WriteCommand = 'HSET' | 'HDEL' | 'ZADD' | 'SADD' | 'SREM' | 'DEL';
 
 /** The preconditions and writes of one atomic change; each check carries the error its failure means. */
 class Plan {
@@ -158,7 +171,13 @@ const userOf = (uin: string, h: Hash): UserRecord => ({
   name: h.name,
   createdAt: Number(h.createdAt),
   ...(h.policiesMac !== undefined ? { policiesMac: Buffer.from(h.policiesMac, 'base64') } : {}),
+  ...(h.remark !== undefined ? { remark: h.remark } : {}),
+  ...(h.consoleLogin !== undefined ? { consoleLogin: Number(h.consoleLogin) } : {}),
 });
+const profileFields = (p: UserProfile): string[] => [
+  ...(p.remark !== undefined ? ['remark', p.remark] : []),
+  ...(p.consoleLogin !== undefined ? ['consoleLogin', String(p.consoleLogin)] : []),
+];
 
 /** Compare-and-set of a sub-account's policy-set MAC, in the same script as the attachment change. */
 function policySet(plan: Plan, userUin: string, set: PolicySetSeal | undefined): Plan {
@@ -167,6 +186,18 @@ function policySet(plan: Plan, userUin: string, set: PolicySetSeal | undefined):
   if (set.expected === null) plan.check(K.user(userUin), 'field-absent', changed, 'policiesMac');
   else plan.check(K.user(userUin), 'field-equals', changed, 'policiesMac', set.expected.toString('base64'));
   return plan.write('HSET', K.user(userUin), 'policiesMac', set.next.toString('base64'));
+}
+function tenantPolicyOf(json: string): TenantPolicy {
+  const p = JSON.parse(json) as TenantPolicy;
+  return {
+    policyId: p.policyId,
+    tenantUin: p.tenantUin,
+    name: p.name,
+    description: p.description,
+    document: p.document,
+    createdAt: p.createdAt,
+    updatedAt: p.updatedAt,
+  };
 }
 const keyOf = (secretId: string, h: Hash): ApiKeyRecord => ({
   secretId,
@@ -228,12 +259,97 @@ export class RedisIdentityStore implements IdentityStore {
         'createdAt',
         String(u.createdAt),
         ...(u.policiesMac ? ['policiesMac', u.policiesMac.toString('base64')] : []),
+        ...profileFields(u),
       )
       .write('HSET', K.users(u.tenantUin), u.name, u.uin);
     if (u.apiKey) addKey(plan, keyRecord(u.uin, u.tenantUin, u.apiKey));
     for (const p of u.policies ?? []) addPolicy(plan, u.uin, p);
     await plan.run(this.redis);
-    return { uin: u.uin, tenantUin: u.tenantUin, name: u.name, createdAt: u.createdAt, ...(u.policiesMac ? { policiesMac: u.policiesMac } : {}) };
+    return newUserRecord(u);
+  }
+
+  async updateUser(uin: string, profile: UserProfile): Promise<void> {
+    checkProfile(profile);
+    const plan = new Plan().check(K.user(uin), 'exists', new IamNotFoundError(messages.noUser(uin)));
+    const fields = profileFields(profile);
+    if (fields.length > 0) plan.write('HSET', K.user(uin), ...fields);
+    await plan.run(this.redis);
+  }
+
+  /** A key added while this runs would be left without its owner: such a key resolves to no principal (refused). */
+  async deleteUser(uin: string): Promise<void> {
+    const user = await this.getUser(uin);
+    const noUser = new IamNotFoundError(messages.noUser(uin));
+    if (!user) throw noUser;
+    const plan = new Plan()
+      .check(K.users(user.tenantUin), 'field-equals', noUser, user.name, uin)
+      .write('HDEL', K.users(user.tenantUin), user.name)
+      .write('DEL', K.user(uin))
+      .write('DEL', K.policies(uin));
+    for (const id of await this.redis.smembers(K.keys(uin))) plan.write('DEL', K.key(id));
+    await plan.write('DEL', K.keys(uin)).run(this.redis);
+  }
+
+  async deleteApiKey(secretId: string): Promise<void> {
+    const key = await this.getApiKey(secretId);
+    const noKey = new IamNotFoundError(messages.noKey(secretId));
+    if (!key) throw noKey;
+    await new Plan().check(K.key(secretId), 'exists', noKey).write('DEL', K.key(secretId)).write('SREM', K.keys(key.ownerUin), secretId).run(this.redis);
+  }
+
+  async createTenantPolicy(p: TenantPolicy): Promise<void> {
+    checkTenantPolicy(p);
+    await new Plan()
+      .check(K.tenant(p.tenantUin), 'exists', new IamNotFoundError(messages.noTenant(p.tenantUin)))
+      .check(K.policyNames(p.tenantUin), 'field-absent', new IamAlreadyExistsError(messages.policyName(p.tenantUin, p.name)), p.name)
+      .check(K.tenantPolicies(p.tenantUin), 'field-absent', new IamAlreadyExistsError(messages.uin(p.policyId)), p.policyId)
+      .write('HSET', K.tenantPolicies(p.tenantUin), p.policyId, JSON.stringify(p))
+      .write('HSET', K.policyNames(p.tenantUin), p.name, p.policyId)
+      .run(this.redis);
+  }
+
+  async getTenantPolicy(tenantUin: string, policyId: string): Promise<TenantPolicy | undefined> {
+    const json = await this.redis.hget(K.tenantPolicies(tenantUin), policyId);
+    return json === null ? undefined : tenantPolicyOf(json);
+  }
+
+  async listTenantPolicies(tenantUin: string): Promise<TenantPolicy[]> {
+    const all = await this.redis.hvals(K.tenantPolicies(tenantUin));
+    return all.map(tenantPolicyOf).sort((a, b) => byUin({ uin: a.policyId }, { uin: b.policyId }));
+  }
+
+  async updateTenantPolicy(p: TenantPolicy): Promise<void> {
+    checkTenantPolicy(p);
+    const current = await this.getTenantPolicy(p.tenantUin, p.policyId);
+    const missing = new IamNotFoundError(messages.noTenantPolicy(p.policyId));
+    if (!current) throw missing;
+    const plan = new Plan().check(K.policyNames(p.tenantUin), 'field-equals', missing, current.name, p.policyId);
+    if (current.name !== p.name) {
+      plan
+        .check(K.policyNames(p.tenantUin), 'field-absent', new IamAlreadyExistsError(messages.policyName(p.tenantUin, p.name)), p.name)
+        .write('HDEL', K.policyNames(p.tenantUin), current.name)
+        .write('HSET', K.policyNames(p.tenantUin), p.name, p.policyId);
+    }
+    await plan.write('HSET', K.tenantPolicies(p.tenantUin), p.policyId, JSON.stringify(p)).run(this.redis);
+  }
+
+  async deleteTenantPolicy(tenantUin: string, policyId: string): Promise<void> {
+    const current = await this.getTenantPolicy(tenantUin, policyId);
+    const missing = new IamNotFoundError(messages.noTenantPolicy(policyId));
+    if (!current) throw missing;
+    await new Plan()
+      .check(K.policyNames(tenantUin), 'field-equals', missing, current.name, policyId)
+      .write('HDEL', K.policyNames(tenantUin), current.name)
+      .write('HDEL', K.tenantPolicies(tenantUin), policyId)
+      .run(this.redis);
+  }
+
+  async changeGeneration(): Promise<number> {
+    return Number((await this.redis.get(K.generation)) ?? 0);
+  }
+
+  async noteChange(): Promise<number> {
+    return this.redis.incr(K.generation);
   }
 
   async getUser(uin: string): Promise<UserRecord | undefined> {

@@ -67,8 +67,29 @@ export function collectionResource(region: string, tenantUin: string): string {
   return `qcs::kms:${region}:uin/${tenantUin}:key/*`;
 }
 
-/** Parses a concrete KMS resource name (a key, or the collection); undefined for anything else. */
+/**
+ * CAM names of the identity resources (region-free):
+ *   sub-account (and its access keys)   qcs::cam::uin/${tenantUin}:uin/${uin}
+ *   tenant policy or preset             qcs::cam::uin/${tenantUin}:policyId/${policyId}
+ *   collections                         qcs::cam::uin/${tenantUin}:uin/*, …:policyId/*
+ * Another protocol's service (cloudaudit) names the tenant's whole trail: qcs::cloudaudit::uin/${tenantUin}:*
+ */
+const SERVICE_RESOURCE = /^qcs::(cam|cloudaudit)::uin\/(\d+):(?:(?:uin|policyId)\/(?:\*|\d+)|\*)$/;
+
+export type CamKind = 'uin' | 'policyId';
+
+export function camResource(tenantUin: string, kind: CamKind, id: string): string {
+  return `qcs::cam::uin/${tenantUin}:${kind}/${id}`;
+}
+
+export function serviceCollectionResource(service: string, tenantUin: string): string {
+  return `qcs::${service}::uin/${tenantUin}:*`;
+}
+
+/** Parses a concrete resource name (a KMS key or collection, a CAM or CloudAudit resource); undefined for anything else. */
 export function parseResource(resource: string): ParsedResource | undefined {
+  const other = SERVICE_RESOURCE.exec(resource);
+  if (other) return { region: '', tenantUin: other[2] };
   const m = RESOURCE.exec(resource);
   if (!m) return undefined;
   const [, region, tenantUin, type, creatorUin, keyId] = m;

@@ -27,8 +27,10 @@ import {
   NewUser,
   PolicyAttachment,
   PolicySetSeal,
+  TenantPolicy,
   TenantRecord,
   UinKind,
+  UserProfile,
   UserRecord,
 } from './identity-store';
 
@@ -156,6 +158,47 @@ export class SealedIdentityStore implements IdentityStore {
   /** Every attachment verified, and the set of them against the MAC on the sub-account's row. */
   async listPolicies(userUin: string): Promise<PolicyAttachment[]> {
     return (await this.verifiedSet(userUin)).attachments;
+  }
+
+  updateUser(uin: string, profile: UserProfile): Promise<void> {
+    return this.inner.updateUser(uin, profile);
+  }
+
+  deleteUser(uin: string): Promise<void> {
+    return this.inner.deleteUser(uin);
+  }
+
+  deleteApiKey(secretId: string): Promise<void> {
+    return this.inner.deleteApiKey(secretId);
+  }
+
+  /** Tenant policies carry no authority of their own: the attached copies (MACed above) are what is evaluated. */
+  createTenantPolicy(policy: TenantPolicy): Promise<void> {
+    return this.inner.createTenantPolicy(policy);
+  }
+
+  getTenantPolicy(tenantUin: string, policyId: string): Promise<TenantPolicy | undefined> {
+    return this.inner.getTenantPolicy(tenantUin, policyId);
+  }
+
+  listTenantPolicies(tenantUin: string): Promise<TenantPolicy[]> {
+    return this.inner.listTenantPolicies(tenantUin);
+  }
+
+  updateTenantPolicy(policy: TenantPolicy): Promise<void> {
+    return this.inner.updateTenantPolicy(policy);
+  }
+
+  deleteTenantPolicy(tenantUin: string, policyId: string): Promise<void> {
+    return this.inner.deleteTenantPolicy(tenantUin, policyId);
+  }
+
+  changeGeneration(): Promise<number> {
+    return this.inner.changeGeneration();
+  }
+
+  noteChange(): Promise<number> {
+    return this.inner.noteChange();
   }
 
   hasMarker(name: string): Promise<boolean> {

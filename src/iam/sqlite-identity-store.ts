@@ -18,11 +18,16 @@ import {
   PolicyAttachment,
   PolicyBody,
   PolicySetSeal,
+  TenantPolicy,
   TenantRecord,
   UIN_BASE,
   UinKind,
+  UserProfile,
   UserRecord,
   checkApiKey,
+  checkProfile,
+  checkTenantPolicy,
+  newUserRecord,
   checkAttachment,
   checkMarker,
   checkNewTenant,
@@ -32,7 +37,7 @@ import {
   messages,
 } from './identity-store';
 
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS iam_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -48,7 +53,11 @@ CREATE INDEX IF NOT EXISTS iam_api_keys_owner ON iam_api_keys (owner_uin, create
 CREATE TABLE IF NOT EXISTS iam_policies (
   user_uin TEXT NOT NULL REFERENCES iam_users(uin), name TEXT NOT NULL, preset TEXT, document TEXT, attached_at INTEGER NOT NULL, mac BLOB,
   PRIMARY KEY (user_uin, name), CHECK ((preset IS NULL) <> (document IS NULL)));
-INSERT OR IGNORE INTO iam_meta VALUES ('seq:tenant', ${UIN_BASE.tenant}), ('seq:user', ${UIN_BASE.user});
+CREATE TABLE IF NOT EXISTS iam_tenant_policies (
+  policy_id TEXT PRIMARY KEY, tenant_uin TEXT NOT NULL REFERENCES iam_tenants(uin), name TEXT NOT NULL, description TEXT NOT NULL,
+  document TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, UNIQUE (tenant_uin, name));
+INSERT OR IGNORE INTO iam_meta VALUES ('seq:tenant', ${UIN_BASE.tenant}), ('seq:user', ${UIN_BASE.user}), ('seq:policy', ${UIN_BASE.policy}),
+  ('generation', 0);
 `;
 
 interface TenantRow {
@@ -62,6 +71,17 @@ interface UserRow {
   name: string;
   created_at: number;
   policies_mac: Buffer | null;
+  remark: string | null;
+  console_login: number | null;
+}
+interface TenantPolicyRow {
+  policy_id: string;
+  tenant_uin: string;
+  name: string;
+  description: string;
+  document: string;
+  created_at: number;
+  updated_at: number;
 }
 interface KeyRow {
   secret_id: string;
@@ -80,11 +100,13 @@ interface PolicyRow {
   mac: Buffer | null;
 }
 
-/** Schema 1 had no row MACs: the columns are added (empty) when such a file is opened. */
-const MAC_COLUMNS: ReadonlyArray<readonly [string, string]> = [
-  ['iam_api_keys', 'mac'],
-  ['iam_policies', 'mac'],
-  ['iam_users', 'policies_mac'],
+/** Schema 1 had no row MACs, schema 2 no CAM profile: the columns are added (empty) when such a file is opened. */
+const ADDED_COLUMNS: ReadonlyArray<readonly [string, string, string]> = [
+  ['iam_api_keys', 'mac', 'BLOB'],
+  ['iam_policies', 'mac', 'BLOB'],
+  ['iam_users', 'policies_mac', 'BLOB'],
+  ['iam_users', 'remark', 'TEXT'],
+  ['iam_users', 'console_login', 'INTEGER'],
 ];
 const withMac = (mac: Buffer | null): { mac?: Buffer } => (mac === null ? {} : { mac: Buffer.from(mac) });
 
@@ -95,6 +117,17 @@ const userOf = (r: UserRow): UserRecord => ({
   name: r.name,
   createdAt: r.created_at,
   ...(r.policies_mac === null ? {} : { policiesMac: Buffer.from(r.policies_mac) }),
+  ...(r.remark === null ? {} : { remark: r.remark }),
+  ...(r.console_login === null ? {} : { consoleLogin: r.console_login }),
+});
+const tenantPolicyOf = (r: TenantPolicyRow): TenantPolicy => ({
+  policyId: r.policy_id,
+  tenantUin: r.tenant_uin,
+  name: r.name,
+  description: r.description,
+  document: r.document,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
 });
 const keyOf = (r: KeyRow): ApiKeyRecord => ({
   secretId: r.secret_id,
@@ -162,17 +195,95 @@ export class SqliteIdentityStore implements IdentityStore {
         throw new IamAlreadyExistsError(messages.userName(u.tenantUin, u.name));
       }
       this.checkUinFree(u.uin);
-      this.stmt('INSERT INTO iam_users (uin, tenant_uin, name, created_at, policies_mac) VALUES (?, ?, ?, ?, ?)').run(
+      this.stmt('INSERT INTO iam_users (uin, tenant_uin, name, created_at, policies_mac, remark, console_login) VALUES (?, ?, ?, ?, ?, ?, ?)').run(
         u.uin,
         u.tenantUin,
         u.name,
         u.createdAt,
         u.policiesMac ?? null,
+        u.remark ?? null,
+        u.consoleLogin ?? null,
       );
       if (u.apiKey) this.insertKey(keyRecord(u.uin, u.tenantUin, u.apiKey));
       for (const p of u.policies ?? []) this.upsertPolicy(u.uin, p);
-      return { uin: u.uin, tenantUin: u.tenantUin, name: u.name, createdAt: u.createdAt, ...(u.policiesMac ? { policiesMac: u.policiesMac } : {}) };
+      return newUserRecord(u);
     });
+  }
+
+  async updateUser(uin: string, profile: UserProfile): Promise<void> {
+    checkProfile(profile);
+    const { changes } = this.write(() =>
+      this.stmt('UPDATE iam_users SET remark = coalesce(?, remark), console_login = coalesce(?, console_login) WHERE uin = ?').run(
+        profile.remark ?? null,
+        profile.consoleLogin ?? null,
+        uin,
+      ),
+    );
+    if (changes === 0) throw new IamNotFoundError(messages.noUser(uin));
+  }
+
+  async deleteUser(uin: string): Promise<void> {
+    this.write(() => {
+      this.stmt('DELETE FROM iam_policies WHERE user_uin = ?').run(uin);
+      this.stmt('DELETE FROM iam_api_keys WHERE owner_uin = ?').run(uin);
+      if (this.stmt('DELETE FROM iam_users WHERE uin = ?').run(uin).changes === 0) throw new IamNotFoundError(messages.noUser(uin));
+    });
+  }
+
+  async deleteApiKey(secretId: string): Promise<void> {
+    const { changes } = this.write(() => this.stmt('DELETE FROM iam_api_keys WHERE secret_id = ?').run(secretId));
+    if (changes === 0) throw new IamNotFoundError(messages.noKey(secretId));
+  }
+
+  async createTenantPolicy(p: TenantPolicy): Promise<void> {
+    checkTenantPolicy(p);
+    this.write(() => {
+      if (!this.stmt('SELECT 1 FROM iam_tenants WHERE uin = ?').get(p.tenantUin)) throw new IamNotFoundError(messages.noTenant(p.tenantUin));
+      this.checkPolicyNameFree(p);
+      if (this.stmt('SELECT 1 FROM iam_tenant_policies WHERE policy_id = ?').get(p.policyId)) throw new IamAlreadyExistsError(messages.uin(p.policyId));
+      this.stmt('INSERT INTO iam_tenant_policies VALUES (?, ?, ?, ?, ?, ?, ?)').run(
+        p.policyId,
+        p.tenantUin,
+        p.name,
+        p.description,
+        p.document,
+        p.createdAt,
+        p.updatedAt,
+      );
+    });
+  }
+
+  async getTenantPolicy(tenantUin: string, policyId: string): Promise<TenantPolicy | undefined> {
+    return this.one('SELECT * FROM iam_tenant_policies WHERE tenant_uin = ? AND policy_id = ?', tenantPolicyOf, tenantUin, policyId);
+  }
+
+  async listTenantPolicies(tenantUin: string): Promise<TenantPolicy[]> {
+    return this.all('SELECT * FROM iam_tenant_policies WHERE tenant_uin = ? ORDER BY length(policy_id), policy_id', tenantPolicyOf, tenantUin);
+  }
+
+  async updateTenantPolicy(p: TenantPolicy): Promise<void> {
+    checkTenantPolicy(p);
+    this.write(() => {
+      this.checkPolicyNameFree(p);
+      const { changes } = this.stmt(
+        'UPDATE iam_tenant_policies SET name = ?, description = ?, document = ?, updated_at = ? WHERE tenant_uin = ? AND policy_id = ?',
+      ).run(p.name, p.description, p.document, p.updatedAt, p.tenantUin, p.policyId);
+      if (changes === 0) throw new IamNotFoundError(messages.noTenantPolicy(p.policyId));
+    });
+  }
+
+  async deleteTenantPolicy(tenantUin: string, policyId: string): Promise<void> {
+    const { changes } = this.write(() => this.stmt('DELETE FROM iam_tenant_policies WHERE tenant_uin = ? AND policy_id = ?').run(tenantUin, policyId));
+    if (changes === 0) throw new IamNotFoundError(messages.noTenantPolicy(policyId));
+  }
+
+  async changeGeneration(): Promise<number> {
+    return (this.stmt("SELECT value FROM iam_meta WHERE name = 'generation'").get() as { value: number } | undefined)?.value ?? 0;
+  }
+
+  async noteChange(): Promise<number> {
+    const row = this.write(() => this.stmt("UPDATE iam_meta SET value = value + 1 WHERE name = 'generation' RETURNING value").get());
+    return (row as { value: number }).value;
   }
 
   async getUser(uin: string): Promise<UserRecord | undefined> {
@@ -273,17 +384,24 @@ export class SqliteIdentityStore implements IdentityStore {
           throw new IamConfigError(`identity schema ${row.value} is newer than this build's (${SCHEMA_VERSION}); upgrade the KMS`);
         }
         this.db.exec(SCHEMA);
-        this.addMacColumns();
+        this.addColumns();
         this.db.prepare("INSERT OR REPLACE INTO iam_meta VALUES ('schema', ?)").run(SCHEMA_VERSION);
       })
       .immediate();
   }
 
-  private addMacColumns(): void {
-    for (const [table, column] of MAC_COLUMNS) {
+  private addColumns(): void {
+    for (const [table, column, type] of ADDED_COLUMNS) {
       const columns = this.db.prepare(`PRAGMA table_info(${table})`).all() as Array<{ name: string }>;
-      if (!columns.some((c) => c.name === column)) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} BLOB`);
+      if (!columns.some((c) => c.name === column)) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
     }
+  }
+
+  /** Inside a write: no other policy of the tenant has `p`'s name. */
+  private checkPolicyNameFree(p: TenantPolicy): void {
+    const other = this.stmt('SELECT policy_id FROM iam_tenant_policies WHERE tenant_uin = ? AND name = ?').get(p.tenantUin, p.name) as
+      { policy_id: string } | undefined;
+    if (other && other.policy_id !== p.policyId) throw new IamAlreadyExistsError(messages.policyName(p.tenantUin, p.name));
   }
 
   /** The prepared statement of `sql` (a fixed set of texts, so the map stays small). */

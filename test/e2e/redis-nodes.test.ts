@@ -17,7 +17,10 @@ import { RedisServer, startRedis } from '../support/redis';
 import { Credentials, KmsClient, SdkError } from '../support/server';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const tencentcloud = require('tencentcloud-sdk-nodejs') as { kms: { v20190118: { Client: new (config: object) => KmsClient } } };
+const tencentcloud = require('tencentcloud-sdk-nodejs') as {
+  kms: { v20190118: { Client: new (config: object) => KmsClient } };
+  cam: { v20190116: { Client: new (config: object) => KmsClient } };
+};
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 /** 'Success' or the error code (or message) an SDK call ended with. */
@@ -110,6 +113,47 @@ describe('two server nodes on one Redis', () => {
     await nextSecond();
     await onA.EnableKey({ KeyId: keyId });
     await expect(within(5_000, async () => (await outcome(onB.Encrypt({ KeyId: keyId, Plaintext: b64(`x ${n++}`) }))) === 'Success')).resolves.not.toThrow();
+  });
+
+  test('CAM changes made through node A take effect on node B (measured): attach, key made inactive, sub-account deleted', async () => {
+    const cam = new tencentcloud.cam.v20190116.Client({
+      credential: { secretId: root.SecretId, secretKey: root.SecretKey },
+      region: '',
+      profile: { httpProfile: { endpoint: `127.0.0.1:${a.port}`, protocol: 'http://', agent: new Agent({ keepAlive: true }), reqTimeout: 30 } },
+    });
+    const made = await cam.AddUser({ Name: 'cam-on-a', UseApi: 1 });
+    const onB = client(b, { SecretId: made.SecretId as string, SecretKey: made.SecretKey as string });
+    let n = 0;
+    const listOnB = () => outcome(onB.ListKeys({ Limit: 1 + (n++ % 100) }));
+    expect(await listOnB()).toBe('UnauthorizedOperation');
+    const doc = JSON.stringify({ version: '2.0', statement: [{ effect: 'allow', action: 'kms:ListKeys', resource: '*' }] });
+    const { PolicyId } = await cam.CreatePolicy({ PolicyName: 'cam-on-a-list', PolicyDocument: doc });
+    const measure = async (change: () => Promise<unknown>, until: (code: string) => boolean, what: string): Promise<number> => {
+      const t0 = Date.now();
+      await change();
+      await within(5_000, async () => until(await listOnB()), what);
+      return Date.now() - t0;
+    };
+    const attachMs = await measure(
+      () => cam.AttachUserPolicy({ PolicyId, AttachUin: made.Uin }),
+      (c) => c === 'Success',
+      'the policy honoured on B',
+    );
+    const inactiveMs = await measure(
+      () => cam.UpdateAccessKey({ AccessKeyId: made.SecretId, Status: 'Inactive', TargetUin: made.Uin }),
+      (c) => c.startsWith('AuthFailure.'),
+      'the inactive key refused on B',
+    );
+    await cam.UpdateAccessKey({ AccessKeyId: made.SecretId, Status: 'Active', TargetUin: made.Uin });
+    await within(5_000, async () => (await listOnB()) === 'Success', 'the key active again on B');
+    const deleteMs = await measure(
+      () => cam.DeleteUser({ Name: 'cam-on-a', Force: 1 }),
+      (c) => c.startsWith('AuthFailure.'),
+      'the deleted key refused on B',
+    );
+    process.stdout.write(
+      `CAM propagation across two Redis nodes: attach ${attachMs} ms, inactive key ${inactiveMs} ms, DeleteUser ${deleteMs} ms (each including the CAM call)\n`,
+    );
   });
 
   test('one audit chain for both nodes; it verifies', async () => {

@@ -18,7 +18,10 @@ import { b64, devInstall, editConfig, getText, metric, outcome, sdk, ServerProce
 import type { Credentials, KmsClient } from '../support/server';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const tencentcloud = require('tencentcloud-sdk-nodejs') as { kms: { v20190118: { Client: new (config: object) => KmsClient } } };
+const tencentcloud = require('tencentcloud-sdk-nodejs') as {
+  kms: { v20190118: { Client: new (config: object) => KmsClient } };
+  cam: { v20190116: { Client: new (config: object) => KmsClient } };
+};
 
 /** A client whose requests spread over `sockets` keep-alive connections (so over both workers). */
 function spread(port: number, creds: Credentials, sockets: number): KmsClient {
@@ -110,6 +113,35 @@ describe('workers: 2 (supervisor and two worker processes)', () => {
       'refusal on every worker',
     );
     expect(Date.now() - t0).toBeLessThan(1_500);
+  }, 30_000);
+
+  test('a CAM policy change made through one worker takes effect on the other (measured)', async () => {
+    const cam = new tencentcloud.cam.v20190116.Client({
+      credential: { secretId: creds.SecretId, secretKey: creds.SecretKey },
+      region: '',
+      profile: {
+        httpProfile: { endpoint: `127.0.0.1:${server.port}`, protocol: 'http://', agent: new Agent({ keepAlive: true, maxSockets: 4 }), reqTimeout: 30 },
+      },
+    });
+    const made = await cam.AddUser({ Name: 'propagated', UseApi: 1 });
+    const user = spread(server.port, { Uin: made.Uin as number, SecretId: made.SecretId as string, SecretKey: made.SecretKey as string }, 8);
+    let n = 0;
+    const list = () => outcome(user.ListKeys({ Limit: 1 + (n++ % 100), Offset: n }));
+    const all = async (code: string) => (await Promise.all(Array.from({ length: 16 }, list))).every((c) => c === code);
+    expect(await all('UnauthorizedOperation')).toBe(true);
+    const doc = JSON.stringify({ version: '2.0', statement: [{ effect: 'allow', action: 'kms:ListKeys', resource: '*' }] });
+    const { PolicyId } = await cam.CreatePolicy({ PolicyName: 'propagated-list', PolicyDocument: doc });
+    const t0 = Date.now();
+    await cam.AttachUserPolicy({ PolicyId, AttachUin: made.Uin });
+    await within(5_000, () => all('Success'), 'the attached policy honoured on every worker');
+    const attachMs = Date.now() - t0;
+    const t1 = Date.now();
+    await cam.DetachUserPolicy({ PolicyId, DetachUin: made.Uin });
+    await within(5_000, () => all('UnauthorizedOperation'), 'the detached policy dropped on every worker');
+    const detachMs = Date.now() - t1;
+    expect(servedBy('ListKeys', 'UnauthorizedOperation').size).toBe(2);
+    expect(servedBy('ListKeys', 'Success').size).toBe(2);
+    process.stdout.write(`CAM propagation across two workers: attach ${attachMs} ms, detach ${detachMs} ms (each including the CAM call)\n`);
   }, 30_000);
 
   test('a worker killed with SIGKILL is replaced; the service goes on', async () => {

@@ -291,6 +291,75 @@ describe.each(IDENTITY_BACKENDS)('IdentityStore conformance: $name', (backend) =
     });
   });
 
+  describe('CAM: profiles, deletions, tenant policies, change generation', () => {
+    test('a profile is stored at creation and updated in part; an unknown sub-account is NotFound', async () => {
+      const t = await tenant();
+      const uin = await store.allocateUin('user');
+      await store.createUser({ uin, tenantUin: t, name: 'profiled', createdAt: 1_700_000_001, remark: 'hello', consoleLogin: 0 });
+      expect(await store.getUser(uin)).toMatchObject({ remark: 'hello', consoleLogin: 0 });
+      await store.updateUser(uin, { consoleLogin: 1 });
+      expect(await (await openAnother()).getUser(uin)).toMatchObject({ remark: 'hello', consoleLogin: 1 });
+      await expect(store.updateUser('299999999999', { remark: 'x' })).rejects.toBeInstanceOf(IamNotFoundError);
+      await expect(store.updateUser(uin, { consoleLogin: 3 })).rejects.toBeInstanceOf(IamInputError);
+    });
+
+    test('deleting a sub-account removes its keys and attachments; its name is free again', async () => {
+      const t = await tenant();
+      const uin = await store.allocateUin('user');
+      const key = apiKey();
+      await store.createUser({ uin, tenantUin: t, name: 'gone', createdAt: 1_700_000_001, apiKey: key, policies: [preset('p')] });
+      await store.deleteUser(uin);
+      expect(await store.getUser(uin)).toBeUndefined();
+      expect(await store.getApiKey(key.secretId)).toBeUndefined();
+      expect(await store.listApiKeys(uin)).toEqual([]);
+      expect(await store.listPolicies(uin)).toEqual([]);
+      expect((await store.listUsers(t)).map((u) => u.uin)).toEqual([]);
+      await user(t, 'gone');
+      await expect(store.deleteUser(uin)).rejects.toBeInstanceOf(IamNotFoundError);
+    });
+
+    test('deleting an API key; an unknown one is NotFound', async () => {
+      const t = await tenant();
+      const key = apiKey();
+      await store.addApiKey(t, key);
+      await store.deleteApiKey(key.secretId);
+      expect(await store.getApiKey(key.secretId)).toBeUndefined();
+      expect(await store.listApiKeys(t)).toEqual([]);
+      await expect(store.deleteApiKey(key.secretId)).rejects.toBeInstanceOf(IamNotFoundError);
+    });
+
+    test("tenant policies: create, get, list, rename, delete; names unique per tenant; another tenant's are absent", async () => {
+      const t = await tenant();
+      const other = await tenant();
+      const doc = '{"version":"2.0","statement":[{"effect":"allow","action":"kms:ListKeys","resource":"*"}]}';
+      const p = { policyId: await store.allocateUin('policy'), tenantUin: t, name: 'one', description: 'd', document: doc, createdAt: 1, updatedAt: 1 };
+      expect(Number(p.policyId)).toBeGreaterThan(100_000);
+      await store.createTenantPolicy(p);
+      await expect(store.createTenantPolicy({ ...p, policyId: await store.allocateUin('policy') })).rejects.toBeInstanceOf(IamAlreadyExistsError);
+      await store.createTenantPolicy({ ...p, tenantUin: other, policyId: await store.allocateUin('policy') });
+      expect(await store.getTenantPolicy(t, p.policyId)).toEqual(p);
+      expect(await store.getTenantPolicy(other, p.policyId)).toBeUndefined();
+      const second = { ...p, policyId: await store.allocateUin('policy'), name: 'two' };
+      await store.createTenantPolicy(second);
+      expect((await store.listTenantPolicies(t)).map((x) => x.name)).toEqual(['one', 'two']);
+      await expect(store.updateTenantPolicy({ ...second, name: 'one' })).rejects.toBeInstanceOf(IamAlreadyExistsError);
+      await store.updateTenantPolicy({ ...second, name: 'renamed', updatedAt: 2 });
+      await store.createTenantPolicy({ ...second, policyId: await store.allocateUin('policy'), name: 'two' });
+      expect((await (await openAnother()).listTenantPolicies(t)).map((x) => x.name)).toEqual(['one', 'renamed', 'two']);
+      await store.deleteTenantPolicy(t, p.policyId);
+      await expect(store.deleteTenantPolicy(t, p.policyId)).rejects.toBeInstanceOf(IamNotFoundError);
+      await expect(store.updateTenantPolicy(p)).rejects.toBeInstanceOf(IamNotFoundError);
+      await store.createTenantPolicy({ ...p, policyId: await store.allocateUin('policy') });
+    });
+
+    test('the change generation is shared by every handle', async () => {
+      const before = await store.changeGeneration();
+      const other = await openAnother();
+      expect(await other.noteChange()).toBe(before + 1);
+      expect(await store.changeGeneration()).toBe(before + 1);
+    });
+  });
+
   describe('input guards', () => {
     test.each([
       ['uin not a number', { uin: 'abc', name: 'x', createdAt: 1 }],
@@ -354,7 +423,14 @@ describe('SQLite identity store beside the key store', () => {
     const db = new Database(file, { readonly: true });
     try {
       const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as Array<{ name: string }>).map((r) => r.name);
-      expect(tables.filter((t) => t.startsWith('iam_')).sort()).toEqual(['iam_api_keys', 'iam_meta', 'iam_policies', 'iam_tenants', 'iam_users']);
+      expect(tables.filter((t) => t.startsWith('iam_')).sort()).toEqual([
+        'iam_api_keys',
+        'iam_meta',
+        'iam_policies',
+        'iam_tenant_policies',
+        'iam_tenants',
+        'iam_users',
+      ]);
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
       expect(db.pragma('user_version', { simple: true })).toBeGreaterThan(0);
     } finally {

@@ -1,0 +1,171 @@
+/**
+ * Request parameters of the CAM 2019-01-16 actions served here (field names, JSON types and
+ * required-ness as the SDK's cam_models.d.ts: test/unit/api/cam-params.test.ts compares them), their
+ * maxima, and the SDK's other CAM actions, answered UnsupportedOperation. Fields the on-premises
+ * service has no use for (console passwords, phone, e-mail, tags) are shape-checked and dropped.
+ */
+import { MAX_POLICY_CHARS } from '../iam/policy';
+import { arrayOf, Fields, int, Maxima, object, ParamsOf, req, str } from './params';
+
+const ignored = <S extends Fields[string]>(s: S): S & { ignored: true } => ({ ...s, ignored: true });
+const PAGE = { Page: int, Rp: int };
+const TAGS = ignored(arrayOf(object({ Key: req(str), Value: str })));
+
+export const CAM_SCHEMAS = {
+  AddUser: {
+    Name: req(str),
+    Remark: str,
+    ConsoleLogin: int,
+    UseApi: int,
+    Password: ignored(str),
+    NeedResetPassword: ignored(int),
+    PhoneNum: ignored(str),
+    CountryCode: ignored(str),
+    Email: ignored(str),
+  },
+  GetUser: { Name: req(str) },
+  ListUsers: {},
+  UpdateUser: {
+    Name: req(str),
+    Remark: str,
+    ConsoleLogin: int,
+    Password: ignored(str),
+    NeedResetPassword: ignored(int),
+    PhoneNum: ignored(str),
+    CountryCode: ignored(str),
+    Email: ignored(str),
+  },
+  DeleteUser: { Name: req(str), Force: int },
+  CreateAccessKey: { TargetUin: int, Description: ignored(str) },
+  ListAccessKeys: { TargetUin: int },
+  UpdateAccessKey: { AccessKeyId: req(str), Status: req(str), TargetUin: int },
+  DeleteAccessKey: { AccessKeyId: req(str), TargetUin: int },
+  CreatePolicy: { PolicyName: req(str), PolicyDocument: req(str), Description: str, Tags: TAGS },
+  GetPolicy: { PolicyId: req(int) },
+  ListPolicies: { ...PAGE, Scope: str, Keyword: str },
+  UpdatePolicy: { PolicyId: int, PolicyName: str, Description: str, PolicyDocument: str, Alias: ignored(str) },
+  DeletePolicy: { PolicyId: req(arrayOf(int)) },
+  AttachUserPolicy: { PolicyId: req(int), AttachUin: req(int) },
+  DetachUserPolicy: { PolicyId: req(int), DetachUin: req(int) },
+  ListAttachedUserPolicies: { TargetUin: req(int), ...PAGE },
+  ListEntitiesForPolicy: { PolicyId: req(int), ...PAGE, EntityFilter: str },
+} satisfies Record<string, Fields>;
+
+export type CamAction = keyof typeof CAM_SCHEMAS;
+export type CamParams<A extends CamAction> = ParamsOf<(typeof CAM_SCHEMAS)[A]>;
+
+const NAME = { chars: 128 };
+/** CAM's own limits where it states one (names, remark, description); the policy document as policy.ts bounds it. */
+export const CAM_MAXIMA: Maxima = {
+  Name: { chars: 64 },
+  Remark: { chars: 255 },
+  Password: NAME,
+  PhoneNum: { chars: 32 },
+  CountryCode: { chars: 8 },
+  Email: NAME,
+  Description: { chars: 300 },
+  AccessKeyId: NAME,
+  Status: { chars: 16 },
+  PolicyName: NAME,
+  PolicyDocument: { chars: MAX_POLICY_CHARS },
+  Scope: { chars: 16 },
+  Keyword: NAME,
+  Alias: NAME,
+  PolicyId: { items: 100 },
+  EntityFilter: { chars: 16 },
+  Tags: { items: 50 },
+  Key: NAME,
+  Value: { chars: 256 },
+};
+
+/** The SDK client's other CAM actions: groups, roles, SAML/OIDC, MFA, policy versions, boundaries, collaborators. */
+export const CAM_UNSUPPORTED = [
+  'AddUserToGroup',
+  'AttachGroupPolicy',
+  'AttachRolePolicy',
+  'BuildDataFlowAuthToken',
+  'ConsumeCustomMFAToken',
+  'CreateGroup',
+  'CreateMessageReceiver',
+  'CreateOIDCConfig',
+  'CreatePolicyVersion',
+  'CreateRole',
+  'CreateSAMLProvider',
+  'CreateServiceLinkedRole',
+  'CreateSubAccountLoginIpPolicy',
+  'CreateUserOIDCConfig',
+  'CreateUserSAMLConfig',
+  'DeleteGroup',
+  'DeleteMessageReceiver',
+  'DeleteOIDCConfig',
+  'DeletePolicyVersion',
+  'DeleteRole',
+  'DeleteRolePermissionsBoundary',
+  'DeleteSAMLProvider',
+  'DeleteServiceLinkedRole',
+  'DeleteUserPermissionsBoundary',
+  'DescribeOIDCConfig',
+  'DescribeRoleList',
+  'DescribeSafeAuthFlag',
+  'DescribeSafeAuthFlagColl',
+  'DescribeSafeAuthFlagIntl',
+  'DescribeSubAccounts',
+  'DescribeUserOIDCConfig',
+  'DescribeUserSAMLConfig',
+  'DetachGroupPolicy',
+  'DetachRolePolicy',
+  'DisableUserSSO',
+  'GetAccountSummary',
+  'GetCustomMFATokenInfo',
+  'GetGroup',
+  'GetPasswordRules',
+  'GetPolicyVersion',
+  'GetRole',
+  'GetRolePermissionBoundary',
+  'GetSAMLProvider',
+  'GetSecurityLastUsed',
+  'GetServiceLinkedRoleDeletionStatus',
+  'GetUserAppId',
+  'GetUserPermissionBoundary',
+  'ListAccounts',
+  'ListAttachedGroupPolicies',
+  'ListAttachedRolePolicies',
+  'ListAttachedUserAllPolicies',
+  'ListCollaborators',
+  'ListGroups',
+  'ListGroupsForUser',
+  'ListPoliciesGrantingServiceAccess',
+  'ListPolicyVersions',
+  'ListReceiver',
+  'ListSAMLProviders',
+  'ListUsersForGroup',
+  'ListWeChatWorkSubAccounts',
+  'PutRolePermissionsBoundary',
+  'PutUserPermissionsBoundary',
+  'RemoveUserFromGroup',
+  'SetDefaultPolicyVersion',
+  'SetMfaFlag',
+  'TagRole',
+  'UntagRole',
+  'UpdateAssumeRolePolicy',
+  'UpdateGroup',
+  'UpdateOIDCConfig',
+  'UpdatePasswordRules',
+  'UpdateRoleConsoleLogin',
+  'UpdateRoleDescription',
+  'UpdateRoleSessionDuration',
+  'UpdateSAMLProvider',
+  'UpdateUserOIDCConfig',
+  'UpdateUserSAMLConfig',
+] as const;
+
+/** CAM reads that may reuse a signature (see REPEATABLE_ACTIONS in actions.ts): they create, change and reveal no secret. */
+export const CAM_REPEATABLE: readonly CamAction[] = [
+  'GetUser',
+  'ListUsers',
+  'ListAccessKeys',
+  'GetPolicy',
+  'ListPolicies',
+  'ListAttachedUserPolicies',
+  'ListEntitiesForPolicy',
+];
