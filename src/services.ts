@@ -399,6 +399,7 @@ function compose(config: ServerConfig, options: ServicesOptions, clusters: HsmCl
       authn: { resolve: (secretId) => iam.resolve(secretId) },
       cam,
       audit: { append: (e) => audit.append(e) },
+      trail: { lookUpEvents: (r) => audit.lookUpEvents(r) },
     }),
     close: () => (closing ??= closeAll(options.log, clusters, opened, kms, CLOSE_BUDGET_MS, trust.failures)),
   };

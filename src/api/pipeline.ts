@@ -22,7 +22,7 @@ import {
 } from './error-codes';
 import type { Metrics } from './metrics';
 import { ParamError, parseJsonBody } from './params';
-import type { AuditSink, Authenticator, AuthorizationRequest, Authorizer, RateLimiter, RequestLog } from './ports';
+import type { AuditSink, AuditTrail, Authenticator, AuthorizationRequest, Authorizer, RateLimiter, RequestLog } from './ports';
 import type { FailureAudit, PreAuthLimiter } from './pre-auth';
 import { ReplayGuard, replayKey, signatureExpiry } from './replay-guard';
 import { errorBody, successBody } from './response';
@@ -45,6 +45,8 @@ export interface PipelineDeps {
   metrics: Metrics;
   /** CAM's users, keys and policies (the CAM API's handlers call it). */
   cam: Cam;
+  /** The audit trail, read back by CloudAudit LookUpEvents. */
+  trail: AuditTrail;
   regions: readonly string[];
   deploymentId: Buffer;
   trust: TrustDeps;
@@ -173,7 +175,7 @@ async function run(deps: PipelineDeps, req: RawRequest, trace: Trace, now: numbe
   // A regionless action (GetRegions) may carry any region header, or none: it acts in the first served region.
   const region = deps.regions.includes(trace.region) ? trace.region : deps.regions[0];
   const caller: Caller = { tenant: principal.tenantUin, uin: principal.uin, region };
-  const ctx: ServiceContext = { kms: deps.kms, cam: deps.cam, caller, principal, regions: deps.regions, deploymentId: deps.deploymentId };
+  const ctx: ServiceContext = { kms: deps.kms, cam: deps.cam, trail: deps.trail, caller, principal, regions: deps.regions, deploymentId: deps.deploymentId };
   return dispatch(deps, service, action, parseJsonBody(req.body), ctx, trace, { sourceIp: req.sourceIp, region: caller.region, currentTime: now });
 }
 

@@ -1,5 +1,6 @@
 /** What the API layer needs from the layers below, as small interfaces the composition root fills in. */
 import type { NewAuditEvent } from '../audit/event';
+import type { LookupRequest, LookupResult } from '../audit/lookup';
 import type { Principal } from '../iam/principal';
 
 export interface Authenticator {
@@ -31,4 +32,9 @@ export interface RateLimiter {
 
 export interface RequestLog {
   write(line: Record<string, unknown>): void;
+}
+
+/** The audit trail as a tenant reads it back (CloudAudit LookUpEvents). */
+export interface AuditTrail {
+  lookUpEvents(r: LookupRequest): Promise<LookupResult>;
 }

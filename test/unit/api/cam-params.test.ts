@@ -1,3 +1,4 @@
+import { CLOUDAUDIT_SCHEMAS } from '../../../src/api/cloudaudit-handlers';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CAM_MAXIMA, CAM_SCHEMAS, CAM_UNSUPPORTED, CamAction } from '../../../src/api/cam-params';
@@ -60,12 +61,18 @@ describe('CAM actions', () => {
     expect(ACTIONS).toHaveLength(18);
   });
 
-  test('CloudAudit: every action of the SDK client is refused until wired', () => {
+  test("CloudAudit: LookUpEvents and GetAttributeKey served, the SDK client's other actions refused, every field in the SDK model", () => {
     const client = fs.readFileSync(path.join(SDK, 'tencentcloud/services/cloudaudit/v20190319/cloudaudit_client.js'), 'utf8');
     const actions = [...client.matchAll(/this\.request\("(\w+)"/g)].map((m) => m[1]);
     const cloudaudit = serviceByName('cloudaudit')!;
-    expect([...cloudaudit.unsupported].sort()).toEqual(actions.sort());
-    expect(cloudaudit.served.size).toBe(0);
+    expect([...cloudaudit.served].sort()).toEqual(['GetAttributeKey', 'LookUpEvents']);
+    expect([...cloudaudit.served, ...cloudaudit.unsupported].sort()).toEqual(actions.sort());
+    const models = fs.readFileSync(path.join(SDK, 'tencentcloud/services/cloudaudit/v20190319/cloudaudit_models.d.ts'), 'utf8');
+    for (const [action, fields] of Object.entries(CLOUDAUDIT_SCHEMAS)) {
+      const block = new RegExp(`export interface ${action}Request \\{([\\s\\S]*?)\\n\\}`).exec(models)?.[1] ?? '';
+      const modelFields = [...block.matchAll(/^\s+(\w+)\??:/gm)].map((m) => m[1]);
+      for (const f of Object.keys(fields)) expect(modelFields).toContain(f);
+    }
   });
 });
 
