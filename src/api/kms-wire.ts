@@ -16,15 +16,7 @@ import type {
   ReEncryptRequest,
   ReEncryptResult,
 } from '../kms/envelope';
-import {
-  InvalidEncryptionContextError,
-  InvalidKeyUsageError,
-  InvalidParameterError,
-  InvalidTypeError,
-  KmsError,
-  quoted,
-  RequestField,
-} from '../kms/errors';
+import { InvalidEncryptionContextError, InvalidKeyUsageError, InvalidParameterError, InvalidTypeError, KmsError, quoted, RequestField } from '../kms/errors';
 import type { ImportParameters, ImportParametersRequest, ImportRequest } from '../kms/key-import';
 import type { KeyDescription } from '../kms/key-metadata';
 import type { Tag } from '../kms/key-rules';

@@ -117,7 +117,7 @@ const CLOUDAUDIT: ApiService = {
   // The trail is the tenant's, across the regions served: any region header, or none.
   regionless: () => true,
   validate: (action, body) => validateFields(CLOUDAUDIT_SCHEMAS[action as CloudAuditAction] as Fields, body, CLOUDAUDIT_MAXIMA),
-  handler: (action) => CLOUDAUDIT_HANDLERS[action as CloudAuditAction] as ServiceHandler,
+  handler: (action) => CLOUDAUDIT_HANDLERS[action as CloudAuditAction],
 };
 
 export const API_SERVICES: readonly ApiService[] = [KMS, CAM, CLOUDAUDIT];

@@ -195,14 +195,17 @@ export class DataKeys {
   async importDataKey(caller: Caller, p: ImportDataKeyRequest): Promise<{ keyId: string; dataKeyId: string }> {
     checkNaming(p.name, p.description);
     const tags = tagsOf(p.tags);
-    if (p.importType !== 'ciphertext' && p.importType !== 'plaintext') throw new InvalidTypeError('importType must be ciphertext or plaintext', about('importType'));
+    if (p.importType !== 'ciphertext' && p.importType !== 'plaintext')
+      throw new InvalidTypeError('importType must be ciphertext or plaintext', about('importType'));
     if (p.importType === 'plaintext' && (p.keyId === undefined || p.keyId === ''))
       throw new InvalidParameterError('keyId is required to import a plaintext data key: it names the CMK that seals it', about('keyId'));
     await this.checkRoom(caller);
     const sealed =
       p.importType === 'ciphertext'
         ? await this.openImported(caller, p.material, p.keyId)
-        : await this.envelope.encrypt(caller, { keyId: p.keyId as string, plaintext: this.checkedMaterial(p.material) }).then((r) => ({ ...r, length: p.material.length }));
+        : await this.envelope
+            .encrypt(caller, { keyId: p.keyId as string, plaintext: this.checkedMaterial(p.material) })
+            .then((r) => ({ ...r, length: p.material.length }));
     const cmk = await this.access.load(caller, sealed.keyId);
     if (p.hsmClusterId && this.access.clusters.forList(caller.tenant, p.hsmClusterId) !== cmk.hsmClusterId) {
       throw new InvalidHsmClusterError(`key ${cmk.keyId} is not in HSM cluster ${quoted(p.hsmClusterId)}`);
@@ -336,7 +339,8 @@ export class DataKeys {
   private async openImported(caller: Caller, blob: Buffer, keyId: string | undefined): Promise<{ keyId: string; ciphertext: Buffer; length: number }> {
     const opened = await this.envelope.decrypt(caller, { ciphertext: blob });
     return wiping(opened.plaintext, async (plaintext) => {
-      if (keyId && keyId !== opened.keyId) throw new InvalidParameterError(`keyId ${quoted(keyId)} is not the CMK the ciphertext was made under`, about('keyId'));
+      if (keyId && keyId !== opened.keyId)
+        throw new InvalidParameterError(`keyId ${quoted(keyId)} is not the CMK the ciphertext was made under`, about('keyId'));
       this.checkedMaterial(plaintext);
       return { keyId: opened.keyId, ciphertext: Buffer.from(blob), length: plaintext.length };
     });

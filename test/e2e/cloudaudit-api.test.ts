@@ -50,11 +50,14 @@ describe('CloudAudit API (LookUpEvents, GetAttributeKey) with the official SDK c
     await lab.client(other).CreateKey({ Alias: 'foreign' });
     await client('cam').ListUsers({});
     // the trail is written in group commits: wait until every event is visible
-    await within(10_000, async () => (await lookUp(audit, { LookupAttributes: [{ AttributeKey: 'EventName', AttributeValue: 'Encrypt' }], MaxResults: 50 })).Events.length === 7);
+    await within(
+      10_000,
+      async () => (await lookUp(audit, { LookupAttributes: [{ AttributeKey: 'EventName', AttributeValue: 'Encrypt' }], MaxResults: 50 })).Events.length === 7,
+    );
   }, 60_000);
   afterAll(() => lab.stop());
 
-  test('EventName filter: the caller\'s events, newest first, with the SDK model\'s fields and no secret', async () => {
+  test("EventName filter: the caller's events, newest first, with the SDK model's fields and no secret", async () => {
     const r = await lookUp(audit, { LookupAttributes: [{ AttributeKey: 'EventName', AttributeValue: 'Encrypt' }], MaxResults: 50 });
     expect(r.Events).toHaveLength(7);
     expect(r.ListOver).toBe(true);
@@ -80,8 +83,12 @@ describe('CloudAudit API (LookUpEvents, GetAttributeKey) with the official SDK c
     const cam = await lookUp(audit, { LookupAttributes: [{ AttributeKey: 'EventName', AttributeValue: 'ListUsers' }] });
     expect(cam.Events.map((e) => e.EventSource)).toEqual(['cam.tencentcloudapi.com']);
     const one = cam.Events[0];
-    expect((await lookUp(audit, { LookupAttributes: [{ AttributeKey: 'RequestId', AttributeValue: one.RequestID }] })).Events.map((e) => e.EventId)).toEqual([one.EventId]);
-    expect((await lookUp(audit, { LookupAttributes: [{ AttributeKey: 'EventId', AttributeValue: one.EventId }] })).Events.map((e) => e.RequestID)).toEqual([one.RequestID]);
+    expect((await lookUp(audit, { LookupAttributes: [{ AttributeKey: 'RequestId', AttributeValue: one.RequestID }] })).Events.map((e) => e.EventId)).toEqual([
+      one.EventId,
+    ]);
+    expect((await lookUp(audit, { LookupAttributes: [{ AttributeKey: 'EventId', AttributeValue: one.EventId }] })).Events.map((e) => e.RequestID)).toEqual([
+      one.RequestID,
+    ]);
   });
 
   test('paging by NextToken walks every Encrypt once; a forged or altered token is InvalidParameterValue', async () => {
@@ -103,19 +110,19 @@ describe('CloudAudit API (LookUpEvents, GetAttributeKey) with the official SDK c
     expect(await codeOf(lookUp(audit, { ...filter, NextToken: 'not-a-token' }))).toBe('InvalidParameterValue');
   });
 
-  test('another tenant sees only its own events, and not through the first tenant\'s NextToken', async () => {
+  test("another tenant sees only its own events, and not through the first tenant's NextToken", async () => {
     const theirs = client('cloudaudit', other);
     await within(10_000, async () => (await lookUp(theirs, {})).Events.some((e) => e.EventName === 'CreateKey'));
     const r = await lookUp(theirs, { MaxResults: 50 });
     expect(r.Events.every((e) => e.SecretId === other.SecretId)).toBe(true);
     expect(r.Events.some((e) => e.EventName === 'Encrypt')).toBe(false);
     const mine = await lookUp(audit, { LookupAttributes: [{ AttributeKey: 'EventName', AttributeValue: 'Encrypt' }], MaxResults: 1 });
-    expect(await codeOf(lookUp(theirs, { LookupAttributes: [{ AttributeKey: 'EventName', AttributeValue: 'Encrypt' }], MaxResults: 1, NextToken: mine.NextToken }))).toBe(
-      'InvalidParameterValue',
-    );
+    expect(
+      await codeOf(lookUp(theirs, { LookupAttributes: [{ AttributeKey: 'EventName', AttributeValue: 'Encrypt' }], MaxResults: 1, NextToken: mine.NextToken })),
+    ).toBe('InvalidParameterValue');
   });
 
-  test('a sub-account needs cloudaudit:LookUpEvents; with it, it reads its tenant\'s trail', async () => {
+  test("a sub-account needs cloudaudit:LookUpEvents; with it, it reads its tenant's trail", async () => {
     const cam = client('cam');
     const made = (await cam.AddUser({ Name: 'auditor', UseApi: 1 })) as { Uin: number; SecretId: string; SecretKey: string };
     const auditor = client('cloudaudit', { SecretId: made.SecretId, SecretKey: made.SecretKey });
@@ -143,7 +150,11 @@ describe('CloudAudit API (LookUpEvents, GetAttributeKey) with the official SDK c
     ['StartTime after EndTime', { StartTime: 10, EndTime: 1 }, 'InvalidParameterValue'],
     ['MaxResults over 50', { StartTime: 0, EndTime: 1, MaxResults: 51 }, 'InvalidParameterValue'],
     ['an unknown AttributeKey', { StartTime: 0, EndTime: 1, LookupAttributes: [{ AttributeKey: 'Colour', AttributeValue: 'x' }] }, 'InvalidParameterValue'],
-    ['an oversize AttributeValue', { StartTime: 0, EndTime: 1, LookupAttributes: [{ AttributeKey: 'EventName', AttributeValue: 'x'.repeat(300) }] }, 'InvalidParameterValue'],
+    [
+      'an oversize AttributeValue',
+      { StartTime: 0, EndTime: 1, LookupAttributes: [{ AttributeKey: 'EventName', AttributeValue: 'x'.repeat(300) }] },
+      'InvalidParameterValue',
+    ],
     ['LookupAttributes not a list', { StartTime: 0, EndTime: 1, LookupAttributes: 'EventName' }, 'InvalidParameter'],
   ])('bad input: %s → %s', async (_what, params, code) => {
     expect(await codeOf(audit.LookUpEvents(params))).toBe(code);
