@@ -164,7 +164,7 @@ async function run(deps: PipelineDeps, req: RawRequest, trace: Trace, now: numbe
   if (!(await deps.limiter.take(principal.tenantUin))) throw new RateLimitedError('this account is over its request rate; slow down');
   if (deps.principalLimiter && !(await deps.principalLimiter.take(principal.uin)))
     throw new RateLimitedError(`${principal.kind === 'root' ? 'the root account' : 'this sub-account'} is over its request rate; slow down`);
-  if (service.unsupported.has(action)) throw new UnsupportedActionError(`${action} ${service.unsupportedWhy}`);
+  if (service.unsupported.has(action)) throw new UnsupportedActionError(`${action} ${service.unsupportedWhy(action)}`);
   if (!service.served.has(action))
     throw new InvalidActionError(`${JSON.stringify(action.slice(0, 64))} is not an action of the ${service.name.toUpperCase()} API ${service.version}`);
   if (!service.regionless(action)) {

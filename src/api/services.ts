@@ -43,7 +43,8 @@ export interface ApiService {
   served: ReadonlySet<string>;
   /** Actions of the SDK's client this deployment refuses, with UnsupportedOperation and `unsupportedWhy`. */
   unsupported: ReadonlySet<string>;
-  unsupportedWhy: string;
+  /** Why `action` (one of `unsupported`) is refused, after its name in the message. */
+  unsupportedWhy(action: string): string;
   /** Effect-free reads served on a signature used before (docs/security.md §1). */
   repeatable: ReadonlySet<string>;
   /** Whether `action` needs no X-TC-Region. */
@@ -55,6 +56,15 @@ export interface ApiService {
 
 const KMS_REGIONLESS = new Set(['GetRegions']);
 
+/** The KMS families refused, and why (the README says the same). */
+function kmsRefusal(action: string): string {
+  if (action.startsWith('PostQuantumCrypto'))
+    return 'is not offered: post-quantum keys (ML-KEM, ML-DSA) need an HSM that has them, and none of the supported PKCS#11 tokens (SoftHSM2, NSS softokn, openCryptoki) does';
+  if (action.includes('WhiteBox'))
+    return "is not offered: white-box keys are used through Tencent's client-side white-box library, which is not part of this KMS";
+  return 'is not offered by this service';
+}
+
 const KMS: ApiService = {
   name: 'kms',
   version: '2019-01-18',
@@ -62,7 +72,7 @@ const KMS: ApiService = {
   camPrefix: 'kms',
   served: new Set(SERVED_ACTIONS),
   unsupported: new Set(UNSUPPORTED_ACTIONS),
-  unsupportedWhy: 'is not offered by this service',
+  unsupportedWhy: kmsRefusal,
   repeatable: REPEATABLE_ACTIONS,
   regionless: (action) => KMS_REGIONLESS.has(action),
   validate: (action, body) => validateParams(action as ServedAction, body),
@@ -76,7 +86,7 @@ const CAM: ApiService = {
   camPrefix: 'cam',
   served: new Set(Object.keys(CAM_SCHEMAS)),
   unsupported: new Set(CAM_UNSUPPORTED),
-  unsupportedWhy: 'is not offered by this service: it serves the users, access keys and policies of CAM, not groups, roles, SAML, MFA or policy versions',
+  unsupportedWhy: () => 'is not offered by this service: it serves the users, access keys and policies of CAM, not groups, roles, SAML, MFA or policy versions',
   repeatable: new Set(CAM_REPEATABLE),
   regionless: () => true,
   validate: (action, body) => validateFields(CAM_SCHEMAS[action as CamAction] as Fields, body, CAM_MAXIMA),
@@ -111,7 +121,7 @@ const CLOUDAUDIT: ApiService = {
   camPrefix: 'cloudaudit',
   served: new Set(Object.keys(CLOUDAUDIT_SCHEMAS)),
   unsupported: new Set(CLOUDAUDIT_UNSUPPORTED),
-  unsupportedWhy:
+  unsupportedWhy: () =>
     'is not offered by this service: it serves the trail it keeps itself (LookUpEvents, GetAttributeKey); tracks that deliver to COS or CMQ do not exist here (kmsctl audit export writes the trail to a file)',
   repeatable: new Set(Object.keys(CLOUDAUDIT_SCHEMAS)),
   // The trail is the tenant's, across the regions served: any region header, or none.
