@@ -372,8 +372,10 @@ describe('CAM API (users, access keys, policies) with the official SDK client', 
       ['2017-03-12', 'cvm', 'DescribeInstances', 'NoSuchVersion'],
       [undefined, 'kms', 'ListKeys', 'NoSuchVersion'],
       ['2019-01-16', 'cam', 'ListKeys', 'InvalidAction'],
-      ['2019-03-19', 'cloudaudit', 'LookUpEvents', 'UnsupportedOperation'],
-      ['2019-03-19', '127', 'LookUpEvents', 'UnsupportedOperation'],
+      ['2019-03-19', 'cloudaudit', 'StartLogging', 'UnsupportedOperation'],
+      ['2019-03-19', '127', 'StartLogging', 'UnsupportedOperation'],
+      // served: the empty body lacks StartTime
+      ['2019-03-19', 'cloudaudit', 'LookUpEvents', 'MissingParameter'],
       ['2019-03-19', 'kms', 'LookUpEvents', 'NoSuchVersion'],
       ['2019-01-18', 'kms', 'ListUsers', 'InvalidAction'],
     ])('version %p, scope %p, %s → %p', async (version, service, action, code) => {
