@@ -9,7 +9,7 @@
 #              requests per HSM member loss (three losses), ten kill -9 of the server, two minutes of
 #              saturated shared pool; one file at a time so the figures are not disturbed
 SHELL := /bin/bash
-APT_PACKAGES := softhsm2 libnss3 libnss3-tools opensc redis-server opencryptoki
+APT_PACKAGES := softhsm2 libnss3 libnss3-tools opensc redis-server opencryptoki redis-sentinel haproxy awscli chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: deps build lint test run bench soak clean
